@@ -1,0 +1,49 @@
+import { DTYPE_INFO, type DType, numelOf, openCheckpoint, type TensorSource } from "@svdquant/tensor";
+
+export interface InspectReport {
+  tensors: { name: string; dtype: DType; shape: number[] }[];
+  metadata: Record<string, string>;
+  parameters: number;
+  bytes: number;
+  bytesByDtype: Partial<Record<DType, number>>;
+}
+
+/** Summarize a .safetensors file, a shard index or a model folder, reading headers only. */
+export async function inspectCheckpoint(path: string): Promise<InspectReport> {
+  const src: TensorSource = await openCheckpoint(path);
+  try {
+    const tensors: InspectReport["tensors"] = [];
+    const bytesByDtype: Partial<Record<DType, number>> = {};
+    let parameters = 0;
+    let bytes = 0;
+    for (const name of src.names()) {
+      const info = src.info(name);
+      const n = numelOf(info.shape);
+      const b = n * DTYPE_INFO[info.dtype].itemsize;
+      tensors.push({ name, dtype: info.dtype, shape: [...info.shape] });
+      parameters += n;
+      bytes += b;
+      bytesByDtype[info.dtype] = (bytesByDtype[info.dtype] ?? 0) + b;
+    }
+    return { tensors, metadata: { ...src.metadata }, parameters, bytes, bytesByDtype };
+  } finally {
+    await src.close();
+  }
+}
+
+export function formatInspect(path: string, r: InspectReport): string {
+  const lines = [
+    `${path}`,
+    `  tensors:    ${r.tensors.length}`,
+    `  parameters: ${r.parameters.toLocaleString("en-US")}`,
+    `  bytes:      ${r.bytes.toLocaleString("en-US")}`,
+  ];
+  for (const [dt, b] of Object.entries(r.bytesByDtype))
+    lines.push(`    ${dt.padEnd(8)} ${b.toLocaleString("en-US")} bytes`);
+  const meta = Object.entries(r.metadata);
+  if (meta.length > 0) {
+    lines.push("  metadata:");
+    for (const [k, v] of meta) lines.push(`    ${k}: ${v}`);
+  }
+  return lines.join("\n");
+}

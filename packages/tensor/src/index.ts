@@ -1,0 +1,45 @@
+export { type ModelFolder, openCheckpoint, openModelFolder, ShardedCheckpoint } from "./checkpoint.js";
+export {
+  DTYPE_INFO,
+  DTYPES,
+  type DType,
+  decodeToFloat32,
+  decodeToFloat64,
+  type EncodeOptions,
+  encodeFloats,
+  isDType,
+  itemsize,
+  type Storage,
+  type StorageOf,
+} from "./dtype.js";
+export { TensorError, type TensorErrorCode } from "./errors.js";
+export {
+  bf16BitsToF32,
+  bitsToF32,
+  E4M3_MAX,
+  E5M2_MAX,
+  e4m3BitsToF32,
+  e5m2BitsToF32,
+  type Fp8Overflow,
+  f16BitsToF32,
+  f32ToBf16Bits,
+  f32ToBits,
+  f32ToE4m3Bits,
+  f32ToE5m2Bits,
+  f32ToF16Bits,
+} from "./float-bits.js";
+export {
+  SafetensorsFile,
+  type TensorEntry,
+  type TensorSource,
+  type TensorsToWrite,
+  writeSafetensors,
+} from "./safetensors.js";
+export {
+  MAX_HEADER_BYTES,
+  type ParsedHeader,
+  parseHeader,
+  serializeHeader,
+  type TensorInfo,
+} from "./safetensors-header.js";
+export { checkShape, matmulF64, numelOf, type Shape, Tensor } from "./tensor.js";

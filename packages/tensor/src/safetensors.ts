@@ -1,0 +1,253 @@
+import { randomBytes } from "node:crypto";
+import { type FileHandle, open, rename, unlink } from "node:fs/promises";
+import { endianness } from "node:os";
+import { DTYPE_INFO, type DType, type StorageOf } from "./dtype.js";
+import { TensorError } from "./errors.js";
+import {
+  MAX_HEADER_BYTES,
+  type ParsedHeader,
+  parseHeader,
+  serializeHeader,
+  type TensorInfo,
+} from "./safetensors-header.js";
+import { numelOf, type Shape, Tensor } from "./tensor.js";
+
+if (endianness() !== "LE")
+  throw new Error("@svdquant/tensor needs a little-endian host (safetensors data is little-endian)");
+
+/** Anything tensors can be read from by name: one file, a sharded checkpoint, a model folder. */
+export interface TensorSource {
+  /** The path this source was opened from. */
+  readonly path: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Tensor names in byte order. */
+  names(): string[];
+  has(name: string): boolean;
+  /** Dtype, shape and location of a tensor, without reading it. Throws E_NOT_FOUND. */
+  info(name: string): TensorInfo & { readonly file: string };
+  /** Read one tensor; costs about its own bytes of I/O and memory. */
+  read(name: string): Promise<Tensor>;
+  close(): Promise<void>;
+}
+
+/** One .safetensors file, header validated at open, tensors read lazily with positional reads. */
+export class SafetensorsFile implements TensorSource {
+  readonly path: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Byte offset of the data buffer within the file (8 + header length). */
+  readonly dataStart: number;
+  private readonly header: ParsedHeader;
+  private handle: FileHandle | undefined;
+
+  private constructor(path: string, handle: FileHandle, header: ParsedHeader, dataStart: number) {
+    this.path = path;
+    this.handle = handle;
+    this.header = header;
+    this.metadata = header.metadata;
+    this.dataStart = dataStart;
+  }
+
+  static async open(path: string): Promise<SafetensorsFile> {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, "r");
+    } catch (cause) {
+      throw new TensorError("E_IO", `cannot open: ${(cause as Error).message}`, { file: path, cause });
+    }
+    try {
+      const size = (await handle.stat()).size;
+      if (size < 8)
+        throw new TensorError("E_HEADER_SIZE", `file has ${size} bytes, fewer than the 8-byte header length`, {
+          file: path,
+        });
+      const lenBuf = Buffer.alloc(8);
+      await readFully(handle, lenBuf, 0, path);
+      const n = lenBuf.readBigUInt64LE(0);
+      if (n > BigInt(MAX_HEADER_BYTES))
+        throw new TensorError("E_HEADER_SIZE", `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`, {
+          file: path,
+        });
+      const headerLen = Number(n);
+      if (8 + headerLen > size)
+        throw new TensorError(
+          "E_HEADER_SIZE",
+          `header length ${headerLen} runs past the end of the ${size}-byte file`,
+          { file: path },
+        );
+      if (headerLen < 2)
+        throw new TensorError("E_HEADER_SIZE", `header length ${headerLen} is too small for a JSON object`, {
+          file: path,
+        });
+      const headerBytes = Buffer.alloc(headerLen);
+      await readFully(handle, headerBytes, 8, path);
+      const header = parseHeader(headerBytes, size - 8 - headerLen, path);
+      return new SafetensorsFile(path, handle, header, 8 + headerLen);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  names(): string[] {
+    return [...this.header.tensors.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.header.tensors.has(name);
+  }
+
+  info(name: string): TensorInfo & { readonly file: string } {
+    const t = this.header.tensors.get(name);
+    if (t === undefined) throw new TensorError("E_NOT_FOUND", "no such tensor", { file: this.path, tensor: name });
+    return { ...t, file: this.path };
+  }
+
+  /** All tensor infos, in name order. */
+  infos(): TensorInfo[] {
+    return [...this.header.tensors.values()];
+  }
+
+  async read(name: string): Promise<Tensor> {
+    const t = this.info(name);
+    const handle = this.requireOpen();
+    const [begin, end] = t.dataOffsets;
+    const buf = new ArrayBuffer(end - begin); // fresh buffer: aligned for any typed array
+    await readFully(handle, new Uint8Array(buf), this.dataStart + begin, this.path, name);
+    const info = DTYPE_INFO[t.dtype];
+    const data = info.wrap(buf, 0, (end - begin) / info.itemsize) as StorageOf[DType];
+    return new Tensor(t.dtype, t.shape, data);
+  }
+
+  async close(): Promise<void> {
+    const h = this.handle;
+    this.handle = undefined;
+    await h?.close();
+  }
+
+  private requireOpen(): FileHandle {
+    if (this.handle === undefined) throw new TensorError("E_IO", "file is closed", { file: this.path });
+    return this.handle;
+  }
+}
+
+async function readFully(
+  handle: FileHandle,
+  dst: Uint8Array,
+  position: number,
+  file: string,
+  tensor?: string,
+): Promise<void> {
+  let done = 0;
+  while (done < dst.length) {
+    const { bytesRead } = await handle.read(dst, done, dst.length - done, position + done);
+    if (bytesRead === 0) {
+      throw new TensorError(
+        "E_IO",
+        `unexpected end of file at byte ${position + done} (was it truncated after opening?)`,
+        tensor === undefined ? { file } : { file, tensor },
+      );
+    }
+    done += bytesRead;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ writer
+
+/** One tensor to write: its declared dtype/shape and the data, or a function producing it on demand. */
+export interface TensorEntry {
+  name: string;
+  dtype: DType;
+  shape: Shape;
+  data: Tensor | (() => Tensor | Promise<Tensor>);
+}
+
+export type TensorsToWrite = Iterable<TensorEntry> | ReadonlyMap<string, Tensor> | Readonly<Record<string, Tensor>>;
+
+function toEntries(tensors: TensorsToWrite): TensorEntry[] {
+  const fromTensor = (name: string, t: Tensor): TensorEntry => ({ name, dtype: t.dtype, shape: t.shape, data: t });
+  if (tensors instanceof Map) return [...tensors].map(([n, t]) => fromTensor(n, t));
+  if (Symbol.iterator in (tensors as object)) return [...(tensors as Iterable<TensorEntry>)];
+  return Object.entries(tensors as Record<string, Tensor>).map(([n, t]) => fromTensor(n, t));
+}
+
+/**
+ * Write a safetensors file as the reference writer lays it out (data ordered by dtype, then name; header
+ * padded with spaces to 8 bytes). Streaming: tensors given as functions are produced one at a time, in data
+ * order, and released after writing. Atomic: the bytes go to a temporary file beside `path`, which is
+ * fsync'ed and renamed over `path` only when complete.
+ */
+export async function writeSafetensors(
+  path: string,
+  tensors: TensorsToWrite,
+  metadata?: Readonly<Record<string, string>>,
+): Promise<void> {
+  const entries = toEntries(tensors);
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (e.name === "__metadata__")
+      throw new TensorError("E_ARGUMENT", "the name __metadata__ is reserved", { file: path, tensor: e.name });
+    if (seen.has(e.name)) throw new TensorError("E_DUPLICATE", "given twice", { file: path, tensor: e.name });
+    seen.add(e.name);
+    if (!(e.dtype in DTYPE_INFO))
+      throw new TensorError("E_DTYPE", `unknown dtype ${e.dtype}`, { file: path, tensor: e.name });
+  }
+  if (metadata !== undefined) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== "string")
+        throw new TensorError("E_METADATA", `metadata["${k}"] must be a string`, { file: path });
+    }
+  }
+  // Data order of the reference writer: dtype (larger first, by its enum order), then name.
+  const order = [...entries].sort(
+    (a, b) =>
+      DTYPE_INFO[b.dtype].writerRank - DTYPE_INFO[a.dtype].writerRank ||
+      Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)),
+  );
+  const infos: TensorInfo[] = [];
+  let offset = 0;
+  for (const e of order) {
+    const bytes = numelOf(e.shape) * DTYPE_INFO[e.dtype].itemsize;
+    infos.push({ name: e.name, dtype: e.dtype, shape: e.shape, dataOffsets: [offset, offset + bytes] });
+    offset += bytes;
+  }
+  const header = serializeHeader(metadata, infos);
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(tmp, "wx");
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(header.length));
+    await writeFully(handle, len);
+    await writeFully(handle, header);
+    for (const e of order) {
+      const t = typeof e.data === "function" ? await e.data() : e.data;
+      if (t.dtype !== e.dtype || t.shape.length !== e.shape.length || t.shape.some((d, i) => d !== e.shape[i])) {
+        throw new TensorError(
+          "E_SHAPE",
+          `declared ${e.dtype} [${e.shape.join(", ")}] but got ${t.dtype} [${t.shape.join(", ")}]`,
+          { file: path, tensor: e.name },
+        );
+      }
+      await writeFully(handle, t.bytes());
+    }
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await rename(tmp, path);
+  } catch (err) {
+    await handle?.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    if (err instanceof TensorError) throw err;
+    throw new TensorError("E_IO", `cannot write: ${(err as Error).message}`, { file: path, cause: err });
+  }
+}
+
+async function writeFully(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  // FileHandle.write may write fewer bytes than asked on large buffers; loop in bounded chunks.
+  const CHUNK = 1 << 26;
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, done, Math.min(CHUNK, bytes.length - done));
+    done += bytesWritten;
+  }
+}
