@@ -1,44 +1,31 @@
 import { Command, CommanderError } from "commander";
-import { formatInspect, inspectCheckpoint } from "./inspect.js";
+import { registerInspect } from "./commands/inspect.js";
+import { type CliIO, processIO } from "./io.js";
 
-export { formatInspect, type InspectReport, inspectCheckpoint } from "./inspect.js";
+export { formatInspect, type InspectReport, inspectCheckpoint } from "./commands/inspect.js";
+export type { CliIO } from "./io.js";
 
-/** Build the `svdquant` program; `out`/`err` are where it writes (stdout/stderr by default). */
-export function buildProgram(io: { out: (s: string) => void; err: (s: string) => void }): Command {
+/** Each command lives in commands/NAME.ts and registers itself here. */
+const COMMANDS: ((program: Command, io: CliIO) => void)[] = [registerInspect];
+
+/** Build the `svdquant` program writing to `io`. */
+export function buildProgram(io: CliIO): Command {
   const program = new Command("svdquant")
     .description("SVDQuant W4A4 quantization for diffusion transformers")
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err });
-
-  program
-    .command("inspect")
-    .description("summarize a .safetensors file, a *.safetensors.index.json shard index, or a diffusers model folder")
-    .argument("<path>", "checkpoint to inspect")
-    .option("--json", "print a machine-readable JSON object")
-    .action(async (path: string, opts: { json?: boolean }) => {
-      const r = await inspectCheckpoint(path);
-      if (opts.json) {
-        io.out(
-          `${JSON.stringify({ tensors: r.tensors, metadata: r.metadata, parameters: r.parameters, bytes: r.bytes }, null, 2)}\n`,
-        );
-      } else {
-        io.out(`${formatInspect(path, r)}\n`);
-      }
-    });
+  for (const register of COMMANDS) register(program, io);
   return program;
 }
 
 /** Run the CLI; resolves to the process exit code. Errors print one line on stderr and give 1. */
-export async function main(
-  argv: string[],
-  io = { out: (s: string) => process.stdout.write(s), err: (s: string) => process.stderr.write(s) },
-): Promise<number> {
+export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
   const program = buildProgram(io);
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1; // commander already printed its message
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1; // commander printed its own message
     io.err(`svdquant: ${(err as Error).message}\n`);
     return 1;
   }

@@ -1,4 +1,6 @@
 import { DTYPE_INFO, type DType, numelOf, openCheckpoint, type TensorSource } from "@svdquant/tensor";
+import type { Command } from "commander";
+import type { CliIO } from "../io.js";
 
 export interface InspectReport {
   tensors: { name: string; dtype: DType; shape: number[] }[];
@@ -46,4 +48,22 @@ export function formatInspect(path: string, r: InspectReport): string {
     for (const [k, v] of meta) lines.push(`    ${k}: ${v}`);
   }
   return lines.join("\n");
+}
+
+/** `svdquant inspect PATH [--json]` */
+export function registerInspect(program: Command, io: CliIO): void {
+  program
+    .command("inspect")
+    .description("summarize a .safetensors file, a *.safetensors.index.json shard index, or a diffusers model folder")
+    .argument("<path>", "checkpoint to inspect")
+    .option("--json", "print a machine-readable JSON object")
+    .action(async (path: string, opts: { json?: boolean }) => {
+      const r = await inspectCheckpoint(path);
+      if (opts.json) {
+        const { tensors, metadata, parameters, bytes } = r;
+        io.out(`${JSON.stringify({ tensors, metadata, parameters, bytes }, null, 2)}\n`);
+      } else {
+        io.out(`${formatInspect(path, r)}\n`);
+      }
+    });
 }
