@@ -1,0 +1,170 @@
+// Operator 1: fused activation quantize + low-rank down.
+//   X [M,K] (f32 or bf16)  ->  X̂ = X / λ,   lora_act [M,R] = X̂ · L_downᵀ (f32),
+//   codes [M,K] int8 (one 4-bit code per byte) and scales [M,K/64] f32 of X̂ per token per 64 channels.
+// INT4: scale = amax/7, code = clamp(rne(x̂·7/amax), -8, 7).  UINT4: v = x̂ + shift, scale = vmax/15,
+// code = clamp(rne(v·15/vmax), 0, 15)  (Nunchaku's shifted unsigned activations after GELU).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "common.h"
+
+namespace svdq {
+
+static inline float bf16_to_f32(uint16_t b) {
+  uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Quantizes one group of 64 smoothed values (scalar path; also used by the AVX2 path's tail-free groups).
+static void quant_group_scalar(const float* xh, int format, float shift, int8_t* codes, float* scale) {
+  if (format == kActInt4) {
+    float amax = 0.f;
+    for (int i = 0; i < kGroup; ++i) amax = std::fmax(amax, std::fabs(xh[i]));
+    *scale = amax / 7.f;
+    const float inv = amax > 0.f ? 7.f / amax : 0.f;
+    for (int i = 0; i < kGroup; ++i) {
+      float q = round_even(xh[i] * inv);
+      codes[i] = static_cast<int8_t>(q > 7.f ? 7.f : (q < -8.f ? -8.f : q));
+    }
+  } else {
+    float vmax = 0.f;
+    for (int i = 0; i < kGroup; ++i) vmax = std::fmax(vmax, xh[i] + shift);
+    *scale = vmax / 15.f;
+    const float inv = vmax > 0.f ? 15.f / vmax : 0.f;
+    for (int i = 0; i < kGroup; ++i) {
+      float q = round_even((xh[i] + shift) * inv);
+      codes[i] = static_cast<int8_t>(q > 15.f ? 15.f : (q < 0.f ? 0.f : q));
+    }
+  }
+}
+
+static bool load_row_scalar(const ActQuantArgs& a, int64_t m, float* xh) {
+  const int64_t K = a.K;
+  bool bad = false;
+  for (int64_t k = 0; k < K; ++k) {
+    float v = a.x_f32 ? a.x_f32[m * K + k] : bf16_to_f32(a.x_bf16[m * K + k]);
+    xh[k] = a.smooth ? v / a.smooth[k] : v;
+    bad |= !std::isfinite(xh[k]);
+  }
+  return bad;
+}
+
+static bool row_scalar(const ActQuantArgs& a, int64_t m, float* xh) {
+  const int64_t K = a.K, G = K / kGroup;
+  if (load_row_scalar(a, m, xh)) return true;
+  for (int64_t g = 0; g < G; ++g)
+    quant_group_scalar(xh + g * kGroup, a.format, a.shift, a.codes + m * K + g * kGroup, a.scales + m * G + g);
+  for (int64_t r = 0; r < a.R; ++r) {
+    const float* l = a.ldown + r * K;
+    float s = 0.f;
+    for (int64_t k = 0; k < K; ++k) s += xh[k] * l[k];
+    a.lora_act[m * a.R + r] = s;
+  }
+  return false;
+}
+
+__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+__attribute__((target("avx2,fma"))) static inline float hmax256(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) static bool row_avx2(const ActQuantArgs& a, int64_t m, float* xh) {
+  const int64_t K = a.K, G = K / kGroup;
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 bad = zero;  // lanes where x̂·0 != 0, i.e. x̂ is NaN or ±Inf
+  // X̂ = X / λ: one division per element like the scalar path, so both paths give identical codes.
+  for (int64_t k = 0; k < K; k += 8) {
+    __m256 v;
+    if (a.x_f32) {
+      v = _mm256_loadu_ps(a.x_f32 + m * K + k);
+    } else {
+      __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.x_bf16 + m * K + k));
+      v = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    if (a.smooth) v = _mm256_div_ps(v, _mm256_loadu_ps(a.smooth + k));
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_mul_ps(v, zero), zero, _CMP_NEQ_UQ));
+    _mm256_storeu_ps(xh + k, v);
+  }
+  if (_mm256_movemask_ps(bad)) return true;
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const bool s4 = a.format == kActInt4;
+  const __m256 lo = _mm256_set1_ps(s4 ? -8.f : 0.f), hi = _mm256_set1_ps(s4 ? 7.f : 15.f);
+  const __m256 sh = _mm256_set1_ps(s4 ? 0.f : a.shift);
+  for (int64_t g = 0; g < G; ++g) {
+    const float* p = xh + g * kGroup;
+    __m256 mx = _mm256_setzero_ps();
+    __m256 v[8];
+    for (int j = 0; j < 8; ++j) {
+      v[j] = _mm256_add_ps(_mm256_loadu_ps(p + 8 * j), sh);
+      mx = _mm256_max_ps(mx, s4 ? _mm256_and_ps(v[j], absmask) : v[j]);
+    }
+    const float amax = hmax256(mx);
+    const float qmax = s4 ? 7.f : 15.f;
+    a.scales[m * G + g] = amax / qmax;
+    const __m256 inv = _mm256_set1_ps(amax > 0.f ? qmax / amax : 0.f);
+    int8_t* c = a.codes + m * K + g * kGroup;
+    for (int j = 0; j < 8; j += 4) {
+      __m256i q[4];
+      for (int t = 0; t < 4; ++t) {
+        __m256 r = _mm256_round_ps(_mm256_mul_ps(v[j + t], inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q[t] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+      }
+      // pack 32 int32 -> 32 int8 keeping order
+      __m256i p01 = _mm256_packs_epi32(q[0], q[1]);  // lanes interleaved by 128-bit halves
+      __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+      __m256i b = _mm256_packs_epi16(p01, p23);
+      b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + 8 * j), b);
+    }
+  }
+  for (int64_t r = 0; r < a.R; ++r) {
+    const float* l = a.ldown + r * K;
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k += 16) {
+      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(xh + k), _mm256_loadu_ps(l + k), s0);
+      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(xh + k + 8), _mm256_loadu_ps(l + k + 8), s1);
+    }
+    a.lora_act[m * a.R + r] = hsum256(_mm256_add_ps(s0, s1));
+  }
+  return false;
+}
+
+int64_t act_quant(const ActQuantArgs& a) {
+  if (a.K % kGroup != 0) throw KernelError("act_quant: K must be a multiple of 64");
+  const bool avx = active_isa() == Isa::Avx2;
+  const int threads = num_threads();
+  std::vector<std::vector<float>> scratch(threads, std::vector<float>(a.K));
+  const int64_t rows_per_task = 8;
+  std::atomic<int64_t> first_bad{a.M};
+  parallel_for((a.M + rows_per_task - 1) / rows_per_task, [&](int64_t t, int th) {
+    float* xh = scratch[th].data();
+    const int64_t m1 = std::min(a.M, (t + 1) * rows_per_task);
+    for (int64_t m = t * rows_per_task; m < m1; ++m) {
+      const bool bad = avx ? row_avx2(a, m, xh) : row_scalar(a, m, xh);
+      if (bad) {
+        int64_t cur = first_bad.load();
+        while (m < cur && !first_bad.compare_exchange_weak(cur, m)) {
+        }
+      }
+    }
+  });
+  const int64_t fb = first_bad.load();
+  return fb == a.M ? -1 : fb;
+}
+
+}  // namespace svdq

@@ -1,0 +1,241 @@
+// Node-API binding of the SVDQuant CPU kernels. Every entry point takes one object of named typed arrays
+// and integers. TypeScript validates shapes/dtypes/lengths first (packages/kernels/src/validate.ts); the
+// checks here are a second line of defence so a wrong length can never read or write out of bounds.
+#include <napi.h>
+
+#include <string>
+
+#include "common.h"
+
+namespace {
+
+using svdq::KernelError;
+
+int64_t num(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw KernelError(std::string("argument '") + key + "' must be a number");
+  return v.As<Napi::Number>().Int64Value();
+}
+double fnum(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw KernelError(std::string("argument '") + key + "' must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+bool flag(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  return v.IsBoolean() && v.As<Napi::Boolean>().Value();
+}
+
+template <typename T>
+napi_typedarray_type kind();
+template <> napi_typedarray_type kind<float>() { return napi_float32_array; }
+template <> napi_typedarray_type kind<int8_t>() { return napi_int8_array; }
+template <> napi_typedarray_type kind<uint8_t>() { return napi_uint8_array; }
+template <> napi_typedarray_type kind<uint16_t>() { return napi_uint16_array; }
+template <> napi_typedarray_type kind<uint32_t>() { return napi_uint32_array; }
+
+// Returns the data of typed array o[key] of element type T holding at least `len` elements; null when optional
+// and absent.
+template <typename T>
+T* arr(const Napi::Object& o, const char* key, int64_t len, bool optional = false) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (optional) return nullptr;
+    throw KernelError(std::string("argument '") + key + "' is required");
+  }
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kind<T>())
+    throw KernelError(std::string("argument '") + key + "' has the wrong typed-array type");
+  auto ta = v.As<Napi::TypedArray>();
+  if (static_cast<int64_t>(ta.ElementLength()) < len)
+    throw KernelError(std::string("argument '") + key + "' holds " + std::to_string(ta.ElementLength()) +
+                      " elements, expected " + std::to_string(len));
+  return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+}
+
+template <typename F>
+Napi::Value guarded(const Napi::CallbackInfo& info, F&& f) {
+  Napi::Env env = info.Env();
+  try {
+    return f(env);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("@svdquant/kernels native: ") + e.what());
+  }
+}
+
+Napi::Object obj0(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject()) throw KernelError("expected one argument object");
+  return info[0].As<Napi::Object>();
+}
+
+int64_t pad(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
+
+Napi::Value ActQuant(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::ActQuantArgs a{};
+    a.M = num(o, "M");
+    a.K = num(o, "K");
+    a.R = num(o, "R");
+    if (a.M < 0 || a.K <= 0 || a.K % 64 || a.R < 0) throw KernelError("actQuant: bad M/K/R");
+    const bool bf16 = flag(o, "bf16");
+    if (bf16)
+      a.x_bf16 = arr<uint16_t>(o, "x", a.M * a.K);
+    else
+      a.x_f32 = arr<float>(o, "x", a.M * a.K);
+    a.smooth = arr<float>(o, "smooth", a.K, true);
+    a.ldown = a.R ? arr<float>(o, "ldown", a.R * a.K) : nullptr;
+    a.format = static_cast<int>(num(o, "format"));
+    a.shift = static_cast<float>(fnum(o, "shift"));
+    a.codes = arr<int8_t>(o, "codes", a.M * a.K);
+    a.scales = arr<float>(o, "scales", a.M * (a.K / 64));
+    a.lora_act = a.R ? arr<float>(o, "loraAct", a.M * a.R) : nullptr;
+    return Napi::Number::New(env, static_cast<double>(svdq::act_quant(a)));
+  });
+}
+
+Napi::Value GemmW4A4(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::W4A4Args a{};
+    a.M = num(o, "M");
+    a.K = num(o, "K");
+    a.N = num(o, "N");
+    a.R = num(o, "R");
+    if (a.M < 0 || a.K <= 0 || a.K % 64 || a.N <= 0 || a.R < 0) throw KernelError("gemmW4A4: bad M/K/N/R");
+    const int64_t Np = pad(a.N, 8), G = a.K / 64;
+    a.codes = arr<int8_t>(o, "codes", a.M * a.K);
+    a.ascales = arr<float>(o, "ascales", a.M * G);
+    a.qweight = arr<uint8_t>(o, "qweight", Np * a.K / 2);
+    a.wscales = arr<float>(o, "wscales", Np * G);
+    if (a.R) {
+      a.lora_act = arr<float>(o, "loraAct", a.M * a.R);
+      a.lup = arr<float>(o, "lup", Np * a.R);
+    }
+    a.bias = arr<float>(o, "bias", a.N, true);
+    a.gelu = flag(o, "gelu");
+    a.y = arr<float>(o, "y", a.M * a.N);
+    svdq::gemm_w4a4(a);
+    return env.Undefined();
+  });
+}
+
+Napi::Value GemmF32(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::F32Args a{};
+    a.M = num(o, "M");
+    a.K = num(o, "K");
+    a.N = num(o, "N");
+    if (a.M < 0 || a.K <= 0 || a.N <= 0) throw KernelError("gemmF32: bad M/K/N");
+    a.x = arr<float>(o, "x", a.M * a.K);
+    a.wpanel = arr<float>(o, "wpanel", pad(a.N, 16) * a.K);
+    a.bias = arr<float>(o, "bias", a.N, true);
+    a.gelu = flag(o, "gelu");
+    a.y = arr<float>(o, "y", a.M * a.N);
+    svdq::gemm_f32(a);
+    return env.Undefined();
+  });
+}
+
+Napi::Value GemmW4A16(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::W4A16Args a{};
+    a.M = num(o, "M");
+    a.K = num(o, "K");
+    a.N = num(o, "N");
+    a.G = num(o, "G");
+    if (a.M < 0 || a.K <= 0 || a.N <= 0 || a.G <= 0 || a.K % a.G) throw KernelError("gemmW4A16: bad M/K/N/G");
+    const int64_t Np = pad(a.N, 16);
+    a.x = arr<float>(o, "x", a.M * a.K);
+    a.qweight = arr<uint32_t>(o, "qweight", Np / 8 * a.K);
+    a.wscales = arr<float>(o, "wscales", Np * (a.K / a.G));
+    a.lut = arr<float>(o, "lut", 16);
+    a.bias = arr<float>(o, "bias", a.N, true);
+    a.y = arr<float>(o, "y", a.M * a.N);
+    svdq::gemm_w4a16(a);
+    return env.Undefined();
+  });
+}
+
+Napi::Value GemmW8A8(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::W8A8Args a{};
+    a.M = num(o, "M");
+    a.K = num(o, "K");
+    a.N = num(o, "N");
+    if (a.M < 0 || a.K <= 0 || a.K % 4 || a.N <= 0) throw KernelError("gemmW8A8: bad M/K/N");
+    const int64_t Np = pad(a.N, 8);
+    a.codes = arr<int8_t>(o, "codes", a.M * a.K);
+    a.ascales = arr<float>(o, "ascales", a.M);
+    a.qweight = arr<int8_t>(o, "qweight", Np * a.K);
+    a.wscales = arr<float>(o, "wscales", Np);
+    a.bias = arr<float>(o, "bias", a.N, true);
+    a.y = arr<float>(o, "y", a.M * a.N);
+    svdq::gemm_w8a8(a);
+    return env.Undefined();
+  });
+}
+
+Napi::Value ActQuantInt8(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    const int64_t M = num(o, "M"), K = num(o, "K");
+    if (M < 0 || K <= 0) throw KernelError("actQuantInt8: bad M/K");
+    svdq::act_quant_int8(arr<float>(o, "x", M * K), M, K, arr<int8_t>(o, "codes", M * K), arr<float>(o, "scales", M));
+    return env.Undefined();
+  });
+}
+
+Napi::Value Gelu(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    const int64_t n = num(o, "n");
+    svdq::gelu_inplace(arr<float>(o, "v", n), n);
+    return env.Undefined();
+  });
+}
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsNumber()) throw KernelError("setThreads(n): n must be a number");
+    svdq::set_num_threads(info[0].As<Napi::Number>().Int32Value());
+    return Napi::Number::New(env, svdq::num_threads());
+  });
+}
+Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), svdq::num_threads()); }
+Napi::Value SetIsa(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsNumber()) throw KernelError("setIsa(mode): mode must be 0, 1 or 2");
+    svdq::set_isa_mode(info[0].As<Napi::Number>().Int32Value());
+    return env.Undefined();
+  });
+}
+Napi::Value GetIsa(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), svdq::active_isa() == svdq::Isa::Avx2 ? "avx2" : "scalar");
+}
+Napi::Value HasAvx2(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), svdq::cpu_has_avx2_fma()); }
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("actQuant", Napi::Function::New(env, ActQuant));
+  exports.Set("gemmW4A4", Napi::Function::New(env, GemmW4A4));
+  exports.Set("gemmF32", Napi::Function::New(env, GemmF32));
+  exports.Set("gemmW4A16", Napi::Function::New(env, GemmW4A16));
+  exports.Set("gemmW8A8", Napi::Function::New(env, GemmW8A8));
+  exports.Set("actQuantInt8", Napi::Function::New(env, ActQuantInt8));
+  exports.Set("gelu", Napi::Function::New(env, Gelu));
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
+  exports.Set("getThreads", Napi::Function::New(env, GetThreads));
+  exports.Set("setIsa", Napi::Function::New(env, SetIsa));
+  exports.Set("getIsa", Napi::Function::New(env, GetIsa));
+  exports.Set("hasAvx2", Napi::Function::New(env, HasAvx2));
+  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(svdquant_kernels, Init)

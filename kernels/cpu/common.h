@@ -1,0 +1,112 @@
+// Shared pieces of the SVDQuant CPU kernels: the thread pool, ISA dispatch and small helpers.
+// Layouts of every packed tensor are documented in packages/kernels/src/layout.ts (tables) and
+// docs/kernels-cpu.md; the comments here name the same symbols (M tokens, K in, N out, G group, R rank).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+
+namespace svdq {
+
+// Thrown by kernels on conditions TypeScript validation cannot see (it should never fire);
+// the binding turns it into a JS Error.
+struct KernelError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---- ISA dispatch ----
+enum class Isa { Scalar = 0, Avx2 = 1 };
+bool cpu_has_avx2_fma();
+Isa active_isa();
+// 0 auto (best available), 1 force scalar, 2 force avx2 (throws when the CPU lacks it).
+void set_isa_mode(int mode);
+
+// ---- thread pool ----
+int num_threads();
+void set_num_threads(int n);  // n <= 0: hardware concurrency
+// Runs fn(task) for task in [0, tasks) on the pool (the calling thread takes part). Rethrows the first
+// exception a task threw.
+void parallel_for(int64_t tasks, const std::function<void(int64_t task, int thread)>& fn);
+
+// ---- quantization constants ----
+constexpr int kGroup = 64;  // W4A4 group size along K (SVDQuant §4/Nunchaku: per-64-channel INT4 groups)
+
+// Activation 4-bit formats: signed INT4 codes in [-8, 7] with scale amax/7, or unsigned UINT4 codes in
+// [0, 15] of (x/λ + shift) with scale max/15 (for non-negative inputs such as GELU outputs).
+enum ActFormat { kActInt4 = 0, kActUint4 = 1 };
+
+// Round half to even like the TS reference (and like _mm256_round_ps with _MM_FROUND_TO_NEAREST_INT).
+float round_even(float v);
+
+// ---- operators (dispatching to AVX2 or scalar) ----
+struct ActQuantArgs {
+  const float* x_f32;       // [M, K] or null
+  const uint16_t* x_bf16;   // [M, K] or null
+  int64_t M, K;
+  const float* smooth;      // [K] λ (divides X), or null for λ = 1
+  const float* ldown;       // [R, K] low-rank down, or null (R = 0)
+  int64_t R;
+  int format;               // ActFormat
+  float shift;              // UINT4 only
+  int8_t* codes;            // out [M, K]
+  float* scales;            // out [M, K/64]
+  float* lora_act;          // out [M, R] or null
+};
+// Returns the first row holding a NaN/Inf in X (or λ), or -1 when all are finite.
+int64_t act_quant(const ActQuantArgs& a);
+
+struct W4A4Args {
+  const int8_t* codes;   // [M, K] activation codes
+  const float* ascales;  // [M, K/64]
+  const float* lora_act; // [M, R] or null
+  int64_t M, K, N, R;
+  const uint8_t* qweight;  // [Np/8][K/64][8 q][8 c][4 t] (see layout.ts)
+  const float* wscales;    // [Np/8][K/64][8]
+  const float* lup;        // [Np/8][R][8] or null
+  const float* bias;       // [N] or null
+  bool gelu;
+  float* y;                // out [M, N]
+};
+void gemm_w4a4(const W4A4Args& a);
+
+struct F32Args {
+  const float* x;      // [M, K]
+  int64_t M, K, N;
+  const float* wpanel; // [Np/16][K][16]
+  const float* bias;   // [N] or null
+  bool gelu;
+  float* y;            // [M, N]
+};
+void gemm_f32(const F32Args& a);
+
+struct W4A16Args {
+  const float* x;          // [M, K]
+  int64_t M, K, N, G;
+  const uint32_t* qweight; // [Np/16][K][2] : nibble c of word h = code of column 16p + 8h + c
+  const float* wscales;    // [Np/16][K/G][16]
+  const float* lut;        // [16] code -> value (INT4: -8..7 after the +8 offset; NF4 table)
+  const float* bias;       // [N] or null
+  float* y;                // [M, N]
+};
+void gemm_w4a16(const W4A16Args& a);
+
+struct W8A8Args {
+  const int8_t* codes;    // [M, K] activation int8 codes
+  const float* ascales;   // [M]
+  int64_t M, K, N;
+  const int8_t* qweight;  // [Np/8][K/4][8][4]
+  const float* wscales;   // [Np]
+  const float* bias;      // [N] or null
+  float* y;               // [M, N]
+};
+void gemm_w8a8(const W8A8Args& a);
+
+// Per-token symmetric INT8 quantization of X [M,K]: scale = amax/127.
+void act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales);
+
+// GELU with the tanh approximation applied in place to n floats.
+void gelu_inplace(float* v, int64_t n);
+
+}  // namespace svdq

@@ -1,0 +1,211 @@
+// Operator 2: W4A4 GEMM with the fused epilogue.
+//   Y [M,N] = Σ_g (codes_x[m,g·64:(g+1)·64] · codes_w[n, same]) · s_x[m,g] · s_w[n,g]
+//             + lora_act [M,R] · L_upᵀ + bias,  then optional GELU(tanh).
+// Weights are stored as unsigned nibbles u = w + 8 (see layout.ts "W4A4 weight panel"), so the AVX2 path
+// multiplies them with the signed activation bytes by vpmaddubsw (unsigned × signed) and removes the offset
+// per group exactly:  Σ (w+8)·x = Σ w·x + 8·Σ x.
+// Pair sums of vpmaddubsw are ≤ 2·15·15 = 450 in magnitude, 16 of them (one group) ≤ 7200 < 2^15, so one
+// group accumulates in int16 without saturation before a single vpmaddwd widens it to int32.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common.h"
+#include "simd.h"
+
+namespace svdq {
+
+namespace {
+
+constexpr int kPanel = 8;                     // columns per weight panel
+constexpr int64_t kPanelGroupBytes = 256;     // 8 columns × 64 codes / 2
+constexpr int64_t kMB = 64;                   // rows per task
+constexpr int64_t kNBPanels = 8;              // panels per task (64 columns)
+
+struct Ctx {
+  const W4A4Args* a;
+  int64_t G, NP;
+  const int32_t* xsum;  // [M, G] Σ codes of each activation group
+};
+
+inline float gelu1(float x) {
+  return 0.5f * x * (1.f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+// Epilogue shared by both paths for one row segment of up to 8 columns of panel p.
+inline void store_row(const Ctx& c, int64_t m, int64_t p, float* v /* [8] with lora+bias already added */) {
+  const W4A4Args& a = *c.a;
+  const int64_t n0 = p * kPanel;
+  const int64_t cnt = std::min<int64_t>(kPanel, a.N - n0);
+  for (int64_t j = 0; j < cnt; ++j) a.y[m * a.N + n0 + j] = v[j];
+}
+
+// ---------------- scalar ----------------
+void tile_scalar(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  const W4A4Args& a = *c.a;
+  const int64_t K = a.K, G = c.G;
+  for (int64_t p = p0; p < p1; ++p) {
+    const uint8_t* wp = a.qweight + p * G * kPanelGroupBytes;
+    const float* sp = a.wscales + p * G * kPanel;
+    for (int64_t m = m0; m < m1; ++m) {
+      const int8_t* x = a.codes + m * K;
+      float acc[kPanel] = {0};
+      for (int64_t g = 0; g < G; ++g) {
+        const uint8_t* wg = wp + g * kPanelGroupBytes;
+        int32_t dot[kPanel] = {0};
+        for (int q = 0; q < 8; ++q)
+          for (int col = 0; col < kPanel; ++col)
+            for (int t = 0; t < 4; ++t) {
+              const uint8_t b = wg[q * 32 + col * 4 + t];
+              dot[col] += (b & 15) * x[g * 64 + 8 * q + t] + (b >> 4) * x[g * 64 + 8 * q + 4 + t];
+            }
+        const float sx = a.ascales[m * G + g];
+        const int32_t off = 8 * c.xsum[m * G + g];
+        for (int col = 0; col < kPanel; ++col)
+          acc[col] += static_cast<float>(dot[col] - off) * (sp[g * kPanel + col] * sx);
+      }
+      for (int col = 0; col < kPanel; ++col) {
+        float v = acc[col];
+        if (a.lup)
+          for (int64_t r = 0; r < a.R; ++r) v += a.lora_act[m * a.R + r] * a.lup[(p * a.R + r) * kPanel + col];
+        const int64_t n = p * kPanel + col;
+        if (a.bias && n < a.N) v += a.bias[n];
+        if (a.gelu) v = gelu1(v);
+        acc[col] = v;
+      }
+      store_row(c, m, p, acc);
+    }
+  }
+}
+
+// ---------------- AVX2 ----------------
+template <int MR, int NP>
+__attribute__((target("avx2,fma"))) void micro_avx2(const Ctx& c, int64_t m, int64_t p) {
+  const W4A4Args& a = *c.a;
+  const int64_t K = a.K, G = c.G;
+  const __m256i nib = _mm256_set1_epi8(0x0f);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 facc[MR][NP];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NP; ++j) facc[i][j] = _mm256_setzero_ps();
+  const uint8_t* wp[NP];
+  const float* sp[NP];
+  for (int j = 0; j < NP; ++j) {
+    wp[j] = a.qweight + (p + j) * G * kPanelGroupBytes;
+    sp[j] = a.wscales + (p + j) * G * kPanel;
+  }
+  const int8_t* xr[MR];
+  for (int i = 0; i < MR; ++i) xr[i] = a.codes + (m + i) * K;
+  for (int64_t g = 0; g < G; ++g) {
+    __m256i acc[MR][NP];
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NP; ++j) acc[i][j] = _mm256_setzero_si256();
+    for (int q = 0; q < 8; ++q) {
+      __m256i lo[NP], hi[NP];
+      for (int j = 0; j < NP; ++j) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp[j] + g * kPanelGroupBytes + q * 32));
+        lo[j] = _mm256_and_si256(v, nib);
+        hi[j] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+      }
+      for (int i = 0; i < MR; ++i) {
+        int32_t d0, d1;
+        __builtin_memcpy(&d0, xr[i] + g * 64 + 8 * q, 4);
+        __builtin_memcpy(&d1, xr[i] + g * 64 + 8 * q + 4, 4);
+        const __m256i x0 = _mm256_set1_epi32(d0), x1 = _mm256_set1_epi32(d1);
+        for (int j = 0; j < NP; ++j) {
+          acc[i][j] = _mm256_add_epi16(acc[i][j], _mm256_maddubs_epi16(lo[j], x0));
+          acc[i][j] = _mm256_add_epi16(acc[i][j], _mm256_maddubs_epi16(hi[j], x1));
+        }
+      }
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m256i off = _mm256_set1_epi32(8 * c.xsum[(m + i) * G + g]);
+      const __m256 sx = _mm256_set1_ps(a.ascales[(m + i) * G + g]);
+      for (int j = 0; j < NP; ++j) {
+        const __m256i d = _mm256_sub_epi32(_mm256_madd_epi16(acc[i][j], ones), off);
+        const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(sp[j] + g * kPanel), sx);
+        facc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), s, facc[i][j]);
+      }
+    }
+  }
+  // epilogue: low-rank up, bias, GELU, store
+  for (int j = 0; j < NP; ++j) {
+    const int64_t pp = p + j;
+    __m256 b = _mm256_setzero_ps();
+    if (a.bias) {
+      float tmp[kPanel] = {0};
+      for (int col = 0; col < kPanel && pp * kPanel + col < a.N; ++col) tmp[col] = a.bias[pp * kPanel + col];
+      b = _mm256_loadu_ps(tmp);
+    }
+    for (int i = 0; i < MR; ++i) {
+      __m256 v = _mm256_add_ps(facc[i][j], b);
+      if (a.lup) {
+        const float* la = a.lora_act + (m + i) * a.R;
+        const float* lu = a.lup + pp * a.R * kPanel;
+        for (int64_t r = 0; r < a.R; ++r) v = _mm256_fmadd_ps(_mm256_set1_ps(la[r]), _mm256_loadu_ps(lu + r * kPanel), v);
+      }
+      if (a.gelu) v = gelu256(v);
+      if ((pp + 1) * kPanel <= a.N) {
+        _mm256_storeu_ps(a.y + (m + i) * a.N + pp * kPanel, v);
+      } else {
+        float tmp[kPanel];
+        _mm256_storeu_ps(tmp, v);
+        store_row(c, m + i, pp, tmp);
+      }
+    }
+  }
+}
+
+template <int MR>
+__attribute__((target("avx2,fma"))) void rows_avx2(const Ctx& c, int64_t m, int64_t p0, int64_t p1) {
+  int64_t p = p0;
+  for (; p + 2 <= p1; p += 2) micro_avx2<MR, 2>(c, m, p);
+  if (p < p1) micro_avx2<MR, 1>(c, m, p);
+}
+
+void tile_avx2(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  int64_t m = m0;
+  for (; m + 4 <= m1; m += 4) rows_avx2<4>(c, m, p0, p1);
+  switch (m1 - m) {
+    case 3: rows_avx2<3>(c, m, p0, p1); break;
+    case 2: rows_avx2<2>(c, m, p0, p1); break;
+    case 1: rows_avx2<1>(c, m, p0, p1); break;
+    default: break;
+  }
+}
+
+}  // namespace
+
+void gemm_w4a4(const W4A4Args& a) {
+  if (a.K % kGroup != 0) throw KernelError("gemm_w4a4: K must be a multiple of 64");
+  Ctx c;
+  c.a = &a;
+  c.G = a.K / kGroup;
+  c.NP = (a.N + kPanel - 1) / kPanel;
+  std::vector<int32_t> xsum(a.M * c.G);
+  parallel_for((a.M + kMB - 1) / kMB, [&](int64_t t, int) {
+    for (int64_t m = t * kMB; m < std::min(a.M, (t + 1) * kMB); ++m)
+      for (int64_t g = 0; g < c.G; ++g) {
+        int32_t s = 0;
+        for (int i = 0; i < kGroup; ++i) s += a.codes[m * a.K + g * kGroup + i];
+        xsum[m * c.G + g] = s;
+      }
+  });
+  c.xsum = xsum.data();
+  const bool avx = active_isa() == Isa::Avx2;
+  const int64_t mt = (a.M + kMB - 1) / kMB, nt = (c.NP + kNBPanels - 1) / kNBPanels;
+  // n-blocks outer so consecutive tasks (and threads) share weight panels in L2.
+  parallel_for(mt * nt, [&](int64_t t, int) {
+    const int64_t nb = t / mt, mb = t % mt;
+    const int64_t m0 = mb * kMB, m1 = std::min(a.M, m0 + kMB);
+    const int64_t p0 = nb * kNBPanels, p1 = std::min(c.NP, p0 + kNBPanels);
+    if (avx)
+      tile_avx2(c, m0, m1, p0, p1);
+    else
+      tile_scalar(c, m0, m1, p0, p1);
+  });
+}
+
+}  // namespace svdq

@@ -1,0 +1,37 @@
+// AVX2 helpers shared by the kernels (compiled with target attributes; callers check active_isa()).
+#pragma once
+#include <immintrin.h>
+
+namespace svdq {
+
+// e^x for x in [-80, 80] (inputs are clamped): Cody–Waite range reduction x = n·ln2 + r, degree-6 Taylor
+// polynomial of e^r on |r| <= ln2/2 (relative error < 2e-7), and 2^n built in the exponent bits.
+__attribute__((target("avx2,fma"))) static inline __m256 exp256(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-80.f)), _mm256_set1_ps(80.f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.4426950408889634f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);  // ln2 high part
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);    // ln2 low part
+  __m256 p = _mm256_set1_ps(1.f / 720.f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// GELU(tanh): 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))), tanh(u) = 1 − 2/(1 + e^{2u}).
+__attribute__((target("avx2,fma"))) static inline __m256 gelu256(__m256 x) {
+  const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+  const __m256 u = _mm256_mul_ps(_mm256_set1_ps(0.7978845608028654f),
+                                 _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+  const __m256 e = exp256(_mm256_add_ps(u, u));
+  const __m256 t = _mm256_sub_ps(_mm256_set1_ps(1.f),
+                                 _mm256_div_ps(_mm256_set1_ps(2.f), _mm256_add_ps(_mm256_set1_ps(1.f), e)));
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(_mm256_set1_ps(1.f), t));
+}
+
+}  // namespace svdq

@@ -1,0 +1,39 @@
+export { KernelsError, type KernelsErrorCode } from "./errors.js";
+export {
+  NF4_TABLE,
+  type PackedF32,
+  type PackedW4A4,
+  type PackedW4A16,
+  type PackedW8A8,
+  packF32,
+  packW4A4,
+  packW4A16,
+  packW8A8,
+  type QuantizedTensor,
+  unpackF32,
+  unpackW4A4,
+  unpackW4A16,
+  unpackW8A8,
+  W4A4_GROUP,
+  type W4A16Format,
+} from "./layout.js";
+export { nativeUnavailableReason } from "./native.js";
+export {
+  type ActFormat,
+  type ActQuantOptions,
+  type BackendInfo,
+  backendInfo,
+  type GemmW4A4Options,
+  gemmF32,
+  gemmW4A4,
+  gemmW4A16,
+  gemmW8A8,
+  type Int8Activations,
+  type IsaChoice,
+  type QuantizedActivations,
+  quantizeActivations,
+  quantizeActivationsInt8,
+  setIsa,
+  setThreads,
+} from "./ops.js";
+export * as reference from "./reference.js";

@@ -1,0 +1,72 @@
+import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+/** The surface of build/Release/svdquant_kernels.node (kernels/cpu/binding.cc). */
+export interface NativeBinding {
+  actQuant(a: object): number;
+  gemmW4A4(a: object): void;
+  gemmF32(a: object): void;
+  gemmW4A16(a: object): void;
+  gemmW8A8(a: object): void;
+  actQuantInt8(a: object): void;
+  gelu(a: object): void;
+  setThreads(n: number): number;
+  getThreads(): number;
+  setIsa(mode: number): void;
+  getIsa(): "avx2" | "scalar";
+  hasAvx2(): boolean;
+  abiVersion: number;
+}
+
+const ADDON = new URL("../build/Release/svdquant_kernels.node", import.meta.url);
+const STATUS = new URL("../build/native-build.json", import.meta.url);
+
+let loaded: { binding: NativeBinding | null; reason: string } | undefined;
+
+function buildDetail(): string {
+  try {
+    if (existsSync(STATUS)) return ` (build: ${JSON.parse(readFileSync(STATUS, "utf8")).detail})`;
+  } catch {}
+  return "";
+}
+
+/**
+ * Loads the native addon once. When it is missing or fails to load (or SVDQ_KERNELS_NATIVE=0), the package
+ * uses its TypeScript reference kernels and says so with ONE process warning.
+ */
+export function native(): NativeBinding | null {
+  if (loaded) return loaded.binding;
+  let reason = "";
+  let binding: NativeBinding | null = null;
+  if (process.env.SVDQ_KERNELS_NATIVE === "0") {
+    reason = "disabled by SVDQ_KERNELS_NATIVE=0";
+  } else if (!existsSync(ADDON)) {
+    reason = `native addon not built: ${fileURLToPath(ADDON)} is missing${buildDetail()}; run \`pnpm --filter @svdquant/kernels build:native\``;
+  } else {
+    try {
+      binding = createRequire(import.meta.url)(fileURLToPath(ADDON)) as NativeBinding;
+      if (binding.abiVersion !== 1) throw new Error(`addon ABI ${binding.abiVersion}, expected 1; rebuild it`);
+      const isa = process.env.SVDQ_KERNELS_ISA;
+      if (isa === "scalar") binding.setIsa(1);
+      else if (isa === "avx2") binding.setIsa(2);
+      const th = Number(process.env.SVDQ_KERNELS_THREADS);
+      if (Number.isInteger(th) && th > 0) binding.setThreads(th);
+    } catch (e) {
+      binding = null;
+      reason = `native addon failed to load: ${(e as Error).message}`;
+    }
+  }
+  loaded = { binding, reason };
+  if (!binding && process.env.SVDQ_KERNELS_NATIVE !== "0")
+    process.emitWarning(`@svdquant/kernels: ${reason}. Falling back to the (slow) TypeScript reference kernels.`, {
+      code: "SVDQ_KERNELS_FALLBACK",
+    });
+  return binding;
+}
+
+/** Why the native addon is not in use ("" when it is). */
+export function nativeUnavailableReason(): string {
+  native();
+  return loaded!.reason;
+}

@@ -1,0 +1,187 @@
+/**
+ * Float64 TypeScript references of every operator, written directly from the math (no packed layouts). They are
+ * the oracle of the tests and the fallback when the native addon is unavailable. Conventions are those of the
+ * kernels: per token per 64 channels; INT4 scale = amax/7, codes clamp(rne(x̂·7/amax), -8, 7); UINT4 on
+ * v = x̂ + shift, scale = vmax/15, codes clamp(rne(v·15/vmax), 0, 15); INT8 per token scale = amax/127.
+ */
+export type ActFormat = "int4" | "uint4";
+
+/** Round half to even (IEEE 754 roundTiesToEven), the rounding of the kernels. */
+export function rne(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** bfloat16 bits → float (exact). */
+export function bf16ToNumber(b: number): number {
+  const f = new Float32Array(new Uint32Array([(b & 0xffff) << 16]).buffer);
+  return f[0];
+}
+
+/** GELU, tanh approximation (Hendrycks & Gimpel 2016). */
+export function geluTanh(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+}
+
+export interface RefActQuant {
+  codes: Int8Array;
+  scales: Float64Array;
+  loraAct: Float64Array;
+  /** the value that was rounded (x̂·qmax/amax), to tell apart genuine ties from errors in tests */
+  unrounded: Float64Array;
+}
+
+export function refActQuant(
+  x: ArrayLike<number>,
+  M: number,
+  K: number,
+  opts: { smooth?: ArrayLike<number>; ldown?: ArrayLike<number>; R?: number; format?: ActFormat; shift?: number } = {},
+): RefActQuant {
+  const R = opts.R ?? 0;
+  const fmt = opts.format ?? "int4";
+  const shift = fmt === "uint4" ? (opts.shift ?? 0) : 0;
+  const qmax = fmt === "int4" ? 7 : 15;
+  const [lo, hi] = fmt === "int4" ? [-8, 7] : [0, 15];
+  const G = K / 64;
+  const codes = new Int8Array(M * K);
+  const scales = new Float64Array(M * G);
+  const loraAct = new Float64Array(M * R);
+  const unrounded = new Float64Array(M * K);
+  const xh = new Float64Array(K);
+  for (let m = 0; m < M; m++) {
+    for (let k = 0; k < K; k++) xh[k] = opts.smooth ? x[m * K + k] / opts.smooth[k] : x[m * K + k];
+    for (let g = 0; g < G; g++) {
+      let mx = 0;
+      for (let i = 0; i < 64; i++) {
+        const v = xh[g * 64 + i] + shift;
+        mx = Math.max(mx, fmt === "int4" ? Math.abs(v) : v);
+      }
+      scales[m * G + g] = mx / qmax;
+      for (let i = 0; i < 64; i++) {
+        const k = g * 64 + i;
+        const u = mx > 0 ? ((xh[k] + shift) * qmax) / mx : 0;
+        unrounded[m * K + k] = u;
+        codes[m * K + k] = Math.min(hi, Math.max(lo, rne(u)));
+      }
+    }
+    for (let r = 0; r < R; r++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += xh[k] * opts.ldown![r * K + k];
+      loraAct[m * R + r] = s;
+    }
+  }
+  return { codes, scales, loraAct, unrounded };
+}
+
+/**
+ * Y[m,n] = Σ_g s_x[m,g]·s_w[n,g]·Σ_{k∈g} cx[m,k]·cw[n,k] + Σ_r la[m,r]·L_up[n,r] + bias[n], optional GELU.
+ */
+export function refGemmW4A4(args: {
+  M: number;
+  K: number;
+  N: number;
+  R: number;
+  xCodes: ArrayLike<number>;
+  xScales: ArrayLike<number>;
+  loraAct?: ArrayLike<number> | null;
+  wCodes: ArrayLike<number>;
+  wScales: ArrayLike<number>;
+  lowRankUp?: ArrayLike<number> | null;
+  bias?: ArrayLike<number> | null;
+  gelu?: boolean;
+}): Float64Array {
+  const { M, K, N, R } = args;
+  const G = K / 64;
+  const y = new Float64Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let g = 0; g < G; g++) {
+        let d = 0;
+        for (let i = 0; i < 64; i++) d += args.xCodes[m * K + g * 64 + i] * args.wCodes[n * K + g * 64 + i];
+        s += d * args.xScales[m * G + g] * args.wScales[n * G + g];
+      }
+      if (args.loraAct && args.lowRankUp)
+        for (let r = 0; r < R; r++) s += args.loraAct[m * R + r] * args.lowRankUp[n * R + r];
+      if (args.bias) s += args.bias[n];
+      y[m * N + n] = args.gelu ? geluTanh(s) : s;
+    }
+  return y;
+}
+
+/** Y = X·Wᵀ + bias (W [N,K]), optional GELU. */
+export function refGemmF32(
+  x: ArrayLike<number>,
+  M: number,
+  K: number,
+  w: ArrayLike<number>,
+  N: number,
+  bias?: ArrayLike<number> | null,
+  gelu = false,
+): Float64Array {
+  const y = new Float64Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = bias ? bias[n] : 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k] * w[n * K + k];
+      y[m * N + n] = gelu ? geluTanh(s) : s;
+    }
+  return y;
+}
+
+/** Dequantized W4A16 weight [N,K]: value[code]·scale with value = code (INT4) or NF4 table[code]. */
+export function refDequant4(
+  codes: ArrayLike<number>,
+  scales: ArrayLike<number>,
+  N: number,
+  K: number,
+  G: number,
+  table: readonly number[] | null,
+): Float64Array {
+  const w = new Float64Array(N * K);
+  for (let n = 0; n < N; n++)
+    for (let k = 0; k < K; k++) {
+      const c = codes[n * K + k];
+      w[n * K + k] = (table ? table[c] : c) * scales[n * (K / G) + Math.floor(k / G)];
+    }
+  return w;
+}
+
+/** Per-token symmetric INT8: scale = amax/127, code = clamp(rne(x·127/amax), ±127). */
+export function refActQuantInt8(x: ArrayLike<number>, M: number, K: number) {
+  const codes = new Int8Array(M * K);
+  const scales = new Float64Array(M);
+  const unrounded = new Float64Array(M * K);
+  for (let m = 0; m < M; m++) {
+    let mx = 0;
+    for (let k = 0; k < K; k++) mx = Math.max(mx, Math.abs(x[m * K + k]));
+    scales[m] = mx / 127;
+    for (let k = 0; k < K; k++) {
+      const u = mx > 0 ? (x[m * K + k] * 127) / mx : 0;
+      unrounded[m * K + k] = u;
+      codes[m * K + k] = Math.max(-127, Math.min(127, rne(u)));
+    }
+  }
+  return { codes, scales, unrounded };
+}
+
+/** Y[m,n] = (Σ_k cx·cw)·s_x[m]·s_w[n] + bias[n]. */
+export function refGemmW8A8(
+  xCodes: ArrayLike<number>,
+  xScales: ArrayLike<number>,
+  M: number,
+  K: number,
+  wCodes: ArrayLike<number>,
+  wScales: ArrayLike<number>,
+  N: number,
+  bias?: ArrayLike<number> | null,
+): Float64Array {
+  const y = new Float64Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let d = 0;
+      for (let k = 0; k < K; k++) d += xCodes[m * K + k] * wCodes[n * K + k];
+      y[m * N + n] = d * xScales[m] * wScales[n] + (bias ? bias[n] : 0);
+    }
+  return y;
+}

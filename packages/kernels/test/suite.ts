@@ -1,0 +1,239 @@
+import { describe, expect, it } from "vitest";
+import {
+  backendInfo,
+  gemmF32,
+  gemmW4A4,
+  gemmW4A16,
+  gemmW8A8,
+  KernelsError,
+  NF4_TABLE,
+  packF32,
+  packW4A4,
+  packW4A16,
+  packW8A8,
+  quantizeActivations,
+  quantizeActivationsInt8,
+  reference,
+  setIsa,
+  setThreads,
+} from "../src/index.ts";
+import { maxAbs, rng, worst } from "./helpers.ts";
+
+/** Defines the operator suite for the backend this test file loaded (native, or the TS fallback). */
+export function defineSuite(): void {
+  const info = backendInfo();
+  // Both native paths are tested wherever the CPU can run them; without the addon the TS path is tested.
+  const ISAS: ("avx2" | "scalar")[] = info.native ? (info.cpuHasAvx2Fma ? ["avx2", "scalar"] : ["scalar"]) : ["scalar"];
+
+  /** Codes may differ from the float64 reference only where the unrounded value sits on a rounding tie (f32 vs f64). */
+  function expectCodes(got: Int8Array, want: Int8Array, unrounded: Float64Array) {
+    let mism = 0;
+    for (let i = 0; i < got.length; i++) {
+      if (got[i] === want[i]) continue;
+      const frac = Math.abs(unrounded[i] - Math.floor(unrounded[i]) - 0.5);
+      expect(Math.abs(got[i] - want[i]), `code ${i}`).toBe(1);
+      expect(frac, `code ${i} differs away from a tie (unrounded ${unrounded[i]})`).toBeLessThan(1e-4);
+      mism++;
+    }
+    expect(mism).toBeLessThan(Math.max(2, got.length * 1e-3));
+  }
+
+  for (const isa of ISAS) {
+    describe(`kernels (${info.native ? `native ${isa}` : "TypeScript fallback"})`, () => {
+      const useIsa = () => info.native && setIsa(isa);
+
+      it("quantizeActivations: codes, scales and low-rank down match the float64 reference (f32, bf16, int4, uint4)", () => {
+        useIsa();
+        const r = rng(11);
+        for (const [M, K, R, fmt, bf] of [
+          [1, 64, 0, "int4", false],
+          [3, 192, 5, "int4", false],
+          [7, 320, 32, "uint4", false],
+          [13, 128, 3, "int4", true],
+          [9, 64, 32, "uint4", true],
+        ] as const) {
+          const x32 = r.f32(M * K, 2);
+          for (let i = 0; i < x32.length; i += 37) x32[i] *= 20; // outliers
+          const bits = new Uint16Array(M * K);
+          if (bf) {
+            const u = new Uint32Array(x32.buffer);
+            for (let i = 0; i < bits.length; i++) bits[i] = u[i] >>> 16;
+            for (let i = 0; i < bits.length; i++) x32[i] = reference.bf16ToNumber(bits[i]);
+          }
+          const smooth = r.pos(K, 0.25, 4);
+          const ldown = R ? r.f32(R * K, 0.1) : undefined;
+          const shift = fmt === "uint4" ? 0.171875 : 0;
+          const q = quantizeActivations(bf ? bits : x32, M, K, {
+            smooth,
+            lowRankDown: ldown,
+            rank: R,
+            format: fmt,
+            shift,
+          });
+          const ref = reference.refActQuant(x32, M, K, { smooth, ldown, R, format: fmt, shift });
+          expectCodes(q.codes, ref.codes, ref.unrounded);
+          expect(worst(q.scales, ref.scales, 1e-30, 1e-6)).toBeLessThanOrEqual(1);
+          if (R) expect(worst(q.loraAct!, ref.loraAct, 1e-4 * maxAbs(ref.loraAct) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+          else expect(q.loraAct).toBeNull();
+          const [lo, hi] = fmt === "int4" ? [-8, 7] : [0, 15];
+          expect(Math.min(...q.codes)).toBeGreaterThanOrEqual(lo);
+          expect(Math.max(...q.codes)).toBeLessThanOrEqual(hi);
+        }
+      });
+
+      it("gemmW4A4: fused low-rank + bias (+GELU) matches the float64 reference over ragged shapes", () => {
+        useIsa();
+        const r = rng(22);
+        for (const [M, K, N, R, gelu] of [
+          [1, 64, 1, 0, false],
+          [5, 192, 13, 3, true],
+          [9, 128, 37, 32, false],
+          [6, 64, 24, 1, true],
+          [17, 256, 16, 32, true],
+        ] as const) {
+          const x = r.f32(M * K);
+          const ldown = R ? r.f32(R * K, 0.2) : undefined;
+          const act = quantizeActivations(x, M, K, { lowRankDown: ldown, rank: R });
+          const wCodes = r.codes(N * K, -8, 7);
+          const wScales = r.pos((N * K) / 64, 0.01, 0.05);
+          const lup = R ? r.f32(N * R, 0.3) : undefined;
+          const bias = r.f32(N);
+          const w = packW4A4({ codes: wCodes, scales: wScales }, N, K, { lowRankUp: lup, rank: R, bias });
+          const { y } = gemmW4A4(act, w, { gelu });
+          const want = reference.refGemmW4A4({
+            M,
+            K,
+            N,
+            R,
+            xCodes: act.codes,
+            xScales: act.scales,
+            loraAct: act.loraAct,
+            wCodes,
+            wScales,
+            lowRankUp: lup,
+            bias,
+            gelu,
+          });
+          expect(worst(y, want, 2e-5 * maxAbs(want) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+        }
+      });
+
+      it("gemmW4A4: uint4 activations and the quantize-for-next-layer output", () => {
+        useIsa();
+        const r = rng(33);
+        const [M, K, N] = [7, 128, 64];
+        const x = Float32Array.from(r.f32(M * K), (v) => reference.geluTanh(v));
+        const act = quantizeActivations(x, M, K, { format: "uint4", shift: 0.171875 });
+        const wCodes = r.codes(N * K, -8, 7);
+        const wScales = r.pos(N * 2, 0.01, 0.05);
+        const w = packW4A4({ codes: wCodes, scales: wScales }, N, K);
+        const smoothNext = r.pos(N);
+        const ldNext = r.f32(4 * N, 0.1);
+        const out = gemmW4A4(act, w, { gelu: true, next: { smooth: smoothNext, lowRankDown: ldNext, rank: 4 } });
+        const want = reference.refGemmW4A4({
+          M,
+          K,
+          N,
+          R: 0,
+          xCodes: act.codes,
+          xScales: act.scales,
+          wCodes,
+          wScales,
+          gelu: true,
+        });
+        expect(worst(out.y, want, 2e-5 * maxAbs(want) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+        const nref = reference.refActQuant(out.y, M, N, { smooth: smoothNext, ldown: ldNext, R: 4 });
+        expectCodes(out.next!.codes, nref.codes, nref.unrounded);
+        expect(worst(out.next!.loraAct!, nref.loraAct, 1e-4 * maxAbs(nref.loraAct), 1e-5)).toBeLessThanOrEqual(1);
+      });
+
+      it("gemmF32: packed panels, bias and GELU match the float64 reference over ragged shapes", () => {
+        useIsa();
+        const r = rng(44);
+        for (const [M, K, N, gelu] of [
+          [1, 1, 1, false],
+          [7, 300, 17, true],
+          [13, 513, 33, false],
+          [6, 256, 16, false],
+        ] as const) {
+          const x = r.f32(M * K);
+          const wt = r.f32(N * K, 0.1);
+          const bias = r.f32(N);
+          const y = gemmF32(x, M, packF32(wt, N, K, { bias }), { gelu });
+          const want = reference.refGemmF32(x, M, K, wt, N, bias, gelu);
+          expect(worst(y, want, 1e-5 * Math.sqrt(K) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+        }
+      });
+
+      it("gemmW4A16: INT4 and NF4 weights with any group size match the float64 reference", () => {
+        useIsa();
+        const r = rng(55);
+        for (const [M, K, N, G, fmt] of [
+          [3, 64, 5, 32, "int4"],
+          [8, 384, 19, 128, "nf4"],
+          [7, 320, 32, 64, "nf4"],
+          [2, 256, 40, 256, "int4"],
+        ] as const) {
+          const x = r.f32(M * K);
+          const codes = fmt === "int4" ? r.codes(N * K, -8, 7) : r.codes(N * K, 0, 15);
+          const scales = r.pos((N * K) / G, 0.01, 0.1);
+          const bias = r.f32(N);
+          const y = gemmW4A16(x, M, packW4A16({ codes, scales }, N, K, { format: fmt, groupSize: G, bias }));
+          const wd = reference.refDequant4(codes, scales, N, K, G, fmt === "nf4" ? NF4_TABLE : null);
+          const want = reference.refGemmF32(x, M, K, wd, N, bias);
+          expect(worst(y, want, 2e-5 * Math.sqrt(K) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+        }
+      });
+
+      it("W8A8: per-token INT8 quantization and the INT8 GEMM match the float64 reference", () => {
+        useIsa();
+        const r = rng(66);
+        for (const [M, K, N] of [
+          [1, 4, 1],
+          [9, 260, 21],
+          [5, 512, 16],
+        ] as const) {
+          const x = r.f32(M * K);
+          const act = quantizeActivationsInt8(x, M, K);
+          const ref = reference.refActQuantInt8(x, M, K);
+          expectCodes(act.codes, ref.codes, ref.unrounded);
+          expect(worst(act.scales, ref.scales, 1e-30, 1e-6)).toBeLessThanOrEqual(1);
+          const codes = r.codes(N * K, -127, 127);
+          const scales = r.pos(N, 0.001, 0.01);
+          const bias = r.f32(N);
+          const y = gemmW8A8(act, packW8A8({ codes, scales }, N, K, { bias }));
+          const want = reference.refGemmW8A8(act.codes, act.scales, M, K, codes, scales, N, bias);
+          expect(worst(y, want, 1e-5 * maxAbs(want) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+        }
+      });
+    });
+  }
+
+  describe("threads and dispatch", () => {
+    // Thread count only exists for the native pool (the TS fallback is single-threaded).
+    if (info.native)
+      it("results do not depend on the thread count", () => {
+        setIsa("auto");
+        const r = rng(77);
+        const [M, K, N, R] = [70, 192, 72, 8];
+        const act = quantizeActivations(r.f32(M * K), M, K, { lowRankDown: r.f32(R * K), rank: R });
+        const w = packW4A4({ codes: r.codes(N * K, -8, 7), scales: r.pos(N * 3) }, N, K, {
+          lowRankUp: r.f32(N * R),
+          rank: R,
+        });
+        const before = backendInfo().threads;
+        expect(setThreads(1)).toBe(1);
+        const y1 = gemmW4A4(act, w).y;
+        expect(setThreads(3)).toBe(3);
+        const y3 = gemmW4A4(act, w).y;
+        setThreads(before);
+        expect(Array.from(y3)).toEqual(Array.from(y1));
+      });
+
+    it("reports the backend", () => {
+      expect(["avx2", "scalar", "typescript"]).toContain(info.isa);
+      if (!info.native) expect(info.reason).not.toBe("");
+      expect(() => setIsa("sse" as never)).toThrow(KernelsError);
+    });
+  });
+}
