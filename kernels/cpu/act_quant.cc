@@ -83,6 +83,34 @@ __attribute__((target("avx2,fma"))) static inline float hmax256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// loraAct rows [m0, m0+MR) = X̂ rows (scratch xh, row stride K) · L_downᵀ; MR rows × 2 ranks per pass so each
+// L_down vector load feeds MR FMAs and each X̂ load feeds 2 (L_down is re-read once per MR rows, not per row).
+template <int MR>
+__attribute__((target("avx2,fma"))) static void lora_block_avx2(const ActQuantArgs& a, int64_t m0, const float* xh) {
+  const int64_t K = a.K;
+  for (int64_t r = 0; r < a.R; r += 2) {
+    const bool two = r + 1 < a.R;
+    const float* l0 = a.ldown + r * K;
+    const float* l1 = two ? l0 + K : l0;
+    __m256 s0[MR], s1[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) s0[i] = s1[i] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < K; k += 8) {
+      const __m256 w0 = _mm256_loadu_ps(l0 + k), w1 = _mm256_loadu_ps(l1 + k);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m256 x = _mm256_loadu_ps(xh + i * K + k);
+        s0[i] = _mm256_fmadd_ps(x, w0, s0[i]);
+        s1[i] = _mm256_fmadd_ps(x, w1, s1[i]);
+      }
+    }
+    for (int i = 0; i < MR; ++i) {
+      a.lora_act[(m0 + i) * a.R + r] = hsum256(s0[i]);
+      if (two) a.lora_act[(m0 + i) * a.R + r + 1] = hsum256(s1[i]);
+    }
+  }
+}
+
 __attribute__((target("avx2,fma"))) static bool row_avx2(const ActQuantArgs& a, int64_t m, float* xh) {
   const int64_t K = a.K, G = K / kGroup;
   const __m256 zero = _mm256_setzero_ps();
@@ -132,15 +160,6 @@ __attribute__((target("avx2,fma"))) static bool row_avx2(const ActQuantArgs& a, 
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(c + 8 * j), b);
     }
   }
-  for (int64_t r = 0; r < a.R; ++r) {
-    const float* l = a.ldown + r * K;
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    for (int64_t k = 0; k < K; k += 16) {
-      s0 = _mm256_fmadd_ps(_mm256_loadu_ps(xh + k), _mm256_loadu_ps(l + k), s0);
-      s1 = _mm256_fmadd_ps(_mm256_loadu_ps(xh + k + 8), _mm256_loadu_ps(l + k + 8), s1);
-    }
-    a.lora_act[m * a.R + r] = hsum256(_mm256_add_ps(s0, s1));
-  }
   return false;
 }
 
@@ -148,19 +167,26 @@ int64_t act_quant(const ActQuantArgs& a) {
   if (a.K % kGroup != 0) throw KernelError("act_quant: K must be a multiple of 64");
   const bool avx = active_isa() == Isa::Avx2;
   const int threads = num_threads();
-  std::vector<std::vector<float>> scratch(threads, std::vector<float>(a.K));
-  const int64_t rows_per_task = 8;
+  constexpr int64_t rows_per_task = 8;
+  std::vector<std::vector<float>> scratch(threads, std::vector<float>(a.K * rows_per_task));
   std::atomic<int64_t> first_bad{a.M};
   parallel_for((a.M + rows_per_task - 1) / rows_per_task, [&](int64_t t, int th) {
     float* xh = scratch[th].data();
-    const int64_t m1 = std::min(a.M, (t + 1) * rows_per_task);
-    for (int64_t m = t * rows_per_task; m < m1; ++m) {
-      const bool bad = avx ? row_avx2(a, m, xh) : row_scalar(a, m, xh);
+    const int64_t m0 = t * rows_per_task, m1 = std::min(a.M, (t + 1) * rows_per_task);
+    bool any_bad = false;
+    for (int64_t m = m0; m < m1; ++m) {
+      const bool bad = avx ? row_avx2(a, m, xh + (m - m0) * a.K) : row_scalar(a, m, xh + (m - m0) * a.K);
+      any_bad |= bad;
       if (bad) {
         int64_t cur = first_bad.load();
         while (m < cur && !first_bad.compare_exchange_weak(cur, m)) {
         }
       }
+    }
+    if (avx && !any_bad && a.R > 0) {
+      int64_t m = m0;
+      for (; m + 4 <= m1; m += 4) lora_block_avx2<4>(a, m, xh + (m - m0) * a.K);
+      for (; m < m1; ++m) lora_block_avx2<1>(a, m, xh + (m - m0) * a.K);
     }
   });
   const int64_t fb = first_bad.load();

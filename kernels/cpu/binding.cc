@@ -199,6 +199,19 @@ Napi::Value Gelu(const Napi::CallbackInfo& info) {
   });
 }
 
+}  // namespace
+namespace svdq {
+double peak_ops(int kind, int64_t iters);
+}
+namespace {
+
+Napi::Value Peak(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    return Napi::Number::New(env, svdq::peak_ops(static_cast<int>(num(o, "kind")), num(o, "iters")));
+  });
+}
+
 Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
     if (info.Length() < 1 || !info[0].IsNumber()) throw KernelError("setThreads(n): n must be a number");
@@ -227,6 +240,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemmW8A8", Napi::Function::New(env, GemmW8A8));
   exports.Set("actQuantInt8", Napi::Function::New(env, ActQuantInt8));
   exports.Set("gelu", Napi::Function::New(env, Gelu));
+  exports.Set("peak", Napi::Function::New(env, Peak));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa));

@@ -32,6 +32,7 @@ __attribute__((target("avx2,fma"))) void micro_f32(const float* a, int64_t lda, 
                                                    int64_t ldc, bool first, bool last, const float* bias16,
                                                    bool gelu) {
   __m256 acc[MR][2];
+  #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
     if (first) {
       acc[i][0] = bias16 ? _mm256_loadu_ps(bias16) : _mm256_setzero_ps();
@@ -43,12 +44,14 @@ __attribute__((target("avx2,fma"))) void micro_f32(const float* a, int64_t lda, 
   }
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 b0 = _mm256_loadu_ps(b + k * kNR), b1 = _mm256_loadu_ps(b + k * kNR + 8);
+    #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const __m256 av = _mm256_broadcast_ss(a + i * lda + k);
       acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
       acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
     }
   }
+  #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
     if (last && gelu) {
       acc[i][0] = gelu256(acc[i][0]);

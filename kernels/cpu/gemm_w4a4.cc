@@ -88,41 +88,53 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const Ctx& c, int64_t m, int
   const __m256i nib = _mm256_set1_epi8(0x0f);
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 facc[MR][NP];
+  #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
+    #pragma GCC unroll 8
     for (int j = 0; j < NP; ++j) facc[i][j] = _mm256_setzero_ps();
   const uint8_t* wp[NP];
   const float* sp[NP];
+  #pragma GCC unroll 8
   for (int j = 0; j < NP; ++j) {
     wp[j] = a.qweight + (p + j) * G * kPanelGroupBytes;
     sp[j] = a.wscales + (p + j) * G * kPanel;
   }
   const int8_t* xr[MR];
+  #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) xr[i] = a.codes + (m + i) * K;
   for (int64_t g = 0; g < G; ++g) {
     __m256i acc[MR][NP];
+    #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
+      #pragma GCC unroll 8
       for (int j = 0; j < NP; ++j) acc[i][j] = _mm256_setzero_si256();
+    #pragma GCC unroll 1
     for (int q = 0; q < 8; ++q) {
       __m256i lo[NP], hi[NP];
+      #pragma GCC unroll 8
       for (int j = 0; j < NP; ++j) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wp[j] + g * kPanelGroupBytes + q * 32));
         lo[j] = _mm256_and_si256(v, nib);
         hi[j] = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
       }
+      #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         int32_t d0, d1;
         __builtin_memcpy(&d0, xr[i] + g * 64 + 8 * q, 4);
         __builtin_memcpy(&d1, xr[i] + g * 64 + 8 * q + 4, 4);
         const __m256i x0 = _mm256_set1_epi32(d0), x1 = _mm256_set1_epi32(d1);
+        #pragma GCC unroll 8
         for (int j = 0; j < NP; ++j) {
           acc[i][j] = _mm256_add_epi16(acc[i][j], _mm256_maddubs_epi16(lo[j], x0));
           acc[i][j] = _mm256_add_epi16(acc[i][j], _mm256_maddubs_epi16(hi[j], x1));
         }
       }
     }
+    #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const __m256i off = _mm256_set1_epi32(8 * c.xsum[(m + i) * G + g]);
       const __m256 sx = _mm256_set1_ps(a.ascales[(m + i) * G + g]);
+      #pragma GCC unroll 8
       for (int j = 0; j < NP; ++j) {
         const __m256i d = _mm256_sub_epi32(_mm256_madd_epi16(acc[i][j], ones), off);
         const __m256 s = _mm256_mul_ps(_mm256_loadu_ps(sp[j] + g * kPanel), sx);
@@ -130,7 +142,23 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const Ctx& c, int64_t m, int
       }
     }
   }
-  // epilogue: low-rank up, bias, GELU, store
+  // epilogue: low-rank up (r outer so the MR×NP accumulators form independent FMA chains), bias, GELU, store
+  if (a.lup) {
+    const float* lu[NP];
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) lu[j] = a.lup + (p + j) * a.R * kPanel;
+    for (int64_t r = 0; r < a.R; ++r) {
+      __m256 u[NP];
+#pragma GCC unroll 8
+      for (int j = 0; j < NP; ++j) u[j] = _mm256_loadu_ps(lu[j] + r * kPanel);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        const __m256 la = _mm256_broadcast_ss(a.lora_act + (m + i) * a.R + r);
+#pragma GCC unroll 8
+        for (int j = 0; j < NP; ++j) facc[i][j] = _mm256_fmadd_ps(la, u[j], facc[i][j]);
+      }
+    }
+  }
   for (int j = 0; j < NP; ++j) {
     const int64_t pp = p + j;
     __m256 b = _mm256_setzero_ps();
@@ -141,11 +169,6 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const Ctx& c, int64_t m, int
     }
     for (int i = 0; i < MR; ++i) {
       __m256 v = _mm256_add_ps(facc[i][j], b);
-      if (a.lup) {
-        const float* la = a.lora_act + (m + i) * a.R;
-        const float* lu = a.lup + pp * a.R * kPanel;
-        for (int64_t r = 0; r < a.R; ++r) v = _mm256_fmadd_ps(_mm256_set1_ps(la[r]), _mm256_loadu_ps(lu + r * kPanel), v);
-      }
       if (a.gelu) v = gelu256(v);
       if ((pp + 1) * kPanel <= a.N) {
         _mm256_storeu_ps(a.y + (m + i) * a.N + pp * kPanel, v);

@@ -42,21 +42,27 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const W8A8Args& a, int64_t m
   const int64_t K = a.K;
   const __m256i ones = _mm256_set1_epi16(1);
   __m256i acc[MR][NP];
+  #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
+    #pragma GCC unroll 8
     for (int j = 0; j < NP; ++j) acc[i][j] = _mm256_setzero_si256();
   for (int64_t k4 = 0; k4 < K / 4; ++k4) {
     __m256i w[NP];
+    #pragma GCC unroll 8
     for (int j = 0; j < NP; ++j)
       w[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.qweight + ((p + j) * K + k4 * 4) * kPanel));
+    #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       int32_t d;
       std::memcpy(&d, a.codes + (m + i) * K + k4 * 4, 4);
       const __m256i x = _mm256_set1_epi32(d);
       const __m256i ax = _mm256_abs_epi8(x);
+      #pragma GCC unroll 8
       for (int j = 0; j < NP; ++j)
         acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w[j], x)), ones));
     }
   }
+  #pragma GCC unroll 8
   for (int j = 0; j < NP; ++j) {
     const int64_t n0 = (p + j) * kPanel;
     float ws[kPanel] = {0}, bs[kPanel] = {0};
@@ -65,6 +71,7 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const W8A8Args& a, int64_t m
       if (a.bias) bs[c] = a.bias[n0 + c];
     }
     const __m256 wsv = _mm256_loadu_ps(ws), bv = _mm256_loadu_ps(bs);
+    #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       const __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i][j]),
                                        _mm256_mul_ps(wsv, _mm256_set1_ps(a.ascales[m + i])), bv);

@@ -9,7 +9,8 @@
         "../../kernels/cpu/act_quant.cc",
         "../../kernels/cpu/gemm_w4a4.cc",
         "../../kernels/cpu/gemm_f32.cc",
-        "../../kernels/cpu/gemm_w8a8.cc"
+        "../../kernels/cpu/gemm_w8a8.cc",
+        "../../kernels/cpu/peak.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -11,6 +11,7 @@ export interface NativeBinding {
   gemmW8A8(a: object): void;
   actQuantInt8(a: object): void;
   gelu(a: object): void;
+  peak(a: { kind: number; iters: number }): number;
   setThreads(n: number): number;
   getThreads(): number;
   setIsa(mode: number): void;
