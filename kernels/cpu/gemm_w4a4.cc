@@ -21,7 +21,7 @@ namespace {
 
 constexpr int kPanel = 8;                     // columns per weight panel
 constexpr int64_t kPanelGroupBytes = 256;     // 8 columns × 64 codes / 2
-constexpr int64_t kMB = 64;                   // rows per task
+constexpr int64_t kMB = 48;                   // rows per task (multiple of the 6-row micro-tile)
 constexpr int64_t kNBPanels = 8;              // panels per task (64 columns)
 
 struct Ctx {
@@ -181,17 +181,23 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const Ctx& c, int64_t m, int
   }
 }
 
+// Micro-tile: kMR rows × 8 columns (one panel). With kMR = 6: 6 int16 + 6 f32 accumulators, 2 unpacked weight
+// registers, 2 activation broadcasts and the nibble mask fit the 16 YMM registers without spills.
+constexpr int kMR = 6;
+
 template <int MR>
 __attribute__((target("avx2,fma"))) void rows_avx2(const Ctx& c, int64_t m, int64_t p0, int64_t p1) {
-  int64_t p = p0;
-  for (; p + 2 <= p1; p += 2) micro_avx2<MR, 2>(c, m, p);
-  if (p < p1) micro_avx2<MR, 1>(c, m, p);
+  for (int64_t p = p0; p < p1; ++p) micro_avx2<MR, 1>(c, m, p);
 }
 
 void tile_avx2(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
   int64_t m = m0;
-  for (; m + 4 <= m1; m += 4) rows_avx2<4>(c, m, p0, p1);
+  for (; m + kMR <= m1; m += kMR) rows_avx2<kMR>(c, m, p0, p1);
   switch (m1 - m) {
+    case 7: rows_avx2<7>(c, m, p0, p1); break;
+    case 6: rows_avx2<6>(c, m, p0, p1); break;
+    case 5: rows_avx2<5>(c, m, p0, p1); break;
+    case 4: rows_avx2<4>(c, m, p0, p1); break;
     case 3: rows_avx2<3>(c, m, p0, p1); break;
     case 2: rows_avx2<2>(c, m, p0, p1); break;
     case 1: rows_avx2<1>(c, m, p0, p1); break;

@@ -100,7 +100,9 @@ export function encodeModel(spec: {
   for (const t of spec.initializers) {
     const w = new Writer();
     for (const d of t.dims) w.int(1, d);
-    w.int(2, t.type).str(8, t.name).bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    w.int(2, t.type)
+      .str(8, t.name)
+      .bytes(9, new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
     g.msg(5, w);
   }
   for (const v of spec.inputs) g.msg(11, valueInfo(v.name, ONNX_FLOAT, v.dims));

@@ -88,7 +88,7 @@ export function defineSuite(): void {
           [1, 64, 1, 0, false],
           [5, 192, 13, 3, true],
           [9, 128, 37, 32, false],
-          [6, 64, 24, 1, true],
+          [8, 64, 24, 1, true],
           [17, 256, 16, 32, true],
         ] as const) {
           const x = r.f32(M * K);
