@@ -20,7 +20,10 @@ export interface NativeBinding {
   abiVersion: number;
 }
 
-const ADDON = new URL("../build/Release/svdquant_kernels.node", import.meta.url);
+// SVDQ_KERNELS_ADDON overrides the addon path (tests use it to exercise the fallback).
+const ADDON = process.env.SVDQ_KERNELS_ADDON
+  ? new URL(`file://${process.env.SVDQ_KERNELS_ADDON}`)
+  : new URL("../build/Release/svdquant_kernels.node", import.meta.url);
 const STATUS = new URL("../build/native-build.json", import.meta.url);
 
 let loaded: { binding: NativeBinding | null; reason: string } | undefined;
