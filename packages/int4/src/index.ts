@@ -12,6 +12,28 @@ export {
   scaleDtypeOf,
   specFor,
 } from "./formats.js";
+export { packNibbles, unpackNibbles } from "./nibbles.js";
+export {
+  loraTileIndex,
+  packLoraDown,
+  packLoraUp,
+  packW4A4MicroScales,
+  packW4A4Scales,
+  packW4A4Vector,
+  packW4A4Weight,
+  unpackLoraDown,
+  unpackLoraUp,
+  unpackW4A4MicroScales,
+  unpackW4A4Scales,
+  unpackW4A4Vector,
+  unpackW4A4Weight,
+  W4A4_LORA_TILE,
+  W4A4_MEM_K,
+  W4A4_PAD_K,
+  W4A4_WARP_N,
+  w4a4MicroScaleIndex,
+  w4a4ScaleIndex,
+} from "./nunchaku-w4a4.js";
 export {
   dequantize,
   dequantizeInt4,
