@@ -26,7 +26,7 @@ function roundToOddBits(x: number): number {
   f32[0] = x;
   const y = f32[0]!;
   let b = u32[0]!;
-  if (y === x || x !== x) return b; // exact, or NaN
+  if (y === x || Number.isNaN(x)) return b; // exact, or NaN
   if (Math.abs(y) > Math.abs(x)) b -= 1; // rounded away from zero (incl. overflow to Inf): step back
   return (b | 1) >>> 0;
 }
