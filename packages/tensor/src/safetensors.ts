@@ -114,10 +114,12 @@ export class SafetensorsFile implements TensorSource {
     const t = this.info(name);
     const handle = this.requireOpen();
     const [begin, end] = t.dataOffsets;
-    const buf = new ArrayBuffer(end - begin); // fresh buffer: aligned for any typed array
-    await readFully(handle, new Uint8Array(buf), this.dataStart + begin, this.path, name);
+    // A fresh, unpooled buffer of exactly the tensor's bytes (byteOffset 0: aligned for any typed array); not
+    // zero-filled since readFully overwrites all of it or throws.
+    const buf = Buffer.allocUnsafeSlow(end - begin);
+    await readFully(handle, buf, this.dataStart + begin, this.path, name);
     const info = DTYPE_INFO[t.dtype];
-    const data = info.wrap(buf, 0, (end - begin) / info.itemsize) as StorageOf[DType];
+    const data = info.wrap(buf.buffer as ArrayBuffer, 0, (end - begin) / info.itemsize) as StorageOf[DType];
     return new Tensor(t.dtype, t.shape, data);
   }
 
