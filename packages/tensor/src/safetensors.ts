@@ -236,7 +236,17 @@ export async function writeSafetensors(
     await writeFully(handle, len);
     await writeFully(handle, header);
     for (const e of order) {
-      const t = typeof e.data === "function" ? await e.data() : e.data;
+      let t: Tensor;
+      try {
+        t = typeof e.data === "function" ? await e.data() : e.data;
+      } catch (cause) {
+        if (cause instanceof TensorError) throw cause;
+        throw new TensorError("E_ARGUMENT", `its producer failed: ${(cause as Error)?.message ?? String(cause)}`, {
+          file: path,
+          tensor: e.name,
+          cause,
+        });
+      }
       if (t.dtype !== e.dtype || t.shape.length !== e.shape.length || t.shape.some((d, i) => d !== e.shape[i])) {
         throw new TensorError(
           "E_SHAPE",
