@@ -91,8 +91,8 @@ export class ShardedCheckpoint implements TensorSource {
   info(name: string): TensorInfo & { readonly file: string } {
     return this.shardOf(name).info(name);
   }
-  read(name: string): Promise<Tensor> {
-    return this.shardOf(name).read(name);
+  async read(name: string): Promise<Tensor> {
+    return this.shardOf(name).read(name); // async: a missing name rejects, as SafetensorsFile.read does
   }
   async close(): Promise<void> {
     await Promise.all([...this.shards.values()].map((s) => s.close()));
