@@ -32,6 +32,10 @@ describe("Tensor", () => {
     expect(codeOf(() => new Tensor("F32", [2, -3]))).toBe("E_SHAPE");
     expect(codeOf(() => new Tensor("F32", [1.5]))).toBe("E_SHAPE");
     expect(codeOf(() => new Tensor("F17" as DType, [1]))).toBe("E_DTYPE");
+    // storage must be the dtype's typed array (16-bit floats as raw Uint16 bits, not Float32Array)
+    expect(codeOf(() => new Tensor("BF16", [2], new Float32Array(2) as unknown as Uint16Array))).toBe("E_DTYPE");
+    expect(codeOf(() => new Tensor("I8", [2], new Uint8Array(2) as unknown as Int8Array))).toBe("E_DTYPE");
+    expect(new Tensor("U8", [2], Buffer.from([1, 2])).data[1]).toBe(2); // a Buffer is a Uint8Array
     expect(codeOf(() => Tensor.fromFloats("F32", [2, 2], [1, 2, 3]))).toBe("E_SHAPE");
   });
 
