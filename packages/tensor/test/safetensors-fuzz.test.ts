@@ -186,12 +186,14 @@ describe("safetensors reader fuzz", () => {
     };
     const outcomes = { valid: 0, rejected: 0 } as Record<string, number>;
     const t0 = performance.now();
+    let slowest = 0; // ms, the longest single case: no case may hang
     try {
       for (let i = 0; i < CASES; i++) {
         const seed = base[i % base.length]!;
         const bytes = mutate(seed, r);
         writeFileSync(path, bytes); // sync: a third of the time of fs/promises for tiny files
         maxAlloc = 0;
+        const c0 = performance.now();
         let f: SafetensorsFile | undefined;
         try {
           f = await tracked(() => SafetensorsFile.open(path));
@@ -220,6 +222,7 @@ describe("safetensors reader fuzz", () => {
         } finally {
           await f?.close();
         }
+        slowest = Math.max(slowest, performance.now() - c0);
         if (maxAlloc > Math.max(bytes.length, 8))
           expect.fail(`case ${i}: allocated ${maxAlloc} > file ${bytes.length}`);
       }
@@ -228,8 +231,9 @@ describe("safetensors reader fuzz", () => {
       Buffer.allocUnsafeSlow = realAllocSlow;
     }
     const seconds = (performance.now() - t0) / 1000;
-    console.log(`fuzz: ${CASES} cases in ${seconds.toFixed(1)} s`, outcomes);
+    console.log(`fuzz: ${CASES} cases in ${seconds.toFixed(1)} s, slowest ${slowest.toFixed(1)} ms`, outcomes);
     expect(seconds).toBeLessThan(30);
+    expect(slowest).toBeLessThan(2000);
     expect(outcomes.valid! + outcomes.rejected!).toBe(CASES);
     // The mutations reach every kind of rule, and some mutated files stay valid.
     for (const code of [
