@@ -71,10 +71,43 @@ export const NF4_TABLE: readonly number[] = [
   0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
 ];
 
-/** Checkpoint-side quantized tensor, as @svdquant/int4's `quantize` returns it. */
+/**
+ * Checkpoint-side quantized tensor, as @svdquant/int4's `quantize` returns it (`spec`, `rows`, `cols` are checked
+ * when present, so a tensor quantized in another format or group size cannot be packed by mistake).
+ */
 export interface QuantizedTensor {
   codes: Int8Array;
   scales: Float32Array;
+  spec?: { format: string; groupSize: number };
+  rows?: number;
+  cols?: number;
+}
+
+function checkSpec(
+  name: string,
+  q: QuantizedTensor,
+  N: number,
+  K: number,
+  formats: string[],
+  groupSizes: number[],
+): void {
+  if (q.rows !== undefined && q.rows !== N)
+    throw new KernelsError("E_SHAPE", `quantized tensor has ${q.rows} rows, expected N = ${N}`, { tensor: name });
+  if (q.cols !== undefined && q.cols !== K)
+    throw new KernelsError("E_SHAPE", `quantized tensor has ${q.cols} columns, expected K = ${K}`, { tensor: name });
+  if (q.spec === undefined) return;
+  if (!formats.includes(q.spec.format))
+    throw new KernelsError(
+      "E_ARGUMENT",
+      `format ${q.spec.format} cannot be packed here (expected ${formats.join(" or ")})`,
+      {
+        tensor: name,
+      },
+    );
+  if (!groupSizes.includes(q.spec.groupSize))
+    throw new KernelsError("E_ARGUMENT", `group size ${q.spec.groupSize}, expected ${groupSizes.join(" or ")}`, {
+      tensor: name,
+    });
 }
 
 export interface PackedW4A4 {
@@ -143,6 +176,7 @@ export function packW4A4(
   dim("K", K);
   multipleOf("K", K, W4A4_GROUP, "W4A4 groups of 64 along K");
   const G = K / W4A4_GROUP;
+  checkSpec(name, residual, N, K, ["int4"], [W4A4_GROUP]);
   const codes = tensor(`${name}.codes`, residual.codes, Int8Array, [N, K]);
   const scales = tensor(`${name}.scales`, residual.scales, Float32Array, [N, G]);
   codeRange(`${name}.codes`, codes, -8, 7);
@@ -259,6 +293,7 @@ export function packW4A16(
   multipleOf("K", K, G, "groups along K");
   if (opts.format !== "int4" && opts.format !== "nf4")
     throw new KernelsError("E_ARGUMENT", `W4A16 format must be "int4" or "nf4", got ${String(opts.format)}`);
+  checkSpec(name, q, N, K, [opts.format], [G]);
   const codes = tensor(`${name}.codes`, q.codes, Int8Array, [N, K]);
   const scales = tensor(`${name}.scales`, q.scales, Float32Array, [N, K / G]);
   const off = opts.format === "int4" ? 8 : 0;
@@ -327,8 +362,10 @@ export function packW8A8(
   dim("N", N);
   dim("K", K);
   multipleOf("K", K, 4, "4 codes per 32-bit lane");
+  checkSpec(name, q, N, K, ["int8"], [0, K]); // @svdquant/int4: groupSize 0 = per row
   const codes = tensor(`${name}.codes`, q.codes, Int8Array, [N, K]);
   const scales = tensor(`${name}.scales`, q.scales, Float32Array, [N]);
+  // -128 is excluded: the AVX2 path negates weight bytes (vpsignb). Quantize with F32 scales (amax/127) to stay inside.
   codeRange(`${name}.codes`, codes, -127, 127);
   finite(`${name}.scales`, scales);
   const Np = roundUp(N, 8);

@@ -4,32 +4,15 @@
  *   Y_fq = fq(X/λ)·fq(R)ᵀ + (X/λ)·L_downᵀ·L_upᵀ + b,   R = W·diag(λ) − L_up·L_down,
  * within the rounding the kernels are allowed (f32 arithmetic, and codes that flip only at rounding ties).
  */
+import { fakeQuantize, quantize } from "@svdquant/int4";
 import { describe, expect, it } from "vitest";
-import { gemmW4A4, packW4A4, quantizeActivations, reference } from "../src/index.ts";
+import { gemmW4A4, packW4A4, quantizeActivations } from "../src/index.ts";
 import { maxAbs, rng } from "./helpers.ts";
 
-/** Group-wise symmetric INT4 (the int4 contract: codes one per element, scales [rows, cols/G]); amax/7. */
-function int4Quantize(x: Float64Array, rows: number, cols: number, G: number) {
-  const codes = new Int8Array(rows * cols);
-  const scales = new Float32Array((rows * cols) / G);
-  for (let r = 0; r < rows; r++)
-    for (let g = 0; g < cols / G; g++) {
-      let amax = 0;
-      for (let i = 0; i < G; i++) amax = Math.max(amax, Math.abs(x[r * cols + g * G + i]));
-      const s = Math.fround(amax / 7);
-      scales[r * (cols / G) + g] = s;
-      for (let i = 0; i < G; i++) {
-        const v = s > 0 ? x[r * cols + g * G + i] / s : 0;
-        codes[r * cols + g * G + i] = Math.max(-8, Math.min(7, reference.rne(v)));
-      }
-    }
-  return { codes, scales };
-}
-
-function fakeQuant(x: Float64Array, rows: number, cols: number, G: number): Float64Array {
-  const q = int4Quantize(x, rows, cols, G);
-  return Float64Array.from(q.codes, (c, i) => c * q.scales[Math.floor(i / G)]);
-}
+// Activations: the kernels keep f32 scales (amax/7), so the fake-quant forward uses scaleDtype F32 for them.
+// Weights: @svdquant/int4's checkpoint default (int4, group 64, BF16 scales), packed as they are.
+const ACT = { format: "int4", groupSize: 64, scaleDtype: "F32" } as const;
+const WGT = { format: "int4", groupSize: 64 } as const;
 
 describe("layer agreement: packed W4A4 kernel vs float64 fake-quant forward", () => {
   it.each([
@@ -81,8 +64,9 @@ describe("layer agreement: packed W4A4 kernel vs float64 fake-quant forward", ()
 
     // float64 fake-quant forward
     const Xhat = Float64Array.from(X, (x, i) => x / lambda[i % K]);
-    const fqX = fakeQuant(Xhat, M, K, 64);
-    const fqR = fakeQuant(Res, N, K, 64);
+    const fqX = fakeQuantize(Xhat, M, K, ACT);
+    const resQ = quantize(Res, N, K, WGT);
+    const fqR = fakeQuantize(Res, N, K, WGT);
     const yfq = new Float64Array(M * N);
     for (let m = 0; m < M; m++)
       for (let n = 0; n < N; n++) {
@@ -98,7 +82,7 @@ describe("layer agreement: packed W4A4 kernel vs float64 fake-quant forward", ()
 
     // packed kernels
     const act = quantizeActivations(X, M, K, { smooth: lambda, lowRankDown: Ldown, rank: R });
-    const w = packW4A4(int4Quantize(Res, N, K, 64), N, K, { lowRankUp: Lup, rank: R, bias });
+    const w = packW4A4(resQ, N, K, { lowRankUp: Lup, rank: R, bias });
     const { y } = gemmW4A4(act, w);
 
     // Expected rounding: f32 accumulation (~1e-6 relative) plus rare activation codes that flip at a rounding
