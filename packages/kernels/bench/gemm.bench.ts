@@ -93,7 +93,14 @@ for (const [K, N] of KNs) {
     K,
     { bias },
   );
-  const opts = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: "all" as const };
+  // ORT's pool spin-waits after each run by default; with three sessions and our pool sharing 2 cores, the spinning
+  // threads would steal time from whatever runs next (measured: +6 ms on the next task at M=256). Turn it off.
+  const opts = {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: "all" as const,
+    extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
+  };
   const sF32 = await ort.InferenceSession.create(matmulModel(wf, N, K), opts);
   const sNb0 = await ort.InferenceSession.create(matmulNBitsModel(codes, scales, N, K, 64, 0), opts);
   const sNb4 = await ort.InferenceSession.create(matmulNBitsModel(codes, scales, N, K, 64, 4), opts);
