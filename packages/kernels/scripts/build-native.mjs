@@ -5,7 +5,7 @@
 // so no header download is attempted. If the build fails, the package still works through its TypeScript
 // reference path and says so once, with one warning, when it is loaded (see src/native.ts).
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,7 +16,9 @@ const status = join(pkg, "build", "native-build.json");
 
 function record(ok, detail) {
   mkdirSync(dirname(status), { recursive: true });
-  writeFileSync(status, `${JSON.stringify({ ok, detail, node: process.version, date: new Date().toISOString() })}\n`);
+  const tmp = `${status}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${JSON.stringify({ ok, detail, node: process.version, date: new Date().toISOString() })}\n`);
+  renameSync(tmp, status);
 }
 
 if (process.env.SVDQ_KERNELS_SKIP_NATIVE === "1") {
