@@ -1,0 +1,30 @@
+export { CudaKernelError, type CudaKernelErrorCode } from "./errors.js";
+export {
+  packLoraDown,
+  packLoraUp,
+  packQWeight,
+  packWScales,
+  unpackActCodes,
+  unpackLoraDown,
+  unpackLoraUp,
+  unpackQWeight,
+  unpackWScales,
+} from "./layout.js";
+export { addonPath, cudaAvailability, loadAddon, type NativeAddon, type NativeDeviceInfo } from "./native.js";
+export {
+  DeviceBuffer,
+  type Dtype16,
+  type GemmPath,
+  type GemmW4A4Args,
+  gemmCublas,
+  gemmW4A4,
+  padM,
+  type QuantizeActArgs,
+  type QuantizedAct,
+  quantizeAct,
+  synchronize,
+  timeMs,
+} from "./ops.js";
+
+/** The GELU shift of unsigned activation codes (nunchaku's epilogue constant; GELU(x) >= -0.1700 for all x). */
+export const GELU_SHIFT = 0.171875;
