@@ -45,8 +45,23 @@ if [[ -z ${SKIP_CHECK:-} ]]; then
   node "$dir/device-run.mjs" check 2>&1 | tee "$out/check.log" || rc=1
 fi
 if [[ -z ${SKIP_SANITIZER:-} ]]; then
-  compute-sanitizer --tool memcheck --leak-check full node "$dir/device-run.mjs" small 2>&1 | tail -8 | tee "$out/memcheck.log"
+  compute-sanitizer --tool memcheck node "$dir/device-run.mjs" small 2>&1 | tail -8 | tee "$out/memcheck.log"
   grep -q "ERROR SUMMARY: 0 errors" "$out/memcheck.log" || rc=1
+fi
+if command -v cuobjdump > /dev/null; then
+  # per-kernel instruction mix of the sm_90a code (the matrix instructions must be IMMA.16832 on the s8 path)
+  cuobjdump -sass -arch sm_90a "$dir/svdq_cuda.node" 2>/dev/null | awk '
+    /Function :/ { if (f) printf "%-80.80s total=%d IMMA=%d HMMA=%d I2F=%d LOP3=%d LDS=%d BAR=%d\n", f, n, i, h, c, l, s, b; f=$3; n=i=h=c=l=s=b=0; next }
+    /\/\*[0-9a-f]+\*\// { n++; if (/IMMA/) i++; if (/HMMA/) h++; if (/I2F/) c++; if (/LOP3/) l++; if (/LDS/) s++; if (/BAR/) b++ }
+    END { if (f) printf "%-80.80s total=%d IMMA=%d HMMA=%d I2F=%d LOP3=%d LDS=%d BAR=%d\n", f, n, i, h, c, l, s, b }' \
+    | tee "$out/sass-summary.txt" | grep -E "gemm_kernelILb1ELb0ELb0ELi4|quantize_kernelILb1ELb0ELi32ELb1" || true
+  cuobjdump -sass -arch sm_90a "$dir/svdq_cuda.node" 2>/dev/null | grep -E "IMMA|I2F" | sort | uniq -c | sort -rn | head -5
+fi
+if [[ -n ${VARIANTS:-} ]]; then
+  node "$dir/device-run.mjs" variants 2>&1 | tee "$out/variants.log"
+fi
+if [[ -n ${SASS:-} ]]; then
+  cuobjdump -sass -arch sm_90a -fun "$SASS" "$dir/svdq_cuda.node" > "$out/sass.txt" 2>&1; wc -l "$out/sass.txt"
 fi
 if [[ -z ${SKIP_BENCH:-} ]]; then
   node "$dir/device-run.mjs" bench 2>&1 | tee "$out/bench.log" || rc=1

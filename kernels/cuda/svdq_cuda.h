@@ -10,7 +10,7 @@
 // | x           | [M, K]                                | 16-bit | row-major activations |
 // | smooth      | [K]                                   | 16-bit | SVDQuant smoothing factor λ; codes are of x/λ |
 // | lora_down   | [R, K]                                | 16-bit | row-major (rank x in), applied to the raw x |
-// | act codes   | Mp*K/2 bytes                          | 4-bit  | "fragment layout", see below |
+// | act codes   | Mp*K/2 (s4) or Mp*K (s8) bytes        | 4/8-bit| "fragment layouts", see below |
 // | act scales  | [K/G, Mp]                             | 16-bit | one scale per token per group, group-major |
 // | lora_act    | [Mp, R]                               | f32    | x · lora_downᵀ, row-major; rows >= M are 0 |
 // | qweight     | N*K/2 bytes                           | 4-bit  | nunchaku checkpoint layout (below), used as is |
@@ -25,7 +25,10 @@
 //   w0 = row g,   k = 8t..8t+7      w1 = row g+8, k = 8t..8t+7
 //   w2 = row g,   k = 32+8t..+7     w3 = row g+8, k = 32+8t..+7
 // with element j of a word in bits 4j..4j+3 (two's complement when signed, 0..15 when unsigned). These are exactly
-// the A operand registers a0..a3 of PTX mma.sync.m16n8k64 (s4/u4).
+// the A operand registers a0..a3 of PTX mma.sync.m16n8k64 (s4/u4). This "s4" format feeds the sm_80/86/89 path.
+// The "s8" format (for the sm_90 path) stores the same codes pre-split to int8 x16: tiles of 1024 bytes, lane l at
+// l*32 holds eight words lo(w0), lo(w1), hi(w0), hi(w1), lo(w2), lo(w3), hi(w2), hi(w3) with lo/hi as below:
+// the A registers of the two m16n8k32 s8 (u8) mmas of the group, so the GEMM does no activation unpacking.
 //
 // nunchaku checkpoint layout of qweight (facts from nunchaku's NunchakuWeightPacker, bits=4, warp_n=128):
 // chunks of 128 n x 64 k, chunk (nt, kt) at byte ((nt*(K/64) + kt) * 4096). Inside a chunk, pack p (0..7, 16 n each)
@@ -51,7 +54,6 @@ extern "C" {
 #endif
 
 typedef enum { SVDQ_BF16 = 0, SVDQ_F16 = 1 } svdq_dtype;
-typedef enum { SVDQ_PATH_AUTO = 0, SVDQ_PATH_S8 = 1, SVDQ_PATH_S4 = 2 } svdq_path;
 
 // GELU shift used for unsigned activation codes (nunchaku epilogue constant; GELU(x) >= -0.17 so x+shift >= 0).
 #define SVDQ_GELU_SHIFT 0.171875f
@@ -63,14 +65,16 @@ typedef struct {
   const void* lora_down; // [R, K] or NULL when R == 0
   int M, K, R;           // R in {0, 16, 32, 64}
   int act_unsigned;      // 0: codes of x/λ in [-8, 7], scale amax/7; 1: codes of (x+shift)/λ in [0, 15], amax/15
-  void* codes;           // Mp*K/2 bytes
+  int codes_s8;          // 1: "s8" int8 fragment format (Mp*K bytes, sm_90 GEMM path); 0: "s4" (Mp*K/2 bytes)
+  void* codes;           // Mp*K/2 or Mp*K bytes
   void* ascales;         // [K/64, Mp]
   float* lora_act;       // [Mp, R] or NULL when R == 0
 } svdq_quantize_args;
 
 typedef struct {
   svdq_dtype dtype;
-  const void* codes;     // Mp*K/2 bytes (fragment layout)
+  const void* codes;     // fragment layout; its format picks the path: s8 (sm_90 only) or s4 (any; emulated on sm_90)
+  int codes_s8;
   const void* ascales;   // [K/64, Mp]
   const void* qweight;   // N*K/2 bytes (checkpoint layout)
   const void* wscales;   // N*K/64 values (checkpoint layout)
@@ -81,11 +85,11 @@ typedef struct {
   int M, N, K, R;        // N % 128 == 0, K % 64 == 0, R in {0, 16, 32, 48, ...} (multiple of 16, <= 256)
   int act_unsigned;
   int gelu;              // apply tanh-approximated GELU after bias
-  svdq_path path;        // AUTO: s8 on sm_90+, s4 below; S4 on Hopper runs emulated (slow, exact)
   int block_m;           // 0 = heuristic, else 32, 64 or 128
 } svdq_gemm_args;
 
 int svdq_pad_m(int M);  // Mp
+int svdq_default_codes_s8(void);  // 1 when the current device is sm_90 or newer (the s8 path is the fast one)
 
 const char* svdq_quantize_act(const svdq_quantize_args* a, void* stream);
 const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream);

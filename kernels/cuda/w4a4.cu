@@ -51,11 +51,23 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-// D += A(16x32 int8) · B(32x8 int8); A unsigned when AU.
-template <bool AU>
+// D = A(16x32 int8) · B(32x8 int8) + (ZC ? 0 : D); A unsigned when AU.
+template <bool AU, bool ZC = false>
 __device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
                                        uint32_t b1) {
-  if constexpr (AU) {
+  if constexpr (ZC) {
+    if constexpr (AU) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+          : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+          : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+    } else {
+      asm volatile(
+          "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+          : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+          : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+    }
+  } else if constexpr (AU) {
     asm volatile(
         "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
@@ -103,8 +115,6 @@ __device__ __forceinline__ void mma_h(float (&c)[4], uint32_t a0, uint32_t a1, u
 __device__ __forceinline__ uint32_t nib_lo(uint32_t w) { return (w << 4) & 0xF0F0F0F0u; }
 __device__ __forceinline__ uint32_t nib_hi(uint32_t w) { return w & 0xF0F0F0F0u; }
 
-// Exact int -> float for |i| < 2^22 without the quarter-rate I2F: 0x4B400000 is 1.5 * 2^23.
-__device__ __forceinline__ float i2f_exact(int i) { return __int_as_float(i + 0x4B400000) - 12582912.0f; }
 
 __device__ __forceinline__ float gelu_tanh(float x) {
   // GELU, tanh approximation (Hendrycks & Gimpel 2016; diffusers "gelu-approximate"): sqrt(2/pi) = 0.7978845608.
@@ -116,7 +126,7 @@ __device__ __forceinline__ float gelu_tanh(float x) {
 constexpr int Q_ROWS = 32;  // rows per block: 2 m16 tiles
 constexpr int Q_WARPS = 8;  // warps split the K/64 groups
 
-template <bool BF16, bool AU, int R>
+template <bool BF16, bool AU, int R, bool S8OUT>
 __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quantize_args p, int Mp) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
@@ -139,7 +149,8 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
   constexpr float QMAX = AU ? 15.f : 7.f;
   constexpr float QLO = AU ? 0.f : -8.f;
 
-  for (int kt = warp; kt < KT; kt += Q_WARPS) {
+  // blocks along y split K: this warp takes groups kt = y*Q_WARPS + warp, stepping Q_WARPS * gridDim.y
+  for (int kt = blockIdx.y * Q_WARPS + warp; kt < KT; kt += Q_WARPS * gridDim.y) {
     // x[mi][rowhalf][khalf]: 8 consecutive 16-bit values of row (m0 + 16mi + g + 8rowhalf), k = kt*64 + 32khalf + 8t
     uint4 x[2][2][2];
 #pragma unroll
@@ -192,6 +203,7 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
       uint16_t sc16[2];
 #pragma unroll
       for (int rh = 0; rh < 2; rh++) {
+        const bool valid = m0 + mi * 16 + g + rh * 8 < p.M;  // padded rows stay all-zero codes and scales
         float v[2][8];
         float amax = 0.f;
 #pragma unroll
@@ -201,7 +213,7 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
 #pragma unroll
           for (int j = 0; j < 8; j++) {
             float f = h2f<BF16>(uint16_t(qw[j >> 1] >> ((j & 1) * 16)));
-            if constexpr (AU) f += SVDQ_GELU_SHIFT;
+            if constexpr (AU) f += valid ? SVDQ_GELU_SHIFT : 0.f;
             f *= inv[kh][j];
             v[kh][j] = f;
             amax = fmaxf(amax, fabsf(f));
@@ -224,8 +236,15 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
         }
       }
       const int mt = m0 / 16 + mi;
-      *reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 512 + lane * 16) =
-          make_uint4(words[0][0], words[1][0], words[0][1], words[1][1]);
+      if constexpr (S8OUT) {
+        // int8 fragment layout: the A registers of the two m16n8k32 s8/u8 mmas, values x16 (see svdq_cuda.h)
+        uint4* dst = reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 1024 + lane * 32);
+        dst[0] = make_uint4(nib_lo(words[0][0]), nib_lo(words[1][0]), nib_hi(words[0][0]), nib_hi(words[1][0]));
+        dst[1] = make_uint4(nib_lo(words[0][1]), nib_lo(words[1][1]), nib_hi(words[0][1]), nib_hi(words[1][1]));
+      } else {
+        *reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 512 + lane * 16) =
+            make_uint4(words[0][0], words[1][0], words[0][1], words[1][1]);
+      }
       if (t == 0) {
         asc[(size_t)kt * Mp + m0 + mi * 16 + g] = sc16[0];
         asc[(size_t)kt * Mp + m0 + mi * 16 + g + 8] = sc16[1];
@@ -249,30 +268,34 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
       }
       __syncthreads();
     }
-    for (int i = threadIdx.x; i < Q_ROWS * R; i += blockDim.x) {
-      p.lora_act[(size_t)m0 * R + i] = (&red[0][0])[i];
+    if (gridDim.y == 1) {
+      for (int i = threadIdx.x; i < Q_ROWS * R; i += blockDim.x) p.lora_act[(size_t)m0 * R + i] = (&red[0][0])[i];
+    } else {  // K split over blocks: lora_act was zeroed by the host; float atomics (order not deterministic)
+      for (int i = threadIdx.x; i < Q_ROWS * R; i += blockDim.x) atomicAdd(&p.lora_act[(size_t)m0 * R + i], (&red[0][0])[i]);
     }
   }
 }
 
 // ---- kernel 2: W4A4 GEMM + fused epilogue ------------------------------------------------------------------------
 constexpr int G_BN = 128;
-constexpr int G_STAGES = 4;
 constexpr int G_THREADS = 256;  // 8 warps: 2 along M x 4 along N; warp tile (16*MI) x 32
 
-template <int MI>
+template <int MI, bool S4>
 struct GemmTile {
   static constexpr int BM = 32 * MI;
-  static constexpr int A_BYTES = BM * 32;  // BM rows x 64 k x 4 bit
-  static constexpr int B_BYTES = 4096;     // 128 n x 64 k x 4 bit
+  static constexpr int A_TILE = S4 ? 512 : 1024;     // bytes of one 16 x 64 activation tile (4-bit or x16 int8)
+  static constexpr int A_BYTES = BM / 16 * A_TILE;
+  static constexpr int B_BYTES = 4096;               // 128 n x 64 k x 4 bit
   static constexpr int SA_BYTES = BM * 2;
   static constexpr int SW_BYTES = 256;
   static constexpr int STAGE = A_BYTES + B_BYTES + SA_BYTES + SW_BYTES;
-  static constexpr int SMEM = STAGE * G_STAGES;
+  // deeper pipelines for the small tiles, whose few bytes per stage would otherwise leave memory latency exposed
+  static constexpr int STAGES = MI == 4 ? 5 : (MI == 2 ? 6 : 8);
+  static constexpr int SMEM = STAGE * STAGES;
 };
 
 template <bool BF16, bool AU, bool S4, int MI>
-__global__ void __launch_bounds__(G_THREADS) gemm_kernel(const svdq_gemm_args p, int Mp) {
+__global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const svdq_gemm_args p, int Mp) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   if constexpr (!S4) {
     __trap();  // the s8 path is only built for sm_90 (host code never launches it below)
@@ -280,30 +303,48 @@ __global__ void __launch_bounds__(G_THREADS) gemm_kernel(const svdq_gemm_args p,
   } else
 #endif
   {
-    using TL = GemmTile<MI>;
+    using TL = GemmTile<MI, S4>;
+    constexpr int G_STAGES = TL::STAGES;
     extern __shared__ __align__(16) uint8_t smem[];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp >> 2, wn = warp & 3;
     const int g = lane >> 2, t = lane & 3;
     const int bn = blockIdx.x, bm = blockIdx.y;
     const int KT = p.K / 64;
-    const uint8_t* gA = static_cast<const uint8_t*>(p.codes) + (size_t)bm * (TL::BM / 16) * KT * 512;
+    const uint8_t* gA = static_cast<const uint8_t*>(p.codes) + (size_t)bm * (TL::BM / 16) * KT * TL::A_TILE;
     const uint8_t* gB = static_cast<const uint8_t*>(p.qweight) + (size_t)bn * KT * 4096;
     const uint16_t* gSA = static_cast<const uint16_t*>(p.ascales) + (size_t)bm * TL::BM;
     const uint16_t* gSW = static_cast<const uint16_t*>(p.wscales) + (size_t)bn * KT * 128;
 
+    // Per-thread copy plan, computed once: each 16-byte chunk has a fixed shared-memory offset inside a stage and
+    // a global address that advances by a fixed stride per k-group (tile (i, kt) sits at (i*KT + kt)*A_TILE).
+    constexpr int A_CHUNKS = TL::A_BYTES / 16;
+    constexpr int A_PER_THREAD = (A_CHUNKS + G_THREADS - 1) / G_THREADS;
+    constexpr int CPT = TL::A_TILE / 16;  // 16-byte chunks per tile
+    const uint8_t* a_src[A_PER_THREAD];
+    int a_dst[A_PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < A_PER_THREAD; j++) {
+      const int c = tid + j * G_THREADS;
+      a_dst[j] = c * 16;
+      a_src[j] = gA + ((size_t)(c / CPT) * KT) * TL::A_TILE + (c % CPT) * 16;
+    }
+    const uint8_t* b_src = gB + tid * 16;
+    const bool sa_thread = tid < TL::BM / 8, sw_thread = tid >= 128 && tid < 144;
+    const uint8_t* s_src = sa_thread ? reinterpret_cast<const uint8_t*>(gSA + tid * 8)
+                                     : reinterpret_cast<const uint8_t*>(gSW + (tid - 128) * 8);
+    const size_t s_stride = sa_thread ? (size_t)Mp * 2 : 256;
+    const int s_dst = sa_thread ? TL::A_BYTES + TL::B_BYTES + tid * 16
+                                : TL::A_BYTES + TL::B_BYTES + TL::SA_BYTES + (tid - 128) * 16;
     auto load_stage = [&](int slot, int kt) {
       uint8_t* s = smem + slot * TL::STAGE;
-      for (int c = tid; c < TL::BM * 2; c += G_THREADS) {
-        const int i = c >> 5, l = c & 31;
-        cp_async16(s + c * 16, gA + ((size_t)i * KT + kt) * 512 + l * 16);
+#pragma unroll
+      for (int j = 0; j < A_PER_THREAD; j++) {
+        if (A_CHUNKS % G_THREADS == 0 || tid + j * G_THREADS < A_CHUNKS)
+          cp_async16(s + a_dst[j], a_src[j] + (size_t)kt * TL::A_TILE);
       }
-      cp_async16(s + TL::A_BYTES + tid * 16, gB + (size_t)kt * 4096 + tid * 16);
-      if (tid < TL::BM / 8) {
-        cp_async16(s + TL::A_BYTES + TL::B_BYTES + tid * 16, gSA + (size_t)kt * Mp + tid * 8);
-      } else if (tid >= 128 && tid < 144) {
-        cp_async16(s + TL::A_BYTES + TL::B_BYTES + TL::SA_BYTES + (tid - 128) * 16, gSW + (size_t)kt * 128 + (tid - 128) * 8);
-      }
+      cp_async16(s + TL::A_BYTES + tid * 16, b_src + (size_t)kt * 4096);
+      if (sa_thread || sw_thread) cp_async16(s + s_dst, s_src + (size_t)kt * s_stride);
     };
 
     float acc[MI][4][4];
@@ -320,18 +361,18 @@ __global__ void __launch_bounds__(G_THREADS) gemm_kernel(const svdq_gemm_args p,
       cp_async_commit();
     }
 
+    int rd_slot = 0, wr_slot = G_STAGES - 1;  // rotating stage indices (no modulo in the loop)
     for (int kt = 0; kt < KT; kt++) {
       cp_async_wait<G_STAGES - 2>();
       __syncthreads();
       {
         const int nk = kt + G_STAGES - 1;
-        if (nk < KT) load_stage(nk % G_STAGES, nk);
+        if (nk < KT) load_stage(wr_slot, nk);
         cp_async_commit();
+        wr_slot = wr_slot + 1 == G_STAGES ? 0 : wr_slot + 1;
       }
-      const uint8_t* s = smem + (kt % G_STAGES) * TL::STAGE;
-      uint4 af[MI];
-#pragma unroll
-      for (int mi = 0; mi < MI; mi++) af[mi] = *reinterpret_cast<const uint4*>(s + (wm * MI + mi) * 512 + lane * 16);
+      const uint8_t* s = smem + rd_slot * TL::STAGE;
+      rd_slot = rd_slot + 1 == G_STAGES ? 0 : rd_slot + 1;
       uint32_t b0[4], b1[4];  // per n8 tile nj = 2*pj + nps: k half 0 and 1
 #pragma unroll
       for (int pj = 0; pj < 2; pj++) {
@@ -342,18 +383,19 @@ __global__ void __launch_bounds__(G_THREADS) gemm_kernel(const svdq_gemm_args p,
         b1[pj * 2 + 1] = w.w;
       }
       int ci[MI][4][4];
-#pragma unroll
-      for (int i = 0; i < MI; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-#pragma unroll
-          for (int c = 0; c < 4; c++) ci[i][j][c] = 0;
       if constexpr (S4) {
 #pragma unroll
-        for (int mi = 0; mi < MI; mi++)
+        for (int i = 0; i < MI; i++)
 #pragma unroll
-          for (int nj = 0; nj < 4; nj++)
-            mma_s4<AU>(ci[mi][nj], af[mi].x, af[mi].y, af[mi].z, af[mi].w, b0[nj], b1[nj]);
+          for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) ci[i][j][c] = 0;
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          const uint4 af = *reinterpret_cast<const uint4*>(s + (wm * MI + mi) * 512 + lane * 16);
+#pragma unroll
+          for (int nj = 0; nj < 4; nj++) mma_s4<AU>(ci[mi][nj], af.x, af.y, af.z, af.w, b0[nj], b1[nj]);
+        }
       } else {
         uint32_t bl0[4], bh0[4], bl1[4], bh1[4];
 #pragma unroll
@@ -365,12 +407,13 @@ __global__ void __launch_bounds__(G_THREADS) gemm_kernel(const svdq_gemm_args p,
         }
 #pragma unroll
         for (int mi = 0; mi < MI; mi++) {
-          const uint32_t l0 = nib_lo(af[mi].x), l1 = nib_lo(af[mi].y), h0 = nib_hi(af[mi].x), h1 = nib_hi(af[mi].y);
+          // activations arrive pre-split (int8 fragment layout): no unpacking on this side
+          const uint4 a01 = *reinterpret_cast<const uint4*>(s + (wm * MI + mi) * 1024 + lane * 32);
+          const uint4 a23 = *reinterpret_cast<const uint4*>(s + (wm * MI + mi) * 1024 + lane * 32 + 16);
 #pragma unroll
-          for (int nj = 0; nj < 4; nj++) mma_s8<AU>(ci[mi][nj], l0, l1, h0, h1, bl0[nj], bh0[nj]);
-          const uint32_t l2 = nib_lo(af[mi].z), l3 = nib_lo(af[mi].w), h2 = nib_hi(af[mi].z), h3 = nib_hi(af[mi].w);
+          for (int nj = 0; nj < 4; nj++) mma_s8<AU, true>(ci[mi][nj], a01.x, a01.y, a01.z, a01.w, bl0[nj], bh0[nj]);
 #pragma unroll
-          for (int nj = 0; nj < 4; nj++) mma_s8<AU>(ci[mi][nj], l2, l3, h2, h3, bl1[nj], bh1[nj]);
+          for (int nj = 0; nj < 4; nj++) mma_s8<AU>(ci[mi][nj], a23.x, a23.y, a23.z, a23.w, bl1[nj], bh1[nj]);
         }
       }
       // per-group scales: s_x(row) * s_w(col), with the 1/256 of the x16 nibble split folded in
@@ -398,7 +441,7 @@ __global__ void __launch_bounds__(G_THREADS) gemm_kernel(const svdq_gemm_args p,
         for (int nj = 0; nj < 4; nj++)
 #pragma unroll
           for (int c = 0; c < 4; c++)
-            acc[mi][nj][c] = fmaf(i2f_exact(ci[mi][nj][c]), sa[mi][c >> 1] * sw[nj][c & 1], acc[mi][nj][c]);
+            acc[mi][nj][c] = fmaf(__int2float_rn(ci[mi][nj][c]), sa[mi][c >> 1] * sw[nj][c & 1], acc[mi][nj][c]);
     }
     cp_async_wait<0>();
 
@@ -476,7 +519,19 @@ int device_cc(int* out_sms) {
 template <bool BF16, bool AU, int R>
 const char* launch_quantize(const svdq_quantize_args& a, cudaStream_t st) {
   const int Mp = svdq_pad_m(a.M);
-  quantize_kernel<BF16, AU, R><<<Mp / Q_ROWS, Q_WARPS * 32, 0, st>>>(a, Mp);
+  int sms = 0;
+  device_cc(&sms);
+  // split K over blocks until there are >= 4 blocks per multiprocessor (each warp keeps >= 2 groups)
+  const int KT = a.K / 64, rb = Mp / Q_ROWS;
+  int ks = 1;
+  while (rb * ks < 4 * sms && KT >= Q_WARPS * ks * 4) ks *= 2;
+  if (R > 0 && ks > 1) {
+    const char* e = check_cuda(cudaMemsetAsync(a.lora_act, 0, size_t(Mp) * R * 4, st), "cudaMemsetAsync(lora_act)");
+    if (e) return e;
+  }
+  dim3 grid(rb, ks);
+  if (a.codes_s8) quantize_kernel<BF16, AU, R, true><<<grid, Q_WARPS * 32, 0, st>>>(a, Mp);
+  else quantize_kernel<BF16, AU, R, false><<<grid, Q_WARPS * 32, 0, st>>>(a, Mp);
   return check_cuda(cudaGetLastError(), "cudaLaunchKernel(quantize_kernel)");
 }
 
@@ -493,7 +548,7 @@ const char* dispatch_quantize_r(const svdq_quantize_args& a, cudaStream_t st) {
 
 template <bool BF16, bool AU, bool S4, int MI>
 const char* launch_gemm(const svdq_gemm_args& a, cudaStream_t st) {
-  using TL = GemmTile<MI>;
+  using TL = GemmTile<MI, S4>;
   const int Mp = svdq_pad_m(a.M);
   auto kern = gemm_kernel<BF16, AU, S4, MI>;
   const char* e = check_cuda(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::SMEM),
@@ -516,6 +571,7 @@ const char* dispatch_gemm_mi(const svdq_gemm_args& a, int bm, cudaStream_t st) {
 }  // namespace
 
 extern "C" int svdq_pad_m(int M) { return (M + 127) / 128 * 128; }
+extern "C" int svdq_default_codes_s8(void) { return device_cc(nullptr) >= 90 ? 1 : 0; }
 
 extern "C" const char* svdq_quantize_act(const svdq_quantize_args* a, void* stream) {
   const char* fn = "svdq_quantize_act";
@@ -546,20 +602,17 @@ extern "C" const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream) {
   int sms = 0;
   const int cc = device_cc(&sms);
   if (cc < 80) return fail(std::string(fn) + ": needs compute capability >= 8.0, device has " + std::to_string(cc));
-  bool s4 = cc < 90;
-  if (a->path == SVDQ_PATH_S4) s4 = true;
-  if (a->path == SVDQ_PATH_S8) {
-    if (cc < 90) return fail(shape_msg(fn, "the s8 (unpack-to-int8) path is built for sm_90 only"));
-    s4 = false;
-  }
+  const bool s4 = a->codes_s8 == 0;
+  if (!s4 && cc < 90) return fail(shape_msg(fn, "s8-format codes: the s8 path is built for sm_90 only"));
   int bm = a->block_m;
   if (bm != 0 && bm != 32 && bm != 64 && bm != 128) return fail(shape_msg(fn, "block_m must be 0, 32, 64 or 128"));
   if (bm == 0) {
     // fill the machine: the largest tile that still gives every multiprocessor a block
     const int Mp = svdq_pad_m(a->M), nb = a->N / G_BN;
-    bm = 128;
-    if ((Mp / 128) * nb < sms) bm = 64;
-    if (bm == 64 && (Mp / 64) * nb < sms) bm = 32;
+    // measured on H100 (docs/benchmarks.md): 64-row tiles (two blocks per SM) beat 128-row ones at M=4608;
+    // 32-row tiles win when 64-row ones leave multiprocessors idle
+    bm = 64;
+    if ((Mp / 64) * nb < 2 * sms) bm = 32;
   }
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   const bool bf = a->dtype == SVDQ_BF16, au = a->act_unsigned != 0;

@@ -40,14 +40,61 @@ if (mode === "check") {
 
 if (mode === "small") {
   run("quantize small", () =>
-    checkQuantize({ dtype: "bf16", M: 37, K: 192, R: 32, unsigned: false, smooth: true, seed: 7 }),
+    checkQuantize({ dtype: "bf16", M: 37, K: 192, R: 32, unsigned: false, smooth: true, format: "s8", seed: 7 }),
   );
-  for (const path of ["s8", "s4"] as const)
-    run(`gemm small ${path}`, () =>
-      checkGemm({ dtype: "bf16", M: 37, N: 256, K: 192, R: 32, unsigned: true, bias: true, gelu: true, path, seed: 9 }),
+  for (const format of ["s8", "s4"] as const)
+    run(`gemm small ${format}`, () =>
+      checkGemm({ dtype: "bf16", M: 37, N: 256, K: 192, R: 32, unsigned: true, bias: true, gelu: true, format, seed: 9 }),
     );
   run("cublas small", () => checkCublas("bf16", 37, 128, 64, 3));
   process.exit(failures ? 1 : 0);
+}
+
+if (mode === "ncu") {
+  // the M=4608, K=N=3072 layer twice (ncu profiles the kernels it is told to)
+  const dtype = "bf16";
+  const [M, K, N, R] = [4608, 3072, 3072, 32];
+  const rng = new Rng(3);
+  const x = DeviceBuffer.from(rng.halfs(dtype, M * K));
+  const qw = DeviceBuffer.from(Uint8Array.from({ length: (N * K) / 2 }, () => rng.int(0, 255)));
+  const sw = DeviceBuffer.from(rng.halfs(dtype, N * (K / 64), 0.001, 0.003));
+  const down = DeviceBuffer.from(rng.halfs(dtype, R * K, 0.02));
+  const up = DeviceBuffer.from(rng.halfs(dtype, N * R, 0.02));
+  for (let i = 0; i < 2; i++) {
+    const act = quantizeAct({ dtype, M, K, R, x, loraDown: down });
+    gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, loraUp: up }).free();
+    act.codes.free();
+    act.ascales.free();
+    act.loraAct?.free();
+  }
+  synchronize();
+}
+
+if (mode === "variants") {
+  // bare W4A4 GEMM time per block-M, to pick the tile heuristic
+  const dtype = "bf16";
+  const rng = new Rng(5);
+  for (const [M, K, N] of [
+    [4608, 3072, 3072],
+    [256, 3072, 3072],
+    [256, 12288, 3072],
+  ]) {
+    const x = DeviceBuffer.from(rng.halfs(dtype, M * K));
+    const qw = DeviceBuffer.from(Uint8Array.from({ length: (N * K) / 2 }, () => rng.int(0, 255)));
+    const sw = DeviceBuffer.from(rng.halfs(dtype, N * (K / 64), 0.001, 0.003));
+    const act = quantizeAct({ dtype, M, K, R: 0, x });
+    const out = new DeviceBuffer(M * N * 2);
+    const line: string[] = [];
+    for (const blockM of [32, 64, 128]) {
+      const f = () => gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, blockM, out });
+      f();
+      synchronize();
+      const t = timeMs(f, 20) * 1000;
+      line.push(`bm=${blockM}: ${t.toFixed(1)} µs (${((2 * M * N * K) / (t * 1e-6) / 1e12).toFixed(0)} TOPS)`);
+    }
+    console.log(`variants M=${M} K=${K} N=${N}: ${line.join(", ")}`);
+    for (const b of [x, qw, sw, out, act.codes, act.ascales]) b.free();
+  }
 }
 
 if (mode === "bench") {
@@ -84,7 +131,7 @@ if (mode === "bench") {
     const up = DeviceBuffer.from(rng.halfs(dtype, N * R, 0.02));
     const bias = DeviceBuffer.from(rng.halfs(dtype, N, 0.1));
     const out = new DeviceBuffer(M * N * 2);
-    const codes = new DeviceBuffer((Mp * K) / 2);
+    const codes = new DeviceBuffer(Mp * K); // s8 format (the sm_90 path)
     const ascales = new DeviceBuffer(Mp * G * 2);
     const loraAct = new DeviceBuffer(Mp * R * 4);
     const iters = M >= 4096 ? 20 : 100;

@@ -146,6 +146,7 @@ Napi::Value QuantizeAct(const Napi::CallbackInfo& info) {
   a.K = int_of(env, o, op, "K");
   a.R = int_of(env, o, op, "R", 0);
   a.act_unsigned = o.Get("actUnsigned").ToBoolean() ? 1 : 0;
+  a.codes_s8 = o.Get("codesS8").ToBoolean() ? 1 : 0;
   if (a.M <= 0 || a.K <= 0 || a.K % 64 != 0 || a.R < 0)
     throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(a.M) +
                                          " K=" + std::to_string(a.K) + " R=" + std::to_string(a.R));
@@ -153,7 +154,7 @@ Napi::Value QuantizeAct(const Napi::CallbackInfo& info) {
   a.x = buf(env, o, op, "x", M * K * 2);
   a.smooth = buf(env, o, op, "smooth", K * 2, true);
   a.lora_down = buf(env, o, op, "loraDown", R * K * 2, a.R == 0);
-  a.codes = buf(env, o, op, "codes", Mp * K / 2);
+  a.codes = buf(env, o, op, "codes", a.codes_s8 ? Mp * K : Mp * K / 2);
   a.ascales = buf(env, o, op, "ascales", Mp * (K / 64) * 2);
   a.lora_act = static_cast<float*>(buf(env, o, op, "loraAct", Mp * R * 4, a.R == 0));
   check_msg(env, svdq_quantize_act(&a, nullptr));
@@ -173,16 +174,12 @@ Napi::Value GemmW4A4(const Napi::CallbackInfo& info) {
   a.act_unsigned = o.Get("actUnsigned").ToBoolean() ? 1 : 0;
   a.gelu = o.Get("gelu").ToBoolean() ? 1 : 0;
   a.block_m = int_of(env, o, op, "blockM", 0);
-  const std::string path = o.Has("path") ? o.Get("path").ToString().Utf8Value() : "auto";
-  if (path == "auto") a.path = SVDQ_PATH_AUTO;
-  else if (path == "s8") a.path = SVDQ_PATH_S8;
-  else if (path == "s4") a.path = SVDQ_PATH_S4;
-  else throw Napi::TypeError::New(env, std::string(op) + ": path must be auto, s8 or s4");
+  a.codes_s8 = o.Get("codesS8").ToBoolean() ? 1 : 0;
   if (a.M <= 0 || a.N <= 0 || a.K <= 0 || a.K % 64 != 0 || a.N % 128 != 0 || a.R < 0)
     throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(a.M) + " N=" +
                                          std::to_string(a.N) + " K=" + std::to_string(a.K) + " (N % 128, K % 64)");
   const size_t Mp = size_t(svdq_pad_m(a.M)), M = size_t(a.M), N = size_t(a.N), K = size_t(a.K), R = size_t(a.R);
-  a.codes = buf(env, o, op, "codes", Mp * K / 2);
+  a.codes = buf(env, o, op, "codes", a.codes_s8 ? Mp * K : Mp * K / 2);
   a.ascales = buf(env, o, op, "ascales", Mp * (K / 64) * 2);
   a.qweight = buf(env, o, op, "qweight", N * K / 2);
   a.wscales = buf(env, o, op, "wscales", N * (K / 64) * 2);
@@ -225,6 +222,7 @@ Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   r.Set("computeCapability", p.major * 10 + p.minor);
   r.Set("multiprocessors", p.multiProcessorCount);
   r.Set("l2Bytes", p.l2CacheSize);
+  r.Set("defaultFormat", svdq_default_codes_s8() ? "s8" : "s4");
   r.Set("globalBytes", double(p.totalGlobalMem));
   const char* cb = svdq_cublas_available();
   r.Set("cublas", cb == nullptr ? std::string("ok") : std::string(cb));

@@ -13,8 +13,9 @@ export {
 export { addonPath, cudaAvailability, loadAddon, type NativeAddon, type NativeDeviceInfo } from "./native.js";
 export {
   DeviceBuffer,
+  type CodeFormat,
+  defaultCodeFormat,
   type Dtype16,
-  type GemmPath,
   type GemmW4A4Args,
   gemmCublas,
   gemmW4A4,

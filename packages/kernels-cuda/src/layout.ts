@@ -143,24 +143,44 @@ export function packLoraUp(u: Uint16Array, N: number, R: number): Uint16Array {
 }
 
 /**
- * Decodes activation codes in the kernels' fragment layout (svdq_cuda.h) to int codes [M, K] (rows < M only).
- * Tile (m/16, k/64) at ((m/16)*(K/64) + k/64)*512, lane 4*(m%8) + (k%32)/8, word (k%64)/32*2 + (m%16)/8.
+ * Decodes activation codes in the kernels' fragment layouts (svdq_cuda.h) to int codes [M, K].
+ * "s4": tile (m/16, k/64) at ((m/16)*(K/64) + k/64)*512, lane 4*(m%8) + (k%32)/8, word (k%64)/32*2 + (m%16)/8,
+ * element k%8 in bits 4*(k%8). "s8": tiles of 1024 bytes, lane at *32, eight int8x4 words: even elements (x16) of
+ * w0, w1, then odd elements of w0, w1, then the same for w2, w3.
  */
-export function unpackActCodes(bytes: Uint8Array, M: number, K: number, unsigned: boolean): Int8Array {
+export function unpackActCodes(
+  bytes: Uint8Array,
+  M: number,
+  K: number,
+  unsigned: boolean,
+  format: "s8" | "s4" = "s4",
+): Int8Array {
   checkDims("unpackActCodes", M, K, 1, 64);
   const Mp = Math.ceil(M / 128) * 128;
-  if (bytes.length < (Mp * K) / 2) throw new CudaKernelError("E_LAYOUT", `unpackActCodes: ${bytes.length} bytes`);
+  const need = format === "s8" ? Mp * K : (Mp * K) / 2;
+  if (bytes.length < need) throw new CudaKernelError("E_LAYOUT", `unpackActCodes: ${bytes.length} bytes < ${need}`);
   const out = new Int8Array(M * K);
   const KT = K / 64;
   for (let m = 0; m < M; m++) {
     for (let k = 0; k < K; k++) {
       const kl = k & 63,
         j = k & 7;
-      const word = (kl >> 5) * 2 + ((m >> 3) & 1);
+      const half = kl >> 5,
+        rowHalf = (m >> 3) & 1;
       const lane = (m & 7) * 4 + ((kl >> 3) & 3);
-      const byte = ((m >> 4) * KT + (k >> 6)) * 512 + lane * 16 + word * 4 + (j >> 1);
-      const v = (bytes[byte] >> ((j & 1) * 4)) & 15;
-      out[m * K + k] = unsigned || v < 8 ? v : v - 16;
+      const tile = (m >> 4) * KT + (k >> 6);
+      let v: number;
+      if (format === "s4") {
+        const byte = tile * 512 + lane * 16 + (half * 2 + rowHalf) * 4 + (j >> 1);
+        v = (bytes[byte] >> ((j & 1) * 4)) & 15;
+        if (!unsigned && v >= 8) v -= 16;
+      } else {
+        // word index inside the lane's 8: half*4 + (odd ? 2 : 0) + rowHalf; byte j>>1 of that word
+        const byte = tile * 1024 + lane * 32 + (half * 4 + (j & 1) * 2 + rowHalf) * 4 + (j >> 1);
+        const b = bytes[byte];
+        v = unsigned ? b >> 4 : ((b << 24) >> 24) >> 4;
+      }
+      out[m * K + k] = v;
     }
   }
   return out;

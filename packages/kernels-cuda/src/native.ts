@@ -22,6 +22,8 @@ export interface NativeDeviceInfo {
   l2Bytes?: number;
   globalBytes?: number;
   cublas?: string;
+  /** Activation-code format of the fast GEMM path on this device: "s8" on sm_90+, "s4" below. */
+  defaultFormat?: "s8" | "s4";
 }
 
 /** The raw addon (packages/kernels-cuda/native/addon.cpp); use the typed wrappers in ops.ts instead. */

@@ -3,8 +3,18 @@ import { loadAddon, type NativeAddon, type NativeDeviceBuffer } from "./native.j
 
 /** 16-bit activation / output dtype of the kernels. */
 export type Dtype16 = "bf16" | "f16";
-/** Which tensor-core path the W4A4 GEMM uses: s8 (unpack to int8, sm_90) or s4 (native int4, sm_80/86/89). */
-export type GemmPath = "auto" | "s8" | "s4";
+/**
+ * Activation-code format, which also picks the GEMM path: "s8" (int8 fragments, IMMA s8, sm_90 only) or "s4"
+ * (4-bit fragments, native mma s4 on sm_80/86/89; runs emulated, slow but exact, on sm_90).
+ */
+export type CodeFormat = "s8" | "s4";
+
+let defaultFormatCache: CodeFormat | undefined;
+/** The fast format on the current device. */
+export function defaultCodeFormat(): CodeFormat {
+  defaultFormatCache ??= addon().deviceInfo().defaultFormat ?? "s4";
+  return defaultFormatCache;
+}
 
 function addon(): NativeAddon {
   const { addon, reason } = loadAddon();
@@ -109,7 +119,9 @@ export interface QuantizeActArgs {
   loraDown?: DeviceBuffer;
   /** Unsigned codes of (x + 0.171875)/λ in [0, 15] (inputs after GELU), else signed codes in [-8, 7]. */
   actUnsigned?: boolean;
-  /** Outputs, allocated when absent: codes (Mp*K/2 bytes), ascales [K/64, Mp] 16-bit, loraAct [Mp, R] f32. */
+  /** Code format (default: the device's fast one). */
+  format?: CodeFormat;
+  /** Outputs, allocated when absent: codes (Mp*K or Mp*K/2 bytes), ascales [K/64, Mp] 16-bit, loraAct [Mp, R] f32. */
   codes?: DeviceBuffer;
   ascales?: DeviceBuffer;
   loraAct?: DeviceBuffer;
@@ -123,6 +135,7 @@ export interface QuantizedAct {
   ascales: DeviceBuffer;
   loraAct: DeviceBuffer | undefined;
   actUnsigned: boolean;
+  format: CodeFormat;
 }
 
 /** Kernel 1: per-token, per-64 INT4 codes of x/λ with 16-bit scales, and lora_act = x · lora_downᵀ, one read of x. */
@@ -137,10 +150,12 @@ export function quantizeAct(a: QuantizeActArgs): QuantizedAct {
   need("x", a.x, M * K * 2);
   if (a.smooth) need("smooth", a.smooth, K * 2);
   if (R > 0) need("loraDown", a.loraDown, R * K * 2);
-  const codes = a.codes ?? new DeviceBuffer((Mp * K) / 2);
+  const format = a.format ?? defaultCodeFormat();
+  const codeBytes = format === "s8" ? Mp * K : (Mp * K) / 2;
+  const codes = a.codes ?? new DeviceBuffer(codeBytes);
   const ascales = a.ascales ?? new DeviceBuffer(Mp * (K / 64) * 2);
   const loraAct = R > 0 ? (a.loraAct ?? new DeviceBuffer(Mp * R * 4)) : undefined;
-  need("codes", codes, (Mp * K) / 2);
+  need("codes", codes, codeBytes);
   need("ascales", ascales, Mp * (K / 64) * 2);
   if (loraAct) need("loraAct", loraAct, Mp * R * 4);
   native(() =>
@@ -150,6 +165,7 @@ export function quantizeAct(a: QuantizeActArgs): QuantizedAct {
       K,
       R,
       actUnsigned: a.actUnsigned === true,
+      codesS8: format === "s8",
       x: a.x.native,
       smooth: a.smooth?.native,
       loraDown: R > 0 ? a.loraDown?.native : undefined,
@@ -158,7 +174,7 @@ export function quantizeAct(a: QuantizeActArgs): QuantizedAct {
       loraAct: loraAct?.native,
     }),
   );
-  return { M, K, R, codes, ascales, loraAct, actUnsigned: a.actUnsigned === true };
+  return { M, K, R, codes, ascales, loraAct, actUnsigned: a.actUnsigned === true, format };
 }
 
 export interface GemmW4A4Args {
@@ -174,7 +190,6 @@ export interface GemmW4A4Args {
   useLowRank?: boolean;
   bias?: DeviceBuffer;
   gelu?: boolean;
-  path?: GemmPath;
   /** Rows per block: 32, 64 or 128 (0/absent: chosen to fill the device). */
   blockM?: number;
   /** out [M, N] 16-bit; allocated when absent. */
@@ -203,7 +218,7 @@ export function gemmW4A4(a: GemmW4A4Args): DeviceBuffer {
       R,
       actUnsigned: a.act.actUnsigned,
       gelu: a.gelu === true,
-      path: a.path ?? "auto",
+      codesS8: a.act.format === "s8",
       blockM: a.blockM ?? 0,
       codes: a.act.codes.native,
       ascales: a.act.ascales.native,

@@ -7,13 +7,13 @@ const skip = av.available ? "" : ` (skipped: ${av.reason})`;
 
 describe(`CUDA kernels on the GPU${skip}`, () => {
   for (const c of quantCases()) {
-    it.skipIf(!av.available)(`quantize ${c.dtype} M=${c.M} K=${c.K} R=${c.R} unsigned=${c.unsigned}${skip}`, () => {
+    it.skipIf(!av.available)(`quantize ${c.dtype} ${c.format} M=${c.M} K=${c.K} R=${c.R} unsigned=${c.unsigned}${skip}`, () => {
       expect(checkQuantize(c)).toMatch(/^quantize/);
     });
   }
   for (const c of gemmCases()) {
     it.skipIf(!av.available)(
-      `gemm ${c.path} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R} bm=${c.blockM ?? "auto"}${skip}`,
+      `gemm ${c.format} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R} bm=${c.blockM ?? "auto"}${skip}`,
       () => {
         expect(checkGemm(c)).toMatch(/^gemm/);
       },

@@ -37,7 +37,16 @@ export class Rng {
 
 export const GELU_SHIFT = 0.171875;
 
-/** Reference activation quantization: codes [M, K], scales [M, K/64] (as the 16-bit value), per SVDQuant §4. */
+/** Round half to even (the kernels' rintf). */
+export function rne(x: number): number {
+  return Math.abs(x % 1) === 0.5 ? 2 * Math.round(x / 2) : Math.round(x);
+}
+
+/**
+ * Reference activation quantization: codes [M, K], scales [M, K/64] (as the 16-bit value), per SVDQuant §4 with
+ * the kernels' documented float32 contract (each step rounded to f32 with Math.fround): v = (x [+ shift]) · (1/λ),
+ * scale = amax · (1/qmax), code = rne(v · (1/scale)) clamped, scale stored as 16-bit.
+ */
 export function quantizeRef(
   d: D16,
   x: Uint16Array,
@@ -58,16 +67,17 @@ export function quantizeRef(
       const v = new Float64Array(64);
       for (let j = 0; j < 64; j++) {
         const k = g * 64 + j;
-        let f = dec(d, x[m * K + k]) + (unsigned ? GELU_SHIFT : 0);
-        if (smooth) f /= dec(d, smooth[k]);
+        let f = Math.fround(dec(d, x[m * K + k]) + (unsigned ? GELU_SHIFT : 0));
+        if (smooth) f = Math.fround(f * Math.fround(1 / dec(d, smooth[k])));
         v[j] = f;
         amax = Math.max(amax, Math.abs(f));
       }
-      const scale = amax / qmax;
+      const scale = Math.fround(amax * Math.fround(1 / qmax));
+      const rs = amax > 0 ? Math.fround(1 / scale) : 0;
       const s16 = round16(d, scale);
       scales[m * G + g] = s16;
       for (let j = 0; j < 64; j++) {
-        const q = scale > 0 ? Math.min(qmax, Math.max(qlo, Math.round(v[j] / scale))) : 0;
+        const q = Math.min(qmax, Math.max(qlo, rne(Math.fround(v[j] * rs))));
         codes[m * K + g * 64 + j] = q;
         xq[m * K + g * 64 + j] = q * s16;
       }
