@@ -7,7 +7,8 @@
 #   tools/cuda-bench.sh [DIR]           (GPU machine) unpack Node from DIR, then: device info, every correctness
 #                                       case, compute-sanitizer memcheck on a small case, the timing table.
 #                                       Logs go to $OUT when set. Env: SKIP_CHECK=1, SKIP_SANITIZER=1, SKIP_BENCH=1,
-#                                       NCU=1 (profile the two GEMM kernels of the M=4608 K=N=3072 case).
+#                                       NCU=1 (profile quantize + GEMM of the M=4608 K=N=3072 case), VARIANTS=1
+#                                       (bare GEMM per block-M), SASS=<mangled kernel name> (dump its SASS).
 set -uo pipefail
 if [[ ${1:-} == --prepare ]]; then
   dir=${2:?--prepare needs a directory}
@@ -67,7 +68,7 @@ if [[ -z ${SKIP_BENCH:-} ]]; then
   node "$dir/device-run.mjs" bench 2>&1 | tee "$out/bench.log" || rc=1
 fi
 if [[ -n ${NCU:-} ]]; then
-  ncu --clock-control none -k regex:gemm_kernel -c 2 --section SpeedOfLight --section ComputeWorkloadAnalysis \
+  ncu --clock-control none -k "regex:gemm_kernel|quantize_kernel" -c 4 --section SpeedOfLight --section ComputeWorkloadAnalysis \
     --section MemoryWorkloadAnalysis --section WarpStateStats node "$dir/device-run.mjs" ncu 2>&1 | tee "$out/ncu.log" | tail -120
 fi
 exit $rc

@@ -283,14 +283,18 @@ constexpr int G_THREADS = 256;  // 8 warps: 2 along M x 4 along N; warp tile (16
 template <int MI, bool S4>
 struct GemmTile {
   static constexpr int BM = 32 * MI;
-  static constexpr int A_TILE = S4 ? 512 : 1024;     // bytes of one 16 x 64 activation tile (4-bit or x16 int8)
-  static constexpr int A_BYTES = BM / 16 * A_TILE;
-  static constexpr int B_BYTES = 4096;               // 128 n x 64 k x 4 bit
+  static constexpr int A_TILE = S4 ? 512 : 1024;  // bytes of one 16 x 64 activation tile (4-bit or x16 int8)
+  static constexpr int A_BYTES = BM / 16 * A_TILE; // one k-group of the block's rows
+  static constexpr int B_BYTES = 4096;            // 128 n x 64 k x 4 bit
   static constexpr int SA_BYTES = BM * 2;
   static constexpr int SW_BYTES = 256;
-  static constexpr int STAGE = A_BYTES + B_BYTES + SA_BYTES + SW_BYTES;
-  // deeper pipelines for the small tiles, whose few bytes per stage would otherwise leave memory latency exposed
-  static constexpr int STAGES = MI == 4 ? 5 : (MI == 2 ? 6 : 8);
+  // a stage holds TWO k-groups (128 k): one barrier per two groups, and the second group's mmas can overlap the
+  // first group's scale arithmetic. Layout: [A g0][A g1][B g0][B g1][SA g0][SA g1][SW g0][SW g1]
+  static constexpr int OFF_B = 2 * A_BYTES;
+  static constexpr int OFF_SA = OFF_B + 2 * B_BYTES;
+  static constexpr int OFF_SW = OFF_SA + 2 * SA_BYTES;
+  static constexpr int STAGE = OFF_SW + 2 * SW_BYTES;
+  static constexpr int STAGES = MI == 1 ? 6 : 4;
   static constexpr int SMEM = STAGE * STAGES;
 };
 
@@ -311,40 +315,49 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
     const int g = lane >> 2, t = lane & 3;
     const int bn = blockIdx.x, bm = blockIdx.y;
     const int KT = p.K / 64;
+    const int KT2 = (KT + 1) / 2;  // stages of two groups; with odd KT the last holds one
     const uint8_t* gA = static_cast<const uint8_t*>(p.codes) + (size_t)bm * (TL::BM / 16) * KT * TL::A_TILE;
     const uint8_t* gB = static_cast<const uint8_t*>(p.qweight) + (size_t)bn * KT * 4096;
     const uint16_t* gSA = static_cast<const uint16_t*>(p.ascales) + (size_t)bm * TL::BM;
     const uint16_t* gSW = static_cast<const uint16_t*>(p.wscales) + (size_t)bn * KT * 128;
 
-    // Per-thread copy plan, computed once: each 16-byte chunk has a fixed shared-memory offset inside a stage and
-    // a global address that advances by a fixed stride per k-group (tile (i, kt) sits at (i*KT + kt)*A_TILE).
-    constexpr int A_CHUNKS = TL::A_BYTES / 16;
+    // Per-thread copy plan, computed once: each 16-byte chunk has a fixed shared-memory offset inside a stage, a
+    // k-group (0/1) inside the stage and a global address that advances by a fixed stride per k-group.
+    constexpr int A_CHUNKS = 2 * TL::A_BYTES / 16;
     constexpr int A_PER_THREAD = (A_CHUNKS + G_THREADS - 1) / G_THREADS;
     constexpr int CPT = TL::A_TILE / 16;  // 16-byte chunks per tile
+    constexpr int CPG = TL::A_BYTES / 16; // chunks per group
     const uint8_t* a_src[A_PER_THREAD];
-    int a_dst[A_PER_THREAD];
+    int a_dst[A_PER_THREAD], a_grp[A_PER_THREAD];
 #pragma unroll
     for (int j = 0; j < A_PER_THREAD; j++) {
       const int c = tid + j * G_THREADS;
+      const int grp = c / CPG, r = c % CPG;
       a_dst[j] = c * 16;
-      a_src[j] = gA + ((size_t)(c / CPT) * KT) * TL::A_TILE + (c % CPT) * 16;
+      a_grp[j] = grp;
+      a_src[j] = gA + ((size_t)(r / CPT) * KT + grp) * TL::A_TILE + (r % CPT) * 16;
     }
-    const uint8_t* b_src = gB + tid * 16;
-    const bool sa_thread = tid < TL::BM / 8, sw_thread = tid >= 128 && tid < 144;
-    const uint8_t* s_src = sa_thread ? reinterpret_cast<const uint8_t*>(gSA + tid * 8)
-                                     : reinterpret_cast<const uint8_t*>(gSW + (tid - 128) * 8);
-    const size_t s_stride = sa_thread ? (size_t)Mp * 2 : 256;
-    const int s_dst = sa_thread ? TL::A_BYTES + TL::B_BYTES + tid * 16
-                                : TL::A_BYTES + TL::B_BYTES + TL::SA_BYTES + (tid - 128) * 16;
-    auto load_stage = [&](int slot, int kt) {
+    // scales: threads [0, BM/4) copy the two groups' activation scales, [128, 160) the weight scales
+    const int sa_per_grp = TL::BM / 8;
+    const bool sa_thread = tid < 2 * sa_per_grp, sw_thread = tid >= 128 && tid < 160;
+    const int s_grp = sa_thread ? tid / sa_per_grp : (tid - 128) / 16;
+    const uint8_t* s_src = sa_thread ? reinterpret_cast<const uint8_t*>(gSA + (size_t)s_grp * Mp + (tid % sa_per_grp) * 8)
+                                     : reinterpret_cast<const uint8_t*>(gSW + s_grp * 128 + ((tid - 128) % 16) * 8);
+    const size_t s_stride = sa_thread ? (size_t)Mp * 2 : 256;  // bytes per k-group
+    const int s_dst = sa_thread ? TL::OFF_SA + s_grp * TL::SA_BYTES + (tid % sa_per_grp) * 16
+                                : TL::OFF_SW + s_grp * TL::SW_BYTES + ((tid - 128) % 16) * 16;
+    auto load_stage = [&](int slot, int kt2) {
       uint8_t* s = smem + slot * TL::STAGE;
+      const int k0 = 2 * kt2;
+      const bool two = k0 + 1 < KT;
 #pragma unroll
       for (int j = 0; j < A_PER_THREAD; j++) {
-        if (A_CHUNKS % G_THREADS == 0 || tid + j * G_THREADS < A_CHUNKS)
-          cp_async16(s + a_dst[j], a_src[j] + (size_t)kt * TL::A_TILE);
+        if ((A_CHUNKS % G_THREADS == 0 || tid + j * G_THREADS < A_CHUNKS) && (two || a_grp[j] == 0))
+          cp_async16(s + a_dst[j], a_src[j] + (size_t)k0 * TL::A_TILE);
       }
-      cp_async16(s + TL::A_BYTES + tid * 16, b_src + (size_t)kt * 4096);
-      if (sa_thread || sw_thread) cp_async16(s + s_dst, s_src + (size_t)kt * s_stride);
+      cp_async16(s + TL::OFF_B + tid * 16, gB + (size_t)k0 * 4096 + tid * 16);
+      if (two) cp_async16(s + TL::OFF_B + 4096 + tid * 16, gB + (size_t)(k0 + 1) * 4096 + tid * 16);
+      if ((sa_thread || sw_thread) && (two || s_grp == 0)) cp_async16(s + s_dst, s_src + (size_t)k0 * s_stride);
     };
 
     float acc[MI][4][4];
@@ -356,92 +369,99 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
         for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
 
 #pragma unroll
-    for (int s = 0; s < G_STAGES - 1; s++) {
-      if (s < KT) load_stage(s, s);
+    for (int st = 0; st < G_STAGES - 1; st++) {
+      if (st < KT2) load_stage(st, st);
       cp_async_commit();
     }
 
     int rd_slot = 0, wr_slot = G_STAGES - 1;  // rotating stage indices (no modulo in the loop)
-    for (int kt = 0; kt < KT; kt++) {
+    for (int kt2 = 0; kt2 < KT2; kt2++) {
       cp_async_wait<G_STAGES - 2>();
       __syncthreads();
       {
-        const int nk = kt + G_STAGES - 1;
-        if (nk < KT) load_stage(wr_slot, nk);
+        const int nk = kt2 + G_STAGES - 1;
+        if (nk < KT2) load_stage(wr_slot, nk);
         cp_async_commit();
         wr_slot = wr_slot + 1 == G_STAGES ? 0 : wr_slot + 1;
       }
       const uint8_t* s = smem + rd_slot * TL::STAGE;
       rd_slot = rd_slot + 1 == G_STAGES ? 0 : rd_slot + 1;
-      uint32_t b0[4], b1[4];  // per n8 tile nj = 2*pj + nps: k half 0 and 1
+      const int ngrp = 2 * kt2 + 1 < KT ? 2 : 1;
 #pragma unroll
-      for (int pj = 0; pj < 2; pj++) {
-        const uint4 w = *reinterpret_cast<const uint4*>(s + TL::A_BYTES + (wn * 2 + pj) * 512 + lane * 16);
-        b0[pj * 2] = w.x;
-        b1[pj * 2] = w.y;
-        b0[pj * 2 + 1] = w.z;
-        b1[pj * 2 + 1] = w.w;
-      }
-      int ci[MI][4][4];
-      if constexpr (S4) {
+      for (int grp = 0; grp < 2; grp++) {
+        if (grp >= ngrp) break;
+        const uint8_t* sa_ = s + grp * TL::A_BYTES;
+        const uint8_t* sb_ = s + TL::OFF_B + grp * TL::B_BYTES;
+        uint32_t b0[4], b1[4];  // per n8 tile nj = 2*pj + nps: k half 0 and 1
 #pragma unroll
-        for (int i = 0; i < MI; i++)
+        for (int pj = 0; pj < 2; pj++) {
+          const uint4 w = *reinterpret_cast<const uint4*>(sb_ + (wn * 2 + pj) * 512 + lane * 16);
+          b0[pj * 2] = w.x;
+          b1[pj * 2] = w.y;
+          b0[pj * 2 + 1] = w.z;
+          b1[pj * 2 + 1] = w.w;
+        }
+        int ci[MI][4][4];
+        if constexpr (S4) {
 #pragma unroll
-          for (int j = 0; j < 4; j++)
+          for (int i = 0; i < MI; i++)
 #pragma unroll
-            for (int c = 0; c < 4; c++) ci[i][j][c] = 0;
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+              for (int c = 0; c < 4; c++) ci[i][j][c] = 0;
+#pragma unroll
+          for (int mi = 0; mi < MI; mi++) {
+            const uint4 af = *reinterpret_cast<const uint4*>(sa_ + (wm * MI + mi) * 512 + lane * 16);
+#pragma unroll
+            for (int nj = 0; nj < 4; nj++) mma_s4<AU>(ci[mi][nj], af.x, af.y, af.z, af.w, b0[nj], b1[nj]);
+          }
+        } else {
+          uint32_t bl0[4], bh0[4], bl1[4], bh1[4];
+#pragma unroll
+          for (int nj = 0; nj < 4; nj++) {
+            bl0[nj] = nib_lo(b0[nj]);
+            bh0[nj] = nib_hi(b0[nj]);
+            bl1[nj] = nib_lo(b1[nj]);
+            bh1[nj] = nib_hi(b1[nj]);
+          }
+#pragma unroll
+          for (int mi = 0; mi < MI; mi++) {
+            // activations arrive pre-split (int8 fragment layout): no unpacking on this side
+            const uint4 a01 = *reinterpret_cast<const uint4*>(sa_ + (wm * MI + mi) * 1024 + lane * 32);
+            const uint4 a23 = *reinterpret_cast<const uint4*>(sa_ + (wm * MI + mi) * 1024 + lane * 32 + 16);
+#pragma unroll
+            for (int nj = 0; nj < 4; nj++) mma_s8<AU, true>(ci[mi][nj], a01.x, a01.y, a01.z, a01.w, bl0[nj], bh0[nj]);
+#pragma unroll
+            for (int nj = 0; nj < 4; nj++) mma_s8<AU>(ci[mi][nj], a23.x, a23.y, a23.z, a23.w, bl1[nj], bh1[nj]);
+          }
+        }
+        // per-group scales: s_x(row) * s_w(col), with the 1/256 of the x16 nibble split folded in
+        const uint16_t* sSA = reinterpret_cast<const uint16_t*>(s + TL::OFF_SA + grp * TL::SA_BYTES);
+        const uint16_t* sSW = reinterpret_cast<const uint16_t*>(s + TL::OFF_SW + grp * TL::SW_BYTES);
+        constexpr float FOLD = S4 ? 1.0f : 1.0f / 256.0f;
+        float sa[MI][2];
 #pragma unroll
         for (int mi = 0; mi < MI; mi++) {
-          const uint4 af = *reinterpret_cast<const uint4*>(s + (wm * MI + mi) * 512 + lane * 16);
-#pragma unroll
-          for (int nj = 0; nj < 4; nj++) mma_s4<AU>(ci[mi][nj], af.x, af.y, af.z, af.w, b0[nj], b1[nj]);
+          sa[mi][0] = h2f<BF16>(sSA[(wm * MI + mi) * 16 + g]) * FOLD;
+          sa[mi][1] = h2f<BF16>(sSA[(wm * MI + mi) * 16 + g + 8]) * FOLD;
         }
-      } else {
-        uint32_t bl0[4], bh0[4], bl1[4], bh1[4];
+        float sw[4][2];
 #pragma unroll
-        for (int nj = 0; nj < 4; nj++) {
-          bl0[nj] = nib_lo(b0[nj]);
-          bh0[nj] = nib_hi(b0[nj]);
-          bl1[nj] = nib_lo(b1[nj]);
-          bh1[nj] = nib_hi(b1[nj]);
+        for (int pj = 0; pj < 2; pj++) {
+          const uint2 v = *reinterpret_cast<const uint2*>(sSW + (wn * 2 + pj) * 16 + t * 4);
+          sw[pj * 2][0] = h2f<BF16>(uint16_t(v.x));
+          sw[pj * 2][1] = h2f<BF16>(uint16_t(v.x >> 16));
+          sw[pj * 2 + 1][0] = h2f<BF16>(uint16_t(v.y));
+          sw[pj * 2 + 1][1] = h2f<BF16>(uint16_t(v.y >> 16));
         }
 #pragma unroll
-        for (int mi = 0; mi < MI; mi++) {
-          // activations arrive pre-split (int8 fragment layout): no unpacking on this side
-          const uint4 a01 = *reinterpret_cast<const uint4*>(s + (wm * MI + mi) * 1024 + lane * 32);
-          const uint4 a23 = *reinterpret_cast<const uint4*>(s + (wm * MI + mi) * 1024 + lane * 32 + 16);
+        for (int mi = 0; mi < MI; mi++)
 #pragma unroll
-          for (int nj = 0; nj < 4; nj++) mma_s8<AU, true>(ci[mi][nj], a01.x, a01.y, a01.z, a01.w, bl0[nj], bh0[nj]);
+          for (int nj = 0; nj < 4; nj++)
 #pragma unroll
-          for (int nj = 0; nj < 4; nj++) mma_s8<AU>(ci[mi][nj], a23.x, a23.y, a23.z, a23.w, bl1[nj], bh1[nj]);
-        }
+            for (int c = 0; c < 4; c++)
+              acc[mi][nj][c] = fmaf(__int2float_rn(ci[mi][nj][c]), sa[mi][c >> 1] * sw[nj][c & 1], acc[mi][nj][c]);
       }
-      // per-group scales: s_x(row) * s_w(col), with the 1/256 of the x16 nibble split folded in
-      const uint16_t* sSA = reinterpret_cast<const uint16_t*>(s + TL::A_BYTES + TL::B_BYTES);
-      const uint16_t* sSW = reinterpret_cast<const uint16_t*>(s + TL::A_BYTES + TL::B_BYTES + TL::SA_BYTES);
-      constexpr float FOLD = S4 ? 1.0f : 1.0f / 256.0f;
-      float sa[MI][2];
-#pragma unroll
-      for (int mi = 0; mi < MI; mi++) {
-        sa[mi][0] = h2f<BF16>(sSA[(wm * MI + mi) * 16 + g]) * FOLD;
-        sa[mi][1] = h2f<BF16>(sSA[(wm * MI + mi) * 16 + g + 8]) * FOLD;
-      }
-      float sw[4][2];
-#pragma unroll
-      for (int pj = 0; pj < 2; pj++) {
-        const uint2 v = *reinterpret_cast<const uint2*>(sSW + (wn * 2 + pj) * 16 + t * 4);
-        sw[pj * 2][0] = h2f<BF16>(uint16_t(v.x));
-        sw[pj * 2][1] = h2f<BF16>(uint16_t(v.x >> 16));
-        sw[pj * 2 + 1][0] = h2f<BF16>(uint16_t(v.y));
-        sw[pj * 2 + 1][1] = h2f<BF16>(uint16_t(v.y >> 16));
-      }
-#pragma unroll
-      for (int mi = 0; mi < MI; mi++)
-#pragma unroll
-        for (int nj = 0; nj < 4; nj++)
-#pragma unroll
-          for (int c = 0; c < 4; c++)
-            acc[mi][nj][c] = fmaf(__int2float_rn(ci[mi][nj][c]), sa[mi][c >> 1] * sw[nj][c & 1], acc[mi][nj][c]);
     }
     cp_async_wait<0>();
 
@@ -505,15 +525,27 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
 // ---- host side ---------------------------------------------------------------------------------------------------
 std::string shape_msg(const char* fn, const char* what) { return std::string(fn) + ": " + what; }
 
+// Compute capability and multiprocessor count of the current device, cached per device (host overhead matters
+// for the small-M launches).
 int device_cc(int* out_sms) {
+  constexpr int MAX_DEV = 64;
+  static int cc_cache[MAX_DEV] = {0}, sm_cache[MAX_DEV] = {0};
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return -1;
-  int major = 0, minor = 0, sms = 0;
-  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (out_sms) *out_sms = sms;
-  return major * 10 + minor;
+  if (dev < 0 || dev >= MAX_DEV || cc_cache[dev] == 0) {
+    int major = 0, minor = 0, sms = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (dev < 0 || dev >= MAX_DEV) {
+      if (out_sms) *out_sms = sms;
+      return major * 10 + minor;
+    }
+    cc_cache[dev] = major * 10 + minor;
+    sm_cache[dev] = sms;
+  }
+  if (out_sms) *out_sms = sm_cache[dev];
+  return cc_cache[dev];
 }
 
 template <bool BF16, bool AU, int R>
@@ -521,10 +553,10 @@ const char* launch_quantize(const svdq_quantize_args& a, cudaStream_t st) {
   const int Mp = svdq_pad_m(a.M);
   int sms = 0;
   device_cc(&sms);
-  // split K over blocks until there are >= 4 blocks per multiprocessor (each warp keeps >= 2 groups)
+  // split K over blocks until there are >= 4 blocks per multiprocessor (each warp keeps >= 1 group)
   const int KT = a.K / 64, rb = Mp / Q_ROWS;
   int ks = 1;
-  while (rb * ks < 4 * sms && KT >= Q_WARPS * ks * 4) ks *= 2;
+  while (rb * ks < 4 * sms && KT >= Q_WARPS * ks * 2) ks *= 2;
   if (R > 0 && ks > 1) {
     const char* e = check_cuda(cudaMemsetAsync(a.lora_act, 0, size_t(Mp) * R * 4, st), "cudaMemsetAsync(lora_act)");
     if (e) return e;
@@ -551,9 +583,13 @@ const char* launch_gemm(const svdq_gemm_args& a, cudaStream_t st) {
   using TL = GemmTile<MI, S4>;
   const int Mp = svdq_pad_m(a.M);
   auto kern = gemm_kernel<BF16, AU, S4, MI>;
-  const char* e = check_cuda(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::SMEM),
-                             "cudaFuncSetAttribute(gemm_kernel, MaxDynamicSharedMemorySize)");
-  if (e) return e;
+  static bool smem_set = false;  // once per instantiation (per process; the attribute is per function)
+  if (!smem_set) {
+    const char* e = check_cuda(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::SMEM),
+                               "cudaFuncSetAttribute(gemm_kernel, MaxDynamicSharedMemorySize)");
+    if (e) return e;
+    smem_set = true;
+  }
   dim3 grid(a.N / G_BN, Mp / TL::BM);
   kern<<<grid, G_THREADS, TL::SMEM, st>>>(a, Mp);
   return check_cuda(cudaGetLastError(), "cudaLaunchKernel(gemm_kernel)");
@@ -609,10 +645,10 @@ extern "C" const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream) {
   if (bm == 0) {
     // fill the machine: the largest tile that still gives every multiprocessor a block
     const int Mp = svdq_pad_m(a->M), nb = a->N / G_BN;
-    // measured on H100 (docs/benchmarks.md): 64-row tiles (two blocks per SM) beat 128-row ones at M=4608;
-    // 32-row tiles win when 64-row ones leave multiprocessors idle
+    // measured on H100 (docs/benchmarks.md, bare GEMM): 64-row tiles (two blocks per SM) beat 128- and 32-row
+    // ones at M=4608 and at M=256; 32-row tiles only when 64-row ones would leave most multiprocessors idle
     bm = 64;
-    if ((Mp / 64) * nb < 2 * sms) bm = 32;
+    if ((Mp / 64) * nb * 2 < sms) bm = 32;
   }
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   const bool bf = a->dtype == SVDQ_BF16, au = a->act_unsigned != 0;

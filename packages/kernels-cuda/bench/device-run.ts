@@ -8,7 +8,7 @@ import {
   padM,
   quantizeAct,
   synchronize,
-  timeMs,
+  timeGraphMs,
 } from "../src/index.ts";
 import { checkCublas, checkGemm, checkQuantize, gemmCases, quantCases } from "../test/gpu-cases.ts";
 import { Rng } from "../test/reference.ts";
@@ -44,7 +44,18 @@ if (mode === "small") {
   );
   for (const format of ["s8", "s4"] as const)
     run(`gemm small ${format}`, () =>
-      checkGemm({ dtype: "bf16", M: 37, N: 256, K: 192, R: 32, unsigned: true, bias: true, gelu: true, format, seed: 9 }),
+      checkGemm({
+        dtype: "bf16",
+        M: 37,
+        N: 256,
+        K: 192,
+        R: 32,
+        unsigned: true,
+        bias: true,
+        gelu: true,
+        format,
+        seed: 9,
+      }),
     );
   run("cublas small", () => checkCublas("bf16", 37, 128, 64, 3));
   process.exit(failures ? 1 : 0);
@@ -89,7 +100,7 @@ if (mode === "variants") {
       const f = () => gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, blockM, out });
       f();
       synchronize();
-      const t = timeMs(f, 20) * 1000;
+      const t = timeGraphMs(f, 20) * 1000;
       line.push(`bm=${blockM}: ${t.toFixed(1)} µs (${((2 * M * N * K) / (t * 1e-6) / 1e12).toFixed(0)} TOPS)`);
     }
     console.log(`variants M=${M} K=${K} N=${N}: ${line.join(", ")}`);
@@ -105,7 +116,7 @@ if (mode === "bench") {
     for (let i = 0; i < 3; i++) fn();
     synchronize();
     const t: number[] = [];
-    for (let i = 0; i < 7; i++) t.push(timeMs(fn, iters));
+    for (let i = 0; i < 7; i++) t.push(timeGraphMs(fn, iters));
     t.sort((a, b) => a - b);
     return t[3] * 1000; // microseconds
   };
@@ -160,7 +171,9 @@ if (mode === "bench") {
     console.log(rows[rows.length - 1]);
     for (const b of [x, w, qw, sw, down, up, bias, out, codes, ascales, loraAct]) b.free();
   }
-  console.log(`\nbf16, rank ${R}, bias on, median of 7 event-timed loops (after 3 warm-ups)`);
+  console.log(
+    `\nbf16, rank ${R}, bias on, median of 7 CUDA-graph replay timings (each the mean of many replays, after warm-ups)`,
+  );
   console.log(header);
   console.log(`|${"---|".repeat(12)}`);
   for (const r of rows) console.log(r);

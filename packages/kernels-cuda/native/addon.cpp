@@ -11,6 +11,9 @@
 
 namespace {
 
+// Stream the kernels are enqueued on: the legacy default stream, or the capture stream inside timeGraphMs.
+cudaStream_t g_stream = nullptr;
+
 void check(Napi::Env env, cudaError_t e, const char* call) {
   if (e != cudaSuccess) {
     throw Napi::Error::New(env, std::string(call) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
@@ -157,7 +160,7 @@ Napi::Value QuantizeAct(const Napi::CallbackInfo& info) {
   a.codes = buf(env, o, op, "codes", a.codes_s8 ? Mp * K : Mp * K / 2);
   a.ascales = buf(env, o, op, "ascales", Mp * (K / 64) * 2);
   a.lora_act = static_cast<float*>(buf(env, o, op, "loraAct", Mp * R * 4, a.R == 0));
-  check_msg(env, svdq_quantize_act(&a, nullptr));
+  check_msg(env, svdq_quantize_act(&a, g_stream));
   return env.Undefined();
 }
 
@@ -187,7 +190,7 @@ Napi::Value GemmW4A4(const Napi::CallbackInfo& info) {
   a.lora_up = buf(env, o, op, "loraUp", N * R * 2, a.R == 0);
   a.bias = buf(env, o, op, "bias", N * 2, true);
   a.out = buf(env, o, op, "out", M * N * 2);
-  check_msg(env, svdq_gemm_w4a4(&a, nullptr));
+  check_msg(env, svdq_gemm_w4a4(&a, g_stream));
   return env.Undefined();
 }
 
@@ -201,7 +204,7 @@ Napi::Value GemmCublas(const Napi::CallbackInfo& info) {
   void* x = buf(env, o, op, "x", size_t(M) * K * 2);
   void* w = buf(env, o, op, "w", size_t(N) * K * 2);
   void* out = buf(env, o, op, "out", size_t(M) * N * 2);
-  check_msg(env, svdq_gemm_bf16_cublas(dt, x, w, out, M, N, K, nullptr));
+  check_msg(env, svdq_gemm_bf16_cublas(dt, x, w, out, M, N, K, g_stream));
   return env.Undefined();
 }
 
@@ -253,6 +256,48 @@ Napi::Value TimeMs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, ms / iters);
 }
 
+// timeGraphMs(fn, iterations): captures the device work fn enqueues into a CUDA graph and returns milliseconds per
+// replay (median-free mean over `iterations` replays between events): device time without host launch overhead.
+Napi::Value TimeGraphMs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Function fn = info[0].As<Napi::Function>();
+  const int iters = info[1].As<Napi::Number>().Int32Value();
+  cudaStream_t s = nullptr;
+  check(env, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  check(env, cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture");
+  g_stream = s;
+  try {
+    fn.Call({});
+  } catch (...) {
+    g_stream = nullptr;
+    cudaStreamEndCapture(s, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    cudaStreamDestroy(s);
+    throw;
+  }
+  g_stream = nullptr;
+  check(env, cudaStreamEndCapture(s, &graph), "cudaStreamEndCapture");
+  check(env, cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+  for (int i = 0; i < 3; i++) check(env, cudaGraphLaunch(exec, s), "cudaGraphLaunch");
+  cudaEvent_t a, b;
+  check(env, cudaEventCreate(&a), "cudaEventCreate");
+  check(env, cudaEventCreate(&b), "cudaEventCreate");
+  check(env, cudaEventRecord(a, s), "cudaEventRecord");
+  for (int i = 0; i < iters; i++) check(env, cudaGraphLaunch(exec, s), "cudaGraphLaunch");
+  check(env, cudaEventRecord(b, s), "cudaEventRecord");
+  check(env, cudaEventSynchronize(b), "cudaEventSynchronize");
+  float ms = 0;
+  check(env, cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+  return Napi::Number::New(env, ms / iters);
+}
+
 Napi::Value PadM(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), svdq_pad_m(info[0].As<Napi::Number>().Int32Value()));
 }
@@ -265,6 +310,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize));
   exports.Set("timeMs", Napi::Function::New(env, TimeMs));
+  exports.Set("timeGraphMs", Napi::Function::New(env, TimeGraphMs));
   exports.Set("padM", Napi::Function::New(env, PadM));
   return exports;
 }

@@ -60,7 +60,16 @@ run(cuda.nvcc, [
   join(out, "w4a4.o"),
 ]);
 const inc = [`-I${join(cuda.home, "include")}`, `-I${src}`, `-I${napiInclude}`, `-I${addonInclude}`];
-run("g++", ["-std=c++17", "-O2", "-fPIC", ...inc, "-c", join(src, "cublas_peer.cpp"), "-o", join(out, "cublas_peer.o")]);
+run("g++", [
+  "-std=c++17",
+  "-O2",
+  "-fPIC",
+  ...inc,
+  "-c",
+  join(src, "cublas_peer.cpp"),
+  "-o",
+  join(out, "cublas_peer.o"),
+]);
 run("g++", [
   "-std=c++17",
   "-O2",
@@ -90,4 +99,6 @@ run("g++", [
   "-static-libstdc++",
 ]);
 renameSync(tmp, target);
-console.log(`@svdquant/kernels-cuda: built ${target} for sm_${archs.join(", sm_")} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+console.log(
+  `@svdquant/kernels-cuda: built ${target} for sm_${archs.join(", sm_")} in ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+);

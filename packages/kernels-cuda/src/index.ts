@@ -12,10 +12,10 @@ export {
 } from "./layout.js";
 export { addonPath, cudaAvailability, loadAddon, type NativeAddon, type NativeDeviceInfo } from "./native.js";
 export {
-  DeviceBuffer,
   type CodeFormat,
-  defaultCodeFormat,
+  DeviceBuffer,
   type Dtype16,
+  defaultCodeFormat,
   type GemmW4A4Args,
   gemmCublas,
   gemmW4A4,
@@ -24,6 +24,7 @@ export {
   type QuantizedAct,
   quantizeAct,
   synchronize,
+  timeGraphMs,
   timeMs,
 } from "./ops.js";
 

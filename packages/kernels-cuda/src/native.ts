@@ -35,6 +35,7 @@ export interface NativeAddon {
   deviceInfo(): NativeDeviceInfo;
   synchronize(): void;
   timeMs(fn: () => void, iterations: number): number;
+  timeGraphMs(fn: () => void, iterations: number): number;
   padM(m: number): number;
 }
 

@@ -145,7 +145,8 @@ export function quantizeAct(a: QuantizeActArgs): QuantizedAct {
   if (M === 0 || K === 0 || K % 64 !== 0) {
     throw new CudaKernelError("E_SHAPE", `quantizeAct: x [${M}, ${K}]: M > 0 and K a positive multiple of 64 needed`);
   }
-  if (![0, 16, 32, 64].includes(R)) throw new CudaKernelError("E_SHAPE", `quantizeAct: rank R=${R} not in {0,16,32,64}`);
+  if (![0, 16, 32, 64].includes(R))
+    throw new CudaKernelError("E_SHAPE", `quantizeAct: rank R=${R} not in {0,16,32,64}`);
   const Mp = padM(M);
   need("x", a.x, M * K * 2);
   if (a.smooth) need("smooth", a.smooth, K * 2);
@@ -257,6 +258,14 @@ export function gemmCublas(a: {
 /** Waits for all queued device work; surfaces asynchronous kernel faults as E_CUDA. */
 export function synchronize(): void {
   native(() => addon().synchronize());
+}
+
+/**
+ * Milliseconds per replay of the device work `fn` enqueues, captured once into a CUDA graph (no host launch
+ * overhead in the number). `fn` must only enqueue kernels (no allocation, no copies to or from the host).
+ */
+export function timeGraphMs(fn: () => void, iterations: number): number {
+  return native(() => addon().timeGraphMs(fn, iterations));
 }
 
 /** Milliseconds per call of `fn` (which enqueues device work), between CUDA events around `iterations` calls. */

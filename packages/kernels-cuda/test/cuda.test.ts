@@ -7,9 +7,12 @@ const skip = av.available ? "" : ` (skipped: ${av.reason})`;
 
 describe(`CUDA kernels on the GPU${skip}`, () => {
   for (const c of quantCases()) {
-    it.skipIf(!av.available)(`quantize ${c.dtype} ${c.format} M=${c.M} K=${c.K} R=${c.R} unsigned=${c.unsigned}${skip}`, () => {
-      expect(checkQuantize(c)).toMatch(/^quantize/);
-    });
+    it.skipIf(!av.available)(
+      `quantize ${c.dtype} ${c.format} M=${c.M} K=${c.K} R=${c.R} unsigned=${c.unsigned}${skip}`,
+      () => {
+        expect(checkQuantize(c)).toMatch(/^quantize/);
+      },
+    );
   }
   for (const c of gemmCases()) {
     it.skipIf(!av.available)(

@@ -2,8 +2,8 @@
 // (tools/cuda-device-check.ts, bundled and run on the GPU machine). Each case throws with a message on failure
 // and returns a one-line summary on success.
 import {
-  DeviceBuffer,
   type CodeFormat,
+  DeviceBuffer,
   type Dtype16,
   gemmCublas,
   gemmW4A4,
@@ -54,7 +54,20 @@ export function checkQuantize(c: QuantCase): string {
   loraAct?.fill(0xff);
   try {
     const format = c.format;
-    quantizeAct({ dtype, M, K, R, x: bx, smooth: bs, loraDown: bd, actUnsigned: unsigned, codes, ascales, loraAct, format });
+    quantizeAct({
+      dtype,
+      M,
+      K,
+      R,
+      x: bx,
+      smooth: bs,
+      loraDown: bd,
+      actUnsigned: unsigned,
+      codes,
+      ascales,
+      loraAct,
+      format,
+    });
     synchronize();
     const ref = quantizeRef(dtype, x, M, K, smooth, unsigned);
     const gotBytes = codes.download();
@@ -150,7 +163,8 @@ export function checkGemm(c: GemmCase): string {
     synchronize();
     const o = u16(out.download());
     const got = Float64Array.from(o, (b) => dec(dtype, b));
-    for (let i = 0; i < got.length; i++) assert(Number.isFinite(got[i]), `out[${Math.floor(i / N)}, ${i % N}] unwritten/NaN`);
+    for (let i = 0; i < got.length; i++)
+      assert(Number.isFinite(got[i]), `out[${Math.floor(i / N)}, ${i % N}] unwritten/NaN`);
     // (a) the GEMM contract on the device's own codes, scales and lora_act (lora_act rounded to 16 bits, as the
     // tensor-core epilogue consumes it)
     const qa = unpackActCodes(act.codes.download(), M, K, unsigned, c.format);
