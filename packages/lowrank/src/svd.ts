@@ -7,7 +7,7 @@ import { SeededRng } from "./rng.js";
 export type SvdMethod = "auto" | "exact" | "randomized";
 
 export interface TruncatedSvdOptions {
-  /** "auto" (default): exact when both sides are ≤ `exactMaxSide` or the sketch would cover the smaller side. */
+  /** "auto" (default): exact when both sides are ≤ `exactMaxSide`, randomized otherwise. */
   method?: SvdMethod;
   /** Largest side (default 256) for which "auto" picks the exact ml-matrix SVD (measured: 0.55 s at 256x256, 2.9 s at 256x1024, 8.3 s at 512x1024, against 0.47 s randomized; see docs/benchmarks.md). */
   exactMaxSide?: number;
@@ -126,16 +126,15 @@ export function truncatedSvd(
 export function chooseMethod(
   rows: number,
   cols: number,
-  rank: number,
+  _rank: number,
   opts: TruncatedSvdOptions = {},
 ): "exact" | "randomized" {
   const m = opts.method ?? "auto";
   if (m === "exact" || m === "randomized") return m;
   if (m !== "auto") throw new LowRankError("E_ARGUMENT", `unknown SVD method "${String(m)}"`, opts.name);
-  const maxSide = opts.exactMaxSide ?? 256;
-  const l = rank + (opts.oversample ?? 16);
-  if (Math.max(rows, cols) <= maxSide || 2 * l >= Math.min(rows, cols)) return "exact";
-  return "randomized";
+  // A sketch as wide as the smaller side spans it exactly, so randomized stays exact there and never needs the
+  // O(M·N·min) dense SVD; only small matrices go to ml-matrix.
+  return Math.max(rows, cols) <= (opts.exactMaxSide ?? 256) ? "exact" : "randomized";
 }
 
 type Core = { u: Float64Array; s: Float64Array; vt: Float64Array; powerIterations: number };
@@ -195,6 +194,12 @@ function randomizedSvd(
     orthonormalizeRows(qt, l, m, rng);
     const b = gemm.nn(qt, a64, l, n, m); // B = Qᵀ A [L, N]
     const t = orthonormalizeRows(b, l, n, rng); // B = T · Q₂, b now holds Q₂ [L, N]
+    if (fixed !== undefined && it < fixed) {
+      // a fixed count needs no convergence check: skip the small SVD until the last iteration
+      zt = b;
+      it++;
+      continue;
+    }
     const small = new SingularValueDecomposition(Matrix.from1DArray(l, l, t), {
       computeLeftSingularVectors: true,
       computeRightSingularVectors: true,

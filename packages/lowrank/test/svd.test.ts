@@ -68,6 +68,15 @@ describe("truncatedSvd: randomized vs exact", () => {
     expect(frob(a, reconstruct(r1)) / r1.frobeniusNorm).toBeLessThan(1e-6);
   });
 
+  it("is exact when the sketch covers the smaller side (L = min(M, N))", () => {
+    const m = 40;
+    const n = 300;
+    const a = spiky(m, n, 3);
+    const exact = truncatedSvd(a, m, n, 36, { method: "exact" });
+    const rnd = truncatedSvd(a, m, n, 36, { method: "randomized", powerIterations: 0 });
+    for (let i = 0; i < 36; i++) expect(Math.abs(rnd.s[i] - exact.s[i]) / exact.s[i]).toBeLessThan(1e-9);
+  });
+
   it("rank 0 keeps the whole matrix as residual", () => {
     const rng = new SeededRng(1);
     const a = rng.normals(12);
@@ -83,7 +92,7 @@ describe("truncatedSvd: method choice and errors", () => {
     expect(chooseMethod(512, 1024, 32)).toBe("randomized");
     expect(chooseMethod(1024, 1024, 32, { exactMaxSide: 1024 })).toBe("exact");
     expect(chooseMethod(3072, 12288, 32)).toBe("randomized");
-    expect(chooseMethod(3072, 60, 32)).toBe("exact"); // the sketch would cover the small side
+    expect(chooseMethod(3072, 60, 32)).toBe("randomized");
     expect(chooseMethod(3072, 12288, 32, { method: "exact" })).toBe("exact");
   });
 
