@@ -1,9 +1,11 @@
 import { dequantize, fakeQuantize, specFor } from "@svdquant/int4";
 import { SeededRng } from "@svdquant/lowrank";
+import { ActivationStats } from "@svdquant/smoothing";
 import { Matrix, SingularValueDecomposition } from "ml-matrix";
 import { describe, expect, it } from "vitest";
 import {
   branchBitsPerParam,
+  calibrationFromStats,
   calibrationFromTokens,
   evaluateLayer,
   forwardQuantized,
@@ -170,6 +172,21 @@ describe("quantizeLayer (SVDQuant)", () => {
         calibrationFromTokens(c.x, c.m, 128),
       ),
     ).toThrow(QuantizerError);
+  });
+
+  it("takes streamed calibration statistics and FP4 g32 weights", () => {
+    const { layer, x, xe, m } = makeCase(8);
+    const stats = new ActivationStats(128, { reservoirSize: 48, seed: 1 });
+    for (let b = 0; b < 4; b++) stats.add(x.subarray(b * 24 * 128, (b + 1) * 24 * 128), 24);
+    const cal = calibrationFromStats(stats);
+    expect(cal.count).toBe(48);
+    const fp4 = specFor("fp4");
+    const q = quantizeLayer(layer, cal, { rank: 8, weight: fp4, refinement: { maxIterations: 0 } });
+    expect(q.residual!.spec.format).toBe("fp4");
+    expect(q.residual!.scales.length).toBe(64 * 4); // groups of 32 along K = 128
+    const e = evaluateLayer(layer, q, xe, m);
+    const naive = evaluateLayer(layer, getMethod("w4a4-naive").quantize(layer, cal), xe, m);
+    expect(e.relError).toBeLessThan(naive.relError);
   });
 
   it("names the layer and shape at fault", () => {
