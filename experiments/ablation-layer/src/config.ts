@@ -33,6 +33,11 @@ export interface AblationConfig {
   fixtureTokens: number;
   rank: number;
   rankSweep: { method: string; layer: string; ranks: number[] };
+  /**
+   * Layers of one checkpoint that read the same input (q/k/v; a FLUX single block's qkv and MLP-in): SVDQuant INT4
+   * with one λ chosen on their joint error, against each layer with its own λ.
+   */
+  sharedInputs?: { name: string; model: string; layers: string[]; rank?: number }[];
   /** Layer whose SVDQuant decomposition is plotted (Fig. 4/5). */
   figureLayer: string;
   /** Output folder, relative to the experiment folder. */

@@ -16,4 +16,5 @@ export {
   loadCases,
   type MethodRow,
   runAblation,
+  type SharedInputResult,
 } from "./run.js";

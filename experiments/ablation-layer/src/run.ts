@@ -11,6 +11,7 @@ import {
   type LinearLayer,
   METHOD_NAMES,
   type QuantizedLinear,
+  quantizeSharedLayers,
   smoothWeight,
 } from "@svdquant/quantizer";
 import { openCheckpoint } from "@svdquant/tensor";
@@ -46,9 +47,20 @@ export interface LayerResult {
   rows: MethodRow[];
 }
 
+export interface SharedInputResult {
+  name: string;
+  rank: number;
+  candidate: { alpha: number; beta: number };
+  rows: { layer: string; separate: number; shared: number }[];
+  /** Σ‖Y−Ŷ‖² / Σ‖Y‖² over the group, square-rooted: with one λ each, and with the shared λ. */
+  jointSeparate: number;
+  jointShared: number;
+}
+
 export interface AblationResult {
   config: AblationConfig;
   layers: LayerResult[];
+  sharedInputs: SharedInputResult[];
   rankSweep: {
     layer: string;
     method: string;
@@ -102,6 +114,60 @@ export async function loadCases(config: AblationConfig, root: string): Promise<C
     }
   }
   return cases;
+}
+
+/** SVDQuant INT4 on layers sharing one synthetic outlier input: one λ for the group vs one λ per layer. */
+async function runSharedInput(
+  group: NonNullable<AblationConfig["sharedInputs"]>[number],
+  root: string,
+  seed: number,
+  m: number,
+): Promise<SharedInputResult> {
+  const src = await openCheckpoint(resolve(root, group.model));
+  const layers: LinearLayer[] = [];
+  try {
+    for (const name of group.layers) {
+      const [n, k] = src.info(name).shape as [number, number];
+      const biasName = name.replace(/\.weight$/, ".bias");
+      layers.push({
+        name,
+        n,
+        k,
+        weight: (await src.read(name)).toFloat64(),
+        bias: src.has(biasName) ? (await src.read(biasName)).toFloat64() : undefined,
+      });
+    }
+  } finally {
+    await src.close();
+  }
+  const k = layers[0].k;
+  const x = outlierTokens(seed * 1000 + 99, 2 * m, k);
+  const cal = calibrationFromTokens(x.subarray(0, m * k), m, k);
+  const evalX = x.slice(m * k);
+  const rank = group.rank ?? 16;
+  const cfg = { rank, seed, refinement: { maxIterations: 0 } };
+  const shared = quantizeSharedLayers(layers, cal, cfg);
+  const rows: SharedInputResult["rows"] = [];
+  let sepNum = 0;
+  let shNum = 0;
+  let den = 0;
+  layers.forEach((l, i) => {
+    const sep = evaluateLayer(l, quantizeSharedLayers([l], cal, cfg).layers[0], evalX, m);
+    const sh = evaluateLayer(l, shared.layers[i], evalX, m);
+    const yNorm = sh.absError / sh.relError;
+    sepNum += sep.absError ** 2;
+    shNum += sh.absError ** 2;
+    den += yNorm ** 2;
+    rows.push({ layer: l.name ?? "?", separate: sep.relError, shared: sh.relError });
+  });
+  return {
+    name: group.name,
+    rank,
+    candidate: shared.candidate,
+    rows,
+    jointSeparate: Math.sqrt(sepNum / den),
+    jointShared: Math.sqrt(shNum / den),
+  };
 }
 
 function runMethod(c: CaseInput, name: string, rank: number, seed: number): { q: QuantizedLinear; row: MethodRow } {
@@ -169,9 +235,18 @@ export async function runAblation(
     log(`rank sweep ${rank}: rel. error ${row.metrics.relError.toFixed(4)}`);
     return { rank, relError: row.metrics.relError, sqnrDb: row.metrics.sqnrDb, bitsPerParam: row.metrics.bitsPerParam };
   });
+  const sharedInputs: SharedInputResult[] = [];
+  for (const group of config.sharedInputs ?? []) {
+    const r = await runSharedInput(group, root, config.seed, config.fixtureTokens);
+    log(
+      `shared input ${group.name}: joint rel. error ${r.jointShared.toFixed(4)} (separate λ: ${r.jointSeparate.toFixed(4)})`,
+    );
+    sharedInputs.push(r);
+  }
   const result: AblationResult = {
     config,
     layers,
+    sharedInputs,
     rankSweep: { layer: config.rankSweep.layer, method: config.rankSweep.method, points },
     figures,
     seconds: (performance.now() - t0) / 1000,
@@ -244,6 +319,16 @@ export function formatMarkdown(r: AblationResult): string {
   for (const p of s.points)
     out.push(`| ${p.rank} | ${f4(p.relError)} | ${p.sqnrDb.toFixed(2)} | ${p.bitsPerParam.toFixed(3)} |`);
   out.push("");
+  for (const g of r.sharedInputs) {
+    out.push(`## Shared input: ${g.name} (SVDQuant INT4, rank ${g.rank}, no refinement)`, "");
+    out.push(
+      `One λ (α=${g.candidate.alpha}, β=${g.candidate.beta}) for every layer, chosen on their joint error, against`,
+    );
+    out.push("each layer with its own λ (which a fused q/k/v or qkv+MLP-in kernel cannot use).", "");
+    out.push("| layer | own λ: rel. error | shared λ: rel. error |", "| --- | --: | --: |");
+    for (const row of g.rows) out.push(`| ${row.layer} | ${f4(row.separate)} | ${f4(row.shared)} |`);
+    out.push(`| **joint** | ${f4(g.jointSeparate)} | ${f4(g.jointShared)} |`, "");
+  }
   if (r.figures.length > 0) out.push(`Figures: ${r.figures.map((f) => f.split("/").pop()).join(", ")}`, "");
   out.push(`Total time: ${r.seconds.toFixed(1)} s`, "");
   return out.join("\n");

@@ -87,6 +87,14 @@ describe("runAblation", () => {
           },
         ],
         fixtureTokens: 64,
+        sharedInputs: [
+          {
+            name: "qk",
+            model: "fixtures/models/flux-tiny-a",
+            layers: ["transformer_blocks.0.attn.to_q.weight", "transformer_blocks.0.attn.to_k.weight"],
+            rank: 8,
+          },
+        ],
         rank: 16,
         rankSweep: { method: "svdquant-int4", layer: "tiny", ranks: [0, 16] },
         figureLayer: "tiny",
@@ -98,6 +106,12 @@ describe("runAblation", () => {
     expect(markdown).toContain("flux-tiny-a:transformer_blocks.0.ff.net.2.weight");
     expect(result.layers.length).toBe(2);
     expect(result.rankSweep.points.map((p) => p.rank)).toEqual([0, 16]);
+    expect(result.sharedInputs[0].rows.map((r) => r.layer)).toEqual([
+      "transformer_blocks.0.attn.to_q.weight",
+      "transformer_blocks.0.attn.to_k.weight",
+    ]);
+    for (const r of result.sharedInputs[0].rows) expect(r.shared).toBeLessThan(0.2);
+    expect(markdown).toContain("## Shared input: qk");
     const json = JSON.parse(readFileSync(join(outDir, "results.json"), "utf8"));
     expect(json.layers[0].rows[0].method).toBe("fp");
     expect(readFileSync(join(outDir, "table.md"), "utf8")).toBe(markdown);
