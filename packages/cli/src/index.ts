@@ -1,4 +1,5 @@
 import { Command, CommanderError } from "commander";
+import { registerExperiment } from "./commands/experiment.js";
 import { registerInspect } from "./commands/inspect.js";
 import { type CliIO, processIO } from "./io.js";
 
@@ -6,7 +7,7 @@ export { formatInspect, type InspectReport, inspectCheckpoint } from "./commands
 export type { CliIO } from "./io.js";
 
 /** Each command lives in commands/NAME.ts and registers itself here. */
-const COMMANDS: ((program: Command, io: CliIO) => void)[] = [registerInspect];
+const COMMANDS: ((program: Command, io: CliIO) => void)[] = [registerInspect, registerExperiment];
 
 /** Build the `svdquant` program writing to `io`. */
 export function buildProgram(io: CliIO): Command {
@@ -21,12 +22,19 @@ export function buildProgram(io: CliIO): Command {
 /** Run the CLI; resolves to the process exit code. Errors print one line on stderr and give 1. */
 export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
   const program = buildProgram(io);
+  if (argv.length === 0) {
+    io.out(program.helpInformation());
+    io.err("svdquant: no command given (see svdquant --help)\n");
+    return 1;
+  }
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1; // commander printed its own message
-    io.err(`svdquant: ${(err as Error).message}\n`);
+    // One line: messages that span lines (JSON parser errors, nested causes) are folded.
+    const message = err instanceof Error ? err.message : String(err);
+    io.err(`svdquant: ${message.replace(/\s*\n\s*/g, " ")}\n`);
     return 1;
   }
 }
