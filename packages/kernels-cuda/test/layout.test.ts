@@ -117,3 +117,21 @@ describe("activation fragment layouts", () => {
         expect(Array.from(unpackActCodes(bytes, M, K, unsigned, format))).toEqual(Array.from(q));
       });
 });
+
+describe("agreement with @svdquant/int4's nunchaku packers (the CPU side of the engine)", () => {
+  it("qweight, wscales, lora_down and lora_up pack identically on random data", async () => {
+    const int4 = await import("@svdquant/int4");
+    const rng = new Rng(99);
+    const [N, K, R] = [256, 384, 32];
+    const q = Int8Array.from({ length: N * K }, () => rng.int(-8, 7));
+    const mine = packQWeight(q, N, K);
+    const theirs = int4.packW4A4Weight(q, N, K);
+    expect(Buffer.compare(Buffer.from(mine), Buffer.from(theirs.buffer, theirs.byteOffset, theirs.byteLength))).toBe(0);
+    const sc = Uint16Array.from({ length: N * (K / 64) }, () => rng.int(0, 65535));
+    expect(Array.from(packWScales(sc, N, K / 64))).toEqual(Array.from(int4.packW4A4Scales(sc, N, K / 64)));
+    const down = Uint16Array.from({ length: R * K }, () => rng.int(0, 65535));
+    expect(Array.from(packLoraDown(down, K, R))).toEqual(Array.from(int4.packLoraDown(down, R, K)));
+    const up = Uint16Array.from({ length: N * R }, () => rng.int(0, 65535));
+    expect(Array.from(packLoraUp(up, N, R))).toEqual(Array.from(int4.packLoraUp(up, N, R)));
+  });
+});
