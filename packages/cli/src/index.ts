@@ -1,4 +1,5 @@
 import { Command, CommanderError } from "commander";
+import { registerExperiment } from "./commands/experiment.js";
 import { registerInspect } from "./commands/inspect.js";
 import { type CliIO, processIO } from "./io.js";
 
@@ -6,7 +7,7 @@ export { formatInspect, type InspectReport, inspectCheckpoint } from "./commands
 export type { CliIO } from "./io.js";
 
 /** Each command lives in commands/NAME.ts and registers itself here. */
-const COMMANDS: ((program: Command, io: CliIO) => void)[] = [registerInspect];
+const COMMANDS: ((program: Command, io: CliIO) => void)[] = [registerInspect, registerExperiment];
 
 /** Build the `svdquant` program writing to `io`. */
 export function buildProgram(io: CliIO): Command {

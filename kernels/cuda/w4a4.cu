@@ -1,0 +1,681 @@
+// SVDQuant W4A4 kernels: fused activation quantize + low-rank down, and the W4A4 GEMM with the fused epilogue
+// (per-group scales, + lora_act · lora_upᵀ, + bias, optional GELU). Layouts: svdq_cuda.h.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include <cstdio>
+#include <string>
+
+#include "svdq_cuda.h"
+
+namespace {
+
+thread_local std::string g_err;
+
+const char* fail(const std::string& msg) {
+  g_err = msg;
+  return g_err.c_str();
+}
+
+const char* check_cuda(cudaError_t e, const char* call) {
+  if (e == cudaSuccess) return nullptr;
+  return fail(std::string(call) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+}
+
+// ---- 16-bit helpers ------------------------------------------------------------------------------------------
+template <bool BF16>
+__device__ __forceinline__ float h2f(uint16_t b) {
+  if constexpr (BF16) return __uint_as_float(uint32_t(b) << 16);
+  else return __half2float(__ushort_as_half(b));
+}
+template <bool BF16>
+__device__ __forceinline__ uint16_t f2h(float f) {
+  if constexpr (BF16) return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+  else return __half_as_ushort(__float2half_rn(f));
+}
+template <bool BF16>
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  return uint32_t(f2h<BF16>(lo)) | (uint32_t(f2h<BF16>(hi)) << 16);
+}
+
+// ---- PTX wrappers --------------------------------------------------------------------------------------------
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// D = A(16x32 int8) · B(32x8 int8) + (ZC ? 0x4B400000 : D); A unsigned when AU. Starting a group's sum at
+// 0x4B400000 (the bits of 1.5·2^23) makes the int32 result, read as a float, exactly 1.5·2^23 + sum while
+// |sum| < 2^22: the int->float conversion becomes one FADD on the FMA pipe instead of an I2F on the ALU pipe.
+constexpr int MAGIC_I = 0x4B400000;
+constexpr float MAGIC_F = 12582912.0f;
+template <bool AU, bool ZC = false>
+__device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                       uint32_t b1) {
+  if constexpr (ZC) {
+    if constexpr (AU) {
+      asm volatile(
+          "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+          : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+          : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(MAGIC_I));
+    } else {
+      asm volatile(
+          "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+          : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+          : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(MAGIC_I));
+    }
+  } else if constexpr (AU) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+}
+// D += A(16x64 int4) · B(64x8 int4): native on sm_80/86/89, emulated on sm_90.
+template <bool AU>
+__device__ __forceinline__ void mma_s4(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                       uint32_t b1) {
+  if constexpr (AU) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k64.row.col.s32.u4.s4.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k64.row.col.s32.s4.s4.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+}
+// D += A(16x16) · B(16x8), 16-bit operands, f32 accumulators.
+template <bool BF16>
+__device__ __forceinline__ void mma_h(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                      uint32_t b1) {
+  if constexpr (BF16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ uint32_t nib_lo(uint32_t w) { return (w << 4) & 0xF0F0F0F0u; }
+__device__ __forceinline__ uint32_t nib_hi(uint32_t w) { return w & 0xF0F0F0F0u; }
+
+
+__device__ __forceinline__ float gelu_tanh(float x) {
+  // GELU, tanh approximation (Hendrycks & Gimpel 2016; diffusers "gelu-approximate"): sqrt(2/pi) = 0.7978845608.
+  const float u = 0.7978845608f * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (1.0f + tanhf(u));
+}
+
+// ---- kernel 1: quantize activations + low-rank down --------------------------------------------------------------
+constexpr int Q_ROWS = 32;  // rows per block: 2 m16 tiles
+constexpr int Q_WARPS = 8;  // warps split the K/64 groups
+
+template <bool BF16, bool AU, int R, bool S8OUT>
+__global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quantize_args p, int Mp) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int m0 = blockIdx.x * Q_ROWS;
+  const int K = p.K, KT = K / 64;
+  const uint16_t* X = static_cast<const uint16_t*>(p.x);
+  const uint16_t* L = static_cast<const uint16_t*>(p.lora_down);
+  const uint16_t* S = static_cast<const uint16_t*>(p.smooth);
+  uint8_t* codes = static_cast<uint8_t*>(p.codes);
+  uint16_t* asc = static_cast<uint16_t*>(p.ascales);
+  constexpr int NT = R > 0 ? R / 8 : 1;
+  float lacc[2][NT][4];
+#pragma unroll
+  for (int i = 0; i < 2; i++)
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+      for (int c = 0; c < 4; c++) lacc[i][j][c] = 0.f;
+
+  constexpr float QMAX = AU ? 15.f : 7.f;
+  constexpr float QLO = AU ? 0.f : -8.f;
+
+  // blocks along y split K: this warp takes groups kt = y*Q_WARPS + warp, stepping Q_WARPS * gridDim.y
+  for (int kt = blockIdx.y * Q_WARPS + warp; kt < KT; kt += Q_WARPS * gridDim.y) {
+    // x[mi][rowhalf][khalf]: 8 consecutive 16-bit values of row (m0 + 16mi + g + 8rowhalf), k = kt*64 + 32khalf + 8t
+    uint4 x[2][2][2];
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+      for (int rh = 0; rh < 2; rh++) {
+        const int row = m0 + mi * 16 + g + rh * 8;
+#pragma unroll
+        for (int kh = 0; kh < 2; kh++) {
+          if (row < p.M) {
+            x[mi][rh][kh] = __ldg(reinterpret_cast<const uint4*>(X + (size_t)row * K + kt * 64 + kh * 32 + t * 8));
+          } else {
+            x[mi][rh][kh] = make_uint4(0, 0, 0, 0);
+          }
+        }
+      }
+    if constexpr (R > 0) {
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++) {
+        const uint16_t* lrow = L + (size_t)(nt * 8 + g) * K + kt * 64 + t * 8;
+        const uint4 l0 = __ldg(reinterpret_cast<const uint4*>(lrow));
+        const uint4 l1 = __ldg(reinterpret_cast<const uint4*>(lrow + 32));
+        // the four k16 steps use k = 8t + {0..3}, 8t + {4..7}, 32 + 8t + {0..3}, 32 + 8t + {4..7}; A and B alike.
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++) {
+          mma_h<BF16>(lacc[mi][nt], x[mi][0][0].x, x[mi][1][0].x, x[mi][0][0].y, x[mi][1][0].y, l0.x, l0.y);
+          mma_h<BF16>(lacc[mi][nt], x[mi][0][0].z, x[mi][1][0].z, x[mi][0][0].w, x[mi][1][0].w, l0.z, l0.w);
+          mma_h<BF16>(lacc[mi][nt], x[mi][0][1].x, x[mi][1][1].x, x[mi][0][1].y, x[mi][1][1].y, l1.x, l1.y);
+          mma_h<BF16>(lacc[mi][nt], x[mi][0][1].z, x[mi][1][1].z, x[mi][0][1].w, x[mi][1][1].w, l1.z, l1.w);
+        }
+      }
+    }
+    // reciprocal smoothing factors for k = kt*64 + 32kh + 8t + j
+    float inv[2][8];
+#pragma unroll
+    for (int kh = 0; kh < 2; kh++) {
+      if (S != nullptr) {
+        const uint4 s = __ldg(reinterpret_cast<const uint4*>(S + kt * 64 + kh * 32 + t * 8));
+        const uint32_t sw[4] = {s.x, s.y, s.z, s.w};
+#pragma unroll
+        for (int j = 0; j < 8; j++) inv[kh][j] = 1.0f / h2f<BF16>(uint16_t(sw[j >> 1] >> ((j & 1) * 16)));
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; j++) inv[kh][j] = 1.0f;
+      }
+    }
+#pragma unroll
+    for (int mi = 0; mi < 2; mi++) {
+      uint32_t words[2][2];  // [rowhalf][khalf]
+      uint16_t sc16[2];
+#pragma unroll
+      for (int rh = 0; rh < 2; rh++) {
+        const bool valid = m0 + mi * 16 + g + rh * 8 < p.M;  // padded rows stay all-zero codes and scales
+        float v[2][8];
+        float amax = 0.f;
+#pragma unroll
+        for (int kh = 0; kh < 2; kh++) {
+          const uint4 q = x[mi][rh][kh];
+          const uint32_t qw[4] = {q.x, q.y, q.z, q.w};
+#pragma unroll
+          for (int j = 0; j < 8; j++) {
+            float f = h2f<BF16>(uint16_t(qw[j >> 1] >> ((j & 1) * 16)));
+            if constexpr (AU) f += valid ? SVDQ_GELU_SHIFT : 0.f;
+            f *= inv[kh][j];
+            v[kh][j] = f;
+            amax = fmaxf(amax, fabsf(f));
+          }
+        }
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+        const float scale = amax * (1.0f / QMAX);  // nunchaku: amax * (1/qmax)
+        sc16[rh] = f2h<BF16>(scale);
+        const float rs = amax > 0.f ? 1.0f / scale : 0.f;
+#pragma unroll
+        for (int kh = 0; kh < 2; kh++) {
+          uint32_t w = 0;
+#pragma unroll
+          for (int j = 0; j < 8; j++) {
+            // clamp, then round half to even by adding 1.5·2^23 (exact for |q| < 2^22): the low 4 bits of the
+            // sum's bits are the two's-complement nibble. Same result as rintf + clamp, without the slow
+            // conversion pipe.
+            const float q = fminf(fmaxf(v[kh][j] * rs, QLO), QMAX) + MAGIC_F;
+            w |= (__float_as_uint(q) & 0xFu) << (4 * j);
+          }
+          words[rh][kh] = w;
+        }
+      }
+      const int mt = m0 / 16 + mi;
+      if constexpr (S8OUT) {
+        // int8 fragment layout: the A registers of the two m16n8k32 s8/u8 mmas, values x16 (see svdq_cuda.h)
+        uint4* dst = reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 1024 + lane * 32);
+        dst[0] = make_uint4(nib_lo(words[0][0]), nib_lo(words[1][0]), nib_hi(words[0][0]), nib_hi(words[1][0]));
+        dst[1] = make_uint4(nib_lo(words[0][1]), nib_lo(words[1][1]), nib_hi(words[0][1]), nib_hi(words[1][1]));
+      } else {
+        *reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 512 + lane * 16) =
+            make_uint4(words[0][0], words[1][0], words[0][1], words[1][1]);
+      }
+      if (t == 0) {
+        asc[(size_t)kt * Mp + m0 + mi * 16 + g] = sc16[0];
+        asc[(size_t)kt * Mp + m0 + mi * 16 + g + 8] = sc16[1];
+      }
+    }
+  }
+
+  if constexpr (R > 0) {
+    // deterministic reduction of the per-warp partial products over the K split
+    __shared__ float red[Q_ROWS][R];
+    for (int i = threadIdx.x; i < Q_ROWS * R; i += blockDim.x) (&red[0][0])[i] = 0.f;
+    __syncthreads();
+    for (int w = 0; w < Q_WARPS; w++) {
+      if (warp == w) {
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+          for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) red[mi * 16 + g + (c >> 1) * 8][nt * 8 + t * 2 + (c & 1)] += lacc[mi][nt][c];
+      }
+      __syncthreads();
+    }
+    if (gridDim.y == 1) {
+      for (int i = threadIdx.x; i < Q_ROWS * R; i += blockDim.x) p.lora_act[(size_t)m0 * R + i] = (&red[0][0])[i];
+    } else {  // K split over blocks: lora_act was zeroed by the host; float atomics (order not deterministic)
+      for (int i = threadIdx.x; i < Q_ROWS * R; i += blockDim.x) atomicAdd(&p.lora_act[(size_t)m0 * R + i], (&red[0][0])[i]);
+    }
+  }
+}
+
+// ---- kernel 2: W4A4 GEMM + fused epilogue ------------------------------------------------------------------------
+constexpr int G_BN = 128;
+constexpr int G_THREADS = 256;  // 8 warps: 2 along M x 4 along N; warp tile (16*MI) x 32
+
+template <int MI, bool S4>
+struct GemmTile {
+  static constexpr int BM = 32 * MI;
+  static constexpr int A_TILE = S4 ? 512 : 1024;  // bytes of one 16 x 64 activation tile (4-bit or x16 int8)
+  static constexpr int A_BYTES = BM / 16 * A_TILE; // one k-group of the block's rows
+  static constexpr int B_BYTES = 4096;            // 128 n x 64 k x 4 bit
+  static constexpr int SA_BYTES = BM * 2;
+  static constexpr int SW_BYTES = 256;
+  // a stage holds TWO k-groups (128 k): one barrier per two groups, and the second group's mmas can overlap the
+  // first group's scale arithmetic. Layout: [A g0][A g1][B g0][B g1][SA g0][SA g1][SW g0][SW g1]
+  static constexpr int OFF_B = 2 * A_BYTES;
+  static constexpr int OFF_SA = OFF_B + 2 * B_BYTES;
+  static constexpr int OFF_SW = OFF_SA + 2 * SA_BYTES;
+  static constexpr int STAGE = OFF_SW + 2 * SW_BYTES;
+  static constexpr int STAGES = MI == 1 ? 6 : 4;
+  static constexpr int SMEM = STAGE * STAGES;
+};
+
+template <bool BF16, bool AU, bool S4, int MI>
+__global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const svdq_gemm_args p, int Mp) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+  if constexpr (!S4) {
+    __trap();  // the s8 path is only built for sm_90 (host code never launches it below)
+    return;
+  } else
+#endif
+  {
+    using TL = GemmTile<MI, S4>;
+    constexpr int G_STAGES = TL::STAGES;
+    extern __shared__ __align__(16) uint8_t smem[];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp >> 2, wn = warp & 3;
+    const int g = lane >> 2, t = lane & 3;
+    const int bn = blockIdx.x, bm = blockIdx.y;
+    const int KT = p.K / 64;
+    const int KT2 = (KT + 1) / 2;  // stages of two groups; with odd KT the last holds one
+    const uint8_t* gA = static_cast<const uint8_t*>(p.codes) + (size_t)bm * (TL::BM / 16) * KT * TL::A_TILE;
+    const uint8_t* gB = static_cast<const uint8_t*>(p.qweight) + (size_t)bn * KT * 4096;
+    const uint16_t* gSA = static_cast<const uint16_t*>(p.ascales) + (size_t)bm * TL::BM;
+    const uint16_t* gSW = static_cast<const uint16_t*>(p.wscales) + (size_t)bn * KT * 128;
+
+    // Per-thread copy plan, computed once: each 16-byte chunk has a fixed shared-memory offset inside a stage, a
+    // k-group (0/1) inside the stage and a global address that advances by a fixed stride per k-group.
+    constexpr int A_CHUNKS = 2 * TL::A_BYTES / 16;
+    constexpr int A_PER_THREAD = (A_CHUNKS + G_THREADS - 1) / G_THREADS;
+    constexpr int CPT = TL::A_TILE / 16;  // 16-byte chunks per tile
+    constexpr int CPG = TL::A_BYTES / 16; // chunks per group
+    const uint8_t* a_src[A_PER_THREAD];
+    int a_dst[A_PER_THREAD], a_grp[A_PER_THREAD];
+#pragma unroll
+    for (int j = 0; j < A_PER_THREAD; j++) {
+      const int c = tid + j * G_THREADS;
+      const int grp = c / CPG, r = c % CPG;
+      a_dst[j] = c * 16;
+      a_grp[j] = grp;
+      a_src[j] = gA + ((size_t)(r / CPT) * KT + grp) * TL::A_TILE + (r % CPT) * 16;
+    }
+    // scales: threads [0, BM/4) copy the two groups' activation scales, [128, 160) the weight scales
+    const int sa_per_grp = TL::BM / 8;
+    const bool sa_thread = tid < 2 * sa_per_grp, sw_thread = tid >= 128 && tid < 160;
+    const int s_grp = sa_thread ? tid / sa_per_grp : (tid - 128) / 16;
+    const uint8_t* s_src = sa_thread ? reinterpret_cast<const uint8_t*>(gSA + (size_t)s_grp * Mp + (tid % sa_per_grp) * 8)
+                                     : reinterpret_cast<const uint8_t*>(gSW + s_grp * 128 + ((tid - 128) % 16) * 8);
+    const size_t s_stride = sa_thread ? (size_t)Mp * 2 : 256;  // bytes per k-group
+    const int s_dst = sa_thread ? TL::OFF_SA + s_grp * TL::SA_BYTES + (tid % sa_per_grp) * 16
+                                : TL::OFF_SW + s_grp * TL::SW_BYTES + ((tid - 128) % 16) * 16;
+    auto load_stage = [&](int slot, int kt2) {
+      uint8_t* s = smem + slot * TL::STAGE;
+      const int k0 = 2 * kt2;
+      const bool two = k0 + 1 < KT;
+#pragma unroll
+      for (int j = 0; j < A_PER_THREAD; j++) {
+        if ((A_CHUNKS % G_THREADS == 0 || tid + j * G_THREADS < A_CHUNKS) && (two || a_grp[j] == 0))
+          cp_async16(s + a_dst[j], a_src[j] + (size_t)k0 * TL::A_TILE);
+      }
+      cp_async16(s + TL::OFF_B + tid * 16, gB + (size_t)k0 * 4096 + tid * 16);
+      if (two) cp_async16(s + TL::OFF_B + 4096 + tid * 16, gB + (size_t)(k0 + 1) * 4096 + tid * 16);
+      if ((sa_thread || sw_thread) && (two || s_grp == 0)) cp_async16(s + s_dst, s_src + (size_t)k0 * s_stride);
+    };
+
+    float acc[MI][4][4];
+#pragma unroll
+    for (int i = 0; i < MI; i++)
+#pragma unroll
+      for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) acc[i][j][c] = 0.f;
+
+#pragma unroll
+    for (int st = 0; st < G_STAGES - 1; st++) {
+      if (st < KT2) load_stage(st, st);
+      cp_async_commit();
+    }
+
+    int rd_slot = 0, wr_slot = G_STAGES - 1;  // rotating stage indices (no modulo in the loop)
+    for (int kt2 = 0; kt2 < KT2; kt2++) {
+      cp_async_wait<G_STAGES - 2>();
+      __syncthreads();
+      {
+        const int nk = kt2 + G_STAGES - 1;
+        if (nk < KT2) load_stage(wr_slot, nk);
+        cp_async_commit();
+        wr_slot = wr_slot + 1 == G_STAGES ? 0 : wr_slot + 1;
+      }
+      const uint8_t* s = smem + rd_slot * TL::STAGE;
+      rd_slot = rd_slot + 1 == G_STAGES ? 0 : rd_slot + 1;
+      const int ngrp = 2 * kt2 + 1 < KT ? 2 : 1;
+#pragma unroll
+      for (int grp = 0; grp < 2; grp++) {
+        if (grp >= ngrp) break;
+        const uint8_t* sa_ = s + grp * TL::A_BYTES;
+        const uint8_t* sb_ = s + TL::OFF_B + grp * TL::B_BYTES;
+        uint32_t b0[4], b1[4];  // per n8 tile nj = 2*pj + nps: k half 0 and 1
+#pragma unroll
+        for (int pj = 0; pj < 2; pj++) {
+          const uint4 w = *reinterpret_cast<const uint4*>(sb_ + (wn * 2 + pj) * 512 + lane * 16);
+          b0[pj * 2] = w.x;
+          b1[pj * 2] = w.y;
+          b0[pj * 2 + 1] = w.z;
+          b1[pj * 2 + 1] = w.w;
+        }
+        int ci[MI][4][4];
+        if constexpr (S4) {
+#pragma unroll
+          for (int i = 0; i < MI; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+              for (int c = 0; c < 4; c++) ci[i][j][c] = 0;
+#pragma unroll
+          for (int mi = 0; mi < MI; mi++) {
+            const uint4 af = *reinterpret_cast<const uint4*>(sa_ + (wm * MI + mi) * 512 + lane * 16);
+#pragma unroll
+            for (int nj = 0; nj < 4; nj++) mma_s4<AU>(ci[mi][nj], af.x, af.y, af.z, af.w, b0[nj], b1[nj]);
+          }
+        } else {
+          uint32_t bl0[4], bh0[4], bl1[4], bh1[4];
+#pragma unroll
+          for (int nj = 0; nj < 4; nj++) {
+            bl0[nj] = nib_lo(b0[nj]);
+            bh0[nj] = nib_hi(b0[nj]);
+            bl1[nj] = nib_lo(b1[nj]);
+            bh1[nj] = nib_hi(b1[nj]);
+          }
+#pragma unroll
+          for (int mi = 0; mi < MI; mi++) {
+            // activations arrive pre-split (int8 fragment layout): no unpacking on this side
+            const uint4 a01 = *reinterpret_cast<const uint4*>(sa_ + (wm * MI + mi) * 1024 + lane * 32);
+            const uint4 a23 = *reinterpret_cast<const uint4*>(sa_ + (wm * MI + mi) * 1024 + lane * 32 + 16);
+#pragma unroll
+            for (int nj = 0; nj < 4; nj++) mma_s8<AU, true>(ci[mi][nj], a01.x, a01.y, a01.z, a01.w, bl0[nj], bh0[nj]);
+#pragma unroll
+            for (int nj = 0; nj < 4; nj++) mma_s8<AU>(ci[mi][nj], a23.x, a23.y, a23.z, a23.w, bl1[nj], bh1[nj]);
+          }
+        }
+        // per-group scales: s_x(row) * s_w(col), with the 1/256 of the x16 nibble split folded in
+        const uint16_t* sSA = reinterpret_cast<const uint16_t*>(s + TL::OFF_SA + grp * TL::SA_BYTES);
+        const uint16_t* sSW = reinterpret_cast<const uint16_t*>(s + TL::OFF_SW + grp * TL::SW_BYTES);
+        constexpr float FOLD = S4 ? 1.0f : 1.0f / 256.0f;
+        float sa[MI][2];
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          sa[mi][0] = h2f<BF16>(sSA[(wm * MI + mi) * 16 + g]) * FOLD;
+          sa[mi][1] = h2f<BF16>(sSA[(wm * MI + mi) * 16 + g + 8]) * FOLD;
+        }
+        float nms[MI][2];  // -1.5·2^23 · s_x (s8 path)
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          nms[mi][0] = -MAGIC_F * sa[mi][0];
+          nms[mi][1] = -MAGIC_F * sa[mi][1];
+        }
+        float sw[4][2];
+#pragma unroll
+        for (int pj = 0; pj < 2; pj++) {
+          const uint2 v = *reinterpret_cast<const uint2*>(sSW + (wn * 2 + pj) * 16 + t * 4);
+          sw[pj * 2][0] = h2f<BF16>(uint16_t(v.x));
+          sw[pj * 2][1] = h2f<BF16>(uint16_t(v.x >> 16));
+          sw[pj * 2 + 1][0] = h2f<BF16>(uint16_t(v.y));
+          sw[pj * 2 + 1][1] = h2f<BF16>(uint16_t(v.y >> 16));
+        }
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+          for (int nj = 0; nj < 4; nj++)
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+              if constexpr (S4) {
+                acc[mi][nj][c] = fmaf(__int2float_rn(ci[mi][nj][c]), sa[mi][c >> 1] * sw[nj][c & 1], acc[mi][nj][c]);
+              } else {
+                // ci reads as the float 1.5·2^23 + P; (1.5·2^23 + P)·s_x − 1.5·2^23·s_x = P·s_x in one FFMA (the
+                // constant is exact: 16-bit scales have <= 11 significant bits), then one FFMA with s_w.
+                const float ps = fmaf(__int_as_float(ci[mi][nj][c]), sa[mi][c >> 1], nms[mi][c >> 1]);
+                acc[mi][nj][c] = fmaf(ps, sw[nj][c & 1], acc[mi][nj][c]);
+              }
+      }
+    }
+    cp_async_wait<0>();
+
+    // ---- epilogue: + lora_act · lora_upᵀ on tensor cores, + bias, GELU, store
+    const int row_base = bm * TL::BM + wm * MI * 16;
+    const int col_base = bn * G_BN + wn * 32;
+    if (p.R > 0) {
+      const uint16_t* U = static_cast<const uint16_t*>(p.lora_up);
+      for (int r0 = 0; r0 < p.R; r0 += 16) {
+        uint32_t ub0[4], ub1[4];
+#pragma unroll
+        for (int nj = 0; nj < 4; nj++) {
+          const int n = col_base + nj * 8 + g;
+          const uint16_t* u = U + (size_t)n * p.R + r0 + t * 2;
+          ub0[nj] = *reinterpret_cast<const uint32_t*>(u);
+          ub1[nj] = *reinterpret_cast<const uint32_t*>(u + 8);
+        }
+#pragma unroll
+        for (int mi = 0; mi < MI; mi++) {
+          const int row = row_base + mi * 16 + g;
+          const float* la = p.lora_act + (size_t)row * p.R + r0 + t * 2;
+          const float2 x00 = *reinterpret_cast<const float2*>(la);
+          const float2 x10 = *reinterpret_cast<const float2*>(la + 8 * p.R);
+          const float2 x01 = *reinterpret_cast<const float2*>(la + 8);
+          const float2 x11 = *reinterpret_cast<const float2*>(la + 8 * p.R + 8);
+          const uint32_t a0 = pack2<BF16>(x00.x, x00.y), a1 = pack2<BF16>(x10.x, x10.y);
+          const uint32_t a2 = pack2<BF16>(x01.x, x01.y), a3 = pack2<BF16>(x11.x, x11.y);
+#pragma unroll
+          for (int nj = 0; nj < 4; nj++) mma_h<BF16>(acc[mi][nj], a0, a1, a2, a3, ub0[nj], ub1[nj]);
+        }
+      }
+    }
+    const uint16_t* B = static_cast<const uint16_t*>(p.bias);
+    uint16_t* O = static_cast<uint16_t*>(p.out);
+#pragma unroll
+    for (int nj = 0; nj < 4; nj++) {
+      const int col = col_base + nj * 8 + t * 2;
+      float bias0 = 0.f, bias1 = 0.f;
+      if (B != nullptr) {
+        bias0 = h2f<BF16>(B[col]);
+        bias1 = h2f<BF16>(B[col + 1]);
+      }
+#pragma unroll
+      for (int mi = 0; mi < MI; mi++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const int row = row_base + mi * 16 + g + h * 8;
+          if (row < p.M) {
+            float v0 = acc[mi][nj][h * 2] + bias0, v1 = acc[mi][nj][h * 2 + 1] + bias1;
+            if (p.gelu) {
+              v0 = gelu_tanh(v0);
+              v1 = gelu_tanh(v1);
+            }
+            *reinterpret_cast<uint32_t*>(O + (size_t)row * p.N + col) = pack2<BF16>(v0, v1);
+          }
+        }
+    }
+  }
+}
+
+// ---- host side ---------------------------------------------------------------------------------------------------
+std::string shape_msg(const char* fn, const char* what) { return std::string(fn) + ": " + what; }
+
+// Compute capability and multiprocessor count of the current device, cached per device (host overhead matters
+// for the small-M launches).
+int device_cc(int* out_sms) {
+  constexpr int MAX_DEV = 64;
+  static int cc_cache[MAX_DEV] = {0}, sm_cache[MAX_DEV] = {0};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return -1;
+  if (dev < 0 || dev >= MAX_DEV || cc_cache[dev] == 0) {
+    int major = 0, minor = 0, sms = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (dev < 0 || dev >= MAX_DEV) {
+      if (out_sms) *out_sms = sms;
+      return major * 10 + minor;
+    }
+    cc_cache[dev] = major * 10 + minor;
+    sm_cache[dev] = sms;
+  }
+  if (out_sms) *out_sms = sm_cache[dev];
+  return cc_cache[dev];
+}
+
+template <bool BF16, bool AU, int R>
+const char* launch_quantize(const svdq_quantize_args& a, cudaStream_t st) {
+  const int Mp = svdq_pad_m(a.M);
+  int sms = 0;
+  device_cc(&sms);
+  // split K over blocks until there are >= 4 blocks per multiprocessor (each warp keeps >= 1 group)
+  const int KT = a.K / 64, rb = Mp / Q_ROWS;
+  int ks = 1;
+  while (rb * ks < 4 * sms && KT >= Q_WARPS * ks * 2) ks *= 2;
+  if (R > 0 && ks > 1) {
+    const char* e = check_cuda(cudaMemsetAsync(a.lora_act, 0, size_t(Mp) * R * 4, st), "cudaMemsetAsync(lora_act)");
+    if (e) return e;
+  }
+  dim3 grid(rb, ks);
+  if (a.codes_s8) quantize_kernel<BF16, AU, R, true><<<grid, Q_WARPS * 32, 0, st>>>(a, Mp);
+  else quantize_kernel<BF16, AU, R, false><<<grid, Q_WARPS * 32, 0, st>>>(a, Mp);
+  return check_cuda(cudaGetLastError(), "cudaLaunchKernel(quantize_kernel)");
+}
+
+template <bool BF16, bool AU>
+const char* dispatch_quantize_r(const svdq_quantize_args& a, cudaStream_t st) {
+  switch (a.R) {
+    case 0: return launch_quantize<BF16, AU, 0>(a, st);
+    case 16: return launch_quantize<BF16, AU, 16>(a, st);
+    case 32: return launch_quantize<BF16, AU, 32>(a, st);
+    case 64: return launch_quantize<BF16, AU, 64>(a, st);
+    default: return fail("svdq_quantize_act: rank R must be 0, 16, 32 or 64");
+  }
+}
+
+template <bool BF16, bool AU, bool S4, int MI>
+const char* launch_gemm(const svdq_gemm_args& a, cudaStream_t st) {
+  using TL = GemmTile<MI, S4>;
+  const int Mp = svdq_pad_m(a.M);
+  auto kern = gemm_kernel<BF16, AU, S4, MI>;
+  static bool smem_set = false;  // once per instantiation (per process; the attribute is per function)
+  if (!smem_set) {
+    const char* e = check_cuda(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::SMEM),
+                               "cudaFuncSetAttribute(gemm_kernel, MaxDynamicSharedMemorySize)");
+    if (e) return e;
+    smem_set = true;
+  }
+  dim3 grid(a.N / G_BN, Mp / TL::BM);
+  kern<<<grid, G_THREADS, TL::SMEM, st>>>(a, Mp);
+  return check_cuda(cudaGetLastError(), "cudaLaunchKernel(gemm_kernel)");
+}
+
+template <bool BF16, bool AU, bool S4>
+const char* dispatch_gemm_mi(const svdq_gemm_args& a, int bm, cudaStream_t st) {
+  switch (bm) {
+    case 32: return launch_gemm<BF16, AU, S4, 1>(a, st);
+    case 64: return launch_gemm<BF16, AU, S4, 2>(a, st);
+    default: return launch_gemm<BF16, AU, S4, 4>(a, st);
+  }
+}
+
+}  // namespace
+
+extern "C" int svdq_pad_m(int M) { return (M + 127) / 128 * 128; }
+extern "C" int svdq_default_codes_s8(void) { return device_cc(nullptr) >= 90 ? 1 : 0; }
+
+extern "C" const char* svdq_quantize_act(const svdq_quantize_args* a, void* stream) {
+  const char* fn = "svdq_quantize_act";
+  if (!a) return fail(shape_msg(fn, "null arguments"));
+  if (a->M <= 0 || a->K <= 0) return fail(shape_msg(fn, "M and K must be positive"));
+  if (a->K % 64 != 0) return fail(std::string(fn) + ": K=" + std::to_string(a->K) + " must be a multiple of 64");
+  if (!a->x || !a->codes || !a->ascales) return fail(shape_msg(fn, "x, codes and ascales must be non-null"));
+  if (a->R > 0 && (!a->lora_down || !a->lora_act)) return fail(shape_msg(fn, "R > 0 needs lora_down and lora_act"));
+  if (a->dtype != SVDQ_BF16 && a->dtype != SVDQ_F16) return fail(shape_msg(fn, "dtype must be bf16 or f16"));
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  if (a->dtype == SVDQ_BF16)
+    return a->act_unsigned ? dispatch_quantize_r<true, true>(*a, st) : dispatch_quantize_r<true, false>(*a, st);
+  return a->act_unsigned ? dispatch_quantize_r<false, true>(*a, st) : dispatch_quantize_r<false, false>(*a, st);
+}
+
+extern "C" const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream) {
+  const char* fn = "svdq_gemm_w4a4";
+  if (!a) return fail(shape_msg(fn, "null arguments"));
+  if (a->M <= 0 || a->N <= 0 || a->K <= 0) return fail(shape_msg(fn, "M, N and K must be positive"));
+  if (a->N % 128 != 0) return fail(std::string(fn) + ": N=" + std::to_string(a->N) + " must be a multiple of 128");
+  if (a->K % 64 != 0) return fail(std::string(fn) + ": K=" + std::to_string(a->K) + " must be a multiple of 64");
+  if (a->R < 0 || a->R % 16 != 0 || a->R > 256)
+    return fail(std::string(fn) + ": rank R=" + std::to_string(a->R) + " must be a multiple of 16 in [0, 256]");
+  if (!a->codes || !a->ascales || !a->qweight || !a->wscales || !a->out)
+    return fail(shape_msg(fn, "codes, ascales, qweight, wscales and out must be non-null"));
+  if (a->R > 0 && (!a->lora_act || !a->lora_up)) return fail(shape_msg(fn, "R > 0 needs lora_act and lora_up"));
+  if (a->dtype != SVDQ_BF16 && a->dtype != SVDQ_F16) return fail(shape_msg(fn, "dtype must be bf16 or f16"));
+  int sms = 0;
+  const int cc = device_cc(&sms);
+  if (cc < 80) return fail(std::string(fn) + ": needs compute capability >= 8.0, device has " + std::to_string(cc));
+  const bool s4 = a->codes_s8 == 0;
+  if (!s4 && cc < 90) return fail(shape_msg(fn, "s8-format codes: the s8 path is built for sm_90 only"));
+  int bm = a->block_m;
+  if (bm != 0 && bm != 32 && bm != 64 && bm != 128) return fail(shape_msg(fn, "block_m must be 0, 32, 64 or 128"));
+  if (bm == 0) {
+    // fill the machine: the largest tile that still gives every multiprocessor a block
+    const int Mp = svdq_pad_m(a->M), nb = a->N / G_BN;
+    // measured on H100 (docs/benchmarks.md, bare GEMM): 64-row tiles (two blocks per SM) beat 128- and 32-row
+    // ones at M=4608 and at M=256; 32-row tiles only when 64-row ones would leave most multiprocessors idle
+    bm = 64;
+    if ((Mp / 64) * nb * 2 < sms) bm = 32;
+  }
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  const bool bf = a->dtype == SVDQ_BF16, au = a->act_unsigned != 0;
+  if (bf) {
+    if (au) return s4 ? dispatch_gemm_mi<true, true, true>(*a, bm, st) : dispatch_gemm_mi<true, true, false>(*a, bm, st);
+    return s4 ? dispatch_gemm_mi<true, false, true>(*a, bm, st) : dispatch_gemm_mi<true, false, false>(*a, bm, st);
+  }
+  if (au) return s4 ? dispatch_gemm_mi<false, true, true>(*a, bm, st) : dispatch_gemm_mi<false, true, false>(*a, bm, st);
+  return s4 ? dispatch_gemm_mi<false, false, true>(*a, bm, st) : dispatch_gemm_mi<false, false, false>(*a, bm, st);
+}

@@ -1,0 +1,49 @@
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { main } from "../src/index.ts";
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { io: { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s) }, out, err };
+}
+
+describe("svdquant experiment run", () => {
+  it("runs an ablation-layer folder and prints its Markdown table", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "svdq-cli-exp-"));
+    writeFileSync(
+      join(dir, "config.json"),
+      JSON.stringify({
+        runner: "ablation-layer",
+        seed: 0,
+        methods: ["w4a4-naive", "svdquant-int4"],
+        generated: [{ name: "tiny", seed: 2, n: 32, k: 64, tokens: 32 }],
+        fixtures: [],
+        fixtureTokens: 8,
+        rank: 8,
+        rankSweep: { method: "svdquant-int4", layer: "tiny", ranks: [0, 8] },
+        figureLayer: "tiny",
+        out: "out",
+      }),
+    );
+    const c = capture();
+    const code = await main(["experiment", "run", dir, "--no-figures", "--root", resolve(__dirname, "../../..")], c.io);
+    expect(c.err.join("")).toContain("tiny svdquant-int4: rel. error");
+    expect(code).toBe(0);
+    const text = c.out.join("");
+    expect(text).toMatch(/\| SVDQuant INT4 \(no refinement\) \| ✓ \| 0\.\d{4} \|/);
+    expect(text).toContain("## Rank sweep: svdquant-int4 on tiny");
+    expect(existsSync(join(dir, "out", "results.json"))).toBe(true);
+    expect(existsSync(join(dir, "out", "fig4-histograms.png"))).toBe(false);
+  });
+
+  it("fails with one line naming the config when the runner is unknown", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "svdq-cli-exp-"));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ runner: "nope" }));
+    const c = capture();
+    expect(await main(["experiment", "run", dir], c.io)).toBe(1);
+    expect(c.err.join("")).toMatch(/config\.json: unknown runner "nope"; known: ablation-layer/);
+  });
+});

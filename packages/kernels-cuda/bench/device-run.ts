@@ -1,0 +1,180 @@
+// Device runner (bundled by tools/cuda-bench.sh, run on the GPU machine): `check` runs every correctness case,
+// `small` one small case of each kernel (for compute-sanitizer), `bench` the timing table vs cuBLAS BF16.
+import {
+  cudaAvailability,
+  DeviceBuffer,
+  gemmCublas,
+  gemmW4A4,
+  padM,
+  quantizeAct,
+  synchronize,
+  timeGraphMs,
+} from "../src/index.ts";
+import { checkCublas, checkGemm, checkQuantize, gemmCases, quantCases } from "../test/gpu-cases.ts";
+import { Rng } from "../test/reference.ts";
+
+const mode = process.argv[2] ?? "check";
+const av = cudaAvailability();
+console.log(`device: ${av.reason}; cublas: ${av.info?.cublas ?? "?"}`);
+if (!av.available) process.exit(2);
+
+let failures = 0;
+function run(name: string, fn: () => string): void {
+  try {
+    console.log(`ok   ${fn()}`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL ${name}: ${(e as Error).message}`);
+  }
+}
+
+if (mode === "check") {
+  const t0 = Date.now();
+  for (const c of quantCases()) run(`quantize ${JSON.stringify(c)}`, () => checkQuantize(c));
+  for (const c of gemmCases()) run(`gemm ${JSON.stringify(c)}`, () => checkGemm(c));
+  run("cublas bf16", () => checkCublas("bf16", 77, 256, 320, 1));
+  run("cublas f16", () => checkCublas("f16", 130, 384, 192, 2));
+  console.log(`${failures} failures; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  process.exit(failures ? 1 : 0);
+}
+
+if (mode === "small") {
+  run("quantize small", () =>
+    checkQuantize({ dtype: "bf16", M: 37, K: 192, R: 32, unsigned: false, smooth: true, format: "s8", seed: 7 }),
+  );
+  for (const format of ["s8", "s4"] as const)
+    run(`gemm small ${format}`, () =>
+      checkGemm({
+        dtype: "bf16",
+        M: 37,
+        N: 256,
+        K: 192,
+        R: 32,
+        unsigned: true,
+        bias: true,
+        gelu: true,
+        format,
+        seed: 9,
+      }),
+    );
+  run("cublas small", () => checkCublas("bf16", 37, 128, 64, 3));
+  process.exit(failures ? 1 : 0);
+}
+
+if (mode === "ncu") {
+  // the M=4608, K=N=3072 layer twice (ncu profiles the kernels it is told to)
+  const dtype = "bf16";
+  const [M, K, N, R] = [4608, 3072, 3072, 32];
+  const rng = new Rng(3);
+  const x = DeviceBuffer.from(rng.halfs(dtype, M * K));
+  const qw = DeviceBuffer.from(Uint8Array.from({ length: (N * K) / 2 }, () => rng.int(0, 255)));
+  const sw = DeviceBuffer.from(rng.halfs(dtype, N * (K / 64), 0.001, 0.003));
+  const down = DeviceBuffer.from(rng.halfs(dtype, R * K, 0.02));
+  const up = DeviceBuffer.from(rng.halfs(dtype, N * R, 0.02));
+  for (let i = 0; i < 2; i++) {
+    const act = quantizeAct({ dtype, M, K, R, x, loraDown: down });
+    gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, loraUp: up }).free();
+    act.codes.free();
+    act.ascales.free();
+    act.loraAct?.free();
+  }
+  synchronize();
+}
+
+if (mode === "variants") {
+  // bare W4A4 GEMM time per block-M, to pick the tile heuristic
+  const dtype = "bf16";
+  const rng = new Rng(5);
+  for (const [M, K, N] of [
+    [4608, 3072, 3072],
+    [256, 3072, 3072],
+    [256, 12288, 3072],
+  ]) {
+    const x = DeviceBuffer.from(rng.halfs(dtype, M * K));
+    const qw = DeviceBuffer.from(Uint8Array.from({ length: (N * K) / 2 }, () => rng.int(0, 255)));
+    const sw = DeviceBuffer.from(rng.halfs(dtype, N * (K / 64), 0.001, 0.003));
+    const act = quantizeAct({ dtype, M, K, R: 0, x });
+    const out = new DeviceBuffer(M * N * 2);
+    const line: string[] = [];
+    for (const blockM of [32, 64, 128]) {
+      const f = () => gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, blockM, out });
+      f();
+      synchronize();
+      const t = timeGraphMs(f, 20) * 1000;
+      line.push(`bm=${blockM}: ${t.toFixed(1)} µs (${((2 * M * N * K) / (t * 1e-6) / 1e12).toFixed(0)} TOPS)`);
+    }
+    console.log(`variants M=${M} K=${K} N=${N}: ${line.join(", ")}`);
+    for (const b of [x, qw, sw, out, act.codes, act.ascales]) b.free();
+  }
+}
+
+if (mode === "bench") {
+  const dtype = "bf16";
+  const R = 32;
+  const rng = new Rng(42);
+  const median = (fn: () => void, iters: number): number => {
+    for (let i = 0; i < 3; i++) fn();
+    synchronize();
+    const t: number[] = [];
+    for (let i = 0; i < 7; i++) t.push(timeGraphMs(fn, iters));
+    t.sort((a, b) => a - b);
+    return t[3] * 1000; // microseconds
+  };
+  const rows: string[] = [];
+  const header =
+    "| M | K | N | cuBLAS BF16 µs | quantize µs | W4A4 bare µs | W4A4+LR µs | layer (q+W4A4+LR) µs | speedup vs BF16 | LR overhead (GEMM / layer) | W4A4+LR TOPS (% of 1341) | layer GB/s |";
+  const shapes: [number, number, number][] = [];
+  for (const M of [256, 4608])
+    for (const [K, N] of [
+      [3072, 3072],
+      [3072, 12288],
+      [12288, 3072],
+    ] as const)
+      shapes.push([M, K, N]);
+  for (const [M, K, N] of shapes) {
+    const G = K / 64;
+    const Mp = padM(M);
+    const x = DeviceBuffer.from(rng.halfs(dtype, M * K));
+    const w = DeviceBuffer.from(rng.halfs(dtype, N * K, 0.02));
+    const qw = DeviceBuffer.from(Uint8Array.from({ length: (N * K) / 2 }, () => rng.int(0, 255)));
+    const sw = DeviceBuffer.from(rng.halfs(dtype, N * G, 0.001, 0.003));
+    const down = DeviceBuffer.from(rng.halfs(dtype, R * K, 0.02));
+    const up = DeviceBuffer.from(rng.halfs(dtype, N * R, 0.02));
+    const bias = DeviceBuffer.from(rng.halfs(dtype, N, 0.1));
+    const out = new DeviceBuffer(M * N * 2);
+    const codes = new DeviceBuffer(Mp * K); // s8 format (the sm_90 path)
+    const ascales = new DeviceBuffer(Mp * G * 2);
+    const loraAct = new DeviceBuffer(Mp * R * 4);
+    const iters = M >= 4096 ? 20 : 100;
+    const tBlas = median(() => gemmCublas({ dtype, M, N, K, x, w, out }), iters);
+    const q = () => quantizeAct({ dtype, M, K, R, x, loraDown: down, codes, ascales, loraAct });
+    const q0 = () => quantizeAct({ dtype, M, K, R: 0, x, codes, ascales });
+    const act = q();
+    const tQ = median(q, iters);
+    const gemm = (lr: boolean) => () =>
+      gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, loraUp: up, useLowRank: lr, bias, out });
+    const tBare = median(gemm(false), iters);
+    const tFused = median(gemm(true), iters);
+    const tLayer = median(() => {
+      q();
+      gemm(true)();
+    }, iters);
+    const tLayer0 = median(() => {
+      q0();
+      gemm(false)();
+    }, iters);
+    const tops = (2 * M * N * K) / (tFused * 1e-6) / 1e12;
+    const bytes = M * K * 2 + (N * K) / 2 + M * N * 2 + N * G * 2 + (N + R * K + N * R) * 2;
+    rows.push(
+      `| ${M} | ${K} | ${N} | ${tBlas.toFixed(1)} | ${tQ.toFixed(1)} | ${tBare.toFixed(1)} | ${tFused.toFixed(1)} | ${tLayer.toFixed(1)} | ${(tBlas / tLayer).toFixed(2)}x | ${(((tFused - tBare) / tBare) * 100).toFixed(1)}% / ${(((tLayer - tLayer0) / tLayer0) * 100).toFixed(1)}% | ${tops.toFixed(0)} (${((tops / 1341) * 100).toFixed(0)}%) | ${(bytes / (tLayer * 1e-6) / 1e9).toFixed(0)} |`,
+    );
+    console.log(rows[rows.length - 1]);
+    for (const b of [x, w, qw, sw, down, up, bias, out, codes, ascales, loraAct]) b.free();
+  }
+  console.log(
+    `\nbf16, rank ${R}, bias on, median of 7 CUDA-graph replay timings (each the mean of many replays, after warm-ups)`,
+  );
+  console.log(header);
+  console.log(`|${"---|".repeat(12)}`);
+  for (const r of rows) console.log(r);
+}

@@ -1,0 +1,320 @@
+// Node-API binding of kernels/cuda (svdq_cuda.h): device buffers owned by JS objects (freed by free() or, failing
+// that, by the garbage collector), upload/download, the W4A4 kernels, the cuBLAS peer GEMM and event timing.
+// Every CUDA call is checked; a failure throws a JS Error whose message names the call.
+#include <cuda_runtime.h>
+
+#include <napi.h>
+
+#include <string>
+
+#include "svdq_cuda.h"
+
+namespace {
+
+// Stream the kernels are enqueued on: the legacy default stream, or the capture stream inside timeGraphMs.
+cudaStream_t g_stream = nullptr;
+
+void check(Napi::Env env, cudaError_t e, const char* call) {
+  if (e != cudaSuccess) {
+    throw Napi::Error::New(env, std::string(call) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+  }
+}
+void check_msg(Napi::Env env, const char* msg) {
+  if (msg != nullptr) throw Napi::Error::New(env, msg);
+}
+
+class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
+ public:
+  static Napi::FunctionReference* ctor;
+
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "DeviceBuffer",
+                                   {InstanceMethod("upload", &DeviceBuffer::Upload),
+                                    InstanceMethod("download", &DeviceBuffer::Download),
+                                    InstanceMethod("fill", &DeviceBuffer::Fill),
+                                    InstanceMethod("free", &DeviceBuffer::Free),
+                                    InstanceAccessor("byteLength", &DeviceBuffer::ByteLength, nullptr),
+                                    InstanceAccessor("freed", &DeviceBuffer::Freed, nullptr)});
+    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+
+  explicit DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceBuffer>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "DeviceBuffer(byteLength): number expected");
+    const double n = info[0].As<Napi::Number>().DoubleValue();
+    if (!(n > 0) || n != static_cast<double>(static_cast<size_t>(n)))
+      throw Napi::RangeError::New(env, "DeviceBuffer(byteLength): positive integer expected, got " + std::to_string(n));
+    bytes_ = static_cast<size_t>(n);
+    check(env, cudaMalloc(&ptr_, bytes_), "cudaMalloc");
+  }
+  ~DeviceBuffer() override {
+    if (ptr_) cudaFree(ptr_);  // GC fallback; errors cannot be reported from a finalizer
+  }
+
+  void* ptr(Napi::Env env, const char* name) const {
+    if (!ptr_) throw Napi::Error::New(env, std::string(name) + ": device buffer was freed");
+    return ptr_;
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  Napi::Value Upload(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "upload(data): typed array expected");
+    auto ta = info[0].As<Napi::TypedArray>();
+    const size_t off = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int64Value() : 0;
+    const size_t n = ta.ByteLength();
+    if (off + n > bytes_)
+      throw Napi::RangeError::New(env, "upload: " + std::to_string(n) + " bytes at offset " + std::to_string(off) +
+                                           " exceed the buffer's " + std::to_string(bytes_));
+    const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    check(env, cudaMemcpy(static_cast<uint8_t*>(ptr(env, "upload")) + off, src, n, cudaMemcpyHostToDevice),
+          "cudaMemcpy(HostToDevice)");
+    return env.Undefined();
+  }
+  Napi::Value Download(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const size_t n = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int64Value() : bytes_;
+    if (n > bytes_) throw Napi::RangeError::New(env, "download: more bytes than the buffer holds");
+    Napi::ArrayBuffer out = Napi::ArrayBuffer::New(env, n);
+    check(env, cudaMemcpy(out.Data(), ptr(env, "download"), n, cudaMemcpyDeviceToHost), "cudaMemcpy(DeviceToHost)");
+    return out;
+  }
+  Napi::Value Fill(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const int v = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+    check(env, cudaMemset(ptr(env, "fill"), v & 0xff, bytes_), "cudaMemset");
+    return env.Undefined();
+  }
+  Napi::Value Free(const Napi::CallbackInfo& info) {
+    if (ptr_) {
+      void* p = ptr_;
+      ptr_ = nullptr;
+      check(info.Env(), cudaFree(p), "cudaFree");
+    }
+    return info.Env().Undefined();
+  }
+  Napi::Value ByteLength(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(bytes_)); }
+  Napi::Value Freed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), ptr_ == nullptr); }
+
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+Napi::FunctionReference* DeviceBuffer::ctor = nullptr;
+
+DeviceBuffer* as_buffer(Napi::Env env, Napi::Value v, const char* name) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(DeviceBuffer::ctor->Value()))
+    throw Napi::TypeError::New(env, std::string(name) + ": DeviceBuffer expected");
+  return DeviceBuffer::Unwrap(v.As<Napi::Object>());
+}
+// The buffer `key` of `o`, checked to hold at least `need` bytes; NULL when absent and optional.
+void* buf(Napi::Env env, Napi::Object o, const char* op, const char* key, size_t need, bool optional = false) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (optional) return nullptr;
+    throw Napi::TypeError::New(env, std::string(op) + ": missing buffer " + key);
+  }
+  DeviceBuffer* b = as_buffer(env, v, key);
+  if (b->bytes() < need)
+    throw Napi::RangeError::New(env, std::string(op) + ": buffer " + key + " holds " + std::to_string(b->bytes()) +
+                                         " bytes, the shapes need " + std::to_string(need));
+  return b->ptr(env, key);
+}
+int int_of(Napi::Env env, Napi::Object o, const char* op, const char* key, int dflt = -1) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) {
+    if (dflt >= 0) return dflt;
+    throw Napi::TypeError::New(env, std::string(op) + ": missing number " + key);
+  }
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string(op) + ": " + key + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (d != static_cast<int>(d)) throw Napi::RangeError::New(env, std::string(op) + ": " + key + " must be an integer");
+  return static_cast<int>(d);
+}
+svdq_dtype dtype_of(Napi::Env env, Napi::Object o, const char* op) {
+  const std::string s = o.Get("dtype").ToString();
+  if (s == "bf16") return SVDQ_BF16;
+  if (s == "f16") return SVDQ_F16;
+  throw Napi::TypeError::New(env, std::string(op) + ": dtype must be \"bf16\" or \"f16\", got " + s);
+}
+
+Napi::Value QuantizeAct(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "quantizeAct";
+  Napi::Object o = info[0].As<Napi::Object>();
+  svdq_quantize_args a{};
+  a.dtype = dtype_of(env, o, op);
+  a.M = int_of(env, o, op, "M");
+  a.K = int_of(env, o, op, "K");
+  a.R = int_of(env, o, op, "R", 0);
+  a.act_unsigned = o.Get("actUnsigned").ToBoolean() ? 1 : 0;
+  a.codes_s8 = o.Get("codesS8").ToBoolean() ? 1 : 0;
+  if (a.M <= 0 || a.K <= 0 || a.K % 64 != 0 || a.R < 0)
+    throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(a.M) +
+                                         " K=" + std::to_string(a.K) + " R=" + std::to_string(a.R));
+  const size_t Mp = size_t(svdq_pad_m(a.M)), M = size_t(a.M), K = size_t(a.K), R = size_t(a.R);
+  a.x = buf(env, o, op, "x", M * K * 2);
+  a.smooth = buf(env, o, op, "smooth", K * 2, true);
+  a.lora_down = buf(env, o, op, "loraDown", R * K * 2, a.R == 0);
+  a.codes = buf(env, o, op, "codes", a.codes_s8 ? Mp * K : Mp * K / 2);
+  a.ascales = buf(env, o, op, "ascales", Mp * (K / 64) * 2);
+  a.lora_act = static_cast<float*>(buf(env, o, op, "loraAct", Mp * R * 4, a.R == 0));
+  check_msg(env, svdq_quantize_act(&a, g_stream));
+  return env.Undefined();
+}
+
+Napi::Value GemmW4A4(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "gemmW4A4";
+  Napi::Object o = info[0].As<Napi::Object>();
+  svdq_gemm_args a{};
+  a.dtype = dtype_of(env, o, op);
+  a.M = int_of(env, o, op, "M");
+  a.N = int_of(env, o, op, "N");
+  a.K = int_of(env, o, op, "K");
+  a.R = int_of(env, o, op, "R", 0);
+  a.act_unsigned = o.Get("actUnsigned").ToBoolean() ? 1 : 0;
+  a.gelu = o.Get("gelu").ToBoolean() ? 1 : 0;
+  a.block_m = int_of(env, o, op, "blockM", 0);
+  a.codes_s8 = o.Get("codesS8").ToBoolean() ? 1 : 0;
+  if (a.M <= 0 || a.N <= 0 || a.K <= 0 || a.K % 64 != 0 || a.N % 128 != 0 || a.R < 0)
+    throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(a.M) + " N=" +
+                                         std::to_string(a.N) + " K=" + std::to_string(a.K) + " (N % 128, K % 64)");
+  const size_t Mp = size_t(svdq_pad_m(a.M)), M = size_t(a.M), N = size_t(a.N), K = size_t(a.K), R = size_t(a.R);
+  a.codes = buf(env, o, op, "codes", a.codes_s8 ? Mp * K : Mp * K / 2);
+  a.ascales = buf(env, o, op, "ascales", Mp * (K / 64) * 2);
+  a.qweight = buf(env, o, op, "qweight", N * K / 2);
+  a.wscales = buf(env, o, op, "wscales", N * (K / 64) * 2);
+  a.lora_act = static_cast<const float*>(buf(env, o, op, "loraAct", Mp * R * 4, a.R == 0));
+  a.lora_up = buf(env, o, op, "loraUp", N * R * 2, a.R == 0);
+  a.bias = buf(env, o, op, "bias", N * 2, true);
+  a.out = buf(env, o, op, "out", M * N * 2);
+  check_msg(env, svdq_gemm_w4a4(&a, g_stream));
+  return env.Undefined();
+}
+
+Napi::Value GemmCublas(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "gemmCublas";
+  Napi::Object o = info[0].As<Napi::Object>();
+  const svdq_dtype dt = dtype_of(env, o, op);
+  const int M = int_of(env, o, op, "M"), N = int_of(env, o, op, "N"), K = int_of(env, o, op, "K");
+  if (M <= 0 || N <= 0 || K <= 0) throw Napi::RangeError::New(env, std::string(op) + ": M, N, K must be positive");
+  void* x = buf(env, o, op, "x", size_t(M) * K * 2);
+  void* w = buf(env, o, op, "w", size_t(N) * K * 2);
+  void* out = buf(env, o, op, "out", size_t(M) * N * 2);
+  check_msg(env, svdq_gemm_bf16_cublas(dt, x, w, out, M, N, K, g_stream));
+  return env.Undefined();
+}
+
+Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  Napi::Object r = Napi::Object::New(env);
+  if (e != cudaSuccess || count == 0) {
+    r.Set("available", false);
+    r.Set("reason", e != cudaSuccess ? std::string("cudaGetDeviceCount: ") + cudaGetErrorName(e) : "no CUDA device");
+    return r;
+  }
+  cudaDeviceProp p{};
+  check(env, cudaGetDeviceProperties(&p, 0), "cudaGetDeviceProperties");
+  r.Set("available", true);
+  r.Set("name", std::string(p.name));
+  r.Set("computeCapability", p.major * 10 + p.minor);
+  r.Set("multiprocessors", p.multiProcessorCount);
+  r.Set("l2Bytes", p.l2CacheSize);
+  r.Set("defaultFormat", svdq_default_codes_s8() ? "s8" : "s4");
+  r.Set("globalBytes", double(p.totalGlobalMem));
+  const char* cb = svdq_cublas_available();
+  r.Set("cublas", cb == nullptr ? std::string("ok") : std::string(cb));
+  return r;
+}
+
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  check(info.Env(), cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  return info.Env().Undefined();
+}
+
+// timeMs(fn, iterations): milliseconds per call of fn (which enqueues GPU work), between CUDA events.
+Napi::Value TimeMs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Function fn = info[0].As<Napi::Function>();
+  const int iters = info[1].As<Napi::Number>().Int32Value();
+  cudaEvent_t a, b;
+  check(env, cudaEventCreate(&a), "cudaEventCreate");
+  check(env, cudaEventCreate(&b), "cudaEventCreate");
+  check(env, cudaEventRecord(a, nullptr), "cudaEventRecord");
+  for (int i = 0; i < iters; i++) fn.Call({});
+  check(env, cudaEventRecord(b, nullptr), "cudaEventRecord");
+  check(env, cudaEventSynchronize(b), "cudaEventSynchronize");
+  float ms = 0;
+  check(env, cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return Napi::Number::New(env, ms / iters);
+}
+
+// timeGraphMs(fn, iterations): captures the device work fn enqueues into a CUDA graph and returns milliseconds per
+// replay (median-free mean over `iterations` replays between events): device time without host launch overhead.
+Napi::Value TimeGraphMs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Function fn = info[0].As<Napi::Function>();
+  const int iters = info[1].As<Napi::Number>().Int32Value();
+  cudaStream_t s = nullptr;
+  check(env, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  check(env, cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture");
+  g_stream = s;
+  try {
+    fn.Call({});
+  } catch (...) {
+    g_stream = nullptr;
+    cudaStreamEndCapture(s, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    cudaStreamDestroy(s);
+    throw;
+  }
+  g_stream = nullptr;
+  check(env, cudaStreamEndCapture(s, &graph), "cudaStreamEndCapture");
+  check(env, cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+  for (int i = 0; i < 3; i++) check(env, cudaGraphLaunch(exec, s), "cudaGraphLaunch");
+  cudaEvent_t a, b;
+  check(env, cudaEventCreate(&a), "cudaEventCreate");
+  check(env, cudaEventCreate(&b), "cudaEventCreate");
+  check(env, cudaEventRecord(a, s), "cudaEventRecord");
+  for (int i = 0; i < iters; i++) check(env, cudaGraphLaunch(exec, s), "cudaGraphLaunch");
+  check(env, cudaEventRecord(b, s), "cudaEventRecord");
+  check(env, cudaEventSynchronize(b), "cudaEventSynchronize");
+  float ms = 0;
+  check(env, cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(s);
+  return Napi::Number::New(env, ms / iters);
+}
+
+Napi::Value PadM(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), svdq_pad_m(info[0].As<Napi::Number>().Int32Value()));
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("DeviceBuffer", DeviceBuffer::Init(env));
+  exports.Set("quantizeAct", Napi::Function::New(env, QuantizeAct));
+  exports.Set("gemmW4A4", Napi::Function::New(env, GemmW4A4));
+  exports.Set("gemmCublas", Napi::Function::New(env, GemmCublas));
+  exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));
+  exports.Set("synchronize", Napi::Function::New(env, Synchronize));
+  exports.Set("timeMs", Napi::Function::New(env, TimeMs));
+  exports.Set("timeGraphMs", Napi::Function::New(env, TimeGraphMs));
+  exports.Set("padM", Napi::Function::New(env, PadM));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(svdq_cuda, Init)

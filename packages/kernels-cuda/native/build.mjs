@@ -1,0 +1,104 @@
+// Builds build/svdq_cuda.node from ../../kernels/cuda when nvcc is present; otherwise says so and exits 0 (the
+// TypeScript part of the package works without it and reports the addon as unavailable).
+// Env: CUDA_HOME (default /usr/local/cuda, then /usr/local/cuda-13.0), SVDQ_CUDA_ARCHS (default "80,86,89,90a").
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, renameSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const pkg = join(here, "..");
+const src = join(pkg, "..", "..", "kernels", "cuda");
+const out = join(pkg, "build");
+const target = join(out, "svdq_cuda.node");
+
+function findNvcc() {
+  const homes = [process.env.CUDA_HOME, "/usr/local/cuda", "/usr/local/cuda-13.0"].filter(Boolean);
+  for (const h of homes) if (existsSync(join(h, "bin", "nvcc"))) return { home: h, nvcc: join(h, "bin", "nvcc") };
+  return undefined;
+}
+
+const cuda = findNvcc();
+if (!cuda) {
+  console.log("@svdquant/kernels-cuda: nvcc not found (set CUDA_HOME); skipping the CUDA addon build");
+  process.exit(0);
+}
+const require = createRequire(import.meta.url);
+const napiInclude = require("node-api-headers").include_dir;
+const addonInclude = dirname(require.resolve("node-addon-api/package.json"));
+const archs = (process.env.SVDQ_CUDA_ARCHS ?? "80,86,89,90a").split(",").map((s) => s.trim());
+const sources = [
+  join(src, "w4a4.cu"),
+  join(src, "cublas_peer.cpp"),
+  join(src, "svdq_cuda.h"),
+  join(here, "addon.cpp"),
+  join(here, "build.mjs"),
+];
+const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
+if (existsSync(target) && statSync(target).mtimeMs > newest && !process.env.SVDQ_CUDA_REBUILD) {
+  console.log(`@svdquant/kernels-cuda: ${target} is up to date`);
+  process.exit(0);
+}
+mkdirSync(out, { recursive: true });
+const run = (cmd, args) => {
+  console.log(`${cmd} ${args.join(" ")}`);
+  execFileSync(cmd, args, { stdio: "inherit" });
+};
+const t0 = Date.now();
+const gencode = archs.flatMap((a) => [`-gencode=arch=compute_${a},code=sm_${a}`]);
+run(cuda.nvcc, [
+  "-std=c++17",
+  "-O3",
+  "-Xcompiler",
+  "-fPIC",
+  `--threads=${Math.min(archs.length, 2)}`,
+  ...gencode,
+  "-c",
+  join(src, "w4a4.cu"),
+  "-o",
+  join(out, "w4a4.o"),
+]);
+const inc = [`-I${join(cuda.home, "include")}`, `-I${src}`, `-I${napiInclude}`, `-I${addonInclude}`];
+run("g++", [
+  "-std=c++17",
+  "-O2",
+  "-fPIC",
+  ...inc,
+  "-c",
+  join(src, "cublas_peer.cpp"),
+  "-o",
+  join(out, "cublas_peer.o"),
+]);
+run("g++", [
+  "-std=c++17",
+  "-O2",
+  "-fPIC",
+  "-fexceptions",
+  "-DNAPI_CPP_EXCEPTIONS",
+  "-DNAPI_VERSION=8",
+  ...inc,
+  "-c",
+  join(here, "addon.cpp"),
+  "-o",
+  join(out, "addon.o"),
+]);
+const tmp = `${target}.tmp-${process.pid}`;
+run("g++", [
+  "-shared",
+  "-o",
+  tmp,
+  join(out, "addon.o"),
+  join(out, "w4a4.o"),
+  join(out, "cublas_peer.o"),
+  `-L${join(cuda.home, "lib64")}`,
+  "-lcudart_static",
+  "-ldl",
+  "-lpthread",
+  "-lrt",
+  "-static-libstdc++",
+]);
+renameSync(tmp, target);
+console.log(
+  `@svdquant/kernels-cuda: built ${target} for sm_${archs.join(", sm_")} in ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+);

@@ -1,0 +1,32 @@
+export { CudaKernelError, type CudaKernelErrorCode } from "./errors.js";
+export {
+  packLoraDown,
+  packLoraUp,
+  packQWeight,
+  packWScales,
+  unpackActCodes,
+  unpackLoraDown,
+  unpackLoraUp,
+  unpackQWeight,
+  unpackWScales,
+} from "./layout.js";
+export { addonPath, cudaAvailability, loadAddon, type NativeAddon, type NativeDeviceInfo } from "./native.js";
+export {
+  type CodeFormat,
+  DeviceBuffer,
+  type Dtype16,
+  defaultCodeFormat,
+  type GemmW4A4Args,
+  gemmCublas,
+  gemmW4A4,
+  padM,
+  type QuantizeActArgs,
+  type QuantizedAct,
+  quantizeAct,
+  synchronize,
+  timeGraphMs,
+  timeMs,
+} from "./ops.js";
+
+/** The GELU shift of unsigned activation codes (nunchaku's epilogue constant; GELU(x) >= -0.1700 for all x). */
+export const GELU_SHIFT = 0.171875;

@@ -1,0 +1,187 @@
+// Host-side layouts of the W4A4 kernels (tables in ../README.md and kernels/cuda/svdq_cuda.h).
+// The checkpoint layouts below are the published nunchaku ones (facts from nunchaku's NunchakuWeightPacker with
+// bits=4, warp_n=128; byte-exact against fixtures/nunchaku-pack/case-a.safetensors in the tests).
+import { CudaKernelError } from "./errors.js";
+
+function checkDims(what: string, n: number, k: number, nMul: number, kMul: number): void {
+  if (!Number.isInteger(n) || !Number.isInteger(k) || n <= 0 || k <= 0 || n % nMul !== 0 || k % kMul !== 0) {
+    throw new CudaKernelError("E_SHAPE", `${what}: [${n}, ${k}] needs multiples of [${nMul}, ${kMul}]`);
+  }
+}
+
+/**
+ * Byte offset and nibble of weight element (n, k) in the checkpoint qweight layout:
+ * chunk (n/128, k/64) of 4096 bytes, pack p = (n%128)/16 of 512, lane 4*(n%8) + (k%32)/8 of 16, word 2*nps + kps
+ * (nps = (n%16)/8, kps = (k%64)/32) of 4, element k%8 in bits 4*(k%8).
+ */
+function qweightIndex(n: number, k: number, K: number): [number, number] {
+  const nt = n >> 7,
+    kt = k >> 6;
+  const nl = n & 127,
+    kl = k & 63;
+  const p = nl >> 4,
+    nps = (nl >> 3) & 1,
+    g = nl & 7;
+  const kps = kl >> 5,
+    t = (kl >> 3) & 3,
+    j = kl & 7;
+  const byte = (nt * (K / 64) + kt) * 4096 + p * 512 + (g * 4 + t) * 16 + (nps * 2 + kps) * 4 + (j >> 1);
+  return [byte, j & 1];
+}
+
+/** Packs int4 weights [N, K] (values in [-8, 7], row-major) into the checkpoint qweight layout (N*K/2 bytes). */
+export function packQWeight(q: ArrayLike<number>, N: number, K: number): Uint8Array {
+  checkDims("packQWeight", N, K, 128, 64);
+  if (q.length !== N * K) throw new CudaKernelError("E_SHAPE", `packQWeight: ${q.length} values for [${N}, ${K}]`);
+  const out = new Uint8Array((N * K) / 2);
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      const v = q[n * K + k];
+      if (!(v >= -8 && v <= 7) || !Number.isInteger(v)) {
+        throw new CudaKernelError("E_LAYOUT", `packQWeight: value ${v} at [${n}, ${k}] is not an int4`);
+      }
+      const [b, hi] = qweightIndex(n, k, K);
+      out[b] |= (v & 15) << (hi * 4);
+    }
+  }
+  return out;
+}
+
+/** Inverse of packQWeight: int4 weights [N, K] row-major. */
+export function unpackQWeight(bytes: Uint8Array, N: number, K: number): Int8Array {
+  checkDims("unpackQWeight", N, K, 128, 64);
+  if (bytes.length !== (N * K) / 2) throw new CudaKernelError("E_LAYOUT", `unpackQWeight: ${bytes.length} bytes`);
+  const out = new Int8Array(N * K);
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      const [b, hi] = qweightIndex(n, k, K);
+      const v = (bytes[b] >> (hi * 4)) & 15;
+      out[n * K + k] = v >= 8 ? v - 16 : v;
+    }
+  }
+  return out;
+}
+
+/** Index of the scale of (n, group g) in the checkpoint wscales layout (see svdq_cuda.h). */
+function wscaleIndex(n: number, g: number, G: number): number {
+  const nt = n >> 7,
+    nl = n & 127;
+  const a = nl >> 4,
+    b = (nl >> 3) & 1,
+    c = (nl >> 1) & 3,
+    d = nl & 1;
+  return (nt * G + g) * 128 + a * 16 + c * 4 + b * 2 + d;
+}
+
+/** Packs 16-bit weight scales [N, K/64] (raw bits, row-major) into the checkpoint wscales layout. */
+export function packWScales(s: Uint16Array, N: number, G: number): Uint16Array {
+  checkDims("packWScales", N, G, 128, 1);
+  if (s.length !== N * G) throw new CudaKernelError("E_SHAPE", `packWScales: ${s.length} values for [${N}, ${G}]`);
+  const out = new Uint16Array(N * G);
+  for (let n = 0; n < N; n++) for (let g = 0; g < G; g++) out[wscaleIndex(n, g, G)] = s[n * G + g];
+  return out;
+}
+
+/** Inverse of packWScales: [N, K/64] raw 16-bit bits. */
+export function unpackWScales(p: Uint16Array, N: number, G: number): Uint16Array {
+  checkDims("unpackWScales", N, G, 128, 1);
+  if (p.length !== N * G) throw new CudaKernelError("E_LAYOUT", `unpackWScales: ${p.length} values for [${N}, ${G}]`);
+  const out = new Uint16Array(N * G);
+  for (let n = 0; n < N; n++) for (let g = 0; g < G; g++) out[n * G + g] = p[wscaleIndex(n, g, G)];
+  return out;
+}
+
+/**
+ * Index of element (row r, col c) of a [rows, cols] low-rank matrix in nunchaku's packed low-rank layout, where
+ * rows run over 16-row packs ("n") and cols over 16-col packs ("k"): for lora_down rows = rank, cols = in;
+ * for lora_up rows = out, cols = rank. Blocks are ordered (col pack, row pack) for down, (row pack, col pack) for up.
+ */
+function lowRankIndex(r: number, c: number, rows: number, cols: number, down: boolean): number {
+  const rp = r >> 4,
+    nps = (r >> 3) & 1,
+    nl = r & 7;
+  const cp = c >> 4,
+    kps = (c >> 3) & 1,
+    kl = (c >> 1) & 3,
+    rk = c & 1;
+  const block = down ? cp * (rows / 16) + rp : rp * (cols / 16) + cp;
+  return block * 256 + nl * 32 + kl * 8 + nps * 4 + kps * 2 + rk;
+}
+
+/** Checkpoint lora_down (packed, viewed [K, R]) -> the kernel's [R, K] row-major. */
+export function unpackLoraDown(p: Uint16Array, K: number, R: number): Uint16Array {
+  checkDims("unpackLoraDown", R, K, 16, 16);
+  if (p.length !== K * R) throw new CudaKernelError("E_LAYOUT", `unpackLoraDown: ${p.length} values for [${K}, ${R}]`);
+  const out = new Uint16Array(R * K);
+  for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) out[r * K + k] = p[lowRankIndex(r, k, R, K, true)];
+  return out;
+}
+
+/** The kernel's lora_down [R, K] -> checkpoint packed layout. */
+export function packLoraDown(d: Uint16Array, K: number, R: number): Uint16Array {
+  checkDims("packLoraDown", R, K, 16, 16);
+  const out = new Uint16Array(R * K);
+  for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) out[lowRankIndex(r, k, R, K, true)] = d[r * K + k];
+  return out;
+}
+
+/** Checkpoint lora_up (packed, viewed [N, R]) -> the kernel's [N, R] row-major. */
+export function unpackLoraUp(p: Uint16Array, N: number, R: number): Uint16Array {
+  checkDims("unpackLoraUp", N, R, 16, 16);
+  if (p.length !== N * R) throw new CudaKernelError("E_LAYOUT", `unpackLoraUp: ${p.length} values for [${N}, ${R}]`);
+  const out = new Uint16Array(N * R);
+  for (let n = 0; n < N; n++) for (let r = 0; r < R; r++) out[n * R + r] = p[lowRankIndex(n, r, N, R, false)];
+  return out;
+}
+
+/** The kernel's lora_up [N, R] -> checkpoint packed layout. */
+export function packLoraUp(u: Uint16Array, N: number, R: number): Uint16Array {
+  checkDims("packLoraUp", N, R, 16, 16);
+  const out = new Uint16Array(N * R);
+  for (let n = 0; n < N; n++) for (let r = 0; r < R; r++) out[lowRankIndex(n, r, N, R, false)] = u[n * R + r];
+  return out;
+}
+
+/**
+ * Decodes activation codes in the kernels' fragment layouts (svdq_cuda.h) to int codes [M, K].
+ * "s4": tile (m/16, k/64) at ((m/16)*(K/64) + k/64)*512, lane 4*(m%8) + (k%32)/8, word (k%64)/32*2 + (m%16)/8,
+ * element k%8 in bits 4*(k%8). "s8": tiles of 1024 bytes, lane at *32, eight int8x4 words: even elements (x16) of
+ * w0, w1, then odd elements of w0, w1, then the same for w2, w3.
+ */
+export function unpackActCodes(
+  bytes: Uint8Array,
+  M: number,
+  K: number,
+  unsigned: boolean,
+  format: "s8" | "s4" = "s4",
+): Int8Array {
+  checkDims("unpackActCodes", M, K, 1, 64);
+  const Mp = Math.ceil(M / 128) * 128;
+  const need = format === "s8" ? Mp * K : (Mp * K) / 2;
+  if (bytes.length < need) throw new CudaKernelError("E_LAYOUT", `unpackActCodes: ${bytes.length} bytes < ${need}`);
+  const out = new Int8Array(M * K);
+  const KT = K / 64;
+  for (let m = 0; m < M; m++) {
+    for (let k = 0; k < K; k++) {
+      const kl = k & 63,
+        j = k & 7;
+      const half = kl >> 5,
+        rowHalf = (m >> 3) & 1;
+      const lane = (m & 7) * 4 + ((kl >> 3) & 3);
+      const tile = (m >> 4) * KT + (k >> 6);
+      let v: number;
+      if (format === "s4") {
+        const byte = tile * 512 + lane * 16 + (half * 2 + rowHalf) * 4 + (j >> 1);
+        v = (bytes[byte] >> ((j & 1) * 4)) & 15;
+        if (!unsigned && v >= 8) v -= 16;
+      } else {
+        // word index inside the lane's 8: half*4 + (odd ? 2 : 0) + rowHalf; byte j>>1 of that word
+        const byte = tile * 1024 + lane * 32 + (half * 4 + (j & 1) * 2 + rowHalf) * 4 + (j >> 1);
+        const b = bytes[byte];
+        v = unsigned ? b >> 4 : ((b << 24) >> 24) >> 4;
+      }
+      out[m * K + k] = v;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,274 @@
+import { CudaKernelError } from "./errors.js";
+import { loadAddon, type NativeAddon, type NativeDeviceBuffer } from "./native.js";
+
+/** 16-bit activation / output dtype of the kernels. */
+export type Dtype16 = "bf16" | "f16";
+/**
+ * Activation-code format, which also picks the GEMM path: "s8" (int8 fragments, IMMA s8, sm_90 only) or "s4"
+ * (4-bit fragments, native mma s4 on sm_80/86/89; runs emulated, slow but exact, on sm_90).
+ */
+export type CodeFormat = "s8" | "s4";
+
+let defaultFormatCache: CodeFormat | undefined;
+/** The fast format on the current device. */
+export function defaultCodeFormat(): CodeFormat {
+  defaultFormatCache ??= addon().deviceInfo().defaultFormat ?? "s4";
+  return defaultFormatCache;
+}
+
+function addon(): NativeAddon {
+  const { addon, reason } = loadAddon();
+  if (!addon) throw new CudaKernelError("E_NO_ADDON", reason ?? "CUDA addon unavailable");
+  return addon;
+}
+
+function native<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof CudaKernelError) throw e;
+    const msg = (e as Error).message;
+    const code = /^(cuda|cublas|dlopen|dlsym)/i.test(msg) ? "E_CUDA" : "E_SHAPE";
+    throw new CudaKernelError(code, msg, { cause: e });
+  }
+}
+
+/** Tokens rounded up to the 128-row tile: the row count of codes, scales and lora_act buffers. */
+export function padM(m: number): number {
+  return Math.ceil(m / 128) * 128;
+}
+
+/**
+ * A device allocation owned by this object. Release it with free() (or `using`); an unreleased buffer is freed by
+ * the garbage collector, which is late but not leaked.
+ */
+export class DeviceBuffer {
+  readonly native: NativeDeviceBuffer;
+
+  constructor(byteLength: number) {
+    if (!Number.isInteger(byteLength) || byteLength <= 0) {
+      throw new CudaKernelError("E_SHAPE", `DeviceBuffer: byteLength must be a positive integer, got ${byteLength}`);
+    }
+    const A = addon();
+    this.native = native(() => new A.DeviceBuffer(byteLength));
+  }
+
+  /** Allocates a buffer of data.byteLength bytes and uploads data. */
+  static from(data: ArrayBufferView): DeviceBuffer {
+    const b = new DeviceBuffer(data.byteLength);
+    b.upload(data);
+    return b;
+  }
+
+  get byteLength(): number {
+    return this.native.byteLength;
+  }
+  get freed(): boolean {
+    return this.native.freed;
+  }
+  upload(data: ArrayBufferView, byteOffset = 0): void {
+    native(() => this.native.upload(data, byteOffset));
+  }
+  /** Copies the first `bytes` bytes (default all) back to the host. */
+  download(bytes?: number): Uint8Array {
+    return new Uint8Array(native(() => this.native.download(bytes)));
+  }
+  downloadU16(count?: number): Uint16Array {
+    return new Uint16Array(this.download(count === undefined ? undefined : count * 2).buffer);
+  }
+  downloadF32(count?: number): Float32Array {
+    return new Float32Array(this.download(count === undefined ? undefined : count * 4).buffer);
+  }
+  /** Sets every byte to `byte` (used to poison outputs in tests). */
+  fill(byte: number): void {
+    native(() => this.native.fill(byte));
+  }
+  free(): void {
+    native(() => this.native.free());
+  }
+  [Symbol.dispose](): void {
+    this.free();
+  }
+}
+
+function need(name: string, b: DeviceBuffer | undefined, bytes: number): void {
+  if (b === undefined) throw new CudaKernelError("E_SHAPE", "missing device buffer", { tensor: name });
+  if (b.freed) throw new CudaKernelError("E_SHAPE", "device buffer was freed", { tensor: name });
+  if (b.byteLength < bytes) {
+    throw new CudaKernelError("E_SHAPE", `holds ${b.byteLength} bytes, the shapes need ${bytes}`, { tensor: name });
+  }
+}
+
+function dims(op: string, d: Record<string, number>): void {
+  for (const [k, v] of Object.entries(d)) {
+    if (!Number.isInteger(v) || v < 0) throw new CudaKernelError("E_SHAPE", `${op}: ${k}=${v} must be an integer >= 0`);
+  }
+}
+
+export interface QuantizeActArgs {
+  dtype: Dtype16;
+  M: number;
+  K: number;
+  /** Low-rank branch rank: 0, 16, 32 or 64. */
+  R: number;
+  /** x [M, K] 16-bit, row-major. */
+  x: DeviceBuffer;
+  /** λ [K] 16-bit smoothing factor; the codes are of x/λ. */
+  smooth?: DeviceBuffer;
+  /** lora_down [R, K] 16-bit (rank x in), applied to the raw x. */
+  loraDown?: DeviceBuffer;
+  /** Unsigned codes of (x + 0.171875)/λ in [0, 15] (inputs after GELU), else signed codes in [-8, 7]. */
+  actUnsigned?: boolean;
+  /** Code format (default: the device's fast one). */
+  format?: CodeFormat;
+  /** Outputs, allocated when absent: codes (Mp*K or Mp*K/2 bytes), ascales [K/64, Mp] 16-bit, loraAct [Mp, R] f32. */
+  codes?: DeviceBuffer;
+  ascales?: DeviceBuffer;
+  loraAct?: DeviceBuffer;
+}
+
+export interface QuantizedAct {
+  M: number;
+  K: number;
+  R: number;
+  codes: DeviceBuffer;
+  ascales: DeviceBuffer;
+  loraAct: DeviceBuffer | undefined;
+  actUnsigned: boolean;
+  format: CodeFormat;
+}
+
+/** Kernel 1: per-token, per-64 INT4 codes of x/λ with 16-bit scales, and lora_act = x · lora_downᵀ, one read of x. */
+export function quantizeAct(a: QuantizeActArgs): QuantizedAct {
+  const { M, K, R } = a;
+  dims("quantizeAct", { M, K, R });
+  if (M === 0 || K === 0 || K % 64 !== 0) {
+    throw new CudaKernelError("E_SHAPE", `quantizeAct: x [${M}, ${K}]: M > 0 and K a positive multiple of 64 needed`);
+  }
+  if (![0, 16, 32, 64].includes(R))
+    throw new CudaKernelError("E_SHAPE", `quantizeAct: rank R=${R} not in {0,16,32,64}`);
+  const Mp = padM(M);
+  need("x", a.x, M * K * 2);
+  if (a.smooth) need("smooth", a.smooth, K * 2);
+  if (R > 0) need("loraDown", a.loraDown, R * K * 2);
+  const format = a.format ?? defaultCodeFormat();
+  const codeBytes = format === "s8" ? Mp * K : (Mp * K) / 2;
+  const codes = a.codes ?? new DeviceBuffer(codeBytes);
+  const ascales = a.ascales ?? new DeviceBuffer(Mp * (K / 64) * 2);
+  const loraAct = R > 0 ? (a.loraAct ?? new DeviceBuffer(Mp * R * 4)) : undefined;
+  need("codes", codes, codeBytes);
+  need("ascales", ascales, Mp * (K / 64) * 2);
+  if (loraAct) need("loraAct", loraAct, Mp * R * 4);
+  native(() =>
+    addon().quantizeAct({
+      dtype: a.dtype,
+      M,
+      K,
+      R,
+      actUnsigned: a.actUnsigned === true,
+      codesS8: format === "s8",
+      x: a.x.native,
+      smooth: a.smooth?.native,
+      loraDown: R > 0 ? a.loraDown?.native : undefined,
+      codes: codes.native,
+      ascales: ascales.native,
+      loraAct: loraAct?.native,
+    }),
+  );
+  return { M, K, R, codes, ascales, loraAct, actUnsigned: a.actUnsigned === true, format };
+}
+
+export interface GemmW4A4Args {
+  dtype: Dtype16;
+  act: QuantizedAct;
+  N: number;
+  /** nunchaku checkpoint layout: N*K/2 bytes (see packQWeight). */
+  qweight: DeviceBuffer;
+  /** nunchaku checkpoint layout: N*K/64 16-bit values (see packWScales). */
+  wscales: DeviceBuffer;
+  /** lora_up [N, R] 16-bit, row-major; needed when act.R > 0 and useLowRank is not false. */
+  loraUp?: DeviceBuffer;
+  useLowRank?: boolean;
+  bias?: DeviceBuffer;
+  gelu?: boolean;
+  /** Rows per block: 32, 64 or 128 (0/absent: chosen to fill the device). */
+  blockM?: number;
+  /** out [M, N] 16-bit; allocated when absent. */
+  out?: DeviceBuffer;
+}
+
+/** Kernel 2: out = Σ_groups (codes·qweight) s_x s_w + lora_act · lora_upᵀ + bias, optional GELU, 16-bit out. */
+export function gemmW4A4(a: GemmW4A4Args): DeviceBuffer {
+  const { M, K } = a.act;
+  const N = a.N;
+  dims("gemmW4A4", { N });
+  if (N === 0 || N % 128 !== 0) throw new CudaKernelError("E_SHAPE", `gemmW4A4: N=${N} must be a multiple of 128`);
+  const R = a.useLowRank === false ? 0 : a.act.R;
+  need("qweight", a.qweight, (N * K) / 2);
+  need("wscales", a.wscales, N * (K / 64) * 2);
+  if (R > 0) need("loraUp", a.loraUp, N * R * 2);
+  if (a.bias) need("bias", a.bias, N * 2);
+  const out = a.out ?? new DeviceBuffer(M * N * 2);
+  need("out", out, M * N * 2);
+  native(() =>
+    addon().gemmW4A4({
+      dtype: a.dtype,
+      M,
+      N,
+      K,
+      R,
+      actUnsigned: a.act.actUnsigned,
+      gelu: a.gelu === true,
+      codesS8: a.act.format === "s8",
+      blockM: a.blockM ?? 0,
+      codes: a.act.codes.native,
+      ascales: a.act.ascales.native,
+      qweight: a.qweight.native,
+      wscales: a.wscales.native,
+      loraAct: R > 0 ? a.act.loraAct?.native : undefined,
+      loraUp: R > 0 ? a.loraUp?.native : undefined,
+      bias: a.bias?.native,
+      out: out.native,
+    }),
+  );
+  return out;
+}
+
+/** out [M, N] = x [M, K] · w [N, K]ᵀ through cuBLAS (16-bit in and out, f32 accumulation). */
+export function gemmCublas(a: {
+  dtype: Dtype16;
+  M: number;
+  N: number;
+  K: number;
+  x: DeviceBuffer;
+  w: DeviceBuffer;
+  out?: DeviceBuffer;
+}): DeviceBuffer {
+  dims("gemmCublas", { M: a.M, N: a.N, K: a.K });
+  need("x", a.x, a.M * a.K * 2);
+  need("w", a.w, a.N * a.K * 2);
+  const out = a.out ?? new DeviceBuffer(a.M * a.N * 2);
+  need("out", out, a.M * a.N * 2);
+  native(() =>
+    addon().gemmCublas({ dtype: a.dtype, M: a.M, N: a.N, K: a.K, x: a.x.native, w: a.w.native, out: out.native }),
+  );
+  return out;
+}
+
+/** Waits for all queued device work; surfaces asynchronous kernel faults as E_CUDA. */
+export function synchronize(): void {
+  native(() => addon().synchronize());
+}
+
+/**
+ * Milliseconds per replay of the device work `fn` enqueues, captured once into a CUDA graph (no host launch
+ * overhead in the number). `fn` must only enqueue kernels (no allocation, no copies to or from the host).
+ */
+export function timeGraphMs(fn: () => void, iterations: number): number {
+  return native(() => addon().timeGraphMs(fn, iterations));
+}
+
+/** Milliseconds per call of `fn` (which enqueues device work), between CUDA events around `iterations` calls. */
+export function timeMs(fn: () => void, iterations: number): number {
+  return native(() => addon().timeMs(fn, iterations));
+}

@@ -1,0 +1,28 @@
+import { describe, expect, it } from "vitest";
+import { cudaAvailability } from "../src/index.ts";
+import { checkCublas, checkGemm, checkQuantize, gemmCases, quantCases } from "./gpu-cases.ts";
+
+const av = cudaAvailability();
+const skip = av.available ? "" : ` (skipped: ${av.reason})`;
+
+describe(`CUDA kernels on the GPU${skip}`, () => {
+  for (const c of quantCases()) {
+    it.skipIf(!av.available)(
+      `quantize ${c.dtype} ${c.format} M=${c.M} K=${c.K} R=${c.R} unsigned=${c.unsigned}${skip}`,
+      () => {
+        expect(checkQuantize(c)).toMatch(/^quantize/);
+      },
+    );
+  }
+  for (const c of gemmCases()) {
+    it.skipIf(!av.available)(
+      `gemm ${c.format} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R} bm=${c.blockM ?? "auto"}${skip}`,
+      () => {
+        expect(checkGemm(c)).toMatch(/^gemm/);
+      },
+    );
+  }
+  it.skipIf(!av.available)(`cuBLAS BF16 peer GEMM vs float64${skip}`, () => {
+    expect(checkCublas("bf16", 77, 256, 320, 1)).toMatch(/^cublas/);
+  });
+});

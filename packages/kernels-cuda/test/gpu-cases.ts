@@ -1,0 +1,264 @@
+// GPU correctness cases, shared by test/cuda.test.ts (vitest, skipped without a GPU) and the device runner
+// (tools/cuda-device-check.ts, bundled and run on the GPU machine). Each case throws with a message on failure
+// and returns a one-line summary on success.
+import {
+  type CodeFormat,
+  DeviceBuffer,
+  type Dtype16,
+  gemmCublas,
+  gemmW4A4,
+  packQWeight,
+  packWScales,
+  padM,
+  quantizeAct,
+  synchronize,
+  unpackActCodes,
+} from "../src/index.ts";
+import { dec, enc, gemmRef, loraDownRef, quantizeRef, Rng, relErr, round16 } from "./reference.ts";
+
+function assert(cond: boolean, msg: string): void {
+  if (!cond) throw new Error(msg);
+}
+
+const u16 = (b: Uint8Array): Uint16Array => new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
+
+export interface QuantCase {
+  dtype: Dtype16;
+  M: number;
+  K: number;
+  R: number;
+  unsigned: boolean;
+  smooth: boolean;
+  format: CodeFormat;
+  seed: number;
+}
+
+/** Kernel 1 vs the float64 reference: codes, 16-bit scales, lora_act; poisoned outputs, padded rows zero. */
+export function checkQuantize(c: QuantCase): string {
+  const { dtype, M, K, R, unsigned } = c;
+  const rng = new Rng(c.seed);
+  const x = rng.halfs(dtype, M * K, 1.5, unsigned ? 0.3 : 0);
+  // a few outliers per row, as in diffusion activations (SVDQuant §3)
+  for (let i = 0; i < M; i++) x[i * K + rng.int(0, K - 1)] = enc(dtype, 20 * rng.normal());
+  const smooth = c.smooth ? Uint16Array.from({ length: K }, () => enc(dtype, 0.5 + 1.5 * rng.next())) : undefined;
+  const down = R > 0 ? rng.halfs(dtype, R * K, 0.05) : undefined;
+  const Mp = padM(M);
+  const bx = DeviceBuffer.from(x);
+  const bs = smooth ? DeviceBuffer.from(smooth) : undefined;
+  const bd = down ? DeviceBuffer.from(down) : undefined;
+  const codes = new DeviceBuffer(c.format === "s8" ? Mp * K : (Mp * K) / 2);
+  const ascales = new DeviceBuffer(Mp * (K / 64) * 2);
+  const loraAct = R > 0 ? new DeviceBuffer(Mp * R * 4) : undefined;
+  codes.fill(0xff);
+  ascales.fill(0xff);
+  loraAct?.fill(0xff);
+  try {
+    const format = c.format;
+    quantizeAct({
+      dtype,
+      M,
+      K,
+      R,
+      x: bx,
+      smooth: bs,
+      loraDown: bd,
+      actUnsigned: unsigned,
+      codes,
+      ascales,
+      loraAct,
+      format,
+    });
+    synchronize();
+    const ref = quantizeRef(dtype, x, M, K, smooth, unsigned);
+    const gotBytes = codes.download();
+    const got = unpackActCodes(gotBytes, M, K, unsigned, format);
+    for (let i = 0; i < M * K; i++) {
+      assert(got[i] === ref.codes[i], `code [${Math.floor(i / K)}, ${i % K}] is ${got[i]}, reference ${ref.codes[i]}`);
+    }
+    const padCodes = unpackActCodes(gotBytes, Mp, K, unsigned, format);
+    for (let i = M * K; i < Mp * K; i++) assert(padCodes[i] === 0, `padded row code ${i} is ${padCodes[i]}`);
+    const sc = u16(ascales.download());
+    const G = K / 64;
+    for (let m = 0; m < Mp; m++)
+      for (let g = 0; g < G; g++) {
+        const v = dec(dtype, sc[g * Mp + m]);
+        if (m >= M) {
+          assert(v === 0, `padded row ${m} scale is ${v}`);
+          continue;
+        }
+        const r = ref.scales[m * G + g];
+        assert(v === r, `scale [${m}, ${g}] = ${v}, reference ${r}`);
+      }
+    let loraMsg = "";
+    if (R > 0 && down && loraAct) {
+      const la = loraAct.downloadF32();
+      const lref = loraDownRef(dtype, x, M, K, down, R);
+      const e = relErr(la.subarray(0, M * R), lref);
+      assert(e <= 1e-3, `lora_act relative error ${e.toExponential(2)} > 1e-3`);
+      for (let i = M * R; i < Mp * R; i++) assert(la[i] === 0, `padded lora_act[${i}] = ${la[i]}`);
+      loraMsg = `, lora_act rel err ${e.toExponential(2)}`;
+    }
+    return `quantize ${dtype} ${format} M=${M} K=${K} R=${R} ${unsigned ? "unsigned" : "signed"}: codes and scales exact${loraMsg}`;
+  } finally {
+    for (const b of [bx, bs, bd, codes, ascales, loraAct]) b?.free();
+  }
+}
+
+export interface GemmCase {
+  dtype: Dtype16;
+  M: number;
+  N: number;
+  K: number;
+  R: number;
+  unsigned: boolean;
+  bias: boolean;
+  gelu: boolean;
+  format: CodeFormat;
+  blockM?: number;
+  seed: number;
+}
+
+/** Kernels 1+2 vs float64: GEMM on the device's own codes (exact contract), and end to end from x. */
+export function checkGemm(c: GemmCase): string {
+  const { dtype, M, N, K, R, unsigned } = c;
+  const G = K / 64;
+  const rng = new Rng(c.seed);
+  const x = rng.halfs(dtype, M * K, 1, unsigned ? 0.2 : 0);
+  const qw = Int8Array.from({ length: N * K }, () => rng.int(-8, 7));
+  const swBits = Uint16Array.from({ length: N * G }, () => enc(dtype, (0.02 + 0.02 * rng.next()) / 8));
+  const down = R > 0 ? rng.halfs(dtype, R * K, 0.05) : undefined;
+  const up = R > 0 ? rng.halfs(dtype, N * R, 0.05) : undefined;
+  const bias = c.bias ? rng.halfs(dtype, N, 0.1) : undefined;
+  const Mp = padM(M);
+  const bufs: (DeviceBuffer | undefined)[] = [];
+  const keep = <T extends DeviceBuffer | undefined>(b: T): T => {
+    bufs.push(b);
+    return b;
+  };
+  try {
+    const bx = keep(DeviceBuffer.from(x));
+    const bqw = keep(DeviceBuffer.from(packQWeight(qw, N, K)));
+    const bsw = keep(DeviceBuffer.from(packWScales(swBits, N, G)));
+    const bd = keep(down ? DeviceBuffer.from(down) : undefined);
+    const bu = keep(up ? DeviceBuffer.from(up) : undefined);
+    const bb = keep(bias ? DeviceBuffer.from(bias) : undefined);
+    const out = keep(new DeviceBuffer(M * N * 2));
+    out.fill(0xff); // NaN in bf16 and f16: any unwritten element fails the check
+    const act = quantizeAct({ dtype, M, K, R, x: bx, loraDown: bd, actUnsigned: unsigned, format: c.format });
+    keep(act.codes);
+    keep(act.ascales);
+    keep(act.loraAct);
+    gemmW4A4({
+      dtype,
+      act,
+      N,
+      qweight: bqw,
+      wscales: bsw,
+      loraUp: bu,
+      bias: bb,
+      gelu: c.gelu,
+      blockM: c.blockM,
+      out,
+    });
+    synchronize();
+    const o = u16(out.download());
+    const got = Float64Array.from(o, (b) => dec(dtype, b));
+    for (let i = 0; i < got.length; i++)
+      assert(Number.isFinite(got[i]), `out[${Math.floor(i / N)}, ${i % N}] unwritten/NaN`);
+    // (a) the GEMM contract on the device's own codes, scales and lora_act (lora_act rounded to 16 bits, as the
+    // tensor-core epilogue consumes it)
+    const qa = unpackActCodes(act.codes.download(), M, K, unsigned, c.format);
+    const sc = u16(act.ascales.download());
+    const sa = new Float64Array(M * G);
+    for (let m = 0; m < M; m++) for (let g = 0; g < G; g++) sa[m * G + g] = dec(dtype, sc[g * Mp + m]);
+    const sw = Float64Array.from(swBits, (b) => dec(dtype, b));
+    const la = act.loraAct ? Float64Array.from(act.loraAct.downloadF32(M * R), (v) => round16(dtype, v)) : undefined;
+    const ref = gemmRef(dtype, M, N, K, qa, sa, qw, sw, la, up, R, bias, c.gelu);
+    const e1 = relErr(got, ref);
+    assert(e1 <= 1e-2, `GEMM vs float64 on the device's codes: rel err ${e1.toExponential(2)} > 1e-2`);
+    // (b) end to end from x through the float64 quantizer and low-rank reference
+    const q = quantizeRef(dtype, x, M, K, undefined, unsigned);
+    const laRef = down ? loraDownRef(dtype, x, M, K, down, R) : undefined;
+    const ref2 = gemmRef(dtype, M, N, K, q.codes, q.scales, qw, sw, laRef, up, R, bias, c.gelu);
+    const e2 = relErr(got, ref2);
+    assert(e2 <= 1e-2, `end-to-end vs float64: rel err ${e2.toExponential(2)} > 1e-2`);
+    return `gemm ${dtype} ${c.format} M=${M} N=${N} K=${K} R=${R}${unsigned ? " u4" : ""}${c.bias ? " bias" : ""}${c.gelu ? " gelu" : ""} bm=${c.blockM ?? "auto"}: rel err ${e1.toExponential(2)} (codes), ${e2.toExponential(2)} (end to end)`;
+  } finally {
+    for (const b of bufs) b?.free();
+  }
+}
+
+/** cuBLAS peer vs float64. */
+export function checkCublas(dtype: Dtype16, M: number, N: number, K: number, seed: number): string {
+  const rng = new Rng(seed);
+  const x = rng.halfs(dtype, M * K);
+  const w = rng.halfs(dtype, N * K, 0.05);
+  const bx = DeviceBuffer.from(x);
+  const bw = DeviceBuffer.from(w);
+  const out = new DeviceBuffer(M * N * 2);
+  out.fill(0xff);
+  try {
+    gemmCublas({ dtype, M, N, K, x: bx, w: bw, out });
+    synchronize();
+    const got = Float64Array.from(u16(out.download()), (b) => dec(dtype, b));
+    const ref = new Float64Array(M * N);
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += dec(dtype, x[m * K + k]) * dec(dtype, w[n * K + k]);
+        ref[m * N + n] = s;
+      }
+    const e = relErr(got, ref);
+    assert(e <= 1e-2, `cuBLAS rel err ${e.toExponential(2)}`);
+    return `cublas ${dtype} M=${M} N=${N} K=${K}: rel err ${e.toExponential(2)}`;
+  } finally {
+    bx.free();
+    bw.free();
+    out.free();
+  }
+}
+
+/** The case list: random shapes from a seeded PRNG, M not a multiple of any tile included. */
+export function quantCases(): QuantCase[] {
+  const rng = new Rng(1234);
+  const out: QuantCase[] = [];
+  for (const dtype of ["bf16", "f16"] as const)
+    for (const R of [0, 16, 32, 64])
+      for (const unsigned of [false, true]) {
+        out.push({
+          dtype,
+          M: rng.int(1, 300),
+          K: 64 * rng.int(1, 12),
+          R,
+          unsigned,
+          smooth: rng.next() < 0.5,
+          format: rng.next() < 0.5 ? "s8" : "s4",
+          seed: rng.int(0, 1e9),
+        });
+      }
+  return out;
+}
+
+export function gemmCases(): GemmCase[] {
+  const rng = new Rng(5678);
+  const out: GemmCase[] = [];
+  for (const format of ["s8", "s4"] as const)
+    for (const dtype of ["bf16", "f16"] as const)
+      for (const blockM of [undefined, 32, 64, 128])
+        for (const unsigned of [false, true]) {
+          out.push({
+            dtype,
+            M: rng.int(1, 290),
+            N: 128 * rng.int(1, 3),
+            K: 64 * rng.int(1, 8),
+            R: [0, 16, 32, 64][rng.int(0, 3)],
+            unsigned,
+            bias: rng.next() < 0.6,
+            gelu: rng.next() < 0.4,
+            format,
+            blockM,
+            seed: rng.int(0, 1e9),
+          });
+        }
+  return out;
+}

@@ -1,0 +1,137 @@
+import { join } from "node:path";
+import { SafetensorsFile } from "@svdquant/tensor";
+import { describe, expect, it } from "vitest";
+import {
+  CudaKernelError,
+  packLoraDown,
+  packLoraUp,
+  packQWeight,
+  packWScales,
+  unpackActCodes,
+  unpackLoraDown,
+  unpackLoraUp,
+  unpackQWeight,
+  unpackWScales,
+} from "../src/index.ts";
+import { Rng } from "./reference.ts";
+
+const FIX = join(import.meta.dirname, "../../../fixtures/nunchaku-pack/case-a.safetensors");
+
+async function fixture() {
+  const f = await SafetensorsFile.open(FIX);
+  const get = async (n: string) => (await f.read(n)).bytes().slice();
+  const t = {
+    q: new Int32Array((await get("int4_weight")).buffer),
+    scales: new Uint16Array((await get("scales")).buffer),
+    down: new Uint16Array((await get("lora_down_rk")).buffer),
+    up: new Uint16Array((await get("lora_up_nr")).buffer),
+    pq: await get("packed_qweight"),
+    ps: new Uint16Array((await get("packed_wscales")).buffer),
+    pd: new Uint16Array((await get("packed_lora_down")).buffer),
+    pu: new Uint16Array((await get("packed_lora_up")).buffer),
+  };
+  await f.close();
+  return t;
+}
+
+describe("nunchaku checkpoint layouts (byte-exact against the reference packer's fixture)", () => {
+  it("qweight [256,256] int4 -> packed_qweight, and back", async () => {
+    const t = await fixture();
+    const packed = packQWeight(t.q, 256, 256);
+    expect(Buffer.compare(Buffer.from(packed), Buffer.from(t.pq))).toBe(0);
+    expect(Array.from(unpackQWeight(t.pq, 256, 256))).toEqual(Array.from(t.q));
+  });
+  it("wscales [256,4] -> packed_wscales, and back", async () => {
+    const t = await fixture();
+    expect(Array.from(packWScales(t.scales, 256, 4))).toEqual(Array.from(t.ps));
+    expect(Array.from(unpackWScales(t.ps, 256, 4))).toEqual(Array.from(t.scales));
+  });
+  it("lora_down [32,256] and lora_up [256,32] -> packed, and back", async () => {
+    const t = await fixture();
+    expect(Array.from(packLoraDown(t.down, 256, 32))).toEqual(Array.from(t.pd));
+    expect(Array.from(unpackLoraDown(t.pd, 256, 32))).toEqual(Array.from(t.down));
+    expect(Array.from(packLoraUp(t.up, 256, 32))).toEqual(Array.from(t.pu));
+    expect(Array.from(unpackLoraUp(t.pu, 256, 32))).toEqual(Array.from(t.up));
+  });
+  it("rejects shapes off the tile grid and non-int4 values, naming the shape", () => {
+    expect(() => packQWeight(new Int8Array(100 * 64), 100, 64)).toThrow(/\[100, 64\]/);
+    expect(() => packQWeight(new Int8Array(128 * 64).fill(9), 128, 64)).toThrow(CudaKernelError);
+    expect(() => unpackWScales(new Uint16Array(5), 128, 1)).toThrow(/5 values/);
+  });
+});
+
+/** Independent writer of the activation fragment layouts, from the table in svdq_cuda.h. */
+function writeActCodes(q: Int8Array, M: number, K: number, format: "s4" | "s8"): Uint8Array {
+  const Mp = Math.ceil(M / 128) * 128;
+  const out = new Uint8Array(format === "s8" ? Mp * K : (Mp * K) / 2);
+  const KT = K / 64;
+  for (let mt = 0; mt < Mp / 16; mt++)
+    for (let kt = 0; kt < KT; kt++)
+      for (let lane = 0; lane < 32; lane++) {
+        const g = lane >> 2,
+          t = lane & 3;
+        // words w0..w3: (row g, k 8t..), (row g+8, k 8t..), (row g, k 32+8t..), (row g+8, k 32+8t..)
+        const words = [0, 0, 0, 0].map((_, w) => {
+          const row = mt * 16 + g + (w & 1) * 8;
+          const k0 = kt * 64 + (w >> 1) * 32 + t * 8;
+          let v = 0;
+          for (let j = 0; j < 8; j++) v |= ((row < M ? q[row * K + k0 + j] : 0) & 15) << (4 * j);
+          return v >>> 0;
+        });
+        const base = (mt * KT + kt) * (format === "s8" ? 1024 : 512) + lane * (format === "s8" ? 32 : 16);
+        const dv = new DataView(out.buffer);
+        if (format === "s4") {
+          words.forEach((w, i) => {
+            dv.setUint32(base + 4 * i, w, true);
+          });
+        } else {
+          const lo = (w: number) => ((w << 4) & 0xf0f0f0f0) >>> 0;
+          const hi = (w: number) => (w & 0xf0f0f0f0) >>> 0;
+          const seq = [
+            lo(words[0]),
+            lo(words[1]),
+            hi(words[0]),
+            hi(words[1]),
+            lo(words[2]),
+            lo(words[3]),
+            hi(words[2]),
+            hi(words[3]),
+          ];
+          seq.forEach((w, i) => {
+            dv.setUint32(base + 4 * i, w, true);
+          });
+        }
+      }
+  return out;
+}
+
+describe("activation fragment layouts", () => {
+  for (const format of ["s4", "s8"] as const)
+    for (const unsigned of [false, true])
+      it(`${format} ${unsigned ? "unsigned" : "signed"} codes decode to what was written (M not a multiple of 16)`, () => {
+        const rng = new Rng(format === "s4" ? 11 : 12);
+        const M = 37,
+          K = 192;
+        const q = Int8Array.from({ length: M * K }, () => (unsigned ? rng.int(0, 15) : rng.int(-8, 7)));
+        const bytes = writeActCodes(q, M, K, format);
+        expect(Array.from(unpackActCodes(bytes, M, K, unsigned, format))).toEqual(Array.from(q));
+      });
+});
+
+describe("agreement with @svdquant/int4's nunchaku packers (the CPU side of the engine)", () => {
+  it("qweight, wscales, lora_down and lora_up pack identically on random data", async () => {
+    const int4 = await import("@svdquant/int4");
+    const rng = new Rng(99);
+    const [N, K, R] = [256, 384, 32];
+    const q = Int8Array.from({ length: N * K }, () => rng.int(-8, 7));
+    const mine = packQWeight(q, N, K);
+    const theirs = int4.packW4A4Weight(q, N, K);
+    expect(Buffer.compare(Buffer.from(mine), Buffer.from(theirs.buffer, theirs.byteOffset, theirs.byteLength))).toBe(0);
+    const sc = Uint16Array.from({ length: N * (K / 64) }, () => rng.int(0, 65535));
+    expect(Array.from(packWScales(sc, N, K / 64))).toEqual(Array.from(int4.packW4A4Scales(sc, N, K / 64)));
+    const down = Uint16Array.from({ length: R * K }, () => rng.int(0, 65535));
+    expect(Array.from(packLoraDown(down, K, R))).toEqual(Array.from(int4.packLoraDown(down, R, K)));
+    const up = Uint16Array.from({ length: N * R }, () => rng.int(0, 65535));
+    expect(Array.from(packLoraUp(up, N, R))).toEqual(Array.from(int4.packLoraUp(up, N, R)));
+  });
+});

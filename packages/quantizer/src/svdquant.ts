@@ -1,0 +1,192 @@
+import { type QuantSpec, specFor } from "@svdquant/int4";
+import type { TruncatedSvdOptions } from "@svdquant/lowrank";
+import {
+  type ActivationStats,
+  jointAbsMax,
+  type SmoothingCandidate,
+  searchSmoothing,
+  svdquantGrid,
+  weightAbsMax,
+} from "@svdquant/smoothing";
+import { type BuildOptions, buildLinear } from "./build.js";
+import { QuantizerError } from "./errors.js";
+import type { Floats } from "./linalg.js";
+import {
+  checkLayer,
+  evaluateLayer,
+  forwardQuantized,
+  forwardReference,
+  type LayerMetrics,
+  type LinearLayer,
+  type QuantizedLinear,
+} from "./linear.js";
+
+/** Calibration of one layer input: per-channel max|X_j| over all tokens, and kept tokens X_s [T, K]. */
+export interface Calibration {
+  xAbsMax: Float64Array;
+  tokens: Floats;
+  count: number;
+}
+
+export function calibrationFromStats(stats: ActivationStats): Calibration {
+  const r = stats.reservoir();
+  return { xAbsMax: stats.absmax(), tokens: r.data, count: r.tokens };
+}
+
+/** Calibration from a plain token matrix X [M, K] (absmax over all of it, every token kept). */
+export function calibrationFromTokens(x: Floats, m: number, k: number): Calibration {
+  if (x.length !== m * k)
+    throw new QuantizerError("E_SHAPE", `calibration has ${x.length} values, expected [${m}, ${k}]`);
+  const a = new Float64Array(k);
+  for (let t = 0; t < m; t++)
+    for (let j = 0; j < k; j++) {
+      const v = Math.abs(x[t * k + j]);
+      if (!Number.isFinite(v))
+        throw new QuantizerError("E_NONFINITE", `calibration token ${t}, channel ${j} is ${x[t * k + j]}`);
+      if (v > a[j]) a[j] = v;
+    }
+  return { xAbsMax: a, tokens: x, count: m };
+}
+
+/** The GELU shift of the published checkpoints: post-GELU inputs (≥ −0.17) + 0.171875 are ≥ 0 for uint4. */
+export const GELU_SHIFT = 0.171875;
+
+export interface SvdQuantConfig {
+  /** Rank R of the 16-bit branch (default 32, SVDQuant §5.1). */
+  rank?: number;
+  /** Weight quantizer of the residual (default INT4 g64 BF16 scales; NVFP4 g16 or FP4 g32 via `specFor`). */
+  weight?: QuantSpec;
+  /** Activation quantizer (default: the weight's format and group); use uint4 with `shift` for post-GELU inputs. */
+  activation?: QuantSpec;
+  /** Added to the input before the 4-bit path (default 0; `GELU_SHIFT` with an unsigned activation format). */
+  shift?: number;
+  /** Smoothing grid (default the 39 SVDQuant candidates). */
+  grid?: SmoothingCandidate[];
+  /** Refinement iterations (default 100) with early stop on the output error (patience 3, 1e-4 relative). */
+  refinement?: { maxIterations?: number; patience?: number; minImprovement?: number };
+  /** Seed of the randomized SVD (default 0): results are deterministic per seed. */
+  seed?: number;
+  /** SVD options (default randomized with 2 power iterations above 128 a side). */
+  svd?: TruncatedSvdOptions;
+  /** 16-bit type of the branch (default BF16). */
+  branchDtype?: "BF16" | "F16";
+  /** Method name written into the result (default "svdquant"). */
+  method?: string;
+  /** Use this λ [K] (with its candidate) instead of searching the grid, e.g. one found by an earlier call. */
+  lambda?: { lambda: Float64Array; candidate: SmoothingCandidate };
+}
+
+export interface SvdQuantResult {
+  /** λ [K], shared by every layer of the call. */
+  lambda: Float64Array;
+  candidate: SmoothingCandidate;
+  /** Joint relative output error of every grid candidate on the kept tokens (before refinement). */
+  trials: { candidate: SmoothingCandidate; error: number }[];
+  layers: QuantizedLinear[];
+  /** Metrics on the kept calibration tokens, after refinement. */
+  metrics: LayerMetrics[];
+}
+
+export function buildOptions(config: SvdQuantConfig): BuildOptions {
+  const weight = config.weight ?? specFor("int4");
+  const activation = config.activation ?? { ...weight };
+  const shift = config.shift ?? 0;
+  if (shift !== 0 && !(activation.format === "uint4"))
+    throw new QuantizerError(
+      "E_ARGUMENT",
+      `a shift of ${shift} needs an unsigned activation format (uint4), got ${activation.format}`,
+    );
+  const ref = config.refinement ?? {};
+  return {
+    method: config.method ?? "svdquant",
+    weight,
+    activation,
+    lowRank: "svd",
+    rank: config.rank ?? 32,
+    shift,
+    refine: ref.maxIterations ?? 100,
+    patience: ref.patience ?? 3,
+    minImprovement: ref.minImprovement ?? 1e-4,
+    svd: { powerIterations: 2, exactMaxSide: 128, seed: config.seed ?? 0, ...config.svd },
+    branchDtype: config.branchDtype ?? "BF16",
+  };
+}
+
+/**
+ * Quantize layers that share one input (q/k/v; a FLUX single block's qkv and MLP-in) with one λ chosen on their
+ * joint output error: for each grid candidate, every layer is quantized in full (smoothing + rank-R branch + 4-bit
+ * weights + 4-bit activations, no refinement) and Σ‖Y−Ŷ‖² / Σ‖Y‖² is measured on the kept tokens; then each layer
+ * is refined at the chosen λ.
+ */
+export function quantizeSharedLayers(
+  layers: LinearLayer[],
+  calibration: Calibration,
+  config: SvdQuantConfig = {},
+): SvdQuantResult {
+  if (layers.length === 0) throw new QuantizerError("E_ARGUMENT", "no layers to quantize");
+  const k = layers[0].k;
+  for (const l of layers) {
+    checkLayer(l);
+    if (l.k !== k)
+      throw new QuantizerError("E_SHAPE", `layers sharing an input must have one K; ${l.k} vs ${k}`, l.name);
+  }
+  if (calibration.xAbsMax.length !== k || calibration.tokens.length !== calibration.count * k)
+    throw new QuantizerError(
+      "E_SHAPE",
+      `calibration does not match K = ${k} (absmax ${calibration.xAbsMax.length}, tokens ${calibration.tokens.length} for ${calibration.count})`,
+      layers[0].name,
+    );
+  const opts = buildOptions(config);
+  // candidates are ranked with one power iteration; the chosen λ is rebuilt with the full SVD options
+  const searchPower = Math.min(1, typeof opts.svd.powerIterations === "number" ? opts.svd.powerIterations : 1);
+  const x = calibration.tokens;
+  const m = calibration.count;
+  const refs = layers.map((l) => forwardReference(l, x, m));
+  const search = config.lambda
+    ? { lambda: config.lambda.lambda, best: config.lambda.candidate, trials: [] }
+    : searchSmoothing({
+        xAbsMax: calibration.xAbsMax,
+        wAbsMax: jointAbsMax(layers.map((l) => weightAbsMax(l.weight, l.n, l.k, l.name))),
+        grid: config.grid ?? svdquantGrid(),
+        objective: (lambda) => {
+          let num = 0;
+          let den = 0;
+          layers.forEach((l, i) => {
+            const q = buildLinear(l, lambda, {
+              ...opts,
+              refine: 0,
+              svd: { ...opts.svd, powerIterations: searchPower },
+            });
+            const y = forwardQuantized(q, x, m);
+            const r = refs[i];
+            for (let t = 0; t < y.length; t++) {
+              num += (y[t] - r[t]) ** 2;
+              den += r[t] * r[t];
+            }
+          });
+          return Math.sqrt(num / den);
+        },
+      });
+  const info = { alpha: search.best.alpha, beta: search.best.beta };
+  const built = layers.map((l) => buildLinear(l, search.lambda, { ...opts, tokens: { x, m }, info }));
+  return {
+    lambda: search.lambda,
+    candidate: search.best,
+    trials: search.trials,
+    layers: built,
+    metrics: built.map((q, i) => evaluateLayer(layers[i], q, x, m)),
+  };
+}
+
+/**
+ * `quantizeLayer(W [N,K], bias, calibration, config)`: SVDQuant for one layer. Returns λ, L_down [R, K] and
+ * L_up [N, R] (16-bit values), the 4-bit residual (codes + scales), the adjusted bias and metrics.
+ */
+export function quantizeLayer(
+  layer: LinearLayer,
+  calibration: Calibration,
+  config: SvdQuantConfig = {},
+): QuantizedLinear & { metrics: LayerMetrics; trials: SvdQuantResult["trials"] } {
+  const r = quantizeSharedLayers([layer], calibration, config);
+  return { ...r.layers[0], metrics: r.metrics[0], trials: r.trials };
+}
