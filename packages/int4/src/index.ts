@@ -12,6 +12,7 @@ export {
   scaleDtypeOf,
   specFor,
 } from "./formats.js";
+export { type PackedW4A4Weight, quantizePackW4A4 } from "./fused.js";
 export {
   type HalfDType,
   packW4A4Layer,
