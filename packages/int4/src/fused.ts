@@ -221,7 +221,7 @@ function nvfp4Bf16(w: Uint16Array, c: Ctx, wscales: Uint8Array): void {
           // one 16-element scale group = k in [kt·64 + ks·32 + h·16, +16): words kl = 2h, 2h+1
           const kg = kt * 64 + ks * 32 + h * 16;
           const base = o + kg;
-          const mb = maxAbsBits16(w32, base >>> 1, 8);
+          const mb = maxAbs16of8(w32, base >>> 1);
           if (mb >= 0x7f80) nonFiniteBf16(w, base, n, c);
           const e4 = amaxE4[mb]!; // = E4M3(fround(amax / 6)), saturating
           wscales[sn + kt * 512 + ks * 2 + h] = e4;
@@ -369,6 +369,21 @@ function maxAbsBits16(w32: Uint32Array, o: number, len: number): number {
     const v = w32[i]!;
     const a = v & 0x7fff;
     const b = v & 0x7fff0000; // compare the high half in place (stays below 2^31)
+    lo = a > lo ? a : lo;
+    hi = b > hi ? b : hi;
+  }
+  hi >>>= 16;
+  return lo > hi ? lo : hi;
+}
+
+/** maxAbsBits16 for one 16-value group (8 words), unrolled. */
+function maxAbs16of8(w32: Uint32Array, o: number): number {
+  let lo = w32[o]! & 0x7fff;
+  let hi = w32[o]! & 0x7fff0000;
+  for (let i = o + 1; i < o + 8; i++) {
+    const v = w32[i]!;
+    const a = v & 0x7fff;
+    const b = v & 0x7fff0000;
     lo = a > lo ? a : lo;
     hi = b > hi ? b : hi;
   }
