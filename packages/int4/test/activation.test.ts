@@ -24,13 +24,13 @@ describe("activation quantization", () => {
   });
 
   it("static per-tensor: one calibrated scale, saturating beyond the calibration range", () => {
-    const calib = randomMatrix(52, 16, 64, 1);
+    const calib = randomMatrix(52, 16, 64, 1, 0);
     const spec = { format: "int4" as const, groupSize: 0 };
     const s = calibrateStaticScale(calib, spec, "calib");
     let amax = 0;
     for (const v of calib) amax = Math.max(amax, Math.abs(v));
     expect(s).toBe(bf16BitsToF32(f32ToBf16Bits(Math.fround(amax / 7))));
-    const x = randomMatrix(53, 4, 64, 1.5); // a louder batch: some values clip
+    const x = randomMatrix(53, 4, 64, 2); // a louder batch (with outliers): some values clip
     const q = quantizeStatic(x, 4, 64, spec, s, "x");
     expect(q.spec.groupSize).toBe(0);
     expect(Array.from(q.scales)).toEqual([s, s, s, s]);
