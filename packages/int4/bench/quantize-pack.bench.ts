@@ -75,6 +75,16 @@ bench
     ...timed("quantizePackW4A4 nvfp4 g16 (bf16 in)", () => {
       sink += quantizePackW4A4(bf16, N, K, { format: "nvfp4" }).qweight[13]!;
     }),
+  )
+  .add(
+    ...timed("quantizePackW4A4 int4 g64 (f32 in, e.g. a residual)", () => {
+      sink += quantizePackW4A4(wf, N, K, { format: "int4" }).qweight[15]!;
+    }),
+  )
+  .add(
+    ...timed("quantizePackW4A4 nvfp4 g16 (f32 in)", () => {
+      sink += quantizePackW4A4(wf, N, K, { format: "nvfp4" }).qweight[17]!;
+    }),
   );
 
 await bench.run();
