@@ -1,3 +1,6 @@
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   dequantizeW4A16,
   loraTileIndex,
@@ -29,7 +32,7 @@ import {
   unpackW4A16Weight,
   w4a16GroupRows,
 } from "@svdquant/int4";
-import { bf16BitsToF32, f32ToBf16Bits } from "@svdquant/tensor";
+import { bf16BitsToF32, f32ToBf16Bits, SafetensorsFile, type Tensor, writeSafetensors } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
 import { permute } from "./permute.js";
 import { mulberry32, randomMatrix } from "./prng.js";
@@ -224,6 +227,36 @@ describe("W4A4 layers (padding, names, dtypes) round-trip", () => {
       expect(Array.from(back.smooth!)).toEqual(Array.from(layer.smooth));
     });
   }
+
+  it("packed layers survive a safetensors write/read (dtypes I8, BF16, F8_E4M3, I32)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "int4-"));
+    const x = randomMatrix(77, 128, 128, 0.05);
+    const weight = quantize(x, 128, 128, { format: "nvfp4", groupSize: 16, globalScale: nvfp4GlobalScale(x) });
+    const layer = {
+      weight,
+      rank: 16,
+      loraDown: new Float32Array(16 * 128).fill(0.5),
+      loraUp: new Float32Array(128 * 16).fill(-0.25),
+    };
+    const t = packW4A4Layer(layer);
+    const w16 = packW4A16Layer(quantizeW4A16(x, 128, 128));
+    const path = join(dir, "layer.safetensors");
+    await writeSafetensors(path, {
+      ...Object.fromEntries(Object.entries(t).map(([k, v]) => [`a.${k}`, v])),
+      ...Object.fromEntries(Object.entries(w16).map(([k, v]) => [`b.${k}`, v])),
+    });
+    const f = await SafetensorsFile.open(path);
+    const back: Record<string, Tensor> = {};
+    const back16: Record<string, Tensor> = {};
+    for (const n of f.names()) (n.startsWith("a.") ? back : back16)[n.slice(2)] = await f.read(n);
+    await f.close();
+    expect(back.wscales!.dtype).toBe("F8_E4M3");
+    const l = unpackW4A4Layer(back, { rank: 16 });
+    expect(Array.from(l.weight.codes)).toEqual(Array.from(weight.codes));
+    expect(Array.from(l.weight.scales)).toEqual(Array.from(weight.scales));
+    expect(Array.from(l.loraUp)).toEqual(Array.from(layer.loraUp));
+    expect(Array.from(unpackW4A16Layer(back16).weight.codes)).toEqual(Array.from(quantizeW4A16(x, 128, 128).codes));
+  });
 
   it("nvfp4GlobalScale puts the largest block scale at (not beyond) 448 and is a bf16 value", () => {
     const x = randomMatrix(8, 64, 64, 2);
