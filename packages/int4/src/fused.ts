@@ -209,6 +209,7 @@ function nvfp4Bf16(w: Uint16Array, c: Ctx, wscales: Uint8Array): void {
   const lut = nvfp4Bf16Lut();
   const amaxE4 = nvfp4AmaxToE4m3();
   const w32 = u32View(w);
+  const m4 = new Int32Array(4);
   const G = K / 16;
   for (let n = 0; n < N; n++) {
     const o = n * K;
@@ -216,12 +217,52 @@ function nvfp4Bf16(w: Uint16Array, c: Ctx, wscales: Uint8Array): void {
     const wn = wordBase(n, 0, KT); // + kt·1024
     for (let kt = 0; kt < KT; kt++) {
       const wb = wn + kt * 1024;
+      // maxima of the four 16-value groups of this 64-wide tile in one interleaved loop
+      const t32 = (o + kt * 64) >>> 1;
+      let l0 = 0;
+      let l1 = 0;
+      let l2 = 0;
+      let l3 = 0;
+      let h0 = 0;
+      let h1 = 0;
+      let h2 = 0;
+      let h3 = 0;
+      for (let i = t32; i < t32 + 8; i++) {
+        const v0 = w32[i]!;
+        const v1 = w32[i + 8]!;
+        const v2 = w32[i + 16]!;
+        const v3 = w32[i + 24]!;
+        const a0 = v0 & 0x7fff;
+        const a1 = v1 & 0x7fff;
+        const a2 = v2 & 0x7fff;
+        const a3 = v3 & 0x7fff;
+        const b0 = v0 & 0x7fff0000;
+        const b1 = v1 & 0x7fff0000;
+        const b2 = v2 & 0x7fff0000;
+        const b3 = v3 & 0x7fff0000;
+        l0 = a0 > l0 ? a0 : l0;
+        l1 = a1 > l1 ? a1 : l1;
+        l2 = a2 > l2 ? a2 : l2;
+        l3 = a3 > l3 ? a3 : l3;
+        h0 = b0 > h0 ? b0 : h0;
+        h1 = b1 > h1 ? b1 : h1;
+        h2 = b2 > h2 ? b2 : h2;
+        h3 = b3 > h3 ? b3 : h3;
+      }
+      h0 >>>= 16;
+      h1 >>>= 16;
+      h2 >>>= 16;
+      h3 >>>= 16;
+      m4[0] = l0 > h0 ? l0 : h0;
+      m4[1] = l1 > h1 ? l1 : h1;
+      m4[2] = l2 > h2 ? l2 : h2;
+      m4[3] = l3 > h3 ? l3 : h3;
       for (let ks = 0; ks < 2; ks++)
         for (let h = 0; h < 2; h++) {
           // one 16-element scale group = k in [kt·64 + ks·32 + h·16, +16): words kl = 2h, 2h+1
           const kg = kt * 64 + ks * 32 + h * 16;
           const base = o + kg;
-          const mb = maxAbs16of8(w32, base >>> 1);
+          const mb = m4[ks * 2 + h]!;
           if (mb >= 0x7f80) nonFiniteBf16(w, base, n, c);
           const e4 = amaxE4[mb]!; // = E4M3(fround(amax / 6)), saturating
           wscales[sn + kt * 512 + ks * 2 + h] = e4;
@@ -369,21 +410,6 @@ function maxAbsBits16(w32: Uint32Array, o: number, len: number): number {
     const v = w32[i]!;
     const a = v & 0x7fff;
     const b = v & 0x7fff0000; // compare the high half in place (stays below 2^31)
-    lo = a > lo ? a : lo;
-    hi = b > hi ? b : hi;
-  }
-  hi >>>= 16;
-  return lo > hi ? lo : hi;
-}
-
-/** maxAbsBits16 for one 16-value group (8 words), unrolled. */
-function maxAbs16of8(w32: Uint32Array, o: number): number {
-  let lo = w32[o]! & 0x7fff;
-  let hi = w32[o]! & 0x7fff0000;
-  for (let i = o + 1; i < o + 8; i++) {
-    const v = w32[i]!;
-    const a = v & 0x7fff;
-    const b = v & 0x7fff0000;
     lo = a > lo ? a : lo;
     hi = b > hi ? b : hi;
   }

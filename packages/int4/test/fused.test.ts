@@ -111,5 +111,14 @@ describe("quantizePackW4A4 equals quantize → pack, byte for byte", () => {
     );
     expect(() => quantizePackW4A4(x, 128, 128, { format: "nvfp4", name: "w" })).toThrowError(QuantError);
     expect(() => quantizePackW4A4(new Float32Array(100 * 128), 100, 128, { format: "int4" })).toThrowError(/padded/);
+    const bits = encodeFloats("BF16", x) as Uint16Array; // the Inf at [2, 44], now as bf16 bits
+    for (const format of ["int4", "nvfp4"] as const)
+      expect(() => quantizePackW4A4(bits, 128, 128, { format, name: "w16" })).toThrowError(
+        /tensor "w16": non-finite value Infinity at \[2, 44\]/,
+      );
+    bits[5] = 0x7fc0; // NaN
+    expect(() => quantizePackW4A4(bits, 128, 128, { format: "nvfp4", globalScale: 0.5, name: "w16" })).toThrowError(
+      /non-finite value NaN at \[0, 5\]/,
+    );
   });
 });
