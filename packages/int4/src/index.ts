@@ -12,6 +12,15 @@ export {
   scaleDtypeOf,
   specFor,
 } from "./formats.js";
+export { type PackedW4A4Weight, quantizePackW4A4 } from "./fused.js";
+export {
+  type HalfDType,
+  packW4A4Layer,
+  packW4A16Layer,
+  unpackW4A4Layer,
+  unpackW4A16Layer,
+  type W4A4Layer,
+} from "./layer.js";
 export { packNibbles, unpackNibbles } from "./nibbles.js";
 export {
   loraTileIndex,
@@ -39,9 +48,20 @@ export {
   dequantizeInt4,
   fakeQuantize,
   fakeQuantizeInto,
+  nvfp4GlobalScale,
   quantize,
   quantizeInt4,
   quantizeInto,
 } from "./quantize.js";
 export { e4m3BitsOfValue, e8m0Bits, floorLog2F32, mxSharedExponent, roundE4m3, roundScale } from "./scales.js";
 export { E2M1_MAX, E2M1_VALUES, e2m1Code, NF4_PIVOTS, NF4_VALUES, nf4Code } from "./tables.js";
+export {
+  dequantizeW4A16,
+  packW4A16Groups,
+  packW4A16Weight,
+  quantizeW4A16,
+  unpackW4A16Groups,
+  unpackW4A16Weight,
+  type W4A16Quantized,
+  w4a16GroupRows,
+} from "./w4a16.js";

@@ -6,7 +6,7 @@ import { QuantError } from "./errors.js";
  * | tensor | shape     | dtype | order                                                      |
  * | ------ | --------- | ----- | ---------------------------------------------------------- |
  * | codes  | [N, K]    | int8  | row-major; int4 in -8..7, uint4/E2M1/NF4 codes in 0..15    |
- * | packed | [N, K/2]  | uint8 | byte [n, j] = (codes[n, 2j] & 0xF) · (codes[n, 2j+1] « 4)  |
+ * | packed | [N, K/2]  | uint8 | byte [n, j] = (codes[n, 2j] & 0xF) OR ((codes[n, 2j+1] & 0xF) << 4) |
  *
  * K must be even. Signed codes are stored as their two's-complement nibble (−1 → 0xF).
  */

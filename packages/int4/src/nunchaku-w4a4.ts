@@ -223,7 +223,7 @@ export function unpackW4A4MicroScales(wscales: Uint8Array, N: number, G: number,
 /**
  * Position inside a 16×16 low-rank tile (packer.pack_lowrank_weight, 16-bit elements: reg_k 2, 8 n-lanes,
  * 4 k-lanes, n_pack 2, k_pack 2) of the element at row p (the "n" side), column q (the "k" side):
- * ((nl·4 + kl)·2 + ns)·2 + ks)·2 + rk with p = ns·8 + nl, q = ks·8 + kl·2 + rk — the mma.m16n8k16 fragment order.
+ * (((nl·4 + kl)·2 + ns)·2 + ks)·2 + rk with p = ns·8 + nl, q = ks·8 + kl·2 + rk — the mma.m16n8k16 fragment order.
  */
 export function loraTileIndex(p: number, q: number): number {
   const ns = p >>> 3;

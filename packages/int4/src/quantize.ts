@@ -235,3 +235,26 @@ export function dequantizeInt4(q: Quantized): Float32Array {
   if (q.spec.format !== "int4") throw new QuantError("E_ARGUMENT", `dequantizeInt4 got a ${q.spec.format} tensor`);
   return dequantize(q);
 }
+
+/**
+ * A per-tensor NVFP4 global scale for x: amax / (448 · 6), so that the largest block scale amax/6/global
+ * lands on E4M3's maximum 448 (NVIDIA's two-level NVFP4 recipe). Rounded up to `dtype` ("BF16" default, the
+ * dtype nunchaku stores `wtscale` in; "F32" keeps it) so no block scale saturates. 1 for an all-zero x.
+ */
+export function nvfp4GlobalScale(x: Floats, dtype: ScaleDType = "BF16", name?: string): number {
+  let amax = 0;
+  for (let i = 0; i < x.length; i++) {
+    const a = Math.abs(x[i]!);
+    if (!(a < Number.POSITIVE_INFINITY))
+      throw new QuantError("E_NONFINITE", `non-finite value ${x[i]} at flat index ${i}`, name);
+    if (a > amax) amax = a;
+  }
+  if (amax === 0) return 1;
+  const raw = Math.fround(Math.fround(amax) / (448 * 6)); // E4M3_MAX · E2M1_MAX
+  let g = roundScale(raw, dtype);
+  if (g < raw)
+    g = roundScale(raw * (dtype === "BF16" ? 1 + 2 ** -8 : dtype === "F16" ? 1 + 2 ** -11 : 1 + 2 ** -24), dtype);
+  if (g === 0 || !Number.isFinite(g))
+    throw new QuantError("E_RANGE", `global scale of amax ${amax} does not fit ${dtype}`, name);
+  return g;
+}
