@@ -2,15 +2,18 @@
   "targets": [
     {
       "target_name": "svdquant_kernels",
+      "variables": {
+        "csrc": "<!(node -p \"require('fs').existsSync('csrc') ? 'csrc' : '../../kernels/cpu'\")"
+      },
       "sources": [
-        "../../kernels/cpu/binding.cc",
-        "../../kernels/cpu/runtime.cc",
-        "../../kernels/cpu/simd.cc",
-        "../../kernels/cpu/act_quant.cc",
-        "../../kernels/cpu/gemm_w4a4.cc",
-        "../../kernels/cpu/gemm_f32.cc",
-        "../../kernels/cpu/gemm_w8a8.cc",
-        "../../kernels/cpu/peak.cc"
+        "<(csrc)/binding.cc",
+        "<(csrc)/runtime.cc",
+        "<(csrc)/simd.cc",
+        "<(csrc)/act_quant.cc",
+        "<(csrc)/gemm_w4a4.cc",
+        "<(csrc)/gemm_f32.cc",
+        "<(csrc)/gemm_w8a8.cc",
+        "<(csrc)/peak.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -21,6 +21,10 @@ function record(ok, detail) {
   renameSync(tmp, status);
 }
 
+// `install` runs with --if-packed: inside this repository `pnpm build` compiles the addon (once, through nx);
+// from a published tarball (which carries the C++ sources in csrc/) the install step compiles it.
+if (process.argv.includes("--if-packed") && !existsSync(join(pkg, "csrc"))) process.exit(0);
+
 if (process.env.SVDQ_KERNELS_SKIP_NATIVE === "1") {
   record(false, "skipped: SVDQ_KERNELS_SKIP_NATIVE=1");
   console.warn("@svdquant/kernels: native build skipped (SVDQ_KERNELS_SKIP_NATIVE=1)");

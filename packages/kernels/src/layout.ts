@@ -25,7 +25,7 @@
  * | --------- | ---------- | ------- | ----------------------------------------------------------------- |
  * | `codes`   | [M, K]     | int8    | INT4 code in [-8, 7] (or UINT4 in [0, 15]), one per byte          |
  * | `scales`  | [M, K/64]  | float32 | per token, per 64 channels                                        |
- * | `loraAct` | [M, R]     | float32 | (X/λ)·L_downᵀ                                                     |
+ * | `loraAct` | [M, R]     | float32 | X·L_downᵀ (unsmoothed X; 1/λ is folded into L_down)               |
  *
  * Activation codes stay one per byte: the kernel broadcasts 4 consecutive codes per step, and the
  * activations are produced and consumed once per layer, so nibble packing would only add work.

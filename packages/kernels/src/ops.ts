@@ -45,7 +45,10 @@ export interface QuantizedActivations {
 export interface ActQuantOptions {
   /** λ [K]: the kernel quantizes X̂ = X / λ (SVDQuant §4.2 smoothing). Default: no smoothing. */
   smooth?: Float32Array;
-  /** L_down [R,K]; loraAct = X̂·L_downᵀ. */
+  /**
+   * L_down [R,K] in the published-checkpoint convention: the branch sees the UNSMOOTHED input, loraAct = X·L_downᵀ
+   * (1/λ is folded into L_down, as @svdquant/quantizer and nunchaku checkpoints store it).
+   */
   lowRankDown?: Float32Array;
   rank?: number;
   /** "int4" (default) or "uint4" (v = X̂ + shift, for non-negative inputs such as GELU outputs). */
@@ -95,6 +98,13 @@ export function quantizeActivations(
   const nb = native();
   let bad = -1;
   if (nb) {
+    // The native pass holds X̂ = X/λ in registers, so it takes the branch in the smoothed domain:
+    // X·L_downᵀ = X̂·(L_down·diag(λ))ᵀ. O(R·K) per call, negligible next to the O(M·K·R) product.
+    let ldown = opts.lowRankDown;
+    if (ldown && opts.smooth) {
+      const lam = opts.smooth;
+      ldown = Float32Array.from(ldown, (v, i) => v * lam[i % K]);
+    }
     bad = call("actQuant", () =>
       nb.actQuant({
         x,
@@ -103,7 +113,7 @@ export function quantizeActivations(
         K,
         R,
         smooth: opts.smooth,
-        ldown: opts.lowRankDown,
+        ldown,
         format: format === "int4" ? 0 : 1,
         shift,
         codes,

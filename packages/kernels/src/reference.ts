@@ -66,7 +66,7 @@ export function refActQuant(
     }
     for (let r = 0; r < R; r++) {
       let s = 0;
-      for (let k = 0; k < K; k++) s += xh[k] * opts.ldown![r * K + k];
+      for (let k = 0; k < K; k++) s += x[m * K + k] * opts.ldown![r * K + k]; // unsmoothed X (checkpoint convention)
       loraAct[m * R + r] = s;
     }
   }

@@ -81,7 +81,9 @@ describe("layer agreement: packed W4A4 kernel vs float64 fake-quant forward", ()
       }
 
     // packed kernels
-    const act = quantizeActivations(X, M, K, { smooth: lambda, lowRankDown: Ldown, rank: R });
+    // checkpoint convention: the branch sees the unsmoothed X, so 1/λ is folded into L_down
+    const LdownFolded = Float32Array.from(Ldown, (v, i) => v / lambda[i % K]);
+    const act = quantizeActivations(X, M, K, { smooth: lambda, lowRankDown: LdownFolded, rank: R });
     const w = packW4A4(resQ, N, K, { lowRankUp: Lup, rank: R, bias });
     const { y } = gemmW4A4(act, w);
 
