@@ -1,8 +1,9 @@
 // Operator 1: fused activation quantize + low-rank down.
-//   X [M,K] (f32 or bf16)  ->  X̂ = X / λ,   lora_act [M,R] = X̂ · L_downᵀ (f32),
+//   X [M,K] (f32 or bf16)  ->  X̂ = (X [+ shift]) / λ,   lora_act [M,R] = X̂ · L_downᵀ (f32; the TypeScript side
+//   passes L_down·diag(λ) and removes the shift term, so callers get X·L_downᵀ in the checkpoint convention),
 //   codes [M,K] int8 (one 4-bit code per byte) and scales [M,K/64] f32 of X̂ per token per 64 channels.
-// INT4: scale = amax/7, code = clamp(rne(x̂·7/amax), -8, 7).  UINT4: v = x̂ + shift, scale = vmax/15,
-// code = clamp(rne(v·15/vmax), 0, 15)  (Nunchaku's shifted unsigned activations after GELU).
+// INT4: scale = amax/7, code = clamp(rne(x̂·7/amax), -8, 7).  UINT4: x̂ = (x + shift)/λ (shift before the
+// smoothing division, as Nunchaku's EpilogueQuantize does after GELU), scale = max/15, code in [0, 15].
 #include <immintrin.h>
 
 #include <algorithm>
@@ -34,7 +35,7 @@ static void quant_group_scalar(const float* xh, int format, float shift, int8_t*
       codes[i] = static_cast<int8_t>(q > 7.f ? 7.f : (q < -8.f ? -8.f : q));
     }
   } else {
-    float vmax = 0.f;
+    float vmax = 0.f;  // xh already holds (x + shift)/λ; `shift` here is 0 (kept for the signature)
     for (int i = 0; i < kGroup; ++i) vmax = std::fmax(vmax, xh[i] + shift);
     *scale = vmax / 15.f;
     const float inv = vmax > 0.f ? 15.f / vmax : 0.f;
@@ -50,6 +51,7 @@ static bool load_row_scalar(const ActQuantArgs& a, int64_t m, float* xh) {
   bool bad = false;
   for (int64_t k = 0; k < K; ++k) {
     float v = a.x_f32 ? a.x_f32[m * K + k] : bf16_to_f32(a.x_bf16[m * K + k]);
+    if (a.format == kActUint4) v += a.shift;
     xh[k] = a.smooth ? v / a.smooth[k] : v;
     bad |= !std::isfinite(xh[k]);
   }
@@ -60,7 +62,7 @@ static bool row_scalar(const ActQuantArgs& a, int64_t m, float* xh) {
   const int64_t K = a.K, G = K / kGroup;
   if (load_row_scalar(a, m, xh)) return true;
   for (int64_t g = 0; g < G; ++g)
-    quant_group_scalar(xh + g * kGroup, a.format, a.shift, a.codes + m * K + g * kGroup, a.scales + m * G + g);
+    quant_group_scalar(xh + g * kGroup, a.format, 0.f, a.codes + m * K + g * kGroup, a.scales + m * G + g);
   for (int64_t r = 0; r < a.R; ++r) {
     const float* l = a.ldown + r * K;
     float s = 0.f;
@@ -124,6 +126,7 @@ __attribute__((target("avx2,fma"))) static bool row_avx2(const ActQuantArgs& a, 
       __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.x_bf16 + m * K + k));
       v = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     }
+    if (a.format == kActUint4) v = _mm256_add_ps(v, _mm256_set1_ps(a.shift));
     if (a.smooth) v = _mm256_div_ps(v, _mm256_loadu_ps(a.smooth + k));
     bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_mul_ps(v, zero), zero, _CMP_NEQ_UQ));
     _mm256_storeu_ps(xh + k, v);
@@ -132,7 +135,7 @@ __attribute__((target("avx2,fma"))) static bool row_avx2(const ActQuantArgs& a, 
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   const bool s4 = a.format == kActInt4;
   const __m256 lo = _mm256_set1_ps(s4 ? -8.f : 0.f), hi = _mm256_set1_ps(s4 ? 7.f : 15.f);
-  const __m256 sh = _mm256_set1_ps(s4 ? 0.f : a.shift);
+  const __m256 sh = _mm256_setzero_ps();  // the shift was added before the λ division above
   for (int64_t g = 0; g < G; ++g) {
     const float* p = xh + g * kGroup;
     __m256 mx = _mm256_setzero_ps();

@@ -34,7 +34,7 @@ void parallel_for(int64_t tasks, const std::function<void(int64_t task, int thre
 constexpr int kGroup = 64;  // W4A4 group size along K (SVDQuant §4/Nunchaku: per-64-channel INT4 groups)
 
 // Activation 4-bit formats: signed INT4 codes in [-8, 7] with scale amax/7, or unsigned UINT4 codes in
-// [0, 15] of (x/λ + shift) with scale max/15 (for non-negative inputs such as GELU outputs).
+// [0, 15] of (x + shift)/λ with scale max/15 (for non-negative inputs such as GELU outputs).
 enum ActFormat { kActInt4 = 0, kActUint4 = 1 };
 
 // Round half to even like the TS reference (and like _mm256_round_ps with _MM_FROUND_TO_NEAREST_INT).

@@ -51,7 +51,7 @@ export interface ActQuantOptions {
    */
   lowRankDown?: Float32Array;
   rank?: number;
-  /** "int4" (default) or "uint4" (v = X̂ + shift, for non-negative inputs such as GELU outputs). */
+  /** "int4" (default) or "uint4" (codes of (X + shift)/λ, for non-negative inputs such as GELU outputs). */
   format?: ActFormat;
   shift?: number;
   /** Name used in error messages. */
@@ -136,6 +136,16 @@ export function quantizeActivations(
   }
   if (bad >= 0)
     throw new KernelsError("E_VALUE", `row ${bad} of X/λ [${M}, ${K}] holds a NaN or Inf`, { tensor: name });
+  if (nb && loraAct && shift !== 0) {
+    // The native pass saw X + shift; the branch takes the unshifted X: remove shift·Σ_k L_down[r, k].
+    const ld = opts.lowRankDown!;
+    for (let r = 0; r < R; r++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += ld[r * K + k];
+      const c = shift * s;
+      for (let m = 0; m < M; m++) loraAct[m * R + r] -= c;
+    }
+  }
   return { M, K, R, format, shift, codes, scales, loraAct };
 }
 

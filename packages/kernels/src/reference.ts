@@ -2,7 +2,7 @@
  * Float64 TypeScript references of every operator, written directly from the math (no packed layouts). They are
  * the oracle of the tests and the fallback when the native addon is unavailable. Conventions are those of the
  * kernels: per token per 64 channels; INT4 scale = amax/7, codes clamp(rne(x̂·7/amax), -8, 7); UINT4 on
- * v = x̂ + shift, scale = vmax/15, codes clamp(rne(v·15/vmax), 0, 15); INT8 per token scale = amax/127.
+ * v = (x + shift)/λ, scale = vmax/15, codes clamp(rne(v·15/vmax), 0, 15); INT8 per token scale = amax/127.
  */
 export type ActFormat = "int4" | "uint4";
 
@@ -49,17 +49,18 @@ export function refActQuant(
   const unrounded = new Float64Array(M * K);
   const xh = new Float64Array(K);
   for (let m = 0; m < M; m++) {
-    for (let k = 0; k < K; k++) xh[k] = opts.smooth ? x[m * K + k] / opts.smooth[k] : x[m * K + k];
+    // x̂ = (x + shift)/λ: the shift comes before the smoothing division (Nunchaku's EpilogueQuantize order)
+    for (let k = 0; k < K; k++) xh[k] = opts.smooth ? (x[m * K + k] + shift) / opts.smooth[k] : x[m * K + k] + shift;
     for (let g = 0; g < G; g++) {
       let mx = 0;
       for (let i = 0; i < 64; i++) {
-        const v = xh[g * 64 + i] + shift;
+        const v = xh[g * 64 + i];
         mx = Math.max(mx, fmt === "int4" ? Math.abs(v) : v);
       }
       scales[m * G + g] = mx / qmax;
       for (let i = 0; i < 64; i++) {
         const k = g * 64 + i;
-        const u = mx > 0 ? ((xh[k] + shift) * qmax) / mx : 0;
+        const u = mx > 0 ? (xh[k] * qmax) / mx : 0;
         unrounded[m * K + k] = u;
         codes[m * K + k] = Math.min(hi, Math.max(lo, rne(u)));
       }

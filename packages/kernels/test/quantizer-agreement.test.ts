@@ -5,16 +5,20 @@
  *   quantizeLayer(W, calibration) → λ, L_down [R,K] (1/λ folded in), L_up [N,R], Q(R) codes + scales, b'
  *   kernels: quantizeActivations(X, {smooth: λ, lowRankDown: L_down}) → gemmW4A4(·, packW4A4(Q(R), {L_up, b'}))
  */
-import { calibrationFromTokens, forwardQuantized, quantizeLayer } from "@svdquant/quantizer";
+import { calibrationFromTokens, forwardQuantized, GELU_SHIFT, quantizeLayer } from "@svdquant/quantizer";
 import { describe, expect, it } from "vitest";
 import { gemmW4A4, packW4A4, quantizeActivations } from "../src/index.ts";
 import { maxAbs, rng } from "./helpers.ts";
 
+const geluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+
 describe("layer quantizer → packed W4A4 kernel", () => {
   it.each([
-    [13, 192, 48, 16],
-    [37, 256, 80, 32],
-  ])("M=%i K=%i N=%i R=%i agrees with forwardQuantized", (M, K, N, R) => {
+    [13, 192, 48, 16, "int4"],
+    [37, 256, 80, 32, "int4"],
+    [21, 256, 64, 32, "uint4"], // an FFN down-projection: GELU outputs, shifted unsigned codes
+  ] as const)("M=%i K=%i N=%i R=%i %s agrees with forwardQuantized", (M, K, N, R, fmt) => {
+    const unsigned = fmt === "uint4";
     const r = rng(7000 + M * K);
     const W = Float64Array.from({ length: N * K }, () => r.normal() * 0.05);
     for (let n = 0; n < N; n++) W[n * K + 5] *= 8; // an outlier input channel of the weight
@@ -22,12 +26,13 @@ describe("layer quantizer → packed W4A4 kernel", () => {
     const tokens = (m: number) => {
       const x = r.f32(m * K);
       for (let t = 0; t < m; t++) for (const k of [3, 77, K - 2]) x[t * K + k] *= 40; // activation outliers
-      return x;
+      return unsigned ? x.map((v) => geluTanh(v * 0.5)) : x;
     };
     // Activation scales kept in f32 (as the CPU kernel keeps amax/7); weights in the checkpoint default (BF16 scales).
     const q = quantizeLayer({ n: N, k: K, weight: W, bias, name: "agree" }, calibrationFromTokens(tokens(64), 64, K), {
       rank: R,
-      activation: { format: "int4", groupSize: 64, scaleDtype: "F32" },
+      activation: { format: fmt, groupSize: 64, scaleDtype: "F32" },
+      shift: unsigned ? GELU_SHIFT : 0,
       refinement: { maxIterations: 3 },
       seed: 1,
     });
@@ -39,6 +44,8 @@ describe("layer quantizer → packed W4A4 kernel", () => {
       smooth: Float32Array.from(q.lambda),
       lowRankDown: Float32Array.from(q.lDown),
       rank: R,
+      format: fmt,
+      shift: unsigned ? GELU_SHIFT : 0,
     });
     const w = packW4A4(q.residual!, N, K, {
       lowRankUp: Float32Array.from(q.lUp),
