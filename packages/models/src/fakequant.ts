@@ -15,13 +15,11 @@ export interface QuantSpec {
  * Quantize-dequantize `rows` x `cols` row-major values, groups along the row (K). The contract of
  * @svdquant/int4's `fakeQuantize`; models take it as a parameter so any simulator plugs in.
  */
-export type FakeQuantizeFn = (
-  x: Float32Array,
-  rows: number,
-  cols: number,
-  spec: QuantSpec,
-  name?: string,
-) => Float32Array;
+export type FakeQuantizeFn = {
+  // Method syntax keeps the parameters bivariant, so @svdquant/int4's `fakeQuantize` (whose spec narrows
+  // `format` to its union of names) can be passed as is.
+  fq(x: Float32Array, rows: number, cols: number, spec: QuantSpec, name?: string): Float32Array;
+}["fq"];
 
 /**
  * A fake-quantized linear layer (simulation of W4A4 / W4A16): the weight [N, K] is quantize-dequantized once

@@ -1,3 +1,4 @@
+export { type CalibrationOptions, CalibrationRecorder, type LinearStats } from "./calibration.js";
 export {
   FLUX_CLASS,
   type FluxConfig,
