@@ -265,7 +265,7 @@ describe("calibration hooks", () => {
       const rows = captured.get(name)!;
       expect(s.tokensSeen).toBe(rows.length);
       const am = new Float64Array(s.inFeatures);
-      for (const r of rows) r.forEach((v, i) => (am[i] = Math.max(am[i]!, Math.abs(v))));
+      for (const r of rows) for (let i = 0; i < r.length; i++) am[i] = Math.max(am[i]!, Math.abs(r[i]!));
       expect(Array.from(s.absmax)).toEqual(Array.from(am).map(Math.fround));
       expect(s.rows).toBe(Math.min(10, rows.length));
       // every reservoir row is one of the real input rows, and no row is taken twice
