@@ -17,7 +17,7 @@ import {
 import { fluxDoubleBlockParams, fluxParams, fluxSingleBlockParams, type ParamSpec } from "./params.js";
 import { LinearFactory } from "./recipe.js";
 import { concatFeatures, concatTokens, type ForwardOptions, runLinear, runShared, sliceTokens } from "./runtime.js";
-import { checkSpecs, loadWeightSet, unexpectedTensors, type WeightSet } from "./weights.js";
+import { BlockArena, checkSpecs, loadWeightSet, unexpectedTensors, type WeightSet } from "./weights.js";
 
 /**
  * Inputs of the FLUX transformer (FluxTransformer2DModel.forward), float32, row-major.
@@ -206,6 +206,8 @@ export class FluxTransformer {
   private readonly doubles: (FluxDoubleBlock | undefined)[];
   private readonly singles: (FluxSingleBlock | undefined)[];
   private readonly source: TensorSource | undefined;
+  /** Streaming: the one buffer every block's weights are read into in turn. */
+  private readonly arena = new BlockArena();
 
   private constructor(
     config: FluxConfig,
@@ -285,6 +287,7 @@ export class FluxTransformer {
 
   /** Release the checkpoint a streaming model reads blocks from (no-op otherwise). */
   async close(): Promise<void> {
+    await this.arena.close();
     await this.source?.close();
   }
 
@@ -337,13 +340,17 @@ export class FluxTransformer {
     ids.set(inp.imgIds, st * 3);
     const rope = fluxRope(ids, st + si, c.axesDimsRope);
     for (let i = 0; i < c.numLayers; i++) {
-      const blk = this.doubles[i] ?? (await loadDouble(this.source!, c, i, this.factory));
+      const blk = this.doubles[i] ?? (await loadDouble(this.source!, c, i, this.factory, this.arena));
+      opts.onBlockStart?.(blk.prefix);
       blk.forward(opts, c, img, txt, tembSilu, rope, b, si, st);
+      opts.onBlockEnd?.(blk.prefix);
     }
     let x = concatTokens(txt, st, img, si, b, d);
     for (let i = 0; i < c.numSingleLayers; i++) {
-      const blk = this.singles[i] ?? (await loadSingle(this.source!, c, i, this.factory));
+      const blk = this.singles[i] ?? (await loadSingle(this.source!, c, i, this.factory, this.arena));
+      opts.onBlockStart?.(blk.prefix);
       blk.forward(opts, c, x, tembSilu, rope, b, st + si);
+      opts.onBlockEnd?.(blk.prefix);
     }
     x = sliceTokens(x, b, st + si, d, st, si);
     const mod = runLinear(opts, H["norm_out.linear"]!, tembSilu, b); // [B, 2D]: scale, shift
@@ -358,13 +365,35 @@ export class FluxTransformer {
   }
 }
 
-async function loadDouble(src: TensorSource, c: FluxConfig, i: number, f: LinearFactory): Promise<FluxDoubleBlock> {
+async function loadDouble(
+  src: TensorSource,
+  c: FluxConfig,
+  i: number,
+  f: LinearFactory,
+  arena?: BlockArena,
+): Promise<FluxDoubleBlock> {
   const prefix = `transformer_blocks.${i}.`;
-  return new FluxDoubleBlock(prefix, await loadWeightSet(src, fluxDoubleBlockParams(c), prefix), f);
+  const specs = fluxDoubleBlockParams(c);
+  return new FluxDoubleBlock(
+    prefix,
+    await (arena ? arena.load(src, specs, prefix) : loadWeightSet(src, specs, prefix)),
+    f,
+  );
 }
-async function loadSingle(src: TensorSource, c: FluxConfig, i: number, f: LinearFactory): Promise<FluxSingleBlock> {
+async function loadSingle(
+  src: TensorSource,
+  c: FluxConfig,
+  i: number,
+  f: LinearFactory,
+  arena?: BlockArena,
+): Promise<FluxSingleBlock> {
   const prefix = `single_transformer_blocks.${i}.`;
-  return new FluxSingleBlock(prefix, await loadWeightSet(src, fluxSingleBlockParams(c), prefix), f);
+  const specs = fluxSingleBlockParams(c);
+  return new FluxSingleBlock(
+    prefix,
+    await (arena ? arena.load(src, specs, prefix) : loadWeightSet(src, specs, prefix)),
+    f,
+  );
 }
 
 export function linearNamesOf(params: readonly ParamSpec[]): string[] {

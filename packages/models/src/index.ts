@@ -53,4 +53,4 @@ export {
   validateRecipe,
 } from "./recipe.js";
 export type { ForwardOptions, LinearObserver } from "./runtime.js";
-export { checkSpecs, loadWeightSet, unexpectedTensors, WeightSet } from "./weights.js";
+export { BlockArena, checkSpecs, loadWeightSet, unexpectedTensors, WeightSet } from "./weights.js";

@@ -16,7 +16,7 @@ import {
 import { pixartBlockParams, pixartParams } from "./params.js";
 import { LinearFactory } from "./recipe.js";
 import { type ForwardOptions, runLinear, runShared } from "./runtime.js";
-import { checkSpecs, loadWeightSet, unexpectedTensors, type WeightSet } from "./weights.js";
+import { BlockArena, checkSpecs, loadWeightSet, unexpectedTensors, type WeightSet } from "./weights.js";
 
 /**
  * Inputs of the PixArt transformer (PixArtTransformer2DModel.forward), float32, row-major.
@@ -114,6 +114,7 @@ export class PixArtTransformer {
   private readonly headLin: Record<string, LinearLayer>;
   private readonly blocks: (PixArtBlock | undefined)[];
   private readonly source: TensorSource | undefined;
+  private readonly arena = new BlockArena();
 
   private constructor(
     config: PixArtConfig,
@@ -188,6 +189,7 @@ export class PixArtTransformer {
 
   /** Release the checkpoint a streaming model reads blocks from (no-op otherwise). */
   async close(): Promise<void> {
+    await this.arena.close();
     await this.source?.close();
   }
 
@@ -245,8 +247,10 @@ export class PixArtTransformer {
       for (let i = 0; i < b * l; i++) bias[i] = (1 - inp.encoderAttentionMask[i]!) * -10000.0;
     }
     for (let i = 0; i < c.numLayers; i++) {
-      const blk = this.blocks[i] ?? (await loadBlock(this.source!, c, i, this.factory));
+      const blk = this.blocks[i] ?? (await loadBlock(this.source!, c, i, this.factory, this.arena));
+      opts.onBlockStart?.(blk.prefix);
       blk.forward(opts, c, x, enc, bias, t6, b, s, l);
+      opts.onBlockEnd?.(blk.prefix);
     }
     // 4. final layer: shift, scale = scale_shift_table[2, D] + embedded timestep.
     const table = this.head.f32("scale_shift_table");
@@ -272,9 +276,16 @@ export class PixArtTransformer {
   }
 }
 
-async function loadBlock(src: TensorSource, c: PixArtConfig, i: number, f: LinearFactory): Promise<PixArtBlock> {
+async function loadBlock(
+  src: TensorSource,
+  c: PixArtConfig,
+  i: number,
+  f: LinearFactory,
+  arena?: BlockArena,
+): Promise<PixArtBlock> {
   const prefix = `transformer_blocks.${i}.`;
-  return new PixArtBlock(prefix, await loadWeightSet(src, pixartBlockParams(c), prefix), f);
+  const specs = pixartBlockParams(c);
+  return new PixArtBlock(prefix, await (arena ? arena.load(src, specs, prefix) : loadWeightSet(src, specs, prefix)), f);
 }
 
 function checkInputs(c: PixArtConfig, inp: PixArtInputs): void {

@@ -10,6 +10,9 @@ export interface LinearObserver {
 export interface ForwardOptions {
   readonly observer?: LinearObserver;
   readonly attention?: AttentionOptions;
+  /** Called around each transformer block with its state-dict prefix (e.g. `transformer_blocks.3.`). */
+  readonly onBlockStart?: (prefix: string) => void;
+  readonly onBlockEnd?: (prefix: string) => void;
 }
 
 export function runLinear(opts: ForwardOptions, layer: LinearLayer, x: Float32Array, m: number): Float32Array {
