@@ -46,7 +46,9 @@ describe("TypeScript GEMM", () => {
     );
     const l = new DenseLinear("blk.to_q", { dtype: "f32", data: new Float32Array(6) }, undefined, 3, 2);
     expect(() => l.forward(new Float32Array(5), 2)).toThrow(/linear blk.to_q: input of 5 elements is not \[M=2, K=3\]/);
-    expect(() => new DenseLinear("x", { dtype: "f32", data: new Float32Array(5) }, undefined, 3, 2)).toThrow(ModelError);
+    expect(() => new DenseLinear("x", { dtype: "f32", data: new Float32Array(5) }, undefined, 3, 2)).toThrow(
+      ModelError,
+    );
   });
 
   it("backends plug in process-wide and per layer", () => {
@@ -95,7 +97,8 @@ describe("blocked attention", () => {
           const s: number[] = [];
           for (let j = 0; j < skv; j++) {
             let dot = 0;
-            for (let p = 0; p < dh; p++) dot += q[(bi * sq + i) * d + hh * dh + p]! * k[(bi * skv + j) * d + hh * dh + p]!;
+            for (let p = 0; p < dh; p++)
+              dot += q[(bi * sq + i) * d + hh * dh + p]! * k[(bi * skv + j) * d + hh * dh + p]!;
             s.push(dot / Math.sqrt(dh) + bias[bi * skv + j]!);
           }
           const mx = Math.max(...s);
