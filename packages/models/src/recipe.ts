@@ -1,3 +1,4 @@
+import { fakeQuantize as int4FakeQuantize } from "@svdquant/int4";
 import type { Tensor } from "@svdquant/tensor";
 import { ModelError } from "./errors.js";
 import { type FakeQuantizeFn, FakeQuantLinear, type QuantSpec } from "./fakequant.js";
@@ -240,7 +241,7 @@ export function registerLinearKind(kind: string, builder: LinearBuilder): void {
 }
 
 export interface LinearFactoryOptions {
-  /** Needed by `fake` treatments: @svdquant/int4's `fakeQuantize` or any function with its contract. */
+  /** Quantizer of `fake` treatments (default: @svdquant/int4's `fakeQuantize`; any function with its contract). */
   readonly fakeQuantize?: FakeQuantizeFn;
   /** GEMM backend for dense/fake layers (default: the process-wide one, see `setGemmBackend`). */
   readonly gemm?: GemmBackend;
@@ -279,13 +280,7 @@ export class LinearFactory {
       return new DenseLinear(name, w, b, k, n, this.options.gemm);
     }
     if (treatment.kind === "fake") {
-      const fq = this.options.fakeQuantize;
-      if (fq === undefined)
-        throw new ModelError(
-          "E_BACKEND",
-          `treatment "${treatmentName}" fake-quantizes, but no fakeQuantize function was given (pass @svdquant/int4's)`,
-          `linear ${name}`,
-        );
+      const fq: FakeQuantizeFn = this.options.fakeQuantize ?? int4FakeQuantize;
       const wf = weight.dtype === "F32" ? (weight.data as Float32Array) : weight.toFloat32();
       return new FakeQuantLinear(
         name,
