@@ -47,10 +47,15 @@ export {
   type Recipe,
   type RecipeRule,
   registerLinearKind,
+  registerPackedW4A4,
+  registerPackedW4A16,
+  SVDQUANT_PACKED_RECIPE,
   SVDQUANT_RECIPE,
   type Treatment,
   treatmentOf,
   validateRecipe,
+  W4A4_PACKED,
+  W4A16_PACKED,
 } from "./recipe.js";
 export type { ForwardOptions, LinearObserver } from "./runtime.js";
 export { BlockArena, checkSpecs, loadWeightSet, unexpectedTensors, WeightSet } from "./weights.js";

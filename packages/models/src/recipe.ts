@@ -303,3 +303,32 @@ export class LinearFactory {
     return builder({ name, weight, bias: b, treatment, treatmentName, inputGroup, options: this.options });
   }
 }
+
+/** Kind names of the packed native layers (registered by the kernels packages). */
+export const W4A4_PACKED = "w4a4-packed";
+export const W4A16_PACKED = "w4a16-packed";
+
+/**
+ * Register the packed SVDQuant W4A4 layer: the builder gets the 16-bit weight and the treatment (its
+ * `weight`/`act` specs and `params`, e.g. `{ rank: 32 }`), and returns a layer running native kernels
+ * (smoothing + low-rank branch + 4-bit residual GEMM).
+ */
+export function registerPackedW4A4(builder: LinearBuilder): void {
+  registerLinearKind(W4A4_PACKED, builder);
+}
+
+/** Register the packed 4-bit weight-only layer (AdaNorm modulation linears in the SVDQuant recipe). */
+export function registerPackedW4A16(builder: LinearBuilder): void {
+  registerLinearKind(W4A16_PACKED, builder);
+}
+
+/** `SVDQUANT_RECIPE` with the W4A4 / W4A16 treatments mapped to the packed native kinds. */
+export const SVDQUANT_PACKED_RECIPE: Recipe = {
+  ...SVDQUANT_RECIPE,
+  name: "svdquant-w4a4-int4-packed",
+  treatments: {
+    ...SVDQUANT_RECIPE.treatments,
+    w4a16: { kind: W4A16_PACKED, weight: W4_INT4, act: null },
+    w4a4: { kind: W4A4_PACKED, weight: W4_INT4, act: W4_INT4, params: { rank: 32 } }, // SVDQuant §5.1: rank 32
+  },
+};

@@ -20,8 +20,10 @@ import {
   presetConfig,
   type QuantSpec,
   registerLinearKind,
+  SVDQUANT_PACKED_RECIPE,
   SVDQUANT_RECIPE,
   validateRecipe,
+  W4A4_PACKED,
 } from "../src/index.js";
 import { FIXTURES, readIo, relErr } from "./helpers.js";
 
@@ -129,6 +131,16 @@ describe("recipe (data) follows the SVDQuant paper", () => {
         treatments: { ...SVDQUANT_RECIPE.treatments, bad: { kind: "fake", weight: { format: "int4" } } },
       }),
     ).toThrow(/"bad".weight must be null or \{format, groupSize >= 0\}/);
+  });
+
+  it("the packed recipe is the same data with native kinds, which fail clearly until kernels register them", async () => {
+    expect(planRecipe(SVDQUANT_PACKED_RECIPE, ["transformer_blocks.0.attn.to_q"])).toEqual(
+      planRecipe(SVDQUANT_RECIPE, ["transformer_blocks.0.attn.to_q"]),
+    );
+    expect(SVDQUANT_PACKED_RECIPE.treatments.w4a4!.kind).toBe(W4A4_PACKED);
+    await expect(
+      FluxTransformer.fromFolder(FLUX_DIR, { factory: new LinearFactory(SVDQUANT_PACKED_RECIPE) }),
+    ).rejects.toThrow(/linear transformer_blocks.0.norm1.linear: no builder registered for linear kind "w4a16-packed"/);
   });
 
   it("packed kinds are hooks: a clear error until registered, then the registered builder runs", async () => {
