@@ -40,19 +40,10 @@ const FLUX = parseFluxConfig({
 
 function fluxTensors(): Map<string, Tensor> {
   const m = new Map<string, Tensor>();
-  fluxParams(FLUX).forEach((p, i) =>
-    m.set(
-      p.name,
-      new Tensor(
-        "F32",
-        p.shape,
-        randn(
-          p.shape.reduce((a, b) => a * b, 1),
-          i,
-        ),
-      ),
-    ),
-  );
+  for (const [i, p] of fluxParams(FLUX).entries()) {
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    m.set(p.name, new Tensor("F32", p.shape, randn(n, i)));
+  }
   return m;
 }
 
