@@ -206,7 +206,9 @@ export function attention(
     );
   if (bias !== undefined && bias.length !== b * skv)
     throw new ModelError("E_SHAPE", `key bias has ${bias.length} elements, expected B*Skv = ${b * skv}`, "attention");
-  const block = Math.max(1, Math.min(sq, opts.queryBlock ?? 128));
+  const qb0 = opts.queryBlock ?? 128;
+  if (!(qb0 >= 1)) throw new ModelError("E_INPUT", `queryBlock must be >= 1 (or Infinity), got ${qb0}`, "attention");
+  const block = Math.min(sq, Math.floor(qb0));
   const gemm = getGemmBackend();
   const scale = 1 / Math.sqrt(dh);
   const out = new Float32Array(b * sq * d);

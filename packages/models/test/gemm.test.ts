@@ -114,5 +114,7 @@ describe("blocked attention", () => {
       const out = attention(q, k, v, b, sq, skv, h, dh, bias, { queryBlock: block });
       expect(relErr(out, ref)).toBeLessThan(1e-6);
     }
+    expect(() => attention(q, k, v, b, sq, skv, h, dh, bias, { queryBlock: 0 })).toThrow(/queryBlock must be >= 1/);
+    expect(() => attention(q, k, v, b, sq, skv - 1, h, dh)).toThrow(/q\/k\/v sizes do not fit/);
   });
 });
