@@ -1,0 +1,217 @@
+// Forward time and memory of flux-tiny (fixture) and a generated "flux-small" (2 double + 4 single blocks,
+// dim 768, 1024 image + 256 text tokens), each against a peer in the same process:
+//   GEMM:      blocked TS GEMM (default) vs the naive triple loop (gemmNaive)
+//   attention: queries in blocks of 128 (default) vs one block of all queries (unblocked)
+// Run: pnpm --filter @svdquant/models bench            (SVDQ_BENCH_QUICK=1: flux-tiny and GEMM only)
+import { join } from "node:path";
+import { Tensor, type TensorSource } from "@svdquant/tensor";
+import { Bench } from "tinybench";
+import {
+  attention,
+  type FluxInputs,
+  FluxTransformer,
+  fluxParams,
+  gemmNaive,
+  gemmTs,
+  parseFluxConfig,
+  setGemmBackend,
+  TS_GEMM,
+} from "../src/index.js";
+
+const MB = 1 << 20;
+const quick = process.env.SVDQ_BENCH_QUICK === "1";
+
+function rand(n: number, seed: number, scale: number): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = (s / 4294967296 - 0.5) * 2 * scale;
+  }
+  return out;
+}
+
+/** An in-memory TensorSource of random weights (no file I/O in the timed region). */
+function memorySource(tensors: Map<string, Tensor>): TensorSource {
+  return {
+    path: "<memory>",
+    metadata: {},
+    names: () => [...tensors.keys()].sort(),
+    has: (n) => tensors.has(n),
+    info: (n) => {
+      const t = tensors.get(n)!;
+      return { name: n, dtype: t.dtype, shape: t.shape, dataOffsets: [0, t.byteLength], file: "<memory>" };
+    },
+    read: async (n) => tensors.get(n)!,
+    close: async () => {},
+  };
+}
+
+function ids(h: number, w: number): Float32Array {
+  const a = new Float32Array(h * w * 3);
+  for (let i = 0; i < h * w; i++) {
+    a[i * 3 + 1] = Math.floor(i / w);
+    a[i * 3 + 2] = i % w;
+  }
+  return a;
+}
+
+function meanMs(b: Bench, name: string): number {
+  const r = b.getTask(name)?.result as { latency?: { mean: number } } | undefined;
+  return r?.latency?.mean ?? Number.NaN;
+}
+
+function table(rows: [string, string, string][]): void {
+  console.log("| case | peer | ratio (peer / ours) |\n| --- | --- | --- |");
+  for (const r of rows) console.log(`| ${r.join(" | ")} |`);
+}
+
+const out: [string, string, string][] = [];
+
+// ---- GEMM alone: one FLUX-small MLP-in projection, M=1280 tokens, K=768, N=3072
+{
+  const m = quick ? 256 : 1280;
+  const k = 768;
+  const n = 3072;
+  const x = rand(m * k, 1, 1);
+  const w = rand(n * k, 2, 0.03);
+  const y = new Float32Array(m * n);
+  const b = new Bench({ iterations: 2, warmupIterations: 1, time: 0 });
+  b.add("gemm ts-blocked", () => gemmTs(x, w, undefined, y, m, k, n));
+  b.add("gemm naive", () => gemmNaive(x, w, undefined, y, m, k, n));
+  await b.run();
+  const ours = meanMs(b, "gemm ts-blocked");
+  const peer = meanMs(b, "gemm naive");
+  const gf = (ms: number) => ((2 * m * k * n) / ms / 1e6).toFixed(2);
+  out.push([
+    `GEMM ${m}x${k}x${n}: ts-blocked ${ours.toFixed(0)} ms (${gf(ours)} GFLOP/s)`,
+    `naive ${peer.toFixed(0)} ms (${gf(peer)} GFLOP/s)`,
+    (peer / ours).toFixed(2),
+  ]);
+}
+
+// ---- flux-tiny fixture forward, ts-blocked vs naive GEMM backend
+{
+  const dir = join(import.meta.dirname, "../../../fixtures/models/flux-tiny-a");
+  const model = await FluxTransformer.fromFolder(dir);
+  const inp: FluxInputs = {
+    batch: 1,
+    imgTokens: 16,
+    txtTokens: 8,
+    hiddenStates: rand(16 * 16, 3, 1),
+    encoderHiddenStates: rand(8 * 48, 4, 1),
+    pooledProjections: rand(24, 5, 1),
+    timestep: [0.5],
+    imgIds: ids(4, 4),
+    txtIds: new Float32Array(24),
+  };
+  const naive = { name: "naive", gemm: gemmNaive };
+  const b = new Bench({ time: 1000, warmupIterations: 20 });
+  b.add("flux-tiny ts-blocked", async () => {
+    setGemmBackend(TS_GEMM);
+    await model.forward(inp);
+  });
+  b.add("flux-tiny naive", async () => {
+    setGemmBackend(naive);
+    await model.forward(inp);
+    setGemmBackend(TS_GEMM);
+  });
+  await b.run();
+  const ours = meanMs(b, "flux-tiny ts-blocked");
+  const peer = meanMs(b, "flux-tiny naive");
+  console.log(`flux-tiny: process peak RSS ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
+  out.push([
+    `flux-tiny forward (2+3 blocks, dim 64, 24 tokens): ${ours.toFixed(3)} ms`,
+    `naive GEMM ${peer.toFixed(3)} ms`,
+    (peer / ours).toFixed(2),
+  ]);
+}
+
+// ---- attention alone at flux-small size: 1 x 1280 tokens, 6 heads x 128
+{
+  const s = quick ? 320 : 1280;
+  const h = 6;
+  const dh = 128;
+  const q = rand(s * h * dh, 11, 1);
+  const k = rand(s * h * dh, 12, 1);
+  const v = rand(s * h * dh, 13, 1);
+  const b = new Bench({ iterations: 3, warmupIterations: 1, time: 0 });
+  b.add("attention blocked-128", () => {
+    attention(q, k, v, 1, s, s, h, dh, undefined, { queryBlock: 128 });
+  });
+  b.add("attention unblocked", () => {
+    attention(q, k, v, 1, s, s, h, dh, undefined, { queryBlock: Number.POSITIVE_INFINITY });
+  });
+  await b.run();
+  const ours = meanMs(b, "attention blocked-128");
+  const peer = meanMs(b, "attention unblocked");
+  out.push([
+    `attention ${s} tokens, 6x128 heads: blocked-128 ${ours.toFixed(0)} ms, scores ${((128 * s * 4) / MB).toFixed(2)} MB`,
+    `unblocked ${peer.toFixed(0)} ms, scores ${((s * s * 4) / MB).toFixed(2)} MB`,
+    (peer / ours).toFixed(2),
+  ]);
+}
+
+// ---- flux-small: 2 double + 4 single blocks, dim 768, 1024 image + 256 text tokens
+if (!quick) {
+  const raw = {
+    _class_name: "FluxTransformer2DModel",
+    num_layers: 2,
+    num_single_layers: 4,
+    num_attention_heads: 6,
+    attention_head_dim: 128,
+  };
+  const config = parseFluxConfig(raw);
+  const rss0 = process.memoryUsage().rss;
+  const tensors = new Map<string, Tensor>();
+  let bytes = 0;
+  fluxParams(config).forEach((p, i) => {
+    const n = p.shape.reduce((a, c) => a * c, 1);
+    const fan = p.shape.length === 2 ? p.shape[1]! : 1;
+    const t = new Tensor("F32", p.shape, rand(n, 100 + i, p.shape.length === 2 ? 1 / Math.sqrt(fan) : 1));
+    if (p.shape.length === 1 && p.name.includes("norm_")) t.data.fill(1);
+    tensors.set(p.name, t);
+    bytes += t.byteLength;
+  });
+  const model = await FluxTransformer.fromSource(config, memorySource(tensors));
+  const rssBuilt = process.memoryUsage().rss;
+  const si = 1024;
+  const st = 256;
+  const inp: FluxInputs = {
+    batch: 1,
+    imgTokens: si,
+    txtTokens: st,
+    hiddenStates: rand(si * 64, 6, 1),
+    encoderHiddenStates: rand(st * 4096, 7, 1),
+    pooledProjections: rand(768, 8, 1),
+    timestep: [0.5],
+    imgIds: ids(32, 32),
+    txtIds: new Float32Array(st * 3),
+  };
+  const s = si + st;
+  const run = async (queryBlock: number) => {
+    await model.forward(inp, { attention: { queryBlock } });
+  };
+  // ABBA order (each task one forward) so drift in the shared machine's load hits both variants alike.
+  const b = new Bench({ iterations: 1, warmupIterations: 0, warmup: false, time: 0 });
+  b.add("blocked #1", () => run(128));
+  b.add("unblocked #1", () => run(Number.POSITIVE_INFINITY));
+  b.add("unblocked #2", () => run(Number.POSITIVE_INFINITY));
+  b.add("blocked #2", () => run(128));
+  await b.run();
+  for (const t of b.tasks) console.log(`flux-small ${t.name}: ${(meanMs(b, t.name) / 1000).toFixed(1)} s`);
+  const ours = (meanMs(b, "blocked #1") + meanMs(b, "blocked #2")) / 2;
+  const peer = (meanMs(b, "unblocked #1") + meanMs(b, "unblocked #2")) / 2;
+  const score = (q: number) => ((Math.min(q, s) * s * 4) / MB).toFixed(2);
+  out.push([
+    `flux-small forward (2+4 blocks, dim 768, ${si}+${st} tokens, ${(bytes / MB).toFixed(0)} MB f32 weights): ${(ours / 1000).toFixed(1)} s, score buffer ${score(128)} MB`,
+    `unblocked attention ${(peer / 1000).toFixed(1)} s, score buffer ${score(s)} MB`,
+    (peer / ours).toFixed(2),
+  ]);
+  console.log(
+    `flux-small: RSS after building the model ${((rssBuilt - rss0) / MB).toFixed(0)} MB above the section start; ` +
+      `process peak RSS after both forwards ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`,
+  );
+}
+
+table(out);

@@ -1,0 +1,118 @@
+import { ModelError } from "./errors.js";
+import type { LinearLayer } from "./linear.js";
+import type { LinearObserver } from "./runtime.js";
+
+/**
+ * Input statistics of one linear layer, for the smoothing search (SVDQuant §4.2: λ from per-channel
+ * activation absmax) and for calibrating the low-rank branch on real tokens.
+ *
+ * | field     | shape      | dtype | meaning                                           |
+ * | --------- | ---------- | ----- | ------------------------------------------------- |
+ * | absmax    | [K]        | f32   | max |x[:, k]| over every token seen              |
+ * | reservoir | [R, K]     | f32   | uniform sample of the tokens seen (rows 0..rows-1) |
+ */
+export interface LinearStats {
+  readonly name: string;
+  readonly inFeatures: number;
+  tokensSeen: number;
+  readonly absmax: Float32Array;
+  readonly reservoir: Float32Array;
+  /** Rows of `reservoir` filled: min(tokensSeen, capacity). */
+  rows: number;
+}
+
+export interface CalibrationOptions {
+  /** Reservoir capacity in tokens per layer (default 256); 0 = absmax only. */
+  readonly reservoirSize?: number;
+  /** PRNG seed of the reservoir sampler (default 0). */
+  readonly seed?: number;
+  /** Which layers to record (default: all). */
+  readonly filter?: (name: string) => boolean;
+}
+
+/**
+ * A `LinearObserver` that records each linear layer's input per-channel absmax and a bounded, uniformly
+ * sampled reservoir of input tokens (Vitter's algorithm R, seeded). Pass it as `observer` to `forward`.
+ */
+export class CalibrationRecorder implements LinearObserver {
+  readonly reservoirSize: number;
+  private readonly filter: ((name: string) => boolean) | undefined;
+  private readonly stats = new Map<string, LinearStats>();
+  private state: number;
+
+  constructor(opts: CalibrationOptions = {}) {
+    const r = opts.reservoirSize ?? 256;
+    if (!Number.isSafeInteger(r) || r < 0)
+      throw new ModelError("E_INPUT", `reservoirSize must be a non-negative integer, got ${r}`, "CalibrationRecorder");
+    this.reservoirSize = r;
+    this.filter = opts.filter;
+    this.state = (opts.seed ?? 0) >>> 0;
+  }
+
+  // mulberry32: a small seeded PRNG, uniform in [0, 1).
+  private random(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  onLinearInput(layer: LinearLayer, x: Float32Array, m: number): void {
+    if (this.filter !== undefined && !this.filter(layer.name)) return;
+    const k = layer.inFeatures;
+    let s = this.stats.get(layer.name);
+    if (s === undefined) {
+      s = {
+        name: layer.name,
+        inFeatures: k,
+        tokensSeen: 0,
+        absmax: new Float32Array(k),
+        reservoir: new Float32Array(this.reservoirSize * k),
+        rows: 0,
+      };
+      this.stats.set(layer.name, s);
+    }
+    if (x.length !== m * k)
+      throw new ModelError("E_SHAPE", `input of ${x.length} elements is not [${m}, ${k}]`, `calibration ${layer.name}`);
+    const am = s.absmax;
+    for (let t = 0; t < m; t++) {
+      const o = t * k;
+      for (let i = 0; i < k; i++) {
+        const a = Math.abs(x[o + i]!);
+        if (a > am[i]!) am[i] = a;
+      }
+      const seen = s.tokensSeen++;
+      if (this.reservoirSize === 0) continue;
+      let slot = -1;
+      if (seen < this.reservoirSize) slot = seen;
+      else {
+        const j = Math.floor(this.random() * (seen + 1));
+        if (j < this.reservoirSize) slot = j;
+      }
+      if (slot >= 0) s.reservoir.set(x.subarray(o, o + k), slot * k);
+    }
+    s.rows = Math.min(s.tokensSeen, this.reservoirSize);
+  }
+
+  names(): string[] {
+    return [...this.stats.keys()];
+  }
+
+  get(name: string): LinearStats {
+    const s = this.stats.get(name);
+    if (s === undefined)
+      throw new ModelError("E_INPUT", "no statistics recorded for this layer", `calibration ${name}`);
+    return s;
+  }
+
+  /** The reservoir's filled rows [rows, K]. */
+  samples(name: string): Float32Array {
+    const s = this.get(name);
+    return s.reservoir.subarray(0, s.rows * s.inFeatures);
+  }
+
+  clear(): void {
+    this.stats.clear();
+  }
+}

@@ -1,0 +1,137 @@
+import { bf16BitsToF32 } from "@svdquant/tensor";
+import { ModelError } from "./errors.js";
+import { type GemmBackend, getGemmBackend } from "./gemm.js";
+
+/**
+ * The seam every linear layer of the models goes through: Y = layer(X).
+ *
+ * | tensor | shape  | dtype | layout                       |
+ * | ------ | ------ | ----- | ---------------------------- |
+ * | X      | [M, K] | f32   | row-major, M tokens          |
+ * | Y      | [M, N] | f32   | row-major, fresh array       |
+ *
+ * K = inFeatures, N = outFeatures. Implementations: `DenseLinear` (f32 or bf16 weights), `FakeQuantLinear`
+ * (quantize-dequantize simulation), and whatever `registerLinearKind` adds (packed W4A4 / W4A16 kernels).
+ */
+export interface LinearLayer {
+  /** State-dict name without `.weight`, e.g. `transformer_blocks.0.attn.to_q`. */
+  readonly name: string;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  /** Which implementation: "dense-f32", "dense-bf16", "fake-w4a4", … */
+  readonly kind: string;
+  forward(x: Float32Array, m: number): Float32Array;
+  /**
+   * Layers whose input transform (e.g. activation quantization) is identical report the same key;
+   * layers of one input group with equal keys transform their common input once (`prepareInput`),
+   * then each runs `forwardPrepared`. Undefined: the input is used as is.
+   */
+  readonly inputKey?: string;
+  prepareInput?(x: Float32Array, m: number): Float32Array;
+  forwardPrepared?(prepared: Float32Array, m: number): Float32Array;
+}
+
+export function checkInput(layer: LinearLayer, x: Float32Array, m: number): void {
+  if (!Number.isSafeInteger(m) || m < 0 || x.length !== m * layer.inFeatures)
+    throw new ModelError(
+      "E_SHAPE",
+      `input of ${x.length} elements is not [M=${m}, K=${layer.inFeatures}]`,
+      `linear ${layer.name}`,
+    );
+}
+
+/** Weight storage of a dense layer: float32 values, or bfloat16 bit patterns (decoded on the fly). */
+export type DenseWeight =
+  | { readonly dtype: "f32"; readonly data: Float32Array }
+  | { readonly dtype: "bf16"; readonly data: Uint16Array };
+
+// bf16 weights are decoded in chunks of this many output rows (64 x K floats of scratch), so a bf16 layer
+// never holds its whole weight in f32.
+const BF16_ROWS = 64;
+
+/** A dense linear layer: Y = X·Wᵀ + b through a GEMM backend (the process default unless given). */
+export class DenseLinear implements LinearLayer {
+  readonly name: string;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  readonly weight: DenseWeight;
+  readonly bias: Float32Array | undefined;
+  private readonly backend: GemmBackend | undefined;
+
+  constructor(
+    name: string,
+    weight: DenseWeight,
+    bias: Float32Array | undefined,
+    inFeatures: number,
+    outFeatures: number,
+    backend?: GemmBackend,
+  ) {
+    if (weight.data.length !== inFeatures * outFeatures)
+      throw new ModelError(
+        "E_SHAPE",
+        `weight has ${weight.data.length} elements, expected [N=${outFeatures}, K=${inFeatures}]`,
+        `linear ${name}`,
+      );
+    if (bias !== undefined && bias.length !== outFeatures)
+      throw new ModelError("E_SHAPE", `bias has ${bias.length} elements, expected N=${outFeatures}`, `linear ${name}`);
+    this.name = name;
+    this.weight = weight;
+    this.bias = bias;
+    this.inFeatures = inFeatures;
+    this.outFeatures = outFeatures;
+    this.backend = backend;
+  }
+
+  get kind(): string {
+    return `dense-${this.weight.dtype}`;
+  }
+
+  forward(x: Float32Array, m: number): Float32Array {
+    checkInput(this, x, m);
+    const k = this.inFeatures;
+    const n = this.outFeatures;
+    const gemm = this.backend ?? getGemmBackend();
+    const out = new Float32Array(m * n);
+    if (this.weight.dtype === "f32") {
+      gemm.gemm(x, this.weight.data, this.bias, out, m, k, n);
+      return out;
+    }
+    const bits = this.weight.data;
+    const rows = Math.min(BF16_ROWS, n);
+    const scratch = new Float32Array(rows * k);
+    const part = new Float32Array(m * rows);
+    for (let j0 = 0; j0 < n; j0 += rows) {
+      const nb = Math.min(rows, n - j0);
+      const w = nb === rows ? scratch : scratch.subarray(0, nb * k);
+      for (let i = 0; i < nb * k; i++) w[i] = bf16BitsToF32(bits[j0 * k + i]!);
+      const b = this.bias?.subarray(j0, j0 + nb);
+      const y = nb === rows ? part : part.subarray(0, m * nb);
+      gemm.gemm(x, w, b, y, m, k, nb);
+      for (let i = 0; i < m; i++) out.set(y.subarray(i * nb, (i + 1) * nb), i * n + j0);
+    }
+    return out;
+  }
+
+  /** The weight as float32 values [N, K] (a copy for bf16, the storage itself for f32). */
+  weightF32(): Float32Array {
+    if (this.weight.dtype === "f32") return this.weight.data;
+    const out = new Float32Array(this.weight.data.length);
+    for (let i = 0; i < out.length; i++) out[i] = bf16BitsToF32(this.weight.data[i]!);
+    return out;
+  }
+}
+
+/**
+ * Run the layers of one input group on their common input X. Layers that agree on a defined `inputKey`
+ * share one `prepareInput` (e.g. one activation quantization for fused q/k/v); others run plainly.
+ */
+export function forwardShared(layers: readonly LinearLayer[], x: Float32Array, m: number): Float32Array[] {
+  const key = layers[0]?.inputKey;
+  const shared =
+    key !== undefined &&
+    layers.every((l) => l.inputKey === key && l.prepareInput !== undefined && l.forwardPrepared !== undefined);
+  if (!shared) return layers.map((l) => l.forward(x, m));
+  checkInput(layers[0]!, x, m);
+  const prepared = layers[0]!.prepareInput!(x, m);
+  return layers.map((l) => l.forwardPrepared!(prepared, m));
+}
