@@ -36,9 +36,30 @@ export function choleskyLower(a: Float64Array, n: number, tol = 1e-12): boolean 
  * (full n x n). Cost ≈ n³/2 + n³/6 multiply-adds.
  */
 export function congruenceLower(l: Float64Array, s: Float64Array, n: number): Float64Array {
-  // W = S·L: W[i][j] = Σ_{k ≥ j} S[i][k]·L[k][j]
+  // W = S·L: W[i][j] = Σ_{k ≥ j} S[i][k]·L[k][j]; four rows of W share each streamed row of L.
   const w = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const r0 = i * n;
+    const r1 = r0 + n;
+    const r2 = r1 + n;
+    const r3 = r2 + n;
+    for (let k = 0; k < n; k++) {
+      const s0 = s[r0 + k];
+      const s1 = s[r1 + k];
+      const s2 = s[r2 + k];
+      const s3 = s[r3 + k];
+      const rk = k * n;
+      for (let j = 0; j <= k; j++) {
+        const b = l[rk + j];
+        w[r0 + j] += s0 * b;
+        w[r1 + j] += s1 * b;
+        w[r2 + j] += s2 * b;
+        w[r3 + j] += s3 * b;
+      }
+    }
+  }
+  for (; i < n; i++) {
     const ri = i * n;
     for (let k = 0; k < n; k++) {
       const sik = s[ri + k];
@@ -46,14 +67,36 @@ export function congruenceLower(l: Float64Array, s: Float64Array, n: number): Fl
       for (let j = 0; j <= k; j++) w[ri + j] += sik * l[rk + j];
     }
   }
-  // M[i][j] = Σ_{k ≥ i} L[k][i]·W[k][j], for j ≤ i
+  // M[i][j] = Σ_{k ≥ i} L[k][i]·W[k][j] for j ≤ i; four rows of M share each streamed row of W.
+  // (Entries above the diagonal inside a 4-row block are written too and never read.)
   const m = new Float64Array(n * n);
-  for (let k = 0; k < n; k++) {
-    const rk = k * n;
-    for (let i = 0; i <= k; i++) {
-      const lki = l[rk + i];
-      if (lki === 0) continue;
-      const ri = i * n;
+  i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const r0 = i * n;
+    const r1 = r0 + n;
+    const r2 = r1 + n;
+    const r3 = r2 + n;
+    const end = i + 4;
+    for (let k = i; k < n; k++) {
+      const rk = k * n;
+      const l0 = l[rk + i];
+      const l1 = k >= i + 1 ? l[rk + i + 1] : 0;
+      const l2 = k >= i + 2 ? l[rk + i + 2] : 0;
+      const l3 = k >= i + 3 ? l[rk + i + 3] : 0;
+      for (let j = 0; j < end; j++) {
+        const b = w[rk + j];
+        m[r0 + j] += l0 * b;
+        m[r1 + j] += l1 * b;
+        m[r2 + j] += l2 * b;
+        m[r3 + j] += l3 * b;
+      }
+    }
+  }
+  for (; i < n; i++) {
+    const ri = i * n;
+    for (let k = i; k < n; k++) {
+      const lki = l[k * n + i];
+      const rk = k * n;
       for (let j = 0; j <= i; j++) m[ri + j] += lki * w[rk + j];
     }
   }
@@ -90,69 +133,83 @@ export function sandwichRows(f: Float64Array, r: number, s: Float64Array, n: num
 
 /**
  * Eigenvalues of a symmetric matrix (lower triangle of `a`, destroyed): Householder reduction to tridiagonal form
- * (Golub & Van Loan, Matrix Computations 4th ed., §8.3.1, without accumulating the transformations; ≈ (2/3)·2n³
- * multiply-adds over the lower triangle), then the implicit QL iteration with Wilkinson-style shifts on the
- * tridiagonal matrix. Returns the eigenvalues in no particular order.
+ * (Golub & Van Loan, Matrix Computations 4th ed., §8.3.1, without accumulating the transformations), then the
+ * implicit QL iteration on the tridiagonal matrix. Returns the eigenvalues in no particular order.
+ *
+ * Memory traffic dominates at large n, so each step makes ONE pass over the trailing lower triangle: it applies the
+ * previous step's rank-2 update B ← B − v·wᵀ − w·vᵀ and, on the freshly updated values, accumulates this step's
+ * product B·v (the previous update is applied to the next Householder column first, O(n) extra work).
  */
 export function symmetricEigenvalues(a: Float64Array, n: number): Float64Array {
   const d = new Float64Array(n);
   const e = new Float64Array(n);
-  const v = new Float64Array(n);
-  const y = new Float64Array(n);
+  let v = new Float64Array(n); // this step's Householder vector (global indices k+1..n−1)
+  let y = new Float64Array(n); // B·v, then w
+  let vp = new Float64Array(n); // previous step's v and w (indices k..n−1); zero before the first step
+  let wp = new Float64Array(n);
   for (let k = 0; k < n - 2; k++) {
-    const o = k + 1;
-    const m = n - o;
+    // Column k below the diagonal and the diagonal entry, with the pending update applied.
+    const vk = vp[k];
+    const wk = wp[k];
+    d[k] = a[k * n + k] - 2 * vk * wk;
     let sigma2 = 0;
-    for (let i = 0; i < m; i++) {
-      const x = a[(o + i) * n + k];
+    for (let i = k + 1; i < n; i++) {
+      const x = a[i * n + k] - vp[i] * wk - wp[i] * vk;
       v[i] = x;
       sigma2 += x * x;
     }
-    d[k] = a[k * n + k];
-    const x0 = v[0];
+    const x0 = v[k + 1];
     const tail = sigma2 - x0 * x0;
+    let tau = 0;
     if (tail === 0) {
-      e[k] = x0; // already tridiagonal in this column
-      continue;
+      e[k] = x0; // column already reduced: H = I
+      v.fill(0, k + 1);
+    } else {
+      const sigma = Math.sqrt(sigma2);
+      const alpha = x0 > 0 ? -sigma : sigma;
+      e[k] = alpha;
+      v[k + 1] = x0 - alpha;
+      tau = 1 / (sigma2 - x0 * alpha); // = 2 / vᵀv
     }
-    const sigma = Math.sqrt(sigma2);
-    const alpha = x0 > 0 ? -sigma : sigma;
-    e[k] = alpha;
-    v[0] = x0 - alpha;
-    const tau = 1 / (sigma2 - x0 * alpha); // = 2 / vᵀv
-    // y = tau · B·v over the lower triangle of the trailing block B
-    y.fill(0, 0, m);
-    for (let i = 0; i < m; i++) {
-      const row = (o + i) * n + o;
+    // Fused pass over the trailing lower triangle (rows/cols k+1..n−1): apply (vp, wp), accumulate y = B·v.
+    y.fill(0, k + 1);
+    for (let i = k + 1; i < n; i++) {
+      const row = i * n;
+      const vpi = vp[i];
+      const wpi = wp[i];
       const vi = v[i];
       let s = 0;
-      for (let j = 0; j < i; j++) {
-        const aij = a[row + j];
+      for (let j = k + 1; j < i; j++) {
+        const aij = a[row + j] - (vpi * wp[j] + wpi * vp[j]);
+        a[row + j] = aij;
         s += aij * v[j];
         y[j] += aij * vi;
       }
-      y[i] += s + a[row + i] * vi;
+      const aii = a[row + i] - 2 * vpi * wpi;
+      a[row + i] = aii;
+      y[i] += s + aii * vi;
     }
     let pv = 0;
-    for (let i = 0; i < m; i++) {
+    for (let i = k + 1; i < n; i++) {
       y[i] *= tau;
       pv += y[i] * v[i];
     }
     const kk = 0.5 * tau * pv;
-    for (let i = 0; i < m; i++) y[i] -= kk * v[i]; // w = p − K·v
-    // B ← B − v·wᵀ − w·vᵀ (lower triangle)
-    for (let i = 0; i < m; i++) {
-      const row = (o + i) * n + o;
-      const vi = v[i];
-      const wi = y[i];
-      for (let j = 0; j <= i; j++) a[row + j] -= vi * y[j] + wi * v[j];
-    }
+    for (let i = k + 1; i < n; i++) y[i] -= kk * v[i]; // w = p − K·v
+    v[k] = 0;
+    y[k] = 0;
+    [vp, v] = [v, vp];
+    [wp, y] = [y, wp];
   }
   if (n >= 2) {
-    d[n - 2] = a[(n - 2) * n + n - 2];
-    e[n - 2] = a[(n - 1) * n + n - 2];
+    const i = n - 2;
+    const j = n - 1;
+    d[i] = a[i * n + i] - 2 * vp[i] * wp[i];
+    e[i] = a[j * n + i] - (vp[j] * wp[i] + wp[j] * vp[i]);
+    d[j] = a[j * n + j] - 2 * vp[j] * wp[j];
+  } else if (n === 1) {
+    d[0] = a[0];
   }
-  if (n >= 1) d[n - 1] = a[(n - 1) * n + n - 1];
   tridiagonalQL(d, e, n);
   return d;
 }
