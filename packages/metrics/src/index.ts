@@ -10,8 +10,25 @@ export {
 } from "./frechet.js";
 export { checkImage, checkSameSize, type Rgb8Image, type RgbImage, toPlanar } from "./image.js";
 export { choleskyLower, congruenceLower, sandwichRows, symmetricEigenvalues, tridiagonalQL } from "./linalg.js";
-export { psnr } from "./psnr.js";
-export { gaussianWindow, type SsimOptions, ssim } from "./ssim.js";
+export {
+  CLIP_IMAGE_SPEC,
+  CLIP_MEAN,
+  CLIP_SIZE,
+  CLIP_STD,
+  ClipImageEncoder,
+  clipInput,
+  clipScore,
+  FID_SIZE,
+  FID_SPEC,
+  FidFeatureExtractor,
+  fidInput,
+  IMAGE_REWARD_SPEC,
+  ImageReward,
+  LPIPS_SPEC,
+  Lpips,
+  lpipsInput,
+  type PromptTokens,
+} from "./neural.js";
 export {
   encodeOnnxModel,
   ONNX_FLOAT,
@@ -23,4 +40,15 @@ export {
   type OnnxNode,
   type OnnxValueInfo,
 } from "./onnx-builder.js";
+export { type IoSpec, type ModelSpec, OnnxModel } from "./onnx-model.js";
+export { psnr } from "./psnr.js";
 export { resizePlaneF, resizeRgb8, resizeShortSideCenterCrop } from "./resize.js";
+export { gaussianWindow, type SsimOptions, ssim } from "./ssim.js";
+export {
+  type ToyWeights,
+  toyClipModel,
+  toyFidModel,
+  toyImageRewardModel,
+  toyLpipsModel,
+  toyWeights,
+} from "./toy-models.js";

@@ -199,5 +199,7 @@ export function resizeShortSideCenterCrop(img: Rgb8Image, size: number): Rgb8Ima
     const from = ((top + y) * rw + left) * 3;
     out.set(r.data.subarray(from, from + size * 3), y * size * 3);
   }
-  return img.name === undefined ? { width: size, height: size, data: out } : { width: size, height: size, data: out, name: img.name };
+  return img.name === undefined
+    ? { width: size, height: size, data: out }
+    : { width: size, height: size, data: out, name: img.name };
 }
