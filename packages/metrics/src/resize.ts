@@ -121,7 +121,7 @@ function fixedCoeffs(c: Coeffs): Int32Array {
 
 function clip8(ss: number): number {
   const v = ss >> PRECISION_BITS; // arithmetic shift = floor, as in C on int
-  return v < 0 ? 0 : v > 255 ? 255 : v;
+  return Math.min(Math.max(v, 0), 255);
 }
 
 /**
