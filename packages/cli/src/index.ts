@@ -1,12 +1,14 @@
 import { Command, CommanderError } from "commander";
+import { registerEval } from "./commands/eval.js";
 import { registerInspect } from "./commands/inspect.js";
 import { type CliIO, processIO } from "./io.js";
 
+export { type EvalCliOptions, progressBar } from "./commands/eval.js";
 export { formatInspect, type InspectReport, inspectCheckpoint } from "./commands/inspect.js";
 export type { CliIO } from "./io.js";
 
 /** Each command lives in commands/NAME.ts and registers itself here. */
-const COMMANDS: ((program: Command, io: CliIO) => void)[] = [registerInspect];
+const COMMANDS: ((program: Command, io: CliIO) => void)[] = [registerInspect, registerEval];
 
 /** Build the `svdquant` program writing to `io`. */
 export function buildProgram(io: CliIO): Command {

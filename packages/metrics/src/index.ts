@@ -1,5 +1,14 @@
 export { MetricsError, type MetricsErrorCode } from "./errors.js";
 export {
+  type EvalOptions,
+  type EvalResult,
+  evaluateFolders,
+  formatMarkdown,
+  listImages,
+  type PerImage,
+  pairImages,
+} from "./evaluate.js";
+export {
   FeatureAccumulator,
   type FeatureStats,
   type FrechetResult,
@@ -9,6 +18,7 @@ export {
   traceSqrtProduct,
 } from "./frechet.js";
 export { checkImage, checkSameSize, type Rgb8Image, type RgbImage, toPlanar } from "./image.js";
+export { decodeImage, IMAGE_EXTENSIONS, readImage, writePng } from "./image-io.js";
 export { choleskyLower, congruenceLower, sandwichRows, symmetricEigenvalues, tridiagonalQL } from "./linalg.js";
 export {
   CLIP_IMAGE_SPEC,
