@@ -13,20 +13,45 @@ export function choleskyLower(a: Float64Array, n: number, tol = 1e-12): boolean 
   for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, a[i * n + i]);
   if (!(maxDiag > 0)) return false;
   const floor = tol * maxDiag;
-  for (let j = 0; j < n; j++) {
+  const pivot = (j: number): number => {
     const rj = j * n;
     let s = a[rj + j];
     for (let k = 0; k < j; k++) s -= a[rj + k] * a[rj + k];
-    if (!(s > floor)) return false;
-    const ljj = Math.sqrt(s);
+    return s > floor ? Math.sqrt(s) : Number.NaN;
+  };
+  // Two columns (j, j+1) per sweep, so each row i is streamed once for both dot products.
+  let j = 0;
+  for (; j + 1 < n; j += 2) {
+    const rj = j * n;
+    const rj1 = rj + n;
+    const ljj = pivot(j);
+    if (Number.isNaN(ljj)) return false;
     a[rj + j] = ljj;
-    const inv = 1 / ljj;
-    for (let i = j + 1; i < n; i++) {
+    let t = a[rj1 + j];
+    for (let k = 0; k < j; k++) t -= a[rj1 + k] * a[rj + k];
+    const l10 = t / ljj;
+    a[rj1 + j] = l10;
+    const l11 = pivot(j + 1);
+    if (Number.isNaN(l11)) return false;
+    a[rj1 + j + 1] = l11;
+    for (let i = j + 2; i < n; i++) {
       const ri = i * n;
-      let t = a[ri + j];
-      for (let k = 0; k < j; k++) t -= a[ri + k] * a[rj + k];
-      a[ri + j] = t * inv;
+      let t0 = a[ri + j];
+      let t1 = a[ri + j + 1];
+      for (let k = 0; k < j; k++) {
+        const lik = a[ri + k];
+        t0 -= lik * a[rj + k];
+        t1 -= lik * a[rj1 + k];
+      }
+      const li0 = t0 / ljj;
+      a[ri + j] = li0;
+      a[ri + j + 1] = (t1 - li0 * l10) / l11;
     }
+  }
+  if (j < n) {
+    const ljj = pivot(j);
+    if (Number.isNaN(ljj)) return false;
+    a[j * n + j] = ljj;
   }
   return true;
 }
@@ -172,8 +197,43 @@ export function symmetricEigenvalues(a: Float64Array, n: number): Float64Array {
       tau = 1 / (sigma2 - x0 * alpha); // = 2 / vᵀv
     }
     // Fused pass over the trailing lower triangle (rows/cols k+1..n−1): apply (vp, wp), accumulate y = B·v.
+    // Two rows at a time, so each load of vp[j], wp[j], v[j], y[j] serves both.
     y.fill(0, k + 1);
-    for (let i = k + 1; i < n; i++) {
+    let i = k + 1;
+    for (; i + 1 < n; i += 2) {
+      const r0 = i * n;
+      const r1 = r0 + n;
+      const vp0 = vp[i];
+      const wp0 = wp[i];
+      const v0 = v[i];
+      const vp1 = vp[i + 1];
+      const wp1 = wp[i + 1];
+      const v1 = v[i + 1];
+      let s0 = 0;
+      let s1 = 0;
+      for (let j = k + 1; j < i; j++) {
+        const vpj = vp[j];
+        const wpj = wp[j];
+        const vj = v[j];
+        const a0 = a[r0 + j] - (vp0 * wpj + wp0 * vpj);
+        const a1 = a[r1 + j] - (vp1 * wpj + wp1 * vpj);
+        a[r0 + j] = a0;
+        a[r1 + j] = a1;
+        s0 += a0 * vj;
+        s1 += a1 * vj;
+        y[j] += a0 * v0 + a1 * v1;
+      }
+      // the 2x2 corner: (i, i), (i+1, i), (i+1, i+1)
+      const a00 = a[r0 + i] - 2 * vp0 * wp0;
+      const a10 = a[r1 + i] - (vp1 * wp0 + wp1 * vp0);
+      const a11 = a[r1 + i + 1] - 2 * vp1 * wp1;
+      a[r0 + i] = a00;
+      a[r1 + i] = a10;
+      a[r1 + i + 1] = a11;
+      y[i] += s0 + a00 * v0 + a10 * v1;
+      y[i + 1] += s1 + a10 * v0 + a11 * v1;
+    }
+    if (i < n) {
       const row = i * n;
       const vpi = vp[i];
       const wpi = wp[i];

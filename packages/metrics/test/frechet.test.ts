@@ -3,6 +3,8 @@ import { SafetensorsFile } from "@svdquant/tensor";
 import { EigenvalueDecomposition, Matrix } from "ml-matrix";
 import { describe, expect, it } from "vitest";
 import {
+  choleskyLower,
+  congruenceLower,
   type FeatureStats,
   featureStats,
   frechetDistance,
@@ -154,5 +156,45 @@ describe("Fréchet distance", () => {
     const a = featureStats(features(r, 10, 3, 0), 10, 3);
     const b = featureStats(features(r, 10, 4, 0), 10, 4);
     expect(() => frechetDistance(a, b)).toThrow(/dimensions differ: 3 vs 4/);
+  });
+});
+
+describe("linear algebra kernels", () => {
+  it("choleskyLower: L·Lᵀ reproduces the matrix (odd and even n) and rejects a singular one", () => {
+    const r = rng(13);
+    for (const n of [1, 2, 5, 8, 33]) {
+      const x = Matrix.from1DArray(n + 3, n, Array.from({ length: (n + 3) * n }, () => r() - 0.5));
+      const spd = x.transpose().mmul(x);
+      const a = Float64Array.from(spd.to1DArray());
+      expect(choleskyLower(a, n)).toBe(true);
+      for (let i = 0; i < n; i++)
+        for (let j = 0; j <= i; j++) {
+          let s = 0;
+          for (let k = 0; k <= j; k++) s += a[i * n + k] * a[j * n + k];
+          expect(Math.abs(s - spd.get(i, j))).toBeLessThan(1e-12 * n);
+        }
+    }
+    const x = Matrix.from1DArray(2, 4, Array.from({ length: 8 }, () => r() - 0.5));
+    expect(choleskyLower(Float64Array.from(x.transpose().mmul(x).to1DArray()), 4)).toBe(false); // rank 2
+  });
+
+  it("congruenceLower equals Lᵀ·S·L from ml-matrix (n not a multiple of 4)", () => {
+    const r = rng(17);
+    for (const n of [3, 9]) {
+      const l = new Float64Array(n * n);
+      const s = new Float64Array(n * n);
+      for (let i = 0; i < n; i++)
+        for (let j = 0; j <= i; j++) {
+          l[i * n + j] = r() - 0.5;
+          const v = r() - 0.5;
+          s[i * n + j] = v;
+          s[j * n + i] = v;
+        }
+      const L = Matrix.from1DArray(n, n, Array.from(l));
+      const want = L.transpose().mmul(Matrix.from1DArray(n, n, Array.from(s))).mmul(L);
+      for (let i = 0; i < n; i++) l[i * n + n - 1] = i === n - 1 ? l[i * n + i] : 7; // junk above the diagonal
+      const got = congruenceLower(l, s, n);
+      for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) expect(got[i * n + j]).toBeCloseTo(want.get(i, j), 12);
+    }
   });
 });
