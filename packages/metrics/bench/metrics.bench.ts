@@ -75,8 +75,7 @@ function ssimDirect(a: RgbImage, b: RgbImage): number {
         }
         const vx = Math.max(mxx - mx * mx, 0);
         const vy = Math.max(myy - my * my, 0);
-        tot +=
-          ((2 * mx * my + 1e-4) * (2 * (mxy - mx * my) + 9e-4)) / ((mx * mx + my * my + 1e-4) * (vx + vy + 9e-4));
+        tot += ((2 * mx * my + 1e-4) * (2 * (mxy - mx * my) + 9e-4)) / ((mx * mx + my * my + 1e-4) * (vx + vy + 9e-4));
       }
   return tot / (3 * W * H);
 }
@@ -117,7 +116,11 @@ function time<T>(f: () => T): [T, number] {
 }
 
 const rows: string[] = [];
-console.log(`load average at start: ${loadavg().map((v) => v.toFixed(2)).join(" ")}; mode ${heavy ? "heavy" : "quick"}`);
+console.log(
+  `load average at start: ${loadavg()
+    .map((v) => v.toFixed(2))
+    .join(" ")}; mode ${heavy ? "heavy" : "quick"}`,
+);
 
 // 1. PSNR/SSIM
 {
@@ -159,7 +162,9 @@ console.log(`load average at start: ${loadavg().map((v) => v.toFixed(2)).join(" 
     const a = stats(r, 2048);
     const b = stats(r, 2048);
     const [v, t] = time(() => frechetDistance(a, b));
-    rows.push(`| Fréchet distance, 2048-d (${v.method}) | ${(t / 1000).toFixed(2)} s | (peer only with SVDQ_HEAVY=1) | — |`);
+    rows.push(
+      `| Fréchet distance, 2048-d (${v.method}) | ${(t / 1000).toFixed(2)} s | (peer only with SVDQ_HEAVY=1) | — |`,
+    );
   }
 }
 
@@ -186,4 +191,8 @@ console.log(`load average at start: ${loadavg().map((v) => v.toFixed(2)).join(" 
 
 console.log("\n| what | ours | peer | ratio |\n| --- | --- | --- | --- |");
 for (const r of rows) console.log(r);
-console.log(`\nload average at end: ${loadavg().map((v) => v.toFixed(2)).join(" ")}`);
+console.log(
+  `\nload average at end: ${loadavg()
+    .map((v) => v.toFixed(2))
+    .join(" ")}`,
+);

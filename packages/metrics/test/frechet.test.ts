@@ -163,7 +163,11 @@ describe("linear algebra kernels", () => {
   it("choleskyLower: L·Lᵀ reproduces the matrix (odd and even n) and rejects a singular one", () => {
     const r = rng(13);
     for (const n of [1, 2, 5, 8, 33]) {
-      const x = Matrix.from1DArray(n + 3, n, Array.from({ length: (n + 3) * n }, () => r() - 0.5));
+      const x = Matrix.from1DArray(
+        n + 3,
+        n,
+        Array.from({ length: (n + 3) * n }, () => r() - 0.5),
+      );
       const spd = x.transpose().mmul(x);
       const a = Float64Array.from(spd.to1DArray());
       expect(choleskyLower(a, n)).toBe(true);
@@ -174,7 +178,11 @@ describe("linear algebra kernels", () => {
           expect(Math.abs(s - spd.get(i, j))).toBeLessThan(1e-12 * n);
         }
     }
-    const x = Matrix.from1DArray(2, 4, Array.from({ length: 8 }, () => r() - 0.5));
+    const x = Matrix.from1DArray(
+      2,
+      4,
+      Array.from({ length: 8 }, () => r() - 0.5),
+    );
     expect(choleskyLower(Float64Array.from(x.transpose().mmul(x).to1DArray()), 4)).toBe(false); // rank 2
   });
 
@@ -191,7 +199,9 @@ describe("linear algebra kernels", () => {
           s[j * n + i] = v;
         }
       const L = Matrix.from1DArray(n, n, Array.from(l));
-      const want = L.transpose().mmul(Matrix.from1DArray(n, n, Array.from(s))).mmul(L);
+      const want = L.transpose()
+        .mmul(Matrix.from1DArray(n, n, Array.from(s)))
+        .mmul(L);
       for (let i = 0; i < n; i++) l[i * n + n - 1] = i === n - 1 ? l[i * n + i] : 7; // junk above the diagonal
       const got = congruenceLower(l, s, n);
       for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) expect(got[i * n + j]).toBeCloseTo(want.get(i, j), 12);
