@@ -69,51 +69,55 @@ export function ssim(ref: RgbImage, test: RgbImage, opts: SsimOptions = {}): num
     );
   }
   const plane = H * W;
-  // Horizontal pass results: 5 planes [H, W] of filtered x, y, x², y², xy; then two padded row buffers.
-  const buf = scratchOf(5 * plane + 2 * (W + 2 * p));
-  const px = buf.subarray(5 * plane, 5 * plane + W + 2 * p);
-  const py = buf.subarray(5 * plane + W + 2 * p);
-  const rows = new Int32Array(s);
+  // Horizontal results of the last s source rows, in a ring (slot = row mod s): 5 quantities x s rows x W,
+  // small enough to stay in cache; any output row reads a contiguous window of ≤ s source rows.
+  const ring = s * W;
+  const buf = scratchOf(5 * ring + 2 * (W + 2 * p));
+  const px = buf.subarray(5 * ring, 5 * ring + W + 2 * p);
+  const py = buf.subarray(5 * ring + W + 2 * p);
+  const offs = new Int32Array(s);
   let total = 0;
+  const xa = ref.data;
+  const ya = test.data;
   for (let c = 0; c < 3; c++) {
-    const xa = ref.data;
-    const ya = test.data;
     const base = c * plane;
+    let next = 0; // next source row to filter horizontally
     for (let r = 0; r < H; r++) {
-      const row = base + r * W;
-      for (let j = -p; j < W + p; j++) {
-        const q = row + reflect(j, W);
-        px[j + p] = xa[q];
-        py[j + p] = ya[q];
-      }
-      const o = r * W;
-      for (let j = 0; j < W; j++) {
-        let mx = 0;
-        let my = 0;
-        let mxx = 0;
-        let myy = 0;
-        let mxy = 0;
-        for (let k = 0; k < s; k++) {
-          const w = g[k];
-          const x = px[j + k];
-          const y = py[j + k];
-          const wx = w * x;
-          const wy = w * y;
-          mx += wx;
-          my += wy;
-          mxx += wx * x;
-          myy += wy * y;
-          mxy += wx * y;
+      const need = Math.min(H - 1, r + p);
+      for (; next <= need; next++) {
+        const row = base + next * W;
+        for (let j = -p; j < W + p; j++) {
+          const q = row + reflect(j, W);
+          px[j + p] = xa[q];
+          py[j + p] = ya[q];
         }
-        buf[o + j] = mx;
-        buf[plane + o + j] = my;
-        buf[2 * plane + o + j] = mxx;
-        buf[3 * plane + o + j] = myy;
-        buf[4 * plane + o + j] = mxy;
+        const o = (next % s) * W;
+        for (let j = 0; j < W; j++) {
+          let mx = 0;
+          let my = 0;
+          let mxx = 0;
+          let myy = 0;
+          let mxy = 0;
+          for (let k = 0; k < s; k++) {
+            const w = g[k];
+            const x = px[j + k];
+            const y = py[j + k];
+            const wx = w * x;
+            const wy = w * y;
+            mx += wx;
+            my += wy;
+            mxx += wx * x;
+            myy += wy * y;
+            mxy += wx * y;
+          }
+          buf[o + j] = mx;
+          buf[ring + o + j] = my;
+          buf[2 * ring + o + j] = mxx;
+          buf[3 * ring + o + j] = myy;
+          buf[4 * ring + o + j] = mxy;
+        }
       }
-    }
-    for (let r = 0; r < H; r++) {
-      for (let k = 0; k < s; k++) rows[k] = reflect(r + k - p, H) * W;
+      for (let k = 0; k < s; k++) offs[k] = (reflect(r + k - p, H) % s) * W;
       for (let j = 0; j < W; j++) {
         let mx = 0;
         let my = 0;
@@ -122,12 +126,12 @@ export function ssim(ref: RgbImage, test: RgbImage, opts: SsimOptions = {}): num
         let mxy = 0;
         for (let k = 0; k < s; k++) {
           const w = g[k];
-          const q = rows[k] + j;
+          const q = offs[k] + j;
           mx += w * buf[q];
-          my += w * buf[plane + q];
-          mxx += w * buf[2 * plane + q];
-          myy += w * buf[3 * plane + q];
-          mxy += w * buf[4 * plane + q];
+          my += w * buf[ring + q];
+          mxx += w * buf[2 * ring + q];
+          myy += w * buf[3 * ring + q];
+          mxy += w * buf[4 * ring + q];
         }
         // torchmetrics clamps the variances at 0 (not the covariance).
         const vx = Math.max(mxx - mx * mx, 0);
