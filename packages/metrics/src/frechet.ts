@@ -1,6 +1,6 @@
 import { EigenvalueDecomposition, Matrix } from "ml-matrix";
 import { MetricsError } from "./errors.js";
-import { choleskyLower, congruenceLower, sandwichRows, symmetricEigenvalues } from "./linalg.js";
+import { choleskyLower, congruenceLower, gramLower, mulRowsT, sandwichRows, symmetricEigenvalues } from "./linalg.js";
 
 /**
  * Mean and unbiased covariance of N feature vectors of dimension D (float64).
@@ -165,7 +165,13 @@ function sumSqrtClamped(eig: Float64Array): number {
  */
 export function traceSqrtProduct(a: FeatureStats, b: FeatureStats): { value: number; method: TraceSqrtMethod } {
   const D = a.dim;
-  const withFactor = [a, b].filter((s) => s.factor !== undefined).sort((x, y) => x.n - y.n);
+  if (a.factor !== undefined && b.factor !== undefined) {
+    // Both sides singular with samples: Fa·Σb·Faᵀ = K·Kᵀ with K = Fa·Fbᵀ (Na x Nb), no D x D product at all.
+    const [p, q] = a.n <= b.n ? [a, b] : [b, a];
+    const k = mulRowsT(p.factor as Float64Array, p.n, q.factor as Float64Array, q.n, D);
+    return { value: sumSqrtClamped(symmetricEigenvalues(gramLower(k, p.n, q.n), p.n)), method: "sample-factor" };
+  }
+  const withFactor = [a, b].filter((s) => s.factor !== undefined);
   if (withFactor.length > 0) {
     const f = withFactor[0];
     const other = f === a ? b : a;

@@ -19,7 +19,15 @@ export {
 } from "./frechet.js";
 export { checkImage, checkSameSize, type Rgb8Image, type RgbImage, toPlanar } from "./image.js";
 export { decodeImage, IMAGE_EXTENSIONS, readImage, writePng } from "./image-io.js";
-export { choleskyLower, congruenceLower, sandwichRows, symmetricEigenvalues, tridiagonalQL } from "./linalg.js";
+export {
+  choleskyLower,
+  congruenceLower,
+  gramLower,
+  mulRowsT,
+  sandwichRows,
+  symmetricEigenvalues,
+  tridiagonalQL,
+} from "./linalg.js";
 export {
   CLIP_IMAGE_SPEC,
   CLIP_MEAN,

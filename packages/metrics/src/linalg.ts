@@ -128,29 +128,79 @@ export function congruenceLower(l: Float64Array, s: Float64Array, n: number): Fl
   return m;
 }
 
+/** C = A·Bᵀ for A (r x n) and B (q x n), both row-major: r x q dot products of contiguous rows. */
+export function mulRowsT(a: Float64Array, r: number, b: Float64Array, q: number, n: number): Float64Array {
+  const c = new Float64Array(r * q);
+  for (let i = 0; i < r; i++) {
+    const ai = i * n;
+    for (let j = 0; j < q; j++) {
+      const bj = j * n;
+      let s = 0;
+      for (let k = 0; k < n; k++) s += a[ai + k] * b[bj + k];
+      c[i * q + j] = s;
+    }
+  }
+  return c;
+}
+
+/** Lower triangle of G = K·Kᵀ for K (r x q, row-major). */
+export function gramLower(k: Float64Array, r: number, q: number): Float64Array {
+  const g = new Float64Array(r * r);
+  for (let i = 0; i < r; i++) {
+    const ki = i * q;
+    for (let j = 0; j <= i; j++) {
+      const kj = j * q;
+      let s = 0;
+      for (let t = 0; t < q; t++) s += k[ki + t] * k[kj + t];
+      g[i * r + j] = s;
+    }
+  }
+  return g;
+}
+
 /**
  * Lower triangle of M = F·S·Fᵀ for F given as r rows of length n (r x n, row-major) and symmetric S (n x n).
  * Used with F = centered samples / sqrt(N − 1) so that Σ = FᵀF. Returns r x r.
  */
 export function sandwichRows(f: Float64Array, r: number, s: Float64Array, n: number): Float64Array {
-  const t = new Float64Array(r * n); // T = F·S
-  for (let i = 0; i < r; i++) {
+  const t = new Float64Array(r * n); // T = F·S, four rows of T per streamed row of S
+  let i = 0;
+  for (; i + 4 <= r; i += 4) {
+    const f0 = i * n;
+    const f1 = f0 + n;
+    const f2 = f1 + n;
+    const f3 = f2 + n;
+    for (let k = 0; k < n; k++) {
+      const v0 = f[f0 + k];
+      const v1 = f[f1 + k];
+      const v2 = f[f2 + k];
+      const v3 = f[f3 + k];
+      const sk = k * n;
+      for (let j = 0; j < n; j++) {
+        const x = s[sk + j];
+        t[f0 + j] += v0 * x;
+        t[f1 + j] += v1 * x;
+        t[f2 + j] += v2 * x;
+        t[f3 + j] += v3 * x;
+      }
+    }
+  }
+  for (; i < r; i++) {
     const fi = i * n;
     for (let k = 0; k < n; k++) {
       const v = f[fi + k];
-      if (v === 0) continue;
       const sk = k * n;
       for (let j = 0; j < n; j++) t[fi + j] += v * s[sk + j];
     }
   }
   const m = new Float64Array(r * r);
-  for (let i = 0; i < r; i++) {
-    for (let j = 0; j <= i; j++) {
+  for (let a = 0; a < r; a++) {
+    for (let b = 0; b <= a; b++) {
       let acc = 0;
-      const ti = i * n;
-      const fj = j * n;
-      for (let k = 0; k < n; k++) acc += t[ti + k] * f[fj + k];
-      m[i * r + j] = acc;
+      const ta = a * n;
+      const fb = b * n;
+      for (let k = 0; k < n; k++) acc += t[ta + k] * f[fb + k];
+      m[a * r + b] = acc;
     }
   }
   return m;
