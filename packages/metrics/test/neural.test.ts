@@ -185,6 +185,22 @@ describe("neural metrics through onnxruntime-node with signature-compatible toy 
       }),
     );
     await expect(FidFeatureExtractor.load(wrongSize)).rejects.toThrow(/input "images" has shape \[N, 3, 224, 224\]/);
+    // Declared shape unknown (rank 0 in the proto), actual output [N, 3, 299, 299]: caught at run time.
+    const identity = join(dir, "identity.onnx");
+    writeFileSync(
+      identity,
+      encodeOnnxModel({
+        name: "x",
+        nodes: [{ opType: "Identity", inputs: ["images"], outputs: ["features"] }],
+        inputs: [{ name: "images", elemType: ONNX_FLOAT, shape: ["N", 3, 299, 299] }],
+        outputs: [{ name: "features", elemType: ONNX_FLOAT, shape: [] }],
+      }),
+    );
+    const bad = await FidFeatureExtractor.load(identity); // ORT merges the shapes leniently (a warning)
+    await expect(bad.features([randomRgb8(rng(1), 20, 20, "x.png")])).rejects.toThrow(
+      /FID output "features" is float32 \[1, 3, 299, 299\]; expected float32 \[1, \?\]/,
+    );
+    await bad.release();
     const junk = join(dir, "junk.onnx");
     writeFileSync(junk, "not a model");
     await expect(Lpips.load(junk)).rejects.toMatchObject({ code: "E_MODEL_SIGNATURE" });
