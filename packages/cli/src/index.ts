@@ -23,12 +23,19 @@ export function buildProgram(io: CliIO): Command {
 /** Run the CLI; resolves to the process exit code. Errors print one line on stderr and give 1. */
 export async function main(argv: string[], io: CliIO = processIO): Promise<number> {
   const program = buildProgram(io);
+  if (argv.length === 0) {
+    io.out(program.helpInformation());
+    io.err("svdquant: no command given (see svdquant --help)\n");
+    return 1;
+  }
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1; // commander printed its own message
-    io.err(`svdquant: ${(err as Error).message}\n`);
+    // One line: messages that span lines (JSON parser errors, nested causes) are folded.
+    const message = err instanceof Error ? err.message : String(err);
+    io.err(`svdquant: ${message.replace(/\s*\n\s*/g, " ")}\n`);
     return 1;
   }
 }

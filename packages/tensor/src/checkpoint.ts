@@ -50,7 +50,8 @@ export class ShardedCheckpoint implements TensorSource {
     }
     const metadata: Record<string, string> = {};
     if (obj.metadata !== undefined && obj.metadata !== null && typeof obj.metadata === "object") {
-      for (const [k, v] of Object.entries(obj.metadata as Record<string, unknown>)) metadata[k] = String(v);
+      for (const [k, v] of Object.entries(obj.metadata as Record<string, unknown>))
+        metadata[k] = typeof v === "string" ? v : JSON.stringify(v); // e.g. total_size: 123 -> "123"
     }
     const dir = dirname(resolve(indexPath));
     const weightMap = new Map<string, string>();
@@ -91,8 +92,8 @@ export class ShardedCheckpoint implements TensorSource {
   info(name: string): TensorInfo & { readonly file: string } {
     return this.shardOf(name).info(name);
   }
-  read(name: string): Promise<Tensor> {
-    return this.shardOf(name).read(name);
+  async read(name: string): Promise<Tensor> {
+    return this.shardOf(name).read(name); // async: a missing name rejects, as SafetensorsFile.read does
   }
   async close(): Promise<void> {
     await Promise.all([...this.shards.values()].map((s) => s.close()));

@@ -195,7 +195,8 @@ export function encodeFloats(dtype: DType, values: ArrayLike<number>, opts: Enco
     }
     case "I64": {
       const o = out as BigInt64Array;
-      for (let i = 0; i < n; i++) o[i] = BigInt(checkedInt(values[i]!, -(2 ** 63), 2 ** 63 - 1, dtype, i));
+      // 2 ** 63 - 1 is not a float64; every float64 below 2 ** 63 fits, so the bound is exclusive.
+      for (let i = 0; i < n; i++) o[i] = BigInt(checkedInt(values[i]!, -(2 ** 63), 2 ** 63, dtype, i, true));
       return o;
     }
     default: {
@@ -219,10 +220,11 @@ function roundHalfEven(x: number): number {
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-function checkedInt(x: number, lo: number, hi: number, dtype: DType, i: number): number {
+function checkedInt(x: number, lo: number, hi: number, dtype: DType, i: number, hiExclusive = false): number {
   const r = roundHalfEven(x);
-  if (!Number.isFinite(r) || r < lo || r > hi) {
-    throw new TensorError("E_ARGUMENT", `value ${x} at index ${i} does not fit ${dtype} [${lo}, ${hi}]`);
+  if (!Number.isFinite(r) || r < lo || r > hi || (hiExclusive && r === hi)) {
+    const range = hiExclusive ? `[${lo}, ${hi})` : `[${lo}, ${hi}]`;
+    throw new TensorError("E_ARGUMENT", `value ${x} at index ${i} does not fit ${dtype} ${range}`);
   }
   return r;
 }

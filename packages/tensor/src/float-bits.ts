@@ -1,5 +1,5 @@
 // Bit-level conversions between float32 and the 16- and 8-bit float formats.
-// All encoders round to nearest, ties to even (IEEE 754 roundTiesToEven).
+// All encoders round to nearest, ties to even (IEEE 754 roundTiesToEven), from float32 or float64 inputs.
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -15,12 +15,28 @@ export function bitsToF32(bits: number): number {
   return f32[0]!;
 }
 
+/**
+ * float32 bits of x rounded to float32 "to odd" (truncate, then set the last bit if anything was dropped).
+ * For a float32 input this is just its bits. For a float64 input, rounding to odd in float32 (24 bits) and then
+ * to nearest even in a format of at most 22 bits gives the correctly rounded result, with no double-rounding
+ * error (Boldo & Melquiond, "Emulation of FMA and correctly rounded sums: proved algorithms using rounding to
+ * odd", IEEE TC 2008). All encoders below take their input through this, so f64 -> f16/bf16/fp8 rounds once.
+ */
+function roundToOddBits(x: number): number {
+  f32[0] = x;
+  const y = f32[0]!;
+  let b = u32[0]!;
+  if (y === x || Number.isNaN(x)) return b; // exact, or NaN
+  if (Math.abs(y) > Math.abs(x)) b -= 1; // rounded away from zero (incl. overflow to Inf): step back
+  return (b | 1) >>> 0;
+}
+
 // ---------------------------------------------------------------- bfloat16
 // bf16 = the top 16 bits of a float32 (1 sign, 8 exponent, 7 mantissa).
 
 /** float32 -> bf16 bits, round-to-nearest-even; NaN stays NaN (quiet bit set), Inf stays Inf. */
 export function f32ToBf16Bits(x: number): number {
-  const b = f32ToBits(x);
+  const b = roundToOddBits(x);
   if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) | 0x0040) & 0xffff; // NaN: keep sign, force quiet
   const lsb = (b >>> 16) & 1;
   return ((b + 0x7fff + lsb) >>> 16) & 0xffff; // overflow past max rounds to Inf, as IEEE does
@@ -35,7 +51,7 @@ export function bf16BitsToF32(h: number): number {
 
 /** float32 -> f16 bits, round-to-nearest-even; overflow -> Inf; NaN -> quiet NaN with the sign kept. */
 export function f32ToF16Bits(x: number): number {
-  const b = f32ToBits(x);
+  const b = roundToOddBits(x);
   const sign = (b >>> 16) & 0x8000;
   const exp = (b >>> 23) & 0xff;
   let mant = b & 0x7fffff;
@@ -95,7 +111,7 @@ const E5M2: MiniFloat = { expBits: 5, mantBits: 2, bias: 15, max: 57344, maxBits
 function encodeMini(x: number, f: MiniFloat, overflow: Fp8Overflow): number {
   if (Number.isNaN(x)) return f.nanBits; // the sign of a NaN carries no meaning; write the positive pattern
   const sign = x < 0 || Object.is(x, -0) ? 0x80 : 0;
-  let a = Math.abs(Math.fround(x)); // the input is a float32 value
+  let a = Math.abs(bitsToF32(roundToOddBits(x))); // a float32 value (float64 inputs rounded to odd, see above)
   const minNormalExp = 1 - f.bias;
   const sub = 2 ** (minNormalExp - f.mantBits); // spacing of subnormals
   let bits: number;

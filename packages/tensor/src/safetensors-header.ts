@@ -129,6 +129,7 @@ function checkTiling(entries: TensorInfo[], dataLength: number, file: string): v
     (a, b) => a.dataOffsets[0] - b.dataOffsets[0] || a.dataOffsets[1] - b.dataOffsets[1],
   );
   let cursor = 0;
+  let last: string | undefined;
   for (const e of byOffset) {
     const [begin, end] = e.dataOffsets;
     if (begin < cursor)
@@ -143,12 +144,13 @@ function checkTiling(entries: TensorInfo[], dataLength: number, file: string): v
         tensor: e.name,
       });
     cursor = end;
+    last = e.name;
   }
   if (cursor !== dataLength) {
     throw new TensorError(
       "E_OFFSETS",
-      `the tensors cover ${cursor} bytes but the data holds ${dataLength} (trailing bytes)`,
-      { file },
+      `the tensors cover ${cursor} bytes but the data holds ${dataLength} (trailing bytes after this tensor)`,
+      last === undefined ? { file } : { file, tensor: last },
     );
   }
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, unlink } from "node:fs/promises";
 import { endianness } from "node:os";
-import { DTYPE_INFO, type DType, type StorageOf } from "./dtype.js";
+import { DTYPE_INFO, type DType, isDType, type StorageOf } from "./dtype.js";
 import { TensorError } from "./errors.js";
 import {
   MAX_HEADER_BYTES,
@@ -55,7 +55,9 @@ export class SafetensorsFile implements TensorSource {
       throw new TensorError("E_IO", `cannot open: ${(cause as Error).message}`, { file: path, cause });
     }
     try {
-      const size = (await handle.stat()).size;
+      const st = await handle.stat();
+      if (!st.isFile()) throw new TensorError("E_IO", "not a regular file", { file: path });
+      const size = st.size;
       if (size < 8)
         throw new TensorError("E_HEADER_SIZE", `file has ${size} bytes, fewer than the 8-byte header length`, {
           file: path,
@@ -84,7 +86,8 @@ export class SafetensorsFile implements TensorSource {
       return new SafetensorsFile(path, handle, header, 8 + headerLen);
     } catch (err) {
       await handle.close();
-      throw err;
+      if (err instanceof TensorError) throw err;
+      throw new TensorError("E_IO", `cannot read: ${(err as Error).message}`, { file: path, cause: err });
     }
   }
 
@@ -111,10 +114,12 @@ export class SafetensorsFile implements TensorSource {
     const t = this.info(name);
     const handle = this.requireOpen();
     const [begin, end] = t.dataOffsets;
-    const buf = new ArrayBuffer(end - begin); // fresh buffer: aligned for any typed array
-    await readFully(handle, new Uint8Array(buf), this.dataStart + begin, this.path, name);
+    // A fresh, unpooled buffer of exactly the tensor's bytes (byteOffset 0: aligned for any typed array); not
+    // zero-filled since readFully overwrites all of it or throws.
+    const buf = Buffer.allocUnsafeSlow(end - begin);
+    await readFully(handle, buf, this.dataStart + begin, this.path, name);
     const info = DTYPE_INFO[t.dtype];
-    const data = info.wrap(buf, 0, (end - begin) / info.itemsize) as StorageOf[DType];
+    const data = info.wrap(buf.buffer as ArrayBuffer, 0, (end - begin) / info.itemsize) as StorageOf[DType];
     return new Tensor(t.dtype, t.shape, data);
   }
 
@@ -139,7 +144,13 @@ async function readFully(
 ): Promise<void> {
   let done = 0;
   while (done < dst.length) {
-    const { bytesRead } = await handle.read(dst, done, dst.length - done, position + done);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(dst, done, dst.length - done, position + done));
+    } catch (cause) {
+      const where = tensor === undefined ? { file, cause } : { file, tensor, cause };
+      throw new TensorError("E_IO", `read failed at byte ${position + done}: ${(cause as Error).message}`, where);
+    }
     if (bytesRead === 0) {
       throw new TensorError(
         "E_IO",
@@ -188,8 +199,13 @@ export async function writeSafetensors(
       throw new TensorError("E_ARGUMENT", "the name __metadata__ is reserved", { file: path, tensor: e.name });
     if (seen.has(e.name)) throw new TensorError("E_DUPLICATE", "given twice", { file: path, tensor: e.name });
     seen.add(e.name);
-    if (!(e.dtype in DTYPE_INFO))
-      throw new TensorError("E_DTYPE", `unknown dtype ${e.dtype}`, { file: path, tensor: e.name });
+    if (!isDType(e.dtype))
+      throw new TensorError("E_DTYPE", `unknown dtype ${String(e.dtype)}`, { file: path, tensor: e.name });
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw new TensorError("E_SHAPE", `shape ${JSON.stringify(e.shape)} must hold non-negative integers`, {
+        file: path,
+        tensor: e.name,
+      });
   }
   if (metadata !== undefined) {
     for (const [k, v] of Object.entries(metadata)) {
@@ -220,7 +236,17 @@ export async function writeSafetensors(
     await writeFully(handle, len);
     await writeFully(handle, header);
     for (const e of order) {
-      const t = typeof e.data === "function" ? await e.data() : e.data;
+      let t: Tensor;
+      try {
+        t = typeof e.data === "function" ? await e.data() : e.data;
+      } catch (cause) {
+        if (cause instanceof TensorError) throw cause;
+        throw new TensorError("E_ARGUMENT", `its producer failed: ${(cause as Error)?.message ?? String(cause)}`, {
+          file: path,
+          tensor: e.name,
+          cause,
+        });
+      }
       if (t.dtype !== e.dtype || t.shape.length !== e.shape.length || t.shape.some((d, i) => d !== e.shape[i])) {
         throw new TensorError(
           "E_SHAPE",

@@ -1,16 +1,24 @@
 import {
   DTYPE_INFO,
+  DTYPES,
   type DType,
   decodeToFloat32,
   decodeToFloat64,
   type EncodeOptions,
   encodeFloats,
   isDType,
+  type Storage,
   type StorageOf,
 } from "./dtype.js";
 import { TensorError } from "./errors.js";
 
 export type Shape = readonly number[];
+
+/** The typed-array class each dtype is stored in. */
+const STORAGE_CLASS = Object.fromEntries(DTYPES.map((d) => [d, DTYPE_INFO[d].make(0).constructor])) as Record<
+  DType,
+  new () => Storage
+>;
 
 export function numelOf(shape: Shape): number {
   let n = 1;
@@ -40,6 +48,13 @@ export class Tensor<D extends DType = DType> {
     checkShape(shape);
     const n = numelOf(shape);
     const storage = data ?? (DTYPE_INFO[dtype].make(n) as StorageOf[D]);
+    const want = STORAGE_CLASS[dtype];
+    if (!(storage instanceof want)) {
+      throw new TensorError(
+        "E_DTYPE",
+        `${dtype} data must be a ${want.name}, got ${(storage as object)?.constructor?.name ?? typeof storage}`,
+      );
+    }
     if (storage.length !== n) {
       throw new TensorError(
         "E_SHAPE",
