@@ -97,7 +97,17 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe("svdquant eval", () => {
   it("PSNR/SSIM on two folders of PNGs: Markdown table, progress on stderr", async () => {
-    const { code, out, err } = await run(["eval", "--ref", refDir, "--test", testDir, "--batch", "4"]);
+    const { code, out, err } = await run([
+      "eval",
+      "--ref",
+      refDir,
+      "--test",
+      testDir,
+      "--batch",
+      "4",
+      "--threads",
+      "2",
+    ]);
     expect(err).toContain(`${N}/${N} pairs`);
     expect(code).toBe(0);
     expect(out).toContain("| images | FID↓ | IR↑ | LPIPS↓ | PSNR↑ | SSIM↑ | CLIP↑ |");

@@ -183,10 +183,16 @@ console.log(
       await writePng(join(dir, side, `${i}.png`), { width: SIDE, height: SIDE, data });
     }
   }
-  const t = performance.now();
-  await evaluateFolders({ refDir: join(dir, "ref"), testDir: join(dir, "test"), batchSize: 4 });
-  const per = (performance.now() - t) / pairs;
-  rows.push(`| \`evaluateFolders\` PSNR+SSIM incl. PNG decode, per 1024² pair | ${per.toFixed(0)} ms | — | — |`);
+  const perPair = async (threads: number) => {
+    const t = performance.now();
+    await evaluateFolders({ refDir: join(dir, "ref"), testDir: join(dir, "test"), batchSize: 4, threads });
+    return (performance.now() - t) / pairs;
+  };
+  const one = await perPair(1);
+  const two = await perPair(2);
+  rows.push(
+    `| \`evaluateFolders\` PSNR+SSIM incl. PNG decode, per 1024² pair, 2 worker threads | ${two.toFixed(0)} ms | 1 thread: ${one.toFixed(0)} ms | ${(one / two).toFixed(2)}x |`,
+  );
   rmSync(dir, { recursive: true, force: true });
 }
 

@@ -3,11 +3,10 @@ import { extname, join } from "node:path";
 import { SafetensorsFile } from "@svdquant/tensor";
 import { MetricsError } from "./errors.js";
 import { FeatureAccumulator, frechetDistance, type TraceSqrtMethod } from "./frechet.js";
-import { checkSameSize, type Rgb8Image, type RgbImage, toPlanar } from "./image.js";
-import { IMAGE_EXTENSIONS, readImage } from "./image-io.js";
+import { type Rgb8Image, type RgbImage, toPlanar } from "./image.js";
+import { IMAGE_EXTENSIONS } from "./image-io.js";
 import { ClipImageEncoder, clipScore, FidFeatureExtractor, ImageReward, Lpips, type PromptTokens } from "./neural.js";
-import { psnr } from "./psnr.js";
-import { ssim } from "./ssim.js";
+import { PixelPool, pixelPair } from "./pixel-pool.js";
 
 export interface EvalOptions {
   /** folder of the 16-bit (reference) images */
@@ -22,6 +21,8 @@ export interface EvalOptions {
   prompts?: string;
   /** images per ONNX batch and per streaming step (default 8) */
   batchSize?: number;
+  /** worker threads decoding images and computing PSNR/SSIM (default 1: in this thread) */
+  threads?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -162,6 +163,9 @@ export async function evaluateFolders(opts: EvalOptions): Promise<EvalResult> {
   const batch = opts.batchSize ?? 8;
   if (!Number.isInteger(batch) || batch < 1)
     throw new MetricsError("E_ARGUMENT", `batch size must be ≥ 1, got ${batch}`);
+  const threads = opts.threads ?? 1;
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new MetricsError("E_ARGUMENT", `threads must be ≥ 1, got ${threads}`);
   if ((opts.clipModel || opts.imageRewardModel) && !opts.prompts) {
     throw new MetricsError(
       "E_ARGUMENT",
@@ -174,28 +178,20 @@ export async function evaluateFolders(opts: EvalOptions): Promise<EvalResult> {
   const clip = opts.clipModel ? await ClipImageEncoder.load(opts.clipModel) : undefined;
   const ir = opts.imageRewardModel ? await ImageReward.load(opts.imageRewardModel) : undefined;
   const prompts = opts.prompts ? await openPrompts(opts.prompts) : undefined;
+  const pool = threads > 1 ? new PixelPool(threads) : undefined;
   let accRef: FeatureAccumulator | undefined;
   let accTest: FeatureAccumulator | undefined;
   const perImage: PerImage[] = [];
   try {
     for (let s = 0; s < pairs.length; s += batch) {
       const chunk = pairs.slice(s, s + batch);
-      const refs: Rgb8Image[] = [];
-      const tests: Rgb8Image[] = [];
-      for (const p of chunk) {
-        const [a, b] = await Promise.all([readImage(p.ref), readImage(p.test)]);
-        checkSameSize(a, b);
-        refs.push(a);
-        tests.push(b);
-      }
-      const refF = refs.map(toPlanar);
-      const testF = tests.map(toPlanar);
-      const rows: PerImage[] = chunk.map((p, i) => ({
-        name: p.name,
-        psnr: psnr(refF[i], testF[i]),
-        ssim: ssim(refF[i], testF[i]),
-      }));
+      const px = await Promise.all(chunk.map((p) => (pool ? pool.run(p.ref, p.test) : pixelPair(p.ref, p.test))));
+      const refs: Rgb8Image[] = px.map((r) => r.ref);
+      const tests: Rgb8Image[] = px.map((r) => r.test);
+      const rows: PerImage[] = chunk.map((p, i) => ({ name: p.name, psnr: px[i].psnr, ssim: px[i].ssim }));
       if (lpips) {
+        const refF = refs.map(toPlanar);
+        const testF = tests.map(toPlanar);
         for (const run of sameSizeRuns(refF)) {
           const d = await lpips.distances(
             run.map((i) => refF[i]),
@@ -233,7 +229,14 @@ export async function evaluateFolders(opts: EvalOptions): Promise<EvalResult> {
       opts.onProgress?.(perImage.length, pairs.length);
     }
   } finally {
-    await Promise.all([fid?.release(), lpips?.release(), clip?.release(), ir?.release(), prompts?.close()]);
+    await Promise.all([
+      fid?.release(),
+      lpips?.release(),
+      clip?.release(),
+      ir?.release(),
+      prompts?.close(),
+      pool?.close(),
+    ]);
   }
   let fidValue: number | null = null;
   let fidMethod: TraceSqrtMethod | null = null;

@@ -50,3 +50,27 @@ describe("evaluateFolders", () => {
     await expect(pairImages(join(root, "nope"), root)).rejects.toMatchObject({ code: "E_IO" });
   });
 });
+
+describe("evaluateFolders with worker threads", () => {
+  it("gives the same per-image PSNR/SSIM with 3 workers as in-thread, and worker errors name the file", async () => {
+    const root = mkdtempSync(join(tmpdir(), "svdq-evalw-"));
+    const ref = join(root, "ref");
+    const test = join(root, "test");
+    mkdirSync(ref);
+    mkdirSync(test);
+    const r = rng(8);
+    for (let i = 0; i < 7; i++) {
+      await writePng(join(ref, `${i}.png`), randomRgb8(r, 20 + i, 18));
+      await writePng(join(test, `${i}.png`), randomRgb8(r, 20 + i, 18));
+    }
+    const one = await evaluateFolders({ refDir: ref, testDir: test, batchSize: 4 });
+    const three = await evaluateFolders({ refDir: ref, testDir: test, batchSize: 4, threads: 3 });
+    expect(three.perImage).toEqual(one.perImage);
+    expect(three.ssim).toBe(one.ssim);
+    writeFileSync(join(test, "3.png"), "broken");
+    await expect(evaluateFolders({ refDir: ref, testDir: test, threads: 2 })).rejects.toThrow(
+      /3\.png: not a PNG or JPEG file/,
+    );
+    await expect(evaluateFolders({ refDir: ref, testDir: test, threads: 0 })).rejects.toThrow(/threads must be ≥ 1/);
+  });
+});

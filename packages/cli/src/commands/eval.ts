@@ -1,4 +1,5 @@
 import { rename, rm, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { type EvalResult, evaluateFolders, formatMarkdown } from "@svdquant/metrics";
 import { type Command, InvalidArgumentError } from "commander";
 import type { CliIO } from "../io.js";
@@ -12,6 +13,7 @@ export interface EvalCliOptions {
   imagerewardModel?: string;
   prompts?: string;
   batch: number;
+  threads: number;
   json?: boolean;
   out?: string;
   progress: boolean;
@@ -70,6 +72,12 @@ export function registerEval(program: Command, io: CliIO): void {
       "safetensors of per-image prompt data for CLIP/ImageReward (see @svdquant/metrics docs)",
     )
     .option("--batch <n>", "images per step and per ONNX batch", positiveInt, 8)
+    .option(
+      "--threads <n>",
+      "worker threads decoding images and computing PSNR/SSIM (default: cores, at most 8)",
+      positiveInt,
+      Math.min(availableParallelism(), 8),
+    )
     .option("--json", "print the full result (with per-image values) as JSON instead of a Markdown table")
     .option("--out <file>", "also write the JSON result to this file")
     .option("--no-progress", "no progress bar on stderr")
@@ -83,6 +91,7 @@ export function registerEval(program: Command, io: CliIO): void {
         imageRewardModel: opts.imagerewardModel,
         prompts: opts.prompts,
         batchSize: opts.batch,
+        threads: opts.threads,
         onProgress: opts.progress ? progressBar(io) : undefined,
       });
       if (opts.out) await writeJsonAtomic(opts.out, r);
