@@ -169,11 +169,11 @@ console.log(
   }
 }
 
-// 3. The runner end to end (PNG decode + PSNR + SSIM), 4 pairs of 1024² PNGs.
+// 3. The runner end to end (PNG decode + PSNR + SSIM), 12 pairs of 1024² PNGs, 1 vs 2 threads.
 {
   const dir = mkdtempSync(join(tmpdir(), "svdq-bench-"));
   const r = rng(3);
-  const pairs = 4;
+  const pairs = Number(process.env.SVDQ_BENCH_PAIRS ?? 12); // enough to amortize the workers' start (tsx from sources)
   for (const side of ["ref", "test"]) {
     const { mkdirSync } = await import("node:fs");
     mkdirSync(join(dir, side));
