@@ -1,13 +1,15 @@
 import { Command, CommanderError } from "commander";
 import { registerExperiment } from "./commands/experiment.js";
+import { registerEval } from "./commands/eval.js";
 import { registerInspect } from "./commands/inspect.js";
 import { type CliIO, processIO } from "./io.js";
 
+export { type EvalCliOptions, progressBar } from "./commands/eval.js";
 export { formatInspect, type InspectReport, inspectCheckpoint } from "./commands/inspect.js";
 export type { CliIO } from "./io.js";
 
 /** Each command lives in commands/NAME.ts and registers itself here. */
-const COMMANDS: ((program: Command, io: CliIO) => void)[] = [registerInspect, registerExperiment];
+const COMMANDS: ((program: Command, io: CliIO) => void)[] = [registerInspect, registerExperiment, registerEval];
 
 /** Build the `svdquant` program writing to `io`. */
 export function buildProgram(io: CliIO): Command {

@@ -1,0 +1,205 @@
+// Throughput of PSNR/SSIM on 1024x1024 images and of the Fréchet distance at 2048-d, each against a peer in the
+// same process. Quick by default (a shared 2-core machine); SVDQ_HEAVY=1 runs the full sizes:
+//   quick: 4 images (time for 1,000 extrapolated), Fréchet 2048-d (ours) + 512-d (ours vs ml-matrix)
+//   heavy: 1,000 images, Fréchet 2048-d ours vs ml-matrix
+// Usage: pnpm --filter @svdquant/metrics bench   (or SVDQ_HEAVY=1 …; SVDQ_BENCH_IMAGES=N overrides the image count,
+// SVDQ_PEER_DIM=D the dimension at which the ml-matrix peer runs)
+import { mkdtempSync, rmSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { EigenvalueDecomposition, Matrix } from "ml-matrix";
+import {
+  evaluateFolders,
+  type FeatureStats,
+  frechetDistance,
+  psnr,
+  type RgbImage,
+  ssim,
+  writePng,
+} from "../src/index.js";
+
+const heavy = process.env.SVDQ_HEAVY === "1";
+const nImages = Number(process.env.SVDQ_BENCH_IMAGES ?? (heavy ? 1000 : 4));
+const SIDE = 1024;
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function image(r: () => number): RgbImage {
+  const data = new Float32Array(3 * SIDE * SIDE);
+  for (let i = 0; i < data.length; i++) data[i] = r();
+  return { width: SIDE, height: SIDE, data };
+}
+
+/** Peer: SSIM with the direct 11x11 (non-separable) window, same reflect convention. */
+function ssimDirect(a: RgbImage, b: RgbImage): number {
+  const g: number[] = [];
+  let s = 0;
+  for (let i = 0; i < 11; i++) {
+    g.push(Math.exp(-(((i - 5) / 1.5) ** 2) / 2));
+    s += g[i];
+  }
+  const w = new Float64Array(121);
+  for (let i = 0; i < 11; i++) for (let j = 0; j < 11; j++) w[i * 11 + j] = (g[i] / s) * (g[j] / s);
+  const refl = (i: number, n: number) => (i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i);
+  const { width: W, height: H } = a;
+  let tot = 0;
+  for (let c = 0; c < 3; c++)
+    for (let y = 0; y < H; y++)
+      for (let x = 0; x < W; x++) {
+        let mx = 0;
+        let my = 0;
+        let mxx = 0;
+        let myy = 0;
+        let mxy = 0;
+        for (let i = 0; i < 11; i++) {
+          const row = (c * H + refl(y + i - 5, H)) * W;
+          for (let j = 0; j < 11; j++) {
+            const q = row + refl(x + j - 5, W);
+            const k = w[i * 11 + j];
+            const u = a.data[q];
+            const v = b.data[q];
+            mx += k * u;
+            my += k * v;
+            mxx += k * u * u;
+            myy += k * v * v;
+            mxy += k * u * v;
+          }
+        }
+        const vx = Math.max(mxx - mx * mx, 0);
+        const vy = Math.max(myy - my * my, 0);
+        tot += ((2 * mx * my + 1e-4) * (2 * (mxy - mx * my) + 9e-4)) / ((mx * mx + my * my + 1e-4) * (vx + vy + 9e-4));
+      }
+  return tot / (3 * W * H);
+}
+
+/** Random SPD covariance-like matrix with a decaying spectrum, as stats. */
+function stats(r: () => number, d: number): FeatureStats {
+  const q = new Float64Array(d * d);
+  for (let i = 0; i < d; i++)
+    for (let j = 0; j <= i; j++) {
+      const v = (r() - 0.5) / Math.sqrt(d);
+      q[i * d + j] = v;
+      q[j * d + i] = v;
+    }
+  for (let i = 0; i < d; i++) q[i * d + i] += 1 + 1 / (i + 1);
+  return { n: 10 * d, dim: d, mean: Float64Array.from({ length: d }, () => r()), cov: q };
+}
+
+/** Peer: ml-matrix's generic path: √Σa by eigen-decomposition, then eigenvalues of √Σa·Σb·√Σa. */
+function frechetMlMatrix(a: FeatureStats, b: FeatureStats): number {
+  const d = a.dim;
+  const A = Matrix.from1DArray(d, d, Array.from(a.cov));
+  const B = Matrix.from1DArray(d, d, Array.from(b.cov));
+  const e = new EigenvalueDecomposition(A, { assumeSymmetric: true });
+  const root = e.eigenvectorMatrix
+    .mmul(Matrix.diag(e.realEigenvalues.map((l) => Math.sqrt(Math.max(l, 0)))))
+    .mmul(e.eigenvectorMatrix.transpose());
+  const s = root.mmul(B).mmul(root);
+  const ev = new EigenvalueDecomposition(s.add(s.transpose()).div(2), { assumeSymmetric: true }).realEigenvalues;
+  let m = 0;
+  for (let i = 0; i < d; i++) m += (a.mean[i] - b.mean[i]) ** 2;
+  return m + A.trace() + B.trace() - 2 * ev.reduce((t, l) => t + Math.sqrt(Math.max(l, 0)), 0);
+}
+
+function time<T>(f: () => T): [T, number] {
+  const t = performance.now();
+  const v = f();
+  return [v, performance.now() - t];
+}
+
+const rows: string[] = [];
+console.log(
+  `load average at start: ${loadavg()
+    .map((v) => v.toFixed(2))
+    .join(" ")}; mode ${heavy ? "heavy" : "quick"}`,
+);
+
+// 1. PSNR/SSIM
+{
+  const r = rng(1);
+  const a = image(r);
+  const b = image(r);
+  let tPsnr = 0;
+  let tSsim = 0;
+  for (let i = 0; i < nImages; i++) {
+    tPsnr += time(() => psnr(a, b))[1];
+    tSsim += time(() => ssim(a, b))[1];
+  }
+  const [vPeer, tPeer] = time(() => ssimDirect(a, b));
+  const [vOurs] = time(() => ssim(a, b));
+  if (Math.abs(vPeer - vOurs) > 1e-9) throw new Error(`SSIM peer disagrees: ${vPeer} vs ${vOurs}`);
+  const per = (tPsnr + tSsim) / nImages;
+  rows.push(`| PSNR, 1024², per image | ${(tPsnr / nImages).toFixed(1)} ms | — | — |`);
+  rows.push(
+    `| SSIM (separable), 1024², per image | ${(tSsim / nImages).toFixed(0)} ms | direct 11x11 window: ${tPeer.toFixed(0)} ms | ${(tPeer / (tSsim / nImages)).toFixed(1)}x |`,
+  );
+  rows.push(
+    `| PSNR+SSIM over 1,000 images 1024² | ${((per * 1000) / 1000).toFixed(0)} s ${nImages === 1000 ? "(measured)" : `(extrapolated from ${nImages})`} | — | — |`,
+  );
+}
+
+// 2. Fréchet distance
+{
+  const r = rng(2);
+  const peerDim = Number(process.env.SVDQ_PEER_DIM ?? (heavy ? 2048 : 512));
+  const a5 = stats(r, peerDim);
+  const b5 = stats(r, peerDim);
+  const [ours5, tOurs5] = time(() => frechetDistance(a5, b5));
+  const [peer5, tPeer5] = time(() => frechetMlMatrix(a5, b5));
+  const rel = Math.abs(ours5.value - peer5) / Math.abs(peer5);
+  rows.push(
+    `| Fréchet distance, ${peerDim}-d (${ours5.method}) | ${(tOurs5 / 1000).toFixed(2)} s | ml-matrix eigen path: ${(tPeer5 / 1000).toFixed(2)} s | ${(tPeer5 / tOurs5).toFixed(1)}x (rel. diff ${rel.toExponential(1)}) |`,
+  );
+  if (peerDim !== 2048) {
+    const a = stats(r, 2048);
+    const b = stats(r, 2048);
+    const [v, t] = time(() => frechetDistance(a, b));
+    rows.push(
+      `| Fréchet distance, 2048-d (${v.method}) | ${(t / 1000).toFixed(2)} s | (peer only with SVDQ_HEAVY=1) | — |`,
+    );
+  }
+}
+
+// 3. The runner end to end (PNG decode + PSNR + SSIM), 12 pairs of 1024² PNGs, 1 vs 2 threads.
+{
+  const dir = mkdtempSync(join(tmpdir(), "svdq-bench-"));
+  const r = rng(3);
+  const pairs = Number(process.env.SVDQ_BENCH_PAIRS ?? 12); // enough to amortize the workers' start (tsx from sources)
+  for (const side of ["ref", "test"]) {
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(join(dir, side));
+    for (let i = 0; i < pairs; i++) {
+      const data = new Uint8Array(SIDE * SIDE * 3);
+      for (let k = 0; k < data.length; k++) data[k] = Math.floor(256 * r());
+      await writePng(join(dir, side, `${i}.png`), { width: SIDE, height: SIDE, data });
+    }
+  }
+  const perPair = async (threads: number) => {
+    const t = performance.now();
+    await evaluateFolders({ refDir: join(dir, "ref"), testDir: join(dir, "test"), batchSize: 4, threads });
+    return (performance.now() - t) / pairs;
+  };
+  const one = await perPair(1);
+  const two = await perPair(2);
+  rows.push(
+    `| \`evaluateFolders\` PSNR+SSIM incl. PNG decode, per 1024² pair, 2 worker threads | ${two.toFixed(0)} ms | 1 thread: ${one.toFixed(0)} ms | ${(one / two).toFixed(2)}x |`,
+  );
+  rmSync(dir, { recursive: true, force: true });
+}
+
+console.log("\n| what | ours | peer | ratio |\n| --- | --- | --- | --- |");
+for (const r of rows) console.log(r);
+console.log(
+  `\nload average at end: ${loadavg()
+    .map((v) => v.toFixed(2))
+    .join(" ")}`,
+);

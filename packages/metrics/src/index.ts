@@ -1,0 +1,72 @@
+export { MetricsError, type MetricsErrorCode } from "./errors.js";
+export {
+  type EvalOptions,
+  type EvalResult,
+  evaluateFolders,
+  formatMarkdown,
+  listImages,
+  type PerImage,
+  pairImages,
+} from "./evaluate.js";
+export {
+  FeatureAccumulator,
+  type FeatureStats,
+  type FrechetResult,
+  featureStats,
+  frechetDistance,
+  type TraceSqrtMethod,
+  traceSqrtProduct,
+} from "./frechet.js";
+export { checkImage, checkSameSize, type Rgb8Image, type RgbImage, toPlanar } from "./image.js";
+export { decodeImage, IMAGE_EXTENSIONS, readImage, writePng } from "./image-io.js";
+export {
+  choleskyLower,
+  congruenceLower,
+  gramLower,
+  mulRowsT,
+  sandwichRows,
+  symmetricEigenvalues,
+  tridiagonalQL,
+} from "./linalg.js";
+export {
+  CLIP_IMAGE_SPEC,
+  CLIP_MEAN,
+  CLIP_SIZE,
+  CLIP_STD,
+  ClipImageEncoder,
+  clipInput,
+  clipScore,
+  FID_SIZE,
+  FID_SPEC,
+  FidFeatureExtractor,
+  fidInput,
+  IMAGE_REWARD_SPEC,
+  ImageReward,
+  LPIPS_SPEC,
+  Lpips,
+  lpipsInput,
+  type PromptTokens,
+} from "./neural.js";
+export {
+  encodeOnnxModel,
+  ONNX_FLOAT,
+  ONNX_INT64,
+  type OnnxAttribute,
+  type OnnxDim,
+  type OnnxGraph,
+  type OnnxInitializer,
+  type OnnxNode,
+  type OnnxValueInfo,
+} from "./onnx-builder.js";
+export { type IoSpec, type ModelSpec, OnnxModel } from "./onnx-model.js";
+export { psnr } from "./psnr.js";
+export { resizePlaneF, resizeRgb8, resizeShortSideCenterCrop } from "./resize.js";
+export { gaussianWindow, type SsimOptions, ssim } from "./ssim.js";
+export {
+  type ToyWeights,
+  toyClipModel,
+  toyFidModel,
+  toyImageRewardModel,
+  toyLpipsModel,
+  toyWeights,
+} from "./toy-models.js";
