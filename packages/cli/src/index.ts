@@ -1,6 +1,6 @@
 import { Command, CommanderError } from "commander";
-import { registerExperiment } from "./commands/experiment.js";
 import { registerEval } from "./commands/eval.js";
+import { registerExperiment } from "./commands/experiment.js";
 import { registerInspect } from "./commands/inspect.js";
 import { type CliIO, processIO } from "./io.js";
 
