@@ -1,4 +1,5 @@
 export { KernelsError, type KernelsErrorCode } from "./errors.js";
+export { type F32GemmBackend, f32GemmBackend } from "./gemm-backend.js";
 export {
   NF4_TABLE,
   type PackedF32,

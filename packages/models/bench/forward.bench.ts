@@ -2,6 +2,7 @@
 // dim 768, 1024 image + 256 text tokens), each against a peer in the same process:
 //   GEMM:      blocked TS GEMM (default) vs the naive triple loop (gemmNaive)
 //   attention: queries in blocks of 128 (default) vs one block of all queries (unblocked)
+//   native:    @svdquant/kernels' f32 GEMM (useKernelsGemm) vs the TS GEMM, alone and in the flux-small forward
 // Run: pnpm --filter @svdquant/models bench            (SVDQ_BENCH_QUICK=1: flux-tiny and GEMM only)
 import { join } from "node:path";
 import { Tensor, type TensorSource } from "@svdquant/tensor";
@@ -16,6 +17,7 @@ import {
   parseFluxConfig,
   setGemmBackend,
   TS_GEMM,
+  useKernelsGemm,
 } from "../src/index.js";
 
 const MB = 1 << 20;
@@ -68,6 +70,12 @@ function table(rows: [string, string, string][]): void {
 
 const out: [string, string, string][] = [];
 
+// The native GEMM, when @svdquant/kernels' addon loads; the TS GEMM stays the process default between tasks.
+const nativeChoice = await useKernelsGemm();
+const NATIVE = nativeChoice.reason === "" ? nativeChoice.backend : undefined;
+setGemmBackend(TS_GEMM);
+if (!NATIVE) console.log(`native GEMM rows skipped: ${nativeChoice.reason}`);
+
 // ---- GEMM alone: one FLUX-small MLP-in projection, M=1280 tokens, K=768, N=3072
 {
   const m = quick ? 256 : 1280;
@@ -79,6 +87,7 @@ const out: [string, string, string][] = [];
   const b = new Bench({ iterations: 2, warmupIterations: 1, time: 0 });
   b.add("gemm ts-blocked", () => gemmTs(x, w, undefined, y, m, k, n));
   b.add("gemm naive", () => gemmNaive(x, w, undefined, y, m, k, n));
+  if (NATIVE) b.add("gemm native", () => NATIVE.gemm(x, w, undefined, y, m, k, n));
   await b.run();
   const ours = meanMs(b, "gemm ts-blocked");
   const peer = meanMs(b, "gemm naive");
@@ -88,6 +97,14 @@ const out: [string, string, string][] = [];
     `naive ${peer.toFixed(0)} ms (${gf(peer)} GFLOP/s)`,
     (peer / ours).toFixed(2),
   ]);
+  if (NATIVE) {
+    const nat = meanMs(b, "gemm native");
+    out.push([
+      `GEMM ${m}x${k}x${n}: ${NATIVE.name} ${nat.toFixed(0)} ms (${gf(nat)} GFLOP/s), W packed on every call`,
+      `ts-blocked ${ours.toFixed(0)} ms`,
+      (ours / nat).toFixed(2),
+    ]);
+  }
 }
 
 // ---- flux-tiny fixture forward, ts-blocked vs naive GEMM backend
@@ -189,13 +206,22 @@ if (!quick) {
     txtIds: new Float32Array(st * 3),
   };
   const s = si + st;
-  const run = async (queryBlock: number) => {
-    await model.forward(inp, { attention: { queryBlock } });
+  const run = async (queryBlock: number, gemm = TS_GEMM) => {
+    setGemmBackend(gemm);
+    try {
+      await model.forward(inp, { attention: { queryBlock } });
+    } finally {
+      setGemmBackend(TS_GEMM);
+    }
   };
-  // ABBA order (each task one forward) so drift in the shared machine's load hits both variants alike.
+  // ABBA order (each task one forward) so drift in the shared machine's load hits the variants alike.
   const b = new Bench({ iterations: 1, warmupIterations: 0, warmup: false, time: 0 });
   b.add("blocked #1", () => run(128));
   b.add("unblocked #1", () => run(Number.POSITIVE_INFINITY));
+  if (NATIVE) {
+    b.add("native #1", () => run(128, NATIVE));
+    b.add("native #2", () => run(128, NATIVE));
+  }
   b.add("unblocked #2", () => run(Number.POSITIVE_INFINITY));
   b.add("blocked #2", () => run(128));
   await b.run();
@@ -208,6 +234,14 @@ if (!quick) {
     `unblocked attention ${(peer / 1000).toFixed(1)} s, score buffer ${score(s)} MB`,
     (peer / ours).toFixed(2),
   ]);
+  if (NATIVE) {
+    const nat = (meanMs(b, "native #1") + meanMs(b, "native #2")) / 2;
+    out.push([
+      `flux-small forward with ${NATIVE.name} (blocked attention): ${(nat / 1000).toFixed(1)} s`,
+      `TS GEMM ${(ours / 1000).toFixed(1)} s`,
+      (ours / nat).toFixed(2),
+    ]);
+  }
   console.log(
     `flux-small: RSS after building the model ${((rssBuilt - rss0) / MB).toFixed(0)} MB above the section start; ` +
       `process peak RSS after both forwards ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`,

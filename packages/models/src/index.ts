@@ -17,6 +17,7 @@ export { type FakeQuantizeFn, FakeQuantLinear, type QuantSpec } from "./fakequan
 export { type FluxInputs, FluxTransformer, linearNamesOf, type ModelLoadOptions } from "./flux.js";
 export { type GemmBackend, gemmNaive, gemmTs, getGemmBackend, setGemmBackend, TS_GEMM } from "./gemm.js";
 export { checkInput, DenseLinear, type DenseWeight, forwardShared, type LinearLayer } from "./linear.js";
+export { type GemmChoice, useKernelsGemm } from "./native-gemm.js";
 export {
   type AttentionOptions,
   attention,

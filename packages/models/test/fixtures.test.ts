@@ -1,9 +1,33 @@
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
-import { FluxTransformer, PixArtTransformer } from "../src/index.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  FluxTransformer,
+  type GemmBackend,
+  getGemmBackend,
+  PixArtTransformer,
+  setGemmBackend,
+  useKernelsGemm,
+} from "../src/index.js";
 import { FIXTURES, readIo, relErr } from "./helpers.js";
 
-describe("forward matches the reference fixtures", () => {
+describe.each([
+  ["the TypeScript GEMM", false],
+  ["@svdquant/kernels' native f32 GEMM", true],
+])("forward matches the reference fixtures with %s", (_label, native) => {
+  let previous: GemmBackend | undefined;
+  beforeAll(async () => {
+    if (!native) return;
+    const before = getGemmBackend();
+    const choice = await useKernelsGemm();
+    // pnpm build compiles the addon; a missing native GEMM here is a build failure, not a reason to skip.
+    expect(choice.reason).toBe("");
+    expect(choice.backend.name).toMatch(/^kernels-f32-/);
+    previous = before;
+  });
+  afterAll(() => {
+    if (previous) setGemmBackend(previous);
+  });
+
   it("flux-tiny-a: float32 compute within 1e-5 relative of expected_float64", async () => {
     const io = await readIo("flux-tiny-a");
     const model = await FluxTransformer.fromFolder(join(FIXTURES, "models/flux-tiny-a"));

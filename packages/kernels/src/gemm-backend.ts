@@ -1,0 +1,77 @@
+/**
+ * The native f32 GEMM behind the plain nn.Linear contract that @svdquant/models' `GemmBackend` uses
+ * (structurally: this package does not depend on the models).
+ *
+ * | tensor | shape  | dtype | layout                                   |
+ * | ------ | ------ | ----- | ---------------------------------------- |
+ * | X      | [M, K] | f32   | row-major, M tokens                      |
+ * | W      | [N, K] | f32   | row-major (nn.Linear weight), unpacked   |
+ * | b      | [N]    | f32   | optional                                 |
+ * | Y      | [M, N] | f32   | row-major, overwritten                   |
+ *
+ * W is packed into the kernel's 16-column panels (see `packF32`) on every call, into a scratch buffer the
+ * backend keeps: callers pass scratch arrays whose contents change between calls (attention's K panels, bf16
+ * weights decoded in chunks), so caching by array identity would be wrong. Packing is one pass over W,
+ * against M passes for the product.
+ */
+import { KernelsError } from "./errors.js";
+import { native } from "./native.js";
+import { dim, tensor } from "./validate.js";
+
+export interface F32GemmBackend {
+  readonly name: string;
+  gemm(
+    x: Float32Array,
+    w: Float32Array,
+    bias: Float32Array | undefined,
+    out: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+  ): void;
+}
+
+// Panel width of the native f32 GEMM (kernels/cpu/gemm_f32.cc, the layout table of packF32).
+const PANEL = 16;
+
+/**
+ * A GEMM backend on the native f32 kernel. Throws (naming the reason) when the native addon is not loaded:
+ * the float64 reference fallback of this package is far too slow to serve as a model's GEMM, so a caller
+ * should keep its own TypeScript GEMM instead.
+ */
+export function f32GemmBackend(): F32GemmBackend {
+  const nb = native();
+  if (!nb)
+    throw new KernelsError(
+      "E_NATIVE",
+      "the native kernels are not loaded, so there is no native f32 GEMM (see nativeUnavailableReason())",
+    );
+  let panel = new Float32Array(0);
+  return {
+    name: `kernels-f32-${nb.getIsa()}`,
+    gemm(x, w, bias, out, m, k, n) {
+      dim("M", m, true);
+      dim("K", k);
+      dim("N", n);
+      tensor("x", x, Float32Array, [m, k]);
+      tensor("weight", w, Float32Array, [n, k]);
+      if (bias !== undefined) tensor("bias", bias, Float32Array, [n]);
+      tensor("out", out, Float32Array, [m, n]);
+      if (m === 0) return;
+      const np = Math.ceil(n / PANEL) * PANEL;
+      if (panel.length < np * k) panel = new Float32Array(np * k);
+      const wpanel = panel.length === np * k ? panel : panel.subarray(0, np * k);
+      // Rows n..np-1 of the last panel stay whatever they were: their columns of Y are never stored.
+      for (let j = 0; j < n; j++) {
+        const base = (j >> 4) * k * PANEL + (j & 15);
+        const row = j * k;
+        for (let p = 0; p < k; p++) wpanel[base + p * PANEL] = w[row + p]!;
+      }
+      try {
+        nb.gemmF32({ x, M: m, K: k, N: n, wpanel, bias, gelu: false, y: out });
+      } catch (e) {
+        throw new KernelsError("E_NATIVE", `gemmF32: ${(e as Error).message}`, { cause: e });
+      }
+    },
+  };
+}

@@ -1,0 +1,60 @@
+// f32GemmBackend: the native f32 GEMM behind the unpacked nn.Linear contract of @svdquant/models.
+import { describe, expect, it } from "vitest";
+import { f32GemmBackend, KernelsError, reference } from "../src/index.ts";
+import { rng, worst } from "./helpers.ts";
+
+describe("f32GemmBackend", () => {
+  it("matches the float64 reference over random ragged shapes, reusing its scratch across shapes", () => {
+    const r = rng(0x5eed_f32b);
+    const be = f32GemmBackend();
+    expect(be.name).toMatch(/^kernels-f32-/);
+    for (let t = 0; t < 24; t++) {
+      const m = r.int(1, 70);
+      const k = r.int(1, 300);
+      const n = r.int(1, 90);
+      const x = r.f32(m * k);
+      const w = r.f32(n * k, 0.1);
+      const bias = t % 2 ? r.f32(n) : undefined;
+      const out = new Float32Array(m * n).fill(Number.NaN); // poisoned: every element must be written
+      be.gemm(x, w, bias, out, m, k, n);
+      const ref = reference.refGemmF32(x, m, k, w, n, bias);
+      expect(worst(out, ref, 1e-5, 1e-5), `M=${m} K=${k} N=${n}`).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it("never serves a stale packing when the caller rewrites the same weight array", () => {
+    const r = rng(7);
+    const be = f32GemmBackend();
+    const [m, k, n] = [5, 40, 19];
+    const x = r.f32(m * k);
+    const w = r.f32(n * k);
+    const out = new Float32Array(m * n);
+    be.gemm(x, w, undefined, out, m, k, n);
+    w.set(r.f32(n * k)); // same array object, new contents (attention's K panels do this)
+    be.gemm(x, w, undefined, out, m, k, n);
+    expect(worst(out, reference.refGemmF32(x, m, k, w, n), 1e-5, 1e-5)).toBeLessThanOrEqual(1);
+  });
+
+  it("writes into views (bf16 layers pass subarrays of their scratch) and accepts M = 0", () => {
+    const r = rng(11);
+    const be = f32GemmBackend();
+    const [m, k, n] = [3, 64, 20];
+    const big = new Float32Array(m * n + 8).fill(-1);
+    const out = big.subarray(4, 4 + m * n);
+    const x = r.f32(m * k);
+    const w = r.f32(n * k);
+    be.gemm(x, w, undefined, out, m, k, n);
+    expect(worst(out, reference.refGemmF32(x, m, k, w, n), 1e-5, 1e-5)).toBeLessThanOrEqual(1);
+    expect([big[3], big[4 + m * n]]).toEqual([-1, -1]);
+    be.gemm(new Float32Array(0), w, undefined, new Float32Array(0), 0, k, n);
+  });
+
+  it("rejects wrong shapes before the native call, naming the tensor", () => {
+    const be = f32GemmBackend();
+    const x = new Float32Array(6);
+    const w = new Float32Array(12);
+    expect(() => be.gemm(x, w, undefined, new Float32Array(5), 2, 3, 4)).toThrow(/out.*needs 8 elements, got 5/);
+    expect(() => be.gemm(x, w, new Float32Array(3), new Float32Array(8), 2, 3, 4)).toThrow(KernelsError);
+    expect(() => be.gemm(x, new Float32Array(11), undefined, new Float32Array(8), 2, 3, 4)).toThrow(/weight/);
+  });
+});
