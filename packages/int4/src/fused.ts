@@ -1,4 +1,6 @@
-// biome-ignore-all lint/complexity/useMathMinMax: ternary max/min compile to branch-free selects in the hot loops; Math.min/max measured slower here
+// biome-ignore-all lint/complexity/useMathMinMax: the ternary clamps left in the int4 loops are rarely taken (well predicted); Math.min/max measured slower here
+// Group maxima use the branch-free maxInt / max15x2 instead: V8 (Node 20) compiles a ternary max to a branch,
+// which mispredicts on random data (measured: the nvfp4 max pass took 2/3 of the time with ternaries).
 // Fused quantize + pack of a whole weight straight into the nunchaku W4A4 layout: one pass over the input,
 // no code or scale buffers in between, no per-element allocation. Equal, byte for byte, to
 // quantize → packW4A4Weight / packW4A4Scales / packW4A4MicroScales (tested).
@@ -330,12 +332,18 @@ function nvfp4F32Group(
   amaxE4: Uint8Array,
   thr: Int32Array,
 ): number {
-  let m0 = 0;
-  let m1 = 0;
-  for (let j = i; j < i + 16; j += 2) {
+  let m0 = x32[i]! & 0x7fffffff;
+  let m1 = x32[i + 1]! & 0x7fffffff;
+  let m2 = x32[i + 2]! & 0x7fffffff;
+  let m3 = x32[i + 3]! & 0x7fffffff;
+  for (let j = i + 4; j < i + 16; j += 4) {
     m0 = maxInt(m0, x32[j]! & 0x7fffffff);
     m1 = maxInt(m1, x32[j + 1]! & 0x7fffffff);
+    m2 = maxInt(m2, x32[j + 2]! & 0x7fffffff);
+    m3 = maxInt(m3, x32[j + 3]! & 0x7fffffff);
   }
+  m0 = maxInt(m0, m2);
+  m1 = maxInt(m1, m3);
   const mb = maxInt(m0, m1);
   if (mb >= 0x7f800000) return -1;
   let e = amaxE4[mb >>> 16]!; // the code of the bf16 truncation of amax: never above the code of amax
@@ -348,13 +356,24 @@ function nvfp4F32Group(
 
 /** Eight E2M1 codes (nibble j for x32[i + j]) from nvfp4F32Table at offset b. */
 function f32Codes8(x32: Int32Array, i: number, tab: Uint8Array, b: number): number {
-  let word = 0;
-  for (let j = 0; j < 8; j++) {
-    const v = x32[i + j]!;
-    // (v >>> 15) = 2·(top 16 bits) + bit 15; OR-ing (low 15 bits ≠ 0) makes bit 0 "any of the low 16 bits set"
-    word |= tab[b + ((v >>> 15) | (((v & 0x7fff) + 0x7fff) >>> 15))]! << (4 * j);
-  }
-  return word;
+  return (
+    tab[b + f32Key(x32[i]!)]! |
+    (tab[b + f32Key(x32[i + 1]!)]! << 4) |
+    (tab[b + f32Key(x32[i + 2]!)]! << 8) |
+    (tab[b + f32Key(x32[i + 3]!)]! << 12) |
+    (tab[b + f32Key(x32[i + 4]!)]! << 16) |
+    (tab[b + f32Key(x32[i + 5]!)]! << 20) |
+    (tab[b + f32Key(x32[i + 6]!)]! << 24) |
+    (tab[b + f32Key(x32[i + 7]!)]! << 28)
+  );
+}
+
+/**
+ * Index of float32 bits v in nvfp4F32Table (before the scale offset): (v >>> 15) = 2·(top 16 bits) + bit 15;
+ * OR-ing (low 15 bits ≠ 0) makes bit 0 "any of the low 16 bits set".
+ */
+function f32Key(v: number): number {
+  return (v >>> 15) | (((v & 0x7fff) + 0x7fff) >>> 15);
 }
 
 /**
@@ -455,16 +474,14 @@ function int4Code(x: number, s: number): number {
 }
 
 /** max over len float32 bit patterns of (bits & 0x7fffffff): the bits of the largest |x| (NaN sorts above Inf). */
-function maxAbsBits(xb: Uint32Array, o: number, len: number): number {
+function maxAbsBits(xb: Uint32Array | Int32Array, o: number, len: number): number {
   let m0 = 0;
   let m1 = 0;
   for (let i = o, e = o + len; i < e; i += 2) {
-    const a = xb[i]! & 0x7fffffff;
-    const b = xb[i + 1]! & 0x7fffffff;
-    m0 = a > m0 ? a : m0;
-    m1 = b > m1 ? b : m1;
+    m0 = maxInt(m0, xb[i]! & 0x7fffffff);
+    m1 = maxInt(m1, xb[i + 1]! & 0x7fffffff);
   }
-  return m0 > m1 ? m0 : m1;
+  return maxInt(m0, m1);
 }
 
 /**
@@ -486,18 +503,15 @@ function geBits(t: number): number {
 }
 
 /** max of (bits & 0x7fff) over the 2·len bf16 values in len 32-bit words from o. */
-function maxAbsBits16(w32: Uint32Array, o: number, len: number): number {
-  let lo = 0;
-  let hi = 0;
-  for (let i = o, e = o + len; i < e; i++) {
-    const v = w32[i]!;
-    const a = v & 0x7fff;
-    const b = v & 0x7fff0000; // compare the high half in place (stays below 2^31)
-    lo = a > lo ? a : lo;
-    hi = b > hi ? b : hi;
+function maxAbsBits16(w32: Uint32Array | Int32Array, o: number, len: number): number {
+  let p = 0;
+  let q = 0;
+  for (let i = o, e = o + len; i < e; i += 2) {
+    p = max15x2(p, w32[i]! & 0x7fff7fff);
+    q = max15x2(q, w32[i + 1]! & 0x7fff7fff);
   }
-  hi >>>= 16;
-  return lo > hi ? lo : hi;
+  p = max15x2(p, q);
+  return maxInt(p & 0xffff, p >>> 16);
 }
 
 /** The bf16 data as signed 32-bit words (pairs of values, little-endian), copying if not 4-byte aligned. */
