@@ -1,10 +1,12 @@
-// biome-ignore-all lint/complexity/useMathMinMax: ternary max/min compile to branch-free selects in the hot loops; Math.min/max measured slower here
+// biome-ignore-all lint/complexity/useMathMinMax: the ternary clamps left in the int4 loops are rarely taken (well predicted); Math.min/max measured slower here
+// Group maxima use the branch-free maxInt / max15x2 instead: V8 (Node 20) compiles a ternary max to a branch,
+// which mispredicts on random data (measured: the nvfp4 max pass took 2/3 of the time with ternaries).
 // Fused quantize + pack of a whole weight straight into the nunchaku W4A4 layout: one pass over the input,
 // no code or scale buffers in between, no per-element allocation. Equal, byte for byte, to
 // quantize → packW4A4Weight / packW4A4Scales / packW4A4MicroScales (tested).
 import { e4m3BitsToF32, f32ToF16Bits } from "@svdquant/tensor";
 import { QuantError } from "./errors.js";
-import { E4M3_EXP, int4Bf16Lut, nvfp4AmaxToE4m3, nvfp4Bf16Lut } from "./lut.js";
+import { int4Bf16Lut, nvfp4AmaxF32Thresholds, nvfp4AmaxToE4m3, nvfp4Bf16Table, nvfp4F32Table } from "./lut.js";
 import { W4A4_PAD_K, W4A4_WARP_N, w4a4MicroScaleIndex, w4a4ScaleIndex } from "./nunchaku-w4a4.js";
 import { e4m3BitsOfValue, roundE4m3 } from "./scales.js";
 
@@ -57,8 +59,9 @@ export function quantizePackW4A4(
     return { format, N, K, qweight, wscales };
   }
   const wscales = new Uint8Array((N * K) / 16);
-  if (w instanceof Uint16Array && gs === undefined) nvfp4Bf16(w, ctx, wscales);
-  else nvfp4Thresholds(w, ctx, wscales, gs === undefined ? 1 : Math.fround(gs));
+  if (gs !== undefined) nvfp4Thresholds(w, ctx, wscales, Math.fround(gs));
+  else if (w instanceof Uint16Array) nvfp4Bf16(w, ctx, wscales);
+  else nvfp4F32(w, ctx, wscales);
   return { format, N, K, qweight, wscales };
 }
 
@@ -203,90 +206,189 @@ function int4Bf16(w: Uint16Array, c: Ctx, wscales: Uint16Array): void {
   }
 }
 
-/** NVFP4 from bf16 bits without a global scale: codes from nvfp4Bf16Lut. */
+/**
+ * NVFP4 from bf16 bits without a global scale. Per 16-value group (eight 32-bit words, kept in locals): the amax
+ * bits by a branch-free packed max, its E4M3 code from nvfp4AmaxToE4m3, then each code is one lookup
+ * tab[base[e] + bits] (nvfp4Bf16Table: no clamping, no division), eight codes per 32-bit word of qweight. The
+ * four micro-scales of a 64-wide tile are adjacent in packW4A4MicroScales order: one 32-bit store.
+ */
 function nvfp4Bf16(w: Uint16Array, c: Ctx, wscales: Uint8Array): void {
   const { N, K, KT, words } = c;
-  const lut = nvfp4Bf16Lut();
+  const { tab, base } = nvfp4Bf16Table();
   const amaxE4 = nvfp4AmaxToE4m3();
-  const w32 = u32View(w);
-  const m4 = new Int32Array(4);
+  const w32 = i32View(w);
+  const s32 = new Int32Array(wscales.buffer, wscales.byteOffset, wscales.length >>> 2);
+  const G = K / 16;
+  for (let n = 0; n < N; n++) {
+    const o = (n * K) >>> 1; // two bf16 values per 32-bit word
+    const wn = wordBase(n, 0, KT); // + kt·1024
+    const sn = w4a4MicroScaleIndex(n, 0, G) >>> 2; // + kt·128
+    for (let kt = 0; kt < KT; kt++) {
+      // group g = 2·ks + h covers k = kt·64 + 16g + [0, 16); its words are wb + (2h + kk)·4 + ks, kk = 0, 1
+      const t = o + kt * 32;
+      const wb = wn + kt * 1024;
+      const e0 = nvfp4Bf16Group(w32, t, words, wb, tab, base, amaxE4);
+      const e1 = nvfp4Bf16Group(w32, t + 8, words, wb + 8, tab, base, amaxE4);
+      const e2 = nvfp4Bf16Group(w32, t + 16, words, wb + 1, tab, base, amaxE4);
+      const e3 = nvfp4Bf16Group(w32, t + 24, words, wb + 9, tab, base, amaxE4);
+      if ((e0 | e1 | e2 | e3) < 0) nonFiniteBf16(w, n * K + kt * 64, n, c);
+      s32[sn + kt * 128] = e0 | (e1 << 8) | (e2 << 16) | (e3 << 24); // little-endian: group g at byte g
+    }
+  }
+}
+
+/**
+ * One NVFP4 group of 16 bf16 values (the pairs w32[i .. i + 7], low half = even k): writes its codes to
+ * words[wo] (k 0..7) and words[wo + 4] (k 8..15) and returns its E4M3 scale code, or −1 on Inf/NaN.
+ */
+function nvfp4Bf16Group(
+  w32: Int32Array,
+  i: number,
+  words: Int32Array,
+  wo: number,
+  tab: Uint8Array,
+  base: Int32Array,
+  amaxE4: Uint8Array,
+): number {
+  const v0 = w32[i]!;
+  const v1 = w32[i + 1]!;
+  const v2 = w32[i + 2]!;
+  const v3 = w32[i + 3]!;
+  const v4 = w32[i + 4]!;
+  const v5 = w32[i + 5]!;
+  const v6 = w32[i + 6]!;
+  const v7 = w32[i + 7]!;
+  const p = max15x2(
+    max15x2(max15x2(v0 & 0x7fff7fff, v1 & 0x7fff7fff), max15x2(v2 & 0x7fff7fff, v3 & 0x7fff7fff)),
+    max15x2(max15x2(v4 & 0x7fff7fff, v5 & 0x7fff7fff), max15x2(v6 & 0x7fff7fff, v7 & 0x7fff7fff)),
+  );
+  const mb = maxInt(p & 0xffff, p >>> 16); // bits of the largest |x|; ≥ 0x7f80: Inf or NaN
+  if (mb >= 0x7f80) return -1;
+  const e = amaxE4[mb]!; // = E4M3(fround(amax / 6)), saturating
+  const b = base[e]!;
+  words[wo] =
+    tab[b + (v0 & 0xffff)]! |
+    (tab[b + (v0 >>> 16)]! << 4) |
+    (tab[b + (v1 & 0xffff)]! << 8) |
+    (tab[b + (v1 >>> 16)]! << 12) |
+    (tab[b + (v2 & 0xffff)]! << 16) |
+    (tab[b + (v2 >>> 16)]! << 20) |
+    (tab[b + (v3 & 0xffff)]! << 24) |
+    (tab[b + (v3 >>> 16)]! << 28);
+  words[wo + 4] =
+    tab[b + (v4 & 0xffff)]! |
+    (tab[b + (v4 >>> 16)]! << 4) |
+    (tab[b + (v5 & 0xffff)]! << 8) |
+    (tab[b + (v5 >>> 16)]! << 12) |
+    (tab[b + (v6 & 0xffff)]! << 16) |
+    (tab[b + (v6 >>> 16)]! << 20) |
+    (tab[b + (v7 & 0xffff)]! << 24) |
+    (tab[b + (v7 >>> 16)]! << 28);
+  return e;
+}
+
+/**
+ * NVFP4 from float32 without a global scale: as nvfp4Bf16, with codes from nvfp4F32Table (the top 16 bits of x
+ * and whether any lower bit is set decide its code exactly) and the scale code of the float32 amax stepped up
+ * from that of its bf16 truncation (nvfp4AmaxF32Thresholds).
+ */
+function nvfp4F32(w: Float32Array, c: Ctx, wscales: Uint8Array): void {
+  const { N, K, KT, words } = c;
+  const { base } = nvfp4Bf16Table();
+  const tab = nvfp4F32Table();
+  const amaxE4 = nvfp4AmaxToE4m3();
+  const thr = nvfp4AmaxF32Thresholds();
+  const x32 = new Int32Array(w.buffer, w.byteOffset, w.length);
+  const s32 = new Int32Array(wscales.buffer, wscales.byteOffset, wscales.length >>> 2);
   const G = K / 16;
   for (let n = 0; n < N; n++) {
     const o = n * K;
-    const sn = w4a4MicroScaleIndex(n, 0, G); // + kt·512 + group-in-tile (micro-scale order, see there)
-    const wn = wordBase(n, 0, KT); // + kt·1024
+    const wn = wordBase(n, 0, KT);
+    const sn = w4a4MicroScaleIndex(n, 0, G) >>> 2;
     for (let kt = 0; kt < KT; kt++) {
+      const t = o + kt * 64;
       const wb = wn + kt * 1024;
-      // maxima of the four 16-value groups of this 64-wide tile in one interleaved loop
-      const t32 = (o + kt * 64) >>> 1;
-      let l0 = 0;
-      let l1 = 0;
-      let l2 = 0;
-      let l3 = 0;
-      let h0 = 0;
-      let h1 = 0;
-      let h2 = 0;
-      let h3 = 0;
-      for (let i = t32; i < t32 + 8; i++) {
-        const v0 = w32[i]!;
-        const v1 = w32[i + 8]!;
-        const v2 = w32[i + 16]!;
-        const v3 = w32[i + 24]!;
-        const a0 = v0 & 0x7fff;
-        const a1 = v1 & 0x7fff;
-        const a2 = v2 & 0x7fff;
-        const a3 = v3 & 0x7fff;
-        const b0 = v0 & 0x7fff0000;
-        const b1 = v1 & 0x7fff0000;
-        const b2 = v2 & 0x7fff0000;
-        const b3 = v3 & 0x7fff0000;
-        l0 = a0 > l0 ? a0 : l0;
-        l1 = a1 > l1 ? a1 : l1;
-        l2 = a2 > l2 ? a2 : l2;
-        l3 = a3 > l3 ? a3 : l3;
-        h0 = b0 > h0 ? b0 : h0;
-        h1 = b1 > h1 ? b1 : h1;
-        h2 = b2 > h2 ? b2 : h2;
-        h3 = b3 > h3 ? b3 : h3;
+      const e0 = nvfp4F32Group(x32, t, words, wb, tab, base, amaxE4, thr);
+      const e1 = nvfp4F32Group(x32, t + 16, words, wb + 8, tab, base, amaxE4, thr);
+      const e2 = nvfp4F32Group(x32, t + 32, words, wb + 1, tab, base, amaxE4, thr);
+      const e3 = nvfp4F32Group(x32, t + 48, words, wb + 9, tab, base, amaxE4, thr);
+      if ((e0 | e1 | e2 | e3) < 0) {
+        const i = firstNonFinite(w, t);
+        nonFinite(w[t + i]!, n, kt * 64 + i, c);
       }
-      h0 >>>= 16;
-      h1 >>>= 16;
-      h2 >>>= 16;
-      h3 >>>= 16;
-      m4[0] = l0 > h0 ? l0 : h0;
-      m4[1] = l1 > h1 ? l1 : h1;
-      m4[2] = l2 > h2 ? l2 : h2;
-      m4[3] = l3 > h3 ? l3 : h3;
-      for (let ks = 0; ks < 2; ks++)
-        for (let h = 0; h < 2; h++) {
-          // one 16-element scale group = k in [kt·64 + ks·32 + h·16, +16): words kl = 2h, 2h+1
-          const kg = kt * 64 + ks * 32 + h * 16;
-          const base = o + kg;
-          const mb = m4[ks * 2 + h]!;
-          if (mb >= 0x7f80) nonFiniteBf16(w, base, n, c);
-          const e4 = amaxE4[mb]!; // = E4M3(fround(amax / 6)), saturating
-          wscales[sn + kt * 512 + ks * 2 + h] = e4;
-          const tb = e4 * 2 * 8 * 128;
-          const off = (E4M3_EXP[e4]! + 127 - 3) << 7; // key = row·128 + mx, row = ex − 127 − es + 3
-          for (let kk = 0; kk < 2; kk++) {
-            const k0 = (base >>> 1) + kk * 4;
-            let word = 0;
-            if (e4 !== 0)
-              for (let j = 0; j < 4; j++) {
-                const v = w32[k0 + j]!;
-                let a = (v & 0x7fff) - off;
-                a &= ~(a >> 31);
-                a = a > 1023 ? 1023 : a;
-                let b = ((v >>> 16) & 0x7fff) - off;
-                b &= ~(b >> 31);
-                b = b > 1023 ? 1023 : b;
-                word |= (lut[tb + ((v >>> 5) & 1024) + a]! | (lut[tb + ((v >>> 21) & 1024) + b]! << 4)) << (8 * j);
-              }
-            words[wb + (2 * h + kk) * 4 + ks] = word;
-          }
-        }
+      s32[sn + kt * 128] = e0 | (e1 << 8) | (e2 << 16) | (e3 << 24);
     }
   }
+}
+
+/** One NVFP4 group of 16 float32 values (bits x32[i .. i + 15]); as nvfp4Bf16Group. */
+function nvfp4F32Group(
+  x32: Int32Array,
+  i: number,
+  words: Int32Array,
+  wo: number,
+  tab: Uint8Array,
+  base: Int32Array,
+  amaxE4: Uint8Array,
+  thr: Int32Array,
+): number {
+  let m0 = x32[i]! & 0x7fffffff;
+  let m1 = x32[i + 1]! & 0x7fffffff;
+  let m2 = x32[i + 2]! & 0x7fffffff;
+  let m3 = x32[i + 3]! & 0x7fffffff;
+  for (let j = i + 4; j < i + 16; j += 4) {
+    m0 = maxInt(m0, x32[j]! & 0x7fffffff);
+    m1 = maxInt(m1, x32[j + 1]! & 0x7fffffff);
+    m2 = maxInt(m2, x32[j + 2]! & 0x7fffffff);
+    m3 = maxInt(m3, x32[j + 3]! & 0x7fffffff);
+  }
+  m0 = maxInt(m0, m2);
+  m1 = maxInt(m1, m3);
+  const mb = maxInt(m0, m1);
+  if (mb >= 0x7f800000) return -1;
+  let e = amaxE4[mb >>> 16]!; // the code of the bf16 truncation of amax: never above the code of amax
+  while (mb >= thr[e + 1]!) e++; // (at most one step: a bf16 ulp is far below an E4M3 step)
+  const b = 2 * base[e]!;
+  words[wo] = f32Codes8(x32, i, tab, b);
+  words[wo + 4] = f32Codes8(x32, i + 8, tab, b);
+  return e;
+}
+
+/** Eight E2M1 codes (nibble j for x32[i + j]) from nvfp4F32Table at offset b. */
+function f32Codes8(x32: Int32Array, i: number, tab: Uint8Array, b: number): number {
+  return (
+    tab[b + f32Key(x32[i]!)]! |
+    (tab[b + f32Key(x32[i + 1]!)]! << 4) |
+    (tab[b + f32Key(x32[i + 2]!)]! << 8) |
+    (tab[b + f32Key(x32[i + 3]!)]! << 12) |
+    (tab[b + f32Key(x32[i + 4]!)]! << 16) |
+    (tab[b + f32Key(x32[i + 5]!)]! << 20) |
+    (tab[b + f32Key(x32[i + 6]!)]! << 24) |
+    (tab[b + f32Key(x32[i + 7]!)]! << 28)
+  );
+}
+
+/**
+ * Index of float32 bits v in nvfp4F32Table (before the scale offset): (v >>> 15) = 2·(top 16 bits) + bit 15;
+ * OR-ing (low 15 bits ≠ 0) makes bit 0 "any of the low 16 bits set".
+ */
+function f32Key(v: number): number {
+  return (v >>> 15) | (((v & 0x7fff) + 0x7fff) >>> 15);
+}
+
+/**
+ * Lane-wise max of two words each holding two 15-bit values (bits 0..14 and 16..30): per lane,
+ * 0x8000 + a − b ≥ 1 never borrows from the next lane and has bit 15 set exactly when a ≥ b.
+ */
+function max15x2(a: number, b: number): number {
+  const ge = ((((a | 0x80008000) - b) | 0) >>> 15) & 0x10001;
+  return b ^ ((a ^ b) & ((ge << 15) - ge)); // (ge << 15) − ge: 0x7fff in each lane where a ≥ b
+}
+
+/** Branch-free max of two ints whose difference fits in int32 (V8 compiles a ternary max to a branch). */
+function maxInt(a: number, b: number): number {
+  const d = (b - a) | 0;
+  return a + (d & ~(d >> 31));
 }
 
 /**
@@ -372,16 +474,14 @@ function int4Code(x: number, s: number): number {
 }
 
 /** max over len float32 bit patterns of (bits & 0x7fffffff): the bits of the largest |x| (NaN sorts above Inf). */
-function maxAbsBits(xb: Uint32Array, o: number, len: number): number {
+function maxAbsBits(xb: Uint32Array | Int32Array, o: number, len: number): number {
   let m0 = 0;
   let m1 = 0;
   for (let i = o, e = o + len; i < e; i += 2) {
-    const a = xb[i]! & 0x7fffffff;
-    const b = xb[i + 1]! & 0x7fffffff;
-    m0 = a > m0 ? a : m0;
-    m1 = b > m1 ? b : m1;
+    m0 = maxInt(m0, xb[i]! & 0x7fffffff);
+    m1 = maxInt(m1, xb[i + 1]! & 0x7fffffff);
   }
-  return m0 > m1 ? m0 : m1;
+  return maxInt(m0, m1);
 }
 
 /**
@@ -403,18 +503,21 @@ function geBits(t: number): number {
 }
 
 /** max of (bits & 0x7fff) over the 2·len bf16 values in len 32-bit words from o. */
-function maxAbsBits16(w32: Uint32Array, o: number, len: number): number {
-  let lo = 0;
-  let hi = 0;
-  for (let i = o, e = o + len; i < e; i++) {
-    const v = w32[i]!;
-    const a = v & 0x7fff;
-    const b = v & 0x7fff0000; // compare the high half in place (stays below 2^31)
-    lo = a > lo ? a : lo;
-    hi = b > hi ? b : hi;
+function maxAbsBits16(w32: Uint32Array | Int32Array, o: number, len: number): number {
+  let p = 0;
+  let q = 0;
+  for (let i = o, e = o + len; i < e; i += 2) {
+    p = max15x2(p, w32[i]! & 0x7fff7fff);
+    q = max15x2(q, w32[i + 1]! & 0x7fff7fff);
   }
-  hi >>>= 16;
-  return lo > hi ? lo : hi;
+  p = max15x2(p, q);
+  return maxInt(p & 0xffff, p >>> 16);
+}
+
+/** The bf16 data as signed 32-bit words (pairs of values, little-endian), copying if not 4-byte aligned. */
+function i32View(w: Uint16Array): Int32Array {
+  const a = w.byteOffset % 4 === 0 ? w : w.slice();
+  return new Int32Array(a.buffer, a.byteOffset, a.length >>> 1);
 }
 
 /** The bf16 data as 32-bit words (pairs of values, little-endian), copying if not 4-byte aligned. */
