@@ -267,7 +267,7 @@ void symv_lower(const double* a, int64_t n, int64_t k, const double* v, double* 
   }
 }
 
-double dot(const double* x, const double* y, int64_t n) {
+double dot_scalar(const double* x, const double* y, int64_t n) {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -278,6 +278,44 @@ double dot(const double* x, const double* y, int64_t n) {
   }
   for (; i < n; ++i) s0 += x[i] * y[i];
   return (s0 + s1) + (s2 + s3);
+}
+
+__attribute__((target("avx2,fma"))) double dot_avx2(const double* x, const double* y, int64_t n) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    s0 = _mm256_fmadd_pd(_mm256_loadu_pd(x + i), _mm256_loadu_pd(y + i), s0);
+    s1 = _mm256_fmadd_pd(_mm256_loadu_pd(x + i + 4), _mm256_loadu_pd(y + i + 4), s1);
+  }
+  if (i + 4 <= n) {
+    s0 = _mm256_fmadd_pd(_mm256_loadu_pd(x + i), _mm256_loadu_pd(y + i), s0);
+    i += 4;
+  }
+  alignas(32) double h[4];
+  _mm256_store_pd(h, _mm256_add_pd(s0, s1));
+  double t = (h[0] + h[1]) + (h[2] + h[3]);
+  for (; i < n; ++i) t += x[i] * y[i];
+  return t;
+}
+
+// x[i] −= a·u[i] + b·w[i] for i < n (the rank-2 pieces of the tridiagonalization panel).
+void axpy2_scalar(double* x, double a, const double* u, double b, const double* w, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] -= a * u[i] + b * w[i];
+}
+
+__attribute__((target("avx2,fma"))) void axpy2_avx2(double* x, double a, const double* u, double b, const double* w,
+                                                    int64_t n) {
+  const __m256d va = _mm256_set1_pd(a), vb = _mm256_set1_pd(b);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d t = _mm256_fmadd_pd(vb, _mm256_loadu_pd(w + i), _mm256_mul_pd(va, _mm256_loadu_pd(u + i)));
+    _mm256_storeu_pd(x + i, _mm256_sub_pd(_mm256_loadu_pd(x + i), t));
+  }
+  for (; i < n; ++i) x[i] -= a * u[i] + b * w[i];
+}
+
+double dot(const double* x, const double* y, int64_t n) {
+  return active_isa() == Isa::Avx2 ? dot_avx2(x, y, n) : dot_scalar(x, y, n);
 }
 
 }  // namespace
@@ -392,11 +430,14 @@ bool tridiagonal_ql(double* d, double* e, int64_t n) {
 }
 
 // ---- tridiagonalization (lower triangle of a, destroyed) ----
+constexpr int64_t kTridiagPanel = 32;  // LAPACK's dsytrd block size; 48 and 64 measured no faster here
 // Row k (k = n−1 down to 1) holds column k of the upper triangle: the reflector H = I − τ·v·vᵀ with v supported
 // on [0, k) and pivot k−1 annihilates A(k, 0..k−2). Within a panel of nb rows the trailing (leading) block is
 // left untouched and the pending updates −V·Wᵀ − W·Vᵀ are applied to the next row and folded into A·v.
 void sym_tridiag_f64(double* a, int64_t n, double* d, double* e) {
-  constexpr int64_t nb = 32;
+  const int64_t nb = kTridiagPanel;
+  const bool avx = active_isa() == Isa::Avx2;
+  auto axpy2 = avx ? axpy2_avx2 : axpy2_scalar;
   std::vector<double> V(nb * n), W(nb * n), VW(2 * nb * n), WV(2 * nb * n), y(n), scratch;
   int64_t k = n - 1;
   while (k >= 0) {
@@ -412,7 +453,7 @@ void sym_tridiag_f64(double* a, int64_t n, double* d, double* e) {
         const double* wc = W.data() + c * n;
         const double vk = vc[k], wk = wc[k];
         if (vk == 0 && wk == 0) continue;
-        for (int64_t i = 0; i <= k; ++i) row[i] -= vk * wc[i] + wk * vc[i];
+        axpy2(row, vk, wc, wk, vc, k + 1);
       }
       d[k] = row[k];
       if (k == 0) {
@@ -439,8 +480,7 @@ void sym_tridiag_f64(double* a, int64_t n, double* d, double* e) {
       for (int64_t c = 0; c < jj; ++c) {  // (A − V·Wᵀ − W·Vᵀ)·v
         const double* vc = V.data() + c * n;
         const double* wc = W.data() + c * n;
-        const double wv = dot(wc, v, k), vv = dot(vc, v, k);
-        for (int64_t i = 0; i < k; ++i) y[i] -= wv * vc[i] + vv * wc[i];
+        axpy2(y.data(), dot(wc, v, k), vc, dot(vc, v, k), wc, k);
       }
       double pv = 0;
       for (int64_t i = 0; i < k; ++i) {
