@@ -32,6 +32,7 @@ template <typename T>
 napi_typedarray_type kind();
 template <> napi_typedarray_type kind<float>() { return napi_float32_array; }
 template <> napi_typedarray_type kind<double>() { return napi_float64_array; }
+template <> napi_typedarray_type kind<int32_t>() { return napi_int32_array; }
 template <> napi_typedarray_type kind<int8_t>() { return napi_int8_array; }
 template <> napi_typedarray_type kind<uint8_t>() { return napi_uint8_array; }
 template <> napi_typedarray_type kind<uint16_t>() { return napi_uint16_array; }
@@ -213,6 +214,17 @@ Napi::Value CholeskyF64(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value PivotedCholeskyF64(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    const int64_t n = num(o, "n");
+    if (n <= 0 || n > 2147483647) throw KernelError("pivotedCholeskyF64: bad n");
+    double* a = arr<double>(o, "a", n * n);
+    int32_t* perm = arr<int32_t>(o, "perm", n);
+    return Napi::Number::New(env, static_cast<double>(svdq::pivoted_cholesky_f64(a, n, fnum(o, "tol"), perm)));
+  });
+}
+
 Napi::Value CongruenceF64(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
     auto o = obj0(info);
@@ -286,6 +298,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peak", Napi::Function::New(env, Peak));
   exports.Set("choleskyF64", Napi::Function::New(env, CholeskyF64));
   exports.Set("congruenceF64", Napi::Function::New(env, CongruenceF64));
+  exports.Set("pivotedCholeskyF64", Napi::Function::New(env, PivotedCholeskyF64));
   exports.Set("symEigvalsF64", Napi::Function::New(env, SymEigvalsF64));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));

@@ -366,6 +366,63 @@ int64_t cholesky_f64(double* a, int64_t n, double tol) {
   return -1;
 }
 
+// ---- pivoted (positive semidefinite) Cholesky, the order of LAPACK dpstf2 ----
+// P·A·Pᵀ = L·Lᵀ + E with L lower trapezoidal n x rank: at step r the largest remaining pivot d[i] =
+// A(i,i) − Σ_{k<r} L(i,k)² is swapped to r; the factorization stops when it is ≤ tol·max(diag A) (or NaN).
+// Left-looking: column r is A(r+1.., r) − L(r+1.., 0..r)·L(r, 0..r)ᵀ, dot products of contiguous row prefixes,
+// threaded over rows. perm[i] = original index of row i. Columns ≥ rank of the lower triangle are zeroed.
+namespace {
+void swap_sym_lower(double* a, int64_t n, int64_t j, int64_t p) {  // swap indices j < p of a symmetric matrix
+  for (int64_t k = 0; k < j; ++k) std::swap(a[j * n + k], a[p * n + k]);
+  std::swap(a[j * n + j], a[p * n + p]);
+  for (int64_t i = j + 1; i < p; ++i) std::swap(a[i * n + j], a[p * n + i]);
+  for (int64_t i = p + 1; i < n; ++i) std::swap(a[i * n + j], a[i * n + p]);
+}
+}  // namespace
+
+int64_t pivoted_cholesky_f64(double* a, int64_t n, double tol, int32_t* perm) {
+  std::vector<double> d(n);
+  double maxd = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    d[i] = a[i * n + i];
+    perm[i] = static_cast<int32_t>(i);
+    maxd = std::max(maxd, d[i]);
+  }
+  const double stop = tol * maxd;
+  int64_t r = 0;
+  for (; r < n && maxd > 0; ++r) {
+    int64_t p = r;
+    for (int64_t i = r + 1; i < n; ++i)
+      if (d[i] > d[p]) p = i;
+    if (!(d[p] > stop)) break;
+    if (p != r) {
+      swap_sym_lower(a, n, r, p);
+      std::swap(d[r], d[p]);
+      std::swap(perm[r], perm[p]);
+    }
+    const double ljj = std::sqrt(d[r]);
+    const double* rr = a + r * n;
+    a[r * n + r] = ljj;
+    constexpr int64_t rows_per_task = 64;
+    const int64_t m = n - r - 1, tasks = (m + rows_per_task - 1) / rows_per_task;
+    auto column = [&](int64_t t, int) {
+      const int64_t i1 = std::min(n, r + 1 + (t + 1) * rows_per_task);
+      for (int64_t i = r + 1 + t * rows_per_task; i < i1; ++i) {
+        double* ri = a + i * n;
+        const double lir = (ri[r] - dot(ri, rr, r)) / ljj;
+        ri[r] = lir;
+        d[i] -= lir * lir;
+      }
+    };
+    if (m * r >= (1 << 16))
+      parallel_for(tasks, column);
+    else
+      for (int64_t t = 0; t < tasks; ++t) column(t, 0);
+  }
+  for (int64_t i = r; i < n; ++i) std::fill(a + i * n + r, a + i * n + i + 1, 0.0);
+  return r;
+}
+
 // ---- M = Lᵀ·S·L (lower triangle) ----
 void congruence_f64(const double* l, const double* s, int64_t n, double* w, double* m) {
   // W = S·L; column block [j0, j1) only needs rows k ≥ j0 of L (L is lower triangular, its upper part zero).

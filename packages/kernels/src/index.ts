@@ -22,6 +22,8 @@ export {
   type CholeskyF64Result,
   choleskyF64,
   congruenceF64,
+  type PivotedCholeskyF64Result,
+  pivotedCholeskyF64,
   symmetricEigenvaluesF64,
 } from "./linalg.js";
 export { nativeUnavailableReason } from "./native.js";

@@ -5,6 +5,7 @@
  * | function                  | input                                            | output                                   |
  * | ------------------------- | ------------------------------------------------ | ---------------------------------------- |
  * | `choleskyF64`             | A [n, n] f64, lower triangle read (SPD)          | L [n, n] f64 lower, zeros above          |
+ * | `pivotedCholeskyF64`      | A [n, n] f64, lower triangle read (PSD)          | L [n, n] f64 lower, zero beyond column `rank`; perm [n] i32 |
  * | `congruenceF64`           | L [n, n] f64 lower triangle read, S [n, n] f64 full symmetric | M = Lᵀ·S·L [n, n] f64, lower triangle, zeros above |
  * | `symmetricEigenvaluesF64` | A [n, n] f64, lower triangle read                | eigenvalues [n] f64, ascending           |
  *
@@ -14,7 +15,7 @@
  */
 import { KernelsError } from "./errors.js";
 import { native } from "./native.js";
-import { refCholeskyF64, refCongruenceF64, refSymmetricEigenvaluesF64 } from "./reference.js";
+import { refCholeskyF64, refCongruenceF64, refPivotedCholeskyF64, refSymmetricEigenvaluesF64 } from "./reference.js";
 import { dim, finite, tensor } from "./validate.js";
 
 function call<T>(what: string, f: () => T): T {
@@ -61,6 +62,38 @@ export function choleskyF64(a: Float64Array, n: number, opts: { tol?: number; na
   const failedAt = call("choleskyF64", () => nb.choleskyF64({ a: l, n, tol }));
   for (let i = 0; i < n; i++) l.fill(0, i * n + i + 1, (i + 1) * n); // the upper part still holds A
   return { ok: failedAt < 0, l, failedAt };
+}
+
+export interface PivotedCholeskyF64Result {
+  /** L [n, n], lower, zero beyond column `rank`: P·A·Pᵀ ≈ L·Lᵀ */
+  readonly l: Float64Array;
+  /** row i of P·A·Pᵀ is row perm[i] of A */
+  readonly perm: Int32Array;
+  /** the number of pivots > tol·max(diag A) */
+  readonly rank: number;
+}
+
+/**
+ * Pivoted (positive semidefinite) Cholesky, LAPACK dpstf2's order: the largest remaining pivot first, stopping when
+ * it is ≤ tol·max(diag A) (default 1e-12). A factor of a singular covariance: P·A·Pᵀ = L·Lᵀ + E with
+ * E's diagonal ≤ tol·max(diag A). Lower triangle read; `a` is not modified.
+ */
+export function pivotedCholeskyF64(
+  a: Float64Array,
+  n: number,
+  opts: { tol?: number; name?: string } = {},
+): PivotedCholeskyF64Result {
+  square(opts.name ?? "a", a, n);
+  const tol = opts.tol ?? 1e-12;
+  if (!(tol >= 0) || !Number.isFinite(tol))
+    throw new KernelsError("E_ARGUMENT", `tol must be a finite number ≥ 0, got ${tol}`);
+  const nb = native();
+  if (!nb) return refPivotedCholeskyF64(a, n, tol);
+  const l = Float64Array.from(a);
+  const perm = new Int32Array(n);
+  const rank = call("pivotedCholeskyF64", () => nb.pivotedCholeskyF64({ a: l, n, tol, perm }));
+  for (let i = 0; i < n; i++) l.fill(0, i * n + i + 1, (i + 1) * n); // the upper part still holds A
+  return { l, perm, rank };
 }
 
 /**

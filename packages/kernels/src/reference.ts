@@ -214,6 +214,56 @@ export function refCholeskyF64(a: Float64Array, n: number, tol = 1e-12): { l: Fl
   return { l, failedAt: -1 };
 }
 
+/**
+ * Pivoted (positive semidefinite) Cholesky P·A·Pᵀ ≈ L·Lᵀ, from the definition: at step r the index with the largest
+ * remaining pivot A(i,i) − Σ_{k<r} L(i,k)² (the first one on ties) becomes r; stop when that pivot is
+ * ≤ tol·max(diag A). Works on a full symmetric copy of the lower triangle (rows and columns swapped explicitly).
+ * Returns L [n, n] (lower, zero beyond column rank), perm (row i of P·A·Pᵀ is row perm[i] of A), rank.
+ */
+export function refPivotedCholeskyF64(
+  a: Float64Array,
+  n: number,
+  tol = 1e-12,
+): { l: Float64Array; perm: Int32Array; rank: number } {
+  const m = new Float64Array(n * n);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j <= i; j++) {
+      m[i * n + j] = a[i * n + j];
+      m[j * n + i] = a[i * n + j];
+    }
+  const perm = Int32Array.from({ length: n }, (_, i) => i);
+  const l = new Float64Array(n * n);
+  let maxDiag = 0;
+  for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, m[i * n + i]);
+  const pivot = (i: number, r: number) => {
+    let s = m[i * n + i];
+    for (let k = 0; k < r; k++) s -= l[i * n + k] ** 2;
+    return s;
+  };
+  let rank = 0;
+  for (; rank < n && maxDiag > 0; rank++) {
+    const r = rank;
+    let p = r;
+    for (let i = r + 1; i < n; i++) if (pivot(i, r) > pivot(p, r)) p = i;
+    const dp = pivot(p, r);
+    if (!(dp > tol * maxDiag)) break;
+    if (p !== r) {
+      for (let k = 0; k < n; k++) [m[r * n + k], m[p * n + k]] = [m[p * n + k], m[r * n + k]];
+      for (let k = 0; k < n; k++) [m[k * n + r], m[k * n + p]] = [m[k * n + p], m[k * n + r]];
+      for (let k = 0; k < r; k++) [l[r * n + k], l[p * n + k]] = [l[p * n + k], l[r * n + k]];
+      [perm[r], perm[p]] = [perm[p], perm[r]];
+    }
+    const lrr = Math.sqrt(dp);
+    l[r * n + r] = lrr;
+    for (let i = r + 1; i < n; i++) {
+      let t = m[i * n + r];
+      for (let k = 0; k < r; k++) t -= l[i * n + k] * l[r * n + k];
+      l[i * n + r] = t / lrr;
+    }
+  }
+  return { l, perm, rank };
+}
+
 /** M = Lᵀ·S·L in full (two plain triple loops), for lower-triangular L (upper part ignored) and full S. */
 export function refCongruenceF64(l: Float64Array, s: Float64Array, n: number): Float64Array {
   const sl = new Float64Array(n * n); // S·L

@@ -7,6 +7,7 @@ import {
   choleskyF64,
   congruenceF64,
   KernelsError,
+  pivotedCholeskyF64,
   reference,
   setIsa,
   setThreads,
@@ -74,6 +75,38 @@ export function defineLinalgSuite(): void {
         const neg = gram(r, 10, 12, 0.1);
         neg[0] = -1;
         expect(choleskyF64(neg, 10).failedAt).toBe(0);
+      });
+
+      it("pivotedCholeskyF64: rank, permutation and factor match the reference; P·A·Pᵀ = L·Lᵀ", () => {
+        useIsa();
+        const r = rng(505);
+        for (const [n, m, shift] of [
+          [1, 2, 0],
+          [6, 9, 0.1],
+          [150, 40, 0], // rank 40
+          [140, 200, 0.01], // full rank, crosses the 64-row tasks
+        ] as const) {
+          const a = gram(r, n, m, shift);
+          const got = pivotedCholeskyF64(a, n);
+          const want = reference.refPivotedCholeskyF64(a, n);
+          expect(got.rank).toBe(want.rank);
+          expect(got.rank).toBe(Math.min(n, shift > 0 ? n : m));
+          expect(Array.from(got.perm)).toEqual(Array.from(want.perm));
+          expect(worst(got.l, want.l, 1e-12 * n * Math.sqrt(maxAbs(a)), 0)).toBeLessThanOrEqual(1);
+          let err = 0;
+          for (let i = 0; i < n; i++)
+            for (let j = 0; j <= i; j++) {
+              let s = 0;
+              for (let k = 0; k <= j; k++) s += got.l[i * n + k] * got.l[j * n + k];
+              err = Math.max(err, Math.abs(s - a[got.perm[i] * n + got.perm[j]]));
+            }
+          expect(err).toBeLessThan(1e-11 * n * maxAbs(a));
+          let nonzero = 0; // above the diagonal and beyond column `rank`
+          for (let i = 0; i < n; i++)
+            for (let j = 0; j < n; j++) if ((j > i || j >= got.rank) && got.l[i * n + j] !== 0) nonzero++;
+          expect(nonzero).toBe(0);
+        }
+        expect(pivotedCholeskyF64(new Float64Array(9), 3).rank).toBe(0);
       });
 
       it("congruenceF64: lower triangle of Lᵀ·S·L matches the triple loops", () => {
