@@ -101,6 +101,15 @@ function stats(r: () => number, d: number): FeatureStats {
   return { n: 10 * d, dim: d, mean: Float64Array.from({ length: d }, () => r()), cov: q };
 }
 
+/** Embeds stats of dimension d0 < d into d dimensions by repeating the first d − d0 ones: a singular covariance. */
+function singular(s: FeatureStats, d: number): FeatureStats {
+  const d0 = s.dim;
+  const src = (i: number) => (i < d0 ? i : i - d0);
+  const cov = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) cov[i * d + j] = s.cov[src(i) * d0 + src(j)];
+  return { n: s.n, dim: d, mean: Float64Array.from({ length: d }, (_, i) => s.mean[src(i)]), cov };
+}
+
 /** Peer: ml-matrix's generic path: √Σa by eigen-decomposition, then eigenvalues of √Σa·Σb·√Σa. */
 function frechetMlMatrix(a: FeatureStats, b: FeatureStats): number {
   const d = a.dim;
@@ -193,6 +202,24 @@ if (sections.has("frechet")) {
     rows.push(
       `| … native steps: Cholesky / Lᵀ·Σb·L / eigenvalues (tridiagonalization + QL) | ${tChol.toFixed(0)} / ${tCong.toFixed(0)} / ${tEig.toFixed(0)} ms | — | — |`,
     );
+    // Singular covariances without samples (duplicated dimensions, rank 7/8·D): native pivoted Cholesky against
+    // the TypeScript eigen route (ml-matrix eigen-decomposition) at 512-d, and native alone at 2048-d.
+    for (const d of [512, 2048]) {
+      const sa = singular(stats(r, (d * 7) / 8), d);
+      const sb = singular(stats(r, (d * 7) / 8), d);
+      const [x, tx] = time(() => frechetDistance(sa, sb, { linalg: native }));
+      if (d === 2048) {
+        rows.push(
+          `| Fréchet distance, ${d}-d, singular without samples (${x.method}), native | ${(tx / 1000).toFixed(2)} s | (TypeScript eigen route: minutes) | — |`,
+        );
+        continue;
+      }
+      const [y, ty] = time(() => frechetDistance(sa, sb, { linalg: TS_FRECHET_LINALG }));
+      const rel = Math.abs(x.value - y.value) / Math.abs(y.value);
+      rows.push(
+        `| Fréchet distance, ${d}-d, singular without samples (${x.method}), native | ${(tx / 1000).toFixed(2)} s | TypeScript ${y.method} route: ${(ty / 1000).toFixed(2)} s | ${(ty / tx).toFixed(1)}x (rel. diff ${rel.toExponential(1)}) |`,
+      );
+    }
   }
 }
 

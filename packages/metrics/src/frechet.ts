@@ -20,7 +20,7 @@ export interface FeatureStats {
 }
 
 /** How tr √(Σa·Σb) was computed (see frechetDistance). */
-export type TraceSqrtMethod = "cholesky" | "sample-factor" | "eigen";
+export type TraceSqrtMethod = "cholesky" | "sample-factor" | "pivoted-cholesky" | "eigen";
 
 /**
  * The three dense float64 steps of tr √(Σa·Σb) (row-major n x n, lower triangles): the TypeScript ones of
@@ -35,6 +35,11 @@ export interface FrechetLinalg {
   congruence(l: Float64Array, s: Float64Array, n: number): Float64Array;
   /** eigenvalues of the symmetric matrix whose lower triangle is `a` (`a` may be destroyed) */
   eigenvalues(a: Float64Array, n: number): Float64Array;
+  /**
+   * Optional: pivoted Cholesky of a PSD matrix, P·A·Pᵀ ≈ L·Lᵀ with L zero beyond column `rank` (pivots
+   * ≤ 1e-12·max diag stop it); row i of P·A·Pᵀ is row perm[i] of A. When present it replaces the "eigen" route.
+   */
+  pivotedCholesky?(a: Float64Array, n: number): { l: Float64Array; perm: Int32Array; rank: number };
 }
 
 export const TS_FRECHET_LINALG: FrechetLinalg = {
@@ -207,8 +212,11 @@ function sumSqrtClamped(eig: Float64Array): number {
  * 1. "sample-factor" — when either side kept its samples (N ≤ D, singular covariance): F = centered samples /
  *    √(N − 1), an N x N problem; exact, no regularization.
  * 2. "cholesky" — F = L from Σ = L·Lᵀ when Σa (or else Σb) is numerically positive definite.
- * 3. "eigen" — otherwise (singular Σ without samples): F = V₊·√Λ₊ from the eigen-decomposition of Σa, eigenvalues
- *    ≤ 1e-12·λmax dropped — the symmetric form √Σa·Σb·√Σa of the brief, with √Σa the PSD square root.
+ * 3. "pivoted-cholesky" — otherwise (singular Σ without samples) when the linear algebra has a pivoted Cholesky
+ *    (the native one): F = Pᵀ·L from P·Σa·Pᵀ ≈ L·Lᵀ, pivots ≤ 1e-12·max(diag Σa) dropped, an r x r problem.
+ * 4. "eigen" — otherwise (the TypeScript linear algebra): F = V₊·√Λ₊ from ml-matrix's eigen-decomposition of Σa,
+ *    eigenvalues ≤ 1e-12·λmax dropped — the symmetric form √Σa·Σb·√Σa of the brief, with √Σa the PSD square root.
+ * Eigenvalues within the solver's round-off count as 0 (see sumSqrtClamped).
  */
 export function traceSqrtProduct(
   a: FeatureStats,
@@ -238,6 +246,19 @@ export function traceSqrtProduct(
       const m = linalg.congruence(l, q.cov, D);
       return { value: sumSqrtClamped(linalg.eigenvalues(m, D)), method: "cholesky" };
     }
+  }
+  if (linalg.pivotedCholesky) {
+    const { l, perm, rank: r } = linalg.pivotedCholesky(a.cov, D);
+    if (r === 0) return { value: 0, method: "pivoted-cholesky" };
+    const sp = new Float64Array(D * D); // P·Σb·Pᵀ
+    for (let i = 0; i < D; i++) {
+      const row = perm[i] * D;
+      for (let k = 0; k < D; k++) sp[i * D + k] = b.cov[row + perm[k]];
+    }
+    const m = linalg.congruence(l, sp, D); // zero beyond row/column r
+    const lead = new Float64Array(r * r);
+    for (let i = 0; i < r; i++) lead.set(m.subarray(i * D, i * D + i + 1), i * r);
+    return { value: sumSqrtClamped(linalg.eigenvalues(lead, r)), method: "pivoted-cholesky" };
   }
   const evd = new EigenvalueDecomposition(new Matrix(toRows(a.cov, D)), { assumeSymmetric: true });
   const lam = evd.realEigenvalues;

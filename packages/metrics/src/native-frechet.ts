@@ -34,6 +34,7 @@ export function kernelsFrechetLinalg(): Promise<{ linalg: FrechetLinalg | null; 
       },
       congruence: (l, s, n) => kernels.congruenceF64(l, s, n),
       eigenvalues: (a, n) => kernels.symmetricEigenvaluesF64(a, n, { overwrite: true }),
+      pivotedCholesky: (a, n) => kernels.pivotedCholeskyF64(a, n, { name: "covariance" }),
     };
     return { linalg, reason: "" };
   })();

@@ -64,7 +64,7 @@ describe("Fréchet distance on the native float64 kernels", async () => {
     expect(relDiff(viaNative.value, viaTs.value)).toBeLessThan(1e-11);
   });
 
-  it("equals the TypeScript path on every method: Cholesky (d = 300, crossing the native blocks), sample-factor, eigen", () => {
+  it("equals the TypeScript path: Cholesky (d = 300, crossing the native blocks), sample-factor, singular without samples", () => {
     const r = rng(21);
     const d = 300;
     const sa = featureStats(features(r, 420, d, 0), 420, d);
@@ -84,7 +84,6 @@ describe("Fréchet distance on the native float64 kernels", async () => {
     const strip = (s: FeatureStats): FeatureStats => ({ n: s.n, dim: s.dim, mean: s.mean, cov: s.cov });
     for (const [p, q, method] of [
       [s1, s2, "sample-factor"],
-      [strip(s1), strip(s2), "eigen"],
       [s1, featureStats(features(r, 60, d2, 0.1), 60, d2), "sample-factor"],
     ] as const) {
       const x = frechetDistance(p, q, { linalg: native! });
@@ -93,6 +92,34 @@ describe("Fréchet distance on the native float64 kernels", async () => {
       expect(y.method).toBe(method);
       expect(relDiff(x.value, y.value)).toBeLessThan(1e-9);
     }
+    // Singular without samples: native pivoted Cholesky vs the TypeScript eigen-decomposition route. Both drop
+    // ~1e-12-relative directions differently, so they agree to the singular cases' 1e-7 (frechet.test.ts).
+    const x = frechetDistance(strip(s1), strip(s2), { linalg: native! });
+    const y = frechetDistance(strip(s1), strip(s2), { linalg: TS_FRECHET_LINALG });
+    expect(x.method).toBe("pivoted-cholesky");
+    expect(y.method).toBe("eigen");
+    expect(relDiff(x.value, y.value)).toBeLessThan(1e-7);
+  });
+
+  it("singular covariances without samples at d = 200 (N > D, duplicated and constant features): pivoted Cholesky", () => {
+    const r = rng(8);
+    const d = 200;
+    const make = (n: number, off: number) => {
+      const x = features(r, n, d, off);
+      for (let i = 0; i < n; i++) {
+        for (let j = 150; j < 180; j++) x[i * d + j] = x[i * d + j - 150]; // duplicated dimensions
+        for (let j = 180; j < d; j++) x[i * d + j] = 2.5; // constant dimensions
+      }
+      return featureStats(x, n, d);
+    };
+    const a = make(260, 0);
+    const b = make(230, 0.3);
+    expect(a.factor).toBeUndefined(); // N > D: no samples kept, the covariance has rank 150
+    const x = frechetDistance(a, b, { linalg: native! });
+    const y = frechetDistance(a, b, { linalg: TS_FRECHET_LINALG });
+    expect(x.method).toBe("pivoted-cholesky");
+    expect(y.method).toBe("eigen");
+    expect(relDiff(x.value, y.value)).toBeLessThan(1e-7);
   });
 
   it("native eigenvalues equal linalg.ts symmetricEigenvalues; Cholesky refuses what choleskyLower refuses", () => {
