@@ -2,6 +2,8 @@
 //   cholesky_f64     Σ = L·Lᵀ, right-looking blocked (LAPACK dpotrf order): unblocked diagonal block, panel
 //                    L21 = A21·L11⁻ᵀ as a GEMM with the explicit inverse of the 128x128 L11, trailing
 //                    A22 −= L21·L21ᵀ as a lower-triangle GEMM (SYRK).
+//   pivoted_cholesky_f64  P·A·Pᵀ ≈ L·Lᵀ for a PSD A (LAPACK dpstf2 order, left-looking, rows threaded): the factor
+//                    of a singular covariance.
 //   congruence_f64   lower triangle of M = Lᵀ·S·L: W = S·L by 256-column blocks (k ≥ block start: L is
 //                    triangular), then M = Lᵀ·W by 128-row blocks, lower triangle only. ≈ 2n³/3 multiply-adds.
 //   sym_eigvals_f64  eigenvalues of a symmetric matrix: blocked Householder tridiagonalization (LAPACK dsytrd /
