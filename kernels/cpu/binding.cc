@@ -3,7 +3,9 @@
 // checks here are a second line of defence so a wrong length can never read or write out of bounds.
 #include <napi.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "common.h"
 
@@ -29,6 +31,8 @@ bool flag(const Napi::Object& o, const char* key) {
 template <typename T>
 napi_typedarray_type kind();
 template <> napi_typedarray_type kind<float>() { return napi_float32_array; }
+template <> napi_typedarray_type kind<double>() { return napi_float64_array; }
+template <> napi_typedarray_type kind<int32_t>() { return napi_int32_array; }
 template <> napi_typedarray_type kind<int8_t>() { return napi_int8_array; }
 template <> napi_typedarray_type kind<uint8_t>() { return napi_uint8_array; }
 template <> napi_typedarray_type kind<uint16_t>() { return napi_uint16_array; }
@@ -199,6 +203,57 @@ Napi::Value Gelu(const Napi::CallbackInfo& info) {
   });
 }
 
+// Operator 6 (float64 linear algebra, linalg_f64.cc).
+Napi::Value CholeskyF64(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    const int64_t n = num(o, "n");
+    if (n <= 0) throw KernelError("choleskyF64: bad n");
+    double* a = arr<double>(o, "a", n * n);
+    return Napi::Number::New(env, static_cast<double>(svdq::cholesky_f64(a, n, fnum(o, "tol"))));
+  });
+}
+
+Napi::Value PivotedCholeskyF64(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    const int64_t n = num(o, "n");
+    if (n <= 0 || n > 2147483647) throw KernelError("pivotedCholeskyF64: bad n");
+    double* a = arr<double>(o, "a", n * n);
+    int32_t* perm = arr<int32_t>(o, "perm", n);
+    return Napi::Number::New(env, static_cast<double>(svdq::pivoted_cholesky_f64(a, n, fnum(o, "tol"), perm)));
+  });
+}
+
+Napi::Value CongruenceF64(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    const int64_t n = num(o, "n");
+    if (n <= 0) throw KernelError("congruenceF64: bad n");
+    const double* l = arr<double>(o, "l", n * n);
+    const double* s = arr<double>(o, "s", n * n);
+    double* m = arr<double>(o, "m", n * n);
+    std::vector<double> lz(n * n, 0.0), w(n * n);  // L with its upper triangle zeroed
+    for (int64_t i = 0; i < n; ++i) std::copy(l + i * n, l + i * n + i + 1, lz.data() + i * n);
+    svdq::congruence_f64(lz.data(), s, n, w.data(), m);
+    return env.Undefined();
+  });
+}
+
+Napi::Value SymEigvalsF64(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    const int64_t n = num(o, "n");
+    if (n <= 0) throw KernelError("symEigvalsF64: bad n");
+    double* a = arr<double>(o, "a", n * n);
+    double* w = arr<double>(o, "w", n);
+    std::vector<double> e(n);
+    svdq::sym_tridiag_f64(a, n, w, e.data());
+    if (!svdq::tridiagonal_ql(w, e.data(), n)) throw KernelError("symEigvalsF64: the tridiagonal QL iteration did not converge");
+    return env.Undefined();
+  });
+}
+
 }  // namespace
 namespace svdq {
 double peak_ops(int kind, int64_t iters);
@@ -241,6 +296,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("actQuantInt8", Napi::Function::New(env, ActQuantInt8));
   exports.Set("gelu", Napi::Function::New(env, Gelu));
   exports.Set("peak", Napi::Function::New(env, Peak));
+  exports.Set("choleskyF64", Napi::Function::New(env, CholeskyF64));
+  exports.Set("congruenceF64", Napi::Function::New(env, CongruenceF64));
+  exports.Set("pivotedCholeskyF64", Napi::Function::New(env, PivotedCholeskyF64));
+  exports.Set("symEigvalsF64", Napi::Function::New(env, SymEigvalsF64));
   exports.Set("setThreads", Napi::Function::New(env, SetThreads));
   exports.Set("getThreads", Napi::Function::New(env, GetThreads));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa));

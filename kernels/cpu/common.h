@@ -109,4 +109,18 @@ void act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* 
 // GELU with the tanh approximation applied in place to n floats.
 void gelu_inplace(float* v, int64_t n);
 
+// ---- float64 symmetric linear algebra (linalg_f64.cc), row-major n x n, lower triangle (j <= i) ----
+// In-place Cholesky A = L·Lᵀ; returns -1, or the first column whose pivot is <= tol·max(diag A) (or NaN).
+int64_t cholesky_f64(double* a, int64_t n, double tol);
+// Pivoted Cholesky P·A·Pᵀ ≈ L·Lᵀ (L n x rank, lower trapezoidal, columns >= rank zeroed) stopping at a pivot
+// <= tol·max(diag A); perm [n]: original index of row i. Returns the rank.
+int64_t pivoted_cholesky_f64(double* a, int64_t n, double tol, int32_t* perm);
+// Lower triangle of M = Lᵀ·S·L (L lower triangular with ZERO upper part, S full symmetric); w: n x n scratch.
+void congruence_f64(const double* l, const double* s, int64_t n, double* w, double* m);
+// Householder tridiagonalization of the lower triangle of a (destroyed): diagonal d [n], off-diagonal e [n]
+// (e[i] couples i and i+1, e[n-1] = 0).
+void sym_tridiag_f64(double* a, int64_t n, double* d, double* e);
+// Eigenvalues of the tridiagonal (d, e) into d; false when the QL iteration does not converge.
+bool tridiagonal_ql(double* d, double* e, int64_t n);
+
 }  // namespace svdq

@@ -13,7 +13,8 @@
         "<(csrc)/gemm_w4a4.cc",
         "<(csrc)/gemm_f32.cc",
         "<(csrc)/gemm_w8a8.cc",
-        "<(csrc)/peak.cc"
+        "<(csrc)/peak.cc",
+        "<(csrc)/linalg_f64.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -18,6 +18,14 @@ export {
   W4A4_GROUP,
   type W4A16Format,
 } from "./layout.js";
+export {
+  type CholeskyF64Result,
+  choleskyF64,
+  congruenceF64,
+  type PivotedCholeskyF64Result,
+  pivotedCholeskyF64,
+  symmetricEigenvaluesF64,
+} from "./linalg.js";
 export { nativeUnavailableReason } from "./native.js";
 export {
   type ActFormat,

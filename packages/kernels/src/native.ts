@@ -12,6 +12,10 @@ export interface NativeBinding {
   actQuantInt8(a: object): void;
   gelu(a: object): void;
   peak(a: { kind: number; iters: number }): number;
+  choleskyF64(a: { a: Float64Array; n: number; tol: number }): number;
+  congruenceF64(a: { l: Float64Array; s: Float64Array; n: number; m: Float64Array }): void;
+  pivotedCholeskyF64(a: { a: Float64Array; n: number; tol: number; perm: Int32Array }): number;
+  symEigvalsF64(a: { a: Float64Array; n: number; w: Float64Array }): void;
   setThreads(n: number): number;
   getThreads(): number;
   setIsa(mode: number): void;

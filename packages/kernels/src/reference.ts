@@ -186,3 +186,144 @@ export function refGemmW8A8(
     }
   return y;
 }
+
+// ---- Operator 6: float64 symmetric linear algebra (row-major n x n; "lower" = entries j ≤ i) ----
+
+/**
+ * Cholesky–Banachiewicz, row by row from the definition: L[i][j] = (A[i][j] − Σ_{k<j} L[i][k]·L[j][k]) / L[j][j],
+ * L[j][j] = √(A[j][j] − Σ_{k<j} L[j][k]²). Reads the lower triangle. Fails at the first column whose pivot is
+ * ≤ tol·max(diag A) (or NaN): `failedAt` is that column, −1 on success. `l` has zeros above the diagonal.
+ */
+export function refCholeskyF64(a: Float64Array, n: number, tol = 1e-12): { l: Float64Array; failedAt: number } {
+  const l = new Float64Array(n * n);
+  let maxDiag = 0;
+  for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, a[i * n + i]);
+  if (!(maxDiag > 0)) return { l, failedAt: 0 };
+  for (let j = 0; j < n; j++) {
+    let s = a[j * n + j];
+    for (let k = 0; k < j; k++) s -= l[j * n + k] ** 2;
+    if (!(s > tol * maxDiag)) return { l, failedAt: j };
+    const ljj = Math.sqrt(s);
+    l[j * n + j] = ljj;
+    for (let i = j + 1; i < n; i++) {
+      let t = a[i * n + j];
+      for (let k = 0; k < j; k++) t -= l[i * n + k] * l[j * n + k];
+      l[i * n + j] = t / ljj;
+    }
+  }
+  return { l, failedAt: -1 };
+}
+
+/**
+ * Pivoted (positive semidefinite) Cholesky P·A·Pᵀ ≈ L·Lᵀ, from the definition: at step r the index with the largest
+ * remaining pivot A(i,i) − Σ_{k<r} L(i,k)² (the first one on ties) becomes r; stop when that pivot is
+ * ≤ tol·max(diag A). Works on a full symmetric copy of the lower triangle (rows and columns swapped explicitly).
+ * Returns L [n, n] (lower, zero beyond column rank), perm (row i of P·A·Pᵀ is row perm[i] of A), rank.
+ */
+export function refPivotedCholeskyF64(
+  a: Float64Array,
+  n: number,
+  tol = 1e-12,
+): { l: Float64Array; perm: Int32Array; rank: number } {
+  const m = new Float64Array(n * n);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j <= i; j++) {
+      m[i * n + j] = a[i * n + j];
+      m[j * n + i] = a[i * n + j];
+    }
+  const perm = Int32Array.from({ length: n }, (_, i) => i);
+  const l = new Float64Array(n * n);
+  let maxDiag = 0;
+  for (let i = 0; i < n; i++) maxDiag = Math.max(maxDiag, m[i * n + i]);
+  const pivot = (i: number, r: number) => {
+    let s = m[i * n + i];
+    for (let k = 0; k < r; k++) s -= l[i * n + k] ** 2;
+    return s;
+  };
+  let rank = 0;
+  for (; rank < n && maxDiag > 0; rank++) {
+    const r = rank;
+    let p = r;
+    for (let i = r + 1; i < n; i++) if (pivot(i, r) > pivot(p, r)) p = i;
+    const dp = pivot(p, r);
+    if (!(dp > tol * maxDiag)) break;
+    if (p !== r) {
+      for (let k = 0; k < n; k++) [m[r * n + k], m[p * n + k]] = [m[p * n + k], m[r * n + k]];
+      for (let k = 0; k < n; k++) [m[k * n + r], m[k * n + p]] = [m[k * n + p], m[k * n + r]];
+      for (let k = 0; k < r; k++) [l[r * n + k], l[p * n + k]] = [l[p * n + k], l[r * n + k]];
+      [perm[r], perm[p]] = [perm[p], perm[r]];
+    }
+    const lrr = Math.sqrt(dp);
+    l[r * n + r] = lrr;
+    for (let i = r + 1; i < n; i++) {
+      let t = m[i * n + r];
+      for (let k = 0; k < r; k++) t -= l[i * n + k] * l[r * n + k];
+      l[i * n + r] = t / lrr;
+    }
+  }
+  return { l, perm, rank };
+}
+
+/** M = Lᵀ·S·L in full (two plain triple loops), for lower-triangular L (upper part ignored) and full S. */
+export function refCongruenceF64(l: Float64Array, s: Float64Array, n: number): Float64Array {
+  const sl = new Float64Array(n * n); // S·L
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      let t = 0;
+      for (let k = j; k < n; k++) t += s[i * n + k] * l[k * n + j];
+      sl[i * n + j] = t;
+    }
+  const m = new Float64Array(n * n);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) {
+      let t = 0;
+      for (let k = i; k < n; k++) t += l[k * n + i] * sl[k * n + j];
+      m[i * n + j] = t;
+    }
+  return m;
+}
+
+/**
+ * Eigenvalues of the symmetric matrix whose lower triangle is `a`, ascending, by the cyclic Jacobi method
+ * (Golub & Van Loan, Matrix Computations 4th ed., §8.5.3): rotations until the off-diagonal mass is below
+ * 1e-30 of the total. Independent of the Householder route of the native operator; O(n³) per sweep.
+ */
+export function refSymmetricEigenvaluesF64(a: Float64Array, n: number): Float64Array {
+  const m = new Float64Array(n * n);
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j <= i; j++) {
+      m[i * n + j] = a[i * n + j];
+      m[j * n + i] = a[i * n + j];
+    }
+  let total = 0;
+  for (let i = 0; i < n * n; i++) total += m[i] * m[i];
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let off = 0;
+    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += 2 * m[p * n + q] ** 2;
+    if (off <= 1e-30 * total) return Float64Array.from({ length: n }, (_, i) => m[i * n + i]).sort();
+    for (let p = 0; p < n - 1; p++)
+      for (let q = p + 1; q < n; q++) {
+        const apq = m[p * n + q];
+        if (apq === 0) continue;
+        const theta = (m[q * n + q] - m[p * n + p]) / (2 * apq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1);
+        const s = t * c;
+        for (let k = 0; k < n; k++) {
+          // columns p, q of M·J
+          const mkp = m[k * n + p];
+          const mkq = m[k * n + q];
+          m[k * n + p] = c * mkp - s * mkq;
+          m[k * n + q] = s * mkp + c * mkq;
+        }
+        for (let k = 0; k < n; k++) {
+          // rows p, q of Jᵀ·(M·J)
+          const mpk = m[p * n + k];
+          const mqk = m[q * n + k];
+          m[p * n + k] = c * mpk - s * mqk;
+          m[q * n + k] = s * mpk + c * mqk;
+        }
+      }
+  }
+  throw new Error(`Jacobi eigenvalue iteration did not converge for n = ${n}`);
+}

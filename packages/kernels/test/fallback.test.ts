@@ -2,4 +2,6 @@
 // Test files run in separate processes, so this env var only affects this file.
 process.env.SVDQ_KERNELS_NATIVE = "0";
 const { defineSuite } = await import("./suite.ts");
+const { defineLinalgSuite } = await import("./linalg-suite.ts");
 defineSuite();
+defineLinalgSuite();

@@ -2,25 +2,32 @@
 // same process. Quick by default (a shared 2-core machine); SVDQ_HEAVY=1 runs the full sizes:
 //   quick: 4 images (time for 1,000 extrapolated), Fréchet 2048-d (ours) + 512-d (ours vs ml-matrix)
 //   heavy: 1,000 images, Fréchet 2048-d ours vs ml-matrix
+//   both: Fréchet 2048-d on @svdquant/kernels' native float64 linear algebra (3 runs + a per-step split) against the
+//   TypeScript linear algebra, same inputs, same process
 // Usage: pnpm --filter @svdquant/metrics bench   (or SVDQ_HEAVY=1 …; SVDQ_BENCH_IMAGES=N overrides the image count,
-// SVDQ_PEER_DIM=D the dimension at which the ml-matrix peer runs)
+// SVDQ_PEER_DIM=D the dimension at which the ml-matrix peer runs, SVDQ_BENCH_SECTIONS=pixels,frechet,runner picks
+// the sections, all by default)
 import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { backendInfo } from "@svdquant/kernels";
 import { EigenvalueDecomposition, Matrix } from "ml-matrix";
 import {
   evaluateFolders,
   type FeatureStats,
   frechetDistance,
+  kernelsFrechetLinalg,
   psnr,
   type RgbImage,
   ssim,
+  TS_FRECHET_LINALG,
   writePng,
 } from "../src/index.js";
 
 const heavy = process.env.SVDQ_HEAVY === "1";
 const nImages = Number(process.env.SVDQ_BENCH_IMAGES ?? (heavy ? 1000 : 4));
 const SIDE = 1024;
+const sections = new Set((process.env.SVDQ_BENCH_SECTIONS ?? "pixels,frechet,runner").split(","));
 
 function rng(seed: number): () => number {
   let a = seed >>> 0;
@@ -94,6 +101,15 @@ function stats(r: () => number, d: number): FeatureStats {
   return { n: 10 * d, dim: d, mean: Float64Array.from({ length: d }, () => r()), cov: q };
 }
 
+/** Embeds stats of dimension d0 < d into d dimensions by repeating the first d − d0 ones: a singular covariance. */
+function singular(s: FeatureStats, d: number): FeatureStats {
+  const d0 = s.dim;
+  const src = (i: number) => (i < d0 ? i : i - d0);
+  const cov = new Float64Array(d * d);
+  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) cov[i * d + j] = s.cov[src(i) * d0 + src(j)];
+  return { n: s.n, dim: d, mean: Float64Array.from({ length: d }, (_, i) => s.mean[src(i)]), cov };
+}
+
 /** Peer: ml-matrix's generic path: √Σa by eigen-decomposition, then eigenvalues of √Σa·Σb·√Σa. */
 function frechetMlMatrix(a: FeatureStats, b: FeatureStats): number {
   const d = a.dim;
@@ -124,7 +140,7 @@ console.log(
 );
 
 // 1. PSNR/SSIM
-{
+if (sections.has("pixels")) {
   const r = rng(1);
   const a = image(r);
   const b = image(r);
@@ -148,7 +164,7 @@ console.log(
 }
 
 // 2. Fréchet distance
-{
+if (sections.has("frechet")) {
   const r = rng(2);
   const peerDim = Number(process.env.SVDQ_PEER_DIM ?? (heavy ? 2048 : 512));
   const a5 = stats(r, peerDim);
@@ -159,18 +175,56 @@ console.log(
   rows.push(
     `| Fréchet distance, ${peerDim}-d (${ours5.method}) | ${(tOurs5 / 1000).toFixed(2)} s | ml-matrix eigen path: ${(tPeer5 / 1000).toFixed(2)} s | ${(tPeer5 / tOurs5).toFixed(1)}x (rel. diff ${rel.toExponential(1)}) |`,
   );
-  if (peerDim !== 2048) {
-    const a = stats(r, 2048);
-    const b = stats(r, 2048);
-    const [v, t] = time(() => frechetDistance(a, b));
+  // 2048-d: @svdquant/kernels' native float64 linear algebra against the TypeScript one, same inputs.
+  const D = 2048;
+  const a = stats(r, D);
+  const b = stats(r, D);
+  const { linalg: native, reason } = await kernelsFrechetLinalg();
+  const [ts, tTs] = time(() => frechetDistance(a, b, { linalg: TS_FRECHET_LINALG }));
+  if (!native) {
     rows.push(
-      `| Fréchet distance, 2048-d (${v.method}) | ${(t / 1000).toFixed(2)} s | (peer only with SVDQ_HEAVY=1) | — |`,
+      `| Fréchet distance, ${D}-d (${ts.method}), TypeScript | ${(tTs / 1000).toFixed(2)} s | native: unavailable (${reason}) | — |`,
     );
+  } else {
+    const info = backendInfo();
+    const runs = [0, 1, 2].map(() => time(() => frechetDistance(a, b, { linalg: native })));
+    const ts3 = runs.map(([, t]) => t).sort((x, y) => x - y);
+    const v = runs[0][0];
+    const rel = Math.abs(v.value - ts.value) / Math.abs(ts.value);
+    rows.push(
+      `| Fréchet distance, ${D}-d (${v.method}), native f64 kernels (${info.isa}, ${info.threads} threads): best / median / worst of 3 | ${(ts3[0] / 1000).toFixed(2)} / ${(ts3[1] / 1000).toFixed(2)} / ${(ts3[2] / 1000).toFixed(2)} s | TypeScript linalg: ${(tTs / 1000).toFixed(2)} s | ${(tTs / ts3[1]).toFixed(1)}x (median; rel. diff ${rel.toExponential(1)}) |`,
+    );
+    // The three steps, timed separately (plus what frechetDistance adds: traces, validation, copies).
+    const [l, tChol] = time(() => native.cholesky(a.cov, D));
+    if (!l) throw new Error("bench covariance is not positive definite");
+    const [m, tCong] = time(() => native.congruence(l, b.cov, D));
+    const [, tEig] = time(() => native.eigenvalues(m, D));
+    rows.push(
+      `| … native steps: Cholesky / Lᵀ·Σb·L / eigenvalues (tridiagonalization + QL) | ${tChol.toFixed(0)} / ${tCong.toFixed(0)} / ${tEig.toFixed(0)} ms | — | — |`,
+    );
+    // Singular covariances without samples (duplicated dimensions, rank 7/8·D): native pivoted Cholesky against
+    // the TypeScript eigen route (ml-matrix eigen-decomposition) at 512-d, and native alone at 2048-d.
+    for (const d of [512, 2048]) {
+      const sa = singular(stats(r, (d * 7) / 8), d);
+      const sb = singular(stats(r, (d * 7) / 8), d);
+      const [x, tx] = time(() => frechetDistance(sa, sb, { linalg: native }));
+      if (d === 2048) {
+        rows.push(
+          `| Fréchet distance, ${d}-d, singular without samples (${x.method}), native | ${(tx / 1000).toFixed(2)} s | (TypeScript eigen route: minutes) | — |`,
+        );
+        continue;
+      }
+      const [y, ty] = time(() => frechetDistance(sa, sb, { linalg: TS_FRECHET_LINALG }));
+      const rel = Math.abs(x.value - y.value) / Math.abs(y.value);
+      rows.push(
+        `| Fréchet distance, ${d}-d, singular without samples (${x.method}), native | ${(tx / 1000).toFixed(2)} s | TypeScript ${y.method} route: ${(ty / 1000).toFixed(2)} s | ${(ty / tx).toFixed(1)}x (rel. diff ${rel.toExponential(1)}) |`,
+      );
+    }
   }
 }
 
 // 3. The runner end to end (PNG decode + PSNR + SSIM), 12 pairs of 1024² PNGs, 1 vs 2 threads.
-{
+if (sections.has("runner")) {
   const dir = mkdtempSync(join(tmpdir(), "svdq-bench-"));
   const r = rng(3);
   const pairs = Number(process.env.SVDQ_BENCH_PAIRS ?? 12); // enough to amortize the workers' start (tsx from sources)

@@ -20,7 +20,48 @@ export interface FeatureStats {
 }
 
 /** How tr √(Σa·Σb) was computed (see frechetDistance). */
-export type TraceSqrtMethod = "cholesky" | "sample-factor" | "eigen";
+export type TraceSqrtMethod = "cholesky" | "sample-factor" | "pivoted-cholesky" | "eigen";
+
+/**
+ * The three dense float64 steps of tr √(Σa·Σb) (row-major n x n, lower triangles): the TypeScript ones of
+ * linalg.ts (`TS_FRECHET_LINALG`, the default and the reference) or @svdquant/kernels' native ones
+ * (`useKernelsFrechet`).
+ */
+export interface FrechetLinalg {
+  readonly name: "typescript" | "native";
+  /** L with Σ = L·Lᵀ (lower triangle), or null when Σ is not numerically positive definite (pivot ≤ 1e-12·max diag). */
+  cholesky(a: Float64Array, n: number): Float64Array | null;
+  /** lower triangle of Lᵀ·S·L */
+  congruence(l: Float64Array, s: Float64Array, n: number): Float64Array;
+  /** eigenvalues of the symmetric matrix whose lower triangle is `a` (`a` may be destroyed) */
+  eigenvalues(a: Float64Array, n: number): Float64Array;
+  /**
+   * Optional: pivoted Cholesky of a PSD matrix, P·A·Pᵀ ≈ L·Lᵀ with L zero beyond column `rank` (pivots
+   * ≤ 1e-12·max diag stop it); row i of P·A·Pᵀ is row perm[i] of A. When present it replaces the "eigen" route.
+   */
+  pivotedCholesky?(a: Float64Array, n: number): { l: Float64Array; perm: Int32Array; rank: number };
+}
+
+export const TS_FRECHET_LINALG: FrechetLinalg = {
+  name: "typescript",
+  cholesky(a, n) {
+    const l = Float64Array.from(a);
+    return choleskyLower(l, n) ? l : null;
+  },
+  congruence: congruenceLower,
+  eigenvalues: symmetricEigenvalues,
+};
+
+let defaultLinalg: FrechetLinalg = TS_FRECHET_LINALG;
+
+/** Sets the process-wide linear algebra of frechetDistance / traceSqrtProduct (see useKernelsFrechet). */
+export function setFrechetLinalg(l: FrechetLinalg): void {
+  defaultLinalg = l;
+}
+
+export function getFrechetLinalg(): FrechetLinalg {
+  return defaultLinalg;
+}
 
 export interface FrechetResult {
   value: number;
@@ -30,6 +71,8 @@ export interface FrechetResult {
   covTerm: number;
   traceSqrt: number;
   method: TraceSqrtMethod;
+  /** which FrechetLinalg computed it */
+  linalg: FrechetLinalg["name"];
 }
 
 const FLUSH_ROWS = 64;
@@ -148,9 +191,18 @@ export function featureStats(features: ArrayLike<number>, n: number, dim: number
   return acc.stats();
 }
 
+/**
+ * Σ √λ over the eigenvalues of a PSD matrix. Eigenvalues within the round-off of the eigen-solver,
+ * |λ| ≤ n·ε·max|λ| (backward error of Householder + QL, Golub & Van Loan §8.3), count as 0: a singular matrix
+ * (the centered-sample Gram matrix always is) would otherwise add √(ε·λmax)-sized noise that differs between
+ * equally exact solvers.
+ */
 function sumSqrtClamped(eig: Float64Array): number {
+  let max = 0;
+  for (const l of eig) max = Math.max(max, Math.abs(l));
+  const floor = eig.length * Number.EPSILON * max;
   let t = 0;
-  for (const l of eig) if (l > 0) t += Math.sqrt(l); // PSD in exact arithmetic: round-off negatives count as 0
+  for (const l of eig) if (l > floor) t += Math.sqrt(l);
   return t;
 }
 
@@ -160,33 +212,53 @@ function sumSqrtClamped(eig: Float64Array): number {
  * 1. "sample-factor" — when either side kept its samples (N ≤ D, singular covariance): F = centered samples /
  *    √(N − 1), an N x N problem; exact, no regularization.
  * 2. "cholesky" — F = L from Σ = L·Lᵀ when Σa (or else Σb) is numerically positive definite.
- * 3. "eigen" — otherwise (singular Σ without samples): F = V₊·√Λ₊ from the eigen-decomposition of Σa, eigenvalues
- *    ≤ 1e-12·λmax dropped — the symmetric form √Σa·Σb·√Σa of the brief, with √Σa the PSD square root.
+ * 3. "pivoted-cholesky" — otherwise (singular Σ without samples) when the linear algebra has a pivoted Cholesky
+ *    (the native one): F = Pᵀ·L from P·Σa·Pᵀ ≈ L·Lᵀ, pivots ≤ 1e-12·max(diag Σa) dropped, an r x r problem.
+ * 4. "eigen" — otherwise (the TypeScript linear algebra): F = V₊·√Λ₊ from ml-matrix's eigen-decomposition of Σa,
+ *    eigenvalues ≤ 1e-12·λmax dropped — the symmetric form √Σa·Σb·√Σa of the brief, with √Σa the PSD square root.
+ * Eigenvalues within the solver's round-off count as 0 (see sumSqrtClamped).
  */
-export function traceSqrtProduct(a: FeatureStats, b: FeatureStats): { value: number; method: TraceSqrtMethod } {
+export function traceSqrtProduct(
+  a: FeatureStats,
+  b: FeatureStats,
+  linalg: FrechetLinalg = defaultLinalg,
+): { value: number; method: TraceSqrtMethod } {
   const D = a.dim;
   if (a.factor !== undefined && b.factor !== undefined) {
     // Both sides singular with samples: Fa·Σb·Faᵀ = K·Kᵀ with K = Fa·Fbᵀ (Na x Nb), no D x D product at all.
     const [p, q] = a.n <= b.n ? [a, b] : [b, a];
     const k = mulRowsT(p.factor as Float64Array, p.n, q.factor as Float64Array, q.n, D);
-    return { value: sumSqrtClamped(symmetricEigenvalues(gramLower(k, p.n, q.n), p.n)), method: "sample-factor" };
+    return { value: sumSqrtClamped(linalg.eigenvalues(gramLower(k, p.n, q.n), p.n)), method: "sample-factor" };
   }
   const withFactor = [a, b].filter((s) => s.factor !== undefined);
   if (withFactor.length > 0) {
     const f = withFactor[0];
     const other = f === a ? b : a;
     const m = sandwichRows(f.factor as Float64Array, f.n, other.cov, D);
-    return { value: sumSqrtClamped(symmetricEigenvalues(m, f.n)), method: "sample-factor" };
+    return { value: sumSqrtClamped(linalg.eigenvalues(m, f.n)), method: "sample-factor" };
   }
   for (const [p, q] of [
     [a, b],
     [b, a],
   ]) {
-    const l = Float64Array.from(p.cov);
-    if (choleskyLower(l, D)) {
-      const m = congruenceLower(l, q.cov, D);
-      return { value: sumSqrtClamped(symmetricEigenvalues(m, D)), method: "cholesky" };
+    const l = linalg.cholesky(p.cov, D);
+    if (l) {
+      const m = linalg.congruence(l, q.cov, D);
+      return { value: sumSqrtClamped(linalg.eigenvalues(m, D)), method: "cholesky" };
     }
+  }
+  if (linalg.pivotedCholesky) {
+    const { l, perm, rank: r } = linalg.pivotedCholesky(a.cov, D);
+    if (r === 0) return { value: 0, method: "pivoted-cholesky" };
+    const sp = new Float64Array(D * D); // P·Σb·Pᵀ
+    for (let i = 0; i < D; i++) {
+      const row = perm[i] * D;
+      for (let k = 0; k < D; k++) sp[i * D + k] = b.cov[row + perm[k]];
+    }
+    const m = linalg.congruence(l, sp, D); // zero beyond row/column r
+    const lead = new Float64Array(r * r);
+    for (let i = 0; i < r; i++) lead.set(m.subarray(i * D, i * D + i + 1), i * r);
+    return { value: sumSqrtClamped(linalg.eigenvalues(lead, r)), method: "pivoted-cholesky" };
   }
   const evd = new EigenvalueDecomposition(new Matrix(toRows(a.cov, D)), { assumeSymmetric: true });
   const lam = evd.realEigenvalues;
@@ -201,7 +273,7 @@ export function traceSqrtProduct(a: FeatureStats, b: FeatureStats): { value: num
     for (let j = 0; j < D; j++) f[k * D + j] = s * vec.get(j, i);
   });
   const m = sandwichRows(f, r, b.cov, D);
-  return { value: sumSqrtClamped(symmetricEigenvalues(m, r)), method: "eigen" };
+  return { value: sumSqrtClamped(linalg.eigenvalues(m, r)), method: "eigen" };
 }
 
 function toRows(a: Float64Array, n: number): number[][] {
@@ -213,9 +285,15 @@ function toRows(a: Float64Array, n: number): number[][] {
 /**
  * Fréchet distance between two Gaussians fitted to feature sets (Heusel et al. 2017, the FID formula as in
  * clean-fid): ‖μa − μb‖² + tr Σa + tr Σb − 2·tr √(Σa·Σb), with unbiased covariances. See traceSqrtProduct for
- * how the matrix square root is handled (including singular covariances).
+ * how the matrix square root is handled (including singular covariances). `linalg` defaults to the process-wide
+ * choice (TypeScript unless `useKernelsFrechet` / `setFrechetLinalg` changed it).
  */
-export function frechetDistance(a: FeatureStats, b: FeatureStats): FrechetResult {
+export function frechetDistance(
+  a: FeatureStats,
+  b: FeatureStats,
+  opts: { linalg?: FrechetLinalg } = {},
+): FrechetResult {
+  const linalg = opts.linalg ?? defaultLinalg;
   if (a.dim !== b.dim) throw new MetricsError("E_SHAPE", `feature dimensions differ: ${a.dim} vs ${b.dim}`);
   const D = a.dim;
   let meanTerm = 0;
@@ -224,9 +302,9 @@ export function frechetDistance(a: FeatureStats, b: FeatureStats): FrechetResult
     meanTerm += (a.mean[i] - b.mean[i]) ** 2;
     tr += a.cov[i * D + i] + b.cov[i * D + i];
   }
-  const ts = traceSqrtProduct(a, b);
+  const ts = traceSqrtProduct(a, b, linalg);
   const covTerm = tr - 2 * ts.value;
   const value = meanTerm + covTerm;
   if (!Number.isFinite(value)) throw new MetricsError("E_NUMERIC", "Fréchet distance is not finite");
-  return { value, meanTerm, covTerm, traceSqrt: ts.value, method: ts.method };
+  return { value, meanTerm, covTerm, traceSqrt: ts.value, method: ts.method, linalg: linalg.name };
 }

@@ -11,10 +11,14 @@ export {
 export {
   FeatureAccumulator,
   type FeatureStats,
+  type FrechetLinalg,
   type FrechetResult,
   featureStats,
   frechetDistance,
+  getFrechetLinalg,
+  setFrechetLinalg,
   type TraceSqrtMethod,
+  TS_FRECHET_LINALG,
   traceSqrtProduct,
 } from "./frechet.js";
 export { checkImage, checkSameSize, type Rgb8Image, type RgbImage, toPlanar } from "./image.js";
@@ -28,6 +32,7 @@ export {
   symmetricEigenvalues,
   tridiagonalQL,
 } from "./linalg.js";
+export { type FrechetLinalgChoice, kernelsFrechetLinalg, useKernelsFrechet } from "./native-frechet.js";
 export {
   CLIP_IMAGE_SPEC,
   CLIP_MEAN,
