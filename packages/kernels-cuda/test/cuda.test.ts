@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { cudaAvailability } from "../src/index.ts";
-import { checkCublas, checkGemm, checkQuantize, gemmCases, quantCases } from "./gpu-cases.ts";
+import { checkCublas, checkGemm, checkQuantize, gemmCases, gemmWgCases, quantCases } from "./gpu-cases.ts";
 
 const av = cudaAvailability();
 const skip = av.available ? "" : ` (skipped: ${av.reason})`;
@@ -14,9 +14,9 @@ describe(`CUDA kernels on the GPU${skip}`, () => {
       },
     );
   }
-  for (const c of gemmCases()) {
+  for (const c of [...gemmCases(), ...gemmWgCases()]) {
     it.skipIf(!av.available)(
-      `gemm ${c.format} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R} bm=${c.blockM ?? "auto"}${skip}`,
+      `gemm ${c.format}${c.wg ? " wg" : ""} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R} bm=${c.blockM ?? "auto"}${skip}`,
       () => {
         expect(checkGemm(c)).toMatch(/^gemm/);
       },
