@@ -72,13 +72,15 @@ if [[ -n ${VARIANTS:-} ]]; then
   timeout ${STEP_TIMEOUT:-300} node "$dir/device-run.mjs" variants 2>&1 | tee "$out/variants.log"
 fi
 if [[ -n ${SASS:-} ]]; then
-  cuobjdump -sass -arch sm_90a -fun "$SASS" "$dir/svdq_cuda.node" > "$out/sass.txt" 2>&1; wc -l "$out/sass.txt"
+  cuobjdump -sass -arch sm_90a "$dir/svdq_cuda.node" 2>/dev/null | awk -v f="$SASS" '/Function :/ { p = index($0, f) > 0 } p' > "$out/sass.txt"; wc -l "$out/sass.txt"
 fi
 if [[ -z ${SKIP_BENCH:-} ]]; then
   timeout ${STEP_TIMEOUT:-300} node "$dir/device-run.mjs" bench 2>&1 | tee "$out/bench.log" || rc=1
 fi
 if [[ -n ${NCU:-} ]]; then
   ncu --clock-control none -k "regex:gemm_wg_kernel|quantize_kernel" -c 4 --section SpeedOfLight --section ComputeWorkloadAnalysis \
-    --section MemoryWorkloadAnalysis --section WarpStateStats node "$dir/device-run.mjs" ncu 2>&1 | tee "$out/ncu.log" | tail -120
+    --section MemoryWorkloadAnalysis --section WarpStateStats \
+    --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
+    node "$dir/device-run.mjs" ncu 2>&1 | tee "$out/ncu.log" | tail -120
 fi
 exit $rc

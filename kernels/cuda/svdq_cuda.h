@@ -47,13 +47,14 @@
 // "wg" layouts (sm_90a wgmma path; made once at load time by svdq_repack_weight_wg from the checkpoint layouts):
 // | tensor      | shape / bytes                         | dtype  | layout |
 // |-------------|---------------------------------------|--------|--------|
-// | qweight_wg  | N*K bytes: [N/128][K/64][2][16][2][8][16] | int8 | chunk (nt, kt) at (nt*(K/64) + kt) * 8192; byte (s, j, h, r, c) at s*4096 + j*256 + h*128 + r*16 + c holds w[n = nt*128 + 8j + r][k = kt*64 + 32s + 8(c/4) + 2(c%4) + h] |
+// | qweight_wg  | N*K bytes: [N/128][K/64][128][64]     | int8   | chunk (nt, kt) at (nt*(K/64) + kt) * 8192: 128 rows n of 64 bytes; logical byte kb = 32s + 16h + c of row n holds w[nt*128 + n][kt*64 + 32s + 8(c/4) + 2(c%4) + h] and is stored at n*64 + 16*((kb/16) ^ ((n/2) % 4)) + kb%16 |
 // | wscales_wg  | N*K/64 f32: [N/128][K/64][2][4][8][2] | f32    | chunk (nt, kt) at (nt*(K/64) + kt) * 128; value (hf, t, j, e) at hf*64 + t*16 + j*2 + e is s_w of n = nt*128 + hf*64 + 8j + 2t + e |
-// Each 16-byte row (s, j, h, r) of qweight_wg is one row of an 8x16-byte wgmma "core matrix" (no swizzle, K-major:
-// core matrices 128 B apart along k, 256 B apart along n), and its k order is the order of the "s8" activation
-// codes inside the A registers of k32 step s (lo/hi nibble split), so A and B see the same permutation of k. The
-// weight codes are plain int8 (-8..7) and the activations x16, so the product is 16x the int4 one (folded into s_x).
-// wscales_wg is ordered so that lane t of a warp reads its 16 columns of one 64-wide half as four float4.
+// A chunk is the wgmma B operand of one k-group as it sits in shared memory: K-major rows of 64 bytes with the
+// 64-byte swizzle (16-byte pieces XORed by address bits 7-8, so the 8 rows a core-matrix read touches fall in
+// different banks); k32 step s is the byte range 32s..32s+31 of each row. The k order inside a step is the order
+// of the "s8" activation codes in the A registers (lo/hi nibble split), so A and B see the same permutation of k.
+// The weight codes are plain int8 (-8..7) and the activations x16, so the product is 16x the int4 one (folded into
+// s_x). wscales_wg is ordered so that lane t of a warp reads its 16 columns of one 64-wide half as four float4.
 #ifndef SVDQ_CUDA_H
 #define SVDQ_CUDA_H
 

@@ -551,22 +551,23 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
 // (weights, "wg" layout below, int8) from shared memory through a no-swizzle K-major descriptor.
 // The 128 columns are two m64n64 halves with their own s32 accumulators: while the tensor cores run one half, the warpgroup flushes the other half's finished group into the f32
 // accumulators (s_x·s_w), so the per-group scale arithmetic overlaps the MMAs.
-constexpr int WG_BN = 128;
+constexpr int WG_BN = 128;  // width of a "wg" weight chunk
 constexpr int WG_STAGES = 8;
-template <int WGS>
+template <int WGS, int NH>
 struct WgTile {
   static constexpr int BM = 64 * WGS;
-  static constexpr int B_BYTES = 8192;             // 128 n x 64 k int8 ("wg" weight layout, one chunk)
+  static constexpr int BN = 64 * NH;                // NH = 2: a whole 128-wide chunk, NH = 1: one 64-wide half
+  static constexpr int B_BYTES = 4096 * NH;        // BN n x 64 k int8 ("wg" weight layout)
   static constexpr int A_BYTES = BM / 16 * 1024;   // s8 fragment tiles of the block's rows, one k-group
   static constexpr int SA_BYTES = BM * 2;          // 16-bit activation scales
-  static constexpr int SW_BYTES = 512;             // 128 f32 weight scales ("wg" scale layout)
+  static constexpr int SW_BYTES = 256 * NH;        // BN f32 weight scales ("wg" scale layout)
   static constexpr int OFF_B = 0;
   static constexpr int OFF_A = OFF_B + B_BYTES;
   static constexpr int OFF_SA = OFF_A + A_BYTES;
   static constexpr int OFF_SW = OFF_SA + SA_BYTES;
-  static constexpr int STAGE = OFF_SW + SW_BYTES;
+  static constexpr int STAGE = (OFF_SW + SW_BYTES + 1023) / 1024 * 1024;  // B tiles 1 KiB aligned (swizzle)
   static constexpr int OFF_BAR = STAGE * WG_STAGES;
-  static constexpr int SMEM = OFF_BAR + 2 * WG_STAGES * 8;
+  static constexpr int SMEM = OFF_BAR + 2 * WG_STAGES * 8 + 1024;  // + alignment slack
   static constexpr int THREADS = 128 * WGS;
 };
 
@@ -608,10 +609,11 @@ __device__ __forceinline__ void fence_regs(int (&d)[32]) {
 #pragma unroll
   for (int i = 0; i < 32; i++) asm volatile("" : "+r"(d[i])::"memory");
 }
-// no-swizzle K-major shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format"): start address, leading
-// byte offset (between core matrices along K), stride byte offset (between core matrices along N), all >> 4.
+// K-major shared-memory matrix descriptor with the 64-byte swizzle (PTX ISA, "Matrix Descriptor Format"): start
+// address, leading byte offset (unused for swizzled K-major operands whose k extent stays in one 64-byte row),
+// stride byte offset (between 8-row groups: 8 x 64 B), all >> 4; bits 62-63 = 2 (64-byte swizzle).
 __device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
-  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32);
+  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (2ull << 62);
 }
 // D(64x64 s32) = A(64x32, registers, s8 or u8) · B(32x64 s8, shared memory) (+ D when ACC)
 template <bool AU, bool ACC>
@@ -639,14 +641,16 @@ __device__ __forceinline__ void wgmma_n64(int (&d)[32], const uint32_t* a, uint6
 #undef SVDQ_WG_D
 }
 
-template <bool BF16, bool AU, int WGS>
-__global__ void __launch_bounds__(WgTile<WGS>::THREADS, 1)
+template <bool BF16, bool AU, int WGS, int NH>
+__global__ void __launch_bounds__(WgTile<WGS, NH>::THREADS, NH == 1 ? 3 : 1)
     gemm_wg_kernel(const svdq_gemm_args p, int Mp, uint32_t lbo, uint32_t sbo) {
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ < 900 || !defined(__CUDA_ARCH_FEAT_SM90_ALL))
   __trap();  // wgmma needs sm_90a; the host only launches this kernel on sm_90
 #else
-  using TL = WgTile<WGS>;
-  extern __shared__ __align__(16) uint8_t smem[];
+  using TL = WgTile<WGS, NH>;
+  extern __shared__ __align__(16) uint8_t smem_raw[];
+  // the 64-byte swizzle of the B tiles is a function of the shared-memory address bits: align the stages to 1 KiB
+  uint8_t* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int bn = blockIdx.x, bm = blockIdx.y;
   const int KT = p.K / 64;
@@ -664,21 +668,23 @@ __global__ void __launch_bounds__(WgTile<WGS>::THREADS, 1)
   // Producer: thread 0 issues the bulk copies of group kt into stage kt % WG_STAGES (after every warp released the
   // stage's previous group). No separate producer warp: the whole register file goes to the consumers.
   const uint8_t* gA = static_cast<const uint8_t*>(p.codes) + (size_t)bm * (TL::BM / 16) * KT * 1024;
-  const uint8_t* gB = static_cast<const uint8_t*>(p.qweight_wg) + (size_t)bn * KT * TL::B_BYTES;
+  // NH = 1: block column bn is half bn % 2 of the 128-wide chunk bn / 2 (each half is contiguous in the chunk)
+  const int chunk = NH == 2 ? bn : bn >> 1, hoff = NH == 2 ? 0 : bn & 1;
+  const uint8_t* gB = static_cast<const uint8_t*>(p.qweight_wg) + (size_t)chunk * KT * 8192 + hoff * 4096;
   const uint8_t* gSA = static_cast<const uint8_t*>(p.ascales) + (size_t)bm * TL::BM * 2;
-  const uint8_t* gSW = static_cast<const uint8_t*>(p.wscales_wg) + (size_t)bn * KT * TL::SW_BYTES;
+  const uint8_t* gSW = static_cast<const uint8_t*>(p.wscales_wg) + (size_t)chunk * KT * 512 + hoff * 256;
   auto produce = [&](int kt) {
     if (kt >= KT) return;
     const int s = kt % WG_STAGES, use = kt / WG_STAGES;
     if (use > 0) mbar_wait(empty0 + 8 * s, (use - 1) & 1);
     const uint32_t bar = full0 + 8 * s, st = sbase + s * TL::STAGE;
-    mbar_expect_tx(bar, TL::STAGE);
-    bulk_g2s(st + TL::OFF_B, gB + (size_t)kt * TL::B_BYTES, TL::B_BYTES, bar);
+    mbar_expect_tx(bar, TL::OFF_SW + TL::SW_BYTES);
+    bulk_g2s(st + TL::OFF_B, gB + (size_t)kt * 8192, TL::B_BYTES, bar);
 #pragma unroll
     for (int i = 0; i < TL::BM / 16; i++)
       bulk_g2s(st + TL::OFF_A + i * 1024, gA + ((size_t)i * KT + kt) * 1024, 1024, bar);
     bulk_g2s(st + TL::OFF_SA, gSA + (size_t)kt * Mp * 2, TL::SA_BYTES, bar);
-    bulk_g2s(st + TL::OFF_SW, gSW + (size_t)kt * TL::SW_BYTES, TL::SW_BYTES, bar);
+    bulk_g2s(st + TL::OFF_SW, gSW + (size_t)kt * 512, TL::SW_BYTES, bar);
   };
   if (tid == 0)
     for (int kt = 0; kt < WG_STAGES; kt++) produce(kt);
@@ -692,8 +698,7 @@ __global__ void __launch_bounds__(WgTile<WGS>::THREADS, 1)
   for (int i = 0; i < 8; i++)
 #pragma unroll
     for (int c = 0; c < 4; c++) accL[i][c] = accR[i][c] = 0.f;
-#pragma unroll
-  for (int i = 0; i < 32; i++) ciL[i] = ciR[i] = 0;
+  // (ciL/ciR need no initial value: the first wgmma of every group has scale-d = 0)
 
   const int a_off = TL::OFF_A + (wg * 4 + wl) * 1024 + lane * 32;
   auto load_a = [&](int s, uint32_t (&a)[8]) {
@@ -701,12 +706,12 @@ __global__ void __launch_bounds__(WgTile<WGS>::THREADS, 1)
     const uint4 hi = *reinterpret_cast<const uint4*>(smem + s * TL::STAGE + a_off + 16);
     a[0] = lo.x, a[1] = lo.y, a[2] = lo.z, a[3] = lo.w, a[4] = hi.x, a[5] = hi.y, a[6] = hi.z, a[7] = hi.w;
   };
-  // B of k32 step `step`, column half `half` (64 n): core matrices (n8 block j, k half h) at j*256 + h*128
+  // B of column half `half` (64 n = 64 rows of 64 B): k32 step 0 in bytes 0..31 of each row, step 1 in 32..63
   auto issue = [&](int (&ci)[32], const uint32_t (&a)[8], int s, int half) {
-    const uint32_t b = sbase + s * TL::STAGE + TL::OFF_B + half * 2048;
+    const uint32_t b = sbase + s * TL::STAGE + TL::OFF_B + half * 4096;
     wg_fence();
     wgmma_n64<AU, false>(ci, a, wg_desc(b, lbo, sbo));  // each group starts from zero
-    wgmma_n64<AU, true>(ci, a + 4, wg_desc(b + 4096, lbo, sbo));
+    wgmma_n64<AU, true>(ci, a + 4, wg_desc(b + 32, lbo, sbo));
     wg_commit();
   };
   // acc += P·s_x·s_w for one column half, P the group's s32 sum: the int bits of P + 0x4B400000 are the float
@@ -736,6 +741,7 @@ __global__ void __launch_bounds__(WgTile<WGS>::THREADS, 1)
   };
   // One k-group: flush half L of group kt while R(kt) runs, then issue L(kt+1); flush R(kt) while L(kt+1) runs,
   // then issue R(kt+1). Branch-free (the last group is peeled) so that ptxas can track the wgmma groups.
+  if constexpr (NH == 2) {
   auto step = [&](int kt, uint32_t (&nxt)[8]) {
     const int s = kt % WG_STAGES, s1 = (kt + 1) % WG_STAGES;
     mbar_wait(full0 + 8 * s1, ((kt + 1) / WG_STAGES) & 1);
@@ -745,7 +751,7 @@ __global__ void __launch_bounds__(WgTile<WGS>::THREADS, 1)
     flush(ciL, accL, s, 0);
     fence_regs(ciL);
     issue(ciL, nxt, s1, 0);
-    if (tid == 0 && kt > 0) produce(kt - 1 + WG_STAGES);  // refill the stage released one step ago
+    if (tid == 0 && kt > 1) produce(kt - 2 + WG_STAGES);  // refill the stage released two steps ago (slack)
     wg_wait<1>();
     fence_regs(ciR);
     flush(ciR, accR, s, 1);
@@ -781,10 +787,49 @@ __global__ void __launch_bounds__(WgTile<WGS>::THREADS, 1)
   } else {
     last(kt);
   }
+  } else {
+    // one 64-wide half per block: ping-pong between two accumulator sets across k-groups: issue group kt+1 into
+    // one set, then flush group kt from the other while the tensor cores run
+    auto step1 = [&](int kt, int (&cur)[32], int (&nx)[32], uint32_t (&nxt)[8]) {
+      const int s = kt % WG_STAGES, s1 = (kt + 1) % WG_STAGES;
+      mbar_wait(full0 + 8 * s1, ((kt + 1) / WG_STAGES) & 1);
+      load_a(s1, nxt);
+      fence_regs(nx);
+      issue(nx, nxt, s1, 0);
+      if (tid == 0 && kt > 1) produce(kt - 2 + WG_STAGES);
+      wg_wait<1>();
+      fence_regs(cur);
+      flush(cur, accL, s, 0);
+      fence_regs(cur);
+      __syncwarp();
+      if (lane == 0) mbar_arrive(empty0 + 8 * s);
+    };
+    auto last1 = [&](int kt, int (&cur)[32]) {
+      wg_wait<0>();
+      fence_regs(cur);
+      flush(cur, accL, kt % WG_STAGES, 0);
+    };
+    uint32_t a0[8], a1[8];
+    mbar_wait(full0, 0);
+    load_a(0, a0);
+    fence_regs(ciL);
+    issue(ciL, a0, 0, 0);
+    int kt = 0;
+    for (; kt + 2 < KT; kt += 2) {
+      step1(kt, ciL, ciR, a1);
+      step1(kt + 1, ciR, ciL, a0);
+    }
+    if (kt + 1 < KT) {
+      step1(kt, ciL, ciR, a1);
+      last1(kt + 1, ciR);
+    } else {
+      last1(kt, ciL);
+    }
+  }
 
   // ---- epilogue: + lora_act · lora_upᵀ (mma.sync on the same fragment layout), + bias, GELU, store
   const int row_base = bm * TL::BM + wg * 64 + wl * 16;
-  const int col_base = bn * WG_BN;
+  const int col_base = bn * TL::BN;
   if (p.R > 0) {
     const uint16_t* U = static_cast<const uint16_t*>(p.lora_up);
     for (int r0 = 0; r0 < p.R; r0 += 16) {
@@ -796,7 +841,7 @@ __global__ void __launch_bounds__(WgTile<WGS>::THREADS, 1)
       const uint32_t a0_ = pack2<BF16>(x00.x, x00.y), a1_ = pack2<BF16>(x10.x, x10.y);
       const uint32_t a2_ = pack2<BF16>(x01.x, x01.y), a3_ = pack2<BF16>(x11.x, x11.y);
 #pragma unroll
-      for (int nj = 0; nj < 16; nj++) {
+      for (int nj = 0; nj < 8 * NH; nj++) {
         const uint16_t* u = U + (size_t)(col_base + nj * 8 + g) * p.R + r0 + t * 2;
         const uint32_t ub0 = *reinterpret_cast<const uint32_t*>(u), ub1 = *reinterpret_cast<const uint32_t*>(u + 8);
         mma_h<BF16>(nj < 8 ? accL[nj & 7] : accR[nj & 7], a0_, a1_, a2_, a3_, ub0, ub1);
@@ -806,7 +851,7 @@ __global__ void __launch_bounds__(WgTile<WGS>::THREADS, 1)
   const uint16_t* B = static_cast<const uint16_t*>(p.bias);
   uint16_t* O = static_cast<uint16_t*>(p.out);
 #pragma unroll
-  for (int nj = 0; nj < 16; nj++) {
+  for (int nj = 0; nj < 8 * NH; nj++) {
     const float* acc = nj < 8 ? accL[nj & 7] : accR[nj & 7];
     const int col = col_base + nj * 8 + t * 2;
     float bias0 = 0.f, bias1 = 0.f;
@@ -832,17 +877,18 @@ __global__ void __launch_bounds__(WgTile<WGS>::THREADS, 1)
 
 // Load-time repack of the checkpoint weights into the "wg" layouts (svdq_cuda.h): one thread per output byte/scale.
 __global__ void repack_wg_qweight_kernel(const uint8_t* __restrict__ qw, int8_t* __restrict__ out, size_t total) {
-  const size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  const size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // logical byte: chunk, row n, byte kb of the row
   if (o >= total) return;
   const size_t chunk = o / 8192;
   const int rem = int(o % 8192);
-  const int s = rem / 4096, j = (rem / 256) % 16, h = (rem / 128) % 2, r = (rem / 16) % 8, c = rem % 16;
-  const int n = 8 * j + r;                                  // n inside the 128-wide chunk
-  const int k = 32 * s + 8 * (c / 4) + 2 * (c % 4) + h;     // k inside the 64-wide group (the s8 code order)
+  const int n = rem / 64, kb = rem % 64;
+  const int s = kb / 32, h = (kb % 32) / 16, c = kb % 16;
+  const int k = 32 * s + 8 * (c / 4) + 2 * (c % 4) + h;  // k inside the 64-wide group (the s8 code order)
   const int pk = n / 16, nps = (n / 8) % 2, gg = n % 8, kps = k / 32, tt = (k % 32) / 8, e = k % 8;
   const uint8_t b = qw[chunk * 4096 + pk * 512 + (4 * gg + tt) * 16 + (nps * 2 + kps) * 4 + e / 2];
   const int nib = (b >> (4 * (e & 1))) & 15;
-  out[o] = int8_t(nib >= 8 ? nib - 16 : nib);
+  // 64-byte swizzle: the 16-byte chunk kb/16 of row n sits at chunk (kb/16) ^ ((n/2) % 4)
+  out[chunk * 8192 + n * 64 + (((kb / 16) ^ ((n >> 1) & 3)) * 16) + kb % 16] = int8_t(nib >= 8 ? nib - 16 : nib);
 }
 template <bool BF16>
 __global__ void repack_wg_wscales_kernel(const uint16_t* __restrict__ ws, float* __restrict__ out, size_t total) {
@@ -938,11 +984,11 @@ const char* dispatch_gemm_mi(const svdq_gemm_args& a, int bm, cudaStream_t st) {
   }
 }
 
-template <bool BF16, bool AU, int WGS>
+template <bool BF16, bool AU, int WGS, int NH>
 const char* launch_gemm_wg(const svdq_gemm_args& a, cudaStream_t st) {
-  using TL = WgTile<WGS>;
+  using TL = WgTile<WGS, NH>;
   const int Mp = svdq_pad_m(a.M);
-  auto kern = gemm_wg_kernel<BF16, AU, WGS>;
+  auto kern = gemm_wg_kernel<BF16, AU, WGS, NH>;
   static bool smem_set = false;
   if (!smem_set) {
     const char* e = check_cuda(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::SMEM),
@@ -950,21 +996,23 @@ const char* launch_gemm_wg(const svdq_gemm_args& a, cudaStream_t st) {
     if (e) return e;
     smem_set = true;
   }
-  // descriptor strides of the "wg" B layout: 128 B between core matrices along k, 256 B along n.
-  // SVDQ_WG_SWAP=1 swaps the two fields (a diagnostic for the descriptor convention; results must then be wrong).
+  // descriptor strides of the "wg" B layout: 512 B between 8-row groups (LBO unused: 16).
+  // SVDQ_WG_SWAP=1 sets a wrong stride (a negative control: results must then be wrong).
   static const bool swap = [] {
     const char* e = getenv("SVDQ_WG_SWAP");
     return e != nullptr && e[0] == '1';
   }();
-  const uint32_t lbo = swap ? 256 : 128, sbo = swap ? 128 : 256;
-  dim3 grid(a.N / WG_BN, Mp / TL::BM);
+  const uint32_t lbo = 16, sbo = swap ? 1024 : 512;
+  dim3 grid(a.N / TL::BN, Mp / TL::BM);
   kern<<<grid, TL::THREADS, TL::SMEM, st>>>(a, Mp, lbo, sbo);
   return check_cuda(cudaGetLastError(), "cudaLaunchKernel(gemm_wg_kernel)");
 }
 
 template <bool BF16, bool AU>
 const char* dispatch_gemm_wg(const svdq_gemm_args& a, int bm, cudaStream_t st) {
-  return bm == 64 ? launch_gemm_wg<BF16, AU, 1>(a, st) : launch_gemm_wg<BF16, AU, 2>(a, st);
+  // block_m 64: 64 x 128 tiles; 128: 128 x 128; 32 (a request for the small variant): 64 x 64 tiles
+  if (bm == 32) return launch_gemm_wg<BF16, AU, 1, 1>(a, st);
+  return bm == 64 ? launch_gemm_wg<BF16, AU, 1, 2>(a, st) : launch_gemm_wg<BF16, AU, 2, 2>(a, st);
 }
 
 }  // namespace
@@ -1006,10 +1054,12 @@ extern "C" const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream) {
   if ((a->qweight_wg == nullptr) != (a->wscales_wg == nullptr))
     return fail(shape_msg(fn, "qweight_wg and wscales_wg must be given together"));
   if (a->qweight_wg != nullptr && !s4 && cc == 90) {
-    // wgmma path (sm_90a): 128-row tiles unless that leaves most multiprocessors idle
+    // wgmma path (sm_90a). Measured on H100 (docs/benchmarks.md, bare GEMM): 64 x 128 tiles are the fastest at
+    // M=4608 (128 x 128: +13%), 64 x 64 tiles at M=256 (fewer tiles than two per multiprocessor otherwise)
     int bm = a->block_m;
-    if (bm != 0 && bm != 64 && bm != 128) return fail(shape_msg(fn, "block_m must be 0, 64 or 128 on the wgmma path"));
-    if (bm == 0) bm = (svdq_pad_m(a->M) / 128) * (a->N / WG_BN) < sms ? 64 : 128;
+    if (bm != 0 && bm != 32 && bm != 64 && bm != 128)
+      return fail(shape_msg(fn, "block_m must be 0, 32 (64 x 64 tiles), 64 or 128 on the wgmma path"));
+    if (bm == 0) bm = (svdq_pad_m(a->M) / 64) * (a->N / WG_BN) >= 2 * sms ? 64 : 32;
     cudaStream_t st = static_cast<cudaStream_t>(stream);
     const bool bf = a->dtype == SVDQ_BF16, au = a->act_unsigned != 0;
     if (bf) return au ? dispatch_gemm_wg<true, true>(*a, bm, st) : dispatch_gemm_wg<true, false>(*a, bm, st);

@@ -11,8 +11,8 @@ import {
   synchronize,
   timeGraphMs,
 } from "../src/index.ts";
-import { checkCublas, checkGemm, checkQuantize, gemmCases, gemmWgCases, quantCases } from "../test/gpu-cases.ts";
 import { checkCrossCpu, cpuBackend, crossCases } from "../test/cpu-cross.ts";
+import { checkCublas, checkGemm, checkQuantize, gemmCases, gemmWgCases, quantCases } from "../test/gpu-cases.ts";
 import { Rng } from "../test/reference.ts";
 
 const mode = process.argv[2] ?? "check";
@@ -144,6 +144,7 @@ if (mode === "variants") {
       [32, undefined],
       [64, undefined],
       [128, undefined],
+      [32, wg],
       [64, wg],
       [128, wg],
     ] as const) {

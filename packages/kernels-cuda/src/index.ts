@@ -22,12 +22,12 @@ export {
   padM,
   type QuantizeActArgs,
   type QuantizedAct,
-  type WgWeights,
   quantizeAct,
   repackWeightWg,
   synchronize,
   timeGraphMs,
   timeMs,
+  type WgWeights,
 } from "./ops.js";
 
 /** The GELU shift of unsigned activation codes (nunchaku's epilogue constant; GELU(x) >= -0.1700 for all x). */

@@ -268,7 +268,8 @@ export function repackWeightWg(a: {
 }): WgWeights {
   const { N, K } = a;
   dims("repackWeightWg", { N, K });
-  if (N === 0 || N % 128 !== 0) throw new CudaKernelError("E_SHAPE", `repackWeightWg: N=${N} must be a multiple of 128`);
+  if (N === 0 || N % 128 !== 0)
+    throw new CudaKernelError("E_SHAPE", `repackWeightWg: N=${N} must be a multiple of 128`);
   if (K === 0 || K % 64 !== 0) throw new CudaKernelError("E_SHAPE", `repackWeightWg: K=${K} must be a multiple of 64`);
   need("qweight", a.qweight, (N * K) / 2);
   need("wscales", a.wscales, N * (K / 64) * 2);

@@ -1,12 +1,7 @@
 // Cross-check of the CUDA kernels against the CPU kernels of @svdquant/kernels (native addon, AVX2 or scalar): the
 // same random inputs go through both, and the two outputs must agree (each is also checked against float64 in
 // gpu-cases.ts). Used by the device runner (bench/device-run.ts `cross`) and by test/cuda.test.ts on a GPU.
-import {
-  backendInfo,
-  gemmW4A4 as cpuGemmW4A4,
-  quantizeActivations as cpuQuantize,
-  packW4A4,
-} from "@svdquant/kernels";
+import { backendInfo, gemmW4A4 as cpuGemmW4A4, quantizeActivations as cpuQuantize, packW4A4 } from "@svdquant/kernels";
 import {
   DeviceBuffer,
   GELU_SHIFT,
@@ -39,6 +34,9 @@ export function checkCrossCpu(c: GemmCase): string {
   const G = K / 64;
   const rng = new Rng(c.seed);
   const x = rng.halfs(dtype, M * K, 1, unsigned ? 0.2 : 0);
+  // unsigned codes are for inputs >= -shift (GELU outputs): there both kernels take amax = max(x + shift); below
+  // -shift the CUDA kernel uses max|x + shift| and the CPU one max(x + shift), so keep the inputs in the domain
+  if (unsigned) for (let i = 0; i < x.length; i++) x[i] = enc(dtype, Math.max(dec(dtype, x[i]), -0.17));
   const qw = Int8Array.from({ length: N * K }, () => rng.int(-8, 7));
   const swBits = Uint16Array.from({ length: N * G }, () => enc(dtype, (0.02 + 0.02 * rng.next()) / 8));
   const down = R > 0 ? rng.halfs(dtype, R * K, 0.05) : undefined;
@@ -53,12 +51,11 @@ export function checkCrossCpu(c: GemmCase): string {
     format,
     shift: unsigned ? GELU_SHIFT : 0,
   });
-  const packed = packW4A4(
-    { codes: qw, scales: f32(swBits), spec: { format: "int4", groupSize: 64 } },
-    N,
-    K,
-    { lowRankUp: up ? f32(up) : undefined, rank: R || undefined, bias: bias ? f32(bias) : undefined },
-  );
+  const packed = packW4A4({ codes: qw, scales: f32(swBits), spec: { format: "int4", groupSize: 64 } }, N, K, {
+    lowRankUp: up ? f32(up) : undefined,
+    rank: R || undefined,
+    bias: bias ? f32(bias) : undefined,
+  });
   const cy = cpuGemmW4A4(cact, packed, { gelu: c.gelu }).y;
   // CUDA
   const bufs: (DeviceBuffer | undefined)[] = [];
@@ -110,7 +107,9 @@ export function checkCrossCpu(c: GemmCase): string {
       maxd = Math.max(maxd, d);
     }
     const e = relErr(gy, cy);
-    const tol = dtype === "bf16" ? 2e-2 : 1e-2;
+    // a code may differ by one where x/s sits at a rounding boundary (16-bit scales on the GPU, f32 on the CPU);
+    // each such code moves the output by up to s_x·s_w·|w|, hence a looser bound for bf16 (8-bit mantissa scales)
+    const tol = dtype === "bf16" ? 3e-2 : 1.5e-2;
     if (!(e <= tol)) throw new Error(`CUDA vs CPU output rel err ${e.toExponential(2)} > ${tol}`);
     if (maxd > 1) throw new Error(`CUDA vs CPU activation codes differ by ${maxd} (> 1)`);
     if (same < 0.99 * M * K) throw new Error(`only ${same}/${M * K} activation codes agree with the CPU kernel`);

@@ -123,8 +123,9 @@ export interface GemmCase {
 
 /**
  * The "wg" layouts, written from their definition in kernels/cuda/svdq_cuda.h (independently of the CUDA repack
- * kernel): byte (nt, kt, s, j, h, r, c) = w[nt*128 + 8j + r][kt*64 + 32s + 8(c/4) + 2(c%4) + h]; scale (nt, kt, hf,
- * t, j, e) = s_w[nt*128 + hf*64 + 8j + 2t + e][kt].
+ * kernel): chunk (nt, kt) of 8192 bytes holds rows n = 0..127 of 64 bytes; logical byte kb = 32s + 16h + c of row n
+ * is w[nt*128 + n][kt*64 + 32s + 8(c/4) + 2(c%4) + h], stored at n*64 + 16((kb/16) xor ((n/2)%4)) + kb%16 (64-byte
+ * swizzle); scale (nt, kt, hf, t, j, e) = s_w[nt*128 + hf*64 + 8j + 2t + e][kt].
  */
 export function wgLayoutRef(qw: Int8Array, sw: Float64Array, N: number, K: number): { q: Int8Array; s: Float64Array } {
   const KT = K / 64;
@@ -133,20 +134,20 @@ export function wgLayoutRef(qw: Int8Array, sw: Float64Array, N: number, K: numbe
   for (let nt = 0; nt < N / 128; nt++)
     for (let kt = 0; kt < KT; kt++) {
       const base = (nt * KT + kt) * 8192;
-      for (let st = 0; st < 2; st++)
-        for (let j = 0; j < 16; j++)
-          for (let h = 0; h < 2; h++)
-            for (let r = 0; r < 8; r++)
-              for (let c = 0; c < 16; c++) {
-                const n = nt * 128 + 8 * j + r;
-                const k = kt * 64 + 32 * st + 8 * Math.floor(c / 4) + 2 * (c % 4) + h;
-                q[base + st * 4096 + j * 256 + h * 128 + r * 16 + c] = qw[n * K + k];
-              }
+      for (let n = 0; n < 128; n++)
+        for (let kb = 0; kb < 64; kb++) {
+          const st = kb >> 5;
+          const h = (kb >> 4) & 1;
+          const c = kb & 15;
+          const k = kt * 64 + 32 * st + 8 * (c >> 2) + 2 * (c & 3) + h;
+          q[base + n * 64 + 16 * ((kb >> 4) ^ ((n >> 1) & 3)) + (kb & 15)] = qw[(nt * 128 + n) * K + k];
+        }
       const sb = (nt * KT + kt) * 128;
       for (let hf = 0; hf < 2; hf++)
         for (let t = 0; t < 4; t++)
           for (let j = 0; j < 8; j++)
-            for (let e = 0; e < 2; e++) s[sb + hf * 64 + t * 16 + j * 2 + e] = sw[(nt * 128 + hf * 64 + 8 * j + 2 * t + e) * KT + kt];
+            for (let e = 0; e < 2; e++)
+              s[sb + hf * 64 + t * 16 + j * 2 + e] = sw[(nt * 128 + hf * 64 + 8 * j + 2 * t + e) * KT + kt];
     }
   return { q, s };
 }
@@ -186,9 +187,15 @@ export function checkGemm(c: GemmCase): string {
     if (wg) {
       keep(wg.qweight);
       keep(wg.wscales);
-      const want = wgLayoutRef(qw, Float64Array.from(swBits, (b) => dec(dtype, b)), N, K);
+      const want = wgLayoutRef(
+        qw,
+        Float64Array.from(swBits, (b) => dec(dtype, b)),
+        N,
+        K,
+      );
       const gq = new Int8Array(wg.qweight.download().buffer);
-      for (let i = 0; i < want.q.length; i++) assert(gq[i] === want.q[i], `wg qweight byte ${i}: ${gq[i]} != ${want.q[i]}`);
+      for (let i = 0; i < want.q.length; i++)
+        assert(gq[i] === want.q[i], `wg qweight byte ${i}: ${gq[i]} != ${want.q[i]}`);
       const gs = wg.wscales.downloadF32(N * G);
       for (let i = 0; i < want.s.length; i++) assert(gs[i] === want.s[i], `wg wscales[${i}]: ${gs[i]} != ${want.s[i]}`);
       wgMsg = " wg (repack exact)";
@@ -318,7 +325,7 @@ export function gemmWgCases(): GemmCase[] {
   const out: GemmCase[] = [];
   const Ks = [64, 128, 192, 64 * 9, 64 * 17, 64 * 40];
   for (const dtype of ["bf16", "f16"] as const)
-    for (const blockM of [undefined, 64, 128])
+    for (const blockM of [undefined, 32, 64, 128])
       for (const unsigned of [false, true])
         out.push({
           dtype,
@@ -335,6 +342,20 @@ export function gemmWgCases(): GemmCase[] {
           seed: rng.int(0, 1e9),
         });
   for (const K of Ks)
-    out.push({ dtype: "bf16", M: 200, N: 256, K, R: 32, unsigned: false, bias: true, gelu: false, format: "s8", wg: true, seed: K });
+    for (const blockM of [32, 128])
+      out.push({
+        dtype: "bf16",
+        M: 200,
+        N: 256,
+        K,
+        R: 32,
+        unsigned: false,
+        bias: true,
+        gelu: false,
+        format: "s8",
+        blockM,
+        wg: true,
+        seed: K + blockM,
+      });
   return out;
 }
