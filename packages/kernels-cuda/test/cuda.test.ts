@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { cudaAvailability } from "../src/index.ts";
+import { checkCrossCpu, crossCases } from "./cpu-cross.ts";
 import { checkCublas, checkGemm, checkQuantize, gemmCases, gemmWgCases, quantCases } from "./gpu-cases.ts";
 
 const av = cudaAvailability();
@@ -19,6 +20,14 @@ describe(`CUDA kernels on the GPU${skip}`, () => {
       `gemm ${c.format}${c.wg ? " wg" : ""} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R} bm=${c.blockM ?? "auto"}${skip}`,
       () => {
         expect(checkGemm(c)).toMatch(/^gemm/);
+      },
+    );
+  }
+  for (const c of crossCases()) {
+    it.skipIf(!av.available)(
+      `CUDA vs CPU kernels ${c.format}${c.wg ? " wg" : ""} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R}${skip}`,
+      () => {
+        expect(checkCrossCpu(c)).toMatch(/^cross/);
       },
     );
   }
