@@ -43,6 +43,18 @@
 // which feed mma.sync.m16n8k32 s8 (u8 for unsigned activations). The same split is applied to A and B, so both
 // operands see the same permutation of k inside the group; the product is 256x the int4 product, folded into the
 // scale exactly (a power of two).
+//
+// "wg" layouts (sm_90a wgmma path; made once at load time by svdq_repack_weight_wg from the checkpoint layouts):
+// | tensor      | shape / bytes                         | dtype  | layout |
+// |-------------|---------------------------------------|--------|--------|
+// | qweight_wg  | N*K bytes: [N/128][K/64][128][64]     | int8   | chunk (nt, kt) at (nt*(K/64) + kt) * 8192: 128 rows n of 64 bytes; logical byte kb = 32s + 16h + c of row n holds w[nt*128 + n][kt*64 + 32s + 8(c/4) + 2(c%4) + h] and is stored at n*64 + 16*((kb/16) ^ ((n/2) % 4)) + kb%16 |
+// | wscales_wg  | N*K/64 f32: [N/128][K/64][2][4][8][2] | f32    | chunk (nt, kt) at (nt*(K/64) + kt) * 128; value (hf, t, j, e) at hf*64 + t*16 + j*2 + e is s_w of n = nt*128 + hf*64 + 8j + 2t + e |
+// A chunk is the wgmma B operand of one k-group as it sits in shared memory: K-major rows of 64 bytes with the
+// 64-byte swizzle (16-byte pieces XORed by address bits 7-8, so the 8 rows a core-matrix read touches fall in
+// different banks); k32 step s is the byte range 32s..32s+31 of each row. The k order inside a step is the order
+// of the "s8" activation codes in the A registers (lo/hi nibble split), so A and B see the same permutation of k.
+// The weight codes are plain int8 (-8..7) and the activations x16, so the product is 16x the int4 one (folded into
+// s_x). wscales_wg is ordered so that lane t of a warp reads its 16 columns of one 64-wide half as four float4.
 #ifndef SVDQ_CUDA_H
 #define SVDQ_CUDA_H
 
@@ -85,7 +97,9 @@ typedef struct {
   int M, N, K, R;        // N % 128 == 0, K % 64 == 0, R in {0, 16, 32, 48, ...} (multiple of 16, <= 256)
   int act_unsigned;
   int gelu;              // apply tanh-approximated GELU after bias
-  int block_m;           // 0 = heuristic, else 32, 64 or 128
+  int block_m;           // 0 = heuristic, else 32, 64 or 128 (mma.sync path); 64 or 128 (wgmma path)
+  const void* qweight_wg;  // N*K bytes, "wg" layout (svdq_repack_weight_wg) or NULL; with wscales_wg and s8 codes
+  const void* wscales_wg;  // N*K/64 f32, "wg" layout, or NULL            on sm_90 this selects the wgmma path
 } svdq_gemm_args;
 
 int svdq_pad_m(int M);  // Mp
@@ -93,6 +107,10 @@ int svdq_default_codes_s8(void);  // 1 when the current device is sm_90 or newer
 
 const char* svdq_quantize_act(const svdq_quantize_args* a, void* stream);
 const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream);
+
+// Load-time repack of checkpoint qweight / wscales into the "wg" layouts of the sm_90a wgmma path (any device).
+const char* svdq_repack_weight_wg(svdq_dtype dtype, const void* qweight, const void* wscales, int N, int K,
+                                  void* qweight_wg, void* wscales_wg, void* stream);
 
 // out[M, N] = x[M, K] · w[N, K]ᵀ (+ nothing), 16-bit in/out, f32 accumulate, through cuBLAS (loaded at run time).
 const char* svdq_gemm_bf16_cublas(svdq_dtype dtype, const void* x, const void* w, void* out, int M, int N, int K,

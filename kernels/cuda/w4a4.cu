@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "svdq_cuda.h"
@@ -542,6 +543,365 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
   }
 }
 
+// ---- kernel 2b: W4A4 GEMM on wgmma (sm_90a) ------------------------------------------------------------------------
+// Block tile (64*WGS) x 128, one k-group (64) per pipeline stage, WG_STAGES stages filled with
+// 1D bulk copies (cp.async.bulk + mbarrier complete_tx) issued by thread 0; WGS warpgroups, each owning 64 rows x
+// 128 cols.
+// A (activation codes, "s8" fragment format, x16 int8) comes from registers (two LDS.128 per thread and group), B
+// (weights, "wg" layout below, int8) from shared memory through a no-swizzle K-major descriptor.
+// The 128 columns are two m64n64 halves with their own s32 accumulators: while the tensor cores run one half, the warpgroup flushes the other half's finished group into the f32
+// accumulators (s_x·s_w), so the per-group scale arithmetic overlaps the MMAs.
+constexpr int WG_BN = 128;  // width of a "wg" weight chunk
+constexpr int WG_STAGES = 8;
+template <int WGS, int NH>
+struct WgTile {
+  static constexpr int BM = 64 * WGS;
+  static constexpr int BN = 64 * NH;                // NH = 2: a whole 128-wide chunk, NH = 1: one 64-wide half
+  static constexpr int B_BYTES = 4096 * NH;        // BN n x 64 k int8 ("wg" weight layout)
+  static constexpr int A_BYTES = BM / 16 * 1024;   // s8 fragment tiles of the block's rows, one k-group
+  static constexpr int SA_BYTES = BM * 2;          // 16-bit activation scales
+  static constexpr int SW_BYTES = 256 * NH;        // BN f32 weight scales ("wg" scale layout)
+  static constexpr int OFF_B = 0;
+  static constexpr int OFF_A = OFF_B + B_BYTES;
+  static constexpr int OFF_SA = OFF_A + A_BYTES;
+  static constexpr int OFF_SW = OFF_SA + SA_BYTES;
+  static constexpr int STAGE = (OFF_SW + SW_BYTES + 1023) / 1024 * 1024;  // B tiles 1 KiB aligned (swizzle)
+  static constexpr int OFF_BAR = STAGE * WG_STAGES;
+  static constexpr int SMEM = OFF_BAR + 2 * WG_STAGES * 8 + 1024;  // + alignment slack
+  static constexpr int THREADS = 128 * WGS;
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t ok = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(ok)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  } while (!ok);
+}
+__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wg_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// keeps the compiler from moving accesses of wgmma accumulators across the asynchronous wgmma window
+__device__ __forceinline__ void fence_regs(int (&d)[32]) {
+#pragma unroll
+  for (int i = 0; i < 32; i++) asm volatile("" : "+r"(d[i])::"memory");
+}
+// K-major shared-memory matrix descriptor with the 64-byte swizzle (PTX ISA, "Matrix Descriptor Format"): start
+// address, leading byte offset (unused for swizzled K-major operands whose k extent stays in one 64-byte row),
+// stride byte offset (between 8-row groups: 8 x 64 B), all >> 4; bits 62-63 = 2 (64-byte swizzle).
+__device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (2ull << 62);
+}
+// D(64x64 s32) = A(64x32, registers, s8 or u8) · B(32x64 s8, shared memory) (+ D when ACC)
+template <bool AU, bool ACC>
+__device__ __forceinline__ void wgmma_n64(int (&d)[32], const uint32_t* a, uint64_t desc) {
+#define SVDQ_WG_OPS                                                                                                   \
+  "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]),         \
+      "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]),          \
+      "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]),         \
+      "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
+#define SVDQ_WG_D                                                                                                     \
+  "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30," \
+  "%31}, {%32,%33,%34,%35}, %36, p;\n}\n"
+  if constexpr (AU) {
+    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %37, 0;\n wgmma.mma_async.sync.aligned.m64n64k32.s32.u8.s8 " SVDQ_WG_D
+                 : SVDQ_WG_OPS
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(ACC ? 1 : 0)
+                 : "memory");
+  } else {
+    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %37, 0;\n wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 " SVDQ_WG_D
+                 : SVDQ_WG_OPS
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(ACC ? 1 : 0)
+                 : "memory");
+  }
+#undef SVDQ_WG_OPS
+#undef SVDQ_WG_D
+}
+
+template <bool BF16, bool AU, int WGS, int NH>
+__global__ void __launch_bounds__(WgTile<WGS, NH>::THREADS, NH == 1 ? 3 : 1)
+    gemm_wg_kernel(const svdq_gemm_args p, int Mp, uint32_t lbo, uint32_t sbo) {
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ < 900 || !defined(__CUDA_ARCH_FEAT_SM90_ALL))
+  __trap();  // wgmma needs sm_90a; the host only launches this kernel on sm_90
+#else
+  using TL = WgTile<WGS, NH>;
+  extern __shared__ __align__(16) uint8_t smem_raw[];
+  // the 64-byte swizzle of the B tiles is a function of the shared-memory address bits: align the stages to 1 KiB
+  uint8_t* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int bn = blockIdx.x, bm = blockIdx.y;
+  const int KT = p.K / 64;
+  const uint32_t sbase = smem_u32(smem);
+  const uint32_t full0 = sbase + TL::OFF_BAR, empty0 = full0 + WG_STAGES * 8;
+  if (tid == 0) {
+    for (int s = 0; s < WG_STAGES; s++) {
+      mbar_init(full0 + 8 * s, 1);
+      mbar_init(empty0 + 8 * s, 4 * WGS);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  // Producer: thread 0 issues the bulk copies of group kt into stage kt % WG_STAGES (after every warp released the
+  // stage's previous group). No separate producer warp: the whole register file goes to the consumers.
+  const uint8_t* gA = static_cast<const uint8_t*>(p.codes) + (size_t)bm * (TL::BM / 16) * KT * 1024;
+  // NH = 1: block column bn is half bn % 2 of the 128-wide chunk bn / 2 (each half is contiguous in the chunk)
+  const int chunk = NH == 2 ? bn : bn >> 1, hoff = NH == 2 ? 0 : bn & 1;
+  const uint8_t* gB = static_cast<const uint8_t*>(p.qweight_wg) + (size_t)chunk * KT * 8192 + hoff * 4096;
+  const uint8_t* gSA = static_cast<const uint8_t*>(p.ascales) + (size_t)bm * TL::BM * 2;
+  const uint8_t* gSW = static_cast<const uint8_t*>(p.wscales_wg) + (size_t)chunk * KT * 512 + hoff * 256;
+  auto produce = [&](int kt) {
+    if (kt >= KT) return;
+    const int s = kt % WG_STAGES, use = kt / WG_STAGES;
+    if (use > 0) mbar_wait(empty0 + 8 * s, (use - 1) & 1);
+    const uint32_t bar = full0 + 8 * s, st = sbase + s * TL::STAGE;
+    mbar_expect_tx(bar, TL::OFF_SW + TL::SW_BYTES);
+    bulk_g2s(st + TL::OFF_B, gB + (size_t)kt * 8192, TL::B_BYTES, bar);
+#pragma unroll
+    for (int i = 0; i < TL::BM / 16; i++)
+      bulk_g2s(st + TL::OFF_A + i * 1024, gA + ((size_t)i * KT + kt) * 1024, 1024, bar);
+    bulk_g2s(st + TL::OFF_SA, gSA + (size_t)kt * Mp * 2, TL::SA_BYTES, bar);
+    bulk_g2s(st + TL::OFF_SW, gSW + (size_t)kt * 512, TL::SW_BYTES, bar);
+  };
+  if (tid == 0)
+    for (int kt = 0; kt < WG_STAGES; kt++) produce(kt);
+
+  // consumers: warpgroup wg owns rows 64*wg .. +63 of the block; warp wl of it rows 16*wl .. +15
+  const int wg = warp >> 2, wl = warp & 3;
+  const int g = lane >> 2, t = lane & 3;
+  float accL[8][4], accR[8][4];
+  int ciL[32], ciR[32];
+#pragma unroll
+  for (int i = 0; i < 8; i++)
+#pragma unroll
+    for (int c = 0; c < 4; c++) accL[i][c] = accR[i][c] = 0.f;
+  // (ciL/ciR need no initial value: the first wgmma of every group has scale-d = 0)
+
+  const int a_off = TL::OFF_A + (wg * 4 + wl) * 1024 + lane * 32;
+  auto load_a = [&](int s, uint32_t (&a)[8]) {
+    const uint4 lo = *reinterpret_cast<const uint4*>(smem + s * TL::STAGE + a_off);
+    const uint4 hi = *reinterpret_cast<const uint4*>(smem + s * TL::STAGE + a_off + 16);
+    a[0] = lo.x, a[1] = lo.y, a[2] = lo.z, a[3] = lo.w, a[4] = hi.x, a[5] = hi.y, a[6] = hi.z, a[7] = hi.w;
+  };
+  // B of column half `half` (64 n = 64 rows of 64 B): k32 step 0 in bytes 0..31 of each row, step 1 in 32..63
+  auto issue = [&](int (&ci)[32], const uint32_t (&a)[8], int s, int half) {
+    const uint32_t b = sbase + s * TL::STAGE + TL::OFF_B + half * 4096;
+    wg_fence();
+    wgmma_n64<AU, false>(ci, a, wg_desc(b, lbo, sbo));  // each group starts from zero
+    wgmma_n64<AU, true>(ci, a + 4, wg_desc(b + 32, lbo, sbo));
+    wg_commit();
+  };
+  // acc += P·s_x·s_w for one column half, P the group's s32 sum: the int bits of P + 0x4B400000 are the float
+  // 1.5·2^23 + P (|P| < 2^22), so the int->float conversion is one IADD and the 1.5·2^23 is removed by the first
+  // FFMA (the accumulators themselves are only read: writing them would make ptxas serialize the wgmmas).
+  // The x16 of the s8 activation codes is folded into s_x (1/16, exact).
+  auto flush = [&](int (&ci)[32], float (&acc)[8][4], int s, int half) {
+    const uint16_t* sSA = reinterpret_cast<const uint16_t*>(smem + s * TL::STAGE + TL::OFF_SA);
+    const float sx0 = h2f<BF16>(sSA[wg * 64 + wl * 16 + g]) * 0.0625f;
+    const float sx1 = h2f<BF16>(sSA[wg * 64 + wl * 16 + g + 8]) * 0.0625f;
+    const float n0 = -MAGIC_F * sx0, n1 = -MAGIC_F * sx1;
+    const float4* sw = reinterpret_cast<const float4*>(smem + s * TL::STAGE + TL::OFF_SW + half * 256 + t * 64);
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      const float4 w = sw[q];
+      const float wv[2][2] = {{w.x, w.y}, {w.z, w.w}};
+#pragma unroll
+      for (int jj = 0; jj < 2; jj++) {
+        const int j = 2 * q + jj;
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+          const float ps = fmaf(__int_as_float(ci[j * 4 + c] + MAGIC_I), c < 2 ? sx0 : sx1, c < 2 ? n0 : n1);
+          acc[j][c] = fmaf(ps, wv[jj][c & 1], acc[j][c]);
+        }
+      }
+    }
+  };
+  // One k-group: flush half L of group kt while R(kt) runs, then issue L(kt+1); flush R(kt) while L(kt+1) runs,
+  // then issue R(kt+1). Branch-free (the last group is peeled) so that ptxas can track the wgmma groups.
+  if constexpr (NH == 2) {
+  auto step = [&](int kt, uint32_t (&nxt)[8]) {
+    const int s = kt % WG_STAGES, s1 = (kt + 1) % WG_STAGES;
+    mbar_wait(full0 + 8 * s1, ((kt + 1) / WG_STAGES) & 1);
+    load_a(s1, nxt);
+    wg_wait<1>();
+    fence_regs(ciL);
+    flush(ciL, accL, s, 0);
+    fence_regs(ciL);
+    issue(ciL, nxt, s1, 0);
+    if (tid == 0 && kt > 1) produce(kt - 2 + WG_STAGES);  // refill the stage released two steps ago (slack)
+    wg_wait<1>();
+    fence_regs(ciR);
+    flush(ciR, accR, s, 1);
+    fence_regs(ciR);
+    __syncwarp();
+    if (lane == 0) mbar_arrive(empty0 + 8 * s);
+    issue(ciR, nxt, s1, 1);
+  };
+  auto last = [&](int kt) {
+    const int s = kt % WG_STAGES;
+    wg_wait<1>();
+    fence_regs(ciL);
+    flush(ciL, accL, s, 0);
+    wg_wait<0>();
+    fence_regs(ciR);
+    flush(ciR, accR, s, 1);
+  };
+  uint32_t a0[8], a1[8];
+  mbar_wait(full0, 0);
+  load_a(0, a0);
+  fence_regs(ciL);
+  fence_regs(ciR);
+  issue(ciL, a0, 0, 0);
+  issue(ciR, a0, 0, 1);
+  int kt = 0;
+  for (; kt + 2 < KT; kt += 2) {
+    step(kt, a1);
+    step(kt + 1, a0);
+  }
+  if (kt + 1 < KT) {
+    step(kt, a1);
+    last(kt + 1);
+  } else {
+    last(kt);
+  }
+  } else {
+    // one 64-wide half per block: ping-pong between two accumulator sets across k-groups: issue group kt+1 into
+    // one set, then flush group kt from the other while the tensor cores run
+    auto step1 = [&](int kt, int (&cur)[32], int (&nx)[32], uint32_t (&nxt)[8]) {
+      const int s = kt % WG_STAGES, s1 = (kt + 1) % WG_STAGES;
+      mbar_wait(full0 + 8 * s1, ((kt + 1) / WG_STAGES) & 1);
+      load_a(s1, nxt);
+      fence_regs(nx);
+      issue(nx, nxt, s1, 0);
+      if (tid == 0 && kt > 1) produce(kt - 2 + WG_STAGES);
+      wg_wait<1>();
+      fence_regs(cur);
+      flush(cur, accL, s, 0);
+      fence_regs(cur);
+      __syncwarp();
+      if (lane == 0) mbar_arrive(empty0 + 8 * s);
+    };
+    auto last1 = [&](int kt, int (&cur)[32]) {
+      wg_wait<0>();
+      fence_regs(cur);
+      flush(cur, accL, kt % WG_STAGES, 0);
+    };
+    uint32_t a0[8], a1[8];
+    mbar_wait(full0, 0);
+    load_a(0, a0);
+    fence_regs(ciL);
+    issue(ciL, a0, 0, 0);
+    int kt = 0;
+    for (; kt + 2 < KT; kt += 2) {
+      step1(kt, ciL, ciR, a1);
+      step1(kt + 1, ciR, ciL, a0);
+    }
+    if (kt + 1 < KT) {
+      step1(kt, ciL, ciR, a1);
+      last1(kt + 1, ciR);
+    } else {
+      last1(kt, ciL);
+    }
+  }
+
+  // ---- epilogue: + lora_act · lora_upᵀ (mma.sync on the same fragment layout), + bias, GELU, store
+  const int row_base = bm * TL::BM + wg * 64 + wl * 16;
+  const int col_base = bn * TL::BN;
+  if (p.R > 0) {
+    const uint16_t* U = static_cast<const uint16_t*>(p.lora_up);
+    for (int r0 = 0; r0 < p.R; r0 += 16) {
+      const float* la = p.lora_act + (size_t)(row_base + g) * p.R + r0 + t * 2;
+      const float2 x00 = *reinterpret_cast<const float2*>(la);
+      const float2 x10 = *reinterpret_cast<const float2*>(la + 8 * p.R);
+      const float2 x01 = *reinterpret_cast<const float2*>(la + 8);
+      const float2 x11 = *reinterpret_cast<const float2*>(la + 8 * p.R + 8);
+      const uint32_t a0_ = pack2<BF16>(x00.x, x00.y), a1_ = pack2<BF16>(x10.x, x10.y);
+      const uint32_t a2_ = pack2<BF16>(x01.x, x01.y), a3_ = pack2<BF16>(x11.x, x11.y);
+#pragma unroll
+      for (int nj = 0; nj < 8 * NH; nj++) {
+        const uint16_t* u = U + (size_t)(col_base + nj * 8 + g) * p.R + r0 + t * 2;
+        const uint32_t ub0 = *reinterpret_cast<const uint32_t*>(u), ub1 = *reinterpret_cast<const uint32_t*>(u + 8);
+        mma_h<BF16>(nj < 8 ? accL[nj & 7] : accR[nj & 7], a0_, a1_, a2_, a3_, ub0, ub1);
+      }
+    }
+  }
+  const uint16_t* B = static_cast<const uint16_t*>(p.bias);
+  uint16_t* O = static_cast<uint16_t*>(p.out);
+#pragma unroll
+  for (int nj = 0; nj < 8 * NH; nj++) {
+    const float* acc = nj < 8 ? accL[nj & 7] : accR[nj & 7];
+    const int col = col_base + nj * 8 + t * 2;
+    float bias0 = 0.f, bias1 = 0.f;
+    if (B != nullptr) {
+      bias0 = h2f<BF16>(B[col]);
+      bias1 = h2f<BF16>(B[col + 1]);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int row = row_base + g + h * 8;
+      if (row < p.M) {
+        float v0 = acc[h * 2] + bias0, v1 = acc[h * 2 + 1] + bias1;
+        if (p.gelu) {
+          v0 = gelu_tanh(v0);
+          v1 = gelu_tanh(v1);
+        }
+        *reinterpret_cast<uint32_t*>(O + (size_t)row * p.N + col) = pack2<BF16>(v0, v1);
+      }
+    }
+  }
+#endif
+}
+
+// Load-time repack of the checkpoint weights into the "wg" layouts (svdq_cuda.h): one thread per output byte/scale.
+__global__ void repack_wg_qweight_kernel(const uint8_t* __restrict__ qw, int8_t* __restrict__ out, size_t total) {
+  const size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // logical byte: chunk, row n, byte kb of the row
+  if (o >= total) return;
+  const size_t chunk = o / 8192;
+  const int rem = int(o % 8192);
+  const int n = rem / 64, kb = rem % 64;
+  const int s = kb / 32, h = (kb % 32) / 16, c = kb % 16;
+  const int k = 32 * s + 8 * (c / 4) + 2 * (c % 4) + h;  // k inside the 64-wide group (the s8 code order)
+  const int pk = n / 16, nps = (n / 8) % 2, gg = n % 8, kps = k / 32, tt = (k % 32) / 8, e = k % 8;
+  const uint8_t b = qw[chunk * 4096 + pk * 512 + (4 * gg + tt) * 16 + (nps * 2 + kps) * 4 + e / 2];
+  const int nib = (b >> (4 * (e & 1))) & 15;
+  // 64-byte swizzle: the 16-byte chunk kb/16 of row n sits at chunk (kb/16) ^ ((n/2) % 4)
+  out[chunk * 8192 + n * 64 + (((kb / 16) ^ ((n >> 1) & 3)) * 16) + kb % 16] = int8_t(nib >= 8 ? nib - 16 : nib);
+}
+template <bool BF16>
+__global__ void repack_wg_wscales_kernel(const uint16_t* __restrict__ ws, float* __restrict__ out, size_t total) {
+  const size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (o >= total) return;
+  const size_t chunk = o / 128;
+  const int rem = int(o % 128);
+  const int half = rem / 64, tt = (rem / 16) % 4, jj = (rem / 2) % 8, e = rem % 2;
+  const int n = half * 64 + jj * 8 + 2 * tt + e;
+  const int a = n / 16, b = (n / 8) % 2, c = (n / 2) % 4, d = n % 2;
+  out[o] = h2f<BF16>(ws[chunk * 128 + 16 * a + 4 * c + 2 * b + d]);
+}
+
 // ---- host side ---------------------------------------------------------------------------------------------------
 std::string shape_msg(const char* fn, const char* what) { return std::string(fn) + ": " + what; }
 
@@ -624,6 +984,37 @@ const char* dispatch_gemm_mi(const svdq_gemm_args& a, int bm, cudaStream_t st) {
   }
 }
 
+template <bool BF16, bool AU, int WGS, int NH>
+const char* launch_gemm_wg(const svdq_gemm_args& a, cudaStream_t st) {
+  using TL = WgTile<WGS, NH>;
+  const int Mp = svdq_pad_m(a.M);
+  auto kern = gemm_wg_kernel<BF16, AU, WGS, NH>;
+  static bool smem_set = false;
+  if (!smem_set) {
+    const char* e = check_cuda(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::SMEM),
+                               "cudaFuncSetAttribute(gemm_wg_kernel, MaxDynamicSharedMemorySize)");
+    if (e) return e;
+    smem_set = true;
+  }
+  // descriptor strides of the "wg" B layout: 512 B between 8-row groups (LBO unused: 16).
+  // SVDQ_WG_SWAP=1 sets a wrong stride (a negative control: results must then be wrong).
+  static const bool swap = [] {
+    const char* e = getenv("SVDQ_WG_SWAP");
+    return e != nullptr && e[0] == '1';
+  }();
+  const uint32_t lbo = 16, sbo = swap ? 1024 : 512;
+  dim3 grid(a.N / TL::BN, Mp / TL::BM);
+  kern<<<grid, TL::THREADS, TL::SMEM, st>>>(a, Mp, lbo, sbo);
+  return check_cuda(cudaGetLastError(), "cudaLaunchKernel(gemm_wg_kernel)");
+}
+
+template <bool BF16, bool AU>
+const char* dispatch_gemm_wg(const svdq_gemm_args& a, int bm, cudaStream_t st) {
+  // block_m 64: 64 x 128 tiles; 128: 128 x 128; 32 (a request for the small variant): 64 x 64 tiles
+  if (bm == 32) return launch_gemm_wg<BF16, AU, 1, 1>(a, st);
+  return bm == 64 ? launch_gemm_wg<BF16, AU, 1, 2>(a, st) : launch_gemm_wg<BF16, AU, 2, 2>(a, st);
+}
+
 }  // namespace
 
 extern "C" int svdq_pad_m(int M) { return (M + 127) / 128 * 128; }
@@ -660,6 +1051,20 @@ extern "C" const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream) {
   if (cc < 80) return fail(std::string(fn) + ": needs compute capability >= 8.0, device has " + std::to_string(cc));
   const bool s4 = a->codes_s8 == 0;
   if (!s4 && cc < 90) return fail(shape_msg(fn, "s8-format codes: the s8 path is built for sm_90 only"));
+  if ((a->qweight_wg == nullptr) != (a->wscales_wg == nullptr))
+    return fail(shape_msg(fn, "qweight_wg and wscales_wg must be given together"));
+  if (a->qweight_wg != nullptr && !s4 && cc == 90) {
+    // wgmma path (sm_90a). Measured on H100 (docs/benchmarks.md, bare GEMM): 64 x 128 tiles are the fastest at
+    // M=4608 (128 x 128: +13%), 64 x 64 tiles at M=256 (fewer tiles than two per multiprocessor otherwise)
+    int bm = a->block_m;
+    if (bm != 0 && bm != 32 && bm != 64 && bm != 128)
+      return fail(shape_msg(fn, "block_m must be 0, 32 (64 x 64 tiles), 64 or 128 on the wgmma path"));
+    if (bm == 0) bm = (svdq_pad_m(a->M) / 64) * (a->N / WG_BN) >= 2 * sms ? 64 : 32;
+    cudaStream_t st = static_cast<cudaStream_t>(stream);
+    const bool bf = a->dtype == SVDQ_BF16, au = a->act_unsigned != 0;
+    if (bf) return au ? dispatch_gemm_wg<true, true>(*a, bm, st) : dispatch_gemm_wg<true, false>(*a, bm, st);
+    return au ? dispatch_gemm_wg<false, true>(*a, bm, st) : dispatch_gemm_wg<false, false>(*a, bm, st);
+  }
   int bm = a->block_m;
   if (bm != 0 && bm != 32 && bm != 64 && bm != 128) return fail(shape_msg(fn, "block_m must be 0, 32, 64 or 128"));
   if (bm == 0) {
@@ -678,4 +1083,26 @@ extern "C" const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream) {
   }
   if (au) return s4 ? dispatch_gemm_mi<false, true, true>(*a, bm, st) : dispatch_gemm_mi<false, true, false>(*a, bm, st);
   return s4 ? dispatch_gemm_mi<false, false, true>(*a, bm, st) : dispatch_gemm_mi<false, false, false>(*a, bm, st);
+}
+
+extern "C" const char* svdq_repack_weight_wg(svdq_dtype dtype, const void* qweight, const void* wscales, int N, int K,
+                                             void* qweight_wg, void* wscales_wg, void* stream) {
+  const char* fn = "svdq_repack_weight_wg";
+  if (N <= 0 || N % 128 != 0) return fail(std::string(fn) + ": N=" + std::to_string(N) + " must be a positive multiple of 128");
+  if (K <= 0 || K % 64 != 0) return fail(std::string(fn) + ": K=" + std::to_string(K) + " must be a positive multiple of 64");
+  if (!qweight || !wscales || !qweight_wg || !wscales_wg) return fail(shape_msg(fn, "all buffers must be non-null"));
+  if (dtype != SVDQ_BF16 && dtype != SVDQ_F16) return fail(shape_msg(fn, "dtype must be bf16 or f16"));
+  cudaStream_t st = static_cast<cudaStream_t>(stream);
+  const size_t nq = size_t(N) * K, ns = size_t(N) * (K / 64);
+  repack_wg_qweight_kernel<<<unsigned((nq + 255) / 256), 256, 0, st>>>(static_cast<const uint8_t*>(qweight),
+                                                                       static_cast<int8_t*>(qweight_wg), nq);
+  const char* e = check_cuda(cudaGetLastError(), "cudaLaunchKernel(repack_wg_qweight_kernel)");
+  if (e) return e;
+  if (dtype == SVDQ_BF16)
+    repack_wg_wscales_kernel<true><<<unsigned((ns + 255) / 256), 256, 0, st>>>(static_cast<const uint16_t*>(wscales),
+                                                                               static_cast<float*>(wscales_wg), ns);
+  else
+    repack_wg_wscales_kernel<false><<<unsigned((ns + 255) / 256), 256, 0, st>>>(static_cast<const uint16_t*>(wscales),
+                                                                                static_cast<float*>(wscales_wg), ns);
+  return check_cuda(cudaGetLastError(), "cudaLaunchKernel(repack_wg_wscales_kernel)");
 }

@@ -7,10 +7,12 @@ import {
   gemmW4A4,
   padM,
   quantizeAct,
+  repackWeightWg,
   synchronize,
   timeGraphMs,
 } from "../src/index.ts";
-import { checkCublas, checkGemm, checkQuantize, gemmCases, quantCases } from "../test/gpu-cases.ts";
+import { checkCrossCpu, cpuBackend, crossCases } from "../test/cpu-cross.ts";
+import { checkCublas, checkGemm, checkQuantize, gemmCases, gemmWgCases, quantCases } from "../test/gpu-cases.ts";
 import { Rng } from "../test/reference.ts";
 
 const mode = process.argv[2] ?? "check";
@@ -32,9 +34,18 @@ if (mode === "check") {
   const t0 = Date.now();
   for (const c of quantCases()) run(`quantize ${JSON.stringify(c)}`, () => checkQuantize(c));
   for (const c of gemmCases()) run(`gemm ${JSON.stringify(c)}`, () => checkGemm(c));
+  for (const c of gemmWgCases()) run(`gemm wg ${JSON.stringify(c)}`, () => checkGemm(c));
   run("cublas bf16", () => checkCublas("bf16", 77, 256, 320, 1));
   run("cublas f16", () => checkCublas("f16", 130, 384, 192, 2));
   console.log(`${failures} failures; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  process.exit(failures ? 1 : 0);
+}
+
+if (mode === "cross") {
+  // the same random inputs through the CPU kernels (@svdquant/kernels native addon) and the CUDA kernels
+  console.log(`CPU kernels: ${cpuBackend()}`);
+  for (const c of crossCases()) run(`cross ${JSON.stringify(c)}`, () => checkCrossCpu(c));
+  console.log(`${failures} failures`);
   process.exit(failures ? 1 : 0);
 }
 
@@ -57,8 +68,39 @@ if (mode === "small") {
         seed: 9,
       }),
     );
+  run("gemm small wg", () =>
+    checkGemm({
+      dtype: "bf16",
+      M: 37,
+      N: 256,
+      K: 64 * 10,
+      R: 32,
+      unsigned: true,
+      bias: true,
+      gelu: true,
+      format: "s8",
+      wg: true,
+      seed: 11,
+    }),
+  );
   run("cublas small", () => checkCublas("bf16", 37, 128, 64, 3));
   process.exit(failures ? 1 : 0);
+}
+
+if (mode === "wgswap") {
+  // negative control, run with SVDQ_WG_SWAP=1 (descriptor strides swapped): the wgmma cases must now FAIL, which
+  // shows that they ran on the wgmma kernel and that the check can fail
+  let bad = 0;
+  const cs = gemmWgCases().slice(0, 4);
+  for (const c of cs) {
+    try {
+      checkGemm(c);
+    } catch {
+      bad++;
+    }
+  }
+  console.log(`wgswap negative control: ${bad}/${cs.length} wgmma cases failed with swapped descriptor strides`);
+  process.exit(bad === cs.length ? 0 : 1);
 }
 
 if (mode === "ncu") {
@@ -71,9 +113,10 @@ if (mode === "ncu") {
   const sw = DeviceBuffer.from(rng.halfs(dtype, N * (K / 64), 0.001, 0.003));
   const down = DeviceBuffer.from(rng.halfs(dtype, R * K, 0.02));
   const up = DeviceBuffer.from(rng.halfs(dtype, N * R, 0.02));
+  const wg = repackWeightWg({ dtype, N, K, qweight: qw, wscales: sw });
   for (let i = 0; i < 2; i++) {
     const act = quantizeAct({ dtype, M, K, R, x, loraDown: down });
-    gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, loraUp: up }).free();
+    gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, loraUp: up, wg }).free();
     act.codes.free();
     act.ascales.free();
     act.loraAct?.free();
@@ -96,13 +139,25 @@ if (mode === "variants") {
     const act = quantizeAct({ dtype, M, K, R: 0, x });
     const out = new DeviceBuffer(M * N * 2);
     const line: string[] = [];
-    for (const blockM of [32, 64, 128]) {
-      const f = () => gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, blockM, out });
+    const wg = repackWeightWg({ dtype, N, K, qweight: qw, wscales: sw });
+    for (const [blockM, w] of [
+      [32, undefined],
+      [64, undefined],
+      [128, undefined],
+      [32, wg],
+      [64, wg],
+      [128, wg],
+    ] as const) {
+      const f = () => gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, blockM, out, wg: w });
       f();
       synchronize();
       const t = timeGraphMs(f, 20) * 1000;
-      line.push(`bm=${blockM}: ${t.toFixed(1)} µs (${((2 * M * N * K) / (t * 1e-6) / 1e12).toFixed(0)} TOPS)`);
+      line.push(
+        `${w ? "wgmma" : "mma.sync"} bm=${blockM}: ${t.toFixed(1)} µs (${((2 * M * N * K) / (t * 1e-6) / 1e12).toFixed(0)} TOPS)`,
+      );
     }
+    wg.qweight.free();
+    wg.wscales.free();
     console.log(`variants M=${M} K=${K} N=${N}: ${line.join(", ")}`);
     for (const b of [x, qw, sw, out, act.codes, act.ascales]) b.free();
   }
@@ -122,7 +177,7 @@ if (mode === "bench") {
   };
   const rows: string[] = [];
   const header =
-    "| M | K | N | cuBLAS BF16 µs | quantize µs | W4A4 bare µs | W4A4+LR µs | layer (q+W4A4+LR) µs | speedup vs BF16 | LR overhead (GEMM / layer) | W4A4+LR TOPS (% of 1341) | layer GB/s |";
+    "| M | K | N | cuBLAS BF16 µs | quantize µs | W4A4 bare µs | W4A4+LR µs | layer (q+W4A4+LR) µs | speedup vs BF16 | LR overhead (GEMM / layer) | W4A4+LR TOPS (% of 1341) | layer GB/s | old mma.sync W4A4+LR µs | GEMM speedup vs BF16 |";
   const shapes: [number, number, number][] = [];
   for (const M of [256, 4608])
     for (const [K, N] of [
@@ -151,8 +206,10 @@ if (mode === "bench") {
     const q0 = () => quantizeAct({ dtype, M, K, R: 0, x, codes, ascales });
     const act = q();
     const tQ = median(q, iters);
+    const wg = repackWeightWg({ dtype, N, K, qweight: qw, wscales: sw });
     const gemm = (lr: boolean) => () =>
-      gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, loraUp: up, useLowRank: lr, bias, out });
+      gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, loraUp: up, useLowRank: lr, bias, out, wg });
+    const tOld = median(() => gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, loraUp: up, bias, out }), iters);
     const tBare = median(gemm(false), iters);
     const tFused = median(gemm(true), iters);
     const tLayer = median(() => {
@@ -166,15 +223,15 @@ if (mode === "bench") {
     const tops = (2 * M * N * K) / (tFused * 1e-6) / 1e12;
     const bytes = M * K * 2 + (N * K) / 2 + M * N * 2 + N * G * 2 + (N + R * K + N * R) * 2;
     rows.push(
-      `| ${M} | ${K} | ${N} | ${tBlas.toFixed(1)} | ${tQ.toFixed(1)} | ${tBare.toFixed(1)} | ${tFused.toFixed(1)} | ${tLayer.toFixed(1)} | ${(tBlas / tLayer).toFixed(2)}x | ${(((tFused - tBare) / tBare) * 100).toFixed(1)}% / ${(((tLayer - tLayer0) / tLayer0) * 100).toFixed(1)}% | ${tops.toFixed(0)} (${((tops / 1341) * 100).toFixed(0)}%) | ${(bytes / (tLayer * 1e-6) / 1e9).toFixed(0)} |`,
+      `| ${M} | ${K} | ${N} | ${tBlas.toFixed(1)} | ${tQ.toFixed(1)} | ${tBare.toFixed(1)} | ${tFused.toFixed(1)} | ${tLayer.toFixed(1)} | ${(tBlas / tLayer).toFixed(2)}x | ${(((tFused - tBare) / tBare) * 100).toFixed(1)}% / ${(((tLayer - tLayer0) / tLayer0) * 100).toFixed(1)}% | ${tops.toFixed(0)} (${((tops / 1341) * 100).toFixed(0)}%) | ${(bytes / (tLayer * 1e-6) / 1e9).toFixed(0)} | ${tOld.toFixed(1)} | ${(tBlas / tFused).toFixed(2)}x |`,
     );
     console.log(rows[rows.length - 1]);
-    for (const b of [x, w, qw, sw, down, up, bias, out, codes, ascales, loraAct]) b.free();
+    for (const b of [x, w, qw, sw, down, up, bias, out, codes, ascales, loraAct, wg.qweight, wg.wscales]) b.free();
   }
   console.log(
     `\nbf16, rank ${R}, bias on, median of 7 CUDA-graph replay timings (each the mean of many replays, after warm-ups)`,
   );
   console.log(header);
-  console.log(`|${"---|".repeat(12)}`);
+  console.log(`|${"---|".repeat(14)}`);
   for (const r of rows) console.log(r);
 }

@@ -190,7 +190,27 @@ Napi::Value GemmW4A4(const Napi::CallbackInfo& info) {
   a.lora_up = buf(env, o, op, "loraUp", N * R * 2, a.R == 0);
   a.bias = buf(env, o, op, "bias", N * 2, true);
   a.out = buf(env, o, op, "out", M * N * 2);
+  a.qweight_wg = buf(env, o, op, "qweightWg", N * K, true);
+  a.wscales_wg = buf(env, o, op, "wscalesWg", N * (K / 64) * 4, true);
   check_msg(env, svdq_gemm_w4a4(&a, g_stream));
+  return env.Undefined();
+}
+
+Napi::Value RepackWeightWg(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "repackWeightWg";
+  Napi::Object o = info[0].As<Napi::Object>();
+  const svdq_dtype dt = dtype_of(env, o, op);
+  const int N = int_of(env, o, op, "N"), K = int_of(env, o, op, "K");
+  if (N <= 0 || K <= 0 || N % 128 != 0 || K % 64 != 0)
+    throw Napi::RangeError::New(env, std::string(op) + ": bad shape N=" + std::to_string(N) + " K=" +
+                                         std::to_string(K) + " (N % 128, K % 64)");
+  const size_t n = size_t(N), k = size_t(K);
+  void* qw = buf(env, o, op, "qweight", n * k / 2);
+  void* ws = buf(env, o, op, "wscales", n * (k / 64) * 2);
+  void* qo = buf(env, o, op, "qweightWg", n * k);
+  void* so = buf(env, o, op, "wscalesWg", n * (k / 64) * 4);
+  check_msg(env, svdq_repack_weight_wg(dt, qw, ws, N, K, qo, so, g_stream));
   return env.Undefined();
 }
 
@@ -307,6 +327,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("quantizeAct", Napi::Function::New(env, QuantizeAct));
   exports.Set("gemmW4A4", Napi::Function::New(env, GemmW4A4));
   exports.Set("gemmCublas", Napi::Function::New(env, GemmCublas));
+  exports.Set("repackWeightWg", Napi::Function::New(env, RepackWeightWg));
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize));
   exports.Set("timeMs", Napi::Function::New(env, TimeMs));

@@ -23,9 +23,11 @@ export {
   type QuantizeActArgs,
   type QuantizedAct,
   quantizeAct,
+  repackWeightWg,
   synchronize,
   timeGraphMs,
   timeMs,
+  type WgWeights,
 } from "./ops.js";
 
 /** The GELU shift of unsigned activation codes (nunchaku's epilogue constant; GELU(x) >= -0.1700 for all x). */

@@ -191,8 +191,13 @@ export interface GemmW4A4Args {
   useLowRank?: boolean;
   bias?: DeviceBuffer;
   gelu?: boolean;
-  /** Rows per block: 32, 64 or 128 (0/absent: chosen to fill the device). */
+  /** Rows per block: 32, 64 or 128 on the mma.sync path, 64 or 128 on the wgmma path (0/absent: chosen to fill the device). */
   blockM?: number;
+  /**
+   * The same weights repacked by {@link repackWeightWg}. With "s8" codes on an sm_90 device they select the wgmma
+   * GEMM (the fast one on Hopper); elsewhere they are ignored.
+   */
+  wg?: WgWeights;
   /** out [M, N] 16-bit; allocated when absent. */
   out?: DeviceBuffer;
 }
@@ -208,6 +213,10 @@ export function gemmW4A4(a: GemmW4A4Args): DeviceBuffer {
   need("wscales", a.wscales, N * (K / 64) * 2);
   if (R > 0) need("loraUp", a.loraUp, N * R * 2);
   if (a.bias) need("bias", a.bias, N * 2);
+  if (a.wg) {
+    need("wg.qweight", a.wg.qweight, N * K);
+    need("wg.wscales", a.wg.wscales, N * (K / 64) * 4);
+  }
   const out = a.out ?? new DeviceBuffer(M * N * 2);
   need("out", out, M * N * 2);
   native(() =>
@@ -229,9 +238,55 @@ export function gemmW4A4(a: GemmW4A4Args): DeviceBuffer {
       loraUp: R > 0 ? a.loraUp?.native : undefined,
       bias: a.bias?.native,
       out: out.native,
+      qweightWg: a.wg?.qweight.native,
+      wscalesWg: a.wg?.wscales.native,
     }),
   );
   return out;
+}
+
+/**
+ * Weights in the "wg" layouts of the sm_90a wgmma GEMM (kernels/cuda/svdq_cuda.h):
+ *
+ * | tensor  | shape / bytes         | dtype | layout                                                              |
+ * |---------|-----------------------|-------|---------------------------------------------------------------------|
+ * | qweight | N*K bytes             | int8  | chunks of 128 n x 64 k (8192 B), wgmma core matrices in s8 code order |
+ * | wscales | N*K/64 values (x4 B)  | f32   | chunks of 128 per (n tile, k group), ordered for float4 loads       |
+ */
+export interface WgWeights {
+  qweight: DeviceBuffer;
+  wscales: DeviceBuffer;
+}
+
+/** Load-time repack of checkpoint-layout weights (packQWeight / packWScales) into the wgmma layouts (on the device). */
+export function repackWeightWg(a: {
+  dtype: Dtype16;
+  N: number;
+  K: number;
+  qweight: DeviceBuffer;
+  wscales: DeviceBuffer;
+}): WgWeights {
+  const { N, K } = a;
+  dims("repackWeightWg", { N, K });
+  if (N === 0 || N % 128 !== 0)
+    throw new CudaKernelError("E_SHAPE", `repackWeightWg: N=${N} must be a multiple of 128`);
+  if (K === 0 || K % 64 !== 0) throw new CudaKernelError("E_SHAPE", `repackWeightWg: K=${K} must be a multiple of 64`);
+  need("qweight", a.qweight, (N * K) / 2);
+  need("wscales", a.wscales, N * (K / 64) * 2);
+  const qweight = new DeviceBuffer(N * K);
+  const wscales = new DeviceBuffer(N * (K / 64) * 4);
+  native(() =>
+    addon().repackWeightWg({
+      dtype: a.dtype,
+      N,
+      K,
+      qweight: a.qweight.native,
+      wscales: a.wscales.native,
+      qweightWg: qweight.native,
+      wscalesWg: wscales.native,
+    }),
+  );
+  return { qweight, wscales };
 }
 
 /** out [M, N] = x [M, K] · w [N, K]ᵀ through cuBLAS (16-bit in and out, f32 accumulation). */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { cudaAvailability } from "../src/index.ts";
-import { checkCublas, checkGemm, checkQuantize, gemmCases, quantCases } from "./gpu-cases.ts";
+import { checkCrossCpu, crossCases } from "./cpu-cross.ts";
+import { checkCublas, checkGemm, checkQuantize, gemmCases, gemmWgCases, quantCases } from "./gpu-cases.ts";
 
 const av = cudaAvailability();
 const skip = av.available ? "" : ` (skipped: ${av.reason})`;
@@ -14,11 +15,19 @@ describe(`CUDA kernels on the GPU${skip}`, () => {
       },
     );
   }
-  for (const c of gemmCases()) {
+  for (const c of [...gemmCases(), ...gemmWgCases()]) {
     it.skipIf(!av.available)(
-      `gemm ${c.format} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R} bm=${c.blockM ?? "auto"}${skip}`,
+      `gemm ${c.format}${c.wg ? " wg" : ""} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R} bm=${c.blockM ?? "auto"}${skip}`,
       () => {
         expect(checkGemm(c)).toMatch(/^gemm/);
+      },
+    );
+  }
+  for (const c of crossCases()) {
+    it.skipIf(!av.available)(
+      `CUDA vs CPU kernels ${c.format}${c.wg ? " wg" : ""} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R}${skip}`,
+      () => {
+        expect(checkCrossCpu(c)).toMatch(/^cross/);
       },
     );
   }

@@ -11,6 +11,7 @@ import {
   packWScales,
   padM,
   quantizeAct,
+  repackWeightWg,
   synchronize,
   unpackActCodes,
 } from "../src/index.ts";
@@ -115,7 +116,40 @@ export interface GemmCase {
   gelu: boolean;
   format: CodeFormat;
   blockM?: number;
+  /** also repack the weights for the sm_90a wgmma GEMM (repackWeightWg) and pass them: that path runs on sm_90 */
+  wg?: boolean;
   seed: number;
+}
+
+/**
+ * The "wg" layouts, written from their definition in kernels/cuda/svdq_cuda.h (independently of the CUDA repack
+ * kernel): chunk (nt, kt) of 8192 bytes holds rows n = 0..127 of 64 bytes; logical byte kb = 32s + 16h + c of row n
+ * is w[nt*128 + n][kt*64 + 32s + 8(c/4) + 2(c%4) + h], stored at n*64 + 16((kb/16) xor ((n/2)%4)) + kb%16 (64-byte
+ * swizzle); scale (nt, kt, hf, t, j, e) = s_w[nt*128 + hf*64 + 8j + 2t + e][kt].
+ */
+export function wgLayoutRef(qw: Int8Array, sw: Float64Array, N: number, K: number): { q: Int8Array; s: Float64Array } {
+  const KT = K / 64;
+  const q = new Int8Array(N * K);
+  const s = new Float64Array(N * KT);
+  for (let nt = 0; nt < N / 128; nt++)
+    for (let kt = 0; kt < KT; kt++) {
+      const base = (nt * KT + kt) * 8192;
+      for (let n = 0; n < 128; n++)
+        for (let kb = 0; kb < 64; kb++) {
+          const st = kb >> 5;
+          const h = (kb >> 4) & 1;
+          const c = kb & 15;
+          const k = kt * 64 + 32 * st + 8 * (c >> 2) + 2 * (c & 3) + h;
+          q[base + n * 64 + 16 * ((kb >> 4) ^ ((n >> 1) & 3)) + (kb & 15)] = qw[(nt * 128 + n) * K + k];
+        }
+      const sb = (nt * KT + kt) * 128;
+      for (let hf = 0; hf < 2; hf++)
+        for (let t = 0; t < 4; t++)
+          for (let j = 0; j < 8; j++)
+            for (let e = 0; e < 2; e++)
+              s[sb + hf * 64 + t * 16 + j * 2 + e] = sw[(nt * 128 + hf * 64 + 8 * j + 2 * t + e) * KT + kt];
+    }
+  return { q, s };
 }
 
 /** Kernels 1+2 vs float64: GEMM on the device's own codes (exact contract), and end to end from x. */
@@ -148,7 +182,26 @@ export function checkGemm(c: GemmCase): string {
     keep(act.codes);
     keep(act.ascales);
     keep(act.loraAct);
+    let wgMsg = "";
+    const wg = c.wg ? repackWeightWg({ dtype, N, K, qweight: bqw, wscales: bsw }) : undefined;
+    if (wg) {
+      keep(wg.qweight);
+      keep(wg.wscales);
+      const want = wgLayoutRef(
+        qw,
+        Float64Array.from(swBits, (b) => dec(dtype, b)),
+        N,
+        K,
+      );
+      const gq = new Int8Array(wg.qweight.download().buffer);
+      for (let i = 0; i < want.q.length; i++)
+        assert(gq[i] === want.q[i], `wg qweight byte ${i}: ${gq[i]} != ${want.q[i]}`);
+      const gs = wg.wscales.downloadF32(N * G);
+      for (let i = 0; i < want.s.length; i++) assert(gs[i] === want.s[i], `wg wscales[${i}]: ${gs[i]} != ${want.s[i]}`);
+      wgMsg = " wg (repack exact)";
+    }
     gemmW4A4({
+      wg,
       dtype,
       act,
       N,
@@ -182,7 +235,7 @@ export function checkGemm(c: GemmCase): string {
     const ref2 = gemmRef(dtype, M, N, K, q.codes, q.scales, qw, sw, laRef, up, R, bias, c.gelu);
     const e2 = relErr(got, ref2);
     assert(e2 <= 1e-2, `end-to-end vs float64: rel err ${e2.toExponential(2)} > 1e-2`);
-    return `gemm ${dtype} ${c.format} M=${M} N=${N} K=${K} R=${R}${unsigned ? " u4" : ""}${c.bias ? " bias" : ""}${c.gelu ? " gelu" : ""} bm=${c.blockM ?? "auto"}: rel err ${e1.toExponential(2)} (codes), ${e2.toExponential(2)} (end to end)`;
+    return `gemm ${dtype} ${c.format} M=${M} N=${N} K=${K} R=${R}${unsigned ? " u4" : ""}${c.bias ? " bias" : ""}${c.gelu ? " gelu" : ""} bm=${c.blockM ?? "auto"}${wgMsg}: rel err ${e1.toExponential(2)} (codes), ${e2.toExponential(2)} (end to end)`;
   } finally {
     for (const b of bufs) b?.free();
   }
@@ -260,5 +313,49 @@ export function gemmCases(): GemmCase[] {
             seed: rng.int(0, 1e9),
           });
         }
+  return out;
+}
+
+/**
+ * Cases of the sm_90a wgmma GEMM ("s8" codes + repacked weights): both tile heights, K from one group (the peeled
+ * last step only) to more groups than pipeline stages (stage reuse), M across several row tiles.
+ */
+export function gemmWgCases(): GemmCase[] {
+  const rng = new Rng(9012);
+  const out: GemmCase[] = [];
+  const Ks = [64, 128, 192, 64 * 9, 64 * 17, 64 * 40];
+  for (const dtype of ["bf16", "f16"] as const)
+    for (const blockM of [undefined, 32, 64, 128])
+      for (const unsigned of [false, true])
+        out.push({
+          dtype,
+          M: rng.int(1, 300),
+          N: 128 * rng.int(1, 3),
+          K: Ks[rng.int(0, Ks.length - 1)],
+          R: [0, 16, 32, 64][rng.int(0, 3)],
+          unsigned,
+          bias: rng.next() < 0.6,
+          gelu: rng.next() < 0.4,
+          format: "s8",
+          blockM,
+          wg: true,
+          seed: rng.int(0, 1e9),
+        });
+  for (const K of Ks)
+    for (const blockM of [32, 128])
+      out.push({
+        dtype: "bf16",
+        M: 200,
+        N: 256,
+        K,
+        R: 32,
+        unsigned: false,
+        bias: true,
+        gelu: false,
+        format: "s8",
+        blockM,
+        wg: true,
+        seed: K + blockM,
+      });
   return out;
 }
