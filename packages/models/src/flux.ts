@@ -1,4 +1,4 @@
-import { openModelFolder, type TensorSource } from "@svdquant/tensor";
+import type { TensorSource } from "@svdquant/tensor";
 import { type FluxConfig, parseFluxConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import type { LinearLayer } from "./linear.js";
@@ -17,7 +17,15 @@ import {
 import { fluxDoubleBlockParams, fluxParams, fluxSingleBlockParams, type ParamSpec } from "./params.js";
 import { LinearFactory } from "./recipe.js";
 import { concatFeatures, concatTokens, type ForwardOptions, runLinear, runShared, sliceTokens } from "./runtime.js";
-import { BlockArena, checkSpecs, loadWeightSet, unexpectedTensors, type WeightSet } from "./weights.js";
+import {
+  BlockArena,
+  checkSpecs,
+  loadBlockWeights,
+  loadFromFolder,
+  loadWeightSet,
+  unexpectedTensors,
+  type WeightSet,
+} from "./weights.js";
 
 /**
  * Inputs of the FLUX transformer (FluxTransformer2DModel.forward), float32, row-major.
@@ -240,18 +248,8 @@ export class FluxTransformer {
   }
 
   /** Load from a diffusers model folder (config.json + safetensors, sharded or not). */
-  static async fromFolder(dir: string, opts: ModelLoadOptions = {}): Promise<FluxTransformer> {
-    const folder = await openModelFolder(dir);
-    if (folder.config === undefined) throw new ModelError("E_CONFIG", "no config.json in the model folder", dir);
-    const config = parseFluxConfig(folder.config, `${dir}/config.json`);
-    try {
-      const model = await FluxTransformer.fromSource(config, folder.weights, opts);
-      if (!opts.streaming) await folder.weights.close();
-      return model;
-    } catch (err) {
-      await folder.weights.close();
-      throw err;
-    }
+  static fromFolder(dir: string, opts: ModelLoadOptions = {}): Promise<FluxTransformer> {
+    return loadFromFolder(dir, opts.streaming, parseFluxConfig, (c, src) => FluxTransformer.fromSource(c, src, opts));
   }
 
   /** Load from any tensor source with this config. Streaming keeps `source` open (close it after use). */
@@ -373,12 +371,7 @@ async function loadDouble(
   arena?: BlockArena,
 ): Promise<FluxDoubleBlock> {
   const prefix = `transformer_blocks.${i}.`;
-  const specs = fluxDoubleBlockParams(c);
-  return new FluxDoubleBlock(
-    prefix,
-    await (arena ? arena.load(src, specs, prefix) : loadWeightSet(src, specs, prefix)),
-    f,
-  );
+  return new FluxDoubleBlock(prefix, await loadBlockWeights(src, fluxDoubleBlockParams(c), prefix, arena), f);
 }
 async function loadSingle(
   src: TensorSource,
@@ -388,12 +381,7 @@ async function loadSingle(
   arena?: BlockArena,
 ): Promise<FluxSingleBlock> {
   const prefix = `single_transformer_blocks.${i}.`;
-  const specs = fluxSingleBlockParams(c);
-  return new FluxSingleBlock(
-    prefix,
-    await (arena ? arena.load(src, specs, prefix) : loadWeightSet(src, specs, prefix)),
-    f,
-  );
+  return new FluxSingleBlock(prefix, await loadBlockWeights(src, fluxSingleBlockParams(c), prefix, arena), f);
 }
 
 export function linearNamesOf(params: readonly ParamSpec[]): string[] {

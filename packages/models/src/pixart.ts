@@ -1,4 +1,4 @@
-import { openModelFolder, type TensorSource } from "@svdquant/tensor";
+import type { TensorSource } from "@svdquant/tensor";
 import { type PixArtConfig, parsePixArtConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import { linearNamesOf, type ModelLoadOptions } from "./flux.js";
@@ -16,7 +16,15 @@ import {
 import { pixartBlockParams, pixartParams } from "./params.js";
 import { LinearFactory } from "./recipe.js";
 import { type ForwardOptions, runLinear, runShared } from "./runtime.js";
-import { BlockArena, checkSpecs, loadWeightSet, unexpectedTensors, type WeightSet } from "./weights.js";
+import {
+  BlockArena,
+  checkSpecs,
+  loadBlockWeights,
+  loadFromFolder,
+  loadWeightSet,
+  unexpectedTensors,
+  type WeightSet,
+} from "./weights.js";
 
 /**
  * Inputs of the PixArt transformer (PixArtTransformer2DModel.forward), float32, row-major.
@@ -147,18 +155,11 @@ export class PixArtTransformer {
     );
   }
 
-  static async fromFolder(dir: string, opts: ModelLoadOptions = {}): Promise<PixArtTransformer> {
-    const folder = await openModelFolder(dir);
-    if (folder.config === undefined) throw new ModelError("E_CONFIG", "no config.json in the model folder", dir);
-    const config = parsePixArtConfig(folder.config, `${dir}/config.json`);
-    try {
-      const model = await PixArtTransformer.fromSource(config, folder.weights, opts);
-      if (!opts.streaming) await folder.weights.close();
-      return model;
-    } catch (err) {
-      await folder.weights.close();
-      throw err;
-    }
+  /** Load from a diffusers model folder (config.json + safetensors, sharded or not). */
+  static fromFolder(dir: string, opts: ModelLoadOptions = {}): Promise<PixArtTransformer> {
+    return loadFromFolder(dir, opts.streaming, parsePixArtConfig, (c, src) =>
+      PixArtTransformer.fromSource(c, src, opts),
+    );
   }
 
   static async fromSource(
@@ -284,8 +285,7 @@ async function loadBlock(
   arena?: BlockArena,
 ): Promise<PixArtBlock> {
   const prefix = `transformer_blocks.${i}.`;
-  const specs = pixartBlockParams(c);
-  return new PixArtBlock(prefix, await (arena ? arena.load(src, specs, prefix) : loadWeightSet(src, specs, prefix)), f);
+  return new PixArtBlock(prefix, await loadBlockWeights(src, pixartBlockParams(c), prefix, arena), f);
 }
 
 function checkInputs(c: PixArtConfig, inp: PixArtInputs): void {

@@ -1,5 +1,4 @@
-import { type FileHandle, open } from "node:fs/promises";
-import { DTYPE_INFO, Tensor, type TensorSource } from "@svdquant/tensor";
+import { DTYPE_INFO, openModelFolder, Tensor, type TensorSource } from "@svdquant/tensor";
 import { ModelError } from "./errors.js";
 import type { ParamSpec } from "./params.js";
 
@@ -70,6 +69,38 @@ export async function loadWeightSet(
   return new WeightSet(prefix, m);
 }
 
+/** Read one block's tensors: into the streaming arena when given, else into their own buffers. */
+export function loadBlockWeights(
+  source: TensorSource,
+  specs: readonly ParamSpec[],
+  prefix: string,
+  arena: BlockArena | undefined,
+): Promise<WeightSet> {
+  return arena ? arena.load(source, specs, prefix) : loadWeightSet(source, specs, prefix);
+}
+
+/**
+ * Open a diffusers model folder (config.json + safetensors, sharded or not), parse its config and build the model
+ * from its weights; the weights are closed unless the model streams from them (or building fails).
+ */
+export async function loadFromFolder<C, M>(
+  dir: string,
+  streaming: boolean | undefined,
+  parse: (raw: Record<string, unknown>, where: string) => C,
+  build: (config: C, source: TensorSource) => Promise<M>,
+): Promise<M> {
+  const folder = await openModelFolder(dir);
+  if (folder.config === undefined) throw new ModelError("E_CONFIG", "no config.json in the model folder", dir);
+  try {
+    const model = await build(parse(folder.config, `${dir}/config.json`), folder.weights);
+    if (!streaming) await folder.weights.close();
+    return model;
+  } catch (err) {
+    await folder.weights.close();
+    throw err;
+  }
+}
+
 /** Tensor names in `source` that no spec accounts for (a checkpoint of another architecture/config). */
 export function unexpectedTensors(source: TensorSource, specs: readonly ParamSpec[]): string[] {
   const known = new Set(specs.map((s) => s.name));
@@ -78,13 +109,13 @@ export function unexpectedTensors(source: TensorSource, specs: readonly ParamSpe
 
 /**
  * One reusable buffer that holds the weights of one block at a time, for streaming. Each `load` reads the
- * block's tensors straight from their files into the arena (overwriting the previous block), so walking a
- * model needs one block of weight memory however many blocks there are, without waiting for the garbage
- * collector to free per-tensor buffers. A WeightSet from `load` is valid until the next `load`.
+ * block's tensors straight from their files into the arena (overwriting the previous block, through the
+ * source's `readInto`), so walking a model needs one block of weight memory however many blocks there are,
+ * without waiting for the garbage collector to free per-tensor buffers. A WeightSet from `load` is valid until
+ * the next `load`. Sources without `readInto` (in-memory ones) are copied in.
  */
 export class BlockArena {
   private buffer = new ArrayBuffer(0);
-  private readonly files = new Map<string, { handle: FileHandle; dataStart: number }>();
 
   get byteLength(): number {
     return this.buffer.byteLength;
@@ -92,51 +123,35 @@ export class BlockArena {
 
   async load(source: TensorSource, specs: readonly ParamSpec[], prefix = ""): Promise<WeightSet> {
     checkSpecs(source, specs, prefix);
-    const layout: { name: string; file: string; begin: number; bytes: number; offset: number }[] = [];
+    const infos = specs.map((s) => source.info(prefix + s.name));
+    const offsets: number[] = [];
     let total = 0;
-    for (const s of specs) {
-      const info = source.info(prefix + s.name);
-      const [begin, end] = info.dataOffsets;
+    for (const info of infos) {
       total = Math.ceil(total / 8) * 8; // 8-byte alignment for any typed-array view
-      layout.push({ name: s.name, file: info.file, begin, bytes: end - begin, offset: total });
-      total += end - begin;
+      offsets.push(total);
+      total += info.dataOffsets[1] - info.dataOffsets[0];
     }
     if (total > this.buffer.byteLength) this.buffer = new ArrayBuffer(total);
     const m = new Map<string, Tensor>();
-    for (const [i, l] of layout.entries()) {
-      const f = await this.file(l.file);
-      const view = new Uint8Array(this.buffer, l.offset, l.bytes);
-      let done = 0;
-      while (done < l.bytes) {
-        const { bytesRead } = await f.handle.read(view, done, l.bytes - done, f.dataStart + l.begin + done);
-        if (bytesRead === 0)
-          throw new ModelError("E_WEIGHTS", "file ended inside the tensor's data", `${l.file}: ${prefix}${l.name}`);
-        done += bytesRead;
+    for (const [i, info] of infos.entries()) {
+      const bytes = info.dataOffsets[1] - info.dataOffsets[0];
+      const view = new Uint8Array(this.buffer, offsets[i]!, bytes);
+      const name = prefix + specs[i]!.name;
+      if (source.readInto) await source.readInto(name, view);
+      else {
+        const t = await source.read(name);
+        view.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
       }
-      const info = source.info(prefix + l.name);
       const di = DTYPE_INFO[info.dtype];
-      let t = new Tensor(info.dtype, specs[i]!.shape, di.wrap(this.buffer, l.offset, l.bytes / di.itemsize) as never);
+      let t = new Tensor(info.dtype, specs[i]!.shape, di.wrap(this.buffer, offsets[i]!, bytes / di.itemsize) as never);
       if (t.dtype === "F64") t = t.to("F32");
-      m.set(l.name, t);
+      m.set(specs[i]!.name, t);
     }
     return new WeightSet(prefix, m);
   }
 
-  private async file(path: string): Promise<{ handle: FileHandle; dataStart: number }> {
-    let f = this.files.get(path);
-    if (f === undefined) {
-      const handle = await open(path, "r");
-      const len = Buffer.alloc(8);
-      await handle.read(len, 0, 8, 0);
-      f = { handle, dataStart: 8 + Number(len.readBigUInt64LE(0)) }; // safetensors: u64 LE header length, header, data
-      this.files.set(path, f);
-    }
-    return f;
-  }
-
+  /** Drop the buffer (the source's files belong to the source). */
   async close(): Promise<void> {
-    await Promise.all([...this.files.values()].map((f) => f.handle.close()));
-    this.files.clear();
     this.buffer = new ArrayBuffer(0);
   }
 }

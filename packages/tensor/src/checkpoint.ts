@@ -95,6 +95,9 @@ export class ShardedCheckpoint implements TensorSource {
   async read(name: string): Promise<Tensor> {
     return this.shardOf(name).read(name); // async: a missing name rejects, as SafetensorsFile.read does
   }
+  async readInto(name: string, dst: Uint8Array): Promise<void> {
+    return this.shardOf(name).readInto(name, dst);
+  }
   async close(): Promise<void> {
     await Promise.all([...this.shards.values()].map((s) => s.close()));
   }

@@ -27,6 +27,11 @@ export interface TensorSource {
   info(name: string): TensorInfo & { readonly file: string };
   /** Read one tensor; costs about its own bytes of I/O and memory. */
   read(name: string): Promise<Tensor>;
+  /**
+   * Read one tensor's raw little-endian bytes into `dst`, which must hold exactly its byte length: for callers
+   * that reuse one buffer across tensors (block streaming). Optional: in-memory sources may leave it out.
+   */
+  readInto?(name: string, dst: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -121,6 +126,17 @@ export class SafetensorsFile implements TensorSource {
     const info = DTYPE_INFO[t.dtype];
     const data = info.wrap(buf.buffer as ArrayBuffer, 0, (end - begin) / info.itemsize) as StorageOf[DType];
     return new Tensor(t.dtype, t.shape, data);
+  }
+
+  async readInto(name: string, dst: Uint8Array): Promise<void> {
+    const t = this.info(name);
+    const [begin, end] = t.dataOffsets;
+    if (dst.length !== end - begin)
+      throw new TensorError("E_SHAPE", `destination holds ${dst.length} bytes, the tensor has ${end - begin}`, {
+        file: this.path,
+        tensor: name,
+      });
+    await readFully(this.requireOpen(), dst, this.dataStart + begin, this.path, name);
   }
 
   async close(): Promise<void> {

@@ -90,6 +90,23 @@ describe("sharded checkpoints", () => {
     }
   });
 
+  it("readInto fills a caller's buffer with a tensor's bytes from its shard, and checks its length", async () => {
+    const { folder, tensors } = await makeShardedFolder("read-into");
+    const src = await openCheckpoint(folder);
+    const arena = new Uint8Array(64 * 2 + 8);
+    for (const [name, t] of tensors) {
+      arena.fill(0xa5); // poisoned: every byte must come from the file
+      const dst = arena.subarray(8, 8 + t.byteLength); // an offset view, as a reused arena hands out
+      await src.readInto!(name, dst);
+      expect(Buffer.from(dst)).toEqual(Buffer.from(t.data.buffer, t.data.byteOffset, t.byteLength));
+      expect(arena[7]).toBe(0xa5);
+    }
+    const name = [...tensors.keys()][0]!;
+    await expect(src.readInto!(name, new Uint8Array(3))).rejects.toMatchObject({ code: "E_SHAPE", tensor: name });
+    await expect(src.readInto!("nope", new Uint8Array(3))).rejects.toMatchObject({ code: "E_NOT_FOUND" });
+    await src.close();
+  });
+
   it("rejects a missing shard, naming it", async () => {
     const { folder } = await makeShardedFolder("missing");
     const { rm } = await import("node:fs/promises");
