@@ -23,6 +23,7 @@ import {
   TS_FRECHET_LINALG,
   writePng,
 } from "../src/index.js";
+import { ssimDirect } from "../test/reference.js";
 
 const heavy = process.env.SVDQ_HEAVY === "1";
 const nImages = Number(process.env.SVDQ_BENCH_IMAGES ?? (heavy ? 1000 : 4));
@@ -44,48 +45,6 @@ function image(r: () => number): RgbImage {
   const data = new Float32Array(3 * SIDE * SIDE);
   for (let i = 0; i < data.length; i++) data[i] = r();
   return { width: SIDE, height: SIDE, data };
-}
-
-/** Peer: SSIM with the direct 11x11 (non-separable) window, same reflect convention. */
-function ssimDirect(a: RgbImage, b: RgbImage): number {
-  const g: number[] = [];
-  let s = 0;
-  for (let i = 0; i < 11; i++) {
-    g.push(Math.exp(-(((i - 5) / 1.5) ** 2) / 2));
-    s += g[i];
-  }
-  const w = new Float64Array(121);
-  for (let i = 0; i < 11; i++) for (let j = 0; j < 11; j++) w[i * 11 + j] = (g[i] / s) * (g[j] / s);
-  const refl = (i: number, n: number) => (i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i);
-  const { width: W, height: H } = a;
-  let tot = 0;
-  for (let c = 0; c < 3; c++)
-    for (let y = 0; y < H; y++)
-      for (let x = 0; x < W; x++) {
-        let mx = 0;
-        let my = 0;
-        let mxx = 0;
-        let myy = 0;
-        let mxy = 0;
-        for (let i = 0; i < 11; i++) {
-          const row = (c * H + refl(y + i - 5, H)) * W;
-          for (let j = 0; j < 11; j++) {
-            const q = row + refl(x + j - 5, W);
-            const k = w[i * 11 + j];
-            const u = a.data[q];
-            const v = b.data[q];
-            mx += k * u;
-            my += k * v;
-            mxx += k * u * u;
-            myy += k * v * v;
-            mxy += k * u * v;
-          }
-        }
-        const vx = Math.max(mxx - mx * mx, 0);
-        const vy = Math.max(myy - my * my, 0);
-        tot += ((2 * mx * my + 1e-4) * (2 * (mxy - mx * my) + 9e-4)) / ((mx * mx + my * my + 1e-4) * (vx + vy + 9e-4));
-      }
-  return tot / (3 * W * H);
 }
 
 /** Random SPD covariance-like matrix with a decaying spectrum, as stats. */

@@ -2,7 +2,7 @@
  * Float64 references for the preprocessing, written independently of src/resize.ts: the antialiased bicubic
  * (a = −0.5) resampling is evaluated directly per output pixel from its definition.
  */
-import type { Rgb8Image } from "../src/index.js";
+import type { Rgb8Image, RgbImage } from "../src/index.js";
 
 function cubic(x: number): number {
   const t = Math.abs(x);
@@ -62,4 +62,49 @@ export function randomRgb8(r: () => number, width: number, height: number, name?
           Math.min(255, Math.max(0, 128 + 90 * Math.sin(f[c] * x + 1.3 * f[(c + 1) % 3] * y + c) + 30 * (r() - 0.5))),
         );
   return name === undefined ? { width, height, data } : { width, height, data, name };
+}
+
+/**
+ * SSIM by the direct 2-D (non-separable) 11x11 Gaussian window (σ 1.5) over a reflect-padded image, no crop,
+ * float64: the reference of the tests and the peer of the benchmark.
+ */
+export function ssimDirect(a: RgbImage, b: RgbImage): number {
+  const g: number[] = [];
+  let s = 0;
+  for (let i = 0; i < 11; i++) {
+    g.push(Math.exp(-(((i - 5) / 1.5) ** 2) / 2));
+    s += g[i];
+  }
+  const w = new Float64Array(121);
+  for (let i = 0; i < 11; i++) for (let j = 0; j < 11; j++) w[i * 11 + j] = (g[i] / s) * (g[j] / s);
+  const refl = (i: number, n: number) => (i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i);
+  const { width: W, height: H } = a;
+  let tot = 0;
+  for (let c = 0; c < 3; c++)
+    for (let y = 0; y < H; y++)
+      for (let x = 0; x < W; x++) {
+        let mx = 0;
+        let my = 0;
+        let mxx = 0;
+        let myy = 0;
+        let mxy = 0;
+        for (let i = 0; i < 11; i++) {
+          const row = (c * H + refl(y + i - 5, H)) * W;
+          for (let j = 0; j < 11; j++) {
+            const q = row + refl(x + j - 5, W);
+            const k = w[i * 11 + j];
+            const u = a.data[q];
+            const v = b.data[q];
+            mx += k * u;
+            my += k * v;
+            mxx += k * u * u;
+            myy += k * v * v;
+            mxy += k * u * v;
+          }
+        }
+        const vx = Math.max(mxx - mx * mx, 0);
+        const vy = Math.max(myy - my * my, 0);
+        tot += ((2 * mx * my + 1e-4) * (2 * (mxy - mx * my) + 9e-4)) / ((mx * mx + my * my + 1e-4) * (vx + vy + 9e-4));
+      }
+  return tot / (3 * W * H);
 }
