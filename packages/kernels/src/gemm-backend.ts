@@ -15,6 +15,7 @@
  * against M passes for the product.
  */
 import { KernelsError } from "./errors.js";
+import { writeF32Panels } from "./layout.js";
 import { native } from "./native.js";
 import { dim, tensor } from "./validate.js";
 
@@ -61,12 +62,7 @@ export function f32GemmBackend(): F32GemmBackend {
       const np = Math.ceil(n / PANEL) * PANEL;
       if (panel.length < np * k) panel = new Float32Array(np * k);
       const wpanel = panel.length === np * k ? panel : panel.subarray(0, np * k);
-      // Rows n..np-1 of the last panel stay whatever they were: their columns of Y are never stored.
-      for (let j = 0; j < n; j++) {
-        const base = (j >> 4) * k * PANEL + (j & 15);
-        const row = j * k;
-        for (let p = 0; p < k; p++) wpanel[base + p * PANEL] = w[row + p]!;
-      }
+      writeF32Panels(w, n, k, wpanel);
       try {
         nb.gemmF32({ x, M: m, K: k, N: n, wpanel, bias, gelu: false, y: out });
       } catch (e) {

@@ -252,13 +252,21 @@ export function packF32(
   dim("K", K);
   tensor(`${name}.weight`, w, Float32Array, [N, K]);
   finite(`${name}.weight`, w);
-  const Np = roundUp(N, 16);
-  const wpanel = new Float32Array(Np * K);
+  const wpanel = new Float32Array(roundUp(N, 16) * K);
+  writeF32Panels(w, N, K, wpanel);
+  return { kind: "f32", N, K, wpanel, bias: optBias(opts.bias, N, name) };
+}
+
+/**
+ * The panel order of packF32, written into `wpanel` (roundUp(N,16)·K floats, unchecked): element (n, k) goes to
+ * (n/16)·K·16 + k·16 + n%16. Padding columns n ≥ N are left as they are (the kernel never stores them).
+ */
+export function writeF32Panels(w: Float32Array, N: number, K: number, wpanel: Float32Array): void {
   for (let n = 0; n < N; n++) {
     const base = (n >> 4) * K * 16 + (n & 15);
-    for (let k = 0; k < K; k++) wpanel[base + k * 16] = w[n * K + k];
+    const row = n * K;
+    for (let k = 0; k < K; k++) wpanel[base + k * 16] = w[row + k]!;
   }
-  return { kind: "f32", N, K, wpanel, bias: optBias(opts.bias, N, name) };
 }
 
 /** Inverse of packF32. */
