@@ -48,6 +48,27 @@ function fluxTensors(): Map<string, Tensor> {
 }
 
 describe("checkpoint validation", () => {
+  it("streams from a source without readInto (copied into the arena) with the same output as a resident load", async () => {
+    const tensors = fluxTensors();
+    const resident = await FluxTransformer.fromSource(FLUX, memorySource(tensors));
+    const streamed = await FluxTransformer.fromSource(FLUX, memorySource(tensors), { streaming: true });
+    const inp = {
+      batch: 1,
+      imgTokens: 4,
+      txtTokens: 3,
+      hiddenStates: randn(4 * 4, 101),
+      encoderHiddenStates: randn(3 * 8, 102),
+      pooledProjections: randn(8, 103),
+      timestep: [0.3],
+      imgIds: randn(4 * 3, 104),
+      txtIds: new Float32Array(3 * 3),
+    };
+    const a = await resident.forward(inp);
+    const b = await streamed.forward(inp);
+    expect(a.every(Number.isFinite)).toBe(true);
+    expect([...b]).toEqual([...a]);
+    await streamed.close();
+  });
   it("loads a complete checkpoint", async () => {
     await expect(FluxTransformer.fromSource(FLUX, memorySource(fluxTensors()))).resolves.toBeInstanceOf(
       FluxTransformer,
