@@ -62,11 +62,11 @@ fi
 if command -v cuobjdump > /dev/null; then
   # per-kernel instruction mix of the sm_90a code (the matrix instructions must be IMMA.16832 on the s8 path)
   cuobjdump -sass -arch sm_90a "$dir/svdq_cuda.node" 2>/dev/null | awk '
-    /Function :/ { if (f) printf "%-80.80s total=%d IMMA=%d HMMA=%d I2F=%d LOP3=%d LDS=%d BAR=%d\n", f, n, i, h, c, l, s, b; f=$3; n=i=h=c=l=s=b=0; next }
-    /\/\*[0-9a-f]+\*\// { n++; if (/IMMA/) i++; if (/HMMA/) h++; if (/I2F/) c++; if (/LOP3/) l++; if (/LDS/) s++; if (/BAR/) b++ }
-    END { if (f) printf "%-80.80s total=%d IMMA=%d HMMA=%d I2F=%d LOP3=%d LDS=%d BAR=%d\n", f, n, i, h, c, l, s, b }' \
-    | tee "$out/sass-summary.txt" | grep -E "gemm_kernelILb1ELb0ELb0ELi2|gemm_wg_kernelILb1ELb0ELi2|quantize_kernelILb1ELb0ELi32ELb1" || true
-  cuobjdump -sass -arch sm_90a "$dir/svdq_cuda.node" 2>/dev/null | grep -E "IMMA|I2F" | sort | uniq -c | sort -rn | head -5
+    /Function :/ { if (f) printf "%-80.80s total=%d IMMA=%d GMMA=%d HMMA=%d I2F=%d LOP3=%d LDS=%d BAR=%d\n", f, n, i, q, h, c, l, s, b; f=$3; n=i=q=h=c=l=s=b=0; next }
+    /\/\*[0-9a-f]+\*\// { n++; if (/IMMA/) i++; if (/GMMA/) q++; if (/HMMA/) h++; if (/I2F/) c++; if (/LOP3/) l++; if (/LDS/) s++; if (/BAR/) b++ }
+    END { if (f) printf "%-80.80s total=%d IMMA=%d GMMA=%d HMMA=%d I2F=%d LOP3=%d LDS=%d BAR=%d\n", f, n, i, q, h, c, l, s, b }' \
+    | tee "$out/sass-summary.txt" | grep -E "gemm_kernelILb1ELb0ELb0ELi2|gemm_f8_kernelILb1ELi2|quantize_kernelILb1ELb0ELi32ELi2" || true
+  cuobjdump -sass -arch sm_90a "$dir/svdq_cuda.node" 2>/dev/null | grep -E "IMMA|GMMA|I2F" | sort | uniq -c | sort -rn | head -5
 fi
 if [[ -n ${VARIANTS:-} ]]; then
   timeout ${STEP_TIMEOUT:-300} node "$dir/device-run.mjs" variants 2>&1 | tee "$out/variants.log"
@@ -78,7 +78,7 @@ if [[ -z ${SKIP_BENCH:-} ]]; then
   timeout ${STEP_TIMEOUT:-300} node "$dir/device-run.mjs" bench 2>&1 | tee "$out/bench.log" || rc=1
 fi
 if [[ -n ${NCU:-} ]]; then
-  ncu --clock-control none -k "regex:gemm_wg_kernel|quantize_kernel" -c 4 --section SpeedOfLight --section ComputeWorkloadAnalysis \
+  ncu --clock-control none -k "regex:gemm_f8_kernel|quantize_kernel" -c 4 --section SpeedOfLight --section ComputeWorkloadAnalysis \
     --section MemoryWorkloadAnalysis --section WarpStateStats \
     --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" \
     node "$dir/device-run.mjs" ncu 2>&1 | tee "$out/ncu.log" | tail -120

@@ -1,10 +1,11 @@
-// 16-bit GEMM through cuBLAS, loaded with dlopen at first use so that the addon builds where the CUDA toolkit has
+// 16-bit and INT8 GEMMs through cuBLAS (the peers of the W4A4 kernels), loaded with dlopen at first use so that the addon builds where the CUDA toolkit has
 // no cuBLAS (CI) and runs where libcublas.so.13 is installed (the GPU machine). Only the four entry points used
 // here are declared; their signatures and enum values are from the cuBLAS 13 API (cublas_api.h, library_types.h).
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <library_types.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -18,6 +19,7 @@ using cublasStatus_t = int;
 constexpr int CUBLAS_OP_N = 0;
 constexpr int CUBLAS_OP_T = 1;
 constexpr int CUBLAS_COMPUTE_32F = 68;
+constexpr int CUBLAS_COMPUTE_32I = 72;
 constexpr int CUBLAS_GEMM_DEFAULT = -1;
 
 using create_fn = cublasStatus_t (*)(cublasHandle_t*);
@@ -71,14 +73,15 @@ extern "C" const char* svdq_cublas_available(void) {
   return g_err.c_str();
 }
 
-extern "C" const char* svdq_gemm_bf16_cublas(svdq_dtype dtype, const void* x, const void* w, void* out, int M, int N,
-                                             int K, void* stream) {
+namespace {
+const char* run_gemm_ex(const char* fn, const void* x, const void* w, void* out, int M, int N, int K, void* stream,
+                        cudaDataType tin, cudaDataType tout, int compute, const void* alpha, const void* beta) {
   if (M <= 0 || N <= 0 || K <= 0) {
-    g_err = "svdq_gemm_bf16_cublas: M, N and K must be positive";
+    g_err = std::string(fn) + ": M, N and K must be positive";
     return g_err.c_str();
   }
   if (!x || !w || !out) {
-    g_err = "svdq_gemm_bf16_cublas: x, w and out must be non-null";
+    g_err = std::string(fn) + ": x, w and out must be non-null";
     return g_err.c_str();
   }
   Cublas& c = cublas();
@@ -91,19 +94,37 @@ extern "C" const char* svdq_gemm_bf16_cublas(svdq_dtype dtype, const void* x, co
     g_err = "cublasSetStream_v2: status " + std::to_string(s);
     return g_err.c_str();
   }
-  const cudaDataType t = dtype == SVDQ_BF16 ? CUDA_R_16BF : CUDA_R_16F;
-  const float alpha = 1.0f, beta = 0.0f;
-  // Row-major out[M,N] = x[M,K] · w[N,K]ᵀ is column-major outᵀ[N,M] = (wᵀ as [K,N] col-major)ᵀ · xᵀ.
-  s = c.gemm_ex(c.handle, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &alpha, w, t, K, x, t, K, &beta, out, t, N,
-                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  // Row-major out[M,N] = x[M,K] · w[N,K]ᵀ is column-major outᵀ[N,M] = (wᵀ as [K,N] col-major)ᵀ · xᵀ ("TN").
+  s = c.gemm_ex(c.handle, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, alpha, w, tin, K, x, tin, K, beta, out, tout, N, compute,
+                CUBLAS_GEMM_DEFAULT);
   if (s != 0) {
-    g_err = "cublasGemmEx: status " + std::to_string(s);
+    g_err = std::string(fn) + ": cublasGemmEx: status " + std::to_string(s);
     return g_err.c_str();
   }
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) {
-    g_err = std::string("cublasGemmEx: ") + cudaGetErrorName(e);
+    g_err = std::string(fn) + ": cublasGemmEx: " + cudaGetErrorName(e);
     return g_err.c_str();
   }
   return nullptr;
+}
+}  // namespace
+
+extern "C" const char* svdq_gemm_bf16_cublas(svdq_dtype dtype, const void* x, const void* w, void* out, int M, int N,
+                                             int K, void* stream) {
+  const cudaDataType t = dtype == SVDQ_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  const float alpha = 1.0f, beta = 0.0f;
+  return run_gemm_ex("svdq_gemm_bf16_cublas", x, w, out, M, N, K, stream, t, t, CUBLAS_COMPUTE_32F, &alpha, &beta);
+}
+
+extern "C" const char* svdq_gemm_s8_cublas(const void* x, const void* w, void* out, int M, int N, int K,
+                                           void* stream) {
+  // cuBLAS IMMA GEMMs need the "TN" form (done above) and K, the leading dimensions, a multiple of 4
+  if (K % 4 != 0 || N % 4 != 0) {
+    g_err = "svdq_gemm_s8_cublas: K=" + std::to_string(K) + " and N=" + std::to_string(N) + " must be multiples of 4";
+    return g_err.c_str();
+  }
+  const int32_t alpha = 1, beta = 0;
+  return run_gemm_ex("svdq_gemm_s8_cublas", x, w, out, M, N, K, stream, CUDA_R_8I, CUDA_R_32I, CUBLAS_COMPUTE_32I,
+                     &alpha, &beta);
 }

@@ -10,7 +10,7 @@
 // | x           | [M, K]                                | 16-bit | row-major activations |
 // | smooth      | [K]                                   | 16-bit | SVDQuant smoothing factor λ; codes are of x/λ |
 // | lora_down   | [R, K]                                | 16-bit | row-major (rank x in), applied to the raw x |
-// | act codes   | Mp*K/2 (s4) or Mp*K (s8) bytes        | 4/8-bit| "fragment layouts", see below |
+// | act codes   | Mp*K/2 (s4), Mp*K (s8, f8) bytes      | 4/8-bit| "fragment layouts", see below |
 // | act scales  | [K/G, Mp]                             | 16-bit | one scale per token per group, group-major |
 // | lora_act    | [Mp, R]                               | f32    | x · lora_downᵀ, row-major; rows >= M are 0 |
 // | qweight     | N*K/2 bytes                           | 4-bit  | nunchaku checkpoint layout (below), used as is |
@@ -29,6 +29,11 @@
 // The "s8" format (for the sm_90 path) stores the same codes pre-split to int8 x16: tiles of 1024 bytes, lane l at
 // l*32 holds eight words lo(w0), lo(w1), hi(w0), hi(w1), lo(w2), lo(w3), hi(w2), hi(w3) with lo/hi as below:
 // the A registers of the two m16n8k32 s8 (u8) mmas of the group, so the GEMM does no activation unpacking.
+// The "f8" format (for the sm_90a wgmma path) has the lane layout of "s8" inside a tile, each byte the FP8 E4M3
+// encoding of the code itself (not x16): the A registers of the two wgmma k32 steps of the group. INT4 and u4 codes
+// are exact in E4M3, and so are the group's 64-term sums of their products in the f32 accumulators. Its tiles are
+// ordered so that the eight tiles of a 128-row block are contiguous per k-group (one bulk copy per block and group):
+// tile (mt, kt) at byte ((mt/8)*(K/64) + kt)*8192 + (mt%8)*1024.
 //
 // nunchaku checkpoint layout of qweight (facts from nunchaku's NunchakuWeightPacker, bits=4, warp_n=128):
 // chunks of 128 n x 64 k, chunk (nt, kt) at byte ((nt*(K/64) + kt) * 4096). Inside a chunk, pack p (0..7, 16 n each)
@@ -47,14 +52,14 @@
 // "wg" layouts (sm_90a wgmma path; made once at load time by svdq_repack_weight_wg from the checkpoint layouts):
 // | tensor      | shape / bytes                         | dtype  | layout |
 // |-------------|---------------------------------------|--------|--------|
-// | qweight_wg  | N*K bytes: [N/128][K/64][128][64]     | int8   | chunk (nt, kt) at (nt*(K/64) + kt) * 8192: 128 rows n of 64 bytes; logical byte kb = 32s + 16h + c of row n holds w[nt*128 + n][kt*64 + 32s + 8(c/4) + 2(c%4) + h] and is stored at n*64 + 16*((kb/16) ^ ((n/2) % 4)) + kb%16 |
+// | qweight_wg  | N*K bytes: [N/128][K/64][128][64]     | e4m3   | chunk (nt, kt) at (nt*(K/64) + kt) * 8192: 128 rows n of 64 bytes; logical byte kb = 32s + 16h + c of row n holds w[nt*128 + n][kt*64 + 32s + 8(c/4) + 2(c%4) + h] and is stored at n*64 + 16*((kb/16) ^ ((n/2) % 4)) + kb%16 |
 // | wscales_wg  | N*K/64 f32: [N/128][K/64][2][4][8][2] | f32    | chunk (nt, kt) at (nt*(K/64) + kt) * 128; value (hf, t, j, e) at hf*64 + t*16 + j*2 + e is s_w of n = nt*128 + hf*64 + 8j + 2t + e |
 // A chunk is the wgmma B operand of one k-group as it sits in shared memory: K-major rows of 64 bytes with the
 // 64-byte swizzle (16-byte pieces XORed by address bits 7-8, so the 8 rows a core-matrix read touches fall in
 // different banks); k32 step s is the byte range 32s..32s+31 of each row. The k order inside a step is the order
-// of the "s8" activation codes in the A registers (lo/hi nibble split), so A and B see the same permutation of k.
-// The weight codes are plain int8 (-8..7) and the activations x16, so the product is 16x the int4 one (folded into
-// s_x). wscales_wg is ordered so that lane t of a warp reads its 16 columns of one 64-wide half as four float4.
+// of the "f8" (= "s8") activation codes in the A registers (lo/hi nibble split), so A and B see the same
+// permutation of k. The bytes are the E4M3 encodings of the int4 codes (exact). wscales_wg is ordered so that
+// lane t of a warp reads its 16 columns of one 64-wide half as four float4.
 #ifndef SVDQ_CUDA_H
 #define SVDQ_CUDA_H
 
@@ -66,6 +71,9 @@ extern "C" {
 #endif
 
 typedef enum { SVDQ_BF16 = 0, SVDQ_F16 = 1 } svdq_dtype;
+// Activation-code fragment formats (layouts above): "s4" any GPU, "s8" the sm_90 mma.sync path, "f8" the sm_90a
+// wgmma path (with "wg" weights).
+typedef enum { SVDQ_CODES_S4 = 0, SVDQ_CODES_S8 = 1, SVDQ_CODES_F8 = 2 } svdq_codes_format;
 
 // GELU shift used for unsigned activation codes (nunchaku epilogue constant; GELU(x) >= -0.17 so x+shift >= 0).
 #define SVDQ_GELU_SHIFT 0.171875f
@@ -77,7 +85,7 @@ typedef struct {
   const void* lora_down; // [R, K] or NULL when R == 0
   int M, K, R;           // R in {0, 16, 32, 64}
   int act_unsigned;      // 0: codes of x/λ in [-8, 7], scale amax/7; 1: codes of (x+shift)/λ in [0, 15], amax/15
-  int codes_s8;          // 1: "s8" int8 fragment format (Mp*K bytes, sm_90 GEMM path); 0: "s4" (Mp*K/2 bytes)
+  int codes_format;      // svdq_codes_format: "s4" (Mp*K/2 bytes), "s8" or "f8" (Mp*K bytes)
   void* codes;           // Mp*K/2 or Mp*K bytes
   void* ascales;         // [K/64, Mp]
   float* lora_act;       // [Mp, R] or NULL when R == 0
@@ -85,8 +93,8 @@ typedef struct {
 
 typedef struct {
   svdq_dtype dtype;
-  const void* codes;     // fragment layout; its format picks the path: s8 (sm_90 only) or s4 (any; emulated on sm_90)
-  int codes_s8;
+  const void* codes;     // fragment layout; its format picks the path: f8 (sm_90a wgmma, needs the "wg" weights),
+  int codes_format;      // s8 (sm_90 mma.sync) or s4 (any; emulated on sm_90)
   const void* ascales;   // [K/64, Mp]
   const void* qweight;   // N*K/2 bytes (checkpoint layout)
   const void* wscales;   // N*K/64 values (checkpoint layout)
@@ -98,12 +106,12 @@ typedef struct {
   int act_unsigned;
   int gelu;              // apply tanh-approximated GELU after bias
   int block_m;           // 0 = heuristic, else 32, 64 or 128 (mma.sync path); 64 or 128 (wgmma path)
-  const void* qweight_wg;  // N*K bytes, "wg" layout (svdq_repack_weight_wg) or NULL; with wscales_wg and s8 codes
-  const void* wscales_wg;  // N*K/64 f32, "wg" layout, or NULL            on sm_90 this selects the wgmma path
+  const void* qweight_wg;  // N*K bytes, "wg" layout (svdq_repack_weight_wg): needed with f8 codes, else ignored
+  const void* wscales_wg;  // N*K/64 f32, "wg" layout
 } svdq_gemm_args;
 
 int svdq_pad_m(int M);  // Mp
-int svdq_default_codes_s8(void);  // 1 when the current device is sm_90 or newer (the s8 path is the fast one)
+int svdq_default_codes_format(void);  // the fast format that needs no repacked weights: s8 on sm_90+, else s4
 
 const char* svdq_quantize_act(const svdq_quantize_args* a, void* stream);
 const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream);
@@ -115,6 +123,8 @@ const char* svdq_repack_weight_wg(svdq_dtype dtype, const void* qweight, const v
 // out[M, N] = x[M, K] · w[N, K]ᵀ (+ nothing), 16-bit in/out, f32 accumulate, through cuBLAS (loaded at run time).
 const char* svdq_gemm_bf16_cublas(svdq_dtype dtype, const void* x, const void* w, void* out, int M, int N, int K,
                                   void* stream);
+// out[M, N] int32 = x[M, K] int8 · w[N, K]ᵀ int8 through cuBLAS (IMMA; the INT8 peer). K and N multiples of 4.
+const char* svdq_gemm_s8_cublas(const void* x, const void* w, void* out, int M, int N, int K, void* stream);
 const char* svdq_cublas_available(void);  // NULL if cuBLAS could be loaded, else why not
 
 #ifdef __cplusplus

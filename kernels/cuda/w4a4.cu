@@ -120,6 +120,32 @@ __device__ __forceinline__ void mma_h(float (&c)[4], uint32_t a0, uint32_t a1, u
 __device__ __forceinline__ uint32_t nib_lo(uint32_t w) { return (w << 4) & 0xF0F0F0F0u; }
 __device__ __forceinline__ uint32_t nib_hi(uint32_t w) { return w & 0xF0F0F0F0u; }
 
+// FP8 E4M3 encoding (OCP 8-bit floating point spec: 1 sign, 4 exponent bits with bias 7, 3 mantissa bits) of an
+// integer |v| <= 15: every INT4 code (and every u4 code) is exact. v = 2^e (1 + m/8) with e = floor(log2 |v|).
+__device__ __forceinline__ uint32_t e4m3_of_int(int v) {
+  if (v == 0) return 0u;
+  const uint32_t a = uint32_t(v < 0 ? -v : v);
+  const int e = 31 - __clz(a);
+  return (v < 0 ? 0x80u : 0u) | (uint32_t(e + 7) << 3) | (((a << 3) >> e) & 7u);
+}
+// Four e4m3 bytes (a in the lowest byte) of small exact integers held as floats.
+__device__ __forceinline__ uint32_t e4m3x4_f(float a, float b, float c, float d) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  // cvt.rn.satfinite.e4m3x2.f32 d, x, y puts x in the upper byte and y in the lower one (PTX ISA, cvt)
+  uint16_t lo, hi;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(lo) : "f"(b), "f"(a));
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(hi) : "f"(d), "f"(c));
+  return uint32_t(lo) | (uint32_t(hi) << 16);
+#else
+  return e4m3_of_int(int(a)) | (e4m3_of_int(int(b)) << 8) | (e4m3_of_int(int(c)) << 16) | (e4m3_of_int(int(d)) << 24);
+#endif
+}
+// Byte offset of the 16 x 64 tile (mt, kt) in the "f8" activation layout: the eight tiles of a 128-row block
+// are contiguous per k-group.
+__host__ __device__ __forceinline__ size_t f8_tile_offset(int mt, int kt, int KT) {
+  return ((size_t)(mt >> 3) * KT + kt) * 8192 + (size_t)(mt & 7) * 1024;
+}
+
 
 __device__ __forceinline__ float gelu_tanh(float x) {
   // GELU, tanh approximation (Hendrycks & Gimpel 2016; diffusers "gelu-approximate"): sqrt(2/pi) = 0.7978845608.
@@ -131,7 +157,7 @@ __device__ __forceinline__ float gelu_tanh(float x) {
 constexpr int Q_ROWS = 32;  // rows per block: 2 m16 tiles
 constexpr int Q_WARPS = 8;  // warps split the K/64 groups
 
-template <bool BF16, bool AU, int R, bool S8OUT>
+template <bool BF16, bool AU, int R, int FMT>
 __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quantize_args p, int Mp) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
@@ -205,6 +231,7 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
 #pragma unroll
     for (int mi = 0; mi < 2; mi++) {
       uint32_t words[2][2];  // [rowhalf][khalf]
+      uint32_t f8w[2][2][2];  // "f8": [rowhalf][khalf][even/odd elements], four e4m3 bytes each
       uint16_t sc16[2];
 #pragma unroll
       for (int rh = 0; rh < 2; rh++) {
@@ -232,6 +259,7 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
 #pragma unroll
         for (int kh = 0; kh < 2; kh++) {
           uint32_t w = 0;
+          float qi[8];
 #pragma unroll
           for (int j = 0; j < 8; j++) {
             // clamp, then round half to even by adding 1.5·2^23 (exact for |q| < 2^22): the low 4 bits of the
@@ -239,16 +267,27 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
             // conversion pipe.
             const float q = fminf(fmaxf(v[kh][j] * rs, QLO), QMAX) + MAGIC_F;
             w |= (__float_as_uint(q) & 0xFu) << (4 * j);
+            qi[j] = q - MAGIC_F;  // the code as an exact float
           }
           words[rh][kh] = w;
+          if constexpr (FMT == SVDQ_CODES_F8) {
+            f8w[rh][kh][0] = e4m3x4_f(qi[0], qi[2], qi[4], qi[6]);  // even elements
+            f8w[rh][kh][1] = e4m3x4_f(qi[1], qi[3], qi[5], qi[7]);  // odd elements
+          }
         }
       }
       const int mt = m0 / 16 + mi;
-      if constexpr (S8OUT) {
+      if constexpr (FMT == SVDQ_CODES_S8) {
         // int8 fragment layout: the A registers of the two m16n8k32 s8/u8 mmas, values x16 (see svdq_cuda.h)
         uint4* dst = reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 1024 + lane * 32);
         dst[0] = make_uint4(nib_lo(words[0][0]), nib_lo(words[1][0]), nib_hi(words[0][0]), nib_hi(words[1][0]));
         dst[1] = make_uint4(nib_lo(words[0][1]), nib_lo(words[1][1]), nib_hi(words[0][1]), nib_hi(words[1][1]));
+      } else if constexpr (FMT == SVDQ_CODES_F8) {
+        // the byte positions of "s8", each byte the e4m3 encoding of the code (the wgmma A registers); the 16-row
+        // tiles of each 128-row block are contiguous per k-group (one bulk copy per block and group)
+        uint4* dst = reinterpret_cast<uint4*>(codes + f8_tile_offset(mt, kt, KT) + lane * 32);
+        dst[0] = make_uint4(f8w[0][0][0], f8w[1][0][0], f8w[0][0][1], f8w[1][0][1]);
+        dst[1] = make_uint4(f8w[0][1][0], f8w[1][1][0], f8w[0][1][1], f8w[1][1][1]);
       } else {
         *reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 512 + lane * 16) =
             make_uint4(words[0][0], words[1][0], words[0][1], words[1][1]);
@@ -543,31 +582,33 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
   }
 }
 
-// ---- kernel 2b: W4A4 GEMM on wgmma (sm_90a) ------------------------------------------------------------------------
-// Block tile (64*WGS) x 128, one k-group (64) per pipeline stage, WG_STAGES stages filled with
-// 1D bulk copies (cp.async.bulk + mbarrier complete_tx) issued by thread 0; WGS warpgroups, each owning 64 rows x
-// 128 cols.
-// A (activation codes, "s8" fragment format, x16 int8) comes from registers (two LDS.128 per thread and group), B
-// (weights, "wg" layout below, int8) from shared memory through a no-swizzle K-major descriptor.
-// The 128 columns are two m64n64 halves with their own s32 accumulators: while the tensor cores run one half, the warpgroup flushes the other half's finished group into the f32
-// accumulators (s_x·s_w), so the per-group scale arithmetic overlaps the MMAs.
-constexpr int WG_BN = 128;  // width of a "wg" weight chunk
-constexpr int WG_STAGES = 8;
-template <int WGS, int NH>
-struct WgTile {
+// ---- kernel 2b: W4A4 GEMM on wgmma with FP8 E4M3 operands (sm_90a) --------------------------------------------------
+// Block tile (64*WGS) x 128: WGS warpgroups, each owning 64 rows x all 128 columns (one m64n128k32 wgmma per k32
+// step). One 64-wide k-group per pipeline stage, F8Tile::STAGES stages filled with 1D bulk copies (cp.async.bulk +
+// mbarrier complete_tx) issued by thread 0. A ("f8" activation codes) comes from registers (two LDS.128 per thread
+// and group), B ("wg" weights, e4m3) from shared memory through a 64-byte-swizzled K-major descriptor.
+// Codes are integers in [-8, 15], so each group's sum P = Σ_k a·w (|P| <= 64·15·8 < 2^13) is exact in the f32
+// accumulators: every group starts from zero (scale-d = 0) and is then folded into the f32 result as
+// acc += (P·s_x)·s_w, two FP32 instructions per output and group (the s8 path needs a third for int -> float).
+// Two accumulator sets alternate between groups: while the tensor cores run group kt+1 into one, the warpgroup
+// folds group kt from the other, so the scale arithmetic overlaps the MMAs.
+constexpr int F8_BN = 128;   // width of a "wg" weight chunk
+template <int WGS>
+struct F8Tile {
   static constexpr int BM = 64 * WGS;
-  static constexpr int BN = 64 * NH;                // NH = 2: a whole 128-wide chunk, NH = 1: one 64-wide half
-  static constexpr int B_BYTES = 4096 * NH;        // BN n x 64 k int8 ("wg" weight layout)
-  static constexpr int A_BYTES = BM / 16 * 1024;   // s8 fragment tiles of the block's rows, one k-group
-  static constexpr int SA_BYTES = BM * 2;          // 16-bit activation scales
-  static constexpr int SW_BYTES = 256 * NH;        // BN f32 weight scales ("wg" scale layout)
+  static constexpr int B_BYTES = 8192;            // 128 n x 64 k e4m3 ("wg" weight layout)
+  static constexpr int A_BYTES = BM / 16 * 1024;  // f8 fragment tiles of the block's rows, one k-group
+  static constexpr int SA_BYTES = BM * 2;         // 16-bit activation scales
+  static constexpr int SW_BYTES = 512;            // 128 f32 weight scales ("wg" scale layout)
   static constexpr int OFF_B = 0;
   static constexpr int OFF_A = OFF_B + B_BYTES;
   static constexpr int OFF_SA = OFF_A + A_BYTES;
   static constexpr int OFF_SW = OFF_SA + SA_BYTES;
-  static constexpr int STAGE = (OFF_SW + SW_BYTES + 1023) / 1024 * 1024;  // B tiles 1 KiB aligned (swizzle)
-  static constexpr int OFF_BAR = STAGE * WG_STAGES;
-  static constexpr int SMEM = OFF_BAR + 2 * WG_STAGES * 8 + 1024;  // + alignment slack
+  static constexpr int TX = OFF_SW + SW_BYTES;    // bytes a stage receives
+  static constexpr int STAGE = (TX + 1023) / 1024 * 1024;  // B tiles 1 KiB aligned (swizzle)
+  static constexpr int STAGES = 8;  // a power of two (cheap stage/phase arithmetic); 136 KiB with 128-row tiles
+  static constexpr int OFF_BAR = STAGE * STAGES;
+  static constexpr int SMEM = OFF_BAR + 2 * STAGES * 8 + 1024;  // + alignment slack
   static constexpr int THREADS = 128 * WGS;
 };
 
@@ -605,9 +646,9 @@ __device__ __forceinline__ void wg_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 // keeps the compiler from moving accesses of wgmma accumulators across the asynchronous wgmma window
-__device__ __forceinline__ void fence_regs(int (&d)[32]) {
+__device__ __forceinline__ void fence_regs(float (&d)[64]) {
 #pragma unroll
-  for (int i = 0; i < 32; i++) asm volatile("" : "+r"(d[i])::"memory");
+  for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 // K-major shared-memory matrix descriptor with the 64-byte swizzle (PTX ISA, "Matrix Descriptor Format"): start
 // address, leading byte offset (unused for swizzled K-major operands whose k extent stays in one 64-byte row),
@@ -615,39 +656,30 @@ __device__ __forceinline__ void fence_regs(int (&d)[32]) {
 __device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
   return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (2ull << 62);
 }
-// D(64x64 s32) = A(64x32, registers, s8 or u8) · B(32x64 s8, shared memory) (+ D when ACC)
-template <bool AU, bool ACC>
-__device__ __forceinline__ void wgmma_n64(int (&d)[32], const uint32_t* a, uint64_t desc) {
-#define SVDQ_WG_OPS                                                                                                   \
-  "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]),         \
-      "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]),          \
-      "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]),         \
-      "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
-#define SVDQ_WG_D                                                                                                     \
-  "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30," \
-  "%31}, {%32,%33,%34,%35}, %36, p;\n}\n"
-  if constexpr (AU) {
-    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %37, 0;\n wgmma.mma_async.sync.aligned.m64n64k32.s32.u8.s8 " SVDQ_WG_D
-                 : SVDQ_WG_OPS
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(ACC ? 1 : 0)
-                 : "memory");
-  } else {
-    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %37, 0;\n wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 " SVDQ_WG_D
-                 : SVDQ_WG_OPS
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(ACC ? 1 : 0)
-                 : "memory");
-  }
-#undef SVDQ_WG_OPS
-#undef SVDQ_WG_D
+// D(64x128 f32) = A(64x32 e4m3, registers) · B(32x128 e4m3, shared memory) (+ D when ACC)
+template <bool ACC>
+__device__ __forceinline__ void wgmma_f8_n128(float (&d)[64], const uint32_t* a, uint64_t desc) {
+#define SVDQ_D8(i) "+f"(d[i + 0]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
+                   "+f"(d[i + 6]), "+f"(d[i + 7])
+  asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %69, 0;\n"
+      " wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
+      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,"
+      "%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,"
+      "%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1;\n}\n"
+      : SVDQ_D8(0), SVDQ_D8(8), SVDQ_D8(16), SVDQ_D8(24), SVDQ_D8(32), SVDQ_D8(40), SVDQ_D8(48), SVDQ_D8(56)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(ACC ? 1 : 0)
+      : "memory");
+#undef SVDQ_D8
 }
 
-template <bool BF16, bool AU, int WGS, int NH>
-__global__ void __launch_bounds__(WgTile<WGS, NH>::THREADS, NH == 1 ? 3 : 1)
-    gemm_wg_kernel(const svdq_gemm_args p, int Mp, uint32_t lbo, uint32_t sbo) {
+template <bool BF16, int WGS>
+__global__ void __launch_bounds__(F8Tile<WGS>::THREADS, WGS == 1 ? 2 : 1)
+    gemm_f8_kernel(const svdq_gemm_args p, int Mp, uint32_t lbo, uint32_t sbo) {
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ < 900 || !defined(__CUDA_ARCH_FEAT_SM90_ALL))
   __trap();  // wgmma needs sm_90a; the host only launches this kernel on sm_90
 #else
-  using TL = WgTile<WGS, NH>;
+  using TL = F8Tile<WGS>;
   extern __shared__ __align__(16) uint8_t smem_raw[];
   // the 64-byte swizzle of the B tiles is a function of the shared-memory address bits: align the stages to 1 KiB
   uint8_t* smem = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
@@ -655,9 +687,9 @@ __global__ void __launch_bounds__(WgTile<WGS, NH>::THREADS, NH == 1 ? 3 : 1)
   const int bn = blockIdx.x, bm = blockIdx.y;
   const int KT = p.K / 64;
   const uint32_t sbase = smem_u32(smem);
-  const uint32_t full0 = sbase + TL::OFF_BAR, empty0 = full0 + WG_STAGES * 8;
+  const uint32_t full0 = sbase + TL::OFF_BAR, empty0 = full0 + TL::STAGES * 8;
   if (tid == 0) {
-    for (int s = 0; s < WG_STAGES; s++) {
+    for (int s = 0; s < TL::STAGES; s++) {
       mbar_init(full0 + 8 * s, 1);
       mbar_init(empty0 + 8 * s, 4 * WGS);
     }
@@ -665,40 +697,35 @@ __global__ void __launch_bounds__(WgTile<WGS, NH>::THREADS, NH == 1 ? 3 : 1)
   }
   __syncthreads();
 
-  // Producer: thread 0 issues the bulk copies of group kt into stage kt % WG_STAGES (after every warp released the
+  // Producer: thread 0 issues the bulk copies of group kt into stage kt % TL::STAGES (after every warp released the
   // stage's previous group). No separate producer warp: the whole register file goes to the consumers.
-  const uint8_t* gA = static_cast<const uint8_t*>(p.codes) + (size_t)bm * (TL::BM / 16) * KT * 1024;
-  // NH = 1: block column bn is half bn % 2 of the 128-wide chunk bn / 2 (each half is contiguous in the chunk)
-  const int chunk = NH == 2 ? bn : bn >> 1, hoff = NH == 2 ? 0 : bn & 1;
-  const uint8_t* gB = static_cast<const uint8_t*>(p.qweight_wg) + (size_t)chunk * KT * 8192 + hoff * 4096;
+  const uint8_t* gA = static_cast<const uint8_t*>(p.codes) + f8_tile_offset(bm * (TL::BM / 16), 0, KT);
+  const uint8_t* gB = static_cast<const uint8_t*>(p.qweight_wg) + (size_t)bn * KT * 8192;
   const uint8_t* gSA = static_cast<const uint8_t*>(p.ascales) + (size_t)bm * TL::BM * 2;
-  const uint8_t* gSW = static_cast<const uint8_t*>(p.wscales_wg) + (size_t)chunk * KT * 512 + hoff * 256;
+  const uint8_t* gSW = static_cast<const uint8_t*>(p.wscales_wg) + (size_t)bn * KT * 512;
   auto produce = [&](int kt) {
     if (kt >= KT) return;
-    const int s = kt % WG_STAGES, use = kt / WG_STAGES;
+    const int s = kt % TL::STAGES, use = kt / TL::STAGES;
     if (use > 0) mbar_wait(empty0 + 8 * s, (use - 1) & 1);
     const uint32_t bar = full0 + 8 * s, st = sbase + s * TL::STAGE;
-    mbar_expect_tx(bar, TL::OFF_SW + TL::SW_BYTES);
+    mbar_expect_tx(bar, TL::TX);
     bulk_g2s(st + TL::OFF_B, gB + (size_t)kt * 8192, TL::B_BYTES, bar);
-#pragma unroll
-    for (int i = 0; i < TL::BM / 16; i++)
-      bulk_g2s(st + TL::OFF_A + i * 1024, gA + ((size_t)i * KT + kt) * 1024, 1024, bar);
+    bulk_g2s(st + TL::OFF_A, gA + (size_t)kt * 8192, TL::A_BYTES, bar);  // the block's rows: one piece
     bulk_g2s(st + TL::OFF_SA, gSA + (size_t)kt * Mp * 2, TL::SA_BYTES, bar);
     bulk_g2s(st + TL::OFF_SW, gSW + (size_t)kt * 512, TL::SW_BYTES, bar);
   };
   if (tid == 0)
-    for (int kt = 0; kt < WG_STAGES; kt++) produce(kt);
+    for (int kt = 0; kt < TL::STAGES; kt++) produce(kt);
 
   // consumers: warpgroup wg owns rows 64*wg .. +63 of the block; warp wl of it rows 16*wl .. +15
   const int wg = warp >> 2, wl = warp & 3;
   const int g = lane >> 2, t = lane & 3;
-  float accL[8][4], accR[8][4];
-  int ciL[32], ciR[32];
+  float acc[16][4];
+  float pa[64], pb[64];  // the two per-group accumulator sets (no initial value: each group starts with scale-d 0)
 #pragma unroll
-  for (int i = 0; i < 8; i++)
+  for (int i = 0; i < 16; i++)
 #pragma unroll
-    for (int c = 0; c < 4; c++) accL[i][c] = accR[i][c] = 0.f;
-  // (ciL/ciR need no initial value: the first wgmma of every group has scale-d = 0)
+    for (int c = 0; c < 4; c++) acc[i][c] = 0.f;
 
   const int a_off = TL::OFF_A + (wg * 4 + wl) * 1024 + lane * 32;
   auto load_a = [&](int s, uint32_t (&a)[8]) {
@@ -706,130 +733,93 @@ __global__ void __launch_bounds__(WgTile<WGS, NH>::THREADS, NH == 1 ? 3 : 1)
     const uint4 hi = *reinterpret_cast<const uint4*>(smem + s * TL::STAGE + a_off + 16);
     a[0] = lo.x, a[1] = lo.y, a[2] = lo.z, a[3] = lo.w, a[4] = hi.x, a[5] = hi.y, a[6] = hi.z, a[7] = hi.w;
   };
-  // B of column half `half` (64 n = 64 rows of 64 B): k32 step 0 in bytes 0..31 of each row, step 1 in 32..63
-  auto issue = [&](int (&ci)[32], const uint32_t (&a)[8], int s, int half) {
-    const uint32_t b = sbase + s * TL::STAGE + TL::OFF_B + half * 4096;
+  // B: 128 n = 128 rows of 64 B; k32 step 0 in bytes 0..31 of each row, step 1 in 32..63
+  auto issue = [&](float (&pc)[64], const uint32_t (&a)[8], int s) {
+    const uint32_t b = sbase + s * TL::STAGE + TL::OFF_B;
     wg_fence();
-    wgmma_n64<AU, false>(ci, a, wg_desc(b, lbo, sbo));  // each group starts from zero
-    wgmma_n64<AU, true>(ci, a + 4, wg_desc(b + 32, lbo, sbo));
+    wgmma_f8_n128<false>(pc, a, wg_desc(b, lbo, sbo));  // each group starts from zero
+    wgmma_f8_n128<true>(pc, a + 4, wg_desc(b + 32, lbo, sbo));
     wg_commit();
   };
-  // acc += P·s_x·s_w for one column half, P the group's s32 sum: the int bits of P + 0x4B400000 are the float
-  // 1.5·2^23 + P (|P| < 2^22), so the int->float conversion is one IADD and the 1.5·2^23 is removed by the first
-  // FFMA (the accumulators themselves are only read: writing them would make ptxas serialize the wgmmas).
-  // The x16 of the s8 activation codes is folded into s_x (1/16, exact).
-  auto flush = [&](int (&ci)[32], float (&acc)[8][4], int s, int half) {
+  // acc += (P·s_x)·s_w; the group sums P are only read (writing them would make ptxas serialize the wgmmas).
+  // The scales are loaded by load_scales before the wait for the group's MMAs, so their latency overlaps it.
+  struct Scales {
+    float sx0, sx1;
+    float4 w[4];  // s_w of the first 64 columns (the second half is loaded inside flush, behind the first's FMAs)
+  };
+  auto load_scales = [&](int s, Scales& sc) {
     const uint16_t* sSA = reinterpret_cast<const uint16_t*>(smem + s * TL::STAGE + TL::OFF_SA);
-    const float sx0 = h2f<BF16>(sSA[wg * 64 + wl * 16 + g]) * 0.0625f;
-    const float sx1 = h2f<BF16>(sSA[wg * 64 + wl * 16 + g + 8]) * 0.0625f;
-    const float n0 = -MAGIC_F * sx0, n1 = -MAGIC_F * sx1;
-    const float4* sw = reinterpret_cast<const float4*>(smem + s * TL::STAGE + TL::OFF_SW + half * 256 + t * 64);
+    sc.sx0 = h2f<BF16>(sSA[wg * 64 + wl * 16 + g]);
+    sc.sx1 = h2f<BF16>(sSA[wg * 64 + wl * 16 + g + 8]);
+    const float4* sw = reinterpret_cast<const float4*>(smem + s * TL::STAGE + TL::OFF_SW + t * 64);
 #pragma unroll
-    for (int q = 0; q < 4; q++) {
-      const float4 w = sw[q];
-      const float wv[2][2] = {{w.x, w.y}, {w.z, w.w}};
+    for (int q = 0; q < 4; q++) sc.w[q] = sw[q];
+  };
+  auto flush = [&](const float (&pc)[64], const Scales& sc, int s) {
+    const float4* sw = reinterpret_cast<const float4*>(smem + s * TL::STAGE + TL::OFF_SW + t * 64);
+    float4 w1[4];
 #pragma unroll
-      for (int jj = 0; jj < 2; jj++) {
-        const int j = 2 * q + jj;
+    for (int q = 0; q < 4; q++) w1[q] = sw[16 + q];
 #pragma unroll
-        for (int c = 0; c < 4; c++) {
-          const float ps = fmaf(__int_as_float(ci[j * 4 + c] + MAGIC_I), c < 2 ? sx0 : sx1, c < 2 ? n0 : n1);
-          acc[j][c] = fmaf(ps, wv[jj][c & 1], acc[j][c]);
+    for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+      for (int q = 0; q < 4; q++) {
+        const float4 w = hf == 0 ? sc.w[q] : w1[q];
+        const float wv[2][2] = {{w.x, w.y}, {w.z, w.w}};
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+          const int j = hf * 8 + 2 * q + jj;
+#pragma unroll
+          for (int c = 0; c < 4; c++)
+            acc[j][c] = fmaf(pc[j * 4 + c] * (c < 2 ? sc.sx0 : sc.sx1), wv[jj][c & 1], acc[j][c]);
         }
       }
-    }
   };
-  // One k-group: flush half L of group kt while R(kt) runs, then issue L(kt+1); flush R(kt) while L(kt+1) runs,
-  // then issue R(kt+1). Branch-free (the last group is peeled) so that ptxas can track the wgmma groups.
-  if constexpr (NH == 2) {
-  auto step = [&](int kt, uint32_t (&nxt)[8]) {
-    const int s = kt % WG_STAGES, s1 = (kt + 1) % WG_STAGES;
-    mbar_wait(full0 + 8 * s1, ((kt + 1) / WG_STAGES) & 1);
+  // One k-group: issue group kt+1 into one set, then fold group kt from the other while the tensor cores run.
+  // Branch-free (the last group is peeled) so that ptxas can track the wgmma groups.
+  auto step = [&](int kt, float (&cur)[64], float (&nx)[64], uint32_t (&nxt)[8]) {
+    const int s = kt % TL::STAGES, s1 = (kt + 1) % TL::STAGES;
+    mbar_wait(full0 + 8 * s1, ((kt + 1) / TL::STAGES) & 1);
     load_a(s1, nxt);
+    fence_regs(nx);
+    issue(nx, nxt, s1);
+    if (tid == 0 && kt > 1) produce(kt - 2 + TL::STAGES);  // refill the stage released two steps ago (slack)
+    Scales sc;
+    load_scales(s, sc);
     wg_wait<1>();
-    fence_regs(ciL);
-    flush(ciL, accL, s, 0);
-    fence_regs(ciL);
-    issue(ciL, nxt, s1, 0);
-    if (tid == 0 && kt > 1) produce(kt - 2 + WG_STAGES);  // refill the stage released two steps ago (slack)
-    wg_wait<1>();
-    fence_regs(ciR);
-    flush(ciR, accR, s, 1);
-    fence_regs(ciR);
+    fence_regs(cur);
+    flush(cur, sc, s);
+    fence_regs(cur);
     __syncwarp();
     if (lane == 0) mbar_arrive(empty0 + 8 * s);
-    issue(ciR, nxt, s1, 1);
   };
-  auto last = [&](int kt) {
-    const int s = kt % WG_STAGES;
-    wg_wait<1>();
-    fence_regs(ciL);
-    flush(ciL, accL, s, 0);
+  auto last = [&](int kt, float (&cur)[64]) {
+    Scales sc;
+    load_scales(kt % TL::STAGES, sc);
     wg_wait<0>();
-    fence_regs(ciR);
-    flush(ciR, accR, s, 1);
+    fence_regs(cur);
+    flush(cur, sc, kt % TL::STAGES);
   };
   uint32_t a0[8], a1[8];
   mbar_wait(full0, 0);
   load_a(0, a0);
-  fence_regs(ciL);
-  fence_regs(ciR);
-  issue(ciL, a0, 0, 0);
-  issue(ciR, a0, 0, 1);
+  fence_regs(pa);
+  issue(pa, a0, 0);
   int kt = 0;
   for (; kt + 2 < KT; kt += 2) {
-    step(kt, a1);
-    step(kt + 1, a0);
+    step(kt, pa, pb, a1);
+    step(kt + 1, pb, pa, a0);
   }
   if (kt + 1 < KT) {
-    step(kt, a1);
-    last(kt + 1);
+    step(kt, pa, pb, a1);
+    last(kt + 1, pb);
   } else {
-    last(kt);
-  }
-  } else {
-    // one 64-wide half per block: ping-pong between two accumulator sets across k-groups: issue group kt+1 into
-    // one set, then flush group kt from the other while the tensor cores run
-    auto step1 = [&](int kt, int (&cur)[32], int (&nx)[32], uint32_t (&nxt)[8]) {
-      const int s = kt % WG_STAGES, s1 = (kt + 1) % WG_STAGES;
-      mbar_wait(full0 + 8 * s1, ((kt + 1) / WG_STAGES) & 1);
-      load_a(s1, nxt);
-      fence_regs(nx);
-      issue(nx, nxt, s1, 0);
-      if (tid == 0 && kt > 1) produce(kt - 2 + WG_STAGES);
-      wg_wait<1>();
-      fence_regs(cur);
-      flush(cur, accL, s, 0);
-      fence_regs(cur);
-      __syncwarp();
-      if (lane == 0) mbar_arrive(empty0 + 8 * s);
-    };
-    auto last1 = [&](int kt, int (&cur)[32]) {
-      wg_wait<0>();
-      fence_regs(cur);
-      flush(cur, accL, kt % WG_STAGES, 0);
-    };
-    uint32_t a0[8], a1[8];
-    mbar_wait(full0, 0);
-    load_a(0, a0);
-    fence_regs(ciL);
-    issue(ciL, a0, 0, 0);
-    int kt = 0;
-    for (; kt + 2 < KT; kt += 2) {
-      step1(kt, ciL, ciR, a1);
-      step1(kt + 1, ciR, ciL, a0);
-    }
-    if (kt + 1 < KT) {
-      step1(kt, ciL, ciR, a1);
-      last1(kt + 1, ciR);
-    } else {
-      last1(kt, ciL);
-    }
+    last(kt, pa);
   }
 
   // ---- epilogue: + lora_act · lora_upᵀ (mma.sync on the same fragment layout), + bias, GELU, store
   const int row_base = bm * TL::BM + wg * 64 + wl * 16;
-  const int col_base = bn * TL::BN;
+  const int col_base = bn * F8_BN;
   if (p.R > 0) {
     const uint16_t* U = static_cast<const uint16_t*>(p.lora_up);
     for (int r0 = 0; r0 < p.R; r0 += 16) {
@@ -841,18 +831,17 @@ __global__ void __launch_bounds__(WgTile<WGS, NH>::THREADS, NH == 1 ? 3 : 1)
       const uint32_t a0_ = pack2<BF16>(x00.x, x00.y), a1_ = pack2<BF16>(x10.x, x10.y);
       const uint32_t a2_ = pack2<BF16>(x01.x, x01.y), a3_ = pack2<BF16>(x11.x, x11.y);
 #pragma unroll
-      for (int nj = 0; nj < 8 * NH; nj++) {
+      for (int nj = 0; nj < 16; nj++) {
         const uint16_t* u = U + (size_t)(col_base + nj * 8 + g) * p.R + r0 + t * 2;
         const uint32_t ub0 = *reinterpret_cast<const uint32_t*>(u), ub1 = *reinterpret_cast<const uint32_t*>(u + 8);
-        mma_h<BF16>(nj < 8 ? accL[nj & 7] : accR[nj & 7], a0_, a1_, a2_, a3_, ub0, ub1);
+        mma_h<BF16>(acc[nj], a0_, a1_, a2_, a3_, ub0, ub1);
       }
     }
   }
   const uint16_t* B = static_cast<const uint16_t*>(p.bias);
   uint16_t* O = static_cast<uint16_t*>(p.out);
 #pragma unroll
-  for (int nj = 0; nj < 8 * NH; nj++) {
-    const float* acc = nj < 8 ? accL[nj & 7] : accR[nj & 7];
+  for (int nj = 0; nj < 16; nj++) {
     const int col = col_base + nj * 8 + t * 2;
     float bias0 = 0.f, bias1 = 0.f;
     if (B != nullptr) {
@@ -863,7 +852,7 @@ __global__ void __launch_bounds__(WgTile<WGS, NH>::THREADS, NH == 1 ? 3 : 1)
     for (int h = 0; h < 2; h++) {
       const int row = row_base + g + h * 8;
       if (row < p.M) {
-        float v0 = acc[h * 2] + bias0, v1 = acc[h * 2 + 1] + bias1;
+        float v0 = acc[nj][h * 2] + bias0, v1 = acc[nj][h * 2 + 1] + bias1;
         if (p.gelu) {
           v0 = gelu_tanh(v0);
           v1 = gelu_tanh(v1);
@@ -876,7 +865,7 @@ __global__ void __launch_bounds__(WgTile<WGS, NH>::THREADS, NH == 1 ? 3 : 1)
 }
 
 // Load-time repack of the checkpoint weights into the "wg" layouts (svdq_cuda.h): one thread per output byte/scale.
-__global__ void repack_wg_qweight_kernel(const uint8_t* __restrict__ qw, int8_t* __restrict__ out, size_t total) {
+__global__ void repack_wg_qweight_kernel(const uint8_t* __restrict__ qw, uint8_t* __restrict__ out, size_t total) {
   const size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;  // logical byte: chunk, row n, byte kb of the row
   if (o >= total) return;
   const size_t chunk = o / 8192;
@@ -888,7 +877,7 @@ __global__ void repack_wg_qweight_kernel(const uint8_t* __restrict__ qw, int8_t*
   const uint8_t b = qw[chunk * 4096 + pk * 512 + (4 * gg + tt) * 16 + (nps * 2 + kps) * 4 + e / 2];
   const int nib = (b >> (4 * (e & 1))) & 15;
   // 64-byte swizzle: the 16-byte chunk kb/16 of row n sits at chunk (kb/16) ^ ((n/2) % 4)
-  out[chunk * 8192 + n * 64 + (((kb / 16) ^ ((n >> 1) & 3)) * 16) + kb % 16] = int8_t(nib >= 8 ? nib - 16 : nib);
+  out[chunk * 8192 + n * 64 + (((kb / 16) ^ ((n >> 1) & 3)) * 16) + kb % 16] = uint8_t(e4m3_of_int(nib >= 8 ? nib - 16 : nib));
 }
 template <bool BF16>
 __global__ void repack_wg_wscales_kernel(const uint16_t* __restrict__ ws, float* __restrict__ out, size_t total) {
@@ -942,8 +931,9 @@ const char* launch_quantize(const svdq_quantize_args& a, cudaStream_t st) {
     if (e) return e;
   }
   dim3 grid(rb, ks);
-  if (a.codes_s8) quantize_kernel<BF16, AU, R, true><<<grid, Q_WARPS * 32, 0, st>>>(a, Mp);
-  else quantize_kernel<BF16, AU, R, false><<<grid, Q_WARPS * 32, 0, st>>>(a, Mp);
+  if (a.codes_format == SVDQ_CODES_S8) quantize_kernel<BF16, AU, R, SVDQ_CODES_S8><<<grid, Q_WARPS * 32, 0, st>>>(a, Mp);
+  else if (a.codes_format == SVDQ_CODES_F8) quantize_kernel<BF16, AU, R, SVDQ_CODES_F8><<<grid, Q_WARPS * 32, 0, st>>>(a, Mp);
+  else quantize_kernel<BF16, AU, R, SVDQ_CODES_S4><<<grid, Q_WARPS * 32, 0, st>>>(a, Mp);
   return check_cuda(cudaGetLastError(), "cudaLaunchKernel(quantize_kernel)");
 }
 
@@ -984,15 +974,15 @@ const char* dispatch_gemm_mi(const svdq_gemm_args& a, int bm, cudaStream_t st) {
   }
 }
 
-template <bool BF16, bool AU, int WGS, int NH>
-const char* launch_gemm_wg(const svdq_gemm_args& a, cudaStream_t st) {
-  using TL = WgTile<WGS, NH>;
+template <bool BF16, int WGS>
+const char* launch_gemm_f8(const svdq_gemm_args& a, cudaStream_t st) {
+  using TL = F8Tile<WGS>;
   const int Mp = svdq_pad_m(a.M);
-  auto kern = gemm_wg_kernel<BF16, AU, WGS, NH>;
+  auto kern = gemm_f8_kernel<BF16, WGS>;
   static bool smem_set = false;
   if (!smem_set) {
     const char* e = check_cuda(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::SMEM),
-                               "cudaFuncSetAttribute(gemm_wg_kernel, MaxDynamicSharedMemorySize)");
+                               "cudaFuncSetAttribute(gemm_f8_kernel, MaxDynamicSharedMemorySize)");
     if (e) return e;
     smem_set = true;
   }
@@ -1003,22 +993,15 @@ const char* launch_gemm_wg(const svdq_gemm_args& a, cudaStream_t st) {
     return e != nullptr && e[0] == '1';
   }();
   const uint32_t lbo = 16, sbo = swap ? 1024 : 512;
-  dim3 grid(a.N / TL::BN, Mp / TL::BM);
+  dim3 grid(a.N / F8_BN, Mp / TL::BM);
   kern<<<grid, TL::THREADS, TL::SMEM, st>>>(a, Mp, lbo, sbo);
-  return check_cuda(cudaGetLastError(), "cudaLaunchKernel(gemm_wg_kernel)");
-}
-
-template <bool BF16, bool AU>
-const char* dispatch_gemm_wg(const svdq_gemm_args& a, int bm, cudaStream_t st) {
-  // block_m 64: 64 x 128 tiles; 128: 128 x 128; 32 (a request for the small variant): 64 x 64 tiles
-  if (bm == 32) return launch_gemm_wg<BF16, AU, 1, 1>(a, st);
-  return bm == 64 ? launch_gemm_wg<BF16, AU, 1, 2>(a, st) : launch_gemm_wg<BF16, AU, 2, 2>(a, st);
+  return check_cuda(cudaGetLastError(), "cudaLaunchKernel(gemm_f8_kernel)");
 }
 
 }  // namespace
 
 extern "C" int svdq_pad_m(int M) { return (M + 127) / 128 * 128; }
-extern "C" int svdq_default_codes_s8(void) { return device_cc(nullptr) >= 90 ? 1 : 0; }
+extern "C" int svdq_default_codes_format(void) { return device_cc(nullptr) >= 90 ? SVDQ_CODES_S8 : SVDQ_CODES_S4; }
 
 extern "C" const char* svdq_quantize_act(const svdq_quantize_args* a, void* stream) {
   const char* fn = "svdq_quantize_act";
@@ -1028,6 +1011,8 @@ extern "C" const char* svdq_quantize_act(const svdq_quantize_args* a, void* stre
   if (!a->x || !a->codes || !a->ascales) return fail(shape_msg(fn, "x, codes and ascales must be non-null"));
   if (a->R > 0 && (!a->lora_down || !a->lora_act)) return fail(shape_msg(fn, "R > 0 needs lora_down and lora_act"));
   if (a->dtype != SVDQ_BF16 && a->dtype != SVDQ_F16) return fail(shape_msg(fn, "dtype must be bf16 or f16"));
+  if (a->codes_format != SVDQ_CODES_S4 && a->codes_format != SVDQ_CODES_S8 && a->codes_format != SVDQ_CODES_F8)
+    return fail(std::string(fn) + ": codes_format=" + std::to_string(a->codes_format) + " is not s4 (0), s8 (1) or f8 (2)");
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   if (a->dtype == SVDQ_BF16)
     return a->act_unsigned ? dispatch_quantize_r<true, true>(*a, st) : dispatch_quantize_r<true, false>(*a, st);
@@ -1049,21 +1034,25 @@ extern "C" const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream) {
   int sms = 0;
   const int cc = device_cc(&sms);
   if (cc < 80) return fail(std::string(fn) + ": needs compute capability >= 8.0, device has " + std::to_string(cc));
-  const bool s4 = a->codes_s8 == 0;
-  if (!s4 && cc < 90) return fail(shape_msg(fn, "s8-format codes: the s8 path is built for sm_90 only"));
-  if ((a->qweight_wg == nullptr) != (a->wscales_wg == nullptr))
-    return fail(shape_msg(fn, "qweight_wg and wscales_wg must be given together"));
-  if (a->qweight_wg != nullptr && !s4 && cc == 90) {
-    // wgmma path (sm_90a). Measured on H100 (docs/benchmarks.md, bare GEMM): 64 x 128 tiles are the fastest at
-    // M=4608 (128 x 128: +13%), 64 x 64 tiles at M=256 (fewer tiles than two per multiprocessor otherwise)
+  if (a->codes_format != SVDQ_CODES_S4 && a->codes_format != SVDQ_CODES_S8 && a->codes_format != SVDQ_CODES_F8)
+    return fail(std::string(fn) + ": codes_format=" + std::to_string(a->codes_format) + " is not s4 (0), s8 (1) or f8 (2)");
+  const bool s4 = a->codes_format == SVDQ_CODES_S4;
+  if (a->codes_format == SVDQ_CODES_S8 && cc < 90)
+    return fail(shape_msg(fn, "s8-format codes: the s8 path is built for sm_90 only"));
+  if (a->codes_format == SVDQ_CODES_F8) {
+    // wgmma path (sm_90a)
+    if (cc != 90)
+      return fail(std::string(fn) + ": f8-format codes run on the sm_90a wgmma path only, device has compute capability " +
+                  std::to_string(cc));
+    if (a->qweight_wg == nullptr || a->wscales_wg == nullptr)
+      return fail(shape_msg(fn, "f8-format codes need qweight_wg and wscales_wg (svdq_repack_weight_wg)"));
     int bm = a->block_m;
-    if (bm != 0 && bm != 32 && bm != 64 && bm != 128)
-      return fail(shape_msg(fn, "block_m must be 0, 32 (64 x 64 tiles), 64 or 128 on the wgmma path"));
-    if (bm == 0) bm = (svdq_pad_m(a->M) / 64) * (a->N / WG_BN) >= 2 * sms ? 64 : 32;
+    if (bm != 0 && bm != 64 && bm != 128) return fail(shape_msg(fn, "block_m must be 0, 64 or 128 on the wgmma path"));
+    // 128-row tiles (two consumer warpgroups sharing each weight tile) when they still fill every multiprocessor
+    if (bm == 0) bm = (svdq_pad_m(a->M) / 128) * (a->N / F8_BN) >= sms ? 128 : 64;
     cudaStream_t st = static_cast<cudaStream_t>(stream);
-    const bool bf = a->dtype == SVDQ_BF16, au = a->act_unsigned != 0;
-    if (bf) return au ? dispatch_gemm_wg<true, true>(*a, bm, st) : dispatch_gemm_wg<true, false>(*a, bm, st);
-    return au ? dispatch_gemm_wg<false, true>(*a, bm, st) : dispatch_gemm_wg<false, false>(*a, bm, st);
+    if (a->dtype == SVDQ_BF16) return bm == 128 ? launch_gemm_f8<true, 2>(*a, st) : launch_gemm_f8<true, 1>(*a, st);
+    return bm == 128 ? launch_gemm_f8<false, 2>(*a, st) : launch_gemm_f8<false, 1>(*a, st);
   }
   int bm = a->block_m;
   if (bm != 0 && bm != 32 && bm != 64 && bm != 128) return fail(shape_msg(fn, "block_m must be 0, 32, 64 or 128"));
@@ -1095,7 +1084,7 @@ extern "C" const char* svdq_repack_weight_wg(svdq_dtype dtype, const void* qweig
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   const size_t nq = size_t(N) * K, ns = size_t(N) * (K / 64);
   repack_wg_qweight_kernel<<<unsigned((nq + 255) / 256), 256, 0, st>>>(static_cast<const uint8_t*>(qweight),
-                                                                       static_cast<int8_t*>(qweight_wg), nq);
+                                                                       static_cast<uint8_t*>(qweight_wg), nq);
   const char* e = check_cuda(cudaGetLastError(), "cudaLaunchKernel(repack_wg_qweight_kernel)");
   if (e) return e;
   if (dtype == SVDQ_BF16)

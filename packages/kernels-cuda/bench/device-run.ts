@@ -1,9 +1,10 @@
 // Device runner (bundled by tools/cuda-bench.sh, run on the GPU machine): `check` runs every correctness case,
-// `small` one small case of each kernel (for compute-sanitizer), `bench` the timing table vs cuBLAS BF16.
+// `small` one small case of each kernel (for compute-sanitizer), `bench` the timing table vs cuBLAS BF16 and INT8.
 import {
   cudaAvailability,
   DeviceBuffer,
   gemmCublas,
+  gemmCublasInt8,
   gemmW4A4,
   padM,
   quantizeAct,
@@ -12,7 +13,15 @@ import {
   timeGraphMs,
 } from "../src/index.ts";
 import { checkCrossCpu, cpuBackend, crossCases } from "../test/cpu-cross.ts";
-import { checkCublas, checkGemm, checkQuantize, gemmCases, gemmWgCases, quantCases } from "../test/gpu-cases.ts";
+import {
+  checkCublas,
+  checkCublasInt8,
+  checkGemm,
+  checkQuantize,
+  gemmCases,
+  gemmWgCases,
+  quantCases,
+} from "../test/gpu-cases.ts";
 import { Rng } from "../test/reference.ts";
 
 const mode = process.argv[2] ?? "check";
@@ -36,6 +45,7 @@ if (mode === "check") {
   for (const c of gemmCases()) run(`gemm ${JSON.stringify(c)}`, () => checkGemm(c));
   for (const c of gemmWgCases()) run(`gemm wg ${JSON.stringify(c)}`, () => checkGemm(c));
   run("cublas bf16", () => checkCublas("bf16", 77, 256, 320, 1));
+  run("cublas int8", () => checkCublasInt8(77, 256, 320, 4));
   run("cublas f16", () => checkCublas("f16", 130, 384, 192, 2));
   console.log(`${failures} failures; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   process.exit(failures ? 1 : 0);
@@ -52,6 +62,9 @@ if (mode === "cross") {
 if (mode === "small") {
   run("quantize small", () =>
     checkQuantize({ dtype: "bf16", M: 37, K: 192, R: 32, unsigned: false, smooth: true, format: "s8", seed: 7 }),
+  );
+  run("quantize small f8", () =>
+    checkQuantize({ dtype: "bf16", M: 37, K: 192, R: 32, unsigned: true, smooth: true, format: "f8", seed: 8 }),
   );
   for (const format of ["s8", "s4"] as const)
     run(`gemm small ${format}`, () =>
@@ -78,12 +91,13 @@ if (mode === "small") {
       unsigned: true,
       bias: true,
       gelu: true,
-      format: "s8",
+      format: "f8",
       wg: true,
       seed: 11,
     }),
   );
   run("cublas small", () => checkCublas("bf16", 37, 128, 64, 3));
+  run("cublas int8 small", () => checkCublasInt8(37, 128, 64, 5));
   process.exit(failures ? 1 : 0);
 }
 
@@ -115,7 +129,7 @@ if (mode === "ncu") {
   const up = DeviceBuffer.from(rng.halfs(dtype, N * R, 0.02));
   const wg = repackWeightWg({ dtype, N, K, qweight: qw, wscales: sw });
   for (let i = 0; i < 2; i++) {
-    const act = quantizeAct({ dtype, M, K, R, x, loraDown: down });
+    const act = quantizeAct({ dtype, M, K, R, x, loraDown: down, format: "f8" });
     gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, loraUp: up, wg }).free();
     act.codes.free();
     act.ascales.free();
@@ -136,7 +150,8 @@ if (mode === "variants") {
     const x = DeviceBuffer.from(rng.halfs(dtype, M * K));
     const qw = DeviceBuffer.from(Uint8Array.from({ length: (N * K) / 2 }, () => rng.int(0, 255)));
     const sw = DeviceBuffer.from(rng.halfs(dtype, N * (K / 64), 0.001, 0.003));
-    const act = quantizeAct({ dtype, M, K, R: 0, x });
+    const act = quantizeAct({ dtype, M, K, R: 0, x, format: "s8" });
+    const actF8 = quantizeAct({ dtype, M, K, R: 0, x, format: "f8" });
     const out = new DeviceBuffer(M * N * 2);
     const line: string[] = [];
     const wg = repackWeightWg({ dtype, N, K, qweight: qw, wscales: sw });
@@ -144,11 +159,11 @@ if (mode === "variants") {
       [32, undefined],
       [64, undefined],
       [128, undefined],
-      [32, wg],
       [64, wg],
       [128, wg],
     ] as const) {
-      const f = () => gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, blockM, out, wg: w });
+      const a = w ? actF8 : act;
+      const f = () => gemmW4A4({ dtype, act: a, N, qweight: qw, wscales: sw, blockM, out, wg: w });
       f();
       synchronize();
       const t = timeGraphMs(f, 20) * 1000;
@@ -159,7 +174,7 @@ if (mode === "variants") {
     wg.qweight.free();
     wg.wscales.free();
     console.log(`variants M=${M} K=${K} N=${N}: ${line.join(", ")}`);
-    for (const b of [x, qw, sw, out, act.codes, act.ascales]) b.free();
+    for (const b of [x, qw, sw, out, act.codes, act.ascales, actF8.codes, actF8.ascales]) b.free();
   }
 }
 
@@ -177,7 +192,7 @@ if (mode === "bench") {
   };
   const rows: string[] = [];
   const header =
-    "| M | K | N | cuBLAS BF16 µs | quantize µs | W4A4 bare µs | W4A4+LR µs | layer (q+W4A4+LR) µs | speedup vs BF16 | LR overhead (GEMM / layer) | W4A4+LR TOPS (% of 1341) | layer GB/s | old mma.sync W4A4+LR µs | GEMM speedup vs BF16 |";
+    "| M | K | N | cuBLAS BF16 µs | cuBLAS INT8 µs | quantize µs | W4A4 bare µs | W4A4+LR µs | layer (q+W4A4+LR) µs | GEMM (W4A4+LR) vs BF16 | layer vs BF16 | LR overhead (GEMM / layer) | W4A4+LR TOPS (% of 1341) | layer GB/s | mma.sync s8 W4A4+LR µs |";
   const shapes: [number, number, number][] = [];
   for (const M of [256, 4608])
     for (const [K, N] of [
@@ -191,25 +206,34 @@ if (mode === "bench") {
     const Mp = padM(M);
     const x = DeviceBuffer.from(rng.halfs(dtype, M * K));
     const w = DeviceBuffer.from(rng.halfs(dtype, N * K, 0.02));
+    const x8 = DeviceBuffer.from(Uint8Array.from({ length: M * K }, () => rng.int(0, 255)));
+    const w8 = DeviceBuffer.from(Uint8Array.from({ length: N * K }, () => rng.int(0, 255)));
+    const out32 = new DeviceBuffer(M * N * 4);
     const qw = DeviceBuffer.from(Uint8Array.from({ length: (N * K) / 2 }, () => rng.int(0, 255)));
     const sw = DeviceBuffer.from(rng.halfs(dtype, N * G, 0.001, 0.003));
     const down = DeviceBuffer.from(rng.halfs(dtype, R * K, 0.02));
     const up = DeviceBuffer.from(rng.halfs(dtype, N * R, 0.02));
     const bias = DeviceBuffer.from(rng.halfs(dtype, N, 0.1));
     const out = new DeviceBuffer(M * N * 2);
-    const codes = new DeviceBuffer(Mp * K); // s8 format (the sm_90 path)
+    const codes = new DeviceBuffer(Mp * K); // f8 codes (the wgmma path); s8 codes for the mma.sync column
+    const codesS8 = new DeviceBuffer(Mp * K);
     const ascales = new DeviceBuffer(Mp * G * 2);
     const loraAct = new DeviceBuffer(Mp * R * 4);
     const iters = M >= 4096 ? 20 : 100;
     const tBlas = median(() => gemmCublas({ dtype, M, N, K, x, w, out }), iters);
-    const q = () => quantizeAct({ dtype, M, K, R, x, loraDown: down, codes, ascales, loraAct });
-    const q0 = () => quantizeAct({ dtype, M, K, R: 0, x, codes, ascales });
+    const tInt8 = median(() => gemmCublasInt8({ M, N, K, x: x8, w: w8, out: out32 }), iters);
+    const q = () => quantizeAct({ dtype, M, K, R, x, loraDown: down, codes, ascales, loraAct, format: "f8" });
+    const q0 = () => quantizeAct({ dtype, M, K, R: 0, x, codes, ascales, format: "f8" });
+    const actS8 = quantizeAct({ dtype, M, K, R, x, loraDown: down, codes: codesS8, ascales, loraAct, format: "s8" });
     const act = q();
     const tQ = median(q, iters);
     const wg = repackWeightWg({ dtype, N, K, qweight: qw, wscales: sw });
     const gemm = (lr: boolean) => () =>
       gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, loraUp: up, useLowRank: lr, bias, out, wg });
-    const tOld = median(() => gemmW4A4({ dtype, act, N, qweight: qw, wscales: sw, loraUp: up, bias, out }), iters);
+    const tOld = median(
+      () => gemmW4A4({ dtype, act: actS8, N, qweight: qw, wscales: sw, loraUp: up, bias, out }),
+      iters,
+    );
     const tBare = median(gemm(false), iters);
     const tFused = median(gemm(true), iters);
     const tLayer = median(() => {
@@ -223,15 +247,34 @@ if (mode === "bench") {
     const tops = (2 * M * N * K) / (tFused * 1e-6) / 1e12;
     const bytes = M * K * 2 + (N * K) / 2 + M * N * 2 + N * G * 2 + (N + R * K + N * R) * 2;
     rows.push(
-      `| ${M} | ${K} | ${N} | ${tBlas.toFixed(1)} | ${tQ.toFixed(1)} | ${tBare.toFixed(1)} | ${tFused.toFixed(1)} | ${tLayer.toFixed(1)} | ${(tBlas / tLayer).toFixed(2)}x | ${(((tFused - tBare) / tBare) * 100).toFixed(1)}% / ${(((tLayer - tLayer0) / tLayer0) * 100).toFixed(1)}% | ${tops.toFixed(0)} (${((tops / 1341) * 100).toFixed(0)}%) | ${(bytes / (tLayer * 1e-6) / 1e9).toFixed(0)} | ${tOld.toFixed(1)} | ${(tBlas / tFused).toFixed(2)}x |`,
+      `| ${M} | ${K} | ${N} | ${tBlas.toFixed(1)} | ${tInt8.toFixed(1)} | ${tQ.toFixed(1)} | ${tBare.toFixed(1)} | ${tFused.toFixed(1)} | ${tLayer.toFixed(1)} | ${(tBlas / tFused).toFixed(2)}x | ${(tBlas / tLayer).toFixed(2)}x | ${(((tFused - tBare) / tBare) * 100).toFixed(1)}% / ${(((tLayer - tLayer0) / tLayer0) * 100).toFixed(1)}% | ${tops.toFixed(0)} (${((tops / 1341) * 100).toFixed(0)}%) | ${(bytes / (tLayer * 1e-6) / 1e9).toFixed(0)} | ${tOld.toFixed(1)} |`,
     );
     console.log(rows[rows.length - 1]);
-    for (const b of [x, w, qw, sw, down, up, bias, out, codes, ascales, loraAct, wg.qweight, wg.wscales]) b.free();
+    for (const b of [
+      x,
+      w,
+      x8,
+      w8,
+      out32,
+      qw,
+      sw,
+      down,
+      up,
+      bias,
+      out,
+      codes,
+      codesS8,
+      ascales,
+      loraAct,
+      wg.qweight,
+      wg.wscales,
+    ])
+      b.free();
   }
   console.log(
     `\nbf16, rank ${R}, bias on, median of 7 CUDA-graph replay timings (each the mean of many replays, after warm-ups)`,
   );
   console.log(header);
-  console.log(`|${"---|".repeat(14)}`);
+  console.log(`|${"---|".repeat(15)}`);
   for (const r of rows) console.log(r);
 }

@@ -139,6 +139,14 @@ svdq_dtype dtype_of(Napi::Env env, Napi::Object o, const char* op) {
   throw Napi::TypeError::New(env, std::string(op) + ": dtype must be \"bf16\" or \"f16\", got " + s);
 }
 
+int format_of(Napi::Env env, Napi::Object o, const char* op) {
+  const std::string s = o.Get("format").ToString();
+  if (s == "s4") return SVDQ_CODES_S4;
+  if (s == "s8") return SVDQ_CODES_S8;
+  if (s == "f8") return SVDQ_CODES_F8;
+  throw Napi::TypeError::New(env, std::string(op) + ": format must be \"s4\", \"s8\" or \"f8\", got " + s);
+}
+
 Napi::Value QuantizeAct(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "quantizeAct";
@@ -149,7 +157,7 @@ Napi::Value QuantizeAct(const Napi::CallbackInfo& info) {
   a.K = int_of(env, o, op, "K");
   a.R = int_of(env, o, op, "R", 0);
   a.act_unsigned = o.Get("actUnsigned").ToBoolean() ? 1 : 0;
-  a.codes_s8 = o.Get("codesS8").ToBoolean() ? 1 : 0;
+  a.codes_format = format_of(env, o, op);
   if (a.M <= 0 || a.K <= 0 || a.K % 64 != 0 || a.R < 0)
     throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(a.M) +
                                          " K=" + std::to_string(a.K) + " R=" + std::to_string(a.R));
@@ -157,7 +165,7 @@ Napi::Value QuantizeAct(const Napi::CallbackInfo& info) {
   a.x = buf(env, o, op, "x", M * K * 2);
   a.smooth = buf(env, o, op, "smooth", K * 2, true);
   a.lora_down = buf(env, o, op, "loraDown", R * K * 2, a.R == 0);
-  a.codes = buf(env, o, op, "codes", a.codes_s8 ? Mp * K : Mp * K / 2);
+  a.codes = buf(env, o, op, "codes", a.codes_format == SVDQ_CODES_S4 ? Mp * K / 2 : Mp * K);
   a.ascales = buf(env, o, op, "ascales", Mp * (K / 64) * 2);
   a.lora_act = static_cast<float*>(buf(env, o, op, "loraAct", Mp * R * 4, a.R == 0));
   check_msg(env, svdq_quantize_act(&a, g_stream));
@@ -177,12 +185,12 @@ Napi::Value GemmW4A4(const Napi::CallbackInfo& info) {
   a.act_unsigned = o.Get("actUnsigned").ToBoolean() ? 1 : 0;
   a.gelu = o.Get("gelu").ToBoolean() ? 1 : 0;
   a.block_m = int_of(env, o, op, "blockM", 0);
-  a.codes_s8 = o.Get("codesS8").ToBoolean() ? 1 : 0;
+  a.codes_format = format_of(env, o, op);
   if (a.M <= 0 || a.N <= 0 || a.K <= 0 || a.K % 64 != 0 || a.N % 128 != 0 || a.R < 0)
     throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(a.M) + " N=" +
                                          std::to_string(a.N) + " K=" + std::to_string(a.K) + " (N % 128, K % 64)");
   const size_t Mp = size_t(svdq_pad_m(a.M)), M = size_t(a.M), N = size_t(a.N), K = size_t(a.K), R = size_t(a.R);
-  a.codes = buf(env, o, op, "codes", a.codes_s8 ? Mp * K : Mp * K / 2);
+  a.codes = buf(env, o, op, "codes", a.codes_format == SVDQ_CODES_S4 ? Mp * K / 2 : Mp * K);
   a.ascales = buf(env, o, op, "ascales", Mp * (K / 64) * 2);
   a.qweight = buf(env, o, op, "qweight", N * K / 2);
   a.wscales = buf(env, o, op, "wscales", N * (K / 64) * 2);
@@ -228,6 +236,19 @@ Napi::Value GemmCublas(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value GemmCublasInt8(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "gemmCublasInt8";
+  Napi::Object o = info[0].As<Napi::Object>();
+  const int M = int_of(env, o, op, "M"), N = int_of(env, o, op, "N"), K = int_of(env, o, op, "K");
+  if (M <= 0 || N <= 0 || K <= 0) throw Napi::RangeError::New(env, std::string(op) + ": M, N, K must be positive");
+  void* x = buf(env, o, op, "x", size_t(M) * K);
+  void* w = buf(env, o, op, "w", size_t(N) * K);
+  void* out = buf(env, o, op, "out", size_t(M) * N * 4);
+  check_msg(env, svdq_gemm_s8_cublas(x, w, out, M, N, K, g_stream));
+  return env.Undefined();
+}
+
 Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int count = 0;
@@ -245,7 +266,7 @@ Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   r.Set("computeCapability", p.major * 10 + p.minor);
   r.Set("multiprocessors", p.multiProcessorCount);
   r.Set("l2Bytes", p.l2CacheSize);
-  r.Set("defaultFormat", svdq_default_codes_s8() ? "s8" : "s4");
+  r.Set("defaultFormat", svdq_default_codes_format() == SVDQ_CODES_S8 ? "s8" : "s4");
   r.Set("globalBytes", double(p.totalGlobalMem));
   const char* cb = svdq_cublas_available();
   r.Set("cublas", cb == nullptr ? std::string("ok") : std::string(cb));
@@ -326,6 +347,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("DeviceBuffer", DeviceBuffer::Init(env));
   exports.Set("quantizeAct", Napi::Function::New(env, QuantizeAct));
   exports.Set("gemmW4A4", Napi::Function::New(env, GemmW4A4));
+  exports.Set("gemmCublasInt8", Napi::Function::New(env, GemmCublasInt8));
   exports.Set("gemmCublas", Napi::Function::New(env, GemmCublas));
   exports.Set("repackWeightWg", Napi::Function::New(env, RepackWeightWg));
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));

@@ -1,5 +1,6 @@
 export { CudaKernelError, type CudaKernelErrorCode } from "./errors.js";
 export {
+  decodeE4M3,
   packLoraDown,
   packLoraUp,
   packQWeight,
@@ -13,11 +14,13 @@ export {
 export { addonPath, cudaAvailability, loadAddon, type NativeAddon, type NativeDeviceInfo } from "./native.js";
 export {
   type CodeFormat,
+  codeBytes,
   DeviceBuffer,
   type Dtype16,
   defaultCodeFormat,
   type GemmW4A4Args,
   gemmCublas,
+  gemmCublasInt8,
   gemmW4A4,
   padM,
   type QuantizeActArgs,

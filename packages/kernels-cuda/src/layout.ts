@@ -143,21 +143,35 @@ export function packLoraUp(u: Uint16Array, N: number, R: number): Uint16Array {
 }
 
 /**
+ * Value of an FP8 E4M3 byte (OCP 8-bit floating point spec, "E4M3FN": sign, 4 exponent bits with bias 7, 3
+ * mantissa bits, subnormals at exponent 0, 0x7F/0xFF are NaN, no infinities).
+ */
+export function decodeE4M3(b: number): number {
+  const sign = b & 0x80 ? -1 : 1;
+  const e = (b >> 3) & 15,
+    m = b & 7;
+  if (e === 15 && m === 7) return Number.NaN;
+  return sign * (e === 0 ? (m / 8) * 2 ** -6 : (1 + m / 8) * 2 ** (e - 7));
+}
+
+/**
  * Decodes activation codes in the kernels' fragment layouts (svdq_cuda.h) to int codes [M, K].
  * "s4": tile (m/16, k/64) at ((m/16)*(K/64) + k/64)*512, lane 4*(m%8) + (k%32)/8, word (k%64)/32*2 + (m%16)/8,
  * element k%8 in bits 4*(k%8). "s8": tiles of 1024 bytes, lane at *32, eight int8x4 words: even elements (x16) of
- * w0, w1, then odd elements of w0, w1, then the same for w2, w3.
+ * w0, w1, then odd elements of w0, w1, then the same for w2, w3. "f8": the lane layout of "s8" inside a tile, each
+ * byte the E4M3 encoding of the code, tiles at ((m/128)*(K/64) + k/64)*8192 + ((m%128)/16)*1024 (the eight tiles
+ * of a 128-row block contiguous per k-group).
  */
 export function unpackActCodes(
   bytes: Uint8Array,
   M: number,
   K: number,
   unsigned: boolean,
-  format: "s8" | "s4" = "s4",
+  format: "s8" | "s4" | "f8" = "s4",
 ): Int8Array {
   checkDims("unpackActCodes", M, K, 1, 64);
   const Mp = Math.ceil(M / 128) * 128;
-  const need = format === "s8" ? Mp * K : (Mp * K) / 2;
+  const need = format === "s4" ? (Mp * K) / 2 : Mp * K;
   if (bytes.length < need) throw new CudaKernelError("E_LAYOUT", `unpackActCodes: ${bytes.length} bytes < ${need}`);
   const out = new Int8Array(M * K);
   const KT = K / 64;
@@ -176,9 +190,21 @@ export function unpackActCodes(
         if (!unsigned && v >= 8) v -= 16;
       } else {
         // word index inside the lane's 8: half*4 + (odd ? 2 : 0) + rowHalf; byte j>>1 of that word
-        const byte = tile * 1024 + lane * 32 + (half * 4 + (j & 1) * 2 + rowHalf) * 4 + (j >> 1);
+        const tileAt = format === "s8" ? tile * 1024 : ((m >> 7) * KT + (k >> 6)) * 8192 + ((m >> 4) & 7) * 1024;
+        const byte = tileAt + lane * 32 + (half * 4 + (j & 1) * 2 + rowHalf) * 4 + (j >> 1);
         const b = bytes[byte];
-        v = unsigned ? b >> 4 : ((b << 24) >> 24) >> 4;
+        if (format === "s8") v = unsigned ? b >> 4 : ((b << 24) >> 24) >> 4;
+        else {
+          v = decodeE4M3(b);
+          const lo = unsigned ? 0 : -8,
+            hi = unsigned ? 15 : 7;
+          if (!Number.isInteger(v) || v < lo || v > hi) {
+            throw new CudaKernelError(
+              "E_LAYOUT",
+              `unpackActCodes: f8 byte 0x${b.toString(16)} at ${byte} is not a code`,
+            );
+          }
+        }
       }
       out[m * K + k] = v;
     }

@@ -32,6 +32,7 @@ export interface NativeAddon {
   quantizeAct(args: Record<string, unknown>): void;
   gemmW4A4(args: Record<string, unknown>): void;
   gemmCublas(args: Record<string, unknown>): void;
+  gemmCublasInt8(args: Record<string, unknown>): void;
   repackWeightWg(args: Record<string, unknown>): void;
   deviceInfo(): NativeDeviceInfo;
   synchronize(): void;

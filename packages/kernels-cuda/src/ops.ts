@@ -4,13 +4,20 @@ import { loadAddon, type NativeAddon, type NativeDeviceBuffer } from "./native.j
 /** 16-bit activation / output dtype of the kernels. */
 export type Dtype16 = "bf16" | "f16";
 /**
- * Activation-code format, which also picks the GEMM path: "s8" (int8 fragments, IMMA s8, sm_90 only) or "s4"
- * (4-bit fragments, native mma s4 on sm_80/86/89; runs emulated, slow but exact, on sm_90).
+ * Activation-code format, which also picks the GEMM path: "f8" (FP8 E4M3 fragments for the sm_90a wgmma GEMM, the
+ * fast one on Hopper; needs the weights repacked once by {@link repackWeightWg}), "s8" (int8 fragments, IMMA s8
+ * mma.sync, sm_90 only, checkpoint weights as they are) or "s4" (4-bit fragments, native mma s4 on sm_80/86/89;
+ * runs emulated, slow but exact, on sm_90).
  */
-export type CodeFormat = "s8" | "s4";
+export type CodeFormat = "s8" | "s4" | "f8";
+
+/** Bytes of the activation codes of Mp (padded) rows: 4-bit fragments for "s4", one byte per code otherwise. */
+export function codeBytes(format: CodeFormat, Mp: number, K: number): number {
+  return format === "s4" ? (Mp * K) / 2 : Mp * K;
+}
 
 let defaultFormatCache: CodeFormat | undefined;
-/** The fast format on the current device. */
+/** The fast format on the current device that runs on checkpoint-layout weights ("s8" on sm_90+, else "s4"). */
 export function defaultCodeFormat(): CodeFormat {
   defaultFormatCache ??= addon().deviceInfo().defaultFormat ?? "s4";
   return defaultFormatCache;
@@ -152,11 +159,13 @@ export function quantizeAct(a: QuantizeActArgs): QuantizedAct {
   if (a.smooth) need("smooth", a.smooth, K * 2);
   if (R > 0) need("loraDown", a.loraDown, R * K * 2);
   const format = a.format ?? defaultCodeFormat();
-  const codeBytes = format === "s8" ? Mp * K : (Mp * K) / 2;
-  const codes = a.codes ?? new DeviceBuffer(codeBytes);
+  if (format !== "s8" && format !== "s4" && format !== "f8")
+    throw new CudaKernelError("E_SHAPE", `quantizeAct: format ${String(format)} is not "s4", "s8" or "f8"`);
+  const nCode = codeBytes(format, Mp, K);
+  const codes = a.codes ?? new DeviceBuffer(nCode);
   const ascales = a.ascales ?? new DeviceBuffer(Mp * (K / 64) * 2);
   const loraAct = R > 0 ? (a.loraAct ?? new DeviceBuffer(Mp * R * 4)) : undefined;
-  need("codes", codes, codeBytes);
+  need("codes", codes, nCode);
   need("ascales", ascales, Mp * (K / 64) * 2);
   if (loraAct) need("loraAct", loraAct, Mp * R * 4);
   native(() =>
@@ -166,7 +175,7 @@ export function quantizeAct(a: QuantizeActArgs): QuantizedAct {
       K,
       R,
       actUnsigned: a.actUnsigned === true,
-      codesS8: format === "s8",
+      format,
       x: a.x.native,
       smooth: a.smooth?.native,
       loraDown: R > 0 ? a.loraDown?.native : undefined,
@@ -194,8 +203,8 @@ export interface GemmW4A4Args {
   /** Rows per block: 32, 64 or 128 on the mma.sync path, 64 or 128 on the wgmma path (0/absent: chosen to fill the device). */
   blockM?: number;
   /**
-   * The same weights repacked by {@link repackWeightWg}. With "s8" codes on an sm_90 device they select the wgmma
-   * GEMM (the fast one on Hopper); elsewhere they are ignored.
+   * The same weights repacked by {@link repackWeightWg}: required with "f8" codes (the sm_90a wgmma GEMM, the fast
+   * one on Hopper), ignored with "s8" / "s4" codes.
    */
   wg?: WgWeights;
   /** out [M, N] 16-bit; allocated when absent. */
@@ -213,6 +222,11 @@ export function gemmW4A4(a: GemmW4A4Args): DeviceBuffer {
   need("wscales", a.wscales, N * (K / 64) * 2);
   if (R > 0) need("loraUp", a.loraUp, N * R * 2);
   if (a.bias) need("bias", a.bias, N * 2);
+  if (a.act.format === "f8" && !a.wg) {
+    throw new CudaKernelError("E_SHAPE", "gemmW4A4: f8 activation codes need the repacked weights (repackWeightWg)", {
+      tensor: "wg",
+    });
+  }
   if (a.wg) {
     need("wg.qweight", a.wg.qweight, N * K);
     need("wg.wscales", a.wg.wscales, N * (K / 64) * 4);
@@ -228,7 +242,7 @@ export function gemmW4A4(a: GemmW4A4Args): DeviceBuffer {
       R,
       actUnsigned: a.act.actUnsigned,
       gelu: a.gelu === true,
-      codesS8: a.act.format === "s8",
+      format: a.act.format,
       blockM: a.blockM ?? 0,
       codes: a.act.codes.native,
       ascales: a.act.ascales.native,
@@ -250,7 +264,7 @@ export function gemmW4A4(a: GemmW4A4Args): DeviceBuffer {
  *
  * | tensor  | shape / bytes         | dtype | layout                                                              |
  * |---------|-----------------------|-------|---------------------------------------------------------------------|
- * | qweight | N*K bytes             | int8  | chunks of 128 n x 64 k (8192 B), wgmma core matrices in s8 code order |
+ * | qweight | N*K bytes             | e4m3  | chunks of 128 n x 64 k (8192 B), wgmma core matrices in f8 code order |
  * | wscales | N*K/64 values (x4 B)  | f32   | chunks of 128 per (n tile, k group), ordered for float4 loads       |
  */
 export interface WgWeights {
@@ -307,6 +321,29 @@ export function gemmCublas(a: {
   native(() =>
     addon().gemmCublas({ dtype: a.dtype, M: a.M, N: a.N, K: a.K, x: a.x.native, w: a.w.native, out: out.native }),
   );
+  return out;
+}
+
+/**
+ * out [M, N] int32 = x [M, K] int8 · w [N, K]ᵀ int8 through cuBLAS (IMMA tensor cores): the INT8 peer of the
+ * W4A4 GEMM in benchmarks. K and N must be multiples of 4 (cuBLAS IMMA alignment).
+ */
+export function gemmCublasInt8(a: {
+  M: number;
+  N: number;
+  K: number;
+  x: DeviceBuffer;
+  w: DeviceBuffer;
+  out?: DeviceBuffer;
+}): DeviceBuffer {
+  dims("gemmCublasInt8", { M: a.M, N: a.N, K: a.K });
+  if (a.K % 4 !== 0 || a.N % 4 !== 0)
+    throw new CudaKernelError("E_SHAPE", `gemmCublasInt8: K=${a.K} and N=${a.N} must be multiples of 4`);
+  need("x", a.x, a.M * a.K);
+  need("w", a.w, a.N * a.K);
+  const out = a.out ?? new DeviceBuffer(a.M * a.N * 4);
+  need("out", out, a.M * a.N * 4);
+  native(() => addon().gemmCublasInt8({ M: a.M, N: a.N, K: a.K, x: a.x.native, w: a.w.native, out: out.native }));
   return out;
 }
 

@@ -124,7 +124,7 @@ export function crossCases(): GemmCase[] {
   const rng = new Rng(4321);
   const out: GemmCase[] = [];
   for (const [format, wg] of [
-    ["s8", true],
+    ["f8", true],
     ["s8", false],
     ["s4", false],
   ] as const)

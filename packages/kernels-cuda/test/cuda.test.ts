@@ -1,7 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { cudaAvailability } from "../src/index.ts";
 import { checkCrossCpu, crossCases } from "./cpu-cross.ts";
-import { checkCublas, checkGemm, checkQuantize, gemmCases, gemmWgCases, quantCases } from "./gpu-cases.ts";
+import {
+  checkCublas,
+  checkCublasInt8,
+  checkGemm,
+  checkQuantize,
+  gemmCases,
+  gemmWgCases,
+  quantCases,
+} from "./gpu-cases.ts";
 
 const av = cudaAvailability();
 const skip = av.available ? "" : ` (skipped: ${av.reason})`;
@@ -33,5 +41,8 @@ describe(`CUDA kernels on the GPU${skip}`, () => {
   }
   it.skipIf(!av.available)(`cuBLAS BF16 peer GEMM vs float64${skip}`, () => {
     expect(checkCublas("bf16", 77, 256, 320, 1)).toMatch(/^cublas/);
+  });
+  it.skipIf(!av.available)(`cuBLAS INT8 peer GEMM vs exact integers${skip}`, () => {
+    expect(checkCublasInt8(77, 256, 320, 4)).toMatch(/^cublas int8/);
   });
 });

@@ -3,9 +3,12 @@
 // and returns a one-line summary on success.
 import {
   type CodeFormat,
+  codeBytes,
   DeviceBuffer,
   type Dtype16,
+  decodeE4M3,
   gemmCublas,
+  gemmCublasInt8,
   gemmW4A4,
   packQWeight,
   packWScales,
@@ -47,7 +50,7 @@ export function checkQuantize(c: QuantCase): string {
   const bx = DeviceBuffer.from(x);
   const bs = smooth ? DeviceBuffer.from(smooth) : undefined;
   const bd = down ? DeviceBuffer.from(down) : undefined;
-  const codes = new DeviceBuffer(c.format === "s8" ? Mp * K : (Mp * K) / 2);
+  const codes = new DeviceBuffer(codeBytes(c.format, Mp, K));
   const ascales = new DeviceBuffer(Mp * (K / 64) * 2);
   const loraAct = R > 0 ? new DeviceBuffer(Mp * R * 4) : undefined;
   codes.fill(0xff);
@@ -193,9 +196,9 @@ export function checkGemm(c: GemmCase): string {
         N,
         K,
       );
-      const gq = new Int8Array(wg.qweight.download().buffer);
+      const gq = wg.qweight.download();
       for (let i = 0; i < want.q.length; i++)
-        assert(gq[i] === want.q[i], `wg qweight byte ${i}: ${gq[i]} != ${want.q[i]}`);
+        assert(decodeE4M3(gq[i]) === want.q[i], `wg qweight byte ${i}: e4m3 0x${gq[i].toString(16)} != ${want.q[i]}`);
       const gs = wg.wscales.downloadF32(N * G);
       for (let i = 0; i < want.s.length; i++) assert(gs[i] === want.s[i], `wg wscales[${i}]: ${gs[i]} != ${want.s[i]}`);
       wgMsg = " wg (repack exact)";
@@ -271,6 +274,33 @@ export function checkCublas(dtype: Dtype16, M: number, N: number, K: number, see
   }
 }
 
+/** The cuBLAS INT8 peer vs an exact integer reference (full int8 range, so the int32 sums are exact too). */
+export function checkCublasInt8(M: number, N: number, K: number, seed: number): string {
+  const rng = new Rng(seed);
+  const x = Int8Array.from({ length: M * K }, () => rng.int(-128, 127));
+  const w = Int8Array.from({ length: N * K }, () => rng.int(-128, 127));
+  const bx = DeviceBuffer.from(x);
+  const bw = DeviceBuffer.from(w);
+  const out = new DeviceBuffer(M * N * 4);
+  out.fill(0x7f);
+  try {
+    gemmCublasInt8({ M, N, K, x: bx, w: bw, out });
+    synchronize();
+    const got = new Int32Array(out.download().buffer);
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += x[m * K + k] * w[n * K + k];
+        assert(got[m * N + n] === s, `cuBLAS INT8 out[${m}, ${n}] = ${got[m * N + n]}, want ${s}`);
+      }
+    return `cublas int8 M=${M} N=${N} K=${K}: exact`;
+  } finally {
+    bx.free();
+    bw.free();
+    out.free();
+  }
+}
+
 /** The case list: random shapes from a seeded PRNG, M not a multiple of any tile included. */
 export function quantCases(): QuantCase[] {
   const rng = new Rng(1234);
@@ -285,7 +315,7 @@ export function quantCases(): QuantCase[] {
           R,
           unsigned,
           smooth: rng.next() < 0.5,
-          format: rng.next() < 0.5 ? "s8" : "s4",
+          format: (["s8", "s4", "f8"] as const)[out.length % 3],
           seed: rng.int(0, 1e9),
         });
       }
@@ -317,7 +347,7 @@ export function gemmCases(): GemmCase[] {
 }
 
 /**
- * Cases of the sm_90a wgmma GEMM ("s8" codes + repacked weights): both tile heights, K from one group (the peeled
+ * Cases of the sm_90a wgmma GEMM ("f8" codes + repacked weights): both tile heights, K from one group (the peeled
  * last step only) to more groups than pipeline stages (stage reuse), M across several row tiles.
  */
 export function gemmWgCases(): GemmCase[] {
@@ -325,7 +355,7 @@ export function gemmWgCases(): GemmCase[] {
   const out: GemmCase[] = [];
   const Ks = [64, 128, 192, 64 * 9, 64 * 17, 64 * 40];
   for (const dtype of ["bf16", "f16"] as const)
-    for (const blockM of [undefined, 32, 64, 128])
+    for (const blockM of [undefined, 64, 128, 64])
       for (const unsigned of [false, true])
         out.push({
           dtype,
@@ -336,13 +366,13 @@ export function gemmWgCases(): GemmCase[] {
           unsigned,
           bias: rng.next() < 0.6,
           gelu: rng.next() < 0.4,
-          format: "s8",
+          format: "f8",
           blockM,
           wg: true,
           seed: rng.int(0, 1e9),
         });
   for (const K of Ks)
-    for (const blockM of [32, 128])
+    for (const blockM of [64, 128])
       out.push({
         dtype: "bf16",
         M: 200,
@@ -352,7 +382,7 @@ export function gemmWgCases(): GemmCase[] {
         unsigned: false,
         bias: true,
         gelu: false,
-        format: "s8",
+        format: "f8",
         blockM,
         wg: true,
         seed: K + blockM,

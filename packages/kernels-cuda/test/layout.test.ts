@@ -3,6 +3,7 @@ import { SafetensorsFile } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
 import {
   CudaKernelError,
+  decodeE4M3,
   packLoraDown,
   packLoraUp,
   packQWeight,
@@ -60,10 +61,52 @@ describe("nunchaku checkpoint layouts (byte-exact against the reference packer's
   });
 });
 
+/**
+ * E4M3 bytes of the integers -8..15, written out from the OCP FP8 spec (bias 7: 1 = 0x38, 2 = 0x40, 3 = 1.5·2 =
+ * 0x44, ..., 8 = 0x50, 15 = 1.875·8 = 0x57; the sign is bit 7).
+ */
+const E4M3_OF: Record<number, number> = {
+  0: 0x00,
+  1: 0x38,
+  2: 0x40,
+  3: 0x44,
+  4: 0x48,
+  5: 0x4a,
+  6: 0x4c,
+  7: 0x4e,
+  8: 0x50,
+  9: 0x51,
+  10: 0x52,
+  11: 0x53,
+  12: 0x54,
+  13: 0x55,
+  14: 0x56,
+  15: 0x57,
+  [-1]: 0xb8,
+  [-2]: 0xc0,
+  [-3]: 0xc4,
+  [-4]: 0xc8,
+  [-5]: 0xca,
+  [-6]: 0xcc,
+  [-7]: 0xce,
+  [-8]: 0xd0,
+};
+
+describe("decodeE4M3", () => {
+  it("decodes the spec's landmarks and every code", () => {
+    expect(decodeE4M3(0x7e)).toBe(448); // largest finite E4M3FN
+    expect(decodeE4M3(0x01)).toBe(2 ** -9); // smallest subnormal
+    expect(decodeE4M3(0x08)).toBe(2 ** -6); // smallest normal
+    expect(decodeE4M3(0x7f)).toBeNaN();
+    expect(decodeE4M3(0xff)).toBeNaN();
+    for (const [v, b] of Object.entries(E4M3_OF)) expect(decodeE4M3(b)).toBe(Number(v));
+  });
+});
+
 /** Independent writer of the activation fragment layouts, from the table in svdq_cuda.h. */
-function writeActCodes(q: Int8Array, M: number, K: number, format: "s4" | "s8"): Uint8Array {
+function writeActCodes(q: Int8Array, M: number, K: number, format: "s4" | "s8" | "f8", unsigned: boolean): Uint8Array {
   const Mp = Math.ceil(M / 128) * 128;
-  const out = new Uint8Array(format === "s8" ? Mp * K : (Mp * K) / 2);
+  const out = new Uint8Array(format === "s4" ? (Mp * K) / 2 : Mp * K);
   const KT = K / 64;
   for (let mt = 0; mt < Mp / 16; mt++)
     for (let kt = 0; kt < KT; kt++)
@@ -78,7 +121,11 @@ function writeActCodes(q: Int8Array, M: number, K: number, format: "s4" | "s8"):
           for (let j = 0; j < 8; j++) v |= ((row < M ? q[row * K + k0 + j] : 0) & 15) << (4 * j);
           return v >>> 0;
         });
-        const base = (mt * KT + kt) * (format === "s8" ? 1024 : 512) + lane * (format === "s8" ? 32 : 16);
+        const tileBase =
+          format === "f8"
+            ? (Math.floor(mt / 8) * KT + kt) * 8192 + (mt % 8) * 1024
+            : (mt * KT + kt) * (format === "s4" ? 512 : 1024);
+        const base = tileBase + lane * (format === "s4" ? 16 : 32);
         const dv = new DataView(out.buffer);
         if (format === "s4") {
           words.forEach((w, i) => {
@@ -100,20 +147,27 @@ function writeActCodes(q: Int8Array, M: number, K: number, format: "s4" | "s8"):
           seq.forEach((w, i) => {
             dv.setUint32(base + 4 * i, w, true);
           });
+          if (format === "f8") {
+            // the same positions, each byte the E4M3 encoding of the code instead of code x16
+            for (let i = 0; i < 32; i++) {
+              const b = out[base + i];
+              out[base + i] = E4M3_OF[unsigned ? b >> 4 : ((b << 24) >> 24) >> 4];
+            }
+          }
         }
       }
   return out;
 }
 
 describe("activation fragment layouts", () => {
-  for (const format of ["s4", "s8"] as const)
+  for (const format of ["s4", "s8", "f8"] as const)
     for (const unsigned of [false, true])
       it(`${format} ${unsigned ? "unsigned" : "signed"} codes decode to what was written (M not a multiple of 16)`, () => {
-        const rng = new Rng(format === "s4" ? 11 : 12);
-        const M = 37,
+        const rng = new Rng({ s4: 11, s8: 12, f8: 13 }[format]);
+        const M = format === "f8" ? 301 : 37,
           K = 192;
         const q = Int8Array.from({ length: M * K }, () => (unsigned ? rng.int(0, 15) : rng.int(-8, 7)));
-        const bytes = writeActCodes(q, M, K, format);
+        const bytes = writeActCodes(q, M, K, format, unsigned);
         expect(Array.from(unpackActCodes(bytes, M, K, unsigned, format))).toEqual(Array.from(q));
       });
 });
