@@ -29,11 +29,11 @@
 // The "s8" format (for the sm_90 path) stores the same codes pre-split to int8 x16: tiles of 1024 bytes, lane l at
 // l*32 holds eight words lo(w0), lo(w1), hi(w0), hi(w1), lo(w2), lo(w3), hi(w2), hi(w3) with lo/hi as below:
 // the A registers of the two m16n8k32 s8 (u8) mmas of the group, so the GEMM does no activation unpacking.
-// The "f8" format (for the sm_90a wgmma path) has the lane layout of "s8" inside a tile, each byte the FP8 E4M3
-// encoding of the code itself (not x16): the A registers of the two wgmma k32 steps of the group. INT4 and u4 codes
-// are exact in E4M3, and so are the group's 64-term sums of their products in the f32 accumulators. Its tiles are
-// ordered so that the eight tiles of a 128-row block are contiguous per k-group (one bulk copy per block and group):
-// tile (mt, kt) at byte ((mt/8)*(K/64) + kt)*8192 + (mt%8)*1024.
+// The "f8" format (for the sm_90a wgmma path) holds FP8 E4M3 encodings of the codes (INT4 and u4 codes are exact
+// in E4M3, and so are the group's 64-term sums of their products in the f32 accumulators) as the wgmma A operand
+// sits in shared memory, like the "wg" weights below: blocks of 128 rows x 64 k (8192 bytes) at
+// ((m/128)*(K/64) + k/64)*8192, K-major rows of 64 bytes (row r = m%128 at r*64), logical byte kb = 32s + 16h + c
+// of a row holding k%64 = 32s + 8(c/4) + 2(c%4) + h, stored at 16*((kb/16) ^ ((r/2)%4)) + kb%16 (64-byte swizzle).
 //
 // nunchaku checkpoint layout of qweight (facts from nunchaku's NunchakuWeightPacker, bits=4, warp_n=128):
 // chunks of 128 n x 64 k, chunk (nt, kt) at byte ((nt*(K/64) + kt) * 4096). Inside a chunk, pack p (0..7, 16 n each)
@@ -56,9 +56,8 @@
 // | wscales_wg  | N*K/64 f32: [N/128][K/64][2][4][8][2] | f32    | chunk (nt, kt) at (nt*(K/64) + kt) * 128; value (hf, t, j, e) at hf*64 + t*16 + j*2 + e is s_w of n = nt*128 + hf*64 + 8j + 2t + e |
 // A chunk is the wgmma B operand of one k-group as it sits in shared memory: K-major rows of 64 bytes with the
 // 64-byte swizzle (16-byte pieces XORed by address bits 7-8, so the 8 rows a core-matrix read touches fall in
-// different banks); k32 step s is the byte range 32s..32s+31 of each row. The k order inside a step is the order
-// of the "f8" (= "s8") activation codes in the A registers (lo/hi nibble split), so A and B see the same
-// permutation of k. The bytes are the E4M3 encodings of the int4 codes (exact). wscales_wg is ordered so that
+// different banks); k32 step s is the byte range 32s..32s+31 of each row. The k order inside a step (the lo/hi nibble
+// split of the "s8" registers) is the one of the "f8" activation rows, so A and B see the same permutation of k. The bytes are the E4M3 encodings of the int4 codes (exact). wscales_wg is ordered so that
 // lane t of a warp reads its 16 columns of one 64-wide half as four float4.
 #ifndef SVDQ_CUDA_H
 #define SVDQ_CUDA_H

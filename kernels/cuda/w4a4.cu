@@ -140,13 +140,6 @@ __device__ __forceinline__ uint32_t e4m3x4_f(float a, float b, float c, float d)
   return e4m3_of_int(int(a)) | (e4m3_of_int(int(b)) << 8) | (e4m3_of_int(int(c)) << 16) | (e4m3_of_int(int(d)) << 24);
 #endif
 }
-// Byte offset of the 16 x 64 tile (mt, kt) in the "f8" activation layout: the eight tiles of a 128-row block
-// are contiguous per k-group.
-__host__ __device__ __forceinline__ size_t f8_tile_offset(int mt, int kt, int KT) {
-  return ((size_t)(mt >> 3) * KT + kt) * 8192 + (size_t)(mt & 7) * 1024;
-}
-
-
 __device__ __forceinline__ float gelu_tanh(float x) {
   // GELU, tanh approximation (Hendrycks & Gimpel 2016; diffusers "gelu-approximate"): sqrt(2/pi) = 0.7978845608.
   const float u = 0.7978845608f * (x + 0.044715f * x * x * x);
@@ -283,11 +276,19 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
         dst[0] = make_uint4(nib_lo(words[0][0]), nib_lo(words[1][0]), nib_hi(words[0][0]), nib_hi(words[1][0]));
         dst[1] = make_uint4(nib_lo(words[0][1]), nib_lo(words[1][1]), nib_hi(words[0][1]), nib_hi(words[1][1]));
       } else if constexpr (FMT == SVDQ_CODES_F8) {
-        // the byte positions of "s8", each byte the e4m3 encoding of the code (the wgmma A registers); the 16-row
-        // tiles of each 128-row block are contiguous per k-group (one bulk copy per block and group)
-        uint4* dst = reinterpret_cast<uint4*>(codes + f8_tile_offset(mt, kt, KT) + lane * 32);
-        dst[0] = make_uint4(f8w[0][0][0], f8w[1][0][0], f8w[0][0][1], f8w[1][0][1]);
-        dst[1] = make_uint4(f8w[0][1][0], f8w[1][1][0], f8w[0][1][1], f8w[1][1][1]);
+        // K-major rows of 64 e4m3 bytes with the 64-byte swizzle, 128-row blocks contiguous per k-group: the
+        // wgmma A operand as it sits in shared memory (svdq_cuda.h). Logical byte 32·kh + 16·h + 4t + i of a row
+        // holds element 2i + h of the lane's word (kh); piece p = 2·kh + h goes to piece p ^ ((row / 2) % 4).
+        uint8_t* blk = codes + ((size_t)(mt >> 3) * KT + kt) * 8192;
+#pragma unroll
+        for (int rh = 0; rh < 2; rh++) {
+          const int r = (mt & 7) * 16 + g + 8 * rh;
+#pragma unroll
+          for (int kh = 0; kh < 2; kh++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+              *reinterpret_cast<uint32_t*>(blk + r * 64 + 16 * ((2 * kh + h) ^ ((r >> 1) & 3)) + 4 * t) = f8w[rh][kh][h];
+        }
       } else {
         *reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 512 + lane * 16) =
             make_uint4(words[0][0], words[1][0], words[0][1], words[1][1]);
@@ -597,7 +598,7 @@ template <int WGS>
 struct F8Tile {
   static constexpr int BM = 64 * WGS;
   static constexpr int B_BYTES = 8192;            // 128 n x 64 k e4m3 ("wg" weight layout)
-  static constexpr int A_BYTES = BM / 16 * 1024;  // f8 fragment tiles of the block's rows, one k-group
+  static constexpr int A_BYTES = BM * 64;         // the block's rows of the f8 layout, one k-group
   static constexpr int SA_BYTES = BM * 2;         // 16-bit activation scales
   static constexpr int SW_BYTES = 512;            // 128 f32 weight scales ("wg" scale layout)
   static constexpr int OFF_B = 0;
@@ -656,19 +657,19 @@ __device__ __forceinline__ void fence_regs(float (&d)[64]) {
 __device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
   return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (2ull << 62);
 }
-// D(64x128 f32) = A(64x32 e4m3, registers) · B(32x128 e4m3, shared memory) (+ D when ACC)
+// D(64x128 f32) = A(64x32 e4m3, shared memory) · B(32x128 e4m3, shared memory) (+ D when ACC)
 template <bool ACC>
-__device__ __forceinline__ void wgmma_f8_n128(float (&d)[64], const uint32_t* a, uint64_t desc) {
+__device__ __forceinline__ void wgmma_f8_n128(float (&d)[64], uint64_t adesc, uint64_t bdesc) {
 #define SVDQ_D8(i) "+f"(d[i + 0]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
                    "+f"(d[i + 6]), "+f"(d[i + 7])
   asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %69, 0;\n"
+      "{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
       " wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
       "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,"
       "%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,"
-      "%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1;\n}\n"
+      "%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1;\n}\n"
       : SVDQ_D8(0), SVDQ_D8(8), SVDQ_D8(16), SVDQ_D8(24), SVDQ_D8(32), SVDQ_D8(40), SVDQ_D8(48), SVDQ_D8(56)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "n"(ACC ? 1 : 0)
+      : "l"(adesc), "l"(bdesc), "n"(ACC ? 1 : 0)
       : "memory");
 #undef SVDQ_D8
 }
@@ -699,7 +700,8 @@ __global__ void __launch_bounds__(F8Tile<WGS>::THREADS, WGS == 1 ? 2 : 1)
 
   // Producer: thread 0 issues the bulk copies of group kt into stage kt % TL::STAGES (after every warp released the
   // stage's previous group). No separate producer warp: the whole register file goes to the consumers.
-  const uint8_t* gA = static_cast<const uint8_t*>(p.codes) + f8_tile_offset(bm * (TL::BM / 16), 0, KT);
+  // the block's rows: WGS/2 of the 128-row blocks of the f8 layout, or half of one (64-row tiles)
+  const uint8_t* gA = static_cast<const uint8_t*>(p.codes) + ((size_t)(bm * TL::BM / 128) * KT) * 8192 + (TL::BM == 64 ? (bm & 1) * 4096 : 0);
   const uint8_t* gB = static_cast<const uint8_t*>(p.qweight_wg) + (size_t)bn * KT * 8192;
   const uint8_t* gSA = static_cast<const uint8_t*>(p.ascales) + (size_t)bm * TL::BM * 2;
   const uint8_t* gSW = static_cast<const uint8_t*>(p.wscales_wg) + (size_t)bn * KT * 512;
@@ -727,18 +729,12 @@ __global__ void __launch_bounds__(F8Tile<WGS>::THREADS, WGS == 1 ? 2 : 1)
 #pragma unroll
     for (int c = 0; c < 4; c++) acc[i][c] = 0.f;
 
-  const int a_off = TL::OFF_A + (wg * 4 + wl) * 1024 + lane * 32;
-  auto load_a = [&](int s, uint32_t (&a)[8]) {
-    const uint4 lo = *reinterpret_cast<const uint4*>(smem + s * TL::STAGE + a_off);
-    const uint4 hi = *reinterpret_cast<const uint4*>(smem + s * TL::STAGE + a_off + 16);
-    a[0] = lo.x, a[1] = lo.y, a[2] = lo.z, a[3] = lo.w, a[4] = hi.x, a[5] = hi.y, a[6] = hi.z, a[7] = hi.w;
-  };
-  // B: 128 n = 128 rows of 64 B; k32 step 0 in bytes 0..31 of each row, step 1 in 32..63
-  auto issue = [&](float (&pc)[64], const uint32_t (&a)[8], int s) {
-    const uint32_t b = sbase + s * TL::STAGE + TL::OFF_B;
+  // A: this warpgroup's 64 rows of 64 B, B: 128 rows of 64 B; k32 step 0 in bytes 0..31 of each row, 1 in 32..63
+  auto issue = [&](float (&pc)[64], int s) {
+    const uint32_t a = sbase + s * TL::STAGE + TL::OFF_A + wg * 4096, b = sbase + s * TL::STAGE + TL::OFF_B;
     wg_fence();
-    wgmma_f8_n128<false>(pc, a, wg_desc(b, lbo, sbo));  // each group starts from zero
-    wgmma_f8_n128<true>(pc, a + 4, wg_desc(b + 32, lbo, sbo));
+    wgmma_f8_n128<false>(pc, wg_desc(a, lbo, sbo), wg_desc(b, lbo, sbo));  // each group starts from zero
+    wgmma_f8_n128<true>(pc, wg_desc(a + 32, lbo, sbo), wg_desc(b + 32, lbo, sbo));
     wg_commit();
   };
   // acc += (P·s_x)·s_w; the group sums P are only read (writing them would make ptxas serialize the wgmmas).
@@ -777,12 +773,11 @@ __global__ void __launch_bounds__(F8Tile<WGS>::THREADS, WGS == 1 ? 2 : 1)
   };
   // One k-group: issue group kt+1 into one set, then fold group kt from the other while the tensor cores run.
   // Branch-free (the last group is peeled) so that ptxas can track the wgmma groups.
-  auto step = [&](int kt, float (&cur)[64], float (&nx)[64], uint32_t (&nxt)[8]) {
+  auto step = [&](int kt, float (&cur)[64], float (&nx)[64]) {
     const int s = kt % TL::STAGES, s1 = (kt + 1) % TL::STAGES;
     mbar_wait(full0 + 8 * s1, ((kt + 1) / TL::STAGES) & 1);
-    load_a(s1, nxt);
     fence_regs(nx);
-    issue(nx, nxt, s1);
+    issue(nx, s1);
     if (tid == 0 && kt > 1) produce(kt - 2 + TL::STAGES);  // refill the stage released two steps ago (slack)
     Scales sc;
     load_scales(s, sc);
@@ -800,18 +795,16 @@ __global__ void __launch_bounds__(F8Tile<WGS>::THREADS, WGS == 1 ? 2 : 1)
     fence_regs(cur);
     flush(cur, sc, kt % TL::STAGES);
   };
-  uint32_t a0[8], a1[8];
   mbar_wait(full0, 0);
-  load_a(0, a0);
   fence_regs(pa);
-  issue(pa, a0, 0);
+  issue(pa, 0);
   int kt = 0;
   for (; kt + 2 < KT; kt += 2) {
-    step(kt, pa, pb, a1);
-    step(kt + 1, pb, pa, a0);
+    step(kt, pa, pb);
+    step(kt + 1, pb, pa);
   }
   if (kt + 1 < KT) {
-    step(kt, pa, pb, a1);
+    step(kt, pa, pb);
     last(kt + 1, pb);
   } else {
     last(kt, pa);

@@ -158,9 +158,10 @@ export function decodeE4M3(b: number): number {
  * Decodes activation codes in the kernels' fragment layouts (svdq_cuda.h) to int codes [M, K].
  * "s4": tile (m/16, k/64) at ((m/16)*(K/64) + k/64)*512, lane 4*(m%8) + (k%32)/8, word (k%64)/32*2 + (m%16)/8,
  * element k%8 in bits 4*(k%8). "s8": tiles of 1024 bytes, lane at *32, eight int8x4 words: even elements (x16) of
- * w0, w1, then odd elements of w0, w1, then the same for w2, w3. "f8": the lane layout of "s8" inside a tile, each
- * byte the E4M3 encoding of the code, tiles at ((m/128)*(K/64) + k/64)*8192 + ((m%128)/16)*1024 (the eight tiles
- * of a 128-row block contiguous per k-group).
+ * w0, w1, then odd elements of w0, w1, then the same for w2, w3. "f8": E4M3 bytes, K-major rows of 64 bytes with
+ * the 64-byte swizzle (the wgmma A operand in shared memory), blocks of 128 rows x 64 k at ((m/128)*(K/64) +
+ * k/64)*8192; row r = m%128 at r*64; logical byte kb = 32s + 16h + c holds k%64 = 32s + 8(c/4) + 2(c%4) + h and is
+ * stored at 16*((kb/16) xor ((r/2)%4)) + kb%16 (the k order of the "wg" weights).
  */
 export function unpackActCodes(
   bytes: Uint8Array,
@@ -184,27 +185,28 @@ export function unpackActCodes(
       const lane = (m & 7) * 4 + ((kl >> 3) & 3);
       const tile = (m >> 4) * KT + (k >> 6);
       let v: number;
-      if (format === "s4") {
+      if (format === "f8") {
+        const r = m & 127,
+          s = kl >> 5,
+          kk = kl & 31;
+        const kb = 32 * s + 16 * (kk & 1) + 4 * (kk >> 3) + ((kk & 7) >> 1);
+        const byte = ((m >> 7) * KT + (k >> 6)) * 8192 + r * 64 + 16 * ((kb >> 4) ^ ((r >> 1) & 3)) + (kb & 15);
+        const b = bytes[byte];
+        v = decodeE4M3(b);
+        const lo = unsigned ? 0 : -8,
+          hi = unsigned ? 15 : 7;
+        if (!Number.isInteger(v) || v < lo || v > hi) {
+          throw new CudaKernelError("E_LAYOUT", `unpackActCodes: f8 byte 0x${b.toString(16)} at ${byte} is not a code`);
+        }
+      } else if (format === "s4") {
         const byte = tile * 512 + lane * 16 + (half * 2 + rowHalf) * 4 + (j >> 1);
         v = (bytes[byte] >> ((j & 1) * 4)) & 15;
         if (!unsigned && v >= 8) v -= 16;
       } else {
         // word index inside the lane's 8: half*4 + (odd ? 2 : 0) + rowHalf; byte j>>1 of that word
-        const tileAt = format === "s8" ? tile * 1024 : ((m >> 7) * KT + (k >> 6)) * 8192 + ((m >> 4) & 7) * 1024;
-        const byte = tileAt + lane * 32 + (half * 4 + (j & 1) * 2 + rowHalf) * 4 + (j >> 1);
+        const byte = tile * 1024 + lane * 32 + (half * 4 + (j & 1) * 2 + rowHalf) * 4 + (j >> 1);
         const b = bytes[byte];
-        if (format === "s8") v = unsigned ? b >> 4 : ((b << 24) >> 24) >> 4;
-        else {
-          v = decodeE4M3(b);
-          const lo = unsigned ? 0 : -8,
-            hi = unsigned ? 15 : 7;
-          if (!Number.isInteger(v) || v < lo || v > hi) {
-            throw new CudaKernelError(
-              "E_LAYOUT",
-              `unpackActCodes: f8 byte 0x${b.toString(16)} at ${byte} is not a code`,
-            );
-          }
-        }
+        v = unsigned ? b >> 4 : ((b << 24) >> 24) >> 4;
       }
       out[m * K + k] = v;
     }

@@ -103,8 +103,33 @@ describe("decodeE4M3", () => {
   });
 });
 
+/**
+ * Independent writer of the "f8" layout from its definition in svdq_cuda.h: blocks of 128 rows x 64 k (8192 B),
+ * row r at r*64, logical byte kb = 32s + 16h + c holds k = 32s + 8(c/4) + 2(c%4) + h, stored at
+ * 16((kb/16) xor ((r/2)%4)) + kb%16; each byte the E4M3 encoding of the code.
+ */
+function writeF8Codes(q: Int8Array, M: number, K: number): Uint8Array {
+  const Mp = Math.ceil(M / 128) * 128;
+  const KT = K / 64;
+  const out = new Uint8Array(Mp * K);
+  for (let m = 0; m < M; m++)
+    for (let kt = 0; kt < KT; kt++) {
+      const r = m % 128;
+      const base = (Math.floor(m / 128) * KT + kt) * 8192 + r * 64;
+      for (let kb = 0; kb < 64; kb++) {
+        const s = kb >> 5,
+          h = (kb >> 4) & 1,
+          c = kb & 15;
+        const k = kt * 64 + 32 * s + 8 * (c >> 2) + 2 * (c & 3) + h;
+        out[base + 16 * ((kb >> 4) ^ ((r >> 1) & 3)) + (kb & 15)] = E4M3_OF[q[m * K + k]];
+      }
+    }
+  return out;
+}
+
 /** Independent writer of the activation fragment layouts, from the table in svdq_cuda.h. */
-function writeActCodes(q: Int8Array, M: number, K: number, format: "s4" | "s8" | "f8", unsigned: boolean): Uint8Array {
+function writeActCodes(q: Int8Array, M: number, K: number, format: "s4" | "s8" | "f8"): Uint8Array {
+  if (format === "f8") return writeF8Codes(q, M, K);
   const Mp = Math.ceil(M / 128) * 128;
   const out = new Uint8Array(format === "s4" ? (Mp * K) / 2 : Mp * K);
   const KT = K / 64;
@@ -121,11 +146,7 @@ function writeActCodes(q: Int8Array, M: number, K: number, format: "s4" | "s8" |
           for (let j = 0; j < 8; j++) v |= ((row < M ? q[row * K + k0 + j] : 0) & 15) << (4 * j);
           return v >>> 0;
         });
-        const tileBase =
-          format === "f8"
-            ? (Math.floor(mt / 8) * KT + kt) * 8192 + (mt % 8) * 1024
-            : (mt * KT + kt) * (format === "s4" ? 512 : 1024);
-        const base = tileBase + lane * (format === "s4" ? 16 : 32);
+        const base = (mt * KT + kt) * (format === "s4" ? 512 : 1024) + lane * (format === "s4" ? 16 : 32);
         const dv = new DataView(out.buffer);
         if (format === "s4") {
           words.forEach((w, i) => {
@@ -147,13 +168,6 @@ function writeActCodes(q: Int8Array, M: number, K: number, format: "s4" | "s8" |
           seq.forEach((w, i) => {
             dv.setUint32(base + 4 * i, w, true);
           });
-          if (format === "f8") {
-            // the same positions, each byte the E4M3 encoding of the code instead of code x16
-            for (let i = 0; i < 32; i++) {
-              const b = out[base + i];
-              out[base + i] = E4M3_OF[unsigned ? b >> 4 : ((b << 24) >> 24) >> 4];
-            }
-          }
         }
       }
   return out;
@@ -167,7 +181,7 @@ describe("activation fragment layouts", () => {
         const M = format === "f8" ? 301 : 37,
           K = 192;
         const q = Int8Array.from({ length: M * K }, () => (unsigned ? rng.int(0, 15) : rng.int(-8, 7)));
-        const bytes = writeActCodes(q, M, K, format, unsigned);
+        const bytes = writeActCodes(q, M, K, format);
         expect(Array.from(unpackActCodes(bytes, M, K, unsigned, format))).toEqual(Array.from(q));
       });
 });
