@@ -127,6 +127,9 @@ __device__ __forceinline__ float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + tanhf(u));
 }
 
+// per-row-per-64 quantization and low-rank-down helpers shared by kernel 1 and the GEMM's next-layer epilogue
+#include "next_quant.cuh"
+
 // ---- kernel 1: quantize activations + low-rank down --------------------------------------------------------------
 constexpr int Q_ROWS = 32;  // rows per block: 2 m16 tiles
 constexpr int Q_WARPS = 8;  // warps split the K/64 groups
@@ -151,9 +154,6 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
 #pragma unroll
       for (int c = 0; c < 4; c++) lacc[i][j][c] = 0.f;
 
-  constexpr float QMAX = AU ? 15.f : 7.f;
-  constexpr float QLO = AU ? 0.f : -8.f;
-
   // blocks along y split K: this warp takes groups kt = y*Q_WARPS + warp, stepping Q_WARPS * gridDim.y
   for (int kt = blockIdx.y * Q_WARPS + warp; kt < KT; kt += Q_WARPS * gridDim.y) {
     // x[mi][rowhalf][khalf]: 8 consecutive 16-bit values of row (m0 + 16mi + g + 8rowhalf), k = kt*64 + 32khalf + 8t
@@ -175,33 +175,16 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
     if constexpr (R > 0) {
 #pragma unroll
       for (int nt = 0; nt < NT; nt++) {
-        const uint16_t* lrow = L + (size_t)(nt * 8 + g) * K + kt * 64 + t * 8;
-        const uint4 l0 = __ldg(reinterpret_cast<const uint4*>(lrow));
-        const uint4 l1 = __ldg(reinterpret_cast<const uint4*>(lrow + 32));
-        // the four k16 steps use k = 8t + {0..3}, 8t + {4..7}, 32 + 8t + {0..3}, 32 + 8t + {4..7}; A and B alike.
+        uint4 l0, l1;
+        nq_load_lora_down(L, K, nt * 8, kt * 64, g, t, l0, l1);
 #pragma unroll
-        for (int mi = 0; mi < 2; mi++) {
-          mma_h<BF16>(lacc[mi][nt], x[mi][0][0].x, x[mi][1][0].x, x[mi][0][0].y, x[mi][1][0].y, l0.x, l0.y);
-          mma_h<BF16>(lacc[mi][nt], x[mi][0][0].z, x[mi][1][0].z, x[mi][0][0].w, x[mi][1][0].w, l0.z, l0.w);
-          mma_h<BF16>(lacc[mi][nt], x[mi][0][1].x, x[mi][1][1].x, x[mi][0][1].y, x[mi][1][1].y, l1.x, l1.y);
-          mma_h<BF16>(lacc[mi][nt], x[mi][0][1].z, x[mi][1][1].z, x[mi][0][1].w, x[mi][1][1].w, l1.z, l1.w);
-        }
+        for (int mi = 0; mi < 2; mi++) nq_lora_mma<BF16>(lacc[mi][nt], x[mi], l0, l1);
       }
     }
     // reciprocal smoothing factors for k = kt*64 + 32kh + 8t + j
     float inv[2][8];
 #pragma unroll
-    for (int kh = 0; kh < 2; kh++) {
-      if (S != nullptr) {
-        const uint4 s = __ldg(reinterpret_cast<const uint4*>(S + kt * 64 + kh * 32 + t * 8));
-        const uint32_t sw[4] = {s.x, s.y, s.z, s.w};
-#pragma unroll
-        for (int j = 0; j < 8; j++) inv[kh][j] = 1.0f / h2f<BF16>(uint16_t(sw[j >> 1] >> ((j & 1) * 16)));
-      } else {
-#pragma unroll
-        for (int j = 0; j < 8; j++) inv[kh][j] = 1.0f;
-      }
-    }
+    for (int kh = 0; kh < 2; kh++) nq_inv_smooth<BF16>(S, kt * 64 + kh * 32 + t * 8, inv[kh]);
 #pragma unroll
     for (int mi = 0; mi < 2; mi++) {
       uint32_t words[2][2];  // [rowhalf][khalf]
@@ -209,54 +192,11 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
 #pragma unroll
       for (int rh = 0; rh < 2; rh++) {
         const bool valid = m0 + mi * 16 + g + rh * 8 < p.M;  // padded rows stay all-zero codes and scales
-        float v[2][8];
-        float amax = 0.f;
-#pragma unroll
-        for (int kh = 0; kh < 2; kh++) {
-          const uint4 q = x[mi][rh][kh];
-          const uint32_t qw[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-          for (int j = 0; j < 8; j++) {
-            float f = h2f<BF16>(uint16_t(qw[j >> 1] >> ((j & 1) * 16)));
-            if constexpr (AU) f += valid ? SVDQ_GELU_SHIFT : 0.f;
-            f *= inv[kh][j];
-            v[kh][j] = f;
-            amax = fmaxf(amax, fabsf(f));
-          }
-        }
-        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-        const float scale = amax * (1.0f / QMAX);  // nunchaku: amax * (1/qmax)
-        sc16[rh] = f2h<BF16>(scale);
-        const float rs = amax > 0.f ? 1.0f / scale : 0.f;
-#pragma unroll
-        for (int kh = 0; kh < 2; kh++) {
-          uint32_t w = 0;
-#pragma unroll
-          for (int j = 0; j < 8; j++) {
-            // clamp, then round half to even by adding 1.5·2^23 (exact for |q| < 2^22): the low 4 bits of the
-            // sum's bits are the two's-complement nibble. Same result as rintf + clamp, without the slow
-            // conversion pipe.
-            const float q = fminf(fmaxf(v[kh][j] * rs, QLO), QMAX) + MAGIC_F;
-            w |= (__float_as_uint(q) & 0xFu) << (4 * j);
-          }
-          words[rh][kh] = w;
-        }
+        sc16[rh] = nq_quantize_row<BF16, AU>(x[mi][rh], inv, valid, words[rh]);
       }
       const int mt = m0 / 16 + mi;
-      if constexpr (S8OUT) {
-        // int8 fragment layout: the A registers of the two m16n8k32 s8/u8 mmas, values x16 (see svdq_cuda.h)
-        uint4* dst = reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 1024 + lane * 32);
-        dst[0] = make_uint4(nib_lo(words[0][0]), nib_lo(words[1][0]), nib_hi(words[0][0]), nib_hi(words[1][0]));
-        dst[1] = make_uint4(nib_lo(words[0][1]), nib_lo(words[1][1]), nib_hi(words[0][1]), nib_hi(words[1][1]));
-      } else {
-        *reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 512 + lane * 16) =
-            make_uint4(words[0][0], words[1][0], words[0][1], words[1][1]);
-      }
-      if (t == 0) {
-        asc[(size_t)kt * Mp + m0 + mi * 16 + g] = sc16[0];
-        asc[(size_t)kt * Mp + m0 + mi * 16 + g + 8] = sc16[1];
-      }
+      nq_store_codes<S8OUT>(codes, (size_t)mt * KT + kt, lane, words);
+      nq_store_scales(asc, Mp, kt, m0 + mi * 16, g, t, sc16);
     }
   }
 
@@ -306,7 +246,8 @@ struct GemmTile {
   static constexpr int SMEM = STAGE * STAGES;
 };
 
-template <bool BF16, bool AU, bool S4, int MI>
+// NEXT: also quantize the 16-bit output for the next layer (svdq_gemm_args.next_*; next_quant.cuh)
+template <bool BF16, bool AU, bool S4, int MI, bool NEXT>
 __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const svdq_gemm_args p, int Mp) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   if constexpr (!S4) {
@@ -517,6 +458,12 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
     }
     const uint16_t* B = static_cast<const uint16_t*>(p.bias);
     uint16_t* O = static_cast<uint16_t*>(p.out);
+    // NEXT: the block's 16-bit output tile also goes to shared memory (free once every warp has left the main loop)
+    uint16_t* sOut = reinterpret_cast<uint16_t*>(smem);
+    if constexpr (NEXT) {
+      static_assert(TL::BM * NQ_LD * 2 <= TL::SMEM, "next-layer output tile must fit the pipeline's shared memory");
+      __syncthreads();
+    }
 #pragma unroll
     for (int nj = 0; nj < 4; nj++) {
       const int col = col_base + nj * 8 + t * 2;
@@ -536,9 +483,18 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
               v0 = gelu_tanh(v0);
               v1 = gelu_tanh(v1);
             }
-            *reinterpret_cast<uint32_t*>(O + (size_t)row * p.N + col) = pack2<BF16>(v0, v1);
+            const uint32_t hv = pack2<BF16>(v0, v1);
+            *reinterpret_cast<uint32_t*>(O + (size_t)row * p.N + col) = hv;
+            if constexpr (NEXT) *reinterpret_cast<uint32_t*>(sOut + (row - bm * TL::BM) * NQ_LD + col - bn * G_BN) = hv;
+          } else if constexpr (NEXT) {
+            // padded rows: kernel 1 reads zeros there
+            *reinterpret_cast<uint32_t*>(sOut + (row - bm * TL::BM) * NQ_LD + col - bn * G_BN) = 0u;
           }
         }
+    }
+    if constexpr (NEXT) {
+      __syncthreads();
+      nq_block_epilogue<BF16, TL::BM / 16, G_THREADS / 32>(p, Mp, sOut, bm * TL::BM, bn * G_BN, warp, lane);
     }
   }
 }
@@ -958,11 +914,17 @@ const char* dispatch_quantize_r(const svdq_quantize_args& a, cudaStream_t st) {
   }
 }
 
-template <bool BF16, bool AU, bool S4, int MI>
+template <bool BF16, bool AU, bool S4, int MI, bool NEXT>
 const char* launch_gemm(const svdq_gemm_args& a, cudaStream_t st) {
   using TL = GemmTile<MI, S4>;
   const int Mp = svdq_pad_m(a.M);
-  auto kern = gemm_kernel<BF16, AU, S4, MI>;
+  if (NEXT && a.next_R > 0) {
+    // the N/128 column blocks add their partial next lora_act
+    const char* e = check_cuda(cudaMemsetAsync(a.next_lora_act, 0, size_t(Mp) * a.next_R * 4, st),
+                               "cudaMemsetAsync(next_lora_act)");
+    if (e) return e;
+  }
+  auto kern = gemm_kernel<BF16, AU, S4, MI, NEXT>;
   static bool smem_set = false;  // once per instantiation (per process; the attribute is per function)
   if (!smem_set) {
     const char* e = check_cuda(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::SMEM),
@@ -975,13 +937,18 @@ const char* launch_gemm(const svdq_gemm_args& a, cudaStream_t st) {
   return check_cuda(cudaGetLastError(), "cudaLaunchKernel(gemm_kernel)");
 }
 
+template <bool BF16, bool AU, bool S4, bool NEXT>
+const char* dispatch_gemm_mi_next(const svdq_gemm_args& a, int bm, cudaStream_t st) {
+  switch (bm) {
+    case 32: return launch_gemm<BF16, AU, S4, 1, NEXT>(a, st);
+    case 64: return launch_gemm<BF16, AU, S4, 2, NEXT>(a, st);
+    default: return launch_gemm<BF16, AU, S4, 4, NEXT>(a, st);
+  }
+}
 template <bool BF16, bool AU, bool S4>
 const char* dispatch_gemm_mi(const svdq_gemm_args& a, int bm, cudaStream_t st) {
-  switch (bm) {
-    case 32: return launch_gemm<BF16, AU, S4, 1>(a, st);
-    case 64: return launch_gemm<BF16, AU, S4, 2>(a, st);
-    default: return launch_gemm<BF16, AU, S4, 4>(a, st);
-  }
+  return a.next_codes != nullptr ? dispatch_gemm_mi_next<BF16, AU, S4, true>(a, bm, st)
+                                 : dispatch_gemm_mi_next<BF16, AU, S4, false>(a, bm, st);
 }
 
 template <bool BF16, bool AU, int WGS, int NH>
@@ -1053,7 +1020,20 @@ extern "C" const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream) {
   if (!s4 && cc < 90) return fail(shape_msg(fn, "s8-format codes: the s8 path is built for sm_90 only"));
   if ((a->qweight_wg == nullptr) != (a->wscales_wg == nullptr))
     return fail(shape_msg(fn, "qweight_wg and wscales_wg must be given together"));
+  const bool next = a->next_codes != nullptr;
+  if (next) {
+    if (a->next_R != 0 && a->next_R != 16 && a->next_R != 32 && a->next_R != 64)
+      return fail(std::string(fn) + ": next_R=" + std::to_string(a->next_R) + " must be 0, 16, 32 or 64");
+    if (!a->next_ascales) return fail(shape_msg(fn, "next_codes given: next_ascales must be non-null"));
+    if (a->next_R > 0 && (!a->next_lora_down || !a->next_lora_act))
+      return fail(shape_msg(fn, "next_R > 0 needs next_lora_down and next_lora_act"));
+    if (a->next_codes_s8 && cc < 90)
+      return fail(shape_msg(fn, "next_codes_s8: the s8 code format is for the sm_90 path only"));
+  }
   if (a->qweight_wg != nullptr && !s4 && cc == 90) {
+    if (next)
+      return fail(shape_msg(fn, "next_codes (quantized output for the next layer) is not supported on the wgmma path "
+                                "(qweight_wg given) yet"));
     // wgmma path (sm_90a). Measured on H100 (docs/benchmarks.md, bare GEMM): 64 x 128 tiles are the fastest at
     // M=4608 (128 x 128: +13%), 64 x 64 tiles at M=256 (fewer tiles than two per multiprocessor otherwise)
     int bm = a->block_m;

@@ -12,7 +12,16 @@ import {
   timeGraphMs,
 } from "../src/index.ts";
 import { checkCrossCpu, cpuBackend, crossCases } from "../test/cpu-cross.ts";
-import { checkCublas, checkGemm, checkQuantize, gemmCases, gemmWgCases, quantCases } from "../test/gpu-cases.ts";
+import {
+  checkCublas,
+  checkGemm,
+  checkGemmNext,
+  checkQuantize,
+  gemmCases,
+  gemmNextCases,
+  gemmWgCases,
+  quantCases,
+} from "../test/gpu-cases.ts";
 import { Rng } from "../test/reference.ts";
 
 const mode = process.argv[2] ?? "check";
@@ -35,6 +44,7 @@ if (mode === "check") {
   for (const c of quantCases()) run(`quantize ${JSON.stringify(c)}`, () => checkQuantize(c));
   for (const c of gemmCases()) run(`gemm ${JSON.stringify(c)}`, () => checkGemm(c));
   for (const c of gemmWgCases()) run(`gemm wg ${JSON.stringify(c)}`, () => checkGemm(c));
+  for (const c of gemmNextCases()) run(`gemm next ${JSON.stringify(c)}`, () => checkGemmNext(c));
   run("cublas bf16", () => checkCublas("bf16", 77, 256, 320, 1));
   run("cublas f16", () => checkCublas("f16", 130, 384, 192, 2));
   console.log(`${failures} failures; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -83,6 +93,26 @@ if (mode === "small") {
       seed: 11,
     }),
   );
+  for (const format of ["s8", "s4"] as const)
+    run(`gemm+next small ${format}`, () =>
+      checkGemmNext({
+        dtype: "bf16",
+        M: 37,
+        N: 256,
+        K: 192,
+        R: 32,
+        unsigned: false,
+        bias: true,
+        gelu: true,
+        format,
+        blockM: 64,
+        nextR: 32,
+        nextUnsigned: true,
+        nextFormat: format,
+        nextSmooth: true,
+        seed: 13,
+      }),
+    );
   run("cublas small", () => checkCublas("bf16", 37, 128, 64, 3));
   process.exit(failures ? 1 : 0);
 }

@@ -192,6 +192,19 @@ Napi::Value GemmW4A4(const Napi::CallbackInfo& info) {
   a.out = buf(env, o, op, "out", M * N * 2);
   a.qweight_wg = buf(env, o, op, "qweightWg", N * K, true);
   a.wscales_wg = buf(env, o, op, "wscalesWg", N * (K / 64) * 4, true);
+  // optional quantized output for the next layer (its K is N)
+  a.next_codes_s8 = o.Get("nextCodesS8").ToBoolean() ? 1 : 0;
+  a.next_codes = buf(env, o, op, "nextCodes", a.next_codes_s8 ? Mp * N : Mp * N / 2, true);
+  if (a.next_codes != nullptr) {
+    a.next_R = int_of(env, o, op, "nextR", 0);
+    if (a.next_R < 0) throw Napi::RangeError::New(env, std::string(op) + ": nextR=" + std::to_string(a.next_R) + " < 0");
+    const size_t NR = size_t(a.next_R);
+    a.next_unsigned = o.Get("nextUnsigned").ToBoolean() ? 1 : 0;
+    a.next_ascales = buf(env, o, op, "nextAscales", Mp * (N / 64) * 2);
+    a.next_smooth = buf(env, o, op, "nextSmooth", N * 2, true);
+    a.next_lora_down = buf(env, o, op, "nextLoraDown", NR * N * 2, a.next_R == 0);
+    a.next_lora_act = static_cast<float*>(buf(env, o, op, "nextLoraAct", Mp * NR * 4, a.next_R == 0));
+  }
   check_msg(env, svdq_gemm_w4a4(&a, g_stream));
   return env.Undefined();
 }

@@ -19,6 +19,8 @@ export {
   type GemmW4A4Args,
   gemmCublas,
   gemmW4A4,
+  gemmW4A4Next,
+  type NextQuantArgs,
   padM,
   type QuantizeActArgs,
   type QuantizedAct,

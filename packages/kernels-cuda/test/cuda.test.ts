@@ -1,7 +1,16 @@
 import { describe, expect, it } from "vitest";
 import { cudaAvailability } from "../src/index.ts";
 import { checkCrossCpu, crossCases } from "./cpu-cross.ts";
-import { checkCublas, checkGemm, checkQuantize, gemmCases, gemmWgCases, quantCases } from "./gpu-cases.ts";
+import {
+  checkCublas,
+  checkGemm,
+  checkGemmNext,
+  checkQuantize,
+  gemmCases,
+  gemmNextCases,
+  gemmWgCases,
+  quantCases,
+} from "./gpu-cases.ts";
 
 const av = cudaAvailability();
 const skip = av.available ? "" : ` (skipped: ${av.reason})`;
@@ -20,6 +29,14 @@ describe(`CUDA kernels on the GPU${skip}`, () => {
       `gemm ${c.format}${c.wg ? " wg" : ""} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R} bm=${c.blockM ?? "auto"}${skip}`,
       () => {
         expect(checkGemm(c)).toMatch(/^gemm/);
+      },
+    );
+  }
+  for (const c of gemmNextCases()) {
+    it.skipIf(!av.available)(
+      `gemm + next-layer quantize ${c.format} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} bm=${c.blockM} -> ${c.nextFormat} R'=${c.nextR} unsigned=${c.nextUnsigned}${skip}`,
+      () => {
+        expect(checkGemmNext(c)).toMatch(/^gemm\+next/);
       },
     );
   }
