@@ -5,6 +5,7 @@ import {
   DeviceBuffer,
   gemmCublas,
   gemmW4A4,
+  gemmW4A4Next,
   padM,
   quantizeAct,
   repackWeightWg,
@@ -39,6 +40,71 @@ function run(name: string, fn: () => string): void {
   }
 }
 
+/**
+ * The next-layer epilogue's cost, same process and device: the mma.sync "s8" GEMM (bias, GELU, rank 32) alone, with
+ * its output quantized for the next layer in the epilogue (gemmW4A4Next: unsigned s8 codes, rank 32, smooth), and
+ * followed by the separate kernel 1 on its output (what the epilogue replaces). Median of 5 CUDA-graph timings.
+ */
+function timeNextEpilogue(): string {
+  const dtype = "bf16";
+  const R = 32;
+  const rng = new Rng(77);
+  const median = (fn: () => void, iters: number): number => {
+    fn();
+    synchronize();
+    const t: number[] = [];
+    for (let i = 0; i < 5; i++) t.push(timeGraphMs(fn, iters));
+    t.sort((a, b) => a - b);
+    return t[2] * 1000;
+  };
+  const lines = ["| M | K | N | GEMM µs | GEMM+next µs | GEMM then quantize µs | epilogue cost | saved vs separate |"];
+  for (const [M, K, N] of [
+    [256, 3072, 3072],
+    [4608, 3072, 3072],
+    [4608, 3072, 12288],
+  ] as const) {
+    const G = K / 64;
+    const Mp = padM(M);
+    const bufs: DeviceBuffer[] = [];
+    const mk = (b: DeviceBuffer): DeviceBuffer => {
+      bufs.push(b);
+      return b;
+    };
+    const x = mk(DeviceBuffer.from(rng.halfs(dtype, M * K)));
+    const qw = mk(DeviceBuffer.from(Uint8Array.from({ length: (N * K) / 2 }, () => rng.int(0, 255))));
+    const sw = mk(DeviceBuffer.from(rng.halfs(dtype, N * G, 0.001, 0.003)));
+    const down = mk(DeviceBuffer.from(rng.halfs(dtype, R * K, 0.02)));
+    const up = mk(DeviceBuffer.from(rng.halfs(dtype, N * R, 0.02)));
+    const bias = mk(DeviceBuffer.from(rng.halfs(dtype, N, 0.1)));
+    const down2 = mk(DeviceBuffer.from(rng.halfs(dtype, R * N, 0.02)));
+    const smooth2 = mk(DeviceBuffer.from(rng.halfs(dtype, N, 0.2, 1)));
+    const out = mk(new DeviceBuffer(M * N * 2));
+    const codes2 = mk(new DeviceBuffer(Mp * N));
+    const ascales2 = mk(new DeviceBuffer(Mp * (N / 64) * 2));
+    const lora2 = mk(new DeviceBuffer(Mp * R * 4));
+    const act = quantizeAct({ dtype, M, K, R, x, loraDown: down, format: "s8" });
+    for (const b of [act.codes, act.ascales, act.loraAct]) if (b) mk(b);
+    const base = { dtype, act, N, qweight: qw, wscales: sw, loraUp: up, bias, gelu: true, out } as const;
+    const next = { R, smooth: smooth2, loraDown: down2, actUnsigned: true, format: "s8" as const };
+    const iters = M >= 4096 ? 20 : 100;
+    const tG = median(() => gemmW4A4(base), iters);
+    const tN = median(
+      () => gemmW4A4Next({ ...base, next: { ...next, codes: codes2, ascales: ascales2, loraAct: lora2 } }),
+      iters,
+    );
+    const tS = median(() => {
+      gemmW4A4(base);
+      quantizeAct({ dtype, M, K: N, x: out, ...next, codes: codes2, ascales: ascales2, loraAct: lora2 });
+    }, iters);
+    lines.push(
+      `| ${M} | ${K} | ${N} | ${tG.toFixed(1)} | ${tN.toFixed(1)} | ${tS.toFixed(1)} | +${(((tN - tG) / tG) * 100).toFixed(1)}% | ${(tS / tN).toFixed(2)}x |`,
+    );
+    for (const b of bufs) b.free();
+  }
+  console.log(lines.join("\n"));
+  return "next-layer epilogue timing (table above; bf16, s8 codes, rank 32 -> 32, bias, GELU, unsigned next codes)";
+}
+
 if (mode === "check") {
   const t0 = Date.now();
   for (const c of quantCases()) run(`quantize ${JSON.stringify(c)}`, () => checkQuantize(c));
@@ -48,6 +114,7 @@ if (mode === "check") {
   run("cublas bf16", () => checkCublas("bf16", 77, 256, 320, 1));
   run("cublas f16", () => checkCublas("f16", 130, 384, 192, 2));
   console.log(`${failures} failures; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  if (!process.env.SKIP_NEXT_TIMING) run("next-layer epilogue timing", timeNextEpilogue);
   process.exit(failures ? 1 : 0);
 }
 
