@@ -19,6 +19,18 @@
 // | bias        | [N]                                   | 16-bit | optional |
 // | out         | [M, N]                                | 16-bit | row-major |
 //
+// Quantized output for the next layer (svdq_gemm_w4a4 with next_codes != NULL; next_quant.cuh). The next layer's
+// input is this layer's out, so its K is N; its smooth λ', rank R' = next_R and code format are its own. The values
+// are exactly what svdq_quantize_act writes for x = out (codes and scales byte-identical, lora_act up to f32
+// summation order):
+// | tensor         | shape / bytes                         | dtype  | layout |
+// |----------------|---------------------------------------|--------|--------|
+// | next_smooth    | [N]                                   | 16-bit | λ' of the next layer, optional |
+// | next_lora_down | [R', N]                               | 16-bit | row-major, applied to the raw out |
+// | next_codes     | Mp*N/2 (s4), Mp*N (s8, f8) bytes      | 4/8-bit| code layouts below with K = N; rows >= M are 0 |
+// | next_ascales   | [N/G, Mp]                             | 16-bit | group-major; rows >= M are 0 |
+// | next_lora_act  | [Mp, R']                              | f32    | out · next_lora_downᵀ; rows >= M are 0 |
+
 // Fragment layout of the activation codes (ours; nunchaku's packed activations follow the same per-lane idea):
 // tiles of 16 rows x 64 k, tile (mt, kt) at byte ((mt*(K/64) + kt) * 512). Inside a tile, lane l = 4*g + t
 // (g = l/4 in 0..7, t = l%4) owns 16 bytes at l*16: four 32-bit words
@@ -107,6 +119,16 @@ typedef struct {
   int block_m;           // 0 = heuristic, else 32, 64 or 128 (mma.sync path); 64 or 128 (wgmma path)
   const void* qweight_wg;  // N*K bytes, "wg" layout (svdq_repack_weight_wg): needed with f8 codes, else ignored
   const void* wscales_wg;  // N*K/64 f32, "wg" layout
+  // Optional: out quantized for the next layer (next K = N), as svdq_quantize_act would on `out` (table below).
+  // next_codes == NULL: off.
+  void* next_codes;             // Mp*N/2 ("s4") or Mp*N ("s8", "f8") bytes, code layout with K = N
+  void* next_ascales;           // [N/64, Mp] 16-bit
+  float* next_lora_act;         // [Mp, next_R] f32, or NULL when next_R == 0 (zeroed, then added into, by the call)
+  const void* next_smooth;      // [N] 16-bit λ' of the next layer, or NULL (λ' = 1)
+  const void* next_lora_down;   // [next_R, N] 16-bit, or NULL when next_R == 0
+  int next_R;                   // 0, 16, 32 or 64
+  int next_unsigned;            // codes of (out + shift)/λ' in [0, 15] (next input after GELU), else signed
+  int next_codes_format;        // svdq_codes_format of the next codes ("s8" and "f8" for sm_90 only)
 } svdq_gemm_args;
 
 int svdq_pad_m(int M);  // Mp

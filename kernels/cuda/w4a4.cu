@@ -55,7 +55,7 @@ __device__ __forceinline__ void cp_async_wait() {
 // D = A(16x32 int8) · B(32x8 int8) + (ZC ? 0x4B400000 : D); A unsigned when AU. Starting a group's sum at
 // 0x4B400000 (the bits of 1.5·2^23) makes the int32 result, read as a float, exactly 1.5·2^23 + sum while
 // |sum| < 2^22: the int->float conversion becomes one FADD on the FMA pipe instead of an I2F on the ALU pipe.
-constexpr int MAGIC_I = 0x4B400000;
+[[maybe_unused]] constexpr int MAGIC_I = 0x4B400000;
 constexpr float MAGIC_F = 12582912.0f;
 template <bool AU, bool ZC = false>
 __device__ __forceinline__ void mma_s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
@@ -146,6 +146,9 @@ __device__ __forceinline__ float gelu_tanh(float x) {
   return 0.5f * x * (1.0f + tanhf(u));
 }
 
+// per-row-per-64 quantization and low-rank-down helpers shared by kernel 1 and the GEMM's next-layer epilogue
+#include "next_quant.cuh"
+
 // ---- kernel 1: quantize activations + low-rank down --------------------------------------------------------------
 constexpr int Q_ROWS = 32;  // rows per block: 2 m16 tiles
 constexpr int Q_WARPS = 8;  // warps split the K/64 groups
@@ -170,9 +173,6 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
 #pragma unroll
       for (int c = 0; c < 4; c++) lacc[i][j][c] = 0.f;
 
-  constexpr float QMAX = AU ? 15.f : 7.f;
-  constexpr float QLO = AU ? 0.f : -8.f;
-
   // blocks along y split K: this warp takes groups kt = y*Q_WARPS + warp, stepping Q_WARPS * gridDim.y
   for (int kt = blockIdx.y * Q_WARPS + warp; kt < KT; kt += Q_WARPS * gridDim.y) {
     // x[mi][rowhalf][khalf]: 8 consecutive 16-bit values of row (m0 + 16mi + g + 8rowhalf), k = kt*64 + 32khalf + 8t
@@ -194,33 +194,16 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
     if constexpr (R > 0) {
 #pragma unroll
       for (int nt = 0; nt < NT; nt++) {
-        const uint16_t* lrow = L + (size_t)(nt * 8 + g) * K + kt * 64 + t * 8;
-        const uint4 l0 = __ldg(reinterpret_cast<const uint4*>(lrow));
-        const uint4 l1 = __ldg(reinterpret_cast<const uint4*>(lrow + 32));
-        // the four k16 steps use k = 8t + {0..3}, 8t + {4..7}, 32 + 8t + {0..3}, 32 + 8t + {4..7}; A and B alike.
+        uint4 l0, l1;
+        nq_load_lora_down(L, K, nt * 8, kt * 64, g, t, l0, l1);
 #pragma unroll
-        for (int mi = 0; mi < 2; mi++) {
-          mma_h<BF16>(lacc[mi][nt], x[mi][0][0].x, x[mi][1][0].x, x[mi][0][0].y, x[mi][1][0].y, l0.x, l0.y);
-          mma_h<BF16>(lacc[mi][nt], x[mi][0][0].z, x[mi][1][0].z, x[mi][0][0].w, x[mi][1][0].w, l0.z, l0.w);
-          mma_h<BF16>(lacc[mi][nt], x[mi][0][1].x, x[mi][1][1].x, x[mi][0][1].y, x[mi][1][1].y, l1.x, l1.y);
-          mma_h<BF16>(lacc[mi][nt], x[mi][0][1].z, x[mi][1][1].z, x[mi][0][1].w, x[mi][1][1].w, l1.z, l1.w);
-        }
+        for (int mi = 0; mi < 2; mi++) nq_lora_mma<BF16>(lacc[mi][nt], x[mi], l0, l1);
       }
     }
     // reciprocal smoothing factors for k = kt*64 + 32kh + 8t + j
     float inv[2][8];
 #pragma unroll
-    for (int kh = 0; kh < 2; kh++) {
-      if (S != nullptr) {
-        const uint4 s = __ldg(reinterpret_cast<const uint4*>(S + kt * 64 + kh * 32 + t * 8));
-        const uint32_t sw[4] = {s.x, s.y, s.z, s.w};
-#pragma unroll
-        for (int j = 0; j < 8; j++) inv[kh][j] = 1.0f / h2f<BF16>(uint16_t(sw[j >> 1] >> ((j & 1) * 16)));
-      } else {
-#pragma unroll
-        for (int j = 0; j < 8; j++) inv[kh][j] = 1.0f;
-      }
-    }
+    for (int kh = 0; kh < 2; kh++) nq_inv_smooth<BF16>(S, kt * 64 + kh * 32 + t * 8, inv[kh]);
 #pragma unroll
     for (int mi = 0; mi < 2; mi++) {
       uint32_t words[2][2];  // [rowhalf][khalf]
@@ -229,74 +212,11 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
 #pragma unroll
       for (int rh = 0; rh < 2; rh++) {
         const bool valid = m0 + mi * 16 + g + rh * 8 < p.M;  // padded rows stay all-zero codes and scales
-        float v[2][8];
-        float amax = 0.f;
-#pragma unroll
-        for (int kh = 0; kh < 2; kh++) {
-          const uint4 q = x[mi][rh][kh];
-          const uint32_t qw[4] = {q.x, q.y, q.z, q.w};
-#pragma unroll
-          for (int j = 0; j < 8; j++) {
-            float f = h2f<BF16>(uint16_t(qw[j >> 1] >> ((j & 1) * 16)));
-            if constexpr (AU) f += valid ? SVDQ_GELU_SHIFT : 0.f;
-            f *= inv[kh][j];
-            v[kh][j] = f;
-            amax = fmaxf(amax, fabsf(f));
-          }
-        }
-        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-        const float scale = amax * (1.0f / QMAX);  // nunchaku: amax * (1/qmax)
-        sc16[rh] = f2h<BF16>(scale);
-        const float rs = amax > 0.f ? 1.0f / scale : 0.f;
-#pragma unroll
-        for (int kh = 0; kh < 2; kh++) {
-          uint32_t w = 0;
-          float qi[8];
-#pragma unroll
-          for (int j = 0; j < 8; j++) {
-            // clamp, then round half to even by adding 1.5·2^23 (exact for |q| < 2^22): the low 4 bits of the
-            // sum's bits are the two's-complement nibble. Same result as rintf + clamp, without the slow
-            // conversion pipe.
-            const float q = fminf(fmaxf(v[kh][j] * rs, QLO), QMAX) + MAGIC_F;
-            w |= (__float_as_uint(q) & 0xFu) << (4 * j);
-            qi[j] = q - MAGIC_F;  // the code as an exact float
-          }
-          words[rh][kh] = w;
-          if constexpr (FMT == SVDQ_CODES_F8) {
-            f8w[rh][kh][0] = e4m3x4_f(qi[0], qi[2], qi[4], qi[6]);  // even elements
-            f8w[rh][kh][1] = e4m3x4_f(qi[1], qi[3], qi[5], qi[7]);  // odd elements
-          }
-        }
+        sc16[rh] = nq_quantize_row<BF16, AU, FMT == SVDQ_CODES_F8>(x[mi][rh], inv, valid, words[rh], f8w[rh]);
       }
       const int mt = m0 / 16 + mi;
-      if constexpr (FMT == SVDQ_CODES_S8) {
-        // int8 fragment layout: the A registers of the two m16n8k32 s8/u8 mmas, values x16 (see svdq_cuda.h)
-        uint4* dst = reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 1024 + lane * 32);
-        dst[0] = make_uint4(nib_lo(words[0][0]), nib_lo(words[1][0]), nib_hi(words[0][0]), nib_hi(words[1][0]));
-        dst[1] = make_uint4(nib_lo(words[0][1]), nib_lo(words[1][1]), nib_hi(words[0][1]), nib_hi(words[1][1]));
-      } else if constexpr (FMT == SVDQ_CODES_F8) {
-        // K-major rows of 64 e4m3 bytes with the 64-byte swizzle, 128-row blocks contiguous per k-group: the
-        // wgmma A operand as it sits in shared memory (svdq_cuda.h). Logical byte 32·kh + 16·h + 4t + i of a row
-        // holds element 2i + h of the lane's word (kh); piece p = 2·kh + h goes to piece p ^ ((row / 2) % 4).
-        uint8_t* blk = codes + ((size_t)(mt >> 3) * KT + kt) * 8192;
-#pragma unroll
-        for (int rh = 0; rh < 2; rh++) {
-          const int r = (mt & 7) * 16 + g + 8 * rh;
-#pragma unroll
-          for (int kh = 0; kh < 2; kh++)
-#pragma unroll
-            for (int h = 0; h < 2; h++)
-              *reinterpret_cast<uint32_t*>(blk + r * 64 + 16 * ((2 * kh + h) ^ ((r >> 1) & 3)) + 4 * t) = f8w[rh][kh][h];
-        }
-      } else {
-        *reinterpret_cast<uint4*>(codes + ((size_t)mt * KT + kt) * 512 + lane * 16) =
-            make_uint4(words[0][0], words[1][0], words[0][1], words[1][1]);
-      }
-      if (t == 0) {
-        asc[(size_t)kt * Mp + m0 + mi * 16 + g] = sc16[0];
-        asc[(size_t)kt * Mp + m0 + mi * 16 + g + 8] = sc16[1];
-      }
+      nq_store_codes<FMT>(codes, mt, kt, KT, lane, words, f8w);
+      nq_store_scales(asc, Mp, kt, m0 + mi * 16, g, t, sc16);
     }
   }
 
@@ -346,7 +266,8 @@ struct GemmTile {
   static constexpr int SMEM = STAGE * STAGES;
 };
 
-template <bool BF16, bool AU, bool S4, int MI>
+// NEXT: also quantize the 16-bit output for the next layer (svdq_gemm_args.next_*; next_quant.cuh)
+template <bool BF16, bool AU, bool S4, int MI, bool NEXT>
 __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const svdq_gemm_args p, int Mp) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
   if constexpr (!S4) {
@@ -557,6 +478,12 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
     }
     const uint16_t* B = static_cast<const uint16_t*>(p.bias);
     uint16_t* O = static_cast<uint16_t*>(p.out);
+    // NEXT: the block's 16-bit output tile also goes to shared memory (free once every warp has left the main loop)
+    uint16_t* sOut = reinterpret_cast<uint16_t*>(smem);
+    if constexpr (NEXT) {
+      static_assert(TL::BM * NQ_LD * 2 <= TL::SMEM, "next-layer output tile must fit the pipeline's shared memory");
+      __syncthreads();
+    }
 #pragma unroll
     for (int nj = 0; nj < 4; nj++) {
       const int col = col_base + nj * 8 + t * 2;
@@ -576,9 +503,18 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
               v0 = gelu_tanh(v0);
               v1 = gelu_tanh(v1);
             }
-            *reinterpret_cast<uint32_t*>(O + (size_t)row * p.N + col) = pack2<BF16>(v0, v1);
+            const uint32_t hv = pack2<BF16>(v0, v1);
+            *reinterpret_cast<uint32_t*>(O + (size_t)row * p.N + col) = hv;
+            if constexpr (NEXT) *reinterpret_cast<uint32_t*>(sOut + (row - bm * TL::BM) * NQ_LD + col - bn * G_BN) = hv;
+          } else if constexpr (NEXT) {
+            // padded rows: kernel 1 reads zeros there
+            *reinterpret_cast<uint32_t*>(sOut + (row - bm * TL::BM) * NQ_LD + col - bn * G_BN) = 0u;
           }
         }
+    }
+    if constexpr (NEXT) {
+      __syncthreads();
+      nq_block_epilogue<BF16, TL::BM / 16, G_THREADS / 32>(p, Mp, sOut, bm * TL::BM, bn * G_BN, warp, lane);
     }
   }
 }
@@ -586,8 +522,8 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
 // ---- kernel 2b: W4A4 GEMM on wgmma with FP8 E4M3 operands (sm_90a) --------------------------------------------------
 // Block tile (64*WGS) x 128: WGS warpgroups, each owning 64 rows x all 128 columns (one m64n128k32 wgmma per k32
 // step). One 64-wide k-group per pipeline stage, F8Tile::STAGES stages filled with 1D bulk copies (cp.async.bulk +
-// mbarrier complete_tx) issued by thread 0. A ("f8" activation codes) comes from registers (two LDS.128 per thread
-// and group), B ("wg" weights, e4m3) from shared memory through a 64-byte-swizzled K-major descriptor.
+// mbarrier complete_tx) issued by thread 0. A ("f8" activation codes) and B ("wg" weights), both e4m3, are read by
+// the tensor cores from shared memory through 64-byte-swizzled K-major descriptors.
 // Codes are integers in [-8, 15], so each group's sum P = Σ_k a·w (|P| <= 64·15·8 < 2^13) is exact in the f32
 // accumulators: every group starts from zero (scale-d = 0) and is then folded into the f32 result as
 // acc += (P·s_x)·s_w, two FP32 instructions per output and group (the s8 path needs a third for int -> float).
@@ -613,19 +549,19 @@ struct F8Tile {
   static constexpr int THREADS = 128 * WGS;
 };
 
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+[[maybe_unused]] __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
-__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+[[maybe_unused]] __device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 }
-__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+[[maybe_unused]] __device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
 }
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+[[maybe_unused]] __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+[[maybe_unused]] __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
   uint32_t ok = 0;
   do {
     asm volatile(
@@ -635,26 +571,26 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
         : "memory");
   } while (!ok);
 }
-__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+[[maybe_unused]] __device__ __forceinline__ void bulk_g2s(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
                "l"(src), "r"(bytes), "r"(bar)
                : "memory");
 }
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+[[maybe_unused]] __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+[[maybe_unused]] __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void wg_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 // keeps the compiler from moving accesses of wgmma accumulators across the asynchronous wgmma window
-__device__ __forceinline__ void fence_regs(float (&d)[64]) {
+[[maybe_unused]] __device__ __forceinline__ void fence_regs(float (&d)[64]) {
 #pragma unroll
   for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 // K-major shared-memory matrix descriptor with the 64-byte swizzle (PTX ISA, "Matrix Descriptor Format"): start
 // address, leading byte offset (unused for swizzled K-major operands whose k extent stays in one 64-byte row),
 // stride byte offset (between 8-row groups: 8 x 64 B), all >> 4; bits 62-63 = 2 (64-byte swizzle).
-__device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+[[maybe_unused]] __device__ __forceinline__ uint64_t wg_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
   return uint64_t((addr & 0x3FFFF) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) | (2ull << 62);
 }
 // D(64x128 f32) = A(64x32 e4m3, shared memory) · B(32x128 e4m3, shared memory) (+ D when ACC)
@@ -674,7 +610,8 @@ __device__ __forceinline__ void wgmma_f8_n128(float (&d)[64], uint64_t adesc, ui
 #undef SVDQ_D8
 }
 
-template <bool BF16, int WGS>
+// NEXT: also quantize the 16-bit output for the next layer (svdq_gemm_args.next_*; next_quant.cuh)
+template <bool BF16, int WGS, bool NEXT>
 __global__ void __launch_bounds__(F8Tile<WGS>::THREADS, WGS == 1 ? 2 : 1)
     gemm_f8_kernel(const svdq_gemm_args p, int Mp, uint32_t lbo, uint32_t sbo) {
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ < 900 || !defined(__CUDA_ARCH_FEAT_SM90_ALL))
@@ -833,6 +770,13 @@ __global__ void __launch_bounds__(F8Tile<WGS>::THREADS, WGS == 1 ? 2 : 1)
   }
   const uint16_t* B = static_cast<const uint16_t*>(p.bias);
   uint16_t* O = static_cast<uint16_t*>(p.out);
+  // NEXT: the block's 16-bit output tile also goes to shared memory (free once every warp has left the main loop:
+  // all bulk copies have landed, all wgmmas have completed)
+  uint16_t* sOut = reinterpret_cast<uint16_t*>(smem);
+  if constexpr (NEXT) {
+    static_assert(TL::BM * NQ_LD * 2 <= TL::OFF_BAR, "next-layer output tile must fit the pipeline's shared memory");
+    __syncthreads();
+  }
 #pragma unroll
   for (int nj = 0; nj < 16; nj++) {
     const int col = col_base + nj * 8 + t * 2;
@@ -850,9 +794,18 @@ __global__ void __launch_bounds__(F8Tile<WGS>::THREADS, WGS == 1 ? 2 : 1)
           v0 = gelu_tanh(v0);
           v1 = gelu_tanh(v1);
         }
-        *reinterpret_cast<uint32_t*>(O + (size_t)row * p.N + col) = pack2<BF16>(v0, v1);
+        const uint32_t hv = pack2<BF16>(v0, v1);
+        *reinterpret_cast<uint32_t*>(O + (size_t)row * p.N + col) = hv;
+        if constexpr (NEXT) *reinterpret_cast<uint32_t*>(sOut + (row - bm * TL::BM) * NQ_LD + col - col_base) = hv;
+      } else if constexpr (NEXT) {
+        // padded rows: kernel 1 reads zeros there
+        *reinterpret_cast<uint32_t*>(sOut + (row - bm * TL::BM) * NQ_LD + col - col_base) = 0u;
       }
     }
+  }
+  if constexpr (NEXT) {
+    __syncthreads();
+    nq_block_epilogue<BF16, TL::BM / 16, TL::THREADS / 32>(p, Mp, sOut, bm * TL::BM, col_base, warp, lane);
   }
 #endif
 }
@@ -941,11 +894,17 @@ const char* dispatch_quantize_r(const svdq_quantize_args& a, cudaStream_t st) {
   }
 }
 
-template <bool BF16, bool AU, bool S4, int MI>
+template <bool BF16, bool AU, bool S4, int MI, bool NEXT>
 const char* launch_gemm(const svdq_gemm_args& a, cudaStream_t st) {
   using TL = GemmTile<MI, S4>;
   const int Mp = svdq_pad_m(a.M);
-  auto kern = gemm_kernel<BF16, AU, S4, MI>;
+  if (NEXT && a.next_R > 0) {
+    // the N/128 column blocks add their partial next lora_act
+    const char* e = check_cuda(cudaMemsetAsync(a.next_lora_act, 0, size_t(Mp) * a.next_R * 4, st),
+                               "cudaMemsetAsync(next_lora_act)");
+    if (e) return e;
+  }
+  auto kern = gemm_kernel<BF16, AU, S4, MI, NEXT>;
   static bool smem_set = false;  // once per instantiation (per process; the attribute is per function)
   if (!smem_set) {
     const char* e = check_cuda(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::SMEM),
@@ -958,20 +917,31 @@ const char* launch_gemm(const svdq_gemm_args& a, cudaStream_t st) {
   return check_cuda(cudaGetLastError(), "cudaLaunchKernel(gemm_kernel)");
 }
 
-template <bool BF16, bool AU, bool S4>
-const char* dispatch_gemm_mi(const svdq_gemm_args& a, int bm, cudaStream_t st) {
+template <bool BF16, bool AU, bool S4, bool NEXT>
+const char* dispatch_gemm_mi_next(const svdq_gemm_args& a, int bm, cudaStream_t st) {
   switch (bm) {
-    case 32: return launch_gemm<BF16, AU, S4, 1>(a, st);
-    case 64: return launch_gemm<BF16, AU, S4, 2>(a, st);
-    default: return launch_gemm<BF16, AU, S4, 4>(a, st);
+    case 32: return launch_gemm<BF16, AU, S4, 1, NEXT>(a, st);
+    case 64: return launch_gemm<BF16, AU, S4, 2, NEXT>(a, st);
+    default: return launch_gemm<BF16, AU, S4, 4, NEXT>(a, st);
   }
 }
+template <bool BF16, bool AU, bool S4>
+const char* dispatch_gemm_mi(const svdq_gemm_args& a, int bm, cudaStream_t st) {
+  return a.next_codes != nullptr ? dispatch_gemm_mi_next<BF16, AU, S4, true>(a, bm, st)
+                                 : dispatch_gemm_mi_next<BF16, AU, S4, false>(a, bm, st);
+}
 
-template <bool BF16, int WGS>
+template <bool BF16, int WGS, bool NEXT>
 const char* launch_gemm_f8(const svdq_gemm_args& a, cudaStream_t st) {
   using TL = F8Tile<WGS>;
   const int Mp = svdq_pad_m(a.M);
-  auto kern = gemm_f8_kernel<BF16, WGS>;
+  if (NEXT && a.next_R > 0) {
+    // the N/128 column blocks add their partial next lora_act
+    const char* e = check_cuda(cudaMemsetAsync(a.next_lora_act, 0, size_t(Mp) * a.next_R * 4, st),
+                               "cudaMemsetAsync(next_lora_act)");
+    if (e) return e;
+  }
+  auto kern = gemm_f8_kernel<BF16, WGS, NEXT>;
   static bool smem_set = false;
   if (!smem_set) {
     const char* e = check_cuda(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, TL::SMEM),
@@ -1032,6 +1002,20 @@ extern "C" const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream) {
   const bool s4 = a->codes_format == SVDQ_CODES_S4;
   if (a->codes_format == SVDQ_CODES_S8 && cc < 90)
     return fail(shape_msg(fn, "s8-format codes: the s8 path is built for sm_90 only"));
+  const bool next = a->next_codes != nullptr;
+  if (next) {
+    if (a->next_R != 0 && a->next_R != 16 && a->next_R != 32 && a->next_R != 64)
+      return fail(std::string(fn) + ": next_R=" + std::to_string(a->next_R) + " must be 0, 16, 32 or 64");
+    if (!a->next_ascales) return fail(shape_msg(fn, "next_codes given: next_ascales must be non-null"));
+    if (a->next_R > 0 && (!a->next_lora_down || !a->next_lora_act))
+      return fail(shape_msg(fn, "next_R > 0 needs next_lora_down and next_lora_act"));
+    if (a->next_codes_format != SVDQ_CODES_S4 && a->next_codes_format != SVDQ_CODES_S8 &&
+        a->next_codes_format != SVDQ_CODES_F8)
+      return fail(std::string(fn) + ": next_codes_format=" + std::to_string(a->next_codes_format) +
+                  " is not s4 (0), s8 (1) or f8 (2)");
+    if (a->next_codes_format != SVDQ_CODES_S4 && cc < 90)
+      return fail(shape_msg(fn, "next_codes_format: the s8 and f8 code formats are for sm_90 only"));
+  }
   if (a->codes_format == SVDQ_CODES_F8) {
     // wgmma path (sm_90a)
     if (cc != 90)
@@ -1044,8 +1028,14 @@ extern "C" const char* svdq_gemm_w4a4(const svdq_gemm_args* a, void* stream) {
     // 128-row tiles (two consumer warpgroups sharing each weight tile) when they still fill every multiprocessor
     if (bm == 0) bm = (svdq_pad_m(a->M) / 128) * (a->N / F8_BN) >= sms ? 128 : 64;
     cudaStream_t st = static_cast<cudaStream_t>(stream);
-    if (a->dtype == SVDQ_BF16) return bm == 128 ? launch_gemm_f8<true, 2>(*a, st) : launch_gemm_f8<true, 1>(*a, st);
-    return bm == 128 ? launch_gemm_f8<false, 2>(*a, st) : launch_gemm_f8<false, 1>(*a, st);
+    if (next) {
+      if (a->dtype == SVDQ_BF16)
+        return bm == 128 ? launch_gemm_f8<true, 2, true>(*a, st) : launch_gemm_f8<true, 1, true>(*a, st);
+      return bm == 128 ? launch_gemm_f8<false, 2, true>(*a, st) : launch_gemm_f8<false, 1, true>(*a, st);
+    }
+    if (a->dtype == SVDQ_BF16)
+      return bm == 128 ? launch_gemm_f8<true, 2, false>(*a, st) : launch_gemm_f8<true, 1, false>(*a, st);
+    return bm == 128 ? launch_gemm_f8<false, 2, false>(*a, st) : launch_gemm_f8<false, 1, false>(*a, st);
   }
   int bm = a->block_m;
   if (bm != 0 && bm != 32 && bm != 64 && bm != 128) return fail(shape_msg(fn, "block_m must be 0, 32, 64 or 128"));

@@ -6,6 +6,7 @@ import {
   gemmCublas,
   gemmCublasInt8,
   gemmW4A4,
+  gemmW4A4Next,
   padM,
   quantizeAct,
   repackWeightWg,
@@ -17,8 +18,10 @@ import {
   checkCublas,
   checkCublasInt8,
   checkGemm,
+  checkGemmNext,
   checkQuantize,
   gemmCases,
+  gemmNextCases,
   gemmWgCases,
   quantCases,
 } from "../test/gpu-cases.ts";
@@ -39,15 +42,90 @@ function run(name: string, fn: () => string): void {
   }
 }
 
+/**
+ * The next-layer epilogue's cost, same process and device: the mma.sync "s8" GEMM (bias, GELU, rank 32) alone, with
+ * its output quantized for the next layer in the epilogue (gemmW4A4Next: unsigned s8 codes, rank 32, smooth), and
+ * followed by the separate kernel 1 on its output (what the epilogue replaces). Median of 5 CUDA-graph timings.
+ */
+function timeNextEpilogue(): string {
+  const dtype = "bf16";
+  const R = 32;
+  const rng = new Rng(77);
+  const median = (fn: () => void, iters: number): number => {
+    fn();
+    synchronize();
+    const t: number[] = [];
+    for (let i = 0; i < 5; i++) t.push(timeGraphMs(fn, iters));
+    t.sort((a, b) => a - b);
+    return t[2] * 1000;
+  };
+  const lines = [
+    "| path | M | K | N | GEMM µs | GEMM+next µs | GEMM then quantize µs | epilogue cost | saved vs separate |",
+  ];
+  for (const [path, M, K, N] of [
+    ["s8", 256, 3072, 3072],
+    ["s8", 4608, 3072, 3072],
+    ["s8", 4608, 3072, 12288],
+    ["f8", 256, 3072, 3072],
+    ["f8", 4608, 3072, 3072],
+    ["f8", 4608, 3072, 12288],
+  ] as const) {
+    const G = K / 64;
+    const Mp = padM(M);
+    const bufs: DeviceBuffer[] = [];
+    const mk = (b: DeviceBuffer): DeviceBuffer => {
+      bufs.push(b);
+      return b;
+    };
+    const x = mk(DeviceBuffer.from(rng.halfs(dtype, M * K)));
+    const qw = mk(DeviceBuffer.from(Uint8Array.from({ length: (N * K) / 2 }, () => rng.int(0, 255))));
+    const sw = mk(DeviceBuffer.from(rng.halfs(dtype, N * G, 0.001, 0.003)));
+    const down = mk(DeviceBuffer.from(rng.halfs(dtype, R * K, 0.02)));
+    const up = mk(DeviceBuffer.from(rng.halfs(dtype, N * R, 0.02)));
+    const bias = mk(DeviceBuffer.from(rng.halfs(dtype, N, 0.1)));
+    const down2 = mk(DeviceBuffer.from(rng.halfs(dtype, R * N, 0.02)));
+    const smooth2 = mk(DeviceBuffer.from(rng.halfs(dtype, N, 0.2, 1)));
+    const out = mk(new DeviceBuffer(M * N * 2));
+    const codes2 = mk(new DeviceBuffer(Mp * N));
+    const ascales2 = mk(new DeviceBuffer(Mp * (N / 64) * 2));
+    const lora2 = mk(new DeviceBuffer(Mp * R * 4));
+    const act = quantizeAct({ dtype, M, K, R, x, loraDown: down, format: path });
+    for (const b of [act.codes, act.ascales, act.loraAct]) if (b) mk(b);
+    // "f8": the wgmma GEMM on repacked weights, next codes in f8 too (the chain stays on the fast path)
+    const wg = path === "f8" ? repackWeightWg({ dtype, N, K, qweight: qw, wscales: sw }) : undefined;
+    if (wg) for (const b of [wg.qweight, wg.wscales]) mk(b);
+    const base = { dtype, act, N, qweight: qw, wscales: sw, loraUp: up, bias, gelu: true, out, wg } as const;
+    const next = { R, smooth: smooth2, loraDown: down2, actUnsigned: true, format: path };
+    const iters = M >= 4096 ? 20 : 100;
+    const tG = median(() => gemmW4A4(base), iters);
+    const tN = median(
+      () => gemmW4A4Next({ ...base, next: { ...next, codes: codes2, ascales: ascales2, loraAct: lora2 } }),
+      iters,
+    );
+    const tS = median(() => {
+      gemmW4A4(base);
+      quantizeAct({ dtype, M, K: N, x: out, ...next, codes: codes2, ascales: ascales2, loraAct: lora2 });
+    }, iters);
+    lines.push(
+      `| ${path} | ${M} | ${K} | ${N} | ${tG.toFixed(1)} | ${tN.toFixed(1)} | ${tS.toFixed(1)} | +${(((tN - tG) / tG) * 100).toFixed(1)}% | ${(tS / tN).toFixed(2)}x |`,
+    );
+    for (const b of bufs) b.free();
+  }
+  console.log(lines.join("\n"));
+  return "next-layer epilogue timing (table above; bf16, rank 32 -> 32, bias, GELU, unsigned next codes in the GEMM's format)";
+}
+
 if (mode === "check") {
   const t0 = Date.now();
   for (const c of quantCases()) run(`quantize ${JSON.stringify(c)}`, () => checkQuantize(c));
   for (const c of gemmCases()) run(`gemm ${JSON.stringify(c)}`, () => checkGemm(c));
   for (const c of gemmWgCases()) run(`gemm wg ${JSON.stringify(c)}`, () => checkGemm(c));
+  for (const c of gemmNextCases()) run(`gemm next ${JSON.stringify(c)}`, () => checkGemmNext(c));
   run("cublas bf16", () => checkCublas("bf16", 77, 256, 320, 1));
   run("cublas int8", () => checkCublasInt8(77, 256, 320, 4));
   run("cublas f16", () => checkCublas("f16", 130, 384, 192, 2));
   console.log(`${failures} failures; ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  if (!process.env.SKIP_NEXT_TIMING) run("next-layer epilogue timing", timeNextEpilogue);
   process.exit(failures ? 1 : 0);
 }
 
@@ -96,6 +174,26 @@ if (mode === "small") {
       seed: 11,
     }),
   );
+  for (const format of ["s8", "s4", "f8"] as const)
+    run(`gemm+next small ${format}`, () =>
+      checkGemmNext({
+        dtype: "bf16",
+        M: 37,
+        N: 256,
+        K: 192,
+        R: 32,
+        unsigned: false,
+        bias: true,
+        gelu: true,
+        format,
+        blockM: 64,
+        nextR: 32,
+        nextUnsigned: true,
+        nextFormat: format,
+        nextSmooth: true,
+        seed: 13,
+      }),
+    );
   run("cublas small", () => checkCublas("bf16", 37, 128, 64, 3));
   run("cublas int8 small", () => checkCublasInt8(37, 128, 64, 5));
   process.exit(failures ? 1 : 0);

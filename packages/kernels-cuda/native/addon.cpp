@@ -139,12 +139,12 @@ svdq_dtype dtype_of(Napi::Env env, Napi::Object o, const char* op) {
   throw Napi::TypeError::New(env, std::string(op) + ": dtype must be \"bf16\" or \"f16\", got " + s);
 }
 
-int format_of(Napi::Env env, Napi::Object o, const char* op) {
-  const std::string s = o.Get("format").ToString();
+int format_of(Napi::Env env, Napi::Object o, const char* op, const char* key = "format") {
+  const std::string s = o.Get(key).ToString();
   if (s == "s4") return SVDQ_CODES_S4;
   if (s == "s8") return SVDQ_CODES_S8;
   if (s == "f8") return SVDQ_CODES_F8;
-  throw Napi::TypeError::New(env, std::string(op) + ": format must be \"s4\", \"s8\" or \"f8\", got " + s);
+  throw Napi::TypeError::New(env, std::string(op) + ": " + key + " must be \"s4\", \"s8\" or \"f8\", got " + s);
 }
 
 Napi::Value QuantizeAct(const Napi::CallbackInfo& info) {
@@ -200,6 +200,20 @@ Napi::Value GemmW4A4(const Napi::CallbackInfo& info) {
   a.out = buf(env, o, op, "out", M * N * 2);
   a.qweight_wg = buf(env, o, op, "qweightWg", N * K, true);
   a.wscales_wg = buf(env, o, op, "wscalesWg", N * (K / 64) * 4, true);
+  // optional quantized output for the next layer (its K is N)
+  const bool has_next = !o.Get("nextCodes").IsUndefined() && !o.Get("nextCodes").IsNull();
+  a.next_codes_format = has_next ? format_of(env, o, op, "nextFormat") : SVDQ_CODES_S4;
+  a.next_codes = buf(env, o, op, "nextCodes", a.next_codes_format == SVDQ_CODES_S4 ? Mp * N / 2 : Mp * N, true);
+  if (a.next_codes != nullptr) {
+    a.next_R = int_of(env, o, op, "nextR", 0);
+    if (a.next_R < 0) throw Napi::RangeError::New(env, std::string(op) + ": nextR=" + std::to_string(a.next_R) + " < 0");
+    const size_t NR = size_t(a.next_R);
+    a.next_unsigned = o.Get("nextUnsigned").ToBoolean() ? 1 : 0;
+    a.next_ascales = buf(env, o, op, "nextAscales", Mp * (N / 64) * 2);
+    a.next_smooth = buf(env, o, op, "nextSmooth", N * 2, true);
+    a.next_lora_down = buf(env, o, op, "nextLoraDown", NR * N * 2, a.next_R == 0);
+    a.next_lora_act = static_cast<float*>(buf(env, o, op, "nextLoraAct", Mp * NR * 4, a.next_R == 0));
+  }
   check_msg(env, svdq_gemm_w4a4(&a, g_stream));
   return env.Undefined();
 }

@@ -32,6 +32,7 @@ const sources = [
   join(src, "w4a4.cu"),
   join(src, "cublas_peer.cpp"),
   join(src, "svdq_cuda.h"),
+  join(src, "next_quant.cuh"),
   join(here, "addon.cpp"),
   join(here, "build.mjs"),
 ];

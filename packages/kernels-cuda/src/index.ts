@@ -22,6 +22,8 @@ export {
   gemmCublas,
   gemmCublasInt8,
   gemmW4A4,
+  gemmW4A4Next,
+  type NextQuantArgs,
   padM,
   type QuantizeActArgs,
   type QuantizedAct,

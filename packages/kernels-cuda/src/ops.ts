@@ -213,11 +213,60 @@ export interface GemmW4A4Args {
 
 /** Kernel 2: out = Σ_groups (codes·qweight) s_x s_w + lora_act · lora_upᵀ + bias, optional GELU, 16-bit out. */
 export function gemmW4A4(a: GemmW4A4Args): DeviceBuffer {
+  return gemmImpl(a, undefined).out;
+}
+
+/**
+ * The next layer's quantization parameters for {@link gemmW4A4Next}. The next layer's input is this GEMM's output
+ * [M, N], so its K is N.
+ *
+ * | tensor   | shape / bytes                    | dtype  | layout                                            |
+ * |----------|----------------------------------|--------|---------------------------------------------------|
+ * | smooth   | [N]                              | 16-bit | λ' of the next layer (optional: λ' = 1)          |
+ * | loraDown | [R', N]                          | 16-bit | row-major, applied to the raw output              |
+ * | codes    | Mp*N (s8, f8) or Mp*N/2 (s4) B   | 4/8-bit| code layout with K = N, as quantizeAct writes     |
+ * | ascales  | [N/64, Mp]                       | 16-bit | group-major                                       |
+ * | loraAct  | [Mp, R']                         | f32    | out · loraDownᵀ; rows >= M are 0                  |
+ */
+export interface NextQuantArgs {
+  /** The next layer's rank R': 0, 16, 32 or 64. */
+  R: number;
+  smooth?: DeviceBuffer;
+  loraDown?: DeviceBuffer;
+  /** Unsigned codes of (out + 0.171875)/λ' (the next layer's input is after GELU), else signed. */
+  actUnsigned?: boolean;
+  /** The next layer's code format (default: the device's fast one). */
+  format?: CodeFormat;
+  /** Outputs, allocated when absent. */
+  codes?: DeviceBuffer;
+  ascales?: DeviceBuffer;
+  loraAct?: DeviceBuffer;
+}
+
+/**
+ * Kernel 2 with its output also quantized for the next layer, in the GEMM's epilogue: `next` is exactly what
+ * {@link quantizeAct} would return for x = out with the next layer's smooth, loraDown, rank, signedness and format
+ * (codes and scales byte-identical, loraAct up to f32 summation order). Runs on every GEMM path (the code format
+ * of `act` picks it) and writes any of the three next formats.
+ */
+export function gemmW4A4Next(a: GemmW4A4Args & { next: NextQuantArgs }): { out: DeviceBuffer; next: QuantizedAct } {
+  const r = gemmImpl(a, a.next);
+  if (!r.next) throw new CudaKernelError("E_SHAPE", "gemmW4A4Next: next missing");
+  return { out: r.out, next: r.next };
+}
+
+function gemmImpl(a: GemmW4A4Args, nx: NextQuantArgs | undefined): { out: DeviceBuffer; next?: QuantizedAct } {
   const { M, K } = a.act;
   const N = a.N;
   dims("gemmW4A4", { N });
   if (N === 0 || N % 128 !== 0) throw new CudaKernelError("E_SHAPE", `gemmW4A4: N=${N} must be a multiple of 128`);
   const R = a.useLowRank === false ? 0 : a.act.R;
+  const Mp = padM(M);
+  if (nx) {
+    dims("gemmW4A4Next", { "next.R": nx.R });
+    if (![0, 16, 32, 64].includes(nx.R))
+      throw new CudaKernelError("E_SHAPE", `gemmW4A4Next: next rank next.R=${nx.R} not in {0,16,32,64}`);
+  }
   need("qweight", a.qweight, (N * K) / 2);
   need("wscales", a.wscales, N * (K / 64) * 2);
   if (R > 0) need("loraUp", a.loraUp, N * R * 2);
@@ -230,6 +279,22 @@ export function gemmW4A4(a: GemmW4A4Args): DeviceBuffer {
   if (a.wg) {
     need("wg.qweight", a.wg.qweight, N * K);
     need("wg.wscales", a.wg.wscales, N * (K / 64) * 4);
+  }
+  let next: QuantizedAct | undefined;
+  if (nx) {
+    if (nx.smooth) need("next.smooth", nx.smooth, N * 2);
+    if (nx.R > 0) need("next.loraDown", nx.loraDown, nx.R * N * 2);
+    const format = nx.format ?? defaultCodeFormat();
+    if (format !== "s8" && format !== "s4" && format !== "f8")
+      throw new CudaKernelError("E_SHAPE", `gemmW4A4Next: next.format ${String(format)} is not "s4", "s8" or "f8"`);
+    const nCode = codeBytes(format, Mp, N);
+    const codes = nx.codes ?? new DeviceBuffer(nCode);
+    const ascales = nx.ascales ?? new DeviceBuffer(Mp * (N / 64) * 2);
+    const loraAct = nx.R > 0 ? (nx.loraAct ?? new DeviceBuffer(Mp * nx.R * 4)) : undefined;
+    need("next.codes", codes, nCode);
+    need("next.ascales", ascales, Mp * (N / 64) * 2);
+    if (loraAct) need("next.loraAct", loraAct, Mp * nx.R * 4);
+    next = { M, K: N, R: nx.R, codes, ascales, loraAct, actUnsigned: nx.actUnsigned === true, format };
   }
   const out = a.out ?? new DeviceBuffer(M * N * 2);
   need("out", out, M * N * 2);
@@ -254,9 +319,21 @@ export function gemmW4A4(a: GemmW4A4Args): DeviceBuffer {
       out: out.native,
       qweightWg: a.wg?.qweight.native,
       wscalesWg: a.wg?.wscales.native,
+      ...(next && nx
+        ? {
+            nextCodes: next.codes.native,
+            nextFormat: next.format,
+            nextAscales: next.ascales.native,
+            nextLoraAct: next.loraAct?.native,
+            nextSmooth: nx.smooth?.native,
+            nextLoraDown: nx.R > 0 ? nx.loraDown?.native : undefined,
+            nextR: nx.R,
+            nextUnsigned: next.actUnsigned,
+          }
+        : {}),
     }),
   );
-  return out;
+  return { out, next };
 }
 
 /**

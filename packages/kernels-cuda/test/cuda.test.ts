@@ -5,8 +5,10 @@ import {
   checkCublas,
   checkCublasInt8,
   checkGemm,
+  checkGemmNext,
   checkQuantize,
   gemmCases,
+  gemmNextCases,
   gemmWgCases,
   quantCases,
 } from "./gpu-cases.ts";
@@ -28,6 +30,14 @@ describe(`CUDA kernels on the GPU${skip}`, () => {
       `gemm ${c.format}${c.wg ? " wg" : ""} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} R=${c.R} bm=${c.blockM ?? "auto"}${skip}`,
       () => {
         expect(checkGemm(c)).toMatch(/^gemm/);
+      },
+    );
+  }
+  for (const c of gemmNextCases()) {
+    it.skipIf(!av.available)(
+      `gemm + next-layer quantize ${c.format} ${c.dtype} M=${c.M} N=${c.N} K=${c.K} bm=${c.blockM} -> ${c.nextFormat} R'=${c.nextR} unsigned=${c.nextUnsigned}${skip}`,
+      () => {
+        expect(checkGemmNext(c)).toMatch(/^gemm\+next/);
       },
     );
   }

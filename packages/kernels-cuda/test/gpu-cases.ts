@@ -10,6 +10,7 @@ import {
   gemmCublas,
   gemmCublasInt8,
   gemmW4A4,
+  gemmW4A4Next,
   packQWeight,
   packWScales,
   padM,
@@ -244,6 +245,144 @@ export function checkGemm(c: GemmCase): string {
   }
 }
 
+export interface GemmNextCase extends GemmCase {
+  /** the next layer's quantization: rank, signedness, format, smoothing */
+  nextR: number;
+  nextUnsigned: boolean;
+  nextFormat: CodeFormat;
+  nextSmooth: boolean;
+}
+
+/**
+ * The GEMM with its output quantized for the next layer (gemmW4A4Next) vs the oracle: kernel 1 (quantizeAct, itself
+ * checked against float64 above) run on the GEMM's written 16-bit output with the same next-layer parameters. Codes
+ * and scales must be byte-identical over all Mp rows (padded rows zero), lora_act equal up to f32 summation order.
+ * Every next output is poisoned first; the output itself is checked against float64 too.
+ */
+export function checkGemmNext(c: GemmNextCase): string {
+  const { dtype, M, N, K, R, unsigned } = c;
+  const G = K / 64;
+  const rng = new Rng(c.seed);
+  const x = rng.halfs(dtype, M * K, 1, unsigned ? 0.2 : 0);
+  const qw = Int8Array.from({ length: N * K }, () => rng.int(-8, 7));
+  const swBits = Uint16Array.from({ length: N * G }, () => enc(dtype, (0.02 + 0.02 * rng.next()) / 8));
+  const down = R > 0 ? rng.halfs(dtype, R * K, 0.05) : undefined;
+  const up = R > 0 ? rng.halfs(dtype, N * R, 0.05) : undefined;
+  const bias = c.bias ? rng.halfs(dtype, N, 0.1) : undefined;
+  const nSmooth = c.nextSmooth ? Uint16Array.from({ length: N }, () => enc(dtype, 0.5 + 1.5 * rng.next())) : undefined;
+  const nDown = c.nextR > 0 ? rng.halfs(dtype, c.nextR * N, 0.05) : undefined;
+  const Mp = padM(M);
+  const bufs: (DeviceBuffer | undefined)[] = [];
+  const keep = <T extends DeviceBuffer | undefined>(b: T): T => {
+    bufs.push(b);
+    return b;
+  };
+  try {
+    const bx = keep(DeviceBuffer.from(x));
+    const bqw = keep(DeviceBuffer.from(packQWeight(qw, N, K)));
+    const bsw = keep(DeviceBuffer.from(packWScales(swBits, N, G)));
+    const bd = keep(down ? DeviceBuffer.from(down) : undefined);
+    const bu = keep(up ? DeviceBuffer.from(up) : undefined);
+    const bb = keep(bias ? DeviceBuffer.from(bias) : undefined);
+    const bns = keep(nSmooth ? DeviceBuffer.from(nSmooth) : undefined);
+    const bnd = keep(nDown ? DeviceBuffer.from(nDown) : undefined);
+    const out = keep(new DeviceBuffer(M * N * 2));
+    const nCodes = keep(new DeviceBuffer(codeBytes(c.nextFormat, Mp, N)));
+    const nScales = keep(new DeviceBuffer(Mp * (N / 64) * 2));
+    const nLora = keep(c.nextR > 0 ? new DeviceBuffer(Mp * c.nextR * 4) : undefined);
+    for (const b of [out, nCodes, nScales, nLora]) b?.fill(0xff); // NaN / out-of-range bytes if left unwritten
+    const act = quantizeAct({ dtype, M, K, R, x: bx, loraDown: bd, actUnsigned: unsigned, format: c.format });
+    keep(act.codes);
+    keep(act.ascales);
+    keep(act.loraAct);
+    // f8 codes run on the wgmma GEMM, which reads the repacked weights
+    const wg = c.format === "f8" ? repackWeightWg({ dtype, N, K, qweight: bqw, wscales: bsw }) : undefined;
+    keep(wg?.qweight);
+    keep(wg?.wscales);
+    const r = gemmW4A4Next({
+      dtype,
+      act,
+      N,
+      qweight: bqw,
+      wscales: bsw,
+      wg,
+      loraUp: bu,
+      bias: bb,
+      gelu: c.gelu,
+      blockM: c.blockM,
+      out,
+      next: {
+        R: c.nextR,
+        smooth: bns,
+        loraDown: bnd,
+        actUnsigned: c.nextUnsigned,
+        format: c.nextFormat,
+        codes: nCodes,
+        ascales: nScales,
+        loraAct: nLora,
+      },
+    });
+    assert(r.out === out && r.next.codes === nCodes && r.next.K === N && r.next.R === c.nextR, "returned buffers");
+    synchronize();
+    // the output itself, vs float64 on the device's codes
+    const o = u16(out.download());
+    const got = Float64Array.from(o, (b) => dec(dtype, b));
+    for (let i = 0; i < got.length; i++)
+      assert(Number.isFinite(got[i]), `out[${Math.floor(i / N)}, ${i % N}] unwritten/NaN`);
+    const qa = unpackActCodes(act.codes.download(), M, K, unsigned, c.format);
+    const sc = u16(act.ascales.download());
+    const sa = new Float64Array(M * G);
+    for (let m = 0; m < M; m++) for (let g = 0; g < G; g++) sa[m * G + g] = dec(dtype, sc[g * Mp + m]);
+    const sw = Float64Array.from(swBits, (b) => dec(dtype, b));
+    const la = act.loraAct ? Float64Array.from(act.loraAct.downloadF32(M * R), (v) => round16(dtype, v)) : undefined;
+    const e1 = relErr(got, gemmRef(dtype, M, N, K, qa, sa, qw, sw, la, up, R, bias, c.gelu));
+    assert(e1 <= 1e-2, `GEMM vs float64 on the device's codes: rel err ${e1.toExponential(2)} > 1e-2`);
+    // the oracle: kernel 1 on the written output
+    const want = quantizeAct({
+      dtype,
+      M,
+      K: N,
+      R: c.nextR,
+      x: out,
+      smooth: bns,
+      loraDown: bnd,
+      actUnsigned: c.nextUnsigned,
+      format: c.nextFormat,
+    });
+    keep(want.codes);
+    keep(want.ascales);
+    keep(want.loraAct);
+    synchronize();
+    const gc = nCodes.download();
+    const wc = want.codes.download();
+    const tileBytes = { s8: 1024, s4: 512, f8: 8192 }[c.nextFormat];
+    for (let i = 0; i < wc.length; i++)
+      assert(
+        gc[i] === wc[i],
+        `next codes byte ${i} (row tile ${Math.floor(i / tileBytes / (N / 64))}, group ${Math.floor(i / tileBytes) % (N / 64)}): ${gc[i]}, kernel 1 ${wc[i]}`,
+      );
+    const gs = u16(nScales.download());
+    const ws = u16(want.ascales.download());
+    for (let i = 0; i < ws.length; i++)
+      assert(gs[i] === ws[i], `next scale [group ${Math.floor(i / Mp)}, row ${i % Mp}]: ${gs[i]}, kernel 1 ${ws[i]}`);
+    // padded rows are zero (kernel 1's contract, checked here on the GEMM's own output as well)
+    const padCodes = unpackActCodes(gc, Mp, N, c.nextUnsigned, c.nextFormat);
+    for (let i = M * N; i < Mp * N; i++) assert(padCodes[i] === 0, `padded row next code ${i} is ${padCodes[i]}`);
+    let loraMsg = "";
+    if (c.nextR > 0 && nLora && want.loraAct) {
+      const gl = nLora.downloadF32();
+      const wl = want.loraAct.downloadF32();
+      const e = relErr(gl.subarray(0, M * c.nextR), wl.subarray(0, M * c.nextR));
+      assert(e <= 1e-5, `next lora_act vs kernel 1: rel err ${e.toExponential(2)} > 1e-5`);
+      for (let i = M * c.nextR; i < Mp * c.nextR; i++) assert(gl[i] === 0, `padded next lora_act[${i}] = ${gl[i]}`);
+      loraMsg = `, next lora_act rel err ${e.toExponential(2)}`;
+    }
+    return `gemm+next ${dtype} ${c.format} M=${M} N=${N} K=${K} R=${R}${c.gelu ? " gelu" : ""} bm=${c.blockM ?? "auto"} -> ${c.nextFormat} ${c.nextUnsigned ? "u4" : "s4"} R'=${c.nextR}${c.nextSmooth ? " smooth" : ""}: out rel err ${e1.toExponential(2)}, next codes and scales identical to kernel 1${loraMsg}`;
+  } finally {
+    for (const b of bufs) b?.free();
+  }
+}
+
 /** cuBLAS peer vs float64. */
 export function checkCublas(dtype: Dtype16, M: number, N: number, K: number, seed: number): string {
   const rng = new Rng(seed);
@@ -343,6 +482,41 @@ export function gemmCases(): GemmCase[] {
             seed: rng.int(0, 1e9),
           });
         }
+  return out;
+}
+
+/**
+ * Cases of the next-layer epilogue: every GEMM code format (f8: the wgmma path) x both dtypes x every block_m, M not a multiple of any
+ * tile (77, 200) or random, each case a different mix of next format, signedness (unsigned with GELU, as after an
+ * MLP's first layer), smoothing and next rank (0, 32).
+ */
+export function gemmNextCases(): GemmNextCase[] {
+  const rng = new Rng(3456);
+  const out: GemmNextCase[] = [];
+  let i = 0;
+  for (const format of ["s8", "s4", "f8"] as const)
+    for (const dtype of ["bf16", "f16"] as const)
+      for (const blockM of format === "f8" ? [64, 128] : [32, 64, 128]) {
+        const nextUnsigned = (i & 1) === 1;
+        out.push({
+          dtype,
+          M: [77, 200, rng.int(1, 300)][(i >> 1) % 3],
+          N: 128 * rng.int(1, 3),
+          K: 64 * rng.int(1, 6),
+          R: [0, 32][rng.int(0, 1)],
+          unsigned: rng.next() < 0.3,
+          bias: rng.next() < 0.7,
+          gelu: nextUnsigned || rng.next() < 0.3,
+          format,
+          blockM,
+          nextR: [0, 32][(i >> 1) & 1],
+          nextUnsigned,
+          nextFormat: (["s8", "s4", "f8"] as const)[(i >> 2) % 3],
+          nextSmooth: i % 3 !== 1,
+          seed: rng.int(0, 1e9),
+        });
+        i++;
+      }
   return out;
 }
 
