@@ -511,7 +511,8 @@ export function gemmNextCases(): GemmNextCase[] {
           blockM,
           nextR: [0, 32][(i >> 1) & 1],
           nextUnsigned,
-          nextFormat: (["s8", "s4", "f8"] as const)[(i >> 2) % 3],
+          // the f8 GEMM cases chain into f8 (the fast path) and s8; the others into all three formats
+          nextFormat: format === "f8" ? (["f8", "s8"] as const)[i % 2] : (["s8", "s4", "f8"] as const)[(i >> 2) % 3],
           nextSmooth: i % 3 !== 1,
           seed: rng.int(0, 1e9),
         });
