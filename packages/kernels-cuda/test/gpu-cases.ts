@@ -157,16 +157,42 @@ export function wgLayoutRef(qw: Int8Array, sw: Float64Array, N: number, K: numbe
 }
 
 /** Kernels 1+2 vs float64: GEMM on the device's own codes (exact contract), and end to end from x. */
+/** Random inputs of a GEMM case (host arrays) in a fixed draw order: x, int4 weights, their scales, L_down, L_up, bias. */
+function drawGemmInputs(c: Omit<GemmCase, "format" | "seed">, rng: Rng) {
+  const { dtype, M, N, K, R, unsigned } = c;
+  return {
+    x: rng.halfs(dtype, M * K, 1, unsigned ? 0.2 : 0),
+    qw: Int8Array.from({ length: N * K }, () => rng.int(-8, 7)),
+    swBits: Uint16Array.from({ length: N * (K / 64) }, () => enc(dtype, (0.02 + 0.02 * rng.next()) / 8)),
+    down: R > 0 ? rng.halfs(dtype, R * K, 0.05) : undefined,
+    up: R > 0 ? rng.halfs(dtype, N * R, 0.05) : undefined,
+    bias: c.bias ? rng.halfs(dtype, N, 0.1) : undefined,
+  };
+}
+
+/** Uploads drawGemmInputs' arrays (weights in the checkpoint layouts); `keep` records each buffer for freeing. */
+function uploadGemmInputs(
+  h: ReturnType<typeof drawGemmInputs>,
+  N: number,
+  K: number,
+  keep: <T extends DeviceBuffer | undefined>(b: T) => T,
+) {
+  return {
+    bx: keep(DeviceBuffer.from(h.x)),
+    bqw: keep(DeviceBuffer.from(packQWeight(h.qw, N, K))),
+    bsw: keep(DeviceBuffer.from(packWScales(h.swBits, N, K / 64))),
+    bd: keep(h.down ? DeviceBuffer.from(h.down) : undefined),
+    bu: keep(h.up ? DeviceBuffer.from(h.up) : undefined),
+    bb: keep(h.bias ? DeviceBuffer.from(h.bias) : undefined),
+  };
+}
+
 export function checkGemm(c: GemmCase): string {
   const { dtype, M, N, K, R, unsigned } = c;
   const G = K / 64;
   const rng = new Rng(c.seed);
-  const x = rng.halfs(dtype, M * K, 1, unsigned ? 0.2 : 0);
-  const qw = Int8Array.from({ length: N * K }, () => rng.int(-8, 7));
-  const swBits = Uint16Array.from({ length: N * G }, () => enc(dtype, (0.02 + 0.02 * rng.next()) / 8));
-  const down = R > 0 ? rng.halfs(dtype, R * K, 0.05) : undefined;
-  const up = R > 0 ? rng.halfs(dtype, N * R, 0.05) : undefined;
-  const bias = c.bias ? rng.halfs(dtype, N, 0.1) : undefined;
+  const host = drawGemmInputs(c, rng);
+  const { x, qw, swBits, down, up, bias } = host;
   const Mp = padM(M);
   const bufs: (DeviceBuffer | undefined)[] = [];
   const keep = <T extends DeviceBuffer | undefined>(b: T): T => {
@@ -174,12 +200,7 @@ export function checkGemm(c: GemmCase): string {
     return b;
   };
   try {
-    const bx = keep(DeviceBuffer.from(x));
-    const bqw = keep(DeviceBuffer.from(packQWeight(qw, N, K)));
-    const bsw = keep(DeviceBuffer.from(packWScales(swBits, N, G)));
-    const bd = keep(down ? DeviceBuffer.from(down) : undefined);
-    const bu = keep(up ? DeviceBuffer.from(up) : undefined);
-    const bb = keep(bias ? DeviceBuffer.from(bias) : undefined);
+    const { bx, bqw, bsw, bd, bu, bb } = uploadGemmInputs(host, N, K, keep);
     const out = keep(new DeviceBuffer(M * N * 2));
     out.fill(0xff); // NaN in bf16 and f16: any unwritten element fails the check
     const act = quantizeAct({ dtype, M, K, R, x: bx, loraDown: bd, actUnsigned: unsigned, format: c.format });
@@ -263,12 +284,8 @@ export function checkGemmNext(c: GemmNextCase): string {
   const { dtype, M, N, K, R, unsigned } = c;
   const G = K / 64;
   const rng = new Rng(c.seed);
-  const x = rng.halfs(dtype, M * K, 1, unsigned ? 0.2 : 0);
-  const qw = Int8Array.from({ length: N * K }, () => rng.int(-8, 7));
-  const swBits = Uint16Array.from({ length: N * G }, () => enc(dtype, (0.02 + 0.02 * rng.next()) / 8));
-  const down = R > 0 ? rng.halfs(dtype, R * K, 0.05) : undefined;
-  const up = R > 0 ? rng.halfs(dtype, N * R, 0.05) : undefined;
-  const bias = c.bias ? rng.halfs(dtype, N, 0.1) : undefined;
+  const host = drawGemmInputs(c, rng);
+  const { qw, swBits, up, bias } = host;
   const nSmooth = c.nextSmooth ? Uint16Array.from({ length: N }, () => enc(dtype, 0.5 + 1.5 * rng.next())) : undefined;
   const nDown = c.nextR > 0 ? rng.halfs(dtype, c.nextR * N, 0.05) : undefined;
   const Mp = padM(M);
@@ -278,12 +295,7 @@ export function checkGemmNext(c: GemmNextCase): string {
     return b;
   };
   try {
-    const bx = keep(DeviceBuffer.from(x));
-    const bqw = keep(DeviceBuffer.from(packQWeight(qw, N, K)));
-    const bsw = keep(DeviceBuffer.from(packWScales(swBits, N, G)));
-    const bd = keep(down ? DeviceBuffer.from(down) : undefined);
-    const bu = keep(up ? DeviceBuffer.from(up) : undefined);
-    const bb = keep(bias ? DeviceBuffer.from(bias) : undefined);
+    const { bx, bqw, bsw, bd, bu, bb } = uploadGemmInputs(host, N, K, keep);
     const bns = keep(nSmooth ? DeviceBuffer.from(nSmooth) : undefined);
     const bnd = keep(nDown ? DeviceBuffer.from(nDown) : undefined);
     const out = keep(new DeviceBuffer(M * N * 2));
