@@ -234,6 +234,15 @@ export function loraTileIndex(p: number, q: number): number {
   return ((((nl * 4 + kl) * 2 + ns) * 2 + ks) << 1) + rk;
 }
 
+/** Flat index of lora_down[r, k] in proj_down (RP = R/16 rank tiles; table below). */
+function loraDownIndex(r: number, k: number, RP: number): number {
+  return ((k >>> 4) * RP + (r >>> 4)) * 256 + loraTileIndex(r & 15, k & 15);
+}
+/** Flat index of lora_up[n, r] in proj_up (RP = R/16 rank tiles; table below). */
+function loraUpIndex(n: number, r: number, RP: number): number {
+  return ((n >>> 4) * RP + (r >>> 4)) * 256 + loraTileIndex(n & 15, r & 15);
+}
+
 /**
  * `proj_down` (lora_down): the down projection given as [R, K] (rank × in, as PEFT's lora_A) is stored as
  * [K, R] 16-bit, in 16×16 tiles ordered (K/16, R/16) tile-major; inside a tile rank is the fragment's
@@ -253,9 +262,7 @@ export function packLoraDown<T extends Elems>(down: T, R: number, K: number, nam
   );
   const out = like(down, R * K);
   const RP = R / 16;
-  for (let r = 0; r < R; r++)
-    for (let k = 0; k < K; k++)
-      out[((k >>> 4) * RP + (r >>> 4)) * 256 + loraTileIndex(r & 15, k & 15)] = down[r * K + k]!;
+  for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) out[loraDownIndex(r, k, RP)] = down[r * K + k]!;
   return out;
 }
 export function unpackLoraDown<T extends Elems>(packed: T, R: number, K: number, name?: string): T {
@@ -267,9 +274,7 @@ export function unpackLoraDown<T extends Elems>(packed: T, R: number, K: number,
   );
   const out = like(packed, R * K);
   const RP = R / 16;
-  for (let r = 0; r < R; r++)
-    for (let k = 0; k < K; k++)
-      out[r * K + k] = packed[((k >>> 4) * RP + (r >>> 4)) * 256 + loraTileIndex(r & 15, k & 15)]!;
+  for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) out[r * K + k] = packed[loraDownIndex(r, k, RP)]!;
   return out;
 }
 
@@ -291,9 +296,7 @@ export function packLoraUp<T extends Elems>(up: T, N: number, R: number, name?: 
   );
   const out = like(up, N * R);
   const RP = R / 16;
-  for (let n = 0; n < N; n++)
-    for (let r = 0; r < R; r++)
-      out[((n >>> 4) * RP + (r >>> 4)) * 256 + loraTileIndex(n & 15, r & 15)] = up[n * R + r]!;
+  for (let n = 0; n < N; n++) for (let r = 0; r < R; r++) out[loraUpIndex(n, r, RP)] = up[n * R + r]!;
   return out;
 }
 export function unpackLoraUp<T extends Elems>(packed: T, N: number, R: number, name?: string): T {
@@ -305,8 +308,6 @@ export function unpackLoraUp<T extends Elems>(packed: T, N: number, R: number, n
   );
   const out = like(packed, N * R);
   const RP = R / 16;
-  for (let n = 0; n < N; n++)
-    for (let r = 0; r < R; r++)
-      out[n * R + r] = packed[((n >>> 4) * RP + (r >>> 4)) * 256 + loraTileIndex(n & 15, r & 15)]!;
+  for (let n = 0; n < N; n++) for (let r = 0; r < R; r++) out[n * R + r] = packed[loraUpIndex(n, r, RP)]!;
   return out;
 }

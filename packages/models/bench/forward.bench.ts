@@ -5,7 +5,7 @@
 //   native:    @svdquant/kernels' f32 GEMM (useKernelsGemm) vs the TS GEMM, alone and in the flux-small forward
 // Run: pnpm --filter @svdquant/models bench            (SVDQ_BENCH_QUICK=1: flux-tiny and GEMM only)
 import { join } from "node:path";
-import { Tensor, type TensorSource } from "@svdquant/tensor";
+import { Tensor } from "@svdquant/tensor";
 import { Bench } from "tinybench";
 import {
   attention,
@@ -19,6 +19,7 @@ import {
   TS_GEMM,
   useKernelsGemm,
 } from "../src/index.js";
+import { memorySource } from "../test/memory-source.js";
 
 const MB = 1 << 20;
 const quick = process.env.SVDQ_BENCH_QUICK === "1";
@@ -31,22 +32,6 @@ function rand(n: number, seed: number, scale: number): Float32Array {
     out[i] = (s / 4294967296 - 0.5) * 2 * scale;
   }
   return out;
-}
-
-/** An in-memory TensorSource of random weights (no file I/O in the timed region). */
-function memorySource(tensors: Map<string, Tensor>): TensorSource {
-  return {
-    path: "<memory>",
-    metadata: {},
-    names: () => [...tensors.keys()].sort(),
-    has: (n) => tensors.has(n),
-    info: (n) => {
-      const t = tensors.get(n)!;
-      return { name: n, dtype: t.dtype, shape: t.shape, dataOffsets: [0, t.byteLength], file: "<memory>" };
-    },
-    read: async (n) => tensors.get(n)!,
-    close: async () => {},
-  };
 }
 
 function ids(h: number, w: number): Float32Array {

@@ -1,4 +1,4 @@
-import { Tensor, type TensorSource } from "@svdquant/tensor";
+import { Tensor } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
 import {
   FluxTransformer,
@@ -10,22 +10,9 @@ import {
   pixartParams,
 } from "../src/index.js";
 import { randn } from "./helpers.js";
+import { memorySource } from "./memory-source.js";
 
-function memorySource(tensors: Map<string, Tensor>): TensorSource {
-  return {
-    path: "mem.safetensors",
-    metadata: {},
-    names: () => [...tensors.keys()].sort(),
-    has: (n) => tensors.has(n),
-    info: (n) => {
-      const t = tensors.get(n);
-      if (t === undefined) throw new Error(`no ${n}`);
-      return { name: n, dtype: t.dtype, shape: t.shape, dataOffsets: [0, t.byteLength], file: "mem.safetensors" };
-    },
-    read: async (n) => tensors.get(n)!,
-    close: async () => {},
-  };
-}
+const mem = (tensors: Map<string, Tensor>) => memorySource(tensors, "mem.safetensors");
 
 const FLUX = parseFluxConfig({
   num_layers: 1,
@@ -50,8 +37,8 @@ function fluxTensors(): Map<string, Tensor> {
 describe("checkpoint validation", () => {
   it("streams from a source without readInto (copied into the arena) with the same output as a resident load", async () => {
     const tensors = fluxTensors();
-    const resident = await FluxTransformer.fromSource(FLUX, memorySource(tensors));
-    const streamed = await FluxTransformer.fromSource(FLUX, memorySource(tensors), { streaming: true });
+    const resident = await FluxTransformer.fromSource(FLUX, mem(tensors));
+    const streamed = await FluxTransformer.fromSource(FLUX, mem(tensors), { streaming: true });
     const inp = {
       batch: 1,
       imgTokens: 4,
@@ -70,28 +57,26 @@ describe("checkpoint validation", () => {
     await streamed.close();
   });
   it("loads a complete checkpoint", async () => {
-    await expect(FluxTransformer.fromSource(FLUX, memorySource(fluxTensors()))).resolves.toBeInstanceOf(
-      FluxTransformer,
-    );
+    await expect(FluxTransformer.fromSource(FLUX, mem(fluxTensors()))).resolves.toBeInstanceOf(FluxTransformer);
   });
   it("names a missing tensor", async () => {
     const m = fluxTensors();
     m.delete("single_transformer_blocks.0.proj_mlp.bias");
-    await expect(FluxTransformer.fromSource(FLUX, memorySource(m))).rejects.toThrow(
+    await expect(FluxTransformer.fromSource(FLUX, mem(m))).rejects.toThrow(
       /mem.safetensors: single_transformer_blocks.0.proj_mlp.bias: missing tensor \(expected shape \[64\]\)/,
     );
   });
   it("names a tensor of the wrong shape", async () => {
     const m = fluxTensors();
     m.set("transformer_blocks.0.attn.to_q.weight", new Tensor("F32", [16, 8], randn(128, 1)));
-    await expect(FluxTransformer.fromSource(FLUX, memorySource(m))).rejects.toThrow(
+    await expect(FluxTransformer.fromSource(FLUX, mem(m))).rejects.toThrow(
       /transformer_blocks.0.attn.to_q.weight: shape \[16, 8\] does not match the config's \[16, 16\]/,
     );
   });
   it("rejects tensors of another architecture or config", async () => {
     const m = fluxTensors();
     m.set("transformer_blocks.1.attn.to_q.weight", new Tensor("F32", [16, 16], randn(256, 1)));
-    const err = await FluxTransformer.fromSource(FLUX, memorySource(m)).catch((e) => e);
+    const err = await FluxTransformer.fromSource(FLUX, mem(m)).catch((e) => e);
     expect(err).toBeInstanceOf(ModelError);
     expect(err.code).toBe("E_WEIGHTS");
     expect(err.message).toMatch(
@@ -102,7 +87,7 @@ describe("checkpoint validation", () => {
     const c = parsePixArtConfig({ num_layers: 0, num_attention_heads: 1, attention_head_dim: 8, sample_size: 8 });
     const m = new Map<string, Tensor>();
     for (const p of pixartParams(c)) m.set(p.name, new Tensor(p.name === "proj_out.bias" ? "I32" : "F32", p.shape));
-    await expect(PixArtTransformer.fromSource(c, memorySource(m))).rejects.toThrow(
+    await expect(PixArtTransformer.fromSource(c, mem(m))).rejects.toThrow(
       /proj_out.bias: dtype I32 is not a float type/,
     );
   });
