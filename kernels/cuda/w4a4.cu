@@ -244,6 +244,68 @@ __global__ void __launch_bounds__(Q_WARPS * 32) quantize_kernel(const svdq_quant
   }
 }
 
+// ---- GEMM epilogue pieces shared by both GEMM kernels ---------------------------------------------------------------
+// A warp's 16-row strip of outputs (rows row0 + g and row0 + g + 8 in this lane) over NJ n8 tiles from col0, in the
+// mma.sync m16n8 accumulator layout (which is also a wgmma accumulator's per-warp layout): acc[j][c] is row
+// row0 + g + 8·(c/2), column col0 + 8j + 2t + c%2.
+
+// acc += lora_act[rows, :] · lora_up[cols, :]ᵀ on tensor cores (lora_act rounded to the 16-bit dtype, f32 accumulate).
+template <bool BF16, int NJ>
+__device__ __forceinline__ void epi_lowrank(float (&acc)[NJ][4], const svdq_gemm_args& p, int row0, int col0, int g,
+                                            int t) {
+  const uint16_t* U = static_cast<const uint16_t*>(p.lora_up);
+  for (int r0 = 0; r0 < p.R; r0 += 16) {
+    const float* la = p.lora_act + (size_t)(row0 + g) * p.R + r0 + t * 2;
+    const float2 x00 = *reinterpret_cast<const float2*>(la);
+    const float2 x10 = *reinterpret_cast<const float2*>(la + 8 * p.R);
+    const float2 x01 = *reinterpret_cast<const float2*>(la + 8);
+    const float2 x11 = *reinterpret_cast<const float2*>(la + 8 * p.R + 8);
+    const uint32_t a0 = pack2<BF16>(x00.x, x00.y), a1 = pack2<BF16>(x10.x, x10.y);
+    const uint32_t a2 = pack2<BF16>(x01.x, x01.y), a3 = pack2<BF16>(x11.x, x11.y);
+#pragma unroll
+    for (int nj = 0; nj < NJ; nj++) {
+      const uint16_t* u = U + (size_t)(col0 + nj * 8 + g) * p.R + r0 + t * 2;
+      const uint32_t ub0 = *reinterpret_cast<const uint32_t*>(u), ub1 = *reinterpret_cast<const uint32_t*>(u + 8);
+      mma_h<BF16>(acc[nj], a0, a1, a2, a3, ub0, ub1);
+    }
+  }
+}
+
+// out = acc + bias, optional GELU, rounded to the 16-bit dtype (rows >= M skipped). With NEXT the same 16-bit
+// values also go to the block's shared-memory tile sOut (row stride NQ_LD, origin sRow0/sCol0), and zeros for rows
+// >= M (kernel 1 reads zeros there).
+template <bool BF16, int NJ, bool NEXT>
+__device__ __forceinline__ void epi_store(const float (&acc)[NJ][4], const svdq_gemm_args& p, int row0, int col0, int g,
+                                          int t, uint16_t* sOut, int sRow0, int sCol0) {
+  const uint16_t* B = static_cast<const uint16_t*>(p.bias);
+  uint16_t* O = static_cast<uint16_t*>(p.out);
+#pragma unroll
+  for (int nj = 0; nj < NJ; nj++) {
+    const int col = col0 + nj * 8 + t * 2;
+    float bias0 = 0.f, bias1 = 0.f;
+    if (B != nullptr) {
+      bias0 = h2f<BF16>(B[col]);
+      bias1 = h2f<BF16>(B[col + 1]);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int row = row0 + g + h * 8;
+      if (row < p.M) {
+        float v0 = acc[nj][h * 2] + bias0, v1 = acc[nj][h * 2 + 1] + bias1;
+        if (p.gelu) {
+          v0 = gelu_tanh(v0);
+          v1 = gelu_tanh(v1);
+        }
+        const uint32_t hv = pack2<BF16>(v0, v1);
+        *reinterpret_cast<uint32_t*>(O + (size_t)row * p.N + col) = hv;
+        if constexpr (NEXT) *reinterpret_cast<uint32_t*>(sOut + (row - sRow0) * NQ_LD + col - sCol0) = hv;
+      } else if constexpr (NEXT) {
+        *reinterpret_cast<uint32_t*>(sOut + (row - sRow0) * NQ_LD + col - sCol0) = 0u;
+      }
+    }
+  }
+}
+
 // ---- kernel 2: W4A4 GEMM + fused epilogue ------------------------------------------------------------------------
 constexpr int G_BN = 128;
 constexpr int G_THREADS = 256;  // 8 warps: 2 along M x 4 along N; warp tile (16*MI) x 32
@@ -450,34 +512,6 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
     // ---- epilogue: + lora_act · lora_upᵀ on tensor cores, + bias, GELU, store
     const int row_base = bm * TL::BM + wm * MI * 16;
     const int col_base = bn * G_BN + wn * 32;
-    if (p.R > 0) {
-      const uint16_t* U = static_cast<const uint16_t*>(p.lora_up);
-      for (int r0 = 0; r0 < p.R; r0 += 16) {
-        uint32_t ub0[4], ub1[4];
-#pragma unroll
-        for (int nj = 0; nj < 4; nj++) {
-          const int n = col_base + nj * 8 + g;
-          const uint16_t* u = U + (size_t)n * p.R + r0 + t * 2;
-          ub0[nj] = *reinterpret_cast<const uint32_t*>(u);
-          ub1[nj] = *reinterpret_cast<const uint32_t*>(u + 8);
-        }
-#pragma unroll
-        for (int mi = 0; mi < MI; mi++) {
-          const int row = row_base + mi * 16 + g;
-          const float* la = p.lora_act + (size_t)row * p.R + r0 + t * 2;
-          const float2 x00 = *reinterpret_cast<const float2*>(la);
-          const float2 x10 = *reinterpret_cast<const float2*>(la + 8 * p.R);
-          const float2 x01 = *reinterpret_cast<const float2*>(la + 8);
-          const float2 x11 = *reinterpret_cast<const float2*>(la + 8 * p.R + 8);
-          const uint32_t a0 = pack2<BF16>(x00.x, x00.y), a1 = pack2<BF16>(x10.x, x10.y);
-          const uint32_t a2 = pack2<BF16>(x01.x, x01.y), a3 = pack2<BF16>(x11.x, x11.y);
-#pragma unroll
-          for (int nj = 0; nj < 4; nj++) mma_h<BF16>(acc[mi][nj], a0, a1, a2, a3, ub0[nj], ub1[nj]);
-        }
-      }
-    }
-    const uint16_t* B = static_cast<const uint16_t*>(p.bias);
-    uint16_t* O = static_cast<uint16_t*>(p.out);
     // NEXT: the block's 16-bit output tile also goes to shared memory (free once every warp has left the main loop)
     uint16_t* sOut = reinterpret_cast<uint16_t*>(smem);
     if constexpr (NEXT) {
@@ -485,32 +519,9 @@ __global__ void __launch_bounds__(G_THREADS, MI == 4 ? 1 : 2) gemm_kernel(const 
       __syncthreads();
     }
 #pragma unroll
-    for (int nj = 0; nj < 4; nj++) {
-      const int col = col_base + nj * 8 + t * 2;
-      float bias0 = 0.f, bias1 = 0.f;
-      if (B != nullptr) {
-        bias0 = h2f<BF16>(B[col]);
-        bias1 = h2f<BF16>(B[col + 1]);
-      }
-#pragma unroll
-      for (int mi = 0; mi < MI; mi++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-          const int row = row_base + mi * 16 + g + h * 8;
-          if (row < p.M) {
-            float v0 = acc[mi][nj][h * 2] + bias0, v1 = acc[mi][nj][h * 2 + 1] + bias1;
-            if (p.gelu) {
-              v0 = gelu_tanh(v0);
-              v1 = gelu_tanh(v1);
-            }
-            const uint32_t hv = pack2<BF16>(v0, v1);
-            *reinterpret_cast<uint32_t*>(O + (size_t)row * p.N + col) = hv;
-            if constexpr (NEXT) *reinterpret_cast<uint32_t*>(sOut + (row - bm * TL::BM) * NQ_LD + col - bn * G_BN) = hv;
-          } else if constexpr (NEXT) {
-            // padded rows: kernel 1 reads zeros there
-            *reinterpret_cast<uint32_t*>(sOut + (row - bm * TL::BM) * NQ_LD + col - bn * G_BN) = 0u;
-          }
-        }
+    for (int mi = 0; mi < MI; mi++) {
+      if (p.R > 0) epi_lowrank<BF16, 4>(acc[mi], p, row_base + mi * 16, col_base, g, t);
+      epi_store<BF16, 4, NEXT>(acc[mi], p, row_base + mi * 16, col_base, g, t, sOut, bm * TL::BM, bn * G_BN);
     }
     if constexpr (NEXT) {
       __syncthreads();
@@ -750,26 +761,6 @@ __global__ void __launch_bounds__(F8Tile<WGS>::THREADS, WGS == 1 ? 2 : 1)
   // ---- epilogue: + lora_act · lora_upᵀ (mma.sync on the same fragment layout), + bias, GELU, store
   const int row_base = bm * TL::BM + wg * 64 + wl * 16;
   const int col_base = bn * F8_BN;
-  if (p.R > 0) {
-    const uint16_t* U = static_cast<const uint16_t*>(p.lora_up);
-    for (int r0 = 0; r0 < p.R; r0 += 16) {
-      const float* la = p.lora_act + (size_t)(row_base + g) * p.R + r0 + t * 2;
-      const float2 x00 = *reinterpret_cast<const float2*>(la);
-      const float2 x10 = *reinterpret_cast<const float2*>(la + 8 * p.R);
-      const float2 x01 = *reinterpret_cast<const float2*>(la + 8);
-      const float2 x11 = *reinterpret_cast<const float2*>(la + 8 * p.R + 8);
-      const uint32_t a0_ = pack2<BF16>(x00.x, x00.y), a1_ = pack2<BF16>(x10.x, x10.y);
-      const uint32_t a2_ = pack2<BF16>(x01.x, x01.y), a3_ = pack2<BF16>(x11.x, x11.y);
-#pragma unroll
-      for (int nj = 0; nj < 16; nj++) {
-        const uint16_t* u = U + (size_t)(col_base + nj * 8 + g) * p.R + r0 + t * 2;
-        const uint32_t ub0 = *reinterpret_cast<const uint32_t*>(u), ub1 = *reinterpret_cast<const uint32_t*>(u + 8);
-        mma_h<BF16>(acc[nj], a0_, a1_, a2_, a3_, ub0, ub1);
-      }
-    }
-  }
-  const uint16_t* B = static_cast<const uint16_t*>(p.bias);
-  uint16_t* O = static_cast<uint16_t*>(p.out);
   // NEXT: the block's 16-bit output tile also goes to shared memory (free once every warp has left the main loop:
   // all bulk copies have landed, all wgmmas have completed)
   uint16_t* sOut = reinterpret_cast<uint16_t*>(smem);
@@ -777,32 +768,8 @@ __global__ void __launch_bounds__(F8Tile<WGS>::THREADS, WGS == 1 ? 2 : 1)
     static_assert(TL::BM * NQ_LD * 2 <= TL::OFF_BAR, "next-layer output tile must fit the pipeline's shared memory");
     __syncthreads();
   }
-#pragma unroll
-  for (int nj = 0; nj < 16; nj++) {
-    const int col = col_base + nj * 8 + t * 2;
-    float bias0 = 0.f, bias1 = 0.f;
-    if (B != nullptr) {
-      bias0 = h2f<BF16>(B[col]);
-      bias1 = h2f<BF16>(B[col + 1]);
-    }
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      const int row = row_base + g + h * 8;
-      if (row < p.M) {
-        float v0 = acc[nj][h * 2] + bias0, v1 = acc[nj][h * 2 + 1] + bias1;
-        if (p.gelu) {
-          v0 = gelu_tanh(v0);
-          v1 = gelu_tanh(v1);
-        }
-        const uint32_t hv = pack2<BF16>(v0, v1);
-        *reinterpret_cast<uint32_t*>(O + (size_t)row * p.N + col) = hv;
-        if constexpr (NEXT) *reinterpret_cast<uint32_t*>(sOut + (row - bm * TL::BM) * NQ_LD + col - col_base) = hv;
-      } else if constexpr (NEXT) {
-        // padded rows: kernel 1 reads zeros there
-        *reinterpret_cast<uint32_t*>(sOut + (row - bm * TL::BM) * NQ_LD + col - col_base) = 0u;
-      }
-    }
-  }
+  if (p.R > 0) epi_lowrank<BF16, 16>(acc, p, row_base, col_base, g, t);
+  epi_store<BF16, 16, NEXT>(acc, p, row_base, col_base, g, t, sOut, bm * TL::BM, col_base);
   if constexpr (NEXT) {
     __syncthreads();
     nq_block_epilogue<BF16, TL::BM / 16, TL::THREADS / 32>(p, Mp, sOut, bm * TL::BM, col_base, warp, lane);
