@@ -16,14 +16,22 @@ import {
 } from "./ops.js";
 import { fluxDoubleBlockParams, fluxParams, fluxSingleBlockParams, type ParamSpec } from "./params.js";
 import { LinearFactory } from "./recipe.js";
-import { concatFeatures, concatTokens, type ForwardOptions, runLinear, runShared, sliceTokens } from "./runtime.js";
+import {
+  concatFeatures,
+  concatTokens,
+  type ForwardOptions,
+  runEmbedMlp,
+  runLinear,
+  runShared,
+  sliceTokens,
+} from "./runtime.js";
 import {
   BlockArena,
   checkSpecs,
   loadBlockWeights,
   loadFromFolder,
   loadWeightSet,
-  unexpectedTensors,
+  rejectUnexpectedTensors,
   type WeightSet,
 } from "./weights.js";
 
@@ -90,8 +98,7 @@ class FluxDoubleBlock {
       "ff_context.net.0.proj",
       "ff_context.net.2",
     ];
-    this.lin = {};
-    for (const n of names) this.lin[n] = factory.build(prefix + n, ws.get(`${n}.weight`), ws.maybe(`${n}.bias`));
+    this.lin = factory.buildAll(ws, names, prefix);
   }
 
   /** img [B, Si, D], txt [B, St, D] updated in place. */
@@ -170,9 +177,11 @@ class FluxSingleBlock {
     factory: LinearFactory,
   ) {
     this.ws = ws;
-    this.lin = {};
-    for (const n of ["norm.linear", "attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp", "proj_out"])
-      this.lin[n] = factory.build(prefix + n, ws.get(`${n}.weight`), ws.maybe(`${n}.bias`));
+    this.lin = factory.buildAll(
+      ws,
+      ["norm.linear", "attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp", "proj_out"],
+      prefix,
+    );
   }
 
   /** x [B, S, D] (text tokens first) updated in place. */
@@ -244,7 +253,7 @@ export class FluxTransformer {
     ];
     if (config.guidanceEmbeds)
       names.push("time_text_embed.guidance_embedder.linear_1", "time_text_embed.guidance_embedder.linear_2");
-    for (const n of names) this.headLin[n] = factory.build(n, head.get(`${n}.weight`), head.maybe(`${n}.bias`));
+    Object.assign(this.headLin, factory.buildAll(head, names));
   }
 
   /** Load from a diffusers model folder (config.json + safetensors, sharded or not). */
@@ -259,13 +268,7 @@ export class FluxTransformer {
     opts: ModelLoadOptions = {},
   ): Promise<FluxTransformer> {
     const all = fluxParams(config);
-    const extra = unexpectedTensors(source, all);
-    if (extra.length > 0)
-      throw new ModelError(
-        "E_WEIGHTS",
-        `${extra.length} tensors do not belong to this FLUX config, e.g. ${extra.slice(0, 3).join(", ")}`,
-        source.path,
-      );
+    rejectUnexpectedTensors(source, all, "FLUX");
     const factory = opts.factory ?? new LinearFactory();
     const headSpecs = all.filter((p) => !HEAD_PREFIXES.some((h) => p.name.startsWith(h)));
     const head = await loadWeightSet(source, headSpecs);
@@ -308,28 +311,15 @@ export class FluxTransformer {
     const H = this.headLin;
     const img = runLinear(opts, H.x_embedder!, inp.hiddenStates, b * si);
     const t1000 = Array.from(inp.timestep, (t) => t * 1000);
-    const temb = runLinear(
-      opts,
-      H["time_text_embed.timestep_embedder.linear_2"]!,
-      silu(runLinear(opts, H["time_text_embed.timestep_embedder.linear_1"]!, timestepEmbedding(t1000, 256), b)),
-      b,
-    );
+    const embed = (name: string, x: Float32Array) =>
+      runEmbedMlp(opts, H[`time_text_embed.${name}.linear_1`]!, H[`time_text_embed.${name}.linear_2`]!, x, b);
+    const temb = embed("timestep_embedder", timestepEmbedding(t1000, 256));
     if (c.guidanceEmbeds) {
       const g1000 = Array.from(inp.guidance!, (g) => g * 1000);
-      const g = runLinear(
-        opts,
-        H["time_text_embed.guidance_embedder.linear_2"]!,
-        silu(runLinear(opts, H["time_text_embed.guidance_embedder.linear_1"]!, timestepEmbedding(g1000, 256), b)),
-        b,
-      );
+      const g = embed("guidance_embedder", timestepEmbedding(g1000, 256));
       for (let i = 0; i < temb.length; i++) temb[i] = temb[i]! + g[i]!;
     }
-    const pooled = runLinear(
-      opts,
-      H["time_text_embed.text_embedder.linear_2"]!,
-      silu(runLinear(opts, H["time_text_embed.text_embedder.linear_1"]!, inp.pooledProjections, b)),
-      b,
-    );
+    const pooled = embed("text_embedder", inp.pooledProjections);
     for (let i = 0; i < temb.length; i++) temb[i] = temb[i]! + pooled[i]!;
     const tembSilu = silu(temb);
     const txt = runLinear(opts, H.context_embedder!, inp.encoderHiddenStates, b * st);

@@ -15,14 +15,14 @@ import {
 } from "./ops.js";
 import { pixartBlockParams, pixartParams } from "./params.js";
 import { LinearFactory } from "./recipe.js";
-import { type ForwardOptions, runLinear, runShared } from "./runtime.js";
+import { type ForwardOptions, runEmbedMlp, runLinear, runShared } from "./runtime.js";
 import {
   BlockArena,
   checkSpecs,
   loadBlockWeights,
   loadFromFolder,
   loadWeightSet,
-  unexpectedTensors,
+  rejectUnexpectedTensors,
   type WeightSet,
 } from "./weights.js";
 
@@ -60,20 +60,22 @@ class PixArtBlock {
     factory: LinearFactory,
   ) {
     this.table = ws.f32("scale_shift_table");
-    this.lin = {};
-    for (const n of [
-      "attn1.to_q",
-      "attn1.to_k",
-      "attn1.to_v",
-      "attn1.to_out.0",
-      "attn2.to_q",
-      "attn2.to_k",
-      "attn2.to_v",
-      "attn2.to_out.0",
-      "ff.net.0.proj",
-      "ff.net.2",
-    ])
-      this.lin[n] = factory.build(prefix + n, ws.get(`${n}.weight`), ws.maybe(`${n}.bias`));
+    this.lin = factory.buildAll(
+      ws,
+      [
+        "attn1.to_q",
+        "attn1.to_k",
+        "attn1.to_v",
+        "attn1.to_out.0",
+        "attn2.to_q",
+        "attn2.to_k",
+        "attn2.to_v",
+        "attn2.to_out.0",
+        "ff.net.0.proj",
+        "ff.net.2",
+      ],
+      prefix,
+    );
   }
 
   forward(
@@ -144,7 +146,7 @@ export class PixArtTransformer {
       "proj_out",
     ];
     if (config.captionChannels !== undefined) names.push("caption_projection.linear_1", "caption_projection.linear_2");
-    for (const n of names) this.headLin[n] = factory.build(n, head.get(`${n}.weight`), head.maybe(`${n}.bias`));
+    Object.assign(this.headLin, factory.buildAll(head, names));
     // The patch-embedding conv (kernel = stride = p) is a linear map of each unfolded patch:
     // weight [D, C, p, p] viewed as [D, C·p·p].
     const w = head.get("pos_embed.proj.weight");
@@ -168,13 +170,7 @@ export class PixArtTransformer {
     opts: ModelLoadOptions = {},
   ): Promise<PixArtTransformer> {
     const all = pixartParams(config);
-    const extra = unexpectedTensors(source, all);
-    if (extra.length > 0)
-      throw new ModelError(
-        "E_WEIGHTS",
-        `${extra.length} tensors do not belong to this PixArt config, e.g. ${extra.slice(0, 3).join(", ")}`,
-        source.path,
-      );
+    rejectUnexpectedTensors(source, all, "PixArt");
     const factory = opts.factory ?? new LinearFactory();
     const head = await loadWeightSet(
       source,
@@ -229,10 +225,11 @@ export class PixArtTransformer {
     const pos = sincos2d(d, gh, gw, c.sampleSize / p, c.interpolationScale);
     for (let bi = 0; bi < b; bi++) for (let i = 0; i < s * d; i++) x[bi * s * d + i] = x[bi * s * d + i]! + pos[i]!;
     // 2. timestep conditioning (AdaLayerNormSingle).
-    const emb = runLinear(
+    const emb = runEmbedMlp(
       opts,
+      H["adaln_single.emb.timestep_embedder.linear_1"]!,
       H["adaln_single.emb.timestep_embedder.linear_2"]!,
-      silu(runLinear(opts, H["adaln_single.emb.timestep_embedder.linear_1"]!, timestepEmbedding(inp.timestep, 256), b)),
+      timestepEmbedding(inp.timestep, 256),
       b,
     );
     const t6 = runLinear(opts, H["adaln_single.linear"]!, silu(emb), b);

@@ -4,6 +4,7 @@ import { ModelError } from "./errors.js";
 import { type FakeQuantizeFn, FakeQuantLinear, type QuantSpec } from "./fakequant.js";
 import type { GemmBackend } from "./gemm.js";
 import { DenseLinear, type DenseWeight, type LinearLayer } from "./linear.js";
+import type { WeightSet } from "./weights.js";
 
 /**
  * How one class of linear layers is treated.
@@ -255,6 +256,13 @@ export class LinearFactory {
   constructor(recipe: Recipe = DENSE_RECIPE, options: LinearFactoryOptions = {}) {
     this.recipe = validateRecipe(recipe);
     this.options = options;
+  }
+
+  /** `build` for each module name in `names` (weights `name.weight`, optional `name.bias` of `ws`), by name. */
+  buildAll(ws: WeightSet, names: readonly string[], prefix = ""): Record<string, LinearLayer> {
+    const out: Record<string, LinearLayer> = {};
+    for (const n of names) out[n] = this.build(prefix + n, ws.get(`${n}.weight`), ws.maybe(`${n}.bias`));
+    return out;
   }
 
   build(name: string, weight: Tensor, bias: Tensor | undefined): LinearLayer {

@@ -1,5 +1,5 @@
 import { forwardShared, type LinearLayer } from "./linear.js";
-import type { AttentionOptions } from "./ops.js";
+import { type AttentionOptions, silu } from "./ops.js";
 
 /** Sees every linear layer's input during a forward (calibration, tracing). */
 export interface LinearObserver {
@@ -18,6 +18,17 @@ export interface ForwardOptions {
 export function runLinear(opts: ForwardOptions, layer: LinearLayer, x: Float32Array, m: number): Float32Array {
   opts.observer?.onLinearInput(layer, x, m);
   return layer.forward(x, m);
+}
+
+/** linear_2(SiLU(linear_1(x))): the timestep / text / guidance embedders of both models. */
+export function runEmbedMlp(
+  opts: ForwardOptions,
+  l1: LinearLayer,
+  l2: LinearLayer,
+  x: Float32Array,
+  m: number,
+): Float32Array {
+  return runLinear(opts, l2, silu(runLinear(opts, l1, x, m)), m);
 }
 
 export function runShared(

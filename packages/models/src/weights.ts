@@ -107,6 +107,17 @@ export function unexpectedTensors(source: TensorSource, specs: readonly ParamSpe
   return source.names().filter((n) => !known.has(n));
 }
 
+/** Throws naming the first few tensors of `source` that no spec accounts for (a checkpoint of another config). */
+export function rejectUnexpectedTensors(source: TensorSource, specs: readonly ParamSpec[], model: string): void {
+  const extra = unexpectedTensors(source, specs);
+  if (extra.length > 0)
+    throw new ModelError(
+      "E_WEIGHTS",
+      `${extra.length} tensors do not belong to this ${model} config, e.g. ${extra.slice(0, 3).join(", ")}`,
+      source.path,
+    );
+}
+
 /**
  * One reusable buffer that holds the weights of one block at a time, for streaming. Each `load` reads the
  * block's tensors straight from their files into the arena (overwriting the previous block, through the
