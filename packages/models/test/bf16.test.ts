@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DenseLinear, FluxTransformer } from "../src/index.js";
-import { FIXTURES, readIo, relErr } from "./helpers.js";
+import { FIXTURES, fluxTinyInputs, readIo, relErr } from "./helpers.js";
 
 describe("bf16 checkpoint", () => {
   it("loads with bf16 dense layers and matches the f32 model at bf16 precision", async () => {
@@ -10,17 +10,7 @@ describe("bf16 checkpoint", () => {
     const bf16 = await FluxTransformer.fromFolder(join(FIXTURES, "models/flux-tiny-a-bf16"));
     expect(bf16.headLayers().every((l) => l.kind === "dense-bf16")).toBe(true);
     expect(f32.headLayers().every((l) => l.kind === "dense-f32")).toBe(true);
-    const inputs = {
-      batch: 1,
-      imgTokens: 16,
-      txtTokens: 8,
-      hiddenStates: io.hidden_states!.data,
-      encoderHiddenStates: io.encoder_hidden_states!.data,
-      pooledProjections: io.pooled_projections!.data,
-      timestep: io.timestep!.data,
-      imgIds: io.img_ids!.data,
-      txtIds: io.txt_ids!.data,
-    };
+    const inputs = fluxTinyInputs(io);
     const a = await f32.forward(inputs);
     const b = await bf16.forward(inputs);
     const err = relErr(b, a);

@@ -8,7 +8,7 @@ import {
   setGemmBackend,
   useKernelsGemm,
 } from "../src/index.js";
-import { FIXTURES, readIo, relErr } from "./helpers.js";
+import { FIXTURES, fluxTinyInputs, pixartTinyInputs, readIo, relErr } from "./helpers.js";
 
 describe.each([
   ["the TypeScript GEMM", false],
@@ -31,17 +31,7 @@ describe.each([
   it("flux-tiny-a: float32 compute within 1e-5 relative of expected_float64", async () => {
     const io = await readIo("flux-tiny-a");
     const model = await FluxTransformer.fromFolder(join(FIXTURES, "models/flux-tiny-a"));
-    const out = await model.forward({
-      batch: 1,
-      imgTokens: 16,
-      txtTokens: 8,
-      hiddenStates: io.hidden_states!.data,
-      encoderHiddenStates: io.encoder_hidden_states!.data,
-      pooledProjections: io.pooled_projections!.data,
-      timestep: io.timestep!.data,
-      imgIds: io.img_ids!.data,
-      txtIds: io.txt_ids!.data,
-    });
+    const out = await model.forward(fluxTinyInputs(io));
     const err = relErr(out, io.expected_float64!.data);
     console.log("flux-tiny-a rel err vs float64:", err, "vs float32:", relErr(out, io.expected_float32!.data));
     expect(err).toBeLessThan(1e-5);
@@ -50,16 +40,7 @@ describe.each([
   it("pixart-tiny-a: float32 compute within 1e-5 relative of expected_float64 (padded text mask)", async () => {
     const io = await readIo("pixart-tiny-a");
     const model = await PixArtTransformer.fromFolder(join(FIXTURES, "models/pixart-tiny-a"));
-    const out = await model.forward({
-      batch: 1,
-      height: 8,
-      width: 8,
-      textTokens: 6,
-      hiddenStates: io.hidden_states!.data,
-      encoderHiddenStates: io.encoder_hidden_states!.data,
-      encoderAttentionMask: io.encoder_attention_mask!.data,
-      timestep: io.timestep!.data,
-    });
+    const out = await model.forward(pixartTinyInputs(io));
     const err = relErr(out, io.expected_float64!.data);
     console.log("pixart-tiny-a rel err vs float64:", err);
     expect(err).toBeLessThan(1e-5);

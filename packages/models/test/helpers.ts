@@ -58,7 +58,7 @@ export function randn(n: number, seed: number, scale = 1): Float32Array {
 import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { Tensor, writeSafetensors } from "@svdquant/tensor";
-import { type ModelConfig, modelParams, parseModelConfig } from "../src/index.js";
+import { type FluxInputs, type ModelConfig, modelParams, type PixArtInputs, parseModelConfig } from "../src/index.js";
 
 /**
  * Write a diffusers-style folder (config.json + diffusion_pytorch_model.safetensors) with seeded random
@@ -94,4 +94,35 @@ export function rows64(x: ArrayLike<number>, rows: number, cols: number, offset 
   const out: Float64Array[] = [];
   for (let i = 0; i < rows; i++) out.push(Float64Array.from({ length: cols }, (_, j) => x[offset + i * cols + j]!));
   return out;
+}
+
+type FixtureIo = Awaited<ReturnType<typeof readIo>>;
+
+/** Forward inputs of the flux-tiny-a fixture (16 image tokens, 8 text tokens) from its io.safetensors. */
+export function fluxTinyInputs(io: FixtureIo): FluxInputs {
+  return {
+    batch: 1,
+    imgTokens: 16,
+    txtTokens: 8,
+    hiddenStates: io.hidden_states!.data,
+    encoderHiddenStates: io.encoder_hidden_states!.data,
+    pooledProjections: io.pooled_projections!.data,
+    timestep: io.timestep!.data,
+    imgIds: io.img_ids!.data,
+    txtIds: io.txt_ids!.data,
+  };
+}
+
+/** Forward inputs of the pixart-tiny-a fixture (8 x 8 latent, 6 text tokens, padded mask). */
+export function pixartTinyInputs(io: FixtureIo): PixArtInputs {
+  return {
+    batch: 1,
+    height: 8,
+    width: 8,
+    textTokens: 6,
+    hiddenStates: io.hidden_states!.data,
+    encoderHiddenStates: io.encoder_hidden_states!.data,
+    encoderAttentionMask: io.encoder_attention_mask!.data,
+    timestep: io.timestep!.data,
+  };
 }

@@ -25,7 +25,7 @@ import {
   validateRecipe,
   W4A4_PACKED,
 } from "../src/index.js";
-import { FIXTURES, readIo, relErr } from "./helpers.js";
+import { FIXTURES, fluxTinyInputs, readIo, relErr } from "./helpers.js";
 
 /**
  * Independent float64 INT4 quantize-dequantize written for this test from the SVDQuant/int4 definition:
@@ -60,17 +60,7 @@ const countingFq: FakeQuantizeFn = (x, rows, cols, spec, name) => {
 
 async function fluxIo(): Promise<FluxInputs> {
   const io = await readIo("flux-tiny-a");
-  return {
-    batch: 1,
-    imgTokens: 16,
-    txtTokens: 8,
-    hiddenStates: io.hidden_states!.data,
-    encoderHiddenStates: io.encoder_hidden_states!.data,
-    pooledProjections: io.pooled_projections!.data,
-    timestep: io.timestep!.data,
-    imgIds: io.img_ids!.data,
-    txtIds: io.txt_ids!.data,
-  };
+  return fluxTinyInputs(io);
 }
 const FLUX_DIR = join(FIXTURES, "models/flux-tiny-a");
 

@@ -95,18 +95,9 @@ describe("block streaming", () => {
 describe("streaming gives the resident model's output", () => {
   it("PixArt fixture, streaming vs resident, identical", async () => {
     const { PixArtTransformer } = await import("../src/index.js");
-    const { FIXTURES, readIo } = await import("./helpers.js");
+    const { FIXTURES, pixartTinyInputs, readIo } = await import("./helpers.js");
     const io = await readIo("pixart-tiny-a");
-    const inp = {
-      batch: 1,
-      height: 8,
-      width: 8,
-      textTokens: 6,
-      hiddenStates: io.hidden_states!.data,
-      encoderHiddenStates: io.encoder_hidden_states!.data,
-      encoderAttentionMask: io.encoder_attention_mask!.data,
-      timestep: io.timestep!.data,
-    };
+    const inp = pixartTinyInputs(io);
     const dirP = join(FIXTURES, "models/pixart-tiny-a");
     const streamed = await PixArtTransformer.fromFolder(dirP, { streaming: true });
     const seen: string[] = [];
