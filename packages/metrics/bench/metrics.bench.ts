@@ -23,23 +23,13 @@ import {
   TS_FRECHET_LINALG,
   writePng,
 } from "../src/index.js";
+import { rng } from "../test/helpers.js";
 import { ssimDirect } from "../test/reference.js";
 
 const heavy = process.env.SVDQ_HEAVY === "1";
 const nImages = Number(process.env.SVDQ_BENCH_IMAGES ?? (heavy ? 1000 : 4));
 const SIDE = 1024;
 const sections = new Set((process.env.SVDQ_BENCH_SECTIONS ?? "pixels,frechet,runner").split(","));
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function image(r: () => number): RgbImage {
   const data = new Float32Array(3 * SIDE * SIDE);

@@ -14,25 +14,9 @@ import {
   TS_FRECHET_LINALG,
   useKernelsFrechet,
 } from "../src/index.js";
-import { rng } from "./helpers.js";
+import { features, rng } from "./helpers.js";
 
 const FIXTURE = join(import.meta.dirname, "../../../fixtures/metrics/case-a.safetensors");
-
-/** Correlated features x = z·Mix + offset (n x d). */
-function features(r: () => number, n: number, d: number, offset: number): Float64Array {
-  const mix = Array.from({ length: d * d }, () => r() - 0.5);
-  const out = new Float64Array(n * d);
-  const z = new Float64Array(d);
-  for (let i = 0; i < n; i++) {
-    for (let k = 0; k < d; k++) z[k] = r() + r() + r() - 1.5;
-    for (let j = 0; j < d; j++) {
-      let s = offset * (j % 3);
-      for (let k = 0; k < d; k++) s += z[k] * mix[k * d + j];
-      out[i * d + j] = s;
-    }
-  }
-  return out;
-}
 
 const relDiff = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 

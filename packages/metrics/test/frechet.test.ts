@@ -12,24 +12,9 @@ import {
   symmetricEigenvalues,
   traceSqrtProduct,
 } from "../src/index.js";
-import { rng } from "./helpers.js";
+import { features, rng } from "./helpers.js";
 
 const FIXTURE = join(import.meta.dirname, "../../../fixtures/metrics/case-a.safetensors");
-
-/** Gaussian-ish features with correlated dimensions: x = z·Mix + offset. */
-function features(r: () => number, n: number, d: number, offset: number): Float64Array {
-  const mix = Array.from({ length: d * d }, () => r() - 0.5);
-  const out = new Float64Array(n * d);
-  for (let i = 0; i < n; i++) {
-    const z = Array.from({ length: d }, () => r() + r() + r() - 1.5);
-    for (let j = 0; j < d; j++) {
-      let s = offset * (j % 3);
-      for (let k = 0; k < d; k++) s += z[k] * mix[k * d + j];
-      out[i * d + j] = s;
-    }
-  }
-  return out;
-}
 
 /** Independent reference with ml-matrix: two-pass mean/cov, √Σa by eigen-decomposition, eig(√Σa Σb √Σa). */
 function referenceFrechet(xa: Float64Array, na: number, xb: Float64Array, nb: number, d: number): number {

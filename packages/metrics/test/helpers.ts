@@ -30,3 +30,19 @@ export function perturb(r: () => number, img: RgbImage, amount: number): RgbImag
   const data = img.data.map((v) => Math.min(1, Math.max(0, v + amount * (r() - 0.5))));
   return { width: img.width, height: img.height, data };
 }
+
+/** Gaussian-ish features with correlated dimensions (n x d, row-major): x = z·Mix + offset·(j % 3). */
+export function features(r: () => number, n: number, d: number, offset: number): Float64Array {
+  const mix = Array.from({ length: d * d }, () => r() - 0.5);
+  const out = new Float64Array(n * d);
+  const z = new Float64Array(d);
+  for (let i = 0; i < n; i++) {
+    for (let k = 0; k < d; k++) z[k] = r() + r() + r() - 1.5;
+    for (let j = 0; j < d; j++) {
+      let s = offset * (j % 3);
+      for (let k = 0; k < d; k++) s += z[k]! * mix[k * d + j]!;
+      out[i * d + j] = s;
+    }
+  }
+  return out;
+}
