@@ -188,7 +188,20 @@ void gemm(const Gemm& g) {
 
 // ---- symmetric matrix-vector product on the leading k x k block of a lower triangle ----
 // y[0..k) += A[0:k, 0:k]·v for rows [r0, r1) of the lower triangle: row r contributes A(r, c)·v[c] to y[r] and,
-// by symmetry, A(r, c)·v[r] to y[c] (c < r). Two rows per sweep share the loads of v and y.
+// by symmetry, A(r, c)·v[r] to y[c] (c < r). The portable version takes one row at a time.
+void symv_rows_scalar(const double* a, int64_t n, int64_t r0, int64_t r1, const double* v, double* y) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const double* x0 = a + r * n;
+    double t0 = 0;
+    for (int64_t c = 0; c < r; ++c) {
+      t0 += x0[c] * v[c];
+      y[c] += x0[c] * v[r];
+    }
+    y[r] += t0 + x0[r] * v[r];
+  }
+}
+
+// AVX2: two rows per sweep share the loads of v and y.
 __attribute__((target("avx2,fma"))) void symv_rows_avx2(const double* a, int64_t n, int64_t r0, int64_t r1,
                                                         const double* v, double* y) {
   int64_t r = r0;
@@ -219,27 +232,7 @@ __attribute__((target("avx2,fma"))) void symv_rows_avx2(const double* a, int64_t
     y[r] += t0 + x0[r] * v[r] + x1[r] * v[r + 1];
     y[r + 1] += t1 + x1[r] * v[r] + x1[r + 1] * v[r + 1];
   }
-  if (r < r1) {
-    const double* x0 = a + r * n;
-    double t0 = 0;
-    for (int64_t c = 0; c < r; ++c) {
-      t0 += x0[c] * v[c];
-      y[c] += x0[c] * v[r];
-    }
-    y[r] += t0 + x0[r] * v[r];
-  }
-}
-
-void symv_rows_scalar(const double* a, int64_t n, int64_t r0, int64_t r1, const double* v, double* y) {
-  for (int64_t r = r0; r < r1; ++r) {
-    const double* x0 = a + r * n;
-    double t0 = 0;
-    for (int64_t c = 0; c < r; ++c) {
-      t0 += x0[c] * v[c];
-      y[c] += x0[c] * v[r];
-    }
-    y[r] += t0 + x0[r] * v[r];
-  }
+  if (r < r1) symv_rows_scalar(a, n, r, r1, v, y);  // an odd last row
 }
 
 // y[0..k) = A[0:k, 0:k]·v (lower triangle of a, leading block). scratch: threads·n doubles.
