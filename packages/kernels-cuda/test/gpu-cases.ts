@@ -14,6 +14,7 @@ import {
   packQWeight,
   packWScales,
   padM,
+  type QuantizedAct,
   quantizeAct,
   repackWeightWg,
   synchronize,
@@ -187,13 +188,39 @@ function uploadGemmInputs(
   };
 }
 
+/**
+ * The GEMM output `out` (downloaded, every element written and finite) against float64 on the device's own codes,
+ * scales and lora_act (lora_act rounded to 16 bits, as the tensor-core epilogue consumes it): rel. err. <= 1e-2.
+ */
+function checkOutOnDeviceCodes(
+  c: Omit<GemmCase, "seed">,
+  host: ReturnType<typeof drawGemmInputs>,
+  act: QuantizedAct,
+  out: DeviceBuffer,
+): { got: Float64Array; sw: Float64Array; e1: number } {
+  const { dtype, M, N, K, R, unsigned } = c;
+  const G = K / 64;
+  const Mp = padM(M);
+  const got = Float64Array.from(u16(out.download()), (b) => dec(dtype, b));
+  for (let i = 0; i < got.length; i++)
+    assert(Number.isFinite(got[i]), `out[${Math.floor(i / N)}, ${i % N}] unwritten/NaN`);
+  const qa = unpackActCodes(act.codes.download(), M, K, unsigned, c.format);
+  const sc = u16(act.ascales.download());
+  const sa = new Float64Array(M * G);
+  for (let m = 0; m < M; m++) for (let g = 0; g < G; g++) sa[m * G + g] = dec(dtype, sc[g * Mp + m]);
+  const sw = Float64Array.from(host.swBits, (b) => dec(dtype, b));
+  const la = act.loraAct ? Float64Array.from(act.loraAct.downloadF32(M * R), (v) => round16(dtype, v)) : undefined;
+  const e1 = relErr(got, gemmRef(dtype, M, N, K, qa, sa, host.qw, sw, la, host.up, R, host.bias, c.gelu));
+  assert(e1 <= 1e-2, `GEMM vs float64 on the device's codes: rel err ${e1.toExponential(2)} > 1e-2`);
+  return { got, sw, e1 };
+}
+
 export function checkGemm(c: GemmCase): string {
   const { dtype, M, N, K, R, unsigned } = c;
   const G = K / 64;
   const rng = new Rng(c.seed);
   const host = drawGemmInputs(c, rng);
   const { x, qw, swBits, down, up, bias } = host;
-  const Mp = padM(M);
   const bufs: (DeviceBuffer | undefined)[] = [];
   const keep = <T extends DeviceBuffer | undefined>(b: T): T => {
     bufs.push(b);
@@ -239,21 +266,8 @@ export function checkGemm(c: GemmCase): string {
       out,
     });
     synchronize();
-    const o = u16(out.download());
-    const got = Float64Array.from(o, (b) => dec(dtype, b));
-    for (let i = 0; i < got.length; i++)
-      assert(Number.isFinite(got[i]), `out[${Math.floor(i / N)}, ${i % N}] unwritten/NaN`);
-    // (a) the GEMM contract on the device's own codes, scales and lora_act (lora_act rounded to 16 bits, as the
-    // tensor-core epilogue consumes it)
-    const qa = unpackActCodes(act.codes.download(), M, K, unsigned, c.format);
-    const sc = u16(act.ascales.download());
-    const sa = new Float64Array(M * G);
-    for (let m = 0; m < M; m++) for (let g = 0; g < G; g++) sa[m * G + g] = dec(dtype, sc[g * Mp + m]);
-    const sw = Float64Array.from(swBits, (b) => dec(dtype, b));
-    const la = act.loraAct ? Float64Array.from(act.loraAct.downloadF32(M * R), (v) => round16(dtype, v)) : undefined;
-    const ref = gemmRef(dtype, M, N, K, qa, sa, qw, sw, la, up, R, bias, c.gelu);
-    const e1 = relErr(got, ref);
-    assert(e1 <= 1e-2, `GEMM vs float64 on the device's codes: rel err ${e1.toExponential(2)} > 1e-2`);
+    // (a) the GEMM contract on the device's own codes, scales and lora_act
+    const { got, sw, e1 } = checkOutOnDeviceCodes(c, host, act, out);
     // (b) end to end from x through the float64 quantizer and low-rank reference
     const q = quantizeRef(dtype, x, M, K, undefined, unsigned);
     const laRef = down ? loraDownRef(dtype, x, M, K, down, R) : undefined;
@@ -282,10 +296,8 @@ export interface GemmNextCase extends GemmCase {
  */
 export function checkGemmNext(c: GemmNextCase): string {
   const { dtype, M, N, K, R, unsigned } = c;
-  const G = K / 64;
   const rng = new Rng(c.seed);
   const host = drawGemmInputs(c, rng);
-  const { qw, swBits, up, bias } = host;
   const nSmooth = c.nextSmooth ? Uint16Array.from({ length: N }, () => enc(dtype, 0.5 + 1.5 * rng.next())) : undefined;
   const nDown = c.nextR > 0 ? rng.halfs(dtype, c.nextR * N, 0.05) : undefined;
   const Mp = padM(M);
@@ -337,18 +349,7 @@ export function checkGemmNext(c: GemmNextCase): string {
     assert(r.out === out && r.next.codes === nCodes && r.next.K === N && r.next.R === c.nextR, "returned buffers");
     synchronize();
     // the output itself, vs float64 on the device's codes
-    const o = u16(out.download());
-    const got = Float64Array.from(o, (b) => dec(dtype, b));
-    for (let i = 0; i < got.length; i++)
-      assert(Number.isFinite(got[i]), `out[${Math.floor(i / N)}, ${i % N}] unwritten/NaN`);
-    const qa = unpackActCodes(act.codes.download(), M, K, unsigned, c.format);
-    const sc = u16(act.ascales.download());
-    const sa = new Float64Array(M * G);
-    for (let m = 0; m < M; m++) for (let g = 0; g < G; g++) sa[m * G + g] = dec(dtype, sc[g * Mp + m]);
-    const sw = Float64Array.from(swBits, (b) => dec(dtype, b));
-    const la = act.loraAct ? Float64Array.from(act.loraAct.downloadF32(M * R), (v) => round16(dtype, v)) : undefined;
-    const e1 = relErr(got, gemmRef(dtype, M, N, K, qa, sa, qw, sw, la, up, R, bias, c.gelu));
-    assert(e1 <= 1e-2, `GEMM vs float64 on the device's codes: rel err ${e1.toExponential(2)} > 1e-2`);
+    const { e1 } = checkOutOnDeviceCodes(c, host, act, out);
     // the oracle: kernel 1 on the written output
     const want = quantizeAct({
       dtype,
