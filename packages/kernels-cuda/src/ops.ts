@@ -154,20 +154,9 @@ export function quantizeAct(a: QuantizeActArgs): QuantizedAct {
   }
   if (![0, 16, 32, 64].includes(R))
     throw new CudaKernelError("E_SHAPE", `quantizeAct: rank R=${R} not in {0,16,32,64}`);
-  const Mp = padM(M);
   need("x", a.x, M * K * 2);
-  if (a.smooth) need("smooth", a.smooth, K * 2);
-  if (R > 0) need("loraDown", a.loraDown, R * K * 2);
-  const format = a.format ?? defaultCodeFormat();
-  if (format !== "s8" && format !== "s4" && format !== "f8")
-    throw new CudaKernelError("E_SHAPE", `quantizeAct: format ${String(format)} is not "s4", "s8" or "f8"`);
-  const nCode = codeBytes(format, Mp, K);
-  const codes = a.codes ?? new DeviceBuffer(nCode);
-  const ascales = a.ascales ?? new DeviceBuffer(Mp * (K / 64) * 2);
-  const loraAct = R > 0 ? (a.loraAct ?? new DeviceBuffer(Mp * R * 4)) : undefined;
-  need("codes", codes, nCode);
-  need("ascales", ascales, Mp * (K / 64) * 2);
-  if (loraAct) need("loraAct", loraAct, Mp * R * 4);
+  const q = quantTargets("quantizeAct", "", a, M, K);
+  const { format, codes, ascales, loraAct } = q;
   native(() =>
     addon().quantizeAct({
       dtype: a.dtype,
@@ -184,6 +173,28 @@ export function quantizeAct(a: QuantizeActArgs): QuantizedAct {
       loraAct: loraAct?.native,
     }),
   );
+  return q;
+}
+
+/**
+ * The quantizer's weights and outputs for M rows of K channels (kernel 1, or the GEMM's next-layer epilogue with
+ * K = N): checks the given buffers' sizes and the format, allocates missing outputs. Names carry `prefix`.
+ */
+function quantTargets(op: string, prefix: string, a: NextQuantArgs, M: number, K: number): QuantizedAct {
+  const { R } = a;
+  const Mp = padM(M);
+  if (a.smooth) need(`${prefix}smooth`, a.smooth, K * 2);
+  if (R > 0) need(`${prefix}loraDown`, a.loraDown, R * K * 2);
+  const format = a.format ?? defaultCodeFormat();
+  if (format !== "s8" && format !== "s4" && format !== "f8")
+    throw new CudaKernelError("E_SHAPE", `${op}: ${prefix}format ${String(format)} is not "s4", "s8" or "f8"`);
+  const nCode = codeBytes(format, Mp, K);
+  const codes = a.codes ?? new DeviceBuffer(nCode);
+  const ascales = a.ascales ?? new DeviceBuffer(Mp * (K / 64) * 2);
+  const loraAct = R > 0 ? (a.loraAct ?? new DeviceBuffer(Mp * R * 4)) : undefined;
+  need(`${prefix}codes`, codes, nCode);
+  need(`${prefix}ascales`, ascales, Mp * (K / 64) * 2);
+  if (loraAct) need(`${prefix}loraAct`, loraAct, Mp * R * 4);
   return { M, K, R, codes, ascales, loraAct, actUnsigned: a.actUnsigned === true, format };
 }
 
@@ -228,20 +239,7 @@ export function gemmW4A4(a: GemmW4A4Args): DeviceBuffer {
  * | ascales  | [N/64, Mp]                       | 16-bit | group-major                                       |
  * | loraAct  | [Mp, R']                         | f32    | out · loraDownᵀ; rows >= M are 0                  |
  */
-export interface NextQuantArgs {
-  /** The next layer's rank R': 0, 16, 32 or 64. */
-  R: number;
-  smooth?: DeviceBuffer;
-  loraDown?: DeviceBuffer;
-  /** Unsigned codes of (out + 0.171875)/λ' (the next layer's input is after GELU), else signed. */
-  actUnsigned?: boolean;
-  /** The next layer's code format (default: the device's fast one). */
-  format?: CodeFormat;
-  /** Outputs, allocated when absent. */
-  codes?: DeviceBuffer;
-  ascales?: DeviceBuffer;
-  loraAct?: DeviceBuffer;
-}
+export type NextQuantArgs = Omit<QuantizeActArgs, "dtype" | "M" | "K" | "x">;
 
 /**
  * Kernel 2 with its output also quantized for the next layer, in the GEMM's epilogue: `next` is exactly what
@@ -261,7 +259,6 @@ function gemmImpl(a: GemmW4A4Args, nx: NextQuantArgs | undefined): { out: Device
   dims("gemmW4A4", { N });
   if (N === 0 || N % 128 !== 0) throw new CudaKernelError("E_SHAPE", `gemmW4A4: N=${N} must be a multiple of 128`);
   const R = a.useLowRank === false ? 0 : a.act.R;
-  const Mp = padM(M);
   if (nx) {
     dims("gemmW4A4Next", { "next.R": nx.R });
     if (![0, 16, 32, 64].includes(nx.R))
@@ -282,19 +279,7 @@ function gemmImpl(a: GemmW4A4Args, nx: NextQuantArgs | undefined): { out: Device
   }
   let next: QuantizedAct | undefined;
   if (nx) {
-    if (nx.smooth) need("next.smooth", nx.smooth, N * 2);
-    if (nx.R > 0) need("next.loraDown", nx.loraDown, nx.R * N * 2);
-    const format = nx.format ?? defaultCodeFormat();
-    if (format !== "s8" && format !== "s4" && format !== "f8")
-      throw new CudaKernelError("E_SHAPE", `gemmW4A4Next: next.format ${String(format)} is not "s4", "s8" or "f8"`);
-    const nCode = codeBytes(format, Mp, N);
-    const codes = nx.codes ?? new DeviceBuffer(nCode);
-    const ascales = nx.ascales ?? new DeviceBuffer(Mp * (N / 64) * 2);
-    const loraAct = nx.R > 0 ? (nx.loraAct ?? new DeviceBuffer(Mp * nx.R * 4)) : undefined;
-    need("next.codes", codes, nCode);
-    need("next.ascales", ascales, Mp * (N / 64) * 2);
-    if (loraAct) need("next.loraAct", loraAct, Mp * nx.R * 4);
-    next = { M, K: N, R: nx.R, codes, ascales, loraAct, actUnsigned: nx.actUnsigned === true, format };
+    next = quantTargets("gemmW4A4Next", "next.", nx, M, N);
   }
   const out = a.out ?? new DeviceBuffer(M * N * 2);
   need("out", out, M * N * 2);
