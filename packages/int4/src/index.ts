@@ -19,7 +19,6 @@ export {
   packW4A16Layer,
   unpackW4A4Layer,
   unpackW4A16Layer,
-  type W4A4Layer,
 } from "./layer.js";
 export { packNibbles, unpackNibbles } from "./nibbles.js";
 export {
@@ -53,6 +52,17 @@ export {
   quantizeInt4,
   quantizeInto,
 } from "./quantize.js";
+export {
+  type ActivationSpec,
+  activationSpecFor,
+  DEFAULT_RANK,
+  GELU_SHIFT,
+  INT4_GROUP_SIZE,
+  inFeaturesOf,
+  NVFP4_GROUP_SIZE,
+  outFeaturesOf,
+  type QuantizedLinear,
+} from "./record.js";
 export { e4m3BitsOfValue, e8m0Bits, floorLog2F32, mxSharedExponent, roundE4m3, roundScale } from "./scales.js";
 export { E2M1_MAX, E2M1_VALUES, e2m1Code, NF4_PIVOTS, NF4_VALUES, nf4Code } from "./tables.js";
 export {

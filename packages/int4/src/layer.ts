@@ -9,7 +9,6 @@ import {
   Tensor,
 } from "@svdquant/tensor";
 import { QuantError } from "./errors.js";
-import type { Quantized } from "./formats.js";
 import {
   packLoraDown,
   packLoraUp,
@@ -26,6 +25,7 @@ import {
   W4A4_PAD_K,
   W4A4_WARP_N,
 } from "./nunchaku-w4a4.js";
+import { activationSpecFor, INT4_GROUP_SIZE, NVFP4_GROUP_SIZE, type QuantizedLinear } from "./record.js";
 import {
   packW4A16Groups,
   packW4A16Weight,
@@ -38,6 +38,7 @@ import {
 export type HalfDType = "BF16" | "F16";
 
 const roundUp = (x: number, m: number) => Math.ceil(x / m) * m;
+type Mutable<T> = { -readonly [P in keyof T]: T[P] };
 
 /** Copies a row-major [rows, cols] matrix into a zero-initialized (or `fill`) [Rows, Cols] one. */
 function padMatrix<T extends Float32Array | Int8Array>(
@@ -95,24 +96,6 @@ function vec(t: Tensor | undefined, what: string, len: number, name?: string): F
   return decodeToFloat32(t.dtype, t.data);
 }
 
-/** One SVDQuant W4A4 linear layer before packing (logical, unpadded sizes). */
-export interface W4A4Layer {
-  /** The 4-bit residual: int4 with groupSize 64 (BF16/F16 scales) or nvfp4 (groupSize 16, optional global scale). [N, K]. */
-  weight: Quantized;
-  /** Low-rank down projection [R, K] (rank × in, PEFT's lora_A). */
-  loraDown: Float32Array;
-  /** Low-rank up projection [N, R] (out × rank, PEFT's lora_B). */
-  loraUp: Float32Array;
-  rank: number;
-  /** [N]. */
-  bias?: Float32Array;
-  /** Smoothing factors λ [K] the activations are divided by (SVDQuant §4.1), and the original ones. */
-  smooth?: Float32Array;
-  smoothOrig?: Float32Array;
-  /** nvfp4: per-channel second-level scales [N] (nunchaku `wcscales`). */
-  wcscales?: Float32Array;
-}
-
 /**
  * Packs a W4A4 layer into the tensors of nunchaku's `SVDQW4A4Linear` (names as in nunchaku ≥ 0.3 / the v2
  * FLUX loader; older checkpoints call proj_down/proj_up `lora_down`/`lora_up` and smooth_factor `smooth`).
@@ -132,23 +115,23 @@ export interface W4A4Layer {
  * | wcscales (nvfp4)   | [Np]             | BF16/F16     | packW4A4Vector                                |
  */
 export function packW4A4Layer(
-  layer: W4A4Layer,
+  layer: QuantizedLinear,
   opts: { dtype?: HalfDType; name?: string } = {},
 ): Record<string, Tensor> {
   const dtype = opts.dtype ?? "BF16";
   const name = opts.name;
-  const q = layer.weight;
+  const q = layer.residual;
   const fmt = q.spec.format;
   const N = q.rows;
   const K = q.cols;
   const R = layer.rank;
   if (fmt !== "int4" && fmt !== "nvfp4")
     throw new QuantError("E_ARGUMENT", `W4A4 layers hold int4 or nvfp4 weights, not ${fmt}`, name);
-  const G = fmt === "int4" ? 64 : 16;
+  const G = fmt === "int4" ? INT4_GROUP_SIZE : NVFP4_GROUP_SIZE;
   if (q.spec.groupSize !== G)
     throw new QuantError("E_ARGUMENT", `${fmt} W4A4 layers use groups of ${G}, got ${q.spec.groupSize}`, name);
-  if (layer.loraDown.length !== R * K || layer.loraUp.length !== N * R)
-    throw new QuantError("E_SHAPE", `lora_down must be [R=${R}, K=${K}] and lora_up [N=${N}, R=${R}]`, name);
+  if (layer.lowRankDown.length !== R * K || layer.lowRankUp.length !== N * R)
+    throw new QuantError("E_SHAPE", `lowRankDown must be [R=${R}, K=${K}] and lowRankUp [N=${N}, R=${R}]`, name);
   const Np = roundUp(N, W4A4_WARP_N);
   const Kp = roundUp(K, W4A4_PAD_K);
   const Rp = roundUp(Math.max(R, 1), 16);
@@ -193,9 +176,9 @@ export function packW4A4Layer(
       packW4A4Vector(half(padMatrix(wc, 1, N, 1, Np, 1), dtype, "wcscales", false, name)),
     );
   }
-  const down = padMatrix(layer.loraDown, R, K, Rp, Kp);
+  const down = padMatrix(layer.lowRankDown, R, K, Rp, Kp);
   out.proj_down = new Tensor(dtype, [Kp, Rp], packLoraDown(half(down, dtype, "lora_down", false, name), Rp, Kp, name));
-  const up = padMatrix(layer.loraUp, N, R, Np, Rp);
+  const up = padMatrix(layer.lowRankUp, N, R, Np, Rp);
   out.proj_up = new Tensor(dtype, [Np, Rp], packLoraUp(half(up, dtype, "lora_up", false, name), Np, Rp, name));
   if (layer.bias !== undefined) {
     if (layer.bias.length !== N) throw new QuantError("E_SHAPE", `bias must have N = ${N} values`, name);
@@ -218,12 +201,12 @@ export function packW4A4Layer(
 
 /**
  * Inverse of packW4A4Layer: reads the nunchaku tensors (also the older names lora_down/lora_up/smooth) back into
- * a W4A4Layer cropped to the logical sizes (N, K, R; default: the padded ones). Values come back as float32.
+ * a QuantizedLinear cropped to the logical sizes (N, K, R; default: the padded ones). Values come back as float32.
  */
 export function unpackW4A4Layer(
   tensors: Readonly<Record<string, Tensor>> | ReadonlyMap<string, Tensor>,
-  dims: { N?: number; K?: number; rank?: number; name?: string } = {},
-): W4A4Layer {
+  dims: { N?: number; K?: number; rank?: number; name?: string; act?: QuantizedLinear["act"] } = {},
+): QuantizedLinear {
   const get = (k: string) => (tensors instanceof Map ? tensors.get(k) : (tensors as Record<string, Tensor>)[k]);
   const name = dims.name;
   const qw = get("qweight");
@@ -237,7 +220,7 @@ export function unpackW4A4Layer(
   const N = dims.N ?? Np;
   const K = dims.K ?? Kp;
   const fp4 = ws.dtype === "F8_E4M3";
-  const G = fp4 ? 16 : 64;
+  const G = fp4 ? NVFP4_GROUP_SIZE : INT4_GROUP_SIZE;
   if (ws.numel !== (Np * Kp) / G)
     throw new QuantError("E_CODE", `wscales has ${ws.numel} values, expected ${(Np * Kp) / G}`, name);
   const codes = cropMatrix(unpackW4A4Weight(qw.data as Int8Array, Np, Kp, !fp4, name), Np, Kp, N, K);
@@ -270,11 +253,13 @@ export function unpackW4A4Layer(
   const R = dims.rank ?? Rp;
   const down = decodeToFloat32(pd.dtype, unpackLoraDown(pd.data as Uint16Array, Rp, Kp, name));
   const up = decodeToFloat32(pu.dtype, unpackLoraUp(pu.data as Uint16Array, Np, Rp, name));
-  const layer: W4A4Layer = {
-    weight: { spec, rows: N, cols: K, codes, scales },
-    loraDown: cropMatrix(down, Rp, Kp, R, K),
-    loraUp: cropMatrix(up, Np, Rp, N, R),
+  const layer: Mutable<QuantizedLinear> = {
+    ...(name !== undefined ? { name } : {}),
+    residual: { spec, rows: N, cols: K, codes, scales },
+    lowRankDown: cropMatrix(down, Rp, Kp, R, K),
+    lowRankUp: cropMatrix(up, Np, Rp, N, R),
     rank: R,
+    act: dims.act ?? activationSpecFor(fp4 ? "nvfp4" : "int4"),
   };
   const v1 = (t: Tensor | undefined, len: number, keep: number) => {
     if (t === undefined) return undefined;

@@ -2,6 +2,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  activationSpecFor,
   dequantizeW4A16,
   loraTileIndex,
   nvfp4GlobalScale,
@@ -197,10 +198,11 @@ describe("W4A4 layers (padding, names, dtypes) round-trip", () => {
       );
       const bf = (a: Float32Array) => a.map((v) => bf16BitsToF32(f32ToBf16Bits(v)));
       const layer = {
-        weight,
+        residual: weight,
+        act: activationSpecFor(fmt),
         rank: R,
-        loraDown: bf(randomMatrix(1, R, K, 0.1)),
-        loraUp: bf(randomMatrix(2, N, R, 0.1)),
+        lowRankDown: bf(randomMatrix(1, R, K, 0.1)),
+        lowRankUp: bf(randomMatrix(2, N, R, 0.1)),
         bias: bf(randomMatrix(3, 1, N)),
         smooth: bf(randomMatrix(4, 1, K).map(Math.abs)),
       };
@@ -217,12 +219,12 @@ describe("W4A4 layers (padding, names, dtypes) round-trip", () => {
       expect(t.bias!.shape).toEqual([Np]);
       expect(t.smooth_factor!.shape).toEqual([Kp]);
       const back = unpackW4A4Layer(t, { N, K, rank: R });
-      expect(back.weight.spec.format).toBe(fmt);
-      expect(Array.from(back.weight.codes)).toEqual(Array.from(weight.codes));
-      expect(Array.from(back.weight.scales)).toEqual(Array.from(weight.scales));
-      expect(back.weight.spec.globalScale).toBe(weight.spec.globalScale);
-      expect(Array.from(back.loraDown)).toEqual(Array.from(layer.loraDown));
-      expect(Array.from(back.loraUp)).toEqual(Array.from(layer.loraUp));
+      expect(back.residual.spec.format).toBe(fmt);
+      expect(Array.from(back.residual.codes)).toEqual(Array.from(weight.codes));
+      expect(Array.from(back.residual.scales)).toEqual(Array.from(weight.scales));
+      expect(back.residual.spec.globalScale).toBe(weight.spec.globalScale);
+      expect(Array.from(back.lowRankDown)).toEqual(Array.from(layer.lowRankDown));
+      expect(Array.from(back.lowRankUp)).toEqual(Array.from(layer.lowRankUp));
       expect(Array.from(back.bias!)).toEqual(Array.from(layer.bias));
       expect(Array.from(back.smooth!)).toEqual(Array.from(layer.smooth));
     });
@@ -233,10 +235,11 @@ describe("W4A4 layers (padding, names, dtypes) round-trip", () => {
     const x = randomMatrix(77, 128, 128, 0.05);
     const weight = quantize(x, 128, 128, { format: "nvfp4", groupSize: 16, globalScale: nvfp4GlobalScale(x) });
     const layer = {
-      weight,
+      residual: weight,
+      act: activationSpecFor("nvfp4"),
       rank: 16,
-      loraDown: new Float32Array(16 * 128).fill(0.5),
-      loraUp: new Float32Array(128 * 16).fill(-0.25),
+      lowRankDown: new Float32Array(16 * 128).fill(0.5),
+      lowRankUp: new Float32Array(128 * 16).fill(-0.25),
     };
     const t = packW4A4Layer(layer);
     const w16 = packW4A16Layer(quantizeW4A16(x, 128, 128));
@@ -252,9 +255,9 @@ describe("W4A4 layers (padding, names, dtypes) round-trip", () => {
     await f.close();
     expect(back.wscales!.dtype).toBe("F8_E4M3");
     const l = unpackW4A4Layer(back, { rank: 16 });
-    expect(Array.from(l.weight.codes)).toEqual(Array.from(weight.codes));
-    expect(Array.from(l.weight.scales)).toEqual(Array.from(weight.scales));
-    expect(Array.from(l.loraUp)).toEqual(Array.from(layer.loraUp));
+    expect(Array.from(l.residual.codes)).toEqual(Array.from(weight.codes));
+    expect(Array.from(l.residual.scales)).toEqual(Array.from(weight.scales));
+    expect(Array.from(l.lowRankUp)).toEqual(Array.from(layer.lowRankUp));
     expect(Array.from(unpackW4A16Layer(back16).weight.codes)).toEqual(Array.from(quantizeW4A16(x, 128, 128).codes));
   });
 
@@ -268,7 +271,13 @@ describe("W4A4 layers (padding, names, dtypes) round-trip", () => {
     expect(top).toBeGreaterThan(400);
     const w = quantize(x, 64, 64, { format: "nvfp4", groupSize: 16, globalScale: 0.0031 });
     expect(() =>
-      packW4A4Layer({ weight: w, rank: 16, loraDown: new Float32Array(16 * 64), loraUp: new Float32Array(64 * 16) }),
+      packW4A4Layer({
+        residual: w,
+        act: activationSpecFor("nvfp4"),
+        rank: 16,
+        lowRankDown: new Float32Array(16 * 64),
+        lowRankUp: new Float32Array(64 * 16),
+      }),
     ).toThrowError(/globalScale 0.0031 is not a BF16 value/);
   });
 
@@ -277,7 +286,13 @@ describe("W4A4 layers (padding, names, dtypes) round-trip", () => {
     const weight = quantize(x, 128, 128, { format: "int4", groupSize: 64, scaleDtype: "F32" });
     expect(() =>
       packW4A4Layer(
-        { weight, rank: 16, loraDown: new Float32Array(16 * 128), loraUp: new Float32Array(128 * 16) },
+        {
+          residual: weight,
+          act: activationSpecFor("int4"),
+          rank: 16,
+          lowRankDown: new Float32Array(16 * 128),
+          lowRankUp: new Float32Array(128 * 16),
+        },
         { name: "l" },
       ),
     ).toThrowError(/not a BF16 value/);

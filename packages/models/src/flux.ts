@@ -267,18 +267,26 @@ export class FluxTransformer {
     source: TensorSource,
     opts: ModelLoadOptions = {},
   ): Promise<FluxTransformer> {
-    const all = fluxParams(config);
-    rejectUnexpectedTensors(source, all, "FLUX");
     const factory = opts.factory ?? new LinearFactory();
+    const all = factory.requiredSpecs(fluxParams(config));
+    rejectUnexpectedTensors(source, all, "FLUX");
     const headSpecs = all.filter((p) => !HEAD_PREFIXES.some((h) => p.name.startsWith(h)));
     const head = await loadWeightSet(source, headSpecs);
     const doubles: (FluxDoubleBlock | undefined)[] = new Array(config.numLayers).fill(undefined);
     const singles: (FluxSingleBlock | undefined)[] = new Array(config.numSingleLayers).fill(undefined);
     // Validate every block's names/shapes up front, even when streaming.
     for (let i = 0; i < config.numLayers; i++)
-      checkSpecs(source, fluxDoubleBlockParams(config), `transformer_blocks.${i}.`);
+      checkSpecs(
+        source,
+        factory.requiredSpecs(fluxDoubleBlockParams(config), `transformer_blocks.${i}.`),
+        `transformer_blocks.${i}.`,
+      );
     for (let i = 0; i < config.numSingleLayers; i++)
-      checkSpecs(source, fluxSingleBlockParams(config), `single_transformer_blocks.${i}.`);
+      checkSpecs(
+        source,
+        factory.requiredSpecs(fluxSingleBlockParams(config), `single_transformer_blocks.${i}.`),
+        `single_transformer_blocks.${i}.`,
+      );
     if (!opts.streaming) {
       for (let i = 0; i < config.numLayers; i++) doubles[i] = await loadDouble(source, config, i, factory);
       for (let i = 0; i < config.numSingleLayers; i++) singles[i] = await loadSingle(source, config, i, factory);
@@ -361,7 +369,8 @@ async function loadDouble(
   arena?: BlockArena,
 ): Promise<FluxDoubleBlock> {
   const prefix = `transformer_blocks.${i}.`;
-  return new FluxDoubleBlock(prefix, await loadBlockWeights(src, fluxDoubleBlockParams(c), prefix, arena), f);
+  const specs = f.requiredSpecs(fluxDoubleBlockParams(c), prefix);
+  return new FluxDoubleBlock(prefix, await loadBlockWeights(src, specs, prefix, arena), f);
 }
 async function loadSingle(
   src: TensorSource,
@@ -371,7 +380,8 @@ async function loadSingle(
   arena?: BlockArena,
 ): Promise<FluxSingleBlock> {
   const prefix = `single_transformer_blocks.${i}.`;
-  return new FluxSingleBlock(prefix, await loadBlockWeights(src, fluxSingleBlockParams(c), prefix, arena), f);
+  const specs = f.requiredSpecs(fluxSingleBlockParams(c), prefix);
+  return new FluxSingleBlock(prefix, await loadBlockWeights(src, specs, prefix, arena), f);
 }
 
 export function linearNamesOf(params: readonly ParamSpec[]): string[] {

@@ -42,6 +42,7 @@ export {
   type LinearBuilder,
   LinearFactory,
   type LinearFactoryOptions,
+  type LinearProvider,
   matchesPattern,
   mergeRecipe,
   planRecipe,

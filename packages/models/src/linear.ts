@@ -27,8 +27,9 @@ export interface LinearLayer {
    * then each runs `forwardPrepared`. Undefined: the input is used as is.
    */
   readonly inputKey?: string;
-  prepareInput?(x: Float32Array, m: number): Float32Array;
-  forwardPrepared?(prepared: Float32Array, m: number): Float32Array;
+  prepareInput?(x: Float32Array, m: number): unknown;
+  /** Runs on what `prepareInput` of a layer with the same `inputKey` returned. */
+  forwardPrepared?(prepared: unknown, m: number): Float32Array;
 }
 
 export function checkInput(layer: LinearLayer, x: Float32Array, m: number): void {
@@ -122,16 +123,18 @@ export class DenseLinear implements LinearLayer {
 }
 
 /**
- * Run the layers of one input group on their common input X. Layers that agree on a defined `inputKey`
- * share one `prepareInput` (e.g. one activation quantization for fused q/k/v); others run plainly.
+ * Run the layers of one input group on their common input X. Layers that report the same defined `inputKey`
+ * share one `prepareInput` (e.g. one activation quantization for fused q/k/v); the others run plainly.
  */
 export function forwardShared(layers: readonly LinearLayer[], x: Float32Array, m: number): Float32Array[] {
-  const key = layers[0]?.inputKey;
-  const shared =
-    key !== undefined &&
-    layers.every((l) => l.inputKey === key && l.prepareInput !== undefined && l.forwardPrepared !== undefined);
-  if (!shared) return layers.map((l) => l.forward(x, m));
-  checkInput(layers[0]!, x, m);
-  const prepared = layers[0]!.prepareInput!(x, m);
-  return layers.map((l) => l.forwardPrepared!(prepared, m));
+  const prepared = new Map<string, unknown>();
+  return layers.map((l) => {
+    const key = l.inputKey;
+    if (key === undefined || l.prepareInput === undefined || l.forwardPrepared === undefined) return l.forward(x, m);
+    if (!prepared.has(key)) {
+      checkInput(l, x, m);
+      prepared.set(key, l.prepareInput(x, m));
+    }
+    return l.forwardPrepared(prepared.get(key), m);
+  });
 }

@@ -149,12 +149,15 @@ export class PixArtTransformer {
     Object.assign(this.headLin, factory.buildAll(head, names));
     // The patch-embedding conv (kernel = stride = p) is a linear map of each unfolded patch:
     // weight [D, C, p, p] viewed as [D, C·p·p].
-    const w = head.get("pos_embed.proj.weight");
-    this.headLin["pos_embed.proj"] = factory.build(
-      "pos_embed.proj",
-      w.reshape([w.shape[0]!, -1]),
-      head.get("pos_embed.proj.bias"),
-    );
+    if (factory.provides("pos_embed.proj")) this.headLin["pos_embed.proj"] = factory.buildProvided("pos_embed.proj");
+    else {
+      const w = head.get("pos_embed.proj.weight");
+      this.headLin["pos_embed.proj"] = factory.build(
+        "pos_embed.proj",
+        w.reshape([w.shape[0]!, -1]),
+        head.get("pos_embed.proj.bias"),
+      );
+    }
   }
 
   /** Load from a diffusers model folder (config.json + safetensors, sharded or not). */
@@ -169,16 +172,20 @@ export class PixArtTransformer {
     source: TensorSource,
     opts: ModelLoadOptions = {},
   ): Promise<PixArtTransformer> {
-    const all = pixartParams(config);
-    rejectUnexpectedTensors(source, all, "PixArt");
     const factory = opts.factory ?? new LinearFactory();
+    const all = factory.requiredSpecs(pixartParams(config));
+    rejectUnexpectedTensors(source, all, "PixArt");
     const head = await loadWeightSet(
       source,
       all.filter((p) => !p.name.startsWith("transformer_blocks.")),
     );
     const blocks: (PixArtBlock | undefined)[] = new Array(config.numLayers).fill(undefined);
     for (let i = 0; i < config.numLayers; i++)
-      checkSpecs(source, pixartBlockParams(config), `transformer_blocks.${i}.`);
+      checkSpecs(
+        source,
+        factory.requiredSpecs(pixartBlockParams(config), `transformer_blocks.${i}.`),
+        `transformer_blocks.${i}.`,
+      );
     if (!opts.streaming)
       for (let i = 0; i < config.numLayers; i++) blocks[i] = await loadBlock(source, config, i, factory);
     return new PixArtTransformer(config, factory, head, blocks, opts.streaming ? source : undefined);
@@ -282,7 +289,8 @@ async function loadBlock(
   arena?: BlockArena,
 ): Promise<PixArtBlock> {
   const prefix = `transformer_blocks.${i}.`;
-  return new PixArtBlock(prefix, await loadBlockWeights(src, pixartBlockParams(c), prefix, arena), f);
+  const specs = f.requiredSpecs(pixartBlockParams(c), prefix);
+  return new PixArtBlock(prefix, await loadBlockWeights(src, specs, prefix, arena), f);
 }
 
 function checkInputs(c: PixArtConfig, inp: PixArtInputs): void {

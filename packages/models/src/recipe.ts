@@ -241,7 +241,21 @@ export function registerLinearKind(kind: string, builder: LinearBuilder): void {
   builders.set(kind, builder);
 }
 
+/**
+ * Layers that exist already built (e.g. packed 4-bit layers read from a quantized checkpoint): the factory
+ * returns them instead of building from dense weights, and the model loaders then neither need nor read the
+ * `name.weight` / `name.bias` tensors of those layers.
+ */
+export interface LinearProvider {
+  /** Full state-dict module names (without `.weight`) this provider builds. */
+  has(name: string): boolean;
+  /** The layer for `name`; `inputGroup` is the recipe's input group (layers sharing one input). */
+  build(name: string, inputGroup: string | undefined): LinearLayer;
+}
+
 export interface LinearFactoryOptions {
+  /** Prebuilt layers by name; they take precedence over the recipe. */
+  readonly provider?: LinearProvider;
   /** Quantizer of `fake` treatments (default: @svdquant/int4's `fakeQuantize`; any function with its contract). */
   readonly fakeQuantize?: FakeQuantizeFn;
   /** GEMM backend for dense/fake layers (default: the process-wide one, see `setGemmBackend`). */
@@ -261,8 +275,34 @@ export class LinearFactory {
   /** `build` for each module name in `names` (weights `name.weight`, optional `name.bias` of `ws`), by name. */
   buildAll(ws: WeightSet, names: readonly string[], prefix = ""): Record<string, LinearLayer> {
     const out: Record<string, LinearLayer> = {};
-    for (const n of names) out[n] = this.build(prefix + n, ws.get(`${n}.weight`), ws.maybe(`${n}.bias`));
+    for (const n of names)
+      out[n] = this.provides(prefix + n)
+        ? this.buildProvided(prefix + n)
+        : this.build(prefix + n, ws.get(`${n}.weight`), ws.maybe(`${n}.bias`));
     return out;
+  }
+
+  /** Does the provider build the layer `name` (so its dense tensors are not needed)? */
+  provides(name: string): boolean {
+    return this.options.provider?.has(name) ?? false;
+  }
+
+  /** The provider's layer `name`. */
+  buildProvided(name: string): LinearLayer {
+    const p = this.options.provider;
+    if (p === undefined || !p.has(name))
+      throw new ModelError("E_BACKEND", "no prebuilt layer of this name", `linear ${name}`);
+    const g = inputGroupOf(this.recipe, name);
+    return p.build(name, g === undefined ? undefined : `group${g}`);
+  }
+
+  /** `specs` (names relative to `prefix`) without the weight/bias tensors of the layers the provider builds. */
+  requiredSpecs<T extends { readonly name: string }>(specs: readonly T[], prefix = ""): T[] {
+    if (this.options.provider === undefined) return [...specs];
+    return specs.filter((s) => {
+      const m = /^(.*)\.(weight|bias)$/.exec(s.name);
+      return m === null || !this.provides(prefix + m[1]);
+    });
   }
 
   build(name: string, weight: Tensor, bias: Tensor | undefined): LinearLayer {

@@ -1,0 +1,279 @@
+/**
+ * Reading a quantized checkpoint (ours or a published SVDQuant single file) back into records, and loading it
+ * into the models with packed layers.
+ */
+import {
+  GELU_SHIFT,
+  INT4_GROUP_SIZE,
+  type QuantizedLinear,
+  unpackW4A4Layer,
+  unpackW4A16Layer,
+  type W4A16Quantized,
+} from "@svdquant/int4";
+import {
+  DENSE_RECIPE,
+  FluxTransformer,
+  LinearFactory,
+  type LinearLayer,
+  type LinearProvider,
+  type ModelConfig,
+  modelParams,
+  PixArtTransformer,
+  parseModelConfig,
+} from "@svdquant/models";
+import { SafetensorsFile, type Tensor } from "@svdquant/tensor";
+import { PipelineError } from "./errors.js";
+import {
+  type LayerBackend,
+  SplitKLinear,
+  W4A4KernelLinear,
+  W4A4ReferenceLinear,
+  W4A16KernelLinear,
+  W4A16ReferenceLinear,
+} from "./layers.js";
+import { layoutOf, type ModelLayout, type UnitSpec, W4A4_FILE_SUFFIX } from "./layout.js";
+import { permuteAdaNormRows, roundUp } from "./quantize-units.js";
+import { RenamedSource } from "./sources.js";
+
+/** A W4A16 layer as read back: rows in the model's order, the AdaNorm +1 removed from the bias. */
+export interface W4A16Record {
+  readonly name: string;
+  readonly q: W4A16Quantized;
+  readonly bias: Float32Array | undefined;
+}
+
+export interface QuantizedCheckpoint {
+  readonly path: string;
+  readonly modelConfig: ModelConfig;
+  readonly rawConfig: Record<string, unknown>;
+  readonly layout: ModelLayout;
+  readonly metadata: Readonly<Record<string, string>>;
+  /** W4A4 units by name (prefix + file name), in-features padded to a multiple of 64. */
+  readonly w4a4: ReadonlyMap<string, { unit: UnitSpec; prefix: string; record: QuantizedLinear }>;
+  readonly w4a16: ReadonlyMap<string, { unit: UnitSpec; prefix: string; record: W4A16Record }>;
+  /** The open file (the 16-bit tensors are read from it on load); close with `close()`. */
+  readonly file: SafetensorsFile;
+  /** Model tensor name → file tensor name of the 16-bit tensors. */
+  readonly dense: ReadonlyMap<string, string>;
+  close(): Promise<void>;
+}
+
+const SUFFIX_TO_PACKER = Object.fromEntries(Object.entries(W4A4_FILE_SUFFIX).map(([k, v]) => [v, k]));
+
+/** Shapes of the model's parameters by name (from the config). */
+function paramShapes(config: ModelConfig): Map<string, readonly number[]> {
+  return new Map(modelParams(config).map((p) => [p.name, p.shape]));
+}
+
+function memberDims(shapes: Map<string, readonly number[]>, prefix: string, unit: UnitSpec): { n: number; k: number } {
+  let n = 0;
+  let k = 0;
+  for (const m of unit.members) {
+    const s = shapes.get(`${prefix}${m}.weight`);
+    if (s === undefined) throw new PipelineError("E_CHECKPOINT", "the config has no such layer", prefix + m);
+    n += s[0]!;
+    k = s.slice(1).reduce((a, b) => a * b, 1);
+  }
+  if (unit.kSlice !== undefined) k = unit.kSlice[1] - unit.kSlice[0];
+  return { n, k };
+}
+
+/** Open a quantized checkpoint and read its 4-bit layers into records. */
+export async function readQuantizedCheckpoint(path: string): Promise<QuantizedCheckpoint> {
+  const file = await SafetensorsFile.open(path);
+  try {
+    const rawText = file.metadata.config;
+    if (rawText === undefined)
+      throw new PipelineError("E_CHECKPOINT", "no `config` metadata: not a quantized single-file checkpoint", path);
+    let rawConfig: Record<string, unknown>;
+    try {
+      rawConfig = JSON.parse(rawText) as Record<string, unknown>;
+    } catch {
+      throw new PipelineError("E_CHECKPOINT", "`config` metadata is not JSON", path);
+    }
+    const modelConfig = parseModelConfig(rawConfig, `${path} (config metadata)`);
+    const layout = layoutOf(modelConfig);
+    const shapes = paramShapes(modelConfig);
+    const w4a4 = new Map<string, { unit: UnitSpec; prefix: string; record: QuantizedLinear }>();
+    const w4a16 = new Map<string, { unit: UnitSpec; prefix: string; record: W4A16Record }>();
+    const used = new Set<string>();
+    const read = async (prefix: string, units: readonly UnitSpec[]) => {
+      for (const unit of units) {
+        const name = prefix + unit.file;
+        if (!file.has(`${name}.qweight`)) continue; // a 16-bit layer (recipe kept it)
+        const { n, k } = memberDims(shapes, prefix, unit);
+        const tensors: Record<string, Tensor> = {};
+        for (const t of file.names())
+          if (t.startsWith(`${name}.`) && !t.slice(name.length + 1).includes(".")) {
+            tensors[t.slice(name.length + 1)] = await file.read(t);
+            used.add(t);
+          }
+        if ("wzeros" in tensors) {
+          const g = INT4_GROUP_SIZE;
+          const r = unpackW4A16Layer(tensors, { groupSize: g, name });
+          let { weight: q, bias } = r;
+          if (q.rows !== n)
+            throw new PipelineError("E_CHECKPOINT", `W4A16 layer has ${q.rows} rows, expected ${n}`, name);
+          if (unit.adaNorm !== undefined) {
+            const { chunks, scaleChunks } = unit.adaNorm;
+            const G = q.cols / q.groupSize;
+            q = {
+              ...q,
+              codes: Int8Array.from(permuteAdaNormRows(Float32Array.from(q.codes), n, q.cols, chunks, true)),
+              scales: permuteAdaNormRows(q.scales, n, G, chunks, true),
+              zeros: permuteAdaNormRows(q.zeros, n, G, chunks, true),
+            };
+            if (bias !== undefined) {
+              const b = permuteAdaNormRows(bias, n, 1, chunks, true);
+              const d = n / chunks;
+              for (const c of scaleChunks) for (let i = 0; i < d; i++) b[c * d + i]! -= 1;
+              bias = b;
+            }
+          }
+          w4a16.set(name, { unit, prefix, record: { name, q, bias } });
+          continue;
+        }
+        const packerNames: Record<string, Tensor> = {};
+        for (const [suffix, t] of Object.entries(tensors)) {
+          const p = SUFFIX_TO_PACKER[suffix] ?? suffix; // published v1 names, or the packer's own (v2) names
+          packerNames[p] = t;
+        }
+        const kp = roundUp(k, INT4_GROUP_SIZE);
+        const fp4 = tensors.wscales?.dtype === "F8_E4M3";
+        const unsigned = unit.unsigned === true && !fp4;
+        const record = unpackW4A4Layer(packerNames, {
+          N: n,
+          K: kp,
+          name,
+          act: fp4
+            ? { format: "nvfp4", groupSize: 16, shift: 0 }
+            : unsigned
+              ? { format: "uint4", groupSize: INT4_GROUP_SIZE, shift: GELU_SHIFT }
+              : { format: "int4", groupSize: INT4_GROUP_SIZE, shift: 0 },
+        });
+        w4a4.set(name, { unit, prefix, record });
+      }
+    };
+    for (const b of layout.blocks) for (let i = 0; i < b.count; i++) await read(b.prefix(i), b.units);
+    await read("", layout.head);
+    // 16-bit tensors under model names
+    const dense = new Map<string, string>();
+    const renamesByPrefix: { prefix: string; inverse: Map<string, string> }[] = [];
+    for (const b of layout.blocks)
+      for (let i = 0; i < b.count; i++)
+        renamesByPrefix.push({
+          prefix: b.prefix(i),
+          inverse: new Map(Object.entries(b.renames).map(([model, f]) => [f, model])),
+        });
+    for (const t of file.names()) {
+      if (used.has(t)) continue;
+      let model = t;
+      for (const { prefix, inverse } of renamesByPrefix)
+        if (t.startsWith(prefix)) {
+          model = prefix + (inverse.get(t.slice(prefix.length)) ?? t.slice(prefix.length));
+          break;
+        }
+      dense.set(model, t);
+    }
+    return {
+      path,
+      modelConfig,
+      rawConfig,
+      layout,
+      metadata: file.metadata,
+      w4a4,
+      w4a16,
+      file,
+      dense,
+      close: () => file.close(),
+    };
+  } catch (e) {
+    await file.close();
+    throw e;
+  }
+}
+
+/** The provider of the quantized layers of a checkpoint, by model layer name. */
+export function quantizedLayerProvider(ckpt: QuantizedCheckpoint, backend: LayerBackend): LinearProvider {
+  const shapes = paramShapes(ckpt.modelConfig);
+  // model layer name → how to build it
+  const plan = new Map<string, () => LinearLayer>();
+  const kSplits = new Map<string, { unitName: string; k0: number; k1: number }[]>();
+  for (const [unitName, { unit, prefix, record }] of ckpt.w4a4) {
+    if (unit.kSlice !== undefined) {
+      const list = kSplits.get(prefix + unit.members[0]!) ?? [];
+      list.push({ unitName, k0: unit.kSlice[0], k1: unit.kSlice[1] });
+      kSplits.set(prefix + unit.members[0]!, list);
+      continue;
+    }
+    let r0 = 0;
+    for (const m of unit.members) {
+      const s = shapes.get(`${prefix}${m}.weight`)!;
+      const [rows, k] = [s[0]!, s.slice(1).reduce((a, b) => a * b, 1)];
+      const a = r0;
+      r0 += rows;
+      const name = prefix + m;
+      plan.set(name, () =>
+        backend === "kernels"
+          ? new W4A4KernelLinear(name, record, a, a + rows, k)
+          : new W4A4ReferenceLinear(name, record, a, a + rows, k),
+      );
+    }
+  }
+  for (const [name, splits] of kSplits) {
+    const s = shapes.get(`${name}.weight`)!;
+    plan.set(name, () => {
+      const parts = splits.map(({ unitName, k0, k1 }) => {
+        const rec = ckpt.w4a4.get(unitName)!.record;
+        const n = rec.residual.rows;
+        const layer =
+          backend === "kernels"
+            ? new W4A4KernelLinear(unitName, rec, 0, n, k1 - k0)
+            : new W4A4ReferenceLinear(unitName, rec, 0, n, k1 - k0);
+        return { layer, k0, k1 };
+      });
+      return new SplitKLinear(name, parts, s[1]!, s[0]!);
+    });
+  }
+  for (const [, { unit, prefix, record }] of ckpt.w4a16) {
+    const name = prefix + unit.members[0]!;
+    const s = shapes.get(`${name}.weight`)!;
+    const k = s.slice(1).reduce((a, b) => a * b, 1);
+    plan.set(name, () =>
+      backend === "kernels"
+        ? new W4A16KernelLinear(name, record.q, record.bias, k)
+        : new W4A16ReferenceLinear(name, record.q, record.bias, k),
+    );
+  }
+  return {
+    has: (name) => plan.has(name),
+    build: (name) => {
+      const make = plan.get(name);
+      if (make === undefined) throw new PipelineError("E_CHECKPOINT", "not a quantized layer of this checkpoint", name);
+      return make();
+    },
+  };
+}
+
+export interface LoadQuantizedOptions {
+  /** "kernels" (default): packed native CPU kernels; "reference": float64 fake-quant of the same parameters. */
+  readonly backend?: LayerBackend;
+}
+
+export type QuantizedModel = FluxTransformer | PixArtTransformer;
+
+/** Load a quantized checkpoint into a FLUX / PixArt model whose quantized layers run `backend`. */
+export async function loadQuantizedModel(path: string, opts: LoadQuantizedOptions = {}): Promise<QuantizedModel> {
+  const ckpt = await readQuantizedCheckpoint(path);
+  try {
+    const factory = new LinearFactory(DENSE_RECIPE, {
+      provider: quantizedLayerProvider(ckpt, opts.backend ?? "kernels"),
+    });
+    const source = new RenamedSource(ckpt.file, ckpt.dense);
+    return ckpt.modelConfig.kind === "flux"
+      ? await FluxTransformer.fromSource(ckpt.modelConfig, source, { factory })
+      : await PixArtTransformer.fromSource(ckpt.modelConfig, source, { factory });
+  } finally {
+    await ckpt.close();
+  }
+}

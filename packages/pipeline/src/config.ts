@@ -1,0 +1,115 @@
+/**
+ * The whole-model quantization config: data (JSON), checked with one schema, every default from the paper.
+ */
+import { DEFAULT_RANK } from "@svdquant/int4";
+import { matchesPattern as matches, mergeRecipe, type Recipe, SVDQUANT_RECIPE, validateRecipe } from "@svdquant/models";
+import { z } from "zod";
+import { PipelineError } from "./errors.js";
+
+const calibrationSchema = z
+  .object({
+    /**
+     * Where the calibration inputs come from: "synthetic" (seeded latents and embeddings, for tests and reduced
+     * CPU runs) or a safetensors file of recorded model inputs (`sample.<i>.<input>` tensors, see README).
+     */
+    source: z.union([z.literal("synthetic"), z.object({ file: z.string().min(1) }).strict()]).default("synthetic"),
+    /** Calibration samples (prompts); the reference quantizer uses 128 caption prompts. */
+    samples: z.number().int().min(1).max(100_000).default(2),
+    /** Sampler steps recorded per sample (every step of the schedule); synthetic: steps of a linear σ schedule. */
+    steps: z.number().int().min(1).max(1000).default(2),
+    /** Synthetic only: image tokens per side (FLUX: latent side / 2; PixArt: latent side) and text tokens. */
+    imageSide: z.number().int().min(1).max(1024).default(4),
+    textTokens: z.number().int().min(1).max(4096).default(8),
+    /** Tokens kept per layer input (bounded reservoir, seeded); the search and refinement measure on them. */
+    reservoir: z
+      .number()
+      .int()
+      .min(1)
+      .max(1 << 20)
+      .default(256),
+    seed: z.number().int().min(0).max(0xffffffff).default(0),
+  })
+  .strict();
+
+export const quantizeConfigSchema = z
+  .object({
+    /** Residual format of the W4A4 layers: INT4 g64 or NVFP4 g16 (SVDQuant §5.1). */
+    format: z.enum(["int4", "nvfp4"]).default("int4"),
+    /** Rank of the 16-bit branch (SVDQuant §5.1: 32). */
+    rank: z.number().int().min(0).max(4096).default(DEFAULT_RANK),
+    /** Refinement of the branch against the 4-bit residual (0 = none); stops early on the output error. */
+    refinement: z
+      .object({
+        maxIterations: z.number().int().min(0).max(1000).default(100),
+        patience: z.number().int().min(1).max(1000).default(3),
+        minImprovement: z.number().min(0).max(1).default(1e-4),
+      })
+      .strict()
+      .default({ maxIterations: 100, patience: 3, minImprovement: 1e-4 }),
+    /** Seed of the randomized SVD. */
+    seed: z.number().int().min(0).max(0xffffffff).default(0),
+    /** Overrides of the default recipe (rules first, treatments by name): see @svdquant/models' Recipe. */
+    recipe: z.record(z.string(), z.unknown()).optional(),
+    calibration: calibrationSchema.default(calibrationSchema.parse({})),
+  })
+  .strict();
+
+export type QuantizeConfig = z.infer<typeof quantizeConfigSchema>;
+export type CalibrationConfig = QuantizeConfig["calibration"];
+
+/**
+ * The default recipe of the pipeline: SVDQuant's (W4A4 transformer-block linears, W4A16 AdaNorm linears, 16-bit
+ * embedders and final projection) with `norm_out.linear` kept 16-bit as the published checkpoints keep it.
+ */
+export const PIPELINE_RECIPE: Recipe = mergeRecipe(SVDQUANT_RECIPE, {
+  name: "svdquant-published",
+  rules: [{ match: "norm_out.linear", treatment: "16bit", why: "16-bit in the published checkpoints" }],
+});
+
+/** Parse a config object (e.g. from JSON); throws one E_CONFIG line naming the field at fault. */
+export function parseQuantizeConfig(raw: unknown, where = "config"): QuantizeConfig {
+  const r = quantizeConfigSchema.safeParse(raw ?? {});
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    const path = i.path.length > 0 ? i.path.join(".") : "(root)";
+    throw new PipelineError("E_CONFIG", `${path}: ${i.message}`, where);
+  }
+  return r.data;
+}
+
+/** The recipe a config resolves to (the default with the config's overrides merged in). */
+export function recipeOf(config: QuantizeConfig, where = "config"): Recipe {
+  if (config.recipe === undefined) return PIPELINE_RECIPE;
+  try {
+    return mergeRecipe(PIPELINE_RECIPE, validateRecipeOverride(config.recipe));
+  } catch (e) {
+    throw new PipelineError("E_CONFIG", `recipe: ${(e as Error).message}`, where, { cause: e });
+  }
+}
+
+function validateRecipeOverride(o: Record<string, unknown>): Partial<Recipe> {
+  // A full recipe validates as is; a partial one is validated after the merge (mergeRecipe validates).
+  if ("rules" in o && "treatments" in o && "default" in o && "inputGroups" in o && "name" in o)
+    return validateRecipe(o);
+  return o as Partial<Recipe>;
+}
+
+/** The treatment of one model layer under a recipe, in the pipeline's terms. */
+export type LayerTreatment = { kind: "w4a4" } | { kind: "w4a16"; groupSize: number } | { kind: "dense" };
+
+export function treatmentOfLayer(recipe: Recipe, name: string): LayerTreatment {
+  let t: Recipe["treatments"][string] | undefined;
+  for (const r of recipe.rules) {
+    if (matches(r.match, name)) {
+      t = recipe.treatments[r.treatment];
+      break;
+    }
+  }
+  t ??= recipe.treatments[recipe.default];
+  if (t === undefined || t.kind === "dense") return { kind: "dense" };
+  const hasW = t.weight !== null && t.weight !== undefined;
+  const hasA = t.act !== null && t.act !== undefined;
+  if (t.kind === "w4a4-packed" || (hasW && hasA)) return { kind: "w4a4" };
+  if (t.kind === "w4a16-packed" || hasW) return { kind: "w4a16", groupSize: t.weight?.groupSize || 64 };
+  return { kind: "dense" };
+}

@@ -1,0 +1,47 @@
+export {
+  type InputStats,
+  type ModelInputs,
+  readCalibration,
+  recordCalibration,
+  syntheticInputs,
+  writeCalibration,
+} from "./calibrate.js";
+export {
+  type LoadQuantizedOptions,
+  loadQuantizedModel,
+  type QuantizedCheckpoint,
+  type QuantizedModel,
+  quantizedLayerProvider,
+  readQuantizedCheckpoint,
+  type W4A16Record,
+} from "./checkpoint.js";
+export {
+  type CalibrationConfig,
+  type LayerTreatment,
+  PIPELINE_RECIPE,
+  parseQuantizeConfig,
+  type QuantizeConfig,
+  quantizeConfigSchema,
+  recipeOf,
+  treatmentOfLayer,
+} from "./config.js";
+export { PipelineError, type PipelineErrorCode } from "./errors.js";
+export {
+  type LayerBackend,
+  SplitKLinear,
+  W4A4KernelLinear,
+  W4A4ReferenceLinear,
+  W4A16KernelLinear,
+  W4A16ReferenceLinear,
+} from "./layers.js";
+export { type BlockLayout, fluxLayout, layoutOf, type ModelLayout, pixartLayout, type UnitSpec } from "./layout.js";
+export {
+  calibrationTargets,
+  FORMAT_VERSION,
+  type QuantizeEvent,
+  type QuantizeModelOptions,
+  type QuantizeModelResult,
+  quantizationConfigMetadata,
+  quantizeModel,
+} from "./quantize-model.js";
+export { type LayerReport, permuteAdaNormRows } from "./quantize-units.js";

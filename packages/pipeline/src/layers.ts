@@ -1,0 +1,279 @@
+/**
+ * Linear layers built from quantized records, behind the models' `LinearLayer` seam, in two backends:
+ * - "kernels": @svdquant/kernels' fused CPU kernels, packed once at build (activation quantize + L_down in one
+ *   pass, W4A4 GEMM + L_up + bias epilogue; W4A16 GEMM);
+ * - "reference": float64 fake-quant arithmetic on the same parameters (the oracle the kernels are tested against).
+ *
+ * | tensor         | shape        | notes                                                       |
+ * | -------------- | ------------ | ----------------------------------------------------------- |
+ * | x              | [M, K]       | the model's input; zero-padded to Kp = roundUp(K, 64)       |
+ * | record         | N_unit × Kp  | one fused unit (e.g. q/k/v); a member is rows [r0, r1)       |
+ * | y              | [M, r1 − r0] | this member's output                                        |
+ */
+import {
+  dequantize,
+  dequantizeW4A16,
+  fakeQuantize,
+  INT4_GROUP_SIZE,
+  type QuantizedLinear,
+  type QuantSpec,
+  specFor,
+  type W4A16Quantized,
+} from "@svdquant/int4";
+import {
+  gemmW4A4,
+  gemmW4A16,
+  type PackedW4A4,
+  type PackedW4A16,
+  packW4A4,
+  packW4A16,
+  type QuantizedActivations,
+  quantizeActivations,
+} from "@svdquant/kernels";
+import { checkInput, type LinearLayer } from "@svdquant/models";
+import { PipelineError } from "./errors.js";
+import { padCols, sliceCols } from "./quantize-units.js";
+
+export type LayerBackend = "kernels" | "reference";
+
+/** Rows [r0, r1) of a row-major [rows, cols] matrix. */
+function rowsOf<T extends Float32Array | Int8Array>(a: T, cols: number, r0: number, r1: number): T {
+  return a.slice(r0 * cols, r1 * cols) as T;
+}
+
+/** One member (rows [r0, r1)) of a W4A4 unit, on the CPU kernels. */
+export class W4A4KernelLinear implements LinearLayer {
+  readonly kind = "w4a4-packed";
+  readonly inputKey: string;
+  private readonly kp: number;
+  private readonly packed: PackedW4A4;
+
+  constructor(
+    readonly name: string,
+    private readonly rec: QuantizedLinear,
+    r0: number,
+    r1: number,
+    readonly inFeatures: number,
+  ) {
+    const q = rec.residual;
+    if (rec.act.format === "nvfp4" || q.spec.format !== "int4")
+      throw new PipelineError(
+        "E_UNSUPPORTED",
+        `the CPU kernels run INT4 W4A4, not ${q.spec.format}; load this checkpoint with backend "reference"`,
+        name,
+      );
+    this.kp = q.cols;
+    this.inputKey = rec.name ?? name;
+    const R = rec.rank;
+    this.packed = packW4A4(
+      {
+        codes: rowsOf(q.codes, this.kp, r0, r1),
+        scales: rowsOf(q.scales, this.kp / INT4_GROUP_SIZE, r0, r1),
+        spec: q.spec,
+      },
+      r1 - r0,
+      this.kp,
+      {
+        ...(R > 0 ? { lowRankUp: rowsOf(rec.lowRankUp, R, r0, r1), rank: R } : {}),
+        ...(rec.bias ? { bias: rec.bias.slice(r0, r1) } : {}),
+        name,
+      },
+    );
+  }
+  get outFeatures(): number {
+    return this.packed.N;
+  }
+  prepareInput(x: Float32Array, m: number): QuantizedActivations {
+    const { rec } = this;
+    return quantizeActivations(padCols(x, m, this.inFeatures, this.kp), m, this.kp, {
+      ...(rec.smooth ? { smooth: rec.smooth } : {}),
+      ...(rec.rank > 0 ? { lowRankDown: rec.lowRankDown, rank: rec.rank } : {}),
+      format: rec.act.format === "uint4" ? "uint4" : "int4",
+      shift: rec.act.shift,
+      name: this.name,
+    });
+  }
+  forwardPrepared(prepared: unknown, _m: number): Float32Array {
+    return gemmW4A4(prepared as QuantizedActivations, this.packed).y;
+  }
+  forward(x: Float32Array, m: number): Float32Array {
+    checkInput(this, x, m);
+    return this.forwardPrepared(this.prepareInput(x, m), m);
+  }
+}
+
+/** The activation quantizer the kernels implement, as an int4 spec (scales kept in float32). */
+function actSpecOf(rec: QuantizedLinear): QuantSpec {
+  if (rec.act.format === "nvfp4") return specFor("nvfp4");
+  return { format: rec.act.format, groupSize: rec.act.groupSize, scaleDtype: "F32" };
+}
+
+/** One member of a W4A4 unit in float64 fake-quant arithmetic: Q_a((x+shift)/λ)·Q(R)ᵀ + x·L_downᵀ·L_upᵀ + b. */
+export class W4A4ReferenceLinear implements LinearLayer {
+  readonly kind = "w4a4-reference";
+  readonly inputKey: string;
+  private readonly kp: number;
+  private readonly n: number;
+  private readonly residual: Float32Array;
+  private readonly up: Float32Array;
+  private readonly bias: Float32Array | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly rec: QuantizedLinear,
+    r0: number,
+    r1: number,
+    readonly inFeatures: number,
+  ) {
+    this.kp = rec.residual.cols;
+    this.n = r1 - r0;
+    this.inputKey = rec.name ?? name;
+    this.residual = rowsOf(dequantize(rec.residual), this.kp, r0, r1);
+    this.up = rowsOf(rec.lowRankUp, rec.rank, r0, r1);
+    this.bias = rec.bias?.slice(r0, r1);
+  }
+  get outFeatures(): number {
+    return this.n;
+  }
+  prepareInput(x: Float32Array, m: number): { q: Float64Array; branch: Float64Array } {
+    const { rec, kp } = this;
+    const xp = padCols(x, m, this.inFeatures, kp);
+    const p = new Float64Array(m * kp);
+    for (let t = 0; t < m; t++)
+      for (let j = 0; j < kp; j++) p[t * kp + j] = (xp[t * kp + j]! + rec.act.shift) / (rec.smooth?.[j] ?? 1);
+    const q = Float64Array.from(fakeQuantize(p, m, kp, actSpecOf(rec), this.name));
+    const R = rec.rank;
+    const branch = new Float64Array(m * R);
+    for (let t = 0; t < m; t++)
+      for (let r = 0; r < R; r++) {
+        let s = 0;
+        for (let j = 0; j < kp; j++) s += xp[t * kp + j]! * rec.lowRankDown[r * kp + j]!;
+        branch[t * R + r] = s;
+      }
+    return { q, branch };
+  }
+  forwardPrepared(prepared: unknown, m: number): Float32Array {
+    const { q, branch } = prepared as { q: Float64Array; branch: Float64Array };
+    const { kp, n, residual, up } = this;
+    const R = this.rec.rank;
+    const y = new Float32Array(m * n);
+    for (let t = 0; t < m; t++)
+      for (let o = 0; o < n; o++) {
+        let s = this.bias?.[o] ?? 0;
+        for (let j = 0; j < kp; j++) s += q[t * kp + j]! * residual[o * kp + j]!;
+        for (let r = 0; r < R; r++) s += branch[t * R + r]! * up[o * R + r]!;
+        y[t * n + o] = s;
+      }
+    return y;
+  }
+  forward(x: Float32Array, m: number): Float32Array {
+    checkInput(this, x, m);
+    return this.forwardPrepared(this.prepareInput(x, m), m);
+  }
+}
+
+/**
+ * W4A16 (AWQ-style asymmetric INT4 weights, value = code·s + z) on the symmetric CPU W4A16 kernel:
+ * x·(c·s + z)ᵀ = x·((c − 8)·s)ᵀ + Σ_g (z + 8s)[n, g]·Σ_{k∈g} x[m, k], the second term a [M, G]·[G, N] product.
+ */
+export class W4A16KernelLinear implements LinearLayer {
+  readonly kind = "w4a16-packed";
+  private readonly kp: number;
+  private readonly g: number;
+  private readonly packed: PackedW4A16;
+  private readonly offset: Float32Array;
+
+  constructor(
+    readonly name: string,
+    q: W4A16Quantized,
+    bias: Float32Array | undefined,
+    readonly inFeatures: number,
+  ) {
+    const { rows: N, cols: kp, groupSize: g } = q;
+    this.kp = kp;
+    this.g = g;
+    this.packed = packW4A16({ codes: q.codes.map((c) => c - 8), scales: q.scales }, N, kp, {
+      format: "int4",
+      groupSize: g,
+      ...(bias ? { bias } : {}),
+      name,
+    });
+    const G = kp / g;
+    this.offset = new Float32Array(N * G);
+    for (let i = 0; i < N * G; i++) this.offset[i] = q.zeros[i]! + 8 * q.scales[i]!;
+  }
+  get outFeatures(): number {
+    return this.packed.N;
+  }
+  forward(x: Float32Array, m: number): Float32Array {
+    checkInput(this, x, m);
+    const { kp, g } = this;
+    const N = this.packed.N;
+    const G = kp / g;
+    const xp = padCols(x, m, this.inFeatures, kp);
+    const y = gemmW4A16(xp, m, this.packed);
+    for (let t = 0; t < m; t++) {
+      const sums = new Float64Array(G);
+      for (let j = 0; j < kp; j++) sums[(j / g) | 0]! += xp[t * kp + j]!;
+      for (let o = 0; o < N; o++) {
+        let s = 0;
+        for (let gi = 0; gi < G; gi++) s += this.offset[o * G + gi]! * sums[gi]!;
+        y[t * N + o]! += s;
+      }
+    }
+    return y;
+  }
+}
+
+/** W4A16 in float64: x·dequant(W)ᵀ + b. */
+export class W4A16ReferenceLinear implements LinearLayer {
+  readonly kind = "w4a16-reference";
+  private readonly w: Float32Array;
+  private readonly kp: number;
+  readonly outFeatures: number;
+
+  constructor(
+    readonly name: string,
+    q: W4A16Quantized,
+    private readonly bias: Float32Array | undefined,
+    readonly inFeatures: number,
+  ) {
+    this.w = dequantizeW4A16(q);
+    this.kp = q.cols;
+    this.outFeatures = q.rows;
+  }
+  forward(x: Float32Array, m: number): Float32Array {
+    checkInput(this, x, m);
+    const { kp, w } = this;
+    const n = this.outFeatures;
+    const xp = padCols(x, m, this.inFeatures, kp);
+    const y = new Float32Array(m * n);
+    for (let t = 0; t < m; t++)
+      for (let o = 0; o < n; o++) {
+        let s = this.bias?.[o] ?? 0;
+        for (let j = 0; j < kp; j++) s += xp[t * kp + j]! * w[o * kp + j]!;
+        y[t * n + o] = s;
+      }
+    return y;
+  }
+}
+
+/** A model layer split along K into parts (FLUX single-block proj_out = out_proj on attn ⊕ mlp_fc2 on the MLP). */
+export class SplitKLinear implements LinearLayer {
+  readonly kind = "split-k";
+  constructor(
+    readonly name: string,
+    private readonly parts: readonly { layer: LinearLayer; k0: number; k1: number }[],
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+  ) {}
+  forward(x: Float32Array, m: number): Float32Array {
+    checkInput(this, x, m);
+    const y = new Float32Array(m * this.outFeatures);
+    for (const { layer, k0, k1 } of this.parts) {
+      const part = layer.forward(sliceCols(x, m, this.inFeatures, k0, k1), m);
+      for (let i = 0; i < y.length; i++) y[i]! += part[i]!;
+    }
+    return y;
+  }
+}
