@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { registerEval } from "./commands/eval.js";
 import { registerExperiment } from "./commands/experiment.js";
 import { registerInspect } from "./commands/inspect.js";
+import { registerQuantize } from "./commands/quantize.js";
 import { type CliIO, processIO } from "./io.js";
 
 export { type EvalCliOptions, progressBar } from "./commands/eval.js";
@@ -9,7 +10,12 @@ export { formatInspect, type InspectReport, inspectCheckpoint } from "./commands
 export type { CliIO } from "./io.js";
 
 /** Each command lives in commands/NAME.ts and registers itself here. */
-const COMMANDS: ((program: Command, io: CliIO) => void)[] = [registerInspect, registerExperiment, registerEval];
+const COMMANDS: ((program: Command, io: CliIO) => void)[] = [
+  registerInspect,
+  registerQuantize,
+  registerExperiment,
+  registerEval,
+];
 
 /** Build the `svdquant` program writing to `io`. */
 export function buildProgram(io: CliIO): Command {

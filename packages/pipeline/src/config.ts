@@ -46,6 +46,19 @@ export const quantizeConfigSchema = z
       })
       .strict()
       .default({ maxIterations: 100, patience: 3, minImprovement: 1e-4 }),
+    /**
+     * Smoothing candidates (α, β) searched per input (λ_j = max|X_j|^α / max|W_j|^β): "paper" = the 39 of
+     * SVDQuant's search (α ∈ {0, .05, …, .95} with β = 0 or 1 − α), or an explicit list.
+     */
+    grid: z
+      .union([
+        z.literal("paper"),
+        z
+          .array(z.object({ alpha: z.number().min(0).max(1), beta: z.number().min(0).max(1) }).strict())
+          .min(1)
+          .max(1000),
+      ])
+      .default("paper"),
     /** Seed of the randomized SVD. */
     seed: z.number().int().min(0).max(0xffffffff).default(0),
     /** Overrides of the default recipe (rules first, treatments by name): see @svdquant/models' Recipe. */

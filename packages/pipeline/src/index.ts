@@ -25,6 +25,11 @@ export {
   recipeOf,
   treatmentOfLayer,
 } from "./config.js";
+export {
+  describeQuantizedCheckpoint,
+  type QuantizedCheckpointSummary,
+  type QuantizedLayerSummary,
+} from "./describe.js";
 export { PipelineError, type PipelineErrorCode } from "./errors.js";
 export {
   type LayerBackend,
@@ -45,3 +50,4 @@ export {
   quantizeModel,
 } from "./quantize-model.js";
 export { type LayerReport, permuteAdaNormRows } from "./quantize-units.js";
+export { type ModelSizes, modelSizes } from "./sizes.js";

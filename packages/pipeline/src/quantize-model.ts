@@ -230,6 +230,9 @@ function quantizeUnits(
     for (const [i, rec] of r.records.entries()) Object.assign(out, w4a4FileTensors(g[i]!.name, rec));
     reports.push(...r.reports);
   }
+  // reports in the layout's order
+  const order = new Map(units.map((u, i) => [prefix + u.file, i]));
+  reports.sort((a, b) => (order.get(a.layer) ?? 0) - (order.get(b.layer) ?? 0));
   // 16-bit tensors: everything not covered by a quantized layer, BF16, renamed where the format says so
   for (const [rel, t] of tensors) {
     const m = /^(.*)\.(weight|bias)$/.exec(rel);

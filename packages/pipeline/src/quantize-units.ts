@@ -127,6 +127,7 @@ export function quantizeW4A4Group(
   const { weight, act } = w4a4Specs(config.format, unsigned);
   const shift = unsigned && config.format === "int4" ? GELU_SHIFT : 0;
   const base = {
+    ...(config.grid === "paper" ? {} : { grid: config.grid }),
     rank,
     weight,
     activation: act,

@@ -2,13 +2,15 @@
  * checkpoint → calibration → quantization → file → load → forward on the native kernels, for both tiny models;
  * the packed-kernel forward is checked against the float64 fake-quant forward of the same parameters.
  */
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { backendInfo } from "@svdquant/kernels";
-import { FluxTransformer, PixArtTransformer } from "@svdquant/models";
+import { FluxTransformer, PixArtTransformer, parseModelConfig } from "@svdquant/models";
 import { SafetensorsFile, type Tensor } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
 import {
   loadQuantizedModel,
+  modelSizes,
   parseQuantizeConfig,
   permuteAdaNormRows,
   quantizeModel,
@@ -17,7 +19,31 @@ import {
 import { w4a4FileTensors, w4a16FileTensors } from "../src/quantize-units.ts";
 import { fluxInputs, modelDir, pixartInputs, relFrob, tempDir } from "./helpers.ts";
 
-const CONFIG = parseQuantizeConfig({ refinement: { maxIterations: 2 }, calibration: { samples: 1, steps: 2 } });
+// A reduced search keeps the suite fast: 4 smoothing candidates instead of the paper's 39, 2 refinement steps.
+const CONFIG = parseQuantizeConfig({
+  grid: [
+    { alpha: 0, beta: 0 },
+    { alpha: 0.5, beta: 0 },
+    { alpha: 0.5, beta: 0.5 },
+    { alpha: 0.8, beta: 0.2 },
+  ],
+  refinement: { maxIterations: 2 },
+  calibration: { samples: 1, steps: 2 },
+});
+
+/** Sum of the tensor data bytes of a safetensors file. */
+async function dataBytes(path: string): Promise<number> {
+  const f = await SafetensorsFile.open(path);
+  let bytes = 0;
+  for (const n of f.names()) bytes += f.info(n).dataOffsets[1] - f.info(n).dataOffsets[0];
+  await f.close();
+  return bytes;
+}
+
+async function predictedBytes(model: string): Promise<number> {
+  const raw = JSON.parse(await readFile(join(modelDir(model), "config.json"), "utf8"));
+  return modelSizes(parseModelConfig(raw, model), CONFIG).svdquantBytes;
+}
 
 describe("flux-tiny end to end", async () => {
   const dir = await tempDir();
@@ -48,6 +74,7 @@ describe("flux-tiny end to end", async () => {
     expect(f.info("transformer_blocks.0.qkv_proj.qweight").shape).toEqual([256, 64]);
     await f.close();
     expect(res.report.length).toBe(2 * 10 + 3 * 5);
+    expect(await dataBytes(out)).toBe(await predictedBytes("flux-tiny-a"));
     for (const r of res.report) expect(Number.isFinite(r.relError)).toBe(true);
   });
 
@@ -110,6 +137,10 @@ describe("pixart-tiny end to end", async () => {
   const dir = await tempDir();
   const out = join(dir, "pixart-tiny.svdq.safetensors");
   await quantizeModel({ modelDir: modelDir("pixart-tiny-a"), out, config: CONFIG });
+
+  it("writes exactly the bytes the size model predicts", async () => {
+    expect(await dataBytes(out)).toBe(await predictedBytes("pixart-tiny-a"));
+  });
 
   it("runs on the packed kernels within 1e-5 of the fake-quant forward", async () => {
     const inp = await pixartInputs();

@@ -1,3 +1,4 @@
+import { describeQuantizedCheckpoint, type QuantizedCheckpointSummary } from "@svdquant/pipeline";
 import { DTYPE_INFO, type DType, numelOf, openCheckpoint, type TensorSource } from "@svdquant/tensor";
 import type { Command } from "commander";
 import type { CliIO } from "../io.js";
@@ -8,6 +9,8 @@ export interface InspectReport {
   parameters: number;
   bytes: number;
   bytesByDtype: Partial<Record<DType, number>>;
+  /** Present for a quantized single-file checkpoint: per-layer formats and bytes, compression vs BF16. */
+  quantized?: QuantizedCheckpointSummary;
 }
 
 /** Summarize a .safetensors file, a shard index or a model folder, reading headers only. */
@@ -27,7 +30,15 @@ export async function inspectCheckpoint(path: string): Promise<InspectReport> {
       bytes += b;
       bytesByDtype[info.dtype] = (bytesByDtype[info.dtype] ?? 0) + b;
     }
-    return { tensors, metadata: { ...src.metadata }, parameters, bytes, bytesByDtype };
+    const quantized = path.endsWith(".safetensors") ? await describeQuantizedCheckpoint(path) : undefined;
+    return {
+      tensors,
+      metadata: { ...src.metadata },
+      parameters,
+      bytes,
+      bytesByDtype,
+      ...(quantized ? { quantized } : {}),
+    };
   } finally {
     await src.close();
   }
@@ -42,6 +53,26 @@ export function formatInspect(path: string, r: InspectReport): string {
   ];
   for (const [dt, b] of Object.entries(r.bytesByDtype))
     lines.push(`    ${dt.padEnd(8)} ${b.toLocaleString("en-US")} bytes`);
+  const q = r.quantized;
+  if (q !== undefined) {
+    lines.push(
+      `  quantized ${q.model}: ${q.layers.length} 4-bit layers; ${q.bytes.toLocaleString("en-US")} bytes vs ${q.bf16Bytes.toLocaleString("en-US")} in BF16 (${(q.bf16Bytes / q.bytes).toFixed(2)}x smaller)`,
+    );
+    const byFormat = new Map<string, { n: number; bytes: number; bf16: number }>();
+    for (const l of q.layers) {
+      const e = byFormat.get(l.format) ?? { n: 0, bytes: 0, bf16: 0 };
+      byFormat.set(l.format, { n: e.n + 1, bytes: e.bytes + l.bytes, bf16: e.bf16 + l.bf16Bytes });
+    }
+    for (const [fmt, e] of byFormat)
+      lines.push(
+        `    ${fmt.padEnd(11)} ${String(e.n).padStart(5)} layers ${e.bytes.toLocaleString("en-US").padStart(16)} bytes (${(e.bf16 / e.bytes).toFixed(2)}x vs BF16)`,
+      );
+    lines.push("  layers:");
+    for (const l of q.layers)
+      lines.push(
+        `    ${l.name}  ${l.format}  ${l.bytes.toLocaleString("en-US")} bytes (${(l.bf16Bytes / l.bytes).toFixed(2)}x)`,
+      );
+  }
   const meta = Object.entries(r.metadata);
   if (meta.length > 0) {
     lines.push("  metadata:");
@@ -60,8 +91,10 @@ export function registerInspect(program: Command, io: CliIO): void {
     .action(async (path: string, opts: { json?: boolean }) => {
       const r = await inspectCheckpoint(path);
       if (opts.json) {
-        const { tensors, metadata, parameters, bytes } = r;
-        io.out(`${JSON.stringify({ tensors, metadata, parameters, bytes }, null, 2)}\n`);
+        const { tensors, metadata, parameters, bytes, quantized } = r;
+        io.out(
+          `${JSON.stringify({ tensors, metadata, parameters, bytes, ...(quantized ? { quantized } : {}) }, null, 2)}\n`,
+        );
       } else {
         io.out(`${formatInspect(path, r)}\n`);
       }

@@ -1,0 +1,103 @@
+import { readFile } from "node:fs/promises";
+import { basename, resolve } from "node:path";
+import { parseQuantizeConfig, type QuantizeEvent, quantizeModel } from "@svdquant/pipeline";
+import cliProgress from "cli-progress";
+import type { Command } from "commander";
+import type { CliIO } from "../io.js";
+
+/** Progress on stderr: a bar per stage (block, ETA) when stderr is a terminal, one line per stage otherwise. */
+function progressReporter(io: CliIO, tty: boolean): { onEvent: (e: QuantizeEvent) => void; stop: () => void } {
+  let bar: cliProgress.SingleBar | undefined;
+  let stage = "";
+  const stop = () => {
+    bar?.stop();
+    bar = undefined;
+  };
+  return {
+    stop,
+    onEvent: (e) => {
+      if (e.stage === "write") {
+        stop();
+        io.err(`writing ${e.path}\n`);
+        return;
+      }
+      const label = e.stage === "calibrate" ? "calibrating" : "quantizing";
+      if (stage !== e.stage) {
+        stop();
+        stage = e.stage;
+        if (tty && e.total > 0) {
+          bar = new cliProgress.SingleBar(
+            { format: `${label} [{bar}] {value}/{total} {item} | ETA {eta_formatted}`, stream: process.stderr },
+            cliProgress.Presets.shades_classic,
+          );
+          bar.start(e.total, 0, { item: "" });
+        } else if (!tty) io.err(`${label}…\n`);
+      }
+      const item = e.stage === "quantize" ? `${e.block}${e.resumed ? " (resumed)" : ""}` : "forwards";
+      bar?.update(e.done, { item });
+    },
+  };
+}
+
+export interface QuantizeCliOptions {
+  config?: string;
+  out?: string;
+  resume?: boolean;
+  json?: boolean;
+  progress?: boolean;
+}
+
+/** `svdquant quantize MODEL_DIR [--config FILE] [--out FILE] [--resume] [--json]` */
+export function registerQuantize(program: Command, io: CliIO): void {
+  program
+    .command("quantize")
+    .description(
+      "quantize a diffusers FLUX.1 / PixArt-Σ transformer folder with SVDQuant into one packed 4-bit checkpoint",
+    )
+    .argument("<model-dir>", "diffusers transformer folder (config.json + safetensors)")
+    .option("--config <file>", "quantization config (JSON; see @svdquant/pipeline's README), default: the paper's")
+    .option("--out <file>", "output .safetensors (default: ./<model>.svdq-<format>-r<rank>.safetensors)")
+    .option("--resume", "continue an interrupted run from <out>.parts/ (refused if the model or config changed)")
+    .option("--json", "print a machine-readable JSON summary")
+    .option("--no-progress", "no progress on stderr")
+    .action(async (modelDir: string, opts: QuantizeCliOptions) => {
+      let raw: unknown = {};
+      if (opts.config !== undefined) {
+        const text = await readFile(opts.config, "utf8").catch((e: Error) => {
+          throw new Error(`${opts.config}: cannot read the config: ${e.message}`);
+        });
+        try {
+          raw = JSON.parse(text);
+        } catch (e) {
+          throw new Error(`${opts.config}: not valid JSON: ${(e as Error).message}`);
+        }
+      }
+      const config = parseQuantizeConfig(raw, opts.config ?? "default config");
+      const out = resolve(
+        opts.out ?? `${basename(resolve(modelDir))}.svdq-${config.format}-r${config.rank}.safetensors`,
+      );
+      const progress =
+        opts.progress === false ? undefined : progressReporter(io, process.stderr.isTTY === true && !opts.json);
+      let r: Awaited<ReturnType<typeof quantizeModel>>;
+      try {
+        r = await quantizeModel({
+          modelDir,
+          out,
+          config,
+          resume: opts.resume === true,
+          ...(progress ? { onEvent: progress.onEvent } : {}),
+        });
+      } finally {
+        progress?.stop();
+      }
+      const mean = r.report.reduce((a, l) => a + l.relError, 0) / Math.max(r.report.length, 1);
+      if (opts.json)
+        io.out(
+          `${JSON.stringify({ out: r.out, bytes: r.bytes, report: r.reportPath, layers: r.report.length, meanRelError: mean }, null, 2)}\n`,
+        );
+      else
+        io.out(
+          `${r.out}\n  ${r.report.length} quantized layers, ${r.bytes.toLocaleString("en-US")} bytes, mean output rel. error ${mean.toFixed(4)}\n  per-layer report: ${r.reportPath}\n`,
+        );
+    });
+}
