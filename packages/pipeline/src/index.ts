@@ -51,3 +51,4 @@ export {
 } from "./quantize-model.js";
 export { type LayerReport, permuteAdaNormRows } from "./quantize-units.js";
 export { type ModelSizes, modelSizes } from "./sizes.js";
+export { maxThreads, QuantizePool } from "./workers.js";

@@ -21,7 +21,6 @@ import { writeFileAtomic } from "./fs.js";
 import { layoutOf, type ModelLayout, type UnitSpec } from "./layout.js";
 import {
   type LayerReport,
-  quantizeW4A4Group,
   quantizeW4A16Unit,
   toBf16,
   type UnitWeight,
@@ -29,6 +28,7 @@ import {
   w4a4FileTensors,
   w4a16FileTensors,
 } from "./quantize-units.js";
+import { QuantizePool } from "./workers.js";
 
 /** Version of the state/metadata written by this module. */
 export const FORMAT_VERSION = 1;
@@ -53,6 +53,8 @@ export interface QuantizeModelOptions {
   /** Continue a previous run's state (refused when it belongs to another model or config). */
   readonly resume?: boolean;
   readonly onEvent?: (e: QuantizeEvent) => void;
+  /** Worker threads quantizing a block's layers in parallel (default: 1, the calling thread). */
+  readonly threads?: number;
 }
 
 export interface QuantizeModelResult {
@@ -191,7 +193,8 @@ function unitWeight(tensors: ReadonlyMap<string, Tensor>, prefix: string, unit: 
 }
 
 /** Quantize the units of one block (or the head: prefix "") into file tensors. */
-function quantizeUnits(
+async function quantizeUnits(
+  pool: QuantizePool,
   prefix: string,
   units: readonly UnitSpec[],
   tensors: ReadonlyMap<string, Tensor>,
@@ -199,7 +202,7 @@ function quantizeUnits(
   recipe: ReturnType<typeof recipeOf>,
   stats: ReadonlyMap<string, InputStats>,
   config: QuantizeConfig,
-): { tensors: Record<string, Tensor>; reports: LayerReport[] } {
+): Promise<{ tensors: Record<string, Tensor>; reports: LayerReport[] }> {
   const out: Record<string, Tensor> = {};
   const reports: LayerReport[] = [];
   const covered = new Set<string>();
@@ -220,16 +223,19 @@ function quantizeUnits(
     g.push({ spec: unit, name, w });
     groups.set(unit.input, g);
   }
-  for (const g of groups.values()) {
+  const tasks = [...groups.values()].map((g) => {
     const u = g[0]!.spec;
     const target = prefix + u.members[0]!;
     const s = stats.get(target);
     if (s === undefined) throw new PipelineError("E_CALIBRATION", "no calibration statistics for this input", target);
-    const kFull = s.absmax.length;
-    const r = quantizeW4A4Group(g, unitCalibration(u, s, kFull), config);
+    return pool.run({ units: g, calibration: unitCalibration(u, s, s.absmax.length), config });
+  });
+  const results = await Promise.all(tasks);
+  [...groups.values()].forEach((g, gi) => {
+    const r = results[gi]!;
     for (const [i, rec] of r.records.entries()) Object.assign(out, w4a4FileTensors(g[i]!.name, rec));
     reports.push(...r.reports);
-  }
+  });
   // reports in the layout's order
   const order = new Map(units.map((u, i) => [prefix + u.file, i]));
   reports.sort((a, b) => (order.get(a.layer) ?? 0) - (order.get(b.layer) ?? 0));
@@ -262,7 +268,11 @@ export function quantizationConfigMetadata(config: QuantizeConfig): Record<strin
 export async function quantizeModel(opts: QuantizeModelOptions): Promise<QuantizeModelResult> {
   const { config } = opts;
   const recipe = recipeOf(config);
-  const folder = await openModelFolder(opts.modelDir);
+  const pool = new QuantizePool(opts.threads ?? 1);
+  const folder = await openModelFolder(opts.modelDir).catch(async (e) => {
+    await pool.close();
+    throw e;
+  });
   const source = folder.weights;
   try {
     if (folder.config === undefined)
@@ -305,7 +315,7 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
       const resumed = await exists(file);
       if (!resumed) {
         const tensors = await readBlock(source, prefix);
-        const r = quantizeUnits(prefix, units, tensors, renames, recipe, stats, config);
+        const r = await quantizeUnits(pool, prefix, units, tensors, renames, recipe, stats, config);
         await writeSafetensors(file, sortedRecord(r.tensors), { report: JSON.stringify(r.reports) });
       }
       const f = await SafetensorsFile.open(file);
@@ -317,7 +327,7 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
     const blockPrefixes = layout.blocks.map((b) => b.prefix(0).replace(/0\.$/, ""));
     for (const n of source.names())
       if (!blockPrefixes.some((bp) => n.startsWith(bp))) head.set(n, await source.read(n));
-    const hq = quantizeUnits("", layout.head, head, {}, recipe, stats, config);
+    const hq = await quantizeUnits(pool, "", layout.head, head, {}, recipe, stats, config);
     report.push(...hq.reports);
     opts.onEvent?.({
       stage: "quantize",
@@ -352,6 +362,7 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
     return { out: opts.out, reportPath, report, bytes };
   } finally {
     await source.close();
+    await pool.close();
   }
 }
 

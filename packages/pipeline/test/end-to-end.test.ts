@@ -96,6 +96,12 @@ describe("flux-tiny end to end", async () => {
     );
   });
 
+  it("two worker threads write the same bytes as one thread", async () => {
+    const out2 = join(dir, "flux-tiny.2threads.safetensors");
+    await quantizeModel({ modelDir: modelDir("flux-tiny-a"), out: out2, config: CONFIG, threads: 2 });
+    expect(Buffer.compare(await readFile(out2), await readFile(out))).toBe(0);
+  });
+
   it("reads back what it wrote: every record re-packs to the same bytes", async () => {
     const ck = await readQuantizedCheckpoint(out);
     expect(ck.w4a4.size).toBe(2 * 8 + 3 * 4);

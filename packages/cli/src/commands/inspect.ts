@@ -44,6 +44,13 @@ export async function inspectCheckpoint(path: string): Promise<InspectReport> {
   }
 }
 
+/** "3.52x smaller than BF16", or "1.40x larger than BF16" for layers that padding makes bigger. */
+function ratioText(bf16: number, bytes: number): string {
+  return bf16 >= bytes
+    ? `${(bf16 / bytes).toFixed(2)}x smaller than BF16`
+    : `${(bytes / bf16).toFixed(2)}x larger than BF16 (padding)`;
+}
+
 export function formatInspect(path: string, r: InspectReport): string {
   const lines = [
     `${path}`,
@@ -56,7 +63,7 @@ export function formatInspect(path: string, r: InspectReport): string {
   const q = r.quantized;
   if (q !== undefined) {
     lines.push(
-      `  quantized ${q.model}: ${q.layers.length} 4-bit layers; ${q.bytes.toLocaleString("en-US")} bytes vs ${q.bf16Bytes.toLocaleString("en-US")} in BF16 (${(q.bf16Bytes / q.bytes).toFixed(2)}x smaller)`,
+      `  quantized ${q.model}: ${q.layers.length} 4-bit layers; ${q.bytes.toLocaleString("en-US")} bytes vs ${q.bf16Bytes.toLocaleString("en-US")} in BF16 (${ratioText(q.bf16Bytes, q.bytes)})`,
     );
     const byFormat = new Map<string, { n: number; bytes: number; bf16: number }>();
     for (const l of q.layers) {
@@ -65,7 +72,7 @@ export function formatInspect(path: string, r: InspectReport): string {
     }
     for (const [fmt, e] of byFormat)
       lines.push(
-        `    ${fmt.padEnd(11)} ${String(e.n).padStart(5)} layers ${e.bytes.toLocaleString("en-US").padStart(16)} bytes (${(e.bf16 / e.bytes).toFixed(2)}x vs BF16)`,
+        `    ${fmt.padEnd(11)} ${String(e.n).padStart(5)} layers ${e.bytes.toLocaleString("en-US").padStart(16)} bytes (${ratioText(e.bf16, e.bytes)})`,
       );
     lines.push("  layers:");
     for (const l of q.layers)

@@ -1,8 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { basename, resolve } from "node:path";
-import { parseQuantizeConfig, type QuantizeEvent, quantizeModel } from "@svdquant/pipeline";
+import { maxThreads, parseQuantizeConfig, type QuantizeEvent, quantizeModel } from "@svdquant/pipeline";
 import cliProgress from "cli-progress";
-import type { Command } from "commander";
+import { type Command, InvalidArgumentError } from "commander";
 import type { CliIO } from "../io.js";
 
 /** Progress on stderr: a bar per stage (block, ETA) when stderr is a terminal, one line per stage otherwise. */
@@ -45,6 +45,14 @@ export interface QuantizeCliOptions {
   resume?: boolean;
   json?: boolean;
   progress?: boolean;
+  threads?: number;
+}
+
+function threadCount(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > maxThreads())
+    throw new InvalidArgumentError(`expected an integer from 1 to ${maxThreads()} (the cores available), got "${v}"`);
+  return n;
 }
 
 /** `svdquant quantize MODEL_DIR [--config FILE] [--out FILE] [--resume] [--json]` */
@@ -58,6 +66,11 @@ export function registerQuantize(program: Command, io: CliIO): void {
     .option("--config <file>", "quantization config (JSON; see @svdquant/pipeline's README), default: the paper's")
     .option("--out <file>", "output .safetensors (default: ./<model>.svdq-<format>-r<rank>.safetensors)")
     .option("--resume", "continue an interrupted run from <out>.parts/ (refused if the model or config changed)")
+    .option(
+      "--threads <n>",
+      `worker threads quantizing layers in parallel (1 to ${maxThreads()}, default 1)`,
+      threadCount,
+    )
     .option("--json", "print a machine-readable JSON summary")
     .option("--no-progress", "no progress on stderr")
     .action(async (modelDir: string, opts: QuantizeCliOptions) => {
@@ -85,6 +98,7 @@ export function registerQuantize(program: Command, io: CliIO): void {
           out,
           config,
           resume: opts.resume === true,
+          ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
           ...(progress ? { onEvent: progress.onEvent } : {}),
         });
       } finally {
