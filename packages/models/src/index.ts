@@ -18,6 +18,7 @@ export { type FluxInputs, FluxTransformer, linearNamesOf, type ModelLoadOptions 
 export { type GemmBackend, gemmNaive, gemmTs, getGemmBackend, setGemmBackend, TS_GEMM } from "./gemm.js";
 export { ConfigReader, parsePythonJson, readConfigFile } from "./json-config.js";
 export { checkInput, DenseLinear, type DenseWeight, forwardShared, type LinearLayer } from "./linear.js";
+export { componentDir, type PipelineComponent, type PipelineIndex, readModelIndex } from "./model-index.js";
 export { type GemmChoice, useKernelsGemm } from "./native-gemm.js";
 export {
   type AttentionOptions,

@@ -41,31 +41,30 @@ export function layerNormAffine(
 }
 
 /**
- * erf(x) to double precision: Maclaurin series for |x| < 3 (alternating terms; at most ~60 of them), and the
- * Laplace continued fraction of erfc beyond, where the series would lose digits to cancellation.
+ * erf(x) to about 1e-16: for |x| < 3 the series erf x = 2/√π · e^{−x²} · Σₙ 2ⁿ x^{2n+1} / (1·3·…·(2n+1)), whose
+ * terms are all positive (no cancellation); beyond, the Laplace continued fraction of erfc.
  */
 export function erf(x: number): number {
   const ax = Math.abs(x);
+  if (ax > 6) return x < 0 ? -1 : 1; // erfc(6) < 2.2e-17
+  let v: number;
   if (ax < 3) {
-    // erf x = 2/√π Σ (−1)ⁿ x^(2n+1) / (n! (2n+1))
+    const x2 = ax * ax;
     let term = ax;
     let sum = ax;
-    const x2 = ax * ax;
-    for (let n = 1; n < 200; n++) {
-      term *= -x2 / n;
-      const add = term / (2 * n + 1);
-      sum += add;
-      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    for (let n = 1; n < 300; n++) {
+      term *= (2 * x2) / (2 * n + 1);
+      sum += term;
+      if (term < 1e-17 * sum) break;
     }
-    const v = (2 / Math.sqrt(Math.PI)) * sum;
-    return x < 0 ? -v : v;
+    v = (2 / Math.sqrt(Math.PI)) * Math.exp(-x2) * sum;
+  } else {
+    // erfc x = e^{−x²}/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + …)))), evaluated bottom-up
+    let f = ax;
+    for (let k = 60; k >= 1; k--) f = ax + k / 2 / f;
+    v = 1 - Math.exp(-ax * ax) / Math.sqrt(Math.PI) / f;
   }
-  if (ax > 6) return x < 0 ? -1 : 1; // erfc(6) < 2.2e-17
-  // erfc x = e^{−x²}/√π · 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + 2/(x + …))))), evaluated bottom-up
-  let f = ax;
-  for (let k = 60; k >= 1; k--) f = ax + k / 2 / f;
-  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / f;
-  return x < 0 ? erfc - 1 : 1 - erfc;
+  return x < 0 ? -v : v;
 }
 
 export type TextActivation = "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "quick_gelu" | "relu";
