@@ -1,6 +1,7 @@
 import { Command, CommanderError } from "commander";
 import { registerEval } from "./commands/eval.js";
 import { registerExperiment } from "./commands/experiment.js";
+import { registerGenerate } from "./commands/generate.js";
 import { registerInspect } from "./commands/inspect.js";
 import { registerQuantize } from "./commands/quantize.js";
 import { type CliIO, processIO } from "./io.js";
@@ -13,6 +14,7 @@ export type { CliIO } from "./io.js";
 const COMMANDS: ((program: Command, io: CliIO) => void)[] = [
   registerInspect,
   registerQuantize,
+  registerGenerate,
   registerExperiment,
   registerEval,
 ];

@@ -32,6 +32,19 @@ export {
 } from "./describe.js";
 export { PipelineError, type PipelineErrorCode } from "./errors.js";
 export {
+  conditioningFromFile,
+  FLUX_DEFAULTS,
+  type FluxGenerateSettings,
+  FluxPipeline,
+  type GenerateOptions,
+  generateImages,
+  initialLatents,
+  type SampledImage,
+  type SampleOptions,
+  sampleFlux,
+  type TextConditioning,
+} from "./generate.js";
+export {
   type LayerBackend,
   SplitKLinear,
   W4A4KernelLinear,
@@ -40,6 +53,7 @@ export {
   W4A16ReferenceLinear,
 } from "./layers.js";
 export { type BlockLayout, fluxLayout, layoutOf, type ModelLayout, pixartLayout, type UnitSpec } from "./layout.js";
+export { encodePng, readPngText } from "./png.js";
 export {
   calibrationTargets,
   FORMAT_VERSION,

@@ -1,0 +1,289 @@
+/**
+ * Text → image with a diffusers FLUX pipeline folder, on the CPU: the steps of diffusers' FluxPipeline.
+ *
+ *   prompts ─► CLIP tokenizer + text_encoder (pooled) ┐
+ *           └► T5 tokenizer_2 + text_encoder_2 ─────────┼─► transformer (16-bit, or a packed SVDQuant checkpoint)
+ *   seeded latents [B, C, H, W] ─► pack 2×2 ───────────┘        × steps of FlowMatchEuler (resolution shift μ)
+ *   ─► unpack ─► /scaling + shift ─► VAE decoder ─► RGB8
+ *
+ * The initial latents come from our seeded generator (torch's RNG is not reproduced): the same seed gives the same
+ * bytes, across runs and backends; a caller can pass its own latents (e.g. recorded by a reference run).
+ */
+import { constants } from "node:fs";
+import { access, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { SeededRng } from "@svdquant/lowrank";
+import {
+  ClipTextEncoder,
+  calculateShift,
+  componentDir,
+  FlowMatchEulerScheduler,
+  type FluxConfig,
+  type FluxInputs,
+  FluxTransformer,
+  fluxImageIds,
+  fluxLatentShape,
+  fluxSigmas,
+  imageToRgb8,
+  type LinearObserver,
+  loadPromptEmbeddings,
+  packFluxLatents,
+  readModelIndex,
+  T5Encoder,
+  TextTokenizer,
+  unpackFluxLatents,
+  VaeDecoder,
+} from "@svdquant/models";
+import { loadQuantizedModel } from "./checkpoint.js";
+import { PipelineError } from "./errors.js";
+import { writeFileAtomic } from "./fs.js";
+import type { LayerBackend } from "./layers.js";
+import { encodePng } from "./png.js";
+
+export interface FluxGenerateSettings {
+  /** Sampler steps (FLUX.1-dev 50, schnell 4). */
+  readonly steps: number;
+  /** Guidance scale for models with a guidance embedding (FLUX.1-dev: 3.5); ignored by the others. */
+  readonly guidance: number;
+  readonly height: number;
+  readonly width: number;
+  /** T5 tokens (FluxPipeline's max_sequence_length: 512). */
+  readonly maxSequenceLength: number;
+}
+
+export interface TextConditioning {
+  readonly batch: number;
+  /** T5 embeddings [B, L, joint_attention_dim]. */
+  readonly promptEmbeds: Float32Array;
+  readonly length: number;
+  /** CLIP pooled [B, pooled_projection_dim]. */
+  readonly pooled: Float32Array;
+}
+
+/** The loaded components of a FLUX pipeline folder; the transformer can be swapped (16-bit / quantized). */
+export class FluxPipeline {
+  private constructor(
+    readonly dir: string,
+    readonly clipTokenizer: TextTokenizer,
+    readonly clip: ClipTextEncoder,
+    readonly t5Tokenizer: TextTokenizer,
+    readonly t5: T5Encoder,
+    readonly vae: VaeDecoder,
+    readonly schedulerDir: string,
+    readonly transformerDir: string,
+  ) {}
+
+  static async load(dir: string): Promise<FluxPipeline> {
+    const index = await readModelIndex(dir);
+    const need = async (n: string) => componentDir(index, n);
+    return new FluxPipeline(
+      dir,
+      await TextTokenizer.fromFolder(await need("tokenizer")),
+      await ClipTextEncoder.fromFolder(await need("text_encoder")),
+      await TextTokenizer.fromFolder(await need("tokenizer_2")),
+      await T5Encoder.fromFolder(await need("text_encoder_2")),
+      await VaeDecoder.fromFolder(await need("vae")),
+      await need("scheduler"),
+      await need("transformer"),
+    );
+  }
+
+  /** The 16-bit transformer of the folder, or a packed SVDQuant checkpoint of it. */
+  async transformer(quantized?: string, backend: LayerBackend = "kernels"): Promise<FluxTransformer> {
+    if (quantized === undefined) return FluxTransformer.fromFolder(this.transformerDir);
+    const m = await loadQuantizedModel(quantized, { backend });
+    if (!(m instanceof FluxTransformer))
+      throw new PipelineError("E_MODEL", "the quantized checkpoint is not a FLUX transformer", quantized);
+    return m;
+  }
+
+  /** CLIP pooled + T5 embeddings of the prompts (no attention masks, as FluxPipeline calls both encoders). */
+  encode(prompts: readonly string[], maxSequenceLength: number): TextConditioning {
+    if (prompts.length === 0) throw new PipelineError("E_CONFIG", "no prompts given");
+    for (const [i, p] of prompts.entries())
+      if (typeof p !== "string" || p.trim() === "") throw new PipelineError("E_CONFIG", `prompt ${i} is empty`);
+    const c = this.clipTokenizer.encode(prompts, 77); // CLIP's model_max_length (FluxPipeline.tokenizer_max_length)
+    const pooled = this.clip.forward({ batch: c.batch, length: c.length, ids: c.ids }).pooled;
+    const t = this.t5Tokenizer.encode(prompts, maxSequenceLength);
+    const promptEmbeds = this.t5.forward({ batch: t.batch, length: t.length, ids: t.ids });
+    return { batch: prompts.length, promptEmbeds, length: maxSequenceLength, pooled };
+  }
+}
+
+/** Text conditioning from a safetensors file of precomputed embeddings (prompt_embeds, pooled_prompt_embeds). */
+export async function conditioningFromFile(path: string): Promise<TextConditioning> {
+  const e = await loadPromptEmbeddings(path);
+  if (e.pooledPromptEmbeds === undefined)
+    throw new PipelineError("E_CONFIG", "FLUX needs pooled_prompt_embeds as well as prompt_embeds", path);
+  const [b, l] = e.promptEmbeds.shape as [number, number, number];
+  return { batch: b, promptEmbeds: e.promptEmbeds.data, length: l, pooled: e.pooledPromptEmbeds.data };
+}
+
+/** Seeded initial latents [1, C, H, W] (standard normal). */
+export function initialLatents(seed: number, channels: number, h: number, w: number): Float32Array {
+  const rng = new SeededRng(seed);
+  const out = new Float32Array(channels * h * w);
+  for (let i = 0; i < out.length; i++) out[i] = rng.normal();
+  return out;
+}
+
+export interface SampleOptions {
+  /** One prompt's conditioning row (index into `cond`). */
+  readonly row: number;
+  readonly seed: number;
+  /** Initial latents [1, C, H, W] instead of the seeded ones. */
+  readonly latents?: Float32Array;
+  readonly observer?: LinearObserver;
+  readonly onStep?: (done: number, total: number) => void;
+}
+
+/** One image: RGB8 [H, W, 3], and the final latents [1, C, H, W]. */
+export interface SampledImage {
+  readonly rgb: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+  readonly latents: Float32Array;
+}
+
+/** Run FluxPipeline's sampling loop for one prompt with `transformer`. */
+export async function sampleFlux(
+  pipe: FluxPipeline,
+  transformer: FluxTransformer,
+  cond: TextConditioning,
+  s: FluxGenerateSettings,
+  o: SampleOptions,
+): Promise<SampledImage> {
+  const tc: FluxConfig = transformer.config;
+  const channels = tc.inChannels / 4; // 2×2 patches packed into in_channels
+  const scale = pipe.vae.scaleFactor;
+  const { h, w, imageSeqLen } = fluxLatentShape(s.height, s.width, scale);
+  const lat0 = o.latents ?? initialLatents(o.seed, channels, h, w);
+  if (lat0.length !== channels * h * w)
+    throw new PipelineError(
+      "E_CONFIG",
+      `initial latents hold ${lat0.length} values, expected [1, ${channels}, ${h}, ${w}]`,
+    );
+  const scheduler = await FlowMatchEulerScheduler.fromFolder(pipe.schedulerDir);
+  const c = scheduler.config;
+  scheduler.setTimesteps(s.steps, {
+    sigmas: fluxSigmas(s.steps),
+    ...(c.useDynamicShifting ? { mu: calculateShift(imageSeqLen, c) } : {}),
+  });
+  const L = cond.length;
+  const dj = tc.jointAttentionDim;
+  const enc = cond.promptEmbeds.subarray(o.row * L * dj, (o.row + 1) * L * dj);
+  const pooled = cond.pooled.subarray(o.row * tc.pooledProjectionDim, (o.row + 1) * tc.pooledProjectionDim);
+  let x = packFluxLatents(lat0, 1, channels, h, w);
+  const imgIds = fluxImageIds(h / 2, w / 2);
+  const txtIds = new Float32Array(L * 3);
+  for (let i = 0; i < s.steps; i++) {
+    const t = scheduler.timesteps[i]!;
+    const inputs: FluxInputs = {
+      batch: 1,
+      imgTokens: imageSeqLen,
+      txtTokens: L,
+      hiddenStates: x,
+      encoderHiddenStates: enc,
+      pooledProjections: pooled,
+      timestep: [Math.fround(t / 1000)],
+      ...(tc.guidanceEmbeds ? { guidance: [s.guidance] } : {}),
+      imgIds,
+      txtIds,
+    };
+    const v = await transformer.forward(inputs, o.observer ? { observer: o.observer } : {});
+    x = scheduler.step(v, x);
+    o.onStep?.(i + 1, s.steps);
+  }
+  const latents = unpackFluxLatents(x, 1, channels, h, w);
+  const img = pipe.vae.decode(pipe.vae.unscale(latents), 1, h, w);
+  const H = h * scale;
+  const W = w * scale;
+  return { rgb: imageToRgb8(img, 1, 3, H, W), width: W, height: H, latents };
+}
+
+/** FluxPipeline.__call__'s defaults (diffusers 0.40). */
+export const FLUX_DEFAULTS: FluxGenerateSettings = {
+  steps: 28,
+  guidance: 3.5,
+  height: 1024,
+  width: 1024,
+  maxSequenceLength: 512,
+};
+
+export interface GenerateOptions extends Partial<FluxGenerateSettings> {
+  /** A diffusers FLUX pipeline folder (model_index.json, transformer/, vae/, text encoders, tokenizers, scheduler/). */
+  readonly pipelineDir: string;
+  /** A packed SVDQuant checkpoint of the transformer (default: the folder's 16-bit transformer). */
+  readonly quantized?: string;
+  readonly backend?: LayerBackend;
+  /** Prompts, or a safetensors file of precomputed embeddings (prompt_embeds, pooled_prompt_embeds). */
+  readonly prompts?: readonly string[];
+  readonly embeddings?: string;
+  /** Seed of the first image of each prompt; image j of a prompt uses seed + j. */
+  readonly seed?: number;
+  /** Images per prompt. */
+  readonly batch?: number;
+  readonly outDir: string;
+  readonly onStep?: (image: number, done: number, total: number) => void;
+}
+
+const slug = (s: string) =>
+  s
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-|-$/g, "")
+    .slice(0, 48) || "prompt";
+
+/** Generate PNGs (settings in their tEXt metadata) into `outDir`; returns their paths in prompt-major order. */
+export async function generateImages(o: GenerateOptions): Promise<string[]> {
+  const s: FluxGenerateSettings = {
+    steps: o.steps ?? FLUX_DEFAULTS.steps,
+    guidance: o.guidance ?? FLUX_DEFAULTS.guidance,
+    height: o.height ?? FLUX_DEFAULTS.height,
+    width: o.width ?? FLUX_DEFAULTS.width,
+    maxSequenceLength: o.maxSequenceLength ?? FLUX_DEFAULTS.maxSequenceLength,
+  };
+  const seed = o.seed ?? 0;
+  const batch = o.batch ?? 1;
+  if (!Number.isSafeInteger(seed) || seed < 0)
+    throw new PipelineError("E_CONFIG", `seed must be an integer ≥ 0, got ${seed}`);
+  if (!Number.isSafeInteger(batch) || batch < 1 || batch > 1024)
+    throw new PipelineError("E_CONFIG", `batch must be an integer in [1, 1024], got ${batch}`);
+  if ((o.prompts === undefined) === (o.embeddings === undefined))
+    throw new PipelineError("E_CONFIG", "give either prompts or an embeddings file");
+  await mkdir(o.outDir, { recursive: true });
+  await access(o.outDir, constants.W_OK).catch(() => {
+    throw new PipelineError("E_CONFIG", "the output folder is not writable", o.outDir);
+  });
+  const pipe = await FluxPipeline.load(o.pipelineDir);
+  const cond = o.prompts ? pipe.encode(o.prompts, s.maxSequenceLength) : await conditioningFromFile(o.embeddings!);
+  const transformer = await pipe.transformer(o.quantized, o.backend);
+  const files: string[] = [];
+  let image = 0;
+  for (let row = 0; row < cond.batch; row++)
+    for (let j = 0; j < batch; j++) {
+      const sd = seed + j;
+      const idx = image++;
+      const r = await sampleFlux(pipe, transformer, cond, s, {
+        row,
+        seed: sd,
+        onStep: (d, t) => o.onStep?.(idx, d, t),
+      });
+      const prompt = o.prompts?.[row] ?? `embeddings ${row}`;
+      const file = join(o.outDir, `${String(idx).padStart(3, "0")}-${slug(prompt)}-s${sd}.png`);
+      const png = encodePng(r.rgb, r.width, r.height, {
+        prompt,
+        seed: String(sd),
+        steps: String(s.steps),
+        guidance: String(s.guidance),
+        size: `${r.width}x${r.height}`,
+        max_sequence_length: String(s.maxSequenceLength),
+        model: o.pipelineDir,
+        ...(o.quantized ? { quantized: o.quantized } : {}),
+        software: "svdquant-ts",
+      });
+      await writeFileAtomic(file, png);
+      files.push(file);
+    }
+  return files;
+}
