@@ -9,6 +9,7 @@
  *   (`hidden_states`, `encoder_hidden_states`, `pooled_projections`, `timestep`, `guidance`, `img_ids`,
  *   `txt_ids` for FLUX; `hidden_states`, `encoder_hidden_states`, `encoder_attention_mask`, `timestep` for PixArt).
  */
+import { readFile } from "node:fs/promises";
 import { SeededRng } from "@svdquant/lowrank";
 import {
   CalibrationRecorder,
@@ -23,6 +24,7 @@ import {
 import { SafetensorsFile, Tensor, type TensorSource, writeSafetensors } from "@svdquant/tensor";
 import type { CalibrationConfig } from "./config.js";
 import { PipelineError } from "./errors.js";
+import { FluxPipeline, sampleFlux } from "./generate.js";
 
 /** Recorded statistics of one layer input: absmax [K] and kept tokens [rows, K]. */
 export interface InputStats {
@@ -177,7 +179,33 @@ export async function* fileInputs(config: ModelConfig, path: string): AsyncGener
 
 export async function* calibrationInputs(config: ModelConfig, cal: CalibrationConfig): AsyncGenerator<ModelInputs> {
   if (cal.source === "synthetic") yield* syntheticInputs(config, cal);
-  else yield* fileInputs(config, cal.source.file);
+  else if ("file" in cal.source) yield* fileInputs(config, cal.source.file);
+  else
+    throw new PipelineError(
+      "E_CALIBRATION",
+      "prompt calibration runs the sampler (recordCalibration), not a list of inputs",
+    );
+}
+
+/** The prompts of a prompt calibration source: the list, or a text file with one prompt a line. */
+export async function calibrationPrompts(
+  source: { prompts: string[] | { file: string } },
+  samples: number,
+): Promise<string[]> {
+  let prompts: string[];
+  if (Array.isArray(source.prompts)) prompts = source.prompts;
+  else {
+    const path = source.prompts.file;
+    const text = await readFile(path, "utf8").catch((e: Error) => {
+      throw new PipelineError("E_CALIBRATION", `cannot read the prompts: ${e.message}`, path);
+    });
+    prompts = text
+      .split(/\r?\n/)
+      .map((l) => l.trim())
+      .filter((l) => l !== "");
+    if (prompts.length === 0) throw new PipelineError("E_CALIBRATION", "no prompts in the file", path);
+  }
+  return prompts.slice(0, samples);
 }
 
 /**
@@ -190,6 +218,8 @@ export async function recordCalibration(
   cal: CalibrationConfig,
   record: ReadonlySet<string>,
   onForward?: (done: number) => void,
+  /** The pipeline folder for prompt calibration when the source names none. */
+  pipelineDir?: string,
 ): Promise<Map<string, InputStats>> {
   const recorder = new CalibrationRecorder({
     reservoirSize: cal.reservoir,
@@ -201,11 +231,31 @@ export async function recordCalibration(
       ? await FluxTransformer.fromSource(config as FluxConfig, source, { streaming: true })
       : await PixArtTransformer.fromSource(config as PixArtConfig, source, { streaming: true });
   let done = 0;
-  for await (const inp of calibrationInputs(config, cal)) {
-    if (inp.kind === "flux") await (model as FluxTransformer).forward(inp.inputs, { observer: recorder });
-    else await (model as PixArtTransformer).forward(inp.inputs, { observer: recorder });
-    onForward?.(++done);
-  }
+  if (cal.source !== "synthetic" && "prompts" in cal.source) {
+    // the reference protocol: the 16-bit model's own sampler trajectories, every step recorded
+    if (config.kind !== "flux")
+      throw new PipelineError(
+        "E_UNSUPPORTED",
+        "prompt calibration runs the FLUX sampler; PixArt takes recorded inputs",
+      );
+    const pipe = await FluxPipeline.load(cal.source.pipeline ?? pipelineDir ?? ".");
+    const prompts = await calibrationPrompts(cal.source, cal.samples);
+    const cond = pipe.encode(prompts, cal.textTokens);
+    const px = cal.imageSide * 2 * pipe.vae.scaleFactor; // image tokens per side → pixels (2×2 patches)
+    for (let row = 0; row < prompts.length; row++)
+      await sampleFlux(
+        pipe,
+        model as FluxTransformer,
+        cond,
+        { steps: cal.steps, guidance: cal.source.guidance, height: px, width: px, maxSequenceLength: cal.textTokens },
+        { row, seed: cal.seed + row, observer: recorder, onStep: () => onForward?.(++done) },
+      );
+  } else
+    for await (const inp of calibrationInputs(config, cal)) {
+      if (inp.kind === "flux") await (model as FluxTransformer).forward(inp.inputs, { observer: recorder });
+      else await (model as PixArtTransformer).forward(inp.inputs, { observer: recorder });
+      onForward?.(++done);
+    }
   const out = new Map<string, InputStats>();
   for (const name of record) {
     const s = recorder.get(name);

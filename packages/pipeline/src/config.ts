@@ -1,6 +1,8 @@
 /**
  * The whole-model quantization config: data (JSON), checked with one schema, every default from the paper.
  */
+
+import { resolve } from "node:path";
 import { DEFAULT_RANK } from "@svdquant/int4";
 import { matchesPattern as matches, mergeRecipe, type Recipe, SVDQUANT_RECIPE, validateRecipe } from "@svdquant/models";
 import { z } from "zod";
@@ -12,7 +14,22 @@ const calibrationSchema = z
      * Where the calibration inputs come from: "synthetic" (seeded latents and embeddings, for tests and reduced
      * CPU runs) or a safetensors file of recorded model inputs (`sample.<i>.<input>` tensors, see README).
      */
-    source: z.union([z.literal("synthetic"), z.object({ file: z.string().min(1) }).strict()]).default("synthetic"),
+    source: z
+      .union([
+        z.literal("synthetic"),
+        z.object({ file: z.string().min(1) }).strict(),
+        z
+          .object({
+            /** Caption prompts (or a text file, one per line); the first `samples` are used. */
+            prompts: z.union([z.array(z.string().min(1)).min(1), z.object({ file: z.string().min(1) }).strict()]),
+            /** The diffusers pipeline folder (text encoders, tokenizers, VAE, scheduler); default: the model folder's parent. */
+            pipeline: z.string().min(1).optional(),
+            /** Guidance scale for models with a guidance embedding (FLUX.1-dev: 3.5). */
+            guidance: z.number().min(0).max(100).default(3.5),
+          })
+          .strict(),
+      ])
+      .default("synthetic"),
     /** Calibration samples (prompts); the reference quantizer uses 128 caption prompts. */
     samples: z.number().int().min(1).max(100_000).default(2),
     /** Sampler steps recorded per sample (every step of the schedule); synthetic: steps of a linear σ schedule. */
@@ -88,6 +105,22 @@ export function parseQuantizeConfig(raw: unknown, where = "config"): QuantizeCon
     throw new PipelineError("E_CONFIG", `${path}: ${i.message}`, where);
   }
   return r.data;
+}
+
+/** The config with its file paths (calibration inputs, prompts, pipeline folder) resolved against `baseDir`. */
+export function resolveConfigPaths(config: QuantizeConfig, baseDir: string): QuantizeConfig {
+  const src = config.calibration.source;
+  if (src === "synthetic") return config;
+  const abs = (p: string) => resolve(baseDir, p);
+  const source =
+    "file" in src
+      ? { file: abs(src.file) }
+      : {
+          ...src,
+          prompts: Array.isArray(src.prompts) ? src.prompts : { file: abs(src.prompts.file) },
+          ...(src.pipeline !== undefined ? { pipeline: abs(src.pipeline) } : {}),
+        };
+  return { ...config, calibration: { ...config.calibration, source } };
 }
 
 /** The recipe a config resolves to (the default with the config's overrides merged in). */

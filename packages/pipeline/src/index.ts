@@ -23,6 +23,7 @@ export {
   type QuantizeConfig,
   quantizeConfigSchema,
   recipeOf,
+  resolveConfigPaths,
   treatmentOfLayer,
 } from "./config.js";
 export {

@@ -11,7 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { type ModelConfig, parseModelConfig } from "@svdquant/models";
 import { openModelFolder, SafetensorsFile, type Tensor, type TensorSource, writeSafetensors } from "@svdquant/tensor";
 import { type InputStats, readCalibration, recordCalibration, writeCalibration } from "./calibrate.js";
@@ -98,9 +98,13 @@ async function fingerprintOf(source: TensorSource, modelConfig: unknown, config:
     const i = source.info(n);
     h.update(`${n}|${i.dtype}|${i.shape.join(",")}|${i.dataOffsets.join(",")}\n`);
   }
-  if (config.calibration.source !== "synthetic") {
-    const s = await stat(config.calibration.source.file).catch(() => undefined);
-    h.update(`calibration:${s?.size ?? -1}:${s?.mtimeMs ?? -1}`);
+  // files the calibration reads: their size and time (a changed file is another calibration)
+  const src = config.calibration.source;
+  const files =
+    src === "synthetic" ? [] : "file" in src ? [src.file] : Array.isArray(src.prompts) ? [] : [src.prompts.file];
+  for (const f of files) {
+    const s = await stat(f).catch(() => undefined);
+    h.update(`calibration:${f}:${s?.size ?? -1}:${s?.mtimeMs ?? -1}`);
   }
   return h.digest("hex").slice(0, 32);
 }
@@ -295,9 +299,14 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
     else {
       const targets = calibrationTargets(modelConfig, recipe);
       const total =
-        config.calibration.source === "synthetic" ? config.calibration.samples * config.calibration.steps : 0;
-      stats = await recordCalibration(modelConfig, source, config.calibration, targets, (done) =>
-        opts.onEvent?.({ stage: "calibrate", done, total }),
+        "file" in Object(config.calibration.source) ? 0 : config.calibration.samples * config.calibration.steps;
+      stats = await recordCalibration(
+        modelConfig,
+        source,
+        config.calibration,
+        targets,
+        (done) => opts.onEvent?.({ stage: "calibrate", done, total }),
+        dirname(resolve(opts.modelDir)),
       );
       await writeCalibration(calPath, stats, { fingerprint });
     }

@@ -1,6 +1,12 @@
 import { readFile } from "node:fs/promises";
-import { basename, resolve } from "node:path";
-import { maxThreads, parseQuantizeConfig, type QuantizeEvent, quantizeModel } from "@svdquant/pipeline";
+import { basename, dirname, resolve } from "node:path";
+import {
+  maxThreads,
+  parseQuantizeConfig,
+  type QuantizeEvent,
+  quantizeModel,
+  resolveConfigPaths,
+} from "@svdquant/pipeline";
 import cliProgress from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
 import type { CliIO } from "../io.js";
@@ -85,7 +91,11 @@ export function registerQuantize(program: Command, io: CliIO): void {
           throw new Error(`${opts.config}: not valid JSON: ${(e as Error).message}`);
         }
       }
-      const config = parseQuantizeConfig(raw, opts.config ?? "default config");
+      // paths inside a config file are relative to the file
+      const config = resolveConfigPaths(
+        parseQuantizeConfig(raw, opts.config ?? "default config"),
+        opts.config !== undefined ? dirname(resolve(opts.config)) : process.cwd(),
+      );
       const out = resolve(
         opts.out ?? `${basename(resolve(modelDir))}.svdq-${config.format}-r${config.rank}.safetensors`,
       );
