@@ -26,6 +26,7 @@ export {
   resolveConfigPaths,
   treatmentOfLayer,
 } from "./config.js";
+export { type DemoOptions, type DemoResult, type DemoRow, imageGrid, runDemo } from "./demo.js";
 export {
   describeQuantizedCheckpoint,
   type QuantizedCheckpointSummary,
@@ -54,6 +55,7 @@ export {
   W4A16ReferenceLinear,
 } from "./layers.js";
 export { type BlockLayout, fluxLayout, layoutOf, type ModelLayout, pixartLayout, type UnitSpec } from "./layout.js";
+export { loadWithMethod, MethodLinear, type MethodModel, quantizedLayers } from "./methods.js";
 export { encodePng, readPngText } from "./png.js";
 export {
   calibrationTargets,
