@@ -1,4 +1,5 @@
 import { Command, CommanderError } from "commander";
+import { registerDemo } from "./commands/demo.js";
 import { registerEval } from "./commands/eval.js";
 import { registerExperiment } from "./commands/experiment.js";
 import { registerGenerate } from "./commands/generate.js";
@@ -15,6 +16,7 @@ const COMMANDS: ((program: Command, io: CliIO) => void)[] = [
   registerInspect,
   registerQuantize,
   registerGenerate,
+  registerDemo,
   registerExperiment,
   registerEval,
 ];
