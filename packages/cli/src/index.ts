@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { registerDemo } from "./commands/demo.js";
 import { registerEval } from "./commands/eval.js";
@@ -10,6 +11,9 @@ import { type CliIO, processIO } from "./io.js";
 export { type EvalCliOptions, progressBar } from "./commands/eval.js";
 export { formatInspect, type InspectReport, inspectCheckpoint } from "./commands/inspect.js";
 export type { CliIO } from "./io.js";
+
+/** This package's version (package.json is one level above src/ and dist/). */
+export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version;
 
 /** Each command lives in commands/NAME.ts and registers itself here. */
 const COMMANDS: ((program: Command, io: CliIO) => void)[] = [
@@ -25,6 +29,7 @@ const COMMANDS: ((program: Command, io: CliIO) => void)[] = [
 export function buildProgram(io: CliIO): Command {
   const program = new Command("svdquant")
     .description("SVDQuant W4A4 quantization for diffusion transformers")
+    .version(VERSION, "-V, --version", "print the version of @svdquant/cli")
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err });
   for (const register of COMMANDS) register(program, io);

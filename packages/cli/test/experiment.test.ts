@@ -47,3 +47,37 @@ describe("svdquant experiment run", () => {
     expect(c.err.join("")).toMatch(/config\.json: unknown runner "nope"; known: ablation-layer/);
   });
 });
+
+describe("svdquant experiment: discovery", () => {
+  it("lists the experiments of the workspace", async () => {
+    const c = capture();
+    expect(await main(["experiment", "list"], c.io)).toBe(0);
+    expect(c.out.join("")).toMatch(
+      /^ablation-layer\t.*experiments\/ablation-layer\t\(runner ablation-layer, @svdquant\/experiment-ablation-layer\)\n$/,
+    );
+  });
+
+  it("fails with one line when a name matches no experiment folder", async () => {
+    const c = capture();
+    expect(await main(["experiment", "run", "no-such-experiment"], c.io)).toBe(1);
+    expect(c.err.join("")).toMatch(
+      /^svdquant: experiment "no-such-experiment": not a folder, and no experiment of that name .*\(found: ablation-layer\)\n$/,
+    );
+  });
+
+  it("says experiments come from a checkout when none is above the folder or the working directory", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "svdq-cli-exp-"));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ runner: "ablation-layer" }));
+    const cwd = process.cwd();
+    process.chdir(tmpdir());
+    try {
+      const c = capture();
+      expect(await main(["experiment", "run", dir], c.io)).toBe(1);
+      expect(c.err.join("")).toMatch(
+        /unknown runner "ablation-layer"; no experiments\/ folder .* run it from a checkout of svdquant-ts/,
+      );
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+});
