@@ -2,6 +2,7 @@
 export type MetricsErrorCode =
   | "E_IO"
   | "E_MODEL_MISSING"
+  | "E_ONNXRUNTIME"
   | "E_MODEL_SIGNATURE"
   | "E_MODEL_OUTPUT"
   | "E_SIZE_MISMATCH"

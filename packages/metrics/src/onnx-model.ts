@@ -1,6 +1,27 @@
 import { access } from "node:fs/promises";
-import * as ort from "onnxruntime-node";
+import type * as Ort from "onnxruntime-node";
 import { MetricsError } from "./errors.js";
+
+let ortLoading: Promise<typeof Ort> | undefined;
+
+/**
+ * onnxruntime-node is an optional peer dependency (~300 MB, only the neural metrics use it): imported on first use,
+ * with one clear error when it is not installed or does not load.
+ */
+function loadOnnxRuntime(): Promise<typeof Ort> {
+  ortLoading ??= import("onnxruntime-node").catch((cause: NodeJS.ErrnoException) => {
+    ortLoading = undefined;
+    const missing = cause?.code === "ERR_MODULE_NOT_FOUND" && String(cause.message).includes("onnxruntime-node");
+    throw new MetricsError(
+      "E_ONNXRUNTIME",
+      missing
+        ? "FID, LPIPS, CLIP score and ImageReward need onnxruntime-node, an optional peer dependency of @svdquant/metrics: install it next to it (npm install onnxruntime-node@^1.30.0); PSNR/SSIM/Fréchet distance do not"
+        : `onnxruntime-node failed to load: ${cause?.message ?? String(cause)}`,
+      { cause },
+    );
+  });
+  return ortLoading;
+}
 
 /** One expected graph input or output: element type and dims (a number = that size; null = any size). */
 export interface IoSpec {
@@ -29,7 +50,7 @@ function checkValue(
   path: string,
   spec: ModelSpec,
   want: IoSpec,
-  meta: ort.InferenceSession.ValueMetadata | undefined,
+  meta: Ort.InferenceSession.ValueMetadata | undefined,
   kind: string,
 ): void {
   if (meta === undefined || !meta.isTensor) return; // nothing declared: checked at run time
@@ -54,12 +75,14 @@ function checkValue(
 export class OnnxModel {
   readonly path: string;
   readonly spec: ModelSpec;
-  private readonly session: ort.InferenceSession;
+  private readonly session: Ort.InferenceSession;
+  private readonly ort: typeof Ort;
 
-  private constructor(path: string, spec: ModelSpec, session: ort.InferenceSession) {
+  private constructor(path: string, spec: ModelSpec, session: Ort.InferenceSession, ort: typeof Ort) {
     this.path = path;
     this.spec = spec;
     this.session = session;
+    this.ort = ort;
   }
 
   /** Load an ONNX file from a local path (never downloaded) and check its inputs/outputs against `spec`. */
@@ -72,9 +95,10 @@ export class OnnxModel {
         cause,
       });
     }
-    let session: ort.InferenceSession;
+    const ort = await loadOnnxRuntime();
+    let session: Ort.InferenceSession;
     try {
-      const opts: ort.InferenceSession.SessionOptions = threads ? { intraOpNumThreads: threads } : {};
+      const opts: Ort.InferenceSession.SessionOptions = threads ? { intraOpNumThreads: threads } : {};
       session = await ort.InferenceSession.create(path, opts);
     } catch (cause) {
       throw new MetricsError("E_MODEL_SIGNATURE", `not a loadable ONNX model: ${(cause as Error).message}`, {
@@ -113,7 +137,7 @@ export class OnnxModel {
       await session.release();
       throw e;
     }
-    return new OnnxModel(path, spec, session);
+    return new OnnxModel(path, spec, session, ort);
   }
 
   /**
@@ -124,7 +148,8 @@ export class OnnxModel {
     n: number,
     feeds: Record<string, { data: Float32Array | BigInt64Array; dims: number[] }>,
   ): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>> {
-    const ortFeeds: Record<string, ort.Tensor> = {};
+    const ort = this.ort;
+    const ortFeeds: Record<string, Ort.Tensor> = {};
     for (const s of this.spec.inputs) {
       const f = feeds[s.name];
       ortFeeds[s.name] =
@@ -132,7 +157,7 @@ export class OnnxModel {
           ? new ort.Tensor("float32", f.data, f.dims)
           : new ort.Tensor("int64", f.data, f.dims);
     }
-    let out: ort.InferenceSession.OnnxValueMapType;
+    let out: Ort.InferenceSession.OnnxValueMapType;
     try {
       out = await this.session.run(ortFeeds);
     } catch (cause) {
@@ -146,7 +171,7 @@ export class OnnxModel {
     }
     const res: Record<string, { data: Float32Array; dims: readonly number[] }> = {};
     for (const s of this.spec.outputs) {
-      const t = out[s.name] as ort.Tensor;
+      const t = out[s.name] as Ort.Tensor;
       const dims = t.dims;
       const ok =
         t.type === "float32" &&
