@@ -1,17 +1,38 @@
-// Builds build/svdq_cuda.node from ../../kernels/cuda when nvcc is present; otherwise says so and exits 0 (the
-// TypeScript part of the package works without it and reports the addon as unavailable).
+// Builds build/svdq_cuda.node from ../../kernels/cuda (csrc/ in a published package) when nvcc is present, and
+// copies it to prebuilds/<platform>-<arch>/ (the prebuildify layout node-gyp-build loads; `pnpm pack` ships it).
+// When a tool is missing it says which, records it in build/native-build.json and exits 0 (the TypeScript part of
+// the package works without the addon and reports it as unavailable, with that reason).
 // Env: CUDA_HOME (default /usr/local/cuda, then /usr/local/cuda-13.0), SVDQ_CUDA_ARCHS (default "80,86,89,90a").
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, renameSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const pkg = join(here, "..");
-const src = join(pkg, "..", "..", "kernels", "cuda");
+const src = existsSync(join(pkg, "csrc")) ? join(pkg, "csrc") : join(pkg, "..", "..", "kernels", "cuda");
 const out = join(pkg, "build");
 const target = join(out, "svdq_cuda.node");
+const tuple = `${process.platform}-${process.arch}`;
+
+function record(ok, detail) {
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, "native-build.json"), `${JSON.stringify({ ok, detail, date: new Date().toISOString() })}\n`);
+}
+
+/** prebuildify's naming, <name>.napi.<libc>.node: N-API, so one binary serves every Node ≥ 20.19 of the platform. */
+function copyPrebuild() {
+  const libc = process.platform === "linux" ? (existsSync("/etc/alpine-release") ? ".musl" : ".glibc") : "";
+  const dir = join(pkg, "prebuilds", tuple);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(target, join(dir, `svdq_cuda.napi${libc}.node`));
+}
+
+function onPath(name) {
+  return (process.env.PATH ?? "").split(":").some((d) => d && existsSync(join(d, name)));
+}
 
 function findNvcc() {
   const homes = [process.env.CUDA_HOME, "/usr/local/cuda", "/usr/local/cuda-13.0"].filter(Boolean);
@@ -20,11 +41,26 @@ function findNvcc() {
 }
 
 const cuda = findNvcc();
-if (!cuda) {
-  console.log("@svdquant/kernels-cuda: nvcc not found (set CUDA_HOME); skipping the CUDA addon build");
+const require = createRequire(import.meta.url);
+const resolves = (id) => {
+  try {
+    return require.resolve(id);
+  } catch {
+    return undefined;
+  }
+};
+const missing = [
+  cuda ? "" : "nvcc (the CUDA toolkit: set CUDA_HOME, or install it in /usr/local/cuda)",
+  onPath("g++") ? "" : "g++ (C++17)",
+  resolves("node-api-headers") ? "" : "node-api-headers",
+  resolves("node-addon-api/package.json") ? "" : "node-addon-api",
+].filter(Boolean);
+if (missing.length) {
+  const detail = `cannot compile the CUDA addon for ${tuple}: missing ${missing.join("; ")}`;
+  record(false, detail);
+  console.log(`@svdquant/kernels-cuda: ${detail}; skipping the CUDA addon build`);
   process.exit(0);
 }
-const require = createRequire(import.meta.url);
 const napiInclude = require("node-api-headers").include_dir;
 const addonInclude = dirname(require.resolve("node-addon-api/package.json"));
 const archs = (process.env.SVDQ_CUDA_ARCHS ?? "80,86,89,90a").split(",").map((s) => s.trim());
@@ -39,6 +75,7 @@ const sources = [
 const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
 if (existsSync(target) && statSync(target).mtimeMs > newest && !process.env.SVDQ_CUDA_REBUILD) {
   console.log(`@svdquant/kernels-cuda: ${target} is up to date`);
+  copyPrebuild();
   process.exit(0);
 }
 mkdirSync(out, { recursive: true });
@@ -100,6 +137,8 @@ run("g++", [
   "-static-libstdc++",
 ]);
 renameSync(tmp, target);
+copyPrebuild();
+record(true, `nvcc for sm_${archs.join(", sm_")}`);
 console.log(
   `@svdquant/kernels-cuda: built ${target} for sm_${archs.join(", sm_")} in ${((Date.now() - t0) / 1000).toFixed(0)} s`,
 );

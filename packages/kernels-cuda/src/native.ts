@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,11 +43,31 @@ export interface NativeAddon {
 
 let cached: { addon?: NativeAddon; reason?: string } | undefined;
 
-/** Path of the built addon: build/svdq_cuda.node in the package root (src/ and dist/ are one level below). */
+const PKG = join(dirname(fileURLToPath(import.meta.url)), ".."); // src/ and dist/ are one level below the package
+
+/**
+ * Path of the addon: SVDQ_CUDA_ADDON when set; else build/svdq_cuda.node (compiled here, in the repository or at
+ * install); else the prebuilt binary node-gyp-build finds in prebuilds/<platform>-<arch>/; else where the build
+ * would put it (missing).
+ */
 export function addonPath(): string {
   const env = process.env.SVDQ_CUDA_ADDON;
   if (env) return env;
-  return join(dirname(fileURLToPath(import.meta.url)), "..", "build", "svdq_cuda.node");
+  const built = join(PKG, "build", "svdq_cuda.node");
+  if (existsSync(built)) return built;
+  try {
+    return (createRequire(import.meta.url)("node-gyp-build") as { path(dir: string): string }).path(PKG);
+  } catch {
+    return built;
+  }
+}
+
+function buildDetail(): string {
+  try {
+    const status = join(PKG, "build", "native-build.json");
+    if (existsSync(status)) return `; build: ${JSON.parse(readFileSync(status, "utf8")).detail}`;
+  } catch {}
+  return "";
 }
 
 /** Loads the addon once; returns it or the reason it is unavailable. */
@@ -55,7 +75,9 @@ export function loadAddon(): { addon?: NativeAddon; reason?: string } {
   if (cached) return cached;
   const path = addonPath();
   if (!existsSync(path)) {
-    cached = { reason: `CUDA addon not built (${path} missing; build needs nvcc)` };
+    cached = {
+      reason: `CUDA addon not available: no prebuilt binary for ${process.platform}-${process.arch} in ${join(PKG, "prebuilds")} and ${path} is missing (building it needs nvcc${buildDetail()})`,
+    };
     return cached;
   }
   try {

@@ -24,11 +24,25 @@ export interface NativeBinding {
   abiVersion: number;
 }
 
-// SVDQ_KERNELS_ADDON overrides the addon path (tests use it to exercise the fallback).
-const ADDON = process.env.SVDQ_KERNELS_ADDON
-  ? new URL(`file://${process.env.SVDQ_KERNELS_ADDON}`)
-  : new URL("../build/Release/svdquant_kernels.node", import.meta.url);
+const PKG = fileURLToPath(new URL("..", import.meta.url));
 const STATUS = new URL("../build/native-build.json", import.meta.url);
+
+/**
+ * The addon file: SVDQ_KERNELS_ADDON when set (tests use it to exercise the fallback), else what node-gyp-build
+ * finds in the package: build/Release (compiled here) or prebuilds/<platform>-<arch>/ (shipped in the package).
+ */
+function addonPath(): { path?: string; missing?: string } {
+  const env = process.env.SVDQ_KERNELS_ADDON;
+  if (env) return existsSync(env) ? { path: env } : { missing: `${env} (SVDQ_KERNELS_ADDON) is missing` };
+  const require = createRequire(import.meta.url);
+  try {
+    return { path: (require("node-gyp-build") as { path(dir: string): string }).path(PKG) };
+  } catch (e) {
+    const target =
+      /No native build was found for (.*)/.exec((e as Error).message)?.[1] ?? `${process.platform}-${process.arch}`;
+    return { missing: `no prebuilt binary in ${PKG}prebuilds matches ${target}, and none was compiled at install` };
+  }
+}
 
 let loaded: { binding: NativeBinding | null; reason: string } | undefined;
 
@@ -47,13 +61,14 @@ export function native(): NativeBinding | null {
   if (loaded) return loaded.binding;
   let reason = "";
   let binding: NativeBinding | null = null;
+  const found = process.env.SVDQ_KERNELS_NATIVE === "0" ? {} : addonPath();
   if (process.env.SVDQ_KERNELS_NATIVE === "0") {
     reason = "disabled by SVDQ_KERNELS_NATIVE=0";
-  } else if (!existsSync(ADDON)) {
-    reason = `native addon not built: ${fileURLToPath(ADDON)} is missing${buildDetail()}; run \`pnpm --filter @svdquant/kernels build:native\``;
+  } else if (!found.path) {
+    reason = `native addon unavailable: ${found.missing}${buildDetail()}; compile it with \`npm rebuild @svdquant/kernels\` (needs python3, make and a C++17 compiler)`;
   } else {
     try {
-      binding = createRequire(import.meta.url)(fileURLToPath(ADDON)) as NativeBinding;
+      binding = createRequire(import.meta.url)(found.path) as NativeBinding;
       if (binding.abiVersion !== 1) throw new Error(`addon ABI ${binding.abiVersion}, expected 1; rebuild it`);
       const isa = process.env.SVDQ_KERNELS_ISA;
       if (isa === "scalar") binding.setIsa(1);
