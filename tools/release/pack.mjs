@@ -5,7 +5,7 @@
 //   node tools/release/pack.mjs [--out DIR] [--files] [--no-registry]     (pnpm release:dry-run)
 // Exits 1 naming the package and the problem when a tarball is not publishable. Needs a prior `pnpm build`.
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -59,7 +59,7 @@ function registryState(name, version) {
 /** Pack every publishable package into `outDir`; returns [{ name, version, dir, tarball, files, manifest }]. */
 export function packAll(outDir, { log = console.log } = {}) {
   mkdirSync(outDir, { recursive: true });
-  const rootManifest = JSON.parse(execFileSync("cat", [join(ROOT, "package.json")], { encoding: "utf8" }));
+  const rootManifest = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8"));
   const packed = [];
   const problems = [];
   for (const pkg of publishablePackages(ROOT)) {
