@@ -78,7 +78,10 @@ export function packAll(outDir, { log = console.log } = {}) {
     packed.push({ ...pkg, tarball, files, manifest });
     log(`packed ${pkg.name}@${pkg.version}: ${files.length} files, ${(statSync(tarball).size / 1024).toFixed(0)} KiB`);
   }
-  if (problems.length) throw new Error(`not publishable:\n  ${problems.join("\n  ")}`);
+  if (problems.length)
+    throw new Error(
+      `not publishable:\n  ${problems.join("\n  ")}\n(LICENSE and manifest fields: node tools/release/sync-package-metadata.mjs)`,
+    );
   return packed;
 }
 
