@@ -45,7 +45,14 @@ const work = mkdtempSync(join(tmpdir(), "svdq-consumer-"));
 if (work.startsWith(`${ROOT}/`)) throw new Error("the consumer projects must live outside the workspace");
 
 // 1. Tarballs, checked (pack.mjs exits with the problems when one is not publishable).
-const packed = packAll(join(work, "tarballs"), { log });
+let packed;
+try {
+  packed = packAll(join(work, "tarballs"), { log });
+} catch (e) {
+  rmSync(work, { recursive: true, force: true });
+  console.error(`consumer test: ${e.message}`);
+  process.exit(1);
+}
 const byName = new Map(packed.map((p) => [p.name, p]));
 
 // 2. A PATH without compilers: every executable of PATH except C/C++/CUDA compilers, linkers and make.
