@@ -1,6 +1,9 @@
 // Release tooling: changesets must not turn a minor of one package into a major of another (issue 17: metrics and
 // models went to 1.0.0 on every kernels minor through their peer dependency), and the tarball checks of
 // tools/release/pack.mjs must catch what made packages unpublishable.
+import { spawnSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assembleReleasePlan from "@changesets/assemble-release-plan";
 import { read as readConfig } from "@changesets/config";
@@ -89,5 +92,28 @@ describe("tarball checks (tools/release/pack.mjs)", () => {
         problems.some((p: string) => want.test(p)),
         `${want} in ${problems.join(" | ")}`,
       ).toBe(true);
+  });
+});
+
+describe("packing a native package without its linux-x64 binary fails loudly", () => {
+  it.each([
+    [
+      "packages/kernels-cuda/native/prepack.mjs",
+      "native",
+      /@svdquant\/kernels-cuda: refusing to pack: the CUDA addon is missing/,
+    ],
+    [
+      "packages/kernels/scripts/prepack.mjs",
+      "scripts",
+      /@svdquant\/kernels: refusing to pack: no prebuilt binary in prebuilds\/linux-x64/,
+    ],
+  ])("%s", (script, sub, message) => {
+    // a copy of the package's prepack script in a package folder without prebuilds/
+    const pkg = mkdtempSync(join(tmpdir(), "svdq-prepack-"));
+    mkdirSync(join(pkg, sub));
+    copyFileSync(join(root, script), join(pkg, sub, "prepack.mjs"));
+    const r = spawnSync(process.execPath, [join(pkg, sub, "prepack.mjs")], { encoding: "utf8" });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(message);
   });
 });

@@ -65,7 +65,7 @@ export function native(): NativeBinding | null {
   if (process.env.SVDQ_KERNELS_NATIVE === "0") {
     reason = "disabled by SVDQ_KERNELS_NATIVE=0";
   } else if (!found.path) {
-    reason = `native addon unavailable: ${found.missing}${buildDetail()}; compile it with \`npm rebuild @svdquant/kernels\` (needs python3, make and a C++17 compiler)`;
+    reason = `native addon unavailable: ${found.missing}${buildDetail()}; to compile it (python3, make and a C++17 compiler), allow its install script (npm install-scripts approve, pnpm approve-builds) and run \`npm rebuild @svdquant/kernels\` or \`pnpm rebuild @svdquant/kernels\``;
   } else {
     try {
       binding = createRequire(import.meta.url)(found.path) as NativeBinding;
