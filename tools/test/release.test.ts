@@ -2,7 +2,7 @@
 // models went to 1.0.0 on every kernels minor through their peer dependency), and the tarball checks of
 // tools/release/pack.mjs must catch what made packages unpublishable.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assembleReleasePlan from "@changesets/assemble-release-plan";
@@ -113,6 +113,7 @@ describe("packing a native package without its linux-x64 binary fails loudly", (
     mkdirSync(join(pkg, sub));
     copyFileSync(join(root, script), join(pkg, sub, "prepack.mjs"));
     const r = spawnSync(process.execPath, [join(pkg, sub, "prepack.mjs")], { encoding: "utf8" });
+    rmSync(pkg, { recursive: true, force: true });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(message);
   });
