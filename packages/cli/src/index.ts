@@ -1,12 +1,14 @@
+import { escapeForTerminal } from "@svdquant/tensor";
 import { Command, CommanderError } from "commander";
 import { registerEval } from "./commands/eval.js";
 import { registerExperiment } from "./commands/experiment.js";
 import { registerInspect } from "./commands/inspect.js";
-import { type CliIO, processIO } from "./io.js";
+import { type CliIO, printable, processIO } from "./io.js";
 
 export { type EvalCliOptions, progressBar } from "./commands/eval.js";
 export { formatInspect, type InspectReport, inspectCheckpoint } from "./commands/inspect.js";
-export type { CliIO } from "./io.js";
+export { CliError, type CliErrorCode } from "./errors.js";
+export { type CliIO, printable } from "./io.js";
 
 /** Each command lives in commands/NAME.ts and registers itself here. */
 const COMMANDS: ((program: Command, io: CliIO) => void)[] = [registerInspect, registerExperiment, registerEval];
@@ -16,7 +18,8 @@ export function buildProgram(io: CliIO): Command {
   const program = new Command("svdquant")
     .description("SVDQuant W4A4 quantization for diffusion transformers")
     .exitOverride()
-    .configureOutput({ writeOut: io.out, writeErr: io.err });
+    // commander's own messages quote what the user typed: escaped like everything else printed
+    .configureOutput({ writeOut: io.out, writeErr: (s) => io.err(printable(s)) });
   for (const register of COMMANDS) register(program, io);
   return program;
 }
@@ -34,9 +37,10 @@ export async function main(argv: string[], io: CliIO = processIO): Promise<numbe
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 1; // commander printed its own message
-    // One line: messages that span lines (JSON parser errors, nested causes) are folded.
+    // One line: messages that span lines (JSON parser errors, nested causes) are folded, and control characters
+    // from file or tensor names are escaped.
     const message = err instanceof Error ? err.message : String(err);
-    io.err(`svdquant: ${message.replace(/\s*\n\s*/g, " ")}\n`);
+    io.err(`svdquant: ${escapeForTerminal(message.replace(/\s*\n\s*/g, " "))}\n`);
     return 1;
   }
 }

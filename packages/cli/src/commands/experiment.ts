@@ -1,8 +1,9 @@
-import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { runAblation } from "@svdquant/experiment-ablation-layer";
+import { jsonForTerminal, MAX_JSON_FILE_BYTES, readInputFile } from "@svdquant/tensor";
 import type { Command } from "commander";
-import type { CliIO } from "../io.js";
+import { CliError } from "../errors.js";
+import { type CliIO, printable } from "../io.js";
 
 type Runner = (
   dir: string,
@@ -14,17 +15,23 @@ const RUNNERS: Record<string, Runner> = {
   "ablation-layer": runAblation,
 };
 
-function runnerOf(dir: string): string {
+async function runnerOf(dir: string): Promise<string> {
   const path = join(dir, "config.json");
+  const text = (await readInputFile(path, MAX_JSON_FILE_BYTES)).toString("utf8"); // a regular file, bounded
   let cfg: { runner?: unknown };
   try {
-    cfg = JSON.parse(readFileSync(path, "utf8"));
+    cfg = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${path}: cannot read experiment config: ${(e as Error).message}`);
+    throw new CliError("E_CONFIG", `cannot parse experiment config: ${(e as Error).message}`, path, e);
   }
-  if (typeof cfg.runner !== "string" || !(cfg.runner in RUNNERS))
-    throw new Error(`${path}: unknown runner ${JSON.stringify(cfg.runner)}; known: ${Object.keys(RUNNERS).join(", ")}`);
-  return cfg.runner;
+  const runner = cfg?.runner;
+  if (typeof runner !== "string" || !Object.hasOwn(RUNNERS, runner))
+    throw new CliError(
+      "E_CONFIG",
+      `unknown runner ${JSON.stringify(runner)}; known: ${Object.keys(RUNNERS).join(", ")}`,
+      path,
+    );
+  return runner;
 }
 
 /** `svdquant experiment run DIR [--out DIR] [--root DIR] [--json] [--no-figures] [--quiet]` */
@@ -42,14 +49,14 @@ export function registerExperiment(program: Command, io: CliIO): void {
     .action(
       async (dir: string, opts: { out?: string; root?: string; json?: boolean; figures: boolean; quiet?: boolean }) => {
         const folder = resolve(dir);
-        const run = RUNNERS[runnerOf(folder)]!;
+        const run = RUNNERS[await runnerOf(folder)]!;
         const { markdown, outDir, result } = await run(folder, {
           out: opts.out ? resolve(opts.out) : undefined,
           root: opts.root ? resolve(opts.root) : undefined,
           figures: opts.figures,
-          log: opts.quiet ? undefined : (line) => io.err(`${line}\n`),
+          log: opts.quiet ? undefined : (line) => io.err(`${printable(line)}\n`),
         });
-        io.out(opts.json ? `${JSON.stringify(result, null, 2)}\n` : `${markdown}\nOutputs in ${outDir}\n`);
+        io.out(opts.json ? `${jsonForTerminal(result, 2)}\n` : `${printable(`${markdown}\nOutputs in ${outDir}`)}\n`);
       },
     );
 }

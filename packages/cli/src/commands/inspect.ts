@@ -1,4 +1,12 @@
-import { DTYPE_INFO, type DType, numelOf, openCheckpoint, type TensorSource } from "@svdquant/tensor";
+import {
+  DTYPE_INFO,
+  type DType,
+  escapeForTerminal,
+  jsonForTerminal,
+  numelOf,
+  openCheckpoint,
+  type TensorSource,
+} from "@svdquant/tensor";
 import type { Command } from "commander";
 import type { CliIO } from "../io.js";
 
@@ -33,9 +41,11 @@ export async function inspectCheckpoint(path: string): Promise<InspectReport> {
   }
 }
 
+/** The text report; every string from the file (path, metadata) is escaped for the terminal. */
 export function formatInspect(path: string, r: InspectReport): string {
+  const e = escapeForTerminal;
   const lines = [
-    `${path}`,
+    `${e(path)}`,
     `  tensors:    ${r.tensors.length}`,
     `  parameters: ${r.parameters.toLocaleString("en-US")}`,
     `  bytes:      ${r.bytes.toLocaleString("en-US")}`,
@@ -45,7 +55,7 @@ export function formatInspect(path: string, r: InspectReport): string {
   const meta = Object.entries(r.metadata);
   if (meta.length > 0) {
     lines.push("  metadata:");
-    for (const [k, v] of meta) lines.push(`    ${k}: ${v}`);
+    for (const [k, v] of meta) lines.push(`    ${e(k)}: ${e(v)}`);
   }
   return lines.join("\n");
 }
@@ -61,7 +71,7 @@ export function registerInspect(program: Command, io: CliIO): void {
       const r = await inspectCheckpoint(path);
       if (opts.json) {
         const { tensors, metadata, parameters, bytes } = r;
-        io.out(`${JSON.stringify({ tensors, metadata, parameters, bytes }, null, 2)}\n`);
+        io.out(`${jsonForTerminal({ tensors, metadata, parameters, bytes }, 2)}\n`);
       } else {
         io.out(`${formatInspect(path, r)}\n`);
       }
