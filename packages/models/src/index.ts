@@ -59,4 +59,4 @@ export {
   W4A16_PACKED,
 } from "./recipe.js";
 export type { ForwardOptions, LinearObserver } from "./runtime.js";
-export { BlockArena, checkSpecs, loadWeightSet, unexpectedTensors, WeightSet } from "./weights.js";
+export { BlockArena, checkBlockCounts, checkSpecs, loadWeightSet, unexpectedTensors, WeightSet } from "./weights.js";
