@@ -18,6 +18,7 @@ export function buildProgram(io: CliIO): Command {
   const program = new Command("svdquant")
     .description("SVDQuant W4A4 quantization for diffusion transformers")
     .exitOverride()
+    .showSuggestionAfterError(false) // "(Did you mean …?)" would be a second line; errors are one line
     // commander's own messages quote what the user typed: escaped like everything else printed
     .configureOutput({ writeOut: io.out, writeErr: (s) => io.err(printable(s)) });
   for (const register of COMMANDS) register(program, io);
