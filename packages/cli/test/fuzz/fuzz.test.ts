@@ -21,37 +21,41 @@ const work = mkdtempSync(join(tmpdir(), "svdq-fuzz-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe(`fuzz suite (seed ${SEED}, ${SCALE === 1 ? "CI budget" : "full"})`, () => {
-  it.each(Object.entries(CASES))("%s: every case is one typed error line or a valid input", (cls, n) => {
-    const count = n * SCALE;
-    const progress = join(work, `${cls}.progress`);
-    const r = spawnSync(
-      process.execPath,
-      [
-        "--conditions=@svdquant/source",
-        "--import",
-        "tsx",
-        join(import.meta.dirname, "fuzz-child.ts"),
-        cls,
-        String(SEED),
-        String(count),
-        join(work, cls),
-        progress,
-      ],
-      { encoding: "utf8", cwd: join(import.meta.dirname, "../.."), timeout: 600_000 * SCALE, maxBuffer: 1 << 24 },
-    );
-    const at = (() => {
-      try {
-        return readFileSync(progress, "utf8");
-      } catch {
-        return "?";
-      }
-    })();
-    expect(r.signal, `child killed (${r.signal}) at case ${at}: ${r.stderr.slice(-2000)}`).toBeNull();
-    expect(r.status, `child exited ${r.status} at case ${at}: ${r.stderr.slice(-2000)}`).toBe(0);
-    const summary = JSON.parse(r.stdout);
-    if (process.env.SVDQ_FUZZ_REPORT) appendFileSync(process.env.SVDQ_FUZZ_REPORT, `${JSON.stringify(summary)}\n`);
-    expect(summary.failures, JSON.stringify(summary.failures, null, 2)).toEqual([]);
-    expect(summary.cases).toBe(count);
-    expect(summary.maxRssMB).toBeLessThan(RSS_LIMIT_MB);
-  });
+  it.each(Object.entries(CASES))(
+    "%s: every case is one typed error line or a valid input",
+    (cls, n) => {
+      const count = n * SCALE;
+      const progress = join(work, `${cls}.progress`);
+      const r = spawnSync(
+        process.execPath,
+        [
+          "--conditions=@svdquant/source",
+          "--import",
+          "tsx",
+          join(import.meta.dirname, "fuzz-child.ts"),
+          cls,
+          String(SEED),
+          String(count),
+          join(work, cls),
+          progress,
+        ],
+        { encoding: "utf8", cwd: join(import.meta.dirname, "../.."), timeout: 600_000 * SCALE, maxBuffer: 1 << 24 },
+      );
+      const at = (() => {
+        try {
+          return readFileSync(progress, "utf8");
+        } catch {
+          return "?";
+        }
+      })();
+      expect(r.signal, `child killed (${r.signal}) at case ${at}: ${r.stderr.slice(-2000)}`).toBeNull();
+      expect(r.status, `child exited ${r.status} at case ${at}: ${r.stderr.slice(-2000)}`).toBe(0);
+      const summary = JSON.parse(r.stdout);
+      if (process.env.SVDQ_FUZZ_REPORT) appendFileSync(process.env.SVDQ_FUZZ_REPORT, `${JSON.stringify(summary)}\n`);
+      expect(summary.failures, JSON.stringify(summary.failures, null, 2)).toEqual([]);
+      expect(summary.cases).toBe(count);
+      expect(summary.maxRssMB).toBeLessThan(RSS_LIMIT_MB);
+    },
+    600_000 * SCALE,
+  );
 });
