@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { MAX_JSON_FILE_BYTES, readInputFile } from "@svdquant/tensor";
+import { checkJsonNesting, MAX_JSON_FILE_BYTES, readInputFile } from "@svdquant/tensor";
 import { DEFAULT_GENERATED, type GeneratedLayerSpec } from "./generate.js";
 
 export class ExperimentError extends Error {
@@ -62,6 +62,7 @@ export const MAX_LAYER_ELEMENTS = 2 ** 26;
 export async function loadConfig(dir: string): Promise<AblationConfig> {
   const path = join(dir, "config.json");
   const text = (await readInputFile(path, MAX_JSON_FILE_BYTES)).toString("utf8"); // a regular file, bounded
+  checkJsonNesting(text, path);
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -148,6 +148,7 @@ describe("experiment configs (findings 5, 7, 11)", () => {
       /unknown runner "constructor"/,
     ],
     ["not JSON", "{", /cannot parse experiment config/],
+    ["nested 1M deep", `${"[".repeat(1_000_000)}${"]".repeat(1_000_000)}`, /JSON nests deeper than 16 levels/],
   ])("%s: one typed error line, quickly", async (label, cfg, re) => {
     const dir = exp(label.replace(/\W+/g, "-"), cfg);
     const t0 = Date.now();

@@ -1,7 +1,7 @@
 import { readdir, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { TensorError } from "./errors.js";
-import { MAX_JSON_FILE_BYTES, readInputFile } from "./input-file.js";
+import { checkJsonNesting, MAX_JSON_FILE_BYTES, readInputFile } from "./input-file.js";
 import { SafetensorsFile, type TensorSource } from "./safetensors.js";
 import type { TensorInfo } from "./safetensors-header.js";
 import type { Tensor } from "./tensor.js";
@@ -31,6 +31,7 @@ export class ShardedCheckpoint implements TensorSource {
 
   static async open(indexPath: string): Promise<ShardedCheckpoint> {
     const text = (await readInputFile(indexPath, MAX_JSON_FILE_BYTES)).toString("utf8");
+    checkJsonNesting(text, indexPath);
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -137,6 +138,7 @@ export async function openModelFolder(dir: string): Promise<ModelFolder> {
   let config: Record<string, unknown> | undefined;
   if (files.includes("config.json")) {
     const text = (await readInputFile(join(dir, "config.json"), MAX_JSON_FILE_BYTES)).toString("utf8");
+    checkJsonNesting(text, join(dir, "config.json"));
     try {
       config = JSON.parse(text) as Record<string, unknown>;
     } catch (cause) {

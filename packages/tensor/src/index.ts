@@ -42,7 +42,15 @@ export {
   MAX_HEADER_ENTRIES,
   MAX_HEADER_OBJECT_KEYS,
 } from "./header-scanner.js";
-export { checkInputFile, MAX_JSON_FILE_BYTES, openInputFile, READ_CHUNK_BYTES, readInputFile } from "./input-file.js";
+export {
+  checkInputFile,
+  checkJsonNesting,
+  MAX_JSON_DEPTH,
+  MAX_JSON_FILE_BYTES,
+  openInputFile,
+  READ_CHUNK_BYTES,
+  readInputFile,
+} from "./input-file.js";
 export {
   SafetensorsFile,
   type TensorEntry,

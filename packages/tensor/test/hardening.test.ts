@@ -109,6 +109,25 @@ describe("header scanner (findings 4, 11)", () => {
   });
 });
 
+describe("JSON inputs (finding 4, for configs and shard indexes)", () => {
+  it("a config.json or shard index nested millions deep fails before JSON.parse, in bounded memory", async () => {
+    const deep = `{"a":${"[".repeat(4_000_000)}${"]".repeat(4_000_000)}}`; // 8 MB; JSON.parse needed ~0.5 GB
+    const folder = join(dir, "deep-model");
+    await mkdir(folder);
+    await writeSafetensors(join(folder, "model.safetensors"), { w: Tensor.fromFloats("F32", [1], [1]) });
+    await writeFile(join(folder, "config.json"), deep);
+    const index = join(dir, "deep.safetensors.index.json");
+    await writeFile(index, deep);
+    const before = process.memoryUsage().rss;
+    await expect(openCheckpoint(folder)).rejects.toMatchObject({
+      code: "E_TOO_LARGE",
+      message: expect.stringMatching(/config\.json: JSON nests deeper than 16 levels/),
+    });
+    await expect(ShardedCheckpoint.open(index)).rejects.toMatchObject({ code: "E_TOO_LARGE" });
+    expect(process.memoryUsage().rss - before).toBeLessThan(200 * 2 ** 20);
+  });
+});
+
 describe("U16/U32/U64 (finding 11)", () => {
   it("reads the unsigned dtypes the format defines, little-endian, and writes them back", async () => {
     const r = rng(18);

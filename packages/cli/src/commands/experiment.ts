@@ -1,6 +1,6 @@
 import { join, resolve } from "node:path";
 import { runAblation } from "@svdquant/experiment-ablation-layer";
-import { jsonForTerminal, MAX_JSON_FILE_BYTES, readInputFile } from "@svdquant/tensor";
+import { checkJsonNesting, jsonForTerminal, MAX_JSON_FILE_BYTES, readInputFile } from "@svdquant/tensor";
 import type { Command } from "commander";
 import { CliError } from "../errors.js";
 import { type CliIO, printable } from "../io.js";
@@ -18,6 +18,7 @@ const RUNNERS: Record<string, Runner> = {
 async function runnerOf(dir: string): Promise<string> {
   const path = join(dir, "config.json");
   const text = (await readInputFile(path, MAX_JSON_FILE_BYTES)).toString("utf8"); // a regular file, bounded
+  checkJsonNesting(text, path);
   let cfg: { runner?: unknown };
   try {
     cfg = JSON.parse(text);
