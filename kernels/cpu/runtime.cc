@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -43,12 +44,23 @@ class Pool {
     std::lock_guard<std::mutex> g(api_);
     return total_;
   }
+  // When the OS refuses a thread, the pool goes back to its previous size (or to the caller alone) and throws: it
+  // never claims workers it does not have (run() would wait for them forever).
   void resize(int n) {
     std::lock_guard<std::mutex> g(api_);
-    stop();
-    total_ = n < 1 ? 1 : n;
-    quit_ = false;
-    for (int i = 1; i < total_; ++i) workers_.emplace_back([this, i] { loop(i); });
+    const int before = total_;
+    n = n < 1 ? 1 : n;
+    try {
+      start(n);
+    } catch (const std::exception& e) {
+      try {
+        start(before);
+      } catch (const std::exception&) {
+        start(1);
+      }
+      throw KernelError("cannot start " + std::to_string(n) + " threads (" + e.what() + "); the pool keeps " +
+                        std::to_string(total_));
+    }
   }
   void run(int64_t tasks, const std::function<void(int64_t, int)>& fn) {
     std::lock_guard<std::mutex> g(api_);
@@ -101,6 +113,13 @@ class Pool {
       std::lock_guard<std::mutex> lk(m_);
       if (--busy_ == 0) done_cv_.notify_one();
     }
+  }
+  void start(int n) {  // api_ held; the caller is thread 0, so n - 1 workers
+    stop();
+    quit_ = false;
+    total_ = 1;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { loop(i); });
+    total_ = n;
   }
   void stop() {
     {

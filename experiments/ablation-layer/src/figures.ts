@@ -1,4 +1,3 @@
-import { renameSync, writeFileSync } from "node:fs";
 import { createCanvas, type SKRSContext2D } from "@napi-rs/canvas";
 
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"];
@@ -8,20 +7,14 @@ export interface Series {
   values: ArrayLike<number>;
 }
 
-function writePng(path: string, png: Buffer): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, png);
-  renameSync(tmp, path);
-}
-
 function axes(g: SKRSContext2D, x0: number, y0: number, w: number, h: number): void {
   g.strokeStyle = "#333";
   g.lineWidth = 1;
   g.strokeRect(x0, y0, w, h);
 }
 
-/** Line chart of several series against their index, log10 y axis (singular values, SVDQuant Fig. 5). */
-export function singularValueChart(path: string, title: string, series: Series[]): void {
+/** Line chart of several series against their index, log10 y axis (singular values, SVDQuant Fig. 5), as PNG bytes. */
+export function singularValueChart(title: string, series: Series[]): Buffer {
   const W = 900;
   const H = 560;
   const pad = { l: 80, r: 30, t: 50, b: 60 };
@@ -86,11 +79,11 @@ export function singularValueChart(path: string, title: string, series: Series[]
     g.fillStyle = "#000";
     g.fillText(s.label, pad.l + pw - 205, pad.t + 22 + si * 22);
   });
-  writePng(path, c.toBuffer("image/png"));
+  return c.toBuffer("image/png");
 }
 
-/** One histogram panel per series (log10 counts), side by side (value distributions, SVDQuant Fig. 4). */
-export function histogramChart(path: string, title: string, panels: Series[], bins = 60): void {
+/** One histogram panel per series (log10 counts), side by side (value distributions, SVDQuant Fig. 4), as PNG bytes. */
+export function histogramChart(title: string, panels: Series[], bins = 60): Buffer {
   const PW = 300;
   const PH = 240;
   const cols = Math.min(3, panels.length);
@@ -132,5 +125,5 @@ export function histogramChart(path: string, title: string, panels: Series[], bi
     g.fillText(`${amax.toPrecision(2)}`, x0 + w - 30, y0 + h + 16);
     g.fillText("log count", x0 + 4, y0 + 14);
   });
-  writePng(path, c.toBuffer("image/png"));
+  return c.toBuffer("image/png");
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { truncatedSvd } from "@svdquant/lowrank";
 import {
@@ -14,7 +14,7 @@ import {
   quantizeSharedLayers,
   smoothWeight,
 } from "@svdquant/quantizer";
-import { openCheckpoint } from "@svdquant/tensor";
+import { type AtomicData, checkOutputPath, openCheckpoint, writeFilesAtomic } from "@svdquant/tensor";
 import { type AblationConfig, ExperimentError, loadConfig, resolveGenerated } from "./config.js";
 import { histogramChart, singularValueChart } from "./figures.js";
 import { generateLayer, outlierTokens } from "./generate.js";
@@ -198,7 +198,7 @@ export async function runAblation(
   opts: { root?: string; out?: string; log?: (line: string) => void; figures?: boolean } = {},
 ): Promise<{ result: AblationResult; markdown: string; outDir: string }> {
   const t0 = performance.now();
-  const config = loadConfig(dir);
+  const config = await loadConfig(dir);
   for (const m of [...config.methods, config.rankSweep.method])
     if (!METHOD_NAMES.includes(m))
       throw new ExperimentError(
@@ -208,10 +208,16 @@ export async function runAblation(
   const root = opts.root ?? resolve(dir, "../..");
   const outDir = opts.out ?? resolve(dir, config.out);
   const log = opts.log ?? (() => {});
-  mkdirSync(outDir, { recursive: true });
+  try {
+    await mkdir(outDir, { recursive: true });
+  } catch (e) {
+    throw new ExperimentError("E_IO", `${outDir}: cannot create the output folder: ${(e as Error).message}`);
+  }
+  await checkOutputPath(join(outDir, "results.json")); // before the run, not after it
   const cases = await loadCases(config, root);
   const layers: LayerResult[] = [];
   const figures: string[] = [];
+  const figureFiles: { path: string; data: AtomicData }[] = [];
   for (const c of cases) {
     const rows: MethodRow[] = [];
     for (const name of config.methods) {
@@ -219,7 +225,10 @@ export async function runAblation(
       rows.push(row);
       log(`${c.layer.name} ${name}: rel. error ${row.metrics.relError.toFixed(4)} (${row.seconds.toFixed(1)} s)`);
       if (opts.figures !== false && c.layer.name === config.figureLayer && name === "svdquant-int4")
-        figures.push(...plotLayer(c, q, outDir));
+        for (const f of plotLayer(c, q, outDir)) {
+          figures.push(f.path);
+          figureFiles.push(f);
+        }
     }
     layers.push({ layer: c.layer.name ?? "?", source: c.source, n: c.layer.n, k: c.layer.k, rank: c.rank, rows });
   }
@@ -252,19 +261,17 @@ export async function runAblation(
     seconds: (performance.now() - t0) / 1000,
   };
   const markdown = formatMarkdown(result);
-  writeAtomic(join(outDir, "results.json"), `${JSON.stringify(result, null, 2)}\n`);
-  writeAtomic(join(outDir, "table.md"), markdown);
+  // All outputs of the run replace the previous ones together, or none does (a full disk leaves the old set).
+  await writeFilesAtomic([
+    ...figureFiles,
+    { path: join(outDir, "results.json"), data: `${JSON.stringify(result, null, 2)}\n` },
+    { path: join(outDir, "table.md"), data: markdown },
+  ]);
   return { result, markdown, outDir };
 }
 
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
-}
-
 /** Fig. 5 (singular values of W, Ŵ, R) and Fig. 4 (histograms of X, X̂, W, Ŵ, R) for one layer. */
-function plotLayer(c: CaseInput, q: QuantizedLinear, outDir: string): string[] {
+function plotLayer(c: CaseInput, q: QuantizedLinear, outDir: string): { path: string; data: Buffer }[] {
   const { n, k } = c.layer;
   const w = Float64Array.from(c.layer.weight);
   const wh = smoothWeight(c.layer, q.lambda);
@@ -273,20 +280,23 @@ function plotLayer(c: CaseInput, q: QuantizedLinear, outDir: string): string[] {
   const x = Float64Array.from(c.calibration.tokens);
   const xh = x.map((v, i) => v / q.lambda[i % k]);
   const sv = join(outDir, "fig5-singular-values.png");
-  singularValueChart(sv, `${c.layer.name}: singular values (SVDQuant INT4, rank ${q.rank})`, [
+  const svPng = singularValueChart(`${c.layer.name}: singular values (SVDQuant INT4, rank ${q.rank})`, [
     { label: "W (original)", values: spectrum(w, n, k) },
     { label: "Ŵ (smoothed)", values: spectrum(wh, n, k) },
     { label: `R = Ŵ − L (rank ${q.rank} removed)`, values: spectrum(r, n, k) },
   ]);
   const hist = join(outDir, "fig4-histograms.png");
-  histogramChart(hist, `${c.layer.name}: value distributions`, [
+  const histPng = histogramChart(`${c.layer.name}: value distributions`, [
     { label: "X (input)", values: x },
     { label: "X̂ = X/λ (smoothed)", values: xh },
     { label: "W", values: w },
     { label: "Ŵ = W·λ", values: wh },
     { label: "R = Ŵ − L", values: r },
   ]);
-  return [sv, hist];
+  return [
+    { path: sv, data: svPng },
+    { path: hist, data: histPng },
+  ];
 }
 
 const f4 = (v: number): string => v.toFixed(4);

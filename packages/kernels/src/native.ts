@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 
 /** The surface of build/Release/svdquant_kernels.node (kernels/cpu/binding.cc). */
@@ -74,7 +75,7 @@ export function native(): NativeBinding | null {
       if (isa === "scalar") binding.setIsa(1);
       else if (isa === "avx2") binding.setIsa(2);
       const th = Number(process.env.SVDQ_KERNELS_THREADS);
-      if (Number.isInteger(th) && th > 0) binding.setThreads(th);
+      if (Number.isInteger(th) && th > 0) binding.setThreads(Math.min(th, availableParallelism())); // as setThreads
     } catch (e) {
       binding = null;
       reason = `native addon failed to load: ${(e as Error).message}`;

@@ -3,6 +3,7 @@
  * C++; native errors surface as KernelsError("E_NATIVE"). Without the native addon the same calls run the
  * float64 references of reference.ts on the unpacked weights.
  */
+import { availableParallelism } from "node:os";
 import { KernelsError } from "./errors.js";
 import {
   NF4_TABLE,
@@ -26,7 +27,7 @@ import {
   refGemmW4A4,
   refGemmW8A8,
 } from "./reference.js";
-import { dim, multipleOf, tensor } from "./validate.js";
+import { dim, multipleOf, record, tensor } from "./validate.js";
 
 export type { ActFormat };
 
@@ -150,6 +151,7 @@ export function quantizeActivations(
 }
 
 function checkActs(a: QuantizedActivations, name: string): void {
+  record(name, a);
   dim(`${name}.M`, a.M, true);
   dim(`${name}.K`, a.K);
   multipleOf(`${name}.K`, a.K, 64, "activation groups of 64");
@@ -175,8 +177,7 @@ export function gemmW4A4(
   opts: GemmW4A4Options = {},
 ): { y: Float32Array; next?: QuantizedActivations } {
   checkActs(act, "activations");
-  if (w.kind !== "w4a4")
-    throw new KernelsError("E_ARGUMENT", `expected a PackedW4A4 weight, got kind ${String(w.kind)}`);
+  record("weight", w, { kind: "w4a4", type: "PackedW4A4" });
   const { M, K } = act;
   const { N, R } = w;
   if (w.K !== K)
@@ -237,7 +238,7 @@ export function gemmW4A4(
 
 /** Operator 4: Y [M,N] = X [M,K]·Wᵀ + bias on packed f32 panels (optional GELU). */
 export function gemmF32(x: Float32Array, M: number, w: PackedF32, opts: { gelu?: boolean } = {}): Float32Array {
-  if (w.kind !== "f32") throw new KernelsError("E_ARGUMENT", `expected a PackedF32 weight, got kind ${String(w.kind)}`);
+  record("weight", w, { kind: "f32", type: "PackedF32" });
   dim("M", M, true);
   const { K, N } = w;
   tensor("x", x, Float32Array, [M, K]);
@@ -252,8 +253,7 @@ export function gemmF32(x: Float32Array, M: number, w: PackedF32, opts: { gelu?:
 
 /** Operator 3: W4A16 GEMM, Y [M,N] = X [M,K]·dequant(W)ᵀ + bias with 4-bit INT4 or NF4 weights. */
 export function gemmW4A16(x: Float32Array, M: number, w: PackedW4A16): Float32Array {
-  if (w.kind !== "w4a16")
-    throw new KernelsError("E_ARGUMENT", `expected a PackedW4A16 weight, got kind ${String(w.kind)}`);
+  record("weight", w, { kind: "w4a16", type: "PackedW4A16" });
   dim("M", M, true);
   const { K, N, G } = w;
   tensor("x", x, Float32Array, [M, K]);
@@ -308,9 +308,8 @@ export function quantizeActivationsInt8(x: Float32Array, M: number, K: number): 
 
 /** Operator 5: W8A8 GEMM, Y = (codes_x·codes_wᵀ)·s_x·s_w + bias. */
 export function gemmW8A8(act: Int8Activations, w: PackedW8A8): Float32Array {
-  if (w.kind !== "w8a8")
-    throw new KernelsError("E_ARGUMENT", `expected a PackedW8A8 weight, got kind ${String(w.kind)}`);
-  const { M, K } = act;
+  record("weight", w, { kind: "w8a8", type: "PackedW8A8" });
+  const { M, K } = record("activations", act);
   dim("M", M, true);
   if (K !== w.K) throw new KernelsError("E_SHAPE", `activations [${M}, ${K}] do not match weight K = ${w.K}`);
   multipleOf("K", K, 4, "4 codes per 32-bit lane");
@@ -359,11 +358,17 @@ export interface BackendInfo {
   reason: string;
 }
 
-/** Sets the worker count of the native pool (n ≤ 0: one per core). Returns the count in use. */
+/**
+ * Sets the worker count of the native pool (n ≤ 0: one per core). Returns the count in use. `n` is bounded by the
+ * available parallelism (more threads than cores only cost memory and contention). When the OS refuses a thread,
+ * the pool goes back to its previous size and this throws KernelsError E_NATIVE: it never claims threads it lacks.
+ */
 export function setThreads(n: number): number {
-  if (!Number.isInteger(n)) throw new KernelsError("E_ARGUMENT", `threads must be an integer, got ${n}`);
+  const cores = availableParallelism();
+  if (!Number.isInteger(n) || n > cores)
+    throw new KernelsError("E_ARGUMENT", `threads must be an integer ≤ ${cores} (available parallelism), got ${n}`);
   const nb = native();
-  return nb ? nb.setThreads(n) : 1;
+  return nb ? call("setThreads", () => nb.setThreads(n)) : 1;
 }
 
 /** Chooses the native code path: "auto" (best the CPU has), "scalar" (portable), "avx2" (throws without AVX2+FMA). */

@@ -49,3 +49,16 @@ export function codeRange(name: string, v: Int8Array, lo: number, hi: number): v
       throw new KernelsError("E_VALUE", `code ${x} at flat index ${i} is outside [${lo}, ${hi}]`, { tensor: name });
   }
 }
+
+/**
+ * Checks that a structured argument (packed weight, quantized activations) is an object, and of `kind` when given:
+ * `gemmW4A4(null, w)` is a KernelsError naming the argument, not a TypeError from reading a field of null.
+ */
+export function record<T extends object>(name: string, v: T, expected?: { kind: string; type: string }): T {
+  if (v === null || typeof v !== "object")
+    throw new KernelsError("E_ARGUMENT", `expected an object, got ${v === null ? "null" : typeof v}`, { tensor: name });
+  const k = (v as { kind?: unknown }).kind;
+  if (expected !== undefined && k !== expected.kind)
+    throw new KernelsError("E_ARGUMENT", `expected a ${expected.type} weight, got kind ${String(k)}`, { tensor: name });
+  return v;
+}

@@ -1,6 +1,7 @@
 // Operator 6 (float64 Cholesky, Lᵀ·S·L, symmetric eigenvalues) against the float64 references, on the backend the
 // calling test file loaded (native AVX2 + scalar, or the TypeScript fallback). Sizes cross the native block edges
 // (Cholesky 128, congruence 128/256, tridiagonalization panels of 32, threaded symv from 256 rows).
+import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
 import {
   backendInfo,
@@ -188,7 +189,7 @@ export function defineLinalgSuite(): void {
         setThreads(1);
         const one = symmetricEigenvaluesF64(a, n);
         const l1 = choleskyF64(a, n).l;
-        setThreads(3);
+        setThreads(Math.min(3, availableParallelism())); // capped at the available parallelism
         const three = symmetricEigenvaluesF64(a, n);
         const l3 = choleskyF64(a, n).l;
         setThreads(before);

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
 import {
   backendInfo,
@@ -224,7 +225,8 @@ export function defineSuite(): void {
         const before = backendInfo().threads;
         expect(setThreads(1)).toBe(1);
         const y1 = gemmW4A4(act, w).y;
-        expect(setThreads(3)).toBe(3);
+        const many = Math.min(3, availableParallelism()); // setThreads is capped at the available parallelism
+        expect(setThreads(many)).toBe(many);
         const y3 = gemmW4A4(act, w).y;
         setThreads(before);
         expect(Array.from(y3)).toEqual(Array.from(y1));

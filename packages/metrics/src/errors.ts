@@ -1,6 +1,8 @@
 /** Machine-readable reasons a metric computation can fail. */
 export type MetricsErrorCode =
   | "E_IO"
+  | "E_NOT_FILE"
+  | "E_IMAGE_TOO_LARGE"
   | "E_MODEL_MISSING"
   | "E_ONNXRUNTIME"
   | "E_MODEL_SIGNATURE"

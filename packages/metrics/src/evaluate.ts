@@ -1,4 +1,5 @@
 import { readdir } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { extname, join } from "node:path";
 import { SafetensorsFile } from "@svdquant/tensor";
 import { MetricsError } from "./errors.js";
@@ -57,6 +58,9 @@ export interface EvalResult {
   clip: number | null;
   perImage: PerImage[];
 }
+
+/** Most image pairs per step: each step holds its pairs decoded (and batches them through the ONNX models). */
+export const MAX_BATCH = 1024;
 
 /** Image files of a folder keyed by name without extension. */
 export async function listImages(dir: string): Promise<Map<string, string>> {
@@ -166,9 +170,15 @@ export async function evaluateFolders(opts: EvalOptions): Promise<EvalResult> {
   const batch = opts.batchSize ?? 8;
   if (!Number.isInteger(batch) || batch < 1)
     throw new MetricsError("E_ARGUMENT", `batch size must be ≥ 1, got ${batch}`);
+  if (batch > MAX_BATCH)
+    throw new MetricsError("E_ARGUMENT", `batch size must be ≤ ${MAX_BATCH} (images held per step), got ${batch}`);
   const threads = opts.threads ?? 1;
-  if (!Number.isInteger(threads) || threads < 1)
-    throw new MetricsError("E_ARGUMENT", `threads must be ≥ 1, got ${threads}`);
+  const cores = availableParallelism();
+  if (!Number.isInteger(threads) || threads < 1 || threads > cores)
+    throw new MetricsError(
+      "E_ARGUMENT",
+      `threads must be an integer in [1, ${cores}] (available parallelism), got ${threads}`,
+    );
   if ((opts.clipModel || opts.imageRewardModel) && !opts.prompts) {
     throw new MetricsError(
       "E_ARGUMENT",

@@ -5,6 +5,7 @@ export {
   evaluateFolders,
   formatMarkdown,
   listImages,
+  MAX_BATCH,
   type PerImage,
   pairImages,
 } from "./evaluate.js";
@@ -22,6 +23,14 @@ export {
   traceSqrtProduct,
 } from "./frechet.js";
 export { checkImage, checkSameSize, type Rgb8Image, type RgbImage, toPlanar } from "./image.js";
+export {
+  checkJpeg,
+  checkPng,
+  type ImageHeader,
+  MAX_IMAGE_FILE_BYTES,
+  MAX_IMAGE_PIXELS,
+  MAX_IMAGE_SIDE,
+} from "./image-header.js";
 export { decodeImage, IMAGE_EXTENSIONS, readImage, writePng } from "./image-io.js";
 export {
   choleskyLower,

@@ -1,4 +1,4 @@
-import { access } from "node:fs/promises";
+import { checkInputFile, TensorError } from "@svdquant/tensor";
 import type * as Ort from "onnxruntime-node";
 import { MetricsError } from "./errors.js";
 
@@ -88,8 +88,10 @@ export class OnnxModel {
   /** Load an ONNX file from a local path (never downloaded) and check its inputs/outputs against `spec`. */
   static async load(path: string, spec: ModelSpec, threads?: number): Promise<OnnxModel> {
     try {
-      await access(path);
+      await checkInputFile(path); // a regular file (a FIFO would hang onnxruntime's read)
     } catch (cause) {
+      if (cause instanceof TensorError && cause.code === "E_NOT_FILE")
+        throw new MetricsError("E_NOT_FILE", cause.detail, { file: path, cause });
       throw new MetricsError("E_MODEL_MISSING", `${spec.metric} model file not found (export it first, see docs)`, {
         file: path,
         cause,

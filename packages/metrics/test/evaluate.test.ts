@@ -1,5 +1,5 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import jpeg from "jpeg-js";
 import { describe, expect, it } from "vitest";
@@ -52,7 +52,7 @@ describe("evaluateFolders", () => {
 });
 
 describe("evaluateFolders with worker threads", () => {
-  it("gives the same per-image PSNR/SSIM with 3 workers as in-thread, and worker errors name the file", async () => {
+  it("gives the same per-image PSNR/SSIM with several workers as in-thread, and worker errors name the file", async () => {
     const root = mkdtempSync(join(tmpdir(), "svdq-evalw-"));
     const ref = join(root, "ref");
     const test = join(root, "test");
@@ -64,13 +64,19 @@ describe("evaluateFolders with worker threads", () => {
       await writePng(join(test, `${i}.png`), randomRgb8(r, 20 + i, 18));
     }
     const one = await evaluateFolders({ refDir: ref, testDir: test, batchSize: 4 });
-    const three = await evaluateFolders({ refDir: ref, testDir: test, batchSize: 4, threads: 3 });
+    const workers = Math.min(3, availableParallelism()); // threads are capped at the available parallelism
+    const three = await evaluateFolders({ refDir: ref, testDir: test, batchSize: 4, threads: workers });
     expect(three.perImage).toEqual(one.perImage);
     expect(three.ssim).toBe(one.ssim);
     writeFileSync(join(test, "3.png"), "broken");
-    await expect(evaluateFolders({ refDir: ref, testDir: test, threads: 2 })).rejects.toThrow(
+    await expect(evaluateFolders({ refDir: ref, testDir: test, threads: workers })).rejects.toThrow(
       /3\.png: not a PNG or JPEG file/,
     );
-    await expect(evaluateFolders({ refDir: ref, testDir: test, threads: 0 })).rejects.toThrow(/threads must be ≥ 1/);
+    await expect(evaluateFolders({ refDir: ref, testDir: test, threads: 0 })).rejects.toThrow(
+      /threads must be an integer in \[1, /,
+    );
+    await expect(
+      evaluateFolders({ refDir: ref, testDir: test, threads: availableParallelism() + 1 }),
+    ).rejects.toMatchObject({ code: "E_ARGUMENT" });
   });
 });

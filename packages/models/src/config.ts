@@ -100,7 +100,8 @@ function merged(
   const out: Record<string, unknown> = { ...defaults };
   for (const [k, v] of Object.entries(raw)) {
     if (META_KEYS.has(k)) continue;
-    if (!(k in defaults))
+    // own keys only: "constructor", "toString" or "__proto__" are not config keys (`in` would see the prototype)
+    if (!Object.hasOwn(defaults, k))
       throw new ModelError(
         "E_CONFIG",
         `unknown key "${k}" for ${className} (known: ${Object.keys(defaults).join(", ")})`,

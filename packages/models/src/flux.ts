@@ -27,6 +27,7 @@ import {
 } from "./runtime.js";
 import {
   BlockArena,
+  checkBlockCounts,
   checkSpecs,
   loadBlockWeights,
   loadFromFolder,
@@ -267,6 +268,10 @@ export class FluxTransformer {
     source: TensorSource,
     opts: ModelLoadOptions = {},
   ): Promise<FluxTransformer> {
+    checkBlockCounts(source, [
+      { prefix: "transformer_blocks.", count: config.numLayers, key: "num_layers" },
+      { prefix: "single_transformer_blocks.", count: config.numSingleLayers, key: "num_single_layers" },
+    ]);
     const factory = opts.factory ?? new LinearFactory();
     const all = factory.requiredSpecs(fluxParams(config));
     rejectUnexpectedTensors(source, all, "FLUX");

@@ -122,4 +122,4 @@ export {
   type VaeLoadOptions,
   vaeDecoderParams,
 } from "./vae/index.js";
-export { BlockArena, checkSpecs, loadWeightSet, unexpectedTensors, WeightSet } from "./weights.js";
+export { BlockArena, checkBlockCounts, checkSpecs, loadWeightSet, unexpectedTensors, WeightSet } from "./weights.js";

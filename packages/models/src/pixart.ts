@@ -18,6 +18,7 @@ import { LinearFactory } from "./recipe.js";
 import { type ForwardOptions, runEmbedMlp, runLinear, runShared } from "./runtime.js";
 import {
   BlockArena,
+  checkBlockCounts,
   checkSpecs,
   loadBlockWeights,
   loadFromFolder,
@@ -172,6 +173,7 @@ export class PixArtTransformer {
     source: TensorSource,
     opts: ModelLoadOptions = {},
   ): Promise<PixArtTransformer> {
+    checkBlockCounts(source, [{ prefix: "transformer_blocks.", count: config.numLayers, key: "num_layers" }]);
     const factory = opts.factory ?? new LinearFactory();
     const all = factory.requiredSpecs(pixartParams(config));
     rejectUnexpectedTensors(source, all, "PixArt");

@@ -1,4 +1,4 @@
-import { DTYPE_INFO, openModelFolder, Tensor, type TensorSource } from "@svdquant/tensor";
+import { DTYPE_INFO, firstNonFinite, openModelFolder, Tensor, type TensorSource } from "@svdquant/tensor";
 import { ModelError } from "./errors.js";
 import type { ParamSpec } from "./params.js";
 
@@ -53,7 +53,52 @@ export function checkSpecs(source: TensorSource, specs: readonly ParamSpec[], pr
   }
 }
 
-/** Read the tensors of `specs` (names relative to `prefix`), validated. */
+/**
+ * Weights must be finite: a NaN or Inf weight turns every output of the forward into NaN, silently. Checked once per
+ * tensor as it is loaded, on the stored bits (no decoding pass), resident or streamed.
+ */
+function checkFinite(t: Tensor, source: TensorSource, name: string): void {
+  const at = firstNonFinite(t);
+  if (at >= 0) {
+    const v = t.dtype === "F32" || t.dtype === "F64" ? String(t.data[at]) : "NaN/Inf";
+    throw new ModelError("E_WEIGHTS", `holds a non-finite value (${v}) at flat index ${at}`, `${source.path}: ${name}`);
+  }
+}
+
+/**
+ * Check the config's block counts against the checkpoint BEFORE anything sized by the config is built: a config
+ * claiming 10^7 layers must fail here, not after allocating 10^7 layers' parameter specs. `groups` are state-dict
+ * prefixes (`transformer_blocks.`) and the count the config gives for each; the checkpoint must hold at least that
+ * many blocks under each prefix, the last one included.
+ */
+export function checkBlockCounts(
+  source: TensorSource,
+  groups: readonly { prefix: string; count: number; key: string }[],
+): void {
+  const seen = groups.map(() => new Set<number>());
+  for (const name of source.names()) {
+    groups.forEach((g, gi) => {
+      if (!name.startsWith(g.prefix)) return;
+      const m = /^(\d+)\./.exec(name.slice(g.prefix.length));
+      if (m !== null) seen[gi]!.add(Number(m[1]));
+    });
+  }
+  groups.forEach((g, gi) => {
+    const have = seen[gi]!;
+    const max = have.size === 0 ? -1 : Math.max(...have);
+    // More blocks in the checkpoint than the config says are reported by rejectUnexpectedTensors; fewer (or a
+    // last block missing) is what a hostile config looks like, and it is caught here before any allocation.
+    if (g.count > have.size || (g.count > 0 && !have.has(g.count - 1)))
+      throw new ModelError(
+        "E_CONFIG",
+        `config says ${g.key} = ${g.count}, but the checkpoint holds ${have.size} blocks under "${g.prefix}"` +
+          (have.size > 0 ? ` (indices up to ${max})` : ""),
+        source.path,
+      );
+  });
+}
+
+/** Read the tensors of `specs` (names relative to `prefix`), validated (shapes, float dtype, finite values). */
 export async function loadWeightSet(
   source: TensorSource,
   specs: readonly ParamSpec[],
@@ -63,6 +108,7 @@ export async function loadWeightSet(
   const m = new Map<string, Tensor>();
   for (const s of specs) {
     let t = await source.read(prefix + s.name);
+    checkFinite(t, source, prefix + s.name);
     if (t.dtype === "F64") t = t.to("F32");
     m.set(s.name, t);
   }
@@ -155,6 +201,7 @@ export class BlockArena {
       }
       const di = DTYPE_INFO[info.dtype];
       let t = new Tensor(info.dtype, specs[i]!.shape, di.wrap(this.buffer, offsets[i]!, bytes / di.itemsize) as never);
+      checkFinite(t, source, name);
       if (t.dtype === "F64") t = t.to("F32");
       m.set(specs[i]!.name, t);
     }

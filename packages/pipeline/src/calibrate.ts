@@ -9,7 +9,6 @@
  *   (`hidden_states`, `encoder_hidden_states`, `pooled_projections`, `timestep`, `guidance`, `img_ids`,
  *   `txt_ids` for FLUX; `hidden_states`, `encoder_hidden_states`, `encoder_attention_mask`, `timestep` for PixArt).
  */
-import { readFile } from "node:fs/promises";
 import { SeededRng } from "@svdquant/lowrank";
 import {
   CalibrationRecorder,
@@ -21,7 +20,11 @@ import {
   type PixArtInputs,
   PixArtTransformer,
 } from "@svdquant/models";
-import { SafetensorsFile, Tensor, type TensorSource, writeSafetensors } from "@svdquant/tensor";
+import { readInputFile, SafetensorsFile, Tensor, type TensorSource, writeSafetensors } from "@svdquant/tensor";
+
+/** Largest prompts file read (one prompt a line; 128 captions are a few KB). */
+const MAX_PROMPTS_BYTES = 64 * 1024 * 1024;
+
 import type { CalibrationConfig } from "./config.js";
 import { PipelineError } from "./errors.js";
 import { FluxPipeline, sampleFlux } from "./generate.js";
@@ -196,9 +199,7 @@ export async function calibrationPrompts(
   if (Array.isArray(source.prompts)) prompts = source.prompts;
   else {
     const path = source.prompts.file;
-    const text = await readFile(path, "utf8").catch((e: Error) => {
-      throw new PipelineError("E_CALIBRATION", `cannot read the prompts: ${e.message}`, path);
-    });
+    const text = (await readInputFile(path, MAX_PROMPTS_BYTES)).toString("utf8"); // a bounded regular file
     prompts = text
       .split(/\r?\n/)
       .map((l) => l.trim())

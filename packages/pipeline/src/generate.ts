@@ -34,9 +34,9 @@ import {
   unpackFluxLatents,
   VaeDecoder,
 } from "@svdquant/models";
+import { writeFileAtomic } from "@svdquant/tensor";
 import { loadQuantizedModel } from "./checkpoint.js";
 import { PipelineError } from "./errors.js";
-import { writeFileAtomic } from "./fs.js";
 import type { LayerBackend } from "./layers.js";
 import { encodePng } from "./png.js";
 

@@ -13,11 +13,18 @@ import { createHash } from "node:crypto";
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { type ModelConfig, parseModelConfig } from "@svdquant/models";
-import { openModelFolder, SafetensorsFile, type Tensor, type TensorSource, writeSafetensors } from "@svdquant/tensor";
+import {
+  checkOutputPath,
+  openModelFolder,
+  SafetensorsFile,
+  type Tensor,
+  type TensorSource,
+  writeFileAtomic,
+  writeSafetensors,
+} from "@svdquant/tensor";
 import { type InputStats, readCalibration, recordCalibration, writeCalibration } from "./calibrate.js";
 import { type LayerTreatment, type QuantizeConfig, recipeOf, treatmentOfLayer } from "./config.js";
 import { PipelineError } from "./errors.js";
-import { writeFileAtomic } from "./fs.js";
 import { layoutOf, type ModelLayout, type UnitSpec } from "./layout.js";
 import {
   type LayerReport,
@@ -272,6 +279,7 @@ export function quantizationConfigMetadata(config: QuantizeConfig): Record<strin
 export async function quantizeModel(opts: QuantizeModelOptions): Promise<QuantizeModelResult> {
   const { config } = opts;
   const recipe = recipeOf(config);
+  await checkOutputPath(opts.out); // a bad output path fails before any work
   const pool = new QuantizePool(opts.threads ?? 1);
   const folder = await openModelFolder(opts.modelDir).catch(async (e) => {
     await pool.close();

@@ -177,8 +177,9 @@ export function evaluateLayer(layer: LinearLayer, q: QuantizedLinear, x: Floats,
     }
   const terms = { xNorm: frob(xs), xErr: frobDiff(exact, rep), wNorm: frob(target), wErr: frob(ew) };
   return {
-    relError: absError / yNorm,
-    sqnrDb: 20 * Math.log10(yNorm / absError),
+    // An all-zero reference output (all-zero weights and bias) has no relative error: exact is 0, anything else ∞.
+    relError: yNorm > 0 ? absError / yNorm : absError === 0 ? 0 : Number.POSITIVE_INFINITY,
+    sqnrDb: absError === 0 ? Number.POSITIVE_INFINITY : 20 * Math.log10(yNorm / absError),
     absError,
     bound: terms.xNorm * terms.wErr + terms.xErr * (terms.wNorm + terms.wErr),
     terms,

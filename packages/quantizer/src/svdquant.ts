@@ -164,7 +164,9 @@ export function quantizeSharedLayers(
               den += r[t] * r[t];
             }
           });
-          return Math.sqrt(num / den);
+          // Σ‖Y‖² does not depend on λ: it only scales the ranking. An all-zero reference output (all-zero weights
+          // and bias) has none, and the absolute error ranks the candidates the same way (0/0 would be NaN).
+          return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
         },
       });
   const info = { alpha: search.best.alpha, beta: search.best.beta };

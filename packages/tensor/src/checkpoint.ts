@@ -1,6 +1,7 @@
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { TensorError } from "./errors.js";
+import { checkJsonNesting, MAX_JSON_FILE_BYTES, readInputFile } from "./input-file.js";
 import { SafetensorsFile, type TensorSource } from "./safetensors.js";
 import type { TensorInfo } from "./safetensors-header.js";
 import type { Tensor } from "./tensor.js";
@@ -29,9 +30,11 @@ export class ShardedCheckpoint implements TensorSource {
   }
 
   static async open(indexPath: string): Promise<ShardedCheckpoint> {
+    const text = (await readInputFile(indexPath, MAX_JSON_FILE_BYTES)).toString("utf8");
+    checkJsonNesting(text, indexPath);
     let json: unknown;
     try {
-      json = JSON.parse(await readFile(indexPath, "utf8"));
+      json = JSON.parse(text);
     } catch (cause) {
       throw new TensorError("E_INDEX", `cannot read the shard index: ${(cause as Error).message}`, {
         file: indexPath,
@@ -134,8 +137,10 @@ export async function openModelFolder(dir: string): Promise<ModelFolder> {
   }
   let config: Record<string, unknown> | undefined;
   if (files.includes("config.json")) {
+    const text = (await readInputFile(join(dir, "config.json"), MAX_JSON_FILE_BYTES)).toString("utf8");
+    checkJsonNesting(text, join(dir, "config.json"));
     try {
-      config = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+      config = JSON.parse(text) as Record<string, unknown>;
     } catch (cause) {
       throw new TensorError("E_HEADER_JSON", `config.json is not valid JSON: ${(cause as Error).message}`, {
         file: join(dir, "config.json"),

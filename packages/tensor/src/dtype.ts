@@ -23,6 +23,9 @@ export const DTYPES = [
   "I32",
   "I16",
   "I8",
+  "U64",
+  "U32",
+  "U16",
   "U8",
   "BOOL",
 ] as const;
@@ -40,6 +43,9 @@ export interface StorageOf {
   I32: Int32Array;
   I16: Int16Array;
   I8: Int8Array;
+  U64: BigUint64Array;
+  U32: Uint32Array;
+  U16: Uint16Array;
   U8: Uint8Array;
   BOOL: Uint8Array;
 }
@@ -125,6 +131,27 @@ export const DTYPE_INFO: Readonly<Record<DType, DTypeInfo>> = {
     make: (n) => new Int8Array(n),
     wrap: (b, o, n) => new Int8Array(b, o, n),
   },
+  U64: {
+    itemsize: 8,
+    isFloat: false,
+    writerRank: 19,
+    make: (n) => new BigUint64Array(n),
+    wrap: (b, o, n) => new BigUint64Array(b, o, n),
+  },
+  U32: {
+    itemsize: 4,
+    isFloat: false,
+    writerRank: 14,
+    make: (n) => new Uint32Array(n),
+    wrap: (b, o, n) => new Uint32Array(b, o, n),
+  },
+  U16: {
+    itemsize: 2,
+    isFloat: false,
+    writerRank: 10,
+    make: (n) => new Uint16Array(n),
+    wrap: (b, o, n) => new Uint16Array(b, o, n),
+  },
   U8: {
     itemsize: 1,
     isFloat: false,
@@ -199,19 +226,27 @@ export function encodeFloats(dtype: DType, values: ArrayLike<number>, opts: Enco
       for (let i = 0; i < n; i++) o[i] = BigInt(checkedInt(values[i]!, -(2 ** 63), 2 ** 63, dtype, i, true));
       return o;
     }
+    case "U64": {
+      const o = out as BigUint64Array;
+      // 2 ** 64 - 1 is not a float64 either: the bound is exclusive as for I64.
+      for (let i = 0; i < n; i++) o[i] = BigInt(checkedInt(values[i]!, 0, 2 ** 64, dtype, i, true));
+      return o;
+    }
     default: {
       const [lo, hi] = INT_RANGE[dtype];
-      const o = out as Int32Array | Int16Array | Int8Array | Uint8Array;
+      const o = out as Int32Array | Int16Array | Int8Array | Uint32Array | Uint16Array | Uint8Array;
       for (let i = 0; i < n; i++) o[i] = checkedInt(values[i]!, lo, hi, dtype, i);
       return o;
     }
   }
 }
 
-const INT_RANGE: Record<"I32" | "I16" | "I8" | "U8", [number, number]> = {
+const INT_RANGE: Record<"I32" | "I16" | "I8" | "U32" | "U16" | "U8", [number, number]> = {
   I32: [-(2 ** 31), 2 ** 31 - 1],
   I16: [-32768, 32767],
   I8: [-128, 127],
+  U32: [0, 2 ** 32 - 1],
+  U16: [0, 65535],
   U8: [0, 255],
 };
 
@@ -267,13 +302,14 @@ function decodeInto(dtype: DType, data: Storage, out: Float32Array | Float64Arra
       for (let i = 0; i < n; i++) out[i] = e5m2BitsToF32(d[i]!);
       return;
     }
-    case "I64": {
-      const d = data as BigInt64Array;
+    case "I64":
+    case "U64": {
+      const d = data as BigInt64Array | BigUint64Array;
       for (let i = 0; i < n; i++) out[i] = Number(d[i]!);
       return;
     }
     default: {
-      const d = data as Exclude<Storage, BigInt64Array>;
+      const d = data as Exclude<Storage, BigInt64Array | BigUint64Array>;
       for (let i = 0; i < n; i++) out[i] = d[i]!;
     }
   }

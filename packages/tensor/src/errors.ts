@@ -1,6 +1,8 @@
 /** Machine-readable reasons a tensor or safetensors operation can fail. */
 export type TensorErrorCode =
   | "E_IO"
+  | "E_NOT_FILE"
+  | "E_TOO_LARGE"
   | "E_HEADER_SIZE"
   | "E_HEADER_JSON"
   | "E_DTYPE"
@@ -22,6 +24,8 @@ export class TensorError extends Error {
   readonly code: TensorErrorCode;
   readonly file: string | undefined;
   readonly tensor: string | undefined;
+  /** The message without the file/tensor prefix (for wrapping into another package's error). */
+  readonly detail: string;
 
   constructor(code: TensorErrorCode, message: string, where: { file?: string; tensor?: string; cause?: unknown } = {}) {
     const prefix = [where.file, where.tensor !== undefined ? `tensor "${where.tensor}"` : undefined]
@@ -31,5 +35,6 @@ export class TensorError extends Error {
     this.code = code;
     this.file = where.file;
     this.tensor = where.tensor;
+    this.detail = message;
   }
 }

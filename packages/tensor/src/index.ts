@@ -1,3 +1,10 @@
+export {
+  type AtomicData,
+  type AtomicWriter,
+  checkOutputPath,
+  writeFileAtomic,
+  writeFilesAtomic,
+} from "./atomic-write.js";
 export { type ModelFolder, openCheckpoint, openModelFolder, ShardedCheckpoint } from "./checkpoint.js";
 export {
   DTYPE_INFO,
@@ -13,6 +20,7 @@ export {
   type StorageOf,
 } from "./dtype.js";
 export { TensorError, type TensorErrorCode } from "./errors.js";
+export { firstNonFinite, firstNonFiniteIn } from "./finite.js";
 export {
   bf16BitsToF32,
   bitsToF32,
@@ -29,6 +37,21 @@ export {
   f32ToF16Bits,
 } from "./float-bits.js";
 export {
+  MAX_HEADER_ARRAY_LENGTH,
+  MAX_HEADER_DEPTH,
+  MAX_HEADER_ENTRIES,
+  MAX_HEADER_OBJECT_KEYS,
+} from "./header-scanner.js";
+export {
+  checkInputFile,
+  checkJsonNesting,
+  MAX_JSON_DEPTH,
+  MAX_JSON_FILE_BYTES,
+  openInputFile,
+  READ_CHUNK_BYTES,
+  readInputFile,
+} from "./input-file.js";
+export {
   SafetensorsFile,
   type TensorEntry,
   type TensorSource,
@@ -43,3 +66,4 @@ export {
   type TensorInfo,
 } from "./safetensors-header.js";
 export { checkShape, matmulF64, numelOf, type Shape, Tensor } from "./tensor.js";
+export { escapeForTerminal, jsonForTerminal } from "./terminal.js";

@@ -1,5 +1,6 @@
 import { DTYPE_INFO, type DType, isDType } from "./dtype.js";
 import { TensorError } from "./errors.js";
+import { scanHeaderText } from "./header-scanner.js";
 import type { Shape } from "./tensor.js";
 
 /*
@@ -38,12 +39,16 @@ export interface ParsedHeader {
  * (no overlap, no hole, nothing past the end). Throws TensorError naming the file and tensor.
  */
 export function parseHeader(headerBytes: Uint8Array, dataLength: number, file: string): ParsedHeader {
+  // A byte order mark is not JSON (RFC 8259 §8.1: "MUST NOT add"); TextDecoder would drop it silently.
+  if (headerBytes[0] === 0xef && headerBytes[1] === 0xbb && headerBytes[2] === 0xbf)
+    throw new TensorError("E_HEADER_JSON", "header starts with a UTF-8 byte order mark", { file });
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(headerBytes);
   } catch (cause) {
     throw new TensorError("E_HEADER_JSON", "header is not valid UTF-8", { file, cause });
   }
+  scanHeaderText(text, file); // bounds depth, widths and entry count; finds duplicate keys
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -53,8 +58,6 @@ export function parseHeader(headerBytes: Uint8Array, dataLength: number, file: s
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
     throw new TensorError("E_HEADER_JSON", "header must be a JSON object", { file });
   }
-  const dup = firstDuplicateTopLevelKey(text);
-  if (dup !== undefined) throw new TensorError("E_DUPLICATE", "appears twice in the header", { file, tensor: dup });
 
   let metadata: Record<string, string> = {};
   const entries: TensorInfo[] = [];
@@ -159,37 +162,6 @@ function checkTiling(entries: TensorInfo[], dataLength: number, file: string): v
 export function compareNames(a: string, b: string): number {
   if (a === b) return 0;
   return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
-}
-
-/**
- * JSON.parse keeps the last of two equal keys silently; the format forbids duplicates, so scan the text
- * for the object's top-level keys. Returns the first repeated key, if any. Assumes `text` is valid JSON.
- */
-function firstDuplicateTopLevelKey(text: string): string | undefined {
-  const seen = new Set<string>();
-  let depth = 0;
-  let expectKey = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22 /* " */) {
-      const start = i;
-      for (i++; text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c /* \ */) i++;
-      if (depth === 1 && expectKey) {
-        const key = JSON.parse(text.slice(start, i + 1)) as string;
-        if (seen.has(key)) return key;
-        seen.add(key);
-        expectKey = false;
-      }
-    } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
-      depth++;
-      expectKey = depth === 1 && c === 0x7b;
-    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
-      depth--;
-    } else if (c === 0x2c /* , */ && depth === 1) {
-      expectKey = true;
-    }
-  }
-  return undefined;
 }
 
 /**

@@ -1,8 +1,9 @@
-import { randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, unlink } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { endianness } from "node:os";
+import { writeFileAtomic } from "./atomic-write.js";
 import { DTYPE_INFO, type DType, isDType, type StorageOf } from "./dtype.js";
 import { TensorError } from "./errors.js";
+import { openInputFile, readFully } from "./input-file.js";
 import {
   MAX_HEADER_BYTES,
   type ParsedHeader,
@@ -53,16 +54,8 @@ export class SafetensorsFile implements TensorSource {
   }
 
   static async open(path: string): Promise<SafetensorsFile> {
-    let handle: FileHandle;
+    const { handle, size } = await openInputFile(path); // a regular file, or a TensorError (never a FIFO's hang)
     try {
-      handle = await open(path, "r");
-    } catch (cause) {
-      throw new TensorError("E_IO", `cannot open: ${(cause as Error).message}`, { file: path, cause });
-    }
-    try {
-      const st = await handle.stat();
-      if (!st.isFile()) throw new TensorError("E_IO", "not a regular file", { file: path });
-      const size = st.size;
       if (size < 8)
         throw new TensorError("E_HEADER_SIZE", `file has ${size} bytes, fewer than the 8-byte header length`, {
           file: path,
@@ -151,33 +144,6 @@ export class SafetensorsFile implements TensorSource {
   }
 }
 
-async function readFully(
-  handle: FileHandle,
-  dst: Uint8Array,
-  position: number,
-  file: string,
-  tensor?: string,
-): Promise<void> {
-  let done = 0;
-  while (done < dst.length) {
-    let bytesRead: number;
-    try {
-      ({ bytesRead } = await handle.read(dst, done, dst.length - done, position + done));
-    } catch (cause) {
-      const where = tensor === undefined ? { file, cause } : { file, tensor, cause };
-      throw new TensorError("E_IO", `read failed at byte ${position + done}: ${(cause as Error).message}`, where);
-    }
-    if (bytesRead === 0) {
-      throw new TensorError(
-        "E_IO",
-        `unexpected end of file at byte ${position + done} (was it truncated after opening?)`,
-        tensor === undefined ? { file } : { file, tensor },
-      );
-    }
-    done += bytesRead;
-  }
-}
-
 // ------------------------------------------------------------------------------------------------ writer
 
 /** One tensor to write: its declared dtype/shape and the data, or a function producing it on demand. */
@@ -243,14 +209,11 @@ export async function writeSafetensors(
     offset += bytes;
   }
   const header = serializeHeader(metadata, infos);
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(tmp, "wx");
+  await writeFileAtomic(path, async (write) => {
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(header.length));
-    await writeFully(handle, len);
-    await writeFully(handle, header);
+    await write(len);
+    await write(header);
     for (const e of order) {
       let t: Tensor;
       try {
@@ -270,26 +233,7 @@ export async function writeSafetensors(
           { file: path, tensor: e.name },
         );
       }
-      await writeFully(handle, t.bytes());
+      await write(t.bytes());
     }
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(tmp, path);
-  } catch (err) {
-    await handle?.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
-    if (err instanceof TensorError) throw err;
-    throw new TensorError("E_IO", `cannot write: ${(err as Error).message}`, { file: path, cause: err });
-  }
-}
-
-async function writeFully(handle: FileHandle, bytes: Uint8Array): Promise<void> {
-  // FileHandle.write may write fewer bytes than asked on large buffers; loop in bounded chunks.
-  const CHUNK = 1 << 26;
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, done, Math.min(CHUNK, bytes.length - done));
-    done += bytesWritten;
-  }
+  });
 }

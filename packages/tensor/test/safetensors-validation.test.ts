@@ -200,9 +200,9 @@ describe("reads", () => {
     await f.close();
     await expect(f.read("a")).rejects.toMatchObject({ code: "E_IO" });
   });
-  it("rejects a missing file and a directory with E_IO", async () => {
+  it("rejects a missing file with E_IO and a directory with E_NOT_FILE", async () => {
     await expect(SafetensorsFile.open(join(dir, "missing.safetensors"))).rejects.toMatchObject({ code: "E_IO" });
-    await expect(SafetensorsFile.open(dir)).rejects.toMatchObject({ code: "E_IO" });
+    await expect(SafetensorsFile.open(dir)).rejects.toMatchObject({ code: "E_NOT_FILE" });
   });
 });
 

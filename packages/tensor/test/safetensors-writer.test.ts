@@ -110,7 +110,7 @@ describe("writeSafetensors", () => {
         maxActive = Math.max(maxActive, active);
         calls.push(name);
         // Everything produced so far is already written to the temp file.
-        const tmp = (await readdir(dir)).filter((f) => f.startsWith("stream.safetensors.tmp-"));
+        const tmp = (await readdir(dir)).filter((f) => f.startsWith(".stream.safetensors.") && f.endsWith(".tmp"));
         expect(tmp).toHaveLength(1);
         const size = (await stat(join(dir, tmp[0]!))).size;
         const written = [...tensors.values()].reduce((s, t) => s + t.byteLength, 0);
@@ -209,6 +209,9 @@ describe("writeSafetensors", () => {
       I32: 4,
       I16: 2,
       I8: 1,
+      U64: 8,
+      U32: 4,
+      U16: 2,
       U8: 1,
       BOOL: 1,
     });

@@ -1,8 +1,8 @@
-import { rename, rm, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { type EvalResult, evaluateFolders, formatMarkdown } from "@svdquant/metrics";
+import { evaluateFolders, formatMarkdown, MAX_BATCH } from "@svdquant/metrics";
+import { checkOutputPath, jsonForTerminal, writeFileAtomic } from "@svdquant/tensor";
 import { type Command, InvalidArgumentError } from "commander";
-import type { CliIO } from "../io.js";
+import { type CliIO, printable } from "../io.js";
 
 export interface EvalCliOptions {
   ref: string;
@@ -36,21 +36,14 @@ export function progressBar(io: CliIO): (done: number, total: number) => void {
   };
 }
 
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected an integer ≥ 1, got "${v}"`);
-  return n;
-}
-
-async function writeJsonAtomic(path: string, r: EvalResult): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    await writeFile(tmp, `${JSON.stringify(r, null, 2)}\n`);
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+/** A parser of integer options in [1, max] (commander reports its error as one line naming the option). */
+function intIn(max: number, what: string): (v: string) => number {
+  return (v) => {
+    const n = /^\s*\d+\s*$/.test(v) ? Number(v) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < 1 || n > max)
+      throw new InvalidArgumentError(`expected an integer in [1, ${max}] (${what}), got "${v}"`);
+    return n;
+  };
 }
 
 /** `svdquant eval --ref DIR --test DIR [--fid-model X.onnx --lpips-model Y.onnx ...] [--json]` */
@@ -71,17 +64,23 @@ export function registerEval(program: Command, io: CliIO): void {
       "--prompts <file>",
       "safetensors of per-image prompt data for CLIP/ImageReward (see @svdquant/metrics docs)",
     )
-    .option("--batch <n>", "images per step and per ONNX batch", positiveInt, 8)
+    .option(
+      "--batch <n>",
+      `images per step and per ONNX batch (at most ${MAX_BATCH})`,
+      intIn(MAX_BATCH, "images per step"),
+      8,
+    )
     .option(
       "--threads <n>",
-      "worker threads decoding images and computing PSNR/SSIM (default: cores, at most 8)",
-      positiveInt,
+      "worker threads decoding images and computing PSNR/SSIM (default: cores, at most 8; at most the cores)",
+      intIn(availableParallelism(), "the available parallelism"),
       Math.min(availableParallelism(), 8),
     )
     .option("--json", "print the full result (with per-image values) as JSON instead of a Markdown table")
     .option("--out <file>", "also write the JSON result to this file")
     .option("--no-progress", "no progress bar on stderr")
     .action(async (opts: EvalCliOptions) => {
+      if (opts.out) await checkOutputPath(opts.out); // before the run, not after it
       const r = await evaluateFolders({
         refDir: opts.ref,
         testDir: opts.test,
@@ -94,7 +93,7 @@ export function registerEval(program: Command, io: CliIO): void {
         threads: opts.threads,
         onProgress: opts.progress ? progressBar(io) : undefined,
       });
-      if (opts.out) await writeJsonAtomic(opts.out, r);
-      io.out(opts.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatMarkdown(r)}\n`);
+      if (opts.out) await writeFileAtomic(opts.out, `${JSON.stringify(r, null, 2)}\n`);
+      io.out(opts.json ? `${jsonForTerminal(r, 2)}\n` : `${printable(formatMarkdown(r))}\n`);
     });
 }

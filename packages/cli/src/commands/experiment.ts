@@ -1,7 +1,8 @@
 import { basename, resolve } from "node:path";
+import { jsonForTerminal } from "@svdquant/tensor";
 import type { Command } from "commander";
 import { findExperimentPackages, loadRunner, resolveExperiment } from "../experiments.js";
-import type { CliIO } from "../io.js";
+import { type CliIO, printable } from "../io.js";
 
 /** `svdquant experiment run EXPERIMENT [--out DIR] [--root DIR] [--json] [--no-figures] [--quiet]`, `experiment list` */
 export function registerExperiment(program: Command, io: CliIO): void {
@@ -25,9 +26,9 @@ export function registerExperiment(program: Command, io: CliIO): void {
           out: opts.out ? resolve(opts.out) : undefined,
           root: opts.root ? resolve(opts.root) : undefined,
           figures: opts.figures,
-          log: opts.quiet ? undefined : (line) => io.err(`${line}\n`),
+          log: opts.quiet ? undefined : (line) => io.err(`${printable(line)}\n`),
         });
-        io.out(opts.json ? `${JSON.stringify(result, null, 2)}\n` : `${markdown}\nOutputs in ${outDir}\n`);
+        io.out(opts.json ? `${jsonForTerminal(result, 2)}\n` : `${printable(`${markdown}\nOutputs in ${outDir}`)}\n`);
       },
     );
   exp

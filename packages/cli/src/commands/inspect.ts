@@ -1,5 +1,13 @@
 import { describeQuantizedCheckpoint, type QuantizedCheckpointSummary } from "@svdquant/pipeline";
-import { DTYPE_INFO, type DType, numelOf, openCheckpoint, type TensorSource } from "@svdquant/tensor";
+import {
+  DTYPE_INFO,
+  type DType,
+  escapeForTerminal,
+  jsonForTerminal,
+  numelOf,
+  openCheckpoint,
+  type TensorSource,
+} from "@svdquant/tensor";
 import type { Command } from "commander";
 import type { CliIO } from "../io.js";
 
@@ -51,9 +59,11 @@ function ratioText(bf16: number, bytes: number): string {
     : `${(bytes / bf16).toFixed(2)}x larger than BF16 (padding)`;
 }
 
+/** The text report; every string from the file (path, metadata) is escaped for the terminal. */
 export function formatInspect(path: string, r: InspectReport): string {
+  const e = escapeForTerminal;
   const lines = [
-    `${path}`,
+    `${e(path)}`,
     `  tensors:    ${r.tensors.length}`,
     `  parameters: ${r.parameters.toLocaleString("en-US")}`,
     `  bytes:      ${r.bytes.toLocaleString("en-US")}`,
@@ -83,7 +93,7 @@ export function formatInspect(path: string, r: InspectReport): string {
   const meta = Object.entries(r.metadata);
   if (meta.length > 0) {
     lines.push("  metadata:");
-    for (const [k, v] of meta) lines.push(`    ${k}: ${v}`);
+    for (const [k, v] of meta) lines.push(`    ${e(k)}: ${e(v)}`);
   }
   return lines.join("\n");
 }
@@ -100,7 +110,7 @@ export function registerInspect(program: Command, io: CliIO): void {
       if (opts.json) {
         const { tensors, metadata, parameters, bytes, quantized } = r;
         io.out(
-          `${JSON.stringify({ tensors, metadata, parameters, bytes, ...(quantized ? { quantized } : {}) }, null, 2)}\n`,
+          `${jsonForTerminal({ tensors, metadata, parameters, bytes, ...(quantized ? { quantized } : {}) }, 2)}\n`,
         );
       } else {
         io.out(`${formatInspect(path, r)}\n`);

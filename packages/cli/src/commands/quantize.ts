@@ -1,4 +1,3 @@
-import { readFile } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
 import {
   maxThreads,
@@ -7,6 +6,7 @@ import {
   quantizeModel,
   resolveConfigPaths,
 } from "@svdquant/pipeline";
+import { checkJsonNesting, MAX_JSON_FILE_BYTES, readInputFile } from "@svdquant/tensor";
 import cliProgress from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
 import type { CliIO } from "../io.js";
@@ -82,9 +82,9 @@ export function registerQuantize(program: Command, io: CliIO): void {
     .action(async (modelDir: string, opts: QuantizeCliOptions) => {
       let raw: unknown = {};
       if (opts.config !== undefined) {
-        const text = await readFile(opts.config, "utf8").catch((e: Error) => {
-          throw new Error(`${opts.config}: cannot read the config: ${e.message}`);
-        });
+        // an untrusted file: a bounded regular file, nesting checked before JSON.parse
+        const text = (await readInputFile(opts.config, MAX_JSON_FILE_BYTES)).toString("utf8");
+        checkJsonNesting(text, opts.config);
         try {
           raw = JSON.parse(text);
         } catch (e) {
