@@ -41,14 +41,14 @@ describe("layer quantizer → packed W4A4 kernel", () => {
     const yq = forwardQuantized(q, X, M);
 
     const act = quantizeActivations(X, M, K, {
-      smooth: Float32Array.from(q.lambda),
-      lowRankDown: Float32Array.from(q.lDown),
+      smooth: Float32Array.from(q.smooth),
+      lowRankDown: Float32Array.from(q.lowRankDown),
       rank: R,
       format: fmt,
       shift: unsigned ? GELU_SHIFT : 0,
     });
     const w = packW4A4(q.residual!, N, K, {
-      lowRankUp: Float32Array.from(q.lUp),
+      lowRankUp: Float32Array.from(q.lowRankUp),
       rank: R,
       bias: Float32Array.from(q.bias ?? new Float64Array(N)),
     });
