@@ -91,13 +91,25 @@ export function branchBitsPerParam(n: number, k: number, rank: number, smoothed:
 
 /** Input of the quantized path, P = (x + shift) / λ, as its representation (quantized, BF16 or exact). */
 export function pathInput(q: QuantizedLinear, x: Floats, m: number): { exact: Float64Array; rep: Float64Array } {
-  const { k, smooth: lambda, shift } = q;
+  return pathInputOf(x, m, q.k, q.smooth, q.shift, q.activation, q.name);
+}
+
+/** `pathInput` from the parts it reads (λ, shift, activation format). */
+export function pathInputOf(
+  x: Floats,
+  m: number,
+  k: number,
+  lambda: Float64Array,
+  shift: number,
+  activation: ActivationFormat,
+  name: string | undefined,
+): { exact: Float64Array; rep: Float64Array } {
   const p = new Float64Array(m * k);
   for (let t = 0; t < m; t++) for (let j = 0; j < k; j++) p[t * k + j] = (x[t * k + j] + shift) / lambda[j];
   let rep: Float64Array;
-  if (q.activation === "none") rep = p;
-  else if (q.activation === "bf16") rep = round16(p, "BF16");
-  else rep = fakeQuantize(p, m, k, q.activation, q.name ? `${q.name}.input` : "input");
+  if (activation === "none") rep = p;
+  else if (activation === "bf16") rep = round16(p, "BF16");
+  else rep = fakeQuantize(p, m, k, activation, name ? `${name}.input` : "input");
   return { exact: p, rep };
 }
 
