@@ -192,6 +192,12 @@ export interface RandomizedSvdOptions
    * `vt` of an earlier result); the remaining L − S rows are Gaussian as without it. Default: all Gaussian.
    */
   start?: Float64Array;
+  /**
+   * Orthonormalizes the rows of a panel P [l, d] in place and returns a lower-triangular T [l, l] with
+   * P_in = T·P_out (e.g. CholeskyQR on a native GEMM); may return null to fall back to `orthonormalizeRows`
+   * (modified Gram–Schmidt twice, the default), e.g. when the panel is numerically rank-deficient.
+   */
+  orthonormalize?: (p: Float64Array, l: number, d: number) => Float64Array | null;
 }
 
 /**
@@ -257,20 +263,22 @@ function randomizedCore(op: LinearOperator, r: number, opts: RandomizedSvdOption
     throw new LowRankError("E_ARGUMENT", `powerIterations ${fixed} must be a non-negative integer`, opts.name);
   const maxIt = fixed ?? opts.maxPowerIterations ?? 8;
   const tol = opts.tolerance ?? 1e-9;
+  const orth = (p: Float64Array, rows: number, d: number): Float64Array =>
+    opts.orthonormalize?.(p, rows, d) ?? orthonormalizeRows(p, rows, d, rng);
   let zt = rng.normals(l * n); // Zᵀ [L, N]
   if (opts.start !== undefined) zt.set(opts.start.subarray(0, Math.min(opts.start.length, l * n)));
-  orthonormalizeRows(zt, l, n, rng);
+  orth(zt, l, n);
   let prev: Float64Array | undefined;
   let it = 0;
   for (;;) {
     const qt = op.sketch(zt, l); // (A Z)ᵀ [L, M]
     if (qt.length !== l * m)
       throw new LowRankError("E_SHAPE", `sketch returned ${qt.length} values, expected [${l}, ${m}]`, opts.name);
-    orthonormalizeRows(qt, l, m, rng);
+    orth(qt, l, m);
     const b = op.project(qt, l); // B = Qᵀ A [L, N]
     if (b.length !== l * n)
       throw new LowRankError("E_SHAPE", `project returned ${b.length} values, expected [${l}, ${n}]`, opts.name);
-    const t = orthonormalizeRows(b, l, n, rng); // B = T · Q₂, b now holds Q₂ [L, N]
+    const t = orth(b, l, n); // B = T · Q₂, b now holds Q₂ [L, N]
     if (fixed !== undefined && it < fixed) {
       // a fixed count needs no convergence check: skip the small SVD until the last iteration
       zt = b;

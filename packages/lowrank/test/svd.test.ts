@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   chooseMethod,
   LowRankError,
+  orthonormalizeRows,
   randomizedSvdOf,
   reconstruct,
   SeededRng,
@@ -155,6 +156,32 @@ describe("randomizedSvdOf: a matrix given by its products", () => {
     const errCold = frob(a, reconstruct(cold));
     expect(errWarm).toBeLessThan(errCold);
     expect(errWarm).toBeLessThanOrEqual(optimum * 1.001);
+  });
+
+  it("uses a caller's orthonormalization, and Gram–Schmidt where it declines", () => {
+    const [m, n] = [90, 120];
+    const a = spiky(m, n, 5);
+    const op = {
+      rows: m,
+      cols: n,
+      sketch: (zt: Float64Array, l: number) => tsGemm.nt(zt, a, l, m, n),
+      project: (qt: Float64Array, l: number) => tsGemm.nn(qt, a, l, n, m),
+    };
+    const ref = randomizedSvdOf(op, 8, { seed: 2 });
+    let calls = 0;
+    const declined = randomizedSvdOf(op, 8, {
+      seed: 2,
+      orthonormalize: () => {
+        calls++;
+        return null;
+      },
+    });
+    expect(calls).toBeGreaterThan(2);
+    expect(Array.from(declined.vt)).toEqual(Array.from(ref.vt));
+    // an orthonormalization that also reports P_in = T·P_out (here: Gram–Schmidt with its own generator)
+    const rng = new SeededRng(77);
+    const own = randomizedSvdOf(op, 8, { seed: 2, orthonormalize: (p, l, d) => orthonormalizeRows(p, l, d, rng) });
+    for (let i = 0; i < 8; i++) expect(Math.abs(own.s[i] - ref.s[i]) / ref.s[i]).toBeLessThan(1e-9);
   });
 
   it("rejects products of the wrong size and a warm start that does not fit", () => {

@@ -64,7 +64,17 @@ export interface SvdQuantConfig {
   /** Smoothing grid (default the 39 SVDQuant candidates). */
   grid?: SmoothingCandidate[];
   /** Refinement iterations (default 100) with early stop on the output error (patience 3, 1e-4 relative). */
-  refinement?: { maxIterations?: number; patience?: number; minImprovement?: number };
+  refinement?: {
+    maxIterations?: number;
+    patience?: number;
+    minImprovement?: number;
+    /**
+     * Kernel path only: warm-start each refinement SVD from the previous iteration's right singular vectors with
+     * one power iteration instead of a Gaussian start with `svd.powerIterations` (default false: faster, error
+     * within ~0.05 % of the cold start, not always below it; see docs/benchmarks.md).
+     */
+    warmStart?: boolean;
+  };
   /** Seed of the randomized SVD (default 0): results are deterministic per seed. */
   seed?: number;
   /** SVD options (default randomized with 2 power iterations above 128 a side). */
@@ -173,7 +183,8 @@ export function quantizeSharedLayers(
           },
         });
     const info = { alpha: search.best.alpha, beta: search.best.beta };
-    const built = kls.map((kl) => kernelBuild(kl, search.lambda, { ...kopts, info }));
+    const warmStart = config.refinement?.warmStart ?? false;
+    const built = kls.map((kl) => kernelBuild(kl, search.lambda, { ...kopts, warmStart, info }));
     return {
       lambda: search.lambda,
       candidate: search.best,
