@@ -8,9 +8,13 @@
  *          fixed-ref / fixed: λ fixed (α = 0.5, β = 0.5), no refinement, reference / kernel path
  *          full-ref / full:   the default search (39 candidates) + refinement, reference / kernel path
  *        --refine N       refinement iterations of the full cases (default 100, the quantizer's default)
+ *        --seed S         seed of the generated layer and of the SVD (default 2025)
+ *        --warm           kernel path: warm-started refinement SVDs (`refinement.warmStart`)
+ * Each case prints wall seconds and CPU seconds (user + system of its process, all threads): on a shared machine
+ * the CPU seconds are the steadier number.
  */
 import { spawnSync } from "node:child_process";
-import { cpus } from "node:os";
+import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import * as kernels from "@svdquant/kernels";
 import { SeededRng } from "@svdquant/lowrank";
@@ -27,10 +31,12 @@ const K = Number(flag("k", "3072"));
 const M = Number(flag("m", "256"));
 const R = Number(flag("rank", "32"));
 const REFINE = Number(flag("refine", "100"));
+const SEED = Number(flag("seed", "2025"));
+const WARM = argv.includes("--warm");
 
 /** W [N, K] with outlier input channels, bias, and M post-attention-like tokens with outlier channels (seeded). */
 function makeLayer(): { layer: LinearLayer; x: Float32Array } {
-  const rng = new SeededRng(2025);
+  const rng = new SeededRng(SEED);
   const w = new Float32Array(N * K);
   for (let i = 0; i < w.length; i++) w[i] = rng.normal() / Math.sqrt(K);
   for (let c = 0; c < 8; c++) {
@@ -56,19 +62,24 @@ function runCase(name: string): void {
   const lambda = fixed
     ? { lambda: smoothingFactors(cal.xAbsMax, weightAbsMax(layer.weight, N, K), 0.5, 0.5), candidate }
     : undefined;
+  const u0 = process.cpuUsage();
   const t0 = performance.now();
   const r = quantizeSharedLayers([layer], cal, {
     rank: R,
     lambda,
-    refinement: { maxIterations: fixed ? 0 : REFINE },
+    seed: SEED,
+    refinement: { maxIterations: fixed ? 0 : REFINE, warmStart: WARM },
     kernels: useKernels ? kernels : undefined,
   });
   const seconds = (performance.now() - t0) / 1000;
+  const u = process.cpuUsage(u0);
+  const cpuSeconds = (u.user + u.system) / 1e6;
   const info = r.layers[0].info;
   console.log(
     JSON.stringify({
       case: name,
       seconds,
+      cpuSeconds,
       relError: r.metrics[0].relError,
       sqnrDb: r.metrics[0].sqnrDb,
       alpha: r.candidate.alpha,
@@ -85,8 +96,9 @@ if (only) runCase(only);
 else {
   const cases = flag("cases", "fixed-ref,fixed,full").split(",");
   const info = kernels.backendInfo();
+  const load0 = loadavg()[0];
   console.log(
-    `layer [${N}, ${K}], rank ${R}, ${M} tokens; CPU ${cpus()[0]?.model} x${cpus().length}; kernels ${info.native ? info.isa : `TypeScript (${info.reason})`}, ${info.threads} threads; ${new Date().toISOString()}`,
+    `layer [${N}, ${K}], rank ${R}, ${M} tokens, seed ${SEED}${WARM ? ", warm-started refinement" : ""}; CPU ${cpus()[0]?.model} x${cpus().length}; kernels ${info.native ? info.isa : `TypeScript (${info.reason})`}, ${info.threads} threads; ${new Date().toISOString()}`,
   );
   const rows: Record<string, Record<string, number | string>> = {};
   for (const c of cases) {
@@ -98,7 +110,7 @@ else {
     rows[c] = JSON.parse(r.stdout.trim().split("\n").pop()!);
     const o = rows[c];
     console.log(
-      `${c.padEnd(9)} ${Number(o.seconds).toFixed(1).padStart(8)} s  rel.err ${Number(o.relError).toFixed(6)}  ` +
+      `${c.padEnd(9)} ${Number(o.seconds).toFixed(1).padStart(8)} s (CPU ${Number(o.cpuSeconds).toFixed(1).padStart(7)} s)  rel.err ${Number(o.relError).toFixed(6)}  ` +
         `α ${o.alpha} β ${o.beta}  refinement best ${o.refinementIterations} of ${o.refinementRun}  peak RSS ${Number(o.peakRssMiB).toFixed(0)} MiB`,
     );
   }
@@ -108,6 +120,7 @@ else {
   ])
     if (rows[a] && rows[b])
       console.log(
-        `${b}: ${(Number(rows[a].seconds) / Number(rows[b].seconds)).toFixed(1)}x faster than ${a}; rel.err ${Number(rows[b].relError).toFixed(6)} vs ${Number(rows[a].relError).toFixed(6)}`,
+        `${b}: ${(Number(rows[a].seconds) / Number(rows[b].seconds)).toFixed(1)}x faster than ${a} (CPU time ${(Number(rows[a].cpuSeconds) / Number(rows[b].cpuSeconds)).toFixed(1)}x); rel.err ${Number(rows[b].relError).toFixed(6)} vs ${Number(rows[a].relError).toFixed(6)}`,
       );
+  console.log(`load average (1 min): ${load0.toFixed(1)} before, ${loadavg()[0].toFixed(1)} after`);
 }

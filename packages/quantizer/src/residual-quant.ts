@@ -88,9 +88,8 @@ export function quantizeRowsFused(
         let q = v / scale + RHE - RHE;
         q = q < lo ? lo : Math.min(q, hi); // as @svdquant/int4
         codes[t] = q;
-        const d = Math.fround(q * scale);
-        dq[t] = d;
-        const e = v - d;
+        dq[t] = q * scale; // rounded to float32 by the store, as int4's dequantize
+        const e = v - dq[t];
         err2 += e * e;
       }
     }
