@@ -53,13 +53,15 @@ export function quantizeRowsFused(
       const end = base + g;
       let amax = 0;
       let vmax = 0;
+      let n2 = 0;
       for (let t = base; t < end; t++) {
         const v = r[t];
-        const a = v < 0 ? -v : v;
-        if (a > amax) amax = a;
-        if (v > vmax) vmax = v;
-        norm2 += v * v;
+        n2 += v * v;
+        vmax = Math.max(v, vmax);
+        const a = Math.abs(v);
+        amax = Math.max(a, amax);
       }
+      norm2 += n2;
       // SVDQuant §3: symmetric INT4, scale = absmax/7; unsigned: max/15 (float32, as @svdquant/int4)
       const raw = unsigned ? Math.fround(Math.fround(vmax) / 15) : Math.fround(Math.fround(amax) / 7);
       const scale =
@@ -83,15 +85,18 @@ export function quantizeRowsFused(
         }
         continue;
       }
+      let e2 = 0;
       for (let t = base; t < end; t++) {
         const v = r[t];
         let q = v / scale + RHE - RHE;
-        q = q < lo ? lo : Math.min(q, hi); // as @svdquant/int4
-        codes[t] = q;
-        dq[t] = q * scale; // rounded to float32 by the store, as int4's dequantize
-        const e = v - dq[t];
-        err2 += e * e;
+        q = q < lo ? lo : Math.min(q, hi);
+        codes[t] = q | 0;
+        const d = Math.fround(q * scale);
+        dq[t] = d;
+        const e = v - d;
+        e2 += e * e;
       }
+      err2 += e2;
     }
   }
   return { norm2, err2 };
