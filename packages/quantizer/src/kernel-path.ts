@@ -116,6 +116,14 @@ export class KernelLayer {
     this.k = k;
     this.m = x32.length / k;
     this.w32 = layer.weight instanceof Float32Array ? layer.weight : Float32Array.from(layer.weight);
+    if (!(layer.weight instanceof Float32Array))
+      for (let i = 0; i < this.w32.length; i++)
+        if (!Number.isFinite(this.w32[i]))
+          throw new QuantizerError(
+            "E_NONFINITE",
+            `weight[${Math.floor(i / k)}, ${i % k}] = ${layer.weight[i]} does not fit float32; the kernel path needs float32 weights (leave out \`kernels\` for the float64 path)`,
+            layer.name,
+          );
     this.wt32 = transpose32(this.w32, n, k);
     this.yRefT = kernels.gemmF32(this.w32, n, xPacked);
     const b = layer.bias;
@@ -136,6 +144,13 @@ export class KernelLayer {
 export function kernelLayers(kernels: QuantizerKernels, layers: LinearLayer[], x: Floats, m: number): KernelLayer[] {
   const k = layers[0].k;
   const x32 = x instanceof Float32Array ? x : Float32Array.from(x);
+  for (let i = 0; i < x32.length; i++)
+    if (!Number.isFinite(x32[i]))
+      throw new QuantizerError(
+        "E_NONFINITE",
+        `calibration token ${Math.floor(i / k)}, channel ${i % k} = ${x[i]} is not a finite float32`,
+        layers[0].name,
+      );
   const xPacked = kernels.packF32(x32, m, k);
   return layers.map((l) => new KernelLayer(kernels, l, x, x32, xPacked));
 }

@@ -159,6 +159,13 @@ export function quantizeSharedLayers(
   const x = calibration.tokens;
   const m = calibration.count;
   if (config.kernels !== undefined) {
+    const kn = config.kernels as Partial<QuantizerKernels>;
+    if (typeof kn.packF32 !== "function" || typeof kn.gemmF32 !== "function")
+      throw new QuantizerError(
+        "E_ARGUMENT",
+        "config.kernels must provide packF32 and gemmF32 (pass the @svdquant/kernels module)",
+        layers[0].name,
+      );
     for (const l of layers)
       if (!Number.isInteger(opts.rank) || opts.rank < 1 || opts.rank > Math.min(l.n, l.k))
         throw new QuantizerError(

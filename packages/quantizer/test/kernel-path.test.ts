@@ -93,11 +93,20 @@ describe("quantizer kernel path", () => {
     });
   });
 
-  it("names the layer when the rank does not fit", () => {
+  it("names the layer when the rank does not fit, and rejects an object that is not the kernels", () => {
     const { layer, x, m } = makeCase(5, 16, 64, 8);
     expect(() => quantizeSharedLayers([layer], calibrationFromTokens(x, m, 64), { rank: 32, kernels })).toThrow(
-      QuantizerError,
+      /layer "k5": rank 32 must be in \[1, 16\]/,
     );
+    const big = { ...layer, weight: Float64Array.from(layer.weight) };
+    big.weight[70] = 1e39; // finite in float64, Inf in float32
+    expect(() => quantizeSharedLayers([big], calibrationFromTokens(x, m, 64), { rank: 4, kernels })).toThrow(
+      /layer "k5": weight\[1, 6\] = 1e\+39 does not fit float32/,
+    );
+    const notKernels = { gemmF32: kernels.gemmF32 } as unknown as typeof kernels;
+    expect(() =>
+      quantizeSharedLayers([layer], calibrationFromTokens(x, m, 64), { rank: 4, kernels: notKernels }),
+    ).toThrow(QuantizerError);
   });
 
   it("CholeskyQR on the GEMM orthonormalizes a row panel with P_in = T·P_out, and declines a rank-deficient one", () => {
