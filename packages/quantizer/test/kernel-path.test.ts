@@ -80,6 +80,18 @@ describe("quantizer kernel path", () => {
     expect(Array.from(again.layers[0].residual!.codes)).toEqual(Array.from(q.residual!.codes));
   });
 
+  it("NVFP4 weights and activations (the generic quantizer, not the fused INT4 loop)", () => {
+    const { layer, x, m } = makeCase(11, 96, 256, 32);
+    const cal = calibrationFromTokens(x, m, 256);
+    const nv = { format: "nvfp4", groupSize: 16 } as const;
+    const config: SvdQuantConfig = { rank: 8, weight: nv, refinement: { maxIterations: 2 }, svd: { exactMaxSide: 64 } };
+    const ker = quantizeSharedLayers([layer], cal, { ...config, kernels });
+    const ref = quantizeSharedLayers([layer], cal, config);
+    expect(ker.layers[0].residual!.spec.format).toBe("nvfp4");
+    expect(rel(ker.metrics[0].relError, evaluateLayer(layer, ker.layers[0], x, m).relError)).toBeLessThan(1e-5);
+    expect(rel(ker.metrics[0].relError, ref.metrics[0].relError)).toBeLessThan(0.02);
+  });
+
   it("shares one λ across layers and reports each layer's metrics", () => {
     const a = makeCase(1, 96, 128, 40);
     const b = makeCase(2, 64, 128, 40);
