@@ -318,12 +318,15 @@ function finish(
   const Ut = small.leftSingularVectors; // [L, L]
   const Vt = small.rightSingularVectors; // [L, L]
   const u = new Float64Array(m * r);
+  const ut = new Float64Array(r);
   for (let i = 0; i < l; i++) {
     const row = i * m;
-    for (let c = 0; c < r; c++) {
-      const w = Ut.get(i, c);
-      if (w === 0) continue;
-      for (let x = 0; x < m; x++) u[x * r + c] += qt[row + x] * w;
+    for (let c = 0; c < r; c++) ut[c] = Ut.get(i, c);
+    // u[x, c] += Q[x, i]·U_T[i, c]: the same sums in the same order (i outer), with u's rows written contiguously
+    for (let x = 0; x < m; x++) {
+      const q = qt[row + x];
+      const o = x * r;
+      for (let c = 0; c < r; c++) if (ut[c] !== 0) u[o + c] += q * ut[c];
     }
   }
   const vt = new Float64Array(r * n);
