@@ -374,10 +374,11 @@ function candidateFor(
     const b = Math.min(BLOCK_ROWS, n - i0);
     const lb = kernels.gemmF32(up32.subarray(i0 * rank, (i0 + b) * rank), b, dlPacked); // [b, K]
     const r = b * k === rb.length ? rb : rb.subarray(0, b * k);
-    for (let i = 0; i < b; i++) {
-      const src = (i0 + i) * k;
-      for (let j = 0; j < k; j++) r[i * k + j] = w[src + j] * lambda[j] - lb[i * k + j];
-    }
+    if (!fused)
+      for (let i = 0; i < b; i++) {
+        const src = (i0 + i) * k;
+        for (let j = 0; j < k; j++) r[i * k + j] = w[src + j] * lambda[j] - lb[i * k + j];
+      }
     const perRow = fused ? k / spec.groupSize : 0;
     if (fused) {
       scales ??= new Float32Array(n * perRow);
@@ -390,6 +391,7 @@ function candidateFor(
         scales.subarray(i0 * perRow, (i0 + b) * perRow),
         d32.subarray(i0 * k, (i0 + b) * k),
         name,
+        { w, wOffset: i0 * k, lambda, l: lb },
       );
       wNorm2 += e.norm2;
       wErr2 += e.err2;

@@ -29,6 +29,21 @@ export function fusedQuantSupported(spec: QuantSpec, cols: number): boolean {
   );
 }
 
+/**
+ * Where R comes from when it is computed in the same pass: R[i, j] = W[wOffset/cols + i, j]·λ_j − L[i, j], with
+ * W [·, cols] the layer weight (float32 or float64), λ [cols] and L [rows, cols] float32 (the branch rows).
+ */
+export interface ResidualSource {
+  w: Float32Array | Float64Array;
+  wOffset: number;
+  lambda: Float64Array;
+  l: Float32Array;
+}
+
+/**
+ * Quantize rows of R (given in `r`, or computed from `src` into `r` as scratch) in one pass; see the module
+ * comment for the layouts.
+ */
 export function quantizeRowsFused(
   r: Float64Array,
   rows: number,
@@ -38,6 +53,7 @@ export function quantizeRowsFused(
   scales: Float32Array,
   dq: Float32Array,
   name?: string,
+  src?: ResidualSource,
 ): { norm2: number; err2: number } {
   const g = spec.groupSize;
   const groups = cols / g;
@@ -54,12 +70,26 @@ export function quantizeRowsFused(
       let amax = 0;
       let vmax = 0;
       let n2 = 0;
-      for (let t = base; t < end; t++) {
-        const v = r[t];
-        n2 += v * v;
-        vmax = Math.max(v, vmax);
-        const a = Math.abs(v);
-        amax = Math.max(a, amax);
+      if (src === undefined)
+        for (let t = base; t < end; t++) {
+          const v = r[t];
+          n2 += v * v;
+          vmax = Math.max(v, vmax);
+          const a = Math.abs(v);
+          amax = Math.max(a, amax);
+        }
+      else {
+        const { w, lambda, l } = src;
+        const wo = src.wOffset + i * cols + gi * g - base;
+        const jo = gi * g - base;
+        for (let t = base; t < end; t++) {
+          const v = w[wo + t] * lambda[jo + t] - l[t];
+          r[t] = v;
+          n2 += v * v;
+          vmax = Math.max(v, vmax);
+          const a = Math.abs(v);
+          amax = Math.max(a, amax);
+        }
       }
       norm2 += n2;
       // SVDQuant §3: symmetric INT4, scale = absmax/7; unsigned: max/15 (float32, as @svdquant/int4)

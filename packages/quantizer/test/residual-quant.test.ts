@@ -48,6 +48,38 @@ describe("quantizeRowsFused (kernel path residual)", () => {
     expect(e.err2).toBeGreaterThan(0);
   });
 
+  it("computes R = W·diag(λ) − L in the same pass with the same bits", () => {
+    const [rows, cols, offset] = [5, 192, 3];
+    const rng = new SeededRng(12);
+    const w = new Float32Array((rows + offset) * cols).map(() => rng.normal());
+    const lambda = new Float64Array(cols).map(() => Math.exp(rng.normal()));
+    const l = new Float32Array(rows * cols).map(() => 0.3 * rng.normal());
+    const r = new Float64Array(rows * cols);
+    for (let i = 0; i < rows; i++)
+      for (let j = 0; j < cols; j++) r[i * cols + j] = w[(offset + i) * cols + j] * lambda[j] - l[i * cols + j];
+    const spec: QuantSpec = { format: "int4", groupSize: 64 };
+    const out = () => ({
+      codes: new Int8Array(rows * cols),
+      scales: new Float32Array((rows * cols) / 64),
+      dq: new Float32Array(rows * cols),
+    });
+    const a = out();
+    const b = out();
+    const ea = quantizeRowsFused(r, rows, cols, spec, a.codes, a.scales, a.dq);
+    const scratch = new Float64Array(rows * cols);
+    const eb = quantizeRowsFused(scratch, rows, cols, spec, b.codes, b.scales, b.dq, "t", {
+      w,
+      wOffset: offset * cols,
+      lambda,
+      l,
+    });
+    expect(Array.from(scratch)).toEqual(Array.from(r));
+    expect(Array.from(b.codes)).toEqual(Array.from(a.codes));
+    expect(Array.from(b.scales)).toEqual(Array.from(a.scales));
+    expect(Array.from(b.dq)).toEqual(Array.from(a.dq));
+    expect(eb).toEqual(ea);
+  });
+
   it("leaves NVFP4, NF4, per-row and global-scale specs to @svdquant/int4", () => {
     expect(fusedQuantSupported({ format: "nvfp4", groupSize: 16 }, 64)).toBe(false);
     expect(fusedQuantSupported({ format: "nf4", groupSize: 64 }, 64)).toBe(false);
