@@ -80,6 +80,24 @@ describe("quantizeRowsFused (kernel path residual)", () => {
     expect(eb).toEqual(ea);
   });
 
+  it("rounds BF16 scales as @svdquant/int4 on ties, the largest values and subnormals", () => {
+    // one group per row, absmax chosen so that absmax/7 lands on BF16 ties, near the top of the range, tiny
+    const tops = [7 * (1 + 2 ** -8), 7 * (1 + 3 * 2 ** -8), 3.4e38, 7 * 1e-40, 7 * 2 ** -130, 7 * 0.1, 0];
+    const cols = 64;
+    const x = new Float64Array(tops.length * cols);
+    tops.forEach((t, i) => {
+      x[i * cols] = t;
+      for (let j = 1; j < cols; j++) x[i * cols + j] = (t * (j - 32)) / 40;
+    });
+    const spec: QuantSpec = { format: "int4", groupSize: 64 };
+    const codes = new Int8Array(x.length);
+    const scales = new Float32Array(tops.length);
+    quantizeRowsFused(x, tops.length, cols, spec, codes, scales, new Float32Array(x.length));
+    const ref = quantize(x, tops.length, cols, spec);
+    expect(Array.from(scales)).toEqual(Array.from(ref.scales));
+    expect(Array.from(codes)).toEqual(Array.from(ref.codes));
+  });
+
   it("leaves NVFP4, NF4, per-row and global-scale specs to @svdquant/int4", () => {
     expect(fusedQuantSupported({ format: "nvfp4", groupSize: 16 }, 64)).toBe(false);
     expect(fusedQuantSupported({ format: "nf4", groupSize: 64 }, 64)).toBe(false);
