@@ -103,6 +103,8 @@ export class KernelLayer {
   readonly yRefT: Float32Array;
   /** Σ (x·Wᵀ + b)² over the kept tokens. */
   readonly yRefNorm2: number;
+  /** Codes and Q(R) buffers the search reuses from candidate to candidate (only its errors are kept). */
+  scratch: { codes: Int8Array; d32: Float32Array } | undefined;
 
   constructor(
     readonly kernels: QuantizerKernels,
@@ -352,6 +354,7 @@ function candidateFor(
   opts: KernelBuildOptions,
   rep32: Float32Array,
   name: string,
+  scratch?: { codes: Int8Array; d32: Float32Array },
 ): KernelCandidate {
   const { n, k, m, kernels, layer } = kl;
   const { rank, weight: spec, shift } = opts;
@@ -361,9 +364,10 @@ function candidateFor(
   for (let r = 0; r < rank; r++) for (let j = 0; j < k; j++) dl[j * rank + r] = down[r * k + j] * lambda[j];
   const dlPacked = kernels.packF32(dl, k, rank);
   const up32 = Float32Array.from(up);
-  const codes = new Int8Array(n * k);
+  // every element is written below, so reused buffers need no clearing
+  const codes = scratch?.codes ?? new Int8Array(n * k);
   let scales: Float32Array | undefined;
-  const d32 = new Float32Array(n * k);
+  const d32 = scratch?.d32 ?? new Float32Array(n * k);
   let bias = layer.bias ? Float64Array.from(layer.bias) : undefined;
   if (shift !== 0) bias ??= new Float64Array(n);
   const rb = new Float64Array(Math.min(BLOCK_ROWS, n) * k);
@@ -454,7 +458,8 @@ export function kernelError2(kl: KernelLayer, lambda: Float64Array, opts: Kernel
     lambda,
     opts.branchDtype,
   );
-  return candidateFor(kl, lambda, up, down, opts, pathRep(kl, lambda, opts).rep32, name).err2;
+  kl.scratch ??= { codes: new Int8Array(kl.n * kl.k), d32: new Float32Array(kl.n * kl.k) };
+  return candidateFor(kl, lambda, up, down, opts, pathRep(kl, lambda, opts).rep32, name, kl.scratch).err2;
 }
 
 function checkLambda(kl: KernelLayer, lambda: Float64Array): void {

@@ -189,6 +189,7 @@ export function quantizeSharedLayers(
             return Math.sqrt(num / den);
           },
         });
+    for (const kl of kls) kl.scratch = undefined; // the search's buffers: free before the refinement allocates
     const info = { alpha: search.best.alpha, beta: search.best.beta };
     const warmStart = config.refinement?.warmStart ?? false;
     const built = kls.map((kl) => kernelBuild(kl, search.lambda, { ...kopts, warmStart, info }));
