@@ -68,10 +68,13 @@ const WARM_POWER_ITERATIONS = 1;
 /** Rows of the residual handled per block (256·K float64 scratch, 6 MiB at K = 3072). */
 const BLOCK_ROWS = 256;
 
-/** Row-major float32 transpose [rows, cols] → [cols, rows] in 16x16 tiles (a 64-byte line per tile row). */
+/**
+ * Row-major float32 transpose [rows, cols] → [cols, rows] in 64x64 tiles (measured on the 12288 x 3072 weight:
+ * 113 ms of CPU against 175 ms with 16x16 tiles and 135 ms with 128 or 256).
+ */
 export function transpose32(a: Float32Array, rows: number, cols: number, out?: Float32Array): Float32Array {
   const t = out ?? new Float32Array(rows * cols);
-  const T = 16;
+  const T = 64;
   for (let i0 = 0; i0 < rows; i0 += T) {
     const i1 = Math.min(rows, i0 + T);
     for (let j0 = 0; j0 < cols; j0 += T) {

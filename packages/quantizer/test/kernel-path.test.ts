@@ -16,7 +16,7 @@ import {
   quantizeSharedLayers,
   type SvdQuantConfig,
 } from "../src/index.ts";
-import { cholQrRows } from "../src/kernel-path.ts";
+import { cholQrRows, transpose32 } from "../src/kernel-path.ts";
 
 function makeCase(seed: number, n: number, k: number, m: number, postGelu = false) {
   const rng = new SeededRng(seed);
@@ -119,6 +119,13 @@ describe("quantizer kernel path", () => {
     expect(() =>
       quantizeSharedLayers([layer], calibrationFromTokens(x, m, 64), { rank: 4, kernels: notKernels }),
     ).toThrow(QuantizerError);
+  });
+
+  it("transposes float32 matrices whose sides are not multiples of the tile", () => {
+    const [rows, cols] = [130, 67];
+    const a = new Float32Array(rows * cols).map((_, i) => i * 0.5 - 7);
+    const t = transpose32(a, rows, cols);
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) expect(t[j * rows + i]).toBe(a[i * cols + j]);
   });
 
   it("CholeskyQR on the GEMM orthonormalizes a row panel with P_in = T·P_out, and declines a rank-deficient one", () => {
