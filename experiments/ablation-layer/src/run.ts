@@ -274,11 +274,11 @@ export async function runAblation(
 function plotLayer(c: CaseInput, q: QuantizedLinear, outDir: string): { path: string; data: Buffer }[] {
   const { n, k } = c.layer;
   const w = Float64Array.from(c.layer.weight);
-  const wh = smoothWeight(c.layer, q.lambda);
+  const wh = smoothWeight(c.layer, q.smooth);
   const l = branchSmoothed(q);
   const r = wh.map((v, i) => v - l[i]);
   const x = Float64Array.from(c.calibration.tokens);
-  const xh = x.map((v, i) => v / q.lambda[i % k]);
+  const xh = x.map((v, i) => v / q.smooth[i % k]);
   const sv = join(outDir, "fig5-singular-values.png");
   const svPng = singularValueChart(`${c.layer.name}: singular values (SVDQuant INT4, rank ${q.rank})`, [
     { label: "W (original)", values: spectrum(w, n, k) },

@@ -4,6 +4,9 @@ export { orthonormalizeRows } from "./orth.js";
 export { SeededRng } from "./rng.js";
 export {
   chooseMethod,
+  type LinearOperator,
+  type RandomizedSvdOptions,
+  randomizedSvdOf,
   reconstruct,
   type SvdMethod,
   type TruncatedSvd,

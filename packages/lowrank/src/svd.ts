@@ -164,6 +164,70 @@ function exactSvd(a: Float32Array | Float64Array, m: number, n: number, r: numbe
 }
 
 /**
+ * A matrix A [rows, cols] given only through its products with thin panels, for `randomizedSvdOf`: a caller
+ * that holds A in another form (a packed native GEMM operand, a sum W·diag(λ) − D, …) never has to build it.
+ *
+ * | product       | reads           | returns            |
+ * | ------------- | --------------- | ------------------ |
+ * | `sketch`      | Zᵀ [L, cols] f64 | (A·Z)ᵀ [L, rows] f64 |
+ * | `project`     | Qᵀ [L, rows] f64 | Qᵀ·A [L, cols] f64   |
+ *
+ * All panels are row-major; the returned arrays are owned by the SVD (it orthonormalizes them in place).
+ */
+export interface LinearOperator {
+  readonly rows: number;
+  readonly cols: number;
+  sketch(zt: Float64Array, l: number): Float64Array;
+  project(qt: Float64Array, l: number): Float64Array;
+}
+
+/** Options of `randomizedSvdOf` (those of `truncatedSvd` that apply, plus a warm start). */
+export interface RandomizedSvdOptions
+  extends Pick<
+    TruncatedSvdOptions,
+    "oversample" | "powerIterations" | "maxPowerIterations" | "tolerance" | "seed" | "name"
+  > {
+  /**
+   * Warm start: rows of the initial sketch Zᵀ [S, cols] (e.g. the right singular vectors of a nearby matrix,
+   * `vt` of an earlier result); the remaining L − S rows are Gaussian as without it. Default: all Gaussian.
+   */
+  start?: Float64Array;
+  /**
+   * Orthonormalizes the rows of a panel P [l, d] in place and returns a lower-triangular T [l, l] with
+   * P_in = T·P_out (e.g. CholeskyQR on a native GEMM); may return null to fall back to `orthonormalizeRows`
+   * (modified Gram–Schmidt twice, the default), e.g. when the panel is numerically rank-deficient.
+   */
+  orthonormalize?: (p: Float64Array, l: number, d: number) => Float64Array | null;
+}
+
+/**
+ * Rank-R randomized SVD of a matrix given by its products (the algorithm of `truncatedSvd`'s randomized path,
+ * which calls this with GEMM products). `frobeniusNorm`/`residualNorm` are NaN: the operator does not expose ‖A‖.
+ */
+export function randomizedSvdOf(op: LinearOperator, rank: number, opts: RandomizedSvdOptions = {}): TruncatedSvd {
+  const { rows, cols } = op;
+  if (!Number.isSafeInteger(rows) || !Number.isSafeInteger(cols) || rows <= 0 || cols <= 0)
+    throw new LowRankError("E_SHAPE", `shape [${rows}, ${cols}] must be positive integers`, opts.name);
+  if (!Number.isInteger(rank) || rank < 1 || rank > Math.min(rows, cols))
+    throw new LowRankError(
+      "E_ARGUMENT",
+      `rank ${rank} must be an integer in [1, ${Math.min(rows, cols)}] for shape [${rows}, ${cols}]`,
+      opts.name,
+    );
+  if (
+    opts.start !== undefined &&
+    (opts.start.length % cols !== 0 || opts.start.length / cols > rank + (opts.oversample ?? 16))
+  )
+    throw new LowRankError(
+      "E_SHAPE",
+      `warm start has ${opts.start.length} values: expected S rows of ${cols} with S ≤ rank + oversample`,
+      opts.name,
+    );
+  const r = randomizedCore(op, rank, opts);
+  return { rows, cols, rank, ...r, frobeniusNorm: Number.NaN, residualNorm: Number.NaN, method: "randomized" };
+}
+
+/**
  * Randomized subspace iteration with Rayleigh–Ritz (Halko, Martinsson & Tropp 2011, Alg. 4.4 + 5.1), all in
  * float64 with both sketches re-orthonormalized every iteration:
  *   Z ← Gaussian [N, L];  repeat { Q = orth(A Z); B = Qᵀ A = T·Q₂ (Q₂ orthonormal rows); SVD(T); Z ← Q₂ }.
@@ -177,6 +241,21 @@ function randomizedSvd(
   opts: TruncatedSvdOptions,
 ): Core {
   const gemm = opts.gemm ?? defaultGemm();
+  const a64 = a instanceof Float64Array ? a : Float64Array.from(a);
+  return randomizedCore(
+    {
+      rows: m,
+      cols: n,
+      sketch: (zt, l) => gemm.nt(zt, a64, l, m, n), // (A Z)ᵀ [L, M]
+      project: (qt, l) => gemm.nn(qt, a64, l, n, m), // B = Qᵀ A [L, N]
+    },
+    r,
+    opts,
+  );
+}
+
+function randomizedCore(op: LinearOperator, r: number, opts: RandomizedSvdOptions): Core {
+  const { rows: m, cols: n } = op;
   const rng = new SeededRng(opts.seed ?? 0);
   const l = Math.min(r + (opts.oversample ?? 16), m, n);
   const fixed = typeof opts.powerIterations === "number" ? opts.powerIterations : undefined;
@@ -184,16 +263,22 @@ function randomizedSvd(
     throw new LowRankError("E_ARGUMENT", `powerIterations ${fixed} must be a non-negative integer`, opts.name);
   const maxIt = fixed ?? opts.maxPowerIterations ?? 8;
   const tol = opts.tolerance ?? 1e-9;
-  const a64 = a instanceof Float64Array ? a : Float64Array.from(a);
+  const orth = (p: Float64Array, rows: number, d: number): Float64Array =>
+    opts.orthonormalize?.(p, rows, d) ?? orthonormalizeRows(p, rows, d, rng);
   let zt = rng.normals(l * n); // Zᵀ [L, N]
-  orthonormalizeRows(zt, l, n, rng);
+  if (opts.start !== undefined) zt.set(opts.start.subarray(0, Math.min(opts.start.length, l * n)));
+  orth(zt, l, n);
   let prev: Float64Array | undefined;
   let it = 0;
   for (;;) {
-    const qt = gemm.nt(zt, a64, l, m, n); // (A Z)ᵀ [L, M]
-    orthonormalizeRows(qt, l, m, rng);
-    const b = gemm.nn(qt, a64, l, n, m); // B = Qᵀ A [L, N]
-    const t = orthonormalizeRows(b, l, n, rng); // B = T · Q₂, b now holds Q₂ [L, N]
+    const qt = op.sketch(zt, l); // (A Z)ᵀ [L, M]
+    if (qt.length !== l * m)
+      throw new LowRankError("E_SHAPE", `sketch returned ${qt.length} values, expected [${l}, ${m}]`, opts.name);
+    orth(qt, l, m);
+    const b = op.project(qt, l); // B = Qᵀ A [L, N]
+    if (b.length !== l * n)
+      throw new LowRankError("E_SHAPE", `project returned ${b.length} values, expected [${l}, ${n}]`, opts.name);
+    const t = orth(b, l, n); // B = T · Q₂, b now holds Q₂ [L, N]
     if (fixed !== undefined && it < fixed) {
       // a fixed count needs no convergence check: skip the small SVD until the last iteration
       zt = b;
@@ -233,12 +318,15 @@ function finish(
   const Ut = small.leftSingularVectors; // [L, L]
   const Vt = small.rightSingularVectors; // [L, L]
   const u = new Float64Array(m * r);
+  const ut = new Float64Array(r);
   for (let i = 0; i < l; i++) {
     const row = i * m;
-    for (let c = 0; c < r; c++) {
-      const w = Ut.get(i, c);
-      if (w === 0) continue;
-      for (let x = 0; x < m; x++) u[x * r + c] += qt[row + x] * w;
+    for (let c = 0; c < r; c++) ut[c] = Ut.get(i, c);
+    // u[x, c] += Q[x, i]·U_T[i, c]: the same sums in the same order (i outer), with u's rows written contiguously
+    for (let x = 0; x < m; x++) {
+      const q = qt[row + x];
+      const o = x * r;
+      for (let c = 0; c < r; c++) if (ut[c] !== 0) u[o + c] += q * ut[c];
     }
   }
   const vt = new Float64Array(r * n);

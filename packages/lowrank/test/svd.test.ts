@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { chooseMethod, LowRankError, reconstruct, SeededRng, truncatedSvd } from "../src/index.ts";
+import {
+  chooseMethod,
+  LowRankError,
+  orthonormalizeRows,
+  randomizedSvdOf,
+  reconstruct,
+  SeededRng,
+  truncatedSvd,
+  tsGemm,
+} from "../src/index.ts";
 import { frob, matrixWithSpectrum } from "./helpers.ts";
 
 const R = 32;
@@ -105,5 +114,86 @@ describe("truncatedSvd: method choice and errors", () => {
     expect(() =>
       truncatedSvd(new Float64Array(6).fill(1), 2, 3, 1, { method: "randomized", powerIterations: -1 }),
     ).toThrow(/powerIterations/);
+  });
+});
+
+describe("randomizedSvdOf: a matrix given by its products", () => {
+  it("equals truncatedSvd's randomized path bit for bit when the products are the same GEMMs", () => {
+    const [m, n] = [150, 210];
+    const a = spiky(m, n, 11);
+    const ref = truncatedSvd(a, m, n, 12, { method: "randomized", seed: 4, powerIterations: 2 });
+    const g = tsGemm;
+    const op = {
+      rows: m,
+      cols: n,
+      sketch: (zt: Float64Array, l: number) => g.nt(zt, a, l, m, n),
+      project: (qt: Float64Array, l: number) => g.nn(qt, a, l, n, m),
+    };
+    const r = randomizedSvdOf(op, 12, { seed: 4, powerIterations: 2 });
+    expect(Array.from(r.s)).toEqual(Array.from(ref.s));
+    expect(Array.from(r.u)).toEqual(Array.from(ref.u));
+    expect(Array.from(r.vt)).toEqual(Array.from(ref.vt));
+    expect(r.frobeniusNorm).toBeNaN();
+  });
+
+  it("a warm start from a nearby matrix's right vectors beats a cold start at zero power iterations", () => {
+    const [m, n, rank] = [200, 160, 16];
+    const a = lowRankPlusNoise(m, n, 21);
+    const rng = new SeededRng(9);
+    const b = a.map((v) => v + 1e-3 * rng.normal()); // a perturbed neighbour
+    const near = truncatedSvd(b, m, n, rank, { method: "exact" });
+    const exact = truncatedSvd(a, m, n, rank, { method: "exact" });
+    const op = {
+      rows: m,
+      cols: n,
+      sketch: (zt: Float64Array, l: number) => tsGemm.nt(zt, a, l, m, n),
+      project: (qt: Float64Array, l: number) => tsGemm.nn(qt, a, l, n, m),
+    };
+    const cold = randomizedSvdOf(op, rank, { seed: 1, powerIterations: 0, oversample: 4 });
+    const warm = randomizedSvdOf(op, rank, { seed: 1, powerIterations: 0, oversample: 4, start: near.vt });
+    const optimum = frob(a, reconstruct(exact));
+    const errWarm = frob(a, reconstruct(warm));
+    const errCold = frob(a, reconstruct(cold));
+    expect(errWarm).toBeLessThan(errCold);
+    expect(errWarm).toBeLessThanOrEqual(optimum * 1.001);
+  });
+
+  it("uses a caller's orthonormalization, and Gram–Schmidt where it declines", () => {
+    const [m, n] = [90, 120];
+    const a = spiky(m, n, 5);
+    const op = {
+      rows: m,
+      cols: n,
+      sketch: (zt: Float64Array, l: number) => tsGemm.nt(zt, a, l, m, n),
+      project: (qt: Float64Array, l: number) => tsGemm.nn(qt, a, l, n, m),
+    };
+    const ref = randomizedSvdOf(op, 8, { seed: 2 });
+    let calls = 0;
+    const declined = randomizedSvdOf(op, 8, {
+      seed: 2,
+      orthonormalize: () => {
+        calls++;
+        return null;
+      },
+    });
+    expect(calls).toBeGreaterThan(2);
+    expect(Array.from(declined.vt)).toEqual(Array.from(ref.vt));
+    // an orthonormalization that also reports P_in = T·P_out (here: Gram–Schmidt with its own generator)
+    const rng = new SeededRng(77);
+    const own = randomizedSvdOf(op, 8, { seed: 2, orthonormalize: (p, l, d) => orthonormalizeRows(p, l, d, rng) });
+    for (let i = 0; i < 8; i++) expect(Math.abs(own.s[i] - ref.s[i]) / ref.s[i]).toBeLessThan(1e-9);
+  });
+
+  it("rejects products of the wrong size and a warm start that does not fit", () => {
+    const op = {
+      rows: 40,
+      cols: 30,
+      sketch: (_zt: Float64Array, l: number) => new Float64Array(l * 39),
+      project: (_qt: Float64Array, l: number) => new Float64Array(l * 30),
+    };
+    expect(() => randomizedSvdOf(op, 4)).toThrow(/sketch returned .* expected \[20, 40\]/);
+    expect(() =>
+      randomizedSvdOf({ ...op, sketch: (_z, l) => new Float64Array(l * 40) }, 4, { start: new Float64Array(31) }),
+    ).toThrow(LowRankError);
   });
 });

@@ -14,6 +14,7 @@ import {
   specFor,
   type W4A16Quantized,
 } from "@svdquant/int4";
+import * as kernels from "@svdquant/kernels";
 import { type Calibration, type LinearLayer, quantizeSharedLayers } from "@svdquant/quantizer";
 import type { Tensor } from "@svdquant/tensor";
 import type { InputStats } from "./calibrate.js";
@@ -128,6 +129,7 @@ export function quantizeW4A4Group(
   const shift = unsigned && config.format === "int4" ? GELU_SHIFT : 0;
   const base = {
     ...(config.grid === "paper" ? {} : { grid: config.grid }),
+    ...(config.kernels ? { kernels } : {}),
     rank,
     weight,
     activation: act,
@@ -152,10 +154,10 @@ export function quantizeW4A4Group(
       name,
       residual: q.residual,
       rank: q.rank,
-      lowRankDown: Float32Array.from(q.lDown),
-      lowRankUp: Float32Array.from(q.lUp),
+      lowRankDown: Float32Array.from(q.lowRankDown),
+      lowRankUp: Float32Array.from(q.lowRankUp),
       ...(q.bias !== undefined ? { bias: Float32Array.from(q.bias) } : {}),
-      smooth: Float32Array.from(q.lambda),
+      smooth: Float32Array.from(q.smooth),
       act: config.format === "nvfp4" ? activationSpecFor("nvfp4") : activationSpecFor("int4", unsigned),
     };
     records.push(rec);

@@ -1,5 +1,6 @@
 export { type BuildOptions, buildLinear, smoothWeight } from "./build.js";
 export { QuantizerError, type QuantizerErrorCode } from "./errors.js";
+export type { PackedF32Handle, QuantizerKernels } from "./kernel-path.js";
 export {
   type ActivationFormat,
   branchBitsPerParam,

@@ -28,11 +28,11 @@ export type ActivationFormat = QuantSpec | "bf16" | "none";
  *
  * | field          | shape  | dtype            | meaning                                              |
  * | -------------- | ------ | ---------------- | ---------------------------------------------------- |
- * | lambda         | [K]    | float64          | smoothing factors (ones when not smoothed)           |
+ * | smooth         | [K]    | float64          | smoothing factors (ones when not smoothed)           |
  * | residual       | [N, K] | codes int8 + f32 | codes and scales of the quantized path (groups of G along K) |
  * | residualValues | [N, K] | float64          | Q(R) dequantized (BF16 values for the FP reference)  |
- * | lUp            | [N, R] | BF16 values      | U·diag(S)                                            |
- * | lDown          | [R, K] | BF16 values      | Vᵀ·diag(1/λ)                                         |
+ * | lowRankUp      | [N, R] | BF16 values      | U·diag(S)                                            |
+ * | lowRankDown    | [R, K] | BF16 values      | Vᵀ·diag(1/λ)                                         |
  * | bias           | [N]    | float64          | adjusted bias b'                                     |
  */
 export interface QuantizedLinear {
@@ -41,13 +41,13 @@ export interface QuantizedLinear {
   n: number;
   k: number;
   rank: number;
-  lambda: Float64Array;
+  smooth: Float64Array;
   shift: number;
   activation: ActivationFormat;
   residual: Quantized | undefined;
   residualValues: Float64Array;
-  lUp: Float64Array;
-  lDown: Float64Array;
+  lowRankUp: Float64Array;
+  lowRankDown: Float64Array;
   bias: Float64Array | undefined;
   /** Weight storage per parameter of W: codes + scales + branch + λ (the bias is not counted). */
   bitsPerParam: number;
@@ -91,13 +91,25 @@ export function branchBitsPerParam(n: number, k: number, rank: number, smoothed:
 
 /** Input of the quantized path, P = (x + shift) / λ, as its representation (quantized, BF16 or exact). */
 export function pathInput(q: QuantizedLinear, x: Floats, m: number): { exact: Float64Array; rep: Float64Array } {
-  const { k, lambda, shift } = q;
+  return pathInputOf(x, m, q.k, q.smooth, q.shift, q.activation, q.name);
+}
+
+/** `pathInput` from the parts it reads (λ, shift, activation format). */
+export function pathInputOf(
+  x: Floats,
+  m: number,
+  k: number,
+  lambda: Float64Array,
+  shift: number,
+  activation: ActivationFormat,
+  name: string | undefined,
+): { exact: Float64Array; rep: Float64Array } {
   const p = new Float64Array(m * k);
   for (let t = 0; t < m; t++) for (let j = 0; j < k; j++) p[t * k + j] = (x[t * k + j] + shift) / lambda[j];
   let rep: Float64Array;
-  if (q.activation === "none") rep = p;
-  else if (q.activation === "bf16") rep = round16(p, "BF16");
-  else rep = fakeQuantize(p, m, k, q.activation, q.name ? `${q.name}.input` : "input");
+  if (activation === "none") rep = p;
+  else if (activation === "bf16") rep = round16(p, "BF16");
+  else rep = fakeQuantize(p, m, k, activation, name ? `${name}.input` : "input");
   return { exact: p, rep };
 }
 
@@ -108,8 +120,8 @@ export function forwardQuantized(q: QuantizedLinear, x: Floats, m: number): Floa
   const { rep } = pathInput(q, x, m);
   const y = xwt(rep, m, q.k, q.residualValues, q.n);
   if (q.rank > 0) {
-    const t = xwt(x, m, q.k, q.lDown, q.rank); // [M, R]
-    const b = xwt(t, m, q.rank, q.lUp, q.n); // [M, N]
+    const t = xwt(x, m, q.k, q.lowRankDown, q.rank); // [M, R]
+    const b = xwt(t, m, q.rank, q.lowRankUp, q.n); // [M, N]
     for (let i = 0; i < y.length; i++) y[i] += b[i];
   }
   if (q.bias) for (let t = 0; t < m; t++) for (let o = 0; o < q.n; o++) y[t * q.n + o] += q.bias[o];
@@ -127,7 +139,7 @@ export function forwardReference(layer: LinearLayer, x: Floats, m: number): Floa
 
 /** The branch in the smoothed domain, L = L_up · L_down · diag(λ) [N, K] (float64). */
 export function branchSmoothed(q: QuantizedLinear): Float64Array {
-  const { n, k, rank, lUp, lDown, lambda } = q;
+  const { n, k, rank, lowRankUp: lUp, lowRankDown: lDown, smooth: lambda } = q;
   const out = new Float64Array(n * k);
   for (let i = 0; i < n; i++)
     for (let r = 0; r < rank; r++) {
@@ -161,7 +173,7 @@ export function evaluateLayer(layer: LinearLayer, q: QuantizedLinear, x: Floats,
   const yq = forwardQuantized(q, x, m);
   const absError = frobDiff(y, yq);
   const yNorm = frob(y);
-  const { n, k, lambda } = q;
+  const { n, k, smooth: lambda } = q;
   const xs = new Float64Array(m * k);
   for (let t = 0; t < m; t++) for (let j = 0; j < k; j++) xs[t * k + j] = x[t * k + j] / lambda[j];
   const { exact, rep } = pathInput(q, x, m);

@@ -2,6 +2,7 @@ import { type QuantSpec, specFor } from "@svdquant/int4";
 import { searchSmoothing, smoothingFactors, svdquantGrid, weightAbsMax } from "@svdquant/smoothing";
 import { type BuildOptions, buildLinear } from "./build.js";
 import { QuantizerError } from "./errors.js";
+import type { QuantizerKernels } from "./kernel-path.js";
 import { checkLayer, forwardQuantized, forwardReference, type LinearLayer, type QuantizedLinear } from "./linear.js";
 import { buildOptions, type Calibration, GELU_SHIFT, quantizeSharedLayers, type SvdQuantResult } from "./svdquant.js";
 
@@ -15,6 +16,8 @@ export interface MethodOptions {
   refinement?: number;
   /** The layer's input is post-GELU: SVDQuant INT4 then quantizes (x + 0.171875) as uint4 (published convention). */
   postGelu?: boolean;
+  /** Native kernels for the SVDQuant methods' search and refinement (see `SvdQuantConfig.kernels`). */
+  kernels?: QuantizerKernels;
 }
 
 /** One quantization method of the harness: experiments compare methods by name. */
@@ -114,6 +117,7 @@ function svdquant(name: string, label: string, weight: () => QuantSpec, refine: 
         activation: unsigned ? { ...w, format: "uint4" } : { ...w },
         shift: unsigned ? GELU_SHIFT : 0,
         refinement: { maxIterations: refine ? (o.refinement ?? 100) : 0 },
+        kernels: o.kernels,
       });
       if (!hit) remember(layer, cal, key, r.lambda, r.candidate);
       return r.layers[0];

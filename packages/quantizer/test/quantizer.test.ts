@@ -47,7 +47,7 @@ function manualForward(
 ): Float64Array {
   const { n, k, rank } = q;
   const p = new Float64Array(m * k);
-  for (let t = 0; t < m; t++) for (let j = 0; j < k; j++) p[t * k + j] = (x[t * k + j] + q.shift) / q.lambda[j];
+  for (let t = 0; t < m; t++) for (let j = 0; j < k; j++) p[t * k + j] = (x[t * k + j] + q.shift) / q.smooth[j];
   const pq = fakeQuantize(p, m, k, actSpec);
   const r = dequantize(q.residual!);
   const y = new Float64Array(m * n);
@@ -57,8 +57,8 @@ function manualForward(
       for (let j = 0; j < k; j++) s += pq[t * k + j] * r[o * k + j];
       for (let c = 0; c < rank; c++) {
         let d = 0;
-        for (let j = 0; j < k; j++) d += x[t * k + j] * q.lDown[c * k + j];
-        s += d * q.lUp[o * rank + c];
+        for (let j = 0; j < k; j++) d += x[t * k + j] * q.lowRankDown[c * k + j];
+        s += d * q.lowRankUp[o * rank + c];
       }
       y[t * n + o] = s;
     }
@@ -72,16 +72,16 @@ describe("quantizeLayer (SVDQuant)", () => {
       rank: 16,
       refinement: { maxIterations: 3 },
     });
-    expect(q.lambda.length).toBe(128);
-    expect(q.lUp.length).toBe(64 * 16);
-    expect(q.lDown.length).toBe(16 * 128);
+    expect(q.smooth.length).toBe(128);
+    expect(q.lowRankUp.length).toBe(64 * 16);
+    expect(q.lowRankDown.length).toBe(16 * 128);
     expect(q.residual!.codes.length).toBe(64 * 128);
     expect(q.residual!.scales.length).toBe(64 * 2); // groups of 64 along K
     for (const c of q.residual!.codes) expect(c >= -8 && c <= 7).toBe(true);
     // BF16 values: rounding them again changes nothing
     const bf = new Float32Array(1);
     const u = new Uint32Array(bf.buffer);
-    for (const v of [...q.lUp, ...q.lDown]) {
+    for (const v of [...q.lowRankUp, ...q.lowRankDown]) {
       bf[0] = v;
       expect(u[0] & 0xffff).toBe(0);
     }
@@ -95,7 +95,7 @@ describe("quantizeLayer (SVDQuant)", () => {
   it("folds 1/λ into L_down: L_up·L_down·diag(λ) is the rank-R SVD of Ŵ (up to BF16) without refinement", () => {
     const { layer, x, m } = makeCase(2);
     const q = quantizeLayer(layer, calibrationFromTokens(x, m, layer.k), { rank: 8, refinement: { maxIterations: 0 } });
-    const wh = smoothWeight(layer, q.lambda);
+    const wh = smoothWeight(layer, q.smooth);
     const svd = new SingularValueDecomposition(Matrix.from1DArray(64, 128, wh), { autoTranspose: true });
     const best = svd.leftSingularVectors
       .subMatrix(0, 63, 0, 7)
@@ -106,8 +106,8 @@ describe("quantizeLayer (SVDQuant)", () => {
     for (let i = 0; i < 64; i++)
       for (let j = 0; j < 128; j++) {
         let l = 0;
-        for (let c = 0; c < 8; c++) l += q.lUp[i * 8 + c] * q.lDown[c * 128 + j];
-        l *= q.lambda[j];
+        for (let c = 0; c < 8; c++) l += q.lowRankUp[i * 8 + c] * q.lowRankDown[c * 128 + j];
+        l *= q.smooth[j];
         num += (l - best.get(i, j)) ** 2;
         den += best.get(i, j) ** 2;
       }
@@ -127,7 +127,7 @@ describe("quantizeLayer (SVDQuant)", () => {
     const r = dequantize(q.residual!);
     for (let o = 0; o < 64; o++) {
       let s = 0;
-      for (let j = 0; j < 128; j++) s += r[o * 128 + j] / q.lambda[j];
+      for (let j = 0; j < 128; j++) s += r[o * 128 + j] / q.smooth[j];
       expect(q.bias![o]).toBeCloseTo((layer.bias as Float64Array)[o] - GELU_SHIFT * s, 9);
     }
     const got = forwardQuantized(q, xe, m);
@@ -145,7 +145,7 @@ describe("quantizeLayer (SVDQuant)", () => {
     const a = quantizeLayer(layer, cal, { rank: 16, seed: 3, refinement: { maxIterations: 5 } });
     const b = quantizeLayer(layer, cal, { rank: 16, seed: 3, refinement: { maxIterations: 5 } });
     expect(Array.from(a.residual!.codes)).toEqual(Array.from(b.residual!.codes));
-    expect(Array.from(a.lUp)).toEqual(Array.from(b.lUp));
+    expect(Array.from(a.lowRankUp)).toEqual(Array.from(b.lowRankUp));
     const plain = quantizeLayer(layer, cal, { rank: 16, seed: 3, refinement: { maxIterations: 0 } });
     expect(a.metrics.relError).toBeLessThanOrEqual(plain.metrics.relError);
   });
@@ -163,7 +163,7 @@ describe("quantizeLayer (SVDQuant)", () => {
       rank: 8,
       refinement: { maxIterations: 0 },
     });
-    expect(r.layers[0].lambda).toBe(r.layers[1].lambda);
+    expect(r.layers[0].smooth).toBe(r.layers[1].smooth);
     const min = Math.min(...r.trials.map((t) => t.error));
     expect(r.trials.find((t) => t.candidate === r.candidate)?.error ?? min).toBe(min);
     expect(() =>

@@ -5,10 +5,32 @@
  *   quantizeLayer(W, calibration) → λ, L_down [R,K] (1/λ folded in), L_up [N,R], Q(R) codes + scales, b'
  *   kernels: quantizeActivations(X, {smooth: λ, lowRankDown: L_down}) → gemmW4A4(·, packW4A4(Q(R), {L_up, b'}))
  */
-import { calibrationFromTokens, forwardQuantized, GELU_SHIFT, quantizeLayer } from "@svdquant/quantizer";
+import { gemmW4A4, packW4A4, quantizeActivations } from "@svdquant/kernels";
 import { describe, expect, it } from "vitest";
-import { gemmW4A4, packW4A4, quantizeActivations } from "../src/index.ts";
-import { maxAbs, rng } from "./helpers.ts";
+import { calibrationFromTokens, forwardQuantized, GELU_SHIFT, quantizeLayer } from "../src/index.ts";
+
+/** The seeded generator this test was written with (moved here from @svdquant/kernels' test helpers). */
+function rng(seed: number) {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const normal = () => {
+    const u = Math.max(next(), 1e-12);
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * next());
+  };
+  return { normal, f32: (n: number) => Float32Array.from({ length: n }, () => normal()) };
+}
+
+function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
+}
 
 const geluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
 
@@ -41,14 +63,14 @@ describe("layer quantizer → packed W4A4 kernel", () => {
     const yq = forwardQuantized(q, X, M);
 
     const act = quantizeActivations(X, M, K, {
-      smooth: Float32Array.from(q.lambda),
-      lowRankDown: Float32Array.from(q.lDown),
+      smooth: Float32Array.from(q.smooth),
+      lowRankDown: Float32Array.from(q.lowRankDown),
       rank: R,
       format: fmt,
       shift: unsigned ? GELU_SHIFT : 0,
     });
     const w = packW4A4(q.residual!, N, K, {
-      lowRankUp: Float32Array.from(q.lUp),
+      lowRankUp: Float32Array.from(q.lowRankUp),
       rank: R,
       bias: Float32Array.from(q.bias ?? new Float64Array(N)),
     });
