@@ -168,7 +168,7 @@ __attribute__((target("avx2,fma"))) static bool row_avx2(const ActQuantArgs& a, 
 
 int64_t act_quant(const ActQuantArgs& a) {
   if (a.K % kGroup != 0) throw KernelError("act_quant: K must be a multiple of 64");
-  const bool avx = active_isa() == Isa::Avx2;
+  const bool avx = isa_at_least(Isa::Avx2);
   const int threads = num_threads();
   constexpr int64_t rows_per_task = 8;
   std::vector<std::vector<float>> scratch(threads, std::vector<float>(a.K * rows_per_task));

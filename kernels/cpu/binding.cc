@@ -277,15 +277,26 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), svdq::num_threads()); }
 Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsNumber()) throw KernelError("setIsa(mode): mode must be 0, 1 or 2");
+    if (info.Length() < 1 || !info[0].IsNumber()) throw KernelError("setIsa(mode): mode must be 0 to 4");
     svdq::set_isa_mode(info[0].As<Napi::Number>().Int32Value());
     return env.Undefined();
   });
 }
 Napi::Value GetIsa(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), svdq::active_isa() == svdq::Isa::Avx2 ? "avx2" : "scalar");
+  return Napi::String::New(info.Env(), svdq::isa_name(svdq::active_isa()));
 }
 Napi::Value HasAvx2(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), svdq::cpu_has_avx2_fma()); }
+// The native paths this CPU (and OS) can run, best last.
+Napi::Value SupportedIsas(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<const char*> names{"scalar"};
+  if (svdq::cpu_has_avx2_fma()) names.push_back("avx2");
+  if (svdq::cpu_has_avx512_vnni()) names.push_back("avx512");
+  if (svdq::cpu_has_amx_int8()) names.push_back("amx");
+  Napi::Array out = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::String::New(env, names[i]));
+  return out;
+}
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("actQuant", Napi::Function::New(env, ActQuant));
@@ -305,7 +316,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setIsa", Napi::Function::New(env, SetIsa));
   exports.Set("getIsa", Napi::Function::New(env, GetIsa));
   exports.Set("hasAvx2", Napi::Function::New(env, HasAvx2));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("supportedIsas", Napi::Function::New(env, SupportedIsas));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }
 

@@ -87,7 +87,7 @@ struct Plan {
 };
 
 void run_plan(const Plan& P) {
-  const bool avx = active_isa() == Isa::Avx2;
+  const bool avx = isa_at_least(Isa::Avx2);
   const int64_t NP = (P.N + kNR - 1) / kNR;
   const int64_t mt = (P.M + kMC - 1) / kMC, nt = (NP + kNBPanels - 1) / kNBPanels;
   const int threads = num_threads();
@@ -180,7 +180,7 @@ __attribute__((target("avx2,fma"))) void deq_avx2(const W4A16Args* a, int64_t p,
 
 const float* w4a16_panel(const void* ctx, int64_t p, int64_t k0, int64_t kc, float* dst) {
   const W4A16Args* a = static_cast<const W4A16Args*>(ctx);
-  if (active_isa() == Isa::Avx2)
+  if (isa_at_least(Isa::Avx2))
     deq_avx2(a, p, k0, kc, dst);
   else
     deq_scalar(a, p, k0, kc, dst);

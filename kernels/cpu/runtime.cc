@@ -5,7 +5,13 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <string>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "common.h"
 
@@ -20,16 +26,86 @@ bool cpu_has_avx2_fma() {
 #endif
 }
 
-static int g_isa_mode = 0;
+bool cpu_has_avx512_vnni() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();  // __builtin_cpu_supports checks XCR0 (OS-enabled ZMM/opmask state) for AVX-512 too
+  return cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+namespace {
+#if defined(__x86_64__)
+// CPUID.(EAX=7,ECX=0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8 (Intel SDM vol. 2A, CPUID).
+bool cpuid_amx_int8() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+  return ((d >> 24) & 1) && ((d >> 25) & 1);
+}
+#endif
+
+// Linux keeps the 8 KiB AMX tile data (XFEATURE_XTILEDATA = 18) disabled until the process asks for it with
+// arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023, 18) (Linux 5.16+, Documentation/arch/x86/xstate.rst); the grant
+// covers every thread of the process. Without it the first tile instruction raises SIGILL.
+bool request_amx_state() {
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+bool cpu_has_amx_int8() {
+#if defined(__x86_64__)
+  static const bool ok = cpu_has_avx512_vnni() && cpuid_amx_int8() && request_amx_state();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Amx: return "amx";
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+namespace {
+Isa best_isa() {
+  static const Isa best = cpu_has_amx_int8()      ? Isa::Amx
+                          : cpu_has_avx512_vnni() ? Isa::Avx512
+                          : cpu_has_avx2_fma()    ? Isa::Avx2
+                                                  : Isa::Scalar;
+  return best;
+}
+std::atomic<int> g_isa{-1};  // the forced path, or -1 for auto
+}  // namespace
+
 void set_isa_mode(int mode) {
-  if (mode == 2 && !cpu_has_avx2_fma()) throw KernelError("this CPU has no AVX2+FMA; cannot force the avx2 path");
-  if (mode < 0 || mode > 2) throw KernelError("isa mode must be 0 (auto), 1 (scalar) or 2 (avx2)");
-  g_isa_mode = mode;
+  if (mode < 0 || mode > 4)
+    throw KernelError("isa mode must be 0 (auto), 1 (scalar), 2 (avx2), 3 (avx512) or 4 (amx)");
+  if (mode == 0) {
+    g_isa.store(-1);
+    return;
+  }
+  const Isa want = static_cast<Isa>(mode - 1);
+  if (static_cast<int>(want) > static_cast<int>(best_isa()))
+    throw KernelError(std::string("this CPU (or OS) cannot run the ") + isa_name(want) + " path; the best it has is " +
+                      isa_name(best_isa()));
+  g_isa.store(static_cast<int>(want));
 }
 Isa active_isa() {
-  static const bool has = cpu_has_avx2_fma();
-  if (g_isa_mode == 1) return Isa::Scalar;
-  return has ? Isa::Avx2 : Isa::Scalar;
+  const int forced = g_isa.load(std::memory_order_relaxed);
+  return forced < 0 ? best_isa() : static_cast<Isa>(forced);
 }
 
 float round_even(float v) { return std::nearbyint(v); }  // default FE_TONEAREST: ties to even
@@ -155,7 +231,7 @@ static void gelu_scalar(float* v, int64_t n) {
 }
 void gelu_avx2(float* v, int64_t n);  // simd.cc
 void gelu_inplace(float* v, int64_t n) {
-  if (active_isa() == Isa::Avx2)
+  if (isa_at_least(Isa::Avx2))
     gelu_avx2(v, n);
   else
     gelu_scalar(v, n);

@@ -11,6 +11,8 @@
         "<(csrc)/simd.cc",
         "<(csrc)/act_quant.cc",
         "<(csrc)/gemm_w4a4.cc",
+        "<(csrc)/gemm_w4a4_avx512.cc",
+        "<(csrc)/gemm_w4a4_amx.cc",
         "<(csrc)/gemm_f32.cc",
         "<(csrc)/gemm_w8a8.cc",
         "<(csrc)/peak.cc",
@@ -20,7 +22,7 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-pthread", "-fno-math-errno"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-pthread", "-fno-math-errno", "-Wno-maybe-uninitialized"],
       "ldflags": ["-pthread"],
       "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "YES", "OTHER_CPLUSPLUSFLAGS": ["-std=c++17", "-O3"] },
       "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }

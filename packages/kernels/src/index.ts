@@ -1,6 +1,12 @@
 export { KernelsError, type KernelsErrorCode } from "./errors.js";
 export { type F32GemmBackend, f32GemmBackend } from "./gemm-backend.js";
 export {
+  type ForwardOptions,
+  type PreparedW4A4Layer,
+  prepareW4A4Layer,
+  type W4A4LayerSpec,
+} from "./layer.js";
+export {
   NF4_TABLE,
   type PackedF32,
   type PackedW4A4,
@@ -26,7 +32,7 @@ export {
   pivotedCholeskyF64,
   symmetricEigenvaluesF64,
 } from "./linalg.js";
-export { nativeUnavailableReason } from "./native.js";
+export { NATIVE_ISAS, type NativeIsa, nativeUnavailableReason } from "./native.js";
 export {
   type ActFormat,
   type ActQuantOptions,

@@ -11,6 +11,7 @@ import {
   packW4A4,
   packW4A16,
   packW8A8,
+  prepareW4A4Layer,
   quantizeActivations,
   quantizeActivationsInt8,
   unpackF32,
@@ -82,6 +83,31 @@ describe("input validation (before anything reaches C++)", () => {
     expect(code(() => packW8A8({ codes: new Int8Array(2 * 6), scales: r.pos(2) }, 2, 6))).toMatch(/multiple of 4/);
     expect(code(() => packW8A8({ codes: new Int8Array(8).fill(-128), scales: r.pos(2) }, 2, 4))).toMatch(/-128/);
     expect(code(() => packF32(r.f32(10), 3, 4))).toMatch(/E_LENGTH/);
+  });
+
+  it("rejects a bad prepared-layer spec or forward call, naming the layer", () => {
+    const w = packW4A4({ codes: r.codes(8 * 128, -8, 7), scales: r.pos(16) }, 8, 128, {
+      lowRankUp: r.f32(8 * 2),
+      rank: 2,
+    });
+    expect(code(() => prepareW4A4Layer({ weight: w, name: "blocks.1.fc1" }))).toMatch(
+      /E_ARGUMENT: tensor "blocks.1.fc1.lowRankDown": the weight has rank 2/,
+    );
+    expect(code(() => prepareW4A4Layer({ weight: w, lowRankDown: r.f32(3 * 128), name: "fc" }))).toMatch(
+      /E_LENGTH: tensor "fc.x.lowRankDown"/,
+    );
+    expect(code(() => prepareW4A4Layer({ weight: w, lowRankDown: r.f32(256), smooth: r.pos(64), name: "fc" }))).toMatch(
+      /E_LENGTH: tensor "fc.x.smooth"/,
+    );
+    expect(code(() => prepareW4A4Layer({ weight: { ...w, kind: "f32" } as never }))).toMatch(/expected a PackedW4A4/);
+    const layer = prepareW4A4Layer({ weight: w, lowRankDown: r.f32(256), name: "fc" });
+    expect(code(() => layer.forward(r.f32(2 * 128), 2, { out: new Float32Array(15) }))).toMatch(
+      /E_LENGTH: tensor "fc.out": shape \[2, 8\]/,
+    );
+    expect(code(() => layer.forward(r.f32(2 * 127), 2))).toMatch(/E_LENGTH: tensor "fc.x"/);
+    const x = r.f32(2 * 128);
+    x[200] = Number.POSITIVE_INFINITY;
+    expect(code(() => layer.forward(x, 2))).toMatch(/E_VALUE: tensor "fc.x": row 1/);
   });
 
   it("rejects mismatched operands of the GEMMs", () => {
