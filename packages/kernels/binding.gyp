@@ -15,6 +15,7 @@
         "<(csrc)/gemm_w4a4_amx.cc",
         "<(csrc)/gemm_f32.cc",
         "<(csrc)/gemm_w8a8.cc",
+        "<(csrc)/gemm_w8a8_x86.cc",
         "<(csrc)/peak.cc",
         "<(csrc)/linalg_f64.cc"
       ],

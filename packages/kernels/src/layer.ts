@@ -59,7 +59,7 @@ export interface PreparedW4A4Layer {
 export function prepareW4A4Layer(spec: W4A4LayerSpec): PreparedW4A4Layer {
   const name = spec.name ?? "layer";
   const w = spec.weight;
-  if (!w || w.kind !== "w4a4")
+  if (w?.kind !== "w4a4")
     throw new KernelsError("E_ARGUMENT", `expected a PackedW4A4 weight, got kind ${String(w?.kind)}`, {
       tensor: `${name}.weight`,
     });

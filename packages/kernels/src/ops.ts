@@ -85,9 +85,9 @@ export function foldLowRankDown(
   shift: number,
 ): FoldedLowRankDown {
   let ldown = lowRankDown;
-  if (ldown && smooth) {
-    const lam = smooth;
-    ldown = Float32Array.from(ldown, (v, i) => v * lam[i % K]);
+  if (lowRankDown && smooth) {
+    ldown = new Float32Array(R * K);
+    for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) ldown[r * K + k] = lowRankDown[r * K + k] * smooth[k];
   }
   let shiftCorrection: Float64Array | null = null;
   if (lowRankDown && shift !== 0) {

@@ -280,6 +280,8 @@ export function defineSuite(): void {
           [1, 4, 1],
           [9, 260, 21],
           [5, 512, 16],
+          [70, 448, 72], // AVX-512/AMX tiles: partial 32-row block, 9 panels of 8 columns
+          [33, 1028, 40], // K not a multiple of 64: the AMX path runs its VNNI kernel
         ] as const) {
           const x = r.f32(M * K);
           const act = quantizeActivationsInt8(x, M, K);
