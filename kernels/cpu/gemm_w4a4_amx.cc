@@ -49,6 +49,24 @@ SVDQ_TARGET_AMX void unpack_pair(const Ctx& c, int64_t pa, int64_t g, int8_t* ds
   }
 }
 
+// fa [rows][32] += (C tiles of group g, int32) · s_x[m + i, g] · s_w[columns of panels pj..pj+3, g].
+SVDQ_TARGET_AMX void rescale_group(const Ctx& c, int64_t m, int rows_, int64_t pj, int64_t g, const int32_t (*cb)[256],
+                                   float (*fa)[32]) {
+  const W4A4Args& a = *c.a;
+  const __m512 sw0 = load_pair_ps(panel_s(c, pj) + g * kPanel, panel_s(c, pj + 1) + g * kPanel);
+  const __m512 sw1 = load_pair_ps(panel_s(c, pj + 2) + g * kPanel, panel_s(c, pj + 3) + g * kPanel);
+  const float* sx = a.ascales + m * c.G + g;
+  for (int i = 0; i < rows_; ++i) {
+    const __m512 s = _mm512_set1_ps(sx[i * c.G]);
+    const int32_t* r0 = cb[(i >> 4) * 2] + (i & 15) * 16;
+    const int32_t* r1 = cb[(i >> 4) * 2 + 1] + (i & 15) * 16;
+    _mm512_store_ps(fa[i], _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(r0)), _mm512_mul_ps(sw0, s),
+                                           _mm512_load_ps(fa[i])));
+    _mm512_store_ps(fa[i] + 16, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(r1)), _mm512_mul_ps(sw1, s),
+                                                _mm512_load_ps(fa[i] + 16)));
+  }
+}
+
 struct Scratch {
   std::vector<int8_t> bw;    // [pairs][G][1024]
   std::vector<int8_t> apad;  // [32][K] last rows, zero-padded
@@ -73,7 +91,7 @@ SVDQ_TARGET_AMX void tile_amx(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, 
     cfg.rows[t] = 16;
   }
   _tile_loadconfig(&cfg);
-  alignas(64) int32_t cb[4][256];
+  alignas(64) int32_t cb[2][4][256];  // two groups of C tiles (double buffer)
   alignas(64) float fa[32][32];
   for (int64_t m = m0; m < m1; m += 32) {
     const int rows_ = static_cast<int>(std::min<int64_t>(32, m1 - m));
@@ -90,6 +108,8 @@ SVDQ_TARGET_AMX void tile_amx(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, 
       const int8_t* b0 = s.bw.data() + j * G * kTileBytes;
       const int8_t* b1 = b0 + G * kTileBytes;
       std::memset(fa, 0, sizeof fa);
+      // Software-pipelined over groups: the f32 rescale of group g − 1 (AVX-512, from the other cb buffer) runs
+      // while the tile unit computes group g, instead of waiting on each group's tile products.
       for (int64_t g = 0; g < G; ++g) {
         _tile_zero(0);
         _tile_zero(1);
@@ -103,22 +123,14 @@ SVDQ_TARGET_AMX void tile_amx(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, 
         _tile_dpbssd(1, 4, 7);
         _tile_dpbssd(2, 5, 6);
         _tile_dpbssd(3, 5, 7);
-        _tile_stored(0, cb[0], 64);
-        _tile_stored(1, cb[1], 64);
-        _tile_stored(2, cb[2], 64);
-        _tile_stored(3, cb[3], 64);
-        const __m512 sw0 = load_pair_ps(panel_s(c, pj) + g * kPanel, panel_s(c, pj + 1) + g * kPanel);
-        const __m512 sw1 = load_pair_ps(panel_s(c, pj + 2) + g * kPanel, panel_s(c, pj + 3) + g * kPanel);
-        for (int i = 0; i < rows_; ++i) {
-          const __m512 sx = _mm512_set1_ps(a.ascales[(m + i) * G + g]);
-          const int32_t* r0 = cb[(i >> 4) * 2] + (i & 15) * 16;
-          const int32_t* r1 = cb[(i >> 4) * 2 + 1] + (i & 15) * 16;
-          _mm512_store_ps(fa[i], _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(r0)),
-                                                 _mm512_mul_ps(sw0, sx), _mm512_load_ps(fa[i])));
-          _mm512_store_ps(fa[i] + 16, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(r1)),
-                                                      _mm512_mul_ps(sw1, sx), _mm512_load_ps(fa[i] + 16)));
-        }
+        if (g > 0) rescale_group(c, m, rows_, pj, g - 1, cb[(g - 1) & 1], fa);
+        int32_t(*out)[256] = cb[g & 1];
+        _tile_stored(0, out[0], 64);
+        _tile_stored(1, out[1], 64);
+        _tile_stored(2, out[2], 64);
+        _tile_stored(3, out[3], 64);
       }
+      rescale_group(c, m, rows_, pj, G - 1, cb[(G - 1) & 1], fa);
       epilogue_avx512(c, m, rows_, pj, pj + 2 < p1 ? 2 : 1, &fa[0][0], 32);
     }
   }

@@ -14,6 +14,7 @@
 #endif
 
 #include "common.h"
+#include "simd.h"
 
 namespace svdq {
 
@@ -238,9 +239,34 @@ void gelu_inplace(float* v, int64_t n) {
 }
 
 // ---- per-token INT8 ----
+// AVX-512 row (same values as the scalar row: amax, scale = amax/127, codes = clamp(rne(x·127/amax))).
+SVDQ_TARGET_AVX512 static void int8_row_avx512(const float* r, int64_t K, int8_t* codes, float* scale) {
+  __m512 mx = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(r + k)));
+  float amax = _mm512_reduce_max_ps(mx);
+  for (int64_t t = k; t < K; ++t) amax = std::fmax(amax, std::fabs(r[t]));
+  *scale = amax / 127.f;  // symmetric INT8, codes in [-127, 127]
+  const float inv = amax > 0.f ? 127.f / amax : 0.f;
+  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.f), hi = _mm512_set1_ps(127.f);
+  for (k = 0; k + 16 <= K; k += 16) {
+    const __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(r + k), vinv),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + k),
+                     _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(q, lo), hi))));
+  }
+  for (; k < K; ++k) {
+    float q = round_even(r[k] * inv);
+    q = q > 127.f ? 127.f : (q < -127.f ? -127.f : q);
+    codes[k] = static_cast<int8_t>(q);
+  }
+}
+
 void act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales) {
+  const bool avx512 = isa_at_least(Isa::Avx512);
   parallel_for(M, [&](int64_t m, int) {
     const float* r = x + m * K;
+    if (avx512) return int8_row_avx512(r, K, codes + m * K, scales + m);
     float amax = 0.f;
     for (int64_t k = 0; k < K; ++k) amax = std::fmax(amax, std::fabs(r[k]));
     const float scale = amax / 127.f;  // symmetric INT8, codes in [-127, 127]
