@@ -50,14 +50,13 @@ SVDQ_TARGET_AMX void unpack_pair(const Ctx& c, int64_t pa, int64_t g, int8_t* ds
 }
 
 // fa [rows][32] += (C tiles of group g, int32) · s_x[m + i, g] · s_w[columns of panels pj..pj+3, g].
-SVDQ_TARGET_AMX void rescale_group(const Ctx& c, int64_t m, int rows_, int64_t pj, int64_t g, const int32_t (*cb)[256],
-                                   float (*fa)[32]) {
-  const W4A4Args& a = *c.a;
-  const __m512 sw0 = load_pair_ps(panel_s(c, pj) + g * kPanel, panel_s(c, pj + 1) + g * kPanel);
-  const __m512 sw1 = load_pair_ps(panel_s(c, pj + 2) + g * kPanel, panel_s(c, pj + 3) + g * kPanel);
-  const float* sx = a.ascales + m * c.G + g;
-  for (int i = 0; i < rows_; ++i) {
-    const __m512 s = _mm512_set1_ps(sx[i * c.G]);
+template <int ROWS>
+SVDQ_TARGET_AMX inline void rescale_rows(const float* sx, int64_t G, __m512 sw0, __m512 sw1, const int32_t (*cb)[256],
+                                         float (*fa)[32], int rows_) {
+  const int n = ROWS > 0 ? ROWS : rows_;
+#pragma GCC unroll 32
+  for (int i = 0; i < n; ++i) {
+    const __m512 s = _mm512_set1_ps(sx[i * G]);
     const int32_t* r0 = cb[(i >> 4) * 2] + (i & 15) * 16;
     const int32_t* r1 = cb[(i >> 4) * 2 + 1] + (i & 15) * 16;
     _mm512_store_ps(fa[i], _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(r0)), _mm512_mul_ps(sw0, s),
@@ -65,6 +64,17 @@ SVDQ_TARGET_AMX void rescale_group(const Ctx& c, int64_t m, int rows_, int64_t p
     _mm512_store_ps(fa[i] + 16, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(r1)), _mm512_mul_ps(sw1, s),
                                                 _mm512_load_ps(fa[i] + 16)));
   }
+}
+
+SVDQ_TARGET_AMX void rescale_group(const Ctx& c, int64_t m, int rows_, int64_t pj, int64_t g, const int32_t (*cb)[256],
+                                   float (*fa)[32]) {
+  const __m512 sw0 = load_pair_ps(panel_s(c, pj) + g * kPanel, panel_s(c, pj + 1) + g * kPanel);
+  const __m512 sw1 = load_pair_ps(panel_s(c, pj + 2) + g * kPanel, panel_s(c, pj + 3) + g * kPanel);
+  const float* sx = c.a->ascales + m * c.G + g;
+  if (rows_ == 32)
+    rescale_rows<32>(sx, c.G, sw0, sw1, cb, fa, 32);
+  else
+    rescale_rows<0>(sx, c.G, sw0, sw1, cb, fa, rows_);
 }
 
 struct Scratch {
