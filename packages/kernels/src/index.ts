@@ -1,5 +1,5 @@
 export { KernelsError, type KernelsErrorCode } from "./errors.js";
-export { type F32GemmBackend, f32GemmBackend } from "./gemm-backend.js";
+export { type F32GemmBackend, f32GemmBackend, type PreparedF32Gemm } from "./gemm-backend.js";
 export {
   type ForwardOptions,
   type PreparedW4A4Layer,

@@ -24,6 +24,20 @@ export interface GemmBackend {
     k: number,
     n: number,
   ): void;
+  /**
+   * Optional: packs a fixed weight W [N, K] (+ bias [N]) once into the backend's own layout, for layers that run
+   * many times (`DenseLinear.prepare()`); the returned object then computes Y [M, N] = X·Wᵀ + b without re-packing.
+   * The backend copies what it needs: later changes of `w` are not seen.
+   */
+  prepare?(w: Float32Array, bias: Float32Array | undefined, n: number, k: number): PreparedGemm;
+}
+
+/** A weight packed once by `GemmBackend.prepare`. */
+export interface PreparedGemm {
+  readonly n: number;
+  readonly k: number;
+  /** Y [M, N] = X [M, K]·Wᵀ + b into `out` (overwritten). */
+  run(x: Float32Array, out: Float32Array, m: number): void;
 }
 
 export function checkGemmArgs(

@@ -78,6 +78,66 @@ describe("TypeScript GEMM", () => {
   });
 });
 
+describe("DenseLinear.prepare", () => {
+  it("packs once through the backend's prepare, forwards without re-packing, and runs unprepared on another backend", () => {
+    const log: string[] = [];
+    // A backend whose "packed form" is a transposed copy of W [K, N]: a different layout, so a forward that
+    // skipped the prepared path or used a stale copy would give a different Y.
+    const packing: GemmBackend = {
+      name: "packing",
+      gemm: (x, w, b, out, m, k, n) => {
+        log.push("gemm");
+        TS_GEMM.gemm(x, w, b, out, m, k, n);
+      },
+      prepare: (w, b, n, k) => {
+        log.push("prepare");
+        const wt = new Float32Array(k * n);
+        for (let j = 0; j < n; j++) for (let i = 0; i < k; i++) wt[i * n + j] = w[j * k + i]!;
+        const bias = b && Float32Array.from(b);
+        return {
+          n,
+          k,
+          run: (x, out, m) => {
+            log.push(`run ${m}`);
+            for (let r = 0; r < m; r++)
+              for (let j = 0; j < n; j++) {
+                let s = bias ? bias[j]! : 0;
+                for (let i = 0; i < k; i++) s += x[r * k + i]! * wt[i * n + j]!;
+                out[r * n + j] = s;
+              }
+          },
+        };
+      },
+    };
+    const [k, n] = [7, 5];
+    const w = randn(n * k, 3);
+    const bias = randn(n, 4);
+    const x = randn(3 * k, 5);
+    const want = new DenseLinear("l", { dtype: "f32", data: Float32Array.from(w) }, bias, k, n).forward(x, 3);
+    const l = new DenseLinear("l", { dtype: "f32", data: w }, bias, k, n, packing);
+    expect(l.isPrepared).toBe(false);
+    expect(l.prepare()).toBe(true);
+    expect(l.prepare()).toBe(true); // already prepared for this backend: no second packing
+    expect(l.isPrepared).toBe(true);
+    expect(relErr(l.forward(x, 3), want)).toBeLessThan(1e-6);
+    expect(relErr(l.forward(x.subarray(0, k), 1), want.subarray(0, n))).toBeLessThan(1e-6);
+    expect(log).toEqual(["prepare", "run 3", "run 1"]);
+    // a layer on the process default backend, prepared for it, runs unprepared once the default changes
+    const old = setGemmBackend(packing);
+    try {
+      const d = new DenseLinear("d", { dtype: "f32", data: w }, bias, k, n);
+      expect(d.prepare()).toBe(true);
+      setGemmBackend(TS_GEMM);
+      expect(d.isPrepared).toBe(false);
+      expect(relErr(d.forward(x, 3), want)).toBeLessThan(1e-6);
+    } finally {
+      setGemmBackend(old);
+    }
+    // the TypeScript backend has no packed form
+    expect(new DenseLinear("t", { dtype: "f32", data: w }, bias, k, n, TS_GEMM).prepare()).toBe(false);
+  });
+});
+
 describe("blocked attention", () => {
   it("equals a float64 softmax(QKᵀ/√d + bias)V for every query block size", () => {
     const b = 2;
