@@ -189,8 +189,9 @@ Napi::Value ActQuantInt8(const Napi::CallbackInfo& info) {
     auto o = obj0(info);
     const int64_t M = num(o, "M"), K = num(o, "K");
     if (M < 0 || K <= 0) throw KernelError("actQuantInt8: bad M/K");
-    svdq::act_quant_int8(arr<float>(o, "x", M * K), M, K, arr<int8_t>(o, "codes", M * K), arr<float>(o, "scales", M));
-    return env.Undefined();
+    const int64_t bad =
+        svdq::act_quant_int8(arr<float>(o, "x", M * K), M, K, arr<int8_t>(o, "codes", M * K), arr<float>(o, "scales", M));
+    return Napi::Number::New(env, static_cast<double>(bad));
   });
 }
 

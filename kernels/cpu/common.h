@@ -115,8 +115,9 @@ struct W8A8Args {
 };
 void gemm_w8a8(const W8A8Args& a);
 
-// Per-token symmetric INT8 quantization of X [M,K]: scale = amax/127.
-void act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales);
+// Per-token symmetric INT8 quantization of X [M,K]: scale = amax/127. Returns the first row holding a NaN/Inf
+// (that row's codes and scale are not written), or -1.
+int64_t act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales);
 
 // GELU with the tanh approximation applied in place to n floats.
 void gelu_inplace(float* v, int64_t n);

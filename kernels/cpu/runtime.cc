@@ -239,13 +239,24 @@ void gelu_inplace(float* v, int64_t n) {
 }
 
 // ---- per-token INT8 ----
-// AVX-512 row (same values as the scalar row: amax, scale = amax/127, codes = clamp(rne(x·127/amax))).
-SVDQ_TARGET_AVX512 static void int8_row_avx512(const float* r, int64_t K, int8_t* codes, float* scale) {
-  __m512 mx = _mm512_setzero_ps();
+// AVX-512 row (same values as the scalar row: amax, scale = amax/127, codes = clamp(rne(x·127/amax))); false when
+// the row holds a NaN or ±Inf (nothing is written then).
+SVDQ_TARGET_AVX512 static bool int8_row_avx512(const float* r, int64_t K, int8_t* codes, float* scale) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 mx = zero;
+  __mmask16 bad = 0;
   int64_t k = 0;
-  for (; k + 16 <= K; k += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(r + k)));
+  for (; k + 16 <= K; k += 16) {
+    const __m512 v = _mm512_loadu_ps(r + k);
+    bad |= _mm512_cmp_ps_mask(_mm512_mul_ps(v, zero), zero, _CMP_NEQ_UQ);
+    mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
+  }
   float amax = _mm512_reduce_max_ps(mx);
-  for (int64_t t = k; t < K; ++t) amax = std::fmax(amax, std::fabs(r[t]));
+  for (int64_t t = k; t < K; ++t) {
+    if (!std::isfinite(r[t])) return false;
+    amax = std::fmax(amax, std::fabs(r[t]));
+  }
+  if (bad) return false;
   *scale = amax / 127.f;  // symmetric INT8, codes in [-127, 127]
   const float inv = amax > 0.f ? 127.f / amax : 0.f;
   const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.f), hi = _mm512_set1_ps(127.f);
@@ -260,24 +271,40 @@ SVDQ_TARGET_AVX512 static void int8_row_avx512(const float* r, int64_t K, int8_t
     q = q > 127.f ? 127.f : (q < -127.f ? -127.f : q);
     codes[k] = static_cast<int8_t>(q);
   }
+  return true;
 }
 
-void act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales) {
+static bool int8_row_scalar(const float* r, int64_t K, int8_t* codes, float* scale) {
+  float amax = 0.f;
+  for (int64_t k = 0; k < K; ++k) {
+    if (!std::isfinite(r[k])) return false;
+    amax = std::fmax(amax, std::fabs(r[k]));
+  }
+  *scale = amax / 127.f;  // symmetric INT8, codes in [-127, 127]
+  const float inv = amax > 0.f ? 127.f / amax : 0.f;
+  for (int64_t k = 0; k < K; ++k) {
+    float q = round_even(r[k] * inv);
+    q = q > 127.f ? 127.f : (q < -127.f ? -127.f : q);
+    codes[k] = static_cast<int8_t>(q);
+  }
+  return true;
+}
+
+int64_t act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales) {
   const bool avx512 = isa_at_least(Isa::Avx512);
+  std::atomic<int64_t> first_bad{M};
   parallel_for(M, [&](int64_t m, int) {
     const float* r = x + m * K;
-    if (avx512) return int8_row_avx512(r, K, codes + m * K, scales + m);
-    float amax = 0.f;
-    for (int64_t k = 0; k < K; ++k) amax = std::fmax(amax, std::fabs(r[k]));
-    const float scale = amax / 127.f;  // symmetric INT8, codes in [-127, 127]
-    scales[m] = scale;
-    const float inv = amax > 0.f ? 127.f / amax : 0.f;
-    for (int64_t k = 0; k < K; ++k) {
-      float q = round_even(r[k] * inv);
-      q = q > 127.f ? 127.f : (q < -127.f ? -127.f : q);
-      codes[m * K + k] = static_cast<int8_t>(q);
+    const bool ok = avx512 ? int8_row_avx512(r, K, codes + m * K, scales + m)
+                           : int8_row_scalar(r, K, codes + m * K, scales + m);
+    if (!ok) {
+      int64_t cur = first_bad.load();
+      while (m < cur && !first_bad.compare_exchange_weak(cur, m)) {
+      }
     }
   });
+  const int64_t fb = first_bad.load();
+  return fb == M ? -1 : fb;
 }
 
 }  // namespace svdq

@@ -13,7 +13,8 @@ export interface NativeBinding {
   gemmF32(a: object): void;
   gemmW4A16(a: object): void;
   gemmW8A8(a: object): void;
-  actQuantInt8(a: object): void;
+  /** Returns the first row holding a NaN/Inf, or -1. */
+  actQuantInt8(a: object): number;
   gelu(a: object): void;
   peak(a: { kind: number; iters: number }): number;
   choleskyF64(a: { a: Float64Array; n: number; tol: number }): number;

@@ -361,20 +361,20 @@ export function quantizeActivationsInt8(x: Float32Array, M: number, K: number): 
   dim("M", M, true);
   dim("K", K);
   tensor("x", x, Float32Array, [M, K]);
-  for (let i = 0; i < x.length; i++)
-    if (x[i] - x[i] !== 0)
-      throw new KernelsError("E_VALUE", `row ${Math.floor(i / K)} of X [${M}, ${K}] holds a NaN or Inf`, {
-        tensor: "x",
-      });
   const codes = new Int8Array(M * K);
   const scales = new Float32Array(M);
   const nb = native();
-  if (nb) call("actQuantInt8", () => nb.actQuantInt8({ x, M, K, codes, scales }));
+  let bad = -1;
+  if (nb) bad = call("actQuantInt8", () => nb.actQuantInt8({ x, M, K, codes, scales }));
   else {
-    const r = refActQuantInt8(x, M, K);
-    codes.set(r.codes);
-    scales.set(r.scales);
+    for (let i = 0; i < x.length && bad < 0; i++) if (x[i] - x[i] !== 0) bad = Math.floor(i / K);
+    if (bad < 0) {
+      const r = refActQuantInt8(x, M, K);
+      codes.set(r.codes);
+      scales.set(r.scales);
+    }
   }
+  if (bad >= 0) throw new KernelsError("E_VALUE", `row ${bad} of X [${M}, ${K}] holds a NaN or Inf`, { tensor: "x" });
   return { M, K, codes, scales };
 }
 

@@ -288,6 +288,11 @@ export function defineSuite(): void {
           const ref = reference.refActQuantInt8(x, M, K);
           expectCodes(act.codes, ref.codes, ref.unrounded);
           expect(worst(act.scales, ref.scales, 1e-30, 1e-6)).toBeLessThanOrEqual(1);
+          const poisoned = Float32Array.from(x);
+          poisoned[Math.min(M - 1, 2) * K + (K - 1)] = Number.NaN; // last element: the vector tail on SIMD paths
+          expect(() => quantizeActivationsInt8(poisoned, M, K)).toThrow(
+            new RegExp(`row ${Math.min(M - 1, 2)} of X .* NaN or Inf`),
+          );
           const codes = r.codes(N * K, -127, 127);
           const scales = r.pos(N, 0.001, 0.01);
           const bias = r.f32(N);
