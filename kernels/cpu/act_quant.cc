@@ -213,30 +213,34 @@ SVDQ_TARGET_AVX512 static bool row_avx512(const ActQuantArgs& a, const float* in
   return false;
 }
 
-// As lora_block_avx2 on 16 lanes: MR rows × 2 ranks per pass.
+// As lora_block_avx2 on 16 lanes, MR rows × 4 ranks per pass (16 accumulators): each pass streams the MR rows of
+// X̂ (MR·K floats, L2) once for 4 ranks. Whole pass at M = 1024, K = 3072, R = 32 (1 thread, CPU time):
+// 2 ranks per pass 4.7–5.0 ms, 4 ranks 4.0–4.4 ms (2.1 ms without the branch).
 template <int MR>
 SVDQ_TARGET_AVX512 static void lora_block_avx512(const ActQuantArgs& a, int64_t m0, const float* xh) {
   const int64_t K = a.K;
-  for (int64_t r = 0; r < a.R; r += 2) {
-    const bool two = r + 1 < a.R;
-    const float* l0 = a.ldown + r * K;
-    const float* l1 = two ? l0 + K : l0;
-    __m512 s0[MR], s1[MR];
+  for (int64_t r = 0; r < a.R; r += 4) {
+    const int nr = static_cast<int>(std::min<int64_t>(4, a.R - r));
+    const float* l[4];
+    for (int t = 0; t < 4; ++t) l[t] = a.ldown + (r + std::min(t, nr - 1)) * K;  // repeats the last rank if < 4
+    __m512 acc[MR][4];
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) s0[i] = s1[i] = _mm512_setzero_ps();
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int t = 0; t < 4; ++t) acc[i][t] = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k += 16) {
-      const __m512 w0 = _mm512_loadu_ps(l0 + k), w1 = _mm512_loadu_ps(l1 + k);
+      __m512 w[4];
+#pragma GCC unroll 4
+      for (int t = 0; t < 4; ++t) w[t] = _mm512_loadu_ps(l[t] + k);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         const __m512 x = _mm512_loadu_ps(xh + i * K + k);
-        s0[i] = _mm512_fmadd_ps(x, w0, s0[i]);
-        s1[i] = _mm512_fmadd_ps(x, w1, s1[i]);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; ++t) acc[i][t] = _mm512_fmadd_ps(x, w[t], acc[i][t]);
       }
     }
-    for (int i = 0; i < MR; ++i) {
-      a.lora_act[(m0 + i) * a.R + r] = _mm512_reduce_add_ps(s0[i]);
-      if (two) a.lora_act[(m0 + i) * a.R + r + 1] = _mm512_reduce_add_ps(s1[i]);
-    }
+    for (int i = 0; i < MR; ++i)
+      for (int t = 0; t < nr; ++t) a.lora_act[(m0 + i) * a.R + r + t] = _mm512_reduce_add_ps(acc[i][t]);
   }
 }
 
