@@ -36,8 +36,8 @@ export interface GemmBackend {
 export interface PreparedGemm {
   readonly n: number;
   readonly k: number;
-  /** Y [M, N] = X [M, K]·Wᵀ + b into `out` (overwritten). */
-  run(x: Float32Array, out: Float32Array, m: number): void;
+  /** Y [M, N] = X [M, K]·Wᵀ + b into `out` (overwritten), then GELU(tanh) in the same pass when `gelu`. */
+  run(x: Float32Array, out: Float32Array, m: number, opts?: { gelu?: boolean }): void;
 }
 
 export function checkGemmArgs(

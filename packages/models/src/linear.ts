@@ -1,6 +1,7 @@
 import { bf16BitsToF32 } from "@svdquant/tensor";
 import { ModelError } from "./errors.js";
 import { type GemmBackend, getGemmBackend, type PreparedGemm } from "./gemm.js";
+import { geluTanhInPlace } from "./ops.js";
 
 /**
  * The seam every linear layer of the models goes through: Y = layer(X).
@@ -136,6 +137,19 @@ export class DenseLinear implements LinearLayer {
       gemm.gemm(x, w, b, y, m, k, nb);
       for (let i = 0; i < m; i++) out.set(y.subarray(i * nb, (i + 1) * nb), i * n + j0);
     }
+    return out;
+  }
+
+  /**
+   * GELU(tanh)(X·Wᵀ + b): in the GEMM's epilogue when the weight is prepared for the current backend (one pass
+   * over Y), otherwise `forward` followed by the TypeScript GELU.
+   */
+  forwardGelu(x: Float32Array, m: number): Float32Array {
+    const gemm = this.backend ?? getGemmBackend();
+    if (this.prepared?.backend !== gemm) return geluTanhInPlace(this.forward(x, m));
+    checkInput(this, x, m);
+    const out = new Float32Array(m * this.outFeatures);
+    this.prepared.gemm.run(x, out, m, { gelu: true });
     return out;
   }
 

@@ -11,6 +11,7 @@ import {
   setGemmBackend,
   TS_GEMM,
 } from "../src/index.js";
+import { geluTanhInPlace } from "../src/ops.js";
 import { randn, relErr } from "./helpers.js";
 
 describe("TypeScript GEMM", () => {
@@ -97,14 +98,15 @@ describe("DenseLinear.prepare", () => {
         return {
           n,
           k,
-          run: (x, out, m) => {
-            log.push(`run ${m}`);
+          run: (x, out, m, opts) => {
+            log.push(`run ${m}${opts?.gelu ? " gelu" : ""}`);
             for (let r = 0; r < m; r++)
               for (let j = 0; j < n; j++) {
                 let s = bias ? bias[j]! : 0;
                 for (let i = 0; i < k; i++) s += x[r * k + i]! * wt[i * n + j]!;
                 out[r * n + j] = s;
               }
+            if (opts?.gelu) geluTanhInPlace(out);
           },
         };
       },
@@ -121,7 +123,12 @@ describe("DenseLinear.prepare", () => {
     expect(l.isPrepared).toBe(true);
     expect(relErr(l.forward(x, 3), want)).toBeLessThan(1e-6);
     expect(relErr(l.forward(x.subarray(0, k), 1), want.subarray(0, n))).toBeLessThan(1e-6);
-    expect(log).toEqual(["prepare", "run 3", "run 1"]);
+    // forwardGelu: the prepared GEMM's epilogue on a prepared layer, forward + TypeScript GELU otherwise
+    const wantGelu = geluTanhInPlace(Float32Array.from(want));
+    expect(relErr(l.forwardGelu(x, 3), wantGelu)).toBeLessThan(1e-6);
+    const plain = new DenseLinear("p", { dtype: "f32", data: w }, bias, k, n, TS_GEMM);
+    expect(relErr(plain.forwardGelu(x, 3), wantGelu)).toBeLessThan(1e-6);
+    expect(log).toEqual(["prepare", "run 3", "run 1", "run 3 gelu"]);
     // a layer on the process default backend, prepared for it, runs unprepared once the default changes
     const old = setGemmBackend(packing);
     try {
