@@ -191,7 +191,7 @@ for (const [K, N] of KNs) {
       { name: "W4A16", path: best, int: false, run: () => gemmW4A16(x, M, pW4A16) },
       { name: "W8A8", path: best, int: true, run: () => gemmW8A8(quantizeActivationsInt8(x, M, K), pW8) },
     ];
-    const rounds = M * N * K > 2e10 ? 3 : 5;
+    const rounds = Number(process.env.SVDQ_BENCH_ROUNDS) || (M * N * K > 2e10 ? 3 : 5);
     const ms = await timeRounds(tasks, rounds);
     const get = (name: string, path?: string) => {
       const i = tasks.findIndex((t) => t.name === name && (path === undefined || t.path === path));
