@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
+  backendInfo,
   gemmF32,
   gemmW4A4,
   gemmW4A16,
@@ -201,5 +202,32 @@ describe("native boundary", () => {
     expect(out.info.native).toBe(false);
     expect(out.y).toHaveLength(6);
     expect(out.y.every((v: number) => Number.isFinite(v))).toBe(true);
+  });
+
+  it("SVDQ_KERNELS_ISA forces the path for the process; an unknown value is refused with the reason", () => {
+    const info = backendInfo();
+    if (!info.native) return; // the fallback has no paths to force (its own test above covers it)
+    const index = JSON.stringify(fileURLToPath(new URL("../src/index.ts", import.meta.url)));
+    const run = (isa: string) =>
+      spawnSync(
+        process.execPath,
+        [
+          "--conditions=@svdquant/source",
+          "--import",
+          "tsx",
+          "--input-type=module",
+          "-e",
+          `const k = await import(${index}); console.log(JSON.stringify(k.backendInfo()));`,
+        ],
+        { env: { ...process.env, SVDQ_KERNELS_ISA: isa, SVDQ_KERNELS_NATIVE: "" }, encoding: "utf8" },
+      );
+    const forced = info.supportedIsas[1] ?? "scalar"; // the first SIMD path (avx2 on x86-64), else scalar
+    const res = run(forced);
+    expect(res.status, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout.trim().split("\n").pop()!).isa).toBe(forced);
+    const bad = run("neon");
+    expect(bad.status, bad.stderr).toBe(0);
+    expect(JSON.parse(bad.stdout.trim().split("\n").pop()!).native).toBe(false);
+    expect(bad.stderr).toMatch(/SVDQ_KERNELS_ISA=neon is not one of auto, scalar, avx2, avx512, amx/);
   });
 });
