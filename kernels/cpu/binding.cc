@@ -184,6 +184,27 @@ Napi::Value GemmW8A8(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value AttentionF32(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::AttentionArgs a{};
+    a.B = num(o, "B");
+    a.Sq = num(o, "Sq");
+    a.Skv = num(o, "Skv");
+    a.H = num(o, "H");
+    a.Dh = num(o, "Dh");
+    if (a.B < 0 || a.Sq < 0 || a.Skv <= 0 || a.H <= 0 || a.Dh <= 0) throw KernelError("attentionF32: bad B/Sq/Skv/H/Dh");
+    const int64_t d = a.H * a.Dh;
+    a.q = arr<float>(o, "q", a.B * a.Sq * d);
+    a.k = arr<float>(o, "k", a.B * a.Skv * d);
+    a.v = arr<float>(o, "v", a.B * a.Skv * d);
+    a.bias = arr<float>(o, "bias", a.B * a.Skv, true);
+    a.out = arr<float>(o, "out", a.B * a.Sq * d);
+    svdq::attention_f32(a);
+    return env.Undefined();
+  });
+}
+
 Napi::Value ActQuantInt8(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
     auto o = obj0(info);
@@ -306,6 +327,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemmW4A16", Napi::Function::New(env, GemmW4A16));
   exports.Set("gemmW8A8", Napi::Function::New(env, GemmW8A8));
   exports.Set("actQuantInt8", Napi::Function::New(env, ActQuantInt8));
+  exports.Set("attentionF32", Napi::Function::New(env, AttentionF32));
   exports.Set("gelu", Napi::Function::New(env, Gelu));
   exports.Set("peak", Napi::Function::New(env, Peak));
   exports.Set("choleskyF64", Napi::Function::New(env, CholeskyF64));

@@ -119,6 +119,17 @@ void gemm_w8a8(const W8A8Args& a);
 // (that row's codes and scale are not written), or -1.
 int64_t act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales);
 
+struct AttentionArgs {
+  const float* q;     // [B, Sq, H·Dh]
+  const float* k;     // [B, Skv, H·Dh]
+  const float* v;     // [B, Skv, H·Dh]
+  const float* bias;  // [B, Skv] additive key bias, or null
+  int64_t B, Sq, Skv, H, Dh;
+  float* out;         // [B, Sq, H·Dh]
+};
+// softmax(q·kᵀ/√Dh + bias)·v per batch and head, online softmax over key blocks (attention_f32.cc).
+void attention_f32(const AttentionArgs& a);
+
 // GELU with the tanh approximation applied in place to n floats.
 void gelu_inplace(float* v, int64_t n);
 

@@ -17,6 +17,7 @@
         "<(csrc)/gemm_w8a8.cc",
         "<(csrc)/gemm_w8a8_x86.cc",
         "<(csrc)/peak.cc",
+        "<(csrc)/attention_f32.cc",
         "<(csrc)/linalg_f64.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -14,6 +14,7 @@
  * weights decoded in chunks), so caching by array identity would be wrong. Packing is one pass over W,
  * against M passes for the product.
  */
+import { attentionF32 } from "./attention.js";
 import { KernelsError } from "./errors.js";
 import { packF32, writeF32Panels } from "./layout.js";
 import { native } from "./native.js";
@@ -28,6 +29,19 @@ export interface PreparedF32Gemm {
 
 export interface F32GemmBackend {
   readonly name: string;
+  /** Multi-head attention on the native online-softmax kernel (attentionF32), in the models' argument order. */
+  attention(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    bias: Float32Array | undefined,
+    out: Float32Array,
+    b: number,
+    sq: number,
+    skv: number,
+    heads: number,
+    dh: number,
+  ): void;
   /** Packs W [N,K] (+ bias) into the kernel's panels once (a copy: later edits of w are not seen). */
   prepare(w: Float32Array, bias: Float32Array | undefined, n: number, k: number): PreparedF32Gemm;
   gemm(
@@ -59,6 +73,9 @@ export function f32GemmBackend(): F32GemmBackend {
   let panel = new Float32Array(0);
   return {
     name: `kernels-f32-${nb.getIsa()}`,
+    attention(q, k, v, bias, out, b, sq, skv, heads, dh) {
+      attentionF32(q, k, v, { B: b, Sq: sq, Skv: skv, heads, headDim: dh, bias, out });
+    },
     prepare(w, bias, n, k) {
       dim("N", n);
       dim("K", k);

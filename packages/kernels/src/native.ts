@@ -15,6 +15,7 @@ export interface NativeBinding {
   gemmW8A8(a: object): void;
   /** Returns the first row holding a NaN/Inf, or -1. */
   actQuantInt8(a: object): number;
+  attentionF32(a: object): void;
   gelu(a: object): void;
   peak(a: { kind: number; iters: number }): number;
   choleskyF64(a: { a: Float64Array; n: number; tol: number }): number;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  attentionF32,
   backendInfo,
   gemmF32,
   gemmW4A4,
@@ -270,6 +271,29 @@ export function defineSuite(): void {
           const wd = reference.refDequant4(codes, scales, N, K, G, fmt === "nf4" ? NF4_TABLE : null);
           const want = reference.refGemmF32(x, M, K, wd, N, bias);
           expect(worst(y, want, 2e-5 * Math.sqrt(K) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+        }
+      });
+
+      it("attentionF32: online-softmax attention matches the float64 reference (ragged blocks, key bias)", () => {
+        useIsa();
+        const r = rng(99);
+        for (const [B, Sq, Skv, H, Dh, withBias] of [
+          [1, 1, 1, 1, 16, false],
+          [2, 19, 70, 3, 32, true], // partial query (16) and key (64) blocks
+          [1, 40, 130, 2, 64, false],
+          [1, 5, 9, 2, 12, true], // Dh not a multiple of 16: the scalar block on every path
+        ] as const) {
+          const d = H * Dh;
+          const q = r.f32(B * Sq * d);
+          const k = r.f32(B * Skv * d);
+          const v = r.f32(B * Skv * d);
+          const bias = withBias ? Float32Array.from(r.f32(B * Skv), (x, i) => (i % 7 === 3 ? -1e4 : x)) : undefined;
+          const out = attentionF32(q, k, v, { B, Sq, Skv, heads: H, headDim: Dh, bias });
+          const want = reference.refAttention(q, k, v, B, Sq, Skv, H, Dh, bias);
+          expect(
+            worst(out, want, 2e-5 * maxAbs(want) + 1e-6, 1e-5),
+            `B=${B} Sq=${Sq} Skv=${Skv} H=${H} Dh=${Dh}`,
+          ).toBeLessThanOrEqual(1);
         }
       });
 

@@ -30,6 +30,23 @@ export interface GemmBackend {
    * The backend copies what it needs: later changes of `w` are not seen.
    */
   prepare?(w: Float32Array, bias: Float32Array | undefined, n: number, k: number): PreparedGemm;
+  /**
+   * Optional: the whole multi-head attention of `attention()` (ops.ts) in one call, same tensors and layout
+   * (q [B, Sq, H·Dh], k/v [B, Skv, H·Dh], bias [B, Skv] or undefined, out [B, Sq, H·Dh] overwritten), e.g.
+   * @svdquant/kernels' native online-softmax kernel. When absent, attention runs on `gemm` plus a TypeScript softmax.
+   */
+  attention?(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    bias: Float32Array | undefined,
+    out: Float32Array,
+    b: number,
+    sq: number,
+    skv: number,
+    heads: number,
+    dh: number,
+  ): void;
 }
 
 /** A weight packed once by `GemmBackend.prepare`. */

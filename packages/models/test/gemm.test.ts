@@ -145,6 +145,40 @@ describe("DenseLinear.prepare", () => {
   });
 });
 
+describe("attention through a backend's own kernel", () => {
+  it("hands the whole call to GemmBackend.attention when the backend has one", () => {
+    const [b, sq, skv, h, dh] = [2, 5, 7, 3, 4];
+    const q = randn(b * sq * h * dh, 1);
+    const k = randn(b * skv * h * dh, 2);
+    const v = randn(b * skv * h * dh, 3);
+    const bias = randn(b * skv, 4);
+    const want = attention(q, k, v, b, sq, skv, h, dh, bias);
+    const seen: string[] = [];
+    const delegating: GemmBackend = {
+      name: "delegating",
+      gemm: TS_GEMM.gemm,
+      attention: (q2, k2, v2, bias2, out, b2, sq2, skv2, h2, dh2) => {
+        seen.push(`${b2}x${sq2}x${skv2}x${h2}x${dh2} bias=${bias2 === bias}`);
+        const self = setGemmBackend(TS_GEMM); // the TypeScript path computes what a kernel would
+        try {
+          out.set(attention(q2, k2, v2, b2, sq2, skv2, h2, dh2, bias2, { queryBlock: 2 }));
+        } finally {
+          setGemmBackend(self);
+        }
+      },
+    };
+    const old = setGemmBackend(delegating);
+    let got: Float32Array;
+    try {
+      got = attention(q, k, v, b, sq, skv, h, dh, bias);
+    } finally {
+      setGemmBackend(old);
+    }
+    expect(seen).toEqual([`${b}x${sq}x${skv}x${h}x${dh} bias=true`]);
+    expect(relErr(got, want)).toBeLessThan(1e-6);
+  });
+});
+
 describe("blocked attention", () => {
   it("equals a float64 softmax(QKᵀ/√d + bias)V for every query block size", () => {
     const b = 2;
