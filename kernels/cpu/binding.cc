@@ -184,13 +184,35 @@ Napi::Value GemmW8A8(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value AttentionF32(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::AttentionArgs a{};
+    a.B = num(o, "B");
+    a.Sq = num(o, "Sq");
+    a.Skv = num(o, "Skv");
+    a.H = num(o, "H");
+    a.Dh = num(o, "Dh");
+    if (a.B < 0 || a.Sq < 0 || a.Skv <= 0 || a.H <= 0 || a.Dh <= 0) throw KernelError("attentionF32: bad B/Sq/Skv/H/Dh");
+    const int64_t d = a.H * a.Dh;
+    a.q = arr<float>(o, "q", a.B * a.Sq * d);
+    a.k = arr<float>(o, "k", a.B * a.Skv * d);
+    a.v = arr<float>(o, "v", a.B * a.Skv * d);
+    a.bias = arr<float>(o, "bias", a.B * a.Skv, true);
+    a.out = arr<float>(o, "out", a.B * a.Sq * d);
+    svdq::attention_f32(a);
+    return env.Undefined();
+  });
+}
+
 Napi::Value ActQuantInt8(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
     auto o = obj0(info);
     const int64_t M = num(o, "M"), K = num(o, "K");
     if (M < 0 || K <= 0) throw KernelError("actQuantInt8: bad M/K");
-    svdq::act_quant_int8(arr<float>(o, "x", M * K), M, K, arr<int8_t>(o, "codes", M * K), arr<float>(o, "scales", M));
-    return env.Undefined();
+    const int64_t bad =
+        svdq::act_quant_int8(arr<float>(o, "x", M * K), M, K, arr<int8_t>(o, "codes", M * K), arr<float>(o, "scales", M));
+    return Napi::Number::New(env, static_cast<double>(bad));
   });
 }
 
@@ -277,15 +299,26 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 Napi::Value GetThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), svdq::num_threads()); }
 Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsNumber()) throw KernelError("setIsa(mode): mode must be 0, 1 or 2");
+    if (info.Length() < 1 || !info[0].IsNumber()) throw KernelError("setIsa(mode): mode must be 0 to 4");
     svdq::set_isa_mode(info[0].As<Napi::Number>().Int32Value());
     return env.Undefined();
   });
 }
 Napi::Value GetIsa(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), svdq::active_isa() == svdq::Isa::Avx2 ? "avx2" : "scalar");
+  return Napi::String::New(info.Env(), svdq::isa_name(svdq::active_isa()));
 }
 Napi::Value HasAvx2(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), svdq::cpu_has_avx2_fma()); }
+// The native paths this CPU (and OS) can run, best last.
+Napi::Value SupportedIsas(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<const char*> names{"scalar"};
+  if (svdq::cpu_has_avx2_fma()) names.push_back("avx2");
+  if (svdq::cpu_has_avx512_vnni()) names.push_back("avx512");
+  if (svdq::cpu_has_amx_int8()) names.push_back("amx");
+  Napi::Array out = Napi::Array::New(env, names.size());
+  for (size_t i = 0; i < names.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::String::New(env, names[i]));
+  return out;
+}
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("actQuant", Napi::Function::New(env, ActQuant));
@@ -294,6 +327,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemmW4A16", Napi::Function::New(env, GemmW4A16));
   exports.Set("gemmW8A8", Napi::Function::New(env, GemmW8A8));
   exports.Set("actQuantInt8", Napi::Function::New(env, ActQuantInt8));
+  exports.Set("attentionF32", Napi::Function::New(env, AttentionF32));
   exports.Set("gelu", Napi::Function::New(env, Gelu));
   exports.Set("peak", Napi::Function::New(env, Peak));
   exports.Set("choleskyF64", Napi::Function::New(env, CholeskyF64));
@@ -305,7 +339,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setIsa", Napi::Function::New(env, SetIsa));
   exports.Set("getIsa", Napi::Function::New(env, GetIsa));
   exports.Set("hasAvx2", Napi::Function::New(env, HasAvx2));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("supportedIsas", Napi::Function::New(env, SupportedIsas));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }
 

@@ -17,11 +17,23 @@ struct KernelError : std::runtime_error {
 };
 
 // ---- ISA dispatch ----
-enum class Isa { Scalar = 0, Avx2 = 1 };
+// Paths, each a superset of the one before on x86-64 (a path is only chosen when the CPU and OS support it):
+//   Scalar: portable C++ (every CPU, ARM included).
+//   Avx2:   AVX2 + FMA (vpmaddubsw int8 dot products, 8-wide f32 FMA).
+//   Avx512: AVX-512 F/BW/DQ/VL + VNNI (vpdpbusd int8 dot products, 16-wide f32 FMA).
+//   Amx:    Avx512 + AMX-TILE/AMX-INT8 (tdpbssd 16x16x64 int8 tiles) once Linux granted the tile state
+//           (arch_prctl ARCH_REQ_XCOMP_PERM); operators without an AMX kernel run their Avx512 kernel.
+// Every kernel is compiled with per-function target attributes, so the addon loads on any x86-64 CPU.
+enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2, Amx = 3 };
 bool cpu_has_avx2_fma();
+bool cpu_has_avx512_vnni();  // AVX-512 F/BW/DQ/VL/VNNI with the OS saving ZMM state
+bool cpu_has_amx_int8();     // AMX-TILE + AMX-INT8 with the tile state granted by the OS (Linux only)
 Isa active_isa();
-// 0 auto (best available), 1 force scalar, 2 force avx2 (throws when the CPU lacks it).
+// True when the active path can run kernels of path `want` (Amx ⊇ Avx512 ⊇ Avx2).
+inline bool isa_at_least(Isa want) { return static_cast<int>(active_isa()) >= static_cast<int>(want); }
+// 0 auto (best available), 1 force scalar, 2 force avx2, 3 force avx512, 4 force amx (throws when the CPU lacks it).
 void set_isa_mode(int mode);
+const char* isa_name(Isa isa);
 
 // ---- thread pool ----
 int num_threads();
@@ -103,8 +115,20 @@ struct W8A8Args {
 };
 void gemm_w8a8(const W8A8Args& a);
 
-// Per-token symmetric INT8 quantization of X [M,K]: scale = amax/127.
-void act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales);
+// Per-token symmetric INT8 quantization of X [M,K]: scale = amax/127. Returns the first row holding a NaN/Inf
+// (that row's codes and scale are not written), or -1.
+int64_t act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales);
+
+struct AttentionArgs {
+  const float* q;     // [B, Sq, H·Dh]
+  const float* k;     // [B, Skv, H·Dh]
+  const float* v;     // [B, Skv, H·Dh]
+  const float* bias;  // [B, Skv] additive key bias, or null
+  int64_t B, Sq, Skv, H, Dh;
+  float* out;         // [B, Sq, H·Dh]
+};
+// softmax(q·kᵀ/√Dh + bias)·v per batch and head, online softmax over key blocks (attention_f32.cc).
+void attention_f32(const AttentionArgs& a);
 
 // GELU with the tanh approximation applied in place to n floats.
 void gelu_inplace(float* v, int64_t n);

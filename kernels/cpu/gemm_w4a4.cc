@@ -14,21 +14,19 @@
 
 #include "common.h"
 #include "simd.h"
+#include "w4a4_internal.h"
 
 namespace svdq {
 
 namespace {
 
-constexpr int kPanel = 8;                     // columns per weight panel
-constexpr int64_t kPanelGroupBytes = 256;     // 8 columns × 64 codes / 2
-constexpr int64_t kMB = 48;                   // rows per task (multiple of the 6-row micro-tile)
-constexpr int64_t kNBPanels = 8;              // panels per task (64 columns)
-
-struct Ctx {
-  const W4A4Args* a;
-  int64_t G, NP;
-  const int32_t* xsum;  // [M, G] Σ codes of each activation group
-};
+using w4a4::Ctx;
+using w4a4::kPanel;
+using w4a4::kPanelGroupBytes;
+constexpr int64_t kMB = 48;        // rows per task (a multiple of the 4- and 8-row micro-tiles)
+constexpr int64_t kAmxMB = 256;    // rows per AMX task (8 blocks of 32 tokens share one weight unpack)
+constexpr int64_t kNBPanels = 8;   // panels per task (64 columns)
+static_assert(kNBPanels % 4 == 0, "the AVX-512 and AMX paths cover panels in pairs (and pairs of pairs)");
 
 inline float gelu1(float x) {
   return 0.5f * x * (1.f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
@@ -221,27 +219,36 @@ void gemm_w4a4(const W4A4Args& a) {
   c.a = &a;
   c.G = a.K / kGroup;
   c.NP = (a.N + kPanel - 1) / kPanel;
-  std::vector<int32_t> xsum(a.M * c.G);
-  parallel_for((a.M + kMB - 1) / kMB, [&](int64_t t, int) {
-    for (int64_t m = t * kMB; m < std::min(a.M, (t + 1) * kMB); ++m)
-      for (int64_t g = 0; g < c.G; ++g) {
-        int32_t s = 0;
-        for (int i = 0; i < kGroup; ++i) s += a.codes[m * a.K + g * kGroup + i];
-        xsum[m * c.G + g] = s;
-      }
-  });
+  const Isa isa = active_isa();
+  std::vector<int32_t> xsum;
+  if (isa != Isa::Amx) {  // the AMX path multiplies signed weights: no +8 offset to remove
+    xsum.resize(a.M * c.G);
+    parallel_for((a.M + kMB - 1) / kMB, [&](int64_t t, int) {
+      for (int64_t m = t * kMB; m < std::min(a.M, (t + 1) * kMB); ++m)
+        for (int64_t g = 0; g < c.G; ++g) {
+          int32_t s = 0;
+          for (int i = 0; i < kGroup; ++i) s += a.codes[m * a.K + g * kGroup + i];
+          xsum[m * c.G + g] = s;
+        }
+    });
+  }
   c.xsum = xsum.data();
-  const bool avx = active_isa() == Isa::Avx2;
-  const int64_t mt = (a.M + kMB - 1) / kMB, nt = (c.NP + kNBPanels - 1) / kNBPanels;
+  // Zero stand-in for the panel after the last one (AVX-512/AMX vectors span two panels).
+  std::vector<float> zeros(std::max<int64_t>({c.G * kPanelGroupBytes / 4, c.G * kPanel, a.R * kPanel, 1}), 0.f);
+  c.zeros = zeros.data();
+  const int64_t mb = isa == Isa::Amx ? kAmxMB : kMB;
+  const int64_t mt = (a.M + mb - 1) / mb, nt = (c.NP + kNBPanels - 1) / kNBPanels;
   // n-blocks outer so consecutive tasks (and threads) share weight panels in L2.
   parallel_for(mt * nt, [&](int64_t t, int) {
-    const int64_t nb = t / mt, mb = t % mt;
-    const int64_t m0 = mb * kMB, m1 = std::min(a.M, m0 + kMB);
+    const int64_t nb = t / mt, mi = t % mt;
+    const int64_t m0 = mi * mb, m1 = std::min(a.M, m0 + mb);
     const int64_t p0 = nb * kNBPanels, p1 = std::min(c.NP, p0 + kNBPanels);
-    if (avx)
-      tile_avx2(c, m0, m1, p0, p1);
-    else
-      tile_scalar(c, m0, m1, p0, p1);
+    switch (isa) {
+      case Isa::Amx: w4a4::tile_amx(c, m0, m1, p0, p1); break;
+      case Isa::Avx512: w4a4::tile_avx512(c, m0, m1, p0, p1); break;
+      case Isa::Avx2: tile_avx2(c, m0, m1, p0, p1); break;
+      default: tile_scalar(c, m0, m1, p0, p1); break;
+    }
   });
 }
 

@@ -95,10 +95,13 @@ void rows_avx2(const W8A8Args& a, int64_t m, int64_t p0, int64_t p1) {
 
 }  // namespace
 
+void gemm_w8a8_x86(const W8A8Args& a, bool amx);  // gemm_w8a8_x86.cc
+
 void gemm_w8a8(const W8A8Args& a) {
   if (a.K % 4 != 0) throw KernelError("gemm_w8a8: K must be a multiple of 4");
+  if (isa_at_least(Isa::Avx512)) return gemm_w8a8_x86(a, active_isa() == Isa::Amx);
   const int64_t NP = (a.N + kPanel - 1) / kPanel;
-  const bool avx = active_isa() == Isa::Avx2;
+  const bool avx = isa_at_least(Isa::Avx2);
   const int64_t mt = (a.M + kMB - 1) / kMB, nt = (NP + kNBPanels - 1) / kNBPanels;
   parallel_for(mt * nt, [&](int64_t t, int) {
     const int64_t nb = t / mt, mb = t % mt;

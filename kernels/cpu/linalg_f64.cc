@@ -109,7 +109,7 @@ void gemm(const Gemm& g) {
           if (keep(g, i, j)) g.c[i * g.ldc + j] = 0;
     return;
   }
-  const bool avx = active_isa() == Isa::Avx2;
+  const bool avx = isa_at_least(Isa::Avx2);
   const int64_t mp = (g.M + kMR - 1) / kMR, np = (g.N + kNR - 1) / kNR;
   std::vector<double> apack(mp * kMR * kKC), bpack(np * kNR * kKC);
   const int64_t mblocks = (g.M + kMC - 1) / kMC, nchunks = (g.N + kNCH - 1) / kNCH;
@@ -237,7 +237,7 @@ __attribute__((target("avx2,fma"))) void symv_rows_avx2(const double* a, int64_t
 
 // y[0..k) = A[0:k, 0:k]·v (lower triangle of a, leading block). scratch: threads·n doubles.
 void symv_lower(const double* a, int64_t n, int64_t k, const double* v, double* y, std::vector<double>& scratch) {
-  const bool avx = active_isa() == Isa::Avx2;
+  const bool avx = isa_at_least(Isa::Avx2);
   const int T = k >= 256 ? num_threads() : 1;  // below ≈ 256 rows the pool's wake-up costs more than it saves
   auto rows = avx ? symv_rows_avx2 : symv_rows_scalar;
   if (T == 1) {
@@ -310,7 +310,7 @@ __attribute__((target("avx2,fma"))) void axpy2_avx2(double* x, double a, const d
 }
 
 double dot(const double* x, const double* y, int64_t n) {
-  return active_isa() == Isa::Avx2 ? dot_avx2(x, y, n) : dot_scalar(x, y, n);
+  return isa_at_least(Isa::Avx2) ? dot_avx2(x, y, n) : dot_scalar(x, y, n);
 }
 
 }  // namespace
@@ -488,7 +488,7 @@ constexpr int64_t kTridiagPanel = 32;  // LAPACK's dsytrd block size; 48 and 64 
 // left untouched and the pending updates −V·Wᵀ − W·Vᵀ are applied to the next row and folded into A·v.
 void sym_tridiag_f64(double* a, int64_t n, double* d, double* e) {
   const int64_t nb = kTridiagPanel;
-  const bool avx = active_isa() == Isa::Avx2;
+  const bool avx = isa_at_least(Isa::Avx2);
   auto axpy2 = avx ? axpy2_avx2 : axpy2_scalar;
   std::vector<double> V(nb * n), W(nb * n), VW(2 * nb * n), WV(2 * nb * n), y(n), scratch;
   int64_t k = n - 1;

@@ -1,5 +1,6 @@
 // Peak-throughput microbenchmarks of this machine, for the "fraction of peak" column of the benchmarks:
-// f32 FMA (vfmadd231ps ymm: 8 lanes × 2 flops) and int8 vpmaddubsw (32 u8×s8 products per instruction).
+// f32 FMA (vfmadd231ps ymm: 8 lanes × 2 flops; zmm: 16 lanes), int8 vpmaddubsw ymm (32 u8×s8 products per
+// instruction), vpdpbusd zmm (64 products) and AMX tdpbssd (16×16×64 = 16384 products per tile instruction).
 // Each pool thread runs independent dependency chains (enough to cover latency × ports) for `iters` steps.
 #include <immintrin.h>
 
@@ -33,20 +34,89 @@ __attribute__((target("avx2,fma"))) static int maddubs_loop(int64_t iters, int s
   return _mm256_extract_epi32(s, 0);
 }
 
-// Returns operations per second over all pool threads: kind 0 → f32 flops, kind 1 → int8 multiply-adds (MACs).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static float fma512_loop(int64_t iters, float seed) {
+  __m512 a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_ps(seed + i);
+  const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 16; ++i) a[i] = _mm512_fmadd_ps(a[i], b, c);
+  __m512 s = a[0];
+  for (int i = 1; i < 16; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static int dpbusd_loop(int64_t iters, int seed) {
+  __m512i a[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_epi32(seed + i);
+  const __m512i b = _mm512_set1_epi8(1), c = _mm512_set1_epi8(-1);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 16; ++i) a[i] = _mm512_dpbusd_epi32(a[i], b, c);
+  __m512i s = a[0];
+  for (int i = 1; i < 16; ++i) s = _mm512_add_epi32(s, a[i]);
+  return _mm512_reduce_add_epi32(s);
+}
+
+struct alignas(64) PeakTileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// tdpbssd into 4 independent C tiles from 2 A and 2 B tiles held in registers (the W4A4 kernel's 2×2 blocking).
+__attribute__((target("amx-tile,amx-int8,avx512f"))) static int tdpbssd_loop(int64_t iters, int seed) {
+  alignas(64) int8_t buf[1024];
+  for (int i = 0; i < 1024; ++i) buf[i] = static_cast<int8_t>((i + seed) % 7 - 3);
+  PeakTileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, buf, 64);
+  _tile_loadd(5, buf, 64);
+  _tile_loadd(6, buf, 64);
+  _tile_loadd(7, buf, 64);
+  for (int64_t it = 0; it < iters; ++it) {
+    _tile_dpbssd(0, 4, 6);
+    _tile_dpbssd(1, 4, 7);
+    _tile_dpbssd(2, 5, 6);
+    _tile_dpbssd(3, 5, 7);
+  }
+  alignas(64) int32_t out[256];
+  _tile_stored(0, out, 64);
+  _tile_release();
+  return out[0];
+}
+
+// Returns operations per second over all pool threads: kind 0 → f32 flops (AVX2 FMA), 1 → int8 multiply-adds
+// (MACs) of vpmaddubsw ymm, 2 → f32 flops (AVX-512 FMA), 3 → MACs of vpdpbusd zmm, 4 → MACs of AMX tdpbssd.
 double peak_ops(int kind, int64_t iters) {
+  if (kind < 0 || kind > 4) throw KernelError("peak: kind must be 0 to 4");
   if (!cpu_has_avx2_fma()) throw KernelError("peak microbenchmarks need AVX2+FMA");
+  if ((kind == 2 || kind == 3) && !cpu_has_avx512_vnni()) throw KernelError("this CPU has no AVX-512 VNNI");
+  if (kind == 4 && !cpu_has_amx_int8()) throw KernelError("this CPU (or OS) has no AMX-INT8");
+  if (kind == 4) iters /= 16;  // one step is 4 tile products of 16K MACs
   const int threads = num_threads();
   std::atomic<int64_t> sink{0};
   const auto t0 = std::chrono::steady_clock::now();
   parallel_for(threads, [&](int64_t t, int) {
-    if (kind == 0)
-      sink += static_cast<int64_t>(fma_loop(iters, 1.f + t));
-    else
-      sink += maddubs_loop(iters, static_cast<int>(t));
+    switch (kind) {
+      case 0: sink += static_cast<int64_t>(fma_loop(iters, 1.f + t)); break;
+      case 1: sink += maddubs_loop(iters, static_cast<int>(t)); break;
+      case 2: sink += static_cast<int64_t>(fma512_loop(iters, 1.f + t)); break;
+      case 3: sink += dpbusd_loop(iters, static_cast<int>(t)); break;
+      default: sink += tdpbssd_loop(iters, static_cast<int>(t)); break;
+    }
   });
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double per_iter = kind == 0 ? 12.0 * 16 : 12.0 * 32;
+  const double per_iter = kind == 0 ? 12.0 * 16 : kind == 1 ? 12.0 * 32 : kind == 2 ? 16.0 * 32 : kind == 3 ? 16.0 * 64
+                                                                                             : 4.0 * 16 * 16 * 64;
   return threads * iters * per_iter / s + (sink.load() == 42 ? 1e-9 : 0);
 }
 

@@ -6,9 +6,16 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <string>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "common.h"
+#include "simd.h"
 
 namespace svdq {
 
@@ -21,16 +28,86 @@ bool cpu_has_avx2_fma() {
 #endif
 }
 
-static int g_isa_mode = 0;
+bool cpu_has_avx512_vnni() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();  // __builtin_cpu_supports checks XCR0 (OS-enabled ZMM/opmask state) for AVX-512 too
+  return cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+namespace {
+#if defined(__x86_64__)
+// CPUID.(EAX=7,ECX=0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8 (Intel SDM vol. 2A, CPUID).
+bool cpuid_amx_int8() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+  return ((d >> 24) & 1) && ((d >> 25) & 1);
+}
+#endif
+
+// Linux keeps the 8 KiB AMX tile data (XFEATURE_XTILEDATA = 18) disabled until the process asks for it with
+// arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023, 18) (Linux 5.16+, Documentation/arch/x86/xstate.rst); the grant
+// covers every thread of the process. Without it the first tile instruction raises SIGILL.
+bool request_amx_state() {
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+bool cpu_has_amx_int8() {
+#if defined(__x86_64__)
+  static const bool ok = cpu_has_avx512_vnni() && cpuid_amx_int8() && request_amx_state();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Amx: return "amx";
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+namespace {
+Isa best_isa() {
+  static const Isa best = cpu_has_amx_int8()      ? Isa::Amx
+                          : cpu_has_avx512_vnni() ? Isa::Avx512
+                          : cpu_has_avx2_fma()    ? Isa::Avx2
+                                                  : Isa::Scalar;
+  return best;
+}
+std::atomic<int> g_isa{-1};  // the forced path, or -1 for auto
+}  // namespace
+
 void set_isa_mode(int mode) {
-  if (mode == 2 && !cpu_has_avx2_fma()) throw KernelError("this CPU has no AVX2+FMA; cannot force the avx2 path");
-  if (mode < 0 || mode > 2) throw KernelError("isa mode must be 0 (auto), 1 (scalar) or 2 (avx2)");
-  g_isa_mode = mode;
+  if (mode < 0 || mode > 4)
+    throw KernelError("isa mode must be 0 (auto), 1 (scalar), 2 (avx2), 3 (avx512) or 4 (amx)");
+  if (mode == 0) {
+    g_isa.store(-1);
+    return;
+  }
+  const Isa want = static_cast<Isa>(mode - 1);
+  if (static_cast<int>(want) > static_cast<int>(best_isa()))
+    throw KernelError(std::string("this CPU (or OS) cannot run the ") + isa_name(want) + " path; the best it has is " +
+                      isa_name(best_isa()));
+  g_isa.store(static_cast<int>(want));
 }
 Isa active_isa() {
-  static const bool has = cpu_has_avx2_fma();
-  if (g_isa_mode == 1) return Isa::Scalar;
-  return has ? Isa::Avx2 : Isa::Scalar;
+  const int forced = g_isa.load(std::memory_order_relaxed);
+  return forced < 0 ? best_isa() : static_cast<Isa>(forced);
 }
 
 float round_even(float v) { return std::nearbyint(v); }  // default FE_TONEAREST: ties to even
@@ -174,27 +251,79 @@ static void gelu_scalar(float* v, int64_t n) {
 }
 void gelu_avx2(float* v, int64_t n);  // simd.cc
 void gelu_inplace(float* v, int64_t n) {
-  if (active_isa() == Isa::Avx2)
+  if (isa_at_least(Isa::Avx2))
     gelu_avx2(v, n);
   else
     gelu_scalar(v, n);
 }
 
 // ---- per-token INT8 ----
-void act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales) {
+// AVX-512 row (same values as the scalar row: amax, scale = amax/127, codes = clamp(rne(x·127/amax))); false when
+// the row holds a NaN or ±Inf (nothing is written then).
+SVDQ_TARGET_AVX512 static bool int8_row_avx512(const float* r, int64_t K, int8_t* codes, float* scale) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 mx = zero;
+  __mmask16 bad = 0;
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m512 v = _mm512_loadu_ps(r + k);
+    bad |= _mm512_cmp_ps_mask(_mm512_mul_ps(v, zero), zero, _CMP_NEQ_UQ);
+    mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
+  }
+  float amax = _mm512_reduce_max_ps(mx);
+  for (int64_t t = k; t < K; ++t) {
+    if (!std::isfinite(r[t])) return false;
+    amax = std::fmax(amax, std::fabs(r[t]));
+  }
+  if (bad) return false;
+  *scale = amax / 127.f;  // symmetric INT8, codes in [-127, 127]
+  const float inv = amax > 0.f ? 127.f / amax : 0.f;
+  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.f), hi = _mm512_set1_ps(127.f);
+  for (k = 0; k + 16 <= K; k += 16) {
+    const __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(r + k), vinv),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + k),
+                     _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(q, lo), hi))));
+  }
+  for (; k < K; ++k) {
+    float q = round_even(r[k] * inv);
+    q = q > 127.f ? 127.f : (q < -127.f ? -127.f : q);
+    codes[k] = static_cast<int8_t>(q);
+  }
+  return true;
+}
+
+static bool int8_row_scalar(const float* r, int64_t K, int8_t* codes, float* scale) {
+  float amax = 0.f;
+  for (int64_t k = 0; k < K; ++k) {
+    if (!std::isfinite(r[k])) return false;
+    amax = std::fmax(amax, std::fabs(r[k]));
+  }
+  *scale = amax / 127.f;  // symmetric INT8, codes in [-127, 127]
+  const float inv = amax > 0.f ? 127.f / amax : 0.f;
+  for (int64_t k = 0; k < K; ++k) {
+    float q = round_even(r[k] * inv);
+    q = q > 127.f ? 127.f : (q < -127.f ? -127.f : q);
+    codes[k] = static_cast<int8_t>(q);
+  }
+  return true;
+}
+
+int64_t act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales) {
+  const bool avx512 = isa_at_least(Isa::Avx512);
+  std::atomic<int64_t> first_bad{M};
   parallel_for(M, [&](int64_t m, int) {
     const float* r = x + m * K;
-    float amax = 0.f;
-    for (int64_t k = 0; k < K; ++k) amax = std::fmax(amax, std::fabs(r[k]));
-    const float scale = amax / 127.f;  // symmetric INT8, codes in [-127, 127]
-    scales[m] = scale;
-    const float inv = amax > 0.f ? 127.f / amax : 0.f;
-    for (int64_t k = 0; k < K; ++k) {
-      float q = round_even(r[k] * inv);
-      q = q > 127.f ? 127.f : (q < -127.f ? -127.f : q);
-      codes[m * K + k] = static_cast<int8_t>(q);
+    const bool ok = avx512 ? int8_row_avx512(r, K, codes + m * K, scales + m)
+                           : int8_row_scalar(r, K, codes + m * K, scales + m);
+    if (!ok) {
+      int64_t cur = first_bad.load();
+      while (m < cur && !first_bad.compare_exchange_weak(cur, m)) {
+      }
     }
   });
+  const int64_t fb = first_bad.load();
+  return fb == M ? -1 : fb;
 }
 
 }  // namespace svdq

@@ -1,34 +1,40 @@
 /**
  * CPU kernel benchmark: @svdquant/kernels against ONNX Runtime (onnxruntime-node, same process) on the issue's
- * shapes, with this machine's f32 FMA and int8 vpmaddubsw peaks. Run under the shared-machine lock:
+ * shapes, with this machine's measured instruction peaks. Run under the shared-machine lock:
  *
  *   flock /tmp/svdq-bench.lock pnpm --filter @svdquant/kernels bench            # quick: M ∈ {256,1024}, K=N=3072
  *   flock /tmp/svdq-bench.lock pnpm --filter @svdquant/kernels bench -- --full  # all M × (K,N) of the issue
  *
- * Every operator runs on the pool sized to the cores and ORT gets the same intra-op thread count.
- * Timed work per entry: "W4A4 fused" = quantizeActivations (λ, L_down, rank 32) + gemmW4A4 (L_up, bias), i.e.
- * the whole SVDQuant linear from f32 X; "W4A4 no LR" = the same without the low-rank branch; "W8A8" = per-token
- * INT8 quantization + gemmW8A8; ORT MatMulNBits is given the same INT4 codes and scales (block 64).
+ * Tasks alternate round by round (each round runs every task once, in a new random order, 50 ms apart), so load
+ * spikes of the shared machine and ORT's spinning threads hit all tasks alike; the table reports the median.
+ * ORT runs with intra-op spinning off ("spin off") and with its default ("spin on"), as separate sessions.
+ * Ours: "W4A4 layer" = prepareW4A4Layer(...).forward (quantize X/λ + rank-32 low-rank down + INT4 GEMM + low-rank
+ * up + bias, reused buffers) on every native path the CPU has; on the best path also "W4A4 2 calls"
+ * (quantizeActivations + gemmW4A4, fresh arrays), "W4A4 no LR", "f32 GEMM", "W4A16" and "W8A8" (per-token INT8
+ * quantization + gemmW8A8). Peers get the same INT4 codes/scales (MatMulNBits, block 64) and INT8 codes
+ * (DynamicQuantizeMatMul). Every line names the CPU model and the code path.
  */
 import { availableParallelism, cpus, loadavg } from "node:os";
 import * as ort from "onnxruntime-node";
-import { Bench } from "tinybench";
 import {
   backendInfo,
   gemmF32,
   gemmW4A4,
   gemmW4A16,
   gemmW8A8,
+  type NativeIsa,
   packF32,
   packW4A4,
   packW4A16,
   packW8A8,
+  prepareW4A4Layer,
   quantizeActivations,
   quantizeActivationsInt8,
+  setIsa,
   setThreads,
 } from "../src/index.ts";
 import { native } from "../src/native.ts";
-import { matmulModel, matmulNBitsModel } from "./onnx.ts";
+import { dynamicQuantizeMatMulModel, matmulModel, matmulNBitsModel } from "./onnx.ts";
 
 const full = process.argv.includes("--full") || process.env.SVDQ_BENCH_FULL === "1";
 const threads = Number(process.env.SVDQ_KERNELS_THREADS) || availableParallelism();
@@ -45,6 +51,9 @@ const KNs: [number, number][] = full
 const info = backendInfo();
 if (!info.native) throw new Error(`the benchmark needs the native addon: ${info.reason}`);
 setThreads(threads);
+const best = info.isa as NativeIsa;
+const paths = info.supportedIsas.filter((i) => i !== "scalar").reverse() as NativeIsa[];
+const cpuModel = (cpus()[0]?.model ?? "unknown CPU").replace(/\s+/g, " ").trim();
 
 let seed = 12345;
 const rand = () => {
@@ -53,27 +62,79 @@ const rand = () => {
 };
 const f32 = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * s);
 
-function peaks() {
+// Instruction peaks (best of 3, all pool threads): kind 0 f32 FMA ymm, 1 int8 vpmaddubsw ymm, 2 f32 FMA zmm,
+// 3 int8 vpdpbusd zmm, 4 AMX tdpbssd (kernels/cpu/peak.cc). Units: f32 FLOP/s or int8 MAC/s.
+function peaks(): number[] {
   const nb = native()!;
-  let fma = 0;
-  let mad = 0;
-  for (let i = 0; i < 3; i++) {
-    fma = Math.max(fma, nb.peak({ kind: 0, iters: 2e7 }));
-    mad = Math.max(mad, nb.peak({ kind: 1, iters: 2e7 }));
+  const kinds = [0, 1, ...(info.supportedIsas.includes("avx512") ? [2, 3] : []), ...(paths.includes("amx") ? [4] : [])];
+  const out = [0, 0, 0, 0, 0];
+  for (const k of kinds) for (let i = 0; i < 3; i++) out[k] = Math.max(out[k], nb.peak({ kind: k, iters: 2e7 }));
+  return out;
+}
+/** Peak MAC/s and its label for a task: integer or f32 work on a path ("ort": the best this CPU has). */
+function peakFor(p: number[], path: NativeIsa | "ort", int: boolean): [number, string] {
+  const isa = path === "ort" ? best : path;
+  if (int) {
+    if (isa === "amx") return [p[4], "amx"];
+    if (isa === "avx512") return [p[3], "vpdpbusd"];
+    return [p[1], "vpmaddubsw"];
   }
-  return { fmaFlops: fma, maddubsMacs: mad };
+  if (isa === "amx" || isa === "avx512") return [p[2] / 2, "fma512"];
+  return [p[0] / 2, "fma256"];
 }
 
-const rows: string[] = [];
+interface Task {
+  name: string;
+  path: NativeIsa | "ort";
+  int: boolean;
+  run: () => unknown;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// Each round runs every task once in a fresh seeded random order (so no task always follows the same one: ORT's
+// spinning threads keep both cores busy for a while after a "spin on" run), with a 50 ms pause between tasks.
+async function timeRounds(tasks: Task[], rounds: number): Promise<number[]> {
+  const samples: number[][] = tasks.map(() => []);
+  for (let r = -1; r < rounds; r++) {
+    // round −1 warms every task up (ORT's first run plans its kernels; ours page-faults its buffers once)
+    const order = tasks.map((_, i) => i);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    for (const i of order) {
+      const t = tasks[i];
+      if (t.path !== "ort") setIsa(t.path);
+      await sleep(50);
+      const t0 = performance.now();
+      await t.run();
+      const dt = performance.now() - t0;
+      if (r >= 0) samples[i].push(dt);
+    }
+  }
+  setIsa("auto");
+  return samples.map((s) => s.sort((a, b) => a - b)[Math.floor(s.length / 2)]);
+}
+
+const results: { path: NativeIsa | "ort"; int: boolean; M: number; K: number; N: number; name: string; ms: number }[] =
+  [];
 const ratioRows: string[] = [];
 const load0 = loadavg();
 const peak0 = peaks();
 console.log(
-  `machine: ${cpus()[0]?.model} × ${cpus().length}, threads ${threads}, isa ${info.isa}, load ${load0.map((v) => v.toFixed(2)).join(" ")}`,
+  `machine: ${cpuModel} × ${cpus().length}, threads ${threads}, paths ${info.supportedIsas.join("/")} (best ${best}), load ${load0.map((v) => v.toFixed(2)).join(" ")}`,
 );
 console.log(
-  `peak: f32 FMA ${(peak0.fmaFlops / 1e9).toFixed(1)} GFLOP/s, int8 vpmaddubsw ${(peak0.maddubsMacs / 1e9).toFixed(1)} GMAC/s`,
+  `peak: f32 FMA ymm ${(peak0[0] / 1e9).toFixed(0)} GFLOP/s, zmm ${(peak0[2] / 1e9).toFixed(0)} GFLOP/s; int8 vpmaddubsw ${(peak0[1] / 1e9).toFixed(0)}, vpdpbusd ${(peak0[3] / 1e9).toFixed(0)}, AMX tdpbssd ${(peak0[4] / 1e9).toFixed(0)} GMAC/s`,
 );
+
+const ortOpts = (spin: boolean) => ({
+  intraOpNumThreads: threads,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: "all" as const,
+  ...(spin ? {} : { extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } } }),
+});
 
 for (const [K, N] of KNs) {
   const wf = f32(N * K, 0.05);
@@ -83,90 +144,93 @@ for (const [K, N] of KNs) {
   const ldown = f32(RANK * K, 0.05);
   const smooth = Float32Array.from({ length: K }, () => 0.5 + rand());
   const bias = f32(N);
+  const codes8 = Int8Array.from({ length: N * K }, () => Math.floor(rand() * 255) - 127);
+  const scales8 = scales.subarray(0, N);
   const pW4 = packW4A4({ codes, scales }, N, K, { lowRankUp: lup, rank: RANK, bias });
   const pW4noLR = packW4A4({ codes, scales }, N, K, { bias });
+  const layer = prepareW4A4Layer({ weight: pW4, smooth, lowRankDown: ldown });
+  const layerNoLR = prepareW4A4Layer({ weight: pW4noLR, smooth });
   const pF32 = packF32(wf, N, K, { bias });
   const pW4A16 = packW4A16({ codes, scales }, N, K, { format: "int4", groupSize: 64, bias });
-  const pW8 = packW8A8(
-    { codes: Int8Array.from({ length: N * K }, () => Math.floor(rand() * 255) - 127), scales: scales.subarray(0, N) },
-    N,
-    K,
-    { bias },
-  );
-  // ORT's pool spin-waits after each run by default; with three sessions and our pool sharing 2 cores, the spinning
-  // threads would steal time from whatever runs next (measured: +6 ms on the next task at M=256). Turn it off.
-  const opts = {
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: "all" as const,
-    extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
+  const pW8 = packW8A8({ codes: codes8, scales: scales8 }, N, K, { bias });
+  const models = {
+    "MatMul f32": matmulModel(wf, N, K),
+    "MatMulNBits acc0": matmulNBitsModel(codes, scales, N, K, 64, 0),
+    "MatMulNBits acc4": matmulNBitsModel(codes, scales, N, K, 64, 4),
+    DynamicQuantizeMatMul: dynamicQuantizeMatMulModel(codes8, scales8, N, K),
   };
-  const sF32 = await ort.InferenceSession.create(matmulModel(wf, N, K), opts);
-  const sNb0 = await ort.InferenceSession.create(matmulNBitsModel(codes, scales, N, K, 64, 0), opts);
-  const sNb4 = await ort.InferenceSession.create(matmulNBitsModel(codes, scales, N, K, 64, 4), opts);
+  const sessions: [string, ort.InferenceSession][] = [];
+  for (const spin of [false, true])
+    for (const [name, m] of Object.entries(models))
+      sessions.push([`ORT ${name} (spin ${spin ? "on" : "off"})`, await ort.InferenceSession.create(m, ortOpts(spin))]);
   for (const M of Ms) {
     const x = f32(M * K);
     const xt = new ort.Tensor("float32", x, [M, K]);
-    const bench = new Bench({ iterations: M * N * K > 2e10 ? 2 : 4, time: 0, warmupIterations: 1, warmupTime: 0 });
-    bench
-      .add("ORT MatMul f32", async () => {
-        await sF32.run({ X: xt });
-      })
-      .add("ORT MatMulNBits acc0", async () => {
-        await sNb0.run({ X: xt });
-      })
-      .add("ORT MatMulNBits acc4", async () => {
-        await sNb4.run({ X: xt });
-      })
-      .add("W4A4 fused", () => {
-        gemmW4A4(quantizeActivations(x, M, K, { smooth, lowRankDown: ldown, rank: RANK }), pW4);
-      })
-      .add("W4A4 no LR", () => {
-        gemmW4A4(quantizeActivations(x, M, K, { smooth }), pW4noLR);
-      })
-      .add("f32 GEMM", () => {
-        gemmF32(x, M, pF32);
-      })
-      .add("W4A16", () => {
-        gemmW4A16(x, M, pW4A16);
-      })
-      .add("W8A8", () => {
-        gemmW8A8(quantizeActivationsInt8(x, M, K), pW8);
-      });
-    await bench.run();
-    const ms: Record<string, number> = {};
-    for (const t of bench.tasks) {
-      const r = t.result;
-      if (r.state !== "completed") throw new Error(`${t.name}: ${r.state === "errored" ? r.error.message : r.state}`);
-      ms[t.name] = r.latency.mean;
-    }
-    const macs = M * N * K;
-    for (const [name, t] of Object.entries(ms)) {
-      const intPeak = name.startsWith("W4A4") || name === "W8A8" || name === "ORT MatMulNBits acc4";
-      const frac = (macs / (t / 1e3) / (intPeak ? peak0.maddubsMacs : peak0.fmaFlops / 2)) * 100;
-      rows.push(
-        `| ${M} | ${K} | ${N} | ${name} | ${t.toFixed(1)} | ${((macs / (t / 1e3)) * 2e-9).toFixed(0)} | ${frac.toFixed(0)}% ${intPeak ? "int8" : "f32"} |`,
-      );
-    }
-    const nb = Math.min(ms["ORT MatMulNBits acc0"], ms["ORT MatMulNBits acc4"]);
+    const out = new Float32Array(M * N);
+    const tasks: Task[] = [
+      ...sessions.map(
+        ([name, s]): Task => ({
+          name,
+          path: "ort",
+          int: !name.includes("f32") && !name.includes("acc0"),
+          run: () => s.run({ X: xt }),
+        }),
+      ),
+      ...paths.map((p): Task => ({ name: "W4A4 layer", path: p, int: true, run: () => layer.forward(x, M, { out }) })),
+      { name: "W4A4 layer no LR", path: best, int: true, run: () => layerNoLR.forward(x, M, { out }) },
+      {
+        name: "W4A4 2 calls",
+        path: best,
+        int: true,
+        run: () => gemmW4A4(quantizeActivations(x, M, K, { smooth, lowRankDown: ldown, rank: RANK }), pW4),
+      },
+      { name: "f32 GEMM", path: best, int: false, run: () => gemmF32(x, M, pF32) },
+      ...(paths.includes("avx2") && best !== "avx2"
+        ? [{ name: "f32 GEMM", path: "avx2" as const, int: false, run: () => gemmF32(x, M, pF32) }]
+        : []),
+      { name: "W4A16", path: best, int: false, run: () => gemmW4A16(x, M, pW4A16) },
+      { name: "W8A8", path: best, int: true, run: () => gemmW8A8(quantizeActivationsInt8(x, M, K), pW8) },
+    ];
+    const rounds = Number(process.env.SVDQ_BENCH_ROUNDS) || (M * N * K > 2e10 ? 3 : 5);
+    const ms = await timeRounds(tasks, rounds);
+    const get = (name: string, path?: string) => {
+      const i = tasks.findIndex((t) => t.name === name && (path === undefined || t.path === path));
+      return i < 0 ? Number.NaN : ms[i];
+    };
+    tasks.forEach((t, i) => {
+      results.push({ path: t.path, int: t.int, M, K, N, name: t.name, ms: ms[i] });
+    });
+    const ortF32 = Math.min(get("ORT MatMul f32 (spin off)"), get("ORT MatMul f32 (spin on)"));
+    const ortInt = Math.min(
+      ...tasks.filter((t) => t.path === "ort" && !t.name.includes("f32")).map((t) => ms[tasks.indexOf(t)]),
+    );
+    const ortDq = Math.min(get("ORT DynamicQuantizeMatMul (spin off)"), get("ORT DynamicQuantizeMatMul (spin on)"));
+    const lay = get("W4A4 layer", best);
     ratioRows.push(
-      `| ${M} | ${K} | ${N} | ${(ms["ORT MatMul f32"] / ms["W4A4 fused"]).toFixed(2)}x | ${(nb / ms["W4A4 fused"]).toFixed(2)}x | ${((ms["W4A4 fused"] / ms["W4A4 no LR"] - 1) * 100).toFixed(1)}% | ${((ms["ORT MatMul f32"] / ms["f32 GEMM"]) * 100).toFixed(0)}% | ${(ms["ORT MatMul f32"] / ms.W4A16).toFixed(2)}x | ${(ms["ORT MatMul f32"] / ms.W8A8).toFixed(2)}x |`,
+      `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
     );
     console.log(`done M=${M} K=${K} N=${N}`);
   }
-  await sF32.release();
-  await sNb0.release();
-  await sNb4.release();
+  for (const [, s] of sessions) await s.release();
 }
 const peak1 = peaks();
-console.log("\n| M | K | N | kernel | ms | G(FL)OP/s | of peak |\n| -: | -: | -: | - | -: | -: | -: |");
+// "of peak" against the larger of the two peak measurements (a load spike during one of them lowers it)
+const peakMax = peak0.map((v, i) => Math.max(v, peak1[i]));
+const rows = results.map((r) => {
+  const [pk, label] = peakFor(peakMax, r.path, r.int);
+  const rate = (r.M * r.N * r.K) / (r.ms / 1e3);
+  return `| ${cpuModel} | ${r.path === "ort" ? `ort (${best} CPU)` : r.path} | ${r.M} | ${r.K} | ${r.N} | ${r.name} | ${r.ms.toFixed(1)} | ${((rate * 2) / 1e9).toFixed(0)} | ${((rate / pk) * 100).toFixed(0)}% ${label} |`;
+});
+console.log(
+  "\n| CPU | path | M | K | N | kernel | ms (median) | G(FL)OP/s | of peak |\n| - | - | -: | -: | -: | - | -: | -: | -: |",
+);
 console.log(rows.join("\n"));
 console.log(
-  "\n| M | K | N | W4A4 fused vs ORT f32 | vs best MatMulNBits | low-rank overhead | f32 GEMM / ORT f32 | W4A16 vs ORT f32 | W8A8 vs ORT f32 |\n| -: | -: | -: | -: | -: | -: | -: | -: | -: |",
+  "\n| CPU | path | M | K | N | W4A4 layer vs fastest ORT int8/4-bit | vs ORT f32 | low-rank overhead | f32 GEMM / ORT f32 | W4A16 vs ORT f32 | W8A8 vs ORT DynamicQuantizeMatMul | W4A4 layer vs fastest ORT int, per path |\n| - | - | -: | -: | -: | -: | -: | -: | -: | -: | -: | - |",
 );
 console.log(ratioRows.join("\n"));
 console.log(
-  `\npeak after: f32 FMA ${(peak1.fmaFlops / 1e9).toFixed(1)} GFLOP/s, int8 ${(peak1.maddubsMacs / 1e9).toFixed(1)} GMAC/s; load ${loadavg()
+  `\npeak after: f32 FMA ymm ${(peak1[0] / 1e9).toFixed(0)}, zmm ${(peak1[2] / 1e9).toFixed(0)} GFLOP/s; vpmaddubsw ${(peak1[1] / 1e9).toFixed(0)}, vpdpbusd ${(peak1[3] / 1e9).toFixed(0)}, AMX ${(peak1[4] / 1e9).toFixed(0)} GMAC/s; load ${loadavg()
     .map((v) => v.toFixed(2))
     .join(" ")}`,
 );

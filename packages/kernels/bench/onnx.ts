@@ -3,7 +3,7 @@
  * benchmark peers are real ONNX Runtime sessions built in code. Field numbers from onnx/onnx.proto:
  * ModelProto{ir_version=1, opset_import=8, graph=7}, GraphProto{node=1, name=2, initializer=5, input=11, output=12},
  * NodeProto{input=1, output=2, name=3, op_type=4, attribute=5, domain=7}, AttributeProto{name=1, i=3, type=20 (INT=2)},
- * TensorProto{dims=1, data_type=2 (FLOAT=1, UINT8=2), name=8, raw_data=9}, ValueInfoProto{name=1, type=2},
+ * TensorProto{dims=1, data_type=2 (FLOAT=1, UINT8=2, INT8=3), name=8, raw_data=9}, ValueInfoProto{name=1, type=2},
  * TypeProto{tensor_type=1}, TypeProto.Tensor{elem_type=1, shape=2}, TensorShapeProto{dim=1},
  * Dimension{dim_value=1, dim_param=2}, OperatorSetIdProto{domain=1, version=2}.
  */
@@ -56,12 +56,13 @@ class Writer {
 
 export const ONNX_FLOAT = 1;
 export const ONNX_UINT8 = 2;
+export const ONNX_INT8 = 3;
 
 export interface Initializer {
   name: string;
   dims: number[];
   type: number;
-  data: Float32Array | Uint8Array;
+  data: Float32Array | Uint8Array | Int8Array;
 }
 
 export interface NodeSpec {
@@ -158,6 +159,25 @@ export function matmulNBitsModel(
     initializers: [
       { name: "B", dims: [N, K / G, G / 2], type: ONNX_UINT8, data: b },
       { name: "S", dims: [N * (K / G)], type: ONNX_FLOAT, data: scales },
+    ],
+  });
+}
+
+/**
+ * com.microsoft DynamicQuantizeMatMul: quantizes A per tensor to uint8 at run time and multiplies it with the int8
+ * B [K,N] (per-column scales b_scale [N], zero point 0) through MLAS's integer GEMM (VNNI/AMX where the CPU has
+ * them). `codes` are int8 W [N,K] (Linear layout), transposed here; `scales` [N].
+ */
+export function dynamicQuantizeMatMulModel(codes: Int8Array, scales: Float32Array, N: number, K: number): Uint8Array {
+  const b = new Int8Array(K * N);
+  for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) b[k * N + n] = codes[n * K + k];
+  return encodeModel({
+    nodes: [{ op: "DynamicQuantizeMatMul", domain: "com.microsoft", inputs: ["X", "B", "S"], outputs: ["Y"] }],
+    inputs: [{ name: "X", dims: ["M", K] }],
+    outputs: [{ name: "Y", dims: ["M", N] }],
+    initializers: [
+      { name: "B", dims: [K, N], type: ONNX_INT8, data: b },
+      { name: "S", dims: [N], type: ONNX_FLOAT, data: scales },
     ],
   });
 }

@@ -1,5 +1,12 @@
 /** Machine-readable reasons a kernel call can fail. */
-export type KernelsErrorCode = "E_SHAPE" | "E_DTYPE" | "E_LENGTH" | "E_VALUE" | "E_NATIVE" | "E_ARGUMENT";
+export type KernelsErrorCode =
+  | "E_SHAPE"
+  | "E_DTYPE"
+  | "E_LENGTH"
+  | "E_VALUE"
+  | "E_NATIVE"
+  | "E_ARGUMENT"
+  | "E_UNSUPPORTED";
 
 /**
  * The one error class of @svdquant/kernels. `code` says what went wrong; `tensor` names the argument at

@@ -14,13 +14,36 @@
  * weights decoded in chunks), so caching by array identity would be wrong. Packing is one pass over W,
  * against M passes for the product.
  */
+import { attentionF32 } from "./attention.js";
 import { KernelsError } from "./errors.js";
-import { writeF32Panels } from "./layout.js";
+import { packF32, writeF32Panels } from "./layout.js";
 import { native } from "./native.js";
 import { dim, tensor } from "./validate.js";
 
+/** A weight packed once (`F32GemmBackend.prepare`): Y [M,N] = X [M,K]·Wᵀ + b, optional GELU(tanh) epilogue. */
+export interface PreparedF32Gemm {
+  readonly n: number;
+  readonly k: number;
+  run(x: Float32Array, out: Float32Array, m: number, opts?: { gelu?: boolean }): void;
+}
+
 export interface F32GemmBackend {
   readonly name: string;
+  /** Multi-head attention on the native online-softmax kernel (attentionF32), in the models' argument order. */
+  attention(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    bias: Float32Array | undefined,
+    out: Float32Array,
+    b: number,
+    sq: number,
+    skv: number,
+    heads: number,
+    dh: number,
+  ): void;
+  /** Packs W [N,K] (+ bias) into the kernel's panels once (a copy: later edits of w are not seen). */
+  prepare(w: Float32Array, bias: Float32Array | undefined, n: number, k: number): PreparedF32Gemm;
   gemm(
     x: Float32Array,
     w: Float32Array,
@@ -50,6 +73,29 @@ export function f32GemmBackend(): F32GemmBackend {
   let panel = new Float32Array(0);
   return {
     name: `kernels-f32-${nb.getIsa()}`,
+    attention(q, k, v, bias, out, b, sq, skv, heads, dh) {
+      attentionF32(q, k, v, { B: b, Sq: sq, Skv: skv, heads, headDim: dh, bias, out });
+    },
+    prepare(w, bias, n, k) {
+      dim("N", n);
+      dim("K", k);
+      const packed = packF32(w, n, k, { bias: bias && Float32Array.from(bias), name: "weight" });
+      return {
+        n,
+        k,
+        run(x, out, m, opts = {}) {
+          dim("M", m, true);
+          tensor("x", x, Float32Array, [m, k]);
+          tensor("out", out, Float32Array, [m, n]);
+          if (m === 0) return;
+          try {
+            nb.gemmF32({ x, M: m, K: k, N: n, wpanel: packed.wpanel, bias: packed.bias, gelu: !!opts.gelu, y: out });
+          } catch (e) {
+            throw new KernelsError("E_NATIVE", `gemmF32: ${(e as Error).message}`, { cause: e });
+          }
+        },
+      };
+    },
     gemm(x, w, bias, out, m, k, n) {
       dim("M", m, true);
       dim("K", k);

@@ -1,5 +1,12 @@
+export { type AttentionShape, attentionF32 } from "./attention.js";
 export { KernelsError, type KernelsErrorCode } from "./errors.js";
-export { type F32GemmBackend, f32GemmBackend } from "./gemm-backend.js";
+export { type F32GemmBackend, f32GemmBackend, type PreparedF32Gemm } from "./gemm-backend.js";
+export {
+  type ForwardOptions,
+  type PreparedW4A4Layer,
+  prepareW4A4Layer,
+  type W4A4LayerSpec,
+} from "./layer.js";
 export {
   NF4_TABLE,
   type PackedF32,
@@ -26,7 +33,7 @@ export {
   pivotedCholeskyF64,
   symmetricEigenvaluesF64,
 } from "./linalg.js";
-export { nativeUnavailableReason } from "./native.js";
+export { NATIVE_ISAS, type NativeIsa, nativeUnavailableReason } from "./native.js";
 export {
   type ActFormat,
   type ActQuantOptions,

@@ -3,6 +3,10 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 
+/** The native code paths, worst to best (kernels/cpu/common.h `Isa`). */
+export const NATIVE_ISAS = ["scalar", "avx2", "avx512", "amx"] as const;
+export type NativeIsa = (typeof NATIVE_ISAS)[number];
+
 /** The surface of build/Release/svdquant_kernels.node (kernels/cpu/binding.cc). */
 export interface NativeBinding {
   actQuant(a: object): number;
@@ -10,7 +14,9 @@ export interface NativeBinding {
   gemmF32(a: object): void;
   gemmW4A16(a: object): void;
   gemmW8A8(a: object): void;
-  actQuantInt8(a: object): void;
+  /** Returns the first row holding a NaN/Inf, or -1. */
+  actQuantInt8(a: object): number;
+  attentionF32(a: object): void;
   gelu(a: object): void;
   peak(a: { kind: number; iters: number }): number;
   choleskyF64(a: { a: Float64Array; n: number; tol: number }): number;
@@ -20,8 +26,9 @@ export interface NativeBinding {
   setThreads(n: number): number;
   getThreads(): number;
   setIsa(mode: number): void;
-  getIsa(): "avx2" | "scalar";
+  getIsa(): NativeIsa;
   hasAvx2(): boolean;
+  supportedIsas(): NativeIsa[];
   abiVersion: number;
 }
 
@@ -70,10 +77,15 @@ export function native(): NativeBinding | null {
   } else {
     try {
       binding = createRequire(import.meta.url)(found.path) as NativeBinding;
-      if (binding.abiVersion !== 1) throw new Error(`addon ABI ${binding.abiVersion}, expected 1; rebuild it`);
+      if (binding.abiVersion !== 2) throw new Error(`addon ABI ${binding.abiVersion}, expected 2; rebuild it`);
+      // SVDQ_KERNELS_ISA forces a path (scalar|avx2|avx512|amx; "auto" or unset: the best the CPU has). A path
+      // this CPU cannot run is an error here, so a forced CI leg never silently tests another path.
       const isa = process.env.SVDQ_KERNELS_ISA;
-      if (isa === "scalar") binding.setIsa(1);
-      else if (isa === "avx2") binding.setIsa(2);
+      if (isa && isa !== "auto") {
+        const mode = (NATIVE_ISAS as readonly string[]).indexOf(isa) + 1;
+        if (mode === 0) throw new Error(`SVDQ_KERNELS_ISA=${isa} is not one of auto, ${NATIVE_ISAS.join(", ")}`);
+        binding.setIsa(mode);
+      }
       const th = Number(process.env.SVDQ_KERNELS_THREADS);
       if (Number.isInteger(th) && th > 0) binding.setThreads(Math.min(th, availableParallelism())); // as setThreads
     } catch (e) {

@@ -17,7 +17,7 @@ import {
   unpackW8A8,
   W4A4_GROUP,
 } from "./layout.js";
-import { native, nativeUnavailableReason as nativeReason } from "./native.js";
+import { NATIVE_ISAS, type NativeIsa, native, nativeUnavailableReason as nativeReason } from "./native.js";
 import {
   type ActFormat,
   refActQuant,
@@ -68,22 +68,56 @@ function call<T>(what: string, f: () => T): T {
 }
 
 /**
- * Operator 1: fused activation quantize + low-rank down. `x` is X [M,K] as float32, or bfloat16 bits in a
- * Uint16Array. K must be a multiple of 64.
+ * The low-rank branch as the native pass takes it, derived once from a layer's λ and L_down: the pass holds
+ * X̂ = (X [+ shift])/λ in registers, so it takes L_down in the smoothed domain, X·L_downᵀ = X̂·(L_down·diag(λ))ᵀ,
+ * and the shift it added is removed afterwards: shiftCorrection[r] = shift·Σ_k L_down[r, k].
  */
-export function quantizeActivations(
-  x: Float32Array | Uint16Array,
-  M: number,
+export interface FoldedLowRankDown {
+  readonly ldown: Float32Array | undefined;
+  readonly shiftCorrection: Float64Array | null;
+}
+
+/** O(R·K); quantizeActivations does it per call, a prepared layer (prepareW4A4Layer) once. */
+export function foldLowRankDown(
   K: number,
-  opts: ActQuantOptions = {},
-): QuantizedActivations {
+  lowRankDown: Float32Array | undefined,
+  R: number,
+  smooth: Float32Array | undefined,
+  shift: number,
+): FoldedLowRankDown {
+  let ldown = lowRankDown;
+  if (lowRankDown && smooth) {
+    ldown = new Float32Array(R * K);
+    for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) ldown[r * K + k] = lowRankDown[r * K + k] * smooth[k];
+  }
+  let shiftCorrection: Float64Array | null = null;
+  if (lowRankDown && shift !== 0) {
+    shiftCorrection = new Float64Array(R);
+    for (let r = 0; r < R; r++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += lowRankDown[r * K + k];
+      shiftCorrection[r] = shift * s;
+    }
+  }
+  return { ldown, shiftCorrection };
+}
+
+/** Validated arguments of operator 1 (see quantizeActivations). */
+export interface ActQuantPlan {
+  readonly K: number;
+  readonly R: number;
+  readonly format: ActFormat;
+  readonly shift: number;
+  readonly smooth: Float32Array | undefined;
+  readonly lowRankDown: Float32Array | undefined;
+  readonly name: string;
+}
+
+/** Checks λ, L_down, rank, format and shift for inputs of K channels. */
+export function planActQuant(K: number, opts: ActQuantOptions): ActQuantPlan {
   const name = opts.name ?? "x";
-  dim("M", M, true);
   dim("K", K);
   multipleOf("K", K, W4A4_GROUP, "activations are quantized per 64 channels");
-  const bf16 = x instanceof Uint16Array;
-  if (bf16) tensor(name, x, Uint16Array, [M, K]);
-  else tensor(name, x, Float32Array, [M, K]);
   if (opts.smooth) tensor(`${name}.smooth`, opts.smooth, Float32Array, [K]);
   const R = opts.lowRankDown ? dim("rank", opts.rank ?? opts.lowRankDown.length / K) : 0;
   if (opts.lowRankDown) tensor(`${name}.lowRankDown`, opts.lowRankDown, Float32Array, [R, K]);
@@ -93,19 +127,30 @@ export function quantizeActivations(
   const shift = opts.shift ?? 0;
   if (!Number.isFinite(shift)) throw new KernelsError("E_ARGUMENT", `shift must be finite, got ${shift}`);
   if (format === "int4" && shift !== 0) throw new KernelsError("E_ARGUMENT", "shift applies to the uint4 format only");
-  const codes = new Int8Array(M * K);
-  const scales = new Float32Array(M * (K / 64));
-  const loraAct = R ? new Float32Array(M * R) : null;
+  return { K, R, format, shift, smooth: opts.smooth, lowRankDown: opts.lowRankDown, name };
+}
+
+/**
+ * Runs operator 1 for a validated plan into caller-owned codes [M,K], scales [M,K/64] and loraAct [M,R] (all of
+ * exactly those lengths); `folded` is foldLowRankDown of the plan (computed here when absent).
+ */
+export function quantizeInto(
+  plan: ActQuantPlan,
+  x: Float32Array | Uint16Array,
+  M: number,
+  out: { codes: Int8Array; scales: Float32Array; loraAct: Float32Array | null },
+  folded?: FoldedLowRankDown,
+): void {
+  const { K, R, format, shift, smooth, name } = plan;
+  dim("M", M, true);
+  const bf16 = x instanceof Uint16Array;
+  if (bf16) tensor(name, x, Uint16Array, [M, K]);
+  else tensor(name, x, Float32Array, [M, K]);
+  const { codes, scales, loraAct } = out;
   const nb = native();
   let bad = -1;
   if (nb) {
-    // The native pass holds X̂ = X/λ in registers, so it takes the branch in the smoothed domain:
-    // X·L_downᵀ = X̂·(L_down·diag(λ))ᵀ. O(R·K) per call, negligible next to the O(M·K·R) product.
-    let ldown = opts.lowRankDown;
-    if (ldown && opts.smooth) {
-      const lam = opts.smooth;
-      ldown = Float32Array.from(ldown, (v, i) => v * lam[i % K]);
-    }
+    const f = folded ?? foldLowRankDown(K, plan.lowRankDown, R, smooth, shift);
     bad = call("actQuant", () =>
       nb.actQuant({
         x,
@@ -113,8 +158,8 @@ export function quantizeActivations(
         M,
         K,
         R,
-        smooth: opts.smooth,
-        ldown,
+        smooth,
+        ldown: f.ldown,
         format: format === "int4" ? 0 : 1,
         shift,
         codes,
@@ -122,14 +167,19 @@ export function quantizeActivations(
         loraAct,
       }),
     );
+    if (bad < 0 && loraAct && f.shiftCorrection) {
+      // The native pass saw X + shift; the branch takes the unshifted X.
+      const c = f.shiftCorrection;
+      for (let m = 0; m < M; m++) for (let r = 0; r < R; r++) loraAct[m * R + r] -= c[r];
+    }
   } else {
     const xf = bf16 ? new Float32Array(new Uint32Array(Array.from(x, (b) => b << 16)).buffer) : x;
     for (let i = 0; i < xf.length && bad < 0; i++) {
-      const v = opts.smooth ? xf[i] / opts.smooth[i % K] : xf[i];
+      const v = smooth ? xf[i] / smooth[i % K] : xf[i];
       if (v - v !== 0) bad = Math.floor(i / K);
     }
     if (bad < 0) {
-      const r = refActQuant(xf, M, K, { smooth: opts.smooth, ldown: opts.lowRankDown, R, format, shift });
+      const r = refActQuant(xf, M, K, { smooth, ldown: plan.lowRankDown, R, format, shift });
       codes.set(r.codes);
       scales.set(r.scales);
       loraAct?.set(r.loraAct);
@@ -137,16 +187,25 @@ export function quantizeActivations(
   }
   if (bad >= 0)
     throw new KernelsError("E_VALUE", `row ${bad} of X/λ [${M}, ${K}] holds a NaN or Inf`, { tensor: name });
-  if (nb && loraAct && shift !== 0) {
-    // The native pass saw X + shift; the branch takes the unshifted X: remove shift·Σ_k L_down[r, k].
-    const ld = opts.lowRankDown!;
-    for (let r = 0; r < R; r++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += ld[r * K + k];
-      const c = shift * s;
-      for (let m = 0; m < M; m++) loraAct[m * R + r] -= c;
-    }
-  }
+}
+
+/**
+ * Operator 1: fused activation quantize + low-rank down. `x` is X [M,K] as float32, or bfloat16 bits in a
+ * Uint16Array. K must be a multiple of 64. (A layer applied many times: prepareW4A4Layer folds λ into L_down once.)
+ */
+export function quantizeActivations(
+  x: Float32Array | Uint16Array,
+  M: number,
+  K: number,
+  opts: ActQuantOptions = {},
+): QuantizedActivations {
+  dim("M", M, true);
+  const plan = planActQuant(K, opts);
+  const { R, format, shift } = plan;
+  const codes = new Int8Array(M * K);
+  const scales = new Float32Array(M * (K / 64));
+  const loraAct = R ? new Float32Array(M * R) : null;
+  quantizeInto(plan, x, M, { codes, scales, loraAct });
   return { M, K, R, format, shift, codes, scales, loraAct };
 }
 
@@ -178,22 +237,39 @@ export function gemmW4A4(
 ): { y: Float32Array; next?: QuantizedActivations } {
   checkActs(act, "activations");
   record("weight", w, { kind: "w4a4", type: "PackedW4A4" });
-  const { M, K } = act;
-  const { N, R } = w;
-  if (w.K !== K)
-    throw new KernelsError("E_SHAPE", `activations [${M}, ${K}] do not match weight K = ${w.K} (N = ${N})`);
-  if (act.R !== R)
+  if (w.K !== act.K)
+    throw new KernelsError("E_SHAPE", `activations [${act.M}, ${act.K}] do not match weight K = ${w.K} (N = ${w.N})`);
+  checkW4A4(w, act.K);
+  if (act.R !== w.R)
     throw new KernelsError(
       "E_SHAPE",
-      `activations carry rank ${act.R} low-rank activations but the weight has rank ${R}`,
+      `activations carry rank ${act.R} low-rank activations but the weight has rank ${w.R}`,
     );
-  tensor("weight.qweight", w.qweight, Uint8Array, [Math.ceil(N / 8) * 8 * (K / 2)]);
-  tensor("weight.wscales", w.wscales, Float32Array, [Math.ceil(N / 8) * 8 * (K / 64)]);
-  if (R) tensor("weight.lup", w.lup, Float32Array, [Math.ceil(N / 8) * 8 * R]);
-  if (w.bias) tensor("weight.bias", w.bias, Float32Array, [N]);
   if (act.format === "uint4" && act.codes.length && act.codes.some((c) => c < 0))
     throw new KernelsError("E_VALUE", "uint4 activation codes must be in [0, 15]", { tensor: "activations.codes" });
-  const y = new Float32Array(M * N);
+  const y = new Float32Array(act.M * w.N);
+  runGemmW4A4(act, w, !!opts.gelu, y);
+  if (!opts.next) return { y };
+  return { y, next: quantizeActivations(y, act.M, w.N, { name: "y", ...opts.next }) };
+}
+
+/** Checks a packed W4A4 weight's kind and tensor lengths against K. */
+export function checkW4A4(w: PackedW4A4, K: number, name = "weight"): void {
+  if (w.kind !== "w4a4")
+    throw new KernelsError("E_ARGUMENT", `expected a PackedW4A4 weight, got kind ${String(w.kind)}`, { tensor: name });
+  const { N, R } = w;
+  if (w.K !== K)
+    throw new KernelsError("E_SHAPE", `activations of K = ${K} do not match ${name} K = ${w.K} (N = ${N})`);
+  tensor(`${name}.qweight`, w.qweight, Uint8Array, [Math.ceil(N / 8) * 8 * (K / 2)]);
+  tensor(`${name}.wscales`, w.wscales, Float32Array, [Math.ceil(N / 8) * 8 * (K / 64)]);
+  if (R) tensor(`${name}.lup`, w.lup, Float32Array, [Math.ceil(N / 8) * 8 * R]);
+  if (w.bias) tensor(`${name}.bias`, w.bias, Float32Array, [N]);
+}
+
+/** Operator 2 on checked arguments, into y [M,N]. */
+export function runGemmW4A4(act: QuantizedActivations, w: PackedW4A4, gelu: boolean, y: Float32Array): void {
+  const { M, K } = act;
+  const { N, R } = w;
   const nb = native();
   if (nb) {
     call("gemmW4A4", () =>
@@ -209,7 +285,7 @@ export function gemmW4A4(
         wscales: w.wscales,
         lup: w.lup,
         bias: w.bias,
-        gelu: !!opts.gelu,
+        gelu,
         y,
       }),
     );
@@ -228,12 +304,10 @@ export function gemmW4A4(
         wScales: u.scales,
         lowRankUp: u.lowRankUp,
         bias: w.bias,
-        gelu: opts.gelu,
+        gelu,
       }),
     );
   }
-  if (!opts.next) return { y };
-  return { y, next: quantizeActivations(y, M, N, { name: "y", ...opts.next }) };
 }
 
 /** Operator 4: Y [M,N] = X [M,K]·Wᵀ + bias on packed f32 panels (optional GELU). */
@@ -289,20 +363,20 @@ export function quantizeActivationsInt8(x: Float32Array, M: number, K: number): 
   dim("M", M, true);
   dim("K", K);
   tensor("x", x, Float32Array, [M, K]);
-  for (let i = 0; i < x.length; i++)
-    if (x[i] - x[i] !== 0)
-      throw new KernelsError("E_VALUE", `row ${Math.floor(i / K)} of X [${M}, ${K}] holds a NaN or Inf`, {
-        tensor: "x",
-      });
   const codes = new Int8Array(M * K);
   const scales = new Float32Array(M);
   const nb = native();
-  if (nb) call("actQuantInt8", () => nb.actQuantInt8({ x, M, K, codes, scales }));
+  let bad = -1;
+  if (nb) bad = call("actQuantInt8", () => nb.actQuantInt8({ x, M, K, codes, scales }));
   else {
-    const r = refActQuantInt8(x, M, K);
-    codes.set(r.codes);
-    scales.set(r.scales);
+    for (let i = 0; i < x.length && bad < 0; i++) if (x[i] - x[i] !== 0) bad = Math.floor(i / K);
+    if (bad < 0) {
+      const r = refActQuantInt8(x, M, K);
+      codes.set(r.codes);
+      scales.set(r.scales);
+    }
   }
+  if (bad >= 0) throw new KernelsError("E_VALUE", `row ${bad} of X [${M}, ${K}] holds a NaN or Inf`, { tensor: "x" });
   return { M, K, codes, scales };
 }
 
@@ -348,13 +422,17 @@ export function gemmW8A8(act: Int8Activations, w: PackedW8A8): Float32Array {
   return y;
 }
 
-export type IsaChoice = "auto" | "scalar" | "avx2";
+/** A native code path to force, or "auto" (the best the CPU has). */
+export type IsaChoice = "auto" | NativeIsa;
 
 export interface BackendInfo {
   native: boolean;
-  isa: "avx2" | "scalar" | "typescript";
+  /** The path the operators run now: a native path, or "typescript" (the float64 reference fallback). */
+  isa: NativeIsa | "typescript";
   threads: number;
   cpuHasAvx2Fma: boolean;
+  /** The native paths this CPU (and OS) can run, worst to best ([] without the addon). */
+  supportedIsas: NativeIsa[];
   reason: string;
 }
 
@@ -371,17 +449,43 @@ export function setThreads(n: number): number {
   return nb ? call("setThreads", () => nb.setThreads(n)) : 1;
 }
 
-/** Chooses the native code path: "auto" (best the CPU has), "scalar" (portable), "avx2" (throws without AVX2+FMA). */
+/**
+ * Chooses the native code path: "auto" (the best the CPU has), or one of "scalar" (portable), "avx2" (AVX2+FMA),
+ * "avx512" (AVX-512 with VNNI), "amx" (AMX-INT8 tiles; operators without an AMX kernel run their avx512 kernel).
+ * Throws E_UNSUPPORTED when the CPU (or OS) cannot run the path. The environment variable SVDQ_KERNELS_ISA sets the
+ * same at load time.
+ */
 export function setIsa(isa: IsaChoice): void {
-  const mode = { auto: 0, scalar: 1, avx2: 2 }[isa];
-  if (mode === undefined)
-    throw new KernelsError("E_ARGUMENT", `isa must be "auto", "scalar" or "avx2", got ${String(isa)}`);
+  const idx = (NATIVE_ISAS as readonly unknown[]).indexOf(isa);
+  if (isa !== "auto" && idx < 0)
+    throw new KernelsError("E_ARGUMENT", `isa must be "auto" or one of ${NATIVE_ISAS.join(", ")}; got ${String(isa)}`);
   const nb = native();
-  if (nb) call("setIsa", () => nb.setIsa(mode));
+  if (!nb) return;
+  if (isa !== "auto" && !nb.supportedIsas().includes(isa))
+    throw new KernelsError(
+      "E_UNSUPPORTED",
+      `this CPU cannot run the ${isa} path (it supports ${nb.supportedIsas().join(", ")})`,
+    );
+  call("setIsa", () => nb.setIsa(idx + 1));
 }
 
 export function backendInfo(): BackendInfo {
   const nb = native();
-  if (!nb) return { native: false, isa: "typescript", threads: 1, cpuHasAvx2Fma: false, reason: nativeReason() };
-  return { native: true, isa: nb.getIsa(), threads: nb.getThreads(), cpuHasAvx2Fma: nb.hasAvx2(), reason: "" };
+  if (!nb)
+    return {
+      native: false,
+      isa: "typescript",
+      threads: 1,
+      cpuHasAvx2Fma: false,
+      supportedIsas: [],
+      reason: nativeReason(),
+    };
+  return {
+    native: true,
+    isa: nb.getIsa(),
+    threads: nb.getThreads(),
+    cpuHasAvx2Fma: nb.hasAvx2(),
+    supportedIsas: nb.supportedIsas(),
+    reason: "",
+  };
 }

@@ -327,3 +327,45 @@ export function refSymmetricEigenvaluesF64(a: Float64Array, n: number): Float64A
   }
   throw new Error(`Jacobi eigenvalue iteration did not converge for n = ${n}`);
 }
+
+/** Float64 multi-head attention: softmax(q·kᵀ/√Dh + bias)·v per batch and head (layout of attentionF32). */
+export function refAttention(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  B: number,
+  Sq: number,
+  Skv: number,
+  H: number,
+  Dh: number,
+  bias?: ArrayLike<number>,
+): Float64Array {
+  const d = H * Dh;
+  const out = new Float64Array(B * Sq * d);
+  const p = new Float64Array(Skv);
+  const scale = 1 / Math.sqrt(Dh);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < Sq; i++) {
+        const qo = (b * Sq + i) * d + h * Dh;
+        let mx = -Infinity;
+        for (let j = 0; j < Skv; j++) {
+          const ko = (b * Skv + j) * d + h * Dh;
+          let s = 0;
+          for (let t = 0; t < Dh; t++) s += q[qo + t] * k[ko + t];
+          p[j] = s * scale + (bias ? bias[b * Skv + j] : 0);
+          if (p[j] > mx) mx = p[j];
+        }
+        let sum = 0;
+        for (let j = 0; j < Skv; j++) {
+          p[j] = Math.exp(p[j] - mx);
+          sum += p[j];
+        }
+        for (let j = 0; j < Skv; j++) {
+          const w = p[j] / sum;
+          const vo = (b * Skv + j) * d + h * Dh;
+          for (let t = 0; t < Dh; t++) out[qo + t] += w * v[vo + t];
+        }
+      }
+  return out;
+}

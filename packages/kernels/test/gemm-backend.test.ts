@@ -1,6 +1,6 @@
 // f32GemmBackend: the native f32 GEMM behind the unpacked nn.Linear contract of @svdquant/models.
 import { describe, expect, it } from "vitest";
-import { f32GemmBackend, KernelsError, reference } from "../src/index.ts";
+import { backendInfo, f32GemmBackend, KernelsError, reference, setIsa } from "../src/index.ts";
 import { rng, worst } from "./helpers.ts";
 
 describe("f32GemmBackend", () => {
@@ -47,6 +47,32 @@ describe("f32GemmBackend", () => {
     expect(worst(out, reference.refGemmF32(x, m, k, w, n), 1e-5, 1e-5)).toBeLessThanOrEqual(1);
     expect([big[3], big[4 + m * n]]).toEqual([-1, -1]);
     be.gemm(new Float32Array(0), w, undefined, new Float32Array(0), 0, k, n);
+  });
+
+  it("prepare: packs once (a copy), then runs with bias and the GELU epilogue on every path", () => {
+    const r = rng(13);
+    const be = f32GemmBackend();
+    const [k, n] = [200, 37];
+    const w = r.f32(n * k, 0.1);
+    const bias = r.f32(n);
+    const p = be.prepare(w, bias, n, k);
+    const wCopy = Float32Array.from(w);
+    w.fill(0); // the packed copy must not see this
+    for (const isa of backendInfo().supportedIsas) {
+      setIsa(isa);
+      for (const [m, gelu] of [
+        [1, false],
+        [29, true],
+      ] as const) {
+        const x = r.f32(m * k);
+        const out = new Float32Array(m * n).fill(Number.NaN);
+        p.run(x, out, m, { gelu });
+        const ref = reference.refGemmF32(x, m, k, wCopy, n, bias, gelu);
+        expect(worst(out, ref, 1e-5 * Math.sqrt(k), 1e-5), `${isa} M=${m}`).toBeLessThanOrEqual(1);
+      }
+    }
+    setIsa("auto");
+    expect(() => p.run(r.f32(10), new Float32Array(n), 1)).toThrow(/tensor "x"/);
   });
 
   it("rejects wrong shapes before the native call, naming the tensor", () => {

@@ -1,3 +1,6 @@
+import { cpus } from "node:os";
+import { type BackendInfo, NATIVE_ISAS, type NativeIsa } from "../src/index.ts";
+
 /** Seeded PRNG (mulberry32) and comparison helpers for the kernel tests. */
 export function rng(seed: number) {
   let s = seed >>> 0;
@@ -38,4 +41,22 @@ export function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
   return m;
+}
+
+/**
+ * The code paths a suite runs on this machine, best first: every native path the CPU supports (optionally only
+ * those in `only`, for operators with fewer paths), or the TypeScript fallback; `skipped` lists the other native
+ * paths with the reason (shown as skipped suites).
+ */
+export function isasToTest(
+  info: BackendInfo,
+  only: readonly NativeIsa[] = NATIVE_ISAS,
+): { run: NativeIsa[]; skipped: { isa: NativeIsa; reason: string }[] } {
+  if (!info.native) return { run: ["scalar"], skipped: [] }; // the TypeScript fallback runs under the "scalar" label
+  const run = info.supportedIsas.filter((i) => only.includes(i)).reverse();
+  const skipped = NATIVE_ISAS.filter((i) => only.includes(i) && !run.includes(i)).map((isa) => ({
+    isa,
+    reason: `this CPU (${cpus()[0]?.model ?? "unknown"}) supports only ${info.supportedIsas.join(", ")}`,
+  }));
+  return { run, skipped };
 }

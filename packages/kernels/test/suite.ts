@@ -1,30 +1,37 @@
 import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
 import {
+  attentionF32,
   backendInfo,
   gemmF32,
   gemmW4A4,
   gemmW4A16,
   gemmW8A8,
   KernelsError,
+  NATIVE_ISAS,
   NF4_TABLE,
   packF32,
   packW4A4,
   packW4A16,
   packW8A8,
+  prepareW4A4Layer,
   quantizeActivations,
   quantizeActivationsInt8,
   reference,
   setIsa,
   setThreads,
 } from "../src/index.ts";
-import { maxAbs, rng, worst } from "./helpers.ts";
+import { isasToTest, maxAbs, rng, worst } from "./helpers.ts";
 
 /** Defines the operator suite for the backend this test file loaded (native, or the TS fallback). */
 export function defineSuite(): void {
   const info = backendInfo();
   // Both native paths are tested wherever the CPU can run them; without the addon the TS path is tested.
-  const ISAS: ("avx2" | "scalar")[] = info.native ? (info.cpuHasAvx2Fma ? ["avx2", "scalar"] : ["scalar"]) : ["scalar"];
+  const plan = isasToTest(info);
+  for (const { isa, reason } of plan.skipped)
+    describe.skip(`kernels (native ${isa}): skipped, ${reason}`, () => {
+      it("needs the path", () => {});
+    });
 
   /** Codes may differ from the float64 reference only where the unrounded value sits on a rounding tie (f32 vs f64). */
   function expectCodes(got: Int8Array, want: Int8Array, unrounded: Float64Array) {
@@ -39,7 +46,7 @@ export function defineSuite(): void {
     expect(mism).toBeLessThan(Math.max(2, got.length * 1e-3));
   }
 
-  for (const isa of ISAS) {
+  for (const isa of plan.run) {
     describe(`kernels (${info.native ? `native ${isa}` : "TypeScript fallback"})`, () => {
       const useIsa = () => info.native && setIsa(isa);
 
@@ -91,6 +98,10 @@ export function defineSuite(): void {
           [9, 128, 37, 32, false],
           [8, 64, 24, 1, true],
           [17, 256, 16, 32, true],
+          // several AVX-512 micro-tiles (8 rows × 32 columns) and AMX blocks (32 × 32, tasks of 128 rows),
+          // with a partial last block of rows and an odd number of 8-column panels
+          [141, 320, 104, 32, true],
+          [40, 128, 200, 8, false],
         ] as const) {
           const x = r.f32(M * K);
           const ldown = R ? r.f32(R * K, 0.2) : undefined;
@@ -148,6 +159,84 @@ export function defineSuite(): void {
         expect(worst(out.next!.loraAct!, nref.loraAct, 1e-4 * maxAbs(nref.loraAct), 1e-5)).toBeLessThanOrEqual(1);
       });
 
+      it("prepareW4A4Layer: forward (quantize + low-rank + GEMM, reused buffers) matches the float64 reference", () => {
+        useIsa();
+        const r = rng(88);
+        for (const [K, N, R, fmt] of [
+          [192, 40, 32, "int4"],
+          [128, 72, 4, "uint4"],
+          [256, 24, 0, "int4"],
+        ] as const) {
+          const wCodes = r.codes(N * K, -8, 7);
+          const wScales = r.pos((N * K) / 64, 0.01, 0.05);
+          const lup = R ? r.f32(N * R, 0.3) : undefined;
+          const ldown = R ? r.f32(R * K, 0.1) : undefined;
+          const bias = r.f32(N);
+          const smooth = r.pos(K, 0.25, 4);
+          const shift = fmt === "uint4" ? 0.171875 : 0;
+          const w = packW4A4({ codes: wCodes, scales: wScales }, N, K, { lowRankUp: lup, rank: R, bias });
+          const layer = prepareW4A4Layer({ weight: w, smooth, lowRankDown: ldown, format: fmt, shift, name: "blk" });
+          expect([layer.K, layer.N, layer.R]).toEqual([K, N, R]);
+          // M grows then shrinks: the layer's activation buffers are reused as views
+          for (const [M, gelu] of [
+            [5, false],
+            [37, true],
+            [3, true],
+          ] as const) {
+            const x = fmt === "uint4" ? Float32Array.from(r.f32(M * K), (v) => reference.geluTanh(v)) : r.f32(M * K);
+            const out = new Float32Array(M * N).fill(Number.NaN);
+            const y = layer.forward(x, M, { gelu, out });
+            expect(y).toBe(out);
+            const q = reference.refActQuant(x, M, K, { smooth, ldown, R, format: fmt, shift });
+            const want = reference.refGemmW4A4({
+              M,
+              K,
+              N,
+              R,
+              xCodes: q.codes,
+              xScales: q.scales,
+              loraAct: R ? q.loraAct : undefined,
+              wCodes,
+              wScales,
+              lowRankUp: lup,
+              bias,
+              gelu,
+            });
+            // the layer's codes equal the reference's except at f32-vs-f64 rounding ties; Y is then checked tightly
+            // against the float64 GEMM on the layer's own codes (and loosely against the all-reference Y)
+            const mine = layer.quantize(x, M);
+            expectCodes(mine.codes, q.codes, q.unrounded);
+            const wantOnMine = reference.refGemmW4A4({
+              M,
+              K,
+              N,
+              R,
+              xCodes: mine.codes,
+              xScales: mine.scales,
+              loraAct: mine.loraAct ?? undefined,
+              wCodes,
+              wScales,
+              lowRankUp: lup,
+              bias,
+              gelu,
+            });
+            expect(worst(y, wantOnMine, 2e-5 * maxAbs(wantOnMine) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+            if (R)
+              expect(worst(mine.loraAct!, q.loraAct, 1e-4 * maxAbs(q.loraAct) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+            expect(worst(y, want, 0.05 * maxAbs(want) + 1e-3, 0)).toBeLessThanOrEqual(1);
+            // same result as the two-call API
+            const two = gemmW4A4(
+              quantizeActivations(x, M, K, { smooth, lowRankDown: ldown, rank: R, format: fmt, shift }),
+              w,
+              {
+                gelu,
+              },
+            ).y;
+            expect(Array.from(y)).toEqual(Array.from(two));
+          }
+        }
+      });
+
       it("gemmF32: packed panels, bias and GELU match the float64 reference over ragged shapes", () => {
         useIsa();
         const r = rng(44);
@@ -186,6 +275,29 @@ export function defineSuite(): void {
         }
       });
 
+      it("attentionF32: online-softmax attention matches the float64 reference (ragged blocks, key bias)", () => {
+        useIsa();
+        const r = rng(99);
+        for (const [B, Sq, Skv, H, Dh, withBias] of [
+          [1, 1, 1, 1, 16, false],
+          [2, 19, 70, 3, 32, true], // partial query (16) and key (64) blocks
+          [1, 40, 130, 2, 64, false],
+          [1, 5, 9, 2, 12, true], // Dh not a multiple of 16: the scalar block on every path
+        ] as const) {
+          const d = H * Dh;
+          const q = r.f32(B * Sq * d);
+          const k = r.f32(B * Skv * d);
+          const v = r.f32(B * Skv * d);
+          const bias = withBias ? Float32Array.from(r.f32(B * Skv), (x, i) => (i % 7 === 3 ? -1e4 : x)) : undefined;
+          const out = attentionF32(q, k, v, { B, Sq, Skv, heads: H, headDim: Dh, bias });
+          const want = reference.refAttention(q, k, v, B, Sq, Skv, H, Dh, bias);
+          expect(
+            worst(out, want, 2e-5 * maxAbs(want) + 1e-6, 1e-5),
+            `B=${B} Sq=${Sq} Skv=${Skv} H=${H} Dh=${Dh}`,
+          ).toBeLessThanOrEqual(1);
+        }
+      });
+
       it("W8A8: per-token INT8 quantization and the INT8 GEMM match the float64 reference", () => {
         useIsa();
         const r = rng(66);
@@ -193,12 +305,19 @@ export function defineSuite(): void {
           [1, 4, 1],
           [9, 260, 21],
           [5, 512, 16],
+          [70, 448, 72], // AVX-512/AMX tiles: partial 32-row block, 9 panels of 8 columns
+          [33, 1028, 40], // K not a multiple of 64: the AMX path runs its VNNI kernel
         ] as const) {
           const x = r.f32(M * K);
           const act = quantizeActivationsInt8(x, M, K);
           const ref = reference.refActQuantInt8(x, M, K);
           expectCodes(act.codes, ref.codes, ref.unrounded);
           expect(worst(act.scales, ref.scales, 1e-30, 1e-6)).toBeLessThanOrEqual(1);
+          const poisoned = Float32Array.from(x);
+          poisoned[Math.min(M - 1, 2) * K + (K - 1)] = Number.NaN; // last element: the vector tail on SIMD paths
+          expect(() => quantizeActivationsInt8(poisoned, M, K)).toThrow(
+            new RegExp(`row ${Math.min(M - 1, 2)} of X .* NaN or Inf`),
+          );
           const codes = r.codes(N * K, -127, 127);
           const scales = r.pos(N, 0.001, 0.01);
           const bias = r.f32(N);
@@ -233,7 +352,14 @@ export function defineSuite(): void {
       });
 
     it("reports the backend", () => {
-      expect(["avx2", "scalar", "typescript"]).toContain(info.isa);
+      expect(["amx", "avx512", "avx2", "scalar", "typescript"]).toContain(info.isa);
+      if (info.native) {
+        expect(info.supportedIsas[0]).toBe("scalar");
+        expect(info.supportedIsas).toContain(info.isa);
+        expect(info.supportedIsas.includes("avx2")).toBe(info.cpuHasAvx2Fma);
+        const unsupported = NATIVE_ISAS.find((i) => !info.supportedIsas.includes(i));
+        if (unsupported) expect(() => setIsa(unsupported)).toThrow(/cannot run/);
+      }
       if (!info.native) expect(info.reason).not.toBe("");
       expect(() => setIsa("sse" as never)).toThrow(KernelsError);
     });

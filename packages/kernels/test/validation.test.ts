@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
+  backendInfo,
   gemmF32,
   gemmW4A4,
   gemmW4A16,
@@ -11,6 +12,7 @@ import {
   packW4A4,
   packW4A16,
   packW8A8,
+  prepareW4A4Layer,
   quantizeActivations,
   quantizeActivationsInt8,
   unpackF32,
@@ -82,6 +84,31 @@ describe("input validation (before anything reaches C++)", () => {
     expect(code(() => packW8A8({ codes: new Int8Array(2 * 6), scales: r.pos(2) }, 2, 6))).toMatch(/multiple of 4/);
     expect(code(() => packW8A8({ codes: new Int8Array(8).fill(-128), scales: r.pos(2) }, 2, 4))).toMatch(/-128/);
     expect(code(() => packF32(r.f32(10), 3, 4))).toMatch(/E_LENGTH/);
+  });
+
+  it("rejects a bad prepared-layer spec or forward call, naming the layer", () => {
+    const w = packW4A4({ codes: r.codes(8 * 128, -8, 7), scales: r.pos(16) }, 8, 128, {
+      lowRankUp: r.f32(8 * 2),
+      rank: 2,
+    });
+    expect(code(() => prepareW4A4Layer({ weight: w, name: "blocks.1.fc1" }))).toMatch(
+      /E_ARGUMENT: tensor "blocks.1.fc1.lowRankDown": the weight has rank 2/,
+    );
+    expect(code(() => prepareW4A4Layer({ weight: w, lowRankDown: r.f32(3 * 128), name: "fc" }))).toMatch(
+      /E_LENGTH: tensor "fc.x.lowRankDown"/,
+    );
+    expect(code(() => prepareW4A4Layer({ weight: w, lowRankDown: r.f32(256), smooth: r.pos(64), name: "fc" }))).toMatch(
+      /E_LENGTH: tensor "fc.x.smooth"/,
+    );
+    expect(code(() => prepareW4A4Layer({ weight: { ...w, kind: "f32" } as never }))).toMatch(/expected a PackedW4A4/);
+    const layer = prepareW4A4Layer({ weight: w, lowRankDown: r.f32(256), name: "fc" });
+    expect(code(() => layer.forward(r.f32(2 * 128), 2, { out: new Float32Array(15) }))).toMatch(
+      /E_LENGTH: tensor "fc.out": shape \[2, 8\]/,
+    );
+    expect(code(() => layer.forward(r.f32(2 * 127), 2))).toMatch(/E_LENGTH: tensor "fc.x"/);
+    const x = r.f32(2 * 128);
+    x[200] = Number.POSITIVE_INFINITY;
+    expect(code(() => layer.forward(x, 2))).toMatch(/E_VALUE: tensor "fc.x": row 1/);
   });
 
   it("rejects mismatched operands of the GEMMs", () => {
@@ -175,5 +202,32 @@ describe("native boundary", () => {
     expect(out.info.native).toBe(false);
     expect(out.y).toHaveLength(6);
     expect(out.y.every((v: number) => Number.isFinite(v))).toBe(true);
+  });
+
+  it("SVDQ_KERNELS_ISA forces the path for the process; an unknown value is refused with the reason", () => {
+    const info = backendInfo();
+    if (!info.native) return; // the fallback has no paths to force (its own test above covers it)
+    const index = JSON.stringify(fileURLToPath(new URL("../src/index.ts", import.meta.url)));
+    const run = (isa: string) =>
+      spawnSync(
+        process.execPath,
+        [
+          "--conditions=@svdquant/source",
+          "--import",
+          "tsx",
+          "--input-type=module",
+          "-e",
+          `const k = await import(${index}); console.log(JSON.stringify(k.backendInfo()));`,
+        ],
+        { env: { ...process.env, SVDQ_KERNELS_ISA: isa, SVDQ_KERNELS_NATIVE: "" }, encoding: "utf8" },
+      );
+    const forced = info.supportedIsas[1] ?? "scalar"; // the first SIMD path (avx2 on x86-64), else scalar
+    const res = run(forced);
+    expect(res.status, res.stderr).toBe(0);
+    expect(JSON.parse(res.stdout.trim().split("\n").pop()!).isa).toBe(forced);
+    const bad = run("neon");
+    expect(bad.status, bad.stderr).toBe(0);
+    expect(JSON.parse(bad.stdout.trim().split("\n").pop()!).native).toBe(false);
+    expect(bad.stderr).toMatch(/SVDQ_KERNELS_ISA=neon is not one of auto, scalar, avx2, avx512, amx/);
   });
 });

@@ -152,6 +152,30 @@ if (!NATIVE) console.log(`native GEMM rows skipped: ${nativeChoice.reason}`);
     `unblocked ${peer.toFixed(0)} ms, scores ${((s * s * 4) / MB).toFixed(2)} MB`,
     (peer / ours).toFixed(2),
   ]);
+  if (NATIVE?.attention) {
+    // the native online-softmax kernel (GemmBackend.attention) vs the same native GEMM with the TypeScript
+    // softmax/gathers, alternating run by run; median of 5
+    const gemmOnly = { name: `${NATIVE.name} (GEMM only)`, gemm: NATIVE.gemm };
+    const tKernel: number[] = [];
+    const tGemm: number[] = [];
+    for (let r = 0; r < 6; r++)
+      for (const [be, ts] of [
+        [NATIVE, tKernel],
+        [gemmOnly, tGemm],
+      ] as const) {
+        setGemmBackend(be);
+        const t0 = performance.now();
+        attention(q, k, v, 1, s, s, h, dh);
+        if (r > 0) ts.push(performance.now() - t0); // round 0 warms up
+      }
+    setGemmBackend(TS_GEMM);
+    const med = (a: number[]) => a.sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+    out.push([
+      `attention ${s} tokens, 6x128 heads: ${NATIVE.name} attention kernel ${med(tKernel).toFixed(0)} ms`,
+      `native GEMM + TypeScript softmax ${med(tGemm).toFixed(0)} ms`,
+      (med(tGemm) / med(tKernel)).toFixed(2),
+    ]);
+  }
 }
 
 // ---- flux-small: 2 double + 4 single blocks, dim 768, 1024 image + 256 text tokens

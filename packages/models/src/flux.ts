@@ -22,6 +22,7 @@ import {
   type ForwardOptions,
   runEmbedMlp,
   runLinear,
+  runLinearGelu,
   runShared,
   sliceTokens,
 } from "./runtime.js";
@@ -163,7 +164,7 @@ class FluxDoubleBlock {
     gatedAdd(x, attnOut, b, s, d, mod, 2 * d, 6 * d);
     const n2 = layerNormRows(x, b * s, d, 1e-6);
     modulate(n2, b, s, d, mod, 4 * d, mod, 3 * d, 6 * d);
-    const h = geluTanhInPlace(runLinear(o, this.lin[`${ff}.net.0.proj`]!, n2, b * s));
+    const h = runLinearGelu(o, this.lin[`${ff}.net.0.proj`]!, n2, b * s);
     const f = runLinear(o, this.lin[`${ff}.net.2`]!, h, b * s);
     gatedAdd(x, f, b, s, d, mod, 5 * d, 6 * d);
   }

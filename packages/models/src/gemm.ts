@@ -24,6 +24,37 @@ export interface GemmBackend {
     k: number,
     n: number,
   ): void;
+  /**
+   * Optional: packs a fixed weight W [N, K] (+ bias [N]) once into the backend's own layout, for layers that run
+   * many times (`DenseLinear.prepare()`); the returned object then computes Y [M, N] = X·Wᵀ + b without re-packing.
+   * The backend copies what it needs: later changes of `w` are not seen.
+   */
+  prepare?(w: Float32Array, bias: Float32Array | undefined, n: number, k: number): PreparedGemm;
+  /**
+   * Optional: the whole multi-head attention of `attention()` (ops.ts) in one call, same tensors and layout
+   * (q [B, Sq, H·Dh], k/v [B, Skv, H·Dh], bias [B, Skv] or undefined, out [B, Sq, H·Dh] overwritten), e.g.
+   * @svdquant/kernels' native online-softmax kernel. When absent, attention runs on `gemm` plus a TypeScript softmax.
+   */
+  attention?(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    bias: Float32Array | undefined,
+    out: Float32Array,
+    b: number,
+    sq: number,
+    skv: number,
+    heads: number,
+    dh: number,
+  ): void;
+}
+
+/** A weight packed once by `GemmBackend.prepare`. */
+export interface PreparedGemm {
+  readonly n: number;
+  readonly k: number;
+  /** Y [M, N] = X [M, K]·Wᵀ + b into `out` (overwritten), then GELU(tanh) in the same pass when `gelu`. */
+  run(x: Float32Array, out: Float32Array, m: number, opts?: { gelu?: boolean }): void;
 }
 
 export function checkGemmArgs(

@@ -15,7 +15,15 @@ export {
 export { ModelError, type ModelErrorCode } from "./errors.js";
 export { type FakeQuantizeFn, FakeQuantLinear, type QuantSpec } from "./fakequant.js";
 export { type FluxInputs, FluxTransformer, linearNamesOf, type ModelLoadOptions } from "./flux.js";
-export { type GemmBackend, gemmNaive, gemmTs, getGemmBackend, setGemmBackend, TS_GEMM } from "./gemm.js";
+export {
+  type GemmBackend,
+  gemmNaive,
+  gemmTs,
+  getGemmBackend,
+  type PreparedGemm,
+  setGemmBackend,
+  TS_GEMM,
+} from "./gemm.js";
 export { ConfigReader, parsePythonJson, readConfigFile } from "./json-config.js";
 export { checkInput, DenseLinear, type DenseWeight, forwardShared, type LinearLayer } from "./linear.js";
 export { componentDir, type PipelineComponent, type PipelineIndex, readModelIndex } from "./model-index.js";

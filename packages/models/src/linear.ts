@@ -1,6 +1,7 @@
 import { bf16BitsToF32 } from "@svdquant/tensor";
 import { ModelError } from "./errors.js";
-import { type GemmBackend, getGemmBackend } from "./gemm.js";
+import { type GemmBackend, getGemmBackend, type PreparedGemm } from "./gemm.js";
+import { geluTanhInPlace } from "./ops.js";
 
 /**
  * The seam every linear layer of the models goes through: Y = layer(X).
@@ -58,6 +59,7 @@ export class DenseLinear implements LinearLayer {
   readonly weight: DenseWeight;
   readonly bias: Float32Array | undefined;
   private readonly backend: GemmBackend | undefined;
+  private prepared: { backend: GemmBackend; gemm: PreparedGemm } | undefined;
 
   constructor(
     name: string,
@@ -87,12 +89,38 @@ export class DenseLinear implements LinearLayer {
     return `dense-${this.weight.dtype}`;
   }
 
+  /**
+   * Packs the weight once for the layer's GEMM backend (its own, or the process default now), when that backend
+   * can (`GemmBackend.prepare`, e.g. @svdquant/kernels' native f32 GEMM); later forwards on the same backend skip
+   * the per-call packing. bf16 weights are decoded to f32 once for this (the packed copy holds 4 bytes per
+   * weight). Returns whether the weight is now prepared; forwards on another backend run unprepared.
+   */
+  prepare(): boolean {
+    const gemm = this.backend ?? getGemmBackend();
+    if (!gemm.prepare) return false;
+    if (this.prepared?.backend === gemm) return true;
+    this.prepared = {
+      backend: gemm,
+      gemm: gemm.prepare(this.weightF32(), this.bias, this.outFeatures, this.inFeatures),
+    };
+    return true;
+  }
+
+  /** Whether a forward now uses a weight packed by `prepare()`. */
+  get isPrepared(): boolean {
+    return this.prepared !== undefined && this.prepared.backend === (this.backend ?? getGemmBackend());
+  }
+
   forward(x: Float32Array, m: number): Float32Array {
     checkInput(this, x, m);
     const k = this.inFeatures;
     const n = this.outFeatures;
     const gemm = this.backend ?? getGemmBackend();
     const out = new Float32Array(m * n);
+    if (this.prepared?.backend === gemm) {
+      this.prepared.gemm.run(x, out, m);
+      return out;
+    }
     if (this.weight.dtype === "f32") {
       gemm.gemm(x, this.weight.data, this.bias, out, m, k, n);
       return out;
@@ -110,6 +138,19 @@ export class DenseLinear implements LinearLayer {
       gemm.gemm(x, w, b, y, m, k, nb);
       for (let i = 0; i < m; i++) out.set(y.subarray(i * nb, (i + 1) * nb), i * n + j0);
     }
+    return out;
+  }
+
+  /**
+   * GELU(tanh)(X·Wᵀ + b): in the GEMM's epilogue when the weight is prepared for the current backend (one pass
+   * over Y), otherwise `forward` followed by the TypeScript GELU.
+   */
+  forwardGelu(x: Float32Array, m: number): Float32Array {
+    const gemm = this.backend ?? getGemmBackend();
+    if (this.prepared?.backend !== gemm) return geluTanhInPlace(this.forward(x, m));
+    checkInput(this, x, m);
+    const out = new Float32Array(m * this.outFeatures);
+    this.prepared.gemm.run(x, out, m, { gelu: true });
     return out;
   }
 

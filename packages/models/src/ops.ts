@@ -210,8 +210,14 @@ export function attention(
   if (!(qb0 >= 1)) throw new ModelError("E_INPUT", `queryBlock must be >= 1 (or Infinity), got ${qb0}`, "attention");
   const block = Math.min(sq, Math.floor(qb0));
   const gemm = getGemmBackend();
-  const scale = 1 / Math.sqrt(dh);
   const out = new Float32Array(b * sq * d);
+  // A backend with its own attention (the native online-softmax kernel) takes the whole call; queryBlock then
+  // only bounds the TypeScript path's score buffer.
+  if (gemm.attention !== undefined && skv > 0 && sq > 0) {
+    gemm.attention(q, k, v, bias, out, b, sq, skv, heads, dh);
+    return out;
+  }
+  const scale = 1 / Math.sqrt(dh);
   const kh = new Float32Array(skv * dh);
   const vt = new Float32Array(dh * skv);
   const qb = new Float32Array(block * dh);

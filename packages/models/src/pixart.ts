@@ -3,19 +3,10 @@ import { type PixArtConfig, parsePixArtConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import { linearNamesOf, type ModelLoadOptions } from "./flux.js";
 import type { LinearLayer } from "./linear.js";
-import {
-  attention,
-  gatedAdd,
-  geluTanhInPlace,
-  layerNormRows,
-  modulate,
-  silu,
-  sincos2d,
-  timestepEmbedding,
-} from "./ops.js";
+import { attention, gatedAdd, layerNormRows, modulate, silu, sincos2d, timestepEmbedding } from "./ops.js";
 import { pixartBlockParams, pixartParams } from "./params.js";
 import { LinearFactory } from "./recipe.js";
-import { type ForwardOptions, runEmbedMlp, runLinear, runShared } from "./runtime.js";
+import { type ForwardOptions, runEmbedMlp, runLinear, runLinearGelu, runShared } from "./runtime.js";
 import {
   BlockArena,
   checkBlockCounts,
@@ -112,7 +103,7 @@ class PixArtBlock {
     gatedAdd(x, runLinear(o, L["attn2.to_out.0"]!, a2, b * s), b, s, d, undefined, 0, 0);
     const n2 = layerNormRows(x, b * s, d, c.normEps);
     modulate(n2, b, s, d, mod, 4 * d, mod, 3 * d, stride);
-    const h = geluTanhInPlace(runLinear(o, L["ff.net.0.proj"]!, n2, b * s));
+    const h = runLinearGelu(o, L["ff.net.0.proj"]!, n2, b * s);
     gatedAdd(x, runLinear(o, L["ff.net.2"]!, h, b * s), b, s, d, mod, 5 * d, stride);
   }
 }
@@ -245,7 +236,7 @@ export class PixArtTransformer {
     // 3. caption projection and key-padding bias ((1 - mask) * -10000, as the reference).
     let enc = inp.encoderHiddenStates;
     if (c.captionChannels !== undefined) {
-      const h1 = geluTanhInPlace(runLinear(opts, H["caption_projection.linear_1"]!, enc, b * l));
+      const h1 = runLinearGelu(opts, H["caption_projection.linear_1"]!, enc, b * l);
       enc = runLinear(opts, H["caption_projection.linear_2"]!, h1, b * l);
     }
     let bias: Float32Array | undefined;

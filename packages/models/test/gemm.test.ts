@@ -11,6 +11,7 @@ import {
   setGemmBackend,
   TS_GEMM,
 } from "../src/index.js";
+import { geluTanhInPlace } from "../src/ops.js";
 import { randn, relErr } from "./helpers.js";
 
 describe("TypeScript GEMM", () => {
@@ -75,6 +76,106 @@ describe("TypeScript GEMM", () => {
     }
     expect(getGemmBackend()).toBe(TS_GEMM);
     expect(() => setGemmBackend({} as GemmBackend)).toThrow(/gemm\(x, w, bias, out, m, k, n\)/);
+  });
+});
+
+describe("DenseLinear.prepare", () => {
+  it("packs once through the backend's prepare, forwards without re-packing, and runs unprepared on another backend", () => {
+    const log: string[] = [];
+    // A backend whose "packed form" is a transposed copy of W [K, N]: a different layout, so a forward that
+    // skipped the prepared path or used a stale copy would give a different Y.
+    const packing: GemmBackend = {
+      name: "packing",
+      gemm: (x, w, b, out, m, k, n) => {
+        log.push("gemm");
+        TS_GEMM.gemm(x, w, b, out, m, k, n);
+      },
+      prepare: (w, b, n, k) => {
+        log.push("prepare");
+        const wt = new Float32Array(k * n);
+        for (let j = 0; j < n; j++) for (let i = 0; i < k; i++) wt[i * n + j] = w[j * k + i]!;
+        const bias = b && Float32Array.from(b);
+        return {
+          n,
+          k,
+          run: (x, out, m, opts) => {
+            log.push(`run ${m}${opts?.gelu ? " gelu" : ""}`);
+            for (let r = 0; r < m; r++)
+              for (let j = 0; j < n; j++) {
+                let s = bias ? bias[j]! : 0;
+                for (let i = 0; i < k; i++) s += x[r * k + i]! * wt[i * n + j]!;
+                out[r * n + j] = s;
+              }
+            if (opts?.gelu) geluTanhInPlace(out);
+          },
+        };
+      },
+    };
+    const [k, n] = [7, 5];
+    const w = randn(n * k, 3);
+    const bias = randn(n, 4);
+    const x = randn(3 * k, 5);
+    const want = new DenseLinear("l", { dtype: "f32", data: Float32Array.from(w) }, bias, k, n).forward(x, 3);
+    const l = new DenseLinear("l", { dtype: "f32", data: w }, bias, k, n, packing);
+    expect(l.isPrepared).toBe(false);
+    expect(l.prepare()).toBe(true);
+    expect(l.prepare()).toBe(true); // already prepared for this backend: no second packing
+    expect(l.isPrepared).toBe(true);
+    expect(relErr(l.forward(x, 3), want)).toBeLessThan(1e-6);
+    expect(relErr(l.forward(x.subarray(0, k), 1), want.subarray(0, n))).toBeLessThan(1e-6);
+    // forwardGelu: the prepared GEMM's epilogue on a prepared layer, forward + TypeScript GELU otherwise
+    const wantGelu = geluTanhInPlace(Float32Array.from(want));
+    expect(relErr(l.forwardGelu(x, 3), wantGelu)).toBeLessThan(1e-6);
+    const plain = new DenseLinear("p", { dtype: "f32", data: w }, bias, k, n, TS_GEMM);
+    expect(relErr(plain.forwardGelu(x, 3), wantGelu)).toBeLessThan(1e-6);
+    expect(log).toEqual(["prepare", "run 3", "run 1", "run 3 gelu"]);
+    // a layer on the process default backend, prepared for it, runs unprepared once the default changes
+    const old = setGemmBackend(packing);
+    try {
+      const d = new DenseLinear("d", { dtype: "f32", data: w }, bias, k, n);
+      expect(d.prepare()).toBe(true);
+      setGemmBackend(TS_GEMM);
+      expect(d.isPrepared).toBe(false);
+      expect(relErr(d.forward(x, 3), want)).toBeLessThan(1e-6);
+    } finally {
+      setGemmBackend(old);
+    }
+    // the TypeScript backend has no packed form
+    expect(new DenseLinear("t", { dtype: "f32", data: w }, bias, k, n, TS_GEMM).prepare()).toBe(false);
+  });
+});
+
+describe("attention through a backend's own kernel", () => {
+  it("hands the whole call to GemmBackend.attention when the backend has one", () => {
+    const [b, sq, skv, h, dh] = [2, 5, 7, 3, 4];
+    const q = randn(b * sq * h * dh, 1);
+    const k = randn(b * skv * h * dh, 2);
+    const v = randn(b * skv * h * dh, 3);
+    const bias = randn(b * skv, 4);
+    const want = attention(q, k, v, b, sq, skv, h, dh, bias);
+    const seen: string[] = [];
+    const delegating: GemmBackend = {
+      name: "delegating",
+      gemm: TS_GEMM.gemm,
+      attention: (q2, k2, v2, bias2, out, b2, sq2, skv2, h2, dh2) => {
+        seen.push(`${b2}x${sq2}x${skv2}x${h2}x${dh2} bias=${bias2 === bias}`);
+        const self = setGemmBackend(TS_GEMM); // the TypeScript path computes what a kernel would
+        try {
+          out.set(attention(q2, k2, v2, b2, sq2, skv2, h2, dh2, bias2, { queryBlock: 2 }));
+        } finally {
+          setGemmBackend(self);
+        }
+      },
+    };
+    const old = setGemmBackend(delegating);
+    let got: Float32Array;
+    try {
+      got = attention(q, k, v, b, sq, skv, h, dh, bias);
+    } finally {
+      setGemmBackend(old);
+    }
+    expect(seen).toEqual([`${b}x${sq}x${skv}x${h}x${dh} bias=true`]);
+    expect(relErr(got, want)).toBeLessThan(1e-6);
   });
 });
 

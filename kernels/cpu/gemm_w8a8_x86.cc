@@ -1,0 +1,217 @@
+// W8A8 GEMM on AVX-512 VNNI (Isa::Avx512) and AMX-INT8 (Isa::Amx); the scalar and AVX2 paths are in gemm_w8a8.cc.
+//   Y [M,N] = (codes_x [M,K] · codes_wᵀ) · s_x[m] · s_w[n] + bias;  weight panel [Np/8][K/4][8][4] int8 (layout.ts).
+// VNNI: vpdpbusd multiplies unsigned by signed bytes, so the activation bytes are offset to x + 128 (xor 0x80) and
+//   128·Σ_k w[n,k] is subtracted per column at the end (exact in int32: |Σ| ≤ K·255·127 < 2^31 for K < 66000).
+//   One 512-bit vector = the 32-byte rows [p, k4] of two neighbouring panels = 16 columns × 4 k.
+// AMX (K a multiple of 64): tdpbssd on signed bytes needs no offset; the weights of a task's 32 columns are copied
+//   once into B tiles [16 k4][16 columns][4] and the int32 sums stay in the C tiles over the whole K, so the f32
+//   epilogue runs once per output (unlike W4A4, there are no per-group scales).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common.h"
+#include "simd.h"
+
+#define SVDQ_TARGET_AMX \
+  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-int8")))
+
+namespace svdq {
+
+namespace {
+
+constexpr int kPanel = 8;
+
+struct Ctx8 {
+  const W8A8Args* a;
+  int64_t NP;
+  const int32_t* colsum;  // [NP·8 + 8] Σ_k w[n, k] (VNNI), zero-padded
+  const int8_t* zeros;    // K·8 zero bytes: the panel after the last one
+};
+
+inline const int8_t* panel(const Ctx8& c, int64_t p) {
+  return p < c.NP ? c.a->qweight + p * c.a->K * kPanel : c.zeros;
+}
+
+// Stores MR rows × 16·NV columns from n0: (acc − 128·colsum)·s_x·s_w + bias, columns < N.
+template <int MR, int NV>
+SVDQ_TARGET_AVX512 void store_tile(const Ctx8& c, int64_t m, int64_t n0, __m512i (&acc)[MR][NV], bool offset) {
+  const W8A8Args& a = *c.a;
+  for (int j = 0; j < NV; ++j) {
+    const int64_t nj = n0 + 16 * j;
+    if (nj >= a.N) break;
+    const int64_t cnt = std::min<int64_t>(16, a.N - nj);
+    const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
+    const __m512 ws = _mm512_maskz_loadu_ps(mask, a.wscales + nj);
+    const __m512 b = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + nj) : _mm512_setzero_ps();
+    const __m512i off =
+        offset ? _mm512_slli_epi32(_mm512_loadu_si512(c.colsum + nj), 7) : _mm512_setzero_si512();  // 128·Σw
+    for (int i = 0; i < MR; ++i) {
+      const __m512 d = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][j], off));
+      const __m512 v = _mm512_fmadd_ps(d, _mm512_mul_ps(ws, _mm512_set1_ps(a.ascales[m + i])), b);
+      _mm512_mask_storeu_ps(a.y + (m + i) * a.N + nj, mask, v);
+    }
+  }
+}
+
+template <int MR, int NV>
+SVDQ_TARGET_AVX512 void micro_vnni(const Ctx8& c, int64_t m, int64_t p) {
+  const W8A8Args& a = *c.a;
+  const int64_t K = a.K;
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512i acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_setzero_si512();
+  const int8_t* wp[2 * NV];
+#pragma GCC unroll 8
+  for (int j = 0; j < 2 * NV; ++j) wp[j] = panel(c, p + j);
+  for (int64_t k4 = 0; k4 < K / 4; ++k4) {
+    __m512i w[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) w[j] = load_pair_epi8(wp[2 * j] + k4 * 32, wp[2 * j + 1] + k4 * 32);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      int32_t d;
+      std::memcpy(&d, a.codes + (m + i) * K + k4 * 4, 4);
+      const __m512i x = _mm512_xor_si512(_mm512_set1_epi32(d), flip);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], x, w[j]);
+    }
+  }
+  store_tile<MR, NV>(c, m, p * kPanel, acc, true);
+}
+
+template <int MR>
+SVDQ_TARGET_AVX512 void rows_vnni(const Ctx8& c, int64_t m, int64_t p0, int64_t p1) {
+  int64_t p = p0;
+  for (; p + 4 <= p1; p += 4) micro_vnni<MR, 2>(c, m, p);
+  for (; p < p1; p += 2) micro_vnni<MR, 1>(c, m, p);
+}
+
+SVDQ_TARGET_AVX512 void tile_vnni(const Ctx8& c, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  int64_t m = m0;
+  for (; m + 8 <= m1; m += 8) rows_vnni<8>(c, m, p0, p1);
+  switch (m1 - m) {
+    case 7: rows_vnni<7>(c, m, p0, p1); break;
+    case 6: rows_vnni<6>(c, m, p0, p1); break;
+    case 5: rows_vnni<5>(c, m, p0, p1); break;
+    case 4: rows_vnni<4>(c, m, p0, p1); break;
+    case 3: rows_vnni<3>(c, m, p0, p1); break;
+    case 2: rows_vnni<2>(c, m, p0, p1); break;
+    case 1: rows_vnni<1>(c, m, p0, p1); break;
+    default: break;
+  }
+}
+
+// ---- AMX ----
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+thread_local std::vector<int8_t> t_bw, t_apad;
+
+// Rows [m0, m1) × panels [p0, p1) (p1 − p0 ≤ 4: one or two B tiles of 16 columns), K % 64 == 0.
+SVDQ_TARGET_AMX void tile_amx(const Ctx8& c, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
+  const W8A8Args& a = *c.a;
+  const int64_t K = a.K, KC = K / 64;
+  // B tiles [2][KC][16 k4][16 columns][4]: two panels side by side per k4 row
+  if (static_cast<int64_t>(t_bw.size()) < 2 * K * 16) t_bw.resize(2 * K * 16);
+  for (int t = 0; t < 2; ++t) {
+    const int8_t* pa = panel(c, p0 + 2 * t);
+    const int8_t* pb = panel(c, p0 + 2 * t + 1);
+    int8_t* dst = t_bw.data() + t * K * 16;
+    for (int64_t k4 = 0; k4 < K / 4; ++k4) {
+      std::memcpy(dst + k4 * 64, pa + k4 * 32, 32);
+      std::memcpy(dst + k4 * 64 + 32, pb + k4 * 32, 32);
+    }
+  }
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+  const int8_t* b0 = t_bw.data();
+  const int8_t* b1 = b0 + K * 16;
+  alignas(64) int32_t cb[4][256];
+  for (int64_t m = m0; m < m1; m += 32) {
+    const int rows_ = static_cast<int>(std::min<int64_t>(32, m1 - m));
+    const int8_t* abase = a.codes + m * K;
+    if (m + 32 > a.M) {
+      if (static_cast<int64_t>(t_apad.size()) < 32 * K) t_apad.resize(32 * K);
+      std::memset(t_apad.data(), 0, 32 * K);
+      std::memcpy(t_apad.data(), abase, (a.M - m) * K);
+      abase = t_apad.data();
+    }
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t kc = 0; kc < KC; ++kc) {
+      _tile_loadd(4, abase + kc * 64, K);
+      _tile_loadd(5, abase + 16 * K + kc * 64, K);
+      _tile_loadd(6, b0 + kc * 1024, 64);
+      _tile_loadd(7, b1 + kc * 1024, 64);
+      _tile_dpbssd(0, 4, 6);
+      _tile_dpbssd(1, 4, 7);
+      _tile_dpbssd(2, 5, 6);
+      _tile_dpbssd(3, 5, 7);
+    }
+    _tile_stored(0, cb[0], 64);
+    _tile_stored(1, cb[1], 64);
+    _tile_stored(2, cb[2], 64);
+    _tile_stored(3, cb[3], 64);
+    for (int h = 0; h < 2 && 16 * h < rows_; ++h) {
+      const int rr = std::min(16, rows_ - 16 * h);
+      for (int i = 0; i < rr; ++i) {
+        __m512i acc[1][2] = {{_mm512_load_si512(cb[2 * h] + 16 * i), _mm512_load_si512(cb[2 * h + 1] + 16 * i)}};
+        store_tile<1, 2>(c, m + 16 * h + i, p0 * kPanel, acc, false);
+      }
+    }
+  }
+  _tile_release();
+}
+
+}  // namespace
+
+// Entry of the AVX-512 and AMX paths (called by gemm_w8a8 when the active path is one of them).
+void gemm_w8a8_x86(const W8A8Args& a, bool amx) {
+  Ctx8 c;
+  c.a = &a;
+  c.NP = (a.N + kPanel - 1) / kPanel;
+  amx = amx && a.K % 64 == 0;  // tiles take 64 k per step; other K run the VNNI kernel
+  std::vector<int8_t> zeros(a.K * kPanel, 0);
+  c.zeros = zeros.data();
+  std::vector<int32_t> colsum;
+  if (!amx) {
+    colsum.assign(c.NP * kPanel + 16, 0);
+    parallel_for(c.NP, [&](int64_t p, int) {
+      const int8_t* w = a.qweight + p * a.K * kPanel;
+      for (int64_t k4 = 0; k4 < a.K / 4; ++k4)
+        for (int col = 0; col < kPanel; ++col)
+          for (int t = 0; t < 4; ++t) colsum[p * kPanel + col] += w[(k4 * kPanel + col) * 4 + t];
+    });
+  }
+  c.colsum = colsum.data();
+  // Tasks: AMX 128 rows × 32 columns (the 32 columns' weights are copied once per task); VNNI 64 rows × 64 columns.
+  const int64_t mb = amx ? 128 : 64, nbp = amx ? 4 : 8;
+  const int64_t mt = (a.M + mb - 1) / mb, nt = (c.NP + nbp - 1) / nbp;
+  parallel_for(mt * nt, [&](int64_t t, int) {
+    const int64_t nb = t / mt, mi = t % mt;
+    const int64_t m0 = mi * mb, m1 = std::min(a.M, m0 + mb);
+    const int64_t p0 = nb * nbp, p1 = std::min(c.NP, p0 + nbp);
+    if (amx)
+      tile_amx(c, m0, m1, p0, p1);
+    else
+      tile_vnni(c, m0, m1, p0, p1);
+  });
+}
+
+}  // namespace svdq
