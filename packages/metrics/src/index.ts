@@ -84,3 +84,13 @@ export {
   toyLpipsModel,
   toyWeights,
 } from "./toy-models.js";
+export {
+  checkShapeCaption,
+  detectShape,
+  parseShapeCaption,
+  parseShapesSpec,
+  type ShapeAttribute,
+  type ShapeCaptionCheck,
+  type ShapeDetection,
+  type ShapesSpec,
+} from "./toy-shapes.js";
