@@ -102,7 +102,8 @@ export class FluxPipeline {
     if (prompts.length === 0) throw new PipelineError("E_CONFIG", "no prompts given");
     for (const [i, p] of prompts.entries())
       if (typeof p !== "string" || p.trim() === "") throw new PipelineError("E_CONFIG", `prompt ${i} is empty`);
-    const c = this.clipTokenizer.encode(prompts, 77); // CLIP's model_max_length (FluxPipeline.tokenizer_max_length)
+    // FluxPipeline.tokenizer_max_length = the CLIP tokenizer's model_max_length (77 for CLIP-L)
+    const c = this.clipTokenizer.encode(prompts, this.clipTokenizer.modelMaxLength ?? 77);
     const pooled = this.clip.forward({ batch: c.batch, length: c.length, ids: c.ids }).pooled;
     const t = this.t5Tokenizer.encode(prompts, maxSequenceLength);
     const promptEmbeds = this.t5.forward({ batch: t.batch, length: t.length, ids: t.ids });

@@ -71,6 +71,28 @@ function linearSpec(out: ParamSpec[], name: string, inF: number, outF: number, b
   if (bias) out.push({ name: `${name}.bias`, shape: [outF] });
 }
 
+/**
+ * transformers 5 saves CLIPTextModel's text transformer without the `text_model.` prefix that transformers 4 (and
+ * the published FLUX/SD checkpoints) use; such a source is viewed under the prefixed names.
+ */
+function withTextModelPrefix(source: TensorSource): TensorSource {
+  if (source.has("text_model.embeddings.token_embedding.weight") || !source.has("embeddings.token_embedding.weight"))
+    return source;
+  const P = "text_model.";
+  const real = (n: string) => (n.startsWith(P) ? n.slice(P.length) : n);
+  const view = (n: string) => (n === "text_projection.weight" ? n : P + n);
+  return {
+    path: source.path,
+    metadata: source.metadata,
+    names: () => source.names().map(view),
+    has: (n) => (n.startsWith(P) || n === "text_projection.weight") && source.has(real(n)),
+    info: (n) => ({ ...source.info(real(n)), name: n }),
+    read: (n) => source.read(real(n)),
+    ...(source.readInto ? { readInto: (n: string, d: Uint8Array) => source.readInto!(real(n), d) } : {}),
+    close: () => source.close(),
+  };
+}
+
 /** Parameters of CLIPTextModel(WithProjection) in the transformers state-dict names. */
 export function clipTextParams(c: ClipTextConfig): ParamSpec[] {
   const d = c.hiddenSize;
@@ -152,6 +174,7 @@ export class ClipTextEncoder {
     opts: TextEncoderLoadOptions = {},
   ): Promise<ClipTextEncoder> {
     const specs = clipTextParams(config);
+    source = withTextModelPrefix(source);
     checkSpecs(source, specs);
     const ws = await loadWeightSet(source, specs);
     const factory = opts.factory ?? new LinearFactory();
