@@ -54,9 +54,9 @@ if [[ -z ${SKIP_CHECK:-} ]]; then
 fi
 if [[ -z ${SKIP_PEER:-} && -s $dir/diffusers.tar.xz ]]; then
   mkdir -p /tmp/dsrc && tar -xJf "$dir/diffusers.tar.xz" -C /tmp/dsrc
-  PYTHONPATH=/tmp/dsrc timeout "$T" python3 "$dir/flux_diffusers.py" /tmp 2>&1 | grep -v Warning | tail -5 | tee "$out/diffusers.log"
+  PYTHONPATH=/tmp/dsrc timeout "$T" python3 "$dir/flux_diffusers.py" /tmp --fp32-ref 2>&1 | grep -v Warning | tail -5 | tee "$out/diffusers.log"
   cp /tmp/diffusers.json "$out/" 2>/dev/null || true
-  export DIFFUSERS_OUT=/tmp/diffusers_out.bin
+  export DIFFUSERS_OUT=/tmp/diffusers_out.bin DIFFUSERS_F32=/tmp/diffusers_out_f32.bin
 fi
 if [[ -z ${SKIP_BENCH:-} ]]; then
   timeout "$T" node "$dir/device-run.mjs" bench 2>&1 | tee "$out/bench.log"

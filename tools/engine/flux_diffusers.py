@@ -114,6 +114,21 @@ def main() -> None:
     peak = torch.cuda.max_memory_allocated()
     out.contiguous().view(torch.int16).cpu().numpy().tofile(f"{out_dir}/diffusers_out.bin")
     free, total = torch.cuda.mem_get_info()
+    ref_rel = None
+    if "--fp32-ref" in sys.argv:
+        # the same weights and inputs in float32 (bf16 values upcast exactly, no TF32): the reference both BF16
+        # implementations are measured against
+        try:
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            model.to(torch.float32)
+            hidden, enc, pooled = hidden.float(), enc.float(), pooled.float()
+            with torch.no_grad():
+                ref = step().float()
+            ref.contiguous().cpu().numpy().tofile(f"{out_dir}/diffusers_out_f32.bin")
+            ref_rel = float((out.float() - ref).norm() / ref.norm())
+        except Exception as e:  # noqa: BLE001 (reported, the BF16 numbers stand)
+            ref_rel = f"float32 reference failed: {e}"
     row = {
         "engine": "diffusers BF16 (torch SDPA)",
         "weightsGiB": weight_bytes / 2**30,
@@ -123,6 +138,7 @@ def main() -> None:
         "stepMsAll": times,
         "initS": init_s,
         "finite": bool(torch.isfinite(out.float()).all()),
+        "bf16VsF32RelL2": ref_rel,
         "outAbsMean": float(out.float().abs().mean()),
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(0),

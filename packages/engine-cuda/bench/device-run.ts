@@ -8,7 +8,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseFluxConfig } from "@svdquant/models";
 import { engineAvailability, FluxEngine, fnv1a32 } from "../src/index.js";
-import { checkAttention, checkGemvW4A16, checkTinyBf16, checkW4A4Small, type CheckResult } from "../test/gpu-checks.js";
+import { type CheckResult, checkAttention, checkGemvW4A16, checkTinyBf16, checkW4A4Small } from "../test/gpu-checks.js";
 import { relErr } from "../test/helpers.js";
 
 const GiB = 2 ** 30;
@@ -21,15 +21,28 @@ async function check(fixtures: string): Promise<boolean> {
     try {
       const r = await f();
       rows.push(r);
-      console.log(`${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol}) ${Date.now() - t0} ms`);
+      console.log(
+        `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol}) ${Date.now() - t0} ms`,
+      );
     } catch (e) {
       rows.push({ name, relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
       console.log(`FAIL ${name}: ${(e as Error).stack ?? e}`);
     }
   };
-  for (const [B, H, S, Dh] of [[1, 2, 300, 128], [2, 3, 129, 72], [2, 4, 45, 16], [1, 2, 64, 64], [1, 1, 1, 128]] as const)
+  for (const [B, H, S, Dh] of [
+    [1, 2, 300, 128],
+    [2, 3, 129, 72],
+    [2, 4, 45, 16],
+    [1, 2, 64, 64],
+    [1, 1, 1, 128],
+  ] as const)
     await run(() => checkAttention(B, H, S, Dh), `attention ${B} ${H} ${S} ${Dh}`);
-  for (const [M, K, N] of [[1, 256, 200], [2, 3072, 384], [3, 128, 64]] as const) await run(() => checkGemvW4A16(M, K, N), `gemv ${M} ${K} ${N}`);
+  for (const [M, K, N] of [
+    [1, 256, 200],
+    [2, 3072, 384],
+    [3, 128, 64],
+  ] as const)
+    await run(() => checkGemvW4A16(M, K, N), `gemv ${M} ${K} ${N}`);
   const tiny = `${fixtures}/flux-tiny-a-bf16`;
   if (existsSync(tiny)) {
     await run(() => checkTinyBf16(tiny, 1, 8, 16), "tiny 1");
@@ -119,12 +132,22 @@ async function bench(): Promise<boolean> {
         row.vsDiffusersRelMax = er.relMax;
         if (!(er.relL2 <= 1e-2)) ok = false;
       }
+      const f32 = process.env.DIFFUSERS_F32;
+      if (mode === "bf16" && f32 && existsSync(f32)) {
+        const ref = new Float32Array(readFileSync(f32).buffer.slice(0));
+        const er = relErr(outF, ref);
+        row.vsF32RelL2 = er.relL2;
+        row.vsF32RelMax = er.relMax;
+      }
       if (!finite) ok = false;
       table.push(row);
       console.log(JSON.stringify(row));
       const total = prof.reduce((a, p) => a + p.ms, 0);
       console.log(`per-op breakdown (${mode}, one profiled step, ${total.toFixed(1)} ms with events):`);
-      for (const p of prof) console.log(`  ${p.op.padEnd(30)} ${p.ms.toFixed(2).padStart(9)} ms ${((100 * p.ms) / total).toFixed(1).padStart(5)}%  x${p.count}`);
+      for (const p of prof)
+        console.log(
+          `  ${p.op.padEnd(30)} ${p.ms.toFixed(2).padStart(9)} ms ${((100 * p.ms) / total).toFixed(1).padStart(5)}%  x${p.count}`,
+        );
       writeFileSync(`${out}/engine-profile-${mode}.json`, JSON.stringify(prof, null, 1));
     } finally {
       e.free();

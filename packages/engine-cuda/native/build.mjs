@@ -31,14 +31,21 @@ const require = createRequire(import.meta.url);
 const napiInclude = require("node-api-headers").include_dir;
 const addonInclude = dirname(require.resolve("node-addon-api/package.json"));
 const archs = (process.env.SVDQ_CUDA_ARCHS ?? "80,86,89,90a").split(",").map((s) => s.trim());
-const cuSources = [join(cudaDir, "w4a4.cu"), ...readdirSync(engDir).filter((f) => f.endsWith(".cu")).map((f) => join(engDir, f))];
+const cuSources = [
+  join(cudaDir, "w4a4.cu"),
+  ...readdirSync(engDir)
+    .filter((f) => f.endsWith(".cu"))
+    .map((f) => join(engDir, f)),
+];
 const cppSources = [join(cudaDir, "cublas_peer.cpp"), join(engDir, "flux.cpp"), join(here, "addon.cpp")];
 const headers = [cudaDir, engDir].flatMap((d) =>
   readdirSync(d)
     .filter((f) => f.endsWith(".h") || f.endsWith(".cuh"))
     .map((f) => join(d, f)),
 );
-const newest = Math.max(...[...cuSources, ...cppSources, ...headers, join(here, "build.mjs")].map((f) => statSync(f).mtimeMs));
+const newest = Math.max(
+  ...[...cuSources, ...cppSources, ...headers, join(here, "build.mjs")].map((f) => statSync(f).mtimeMs),
+);
 if (existsSync(target) && statSync(target).mtimeMs > newest && !process.env.SVDQ_ENGINE_REBUILD) {
   console.log(`@svdquant/engine-cuda: ${target} is up to date`);
   process.exit(0);
@@ -54,7 +61,20 @@ const inc = [`-I${join(cuda.home, "include")}`, `-I${cudaDir}`, `-I${engDir}`, `
 const objs = [];
 for (const f of cuSources) {
   const o = join(out, `${f.split("/").pop()}.o`);
-  run(cuda.nvcc, ["-std=c++17", "-O3", "-Xcompiler", "-fPIC", `--threads=${Math.min(archs.length, 2)}`, ...gencode, `-I${cudaDir}`, `-I${engDir}`, "-c", f, "-o", o]);
+  run(cuda.nvcc, [
+    "-std=c++17",
+    "-O3",
+    "-Xcompiler",
+    "-fPIC",
+    `--threads=${Math.min(archs.length, 2)}`,
+    ...gencode,
+    `-I${cudaDir}`,
+    `-I${engDir}`,
+    "-c",
+    f,
+    "-o",
+    o,
+  ]);
   objs.push(o);
 }
 for (const f of cppSources) {
@@ -64,6 +84,19 @@ for (const f of cppSources) {
   objs.push(o);
 }
 const tmp = `${target}.tmp-${process.pid}`;
-run("g++", ["-shared", "-o", tmp, ...objs, `-L${join(cuda.home, "lib64")}`, "-lcudart_static", "-ldl", "-lpthread", "-lrt", "-static-libstdc++"]);
+run("g++", [
+  "-shared",
+  "-o",
+  tmp,
+  ...objs,
+  `-L${join(cuda.home, "lib64")}`,
+  "-lcudart_static",
+  "-ldl",
+  "-lpthread",
+  "-lrt",
+  "-static-libstdc++",
+]);
 renameSync(tmp, target);
-console.log(`@svdquant/engine-cuda: built ${target} for sm_${archs.join(", sm_")} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+console.log(
+  `@svdquant/engine-cuda: built ${target} for sm_${archs.join(", sm_")} in ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+);

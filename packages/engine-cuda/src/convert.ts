@@ -1,12 +1,7 @@
 // Host side of loading: turns a diffusers-layout FLUX state dict, whose linear layers may be replaced by packed
 // SVDQuant layers (nunchaku tensors as @svdquant/int4 packW4A4Layer / packW4A16Layer write them), into the named
 // device tensors of the engine (table in kernels/cuda/engine/flux.h). Pure host logic, no device needed.
-import {
-  unpackLoraDown,
-  unpackLoraUp,
-  unpackW4A4Vector,
-  unpackW4A16Layer,
-} from "@svdquant/int4";
+import { unpackLoraDown, unpackLoraUp, unpackW4A4Vector, unpackW4A16Layer } from "@svdquant/int4";
 import type { FluxConfig } from "@svdquant/models";
 import { decodeToFloat32, encodeFloats, type Tensor } from "@svdquant/tensor";
 import { EngineError } from "./errors.js";
@@ -86,7 +81,8 @@ export function fluxEngineLinears(c: FluxConfig): EngineLinear[] {
 export function fluxEngineNorms(c: FluxConfig): string[] {
   const out: string[] = [];
   for (let i = 0; i < c.numLayers; i++)
-    for (const n of ["norm_q", "norm_k", "norm_added_q", "norm_added_k"]) out.push(`transformer_blocks.${i}.attn.${n}.weight`);
+    for (const n of ["norm_q", "norm_k", "norm_added_q", "norm_added_k"])
+      out.push(`transformer_blocks.${i}.attn.${n}.weight`);
   for (let i = 0; i < c.numSingleLayers; i++)
     for (const n of ["norm_q", "norm_k"]) out.push(`single_transformer_blocks.${i}.attn.${n}.weight`);
   return out;
@@ -160,10 +156,27 @@ export function w4a16EngineLayout(
  * (lora_down stacked [ΣR, K], lora_up block-diagonal [ΣN, ΣR]); the smooth factor must be the same.
  */
 export function stackW4A4(
-  parts: { N: number; R: number; qweight: Uint8Array; wscales: Uint16Array; down: Uint16Array; up: Uint16Array; bias?: Uint16Array; smooth?: Uint16Array }[],
-  K: number,
+  parts: {
+    N: number;
+    R: number;
+    qweight: Uint8Array;
+    wscales: Uint16Array;
+    down: Uint16Array;
+    up: Uint16Array;
+    bias?: Uint16Array;
+    smooth?: Uint16Array;
+  }[],
   where: string,
-): { qweight: Uint8Array; wscales: Uint16Array; down: Uint16Array; up: Uint16Array; bias?: Uint16Array; smooth?: Uint16Array; R: number; N: number } {
+): {
+  qweight: Uint8Array;
+  wscales: Uint16Array;
+  down: Uint16Array;
+  up: Uint16Array;
+  bias?: Uint16Array;
+  smooth?: Uint16Array;
+  R: number;
+  N: number;
+} {
   const N = parts.reduce((a, p) => a + p.N, 0);
   const R = parts.reduce((a, p) => a + p.R, 0);
   const up = new Uint16Array(N * R);
@@ -200,7 +213,11 @@ async function readW4A4(src: WeightSource, layer: string, N: number, K: number) 
   const ws = await get("wscales");
   shapeIs(ws, [K / 64, N], `${layer}.wscales`);
   if (ws.dtype !== "BF16")
-    throw new EngineError("E_CHECKPOINT", `dtype ${ws.dtype}: the engine runs bf16 (INT4 g64 scales in BF16)`, `${layer}.wscales`);
+    throw new EngineError(
+      "E_CHECKPOINT",
+      `dtype ${ws.dtype}: the engine runs bf16 (INT4 g64 scales in BF16)`,
+      `${layer}.wscales`,
+    );
   const pd = await get("proj_down");
   const Rp = pd.shape[1]!;
   shapeIs(pd, [K, Rp], `${layer}.proj_down`);
@@ -221,7 +238,16 @@ async function readW4A4(src: WeightSource, layer: string, N: number, K: number) 
     smooth = unpackW4A4Vector(bf16(s, `${layer}.smooth_factor`), layer);
   }
   const qbytes = new Uint8Array(qw.data.buffer, qw.data.byteOffset, qw.data.byteLength);
-  return { N, R: Rp, qweight: qbytes, wscales: ws.data as Uint16Array, down, up, ...(bias ? { bias } : {}), ...(smooth ? { smooth } : {}) };
+  return {
+    N,
+    R: Rp,
+    qweight: qbytes,
+    wscales: ws.data as Uint16Array,
+    down,
+    up,
+    ...(bias ? { bias } : {}),
+    ...(smooth ? { smooth } : {}),
+  };
 }
 
 /**
@@ -230,13 +256,21 @@ async function readW4A4(src: WeightSource, layer: string, N: number, K: number) 
  * `proj_down` + `proj_up` (+ `bias`, `smooth_factor`) (W4A4, nunchaku names) or `<layer>.qweight` + `wscales` +
  * `wzeros` (W4A16, AWQ layout). Layers of a fused group must be of one kind.
  */
-export async function* fluxEngineItems(c: FluxConfig, src: WeightSource, opts: ConvertOptions = {}): AsyncGenerator<EngineItem> {
+export async function* fluxEngineItems(
+  c: FluxConfig,
+  src: WeightSource,
+  opts: ConvertOptions = {},
+): AsyncGenerator<EngineItem> {
   const unsigned = opts.unsignedLayer ?? defaultUnsignedLayer;
   const singleSmooth = new Map<string, Uint16Array | undefined>();
   for (const L of fluxEngineLinears(c)) {
     const kinds = L.sources.map((s) => kindOf(src, s));
     if (kinds.some((k) => k !== kinds[0]))
-      throw new EngineError("E_CHECKPOINT", `layers ${L.sources.join(", ")} read one input and must be packed alike (${kinds.join(", ")})`, L.name);
+      throw new EngineError(
+        "E_CHECKPOINT",
+        `layers ${L.sources.join(", ")} read one input and must be packed alike (${kinds.join(", ")})`,
+        L.name,
+      );
     const kind = kinds[0]!;
     if (kind === "dense") {
       const ws: Uint16Array[] = [];
@@ -258,10 +292,15 @@ export async function* fluxEngineItems(c: FluxConfig, src: WeightSource, opts: C
       if (L.sources.length !== 1) throw new EngineError("E_CHECKPOINT", "fused groups cannot be W4A16", L.name);
       const s = L.sources[0]!;
       const t: Record<string, Tensor> = {};
-      for (const k of ["qweight", "wscales", "wzeros", "bias"]) if (src.has(`${s}.${k}`)) t[k] = await src.read(`${s}.${k}`);
+      for (const k of ["qweight", "wscales", "wzeros", "bias"])
+        if (src.has(`${s}.${k}`)) t[k] = await src.read(`${s}.${k}`);
       const { weight, bias } = unpackW4A16Layer(t, { name: s });
       if (weight.rows !== L.N[0] || weight.cols !== L.K)
-        throw new EngineError("E_CHECKPOINT", `W4A16 layer is [${weight.rows}, ${weight.cols}], expected [${L.N[0]}, ${L.K}]`, s);
+        throw new EngineError(
+          "E_CHECKPOINT",
+          `W4A16 layer is [${weight.rows}, ${weight.cols}], expected [${L.N[0]}, ${L.K}]`,
+          s,
+        );
       const e = w4a16EngineLayout(weight.codes, weight.scales, weight.zeros, weight.rows, weight.cols);
       yield { kind: "tensor", name: `${L.name}.w4a16_codes`, data: e.codes };
       yield { kind: "tensor", name: `${L.name}.w4a16_scales`, data: e.scales };
@@ -270,20 +309,25 @@ export async function* fluxEngineItems(c: FluxConfig, src: WeightSource, opts: C
     } else {
       const parts = [];
       for (let i = 0; i < L.sources.length; i++) parts.push(await readW4A4(src, L.sources[i]!, L.N[i]!, L.K));
-      const st = stackW4A4(parts, L.K, L.name);
+      const st = stackW4A4(parts, L.name);
       const single = /^single_transformer_blocks\.\d+\./.exec(L.name)?.[0];
       if (single && L.name.endsWith("attn.qkv")) singleSmooth.set(single, st.smooth);
       if (single && L.name.endsWith("proj_mlp")) {
         const q = singleSmooth.get(single);
         if ((q === undefined) !== (st.smooth === undefined) || (q && st.smooth && !sameBits(q, st.smooth)))
-          throw new EngineError("E_CHECKPOINT", "proj_mlp shares its input quantization with to_q/k/v: smooth_factor must be equal", `${single}proj_mlp`);
+          throw new EngineError(
+            "E_CHECKPOINT",
+            "proj_mlp shares its input quantization with to_q/k/v: smooth_factor must be equal",
+            `${single}proj_mlp`,
+          );
       }
       yield { kind: "tensor", name: `${L.name}.qweight`, data: st.qweight };
       yield { kind: "tensor", name: `${L.name}.wscales`, data: st.wscales };
       yield { kind: "tensor", name: `${L.name}.lora_down`, data: st.down };
       yield { kind: "tensor", name: `${L.name}.lora_up`, data: st.up };
       if (st.bias) yield { kind: "tensor", name: `${L.name}.bias`, data: st.bias };
-      if (st.smooth && !(single && L.name.endsWith("proj_mlp"))) yield { kind: "tensor", name: `${L.name}.smooth`, data: st.smooth };
+      if (st.smooth && !(single && L.name.endsWith("proj_mlp")))
+        yield { kind: "tensor", name: `${L.name}.smooth`, data: st.smooth };
       yield { kind: "int", name: `${L.name}.act_unsigned`, value: unsigned(L.sources[0]!) ? 1 : 0 };
     }
   }

@@ -1,6 +1,12 @@
 import type { FluxConfig, FluxInputs } from "@svdquant/models";
 import { bf16BitsToF32, encodeFloats } from "@svdquant/tensor";
-import { type ConvertOptions, fluxEngineItems, fluxEngineLinears, fluxEngineNorms, type WeightSource } from "./convert.js";
+import {
+  type ConvertOptions,
+  fluxEngineItems,
+  fluxEngineLinears,
+  fluxEngineNorms,
+  type WeightSource,
+} from "./convert.js";
 import { EngineError } from "./errors.js";
 import { loadAddon, type NativeEngine, type OpTime } from "./native.js";
 import { fnv1a32, randomRule } from "./random.js";
@@ -27,7 +33,11 @@ function wrap<T>(fn: () => T): T {
   } catch (e) {
     if (e instanceof EngineError) throw e;
     const msg = (e as Error).message;
-    const code = /^(cuda|cublas|dlopen|eng_|svdq_)/i.test(msg) ? "E_CUDA" : /missing|tensor|holds/.test(msg) ? "E_CHECKPOINT" : "E_CUDA";
+    const code = /^(cuda|cublas|dlopen|eng_|svdq_)/i.test(msg)
+      ? "E_CUDA"
+      : /missing|tensor|holds/.test(msg)
+        ? "E_CHECKPOINT"
+        : "E_CUDA";
     throw new EngineError(code, msg, undefined, e);
   }
 }
@@ -52,7 +62,10 @@ export class FluxEngine {
     if (!addon) throw new EngineError("E_NO_ADDON", reason ?? "engine addon unavailable");
     const info = addon.deviceInfo();
     if (!info.available) throw new EngineError("E_NO_DEVICE", info.reason ?? "no CUDA device");
-    return new FluxEngine(config, wrap(() => new addon.Engine()));
+    return new FluxEngine(
+      config,
+      wrap(() => new addon.Engine()),
+    );
   }
 
   /**
@@ -91,12 +104,16 @@ export class FluxEngine {
         for (const L of fluxEngineLinears(config)) {
           const N = L.N.reduce((a, b) => a + b, 0);
           const K = L.K;
-          const quantized = opts.mode === "w4a4" && (/transformer_blocks\./.test(L.name) || L.name === "norm_out.linear");
+          const quantized =
+            opts.mode === "w4a4" && (/transformer_blocks\./.test(L.name) || L.name === "norm_out.linear");
           const ada = /norm1(_context)?\.linear$|\.norm\.linear$|^norm_out\.linear$/.test(L.name);
           if (quantized && ada) {
             n.alloc(`${L.name}.w4a16_codes`, (N * K) / 2);
             n.fillRandom(`${L.name}.w4a16_codes`, "bytes", fnv1a32(`${L.name}.codes`));
-            for (const [k, c, s] of [["w4a16_scales", 0.004, 0.002], ["w4a16_zeros", -0.03, 0.01]] as const) {
+            for (const [k, c, s] of [
+              ["w4a16_scales", 0.004, 0.002],
+              ["w4a16_zeros", -0.03, 0.01],
+            ] as const) {
               n.alloc(`${L.name}.${k}`, (N * K) / 32);
               n.fillRandom(`${L.name}.${k}`, "bf16", fnv1a32(`${L.name}.${k}`), c, s);
             }
@@ -105,7 +122,13 @@ export class FluxEngine {
             n.alloc(`${L.name}.qweight`, (N * K) / 2);
             n.fillRandom(`${L.name}.qweight`, "bytes", fnv1a32(`${L.name}.qweight`));
             n.alloc(`${L.name}.wscales`, (N * K) / 32);
-            n.fillRandom(`${L.name}.wscales`, "bf16", fnv1a32(`${L.name}.wscales`), 0.6 / Math.sqrt(K) / 4, 0.1 / Math.sqrt(K));
+            n.fillRandom(
+              `${L.name}.wscales`,
+              "bf16",
+              fnv1a32(`${L.name}.wscales`),
+              0.6 / Math.sqrt(K) / 4,
+              0.1 / Math.sqrt(K),
+            );
             n.alloc(`${L.name}.lora_down`, r * K * 2);
             n.fillRandom(`${L.name}.lora_down`, "bf16", fnv1a32(`${L.name}.lora_down`), 0, 2 / Math.sqrt(K));
             n.alloc(`${L.name}.lora_up`, N * r * 2);
@@ -146,9 +169,15 @@ export class FluxEngine {
   /** Sizes the workspace and input buffers for a batch and token counts (done by step() when they change). */
   prepare(batch: number, txtTokens: number, imgTokens: number): void {
     const c = this.config;
-    for (const [k, v] of [["batch", batch], ["txtTokens", txtTokens], ["imgTokens", imgTokens]] as const)
-      if (!Number.isSafeInteger(v) || v <= 0) throw new EngineError("E_INPUT", `${k} must be a positive integer, got ${v}`, "FluxEngine.prepare");
-    if (batch > 8) throw new EngineError("E_INPUT", `batch ${batch} > 8 (the W4A16 GEMV's limit)`, "FluxEngine.prepare");
+    for (const [k, v] of [
+      ["batch", batch],
+      ["txtTokens", txtTokens],
+      ["imgTokens", imgTokens],
+    ] as const)
+      if (!Number.isSafeInteger(v) || v <= 0)
+        throw new EngineError("E_INPUT", `${k} must be a positive integer, got ${v}`, "FluxEngine.prepare");
+    if (batch > 8)
+      throw new EngineError("E_INPUT", `batch ${batch} > 8 (the W4A16 GEMV's limit)`, "FluxEngine.prepare");
     const n = this.live();
     const b = batch;
     wrap(() => {
@@ -187,7 +216,8 @@ export class FluxEngine {
   }
 
   private live(): NativeEngine {
-    if (this.native.freed) throw new EngineError("E_FREED", "the engine's device memory was released (free())", "FluxEngine");
+    if (this.native.freed)
+      throw new EngineError("E_FREED", "the engine's device memory was released (free())", "FluxEngine");
     return this.native;
   }
 
@@ -198,9 +228,11 @@ export class FluxEngine {
     const s = this.shape;
     if (!s || s.batch !== b || s.txtTokens !== st || s.imgTokens !== si) this.prepare(b, st, si);
     const check = (name: string, a: ArrayLike<number> | undefined, n: number) => {
-      if (a === undefined || a.length !== n) throw new EngineError("E_INPUT", `has ${a?.length ?? "no"} values, expected ${n}`, `FluxInputs.${name}`);
+      if (a === undefined || a.length !== n)
+        throw new EngineError("E_INPUT", `has ${a?.length ?? "no"} values, expected ${n}`, `FluxInputs.${name}`);
       for (let i = 0; i < a.length; i++)
-        if (!Number.isFinite(a[i]!)) throw new EngineError("E_INPUT", `element ${i} is ${a[i]} (not finite)`, `FluxInputs.${name}`);
+        if (!Number.isFinite(a[i]!))
+          throw new EngineError("E_INPUT", `element ${i} is ${a[i]} (not finite)`, `FluxInputs.${name}`);
     };
     check("hiddenStates", inp.hiddenStates, b * si * c.inChannels);
     check("encoderHiddenStates", inp.encoderHiddenStates, b * st * c.jointAttentionDim);
@@ -209,7 +241,8 @@ export class FluxEngine {
     check("imgIds", inp.imgIds, si * 3);
     check("txtIds", inp.txtIds, st * 3);
     if (c.guidanceEmbeds) check("guidance", inp.guidance, b);
-    else if (inp.guidance !== undefined) throw new EngineError("E_INPUT", "given, but the model has no guidance embedder", "FluxInputs.guidance");
+    else if (inp.guidance !== undefined)
+      throw new EngineError("E_INPUT", "given, but the model has no guidance embedder", "FluxInputs.guidance");
     const n = this.live();
     const bf = (a: Float32Array) => encodeFloats("BF16", a) as Uint16Array;
     wrap(() => {

@@ -12,5 +12,12 @@ export {
 } from "./convert.js";
 export { EngineError, type EngineErrorCode } from "./errors.js";
 export { type EngineMemory, FluxEngine, type RandomFluxOptions } from "./flux.js";
-export { addonPath, engineAvailability, loadAddon, type NativeDeviceInfo, type NativeEngine, type OpTime } from "./native.js";
+export {
+  addonPath,
+  engineAvailability,
+  loadAddon,
+  type NativeDeviceInfo,
+  type NativeEngine,
+  type OpTime,
+} from "./native.js";
 export { fnv1a32, hash32, type RandomRule, randomRule, randomValue } from "./random.js";

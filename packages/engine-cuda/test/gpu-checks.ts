@@ -2,13 +2,13 @@
 // script). Every check compares against an independent host reference: float64 attention / GEMV, or the CPU
 // FLUX forward of @svdquant/models on the same parameters (W4A4 / W4A16 layers through reference layers below that
 // follow the kernels' documented arithmetic).
-import { type W4A4Layer, packW4A4Layer, packW4A16Layer, quantizeW4A16 } from "@svdquant/int4";
+import { packW4A4Layer, packW4A16Layer, quantizeW4A16, type W4A4Layer } from "@svdquant/int4";
 import {
   type FluxConfig,
   type FluxInputs,
   FluxTransformer,
-  type LinearLayer,
   LinearFactory,
+  type LinearLayer,
   parseFluxConfig,
   type Recipe,
   registerLinearKind,
@@ -62,7 +62,11 @@ export function checkAttention(B: number, H: number, S: number, Dh: number, seed
   const e = engineFor(cfg);
   try {
     const raw = e.raw;
-    for (const [name, a] of [["t.q", q], ["t.k", k], ["t.v", v]] as const) {
+    for (const [name, a] of [
+      ["t.q", q],
+      ["t.k", k],
+      ["t.v", v],
+    ] as const) {
       raw.alloc(name, n * 2);
       raw.upload(name, bf16Bits(a));
     }
@@ -80,7 +84,10 @@ export function checkAttention(B: number, H: number, S: number, Dh: number, seed
 // An engine with no model (single-op checks only).
 function engineFor(cfg: FluxConfig): FluxEngine {
   // FluxEngine.random on a zero-block config would still allocate head weights; use a throwaway tiny model.
-  return FluxEngine.random({ ...cfg, numLayers: 0, numSingleLayers: 0, inChannels: 16, jointAttentionDim: 16, pooledProjectionDim: 16 }, { mode: "bf16" });
+  return FluxEngine.random(
+    { ...cfg, numLayers: 0, numSingleLayers: 0, inChannels: 16, jointAttentionDim: 16, pooledProjectionDim: 16 },
+    { mode: "bf16" },
+  );
 }
 
 // ---------------------------------------------------------------- W4A16 GEMV vs float64
@@ -317,7 +324,8 @@ export async function checkW4A4Small(B: number, St: number, Si: number, seed = 5
     const bias = dense.get(`${name}.bias`)!.toFloat32();
     if (/norm1(_context)?\.linear$|\.norm\.linear$/.test(name)) {
       const q = quantizeW4A16(dense.get(`${name}.weight`)!.toFloat32(), N, K, { groupSize: 64, scaleDtype: "BF16" });
-      for (const [k, t] of Object.entries(packW4A16Layer(q, bias, { dtype: "BF16", name }))) packed.set(`${name}.${k}`, t);
+      for (const [k, t] of Object.entries(packW4A16Layer(q, bias, { dtype: "BF16", name })))
+        packed.set(`${name}.${k}`, t);
       const w = new Float32Array(N * K);
       for (let i = 0; i < N * K; i++) {
         const g = Math.floor(i / 64);
@@ -363,10 +371,11 @@ export async function checkW4A4Small(B: number, St: number, Si: number, seed = 5
     const layer = k.replace(/\.(weight|bias)$/, "");
     if (!packed.has(`${layer}.qweight`)) engSrc.set(k, t);
   }
+  const inp = fluxInputs(c, B, St, Si, seed + 100);
+  const ref = await cpu.forward(inp);
+  if (process.env.SVDQ_ENGINE_CPU_ONLY) return result("cpu reference only", relErr(ref, ref), 0);
   const e = await FluxEngine.load(c, memorySource(engSrc));
   try {
-    const inp = fluxInputs(c, B, St, Si, seed + 100);
-    const ref = await cpu.forward(inp);
     const got = e.step(inp);
     return result(`flux-small W4A4 mode vs CPU reference layers B=${B} St=${St} Si=${Si}`, relErr(got, ref), 3e-2);
   } finally {

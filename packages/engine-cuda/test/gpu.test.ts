@@ -8,7 +8,11 @@ const skip = av.available ? "" : ` (skipped: ${av.reason})`;
 const tiny = new URL("../../../../shared/fixtures/models/flux-tiny-a-bf16", import.meta.url).pathname;
 
 describe(`engine on the GPU${skip}`, () => {
-  for (const [B, H, S, Dh] of [[1, 2, 300, 128], [2, 3, 129, 72], [2, 4, 45, 16]] as const)
+  for (const [B, H, S, Dh] of [
+    [1, 2, 300, 128],
+    [2, 3, 129, 72],
+    [2, 4, 45, 16],
+  ] as const)
     it.skipIf(!av.available)(`attention B=${B} H=${H} S=${S} Dh=${Dh} vs float64${skip}`, () => {
       const r = checkAttention(B, H, S, Dh);
       expect(r.relL2).toBeLessThanOrEqual(r.tol);
@@ -17,10 +21,13 @@ describe(`engine on the GPU${skip}`, () => {
     const r = checkGemvW4A16(2, 3072, 384);
     expect(r.relL2).toBeLessThanOrEqual(r.tol);
   });
-  it.skipIf(!av.available || !existsSync(tiny))(`flux-tiny 16-bit mode vs the CPU forward, batch 2, odd tokens${skip}`, async () => {
-    const r = await checkTinyBf16(tiny, 2, 9, 35);
-    expect(r.relL2).toBeLessThanOrEqual(r.tol);
-  });
+  it.skipIf(!av.available || !existsSync(tiny))(
+    `flux-tiny 16-bit mode vs the CPU forward, batch 2, odd tokens${skip}`,
+    async () => {
+      const r = await checkTinyBf16(tiny, 2, 9, 35);
+      expect(r.relL2).toBeLessThanOrEqual(r.tol);
+    },
+  );
   it.skipIf(!av.available)(`flux-small W4A4 mode vs CPU reference layers${skip}`, async () => {
     const r = await checkW4A4Small(2, 7, 37);
     expect(r.relL2).toBeLessThanOrEqual(r.tol);

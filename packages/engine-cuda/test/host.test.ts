@@ -81,7 +81,9 @@ describe("W4A16 engine layout", () => {
       }
   });
   it("rejects a K that is not a multiple of 64", () => {
-    expect(() => w4a16EngineLayout(new Int8Array(32), new Float32Array(1), new Float32Array(1), 1, 32)).toThrow(EngineError);
+    expect(() => w4a16EngineLayout(new Int8Array(32), new Float32Array(1), new Float32Array(1), 1, 32)).toThrow(
+      EngineError,
+    );
   });
 });
 
@@ -104,7 +106,7 @@ describe("stacking W4A4 layers of one input group", () => {
       up: Uint16Array.from({ length: N * 16 }, (_, j) => j + 1),
       smooth: new Uint16Array(K).fill(0x3f80),
     }));
-    const s = stackW4A4(parts, K, "g");
+    const s = stackW4A4(parts, "g");
     expect(Array.from(s.qweight)).toEqual(Array.from(new Uint8Array(packW4A4Weight(all, 384, K).buffer)));
     expect(s.R).toBe(32);
     expect(s.N).toBe(384);
@@ -124,7 +126,7 @@ describe("stacking W4A4 layers of one input group", () => {
       up: new Uint16Array(128 * 16),
       smooth: new Uint16Array(64).fill(v),
     });
-    expect(() => stackW4A4([p(1), p(2)], 64, "blk.attn.qkv")).toThrow(/share smooth_factor/);
+    expect(() => stackW4A4([p(1), p(2)], "blk.attn.qkv")).toThrow(/share smooth_factor/);
   });
 });
 
@@ -154,8 +156,22 @@ function denseState(seed: number): Map<string, Tensor> {
       m.set(`${s}.weight`, bf16Tensor([L.N[i]!, L.K], uniformBf16(r, L.N[i]! * L.K, -1, 1)));
       m.set(`${s}.bias`, bf16Tensor([L.N[i]!], uniformBf16(r, L.N[i]!, -1, 1)));
     });
-  for (const n of ["transformer_blocks.0.attn.norm_q", "transformer_blocks.0.attn.norm_k", "transformer_blocks.0.attn.norm_added_q", "transformer_blocks.0.attn.norm_added_k", "single_transformer_blocks.0.attn.norm_q", "single_transformer_blocks.0.attn.norm_k"])
-    m.set(`${n}.weight`, new Tensor("F32", [64], Float32Array.from({ length: 64 }, () => r())));
+  for (const n of [
+    "transformer_blocks.0.attn.norm_q",
+    "transformer_blocks.0.attn.norm_k",
+    "transformer_blocks.0.attn.norm_added_q",
+    "transformer_blocks.0.attn.norm_added_k",
+    "single_transformer_blocks.0.attn.norm_q",
+    "single_transformer_blocks.0.attn.norm_k",
+  ])
+    m.set(
+      `${n}.weight`,
+      new Tensor(
+        "F32",
+        [64],
+        Float32Array.from({ length: 64 }, () => r()),
+      ),
+    );
   return m;
 }
 
@@ -180,7 +196,13 @@ describe("checkpoint → engine tensors", () => {
     const smooth = uniformBf16(r, 128, 0.5, 2);
     const pack = (name: string, N: number, K: number, sm: Float32Array) => {
       const l: W4A4Layer = {
-        weight: { spec: { format: "int4", groupSize: 64 }, rows: N, cols: K, codes: Int8Array.from({ length: N * K }, () => Math.floor(r() * 16) - 8), scales: uniformBf16(r, (N * K) / 64, 0.01, 0.02) },
+        weight: {
+          spec: { format: "int4", groupSize: 64 },
+          rows: N,
+          cols: K,
+          codes: Int8Array.from({ length: N * K }, () => Math.floor(r() * 16) - 8),
+          scales: uniformBf16(r, (N * K) / 64, 0.01, 0.02),
+        },
         loraDown: uniformBf16(r, 32 * K, -1, 1),
         loraUp: uniformBf16(r, N * 32, -1, 1),
         rank: 32,
@@ -205,14 +227,24 @@ describe("checkpoint → engine tensors", () => {
     expect(Array.from(sm)).toEqual(Array.from(bf16Bits(smooth)));
     const bias = (items.get("transformer_blocks.0.attn.qkv.bias") as { data: Uint16Array }).data;
     expect(Array.from(bias.subarray(256))).toEqual(Array.from(bf16Bits(ls[2]!.bias!)));
-    expect(items.get("transformer_blocks.0.ff.net.2.act_unsigned")).toEqual({ kind: "int", name: "transformer_blocks.0.ff.net.2.act_unsigned", value: 1 });
+    expect(items.get("transformer_blocks.0.ff.net.2.act_unsigned")).toEqual({
+      kind: "int",
+      name: "transformer_blocks.0.ff.net.2.act_unsigned",
+      value: 1,
+    });
     expect(items.get("transformer_blocks.0.attn.qkv.act_unsigned")).toMatchObject({ value: 0 });
   });
   it("a group packed unlike (to_q W4A4, to_k dense) is refused, naming the group", async () => {
     const m = denseState(3);
     const r = rng(6);
     const l: W4A4Layer = {
-      weight: { spec: { format: "int4", groupSize: 64 }, rows: 128, cols: 128, codes: new Int8Array(128 * 128), scales: uniformBf16(r, 256, 0.01, 0.02) },
+      weight: {
+        spec: { format: "int4", groupSize: 64 },
+        rows: 128,
+        cols: 128,
+        codes: new Int8Array(128 * 128),
+        scales: uniformBf16(r, 256, 0.01, 0.02),
+      },
       loraDown: new Float32Array(32 * 128),
       loraUp: new Float32Array(128 * 32),
       rank: 32,
@@ -227,6 +259,8 @@ describe("checkpoint → engine tensors", () => {
     await expect(collect(memorySource(m))).rejects.toThrow(/^proj_out: no weight/);
     const m2 = denseState(4);
     m2.set("x_embedder.weight", bf16Tensor([128, 8], new Float32Array(1024)));
-    await expect(collect(memorySource(m2))).rejects.toThrow(/x_embedder\.weight: shape \[128, 8\], expected \[128, 16\]/);
+    await expect(collect(memorySource(m2))).rejects.toThrow(
+      /x_embedder\.weight: shape \[128, 8\], expected \[128, 16\]/,
+    );
   });
 });
