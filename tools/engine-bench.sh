@@ -22,7 +22,7 @@ if [[ ${1:-} == --prepare ]]; then
     --conditions=@svdquant/source --log-level=warning --outfile="$dir/device-run.mjs" \
     --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
   cp tools/engine-bench.sh tools/engine/flux_diffusers.py "$dir/"
-  fx=../shared/fixtures/models; [[ -d $fx ]] || fx=/work/shared/fixtures/models
+  fx=fixtures/models
   mkdir -p "$dir/fixtures" && cp -r "$fx/flux-tiny-a-bf16" "$dir/fixtures/"
   [[ -n ${DIFFUSERS_TAR:-} ]] && cp "$DIFFUSERS_TAR" "$dir/diffusers.tar.xz"
   if [[ ! -s $dir/node.xz ]]; then
