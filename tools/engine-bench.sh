@@ -9,7 +9,7 @@
 #   tools/engine-bench.sh [DIR]           (GPU machine) device info, correctness checks (check), diffusers BF16 FLUX.1-dev
 #                                         at 1024² (peer: time, memory, output), ours BF16 + W4A4 (bench, compared
 #                                         to the peer's output). Logs under $OUT. Env: SKIP_CHECK=1, SKIP_PEER=1,
-#                                         SKIP_BENCH=1, MODES=bf16,w4a4, ITERS=5, STEP_TIMEOUT (s, default 240).
+#                                         SKIP_BENCH=1, SKIP_F32=1 (no float32 diffusers reference), MODES=bf16,w4a4, ITERS=5, STEP_TIMEOUT (s, default 240).
 set -uo pipefail
 if [[ ${1:-} == --prepare ]]; then
   dir=${2:?--prepare needs a directory}
@@ -54,7 +54,7 @@ if [[ -z ${SKIP_CHECK:-} ]]; then
 fi
 if [[ -z ${SKIP_PEER:-} && -s $dir/diffusers.tar.xz ]]; then
   mkdir -p /tmp/dsrc && tar -xJf "$dir/diffusers.tar.xz" -C /tmp/dsrc
-  PYTHONPATH=/tmp/dsrc timeout "$T" python3 "$dir/flux_diffusers.py" /tmp --fp32-ref 2>&1 | grep -v Warning | tail -5 | tee "$out/diffusers.log"
+  PYTHONPATH=/tmp/dsrc timeout "$T" python3 "$dir/flux_diffusers.py" /tmp $([[ -n ${SKIP_F32:-} ]] || echo --fp32-ref) 2>&1 | grep -v Warning | tail -5 | tee "$out/diffusers.log"
   cp /tmp/diffusers.json "$out/" 2>/dev/null || true
   export DIFFUSERS_OUT=/tmp/diffusers_out.bin DIFFUSERS_F32=/tmp/diffusers_out_f32.bin
 fi
