@@ -628,6 +628,19 @@ void eng_bytes(eng_engine* e, size_t* weights, size_t* workspace, size_t* peak) 
   *workspace = e->work;
   *peak = e->peak;
 }
+const char* eng_linear(eng_engine* e, const char* layer, int N, int K, const char* x, const char* out, int M) {
+  return guarded([&] {
+    if (!e->ready) throw Fail{"eng_linear: call eng_flux_prepare first (the workspace)"};
+    if (M <= 0 || M > e->B * e->S) throw Fail{"eng_linear: M must be in 1..B·S of the prepared shapes"};
+    const Lin L = e->lin(layer, N, K);
+    void* xp = e->need(x, size_t(M) * K * 2);
+    void* op = e->need(out, size_t(M) * N * 2);
+    e->prof = false;
+    e->linear_full(xp, M, L, op);
+    ckc(cudaStreamSynchronize(e->stream), "cudaStreamSynchronize(eng_linear)");
+  });
+}
+
 const char* eng_time_steps(eng_engine* e, int iters, int graph, double* ms) {
   return guarded([&] {
     cudaEvent_t a, b;

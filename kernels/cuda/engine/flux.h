@@ -60,6 +60,9 @@ const char* eng_synchronize(eng_engine* e);
 const char* eng_profile(eng_engine* e, const char** names, double* ms, int* counts, int* count);
 // Bytes allocated now: weights (every tensor not created by prepare) and workspace; peak of their sum.
 void eng_bytes(eng_engine* e, size_t* weights, size_t* workspace, size_t* peak);
+// One linear layer of the prepared model on its own (tests): out [M, N] = layer(x [M, K]) with bias (and the
+// layer's W4A4 / W4A16 / 16-bit path), x and out named tensors, M <= B·(St + Si) of the prepared shapes.
+const char* eng_linear(eng_engine* e, const char* layer, int N, int K, const char* x, const char* out, int M);
 // Times `iters` steps between CUDA events (graph replays when graph != 0); milliseconds per step.
 const char* eng_time_steps(eng_engine* e, int iters, int graph, double* ms);
 

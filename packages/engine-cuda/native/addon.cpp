@@ -29,6 +29,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod("synchronize", &Engine::Synchronize), InstanceMethod("profile", &Engine::Profile),
                         InstanceMethod("bytes", &Engine::Bytes), InstanceMethod("timeSteps", &Engine::TimeSteps),
                         InstanceMethod("attention", &Engine::Attention), InstanceMethod("gemvW4A16", &Engine::GemvW4A16),
+                        InstanceMethod("linear", &Engine::Linear),
                         InstanceMethod("free", &Engine::Free),
                         InstanceAccessor("freed", &Engine::Freed, nullptr)});
   }
@@ -225,6 +226,13 @@ class Engine : public Napi::ObjectWrap<Engine> {
                               bn.empty() ? nullptr : ptr(env, bn), N, ptr(env, str(info, 5, "out")), nullptr));
     const cudaError_t e = cudaDeviceSynchronize();
     if (e != cudaSuccess) throw Napi::Error::New(env, std::string("gemvW4A16: ") + cudaGetErrorName(e));
+    return env.Undefined();
+  }
+  // linear(layer, N, K, x, out, M): one layer of the prepared model on named tensors
+  Napi::Value Linear(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check(env, eng_linear(get(env), str(info, 0, "layer").c_str(), int(num(info, 1, "N")), int(num(info, 2, "K")),
+                          str(info, 3, "x").c_str(), str(info, 4, "out").c_str(), int(num(info, 5, "M"))));
     return env.Undefined();
   }
   Napi::Value Free(const Napi::CallbackInfo& info) {

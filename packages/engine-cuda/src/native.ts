@@ -47,6 +47,8 @@ export interface NativeEngine {
     K: number,
     N: number,
   ): void;
+  /** One layer of the prepared model: out [M, N] = layer(x [M, K]) on named bf16 tensors (tests). */
+  linear(layer: string, N: number, K: number, x: string, out: string, M: number): void;
   free(): void;
 }
 
