@@ -8,7 +8,14 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseFluxConfig } from "@svdquant/models";
 import { engineAvailability, FluxEngine, fnv1a32 } from "../src/index.js";
-import { type CheckResult, checkAttention, checkGemvW4A16, checkTinyBf16, checkW4A4Small } from "../test/gpu-checks.js";
+import {
+  type CheckResult,
+  checkAttention,
+  checkGemvW4A16,
+  checkTinyBf16,
+  checkW4A4Layers,
+  checkW4A4Small,
+} from "../test/gpu-checks.js";
 import { relErr } from "../test/helpers.js";
 
 const GiB = 2 ** 30;
@@ -48,6 +55,17 @@ async function check(fixtures: string): Promise<boolean> {
     await run(() => checkTinyBf16(tiny, 1, 8, 16), "tiny 1");
     await run(() => checkTinyBf16(tiny, 2, 9, 35), "tiny 2");
   } else console.log(`SKIP flux-tiny: ${tiny} missing`);
+  try {
+    for (const r of await checkW4A4Layers()) {
+      rows.push(r);
+      console.log(
+        `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})`,
+      );
+    }
+  } catch (e) {
+    rows.push({ name: "w4a4 layers", relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
+    console.log(`FAIL w4a4 layers: ${(e as Error).stack ?? e}`);
+  }
   await run(() => checkW4A4Small(2, 7, 37), "w4a4 small 2");
   await run(() => checkW4A4Small(1, 16, 64), "w4a4 small 1");
   const ok = rows.every((r) => r.ok);

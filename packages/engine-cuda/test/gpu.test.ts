@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { engineAvailability } from "../src/index.js";
-import { checkAttention, checkGemvW4A16, checkTinyBf16, checkW4A4Small } from "./gpu-checks.js";
+import { checkAttention, checkGemvW4A16, checkTinyBf16, checkW4A4Layers, checkW4A4Small } from "./gpu-checks.js";
 
 const av = engineAvailability();
 const skip = av.available ? "" : ` (skipped: ${av.reason})`;
@@ -25,8 +25,17 @@ describe(`engine on the GPU${skip}`, () => {
     const r = await checkTinyBf16(tiny, 2, 9, 35);
     expect(r.relL2).toBeLessThanOrEqual(r.tol);
   });
-  it.skipIf(!av.available)(`flux-small W4A4 mode vs CPU reference layers${skip}`, async () => {
-    const r = await checkW4A4Small(2, 7, 37);
-    expect(r.relL2).toBeLessThanOrEqual(r.tol);
-  });
+  it.skipIf(!av.available)(
+    `single W4A4 / W4A16 engine linears vs reference layers on the same input${skip}`,
+    async () => {
+      for (const r of await checkW4A4Layers()) expect(r.relL2, r.name).toBeLessThanOrEqual(r.tol);
+    },
+  );
+  it.skipIf(!av.available)(
+    `flux-small W4A4 mode vs CPU reference layers, within the quantization noise floor${skip}`,
+    async () => {
+      const r = await checkW4A4Small(2, 7, 37);
+      expect(r.relL2).toBeLessThanOrEqual(r.tol);
+    },
+  );
 });
