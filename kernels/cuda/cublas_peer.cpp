@@ -75,7 +75,8 @@ extern "C" const char* svdq_cublas_available(void) {
 
 namespace {
 const char* run_gemm_ex(const char* fn, const void* x, const void* w, void* out, int M, int N, int K, void* stream,
-                        cudaDataType tin, cudaDataType tout, int compute, const void* alpha, const void* beta) {
+                        cudaDataType tin, cudaDataType tout, int compute, const void* alpha, const void* beta,
+                        int ldx = 0, int ldw = 0, int ldo = 0) {
   if (M <= 0 || N <= 0 || K <= 0) {
     g_err = std::string(fn) + ": M, N and K must be positive";
     return g_err.c_str();
@@ -95,8 +96,8 @@ const char* run_gemm_ex(const char* fn, const void* x, const void* w, void* out,
     return g_err.c_str();
   }
   // Row-major out[M,N] = x[M,K] · w[N,K]ᵀ is column-major outᵀ[N,M] = (wᵀ as [K,N] col-major)ᵀ · xᵀ ("TN").
-  s = c.gemm_ex(c.handle, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, alpha, w, tin, K, x, tin, K, beta, out, tout, N, compute,
-                CUBLAS_GEMM_DEFAULT);
+  s = c.gemm_ex(c.handle, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, alpha, w, tin, ldw ? ldw : K, x, tin, ldx ? ldx : K, beta,
+                out, tout, ldo ? ldo : N, compute, CUBLAS_GEMM_DEFAULT);
   if (s != 0) {
     g_err = std::string(fn) + ": cublasGemmEx: status " + std::to_string(s);
     return g_err.c_str();
@@ -127,4 +128,18 @@ extern "C" const char* svdq_gemm_s8_cublas(const void* x, const void* w, void* o
   const int32_t alpha = 1, beta = 0;
   return run_gemm_ex("svdq_gemm_s8_cublas", x, w, out, M, N, K, stream, CUDA_R_8I, CUDA_R_32I, CUBLAS_COMPUTE_32I,
                      &alpha, &beta);
+}
+
+extern "C" const char* svdq_gemm_cublas_ex(svdq_dtype dtype, int out_f32, const void* x, int ldx, const void* w,
+                                           int ldw, void* out, int ldo, int M, int N, int K, float beta,
+                                           void* stream) {
+  if (ldx < K || ldw < K || ldo < N) {
+    g_err = "svdq_gemm_cublas_ex: leading dimensions ldx=" + std::to_string(ldx) + " ldw=" + std::to_string(ldw) +
+            " ldo=" + std::to_string(ldo) + " below K=" + std::to_string(K) + " / N=" + std::to_string(N);
+    return g_err.c_str();
+  }
+  const cudaDataType t = dtype == SVDQ_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  const float alpha = 1.0f;
+  return run_gemm_ex("svdq_gemm_cublas_ex", x, w, out, M, N, K, stream, t, out_f32 ? CUDA_R_32F : t, CUBLAS_COMPUTE_32F,
+                     &alpha, &beta, ldx, ldw, ldo);
 }

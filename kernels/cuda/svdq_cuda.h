@@ -144,6 +144,10 @@ const char* svdq_repack_weight_wg(svdq_dtype dtype, const void* qweight, const v
 // out[M, N] = x[M, K] · w[N, K]ᵀ (+ nothing), 16-bit in/out, f32 accumulate, through cuBLAS (loaded at run time).
 const char* svdq_gemm_bf16_cublas(svdq_dtype dtype, const void* x, const void* w, void* out, int M, int N, int K,
                                   void* stream);
+// Row-major out[M, N] (leading dimension ldo) = x[M, K] (ldx) · w[N, K] (ldw)ᵀ + beta · out through cuBLAS: 16-bit
+// in, 16-bit (out_f32 = 0) or f32 (out_f32 = 1) out, f32 accumulate. Used by the engine (@svdquant/engine-cuda).
+const char* svdq_gemm_cublas_ex(svdq_dtype dtype, int out_f32, const void* x, int ldx, const void* w, int ldw,
+                                void* out, int ldo, int M, int N, int K, float beta, void* stream);
 // out[M, N] int32 = x[M, K] int8 · w[N, K]ᵀ int8 through cuBLAS (IMMA; the INT8 peer). K and N multiples of 4.
 const char* svdq_gemm_s8_cublas(const void* x, const void* w, void* out, int M, int N, int K, void* stream);
 const char* svdq_cublas_available(void);  // NULL if cuBLAS could be loaded, else why not

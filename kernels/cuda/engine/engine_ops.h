@@ -1,0 +1,80 @@
+// Device ops of the FLUX / PixArt engine (kernels/cuda/engine/*.cu). Every launcher validates its arguments and
+// returns NULL on success or a message naming the op and the check or CUDA call that failed (valid until the next
+// call on the same thread). Pointers are device pointers; `stream` is a cudaStream_t (0 = legacy default stream).
+//
+// Names: B batch, S = St + Si joint tokens (text first), D = H·Dh model width, H heads, Dh head dim, M rows.
+// Activations are bf16 row-major; the residual stream is f32 row-major [B·S, D].
+//
+// Row maps. Ops that touch the residual stream work on "segment rows": row r in [0, B·n) of a contiguous
+// [B·n, ·] operand is residual row (r / n)·S + off + r % n, so one op serves the text segment (off 0, n = St),
+// the image segment (off St, n = Si) and the whole joint sequence (off 0, n = S).
+//
+// | tensor   | shape                | dtype | notes                                                          |
+// |----------|----------------------|-------|----------------------------------------------------------------|
+// | X        | [B·S, D]             | f32   | residual stream, text tokens first in each batch item           |
+// | mod      | [B, mod_stride]      | bf16  | AdaNorm linear output; shift/scale/gate vectors at offsets      |
+// | qkv      | [B·n, ld] (+q,k,v at col 0, D, 2D) | bf16 | fused projection output                          |
+// | Q, K, V  | [B, H, S, Dh]        | bf16  | attention operands, head-major                                  |
+// | rope     | [S, Dh/2] x 2        | f32   | cos and sin of each rotated pair                                |
+// | w4a16    | codes [N, K/2] u8, scales/zeros [N, K/64] bf16 | | w = q·scale + zero, q in 0..15: element k of row n in the low nibble of byte (n·K + k)/2 when k is even, the high nibble when odd |
+#ifndef SVDQ_ENGINE_OPS_H
+#define SVDQ_ENGINE_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { ENG_ACT_NONE = 0, ENG_ACT_GELU_TANH = 1, ENG_ACT_SILU = 2 } eng_act;
+
+// out[b, :] (bf16 [B, dim]) = sinusoidal embedding of t[b]·mult (flip_sin_to_cos: [cos | sin], max period 10000).
+const char* eng_timestep_embedding(const float* t, int B, float mult, int dim, void* out, void* stream);
+// out[r, c] (ld_out) = act(in[r, c] (ld_in) + bias[c]); in and out may alias with equal ld. bias may be NULL.
+const char* eng_bias_act(const void* in, int ld_in, void* out, int ld_out, const void* bias, int rows, int cols,
+                         int act, void* stream);
+// out[i] = silu(a[i] + b[i] + c[i]) over n bf16 values (b, c may be NULL): the FLUX conditioning vector.
+const char* eng_sum_silu(const void* a, const void* b, const void* c, int n, void* out, void* stream);
+// out (bf16 [B·n, D]) = LayerNorm(X[segment row]) (no affine, eps) · (1 + mod[b, scale_off..]) + mod[b, shift_off..]
+const char* eng_layernorm_modulate(const float* X, int S, int off, int n, int B, int D, float eps, const void* mod,
+                                   int mod_stride, int shift_off, int scale_off, void* out, void* stream);
+// X[segment row] += mod[b, gate_off..] ⊙ (y[r] + bias) (gate_off < 0: no gate); y bf16 [B·n, D] at ld_y.
+const char* eng_gated_residual(float* X, int S, int off, int n, int B, int D, const void* y, int ld_y,
+                               const void* bias, const void* mod, int mod_stride, int gate_off, void* stream);
+// X [B·S, D] f32 ← rows of src (bf16 [B·n, D]) + bias at segment rows (embedders write the residual stream).
+const char* eng_residual_store(float* X, int S, int off, int n, int B, int D, const void* src, const void* bias,
+                               void* stream);
+// out bf16 [B·n, D] ← X segment rows (f32 → bf16).
+const char* eng_residual_load(const float* X, int S, int off, int n, int B, int D, void* out, void* stream);
+// FLUX RoPE tables from ids [S, 3] f32 (text ids first): per token and axis a, pairs i of axis width d_a get angle
+// pos_a / 10000^(2i/d_a). cos, sin [S, Dh/2] f32.
+const char* eng_rope_table(const float* ids, int S, int axes0, int axes1, int axes2, float* cos_t, float* sin_t,
+                           void* stream);
+// From qkv rows (segment of n tokens at joint offset off): + bias[3D] (optional), RMSNorm of q and k per head
+// (weights [Dh] bf16, eps), rotary pairs (x2i, x2i+1) → (x2i c − x2i+1 s, x2i+1 c + x2i s) when cos_t != NULL,
+// then scatter into Q, K, V [B, H, S, Dh].
+const char* eng_qk_norm_rope(const void* qkv, int ld, const void* bias, int B, int n, int off, int S, int H, int Dh,
+                             const void* wq, const void* wk, float eps, const float* cos_t, const float* sin_t,
+                             void* Q, void* K, void* V, void* stream);
+// Fused attention (flash style, online softmax, no [S, S] buffer): O = softmax(Q Kᵀ / √Dh) V per (b, h), Q, K, V
+// [B, H, S, Dh] bf16. Output token s of item b goes to out_txt[(b·split + s)·ld + h·Dh] when s < split, else to
+// out_img[(b·(S − split) + s − split)·ld + h·Dh]. Dh ∈ {16, 32, 64, 72, 128}.
+const char* eng_attention(const void* Q, const void* K, const void* V, int B, int H, int S, int Dh, int split,
+                          void* out_txt, void* out_img, int ld, void* stream);
+// out[m, n] (bf16 [M, N]) = Σ_k x[m, k]·(q[n, k]·scale[n, k/64] + zero[n, k/64]) + bias[n]: the 4-bit weight-only
+// GEMV of the AdaNorm linears (layout in the table above). M <= 8, K % 64 == 0.
+const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t* codes, const void* scales, const void* zeros,
+                           const void* bias, int N, void* out, void* stream);
+// Fills n values with a deterministic hash-based uniform draw: v = center + scale·(u − 0.5), u = hash(seed, i)/2³²
+// (the same formula as tools/engine/flux_diffusers.py). dtype 0: bf16, 1: f32; bytes fills raw random bytes.
+const char* eng_fill_random(void* p, size_t n, int dtype, uint32_t seed, float center, float scale, void* stream);
+const char* eng_fill_random_bytes(void* p, size_t n, uint32_t seed, void* stream);
+// Copies a [rows, cols] bf16 block between strided buffers.
+const char* eng_copy_2d(const void* src, int ld_src, void* dst, int ld_dst, int rows, int cols, void* stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

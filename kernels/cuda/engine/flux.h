@@ -1,0 +1,73 @@
+// The FLUX.1 transformer step on the GPU (kernels/cuda/engine/flux.cpp): an engine owns every device allocation
+// (named weight tensors, inputs, output, workspace) and runs one FluxTransformer2DModel forward with no host round
+// trip inside the step. C API; every function returns NULL or a message naming what failed (valid until the next
+// call on the same thread).
+//
+// Device tensors by name (all written by the host before eng_flux_prepare; L is a layer name, "blk" a block prefix):
+// | name                              | shape / bytes          | dtype | notes                                          |
+// |-----------------------------------|------------------------|-------|------------------------------------------------|
+// | L.weight, L.bias                  | [N, K], [N]            | bf16  | a 16-bit linear (cuBLAS)                        |
+// | L.qweight, L.wscales              | N·K/2 B, N·K/64        | u8, bf16 | W4A4 residual, nunchaku checkpoint layouts (svdq_cuda.h) |
+// | L.lora_down, L.lora_up            | [R, K], [N, R]         | bf16  | row-major low-rank branch                       |
+// | L.smooth                          | [K]                    | bf16  | λ (optional)                                    |
+// | L.w4a16_codes/_scales/_zeros      | N·K/2 B, [N, K/64] x2  | u8, bf16 | W4A16 (engine_ops.h layout)                  |
+// | blk.attn.qkv.*                    | N = 3D                 |       | to_q, to_k, to_v stacked along N                |
+// | transformer_blocks.i.attn.add_qkv.* | N = 3D               |       | add_q/k/v_proj stacked                          |
+// | blk.attn.norm_q.weight, …         | [Dh]                   | bf16  | QK RMSNorm weights                              |
+// | in.hidden, in.encoder, in.pooled  | [B·Si, Cin], [B·St, Cj], [B, Cp] | bf16 | inputs                              |
+// | in.timestep, in.guidance          | [B]                    | f32   | in [0, 1] (x1000 inside, as diffusers)          |
+// | in.ids                            | [St + Si, 3]           | f32   | text ids then image ids                         |
+// | out                               | [B·Si, patch²·Cout]    | bf16  | written by the step                             |
+// Single blocks in W4A4 mode quantize their normalized input once for attn.qkv and proj_mlp, with attn.qkv's
+// smooth (the two layers form one input group; proj_mlp.smooth must equal it and is not read).
+#ifndef SVDQ_ENGINE_FLUX_H
+#define SVDQ_ENGINE_FLUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct eng_engine eng_engine;
+
+typedef struct {
+  int heads, head_dim, in_channels, out_channels;  // out_channels = patch² · out_channels of the config
+  int joint_dim, pooled_dim, num_layers, num_single_layers, guidance;
+  int axes[3];
+} eng_flux_config;
+
+const char* eng_create(eng_engine** e);
+void eng_destroy(eng_engine* e);  // frees every allocation
+// Allocates (or replaces) a named tensor of `bytes` bytes; *ptr receives the device pointer.
+const char* eng_alloc(eng_engine* e, const char* name, size_t bytes, void** ptr);
+const char* eng_free_tensor(eng_engine* e, const char* name);
+// The named tensor's device pointer and size, or an error naming it.
+const char* eng_tensor(eng_engine* e, const char* name, void** ptr, size_t* bytes);
+const char* eng_upload(eng_engine* e, const char* name, const void* host, size_t bytes, size_t offset);
+const char* eng_download(eng_engine* e, const char* name, void* host, size_t bytes);
+void eng_set_int(eng_engine* e, const char* name, int value);  // per-layer flags, e.g. "L.act_unsigned"
+// Resolves every layer of the model (errors name the missing or mis-sized tensor) and allocates the workspace
+// for batch B with St text and Si image tokens.
+const char* eng_flux_prepare(eng_engine* e, const eng_flux_config* c, int B, int St, int Si);
+// One transformer step: in.* → out. profile != 0: CUDA events around every op; eng_profile reads the totals.
+const char* eng_flux_step(eng_engine* e, int profile);
+// Captures the step into a CUDA graph once, then replays it (same buffers; inputs may change between calls).
+const char* eng_flux_step_graph(eng_engine* e);
+const char* eng_synchronize(eng_engine* e);
+// Milliseconds of the last profiled step per op kind: names[i] / ms[i], i < *count (<= 32).
+const char* eng_profile(eng_engine* e, const char** names, double* ms, int* counts, int* count);
+// Bytes allocated now: weights (every tensor not created by prepare) and workspace; peak of their sum.
+void eng_bytes(eng_engine* e, size_t* weights, size_t* workspace, size_t* peak);
+// One linear layer of the prepared model on its own (tests): out [M, N] = layer(x [M, K]) with bias (and the
+// layer's W4A4 / W4A16 / 16-bit path), x and out named tensors, M <= B·(St + Si) of the prepared shapes.
+const char* eng_linear(eng_engine* e, const char* layer, int N, int K, const char* x, const char* out, int M);
+// Times `iters` steps between CUDA events (graph replays when graph != 0); milliseconds per step.
+const char* eng_time_steps(eng_engine* e, int iters, int graph, double* ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

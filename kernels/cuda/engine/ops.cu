@@ -1,0 +1,455 @@
+// Elementwise, normalization, RoPE, embedding, W4A16 GEMV and fill kernels of the engine (engine_ops.h).
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "engine_ops.h"
+
+namespace {
+
+thread_local std::string g_err;
+
+const char* fail(const char* op, const std::string& why) {
+  g_err = std::string(op) + ": " + why;
+  return g_err.c_str();
+}
+const char* launched(const char* op) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return fail(op, std::string("launch: ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+  return nullptr;
+}
+cudaStream_t st(void* s) { return static_cast<cudaStream_t>(s); }
+
+__device__ __forceinline__ float bf(const __nv_bfloat16* p, size_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ float gelu_tanh(float x) {
+  // torch GELU(approximate="tanh"): 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
+  const float k = 0.7978845608028654f;
+  return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+__device__ __forceinline__ float silu(float x) { return x / (1.f + __expf(-x)); }
+
+__device__ __forceinline__ float block_sum(float v, float* sh) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int w = threadIdx.x / 32, l = threadIdx.x % 32, nw = blockDim.x / 32;
+  __syncthreads();
+  if (l == 0) sh[w] = v;
+  __syncthreads();
+  float t = l < nw ? sh[l] : 0.f;
+  for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+  return t;
+}
+
+// ---- timestep embedding ----
+__global__ void temb_kernel(const float* t, float mult, int dim, __nv_bfloat16* out) {
+  const int b = blockIdx.x, half = dim / 2;
+  // diffusers get_timestep_embedding in f32: exponent = -ln(10000)·i / half, emb = t·exp(exponent)
+  const float c = -logf(10000.f);
+  const float tv = t[b] * mult;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float f = expf(c * static_cast<float>(i) / static_cast<float>(half));
+    const float a = tv * f;
+    out[size_t(b) * dim + i] = __float2bfloat16(cosf(a));
+    out[size_t(b) * dim + half + i] = __float2bfloat16(sinf(a));
+  }
+}
+
+// ---- bias + activation, strided ----
+__global__ void bias_act_kernel(const __nv_bfloat16* in, int ld_in, __nv_bfloat16* out, int ld_out,
+                                const __nv_bfloat16* bias, int rows, int cols, int act) {
+  const size_t total = size_t(rows) * cols;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const size_t r = i / cols, c = i % cols;
+    float v = __bfloat162float(in[r * ld_in + c]);
+    if (bias) v = __bfloat162float(__float2bfloat16(v + bf(bias, c)));  // the bias add rounds to bf16 first, as torch
+    if (act == ENG_ACT_GELU_TANH) v = gelu_tanh(v);
+    else if (act == ENG_ACT_SILU) v = silu(v);
+    out[r * ld_out + c] = __float2bfloat16(v);
+  }
+}
+
+__global__ void sum_silu_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, const __nv_bfloat16* c, int n,
+                                __nv_bfloat16* out) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float v = bf(a, i);
+  if (b) v = __bfloat162float(__float2bfloat16(v + bf(b, i)));
+  if (c) v = __bfloat162float(__float2bfloat16(v + bf(c, i)));
+  out[i] = __float2bfloat16(silu(v));
+}
+
+__device__ __forceinline__ size_t seg_row(int r, int n, int S, int off) {
+  return size_t(r / n) * S + off + r % n;
+}
+
+// ---- LayerNorm + AdaLN modulation: one block per row, values kept in registers (D <= 256·VPT) ----
+template <int VPT>
+__global__ void ln_mod_kernel(const float* X, int S, int off, int n, int D, float eps, const __nv_bfloat16* mod,
+                              int mod_stride, int shift_off, int scale_off, __nv_bfloat16* out) {
+  __shared__ float sh[32];
+  const int r = blockIdx.x, b = r / n;
+  const float* x = X + seg_row(r, n, S, off) * D;
+  float v[VPT];
+  float s = 0.f;
+#pragma unroll
+  for (int j = 0; j < VPT; j++) {
+    const int i = threadIdx.x + j * blockDim.x;
+    v[j] = i < D ? x[i] : 0.f;
+    s += v[j];
+  }
+  const float mean = block_sum(s, sh) / D;
+  float q = 0.f;
+#pragma unroll
+  for (int j = 0; j < VPT; j++) {
+    const int i = threadIdx.x + j * blockDim.x;
+    const float d = i < D ? v[j] - mean : 0.f;
+    q += d * d;
+  }
+  const float inv = rsqrtf(block_sum(q, sh) / D + eps);  // biased variance, as torch.nn.LayerNorm
+  const __nv_bfloat16* m = mod + size_t(b) * mod_stride;
+#pragma unroll
+  for (int j = 0; j < VPT; j++) {
+    const int i = threadIdx.x + j * blockDim.x;
+    if (i < D) {
+      // torch: norm(x) in the activation dtype, then x·(1 + scale) + shift, each rounded to bf16
+      const float nx = __bfloat162float(__float2bfloat16((v[j] - mean) * inv));
+      const float sc = __bfloat162float(__float2bfloat16(1.f + bf(m, scale_off + i)));
+      const float y = __bfloat162float(__float2bfloat16(nx * sc));
+      out[size_t(r) * D + i] = __float2bfloat16(y + bf(m, shift_off + i));
+    }
+  }
+}
+
+__global__ void gated_residual_kernel(float* X, int S, int off, int n, int B, int D, const __nv_bfloat16* y, int ld_y,
+                                      const __nv_bfloat16* bias, const __nv_bfloat16* mod, int mod_stride,
+                                      int gate_off) {
+  const size_t total = size_t(B) * n * D;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const int r = int(i / D), c = int(i % D);
+    float v = __bfloat162float(y[size_t(r) * ld_y + c]);
+    if (bias) v = __bfloat162float(__float2bfloat16(v + bf(bias, c)));
+    if (gate_off >= 0) v = v * bf(mod, size_t(r / n) * mod_stride + gate_off + c);
+    X[seg_row(r, n, S, off) * D + c] += v;
+  }
+}
+
+__global__ void residual_store_kernel(float* X, int S, int off, int n, int B, int D, const __nv_bfloat16* src,
+                                      const __nv_bfloat16* bias) {
+  const size_t total = size_t(B) * n * D;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const int r = int(i / D), c = int(i % D);
+    float v = __bfloat162float(src[i]);
+    if (bias) v = __bfloat162float(__float2bfloat16(v + bf(bias, c)));
+    X[seg_row(r, n, S, off) * D + c] = v;
+  }
+}
+
+__global__ void residual_load_kernel(const float* X, int S, int off, int n, int B, int D, __nv_bfloat16* out) {
+  const size_t total = size_t(B) * n * D;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const int r = int(i / D), c = int(i % D);
+    out[i] = __float2bfloat16(X[seg_row(r, n, S, off) * D + c]);
+  }
+}
+
+__global__ void rope_table_kernel(const float* ids, int S, int a0, int a1, int a2, float* cos_t, float* sin_t) {
+  const int half = (a0 + a1 + a2) / 2;
+  const int total = S * half;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const int s = i / half, p = i % half;
+    int axis, j, da;
+    if (p < a0 / 2) { axis = 0; j = p; da = a0; }
+    else if (p < (a0 + a1) / 2) { axis = 1; j = p - a0 / 2; da = a1; }
+    else { axis = 2; j = p - (a0 + a1) / 2; da = a2; }
+    // FluxPosEmbed: frequencies 1/θ^(2j/d) and angles in float64, then cos/sin cast to f32
+    const double freq = 1.0 / pow(10000.0, (2.0 * j) / da);
+    const double ang = double(ids[s * 3 + axis]) * freq;
+    cos_t[i] = float(cos(ang));
+    sin_t[i] = float(sin(ang));
+  }
+}
+
+// One warp per (token row, head): bias, RMSNorm (q, k), RoPE, scatter to [B, H, S, Dh].
+__global__ void qk_norm_rope_kernel(const __nv_bfloat16* qkv, int ld, const __nv_bfloat16* bias, int B, int n, int off,
+                                    int S, int H, int Dh, const __nv_bfloat16* wq, const __nv_bfloat16* wk, float eps,
+                                    const float* cos_t, const float* sin_t, __nv_bfloat16* Q, __nv_bfloat16* K,
+                                    __nv_bfloat16* V) {
+  const int warp = (blockIdx.x * blockDim.x + threadIdx.x) / 32, lane = threadIdx.x % 32;
+  if (warp >= B * n * H) return;
+  const int h = warp % H, r = warp / H, b = r / n, s = off + r % n;
+  const int D = H * Dh, half = Dh / 2;
+  const __nv_bfloat16* row = qkv + size_t(r) * ld;
+  const size_t dst = ((size_t(b) * H + h) * S + s) * Dh;
+  for (int which = 0; which < 3; which++) {
+    const int col = which * D + h * Dh;
+    float ss = 0.f;
+    // each lane holds up to 2 pairs (Dh <= 128)
+    float x0[2], x1[2];
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+      const int p = lane + 32 * j;
+      x0[j] = x1[j] = 0.f;
+      if (p < half) {
+        float a = __bfloat162float(row[col + 2 * p]), c = __bfloat162float(row[col + 2 * p + 1]);
+        if (bias) {
+          a = __bfloat162float(__float2bfloat16(a + bf(bias, col + 2 * p)));
+          c = __bfloat162float(__float2bfloat16(c + bf(bias, col + 2 * p + 1)));
+        }
+        x0[j] = a;
+        x1[j] = c;
+        ss += a * a + c * c;
+      }
+    }
+    __nv_bfloat16* out = which == 0 ? Q : which == 1 ? K : V;
+    if (which < 2) {
+      for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+      const float inv = rsqrtf(ss / Dh + eps);
+      const __nv_bfloat16* w = which == 0 ? wq : wk;
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        const int p = lane + 32 * j;
+        if (p < half) {
+          // diffusers RMSNorm: x·rsqrt(mean(x²)+eps) in f32, cast to bf16, times the bf16 weight
+          float a = __bfloat162float(__float2bfloat16(x0[j] * inv)) * bf(w, 2 * p);
+          float c = __bfloat162float(__float2bfloat16(x1[j] * inv)) * bf(w, 2 * p + 1);
+          a = __bfloat162float(__float2bfloat16(a));
+          c = __bfloat162float(__float2bfloat16(c));
+          if (cos_t) {
+            const float cs = cos_t[size_t(s) * half + p], sn = sin_t[size_t(s) * half + p];
+            const float ra = a * cs - c * sn, rc = c * cs + a * sn;  // rotation in f32 (diffusers: x.float())
+            a = ra;
+            c = rc;
+          }
+          out[dst + 2 * p] = __float2bfloat16(a);
+          out[dst + 2 * p + 1] = __float2bfloat16(c);
+        }
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        const int p = lane + 32 * j;
+        if (p < half) {
+          out[dst + 2 * p] = __float2bfloat16(x0[j]);
+          out[dst + 2 * p + 1] = __float2bfloat16(x1[j]);
+        }
+      }
+    }
+  }
+}
+
+// W4A16 GEMV: one warp per output row n; each lane streams 16 bytes (32 codes, half a 64-group) per step.
+template <int MM>
+__global__ void gemv_w4a16_kernel(const __nv_bfloat16* x, int M, int K, const uint8_t* codes,
+                                  const __nv_bfloat16* scales, const __nv_bfloat16* zeros, const __nv_bfloat16* bias,
+                                  int N, __nv_bfloat16* out) {
+  extern __shared__ float xs[];  // [MM][K]
+  for (int i = threadIdx.x; i < M * K; i += blockDim.x) xs[i] = __bfloat162float(x[i]);
+  __syncthreads();
+  const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
+  const int n = blockIdx.x * warps + threadIdx.x / 32;
+  if (n >= N) return;
+  const int G = K / 64;
+  const uint4* row = reinterpret_cast<const uint4*>(codes + size_t(n) * K / 2);
+  float acc[MM];
+#pragma unroll
+  for (int m = 0; m < MM; m++) acc[m] = 0.f;
+  for (int c = lane; c < K / 32; c += 32) {  // chunk c = codes k = 32c .. 32c+31, group c/2
+    const uint4 w = __ldg(row + c);
+    const int g = c / 2;
+    const float sc = bf(scales, size_t(n) * G + g), z = bf(zeros, size_t(n) * G + g);
+    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+    float sq[MM], sx[MM];
+#pragma unroll
+    for (int m = 0; m < MM; m++) sq[m] = sx[m] = 0.f;
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const float q = float((ws[e] >> (4 * j)) & 15u);
+        const int k = 32 * c + 8 * e + j;
+#pragma unroll
+        for (int m = 0; m < MM; m++) {
+          if (m < M) {
+            const float xv = xs[m * K + k];
+            sq[m] += q * xv;
+            sx[m] += xv;
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int m = 0; m < MM; m++) acc[m] += sc * sq[m] + z * sx[m];  // Σ (q·s + z)·x = s·Σq·x + z·Σx
+  }
+#pragma unroll
+  for (int m = 0; m < MM; m++) {
+    float v = acc[m];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (lane == 0 && m < M) {
+      if (bias) v = __bfloat162float(__float2bfloat16(v)) + bf(bias, n);
+      out[size_t(m) * N + n] = __float2bfloat16(v);
+    }
+  }
+}
+
+__device__ __forceinline__ uint32_t hash32(uint32_t i, uint32_t seed) {
+  uint32_t x = i * 0x9E3779B1u + seed;
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x846CA68Bu;
+  x ^= x >> 16;
+  return x;
+}
+
+__global__ void fill_random_kernel(void* p, size_t n, int dtype, uint32_t seed, float center, float scale) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    const float u = float(hash32(uint32_t(i), seed) >> 8) * 5.9604644775390625e-8f;  // 2^-24
+    const float v = __fadd_rn(center, __fmul_rn(scale, u - 0.5f));
+    if (dtype == 0) static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+    else static_cast<float*>(p)[i] = v;
+  }
+}
+__global__ void fill_bytes_kernel(uint8_t* p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = uint8_t(hash32(uint32_t(i / 4), seed) >> (8 * (i % 4)));
+}
+
+__global__ void copy_2d_kernel(const __nv_bfloat16* src, int ld_src, __nv_bfloat16* dst, int ld_dst, int rows,
+                               int cols) {
+  // 8 bf16 per thread when aligned (cols, lds multiples of 8), else one
+  const bool vec = cols % 8 == 0 && ld_src % 8 == 0 && ld_dst % 8 == 0;
+  const int per = vec ? 8 : 1;
+  const size_t total = size_t(rows) * (cols / per);
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const size_t r = i / (cols / per), c = (i % (cols / per)) * per;
+    if (vec) *reinterpret_cast<uint4*>(dst + r * ld_dst + c) = *reinterpret_cast<const uint4*>(src + r * ld_src + c);
+    else dst[r * ld_dst + c] = src[r * ld_src + c];
+  }
+}
+
+int grid_for(size_t n, int threads = 256) {
+  const size_t b = (n + threads - 1) / threads;
+  return int(b < 132 * 32 ? (b == 0 ? 1 : b) : 132 * 32);
+}
+
+}  // namespace
+
+#define BF(p) static_cast<const __nv_bfloat16*>(p)
+#define BFW(p) static_cast<__nv_bfloat16*>(p)
+
+extern "C" const char* eng_timestep_embedding(const float* t, int B, float mult, int dim, void* out, void* stream) {
+  if (B <= 0 || dim <= 0 || dim % 2) return fail("eng_timestep_embedding", "B > 0 and an even dim needed");
+  temb_kernel<<<B, 128, 0, st(stream)>>>(t, mult, dim, BFW(out));
+  return launched("eng_timestep_embedding");
+}
+
+extern "C" const char* eng_bias_act(const void* in, int ld_in, void* out, int ld_out, const void* bias, int rows,
+                                    int cols, int act, void* stream) {
+  if (rows <= 0 || cols <= 0 || ld_in < cols || ld_out < cols) return fail("eng_bias_act", "bad shape");
+  bias_act_kernel<<<grid_for(size_t(rows) * cols), 256, 0, st(stream)>>>(BF(in), ld_in, BFW(out), ld_out, BF(bias),
+                                                                         rows, cols, act);
+  return launched("eng_bias_act");
+}
+
+extern "C" const char* eng_sum_silu(const void* a, const void* b, const void* c, int n, void* out, void* stream) {
+  if (n <= 0) return fail("eng_sum_silu", "n must be positive");
+  sum_silu_kernel<<<(n + 255) / 256, 256, 0, st(stream)>>>(BF(a), BF(b), BF(c), n, BFW(out));
+  return launched("eng_sum_silu");
+}
+
+extern "C" const char* eng_layernorm_modulate(const float* X, int S, int off, int n, int B, int D, float eps,
+                                              const void* mod, int mod_stride, int shift_off, int scale_off, void* out,
+                                              void* stream) {
+  if (B <= 0 || n <= 0 || D <= 0 || off + n > S) return fail("eng_layernorm_modulate", "bad segment");
+  const int threads = D >= 1024 ? 256 : 128;
+  const int vpt = (D + threads - 1) / threads;
+  const int rows = B * n;
+  if (vpt <= 4)
+    ln_mod_kernel<4><<<rows, threads, 0, st(stream)>>>(X, S, off, n, D, eps, BF(mod), mod_stride, shift_off, scale_off, BFW(out));
+  else if (vpt <= 16)
+    ln_mod_kernel<16><<<rows, threads, 0, st(stream)>>>(X, S, off, n, D, eps, BF(mod), mod_stride, shift_off, scale_off, BFW(out));
+  else
+    return fail("eng_layernorm_modulate", "D=" + std::to_string(D) + " > 4096 not supported");
+  return launched("eng_layernorm_modulate");
+}
+
+extern "C" const char* eng_gated_residual(float* X, int S, int off, int n, int B, int D, const void* y, int ld_y,
+                                          const void* bias, const void* mod, int mod_stride, int gate_off,
+                                          void* stream) {
+  if (B <= 0 || n <= 0 || D <= 0 || off + n > S || ld_y < D) return fail("eng_gated_residual", "bad segment");
+  gated_residual_kernel<<<grid_for(size_t(B) * n * D), 256, 0, st(stream)>>>(X, S, off, n, B, D, BF(y), ld_y, BF(bias),
+                                                                              BF(mod), mod_stride, gate_off);
+  return launched("eng_gated_residual");
+}
+
+extern "C" const char* eng_residual_store(float* X, int S, int off, int n, int B, int D, const void* src,
+                                          const void* bias, void* stream) {
+  if (B <= 0 || n <= 0 || D <= 0 || off + n > S) return fail("eng_residual_store", "bad segment");
+  residual_store_kernel<<<grid_for(size_t(B) * n * D), 256, 0, st(stream)>>>(X, S, off, n, B, D, BF(src), BF(bias));
+  return launched("eng_residual_store");
+}
+
+extern "C" const char* eng_residual_load(const float* X, int S, int off, int n, int B, int D, void* out,
+                                         void* stream) {
+  if (B <= 0 || n <= 0 || D <= 0 || off + n > S) return fail("eng_residual_load", "bad segment");
+  residual_load_kernel<<<grid_for(size_t(B) * n * D), 256, 0, st(stream)>>>(X, S, off, n, B, D, BFW(out));
+  return launched("eng_residual_load");
+}
+
+extern "C" const char* eng_rope_table(const float* ids, int S, int a0, int a1, int a2, float* cos_t, float* sin_t,
+                                      void* stream) {
+  if (S <= 0 || a0 % 2 || a1 % 2 || a2 % 2) return fail("eng_rope_table", "S > 0 and even axis widths needed");
+  rope_table_kernel<<<grid_for(size_t(S) * (a0 + a1 + a2) / 2), 256, 0, st(stream)>>>(ids, S, a0, a1, a2, cos_t, sin_t);
+  return launched("eng_rope_table");
+}
+
+extern "C" const char* eng_qk_norm_rope(const void* qkv, int ld, const void* bias, int B, int n, int off, int S, int H,
+                                        int Dh, const void* wq, const void* wk, float eps, const float* cos_t,
+                                        const float* sin_t, void* Q, void* K, void* V, void* stream) {
+  if (Dh % 2 || Dh > 128 || Dh <= 0) return fail("eng_qk_norm_rope", "Dh=" + std::to_string(Dh) + " (even, <= 128)");
+  if (ld < 3 * H * Dh || off + n > S || B <= 0 || n <= 0) return fail("eng_qk_norm_rope", "bad shape");
+  const size_t warps = size_t(B) * n * H;
+  qk_norm_rope_kernel<<<int((warps + 7) / 8), 256, 0, st(stream)>>>(BF(qkv), ld, BF(bias), B, n, off, S, H, Dh, BF(wq),
+                                                                    BF(wk), eps, cos_t, sin_t, BFW(Q), BFW(K), BFW(V));
+  return launched("eng_qk_norm_rope");
+}
+
+extern "C" const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t* codes, const void* scales,
+                                      const void* zeros, const void* bias, int N, void* out, void* stream) {
+  if (M <= 0 || M > 8 || K <= 0 || K % 64 || N <= 0)
+    return fail("eng_gemv_w4a16", "M in 1..8, K % 64 == 0, N > 0 needed; got M=" + std::to_string(M) +
+                                      " K=" + std::to_string(K) + " N=" + std::to_string(N));
+  const size_t sh = size_t(M) * K * 4;
+  if (sh > 200 * 1024) return fail("eng_gemv_w4a16", "M·K too large for shared memory");
+  const int warps = 8;
+  const int grid = (N + warps - 1) / warps;
+  if (M <= 2) {
+    if (sh > 48 * 1024) cudaFuncSetAttribute(gemv_w4a16_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
+    gemv_w4a16_kernel<2><<<grid, warps * 32, sh, st(stream)>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N, BFW(out));
+  } else {
+    if (sh > 48 * 1024) cudaFuncSetAttribute(gemv_w4a16_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
+    gemv_w4a16_kernel<8><<<grid, warps * 32, sh, st(stream)>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N, BFW(out));
+  }
+  return launched("eng_gemv_w4a16");
+}
+
+extern "C" const char* eng_fill_random(void* p, size_t n, int dtype, uint32_t seed, float center, float scale,
+                                       void* stream) {
+  if (!p || n == 0 || (dtype != 0 && dtype != 1)) return fail("eng_fill_random", "bad arguments");
+  fill_random_kernel<<<grid_for(n), 256, 0, st(stream)>>>(p, n, dtype, seed, center, scale);
+  return launched("eng_fill_random");
+}
+extern "C" const char* eng_fill_random_bytes(void* p, size_t n, uint32_t seed, void* stream) {
+  if (!p || n == 0) return fail("eng_fill_random_bytes", "bad arguments");
+  fill_bytes_kernel<<<grid_for(n), 256, 0, st(stream)>>>(static_cast<uint8_t*>(p), n, seed);
+  return launched("eng_fill_random_bytes");
+}
+
+extern "C" const char* eng_copy_2d(const void* src, int ld_src, void* dst, int ld_dst, int rows, int cols,
+                                   void* stream) {
+  if (rows <= 0 || cols <= 0 || ld_src < cols || ld_dst < cols) return fail("eng_copy_2d", "bad shape");
+  copy_2d_kernel<<<grid_for(size_t(rows) * cols / 8 + 1), 256, 0, st(stream)>>>(BF(src), ld_src, BFW(dst), ld_dst, rows, cols);
+  return launched("eng_copy_2d");
+}

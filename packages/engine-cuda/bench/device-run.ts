@@ -1,0 +1,183 @@
+// The engine's device script (bundled by tools/engine-bench.sh --prepare, run on the GPU machine):
+//   node device-run.mjs check [fixtureDir]   correctness: attention and W4A16 GEMV vs float64, flux-tiny 16-bit mode
+//                                            vs the CPU forward, flux-small W4A4 mode vs CPU reference layers
+//   node device-run.mjs bench                FLUX.1-dev full size, random weights, 1024² (4096 + 512 tokens), batch 1:
+//                                            ours BF16 and ours W4A4 (step ms eager and CUDA graph, weights, peak
+//                                            memory, per-op breakdown); vs diffusers' output when $DIFFUSERS_OUT
+//                                            names the file tools/engine/flux_diffusers.py wrote.
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { parseFluxConfig } from "@svdquant/models";
+import { engineAvailability, FluxEngine, fnv1a32 } from "../src/index.js";
+import {
+  type CheckResult,
+  checkAttention,
+  checkGemvW4A16,
+  checkTinyBf16,
+  checkW4A4Layers,
+  checkW4A4Small,
+} from "../test/gpu-checks.js";
+import { relErr } from "../test/helpers.js";
+
+const GiB = 2 ** 30;
+const out = process.env.OUT ?? "/tmp";
+
+async function check(fixtures: string): Promise<boolean> {
+  const rows: CheckResult[] = [];
+  const run = async (f: () => CheckResult | Promise<CheckResult>, name: string) => {
+    const t0 = Date.now();
+    try {
+      const r = await f();
+      rows.push(r);
+      console.log(
+        `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol}) ${Date.now() - t0} ms`,
+      );
+    } catch (e) {
+      rows.push({ name, relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
+      console.log(`FAIL ${name}: ${(e as Error).stack ?? e}`);
+    }
+  };
+  for (const [B, H, S, Dh] of [
+    [1, 2, 300, 128],
+    [2, 3, 129, 72],
+    [2, 4, 45, 16],
+    [1, 2, 64, 64],
+    [1, 1, 1, 128],
+  ] as const)
+    await run(() => checkAttention(B, H, S, Dh), `attention ${B} ${H} ${S} ${Dh}`);
+  for (const [M, K, N] of [
+    [1, 256, 200],
+    [2, 3072, 384],
+    [3, 128, 64],
+  ] as const)
+    await run(() => checkGemvW4A16(M, K, N), `gemv ${M} ${K} ${N}`);
+  const tiny = `${fixtures}/flux-tiny-a-bf16`;
+  if (existsSync(tiny)) {
+    await run(() => checkTinyBf16(tiny, 1, 8, 16), "tiny 1");
+    await run(() => checkTinyBf16(tiny, 2, 9, 35), "tiny 2");
+  } else console.log(`SKIP flux-tiny: ${tiny} missing`);
+  try {
+    for (const r of await checkW4A4Layers()) {
+      rows.push(r);
+      console.log(
+        `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})`,
+      );
+    }
+  } catch (e) {
+    rows.push({ name: "w4a4 layers", relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
+    console.log(`FAIL w4a4 layers: ${(e as Error).stack ?? e}`);
+  }
+  await run(() => checkW4A4Small(2, 7, 37), "w4a4 small 2");
+  await run(() => checkW4A4Small(1, 16, 64), "w4a4 small 1");
+  const ok = rows.every((r) => r.ok);
+  console.log(`${rows.filter((r) => r.ok).length}/${rows.length} checks passed`);
+  writeFileSync(`${out}/engine-check.json`, JSON.stringify(rows, null, 1));
+  return ok;
+}
+
+/** FLUX.1-dev (black-forest-labs/FLUX.1-dev transformer/config.json values). */
+const FLUX_DEV = parseFluxConfig({
+  attention_head_dim: 128,
+  axes_dims_rope: [16, 56, 56],
+  guidance_embeds: true,
+  in_channels: 64,
+  joint_attention_dim: 4096,
+  num_attention_heads: 24,
+  num_layers: Number(process.env.FLUX_LAYERS ?? 19),
+  num_single_layers: Number(process.env.FLUX_SINGLE_LAYERS ?? 38),
+  patch_size: 1,
+  pooled_projection_dim: 768,
+});
+
+function randomInputs(e: FluxEngine, St: number, Si: number): void {
+  const raw = e.raw;
+  for (const n of ["in.hidden", "in.encoder", "in.pooled"]) raw.fillRandom(n, "bf16", fnv1a32(n), 0, 2);
+  raw.upload("in.timestep", new Float32Array([0.5]));
+  raw.upload("in.guidance", new Float32Array([3.5]));
+  const ids = new Float32Array((St + Si) * 3);
+  const side = Math.sqrt(Si);
+  for (let i = 0; i < Si; i++) {
+    ids[(St + i) * 3 + 1] = Math.floor(i / side);
+    ids[(St + i) * 3 + 2] = i % side;
+  }
+  raw.upload("in.ids", ids);
+}
+
+async function bench(): Promise<boolean> {
+  const St = 512;
+  const Si = 4096;
+  const iters = Number(process.env.ITERS ?? 5);
+  const table: Record<string, unknown>[] = [];
+  let ok = true;
+  for (const mode of (process.env.MODES ?? "bf16,w4a4").split(",") as ("bf16" | "w4a4")[]) {
+    const t0 = Date.now();
+    const e = FluxEngine.random(FLUX_DEV, { mode, rank: 32 });
+    try {
+      e.prepare(1, St, Si);
+      randomInputs(e, St, Si);
+      const tInit = Date.now() - t0;
+      e.run();
+      e.raw.synchronize();
+      const outBits = new Uint16Array(e.raw.download("out"));
+      const outF = Float32Array.from(outBits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
+      const finite = outF.every(Number.isFinite);
+      const eager = [e.timeSteps(iters, false), e.timeSteps(iters, false)];
+      let graph = [Number.NaN];
+      try {
+        graph = [e.timeSteps(iters, true), e.timeSteps(iters, true)];
+      } catch (err) {
+        console.log(`graph capture failed: ${(err as Error).message}`);
+      }
+      e.run({ profile: true });
+      const prof = e.profile().sort((a, b) => b.ms - a.ms);
+      const mem = e.memory();
+      const used = mem.deviceTotal - mem.deviceFree;
+      const row: Record<string, unknown> = {
+        engine: `ours ${mode.toUpperCase()}`,
+        weightsGiB: mem.weights / GiB,
+        engineBytesGiB: mem.peak / GiB,
+        deviceUsedGiB: used / GiB,
+        stepMsEager: Math.min(...eager),
+        stepMsGraph: Math.min(...graph),
+        initMs: tInit,
+        finite,
+      };
+      const dOut = process.env.DIFFUSERS_OUT;
+      if (mode === "bf16" && dOut && existsSync(dOut)) {
+        const b = new Uint16Array(readFileSync(dOut).buffer.slice(0));
+        const ref = Float32Array.from(b, (x) => new Float32Array(new Uint32Array([x << 16]).buffer)[0]!);
+        const er = relErr(outF, ref);
+        row.vsDiffusersRelL2 = er.relL2;
+        row.vsDiffusersRelMax = er.relMax;
+        if (!(er.relL2 <= 1e-2)) ok = false;
+      }
+      const f32 = process.env.DIFFUSERS_F32;
+      if (mode === "bf16" && f32 && existsSync(f32)) {
+        const ref = new Float32Array(readFileSync(f32).buffer.slice(0));
+        const er = relErr(outF, ref);
+        row.vsF32RelL2 = er.relL2;
+        row.vsF32RelMax = er.relMax;
+      }
+      if (!finite) ok = false;
+      table.push(row);
+      console.log(JSON.stringify(row));
+      const total = prof.reduce((a, p) => a + p.ms, 0);
+      console.log(`per-op breakdown (${mode}, one profiled step, ${total.toFixed(1)} ms with events):`);
+      for (const p of prof)
+        console.log(
+          `  ${p.op.padEnd(30)} ${p.ms.toFixed(2).padStart(9)} ms ${((100 * p.ms) / total).toFixed(1).padStart(5)}%  x${p.count}`,
+        );
+      writeFileSync(`${out}/engine-profile-${mode}.json`, JSON.stringify(prof, null, 1));
+    } finally {
+      e.free();
+    }
+  }
+  writeFileSync(`${out}/engine-bench.json`, JSON.stringify(table, null, 1));
+  return ok;
+}
+
+const av = engineAvailability();
+console.log(`engine: ${av.reason}${av.info?.cublas ? `, cuBLAS ${av.info.cublas}` : ""}`);
+if (!av.available) process.exit(2);
+const mode = process.argv[2] ?? "check";
+const ok = mode === "bench" ? await bench() : await check(process.argv[3] ?? "fixtures");
+process.exit(ok ? 0 : 1);

@@ -1,0 +1,315 @@
+import type { FluxConfig, FluxInputs } from "@svdquant/models";
+import { bf16BitsToF32, encodeFloats } from "@svdquant/tensor";
+import {
+  type ConvertOptions,
+  fluxEngineItems,
+  fluxEngineLinears,
+  fluxEngineNorms,
+  type WeightSource,
+} from "./convert.js";
+import { EngineError } from "./errors.js";
+import { loadAddon, type NativeEngine, type OpTime } from "./native.js";
+import { fnv1a32, randomRule } from "./random.js";
+
+/** Device memory of an engine, measured: bytes it allocated (weights, workspace, peak of both) and cudaMemGetInfo. */
+export interface EngineMemory {
+  weights: number;
+  workspace: number;
+  peak: number;
+  deviceFree: number;
+  deviceTotal: number;
+}
+
+/** Options of a full-size model with random weights on the device (benchmarks; no checkpoint needed). */
+export interface RandomFluxOptions {
+  /** "bf16": every linear 16-bit (cuBLAS); "w4a4": the SVDQuant recipe (block linears W4A4 INT4 g64 rank R, AdaNorm W4A16). */
+  mode: "bf16" | "w4a4";
+  rank?: number;
+}
+
+function wrap<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof EngineError) throw e;
+    const msg = (e as Error).message;
+    const code = /^(cuda|cublas|dlopen|eng_|svdq_)/i.test(msg)
+      ? "E_CUDA"
+      : /missing|tensor|holds/.test(msg)
+        ? "E_CHECKPOINT"
+        : "E_CUDA";
+    throw new EngineError(code, msg, undefined, e);
+  }
+}
+
+/**
+ * A FLUX.1 transformer on the GPU. Weights are uploaded once; every device allocation (weights, inputs, output,
+ * workspace) belongs to this object and is released by {@link FluxEngine.free} (or `using`), or by the garbage
+ * collector if never freed. A step runs entirely on the device (one stream, no host round trip inside).
+ */
+export class FluxEngine {
+  readonly config: FluxConfig;
+  private readonly native: NativeEngine;
+  private shape: { batch: number; txtTokens: number; imgTokens: number } | undefined;
+
+  private constructor(config: FluxConfig, native: NativeEngine) {
+    this.config = config;
+    this.native = native;
+  }
+
+  private static create(config: FluxConfig): FluxEngine {
+    const { addon, reason } = loadAddon();
+    if (!addon) throw new EngineError("E_NO_ADDON", reason ?? "engine addon unavailable");
+    const info = addon.deviceInfo();
+    if (!info.available) throw new EngineError("E_NO_DEVICE", info.reason ?? "no CUDA device");
+    return new FluxEngine(
+      config,
+      wrap(() => new addon.Engine()),
+    );
+  }
+
+  /**
+   * Loads a diffusers-layout FLUX state dict whose linears may be packed SVDQuant layers (see convert.ts), one
+   * tensor at a time (host memory: about one layer).
+   */
+  static async load(config: FluxConfig, source: WeightSource, opts: ConvertOptions = {}): Promise<FluxEngine> {
+    const e = FluxEngine.create(config);
+    try {
+      for await (const item of fluxEngineItems(config, source, opts)) {
+        if (item.kind === "int") e.native.setInt(item.name, item.value);
+        else
+          wrap(() => {
+            e.native.alloc(item.name, item.data.byteLength);
+            e.native.upload(item.name, item.data);
+          });
+      }
+    } catch (err) {
+      e.free();
+      throw err;
+    }
+    return e;
+  }
+
+  /**
+   * A model with deterministic random weights drawn on the device (random.ts; the same values
+   * tools/engine/flux_diffusers.py puts into diffusers' model for the 16-bit parameters). In "w4a4" mode the
+   * packed layers hold random codes, scales and low-rank branches (for timing; their values mean nothing).
+   */
+  static random(config: FluxConfig, opts: RandomFluxOptions): FluxEngine {
+    const e = FluxEngine.create(config);
+    const n = e.native;
+    const R = opts.rank ?? 32; // SVDQuant §5.1: rank 32
+    try {
+      wrap(() => {
+        for (const L of fluxEngineLinears(config)) {
+          const N = L.N.reduce((a, b) => a + b, 0);
+          const K = L.K;
+          const quantized =
+            opts.mode === "w4a4" && (/transformer_blocks\./.test(L.name) || L.name === "norm_out.linear");
+          const ada = /norm1(_context)?\.linear$|\.norm\.linear$|^norm_out\.linear$/.test(L.name);
+          if (quantized && ada) {
+            n.alloc(`${L.name}.w4a16_codes`, (N * K) / 2);
+            n.fillRandom(`${L.name}.w4a16_codes`, "bytes", fnv1a32(`${L.name}.codes`));
+            for (const [k, c, s] of [
+              ["w4a16_scales", 0.004, 0.002],
+              ["w4a16_zeros", -0.03, 0.01],
+            ] as const) {
+              n.alloc(`${L.name}.${k}`, (N * K) / 32);
+              n.fillRandom(`${L.name}.${k}`, "bf16", fnv1a32(`${L.name}.${k}`), c, s);
+            }
+          } else if (quantized) {
+            const r = R * L.sources.length;
+            n.alloc(`${L.name}.qweight`, (N * K) / 2);
+            n.fillRandom(`${L.name}.qweight`, "bytes", fnv1a32(`${L.name}.qweight`));
+            n.alloc(`${L.name}.wscales`, (N * K) / 32);
+            n.fillRandom(
+              `${L.name}.wscales`,
+              "bf16",
+              fnv1a32(`${L.name}.wscales`),
+              0.6 / Math.sqrt(K) / 4,
+              0.1 / Math.sqrt(K),
+            );
+            n.alloc(`${L.name}.lora_down`, r * K * 2);
+            n.fillRandom(`${L.name}.lora_down`, "bf16", fnv1a32(`${L.name}.lora_down`), 0, 2 / Math.sqrt(K));
+            n.alloc(`${L.name}.lora_up`, N * r * 2);
+            n.fillRandom(`${L.name}.lora_up`, "bf16", fnv1a32(`${L.name}.lora_up`), 0, 0.2 / Math.sqrt(r));
+            if (!L.name.endsWith("proj_mlp")) {
+              n.alloc(`${L.name}.smooth`, K * 2);
+              n.fillRandom(`${L.name}.smooth`, "bf16", fnv1a32(`${L.name}.smooth`), 1, 0.2);
+            }
+            n.setInt(`${L.name}.act_unsigned`, /\.ff(_context)?\.net\.2$/.test(L.name) ? 1 : 0);
+          } else {
+            n.alloc(`${L.name}.weight`, N * K * 2);
+            L.sources.forEach((s, i) => {
+              const off = L.N.slice(0, i).reduce((a, b) => a + b, 0) * K * 2;
+              const r = randomRule(`${s}.weight`, [L.N[i]!, K]);
+              n.fillRandom(`${L.name}.weight`, "bf16", fnv1a32(`${s}.weight`), r.center, r.scale, off, L.N[i]! * K);
+            });
+          }
+          n.alloc(`${L.name}.bias`, N * 2);
+          L.sources.forEach((s, i) => {
+            const off = L.N.slice(0, i).reduce((a, b) => a + b, 0) * 2;
+            const r = randomRule(`${s}.bias`, [L.N[i]!]);
+            n.fillRandom(`${L.name}.bias`, "bf16", fnv1a32(`${s}.bias`), r.center, r.scale, off, L.N[i]!);
+          });
+        }
+        for (const name of fluxEngineNorms(config)) {
+          n.alloc(name, config.attentionHeadDim * 2);
+          const r = randomRule(name, [config.attentionHeadDim]);
+          n.fillRandom(name, "bf16", fnv1a32(name), r.center, r.scale);
+        }
+      });
+    } catch (err) {
+      e.free();
+      throw err;
+    }
+    return e;
+  }
+
+  /** Sizes the workspace and input buffers for a batch and token counts (done by step() when they change). */
+  prepare(batch: number, txtTokens: number, imgTokens: number): void {
+    const c = this.config;
+    for (const [k, v] of [
+      ["batch", batch],
+      ["txtTokens", txtTokens],
+      ["imgTokens", imgTokens],
+    ] as const)
+      if (!Number.isSafeInteger(v) || v <= 0)
+        throw new EngineError("E_INPUT", `${k} must be a positive integer, got ${v}`, "FluxEngine.prepare");
+    if (batch > 8)
+      throw new EngineError("E_INPUT", `batch ${batch} > 8 (the W4A16 GEMV's limit)`, "FluxEngine.prepare");
+    const n = this.live();
+    const b = batch;
+    wrap(() => {
+      n.alloc("in.hidden", b * imgTokens * c.inChannels * 2);
+      n.alloc("in.encoder", b * txtTokens * c.jointAttentionDim * 2);
+      n.alloc("in.pooled", b * c.pooledProjectionDim * 2);
+      n.alloc("in.timestep", b * 4);
+      if (c.guidanceEmbeds) n.alloc("in.guidance", b * 4);
+      n.alloc("in.ids", (txtTokens + imgTokens) * 3 * 4);
+      n.alloc("out", b * imgTokens * this.outWidth * 2);
+      n.prepareFlux(
+        {
+          heads: c.numAttentionHeads,
+          headDim: c.attentionHeadDim,
+          inChannels: c.inChannels,
+          outChannels: this.outWidth,
+          jointDim: c.jointAttentionDim,
+          pooledDim: c.pooledProjectionDim,
+          numLayers: c.numLayers,
+          numSingleLayers: c.numSingleLayers,
+          guidance: c.guidanceEmbeds ? 1 : 0,
+          axes0: c.axesDimsRope[0]!,
+          axes1: c.axesDimsRope[1]!,
+          axes2: c.axesDimsRope[2]!,
+        },
+        b,
+        txtTokens,
+        imgTokens,
+      );
+    });
+    this.shape = { batch, txtTokens, imgTokens };
+  }
+
+  private get outWidth(): number {
+    return this.config.patchSize * this.config.patchSize * this.config.outChannels;
+  }
+
+  private live(): NativeEngine {
+    if (this.native.freed)
+      throw new EngineError("E_FREED", "the engine's device memory was released (free())", "FluxEngine");
+    return this.native;
+  }
+
+  /** Uploads the inputs (f32 on the host, bf16 on the device; ids text first) for the next {@link run}. */
+  setInputs(inp: FluxInputs): void {
+    const c = this.config;
+    const { batch: b, imgTokens: si, txtTokens: st } = inp;
+    const s = this.shape;
+    if (!s || s.batch !== b || s.txtTokens !== st || s.imgTokens !== si) this.prepare(b, st, si);
+    const check = (name: string, a: ArrayLike<number> | undefined, n: number) => {
+      if (a === undefined || a.length !== n)
+        throw new EngineError("E_INPUT", `has ${a?.length ?? "no"} values, expected ${n}`, `FluxInputs.${name}`);
+      for (let i = 0; i < a.length; i++)
+        if (!Number.isFinite(a[i]!))
+          throw new EngineError("E_INPUT", `element ${i} is ${a[i]} (not finite)`, `FluxInputs.${name}`);
+    };
+    check("hiddenStates", inp.hiddenStates, b * si * c.inChannels);
+    check("encoderHiddenStates", inp.encoderHiddenStates, b * st * c.jointAttentionDim);
+    check("pooledProjections", inp.pooledProjections, b * c.pooledProjectionDim);
+    check("timestep", inp.timestep, b);
+    check("imgIds", inp.imgIds, si * 3);
+    check("txtIds", inp.txtIds, st * 3);
+    if (c.guidanceEmbeds) check("guidance", inp.guidance, b);
+    else if (inp.guidance !== undefined)
+      throw new EngineError("E_INPUT", "given, but the model has no guidance embedder", "FluxInputs.guidance");
+    const n = this.live();
+    const bf = (a: Float32Array) => encodeFloats("BF16", a) as Uint16Array;
+    wrap(() => {
+      n.upload("in.hidden", bf(inp.hiddenStates));
+      n.upload("in.encoder", bf(inp.encoderHiddenStates));
+      n.upload("in.pooled", bf(inp.pooledProjections));
+      n.upload("in.timestep", Float32Array.from(inp.timestep));
+      if (c.guidanceEmbeds) n.upload("in.guidance", Float32Array.from(inp.guidance!));
+      const ids = new Float32Array((st + si) * 3);
+      ids.set(inp.txtIds, 0);
+      ids.set(inp.imgIds, st * 3);
+      n.upload("in.ids", ids);
+    });
+  }
+
+  /** One transformer step on the uploaded inputs (enqueued; `profile` adds CUDA events around every op). */
+  run(opts: { profile?: boolean; graph?: boolean } = {}): void {
+    if (!this.shape) throw new EngineError("E_INPUT", "no inputs: call setInputs (or step) first", "FluxEngine.run");
+    const n = this.live();
+    wrap(() => (opts.graph ? n.stepGraph() : n.step(opts.profile === true)));
+  }
+
+  /** The last step's prediction [B, Si, patch²·Cout] as f32. */
+  output(): Float32Array {
+    if (!this.shape) throw new EngineError("E_INPUT", "no step has run", "FluxEngine.output");
+    const bits = new Uint16Array(wrap(() => this.live().download("out")));
+    const out = new Float32Array(bits.length);
+    for (let i = 0; i < bits.length; i++) out[i] = bf16BitsToF32(bits[i]!);
+    return out;
+  }
+
+  /** setInputs + run + output: one denoising step's transformer call, as a sampler makes it. */
+  step(inp: FluxInputs): Float32Array {
+    this.setInputs(inp);
+    this.run();
+    return this.output();
+  }
+
+  /** Milliseconds per step over `iterations` steps (CUDA events; CUDA graph replays when `graph`). */
+  timeSteps(iterations: number, graph = false): number {
+    return wrap(() => this.live().timeSteps(iterations, graph));
+  }
+
+  /** Per-op-kind times of the last profiled run ({@link run} with `profile: true`). */
+  profile(): OpTime[] {
+    return wrap(() => this.live().profile());
+  }
+
+  memory(): EngineMemory {
+    return wrap(() => this.live().bytes());
+  }
+
+  /** Direct access for tests and benchmarks (fills, single ops). */
+  get raw(): NativeEngine {
+    return this.live();
+  }
+
+  get freed(): boolean {
+    return this.native.freed;
+  }
+
+  /** Releases every device allocation of this engine now. */
+  free(): void {
+    this.native.free();
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
+  }
+}

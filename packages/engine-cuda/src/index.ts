@@ -1,0 +1,23 @@
+export {
+  type ConvertOptions,
+  defaultUnsignedLayer,
+  type EngineItem,
+  type EngineLinear,
+  fluxEngineItems,
+  fluxEngineLinears,
+  fluxEngineNorms,
+  stackW4A4,
+  type WeightSource,
+  w4a16EngineLayout,
+} from "./convert.js";
+export { EngineError, type EngineErrorCode } from "./errors.js";
+export { type EngineMemory, FluxEngine, type RandomFluxOptions } from "./flux.js";
+export {
+  addonPath,
+  engineAvailability,
+  loadAddon,
+  type NativeDeviceInfo,
+  type NativeEngine,
+  type OpTime,
+} from "./native.js";
+export { fnv1a32, hash32, type RandomRule, randomRule, randomValue } from "./random.js";

@@ -1,0 +1,101 @@
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** One profiled op kind of a step: total milliseconds and number of launches. */
+export interface OpTime {
+  op: string;
+  ms: number;
+  count: number;
+}
+
+/** The native engine (packages/engine-cuda/native/addon.cpp over kernels/cuda/engine/flux.h). */
+export interface NativeEngine {
+  readonly freed: boolean;
+  alloc(name: string, bytes: number): void;
+  upload(name: string, data: ArrayBufferView, byteOffset?: number): void;
+  download(name: string, bytes?: number): ArrayBuffer;
+  fillRandom(
+    name: string,
+    kind: "bf16" | "f32" | "bytes",
+    seed: number,
+    center?: number,
+    scale?: number,
+    byteOffset?: number,
+    count?: number,
+  ): void;
+  has(name: string): boolean;
+  freeTensor(name: string): void;
+  setInt(name: string, value: number): void;
+  prepareFlux(config: Record<string, number>, batch: number, txtTokens: number, imgTokens: number): void;
+  step(profile?: boolean): void;
+  stepGraph(): void;
+  synchronize(): void;
+  profile(): OpTime[];
+  bytes(): { weights: number; workspace: number; peak: number; deviceFree: number; deviceTotal: number };
+  timeSteps(iterations: number, graph?: boolean): number;
+  attention(q: string, k: string, v: string, out: string, B: number, H: number, S: number, Dh: number): void;
+  gemvW4A16(
+    x: string,
+    codes: string,
+    scales: string,
+    zeros: string,
+    bias: string,
+    out: string,
+    M: number,
+    K: number,
+    N: number,
+  ): void;
+  /** One layer of the prepared model: out [M, N] = layer(x [M, K]) on named bf16 tensors (tests). */
+  linear(layer: string, N: number, K: number, x: string, out: string, M: number): void;
+  free(): void;
+}
+
+export interface NativeDeviceInfo {
+  available: boolean;
+  reason?: string;
+  name?: string;
+  computeCapability?: number;
+  cublas?: string;
+  globalBytes?: number;
+}
+
+export interface NativeAddon {
+  Engine: new () => NativeEngine;
+  deviceInfo(): NativeDeviceInfo;
+}
+
+let cached: { addon?: NativeAddon; reason?: string } | undefined;
+
+/** Path of the built addon: build/svdq_engine.node in the package root (or $SVDQ_ENGINE_ADDON). */
+export function addonPath(): string {
+  const env = process.env.SVDQ_ENGINE_ADDON;
+  if (env) return env;
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "build", "svdq_engine.node");
+}
+
+/** Loads the addon once; returns it or the reason it is unavailable. */
+export function loadAddon(): { addon?: NativeAddon; reason?: string } {
+  if (cached) return cached;
+  const path = addonPath();
+  if (!existsSync(path)) {
+    cached = { reason: `engine addon not built (${path} missing; the build needs nvcc)` };
+    return cached;
+  }
+  try {
+    cached = { addon: createRequire(import.meta.url)(path) as NativeAddon };
+  } catch (e) {
+    cached = { reason: `engine addon failed to load: ${(e as Error).message}` };
+  }
+  return cached;
+}
+
+/** Whether the engine can run here: the addon loads and a CUDA device answers. */
+export function engineAvailability(): { available: boolean; reason: string; info?: NativeDeviceInfo } {
+  const { addon, reason } = loadAddon();
+  if (!addon) return { available: false, reason: reason ?? "addon unavailable" };
+  const info = addon.deviceInfo();
+  if (!info.available) return { available: false, reason: info.reason ?? "no CUDA device", info };
+  return { available: true, reason: `${info.name} (sm_${info.computeCapability})`, info };
+}

@@ -1,0 +1,457 @@
+// Correctness checks of the engine on a GPU, shared by gpu.test.ts (vitest) and bench/device-run.ts (the device
+// script). Every check compares against an independent host reference: float64 attention / GEMV, or the CPU
+// FLUX forward of @svdquant/models on the same parameters (W4A4 / W4A16 layers through reference layers below that
+// follow the kernels' documented arithmetic).
+import { packW4A4Layer, packW4A16Layer, quantizeW4A16, type W4A4Layer } from "@svdquant/int4";
+import {
+  type FluxConfig,
+  type FluxInputs,
+  FluxTransformer,
+  LinearFactory,
+  type LinearLayer,
+  parseFluxConfig,
+  type Recipe,
+  registerLinearKind,
+} from "@svdquant/models";
+import { openModelFolder, type Tensor } from "@svdquant/tensor";
+import { FluxEngine } from "../src/index.js";
+import { bf, bf16Bits, bf16Tensor, memorySource, relErr, rng, uniformBf16 } from "./helpers.js";
+
+export interface CheckResult {
+  name: string;
+  relL2: number;
+  relMax: number;
+  tol: number;
+  ok: boolean;
+}
+
+function result(name: string, e: { relL2: number; relMax: number; finite: boolean }, tol: number): CheckResult {
+  return { name, relL2: e.relL2, relMax: e.relMax, tol, ok: e.finite && e.relL2 <= tol };
+}
+
+// ---------------------------------------------------------------- attention vs float64
+export function checkAttention(B: number, H: number, S: number, Dh: number, seed = 1): CheckResult {
+  const r = rng(seed);
+  const n = B * H * S * Dh;
+  const q = uniformBf16(r, n, -2, 2);
+  const k = uniformBf16(r, n, -2, 2);
+  const v = uniformBf16(r, n, -1, 1);
+  const ref = new Float64Array(B * S * H * Dh); // [B, S, H·Dh]
+  const sc = new Float64Array(S);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++) {
+      const base = (b * H + h) * S * Dh;
+      for (let i = 0; i < S; i++) {
+        let mx = -Infinity;
+        for (let j = 0; j < S; j++) {
+          let s = 0;
+          for (let d = 0; d < Dh; d++) s += q[base + i * Dh + d]! * k[base + j * Dh + d]!;
+          sc[j] = s / Math.sqrt(Dh);
+          mx = Math.max(mx, sc[j]!);
+        }
+        let sum = 0;
+        for (let j = 0; j < S; j++) sum += sc[j] = Math.exp(sc[j]! - mx);
+        for (let d = 0; d < Dh; d++) {
+          let o = 0;
+          for (let j = 0; j < S; j++) o += sc[j]! * v[base + j * Dh + d]!;
+          ref[((b * S + i) * H + h) * Dh + d] = o / sum;
+        }
+      }
+    }
+  const cfg = parseFluxConfig({ num_attention_heads: H, attention_head_dim: Dh, axes_dims_rope: [2, 2, Dh - 4] });
+  const e = engineFor(cfg);
+  try {
+    const raw = e.raw;
+    for (const [name, a] of [
+      ["t.q", q],
+      ["t.k", k],
+      ["t.v", v],
+    ] as const) {
+      raw.alloc(name, n * 2);
+      raw.upload(name, bf16Bits(a));
+    }
+    raw.alloc("t.o", n * 2);
+    raw.fillRandom("t.o", "bytes", 7); // poison
+    raw.attention("t.q", "t.k", "t.v", "t.o", B, H, S, Dh);
+    const bits = new Uint16Array(raw.download("t.o"));
+    const got = Float32Array.from(bits, (x) => bf(new Float32Array(new Uint32Array([x << 16]).buffer)[0]!));
+    return result(`attention B=${B} H=${H} S=${S} Dh=${Dh}`, relErr(got, ref), 1e-2);
+  } finally {
+    e.free();
+  }
+}
+
+// An engine with no model (single-op checks only).
+function engineFor(cfg: FluxConfig): FluxEngine {
+  // FluxEngine.random on a zero-block config would still allocate head weights; use a throwaway tiny model.
+  return FluxEngine.random(
+    { ...cfg, numLayers: 0, numSingleLayers: 0, inChannels: 16, jointAttentionDim: 16, pooledProjectionDim: 16 },
+    { mode: "bf16" },
+  );
+}
+
+// ---------------------------------------------------------------- W4A16 GEMV vs float64
+export function checkGemvW4A16(M: number, K: number, N: number, seed = 2): CheckResult {
+  const r = rng(seed);
+  const x = uniformBf16(r, M * K, -1, 1);
+  const w = new Float32Array(N * K);
+  for (let i = 0; i < w.length; i++) w[i] = (r() - 0.5) / Math.sqrt(K);
+  const q = quantizeW4A16(w, N, K, { groupSize: 64, scaleDtype: "BF16" });
+  const bias = uniformBf16(r, N, -0.1, 0.1);
+  const ref = new Float64Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) {
+        const g = n * (K / 64) + Math.floor(k / 64);
+        s += x[m * K + k]! * (q.codes[n * K + k]! * q.scales[g]! + q.zeros[g]!);
+      }
+      ref[m * N + n] = s + bias[n]!;
+    }
+  const cfg = parseFluxConfig({ num_attention_heads: 2, attention_head_dim: 16, axes_dims_rope: [4, 6, 6] });
+  const e = engineFor(cfg);
+  try {
+    const raw = e.raw;
+    const codes = new Uint8Array((N * K) / 2);
+    for (let i = 0; i < N * K; i += 2) codes[i / 2] = (q.codes[i]! & 15) | ((q.codes[i + 1]! & 15) << 4);
+    const put = (name: string, a: ArrayBufferView) => {
+      raw.alloc(name, a.byteLength);
+      raw.upload(name, a);
+    };
+    put("g.x", bf16Bits(x));
+    put("g.c", codes);
+    put("g.s", bf16Bits(q.scales));
+    put("g.z", bf16Bits(q.zeros));
+    put("g.b", bf16Bits(bias));
+    raw.alloc("g.o", M * N * 2);
+    raw.gemvW4A16("g.x", "g.c", "g.s", "g.z", "g.b", "g.o", M, K, N);
+    const bits = new Uint16Array(raw.download("g.o"));
+    const got = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
+    return result(`w4a16 gemv M=${M} K=${K} N=${N}`, relErr(got, ref), 1e-2);
+  } finally {
+    e.free();
+  }
+}
+
+// ---------------------------------------------------------------- whole model vs the CPU forward
+export function fluxInputs(c: FluxConfig, B: number, St: number, Si: number, seed: number): FluxInputs {
+  const r = rng(seed);
+  const u = (n: number, s = 1) => Float32Array.from({ length: n }, () => s * (2 * r() - 1));
+  const w = Math.ceil(Math.sqrt(Si));
+  const imgIds = new Float32Array(Si * 3);
+  for (let i = 0; i < Si; i++) {
+    imgIds[i * 3 + 1] = Math.floor(i / w);
+    imgIds[i * 3 + 2] = i % w;
+  }
+  return {
+    batch: B,
+    imgTokens: Si,
+    txtTokens: St,
+    hiddenStates: u(B * Si * c.inChannels),
+    encoderHiddenStates: u(B * St * c.jointAttentionDim),
+    pooledProjections: u(B * c.pooledProjectionDim),
+    timestep: Array.from({ length: B }, (_, i) => 0.25 + 0.5 * i),
+    ...(c.guidanceEmbeds ? { guidance: Array.from({ length: B }, (_, i) => 3.5 + i) } : {}),
+    imgIds,
+    txtIds: new Float32Array(St * 3),
+  };
+}
+
+/** flux-tiny (a BF16 fixture folder): the engine's 16-bit mode vs the CPU float32 forward on the same bf16 weights. */
+export async function checkTinyBf16(dir: string, B: number, St: number, Si: number): Promise<CheckResult> {
+  const cpu = await FluxTransformer.fromFolder(dir);
+  const folder = await openModelFolder(dir);
+  const e = await FluxEngine.load(cpu.config, folder.weights);
+  try {
+    const inp = fluxInputs(cpu.config, B, St, Si, 11 + B + St + Si);
+    const ref = await cpu.forward(inp);
+    const got = e.step(inp);
+    return result(`flux-tiny bf16 mode vs CPU B=${B} St=${St} Si=${Si}`, relErr(got, ref), 2e-2);
+  } finally {
+    e.free();
+    await folder.weights.close();
+  }
+}
+
+/**
+ * CPU reference of a packed W4A4 layer, following the kernels' arithmetic (svdq_cuda.h, next_quant.cuh): x rounded
+ * to bf16 (the engine's activations), v = (x [+ 0.171875 unsigned]) · (1/λ), per token and 64-group scale
+ * s = amax/qmax (stored as bf16), codes rint(v/s) clamped to [-8, 7] / [0, 15];
+ * y = Σ_g s_x s_w Σ q_x q_w + (x · downᵀ) · upᵀ + bias.
+ */
+class RefW4A4 implements LinearLayer {
+  readonly kind = "ref-w4a4";
+  constructor(
+    readonly name: string,
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    private readonly l: W4A4Layer,
+    private readonly unsigned: boolean,
+    private readonly roundInput = true,
+  ) {}
+  forward(x: Float32Array, m: number): Float32Array {
+    const K = this.inFeatures;
+    const N = this.outFeatures;
+    const { weight, loraDown, loraUp, rank: R, bias, smooth } = this.l;
+    const qmax = this.unsigned ? 15 : 7;
+    const qlo = this.unsigned ? 0 : -8;
+    const out = new Float32Array(m * N);
+    const codes = new Float64Array(K);
+    const sx = new Float64Array(K / 64);
+    const la = new Float64Array(R);
+    for (let i = 0; i < m; i++) {
+      const xr = Array.from(x.subarray(i * K, (i + 1) * K), (v) => (this.roundInput ? bf(v) : v));
+      for (let g = 0; g < K / 64; g++) {
+        let amax = 0;
+        const v = new Float64Array(64);
+        for (let j = 0; j < 64; j++) {
+          const k = g * 64 + j;
+          const inv = Math.fround(1 / (smooth ? smooth[k]! : 1));
+          v[j] = Math.fround(Math.fround(xr[k]! + (this.unsigned ? 0.171875 : 0)) * inv);
+          amax = Math.max(amax, Math.abs(v[j]!));
+        }
+        const s = Math.fround(amax * Math.fround(1 / qmax));
+        const rs = amax > 0 ? Math.fround(1 / s) : 0;
+        for (let j = 0; j < 64; j++) {
+          const t = Math.min(Math.max(Math.fround(v[j]! * rs), qlo), qmax);
+          const rnd = Math.round(t);
+          codes[g * 64 + j] = Math.abs(t % 1) === 0.5 ? 2 * Math.round(t / 2) : rnd; // round half to even
+        }
+        sx[g] = bf(s);
+      }
+      for (let r = 0; r < R; r++) {
+        let a = 0;
+        for (let k = 0; k < K; k++) a += xr[k]! * loraDown[r * K + k]!;
+        la[r] = Math.fround(a);
+      }
+      for (let n = 0; n < N; n++) {
+        let y = 0;
+        for (let g = 0; g < K / 64; g++) {
+          let d = 0;
+          for (let j = 0; j < 64; j++) d += codes[g * 64 + j]! * weight.codes[n * K + g * 64 + j]!;
+          y += d * sx[g]! * weight.scales[n * (K / 64) + g]!;
+        }
+        for (let r = 0; r < R; r++) y += la[r]! * loraUp[n * R + r]!;
+        out[i * N + n] = y + (bias ? bias[n]! : 0);
+      }
+    }
+    return out;
+  }
+}
+
+class RefW4A16 implements LinearLayer {
+  readonly kind = "ref-w4a16";
+  constructor(
+    readonly name: string,
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    private readonly w: Float32Array,
+    private readonly bias: Float32Array,
+  ) {}
+  forward(x: Float32Array, m: number): Float32Array {
+    const K = this.inFeatures;
+    const N = this.outFeatures;
+    const out = new Float32Array(m * N);
+    for (let i = 0; i < m; i++)
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += bf(x[i * K + k]!) * this.w[n * K + k]!;
+        out[i * N + n] = s + this.bias[n]!;
+      }
+    return out;
+  }
+}
+
+const refLayers = new Map<string, LinearLayer>();
+let registered = false;
+function registerRefs(): void {
+  if (registered) return;
+  registered = true;
+  for (const kind of ["engine-ref-w4a4", "engine-ref-w4a16"])
+    registerLinearKind(kind, (ctx) => {
+      const l = refLayers.get(ctx.name);
+      if (!l) throw new Error(`no reference layer ${ctx.name}`);
+      return l;
+    });
+}
+
+/** A small FLUX (D = 256 = 2 x 128, so W4A4's N % 128 holds) with guidance, for the W4A4 check. */
+export function smallW4A4Config(): FluxConfig {
+  return parseFluxConfig({
+    num_attention_heads: 2,
+    attention_head_dim: 128,
+    axes_dims_rope: [16, 56, 56],
+    in_channels: 64,
+    joint_attention_dim: 128,
+    pooled_projection_dim: 64,
+    num_layers: 1,
+    num_single_layers: 2,
+    guidance_embeds: true,
+  });
+}
+
+/**
+ * The engine's W4A4 mode (block linears: random packed W4A4 layers, rank 32, one smooth per input group; AdaNorm:
+ * W4A16 from quantizeW4A16) vs the CPU forward with reference layers of the same parameters.
+ */
+export async function checkW4A4Small(B: number, St: number, Si: number, seed = 5): Promise<CheckResult> {
+  const { cpu, engSrc, c } = await buildW4A4Small(seed);
+  const inp = fluxInputs(c, B, St, Si, seed + 100);
+  const ref = await cpu.forward(inp);
+  // Noise floor: re-quantizing every W4A4 input makes the model discontinuous in its activations. The reference
+  // run once on bf16-rounded and once on float32 activations (a bf16-level input perturbation) differs by this much;
+  // the engine (bf16 activations throughout) may not differ from the reference by more than 1.5x that (and 3e-2).
+  const { cpu: cpuF32 } = await buildW4A4Small(seed, false);
+  const floor = relErr(await cpuF32.forward(inp), ref).relL2;
+  await buildW4A4Small(seed); // restore the bf16-input reference layers for later checks
+  const e = await FluxEngine.load(c, memorySource(engSrc));
+  try {
+    const got = e.step(inp);
+    const tol = Math.max(3e-2, 1.5 * floor);
+    return result(
+      `flux-small W4A4 mode vs CPU reference layers B=${B} St=${St} Si=${Si} (noise floor ${floor.toExponential(2)})`,
+      relErr(got, ref),
+      tol,
+    );
+  } finally {
+    e.free();
+  }
+}
+
+/**
+ * The small W4A4 model: its CPU model (reference layers; `roundInput` false feeds them float32 activations instead
+ * of bf16-rounded ones) and the engine's tensor source.
+ */
+export async function buildW4A4Small(seed = 5, roundInput = true) {
+  registerRefs();
+  const c = smallW4A4Config();
+  const { fluxParams } = await import("@svdquant/models");
+  const r = rng(seed);
+  const dense = new Map<string, Tensor>();
+  const packed = new Map<string, Tensor>();
+  const smooths = new Map<string, Float32Array>();
+  const groupOf = (name: string) => {
+    const m = /^(single_)?transformer_blocks\.(\d+)\.(attn\.(to_[qkv]|add_[qkv]_proj)|proj_mlp)$/.exec(name);
+    if (!m) return name;
+    return `${m[1] ?? ""}${m[2]}.${m[4]?.startsWith("add") ? "add" : "x"}`;
+  };
+  for (const p of fluxParams(c)) {
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    const vals =
+      p.shape.length === 1 && p.name.includes("norm")
+        ? uniformBf16(r, n, 0.9, 1.1)
+        : p.name.endsWith(".bias")
+          ? uniformBf16(r, n, -0.02, 0.02)
+          : uniformBf16(r, n, -1 / Math.sqrt(p.shape[1] ?? 1), 1 / Math.sqrt(p.shape[1] ?? 1));
+    dense.set(p.name, bf16Tensor([...p.shape], vals));
+  }
+  const layers = (await import("@svdquant/models")).linearNamesOf(fluxParams(c));
+  const recipeRules: Recipe["rules"][number][] = [];
+  for (const name of layers) {
+    if (!/transformer_blocks\./.test(name)) continue;
+    const [N, K] = dense.get(`${name}.weight`)!.shape as [number, number];
+    const bias = dense.get(`${name}.bias`)!.toFloat32();
+    if (/norm1(_context)?\.linear$|\.norm\.linear$/.test(name)) {
+      const q = quantizeW4A16(dense.get(`${name}.weight`)!.toFloat32(), N, K, { groupSize: 64, scaleDtype: "BF16" });
+      for (const [k, t] of Object.entries(packW4A16Layer(q, bias, { dtype: "BF16", name })))
+        packed.set(`${name}.${k}`, t);
+      const w = new Float32Array(N * K);
+      for (let i = 0; i < N * K; i++) {
+        const g = Math.floor(i / 64);
+        w[i] = q.codes[i]! * q.scales[g]! + q.zeros[g]!;
+      }
+      refLayers.set(name, new RefW4A16(name, K, N, w, bias));
+      recipeRules.push({ match: name, treatment: "w4a16" });
+      continue;
+    }
+    const R = 32;
+    const codes = new Int8Array(N * K);
+    for (let i = 0; i < codes.length; i++) codes[i] = Math.floor(r() * 16) - 8;
+    const scales = uniformBf16(r, (N * K) / 64, 0.3 / Math.sqrt(K) / 4, 0.7 / Math.sqrt(K) / 4);
+    const gname = groupOf(name);
+    let smooth = smooths.get(gname);
+    if (!smooth) {
+      smooth = uniformBf16(r, K, 0.5, 2);
+      smooths.set(gname, smooth);
+    }
+    const layer: W4A4Layer = {
+      weight: { spec: { format: "int4", groupSize: 64 }, rows: N, cols: K, codes, scales },
+      loraDown: uniformBf16(r, R * K, -1 / Math.sqrt(K), 1 / Math.sqrt(K)),
+      loraUp: uniformBf16(r, N * R, -0.2 / Math.sqrt(R), 0.2 / Math.sqrt(R)),
+      rank: R,
+      bias,
+      smooth,
+    };
+    for (const [k, t] of Object.entries(packW4A4Layer(layer, { dtype: "BF16", name }))) packed.set(`${name}.${k}`, t);
+    refLayers.set(name, new RefW4A4(name, K, N, layer, /\.ff(_context)?\.net\.2$/.test(name), roundInput));
+    recipeRules.push({ match: name, treatment: "w4a4" });
+  }
+  const recipe: Recipe = {
+    name: "engine-reference",
+    treatments: { dense: { kind: "dense" }, w4a4: { kind: "engine-ref-w4a4" }, w4a16: { kind: "engine-ref-w4a16" } },
+    rules: recipeRules,
+    default: "dense",
+    inputGroups: [],
+  };
+  const cpu = await FluxTransformer.fromSource(c, memorySource(dense), { factory: new LinearFactory(recipe) });
+  // engine source: dense tensors for 16-bit layers and norms, packed tensors for the quantized layers
+  const engSrc = new Map<string, Tensor>(packed);
+  for (const [k, t] of dense) {
+    const layer = k.replace(/\.(weight|bias)$/, "");
+    if (!packed.has(`${layer}.qweight`)) engSrc.set(k, t);
+  }
+  return { cpu, engSrc, c, refs: refLayers };
+}
+
+/**
+ * Single engine linears of the small W4A4 model on one bf16 input each, vs the reference layers on the same
+ * values: the fused q/k/v (stacked W4A4, rank 96 through cuBLAS), an unsigned FFN-down layer, a single block's
+ * proj_out (K = 5D) and a W4A16 AdaNorm layer. Same input bits on both sides, so the activation codes agree and
+ * only f32 summation order and the bf16 output rounding remain.
+ */
+export async function checkW4A4Layers(seed = 5): Promise<CheckResult[]> {
+  const { engSrc, c, refs } = await buildW4A4Small(seed);
+  const e = await FluxEngine.load(c, memorySource(engSrc));
+  const d = c.numAttentionHeads * c.attentionHeadDim;
+  const r = rng(seed + 7);
+  const out: CheckResult[] = [];
+  try {
+    e.prepare(2, 7, 37);
+    const cases: [string, string[], number, number, number][] = [
+      [
+        "transformer_blocks.0.attn.qkv",
+        ["to_q", "to_k", "to_v"].map((n) => `transformer_blocks.0.attn.${n}`),
+        3 * d,
+        d,
+        -2,
+      ],
+      ["transformer_blocks.0.ff.net.2", ["transformer_blocks.0.ff.net.2"], d, 4 * d, -0.17],
+      ["single_transformer_blocks.1.proj_out", ["single_transformer_blocks.1.proj_out"], d, 5 * d, -2],
+      ["transformer_blocks.0.norm1.linear", ["transformer_blocks.0.norm1.linear"], 6 * d, d, -2],
+    ];
+    for (const [name, sources, N, K, lo] of cases) {
+      const m = name.endsWith("norm1.linear") ? 2 : 88;
+      const x = uniformBf16(r, m * K, lo, 2);
+      const raw = e.raw;
+      raw.alloc("t.x", m * K * 2);
+      raw.upload("t.x", bf16Bits(x));
+      raw.alloc("t.y", m * N * 2);
+      raw.fillRandom("t.y", "bytes", 3);
+      raw.linear(name, N, K, "t.x", "t.y", m);
+      const bits = new Uint16Array(raw.download("t.y"));
+      const got = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
+      const ref = new Float32Array(m * N);
+      let n0 = 0;
+      for (const src of sources) {
+        const L = refs.get(src)!;
+        const y = L.forward(x, m);
+        for (let i = 0; i < m; i++) ref.set(y.subarray(i * L.outFeatures, (i + 1) * L.outFeatures), i * N + n0);
+        n0 += L.outFeatures;
+      }
+      out.push(result(`engine linear ${name} M=${m} K=${K} N=${N} vs reference layer`, relErr(got, ref), 1e-2));
+    }
+  } finally {
+    e.free();
+  }
+  return out;
+}

@@ -1,0 +1,41 @@
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { engineAvailability } from "../src/index.js";
+import { checkAttention, checkGemvW4A16, checkTinyBf16, checkW4A4Layers, checkW4A4Small } from "./gpu-checks.js";
+
+const av = engineAvailability();
+const skip = av.available ? "" : ` (skipped: ${av.reason})`;
+const tiny = join(import.meta.dirname, "../../../fixtures/models/flux-tiny-a-bf16");
+
+describe(`engine on the GPU${skip}`, () => {
+  for (const [B, H, S, Dh] of [
+    [1, 2, 300, 128],
+    [2, 3, 129, 72],
+    [2, 4, 45, 16],
+  ] as const)
+    it.skipIf(!av.available)(`attention B=${B} H=${H} S=${S} Dh=${Dh} vs float64${skip}`, () => {
+      const r = checkAttention(B, H, S, Dh);
+      expect(r.relL2).toBeLessThanOrEqual(r.tol);
+    });
+  it.skipIf(!av.available)(`W4A16 GEMV vs float64${skip}`, () => {
+    const r = checkGemvW4A16(2, 3072, 384);
+    expect(r.relL2).toBeLessThanOrEqual(r.tol);
+  });
+  it.skipIf(!av.available)(`flux-tiny 16-bit mode vs the CPU forward, batch 2, odd tokens${skip}`, async () => {
+    const r = await checkTinyBf16(tiny, 2, 9, 35);
+    expect(r.relL2).toBeLessThanOrEqual(r.tol);
+  });
+  it.skipIf(!av.available)(
+    `single W4A4 / W4A16 engine linears vs reference layers on the same input${skip}`,
+    async () => {
+      for (const r of await checkW4A4Layers()) expect(r.relL2, r.name).toBeLessThanOrEqual(r.tol);
+    },
+  );
+  it.skipIf(!av.available)(
+    `flux-small W4A4 mode vs CPU reference layers, within the quantization noise floor${skip}`,
+    async () => {
+      const r = await checkW4A4Small(2, 7, 37);
+      expect(r.relL2).toBeLessThanOrEqual(r.tol);
+    },
+  );
+});

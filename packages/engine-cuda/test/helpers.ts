@@ -1,0 +1,72 @@
+import { bf16BitsToF32, f32ToBf16Bits, Tensor, type TensorSource } from "@svdquant/tensor";
+
+/** mulberry32: a small seeded PRNG (uniform [0, 1)). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Round to the nearest bf16 value (as f32). */
+export const bf = (v: number): number => bf16BitsToF32(f32ToBf16Bits(v));
+
+/** n uniform values in [lo, hi), rounded to bf16. */
+export function uniformBf16(r: () => number, n: number, lo: number, hi: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = bf(lo + (hi - lo) * r());
+  return out;
+}
+
+export function bf16Bits(a: Float32Array): Uint16Array {
+  const out = new Uint16Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = f32ToBf16Bits(a[i]!);
+  return out;
+}
+
+/** rel-L2 = ‖a − b‖ / ‖b‖ and max |a − b| / max |b|, in float64. */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): { relL2: number; relMax: number; finite: boolean } {
+  let num = 0;
+  let den = 0;
+  let mx = 0;
+  let mr = 0;
+  let finite = true;
+  for (let i = 0; i < b.length; i++) {
+    const d = a[i]! - b[i]!;
+    if (!Number.isFinite(a[i]!)) finite = false;
+    num += d * d;
+    den += b[i]! * b[i]!;
+    mx = Math.max(mx, Math.abs(d));
+    mr = Math.max(mr, Math.abs(b[i]!));
+  }
+  return { relL2: Math.sqrt(num / den), relMax: mx / mr, finite };
+}
+
+/** An in-memory TensorSource (tests and device checks). */
+export function memorySource(tensors: Map<string, Tensor>, path = "<memory>"): TensorSource {
+  return {
+    path,
+    metadata: {},
+    names: () => [...tensors.keys()].sort(),
+    has: (n) => tensors.has(n),
+    info: (n) => {
+      const t = tensors.get(n);
+      if (t === undefined) throw new Error(`${path}: no tensor ${n}`);
+      return { name: n, dtype: t.dtype, shape: t.shape, dataOffsets: [0, t.byteLength], file: path };
+    },
+    read: async (n) => {
+      const t = tensors.get(n);
+      if (t === undefined) throw new Error(`${path}: no tensor ${n}`);
+      return t;
+    },
+    close: async () => {},
+  };
+}
+
+export function bf16Tensor(shape: number[], values: Float32Array): Tensor {
+  return new Tensor("BF16", shape, bf16Bits(values));
+}
