@@ -1,3 +1,5 @@
+import { copyFile, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
@@ -44,6 +46,19 @@ describe("TextTokenizer (tokenizer.json through @huggingface/tokenizers) vs tran
     // the long prompt really was truncated, the empty one is only specials
     expect(tok.encodeOne(prompts[2]!).length).toBeGreaterThan(len);
     expect(enc.mask.subarray(len, 2 * len).reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(2);
+  });
+
+  it("a CLIP folder with vocab.json + merges.txt only (FLUX.1's tokenizer/) tokenizes the same", async () => {
+    const src = JSON.parse(await readFile(join(PIPELINE, "flux/tokenizer/tokenizer.json"), "utf8"));
+    const dir = await mkdtemp(join(tmpdir(), "svdq-clip-tok-"));
+    const vocab = { ...src.model.vocab };
+    for (const a of src.added_tokens) vocab[a.content] = a.id;
+    const merges = (src.model.merges as (string | string[])[]).map((m) => (Array.isArray(m) ? m.join(" ") : m));
+    await writeFile(join(dir, "vocab.json"), JSON.stringify(vocab));
+    await writeFile(join(dir, "merges.txt"), `#version: 0.2\n${merges.join("\n")}\n`);
+    await copyFile(join(PIPELINE, "flux/tokenizer/tokenizer_config.json"), join(dir, "tokenizer_config.json"));
+    const tok = await TextTokenizer.fromFolder(dir);
+    expect(Array.from(tok.encode(prompts, 77).ids)).toEqual(Array.from(get("flux.clip.input_ids").data));
   });
 
   it("names the folder when tokenizer.json is missing, and rejects bad lengths", async () => {
