@@ -8,8 +8,10 @@ import {
   erf,
   FLUX_CLIP_MAX_LENGTH,
   FLUX_T5_MAX_LENGTH,
+  FluxPromptEncoder,
   ModelError,
   PIXART_T5_MAX_LENGTH,
+  PixArtPromptEncoder,
   parseT5Config,
   T5Encoder,
   TextTokenizer,
@@ -165,6 +167,30 @@ describe("ClipTextEncoder vs transformers' CLIPTextModel (float64 reference)", (
   it("rejects sequences longer than the position table", async () => {
     const enc = await ClipTextEncoder.fromFolder(join(PIPELINE, "flux/text_encoder"));
     expect(() => enc.forward({ batch: 1, length: 78, ids: new Array(78).fill(0) })).toThrow(/exceeds the model's 77/);
+  });
+});
+
+describe("FluxPromptEncoder / PixArtPromptEncoder on the pipeline folders", () => {
+  it("FLUX: T5 prompt_embeds and CLIP pooled_prompt_embeds as the encoders, zero text ids", async () => {
+    const enc = await FluxPromptEncoder.fromPipelineFolder(join(PIPELINE, "flux"));
+    const out = enc.encode(prompts);
+    expect(out.txtTokens).toBe(512);
+    expect(relErr(out.promptEmbeds, get("flux.t5.last_hidden_state").data)).toBeLessThan(1e-5);
+    expect(relErr(out.pooledPromptEmbeds, get("flux.clip.pooled").data)).toBeLessThan(1e-5);
+    expect(out.txtIds.every((v) => v === 0)).toBe(true);
+    expect(() => enc.encode(prompts, 513)).toThrow(/exceeds 512/);
+  });
+
+  it("PixArt: masked T5 embeddings, and negative embeddings of the empty prompt", async () => {
+    const enc = await PixArtPromptEncoder.fromPipelineFolder(join(PIPELINE, "pixart"));
+    const out = enc.encode(prompts, "");
+    const per = 300 * 32;
+    expect(relErr(out.promptEmbeds, get("pixart.t5.last_hidden_state").data)).toBeLessThan(1e-5);
+    expect(Array.from(out.promptAttentionMask)).toEqual(Array.from(get("pixart.t5.attention_mask").data));
+    expect(prompts[1]).toBe("");
+    expect(relErr(out.negativePromptEmbeds!.subarray(0, per), out.promptEmbeds.subarray(per, 2 * per))).toBeLessThan(
+      1e-6,
+    );
   });
 });
 
