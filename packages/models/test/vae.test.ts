@@ -12,9 +12,19 @@ import {
   unpackFluxLatents,
   useKernelsGemm,
   VaeDecoder,
+  vaeDecoderParams,
 } from "../src/index.js";
 import { randn } from "./helpers.js";
-import { type Loaded, maxUlps, PIPELINE, readPipelineFixture, relErr } from "./pipeline-fixtures.js";
+import {
+  FIXTURE_NOTE,
+  HAVE_PIPELINE_FIXTURES,
+  type Loaded,
+  maxUlps,
+  PIPELINE,
+  readPipelineFixture,
+  relErr,
+} from "./pipeline-fixtures.js";
+import { randomFolder } from "./reference-pipeline64.js";
 
 let V: Record<string, Loaded>;
 const loadV = async () => {
@@ -68,10 +78,10 @@ describe("Conv2d (im2col + GEMM) vs a direct float64-accumulated convolution", (
   });
 });
 
-describe.each([
+describe.skipIf(!HAVE_PIPELINE_FIXTURES).each([
   ["the TypeScript GEMM", false],
   ["@svdquant/kernels' native f32 GEMM", true],
-])("VaeDecoder vs diffusers' AutoencoderKL.decode (float64 reference) with %s", (_label, native) => {
+])(`VaeDecoder vs diffusers' AutoencoderKL.decode (float64 reference) with %s${FIXTURE_NOTE}`, (_label, native) => {
   let previous: GemmBackend | undefined;
   beforeAll(async () => {
     await loadV();
@@ -115,7 +125,14 @@ describe.each([
 
 describe("VaeDecoder input checks and the 8-bit postprocess", () => {
   it("rejects wrong shapes, non-finite latents and unsupported configs", async () => {
-    const vae = await VaeDecoder.fromFolder(join(PIPELINE, "pixart/vae"));
+    const raw = { latent_channels: 4, block_out_channels: [8], norm_num_groups: 4, use_post_quant_conv: false };
+    const { dir } = await randomFolder(
+      vaeDecoderParams(parseVaeConfig(raw)),
+      raw,
+      "diffusion_pytorch_model.safetensors",
+      9,
+    );
+    const vae = await VaeDecoder.fromFolder(dir);
     expect(() => vae.decode(new Float32Array(10), 1, 2, 2)).toThrow(/latents have 10 values, expected \[1, 4, 2, 2\]/);
     expect(() => vae.decode(Float32Array.of(...new Array(15).fill(0), Number.NaN), 1, 2, 2)).toThrow(
       /latent 15 is NaN/,
