@@ -99,7 +99,15 @@ def build_clip_tokenizer(path):
         end_of_word_suffix="</w>",
     )
     tok.train_from_iterator(corpus(), trainer)
-    # Specials last, as in CLIP's vocabulary (EOS has the highest id: the legacy pooling rule relies on it).
+    # Specials last and inside the BPE vocabulary, as in CLIP's vocab.json (EOS has the highest id: the legacy
+    # pooling rule relies on it; transformers' CLIPTokenizer uses <|endoftext|> as the model's unk token).
+    trained = json.loads(tok.to_str())["model"]
+    vocab = dict(trained["vocab"])
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
+    tok.model = models.BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix="</w>",
+                           fuse_unk=False, unk_token="<|endoftext|>")
     tok.add_special_tokens(["<|startoftext|>", "<|endoftext|>"])
     bos, eos = tok.token_to_id("<|startoftext|>"), tok.token_to_id("<|endoftext|>")
     tok.post_processor = processors.RobertaProcessing(
