@@ -1,19 +1,9 @@
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { SafetensorsFile } from "@svdquant/tensor";
 import { FIXTURES } from "./helpers.js";
 
 /** fixtures/pipeline: made by tools/make-pipeline-fixtures.py (diffusers 0.40.0.dev0 / transformers on the GPU machine). */
 export const PIPELINE = join(FIXTURES, "pipeline");
-
-/**
- * Whether the pipeline fixtures are present. They are made on the GPU machine (torch, transformers, diffusers);
- * without them the fixture suites skip and say so in their names, and the float64-reference suites still run.
- */
-export const HAVE_PIPELINE_FIXTURES = existsSync(join(PIPELINE, "samplers.safetensors"));
-export const FIXTURE_NOTE = HAVE_PIPELINE_FIXTURES
-  ? ""
-  : " [SKIPPED: fixtures/pipeline is missing; run tools/make-pipeline-fixtures.py on the GPU machine]";
 
 export interface Loaded {
   readonly shape: readonly number[];

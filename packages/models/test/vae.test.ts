@@ -15,15 +15,7 @@ import {
   vaeDecoderParams,
 } from "../src/index.js";
 import { randn } from "./helpers.js";
-import {
-  FIXTURE_NOTE,
-  HAVE_PIPELINE_FIXTURES,
-  type Loaded,
-  maxUlps,
-  PIPELINE,
-  readPipelineFixture,
-  relErr,
-} from "./pipeline-fixtures.js";
+import { type Loaded, maxUlps, PIPELINE, readPipelineFixture, relErr } from "./pipeline-fixtures.js";
 import { randomFolder } from "./reference-pipeline64.js";
 
 let V: Record<string, Loaded>;
@@ -78,10 +70,10 @@ describe("Conv2d (im2col + GEMM) vs a direct float64-accumulated convolution", (
   });
 });
 
-describe.skipIf(!HAVE_PIPELINE_FIXTURES).each([
+describe.each([
   ["the TypeScript GEMM", false],
   ["@svdquant/kernels' native f32 GEMM", true],
-])(`VaeDecoder vs diffusers' AutoencoderKL.decode (float64 reference) with %s${FIXTURE_NOTE}`, (_label, native) => {
+])(`VaeDecoder vs diffusers' AutoencoderKL.decode (float64 reference) with %s`, (_label, native) => {
   let previous: GemmBackend | undefined;
   beforeAll(async () => {
     await loadV();
