@@ -99,7 +99,15 @@ def build_clip_tokenizer(path):
         end_of_word_suffix="</w>",
     )
     tok.train_from_iterator(corpus(), trainer)
-    # Specials last, as in CLIP's vocabulary (EOS has the highest id: the legacy pooling rule relies on it).
+    # Specials last and inside the BPE vocabulary, as in CLIP's vocab.json (EOS has the highest id: the legacy
+    # pooling rule relies on it; transformers' CLIPTokenizer uses <|endoftext|> as the model's unk token).
+    trained = json.loads(tok.to_str())["model"]
+    vocab = dict(trained["vocab"])
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
+    tok.model = models.BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix="</w>",
+                           fuse_unk=False, unk_token="<|endoftext|>")
     tok.add_special_tokens(["<|startoftext|>", "<|endoftext|>"])
     bos, eos = tok.token_to_id("<|startoftext|>"), tok.token_to_id("<|endoftext|>")
     tok.post_processor = processors.RobertaProcessing(
@@ -269,7 +277,7 @@ def clip_stage_for(folder, cfg_kw, cls_name, seed, tag):
     )
     model = (CLIPTextModelWithProjection if cls_name == "CLIPTextModelWithProjection" else CLIPTextModel)(cfg)
     set_seeded_random(model, seed)
-    model.save_pretrained(os.path.join(OUT, folder, "text_encoder"), safe_serialization=True)
+    model.save_pretrained(os.path.join(OUT, folder, "text_encoder"))
     print("  saved", cls_name, sorted(model.state_dict().keys())[:6], "...")
 
     def fwd(m):
@@ -307,7 +315,7 @@ def t5_stage_for(folder, tok_sub, enc_sub, max_length, with_mask, seed, tag, **c
     )
     model = T5EncoderModel(cfg)
     set_seeded_random(model, seed)
-    model.save_pretrained(os.path.join(OUT, folder, enc_sub), safe_serialization=True)
+    model.save_pretrained(os.path.join(OUT, folder, enc_sub))
     print("  saved T5EncoderModel", sorted(model.state_dict().keys())[:6], "...")
 
     def fwd(m):
@@ -322,18 +330,25 @@ def t5_stage_for(folder, tok_sub, enc_sub, max_length, with_mask, seed, tag, **c
 def text_stage():
     from safetensors.torch import save_file
 
-    clip_stage_for("flux", {"hidden_act": "quick_gelu", "eos_token_id": 2}, "CLIPTextModel", 101, "flux.clip")
-    t5_stage_for(
-        "flux", "tokenizer_2", "text_encoder_2", 512, False, 102, "flux.t5", d_ff=48,
+    def part(fn, *a, **kw):
+        try:
+            fn(*a, **kw)
+        except Exception:
+            traceback.print_exc()
+            FAILED.append(f"text:{a[-1] if a else fn.__name__}")
+
+    part(clip_stage_for, "flux", {"hidden_act": "quick_gelu", "eos_token_id": 2}, "CLIPTextModel", 101, "flux.clip")
+    part(
+        t5_stage_for, "flux", "tokenizer_2", "text_encoder_2", 512, False, 102, "flux.t5", d_ff=48,
         relative_attention_num_buckets=32, relative_attention_max_distance=128,
     )
-    t5_stage_for(
-        "pixart", "tokenizer", "text_encoder", 300, True, 103, "pixart.t5", d_ff=40,
+    part(
+        t5_stage_for, "pixart", "tokenizer", "text_encoder", 300, True, 103, "pixart.t5", d_ff=40,
         relative_attention_num_buckets=16, relative_attention_max_distance=64,
     )
     tj = json.load(open(os.path.join(OUT, "clip-proj/tokenizer/tokenizer.json")))
     eos = {a["content"]: a["id"] for a in tj["added_tokens"]}["<|endoftext|>"]
-    clip_stage_for("clip-proj", {"hidden_act": "gelu", "eos_token_id": eos}, "CLIPTextModelWithProjection", 104, "proj.clip")
+    part(clip_stage_for, "clip-proj", {"hidden_act": "gelu", "eos_token_id": eos}, "CLIPTextModelWithProjection", 104, "proj.clip")
     save_file({k: v.contiguous() for k, v in T.items()}, os.path.join(OUT, "text.safetensors"), metadata={"prompts": json.dumps(PROMPTS)})
 
 
@@ -362,7 +377,7 @@ def vae_stage():
             **kw,
         )
         set_seeded_random(vae, seed, scale=1.0)
-        vae.save_pretrained(os.path.join(OUT, tag, "vae"), safe_serialization=True)
+        vae.save_pretrained(os.path.join(OUT, tag, "vae"))
         g = torch.Generator().manual_seed(seed + 1000)
         c = kw["latent_channels"]
         h, w = 6, 4  # latent grid (non-square): image 24 x 16
@@ -389,7 +404,19 @@ def samplers_stage():
     import numpy as np
     import torch
     from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
-    from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
+    try:
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
+    except Exception as e:  # noqa: BLE001  (the FLUX pipeline module imports many transformers classes)
+        print("  pipeline_flux import failed, using its two functions' definitions:", repr(e)[:200])
+
+        def calculate_shift(image_seq_len, base_seq_len=256, max_seq_len=4096, base_shift=0.5, max_shift=1.15):
+            m = (max_shift - base_shift) / (max_seq_len - base_seq_len)
+            b = base_shift - m * base_seq_len
+            return image_seq_len * m + b
+
+        def retrieve_timesteps(scheduler, num_inference_steps, device, sigmas=None, **kw):
+            scheduler.set_timesteps(sigmas=sigmas, device=device, **kw)
+            return scheduler.timesteps, len(scheduler.timesteps)
     from safetensors.torch import save_file
 
     S = {}

@@ -2,20 +2,49 @@ import { readFile } from "node:fs/promises";
 import { ModelError } from "./errors.js";
 
 // Python's json module writes non-finite floats as the bare tokens Infinity, -Infinity and NaN (diffusers'
-// DPMSolverMultistepScheduler config has "lambda_min_clipped": -Infinity); JSON.parse rejects them.
-const NON_FINITE = /([:,[]\s*)(-?Infinity|NaN)(?=\s*[,\]}])/g;
-const SENTINEL = "\u0000nonfinite:";
+// DPMSolverMultistepScheduler config has "lambda_min_clipped": -Infinity); JSON.parse rejects them, so they are
+// quoted with this prefix outside string literals and turned back into numbers by the reviver.
+const SENTINEL = "__svdquant_nonfinite__:";
+const TOKENS = ["-Infinity", "Infinity", "NaN"];
+
+function quoteNonFinite(text: string): string {
+  let out = "";
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (inString) {
+      out += ch;
+      if (ch === "\\") out += text[++i] ?? "";
+      else if (ch === '"') inString = false;
+      continue;
+    }
+    if (ch === '"') {
+      inString = true;
+      out += ch;
+      continue;
+    }
+    const tok = TOKENS.find((t) => text.startsWith(t, i));
+    if (tok !== undefined) {
+      out += `"${SENTINEL}${tok}"`;
+      i += tok.length - 1;
+    } else out += ch;
+  }
+  return out;
+}
 
 /** Parse a config.json written by Python (accepts Infinity, -Infinity, NaN as values); must be an object. */
 export function parsePythonJson(text: string, where: string): Record<string, unknown> {
   let obj: unknown;
   try {
-    obj = JSON.parse(
-      text.replace(NON_FINITE, (_m, pre: string, tok: string) => `${pre}"${SENTINEL}${tok}"`),
-      (_k, v) => (typeof v === "string" && v.startsWith(SENTINEL) ? Number(v.slice(SENTINEL.length)) : v),
-    );
-  } catch (e) {
-    throw new ModelError("E_CONFIG", `not valid JSON: ${(e as Error).message}`, where);
+    obj = JSON.parse(text); // the common case, fast for multi-megabyte tokenizer.json files
+  } catch {
+    try {
+      obj = JSON.parse(quoteNonFinite(text), (_k, v) =>
+        typeof v === "string" && v.startsWith(SENTINEL) ? Number(v.slice(SENTINEL.length)) : v,
+      );
+    } catch (e) {
+      throw new ModelError("E_CONFIG", `not valid JSON: ${(e as Error).message}`, where);
+    }
   }
   if (obj === null || typeof obj !== "object" || Array.isArray(obj))
     throw new ModelError("E_CONFIG", "must be a JSON object", where);

@@ -1,3 +1,5 @@
+import { copyFile, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
@@ -6,8 +8,10 @@ import {
   erf,
   FLUX_CLIP_MAX_LENGTH,
   FLUX_T5_MAX_LENGTH,
+  FluxPromptEncoder,
   ModelError,
   PIXART_T5_MAX_LENGTH,
+  PixArtPromptEncoder,
   parseT5Config,
   T5Encoder,
   TextTokenizer,
@@ -29,7 +33,7 @@ const get = (n: string) => {
   return v;
 };
 
-describe("TextTokenizer (tokenizer.json through @huggingface/tokenizers) vs transformers", () => {
+describe(`TextTokenizer (tokenizer.json through @huggingface/tokenizers) vs transformers`, () => {
   const cases = [
     ["flux/tokenizer", FLUX_CLIP_MAX_LENGTH, "flux.clip"],
     ["flux/tokenizer_2", FLUX_T5_MAX_LENGTH, "flux.t5"],
@@ -39,11 +43,30 @@ describe("TextTokenizer (tokenizer.json through @huggingface/tokenizers) vs tran
   it.each(cases)("%s: ids and mask equal (padding max_length %i, truncation)", async (dir, len, tag) => {
     const tok = await TextTokenizer.fromFolder(join(PIPELINE, dir));
     const enc = tok.encode(prompts, len);
-    expect(Array.from(enc.ids)).toEqual(Array.from(get(`${tag}.input_ids`).data));
+    // input_ids_raw: the tokenizers library on the same tokenizer.json, truncation/padding to len
+    expect(Array.from(enc.ids)).toEqual(Array.from(get(`${tag}.input_ids_raw`).data));
+    // transformers' tokenizer class agrees, except that transformers 5's T5Tokenizer turns the tab of prompt 0
+    // into "▁" where this tokenizer.json's normalizer (NFKC, no whitespace mapping) keeps it as <unk>
+    const hf = get(`${tag}.input_ids`).data;
+    const diff = Array.from(enc.ids).flatMap((v, i) => (v === hf[i] ? [] : [i]));
+    expect(diff).toEqual(tag.endsWith(".t5") ? [38] : []);
     expect(Array.from(enc.mask)).toEqual(Array.from(get(`${tag}.attention_mask`).data));
     // the long prompt really was truncated, the empty one is only specials
     expect(tok.encodeOne(prompts[2]!).length).toBeGreaterThan(len);
     expect(enc.mask.subarray(len, 2 * len).reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(2);
+  });
+
+  it("a CLIP folder with vocab.json + merges.txt only (FLUX.1's tokenizer/) tokenizes the same", async () => {
+    const src = JSON.parse(await readFile(join(PIPELINE, "flux/tokenizer/tokenizer.json"), "utf8"));
+    const dir = await mkdtemp(join(tmpdir(), "svdq-clip-tok-"));
+    const vocab = { ...src.model.vocab };
+    for (const a of src.added_tokens) vocab[a.content] = a.id;
+    const merges = (src.model.merges as (string | string[])[]).map((m) => (Array.isArray(m) ? m.join(" ") : m));
+    await writeFile(join(dir, "vocab.json"), JSON.stringify(vocab));
+    await writeFile(join(dir, "merges.txt"), `#version: 0.2\n${merges.join("\n")}\n`);
+    await copyFile(join(PIPELINE, "flux/tokenizer/tokenizer_config.json"), join(dir, "tokenizer_config.json"));
+    const tok = await TextTokenizer.fromFolder(dir);
+    expect(Array.from(tok.encode(prompts, 77).ids)).toEqual(Array.from(get("flux.clip.input_ids").data));
   });
 
   it("names the folder when tokenizer.json is missing, and rejects bad lengths", async () => {
@@ -57,7 +80,7 @@ describe("TextTokenizer (tokenizer.json through @huggingface/tokenizers) vs tran
   });
 });
 
-describe("T5Encoder vs transformers' T5EncoderModel (float64 reference)", () => {
+describe(`T5Encoder vs transformers' T5EncoderModel (float64 reference)`, () => {
   it("FLUX text_encoder_2: 512 tokens, no attention mask, within 1e-5", async () => {
     const enc = await T5Encoder.fromFolder(join(PIPELINE, "flux/text_encoder_2"));
     const ids = get("flux.t5.input_ids");
@@ -86,22 +109,6 @@ describe("T5Encoder vs transformers' T5EncoderModel (float64 reference)", () => 
     expect(relErr(unmasked, get("pixart.t5.last_hidden_state").data)).toBeGreaterThan(1e-3);
   });
 
-  it("relative position buckets: exact below max_exact, log-spaced, capped, direction in the top half", () => {
-    // 32 buckets, max distance 128 (T5 v1.1): 16 per direction, exact below 8
-    expect(t5RelativeBucket(0, 32, 128)).toBe(0);
-    expect(t5RelativeBucket(-7, 32, 128)).toBe(7);
-    expect(t5RelativeBucket(7, 32, 128)).toBe(23);
-    expect(t5RelativeBucket(-8, 32, 128)).toBe(8);
-    expect(t5RelativeBucket(-1000, 32, 128)).toBe(15);
-    expect(t5RelativeBucket(1000, 32, 128)).toBe(31);
-    // 8 + trunc(8·log(n/8)/log(16)): n = 16 → 10, 32 → 12, 64 → 14 (the float32 edges)
-    expect([16, 32, 64].map((n) => t5RelativeBucket(-n, 32, 128))).toEqual([10, 12, 14]);
-    for (let n = 8; n < 128; n++) {
-      const exact = 8 + Math.floor((8 * Math.log(n / 8)) / Math.log(16) + 1e-9);
-      expect(t5RelativeBucket(-n, 32, 128), `n=${n}`).toBe(Math.min(exact, 15));
-    }
-  });
-
   it("rejects configs and inputs it cannot run", async () => {
     expect(() => parseT5Config({ feed_forward_proj: "gated-silu" })).toThrow(/not supported/);
     const enc = await T5Encoder.fromFolder(join(PIPELINE, "pixart/text_encoder"));
@@ -112,7 +119,7 @@ describe("T5Encoder vs transformers' T5EncoderModel (float64 reference)", () => 
   });
 });
 
-describe("ClipTextEncoder vs transformers' CLIPTextModel (float64 reference)", () => {
+describe(`ClipTextEncoder vs transformers' CLIPTextModel (float64 reference)`, () => {
   it("FLUX text_encoder (CLIPTextModel, quick_gelu, legacy eos_token_id 2): hidden states and pooled within 1e-5", async () => {
     const enc = await ClipTextEncoder.fromFolder(join(PIPELINE, "flux/text_encoder"));
     expect(enc.config.eosTokenId).toBe(2);
@@ -140,6 +147,57 @@ describe("ClipTextEncoder vs transformers' CLIPTextModel (float64 reference)", (
     expect(ep).toBeLessThan(1e-5);
   });
 
+  it("rejects sequences longer than the position table", async () => {
+    const enc = await ClipTextEncoder.fromFolder(join(PIPELINE, "flux/text_encoder"));
+    expect(() => enc.forward({ batch: 1, length: 78, ids: new Array(78).fill(0) })).toThrow(/exceeds the model's 77/);
+  });
+});
+
+describe(`FluxPromptEncoder / PixArtPromptEncoder on the pipeline folders`, () => {
+  it("FLUX: T5 prompt_embeds and CLIP pooled_prompt_embeds as the encoders, zero text ids", async () => {
+    const enc = await FluxPromptEncoder.fromPipelineFolder(join(PIPELINE, "flux"));
+    const out = enc.encode(prompts);
+    expect(out.txtTokens).toBe(512);
+    // rows 1-2 only: prompt 0's ids differ by that one token between transformers and tokenizer.json
+    const row = 512 * 32;
+    const ref = get("flux.t5.last_hidden_state").data;
+    expect(relErr(out.promptEmbeds.subarray(row), ref.subarray(row))).toBeLessThan(1e-5);
+    expect(relErr(out.pooledPromptEmbeds, get("flux.clip.pooled").data)).toBeLessThan(1e-5);
+    expect(out.txtIds.every((v) => v === 0)).toBe(true);
+    expect(() => enc.encode(prompts, 513)).toThrow(/exceeds 512/);
+  });
+
+  it("PixArt: masked T5 embeddings, and negative embeddings of the empty prompt", async () => {
+    const enc = await PixArtPromptEncoder.fromPipelineFolder(join(PIPELINE, "pixart"));
+    const out = enc.encode(prompts, "");
+    const per = 300 * 32;
+    const ref = get("pixart.t5.last_hidden_state").data;
+    expect(relErr(out.promptEmbeds.subarray(per), ref.subarray(per))).toBeLessThan(1e-5);
+    expect(Array.from(out.promptAttentionMask)).toEqual(Array.from(get("pixart.t5.attention_mask").data));
+    expect(prompts[1]).toBe("");
+    expect(relErr(out.negativePromptEmbeds!.subarray(0, per), out.promptEmbeds.subarray(per, 2 * per))).toBeLessThan(
+      1e-6,
+    );
+  });
+});
+
+describe("text ops: erf, T5 buckets, CLIP pool index", () => {
+  it("relative position buckets: exact below max_exact, log-spaced, capped, direction in the top half", () => {
+    // 32 buckets, max distance 128 (T5 v1.1): 16 per direction, exact below 8
+    expect(t5RelativeBucket(0, 32, 128)).toBe(0);
+    expect(t5RelativeBucket(-7, 32, 128)).toBe(7);
+    expect(t5RelativeBucket(7, 32, 128)).toBe(23);
+    expect(t5RelativeBucket(-8, 32, 128)).toBe(8);
+    expect(t5RelativeBucket(-1000, 32, 128)).toBe(15);
+    expect(t5RelativeBucket(1000, 32, 128)).toBe(31);
+    // 8 + trunc(8·log(n/8)/log(16)): n = 16 → 10, 32 → 12, 64 → 14 (the float32 edges)
+    expect([16, 32, 64].map((n) => t5RelativeBucket(-n, 32, 128))).toEqual([10, 12, 14]);
+    for (let n = 8; n < 128; n++) {
+      const exact = 8 + Math.floor((8 * Math.log(n / 8)) / Math.log(16) + 1e-9);
+      expect(t5RelativeBucket(-n, 32, 128), `n=${n}`).toBe(Math.min(exact, 15));
+    }
+  });
+
   it("pool index: argmax id for eos 2, else the first EOS", () => {
     const ids = [5, 9, 3, 9, 1];
     expect(clipPoolIndex(ids, 0, 5, 2)).toBe(1);
@@ -147,13 +205,6 @@ describe("ClipTextEncoder vs transformers' CLIPTextModel (float64 reference)", (
     expect(clipPoolIndex(ids, 0, 5, 42)).toBe(0);
   });
 
-  it("rejects sequences longer than the position table", async () => {
-    const enc = await ClipTextEncoder.fromFolder(join(PIPELINE, "flux/text_encoder"));
-    expect(() => enc.forward({ batch: 1, length: 78, ids: new Array(78).fill(0) })).toThrow(/exceeds the model's 77/);
-  });
-});
-
-describe("erf", () => {
   it("matches reference values to 1e-15 (float64)", () => {
     // Python math.erf (the C library's erf), shortest round-trip repr
     const ref: [number, number][] = [

@@ -12,14 +12,16 @@ import {
   unpackFluxLatents,
   useKernelsGemm,
   VaeDecoder,
+  vaeDecoderParams,
 } from "../src/index.js";
 import { randn } from "./helpers.js";
 import { type Loaded, maxUlps, PIPELINE, readPipelineFixture, relErr } from "./pipeline-fixtures.js";
+import { randomFolder } from "./reference-pipeline64.js";
 
 let V: Record<string, Loaded>;
-beforeAll(async () => {
-  V = (await readPipelineFixture("vae.safetensors")).t;
-});
+const loadV = async () => {
+  V ??= (await readPipelineFixture("vae.safetensors")).t;
+};
 
 describe("Conv2d (im2col + GEMM) vs a direct float64-accumulated convolution", () => {
   it.each([
@@ -33,6 +35,17 @@ describe("Conv2d (im2col + GEMM) vs a direct float64-accumulated convolution", (
     const b = randn(cout, 3);
     const y = new Conv2d("t", wt, b, cout, cin, k, undefined, budget).forward(x, h, w);
     expect(relErr(y, conv2dDirect(x, h, w, wt, b, cout, cin, k))).toBeLessThan(1e-6);
+  });
+
+  it("through @svdquant/kernels' native f32 GEMM too (k=3, banded)", async () => {
+    const kernels = await import("@svdquant/kernels");
+    expect(kernels.backendInfo().native).toBe(true); // pnpm build compiles the addon
+    const [cin, cout, h, w] = [6, 5, 9, 13];
+    const x = randn(cin * h * w, 4);
+    const wt = randn(cout * cin * 9, 5, 0.3);
+    const b = randn(cout, 6);
+    const y = new Conv2d("t", wt, b, cout, cin, 3, kernels.f32GemmBackend(), 3 * w * cin * 9).forward(x, h, w);
+    expect(relErr(y, conv2dDirect(x, h, w, wt, b, cout, cin, 3))).toBeLessThan(1e-6);
   });
 
   it("names the layer on a shape error", () => {
@@ -60,9 +73,10 @@ describe("Conv2d (im2col + GEMM) vs a direct float64-accumulated convolution", (
 describe.each([
   ["the TypeScript GEMM", false],
   ["@svdquant/kernels' native f32 GEMM", true],
-])("VaeDecoder vs diffusers' AutoencoderKL.decode (float64 reference) with %s", (_label, native) => {
+])(`VaeDecoder vs diffusers' AutoencoderKL.decode (float64 reference) with %s`, (_label, native) => {
   let previous: GemmBackend | undefined;
   beforeAll(async () => {
+    await loadV();
     if (!native) return;
     const before = getGemmBackend();
     const choice = await useKernelsGemm();
@@ -103,7 +117,14 @@ describe.each([
 
 describe("VaeDecoder input checks and the 8-bit postprocess", () => {
   it("rejects wrong shapes, non-finite latents and unsupported configs", async () => {
-    const vae = await VaeDecoder.fromFolder(join(PIPELINE, "pixart/vae"));
+    const raw = { latent_channels: 4, block_out_channels: [8], norm_num_groups: 4, use_post_quant_conv: false };
+    const { dir } = await randomFolder(
+      vaeDecoderParams(parseVaeConfig(raw)),
+      raw,
+      "diffusion_pytorch_model.safetensors",
+      9,
+    );
+    const vae = await VaeDecoder.fromFolder(dir);
     expect(() => vae.decode(new Float32Array(10), 1, 2, 2)).toThrow(/latents have 10 values, expected \[1, 4, 2, 2\]/);
     expect(() => vae.decode(Float32Array.of(...new Array(15).fill(0), Number.NaN), 1, 2, 2)).toThrow(
       /latent 15 is NaN/,
@@ -117,8 +138,13 @@ describe("VaeDecoder input checks and the 8-bit postprocess", () => {
   it("imageToRgb8 = round((x/2 + 0.5).clamp(0, 1) · 255), NCHW → NHWC", () => {
     const img = Float32Array.of(-1, 1, 0, 2, -3, 0.5, 0.1, -0.2, 0.3, 0.4, 0.5, 0.6);
     const rgb = imageToRgb8(img, 1, 3, 2, 2);
-    const ref = (v: number) => Math.round(Math.min(1, Math.max(0, v / 2 + 0.5)) * 255);
+    // float32 steps as torch/numpy; 0.4 → 0.7·255 is exactly 178.5 in float32 → 178 (half to even), 179 in float64
+    const f = Math.fround;
+    const even = (x: number) => (x % 1 === 0.5 ? 2 * Math.round(x / 2) : Math.round(x));
+    const ref = (v: number) => even(f(Math.min(1, Math.max(0, f(f(v / 2) + 0.5))) * 255));
     expect(Array.from(rgb)).toEqual([0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11].map((i) => ref(img[i]!)));
+    expect(rgb[5]).toBe(178);
+    expect(rgb[6]).toBe(128); // 0 → 127.5 → 128
     expect(() => imageToRgb8(Float32Array.of(Number.NaN, 0, 0), 1, 3, 1, 1)).toThrow(/NaN/);
   });
 });

@@ -72,36 +72,18 @@ function linearSpec(out: ParamSpec[], name: string, inF: number, outF: number, b
 }
 
 /**
- * transformers 5 saves CLIPTextModel's text transformer without the `text_model.` prefix that transformers 4 (and
- * the published FLUX/SD checkpoints) use; such a source is viewed under the prefixed names.
+ * Parameters of CLIPTextModel(WithProjection) in the transformers state-dict names. `prefix` is "text_model."
+ * in checkpoints saved by transformers 4 (FLUX.1's text_encoder) and in WithProjection models; transformers 5
+ * saves a plain CLIPTextModel without it.
  */
-function withTextModelPrefix(source: TensorSource): TensorSource {
-  if (source.has("text_model.embeddings.token_embedding.weight") || !source.has("embeddings.token_embedding.weight"))
-    return source;
-  const P = "text_model.";
-  const real = (n: string) => (n.startsWith(P) ? n.slice(P.length) : n);
-  const view = (n: string) => (n === "text_projection.weight" ? n : P + n);
-  return {
-    path: source.path,
-    metadata: source.metadata,
-    names: () => source.names().map(view),
-    has: (n) => (n.startsWith(P) || n === "text_projection.weight") && source.has(real(n)),
-    info: (n) => ({ ...source.info(real(n)), name: n }),
-    read: (n) => source.read(real(n)),
-    ...(source.readInto ? { readInto: (n: string, d: Uint8Array) => source.readInto!(real(n), d) } : {}),
-    close: () => source.close(),
-  };
-}
-
-/** Parameters of CLIPTextModel(WithProjection) in the transformers state-dict names. */
-export function clipTextParams(c: ClipTextConfig): ParamSpec[] {
+export function clipTextParams(c: ClipTextConfig, prefix = "text_model."): ParamSpec[] {
   const d = c.hiddenSize;
   const p: ParamSpec[] = [
-    { name: "text_model.embeddings.token_embedding.weight", shape: [c.vocabSize, d] },
-    { name: "text_model.embeddings.position_embedding.weight", shape: [c.maxPositionEmbeddings, d] },
+    { name: `${prefix}embeddings.token_embedding.weight`, shape: [c.vocabSize, d] },
+    { name: `${prefix}embeddings.position_embedding.weight`, shape: [c.maxPositionEmbeddings, d] },
   ];
   for (let i = 0; i < c.numHiddenLayers; i++) {
-    const l = `text_model.encoder.layers.${i}.`;
+    const l = `${prefix}encoder.layers.${i}.`;
     p.push({ name: `${l}layer_norm1.weight`, shape: [d] }, { name: `${l}layer_norm1.bias`, shape: [d] });
     for (const n of ["q_proj", "k_proj", "v_proj", "out_proj"]) linearSpec(p, `${l}self_attn.${n}`, d, d);
     p.push({ name: `${l}layer_norm2.weight`, shape: [d] }, { name: `${l}layer_norm2.bias`, shape: [d] });
@@ -109,8 +91,8 @@ export function clipTextParams(c: ClipTextConfig): ParamSpec[] {
     linearSpec(p, `${l}mlp.fc2`, c.intermediateSize, d);
   }
   p.push(
-    { name: "text_model.final_layer_norm.weight", shape: [d] },
-    { name: "text_model.final_layer_norm.bias", shape: [d] },
+    { name: `${prefix}final_layer_norm.weight`, shape: [d] },
+    { name: `${prefix}final_layer_norm.bias`, shape: [d] },
   );
   if (c.projectionDim !== undefined) linearSpec(p, "text_projection", d, c.projectionDim, false);
   return p;
@@ -150,11 +132,14 @@ export class ClipTextEncoder {
   readonly config: ClipTextConfig;
   private readonly ws: WeightSet;
   private readonly lin: Record<string, LinearLayer>;
+  /** "text_model." or "" (see clipTextParams). */
+  private readonly pre: string;
 
-  private constructor(config: ClipTextConfig, ws: WeightSet, lin: Record<string, LinearLayer>) {
+  private constructor(config: ClipTextConfig, ws: WeightSet, lin: Record<string, LinearLayer>, pre: string) {
     this.config = config;
     this.ws = ws;
     this.lin = lin;
+    this.pre = pre;
   }
 
   static async fromFolder(dir: string, opts: TextEncoderLoadOptions = {}): Promise<ClipTextEncoder> {
@@ -173,8 +158,8 @@ export class ClipTextEncoder {
     source: TensorSource,
     opts: TextEncoderLoadOptions = {},
   ): Promise<ClipTextEncoder> {
-    const specs = clipTextParams(config);
-    source = withTextModelPrefix(source);
+    const pre = source.has("text_model.embeddings.token_embedding.weight") ? "text_model." : "";
+    const specs = clipTextParams(config, pre);
     checkSpecs(source, specs);
     const ws = await loadWeightSet(source, specs);
     const factory = opts.factory ?? new LinearFactory();
@@ -184,7 +169,7 @@ export class ClipTextEncoder {
         const n = s.name.slice(0, -".weight".length);
         lin[n] = factory.build(`${opts.namePrefix ?? ""}${n}`, ws.get(s.name), ws.maybe(`${n}.bias`));
       }
-    return new ClipTextEncoder(config, ws, lin);
+    return new ClipTextEncoder(config, ws, lin, pre);
   }
 
   layers(): LinearLayer[] {
@@ -198,13 +183,13 @@ export class ClipTextEncoder {
     const d = c.hiddenSize;
     const m = b * l;
     const x = embedRows(
-      this.ws.f32("text_model.embeddings.token_embedding.weight"),
+      this.ws.f32(`${this.pre}embeddings.token_embedding.weight`),
       c.vocabSize,
       d,
       inp.ids,
       "ClipTextEncoder.forward ids",
     );
-    const pos = this.ws.f32("text_model.embeddings.position_embedding.weight");
+    const pos = this.ws.f32(`${this.pre}embeddings.position_embedding.weight`);
     for (let r = 0; r < m; r++) {
       const t = r % l;
       for (let i = 0; i < d; i++) x[r * d + i] = x[r * d + i]! + pos[t * d + i]!;
@@ -223,7 +208,7 @@ export class ClipTextEncoder {
     const L = this.lin;
     const w = (n: string) => this.ws.f32(n);
     for (let i = 0; i < c.numHiddenLayers; i++) {
-      const p = `text_model.encoder.layers.${i}.`;
+      const p = `${this.pre}encoder.layers.${i}.`;
       const h = layerNormAffine(x, m, d, w(`${p}layer_norm1.weight`), w(`${p}layer_norm1.bias`), c.layerNormEps);
       const q = L[`${p}self_attn.q_proj`]!.forward(h, m);
       const k = L[`${p}self_attn.k_proj`]!.forward(h, m);
@@ -240,8 +225,8 @@ export class ClipTextEncoder {
       x,
       m,
       d,
-      w("text_model.final_layer_norm.weight"),
-      w("text_model.final_layer_norm.bias"),
+      w(`${this.pre}final_layer_norm.weight`),
+      w(`${this.pre}final_layer_norm.bias`),
       c.layerNormEps,
     );
     const pooled = new Float32Array(b * d);

@@ -8,6 +8,12 @@ export {
 } from "./clip.js";
 export { loadPromptEmbeddings, type PromptEmbeddings, type ShapedF32 } from "./embeddings.js";
 export {
+  type FluxPromptEmbeds,
+  FluxPromptEncoder,
+  type PixArtPromptEmbeds,
+  PixArtPromptEncoder,
+} from "./prompt-encoders.js";
+export {
   parseT5Config,
   type T5Config,
   T5Encoder,

@@ -49,14 +49,17 @@ export class TextTokenizer {
         if (!required && (e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
         const hint =
           name === "tokenizer.json"
-            ? " (a folder with only vocab.json/merges.txt or spiece.model needs a tokenizer.json)"
+            ? " (CLIP folders may have vocab.json + merges.txt instead; a spiece.model-only folder needs a tokenizer.json made once by transformers)"
             : "";
         throw new ModelError("E_CONFIG", `cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}${hint}`, path);
       }
       return parsePythonJson(text, path);
     };
-    const json = (await read("tokenizer.json", true))!;
     const config = (await read("tokenizer_config.json", false)) ?? {};
+    const json =
+      (await read("tokenizer.json", false)) ??
+      (await clipFromVocabMerges(dir, config)) ??
+      (await read("tokenizer.json", true))!;
     let tok: Tokenizer;
     try {
       tok = new Tokenizer(json, config);
@@ -108,6 +111,101 @@ export class TextTokenizer {
     });
     return { batch: texts.length, length: maxLength, ids, mask };
   }
+}
+
+/**
+ * A CLIP tokenizer folder without tokenizer.json (FLUX.1's `tokenizer/`: vocab.json + merges.txt, class
+ * CLIPTokenizer): the tokenizer.json that transformers' CLIP converter builds from them — byte-level BPE with
+ * the `</w>` end-of-word suffix, NFC + whitespace-collapse + lowercase normalizer, CLIP's split pattern, and a
+ * BOS … EOS post-processor. Undefined when the folder is not such a folder.
+ */
+async function clipFromVocabMerges(
+  dir: string,
+  config: Record<string, unknown>,
+): Promise<Record<string, unknown> | undefined> {
+  const cls = config.tokenizer_class;
+  if (cls !== "CLIPTokenizer" && cls !== "CLIPTokenizerFast") return undefined;
+  let vocabText: string;
+  let mergesText: string;
+  try {
+    vocabText = await readFile(join(dir, "vocab.json"), "utf8");
+    mergesText = await readFile(join(dir, "merges.txt"), "utf8");
+  } catch {
+    return undefined;
+  }
+  const vocab = parsePythonJson(vocabText, join(dir, "vocab.json"));
+  const merges = mergesText
+    .split("\n")
+    .filter((l, i) => l.trim().length > 0 && !(i === 0 && l.startsWith("#version")))
+    .map((l) => l.trim());
+  const bos = tokenName(config.bos_token) ?? "<|startoftext|>";
+  const eos = tokenName(config.eos_token) ?? "<|endoftext|>";
+  const unk = tokenName(config.unk_token) ?? eos;
+  const id = (t: string) => {
+    const v = vocab[t];
+    if (typeof v !== "number")
+      throw new ModelError(
+        "E_CONFIG",
+        `special token ${JSON.stringify(t)} is not in vocab.json`,
+        join(dir, "vocab.json"),
+      );
+    return v;
+  };
+  const special = (t: string) => ({
+    id: id(t),
+    content: t,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
+  return {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: [...new Set([bos, eos, unk])].map(special),
+    normalizer: {
+      type: "Sequence",
+      normalizers: [
+        { type: "NFC" },
+        { type: "Replace", pattern: { Regex: "\\s+" }, content: " " },
+        { type: "Lowercase" },
+      ],
+    },
+    pre_tokenizer: {
+      type: "Sequence",
+      pretokenizers: [
+        {
+          type: "Split",
+          pattern: { Regex: "'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+" },
+          behavior: "Removed",
+          invert: true,
+        },
+        { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+      ],
+    },
+    post_processor: {
+      type: "RobertaProcessing",
+      sep: [eos, id(eos)],
+      cls: [bos, id(bos)],
+      trim_offsets: false,
+      add_prefix_space: false,
+    },
+    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: {
+      type: "BPE",
+      dropout: null,
+      unk_token: unk,
+      continuing_subword_prefix: "",
+      end_of_word_suffix: "</w>",
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges,
+    },
+  };
 }
 
 function tokenName(v: unknown): string | undefined {
