@@ -2,7 +2,7 @@
 // script). Every check compares against an independent host reference: float64 attention / GEMV, or the CPU
 // FLUX forward of @svdquant/models on the same parameters (W4A4 / W4A16 layers through reference layers below that
 // follow the kernels' documented arithmetic).
-import { packW4A4Layer, packW4A16Layer, quantizeW4A16, type W4A4Layer } from "@svdquant/int4";
+import { activationSpecFor, packW4A4Layer, packW4A16Layer, type QuantizedLinear, quantizeW4A16 } from "@svdquant/int4";
 import {
   type FluxConfig,
   type FluxInputs,
@@ -185,14 +185,14 @@ class RefW4A4 implements LinearLayer {
     readonly name: string,
     readonly inFeatures: number,
     readonly outFeatures: number,
-    private readonly l: W4A4Layer,
+    private readonly l: QuantizedLinear,
     private readonly unsigned: boolean,
     private readonly roundInput = true,
   ) {}
   forward(x: Float32Array, m: number): Float32Array {
     const K = this.inFeatures;
     const N = this.outFeatures;
-    const { weight, loraDown, loraUp, rank: R, bias, smooth } = this.l;
+    const { residual: weight, lowRankDown, lowRankUp, rank: R, bias, smooth } = this.l;
     const qmax = this.unsigned ? 15 : 7;
     const qlo = this.unsigned ? 0 : -8;
     const out = new Float32Array(m * N);
@@ -221,7 +221,7 @@ class RefW4A4 implements LinearLayer {
       }
       for (let r = 0; r < R; r++) {
         let a = 0;
-        for (let k = 0; k < K; k++) a += xr[k]! * loraDown[r * K + k]!;
+        for (let k = 0; k < K; k++) a += xr[k]! * lowRankDown[r * K + k]!;
         la[r] = Math.fround(a);
       }
       for (let n = 0; n < N; n++) {
@@ -231,7 +231,7 @@ class RefW4A4 implements LinearLayer {
           for (let j = 0; j < 64; j++) d += codes[g * 64 + j]! * weight.codes[n * K + g * 64 + j]!;
           y += d * sx[g]! * weight.scales[n * (K / 64) + g]!;
         }
-        for (let r = 0; r < R; r++) y += la[r]! * loraUp[n * R + r]!;
+        for (let r = 0; r < R; r++) y += la[r]! * lowRankUp[n * R + r]!;
         out[i * N + n] = y + (bias ? bias[n]! : 0);
       }
     }
@@ -374,10 +374,11 @@ export async function buildW4A4Small(seed = 5, roundInput = true) {
       smooth = uniformBf16(r, K, 0.5, 2);
       smooths.set(gname, smooth);
     }
-    const layer: W4A4Layer = {
-      weight: { spec: { format: "int4", groupSize: 64 }, rows: N, cols: K, codes, scales },
-      loraDown: uniformBf16(r, R * K, -1 / Math.sqrt(K), 1 / Math.sqrt(K)),
-      loraUp: uniformBf16(r, N * R, -0.2 / Math.sqrt(R), 0.2 / Math.sqrt(R)),
+    const layer: QuantizedLinear = {
+      act: activationSpecFor("int4"),
+      residual: { spec: { format: "int4", groupSize: 64 }, rows: N, cols: K, codes, scales },
+      lowRankDown: uniformBf16(r, R * K, -1 / Math.sqrt(K), 1 / Math.sqrt(K)),
+      lowRankUp: uniformBf16(r, N * R, -0.2 / Math.sqrt(R), 0.2 / Math.sqrt(R)),
       rank: R,
       bias,
       smooth,

@@ -1,5 +1,12 @@
 // Host logic of the engine (no GPU): random draws, checkpoint conversion, packing identities.
-import { dequantizeW4A16, packW4A4Layer, packW4A4Weight, quantizeW4A16, type W4A4Layer } from "@svdquant/int4";
+import {
+  activationSpecFor,
+  dequantizeW4A16,
+  packW4A4Layer,
+  packW4A4Weight,
+  type QuantizedLinear,
+  quantizeW4A16,
+} from "@svdquant/int4";
 import { parseFluxConfig } from "@svdquant/models";
 import { Tensor } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
@@ -195,16 +202,17 @@ describe("checkpoint → engine tensors", () => {
     const r = rng(5);
     const smooth = uniformBf16(r, 128, 0.5, 2);
     const pack = (name: string, N: number, K: number, sm: Float32Array) => {
-      const l: W4A4Layer = {
-        weight: {
+      const l: QuantizedLinear = {
+        act: activationSpecFor("int4"),
+        residual: {
           spec: { format: "int4", groupSize: 64 },
           rows: N,
           cols: K,
           codes: Int8Array.from({ length: N * K }, () => Math.floor(r() * 16) - 8),
           scales: uniformBf16(r, (N * K) / 64, 0.01, 0.02),
         },
-        loraDown: uniformBf16(r, 32 * K, -1, 1),
-        loraUp: uniformBf16(r, N * 32, -1, 1),
+        lowRankDown: uniformBf16(r, 32 * K, -1, 1),
+        lowRankUp: uniformBf16(r, N * 32, -1, 1),
         rank: 32,
         bias: uniformBf16(r, N, -1, 1),
         smooth: sm,
@@ -219,9 +227,9 @@ describe("checkpoint → engine tensors", () => {
     const items = await collect(memorySource(m));
     const down = (items.get("transformer_blocks.0.attn.qkv.lora_down") as { data: Uint16Array }).data;
     expect(down.length).toBe(96 * 128);
-    expect(Array.from(down.subarray(32 * 128, 64 * 128))).toEqual(Array.from(bf16Bits(ls[1]!.loraDown)));
+    expect(Array.from(down.subarray(32 * 128, 64 * 128))).toEqual(Array.from(bf16Bits(ls[1]!.lowRankDown)));
     const up = (items.get("transformer_blocks.0.attn.qkv.lora_up") as { data: Uint16Array }).data;
-    expect(up[(128 + 5) * 96 + 32 + 7]).toBe(bf16Bits(ls[1]!.loraUp)[5 * 32 + 7]);
+    expect(up[(128 + 5) * 96 + 32 + 7]).toBe(bf16Bits(ls[1]!.lowRankUp)[5 * 32 + 7]);
     expect(up[5 * 96 + 40]).toBe(0);
     const sm = (items.get("transformer_blocks.0.attn.qkv.smooth") as { data: Uint16Array }).data;
     expect(Array.from(sm)).toEqual(Array.from(bf16Bits(smooth)));
@@ -237,16 +245,17 @@ describe("checkpoint → engine tensors", () => {
   it("a group packed unlike (to_q W4A4, to_k dense) is refused, naming the group", async () => {
     const m = denseState(3);
     const r = rng(6);
-    const l: W4A4Layer = {
-      weight: {
+    const l: QuantizedLinear = {
+      act: activationSpecFor("int4"),
+      residual: {
         spec: { format: "int4", groupSize: 64 },
         rows: 128,
         cols: 128,
         codes: new Int8Array(128 * 128),
         scales: uniformBf16(r, 256, 0.01, 0.02),
       },
-      loraDown: new Float32Array(32 * 128),
-      loraUp: new Float32Array(128 * 32),
+      lowRankDown: new Float32Array(32 * 128),
+      lowRankUp: new Float32Array(128 * 32),
       rank: 32,
     };
     m.delete("transformer_blocks.0.attn.to_q.weight");
