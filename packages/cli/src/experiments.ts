@@ -4,7 +4,9 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { checkJsonNesting, MAX_JSON_FILE_BYTES, readInputFile } from "@svdquant/tensor";
 import { exports as resolveExports } from "resolve.exports";
+import { CliError } from "./errors.js";
 
 /** Options every experiment runner takes; it returns a Markdown report, the output folder and a JSON-able result. */
 export type ExperimentRunner = (
@@ -45,13 +47,15 @@ export function readExperimentPackage(dir: string): ExperimentPackage | undefine
   try {
     pj = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
-    throw new Error(`${path}: cannot read package.json: ${(e as Error).message}`);
+    throw new CliError("E_CONFIG", `${path}: cannot read package.json: ${(e as Error).message}`);
   }
   const meta = pj.svdquant;
   if (!meta || typeof meta.runner !== "string") return undefined;
-  if (typeof meta.run !== "string") throw new Error(`${path}: "svdquant.run" must name the exported run function`);
+  if (typeof meta.run !== "string")
+    throw new CliError("E_CONFIG", `${path}: "svdquant.run" must name the exported run function`);
   const entries = resolveExports(pj, ".", { conditions: CONDITIONS, unsafe: true });
-  if (!entries?.[0]) throw new Error(`${path}: no "exports" entry for "." to import the experiment from`);
+  if (!entries?.[0])
+    throw new CliError("E_CONFIG", `${path}: no "exports" entry for "." to import the experiment from`);
   return {
     name: pj.name ?? basename(dir),
     runner: meta.runner,
@@ -81,15 +85,19 @@ export function findExperimentPackages(from: string[]): ExperimentPackage[] {
   return [...found.values()];
 }
 
-function runnerOf(dir: string): string {
+/** The runner named by an experiment folder's config.json (an untrusted file: bounded, regular, nesting checked). */
+async function runnerOf(dir: string): Promise<string> {
   const path = join(dir, "config.json");
+  const text = (await readInputFile(path, MAX_JSON_FILE_BYTES)).toString("utf8");
+  checkJsonNesting(text, path);
   let cfg: { runner?: unknown };
   try {
-    cfg = JSON.parse(readFileSync(path, "utf8"));
+    cfg = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${path}: cannot read experiment config: ${(e as Error).message}`);
+    throw new CliError("E_CONFIG", `cannot parse experiment config: ${(e as Error).message}`, path, e);
   }
-  if (typeof cfg.runner !== "string") throw new Error(`${path}: "runner" must name the experiment's runner`);
+  if (cfg === null || typeof cfg !== "object" || typeof cfg.runner !== "string")
+    throw new CliError("E_CONFIG", `"runner" must name the experiment's runner`, path);
   return cfg.runner;
 }
 
@@ -99,27 +107,30 @@ function runnerOf(dir: string): string {
  * the folder's own package when it declares that runner, else one found in an experiments/ folder above the folder
  * or above `cwd`.
  */
-export function resolveExperiment(arg: string, cwd: string): { folder: string; pkg: ExperimentPackage } {
+export async function resolveExperiment(arg: string, cwd: string): Promise<{ folder: string; pkg: ExperimentPackage }> {
   const asPath = resolve(cwd, arg);
   if (isDir(asPath)) {
-    const runner = runnerOf(asPath);
+    const runner = await runnerOf(asPath);
     const own = readExperimentPackage(asPath);
     if (own?.runner === runner) return { folder: asPath, pkg: own };
     const all = findExperimentPackages([asPath, cwd]);
     const pkg = all.find((p) => p.runner === runner);
     if (!pkg)
-      throw new Error(
-        `${join(asPath, "config.json")}: unknown runner ${JSON.stringify(runner)}; ` +
+      throw new CliError(
+        "E_CONFIG",
+        `unknown runner ${JSON.stringify(runner)}; ` +
           (all.length
             ? `known: ${all.map((p) => p.runner).join(", ")}`
             : `no experiments/ folder with experiment packages above ${asPath} or ${cwd} (experiments are not installed with the CLI: run it from a checkout of svdquant-ts)`),
+        join(asPath, "config.json"),
       );
     return { folder: asPath, pkg };
   }
   const all = findExperimentPackages([cwd]);
   const pkg = all.find((p) => p.runner === arg || basename(p.dir) === arg);
   if (!pkg)
-    throw new Error(
+    throw new CliError(
+      "E_CONFIG",
       `experiment ${JSON.stringify(arg)}: not a folder, and no experiment of that name in an experiments/ folder above ${cwd}` +
         (all.length ? ` (found: ${all.map((p) => basename(p.dir)).join(", ")})` : ""),
     );
@@ -133,9 +144,10 @@ export async function loadRunner(pkg: ExperimentPackage): Promise<ExperimentRunn
     mod = await import(pathToFileURL(pkg.entry).href);
   } catch (e) {
     const hint = existsSync(pkg.entry) ? "" : " (build it first: pnpm build)";
-    throw new Error(`${pkg.name}: cannot import ${pkg.entry}${hint}: ${(e as Error).message}`);
+    throw new CliError("E_CONFIG", `${pkg.name}: cannot import ${pkg.entry}${hint}: ${(e as Error).message}`);
   }
   const run = mod[pkg.exportName];
-  if (typeof run !== "function") throw new Error(`${pkg.name}: ${pkg.entry} exports no function ${pkg.exportName}`);
+  if (typeof run !== "function")
+    throw new CliError("E_CONFIG", `${pkg.name}: ${pkg.entry} exports no function ${pkg.exportName}`);
   return run as ExperimentRunner;
 }

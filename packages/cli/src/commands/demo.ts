@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { runDemo } from "@svdquant/pipeline";
 import { type Command, InvalidArgumentError } from "commander";
+import { CliError } from "../errors.js";
 import type { CliIO } from "../io.js";
 
 /** The built-in model (trained by tools/train-toy, shipped in the repository). */
@@ -75,7 +76,7 @@ export function registerDemo(program: Command, io: CliIO): void {
     .option("--json", "print the results as JSON")
     .action(async (modelDir: string, opts: DemoCliOptions) => {
       if (!existsSync(join(modelDir, "model_index.json")))
-        throw new Error(`${modelDir}: not a diffusers pipeline folder (no model_index.json)`);
+        throw new CliError("E_ARGUMENT", "not a diffusers pipeline folder (no model_index.json)", modelDir);
       const methods = opts.methods?.split(",").map((m) => m.trim()) ?? DEMO_METHODS;
       const r = await runDemo({
         pipelineDir: modelDir,

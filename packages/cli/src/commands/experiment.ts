@@ -1,6 +1,7 @@
 import { basename, resolve } from "node:path";
 import { jsonForTerminal } from "@svdquant/tensor";
 import type { Command } from "commander";
+import { CliError } from "../errors.js";
 import { findExperimentPackages, loadRunner, resolveExperiment } from "../experiments.js";
 import { type CliIO, printable } from "../io.js";
 
@@ -20,7 +21,7 @@ export function registerExperiment(program: Command, io: CliIO): void {
     .option("--quiet", "no progress lines on stderr")
     .action(
       async (arg: string, opts: { out?: string; root?: string; json?: boolean; figures: boolean; quiet?: boolean }) => {
-        const { folder, pkg } = resolveExperiment(arg, process.cwd());
+        const { folder, pkg } = await resolveExperiment(arg, process.cwd());
         const run = await loadRunner(pkg);
         const { markdown, outDir, result } = await run(folder, {
           out: opts.out ? resolve(opts.out) : undefined,
@@ -36,7 +37,8 @@ export function registerExperiment(program: Command, io: CliIO): void {
     .description("list the experiments found in an experiments/ folder at or above the current folder")
     .action(() => {
       const all = findExperimentPackages([process.cwd()]);
-      if (!all.length) throw new Error(`no experiments/ folder with experiment packages above ${process.cwd()}`);
+      if (!all.length)
+        throw new CliError("E_CONFIG", `no experiments/ folder with experiment packages above ${process.cwd()}`);
       for (const p of all) io.out(`${basename(p.dir)}\t${p.dir}\t(runner ${p.runner}, ${p.name})\n`);
     });
 }

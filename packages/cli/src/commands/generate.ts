@@ -1,6 +1,7 @@
 import { FLUX_DEFAULTS, generateImages } from "@svdquant/pipeline";
 import cliProgress from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
+import { CliError } from "../errors.js";
 import type { CliIO } from "../io.js";
 
 function intIn(lo: number, hi: number): (v: string) => number {
@@ -69,7 +70,7 @@ export function registerGenerate(program: Command, io: CliIO): void {
     .option("--no-progress", "no progress bar on stderr")
     .action(async (modelDir: string, opts: GenerateCliOptions) => {
       if ((opts.prompt === undefined) === (opts.embeddings === undefined))
-        throw new Error("give --prompt TEXT or --embeddings FILE (one of them)");
+        throw new CliError("E_ARGUMENT", "give --prompt TEXT or --embeddings FILE (one of them)");
       let bar: cliProgress.SingleBar | undefined;
       const tty = process.stderr.isTTY === true && opts.progress !== false;
       try {

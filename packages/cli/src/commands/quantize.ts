@@ -9,6 +9,7 @@ import {
 import { checkJsonNesting, MAX_JSON_FILE_BYTES, readInputFile } from "@svdquant/tensor";
 import cliProgress from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
+import { CliError } from "../errors.js";
 import type { CliIO } from "../io.js";
 
 /** Progress on stderr: a bar per stage (block, ETA) when stderr is a terminal, one line per stage otherwise. */
@@ -88,7 +89,7 @@ export function registerQuantize(program: Command, io: CliIO): void {
         try {
           raw = JSON.parse(text);
         } catch (e) {
-          throw new Error(`${opts.config}: not valid JSON: ${(e as Error).message}`);
+          throw new CliError("E_CONFIG", `not valid JSON: ${(e as Error).message}`, opts.config, e);
         }
       }
       // paths inside a config file are relative to the file
