@@ -274,8 +274,9 @@ export class FluxTransformer {
       { prefix: "single_transformer_blocks.", count: config.numSingleLayers, key: "num_single_layers" },
     ]);
     const factory = opts.factory ?? new LinearFactory();
+    // every tensor must belong to the config; the provider's layers' tensors are allowed but not read
+    rejectUnexpectedTensors(source, fluxParams(config), "FLUX");
     const all = factory.requiredSpecs(fluxParams(config));
-    rejectUnexpectedTensors(source, all, "FLUX");
     const headSpecs = all.filter((p) => !HEAD_PREFIXES.some((h) => p.name.startsWith(h)));
     const head = await loadWeightSet(source, headSpecs);
     const doubles: (FluxDoubleBlock | undefined)[] = new Array(config.numLayers).fill(undefined);

@@ -166,8 +166,9 @@ export class PixArtTransformer {
   ): Promise<PixArtTransformer> {
     checkBlockCounts(source, [{ prefix: "transformer_blocks.", count: config.numLayers, key: "num_layers" }]);
     const factory = opts.factory ?? new LinearFactory();
+    // every tensor must belong to the config; the provider's layers' tensors are allowed but not read
+    rejectUnexpectedTensors(source, pixartParams(config), "PixArt");
     const all = factory.requiredSpecs(pixartParams(config));
-    rejectUnexpectedTensors(source, all, "PixArt");
     const head = await loadWeightSet(
       source,
       all.filter((p) => !p.name.startsWith("transformer_blocks.")),
