@@ -1,13 +1,11 @@
+/** The GELU shift of unsigned activation codes (nunchaku's epilogue constant; GELU(x) >= -0.1700 for all x). */
+export { GELU_SHIFT } from "@svdquant/int4";
 export { CudaKernelError, type CudaKernelErrorCode } from "./errors.js";
 export {
   decodeE4M3,
-  packLoraDown,
-  packLoraUp,
   packQWeight,
   packWScales,
   unpackActCodes,
-  unpackLoraDown,
-  unpackLoraUp,
   unpackQWeight,
   unpackWScales,
 } from "./layout.js";
@@ -34,6 +32,3 @@ export {
   timeMs,
   type WgWeights,
 } from "./ops.js";
-
-/** The GELU shift of unsigned activation codes (nunchaku's epilogue constant; GELU(x) >= -0.1700 for all x). */
-export const GELU_SHIFT = 0.171875;

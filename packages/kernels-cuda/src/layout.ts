@@ -91,56 +91,8 @@ export function unpackWScales(p: Uint16Array, N: number, G: number): Uint16Array
   return out;
 }
 
-/**
- * Index of element (row r, col c) of a [rows, cols] low-rank matrix in nunchaku's packed low-rank layout, where
- * rows run over 16-row packs ("n") and cols over 16-col packs ("k"): for lora_down rows = rank, cols = in;
- * for lora_up rows = out, cols = rank. Blocks are ordered (col pack, row pack) for down, (row pack, col pack) for up.
- */
-function lowRankIndex(r: number, c: number, rows: number, cols: number, down: boolean): number {
-  const rp = r >> 4,
-    nps = (r >> 3) & 1,
-    nl = r & 7;
-  const cp = c >> 4,
-    kps = (c >> 3) & 1,
-    kl = (c >> 1) & 3,
-    rk = c & 1;
-  const block = down ? cp * (rows / 16) + rp : rp * (cols / 16) + cp;
-  return block * 256 + nl * 32 + kl * 8 + nps * 4 + kps * 2 + rk;
-}
-
-/** Checkpoint lora_down (packed, viewed [K, R]) -> the kernel's [R, K] row-major. */
-export function unpackLoraDown(p: Uint16Array, K: number, R: number): Uint16Array {
-  checkDims("unpackLoraDown", R, K, 16, 16);
-  if (p.length !== K * R) throw new CudaKernelError("E_LAYOUT", `unpackLoraDown: ${p.length} values for [${K}, ${R}]`);
-  const out = new Uint16Array(R * K);
-  for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) out[r * K + k] = p[lowRankIndex(r, k, R, K, true)];
-  return out;
-}
-
-/** The kernel's lora_down [R, K] -> checkpoint packed layout. */
-export function packLoraDown(d: Uint16Array, K: number, R: number): Uint16Array {
-  checkDims("packLoraDown", R, K, 16, 16);
-  const out = new Uint16Array(R * K);
-  for (let r = 0; r < R; r++) for (let k = 0; k < K; k++) out[lowRankIndex(r, k, R, K, true)] = d[r * K + k];
-  return out;
-}
-
-/** Checkpoint lora_up (packed, viewed [N, R]) -> the kernel's [N, R] row-major. */
-export function unpackLoraUp(p: Uint16Array, N: number, R: number): Uint16Array {
-  checkDims("unpackLoraUp", N, R, 16, 16);
-  if (p.length !== N * R) throw new CudaKernelError("E_LAYOUT", `unpackLoraUp: ${p.length} values for [${N}, ${R}]`);
-  const out = new Uint16Array(N * R);
-  for (let n = 0; n < N; n++) for (let r = 0; r < R; r++) out[n * R + r] = p[lowRankIndex(n, r, N, R, false)];
-  return out;
-}
-
-/** The kernel's lora_up [N, R] -> checkpoint packed layout. */
-export function packLoraUp(u: Uint16Array, N: number, R: number): Uint16Array {
-  checkDims("packLoraUp", N, R, 16, 16);
-  const out = new Uint16Array(N * R);
-  for (let n = 0; n < N; n++) for (let r = 0; r < R; r++) out[lowRankIndex(n, r, N, R, false)] = u[n * R + r];
-  return out;
-}
+// The low-rank branch's packed layout (lora_down / lora_up, 16×16 fragments) has one packer: @svdquant/int4's
+// packLoraDown / packLoraUp / unpackLoraDown / unpackLoraUp ([R, K] and [N, R] row-major ↔ checkpoint layout).
 
 /**
  * Value of an FP8 E4M3 byte (OCP 8-bit floating point spec, "E4M3FN": sign, 4 exponent bits with bias 7, 3

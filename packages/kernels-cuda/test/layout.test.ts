@@ -1,16 +1,13 @@
 import { join } from "node:path";
+import { packLoraDown, packLoraUp, unpackLoraDown, unpackLoraUp } from "@svdquant/int4";
 import { SafetensorsFile } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
 import {
   CudaKernelError,
   decodeE4M3,
-  packLoraDown,
-  packLoraUp,
   packQWeight,
   packWScales,
   unpackActCodes,
-  unpackLoraDown,
-  unpackLoraUp,
   unpackQWeight,
   unpackWScales,
 } from "../src/index.ts";
@@ -47,10 +44,10 @@ describe("nunchaku checkpoint layouts (byte-exact against the reference packer's
     expect(Array.from(packWScales(t.scales, 256, 4))).toEqual(Array.from(t.ps));
     expect(Array.from(unpackWScales(t.ps, 256, 4))).toEqual(Array.from(t.scales));
   });
-  it("lora_down [32,256] and lora_up [256,32] -> packed, and back", async () => {
+  it("lora_down [32,256] and lora_up [256,32] -> packed, and back (int4's packer, the one the kernels read)", async () => {
     const t = await fixture();
-    expect(Array.from(packLoraDown(t.down, 256, 32))).toEqual(Array.from(t.pd));
-    expect(Array.from(unpackLoraDown(t.pd, 256, 32))).toEqual(Array.from(t.down));
+    expect(Array.from(packLoraDown(t.down, 32, 256))).toEqual(Array.from(t.pd));
+    expect(Array.from(unpackLoraDown(t.pd, 32, 256))).toEqual(Array.from(t.down));
     expect(Array.from(packLoraUp(t.up, 256, 32))).toEqual(Array.from(t.pu));
     expect(Array.from(unpackLoraUp(t.pu, 256, 32))).toEqual(Array.from(t.up));
   });
@@ -187,7 +184,7 @@ describe("activation fragment layouts", () => {
 });
 
 describe("agreement with @svdquant/int4's nunchaku packers (the CPU side of the engine)", () => {
-  it("qweight, wscales, lora_down and lora_up pack identically on random data", async () => {
+  it("qweight and wscales pack identically on random data", async () => {
     const int4 = await import("@svdquant/int4");
     const rng = new Rng(99);
     const [N, K, R] = [256, 384, 32];
@@ -197,9 +194,5 @@ describe("agreement with @svdquant/int4's nunchaku packers (the CPU side of the 
     expect(Buffer.compare(Buffer.from(mine), Buffer.from(theirs.buffer, theirs.byteOffset, theirs.byteLength))).toBe(0);
     const sc = Uint16Array.from({ length: N * (K / 64) }, () => rng.int(0, 65535));
     expect(Array.from(packWScales(sc, N, K / 64))).toEqual(Array.from(int4.packW4A4Scales(sc, N, K / 64)));
-    const down = Uint16Array.from({ length: R * K }, () => rng.int(0, 65535));
-    expect(Array.from(packLoraDown(down, K, R))).toEqual(Array.from(int4.packLoraDown(down, R, K)));
-    const up = Uint16Array.from({ length: N * R }, () => rng.int(0, 65535));
-    expect(Array.from(packLoraUp(up, N, R))).toEqual(Array.from(int4.packLoraUp(up, N, R)));
   });
 });
