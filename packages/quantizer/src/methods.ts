@@ -1,10 +1,10 @@
-import { type QuantSpec, specFor } from "@svdquant/int4";
+import { GELU_SHIFT, type QuantSpec, specFor } from "@svdquant/int4";
 import { searchSmoothing, smoothingFactors, svdquantGrid, weightAbsMax } from "@svdquant/smoothing";
 import { type BuildOptions, buildLinear } from "./build.js";
 import { QuantizerError } from "./errors.js";
 import type { QuantizerKernels } from "./kernel-path.js";
 import { checkLayer, forwardQuantized, forwardReference, type LinearLayer, type QuantizedLinear } from "./linear.js";
-import { buildOptions, type Calibration, GELU_SHIFT, quantizeSharedLayers, type SvdQuantResult } from "./svdquant.js";
+import { buildOptions, type Calibration, quantizeSharedLayers, type SvdQuantResult } from "./svdquant.js";
 
 /** Options every method accepts (each uses what applies to it). */
 export interface MethodOptions {

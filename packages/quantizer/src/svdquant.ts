@@ -49,8 +49,8 @@ export function calibrationFromTokens(x: Floats, m: number, k: number): Calibrat
   return { xAbsMax: a, tokens: x, count: m };
 }
 
-/** The GELU shift of the published checkpoints: post-GELU inputs (≥ −0.17) + 0.171875 are ≥ 0 for uint4. */
-export const GELU_SHIFT = 0.171875;
+/** The GELU shift of the published checkpoints (one home: @svdquant/int4's record module). */
+export { GELU_SHIFT } from "@svdquant/int4";
 
 export interface SvdQuantConfig {
   /** Rank R of the 16-bit branch (default 32, SVDQuant §5.1). */
