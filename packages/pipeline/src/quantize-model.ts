@@ -10,7 +10,7 @@
  * uninterrupted one.
  */
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, rm, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { type ModelConfig, parseModelConfig } from "@svdquant/models";
 import {
@@ -135,7 +135,7 @@ async function openState(dir: string, fingerprint: string, resume: boolean): Pro
       );
     let prev: { fingerprint?: string } = {};
     try {
-      prev = JSON.parse(await readFile(statePath, "utf8")) as { fingerprint?: string };
+      prev = JSON.parse((await readInputFile(statePath, 1 << 20)).toString("utf8")) as { fingerprint?: string };
     } catch {
       throw new PipelineError("E_RESUME", "state.json is missing or unreadable; delete the folder to start over", dir);
     }
