@@ -16,6 +16,7 @@ import { type ModelConfig, parseModelConfig } from "@svdquant/models";
 import {
   checkOutputPath,
   openModelFolder,
+  readInputFile,
   SafetensorsFile,
   type Tensor,
   type TensorSource,
