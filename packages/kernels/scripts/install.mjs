@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ADDON_ABI } from "./abi.mjs";
 
 const pkg = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(import.meta.url);
@@ -18,8 +19,8 @@ let why = "";
 try {
   const path = require("node-gyp-build").path(pkg);
   const binding = require(path);
-  if (binding.abiVersion === 1) process.exit(0);
-  why = `${path} has addon ABI ${binding.abiVersion}, expected 1`;
+  if (binding.abiVersion === ADDON_ABI) process.exit(0);
+  why = `${path} has addon ABI ${binding.abiVersion}, expected ${ADDON_ABI}`;
 } catch (e) {
   why = String(e.message).split("\n")[0];
 }

@@ -7,6 +7,7 @@ import { cpSync, existsSync, readdirSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ADDON_ABI } from "./abi.mjs";
 
 const pkg = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const csrc = join(pkg, "csrc");
@@ -27,9 +28,9 @@ for (const tuple of REQUIRED) {
   if (`${process.platform}-${process.arch}` === tuple) {
     for (const f of files) {
       const b = createRequire(import.meta.url)(join(dir, f));
-      if (b.abiVersion !== 1) {
+      if (b.abiVersion !== ADDON_ABI) {
         console.error(
-          `@svdquant/kernels: refusing to pack: prebuilds/${tuple}/${f} has addon ABI ${b.abiVersion}, expected 1`,
+          `@svdquant/kernels: refusing to pack: prebuilds/${tuple}/${f} has addon ABI ${b.abiVersion}, expected ${ADDON_ABI}`,
         );
         process.exit(1);
       }
