@@ -2,9 +2,9 @@
 // models went to 1.0.0 on every kernels minor through their peer dependency), and the tarball checks of
 // tools/release/pack.mjs must catch what made packages unpublishable.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import assembleReleasePlan from "@changesets/assemble-release-plan";
 import { read as readConfig } from "@changesets/config";
 import { getPackages } from "@manypkg/get-packages";
@@ -112,6 +112,9 @@ describe("packing a native package without its linux-x64 binary fails loudly", (
     const pkg = mkdtempSync(join(tmpdir(), "svdq-prepack-"));
     mkdirSync(join(pkg, sub));
     copyFileSync(join(root, script), join(pkg, sub, "prepack.mjs"));
+    // with the modules it imports beside it (the addon ABI constant)
+    const abi = join(root, dirname(script), "abi.mjs");
+    if (existsSync(abi)) copyFileSync(abi, join(pkg, sub, "abi.mjs"));
     const r = spawnSync(process.execPath, [join(pkg, sub, "prepack.mjs")], { encoding: "utf8" });
     rmSync(pkg, { recursive: true, force: true });
     expect(r.status).toBe(1);
