@@ -14,12 +14,12 @@ import { access, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { SeededRng } from "@svdquant/lowrank";
 import {
-  ClipTextEncoder,
   calculateShift,
   componentDir,
   FlowMatchEulerScheduler,
   type FluxConfig,
   type FluxInputs,
+  FluxPromptEncoder,
   FluxTransformer,
   fluxImageIds,
   fluxLatentShape,
@@ -29,8 +29,6 @@ import {
   loadPromptEmbeddings,
   packFluxLatents,
   readModelIndex,
-  T5Encoder,
-  TextTokenizer,
   unpackFluxLatents,
   VaeDecoder,
 } from "@svdquant/models";
@@ -64,10 +62,8 @@ export interface TextConditioning {
 export class FluxPipeline {
   private constructor(
     readonly dir: string,
-    readonly clipTokenizer: TextTokenizer,
-    readonly clip: ClipTextEncoder,
-    readonly t5Tokenizer: TextTokenizer,
-    readonly t5: T5Encoder,
+    /** Tokenizers + CLIP/T5 encoders (@svdquant/models' FluxPromptEncoder: FluxPipeline.encode_prompt). */
+    readonly prompts: FluxPromptEncoder,
     readonly vae: VaeDecoder,
     readonly schedulerDir: string,
     readonly transformerDir: string,
@@ -76,12 +72,10 @@ export class FluxPipeline {
   static async load(dir: string): Promise<FluxPipeline> {
     const index = await readModelIndex(dir);
     const need = async (n: string) => componentDir(index, n);
+    for (const n of ["tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2"]) await need(n); // one clear line if absent
     return new FluxPipeline(
       dir,
-      await TextTokenizer.fromFolder(await need("tokenizer")),
-      await ClipTextEncoder.fromFolder(await need("text_encoder")),
-      await TextTokenizer.fromFolder(await need("tokenizer_2")),
-      await T5Encoder.fromFolder(await need("text_encoder_2")),
+      await FluxPromptEncoder.fromPipelineFolder(dir),
       await VaeDecoder.fromFolder(await need("vae")),
       await need("scheduler"),
       await need("transformer"),
@@ -102,12 +96,8 @@ export class FluxPipeline {
     if (prompts.length === 0) throw new PipelineError("E_CONFIG", "no prompts given");
     for (const [i, p] of prompts.entries())
       if (typeof p !== "string" || p.trim() === "") throw new PipelineError("E_CONFIG", `prompt ${i} is empty`);
-    // FluxPipeline.tokenizer_max_length = the CLIP tokenizer's model_max_length (77 for CLIP-L)
-    const c = this.clipTokenizer.encode(prompts, this.clipTokenizer.modelMaxLength ?? 77);
-    const pooled = this.clip.forward({ batch: c.batch, length: c.length, ids: c.ids }).pooled;
-    const t = this.t5Tokenizer.encode(prompts, maxSequenceLength);
-    const promptEmbeds = this.t5.forward({ batch: t.batch, length: t.length, ids: t.ids });
-    return { batch: prompts.length, promptEmbeds, length: maxSequenceLength, pooled };
+    const e = this.prompts.encode(prompts, maxSequenceLength);
+    return { batch: e.batch, promptEmbeds: e.promptEmbeds, length: e.txtTokens, pooled: e.pooledPromptEmbeds };
   }
 }
 

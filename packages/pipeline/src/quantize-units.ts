@@ -4,6 +4,7 @@
  */
 import {
   activationSpecFor,
+  dequantizeW4A16,
   GELU_SHIFT,
   INT4_GROUP_SIZE,
   packW4A4Layer,
@@ -16,7 +17,7 @@ import {
 } from "@svdquant/int4";
 import * as kernels from "@svdquant/kernels";
 import { type Calibration, type LinearLayer, quantizeSharedLayers } from "@svdquant/quantizer";
-import type { Tensor } from "@svdquant/tensor";
+import { bf16BitsToF32, f32ToBf16Bits, type Tensor } from "@svdquant/tensor";
 import type { InputStats } from "./calibrate.js";
 import type { QuantizeConfig } from "./config.js";
 import { PipelineError } from "./errors.js";
@@ -84,17 +85,6 @@ export function unitCalibration(unit: UnitSpec, stats: InputStats, kFull: number
   return { xAbsMax: absmax, tokens, count: stats.rows };
 }
 
-function bf16(values: ArrayLike<number>): Float32Array {
-  // Round to the nearest BF16 value (ties to even): the file stores λ in BF16, so the residual is built for it.
-  const f = Float32Array.from(values as ArrayLike<number>);
-  const u = new Uint32Array(f.buffer);
-  for (let i = 0; i < u.length; i++) {
-    const x = u[i]!;
-    u[i] = ((x + 0x7fff + ((x >>> 16) & 1)) & 0xffff0000) >>> 0;
-  }
-  return f;
-}
-
 /** Quantizer specs of a W4A4 unit: residual weights and run-time activations as the CPU kernels compute them. */
 export function w4a4Specs(format: QuantizeConfig["format"], unsigned: boolean): { weight: QuantSpec; act: QuantSpec } {
   if (format === "nvfp4") return { weight: specFor("nvfp4"), act: specFor("nvfp4") };
@@ -137,7 +127,8 @@ export function quantizeW4A4Group(
     seed: config.seed,
   };
   const search = quantizeSharedLayers(layers, calibration, { ...base, refinement: { maxIterations: 0 } });
-  const lambda = Float64Array.from(bf16(search.lambda));
+  // λ rounded to its BF16 storage, so the residual is built for the λ the file holds
+  const lambda = search.lambda.map((v) => bf16BitsToF32(f32ToBf16Bits(v)));
   for (let j = 0; j < lambda.length; j++) if (!(lambda[j]! > 0)) lambda[j] = 1;
   const r = quantizeSharedLayers(layers, calibration, {
     ...base,
@@ -223,12 +214,11 @@ export function quantizeW4A16Unit(
     bias = permuteAdaNormRows(b, w.n, 1, chunks);
   }
   const q = quantizeW4A16(weight, w.n, kp, { groupSize, name });
+  const deq = dequantizeW4A16(q);
   let num = 0;
   let den = 0;
   for (let i = 0; i < weight.length; i++) {
-    const gi = Math.floor(i / kp) * (kp / groupSize) + Math.floor((i % kp) / groupSize);
-    const v = q.codes[i]! * q.scales[gi]! + q.zeros[gi]!;
-    num += (v - weight[i]!) ** 2;
+    num += (deq[i]! - weight[i]!) ** 2;
     den += weight[i]! ** 2;
   }
   const rel = den > 0 ? Math.sqrt(num / den) : 0;

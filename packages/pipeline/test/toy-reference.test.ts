@@ -23,9 +23,9 @@ describe("toy-flux: our FluxPipeline steps vs diffusers", async () => {
   const transformer = await pipe.transformer();
 
   it("tokenizes and encodes like transformers (ids exact, embeddings within 1e-5)", () => {
-    const c = pipe.clipTokenizer.encode(prompts, pipe.clipTokenizer.modelMaxLength ?? 77);
+    const c = pipe.prompts.clipTokenizer.encode(prompts, pipe.prompts.clipTokenizer.modelMaxLength ?? 77);
     expect(Array.from(c.ids)).toEqual(Array.from(ref.clip_input_ids!.data as Int32Array));
-    const t = pipe.t5Tokenizer.encode(prompts, L);
+    const t = pipe.prompts.t5Tokenizer.encode(prompts, L);
     expect(Array.from(t.ids)).toEqual(Array.from(ref.t5_input_ids!.data as Int32Array));
     const cond = pipe.encode(prompts, L);
     expect(relFrob(cond.promptEmbeds, ref.prompt_embeds!.toFloat32())).toBeLessThan(1e-5);

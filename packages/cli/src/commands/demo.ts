@@ -1,9 +1,10 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { runDemo } from "@svdquant/pipeline";
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import { CliError } from "../errors.js";
 import type { CliIO } from "../io.js";
+import { intIn } from "../options.js";
 
 /** The built-in model (trained by tools/train-toy, shipped in the repository). */
 export const TOY_MODEL = resolve(import.meta.dirname, "../../../../models/toy-flux");
@@ -35,15 +36,6 @@ export const DEMO_METHODS = [
   "w4a16-nf4",
   "w8a8-smoothquant",
 ];
-
-function intIn(lo: number, hi: number): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < lo || n > hi)
-      throw new InvalidArgumentError(`expected an integer from ${lo} to ${hi}, got "${v}"`);
-    return n;
-  };
-}
 
 interface DemoCliOptions {
   out: string;

@@ -3,15 +3,8 @@ import cliProgress from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
 import { CliError } from "../errors.js";
 import type { CliIO } from "../io.js";
+import { intIn } from "../options.js";
 
-function intIn(lo: number, hi: number): (v: string) => number {
-  return (v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < lo || n > hi)
-      throw new InvalidArgumentError(`expected an integer from ${lo} to ${hi}, got "${v}"`);
-    return n;
-  };
-}
 function positive(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a number ≥ 0, got "${v}"`);

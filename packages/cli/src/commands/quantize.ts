@@ -8,9 +8,10 @@ import {
 } from "@svdquant/pipeline";
 import { checkJsonNesting, MAX_JSON_FILE_BYTES, readInputFile } from "@svdquant/tensor";
 import cliProgress from "cli-progress";
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import { CliError } from "../errors.js";
 import type { CliIO } from "../io.js";
+import { intIn } from "../options.js";
 
 /** Progress on stderr: a bar per stage (block, ETA) when stderr is a terminal, one line per stage otherwise. */
 function progressReporter(io: CliIO, tty: boolean): { onEvent: (e: QuantizeEvent) => void; stop: () => void } {
@@ -55,13 +56,6 @@ export interface QuantizeCliOptions {
   threads?: number;
 }
 
-function threadCount(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > maxThreads())
-    throw new InvalidArgumentError(`expected an integer from 1 to ${maxThreads()} (the cores available), got "${v}"`);
-  return n;
-}
-
 /** `svdquant quantize MODEL_DIR [--config FILE] [--out FILE] [--resume] [--json]` */
 export function registerQuantize(program: Command, io: CliIO): void {
   program
@@ -76,7 +70,7 @@ export function registerQuantize(program: Command, io: CliIO): void {
     .option(
       "--threads <n>",
       `worker threads quantizing layers in parallel (1 to ${maxThreads()}, default 1)`,
-      threadCount,
+      intIn(1, maxThreads(), "the cores available"),
     )
     .option("--json", "print a machine-readable JSON summary")
     .option("--no-progress", "no progress on stderr")
