@@ -46,26 +46,8 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): { relL2: num
   return { relL2: Math.sqrt(num / den), relMax: mx / mr, finite };
 }
 
-/** An in-memory TensorSource (tests and device checks). */
-export function memorySource(tensors: Map<string, Tensor>, path = "<memory>"): TensorSource {
-  return {
-    path,
-    metadata: {},
-    names: () => [...tensors.keys()].sort(),
-    has: (n) => tensors.has(n),
-    info: (n) => {
-      const t = tensors.get(n);
-      if (t === undefined) throw new Error(`${path}: no tensor ${n}`);
-      return { name: n, dtype: t.dtype, shape: t.shape, dataOffsets: [0, t.byteLength], file: path };
-    },
-    read: async (n) => {
-      const t = tensors.get(n);
-      if (t === undefined) throw new Error(`${path}: no tensor ${n}`);
-      return t;
-    },
-    close: async () => {},
-  };
-}
+/** An in-memory TensorSource (tests and device checks): @svdquant/tensor's. */
+export { memorySource } from "@svdquant/tensor";
 
 export function bf16Tensor(shape: number[], values: Float32Array): Tensor {
   return new Tensor("BF16", shape, bf16Bits(values));

@@ -51,6 +51,7 @@ export {
   READ_CHUNK_BYTES,
   readInputFile,
 } from "./input-file.js";
+export { memorySource } from "./memory-source.js";
 export {
   SafetensorsFile,
   type TensorEntry,
