@@ -4,13 +4,19 @@
  * (PSNR, SSIM), with the model size and the time per step; a PNG grid (rows = methods, columns = prompts) and a
  * Markdown + HTML report.
  */
-import { mkdir, stat } from "node:fs/promises";
+import { access, mkdir, stat } from "node:fs/promises";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { backendInfo } from "@svdquant/kernels";
-import { psnr, ssim, toPlanar } from "@svdquant/metrics";
+import { checkShapeCaption, parseShapesSpec, psnr, type ShapesSpec, ssim, toPlanar } from "@svdquant/metrics";
 import { type FluxTransformer, modelParams, parseModelConfig } from "@svdquant/models";
-import { openModelFolder, writeFileAtomic } from "@svdquant/tensor";
+import {
+  checkJsonNesting,
+  MAX_JSON_FILE_BYTES,
+  openModelFolder,
+  readInputFile,
+  writeFileAtomic,
+} from "@svdquant/tensor";
 import { type InputStats, recordCalibration } from "./calibrate.js";
 import { loadQuantizedModel } from "./checkpoint.js";
 import { parseQuantizeConfig, type QuantizeConfig } from "./config.js";
@@ -46,6 +52,9 @@ export interface DemoRow {
   readonly label: string;
   readonly psnr: number | null;
   readonly ssim: number | null;
+  /** Images whose detected colour/shape/size/position match every attribute their prompt names (toy-shapes models
+   * only: the pipeline folder has a `dataset.json` with the detector's spec); null elsewhere. */
+  readonly captionsShown: number | null;
   readonly bytes: number;
   readonly msPerStep: number;
   readonly images: string[];
@@ -91,6 +100,19 @@ export function imageGrid(
 
 const toImage = (s: SampledImage) => toPlanar({ width: s.width, height: s.height, data: s.rgb });
 
+/** The shapes detector's spec when the pipeline folder is a toy-shapes model (its `dataset.json`), else null. */
+async function shapesSpecOf(pipelineDir: string): Promise<ShapesSpec | null> {
+  const file = join(pipelineDir, "dataset.json");
+  try {
+    await access(file);
+  } catch {
+    return null;
+  }
+  const text = (await readInputFile(file, MAX_JSON_FILE_BYTES)).toString("utf8");
+  checkJsonNesting(text, file);
+  return parseShapesSpec((JSON.parse(text) as { spec?: unknown }).spec, file);
+}
+
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const log = o.log ?? (() => {});
   await mkdir(o.outDir, { recursive: true });
@@ -103,6 +125,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     maxSequenceLength: o.maxSequenceLength,
   };
   const cond: TextConditioning = pipe.encode(o.prompts, o.maxSequenceLength);
+  const shapes = await shapesSpecOf(o.pipelineDir);
+  const captionsShown = (images: SampledImage[]) =>
+    shapes === null
+      ? null
+      : images.filter(
+          (im, i) => checkShapeCaption(shapes, { width: im.width, height: im.height, data: im.rgb }, o.prompts[i]!).ok,
+        ).length;
   const side = o.size / (2 * pipe.vae.scaleFactor); // image tokens per side
   const qcfg: QuantizeConfig = parseQuantizeConfig({
     ...o.quantize,
@@ -157,6 +186,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       label: LABELS["16-bit"]!,
       psnr: null,
       ssim: null,
+      captionsShown: captionsShown(ref.images),
       bytes: denseBytes,
       msPerStep: ref.msPerStep,
       images: await save("16-bit", ref.images),
@@ -215,6 +245,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       label: LABELS[method] ?? method,
       psnr: p,
       ssim: s,
+      captionsShown: captionsShown(got.images),
       bytes,
       msPerStep: got.msPerStep,
       images: await save(method, got.images),
@@ -228,18 +259,25 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const info = backendInfo();
   const machine = `${cpus()[0]?.model ?? "CPU"} (${cpus().length} cores), kernels ${info.native ? info.isa : "TypeScript"} path, ${info.threads} threads`;
   const fmt = (v: number | null, d: number) => (v === null ? "–" : v.toFixed(d));
+  const shown = (r: DemoRow) => (r.captionsShown === null ? "" : ` ${r.captionsShown} / ${r.images.length} |`);
   const md = [
     `# SVDQuant demo: ${o.pipelineDir}`,
     "",
     `${o.prompts.length} prompts × ${o.steps} steps at ${o.size}×${o.size}, seed ${o.seed}; metrics vs the 16-bit images (PSNR on [0, 1], SSIM); ${machine}.`,
     "LPIPS / FID / ImageReward need their ONNX models (see @svdquant/metrics) and are not reported here.",
     "",
-    "| method | PSNR (dB) ↑ | SSIM ↑ | model bytes | ms / step |",
-    "|---|---|---|---|---|",
+    `| method | PSNR (dB) ↑ | SSIM ↑ | model bytes | ms / step |${shapes ? " captions shown ↑ |" : ""}`,
+    `|---|---|---|---|---|${shapes ? "---|" : ""}`,
     ...rows.map(
       (r) =>
-        `| ${r.label} | ${fmt(r.psnr, 2)} | ${fmt(r.ssim, 4)} | ${r.bytes.toLocaleString("en-US")} | ${r.msPerStep.toFixed(1)} |`,
+        `| ${r.label} | ${fmt(r.psnr, 2)} | ${fmt(r.ssim, 4)} | ${r.bytes.toLocaleString("en-US")} | ${r.msPerStep.toFixed(1)} |${shown(r)}`,
     ),
+    ...(shapes
+      ? [
+          "",
+          "captions shown: images whose detected colour, shape, size and position match every attribute the prompt names (@svdquant/metrics checkShapeCaption).",
+        ]
+      : []),
     "",
     `Grid (${gridPath}): rows = ${rows.map((r) => r.method).join(", ")}; columns = the prompts:`,
     "",
