@@ -1,4 +1,10 @@
 export {
+  type AspectRatioBin,
+  aspectRatioBins,
+  classifyHeightWidthBin,
+  resizeAndCrop,
+} from "./binning.js";
+export {
   type InputStats,
   type ModelInputs,
   readCalibration,
@@ -46,6 +52,16 @@ export {
   sampleFlux,
   type TextConditioning,
 } from "./generate.js";
+export {
+  PIXART_DEFAULTS,
+  type PixArtConditioning,
+  type PixArtGenerateSettings,
+  PixArtPipeline,
+  type PixArtSampleOptions,
+  pixartPreprocess,
+  pixartSampleSize,
+  samplePixArt,
+} from "./generate-pixart.js";
 export {
   type LayerBackend,
   SplitKLinear,
