@@ -44,14 +44,19 @@ export {
   FLUX_DEFAULTS,
   type FluxGenerateSettings,
   FluxPipeline,
-  type GenerateOptions,
-  generateImages,
   initialLatents,
   type SampledImage,
   type SampleOptions,
   sampleFlux,
   type TextConditioning,
 } from "./generate.js";
+export {
+  type GenerateOptions,
+  generateImages,
+  PIPELINE_KINDS,
+  type PipelineKind,
+  pipelineKind,
+} from "./generate-images.js";
 export {
   PIXART_DEFAULTS,
   type PixArtConditioning,
