@@ -21,7 +21,10 @@ out_channels 8 = ε + learned σ, sample_size 32 so resolution binning uses ASPE
       C.decoded [1, 3, H, W]                  vae.decode(latents / scaling_factor) (no binning cases)
       C.image [1, 3, H', W']                  postprocessed image in [0, 1] (after binning's resize_and_crop)
       C.pixels [1, H', W', 3] uint8           what the pipeline's PIL output holds
+      resize.input [1, 3, 37, 53], resize.<i>.<H>x<W>   resize_and_crop_tensor of a random image to 4 sizes
   metadata "cases": JSON list of {prompt, seed, steps, guidance, height, width, binning, binned_height, binned_width}
+  metadata "bins": JSON {tables: the four ASPECT_RATIO_*_BIN as [ratio, h, w], queries: [h, w] sizes,
+                         classified: per table, classify_height_width_bin of each query}
 
 Run on a machine with torch + transformers, the diffusers sources on sys.path (PYTHONPATH), from the repo root:
   python tools/make-pixart-reference.py OUTDIR [PARTS_DIR=fixtures/pipeline/pixart]
@@ -97,6 +100,36 @@ def load_tokenizer(path):
         cfg = json.load(open(os.path.join(path, "tokenizer_config.json")))
         kw = {k: cfg[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token", "model_max_length") if k in cfg}
         return PreTrainedTokenizerFast(tokenizer_file=os.path.join(path, "tokenizer.json"), **kw)
+
+
+BINS_META = [""]
+
+
+def binning_reference(R):
+    """The four aspect-ratio tables, classify_height_width_bin on a grid of sizes, resize_and_crop_tensor."""
+    import torch
+    from diffusers.image_processor import PixArtImageProcessor
+    from diffusers.pipelines.pixart_alpha.pipeline_pixart_alpha import (
+        ASPECT_RATIO_256_BIN,
+        ASPECT_RATIO_512_BIN,
+        ASPECT_RATIO_1024_BIN,
+    )
+    from diffusers.pipelines.pixart_alpha.pipeline_pixart_sigma import ASPECT_RATIO_2048_BIN
+
+    tables = {"256": ASPECT_RATIO_256_BIN, "512": ASPECT_RATIO_512_BIN, "1024": ASPECT_RATIO_1024_BIN,
+              "2048": ASPECT_RATIO_2048_BIN}
+    queries = [(h, w) for h in range(64, 4097, 200) for w in range(64, 4097, 248)]
+    BINS_META[0] = json.dumps({
+        "tables": {k: [[float(r), int(v[0]), int(v[1])] for r, v in t.items()] for k, t in tables.items()},
+        "queries": queries,
+        "classified": {k: [list(PixArtImageProcessor.classify_height_width_bin(h, w, ratios=t)) for h, w in queries]
+                       for k, t in tables.items()},
+    })
+    g = torch.Generator().manual_seed(77)
+    x = torch.randn(1, 3, 37, 53, generator=g)
+    R["resize.input"] = x
+    for i, (nh, nw) in enumerate([(10, 14), (37, 60), (80, 100), (20, 53)]):
+        R[f"resize.{i}.{nh}x{nw}"] = PixArtImageProcessor.resize_and_crop_tensor(x.clone(), nw, nh).contiguous()
 
 
 def main():
@@ -229,7 +262,8 @@ def main():
         return not (".negative_embeds" in k or ".noise_pred" in k or k.endswith("prompt_embeds.f64"))
 
     R = {k: v.contiguous() for k, v in R.items() if keep(k)}
-    save_file(R, os.path.join(OUT, "reference.safetensors"), metadata={"cases": json.dumps(meta)})
+    binning_reference(R)
+    save_file(R, os.path.join(OUT, "reference.safetensors"), metadata={"cases": json.dumps(meta), "bins": BINS_META[0]})
     for k in sorted(R):
         print(f"  {k} {tuple(R[k].shape)} {R[k].dtype}")
 
