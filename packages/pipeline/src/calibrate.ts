@@ -3,6 +3,8 @@
  * models' observer (`CalibrationRecorder`: per-channel absmax over every token + a bounded, seeded reservoir).
  *
  * Inputs, one forward each:
+ * - prompts (the reference protocol): the 16-bit model's own sampler trajectories from caption prompts, every
+ *   step recorded (FLUX: FlowMatch Euler; PixArt-Σ: DPM-Solver++ with CFG, both branches in one batch-2 forward);
  * - synthetic: seeded latents/embeddings at `steps` points of a linear σ schedule (x_σ = (1−σ)·x₀ + σ·ε, the
  *   rectified-flow interpolation FLUX is trained on; PixArt gets the same latents with t = 1000σ);
  * - a safetensors file of recorded model inputs: `sample.<i>.<input>` with the diffusers argument names
@@ -27,7 +29,8 @@ const MAX_PROMPTS_BYTES = 64 * 1024 * 1024;
 
 import type { CalibrationConfig } from "./config.js";
 import { PipelineError } from "./errors.js";
-import { FluxPipeline, sampleFlux } from "./generate.js";
+import { FLUX_DEFAULTS, FluxPipeline, sampleFlux } from "./generate.js";
+import { PIXART_DEFAULTS, PixArtPipeline, samplePixArt } from "./generate-pixart.js";
 
 /** Recorded statistics of one layer input: absmax [K] and kept tokens [rows, K]. */
 export interface InputStats {
@@ -234,23 +237,45 @@ export async function recordCalibration(
   let done = 0;
   if (cal.source !== "synthetic" && "prompts" in cal.source) {
     // the reference protocol: the 16-bit model's own sampler trajectories, every step recorded
-    if (config.kind !== "flux")
-      throw new PipelineError(
-        "E_UNSUPPORTED",
-        "prompt calibration runs the FLUX sampler; PixArt takes recorded inputs",
-      );
-    const pipe = await FluxPipeline.load(cal.source.pipeline ?? pipelineDir ?? ".");
+    const dir = cal.source.pipeline ?? pipelineDir ?? ".";
     const prompts = await calibrationPrompts(cal.source, cal.samples);
-    const cond = pipe.encode(prompts, cal.textTokens);
-    const px = cal.imageSide * 2 * pipe.vae.scaleFactor; // image tokens per side → pixels (2×2 patches)
-    for (let row = 0; row < prompts.length; row++)
-      await sampleFlux(
-        pipe,
-        model as FluxTransformer,
-        cond,
-        { steps: cal.steps, guidance: cal.source.guidance, height: px, width: px, maxSequenceLength: cal.textTokens },
-        { row, seed: cal.seed + row, observer: recorder, onStep: () => onForward?.(++done) },
-      );
+    const onStep = () => onForward?.(++done);
+    if (config.kind === "flux") {
+      const pipe = await FluxPipeline.load(dir);
+      const cond = pipe.encode(prompts, cal.textTokens);
+      const px = cal.imageSide * 2 * pipe.vae.scaleFactor; // image tokens per side → pixels (2×2 patches)
+      const guidance = cal.source.guidance ?? FLUX_DEFAULTS.guidance;
+      for (let row = 0; row < prompts.length; row++)
+        await sampleFlux(
+          pipe,
+          model as FluxTransformer,
+          cond,
+          { steps: cal.steps, guidance, height: px, width: px, maxSequenceLength: cal.textTokens },
+          { row, seed: cal.seed + row, observer: recorder, onStep },
+        );
+    } else {
+      // PixArt-Σ: with CFG each step is one batch-2 forward, so both branches (uncond, text) are recorded
+      const pipe = await PixArtPipeline.load(dir);
+      const guidance = cal.source.guidance ?? PIXART_DEFAULTS.guidance;
+      const negative = guidance > 1 ? PIXART_DEFAULTS.negativePrompt : undefined;
+      const cond = pipe.encode(prompts, negative, cal.textTokens);
+      const px = cal.imageSide * config.patchSize * pipe.vae.scaleFactor; // image tokens per side → pixels
+      const s = {
+        steps: cal.steps,
+        guidance,
+        height: px,
+        width: px,
+        maxSequenceLength: cal.textTokens,
+        resolutionBinning: false, // the configured size, not a bin of it
+      };
+      for (let row = 0; row < prompts.length; row++)
+        await samplePixArt(pipe, model as PixArtTransformer, cond, s, {
+          row,
+          seed: cal.seed + row,
+          observer: recorder,
+          onStep,
+        });
+    }
   } else
     for await (const inp of calibrationInputs(config, cal)) {
       if (inp.kind === "flux") await (model as FluxTransformer).forward(inp.inputs, { observer: recorder });

@@ -24,8 +24,11 @@ const calibrationSchema = z
             prompts: z.union([z.array(z.string().min(1)).min(1), z.object({ file: z.string().min(1) }).strict()]),
             /** The diffusers pipeline folder (text encoders, tokenizers, VAE, scheduler); default: the model folder's parent. */
             pipeline: z.string().min(1).optional(),
-            /** Guidance scale for models with a guidance embedding (FLUX.1-dev: 3.5). */
-            guidance: z.number().min(0).max(100).default(3.5),
+            /**
+             * Guidance scale: FLUX's guidance embedding (default 3.5, FLUX.1-dev), PixArt-Σ's classifier-free
+             * guidance (default 4.5; both branches are recorded; ≤ 1 turns CFG off).
+             */
+            guidance: z.number().min(0).max(100).optional(),
           })
           .strict(),
       ])
@@ -34,7 +37,10 @@ const calibrationSchema = z
     samples: z.number().int().min(1).max(100_000).default(2),
     /** Sampler steps recorded per sample (every step of the schedule); synthetic: steps of a linear σ schedule. */
     steps: z.number().int().min(1).max(1000).default(2),
-    /** Synthetic only: image tokens per side (FLUX: latent side / 2; PixArt: latent side) and text tokens. */
+    /**
+     * Image tokens per side (latent side / patch size 2; prompt calibration samples images of side × 2 × VAE factor
+     * pixels) and text tokens (prompt calibration: the T5 max_sequence_length).
+     */
     imageSide: z.number().int().min(1).max(1024).default(4),
     textTokens: z.number().int().min(1).max(4096).default(8),
     /** Tokens kept per layer input (bounded reservoir, seeded); the search and refinement measure on them. */

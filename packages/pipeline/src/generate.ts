@@ -9,9 +9,6 @@
  * The initial latents come from our seeded generator (torch's RNG is not reproduced): the same seed gives the same
  * bytes, across runs and backends; a caller can pass its own latents (e.g. recorded by a reference run).
  */
-import { constants } from "node:fs";
-import { access, mkdir } from "node:fs/promises";
-import { join } from "node:path";
 import { SeededRng } from "@svdquant/lowrank";
 import {
   calculateShift,
@@ -32,11 +29,9 @@ import {
   unpackFluxLatents,
   VaeDecoder,
 } from "@svdquant/models";
-import { writeFileAtomic } from "@svdquant/tensor";
 import { loadQuantizedModel } from "./checkpoint.js";
 import { PipelineError } from "./errors.js";
 import type { LayerBackend } from "./layers.js";
-import { encodePng } from "./png.js";
 
 export interface FluxGenerateSettings {
   /** Sampler steps (FLUX.1-dev 50, schnell 4). */
@@ -200,81 +195,3 @@ export const FLUX_DEFAULTS: FluxGenerateSettings = {
   width: 1024,
   maxSequenceLength: 512,
 };
-
-export interface GenerateOptions extends Partial<FluxGenerateSettings> {
-  /** A diffusers FLUX pipeline folder (model_index.json, transformer/, vae/, text encoders, tokenizers, scheduler/). */
-  readonly pipelineDir: string;
-  /** A packed SVDQuant checkpoint of the transformer (default: the folder's 16-bit transformer). */
-  readonly quantized?: string;
-  readonly backend?: LayerBackend;
-  /** Prompts, or a safetensors file of precomputed embeddings (prompt_embeds, pooled_prompt_embeds). */
-  readonly prompts?: readonly string[];
-  readonly embeddings?: string;
-  /** Seed of the first image of each prompt; image j of a prompt uses seed + j. */
-  readonly seed?: number;
-  /** Images per prompt. */
-  readonly batch?: number;
-  readonly outDir: string;
-  readonly onStep?: (image: number, done: number, total: number) => void;
-}
-
-const slug = (s: string) =>
-  s
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, "-")
-    .replace(/^-|-$/g, "")
-    .slice(0, 48) || "prompt";
-
-/** Generate PNGs (settings in their tEXt metadata) into `outDir`; returns their paths in prompt-major order. */
-export async function generateImages(o: GenerateOptions): Promise<string[]> {
-  const s: FluxGenerateSettings = {
-    steps: o.steps ?? FLUX_DEFAULTS.steps,
-    guidance: o.guidance ?? FLUX_DEFAULTS.guidance,
-    height: o.height ?? FLUX_DEFAULTS.height,
-    width: o.width ?? FLUX_DEFAULTS.width,
-    maxSequenceLength: o.maxSequenceLength ?? FLUX_DEFAULTS.maxSequenceLength,
-  };
-  const seed = o.seed ?? 0;
-  const batch = o.batch ?? 1;
-  if (!Number.isSafeInteger(seed) || seed < 0)
-    throw new PipelineError("E_CONFIG", `seed must be an integer ≥ 0, got ${seed}`);
-  if (!Number.isSafeInteger(batch) || batch < 1 || batch > 1024)
-    throw new PipelineError("E_CONFIG", `batch must be an integer in [1, 1024], got ${batch}`);
-  if ((o.prompts === undefined) === (o.embeddings === undefined))
-    throw new PipelineError("E_CONFIG", "give either prompts or an embeddings file");
-  await mkdir(o.outDir, { recursive: true });
-  await access(o.outDir, constants.W_OK).catch(() => {
-    throw new PipelineError("E_CONFIG", "the output folder is not writable", o.outDir);
-  });
-  const pipe = await FluxPipeline.load(o.pipelineDir);
-  const cond = o.prompts ? pipe.encode(o.prompts, s.maxSequenceLength) : await conditioningFromFile(o.embeddings!);
-  const transformer = await pipe.transformer(o.quantized, o.backend);
-  const files: string[] = [];
-  let image = 0;
-  for (let row = 0; row < cond.batch; row++)
-    for (let j = 0; j < batch; j++) {
-      const sd = seed + j;
-      const idx = image++;
-      const r = await sampleFlux(pipe, transformer, cond, s, {
-        row,
-        seed: sd,
-        onStep: (d, t) => o.onStep?.(idx, d, t),
-      });
-      const prompt = o.prompts?.[row] ?? `embeddings ${row}`;
-      const file = join(o.outDir, `${String(idx).padStart(3, "0")}-${slug(prompt)}-s${sd}.png`);
-      const png = encodePng(r.rgb, r.width, r.height, {
-        prompt,
-        seed: String(sd),
-        steps: String(s.steps),
-        guidance: String(s.guidance),
-        size: `${r.width}x${r.height}`,
-        max_sequence_length: String(s.maxSequenceLength),
-        model: o.pipelineDir,
-        ...(o.quantized ? { quantized: o.quantized } : {}),
-        software: "svdquant-ts",
-      });
-      await writeFileAtomic(file, png);
-      files.push(file);
-    }
-  return files;
-}

@@ -1,4 +1,10 @@
 export {
+  type AspectRatioBin,
+  aspectRatioBins,
+  classifyHeightWidthBin,
+  resizeAndCrop,
+} from "./binning.js";
+export {
   type InputStats,
   type ModelInputs,
   readCalibration,
@@ -38,14 +44,29 @@ export {
   FLUX_DEFAULTS,
   type FluxGenerateSettings,
   FluxPipeline,
-  type GenerateOptions,
-  generateImages,
   initialLatents,
   type SampledImage,
   type SampleOptions,
   sampleFlux,
   type TextConditioning,
 } from "./generate.js";
+export {
+  type GenerateOptions,
+  generateImages,
+  PIPELINE_KINDS,
+  type PipelineKind,
+  pipelineKind,
+} from "./generate-images.js";
+export {
+  PIXART_DEFAULTS,
+  type PixArtConditioning,
+  type PixArtGenerateSettings,
+  PixArtPipeline,
+  type PixArtSampleOptions,
+  pixartPreprocess,
+  pixartSampleSize,
+  samplePixArt,
+} from "./generate-pixart.js";
 export {
   type LayerBackend,
   SplitKLinear,

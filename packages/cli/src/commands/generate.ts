@@ -1,4 +1,4 @@
-import { FLUX_DEFAULTS, generateImages } from "@svdquant/pipeline";
+import { FLUX_DEFAULTS, generateImages, PIXART_DEFAULTS } from "@svdquant/pipeline";
 import cliProgress from "cli-progress";
 import { type Command, InvalidArgumentError } from "commander";
 import { CliError } from "../errors.js";
@@ -29,6 +29,8 @@ interface GenerateCliOptions {
   size?: [number, number];
   batch?: number;
   maxSequenceLength?: number;
+  negativePrompt?: string;
+  binning?: boolean;
   reference?: boolean;
   out: string;
   progress?: boolean;
@@ -39,7 +41,7 @@ export function registerGenerate(program: Command, io: CliIO): void {
   program
     .command("generate")
     .description(
-      "text → image with a diffusers FLUX pipeline folder on the CPU (16-bit, or a packed SVDQuant transformer)",
+      "text → image with a diffusers FLUX or PixArt-Σ pipeline folder (model_index.json decides) on the CPU (16-bit, or a packed SVDQuant transformer)",
     )
     .argument(
       "<model-dir>",
@@ -47,17 +49,34 @@ export function registerGenerate(program: Command, io: CliIO): void {
     )
     .option("--quantized <file>", "packed SVDQuant checkpoint of the transformer (from `svdquant quantize`)")
     .option("--prompt <text...>", "one or more prompts")
-    .option("--embeddings <file>", "precomputed prompt_embeds / pooled_prompt_embeds (.safetensors) instead of prompts")
-    .option("--steps <n>", `sampler steps (default ${FLUX_DEFAULTS.steps})`, intIn(1, 1000))
+    .option(
+      "--embeddings <file>",
+      "precomputed embeddings (.safetensors) instead of prompts: FLUX prompt_embeds + pooled_prompt_embeds, PixArt prompt_embeds + prompt_attention_mask [+ negative_*]",
+    )
+    .option(
+      "--steps <n>",
+      `sampler steps (default FLUX ${FLUX_DEFAULTS.steps}, PixArt-Σ ${PIXART_DEFAULTS.steps})`,
+      intIn(1, 1000),
+    )
     .option(
       "--guidance <g>",
-      `guidance scale, for models with a guidance embedding (default ${FLUX_DEFAULTS.guidance})`,
+      `FLUX: guidance-embedding scale (default ${FLUX_DEFAULTS.guidance}); PixArt-Σ: classifier-free guidance (default ${PIXART_DEFAULTS.guidance}, ≤ 1 = off)`,
       positive,
     )
     .option("--seed <n>", "seed of the first image of each prompt (default 0)", intIn(0, 2 ** 32 - 1))
-    .option("--size <WxH>", `image size in pixels (default ${FLUX_DEFAULTS.width}x${FLUX_DEFAULTS.height})`, size)
+    .option(
+      "--size <WxH>",
+      `image size in pixels (default FLUX ${FLUX_DEFAULTS.width}x${FLUX_DEFAULTS.height}, PixArt-Σ the transformer's sample_size × VAE factor)`,
+      size,
+    )
     .option("--batch <n>", "images per prompt, seeds seed, seed+1, … (default 1)", intIn(1, 1024))
-    .option("--max-sequence-length <n>", `T5 tokens (default ${FLUX_DEFAULTS.maxSequenceLength})`, intIn(1, 4096))
+    .option(
+      "--max-sequence-length <n>",
+      `T5 tokens (default FLUX ${FLUX_DEFAULTS.maxSequenceLength}, PixArt-Σ ${PIXART_DEFAULTS.maxSequenceLength})`,
+      intIn(1, 4096),
+    )
+    .option("--negative-prompt <text>", "PixArt-Σ: the negative prompt of classifier-free guidance (default empty)")
+    .option("--no-binning", "PixArt-Σ: generate at exactly --size instead of the closest aspect-ratio bin")
     .option("--reference", "run the quantized layers in float64 fake-quant instead of the packed kernels")
     .requiredOption("--out <dir>", "output folder for the PNGs")
     .option("--no-progress", "no progress bar on stderr")
@@ -80,6 +99,8 @@ export function registerGenerate(program: Command, io: CliIO): void {
           ...(opts.size ? { width: opts.size[0], height: opts.size[1] } : {}),
           ...(opts.batch !== undefined ? { batch: opts.batch } : {}),
           ...(opts.maxSequenceLength !== undefined ? { maxSequenceLength: opts.maxSequenceLength } : {}),
+          ...(opts.negativePrompt !== undefined ? { negativePrompt: opts.negativePrompt } : {}),
+          ...(opts.binning === false ? { resolutionBinning: false } : {}),
           onStep: (image, done, total) => {
             if (!tty) return;
             if (bar === undefined) {
