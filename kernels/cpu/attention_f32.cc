@@ -19,11 +19,17 @@ namespace svdq {
 
 namespace {
 
-constexpr int kQB = 16;  // queries per task
-constexpr int kKB = 64;  // keys per block (4 ZMM of scores per query)
+constexpr int kQB = 32;   // queries per task (K and V of a head are streamed once per kQB queries)
+constexpr int kKB = 128;  // keys per block (one softmax step per query per kKB keys; a multiple of 64)
 
 struct Scratch {
-  const float* kt_all;    // [B·H][Dh][Skvp] K transposed and scaled by 1/√Dh once per call (AVX-512 path)
+  // K of each (batch, head), scaled by 1/√Dh and transposed per block of kKB keys, once per call (AVX-512 path):
+  // kt_all[(b·H + h)][j / kKB][t][j % kKB] = k[b, j, h·Dh + t]/√Dh (zero past Skv), so one key block is one
+  // contiguous [Dh][kKB] panel (a strided [Dh][Skv] layout made the 128 rows of a block collide in L1 sets).
+  const float* kt_all;
+  // V likewise gathered per (batch, head): v_all[(b·H + h)][j][t] = v[b, j, h·Dh + t] (a key block of V is one
+  // contiguous [kKB][Dh] panel instead of kKB rows H·Dh apart).
+  const float* v_all;
   int64_t skvp;           // Skv rounded up to kKB (zero columns)
   std::vector<float> s;   // [kQB][kKB] scores → probabilities
   std::vector<float> o;   // [kQB][Dh] unnormalized output
@@ -76,8 +82,8 @@ void block_scalar(const AttentionArgs& a, int64_t b, int64_t h, int64_t q0, int6
 template <int DV>
 SVDQ_TARGET_AVX512 void pv_block(const AttentionArgs& a, int64_t b, int64_t h, int64_t j0, int64_t nk, int64_t nq,
                                  Scratch& w) {
-  const int64_t d = a.H * a.Dh, Dh = a.Dh;
-  const float* vbase = a.v + (b * a.Skv + j0) * d + h * Dh;
+  const int64_t Dh = a.Dh, d = Dh;  // rows of the gathered V are Dh apart
+  const float* vbase = w.v_all + ((b * a.H + h) * a.Skv + j0) * Dh;
   if constexpr (DV == 0) {
     for (int64_t j = 0; j < nk; ++j)
       for (int64_t t = 0; t < Dh / 16; ++t) {
@@ -116,67 +122,96 @@ SVDQ_TARGET_AVX512 void pv_block(const AttentionArgs& a, int64_t b, int64_t h, i
   }
 }
 
+// Lanes of 16-key vector `c` (keys 16c .. 16c+15 of a block) that exist when the block holds nk keys.
+SVDQ_TARGET_AVX512 static inline __mmask16 key_mask(int64_t nk, int c) {
+  const int64_t r = nk - 16 * c;
+  return static_cast<__mmask16>(r >= 16 ? 0xffff : r <= 0 ? 0 : (1u << r) - 1);
+}
+
 // AVX-512 path; Dh a multiple of 16 (64 and 128 in FLUX/PixArt), else the scalar block runs.
+// Per key block of kKB keys: (1) raw scores S = Q·Kᵀ/√Dh + bias in chunks of 4 queries × 64 keys (16 ZMM
+// accumulators over Dh), (2) per query one online-softmax step over the whole block (max, rescale of O, exp,
+// sum: the per-row reductions and the scalar exp are paid once per kKB keys), (3) O += P·V.
 SVDQ_TARGET_AVX512 void block_avx512(const AttentionArgs& a, int64_t b, int64_t h, int64_t q0, int64_t nq,
                                      Scratch& w) {
   const int64_t d = a.H * a.Dh, Dh = a.Dh, DV = Dh / 16;
-  const float scale = 1.f / std::sqrt(static_cast<float>(Dh));
   float m[kQB], l[kQB];
   for (int i = 0; i < kQB; ++i) m[i] = -INFINITY, l[i] = 0.f;
   std::fill(w.o.begin(), w.o.end(), 0.f);
   const float* ktbh = w.kt_all + (b * a.H + h) * Dh * w.skvp;
   const float* qrow[kQB];
   for (int64_t i = 0; i < kQB; ++i) qrow[i] = a.q + ((b * a.Sq + q0 + std::min<int64_t>(i, nq - 1)) * d + h * Dh);
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
   for (int64_t j0 = 0; j0 < a.Skv; j0 += kKB) {
     const int64_t nk = std::min<int64_t>(kKB, a.Skv - j0);
-    const float* kt = ktbh + j0;  // kt[t·skvp + j] = k[j0 + j, t]/√Dh
-    const __mmask16 kmask[4] = {
-        static_cast<__mmask16>(nk >= 16 ? 0xffff : (1u << std::max<int64_t>(nk, 0)) - 1),
-        static_cast<__mmask16>(nk >= 32 ? 0xffff : nk <= 16 ? 0 : (1u << (nk - 16)) - 1),
-        static_cast<__mmask16>(nk >= 48 ? 0xffff : nk <= 32 ? 0 : (1u << (nk - 32)) - 1),
-        static_cast<__mmask16>(nk >= 64 ? 0xffff : nk <= 48 ? 0 : (1u << (nk - 48)) - 1)};
-    __m512 bias[4];
-    for (int c = 0; c < 4; ++c)
-      bias[c] = a.bias ? _mm512_maskz_loadu_ps(kmask[c], a.bias + b * a.Skv + j0 + 16 * c) : _mm512_setzero_ps();
-    // scores: 4 queries × 64 keys per pass (16 accumulators)
-    for (int64_t i0 = 0; i0 < nq; i0 += 4) {
-      __m512 acc[4][4];
-      for (int r = 0; r < 4; ++r)
-        for (int c = 0; c < 4; ++c) acc[r][c] = bias[c];
-      for (int64_t t = 0; t < Dh; ++t) {
-        const float* kr = kt + t * w.skvp;
-        const __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16), k2 = _mm512_loadu_ps(kr + 32),
-                     k3 = _mm512_loadu_ps(kr + 48);
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; ++r) {
-          const __m512 qv = _mm512_set1_ps(qrow[std::min<int64_t>(i0 + r, kQB - 1)][t]);
-          acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
-          acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
-          acc[r][2] = _mm512_fmadd_ps(qv, k2, acc[r][2]);
-          acc[r][3] = _mm512_fmadd_ps(qv, k3, acc[r][3]);
+    const float* kt = ktbh + j0 * Dh;  // kt[t·kKB + j] = k[j0 + j, t]/√Dh
+    // (1) scores, 64 keys at a time; keys past Skv get −inf
+    for (int64_t c0 = 0; c0 < nk; c0 += 64) {
+      const int64_t nc = nk - c0;
+      const __mmask16 kmask[4] = {key_mask(nc, 0), key_mask(nc, 1), key_mask(nc, 2), key_mask(nc, 3)};
+      __m512 bias[4];
+      for (int c = 0; c < 4; ++c)
+        bias[c] = a.bias ? _mm512_maskz_loadu_ps(kmask[c], a.bias + b * a.Skv + j0 + c0 + 16 * c) : _mm512_setzero_ps();
+      for (int64_t i0 = 0; i0 < nq; i0 += 4) {
+        __m512 acc[4][4];
+        for (int r = 0; r < 4; ++r)
+          for (int c = 0; c < 4; ++c) acc[r][c] = bias[c];
+        const float* q0p = qrow[std::min<int64_t>(i0 + 0, kQB - 1)];
+        const float* q1p = qrow[std::min<int64_t>(i0 + 1, kQB - 1)];
+        const float* q2p = qrow[std::min<int64_t>(i0 + 2, kQB - 1)];
+        const float* q3p = qrow[std::min<int64_t>(i0 + 3, kQB - 1)];
+        const float* kr = kt + c0;
+        for (int64_t t = 0; t < Dh; ++t, kr += kKB) {
+          const __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16), k2 = _mm512_loadu_ps(kr + 32),
+                       k3 = _mm512_loadu_ps(kr + 48);
+          const __m512 qa = _mm512_set1_ps(q0p[t]), qb = _mm512_set1_ps(q1p[t]), qc = _mm512_set1_ps(q2p[t]),
+                       qd = _mm512_set1_ps(q3p[t]);
+          acc[0][0] = _mm512_fmadd_ps(qa, k0, acc[0][0]);
+          acc[0][1] = _mm512_fmadd_ps(qa, k1, acc[0][1]);
+          acc[0][2] = _mm512_fmadd_ps(qa, k2, acc[0][2]);
+          acc[0][3] = _mm512_fmadd_ps(qa, k3, acc[0][3]);
+          acc[1][0] = _mm512_fmadd_ps(qb, k0, acc[1][0]);
+          acc[1][1] = _mm512_fmadd_ps(qb, k1, acc[1][1]);
+          acc[1][2] = _mm512_fmadd_ps(qb, k2, acc[1][2]);
+          acc[1][3] = _mm512_fmadd_ps(qb, k3, acc[1][3]);
+          acc[2][0] = _mm512_fmadd_ps(qc, k0, acc[2][0]);
+          acc[2][1] = _mm512_fmadd_ps(qc, k1, acc[2][1]);
+          acc[2][2] = _mm512_fmadd_ps(qc, k2, acc[2][2]);
+          acc[2][3] = _mm512_fmadd_ps(qc, k3, acc[2][3]);
+          acc[3][0] = _mm512_fmadd_ps(qd, k0, acc[3][0]);
+          acc[3][1] = _mm512_fmadd_ps(qd, k1, acc[3][1]);
+          acc[3][2] = _mm512_fmadd_ps(qd, k2, acc[3][2]);
+          acc[3][3] = _mm512_fmadd_ps(qd, k3, acc[3][3]);
         }
+        for (int r = 0; r < 4 && i0 + r < nq; ++r)
+          for (int c = 0; c < 4; ++c)
+            _mm512_storeu_ps(w.s.data() + (i0 + r) * kKB + c0 + 16 * c, _mm512_mask_mov_ps(ninf, kmask[c], acc[r][c]));
       }
-      for (int r = 0; r < 4 && i0 + r < nq; ++r) {
-        const int64_t i = i0 + r;
-        __m512 mx = _mm512_set1_ps(m[i]);
-        for (int c = 0; c < 4; ++c) mx = _mm512_mask_max_ps(mx, kmask[c], mx, acc[r][c]);
-        const float mnew = _mm512_reduce_max_ps(mx);
-        const float alpha = std::exp(m[i] - mnew);
-        const __m512 mv = _mm512_set1_ps(mnew);
-        __m512 sum = _mm512_setzero_ps();
-        for (int c = 0; c < 4; ++c) {
-          const __m512 e = _mm512_maskz_mov_ps(kmask[c], exp512(_mm512_sub_ps(acc[r][c], mv)));
-          _mm512_storeu_ps(w.s.data() + i * kKB + 16 * c, e);
-          sum = _mm512_add_ps(sum, e);
-        }
-        l[i] = l[i] * alpha + _mm512_reduce_add_ps(sum);
-        m[i] = mnew;
+    }
+    // (2) one online-softmax step per query over the block
+    const int nv = static_cast<int>((nk + 15) / 16);
+    for (int64_t i = 0; i < nq; ++i) {
+      float* si = w.s.data() + i * kKB;
+      __m512 mx = _mm512_set1_ps(m[i]);
+      for (int c = 0; c < nv; ++c) mx = _mm512_max_ps(mx, _mm512_loadu_ps(si + 16 * c));
+      const float mnew = _mm512_reduce_max_ps(mx);
+      const float alpha = std::exp(m[i] - mnew);  // 0 on the first block (m = −inf)
+      const __m512 mv = _mm512_set1_ps(mnew);
+      __m512 sum = _mm512_setzero_ps();
+      for (int c = 0; c < nv; ++c) {
+        const __m512 e = _mm512_maskz_mov_ps(key_mask(nk, c), exp512(_mm512_sub_ps(_mm512_loadu_ps(si + 16 * c), mv)));
+        _mm512_storeu_ps(si + 16 * c, e);
+        sum = _mm512_add_ps(sum, e);
+      }
+      l[i] = l[i] * alpha + _mm512_reduce_add_ps(sum);
+      m[i] = mnew;
+      if (alpha != 1.f) {
         float* oi = w.o.data() + i * Dh;
         const __m512 av = _mm512_set1_ps(alpha);
         for (int64_t t = 0; t < DV; ++t) _mm512_storeu_ps(oi + 16 * t, _mm512_mul_ps(_mm512_loadu_ps(oi + 16 * t), av));
       }
     }
-    // O += P·V: two queries at a time, their Dh outputs in registers over the block's keys
+    // (3) O += P·V: two queries at a time, their Dh outputs in registers over the block's keys
     if (DV == 8)
       pv_block<8>(a, b, h, j0, nk, nq, w);
     else if (DV == 4)
@@ -200,24 +235,30 @@ void attention_f32(const AttentionArgs& a) {
   const int64_t qt = (a.Sq + kQB - 1) / kQB;
   const int threads = num_threads();
   const int64_t skvp = (a.Skv + kKB - 1) / kKB * kKB;
-  std::vector<float> kt_all;
+  std::vector<float> kt_all, v_all;
   if (avx512) {
-    // K of every (batch, head) transposed to [Dh][Skvp] and scaled once (each query block reads it)
+    // K of every (batch, head) transposed per key block and scaled, V gathered per head, once per call (each
+    // query block reads them; layouts in Scratch)
     kt_all.assign(a.B * a.H * a.Dh * skvp, 0.f);
+    v_all.resize(a.B * a.H * a.Skv * a.Dh);
     const float scale = 1.f / std::sqrt(static_cast<float>(a.Dh));
     const int64_t d = a.H * a.Dh;
     parallel_for(a.B * a.H, [&](int64_t bh, int) {
       const int64_t b = bh / a.H, h = bh % a.H;
       float* dst = kt_all.data() + bh * a.Dh * skvp;
+      float* vdst = v_all.data() + bh * a.Skv * a.Dh;
       for (int64_t j = 0; j < a.Skv; ++j) {
         const float* kj = a.k + (b * a.Skv + j) * d + h * a.Dh;
-        for (int64_t t = 0; t < a.Dh; ++t) dst[t * skvp + j] = kj[t] * scale;
+        float* kb = dst + (j / kKB) * a.Dh * kKB + j % kKB;
+        for (int64_t t = 0; t < a.Dh; ++t) kb[t * kKB] = kj[t] * scale;
+        std::memcpy(vdst + j * a.Dh, a.v + (b * a.Skv + j) * d + h * a.Dh, a.Dh * sizeof(float));
       }
     });
   }
   std::vector<Scratch> scratch(threads);
   for (auto& w : scratch) {
     w.kt_all = kt_all.data();
+    w.v_all = v_all.data();
     w.skvp = skvp;
     w.s.resize(kQB * kKB + 16);
     w.o.resize(kQB * a.Dh + 16);

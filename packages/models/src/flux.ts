@@ -1,13 +1,12 @@
 import type { TensorSource } from "@svdquant/tensor";
 import { type FluxConfig, parseFluxConfig } from "./config.js";
 import { ModelError } from "./errors.js";
-import type { LinearLayer } from "./linear.js";
+import { type LinearLayer, prepareLayers } from "./linear.js";
 import {
   applyRope,
   attention,
   fluxRope,
   gatedAdd,
-  geluTanhInPlace,
   layerNormRows,
   modulate,
   rmsNormHeads,
@@ -203,8 +202,12 @@ class FluxSingleBlock {
     const mod = runLinear(o, L["norm.linear"]!, tembSilu, b); // [B, 3D]: shift, scale, gate
     const nx = layerNormRows(x, b * s, d, 1e-6);
     modulate(nx, b, s, d, mod, d, mod, 0, 3 * d);
-    const [q, k, v, mlp] = runShared(o, [L["attn.to_q"]!, L["attn.to_k"]!, L["attn.to_v"]!, L.proj_mlp!], nx, b * s);
-    geluTanhInPlace(mlp!);
+    const [q, k, v, mlp] = runShared(o, [L["attn.to_q"]!, L["attn.to_k"]!, L["attn.to_v"]!, L.proj_mlp!], nx, b * s, [
+      false,
+      false,
+      false,
+      true,
+    ]);
     rmsNormHeads(q!, b * s, heads, dh, this.ws.f32("attn.norm_q.weight"), 1e-6);
     rmsNormHeads(k!, b * s, heads, dh, this.ws.f32("attn.norm_k.weight"), 1e-6);
     applyRope(q!, b, s, heads, dh, rope.cos, rope.sin);
@@ -227,6 +230,8 @@ export class FluxTransformer {
   private readonly source: TensorSource | undefined;
   /** Streaming: the one buffer every block's weights are read into in turn. */
   private readonly arena = new BlockArena();
+  /** Set by `prepare()`: blocks read per forward (streaming) are packed as they are read. */
+  private prepareStreamed = false;
 
   private constructor(
     config: FluxConfig,
@@ -317,6 +322,19 @@ export class FluxTransformer {
     return Object.values(this.headLin);
   }
 
+  /**
+   * Packs every resident linear layer once for the GEMM backend now in use (`LinearLayer.prepare`, e.g. the
+   * native f32 GEMM's panels), so forwards skip the per-call packing and run GELU in the GEMM epilogue; returns
+   * how many layers are now prepared. Call it after choosing the backend (`useKernelsGemm`); forwards on another
+   * backend run unprepared. A prepared dense layer holds a packed f32 copy of its weight besides the checkpoint's
+   * (memory: + 4 bytes per weight). A streaming model packs each block's layers as the block is read.
+   */
+  prepare(): number {
+    this.prepareStreamed = true;
+    const blockLayers = [...this.doubles, ...this.singles].flatMap((blk) => (blk ? Object.values(blk.lin) : []));
+    return prepareLayers([...Object.values(this.headLin), ...blockLayers]);
+  }
+
   /** Forward pass; returns the prediction [B, Simg, patch² · out_channels]. */
   async forward(inp: FluxInputs, opts: ForwardOptions = {}): Promise<Float32Array> {
     const c = this.config;
@@ -343,14 +361,14 @@ export class FluxTransformer {
     ids.set(inp.imgIds, st * 3);
     const rope = fluxRope(ids, st + si, c.axesDimsRope);
     for (let i = 0; i < c.numLayers; i++) {
-      const blk = this.doubles[i] ?? (await loadDouble(this.source!, c, i, this.factory, this.arena));
+      const blk = this.doubles[i] ?? this.streamed(await loadDouble(this.source!, c, i, this.factory, this.arena));
       opts.onBlockStart?.(blk.prefix);
       blk.forward(opts, c, img, txt, tembSilu, rope, b, si, st);
       opts.onBlockEnd?.(blk.prefix);
     }
     let x = concatTokens(txt, st, img, si, b, d);
     for (let i = 0; i < c.numSingleLayers; i++) {
-      const blk = this.singles[i] ?? (await loadSingle(this.source!, c, i, this.factory, this.arena));
+      const blk = this.singles[i] ?? this.streamed(await loadSingle(this.source!, c, i, this.factory, this.arena));
       opts.onBlockStart?.(blk.prefix);
       blk.forward(opts, c, x, tembSilu, rope, b, st + si);
       opts.onBlockEnd?.(blk.prefix);
@@ -360,6 +378,11 @@ export class FluxTransformer {
     const nx = layerNormRows(x, b * si, d, 1e-6);
     modulate(nx, b, si, d, mod, 0, mod, d, 2 * d);
     return runLinear(opts, H.proj_out!, nx, b * si);
+  }
+
+  private streamed<T extends { lin: Record<string, LinearLayer> }>(blk: T): T {
+    if (this.prepareStreamed) prepareLayers(Object.values(blk.lin));
+    return blk;
   }
 
   /** Bytes of the resident weights (head + resident blocks). */

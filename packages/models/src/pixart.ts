@@ -2,7 +2,7 @@ import type { TensorSource } from "@svdquant/tensor";
 import { type PixArtConfig, parsePixArtConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import { linearNamesOf, type ModelLoadOptions } from "./flux.js";
-import type { LinearLayer } from "./linear.js";
+import { type LinearLayer, prepareLayers } from "./linear.js";
 import { attention, gatedAdd, layerNormRows, modulate, silu, sincos2d, timestepEmbedding } from "./ops.js";
 import { pixartBlockParams, pixartParams } from "./params.js";
 import { LinearFactory } from "./recipe.js";
@@ -117,6 +117,8 @@ export class PixArtTransformer {
   private readonly blocks: (PixArtBlock | undefined)[];
   private readonly source: TensorSource | undefined;
   private readonly arena = new BlockArena();
+  /** Set by `prepare()`: blocks read per forward (streaming) are packed as they are read. */
+  private prepareStreamed = false;
 
   private constructor(
     config: PixArtConfig,
@@ -199,6 +201,17 @@ export class PixArtTransformer {
     return Object.values(this.headLin);
   }
 
+  /**
+   * Packs every resident linear layer once for the GEMM backend now in use (`LinearLayer.prepare`), so forwards
+   * skip the per-call packing and run GELU in the GEMM epilogue; returns how many layers are now prepared (see
+   * `FluxTransformer.prepare`). A streaming model packs each block's layers as the block is read.
+   */
+  prepare(): number {
+    this.prepareStreamed = true;
+    const blockLayers = this.blocks.flatMap((blk) => (blk ? Object.values(blk.lin) : []));
+    return prepareLayers([...Object.values(this.headLin), ...blockLayers]);
+  }
+
   async forward(inp: PixArtInputs, opts: ForwardOptions = {}): Promise<Float32Array> {
     const c = this.config;
     const d = c.numAttentionHeads * c.attentionHeadDim;
@@ -246,7 +259,11 @@ export class PixArtTransformer {
       for (let i = 0; i < b * l; i++) bias[i] = (1 - inp.encoderAttentionMask[i]!) * -10000.0;
     }
     for (let i = 0; i < c.numLayers; i++) {
-      const blk = this.blocks[i] ?? (await loadBlock(this.source!, c, i, this.factory, this.arena));
+      let blk = this.blocks[i];
+      if (blk === undefined) {
+        blk = await loadBlock(this.source!, c, i, this.factory, this.arena);
+        if (this.prepareStreamed) prepareLayers(Object.values(blk.lin));
+      }
       opts.onBlockStart?.(blk.prefix);
       blk.forward(opts, c, x, enc, bias, t6, b, s, l);
       opts.onBlockEnd?.(blk.prefix);
