@@ -2,17 +2,7 @@ import type { TensorSource } from "@svdquant/tensor";
 import { type FluxConfig, parseFluxConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import { type LinearLayer, prepareLayers } from "./linear.js";
-import {
-  applyRope,
-  attention,
-  fluxRope,
-  gatedAdd,
-  layerNormRows,
-  modulate,
-  rmsNormHeads,
-  silu,
-  timestepEmbedding,
-} from "./ops.js";
+import { attention, fluxRope, gatedAdd, layerNormModulate, rmsNormRopeHeads, silu, timestepEmbedding } from "./ops.js";
 import { fluxDoubleBlockParams, fluxParams, fluxSingleBlockParams, type ParamSpec } from "./params.js";
 import { LinearFactory } from "./recipe.js";
 import {
@@ -120,10 +110,8 @@ class FluxDoubleBlock {
     const d = heads * dh;
     const mod = runLinear(o, L["norm1.linear"]!, tembSilu, b); // [B, 6D]: shift, scale, gate (msa), shift, scale, gate (mlp)
     const cmod = runLinear(o, L["norm1_context.linear"]!, tembSilu, b);
-    const nimg = layerNormRows(img, b * si, d, 1e-6);
-    modulate(nimg, b, si, d, mod, d, mod, 0, 6 * d);
-    const ntxt = layerNormRows(txt, b * st, d, 1e-6);
-    modulate(ntxt, b, st, d, cmod, d, cmod, 0, 6 * d);
+    const nimg = layerNormModulate(img, b, si, d, 1e-6, mod, d, mod, 0, 6 * d);
+    const ntxt = layerNormModulate(txt, b, st, d, 1e-6, cmod, d, cmod, 0, 6 * d);
     const [q, k, v] = runShared(o, [L["attn.to_q"]!, L["attn.to_k"]!, L["attn.to_v"]!], nimg, b * si);
     const [eq, ek, ev] = runShared(
       o,
@@ -131,16 +119,17 @@ class FluxDoubleBlock {
       ntxt,
       b * st,
     );
-    rmsNormHeads(q!, b * si, heads, dh, this.ws.f32("attn.norm_q.weight"), 1e-6);
-    rmsNormHeads(k!, b * si, heads, dh, this.ws.f32("attn.norm_k.weight"), 1e-6);
-    rmsNormHeads(eq!, b * st, heads, dh, this.ws.f32("attn.norm_added_q.weight"), 1e-6);
-    rmsNormHeads(ek!, b * st, heads, dh, this.ws.f32("attn.norm_added_k.weight"), 1e-6);
+    // RMSNorm per head and RoPE in one pass; the joint sequence is [text; image], so image tokens take rope rows
+    // from St on (the same as norming, concatenating, then rotating)
+    const { cos, sin } = rope;
+    rmsNormRopeHeads(q!, b, si, heads, dh, this.ws.f32("attn.norm_q.weight"), 1e-6, cos, sin, st);
+    rmsNormRopeHeads(k!, b, si, heads, dh, this.ws.f32("attn.norm_k.weight"), 1e-6, cos, sin, st);
+    rmsNormRopeHeads(eq!, b, st, heads, dh, this.ws.f32("attn.norm_added_q.weight"), 1e-6, cos, sin, 0);
+    rmsNormRopeHeads(ek!, b, st, heads, dh, this.ws.f32("attn.norm_added_k.weight"), 1e-6, cos, sin, 0);
     const s = st + si;
     const Q = concatTokens(eq!, st, q!, si, b, d);
     const K = concatTokens(ek!, st, k!, si, b, d);
     const V = concatTokens(ev!, st, v!, si, b, d);
-    applyRope(Q, b, s, heads, dh, rope.cos, rope.sin);
-    applyRope(K, b, s, heads, dh, rope.cos, rope.sin);
     const att = attention(Q, K, V, b, s, s, heads, dh, undefined, o.attention);
     const attTxt = sliceTokens(att, b, s, d, 0, st);
     const attImg = sliceTokens(att, b, s, d, st, si);
@@ -161,8 +150,7 @@ class FluxDoubleBlock {
     ff: string,
   ): void {
     gatedAdd(x, attnOut, b, s, d, mod, 2 * d, 6 * d);
-    const n2 = layerNormRows(x, b * s, d, 1e-6);
-    modulate(n2, b, s, d, mod, 4 * d, mod, 3 * d, 6 * d);
+    const n2 = layerNormModulate(x, b, s, d, 1e-6, mod, 4 * d, mod, 3 * d, 6 * d);
     const h = runLinearGelu(o, this.lin[`${ff}.net.0.proj`]!, n2, b * s);
     const f = runLinear(o, this.lin[`${ff}.net.2`]!, h, b * s);
     gatedAdd(x, f, b, s, d, mod, 5 * d, 6 * d);
@@ -200,18 +188,15 @@ class FluxSingleBlock {
     const dh = c.attentionHeadDim;
     const d = heads * dh;
     const mod = runLinear(o, L["norm.linear"]!, tembSilu, b); // [B, 3D]: shift, scale, gate
-    const nx = layerNormRows(x, b * s, d, 1e-6);
-    modulate(nx, b, s, d, mod, d, mod, 0, 3 * d);
+    const nx = layerNormModulate(x, b, s, d, 1e-6, mod, d, mod, 0, 3 * d);
     const [q, k, v, mlp] = runShared(o, [L["attn.to_q"]!, L["attn.to_k"]!, L["attn.to_v"]!, L.proj_mlp!], nx, b * s, [
       false,
       false,
       false,
       true,
     ]);
-    rmsNormHeads(q!, b * s, heads, dh, this.ws.f32("attn.norm_q.weight"), 1e-6);
-    rmsNormHeads(k!, b * s, heads, dh, this.ws.f32("attn.norm_k.weight"), 1e-6);
-    applyRope(q!, b, s, heads, dh, rope.cos, rope.sin);
-    applyRope(k!, b, s, heads, dh, rope.cos, rope.sin);
+    rmsNormRopeHeads(q!, b, s, heads, dh, this.ws.f32("attn.norm_q.weight"), 1e-6, rope.cos, rope.sin, 0);
+    rmsNormRopeHeads(k!, b, s, heads, dh, this.ws.f32("attn.norm_k.weight"), 1e-6, rope.cos, rope.sin, 0);
     const att = attention(q!, k!, v!, b, s, s, heads, dh, undefined, o.attention);
     const cat = concatFeatures(att, d, mlp!, 4 * d, b * s);
     const y = runLinear(o, L.proj_out!, cat, b * s);
@@ -375,8 +360,7 @@ export class FluxTransformer {
     }
     x = sliceTokens(x, b, st + si, d, st, si);
     const mod = runLinear(opts, H["norm_out.linear"]!, tembSilu, b); // [B, 2D]: scale, shift
-    const nx = layerNormRows(x, b * si, d, 1e-6);
-    modulate(nx, b, si, d, mod, 0, mod, d, 2 * d);
+    const nx = layerNormModulate(x, b, si, d, 1e-6, mod, 0, mod, d, 2 * d);
     return runLinear(opts, H.proj_out!, nx, b * si);
   }
 

@@ -3,7 +3,7 @@ import { type PixArtConfig, parsePixArtConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import { linearNamesOf, type ModelLoadOptions } from "./flux.js";
 import { type LinearLayer, prepareLayers } from "./linear.js";
-import { attention, gatedAdd, layerNormRows, modulate, silu, sincos2d, timestepEmbedding } from "./ops.js";
+import { attention, gatedAdd, layerNormModulate, silu, sincos2d, timestepEmbedding } from "./ops.js";
 import { pixartBlockParams, pixartParams } from "./params.js";
 import { LinearFactory } from "./recipe.js";
 import { type ForwardOptions, runEmbedMlp, runLinear, runLinearGelu, runShared } from "./runtime.js";
@@ -91,8 +91,7 @@ class PixArtBlock {
       for (let i = 0; i < ADALN_ROWS * d; i++)
         mod[bi * ADALN_ROWS * d + i] = this.table[i]! + t6[bi * ADALN_ROWS * d + i]!;
     const stride = ADALN_ROWS * d;
-    const n1 = layerNormRows(x, b * s, d, c.normEps);
-    modulate(n1, b, s, d, mod, d, mod, 0, stride);
+    const n1 = layerNormModulate(x, b, s, d, c.normEps, mod, d, mod, 0, stride);
     const [q, k, v] = runShared(o, [L["attn1.to_q"]!, L["attn1.to_k"]!, L["attn1.to_v"]!], n1, b * s);
     const a1 = attention(q!, k!, v!, b, s, s, heads, dh, undefined, o.attention);
     gatedAdd(x, runLinear(o, L["attn1.to_out.0"]!, a1, b * s), b, s, d, mod, 2 * d, stride);
@@ -101,8 +100,7 @@ class PixArtBlock {
     const [k2, v2] = runShared(o, [L["attn2.to_k"]!, L["attn2.to_v"]!], enc, b * l);
     const a2 = attention(q2, k2!, v2!, b, s, l, heads, dh, bias, o.attention);
     gatedAdd(x, runLinear(o, L["attn2.to_out.0"]!, a2, b * s), b, s, d, undefined, 0, 0);
-    const n2 = layerNormRows(x, b * s, d, c.normEps);
-    modulate(n2, b, s, d, mod, 4 * d, mod, 3 * d, stride);
+    const n2 = layerNormModulate(x, b, s, d, c.normEps, mod, 4 * d, mod, 3 * d, stride);
     const h = runLinearGelu(o, L["ff.net.0.proj"]!, n2, b * s);
     gatedAdd(x, runLinear(o, L["ff.net.2"]!, h, b * s), b, s, d, mod, 5 * d, stride);
   }
@@ -274,8 +272,7 @@ export class PixArtTransformer {
     for (let bi = 0; bi < b; bi++)
       for (let r = 0; r < 2; r++)
         for (let i = 0; i < d; i++) mod[(bi * 2 + r) * d + i] = table[r * d + i]! + emb[bi * d + i]!;
-    const nx = layerNormRows(x, b * s, d, 1e-6);
-    modulate(nx, b, s, d, mod, d, mod, 0, 2 * d);
+    const nx = layerNormModulate(x, b, s, d, 1e-6, mod, d, mod, 0, 2 * d);
     const y = runLinear(opts, H.proj_out!, nx, b * s); // [B, S, p·p·oc]
     // 5. unpatchify: out[b, ch, i·p+pi, j·p+pj] = y[b, i·gw+j, (pi·p+pj)·oc + ch]
     const oc = c.outChannels;
