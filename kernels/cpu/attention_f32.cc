@@ -1,9 +1,11 @@
 // Operator 7: multi-head scaled-dot-product attention with an online (streaming) softmax, f32.
 //   q [B, Sq, H·Dh], k/v [B, Skv, H·Dh] (heads interleaved along the last axis), bias [B, Skv] additive key bias
 //   or null, out [B, Sq, H·Dh]:  out = softmax(q·kᵀ/√Dh + bias)·v per (batch, head).
-// Tasks: (batch, head, block of kQB queries). Per block of kKB keys: S = Q·Kᵀ (K block transposed to [Dh][kKB] so
-// the product is a small GEMM with broadcasts of Q), the running max m and sum l per query are updated
-// (O ← O·e^{m_old − m_new} + e^{S − m_new}·V), and O/l is written at the end (Milakov & Gimelshein 2018, "Online
+// Tasks: (batch, head, block of kQB queries). K (scaled, transposed per key block) and V of every head are
+// gathered once per call into contiguous panels. Per block of kKB keys: S = Q·Kᵀ (a small GEMM with broadcasts of
+// Q, 8 queries × 32 keys per register tile), the running max m and sum l per query are updated once per block
+// (O ← O·e^{m_old − m_new} + e^{S − m_new}·V, 4 queries × 64 outputs per register tile), and O/l is written at the
+// end (Milakov & Gimelshein 2018, "Online
 // normalizer calculation for softmax"; the FlashAttention recurrence). Scores never leave the block: O(kQB·kKB).
 #include <immintrin.h>
 
@@ -78,45 +80,58 @@ void block_scalar(const AttentionArgs& a, int64_t b, int64_t h, int64_t q0, int6
   }
 }
 
-// O[i] += Σ_j P[i, j]·V[j] for the block's nk keys; DV = Dh/16 vectors (0: any, through memory).
-template <int DV>
+// O[i] += Σ_j P[i, j]·V[j] for the block's nk keys, any Dh a multiple of 16 (through memory; the FLUX/PixArt head
+// sizes 64 and 128 take pv_block_quads below).
 SVDQ_TARGET_AVX512 void pv_block(const AttentionArgs& a, int64_t b, int64_t h, int64_t j0, int64_t nk, int64_t nq,
                                  Scratch& w) {
-  const int64_t Dh = a.Dh, d = Dh;  // rows of the gathered V are Dh apart
+  const int64_t Dh = a.Dh;
   const float* vbase = w.v_all + ((b * a.H + h) * a.Skv + j0) * Dh;
-  if constexpr (DV == 0) {
-    for (int64_t j = 0; j < nk; ++j)
-      for (int64_t t = 0; t < Dh / 16; ++t) {
-        const __m512 vv = _mm512_loadu_ps(vbase + j * d + 16 * t);
-        for (int64_t i = 0; i < nq; ++i) {
-          float* oi = w.o.data() + i * Dh + 16 * t;
-          _mm512_storeu_ps(oi, _mm512_fmadd_ps(_mm512_set1_ps(w.s[i * kKB + j]), vv, _mm512_loadu_ps(oi)));
-        }
+  for (int64_t j = 0; j < nk; ++j)
+    for (int64_t t = 0; t < Dh / 16; ++t) {
+      const __m512 vv = _mm512_loadu_ps(vbase + j * Dh + 16 * t);
+      for (int64_t i = 0; i < nq; ++i) {
+        float* oi = w.o.data() + i * Dh + 16 * t;
+        _mm512_storeu_ps(oi, _mm512_fmadd_ps(_mm512_set1_ps(w.s[i * kKB + j]), vv, _mm512_loadu_ps(oi)));
       }
-  } else {
-    for (int64_t i = 0; i < nq; i += 2) {
-      const bool two = i + 1 < nq;
-      float* o0 = w.o.data() + i * Dh;
-      float* o1 = two ? o0 + Dh : o0;
-      const float* p0 = w.s.data() + i * kKB;
-      const float* p1 = two ? p0 + kKB : p0;
-      __m512 acc0[DV], acc1[DV];
-#pragma GCC unroll 8
-      for (int t = 0; t < DV; ++t) acc0[t] = _mm512_loadu_ps(o0 + 16 * t), acc1[t] = _mm512_loadu_ps(o1 + 16 * t);
-      for (int64_t j = 0; j < nk; ++j) {
-        const float* vj = vbase + j * d;
-        const __m512 b0 = _mm512_set1_ps(p0[j]), b1 = _mm512_set1_ps(p1[j]);
-#pragma GCC unroll 8
-        for (int t = 0; t < DV; ++t) {
-          const __m512 vv = _mm512_loadu_ps(vj + 16 * t);
-          acc0[t] = _mm512_fmadd_ps(b0, vv, acc0[t]);
-          acc1[t] = _mm512_fmadd_ps(b1, vv, acc1[t]);
+    }
+}
+
+// O += P·V for Dh a multiple of 64: 4 queries × 64 outputs (16 ZMM accumulators) per pass over a chunk of 64 keys,
+// so the chunk of V being read (64 keys × 64 floats = 16 KiB) stays in L1 for all the query quads (8 loads per 16
+// FMAs; a whole 128-key block of V streamed from L2 for every query pair was the bottleneck).
+SVDQ_TARGET_AVX512 void pv_block_quads(const AttentionArgs& a, int64_t b, int64_t h, int64_t j0, int64_t nk,
+                                       int64_t nq, Scratch& w) {
+  const int64_t Dh = a.Dh;
+  const float* vbase = w.v_all + ((b * a.H + h) * a.Skv + j0) * Dh;
+  for (int64_t jc = 0; jc < nk; jc += 64) {
+    const int64_t je = std::min<int64_t>(nk, jc + 64);
+    for (int64_t c0 = 0; c0 < Dh; c0 += 64) {
+      for (int64_t i0 = 0; i0 < nq; i0 += 4) {
+        const float* p[4];
+        float* o[4];
+        for (int r = 0; r < 4; ++r) {
+          const int64_t i = std::min<int64_t>(i0 + r, nq - 1);  // rows past nq repeat the last one, not stored
+          p[r] = w.s.data() + i * kKB;
+          o[r] = w.o.data() + i * Dh + c0;
         }
-      }
-#pragma GCC unroll 8
-      for (int t = 0; t < DV; ++t) {
-        if (two) _mm512_storeu_ps(o1 + 16 * t, acc1[t]);
-        _mm512_storeu_ps(o0 + 16 * t, acc0[t]);
+        __m512 acc[4][4];
+        for (int r = 0; r < 4; ++r)
+          for (int t = 0; t < 4; ++t) acc[r][t] = _mm512_loadu_ps(o[r] + 16 * t);
+        const float* vj = vbase + jc * Dh + c0;
+        for (int64_t j = jc; j < je; ++j, vj += Dh) {
+          const __m512 v0 = _mm512_loadu_ps(vj), v1 = _mm512_loadu_ps(vj + 16), v2 = _mm512_loadu_ps(vj + 32),
+                       v3 = _mm512_loadu_ps(vj + 48);
+#pragma GCC unroll 4
+          for (int r = 0; r < 4; ++r) {
+            const __m512 pr = _mm512_set1_ps(p[r][j]);
+            acc[r][0] = _mm512_fmadd_ps(pr, v0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(pr, v1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(pr, v2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(pr, v3, acc[r][3]);
+          }
+        }
+        for (int r = 0; r < 4 && i0 + r < nq; ++r)
+          for (int t = 0; t < 4; ++t) _mm512_storeu_ps(o[r] + 16 * t, acc[r][t]);
       }
     }
   }
@@ -145,46 +160,34 @@ SVDQ_TARGET_AVX512 void block_avx512(const AttentionArgs& a, int64_t b, int64_t 
   for (int64_t j0 = 0; j0 < a.Skv; j0 += kKB) {
     const int64_t nk = std::min<int64_t>(kKB, a.Skv - j0);
     const float* kt = ktbh + j0 * Dh;  // kt[t·kKB + j] = k[j0 + j, t]/√Dh
-    // (1) scores, 64 keys at a time; keys past Skv get −inf
-    for (int64_t c0 = 0; c0 < nk; c0 += 64) {
+    // (1) scores, 8 queries × 32 keys at a time (16 accumulators; 2 loads of K and 8 broadcasts of Q per 16 FMAs,
+    // the 16 KiB of K of a 32-key chunk stay in L1 for all the query octets); keys past Skv get −inf
+    for (int64_t c0 = 0; c0 < nk; c0 += 32) {
       const int64_t nc = nk - c0;
-      const __mmask16 kmask[4] = {key_mask(nc, 0), key_mask(nc, 1), key_mask(nc, 2), key_mask(nc, 3)};
-      __m512 bias[4];
-      for (int c = 0; c < 4; ++c)
+      const __mmask16 kmask[2] = {key_mask(nc, 0), key_mask(nc, 1)};
+      __m512 bias[2];
+      for (int c = 0; c < 2; ++c)
         bias[c] = a.bias ? _mm512_maskz_loadu_ps(kmask[c], a.bias + b * a.Skv + j0 + c0 + 16 * c) : _mm512_setzero_ps();
-      for (int64_t i0 = 0; i0 < nq; i0 += 4) {
-        __m512 acc[4][4];
-        for (int r = 0; r < 4; ++r)
-          for (int c = 0; c < 4; ++c) acc[r][c] = bias[c];
-        const float* q0p = qrow[std::min<int64_t>(i0 + 0, kQB - 1)];
-        const float* q1p = qrow[std::min<int64_t>(i0 + 1, kQB - 1)];
-        const float* q2p = qrow[std::min<int64_t>(i0 + 2, kQB - 1)];
-        const float* q3p = qrow[std::min<int64_t>(i0 + 3, kQB - 1)];
+      for (int64_t i0 = 0; i0 < nq; i0 += 8) {
+        __m512 acc[8][2];
+        const float* qp[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; ++r) {
+          acc[r][0] = bias[0], acc[r][1] = bias[1];
+          qp[r] = qrow[std::min<int64_t>(i0 + r, kQB - 1)];
+        }
         const float* kr = kt + c0;
         for (int64_t t = 0; t < Dh; ++t, kr += kKB) {
-          const __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16), k2 = _mm512_loadu_ps(kr + 32),
-                       k3 = _mm512_loadu_ps(kr + 48);
-          const __m512 qa = _mm512_set1_ps(q0p[t]), qb = _mm512_set1_ps(q1p[t]), qc = _mm512_set1_ps(q2p[t]),
-                       qd = _mm512_set1_ps(q3p[t]);
-          acc[0][0] = _mm512_fmadd_ps(qa, k0, acc[0][0]);
-          acc[0][1] = _mm512_fmadd_ps(qa, k1, acc[0][1]);
-          acc[0][2] = _mm512_fmadd_ps(qa, k2, acc[0][2]);
-          acc[0][3] = _mm512_fmadd_ps(qa, k3, acc[0][3]);
-          acc[1][0] = _mm512_fmadd_ps(qb, k0, acc[1][0]);
-          acc[1][1] = _mm512_fmadd_ps(qb, k1, acc[1][1]);
-          acc[1][2] = _mm512_fmadd_ps(qb, k2, acc[1][2]);
-          acc[1][3] = _mm512_fmadd_ps(qb, k3, acc[1][3]);
-          acc[2][0] = _mm512_fmadd_ps(qc, k0, acc[2][0]);
-          acc[2][1] = _mm512_fmadd_ps(qc, k1, acc[2][1]);
-          acc[2][2] = _mm512_fmadd_ps(qc, k2, acc[2][2]);
-          acc[2][3] = _mm512_fmadd_ps(qc, k3, acc[2][3]);
-          acc[3][0] = _mm512_fmadd_ps(qd, k0, acc[3][0]);
-          acc[3][1] = _mm512_fmadd_ps(qd, k1, acc[3][1]);
-          acc[3][2] = _mm512_fmadd_ps(qd, k2, acc[3][2]);
-          acc[3][3] = _mm512_fmadd_ps(qd, k3, acc[3][3]);
+          const __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16);
+#pragma GCC unroll 8
+          for (int r = 0; r < 8; ++r) {
+            const __m512 qv = _mm512_set1_ps(qp[r][t]);
+            acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
+          }
         }
-        for (int r = 0; r < 4 && i0 + r < nq; ++r)
-          for (int c = 0; c < 4; ++c)
+        for (int r = 0; r < 8 && i0 + r < nq; ++r)
+          for (int c = 0; c < 2; ++c)
             _mm512_storeu_ps(w.s.data() + (i0 + r) * kKB + c0 + 16 * c, _mm512_mask_mov_ps(ninf, kmask[c], acc[r][c]));
       }
     }
@@ -211,13 +214,11 @@ SVDQ_TARGET_AVX512 void block_avx512(const AttentionArgs& a, int64_t b, int64_t 
         for (int64_t t = 0; t < DV; ++t) _mm512_storeu_ps(oi + 16 * t, _mm512_mul_ps(_mm512_loadu_ps(oi + 16 * t), av));
       }
     }
-    // (3) O += P·V: two queries at a time, their Dh outputs in registers over the block's keys
-    if (DV == 8)
-      pv_block<8>(a, b, h, j0, nk, nq, w);
-    else if (DV == 4)
-      pv_block<4>(a, b, h, j0, nk, nq, w);
+    // (3) O += P·V
+    if (DV % 4 == 0)
+      pv_block_quads(a, b, h, j0, nk, nq, w);
     else
-      pv_block<0>(a, b, h, j0, nk, nq, w);
+      pv_block(a, b, h, j0, nk, nq, w);
   }
   for (int64_t i = 0; i < nq; ++i) {
     float* dst = a.out + ((b * a.Sq + q0 + i) * d + h * Dh);
