@@ -228,38 +228,61 @@ SVDQ_TARGET_AVX512 void block_avx512(const AttentionArgs& a, int64_t b, int64_t 
   }
 }
 
+// K and V of (batch, head) bh into the Scratch layouts. K: per key block and dimension t, 16 keys per gather (rows
+// H·Dh apart, the ones past Skv zero), scaled by 1/√Dh and stored in order; V: one row copy per key.
+SVDQ_TARGET_AVX512 void gather_head(const AttentionArgs& a, int64_t bh, int64_t skvp, float* kt_all, float* v_all) {
+  const int64_t b = bh / a.H, h = bh % a.H, Dh = a.Dh, d = a.H * Dh;
+  const __m512 scale = _mm512_set1_ps(1.f / std::sqrt(static_cast<float>(Dh)));
+  const float* kbase = a.k + b * a.Skv * d + h * Dh;
+  float* dst = kt_all + bh * Dh * skvp;
+  const __m512i lane = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(static_cast<int>(d)));
+  for (int64_t j0 = 0; j0 < skvp; j0 += kKB)
+    for (int c = 0; c < kKB / 16; ++c) {
+      const int64_t j = j0 + 16 * c;
+      const __mmask16 m = key_mask(a.Skv - j0, c);
+      float* out = dst + j0 * Dh + 16 * c;
+      if (m == 0) {
+        for (int64_t t = 0; t < Dh; ++t) _mm512_storeu_ps(out + t * kKB, _mm512_setzero_ps());
+        continue;
+      }
+      const float* src = kbase + j * d;  // key j's row; lanes step one row (d floats)
+      for (int64_t t = 0; t < Dh; ++t)
+        _mm512_storeu_ps(out + t * kKB,
+                         _mm512_mul_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, lane, src + t, 4), scale));
+    }
+  for (int64_t j = 0; j < a.Skv; ++j)
+    std::memcpy(v_all + (bh * a.Skv + j) * Dh, a.v + (b * a.Skv + j) * d + h * Dh, Dh * sizeof(float));
+}
+
 }  // namespace
 
 void attention_f32(const AttentionArgs& a) {
   if (a.B <= 0 || a.Sq <= 0 || a.Skv <= 0 || a.H <= 0 || a.Dh <= 0) return;
-  const bool avx512 = isa_at_least(Isa::Avx512) && a.Dh % 16 == 0;
+  // AVX-512 path: Dh a multiple of 16, and 16 rows of K (16·H·Dh floats) addressable by the 32-bit gather offsets
+  const bool avx512 = isa_at_least(Isa::Avx512) && a.Dh % 16 == 0 && 16 * a.H * a.Dh < (int64_t{1} << 31) / 4;
   const int64_t qt = (a.Sq + kQB - 1) / kQB;
   const int threads = num_threads();
   const int64_t skvp = (a.Skv + kKB - 1) / kKB * kKB;
-  std::vector<float> kt_all, v_all;
+  // The calling thread's panels, kept between calls (fresh buffers cost a page fault per 4 KiB on every call).
+  thread_local std::vector<float> kt_all, v_all;
   if (avx512) {
     // K of every (batch, head) transposed per key block and scaled, V gathered per head, once per call (each
     // query block reads them; layouts in Scratch)
-    kt_all.assign(a.B * a.H * a.Dh * skvp, 0.f);
-    v_all.resize(a.B * a.H * a.Skv * a.Dh);
-    const float scale = 1.f / std::sqrt(static_cast<float>(a.Dh));
-    const int64_t d = a.H * a.Dh;
-    parallel_for(a.B * a.H, [&](int64_t bh, int) {
-      const int64_t b = bh / a.H, h = bh % a.H;
-      float* dst = kt_all.data() + bh * a.Dh * skvp;
-      float* vdst = v_all.data() + bh * a.Skv * a.Dh;
-      for (int64_t j = 0; j < a.Skv; ++j) {
-        const float* kj = a.k + (b * a.Skv + j) * d + h * a.Dh;
-        float* kb = dst + (j / kKB) * a.Dh * kKB + j % kKB;
-        for (int64_t t = 0; t < a.Dh; ++t) kb[t * kKB] = kj[t] * scale;
-        std::memcpy(vdst + j * a.Dh, a.v + (b * a.Skv + j) * d + h * a.Dh, a.Dh * sizeof(float));
-      }
-    });
+    const size_t nkt = static_cast<size_t>(a.B * a.H * a.Dh * skvp), nv = static_cast<size_t>(a.B * a.H * a.Skv * a.Dh);
+    if (kt_all.size() < nkt) kt_all.resize(nkt);
+    if (v_all.size() < nv) v_all.resize(nv);
+    // (pointers taken here: inside the tasks, a thread_local name would mean the worker's own copy)
+    float* kt = kt_all.data();
+    float* vv = v_all.data();
+    parallel_for(a.B * a.H, [&](int64_t bh, int) { gather_head(a, bh, skvp, kt, vv); });
   }
   std::vector<Scratch> scratch(threads);
+  const float* kt_data = kt_all.data();
+  const float* v_data = v_all.data();
   for (auto& w : scratch) {
-    w.kt_all = kt_all.data();
-    w.v_all = v_all.data();
+    w.kt_all = kt_data;
+    w.v_all = v_data;
     w.skvp = skvp;
     w.s.resize(kQB * kKB + 16);
     w.o.resize(kQB * a.Dh + 16);
@@ -272,6 +295,12 @@ void attention_f32(const AttentionArgs& a) {
     else
       block_scalar(a, b, h, q0, nq, scratch[th]);
   });
+  // Keep at most 64 MiB of panels between calls (the flux-small size is 8 MiB; a FLUX.1-size call, 4608 tokens ×
+  // 24 heads, needs 113 MiB and amortizes the page faults over its 2.6·10¹¹ FLOP anyway).
+  if ((kt_all.capacity() + v_all.capacity()) * sizeof(float) > (size_t{64} << 20)) {
+    std::vector<float>().swap(kt_all);
+    std::vector<float>().swap(v_all);
+  }
 }
 
 }  // namespace svdq
