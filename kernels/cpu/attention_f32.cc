@@ -21,7 +21,7 @@ namespace svdq {
 
 namespace {
 
-constexpr int kQB = 32;   // queries per task (K and V of a head are streamed once per kQB queries)
+constexpr int kQB = 128;  // queries per task: K and V of a head stream from L3 once per kQB queries (4608 tokens: 233 → 201 ms CPU vs 32)
 constexpr int kKB = 128;  // keys per block (one softmax step per query per kKB keys; a multiple of 64)
 
 struct Scratch {
