@@ -106,4 +106,8 @@ for (const [S, H, Dh] of [
     );
   });
 }
-console.log(`load after: ${loadavg().map((v) => v.toFixed(2)).join(" ")}`);
+console.log(
+  `load after: ${loadavg()
+    .map((v) => v.toFixed(2))
+    .join(" ")}`,
+);
