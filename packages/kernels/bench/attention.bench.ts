@@ -3,13 +3,16 @@
  * ONNX Runtime's com.microsoft MultiHeadAttention (onnxruntime-node, same process, intra-op spinning off and on),
  * 2 threads each, at the attention sizes of the models' CPU forward: flux-small (1280 tokens, 6 heads × 128) and
  * FLUX.1's 4608 tokens (2 of its 24 heads, to keep a round short). Tasks alternate round by round in a new random
- * order; the table gives the median wall time and the process CPU time of the median round.
+ * order; the table gives the median wall time and the process CPU time of the median round. "of peak": GFLOP/s
+ * over the measured f32 FMA peak of all pool threads (zmm on AVX-512 machines, else ymm; kernels/cpu/peak.cc, the
+ * larger of the measurements before and after the run).
  *
  *   flock /tmp/svdq-bench.lock pnpm --filter @svdquant/kernels bench
  */
 import { availableParallelism, cpus, loadavg } from "node:os";
 import * as ort from "onnxruntime-node";
 import { attentionF32, backendInfo, reference, setThreads } from "../src/index.ts";
+import { native } from "../src/native.ts";
 import { multiHeadAttentionModel } from "./onnx.ts";
 
 const threads = Number(process.env.SVDQ_KERNELS_THREADS) || availableParallelism();
@@ -32,13 +35,21 @@ const ortOpts = (spin: boolean) => ({
   ...(spin ? {} : { extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } } }),
 });
 
+// f32 FMA peak (FLOP/s, all pool threads): kind 2 = zmm, 0 = ymm (kernels/cpu/peak.cc), best of 3
+const peakKind = info.supportedIsas.includes("avx512") ? 2 : 0;
+const peakLabel = peakKind === 2 ? "fma512" : "fma256";
+const measurePeak = () => {
+  let p = 0;
+  for (let i = 0; i < 3; i++) p = Math.max(p, native()!.peak({ kind: peakKind, iters: 2e7 }));
+  return p;
+};
+const peak0 = measurePeak();
+const rows: string[] = [];
 console.log(
   `machine: ${cpuModel} × ${cpus().length}, threads ${threads}, path ${info.isa}, load ${loadavg()
     .map((v) => v.toFixed(2))
     .join(" ")}`,
 );
-console.log("| CPU | path | tokens | heads × Dh | kernel | ms (median) | CPU ms | GFLOP/s | ORT / ours |");
-console.log("| - | - | -: | -: | - | -: | -: | -: | -: |");
 for (const [S, H, Dh] of [
   [1280, 6, 128],
   [4608, 2, 128],
@@ -101,8 +112,9 @@ for (const [S, H, Dh] of [
   tasks.forEach((t, i) => {
     const j = med(wall[i]!);
     const ms = wall[i]![j]!;
-    console.log(
-      `| ${cpuModel} | ${t.path} | ${S} | ${H} × ${Dh} | ${t.name} | ${ms.toFixed(1)} | ${cpu[i]![j]!.toFixed(0)} | ${(flop / ms / 1e6).toFixed(0)} | ${(ms / oursMs).toFixed(2)} |`,
+    const gf = flop / ms / 1e6;
+    rows.push(
+      `| ${cpuModel} | ${t.path} | ${S} | ${H} × ${Dh} | ${t.name} | ${ms.toFixed(1)} | ${cpu[i]![j]!.toFixed(0)} | ${gf.toFixed(0)} | %PEAK${gf} | ${(ms / oursMs).toFixed(2)} |`,
     );
   });
 }
@@ -111,3 +123,9 @@ console.log(
     .map((v) => v.toFixed(2))
     .join(" ")}`,
 );
+const peak = Math.max(peak0, measurePeak());
+console.log(`peak: f32 FMA ${peakLabel} ${(peak / 1e9).toFixed(0)} GFLOP/s (${threads} threads)`);
+console.log("| CPU | path | tokens | heads × Dh | kernel | ms (median) | CPU ms | GFLOP/s | of peak | ORT / ours |");
+console.log("| - | - | -: | -: | - | -: | -: | -: | -: | -: |");
+for (const r of rows)
+  console.log(r.replace(/%PEAK([0-9.e+-]+)/, (_, g) => `${((Number(g) * 1e9 * 100) / peak).toFixed(0)}% ${peakLabel}`));
