@@ -1,9 +1,11 @@
 // Operator 7: multi-head scaled-dot-product attention with an online (streaming) softmax, f32.
 //   q [B, Sq, H·Dh], k/v [B, Skv, H·Dh] (heads interleaved along the last axis), bias [B, Skv] additive key bias
 //   or null, out [B, Sq, H·Dh]:  out = softmax(q·kᵀ/√Dh + bias)·v per (batch, head).
-// Tasks: (batch, head, block of kQB queries). Per block of kKB keys: S = Q·Kᵀ (K block transposed to [Dh][kKB] so
-// the product is a small GEMM with broadcasts of Q), the running max m and sum l per query are updated
-// (O ← O·e^{m_old − m_new} + e^{S − m_new}·V), and O/l is written at the end (Milakov & Gimelshein 2018, "Online
+// Tasks: (batch, head, block of kQB queries). K (scaled, transposed per key block) and V of every head are
+// gathered once per call into contiguous panels. Per block of kKB keys: S = Q·Kᵀ (a small GEMM with broadcasts of
+// Q, 8 queries × 32 keys per register tile), the running max m and sum l per query are updated once per block
+// (O ← O·e^{m_old − m_new} + e^{S − m_new}·V, 4 queries × 64 outputs per register tile), and O/l is written at the
+// end (Milakov & Gimelshein 2018, "Online
 // normalizer calculation for softmax"; the FlashAttention recurrence). Scores never leave the block: O(kQB·kKB).
 #include <immintrin.h>
 
@@ -19,11 +21,17 @@ namespace svdq {
 
 namespace {
 
-constexpr int kQB = 16;  // queries per task
-constexpr int kKB = 64;  // keys per block (4 ZMM of scores per query)
+constexpr int kQB = 128;  // queries per task: K and V of a head stream from L3 once per kQB queries (4608 tokens: 233 → 201 ms CPU vs 32)
+constexpr int kKB = 128;  // keys per block (one softmax step per query per kKB keys; a multiple of 64)
 
 struct Scratch {
-  const float* kt_all;    // [B·H][Dh][Skvp] K transposed and scaled by 1/√Dh once per call (AVX-512 path)
+  // K of each (batch, head), scaled by 1/√Dh and transposed per block of kKB keys, once per call (AVX-512 path):
+  // kt_all[(b·H + h)][j / kKB][t][j % kKB] = k[b, j, h·Dh + t]/√Dh (zero past Skv), so one key block is one
+  // contiguous [Dh][kKB] panel (a strided [Dh][Skv] layout made the 128 rows of a block collide in L1 sets).
+  const float* kt_all;
+  // V likewise gathered per (batch, head): v_all[(b·H + h)][j][t] = v[b, j, h·Dh + t] (a key block of V is one
+  // contiguous [kKB][Dh] panel instead of kKB rows H·Dh apart).
+  const float* v_all;
   int64_t skvp;           // Skv rounded up to kKB (zero columns)
   std::vector<float> s;   // [kQB][kKB] scores → probabilities
   std::vector<float> o;   // [kQB][Dh] unnormalized output
@@ -72,117 +80,145 @@ void block_scalar(const AttentionArgs& a, int64_t b, int64_t h, int64_t q0, int6
   }
 }
 
-// O[i] += Σ_j P[i, j]·V[j] for the block's nk keys; DV = Dh/16 vectors (0: any, through memory).
-template <int DV>
+// O[i] += Σ_j P[i, j]·V[j] for the block's nk keys, any Dh a multiple of 16 (through memory; the FLUX/PixArt head
+// sizes 64 and 128 take pv_block_quads below).
 SVDQ_TARGET_AVX512 void pv_block(const AttentionArgs& a, int64_t b, int64_t h, int64_t j0, int64_t nk, int64_t nq,
                                  Scratch& w) {
-  const int64_t d = a.H * a.Dh, Dh = a.Dh;
-  const float* vbase = a.v + (b * a.Skv + j0) * d + h * Dh;
-  if constexpr (DV == 0) {
-    for (int64_t j = 0; j < nk; ++j)
-      for (int64_t t = 0; t < Dh / 16; ++t) {
-        const __m512 vv = _mm512_loadu_ps(vbase + j * d + 16 * t);
-        for (int64_t i = 0; i < nq; ++i) {
-          float* oi = w.o.data() + i * Dh + 16 * t;
-          _mm512_storeu_ps(oi, _mm512_fmadd_ps(_mm512_set1_ps(w.s[i * kKB + j]), vv, _mm512_loadu_ps(oi)));
-        }
+  const int64_t Dh = a.Dh;
+  const float* vbase = w.v_all + ((b * a.H + h) * a.Skv + j0) * Dh;
+  for (int64_t j = 0; j < nk; ++j)
+    for (int64_t t = 0; t < Dh / 16; ++t) {
+      const __m512 vv = _mm512_loadu_ps(vbase + j * Dh + 16 * t);
+      for (int64_t i = 0; i < nq; ++i) {
+        float* oi = w.o.data() + i * Dh + 16 * t;
+        _mm512_storeu_ps(oi, _mm512_fmadd_ps(_mm512_set1_ps(w.s[i * kKB + j]), vv, _mm512_loadu_ps(oi)));
       }
-  } else {
-    for (int64_t i = 0; i < nq; i += 2) {
-      const bool two = i + 1 < nq;
-      float* o0 = w.o.data() + i * Dh;
-      float* o1 = two ? o0 + Dh : o0;
-      const float* p0 = w.s.data() + i * kKB;
-      const float* p1 = two ? p0 + kKB : p0;
-      __m512 acc0[DV], acc1[DV];
-#pragma GCC unroll 8
-      for (int t = 0; t < DV; ++t) acc0[t] = _mm512_loadu_ps(o0 + 16 * t), acc1[t] = _mm512_loadu_ps(o1 + 16 * t);
-      for (int64_t j = 0; j < nk; ++j) {
-        const float* vj = vbase + j * d;
-        const __m512 b0 = _mm512_set1_ps(p0[j]), b1 = _mm512_set1_ps(p1[j]);
-#pragma GCC unroll 8
-        for (int t = 0; t < DV; ++t) {
-          const __m512 vv = _mm512_loadu_ps(vj + 16 * t);
-          acc0[t] = _mm512_fmadd_ps(b0, vv, acc0[t]);
-          acc1[t] = _mm512_fmadd_ps(b1, vv, acc1[t]);
+    }
+}
+
+// O += P·V for Dh a multiple of 64: 4 queries × 64 outputs (16 ZMM accumulators) per pass over a chunk of 64 keys,
+// so the chunk of V being read (64 keys × 64 floats = 16 KiB) stays in L1 for all the query quads (8 loads per 16
+// FMAs; a whole 128-key block of V streamed from L2 for every query pair was the bottleneck).
+SVDQ_TARGET_AVX512 void pv_block_quads(const AttentionArgs& a, int64_t b, int64_t h, int64_t j0, int64_t nk,
+                                       int64_t nq, Scratch& w) {
+  const int64_t Dh = a.Dh;
+  const float* vbase = w.v_all + ((b * a.H + h) * a.Skv + j0) * Dh;
+  for (int64_t jc = 0; jc < nk; jc += 64) {
+    const int64_t je = std::min<int64_t>(nk, jc + 64);
+    for (int64_t c0 = 0; c0 < Dh; c0 += 64) {
+      for (int64_t i0 = 0; i0 < nq; i0 += 4) {
+        const float* p[4];
+        float* o[4];
+        for (int r = 0; r < 4; ++r) {
+          const int64_t i = std::min<int64_t>(i0 + r, nq - 1);  // rows past nq repeat the last one, not stored
+          p[r] = w.s.data() + i * kKB;
+          o[r] = w.o.data() + i * Dh + c0;
         }
-      }
-#pragma GCC unroll 8
-      for (int t = 0; t < DV; ++t) {
-        if (two) _mm512_storeu_ps(o1 + 16 * t, acc1[t]);
-        _mm512_storeu_ps(o0 + 16 * t, acc0[t]);
+        __m512 acc[4][4];
+        for (int r = 0; r < 4; ++r)
+          for (int t = 0; t < 4; ++t) acc[r][t] = _mm512_loadu_ps(o[r] + 16 * t);
+        const float* vj = vbase + jc * Dh + c0;
+        for (int64_t j = jc; j < je; ++j, vj += Dh) {
+          const __m512 v0 = _mm512_loadu_ps(vj), v1 = _mm512_loadu_ps(vj + 16), v2 = _mm512_loadu_ps(vj + 32),
+                       v3 = _mm512_loadu_ps(vj + 48);
+#pragma GCC unroll 4
+          for (int r = 0; r < 4; ++r) {
+            const __m512 pr = _mm512_set1_ps(p[r][j]);
+            acc[r][0] = _mm512_fmadd_ps(pr, v0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(pr, v1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(pr, v2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(pr, v3, acc[r][3]);
+          }
+        }
+        for (int r = 0; r < 4 && i0 + r < nq; ++r)
+          for (int t = 0; t < 4; ++t) _mm512_storeu_ps(o[r] + 16 * t, acc[r][t]);
       }
     }
   }
 }
 
+// Lanes of 16-key vector `c` (keys 16c .. 16c+15 of a block) that exist when the block holds nk keys.
+SVDQ_TARGET_AVX512 static inline __mmask16 key_mask(int64_t nk, int c) {
+  const int64_t r = nk - 16 * c;
+  return static_cast<__mmask16>(r >= 16 ? 0xffff : r <= 0 ? 0 : (1u << r) - 1);
+}
+
 // AVX-512 path; Dh a multiple of 16 (64 and 128 in FLUX/PixArt), else the scalar block runs.
+// Per key block of kKB keys: (1) raw scores S = Q·Kᵀ/√Dh + bias in chunks of 4 queries × 64 keys (16 ZMM
+// accumulators over Dh), (2) per query one online-softmax step over the whole block (max, rescale of O, exp,
+// sum: the per-row reductions and the scalar exp are paid once per kKB keys), (3) O += P·V.
 SVDQ_TARGET_AVX512 void block_avx512(const AttentionArgs& a, int64_t b, int64_t h, int64_t q0, int64_t nq,
                                      Scratch& w) {
   const int64_t d = a.H * a.Dh, Dh = a.Dh, DV = Dh / 16;
-  const float scale = 1.f / std::sqrt(static_cast<float>(Dh));
   float m[kQB], l[kQB];
   for (int i = 0; i < kQB; ++i) m[i] = -INFINITY, l[i] = 0.f;
   std::fill(w.o.begin(), w.o.end(), 0.f);
   const float* ktbh = w.kt_all + (b * a.H + h) * Dh * w.skvp;
   const float* qrow[kQB];
   for (int64_t i = 0; i < kQB; ++i) qrow[i] = a.q + ((b * a.Sq + q0 + std::min<int64_t>(i, nq - 1)) * d + h * Dh);
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
   for (int64_t j0 = 0; j0 < a.Skv; j0 += kKB) {
     const int64_t nk = std::min<int64_t>(kKB, a.Skv - j0);
-    const float* kt = ktbh + j0;  // kt[t·skvp + j] = k[j0 + j, t]/√Dh
-    const __mmask16 kmask[4] = {
-        static_cast<__mmask16>(nk >= 16 ? 0xffff : (1u << std::max<int64_t>(nk, 0)) - 1),
-        static_cast<__mmask16>(nk >= 32 ? 0xffff : nk <= 16 ? 0 : (1u << (nk - 16)) - 1),
-        static_cast<__mmask16>(nk >= 48 ? 0xffff : nk <= 32 ? 0 : (1u << (nk - 32)) - 1),
-        static_cast<__mmask16>(nk >= 64 ? 0xffff : nk <= 48 ? 0 : (1u << (nk - 48)) - 1)};
-    __m512 bias[4];
-    for (int c = 0; c < 4; ++c)
-      bias[c] = a.bias ? _mm512_maskz_loadu_ps(kmask[c], a.bias + b * a.Skv + j0 + 16 * c) : _mm512_setzero_ps();
-    // scores: 4 queries × 64 keys per pass (16 accumulators)
-    for (int64_t i0 = 0; i0 < nq; i0 += 4) {
-      __m512 acc[4][4];
-      for (int r = 0; r < 4; ++r)
-        for (int c = 0; c < 4; ++c) acc[r][c] = bias[c];
-      for (int64_t t = 0; t < Dh; ++t) {
-        const float* kr = kt + t * w.skvp;
-        const __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16), k2 = _mm512_loadu_ps(kr + 32),
-                     k3 = _mm512_loadu_ps(kr + 48);
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; ++r) {
-          const __m512 qv = _mm512_set1_ps(qrow[std::min<int64_t>(i0 + r, kQB - 1)][t]);
-          acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
-          acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
-          acc[r][2] = _mm512_fmadd_ps(qv, k2, acc[r][2]);
-          acc[r][3] = _mm512_fmadd_ps(qv, k3, acc[r][3]);
+    const float* kt = ktbh + j0 * Dh;  // kt[t·kKB + j] = k[j0 + j, t]/√Dh
+    // (1) scores, 8 queries × 32 keys at a time (16 accumulators; 2 loads of K and 8 broadcasts of Q per 16 FMAs,
+    // the 16 KiB of K of a 32-key chunk stay in L1 for all the query octets); keys past Skv get −inf
+    for (int64_t c0 = 0; c0 < nk; c0 += 32) {
+      const int64_t nc = nk - c0;
+      const __mmask16 kmask[2] = {key_mask(nc, 0), key_mask(nc, 1)};
+      __m512 bias[2];
+      for (int c = 0; c < 2; ++c)
+        bias[c] = a.bias ? _mm512_maskz_loadu_ps(kmask[c], a.bias + b * a.Skv + j0 + c0 + 16 * c) : _mm512_setzero_ps();
+      for (int64_t i0 = 0; i0 < nq; i0 += 8) {
+        __m512 acc[8][2];
+        const float* qp[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; ++r) {
+          acc[r][0] = bias[0], acc[r][1] = bias[1];
+          qp[r] = qrow[std::min<int64_t>(i0 + r, kQB - 1)];
         }
+        const float* kr = kt + c0;
+        for (int64_t t = 0; t < Dh; ++t, kr += kKB) {
+          const __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16);
+#pragma GCC unroll 8
+          for (int r = 0; r < 8; ++r) {
+            const __m512 qv = _mm512_set1_ps(qp[r][t]);
+            acc[r][0] = _mm512_fmadd_ps(qv, k0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(qv, k1, acc[r][1]);
+          }
+        }
+        for (int r = 0; r < 8 && i0 + r < nq; ++r)
+          for (int c = 0; c < 2; ++c)
+            _mm512_storeu_ps(w.s.data() + (i0 + r) * kKB + c0 + 16 * c, _mm512_mask_mov_ps(ninf, kmask[c], acc[r][c]));
       }
-      for (int r = 0; r < 4 && i0 + r < nq; ++r) {
-        const int64_t i = i0 + r;
-        __m512 mx = _mm512_set1_ps(m[i]);
-        for (int c = 0; c < 4; ++c) mx = _mm512_mask_max_ps(mx, kmask[c], mx, acc[r][c]);
-        const float mnew = _mm512_reduce_max_ps(mx);
-        const float alpha = std::exp(m[i] - mnew);
-        const __m512 mv = _mm512_set1_ps(mnew);
-        __m512 sum = _mm512_setzero_ps();
-        for (int c = 0; c < 4; ++c) {
-          const __m512 e = _mm512_maskz_mov_ps(kmask[c], exp512(_mm512_sub_ps(acc[r][c], mv)));
-          _mm512_storeu_ps(w.s.data() + i * kKB + 16 * c, e);
-          sum = _mm512_add_ps(sum, e);
-        }
-        l[i] = l[i] * alpha + _mm512_reduce_add_ps(sum);
-        m[i] = mnew;
+    }
+    // (2) one online-softmax step per query over the block
+    const int nv = static_cast<int>((nk + 15) / 16);
+    for (int64_t i = 0; i < nq; ++i) {
+      float* si = w.s.data() + i * kKB;
+      __m512 mx = _mm512_set1_ps(m[i]);
+      for (int c = 0; c < nv; ++c) mx = _mm512_max_ps(mx, _mm512_loadu_ps(si + 16 * c));
+      const float mnew = _mm512_reduce_max_ps(mx);
+      const float alpha = std::exp(m[i] - mnew);  // 0 on the first block (m = −inf)
+      const __m512 mv = _mm512_set1_ps(mnew);
+      __m512 sum = _mm512_setzero_ps();
+      for (int c = 0; c < nv; ++c) {
+        const __m512 e = _mm512_maskz_mov_ps(key_mask(nk, c), exp512(_mm512_sub_ps(_mm512_loadu_ps(si + 16 * c), mv)));
+        _mm512_storeu_ps(si + 16 * c, e);
+        sum = _mm512_add_ps(sum, e);
+      }
+      l[i] = l[i] * alpha + _mm512_reduce_add_ps(sum);
+      m[i] = mnew;
+      if (alpha != 1.f) {
         float* oi = w.o.data() + i * Dh;
         const __m512 av = _mm512_set1_ps(alpha);
         for (int64_t t = 0; t < DV; ++t) _mm512_storeu_ps(oi + 16 * t, _mm512_mul_ps(_mm512_loadu_ps(oi + 16 * t), av));
       }
     }
-    // O += P·V: two queries at a time, their Dh outputs in registers over the block's keys
-    if (DV == 8)
-      pv_block<8>(a, b, h, j0, nk, nq, w);
-    else if (DV == 4)
-      pv_block<4>(a, b, h, j0, nk, nq, w);
+    // (3) O += P·V
+    if (DV % 4 == 0)
+      pv_block_quads(a, b, h, j0, nk, nq, w);
     else
-      pv_block<0>(a, b, h, j0, nk, nq, w);
+      pv_block(a, b, h, j0, nk, nq, w);
   }
   for (int64_t i = 0; i < nq; ++i) {
     float* dst = a.out + ((b * a.Sq + q0 + i) * d + h * Dh);
@@ -192,32 +228,61 @@ SVDQ_TARGET_AVX512 void block_avx512(const AttentionArgs& a, int64_t b, int64_t 
   }
 }
 
+// K and V of (batch, head) bh into the Scratch layouts. K: per key block and dimension t, 16 keys per gather (rows
+// H·Dh apart, the ones past Skv zero), scaled by 1/√Dh and stored in order; V: one row copy per key.
+SVDQ_TARGET_AVX512 void gather_head(const AttentionArgs& a, int64_t bh, int64_t skvp, float* kt_all, float* v_all) {
+  const int64_t b = bh / a.H, h = bh % a.H, Dh = a.Dh, d = a.H * Dh;
+  const __m512 scale = _mm512_set1_ps(1.f / std::sqrt(static_cast<float>(Dh)));
+  const float* kbase = a.k + b * a.Skv * d + h * Dh;
+  float* dst = kt_all + bh * Dh * skvp;
+  const __m512i lane = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(static_cast<int>(d)));
+  for (int64_t j0 = 0; j0 < skvp; j0 += kKB)
+    for (int c = 0; c < kKB / 16; ++c) {
+      const int64_t j = j0 + 16 * c;
+      const __mmask16 m = key_mask(a.Skv - j0, c);
+      float* out = dst + j0 * Dh + 16 * c;
+      if (m == 0) {
+        for (int64_t t = 0; t < Dh; ++t) _mm512_storeu_ps(out + t * kKB, _mm512_setzero_ps());
+        continue;
+      }
+      const float* src = kbase + j * d;  // key j's row; lanes step one row (d floats)
+      for (int64_t t = 0; t < Dh; ++t)
+        _mm512_storeu_ps(out + t * kKB,
+                         _mm512_mul_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, lane, src + t, 4), scale));
+    }
+  for (int64_t j = 0; j < a.Skv; ++j)
+    std::memcpy(v_all + (bh * a.Skv + j) * Dh, a.v + (b * a.Skv + j) * d + h * Dh, Dh * sizeof(float));
+}
+
 }  // namespace
 
 void attention_f32(const AttentionArgs& a) {
   if (a.B <= 0 || a.Sq <= 0 || a.Skv <= 0 || a.H <= 0 || a.Dh <= 0) return;
-  const bool avx512 = isa_at_least(Isa::Avx512) && a.Dh % 16 == 0;
+  // AVX-512 path: Dh a multiple of 16, and 16 rows of K (16·H·Dh floats) addressable by the 32-bit gather offsets
+  const bool avx512 = isa_at_least(Isa::Avx512) && a.Dh % 16 == 0 && 16 * a.H * a.Dh < (int64_t{1} << 31) / 4;
   const int64_t qt = (a.Sq + kQB - 1) / kQB;
   const int threads = num_threads();
   const int64_t skvp = (a.Skv + kKB - 1) / kKB * kKB;
-  std::vector<float> kt_all;
+  // The calling thread's panels, kept between calls (fresh buffers cost a page fault per 4 KiB on every call).
+  thread_local std::vector<float> kt_all, v_all;
   if (avx512) {
-    // K of every (batch, head) transposed to [Dh][Skvp] and scaled once (each query block reads it)
-    kt_all.assign(a.B * a.H * a.Dh * skvp, 0.f);
-    const float scale = 1.f / std::sqrt(static_cast<float>(a.Dh));
-    const int64_t d = a.H * a.Dh;
-    parallel_for(a.B * a.H, [&](int64_t bh, int) {
-      const int64_t b = bh / a.H, h = bh % a.H;
-      float* dst = kt_all.data() + bh * a.Dh * skvp;
-      for (int64_t j = 0; j < a.Skv; ++j) {
-        const float* kj = a.k + (b * a.Skv + j) * d + h * a.Dh;
-        for (int64_t t = 0; t < a.Dh; ++t) dst[t * skvp + j] = kj[t] * scale;
-      }
-    });
+    // K of every (batch, head) transposed per key block and scaled, V gathered per head, once per call (each
+    // query block reads them; layouts in Scratch)
+    const size_t nkt = static_cast<size_t>(a.B * a.H * a.Dh * skvp), nv = static_cast<size_t>(a.B * a.H * a.Skv * a.Dh);
+    if (kt_all.size() < nkt) kt_all.resize(nkt);
+    if (v_all.size() < nv) v_all.resize(nv);
+    // (pointers taken here: inside the tasks, a thread_local name would mean the worker's own copy)
+    float* kt = kt_all.data();
+    float* vv = v_all.data();
+    parallel_for(a.B * a.H, [&](int64_t bh, int) { gather_head(a, bh, skvp, kt, vv); });
   }
   std::vector<Scratch> scratch(threads);
+  const float* kt_data = kt_all.data();
+  const float* v_data = v_all.data();
   for (auto& w : scratch) {
-    w.kt_all = kt_all.data();
+    w.kt_all = kt_data;
+    w.v_all = v_data;
     w.skvp = skvp;
     w.s.resize(kQB * kKB + 16);
     w.o.resize(kQB * a.Dh + 16);
@@ -230,6 +295,12 @@ void attention_f32(const AttentionArgs& a) {
     else
       block_scalar(a, b, h, q0, nq, scratch[th]);
   });
+  // Keep at most 64 MiB of panels between calls (the flux-small size is 8 MiB; a FLUX.1-size call, 4608 tokens ×
+  // 24 heads, needs 113 MiB and amortizes the page faults over its 2.6·10¹¹ FLOP anyway).
+  if ((kt_all.capacity() + v_all.capacity()) * sizeof(float) > (size_t{64} << 20)) {
+    std::vector<float>().swap(kt_all);
+    std::vector<float>().swap(v_all);
+  }
 }
 
 }  // namespace svdq

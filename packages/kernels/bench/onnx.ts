@@ -181,3 +181,28 @@ export function dynamicQuantizeMatMulModel(codes: Int8Array, scales: Float32Arra
     ],
   });
 }
+
+/**
+ * com.microsoft MultiHeadAttention (CPU): query/key/value [B, S, H·Dh] (heads interleaved along the last axis, as
+ * attentionF32), num_heads H, scale 1/√Dh (its default), output [B, Sq, H·Dh].
+ */
+export function multiHeadAttentionModel(heads: number, d: number): Uint8Array {
+  return encodeModel({
+    nodes: [
+      {
+        op: "MultiHeadAttention",
+        domain: "com.microsoft",
+        inputs: ["Q", "K", "V"],
+        outputs: ["Y"],
+        intAttrs: { num_heads: heads },
+      },
+    ],
+    inputs: [
+      { name: "Q", dims: ["B", "Sq", d] },
+      { name: "K", dims: ["B", "Skv", d] },
+      { name: "V", dims: ["B", "Skv", d] },
+    ],
+    outputs: [{ name: "Y", dims: ["B", "Sq", d] }],
+    initializers: [],
+  });
+}

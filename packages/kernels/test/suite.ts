@@ -280,8 +280,9 @@ export function defineSuite(): void {
         const r = rng(99);
         for (const [B, Sq, Skv, H, Dh, withBias] of [
           [1, 1, 1, 1, 16, false],
-          [2, 19, 70, 3, 32, true], // partial query (16) and key (64) blocks
+          [2, 19, 70, 3, 32, true], // partial query (128) and key (128) blocks, a partial 32-key score chunk
           [1, 40, 130, 2, 64, false],
+          [1, 150, 300, 2, 128, true], // two query tasks, several key blocks, the last one partial (44 keys)
           [1, 5, 9, 2, 12, true], // Dh not a multiple of 16: the scalar block on every path
         ] as const) {
           const d = H * Dh;

@@ -3,7 +3,8 @@
 //   GEMM:      blocked TS GEMM (default) vs the naive triple loop (gemmNaive)
 //   attention: queries in blocks of 128 (default) vs one block of all queries (unblocked)
 //   native:    @svdquant/kernels' f32 GEMM (useKernelsGemm) vs the TS GEMM, alone and in the flux-small forward
-// Run: pnpm --filter @svdquant/models bench            (SVDQ_BENCH_QUICK=1: flux-tiny and GEMM only)
+// Run: pnpm --filter @svdquant/models bench            (SVDQ_BENCH_QUICK=1: flux-tiny and GEMM only;
+//      SVDQ_BENCH_NATIVE_ONLY=1: flux-small on the native backends only, without the ~45 s TypeScript-GEMM forwards)
 import { join } from "node:path";
 import { Tensor } from "@svdquant/tensor";
 import { Bench } from "tinybench";
@@ -23,6 +24,7 @@ import { memorySource } from "../test/memory-source.js";
 
 const MB = 1 << 20;
 const quick = process.env.SVDQ_BENCH_QUICK === "1";
+const nativeOnly = process.env.SVDQ_BENCH_NATIVE_ONLY === "1";
 
 function rand(n: number, seed: number, scale: number): Float32Array {
   let s = seed >>> 0;
@@ -225,30 +227,99 @@ if (!quick) {
   };
   // ABBA order (each task one forward) so drift in the shared machine's load hits the variants alike.
   const b = new Bench({ iterations: 1, warmupIterations: 0, warmup: false, time: 0 });
-  b.add("blocked #1", () => run(128));
-  b.add("unblocked #1", () => run(Number.POSITIVE_INFINITY));
+  if (!nativeOnly) {
+    b.add("blocked #1", () => run(128));
+    b.add("unblocked #1", () => run(Number.POSITIVE_INFINITY));
+  }
   if (NATIVE) {
     b.add("native #1", () => run(128, NATIVE));
     b.add("native #2", () => run(128, NATIVE));
   }
-  b.add("unblocked #2", () => run(Number.POSITIVE_INFINITY));
-  b.add("blocked #2", () => run(128));
+  if (!nativeOnly) {
+    b.add("unblocked #2", () => run(Number.POSITIVE_INFINITY));
+    b.add("blocked #2", () => run(128));
+  }
   await b.run();
   for (const t of b.tasks) console.log(`flux-small ${t.name}: ${(meanMs(b, t.name) / 1000).toFixed(1)} s`);
   const ours = (meanMs(b, "blocked #1") + meanMs(b, "blocked #2")) / 2;
   const peer = (meanMs(b, "unblocked #1") + meanMs(b, "unblocked #2")) / 2;
   const score = (q: number) => ((Math.min(q, s) * s * 4) / MB).toFixed(2);
-  out.push([
-    `flux-small forward (2+4 blocks, dim 768, ${si}+${st} tokens, ${(bytes / MB).toFixed(0)} MB f32 weights): ${(ours / 1000).toFixed(1)} s, score buffer ${score(128)} MB`,
-    `unblocked attention ${(peer / 1000).toFixed(1)} s, score buffer ${score(s)} MB`,
-    (peer / ours).toFixed(2),
-  ]);
-  if (NATIVE) {
+  if (!nativeOnly)
+    out.push([
+      `flux-small forward (2+4 blocks, dim 768, ${si}+${st} tokens, ${(bytes / MB).toFixed(0)} MB f32 weights): ${(ours / 1000).toFixed(1)} s, score buffer ${score(128)} MB`,
+      `unblocked attention ${(peer / 1000).toFixed(1)} s, score buffer ${score(s)} MB`,
+      (peer / ours).toFixed(2),
+    ]);
+  if (NATIVE && !nativeOnly) {
     const nat = (meanMs(b, "native #1") + meanMs(b, "native #2")) / 2;
     out.push([
-      `flux-small forward with ${NATIVE.name} (blocked attention): ${(nat / 1000).toFixed(1)} s`,
+      `flux-small forward with ${NATIVE.name} (blocked attention, unprepared): ${(nat / 1000).toFixed(1)} s`,
       `TS GEMM ${(ours / 1000).toFixed(1)} s`,
       (ours / nat).toFixed(2),
+    ]);
+  }
+  if (NATIVE) {
+    // The native forward three ways, alternated round by round (median of 3 rounds after a warm-up round; wall
+    // and process CPU time, which load from other jobs inflates less):
+    //   issue:     the native GEMM alone (W packed per call, TypeScript softmax and GELU): the issue's 3.1 s setup
+    //   unprep:    + the native attention kernel, W still packed per call, GELU in TypeScript
+    //   prepared:  model.prepare() (W packed once), GELU in the GEMM epilogue, native attention
+    const gemmOnly = { name: `${NATIVE.name} (GEMM only)`, gemm: NATIVE.gemm };
+    const unprep = { name: `${NATIVE.name} (unprepared)`, gemm: NATIVE.gemm, attention: NATIVE.attention };
+    const rssBefore = process.memoryUsage().rss;
+    setGemmBackend(NATIVE);
+    const c0 = process.cpuUsage();
+    const tp = performance.now();
+    const nPrepared = model.prepare();
+    const prepMs = performance.now() - tp;
+    const prepCpu = process.cpuUsage(c0);
+    const rssPrepared = process.memoryUsage().rss;
+    setGemmBackend(TS_GEMM);
+    const variants = [
+      ["issue", gemmOnly],
+      ["unprep", unprep],
+      ["prepared", NATIVE],
+    ] as const;
+    const wall = new Map<string, number[]>();
+    const cpu = new Map<string, number[]>();
+    for (let r = 0; r < 4; r++)
+      for (const [name, be] of variants) {
+        setGemmBackend(be);
+        const u0 = process.cpuUsage();
+        const t0 = performance.now();
+        await model.forward(inp);
+        const t = performance.now() - t0;
+        const u = process.cpuUsage(u0);
+        setGemmBackend(TS_GEMM);
+        if (r === 0) continue; // warm-up round
+        wall.set(name, [...(wall.get(name) ?? []), t]);
+        cpu.set(name, [...(cpu.get(name) ?? []), (u.user + u.system) / 1000]);
+      }
+    const med = (a: number[] | undefined) => [...(a ?? [])].sort((x, y) => x - y)[1]!;
+    for (const [name] of variants)
+      console.log(
+        `flux-small native ${name}: wall ${wall
+          .get(name)!
+          .map((t) => t.toFixed(0))
+          .join(", ")} ms; CPU ${cpu
+          .get(name)!
+          .map((t) => t.toFixed(0))
+          .join(", ")} ms`,
+      );
+    console.log(
+      `flux-small prepare(): ${nPrepared} layers in ${prepMs.toFixed(0)} ms (CPU ${((prepCpu.user + prepCpu.system) / 1000).toFixed(0)} ms), RSS +${((rssPrepared - rssBefore) / MB).toFixed(0)} MB`,
+    );
+    const [wi, wu, wp] = [med(wall.get("issue")), med(wall.get("unprep")), med(wall.get("prepared"))];
+    const [ci, cu, cp] = [med(cpu.get("issue")), med(cpu.get("unprep")), med(cpu.get("prepared"))];
+    out.push([
+      `flux-small forward, ${NATIVE.name}, model.prepare() + GELU epilogue + attention kernel: ${wp.toFixed(0)} ms wall, ${cp.toFixed(0)} ms CPU`,
+      `same backend, unprepared (W packed per call, TS GELU): ${wu.toFixed(0)} ms wall, ${cu.toFixed(0)} ms CPU`,
+      `${(wu / wp).toFixed(2)} wall, ${(cu / cp).toFixed(2)} CPU`,
+    ]);
+    out.push([
+      `flux-small forward, prepared (as above): ${wp.toFixed(0)} ms wall, ${cp.toFixed(0)} ms CPU`,
+      `native GEMM only (the issue's setup: TS softmax + GELU, W packed per call): ${wi.toFixed(0)} ms wall, ${ci.toFixed(0)} ms CPU`,
+      `${(wi / wp).toFixed(2)} wall, ${(ci / cp).toFixed(2)} CPU`,
     ]);
   }
   console.log(

@@ -1,19 +1,8 @@
 import type { TensorSource } from "@svdquant/tensor";
 import { type FluxConfig, parseFluxConfig } from "./config.js";
 import { ModelError } from "./errors.js";
-import type { LinearLayer } from "./linear.js";
-import {
-  applyRope,
-  attention,
-  fluxRope,
-  gatedAdd,
-  geluTanhInPlace,
-  layerNormRows,
-  modulate,
-  rmsNormHeads,
-  silu,
-  timestepEmbedding,
-} from "./ops.js";
+import { type LinearLayer, prepareLayers } from "./linear.js";
+import { attention, fluxRope, gatedAdd, layerNormModulate, rmsNormRopeHeads, silu, timestepEmbedding } from "./ops.js";
 import { fluxDoubleBlockParams, fluxParams, fluxSingleBlockParams, type ParamSpec } from "./params.js";
 import { LinearFactory } from "./recipe.js";
 import {
@@ -121,10 +110,8 @@ class FluxDoubleBlock {
     const d = heads * dh;
     const mod = runLinear(o, L["norm1.linear"]!, tembSilu, b); // [B, 6D]: shift, scale, gate (msa), shift, scale, gate (mlp)
     const cmod = runLinear(o, L["norm1_context.linear"]!, tembSilu, b);
-    const nimg = layerNormRows(img, b * si, d, 1e-6);
-    modulate(nimg, b, si, d, mod, d, mod, 0, 6 * d);
-    const ntxt = layerNormRows(txt, b * st, d, 1e-6);
-    modulate(ntxt, b, st, d, cmod, d, cmod, 0, 6 * d);
+    const nimg = layerNormModulate(img, b, si, d, 1e-6, mod, d, mod, 0, 6 * d);
+    const ntxt = layerNormModulate(txt, b, st, d, 1e-6, cmod, d, cmod, 0, 6 * d);
     const [q, k, v] = runShared(o, [L["attn.to_q"]!, L["attn.to_k"]!, L["attn.to_v"]!], nimg, b * si);
     const [eq, ek, ev] = runShared(
       o,
@@ -132,16 +119,17 @@ class FluxDoubleBlock {
       ntxt,
       b * st,
     );
-    rmsNormHeads(q!, b * si, heads, dh, this.ws.f32("attn.norm_q.weight"), 1e-6);
-    rmsNormHeads(k!, b * si, heads, dh, this.ws.f32("attn.norm_k.weight"), 1e-6);
-    rmsNormHeads(eq!, b * st, heads, dh, this.ws.f32("attn.norm_added_q.weight"), 1e-6);
-    rmsNormHeads(ek!, b * st, heads, dh, this.ws.f32("attn.norm_added_k.weight"), 1e-6);
+    // RMSNorm per head and RoPE in one pass; the joint sequence is [text; image], so image tokens take rope rows
+    // from St on (the same as norming, concatenating, then rotating)
+    const { cos, sin } = rope;
+    rmsNormRopeHeads(q!, b, si, heads, dh, this.ws.f32("attn.norm_q.weight"), 1e-6, cos, sin, st);
+    rmsNormRopeHeads(k!, b, si, heads, dh, this.ws.f32("attn.norm_k.weight"), 1e-6, cos, sin, st);
+    rmsNormRopeHeads(eq!, b, st, heads, dh, this.ws.f32("attn.norm_added_q.weight"), 1e-6, cos, sin, 0);
+    rmsNormRopeHeads(ek!, b, st, heads, dh, this.ws.f32("attn.norm_added_k.weight"), 1e-6, cos, sin, 0);
     const s = st + si;
     const Q = concatTokens(eq!, st, q!, si, b, d);
     const K = concatTokens(ek!, st, k!, si, b, d);
     const V = concatTokens(ev!, st, v!, si, b, d);
-    applyRope(Q, b, s, heads, dh, rope.cos, rope.sin);
-    applyRope(K, b, s, heads, dh, rope.cos, rope.sin);
     const att = attention(Q, K, V, b, s, s, heads, dh, undefined, o.attention);
     const attTxt = sliceTokens(att, b, s, d, 0, st);
     const attImg = sliceTokens(att, b, s, d, st, si);
@@ -162,8 +150,7 @@ class FluxDoubleBlock {
     ff: string,
   ): void {
     gatedAdd(x, attnOut, b, s, d, mod, 2 * d, 6 * d);
-    const n2 = layerNormRows(x, b * s, d, 1e-6);
-    modulate(n2, b, s, d, mod, 4 * d, mod, 3 * d, 6 * d);
+    const n2 = layerNormModulate(x, b, s, d, 1e-6, mod, 4 * d, mod, 3 * d, 6 * d);
     const h = runLinearGelu(o, this.lin[`${ff}.net.0.proj`]!, n2, b * s);
     const f = runLinear(o, this.lin[`${ff}.net.2`]!, h, b * s);
     gatedAdd(x, f, b, s, d, mod, 5 * d, 6 * d);
@@ -201,14 +188,15 @@ class FluxSingleBlock {
     const dh = c.attentionHeadDim;
     const d = heads * dh;
     const mod = runLinear(o, L["norm.linear"]!, tembSilu, b); // [B, 3D]: shift, scale, gate
-    const nx = layerNormRows(x, b * s, d, 1e-6);
-    modulate(nx, b, s, d, mod, d, mod, 0, 3 * d);
-    const [q, k, v, mlp] = runShared(o, [L["attn.to_q"]!, L["attn.to_k"]!, L["attn.to_v"]!, L.proj_mlp!], nx, b * s);
-    geluTanhInPlace(mlp!);
-    rmsNormHeads(q!, b * s, heads, dh, this.ws.f32("attn.norm_q.weight"), 1e-6);
-    rmsNormHeads(k!, b * s, heads, dh, this.ws.f32("attn.norm_k.weight"), 1e-6);
-    applyRope(q!, b, s, heads, dh, rope.cos, rope.sin);
-    applyRope(k!, b, s, heads, dh, rope.cos, rope.sin);
+    const nx = layerNormModulate(x, b, s, d, 1e-6, mod, d, mod, 0, 3 * d);
+    const [q, k, v, mlp] = runShared(o, [L["attn.to_q"]!, L["attn.to_k"]!, L["attn.to_v"]!, L.proj_mlp!], nx, b * s, [
+      false,
+      false,
+      false,
+      true,
+    ]);
+    rmsNormRopeHeads(q!, b, s, heads, dh, this.ws.f32("attn.norm_q.weight"), 1e-6, rope.cos, rope.sin, 0);
+    rmsNormRopeHeads(k!, b, s, heads, dh, this.ws.f32("attn.norm_k.weight"), 1e-6, rope.cos, rope.sin, 0);
     const att = attention(q!, k!, v!, b, s, s, heads, dh, undefined, o.attention);
     const cat = concatFeatures(att, d, mlp!, 4 * d, b * s);
     const y = runLinear(o, L.proj_out!, cat, b * s);
@@ -227,6 +215,8 @@ export class FluxTransformer {
   private readonly source: TensorSource | undefined;
   /** Streaming: the one buffer every block's weights are read into in turn. */
   private readonly arena = new BlockArena();
+  /** Set by `prepare()`: blocks read per forward (streaming) are packed as they are read. */
+  private prepareStreamed = false;
 
   private constructor(
     config: FluxConfig,
@@ -317,6 +307,19 @@ export class FluxTransformer {
     return Object.values(this.headLin);
   }
 
+  /**
+   * Packs every resident linear layer once for the GEMM backend now in use (`LinearLayer.prepare`, e.g. the
+   * native f32 GEMM's panels), so forwards skip the per-call packing and run GELU in the GEMM epilogue; returns
+   * how many layers are now prepared. Call it after choosing the backend (`useKernelsGemm`); forwards on another
+   * backend run unprepared. A prepared dense layer holds a packed f32 copy of its weight besides the checkpoint's
+   * (memory: + 4 bytes per weight). A streaming model packs each block's layers as the block is read.
+   */
+  prepare(): number {
+    this.prepareStreamed = true;
+    const blockLayers = [...this.doubles, ...this.singles].flatMap((blk) => (blk ? Object.values(blk.lin) : []));
+    return prepareLayers([...Object.values(this.headLin), ...blockLayers]);
+  }
+
   /** Forward pass; returns the prediction [B, Simg, patch² · out_channels]. */
   async forward(inp: FluxInputs, opts: ForwardOptions = {}): Promise<Float32Array> {
     const c = this.config;
@@ -343,23 +346,27 @@ export class FluxTransformer {
     ids.set(inp.imgIds, st * 3);
     const rope = fluxRope(ids, st + si, c.axesDimsRope);
     for (let i = 0; i < c.numLayers; i++) {
-      const blk = this.doubles[i] ?? (await loadDouble(this.source!, c, i, this.factory, this.arena));
+      const blk = this.doubles[i] ?? this.streamed(await loadDouble(this.source!, c, i, this.factory, this.arena));
       opts.onBlockStart?.(blk.prefix);
       blk.forward(opts, c, img, txt, tembSilu, rope, b, si, st);
       opts.onBlockEnd?.(blk.prefix);
     }
     let x = concatTokens(txt, st, img, si, b, d);
     for (let i = 0; i < c.numSingleLayers; i++) {
-      const blk = this.singles[i] ?? (await loadSingle(this.source!, c, i, this.factory, this.arena));
+      const blk = this.singles[i] ?? this.streamed(await loadSingle(this.source!, c, i, this.factory, this.arena));
       opts.onBlockStart?.(blk.prefix);
       blk.forward(opts, c, x, tembSilu, rope, b, st + si);
       opts.onBlockEnd?.(blk.prefix);
     }
     x = sliceTokens(x, b, st + si, d, st, si);
     const mod = runLinear(opts, H["norm_out.linear"]!, tembSilu, b); // [B, 2D]: scale, shift
-    const nx = layerNormRows(x, b * si, d, 1e-6);
-    modulate(nx, b, si, d, mod, 0, mod, d, 2 * d);
+    const nx = layerNormModulate(x, b, si, d, 1e-6, mod, 0, mod, d, 2 * d);
     return runLinear(opts, H.proj_out!, nx, b * si);
+  }
+
+  private streamed<T extends { lin: Record<string, LinearLayer> }>(blk: T): T {
+    if (this.prepareStreamed) prepareLayers(Object.values(blk.lin));
+    return blk;
   }
 
   /** Bytes of the resident weights (head + resident blocks). */

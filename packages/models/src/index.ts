@@ -25,7 +25,14 @@ export {
   TS_GEMM,
 } from "./gemm.js";
 export { ConfigReader, parsePythonJson, readConfigFile } from "./json-config.js";
-export { checkInput, DenseLinear, type DenseWeight, forwardShared, type LinearLayer } from "./linear.js";
+export {
+  checkInput,
+  DenseLinear,
+  type DenseWeight,
+  forwardShared,
+  type LinearLayer,
+  prepareLayers,
+} from "./linear.js";
 export { componentDir, type PipelineComponent, type PipelineIndex, readModelIndex } from "./model-index.js";
 export { type GemmChoice, useKernelsGemm } from "./native-gemm.js";
 export {

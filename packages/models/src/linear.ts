@@ -31,6 +31,11 @@ export interface LinearLayer {
   prepareInput?(x: Float32Array, m: number): unknown;
   /** Runs on what `prepareInput` of a layer with the same `inputKey` returned. */
   forwardPrepared?(prepared: unknown, m: number): Float32Array;
+  /**
+   * Optional: packs the weight once for the GEMM backend now in use (`DenseLinear.prepare`); returns whether
+   * later forwards on that backend run on the packed copy. The models' `prepare()` calls it on every layer.
+   */
+  prepare?(): boolean;
 }
 
 export function checkInput(layer: LinearLayer, x: Float32Array, m: number): void {
@@ -166,16 +171,37 @@ export class DenseLinear implements LinearLayer {
 /**
  * Run the layers of one input group on their common input X. Layers that report the same defined `inputKey`
  * share one `prepareInput` (e.g. one activation quantization for fused q/k/v); the others run plainly.
+ * `gelu[i]` applies GELU(tanh) to layer i's output: in the GEMM epilogue for a prepared dense layer, otherwise after.
  */
-export function forwardShared(layers: readonly LinearLayer[], x: Float32Array, m: number): Float32Array[] {
+export function forwardShared(
+  layers: readonly LinearLayer[],
+  x: Float32Array,
+  m: number,
+  gelu?: readonly boolean[],
+): Float32Array[] {
   const prepared = new Map<string, unknown>();
-  return layers.map((l) => {
+  return layers.map((l, i) => {
     const key = l.inputKey;
-    if (key === undefined || l.prepareInput === undefined || l.forwardPrepared === undefined) return l.forward(x, m);
+    const act = gelu?.[i] === true;
+    if (key === undefined || l.prepareInput === undefined || l.forwardPrepared === undefined) {
+      if (!act) return l.forward(x, m);
+      return l instanceof DenseLinear ? l.forwardGelu(x, m) : geluTanhInPlace(l.forward(x, m));
+    }
     if (!prepared.has(key)) {
       checkInput(l, x, m);
       prepared.set(key, l.prepareInput(x, m));
     }
-    return l.forwardPrepared(prepared.get(key), m);
+    const y = l.forwardPrepared(prepared.get(key), m);
+    return act ? geluTanhInPlace(y) : y;
   });
+}
+
+/**
+ * Packs every layer that can be packed (`LinearLayer.prepare`) for the GEMM backend now in use; returns how many
+ * are now prepared. The models' `prepare()` runs this on their resident layers.
+ */
+export function prepareLayers(layers: Iterable<LinearLayer>): number {
+  let n = 0;
+  for (const l of layers) if (l.prepare?.() === true) n++;
+  return n;
 }

@@ -44,6 +44,44 @@ export function modulate(
   }
 }
 
+/**
+ * LayerNorm over each row of x [B, S, D] (no affine, eps as given) followed by the AdaLN modulation
+ * y = norm(x)·(1 + scale) + shift (scale/shift [B, D] at (array, offset, row stride)), in one pass per row into a
+ * new array: `layerNormRows` then `modulate`, with the same float32 roundings (bit-identical).
+ */
+export function layerNormModulate(
+  x: Float32Array,
+  b: number,
+  s: number,
+  d: number,
+  eps: number,
+  scale: Float32Array,
+  scaleOff: number,
+  shift: Float32Array,
+  shiftOff: number,
+  stride: number,
+): Float32Array {
+  const out = new Float32Array(b * s * d);
+  for (let bi = 0; bi < b; bi++) {
+    const sc = bi * stride + scaleOff;
+    const sh = bi * stride + shiftOff;
+    for (let t = 0; t < s; t++) {
+      const o = (bi * s + t) * d;
+      let mean = 0;
+      for (let i = 0; i < d; i++) mean += x[o + i]!;
+      mean /= d;
+      let v = 0;
+      for (let i = 0; i < d; i++) {
+        const u = x[o + i]! - mean;
+        v += u * u;
+      }
+      const inv = 1 / Math.sqrt(v / d + eps); // biased variance, as torch.nn.LayerNorm
+      for (let i = 0; i < d; i++) out[o + i] = f32((x[o + i]! - mean) * inv) * (1 + scale[sc + i]!) + shift[sh + i]!;
+    }
+  }
+  return out;
+}
+
 /** In place: x += gate ⊙ y per batch row; x, y [B, S, D]; gate [B, D] at (array, offset, row stride). */
 export function gatedAdd(
   x: Float32Array,
@@ -279,6 +317,42 @@ export function rmsNormHeads(
     for (let i = 0; i < dh; i++) ss += x[o + i]! * x[o + i]!;
     const inv = 1 / Math.sqrt(ss / dh + eps);
     for (let i = 0; i < dh; i++) x[o + i] = x[o + i]! * inv * weight[i]!;
+  }
+}
+
+/**
+ * In place: `rmsNormHeads` then `applyRope` in one pass (same float32 roundings, bit-identical), x [B, S, H·Dh];
+ * token t of each batch item takes rope row `ropeRow0 + t` of cos/sin [·, Dh] (FLUX's joint attention puts the
+ * text tokens' rows first, so the image tokens' rows start at the text length).
+ */
+export function rmsNormRopeHeads(
+  x: Float32Array,
+  b: number,
+  s: number,
+  heads: number,
+  dh: number,
+  weight: Float32Array,
+  eps: number,
+  cos: Float32Array,
+  sin: Float32Array,
+  ropeRow0: number,
+): void {
+  for (let bi = 0; bi < b; bi++) {
+    for (let t = 0; t < s; t++) {
+      const ro = (ropeRow0 + t) * dh;
+      for (let h = 0; h < heads; h++) {
+        const o = ((bi * s + t) * heads + h) * dh;
+        let ss = 0;
+        for (let i = 0; i < dh; i++) ss += x[o + i]! * x[o + i]!;
+        const inv = 1 / Math.sqrt(ss / dh + eps);
+        for (let i = 0; i < dh; i += 2) {
+          const a = f32(x[o + i]! * inv * weight[i]!);
+          const c = f32(x[o + i + 1]! * inv * weight[i + 1]!);
+          x[o + i] = a * cos[ro + i]! - c * sin[ro + i]!;
+          x[o + i + 1] = c * cos[ro + i + 1]! + a * sin[ro + i + 1]!;
+        }
+      }
+    }
   }
 }
 

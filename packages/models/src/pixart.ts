@@ -2,8 +2,8 @@ import type { TensorSource } from "@svdquant/tensor";
 import { type PixArtConfig, parsePixArtConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import { linearNamesOf, type ModelLoadOptions } from "./flux.js";
-import type { LinearLayer } from "./linear.js";
-import { attention, gatedAdd, layerNormRows, modulate, silu, sincos2d, timestepEmbedding } from "./ops.js";
+import { type LinearLayer, prepareLayers } from "./linear.js";
+import { attention, gatedAdd, layerNormModulate, silu, sincos2d, timestepEmbedding } from "./ops.js";
 import { pixartBlockParams, pixartParams } from "./params.js";
 import { LinearFactory } from "./recipe.js";
 import { type ForwardOptions, runEmbedMlp, runLinear, runLinearGelu, runShared } from "./runtime.js";
@@ -91,8 +91,7 @@ class PixArtBlock {
       for (let i = 0; i < ADALN_ROWS * d; i++)
         mod[bi * ADALN_ROWS * d + i] = this.table[i]! + t6[bi * ADALN_ROWS * d + i]!;
     const stride = ADALN_ROWS * d;
-    const n1 = layerNormRows(x, b * s, d, c.normEps);
-    modulate(n1, b, s, d, mod, d, mod, 0, stride);
+    const n1 = layerNormModulate(x, b, s, d, c.normEps, mod, d, mod, 0, stride);
     const [q, k, v] = runShared(o, [L["attn1.to_q"]!, L["attn1.to_k"]!, L["attn1.to_v"]!], n1, b * s);
     const a1 = attention(q!, k!, v!, b, s, s, heads, dh, undefined, o.attention);
     gatedAdd(x, runLinear(o, L["attn1.to_out.0"]!, a1, b * s), b, s, d, mod, 2 * d, stride);
@@ -101,8 +100,7 @@ class PixArtBlock {
     const [k2, v2] = runShared(o, [L["attn2.to_k"]!, L["attn2.to_v"]!], enc, b * l);
     const a2 = attention(q2, k2!, v2!, b, s, l, heads, dh, bias, o.attention);
     gatedAdd(x, runLinear(o, L["attn2.to_out.0"]!, a2, b * s), b, s, d, undefined, 0, 0);
-    const n2 = layerNormRows(x, b * s, d, c.normEps);
-    modulate(n2, b, s, d, mod, 4 * d, mod, 3 * d, stride);
+    const n2 = layerNormModulate(x, b, s, d, c.normEps, mod, 4 * d, mod, 3 * d, stride);
     const h = runLinearGelu(o, L["ff.net.0.proj"]!, n2, b * s);
     gatedAdd(x, runLinear(o, L["ff.net.2"]!, h, b * s), b, s, d, mod, 5 * d, stride);
   }
@@ -117,6 +115,8 @@ export class PixArtTransformer {
   private readonly blocks: (PixArtBlock | undefined)[];
   private readonly source: TensorSource | undefined;
   private readonly arena = new BlockArena();
+  /** Set by `prepare()`: blocks read per forward (streaming) are packed as they are read. */
+  private prepareStreamed = false;
 
   private constructor(
     config: PixArtConfig,
@@ -199,6 +199,17 @@ export class PixArtTransformer {
     return Object.values(this.headLin);
   }
 
+  /**
+   * Packs every resident linear layer once for the GEMM backend now in use (`LinearLayer.prepare`), so forwards
+   * skip the per-call packing and run GELU in the GEMM epilogue; returns how many layers are now prepared (see
+   * `FluxTransformer.prepare`). A streaming model packs each block's layers as the block is read.
+   */
+  prepare(): number {
+    this.prepareStreamed = true;
+    const blockLayers = this.blocks.flatMap((blk) => (blk ? Object.values(blk.lin) : []));
+    return prepareLayers([...Object.values(this.headLin), ...blockLayers]);
+  }
+
   async forward(inp: PixArtInputs, opts: ForwardOptions = {}): Promise<Float32Array> {
     const c = this.config;
     const d = c.numAttentionHeads * c.attentionHeadDim;
@@ -246,7 +257,11 @@ export class PixArtTransformer {
       for (let i = 0; i < b * l; i++) bias[i] = (1 - inp.encoderAttentionMask[i]!) * -10000.0;
     }
     for (let i = 0; i < c.numLayers; i++) {
-      const blk = this.blocks[i] ?? (await loadBlock(this.source!, c, i, this.factory, this.arena));
+      let blk = this.blocks[i];
+      if (blk === undefined) {
+        blk = await loadBlock(this.source!, c, i, this.factory, this.arena);
+        if (this.prepareStreamed) prepareLayers(Object.values(blk.lin));
+      }
       opts.onBlockStart?.(blk.prefix);
       blk.forward(opts, c, x, enc, bias, t6, b, s, l);
       opts.onBlockEnd?.(blk.prefix);
@@ -257,8 +272,7 @@ export class PixArtTransformer {
     for (let bi = 0; bi < b; bi++)
       for (let r = 0; r < 2; r++)
         for (let i = 0; i < d; i++) mod[(bi * 2 + r) * d + i] = table[r * d + i]! + emb[bi * d + i]!;
-    const nx = layerNormRows(x, b * s, d, 1e-6);
-    modulate(nx, b, s, d, mod, d, mod, 0, 2 * d);
+    const nx = layerNormModulate(x, b, s, d, 1e-6, mod, d, mod, 0, 2 * d);
     const y = runLinear(opts, H.proj_out!, nx, b * s); // [B, S, p·p·oc]
     // 5. unpatchify: out[b, ch, i·p+pi, j·p+pj] = y[b, i·gw+j, (pi·p+pj)·oc + ch]
     const oc = c.outChannels;

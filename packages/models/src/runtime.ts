@@ -37,14 +37,16 @@ export function runEmbedMlp(
   return runLinear(opts, l2, silu(runLinear(opts, l1, x, m)), m);
 }
 
+/** The layers of one input group on their common input; `gelu[i]`: GELU(tanh) on layer i's output (fused if it can). */
 export function runShared(
   opts: ForwardOptions,
   layers: readonly LinearLayer[],
   x: Float32Array,
   m: number,
+  gelu?: readonly boolean[],
 ): Float32Array[] {
   if (opts.observer !== undefined) for (const l of layers) opts.observer.onLinearInput(l, x, m);
-  return forwardShared(layers, x, m);
+  return forwardShared(layers, x, m, gelu);
 }
 
 /** Gather rows [t0, t0+n) of each batch item of x [B, S, D] into [B, n, D]. */

@@ -108,3 +108,29 @@ describe("streaming gives the resident model's output", () => {
     expect(Array.from(a)).toEqual(Array.from(b));
   });
 });
+
+describe("prepare() on a streaming model", () => {
+  it("packs each block as it is read: FLUX fixture on the native GEMM, streaming + prepare = resident + prepare", async () => {
+    const { FluxTransformer, getGemmBackend, setGemmBackend, useKernelsGemm } = await import("../src/index.js");
+    const { FIXTURES, fluxTinyInputs, readIo } = await import("./helpers.js");
+    const before = getGemmBackend();
+    const choice = await useKernelsGemm();
+    expect(choice.reason).toBe(""); // pnpm build compiles the addon
+    try {
+      const io = await readIo("flux-tiny-a");
+      const inp = fluxTinyInputs(io);
+      const dir = join(FIXTURES, "models/flux-tiny-a");
+      const streamed = await FluxTransformer.fromFolder(dir, { streaming: true });
+      // only the head is resident: its 8 layers are packed now, the blocks' on every read
+      expect(streamed.prepare()).toBe(streamed.headLayers().length);
+      const a = await streamed.forward(inp);
+      await streamed.close();
+      const resident = await FluxTransformer.fromFolder(dir);
+      expect(resident.prepare()).toBe(resident.linearNames().length);
+      const b = await resident.forward(inp);
+      expect(Array.from(a)).toEqual(Array.from(b));
+    } finally {
+      setGemmBackend(before);
+    }
+  });
+});
