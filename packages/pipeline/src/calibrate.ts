@@ -31,6 +31,7 @@ import type { CalibrationConfig } from "./config.js";
 import { PipelineError } from "./errors.js";
 import { FLUX_DEFAULTS, FluxPipeline, sampleFlux } from "./generate.js";
 import { PIXART_DEFAULTS, PixArtPipeline, samplePixArt } from "./generate-pixart.js";
+import { nativeGemm } from "./native-gemm.js";
 
 /** Recorded statistics of one layer input: absmax [K] and kept tokens [rows, K]. */
 export interface InputStats {
@@ -225,6 +226,7 @@ export async function recordCalibration(
   /** The pipeline folder for prompt calibration when the source names none. */
   pipelineDir?: string,
 ): Promise<Map<string, InputStats>> {
+  await nativeGemm();
   const recorder = new CalibrationRecorder({
     reservoirSize: cal.reservoir,
     seed: cal.seed,

@@ -32,6 +32,7 @@ import {
   W4A16ReferenceLinear,
 } from "./layers.js";
 import { layoutOf, type ModelLayout, type UnitSpec, W4A4_FILE_SUFFIX } from "./layout.js";
+import { nativeGemm } from "./native-gemm.js";
 import { permuteAdaNormRows, roundUp } from "./quantize-units.js";
 import { RenamedSource } from "./sources.js";
 
@@ -264,15 +265,19 @@ export type QuantizedModel = FluxTransformer | PixArtTransformer;
 
 /** Load a quantized checkpoint into a FLUX / PixArt model whose quantized layers run `backend`. */
 export async function loadQuantizedModel(path: string, opts: LoadQuantizedOptions = {}): Promise<QuantizedModel> {
+  await nativeGemm();
   const ckpt = await readQuantizedCheckpoint(path);
   try {
     const factory = new LinearFactory(DENSE_RECIPE, {
       provider: quantizedLayerProvider(ckpt, opts.backend ?? "kernels"),
     });
     const source = new RenamedSource(ckpt.file, ckpt.dense);
-    return ckpt.modelConfig.kind === "flux"
-      ? await FluxTransformer.fromSource(ckpt.modelConfig, source, { factory })
-      : await PixArtTransformer.fromSource(ckpt.modelConfig, source, { factory });
+    const model =
+      ckpt.modelConfig.kind === "flux"
+        ? await FluxTransformer.fromSource(ckpt.modelConfig, source, { factory })
+        : await PixArtTransformer.fromSource(ckpt.modelConfig, source, { factory });
+    model.prepare(); // the 16-bit layers (embedders, final projection) packed once; packed 4-bit layers already are
+    return model;
   } finally {
     await ckpt.close();
   }

@@ -23,6 +23,7 @@ import { parseQuantizeConfig, type QuantizeConfig } from "./config.js";
 import { PipelineError } from "./errors.js";
 import { FluxPipeline, type SampledImage, sampleFlux, type TextConditioning } from "./generate.js";
 import { loadWithMethod, quantizedLayers } from "./methods.js";
+import { nativeGemm } from "./native-gemm.js";
 import { encodePng } from "./png.js";
 import { quantizeModel } from "./quantize-model.js";
 
@@ -116,6 +117,7 @@ async function shapesSpecOf(pipelineDir: string): Promise<ShapesSpec | null> {
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const log = o.log ?? (() => {});
   await mkdir(o.outDir, { recursive: true });
+  const gemm = await nativeGemm();
   const pipe = await FluxPipeline.load(o.pipelineDir);
   const settings = {
     steps: o.steps,
@@ -257,7 +259,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const gridPath = join(o.outDir, "grid.png");
   await writeFileAtomic(gridPath, encodePng(g, g.width, g.height, { rows: rows.map((r) => r.method).join(", ") }));
   const info = backendInfo();
-  const machine = `${cpus()[0]?.model ?? "CPU"} (${cpus().length} cores), kernels ${info.native ? info.isa : "TypeScript"} path, ${info.threads} threads`;
+  const machine = `${cpus()[0]?.model ?? "CPU"} (${cpus().length} cores), kernels ${info.native ? info.isa : "TypeScript"} path, ${info.threads} threads, dense layers on ${gemm.backend.name}`;
   const fmt = (v: number | null, d: number) => (v === null ? "–" : v.toFixed(d));
   const shown = (r: DemoRow) => (r.captionsShown === null ? "" : ` ${r.captionsShown} / ${r.images.length} |`);
   const md = [

@@ -27,6 +27,7 @@ import { loadQuantizedModel } from "./checkpoint.js";
 import { PipelineError } from "./errors.js";
 import { initialLatents, type SampledImage } from "./generate.js";
 import type { LayerBackend } from "./layers.js";
+import { nativeGemm } from "./native-gemm.js";
 
 export interface PixArtGenerateSettings {
   /** DPM-Solver++ steps (PixArt-Σ: 20). */
@@ -82,6 +83,7 @@ export class PixArtPipeline {
   ) {}
 
   static async load(dir: string): Promise<PixArtPipeline> {
+    await nativeGemm();
     const index = await readModelIndex(dir);
     const need = (n: string) => componentDir(index, n); // one clear line if absent
     await need("tokenizer");
@@ -97,7 +99,11 @@ export class PixArtPipeline {
 
   /** The 16-bit transformer of the folder, or a packed SVDQuant checkpoint of it. */
   async transformer(quantized?: string, backend: LayerBackend = "kernels"): Promise<PixArtTransformer> {
-    if (quantized === undefined) return PixArtTransformer.fromFolder(this.transformerDir);
+    if (quantized === undefined) {
+      const dense = await PixArtTransformer.fromFolder(this.transformerDir);
+      dense.prepare(); // pack every weight once for the GEMM backend
+      return dense;
+    }
     const m = await loadQuantizedModel(quantized, { backend });
     if (!(m instanceof PixArtTransformer))
       throw new PipelineError("E_MODEL", "the quantized checkpoint is not a PixArt transformer", quantized);

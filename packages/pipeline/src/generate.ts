@@ -32,6 +32,7 @@ import {
 import { loadQuantizedModel } from "./checkpoint.js";
 import { PipelineError } from "./errors.js";
 import type { LayerBackend } from "./layers.js";
+import { nativeGemm } from "./native-gemm.js";
 
 export interface FluxGenerateSettings {
   /** Sampler steps (FLUX.1-dev 50, schnell 4). */
@@ -65,6 +66,7 @@ export class FluxPipeline {
   ) {}
 
   static async load(dir: string): Promise<FluxPipeline> {
+    await nativeGemm();
     const index = await readModelIndex(dir);
     const need = async (n: string) => componentDir(index, n);
     for (const n of ["tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2"]) await need(n); // one clear line if absent
@@ -79,7 +81,11 @@ export class FluxPipeline {
 
   /** The 16-bit transformer of the folder, or a packed SVDQuant checkpoint of it. */
   async transformer(quantized?: string, backend: LayerBackend = "kernels"): Promise<FluxTransformer> {
-    if (quantized === undefined) return FluxTransformer.fromFolder(this.transformerDir);
+    if (quantized === undefined) {
+      const dense = await FluxTransformer.fromFolder(this.transformerDir);
+      dense.prepare(); // pack every weight once for the GEMM backend (native: panels + GELU epilogue)
+      return dense;
+    }
     const m = await loadQuantizedModel(quantized, { backend });
     if (!(m instanceof FluxTransformer))
       throw new PipelineError("E_MODEL", "the quantized checkpoint is not a FLUX transformer", quantized);

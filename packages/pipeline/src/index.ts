@@ -77,6 +77,7 @@ export {
 } from "./layers.js";
 export { type BlockLayout, fluxLayout, layoutOf, type ModelLayout, pixartLayout, type UnitSpec } from "./layout.js";
 export { loadWithMethod, MethodLinear, type MethodModel, quantizedLayers } from "./methods.js";
+export { nativeGemm } from "./native-gemm.js";
 export { encodePng, readPngText } from "./png.js";
 export {
   calibrationTargets,
