@@ -70,7 +70,7 @@ export function ceilLog2(t: number): number {
 /** 1.5 · 2^52: (q + RHE) − RHE rounds q half to even in float64 for |q| < 2^51. */
 const RHE = 6755399441055744;
 
-const clampCode = (q: number): number => (q < -8 ? -8 : q > 7 ? 7 : q);
+const clampCode = (q: number): number => (q < -8 ? -8 : Math.min(q, 7));
 
 /**
  * Quantizes row `r` of x (cols values at r·cols) in groups of g: writes codes, decoded scales, dequantized values
@@ -137,7 +137,7 @@ export function quantizeRowP2(
       continue;
     }
     let e = ceilLog2(t[j]! / S);
-    e = e < P2_EXP_MIN ? P2_EXP_MIN : e > P2_EXP_MAX ? P2_EXP_MAX : e;
+    e = e < P2_EXP_MIN ? P2_EXP_MIN : Math.min(e, P2_EXP_MAX);
     if (search && e > P2_EXP_MIN) {
       // the better of 2^e (no clipping) and 2^(e−1) (finer, clips the largest values) by squared error
       let err0 = 0;
