@@ -52,7 +52,7 @@ export interface QuantSpec {
   globalScale?: number;
   /** int4p2 only: how the row scale S is chosen ("max" default, "pow2" as the GPU activation kernel; p2.ts). */
   p2RowScale?: "max" | "pow2";
-  /** int4p2 only: pick each group's exponent as the better of ⌈·⌉ and ⌈·⌉ − 1 by squared error (default: with "max"). */
+  /** int4p2 only: pick each group's exponent as the better of ⌈·⌉ and ⌈·⌉ − 1 by squared error (default true). */
   p2Search?: boolean;
 }
 

@@ -20,11 +20,13 @@ export const P2_EXP_MAX = 5;
 /**
  * How the row scale S is chosen (int4p2 only):
  * - "max" (default; weights, offline): S = max_g(amax_g / 7) · 2^-5 rounded to float32, so the largest group uses
- *   e = 5 with its free scale, and every other group the smallest power of two that holds it (or the better of that
- *   and the next smaller one, with `p2Search`).
+ *   e = 5 with its free scale, and every other group e = ⌈log2(amax_g / 7 / S)⌉, the smallest power of two that
+ *   holds it.
  * - "pow2" (activations, what the one-pass GPU kernel does): t_g = float32(amax_g / 7), k_g = ⌈log2 t_g⌉,
- *   S = 2^(max_g k_g − 5): every group scale is the power of two 2^k_g (clamped to the window), and S needs the
- *   row's largest exponent only, not its values.
+ *   S = 2^(max_g k_g − 5): every group scale is a power of two, and S needs the row's largest exponent only.
+ * With `p2Search` (default true) each group then takes e or e − 1 (finer, clipping the largest values), whichever
+ * gives the smaller squared error; in "pow2" mode both candidates are known before S, so a one-pass kernel can choose.
+ * e is clamped to [−9, 5]; groups below the window (2^14 under the row's largest) are coarser than their own scale.
  */
 export type P2RowScale = "max" | "pow2";
 
@@ -91,7 +93,7 @@ export function quantizeRowP2(
   name?: string,
 ): void {
   const mode: P2RowScale = spec.p2RowScale ?? "max";
-  const search = spec.p2Search ?? mode === "max";
+  const search = spec.p2Search ?? true;
   const groups = cols / g;
   const base = r * cols;
   // group statistics: t[j] = amax/7 (float64 for "max", float32 for "pow2")
