@@ -24,6 +24,9 @@ const char* fail(const std::string& m) {
   return g_err.c_str();
 }
 
+// 2^e as a float for e in [-126, 127] (exact; multiplying by it is exact unless the product leaves the normal range)
+__device__ __forceinline__ float pow2f(int e) { return __int_as_float((e + 127) << 23); }
+
 // ---- device: one-pass activation quantizer. CTA = 16 warps over ROWS rows (16, or 4 when M is small: each row then
 // split in PARTS = 16/ROWS contiguous K ranges, one warp each); warp w owns row m0 + w % ROWS, part p = w / ROWS;
 // lane l holds the 8 values k = 256c + 8l .. +7 of chunk c (group 4c + l/8). Codes stay in registers (4-bit) until
@@ -54,20 +57,38 @@ __global__ void __launch_bounds__(512, 1)
   // low-rank: this warp's rank tile (8 ranks) and its share of the 16 k-steps of a chunk
   const int nt = row % 4, kq = row / 4;
   constexpr int KSTEPS = 16 / KQ;
+  // loads in flight: x and λ PF chunks ahead (16-byte loads); the chunk's lora_down fragments at the top of its
+  // iteration, so their latency overlaps the quantization math and the barrier
   constexpr int PF = NCP < 4 ? NCP : 4;
-  uint4 pf[PF];
+  const uint4* srow = reinterpret_cast<const uint4*>(smooth) + c0 * 32;
+  uint4 pf[PF], pfs[PF];
 #pragma unroll
-  for (int i = 0; i < PF; ++i) pf[i] = live ? __ldg(xrow + i * 32 + l) : make_uint4(0, 0, 0, 0);
+  for (int i = 0; i < PF; ++i) {
+    pf[i] = live ? __ldg(xrow + i * 32 + l) : make_uint4(0, 0, 0, 0);
+    if (smooth) pfs[i] = __ldg(srow + i * 32 + l);
+  }
 #pragma unroll
   for (int c = 0; c < NCP; ++c) {
-    const uint4 raw = pf[c % PF];
-    if (c + PF < NCP) pf[c % PF] = live ? __ldg(xrow + (c + PF) * 32 + l) : make_uint4(0, 0, 0, 0);
     const int cg = c0 + c;  // chunk index in the row
+    uint32_t bf[KSTEPS][2];
+    if (lora_down != nullptr) {
+#pragma unroll
+      for (int i = 0; i < KSTEPS; ++i) {
+        const __nv_bfloat16* ld = lora_down + size_t(nt * 8 + g) * K + cg * 256 + (kq * KSTEPS + i) * 16 + 2 * t;
+        bf[i][0] = __ldg(reinterpret_cast<const unsigned int*>(ld));
+        bf[i][1] = __ldg(reinterpret_cast<const unsigned int*>(ld + 8));
+      }
+    }
+    const uint4 raw = pf[c % PF];
+    const uint4 sr = pfs[c % PF];
+    if (c + PF < NCP) {
+      pf[c % PF] = live ? __ldg(xrow + (c + PF) * 32 + l) : make_uint4(0, 0, 0, 0);
+      if (smooth) pfs[c % PF] = __ldg(srow + (c + PF) * 32 + l);
+    }
     const __nv_bfloat16* xv = reinterpret_cast<const __nv_bfloat16*>(&raw);
     float v[8];
     float amax = 0.f;
     if (smooth) {
-      const uint4 sr = __ldg(reinterpret_cast<const uint4*>(smooth) + cg * 32 + l);
       const __nv_bfloat16* sv = reinterpret_cast<const __nv_bfloat16*>(&sr);
 #pragma unroll
       for (int j = 0; j < 8; ++j) v[j] = __fmul_rn(__bfloat162float(xv[j]), __frcp_rn(__bfloat162float(sv[j])));
@@ -91,14 +112,18 @@ __global__ void __launch_bounds__(512, 1)
       kcm = max(kcm, k);
     }
     const int k0 = k == KEMPTY ? 0 : k;
+    // powers of two by exponent bits where that is exact (|k0| < 120 covers any real activation), else ldexpf
+    const bool fast = k0 > -120 && k0 < 120;
+    const float inv0 = fast ? pow2f(-k0) : 0.f, inv1 = fast ? pow2f(1 - k0) : 0.f;
+    const float sc0 = fast ? pow2f(k0) : 0.f, sc1 = fast ? pow2f(k0 - 1) : 0.f;
     int q0[8], q1[8];
     float s0 = 0.f, s1 = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      q0[j] = max(-8, min(7, __float2int_rn(ldexpf(v[j], -k0))));
-      q1[j] = max(-8, min(7, __float2int_rn(ldexpf(v[j], 1 - k0))));
-      const float d0 = __fsub_rn(v[j], ldexpf(float(q0[j]), k0));
-      const float d1 = __fsub_rn(v[j], ldexpf(float(q1[j]), k0 - 1));
+      q0[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv0) : ldexpf(v[j], -k0))));
+      q1[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv1) : ldexpf(v[j], 1 - k0))));
+      const float d0 = __fsub_rn(v[j], fast ? __fmul_rn(float(q0[j]), sc0) : ldexpf(float(q0[j]), k0));
+      const float d1 = __fsub_rn(v[j], fast ? __fmul_rn(float(q1[j]), sc1) : ldexpf(float(q1[j]), k0 - 1));
       s0 = __fadd_rn(s0, __fmul_rn(d0, d0));
       s1 = __fadd_rn(s1, __fmul_rn(d1, d1));
     }
@@ -119,18 +144,15 @@ __global__ void __launch_bounds__(512, 1)
     // stage the raw x for the low-rank mma: staging row w = part·ROWS + row
     *reinterpret_cast<uint4*>(&xs[c & 1][w][8 * l]) = raw;
     __syncthreads();
-    const int kc = cg * 256;
     const int sb = part * ROWS;  // this part's staging rows
 #pragma unroll
     for (int i = 0; i < KSTEPS && lora_down != nullptr; ++i) {
-      const int kk = (kq * KSTEPS + i) * 16;
+      const int kk = (kq * KSTEPS + i) * 16;  // k offset inside the chunk
       const uint32_t a0 = g < ROWS ? *reinterpret_cast<const uint32_t*>(&xs[c & 1][sb + g][kk + 2 * t]) : 0u;
       const uint32_t a1 = g + 8 < ROWS ? *reinterpret_cast<const uint32_t*>(&xs[c & 1][sb + g + 8][kk + 2 * t]) : 0u;
       const uint32_t a2 = g < ROWS ? *reinterpret_cast<const uint32_t*>(&xs[c & 1][sb + g][kk + 8 + 2 * t]) : 0u;
       const uint32_t a3 = g + 8 < ROWS ? *reinterpret_cast<const uint32_t*>(&xs[c & 1][sb + g + 8][kk + 8 + 2 * t]) : 0u;
-      const __nv_bfloat16* ld = lora_down + size_t(nt * 8 + g) * K + kc + kk + 2 * t;
-      const uint32_t b0 = __ldg(reinterpret_cast<const unsigned int*>(ld));
-      const uint32_t b1 = __ldg(reinterpret_cast<const unsigned int*>(ld + 8));
+      const uint32_t b0 = bf[i][0], b1 = bf[i][1];
       asm volatile(
           "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
           "{%0,%1,%2,%3};\n"
@@ -179,11 +201,12 @@ __global__ void __launch_bounds__(512, 1)
       int e = kg - E;
       const int shift = e < EMIN ? e - EMIN : 0;  // requantize codes below the window: rint(q·2^shift)
       if (e < EMIN) e = EMIN;
+      const float pe = pow2f(e);  // e in [-9, 5]
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
         int q = int(codes[c] << (28 - 4 * j)) >> 28;
         if (shift) q = __float2int_rn(ldexpf(float(q), shift));
-        const uint32_t b = __nv_cvt_float_to_fp8(ldexpf(float(q), e), __NV_SATFINITE, __NV_E4M3);
+        const uint32_t b = __nv_cvt_float_to_fp8(__fmul_rn(float(q), pe), __NV_SATFINITE, __NV_E4M3);
         if (j < 4) lo |= b << (8 * j);
         else hi |= b << (8 * (j - 4));
       }
