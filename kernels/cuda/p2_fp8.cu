@@ -25,7 +25,7 @@ const char* fail(const std::string& m) {
 }
 
 // 2^e as a float for e in [-126, 127] (exact; multiplying by it is exact unless the product leaves the normal range)
-__device__ __forceinline__ float pow2f(int e) { return __int_as_float((e + 127) << 23); }
+[[maybe_unused]] __device__ __forceinline__ float pow2f(int e) { return __int_as_float((e + 127) << 23); }
 
 // ---- device: one-pass activation quantizer. CTA = 16 warps over ROWS rows (16, or 4 when M is small: each row then
 // split in PARTS = 16/ROWS contiguous K ranges, one warp each); warp w owns row m0 + w % ROWS, part p = w / ROWS;
