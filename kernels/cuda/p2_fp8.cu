@@ -341,6 +341,9 @@ extern "C" const char* svdq_p2_gemm(const void* a8, const float* sx, const void*
     rc |= api.descSet(q.desc, lt::DESC_FAST_ACCUM, &fa, sizeof fa);
     rc |= api.descSet(q.desc, lt::DESC_A_SCALE_MODE, &mode, sizeof mode);
     rc |= api.descSet(q.desc, lt::DESC_B_SCALE_MODE, &mode, sizeof mode);
+    // the heuristic refuses outer-vector scale modes without scale pointers (status 7): set this call's
+    rc |= api.descSet(q.desc, lt::DESC_A_SCALE_POINTER, &sw, sizeof sw);
+    rc |= api.descSet(q.desc, lt::DESC_B_SCALE_POINTER, &sx, sizeof sx);
     // column-major view: A = weights (Kx x N), op T; B = activations (Kx x M); D = N x M = row-major [M, N]
     rc |= api.layoutCreate(&q.la, CUDA_R_8F_E4M3, Kx, N, Kx);
     rc |= api.layoutCreate(&q.lb, CUDA_R_8F_E4M3, Kx, M, Kx);
