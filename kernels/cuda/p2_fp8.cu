@@ -294,7 +294,10 @@ extern "C" const char* svdq_p2_quantize_act(const svdq_p2_quantize_args* a, void
   int sms = 0;
   const int cc = device_cc(&sms);
   if (cc < 89) return fail("svdq_p2_quantize_act: needs compute capability 8.9+ (E4M3), got " + std::to_string(cc));
-  const int rows = a->rows_per_block ? a->rows_per_block : ((a->M + 15) / 16 < sms ? 4 : 16);
+  // 4-row blocks (each row over 4 warps) by default: on the H100 they beat 16-row blocks at every measured shape
+  // (docs/benchmarks.md, round 3: M=4608 K=3072 147 vs 165 µs, K=12288 732 vs 1293 µs; M=256 15 vs 47 µs)
+  (void)sms;
+  const int rows = a->rows_per_block ? a->rows_per_block : 4;
   const int Kx = a->K + (a->lr_shift ? 3 * R : 0);
   const dim3 grid((a->M + rows - 1) / rows);
   cudaStream_t s = static_cast<cudaStream_t>(stream);

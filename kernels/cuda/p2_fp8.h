@@ -44,7 +44,7 @@ typedef struct {
   const void* lora_down;  // [R, K] bf16 or NULL (R = 0)
   const int32_t* lr_shift;  // [R] or NULL (no low-rank columns)
   int M, K, R;            // K in svdq_p2_supported_k; R in {0, 32}
-  int rows_per_block;     // 0 = heuristic (4 when 16-row blocks would not fill the GPU, else 16), or 4 / 16
+  int rows_per_block;     // 0 = default (4), or 4 / 16
   void* a8;               // [M, Kx] e4m3
   float* sx;              // [M]
   float* lora_act;        // [M, R] or NULL

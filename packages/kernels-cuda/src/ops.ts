@@ -458,7 +458,7 @@ export function quantizeActP2(a: {
   smooth?: DeviceBuffer;
   loraDown?: DeviceBuffer;
   lrShift?: DeviceBuffer;
-  /** 4 or 16 rows per thread block (default: 4 when 16-row blocks would not give every multiprocessor one). */
+  /** 4 or 16 rows per thread block (default 4: faster at every shape measured on the H100). */
   rowsPerBlock?: 0 | 4 | 16;
 }): P2Act {
   const { M, K, R } = a;
