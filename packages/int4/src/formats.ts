@@ -12,14 +12,25 @@ import { QuantError } from "./errors.js";
  * | `mxfp4` | FP4 E2M1                   | E8M0 2^(floor(log2 amax) − 2)            | 32 (fixed) | 4-bit E2M1 code 0..15     |
  * | `int8`  | signed int, [-128, 127]    | absmax/127 in `scaleDtype` (BF16)        | 0 (per row) | -128..127                |
  * | `nf4`   | NormalFloat4 table index   | absmax in `scaleDtype` (F32)             | 64        | 0..15 (table index)        |
+ * | `int4p2`| signed int, [-8, 7]        | f32 row scale S × 2^e, e in [−9, 5] (p2.ts) | 64     | -8..7                      |
  *
  * Sources: SVDQuant §3 and §5 (INT4 g64, NVFP4 g16, FP W4A4 g32); NVIDIA PTX ISA (e2m1, ue4m3 block scales);
  * OCP Microscaling Formats (MX) v1.0 §5.2, §6.3 (MXFP4, E8M0); QLoRA (Dettmers et al. 2023) appendix E and
- * bitsandbytes csrc/kernels.cu (NF4 table and decision tree).
+ * bitsandbytes csrc/kernels.cu (NF4 table and decision tree). `int4p2` is this project's opt-in Hopper variant
+ * (issue 16; p2.ts): q·2^e is exact in FP8 E4M3, so a layer is a plain FP8 GEMM with per-row × per-column scales.
  */
-export type QuantFormat = "int4" | "uint4" | "nvfp4" | "fp4" | "mxfp4" | "int8" | "nf4";
+export type QuantFormat = "int4" | "uint4" | "nvfp4" | "fp4" | "mxfp4" | "int8" | "nf4" | "int4p2";
 
-export const QUANT_FORMATS: readonly QuantFormat[] = ["int4", "uint4", "nvfp4", "fp4", "mxfp4", "int8", "nf4"];
+export const QUANT_FORMATS: readonly QuantFormat[] = [
+  "int4",
+  "uint4",
+  "nvfp4",
+  "fp4",
+  "mxfp4",
+  "int8",
+  "nf4",
+  "int4p2",
+];
 
 /** Storage dtype of the scales of the integer-like formats (int4, uint4, int8, nf4). */
 export type ScaleDType = "BF16" | "F16" | "F32";
@@ -39,6 +50,10 @@ export interface QuantSpec {
    * so the E4M3 block scale stores amax/6/globalScale (nunchaku's `wtscale` convention). See `nvfp4GlobalScale`.
    */
   globalScale?: number;
+  /** int4p2 only: how the row scale S is chosen ("max" default, "pow2" as the GPU activation kernel; p2.ts). */
+  p2RowScale?: "max" | "pow2";
+  /** int4p2 only: pick each group's exponent as the better of ⌈·⌉ and ⌈·⌉ − 1 by squared error (default true). */
+  p2Search?: boolean;
 }
 
 export interface Quantized {
@@ -49,6 +64,10 @@ export interface Quantized {
   codes: Int8Array;
   /** Decoded scale values, row-major [rows, cols/groupSize] ([rows, 1] for groupSize 0). */
   scales: Float32Array;
+  /** int4p2 only: the row scales S [rows] (f32); scales = S·2^e. */
+  rowScales?: Float32Array;
+  /** int4p2 only: the group exponents e [rows, cols/groupSize] in [−9, 5]. */
+  exponents?: Int8Array;
 }
 
 /** Facts of a format used by the quantizers and packers. */
@@ -74,6 +93,7 @@ export const FORMAT_INFO: Readonly<Record<QuantFormat, FormatInfo>> = {
   mxfp4: { defaultGroupSize: 32, fixedGroupSize: 32, bits: 4, minCode: 0, maxCode: 15, defaultScaleDtype: "E8M0" },
   int8: { defaultGroupSize: 0, bits: 8, minCode: -128, maxCode: 127, defaultScaleDtype: "BF16" },
   nf4: { defaultGroupSize: 64, bits: 4, minCode: 0, maxCode: 15, defaultScaleDtype: "F32" },
+  int4p2: { defaultGroupSize: 64, bits: 4, minCode: -8, maxCode: 7, defaultScaleDtype: "F32" },
 };
 
 /** The spec a format uses in SVDQuant / its reference when nothing else is said (e.g. `specFor("int4")`). */
@@ -85,7 +105,7 @@ export function specFor(format: QuantFormat, overrides: Partial<Omit<QuantSpec, 
 
 /** The scale storage dtype a spec resolves to for the int-like formats. */
 export function scaleDtypeOf(spec: QuantSpec): ScaleDType {
-  return spec.scaleDtype ?? (spec.format === "nf4" ? "F32" : "BF16");
+  return spec.scaleDtype ?? (spec.format === "nf4" || spec.format === "int4p2" ? "F32" : "BF16");
 }
 
 /**
@@ -108,6 +128,22 @@ export function checkSpec(spec: QuantSpec, rows: number, cols: number, name?: st
     );
   if ((spec.format === "fp4" || spec.format === "nvfp4" || spec.format === "mxfp4") && g === 0)
     throw new QuantError("E_ARGUMENT", `${spec.format}: per-row scales (groupSize 0) are not defined for FP4`, name);
+  if (spec.format === "int4p2" && g === 0)
+    throw new QuantError(
+      "E_ARGUMENT",
+      "int4p2: groups along the row are the format (groupSize 0 is plain per-row int4)",
+      name,
+    );
+  if (spec.format === "int4p2" && spec.scaleDtype !== undefined && spec.scaleDtype !== "F32")
+    throw new QuantError(
+      "E_ARGUMENT",
+      `int4p2: the row scale is float32 by definition, got scaleDtype ${spec.scaleDtype}`,
+      name,
+    );
+  if (spec.format !== "int4p2" && (spec.p2RowScale !== undefined || spec.p2Search !== undefined))
+    throw new QuantError("E_ARGUMENT", `p2RowScale / p2Search apply to int4p2 only, not ${spec.format}`, name);
+  if (spec.p2RowScale !== undefined && spec.p2RowScale !== "max" && spec.p2RowScale !== "pow2")
+    throw new QuantError("E_ARGUMENT", `p2RowScale must be "max" or "pow2", got ${String(spec.p2RowScale)}`, name);
   if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 0)
     throw new QuantError("E_SHAPE", `bad shape [${rows}, ${cols}]`, name);
   const eff = g === 0 ? cols : g;

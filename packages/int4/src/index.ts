@@ -43,6 +43,16 @@ export {
   w4a4ScaleIndex,
 } from "./nunchaku-w4a4.js";
 export {
+  ceilLog2,
+  P2_EXP_MAX,
+  P2_EXP_MIN,
+  type P2Parts,
+  type P2RowScale,
+  p2OperandE4m3,
+  p2Parts,
+  quantizeRowP2,
+} from "./p2.js";
+export {
   dequantize,
   dequantizeInt4,
   fakeQuantize,

@@ -1,5 +1,6 @@
 import { QuantError } from "./errors.js";
 import { checkSpec, type Quantized, type QuantSpec, type ScaleDType, scaleDtypeOf } from "./formats.js";
+import { quantizeRowP2 } from "./p2.js";
 import { mxSharedExponent, roundE4m3, roundScale } from "./scales.js";
 import { E2M1_VALUES, NF4_VALUES, nf4Code } from "./tables.js";
 
@@ -27,6 +28,7 @@ function run(
   codes: Int8Array | null,
   scales: Float32Array | null,
   dq: Floats | null,
+  parts: { rowScales: Float32Array; exponents: Int8Array } | null = null,
 ): void {
   const g = checkSpec(spec, rows, cols, name);
   if (x.length !== rows * cols)
@@ -38,6 +40,11 @@ function run(
   if (rows === 0 || cols === 0) return;
   const groups = cols / g;
   const fmt = spec.format;
+  if (fmt === "int4p2") {
+    // per row: the row scale depends on every group of the row (p2.ts)
+    for (let r = 0; r < rows; r++) quantizeRowP2(x, r, cols, g, spec, codes, scales, dq, parts, name);
+    return;
+  }
   const sdt: ScaleDType = scaleDtypeOf(spec);
   const gs = spec.globalScale;
   for (let r = 0; r < rows; r++) {
@@ -148,6 +155,11 @@ export function quantize(x: Floats, rows: number, cols: number, spec: QuantSpec,
   checkSpec(spec, rows, cols, name);
   const codes = new Int8Array(rows * cols);
   const scales = new Float32Array(scalesLength(spec, rows, cols));
+  if (spec.format === "int4p2") {
+    const parts = { rowScales: new Float32Array(rows), exponents: new Int8Array(scales.length) };
+    run(x, rows, cols, spec, name, codes, scales, null, parts);
+    return { spec: { ...spec }, rows, cols, codes, scales, ...parts };
+  }
   run(x, rows, cols, spec, name, codes, scales, null);
   return { spec: { ...spec }, rows, cols, codes, scales };
 }
@@ -163,9 +175,14 @@ export function dequantize(q: Quantized): Float32Array {
     );
   const out = new Float32Array(rows * cols);
   const fmt = spec.format;
-  const table = fmt === "nf4" ? NF4_VALUES : fmt === "int4" || fmt === "uint4" || fmt === "int8" ? null : E2M1_VALUES;
-  const lo = fmt === "int4" ? -8 : fmt === "int8" ? -128 : 0;
-  const hi = fmt === "int4" ? 7 : fmt === "int8" ? 127 : 15;
+  const table =
+    fmt === "nf4"
+      ? NF4_VALUES
+      : fmt === "int4" || fmt === "uint4" || fmt === "int8" || fmt === "int4p2"
+        ? null
+        : E2M1_VALUES;
+  const lo = fmt === "int4" || fmt === "int4p2" ? -8 : fmt === "int8" ? -128 : 0;
+  const hi = fmt === "int4" || fmt === "int4p2" ? 7 : fmt === "int8" ? 127 : 15;
   for (let i = 0, n = rows * cols; i < n; i++) {
     const c = codes[i]!;
     if (c < lo || c > hi)

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "p2_fp8.h"
 #include "svdq_cuda.h"
 
 namespace {
@@ -263,6 +264,51 @@ Napi::Value GemmCublasInt8(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// int4p2 FP8 path (p2_fp8.h): activation quantize (bf16 in) and the cuBLASLt FP8 GEMM
+Napi::Value QuantizeActP2(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "quantizeActP2";
+  Napi::Object o = info[0].As<Napi::Object>();
+  svdq_p2_quantize_args a{};
+  a.M = int_of(env, o, op, "M");
+  a.K = int_of(env, o, op, "K");
+  a.R = int_of(env, o, op, "R", 0);
+  a.rows_per_block = int_of(env, o, op, "rowsPerBlock", 0);
+  if (a.M <= 0 || !svdq_p2_supported_k(a.K) || (a.R != 0 && a.R != 32))
+    throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(a.M) + " K=" +
+                                         std::to_string(a.K) + " R=" + std::to_string(a.R) +
+                                         " (K in 1024, 3072, 12288; R 0 or 32)");
+  const size_t M = size_t(a.M), K = size_t(a.K), R = size_t(a.R);
+  a.x = buf(env, o, op, "x", M * K * 2);
+  a.smooth = buf(env, o, op, "smooth", K * 2, true);
+  a.lora_down = buf(env, o, op, "loraDown", R * K * 2, a.R == 0);
+  a.lr_shift = static_cast<const int32_t*>(buf(env, o, op, "lrShift", R * 4, true));
+  const size_t Kx = K + (a.lr_shift ? 3 * R : 0);
+  a.a8 = buf(env, o, op, "a8", M * Kx);
+  a.sx = static_cast<float*>(buf(env, o, op, "sx", M * 4));
+  a.lora_act = static_cast<float*>(buf(env, o, op, "loraAct", M * R * 4, true));
+  check_msg(env, svdq_p2_quantize_act(&a, g_stream));
+  return env.Undefined();
+}
+
+Napi::Value GemmP2(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "gemmP2";
+  Napi::Object o = info[0].As<Napi::Object>();
+  const int M = int_of(env, o, op, "M"), N = int_of(env, o, op, "N"), Kx = int_of(env, o, op, "Kx");
+  if (M <= 0 || N <= 0 || Kx <= 0 || Kx % 16 != 0 || N % 8 != 0)
+    throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(M) + " N=" +
+                                         std::to_string(N) + " Kx=" + std::to_string(Kx) + " (Kx % 16, N % 8)");
+  const size_t m = size_t(M), n = size_t(N), k = size_t(Kx);
+  void* a8 = buf(env, o, op, "a8", m * k);
+  auto* sx = static_cast<const float*>(buf(env, o, op, "sx", m * 4));
+  void* b8 = buf(env, o, op, "b8", n * k);
+  auto* sw = static_cast<const float*>(buf(env, o, op, "sw", n * 4));
+  void* out = buf(env, o, op, "out", m * n * 2);
+  check_msg(env, svdq_p2_gemm(a8, sx, b8, sw, out, M, N, Kx, o.Get("fastAccum").ToBoolean() ? 1 : 0, g_stream));
+  return env.Undefined();
+}
+
 Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int count = 0;
@@ -284,6 +330,8 @@ Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   r.Set("globalBytes", double(p.totalGlobalMem));
   const char* cb = svdq_cublas_available();
   r.Set("cublas", cb == nullptr ? std::string("ok") : std::string(cb));
+  const char* lt = svdq_cublaslt_available();
+  r.Set("cublasLt", lt == nullptr ? std::string("ok") : std::string(lt));
   return r;
 }
 
@@ -364,6 +412,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemmCublasInt8", Napi::Function::New(env, GemmCublasInt8));
   exports.Set("gemmCublas", Napi::Function::New(env, GemmCublas));
   exports.Set("repackWeightWg", Napi::Function::New(env, RepackWeightWg));
+  exports.Set("quantizeActP2", Napi::Function::New(env, QuantizeActP2));
+  exports.Set("gemmP2", Napi::Function::New(env, GemmP2));
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize));
   exports.Set("timeMs", Napi::Function::New(env, TimeMs));

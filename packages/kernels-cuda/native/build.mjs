@@ -66,6 +66,9 @@ const addonInclude = dirname(require.resolve("node-addon-api/package.json"));
 const archs = (process.env.SVDQ_CUDA_ARCHS ?? "80,86,89,90a").split(",").map((s) => s.trim());
 const sources = [
   join(src, "w4a4.cu"),
+  join(src, "p2_fp8.cu"),
+  join(src, "p2_fp8.h"),
+  join(src, "cublaslt_api.h"),
   join(src, "cublas_peer.cpp"),
   join(src, "svdq_cuda.h"),
   join(src, "next_quant.cuh"),
@@ -96,6 +99,19 @@ run(cuda.nvcc, [
   join(src, "w4a4.cu"),
   "-o",
   join(out, "w4a4.o"),
+]);
+// the int4p2 FP8 path (issue 16): kernel bodies for sm_89+ only (a stub elsewhere), so this adds little build time
+run(cuda.nvcc, [
+  "-std=c++17",
+  "-O3",
+  "-Xcompiler",
+  "-fPIC",
+  `--threads=${Math.min(archs.length, 2)}`,
+  ...gencode,
+  "-c",
+  join(src, "p2_fp8.cu"),
+  "-o",
+  join(out, "p2_fp8.o"),
 ]);
 const inc = [`-I${join(cuda.home, "include")}`, `-I${src}`, `-I${napiInclude}`, `-I${addonInclude}`];
 run("g++", [
@@ -128,6 +144,7 @@ run("g++", [
   tmp,
   join(out, "addon.o"),
   join(out, "w4a4.o"),
+  join(out, "p2_fp8.o"),
   join(out, "cublas_peer.o"),
   `-L${join(cuda.home, "lib64")}`,
   "-lcudart_static",

@@ -22,6 +22,8 @@ export interface NativeDeviceInfo {
   l2Bytes?: number;
   globalBytes?: number;
   cublas?: string;
+  /** "ok" when libcublasLt could be loaded (the int4p2 FP8 GEMM), else why not. */
+  cublasLt?: string;
   /** Activation-code format of the fast GEMM path on this device: "s8" on sm_90+, "s4" below. */
   defaultFormat?: "s8" | "s4";
 }
@@ -34,6 +36,8 @@ export interface NativeAddon {
   gemmCublas(args: Record<string, unknown>): void;
   gemmCublasInt8(args: Record<string, unknown>): void;
   repackWeightWg(args: Record<string, unknown>): void;
+  quantizeActP2(args: Record<string, unknown>): void;
+  gemmP2(args: Record<string, unknown>): void;
   deviceInfo(): NativeDeviceInfo;
   synchronize(): void;
   timeMs(fn: () => void, iterations: number): number;

@@ -426,3 +426,108 @@ export function timeGraphMs(fn: () => void, iterations: number): number {
 export function timeMs(fn: () => void, iterations: number): number {
   return native(() => addon().timeMs(fn, iterations));
 }
+
+/** K values the one-pass int4p2 activation kernel is built for (its register-resident row needs K/256 unrolled). */
+export const P2_SUPPORTED_K: readonly number[] = [1024, 3072, 12288];
+
+/** int4p2 activations on the device ("pow2" row scales; layouts in kernels/cuda/p2_fp8.h). */
+export interface P2Act {
+  M: number;
+  K: number;
+  /** K + 3R with the low-rank columns (lrShift given), else K. */
+  Kx: number;
+  R: number;
+  /** [M, Kx] E4M3: q·2^e of the codes, then the 3R low-rank columns. */
+  a8: DeviceBuffer;
+  /** [M] f32 per-token scale S_x = 2^E. */
+  sx: DeviceBuffer;
+  /** [M, R] f32 x · lora_downᵀ (R > 0). */
+  loraAct: DeviceBuffer | undefined;
+}
+
+/**
+ * One pass over x [M, K] (bf16): int4p2 codes of x/λ as the FP8 GEMM operand, the per-token scale, and
+ * lora_act = x · lora_downᵀ (R = 32), written into 3R extra operand columns when `lrShift` (the weights' per-rank
+ * power-of-two shifts, from {@link p2WeightOperand}) is given. Needs sm_89+.
+ */
+export function quantizeActP2(a: {
+  M: number;
+  K: number;
+  R: 0 | 32;
+  x: DeviceBuffer;
+  smooth?: DeviceBuffer;
+  loraDown?: DeviceBuffer;
+  lrShift?: DeviceBuffer;
+  /** 4 or 16 rows per thread block (default 4: faster at every shape measured on the H100). */
+  rowsPerBlock?: 0 | 4 | 16;
+}): P2Act {
+  const { M, K, R } = a;
+  dims("quantizeActP2", { M, K, R });
+  if (M === 0 || !P2_SUPPORTED_K.includes(K))
+    throw new CudaKernelError("E_SHAPE", `quantizeActP2: x [${M}, ${K}]: M > 0 and K in ${P2_SUPPORTED_K.join(", ")}`);
+  if (R !== 0 && R !== 32) throw new CudaKernelError("E_SHAPE", `quantizeActP2: rank R=${R} must be 0 or 32`);
+  if (a.lrShift !== undefined && R === 0)
+    throw new CudaKernelError("E_SHAPE", "quantizeActP2: lrShift (low-rank columns) needs R = 32");
+  need("x", a.x, M * K * 2);
+  if (a.smooth) need("smooth", a.smooth, K * 2);
+  if (R > 0) need("loraDown", a.loraDown, R * K * 2);
+  if (a.lrShift) need("lrShift", a.lrShift, R * 4);
+  const Kx = K + (a.lrShift ? 3 * R : 0);
+  const a8 = new DeviceBuffer(M * Kx);
+  const sx = new DeviceBuffer(M * 4);
+  const loraAct = R > 0 ? new DeviceBuffer(M * R * 4) : undefined;
+  native(() =>
+    addon().quantizeActP2({
+      M,
+      K,
+      R,
+      rowsPerBlock: a.rowsPerBlock ?? 0,
+      x: a.x.native,
+      smooth: a.smooth?.native,
+      loraDown: R > 0 ? a.loraDown?.native : undefined,
+      lrShift: a.lrShift?.native,
+      a8: a8.native,
+      sx: sx.native,
+      loraAct: loraAct?.native,
+    }),
+  );
+  return { M, K, Kx, R, a8, sx, loraAct };
+}
+
+/**
+ * out [M, N] bf16 = S_x[m]·S_w[n]·Σ_k a8[m, k]·b8[n, k] over Kx columns: the int4p2 layer (with its low-rank branch
+ * when both operands carry the 3R columns) as one cuBLASLt FP8 GEMM with outer-vector scales, f32 accumulation
+ * (`fastAccum` off by default). Needs sm_89+ and libcublasLt.so.13.
+ */
+export function gemmP2(a: {
+  act: P2Act;
+  N: number;
+  /** [N, Kx] E4M3 weight operand and [N] f32 scales (upload {@link p2WeightOperand}'s arrays). */
+  b8: DeviceBuffer;
+  sw: DeviceBuffer;
+  fastAccum?: boolean;
+  out?: DeviceBuffer;
+}): DeviceBuffer {
+  const { M, Kx } = a.act;
+  const N = a.N;
+  dims("gemmP2", { M, N, Kx });
+  if (N === 0 || N % 8 !== 0) throw new CudaKernelError("E_SHAPE", `gemmP2: N=${N} must be a positive multiple of 8`);
+  need("b8", a.b8, N * Kx);
+  need("sw", a.sw, N * 4);
+  const out = a.out ?? new DeviceBuffer(M * N * 2);
+  need("out", out, M * N * 2);
+  native(() =>
+    addon().gemmP2({
+      M,
+      N,
+      Kx,
+      a8: a.act.a8.native,
+      sx: a.act.sx.native,
+      b8: a.b8.native,
+      sw: a.sw.native,
+      out: out.native,
+      fastAccum: a.fastAccum === true,
+    }),
+  );
+  return out;
+}

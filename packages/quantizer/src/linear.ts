@@ -77,6 +77,7 @@ export function quantBitsPerParam(spec: QuantSpec, n: number, k: number): number
   const info = FORMAT_INFO[spec.format];
   const g = spec.groupSize === 0 ? k : spec.groupSize;
   let scaleBits: number;
+  if (spec.format === "int4p2") return info.bits + 4 / g + 32 / k; // 4-bit exponent in [−9, 5] per group, f32 S per row
   if (spec.format === "nvfp4" || spec.format === "fp4" || spec.format === "mxfp4")
     scaleBits = 8; // E4M3 / E8M0
   else scaleBits = scaleDtypeOf(spec) === "F32" ? 32 : 16;

@@ -33,6 +33,10 @@ const INT4 = (): QuantSpec => specFor("int4"); // INT4 g64, BF16 scales (SVDQuan
 const NVFP4 = (): QuantSpec => specFor("nvfp4"); // E2M1 g16 with E4M3 scales (SVDQuant §5.1)
 const INT8_ROW = (): QuantSpec => specFor("int8"); // per-channel weights / per-token activations (SmoothQuant)
 const NF4 = (): QuantSpec => specFor("nf4"); // NF4 g64 (QLoRA)
+// int4p2 (issue 16, @svdquant/int4 p2.ts): weights with S = max group scale / 2^5 and the better of two exponents per
+// group; activations with power-of-two group scales, as the one-pass GPU activation kernel makes them.
+const INT4P2_W = (): QuantSpec => specFor("int4p2");
+const INT4P2_A = (): QuantSpec => specFor("int4p2", { p2RowScale: "pow2" });
 const SMOOTHQUANT_ALPHA = 0.5; // SmoothQuant's default migration strength (Xiao et al. 2023 §4)
 
 function base(name: string, o: MethodOptions, over: Partial<BuildOptions>): BuildOptions {
@@ -98,7 +102,13 @@ function remember(
   byKey.set(key, { ...c, lambda });
 }
 
-function svdquant(name: string, label: string, weight: () => QuantSpec, refine: boolean): Method {
+function svdquant(
+  name: string,
+  label: string,
+  weight: () => QuantSpec,
+  refine: boolean,
+  activation?: () => QuantSpec,
+): Method {
   return {
     name,
     label,
@@ -114,7 +124,7 @@ function svdquant(name: string, label: string, weight: () => QuantSpec, refine: 
         rank: o.rank,
         seed: o.seed,
         weight: w,
-        activation: unsigned ? { ...w, format: "uint4" } : { ...w },
+        activation: unsigned ? { ...w, format: "uint4" } : activation ? activation() : { ...w },
         shift: unsigned ? GELU_SHIFT : 0,
         refinement: { maxIterations: refine ? (o.refinement ?? 100) : 0 },
         kernels: o.kernels,
@@ -202,6 +212,26 @@ export const METHODS: readonly Method[] = [
   svdquant("svdquant-int4-refined", "SVDQuant INT4 (refined)", INT4, true),
   svdquant("svdquant-nvfp4", "SVDQuant NVFP4 (no refinement)", NVFP4, false),
   svdquant("svdquant-nvfp4-refined", "SVDQuant NVFP4 (refined)", NVFP4, true),
+  {
+    name: "w4a4-int4p2-naive",
+    label: "W4A4 int4p2 naive (power-of-two group scales, round to nearest)",
+    w4a4: true,
+    quantize: (l, _c, o = {}) =>
+      buildLinear(
+        l,
+        ones(l.k),
+        base("w4a4-int4p2-naive", o, { weight: INT4P2_W(), activation: INT4P2_A(), lowRank: "none" }),
+      ),
+  },
+  {
+    name: "smoothing-only-int4p2",
+    label: "Smoothing only, int4p2 (searched λ, no branch)",
+    w4a4: true,
+    quantize: (l, c, o = {}) =>
+      searched(l, c, base("smoothing-only-int4p2", o, { weight: INT4P2_W(), activation: INT4P2_A(), lowRank: "none" })),
+  },
+  svdquant("svdquant-int4p2", "SVDQuant int4p2 (no refinement)", INT4P2_W, false, INT4P2_A),
+  svdquant("svdquant-int4p2-refined", "SVDQuant int4p2 (refined)", INT4P2_W, true, INT4P2_A),
 ];
 
 export const METHOD_NAMES: readonly string[] = METHODS.map((m) => m.name);

@@ -206,6 +206,7 @@ describe("bits per parameter", () => {
     expect(quantBitsPerParam(specFor("nvfp4"), 3072, 3072)).toBe(4 + 8 / 16);
     expect(quantBitsPerParam(specFor("int8"), 3072, 3072)).toBe(8 + 16 / 3072);
     expect(quantBitsPerParam(specFor("nf4"), 3072, 3072)).toBe(4 + 32 / 64);
+    expect(quantBitsPerParam(specFor("int4p2"), 3072, 3072)).toBe(4 + 4 / 64 + 32 / 3072);
     // FLUX.1 [3072, 3072] with a rank-32 BF16 branch: 16·32·6144 / 3072² ≈ 0.333 bits/param
     expect(branchBitsPerParam(3072, 3072, 32, false)).toBeCloseTo(1 / 3, 12);
   });
@@ -215,7 +216,7 @@ describe("baselines harness", () => {
   it("runs every method by name and each obeys the error bound", () => {
     const { layer, x, xe, m } = makeCase(7, 32, 128, 64);
     const cal = calibrationFromTokens(x, m, 128);
-    expect(METHOD_NAMES.length).toBe(13);
+    expect(METHOD_NAMES.length).toBe(17);
     for (const name of METHOD_NAMES) {
       const q = getMethod(name).quantize(layer, cal, { rank: 8, refinement: 3 });
       expect(q.method).toBe(name);
@@ -223,5 +224,27 @@ describe("baselines harness", () => {
       expect(Number.isFinite(e.relError)).toBe(true);
       expect(e.absError).toBeLessThanOrEqual(e.bound * (1 + 1e-9));
     }
+  });
+});
+
+describe("int4p2 (issue 16)", () => {
+  it("costs accuracy against free int4 scales, and the low-rank branch still pays for itself", () => {
+    const { layer, x, xe, m } = makeCase(11, 64, 256, 96);
+    const cal = calibrationFromTokens(x, m, 256);
+    const err = (name: string) =>
+      evaluateLayer(layer, getMethod(name).quantize(layer, cal, { rank: 16 }), xe, m).relError;
+    const [p2, int4, p2NoBranch, p2Naive] = [
+      err("svdquant-int4p2"),
+      err("svdquant-int4"),
+      err("smoothing-only-int4p2"),
+      err("w4a4-int4p2-naive"),
+    ];
+    const q = getMethod("svdquant-int4p2").quantize(layer, cal, { rank: 16 });
+    expect(q.residual?.spec.format).toBe("int4p2");
+    expect(q.activation).toMatchObject({ format: "int4p2", p2RowScale: "pow2" });
+    expect(p2).toBeGreaterThan(int4);
+    expect(p2).toBeLessThan(int4 * 1.6);
+    expect(p2).toBeLessThan(p2NoBranch);
+    expect(p2NoBranch).toBeLessThan(p2Naive);
   });
 });
