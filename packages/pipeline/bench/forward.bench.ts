@@ -1,8 +1,9 @@
 /**
  * Forward of a quantized model on the CPU kernels vs the same model in 16 bit, same process, rounds alternated:
  * a generated "flux-small" (2 double + 4 single blocks, dim 768 = 6 heads × 128, 1024 image + 256 text tokens).
- * The 16-bit peer runs its linears through @svdquant/kernels' native f32 GEMM (BF16 weights decoded per call,
- * as DenseLinear does); the quantized model runs the fused W4A4 kernels. Quantization here uses one smoothing
+ * The 16-bit peer runs its linears through @svdquant/kernels' native f32 GEMM, prepared (each weight packed once,
+ * GELU in the epilogue, as the pipeline's loads do); the quantized model runs the fused W4A4 kernels (its 16-bit
+ * layers prepared too). Quantization here uses one smoothing
  * candidate and no refinement: forward speed does not depend on the search.
  * Run: pnpm --filter @svdquant/pipeline bench
  */
@@ -46,7 +47,8 @@ try {
   if (native.reason !== "") console.log(`native GEMM unavailable: ${native.reason}`);
   else setGemmBackend(native.backend);
   const dense = await FluxTransformer.fromFolder(model);
-  const packed = await loadQuantizedModel(out, { backend: "kernels" });
+  dense.prepare();
+  const packed = await loadQuantizedModel(out, { backend: "kernels" }); // prepared by the load
   const rng = new SeededRng(3);
   const r = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
   const imgIds = new Float32Array(SIDE * SIDE * 3);
@@ -85,7 +87,7 @@ try {
     `CPU ${cpus()[0]?.model}, ${info.threads} kernel threads, ISA ${info.isa}; median of ${ROUNDS} alternated rounds`,
   );
   console.log("| flux-small forward (1280 tokens) | ms | tokens/s | weights resident |\n|---|---|---|---|");
-  console.log(`| 16-bit (BF16 weights, native f32 GEMM) | ${d.toFixed(0)} | ${((tok / d) * 1000).toFixed(0)} | BF16 |`);
+  console.log(`| 16-bit (BF16 weights, native f32 GEMM, prepared) | ${d.toFixed(0)} | ${((tok / d) * 1000).toFixed(0)} | BF16 |`);
   console.log(
     `| SVDQuant W4A4 (packed CPU kernels) | ${p.toFixed(0)} | ${((tok / p) * 1000).toFixed(0)} | packed 4-bit |`,
   );
