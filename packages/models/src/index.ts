@@ -31,6 +31,7 @@ export {
   type DenseWeight,
   forwardShared,
   type LinearLayer,
+  linearGelu,
   prepareLayers,
 } from "./linear.js";
 export { componentDir, type PipelineComponent, type PipelineIndex, readModelIndex } from "./model-index.js";

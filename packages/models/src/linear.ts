@@ -31,6 +31,10 @@ export interface LinearLayer {
   prepareInput?(x: Float32Array, m: number): unknown;
   /** Runs on what `prepareInput` of a layer with the same `inputKey` returned. */
   forwardPrepared?(prepared: unknown, m: number): Float32Array;
+  /** Optional: GELU(tanh)(layer(x)) with the GELU fused into the layer's GEMM epilogue. */
+  forwardGelu?(x: Float32Array, m: number): Float32Array;
+  /** Optional: `forwardPrepared` followed by GELU(tanh), fused. */
+  forwardPreparedGelu?(prepared: unknown, m: number): Float32Array;
   /**
    * Optional: packs the weight once for the GEMM backend now in use (`DenseLinear.prepare`); returns whether
    * later forwards on that backend run on the packed copy. The models' `prepare()` calls it on every layer.
@@ -168,10 +172,15 @@ export class DenseLinear implements LinearLayer {
   }
 }
 
+/** GELU(tanh)(layer(x)): in the layer's GEMM epilogue where it offers one (`forwardGelu`), otherwise after. */
+export function linearGelu(layer: LinearLayer, x: Float32Array, m: number): Float32Array {
+  return layer.forwardGelu ? layer.forwardGelu(x, m) : geluTanhInPlace(layer.forward(x, m));
+}
+
 /**
  * Run the layers of one input group on their common input X. Layers that report the same defined `inputKey`
  * share one `prepareInput` (e.g. one activation quantization for fused q/k/v); the others run plainly.
- * `gelu[i]` applies GELU(tanh) to layer i's output: in the GEMM epilogue for a prepared dense layer, otherwise after.
+ * `gelu[i]` applies GELU(tanh) to layer i's output: in the layer's GEMM epilogue where it has one, otherwise after.
  */
 export function forwardShared(
   layers: readonly LinearLayer[],
@@ -183,16 +192,16 @@ export function forwardShared(
   return layers.map((l, i) => {
     const key = l.inputKey;
     const act = gelu?.[i] === true;
-    if (key === undefined || l.prepareInput === undefined || l.forwardPrepared === undefined) {
-      if (!act) return l.forward(x, m);
-      return l instanceof DenseLinear ? l.forwardGelu(x, m) : geluTanhInPlace(l.forward(x, m));
-    }
+    if (key === undefined || l.prepareInput === undefined || l.forwardPrepared === undefined)
+      return act ? linearGelu(l, x, m) : l.forward(x, m);
     if (!prepared.has(key)) {
       checkInput(l, x, m);
       prepared.set(key, l.prepareInput(x, m));
     }
-    const y = l.forwardPrepared(prepared.get(key), m);
-    return act ? geluTanhInPlace(y) : y;
+    if (!act) return l.forwardPrepared(prepared.get(key), m);
+    return l.forwardPreparedGelu
+      ? l.forwardPreparedGelu(prepared.get(key), m)
+      : geluTanhInPlace(l.forwardPrepared(prepared.get(key), m));
   });
 }
 

@@ -1,5 +1,5 @@
-import { DenseLinear, forwardShared, type LinearLayer } from "./linear.js";
-import { type AttentionOptions, geluTanhInPlace, silu } from "./ops.js";
+import { forwardShared, type LinearLayer, linearGelu } from "./linear.js";
+import { type AttentionOptions, silu } from "./ops.js";
 
 /** Sees every linear layer's input during a forward (calibration, tracing). */
 export interface LinearObserver {
@@ -20,10 +20,10 @@ export function runLinear(opts: ForwardOptions, layer: LinearLayer, x: Float32Ar
   return layer.forward(x, m);
 }
 
-/** GELU(tanh)(layer(x)): fused into the GEMM epilogue for a prepared dense layer (`DenseLinear.prepare()`). */
+/** GELU(tanh)(layer(x)): fused into the GEMM epilogue where the layer has one (`LinearLayer.forwardGelu`). */
 export function runLinearGelu(opts: ForwardOptions, layer: LinearLayer, x: Float32Array, m: number): Float32Array {
   opts.observer?.onLinearInput(layer, x, m);
-  return layer instanceof DenseLinear ? layer.forwardGelu(x, m) : geluTanhInPlace(layer.forward(x, m));
+  return linearGelu(layer, x, m);
 }
 
 /** linear_2(SiLU(linear_1(x))): the timestep / text / guidance embedders of both models. */
