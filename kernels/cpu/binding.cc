@@ -279,6 +279,7 @@ Napi::Value SymEigvalsF64(const Napi::CallbackInfo& info) {
 }  // namespace
 namespace svdq {
 double peak_ops(int kind, int64_t iters);
+void register_residual_quant(Napi::Env env, Napi::Object exports);  // residual_quant.cc
 }
 namespace {
 
@@ -340,6 +341,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getIsa", Napi::Function::New(env, GetIsa));
   exports.Set("hasAvx2", Napi::Function::New(env, HasAvx2));
   exports.Set("supportedIsas", Napi::Function::New(env, SupportedIsas));
+  svdq::register_residual_quant(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }

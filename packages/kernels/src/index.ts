@@ -53,3 +53,11 @@ export {
   setThreads,
 } from "./ops.js";
 export * as reference from "./reference.js";
+export {
+  emptyPackedF32,
+  quantizeResidual,
+  type ResidualQuantInput,
+  type ResidualQuantOutputs,
+  type ResidualQuantResult,
+  type ResidualScaleDtype,
+} from "./residual.js";

@@ -23,6 +23,8 @@ export interface NativeBinding {
   congruenceF64(a: { l: Float64Array; s: Float64Array; n: number; m: Float64Array }): void;
   pivotedCholeskyF64(a: { a: Float64Array; n: number; tol: number; perm: Int32Array }): number;
   symEigvalsF64(a: { a: Float64Array; n: number; w: Float64Array }): void;
+  /** Operator 7 (residual_quant.cc); absent from addons built before it (the TypeScript pass runs then). */
+  quantizeResidual?(a: object): void;
   setThreads(n: number): number;
   getThreads(): number;
   setIsa(mode: number): void;
