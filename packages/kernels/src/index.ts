@@ -55,6 +55,7 @@ export {
 export * as reference from "./reference.js";
 export {
   emptyPackedF32,
+  emptyPackedW4A4,
   quantizeResidual,
   type ResidualQuantInput,
   type ResidualQuantOutputs,

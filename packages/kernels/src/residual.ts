@@ -7,7 +7,7 @@
  * | ------------------- | --------------------- | ------- | ----------------------------------------------- |
  * | `codes`             | [N, K]                | int8    | Q(R) codes, INT4 [-8, 7] or UINT4 [0, 15]       |
  * | `scales`            | [N, K/G]              | float32 | group scales, rounded to `scaleDtype`           |
- * | `packed`            | PackedW4A4 panels     | —       | `qweight`/`wscales` of layout.ts (INT4, G = 64) |
+ * | `packed`            | PackedW4A4 [N, K], R  | —       | `qweight`, `wscales` and `lup` (from L_up) of layout.ts (INT4, G = 64) |
  * | `dequantized`       | [N, K]                | float32 | Q(R) = code·scale                               |
  * | `difference`        | PackedF32 [N, K]      | —       | A = Ŵ − Q(R) as f32 GEMM panels (packF32's)     |
  * | `differenceT`       | PackedF32 [K, N]      | —       | Aᵀ as f32 GEMM panels                           |
@@ -21,7 +21,7 @@
  * TypeScript (float64, same numerics).
  */
 import { KernelsError } from "./errors.js";
-import { type PackedF32, W4A4_GROUP } from "./layout.js";
+import { type PackedF32, type PackedW4A4, W4A4_GROUP } from "./layout.js";
 import { native } from "./native.js";
 import { dim, multipleOf, tensor } from "./validate.js";
 
@@ -53,8 +53,11 @@ export interface ResidualQuantInput {
 export interface ResidualQuantOutputs {
   codes?: Int8Array;
   scales?: Float32Array;
-  /** W4A4 panels; rows N ≤ n < Np are not written (allocate qweight filled with 0x88 = code 0). */
-  packed?: { qweight: Uint8Array; wscales: Float32Array };
+  /**
+   * The residual and L_up as a W4A4 weight of rank R (make one with `emptyPackedW4A4(N, K, R)`): its qweight,
+   * wscales and lup are overwritten, its bias is kept; gemmW4A4 then runs the quantized layer.
+   */
+  packed?: PackedW4A4;
   dequantized?: Float32Array;
   /** A = Ŵ − Q(R) [N, K]: its panels are overwritten (make one with `emptyPackedF32(N, K)`). */
   difference?: PackedF32;
@@ -68,6 +71,28 @@ export function emptyPackedF32(N: number, K: number): PackedF32 {
   dim("N", N);
   dim("K", K);
   return { kind: "f32", N, K, wpanel: new Float32Array(Math.ceil(N / 16) * 16 * K), bias: null };
+}
+
+/**
+ * A W4A4 weight [N, K] of rank R without bias, all codes 0 and scales 0, to be filled by an operator
+ * (quantizeResidual). Padding columns N ≤ n < Np keep code 0 (byte 0x88) and scale 0.
+ */
+export function emptyPackedW4A4(N: number, K: number, R: number): PackedW4A4 {
+  dim("N", N);
+  dim("K", K);
+  dim("R", R, true);
+  multipleOf("K", K, W4A4_GROUP, "W4A4 groups of 64 along K");
+  const Np = Math.ceil(N / 8) * 8;
+  return {
+    kind: "w4a4",
+    N,
+    K,
+    R,
+    qweight: new Uint8Array((Np * K) / 2).fill(0x88),
+    wscales: new Float32Array((Np * K) / W4A4_GROUP),
+    lup: R ? new Float32Array(Np * R) : null,
+    bias: null,
+  };
 }
 
 function checkPanels(name: string, p: PackedF32, N: number, K: number): Float32Array {
@@ -143,8 +168,14 @@ export function quantizeResidual(input: ResidualQuantInput, out: ResidualQuantOu
         `the W4A4 panel holds INT4 groups of ${W4A4_GROUP}, got ${format} groups of ${G}`,
         { tensor: `${name}.packed` },
       );
-    tensor(`${name}.packed.qweight`, out.packed.qweight, Uint8Array, [(Np * K) / 2]);
-    tensor(`${name}.packed.wscales`, out.packed.wscales, Float32Array, [Np * (K / W4A4_GROUP)]);
+    const p = out.packed;
+    if (p.kind !== "w4a4" || p.N !== N || p.K !== K || p.R !== R)
+      throw new KernelsError("E_SHAPE", `expected a W4A4 weight [${N}, ${K}] of rank ${R} (emptyPackedW4A4)`, {
+        tensor: `${name}.packed`,
+      });
+    tensor(`${name}.packed.qweight`, p.qweight, Uint8Array, [(Np * K) / 2]);
+    tensor(`${name}.packed.wscales`, p.wscales, Float32Array, [Np * (K / W4A4_GROUP)]);
+    if (R) tensor(`${name}.packed.lup`, p.lup, Float32Array, [Np * R]);
   }
   if (out.dequantized) tensor(`${name}.dequantized`, out.dequantized, Float32Array, [N, K]);
   const diffPanel = out.difference ? checkPanels(`${name}.difference`, out.difference, N, K) : undefined;
@@ -189,6 +220,11 @@ export function quantizeResidual(input: ResidualQuantInput, out: ResidualQuantOu
         : `row ${row} of the residual W·diag(λ) − L [${N}, ${K}] holds a NaN or Inf`,
       { tensor: name },
     );
+  }
+  if (out.packed?.lup) {
+    const up = input.lowRankUp!;
+    const lup = out.packed.lup;
+    for (let n = 0; n < N; n++) for (let r = 0; r < R; r++) lup[((n >> 3) * R + r) * 8 + (n & 7)] = up[n * R + r];
   }
   return { norm2: stats[0], err2: stats[1] };
 }

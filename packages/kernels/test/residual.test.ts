@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   backendInfo,
   emptyPackedF32,
+  emptyPackedW4A4,
   KernelsError,
   packF32,
   packW4A4,
@@ -44,9 +45,7 @@ function outputs(c: Case): Required<ResidualQuantOutputs> {
   return {
     codes: new Int8Array(c.N * c.K),
     scales: new Float32Array((c.N * c.K) / c.G),
-    packed: w4a4
-      ? { qweight: new Uint8Array((Np * c.K) / 2).fill(0x88), wscales: new Float32Array((Np * c.K) / 64) } // padding: code 0
-      : (undefined as never),
+    packed: w4a4 ? emptyPackedW4A4(c.N, c.K, c.R) : (undefined as never),
     dequantized: new Float32Array(c.N * c.K),
     difference: emptyPackedF32(c.N, c.K),
     differenceT: emptyPackedF32(c.K, c.N),
@@ -154,9 +153,10 @@ describe.each(run)("quantizeResidual on the %s path", (isa) => {
     expect(got.difference.wpanel).toEqual(packF32(a, c.N, c.K).wpanel);
     expect(got.differenceT.wpanel).toEqual(packF32(at, c.K, c.N).wpanel);
     if (got.packed) {
-      const p = packW4A4(q, c.N, c.K);
+      const p = packW4A4(q, c.N, c.K, c.R ? { lowRankUp: x.lowRankUp, rank: c.R } : {});
       expect(got.packed.qweight).toEqual(p.qweight);
       expect(got.packed.wscales).toEqual(p.wscales);
+      expect(got.packed.lup).toEqual(p.lup);
     }
   });
 });
@@ -199,8 +199,9 @@ describe("quantizeResidual: threads and errors", () => {
     expect(() => quantizeResidual(x, { codes: new Int8Array(10) })).toThrow(/codes.*needs 2048/);
     expect(() => quantizeResidual({ ...x, smoothedLowRankDown: undefined }, {})).toThrow(/smoothedLowRankDown/);
     expect(() => quantizeResidual(x, { difference: emptyPackedF32(128, 16) })).toThrow(/f32 panel weight \[16, 128\]/);
-    const packed = { qweight: new Uint8Array(1024), wscales: new Float32Array(32) };
+    const packed = emptyPackedW4A4(16, 128, 2);
     expect(() => quantizeResidual({ ...x, groupSize: 32 }, { packed })).toThrow(/INT4 groups of 64/);
     expect(() => quantizeResidual({ ...x, format: "uint4" }, { packed })).toThrow(/INT4 groups of 64/);
+    expect(() => quantizeResidual(x, { packed: emptyPackedW4A4(16, 128, 3) })).toThrow(/of rank 2/);
   });
 });
