@@ -410,10 +410,31 @@ function branchFrom(
   return { up: round16(up, dtype), down: round16(down, dtype) };
 }
 
+/** Pᵀ·C [d, r] for P [l, d], C [l, r] on the f32 GEMM (the SVD's U = Q·U_T and V = Q₂ᵀ·V_T). */
+export function combineRows(
+  kernels: QuantizerKernels,
+  p: Float64Array,
+  l: number,
+  d: number,
+  c: Float64Array,
+  r: number,
+): Float64Array {
+  const pt = new Float32Array(d * l); // Pᵀ [d, l]
+  for (let i = 0; i < l; i++) {
+    const row = i * d;
+    for (let x = 0; x < d; x++) pt[x * l + i] = p[row + x];
+  }
+  const ct = new Float32Array(r * l); // Cᵀ [r, l], packed as the GEMM's [N, K] operand
+  for (let i = 0; i < l; i++) for (let j = 0; j < r; j++) ct[j * l + i] = c[i * r + j];
+  return Float64Array.from(kernels.gemmF32(pt, d, kernels.packF32(ct, r, l)));
+}
+
 /** Options of a randomized SVD on the kernels (CholeskyQR on the f32 GEMM; fewer power iterations when warm). */
 function randomizedOptions(kl: KernelLayer, opts: KernelBuildOptions, name: string, start?: Float64Array) {
   return {
     orthonormalize: (p: Float64Array, l: number, d: number) => cholQrRows(kl.kernels, p, l, d),
+    combine: (p: Float64Array, l: number, d: number, c: Float64Array, r: number) =>
+      combineRows(kl.kernels, p, l, d, c, r),
     oversample: opts.svd.oversample,
     powerIterations: start !== undefined ? WARM_POWER_ITERATIONS : opts.svd.powerIterations,
     start,
