@@ -1,13 +1,6 @@
 import { type QuantSpec, specFor } from "@svdquant/int4";
 import type { TruncatedSvdOptions } from "@svdquant/lowrank";
-import {
-  type ActivationStats,
-  jointAbsMax,
-  type SmoothingCandidate,
-  searchSmoothing,
-  svdquantGrid,
-  weightAbsMax,
-} from "@svdquant/smoothing";
+import { jointAbsMax, type SmoothingCandidate, searchSmoothing, svdquantGrid, weightAbsMax } from "@svdquant/smoothing";
 import { type BuildOptions, buildLinear } from "./build.js";
 import { QuantizerError } from "./errors.js";
 import { kernelBuild, kernelError2, kernelLayers, type QuantizerKernels } from "./kernel-path.js";
@@ -29,9 +22,33 @@ export interface Calibration {
   count: number;
 }
 
-export function calibrationFromStats(stats: ActivationStats): Calibration {
-  const r = stats.reservoir();
-  return { xAbsMax: stats.absmax(), tokens: r.data, count: r.tokens };
+/**
+ * Recorded statistics of one layer input, structurally @svdquant/models' `LinearStats` (what its
+ * `CalibrationRecorder` keeps per layer): absmax [K] and the reservoir's first `rows` tokens [rows, K].
+ */
+export interface RecordedInputStats {
+  readonly name?: string;
+  readonly inFeatures: number;
+  readonly absmax: Float32Array | Float64Array;
+  readonly reservoir: Float32Array | Float64Array;
+  readonly rows: number;
+}
+
+export function calibrationFromStats(stats: RecordedInputStats): Calibration {
+  const k = stats.inFeatures;
+  if (stats.rows < 1)
+    throw new QuantizerError("E_ARGUMENT", "no calibration tokens were recorded (reservoir empty)", stats.name);
+  if (stats.absmax.length !== k || stats.reservoir.length < stats.rows * k)
+    throw new QuantizerError(
+      "E_SHAPE",
+      `statistics of ${stats.absmax.length} channels / ${stats.reservoir.length} reservoir values do not fit K = ${k}, ${stats.rows} rows`,
+      stats.name,
+    );
+  return {
+    xAbsMax: Float64Array.from(stats.absmax),
+    tokens: stats.reservoir.subarray(0, stats.rows * k),
+    count: stats.rows,
+  };
 }
 
 /** Calibration from a plain token matrix X [M, K] (absmax over all of it, every token kept). */
