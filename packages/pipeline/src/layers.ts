@@ -127,7 +127,7 @@ export class W4A4ReferenceLinear implements LinearLayer {
 
   constructor(
     readonly name: string,
-    rec: QuantizedLinear,
+    private readonly rec: QuantizedLinear,
     r0: number,
     r1: number,
     readonly inFeatures: number,
