@@ -4,8 +4,8 @@
 //   codes, scales = Q(R) per group of G along K (INT4: absmax/7, codes in [-8, 7]; UINT4: max/15, [0, 15])
 //
 // plus what the quantizer needs of it in the same pass: the W4A4 weight panel of the codes (so the candidate's
-// output runs on the W4A4 GEMM), Q(R) dequantized, A = Ŵ − Q(R) and Aᵀ as f32 GEMM panels (the next refinement
-// SVD's operator: (A·Z)ᵀ = Zᵀ·Aᵀ and Qᵀ·A are then GEMMs of a thin left operand against them), Σ_j Q(R)[i, j]/λ_j per row (the GELU-shift bias correction), ‖R‖² and ‖R − Q(R)‖².
+// output runs on the W4A4 GEMM), Q(R) dequantized, A = Ŵ − Q(R) row-major and Aᵀ as f32 GEMM panels (the next
+// refinement SVD's operator: A·Z with A as the GEMM's streamed operand, Qᵀ·A against the Aᵀ panels), Σ_j Q(R)[i, j]/λ_j per row (the GELU-shift bias correction), ‖R‖² and ‖R − Q(R)‖².
 //
 // Numerics are @svdquant/int4's `quantize` on the float64 R: R[i, j] = double(W[i, j])·λ_j − double(L[i, j]) with
 // L accumulated in float32 (r = 0..R-1 in order); raw scale = float32(float32(absmax)/7) (or max/15), rounded to
@@ -24,7 +24,7 @@
 // | qweight    | [Np/8, K/64, 8, 8, 4] | uint8   | out, W4A4 panel (packages/kernels/src/layout.ts), G = 64 |
 // | wscales    | [Np/8, K/64, 8]       | float32 | out                                                     |
 // | dq         | [N, K]                | float32 | out, Q(R)                                               |
-// | diffPanel  | [Np/16, K, 16]        | float32 | out, A = float32(W·λ − Q(R)) as packF32 panels of A      |
+// | diff       | [N, K]                | float32 | out, A = float32(W·λ − Q(R))                            |
 // | diffTPanel | [Kp/16, N, 16]        | float32 | out, Aᵀ as packF32 panels ([k/16, n, k mod 16] = A[n, k]) |
 // | rowInv     | [N]                   | float64 | out, Σ_j Q(R)[i, j]/λ_j                                 |
 // | stats      | [4]                   | float64 | out: ‖R‖², ‖R − Q(R)‖², first bad row (−1: none), why  |
@@ -63,7 +63,7 @@ struct ResidualQuantArgs {
   uint8_t* qweight;
   float* wscales;
   float* dq;
-  float* diff_panel;
+  float* diff;
   float* difft_panel;
   double* row_inv;
 };
@@ -99,14 +99,9 @@ inline float round_scale(float raw, int dtype) {
   return dtype == 1 ? bf16_round(raw) : dtype == 2 ? f16_round(raw) : raw;
 }
 
-// The task's rows of A (dbuf [B, K], B ≤ 16, i0 a multiple of 16) into the two panel layouts.
+// The task's rows of A (rows [B, K], B ≤ 16, i0 a multiple of 16) into the panels of Aᵀ: 16-float chunks.
 inline void write_panels(const ResidualQuantArgs& a, int64_t i0, int64_t B, const float* dbuf) {
   const int64_t K = a.K, N = a.N;
-  if (a.diff_panel) {
-    float* dst = a.diff_panel + (i0 / 16) * K * 16;
-    for (int64_t j = 0; j < K; ++j)
-      for (int64_t ii = 0; ii < B; ++ii) dst[j * 16 + ii] = dbuf[ii * K + j];
-  }
   if (a.difft_panel)
     for (int64_t ii = 0; ii < B; ++ii)
       for (int64_t j0 = 0; j0 < K; j0 += 16)
@@ -120,7 +115,7 @@ struct RowResult {
 };
 
 // Rows [i0, i1) (padding rows of the W4A4 panel, N ≤ n < Np, are not written: fill them with 0x88, code 0): lbuf holds (i1 − i0)·K floats of scratch, vbuf G doubles, dbuf (i1 − i0)·K floats when the
-// panels of A are asked.
+// Aᵀ panels are asked without A.
 __attribute__((always_inline)) inline void rows_body(const ResidualQuantArgs& a, int64_t i0, int64_t i1, float* lbuf,
                                                      double* vbuf, float* dbuf, RowResult* out) {
   const int64_t K = a.K, R = a.R, G = a.G, groups = K / G, B = i1 - i0;
@@ -142,7 +137,7 @@ __attribute__((always_inline)) inline void rows_body(const ResidualQuantArgs& a,
     const int64_t i = i0 + ii;
     const float* wr = a.w + i * K;
     const float* lr = lbuf + ii * K;
-    float* drow = dbuf ? dbuf + ii * K : nullptr;
+    float* drow = a.diff ? a.diff + i * K : dbuf ? dbuf + ii * K : nullptr;
     double n2l[kLanes] = {}, e2l[kLanes] = {}, invl[kLanes] = {};
     int bad = kNone;
     for (int64_t g = 0; g < groups; ++g) {
@@ -226,7 +221,7 @@ __attribute__((always_inline)) inline void rows_body(const ResidualQuantArgs& a,
     out[ii] = {n2, e2, bad};
     if (a.row_inv) a.row_inv[i] = inv;
   }
-  if (dbuf) write_panels(a, i0, B, dbuf);
+  if (a.difft_panel) write_panels(a, i0, B, a.diff ? a.diff + i0 * K : dbuf);
 }
 
 // L rows i..i+3 (K % 64 == 0): 4 rows × 64 columns of accumulators, so the r-sums of one output are a chain of
@@ -280,7 +275,7 @@ SVDQ_TARGET_AVX512 void rows_avx512_g8(const ResidualQuantArgs& a, int64_t i0, i
     const int64_t i = i0 + ii;
     const float* wr = a.w + i * K;
     const float* lr = lbuf + ii * K;
-    float* drow = dbuf ? dbuf + ii * K : nullptr;
+    float* drow = a.diff ? a.diff + i * K : dbuf ? dbuf + ii * K : nullptr;
     __m512d n2v = _mm512_setzero_pd(), e2v = _mm512_setzero_pd(), invv = _mm512_setzero_pd();
     int bad = kNone;
     for (int64_t g = 0; g < groups; ++g) {
@@ -358,7 +353,7 @@ SVDQ_TARGET_AVX512 void rows_avx512_g8(const ResidualQuantArgs& a, int64_t i0, i
     out[ii] = {n2, e2, bad};
     if (a.row_inv) a.row_inv[i] = inv;
   }
-  if (dbuf) write_panels(a, i0, B, dbuf);
+  if (a.difft_panel) write_panels(a, i0, B, a.diff ? a.diff + i0 * K : dbuf);
 }
 
 void rows_scalar(const ResidualQuantArgs& a, int64_t i0, int64_t i1, float* l, double* v, float* d, RowResult* o) {
@@ -379,7 +374,7 @@ void residual_quant(const ResidualQuantArgs& a, double* stats) {
   const int threads = std::max(1, num_threads());
   std::vector<float> lbuf(static_cast<size_t>(threads) * kRowsPerTask * a.K);
   std::vector<double> vbuf(static_cast<size_t>(threads) * a.G);
-  const bool need_d = a.diff_panel || a.difft_panel;
+  const bool need_d = a.difft_panel && !a.diff;
   std::vector<float> dbuf(need_d ? static_cast<size_t>(threads) * kRowsPerTask * a.K : 0);
   std::vector<RowResult> rows(a.N);
   auto body = isa_at_least(Isa::Avx512) ? (a.G % kLanes == 0 ? rows_avx512_g8 : rows_avx512)
@@ -459,7 +454,7 @@ Napi::Value QuantizeResidual(const Napi::CallbackInfo& info) {
       a.wscales = typed<float>(o, "wscales", napi_float32_array, Np * (a.K / kGroup), false);
     }
     a.dq = typed<float>(o, "dq", napi_float32_array, NK, true);
-    a.diff_panel = typed<float>(o, "diffPanel", napi_float32_array, (a.N + 15) / 16 * 16 * a.K, true);
+    a.diff = typed<float>(o, "diff", napi_float32_array, NK, true);
     a.difft_panel = typed<float>(o, "diffTPanel", napi_float32_array, (a.K + 15) / 16 * 16 * a.N, true);
     a.row_inv = typed<double>(o, "rowInv", napi_float64_array, a.N, true);
     double* stats = typed<double>(o, "stats", napi_float64_array, 4, false);

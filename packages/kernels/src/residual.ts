@@ -9,12 +9,12 @@
  * | `scales`            | [N, K/G]              | float32 | group scales, rounded to `scaleDtype`           |
  * | `packed`            | PackedW4A4 [N, K], R  | —       | `qweight`, `wscales` and `lup` (from L_up) of layout.ts (INT4, G = 64) |
  * | `dequantized`       | [N, K]                | float32 | Q(R) = code·scale                               |
- * | `difference`        | PackedF32 [N, K]      | —       | A = Ŵ − Q(R) as f32 GEMM panels (packF32's)     |
+ * | `difference`        | [N, K]                | float32 | A = Ŵ − Q(R)                                    |
  * | `differenceT`       | PackedF32 [K, N]      | —       | Aᵀ as f32 GEMM panels                           |
  * | `rowSumsOverSmooth` | [N]                   | float64 | Σ_k Q(R)[n, k]/λ_k                              |
  *
- * and always ‖R‖² and ‖R − Q(R)‖². With A and Aᵀ packed, the products a randomized SVD of A needs are GEMMs of
- * a thin left operand: (A·Z)ᵀ = gemmF32(Zᵀ, L, difference) and Qᵀ·A = gemmF32(Qᵀ, L, differenceT). Inputs: W [N, K] float32, λ [K] float64, L_up [N, R] and L_down·diag(λ)
+ * and always ‖R‖² and ‖R − Q(R)‖². With A and Aᵀ's panels, the products a randomized SVD of A needs are plain
+ * GEMMs: A·Z = gemmF32(difference, N, packF32(Zᵀ)) and Qᵀ·A = gemmF32(Qᵀ, L, differenceT). Inputs: W [N, K] float32, λ [K] float64, L_up [N, R] and L_down·diag(λ)
  * [R, K] float32. Numerics are @svdquant/int4's `quantize` on the float64 R (R = W·λ − L with L accumulated in
  * float32): raw scale float32(absmax)/7 (UINT4: max/15) in float32, rounded to nearest even in the scale dtype;
  * codes the float64 quotient rounded half to even, clamped. Without the native addon the same pass runs in
@@ -59,8 +59,8 @@ export interface ResidualQuantOutputs {
    */
   packed?: PackedW4A4;
   dequantized?: Float32Array;
-  /** A = Ŵ − Q(R) [N, K]: its panels are overwritten (make one with `emptyPackedF32(N, K)`). */
-  difference?: PackedF32;
+  /** A = Ŵ − Q(R) [N, K] float32, row-major. */
+  difference?: Float32Array;
   /** Aᵀ [K, N] (`emptyPackedF32(K, N)`). */
   differenceT?: PackedF32;
   rowSumsOverSmooth?: Float64Array;
@@ -178,7 +178,7 @@ export function quantizeResidual(input: ResidualQuantInput, out: ResidualQuantOu
     if (R) tensor(`${name}.packed.lup`, p.lup, Float32Array, [Np * R]);
   }
   if (out.dequantized) tensor(`${name}.dequantized`, out.dequantized, Float32Array, [N, K]);
-  const diffPanel = out.difference ? checkPanels(`${name}.difference`, out.difference, N, K) : undefined;
+  if (out.difference) tensor(`${name}.difference`, out.difference, Float32Array, [N, K]);
   const diffTPanel = out.differenceT ? checkPanels(`${name}.differenceT`, out.differenceT, K, N) : undefined;
   if (out.rowSumsOverSmooth) tensor(`${name}.rowSumsOverSmooth`, out.rowSumsOverSmooth, Float64Array, [N]);
   const stats = new Float64Array(4);
@@ -199,7 +199,7 @@ export function quantizeResidual(input: ResidualQuantInput, out: ResidualQuantOu
     qweight: out.packed?.qweight,
     wscales: out.packed?.wscales,
     dq: out.dequantized,
-    diffPanel,
+    diff: out.difference,
     diffTPanel,
     rowInv: out.rowSumsOverSmooth,
     stats,
@@ -245,7 +245,7 @@ export type PassArgs = {
   qweight?: Uint8Array;
   wscales?: Float32Array;
   dq?: Float32Array;
-  diffPanel?: Float32Array;
+  diff?: Float32Array;
   diffTPanel?: Float32Array;
   rowInv?: Float64Array;
   stats: Float64Array;
@@ -314,9 +314,9 @@ export function residualPassTs(a: PassArgs, scaleDtype: ResidualScaleDtype): voi
         c[t] = q;
         if (a.codes) a.codes[i * K + j] = q;
         if (a.dq) a.dq[i * K + j] = d;
-        if (a.diffPanel || a.diffTPanel) {
+        if (a.diff || a.diffTPanel) {
           const x = Math.fround(w[i * K + j] * lambda[j] - d);
-          if (a.diffPanel) a.diffPanel[(i >> 4) * K * 16 + j * 16 + (i & 15)] = x;
+          if (a.diff) a.diff[i * K + j] = x;
           if (a.diffTPanel) a.diffTPanel[(j >> 4) * N * 16 + i * 16 + (j & 15)] = x;
         }
         if (a.rowInv) invl[t & 7] += d / lambda[j];

@@ -85,7 +85,7 @@ export interface PackedW4A4Handle {
  *
  * | call                           | reads                                              | fills / returns                        |
  * | ------------------------------ | -------------------------------------------------- | -------------------------------------- |
- * | `quantizeResidual(in, out)`    | W [N,K] f32, λ [K] f64, L_up [N,R], L_down·λ [R,K] | Q(R) codes/scales, W4A4 weight, Q(R), A = Ŵ − Q(R) and Aᵀ as f32 panels, Σ_k Q(R)/λ_k; ‖R‖², ‖R − Q(R)‖² |
+ * | `quantizeResidual(in, out)`    | W [N,K] f32, λ [K] f64, L_up [N,R], L_down·λ [R,K] | Q(R) codes/scales, W4A4 weight, Q(R), A = Ŵ − Q(R) [N,K] and Aᵀ as f32 panels, Σ_k Q(R)/λ_k; ‖R‖², ‖R − Q(R)‖² |
  * | `emptyPackedF32(N, K)`         |                                                    | an f32 panel weight to fill            |
  * | `emptyPackedW4A4(N, K, R)`     |                                                    | a W4A4 weight to fill                  |
  * | `gemmW4A4(act, w)`             | activation codes [M,K] + scales [M,K/64], X·L_downᵀ [M,R] | { y: [M, N] }                   |
@@ -110,7 +110,7 @@ export interface NativeResidualOps {
       scales?: Float32Array;
       packed?: PackedW4A4Handle;
       dequantized?: Float32Array;
-      difference?: PackedF32Handle;
+      difference?: Float32Array;
       differenceT?: PackedF32Handle;
       rowSumsOverSmooth?: Float64Array;
     },
@@ -573,10 +573,10 @@ function candidateFor(
   return { lowRankUp: up, lowRankDown: down, residual, d32, bias, err2, wNorm2, wErr2 };
 }
 
-/** (A·Z)ᵀ and Qᵀ·A on A and Aᵀ given as f32 panels (filled by the native residual pass). */
+/** (A·Z)ᵀ and Qᵀ·A on A [rows, cols] (f32) and Aᵀ as f32 panels, both filled by the native residual pass. */
 function panelOperator(
   kernels: QuantizerKernels,
-  a: PackedF32Handle,
+  a: Float32Array,
   at: PackedF32Handle,
   rows: number,
   cols: number,
@@ -584,7 +584,12 @@ function panelOperator(
   return {
     rows,
     cols,
-    sketch: (zt, l) => Float64Array.from(kernels.gemmF32(Float32Array.from(zt), l, a)), // Zᵀ·Aᵀ [L, rows]
+    sketch(zt, l) {
+      const y = kernels.gemmF32(a, rows, kernels.packF32(Float32Array.from(zt), l, cols)); // A·Z [rows, L]
+      const out = new Float64Array(l * rows);
+      for (let r = 0; r < rows; r++) for (let i = 0; i < l; i++) out[i * rows + r] = y[r * l + i];
+      return out;
+    },
     project: (qt, l) => Float64Array.from(kernels.gemmF32(Float32Array.from(qt), l, at)), // Qᵀ·A [L, cols]
   };
 }
@@ -609,7 +614,7 @@ interface NativeWants {
   /** Keep codes + scales (the refinement's candidates; the search keeps only the error). */
   keep: boolean;
   /** Write A = Ŵ − Q(R) and Aᵀ here (the next refinement SVD's operator). */
-  panels?: { a: PackedF32Handle; at: PackedF32Handle };
+  panels?: { a: Float32Array; at: PackedF32Handle };
   /** Keep Q(R) as float32 (exact-SVD layers and activations the W4A4 GEMM cannot take). */
   dequantized: boolean;
 }
@@ -718,6 +723,19 @@ function nativeCandidate(
   };
 }
 
+/** Q(R) in float64 [N, K]: float32(code·scale), as int4's dequantize, from the codes where Q(R) was not kept. */
+function residualValuesOf(c: KernelCandidate): Float64Array {
+  if (c.d32) return Float64Array.from(c.d32);
+  const { codes, scales, spec } = c.residual;
+  const g = spec.groupSize; // divides K (fusedQuantSupported), so flat groups follow the rows
+  const out = new Float64Array(codes.length);
+  for (let gi = 0; gi < scales.length; gi++) {
+    const s = scales[gi];
+    for (let t = gi * g, end = t + g; t < end; t++) out[t] = Math.fround(codes[t] * s);
+  }
+  return out;
+}
+
 /** Q_a((x + shift)/λ) as float32 [M, K] plus the exact path input (for the metrics). */
 function pathRep(kl: KernelLayer, lambda: Float64Array, opts: KernelBuildOptions) {
   const p = pathInputOf(kl.x, kl.m, kl.k, lambda, opts.shift, opts.activation, kl.layer.name);
@@ -783,7 +801,7 @@ export function kernelBuild(
   // native refinement: each candidate writes A = Ŵ − Q(R) and Aᵀ as GEMM panels for the next SVD (which reads
   // them before the next candidate overwrites them, so one pair serves every step)
   const panels =
-    ops && !exact && opts.refine > 0 ? { a: ops.emptyPackedF32(n, k), at: ops.emptyPackedF32(k, n) } : undefined;
+    ops && !exact && opts.refine > 0 ? { a: new Float32Array(n * k), at: ops.emptyPackedF32(k, n) } : undefined;
   const build = (prev: KernelCandidate | undefined): KernelCandidate => {
     const start = opts.warmStart ? vt : undefined;
     const svd =
@@ -838,7 +856,7 @@ export function kernelBuild(
     shift: opts.shift,
     activation: opts.activation,
     residual: best.residual,
-    residualValues: Float64Array.from(best.d32 ?? dequantize(best.residual)),
+    residualValues: residualValuesOf(best),
     lowRankUp: best.lowRankUp,
     lowRankDown: best.lowRankDown,
     bias: best.bias,
