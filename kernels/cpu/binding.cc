@@ -280,6 +280,7 @@ Napi::Value SymEigvalsF64(const Napi::CallbackInfo& info) {
 namespace svdq {
 double peak_ops(int kind, int64_t iters);
 void register_residual_quant(Napi::Env env, Napi::Object exports);  // residual_quant.cc
+void register_cholqr_f64(Napi::Env env, Napi::Object exports);      // cholqr_f64.cc
 }
 namespace {
 
@@ -342,6 +343,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("hasAvx2", Napi::Function::New(env, HasAvx2));
   exports.Set("supportedIsas", Napi::Function::New(env, SupportedIsas));
   svdq::register_residual_quant(env, exports);
+  svdq::register_cholqr_f64(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }

@@ -1,4 +1,5 @@
 export { type AttentionShape, attentionF32 } from "./attention.js";
+export { type CholQrOptions, cholQrRowsF64 } from "./cholqr.js";
 export { KernelsError, type KernelsErrorCode } from "./errors.js";
 export { type F32GemmBackend, f32GemmBackend, type PreparedF32Gemm } from "./gemm-backend.js";
 export {

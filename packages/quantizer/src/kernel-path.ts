@@ -65,6 +65,16 @@ export interface QuantizerKernels {
   emptyPackedF32?: NativeResidualOps["emptyPackedF32"];
   emptyPackedW4A4?: NativeResidualOps["emptyPackedW4A4"];
   gemmW4A4?: NativeResidualOps["gemmW4A4"];
+  /**
+   * Optional (@svdquant/kernels' operator 8): CholeskyQR of a row panel in float64 on the kernel threads, used by
+   * `cholQrRows` instead of its float32-Gram version.
+   */
+  cholQrRowsF64?(
+    p: Float64Array,
+    l: number,
+    d: number,
+    opts: { passes: number; minPivot: number; maxDev: number },
+  ): Float64Array | null;
 }
 
 /** A W4A4 weight of the kernels (layout: @svdquant/kernels' layout.ts); filled by `quantizeResidual`. */
@@ -278,6 +288,9 @@ const CHOLQR_PASSES = 3;
  * ill-conditioned for float32 Gram matrices.
  */
 export function cholQrRows(kernels: QuantizerKernels, p: Float64Array, l: number, d: number): Float64Array | null {
+  // float64 Gram matrices (native): pivots down to 1e-10 and a last Gram within 1e-6 of I hold in float64
+  if (kernels.cholQrRowsF64)
+    return kernels.cholQrRowsF64(p, l, d, { passes: CHOLQR_PASSES, minPivot: 1e-10, maxDev: 1e-6 });
   const t = new Float64Array(l * l);
   let cur: Float32Array = new Float32Array(l * d);
   for (let i = 0; i < l; i++) {
