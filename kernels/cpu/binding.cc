@@ -279,6 +279,8 @@ Napi::Value SymEigvalsF64(const Napi::CallbackInfo& info) {
 }  // namespace
 namespace svdq {
 double peak_ops(int kind, int64_t iters);
+void register_residual_quant(Napi::Env env, Napi::Object exports);  // residual_quant.cc
+void register_cholqr_f64(Napi::Env env, Napi::Object exports);      // cholqr_f64.cc
 }
 namespace {
 
@@ -340,6 +342,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getIsa", Napi::Function::New(env, GetIsa));
   exports.Set("hasAvx2", Napi::Function::New(env, HasAvx2));
   exports.Set("supportedIsas", Napi::Function::New(env, SupportedIsas));
+  svdq::register_residual_quant(env, exports);
+  svdq::register_cholqr_f64(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }

@@ -18,7 +18,9 @@
         "<(csrc)/gemm_w8a8_x86.cc",
         "<(csrc)/peak.cc",
         "<(csrc)/attention_f32.cc",
-        "<(csrc)/linalg_f64.cc"
+        "<(csrc)/linalg_f64.cc",
+        "<(csrc)/residual_quant.cc",
+        "<(csrc)/cholqr_f64.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -33,7 +33,7 @@ function need(cond: boolean, code: "E_SHAPE" | "E_ARGUMENT", msg: string, name?:
  *
  * | tensor  | shape    | dtype | order                                                                      |
  * | ------- | -------- | ----- | -------------------------------------------------------------------------- |
- * | codes   | [N, K]   | int8  | row-major; int4 -8..7 or E2M1 codes 0..15; N % 128 = 0, K % 128 = 0        |
+ * | codes   | [N, K]   | int8  | row-major; int4 -8..7 or E2M1 codes 0..15; N % 128 = 0, K % 64 = 0         |
  * | qweight | [N, K/2] | int8  | 32-bit words in the order below; word = 8 codes, k ascending from bit 0    |
  *
  * Word index w = ((((((nt·KT + kt)·8 + np)·8 + nl)·4 + kl)·2 + ns)·2 + ks), KT = K/64, holding
@@ -43,9 +43,9 @@ function need(cond: boolean, code: "E_SHAPE" | "E_ARGUMENT", msg: string, name?:
  */
 export function packW4A4Weight(codes: Int8Array, N: number, K: number, name?: string): Int8Array {
   need(
-    N % W4A4_WARP_N === 0 && K % W4A4_PAD_K === 0,
+    N % W4A4_WARP_N === 0 && K % W4A4_MEM_K === 0,
     "E_SHAPE",
-    `W4A4 weight [${N}, ${K}] must be padded to N % 128 = 0, K % 128 = 0`,
+    `W4A4 weight [${N}, ${K}] must be padded to N % 128 = 0, K % 64 = 0`,
     name,
   );
   need(codes.length === N * K, "E_SHAPE", `codes hold ${codes.length} values, [${N}, ${K}] needs ${N * K}`, name);
@@ -79,9 +79,9 @@ export function unpackW4A4Weight(
   name?: string,
 ): Int8Array {
   need(
-    N % W4A4_WARP_N === 0 && K % W4A4_PAD_K === 0,
+    N % W4A4_WARP_N === 0 && K % W4A4_MEM_K === 0,
     "E_SHAPE",
-    `W4A4 weight [${N}, ${K}] must have N % 128 = 0, K % 128 = 0`,
+    `W4A4 weight [${N}, ${K}] must have N % 128 = 0, K % 64 = 0`,
     name,
   );
   need(

@@ -174,8 +174,23 @@ describe("nunchaku W4A4 layouts: literal packer transcription, index maps and ro
     expect(Math.max(...seen)).toBe(255);
   });
 
+  it("packs K in whole 64-channel chunks (the kernels' tiles; checkpoints pad K to 128): K = 192 round-trips", () => {
+    const [N, K] = [256, 192];
+    let x = 7;
+    const q = Int8Array.from({ length: N * K }, () => ((x = (x * 1103515245 + 12345) >>> 0) >>> 28) - 8);
+    const packed = packW4A4Weight(q, N, K);
+    expect(packed.length).toBe((N * K) / 2);
+    expect(Array.from(unpackW4A4Weight(packed, N, K, true))).toEqual(Array.from(q));
+    // chunk (n/128, k/64) of 4096 bytes: the third 64-channel chunk of rows 0..127 is its own block
+    const lastChunk = packed.subarray(2 * 4096, 3 * 4096);
+    const only = new Int8Array(N * K);
+    for (let n = 0; n < 128; n++) for (let k = 128; k < 192; k++) only[n * K + k] = q[n * K + k];
+    expect(Array.from(packW4A4Weight(only, N, K).subarray(2 * 4096, 3 * 4096))).toEqual(Array.from(lastChunk));
+  });
+
   it("rejects unpadded shapes with a clear error", () => {
     expect(() => packW4A4Weight(new Int8Array(100 * 128), 100, 128, "w")).toThrowError(/padded to N % 128 = 0/);
+    expect(() => packW4A4Weight(new Int8Array(128 * 96), 128, 96, "w")).toThrowError(/K % 64 = 0/);
     expect(() => packW4A4MicroScales(new Uint8Array(128 * 6), 128, 6)).toThrowError(QuantError);
     expect(() => packLoraDown(new Uint16Array(20 * 128), 20, 128)).toThrowError(/multiples of 16/);
   });

@@ -1,14 +1,7 @@
 /** The GELU shift of unsigned activation codes (nunchaku's epilogue constant; GELU(x) >= -0.1700 for all x). */
 export { GELU_SHIFT } from "@svdquant/int4";
 export { CudaKernelError, type CudaKernelErrorCode } from "./errors.js";
-export {
-  decodeE4M3,
-  packQWeight,
-  packWScales,
-  unpackActCodes,
-  unpackQWeight,
-  unpackWScales,
-} from "./layout.js";
+export { decodeE4M3, unpackActCodes } from "./layout.js";
 export { addonPath, cudaAvailability, loadAddon, type NativeAddon, type NativeDeviceInfo } from "./native.js";
 export {
   type CodeFormat,

@@ -9,89 +9,9 @@ function checkDims(what: string, n: number, k: number, nMul: number, kMul: numbe
   }
 }
 
-/**
- * Byte offset and nibble of weight element (n, k) in the checkpoint qweight layout:
- * chunk (n/128, k/64) of 4096 bytes, pack p = (n%128)/16 of 512, lane 4*(n%8) + (k%32)/8 of 16, word 2*nps + kps
- * (nps = (n%16)/8, kps = (k%64)/32) of 4, element k%8 in bits 4*(k%8).
- */
-function qweightIndex(n: number, k: number, K: number): [number, number] {
-  const nt = n >> 7,
-    kt = k >> 6;
-  const nl = n & 127,
-    kl = k & 63;
-  const p = nl >> 4,
-    nps = (nl >> 3) & 1,
-    g = nl & 7;
-  const kps = kl >> 5,
-    t = (kl >> 3) & 3,
-    j = kl & 7;
-  const byte = (nt * (K / 64) + kt) * 4096 + p * 512 + (g * 4 + t) * 16 + (nps * 2 + kps) * 4 + (j >> 1);
-  return [byte, j & 1];
-}
-
-/** Packs int4 weights [N, K] (values in [-8, 7], row-major) into the checkpoint qweight layout (N*K/2 bytes). */
-export function packQWeight(q: ArrayLike<number>, N: number, K: number): Uint8Array {
-  checkDims("packQWeight", N, K, 128, 64);
-  if (q.length !== N * K) throw new CudaKernelError("E_SHAPE", `packQWeight: ${q.length} values for [${N}, ${K}]`);
-  const out = new Uint8Array((N * K) / 2);
-  for (let n = 0; n < N; n++) {
-    for (let k = 0; k < K; k++) {
-      const v = q[n * K + k];
-      if (!(v >= -8 && v <= 7) || !Number.isInteger(v)) {
-        throw new CudaKernelError("E_LAYOUT", `packQWeight: value ${v} at [${n}, ${k}] is not an int4`);
-      }
-      const [b, hi] = qweightIndex(n, k, K);
-      out[b] |= (v & 15) << (hi * 4);
-    }
-  }
-  return out;
-}
-
-/** Inverse of packQWeight: int4 weights [N, K] row-major. */
-export function unpackQWeight(bytes: Uint8Array, N: number, K: number): Int8Array {
-  checkDims("unpackQWeight", N, K, 128, 64);
-  if (bytes.length !== (N * K) / 2) throw new CudaKernelError("E_LAYOUT", `unpackQWeight: ${bytes.length} bytes`);
-  const out = new Int8Array(N * K);
-  for (let n = 0; n < N; n++) {
-    for (let k = 0; k < K; k++) {
-      const [b, hi] = qweightIndex(n, k, K);
-      const v = (bytes[b] >> (hi * 4)) & 15;
-      out[n * K + k] = v >= 8 ? v - 16 : v;
-    }
-  }
-  return out;
-}
-
-/** Index of the scale of (n, group g) in the checkpoint wscales layout (see svdq_cuda.h). */
-function wscaleIndex(n: number, g: number, G: number): number {
-  const nt = n >> 7,
-    nl = n & 127;
-  const a = nl >> 4,
-    b = (nl >> 3) & 1,
-    c = (nl >> 1) & 3,
-    d = nl & 1;
-  return (nt * G + g) * 128 + a * 16 + c * 4 + b * 2 + d;
-}
-
-/** Packs 16-bit weight scales [N, K/64] (raw bits, row-major) into the checkpoint wscales layout. */
-export function packWScales(s: Uint16Array, N: number, G: number): Uint16Array {
-  checkDims("packWScales", N, G, 128, 1);
-  if (s.length !== N * G) throw new CudaKernelError("E_SHAPE", `packWScales: ${s.length} values for [${N}, ${G}]`);
-  const out = new Uint16Array(N * G);
-  for (let n = 0; n < N; n++) for (let g = 0; g < G; g++) out[wscaleIndex(n, g, G)] = s[n * G + g];
-  return out;
-}
-
-/** Inverse of packWScales: [N, K/64] raw 16-bit bits. */
-export function unpackWScales(p: Uint16Array, N: number, G: number): Uint16Array {
-  checkDims("unpackWScales", N, G, 128, 1);
-  if (p.length !== N * G) throw new CudaKernelError("E_LAYOUT", `unpackWScales: ${p.length} values for [${N}, ${G}]`);
-  const out = new Uint16Array(N * G);
-  for (let n = 0; n < N; n++) for (let g = 0; g < G; g++) out[n * G + g] = p[wscaleIndex(n, g, G)];
-  return out;
-}
-
-// The low-rank branch's packed layout (lora_down / lora_up, 16×16 fragments) has one packer: @svdquant/int4's
+// The checkpoint's qweight and wscales layouts have one packer: @svdquant/int4's packW4A4Weight /
+// packW4A4Scales / unpackW4A4Weight / unpackW4A4Scales ([N, K] codes and [N, K/64] scales ↔ checkpoint layout).
+// Likewise the low-rank branch's packed layout (lora_down / lora_up, 16×16 fragments): @svdquant/int4's
 // packLoraDown / packLoraUp / unpackLoraDown / unpackLoraUp ([R, K] and [N, R] row-major ↔ checkpoint layout).
 
 /**

@@ -202,9 +202,9 @@ export interface GemmW4A4Args {
   dtype: Dtype16;
   act: QuantizedAct;
   N: number;
-  /** nunchaku checkpoint layout: N*K/2 bytes (see packQWeight). */
+  /** nunchaku checkpoint layout: N*K/2 bytes (@svdquant/int4's packW4A4Weight). */
   qweight: DeviceBuffer;
-  /** nunchaku checkpoint layout: N*K/64 16-bit values (see packWScales). */
+  /** nunchaku checkpoint layout: N*K/64 16-bit values (@svdquant/int4's packW4A4Scales). */
   wscales: DeviceBuffer;
   /** lora_up [N, R] 16-bit, row-major; needed when act.R > 0 and useLowRank is not false. */
   loraUp?: DeviceBuffer;
@@ -334,7 +334,7 @@ export interface WgWeights {
   wscales: DeviceBuffer;
 }
 
-/** Load-time repack of checkpoint-layout weights (packQWeight / packWScales) into the wgmma layouts (on the device). */
+/** Load-time repack of checkpoint-layout weights (int4's packW4A4Weight / packW4A4Scales) into the wgmma layouts (on the device). */
 export function repackWeightWg(a: {
   dtype: Dtype16;
   N: number;

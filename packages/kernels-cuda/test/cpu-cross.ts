@@ -1,13 +1,12 @@
 // Cross-check of the CUDA kernels against the CPU kernels of @svdquant/kernels (native addon, AVX2 or scalar): the
 // same random inputs go through both, and the two outputs must agree (each is also checked against float64 in
 // gpu-cases.ts). Used by the device runner (bench/device-run.ts `cross`) and by test/cuda.test.ts on a GPU.
+import { packW4A4Scales, packW4A4Weight } from "@svdquant/int4";
 import { backendInfo, gemmW4A4 as cpuGemmW4A4, quantizeActivations as cpuQuantize, packW4A4 } from "@svdquant/kernels";
 import {
   DeviceBuffer,
   GELU_SHIFT,
   gemmW4A4,
-  packQWeight,
-  packWScales,
   quantizeAct,
   repackWeightWg,
   synchronize,
@@ -64,8 +63,8 @@ export function checkCrossCpu(c: GemmCase): string {
     return b;
   };
   try {
-    const bqw = keep(DeviceBuffer.from(packQWeight(qw, N, K)));
-    const bsw = keep(DeviceBuffer.from(packWScales(swBits, N, G)));
+    const bqw = keep(DeviceBuffer.from(packW4A4Weight(qw, N, K)));
+    const bsw = keep(DeviceBuffer.from(packW4A4Scales(swBits, N, G)));
     const act = quantizeAct({
       dtype,
       M,

@@ -1,6 +1,7 @@
 // GPU correctness cases, shared by test/cuda.test.ts (vitest, skipped without a GPU) and the device runner
 // (tools/cuda-device-check.ts, bundled and run on the GPU machine). Each case throws with a message on failure
 // and returns a one-line summary on success.
+import { packW4A4Scales, packW4A4Weight } from "@svdquant/int4";
 import {
   type CodeFormat,
   codeBytes,
@@ -11,8 +12,6 @@ import {
   gemmCublasInt8,
   gemmW4A4,
   gemmW4A4Next,
-  packQWeight,
-  packWScales,
   padM,
   type QuantizedAct,
   quantizeAct,
@@ -180,8 +179,8 @@ function uploadGemmInputs(
 ) {
   return {
     bx: keep(DeviceBuffer.from(h.x)),
-    bqw: keep(DeviceBuffer.from(packQWeight(h.qw, N, K))),
-    bsw: keep(DeviceBuffer.from(packWScales(h.swBits, N, K / 64))),
+    bqw: keep(DeviceBuffer.from(packW4A4Weight(h.qw, N, K))),
+    bsw: keep(DeviceBuffer.from(packW4A4Scales(h.swBits, N, K / 64))),
     bd: keep(h.down ? DeviceBuffer.from(h.down) : undefined),
     bu: keep(h.up ? DeviceBuffer.from(h.up) : undefined),
     bb: keep(h.bias ? DeviceBuffer.from(h.bias) : undefined),

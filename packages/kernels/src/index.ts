@@ -1,4 +1,5 @@
 export { type AttentionShape, attentionF32 } from "./attention.js";
+export { type CholQrOptions, cholQrRowsF64 } from "./cholqr.js";
 export { KernelsError, type KernelsErrorCode } from "./errors.js";
 export { type F32GemmBackend, f32GemmBackend, type PreparedF32Gemm } from "./gemm-backend.js";
 export {
@@ -53,3 +54,12 @@ export {
   setThreads,
 } from "./ops.js";
 export * as reference from "./reference.js";
+export {
+  emptyPackedF32,
+  emptyPackedW4A4,
+  quantizeResidual,
+  type ResidualQuantInput,
+  type ResidualQuantOutputs,
+  type ResidualQuantResult,
+  type ResidualScaleDtype,
+} from "./residual.js";

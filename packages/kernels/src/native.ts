@@ -23,6 +23,18 @@ export interface NativeBinding {
   congruenceF64(a: { l: Float64Array; s: Float64Array; n: number; m: Float64Array }): void;
   pivotedCholeskyF64(a: { a: Float64Array; n: number; tol: number; perm: Int32Array }): number;
   symEigvalsF64(a: { a: Float64Array; n: number; w: Float64Array }): void;
+  /** Operator 7 (residual_quant.cc); absent from addons built before it (the TypeScript pass runs then). */
+  quantizeResidual?(a: object): void;
+  /** Operator 8 (cholqr_f64.cc); returns 0 or the reason it declined. Absent from older addons. */
+  cholQrRowsF64?(a: {
+    p: Float64Array;
+    t: Float64Array;
+    l: number;
+    d: number;
+    passes: number;
+    minPivot: number;
+    maxDev: number;
+  }): number;
   setThreads(n: number): number;
   getThreads(): number;
   setIsa(mode: number): void;

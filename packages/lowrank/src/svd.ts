@@ -198,6 +198,11 @@ export interface RandomizedSvdOptions
    * (modified Gram–Schmidt twice, the default), e.g. when the panel is numerically rank-deficient.
    */
   orthonormalize?: (p: Float64Array, l: number, d: number) => Float64Array | null;
+  /**
+   * Pᵀ·C [d, r] for P [l, d] and C [l, r] (row-major), the products that turn the orthonormal sketches into the
+   * singular vectors (U = Q·U_T, V = Q₂ᵀ·V_T), e.g. on a native GEMM. Default: float64 loops.
+   */
+  combine?: (p: Float64Array, l: number, d: number, c: Float64Array, r: number) => Float64Array;
 }
 
 /**
@@ -297,7 +302,7 @@ function randomizedCore(op: LinearOperator, r: number, opts: RandomizedSvdOption
       for (let i = 0; i < r; i++) change = Math.max(change, Math.abs(s[i] - prev[i]) / Math.max(s[i], floor));
       done = change <= tol;
     }
-    if (done) return finish(qt, b, small, l, m, n, r, s, it);
+    if (done) return finish(qt, b, small, l, m, n, r, s, it, opts.combine);
     prev = s;
     zt = b;
     it++;
@@ -314,9 +319,29 @@ function finish(
   r: number,
   s: Float64Array,
   it: number,
+  combine?: RandomizedSvdOptions["combine"],
 ): Core {
   const Ut = small.leftSingularVectors; // [L, L]
   const Vt = small.rightSingularVectors; // [L, L]
+  if (combine) {
+    const cu = new Float64Array(l * r);
+    const cv = new Float64Array(l * r);
+    for (let i = 0; i < l; i++)
+      for (let c = 0; c < r; c++) {
+        cu[i * r + c] = Ut.get(i, c);
+        cv[i * r + c] = Vt.get(i, c);
+      }
+    const u = combine(qt, l, m, cu, r); // U = Q·U_T [M, r]
+    const v = combine(q2, l, n, cv, r); // V = Q₂ᵀ·V_T [N, r]
+    if (u.length !== m * r || v.length !== n * r)
+      throw new LowRankError(
+        "E_SHAPE",
+        `combine returned ${u.length} and ${v.length} values, expected [${m}, ${r}] and [${n}, ${r}]`,
+      );
+    const vt = new Float64Array(r * n);
+    for (let y = 0; y < n; y++) for (let c = 0; c < r; c++) vt[c * n + y] = v[y * r + c];
+    return { u, s, vt, powerIterations: it };
+  }
   const u = new Float64Array(m * r);
   const ut = new Float64Array(r);
   for (let i = 0; i < l; i++) {

@@ -184,6 +184,37 @@ describe("randomizedSvdOf: a matrix given by its products", () => {
     for (let i = 0; i < 8; i++) expect(Math.abs(own.s[i] - ref.s[i]) / ref.s[i]).toBeLessThan(1e-9);
   });
 
+  it("turns the sketches into singular vectors through a caller's combine (Pᵀ·C), checked for its size", () => {
+    const [m, n] = [70, 110];
+    const a = spiky(m, n, 7);
+    const op = {
+      rows: m,
+      cols: n,
+      sketch: (zt: Float64Array, l: number) => tsGemm.nt(zt, a, l, m, n),
+      project: (qt: Float64Array, l: number) => tsGemm.nn(qt, a, l, n, m),
+    };
+    const ref = randomizedSvdOf(op, 6, { seed: 3 });
+    const shapes: string[] = [];
+    // Pᵀ·C with the sums in the reverse order of the default loops: equal up to rounding
+    const combine = (p: Float64Array, l: number, d: number, c: Float64Array, r: number) => {
+      shapes.push(`${l}x${d}x${r}`);
+      const out = new Float64Array(d * r);
+      for (let x = 0; x < d; x++)
+        for (let j = 0; j < r; j++) {
+          let acc = 0;
+          for (let i = l - 1; i >= 0; i--) acc += p[i * d + x] * c[i * r + j];
+          out[x * r + j] = acc;
+        }
+      return out;
+    };
+    const got = randomizedSvdOf(op, 6, { seed: 3, combine });
+    expect(shapes).toEqual(["22x70x6", "22x110x6"]);
+    expect(Array.from(got.s)).toEqual(Array.from(ref.s));
+    for (let i = 0; i < ref.u.length; i++) expect(got.u[i]).toBeCloseTo(ref.u[i], 12);
+    for (let i = 0; i < ref.vt.length; i++) expect(got.vt[i]).toBeCloseTo(ref.vt[i], 12);
+    expect(() => randomizedSvdOf(op, 6, { seed: 3, combine: () => new Float64Array(5) })).toThrow(/combine returned/);
+  });
+
   it("rejects products of the wrong size and a warm start that does not fit", () => {
     const op = {
       rows: 40,

@@ -32,7 +32,9 @@ export interface CalibrationOptions {
 
 /**
  * A `LinearObserver` that records each linear layer's input per-channel absmax and a bounded, uniformly
- * sampled reservoir of input tokens (Vitter's algorithm R, seeded). Pass it as `observer` to `forward`.
+ * sampled reservoir of input tokens (Vitter's algorithm R, seeded). Pass it as `observer` to `forward`, or stream
+ * any named input with `add`. The one calibration-statistics implementation of the project (the pipeline and the
+ * quantizer's `calibrationFromStats` read its `LinearStats`). Non-finite inputs are rejected with their position.
  */
 export class CalibrationRecorder implements LinearObserver {
   readonly reservoirSize: number;
@@ -60,21 +62,39 @@ export class CalibrationRecorder implements LinearObserver {
 
   onLinearInput(layer: LinearLayer, x: Float32Array, m: number): void {
     if (this.filter !== undefined && !this.filter(layer.name)) return;
-    const k = layer.inFeatures;
-    let s = this.stats.get(layer.name);
+    this.add(layer.name, x, m, layer.inFeatures);
+  }
+
+  /** Stream a batch X [m, k] (row-major) of the input named `name` (not filtered). */
+  add(name: string, x: Float32Array, m: number, k: number): void {
+    let s = this.stats.get(name);
+    if (s !== undefined && s.inFeatures !== k)
+      throw new ModelError(
+        "E_SHAPE",
+        `input has ${k} channels, earlier batches ${s.inFeatures}`,
+        `calibration ${name}`,
+      );
+    if (!Number.isSafeInteger(m) || m < 0 || !Number.isSafeInteger(k) || k <= 0 || x.length !== m * k)
+      throw new ModelError("E_SHAPE", `input of ${x.length} elements is not [${m}, ${k}]`, `calibration ${name}`);
+    // the whole batch is checked first, so a rejected batch leaves the statistics as they were
+    for (let i = 0; i < x.length; i++)
+      if (!(Math.abs(x[i]!) <= Number.MAX_VALUE))
+        throw new ModelError(
+          "E_INPUT",
+          `token ${(s?.tokensSeen ?? 0) + Math.floor(i / k)} (batch row ${Math.floor(i / k)}), channel ${i % k} is ${x[i]}; calibration inputs must be finite`,
+          `calibration ${name}`,
+        );
     if (s === undefined) {
       s = {
-        name: layer.name,
+        name,
         inFeatures: k,
         tokensSeen: 0,
         absmax: new Float32Array(k),
         reservoir: new Float32Array(this.reservoirSize * k),
         rows: 0,
       };
-      this.stats.set(layer.name, s);
+      this.stats.set(name, s);
     }
-    if (x.length !== m * k)
-      throw new ModelError("E_SHAPE", `input of ${x.length} elements is not [${m}, ${k}]`, `calibration ${layer.name}`);
     const am = s.absmax;
     for (let t = 0; t < m; t++) {
       const o = t * k;

@@ -25,10 +25,11 @@ import {
   gemmW4A16,
   type PackedW4A4,
   type PackedW4A16,
+  type PreparedW4A4Layer,
   packW4A4,
   packW4A16,
+  prepareW4A4Layer,
   type QuantizedActivations,
-  quantizeActivations,
 } from "@svdquant/kernels";
 import { checkInput, type LinearLayer } from "@svdquant/models";
 import { PipelineError } from "./errors.js";
@@ -41,16 +42,21 @@ function rowsOf<T extends Float32Array | Int8Array>(a: T, cols: number, r0: numb
   return a.slice(r0 * cols, r1 * cols) as T;
 }
 
-/** One member (rows [r0, r1)) of a W4A4 unit, on the CPU kernels. */
+/**
+ * One member (rows [r0, r1)) of a W4A4 unit, on the CPU kernels. Packed and prepared once at load: the weight
+ * panels, and λ folded into L_down (L_down·diag(λ)) with the UINT4 shift correction (kernels' prepareW4A4Layer),
+ * so a call only quantizes its input and runs the GEMM.
+ */
 export class W4A4KernelLinear implements LinearLayer {
   readonly kind = "w4a4-packed";
   readonly inputKey: string;
   private readonly kp: number;
   private readonly packed: PackedW4A4;
+  private readonly prepared: PreparedW4A4Layer;
 
   constructor(
     readonly name: string,
-    private readonly rec: QuantizedLinear,
+    rec: QuantizedLinear,
     r0: number,
     r1: number,
     readonly inFeatures: number,
@@ -79,19 +85,20 @@ export class W4A4KernelLinear implements LinearLayer {
         name,
       },
     );
+    this.prepared = prepareW4A4Layer({
+      weight: this.packed,
+      ...(rec.smooth ? { smooth: rec.smooth } : {}),
+      ...(R > 0 ? { lowRankDown: rec.lowRankDown } : {}),
+      format: rec.act.format === "uint4" ? "uint4" : "int4",
+      shift: rec.act.shift,
+      name,
+    });
   }
   get outFeatures(): number {
     return this.packed.N;
   }
   prepareInput(x: Float32Array, m: number): QuantizedActivations {
-    const { rec } = this;
-    return quantizeActivations(padCols(x, m, this.inFeatures, this.kp), m, this.kp, {
-      ...(rec.smooth ? { smooth: rec.smooth } : {}),
-      ...(rec.rank > 0 ? { lowRankDown: rec.lowRankDown, rank: rec.rank } : {}),
-      format: rec.act.format === "uint4" ? "uint4" : "int4",
-      shift: rec.act.shift,
-      name: this.name,
-    });
+    return this.prepared.quantize(padCols(x, m, this.inFeatures, this.kp), m);
   }
   forwardPrepared(prepared: unknown, _m: number): Float32Array {
     return gemmW4A4(prepared as QuantizedActivations, this.packed).y;

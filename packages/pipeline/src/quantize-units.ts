@@ -17,7 +17,7 @@ import {
 } from "@svdquant/int4";
 import * as kernels from "@svdquant/kernels";
 import { type Calibration, type LinearLayer, quantizeSharedLayers } from "@svdquant/quantizer";
-import { bf16BitsToF32, f32ToBf16Bits, type Tensor } from "@svdquant/tensor";
+import type { Tensor } from "@svdquant/tensor";
 import type { InputStats } from "./calibrate.js";
 import type { QuantizeConfig } from "./config.js";
 import { PipelineError } from "./errors.js";
@@ -96,8 +96,9 @@ export function w4a4Specs(format: QuantizeConfig["format"], unsigned: boolean): 
 }
 
 /**
- * SVDQuant for the W4A4 units of one input (one λ for all of them): λ is searched on the grid, rounded to
- * BF16 (its storage type), then each unit is built and refined at that λ.
+ * SVDQuant for the W4A4 units of one input (one λ for all of them): λ is searched on the grid with every
+ * candidate rounded to BF16 (its storage type, `lambdaDtype`), so the stored λ is the one evaluated; each unit is
+ * then refined at it in the same call.
  */
 export function quantizeW4A4Group(
   units: readonly { spec: UnitSpec; name: string; w: UnitWeight }[],
@@ -126,14 +127,10 @@ export function quantizeW4A4Group(
     shift,
     seed: config.seed,
   };
-  const search = quantizeSharedLayers(layers, calibration, { ...base, refinement: { maxIterations: 0 } });
-  // λ rounded to its BF16 storage, so the residual is built for the λ the file holds
-  const lambda = search.lambda.map((v) => bf16BitsToF32(f32ToBf16Bits(v)));
-  for (let j = 0; j < lambda.length; j++) if (!(lambda[j]! > 0)) lambda[j] = 1;
   const r = quantizeSharedLayers(layers, calibration, {
     ...base,
     refinement: config.refinement,
-    lambda: { lambda, candidate: search.candidate },
+    lambdaDtype: "BF16",
   });
   const seconds = (performance.now() - t0) / 1000 / units.length;
   const records: QuantizedLinear[] = [];

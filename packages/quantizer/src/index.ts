@@ -31,6 +31,8 @@ export {
   GELU_SHIFT,
   quantizeLayer,
   quantizeSharedLayers,
+  type RecordedInputStats,
+  roundLambda,
   type SvdQuantConfig,
   type SvdQuantResult,
 } from "./svdquant.js";

@@ -56,6 +56,111 @@ export interface PackedF32Handle {
 export interface QuantizerKernels {
   packF32(w: Float32Array, N: number, K: number): PackedF32Handle;
   gemmF32(x: Float32Array, M: number, w: PackedF32Handle): Float32Array;
+  /**
+   * Optional, used when all four are there (as in @svdquant/kernels): the residual pass in native code
+   * (`quantizeResidual`, operator 7) and each candidate's 4-bit output on the W4A4 GEMM (`gemmW4A4`); see
+   * `NativeResidualOps`.
+   */
+  quantizeResidual?: NativeResidualOps["quantizeResidual"];
+  emptyPackedF32?: NativeResidualOps["emptyPackedF32"];
+  emptyPackedW4A4?: NativeResidualOps["emptyPackedW4A4"];
+  gemmW4A4?: NativeResidualOps["gemmW4A4"];
+  /**
+   * Optional (@svdquant/kernels' operator 8): CholeskyQR of a row panel in float64 on the kernel threads, used by
+   * `cholQrRows` instead of its float32-Gram version.
+   */
+  cholQrRowsF64?(
+    p: Float64Array,
+    l: number,
+    d: number,
+    opts: { passes: number; minPivot: number; maxDev: number },
+  ): Float64Array | null;
+}
+
+/** A W4A4 weight of the kernels (layout: @svdquant/kernels' layout.ts); filled by `quantizeResidual`. */
+export interface PackedW4A4Handle {
+  readonly kind: "w4a4";
+  readonly N: number;
+  readonly K: number;
+  readonly R: number;
+  readonly qweight: Uint8Array;
+  readonly wscales: Float32Array;
+  readonly lup: Float32Array | null;
+  readonly bias: Float32Array | null;
+}
+
+/**
+ * The native residual pass and W4A4 GEMM, structurally @svdquant/kernels' `quantizeResidual`, `emptyPackedF32`,
+ * `emptyPackedW4A4` and `gemmW4A4`:
+ *
+ * | call                           | reads                                              | fills / returns                        |
+ * | ------------------------------ | -------------------------------------------------- | -------------------------------------- |
+ * | `quantizeResidual(in, out)`    | W [N,K] f32, λ [K] f64, L_up [N,R], L_down·λ [R,K] | Q(R) codes/scales, W4A4 weight, Q(R), A = Ŵ − Q(R) [N,K] and Aᵀ as f32 panels, Σ_k Q(R)/λ_k; ‖R‖², ‖R − Q(R)‖² |
+ * | `emptyPackedF32(N, K)`         |                                                    | an f32 panel weight to fill            |
+ * | `emptyPackedW4A4(N, K, R)`     |                                                    | a W4A4 weight to fill                  |
+ * | `gemmW4A4(act, w)`             | activation codes [M,K] + scales [M,K/64], X·L_downᵀ [M,R] | { y: [M, N] }                   |
+ */
+export interface NativeResidualOps {
+  quantizeResidual(
+    input: {
+      weight: Float32Array;
+      N: number;
+      K: number;
+      smooth: Float64Array;
+      lowRankUp?: Float32Array;
+      smoothedLowRankDown?: Float32Array;
+      rank?: number;
+      format?: "int4" | "uint4";
+      groupSize: number;
+      scaleDtype?: "BF16" | "F16" | "F32";
+      name?: string;
+    },
+    out: {
+      codes?: Int8Array;
+      scales?: Float32Array;
+      packed?: PackedW4A4Handle;
+      dequantized?: Float32Array;
+      difference?: Float32Array;
+      differenceT?: PackedF32Handle;
+      rowSumsOverSmooth?: Float64Array;
+    },
+  ): { norm2: number; err2: number };
+  emptyPackedF32(N: number, K: number): PackedF32Handle;
+  emptyPackedW4A4(N: number, K: number, R: number): PackedW4A4Handle;
+  gemmW4A4(
+    act: {
+      M: number;
+      K: number;
+      R: number;
+      format: "int4" | "uint4";
+      shift: number;
+      codes: Int8Array;
+      scales: Float32Array;
+      loraAct: Float32Array | null;
+    },
+    w: PackedW4A4Handle,
+  ): { y: Float32Array };
+}
+
+/** The native ops when the kernels have all of them and the residual's format is one they quantize. */
+function nativeOps(kernels: QuantizerKernels, spec: QuantSpec, k: number): NativeResidualOps | undefined {
+  const { quantizeResidual, emptyPackedF32, emptyPackedW4A4, gemmW4A4 } = kernels;
+  if (!quantizeResidual || !emptyPackedF32 || !emptyPackedW4A4 || !gemmW4A4) return undefined;
+  if (!fusedQuantSupported(spec, k)) return undefined;
+  return { quantizeResidual, emptyPackedF32, emptyPackedW4A4, gemmW4A4 };
+}
+
+/** The W4A4 GEMM computes Q(R)·Q_a(P)ᵀ exactly as the fake-quant path when both are INT4/UINT4 groups of 64. */
+function w4a4Evaluable(spec: QuantSpec, activation: ActivationFormat, k: number): activation is QuantSpec {
+  return (
+    spec.format === "int4" &&
+    spec.groupSize === 64 &&
+    k % 64 === 0 &&
+    typeof activation === "object" &&
+    (activation.format === "int4" || activation.format === "uint4") &&
+    activation.groupSize === 64 &&
+    activation.globalScale === undefined
+  );
 }
 
 /**
@@ -108,6 +213,9 @@ export class KernelLayer {
   readonly yRefNorm2: number;
   /** Codes and Q(R) buffers the search reuses from candidate to candidate (only its errors are kept). */
   scratch: { codes: Int8Array; d32: Float32Array } | undefined;
+  /** The W4A4 weight the native search refills for every candidate. */
+  packedScratch: PackedW4A4Handle | undefined;
+  #yRef: Float32Array | undefined;
 
   constructor(
     readonly kernels: QuantizerKernels,
@@ -143,6 +251,12 @@ export class KernelLayer {
     }
     this.yRefNorm2 = s;
   }
+
+  /** x·Wᵀ [M, N] (yRefT transposed, for outputs in the W4A4 GEMM's layout). */
+  get yRef(): Float32Array {
+    this.#yRef ??= transpose32(this.yRefT, this.n, this.m);
+    return this.#yRef;
+  }
 }
 
 /** Kernel-path state shared by layers that read one input: the tokens in float32 and packed. */
@@ -174,6 +288,9 @@ const CHOLQR_PASSES = 3;
  * ill-conditioned for float32 Gram matrices.
  */
 export function cholQrRows(kernels: QuantizerKernels, p: Float64Array, l: number, d: number): Float64Array | null {
+  // float64 Gram matrices (native): pivots down to 1e-10 and a last Gram within 1e-6 of I hold in float64
+  if (kernels.cholQrRowsF64)
+    return kernels.cholQrRowsF64(p, l, d, { passes: CHOLQR_PASSES, minPivot: 1e-10, maxDev: 1e-6 });
   const t = new Float64Array(l * l);
   let cur: Float32Array = new Float32Array(l * d);
   for (let i = 0; i < l; i++) {
@@ -280,8 +397,8 @@ export interface KernelCandidate {
   lowRankUp: Float64Array;
   lowRankDown: Float64Array;
   residual: Quantized;
-  /** Q(R) dequantized, [N, K] f32. */
-  d32: Float32Array;
+  /** Q(R) dequantized, [N, K] f32 (the native path keeps it only where it is needed). */
+  d32: Float32Array | undefined;
   bias: Float64Array | undefined;
   /** Σ (Y − Ŷ)² over the kept tokens. */
   err2: number;
@@ -306,6 +423,41 @@ function branchFrom(
   return { up: round16(up, dtype), down: round16(down, dtype) };
 }
 
+/** Pᵀ·C [d, r] for P [l, d], C [l, r] on the f32 GEMM (the SVD's U = Q·U_T and V = Q₂ᵀ·V_T). */
+export function combineRows(
+  kernels: QuantizerKernels,
+  p: Float64Array,
+  l: number,
+  d: number,
+  c: Float64Array,
+  r: number,
+): Float64Array {
+  const pt = new Float32Array(d * l); // Pᵀ [d, l]
+  for (let i = 0; i < l; i++) {
+    const row = i * d;
+    for (let x = 0; x < d; x++) pt[x * l + i] = p[row + x];
+  }
+  const ct = new Float32Array(r * l); // Cᵀ [r, l], packed as the GEMM's [N, K] operand
+  for (let i = 0; i < l; i++) for (let j = 0; j < r; j++) ct[j * l + i] = c[i * r + j];
+  return Float64Array.from(kernels.gemmF32(pt, d, kernels.packF32(ct, r, l)));
+}
+
+/** Options of a randomized SVD on the kernels (CholeskyQR on the f32 GEMM; fewer power iterations when warm). */
+function randomizedOptions(kl: KernelLayer, opts: KernelBuildOptions, name: string, start?: Float64Array) {
+  return {
+    orthonormalize: (p: Float64Array, l: number, d: number) => cholQrRows(kl.kernels, p, l, d),
+    combine: (p: Float64Array, l: number, d: number, c: Float64Array, r: number) =>
+      combineRows(kl.kernels, p, l, d, c, r),
+    oversample: opts.svd.oversample,
+    powerIterations: start !== undefined ? WARM_POWER_ITERATIONS : opts.svd.powerIterations,
+    start,
+    maxPowerIterations: opts.svd.maxPowerIterations,
+    tolerance: opts.svd.tolerance,
+    seed: opts.svd.seed,
+    name,
+  };
+}
+
 /**
  * Rank-R SVD of Ŵ − D (D = Q(R) of the previous iteration, or none) for the kernel path: randomized through the
  * GEMMs, or the exact float64 SVD where `truncatedSvd` would take it (small layers).
@@ -327,16 +479,7 @@ function smoothedSvd(
       for (let j = 0; j < k; j++) a[i * k + j] = w[i * k + j] * lambda[j] - (d32 ? d32[i * k + j] : 0);
     return truncatedSvd(a, n, k, rank, { ...opts.svd, name });
   }
-  const svdOpts = {
-    orthonormalize: (p: Float64Array, l: number, d: number) => cholQrRows(kernels, p, l, d),
-    oversample: opts.svd.oversample,
-    powerIterations: start !== undefined ? WARM_POWER_ITERATIONS : opts.svd.powerIterations,
-    start,
-    maxPowerIterations: opts.svd.maxPowerIterations,
-    tolerance: opts.svd.tolerance,
-    seed: opts.svd.seed,
-    name,
-  };
+  const svdOpts = randomizedOptions(kl, opts, name, start);
   if (d32 === undefined) return randomizedSvdOf(operatorOf(kernels, kl.w32, kl.wt32, n, k, lambda), rank, svdOpts);
   const w = kl.w32;
   const a32 = new Float32Array(n * k); // A = Ŵ − D in float32
@@ -443,6 +586,169 @@ function candidateFor(
   return { lowRankUp: up, lowRankDown: down, residual, d32, bias, err2, wNorm2, wErr2 };
 }
 
+/** (A·Z)ᵀ and Qᵀ·A on A [rows, cols] (f32) and Aᵀ as f32 panels, both filled by the native residual pass. */
+function panelOperator(
+  kernels: QuantizerKernels,
+  a: Float32Array,
+  at: PackedF32Handle,
+  rows: number,
+  cols: number,
+): LinearOperator {
+  return {
+    rows,
+    cols,
+    sketch(zt, l) {
+      const y = kernels.gemmF32(a, rows, kernels.packF32(Float32Array.from(zt), l, cols)); // A·Z [rows, L]
+      const out = new Float64Array(l * rows);
+      for (let r = 0; r < rows; r++) for (let i = 0; i < l; i++) out[i * rows + r] = y[r * l + i];
+      return out;
+    },
+    project: (qt, l) => Float64Array.from(kernels.gemmF32(Float32Array.from(qt), l, at)), // Qᵀ·A [L, cols]
+  };
+}
+
+/** Q_a(P) of the candidate's λ as the W4A4 GEMM's activations (codes [M, K], scales [M, K/64]). */
+interface PathActs {
+  format: "int4" | "uint4";
+  codes: Int8Array;
+  scales: Float32Array;
+}
+
+function pathActs(kl: KernelLayer, lambda: Float64Array, opts: KernelBuildOptions, spec: QuantSpec): PathActs {
+  const { m, k, x } = kl;
+  const p = new Float64Array(m * k);
+  for (let t = 0; t < m; t++) for (let j = 0; j < k; j++) p[t * k + j] = (x[t * k + j] + opts.shift) / lambda[j];
+  const q = quantize(p, m, k, spec, kl.layer.name ? `${kl.layer.name}.input` : "input");
+  return { format: spec.format as "int4" | "uint4", codes: q.codes, scales: q.scales };
+}
+
+/** What a native candidate keeps besides its error: codes and scales when asked, Q(R) when asked. */
+interface NativeWants {
+  /** Keep codes + scales (the refinement's candidates; the search keeps only the error). */
+  keep: boolean;
+  /** Write A = Ŵ − Q(R) and Aᵀ here (the next refinement SVD's operator). */
+  panels?: { a: Float32Array; at: PackedF32Handle };
+  /** Keep Q(R) as float32 (exact-SVD layers and activations the W4A4 GEMM cannot take). */
+  dequantized: boolean;
+}
+
+/**
+ * One candidate on the native ops: the residual pass (codes, W4A4 weight, A panels) and the output error through
+ * the W4A4 GEMM, Ŷ = Q_a(P)·Q(R)ᵀ + (X·L_downᵀ)·L_upᵀ + b', or through the f32 GEMM on Q(R) when the activation
+ * format is not a W4A4 one.
+ */
+function nativeCandidate(
+  kl: KernelLayer,
+  ops: NativeResidualOps,
+  lambda: Float64Array,
+  up: Float64Array,
+  down: Float64Array,
+  opts: KernelBuildOptions,
+  acts: PathActs | undefined,
+  rep32: Float32Array | undefined,
+  name: string,
+  wants: NativeWants,
+): KernelCandidate {
+  const { n, k, m, kernels, layer } = kl;
+  const { rank, weight: spec, shift } = opts;
+  const dl = new Float32Array(rank * k);
+  for (let r = 0; r < rank; r++) for (let j = 0; j < k; j++) dl[r * k + j] = down[r * k + j] * lambda[j];
+  const up32 = Float32Array.from(up);
+  const codes = wants.keep ? new Int8Array(n * k) : undefined;
+  const scales = wants.keep ? new Float32Array((n * k) / spec.groupSize) : undefined;
+  const packed = acts ? (kl.packedScratch ??= ops.emptyPackedW4A4(n, k, rank)) : undefined;
+  const d32 = wants.dequantized || !acts ? new Float32Array(n * k) : undefined;
+  const rowInv = shift !== 0 ? new Float64Array(n) : undefined;
+  const res = ops.quantizeResidual(
+    {
+      weight: kl.w32,
+      N: n,
+      K: k,
+      smooth: lambda,
+      lowRankUp: up32,
+      smoothedLowRankDown: dl,
+      rank,
+      format: spec.format as "int4" | "uint4",
+      groupSize: spec.groupSize,
+      scaleDtype: spec.scaleDtype ?? "BF16",
+      name,
+    },
+    {
+      codes,
+      scales,
+      packed,
+      dequantized: d32,
+      difference: wants.panels?.a,
+      differenceT: wants.panels?.at,
+      rowSumsOverSmooth: rowInv,
+    },
+  );
+  let bias = layer.bias ? Float64Array.from(layer.bias) : undefined;
+  if (rowInv) {
+    bias ??= new Float64Array(n);
+    for (let o = 0; o < n; o++) bias[o] -= shift * rowInv[o];
+  }
+  const b0 = layer.bias;
+  const db = new Float64Array(n);
+  for (let o = 0; o < n; o++) db[o] = (bias ? bias[o] : 0) - (b0 ? b0[o] : 0);
+  const lora = kernels.gemmF32(kl.x32, m, kernels.packF32(Float32Array.from(down), rank, k)); // X·L_downᵀ [M, R]
+  let err2 = 0;
+  if (acts && packed) {
+    const { y } = ops.gemmW4A4(
+      { M: m, K: k, R: rank, format: acts.format, shift, codes: acts.codes, scales: acts.scales, loraAct: lora },
+      packed,
+    ); // [M, N]
+    const yRef = kl.yRef;
+    for (let t = 0; t < m; t++) {
+      const row = t * n;
+      for (let o = 0; o < n; o++) {
+        const d = y[row + o] + db[o] - yRef[row + o];
+        err2 += d * d;
+      }
+    }
+  } else {
+    const yq = kernels.gemmF32(d32!, n, kernels.packF32(rep32!, m, k)); // [N, M]
+    const yb = kernels.gemmF32(up32, n, kernels.packF32(lora, m, rank)); // [N, M]
+    for (let o = 0; o < n; o++) {
+      const row = o * m;
+      for (let t = 0; t < m; t++) {
+        const d = yq[row + t] + yb[row + t] + db[o] - kl.yRefT[row + t];
+        err2 += d * d;
+      }
+    }
+  }
+  const residual: Quantized = {
+    spec: { ...spec },
+    rows: n,
+    cols: k,
+    codes: codes ?? new Int8Array(0),
+    scales: scales ?? new Float32Array(0),
+  };
+  return {
+    lowRankUp: up,
+    lowRankDown: down,
+    residual,
+    d32,
+    bias,
+    err2,
+    wNorm2: res.norm2,
+    wErr2: res.err2,
+  };
+}
+
+/** Q(R) in float64 [N, K]: float32(code·scale), as int4's dequantize, from the codes where Q(R) was not kept. */
+function residualValuesOf(c: KernelCandidate): Float64Array {
+  if (c.d32) return Float64Array.from(c.d32);
+  const { codes, scales, spec } = c.residual;
+  const g = spec.groupSize; // divides K (fusedQuantSupported), so flat groups follow the rows
+  const out = new Float64Array(codes.length);
+  for (let gi = 0; gi < scales.length; gi++) {
+    const s = scales[gi];
+    for (let t = gi * g, end = t + g; t < end; t++) out[t] = Math.fround(codes[t] * s);
+  }
+  return out;
+}
+
 /** Q_a((x + shift)/λ) as float32 [M, K] plus the exact path input (for the metrics). */
 function pathRep(kl: KernelLayer, lambda: Float64Array, opts: KernelBuildOptions) {
   const p = pathInputOf(kl.x, kl.m, kl.k, lambda, opts.shift, opts.activation, kl.layer.name);
@@ -461,6 +767,15 @@ export function kernelError2(kl: KernelLayer, lambda: Float64Array, opts: Kernel
     lambda,
     opts.branchDtype,
   );
+  const ops = nativeOps(kl.kernels, opts.weight, kl.k);
+  if (ops) {
+    const acts = w4a4Evaluable(opts.weight, opts.activation, kl.k)
+      ? pathActs(kl, lambda, opts, opts.activation)
+      : undefined;
+    const rep32 = acts ? undefined : pathRep(kl, lambda, opts).rep32;
+    return nativeCandidate(kl, ops, lambda, up, down, opts, acts, rep32, name, { keep: false, dequantized: false })
+      .err2;
+  }
   kl.scratch ??= { codes: new Int8Array(kl.n * kl.k), d32: new Float32Array(kl.n * kl.k) };
   return candidateFor(kl, lambda, up, down, opts, pathRep(kl, lambda, opts).rep32, name, kl.scratch).err2;
 }
@@ -492,11 +807,32 @@ export function kernelBuild(
   const name = layer.name ? `${layer.name}.weight` : "weight";
   const path = pathRep(kl, lambda, opts);
   let vt: Float64Array | undefined; // right singular vectors of the last SVD (warm start of the next one)
-  const build = (d32: Float32Array | undefined): KernelCandidate => {
-    const svd = smoothedSvd(kl, lambda, d32, opts, name, opts.warmStart ? vt : undefined);
+  const ops = nativeOps(kl.kernels, opts.weight, k);
+  const acts =
+    ops && w4a4Evaluable(opts.weight, opts.activation, k) ? pathActs(kl, lambda, opts, opts.activation) : undefined;
+  const exact = chooseMethod(n, k, opts.rank, opts.svd) === "exact";
+  // native refinement: each candidate writes A = Ŵ − Q(R) and Aᵀ as GEMM panels for the next SVD (which reads
+  // them before the next candidate overwrites them, so one pair serves every step)
+  const panels =
+    ops && !exact && opts.refine > 0 ? { a: new Float32Array(n * k), at: ops.emptyPackedF32(k, n) } : undefined;
+  const build = (prev: KernelCandidate | undefined): KernelCandidate => {
+    const start = opts.warmStart ? vt : undefined;
+    const svd =
+      prev !== undefined && panels
+        ? randomizedSvdOf(
+            panelOperator(kl.kernels, panels.a, panels.at, n, k),
+            opts.rank,
+            randomizedOptions(kl, opts, name, start),
+          )
+        : smoothedSvd(kl, lambda, prev?.d32, opts, name, start);
     vt = svd.vt;
     const br = branchFrom(svd, n, k, opts.rank, lambda, opts.branchDtype);
-    return candidateFor(kl, lambda, br.up, br.down, opts, path.rep32, name);
+    if (!ops) return candidateFor(kl, lambda, br.up, br.down, opts, path.rep32, name);
+    return nativeCandidate(kl, ops, lambda, br.up, br.down, opts, acts, path.rep32, name, {
+      keep: true,
+      panels,
+      dequantized: exact && opts.refine > 0,
+    });
   };
   let best = build(undefined);
   let bestIt = 0;
@@ -505,7 +841,7 @@ export function kernelBuild(
   let it = 0;
   if (opts.refine > 0) {
     for (it = 1; it <= opts.refine; it++) {
-      current = build(current.d32);
+      current = build(current);
       const e = current.err2;
       if (e < best.err2 * (1 - opts.minImprovement)) {
         best = current;
@@ -533,7 +869,7 @@ export function kernelBuild(
     shift: opts.shift,
     activation: opts.activation,
     residual: best.residual,
-    residualValues: Float64Array.from(best.d32),
+    residualValues: residualValuesOf(best),
     lowRankUp: best.lowRankUp,
     lowRankDown: best.lowRankDown,
     bias: best.bias,

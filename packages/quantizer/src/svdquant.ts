@@ -1,17 +1,10 @@
 import { type QuantSpec, specFor } from "@svdquant/int4";
 import type { TruncatedSvdOptions } from "@svdquant/lowrank";
-import {
-  type ActivationStats,
-  jointAbsMax,
-  type SmoothingCandidate,
-  searchSmoothing,
-  svdquantGrid,
-  weightAbsMax,
-} from "@svdquant/smoothing";
+import { jointAbsMax, type SmoothingCandidate, searchSmoothing, svdquantGrid, weightAbsMax } from "@svdquant/smoothing";
 import { type BuildOptions, buildLinear } from "./build.js";
 import { QuantizerError } from "./errors.js";
 import { kernelBuild, kernelError2, kernelLayers, type QuantizerKernels } from "./kernel-path.js";
-import type { Floats } from "./linalg.js";
+import { type Floats, round16 } from "./linalg.js";
 import {
   checkLayer,
   evaluateLayer,
@@ -29,9 +22,33 @@ export interface Calibration {
   count: number;
 }
 
-export function calibrationFromStats(stats: ActivationStats): Calibration {
-  const r = stats.reservoir();
-  return { xAbsMax: stats.absmax(), tokens: r.data, count: r.tokens };
+/**
+ * Recorded statistics of one layer input, structurally @svdquant/models' `LinearStats` (what its
+ * `CalibrationRecorder` keeps per layer): absmax [K] and the reservoir's first `rows` tokens [rows, K].
+ */
+export interface RecordedInputStats {
+  readonly name?: string;
+  readonly inFeatures: number;
+  readonly absmax: Float32Array | Float64Array;
+  readonly reservoir: Float32Array | Float64Array;
+  readonly rows: number;
+}
+
+export function calibrationFromStats(stats: RecordedInputStats): Calibration {
+  const k = stats.inFeatures;
+  if (stats.rows < 1)
+    throw new QuantizerError("E_ARGUMENT", "no calibration tokens were recorded (reservoir empty)", stats.name);
+  if (stats.absmax.length !== k || stats.reservoir.length < stats.rows * k)
+    throw new QuantizerError(
+      "E_SHAPE",
+      `statistics of ${stats.absmax.length} channels / ${stats.reservoir.length} reservoir values do not fit K = ${k}, ${stats.rows} rows`,
+      stats.name,
+    );
+  return {
+    xAbsMax: Float64Array.from(stats.absmax),
+    tokens: stats.reservoir.subarray(0, stats.rows * k),
+    count: stats.rows,
+  };
 }
 
 /** Calibration from a plain token matrix X [M, K] (absmax over all of it, every token kept). */
@@ -86,6 +103,12 @@ export interface SvdQuantConfig {
   /** Use this λ [K] (with its candidate) instead of searching the grid, e.g. one found by an earlier call. */
   lambda?: { lambda: Float64Array; candidate: SmoothingCandidate };
   /**
+   * Storage dtype of λ (e.g. "BF16", the published checkpoints' smooth factors): every candidate is rounded to it
+   * before it is evaluated, so the returned λ is exactly representable, is the one the search measured, and the
+   * layers are built and refined for it (one pass, no rebuild after rounding). Default: λ unrounded (float64).
+   */
+  lambdaDtype?: "BF16" | "F16" | "F32";
+  /**
    * Native kernels for the inner loops (pass `await import("@svdquant/kernels")`): the SVD, the branch, the
    * candidates' outputs and the metrics then run on float32 GEMMs instead of float64 TypeScript loops (same
    * search, same refinement, errors equal up to float32 accumulation). Default: the float64 reference path.
@@ -102,6 +125,17 @@ export interface SvdQuantResult {
   layers: QuantizedLinear[];
   /** Metrics on the kept calibration tokens, after refinement. */
   metrics: LayerMetrics[];
+}
+
+/** λ rounded to its storage dtype (round to nearest even); the grid's guards keep λ in [1e-4, 1e4], so it stays > 0. */
+export function roundLambda(lambda: Float64Array, dtype: SvdQuantConfig["lambdaDtype"]): Float64Array {
+  if (dtype === undefined) return lambda;
+  if (dtype === "F32") return Float64Array.from(lambda, Math.fround);
+  const r = round16(lambda, dtype);
+  for (let j = 0; j < r.length; j++)
+    if (!(r[j] > 0 && Number.isFinite(r[j])))
+      throw new QuantizerError("E_ARGUMENT", `λ[${j}] = ${lambda[j]} does not round to a positive finite ${dtype}`);
+  return r;
 }
 
 export function buildOptions(config: SvdQuantConfig): BuildOptions {
@@ -154,6 +188,9 @@ export function quantizeSharedLayers(
       layers[0].name,
     );
   const opts = buildOptions(config);
+  const dt = config.lambdaDtype;
+  if (dt !== undefined && dt !== "BF16" && dt !== "F16" && dt !== "F32")
+    throw new QuantizerError("E_ARGUMENT", `lambdaDtype must be BF16, F16 or F32, got ${String(dt)}`, layers[0].name);
   // candidates are ranked with one power iteration; the chosen λ is rebuilt with the full SVD options
   const searchPower = Math.min(1, typeof opts.svd.powerIterations === "number" ? opts.svd.powerIterations : 1);
   const x = calibration.tokens;
@@ -177,18 +214,20 @@ export function quantizeSharedLayers(
     const kopts = { ...opts, weight: opts.weight as QuantSpec };
     const den = kls.reduce((a, kl) => a + kl.yRefNorm2, 0);
     const search = config.lambda
-      ? { lambda: config.lambda.lambda, best: config.lambda.candidate, trials: [] }
+      ? { lambda: roundLambda(config.lambda.lambda, dt), best: config.lambda.candidate, trials: [] }
       : searchSmoothing({
           xAbsMax: calibration.xAbsMax,
           wAbsMax: jointAbsMax(layers.map((l) => weightAbsMax(l.weight, l.n, l.k, l.name))),
           grid: config.grid ?? svdquantGrid(),
-          objective: (lambda) => {
+          objective: (raw) => {
+            const lambda = roundLambda(raw, dt);
             let num = 0;
             for (const kl of kls)
               num += kernelError2(kl, lambda, { ...kopts, svd: { ...opts.svd, powerIterations: searchPower } });
             return Math.sqrt(num / den);
           },
         });
+    search.lambda = roundLambda(search.lambda, dt);
     for (const kl of kls) kl.scratch = undefined; // the search's buffers: free before the refinement allocates
     const info = { alpha: search.best.alpha, beta: search.best.beta };
     const warmStart = config.refinement?.warmStart ?? false;
@@ -203,12 +242,13 @@ export function quantizeSharedLayers(
   }
   const refs = layers.map((l) => forwardReference(l, x, m));
   const search = config.lambda
-    ? { lambda: config.lambda.lambda, best: config.lambda.candidate, trials: [] }
+    ? { lambda: roundLambda(config.lambda.lambda, dt), best: config.lambda.candidate, trials: [] }
     : searchSmoothing({
         xAbsMax: calibration.xAbsMax,
         wAbsMax: jointAbsMax(layers.map((l) => weightAbsMax(l.weight, l.n, l.k, l.name))),
         grid: config.grid ?? svdquantGrid(),
-        objective: (lambda) => {
+        objective: (raw) => {
+          const lambda = roundLambda(raw, dt);
           let num = 0;
           let den = 0;
           layers.forEach((l, i) => {
@@ -229,6 +269,7 @@ export function quantizeSharedLayers(
           return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
         },
       });
+  search.lambda = roundLambda(search.lambda, dt);
   const info = { alpha: search.best.alpha, beta: search.best.beta };
   const built = layers.map((l) => buildLinear(l, search.lambda, { ...opts, tokens: { x, m }, info }));
   return {

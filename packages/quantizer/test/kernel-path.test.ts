@@ -128,37 +128,43 @@ describe("quantizer kernel path", () => {
     for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) expect(t[j * rows + i]).toBe(a[i * cols + j]);
   });
 
-  it("CholeskyQR on the GEMM orthonormalizes a row panel with P_in = T·P_out, and declines a rank-deficient one", () => {
-    const [l, d] = [24, 700];
-    const rng = new SeededRng(8);
-    // correlated rows of very different norms (a sketch of a matrix with a dominant direction)
-    const base = rng.normals(d);
-    const p = new Float64Array(l * d).map((_, i) => (1 + 30 * ((i / d) | 0)) * (base[i % d] + 0.2 * rng.normal()));
-    const p0 = p.slice();
-    const t = cholQrRows(kernels, p, l, d);
-    expect(t).not.toBeNull();
-    let worstOrth = 0;
-    for (let i = 0; i < l; i++)
-      for (let j = 0; j < l; j++) {
-        let s = 0;
-        for (let x = 0; x < d; x++) s += p[i * d + x] * p[j * d + x];
-        worstOrth = Math.max(worstOrth, Math.abs(s - (i === j ? 1 : 0)));
-      }
-    expect(worstOrth).toBeLessThan(1e-5); // float32 Gram matrices: ~1e-6
-    let worstRec = 0;
-    let scale = 0;
-    for (let i = 0; i < l; i++)
-      for (let x = 0; x < d; x++) {
-        let s = 0;
-        for (let q = 0; q <= i; q++) s += t![i * l + q] * p[q * d + x];
-        worstRec = Math.max(worstRec, Math.abs(s - p0[i * d + x]));
-        scale = Math.max(scale, Math.abs(p0[i * d + x]));
-      }
-    expect(worstRec / scale).toBeLessThan(1e-5);
-    for (let i = 0; i < l; i++) for (let j = i + 1; j < l; j++) expect(t![i * l + j]).toBe(0);
-    // a repeated row: the Gram matrix is singular, the caller falls back to Gram–Schmidt
-    const dep = p0.slice();
-    dep.copyWithin(5 * d, 2 * d, 3 * d);
-    expect(cholQrRows(kernels, dep, l, d)).toBeNull();
-  });
+  it.each([
+    ["float32 Gram matrices on the GEMM", { packF32: kernels.packF32, gemmF32: kernels.gemmF32 }, 1e-5],
+    ["the kernels' float64 CholeskyQR", kernels, 1e-12],
+  ] as const)(
+    "CholeskyQR (%s) orthonormalizes a row panel with P_in = T·P_out, declines a rank-deficient one",
+    (_n, kn, tol) => {
+      const [l, d] = [24, 700];
+      const rng = new SeededRng(8);
+      // correlated rows of very different norms (a sketch of a matrix with a dominant direction)
+      const base = rng.normals(d);
+      const p = new Float64Array(l * d).map((_, i) => (1 + 30 * ((i / d) | 0)) * (base[i % d] + 0.2 * rng.normal()));
+      const p0 = p.slice();
+      const t = cholQrRows(kn, p, l, d);
+      expect(t).not.toBeNull();
+      let worstOrth = 0;
+      for (let i = 0; i < l; i++)
+        for (let j = 0; j < l; j++) {
+          let s = 0;
+          for (let x = 0; x < d; x++) s += p[i * d + x] * p[j * d + x];
+          worstOrth = Math.max(worstOrth, Math.abs(s - (i === j ? 1 : 0)));
+        }
+      expect(worstOrth).toBeLessThan(tol); // float32 Gram matrices: ~1e-6
+      let worstRec = 0;
+      let scale = 0;
+      for (let i = 0; i < l; i++)
+        for (let x = 0; x < d; x++) {
+          let s = 0;
+          for (let q = 0; q <= i; q++) s += t![i * l + q] * p[q * d + x];
+          worstRec = Math.max(worstRec, Math.abs(s - p0[i * d + x]));
+          scale = Math.max(scale, Math.abs(p0[i * d + x]));
+        }
+      expect(worstRec / scale).toBeLessThan(tol);
+      for (let i = 0; i < l; i++) for (let j = i + 1; j < l; j++) expect(t![i * l + j]).toBe(0);
+      // a repeated row: the Gram matrix is singular, the caller falls back to Gram–Schmidt
+      const dep = p0.slice();
+      dep.copyWithin(5 * d, 2 * d, 3 * d);
+      expect(cholQrRows(kn, dep, l, d)).toBeNull();
+    },
+  );
 });

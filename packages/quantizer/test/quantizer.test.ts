@@ -1,6 +1,6 @@
 import { dequantize, fakeQuantize, specFor } from "@svdquant/int4";
 import { SeededRng } from "@svdquant/lowrank";
-import { ActivationStats } from "@svdquant/smoothing";
+import { CalibrationRecorder } from "@svdquant/models";
 import { Matrix, SingularValueDecomposition } from "ml-matrix";
 import { describe, expect, it } from "vitest";
 import {
@@ -176,10 +176,15 @@ describe("quantizeLayer (SVDQuant)", () => {
 
   it("takes streamed calibration statistics and FP4 g32 weights", () => {
     const { layer, x, xe, m } = makeCase(8);
-    const stats = new ActivationStats(128, { reservoirSize: 48, seed: 1 });
-    for (let b = 0; b < 4; b++) stats.add(x.subarray(b * 24 * 128, (b + 1) * 24 * 128), 24);
-    const cal = calibrationFromStats(stats);
+    const rec = new CalibrationRecorder({ reservoirSize: 48, seed: 1 });
+    const x32 = Float32Array.from(x);
+    for (let b = 0; b < 4; b++) rec.add("fc", x32.subarray(b * 24 * 128, (b + 1) * 24 * 128), 24, 128);
+    const cal = calibrationFromStats(rec.get("fc"));
     expect(cal.count).toBe(48);
+    expect(cal.xAbsMax[5]).toBe(Math.max(...Array.from({ length: 96 }, (_, t) => Math.abs(x32[t * 128 + 5]))));
+    expect(() =>
+      calibrationFromStats({ inFeatures: 4, absmax: new Float32Array(4), reservoir: new Float32Array(0), rows: 0 }),
+    ).toThrow(/no calibration tokens/);
     const fp4 = specFor("fp4");
     const q = quantizeLayer(layer, cal, { rank: 8, weight: fp4, refinement: { maxIterations: 0 } });
     expect(q.residual!.spec.format).toBe("fp4");

@@ -8,4 +8,3 @@ export {
   smoothWeights,
   svdquantGrid,
 } from "./search.js";
-export { ActivationStats, type ActivationStatsOptions } from "./stats.js";

@@ -1,9 +1,7 @@
 import { SeededRng } from "@svdquant/lowrank";
 import { describe, expect, it } from "vitest";
 import {
-  ActivationStats,
   jointAbsMax,
-  SmoothingError,
   searchSmoothing,
   smoothActivations,
   smoothingFactors,
@@ -11,58 +9,6 @@ import {
   svdquantGrid,
   weightAbsMax,
 } from "../src/index.ts";
-
-describe("ActivationStats", () => {
-  it("tracks per-channel absmax over every streamed token and keeps a bounded reservoir of real tokens", () => {
-    const k = 12;
-    const rng = new SeededRng(4);
-    const stats = new ActivationStats(k, { reservoirSize: 16, seed: 2, name: "x" });
-    const all: Float64Array[] = [];
-    for (let b = 0; b < 20; b++) {
-      const tokens = 1 + (b % 7);
-      const x = rng.normals(tokens * k).map((v, i) => v * (i % k === 3 ? 50 : 1));
-      stats.add(x, tokens);
-      for (let t = 0; t < tokens; t++) all.push(x.slice(t * k, (t + 1) * k));
-    }
-    expect(stats.tokensSeen).toBe(all.length);
-    const want = new Float64Array(k);
-    for (const row of all) for (let j = 0; j < k; j++) want[j] = Math.max(want[j], Math.abs(row[j]));
-    expect(Array.from(stats.absmax())).toEqual(Array.from(want));
-    const { data, tokens } = stats.reservoir();
-    expect(tokens).toBe(16);
-    expect(data.length).toBe(16 * k);
-    const keys = new Set(all.map((r) => r.join(",")));
-    for (let t = 0; t < tokens; t++) expect(keys.has(Array.from(data.slice(t * k, (t + 1) * k)).join(","))).toBe(true);
-  });
-
-  it("samples tokens uniformly (Algorithm R) and deterministically per seed", () => {
-    const counts = new Float64Array(100);
-    for (let s = 0; s < 200; s++) {
-      const st = new ActivationStats(1, { reservoirSize: 10, seed: s });
-      for (let t = 0; t < 100; t++) st.add(Float64Array.of(t + 1), 1);
-      for (const v of st.reservoir().data) counts[v - 1]++;
-    }
-    // each token is kept with probability 10/100: expected 20 of 200 runs; first and last halves alike
-    const first = counts.slice(0, 50).reduce((a, b) => a + b, 0);
-    const last = counts.slice(50).reduce((a, b) => a + b, 0);
-    expect(Math.abs(first - last) / (first + last)).toBeLessThan(0.1);
-    const a = new ActivationStats(3, { reservoirSize: 2, seed: 9 });
-    const b = new ActivationStats(3, { reservoirSize: 2, seed: 9 });
-    const x = new SeededRng(1).normals(30);
-    a.add(x, 10);
-    b.add(x, 10);
-    expect(Array.from(a.reservoir().data)).toEqual(Array.from(b.reservoir().data));
-  });
-
-  it("rejects bad batches with the tensor name and position", () => {
-    const st = new ActivationStats(4, { name: "blocks.0.attn.to_q.input" });
-    expect(() => st.add(new Float64Array(7), 2)).toThrow(/to_q\.input.*\[2, 4\]/);
-    const bad = new Float64Array(8).fill(1);
-    bad[6] = Number.POSITIVE_INFINITY;
-    expect(() => st.add(bad, 2)).toThrow(/channel 2/);
-    expect(() => new ActivationStats(4).reservoir()).toThrow(SmoothingError);
-  });
-});
 
 describe("smoothing factors", () => {
   it("computes max|X|^a / max|W|^b with floors and clamps", () => {
