@@ -87,7 +87,9 @@ try {
     `CPU ${cpus()[0]?.model}, ${info.threads} kernel threads, ISA ${info.isa}; median of ${ROUNDS} alternated rounds`,
   );
   console.log("| flux-small forward (1280 tokens) | ms | tokens/s | weights resident |\n|---|---|---|---|");
-  console.log(`| 16-bit (BF16 weights, native f32 GEMM, prepared) | ${d.toFixed(0)} | ${((tok / d) * 1000).toFixed(0)} | BF16 |`);
+  console.log(
+    `| 16-bit (BF16 weights, native f32 GEMM, prepared) | ${d.toFixed(0)} | ${((tok / d) * 1000).toFixed(0)} | BF16 |`,
+  );
   console.log(
     `| SVDQuant W4A4 (packed CPU kernels) | ${p.toFixed(0)} | ${((tok / p) * 1000).toFixed(0)} | packed 4-bit |`,
   );

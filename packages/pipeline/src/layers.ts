@@ -103,9 +103,17 @@ export class W4A4KernelLinear implements LinearLayer {
   forwardPrepared(prepared: unknown, _m: number): Float32Array {
     return gemmW4A4(prepared as QuantizedActivations, this.packed).y;
   }
+  /** GELU(tanh) in the W4A4 GEMM's epilogue (the MLP up-projections). */
+  forwardPreparedGelu(prepared: unknown, _m: number): Float32Array {
+    return gemmW4A4(prepared as QuantizedActivations, this.packed, { gelu: true }).y;
+  }
   forward(x: Float32Array, m: number): Float32Array {
     checkInput(this, x, m);
     return this.forwardPrepared(this.prepareInput(x, m), m);
+  }
+  forwardGelu(x: Float32Array, m: number): Float32Array {
+    checkInput(this, x, m);
+    return this.forwardPreparedGelu(this.prepareInput(x, m), m);
   }
 }
 

@@ -24,6 +24,9 @@ function record(seed: number, n: number, k: number, rank: number, unsigned: bool
   };
 }
 
+/** GELU, tanh approximation (as diffusers' `approximate="tanh"`), float64. */
+const geluTanh = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+
 describe("W4A4KernelLinear", () => {
   it.each([
     ["int4", false],
@@ -53,5 +56,21 @@ describe("W4A4KernelLinear", () => {
     rec.smooth!.fill(3);
     rec.lowRankDown.fill(0);
     expect(layer.forward(x, m)).toEqual(y);
+  });
+
+  it("fuses GELU(tanh) into the GEMM epilogue: forwardGelu equals GELU after forward within float32 rounding", () => {
+    const [n, k, rank, m] = [40, 192, 16, 7];
+    const rec = record(5, n, k, rank, false);
+    const rng = new SeededRng(11);
+    const x = Float32Array.from({ length: m * k }, () => rng.normal());
+    const layer = new W4A4KernelLinear("blk.fc", rec, 0, n, k);
+    const plain = layer.forward(x, m);
+    const fused = layer.forwardGelu(x, m);
+    const shared = layer.forwardPreparedGelu(layer.prepareInput(x, m), m);
+    expect(shared).toEqual(fused);
+    let worst = 0;
+    for (let i = 0; i < plain.length; i++) worst = Math.max(worst, Math.abs(fused[i]! - geluTanh(plain[i]!)));
+    expect(worst).toBeLessThan(1e-5);
+    expect(fused.some((v, i) => v !== plain[i])).toBe(true);
   });
 });
