@@ -1,12 +1,21 @@
 /**
- * Per-step latency on this CPU: one transformer forward of the pipeline's 16-bit model vs its packed SVDQuant W4A4
- * checkpoint on @svdquant/kernels, in the same process, alternating round by round (16-bit, then W4A4), medians.
+ * Per-step latency on this CPU: one transformer forward of the pipeline's 16-bit model (float32 weights, on the
+ * TypeScript GEMM the pipeline uses by default, and on @svdquant/kernels' native f32 GEMM) vs its packed SVDQuant
+ * W4A4 checkpoint on the native W4A4 kernels, in the same process, alternating round by round, medians.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ExperimentError } from "@svdquant/experiment-common";
-import { type FluxInputs, FluxTransformer, fluxImageIds, fluxLatentShape } from "@svdquant/models";
+import { f32GemmBackend } from "@svdquant/kernels";
+import {
+  DENSE_RECIPE,
+  type FluxInputs,
+  FluxTransformer,
+  fluxImageIds,
+  fluxLatentShape,
+  LinearFactory,
+} from "@svdquant/models";
 import {
   FluxPipeline,
   initialLatents,
@@ -19,11 +28,15 @@ export interface LatencyRow {
   readonly size: number;
   readonly imageTokens: number;
   readonly textTokens: number;
+  /** 16-bit on the TypeScript GEMM (the pipeline's default backend) */
   readonly denseMs: number;
+  /** 16-bit on the native f32 GEMM (the fair peer of the native W4A4 kernels) */
+  readonly denseNativeMs: number;
   readonly w4a4Ms: number;
-  /** w4a4 / 16-bit (below 1: W4A4 faster) */
+  /** w4a4 / 16-bit on the native GEMM (below 1: W4A4 faster) */
   readonly ratio: number;
   readonly denseSamples: number[];
+  readonly denseNativeSamples: number[];
   readonly w4a4Samples: number[];
 }
 
@@ -60,6 +73,9 @@ export async function measureLatency(
 ): Promise<LatencyRow[]> {
   const pipe = await FluxPipeline.load(pipelineDir);
   const dense = await pipe.transformer();
+  const denseNative = await FluxTransformer.fromFolder(pipe.transformerDir, {
+    factory: new LinearFactory(DENSE_RECIPE, { gemm: f32GemmBackend() }),
+  });
   const dir = await mkdtemp(join(tmpdir(), "svdquant-eff-"));
   let w4a4: FluxTransformer;
   try {
@@ -85,16 +101,20 @@ export async function measureLatency(
   for (const size of o.sizes) {
     const inputs = stepInputs(pipe, dense, size, o.maxSequenceLength);
     const d: number[] = [];
+    const dn: number[] = [];
     const q: number[] = [];
+    const time = async (t: FluxTransformer): Promise<number> => {
+      const t0 = performance.now();
+      await t.forward(inputs);
+      return performance.now() - t0;
+    };
     for (let r = 0; r < o.warmup + o.rounds; r++) {
-      let t = performance.now();
-      await dense.forward(inputs);
-      const dt = performance.now() - t;
-      t = performance.now();
-      await w4a4.forward(inputs);
-      const qt = performance.now() - t;
+      const dt = await time(dense);
+      const dnt = await time(denseNative);
+      const qt = await time(w4a4);
       if (r >= o.warmup) {
         d.push(dt);
+        dn.push(dnt);
         q.push(qt);
       }
     }
@@ -103,13 +123,15 @@ export async function measureLatency(
       imageTokens: inputs.imgTokens,
       textTokens: inputs.txtTokens,
       denseMs: median(d),
+      denseNativeMs: median(dn),
       w4a4Ms: median(q),
-      ratio: median(q) / median(d),
+      ratio: median(q) / median(dn),
       denseSamples: d,
+      denseNativeSamples: dn,
       w4a4Samples: q,
     };
     log?.(
-      `${size}²: 16-bit ${row.denseMs.toFixed(1)} ms, W4A4 ${row.w4a4Ms.toFixed(1)} ms per step (ratio ${row.ratio.toFixed(2)})`,
+      `${size}²: 16-bit ${row.denseMs.toFixed(1)} ms (TypeScript GEMM), ${row.denseNativeMs.toFixed(1)} ms (native f32 GEMM), W4A4 ${row.w4a4Ms.toFixed(1)} ms per step (W4A4 / native 16-bit ${row.ratio.toFixed(2)})`,
     );
     rows.push(row);
   }
