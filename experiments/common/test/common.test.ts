@@ -94,10 +94,14 @@ describe("configs", () => {
 
 describe("charts", () => {
   it("bar and line charts are PNGs whose size follows their content", async () => {
-    const bars = barChart("t", ["a", "b", "c"], [
-      { label: "m1", values: [1, -2, null] },
-      { label: "m2", values: [0.5, 0.25, 0.125] },
-    ]);
+    const bars = barChart(
+      "t",
+      ["a", "b", "c"],
+      [
+        { label: "m1", values: [1, -2, null] },
+        { label: "m2", values: [0.5, 0.25, 0.125] },
+      ],
+    );
     const img = await loadImage(bars);
     const one = await loadImage(barChart("t", ["a", "b", "c"], [{ label: "m1", values: [1, 2, 3] }]));
     expect(img.width).toBeGreaterThan(one.width); // one panel more
