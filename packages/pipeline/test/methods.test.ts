@@ -22,7 +22,7 @@ describe("loadWithMethod: a quantizer method on every recipe-quantized layer of 
     const err: Record<number, number> = {};
     for (const rank of [0, 16]) {
       const m = await loadWithMethod(dir, "svdquant-int4", stats, { ...q, rank });
-      const y = await m.model.forward(inputs);
+      const y = await (m.model as FluxTransformer).forward(inputs);
       expect(y.every(Number.isFinite)).toBe(true);
       err[rank] = relFrob(y, ref);
     }
