@@ -44,7 +44,9 @@ describe("svdquant experiment run", () => {
     writeFileSync(join(dir, "config.json"), JSON.stringify({ runner: "nope" }));
     const c = capture();
     expect(await main(["experiment", "run", dir], c.io)).toBe(1);
-    expect(c.err.join("")).toMatch(/config\.json: unknown runner "nope"; known: ablation-layer/);
+    expect(c.err.join("")).toMatch(
+      /config\.json: unknown runner "nope"; known: ablation, ablation-layer, efficiency, rank, table1/,
+    );
   });
 });
 
@@ -52,16 +54,20 @@ describe("svdquant experiment: discovery", () => {
   it("lists the experiments of the workspace", async () => {
     const c = capture();
     expect(await main(["experiment", "list"], c.io)).toBe(0);
-    expect(c.out.join("")).toMatch(
-      /^ablation-layer\t.*experiments\/ablation-layer\t\(runner ablation-layer, @svdquant\/experiment-ablation-layer\)\n$/,
+    const lines = c.out.join("").split("\n").filter(Boolean);
+    // experiments/common is a helper package without a runner: not listed
+    expect(lines.map((l) => l.split("\t")[0])).toEqual(["ablation", "ablation-layer", "efficiency", "rank", "table1"]);
+    expect(lines[1]).toMatch(
+      /^ablation-layer\t.*experiments\/ablation-layer\t\(runner ablation-layer, @svdquant\/experiment-ablation-layer\)$/,
     );
+    expect(lines[4]).toMatch(/^table1\t.*experiments\/table1\t\(runner table1, @svdquant\/experiment-table1\)$/);
   });
 
   it("fails with one line when a name matches no experiment folder", async () => {
     const c = capture();
     expect(await main(["experiment", "run", "no-such-experiment"], c.io)).toBe(1);
     expect(c.err.join("")).toMatch(
-      /^svdquant: experiment "no-such-experiment": not a folder, and no experiment of that name .*\(found: ablation-layer\)\n$/,
+      /^svdquant: experiment "no-such-experiment": not a folder, and no experiment of that name .*\(found: ablation, ablation-layer, efficiency, rank, table1\)\n$/,
     );
   });
 

@@ -5,6 +5,7 @@
  * through `quantizeModel`, the packed checkpoint and the kernels.
  */
 import { INT4_GROUP_SIZE } from "@svdquant/int4";
+import * as kernels from "@svdquant/kernels";
 import {
   checkInput,
   DENSE_RECIPE,
@@ -100,13 +101,18 @@ export async function loadWithMethod(
       const bias = folder.weights.has(`${name}.bias`)
         ? (await folder.weights.read(`${name}.bias`)).toFloat32()
         : undefined;
+      const rank = Math.min(q.rank, n, kp);
       const ql = m.quantize(
         { name, n, k: kp, weight: padCols(wt.toFloat32(), n, k, kp), ...(bias ? { bias } : {}) },
         cal,
         {
-          rank: Math.min(q.rank, n, kp),
+          rank,
           seed: q.seed,
           postGelu,
+          // the refined SVDQuant variants' iterations, and the SVDQuant search on the native kernels (config.kernels;
+          // the kernel path needs a branch, rank 0 searches in float64)
+          refinement: q.refinement.maxIterations,
+          ...(q.kernels && rank > 0 ? { kernels } : {}),
         },
       );
       layers.set(name, new MethodLinear(name, ql, k));

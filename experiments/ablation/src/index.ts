@@ -1,0 +1,3 @@
+export { type AblationConfig, ablationConfigSchema, FIG10_ORDER, loadAblationConfig } from "./config.js";
+export { checkOrder, type OrderCheck } from "./order.js";
+export { type AblationResult, formatAblation, runAblation } from "./run.js";
