@@ -40,7 +40,9 @@ try {
     calibration: { samples: 1, steps: 2, imageSide: 16, textTokens: 64 },
   });
   const times = new Map<string, number>();
+  const cpu = new Map<string, number>(); // process CPU seconds (all threads, workers included) per block
   let last = performance.now();
+  let lastCpu = process.cpuUsage();
   const t1 = performance.now();
   const r = await quantizeModel({
     modelDir: model,
@@ -49,8 +51,15 @@ try {
     threads,
     onEvent: (e) => {
       const now = performance.now();
-      if (e.stage === "quantize") times.set(e.block, (now - last) / 1000);
-      if (e.stage === "calibrate" || e.stage === "quantize") last = now;
+      const u = process.cpuUsage(lastCpu);
+      if (e.stage === "quantize") {
+        times.set(e.block, (now - last) / 1000);
+        cpu.set(e.block, (u.user + u.system) / 1e6);
+      }
+      if (e.stage === "calibrate" || e.stage === "quantize") {
+        last = now;
+        lastCpu = process.cpuUsage();
+      }
     },
   });
   const total = (performance.now() - t1) / 1000;
@@ -61,12 +70,17 @@ try {
   console.log(
     `CPU: ${cpus()[0]?.model} (${cpus().length} cores), kernels ISA ${info.isa}, threads ${threads}, ${quick ? "quick" : "full"} search`,
   );
-  console.log("| block | seconds |\n|---|---|");
+  const cd = cpu.get("transformer_blocks.0.") ?? Number.NaN;
+  const cs = cpu.get("single_transformer_blocks.0.") ?? Number.NaN;
+  console.log("| block | seconds | CPU seconds |\n|---|---|---|");
   console.log(
-    `| double (transformer_blocks.0) | ${td.toFixed(1)} |\n| single (single_transformer_blocks.0) | ${ts.toFixed(1)} |`,
+    `| double (transformer_blocks.0) | ${td.toFixed(1)} | ${cd.toFixed(1)} |\n| single (single_transformer_blocks.0) | ${ts.toFixed(1)} | ${cs.toFixed(1)} |`,
   );
   console.log(`whole run ${total.toFixed(1)} s (calibration, head, write included); peak RSS ${rss.toFixed(0)} MiB`);
   console.log(`extrapolated FLUX.1 (19 double + 38 single): ${((19 * td + 38 * ts) / 3600).toFixed(2)} h`);
+  console.log(
+    `CPU seconds extrapolated: ${((19 * cd + 38 * cs) / 3600).toFixed(2)} CPU h = ${((19 * cd + 38 * cs) / 3600 / cpus().length).toFixed(2)} h on ${cpus().length} fully used cores`,
+  );
   console.log(`mean layer rel. error ${(r.report.reduce((a, l) => a + l.relError, 0) / r.report.length).toFixed(4)}`);
 } finally {
   await rm(dir, { recursive: true, force: true });
