@@ -8,7 +8,7 @@ import { access, mkdir, stat } from "node:fs/promises";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { backendInfo } from "@svdquant/kernels";
-import { checkShapeCaption, parseShapesSpec, psnr, type ShapesSpec, ssim, toPlanar } from "@svdquant/metrics";
+import { checkShapeCaption, Lpips, parseShapesSpec, psnr, type ShapesSpec, ssim, toPlanar } from "@svdquant/metrics";
 import { type FluxTransformer, modelParams, parseModelConfig } from "@svdquant/models";
 import {
   checkJsonNesting,
@@ -45,6 +45,8 @@ export interface DemoOptions {
   /** Quantizer settings shared by every method (grid, rank, refinement). */
   readonly quantize?: Record<string, unknown>;
   readonly threads?: number;
+  /** LPIPS (AlexNet, lpips v0.1) exported to ONNX (inputs in0, in1 in [−1, 1], output distance): adds an LPIPS column. */
+  readonly lpipsModel?: string;
   readonly log?: (line: string) => void;
 }
 
@@ -53,6 +55,8 @@ export interface DemoRow {
   readonly label: string;
   readonly psnr: number | null;
   readonly ssim: number | null;
+  /** Mean LPIPS distance to the 16-bit images (pairs of the same prompt and seed); null without an LPIPS model. */
+  readonly lpips: number | null;
   /** Images whose detected colour/shape/size/position match every attribute their prompt names (toy-shapes models
    * only: the pipeline folder has a `dataset.json` with the detector's spec); null elsewhere. */
   readonly captionsShown: number | null;
@@ -128,6 +132,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   };
   const cond: TextConditioning = pipe.encode(o.prompts, o.maxSequenceLength);
   const shapes = await shapesSpecOf(o.pipelineDir);
+  const lpipsNet = o.lpipsModel === undefined ? undefined : await Lpips.load(o.lpipsModel);
   const captionsShown = (images: SampledImage[]) =>
     shapes === null
       ? null
@@ -188,6 +193,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       label: LABELS["16-bit"]!,
       psnr: null,
       ssim: null,
+      lpips: null,
       captionsShown: captionsShown(ref.images),
       bytes: denseBytes,
       msPerStep: ref.msPerStep,
@@ -242,11 +248,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const imgs = got.images.map(toImage);
     const p = imgs.reduce((a, im, i) => a + Math.min(psnr(refImages[i]!, im, 1), 100), 0) / imgs.length;
     const s = imgs.reduce((a, im, i) => a + ssim(refImages[i]!, im), 0) / imgs.length;
+    const lp = lpipsNet ? (await lpipsNet.distances(refImages, imgs)).reduce((a, d) => a + d, 0) / imgs.length : null;
     rows.push({
       method,
       label: LABELS[method] ?? method,
       psnr: p,
       ssim: s,
+      lpips: lp,
       captionsShown: captionsShown(got.images),
       bytes,
       msPerStep: got.msPerStep,
@@ -255,6 +263,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     grid.push(got.images.map((i) => i.rgb));
   }
 
+  await lpipsNet?.release();
   const g = imageGrid(grid, o.size, o.size);
   const gridPath = join(o.outDir, "grid.png");
   await writeFileAtomic(gridPath, encodePng(g, g.width, g.height, { rows: rows.map((r) => r.method).join(", ") }));
@@ -266,13 +275,15 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     `# SVDQuant demo: ${o.pipelineDir}`,
     "",
     `${o.prompts.length} prompts × ${o.steps} steps at ${o.size}×${o.size}, seed ${o.seed}; metrics vs the 16-bit images (PSNR on [0, 1], SSIM); ${machine}.`,
-    "LPIPS / FID / ImageReward need their ONNX models (see @svdquant/metrics) and are not reported here.",
+    lpipsNet
+      ? `LPIPS: ${o.lpipsModel} (mean over the image pairs). FID / ImageReward need their ONNX models (see @svdquant/metrics) and are not reported here.`
+      : "LPIPS (`--lpips FILE`), FID and ImageReward need their ONNX models (see @svdquant/metrics) and are not reported here.",
     "",
-    `| method | PSNR (dB) ↑ | SSIM ↑ | model bytes | ms / step |${shapes ? " captions shown ↑ |" : ""}`,
-    `|---|---|---|---|---|${shapes ? "---|" : ""}`,
+    `| method | PSNR (dB) ↑ | SSIM ↑ |${lpipsNet ? " LPIPS ↓ |" : ""} model bytes | ms / step |${shapes ? " captions shown ↑ |" : ""}`,
+    `|---|---|---|${lpipsNet ? "---|" : ""}---|---|${shapes ? "---|" : ""}`,
     ...rows.map(
       (r) =>
-        `| ${r.label} | ${fmt(r.psnr, 2)} | ${fmt(r.ssim, 4)} | ${r.bytes.toLocaleString("en-US")} | ${r.msPerStep.toFixed(1)} |${shown(r)}`,
+        `| ${r.label} | ${fmt(r.psnr, 2)} | ${fmt(r.ssim, 4)} |${lpipsNet ? ` ${fmt(r.lpips, 4)} |` : ""} ${r.bytes.toLocaleString("en-US")} | ${r.msPerStep.toFixed(1)} |${shown(r)}`,
     ),
     ...(shapes
       ? [

@@ -4,9 +4,10 @@
  * every row is there, the quantized images are compared with the 16-bit ones, the pictures still show their captions,
  * and the files (PNGs, grid, report, results) are written.
  */
-import { readFile, rm, stat } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { readImage, toyLpipsModel } from "@svdquant/metrics";
 import { afterAll, describe, expect, it } from "vitest";
 import { runDemo } from "../src/index.ts";
 
@@ -18,7 +19,11 @@ describe("svdquant demo on the toy model (reduced)", () => {
 
   it("writes the table, the images and the grid; SVDQuant keeps the pictures closer to 16-bit than naive W4A4", async () => {
     const prompts = ["a big red circle on the left", "a small blue square at the top"];
+    // a toy LPIPS graph (mean squared difference of the [−1, 1] inputs) stands in for the AlexNet model
+    const lpipsModel = join(tmpdir(), `svdq-demo-lpips-${process.pid}.onnx`);
+    await writeFile(lpipsModel, toyLpipsModel());
     const r = await runDemo({
+      lpipsModel,
       pipelineDir: TOY,
       outDir: out,
       prompts,
@@ -53,6 +58,22 @@ describe("svdquant demo on the toy model (reduced)", () => {
       expect(row.msPerStep).toBeGreaterThan(0);
     }
     expect(r.markdown).toContain("captions shown");
+    expect(r.markdown).toContain("LPIPS ↓");
+    expect(dense.lpips).toBeNull();
+    // the LPIPS column against an independent float64 computation from the written PNGs
+    for (const row of [svdq, naive]) {
+      let sum = 0;
+      for (const [i, f] of row.images.entries()) {
+        const a = await readImage(dense.images[i]!);
+        const b = await readImage(f);
+        let s = 0;
+        for (let j = 0; j < a.data.length; j++) s += ((a.data[j]! - b.data[j]!) / 127.5) ** 2;
+        sum += s / a.data.length;
+      }
+      expect(row.lpips!).toBeCloseTo(sum / row.images.length, 5);
+    }
+    expect(svdq.lpips!).toBeLessThan(naive.lpips!);
+    await rm(lpipsModel, { force: true });
     expect(r.markdown).toContain("| SVDQuant W4A4 INT4 (packed CPU kernels) |");
     const png = await readFile(r.grid);
     expect(png.subarray(1, 4).toString("latin1")).toBe("PNG");

@@ -47,6 +47,7 @@ interface DemoCliOptions {
   threads: number;
   quick?: boolean;
   json?: boolean;
+  lpips?: string;
 }
 
 /** `svdquant demo [MODEL_DIR]`: the main job. */
@@ -65,6 +66,7 @@ export function registerDemo(program: Command, io: CliIO): void {
     .option("--max-sequence-length <n>", "T5 tokens", intIn(1, 4096), 32)
     .option("--threads <n>", "worker threads for quantization", intIn(1, 1024), 2)
     .option("--quick", "4 smoothing candidates and 2 refinement steps instead of the paper's 39 and 100")
+    .option("--lpips <file>", "LPIPS AlexNet ONNX model (in0, in1 in [-1, 1] → distance): adds an LPIPS column")
     .option("--json", "print the results as JSON")
     .action(async (modelDir: string, opts: DemoCliOptions) => {
       if (!existsSync(join(modelDir, "model_index.json")))
@@ -82,6 +84,7 @@ export function registerDemo(program: Command, io: CliIO): void {
         guidance: 3.5,
         methods,
         threads: Math.min(opts.threads, (await import("node:os")).availableParallelism()),
+        ...(opts.lpips ? { lpipsModel: resolve(opts.lpips) } : {}),
         quantize: opts.quick
           ? {
               grid: [
