@@ -14,20 +14,22 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkShapeCaption, psnr, type ShapeAttribute, type ShapesSpec, ssim, toPlanar } from "@svdquant/metrics";
-import { type FluxTransformer, modelParams, parseModelConfig } from "@svdquant/models";
+import { type FluxTransformer, modelParams, type PixArtTransformer, parseModelConfig } from "@svdquant/models";
 import {
   FluxPipeline,
   type InputStats,
   loadQuantizedModel,
   loadWithMethod,
+  PixArtPipeline,
   parseQuantizeConfig,
+  pipelineKind,
   type QuantizeConfig,
   quantizedLayers,
   quantizeModel,
   recordCalibration,
   type SampledImage,
   sampleFlux,
-  type TextConditioning,
+  samplePixArt,
 } from "@svdquant/pipeline";
 import { getMethod, METHOD_NAMES } from "@svdquant/quantizer";
 import { openModelFolder } from "@svdquant/tensor";
@@ -39,7 +41,7 @@ export const PSNR_CAP_DB = 100;
 export const PACKED_METHODS = ["svdquant-int4-packed", "svdquant-nvfp4-packed"] as const;
 
 export interface RunSettings {
-  /** A diffusers FLUX pipeline folder (the toy model: models/toy-flux). */
+  /** A diffusers FLUX or PixArt-Σ pipeline folder (model_index.json decides; the toy model: models/toy-flux). */
   readonly pipelineDir: string;
   readonly prompts: readonly string[];
   readonly calibrationPrompts: readonly string[];
@@ -103,6 +105,53 @@ export interface MethodResult {
 
 const mean = (v: readonly number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
 
+type Transformer = FluxTransformer | PixArtTransformer;
+
+/** One text→image pipeline family behind the runner: FLUX (guidance embedding) or PixArt-Σ (classifier-free guidance). */
+interface Generator {
+  readonly transformerDir: string;
+  readonly vaeFactor: number;
+  dense(): Promise<Transformer>;
+  sample(t: Transformer, row: number, seed: number): Promise<SampledImage>;
+}
+
+async function openGenerator(s: RunSettings): Promise<Generator> {
+  if ((await pipelineKind(s.pipelineDir)) === "pixart") {
+    const pipe = await PixArtPipeline.load(s.pipelineDir);
+    // PixArtSigmaPipeline: the empty negative prompt when guidance > 1, diffusers' resolution binning
+    const cond = pipe.encode(s.prompts, s.guidance > 1 ? "" : undefined, s.maxSequenceLength);
+    const settings = {
+      steps: s.steps,
+      guidance: s.guidance,
+      height: s.size,
+      width: s.size,
+      maxSequenceLength: s.maxSequenceLength,
+      resolutionBinning: true,
+    };
+    return {
+      transformerDir: pipe.transformerDir,
+      vaeFactor: pipe.vae.scaleFactor,
+      dense: () => pipe.transformer(),
+      sample: (t, row, seed) => samplePixArt(pipe, t as PixArtTransformer, cond, settings, { row, seed }),
+    };
+  }
+  const pipe = await FluxPipeline.load(s.pipelineDir);
+  const cond = pipe.encode(s.prompts, s.maxSequenceLength);
+  const settings = {
+    steps: s.steps,
+    guidance: s.guidance,
+    height: s.size,
+    width: s.size,
+    maxSequenceLength: s.maxSequenceLength,
+  };
+  return {
+    transformerDir: pipe.transformerDir,
+    vaeFactor: pipe.vae.scaleFactor,
+    dense: () => pipe.transformer(),
+    sample: (t, row, seed) => sampleFlux(pipe, t as FluxTransformer, cond, settings, { row, seed }),
+  };
+}
+
 /** The 16-bit pipeline, its prompts' conditioning and calibration, shared by every method of a run. */
 export class ModelRunner {
   private stats: Map<string, InputStats> | undefined;
@@ -110,21 +159,19 @@ export class ModelRunner {
 
   private constructor(
     readonly settings: RunSettings,
-    readonly pipe: FluxPipeline,
-    private readonly cond: TextConditioning,
+    private readonly gen: Generator,
     readonly qcfg: QuantizeConfig,
     readonly denseBytes: number,
   ) {}
 
   static async open(s: RunSettings): Promise<ModelRunner> {
     if (s.prompts.length === 0) throw new ExperimentError("E_CONFIG", "no evaluation prompts");
-    const pipe = await FluxPipeline.load(s.pipelineDir);
-    const cond = pipe.encode(s.prompts, s.maxSequenceLength);
-    const side = s.size / (2 * pipe.vae.scaleFactor); // image tokens per side (2×2 latent patches)
+    const gen = await openGenerator(s);
+    const side = s.size / (2 * gen.vaeFactor); // image tokens per side (2×2 latent patches)
     if (!Number.isInteger(side))
       throw new ExperimentError(
         "E_CONFIG",
-        `size ${s.size} is not a multiple of ${2 * pipe.vae.scaleFactor} (VAE factor × 2×2 patches)`,
+        `size ${s.size} is not a multiple of ${2 * gen.vaeFactor} (VAE factor × 2×2 patches)`,
       );
     const qcfg = parseQuantizeConfig({
       ...s.quantize,
@@ -138,30 +185,22 @@ export class ModelRunner {
         seed: s.seed + 1000,
       },
     });
-    const folder = await openModelFolder(pipe.transformerDir);
+    const folder = await openModelFolder(gen.transformerDir);
     await folder.weights.close();
-    const config = parseModelConfig(folder.config ?? {}, pipe.transformerDir);
+    const config = parseModelConfig(folder.config ?? {}, gen.transformerDir);
     const denseBytes = 2 * modelParams(config).reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0);
-    return new ModelRunner(s, pipe, cond, qcfg, denseBytes);
+    return new ModelRunner(s, gen, qcfg, denseBytes);
   }
 
   private log(line: string): void {
     this.settings.log?.(line);
   }
 
-  private async sampleAll(t: FluxTransformer): Promise<{ images: SampledImage[]; msPerStep: number }> {
+  private async sampleAll(t: Transformer): Promise<{ images: SampledImage[]; msPerStep: number }> {
     const s = this.settings;
-    const settings = {
-      steps: s.steps,
-      guidance: s.guidance,
-      height: s.size,
-      width: s.size,
-      maxSequenceLength: s.maxSequenceLength,
-    };
     const images: SampledImage[] = [];
     const t0 = performance.now();
-    for (let row = 0; row < s.prompts.length; row++)
-      images.push(await sampleFlux(this.pipe, t, this.cond, settings, { row, seed: s.seed + row }));
+    for (let row = 0; row < s.prompts.length; row++) images.push(await this.gen.sample(t, row, s.seed + row));
     return { images, msPerStep: (performance.now() - t0) / (s.prompts.length * s.steps) };
   }
 
@@ -221,7 +260,7 @@ export class ModelRunner {
   /** The 16-bit transformer's images (the reference of every other row); computed once. */
   async reference(): Promise<MethodResult> {
     if (this.ref) return this.ref;
-    const dense = await this.pipe.transformer();
+    const dense = await this.gen.dense();
     const got = await this.sampleAll(dense);
     this.log(`16-bit: ${this.settings.prompts.length} images, ${got.msPerStep.toFixed(1)} ms/step`);
     this.ref = this.score({ id: "16-bit", method: "16-bit", label: "16-bit (BF16 weights)", rank: null }, got.images, {
@@ -235,9 +274,9 @@ export class ModelRunner {
   private async calibration(): Promise<Map<string, InputStats>> {
     if (this.stats) return this.stats;
     const t0 = performance.now();
-    const folder = await openModelFolder(this.pipe.transformerDir);
+    const folder = await openModelFolder(this.gen.transformerDir);
     try {
-      const config = parseModelConfig(folder.config ?? {}, this.pipe.transformerDir);
+      const config = parseModelConfig(folder.config ?? {}, this.gen.transformerDir);
       this.stats = await recordCalibration(
         config,
         folder.weights,
@@ -265,7 +304,7 @@ export class ModelRunner {
     const rank = spec.rank ?? this.qcfg.rank;
     const qcfg: QuantizeConfig = { ...this.qcfg, rank };
     const t0 = performance.now();
-    let model: FluxTransformer;
+    let model: Transformer;
     let bytes: number;
     let label: string;
     if (packed) {
@@ -275,22 +314,20 @@ export class ModelRunner {
       try {
         const out = join(dir, `${spec.id}.safetensors`);
         await quantizeModel({
-          modelDir: this.pipe.transformerDir,
+          modelDir: this.gen.transformerDir,
           out,
           config: { ...qcfg, format },
           ...(this.settings.threads ? { threads: this.settings.threads } : {}),
         });
         bytes = (await stat(out)).size;
-        model = (await loadQuantizedModel(out, {
-          backend: format === "int4" ? "kernels" : "reference",
-        })) as FluxTransformer;
+        model = await loadQuantizedModel(out, { backend: format === "int4" ? "kernels" : "reference" });
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
     } else {
       label = getMethod(spec.method).label;
-      const r = await loadWithMethod(this.pipe.transformerDir, spec.method, await this.calibration(), qcfg);
-      model = r.model as FluxTransformer;
+      const r = await loadWithMethod(this.gen.transformerDir, spec.method, await this.calibration(), qcfg);
+      model = r.model as Transformer;
       bytes = r.bytes;
     }
     const quantizeSeconds = (performance.now() - t0) / 1000;

@@ -74,11 +74,6 @@ export function selectPreset(c: Table1Config, where: string): { preset: Preset; 
     throw new ExperimentError("E_CONFIG", `${at}.pipeline is null: set it to your diffusers pipeline folder`);
   if ("file" in g.prompts && g.prompts.file === null)
     throw new ExperimentError("E_CONFIG", `${at}.prompts.file is null: set it to your prompt file (one prompt a line)`);
-  if (preset.family === "pixart")
-    throw new ExperimentError(
-      "E_MODEL",
-      `${where}: preset "${c.preset}" needs a PixArt-Σ text→image pipeline, which @svdquant/pipeline does not have yet (it generates with FLUX pipelines only)`,
-    );
   return {
     preset,
     generation: {
