@@ -1,13 +1,12 @@
-import { resolve } from "node:path";
 import {
   barChart,
+  type ExperimentRunOptions,
+  experimentFolders,
   fmt,
   type MethodResult,
-  ModelRunner,
   machineLine,
   methodGrid,
-  prepareOutDir,
-  resolveGeneration,
+  runMethodRows,
   serializable,
   writeOutputs,
 } from "@svdquant/experiment-common";
@@ -28,17 +27,13 @@ export interface AblationResult {
 /** Run the model-level ablation; writes results.json, table.md, ablation.png and grid.png under the config's `out`. */
 export async function runAblation(
   dir: string,
-  opts: { root?: string; out?: string; log?: (line: string) => void; figures?: boolean } = {},
+  opts: ExperimentRunOptions = {},
 ): Promise<{ result: AblationResult; markdown: string; outDir: string }> {
   const t0 = performance.now();
   const config = await loadAblationConfig(dir);
-  const root = opts.root ?? resolve(dir, "../..");
-  const outDir = opts.out ?? resolve(dir, config.out);
-  await prepareOutDir(outDir);
-  const settings = await resolveGeneration(config.generation, root, opts.log);
-  const runner = await ModelRunner.open(settings);
-  const rows: MethodResult[] = [await runner.reference()];
-  for (const m of config.methods) rows.push(await runner.run({ id: m, method: m }));
+  const { root, outDir } = await experimentFolders(dir, config.out, opts);
+  const specs = config.methods.map((m) => ({ id: m, method: m }));
+  const { settings, rows } = await runMethodRows(config.generation, root, specs, opts.log);
   const q = rows.slice(1);
   const names = q.map((r) => r.id);
   const order = {

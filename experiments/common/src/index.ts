@@ -19,4 +19,11 @@ export {
   seededSubset,
   splitPrompts,
 } from "./prompts.js";
-export { type GenerationConfig, generationSchema, resolveGeneration } from "./run-config.js";
+export {
+  type ExperimentRunOptions,
+  experimentFolders,
+  type GenerationConfig,
+  generationSchema,
+  resolveGeneration,
+  runMethodRows,
+} from "./run-config.js";

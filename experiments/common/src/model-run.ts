@@ -211,11 +211,15 @@ export class ModelRunner {
   ): MethodResult {
     const s = this.settings;
     const refs = this.ref?.images.map((r) => toPlanar({ width: r.width, height: r.height, data: r.rgb }));
+    const shapes = s.shapes;
+    const caps = images.map((img, i) =>
+      shapes
+        ? checkShapeCaption(shapes, { width: img.width, height: img.height, data: img.rgb }, s.prompts[i]!)
+        : undefined,
+    );
     const perImage: ImageScore[] = images.map((img, i) => {
       const planar = toPlanar({ width: img.width, height: img.height, data: img.rgb });
-      const cap = s.shapes
-        ? checkShapeCaption(s.shapes, { width: img.width, height: img.height, data: img.rgb }, s.prompts[i]!)
-        : undefined;
+      const cap = caps[i];
       return {
         prompt: s.prompts[i]!,
         seed: s.seed + i,
@@ -233,15 +237,9 @@ export class ModelRunner {
       };
     });
     const attributeAccuracy: Partial<Record<ShapeAttribute, number>> = {};
-    if (s.shapes) {
-      const spec0 = s.shapes;
+    if (shapes) {
       for (const a of ["color", "shape", "size", "position"] as const) {
-        const hits = images
-          .map((img, i) =>
-            checkShapeCaption(spec0, { width: img.width, height: img.height, data: img.rgb }, s.prompts[i]!),
-          )
-          .map((c) => c.matches[a])
-          .filter((v): v is boolean => v !== undefined);
+        const hits = caps.map((c) => c?.matches[a]).filter((v): v is boolean => v !== undefined);
         if (hits.length > 0) attributeAccuracy[a] = hits.filter(Boolean).length / hits.length;
       }
     }

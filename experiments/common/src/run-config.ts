@@ -2,7 +2,8 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { z } from "zod";
-import type { RunSettings } from "./model-run.js";
+import { type MethodResult, type MethodSpec, ModelRunner, type RunSettings } from "./model-run.js";
+import { prepareOutDir } from "./output.js";
 import { type PromptSource, promptSourceSchema, readPrompts, readToyDataset, splitPrompts } from "./prompts.js";
 
 export const generationSchema = z
@@ -55,4 +56,41 @@ export async function resolveGeneration(
     shapes,
     ...(log ? { log } : {}),
   };
+}
+
+/** Options of every model-level experiment's run function. */
+export interface ExperimentRunOptions {
+  /** The repository root that config paths are relative to (default: the experiment folder's grandparent). */
+  readonly root?: string;
+  /** Output folder (default: the config's `out`, relative to the experiment folder). */
+  readonly out?: string;
+  readonly log?: (line: string) => void;
+  /** PNG charts and grids (default true). */
+  readonly figures?: boolean;
+}
+
+/** The root config paths resolve against, and the output folder, prepared (created, previous results removed). */
+export async function experimentFolders(
+  dir: string,
+  configOut: string,
+  opts: ExperimentRunOptions,
+): Promise<{ root: string; outDir: string }> {
+  const root = opts.root ?? resolve(dir, "../..");
+  const outDir = opts.out ?? resolve(dir, configOut);
+  await prepareOutDir(outDir);
+  return { root, outDir };
+}
+
+/** The 16-bit row, then one row per method spec, all on one runner (same prompts, seeds and calibration). */
+export async function runMethodRows(
+  g: GenerationConfig,
+  root: string,
+  specs: readonly MethodSpec[],
+  log?: (line: string) => void,
+): Promise<{ settings: RunSettings; rows: MethodResult[] }> {
+  const settings = await resolveGeneration(g, root, log);
+  const runner = await ModelRunner.open(settings);
+  const rows: MethodResult[] = [await runner.reference()];
+  for (const spec of specs) rows.push(await runner.run(spec));
+  return { settings, rows };
 }

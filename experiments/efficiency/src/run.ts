@@ -1,5 +1,11 @@
 import { resolve } from "node:path";
-import { barChart, machineLine, prepareOutDir, writeOutputs } from "@svdquant/experiment-common";
+import {
+  barChart,
+  type ExperimentRunOptions,
+  experimentFolders,
+  machineLine,
+  writeOutputs,
+} from "@svdquant/experiment-common";
 import { type EfficiencyConfig, loadEfficiencyConfig } from "./config.js";
 import { type LatencyRow, measureLatency } from "./latency.js";
 import { type SizeRow, sizeRow } from "./sizes.js";
@@ -16,13 +22,11 @@ export interface EfficiencyResult {
 /** Model sizes, CPU step latency and the cited GPU numbers; writes results.json, table.md and sizes.png. */
 export async function runEfficiency(
   dir: string,
-  opts: { root?: string; out?: string; log?: (line: string) => void; figures?: boolean } = {},
+  opts: ExperimentRunOptions = {},
 ): Promise<{ result: EfficiencyResult; markdown: string; outDir: string }> {
   const t0 = performance.now();
   const config = await loadEfficiencyConfig(dir);
-  const root = opts.root ?? resolve(dir, "../..");
-  const outDir = opts.out ?? resolve(dir, config.out);
-  await prepareOutDir(outDir);
+  const { root, outDir } = await experimentFolders(dir, config.out, opts);
   const sizes: SizeRow[] = [];
   for (const s of config.sizes) sizes.push(await sizeRow(s.name, resolve(root, s.manifest), config.rank));
   const latency = config.latency

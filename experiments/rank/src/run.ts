@@ -1,13 +1,12 @@
-import { resolve } from "node:path";
 import {
+  type ExperimentRunOptions,
+  experimentFolders,
   fmt,
   lineChart,
   type MethodResult,
-  ModelRunner,
   machineLine,
   methodGrid,
-  prepareOutDir,
-  resolveGeneration,
+  runMethodRows,
   serializable,
   writeOutputs,
 } from "@svdquant/experiment-common";
@@ -26,17 +25,13 @@ export interface RankResult {
 /** Sweep the rank of one method at the model level; writes results.json, table.md, rank.png and grid.png. */
 export async function runRank(
   dir: string,
-  opts: { root?: string; out?: string; log?: (line: string) => void; figures?: boolean } = {},
+  opts: ExperimentRunOptions = {},
 ): Promise<{ result: RankResult; markdown: string; outDir: string }> {
   const t0 = performance.now();
   const config = await loadRankConfig(dir);
-  const root = opts.root ?? resolve(dir, "../..");
-  const outDir = opts.out ?? resolve(dir, config.out);
-  await prepareOutDir(outDir);
-  const settings = await resolveGeneration(config.generation, root, opts.log);
-  const runner = await ModelRunner.open(settings);
-  const rows: MethodResult[] = [await runner.reference()];
-  for (const rank of config.ranks) rows.push(await runner.run({ id: `rank ${rank}`, method: config.method, rank }));
+  const { root, outDir } = await experimentFolders(dir, config.out, opts);
+  const specs = config.ranks.map((rank) => ({ id: `rank ${rank}`, method: config.method, rank }));
+  const { settings, rows } = await runMethodRows(config.generation, root, specs, opts.log);
   const result: RankResult = {
     config,
     machine: machineLine(),

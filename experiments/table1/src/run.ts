@@ -1,13 +1,13 @@
 import { join, resolve } from "node:path";
 import {
   barChart,
+  type ExperimentRunOptions,
+  experimentFolders,
   fmt,
   type MethodResult,
-  ModelRunner,
   machineLine,
   methodGrid,
-  prepareOutDir,
-  resolveGeneration,
+  runMethodRows,
   serializable,
   writeOutputs,
 } from "@svdquant/experiment-common";
@@ -47,22 +47,18 @@ export interface Table1Result {
 /** Run Table 1 on the selected preset; writes results.json, table.md, table1.png and grid.png. */
 export async function runTable1(
   dir: string,
-  opts: { root?: string; out?: string; log?: (line: string) => void; figures?: boolean } = {},
+  opts: ExperimentRunOptions = {},
 ): Promise<{ result: Table1Result; markdown: string; outDir: string }> {
   const t0 = performance.now();
   const config = await loadTable1Config(dir);
   const { preset, generation } = selectPreset(config, join(dir, "config.json"));
-  const root = opts.root ?? resolve(dir, "../..");
-  const outDir = opts.out ?? resolve(dir, config.out);
-  await prepareOutDir(outDir);
+  const { root, outDir } = await experimentFolders(dir, config.out, opts);
   // the ONNX models load before the long part, so a bad path fails first
   const lpips = config.metrics.lpips ? await Lpips.load(resolve(root, config.metrics.lpips)) : null;
   const fid = config.metrics.fid ? await FidFeatureExtractor.load(resolve(root, config.metrics.fid)) : null;
   try {
-    const settings = await resolveGeneration(generation, root, opts.log);
-    const runner = await ModelRunner.open(settings);
-    const results: MethodResult[] = [await runner.reference()];
-    for (const m of config.methods) results.push(await runner.run({ id: m, method: m }));
+    const specs = config.methods.map((m) => ({ id: m, method: m }));
+    const { settings, rows: results } = await runMethodRows(generation, root, specs, opts.log);
     const ref = results[0]!;
     let fidRef: FeatureStats | null = null;
     let fidReference: string | null = null;
