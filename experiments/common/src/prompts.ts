@@ -2,10 +2,9 @@
  * Evaluation and calibration prompts: the toy model's own captions (its dataset.json) or a prompt file of the user's
  * (one prompt a line: the MJHQ-30K / sDCI subsets of the paper), with a seeded subset for quick runs.
  */
-import { join } from "node:path";
 import { SeededRng } from "@svdquant/lowrank";
-import { parseShapesSpec, type ShapesSpec } from "@svdquant/metrics";
-import { MAX_JSON_FILE_BYTES, readInputFile } from "@svdquant/tensor";
+import { readShapesDataset } from "@svdquant/metrics";
+import { readInputFile } from "@svdquant/tensor";
 import { z } from "zod";
 import { ExperimentError } from "./errors.js";
 
@@ -39,22 +38,8 @@ export function seededSubset<T>(all: readonly T[], count: number, seed: number):
   return a.slice(0, Math.min(count, a.length));
 }
 
-/** The toy model's data set: the detector's spec and every caption (dataset.json, written by tools/train-toy). */
-export async function readToyDataset(modelDir: string): Promise<{ spec: ShapesSpec; captions: string[] }> {
-  const path = join(modelDir, "dataset.json");
-  let json: { spec?: unknown; captions?: unknown };
-  try {
-    json = JSON.parse((await readInputFile(path, MAX_JSON_FILE_BYTES)).toString("utf8"));
-  } catch (e) {
-    throw new ExperimentError("E_IO", `${path}: cannot read the toy model's data set: ${(e as Error).message}`);
-  }
-  if (!Array.isArray(json.captions) || json.captions.some((c) => typeof c !== "string"))
-    throw new ExperimentError("E_CONFIG", `${path}: "captions" must be a list of strings`);
-  return {
-    spec: parseShapesSpec(json.spec, path),
-    captions: (json.captions as string[]).filter((c) => c.trim() !== ""),
-  };
-}
+/** The toy model's data set: the detector's spec and every caption (@svdquant/metrics' one reader of dataset.json). */
+export const readToyDataset = readShapesDataset;
 
 /** Every prompt of a source (a toy model folder for `toyCaptions`; paths resolved by the caller). */
 export async function readPrompts(source: PromptSource, modelDir: string): Promise<string[]> {

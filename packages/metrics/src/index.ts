@@ -76,6 +76,7 @@ export { type IoSpec, type ModelSpec, OnnxModel } from "./onnx-model.js";
 export { psnr } from "./psnr.js";
 export { resizePlaneF, resizeRgb8, resizeShortSideCenterCrop } from "./resize.js";
 export { gaussianWindow, type SsimOptions, ssim } from "./ssim.js";
+export { readShapesDataset, type ShapesDataset } from "./toy-dataset.js";
 export {
   type ToyWeights,
   toyClipModel,

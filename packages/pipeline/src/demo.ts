@@ -8,15 +8,9 @@ import { access, mkdir, stat } from "node:fs/promises";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { backendInfo } from "@svdquant/kernels";
-import { checkShapeCaption, Lpips, parseShapesSpec, psnr, type ShapesSpec, ssim, toPlanar } from "@svdquant/metrics";
+import { checkShapeCaption, Lpips, psnr, readShapesDataset, type ShapesSpec, ssim, toPlanar } from "@svdquant/metrics";
 import { type FluxTransformer, modelParams, parseModelConfig } from "@svdquant/models";
-import {
-  checkJsonNesting,
-  MAX_JSON_FILE_BYTES,
-  openModelFolder,
-  readInputFile,
-  writeFileAtomic,
-} from "@svdquant/tensor";
+import { openModelFolder, writeFileAtomic } from "@svdquant/tensor";
 import { type InputStats, recordCalibration } from "./calibrate.js";
 import { loadQuantizedModel } from "./checkpoint.js";
 import { parseQuantizeConfig, type QuantizeConfig } from "./config.js";
@@ -107,15 +101,12 @@ const toImage = (s: SampledImage) => toPlanar({ width: s.width, height: s.height
 
 /** The shapes detector's spec when the pipeline folder is a toy-shapes model (its `dataset.json`), else null. */
 async function shapesSpecOf(pipelineDir: string): Promise<ShapesSpec | null> {
-  const file = join(pipelineDir, "dataset.json");
   try {
-    await access(file);
+    await access(join(pipelineDir, "dataset.json"));
   } catch {
     return null;
   }
-  const text = (await readInputFile(file, MAX_JSON_FILE_BYTES)).toString("utf8");
-  checkJsonNesting(text, file);
-  return parseShapesSpec((JSON.parse(text) as { spec?: unknown }).spec, file);
+  return (await readShapesDataset(pipelineDir)).spec;
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoResult> {
