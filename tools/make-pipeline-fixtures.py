@@ -20,6 +20,9 @@ import os
 import sys
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixtures_common import set_seeded_random  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 OUT = os.path.join(args[0] if args else os.environ.get("OUT", "out"), "pipeline")
@@ -219,26 +222,6 @@ def tokenize(path, max_length, tag):
     raw.enable_padding(length=max_length, pad_id=tok.pad_token_id, pad_token=tok.pad_token)
     T[f"{tag}.input_ids_raw"] = torch.tensor([e.ids for e in raw.encode_batch(PROMPTS)], dtype=torch.int64)
     return enc.input_ids, enc.attention_mask
-
-
-def set_seeded_random(model, seed, scale=0.2):
-    """Seeded normal weights (norm weights around 1) so every parameter matters."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            r = torch.randn(p.shape, generator=g, dtype=torch.float64)
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.2 * r)
-            elif name.endswith("bias"):
-                p.copy_(0.1 * r)
-            else:
-                fan_in = p.shape[-1] if p.dim() == 2 else (p[0].numel() if p.dim() == 4 else 1)
-                s = scale if p.dim() < 2 else max(scale, 1.0) / (fan_in**0.5)
-                if "embedding" in name or "shared" in name or "relative_attention_bias" in name:
-                    s = 1.0 if "relative_attention_bias" in name else 0.5
-                p.copy_(s * r)
 
 
 def run_both(model, fn):

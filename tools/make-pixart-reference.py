@@ -37,6 +37,9 @@ import sys
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixtures_common import set_seeded_random  # noqa: E402
+
 OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.environ.get("OUT", "out"), "pixart-ref")
 PARTS = sys.argv[2] if len(sys.argv) > 2 else "fixtures/pipeline/pixart"
 FAILED = []
@@ -68,24 +71,6 @@ TRANSFORMER = dict(
     interpolation_scale=None,
     use_additional_conditions=None,  # resolved by the model: sample_size == 128 -> True, else False
 )
-
-
-def set_seeded_random(model, seed, scale=0.2):
-    """Seeded normal weights (norm weights around 1) so every parameter matters (as make-pipeline-fixtures.py)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            r = torch.randn(p.shape, generator=g, dtype=torch.float64)
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.2 * r)
-            elif name.endswith("bias"):
-                p.copy_(0.1 * r)
-            else:
-                fan_in = p.shape[-1] if p.dim() == 2 else (p[0].numel() if p.dim() == 4 else 1)
-                s = scale if p.dim() < 2 else max(scale, 1.0) / (fan_in**0.5)
-                p.copy_(s * r)
 
 
 def load_tokenizer(path):
