@@ -148,15 +148,29 @@ async function bench(): Promise<boolean> {
         const er = relErr(outF, ref);
         row.vsDiffusersRelL2 = er.relL2;
         row.vsDiffusersRelMax = er.relMax;
-        if (!(er.relL2 <= 1e-2)) ok = false;
       }
+      // The accuracy verdict is against diffusers in float32 on the same weights: two BF16 implementations of the
+      // 57-block model differ by as much as either one differs from float32 (measured 2026-12-06: diffusers BF16
+      // vs its own float32 output rel-L2 0.105, ours BF16 5.1e-3: our residual stream is f32), so ours must be
+      // within 1e-2 of float32 and no further from it than diffusers BF16 is.
       const f32 = process.env.DIFFUSERS_F32;
       if (mode === "bf16" && f32 && existsSync(f32)) {
         const ref = new Float32Array(readFileSync(f32).buffer.slice(0));
         const er = relErr(outF, ref);
         row.vsF32RelL2 = er.relL2;
         row.vsF32RelMax = er.relMax;
-      }
+        const peerJson = `${out}/diffusers.json`;
+        const peer = existsSync(peerJson)
+          ? (JSON.parse(readFileSync(peerJson, "utf8")) as { bf16VsF32RelL2?: number | null })
+          : {};
+        const peerErr = peer.bf16VsF32RelL2 ?? Number.POSITIVE_INFINITY;
+        row.diffusersBf16VsF32RelL2 = peer.bf16VsF32RelL2 ?? null;
+        if (!(er.relL2 <= 1e-2 && er.relL2 <= peerErr)) ok = false;
+        console.log(
+          `${er.relL2 <= 1e-2 && er.relL2 <= peerErr ? "PASS" : "FAIL"} ours BF16 vs diffusers float32 rel-L2 ${er.relL2.toExponential(2)} (tol 1e-2; diffusers BF16 vs float32 ${peer.bf16VsF32RelL2?.toExponential(2) ?? "n/a"})`,
+        );
+      } else if (mode === "bf16" && dOut && existsSync(dOut))
+        console.log("no float32 reference (SKIP_F32): the BF16 comparison is information only, not a verdict");
       if (!finite) ok = false;
       table.push(row);
       console.log(JSON.stringify(row));
