@@ -1,0 +1,36 @@
+#!/bin/bash
+# Builds and runs the attention harness (attn_bench.cu, issue 15) on a GPU machine with nvcc 13, from the repository
+# root: the engine's kernel (kernels/cuda/engine/attention.cu), every tile shape of attn_variants.inc (one
+# translation unit each, built in parallel), the experimental wgmma kernel (attn_wgmma.cu) and the kernel before the
+# rewrite (attn_old.cu), all for sm_90a.
+# Usage: bash kernels/cuda/bench/attn-bench.sh [build|check|small|time|all] [results file]   (build: only build;
+# about 20 s of build on 16 cores)
+set -u
+cd "$(dirname "$0")/../../.." || exit 1
+CUDA=${CUDA_HOME:-/usr/local/cuda}
+NVCC=$CUDA/bin/nvcc
+B=${BUILD:-/tmp/attn-build}
+GC=${ATTN_GENCODE:--gencode=arch=compute_90a,code=sm_90a}
+D=kernels/cuda/bench
+mkdir -p "$B"
+NV=$(grep -c '^{' $D/attn_variants.inc)
+pids=()
+$NVCC -std=c++17 -O3 $GC -c kernels/cuda/engine/attention.cu -o "$B/attention.o" & pids+=($!)
+$NVCC -std=c++17 -O3 $GC -c $D/attn_old.cu -o "$B/attn_old.o" & pids+=($!)
+$NVCC -std=c++17 -O3 $GC -c $D/attn_bench.cu -o "$B/attn_bench.o" & pids+=($!)
+$NVCC -std=c++17 -O3 $GC -Xptxas -v -c $D/attn_wgmma.cu -o "$B/attn_wgmma.o" 2> "$B/wgmma.ptxas" & pids+=($!)
+objs=("$B/attn_wgmma.o")
+for ((i = 0; i < NV; i++)); do
+  $NVCC -std=c++17 -O3 $GC -DVID=$i -Xptxas -v -c $D/attn_variant.cu -o "$B/v$i.o" 2> "$B/v$i.ptxas" & pids+=($!)
+  objs+=("$B/v$i.o")
+done
+ok=1
+for p in "${pids[@]}"; do wait "$p" || ok=0; done
+for ((i = 0; i < NV; i++)); do  # registers / spills per variant (Dh 128 first, then 72)
+  echo "v$i: $(grep -E 'registers|spill' "$B/v$i.ptxas" | sed -E 's/ +/ /g' | tr '\n' ' ')"
+done
+echo "wgmma: $(grep -E 'registers|spill|warn' "$B/wgmma.ptxas" | sed -E 's/ +/ /g' | tr '\n' ' ')"
+[ $ok = 1 ] || { echo "build failed"; cat "$B"/v*.ptxas | grep -i error; exit 1; }
+$NVCC $GC "$B/attn_bench.o" "$B/attention.o" "$B/attn_old.o" "${objs[@]}" -o "$B/attn_bench" || exit 1
+[ "${1:-}" = build ] && exit 0
+"$B/attn_bench" "$@"
