@@ -1,14 +1,14 @@
 // Fused multi-head attention for the engine (eng_attention and eng_attention_cross in engine_ops.h): the flash
-// kernel of attention_flash.cuh (mma.sync m16n8k16 bf16, f32 accumulation, online base-2 softmax in registers,
-// cp.async K/V ring, no [Sq, Skv] buffer). Self attention is the case Sq = Skv with no key mask; cross attention
-// masks keys j >= kv_len[b] (a row with no key at all gets zeros). The tile shape per head dim below was picked from
-// kernels/cuda/bench/attn-bench.sh on an H100 (docs/benchmarks.md, "fused attention").
+// kernels of attention_flash.cuh (mma.sync m16n8k16 bf16, f32 accumulation, online base-2 softmax in registers,
+// cp.async K/V ring; every arch) and attention_wgmma.cuh (Hopper wgmma, sm_90a builds); no [Sq, Skv] buffer. Self attention is the case Sq = Skv with no key mask; cross attention
+// masks keys j >= kv_len[b] (a row with no key at all gets zeros).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <string>
 
 #include "attention_flash.cuh"
+#include "attention_wgmma.cuh"
 #include "engine_ops.h"
 
 namespace {
@@ -17,15 +17,53 @@ thread_local std::string g_err;
 using svdq_attn::FlashArgs;
 using svdq_attn::flash_launch;
 
-// Tile shape per head dim: <DH, WARPS, MT, BKV, STAGES, QREG, MINB> (attention_flash.cuh): 4 warps x 32 query rows
-// = 128-row CTA, 64-key tiles, 2 stages, 2 CTAs per SM.
+// Per-device facts, read once per device: compute capability, the opt-in shared memory per block (sm_86 / sm_89
+// allow 99 KiB, sm_80 163 KiB, sm_90 227 KiB) and whether the wgmma kernels were built for this device (sm_90a SASS;
+// an sm_80-only build running on an H100 has binaryVersion 80 and takes the mma.sync path).
+struct DevInfo {
+  int cc = 0, smem = 0;
+  bool wgmma = false;
+};
+const DevInfo& dev_info() {
+  static DevInfo info[64];
+  static bool have[64] = {};
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (dev < 0 || dev >= 64) dev = 0;
+  if (!have[dev]) {
+    int major = 0, minor = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    cudaDeviceGetAttribute(&info[dev].smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    info[dev].cc = major * 10 + minor;
+    cudaFuncAttributes fa{};
+    info[dev].wgmma = info[dev].cc == 90 &&
+                      cudaFuncGetAttributes(&fa, svdq_attn::wg_attention_kernel<128, 128, false>) == cudaSuccess &&
+                      fa.binaryVersion == 90;
+    have[dev] = true;
+  }
+  return info[dev];
+}
+
+// Which kernel runs (attention_flash.cuh tile shapes <DH, WARPS, MT, BKV, STAGES, QREG, MINB>; attention_wgmma.cuh),
+// from kernels/cuda/bench/attn-bench.sh on an H100 (docs/benchmarks.md, "fused attention"):
+constexpr bool kUseWgmma = false;  // sm_90a: the wgmma kernel for Dh 72 / 128
+template <int DH>
+cudaError_t launch_mma(const FlashArgs& a, cudaStream_t s, int smem_optin) {
+  constexpr bool qreg = DH <= 80;  // Q fragments stay in registers when they fit next to O and S
+  using Big = svdq_attn::FlashShape<DH, 4, 2, 64, 2>;  // 4 warps x 32 query rows, 64-key tiles, 2 stages
+  if (Big::smem <= size_t(smem_optin)) return flash_launch<DH, 4, 2, 64, 2, qreg, 2>(a, s);
+  return flash_launch<DH, 4, 2, 32, 2, qreg, 2>(a, s);  // 99 KiB parts (sm_86 / sm_89) at Dh = 128: 32-key tiles
+}
 cudaError_t launch_dh(int Dh, const FlashArgs& a, cudaStream_t s) {
+  const DevInfo& d = dev_info();
+  if (kUseWgmma && d.wgmma && (Dh == 128 || Dh == 72)) return svdq_attn::wg_run<128, false>(Dh, a, s);
   switch (Dh) {
-    case 16: return flash_launch<16, 4, 2, 64, 2, true, 2>(a, s);
-    case 32: return flash_launch<32, 4, 2, 64, 2, true, 2>(a, s);
-    case 64: return flash_launch<64, 4, 2, 64, 2, true, 2>(a, s);
-    case 72: return flash_launch<72, 4, 2, 64, 2, true, 2>(a, s);
-    case 128: return flash_launch<128, 4, 2, 64, 2, false, 2>(a, s);
+    case 16: return launch_mma<16>(a, s, d.smem);
+    case 32: return launch_mma<32>(a, s, d.smem);
+    case 64: return launch_mma<64>(a, s, d.smem);
+    case 72: return launch_mma<72>(a, s, d.smem);
+    case 128: return launch_mma<128>(a, s, d.smem);
     default: return cudaErrorInvalidValue;
   }
 }

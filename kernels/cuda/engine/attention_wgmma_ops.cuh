@@ -1,4 +1,4 @@
-// Generated wgmma wrappers (m64nNk16 bf16 -> f32) for attn_wgmma.cu.
+// Generated wgmma wrappers (m64nNk16 bf16 -> f32) for attention_wgmma.cuh.
 #pragma once
 #include <cstdint>
 
