@@ -1,14 +1,15 @@
 // Attention harness for issue 15 (no Node needed): the engine's fused attention (eng_attention /
-// eng_attention_cross, kernels/cuda/engine/attention.cu), every tile shape of attn_variants.inc and the kernel before
-// the rewrite (attn_old.cu) are
+// eng_attention_cross, kernels/cuda/engine/attention.cu), every tile shape of attn_variants.inc, the wgmma kernels
+// (attn_wgmma.cu, ids 100+) and the kernel before the rewrite (attn_old.cu) are
 //   1. checked against a float64 host reference: small shapes (every head dim, odd S, B = 2, the FLUX text/image
 //      split, Sq != Skv with kv_len masks incl. 0, a padded output row stride whose pad must stay untouched) and
 //      sampled rows of the full FLUX / PixArt shapes;
 //   2. timed (CUDA events, 3 warm-up calls, median of 15) on FLUX.1 joint attention (1, 24, 4608, 128), PixArt-Σ
 //      self attention (2, 16, 4096, 72) and cross attention (Sq 4096, Skv 300, kv_len 120 / 300).
 // Timings go to stdout and to the file named by argv[2] ("shape impl ms tflops" lines) for attn_table.py, which
-// prints them next to torch's scaled_dot_product_attention. Usage: attn_bench [check|small|time|all] [results file] (small: the small-shape checks only, for
-// compute-sanitizer).
+// prints them next to torch's scaled_dot_product_attention.
+// Usage: attn_bench [check|small|time|all|list] [results file or ""] [impl keys: old,engine,v0,...,v100,...]
+// (small: the small-shape checks only, for compute-sanitizer; list: print the impl keys).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -268,10 +269,19 @@ static void download(const Problem& p, std::vector<uint16_t>& hq, std::vector<ui
   CK(cudaMemcpy(hv.data(), p.v, hv.size() * 2, cudaMemcpyDeviceToHost));
 }
 
+static std::string impl_key(int impl) {  // "old", "engine", "v<id>"
+  return impl == -2 ? "engine" : impl == -1 ? "old" : "v" + std::to_string(registry()[impl].id);
+}
+static std::string g_filter;  // comma-separated impl keys (argv[3]); empty: all
 static std::vector<int> all_impls() {
-  std::vector<int> v = {-2, -1};
+  std::vector<int> v = {-1, -2};
   for (size_t i = 0; i < registry().size(); i++) v.push_back(int(i));
-  return v;
+  if (g_filter.empty()) return v;
+  std::vector<int> out;
+  const std::string f = "," + g_filter + ",";
+  for (int i : v)
+    if (f.find("," + impl_key(i) + ",") != std::string::npos) out.push_back(i);
+  return out;
 }
 
 static Problem self_problem(int B, int H, int S, int Dh, int split, int ldpad) {
@@ -394,13 +404,19 @@ static void run_times(FILE* res) {
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "all";
   std::sort(registry().begin(), registry().end(), [](const VarEntry& a, const VarEntry& b) { return a.id < b.id; });
+  if (argc > 3) g_filter = argv[3];
+  if (mode == "list") {  // the impl keys, for running each in its own process (a fault kills only that one)
+    for (int i : all_impls()) std::printf("%s ", impl_key(i).c_str());
+    std::printf("\n");
+    return 0;
+  }
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("device: %s (sm_%d%d, %d SMs), %zu tile variants\n", prop.name, prop.major, prop.minor,
               prop.multiProcessorCount, registry().size());
   if (mode == "check" || mode == "all" || mode == "small") run_checks(mode != "small");
   if (mode == "time" || mode == "all") {
-    FILE* res = argc > 2 ? std::fopen(argv[2], "a") : nullptr;
+    FILE* res = argc > 2 && argv[2][0] ? std::fopen(argv[2], "a") : nullptr;
     run_times(res);
     if (res) std::fclose(res);
   }
