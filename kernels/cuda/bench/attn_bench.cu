@@ -241,6 +241,19 @@ static void check_impl(int impl, Problem& p, const std::vector<uint16_t>& hq, co
   std::printf("%s %-28s %-34s relL2 %.3e maxabs %.3e%s%s%s\n", ok ? "ok  " : "FAIL", label, impl_name(impl).c_str(),
               rel, mx, finite ? "" : " NON-FINITE", zero_ok ? "" : " kv_len-0-rows-not-zero",
               pad_ok ? "" : " pad-overwritten");
+  if (!ok) {  // a diagnosis: the first compared row, got vs float64, at d = 0..7 and 64..71
+    const int b0 = list[0], h0 = list[1], s0 = list[2];
+    ref_row(p, hq, hk, hv, b0, h0, s0, ref);
+    const uint16_t* o = out_row(b0, s0) + size_t(h0) * p.Dh;
+    for (int base : {0, 64}) {
+      if (base + 8 > p.Dh) break;
+      std::printf("     row (b %d, h %d, s %d) d %d..: got", b0, h0, s0, base);
+      for (int d = base; d < base + 8; d++) std::printf(" %+.4f", bf2f(o[d]));
+      std::printf(" | ref");
+      for (int d = base; d < base + 8; d++) std::printf(" %+.4f", ref[d]);
+      std::printf("\n");
+    }
+  }
 }
 
 static void fill_host(Problem& p, uint64_t seed, std::vector<uint16_t>& hq, std::vector<uint16_t>& hk,
