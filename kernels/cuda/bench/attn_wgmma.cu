@@ -16,4 +16,6 @@ const int r2 = attn_register_variant(102, "wgmma bq128 bkv64", wg_run<64, false>
 const int r3 = attn_register_variant(103, "wgmma bq128 bkv64 swapV", wg_run<64, true>);
 const int r4 = attn_register_variant(104, "wgmma pipelined bq128 bkv64 st3", wg_pipe_run<64>);
 const int r5 = attn_register_variant(105, "wgmma pipelined bq128 bkv128 st3", wg_pipe_run<128>);
+const int r6 = attn_register_variant(106, "wgmma 3 warpgroups bq192 bkv64", wg_run<64, false, 3, 1>);
+const int r7 = attn_register_variant(107, "wgmma bq128 bkv64 2 CTAs/SM", wg_run<64, false, 2, 2>);
 }  // namespace

@@ -38,26 +38,33 @@ const DevInfo& dev_info() {
     info[dev].cc = major * 10 + minor;
     cudaFuncAttributes fa{};
     info[dev].wgmma = info[dev].cc == 90 &&
-                      cudaFuncGetAttributes(&fa, svdq_attn::wg_attention_kernel<128, 128, false>) == cudaSuccess &&
+                      cudaFuncGetAttributes(&fa, svdq_attn::wg_attention_pipe_kernel<128, 128>) == cudaSuccess &&
                       fa.binaryVersion == 90;
     have[dev] = true;
   }
   return info[dev];
 }
 
-// Which kernel runs (attention_flash.cuh tile shapes <DH, WARPS, MT, BKV, STAGES, QREG, MINB>; attention_wgmma.cuh),
-// from kernels/cuda/bench/attn-bench.sh on an H100 (docs/benchmarks.md, "fused attention"):
-constexpr bool kUseWgmma = false;  // sm_90a: the wgmma kernel for Dh 72 / 128
+// Which kernel runs, from kernels/cuda/bench/attn-bench.sh on an H100 (docs/benchmarks.md, "fused attention", round 1:
+// every candidate checked vs float64 and timed in one run):
+// - sm_90a build on sm_90, Dh 128: the softmax/P·V-overlapped wgmma kernel with 128-key tiles (0.773 ms on FLUX's
+//   (1, 24, 4608, 128), 1.63x the old kernel; the plain wgmma kernel 0.785 ms, the best mma.sync shape 0.852 ms);
+// - sm_90a build on sm_90, Dh 72: the plain wgmma kernel with 64-key tiles (0.457 ms on PixArt's (2, 16, 4096, 72)
+//   vs 0.522 ms for the best mma.sync shape; 0.051 ms on the 4096 x 300 cross attention);
+// - everything else: the mma.sync kernel, 4 warps x 32 query rows, 64-key tiles (2 stages; 3 at Dh 72, which has the
+//   shared memory for it), 2 CTAs per SM; on 99 KiB parts (sm_86 / sm_89) Dh 128 takes 32-key tiles.
 template <int DH>
 cudaError_t launch_mma(const FlashArgs& a, cudaStream_t s, int smem_optin) {
   constexpr bool qreg = DH <= 80;  // Q fragments stay in registers when they fit next to O and S
-  using Big = svdq_attn::FlashShape<DH, 4, 2, 64, 2>;  // 4 warps x 32 query rows, 64-key tiles, 2 stages
-  if (Big::smem <= size_t(smem_optin)) return flash_launch<DH, 4, 2, 64, 2, qreg, 2>(a, s);
-  return flash_launch<DH, 4, 2, 32, 2, qreg, 2>(a, s);  // 99 KiB parts (sm_86 / sm_89) at Dh = 128: 32-key tiles
+  constexpr int stages = DH == 72 ? 3 : 2;
+  using Big = svdq_attn::FlashShape<DH, 4, 2, 64, stages>;
+  if (Big::smem <= size_t(smem_optin)) return flash_launch<DH, 4, 2, 64, stages, qreg, 2>(a, s);
+  return flash_launch<DH, 4, 2, 32, 2, qreg, 2>(a, s);
 }
 cudaError_t launch_dh(int Dh, const FlashArgs& a, cudaStream_t s) {
   const DevInfo& d = dev_info();
-  if (kUseWgmma && d.wgmma && (Dh == 128 || Dh == 72)) return svdq_attn::wg_run<128, false>(Dh, a, s);
+  if (d.wgmma && Dh == 128) return svdq_attn::wg_pipe_run1<128, 128>(a, s);
+  if (d.wgmma && Dh == 72) return svdq_attn::wg_run1<72, 64, false>(a, s);
   switch (Dh) {
     case 16: return launch_mma<16>(a, s, d.smem);
     case 32: return launch_mma<32>(a, s, d.smem);

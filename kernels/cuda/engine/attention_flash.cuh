@@ -301,12 +301,10 @@ template <int DH, int WARPS, int MT, int BKV, int STAGES, bool QREG, int MINB>
 cudaError_t flash_launch(const FlashArgs& a, cudaStream_t stream) {
   using SH = FlashShape<DH, WARPS, MT, BKV, STAGES>;
   auto kern = flash_attention_kernel<DH, WARPS, MT, BKV, STAGES, QREG, MINB>;
-  static bool set = false;  // raise the dynamic shared memory limit once per instantiation
-  if (!set) {
-    const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(SH::smem));
-    if (e != cudaSuccess) return e;
-    set = true;
-  }
+  // the dynamic shared memory limit is raised on every launch (a host-side call, no stream work): a once-per-process
+  // flag would miss the second device of a multi-GPU process
+  const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(SH::smem));
+  if (e != cudaSuccess) return e;
   dim3 grid((a.Sq + SH::BQ - 1) / SH::BQ, a.B * a.H);
   kern<<<grid, WARPS * 32, SH::smem, stream>>>(a);
   return cudaGetLastError();

@@ -44,14 +44,15 @@ __device__ __forceinline__ void pin(float* r) {  // keep the compiler from touch
 }
 #endif
 
-template <int DH, int BKV, bool SWAPV>
-__global__ void __launch_bounds__(256, 1) wg_attention_kernel(const FlashArgs a) {
+// NWG warpgroups of 64 query rows per CTA (BQ = 64·NWG), MINB CTAs per SM for __launch_bounds__.
+template <int DH, int BKV, bool SWAPV, int NWG = 2, int MINB = 1>
+__global__ void __launch_bounds__(NWG * 128, MINB) wg_attention_kernel(const FlashArgs a) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int BQ = 128, NS = BKV / 2;  // S accumulators per thread
+  constexpr int BQ = 64 * NWG, NS = BKV / 2, NTHR = NWG * 128;  // NS: S accumulators per thread
   constexpr int DK = DH == 128 ? 128 : 80, CHK = DK / 8, KST = DK / 16, NT = DH / 8, NO = DH / 2;
   extern __shared__ __align__(1024) uint8_t wg_sm_raw[];
   const uint32_t base = (fa_smem_u32(wg_sm_raw) + 1023u) & ~1023u;
-  const uint32_t sQ = base, sK0 = base + 32768, sV0 = sK0 + 2 * BKV * 256;
+  const uint32_t sQ = base, sK0 = base + BQ * 256, sV0 = sK0 + 2 * BKV * 256;
   constexpr uint32_t KV_STAGE = BKV * 256;
 
   const int tid = threadIdx.x, wg = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
@@ -66,7 +67,7 @@ __global__ void __launch_bounds__(256, 1) wg_attention_kernel(const FlashArgs a)
   // rows x 128 d of global rows [r0, r0 + rows) (zero past n) into a swizzled [2][rows][64] tile at dst
   auto load = [&](uint32_t dst, const __nv_bfloat16* src, int r0, int rows, int n) {
 #pragma unroll 4
-    for (int i = tid; i < rows * CHK; i += 256) {  // chunks >= Dh/8 (the k pad of Dh = 72) are zero-filled
+    for (int i = tid; i < rows * CHK; i += NTHR) {  // chunks >= Dh/8 (the k pad of Dh = 72) are zero-filled
       const int r = i / CHK, c = i % CHK;
       const bool ok = r0 + r < n && c < DH / 8;
       const uint32_t off = uint32_t((c / 8) * rows * 128 + r * 128 + (((c % 8) ^ (r % 8)) * 16));
@@ -103,7 +104,7 @@ __global__ void __launch_bounds__(256, 1) wg_attention_kernel(const FlashArgs a)
     wg_fence();
 #pragma unroll
     for (int kk = 0; kk < KST; kk++) {
-      const uint64_t da = wg_desc(sQ + (kk / 4) * 16384 + wg * 64 * 128 + (kk % 4) * 32, 16, 1024);
+      const uint64_t da = wg_desc(sQ + (kk / 4) * (BQ * 128) + wg * 64 * 128 + (kk % 4) * 32, 16, 1024);
       const uint64_t db = wg_desc(sK + (kk / 4) * (BKV * 128) + (kk % 4) * 32, 16, 1024);
       if constexpr (BKV == 128)
         wg_ss_n128(s, da, db, kk);
@@ -385,13 +386,10 @@ __global__ void __launch_bounds__(256, 1) wg_attention_pipe_kernel(const FlashAr
 template <int DH, int BKV>
 cudaError_t wg_pipe_run1(const FlashArgs& a, cudaStream_t s) {
   const size_t smem = 1024 + 32768 + size_t(6) * BKV * 256;
-  static bool set = false;
-  if (!set) {
-    const cudaError_t e =
-        cudaFuncSetAttribute(wg_attention_pipe_kernel<DH, BKV>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (e != cudaSuccess) return e;
-    set = true;
-  }
+  // every launch (see flash_launch in attention_flash.cuh)
+  const cudaError_t e =
+      cudaFuncSetAttribute(wg_attention_pipe_kernel<DH, BKV>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (e != cudaSuccess) return e;
   dim3 grid((a.Sq + 127) / 128, a.B * a.H);
   wg_attention_pipe_kernel<DH, BKV><<<grid, 256, smem, s>>>(a);
   return cudaGetLastError();
@@ -401,23 +399,21 @@ cudaError_t wg_pipe_run(int Dh, const FlashArgs& a, cudaStream_t s) {
   return Dh == 128 ? wg_pipe_run1<128, BKV>(a, s) : Dh == 72 ? wg_pipe_run1<72, BKV>(a, s) : cudaErrorInvalidValue;
 }
 
-template <int DH, int BKV, bool SWAPV>
+template <int DH, int BKV, bool SWAPV, int NWG = 2, int MINB = 1>
 cudaError_t wg_run1(const FlashArgs& a, cudaStream_t s) {
-  const size_t smem = 1024 + 32768 + size_t(4) * BKV * 256;
-  static bool set = false;
-  if (!set) {
-    const cudaError_t e =
-        cudaFuncSetAttribute(wg_attention_kernel<DH, BKV, SWAPV>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (e != cudaSuccess) return e;
-    set = true;
-  }
-  dim3 grid((a.Sq + 127) / 128, a.B * a.H);
-  wg_attention_kernel<DH, BKV, SWAPV><<<grid, 256, smem, s>>>(a);
+  const size_t smem = 1024 + size_t(64 * NWG) * 256 + size_t(4) * BKV * 256;
+  auto kern = wg_attention_kernel<DH, BKV, SWAPV, NWG, MINB>;
+  const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (e != cudaSuccess) return e;  // every launch (see flash_launch in attention_flash.cuh)
+  dim3 grid((a.Sq + 64 * NWG - 1) / (64 * NWG), a.B * a.H);
+  kern<<<grid, NWG * 128, smem, s>>>(a);
   return cudaGetLastError();
 }
-template <int BKV, bool SWAPV>
+template <int BKV, bool SWAPV, int NWG = 2, int MINB = 1>
 cudaError_t wg_run(int Dh, const FlashArgs& a, cudaStream_t s) {
-  return Dh == 128 ? wg_run1<128, BKV, SWAPV>(a, s) : Dh == 72 ? wg_run1<72, BKV, SWAPV>(a, s) : cudaErrorInvalidValue;
+  return Dh == 128  ? wg_run1<128, BKV, SWAPV, NWG, MINB>(a, s)
+         : Dh == 72 ? wg_run1<72, BKV, SWAPV, NWG, MINB>(a, s)
+                    : cudaErrorInvalidValue;
 }
 
 }  // namespace svdq_attn
