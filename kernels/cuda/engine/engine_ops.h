@@ -62,7 +62,9 @@ const char* eng_qk_norm_rope(const void* qkv, int ld, const void* bias, int B, i
                              void* Q, void* K, void* V, void* stream);
 // Fused attention (flash style, online softmax, no [S, S] buffer): O = softmax(Q Kᵀ / √Dh) V per (b, h), Q, K, V
 // [B, H, S, Dh] bf16. Output token s of item b goes to out_txt[(b·split + s)·ld + h·Dh] when s < split, else to
-// out_img[(b·(S − split) + s − split)·ld + h·Dh]. Dh ∈ {16, 32, 64, 72, 128}.
+// out_img[(b·(S − split) + s − split)·ld + h·Dh]. Dh ∈ {16, 32, 64, 72, 128}. Kernel per device (attention.cu):
+// wgmma on sm_90 when the sm_90a build is present (Dh 128 / 72), mma.sync otherwise; Dh 72 runs Q·Kᵀ over k = 80
+// (zero pad inside the kernel). Timings vs torch SDPA: kernels/cuda/bench/attn-bench.sh, docs/benchmarks.md.
 const char* eng_attention(const void* Q, const void* K, const void* V, int B, int H, int S, int Dh, int split,
                           void* out_txt, void* out_img, int ld, void* stream);
 // Fused cross attention (same kernel): O = softmax(Qc Kcᵀ / √Dh + mask) Vc per (b, h), keys j >= kv_len[b] masked
