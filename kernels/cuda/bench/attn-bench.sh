@@ -3,8 +3,9 @@
 # root: the engine's kernel (kernels/cuda/engine/attention.cu), every tile shape of attn_variants.inc (one
 # translation unit each, built in parallel), the experimental wgmma kernel (attn_wgmma.cu) and the kernel before the
 # rewrite (attn_old.cu), all for sm_90a.
-# Usage: bash kernels/cuda/bench/attn-bench.sh [build|check|small|time|all] [results file]   (build: only build;
-# about 20 s of build on 16 cores)
+# Usage: bash kernels/cuda/bench/attn-bench.sh [suite|build|check|small|time|all] [results file]   (suite: the
+# whole comparison of docs/benchmarks.md, about 40 s on an H100; build: only build, about 10 s on 16 cores; the others
+# are attn_bench's modes)
 set -u
 cd "$(dirname "$0")/../../.." || exit 1
 CUDA=${CUDA_HOME:-/usr/local/cuda}
@@ -33,4 +34,20 @@ echo "wgmma: $(grep -E 'registers|spill|warn' "$B/wgmma.ptxas" | sed -E 's/ +/ /
 [ $ok = 1 ] || { echo "build failed"; cat "$B"/v*.ptxas | grep -i error; exit 1; }
 $NVCC $GC "$B/attn_bench.o" "$B/attention.o" "$B/attn_old.o" "${objs[@]}" -o "$B/attn_bench" || exit 1
 [ "${1:-}" = build ] && exit 0
+if [ "${1:-}" = suite ]; then  # what docs/benchmarks.md reports: every kernel checked in its own process (a fault
+  # kills only that one), timings of ours, torch SDPA, ours again, then the joined table (best median per row)
+  R=${2:-/tmp/attn-results.txt}
+  rm -f "$R"
+  X="$B/attn_bench"
+  IMPLS=$("$X" list)
+  for k in $IMPLS; do timeout 30 "$X" check "" "$k" | grep -vE '^ok  '; done
+  pass() {
+    for k in $IMPLS; do timeout 20 "$X" time "$R" "$k" | grep -vE '^(device|==)'; done
+  }
+  pass
+  timeout 60 python3 $D/attn_torch.py "$R" 2>&1 | grep -vE 'UserWarning|return F\.'
+  pass
+  python3 $D/attn_table.py "$R"
+  exit 0
+fi
 "$B/attn_bench" "$@"
