@@ -20,7 +20,8 @@ $NVCC -std=c++17 -O3 $GC -c kernels/cuda/engine/attention.cu -o "$B/attention.o"
 $NVCC -std=c++17 -O3 $GC -c $D/attn_old.cu -o "$B/attn_old.o" & pids+=($!)
 $NVCC -std=c++17 -O3 $GC -c $D/attn_bench.cu -o "$B/attn_bench.o" & pids+=($!)
 $NVCC -std=c++17 -O3 $GC -Xptxas -v -c $D/attn_wgmma.cu -o "$B/attn_wgmma.o" 2> "$B/wgmma.ptxas" & pids+=($!)
-objs=("$B/attn_wgmma.o")
+$NVCC -std=c++17 -O3 $GC -Xptxas -v -c $D/attn_tma.cu -o "$B/attn_tma.o" 2> "$B/tma.ptxas" & pids+=($!)
+objs=("$B/attn_wgmma.o" "$B/attn_tma.o")
 for ((i = 0; i < NV; i++)); do
   $NVCC -std=c++17 -O3 $GC -DVID=$i -Xptxas -v -c $D/attn_variant.cu -o "$B/v$i.o" 2> "$B/v$i.ptxas" & pids+=($!)
   objs+=("$B/v$i.o")
@@ -30,6 +31,7 @@ for p in "${pids[@]}"; do wait "$p" || ok=0; done
 for ((i = 0; i < NV; i++)); do  # registers / spills per variant (Dh 128 first, then 72)
   echo "v$i: $(grep -E 'registers|spill' "$B/v$i.ptxas" | sed -E 's/ +/ /g' | tr '\n' ' ')"
 done
+echo "tma: $(grep -E 'registers|spill|warn|error' "$B/tma.ptxas" | sed -E 's/ +/ /g' | tr '\n' ' ')"
 echo "wgmma: $(grep -E 'registers|spill|warn' "$B/wgmma.ptxas" | sed -E 's/ +/ /g' | tr '\n' ' ')"
 [ $ok = 1 ] || { echo "build failed"; cat "$B"/v*.ptxas | grep -i error; exit 1; }
 $NVCC $GC "$B/attn_bench.o" "$B/attention.o" "$B/attn_old.o" "${objs[@]}" -o "$B/attn_bench" || exit 1

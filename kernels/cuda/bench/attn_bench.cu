@@ -155,7 +155,10 @@ static std::string impl_name(int impl) {
   if (impl == -1) return "old";
   return "v" + std::to_string(registry()[impl].id) + " [" + registry()[impl].name + "]";
 }
-static bool impl_supports(int impl, int Dh) { return impl < 0 || Dh == 72 || Dh == 128; }  // variants: 72, 128
+static bool impl_supports(int impl, int Dh) {  // variants: Dh 72 and 128; the TMA ones (ids 110+) 128 only
+  if (impl < 0) return true;
+  return registry()[impl].id >= 110 ? Dh == 128 : Dh == 72 || Dh == 128;
+}
 
 // float64 reference of one output row (b, h, s): out[d], from host bf16 copies
 static void ref_row(const Problem& p, const std::vector<uint16_t>& hq, const std::vector<uint16_t>& hk,
