@@ -3,13 +3,16 @@
 // signals "full" mbarriers; two consumer warpgroups (64 query rows each, BQ = 128) run the plain wgmma flash loop of
 // attention_wgmma.cuh and release each stage through an "empty" mbarrier, so no CTA-wide barrier couples the
 // warpgroups. Facts from the PTX ISA (cp.async.bulk.tensor, mbarrier) and the FlashAttention-3 paper; no code taken.
-// Registered with attn_bench.cu as variants 110 (64-key tiles, 3 stages) and 111 (128-key tiles, 2 stages).
+// Registered with attn_bench.cu as variants 110 (64-key tiles, 3 stages), 111 (128-key tiles, 2 stages) and, with
+// the softmax overlapped with P·V, 113 (64-key tiles, 4 stages; with 128-key tiles the consumers would need more
+// than the 168 registers a 288-thread wgmma kernel gets, and ptxas serializes the wgmma).
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "../engine/attention_wgmma.cuh"
 
@@ -46,7 +49,9 @@ __device__ __forceinline__ void tma_2d(uint32_t dst, const CUtensorMap* map, int
 }
 #endif
 
-template <int BKV, int ST>
+// PIPE: the consumer loop of attention_wgmma.cuh's pipelined kernel (Q·K_tᵀ and P_{t-1}·V_{t-1} issued back to
+// back, the softmax of tile t under P·V); a stage is released after its P·V.
+template <int BKV, int ST, bool PIPE>
 __global__ void __launch_bounds__(288, 1)
     tma_attention_kernel(const FlashArgs a, const __grid_constant__ CUtensorMap tmQ,
                          const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV) {
@@ -104,6 +109,7 @@ __global__ void __launch_bounds__(288, 1)
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
   const float c = a.scale_log2;
   mb_wait(qbar, 0);
+  if constexpr (!PIPE) {
   for (int t = 0; t < nkv; t++) {
     const int st = t % ST;
     mb_wait(full(st), uint32_t((t / ST) & 1));
@@ -177,6 +183,110 @@ __global__ void __launch_bounds__(288, 1)
     pin<NO>(o);
     mb_arrive(empty(st));  // this thread is done with stage st
   }
+  } else {
+    constexpr int NP = BKV / 16;
+    uint32_t pprev[NP][4];
+    auto pv = [&](const uint32_t (*pp)[4], uint32_t sv) {
+#pragma unroll
+      for (int kk = 0; kk < NP; kk++) wg_rs_n128_tb(o, pp[kk], wg_desc(sv + kk * 16 * 128, BKV * 128, 1024));
+    };
+    auto body = [&](const int t, auto first_tag) {
+      constexpr bool FIRST = decltype(first_tag)::value;
+      const int st = t % ST, sp = (t + ST - 1) % ST;
+      mb_wait(full(st), uint32_t((t / ST) & 1));
+      const uint32_t sK = sK0 + st * KV_STAGE;
+      float s[NS];
+      pin<NS>(s);
+      pin<NO>(o);
+      wg_fence();
+#pragma unroll
+      for (int kk = 0; kk < 8; kk++) {
+        const uint64_t da = wg_desc(sQ + (kk / 4) * 16384 + wg * 64 * 128 + (kk % 4) * 32, 16, 1024);
+        const uint64_t db = wg_desc(sK + (kk / 4) * (BKV * 128) + (kk % 4) * 32, 16, 1024);
+        if constexpr (BKV == 128)
+          wg_ss_n128(s, da, db, kk);
+        else
+          wg_ss_n64(s, da, db, kk);
+      }
+      wg_commit();
+      if constexpr (!FIRST) {
+        pv(pprev, sV0 + sp * KV_STAGE);
+        wg_commit();
+        asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+      } else {
+        wg_wait0();
+      }
+      pin<NS>(s);
+      const int kv0 = t * BKV;
+      if (kv0 + BKV > S) {
+#pragma unroll
+        for (int i = 0; i < NS; i++) {
+          const int key = kv0 + 8 * (i / 4) + 2 * (lane % 4) + (i & 1);
+          if (key >= S) s[i] = -INFINITY;
+        }
+      }
+      float mx[2] = {m_run[0], m_run[1]};
+#pragma unroll
+      for (int i = 0; i < NS; i += 4) {
+        mx[0] = fmaxf(mx[0], fmaxf(s[i], s[i + 1]));
+        mx[1] = fmaxf(mx[1], fmaxf(s[i + 2], s[i + 3]));
+      }
+      float alpha[2], moff[2];
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        alpha[r] = fa_exp2((m_run[r] - mx[r]) * c);
+        m_run[r] = mx[r];
+        moff[r] = mx[r] * c;
+      }
+      uint32_t pcur[NP][4];
+      float rs[2] = {0.f, 0.f};
+#pragma unroll
+      for (int j = 0; j < BKV / 8; j++) {
+        const float p0 = fa_exp2(fmaf(s[4 * j + 0], c, -moff[0]));
+        const float p1 = fa_exp2(fmaf(s[4 * j + 1], c, -moff[0]));
+        const float p2 = fa_exp2(fmaf(s[4 * j + 2], c, -moff[1]));
+        const float p3 = fa_exp2(fmaf(s[4 * j + 3], c, -moff[1]));
+        rs[0] += p0 + p1;
+        rs[1] += p2 + p3;
+        pcur[j / 2][(j % 2) * 2 + 0] = fa_pack(p0, p1);
+        pcur[j / 2][(j % 2) * 2 + 1] = fa_pack(p2, p3);
+      }
+      l_run[0] = l_run[0] * alpha[0] + rs[0];
+      l_run[1] = l_run[1] * alpha[1] + rs[1];
+      if constexpr (!FIRST) {
+        wg_wait0();
+#pragma unroll
+        for (int kk = 0; kk < NP; kk++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) asm volatile("" : "+r"(pprev[kk][e])::"memory");
+        mb_arrive(empty(sp));  // P·V of tile t-1 done: its stage may be refilled
+      }
+      pin<NO>(o);
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        o[4 * j + 0] *= alpha[0];
+        o[4 * j + 1] *= alpha[0];
+        o[4 * j + 2] *= alpha[1];
+        o[4 * j + 3] *= alpha[1];
+      }
+#pragma unroll
+      for (int kk = 0; kk < NP; kk++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) pprev[kk][e] = pcur[kk][e];
+    };
+    if (nkv > 0) body(0, std::true_type{});
+    for (int t = 1; t < nkv; t++) body(t, std::false_type{});
+    if (nkv > 0) {
+      pin<NO>(o);
+      wg_fence();
+      pv(pprev, sV0 + ((nkv - 1) % ST) * KV_STAGE);
+      wg_commit();
+      wg_wait0();
+      pin<NO>(o);
+    }
+  }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     float l = l_run[r];
@@ -219,7 +329,7 @@ cudaError_t make_map(CUtensorMap* m, const void* p, uint64_t rows, uint32_t box_
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <int BKV, int ST>
+template <int BKV, int ST, bool PIPE = false>
 cudaError_t tma_run(int Dh, const FlashArgs& a, cudaStream_t s) {
   if (Dh != 128) return cudaErrorInvalidValue;
   CUtensorMap mq, mk, mv;
@@ -228,7 +338,7 @@ cudaError_t tma_run(int Dh, const FlashArgs& a, cudaStream_t s) {
   if ((e = make_map(&mk, a.K, uint64_t(a.B) * a.H * a.Skv, BKV)) != cudaSuccess) return e;
   if ((e = make_map(&mv, a.V, uint64_t(a.B) * a.H * a.Skv, BKV)) != cudaSuccess) return e;
   const size_t smem = 1024 + 32768 + size_t(2 * ST) * BKV * 256 + 8 * (1 + 2 * ST);
-  auto kern = tma_attention_kernel<BKV, ST>;
+  auto kern = tma_attention_kernel<BKV, ST, PIPE>;
   if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem))) != cudaSuccess) return e;
   dim3 grid((a.Sq + 127) / 128, a.B * a.H);
   kern<<<grid, 288, smem, s>>>(a, mq, mk, mv);
@@ -237,4 +347,5 @@ cudaError_t tma_run(int Dh, const FlashArgs& a, cudaStream_t s) {
 
 const int r0 = attn_register_variant(110, "tma+mbarrier warp-specialized bkv64 st3", tma_run<64, 3>);
 const int r1 = attn_register_variant(111, "tma+mbarrier warp-specialized bkv128 st2", tma_run<128, 2>);
+const int r3 = attn_register_variant(113, "tma+mbarrier ws pipelined bkv64 st4", tma_run<64, 4, true>);
 }  // namespace
