@@ -19,7 +19,9 @@ using svdq_attn::flash_launch;
 
 // Per-device facts, read once per device: compute capability, the opt-in shared memory per block (sm_86 / sm_89
 // allow 99 KiB, sm_80 163 KiB, sm_90 227 KiB) and whether the wgmma kernels were built for this device (sm_90a SASS;
-// an sm_80-only build running on an H100 has binaryVersion 80 and takes the mma.sync path).
+// an sm_80-only build running on an H100 has binaryVersion 80 and takes the mma.sync path). A build for plain sm_90
+// (no "a") cannot be told apart here and would run the wgmma kernels' trap: the engine's build lists 90a
+// (packages/engine-cuda/native/build.mjs, SVDQ_CUDA_ARCHS).
 struct DevInfo {
   int cc = 0, smem = 0;
   bool wgmma = false;
