@@ -1,253 +1,112 @@
-// Fused multi-head attention for the engine (eng_attention in engine_ops.h): flash-attention-2 style, bf16
-// mma.sync m16n8k16 with f32 accumulation, online softmax in registers, K/V tiles double-buffered in shared memory
-// with cp.async. No [S, S] buffer exists: each block of 64 queries streams the keys in tiles of 64.
-//
-// Block: 4 warps, 16 query rows per warp. Shared memory rows are DK + 8 bf16 long (DK = Dh rounded up to 16; the
-// 16-byte pad keeps ldmatrix conflict-free): Q [64][DK+8], then 2 stages of K [64][DK+8] and V [64][DK+8].
-// For Dh = 72 the columns 72..79 of Q and K stay zero, so Q·Kᵀ runs over k = 80.
+// Fused multi-head attention for the engine (eng_attention and eng_attention_cross in engine_ops.h): the flash
+// kernels of attention_flash.cuh (mma.sync m16n8k16 bf16, f32 accumulation, online base-2 softmax in registers,
+// cp.async K/V ring; every arch) and attention_wgmma.cuh (Hopper wgmma, sm_90a builds); no [Sq, Skv] buffer. Self attention is the case Sq = Skv with no key mask; cross attention
+// masks keys j >= kv_len[b] (a row with no key at all gets zeros).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <cstdint>
 #include <string>
 
+#include "attention_flash.cuh"
+#include "attention_wgmma.cuh"
 #include "engine_ops.h"
 
 namespace {
 
 thread_local std::string g_err;
+using svdq_attn::FlashArgs;
+using svdq_attn::flash_launch;
 
-constexpr int BQ = 64, BKV = 64, WARPS = 4;
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  const int n = valid ? 16 : 0;  // src-size 0: the 16 bytes are zero-filled
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(n));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-__device__ __forceinline__ void ldsm_x4(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3, const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3, const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void ldsm_x2_t(uint32_t& r0, uint32_t& r1, const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n" : "=r"(r0), "=r"(r1) : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
+// Per-device facts, read once per device: compute capability, the opt-in shared memory per block (sm_86 / sm_89
+// allow 99 KiB, sm_80 163 KiB, sm_90 227 KiB) and whether the wgmma kernels were built for this device (sm_90a SASS;
+// an sm_80-only build running on an H100 has binaryVersion 80 and takes the mma.sync path). A build for plain sm_90
+// (no "a") cannot be told apart here and would run the wgmma kernels' trap: the engine's build lists 90a
+// (packages/engine-cuda/native/build.mjs, SVDQ_CUDA_ARCHS).
+struct DevInfo {
+  int cc = 0, smem = 0;
+  bool wgmma = false;
+};
+const DevInfo& dev_info() {
+  static DevInfo info[64];
+  static bool have[64] = {};
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (dev < 0 || dev >= 64) dev = 0;
+  if (!have[dev]) {
+    int major = 0, minor = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    cudaDeviceGetAttribute(&info[dev].smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    info[dev].cc = major * 10 + minor;
+    cudaFuncAttributes fa{};
+    info[dev].wgmma = info[dev].cc == 90 &&
+                      cudaFuncGetAttributes(&fa, svdq_attn::wg_attention_pipe_kernel<128, 128>) == cudaSuccess &&
+                      fa.binaryVersion == 90;
+    have[dev] = true;
+  }
+  return info[dev];
 }
 
+// Which kernel runs, from kernels/cuda/bench/attn-bench.sh on an H100 (docs/benchmarks.md, "fused attention", round 1:
+// every candidate checked vs float64 and timed in one run):
+// - sm_90a build on sm_90, Dh 128: the softmax/P·V-overlapped wgmma kernel with 128-key tiles (0.773 ms on FLUX's
+//   (1, 24, 4608, 128), 1.63x the old kernel; the plain wgmma kernel 0.785 ms, the best mma.sync shape 0.852 ms);
+// - sm_90a build on sm_90, Dh 72: the plain wgmma kernel with 64-key tiles (0.457 ms on PixArt's (2, 16, 4096, 72)
+//   vs 0.522 ms for the best mma.sync shape; 0.051 ms on the 4096 x 300 cross attention);
+// - everything else: the mma.sync kernel, 4 warps x 32 query rows, 64-key tiles (2 stages; 3 at Dh 72, which has the
+//   shared memory for it), 2 CTAs per SM; on 99 KiB parts (sm_86 / sm_89) Dh 128 takes 32-key tiles.
 template <int DH>
-__global__ void __launch_bounds__(WARPS * 32) attention_kernel(const __nv_bfloat16* __restrict__ Q,
-                                                               const __nv_bfloat16* __restrict__ K,
-                                                               const __nv_bfloat16* __restrict__ V, int H, int S,
-                                                               float scale_log2, int split, __nv_bfloat16* out_txt,
-                                                               __nv_bfloat16* out_img, int ld) {
-  constexpr int DK = (DH + 15) / 16 * 16;  // k extent of Q·Kᵀ
-  constexpr int ROW = DK + 8;              // shared row length (bf16)
-  constexpr int NT = DH / 8;               // n8 tiles of the output
-  constexpr int CH = DH / 8;               // 16-byte chunks per global row
-  extern __shared__ __align__(16) __nv_bfloat16 sm[];
-  __nv_bfloat16* sQ = sm;
-  __nv_bfloat16* sK = sm + BQ * ROW;                // [2][BKV][ROW]
-  __nv_bfloat16* sV = sm + BQ * ROW + 2 * BKV * ROW;  // [2][BKV][ROW]
-
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int bh = blockIdx.y, q0 = blockIdx.x * BQ;
-  const size_t base = size_t(bh) * S * DH;
-  const __nv_bfloat16* Qg = Q + base;
-  const __nv_bfloat16* Kg = K + base;
-  const __nv_bfloat16* Vg = V + base;
-
-  if (DK > DH) {  // zero the k pad of Q and of both K stages once (cp.async never writes it)
-    for (int r = tid; r < BQ + 2 * BKV; r += blockDim.x) {
-      __nv_bfloat16* row = r < BQ ? sQ + r * ROW : sK + (r - BQ) * ROW;
-      for (int c = DH; c < DK; c++) row[c] = __float2bfloat16(0.f);
-    }
-  }
-  auto load_rows = [&](__nv_bfloat16* dst, const __nv_bfloat16* src, int r0) {
-    for (int i = tid; i < BKV * CH; i += blockDim.x) {
-      const int r = i / CH, c = i % CH;
-      const bool ok = r0 + r < S;
-      cp_async16(dst + r * ROW + c * 8, src + size_t(ok ? r0 + r : 0) * DH + c * 8, ok);
-    }
-  };
-  load_rows(sQ, Qg, q0);
-  load_rows(sK, Kg, 0);
-  load_rows(sV, Vg, 0);
-  cp_async_commit();
-
-  const int nkv = (S + BKV - 1) / BKV;
-  uint32_t qf[DK / 16][4];
-  float o[NT][4];
-#pragma unroll
-  for (int j = 0; j < NT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
-
-  for (int t = 0; t < nkv; t++) {
-    const int stage = t & 1;
-    if (t + 1 < nkv) {
-      load_rows(sK + (stage ^ 1) * BKV * ROW, Kg, (t + 1) * BKV);
-      load_rows(sV + (stage ^ 1) * BKV * ROW, Vg, (t + 1) * BKV);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
-    if (t == 0) {
-#pragma unroll
-      for (int kk = 0; kk < DK / 16; kk++) {
-        const __nv_bfloat16* p = sQ + (warp * 16 + (lane % 8) + 8 * ((lane / 8) % 2)) * ROW + kk * 16 + 8 * (lane / 16);
-        ldsm_x4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], p);
-      }
-    }
-    const __nv_bfloat16* k_s = sK + stage * BKV * ROW;
-    const __nv_bfloat16* v_s = sV + stage * BKV * ROW;
-    // scores S = Q Kᵀ for 16 rows x 64 keys: 8 n8 tiles
-    float s[BKV / 8][4];
-#pragma unroll
-    for (int j = 0; j < BKV / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < DK / 16; kk++) {
-#pragma unroll
-      for (int jp = 0; jp < BKV / 16; jp++) {
-        uint32_t b0, b1, b2, b3;
-        const __nv_bfloat16* p = k_s + (jp * 16 + (lane % 8) + 8 * (lane / 16)) * ROW + kk * 16 + 8 * ((lane / 8) % 2);
-        ldsm_x4(b0, b1, b2, b3, p);
-        mma_bf16(s[2 * jp], qf[kk], b0, b1);
-        mma_bf16(s[2 * jp + 1], qf[kk], b2, b3);
-      }
-    }
-    // mask keys >= S (last tile), online softmax (base 2) for rows g and g+8 of this warp
-    const int kv0 = t * BKV;
-    float mx[2] = {m_run[0], m_run[1]};
-#pragma unroll
-    for (int j = 0; j < BKV / 8; j++) {
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int key = kv0 + 8 * j + 2 * (lane % 4) + (e & 1);
-        float v = s[j][e] * scale_log2;
-        if (key >= S) v = -INFINITY;
-        s[j][e] = v;
-        mx[e / 2] = fmaxf(mx[e / 2], v);
-      }
-    }
-    float alpha[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      alpha[r] = exp2f(m_run[r] - mx[r]);
-      m_run[r] = mx[r];
-    }
-    float rs[2] = {0.f, 0.f};
-    uint32_t pf[BKV / 16][4];
-#pragma unroll
-    for (int j = 0; j < BKV / 8; j++) {
-      const float p0 = exp2f(s[j][0] - mx[0]), p1 = exp2f(s[j][1] - mx[0]);
-      const float p2 = exp2f(s[j][2] - mx[1]), p3 = exp2f(s[j][3] - mx[1]);
-      rs[0] += p0 + p1;
-      rs[1] += p2 + p3;
-      pf[j / 2][(j % 2) * 2 + 0] = pack_bf16(p0, p1);
-      pf[j / 2][(j % 2) * 2 + 1] = pack_bf16(p2, p3);
-    }
-#pragma unroll
-    for (int r = 0; r < 2; r++) l_run[r] = l_run[r] * alpha[r] + rs[r];
-#pragma unroll
-    for (int j = 0; j < NT; j++) {
-      o[j][0] *= alpha[0];
-      o[j][1] *= alpha[0];
-      o[j][2] *= alpha[1];
-      o[j][3] *= alpha[1];
-    }
-    // O += P V: k = 64 keys (4 chunks of 16), n = DH (NT tiles)
-#pragma unroll
-    for (int kk = 0; kk < BKV / 16; kk++) {
-#pragma unroll
-      for (int jp = 0; jp < NT / 2; jp++) {
-        uint32_t b0, b1, b2, b3;
-        const __nv_bfloat16* p = v_s + (kk * 16 + (lane % 8) + 8 * ((lane / 8) % 2)) * ROW + jp * 16 + 8 * (lane / 16);
-        ldsm_x4_t(b0, b1, b2, b3, p);
-        mma_bf16(o[2 * jp], pf[kk], b0, b1);
-        mma_bf16(o[2 * jp + 1], pf[kk], b2, b3);
-      }
-      if (NT % 2) {
-        uint32_t b0, b1;
-        const __nv_bfloat16* p = v_s + (kk * 16 + (lane % 8) + 8 * ((lane / 8) % 2)) * ROW + (NT - 1) * 8;
-        ldsm_x2_t(b0, b1, p);
-        mma_bf16(o[NT - 1], pf[kk], b0, b1);
-      }
-    }
-    __syncthreads();  // the stage is refilled in the next iteration
-  }
-  // normalize and store
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
-    l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
-  }
-  const int b = bh / H, h = bh % H;
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int s_tok = q0 + warp * 16 + lane / 4 + 8 * r;
-    if (s_tok >= S) continue;
-    const float inv = 1.f / l_run[r];
-    __nv_bfloat16* dst = s_tok < split ? out_txt + (size_t(b) * split + s_tok) * ld
-                                       : out_img + (size_t(b) * (S - split) + (s_tok - split)) * ld;
-    dst += h * DH;
-#pragma unroll
-    for (int j = 0; j < NT; j++) {
-      const int d = 8 * j + 2 * (lane % 4);
-      *reinterpret_cast<uint32_t*>(dst + d) = pack_bf16(o[j][2 * r] * inv, o[j][2 * r + 1] * inv);
-    }
+cudaError_t launch_mma(const FlashArgs& a, cudaStream_t s, int smem_optin) {
+  constexpr bool qreg = DH <= 80;  // Q fragments stay in registers when they fit next to O and S
+  constexpr int stages = DH == 72 ? 3 : 2;
+  using Big = svdq_attn::FlashShape<DH, 4, 2, 64, stages>;
+  if (Big::smem <= size_t(smem_optin)) return flash_launch<DH, 4, 2, 64, stages, qreg, 2>(a, s);
+  return flash_launch<DH, 4, 2, 32, 2, qreg, 2>(a, s);
+}
+cudaError_t launch_dh(int Dh, const FlashArgs& a, cudaStream_t s) {
+  const DevInfo& d = dev_info();
+  if (d.wgmma && Dh == 128) return svdq_attn::wg_pipe_run1<128, 128>(a, s);
+  if (d.wgmma && Dh == 72) return svdq_attn::wg_run1<72, 64, false>(a, s);
+  switch (Dh) {
+    case 16: return launch_mma<16>(a, s, d.smem);
+    case 32: return launch_mma<32>(a, s, d.smem);
+    case 64: return launch_mma<64>(a, s, d.smem);
+    case 72: return launch_mma<72>(a, s, d.smem);
+    case 128: return launch_mma<128>(a, s, d.smem);
+    default: return cudaErrorInvalidValue;
   }
 }
 
-template <int DH>
-const char* launch(const void* Q, const void* K, const void* V, int B, int H, int S, int split, void* out_txt,
-                   void* out_img, int ld, cudaStream_t stream) {
-  constexpr int ROW = (DH + 15) / 16 * 16 + 8;
-  const size_t smem = size_t(BQ + 4 * BKV) * ROW * 2;
-  static bool set = false;  // raise the dynamic shared memory limit once per instantiation
-  if (!set) {
-    const cudaError_t e = cudaFuncSetAttribute(attention_kernel<DH>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (e != cudaSuccess) {
-      g_err = std::string("eng_attention: cudaFuncSetAttribute: ") + cudaGetErrorName(e);
-      return g_err.c_str();
-    }
-    set = true;
+const char* run(const char* op, const FlashArgs& a, int Dh, cudaStream_t s) {
+  if (Dh != 16 && Dh != 32 && Dh != 64 && Dh != 72 && Dh != 128) {
+    g_err = std::string(op) + ": head dim " + std::to_string(Dh) + " not in {16, 32, 64, 72, 128}";
+    return g_err.c_str();
   }
-  const float scale_log2 = 1.4426950408889634f / sqrtf(float(DH));  // log2(e)/√Dh
-  dim3 grid((S + BQ - 1) / BQ, B * H);
-  attention_kernel<DH><<<grid, WARPS * 32, smem, stream>>>(
-      static_cast<const __nv_bfloat16*>(Q), static_cast<const __nv_bfloat16*>(K), static_cast<const __nv_bfloat16*>(V),
-      H, S, scale_log2, split, static_cast<__nv_bfloat16*>(out_txt), static_cast<__nv_bfloat16*>(out_img), ld);
-  const cudaError_t e = cudaGetLastError();
+  const cudaError_t e = launch_dh(Dh, a, s);
   if (e != cudaSuccess) {
-    g_err = std::string("eng_attention: launch: ") + cudaGetErrorName(e);
+    g_err = std::string(op) + ": launch: " + cudaGetErrorName(e);
     return g_err.c_str();
   }
   return nullptr;
+}
+
+FlashArgs args(const void* Q, const void* K, const void* V, int B, int H, int Sq, int Skv, int Dh, const int* kv_len,
+               int split, void* out_txt, void* out_img, int ld) {
+  FlashArgs a;
+  a.Q = static_cast<const __nv_bfloat16*>(Q);
+  a.K = static_cast<const __nv_bfloat16*>(K);
+  a.V = static_cast<const __nv_bfloat16*>(V);
+  a.B = B;
+  a.H = H;
+  a.Sq = Sq;
+  a.Skv = Skv;
+  a.kv_len = kv_len;
+  a.scale_log2 = 1.4426950408889634f / sqrtf(float(Dh));  // log2(e)/√Dh
+  a.split = split;
+  a.out_txt = static_cast<__nv_bfloat16*>(out_txt);
+  a.out_img = static_cast<__nv_bfloat16*>(out_img);
+  a.ld = ld;
+  return a;
 }
 
 }  // namespace
@@ -263,15 +122,25 @@ extern "C" const char* eng_attention(const void* Q, const void* K, const void* V
     g_err = "eng_attention: out_txt is NULL but split > 0";
     return g_err.c_str();
   }
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
-  switch (Dh) {
-    case 16: return launch<16>(Q, K, V, B, H, S, split, out_txt, out_img, ld, s);
-    case 32: return launch<32>(Q, K, V, B, H, S, split, out_txt, out_img, ld, s);
-    case 64: return launch<64>(Q, K, V, B, H, S, split, out_txt, out_img, ld, s);
-    case 72: return launch<72>(Q, K, V, B, H, S, split, out_txt, out_img, ld, s);
-    case 128: return launch<128>(Q, K, V, B, H, S, split, out_txt, out_img, ld, s);
-    default:
-      g_err = "eng_attention: head dim " + std::to_string(Dh) + " not in {16, 32, 64, 72, 128}";
-      return g_err.c_str();
+  if (!Q || !K || !V || (split < S && !out_img)) {
+    g_err = "eng_attention: NULL Q, K, V or out_img";
+    return g_err.c_str();
   }
+  return run("eng_attention", args(Q, K, V, B, H, S, S, Dh, nullptr, split, out_txt, out_img, ld), Dh,
+             static_cast<cudaStream_t>(stream));
+}
+
+extern "C" const char* eng_attention_cross(const void* Q, const void* K, const void* V, int B, int H, int Sq, int Skv,
+                                           int Dh, const int* kv_len, void* out, int ld, void* stream) {
+  if (B <= 0 || H <= 0 || Sq <= 0 || Skv <= 0 || ld < H * Dh) {
+    g_err = "eng_attention_cross: bad shape B=" + std::to_string(B) + " H=" + std::to_string(H) +
+            " Sq=" + std::to_string(Sq) + " Skv=" + std::to_string(Skv) + " ld=" + std::to_string(ld);
+    return g_err.c_str();
+  }
+  if (!Q || !K || !V || !out) {
+    g_err = "eng_attention_cross: NULL Q, K, V or out";
+    return g_err.c_str();
+  }
+  return run("eng_attention_cross", args(Q, K, V, B, H, Sq, Skv, Dh, kv_len, 0, nullptr, out, ld), Dh,
+             static_cast<cudaStream_t>(stream));
 }
