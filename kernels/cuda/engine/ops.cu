@@ -3,10 +3,14 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "engine_ops.h"
+
+#define BF(p) static_cast<const __nv_bfloat16*>(p)
+#define BFW(p) static_cast<__nv_bfloat16*>(p)
 
 namespace {
 
@@ -239,58 +243,174 @@ __global__ void qk_norm_rope_kernel(const __nv_bfloat16* qkv, int ld, const __nv
   }
 }
 
-// W4A16 GEMV: one warp per output row n; each lane streams 16 bytes (32 codes, half a 64-group) per step.
-template <int MM>
-__global__ void gemv_w4a16_kernel(const __nv_bfloat16* x, int M, int K, const uint8_t* codes,
-                                  const __nv_bfloat16* scales, const __nv_bfloat16* zeros, const __nv_bfloat16* bias,
-                                  int N, __nv_bfloat16* out) {
-  extern __shared__ float xs[];  // [MM][K]
-  for (int i = threadIdx.x; i < M * K; i += blockDim.x) xs[i] = __bfloat162float(x[i]);
+// W4A16 GEMV (M <= 8): streams the 4-bit weights once. A block of 8 warps stages x [M, K] in shared memory as f32
+// (once per block; chunk c of 32 values at c·36 floats, so the 16-byte reads of a warp's 32 lanes hit distinct banks)
+// with the sum of each 32-value chunk, xsum[m, c]. Grid-stride over groups of RW output rows per warp: lane l takes
+// the 16-byte code chunks c = l + 32i of each of the RW rows (every load of an iteration issued before any math, the
+// next iteration's loads in flight during this one's math), so each x value read from shared memory serves RW rows.
+// Per code the math is 2 integer ops and one FMA per token: f = 1 + q/16 as float bits (0x3F800000 | q << 19), so
+//   Σ_k (q·s + z)·x = 16s·Σ f·x + (z − 16s)·Σ x        (per 32-code chunk; s, z the group's scale and zero)
+// f32 throughout, like the formula in engine_ops.h; the bias is added to the bf16-rounded product (as torch's
+// F.linear(x, w) + b rounds twice). Codes are read with ld.global.cs (streamed once, no reuse).
+constexpr int GEMV_XPAD = 36;  // floats per 32-value chunk in shared memory (32 + 4: bank-conflict-free LDS.128)
+constexpr int GEMV_THREADS = 256;
+
+template <int MM, int RW>
+__global__ void __launch_bounds__(GEMV_THREADS, 2)
+    gemv_w4a16_kernel(const __nv_bfloat16* __restrict__ x, int M, int K, const uint8_t* __restrict__ codes,
+                      const __nv_bfloat16* __restrict__ scales, const __nv_bfloat16* __restrict__ zeros,
+                      const __nv_bfloat16* __restrict__ bias, int N, __nv_bfloat16* __restrict__ out) {
+  extern __shared__ __align__(16) float gsm[];
+  const int C = K / 32;                // 32-code chunks per row
+  float* xs = gsm;                     // [MM][C][36]
+  float* xsum = gsm + MM * C * GEMV_XPAD;  // [MM][C]
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  // stage x: each thread converts 8 bf16 (one 16-byte load); 4 lanes make one chunk and its sum
+  const int total = MM * C * 4;
+  for (int i0 = 0; i0 < total; i0 += GEMV_THREADS) {  // uniform trip count: the shuffles below see whole warps
+    const int i = i0 + threadIdx.x;
+    const int m = i / (C * 4), r = i % (C * 4), c = r / 4, q = r % 4;
+    float v[8];
+    if (i < total && m < M) {
+      const uint4 u = __ldg(reinterpret_cast<const uint4*>(x + size_t(m) * K) + c * 4 + q);
+      const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&u);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = __bfloat162float(h[j]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = 0.f;
+    }
+    float s = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+    s += __shfl_xor_sync(0xffffffffu, s, 1);  // the 4 threads of a chunk are consecutive (i % 4 == q)
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    if (i < total) {
+      float* d = xs + (m * C + c) * GEMV_XPAD + 8 * q;
+      *reinterpret_cast<float4*>(d) = make_float4(v[0], v[1], v[2], v[3]);
+      *reinterpret_cast<float4*>(d + 4) = make_float4(v[4], v[5], v[6], v[7]);
+      if (q == 0) xsum[m * C + c] = s;
+    }
+  }
   __syncthreads();
-  const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
-  const int n = blockIdx.x * warps + threadIdx.x / 32;
-  if (n >= N) return;
   const int G = K / 64;
-  const uint4* row = reinterpret_cast<const uint4*>(codes + size_t(n) * K / 2);
-  float acc[MM];
+  const int iters = (C + 31) / 32;
+  const int groups = (N + RW - 1) / RW;
+  for (int grp = blockIdx.x * (GEMV_THREADS / 32) + warp; grp < groups; grp += gridDim.x * (GEMV_THREADS / 32)) {
+    const int n0 = grp * RW;
+    float acc[RW][MM];
 #pragma unroll
-  for (int m = 0; m < MM; m++) acc[m] = 0.f;
-  for (int c = lane; c < K / 32; c += 32) {  // chunk c = codes k = 32c .. 32c+31, group c/2
-    const uint4 w = __ldg(row + c);
-    const int g = c / 2;
-    const float sc = bf(scales, size_t(n) * G + g), z = bf(zeros, size_t(n) * G + g);
-    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-    float sq[MM], sx[MM];
+    for (int r = 0; r < RW; ++r)
 #pragma unroll
-    for (int m = 0; m < MM; m++) sq[m] = sx[m] = 0.f;
+      for (int m = 0; m < MM; ++m) acc[r][m] = 0.f;
+    uint4 w[RW];
+    float sc[RW], ze[RW];
+    auto load = [&](int it) {
+      const int c = it * 32 + lane;
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
+      for (int r = 0; r < RW; ++r) {
+        const int n = n0 + r;
+        if (c < C && n < N) {
+          w[r] = __ldcs(reinterpret_cast<const uint4*>(codes + size_t(n) * (K / 2)) + c);
+          sc[r] = __bfloat162float(scales[size_t(n) * G + c / 2]);
+          ze[r] = __bfloat162float(zeros[size_t(n) * G + c / 2]);
+        } else {
+          w[r] = make_uint4(0, 0, 0, 0);
+          sc[r] = ze[r] = 0.f;
+        }
+      }
+    };
+    load(0);
+    for (int it = 0; it < iters; ++it) {
+      const int c = it * 32 + lane;
+      uint4 cw[RW];
+      float cs[RW], cz[RW];
 #pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const float q = float((ws[e] >> (4 * j)) & 15u);
-        const int k = 32 * c + 8 * e + j;
+      for (int r = 0; r < RW; ++r) cw[r] = w[r], cs[r] = sc[r], cz[r] = ze[r];
+      if (it + 1 < iters) load(it + 1);
+      if (c >= C) continue;
+      float P[RW][MM];
 #pragma unroll
-        for (int m = 0; m < MM; m++) {
-          if (m < M) {
-            const float xv = xs[m * K + k];
-            sq[m] += q * xv;
-            sx[m] += xv;
+      for (int r = 0; r < RW; ++r)
+#pragma unroll
+        for (int m = 0; m < MM; ++m) P[r][m] = 0.f;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {  // word e: codes 8e .. 8e+7 of the chunk
+        float4 xa[MM], xb[MM];
+#pragma unroll
+        for (int m = 0; m < MM; ++m) {
+          const float* xp = xs + (m * C + c) * GEMV_XPAD + 8 * e;
+          xa[m] = *reinterpret_cast<const float4*>(xp);
+          xb[m] = *reinterpret_cast<const float4*>(xp + 4);
+        }
+#pragma unroll
+        for (int r = 0; r < RW; ++r) {
+          const uint32_t wd = e == 0 ? cw[r].x : e == 1 ? cw[r].y : e == 2 ? cw[r].z : cw[r].w;
+          float f[8];
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            const uint32_t b = j <= 4 ? (wd << (19 - 4 * j)) : (wd >> (4 * j - 19));
+            f[j] = __uint_as_float((b & 0x00780000u) | 0x3F800000u);  // 1 + q/16
           }
+#pragma unroll
+          for (int m = 0; m < MM; ++m) {
+            float p = P[r][m];
+            p = fmaf(f[0], xa[m].x, p);
+            p = fmaf(f[1], xa[m].y, p);
+            p = fmaf(f[2], xa[m].z, p);
+            p = fmaf(f[3], xa[m].w, p);
+            p = fmaf(f[4], xb[m].x, p);
+            p = fmaf(f[5], xb[m].y, p);
+            p = fmaf(f[6], xb[m].z, p);
+            p = fmaf(f[7], xb[m].w, p);
+            P[r][m] = p;
+          }
+        }
+      }
+#pragma unroll
+      for (int m = 0; m < MM; ++m) {
+        const float xsm = xsum[m * C + c];
+#pragma unroll
+        for (int r = 0; r < RW; ++r) {
+          const float s16 = 16.f * cs[r];
+          acc[r][m] = fmaf(s16, P[r][m], fmaf(cz[r] - s16, xsm, acc[r][m]));
         }
       }
     }
 #pragma unroll
-    for (int m = 0; m < MM; m++) acc[m] += sc * sq[m] + z * sx[m];  // Σ (q·s + z)·x = s·Σq·x + z·Σx
-  }
+    for (int r = 0; r < RW; ++r)
 #pragma unroll
-  for (int m = 0; m < MM; m++) {
-    float v = acc[m];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0 && m < M) {
-      if (bias) v = __bfloat162float(__float2bfloat16(v)) + bf(bias, n);
-      out[size_t(m) * N + n] = __float2bfloat16(v);
-    }
+      for (int m = 0; m < MM; ++m) {
+        float v = acc[r][m];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        const int n = n0 + r;
+        if (lane == (r * MM + m) % 32 && m < M && n < N) {
+          if (bias) v = __bfloat162float(__float2bfloat16(v)) + bf(bias, n);
+          out[size_t(m) * N + n] = __float2bfloat16(v);
+        }
+      }
   }
+}
+
+template <int MM, int RW>
+const char* launch_gemv(const void* x, int M, int K, const uint8_t* codes, const void* scales, const void* zeros,
+                        const void* bias, int N, void* out, cudaStream_t s) {
+  const size_t C = size_t(K) / 32;
+  const size_t sh = (size_t(MM) * C * GEMV_XPAD + size_t(MM) * C) * 4;
+  if (sh > 200 * 1024) return fail("eng_gemv_w4a16", "M·K too large for shared memory (K=" + std::to_string(K) + ")");
+  auto* kern = gemv_w4a16_kernel<MM, RW>;
+  if (sh > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
+    if (e != cudaSuccess) return fail("eng_gemv_w4a16", std::string("cudaFuncSetAttribute: ") + cudaGetErrorName(e));
+  }
+  int dev = 0, sms = 0, per = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, GEMV_THREADS, sh) != cudaSuccess || per <= 0) per = 1;
+  const int groups = (N + RW - 1) / RW;
+  const int need = (groups + GEMV_THREADS / 32 - 1) / (GEMV_THREADS / 32);
+  const int grid = std::min(need, sms * per);  // persistent: x is staged once per resident block
+  kern<<<grid, GEMV_THREADS, sh, s>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N, BFW(out));
+  return launched("eng_gemv_w4a16");
 }
 
 __device__ __forceinline__ uint32_t hash32(uint32_t i, uint32_t seed) {
@@ -336,8 +456,6 @@ int grid_for(size_t n, int threads = 256) {
 
 }  // namespace
 
-#define BF(p) static_cast<const __nv_bfloat16*>(p)
-#define BFW(p) static_cast<__nv_bfloat16*>(p)
 
 extern "C" const char* eng_timestep_embedding(const float* t, int B, float mult, int dim, void* out, void* stream) {
   if (B <= 0 || dim <= 0 || dim % 2) return fail("eng_timestep_embedding", "B > 0 and an even dim needed");
@@ -421,18 +539,12 @@ extern "C" const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t
   if (M <= 0 || M > 8 || K <= 0 || K % 64 || N <= 0)
     return fail("eng_gemv_w4a16", "M in 1..8, K % 64 == 0, N > 0 needed; got M=" + std::to_string(M) +
                                       " K=" + std::to_string(K) + " N=" + std::to_string(N));
-  const size_t sh = size_t(M) * K * 4;
-  if (sh > 200 * 1024) return fail("eng_gemv_w4a16", "M·K too large for shared memory");
-  const int warps = 8;
-  const int grid = (N + warps - 1) / warps;
-  if (M <= 2) {
-    if (sh > 48 * 1024) cudaFuncSetAttribute(gemv_w4a16_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
-    gemv_w4a16_kernel<2><<<grid, warps * 32, sh, st(stream)>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N, BFW(out));
-  } else {
-    if (sh > 48 * 1024) cudaFuncSetAttribute(gemv_w4a16_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
-    gemv_w4a16_kernel<8><<<grid, warps * 32, sh, st(stream)>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N, BFW(out));
-  }
-  return launched("eng_gemv_w4a16");
+  // rows per warp: 4 up to M = 2 (each x value read from shared memory serves 4 rows), 2 above (registers: at
+  // most 128 per thread for 2 blocks of 8 warps per SM)
+  if (M == 1) return launch_gemv<1, 4>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
+  if (M == 2) return launch_gemv<2, 4>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
+  if (M <= 4) return launch_gemv<4, 2>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
+  return launch_gemv<8, 2>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
 }
 
 extern "C" const char* eng_fill_random(void* p, size_t n, int dtype, uint32_t seed, float center, float scale,
