@@ -67,7 +67,8 @@ const char* eng_attention(const void* Q, const void* K, const void* V, int B, in
 const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t* codes, const void* scales, const void* zeros,
                            const void* bias, int N, void* out, void* stream);
 // Fills n values with a deterministic hash-based uniform draw: v = center + scale·(u − 0.5), u = hash(seed, i)/2³²
-// (the same formula as tools/engine/flux_diffusers.py). dtype 0: bf16, 1: f32; bytes fills raw random bytes.
+// (the same formula as tools/engine/flux_diffusers.py). dtype 0: bf16, 1: f32, 2: FP8 E4M3 (saturating at ±448);
+// bytes fills raw random bytes.
 const char* eng_fill_random(void* p, size_t n, int dtype, uint32_t seed, float center, float scale, void* stream);
 const char* eng_fill_random_bytes(void* p, size_t n, uint32_t seed, void* stream);
 // Copies a [rows, cols] bf16 block between strided buffers.

@@ -1,5 +1,6 @@
 // Elementwise, normalization, RoPE, embedding, W4A16 GEMV and fill kernels of the engine (engine_ops.h).
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -428,7 +429,8 @@ __global__ void fill_random_kernel(void* p, size_t n, int dtype, uint32_t seed, 
     const float u = float(hash32(uint32_t(i), seed) >> 8) * 5.9604644775390625e-8f;  // 2^-24
     const float v = __fadd_rn(center, __fmul_rn(scale, u - 0.5f));
     if (dtype == 0) static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-    else static_cast<float*>(p)[i] = v;
+    else if (dtype == 1) static_cast<float*>(p)[i] = v;
+    else static_cast<uint8_t*>(p)[i] = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
   }
 }
 __global__ void fill_bytes_kernel(uint8_t* p, size_t n, uint32_t seed) {
@@ -549,7 +551,7 @@ extern "C" const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t
 
 extern "C" const char* eng_fill_random(void* p, size_t n, int dtype, uint32_t seed, float center, float scale,
                                        void* stream) {
-  if (!p || n == 0 || (dtype != 0 && dtype != 1)) return fail("eng_fill_random", "bad arguments");
+  if (!p || n == 0 || dtype < 0 || dtype > 2) return fail("eng_fill_random", "bad arguments");
   fill_random_kernel<<<grid_for(n), 256, 0, st(stream)>>>(p, n, dtype, seed, center, scale);
   return launched("eng_fill_random");
 }

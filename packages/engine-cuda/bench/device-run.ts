@@ -1,9 +1,11 @@
 // The engine's device script (bundled by tools/engine-bench.sh --prepare, run on the GPU machine):
-//   node device-run.mjs check [fixtureDir]   correctness: attention and W4A16 GEMV vs float64, flux-tiny 16-bit mode
-//                                            vs the CPU forward, flux-small W4A4 mode vs CPU reference layers
+//   node device-run.mjs check [fixtureDir]   correctness: attention, W4A16 GEMV and int4p2 linears vs float64,
+//                                            flux-tiny 16-bit mode vs the CPU forward, flux-small W4A4 mode vs CPU
+//                                            reference layers (CHECKS=gemv,p2: only those groups)
 //   node device-run.mjs bench                FLUX.1-dev full size, random weights, 1024² (4096 + 512 tokens), batch 1:
-//                                            ours BF16 and ours W4A4 (step ms eager and CUDA graph, weights, peak
-//                                            memory, per-op breakdown); vs diffusers' output when $DIFFUSERS_OUT
+//                                            ours BF16, W4A4 and int4p2 ($MODES: bf16,w4a4,w4a4p2,w4a4p2-fast; step ms
+//                                            eager and CUDA graph, weights, peak memory, per-op breakdown); vs
+//                                            diffusers' output when $DIFFUSERS_OUT
 //                                            names the file tools/engine/flux_diffusers.py wrote.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseFluxConfig } from "@svdquant/models";
@@ -12,6 +14,7 @@ import {
   type CheckResult,
   checkAttention,
   checkGemvW4A16,
+  checkP2Linear,
   checkTinyBf16,
   checkW4A4Layers,
   checkW4A4Small,
@@ -36,38 +39,58 @@ async function check(fixtures: string): Promise<boolean> {
       console.log(`FAIL ${name}: ${(e as Error).stack ?? e}`);
     }
   };
-  for (const [B, H, S, Dh] of [
-    [1, 2, 300, 128],
-    [2, 3, 129, 72],
-    [2, 4, 45, 16],
-    [1, 2, 64, 64],
-    [1, 1, 1, 128],
-  ] as const)
-    await run(() => checkAttention(B, H, S, Dh), `attention ${B} ${H} ${S} ${Dh}`);
-  for (const [M, K, N] of [
-    [1, 256, 200],
-    [2, 3072, 384],
-    [3, 128, 64],
-  ] as const)
-    await run(() => checkGemvW4A16(M, K, N), `gemv ${M} ${K} ${N}`);
+  const only = process.env.CHECKS?.split(",");
+  const want = (g: string) => !only || only.includes(g);
+  if (want("attention"))
+    for (const [B, H, S, Dh] of [
+      [1, 2, 300, 128],
+      [2, 3, 129, 72],
+      [2, 4, 45, 16],
+      [1, 2, 64, 64],
+      [1, 1, 1, 128],
+    ] as const)
+      await run(() => checkAttention(B, H, S, Dh), `attention ${B} ${H} ${S} ${Dh}`);
+  if (want("gemv"))
+    for (const [M, K, N] of [
+      [1, 256, 200],
+      [2, 3072, 384],
+      [3, 128, 64],
+      [1, 3072, 1537],
+      [4, 1088, 130],
+      [8, 3072, 512],
+      [5, 64, 7],
+    ] as const)
+      await run(() => checkGemvW4A16(M, K, N), `gemv ${M} ${K} ${N}`);
+  if (want("p2"))
+    for (const [M, K, N, gelu] of [
+      [64, 1024, 256, false],
+      [33, 3072, 136, true],
+      [9, 1024, 64, false],
+    ] as const)
+      await run(() => checkP2Linear(M, K, N, gelu), `p2 linear ${M} ${K} ${N}`);
   const tiny = `${fixtures}/flux-tiny-a-bf16`;
-  if (existsSync(tiny)) {
+  if (!want("model")) {
+    // only the op checks
+  } else if (existsSync(tiny)) {
     await run(() => checkTinyBf16(tiny, 1, 8, 16), "tiny 1");
     await run(() => checkTinyBf16(tiny, 2, 9, 35), "tiny 2");
   } else console.log(`SKIP flux-tiny: ${tiny} missing`);
-  try {
-    for (const r of await checkW4A4Layers()) {
-      rows.push(r);
-      console.log(
-        `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})`,
-      );
+  if (want("model"))
+    try {
+      for (const r of await checkW4A4Layers()) {
+        rows.push(r);
+        console.log(
+          `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})`,
+        );
+      }
+    } catch (e) {
+      rows.push({ name: "w4a4 layers", relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
+      console.log(`FAIL w4a4 layers: ${(e as Error).stack ?? e}`);
     }
-  } catch (e) {
-    rows.push({ name: "w4a4 layers", relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
-    console.log(`FAIL w4a4 layers: ${(e as Error).stack ?? e}`);
+  if (want("model")) {
+    await run(() => checkW4A4Small(2, 7, 37), "w4a4 small 2");
+    await run(() => checkW4A4Small(1, 16, 64), "w4a4 small 1");
   }
-  await run(() => checkW4A4Small(2, 7, 37), "w4a4 small 2");
-  await run(() => checkW4A4Small(1, 16, 64), "w4a4 small 1");
   const ok = rows.every((r) => r.ok);
   console.log(`${rows.filter((r) => r.ok).length}/${rows.length} checks passed`);
   writeFileSync(`${out}/engine-check.json`, JSON.stringify(rows, null, 1));
@@ -108,9 +131,20 @@ async function bench(): Promise<boolean> {
   const iters = Number(process.env.ITERS ?? 5);
   const table: Record<string, unknown>[] = [];
   let ok = true;
-  for (const mode of (process.env.MODES ?? "bf16,w4a4").split(",") as ("bf16" | "w4a4")[]) {
+  type BenchMode = "bf16" | "w4a4" | "w4a4p2" | "w4a4p2-fast";
+  for (const mode of (process.env.MODES ?? "bf16,w4a4").split(",") as BenchMode[]) {
     const t0 = Date.now();
-    const e = FluxEngine.random(FLUX_DEV, { mode, rank: 32 });
+    let e: FluxEngine;
+    try {
+      e =
+        mode === "w4a4p2-fast"
+          ? FluxEngine.random(FLUX_DEV, { mode: "w4a4p2", p2FastAccum: true })
+          : FluxEngine.random(FLUX_DEV, { mode, rank: 32 });
+    } catch (err) {
+      console.log(`FAIL ${mode}: ${(err as Error).message}`);
+      ok = false;
+      continue;
+    }
     try {
       e.prepare(1, St, Si);
       randomInputs(e, St, Si);
@@ -167,6 +201,9 @@ async function bench(): Promise<boolean> {
           `  ${p.op.padEnd(30)} ${p.ms.toFixed(2).padStart(9)} ms ${((100 * p.ms) / total).toFixed(1).padStart(5)}%  x${p.count}`,
         );
       writeFileSync(`${out}/engine-profile-${mode}.json`, JSON.stringify(prof, null, 1));
+    } catch (err) {
+      console.log(`FAIL ${mode}: ${(err as Error).stack ?? err}`);
+      ok = false;
     } finally {
       e.free();
     }

@@ -18,7 +18,7 @@ export interface NativeEngine {
   download(name: string, bytes?: number): ArrayBuffer;
   fillRandom(
     name: string,
-    kind: "bf16" | "f32" | "bytes",
+    kind: "bf16" | "f32" | "e4m3" | "bytes",
     seed: number,
     center?: number,
     scale?: number,
@@ -47,8 +47,11 @@ export interface NativeEngine {
     K: number,
     N: number,
   ): void;
-  /** One layer of the prepared model: out [M, N] = layer(x [M, K]) on named bf16 tensors (tests). */
-  linear(layer: string, N: number, K: number, x: string, out: string, M: number): void;
+  /**
+   * One layer of the prepared model: out [M, N] = act(layer(x [M, K])) on named bf16 tensors (tests); act 0 none,
+   * 1 GELU-tanh, 2 SiLU.
+   */
+  linear(layer: string, N: number, K: number, x: string, out: string, M: number, act?: 0 | 1 | 2): void;
   free(): void;
 }
 
@@ -58,6 +61,8 @@ export interface NativeDeviceInfo {
   name?: string;
   computeCapability?: number;
   cublas?: string;
+  /** "ok" when libcublasLt loads (the int4p2 FP8 GEMM), else why not. */
+  cublasLt?: string;
   globalBytes?: number;
 }
 
