@@ -125,6 +125,21 @@ function randomInputs(e: FluxEngine, St: number, Si: number): void {
   raw.upload("in.ids", ids);
 }
 
+/**
+ * Bytes the int4p2 activation quantizer moves in one FLUX.1-dev step (batch 1): per call x [M, K] bf16 read once,
+ * the [M, K + 96] e4m3 operand and [M] f32 scales written, lora_act [M, 32] f32 read. Double blocks: image (Si rows)
+ * and text (St rows) streams each quantize qkv, to_out, ff.net.0 (K = D) and ff.net.2 (K = 4D); single blocks quantize
+ * once for attn.qkv + proj_mlp (K = D) and once for proj_out (K = 5D).
+ */
+function p2QuantBytes(St: number, Si: number): number {
+  const D = FLUX_DEV.numAttentionHeads * FLUX_DEV.attentionHeadDim;
+  const call = (M: number, K: number) => M * K * 2 + M * (K + 96) + M * 4 + M * 32 * 4;
+  let b = 0;
+  for (const M of [Si, St]) b += FLUX_DEV.numLayers * (3 * call(M, D) + call(M, 4 * D));
+  b += FLUX_DEV.numSingleLayers * (call(St + Si, D) + call(St + Si, 5 * D));
+  return b;
+}
+
 async function bench(): Promise<boolean> {
   const St = 512;
   const Si = 4096;
@@ -200,6 +215,13 @@ async function bench(): Promise<boolean> {
         console.log(
           `  ${p.op.padEnd(30)} ${p.ms.toFixed(2).padStart(9)} ms ${((100 * p.ms) / total).toFixed(1).padStart(5)}%  x${p.count}`,
         );
+      const q = prof.find((p) => p.op === "p2 quantize");
+      if (q) {
+        const bytes = p2QuantBytes(St, Si);
+        console.log(
+          `  p2 quantize moves ${(bytes / 1e9).toFixed(2)} GB per step (bf16 x read, e4m3 operand + scales written, lora_act read): ${(bytes / q.ms / 1e6).toFixed(0)} GB/s`,
+        );
+      }
       writeFileSync(`${out}/engine-profile-${mode}.json`, JSON.stringify(prof, null, 1));
     } catch (err) {
       console.log(`FAIL ${mode}: ${(err as Error).stack ?? err}`);
