@@ -187,11 +187,11 @@ static void free_layer(Layer& L) {
 }
 
 // rel-L2 and rel-max of the engine kernel's output vs float64 on every output of an [M, N] call
-static bool check(const Layer& L, int M, bool with_bias, cudaStream_t s) {
+static bool check(const Layer& L, int M, bool with_bias, int variant, cudaStream_t s) {
   const int K = L.K, N = L.N;
   auto* o = dalloc<__nv_bfloat16>(size_t(M) * N);
   CK(cudaMemsetAsync(o, 0xFF, size_t(M) * N * 2, s));  // NaN poison
-  CS(eng_gemv_w4a16(L.x, M, K, L.codes, L.scl, L.zer, with_bias ? L.bias : nullptr, N, o, s));
+  CS(eng_gemv_w4a16_variant(L.x, M, K, L.codes, L.scl, L.zer, with_bias ? L.bias : nullptr, N, o, variant, s));
   CK(cudaStreamSynchronize(s));
   const auto hx = down16(L.x, size_t(M) * K), hs = down16(L.scl, size_t(N) * K / 64),
              hz = down16(L.zer, size_t(N) * K / 64), hb = down16(L.bias, N), ho = down16(o, size_t(M) * N);
@@ -219,8 +219,9 @@ static bool check(const Layer& L, int M, bool with_bias, cudaStream_t s) {
   const double rel = std::sqrt(num / den);
   // bf16 output: rounding alone gives about 2^-9 / √3 ≈ 1.1e-3 relative
   const bool ok = finite && rel < 4e-3;
-  std::printf("check eng_gemv_w4a16 M=%d K=%d N=%d%s: %s rel-L2 %.2e, max |err| / max |ref| %.2e (vs float64, all outputs)\n",
-              M, K, N, with_bias ? " +bias" : "", ok ? "PASS" : "FAIL", rel, mx / amax);
+  std::printf("check eng_gemv_w4a16 (%s) M=%d K=%d N=%d%s: %s rel-L2 %.2e, max |err| / max |ref| %.2e (vs float64, all outputs)\n",
+              variant == 1 ? "CUDA cores" : variant == 2 ? "tensor cores" : "auto", M, K, N, with_bias ? " +bias" : "",
+              ok ? "PASS" : "FAIL", rel, mx / amax);
   return ok;
 }
 
@@ -259,12 +260,12 @@ int main(int argc, char** argv) {
     for (const S& sh : shapes) {
       if (quick && sh.N > 2000) continue;
       Layer L = make_layer(sh.K, sh.N, 100 + sh.M * 7 + sh.N, s);
-      fails += !check(L, sh.M, sh.bias, s);
+      for (int v = 0; v < 3; ++v) fails += !check(L, sh.M, sh.bias, v, s);
       free_layer(L);
     }
   }
-  std::printf("\n| L2 | M | K | N | cuBLAS BF16 µs | old engine GEMV µs | vs cuBLAS | new engine GEMV µs | vs cuBLAS | new vs old | new GB/s (%% of copy rate) |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("\n| L2 | M | K | N | cuBLAS BF16 µs | old engine GEMV µs | vs cuBLAS | CUDA-core GEMV µs | vs cuBLAS | tensor-core GEMV µs | vs cuBLAS | engine (auto) µs | vs cuBLAS | vs old | auto GB/s (%% of copy rate) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int N : {18432, 9216, 6144}) {
     const int K = 3072;
     Layer L = make_layer(K, N, 7 + N, s);
@@ -275,11 +276,13 @@ int main(int argc, char** argv) {
       for (int M : {1, 2, 4, 8}) {
         const float tb = time_us(T, cold, [&] { CS(svdq_gemm_bf16_cublas(SVDQ_BF16, L.x, w, o, M, N, K, s)); });
         const float to = time_us(T, cold, [&] { gemv_old(L.x, M, K, L.codes, L.scl, L.zer, N, o, s); });
+        const float t1 = time_us(T, cold, [&] { CS(eng_gemv_w4a16_variant(L.x, M, K, L.codes, L.scl, L.zer, nullptr, N, o, 1, s)); });
+        const float t2 = time_us(T, cold, [&] { CS(eng_gemv_w4a16_variant(L.x, M, K, L.codes, L.scl, L.zer, nullptr, N, o, 2, s)); });
         const float tn = time_us(T, cold, [&] { CS(eng_gemv_w4a16(L.x, M, K, L.codes, L.scl, L.zer, nullptr, N, o, s)); });
         const double bytes = double(N) * K / 2 + double(N) * K / 64 * 4 + double(M) * K * 2 + double(M) * N * 2;
-        std::printf("| %s | %d | %d | %d | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1fx | %.0f (%.0f%%) |\n",
-                    cold ? "cold" : "hot", M, K, N, tb, to, tb / to, tn, tb / tn, to / tn, bytes / tn / 1e3,
-                    100.0 * bytes / tn / 1e3 / hbm);
+        std::printf("| %s | %d | %d | %d | %.1f | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.2fx | %.1f | %.2fx | %.1fx | %.0f (%.0f%%) |\n",
+                    cold ? "cold" : "hot", M, K, N, tb, to, tb / to, t1, tb / t1, t2, tb / t2, tn, tb / tn, to / tn,
+                    bytes / tn / 1e3, 100.0 * bytes / tn / 1e3 / hbm);
         std::fflush(stdout);
       }
     CK(cudaFree(w));

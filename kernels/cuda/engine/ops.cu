@@ -255,6 +255,10 @@ __global__ void qk_norm_rope_kernel(const __nv_bfloat16* qkv, int ld, const __nv
 // F.linear(x, w) + b rounds twice). Codes are read with ld.global.cs (streamed once, no reuse).
 constexpr int GEMV_XPAD = 36;  // floats per 32-value chunk in shared memory (32 + 4: bank-conflict-free LDS.128)
 constexpr int GEMV_THREADS = 256;
+// the smallest M the automatic choice gives to the tensor-core kernel
+#ifndef SVDQ_GEMV_MMA_FROM
+#define SVDQ_GEMV_MMA_FROM 4
+#endif
 
 template <int MM, int RW>
 __global__ void __launch_bounds__(GEMV_THREADS, 2)
@@ -390,6 +394,153 @@ __global__ void __launch_bounds__(GEMV_THREADS, 2)
         }
       }
   }
+}
+
+// The same GEMV on tensor cores (M <= 8 tokens as the n8 side of mma.m16n8k16, bf16 in, f32 accumulate). The codes
+// enter as f = 1 + q/16 in bf16 (exact: 0x3F80 | q << 3), so every product f·x is exact and the per-group algebra
+// is the f32 kernel's: Σ_k (q·s + z)·x = 16s·Σ f·x + (z − 16s)·Σ x. A block owns 32 output rows (two m16 tiles) and
+// splits K over its 8 warps (contiguous 64-groups each: enough loads in flight when N is small), then sums the 8
+// partial tiles in shared memory. The mma's k order is permuted (both operands alike): lane (g, t) loads 8 bytes =
+// 16 codes of a row's group at 16t, and the 16 matching x values, so loads stay contiguous.
+__device__ __forceinline__ uint32_t nib_pair_bf16(uint32_t u, int j) {
+  // byte j of u (two codes lo, hi) → bf16x2 {1 + lo/16, 1 + hi/16}
+  const uint32_t a = j == 0 ? (u << 3) : (u >> (8 * j - 3));
+  const uint32_t b = j < 2 ? (u << (15 - 8 * j)) : (u >> (8 * j - 15));
+  return (a & 0x78u) | (b & 0x780000u) | 0x3F803F80u;
+}
+
+__global__ void __launch_bounds__(256)
+    gemv_w4a16_mma_kernel(const __nv_bfloat16* __restrict__ x, int M, int K, const uint8_t* __restrict__ codes,
+                          const __nv_bfloat16* __restrict__ scales, const __nv_bfloat16* __restrict__ zeros,
+                          const __nv_bfloat16* __restrict__ bias, int N, __nv_bfloat16* __restrict__ out) {
+  extern __shared__ __align__(16) float gxs[];  // xsum [8][G]
+  __shared__ float red[8][32][9];
+  const int G = K / 64;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  for (int i = threadIdx.x; i < 8 * G; i += 256) {
+    const int m = i / G, gp = i % G;
+    float sum = 0.f;
+    if (m < M) {
+      const uint4* xp = reinterpret_cast<const uint4*>(x + size_t(m) * K + gp * 64);
+#pragma unroll
+      for (int v = 0; v < 8; ++v) {
+        const uint4 u = __ldg(xp + v);
+        const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&u);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) sum += __bfloat162float(h[j]);
+      }
+    }
+    gxs[i] = sum;
+  }
+  __syncthreads();
+  const int n0 = blockIdx.x * 32;
+  const int gw = (G + 7) / 8, g0 = warp * gw, g1 = min(G, g0 + gw);
+  int rows[2][2];
+  bool ok[2][2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      rows[r][h] = n0 + 16 * r + g + 8 * h;
+      ok[r][h] = rows[r][h] < N;
+    }
+  const bool xm = g < M;
+  const __nv_bfloat16* xr = x + size_t(xm ? g : 0) * K + 16 * t;
+  float acc[2][4];
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[r][i] = 0.f;
+  struct Stage {
+    uint2 c[2][2];
+    float s[2][2], z[2][2];
+    uint4 xa, xb;
+  };
+  auto load = [&](Stage& st, int gp) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int n = rows[r][h];
+        if (ok[r][h]) {
+          st.c[r][h] = __ldcs(reinterpret_cast<const uint2*>(codes + size_t(n) * (K / 2) + gp * 32 + 8 * t));
+          st.s[r][h] = __bfloat162float(scales[size_t(n) * G + gp]);
+          st.z[r][h] = __bfloat162float(zeros[size_t(n) * G + gp]);
+        } else {
+          st.c[r][h] = make_uint2(0, 0);
+          st.s[r][h] = st.z[r][h] = 0.f;
+        }
+      }
+    if (xm) {
+      st.xa = __ldg(reinterpret_cast<const uint4*>(xr + gp * 64));
+      st.xb = __ldg(reinterpret_cast<const uint4*>(xr + gp * 64 + 8));
+    } else {
+      st.xa = st.xb = make_uint4(0, 0, 0, 0);
+    }
+  };
+  Stage cur, nxt;
+  if (g0 < g1) load(cur, g0);
+  for (int gp = g0; gp < g1; ++gp) {
+    if (gp + 1 < g1) load(nxt, gp + 1);
+    float P[2][4];
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) P[r][i] = 0.f;
+#pragma unroll
+    for (int s4 = 0; s4 < 4; ++s4) {
+      const uint4& xv = s4 < 2 ? cur.xa : cur.xb;
+      const uint32_t b0 = s4 % 2 ? xv.z : xv.x, b1 = s4 % 2 ? xv.w : xv.y;
+      const int w = s4 / 2, j = 2 * (s4 % 2);  // bytes 2·s4, 2·s4 + 1 of the 8: word w, bytes j, j + 1
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const uint32_t u0 = w ? cur.c[r][0].y : cur.c[r][0].x, u1 = w ? cur.c[r][1].y : cur.c[r][1].x;
+        const uint32_t a0 = nib_pair_bf16(u0, j), a1 = nib_pair_bf16(u1, j);
+        const uint32_t a2 = nib_pair_bf16(u0, j + 1), a3 = nib_pair_bf16(u1, j + 1);
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(P[r][0]), "+f"(P[r][1]), "+f"(P[r][2]), "+f"(P[r][3])
+            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+      }
+    }
+    const float xs0 = gxs[(2 * t) * G + gp], xs1 = gxs[(2 * t + 1) * G + gp];
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float s16 = 16.f * cur.s[r][h], zz = cur.z[r][h] - s16;
+        acc[r][2 * h] = fmaf(s16, P[r][2 * h], fmaf(zz, xs0, acc[r][2 * h]));
+        acc[r][2 * h + 1] = fmaf(s16, P[r][2 * h + 1], fmaf(zz, xs1, acc[r][2 * h + 1]));
+      }
+    if (gp + 1 < g1) cur = nxt;
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) red[warp][lane][4 * r + i] = acc[r][i];
+  __syncthreads();
+  // thread → (row rr of the 32, token m): c fragment i = 2h + (m & 1) of lane 4g + m/2, tile r
+  const int rr = threadIdx.x / 8, m = threadIdx.x % 8;
+  const int r = rr / 16, q = rr % 16, h = q / 8, gg = q % 8;
+  const int ln = 4 * gg + m / 2, ci = 4 * r + 2 * h + (m & 1);
+  float v = 0.f;
+#pragma unroll
+  for (int w = 0; w < 8; ++w) v += red[w][ln][ci];
+  const int n = n0 + rr;
+  if (m < M && n < N) {
+    if (bias) v = __bfloat162float(__float2bfloat16(v)) + bf(bias, n);
+    out[size_t(m) * N + n] = __float2bfloat16(v);
+  }
+}
+
+const char* launch_gemv_mma(const void* x, int M, int K, const uint8_t* codes, const void* scales, const void* zeros,
+                            const void* bias, int N, void* out, cudaStream_t s) {
+  const size_t sh = size_t(8) * (K / 64) * 4;
+  if (sh > 48 * 1024) return fail("eng_gemv_w4a16", "K=" + std::to_string(K) + " too large for the tensor-core GEMV");
+  gemv_w4a16_mma_kernel<<<(N + 31) / 32, 256, sh, s>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N,
+                                                      BFW(out));
+  return launched("eng_gemv_w4a16");
 }
 
 template <int MM, int RW>
@@ -536,17 +687,28 @@ extern "C" const char* eng_qk_norm_rope(const void* qkv, int ld, const void* bia
   return launched("eng_qk_norm_rope");
 }
 
-extern "C" const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t* codes, const void* scales,
-                                      const void* zeros, const void* bias, int N, void* out, void* stream) {
+extern "C" const char* eng_gemv_w4a16_variant(const void* x, int M, int K, const uint8_t* codes, const void* scales,
+                                              const void* zeros, const void* bias, int N, void* out, int variant,
+                                              void* stream) {
   if (M <= 0 || M > 8 || K <= 0 || K % 64 || N <= 0)
     return fail("eng_gemv_w4a16", "M in 1..8, K % 64 == 0, N > 0 needed; got M=" + std::to_string(M) +
                                       " K=" + std::to_string(K) + " N=" + std::to_string(N));
+  if (variant < 0 || variant > 2) return fail("eng_gemv_w4a16", "variant must be 0 (auto), 1 (CUDA cores) or 2 (mma)");
+  // auto: the CUDA-core kernel streams the weights at small M; above, its FMAs (M per code) outweigh the memory time
+  // and the tensor-core kernel takes over (docs/benchmarks.md, the GEMV table)
+  if (variant == 0) variant = M < SVDQ_GEMV_MMA_FROM ? 1 : 2;
+  if (variant == 2) return launch_gemv_mma(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
   // rows per warp: 4 up to M = 2 (each x value read from shared memory serves 4 rows), 2 above (registers: at
   // most 128 per thread for 2 blocks of 8 warps per SM)
   if (M == 1) return launch_gemv<1, 4>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
   if (M == 2) return launch_gemv<2, 4>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
   if (M <= 4) return launch_gemv<4, 2>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
   return launch_gemv<8, 2>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
+}
+
+extern "C" const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t* codes, const void* scales,
+                                      const void* zeros, const void* bias, int N, void* out, void* stream) {
+  return eng_gemv_w4a16_variant(x, M, K, codes, scales, zeros, bias, N, out, 0, stream);
 }
 
 extern "C" const char* eng_fill_random(void* p, size_t n, int dtype, uint32_t seed, float center, float scale,

@@ -60,7 +60,7 @@ async function check(fixtures: string): Promise<boolean> {
       [8, 3072, 512],
       [5, 64, 7],
     ] as const)
-      await run(() => checkGemvW4A16(M, K, N), `gemv ${M} ${K} ${N}`);
+      for (const v of [0, 1, 2] as const) await run(() => checkGemvW4A16(M, K, N, 2, v), `gemv ${M} ${K} ${N} v${v}`);
   if (want("p2"))
     for (const [M, K, N, gelu] of [
       [64, 1024, 256, false],

@@ -217,14 +217,17 @@ class Engine : public Napi::ObjectWrap<Engine> {
     if (e != cudaSuccess) throw Napi::Error::New(env, std::string("attention: ") + cudaGetErrorName(e));
     return env.Undefined();
   }
-  // gemvW4A16(x, codes, scales, zeros, bias | "", out, M, K, N)
+  // gemvW4A16(x, codes, scales, zeros, bias | "", out, M, K, N, variant = 0): variant 0 auto, 1 CUDA cores, 2 mma
   Napi::Value GemvW4A16(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const int M = int(num(info, 6, "M")), K = int(num(info, 7, "K")), N = int(num(info, 8, "N"));
+    const int variant = info.Length() > 9 && info[9].IsNumber() ? info[9].As<Napi::Number>().Int32Value() : 0;
     const std::string bn = str(info, 4, "bias");
-    check(env, eng_gemv_w4a16(ptr(env, str(info, 0, "x")), M, K, static_cast<const uint8_t*>(ptr(env, str(info, 1, "codes"))),
-                              ptr(env, str(info, 2, "scales")), ptr(env, str(info, 3, "zeros")),
-                              bn.empty() ? nullptr : ptr(env, bn), N, ptr(env, str(info, 5, "out")), nullptr));
+    check(env, eng_gemv_w4a16_variant(ptr(env, str(info, 0, "x")), M, K,
+                                      static_cast<const uint8_t*>(ptr(env, str(info, 1, "codes"))),
+                                      ptr(env, str(info, 2, "scales")), ptr(env, str(info, 3, "zeros")),
+                                      bn.empty() ? nullptr : ptr(env, bn), N, ptr(env, str(info, 5, "out")), variant,
+                                      nullptr));
     const cudaError_t e = cudaDeviceSynchronize();
     if (e != cudaSuccess) throw Napi::Error::New(env, std::string("gemvW4A16: ") + cudaGetErrorName(e));
     return env.Undefined();

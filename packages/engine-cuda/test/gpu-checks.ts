@@ -101,7 +101,7 @@ function engineFor(cfg: FluxConfig): FluxEngine {
 }
 
 // ---------------------------------------------------------------- W4A16 GEMV vs float64
-export function checkGemvW4A16(M: number, K: number, N: number, seed = 2): CheckResult {
+export function checkGemvW4A16(M: number, K: number, N: number, seed = 2, variant: 0 | 1 | 2 = 0): CheckResult {
   const r = rng(seed);
   const x = uniformBf16(r, M * K, -1, 1);
   const w = new Float32Array(N * K);
@@ -134,10 +134,11 @@ export function checkGemvW4A16(M: number, K: number, N: number, seed = 2): Check
     put("g.z", bf16Bits(q.zeros));
     put("g.b", bf16Bits(bias));
     raw.alloc("g.o", M * N * 2);
-    raw.gemvW4A16("g.x", "g.c", "g.s", "g.z", "g.b", "g.o", M, K, N);
+    raw.gemvW4A16("g.x", "g.c", "g.s", "g.z", "g.b", "g.o", M, K, N, variant);
     const bits = new Uint16Array(raw.download("g.o"));
     const got = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
-    return result(`w4a16 gemv M=${M} K=${K} N=${N}`, relErr(got, ref), 1e-2);
+    const kind = ["auto", "CUDA cores", "tensor cores"][variant];
+    return result(`w4a16 gemv (${kind}) M=${M} K=${K} N=${N}`, relErr(got, ref), 1e-2);
   } finally {
     e.free();
   }

@@ -29,9 +29,11 @@ describe(`engine on the GPU${skip}`, () => {
     [1, 3072, 1537],
     [8, 1088, 130],
   ] as const)
-    it.skipIf(!av.available)(`W4A16 GEMV M=${M} K=${K} N=${N} vs float64${skip}`, () => {
-      const r = checkGemvW4A16(M, K, N);
-      expect(r.relL2).toBeLessThanOrEqual(r.tol);
+    it.skipIf(!av.available)(`W4A16 GEMV M=${M} K=${K} N=${N} (both kernels) vs float64${skip}`, () => {
+      for (const v of [1, 2] as const) {
+        const r = checkGemvW4A16(M, K, N, 2, v);
+        expect(r.relL2, r.name).toBeLessThanOrEqual(r.tol);
+      }
     });
   // int4p2 needs sm_89+ and cuBLASLt
   const p2 = av.available && (av.info?.computeCapability ?? 0) >= 89 && av.info?.cublasLt === "ok";
