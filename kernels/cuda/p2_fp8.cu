@@ -237,7 +237,11 @@ __global__ void __launch_bounds__(512, 1)
 // scale equal p2_quant_kernel's for the same lora_act. x is read once (16-byte loads, PF chunks ahead), the codes
 // stay in registers (4 bits each) and the group exponents in shared memory until the row's exponent E is known,
 // then the FP8 operand is written once (8 bytes per lane per chunk: 256 contiguous bytes per warp).
-template <int NCH>
+// FAST: the same bytes with fewer conversions (the F2I / I2F / F2F units run at a fraction of the FP32 rate): codes
+// rounded by the 1.5·2^23 magic addition (round-half-even, as __float2int_rn, for |v·2^-k| <= 16) and clamped in
+// that domain, and the FP8 bytes of q·2^e built from a table of |q|'s E4M3 bytes plus e in the exponent field when
+// every q·2^e is a normal E4M3 value (e >= -6, no requantization); other groups take the conversion path.
+template <int NCH, bool FAST>
 __global__ void __launch_bounds__(256)
     p2_rows_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ smooth,
                    const float* __restrict__ lora_act, const int* __restrict__ lr_shift, int M, int Kx,
@@ -298,14 +302,29 @@ __global__ void __launch_bounds__(256)
     const float sc0 = fast ? pow2f(k0) : 0.f, sc1 = fast ? pow2f(k0 - 1) : 0.f;
     int q0[8], q1[8];
     float s0 = 0.f, s1 = 0.f;
+    if (FAST && fast) {
+      constexpr float MAGIC = 12582912.f;  // 1.5·2^23: x + MAGIC rounds x (|x| < 2^22) to an integer, ties to even
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      q0[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv0) : ldexpf(v[j], -k0))));
-      q1[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv1) : ldexpf(v[j], 1 - k0))));
-      const float d0 = __fsub_rn(v[j], fast ? __fmul_rn(float(q0[j]), sc0) : ldexpf(float(q0[j]), k0));
-      const float d1 = __fsub_rn(v[j], fast ? __fmul_rn(float(q1[j]), sc1) : ldexpf(float(q1[j]), k0 - 1));
-      s0 = __fadd_rn(s0, __fmul_rn(d0, d0));
-      s1 = __fadd_rn(s1, __fmul_rn(d1, d1));
+      for (int j = 0; j < 8; ++j) {
+        const float r0 = fminf(fmaxf(__fadd_rn(__fmul_rn(v[j], inv0), MAGIC), MAGIC - 8.f), MAGIC + 7.f);
+        const float r1 = fminf(fmaxf(__fadd_rn(__fmul_rn(v[j], inv1), MAGIC), MAGIC - 8.f), MAGIC + 7.f);
+        q0[j] = __float_as_int(r0) - 0x4B400000;
+        q1[j] = __float_as_int(r1) - 0x4B400000;
+        const float d0 = __fsub_rn(v[j], __fmul_rn(__fsub_rn(r0, MAGIC), sc0));
+        const float d1 = __fsub_rn(v[j], __fmul_rn(__fsub_rn(r1, MAGIC), sc1));
+        s0 = __fadd_rn(s0, __fmul_rn(d0, d0));
+        s1 = __fadd_rn(s1, __fmul_rn(d1, d1));
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        q0[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv0) : ldexpf(v[j], -k0))));
+        q1[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv1) : ldexpf(v[j], 1 - k0))));
+        const float d0 = __fsub_rn(v[j], fast ? __fmul_rn(float(q0[j]), sc0) : ldexpf(float(q0[j]), k0));
+        const float d1 = __fsub_rn(v[j], fast ? __fmul_rn(float(q1[j]), sc1) : ldexpf(float(q1[j]), k0 - 1));
+        s0 = __fadd_rn(s0, __fmul_rn(d0, d0));
+        s1 = __fadd_rn(s1, __fmul_rn(d1, d1));
+      }
     }
 #pragma unroll
     for (int o = 1; o < 8; o <<= 1) {
@@ -346,16 +365,31 @@ __global__ void __launch_bounds__(256)
     uint32_t lo = 0, hi = 0;
     if (kg != -128) {
       int e = kg - E;
-      const int shift = e < EMIN ? e - EMIN : 0;
-      if (e < EMIN) e = EMIN;
-      const float pe = pow2f(e);
+      if (FAST && e >= -6) {
+        // E4M3 bytes of |q| = 0..7 (0x00 0x38 0x40 0x44 | 0x48 0x4A 0x4C 0x4E), |q| = 8 is 0x50; q·2^e adds e to
+        // the exponent field (bits 3..6), the sign is bit 7
+        const uint32_t add = uint32_t(e) << 3;
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        int q = int(codes[c] << (28 - 4 * j)) >> 28;
-        if (shift) q = __float2int_rn(ldexpf(float(q), shift));
-        const uint32_t b = __nv_cvt_float_to_fp8(__fmul_rn(float(q), pe), __NV_SATFINITE, __NV_E4M3);
-        if (j < 4) lo |= b << (8 * j);
-        else hi |= b << (8 * (j - 4));
+        for (int j = 0; j < 8; ++j) {
+          const int q = int(codes[c] << (28 - 4 * j)) >> 28;
+          const uint32_t aq = uint32_t(q < 0 ? -q : q);
+          uint32_t b = aq == 8 ? 0x50u : (__byte_perm(0x44403800u, 0x4E4C4A48u, aq) & 0xFFu);
+          b = q == 0 ? 0u : (((b + add) & 0x7Fu) | (q < 0 ? 0x80u : 0u));
+          if (j < 4) lo |= b << (8 * j);
+          else hi |= b << (8 * (j - 4));
+        }
+      } else {
+        const int shift = e < EMIN ? e - EMIN : 0;
+        if (e < EMIN) e = EMIN;
+        const float pe = pow2f(e);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          int q = int(codes[c] << (28 - 4 * j)) >> 28;
+          if (shift) q = __float2int_rn(ldexpf(float(q), shift));
+          const uint32_t b = __nv_cvt_float_to_fp8(__fmul_rn(float(q), pe), __NV_SATFINITE, __NV_E4M3);
+          if (j < 4) lo |= b << (8 * j);
+          else hi |= b << (8 * (j - 4));
+        }
       }
     }
     __stcs(reinterpret_cast<uint2*>(arow + c * 256 + 8 * l), make_uint2(lo, hi));
@@ -488,7 +522,9 @@ extern "C" const char* svdq_p2_quantize_rows(const svdq_p2_rows_args* a, void* s
   const auto* x = static_cast<const __nv_bfloat16*>(a->x);
   const auto* lam = static_cast<const __nv_bfloat16*>(a->smooth);
   auto* a8 = static_cast<uint8_t*>(a->a8);
-#define P2R(NCH) p2_rows_kernel<NCH><<<grid, 256, 0, s>>>(x, lam, a->lora_act, a->lr_shift, a->M, Kx, a8, a->sx)
+#define P2R(NCH)                                                                                       \
+  (a->reference ? p2_rows_kernel<NCH, false><<<grid, 256, 0, s>>>(x, lam, a->lora_act, a->lr_shift, a->M, Kx, a8, a->sx) \
+                : p2_rows_kernel<NCH, true><<<grid, 256, 0, s>>>(x, lam, a->lora_act, a->lr_shift, a->M, Kx, a8, a->sx))
   switch (a->K) {
     case 1024: P2R(4); break;
     case 3072: P2R(12); break;

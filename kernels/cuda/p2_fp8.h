@@ -61,6 +61,7 @@ typedef struct {
   int M, K;                 // K in svdq_p2_supported_k
   void* a8;                 // [M, Kx] e4m3, Kx = K + 96 with lr_shift, else K
   float* sx;                // [M]
+  int reference;            // 1: the conversion-instruction path (same bytes, slower; tests), 0: default
 } svdq_p2_rows_args;
 
 // The GEMM with an output stride and a cuBLASLt epilogue: out[m, n] (row stride ldo, 0 = N) =
