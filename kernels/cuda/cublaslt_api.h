@@ -19,8 +19,11 @@ using Pref = void*;
 struct Algo { uint64_t data[8]; };
 struct Heur { Algo algo; size_t workspaceSize; int state; float wavesCount; int reserved[4]; };
 
-constexpr int DESC_TRANSA = 3, DESC_TRANSB = 4, DESC_A_SCALE_POINTER = 17, DESC_B_SCALE_POINTER = 18,
-              DESC_FAST_ACCUM = 25, DESC_A_SCALE_MODE = 31, DESC_B_SCALE_MODE = 32;
+constexpr int DESC_TRANSA = 3, DESC_TRANSB = 4, DESC_EPILOGUE = 7, DESC_BIAS_POINTER = 8, DESC_A_SCALE_POINTER = 17,
+              DESC_B_SCALE_POINTER = 18, DESC_FAST_ACCUM = 25, DESC_BIAS_DATA_TYPE = 26, DESC_A_SCALE_MODE = 31,
+              DESC_B_SCALE_MODE = 32;
+// cublasLtEpilogue_t
+constexpr int EPILOGUE_DEFAULT = 1, EPILOGUE_BIAS = 4, EPILOGUE_GELU = 32, EPILOGUE_GELU_BIAS = 36;
 constexpr int SCALE_SCALAR_32F = 0, SCALE_OUTER_VEC_32F = 3;
 constexpr int PREF_MAX_WORKSPACE_BYTES = 1;
 constexpr int COMPUTE_32F = 68;  // cublasComputeType_t CUBLAS_COMPUTE_32F

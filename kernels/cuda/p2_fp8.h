@@ -50,9 +50,40 @@ typedef struct {
   float* lora_act;        // [M, R] or NULL
 } svdq_p2_quantize_args;
 
-// 1 if the one-pass kernel is instantiated for this K (a multiple of 1024 up to 15360), else 0.
+// The memory-bound variant for callers that compute lora_act = x·lora_downᵀ themselves (e.g. one cuBLAS GEMM): one
+// read of x, one write of a8 and sx; lora_act [M, 32] f32 is an input (needed when lr_shift is given). For the same
+// lora_act, a8 and sx equal svdq_p2_quantize_act's bytes.
+typedef struct {
+  const void* x;            // [M, K] bf16
+  const void* smooth;       // [K] bf16 or NULL
+  const float* lora_act;    // [M, 32] f32 or NULL (no low-rank columns)
+  const int32_t* lr_shift;  // [32] or NULL (no low-rank columns)
+  int M, K;                 // K in svdq_p2_supported_k
+  void* a8;                 // [M, Kx] e4m3, Kx = K + 96 with lr_shift, else K
+  float* sx;                // [M]
+  int reference;            // 1: the conversion-instruction path (same bytes, slower; tests), 0: default
+} svdq_p2_rows_args;
+
+// The GEMM with an output stride and a cuBLASLt epilogue: out[m, n] (row stride ldo, 0 = N) =
+// gelu?(S_x S_w (a8 · b8ᵀ) + bias[n]) in f32, rounded once to bf16 (bias bf16 [N] or NULL; GELU in its tanh form).
+typedef struct {
+  const void* a8;
+  const float* sx;
+  const void* b8;
+  const float* sw;
+  void* out;
+  int ldo;
+  const void* bias;
+  int gelu;
+  int M, N, Kx;
+  int fast_accum;
+} svdq_p2_gemm_args;
+
+// 1 if the one-pass kernels are instantiated for this K (1024, 3072, 12288, 15360), else 0.
 int svdq_p2_supported_k(int K);
 const char* svdq_p2_quantize_act(const svdq_p2_quantize_args* a, void* stream);
+const char* svdq_p2_quantize_rows(const svdq_p2_rows_args* a, void* stream);
+const char* svdq_p2_gemm_ex(const svdq_p2_gemm_args* g, void* stream);
 // out = S_x S_w (a8 · b8ᵀ) through cuBLASLt (loaded at run time: libcublasLt.so.13); FP8 E4M3 operands, outer-vector
 // scales, f32 accumulation without fast accumulation unless fast_accum; sm_89+ (cuBLASLt FP8).
 const char* svdq_p2_gemm(const void* a8, const float* sx, const void* b8, const float* sw, void* out, int M, int N,

@@ -76,8 +76,13 @@ const char* eng_attention_cross(const void* Q, const void* K, const void* V, int
 // GEMV of the AdaNorm linears (layout in the table above). M <= 8, K % 64 == 0.
 const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t* codes, const void* scales, const void* zeros,
                            const void* bias, int N, void* out, void* stream);
+// The same with the kernel chosen: 0 automatic (by M), 1 CUDA cores (f32 FMAs), 2 tensor cores (mma.sync bf16 with
+// the codes as 1 + q/16, exact products, f32 accumulation; K·8·4 bytes of shared memory, K <= 24576).
+const char* eng_gemv_w4a16_variant(const void* x, int M, int K, const uint8_t* codes, const void* scales,
+                                   const void* zeros, const void* bias, int N, void* out, int variant, void* stream);
 // Fills n values with a deterministic hash-based uniform draw: v = center + scale·(u − 0.5), u = hash(seed, i)/2³²
-// (the same formula as tools/engine/flux_diffusers.py). dtype 0: bf16, 1: f32; bytes fills raw random bytes.
+// (the same formula as tools/engine/flux_diffusers.py). dtype 0: bf16, 1: f32, 2: FP8 E4M3 (saturating at ±448);
+// bytes fills raw random bytes.
 const char* eng_fill_random(void* p, size_t n, int dtype, uint32_t seed, float center, float scale, void* stream);
 const char* eng_fill_random_bytes(void* p, size_t n, uint32_t seed, void* stream);
 // Copies a [rows, cols] bf16 block between strided buffers.

@@ -1,16 +1,20 @@
 // FLUX.1 transformer step on the GPU (flux.h): weights resolved once by name, workspace allocated once, every op
 // enqueued on the engine's stream. 16-bit linears go through cuBLAS (svdq_gemm_cublas_ex), W4A4 linears through the
 // kernels of @svdquant/kernels-cuda (svdq_quantize_act + svdq_gemm_w4a4 with bias / GELU in the epilogue), W4A16
-// AdaNorm linears through eng_gemv_w4a16, the rest through engine_ops.h.
+// AdaNorm linears through eng_gemv_w4a16, int4p2 linears (opt-in, sm_89+) through p2_fp8.h (cuBLAS low-rank down,
+// svdq_p2_quantize_rows, the cuBLASLt FP8 GEMM with bias / GELU epilogues), the rest through engine_ops.h.
 #include "flux.h"
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "engine_ops.h"
+#include "p2_fp8.h"
 #include "svdq_cuda.h"
 
 namespace {
@@ -29,11 +33,13 @@ void ckc(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw Fail{std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")"};
 }
 
-enum LinKind { LIN_BF16 = 1, LIN_W4A4 = 2, LIN_W4A16 = 3 };
+enum LinKind { LIN_BF16 = 1, LIN_W4A4 = 2, LIN_W4A16 = 3, LIN_P2 = 4 };
+constexpr int P2_R = 32;  // the int4p2 kernels' rank (p2_fp8.h)
 struct Lin {
   std::string name;
-  int kind = 0, N = 0, K = 0, R = 0;
+  int kind = 0, N = 0, K = 0, R = 0, Kx = 0;
   bool unsig = false;
+  void *p2_w = nullptr, *p2_sw = nullptr, *p2_lr = nullptr;  // int4p2: [N, Kx] e4m3, [N] f32, [32] int32
   void *w = nullptr, *bias = nullptr, *qweight = nullptr, *wscales = nullptr, *lora_down = nullptr,
        *lora_up = nullptr, *smooth = nullptr, *codes = nullptr, *scales = nullptr, *zeros = nullptr;
 };
@@ -65,6 +71,11 @@ struct eng_engine {
   std::vector<Double> dbl;
   std::vector<Single> sgl;
   int codes_format = 0;
+  int p2_fast = 0;
+  void *p2_a8 = nullptr, *p2_sx = nullptr, *p2_lact = nullptr;
+  size_t p2_a8_bytes = 0;
+  int p2_rows = 0;
+  std::set<std::string> p2_no_epilogue;  // shapes whose epilogue cuBLASLt refused (then a separate bias/GELU pass)
   // workspace pointers
   float* X = nullptr;
   void *nrm, *qkv, *Q, *K, *V, *cat, *y, *h, *modA, *modB, *tproj, *e1, *tt, *tg, *tp, *temb, *codes, *ascales,
@@ -111,7 +122,9 @@ struct eng_engine {
   void* opt(const std::string& name, size_t bytes) { return t.count(name) ? need(name, bytes) : nullptr; }
   bool has(const std::string& name) { return t.count(name) > 0; }
 
-  Lin lin(const std::string& name, int N, int K, bool allow_w4a4 = true) {
+  // shared_input: a layer whose int4p2 activation operand is another layer's (single blocks: proj_mlp reads
+  // attn.qkv's, low-rank columns included), so it has no lora_down of its own
+  Lin lin(const std::string& name, int N, int K, bool allow_w4a4 = true, bool shared_input = false) {
     Lin L;
     L.name = name;
     L.N = N;
@@ -135,6 +148,28 @@ struct eng_engine {
       L.smooth = opt(name + ".smooth", k * 2);
       auto u = ints.find(name + ".act_unsigned");
       L.unsig = u != ints.end() && u->second != 0;
+    } else if (has(name + ".p2_weight") && allow_w4a4) {
+      L.kind = LIN_P2;
+      if (!svdq_p2_supported_k(K) || N % 8)
+        throw Fail{name + ": int4p2 needs K in {1024, 3072, 12288, 15360} and N % 8 == 0, got N=" + std::to_string(N) +
+                   " K=" + std::to_string(K)};
+      const size_t wb = t[name + ".p2_weight"].bytes;
+      if (wb != n * k && wb != n * (k + 3 * P2_R))
+        throw Fail{name + ".p2_weight holds " + std::to_string(wb) + " bytes, expected N·K = " + std::to_string(n * k) +
+                   " or N·(K + 96) = " + std::to_string(n * (k + 3 * P2_R)) + " (e4m3 [N, Kx])"};
+      L.Kx = int(wb / n);
+      L.p2_w = need(name + ".p2_weight", wb);
+      L.p2_sw = need(name + ".p2_wscale", n * 4);
+      if (!shared_input) {
+        if (L.Kx != K) {
+          L.R = P2_R;
+          L.lora_down = need(name + ".lora_down", size_t(P2_R) * k * 2);
+          L.p2_lr = need(name + ".p2_lr_shift", size_t(P2_R) * 4);
+        } else if (has(name + ".lora_down")) {
+          throw Fail{name + ": lora_down given but p2_weight has no low-rank columns (Kx = K)"};
+        }
+        L.smooth = opt(name + ".smooth", k * 2);
+      }
     } else if (has(name + ".w4a16_codes")) {
       L.kind = LIN_W4A16;
       if (K % 64) throw Fail{name + ": W4A16 needs K % 64 == 0"};
@@ -142,7 +177,7 @@ struct eng_engine {
       L.scales = need(name + ".w4a16_scales", n * (k / 64) * 2);
       L.zeros = need(name + ".w4a16_zeros", n * (k / 64) * 2);
     } else {
-      throw Fail{"missing weights of linear " + name + " (" + name + ".weight, .qweight or .w4a16_codes) [N=" +
+      throw Fail{"missing weights of linear " + name + " (" + name + ".weight, .qweight, .p2_weight or .w4a16_codes) [N=" +
                  std::to_string(N) + ", K=" + std::to_string(K) + "]"};
     }
     L.bias = opt(name + ".bias", n * 2);
@@ -211,6 +246,73 @@ struct eng_engine {
     mark("w4a4 gemm");
     ck(svdq_gemm_w4a4(&g, stream));
   }
+  // int4p2: x [M, K] → p2_a8 [M, Kx] + p2_sx (the low-rank down through cuBLAS into p2_lact first)
+  void quant_p2(const void* x, int M, const Lin& L) {
+    if (M > p2_rows || size_t(M) * L.Kx > p2_a8_bytes) throw Fail{L.name + ": int4p2 workspace too small"};
+    if (L.R) {
+      mark("p2 low-rank down (cuBLAS)");
+      ck(svdq_gemm_cublas_ex(SVDQ_BF16, 1, x, L.K, L.lora_down, L.K, p2_lact, P2_R, M, P2_R, L.K, 0.f, stream));
+    }
+    svdq_p2_rows_args a{};
+    a.x = x;
+    a.smooth = L.smooth;
+    a.lora_act = L.R ? static_cast<const float*>(p2_lact) : nullptr;
+    a.lr_shift = L.R ? static_cast<const int32_t*>(L.p2_lr) : nullptr;
+    a.M = M;
+    a.K = L.K;
+    a.a8 = p2_a8;
+    a.sx = static_cast<float*>(p2_sx);
+    mark("p2 quantize");
+    ck(svdq_p2_quantize_rows(&a, stream));
+  }
+  // out [M, N] (ldo) = gelu?(p2 GEMM + bias) on the quantized operand of quant_p2 (Kx must match)
+  void gemm_p2(int M, int Kx, const Lin& L, void* out, int ldo, const void* bias, bool gelu) {
+    if (Kx != L.Kx)
+      throw Fail{L.name + ": its p2_weight has Kx=" + std::to_string(L.Kx) + " but the shared activation operand has " +
+                 std::to_string(Kx)};
+    svdq_p2_gemm_args g{};
+    g.a8 = p2_a8;
+    g.sx = static_cast<const float*>(p2_sx);
+    g.b8 = L.p2_w;
+    g.sw = static_cast<const float*>(L.p2_sw);
+    g.out = out;
+    g.ldo = ldo;
+    g.bias = bias;
+    g.gelu = gelu ? 1 : 0;
+    g.M = M;
+    g.N = L.N;
+    g.Kx = L.Kx;
+    g.fast_accum = p2_fast;
+    mark("p2 gemm (cuBLASLt FP8)");
+    const bool epi = bias || gelu;
+    const std::string key = std::to_string(M) + "/" + std::to_string(L.N) + "/" + std::to_string(L.Kx) + "/" +
+                            std::to_string(ldo) + "/" + std::to_string(int(bias != nullptr)) + std::to_string(int(gelu));
+    if (epi && !p2_no_epilogue.count(key)) {
+      const char* m = svdq_p2_gemm_ex(&g, stream);
+      if (!m) return;
+      // cuBLASLt may have no FP8 kernel with this epilogue and outer-vector scales: plain GEMM + a following pass
+      if (std::string(m).find("no FP8 algorithm") == std::string::npos) throw Fail{m};
+      p2_no_epilogue.insert(key);
+    }
+    g.bias = nullptr;
+    g.gelu = 0;
+    ck(svdq_p2_gemm_ex(&g, stream));
+    if (epi) {
+      mark("bias + activation");
+      ck(eng_bias_act(out, ldo, out, ldo, bias, M, L.N, gelu ? ENG_ACT_GELU_TANH : ENG_ACT_NONE, stream));
+    }
+  }
+  void p2_workspace(int rows, size_t a8_bytes) {
+    if (rows <= p2_rows && a8_bytes <= p2_a8_bytes) return;
+    rows = std::max(rows, p2_rows);
+    a8_bytes = std::max(a8_bytes, p2_a8_bytes);
+    p2_a8 = alloc("ws.p2_a8", a8_bytes, true);
+    p2_sx = alloc("ws.p2_sx", size_t(rows) * 4, true);
+    p2_lact = alloc("ws.p2_lora_act", size_t(rows) * P2_R * 4, true);
+    p2_rows = rows;
+    p2_a8_bytes = a8_bytes;
+  }
+
   // out [M, N] (ldo) = x [M, K] · Wᵀ; returns the bias the caller still has to add (16-bit path), else NULL.
   // act is applied here (with the bias) when given.
   const void* linear(const void* x, int M, const Lin& L, void* out, int ldo, int act = ENG_ACT_NONE) {
@@ -223,6 +325,16 @@ struct eng_engine {
         return nullptr;
       }
       return L.bias;
+    }
+    if (L.kind == LIN_P2) {
+      quant_p2(x, M, L);
+      const bool gelu = act == ENG_ACT_GELU_TANH;
+      gemm_p2(M, L.Kx, L, out, ldo, act != ENG_ACT_NONE ? L.bias : nullptr, gelu);
+      if (act != ENG_ACT_NONE && !gelu) {
+        mark("bias + activation");
+        ck(eng_bias_act(out, ldo, out, ldo, nullptr, M, L.N, act, stream));
+      }
+      return act != ENG_ACT_NONE ? nullptr : L.bias;
     }
     if (L.kind == LIN_W4A16) {
       mark("w4a16 gemv");
@@ -282,7 +394,7 @@ struct eng_engine {
     const size_t dh2 = size_t(c.head_dim) * 2;
     dbl.clear();
     sgl.clear();
-    int kmax = d, rmax = 0;
+    int kmax = d, rmax = 0, p2kx = 0;
     for (int i = 0; i < c.num_layers; i++) {
       const std::string p = "transformer_blocks." + std::to_string(i) + ".";
       Double b;
@@ -300,8 +412,10 @@ struct eng_engine {
       b.nk = need(p + "attn.norm_k.weight", dh2);
       b.naq = need(p + "attn.norm_added_q.weight", dh2);
       b.nak = need(p + "attn.norm_added_k.weight", dh2);
-      for (const Lin* L : {&b.qkv, &b.add_qkv, &b.to_out, &b.to_add_out, &b.ff0, &b.ff2, &b.ffc0, &b.ffc2})
+      for (const Lin* L : {&b.qkv, &b.add_qkv, &b.to_out, &b.to_add_out, &b.ff0, &b.ff2, &b.ffc0, &b.ffc2}) {
         if (L->kind == LIN_W4A4) kmax = std::max(kmax, L->K), rmax = std::max(rmax, L->R);
+        if (L->kind == LIN_P2) p2kx = std::max(p2kx, L->Kx);
+      }
       dbl.push_back(b);
     }
     for (int i = 0; i < c.num_single_layers; i++) {
@@ -309,14 +423,19 @@ struct eng_engine {
       Single b;
       b.norm = lin(p + "norm.linear", 3 * d, d);
       b.qkv = lin(p + "attn.qkv", 3 * d, d);
-      b.mlp = lin(p + "proj_mlp", 4 * d, d);
+      b.mlp = lin(p + "proj_mlp", 4 * d, d, true, b.qkv.kind == LIN_P2);
       b.proj_out = lin(p + "proj_out", d, 5 * d);
       b.nq = need(p + "attn.norm_q.weight", dh2);
       b.nk = need(p + "attn.norm_k.weight", dh2);
-      if ((b.qkv.kind == LIN_W4A4) != (b.mlp.kind == LIN_W4A4))
-        throw Fail{p + "attn.qkv and proj_mlp share one input quantization: both W4A4 or both 16-bit"};
-      for (const Lin* L : {&b.qkv, &b.mlp, &b.proj_out})
+      if ((b.qkv.kind == LIN_W4A4) != (b.mlp.kind == LIN_W4A4) || (b.qkv.kind == LIN_P2) != (b.mlp.kind == LIN_P2))
+        throw Fail{p + "attn.qkv and proj_mlp share one input quantization: both W4A4, both int4p2 or both 16-bit"};
+      if (b.qkv.kind == LIN_P2 && b.qkv.Kx != b.mlp.Kx)
+        throw Fail{p + "proj_mlp.p2_weight must have attn.qkv's Kx (" + std::to_string(b.qkv.Kx) +
+                   "): it reads attn.qkv's activation operand, low-rank columns included"};
+      for (const Lin* L : {&b.qkv, &b.mlp, &b.proj_out}) {
         if (L->kind == LIN_W4A4) kmax = std::max(kmax, L->K), rmax = std::max(rmax, L->R);
+        if (L->kind == LIN_P2) p2kx = std::max(p2kx, L->Kx);
+      }
       sgl.push_back(b);
     }
     // workspace
@@ -361,6 +480,12 @@ struct eng_engine {
     lora_max = rmax;
     lora_act = rmax ? static_cast<float*>(W("lora_act", Mp * rmax * 4)) : nullptr;
     if (lora_act) ckc(cudaMemset(lora_act, 0, Mp * rmax * 4), "cudaMemset(lora_act)");
+    p2_a8 = p2_sx = p2_lact = nullptr;
+    p2_rows = 0;
+    p2_a8_bytes = 0;
+    if (p2kx) p2_workspace(int(M), M * size_t(p2kx));
+    auto pf = ints.find("p2.fast_accum");
+    p2_fast = pf != ints.end() && pf->second != 0;
     need("in.hidden", size_t(B) * Si * c.in_channels * bf);
     need("in.encoder", size_t(B) * St * c.joint_dim * bf);
     need("in.pooled", size_t(B) * c.pooled_dim * bf);
@@ -456,6 +581,12 @@ struct eng_engine {
         gemm_q(q, nrm, k.mlp, h, true);
         mark("copy");
         ck(eng_copy_2d(h, 4 * d, cat8 + size_t(d) * 2, 5 * d, M, 4 * d, s));
+      } else if (k.qkv.kind == LIN_P2) {
+        quant_p2(nrm, M, k.qkv);  // one quantization (and low-rank down) for attn.qkv and proj_mlp
+        gemm_p2(M, k.qkv.Kx, k.qkv, qkv, 3 * d, nullptr, false);
+        mark("qk norm + rope");
+        ck(eng_qk_norm_rope(qkv, 3 * d, k.qkv.bias, B, S, 0, S, H, Dh, k.nq, k.nk, eps, rc, rs, Q, K, V, s));
+        gemm_p2(M, k.qkv.Kx, k.mlp, cat8 + size_t(d) * 2, 5 * d, k.mlp.bias, true);
       } else {
         b = linear(nrm, M, k.qkv, qkv, 3 * d);
         mark("qk norm + rope");
@@ -629,6 +760,10 @@ void eng_bytes(eng_engine* e, size_t* weights, size_t* workspace, size_t* peak) 
   *peak = e->peak;
 }
 const char* eng_linear(eng_engine* e, const char* layer, int N, int K, const char* x, const char* out, int M) {
+  return eng_linear_act(e, layer, N, K, x, out, M, ENG_ACT_NONE);
+}
+const char* eng_linear_act(eng_engine* e, const char* layer, int N, int K, const char* x, const char* out, int M,
+                           int act) {
   return guarded([&] {
     if (!e->ready) throw Fail{"eng_linear: call eng_flux_prepare first (the workspace)"};
     if (M <= 0 || M > e->B * e->S) throw Fail{"eng_linear: M must be in 1..B·S of the prepared shapes"};
@@ -636,7 +771,8 @@ const char* eng_linear(eng_engine* e, const char* layer, int N, int K, const cha
     void* xp = e->need(x, size_t(M) * K * 2);
     void* op = e->need(out, size_t(M) * N * 2);
     e->prof = false;
-    e->linear_full(xp, M, L, op);
+    if (L.kind == LIN_P2) e->p2_workspace(M, size_t(M) * L.Kx);
+    e->linear_full(xp, M, L, op, act);
     ckc(cudaStreamSynchronize(e->stream), "cudaStreamSynchronize(eng_linear)");
   });
 }

@@ -11,6 +11,9 @@
 // | L.lora_down, L.lora_up            | [R, K], [N, R]         | bf16  | row-major low-rank branch                       |
 // | L.smooth                          | [K]                    | bf16  | λ (optional)                                    |
 // | L.w4a16_codes/_scales/_zeros      | N·K/2 B, [N, K/64] x2  | u8, bf16 | W4A16 (engine_ops.h layout)                  |
+// | L.p2_weight                       | [N, Kx], Kx = K (+ 96) | e4m3  | int4p2 weight operand (p2_fp8.h b8; opt-in, sm_89+) |
+// | L.p2_wscale                       | [N]                    | f32   | int4p2 S_w                                      |
+// | L.p2_lr_shift                     | [32]                   | int32 | c_r of the low-rank columns (with L.lora_down [32, K]) |
 // | blk.attn.qkv.*                    | N = 3D                 |       | to_q, to_k, to_v stacked along N                |
 // | transformer_blocks.i.attn.add_qkv.* | N = 3D               |       | add_q/k/v_proj stacked                          |
 // | blk.attn.norm_q.weight, …         | [Dh]                   | bf16  | QK RMSNorm weights                              |
@@ -19,7 +22,10 @@
 // | in.ids                            | [St + Si, 3]           | f32   | text ids then image ids                         |
 // | out                               | [B·Si, patch²·Cout]    | bf16  | written by the step                             |
 // Single blocks in W4A4 mode quantize their normalized input once for attn.qkv and proj_mlp, with attn.qkv's
-// smooth (the two layers form one input group; proj_mlp.smooth must equal it and is not read).
+// smooth (the two layers form one input group; proj_mlp.smooth must equal it and is not read). In int4p2 mode the
+// pair shares more: one activation operand with attn.qkv's smooth, lora_down [32, K] and p2_lr_shift, i.e. one rank-32
+// branch of the stacked [7D, K] weight (proj_mlp.p2_weight has attn.qkv's Kx; its own lora_down is not read).
+// A layer is int4p2 when L.p2_weight exists: K in {1024, 3072, 12288, 15360}, N % 8 == 0, rank 0 or 32.
 #ifndef SVDQ_ENGINE_FLUX_H
 #define SVDQ_ENGINE_FLUX_H
 
@@ -63,6 +69,9 @@ void eng_bytes(eng_engine* e, size_t* weights, size_t* workspace, size_t* peak);
 // One linear layer of the prepared model on its own (tests): out [M, N] = layer(x [M, K]) with bias (and the
 // layer's W4A4 / W4A16 / 16-bit path), x and out named tensors, M <= B·(St + Si) of the prepared shapes.
 const char* eng_linear(eng_engine* e, const char* layer, int N, int K, const char* x, const char* out, int M);
+// The same with an activation after the bias (engine_ops.h eng_act: 0 none, 1 GELU-tanh, 2 SiLU).
+const char* eng_linear_act(eng_engine* e, const char* layer, int N, int K, const char* x, const char* out, int M,
+                           int act);
 // Times `iters` steps between CUDA events (graph replays when graph != 0); milliseconds per step.
 const char* eng_time_steps(eng_engine* e, int iters, int graph, double* ms);
 

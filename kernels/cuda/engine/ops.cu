@@ -1,12 +1,17 @@
 // Elementwise, normalization, RoPE, embedding, W4A16 GEMV and fill kernels of the engine (engine_ops.h).
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "engine_ops.h"
+
+#define BF(p) static_cast<const __nv_bfloat16*>(p)
+#define BFW(p) static_cast<__nv_bfloat16*>(p)
 
 namespace {
 
@@ -239,59 +244,338 @@ __global__ void qk_norm_rope_kernel(const __nv_bfloat16* qkv, int ld, const __nv
   }
 }
 
-// W4A16 GEMV: one warp per output row n; each lane streams 16 bytes (32 codes, half a 64-group) per step.
-template <int MM>
-__global__ void gemv_w4a16_kernel(const __nv_bfloat16* x, int M, int K, const uint8_t* codes,
-                                  const __nv_bfloat16* scales, const __nv_bfloat16* zeros, const __nv_bfloat16* bias,
-                                  int N, __nv_bfloat16* out) {
-  extern __shared__ float xs[];  // [MM][K]
-  for (int i = threadIdx.x; i < M * K; i += blockDim.x) xs[i] = __bfloat162float(x[i]);
+// W4A16 GEMV (M <= 8): streams the 4-bit weights once. A block of 8 warps stages x [M, K] in shared memory as f32
+// (once per block; chunk c of 32 values at c·36 floats, so the 16-byte reads of a warp's 32 lanes hit distinct banks)
+// with the sum of each 32-value chunk, xsum[m, c]. Grid-stride over groups of RW output rows per warp: lane l takes
+// the 16-byte code chunks c = l + 32i of each of the RW rows (every load of an iteration issued before any math, the
+// next iteration's loads in flight during this one's math), so each x value read from shared memory serves RW rows.
+// Per code the math is 2 integer ops and one FMA per token: f = 1 + q/16 as float bits (0x3F800000 | q << 19), so
+//   Σ_k (q·s + z)·x = 16s·Σ f·x + (z − 16s)·Σ x        (per 32-code chunk; s, z the group's scale and zero)
+// f32 throughout, like the formula in engine_ops.h; the bias is added to the bf16-rounded product (as torch's
+// F.linear(x, w) + b rounds twice). Codes are read with ld.global.cs (streamed once, no reuse).
+constexpr int GEMV_XPAD = 36;  // floats per 32-value chunk in shared memory (32 + 4: bank-conflict-free LDS.128)
+constexpr int GEMV_THREADS = 256;
+// the smallest M the automatic choice gives to the tensor-core kernel
+#ifndef SVDQ_GEMV_MMA_FROM
+#define SVDQ_GEMV_MMA_FROM 4
+#endif
+
+template <int MM, int RW>
+__global__ void __launch_bounds__(GEMV_THREADS, 2)
+    gemv_w4a16_kernel(const __nv_bfloat16* __restrict__ x, int M, int K, const uint8_t* __restrict__ codes,
+                      const __nv_bfloat16* __restrict__ scales, const __nv_bfloat16* __restrict__ zeros,
+                      const __nv_bfloat16* __restrict__ bias, int N, __nv_bfloat16* __restrict__ out) {
+  extern __shared__ __align__(16) float gsm[];
+  const int C = K / 32;                // 32-code chunks per row
+  float* xs = gsm;                     // [MM][C][36]
+  float* xsum = gsm + MM * C * GEMV_XPAD;  // [MM][C]
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  // stage x: each thread converts 8 bf16 (one 16-byte load); 4 lanes make one chunk and its sum
+  const int total = MM * C * 4;
+  for (int i0 = 0; i0 < total; i0 += GEMV_THREADS) {  // uniform trip count: the shuffles below see whole warps
+    const int i = i0 + threadIdx.x;
+    const int m = i / (C * 4), r = i % (C * 4), c = r / 4, q = r % 4;
+    float v[8];
+    if (i < total && m < M) {
+      const uint4 u = __ldg(reinterpret_cast<const uint4*>(x + size_t(m) * K) + c * 4 + q);
+      const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&u);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = __bfloat162float(h[j]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = 0.f;
+    }
+    float s = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+    s += __shfl_xor_sync(0xffffffffu, s, 1);  // the 4 threads of a chunk are consecutive (i % 4 == q)
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    if (i < total) {
+      float* d = xs + (m * C + c) * GEMV_XPAD + 8 * q;
+      *reinterpret_cast<float4*>(d) = make_float4(v[0], v[1], v[2], v[3]);
+      *reinterpret_cast<float4*>(d + 4) = make_float4(v[4], v[5], v[6], v[7]);
+      if (q == 0) xsum[m * C + c] = s;
+    }
+  }
   __syncthreads();
-  const int warps = blockDim.x / 32, lane = threadIdx.x % 32;
-  const int n = blockIdx.x * warps + threadIdx.x / 32;
-  if (n >= N) return;
   const int G = K / 64;
-  const uint4* row = reinterpret_cast<const uint4*>(codes + size_t(n) * K / 2);
-  float acc[MM];
+  const int iters = (C + 31) / 32;
+  const int groups = (N + RW - 1) / RW;
+  // this warp's work as one stream of items t = (group gi, iteration it), two items of loads in flight across
+  // group boundaries
+  const int gw = blockIdx.x * (GEMV_THREADS / 32) + warp, gstride = gridDim.x * (GEMV_THREADS / 32);
+  const int ng = gw < groups ? (groups - gw + gstride - 1) / gstride : 0;
+  const int T = ng * iters;
+  struct Stage {
+    uint4 w[RW];
+    float sc[RW], ze[RW];
+  };
+  auto load = [&](Stage& st, int t) {
+    const int n0 = (gw + (t / iters) * gstride) * RW, c = (t % iters) * 32 + lane;
 #pragma unroll
-  for (int m = 0; m < MM; m++) acc[m] = 0.f;
-  for (int c = lane; c < K / 32; c += 32) {  // chunk c = codes k = 32c .. 32c+31, group c/2
-    const uint4 w = __ldg(row + c);
-    const int g = c / 2;
-    const float sc = bf(scales, size_t(n) * G + g), z = bf(zeros, size_t(n) * G + g);
-    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-    float sq[MM], sx[MM];
+    for (int r = 0; r < RW; ++r) {
+      const int n = n0 + r;
+      if (c < C && n < N) {
+        st.w[r] = __ldcs(reinterpret_cast<const uint4*>(codes + size_t(n) * (K / 2)) + c);
+        st.sc[r] = __bfloat162float(scales[size_t(n) * G + c / 2]);
+        st.ze[r] = __bfloat162float(zeros[size_t(n) * G + c / 2]);
+      } else {
+        st.w[r] = make_uint4(0, 0, 0, 0);
+        st.sc[r] = st.ze[r] = 0.f;
+      }
+    }
+  };
+  Stage A, B;
+  if (T > 0) load(A, 0);
+  if (T > 1) load(B, 1);
+  float acc[RW][MM];
 #pragma unroll
-    for (int m = 0; m < MM; m++) sq[m] = sx[m] = 0.f;
+  for (int r = 0; r < RW; ++r)
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
+    for (int m = 0; m < MM; ++m) acc[r][m] = 0.f;
+  for (int t = 0; t < T; ++t) {
+    const Stage cur = A;
+    A = B;
+    if (t + 2 < T) load(B, t + 2);
+    const int it = t % iters, c = it * 32 + lane;
+    if (c < C) {
+      float P[RW][MM];
 #pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const float q = float((ws[e] >> (4 * j)) & 15u);
-        const int k = 32 * c + 8 * e + j;
+      for (int r = 0; r < RW; ++r)
 #pragma unroll
-        for (int m = 0; m < MM; m++) {
-          if (m < M) {
-            const float xv = xs[m * K + k];
-            sq[m] += q * xv;
-            sx[m] += xv;
+        for (int m = 0; m < MM; ++m) P[r][m] = 0.f;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {  // word e: codes 8e .. 8e+7 of the chunk
+        float4 xa[MM], xb[MM];
+#pragma unroll
+        for (int m = 0; m < MM; ++m) {
+          const float* xp = xs + (m * C + c) * GEMV_XPAD + 8 * e;
+          xa[m] = *reinterpret_cast<const float4*>(xp);
+          xb[m] = *reinterpret_cast<const float4*>(xp + 4);
+        }
+#pragma unroll
+        for (int r = 0; r < RW; ++r) {
+          const uint32_t wd = e == 0 ? cur.w[r].x : e == 1 ? cur.w[r].y : e == 2 ? cur.w[r].z : cur.w[r].w;
+          float f[8];
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            const uint32_t b = j <= 4 ? (wd << (19 - 4 * j)) : (wd >> (4 * j - 19));
+            f[j] = __uint_as_float((b & 0x00780000u) | 0x3F800000u);  // 1 + q/16
+          }
+#pragma unroll
+          for (int m = 0; m < MM; ++m) {
+            float p = P[r][m];
+            p = fmaf(f[0], xa[m].x, p);
+            p = fmaf(f[1], xa[m].y, p);
+            p = fmaf(f[2], xa[m].z, p);
+            p = fmaf(f[3], xa[m].w, p);
+            p = fmaf(f[4], xb[m].x, p);
+            p = fmaf(f[5], xb[m].y, p);
+            p = fmaf(f[6], xb[m].z, p);
+            p = fmaf(f[7], xb[m].w, p);
+            P[r][m] = p;
           }
         }
       }
+#pragma unroll
+      for (int m = 0; m < MM; ++m) {
+        const float xsm = xsum[m * C + c];
+#pragma unroll
+        for (int r = 0; r < RW; ++r) {
+          const float s16 = 16.f * cur.sc[r];
+          acc[r][m] = fmaf(s16, P[r][m], fmaf(cur.ze[r] - s16, xsm, acc[r][m]));
+        }
+      }
     }
+    if (it == iters - 1) {  // the group's rows are complete: reduce over the lanes, store, start the next group
+      const int n0 = (gw + (t / iters) * gstride) * RW;
 #pragma unroll
-    for (int m = 0; m < MM; m++) acc[m] += sc * sq[m] + z * sx[m];  // Σ (q·s + z)·x = s·Σq·x + z·Σx
-  }
+      for (int r = 0; r < RW; ++r)
 #pragma unroll
-  for (int m = 0; m < MM; m++) {
-    float v = acc[m];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (lane == 0 && m < M) {
-      if (bias) v = __bfloat162float(__float2bfloat16(v)) + bf(bias, n);
-      out[size_t(m) * N + n] = __float2bfloat16(v);
+        for (int m = 0; m < MM; ++m) {
+          float v = acc[r][m];
+#pragma unroll
+          for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+          acc[r][m] = 0.f;
+          const int n = n0 + r;
+          if (lane == (r * MM + m) % 32 && m < M && n < N) {
+            if (bias) v = __bfloat162float(__float2bfloat16(v)) + bf(bias, n);
+            out[size_t(m) * N + n] = __float2bfloat16(v);
+          }
+        }
     }
   }
 }
+
+template <int MM, int RW>
+const char* launch_gemv(const void* x, int M, int K, const uint8_t* codes, const void* scales, const void* zeros,
+                        const void* bias, int N, void* out, cudaStream_t s) {
+  const size_t C = size_t(K) / 32;
+  const size_t sh = (size_t(MM) * C * GEMV_XPAD + size_t(MM) * C) * 4;
+  if (sh > 200 * 1024) return fail("eng_gemv_w4a16", "M·K too large for shared memory (K=" + std::to_string(K) + ")");
+  auto* kern = gemv_w4a16_kernel<MM, RW>;
+  if (sh > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
+    if (e != cudaSuccess) return fail("eng_gemv_w4a16", std::string("cudaFuncSetAttribute: ") + cudaGetErrorName(e));
+  }
+  int dev = 0, sms = 0, per = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, GEMV_THREADS, sh) != cudaSuccess || per <= 0) per = 1;
+  const int groups = (N + RW - 1) / RW;
+  const int need = (groups + GEMV_THREADS / 32 - 1) / (GEMV_THREADS / 32);
+  const int grid = std::min(need, sms * per);  // persistent: x is staged once per resident block
+  kern<<<grid, GEMV_THREADS, sh, s>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N, BFW(out));
+  return launched("eng_gemv_w4a16");
+}
+
+// The same GEMV on tensor cores (M <= 8 tokens as the n8 side of mma.m16n8k16, bf16 in, f32 accumulate). The codes
+// enter as f = 1 + q/16 in bf16 (exact: 0x3F80 | q << 3), so every product f·x is exact and the per-group algebra
+// is the f32 kernel's: Σ_k (q·s + z)·x = 16s·Σ f·x + (z − 16s)·Σ x. A block owns 32 output rows (two m16 tiles) and
+// splits K over its 8 warps (contiguous 64-groups each: enough loads in flight when N is small), then sums the 8
+// partial tiles in shared memory. The mma's k order is permuted (both operands alike): lane (g, t) loads 8 bytes =
+// 16 codes of a row's group at 16t, and the 16 matching x values, so loads stay contiguous.
+__device__ __forceinline__ uint32_t nib_pair_bf16(uint32_t u, int j) {
+  // byte j of u (two codes lo, hi) → bf16x2 {1 + lo/16, 1 + hi/16}
+  const uint32_t a = j == 0 ? (u << 3) : (u >> (8 * j - 3));
+  const uint32_t b = j < 2 ? (u << (15 - 8 * j)) : (u >> (8 * j - 15));
+  return (a & 0x78u) | (b & 0x780000u) | 0x3F803F80u;
+}
+
+__global__ void __launch_bounds__(256, 2)
+    gemv_w4a16_mma_kernel(const __nv_bfloat16* __restrict__ x, int M, int K, const uint8_t* __restrict__ codes,
+                          const __nv_bfloat16* __restrict__ scales, const __nv_bfloat16* __restrict__ zeros,
+                          const __nv_bfloat16* __restrict__ bias, int N, __nv_bfloat16* __restrict__ out) {
+  extern __shared__ __align__(16) float gxs[];  // xsum [8][G]
+  __shared__ float red[8][32][9];
+  const int G = K / 64;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  for (int i = threadIdx.x; i < 8 * G; i += 256) {
+    const int m = i / G, gp = i % G;
+    float sum = 0.f;
+    if (m < M) {
+      const uint4* xp = reinterpret_cast<const uint4*>(x + size_t(m) * K + gp * 64);
+#pragma unroll
+      for (int v = 0; v < 8; ++v) {
+        const uint4 u = __ldg(xp + v);
+        const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&u);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) sum += __bfloat162float(h[j]);
+      }
+    }
+    gxs[i] = sum;
+  }
+  __syncthreads();
+  const int n0 = blockIdx.x * 32;
+  const int gw = (G + 7) / 8, g0 = warp * gw, g1 = min(G, g0 + gw);
+  int rows[2][2];
+  bool ok[2][2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      rows[r][h] = n0 + 16 * r + g + 8 * h;
+      ok[r][h] = rows[r][h] < N;
+    }
+  const bool xm = g < M;
+  const __nv_bfloat16* xr = x + size_t(xm ? g : 0) * K + 16 * t;
+  float acc[2][4];
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[r][i] = 0.f;
+  struct Stage {
+    uint2 c[2][2];
+    float s[2][2], z[2][2];
+    uint4 xa, xb;
+  };
+  auto load = [&](Stage& st, int gp) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int n = rows[r][h];
+        if (ok[r][h]) {
+          st.c[r][h] = __ldcs(reinterpret_cast<const uint2*>(codes + size_t(n) * (K / 2) + gp * 32 + 8 * t));
+          st.s[r][h] = __bfloat162float(scales[size_t(n) * G + gp]);
+          st.z[r][h] = __bfloat162float(zeros[size_t(n) * G + gp]);
+        } else {
+          st.c[r][h] = make_uint2(0, 0);
+          st.s[r][h] = st.z[r][h] = 0.f;
+        }
+      }
+    if (xm) {
+      st.xa = __ldg(reinterpret_cast<const uint4*>(xr + gp * 64));
+      st.xb = __ldg(reinterpret_cast<const uint4*>(xr + gp * 64 + 8));
+    } else {
+      st.xa = st.xb = make_uint4(0, 0, 0, 0);
+    }
+  };
+  Stage A, B;  // two groups of loads in flight
+  if (g0 < g1) load(A, g0);
+  if (g0 + 1 < g1) load(B, g0 + 1);
+  for (int gp = g0; gp < g1; ++gp) {
+    const Stage cur = A;
+    A = B;
+    if (gp + 2 < g1) load(B, gp + 2);
+    float P[2][4];
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) P[r][i] = 0.f;
+#pragma unroll
+    for (int s4 = 0; s4 < 4; ++s4) {
+      const uint4& xv = s4 < 2 ? cur.xa : cur.xb;
+      const uint32_t b0 = s4 % 2 ? xv.z : xv.x, b1 = s4 % 2 ? xv.w : xv.y;
+      const int w = s4 / 2, j = 2 * (s4 % 2);  // bytes 2·s4, 2·s4 + 1 of the 8: word w, bytes j, j + 1
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const uint32_t u0 = w ? cur.c[r][0].y : cur.c[r][0].x, u1 = w ? cur.c[r][1].y : cur.c[r][1].x;
+        const uint32_t a0 = nib_pair_bf16(u0, j), a1 = nib_pair_bf16(u1, j);
+        const uint32_t a2 = nib_pair_bf16(u0, j + 1), a3 = nib_pair_bf16(u1, j + 1);
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+            "{%0,%1,%2,%3};\n"
+            : "+f"(P[r][0]), "+f"(P[r][1]), "+f"(P[r][2]), "+f"(P[r][3])
+            : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+      }
+    }
+    const float xs0 = gxs[(2 * t) * G + gp], xs1 = gxs[(2 * t + 1) * G + gp];
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float s16 = 16.f * cur.s[r][h], zz = cur.z[r][h] - s16;
+        acc[r][2 * h] = fmaf(s16, P[r][2 * h], fmaf(zz, xs0, acc[r][2 * h]));
+        acc[r][2 * h + 1] = fmaf(s16, P[r][2 * h + 1], fmaf(zz, xs1, acc[r][2 * h + 1]));
+      }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) red[warp][lane][4 * r + i] = acc[r][i];
+  __syncthreads();
+  // thread → (row rr of the 32, token m): c fragment i = 2h + (m & 1) of lane 4g + m/2, tile r
+  const int rr = threadIdx.x / 8, m = threadIdx.x % 8;
+  const int r = rr / 16, q = rr % 16, h = q / 8, gg = q % 8;
+  const int ln = 4 * gg + m / 2, ci = 4 * r + 2 * h + (m & 1);
+  float v = 0.f;
+#pragma unroll
+  for (int w = 0; w < 8; ++w) v += red[w][ln][ci];
+  const int n = n0 + rr;
+  if (m < M && n < N) {
+    if (bias) v = __bfloat162float(__float2bfloat16(v)) + bf(bias, n);
+    out[size_t(m) * N + n] = __float2bfloat16(v);
+  }
+}
+
+const char* launch_gemv_mma(const void* x, int M, int K, const uint8_t* codes, const void* scales, const void* zeros,
+                            const void* bias, int N, void* out, cudaStream_t s) {
+  const size_t sh = size_t(8) * (K / 64) * 4;
+  if (sh > 48 * 1024) return fail("eng_gemv_w4a16", "K=" + std::to_string(K) + " too large for the tensor-core GEMV");
+  gemv_w4a16_mma_kernel<<<(N + 31) / 32, 256, sh, s>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N,
+                                                      BFW(out));
+  return launched("eng_gemv_w4a16");
+}
+
 
 __device__ __forceinline__ uint32_t hash32(uint32_t i, uint32_t seed) {
   uint32_t x = i * 0x9E3779B1u + seed;
@@ -308,7 +592,8 @@ __global__ void fill_random_kernel(void* p, size_t n, int dtype, uint32_t seed, 
     const float u = float(hash32(uint32_t(i), seed) >> 8) * 5.9604644775390625e-8f;  // 2^-24
     const float v = __fadd_rn(center, __fmul_rn(scale, u - 0.5f));
     if (dtype == 0) static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-    else static_cast<float*>(p)[i] = v;
+    else if (dtype == 1) static_cast<float*>(p)[i] = v;
+    else static_cast<uint8_t*>(p)[i] = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
   }
 }
 __global__ void fill_bytes_kernel(uint8_t* p, size_t n, uint32_t seed) {
@@ -336,8 +621,6 @@ int grid_for(size_t n, int threads = 256) {
 
 }  // namespace
 
-#define BF(p) static_cast<const __nv_bfloat16*>(p)
-#define BFW(p) static_cast<__nv_bfloat16*>(p)
 
 extern "C" const char* eng_timestep_embedding(const float* t, int B, float mult, int dim, void* out, void* stream) {
   if (B <= 0 || dim <= 0 || dim % 2) return fail("eng_timestep_embedding", "B > 0 and an even dim needed");
@@ -416,28 +699,33 @@ extern "C" const char* eng_qk_norm_rope(const void* qkv, int ld, const void* bia
   return launched("eng_qk_norm_rope");
 }
 
-extern "C" const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t* codes, const void* scales,
-                                      const void* zeros, const void* bias, int N, void* out, void* stream) {
+extern "C" const char* eng_gemv_w4a16_variant(const void* x, int M, int K, const uint8_t* codes, const void* scales,
+                                              const void* zeros, const void* bias, int N, void* out, int variant,
+                                              void* stream) {
   if (M <= 0 || M > 8 || K <= 0 || K % 64 || N <= 0)
     return fail("eng_gemv_w4a16", "M in 1..8, K % 64 == 0, N > 0 needed; got M=" + std::to_string(M) +
                                       " K=" + std::to_string(K) + " N=" + std::to_string(N));
-  const size_t sh = size_t(M) * K * 4;
-  if (sh > 200 * 1024) return fail("eng_gemv_w4a16", "M·K too large for shared memory");
-  const int warps = 8;
-  const int grid = (N + warps - 1) / warps;
-  if (M <= 2) {
-    if (sh > 48 * 1024) cudaFuncSetAttribute(gemv_w4a16_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
-    gemv_w4a16_kernel<2><<<grid, warps * 32, sh, st(stream)>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N, BFW(out));
-  } else {
-    if (sh > 48 * 1024) cudaFuncSetAttribute(gemv_w4a16_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
-    gemv_w4a16_kernel<8><<<grid, warps * 32, sh, st(stream)>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N, BFW(out));
-  }
-  return launched("eng_gemv_w4a16");
+  if (variant < 0 || variant > 2) return fail("eng_gemv_w4a16", "variant must be 0 (auto), 1 (CUDA cores) or 2 (mma)");
+  // auto: the CUDA-core kernel streams the weights at small M; above, its FMAs (M per code) outweigh the memory time
+  // and the tensor-core kernel takes over (docs/benchmarks.md, the GEMV table)
+  if (variant == 0) variant = M < SVDQ_GEMV_MMA_FROM ? 1 : 2;
+  if (variant == 2) return launch_gemv_mma(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
+  // rows per warp: 4 up to M = 2 (each x value read from shared memory serves 4 rows), 2 above (registers: at
+  // most 128 per thread for 2 blocks of 8 warps per SM)
+  if (M == 1) return launch_gemv<1, 4>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
+  if (M == 2) return launch_gemv<2, 4>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
+  if (M <= 4) return launch_gemv<4, 2>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
+  return launch_gemv<8, 2>(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
+}
+
+extern "C" const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t* codes, const void* scales,
+                                      const void* zeros, const void* bias, int N, void* out, void* stream) {
+  return eng_gemv_w4a16_variant(x, M, K, codes, scales, zeros, bias, N, out, 0, stream);
 }
 
 extern "C" const char* eng_fill_random(void* p, size_t n, int dtype, uint32_t seed, float center, float scale,
                                        void* stream) {
-  if (!p || n == 0 || (dtype != 0 && dtype != 1)) return fail("eng_fill_random", "bad arguments");
+  if (!p || n == 0 || dtype < 0 || dtype > 2) return fail("eng_fill_random", "bad arguments");
   fill_random_kernel<<<grid_for(n), 256, 0, st(stream)>>>(p, n, dtype, seed, center, scale);
   return launched("eng_fill_random");
 }

@@ -1,9 +1,11 @@
 // The engine's device script (bundled by tools/engine-bench.sh --prepare, run on the GPU machine):
-//   node device-run.mjs check [fixtureDir]   correctness: attention and W4A16 GEMV vs float64, flux-tiny 16-bit mode
-//                                            vs the CPU forward, flux-small W4A4 mode vs CPU reference layers
+//   node device-run.mjs check [fixtureDir]   correctness: attention, W4A16 GEMV and int4p2 linears vs float64,
+//                                            flux-tiny 16-bit mode vs the CPU forward, flux-small W4A4 mode vs CPU
+//                                            reference layers (CHECKS=gemv,p2: only those groups)
 //   node device-run.mjs bench                FLUX.1-dev full size, random weights, 1024² (4096 + 512 tokens), batch 1:
-//                                            ours BF16 and ours W4A4 (step ms eager and CUDA graph, weights, peak
-//                                            memory, per-op breakdown); vs diffusers' output when $DIFFUSERS_OUT
+//                                            ours BF16, W4A4 and int4p2 ($MODES: bf16,w4a4,w4a4p2,w4a4p2-fast; step ms
+//                                            eager and CUDA graph, weights, peak memory, per-op breakdown); vs
+//                                            diffusers' output when $DIFFUSERS_OUT
 //                                            names the file tools/engine/flux_diffusers.py wrote.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseFluxConfig } from "@svdquant/models";
@@ -12,6 +14,7 @@ import {
   type CheckResult,
   checkAttention,
   checkGemvW4A16,
+  checkP2Linear,
   checkTinyBf16,
   checkW4A4Layers,
   checkW4A4Small,
@@ -36,38 +39,58 @@ async function check(fixtures: string): Promise<boolean> {
       console.log(`FAIL ${name}: ${(e as Error).stack ?? e}`);
     }
   };
-  for (const [B, H, S, Dh] of [
-    [1, 2, 300, 128],
-    [2, 3, 129, 72],
-    [2, 4, 45, 16],
-    [1, 2, 64, 64],
-    [1, 1, 1, 128],
-  ] as const)
-    await run(() => checkAttention(B, H, S, Dh), `attention ${B} ${H} ${S} ${Dh}`);
-  for (const [M, K, N] of [
-    [1, 256, 200],
-    [2, 3072, 384],
-    [3, 128, 64],
-  ] as const)
-    await run(() => checkGemvW4A16(M, K, N), `gemv ${M} ${K} ${N}`);
+  const only = process.env.CHECKS?.split(",");
+  const want = (g: string) => !only || only.includes(g);
+  if (want("attention"))
+    for (const [B, H, S, Dh] of [
+      [1, 2, 300, 128],
+      [2, 3, 129, 72],
+      [2, 4, 45, 16],
+      [1, 2, 64, 64],
+      [1, 1, 1, 128],
+    ] as const)
+      await run(() => checkAttention(B, H, S, Dh), `attention ${B} ${H} ${S} ${Dh}`);
+  if (want("gemv"))
+    for (const [M, K, N] of [
+      [1, 256, 200],
+      [2, 3072, 384],
+      [3, 128, 64],
+      [1, 3072, 1537],
+      [4, 1088, 130],
+      [8, 3072, 512],
+      [5, 64, 7],
+    ] as const)
+      for (const v of [0, 1, 2] as const) await run(() => checkGemvW4A16(M, K, N, 2, v), `gemv ${M} ${K} ${N} v${v}`);
+  if (want("p2"))
+    for (const [M, K, N, gelu] of [
+      [64, 1024, 256, false],
+      [33, 3072, 136, true],
+      [9, 1024, 64, false],
+    ] as const)
+      await run(() => checkP2Linear(M, K, N, gelu), `p2 linear ${M} ${K} ${N}`);
   const tiny = `${fixtures}/flux-tiny-a-bf16`;
-  if (existsSync(tiny)) {
+  if (!want("model")) {
+    // only the op checks
+  } else if (existsSync(tiny)) {
     await run(() => checkTinyBf16(tiny, 1, 8, 16), "tiny 1");
     await run(() => checkTinyBf16(tiny, 2, 9, 35), "tiny 2");
   } else console.log(`SKIP flux-tiny: ${tiny} missing`);
-  try {
-    for (const r of await checkW4A4Layers()) {
-      rows.push(r);
-      console.log(
-        `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})`,
-      );
+  if (want("model"))
+    try {
+      for (const r of await checkW4A4Layers()) {
+        rows.push(r);
+        console.log(
+          `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})`,
+        );
+      }
+    } catch (e) {
+      rows.push({ name: "w4a4 layers", relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
+      console.log(`FAIL w4a4 layers: ${(e as Error).stack ?? e}`);
     }
-  } catch (e) {
-    rows.push({ name: "w4a4 layers", relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
-    console.log(`FAIL w4a4 layers: ${(e as Error).stack ?? e}`);
+  if (want("model")) {
+    await run(() => checkW4A4Small(2, 7, 37), "w4a4 small 2");
+    await run(() => checkW4A4Small(1, 16, 64), "w4a4 small 1");
   }
-  await run(() => checkW4A4Small(2, 7, 37), "w4a4 small 2");
-  await run(() => checkW4A4Small(1, 16, 64), "w4a4 small 1");
   const ok = rows.every((r) => r.ok);
   console.log(`${rows.filter((r) => r.ok).length}/${rows.length} checks passed`);
   writeFileSync(`${out}/engine-check.json`, JSON.stringify(rows, null, 1));
@@ -102,15 +125,41 @@ function randomInputs(e: FluxEngine, St: number, Si: number): void {
   raw.upload("in.ids", ids);
 }
 
+/**
+ * Bytes the int4p2 activation quantizer moves in one FLUX.1-dev step (batch 1): per call x [M, K] bf16 read once,
+ * the [M, K + 96] e4m3 operand and [M] f32 scales written, lora_act [M, 32] f32 read. Double blocks: image (Si rows)
+ * and text (St rows) streams each quantize qkv, to_out, ff.net.0 (K = D) and ff.net.2 (K = 4D); single blocks quantize
+ * once for attn.qkv + proj_mlp (K = D) and once for proj_out (K = 5D).
+ */
+function p2QuantBytes(St: number, Si: number): number {
+  const D = FLUX_DEV.numAttentionHeads * FLUX_DEV.attentionHeadDim;
+  const call = (M: number, K: number) => M * K * 2 + M * (K + 96) + M * 4 + M * 32 * 4;
+  let b = 0;
+  for (const M of [Si, St]) b += FLUX_DEV.numLayers * (3 * call(M, D) + call(M, 4 * D));
+  b += FLUX_DEV.numSingleLayers * (call(St + Si, D) + call(St + Si, 5 * D));
+  return b;
+}
+
 async function bench(): Promise<boolean> {
   const St = 512;
   const Si = 4096;
   const iters = Number(process.env.ITERS ?? 5);
   const table: Record<string, unknown>[] = [];
   let ok = true;
-  for (const mode of (process.env.MODES ?? "bf16,w4a4").split(",") as ("bf16" | "w4a4")[]) {
+  type BenchMode = "bf16" | "w4a4" | "w4a4p2" | "w4a4p2-fast";
+  for (const mode of (process.env.MODES ?? "bf16,w4a4").split(",") as BenchMode[]) {
     const t0 = Date.now();
-    const e = FluxEngine.random(FLUX_DEV, { mode, rank: 32 });
+    let e: FluxEngine;
+    try {
+      e =
+        mode === "w4a4p2-fast"
+          ? FluxEngine.random(FLUX_DEV, { mode: "w4a4p2", p2FastAccum: true })
+          : FluxEngine.random(FLUX_DEV, { mode, rank: 32 });
+    } catch (err) {
+      console.log(`FAIL ${mode}: ${(err as Error).message}`);
+      ok = false;
+      continue;
+    }
     try {
       e.prepare(1, St, Si);
       randomInputs(e, St, Si);
@@ -180,7 +229,17 @@ async function bench(): Promise<boolean> {
         console.log(
           `  ${p.op.padEnd(30)} ${p.ms.toFixed(2).padStart(9)} ms ${((100 * p.ms) / total).toFixed(1).padStart(5)}%  x${p.count}`,
         );
+      const q = prof.find((p) => p.op === "p2 quantize");
+      if (q) {
+        const bytes = p2QuantBytes(St, Si);
+        console.log(
+          `  p2 quantize moves ${(bytes / 1e9).toFixed(2)} GB per step (bf16 x read, e4m3 operand + scales written, lora_act read): ${(bytes / q.ms / 1e6).toFixed(0)} GB/s`,
+        );
+      }
       writeFileSync(`${out}/engine-profile-${mode}.json`, JSON.stringify(prof, null, 1));
+    } catch (err) {
+      console.log(`FAIL ${mode}: ${(err as Error).stack ?? err}`);
+      ok = false;
     } finally {
       e.free();
     }

@@ -9,6 +9,7 @@
 
 #include "engine_ops.h"
 #include "flux.h"
+#include "p2_fp8.h"
 #include "svdq_cuda.h"
 
 namespace {
@@ -93,8 +94,8 @@ class Engine : public Napi::ObjectWrap<Engine> {
     const uint32_t seed = uint32_t(num(info, 2, "fillRandom seed"));
     size_t bytes = 0;
     char* p = static_cast<char*>(ptr(env, name, &bytes));
-    const int dt = kind == "bf16" ? 0 : kind == "f32" ? 1 : kind == "bytes" ? 2 : -1;
-    if (dt < 0) throw Napi::TypeError::New(env, "fillRandom(" + name + "): kind must be bf16, f32 or bytes");
+    const int dt = kind == "bf16" ? 0 : kind == "f32" ? 1 : kind == "bytes" ? 2 : kind == "e4m3" ? 3 : -1;
+    if (dt < 0) throw Napi::TypeError::New(env, "fillRandom(" + name + "): kind must be bf16, f32, e4m3 or bytes");
     const size_t item = dt == 0 ? 2 : dt == 1 ? 4 : 1;
     // optional (byteOffset, count): fill count items from byteOffset (a parameter stacked into a fused tensor)
     const size_t off = info.Length() > 5 && info[5].IsNumber() ? size_t(info[5].As<Napi::Number>().Int64Value()) : 0;
@@ -106,7 +107,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
       check(env, eng_fill_random_bytes(p + off, count, seed, nullptr));
     } else {
       const float center = float(num(info, 3, "fillRandom center")), scale = float(num(info, 4, "fillRandom scale"));
-      check(env, eng_fill_random(p + off, count, dt, seed, center, scale, nullptr));
+      check(env, eng_fill_random(p + off, count, dt == 3 ? 2 : dt, seed, center, scale, nullptr));
     }
     const cudaError_t e = cudaDeviceSynchronize();
     if (e != cudaSuccess) throw Napi::Error::New(env, std::string("fillRandom: cudaDeviceSynchronize: ") + cudaGetErrorName(e));
@@ -216,23 +217,28 @@ class Engine : public Napi::ObjectWrap<Engine> {
     if (e != cudaSuccess) throw Napi::Error::New(env, std::string("attention: ") + cudaGetErrorName(e));
     return env.Undefined();
   }
-  // gemvW4A16(x, codes, scales, zeros, bias | "", out, M, K, N)
+  // gemvW4A16(x, codes, scales, zeros, bias | "", out, M, K, N, variant = 0): variant 0 auto, 1 CUDA cores, 2 mma
   Napi::Value GemvW4A16(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const int M = int(num(info, 6, "M")), K = int(num(info, 7, "K")), N = int(num(info, 8, "N"));
+    const int variant = info.Length() > 9 && info[9].IsNumber() ? info[9].As<Napi::Number>().Int32Value() : 0;
     const std::string bn = str(info, 4, "bias");
-    check(env, eng_gemv_w4a16(ptr(env, str(info, 0, "x")), M, K, static_cast<const uint8_t*>(ptr(env, str(info, 1, "codes"))),
-                              ptr(env, str(info, 2, "scales")), ptr(env, str(info, 3, "zeros")),
-                              bn.empty() ? nullptr : ptr(env, bn), N, ptr(env, str(info, 5, "out")), nullptr));
+    check(env, eng_gemv_w4a16_variant(ptr(env, str(info, 0, "x")), M, K,
+                                      static_cast<const uint8_t*>(ptr(env, str(info, 1, "codes"))),
+                                      ptr(env, str(info, 2, "scales")), ptr(env, str(info, 3, "zeros")),
+                                      bn.empty() ? nullptr : ptr(env, bn), N, ptr(env, str(info, 5, "out")), variant,
+                                      nullptr));
     const cudaError_t e = cudaDeviceSynchronize();
     if (e != cudaSuccess) throw Napi::Error::New(env, std::string("gemvW4A16: ") + cudaGetErrorName(e));
     return env.Undefined();
   }
-  // linear(layer, N, K, x, out, M): one layer of the prepared model on named tensors
+  // linear(layer, N, K, x, out, M, act = 0): one layer of the prepared model on named tensors (act: eng_act)
   Napi::Value Linear(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    check(env, eng_linear(get(env), str(info, 0, "layer").c_str(), int(num(info, 1, "N")), int(num(info, 2, "K")),
-                          str(info, 3, "x").c_str(), str(info, 4, "out").c_str(), int(num(info, 5, "M"))));
+    const int act = info.Length() > 6 && info[6].IsNumber() ? info[6].As<Napi::Number>().Int32Value() : 0;
+    if (act < 0 || act > 2) throw Napi::RangeError::New(env, "linear: act must be 0 (none), 1 (GELU-tanh) or 2 (SiLU)");
+    check(env, eng_linear_act(get(env), str(info, 0, "layer").c_str(), int(num(info, 1, "N")), int(num(info, 2, "K")),
+                              str(info, 3, "x").c_str(), str(info, 4, "out").c_str(), int(num(info, 5, "M")), act));
     return env.Undefined();
   }
   Napi::Value Free(const Napi::CallbackInfo& info) {
@@ -264,6 +270,8 @@ Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   r.Set("computeCapability", p.major * 10 + p.minor);
   const char* cb = svdq_cublas_available();
   r.Set("cublas", cb == nullptr ? std::string("ok") : std::string(cb));
+  const char* lt = svdq_cublaslt_available();
+  r.Set("cublasLt", lt == nullptr ? std::string("ok") : std::string(lt));
   size_t fr = 0, tot = 0;
   cudaMemGetInfo(&fr, &tot);
   r.Set("globalBytes", double(tot));

@@ -1,6 +1,7 @@
-// Builds build/svdq_engine.node: the engine's kernels (kernels/cuda/engine), the FLUX step, and the W4A4 kernels
-// and cuBLAS loader of @svdquant/kernels-cuda (kernels/cuda/w4a4.cu, cublas_peer.cpp, compiled into this addon
-// too, so the engine calls them directly on its own stream). Without nvcc it says so and exits 0 (the TypeScript
+// Builds build/svdq_engine.node: the engine's kernels (kernels/cuda/engine), the FLUX step, and the W4A4 kernels,
+// the int4p2 FP8 path and the cuBLAS(Lt) loaders of @svdquant/kernels-cuda (kernels/cuda/w4a4.cu, p2_fp8.cu,
+// cublas_peer.cpp, compiled into this addon too, so the engine calls them directly on its own stream; p2_fp8.cu's
+// kernels are stubs below sm_89 and its launchers refuse there). Without nvcc it says so and exits 0 (the TypeScript
 // part works and reports the addon as unavailable).
 // Env: CUDA_HOME (default /usr/local/cuda, then /usr/local/cuda-13.0), SVDQ_CUDA_ARCHS (default "80,86,89,90a"),
 // SVDQ_ENGINE_REBUILD=1 forces a rebuild.
@@ -33,6 +34,7 @@ const addonInclude = dirname(require.resolve("node-addon-api/package.json"));
 const archs = (process.env.SVDQ_CUDA_ARCHS ?? "80,86,89,90a").split(",").map((s) => s.trim());
 const cuSources = [
   join(cudaDir, "w4a4.cu"),
+  join(cudaDir, "p2_fp8.cu"),
   ...readdirSync(engDir)
     .filter((f) => f.endsWith(".cu"))
     .map((f) => join(engDir, f)),
@@ -70,6 +72,8 @@ for (const f of cuSources) {
     ...gencode,
     `-I${cudaDir}`,
     `-I${engDir}`,
+    // the engine calls svdq_p2_quantize_rows only: leave the fused one-pass quantizer out (addon size)
+    ...(f.endsWith("p2_fp8.cu") ? ["-DSVDQ_P2_NO_FUSED_QUANT"] : []),
     "-c",
     f,
     "-o",
@@ -86,6 +90,7 @@ for (const f of cppSources) {
 const tmp = `${target}.tmp-${process.pid}`;
 run("g++", [
   "-shared",
+  "-s", // no symbol tables: the addon ships xz'd to the GPU machine
   "-o",
   tmp,
   ...objs,

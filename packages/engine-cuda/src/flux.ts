@@ -22,10 +22,20 @@ export interface EngineMemory {
 
 /** Options of a full-size model with random weights on the device (benchmarks; no checkpoint needed). */
 export interface RandomFluxOptions {
-  /** "bf16": every linear 16-bit (cuBLAS); "w4a4": the SVDQuant recipe (block linears W4A4 INT4 g64 rank R, AdaNorm W4A16). */
-  mode: "bf16" | "w4a4";
+  /**
+   * "bf16": every linear 16-bit (cuBLAS); "w4a4": the SVDQuant recipe (block linears W4A4 INT4 g64 rank R, AdaNorm
+   * W4A16); "w4a4p2": the same with the block linears in the opt-in Hopper format int4p2 (one FP8 GEMM per layer,
+   * rank 32 per input group, sm_89+; see kernels/cuda/engine/flux.h).
+   */
+  mode: "bf16" | "w4a4" | "w4a4p2";
+  /** Rank of the W4A4 low-rank branches (default 32; int4p2 layers always use 32). */
   rank?: number;
+  /** int4p2: cuBLASLt's FP8 fast accumulation (faster, lower accumulation precision); default false. */
+  p2FastAccum?: boolean;
 }
+
+/** int4p2 rank: the FP8 kernels' fixed R (kernels/cuda/p2_fp8.h). */
+const P2_RANK = 32;
 
 function wrap<T>(fn: () => T): T {
   try {
@@ -105,7 +115,7 @@ export class FluxEngine {
           const N = L.N.reduce((a, b) => a + b, 0);
           const K = L.K;
           const quantized =
-            opts.mode === "w4a4" && (/transformer_blocks\./.test(L.name) || L.name === "norm_out.linear");
+            opts.mode !== "bf16" && (/transformer_blocks\./.test(L.name) || L.name === "norm_out.linear");
           const ada = /norm1(_context)?\.linear$|\.norm\.linear$|^norm_out\.linear$/.test(L.name);
           if (quantized && ada) {
             n.alloc(`${L.name}.w4a16_codes`, (N * K) / 2);
@@ -116,6 +126,31 @@ export class FluxEngine {
             ] as const) {
               n.alloc(`${L.name}.${k}`, (N * K) / 32);
               n.fillRandom(`${L.name}.${k}`, "bf16", fnv1a32(`${L.name}.${k}`), c, s);
+            }
+          } else if (quantized && opts.mode === "w4a4p2") {
+            // one rank-32 branch per input group: single blocks' proj_mlp reads attn.qkv's operand (flux.h)
+            const shared = /^single_transformer_blocks\.\d+\.proj_mlp$/.test(L.name);
+            const Kx = K + 3 * P2_RANK;
+            n.alloc(`${L.name}.p2_weight`, N * Kx);
+            // q·2^e values of a weight whose largest group sits at e = 5 (|v| <= 224): uniform ±128 as E4M3
+            n.fillRandom(`${L.name}.p2_weight`, "e4m3", fnv1a32(`${L.name}.p2_weight`), 0, 256);
+            // S_w so that w = v·S_w spans about ±1/√K, torch's nn.Linear bound
+            n.alloc(`${L.name}.p2_wscale`, N * 4);
+            n.fillRandom(
+              `${L.name}.p2_wscale`,
+              "f32",
+              fnv1a32(`${L.name}.p2_wscale`),
+              1 / (128 * Math.sqrt(K)),
+              0.1 / (128 * Math.sqrt(K)),
+            );
+            if (!shared) {
+              n.alloc(`${L.name}.lora_down`, P2_RANK * K * 2);
+              n.fillRandom(`${L.name}.lora_down`, "bf16", fnv1a32(`${L.name}.lora_down`), 0, 2 / Math.sqrt(K));
+              n.alloc(`${L.name}.p2_lr_shift`, P2_RANK * 4);
+              // c_r of lora_up / S_w values near 2^8 (p2-weights.ts: max |b| in (32, 64])
+              n.upload(`${L.name}.p2_lr_shift`, new Int32Array(P2_RANK).fill(-2));
+              n.alloc(`${L.name}.smooth`, K * 2);
+              n.fillRandom(`${L.name}.smooth`, "bf16", fnv1a32(`${L.name}.smooth`), 1, 0.2);
             }
           } else if (quantized) {
             const r = R * L.sources.length;
@@ -159,6 +194,7 @@ export class FluxEngine {
           n.fillRandom(name, "bf16", fnv1a32(name), r.center, r.scale);
         }
       });
+      if (opts.p2FastAccum) n.setInt("p2.fast_accum", 1);
     } catch (err) {
       e.free();
       throw err;

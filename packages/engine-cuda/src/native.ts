@@ -18,7 +18,7 @@ export interface NativeEngine {
   download(name: string, bytes?: number): ArrayBuffer;
   fillRandom(
     name: string,
-    kind: "bf16" | "f32" | "bytes",
+    kind: "bf16" | "f32" | "e4m3" | "bytes",
     seed: number,
     center?: number,
     scale?: number,
@@ -46,9 +46,14 @@ export interface NativeEngine {
     M: number,
     K: number,
     N: number,
+    /** 0 automatic (by M), 1 CUDA cores, 2 tensor cores (engine_ops.h eng_gemv_w4a16_variant). */
+    variant?: 0 | 1 | 2,
   ): void;
-  /** One layer of the prepared model: out [M, N] = layer(x [M, K]) on named bf16 tensors (tests). */
-  linear(layer: string, N: number, K: number, x: string, out: string, M: number): void;
+  /**
+   * One layer of the prepared model: out [M, N] = act(layer(x [M, K])) on named bf16 tensors (tests); act 0 none,
+   * 1 GELU-tanh, 2 SiLU.
+   */
+  linear(layer: string, N: number, K: number, x: string, out: string, M: number, act?: 0 | 1 | 2): void;
   free(): void;
 }
 
@@ -58,6 +63,8 @@ export interface NativeDeviceInfo {
   name?: string;
   computeCapability?: number;
   cublas?: string;
+  /** "ok" when libcublasLt loads (the int4p2 FP8 GEMM), else why not. */
+  cublasLt?: string;
   globalBytes?: number;
 }
 

@@ -2,7 +2,17 @@
 // script). Every check compares against an independent host reference: float64 attention / GEMV, or the CPU
 // FLUX forward of @svdquant/models on the same parameters (W4A4 / W4A16 layers through reference layers below that
 // follow the kernels' documented arithmetic).
-import { activationSpecFor, packW4A4Layer, packW4A16Layer, type QuantizedLinear, quantizeW4A16 } from "@svdquant/int4";
+import {
+  activationSpecFor,
+  dequantize,
+  packW4A4Layer,
+  packW4A16Layer,
+  type QuantizedLinear,
+  quantize,
+  quantizeW4A16,
+  specFor,
+} from "@svdquant/int4";
+import { p2WeightOperand } from "@svdquant/kernels-cuda";
 import {
   type FluxConfig,
   type FluxInputs,
@@ -91,7 +101,7 @@ function engineFor(cfg: FluxConfig): FluxEngine {
 }
 
 // ---------------------------------------------------------------- W4A16 GEMV vs float64
-export function checkGemvW4A16(M: number, K: number, N: number, seed = 2): CheckResult {
+export function checkGemvW4A16(M: number, K: number, N: number, seed = 2, variant: 0 | 1 | 2 = 0): CheckResult {
   const r = rng(seed);
   const x = uniformBf16(r, M * K, -1, 1);
   const w = new Float32Array(N * K);
@@ -124,10 +134,11 @@ export function checkGemvW4A16(M: number, K: number, N: number, seed = 2): Check
     put("g.z", bf16Bits(q.zeros));
     put("g.b", bf16Bits(bias));
     raw.alloc("g.o", M * N * 2);
-    raw.gemvW4A16("g.x", "g.c", "g.s", "g.z", "g.b", "g.o", M, K, N);
+    raw.gemvW4A16("g.x", "g.c", "g.s", "g.z", "g.b", "g.o", M, K, N, variant);
     const bits = new Uint16Array(raw.download("g.o"));
     const got = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
-    return result(`w4a16 gemv M=${M} K=${K} N=${N}`, relErr(got, ref), 1e-2);
+    const kind = ["auto", "CUDA cores", "tensor cores"][variant];
+    return result(`w4a16 gemv (${kind}) M=${M} K=${K} N=${N}`, relErr(got, ref), 1e-2);
   } finally {
     e.free();
   }
@@ -455,4 +466,80 @@ export async function checkW4A4Layers(seed = 5): Promise<CheckResult[]> {
     e.free();
   }
   return out;
+}
+
+// ---------------------------------------------------------------- int4p2 engine linear vs float64
+const geluTanh = (v: number): number => 0.5 * v * (1 + Math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+
+/**
+ * One int4p2 engine linear (cuBLAS low-rank down, svdq_p2_quantize_rows, the cuBLASLt FP8 GEMM with its bias or
+ * bias + GELU epilogue) against float64 on @svdquant/int4's int4p2 numerics: the activation codes of
+ * quantize(x/λ, int4p2 "pow2"), the weight residual of quantize(W, int4p2) as packed by @svdquant/kernels-cuda's
+ * p2WeightOperand, and the exact low-rank branch x·lora_downᵀ·lora_upᵀ. Differences left: near-tie groups, the
+ * E4M3 hi/lo split of the branch (about 2^-8 of it) and the bf16 output.
+ */
+export function checkP2Linear(M: number, K: number, N: number, gelu: boolean, seed = 11): CheckResult {
+  const r = rng(seed);
+  const R = 32;
+  const x = uniformBf16(r, M * K, -2, 2);
+  for (let m = 0; m < M; m++) for (let k = 5; k < K; k += 97) x[m * K + k] = bf(x[m * K + k]! * 12); // outlier channels
+  const lam = uniformBf16(r, K, 0.6, 1.6);
+  const w = new Float32Array(N * K);
+  for (let i = 0; i < w.length; i++) w[i] = (2 * r() - 1) / Math.sqrt(K);
+  const down = uniformBf16(r, R * K, -1 / Math.sqrt(K), 1 / Math.sqrt(K));
+  const up = uniformBf16(r, N * R, -0.05, 0.05);
+  const bias = uniformBf16(r, N, -0.1, 0.1);
+  const res = quantize(w, N, K, specFor("int4p2"));
+  const op = p2WeightOperand(res, up, R);
+  // the kernel's v = x · (1/λ) in f32 (__frcp_rn then __fmul_rn)
+  const xs = new Float32Array(M * K);
+  for (let m = 0; m < M; m++)
+    for (let k = 0; k < K; k++) xs[m * K + k] = Math.fround(x[m * K + k]! * Math.fround(1 / lam[k]!));
+  const dqx = dequantize(quantize(xs, M, K, specFor("int4p2", { p2RowScale: "pow2" })));
+  const dw = dequantize(res);
+  const ref = new Float64Array(M * N);
+  const lact = new Float64Array(M * R);
+  for (let m = 0; m < M; m++)
+    for (let q = 0; q < R; q++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k]! * down[q * K + k]!;
+      lact[m * R + q] = s;
+    }
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += dqx[m * K + k]! * dw[n * K + k]!;
+      for (let q = 0; q < R; q++) s += lact[m * R + q]! * up[n * R + q]!;
+      s += bias[n]!;
+      ref[m * N + n] = gelu ? geluTanh(s) : s;
+    }
+  const cfg = parseFluxConfig({ num_attention_heads: 2, attention_head_dim: 16, axes_dims_rope: [4, 6, 6] });
+  const e = engineFor(cfg);
+  try {
+    e.prepare(1, 8, M);
+    const raw = e.raw;
+    const put = (name: string, a: ArrayBufferView) => {
+      raw.alloc(name, a.byteLength);
+      raw.upload(name, a);
+    };
+    put("p.lin.p2_weight", op.b8);
+    put("p.lin.p2_wscale", op.sw);
+    put("p.lin.p2_lr_shift", op.lrShift);
+    put("p.lin.lora_down", bf16Bits(down));
+    put("p.lin.smooth", bf16Bits(lam));
+    put("p.lin.bias", bf16Bits(bias));
+    put("p.x", bf16Bits(x));
+    raw.alloc("p.y", M * N * 2);
+    raw.fillRandom("p.y", "bytes", 9); // poison
+    raw.linear("p.lin", N, K, "p.x", "p.y", M, gelu ? 1 : 0);
+    const bits = new Uint16Array(raw.download("p.y"));
+    const got = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
+    return result(
+      `int4p2 engine linear M=${M} K=${K} N=${N}${gelu ? " +GELU" : ""} vs float64`,
+      relErr(got, ref),
+      1e-2,
+    );
+  } finally {
+    e.free();
+  }
 }

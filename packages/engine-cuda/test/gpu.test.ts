@@ -1,7 +1,14 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { engineAvailability } from "../src/index.js";
-import { checkAttention, checkGemvW4A16, checkTinyBf16, checkW4A4Layers, checkW4A4Small } from "./gpu-checks.js";
+import {
+  checkAttention,
+  checkGemvW4A16,
+  checkP2Linear,
+  checkTinyBf16,
+  checkW4A4Layers,
+  checkW4A4Small,
+} from "./gpu-checks.js";
 
 const av = engineAvailability();
 const skip = av.available ? "" : ` (skipped: ${av.reason})`;
@@ -17,9 +24,23 @@ describe(`engine on the GPU${skip}`, () => {
       const r = checkAttention(B, H, S, Dh);
       expect(r.relL2).toBeLessThanOrEqual(r.tol);
     });
-  it.skipIf(!av.available)(`W4A16 GEMV vs float64${skip}`, () => {
-    const r = checkGemvW4A16(2, 3072, 384);
-    expect(r.relL2).toBeLessThanOrEqual(r.tol);
+  for (const [M, K, N] of [
+    [2, 3072, 384],
+    [1, 3072, 1537],
+    [8, 1088, 130],
+  ] as const)
+    it.skipIf(!av.available)(`W4A16 GEMV M=${M} K=${K} N=${N} (both kernels) vs float64${skip}`, () => {
+      for (const v of [1, 2] as const) {
+        const r = checkGemvW4A16(M, K, N, 2, v);
+        expect(r.relL2, r.name).toBeLessThanOrEqual(r.tol);
+      }
+    });
+  // int4p2 needs sm_89+ and cuBLASLt
+  const p2 = av.available && (av.info?.computeCapability ?? 0) >= 89 && av.info?.cublasLt === "ok";
+  const p2skip = p2 ? "" : skip || " (skipped: int4p2 needs sm_89+ and libcublasLt.so.13)";
+  it.skipIf(!p2)(`int4p2 engine linear (bias, bias + GELU epilogue) vs float64${p2skip}`, () => {
+    for (const r of [checkP2Linear(64, 1024, 256, false), checkP2Linear(33, 3072, 136, true)])
+      expect(r.relL2, r.name).toBeLessThanOrEqual(r.tol);
   });
   it.skipIf(!av.available)(`flux-tiny 16-bit mode vs the CPU forward, batch 2, odd tokens${skip}`, async () => {
     const r = await checkTinyBf16(tiny, 2, 9, 35);

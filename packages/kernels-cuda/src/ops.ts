@@ -428,7 +428,7 @@ export function timeMs(fn: () => void, iterations: number): number {
 }
 
 /** K values the one-pass int4p2 activation kernel is built for (its register-resident row needs K/256 unrolled). */
-export const P2_SUPPORTED_K: readonly number[] = [1024, 3072, 12288];
+export const P2_SUPPORTED_K: readonly number[] = [1024, 3072, 12288, 15360];
 
 /** int4p2 activations on the device ("pow2" row scales; layouts in kernels/cuda/p2_fp8.h). */
 export interface P2Act {
