@@ -1,6 +1,8 @@
-// Fused multi-head attention for the engine (eng_attention in engine_ops.h): flash-attention-2 style, bf16
-// mma.sync m16n8k16 with f32 accumulation, online softmax in registers, K/V tiles double-buffered in shared memory
-// with cp.async. No [S, S] buffer exists: each block of 64 queries streams the keys in tiles of 64.
+// Fused multi-head attention for the engine (eng_attention and eng_attention_cross in engine_ops.h):
+// flash-attention-2 style, bf16 mma.sync m16n8k16 with f32 accumulation, online softmax in registers, K/V tiles
+// double-buffered in shared memory with cp.async. No [Sq, Skv] buffer exists: each block of 64 queries streams the
+// keys in tiles of 64. Self attention is the case Sq = Skv with no key mask; cross attention masks keys j >= kv_len[b]
+// (a row with no key at all gets zeros).
 //
 // Block: 4 warps, 16 query rows per warp. Shared memory rows are DK + 8 bf16 long (DK = Dh rounded up to 16; the
 // 16-byte pad keeps ldmatrix conflict-free): Q [64][DK+8], then 2 stages of K [64][DK+8] and V [64][DK+8].
@@ -59,7 +61,8 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 template <int DH>
 __global__ void __launch_bounds__(WARPS * 32) attention_kernel(const __nv_bfloat16* __restrict__ Q,
                                                                const __nv_bfloat16* __restrict__ K,
-                                                               const __nv_bfloat16* __restrict__ V, int H, int S,
+                                                               const __nv_bfloat16* __restrict__ V, int H, int Sq,
+                                                               int Skv, const int* __restrict__ kv_len,
                                                                float scale_log2, int split, __nv_bfloat16* out_txt,
                                                                __nv_bfloat16* out_img, int ld) {
   constexpr int DK = (DH + 15) / 16 * 16;  // k extent of Q·Kᵀ
@@ -73,10 +76,11 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(const __nv_bfloat
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int bh = blockIdx.y, q0 = blockIdx.x * BQ;
-  const size_t base = size_t(bh) * S * DH;
-  const __nv_bfloat16* Qg = Q + base;
-  const __nv_bfloat16* Kg = K + base;
-  const __nv_bfloat16* Vg = V + base;
+  const int b = bh / H, h = bh % H;
+  const __nv_bfloat16* Qg = Q + size_t(bh) * Sq * DH;
+  const __nv_bfloat16* Kg = K + size_t(bh) * Skv * DH;
+  const __nv_bfloat16* Vg = V + size_t(bh) * Skv * DH;
+  const int S = kv_len ? min(max(kv_len[b], 0), Skv) : Skv;  // keys of this item
 
   if (DK > DH) {  // zero the k pad of Q and of both K stages once (cp.async never writes it)
     for (int r = tid; r < BQ + 2 * BKV; r += blockDim.x) {
@@ -84,16 +88,16 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(const __nv_bfloat
       for (int c = DH; c < DK; c++) row[c] = __float2bfloat16(0.f);
     }
   }
-  auto load_rows = [&](__nv_bfloat16* dst, const __nv_bfloat16* src, int r0) {
+  auto load_rows = [&](__nv_bfloat16* dst, const __nv_bfloat16* src, int r0, int n) {  // rows >= n zero-filled
     for (int i = tid; i < BKV * CH; i += blockDim.x) {
       const int r = i / CH, c = i % CH;
-      const bool ok = r0 + r < S;
+      const bool ok = r0 + r < n;
       cp_async16(dst + r * ROW + c * 8, src + size_t(ok ? r0 + r : 0) * DH + c * 8, ok);
     }
   };
-  load_rows(sQ, Qg, q0);
-  load_rows(sK, Kg, 0);
-  load_rows(sV, Vg, 0);
+  load_rows(sQ, Qg, q0, Sq);
+  load_rows(sK, Kg, 0, S);
+  load_rows(sV, Vg, 0, S);
   cp_async_commit();
 
   const int nkv = (S + BKV - 1) / BKV;
@@ -106,8 +110,8 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(const __nv_bfloat
   for (int t = 0; t < nkv; t++) {
     const int stage = t & 1;
     if (t + 1 < nkv) {
-      load_rows(sK + (stage ^ 1) * BKV * ROW, Kg, (t + 1) * BKV);
-      load_rows(sV + (stage ^ 1) * BKV * ROW, Vg, (t + 1) * BKV);
+      load_rows(sK + (stage ^ 1) * BKV * ROW, Kg, (t + 1) * BKV, S);
+      load_rows(sV + (stage ^ 1) * BKV * ROW, Vg, (t + 1) * BKV, S);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -200,20 +204,20 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(const __nv_bfloat
     }
     __syncthreads();  // the stage is refilled in the next iteration
   }
+  if (nkv == 0) cp_async_wait<0>();  // kv_len 0: nothing was consumed
   // normalize and store
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 1);
     l_run[r] += __shfl_xor_sync(0xffffffffu, l_run[r], 2);
   }
-  const int b = bh / H, h = bh % H;
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     const int s_tok = q0 + warp * 16 + lane / 4 + 8 * r;
-    if (s_tok >= S) continue;
-    const float inv = 1.f / l_run[r];
+    if (s_tok >= Sq) continue;
+    const float inv = l_run[r] > 0.f ? 1.f / l_run[r] : 0.f;  // no key (kv_len 0): zeros, not NaN
     __nv_bfloat16* dst = s_tok < split ? out_txt + (size_t(b) * split + s_tok) * ld
-                                       : out_img + (size_t(b) * (S - split) + (s_tok - split)) * ld;
+                                       : out_img + (size_t(b) * (Sq - split) + (s_tok - split)) * ld;
     dst += h * DH;
 #pragma unroll
     for (int j = 0; j < NT; j++) {
@@ -224,8 +228,8 @@ __global__ void __launch_bounds__(WARPS * 32) attention_kernel(const __nv_bfloat
 }
 
 template <int DH>
-const char* launch(const void* Q, const void* K, const void* V, int B, int H, int S, int split, void* out_txt,
-                   void* out_img, int ld, cudaStream_t stream) {
+const char* launch(const void* Q, const void* K, const void* V, int B, int H, int Sq, int Skv, const int* kv_len,
+                   int split, void* out_txt, void* out_img, int ld, cudaStream_t stream) {
   constexpr int ROW = (DH + 15) / 16 * 16 + 8;
   const size_t smem = size_t(BQ + 4 * BKV) * ROW * 2;
   static bool set = false;  // raise the dynamic shared memory limit once per instantiation
@@ -238,10 +242,10 @@ const char* launch(const void* Q, const void* K, const void* V, int B, int H, in
     set = true;
   }
   const float scale_log2 = 1.4426950408889634f / sqrtf(float(DH));  // log2(e)/√Dh
-  dim3 grid((S + BQ - 1) / BQ, B * H);
+  dim3 grid((Sq + BQ - 1) / BQ, B * H);
   attention_kernel<DH><<<grid, WARPS * 32, smem, stream>>>(
       static_cast<const __nv_bfloat16*>(Q), static_cast<const __nv_bfloat16*>(K), static_cast<const __nv_bfloat16*>(V),
-      H, S, scale_log2, split, static_cast<__nv_bfloat16*>(out_txt), static_cast<__nv_bfloat16*>(out_img), ld);
+      H, Sq, Skv, kv_len, scale_log2, split, static_cast<__nv_bfloat16*>(out_txt), static_cast<__nv_bfloat16*>(out_img), ld);
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) {
     g_err = std::string("eng_attention: launch: ") + cudaGetErrorName(e);
@@ -250,6 +254,22 @@ const char* launch(const void* Q, const void* K, const void* V, int B, int H, in
   return nullptr;
 }
 
+}  // namespace
+
+namespace {
+const char* dispatch(const char* op, const void* Q, const void* K, const void* V, int B, int H, int Sq, int Skv,
+                     int Dh, const int* kv_len, int split, void* out_txt, void* out_img, int ld, cudaStream_t s) {
+  switch (Dh) {
+    case 16: return launch<16>(Q, K, V, B, H, Sq, Skv, kv_len, split, out_txt, out_img, ld, s);
+    case 32: return launch<32>(Q, K, V, B, H, Sq, Skv, kv_len, split, out_txt, out_img, ld, s);
+    case 64: return launch<64>(Q, K, V, B, H, Sq, Skv, kv_len, split, out_txt, out_img, ld, s);
+    case 72: return launch<72>(Q, K, V, B, H, Sq, Skv, kv_len, split, out_txt, out_img, ld, s);
+    case 128: return launch<128>(Q, K, V, B, H, Sq, Skv, kv_len, split, out_txt, out_img, ld, s);
+    default:
+      g_err = std::string(op) + ": head dim " + std::to_string(Dh) + " not in {16, 32, 64, 72, 128}";
+      return g_err.c_str();
+  }
+}
 }  // namespace
 
 extern "C" const char* eng_attention(const void* Q, const void* K, const void* V, int B, int H, int S, int Dh,
@@ -263,15 +283,25 @@ extern "C" const char* eng_attention(const void* Q, const void* K, const void* V
     g_err = "eng_attention: out_txt is NULL but split > 0";
     return g_err.c_str();
   }
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
-  switch (Dh) {
-    case 16: return launch<16>(Q, K, V, B, H, S, split, out_txt, out_img, ld, s);
-    case 32: return launch<32>(Q, K, V, B, H, S, split, out_txt, out_img, ld, s);
-    case 64: return launch<64>(Q, K, V, B, H, S, split, out_txt, out_img, ld, s);
-    case 72: return launch<72>(Q, K, V, B, H, S, split, out_txt, out_img, ld, s);
-    case 128: return launch<128>(Q, K, V, B, H, S, split, out_txt, out_img, ld, s);
-    default:
-      g_err = "eng_attention: head dim " + std::to_string(Dh) + " not in {16, 32, 64, 72, 128}";
-      return g_err.c_str();
+  if (!Q || !K || !V || (split < S && !out_img)) {
+    g_err = "eng_attention: NULL Q, K, V or out_img";
+    return g_err.c_str();
   }
+  return dispatch("eng_attention", Q, K, V, B, H, S, S, Dh, nullptr, split, out_txt, out_img, ld,
+                  static_cast<cudaStream_t>(stream));
+}
+
+extern "C" const char* eng_attention_cross(const void* Q, const void* K, const void* V, int B, int H, int Sq, int Skv,
+                                           int Dh, const int* kv_len, void* out, int ld, void* stream) {
+  if (B <= 0 || H <= 0 || Sq <= 0 || Skv <= 0 || ld < H * Dh) {
+    g_err = "eng_attention_cross: bad shape B=" + std::to_string(B) + " H=" + std::to_string(H) +
+            " Sq=" + std::to_string(Sq) + " Skv=" + std::to_string(Skv) + " ld=" + std::to_string(ld);
+    return g_err.c_str();
+  }
+  if (!Q || !K || !V || !out) {
+    g_err = "eng_attention_cross: NULL Q, K, V or out";
+    return g_err.c_str();
+  }
+  return dispatch("eng_attention_cross", Q, K, V, B, H, Sq, Skv, Dh, kv_len, 0, nullptr, out, ld,
+                  static_cast<cudaStream_t>(stream));
 }

@@ -16,6 +16,9 @@
 // | qkv      | [B·n, ld] (+q,k,v at col 0, D, 2D) | bf16 | fused projection output                          |
 // | Q, K, V  | [B, H, S, Dh]        | bf16  | attention operands, head-major                                  |
 // | rope     | [S, Dh/2] x 2        | f32   | cos and sin of each rotated pair                                |
+// | Qc       | [B, H, Sq, Dh]       | bf16  | cross-attention queries (image tokens)                          |
+// | Kc, Vc   | [B, H, Skv, Dh]      | bf16  | cross-attention keys / values (text tokens, padded to Skv)      |
+// | kv_len   | [B]                  | i32   | device; keys j >= kv_len[b] of item b are masked (NULL: all Skv) |
 // | w4a16    | codes [N, K/2] u8, scales/zeros [N, K/64] bf16 | | w = q·scale + zero, q in 0..15: element k of row n in the low nibble of byte (n·K + k)/2 when k is even, the high nibble when odd |
 #ifndef SVDQ_ENGINE_OPS_H
 #define SVDQ_ENGINE_OPS_H
@@ -62,6 +65,11 @@ const char* eng_qk_norm_rope(const void* qkv, int ld, const void* bias, int B, i
 // out_img[(b·(S − split) + s − split)·ld + h·Dh]. Dh ∈ {16, 32, 64, 72, 128}.
 const char* eng_attention(const void* Q, const void* K, const void* V, int B, int H, int S, int Dh, int split,
                           void* out_txt, void* out_img, int ld, void* stream);
+// Fused cross attention (same kernel): O = softmax(Qc Kcᵀ / √Dh + mask) Vc per (b, h), keys j >= kv_len[b] masked
+// out (T5 padding masks are prefixes); a row of an item with kv_len[b] = 0 gets zeros. Output token s of item b goes
+// to out[(b·Sq + s)·ld + h·Dh]. Dh ∈ {16, 32, 64, 72, 128}; kv_len values are clamped to [0, Skv].
+const char* eng_attention_cross(const void* Q, const void* K, const void* V, int B, int H, int Sq, int Skv, int Dh,
+                                const int* kv_len, void* out, int ld, void* stream);
 // out[m, n] (bf16 [M, N]) = Σ_k x[m, k]·(q[n, k]·scale[n, k/64] + zero[n, k/64]) + bias[n]: the 4-bit weight-only
 // GEMV of the AdaNorm linears (layout in the table above). M <= 8, K % 64 == 0.
 const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t* codes, const void* scales, const void* zeros,
