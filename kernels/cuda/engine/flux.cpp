@@ -4,114 +4,19 @@
 // AdaNorm linears through eng_gemv_w4a16, the rest through engine_ops.h.
 #include "flux.h"
 
-#include <cuda_runtime.h>
+#include "engine_core.h"
 
-#include <map>
-#include <string>
-#include <vector>
-
-#include "engine_ops.h"
-#include "svdq_cuda.h"
-
+namespace eng {
 namespace {
 thread_local std::string g_err;
+}
 const char* err(const std::string& m) {
   g_err = m;
   return g_err.c_str();
 }
-struct Fail {
-  std::string msg;
-};
-void ck(const char* m) {
-  if (m) throw Fail{m};
-}
-void ckc(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Fail{std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")"};
-}
+}  // namespace eng
 
-enum LinKind { LIN_BF16 = 1, LIN_W4A4 = 2, LIN_W4A16 = 3 };
-struct Lin {
-  std::string name;
-  int kind = 0, N = 0, K = 0, R = 0;
-  bool unsig = false;
-  void *w = nullptr, *bias = nullptr, *qweight = nullptr, *wscales = nullptr, *lora_down = nullptr,
-       *lora_up = nullptr, *smooth = nullptr, *codes = nullptr, *scales = nullptr, *zeros = nullptr;
-};
-struct Double {
-  Lin norm1, norm1c, qkv, add_qkv, to_out, to_add_out, ff0, ff2, ffc0, ffc2;
-  void *nq, *nk, *naq, *nak;
-};
-struct Single {
-  Lin norm, qkv, mlp, proj_out;
-  void *nq, *nk;
-};
-struct Tensor {
-  void* p = nullptr;
-  size_t bytes = 0;
-  bool work = false;
-};
-}  // namespace
-
-struct eng_engine {
-  std::map<std::string, Tensor> t;
-  std::map<std::string, int> ints;
-  size_t weights = 0, work = 0, peak = 0;
-  cudaStream_t stream = nullptr;
-  // prepared model
-  bool ready = false;
-  eng_flux_config c{};
-  int B = 0, St = 0, Si = 0, S = 0, D = 0;
-  Lin te1, te2, ge1, ge2, pe1, pe2, ctx, xemb, norm_out, proj_out;
-  std::vector<Double> dbl;
-  std::vector<Single> sgl;
-  int codes_format = 0;
-  // workspace pointers
-  float* X = nullptr;
-  void *nrm, *qkv, *Q, *K, *V, *cat, *y, *h, *modA, *modB, *tproj, *e1, *tt, *tg, *tp, *temb, *codes, *ascales,
-      *rope_c, *rope_s;
-  float* lora_act = nullptr;
-  int lora_max = 0;
-  // profiling
-  bool prof = false;
-  std::vector<std::pair<std::string, cudaEvent_t>> marks;
-  std::vector<cudaEvent_t> pool;
-  std::map<std::string, std::pair<double, int>> totals;
-  cudaGraphExec_t graph = nullptr;
-
-  ~eng_engine() {
-    if (graph) cudaGraphExecDestroy(graph);
-    for (auto& kv : t)
-      if (kv.second.p) cudaFree(kv.second.p);
-    for (cudaEvent_t ev : pool) cudaEventDestroy(ev);
-    if (stream) cudaStreamDestroy(stream);
-  }
-
-  void* alloc(const std::string& name, size_t bytes, bool work_) {
-    auto it = t.find(name);
-    if (it != t.end()) {
-      cudaFree(it->second.p);
-      (it->second.work ? work : weights) -= it->second.bytes;
-      t.erase(it);
-    }
-    void* p = nullptr;
-    ckc(cudaMalloc(&p, bytes), ("cudaMalloc(" + name + ", " + std::to_string(bytes) + " bytes)").c_str());
-    t[name] = Tensor{p, bytes, work_};
-    (work_ ? work : weights) += bytes;
-    if (weights + work > peak) peak = weights + work;
-    return p;
-  }
-  void* need(const std::string& name, size_t bytes) {
-    auto it = t.find(name);
-    if (it == t.end()) throw Fail{"missing device tensor " + name};
-    if (it->second.bytes != bytes)
-      throw Fail{"tensor " + name + " holds " + std::to_string(it->second.bytes) + " bytes, expected " +
-                 std::to_string(bytes)};
-    return it->second.p;
-  }
-  void* opt(const std::string& name, size_t bytes) { return t.count(name) ? need(name, bytes) : nullptr; }
-  bool has(const std::string& name) { return t.count(name) > 0; }
-
-  Lin lin(const std::string& name, int N, int K, bool allow_w4a4 = true) {
+Lin eng_engine::lin(const std::string& name, int N, int K, bool allow_w4a4) {
     Lin L;
     L.name = name;
     L.N = N;
@@ -149,7 +54,7 @@ struct eng_engine {
     return L;
   }
 
-  void mark(const char* kind) {
+void eng_engine::mark(const char* kind) {
     if (!prof) return;
     if (marks.size() >= pool.size()) {
       cudaEvent_t ev;
@@ -162,11 +67,8 @@ struct eng_engine {
   }
 
   // ---- linears ----
-  struct QAct {
-    int M, K, R;
-  };
   // W4A4: quantize x [M, K] (codes, ascales; lora_act fused when R in {16, 32, 64})
-  QAct quant(const void* x, int M, const Lin& L, bool fuse_lora) {
+eng_engine::QAct eng_engine::quant(const void* x, int M, const Lin& L, bool fuse_lora) {
     svdq_quantize_args a{};
     a.dtype = SVDQ_BF16;
     a.x = x;
@@ -186,7 +88,7 @@ struct eng_engine {
     return QAct{M, L.K, a.R};
   }
   // W4A4 GEMM on quantized codes (lora_act computed by cuBLAS when the quantizer did not fuse it); out contiguous.
-  void gemm_q(const QAct& q, const void* x, const Lin& L, void* out, bool gelu) {
+void eng_engine::gemm_q(const QAct& q, const void* x, const Lin& L, void* out, bool gelu) {
     if (L.R > 0 && q.R != L.R) {
       mark("w4a4 low-rank down (cuBLAS)");
       ck(svdq_gemm_cublas_ex(SVDQ_BF16, 1, x, L.K, L.lora_down, L.K, lora_act, L.R, q.M, L.R, L.K, 0.f, stream));
@@ -213,7 +115,7 @@ struct eng_engine {
   }
   // out [M, N] (ldo) = x [M, K] · Wᵀ; returns the bias the caller still has to add (16-bit path), else NULL.
   // act is applied here (with the bias) when given.
-  const void* linear(const void* x, int M, const Lin& L, void* out, int ldo, int act = ENG_ACT_NONE) {
+const void* eng_engine::linear(const void* x, int M, const Lin& L, void* out, int ldo, int act) {
     if (L.kind == LIN_BF16) {
       mark(M <= 8 ? "cuBLAS bf16 (M <= 8)" : "cuBLAS bf16");
       ck(svdq_gemm_cublas_ex(SVDQ_BF16, 0, x, L.K, L.w, L.K, out, ldo, M, L.N, L.K, 0.f, stream));
@@ -249,7 +151,7 @@ struct eng_engine {
     }
     return nullptr;
   }
-  void linear_full(const void* x, int M, const Lin& L, void* out, int act = ENG_ACT_NONE) {
+void eng_engine::linear_full(const void* x, int M, const Lin& L, void* out, int act) {
     const void* b = linear(x, M, L, out, L.N, act);
     if (b) {
       mark("bias + activation");
@@ -257,7 +159,7 @@ struct eng_engine {
     }
   }
 
-  void prepare(const eng_flux_config& cfg, int B_, int St_, int Si_) {
+void eng_engine::prepare(const eng_flux_config& cfg, int B_, int St_, int Si_) {
     c = cfg;
     B = B_;
     St = St_;
@@ -320,19 +222,7 @@ struct eng_engine {
       sgl.push_back(b);
     }
     // workspace
-    for (auto it = t.begin(); it != t.end();) {
-      if (it->second.work) {
-        cudaFree(it->second.p);
-        work -= it->second.bytes;
-        it = t.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    if (graph) {
-      cudaGraphExecDestroy(graph);
-      graph = nullptr;
-    }
+    drop_workspace();
     const size_t M = size_t(B) * S, bf = 2;
     auto W = [&](const char* n, size_t bytes) { return alloc(std::string("ws.") + n, bytes, true); };
     X = static_cast<float*>(W("X", M * d * 4));
@@ -368,10 +258,11 @@ struct eng_engine {
     if (c.guidance) need("in.guidance", size_t(B) * 4);
     need("in.ids", size_t(S) * 3 * 4);
     need("out", size_t(B) * Si * c.out_channels * bf);
+    model = 1;
     ready = true;
   }
 
-  void step() {
+void eng_engine::step() {
     if (!ready) throw Fail{"eng_flux_step: call eng_flux_prepare first"};
     const int d = D, H = c.heads, Dh = c.head_dim;
     const float eps = 1e-6f;  // diffusers FLUX: LayerNorm and RMSNorm eps 1e-6
@@ -475,21 +366,6 @@ struct eng_engine {
     linear_full(n_img, B * Si, proj_out, t["out"].p);
     mark("end");
   }
-};
-
-namespace {
-template <class F>
-const char* guarded(F f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const Fail& x) {
-    return err(x.msg);
-  } catch (const std::exception& x) {
-    return err(std::string("engine: ") + x.what());
-  }
-}
-}  // namespace
 
 extern "C" {
 
@@ -565,7 +441,7 @@ const char* eng_flux_step(eng_engine* e, int profile) {
     e->prof = profile != 0;
     e->marks.clear();
     try {
-      e->step();
+      e->step_model();
     } catch (...) {
       e->prof = false;
       throw;
@@ -593,7 +469,7 @@ const char* eng_flux_step_graph(eng_engine* e) {
       ckc(cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
       try {
         e->prof = false;
-        e->step();
+        e->step_model();
       } catch (...) {
         cudaStreamEndCapture(e->stream, &g);
         if (g) cudaGraphDestroy(g);

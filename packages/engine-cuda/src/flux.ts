@@ -27,7 +27,7 @@ export interface RandomFluxOptions {
   rank?: number;
 }
 
-function wrap<T>(fn: () => T): T {
+export function wrap<T>(fn: () => T): T {
   try {
     return fn();
   } catch (e) {
