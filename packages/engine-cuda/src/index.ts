@@ -25,4 +25,5 @@ export {
   type OpTime,
 } from "./native.js";
 export { PixArtEngine, type RandomPixArtOptions } from "./pixart.js";
+export { foldPatches, textLengths, unfoldPatches } from "./pixart-layout.js";
 export { fnv1a32, hash32, type RandomRule, randomLinear, randomRule, randomValue } from "./random.js";

@@ -11,6 +11,7 @@ import {
 import { EngineError } from "./errors.js";
 import { type EngineMemory, wrap } from "./flux.js";
 import { loadAddon, type NativeEngine, type OpTime } from "./native.js";
+import { foldPatches, textLengths, unfoldPatches } from "./pixart-layout.js";
 import { fnv1a32, randomLinear, randomRule } from "./random.js";
 
 /** Options of a PixArt model with random weights on the device (benchmarks; no checkpoint needed). */
@@ -204,42 +205,8 @@ export class PixArtEngine {
     check("hiddenStates", inp.hiddenStates, b * C * H * W, `[${b}, ${C}, ${H}, ${W}]`);
     check("encoderHiddenStates", inp.encoderHiddenStates, b * l * tw, `[${b}, ${l}, ${tw}]`);
     check("timestep", inp.timestep, b, `[${b}]`);
-    const kvLen = new Int32Array(b).fill(l);
-    if (inp.encoderAttentionMask !== undefined) {
-      const m = inp.encoderAttentionMask;
-      check("encoderAttentionMask", m, b * l, `[${b}, ${l}]`);
-      for (let i = 0; i < b; i++) {
-        let k = 0;
-        while (k < l && m[i * l + k] === 1) k++;
-        for (let j = k; j < l; j++)
-          if (m[i * l + j] !== 0)
-            throw new EngineError(
-              "E_INPUT",
-              `row ${i} is not a prefix mask (ones then zeros, T5 padding): element ${j} is ${m[i * l + j]}`,
-              "PixArtInputs.encoderAttentionMask",
-            );
-        if (k === 0)
-          throw new EngineError("E_INPUT", `row ${i} keeps no text token`, "PixArtInputs.encoderAttentionMask");
-        kvLen[i] = k;
-      }
-    }
-    // unfold: patches[(b·S + i·gw + j), (ch·p + pi)·p + pj] = x[b, ch, i·p + pi, j·p + pj]
-    const p = c.patchSize;
-    const gh = H / p;
-    const gw = W / p;
-    const si = gh * gw;
-    const cp = C * p * p;
-    const patches = new Float32Array(b * si * cp);
-    const x = inp.hiddenStates;
-    for (let bi = 0; bi < b; bi++)
-      for (let i = 0; i < gh; i++)
-        for (let j = 0; j < gw; j++) {
-          const row = (bi * si + i * gw + j) * cp;
-          for (let ch = 0; ch < C; ch++)
-            for (let pi = 0; pi < p; pi++)
-              for (let pj = 0; pj < p; pj++)
-                patches[row + (ch * p + pi) * p + pj] = x[((bi * C + ch) * H + i * p + pi) * W + j * p + pj]!;
-        }
+    const kvLen = textLengths(inp.encoderAttentionMask, b, l);
+    const patches = unfoldPatches(inp.hiddenStates, b, C, H, W, c.patchSize);
     const n = this.live();
     wrap(() => {
       n.upload("in.hidden", encodeFloats("BF16", patches) as Uint16Array);
@@ -261,25 +228,10 @@ export class PixArtEngine {
     const s = this.shape;
     if (!s) throw new EngineError("E_INPUT", "no step has run", "PixArtEngine.output");
     const bits = new Uint16Array(wrap(() => this.live().download("out")));
+    const y = new Float32Array(bits.length);
+    for (let i = 0; i < bits.length; i++) y[i] = bf16BitsToF32(bits[i]!);
     const c = this.config;
-    const p = c.patchSize;
-    const oc = c.outChannels;
-    const { batch: b, height: H, width: W } = s;
-    const gh = H / p;
-    const gw = W / p;
-    const si = gh * gw;
-    const out = new Float32Array(b * oc * H * W);
-    // out[b, ch, i·p + pi, j·p + pj] = y[b·S + i·gw + j, (pi·p + pj)·oc + ch]
-    for (let bi = 0; bi < b; bi++)
-      for (let i = 0; i < gh; i++)
-        for (let j = 0; j < gw; j++)
-          for (let pi = 0; pi < p; pi++)
-            for (let pj = 0; pj < p; pj++)
-              for (let ch = 0; ch < oc; ch++)
-                out[((bi * oc + ch) * H + i * p + pi) * W + j * p + pj] = bf16BitsToF32(
-                  bits[(bi * si + i * gw + j) * p * p * oc + (pi * p + pj) * oc + ch]!,
-                );
-    return out;
+    return foldPatches(y, s.batch, c.outChannels, s.height, s.width, c.patchSize);
   }
 
   /** setInputs + run + output: one denoising step's transformer call (both CFG branches in one batch). */
