@@ -13,9 +13,12 @@ import {
   pixartEngineItems,
   pixartEngineLinears,
   pixartEngineTables,
+  randomLinear,
+  randomRule,
   textLengths,
   unfoldPatches,
 } from "../src/index.js";
+import { fnv1a32 } from "../src/random.js";
 import { bf16Bits, memorySource, rng } from "./helpers.js";
 import { buildPixArt, pixartInputs, tinyPixArtConfig } from "./pixart-checks.js";
 
@@ -181,5 +184,59 @@ describe("the CPU side of the PixArt GPU checks", () => {
         expect(engSrc.has("adaln_single.linear.qweight")).toBe(true);
       }
     }
+  });
+});
+
+describe("randomLinear (the random full-size models)", () => {
+  function recorder() {
+    const calls: unknown[][] = [];
+    const allocs = new Map<string, number>();
+    return {
+      calls,
+      allocs,
+      alloc: (n: string, b: number) => void allocs.set(n, b),
+      fillRandom: (...a: unknown[]) => void calls.push(a),
+      setInt: (n: string, v: number) => void calls.push(["int", n, v]),
+    };
+  }
+  it("draws each stacked source with its own diffusers name, rule and byte offset", () => {
+    const r = recorder();
+    const L = { name: "b.attn2.kv", sources: ["b.attn2.to_k", "b.attn2.to_v"], N: [8, 8], K: 24 };
+    randomLinear(r, L, "dense", { rank: 32, unsigned: false });
+    expect(r.allocs).toEqual(
+      new Map([
+        ["b.attn2.kv.weight", 16 * 24 * 2],
+        ["b.attn2.kv.bias", 16 * 2],
+      ]),
+    );
+    const w = randomRule("b.attn2.to_v.weight", [8, 24]);
+    expect(r.calls).toContainEqual([
+      "b.attn2.kv.weight",
+      "bf16",
+      fnv1a32("b.attn2.to_v.weight"),
+      w.center,
+      w.scale,
+      8 * 24 * 2,
+      8 * 24,
+    ]);
+    const b = randomRule("b.attn2.to_k.bias", [8]);
+    expect(r.calls).toContainEqual(["b.attn2.kv.bias", "bf16", fnv1a32("b.attn2.to_k.bias"), b.center, b.scale, 0, 8]);
+    expect(w.scale).toBeCloseTo(2 / Math.sqrt(24), 12);
+  });
+  it("W4A4: packed tensors with rank R per source, smooth, the unsigned flag; W4A16: codes, scales, zeros", () => {
+    const r = recorder();
+    randomLinear(r, { name: "b.qkv", sources: ["q", "k", "v"], N: [128, 128, 128], K: 64 }, "w4a4", {
+      rank: 32,
+      unsigned: true,
+    });
+    expect(r.allocs.get("b.qkv.qweight")).toBe((384 * 64) / 2);
+    expect(r.allocs.get("b.qkv.wscales")).toBe((384 * 64) / 32);
+    expect(r.allocs.get("b.qkv.lora_down")).toBe(96 * 64 * 2);
+    expect(r.allocs.get("b.qkv.lora_up")).toBe(384 * 96 * 2);
+    expect(r.allocs.get("b.qkv.smooth")).toBe(64 * 2);
+    expect(r.calls).toContainEqual(["int", "b.qkv.act_unsigned", 1]);
+    const w = recorder();
+    randomLinear(w, { name: "ada", sources: ["ada"], N: [768], K: 128 }, "w4a16", { rank: 32, unsigned: false });
+    expect([...w.allocs.keys()].sort()).toEqual(["ada.bias", "ada.w4a16_codes", "ada.w4a16_scales", "ada.w4a16_zeros"]);
   });
 });
