@@ -9,7 +9,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { type PixArtInputs, parsePixArtConfig } from "@svdquant/models";
 import { engineAvailability, fnv1a32, PixArtEngine, randomRule, randomValue } from "../src/index.js";
-import type { CheckResult } from "../test/gpu-checks.js";
+import { type CheckResult, checkTinyBf16, checkW4A4Layers } from "../test/gpu-checks.js";
 import { relErr } from "../test/helpers.js";
 import { checkPixArtTinyBf16, checkPixArtW4A4Layers, checkPixArtW4A4Small } from "../test/pixart-checks.js";
 
@@ -42,8 +42,13 @@ async function check(): Promise<boolean> {
   await run(() => checkPixArtTinyBf16(1, 9, 10, 18, [9]), "pixart tiny bf16 B=1");
   await run(() => checkPixArtW4A4Layers(), "pixart w4a4 layers");
   await run(() => checkPixArtW4A4Small(2, 13, 14, 10, [13, 6]), "pixart w4a4 small B=2");
+  // FLUX on the refactored engine state (engine_core.h): the tiny BF16 fixture and the W4A4 layer checks
+  const tiny = "fixtures/models/flux-tiny-a-bf16";
+  if (existsSync(tiny)) await run(() => checkTinyBf16(tiny, 2, 9, 35), "flux tiny bf16 B=2");
+  else console.log(`SKIP flux-tiny: ${tiny} missing`);
+  await run(() => checkW4A4Layers(), "flux w4a4 layers");
   const ok = rows.every((r) => r.ok);
-  console.log(`${rows.filter((r) => r.ok).length}/${rows.length} pixart checks passed`);
+  console.log(`${rows.filter((r) => r.ok).length}/${rows.length} checks passed`);
   writeFileSync(`${out}/pixart-check.json`, JSON.stringify(rows, null, 1));
   return ok;
 }
