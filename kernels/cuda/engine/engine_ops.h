@@ -60,6 +60,10 @@ const char* eng_rope_table(const float* ids, int S, int axes0, int axes1, int ax
 const char* eng_qk_norm_rope(const void* qkv, int ld, const void* bias, int B, int n, int off, int S, int H, int Dh,
                              const void* wq, const void* wk, float eps, const float* cos_t, const float* sin_t,
                              void* Q, void* K, void* V, void* stream);
+// Head split (no norm, no rotation: PixArt's attention operands): for part p < parts (1..3), row r = b·n + s of
+// src (bf16 [B·n, ld], columns p·D + h·Dh + d, D = H·Dh) plus bias[p·D + h·Dh + d] (optional) → dst_p [B, H, n, Dh].
+const char* eng_split_heads(const void* src, int ld, const void* bias, int B, int n, int H, int Dh, int parts, void* d0,
+                            void* d1, void* d2, void* stream);
 // Fused attention (flash style, online softmax, no [S, S] buffer): O = softmax(Q Kᵀ / √Dh) V per (b, h), Q, K, V
 // [B, H, S, Dh] bf16. Output token s of item b goes to out_txt[(b·split + s)·ld + h·Dh] when s < split, else to
 // out_img[(b·(S − split) + s − split)·ld + h·Dh]. Dh ∈ {16, 32, 64, 72, 128}. Kernel per device (attention.cu):

@@ -5,126 +5,19 @@
 // svdq_p2_quantize_rows, the cuBLASLt FP8 GEMM with bias / GELU epilogues), the rest through engine_ops.h.
 #include "flux.h"
 
-#include <cuda_runtime.h>
+#include "engine_core.h"
 
-#include <algorithm>
-#include <map>
-#include <set>
-#include <string>
-#include <vector>
-
-#include "engine_ops.h"
-#include "p2_fp8.h"
-#include "svdq_cuda.h"
-
+namespace eng {
 namespace {
 thread_local std::string g_err;
+}
 const char* err(const std::string& m) {
   g_err = m;
   return g_err.c_str();
 }
-struct Fail {
-  std::string msg;
-};
-void ck(const char* m) {
-  if (m) throw Fail{m};
-}
-void ckc(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Fail{std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")"};
-}
+}  // namespace eng
 
-enum LinKind { LIN_BF16 = 1, LIN_W4A4 = 2, LIN_W4A16 = 3, LIN_P2 = 4 };
-constexpr int P2_R = 32;  // the int4p2 kernels' rank (p2_fp8.h)
-struct Lin {
-  std::string name;
-  int kind = 0, N = 0, K = 0, R = 0, Kx = 0;
-  bool unsig = false;
-  void *p2_w = nullptr, *p2_sw = nullptr, *p2_lr = nullptr;  // int4p2: [N, Kx] e4m3, [N] f32, [32] int32
-  void *w = nullptr, *bias = nullptr, *qweight = nullptr, *wscales = nullptr, *lora_down = nullptr,
-       *lora_up = nullptr, *smooth = nullptr, *codes = nullptr, *scales = nullptr, *zeros = nullptr;
-};
-struct Double {
-  Lin norm1, norm1c, qkv, add_qkv, to_out, to_add_out, ff0, ff2, ffc0, ffc2;
-  void *nq, *nk, *naq, *nak;
-};
-struct Single {
-  Lin norm, qkv, mlp, proj_out;
-  void *nq, *nk;
-};
-struct Tensor {
-  void* p = nullptr;
-  size_t bytes = 0;
-  bool work = false;
-};
-}  // namespace
-
-struct eng_engine {
-  std::map<std::string, Tensor> t;
-  std::map<std::string, int> ints;
-  size_t weights = 0, work = 0, peak = 0;
-  cudaStream_t stream = nullptr;
-  // prepared model
-  bool ready = false;
-  eng_flux_config c{};
-  int B = 0, St = 0, Si = 0, S = 0, D = 0;
-  Lin te1, te2, ge1, ge2, pe1, pe2, ctx, xemb, norm_out, proj_out;
-  std::vector<Double> dbl;
-  std::vector<Single> sgl;
-  int codes_format = 0;
-  int p2_fast = 0;
-  void *p2_a8 = nullptr, *p2_sx = nullptr, *p2_lact = nullptr;
-  size_t p2_a8_bytes = 0;
-  int p2_rows = 0;
-  std::set<std::string> p2_no_epilogue;  // shapes whose epilogue cuBLASLt refused (then a separate bias/GELU pass)
-  // workspace pointers
-  float* X = nullptr;
-  void *nrm, *qkv, *Q, *K, *V, *cat, *y, *h, *modA, *modB, *tproj, *e1, *tt, *tg, *tp, *temb, *codes, *ascales,
-      *rope_c, *rope_s;
-  float* lora_act = nullptr;
-  int lora_max = 0;
-  // profiling
-  bool prof = false;
-  std::vector<std::pair<std::string, cudaEvent_t>> marks;
-  std::vector<cudaEvent_t> pool;
-  std::map<std::string, std::pair<double, int>> totals;
-  cudaGraphExec_t graph = nullptr;
-
-  ~eng_engine() {
-    if (graph) cudaGraphExecDestroy(graph);
-    for (auto& kv : t)
-      if (kv.second.p) cudaFree(kv.second.p);
-    for (cudaEvent_t ev : pool) cudaEventDestroy(ev);
-    if (stream) cudaStreamDestroy(stream);
-  }
-
-  void* alloc(const std::string& name, size_t bytes, bool work_) {
-    auto it = t.find(name);
-    if (it != t.end()) {
-      cudaFree(it->second.p);
-      (it->second.work ? work : weights) -= it->second.bytes;
-      t.erase(it);
-    }
-    void* p = nullptr;
-    ckc(cudaMalloc(&p, bytes), ("cudaMalloc(" + name + ", " + std::to_string(bytes) + " bytes)").c_str());
-    t[name] = Tensor{p, bytes, work_};
-    (work_ ? work : weights) += bytes;
-    if (weights + work > peak) peak = weights + work;
-    return p;
-  }
-  void* need(const std::string& name, size_t bytes) {
-    auto it = t.find(name);
-    if (it == t.end()) throw Fail{"missing device tensor " + name};
-    if (it->second.bytes != bytes)
-      throw Fail{"tensor " + name + " holds " + std::to_string(it->second.bytes) + " bytes, expected " +
-                 std::to_string(bytes)};
-    return it->second.p;
-  }
-  void* opt(const std::string& name, size_t bytes) { return t.count(name) ? need(name, bytes) : nullptr; }
-  bool has(const std::string& name) { return t.count(name) > 0; }
-
-  // shared_input: a layer whose int4p2 activation operand is another layer's (single blocks: proj_mlp reads
-  // attn.qkv's, low-rank columns included), so it has no lora_down of its own
-  Lin lin(const std::string& name, int N, int K, bool allow_w4a4 = true, bool shared_input = false) {
+Lin eng_engine::lin(const std::string& name, int N, int K, bool allow_w4a4, bool shared_input) {
     Lin L;
     L.name = name;
     L.N = N;
@@ -184,7 +77,7 @@ struct eng_engine {
     return L;
   }
 
-  void mark(const char* kind) {
+void eng_engine::mark(const char* kind) {
     if (!prof) return;
     if (marks.size() >= pool.size()) {
       cudaEvent_t ev;
@@ -197,11 +90,8 @@ struct eng_engine {
   }
 
   // ---- linears ----
-  struct QAct {
-    int M, K, R;
-  };
   // W4A4: quantize x [M, K] (codes, ascales; lora_act fused when R in {16, 32, 64})
-  QAct quant(const void* x, int M, const Lin& L, bool fuse_lora) {
+eng_engine::QAct eng_engine::quant(const void* x, int M, const Lin& L, bool fuse_lora) {
     svdq_quantize_args a{};
     a.dtype = SVDQ_BF16;
     a.x = x;
@@ -221,7 +111,7 @@ struct eng_engine {
     return QAct{M, L.K, a.R};
   }
   // W4A4 GEMM on quantized codes (lora_act computed by cuBLAS when the quantizer did not fuse it); out contiguous.
-  void gemm_q(const QAct& q, const void* x, const Lin& L, void* out, bool gelu) {
+void eng_engine::gemm_q(const QAct& q, const void* x, const Lin& L, void* out, bool gelu) {
     if (L.R > 0 && q.R != L.R) {
       mark("w4a4 low-rank down (cuBLAS)");
       ck(svdq_gemm_cublas_ex(SVDQ_BF16, 1, x, L.K, L.lora_down, L.K, lora_act, L.R, q.M, L.R, L.K, 0.f, stream));
@@ -246,8 +136,10 @@ struct eng_engine {
     mark("w4a4 gemm");
     ck(svdq_gemm_w4a4(&g, stream));
   }
+  // out [M, N] (ldo) = x [M, K] · Wᵀ; returns the bias the caller still has to add (16-bit path), else NULL.
+  // act is applied here (with the bias) when given.
   // int4p2: x [M, K] → p2_a8 [M, Kx] + p2_sx (the low-rank down through cuBLAS into p2_lact first)
-  void quant_p2(const void* x, int M, const Lin& L) {
+void eng_engine::quant_p2(const void* x, int M, const Lin& L) {
     if (M > p2_rows || size_t(M) * L.Kx > p2_a8_bytes) throw Fail{L.name + ": int4p2 workspace too small"};
     if (L.R) {
       mark("p2 low-rank down (cuBLAS)");
@@ -264,9 +156,9 @@ struct eng_engine {
     a.sx = static_cast<float*>(p2_sx);
     mark("p2 quantize");
     ck(svdq_p2_quantize_rows(&a, stream));
-  }
+}
   // out [M, N] (ldo) = gelu?(p2 GEMM + bias) on the quantized operand of quant_p2 (Kx must match)
-  void gemm_p2(int M, int Kx, const Lin& L, void* out, int ldo, const void* bias, bool gelu) {
+void eng_engine::gemm_p2(int M, int Kx, const Lin& L, void* out, int ldo, const void* bias, bool gelu) {
     if (Kx != L.Kx)
       throw Fail{L.name + ": its p2_weight has Kx=" + std::to_string(L.Kx) + " but the shared activation operand has " +
                  std::to_string(Kx)};
@@ -301,8 +193,8 @@ struct eng_engine {
       mark("bias + activation");
       ck(eng_bias_act(out, ldo, out, ldo, bias, M, L.N, gelu ? ENG_ACT_GELU_TANH : ENG_ACT_NONE, stream));
     }
-  }
-  void p2_workspace(int rows, size_t a8_bytes) {
+}
+void eng_engine::p2_workspace(int rows, size_t a8_bytes) {
     if (rows <= p2_rows && a8_bytes <= p2_a8_bytes) return;
     rows = std::max(rows, p2_rows);
     a8_bytes = std::max(a8_bytes, p2_a8_bytes);
@@ -311,11 +203,9 @@ struct eng_engine {
     p2_lact = alloc("ws.p2_lora_act", size_t(rows) * P2_R * 4, true);
     p2_rows = rows;
     p2_a8_bytes = a8_bytes;
-  }
+}
 
-  // out [M, N] (ldo) = x [M, K] · Wᵀ; returns the bias the caller still has to add (16-bit path), else NULL.
-  // act is applied here (with the bias) when given.
-  const void* linear(const void* x, int M, const Lin& L, void* out, int ldo, int act = ENG_ACT_NONE) {
+const void* eng_engine::linear(const void* x, int M, const Lin& L, void* out, int ldo, int act) {
     if (L.kind == LIN_BF16) {
       mark(M <= 8 ? "cuBLAS bf16 (M <= 8)" : "cuBLAS bf16");
       ck(svdq_gemm_cublas_ex(SVDQ_BF16, 0, x, L.K, L.w, L.K, out, ldo, M, L.N, L.K, 0.f, stream));
@@ -361,7 +251,7 @@ struct eng_engine {
     }
     return nullptr;
   }
-  void linear_full(const void* x, int M, const Lin& L, void* out, int act = ENG_ACT_NONE) {
+void eng_engine::linear_full(const void* x, int M, const Lin& L, void* out, int act) {
     const void* b = linear(x, M, L, out, L.N, act);
     if (b) {
       mark("bias + activation");
@@ -369,7 +259,7 @@ struct eng_engine {
     }
   }
 
-  void prepare(const eng_flux_config& cfg, int B_, int St_, int Si_) {
+void eng_engine::prepare(const eng_flux_config& cfg, int B_, int St_, int Si_) {
     c = cfg;
     B = B_;
     St = St_;
@@ -439,19 +329,7 @@ struct eng_engine {
       sgl.push_back(b);
     }
     // workspace
-    for (auto it = t.begin(); it != t.end();) {
-      if (it->second.work) {
-        cudaFree(it->second.p);
-        work -= it->second.bytes;
-        it = t.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    if (graph) {
-      cudaGraphExecDestroy(graph);
-      graph = nullptr;
-    }
+    drop_workspace();
     const size_t M = size_t(B) * S, bf = 2;
     auto W = [&](const char* n, size_t bytes) { return alloc(std::string("ws.") + n, bytes, true); };
     X = static_cast<float*>(W("X", M * d * 4));
@@ -493,10 +371,11 @@ struct eng_engine {
     if (c.guidance) need("in.guidance", size_t(B) * 4);
     need("in.ids", size_t(S) * 3 * 4);
     need("out", size_t(B) * Si * c.out_channels * bf);
+    model = 1;
     ready = true;
   }
 
-  void step() {
+void eng_engine::step() {
     if (!ready) throw Fail{"eng_flux_step: call eng_flux_prepare first"};
     const int d = D, H = c.heads, Dh = c.head_dim;
     const float eps = 1e-6f;  // diffusers FLUX: LayerNorm and RMSNorm eps 1e-6
@@ -606,21 +485,6 @@ struct eng_engine {
     linear_full(n_img, B * Si, proj_out, t["out"].p);
     mark("end");
   }
-};
-
-namespace {
-template <class F>
-const char* guarded(F f) {
-  try {
-    f();
-    return nullptr;
-  } catch (const Fail& x) {
-    return err(x.msg);
-  } catch (const std::exception& x) {
-    return err(std::string("engine: ") + x.what());
-  }
-}
-}  // namespace
 
 extern "C" {
 
@@ -696,7 +560,7 @@ const char* eng_flux_step(eng_engine* e, int profile) {
     e->prof = profile != 0;
     e->marks.clear();
     try {
-      e->step();
+      e->step_model();
     } catch (...) {
       e->prof = false;
       throw;
@@ -724,7 +588,7 @@ const char* eng_flux_step_graph(eng_engine* e) {
       ckc(cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
       try {
         e->prof = false;
-        e->step();
+        e->step_model();
       } catch (...) {
         cudaStreamEndCapture(e->stream, &g);
         if (g) cudaGraphDestroy(g);

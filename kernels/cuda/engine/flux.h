@@ -57,6 +57,8 @@ void eng_set_int(eng_engine* e, const char* name, int value);  // per-layer flag
 // Resolves every layer of the model (errors name the missing or mis-sized tensor) and allocates the workspace
 // for batch B with St text and Si image tokens.
 const char* eng_flux_prepare(eng_engine* e, const eng_flux_config* c, int B, int St, int Si);
+// The step functions below (eng_flux_step, eng_flux_step_graph, eng_time_steps, eng_linear) run whichever model
+// the last prepare set up (eng_flux_prepare or eng_pixart_prepare of pixart.h).
 // One transformer step: in.* → out. profile != 0: CUDA events around every op; eng_profile reads the totals.
 const char* eng_flux_step(eng_engine* e, int profile);
 // Captures the step into a CUDA graph once, then replays it (same buffers; inputs may change between calls).

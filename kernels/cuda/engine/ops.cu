@@ -614,6 +614,44 @@ __global__ void copy_2d_kernel(const __nv_bfloat16* src, int ld_src, __nv_bfloat
   }
 }
 
+// Head split of a projection output: part p of row r (columns p·H·Dh + h·Dh + d) → dst_p[b, h, s, d] with
+// r = b·n + s; the bias is added and rounded to bf16 first, as the GEMM epilogue would.
+__global__ void split_heads_kernel(const __nv_bfloat16* src, int ld, const __nv_bfloat16* bias, int B, int n, int H,
+                                   int Dh, int parts, __nv_bfloat16* d0, __nv_bfloat16* d1, __nv_bfloat16* d2) {
+  const int D = H * Dh;
+  const size_t total = size_t(B) * n * parts * D;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const int c = int(i % (size_t(parts) * D));
+    const size_t r = i / (size_t(parts) * D);
+    const int p = c / D, h = (c % D) / Dh, d = c % Dh;
+    const int b = int(r / n), s = int(r % n);
+    float v = __bfloat162float(src[r * ld + c]);
+    if (bias) v = v + bf(bias, c);
+    __nv_bfloat16* dst = p == 0 ? d0 : p == 1 ? d1 : d2;
+    dst[((size_t(b) * H + h) * n + s) * Dh + d] = __float2bfloat16(v);
+  }
+}
+// The same, 8 columns (16 bytes) per thread when Dh, ld and the pointers allow it.
+__global__ void split_heads8_kernel(const __nv_bfloat16* src, int ld, const __nv_bfloat16* bias, int B, int n, int H,
+                                    int Dh, int parts, __nv_bfloat16* d0, __nv_bfloat16* d1, __nv_bfloat16* d2) {
+  const int D = H * Dh, per_row = parts * D / 8;
+  const size_t total = size_t(B) * n * per_row;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    const int c = int(i % per_row) * 8;
+    const size_t r = i / per_row;
+    const int p = c / D, h = (c % D) / Dh, d = c % Dh;
+    const int b = int(r / n), s = int(r % n);
+    uint4 raw = *reinterpret_cast<const uint4*>(src + r * ld + c);
+    if (bias) {
+      __nv_bfloat16* v = reinterpret_cast<__nv_bfloat16*>(&raw);
+#pragma unroll
+      for (int j = 0; j < 8; j++) v[j] = __float2bfloat16(__bfloat162float(v[j]) + bf(bias, c + j));
+    }
+    __nv_bfloat16* dst = p == 0 ? d0 : p == 1 ? d1 : d2;
+    *reinterpret_cast<uint4*>(dst + ((size_t(b) * H + h) * n + s) * Dh + d) = raw;
+  }
+}
+
 int grid_for(size_t n, int threads = 256) {
   const size_t b = (n + threads - 1) / threads;
   return int(b < 132 * 32 ? (b == 0 ? 1 : b) : 132 * 32);
@@ -697,6 +735,23 @@ extern "C" const char* eng_qk_norm_rope(const void* qkv, int ld, const void* bia
   qk_norm_rope_kernel<<<int((warps + 7) / 8), 256, 0, st(stream)>>>(BF(qkv), ld, BF(bias), B, n, off, S, H, Dh, BF(wq),
                                                                     BF(wk), eps, cos_t, sin_t, BFW(Q), BFW(K), BFW(V));
   return launched("eng_qk_norm_rope");
+}
+
+extern "C" const char* eng_split_heads(const void* src, int ld, const void* bias, int B, int n, int H, int Dh,
+                                       int parts, void* d0, void* d1, void* d2, void* stream) {
+  if (B <= 0 || n <= 0 || H <= 0 || Dh <= 0 || parts < 1 || parts > 3 || ld < parts * H * Dh || !d0 ||
+      (parts > 1 && !d1) || (parts > 2 && !d2))
+    return fail("eng_split_heads", "bad shape: B=" + std::to_string(B) + " n=" + std::to_string(n) + " H=" +
+                                       std::to_string(H) + " Dh=" + std::to_string(Dh) + " parts=" +
+                                       std::to_string(parts) + " ld=" + std::to_string(ld));
+  auto a16 = [](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  if (Dh % 8 == 0 && ld % 8 == 0 && a16(src) && a16(d0) && a16(d1) && a16(d2))
+    split_heads8_kernel<<<grid_for(size_t(B) * n * parts * H * Dh / 8), 256, 0, st(stream)>>>(
+        BF(src), ld, BF(bias), B, n, H, Dh, parts, BFW(d0), BFW(d1), BFW(d2));
+  else
+    split_heads_kernel<<<grid_for(size_t(B) * n * parts * H * Dh), 256, 0, st(stream)>>>(
+        BF(src), ld, BF(bias), B, n, H, Dh, parts, BFW(d0), BFW(d1), BFW(d2));
+  return launched("eng_split_heads");
 }
 
 extern "C" const char* eng_gemv_w4a16_variant(const void* x, int M, int K, const uint8_t* codes, const void* scales,

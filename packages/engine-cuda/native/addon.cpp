@@ -1,4 +1,4 @@
-// Node-API binding of the engine (kernels/cuda/engine/flux.h): one native Engine object owns every device
+// Node-API binding of the engine (kernels/cuda/engine/flux.h, pixart.h): one native Engine object owns every device
 // allocation of a model (weights, inputs, output, workspace); free() releases them all at once, the garbage
 // collector does it otherwise. Every failure throws a JS Error whose message names the tensor, op or CUDA call.
 #include <cuda_runtime.h>
@@ -10,6 +10,7 @@
 #include "engine_ops.h"
 #include "flux.h"
 #include "p2_fp8.h"
+#include "pixart.h"
 #include "svdq_cuda.h"
 
 namespace {
@@ -26,6 +27,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod("download", &Engine::Download), InstanceMethod("fillRandom", &Engine::FillRandom),
                         InstanceMethod("has", &Engine::Has), InstanceMethod("freeTensor", &Engine::FreeTensor),
                         InstanceMethod("setInt", &Engine::SetInt), InstanceMethod("prepareFlux", &Engine::PrepareFlux),
+                        InstanceMethod("preparePixArt", &Engine::PreparePixArt),
                         InstanceMethod("step", &Engine::Step), InstanceMethod("stepGraph", &Engine::StepGraph),
                         InstanceMethod("synchronize", &Engine::Synchronize), InstanceMethod("profile", &Engine::Profile),
                         InstanceMethod("bytes", &Engine::Bytes), InstanceMethod("timeSteps", &Engine::TimeSteps),
@@ -149,6 +151,27 @@ class Engine : public Napi::ObjectWrap<Engine> {
     c.axes[1] = gi("axes1");
     c.axes[2] = gi("axes2");
     check(env, eng_flux_prepare(get(env), &c, int(num(info, 1, "B")), int(num(info, 2, "St")), int(num(info, 3, "Si"))));
+    return env.Undefined();
+  }
+  Napi::Value PreparePixArt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "preparePixArt(config, B, St, Si)");
+    Napi::Object o = info[0].As<Napi::Object>();
+    auto gn = [&](const char* k) {
+      Napi::Value v = o.Get(k);
+      if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("preparePixArt: config.") + k + " must be a number");
+      return v.As<Napi::Number>();
+    };
+    eng_pixart_config c{};
+    c.heads = gn("heads").Int32Value();
+    c.head_dim = gn("headDim").Int32Value();
+    c.patch_channels = gn("patchChannels").Int32Value();
+    c.out_channels = gn("outChannels").Int32Value();
+    c.caption_channels = gn("captionChannels").Int32Value();
+    c.cross_dim = gn("crossDim").Int32Value();
+    c.num_layers = gn("numLayers").Int32Value();
+    c.norm_eps = gn("normEps").FloatValue();
+    check(env, eng_pixart_prepare(get(env), &c, int(num(info, 1, "B")), int(num(info, 2, "St")), int(num(info, 3, "Si"))));
     return env.Undefined();
   }
   Napi::Value Step(const Napi::CallbackInfo& info) {

@@ -39,7 +39,12 @@ const cuSources = [
     .filter((f) => f.endsWith(".cu"))
     .map((f) => join(engDir, f)),
 ];
-const cppSources = [join(cudaDir, "cublas_peer.cpp"), join(engDir, "flux.cpp"), join(here, "addon.cpp")];
+const cppSources = [
+  join(cudaDir, "cublas_peer.cpp"),
+  join(engDir, "flux.cpp"),
+  join(engDir, "pixart.cpp"),
+  join(here, "addon.cpp"),
+];
 const headers = [cudaDir, engDir].flatMap((d) =>
   readdirSync(d)
     .filter((f) => f.endsWith(".h") || f.endsWith(".cuh"))

@@ -1,8 +1,8 @@
-// Host side of loading: turns a diffusers-layout FLUX state dict, whose linear layers may be replaced by packed
+// Host side of loading: turns a diffusers-layout FLUX or PixArt state dict, whose linear layers may be replaced by packed
 // SVDQuant layers (nunchaku tensors as @svdquant/int4 packW4A4Layer / packW4A16Layer write them), into the named
 // device tensors of the engine (table in kernels/cuda/engine/flux.h). Pure host logic, no device needed.
 import { unpackLoraDown, unpackLoraUp, unpackW4A4Vector, unpackW4A16Layer } from "@svdquant/int4";
-import type { FluxConfig } from "@svdquant/models";
+import type { FluxConfig, PixArtConfig } from "@svdquant/models";
 import { decodeToFloat32, encodeFloats, type Tensor } from "@svdquant/tensor";
 import { EngineError } from "./errors.js";
 
@@ -251,6 +251,76 @@ async function readW4A4(src: WeightSource, layer: string, N: number, K: number) 
 }
 
 /**
+ * The engine tensors of one (possibly fused) linear: `.weight` + `.bias` (16-bit), the W4A16 GEMV tensors, or the
+ * stacked W4A4 tensors + `act_unsigned` flag. `checkW4A4` sees a stacked W4A4 layer before it is yielded.
+ */
+async function* linearItems(
+  L: EngineLinear,
+  src: WeightSource,
+  unsigned: (layer: string) => boolean,
+  checkW4A4?: (st: ReturnType<typeof stackW4A4>) => void,
+  reshape?: (s: string, t: Tensor) => Tensor,
+): AsyncGenerator<EngineItem> {
+  const kinds = L.sources.map((s) => kindOf(src, s));
+  if (kinds.some((k) => k !== kinds[0]))
+    throw new EngineError(
+      "E_CHECKPOINT",
+      `layers ${L.sources.join(", ")} read one input and must be packed alike (${kinds.join(", ")})`,
+      L.name,
+    );
+  const kind = kinds[0]!;
+  if (kind === "dense") {
+    const ws: Uint16Array[] = [];
+    const bs: Uint16Array[] = [];
+    for (let i = 0; i < L.sources.length; i++) {
+      const s = L.sources[i]!;
+      const raw = await src.read(`${s}.weight`);
+      const w = reshape ? reshape(s, raw) : raw;
+      shapeIs(w, [L.N[i]!, L.K], `${s}.weight`);
+      ws.push(bf16(w, `${s}.weight`));
+      if (src.has(`${s}.bias`)) {
+        const b = await src.read(`${s}.bias`);
+        shapeIs(b, [L.N[i]!], `${s}.bias`);
+        bs.push(bf16(b, `${s}.bias`));
+      } else bs.push(new Uint16Array(L.N[i]!));
+    }
+    yield { kind: "tensor", name: `${L.name}.weight`, data: concat(ws) };
+    yield { kind: "tensor", name: `${L.name}.bias`, data: concat(bs) };
+  } else if (kind === "w4a16") {
+    if (L.sources.length !== 1) throw new EngineError("E_CHECKPOINT", "fused groups cannot be W4A16", L.name);
+    const s = L.sources[0]!;
+    const t: Record<string, Tensor> = {};
+    for (const k of ["qweight", "wscales", "wzeros", "bias"])
+      if (src.has(`${s}.${k}`)) t[k] = await src.read(`${s}.${k}`);
+    const { weight, bias } = unpackW4A16Layer(t, { name: s });
+    if (weight.rows !== L.N[0] || weight.cols !== L.K)
+      throw new EngineError(
+        "E_CHECKPOINT",
+        `W4A16 layer is [${weight.rows}, ${weight.cols}], expected [${L.N[0]}, ${L.K}]`,
+        s,
+      );
+    const e = w4a16EngineLayout(weight.codes, weight.scales, weight.zeros, weight.rows, weight.cols);
+    yield { kind: "tensor", name: `${L.name}.w4a16_codes`, data: e.codes };
+    yield { kind: "tensor", name: `${L.name}.w4a16_scales`, data: e.scales };
+    yield { kind: "tensor", name: `${L.name}.w4a16_zeros`, data: e.zeros };
+    if (bias) yield { kind: "tensor", name: `${L.name}.bias`, data: encodeFloats("BF16", bias) as Uint16Array };
+  } else {
+    const parts = [];
+    for (let i = 0; i < L.sources.length; i++) parts.push(await readW4A4(src, L.sources[i]!, L.N[i]!, L.K));
+    const st = stackW4A4(parts, L.name);
+    checkW4A4?.(st);
+    yield { kind: "tensor", name: `${L.name}.qweight`, data: st.qweight };
+    yield { kind: "tensor", name: `${L.name}.wscales`, data: st.wscales };
+    yield { kind: "tensor", name: `${L.name}.lora_down`, data: st.down };
+    yield { kind: "tensor", name: `${L.name}.lora_up`, data: st.up };
+    if (st.bias) yield { kind: "tensor", name: `${L.name}.bias`, data: st.bias };
+    if (st.smooth && !/^single_transformer_blocks\.\d+\.proj_mlp$/.test(L.name))
+      yield { kind: "tensor", name: `${L.name}.smooth`, data: st.smooth };
+    yield { kind: "int", name: `${L.name}.act_unsigned`, value: unsigned(L.sources[0]!) ? 1 : 0 };
+  }
+}
+
+/**
  * Every engine tensor of a FLUX model, one at a time (upload each, then drop it: host memory stays about one
  * layer). Layer kinds come from the checkpoint: `<layer>.weight` (16-bit), `<layer>.qweight` + `wscales` +
  * `proj_down` + `proj_up` (+ `bias`, `smooth_factor`) (W4A4, nunchaku names) or `<layer>.qweight` + `wscales` +
@@ -264,53 +334,8 @@ export async function* fluxEngineItems(
   const unsigned = opts.unsignedLayer ?? defaultUnsignedLayer;
   const singleSmooth = new Map<string, Uint16Array | undefined>();
   for (const L of fluxEngineLinears(c)) {
-    const kinds = L.sources.map((s) => kindOf(src, s));
-    if (kinds.some((k) => k !== kinds[0]))
-      throw new EngineError(
-        "E_CHECKPOINT",
-        `layers ${L.sources.join(", ")} read one input and must be packed alike (${kinds.join(", ")})`,
-        L.name,
-      );
-    const kind = kinds[0]!;
-    if (kind === "dense") {
-      const ws: Uint16Array[] = [];
-      const bs: Uint16Array[] = [];
-      for (let i = 0; i < L.sources.length; i++) {
-        const s = L.sources[i]!;
-        const w = await src.read(`${s}.weight`);
-        shapeIs(w, [L.N[i]!, L.K], `${s}.weight`);
-        ws.push(bf16(w, `${s}.weight`));
-        if (src.has(`${s}.bias`)) {
-          const b = await src.read(`${s}.bias`);
-          shapeIs(b, [L.N[i]!], `${s}.bias`);
-          bs.push(bf16(b, `${s}.bias`));
-        } else bs.push(new Uint16Array(L.N[i]!));
-      }
-      yield { kind: "tensor", name: `${L.name}.weight`, data: concat(ws) };
-      yield { kind: "tensor", name: `${L.name}.bias`, data: concat(bs) };
-    } else if (kind === "w4a16") {
-      if (L.sources.length !== 1) throw new EngineError("E_CHECKPOINT", "fused groups cannot be W4A16", L.name);
-      const s = L.sources[0]!;
-      const t: Record<string, Tensor> = {};
-      for (const k of ["qweight", "wscales", "wzeros", "bias"])
-        if (src.has(`${s}.${k}`)) t[k] = await src.read(`${s}.${k}`);
-      const { weight, bias } = unpackW4A16Layer(t, { name: s });
-      if (weight.rows !== L.N[0] || weight.cols !== L.K)
-        throw new EngineError(
-          "E_CHECKPOINT",
-          `W4A16 layer is [${weight.rows}, ${weight.cols}], expected [${L.N[0]}, ${L.K}]`,
-          s,
-        );
-      const e = w4a16EngineLayout(weight.codes, weight.scales, weight.zeros, weight.rows, weight.cols);
-      yield { kind: "tensor", name: `${L.name}.w4a16_codes`, data: e.codes };
-      yield { kind: "tensor", name: `${L.name}.w4a16_scales`, data: e.scales };
-      yield { kind: "tensor", name: `${L.name}.w4a16_zeros`, data: e.zeros };
-      if (bias) yield { kind: "tensor", name: `${L.name}.bias`, data: encodeFloats("BF16", bias) as Uint16Array };
-    } else {
-      const parts = [];
-      for (let i = 0; i < L.sources.length; i++) parts.push(await readW4A4(src, L.sources[i]!, L.N[i]!, L.K));
-      const st = stackW4A4(parts, L.name);
-      const single = /^single_transformer_blocks\.\d+\./.exec(L.name)?.[0];
+    const single = /^single_transformer_blocks\.\d+\./.exec(L.name)?.[0];
+    yield* linearItems(L, src, unsigned, (st) => {
       if (single && L.name.endsWith("attn.qkv")) singleSmooth.set(single, st.smooth);
       if (single && L.name.endsWith("proj_mlp")) {
         const q = singleSmooth.get(single);
@@ -321,19 +346,77 @@ export async function* fluxEngineItems(
             `${single}proj_mlp`,
           );
       }
-      yield { kind: "tensor", name: `${L.name}.qweight`, data: st.qweight };
-      yield { kind: "tensor", name: `${L.name}.wscales`, data: st.wscales };
-      yield { kind: "tensor", name: `${L.name}.lora_down`, data: st.down };
-      yield { kind: "tensor", name: `${L.name}.lora_up`, data: st.up };
-      if (st.bias) yield { kind: "tensor", name: `${L.name}.bias`, data: st.bias };
-      if (st.smooth && !(single && L.name.endsWith("proj_mlp")))
-        yield { kind: "tensor", name: `${L.name}.smooth`, data: st.smooth };
-      yield { kind: "int", name: `${L.name}.act_unsigned`, value: unsigned(L.sources[0]!) ? 1 : 0 };
-    }
+    });
   }
   for (const n of fluxEngineNorms(c)) {
     const t = await src.read(n);
     shapeIs(t, [c.attentionHeadDim], n);
     yield { kind: "tensor", name: n, data: bf16(t, n) };
+  }
+}
+
+/** The engine's linears of a PixArt config (kernels/cuda/engine/pixart.h), attn1 q/k/v and attn2 k/v fused. */
+export function pixartEngineLinears(c: PixArtConfig): EngineLinear[] {
+  const d = c.numAttentionHeads * c.attentionHeadDim;
+  const L: EngineLinear[] = [];
+  const lin = (name: string, N: number, K: number, sources = [name]) =>
+    L.push({ name, sources, N: sources.length === 1 ? [N] : sources.map(() => N / sources.length), K });
+  lin("pos_embed.proj", d, c.inChannels * c.patchSize * c.patchSize);
+  lin("adaln_single.emb.timestep_embedder.linear_1", d, 256);
+  lin("adaln_single.emb.timestep_embedder.linear_2", d, d);
+  lin("adaln_single.linear", 6 * d, d);
+  if (c.captionChannels !== undefined) {
+    lin("caption_projection.linear_1", d, c.captionChannels);
+    lin("caption_projection.linear_2", d, d);
+  }
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `transformer_blocks.${i}.`;
+    lin(`${p}attn1.qkv`, 3 * d, d, [`${p}attn1.to_q`, `${p}attn1.to_k`, `${p}attn1.to_v`]);
+    lin(`${p}attn1.to_out.0`, d, d);
+    lin(`${p}attn2.to_q`, d, d);
+    lin(`${p}attn2.kv`, 2 * d, c.crossAttentionDim, [`${p}attn2.to_k`, `${p}attn2.to_v`]);
+    lin(`${p}attn2.to_out.0`, d, d);
+    lin(`${p}ff.net.0.proj`, 4 * d, d);
+    lin(`${p}ff.net.2`, d, 4 * d);
+  }
+  lin("proj_out", c.patchSize * c.patchSize * c.outChannels, d);
+  return L;
+}
+
+/** The modulation tables of a PixArt config: name and rows (each [rows, D]). */
+export function pixartEngineTables(c: PixArtConfig): { name: string; rows: number }[] {
+  const out = [{ name: "scale_shift_table", rows: 2 }];
+  for (let i = 0; i < c.numLayers; i++) out.push({ name: `transformer_blocks.${i}.scale_shift_table`, rows: 6 });
+  return out;
+}
+
+/** PixArt W4A4 layers after a GELU (`ff.net.2`) take unsigned activation codes. */
+export const pixartUnsignedLayer = (layer: string): boolean => /\.ff\.net\.2$/.test(layer);
+
+/**
+ * Every engine tensor of a PixArt model (PixArtTransformer2DModel state dict, linears possibly packed as in
+ * {@link fluxEngineItems}), one at a time. The patch-embedding conv weight [D, C, p, p] becomes the linear
+ * [D, C·p²] of unfolded patches; the scale-shift tables are converted to bf16.
+ */
+export async function* pixartEngineItems(
+  c: PixArtConfig,
+  src: WeightSource,
+  opts: ConvertOptions = {},
+): AsyncGenerator<EngineItem> {
+  if (c.useAdditionalConditions)
+    throw new EngineError("E_CHECKPOINT", "use_additional_conditions = true (PixArt-α) has no engine step", "config");
+  const d = c.numAttentionHeads * c.attentionHeadDim;
+  const cp = c.inChannels * c.patchSize * c.patchSize;
+  const unsigned = opts.unsignedLayer ?? pixartUnsignedLayer;
+  const flatConv = (s: string, t: Tensor): Tensor => {
+    if (s !== "pos_embed.proj") return t;
+    shapeIs(t, [d, c.inChannels, c.patchSize, c.patchSize], `${s}.weight`);
+    return t.reshape([d, cp]);
+  };
+  for (const L of pixartEngineLinears(c)) yield* linearItems(L, src, unsigned, undefined, flatConv);
+  for (const { name, rows } of pixartEngineTables(c)) {
+    const t = await src.read(name);
+    shapeIs(t, [rows, d], name);
+    yield { kind: "tensor", name, data: bf16(t, name) };
   }
 }

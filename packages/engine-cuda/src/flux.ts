@@ -37,7 +37,7 @@ export interface RandomFluxOptions {
 /** int4p2 rank: the FP8 kernels' fixed R (kernels/cuda/p2_fp8.h). */
 const P2_RANK = 32;
 
-function wrap<T>(fn: () => T): T {
+export function wrap<T>(fn: () => T): T {
   try {
     return fn();
   } catch (e) {

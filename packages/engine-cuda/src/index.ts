@@ -6,6 +6,10 @@ export {
   fluxEngineItems,
   fluxEngineLinears,
   fluxEngineNorms,
+  pixartEngineItems,
+  pixartEngineLinears,
+  pixartEngineTables,
+  pixartUnsignedLayer,
   stackW4A4,
   type WeightSource,
   w4a16EngineLayout,
@@ -20,4 +24,6 @@ export {
   type NativeEngine,
   type OpTime,
 } from "./native.js";
-export { fnv1a32, hash32, type RandomRule, randomRule, randomValue } from "./random.js";
+export { PixArtEngine, type RandomPixArtOptions } from "./pixart.js";
+export { foldPatches, textLengths, unfoldPatches } from "./pixart-layout.js";
+export { fnv1a32, hash32, type RandomRule, randomLinear, randomRule, randomValue } from "./random.js";

@@ -10,7 +10,7 @@ export interface OpTime {
   count: number;
 }
 
-/** The native engine (packages/engine-cuda/native/addon.cpp over kernels/cuda/engine/flux.h). */
+/** The native engine (packages/engine-cuda/native/addon.cpp over kernels/cuda/engine/flux.h, pixart.h). */
 export interface NativeEngine {
   readonly freed: boolean;
   alloc(name: string, bytes: number): void;
@@ -29,6 +29,7 @@ export interface NativeEngine {
   freeTensor(name: string): void;
   setInt(name: string, value: number): void;
   prepareFlux(config: Record<string, number>, batch: number, txtTokens: number, imgTokens: number): void;
+  preparePixArt(config: Record<string, number>, batch: number, txtTokens: number, imgTokens: number): void;
   step(profile?: boolean): void;
   stepGraph(): void;
   synchronize(): void;

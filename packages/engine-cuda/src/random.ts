@@ -44,3 +44,73 @@ export function randomRule(name: string, shape: readonly number[]): RandomRule {
   if (shape.length === 1) return { center: 1, scale: 0.2 };
   return { center: 0, scale: 2 / Math.sqrt(shape[shape.length - 1]!) };
 }
+
+/** The native calls {@link randomLinear} needs (a subset of NativeEngine). */
+interface RandomTarget {
+  alloc(name: string, bytes: number): void;
+  fillRandom(
+    name: string,
+    kind: "bf16" | "f32" | "bytes",
+    seed: number,
+    center?: number,
+    scale?: number,
+    byteOffset?: number,
+    count?: number,
+  ): void;
+  setInt(name: string, value: number): void;
+}
+
+/**
+ * Allocates and fills one engine linear (engine name `name`, state-dict `sources` stacked along N, K in) with
+ * deterministic random values: "dense" draws each source's weight and bias with {@link randomRule} (the values
+ * tools/engine/*_diffusers.py put into diffusers' model); "w4a4" random codes, g64 scales, rank-R branches per
+ * source and a smooth factor; "w4a16" random codes, scales and zeros (timing only: packed values mean nothing).
+ */
+export function randomLinear(
+  n: RandomTarget,
+  L: { name: string; sources: readonly string[]; N: readonly number[]; K: number },
+  kind: "dense" | "w4a4" | "w4a16",
+  opts: { rank: number; unsigned: boolean; smooth?: boolean },
+): void {
+  const N = L.N.reduce((a, b) => a + b, 0);
+  const K = L.K;
+  if (kind === "w4a16") {
+    n.alloc(`${L.name}.w4a16_codes`, (N * K) / 2);
+    n.fillRandom(`${L.name}.w4a16_codes`, "bytes", fnv1a32(`${L.name}.codes`));
+    for (const [k, c, s] of [
+      ["w4a16_scales", 0.004, 0.002],
+      ["w4a16_zeros", -0.03, 0.01],
+    ] as const) {
+      n.alloc(`${L.name}.${k}`, (N * K) / 32);
+      n.fillRandom(`${L.name}.${k}`, "bf16", fnv1a32(`${L.name}.${k}`), c, s);
+    }
+  } else if (kind === "w4a4") {
+    const r = opts.rank * L.sources.length;
+    n.alloc(`${L.name}.qweight`, (N * K) / 2);
+    n.fillRandom(`${L.name}.qweight`, "bytes", fnv1a32(`${L.name}.qweight`));
+    n.alloc(`${L.name}.wscales`, (N * K) / 32);
+    n.fillRandom(`${L.name}.wscales`, "bf16", fnv1a32(`${L.name}.wscales`), 0.6 / Math.sqrt(K) / 4, 0.1 / Math.sqrt(K));
+    n.alloc(`${L.name}.lora_down`, r * K * 2);
+    n.fillRandom(`${L.name}.lora_down`, "bf16", fnv1a32(`${L.name}.lora_down`), 0, 2 / Math.sqrt(K));
+    n.alloc(`${L.name}.lora_up`, N * r * 2);
+    n.fillRandom(`${L.name}.lora_up`, "bf16", fnv1a32(`${L.name}.lora_up`), 0, 0.2 / Math.sqrt(r));
+    if (opts.smooth !== false) {
+      n.alloc(`${L.name}.smooth`, K * 2);
+      n.fillRandom(`${L.name}.smooth`, "bf16", fnv1a32(`${L.name}.smooth`), 1, 0.2);
+    }
+    n.setInt(`${L.name}.act_unsigned`, opts.unsigned ? 1 : 0);
+  } else {
+    n.alloc(`${L.name}.weight`, N * K * 2);
+    L.sources.forEach((s, i) => {
+      const off = L.N.slice(0, i).reduce((a, b) => a + b, 0) * K * 2;
+      const r = randomRule(`${s}.weight`, [L.N[i]!, K]);
+      n.fillRandom(`${L.name}.weight`, "bf16", fnv1a32(`${s}.weight`), r.center, r.scale, off, L.N[i]! * K);
+    });
+  }
+  n.alloc(`${L.name}.bias`, N * 2);
+  L.sources.forEach((s, i) => {
+    const off = L.N.slice(0, i).reduce((a, b) => a + b, 0) * 2;
+    const r = randomRule(`${s}.bias`, [L.N[i]!]);
+    n.fillRandom(`${L.name}.bias`, "bf16", fnv1a32(`${s}.bias`), r.center, r.scale, off, L.N[i]!);
+  });
+}

@@ -35,7 +35,7 @@ export interface CheckResult {
   ok: boolean;
 }
 
-function result(name: string, e: { relL2: number; relMax: number; finite: boolean }, tol: number): CheckResult {
+export function result(name: string, e: { relL2: number; relMax: number; finite: boolean }, tol: number): CheckResult {
   return { name, relL2: e.relL2, relMax: e.relMax, tol, ok: e.finite && e.relL2 <= tol };
 }
 
@@ -190,7 +190,7 @@ export async function checkTinyBf16(dir: string, B: number, St: number, Si: numb
  * s = amax/qmax (stored as bf16), codes rint(v/s) clamped to [-8, 7] / [0, 15];
  * y = Σ_g s_x s_w Σ q_x q_w + (x · downᵀ) · upᵀ + bias.
  */
-class RefW4A4 implements LinearLayer {
+export class RefW4A4 implements LinearLayer {
   readonly kind = "ref-w4a4";
   constructor(
     readonly name: string,
@@ -250,7 +250,7 @@ class RefW4A4 implements LinearLayer {
   }
 }
 
-class RefW4A16 implements LinearLayer {
+export class RefW4A16 implements LinearLayer {
   readonly kind = "ref-w4a16";
   constructor(
     readonly name: string,
@@ -273,9 +273,9 @@ class RefW4A16 implements LinearLayer {
   }
 }
 
-const refLayers = new Map<string, LinearLayer>();
+export const refLayers = new Map<string, LinearLayer>();
 let registered = false;
-function registerRefs(): void {
+export function registerRefs(): void {
   if (registered) return;
   registered = true;
   for (const kind of ["engine-ref-w4a4", "engine-ref-w4a16"])

@@ -1,0 +1,229 @@
+// The engine's PixArt device script (bundled with esbuild, run on the GPU machine):
+//   node pixart-run.mjs check   correctness: tiny PixArt 16-bit mode vs the CPU forward (head dim 72, CFG batch 2,
+//                               odd token counts, text mask), small W4A4 mode vs CPU reference layers, single W4A4 /
+//                               W4A16 engine linears vs reference layers
+//   node pixart-run.mjs bench   PixArt-Σ 1024² full size (28 blocks, D 1152 = 16 x 72, 4096 image + 300 text tokens,
+//                               batch 2), random weights: ours BF16 and ours W4A4 (step ms eager and CUDA graph,
+//                               weights, engine bytes, device memory, per-op breakdown); vs diffusers' output when
+//                               $DIFFUSERS_OUT names the file tools/engine/pixart_diffusers.py wrote
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { type PixArtInputs, parsePixArtConfig } from "@svdquant/models";
+import { engineAvailability, fnv1a32, PixArtEngine, randomRule, randomValue } from "../src/index.js";
+import { type CheckResult, checkTinyBf16, checkW4A4Layers } from "../test/gpu-checks.js";
+import { relErr } from "../test/helpers.js";
+import { checkPixArtTinyBf16, checkPixArtW4A4Layers, checkPixArtW4A4Small } from "../test/pixart-checks.js";
+
+const GiB = 2 ** 30;
+const out = process.env.OUT ?? "/tmp";
+
+function show(r: CheckResult, ms?: number): void {
+  console.log(
+    `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})${ms === undefined ? "" : ` ${ms} ms`}`,
+  );
+}
+
+async function check(): Promise<boolean> {
+  const rows: CheckResult[] = [];
+  const run = async (f: () => Promise<CheckResult | CheckResult[]>, name: string) => {
+    const t0 = Date.now();
+    try {
+      const r = await f();
+      for (const x of Array.isArray(r) ? r : [r]) {
+        rows.push(x);
+        show(x, Date.now() - t0);
+      }
+    } catch (e) {
+      rows.push({ name, relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
+      console.log(`FAIL ${name}: ${(e as Error).stack ?? e}`);
+    }
+  };
+  // 7 x 5 = 35 image tokens (odd), 13 text tokens, item 1 keeps 6 of them
+  await run(() => checkPixArtTinyBf16(2, 13, 14, 10, [13, 6]), "pixart tiny bf16 B=2");
+  await run(() => checkPixArtTinyBf16(1, 9, 10, 18, [9]), "pixart tiny bf16 B=1");
+  await run(() => checkPixArtW4A4Layers(), "pixart w4a4 layers");
+  await run(() => checkPixArtW4A4Small(2, 13, 14, 10, [13, 6]), "pixart w4a4 small B=2");
+  // FLUX on the refactored engine state (engine_core.h): the tiny BF16 fixture and the W4A4 layer checks
+  const tiny = "fixtures/models/flux-tiny-a-bf16";
+  if (existsSync(tiny)) await run(() => checkTinyBf16(tiny, 2, 9, 35), "flux tiny bf16 B=2");
+  else console.log(`SKIP flux-tiny: ${tiny} missing`);
+  await run(() => checkW4A4Layers(), "flux w4a4 layers");
+  const ok = rows.every((r) => r.ok);
+  console.log(`${rows.filter((r) => r.ok).length}/${rows.length} checks passed`);
+  writeFileSync(`${out}/pixart-check.json`, JSON.stringify(rows, null, 1));
+  return ok;
+}
+
+/** PixArt-Σ-XL-2-1024-MS (PixArt-alpha/PixArt-Sigma-XL-2-1024-MS transformer/config.json values). */
+const SIGMA_RAW = {
+  _class_name: "PixArtTransformer2DModel",
+  num_attention_heads: 16,
+  attention_head_dim: 72,
+  in_channels: 4,
+  out_channels: 8,
+  num_layers: Number(process.env.PIXART_LAYERS ?? 28),
+  cross_attention_dim: 1152,
+  caption_channels: 4096,
+  sample_size: 128,
+  patch_size: 2,
+  attention_bias: true,
+  activation_fn: "gelu-approximate",
+  num_embeds_ada_norm: 1000,
+  norm_type: "ada_norm_single",
+  norm_elementwise_affine: false,
+  norm_eps: 1e-6,
+  interpolation_scale: 2,
+  use_additional_conditions: false,
+};
+const SIGMA_1024 = parsePixArtConfig(SIGMA_RAW);
+
+/** The benchmark's inputs, drawn with the engine's hash rule (pixart_diffusers.py draws the same values). */
+export function benchInputs(B: number, L: number, size: number, kept: number[]): PixArtInputs {
+  const c = SIGMA_1024;
+  const draw = (name: string, n: number) => {
+    const r = randomRule(name, [n]);
+    const seed = fnv1a32(name);
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = randomValue(i, seed, r.center, r.scale);
+    return a;
+  };
+  const mask = new Float32Array(B * L);
+  for (let b = 0; b < B; b++) for (let j = 0; j < kept[b]!; j++) mask[b * L + j] = 1;
+  return {
+    batch: B,
+    height: size,
+    width: size,
+    textTokens: L,
+    hiddenStates: draw("in.hidden", B * c.inChannels * size * size),
+    encoderHiddenStates: draw("in.encoder", B * L * c.captionChannels!),
+    encoderAttentionMask: mask,
+    timestep: Array.from({ length: B }, () => 500),
+  };
+}
+
+async function bench(): Promise<boolean> {
+  const B = 2;
+  const L = 300;
+  const size = 128; // latent 128² = 1024² pixels, 64² = 4096 patches
+  const iters = Number(process.env.ITERS ?? 5);
+  const inp = benchInputs(B, L, size, [300, 37]);
+  const table: Record<string, unknown>[] = [];
+  let ok = true;
+  for (const mode of (process.env.MODES ?? "bf16,w4a4").split(",") as ("bf16" | "w4a4")[]) {
+    const t0 = Date.now();
+    const e = PixArtEngine.random(SIGMA_1024, { mode, rank: 32 });
+    try {
+      e.setInputs(inp);
+      const tInit = Date.now() - t0;
+      e.run();
+      e.raw.synchronize();
+      const outF = e.output();
+      const finite = outF.every(Number.isFinite);
+      const eager = [e.timeSteps(iters, false), e.timeSteps(iters, false)];
+      let graph = [Number.NaN];
+      try {
+        graph = [e.timeSteps(iters, true), e.timeSteps(iters, true)];
+      } catch (err) {
+        console.log(`graph capture failed: ${(err as Error).message}`);
+      }
+      e.run({ profile: true });
+      const prof = e.profile().sort((a, b) => b.ms - a.ms);
+      const mem = e.memory();
+      const row: Record<string, unknown> = {
+        engine: `ours ${mode.toUpperCase()} PixArt-Σ`,
+        weightsGiB: mem.weights / GiB,
+        engineBytesGiB: mem.peak / GiB,
+        deviceUsedGiB: (mem.deviceTotal - mem.deviceFree) / GiB,
+        stepMsEager: Math.min(...eager),
+        stepMsGraph: Math.min(...graph),
+        initMs: tInit,
+        finite,
+        outAbsMean: outF.reduce((a, v) => a + Math.abs(v), 0) / outF.length,
+      };
+      for (const [key, env] of [
+        ["vsDiffusers", "DIFFUSERS_OUT"],
+        ["vsF32", "DIFFUSERS_F32"],
+      ] as const) {
+        const f = process.env[env];
+        if (mode !== "bf16" || !f || !existsSync(f)) continue;
+        const buf = readFileSync(f);
+        const ref =
+          key === "vsF32"
+            ? new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4)
+            : Float32Array.from(
+                new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength / 2),
+                (x) => new Float32Array(new Uint32Array([x << 16]).buffer)[0]!,
+              );
+        if (ref.length !== outF.length) {
+          row[`${key}Error`] = `length ${ref.length} vs ${outF.length}`;
+          continue;
+        }
+        const er = relErr(outF, ref);
+        row[`${key}RelL2`] = er.relL2;
+        row[`${key}RelMax`] = er.relMax;
+        // the gate: ours BF16 vs the float32 model (diffusers BF16 itself is off by ~1.7e-2: bf16 residual stream)
+        if (key === "vsF32" && !(er.relL2 <= 1e-2)) ok = false;
+      }
+      if (!finite) ok = false;
+      table.push(row);
+      console.log(JSON.stringify(row));
+      const total = prof.reduce((a, p) => a + p.ms, 0);
+      console.log(`per-op breakdown (PixArt ${mode}, one profiled step, ${total.toFixed(1)} ms with events):`);
+      for (const p of prof)
+        console.log(
+          `  ${p.op.padEnd(30)} ${p.ms.toFixed(2).padStart(9)} ms ${((100 * p.ms) / total).toFixed(1).padStart(5)}%  x${p.count}`,
+        );
+    } catch (err) {
+      ok = false;
+      console.log(`FAIL PixArt ${mode}: ${(err as Error).stack ?? err}`);
+    } finally {
+      e.free();
+    }
+  }
+  writeFileSync(`${out}/pixart-bench.json`, JSON.stringify(table, null, 1));
+  return ok;
+}
+
+/**
+ * Self-attention alone at PixArt-Σ's shape (B 2, 16 heads, 4096 tokens) for head dims 72, 64 and 128 (same
+ * tokens and heads): ms per call (host clock around 5 synchronized calls after a warm-up) and TFLOP/s
+ * (4·B·H·S²·Dh), to show what head dim 72 costs.
+ */
+function attentionRates(): void {
+  const e = PixArtEngine.random(
+    parsePixArtConfig({ ...SIGMA_RAW, num_layers: 0, caption_channels: 16, in_channels: 4 }),
+    { mode: "bf16" },
+  );
+  try {
+    const [B, H, S] = [2, 16, 4096];
+    for (const Dh of [72, 64, 128]) {
+      const n = B * H * S * Dh;
+      for (const t of ["a.q", "a.k", "a.v", "a.o"]) {
+        e.raw.alloc(t, n * 2);
+        e.raw.fillRandom(t, "bf16", fnv1a32(t), 0, 2);
+      }
+      e.raw.attention("a.q", "a.k", "a.v", "a.o", B, H, S, Dh);
+      const t0 = performance.now();
+      for (let i = 0; i < 5; i++) e.raw.attention("a.q", "a.k", "a.v", "a.o", B, H, S, Dh);
+      const ms = (performance.now() - t0) / 5;
+      console.log(
+        `attention B=${B} H=${H} S=${S} Dh=${Dh}: ${ms.toFixed(3)} ms, ${((4 * B * H * S * S * Dh) / ms / 1e9).toFixed(0)} TFLOP/s`,
+      );
+    }
+  } finally {
+    e.free();
+  }
+}
+
+const av = engineAvailability();
+console.log(`engine: ${av.reason}${av.info?.cublas ? `, cuBLAS ${av.info.cublas}` : ""}`);
+if (!av.available) process.exit(2);
+const mode = process.argv[2] ?? "check";
+if (mode === "bench") {
+  try {
+    attentionRates();
+  } catch (err) {
+    console.log(`attention rates failed: ${(err as Error).message}`);
+  }
+}
+const ok = mode === "bench" ? await bench() : await check();
+process.exit(ok ? 0 : 1);

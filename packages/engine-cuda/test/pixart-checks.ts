@@ -1,0 +1,257 @@
+// PixArt checks of the engine on a GPU (gpu.test.ts and bench/device-run.ts): the engine's PixArt step vs the CPU
+// forward of @svdquant/models (PixArtTransformer, matched to diffusers) on the same parameters; W4A4 / W4A16 layers
+// through the reference layers of gpu-checks.ts that follow the kernels' documented arithmetic.
+import { activationSpecFor, packW4A4Layer, packW4A16Layer, type QuantizedLinear, quantizeW4A16 } from "@svdquant/int4";
+import {
+  LinearFactory,
+  linearNamesOf,
+  type PixArtConfig,
+  type PixArtInputs,
+  PixArtTransformer,
+  parsePixArtConfig,
+  pixartParams,
+  type Recipe,
+} from "@svdquant/models";
+import type { Tensor } from "@svdquant/tensor";
+import { PixArtEngine } from "../src/index.js";
+import { type CheckResult, RefW4A4, RefW4A16, refLayers, registerRefs, result } from "./gpu-checks.js";
+import { bf16Bits, bf16Tensor, memorySource, relErr, rng, uniformBf16 } from "./helpers.js";
+
+/**
+ * Tiny PixArt configs: "bf16" has head dim 72 (PixArt-Σ's) and a caption projection; "w4a4" has D = 128 (W4A4 needs
+ * N % 128 == 0, K % 64 == 0).
+ */
+export function tinyPixArtConfig(kind: "bf16" | "w4a4"): PixArtConfig {
+  const [heads, dh, cap] = kind === "bf16" ? [2, 72, 48] : [2, 64, 64];
+  return parsePixArtConfig({
+    _class_name: "PixArtTransformer2DModel",
+    num_attention_heads: heads,
+    attention_head_dim: dh,
+    in_channels: 4,
+    out_channels: 8,
+    num_layers: 2,
+    cross_attention_dim: heads * dh,
+    caption_channels: cap,
+    sample_size: 16,
+    patch_size: 2,
+    attention_bias: true,
+    activation_fn: "gelu-approximate",
+    num_embeds_ada_norm: 1000,
+    norm_type: "ada_norm_single",
+    norm_elementwise_affine: false,
+    norm_eps: 1e-6,
+    use_additional_conditions: false,
+  });
+}
+
+/** Inputs of a tiny PixArt call: latents and text ±1, timesteps in [0, 1000), prefix masks keeping `kept[b]` tokens. */
+export function pixartInputs(
+  c: PixArtConfig,
+  B: number,
+  L: number,
+  H: number,
+  W: number,
+  kept: number[],
+  seed: number,
+): PixArtInputs {
+  const r = rng(seed);
+  const u = (n: number) => Float32Array.from({ length: n }, () => 2 * r() - 1);
+  const mask = new Float32Array(B * L);
+  for (let b = 0; b < B; b++) for (let j = 0; j < kept[b]!; j++) mask[b * L + j] = 1;
+  return {
+    batch: B,
+    height: H,
+    width: W,
+    textTokens: L,
+    hiddenStates: u(B * c.inChannels * H * W),
+    encoderHiddenStates: u(B * L * (c.captionChannels ?? c.crossAttentionDim)),
+    encoderAttentionMask: mask,
+    timestep: Array.from({ length: B }, (_, i) => 137 + 500 * i),
+  };
+}
+
+const QUANT =
+  /^transformer_blocks\.\d+\.(attn1\.to_[qkv]|attn1\.to_out\.0|attn2\.to_q|attn2\.to_out\.0|ff\.net\.0\.proj|ff\.net\.2)$/;
+
+/**
+ * A random PixArt model: dense bf16 parameters, and with `quantized` the SVDQuant recipe's layers replaced by
+ * random packed W4A4 layers (rank 32, attn1 q/k/v sharing one smooth) and adaln_single.linear by W4A16 from
+ * quantizeW4A16. Returns the CPU model (reference layers for the packed ones; `roundInput` false feeds them f32
+ * activations) and the engine's tensor source.
+ */
+export async function buildPixArt(c: PixArtConfig, seed: number, quantized: boolean, roundInput = true) {
+  registerRefs();
+  const r = rng(seed);
+  const dense = new Map<string, Tensor>();
+  for (const p of pixartParams(c)) {
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    const fanIn = p.shape.slice(1).reduce((a, b) => a * b, 1);
+    const vals = p.name.endsWith("scale_shift_table")
+      ? uniformBf16(r, n, -0.3, 0.3)
+      : p.name.endsWith(".bias")
+        ? uniformBf16(r, n, -0.05, 0.05)
+        : uniformBf16(r, n, -1 / Math.sqrt(fanIn), 1 / Math.sqrt(fanIn));
+    dense.set(p.name, bf16Tensor([...p.shape], vals));
+  }
+  const packed = new Map<string, Tensor>();
+  const rules: Recipe["rules"][number][] = [];
+  if (quantized) {
+    const smooths = new Map<string, Float32Array>();
+    for (const name of linearNamesOf(pixartParams(c))) {
+      const isAda = name === "adaln_single.linear";
+      if (!isAda && !QUANT.test(name)) continue;
+      const [N, K] = dense.get(`${name}.weight`)!.shape as [number, number];
+      const bias = dense.get(`${name}.bias`)!.toFloat32();
+      if (isAda) {
+        const q = quantizeW4A16(dense.get(`${name}.weight`)!.toFloat32(), N, K, { groupSize: 64, scaleDtype: "BF16" });
+        for (const [k, t] of Object.entries(packW4A16Layer(q, bias, { dtype: "BF16", name })))
+          packed.set(`${name}.${k}`, t);
+        const w = new Float32Array(N * K);
+        for (let i = 0; i < N * K; i++)
+          w[i] = q.codes[i]! * q.scales[Math.floor(i / 64)]! + q.zeros[Math.floor(i / 64)]!;
+        refLayers.set(name, new RefW4A16(name, K, N, w, bias));
+        rules.push({ match: name, treatment: "w4a16" });
+        continue;
+      }
+      const R = 32;
+      const codes = new Int8Array(N * K);
+      for (let i = 0; i < codes.length; i++) codes[i] = Math.floor(r() * 16) - 8;
+      const scales = uniformBf16(r, (N * K) / 64, 0.3 / Math.sqrt(K) / 4, 0.7 / Math.sqrt(K) / 4);
+      const group = name.replace(/attn1\.to_[qkv]$/, "attn1.qkv");
+      let smooth = smooths.get(group);
+      if (!smooth) {
+        smooth = uniformBf16(r, K, 0.5, 2);
+        smooths.set(group, smooth);
+      }
+      const layer: QuantizedLinear = {
+        act: activationSpecFor("int4"),
+        residual: { spec: { format: "int4", groupSize: 64 }, rows: N, cols: K, codes, scales },
+        lowRankDown: uniformBf16(r, R * K, -1 / Math.sqrt(K), 1 / Math.sqrt(K)),
+        lowRankUp: uniformBf16(r, N * R, -0.2 / Math.sqrt(R), 0.2 / Math.sqrt(R)),
+        rank: R,
+        bias,
+        smooth,
+      };
+      for (const [k, t] of Object.entries(packW4A4Layer(layer, { dtype: "BF16", name }))) packed.set(`${name}.${k}`, t);
+      refLayers.set(name, new RefW4A4(name, K, N, layer, /\.ff\.net\.2$/.test(name), roundInput));
+      rules.push({ match: name, treatment: "w4a4" });
+    }
+  }
+  const recipe: Recipe = {
+    name: "engine-reference",
+    treatments: { dense: { kind: "dense" }, w4a4: { kind: "engine-ref-w4a4" }, w4a16: { kind: "engine-ref-w4a16" } },
+    rules,
+    default: "dense",
+    inputGroups: [],
+  };
+  const cpu = await PixArtTransformer.fromSource(c, memorySource(dense), { factory: new LinearFactory(recipe) });
+  const engSrc = new Map<string, Tensor>(packed);
+  for (const [k, t] of dense) {
+    const layer = k.replace(/\.(weight|bias)$/, "");
+    if (!packed.has(`${layer}.qweight`)) engSrc.set(k, t);
+  }
+  return { cpu, engSrc, refs: refLayers };
+}
+
+/** The engine's 16-bit PixArt step vs the CPU float32 forward on the same bf16 weights (text mask, CFG batch). */
+export async function checkPixArtTinyBf16(
+  B: number,
+  L: number,
+  H: number,
+  W: number,
+  kept: number[],
+  seed = 21,
+): Promise<CheckResult> {
+  const c = tinyPixArtConfig("bf16");
+  const { cpu, engSrc } = await buildPixArt(c, seed, false);
+  const e = await PixArtEngine.load(c, memorySource(engSrc));
+  try {
+    const inp = pixartInputs(c, B, L, H, W, kept, seed + 1);
+    const ref = await cpu.forward(inp);
+    const got = e.step(inp);
+    const S = (H / c.patchSize) * (W / c.patchSize);
+    const n = ref.length / B;
+    const per = Array.from({ length: B }, (_, b) =>
+      relErr(got.subarray(b * n, (b + 1) * n), ref.subarray(b * n, (b + 1) * n)).relL2.toExponential(1),
+    );
+    return result(
+      `pixart-tiny bf16 mode vs CPU B=${B} text=${L} kept=[${kept}] image tokens=${S} (Dh 72; per item ${per.join(", ")})`,
+      relErr(got, ref),
+      2e-2,
+    );
+  } finally {
+    e.free();
+  }
+}
+
+/**
+ * The engine's W4A4 PixArt step (recipe layers packed) vs the CPU forward with reference layers; tolerance from the
+ * quantization noise floor (the reference on bf16-rounded vs float32 activations), as checkW4A4Small.
+ */
+export async function checkPixArtW4A4Small(B: number, L: number, H: number, W: number, kept: number[], seed = 31) {
+  const c = tinyPixArtConfig("w4a4");
+  const inp = pixartInputs(c, B, L, H, W, kept, seed + 1);
+  const { cpu: cpuF32 } = await buildPixArt(c, seed, true, false);
+  const f32 = await cpuF32.forward(inp);
+  const { cpu, engSrc } = await buildPixArt(c, seed, true);
+  const ref = await cpu.forward(inp);
+  const floor = relErr(f32, ref).relL2;
+  const e = await PixArtEngine.load(c, memorySource(engSrc));
+  try {
+    const got = e.step(inp);
+    return result(
+      `pixart-small W4A4 mode vs CPU reference layers B=${B} text=${L} kept=[${kept}] ${H}x${W} (noise floor ${floor.toExponential(2)})`,
+      relErr(got, ref),
+      Math.max(3e-2, 1.5 * floor),
+    );
+  } finally {
+    e.free();
+  }
+}
+
+/**
+ * Single engine linears of the small W4A4 PixArt on one bf16 input each vs the reference layers (same input bits):
+ * the fused attn1 q/k/v, the unsigned ff.net.2, attn2.to_q, the W4A16 adaln_single.linear.
+ */
+export async function checkPixArtW4A4Layers(seed = 31): Promise<CheckResult[]> {
+  const c = tinyPixArtConfig("w4a4");
+  const d = c.numAttentionHeads * c.attentionHeadDim;
+  const { engSrc, refs } = await buildPixArt(c, seed, true);
+  const e = await PixArtEngine.load(c, memorySource(engSrc));
+  const r = rng(seed + 7);
+  const out: CheckResult[] = [];
+  try {
+    e.prepare(2, 7, 14, 10);
+    const p = "transformer_blocks.1.";
+    const cases: [string, string[], number, number, number][] = [
+      [`${p}attn1.qkv`, ["to_q", "to_k", "to_v"].map((n) => `${p}attn1.${n}`), 3 * d, d, -2],
+      [`${p}ff.net.2`, [`${p}ff.net.2`], d, 4 * d, -0.17],
+      [`${p}attn2.to_q`, [`${p}attn2.to_q`], d, d, -2],
+      ["adaln_single.linear", ["adaln_single.linear"], 6 * d, d, -2],
+    ];
+    for (const [name, sources, N, K, lo] of cases) {
+      const m = name === "adaln_single.linear" ? 2 : 69;
+      const x = uniformBf16(r, m * K, lo, 2);
+      const raw = e.raw;
+      raw.alloc("t.x", m * K * 2);
+      raw.upload("t.x", bf16Bits(x));
+      raw.alloc("t.y", m * N * 2);
+      raw.fillRandom("t.y", "bytes", 3);
+      raw.linear(name, N, K, "t.x", "t.y", m);
+      const bits = new Uint16Array(raw.download("t.y"));
+      const got = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
+      const ref = new Float32Array(m * N);
+      let n0 = 0;
+      for (const src of sources) {
+        const Lr = refs.get(src)!;
+        const y = Lr.forward(x, m);
+        for (let i = 0; i < m; i++) ref.set(y.subarray(i * Lr.outFeatures, (i + 1) * Lr.outFeatures), i * N + n0);
+        n0 += Lr.outFeatures;
+      }
+      out.push(result(`engine linear ${name} M=${m} K=${K} N=${N} vs reference layer`, relErr(got, ref), 1e-2));
+    }
+  } finally {
+    e.free();
+  }
+  return out;
+}
