@@ -45,6 +45,14 @@ struct Single {
   Lin norm, qkv, mlp, proj_out;
   void *nq, *nk;
 };
+// One calibration observer slot: the input of engine linear `layer` (K channels), its device statistics.
+struct ObsSlot {
+  std::string layer;
+  int K = 0;
+  unsigned* absmax = nullptr;  // f32 bit patterns [K]
+  float* res = nullptr;        // [capacity, K]
+  int* plan = nullptr;         // [1 + 2·capacity]: count, (slot, row) pairs
+};
 struct Tensor {
   void* p = nullptr;
   size_t bytes = 0;
@@ -77,6 +85,11 @@ struct eng_engine {
   std::vector<cudaEvent_t> pool;
   std::map<std::string, std::pair<double, int>> totals;
   cudaGraphExec_t graph = nullptr;
+  // calibration observer (eng_observe)
+  std::vector<ObsSlot> obs;
+  std::multimap<std::string, int> obs_by_layer;
+  int obs_cap = 0;
+  bool in_step = false;
 
   ~eng_engine() {
     if (graph) cudaGraphExecDestroy(graph);
@@ -161,6 +174,21 @@ struct eng_engine {
     marks.emplace_back(kind, ev);
   }
 
+  // Records x [M, K] (the input of linear L) into every observer slot of L: absmax, then the planned rows.
+  void observe(const Lin& L, const void* x, int M) {
+    if (!in_step || obs.empty()) return;
+    const auto r = obs_by_layer.equal_range(L.name);
+    for (auto it = r.first; it != r.second; ++it) {
+      const ObsSlot& o = obs[it->second];
+      if (o.K != L.K)
+        throw Fail{"observer slot " + std::to_string(it->second) + " of " + L.name + ": K " + std::to_string(o.K) +
+                   ", the layer reads " + std::to_string(L.K)};
+      mark("calibration observer");
+      ck(eng_observe_absmax(x, M, L.K, o.absmax, stream));
+      ck(eng_observe_gather(x, M, L.K, o.plan, obs_cap, o.res, stream));
+    }
+  }
+
   // ---- linears ----
   struct QAct {
     int M, K, R;
@@ -214,6 +242,7 @@ struct eng_engine {
   // out [M, N] (ldo) = x [M, K] · Wᵀ; returns the bias the caller still has to add (16-bit path), else NULL.
   // act is applied here (with the bias) when given.
   const void* linear(const void* x, int M, const Lin& L, void* out, int ldo, int act = ENG_ACT_NONE) {
+    observe(L, x, M);
     if (L.kind == LIN_BF16) {
       mark(M <= 8 ? "cuBLAS bf16 (M <= 8)" : "cuBLAS bf16");
       ck(svdq_gemm_cublas_ex(SVDQ_BF16, 0, x, L.K, L.w, L.K, out, ldo, M, L.N, L.K, 0.f, stream));
@@ -373,6 +402,11 @@ struct eng_engine {
 
   void step() {
     if (!ready) throw Fail{"eng_flux_step: call eng_flux_prepare first"};
+    struct InStep {
+      bool& f;
+      explicit InStep(bool& f_) : f(f_) { f = true; }
+      ~InStep() { f = false; }
+    } in_step_guard(in_step);
     const int d = D, H = c.heads, Dh = c.head_dim;
     const float eps = 1e-6f;  // diffusers FLUX: LayerNorm and RMSNorm eps 1e-6
     void* s = stream;
@@ -449,6 +483,8 @@ struct eng_engine {
       mark("layernorm + modulate");
       ck(eng_layernorm_modulate(X, S, 0, S, B, d, eps, modA, 3 * d, 0, d, nrm, s));
       if (k.qkv.kind == LIN_W4A4) {
+        observe(k.qkv, nrm, M);
+        observe(k.mlp, nrm, M);
         const QAct q = quant(nrm, M, k.qkv, false);  // one quantization for attn.qkv and proj_mlp
         gemm_q(q, nrm, k.qkv, qkv, false);
         mark("qk norm + rope");
@@ -638,6 +674,46 @@ const char* eng_linear(eng_engine* e, const char* layer, int N, int K, const cha
     e->prof = false;
     e->linear_full(xp, M, L, op);
     ckc(cudaStreamSynchronize(e->stream), "cudaStreamSynchronize(eng_linear)");
+  });
+}
+
+const char* eng_observe(eng_engine* e, int n, const char* const* layers, const int* K, int capacity) {
+  return guarded([&] {
+    for (size_t i = 0; i < e->obs.size(); i++)
+      for (const char* part : {".absmax", ".reservoir", ".plan"}) {
+        auto it = e->t.find("obs." + std::to_string(i) + part);
+        if (it != e->t.end()) {
+          cudaFree(it->second.p);
+          e->weights -= it->second.bytes;
+          e->t.erase(it);
+        }
+      }
+    e->obs.clear();
+    e->obs_by_layer.clear();
+    e->obs_cap = 0;
+    if (e->graph) {  // a captured step has the old slots baked in
+      cudaGraphExecDestroy(e->graph);
+      e->graph = nullptr;
+    }
+    if (n == 0) return;
+    if (n < 0 || capacity <= 0) throw Fail{"eng_observe: n >= 0 slots and capacity > 0 needed"};
+    e->obs_cap = capacity;
+    for (int i = 0; i < n; i++) {
+      if (K[i] <= 0) throw Fail{std::string("eng_observe: slot of ") + layers[i] + " has K " + std::to_string(K[i])};
+      ObsSlot o;
+      o.layer = layers[i];
+      o.K = K[i];
+      const std::string p = "obs." + std::to_string(i);
+      o.absmax = static_cast<unsigned*>(e->alloc(p + ".absmax", size_t(K[i]) * 4, false));
+      o.res = static_cast<float*>(e->alloc(p + ".reservoir", size_t(capacity) * K[i] * 4, false));
+      o.plan = static_cast<int*>(e->alloc(p + ".plan", size_t(1 + 2 * capacity) * 4, false));
+      ckc(cudaMemsetAsync(o.absmax, 0, size_t(K[i]) * 4, e->stream), "cudaMemsetAsync(observer absmax)");
+      ckc(cudaMemsetAsync(o.res, 0, size_t(capacity) * K[i] * 4, e->stream), "cudaMemsetAsync(observer reservoir)");
+      ckc(cudaMemsetAsync(o.plan, 0, size_t(1 + 2 * capacity) * 4, e->stream), "cudaMemsetAsync(observer plan)");
+      e->obs.push_back(o);
+      e->obs_by_layer.emplace(o.layer, i);
+    }
+    ckc(cudaStreamSynchronize(e->stream), "cudaStreamSynchronize(eng_observe)");
   });
 }
 

@@ -63,6 +63,14 @@ void eng_bytes(eng_engine* e, size_t* weights, size_t* workspace, size_t* peak);
 // One linear layer of the prepared model on its own (tests): out [M, N] = layer(x [M, K]) with bias (and the
 // layer's W4A4 / W4A16 / 16-bit path), x and out named tensors, M <= B·(St + Si) of the prepared shapes.
 const char* eng_linear(eng_engine* e, const char* layer, int N, int K, const char* x, const char* out, int M);
+// Calibration observer: n slots, slot i records the input of engine linear layers[i] (K[i] channels; several slots
+// may name one layer) during every step: per-channel absmax accumulated over steps and the reservoir rows its plan
+// names. Tensors per slot (created here, zeroed; weights in eng_bytes):
+// | obs.<i>.absmax    | [K]               | u32 | f32 bit patterns of max |x| per channel (NaN/inf stay visible) |
+// | obs.<i>.reservoir | [capacity, K]     | f32 | reservoir rows                                               |
+// | obs.<i>.plan      | [1 + 2·capacity]  | i32 | count, then (slot, row) pairs with distinct slots, for the next step; written by the host |
+// n = 0 removes the observer. Replaces any earlier slots (their statistics are freed).
+const char* eng_observe(eng_engine* e, int n, const char* const* layers, const int* K, int capacity);
 // Times `iters` steps between CUDA events (graph replays when graph != 0); milliseconds per step.
 const char* eng_time_steps(eng_engine* e, int iters, int graph, double* ms);
 

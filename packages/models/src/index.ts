@@ -1,4 +1,5 @@
 export { type CalibrationOptions, CalibrationRecorder, type LinearStats } from "./calibration.js";
+export { ReservoirSampler } from "./reservoir.js";
 export {
   FLUX_CLASS,
   type FluxConfig,
@@ -15,6 +16,7 @@ export {
 export { ModelError, type ModelErrorCode } from "./errors.js";
 export { type FakeQuantizeFn, FakeQuantLinear, type QuantSpec } from "./fakequant.js";
 export { type FluxInputs, FluxTransformer, linearNamesOf, type ModelLoadOptions } from "./flux.js";
+export { fluxLinearInputs, type LinearInputCall } from "./flux-observer.js";
 export {
   type GemmBackend,
   gemmNaive,
