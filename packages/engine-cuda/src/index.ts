@@ -1,3 +1,4 @@
+export { FLUX_CONFIGS } from "./configs.js";
 export {
   type ConvertOptions,
   defaultUnsignedLayer,
@@ -20,4 +21,5 @@ export {
   type NativeEngine,
   type OpTime,
 } from "./native.js";
+export { EngineCalibration, type EngineCalibrationOptions, engineLayerOf } from "./observer.js";
 export { fnv1a32, hash32, type RandomRule, randomRule, randomValue } from "./random.js";

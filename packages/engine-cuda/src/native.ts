@@ -49,6 +49,8 @@ export interface NativeEngine {
   ): void;
   /** One layer of the prepared model: out [M, N] = layer(x [M, K]) on named bf16 tensors (tests). */
   linear(layer: string, N: number, K: number, x: string, out: string, M: number): void;
+  /** The calibration observer's slots (flux.h eng_observe): slot i records engine linear layers[i] (K[i] inputs). */
+  observe(layers: string[], K: number[], capacity: number): void;
   free(): void;
 }
 

@@ -1,7 +1,15 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { engineAvailability } from "../src/index.js";
-import { checkAttention, checkGemvW4A16, checkTinyBf16, checkW4A4Layers, checkW4A4Small } from "./gpu-checks.js";
+import {
+  checkAttention,
+  checkGemvW4A16,
+  checkObserverTiny,
+  checkTinyBf16,
+  checkW4A4Layers,
+  checkW4A4Small,
+  OBSERVER_CASES,
+} from "./gpu-checks.js";
 
 const av = engineAvailability();
 const skip = av.available ? "" : ` (skipped: ${av.reason})`;
@@ -38,4 +46,11 @@ describe(`engine on the GPU${skip}`, () => {
       expect(r.relL2).toBeLessThanOrEqual(r.tol);
     },
   );
+  for (const c of OBSERVER_CASES)
+    it.skipIf(!av.available)(`calibration observer vs CalibrationRecorder: ${c.label}${skip}`, async () => {
+      const r = await checkObserverTiny(tiny, c);
+      expect(r.countsEqual, r.name).toBe(true);
+      expect(r.absmaxRelMax, r.name).toBeLessThanOrEqual(r.tol);
+      expect(r.reservoirRelL2, r.name).toBeLessThanOrEqual(r.tol);
+    });
 });

@@ -40,8 +40,18 @@ export {
 } from "./describe.js";
 export { PipelineError, type PipelineErrorCode } from "./errors.js";
 export {
+  type CalibrateModelOptions,
+  type CalibrateModelResult,
+  calibrateModel,
+  type EngineCalibrationHooks,
+  type EngineStatsMemory,
+  recordCalibrationOnEngine,
+} from "./calibrate-device.js";
+export {
   conditioningFromFile,
+  denoiseFlux,
   FLUX_DEFAULTS,
+  type FluxDenoiser,
   type FluxGenerateSettings,
   FluxPipeline,
   initialLatents,

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# GPU calibration on the device (docs/benchmarks.md "Calibration on the GPU"). Runs from the repo root of a copy of
+# the main checkout with .dev-calib/ beside it (made by tools/calib/prepare.sh): the sm_90a engine addon and the
+# esbuild bundle of packages/pipeline/bench/calibrate-device.ts, both xz'd; Node from .dev-node/node.xz. Writes
+# only $OUT/calib.log and $OUT/calib.tar.xz (the result JSON files). Budget: 180 s (timeouts inside).
+set -uo pipefail
+D=${CALIB_DIR:-.dev-calib}
+OUTD=${OUT:-/tmp/calib-out}
+mkdir -p "$OUTD"
+W=/tmp/calib-work
+main() {
+  rm -rf "$W" && mkdir -p "$W/bin" "$W/res"
+  echo "== $(date -u +%FT%TZ) calib device run"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  xz -dc .dev-node/node.xz > "$W/bin/node" && chmod +x "$W/bin/node" || { echo "no node"; return 1; }
+  xz -dc "$D/svdq_engine.node.xz" > "$W/svdq_engine.node" || { echo "no addon"; return 1; }
+  xz -dc "$D/calibrate-device.mjs.xz" > "$W/calibrate-device.mjs" || { echo "no bundle"; return 1; }
+  export PATH="$W/bin:$PATH" SVDQ_ENGINE_ADDON="$W/svdq_engine.node" OUT="$W/res"
+  for c in /usr/local/cuda/lib64/libcublas.so.13 /usr/local/cuda/targets/x86_64-linux/lib/libcublas.so.13; do
+    [[ -e $c ]] && export SVDQ_CUBLAS_PATH=$c && break
+  done
+  if [[ -z ${SVDQ_CUBLAS_PATH:-} ]]; then
+    c=$(python3 -c 'import nvidia.cu13, os; print(os.path.join(list(nvidia.cu13.__path__)[0], "lib", "libcublas.so.13"))' 2>/dev/null)
+    [[ -n $c && -e $c ]] && export SVDQ_CUBLAS_PATH=$c
+  fi
+  echo "node $(node --version) cublas=${SVDQ_CUBLAS_PATH:-none}"
+  local rc=0
+  echo "== check (flux-tiny) $(date -u +%T)"
+  timeout 50 node "$W/calibrate-device.mjs" check fixtures/models || rc=1
+  local left=$((172 - SECONDS))
+  echo "== measure (FLUX.1-dev, ${left} s left) $(date -u +%T)"
+  CAL_SAMPLES=${CAL_SAMPLES:-2} CAL_STEPS=${CAL_STEPS:-50} timeout "$left" node "$W/calibrate-device.mjs" measure || rc=1
+  echo "== done rc=$rc $(date -u +%T) (${SECONDS} s)"
+  return $rc
+}
+main > "$OUTD/calib.log" 2>&1
+rc=$?
+tar -cJf "$OUTD/calib.tar.xz" -C "$W/res" . 2>/dev/null || true
+rm -f /tmp/calib-tiny.safetensors /tmp/flux-dev-calibration.safetensors
+exit $rc
