@@ -679,15 +679,16 @@ const char* eng_linear(eng_engine* e, const char* layer, int N, int K, const cha
 
 const char* eng_observe(eng_engine* e, int n, const char* const* layers, const int* K, int capacity) {
   return guarded([&] {
+    auto drop = [&](const std::string& name) {
+      auto it = e->t.find(name);
+      if (it == e->t.end()) return;
+      cudaFree(it->second.p);
+      e->weights -= it->second.bytes;
+      e->t.erase(it);
+    };
     for (size_t i = 0; i < e->obs.size(); i++)
-      for (const char* part : {".absmax", ".reservoir", ".plan"}) {
-        auto it = e->t.find("obs." + std::to_string(i) + part);
-        if (it != e->t.end()) {
-          cudaFree(it->second.p);
-          e->weights -= it->second.bytes;
-          e->t.erase(it);
-        }
-      }
+      for (const char* part : {".absmax", ".reservoir"}) drop("obs." + std::to_string(i) + part);
+    drop("obs.plan");
     e->obs.clear();
     e->obs_by_layer.clear();
     e->obs_cap = 0;
@@ -698,6 +699,9 @@ const char* eng_observe(eng_engine* e, int n, const char* const* layers, const i
     if (n == 0) return;
     if (n < 0 || capacity <= 0) throw Fail{"eng_observe: n >= 0 slots and capacity > 0 needed"};
     e->obs_cap = capacity;
+    const size_t plan_ints = size_t(1 + 2 * capacity);
+    int* plan = static_cast<int*>(e->alloc("obs.plan", plan_ints * n * 4, false));
+    ckc(cudaMemsetAsync(plan, 0, plan_ints * n * 4, e->stream), "cudaMemsetAsync(observer plan)");
     for (int i = 0; i < n; i++) {
       if (K[i] <= 0) throw Fail{std::string("eng_observe: slot of ") + layers[i] + " has K " + std::to_string(K[i])};
       ObsSlot o;
@@ -706,10 +710,9 @@ const char* eng_observe(eng_engine* e, int n, const char* const* layers, const i
       const std::string p = "obs." + std::to_string(i);
       o.absmax = static_cast<unsigned*>(e->alloc(p + ".absmax", size_t(K[i]) * 4, false));
       o.res = static_cast<float*>(e->alloc(p + ".reservoir", size_t(capacity) * K[i] * 4, false));
-      o.plan = static_cast<int*>(e->alloc(p + ".plan", size_t(1 + 2 * capacity) * 4, false));
+      o.plan = plan + plan_ints * i;
       ckc(cudaMemsetAsync(o.absmax, 0, size_t(K[i]) * 4, e->stream), "cudaMemsetAsync(observer absmax)");
       ckc(cudaMemsetAsync(o.res, 0, size_t(capacity) * K[i] * 4, e->stream), "cudaMemsetAsync(observer reservoir)");
-      ckc(cudaMemsetAsync(o.plan, 0, size_t(1 + 2 * capacity) * 4, e->stream), "cudaMemsetAsync(observer plan)");
       e->obs.push_back(o);
       e->obs_by_layer.emplace(o.layer, i);
     }

@@ -68,7 +68,7 @@ const char* eng_linear(eng_engine* e, const char* layer, int N, int K, const cha
 // names. Tensors per slot (created here, zeroed; weights in eng_bytes):
 // | obs.<i>.absmax    | [K]               | u32 | f32 bit patterns of max |x| per channel (NaN/inf stay visible) |
 // | obs.<i>.reservoir | [capacity, K]     | f32 | reservoir rows                                               |
-// | obs.<i>.plan      | [1 + 2·capacity]  | i32 | count, then (slot, row) pairs with distinct slots, for the next step; written by the host |
+// | obs.plan          | [n, 1 + 2·capacity] | i32 | row i: slot i's count, then (slot, row) pairs with distinct slots, for the next step; written by the host |
 // n = 0 removes the observer. Replaces any earlier slots (their statistics are freed).
 const char* eng_observe(eng_engine* e, int n, const char* const* layers, const int* K, int capacity);
 // Times `iters` steps between CUDA events (graph replays when graph != 0); milliseconds per step.

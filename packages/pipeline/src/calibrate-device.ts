@@ -185,8 +185,21 @@ export async function calibrateModel(opts: CalibrateModelOptions): Promise<Calib
         } finally {
           engine.free();
         }
-      } else
-        stats = await recordCalibration(config, folder.weights, cal, targets, (d) => onForward(d, Number.NaN), join(opts.modelDir, ".."));
+      } else {
+        let tp = performance.now();
+        stats = await recordCalibration(
+          config,
+          folder.weights,
+          cal,
+          targets,
+          (d) => {
+            const t = performance.now();
+            onForward(d, t - tp);
+            tp = t;
+          },
+          join(opts.modelDir, ".."),
+        );
+      }
     } finally {
       await folder.weights.close();
     }
