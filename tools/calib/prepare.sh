@@ -7,9 +7,13 @@ mkdir -p "$dir"
 (cd packages/engine-cuda && SVDQ_CUDA_ARCHS=90a node native/build.mjs > /dev/null)
 xz -9 -c packages/engine-cuda/build/svdq_engine.node > "$dir/svdq_engine.node.xz"
 esb=$(ls node_modules/.pnpm/esbuild@*/node_modules/esbuild/bin/esbuild | head -1)
-"$esb" packages/pipeline/bench/calibrate-device.ts --bundle --platform=node --format=esm \
-  --conditions=@svdquant/source --log-level=warning --outfile=/tmp/calibrate-device.mjs \
-  --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
-xz -9 -c /tmp/calibrate-device.mjs > "$dir/calibrate-device.mjs.xz"
+bundle() { # entry, output: minified ESM; onnxruntime-node (imported lazily by @svdquant/metrics) stays out
+  "$esb" "$1" --bundle --platform=node --format=esm --minify --conditions=@svdquant/source --log-level=warning \
+    --external:onnxruntime-node --outfile="/tmp/calib-prepare.mjs" \
+    --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+  xz -9 -c /tmp/calib-prepare.mjs > "$dir/$2.xz"
+}
+bundle packages/pipeline/bench/calibrate-device.ts calibrate-device.mjs
+bundle packages/cli/test/run-cli.ts svdquant.mjs
 cp tools/calib/device.sh "$dir/device.sh" && chmod +x "$dir/device.sh"
 du -sh "$dir"

@@ -4,8 +4,10 @@
  *                                                        CPU, pipeline calibration engine vs CPU (flux-tiny BF16)
  *   node calibrate-device.mjs measure                    FLUX.1-dev at full size (random weights on the device),
  *                                                        1024² (4096 + 512 tokens): step time with / without the
- *                                                        observer, statistics memory, a calibrateModel run
- * Env: CAL_SAMPLES (default 2), CAL_STEPS (default 50: configs/reference-flux-dev.json), OUT (result JSON folder).
+ *                                                        observer (same engine, same inputs), statistics memory
+ *   node calibrate-device.mjs verify FILE SAMPLES STEPS  the statistics file of `svdquant calibrate --random flux-dev
+ *                                                        --device cuda --synthetic` (the run itself is the CLI)
+ * Env: OUT (result JSON folder).
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -14,7 +16,6 @@ import { engineAvailability, FLUX_CONFIGS, FluxEngine } from "@svdquant/engine-c
 import { type FluxInputs } from "@svdquant/models";
 // src modules, not the index: the bundle must not pull in @svdquant/metrics' ONNX runtime
 import { readCalibration, syntheticInputs } from "../src/calibrate.js";
-import { calibrateModel } from "../src/calibrate-device.js";
 import { parseQuantizeConfig, recipeOf } from "../src/config.js";
 import { calibrationTargets } from "../src/quantize-model.js";
 import { checkPipelineCalibrationTiny, checkSamplerTiny } from "../test/engine-checks.js";
@@ -138,55 +139,51 @@ async function measure(): Promise<boolean> {
   } finally {
     e.free();
   }
-  // 2. the user's command: calibrateModel (svdquant calibrate --random flux-dev --device cuda)
-  const file = "/tmp/flux-dev-calibration.safetensors";
-  const r = await calibrateModel({
-    random: "flux-dev",
-    device: "cuda",
-    config: q,
-    out: file,
-    onForward: (d, total, ms) => {
-      if (d === 1 || d % 25 === 0 || d === total) log(`  forward ${d}/${total}: ${ms.toFixed(1)} ms`);
-    },
-  });
+  writeFileSync(join(out, "calib-measure.json"), JSON.stringify(res, null, 1));
+  return true;
+}
+
+/**
+ * The statistics file of `svdquant calibrate --random flux-dev --device cuda --synthetic` (1024², reservoir 256):
+ * every target of the default recipe, absmax [K] and tokens [256, K] finite, tokensSeen = samples · steps · tokens.
+ */
+async function verify(file: string, samples: number, steps: number): Promise<boolean> {
+  const config = FLUX_CONFIGS["flux-dev"];
+  const targets = calibrationTargets(config, recipeOf(parseQuantizeConfig({})));
   const tRead = performance.now();
   const back = await readCalibration(file);
   const readMs = performance.now() - tRead;
   let finite = true;
   let shapes = back.stats.size === targets.size;
+  const bad: string[] = [];
   const d = config.numAttentionHeads * config.attentionHeadDim;
   const S = 512 + 4096;
+  let bytes = 0;
   for (const name of targets) {
     const s = back.stats.get(name);
     if (!s) {
       shapes = false;
+      bad.push(`${name}: missing`);
       continue;
     }
+    bytes += s.absmax.byteLength + s.tokens.byteLength;
     const K = /ff(_context)?\.net\.2$/.test(name) ? 4 * d : /single_transformer_blocks\.\d+\.proj_out$/.test(name) ? 5 * d : d;
     const m = /single_/.test(name) ? S : /add_q_proj|to_add_out|ff_context/.test(name) ? 512 : 4096;
-    if (s.absmax.length !== K || s.rows !== 256 || s.tokens.length !== 256 * K || s.tokensSeen !== samples * steps * m)
+    if (s.absmax.length !== K || s.rows !== 256 || s.tokens.length !== 256 * K || s.tokensSeen !== samples * steps * m) {
       shapes = false;
+      bad.push(`${name}: K ${s.absmax.length}/${K} rows ${s.rows} seen ${s.tokensSeen}/${samples * steps * m}`);
+    }
     for (const v of s.absmax) if (!Number.isFinite(v)) finite = false;
     for (const v of s.tokens) if (!Number.isFinite(v)) finite = false;
   }
-  const perStep = median(r.stepMs.slice(1));
-  res.run = {
-    forwards: r.forwards,
-    seconds: r.seconds,
-    medianStepMs: perStep,
-    stepMs: r.stepMs,
-    memory: r.memory,
-    statsHostBytes: r.statsHostBytes,
-    readBackMs: readMs,
-    layers: back.stats.size,
-    finite,
-    shapes,
-    extrapolated128x50Hours: (128 * 50 * perStep) / 3.6e6,
-  };
+  let amMin = Number.POSITIVE_INFINITY;
+  let amMax = 0;
+  for (const s of back.stats.values()) for (const v of s.absmax) (amMin = Math.min(amMin, v)), (amMax = Math.max(amMax, v));
+  const res = { file, layers: back.stats.size, targets: targets.size, finite, shapes, bytes, readMs, absmaxRange: [amMin, amMax], bad: bad.slice(0, 10), metadata: back.metadata };
+  writeFileSync(join(out, "calib-verify.json"), JSON.stringify(res, null, 1));
   log(
-    `calibrateModel (random flux-dev, cuda, synthetic ${samples} x ${steps}): ${r.forwards} forwards in ${r.seconds.toFixed(1)} s (median ${perStep.toFixed(1)} ms/forward incl. host), ${back.stats.size} layers, finite ${finite}, shapes ${shapes}; extrapolated 128 x 50: ${((128 * 50 * perStep) / 3.6e6).toFixed(2)} h`,
+    `${finite && shapes ? "PASS" : "FAIL"} statistics file ${file}: ${back.stats.size}/${targets.size} layer inputs, ${(bytes / GiB).toFixed(3)} GiB, finite ${finite}, shapes ${shapes}, absmax in [${amMin.toExponential(2)}, ${amMax.toExponential(2)}], read back in ${readMs.toFixed(0)} ms${bad.length ? `; ${bad.slice(0, 3).join("; ")}` : ""}`,
   );
-  writeFileSync(join(out, "calib-measure.json"), JSON.stringify(res, null, 1));
   return finite && shapes;
 }
 
@@ -197,5 +194,12 @@ if (!av.available) {
   process.exit(cmd === "dry" ? 0 : 2);
 }
 log(`device: ${av.reason}`);
-const ok = cmd === "check" ? await check(arg ?? "fixtures/models") : cmd === "measure" ? await measure() : false;
+const ok =
+  cmd === "check"
+    ? await check(arg ?? "fixtures/models")
+    : cmd === "measure"
+      ? await measure()
+      : cmd === "verify"
+        ? await verify(arg ?? "", Number(process.argv[4]), Number(process.argv[5]))
+        : false;
 process.exit(ok ? 0 : 1);

@@ -13,6 +13,7 @@ export interface CalibrateCliOptions {
   random?: "flux-dev" | "flux-schnell";
   samples?: number;
   steps?: number;
+  synthetic?: boolean;
   json?: boolean;
   progress?: boolean;
 }
@@ -66,6 +67,10 @@ export function registerCalibrate(program: Command, io: CliIO): void {
     )
     .option("--samples <n>", "override the config's calibration samples", intIn(1, 100_000))
     .option("--steps <n>", "override the config's sampler steps per sample", intIn(1, 1000))
+    .option(
+      "--synthetic",
+      "seeded synthetic latents/embeddings instead of the config's source (no text encoders or recorded inputs needed)",
+    )
     .option("--json", "print a machine-readable JSON summary")
     .option("--no-progress", "no progress on stderr")
     .action(async (modelDir: string | undefined, opts: CalibrateCliOptions) => {
@@ -80,6 +85,7 @@ export function registerCalibrate(program: Command, io: CliIO): void {
           ...base.calibration,
           ...(opts.samples !== undefined ? { samples: opts.samples } : {}),
           ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
+          ...(opts.synthetic ? { source: "synthetic" as const } : {}),
         },
       };
       const out = resolve(opts.out);
@@ -110,8 +116,16 @@ export function registerCalibrate(program: Command, io: CliIO): void {
         forwards: r.forwards,
         seconds: r.seconds,
         statsHostBytes: r.statsHostBytes,
-        ...(r.memory ? { statsDeviceBytes: r.memory.statsAllocated, engine: r.memory.engine } : {}),
-        ...(r.stepMs.length > 1 ? { medianStepMs: [...r.stepMs].sort((a, b) => a - b)[r.stepMs.length >> 1] } : {}),
+        ...(r.memory
+          ? {
+              statsDeviceBytes: r.memory.statsAllocated,
+              statsDeviceFreeDrop: r.memory.statsDeviceFreeDrop,
+              engine: r.memory.engine,
+            }
+          : {}),
+        ...(r.stepMs.length > 1
+          ? { firstStepMs: r.stepMs[0], medianStepMs: [...r.stepMs].sort((a, b) => a - b)[r.stepMs.length >> 1] }
+          : {}),
       };
       if (opts.json) io.out(`${JSON.stringify(summary, null, 2)}\n`);
       else
