@@ -42,7 +42,18 @@ async function cli(...argv: string[]): Promise<{ code: number; out: string; err:
 describe("svdquant calibrate", () => {
   it("writes the statistics file that quantize --calibration reads (same output as recording in quantize)", async () => {
     const stats = join(dir, "stats.safetensors");
-    const r = await cli("calibrate", MODEL, "--out", stats, "--config", configPath, "--steps", "3", "--json", "--no-progress");
+    const r = await cli(
+      "calibrate",
+      MODEL,
+      "--out",
+      stats,
+      "--config",
+      configPath,
+      "--steps",
+      "3",
+      "--json",
+      "--no-progress",
+    );
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.out);
@@ -58,7 +69,17 @@ describe("svdquant calibrate", () => {
     await cli("calibrate", MODEL, "--out", stats, "--config", configPath, "--no-progress");
     const a = join(dir, "a.safetensors");
     const b = join(dir, "b.safetensors");
-    const q1 = await cli("quantize", MODEL, "--config", configPath, "--out", a, "--calibration", stats, "--no-progress");
+    const q1 = await cli(
+      "quantize",
+      MODEL,
+      "--config",
+      configPath,
+      "--out",
+      a,
+      "--calibration",
+      stats,
+      "--no-progress",
+    );
     expect(q1.err).toBe("");
     expect(q1.code).toBe(0);
     expect((await cli("quantize", MODEL, "--config", configPath, "--out", b, "--no-progress")).code).toBe(0);
@@ -84,7 +105,17 @@ describe("svdquant calibrate", () => {
     const partial = new Map([...s].filter(([n]) => n !== "transformer_blocks.1.ff.net.2"));
     const bad = join(dir, "partial.safetensors");
     await writeCalibration(bad, partial, {});
-    const r = await cli("quantize", MODEL, "--config", configPath, "--out", join(dir, "c.safetensors"), "--calibration", bad, "--no-progress");
+    const r = await cli(
+      "quantize",
+      MODEL,
+      "--config",
+      configPath,
+      "--out",
+      join(dir, "c.safetensors"),
+      "--calibration",
+      bad,
+      "--no-progress",
+    );
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/partial\.safetensors.*transformer_blocks\.1\.ff\.net\.2/);
     expect(r.err.trim().split("\n")).toHaveLength(1);

@@ -76,11 +76,7 @@ export class EngineCalibration {
     this.K = K;
     this.seen = names.map(() => 0);
     this.plan = new Int32Array(names.length * (1 + 2 * cap));
-    native.observe(
-      names.map(engineLayerOf),
-      K as number[],
-      cap,
-    );
+    native.observe(names.map(engineLayerOf), K as number[], cap);
   }
 
   /** Device bytes of the statistics (absmax, reservoirs, plan), from their sizes on the device. */

@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { CalibrationRecorder, type FluxInputs, FluxTransformer, type LinearLayer } from "@svdquant/models";
 import { describe, expect, it } from "vitest";
-import { EngineCalibration, engineLayerOf, EngineError } from "../src/index.js";
+import { EngineCalibration, EngineError, engineLayerOf } from "../src/index.js";
 import type { NativeEngine } from "../src/native.js";
 import { rng } from "./helpers.js";
 
@@ -34,7 +34,7 @@ class FakeDevice {
     const m = /^obs\.(\d+)\.(absmax|reservoir)$/.exec(name)!;
     const s = this.slots[Number(m[1])]!;
     const a = m[2] === "absmax" ? s.absmax : s.res;
-    return a.buffer.slice(0, bytes ?? a.byteLength);
+    return new Float32Array(a.subarray(0, (bytes ?? a.byteLength) / 4)).buffer;
   }
   feed(slot: number, x: Float32Array, M: number): void {
     const s = this.slots[slot]!;
@@ -85,7 +85,11 @@ describe("EngineCalibration (host side, a stand-in device)", () => {
         ...(layers ? { layers } : {}),
       });
       const want = layers ? new Set(layers) : undefined;
-      const rec = new CalibrationRecorder({ reservoirSize: 12, seed: 9, ...(want ? { filter: (n: string) => want.has(n) } : {}) });
+      const rec = new CalibrationRecorder({
+        reservoirSize: 12,
+        seed: 9,
+        ...(want ? { filter: (n: string) => want.has(n) } : {}),
+      });
       const slotOf = new Map(cal.names.map((n, i) => [n, i]));
       for (const [i, [B, St, Si]] of [
         [2, 5, 9],

@@ -1,5 +1,4 @@
 export { type CalibrationOptions, CalibrationRecorder, type LinearStats } from "./calibration.js";
-export { ReservoirSampler } from "./reservoir.js";
 export {
   FLUX_CLASS,
   type FluxConfig,
@@ -79,6 +78,7 @@ export {
   W4A4_PACKED,
   W4A16_PACKED,
 } from "./recipe.js";
+export { ReservoirSampler } from "./reservoir.js";
 export type { ForwardOptions, LinearObserver } from "./runtime.js";
 export {
   calculateShift,

@@ -14,7 +14,11 @@ export class ReservoirSampler {
 
   constructor(capacity: number, seed = 0) {
     if (!Number.isSafeInteger(capacity) || capacity < 0)
-      throw new ModelError("E_INPUT", `reservoir capacity must be a non-negative integer, got ${capacity}`, "ReservoirSampler");
+      throw new ModelError(
+        "E_INPUT",
+        `reservoir capacity must be a non-negative integer, got ${capacity}`,
+        "ReservoirSampler",
+      );
     this.capacity = capacity;
     this.state = seed >>> 0;
   }

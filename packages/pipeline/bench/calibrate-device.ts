@@ -11,9 +11,9 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { checkObserverTiny, OBSERVER_CASES } from "../../engine-cuda/test/gpu-checks.js";
 import { engineAvailability, FLUX_CONFIGS, FluxEngine } from "@svdquant/engine-cuda";
-import { type FluxInputs } from "@svdquant/models";
+import type { FluxInputs } from "@svdquant/models";
+import { checkObserverTiny, OBSERVER_CASES } from "../../engine-cuda/test/gpu-checks.js";
 // src modules, not the index: the bundle must not pull in @svdquant/metrics' ONNX runtime
 import { readCalibration, syntheticInputs } from "../src/calibrate.js";
 import { parseQuantizeConfig, recipeOf } from "../src/config.js";
@@ -167,9 +167,18 @@ async function verify(file: string, samples: number, steps: number): Promise<boo
       continue;
     }
     bytes += s.absmax.byteLength + s.tokens.byteLength;
-    const K = /ff(_context)?\.net\.2$/.test(name) ? 4 * d : /single_transformer_blocks\.\d+\.proj_out$/.test(name) ? 5 * d : d;
+    const K = /ff(_context)?\.net\.2$/.test(name)
+      ? 4 * d
+      : /single_transformer_blocks\.\d+\.proj_out$/.test(name)
+        ? 5 * d
+        : d;
     const m = /single_/.test(name) ? S : /add_q_proj|to_add_out|ff_context/.test(name) ? 512 : 4096;
-    if (s.absmax.length !== K || s.rows !== 256 || s.tokens.length !== 256 * K || s.tokensSeen !== samples * steps * m) {
+    if (
+      s.absmax.length !== K ||
+      s.rows !== 256 ||
+      s.tokens.length !== 256 * K ||
+      s.tokensSeen !== samples * steps * m
+    ) {
       shapes = false;
       bad.push(`${name}: K ${s.absmax.length}/${K} rows ${s.rows} seen ${s.tokensSeen}/${samples * steps * m}`);
     }
@@ -178,8 +187,23 @@ async function verify(file: string, samples: number, steps: number): Promise<boo
   }
   let amMin = Number.POSITIVE_INFINITY;
   let amMax = 0;
-  for (const s of back.stats.values()) for (const v of s.absmax) (amMin = Math.min(amMin, v)), (amMax = Math.max(amMax, v));
-  const res = { file, layers: back.stats.size, targets: targets.size, finite, shapes, bytes, readMs, absmaxRange: [amMin, amMax], bad: bad.slice(0, 10), metadata: back.metadata };
+  for (const s of back.stats.values())
+    for (const v of s.absmax) {
+      amMin = Math.min(amMin, v);
+      amMax = Math.max(amMax, v);
+    }
+  const res = {
+    file,
+    layers: back.stats.size,
+    targets: targets.size,
+    finite,
+    shapes,
+    bytes,
+    readMs,
+    absmaxRange: [amMin, amMax],
+    bad: bad.slice(0, 10),
+    metadata: back.metadata,
+  };
   writeFileSync(join(out, "calib-verify.json"), JSON.stringify(res, null, 1));
   log(
     `${finite && shapes ? "PASS" : "FAIL"} statistics file ${file}: ${back.stats.size}/${targets.size} layer inputs, ${(bytes / GiB).toFixed(3)} GiB, finite ${finite}, shapes ${shapes}, absmax in [${amMin.toExponential(2)}, ${amMax.toExponential(2)}], read back in ${readMs.toFixed(0)} ms${bad.length ? `; ${bad.slice(0, 3).join("; ")}` : ""}`,

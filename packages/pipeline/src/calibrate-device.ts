@@ -7,11 +7,18 @@
  * checkpoint folder, or random full-size weights drawn on the device) → statistics file (writeCalibration's format,
  * which `svdquant quantize --calibration` reads).
  */
+
+import { join } from "node:path";
 import { type EngineMemory, FLUX_CONFIGS, FluxEngine } from "@svdquant/engine-cuda";
 import { FlowMatchEulerScheduler, type FluxConfig, type ModelConfig, parseModelConfig } from "@svdquant/models";
 import { openModelFolder } from "@svdquant/tensor";
-import { join } from "node:path";
-import { calibrationInputs, calibrationPrompts, type InputStats, recordCalibration, writeCalibration } from "./calibrate.js";
+import {
+  calibrationInputs,
+  calibrationPrompts,
+  type InputStats,
+  recordCalibration,
+  writeCalibration,
+} from "./calibrate.js";
 import { type CalibrationConfig, type QuantizeConfig, recipeOf } from "./config.js";
 import { PipelineError } from "./errors.js";
 import { denoiseFlux, FLUX_DEFAULTS, FluxPipeline } from "./generate.js";
@@ -145,7 +152,8 @@ export async function calibrateModel(opts: CalibrateModelOptions): Promise<Calib
   };
   let meta: Record<string, string>;
   if (opts.random !== undefined) {
-    if (opts.modelDir !== undefined) throw new PipelineError("E_CONFIG", "give a model folder or random weights, not both");
+    if (opts.modelDir !== undefined)
+      throw new PipelineError("E_CONFIG", "give a model folder or random weights, not both");
     if (opts.device !== "cuda")
       throw new PipelineError("E_CONFIG", "random full-size weights are drawn on the GPU: use the cuda device");
     const c = FLUX_CONFIGS[opts.random];
@@ -174,7 +182,11 @@ export async function calibrateModel(opts: CalibrateModelOptions): Promise<Calib
       const targets = calibrationTargets(config, recipeOf(opts.config));
       if (opts.device === "cuda") {
         if (config.kind !== "flux")
-          throw new PipelineError("E_MODEL", "the GPU engine runs FLUX.1 only; calibrate PixArt-Σ on the cpu device", opts.modelDir);
+          throw new PipelineError(
+            "E_MODEL",
+            "the GPU engine runs FLUX.1 only; calibrate PixArt-Σ on the cpu device",
+            opts.modelDir,
+          );
         const engine = await FluxEngine.load(config, folder.weights);
         try {
           stats = await recordCalibrationOnEngine(engine, cal, targets, {

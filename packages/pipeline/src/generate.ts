@@ -211,7 +211,6 @@ export async function sampleFlux(
   const scheduler = await FlowMatchEulerScheduler.fromFolder(pipe.schedulerDir);
   const scale = pipe.vae.scaleFactor;
   const latents = await denoiseFlux(transformer, scheduler, scale, cond, s, o);
-  const channels = transformer.config.inChannels / 4;
   const { h, w } = fluxLatentShape(s.height, s.width, scale);
   const img = pipe.vae.decode(pipe.vae.unscale(latents), 1, h, w);
   const H = h * scale;

@@ -13,6 +13,14 @@ export {
   writeCalibration,
 } from "./calibrate.js";
 export {
+  type CalibrateModelOptions,
+  type CalibrateModelResult,
+  calibrateModel,
+  type EngineCalibrationHooks,
+  type EngineStatsMemory,
+  recordCalibrationOnEngine,
+} from "./calibrate-device.js";
+export {
   type LoadQuantizedOptions,
   loadQuantizedModel,
   type QuantizedCheckpoint,
@@ -39,14 +47,6 @@ export {
   type QuantizedLayerSummary,
 } from "./describe.js";
 export { PipelineError, type PipelineErrorCode } from "./errors.js";
-export {
-  type CalibrateModelOptions,
-  type CalibrateModelResult,
-  calibrateModel,
-  type EngineCalibrationHooks,
-  type EngineStatsMemory,
-  recordCalibrationOnEngine,
-} from "./calibrate-device.js";
 export {
   conditioningFromFile,
   denoiseFlux,

@@ -116,7 +116,11 @@ export async function checkPipelineCalibrationTiny(dir: string, tmpFile: string)
         same = false;
         continue;
       }
-      if (b.tokensSeen !== g.tokensSeen || relErr(b.absmax, g.absmax).relMax !== 0 || relErr(b.tokens, g.tokens).relMax !== 0)
+      if (
+        b.tokensSeen !== g.tokensSeen ||
+        relErr(b.absmax, g.absmax).relMax !== 0 ||
+        relErr(b.tokens, g.tokens).relMax !== 0
+      )
         same = false;
       worstAbs = Math.max(worstAbs, relErr(g.absmax, a.absmax).relMax);
       worstRes = Math.max(worstRes, relErr(g.tokens, a.tokens).relL2);

@@ -57,9 +57,17 @@ export function registerCalibrate(program: Command, io: CliIO): void {
       "record the calibration statistics (per-channel absmax + a seeded token reservoir of every quantized layer's input) of a FLUX.1 / PixArt-Σ transformer, on the CPU or the GPU engine",
     )
     .argument("[model-dir]", "diffusers transformer folder (config.json + safetensors); omit with --random")
-    .requiredOption("--out <file>", "statistics file to write (.safetensors; `svdquant quantize --calibration` reads it)")
+    .requiredOption(
+      "--out <file>",
+      "statistics file to write (.safetensors; `svdquant quantize --calibration` reads it)",
+    )
     .option("--config <file>", "quantization config (JSON): its calibration section and recipe; default: the paper's")
-    .option("--device <device>", "cpu, or cuda (the GPU engine's 16-bit mode; FLUX.1)", oneOf(["cpu", "cuda"] as const), "cpu")
+    .option(
+      "--device <device>",
+      "cpu, or cuda (the GPU engine's 16-bit mode; FLUX.1)",
+      oneOf(["cpu", "cuda"] as const),
+      "cpu",
+    )
     .option(
       "--random <model>",
       "no checkpoint: full-size weights drawn on the GPU (flux-dev, flux-schnell) — for measuring",
@@ -105,7 +113,9 @@ export function registerCalibrate(program: Command, io: CliIO): void {
                 if (done !== total && now - last < (tty ? 200 : 10_000)) return;
                 last = now;
                 const t = Number.isFinite(ms) ? ` (${ms.toFixed(0)} ms)` : "";
-                io.err(`${tty ? "\r" : ""}calibrating: forward ${done}/${total || "?"}${t}${tty && done !== total ? "" : "\n"}`);
+                io.err(
+                  `${tty ? "\r" : ""}calibrating: forward ${done}/${total || "?"}${t}${tty && done !== total ? "" : "\n"}`,
+                );
               },
             }),
       });
