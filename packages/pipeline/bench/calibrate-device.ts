@@ -102,6 +102,16 @@ async function measure(): Promise<boolean> {
     const obs = e.observe({ reservoirSize: 256, seed: 0, layers: targets });
     const m1 = e.memory();
     const obsWall = await wall(3);
+    // one profiled observed step: the observer's kernels (absmax + gather) per op kind
+    e.setInputs(inp);
+    e.run({ profile: true });
+    const prof = e.profile();
+    const obsOp = prof.find((p) => p.op === "calibration observer");
+    const profTotal = prof.reduce((a, p) => a + p.ms, 0);
+    res.profile = prof;
+    log(
+      `profiled observed step: observer kernels ${obsOp ? `${obsOp.ms.toFixed(2)} ms in ${obsOp.count} launches` : "absent"} of ${profTotal.toFixed(1)} ms`,
+    );
     const statsT0 = performance.now();
     const st = obs.stats();
     const downloadMs = performance.now() - statsT0;
