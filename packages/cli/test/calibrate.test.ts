@@ -131,6 +131,7 @@ describe("svdquant calibrate", () => {
       [["--out", out, "--random", "flux-pro", "--device", "cuda"], /expected one of flux-dev, flux-schnell/],
       [[MODEL, "--out", out, "--steps", "0"], /expected an integer from 1/],
       [[MODEL], /--out/],
+      [[MODEL, "--out", join(dir, "no-such-dir", "x.safetensors")], /no-such-dir/],
     ] as const) {
       const r = await cli("calibrate", ...argv);
       expect(r.code, argv.join(" ")).toBe(1);

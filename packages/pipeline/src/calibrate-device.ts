@@ -11,7 +11,7 @@
 import { join } from "node:path";
 import { type EngineMemory, FLUX_CONFIGS, FluxEngine } from "@svdquant/engine-cuda";
 import { FlowMatchEulerScheduler, type FluxConfig, type ModelConfig, parseModelConfig } from "@svdquant/models";
-import { openModelFolder } from "@svdquant/tensor";
+import { checkOutputPath, openModelFolder } from "@svdquant/tensor";
 import {
   calibrationInputs,
   calibrationPrompts,
@@ -138,6 +138,7 @@ export interface CalibrateModelResult {
 /** The `svdquant calibrate` flow: a model, the config's calibration, the recipe's targets → one statistics file. */
 export async function calibrateModel(opts: CalibrateModelOptions): Promise<CalibrateModelResult> {
   const t0 = performance.now();
+  await checkOutputPath(opts.out); // a bad output path fails before the forwards, not after them
   const cal = opts.config.calibration;
   const total = cal.source !== "synthetic" && "file" in cal.source ? 0 : cal.samples * cal.steps;
   const stepMs: number[] = [];
