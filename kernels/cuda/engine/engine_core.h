@@ -50,6 +50,14 @@ struct Single {
   Lin norm, qkv, mlp, proj_out;
   void *nq, *nk;
 };
+// One calibration observer slot: the input of engine linear `layer` (K channels), its device statistics.
+struct ObsSlot {
+  std::string layer;
+  int K = 0;
+  unsigned* absmax = nullptr;  // f32 bit patterns [K]
+  float* res = nullptr;        // [capacity, K]
+  int* plan = nullptr;         // [1 + 2·capacity]: count, (slot, row) pairs
+};
 struct Tensor {
   void* p = nullptr;
   size_t bytes = 0;
@@ -102,6 +110,11 @@ struct eng_engine {
   std::vector<cudaEvent_t> pool;
   std::map<std::string, std::pair<double, int>> totals;
   cudaGraphExec_t graph = nullptr;
+  // calibration observer (eng_observe; FLUX steps only)
+  std::vector<ObsSlot> obs;
+  std::multimap<std::string, int> obs_by_layer;
+  int obs_cap = 0;
+  bool in_step = false;
   // which model the last prepare set up (the step functions run it): 1 FLUX, 2 PixArt; PixArt's own state
   int model = 0;
   std::shared_ptr<void> pixart;
@@ -161,6 +174,20 @@ struct eng_engine {
   }
 
   // ---- linears (flux.cpp) ----
+  // Records x [M, K] (the input of linear L) into every observer slot of L: absmax, then the planned rows.
+  void observe(const Lin& L, const void* x, int M) {
+    if (!in_step || obs.empty()) return;
+    const auto r = obs_by_layer.equal_range(L.name);
+    for (auto it = r.first; it != r.second; ++it) {
+      const ObsSlot& o = obs[it->second];
+      if (o.K != L.K)
+        throw Fail{"observer slot " + std::to_string(it->second) + " of " + L.name + ": K " + std::to_string(o.K) +
+                   ", the layer reads " + std::to_string(L.K)};
+      mark("calibration observer");
+      ck(eng_observe_absmax(x, M, L.K, o.absmax, stream));
+      ck(eng_observe_gather(x, M, L.K, o.plan, obs_cap, o.res, stream));
+    }
+  }
   // shared_input: a layer whose int4p2 activation operand is another layer's (single blocks: proj_mlp reads
   // attn.qkv's, low-rank columns included), so it has no lora_down of its own
   Lin lin(const std::string& name, int N, int K, bool allow_w4a4 = true, bool shared_input = false);

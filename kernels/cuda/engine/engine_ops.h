@@ -89,6 +89,13 @@ const char* eng_gemv_w4a16_variant(const void* x, int M, int K, const uint8_t* c
 // bytes fills raw random bytes.
 const char* eng_fill_random(void* p, size_t n, int dtype, uint32_t seed, float center, float scale, void* stream);
 const char* eng_fill_random_bytes(void* p, size_t n, uint32_t seed, void* stream);
+// Calibration observer (observe.cu). absmax_bits [K] u32 holds f32 bit patterns: bits[k] = max(bits[k], bits of
+// |x[m, k]|) over the M rows of x bf16 [M, K] (NaN and inf stay visible: their bits sort above every finite value).
+const char* eng_observe_absmax(const void* x, int M, int K, unsigned* absmax_bits, void* stream);
+// plan int32 [1 + 2·capacity] = count, then (slot, row) pairs with distinct slots: reservoir f32 [capacity, K] row
+// slot ← x[row, :] for the first `count` pairs (count is read on the device, so a captured graph replays new plans).
+const char* eng_observe_gather(const void* x, int M, int K, const int* plan, int capacity, float* reservoir,
+                               void* stream);
 // Copies a [rows, cols] bf16 block between strided buffers.
 const char* eng_copy_2d(const void* src, int ld_src, void* dst, int ld_dst, int rows, int cols, void* stream);
 

@@ -206,6 +206,7 @@ void eng_engine::p2_workspace(int rows, size_t a8_bytes) {
 }
 
 const void* eng_engine::linear(const void* x, int M, const Lin& L, void* out, int ldo, int act) {
+    observe(L, x, M);
     if (L.kind == LIN_BF16) {
       mark(M <= 8 ? "cuBLAS bf16 (M <= 8)" : "cuBLAS bf16");
       ck(svdq_gemm_cublas_ex(SVDQ_BF16, 0, x, L.K, L.w, L.K, out, ldo, M, L.N, L.K, 0.f, stream));
@@ -377,6 +378,11 @@ void eng_engine::prepare(const eng_flux_config& cfg, int B_, int St_, int Si_) {
 
 void eng_engine::step() {
     if (!ready) throw Fail{"eng_flux_step: call eng_flux_prepare first"};
+    struct InStep {
+      bool& f;
+      explicit InStep(bool& f_) : f(f_) { f = true; }
+      ~InStep() { f = false; }
+    } in_step_guard(in_step);
     const int d = D, H = c.heads, Dh = c.head_dim;
     const float eps = 1e-6f;  // diffusers FLUX: LayerNorm and RMSNorm eps 1e-6
     void* s = stream;
@@ -453,6 +459,8 @@ void eng_engine::step() {
       mark("layernorm + modulate");
       ck(eng_layernorm_modulate(X, S, 0, S, B, d, eps, modA, 3 * d, 0, d, nrm, s));
       if (k.qkv.kind == LIN_W4A4) {
+        observe(k.qkv, nrm, M);
+        observe(k.mlp, nrm, M);
         const QAct q = quant(nrm, M, k.qkv, false);  // one quantization for attn.qkv and proj_mlp
         gemm_q(q, nrm, k.qkv, qkv, false);
         mark("qk norm + rope");
@@ -461,6 +469,8 @@ void eng_engine::step() {
         mark("copy");
         ck(eng_copy_2d(h, 4 * d, cat8 + size_t(d) * 2, 5 * d, M, 4 * d, s));
       } else if (k.qkv.kind == LIN_P2) {
+        observe(k.qkv, nrm, M);
+        observe(k.mlp, nrm, M);
         quant_p2(nrm, M, k.qkv);  // one quantization (and low-rank down) for attn.qkv and proj_mlp
         gemm_p2(M, k.qkv.Kx, k.qkv, qkv, 3 * d, nullptr, false);
         mark("qk norm + rope");
@@ -638,6 +648,49 @@ const char* eng_linear_act(eng_engine* e, const char* layer, int N, int K, const
     if (L.kind == LIN_P2) e->p2_workspace(M, size_t(M) * L.Kx);
     e->linear_full(xp, M, L, op, act);
     ckc(cudaStreamSynchronize(e->stream), "cudaStreamSynchronize(eng_linear)");
+  });
+}
+
+const char* eng_observe(eng_engine* e, int n, const char* const* layers, const int* K, int capacity) {
+  return guarded([&] {
+    auto drop = [&](const std::string& name) {
+      auto it = e->t.find(name);
+      if (it == e->t.end()) return;
+      cudaFree(it->second.p);
+      e->weights -= it->second.bytes;
+      e->t.erase(it);
+    };
+    for (size_t i = 0; i < e->obs.size(); i++)
+      for (const char* part : {".absmax", ".reservoir"}) drop("obs." + std::to_string(i) + part);
+    drop("obs.plan");
+    e->obs.clear();
+    e->obs_by_layer.clear();
+    e->obs_cap = 0;
+    if (e->graph) {  // a captured step has the old slots baked in
+      cudaGraphExecDestroy(e->graph);
+      e->graph = nullptr;
+    }
+    if (n == 0) return;
+    if (n < 0 || capacity <= 0) throw Fail{"eng_observe: n >= 0 slots and capacity > 0 needed"};
+    e->obs_cap = capacity;
+    const size_t plan_ints = size_t(1 + 2 * capacity);
+    int* plan = static_cast<int*>(e->alloc("obs.plan", plan_ints * n * 4, false));
+    ckc(cudaMemsetAsync(plan, 0, plan_ints * n * 4, e->stream), "cudaMemsetAsync(observer plan)");
+    for (int i = 0; i < n; i++) {
+      if (K[i] <= 0) throw Fail{std::string("eng_observe: slot of ") + layers[i] + " has K " + std::to_string(K[i])};
+      ObsSlot o;
+      o.layer = layers[i];
+      o.K = K[i];
+      const std::string p = "obs." + std::to_string(i);
+      o.absmax = static_cast<unsigned*>(e->alloc(p + ".absmax", size_t(K[i]) * 4, false));
+      o.res = static_cast<float*>(e->alloc(p + ".reservoir", size_t(capacity) * K[i] * 4, false));
+      o.plan = plan + plan_ints * i;
+      ckc(cudaMemsetAsync(o.absmax, 0, size_t(K[i]) * 4, e->stream), "cudaMemsetAsync(observer absmax)");
+      ckc(cudaMemsetAsync(o.res, 0, size_t(capacity) * K[i] * 4, e->stream), "cudaMemsetAsync(observer reservoir)");
+      e->obs.push_back(o);
+      e->obs_by_layer.emplace(o.layer, i);
+    }
+    ckc(cudaStreamSynchronize(e->stream), "cudaStreamSynchronize(eng_observe)");
   });
 }
 

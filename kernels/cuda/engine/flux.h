@@ -74,6 +74,14 @@ const char* eng_linear(eng_engine* e, const char* layer, int N, int K, const cha
 // The same with an activation after the bias (engine_ops.h eng_act: 0 none, 1 GELU-tanh, 2 SiLU).
 const char* eng_linear_act(eng_engine* e, const char* layer, int N, int K, const char* x, const char* out, int M,
                            int act);
+// Calibration observer: n slots, slot i records the input of engine linear layers[i] (K[i] channels; several slots
+// may name one layer) during every step: per-channel absmax accumulated over steps and the reservoir rows its plan
+// names. Tensors per slot (created here, zeroed; weights in eng_bytes):
+// | obs.<i>.absmax    | [K]               | u32 | f32 bit patterns of max |x| per channel (NaN/inf stay visible) |
+// | obs.<i>.reservoir | [capacity, K]     | f32 | reservoir rows                                               |
+// | obs.plan          | [n, 1 + 2·capacity] | i32 | row i: slot i's count, then (slot, row) pairs with distinct slots, for the next step; written by the host |
+// n = 0 removes the observer. Replaces any earlier slots (their statistics are freed).
+const char* eng_observe(eng_engine* e, int n, const char* const* layers, const int* K, int capacity);
 // Times `iters` steps between CUDA events (graph replays when graph != 0); milliseconds per step.
 const char* eng_time_steps(eng_engine* e, int iters, int graph, double* ms);
 

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { escapeForTerminal } from "@svdquant/tensor";
 import { Command, CommanderError } from "commander";
+import { registerCalibrate } from "./commands/calibrate.js";
 import { registerDemo } from "./commands/demo.js";
 import { registerEval } from "./commands/eval.js";
 import { registerExperiment } from "./commands/experiment.js";
@@ -21,6 +22,7 @@ export const VERSION: string = JSON.parse(readFileSync(new URL("../package.json"
 const COMMANDS: ((program: Command, io: CliIO) => void)[] = [
   registerInspect,
   registerQuantize,
+  registerCalibrate,
   registerGenerate,
   registerDemo,
   registerExperiment,

@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <string>
+#include <vector>
 
 #include "engine_ops.h"
 #include "flux.h"
@@ -32,7 +33,7 @@ class Engine : public Napi::ObjectWrap<Engine> {
                         InstanceMethod("synchronize", &Engine::Synchronize), InstanceMethod("profile", &Engine::Profile),
                         InstanceMethod("bytes", &Engine::Bytes), InstanceMethod("timeSteps", &Engine::TimeSteps),
                         InstanceMethod("attention", &Engine::Attention), InstanceMethod("gemvW4A16", &Engine::GemvW4A16),
-                        InstanceMethod("linear", &Engine::Linear),
+                        InstanceMethod("linear", &Engine::Linear), InstanceMethod("observe", &Engine::Observe),
                         InstanceMethod("free", &Engine::Free),
                         InstanceAccessor("freed", &Engine::Freed, nullptr)});
   }
@@ -262,6 +263,28 @@ class Engine : public Napi::ObjectWrap<Engine> {
     if (act < 0 || act > 2) throw Napi::RangeError::New(env, "linear: act must be 0 (none), 1 (GELU-tanh) or 2 (SiLU)");
     check(env, eng_linear_act(get(env), str(info, 0, "layer").c_str(), int(num(info, 1, "N")), int(num(info, 2, "K")),
                               str(info, 3, "x").c_str(), str(info, 4, "out").c_str(), int(num(info, 5, "M")), act));
+    return env.Undefined();
+  }
+  // observe(layers: string[], K: number[], capacity): the calibration observer's slots (flux.h eng_observe)
+  Napi::Value Observe(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsArray() || !info[1].IsArray())
+      throw Napi::TypeError::New(env, "observe(layers, K, capacity): arrays expected");
+    auto la = info[0].As<Napi::Array>();
+    auto ka = info[1].As<Napi::Array>();
+    if (la.Length() != ka.Length()) throw Napi::RangeError::New(env, "observe: layers and K differ in length");
+    std::vector<std::string> names;
+    std::vector<const char*> ptrs;
+    std::vector<int> K;
+    for (uint32_t i = 0; i < la.Length(); i++) {
+      Napi::Value v = la.Get(i);
+      Napi::Value k = ka.Get(i);
+      if (!v.IsString() || !k.IsNumber()) throw Napi::TypeError::New(env, "observe: layer names and K numbers expected");
+      names.push_back(v.As<Napi::String>().Utf8Value());
+      K.push_back(int(k.As<Napi::Number>().Int32Value()));
+    }
+    for (const auto& n : names) ptrs.push_back(n.c_str());
+    check(env, eng_observe(get(env), int(names.size()), ptrs.data(), K.data(), int(num(info, 2, "capacity"))));
     return env.Undefined();
   }
   Napi::Value Free(const Napi::CallbackInfo& info) {

@@ -9,6 +9,7 @@ import {
 } from "./convert.js";
 import { EngineError } from "./errors.js";
 import { loadAddon, type NativeEngine, type OpTime } from "./native.js";
+import { EngineCalibration, type EngineCalibrationOptions } from "./observer.js";
 import { fnv1a32, randomRule } from "./random.js";
 
 /** Device memory of an engine, measured: bytes it allocated (weights, workspace, peak of both) and cudaMemGetInfo. */
@@ -61,6 +62,7 @@ export class FluxEngine {
   readonly config: FluxConfig;
   private readonly native: NativeEngine;
   private shape: { batch: number; txtTokens: number; imgTokens: number } | undefined;
+  private calibration: EngineCalibration | undefined;
 
   private constructor(config: FluxConfig, native: NativeEngine) {
     this.config = config;
@@ -294,10 +296,30 @@ export class FluxEngine {
     });
   }
 
+  /**
+   * Records every step's linear-layer inputs from now on (the calibration observer: per-channel absmax and a seeded
+   * reservoir, the contract of @svdquant/models' CalibrationRecorder, on the device). Replaces an earlier
+   * observer. Read the statistics with {@link EngineCalibration.stats}; {@link unobserve} frees them.
+   */
+  observe(opts: EngineCalibrationOptions = {}): EngineCalibration {
+    const n = this.live();
+    this.calibration = undefined;
+    this.calibration = wrap(() => new EngineCalibration(n, this.config, opts));
+    return this.calibration;
+  }
+
+  /** Removes the observer and frees its device statistics. */
+  unobserve(): void {
+    this.calibration = undefined;
+    wrap(() => this.live().observe([], [], 1));
+  }
+
   /** One transformer step on the uploaded inputs (enqueued; `profile` adds CUDA events around every op). */
   run(opts: { profile?: boolean; graph?: boolean } = {}): void {
     if (!this.shape) throw new EngineError("E_INPUT", "no inputs: call setInputs (or step) first", "FluxEngine.run");
     const n = this.live();
+    const s = this.shape;
+    if (this.calibration) wrap(() => this.calibration!.beforeStep(s.batch, s.txtTokens, s.imgTokens));
     wrap(() => (opts.graph ? n.stepGraph() : n.step(opts.profile === true)));
   }
 
@@ -317,8 +339,24 @@ export class FluxEngine {
     return this.output();
   }
 
+  /**
+   * The transformer interface the TypeScript samplers call (@svdquant/pipeline's FluxDenoiser, as FluxTransformer's
+   * forward): one step on the device. Statistics are recorded on the device ({@link observe}); a host observer is
+   * refused (the layer inputs never leave the GPU).
+   */
+  async forward(inp: FluxInputs, opts: { readonly observer?: unknown } = {}): Promise<Float32Array> {
+    if (opts.observer !== undefined)
+      throw new EngineError(
+        "E_INPUT",
+        "a host LinearObserver cannot see the device's layer inputs; record with FluxEngine.observe()",
+        "FluxEngine.forward",
+      );
+    return this.step(inp);
+  }
+
   /** Milliseconds per step over `iterations` steps (CUDA events; CUDA graph replays when `graph`). */
   timeSteps(iterations: number, graph = false): number {
+    this.calibration?.invalidate("timeSteps ran observed steps without reservoir plans; observe() again to record");
     return wrap(() => this.live().timeSteps(iterations, graph));
   }
 

@@ -1,3 +1,4 @@
+export { FLUX_CONFIGS } from "./configs.js";
 export {
   type ConvertOptions,
   defaultUnsignedLayer,
@@ -26,4 +27,5 @@ export {
 } from "./native.js";
 export { PixArtEngine, type RandomPixArtOptions } from "./pixart.js";
 export { foldPatches, textLengths, unfoldPatches } from "./pixart-layout.js";
+export { EngineCalibration, type EngineCalibrationOptions, engineLayerOf } from "./observer.js";
 export { fnv1a32, hash32, type RandomRule, randomLinear, randomRule, randomValue } from "./random.js";

@@ -55,6 +55,8 @@ export interface NativeEngine {
    * 1 GELU-tanh, 2 SiLU.
    */
   linear(layer: string, N: number, K: number, x: string, out: string, M: number, act?: 0 | 1 | 2): void;
+  /** The calibration observer's slots (flux.h eng_observe): slot i records engine linear layers[i] (K[i] inputs). */
+  observe(layers: string[], K: number[], capacity: number): void;
   free(): void;
 }
 

@@ -14,6 +14,7 @@ import {
 } from "@svdquant/int4";
 import { p2WeightOperand } from "@svdquant/kernels-cuda";
 import {
+  CalibrationRecorder,
   type FluxConfig,
   type FluxInputs,
   FluxTransformer,
@@ -543,3 +544,130 @@ export function checkP2Linear(M: number, K: number, N: number, gelu: boolean, se
     e.free();
   }
 }
+
+// ---------------------------------------------------------------- calibration observer vs CalibrationRecorder
+export interface ObserverCheck {
+  name: string;
+  layers: number;
+  /** Worst layer: max over channels |absmax_gpu − absmax_cpu| / max absmax_cpu. */
+  absmaxRelMax: number;
+  /** Worst layer: rel-L2 of the reservoir rows (the same tokens when the decisions agree). */
+  reservoirRelL2: number;
+  /** Every layer: same tokensSeen and rows as the CPU recorder. */
+  countsEqual: boolean;
+  tol: number;
+  ok: boolean;
+}
+
+/**
+ * flux-tiny (BF16 fixture): the engine's observer in 16-bit mode vs @svdquant/models' CalibrationRecorder on the CPU
+ * forward of the same weights and inputs, over `steps` forwards of changing token counts (the reservoir fills and
+ * replaces within a batch). `layers`: the recorded subset (undefined: every linear).
+ */
+export async function checkObserverTiny(
+  dir: string,
+  opts: { reservoirSize: number; seed: number; layers?: string[]; shapes: [number, number, number][] },
+): Promise<ObserverCheck> {
+  const cpu = await FluxTransformer.fromFolder(dir);
+  const folder = await openModelFolder(dir);
+  const e = await FluxEngine.load(cpu.config, folder.weights);
+  try {
+    const want = opts.layers === undefined ? undefined : new Set(opts.layers);
+    const rec = new CalibrationRecorder({
+      reservoirSize: opts.reservoirSize,
+      seed: opts.seed,
+      ...(want ? { filter: (n: string) => want.has(n) } : {}),
+    });
+    const obs = e.observe({
+      reservoirSize: opts.reservoirSize,
+      seed: opts.seed,
+      ...(opts.layers ? { layers: opts.layers } : {}),
+    });
+    for (const [i, [B, St, Si]] of opts.shapes.entries()) {
+      const inp = fluxInputs(cpu.config, B, St, Si, 100 + i);
+      // the engine computes on bf16 inputs: give the CPU the same rounded values
+      const r = (a: Float32Array) => Float32Array.from(a, bf);
+      const cin = {
+        ...inp,
+        hiddenStates: r(inp.hiddenStates),
+        encoderHiddenStates: r(inp.encoderHiddenStates),
+        pooledProjections: r(inp.pooledProjections),
+      };
+      await cpu.forward(cin, { observer: rec });
+      e.step(inp);
+    }
+    const got = obs.stats();
+    let absWorst = 0;
+    let resWorst = 0;
+    let counts = got.size === rec.names().length;
+    for (const name of rec.names()) {
+      const a = rec.get(name);
+      const g = got.get(name);
+      if (g === undefined || g.tokensSeen !== a.tokensSeen || g.rows !== a.rows || g.inFeatures !== a.inFeatures) {
+        counts = false;
+        continue;
+      }
+      const ea = relErr(g.absmax, a.absmax);
+      absWorst = Math.max(absWorst, ea.finite ? ea.relMax : Number.POSITIVE_INFINITY);
+      const n = a.rows * a.inFeatures;
+      const er = relErr(g.reservoir.subarray(0, n), a.reservoir.subarray(0, n));
+      resWorst = Math.max(resWorst, er.finite ? er.relL2 : Number.POSITIVE_INFINITY);
+    }
+    const tol = 3e-2; // bf16 forward of a 5-block model: inputs of the last layers within ~1e-2 (checkTinyBf16)
+    const shapes = opts.shapes.map((s) => s.join("/")).join(", ");
+    return {
+      name: `observer vs CalibrationRecorder (${opts.layers ? `${opts.layers.length} layers` : "every layer"}, reservoir ${opts.reservoirSize}, B/St/Si ${shapes})`,
+      layers: got.size,
+      absmaxRelMax: absWorst,
+      reservoirRelL2: resWorst,
+      countsEqual: counts,
+      tol,
+      ok: counts && absWorst <= tol && resWorst <= tol,
+    };
+  } finally {
+    e.free();
+    await folder.weights.close();
+  }
+}
+
+/** The observer cases of the GPU test and the device script: every layer, and the quantizer's kind of subset. */
+export const OBSERVER_CASES: {
+  label: string;
+  reservoirSize: number;
+  seed: number;
+  layers?: string[];
+  shapes: [number, number, number][];
+}[] = [
+  {
+    label: "every layer, reservoir 16, batch 2, odd tokens",
+    reservoirSize: 16,
+    seed: 5,
+    shapes: [
+      [2, 9, 35],
+      [1, 8, 16],
+      [2, 9, 35],
+    ],
+  },
+  {
+    label: "one name per input group (to_q, add_q_proj, ...), reservoir 64",
+    reservoirSize: 64,
+    seed: 3,
+    layers: [
+      "transformer_blocks.0.attn.to_q",
+      "transformer_blocks.1.attn.add_q_proj",
+      "transformer_blocks.1.ff.net.2",
+      "transformer_blocks.0.ff_context.net.0.proj",
+      "single_transformer_blocks.2.attn.to_q",
+      "single_transformer_blocks.0.proj_mlp",
+      "single_transformer_blocks.1.proj_out",
+      "time_text_embed.timestep_embedder.linear_2",
+    ],
+    shapes: [
+      [1, 8, 16],
+      [1, 8, 16],
+      [1, 8, 16],
+      [1, 8, 16],
+      [1, 8, 16],
+    ],
+  },
+];

@@ -4,10 +4,12 @@ import { engineAvailability } from "../src/index.js";
 import {
   checkAttention,
   checkGemvW4A16,
+  checkObserverTiny,
   checkP2Linear,
   checkTinyBf16,
   checkW4A4Layers,
   checkW4A4Small,
+  OBSERVER_CASES,
 } from "./gpu-checks.js";
 
 const av = engineAvailability();
@@ -59,4 +61,11 @@ describe(`engine on the GPU${skip}`, () => {
       expect(r.relL2).toBeLessThanOrEqual(r.tol);
     },
   );
+  for (const c of OBSERVER_CASES)
+    it.skipIf(!av.available)(`calibration observer vs CalibrationRecorder: ${c.label}${skip}`, async () => {
+      const r = await checkObserverTiny(tiny, c);
+      expect(r.countsEqual, r.name).toBe(true);
+      expect(r.absmaxRelMax, r.name).toBeLessThanOrEqual(r.tol);
+      expect(r.reservoirRelL2, r.name).toBeLessThanOrEqual(r.tol);
+    });
 });

@@ -1,5 +1,6 @@
 import { ModelError } from "./errors.js";
 import type { LinearLayer } from "./linear.js";
+import { ReservoirSampler } from "./reservoir.js";
 import type { LinearObserver } from "./runtime.js";
 
 /**
@@ -32,7 +33,7 @@ export interface CalibrationOptions {
 
 /**
  * A `LinearObserver` that records each linear layer's input per-channel absmax and a bounded, uniformly
- * sampled reservoir of input tokens (Vitter's algorithm R, seeded). Pass it as `observer` to `forward`, or stream
+ * sampled reservoir of input tokens (Vitter's algorithm R, seeded: {@link ReservoirSampler}, one for all layers). Pass it as `observer` to `forward`, or stream
  * any named input with `add`. The one calibration-statistics implementation of the project (the pipeline and the
  * quantizer's `calibrationFromStats` read its `LinearStats`). Non-finite inputs are rejected with their position.
  */
@@ -40,7 +41,7 @@ export class CalibrationRecorder implements LinearObserver {
   readonly reservoirSize: number;
   private readonly filter: ((name: string) => boolean) | undefined;
   private readonly stats = new Map<string, LinearStats>();
-  private state: number;
+  private readonly sampler: ReservoirSampler;
 
   constructor(opts: CalibrationOptions = {}) {
     const r = opts.reservoirSize ?? 256;
@@ -48,16 +49,7 @@ export class CalibrationRecorder implements LinearObserver {
       throw new ModelError("E_INPUT", `reservoirSize must be a non-negative integer, got ${r}`, "CalibrationRecorder");
     this.reservoirSize = r;
     this.filter = opts.filter;
-    this.state = (opts.seed ?? 0) >>> 0;
-  }
-
-  // mulberry32: a small seeded PRNG, uniform in [0, 1).
-  private random(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.sampler = new ReservoirSampler(r, opts.seed ?? 0);
   }
 
   onLinearInput(layer: LinearLayer, x: Float32Array, m: number): void {
@@ -102,14 +94,7 @@ export class CalibrationRecorder implements LinearObserver {
         const a = Math.abs(x[o + i]!);
         if (a > am[i]!) am[i] = a;
       }
-      const seen = s.tokensSeen++;
-      if (this.reservoirSize === 0) continue;
-      let slot = -1;
-      if (seen < this.reservoirSize) slot = seen;
-      else {
-        const j = Math.floor(this.random() * (seen + 1));
-        if (j < this.reservoirSize) slot = j;
-      }
+      const slot = this.sampler.slot(s.tokensSeen++);
       if (slot >= 0) s.reservoir.set(x.subarray(o, o + k), slot * k);
     }
     s.rows = Math.min(s.tokensSeen, this.reservoirSize);

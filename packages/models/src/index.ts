@@ -15,6 +15,7 @@ export {
 export { ModelError, type ModelErrorCode } from "./errors.js";
 export { type FakeQuantizeFn, FakeQuantLinear, type QuantSpec } from "./fakequant.js";
 export { type FluxInputs, FluxTransformer, linearNamesOf, type ModelLoadOptions } from "./flux.js";
+export { fluxLinearInputs, type LinearInputCall } from "./flux-observer.js";
 export {
   type GemmBackend,
   gemmNaive,
@@ -77,6 +78,7 @@ export {
   W4A4_PACKED,
   W4A16_PACKED,
 } from "./recipe.js";
+export { ReservoirSampler } from "./reservoir.js";
 export type { ForwardOptions, LinearObserver } from "./runtime.js";
 export {
   calculateShift,

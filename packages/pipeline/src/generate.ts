@@ -137,25 +137,36 @@ export interface SampledImage {
   readonly latents: Float32Array;
 }
 
-/** Run FluxPipeline's sampling loop for one prompt with `transformer`. */
-export async function sampleFlux(
-  pipe: FluxPipeline,
-  transformer: FluxTransformer,
+/**
+ * What the FLUX sampler calls each step: the CPU FluxTransformer, or a GPU engine's transformer
+ * (@svdquant/engine-cuda FluxEngine: the sampler runs on the host, each step's forward on the device).
+ */
+export interface FluxDenoiser {
+  readonly config: FluxConfig;
+  forward(inputs: FluxInputs, opts?: { readonly observer?: LinearObserver }): Promise<Float32Array>;
+}
+
+/**
+ * FluxPipeline's denoising loop for one prompt, without decoding: FlowMatch Euler over `s.steps` (resolution
+ * shift μ when the scheduler has it), returning the final latents [1, C, H/scale, W/scale].
+ */
+export async function denoiseFlux(
+  transformer: FluxDenoiser,
+  scheduler: FlowMatchEulerScheduler,
+  vaeScaleFactor: number,
   cond: TextConditioning,
   s: FluxGenerateSettings,
   o: SampleOptions,
-): Promise<SampledImage> {
+): Promise<Float32Array> {
   const tc: FluxConfig = transformer.config;
   const channels = tc.inChannels / 4; // 2×2 patches packed into in_channels
-  const scale = pipe.vae.scaleFactor;
-  const { h, w, imageSeqLen } = fluxLatentShape(s.height, s.width, scale);
+  const { h, w, imageSeqLen } = fluxLatentShape(s.height, s.width, vaeScaleFactor);
   const lat0 = o.latents ?? initialLatents(o.seed, channels, h, w);
   if (lat0.length !== channels * h * w)
     throw new PipelineError(
       "E_CONFIG",
       `initial latents hold ${lat0.length} values, expected [1, ${channels}, ${h}, ${w}]`,
     );
-  const scheduler = await FlowMatchEulerScheduler.fromFolder(pipe.schedulerDir);
   const c = scheduler.config;
   scheduler.setTimesteps(s.steps, {
     sigmas: fluxSigmas(s.steps),
@@ -186,7 +197,21 @@ export async function sampleFlux(
     x = scheduler.step(v, x);
     o.onStep?.(i + 1, s.steps);
   }
-  const latents = unpackFluxLatents(x, 1, channels, h, w);
+  return unpackFluxLatents(x, 1, channels, h, w);
+}
+
+/** Run FluxPipeline's sampling loop for one prompt with `transformer`, then decode with the pipeline's VAE. */
+export async function sampleFlux(
+  pipe: FluxPipeline,
+  transformer: FluxDenoiser,
+  cond: TextConditioning,
+  s: FluxGenerateSettings,
+  o: SampleOptions,
+): Promise<SampledImage> {
+  const scheduler = await FlowMatchEulerScheduler.fromFolder(pipe.schedulerDir);
+  const scale = pipe.vae.scaleFactor;
+  const latents = await denoiseFlux(transformer, scheduler, scale, cond, s, o);
+  const { h, w } = fluxLatentShape(s.height, s.width, scale);
   const img = pipe.vae.decode(pipe.vae.unscale(latents), 1, h, w);
   const H = h * scale;
   const W = w * scale;

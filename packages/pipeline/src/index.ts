@@ -13,6 +13,14 @@ export {
   writeCalibration,
 } from "./calibrate.js";
 export {
+  type CalibrateModelOptions,
+  type CalibrateModelResult,
+  calibrateModel,
+  type EngineCalibrationHooks,
+  type EngineStatsMemory,
+  recordCalibrationOnEngine,
+} from "./calibrate-device.js";
+export {
   type LoadQuantizedOptions,
   loadQuantizedModel,
   type QuantizedCheckpoint,
@@ -41,7 +49,9 @@ export {
 export { PipelineError, type PipelineErrorCode } from "./errors.js";
 export {
   conditioningFromFile,
+  denoiseFlux,
   FLUX_DEFAULTS,
+  type FluxDenoiser,
   type FluxGenerateSettings,
   FluxPipeline,
   initialLatents,

@@ -12,7 +12,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, rm, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { type ModelConfig, parseModelConfig } from "@svdquant/models";
+import { fluxLinearInputs, type ModelConfig, parseModelConfig } from "@svdquant/models";
 import {
   checkOutputPath,
   openModelFolder,
@@ -63,6 +63,11 @@ export interface QuantizeModelOptions {
   readonly onEvent?: (e: QuantizeEvent) => void;
   /** Worker threads quantizing a block's layers in parallel (default: 1, the calling thread). */
   readonly threads?: number;
+  /**
+   * A statistics file recorded earlier (`svdquant calibrate`, e.g. on the GPU engine; writeCalibration's format)
+   * instead of recording: it must hold every layer input the recipe quantizes, with the model's widths.
+   */
+  readonly calibration?: string;
 }
 
 export interface QuantizeModelResult {
@@ -87,6 +92,38 @@ function unitTreatment(recipe: ReturnType<typeof recipeOf>, prefix: string, unit
   return first;
 }
 
+/** A statistics file's entries for `targets`, each checked against the model's input width (one line per fault). */
+async function readStatsFor(
+  path: string,
+  config: ModelConfig,
+  targets: ReadonlySet<string>,
+): Promise<Map<string, InputStats>> {
+  const all = (await readCalibration(path)).stats;
+  const widths = linearInputWidths(config);
+  const out = new Map<string, InputStats>();
+  for (const name of targets) {
+    const s = all.get(name);
+    if (s === undefined) throw new PipelineError("E_CALIBRATION", `no statistics of layer input ${name}`, path);
+    const k = widths.get(name);
+    if (k !== undefined && s.absmax.length !== k)
+      throw new PipelineError(
+        "E_CALIBRATION",
+        `${name} has ${s.absmax.length} channels, the model's layer reads ${k}`,
+        path,
+      );
+    if (s.rows === 0 || s.tokens.length !== s.rows * s.absmax.length)
+      throw new PipelineError("E_CALIBRATION", `${name}: ${s.rows} kept tokens of ${s.absmax.length} channels`, path);
+    out.set(name, s);
+  }
+  return out;
+}
+
+/** In-features of every linear of a model (FLUX: from the forward's observer order; PixArt: none checked). */
+function linearInputWidths(config: ModelConfig): Map<string, number> {
+  if (config.kind !== "flux") return new Map();
+  return new Map(fluxLinearInputs(config, 1, 1, 1).map((c) => [c.name, c.k]));
+}
+
 /** Names of the layers whose inputs calibration records (one per quantized input). */
 export function calibrationTargets(config: ModelConfig, recipe: ReturnType<typeof recipeOf>): Set<string> {
   const layout = layoutOf(config);
@@ -99,9 +136,18 @@ export function calibrationTargets(config: ModelConfig, recipe: ReturnType<typeo
   return out;
 }
 
-async function fingerprintOf(source: TensorSource, modelConfig: unknown, config: QuantizeConfig): Promise<string> {
+async function fingerprintOf(
+  source: TensorSource,
+  modelConfig: unknown,
+  config: QuantizeConfig,
+  statsFile?: string,
+): Promise<string> {
   const h = createHash("sha256");
   h.update(JSON.stringify({ v: FORMAT_VERSION, modelConfig, config }));
+  if (statsFile !== undefined) {
+    const s = await stat(statsFile).catch(() => undefined);
+    h.update(`statistics:${resolve(statsFile)}:${s?.size ?? -1}:${s?.mtimeMs ?? -1}`);
+  }
   for (const n of [...source.names()].sort()) {
     const i = source.info(n);
     h.update(`${n}|${i.dtype}|${i.shape.join(",")}|${i.dataOffsets.join(",")}\n`);
@@ -297,7 +343,7 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
       throw new PipelineError("E_MODEL", (e as Error).message, opts.modelDir, { cause: e });
     }
     const layout: ModelLayout = layoutOf(modelConfig);
-    const fingerprint = await fingerprintOf(source, folder.config, config);
+    const fingerprint = await fingerprintOf(source, folder.config, config, opts.calibration);
     const stateDir = `${opts.out}.parts`;
     await openState(stateDir, fingerprint, opts.resume === true);
 
@@ -305,7 +351,10 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
     const calPath = join(stateDir, "calibration.safetensors");
     let stats: Map<string, InputStats>;
     if (await exists(calPath)) stats = (await readCalibration(calPath)).stats;
-    else {
+    else if (opts.calibration !== undefined) {
+      stats = await readStatsFor(opts.calibration, modelConfig, calibrationTargets(modelConfig, recipe));
+      await writeCalibration(calPath, stats, { fingerprint });
+    } else {
       const targets = calibrationTargets(modelConfig, recipe);
       const total =
         "file" in Object(config.calibration.source) ? 0 : config.calibration.samples * config.calibration.steps;

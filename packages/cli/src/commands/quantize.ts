@@ -54,9 +54,10 @@ export interface QuantizeCliOptions {
   json?: boolean;
   progress?: boolean;
   threads?: number;
+  calibration?: string;
 }
 
-/** `svdquant quantize MODEL_DIR [--config FILE] [--out FILE] [--resume] [--json]` */
+/** `svdquant quantize MODEL_DIR [--config FILE] [--out FILE] [--calibration FILE] [--resume] [--json]` */
 export function registerQuantize(program: Command, io: CliIO): void {
   program
     .command("quantize")
@@ -66,6 +67,10 @@ export function registerQuantize(program: Command, io: CliIO): void {
     .argument("<model-dir>", "diffusers transformer folder (config.json + safetensors)")
     .option("--config <file>", "quantization config (JSON; see @svdquant/pipeline's README), default: the paper's")
     .option("--out <file>", "output .safetensors (default: ./<model>.svdq-<format>-r<rank>.safetensors)")
+    .option(
+      "--calibration <file>",
+      "statistics recorded by `svdquant calibrate` (e.g. on the GPU: --device cuda) instead of recording them here",
+    )
     .option("--resume", "continue an interrupted run from <out>.parts/ (refused if the model or config changed)")
     .option(
       "--threads <n>",
@@ -103,6 +108,7 @@ export function registerQuantize(program: Command, io: CliIO): void {
           out,
           config,
           resume: opts.resume === true,
+          ...(opts.calibration !== undefined ? { calibration: opts.calibration } : {}),
           ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
           ...(progress ? { onEvent: progress.onEvent } : {}),
         });
