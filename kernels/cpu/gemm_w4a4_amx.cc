@@ -6,11 +6,12 @@
 // so each group's C tiles leave the tile unit (tilestored to an L1 buffer) and are scaled into f32 sums by AVX-512.
 //
 // Block: 32 tokens × 64 columns per group = 8 tile products (2 A tiles loaded once, 4 B tiles, C tiles 0-3 used
-// twice). The f32 rescale of group g − 1 (fa += C·s_x·s_w, 8 chunks of 4 rows) is interleaved with group g's
-// tile products, so the AVX-512 ports work while the tile unit multiplies. Measured on the dev Xeon (1 thread,
-// M = 512, K = N = 3072, CPU time): 14.2 ms (2×2 C tiles per group, rescale after each group, unaligned weight
-// tiles) → see docs/benchmarks.md for this layout's numbers.
-// The 4-bit weights of a task's 64 columns are unpacked once per task (layout below) and reused for all its rows.
+// twice). The f32 rescale of group g − 2 (fa += C·s_x·s_w, 8 chunks of 4 rows) is interleaved with group g's tile
+// products; on the dev Xeon the tile unit and the AVX-512 rescale do not overlap (their times add up:
+// kernels/cpu/bench/amx_rescale_overlap.cc, numbers in docs/benchmarks.md "AMX W4A4 GEMM, third pass"), which
+// bounds this design at ≈ 30 ns per 16×16×64 tile product.
+// The 4-bit weights of a task's columns (up to 256, gemm_w4a4.cc) are unpacked once per task (layout below), 64-byte
+// aligned, and reused for all its rows.
 //
 // Unpacked weight tile (per task, per column pair j = panels p0+2j, p0+2j+1, per group g): int8 [16][16][4],
 //   [r, n, t] = W[8(p0+2j) + n, 64g + 4r + t]  (r = 2q: low nibbles of row q; r = 2q+1: high nibbles).
