@@ -177,8 +177,10 @@ class Pool {
       }
     }
   }
-  void loop(int thread) {
-    uint64_t seen = 0;
+  // seen: the generation the worker last ran (at start: the current one, so a worker started by resize() between
+  // two runs joins the next run only — starting it at 0 let its first pass overlap the next run's setup, run that
+  // generation twice and drive busy_ below zero, and the caller then waited for busy_ == 0 forever).
+  void loop(int thread, uint64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> lk(m_);
@@ -195,7 +197,12 @@ class Pool {
     stop();
     quit_ = false;
     total_ = 1;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { loop(i); });
+    uint64_t gen;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      gen = gen_;
+    }
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { loop(i, gen); });
     total_ = n;
   }
   void stop() {

@@ -37,4 +37,6 @@ for (const tuple of REQUIRED) {
     }
   }
 }
-cpSync(join(pkg, "..", "..", "kernels", "cpu"), csrc, { recursive: true });
+const cpuSrc = join(pkg, "..", "..", "kernels", "cpu");
+// kernels/cpu/bench holds hand-built microbenchmarks, not addon sources: they stay out of the package.
+cpSync(cpuSrc, csrc, { recursive: true, filter: (src) => src !== join(cpuSrc, "bench") });

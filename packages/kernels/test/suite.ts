@@ -102,6 +102,8 @@ export function defineSuite(): void {
           // with a partial last block of rows and an odd number of 8-column panels
           [141, 320, 104, 32, true],
           [40, 128, 200, 8, false],
+          // two AMX row tasks (256 + 44 rows), 32 × 64 blocks and a last 32 × 32 block (13 panels)
+          [300, 192, 104, 4, false],
         ] as const) {
           const x = r.f32(M * K);
           const ldown = R ? r.f32(R * K, 0.2) : undefined;
@@ -127,6 +129,26 @@ export function defineSuite(): void {
             gelu,
           });
           expect(worst(y, want, 2e-5 * maxAbs(want) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+        }
+      });
+
+      it("gemmW4A4: the same result for activation codes at any byte offset (AMX reads an aligned copy)", () => {
+        useIsa();
+        const r = rng(23);
+        const [M, K, N, R] = [37, 192, 40, 4];
+        const act = quantizeActivations(r.f32(M * K), M, K, { lowRankDown: r.f32(R * K, 0.2), rank: R });
+        const w = packW4A4({ codes: r.codes(N * K, -8, 7), scales: r.pos((N * K) / 64, 0.01, 0.05) }, N, K, {
+          lowRankUp: r.f32(N * R, 0.3),
+          rank: R,
+          bias: r.f32(N),
+        });
+        const base = gemmW4A4(act, w).y;
+        // offsets 0, 1, 16, 33 of a fresh buffer: at least one is 64-byte aligned and at least one is not
+        for (const offset of [0, 1, 16, 33]) {
+          const store = new Int8Array(M * K + 64);
+          const codes = store.subarray(offset, offset + M * K);
+          codes.set(act.codes);
+          expect(Array.from(gemmW4A4({ ...act, codes }, w).y)).toEqual(Array.from(base));
         }
       });
 
