@@ -10,10 +10,15 @@
 #                                         beside DIR: the tracked files (37 MiB) + Node + DIR fit the 64 MiB that
 #                                         travel to the GPU machine. The flux-tiny fixture is read from the repo.
 #   tools/engine-bench.sh [DIR]           (GPU machine) device info, correctness checks (check), diffusers BF16 FLUX.1-dev
-#                                         at 1024² (peer: time, memory, output), ours BF16 + W4A4 (bench, compared
-#                                         to the peer's output). Logs under $OUT. Env: SKIP_CHECK=1, SKIP_PEER=1,
-#                                         SKIP_BENCH=1, SKIP_F32=1 (no float32 diffusers reference), MODES=bf16,w4a4, ITERS=5,
-#                                         STEP_TIMEOUT (s, default 240), NODE_XZ (default .dev-node/node.xz).
+#                                         at 1024² (peer: time, memory, output), ours BF16 + W4A4 (+ int4p2 with
+#                                         MODES) (bench, compared to the peer's output); then PixArt-Σ the same way
+#                                         (pixart-run check / tools/engine/pixart_diffusers.py / pixart-run bench);
+#                                         then GPU calibration (calibrate-device check + measure, and the user's
+#                                         command `svdquant calibrate --random flux-dev --device cuda` on CAL_SAMPLES x
+#                                         CAL_STEPS forwards, verified). Logs under $OUT. Env: SKIP_CHECK=1, SKIP_PEER=1,
+#                                         SKIP_BENCH=1, SKIP_F32=1 (no float32 diffusers reference), SKIP_PIXART=1,
+#                                         SKIP_CALIB=1, MODES=bf16,w4a4[,w4a4p2,w4a4p2-fast], ITERS=5, CAL_SAMPLES=1,
+#                                         CAL_STEPS=8, STEP_TIMEOUT (s, default 240), NODE_XZ (default .dev-node/node.xz).
 set -uo pipefail
 if [[ ${1:-} == --prepare ]]; then
   dir=${2:?--prepare needs a directory}
@@ -26,6 +31,15 @@ if [[ ${1:-} == --prepare ]]; then
   "$esb" packages/engine-cuda/bench/device-run.ts --bundle --platform=node --format=esm \
     --conditions=@svdquant/source --log-level=warning --outfile="$dir/device-run.mjs" \
     --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+  bundle() { # entry, output name: minified ESM, xz'd; onnxruntime-node (imported lazily by @svdquant/metrics) stays out
+    "$esb" "$1" --bundle --platform=node --format=esm --minify --conditions=@svdquant/source --log-level=warning \
+      --external:onnxruntime-node --outfile="$dir/$2" \
+      --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+    xz -9 -f "$dir/$2"
+  }
+  bundle packages/engine-cuda/bench/pixart-run.ts pixart-run.mjs
+  bundle packages/pipeline/bench/calibrate-device.ts calibrate-device.mjs
+  bundle packages/cli/test/run-cli.ts svdquant.mjs
   cp tools/engine-bench.sh tools/engine/flux_diffusers.py "$dir/"
   rm -rf "$dir/fixtures" "$dir/node.xz"
   [[ -n ${DIFFUSERS_TAR:-} ]] && cp "$DIFFUSERS_TAR" "$dir/diffusers.tar.xz"
@@ -74,5 +88,41 @@ fi
 if [[ -z ${SKIP_BENCH:-} ]]; then
   timeout "$T" node "$dir/device-run.mjs" bench 2>&1 | tee "$out/bench.log"
   [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
+fi
+unset DIFFUSERS_OUT DIFFUSERS_F32
+if [[ -z ${SKIP_PIXART:-} && -s $dir/pixart-run.mjs.xz ]]; then
+  xz -dc "$dir/pixart-run.mjs.xz" > /tmp/pixart-run.mjs
+  mkdir -p /tmp/pixart
+  echo "== PixArt-Σ check"
+  [[ -n ${SKIP_CHECK:-} ]] || { OUT=/tmp/pixart timeout "$T" node /tmp/pixart-run.mjs check 2>&1 | tee "$out/pixart-check.log"; [[ ${PIPESTATUS[0]} == 0 ]] || rc=1; }
+  pd=()
+  if [[ -z ${SKIP_PEER:-} && -d /tmp/dsrc/diffusers ]]; then
+    echo "== PixArt-Σ diffusers peer"
+    PYTHONPATH=/tmp/dsrc:tools/engine timeout "$T" python3 tools/engine/pixart_diffusers.py /tmp/pixart $([[ -n ${SKIP_F32:-} ]] || echo --fp32-ref) 2>&1 | grep -v -i warn | tail -5 | tee "$out/pixart-diffusers.log"
+    pd=(DIFFUSERS_OUT=/tmp/pixart/pixart_diffusers_out.bin DIFFUSERS_F32=/tmp/pixart/pixart_diffusers_out_f32.bin)
+  fi
+  echo "== PixArt-Σ bench"
+  [[ -n ${SKIP_BENCH:-} ]] || { env "${pd[@]}" OUT=/tmp/pixart timeout "$T" node /tmp/pixart-run.mjs bench 2>&1 | tee "$out/pixart-bench.log"; [[ ${PIPESTATUS[0]} == 0 ]] || rc=1; }
+  cp /tmp/pixart/*.json "$out/" 2>/dev/null || true
+fi
+if [[ -z ${SKIP_CALIB:-} && -s $dir/calibrate-device.mjs.xz ]]; then
+  xz -dc "$dir/calibrate-device.mjs.xz" > /tmp/calibrate-device.mjs
+  mkdir -p /tmp/calib/cli && xz -dc "$dir/svdquant.mjs.xz" > /tmp/calib/cli/svdquant.mjs
+  cp packages/cli/package.json /tmp/calib/package.json # the CLI reads its version from ../package.json
+  echo "== GPU calibration: observer vs CalibrationRecorder (flux-tiny)"
+  [[ -n ${SKIP_CHECK:-} ]] || { OUT=/tmp/calib timeout "$T" node /tmp/calibrate-device.mjs check fixtures/models 2>&1 | tee "$out/calib-check.log"; [[ ${PIPESTATUS[0]} == 0 ]] || rc=1; }
+  echo "== GPU calibration: step with / without the observer (FLUX.1-dev 1024²)"
+  OUT=/tmp/calib timeout "$T" node /tmp/calibrate-device.mjs measure 2>&1 | tee "$out/calib-measure.log"
+  [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
+  cs=${CAL_SAMPLES:-1} ct=${CAL_STEPS:-8}
+  echo "== svdquant calibrate --random flux-dev --device cuda --synthetic --samples $cs --steps $ct"
+  timeout "$T" node /tmp/calib/cli/svdquant.mjs calibrate --random flux-dev --device cuda \
+    --config packages/pipeline/configs/reference-flux-dev.json --synthetic --samples "$cs" --steps "$ct" \
+    --out /tmp/flux-dev-calibration.safetensors --json > "$out/calib-cli.json" || rc=1
+  cat "$out/calib-cli.json"
+  OUT=/tmp/calib timeout "$T" node /tmp/calibrate-device.mjs verify /tmp/flux-dev-calibration.safetensors "$cs" "$ct" 2>&1 | tee "$out/calib-verify.log"
+  [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
+  cp /tmp/calib/*.json "$out/" 2>/dev/null || true
+  rm -f /tmp/flux-dev-calibration.safetensors
 fi
 exit $rc
