@@ -82,6 +82,8 @@ export class PixArtEngine {
    * tools/engine/pixart_diffusers.py puts into diffusers' model). Packed layers hold random values (timing only).
    */
   static random(config: PixArtConfig, opts: RandomPixArtOptions): PixArtEngine {
+    if (opts.mode !== "bf16" && opts.mode !== "w4a4")
+      throw new EngineError("E_INPUT", `mode "${String(opts.mode)}": PixArt's random weights are "bf16" or "w4a4"`);
     const e = PixArtEngine.create(config);
     const n = e.native;
     const rank = opts.rank ?? 32; // SVDQuant §5.1: rank 32

@@ -1,4 +1,4 @@
-import { bf16BitsToF32, f32ToBf16Bits, Tensor, type TensorSource } from "@svdquant/tensor";
+import { bf16BitsToF32, f32ToBf16Bits, Tensor } from "@svdquant/tensor";
 
 /** mulberry32: a small seeded PRNG (uniform [0, 1)). */
 export function rng(seed: number): () => number {
