@@ -231,7 +231,7 @@ __global__ void __launch_bounds__(512, 1)
 
 #endif  // SVDQ_P2_NO_FUSED_QUANT
 
-// ---- device: the memory-bound activation quantizer for callers that compute lora_act themselves (the engine: one
+// ---- device: the single-pass activation quantizer for callers that compute lora_act themselves (the engine: one
 // cuBLAS GEMM x·lora_downᵀ). One warp per row, 8 rows per block; lane l holds the 8 values k = 256c + 8l .. +7 of
 // chunk c (group 4c + l/8), as p2_quant_kernel does, with the same per-group arithmetic, so its FP8 operand and row
 // scale equal p2_quant_kernel's for the same lora_act. x is read once (16-byte loads, PF chunks ahead), the codes

@@ -50,7 +50,7 @@ typedef struct {
   float* lora_act;        // [M, R] or NULL
 } svdq_p2_quantize_args;
 
-// The memory-bound variant for callers that compute lora_act = x·lora_downᵀ themselves (e.g. one cuBLAS GEMM): one
+// The single-pass variant for callers that compute lora_act = x·lora_downᵀ themselves (e.g. one cuBLAS GEMM): one
 // read of x, one write of a8 and sx; lora_act [M, 32] f32 is an input (needed when lr_shift is given). For the same
 // lora_act, a8 and sx equal svdq_p2_quantize_act's bytes.
 typedef struct {

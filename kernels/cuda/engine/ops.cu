@@ -299,44 +299,39 @@ __global__ void __launch_bounds__(GEMV_THREADS, 2)
   const int G = K / 64;
   const int iters = (C + 31) / 32;
   const int groups = (N + RW - 1) / RW;
-  // this warp's work as one stream of items t = (group gi, iteration it), two items of loads in flight across
-  // group boundaries
-  const int gw = blockIdx.x * (GEMV_THREADS / 32) + warp, gstride = gridDim.x * (GEMV_THREADS / 32);
-  const int ng = gw < groups ? (groups - gw + gstride - 1) / gstride : 0;
-  const int T = ng * iters;
-  struct Stage {
+  for (int grp = blockIdx.x * (GEMV_THREADS / 32) + warp; grp < groups; grp += gridDim.x * (GEMV_THREADS / 32)) {
+    const int n0 = grp * RW;
+    float acc[RW][MM];
+#pragma unroll
+    for (int r = 0; r < RW; ++r)
+#pragma unroll
+      for (int m = 0; m < MM; ++m) acc[r][m] = 0.f;
     uint4 w[RW];
     float sc[RW], ze[RW];
-  };
-  auto load = [&](Stage& st, int t) {
-    const int n0 = (gw + (t / iters) * gstride) * RW, c = (t % iters) * 32 + lane;
+    auto load = [&](int it) {
+      const int c = it * 32 + lane;
 #pragma unroll
-    for (int r = 0; r < RW; ++r) {
-      const int n = n0 + r;
-      if (c < C && n < N) {
-        st.w[r] = __ldcs(reinterpret_cast<const uint4*>(codes + size_t(n) * (K / 2)) + c);
-        st.sc[r] = __bfloat162float(scales[size_t(n) * G + c / 2]);
-        st.ze[r] = __bfloat162float(zeros[size_t(n) * G + c / 2]);
-      } else {
-        st.w[r] = make_uint4(0, 0, 0, 0);
-        st.sc[r] = st.ze[r] = 0.f;
+      for (int r = 0; r < RW; ++r) {
+        const int n = n0 + r;
+        if (c < C && n < N) {
+          w[r] = __ldcs(reinterpret_cast<const uint4*>(codes + size_t(n) * (K / 2)) + c);
+          sc[r] = __bfloat162float(scales[size_t(n) * G + c / 2]);
+          ze[r] = __bfloat162float(zeros[size_t(n) * G + c / 2]);
+        } else {
+          w[r] = make_uint4(0, 0, 0, 0);
+          sc[r] = ze[r] = 0.f;
+        }
       }
-    }
-  };
-  Stage A, B;
-  if (T > 0) load(A, 0);
-  if (T > 1) load(B, 1);
-  float acc[RW][MM];
+    };
+    load(0);
+    for (int it = 0; it < iters; ++it) {
+      const int c = it * 32 + lane;
+      uint4 cw[RW];
+      float cs[RW], cz[RW];
 #pragma unroll
-  for (int r = 0; r < RW; ++r)
-#pragma unroll
-    for (int m = 0; m < MM; ++m) acc[r][m] = 0.f;
-  for (int t = 0; t < T; ++t) {
-    const Stage cur = A;
-    A = B;
-    if (t + 2 < T) load(B, t + 2);
-    const int it = t % iters, c = it * 32 + lane;
-    if (c < C) {
+      for (int r = 0; r < RW; ++r) cw[r] = w[r], cs[r] = sc[r], cz[r] = ze[r];
+      if (it + 1 < iters) load(it + 1);
+      if (c >= C) continue;
       float P[RW][MM];
 #pragma unroll
       for (int r = 0; r < RW; ++r)
@@ -353,7 +348,7 @@ __global__ void __launch_bounds__(GEMV_THREADS, 2)
         }
 #pragma unroll
         for (int r = 0; r < RW; ++r) {
-          const uint32_t wd = e == 0 ? cur.w[r].x : e == 1 ? cur.w[r].y : e == 2 ? cur.w[r].z : cur.w[r].w;
+          const uint32_t wd = e == 0 ? cw[r].x : e == 1 ? cw[r].y : e == 2 ? cw[r].z : cw[r].w;
           float f[8];
 #pragma unroll
           for (int j = 0; j < 8; ++j) {
@@ -380,51 +375,25 @@ __global__ void __launch_bounds__(GEMV_THREADS, 2)
         const float xsm = xsum[m * C + c];
 #pragma unroll
         for (int r = 0; r < RW; ++r) {
-          const float s16 = 16.f * cur.sc[r];
-          acc[r][m] = fmaf(s16, P[r][m], fmaf(cur.ze[r] - s16, xsm, acc[r][m]));
+          const float s16 = 16.f * cs[r];
+          acc[r][m] = fmaf(s16, P[r][m], fmaf(cz[r] - s16, xsm, acc[r][m]));
         }
       }
     }
-    if (it == iters - 1) {  // the group's rows are complete: reduce over the lanes, store, start the next group
-      const int n0 = (gw + (t / iters) * gstride) * RW;
 #pragma unroll
-      for (int r = 0; r < RW; ++r)
+    for (int r = 0; r < RW; ++r)
 #pragma unroll
-        for (int m = 0; m < MM; ++m) {
-          float v = acc[r][m];
+      for (int m = 0; m < MM; ++m) {
+        float v = acc[r][m];
 #pragma unroll
-          for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-          acc[r][m] = 0.f;
-          const int n = n0 + r;
-          if (lane == (r * MM + m) % 32 && m < M && n < N) {
-            if (bias) v = __bfloat162float(__float2bfloat16(v)) + bf(bias, n);
-            out[size_t(m) * N + n] = __float2bfloat16(v);
-          }
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        const int n = n0 + r;
+        if (lane == (r * MM + m) % 32 && m < M && n < N) {
+          if (bias) v = __bfloat162float(__float2bfloat16(v)) + bf(bias, n);
+          out[size_t(m) * N + n] = __float2bfloat16(v);
         }
-    }
+      }
   }
-}
-
-template <int MM, int RW>
-const char* launch_gemv(const void* x, int M, int K, const uint8_t* codes, const void* scales, const void* zeros,
-                        const void* bias, int N, void* out, cudaStream_t s) {
-  const size_t C = size_t(K) / 32;
-  const size_t sh = (size_t(MM) * C * GEMV_XPAD + size_t(MM) * C) * 4;
-  if (sh > 200 * 1024) return fail("eng_gemv_w4a16", "M·K too large for shared memory (K=" + std::to_string(K) + ")");
-  auto* kern = gemv_w4a16_kernel<MM, RW>;
-  if (sh > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
-    if (e != cudaSuccess) return fail("eng_gemv_w4a16", std::string("cudaFuncSetAttribute: ") + cudaGetErrorName(e));
-  }
-  int dev = 0, sms = 0, per = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, GEMV_THREADS, sh) != cudaSuccess || per <= 0) per = 1;
-  const int groups = (N + RW - 1) / RW;
-  const int need = (groups + GEMV_THREADS / 32 - 1) / (GEMV_THREADS / 32);
-  const int grid = std::min(need, sms * per);  // persistent: x is staged once per resident block
-  kern<<<grid, GEMV_THREADS, sh, s>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N, BFW(out));
-  return launched("eng_gemv_w4a16");
 }
 
 // The same GEMV on tensor cores (M <= 8 tokens as the n8 side of mma.m16n8k16, bf16 in, f32 accumulate). The codes
@@ -440,7 +409,7 @@ __device__ __forceinline__ uint32_t nib_pair_bf16(uint32_t u, int j) {
   return (a & 0x78u) | (b & 0x780000u) | 0x3F803F80u;
 }
 
-__global__ void __launch_bounds__(256, 2)
+__global__ void __launch_bounds__(256)
     gemv_w4a16_mma_kernel(const __nv_bfloat16* __restrict__ x, int M, int K, const uint8_t* __restrict__ codes,
                           const __nv_bfloat16* __restrict__ scales, const __nv_bfloat16* __restrict__ zeros,
                           const __nv_bfloat16* __restrict__ bias, int N, __nv_bfloat16* __restrict__ out) {
@@ -509,13 +478,10 @@ __global__ void __launch_bounds__(256, 2)
       st.xa = st.xb = make_uint4(0, 0, 0, 0);
     }
   };
-  Stage A, B;  // two groups of loads in flight
-  if (g0 < g1) load(A, g0);
-  if (g0 + 1 < g1) load(B, g0 + 1);
+  Stage cur, nxt;
+  if (g0 < g1) load(cur, g0);
   for (int gp = g0; gp < g1; ++gp) {
-    const Stage cur = A;
-    A = B;
-    if (gp + 2 < g1) load(B, gp + 2);
+    if (gp + 1 < g1) load(nxt, gp + 1);
     float P[2][4];
 #pragma unroll
     for (int r = 0; r < 2; ++r)
@@ -547,6 +513,7 @@ __global__ void __launch_bounds__(256, 2)
         acc[r][2 * h] = fmaf(s16, P[r][2 * h], fmaf(zz, xs0, acc[r][2 * h]));
         acc[r][2 * h + 1] = fmaf(s16, P[r][2 * h + 1], fmaf(zz, xs1, acc[r][2 * h + 1]));
       }
+    if (gp + 1 < g1) cur = nxt;
   }
 #pragma unroll
   for (int r = 0; r < 2; ++r)
@@ -576,6 +543,27 @@ const char* launch_gemv_mma(const void* x, int M, int K, const uint8_t* codes, c
   return launched("eng_gemv_w4a16");
 }
 
+template <int MM, int RW>
+const char* launch_gemv(const void* x, int M, int K, const uint8_t* codes, const void* scales, const void* zeros,
+                        const void* bias, int N, void* out, cudaStream_t s) {
+  const size_t C = size_t(K) / 32;
+  const size_t sh = (size_t(MM) * C * GEMV_XPAD + size_t(MM) * C) * 4;
+  if (sh > 200 * 1024) return fail("eng_gemv_w4a16", "M·K too large for shared memory (K=" + std::to_string(K) + ")");
+  auto* kern = gemv_w4a16_kernel<MM, RW>;
+  if (sh > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
+    if (e != cudaSuccess) return fail("eng_gemv_w4a16", std::string("cudaFuncSetAttribute: ") + cudaGetErrorName(e));
+  }
+  int dev = 0, sms = 0, per = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, kern, GEMV_THREADS, sh) != cudaSuccess || per <= 0) per = 1;
+  const int groups = (N + RW - 1) / RW;
+  const int need = (groups + GEMV_THREADS / 32 - 1) / (GEMV_THREADS / 32);
+  const int grid = std::min(need, sms * per);  // persistent: x is staged once per resident block
+  kern<<<grid, GEMV_THREADS, sh, s>>>(BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N, BFW(out));
+  return launched("eng_gemv_w4a16");
+}
 
 __device__ __forceinline__ uint32_t hash32(uint32_t i, uint32_t seed) {
   uint32_t x = i * 0x9E3779B1u + seed;
