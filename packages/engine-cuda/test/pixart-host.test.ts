@@ -146,6 +146,16 @@ describe("PixArt input / output layouts", () => {
 
 describe("PixArtEngine without a GPU", () => {
   const av = engineAvailability();
+  it("refuses a mode it has no random weights for before touching a device (E_INPUT)", () => {
+    const c = tinyPixArtConfig("bf16");
+    const bad = { mode: "w4a4p2" } as unknown as { mode: "bf16" };
+    expect(() => PixArtEngine.random(c, bad)).toThrow(/mode "w4a4p2": PixArt's random weights are "bf16" or "w4a4"/);
+    try {
+      PixArtEngine.random(c, bad);
+    } catch (e) {
+      expect((e as EngineError).code).toBe("E_INPUT");
+    }
+  });
   it.skipIf(av.available)(`refuses with a typed error (here: ${av.reason})`, () => {
     const c = tinyPixArtConfig("bf16");
     const err = (() => {
