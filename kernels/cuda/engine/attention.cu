@@ -1,6 +1,7 @@
 // Fused multi-head attention for the engine (eng_attention and eng_attention_cross in engine_ops.h): the flash
 // kernels of attention_flash.cuh (mma.sync m16n8k16 bf16, f32 accumulation, online base-2 softmax in registers,
-// cp.async K/V ring; every arch) and attention_wgmma.cuh (Hopper wgmma, sm_90a builds); no [Sq, Skv] buffer. Self attention is the case Sq = Skv with no key mask; cross attention
+// cp.async K/V ring; every arch), attention_wgmma.cuh (Hopper wgmma, sm_90a builds) and attention_tma.cuh (Hopper,
+// TMA producer warp + two wgmma consumer warpgroups, head dim 128 self attention); no [Sq, Skv] buffer. Self attention is the case Sq = Skv with no key mask; cross attention
 // masks keys j >= kv_len[b] (a row with no key at all gets zeros).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -50,7 +51,10 @@ const DevInfo& dev_info() {
 
 // Which kernel runs, from kernels/cuda/bench/attn-bench.sh on an H100 (docs/benchmarks.md, "fused attention", round 1:
 // every candidate checked vs float64 and timed in one run):
-// - sm_90a build on sm_90, Dh 128: the softmax/P·V-overlapped wgmma kernel with 128-key tiles (0.773 ms on FLUX's
+// - sm_90a build on sm_90, Dh 128 self attention: the warp-specialized TMA kernel of attention_tma.cuh, 128-key
+//   tiles, 2 stages (0.459 ms on FLUX's (1, 24, 4608, 128), round 2); with a key mask, Sq != Skv or no tensor-map
+//   entry point in the driver:
+//   the softmax/P·V-overlapped wgmma kernel with 128-key tiles (0.773 ms on FLUX's
 //   (1, 24, 4608, 128), 1.63x the old kernel; the plain wgmma kernel 0.785 ms, the best mma.sync shape 0.852 ms);
 // - sm_90a build on sm_90, Dh 72: the plain wgmma kernel with 64-key tiles (0.457 ms on PixArt's (2, 16, 4096, 72)
 //   vs 0.522 ms for the best mma.sync shape; 0.051 ms on the 4096 x 300 cross attention);
