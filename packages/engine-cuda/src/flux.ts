@@ -8,7 +8,8 @@ import {
   type WeightSource,
 } from "./convert.js";
 import { EngineError } from "./errors.js";
-import { loadAddon, type NativeEngine, type OpTime } from "./native.js";
+import type { NativeEngine, OpTime } from "./native.js";
+import { openNativeEngine, uploadItems, wrap } from "./native-engine.js";
 import { EngineCalibration, type EngineCalibrationOptions } from "./observer.js";
 import { fnv1a32, randomRule } from "./random.js";
 
@@ -38,21 +39,6 @@ export interface RandomFluxOptions {
 /** int4p2 rank: the FP8 kernels' fixed R (kernels/cuda/p2_fp8.h). */
 const P2_RANK = 32;
 
-export function wrap<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    if (e instanceof EngineError) throw e;
-    const msg = (e as Error).message;
-    const code = /^(cuda|cublas|dlopen|eng_|svdq_)/i.test(msg)
-      ? "E_CUDA"
-      : /missing|tensor|holds/.test(msg)
-        ? "E_CHECKPOINT"
-        : "E_CUDA";
-    throw new EngineError(code, msg, undefined, e);
-  }
-}
-
 /**
  * A FLUX.1 transformer on the GPU. Weights are uploaded once; every device allocation (weights, inputs, output,
  * workspace) belongs to this object and is released by {@link FluxEngine.free} (or `using`), or by the garbage
@@ -70,14 +56,7 @@ export class FluxEngine {
   }
 
   private static create(config: FluxConfig): FluxEngine {
-    const { addon, reason } = loadAddon();
-    if (!addon) throw new EngineError("E_NO_ADDON", reason ?? "engine addon unavailable");
-    const info = addon.deviceInfo();
-    if (!info.available) throw new EngineError("E_NO_DEVICE", info.reason ?? "no CUDA device");
-    return new FluxEngine(
-      config,
-      wrap(() => new addon.Engine()),
-    );
+    return new FluxEngine(config, openNativeEngine());
   }
 
   /**
@@ -87,14 +66,7 @@ export class FluxEngine {
   static async load(config: FluxConfig, source: WeightSource, opts: ConvertOptions = {}): Promise<FluxEngine> {
     const e = FluxEngine.create(config);
     try {
-      for await (const item of fluxEngineItems(config, source, opts)) {
-        if (item.kind === "int") e.native.setInt(item.name, item.value);
-        else
-          wrap(() => {
-            e.native.alloc(item.name, item.data.byteLength);
-            e.native.upload(item.name, item.data);
-          });
-      }
+      await uploadItems(e.native, fluxEngineItems(config, source, opts));
     } catch (err) {
       e.free();
       throw err;

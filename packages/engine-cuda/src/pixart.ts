@@ -9,8 +9,9 @@ import {
   type WeightSource,
 } from "./convert.js";
 import { EngineError } from "./errors.js";
-import { type EngineMemory, wrap } from "./flux.js";
-import { loadAddon, type NativeEngine, type OpTime } from "./native.js";
+import type { EngineMemory } from "./flux.js";
+import type { NativeEngine, OpTime } from "./native.js";
+import { openNativeEngine, uploadItems, wrap } from "./native-engine.js";
 import { foldPatches, textLengths, unfoldPatches } from "./pixart-layout.js";
 import { fnv1a32, randomLinear, randomRule } from "./random.js";
 
@@ -48,28 +49,14 @@ export class PixArtEngine {
   private static create(config: PixArtConfig): PixArtEngine {
     if (config.useAdditionalConditions)
       throw new EngineError("E_INPUT", "use_additional_conditions = true (PixArt-α) has no engine step", "config");
-    const { addon, reason } = loadAddon();
-    if (!addon) throw new EngineError("E_NO_ADDON", reason ?? "engine addon unavailable");
-    const info = addon.deviceInfo();
-    if (!info.available) throw new EngineError("E_NO_DEVICE", info.reason ?? "no CUDA device");
-    return new PixArtEngine(
-      config,
-      wrap(() => new addon.Engine()),
-    );
+    return new PixArtEngine(config, openNativeEngine());
   }
 
   /** Loads a PixArtTransformer2DModel state dict whose block linears may be packed SVDQuant layers (convert.ts). */
   static async load(config: PixArtConfig, source: WeightSource, opts: ConvertOptions = {}): Promise<PixArtEngine> {
     const e = PixArtEngine.create(config);
     try {
-      for await (const item of pixartEngineItems(config, source, opts)) {
-        if (item.kind === "int") e.native.setInt(item.name, item.value);
-        else
-          wrap(() => {
-            e.native.alloc(item.name, item.data.byteLength);
-            e.native.upload(item.name, item.data);
-          });
-      }
+      await uploadItems(e.native, pixartEngineItems(config, source, opts));
     } catch (err) {
       e.free();
       throw err;
