@@ -17,7 +17,7 @@
 #                                         command `svdquant calibrate --random flux-dev --device cuda` on CAL_SAMPLES x
 #                                         CAL_STEPS forwards, verified). Logs under $OUT. Env: SKIP_CHECK=1, SKIP_PEER=1,
 #                                         SKIP_BENCH=1, SKIP_F32=1 (no float32 diffusers reference), SKIP_PIXART=1,
-#                                         SKIP_CALIB=1, MODES=bf16,w4a4[,w4a4p2,w4a4p2-fast], ITERS=5, CAL_SAMPLES=1,
+#                                         SKIP_CALIB=1, MODES=bf16,w4a4[,w4a4p2[-e4m3][-fast]], ITERS=5, CAL_SAMPLES=1,
 #                                         CAL_STEPS=8, STEP_TIMEOUT (s, default 240), NODE_XZ (default .dev-node/node.xz).
 set -uo pipefail
 if [[ ${1:-} == --prepare ]]; then

@@ -39,6 +39,9 @@ struct Lin {
   int kind = 0, N = 0, K = 0, R = 0, Kx = 0;
   bool unsig = false;
   void *p2_w = nullptr, *p2_sw = nullptr, *p2_lr = nullptr;  // int4p2: [N, Kx] e4m3, [N] f32, [32] int32
+  // int4p2 kept 4-bit (instead of p2_w): codes [N, K/2] u8, exponents [N, K/64] i8, low-rank columns [N, 96] e4m3,
+  // expanded into the engine's p2_wbuf before each GEMM (eng_p2_expand)
+  void *p2_codes = nullptr, *p2_exps = nullptr, *p2_lowrank = nullptr;
   void *w = nullptr, *bias = nullptr, *qweight = nullptr, *wscales = nullptr, *lora_down = nullptr,
        *lora_up = nullptr, *smooth = nullptr, *codes = nullptr, *scales = nullptr, *zeros = nullptr;
 };
@@ -97,6 +100,8 @@ struct eng_engine {
   void *p2_a8 = nullptr, *p2_sx = nullptr, *p2_lact = nullptr;
   size_t p2_a8_bytes = 0;
   int p2_rows = 0;
+  void* p2_wbuf = nullptr;  // [N, Kx] e4m3 operand of the 4-bit-stored int4p2 layer being run
+  size_t p2_wbuf_bytes = 0;
   std::set<std::string> p2_no_epilogue;  // shapes whose epilogue cuBLASLt refused (then a separate bias/GELU pass)
   // workspace pointers
   float* X = nullptr;
@@ -171,6 +176,8 @@ struct eng_engine {
     p2_a8 = p2_sx = p2_lact = nullptr;
     p2_rows = 0;
     p2_a8_bytes = 0;
+    p2_wbuf = nullptr;
+    p2_wbuf_bytes = 0;
   }
 
   // ---- linears (flux.cpp) ----
@@ -202,6 +209,8 @@ struct eng_engine {
   // out [M, N] (ldo) = gelu?(p2 GEMM + bias) on the quantized operand of quant_p2 (Kx must match)
   void gemm_p2(int M, int Kx, const Lin& L, void* out, int ldo, const void* bias, bool gelu);
   void p2_workspace(int rows, size_t a8_bytes);
+  // the operand buffer of 4-bit-stored int4p2 layers: the largest N·Kx of those in `layers`
+  void p2_weight_buffer(const std::vector<const Lin*>& layers);
   const void* linear(const void* x, int M, const Lin& L, void* out, int ldo, int act = ENG_ACT_NONE);
   void linear_full(const void* x, int M, const Lin& L, void* out, int act = ENG_ACT_NONE);
 

@@ -96,6 +96,13 @@ const char* eng_observe_absmax(const void* x, int M, int K, unsigned* absmax_bit
 // slot ← x[row, :] for the first `count` pairs (count is read on the device, so a captured graph replays new plans).
 const char* eng_observe_gather(const void* x, int M, int K, const int* plan, int capacity, float* reservoir,
                                void* stream);
+// int4p2 weights stored 4-bit (p2_expand.cu): out e4m3 [N, Kx] = the FP8 GEMM operand b8 of p2_fp8.h, built from
+// | tensor  | shape     | dtype | meaning                                                                    |
+// | codes   | [N, K/2]  | u8    | INT4 codes q in [-8, 7], two per byte, low nibble first (int4 nibbles.ts)  |
+// | exps    | [N, K/64] | i8    | group exponents e in [-9, 5]: out[n, k] = E4M3(q[n, k]·2^e[n, k/64]), exact |
+// | lowrank | [N, 96]   | e4m3  | the 3R low-rank columns (R = 32), copied to out[n, K..Kx); NULL iff Kx = K |
+const char* eng_p2_expand(const uint8_t* codes, const int8_t* exps, const uint8_t* lowrank, int N, int K, int Kx,
+                          void* out, void* stream);
 // Copies a [rows, cols] bf16 block between strided buffers.
 const char* eng_copy_2d(const void* src, int ld_src, void* dst, int ld_dst, int rows, int cols, void* stream);
 

@@ -41,17 +41,26 @@ Lin eng_engine::lin(const std::string& name, int N, int K, bool allow_w4a4, bool
       L.smooth = opt(name + ".smooth", k * 2);
       auto u = ints.find(name + ".act_unsigned");
       L.unsig = u != ints.end() && u->second != 0;
-    } else if (has(name + ".p2_weight") && allow_w4a4) {
+    } else if ((has(name + ".p2_weight") || has(name + ".p2_codes")) && allow_w4a4) {
       L.kind = LIN_P2;
       if (!svdq_p2_supported_k(K) || N % 8)
         throw Fail{name + ": int4p2 needs K in {1024, 3072, 12288, 15360} and N % 8 == 0, got N=" + std::to_string(N) +
                    " K=" + std::to_string(K)};
-      const size_t wb = t[name + ".p2_weight"].bytes;
-      if (wb != n * k && wb != n * (k + 3 * P2_R))
-        throw Fail{name + ".p2_weight holds " + std::to_string(wb) + " bytes, expected N·K = " + std::to_string(n * k) +
-                   " or N·(K + 96) = " + std::to_string(n * (k + 3 * P2_R)) + " (e4m3 [N, Kx])"};
-      L.Kx = int(wb / n);
-      L.p2_w = need(name + ".p2_weight", wb);
+      if (has(name + ".p2_weight")) {
+        if (has(name + ".p2_codes")) throw Fail{name + ": both p2_weight (e4m3) and p2_codes (4-bit) given; keep one"};
+        const size_t wb = t[name + ".p2_weight"].bytes;
+        if (wb != n * k && wb != n * (k + 3 * P2_R))
+          throw Fail{name + ".p2_weight holds " + std::to_string(wb) + " bytes, expected N·K = " +
+                     std::to_string(n * k) + " or N·(K + 96) = " + std::to_string(n * (k + 3 * P2_R)) +
+                     " (e4m3 [N, Kx])"};
+        L.Kx = int(wb / n);
+        L.p2_w = need(name + ".p2_weight", wb);
+      } else {
+        L.p2_codes = need(name + ".p2_codes", n * k / 2);
+        L.p2_exps = need(name + ".p2_exps", n * (k / 64));
+        L.p2_lowrank = opt(name + ".p2_lowrank", n * 3 * P2_R);
+        L.Kx = K + (L.p2_lowrank ? 3 * P2_R : 0);
+      }
       L.p2_sw = need(name + ".p2_wscale", n * 4);
       if (!shared_input) {
         if (L.Kx != K) {
@@ -59,7 +68,7 @@ Lin eng_engine::lin(const std::string& name, int N, int K, bool allow_w4a4, bool
           L.lora_down = need(name + ".lora_down", size_t(P2_R) * k * 2);
           L.p2_lr = need(name + ".p2_lr_shift", size_t(P2_R) * 4);
         } else if (has(name + ".lora_down")) {
-          throw Fail{name + ": lora_down given but p2_weight has no low-rank columns (Kx = K)"};
+          throw Fail{name + ": lora_down given but the int4p2 weight has no low-rank columns (Kx = K)"};
         }
         L.smooth = opt(name + ".smooth", k * 2);
       }
@@ -70,7 +79,8 @@ Lin eng_engine::lin(const std::string& name, int N, int K, bool allow_w4a4, bool
       L.scales = need(name + ".w4a16_scales", n * (k / 64) * 2);
       L.zeros = need(name + ".w4a16_zeros", n * (k / 64) * 2);
     } else {
-      throw Fail{"missing weights of linear " + name + " (" + name + ".weight, .qweight, .p2_weight or .w4a16_codes) [N=" +
+      throw Fail{"missing weights of linear " + name + " (" + name +
+                 ".weight, .qweight, .p2_weight, .p2_codes or .w4a16_codes) [N=" +
                  std::to_string(N) + ", K=" + std::to_string(K) + "]"};
     }
     L.bias = opt(name + ".bias", n * 2);
@@ -162,10 +172,18 @@ void eng_engine::gemm_p2(int M, int Kx, const Lin& L, void* out, int ldo, const 
     if (Kx != L.Kx)
       throw Fail{L.name + ": its p2_weight has Kx=" + std::to_string(L.Kx) + " but the shared activation operand has " +
                  std::to_string(Kx)};
+    const void* b8 = L.p2_w;
+    if (L.p2_codes) {
+      if (size_t(L.N) * L.Kx > p2_wbuf_bytes) throw Fail{L.name + ": int4p2 weight buffer too small"};
+      mark("p2 weight expand (4-bit to e4m3)");
+      ck(eng_p2_expand(static_cast<const uint8_t*>(L.p2_codes), static_cast<const int8_t*>(L.p2_exps),
+                       static_cast<const uint8_t*>(L.p2_lowrank), L.N, L.K, L.Kx, p2_wbuf, stream));
+      b8 = p2_wbuf;
+    }
     svdq_p2_gemm_args g{};
     g.a8 = p2_a8;
     g.sx = static_cast<const float*>(p2_sx);
-    g.b8 = L.p2_w;
+    g.b8 = b8;
     g.sw = static_cast<const float*>(L.p2_sw);
     g.out = out;
     g.ldo = ldo;
@@ -203,6 +221,14 @@ void eng_engine::p2_workspace(int rows, size_t a8_bytes) {
     p2_lact = alloc("ws.p2_lora_act", size_t(rows) * P2_R * 4, true);
     p2_rows = rows;
     p2_a8_bytes = a8_bytes;
+}
+void eng_engine::p2_weight_buffer(const std::vector<const Lin*>& layers) {
+    size_t bytes = 0;
+    for (const Lin* L : layers)
+      if (L->kind == LIN_P2 && L->p2_codes) bytes = std::max(bytes, size_t(L->N) * L->Kx);
+    if (bytes <= p2_wbuf_bytes) return;
+    p2_wbuf = alloc("ws.p2_weight_e4m3", bytes, true);
+    p2_wbuf_bytes = bytes;
 }
 
 const void* eng_engine::linear(const void* x, int M, const Lin& L, void* out, int ldo, int act) {
@@ -286,6 +312,7 @@ void eng_engine::prepare(const eng_flux_config& cfg, int B_, int St_, int Si_) {
     dbl.clear();
     sgl.clear();
     int kmax = d, rmax = 0, p2kx = 0;
+    std::vector<const Lin*> p2_layers;
     for (int i = 0; i < c.num_layers; i++) {
       const std::string p = "transformer_blocks." + std::to_string(i) + ".";
       Double b;
@@ -363,6 +390,12 @@ void eng_engine::prepare(const eng_flux_config& cfg, int B_, int St_, int Si_) {
     p2_rows = 0;
     p2_a8_bytes = 0;
     if (p2kx) p2_workspace(int(M), M * size_t(p2kx));
+    for (const Double& b : dbl)
+      for (const Lin* L : {&b.qkv, &b.add_qkv, &b.to_out, &b.to_add_out, &b.ff0, &b.ff2, &b.ffc0, &b.ffc2})
+        p2_layers.push_back(L);
+    for (const Single& b : sgl)
+      for (const Lin* L : {&b.qkv, &b.mlp, &b.proj_out}) p2_layers.push_back(L);
+    p2_weight_buffer(p2_layers);
     auto pf = ints.find("p2.fast_accum");
     p2_fast = pf != ints.end() && pf->second != 0;
     need("in.hidden", size_t(B) * Si * c.in_channels * bf);
@@ -645,7 +678,10 @@ const char* eng_linear_act(eng_engine* e, const char* layer, int N, int K, const
     void* xp = e->need(x, size_t(M) * K * 2);
     void* op = e->need(out, size_t(M) * N * 2);
     e->prof = false;
-    if (L.kind == LIN_P2) e->p2_workspace(M, size_t(M) * L.Kx);
+    if (L.kind == LIN_P2) {
+      e->p2_workspace(M, size_t(M) * L.Kx);
+      e->p2_weight_buffer({&L});
+    }
     e->linear_full(xp, M, L, op, act);
     ckc(cudaStreamSynchronize(e->stream), "cudaStreamSynchronize(eng_linear)");
   });

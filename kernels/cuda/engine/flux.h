@@ -12,6 +12,8 @@
 // | L.smooth                          | [K]                    | bf16  | λ (optional)                                    |
 // | L.w4a16_codes/_scales/_zeros      | N·K/2 B, [N, K/64] x2  | u8, bf16 | W4A16 (engine_ops.h layout)                  |
 // | L.p2_weight                       | [N, Kx], Kx = K (+ 96) | e4m3  | int4p2 weight operand (p2_fp8.h b8; opt-in, sm_89+) |
+// | L.p2_codes, L.p2_exps             | N·K/2 B, [N, K/64]     | u8, i8 | int4p2 kept 4-bit instead of p2_weight: codes and group exponents (engine_ops.h eng_p2_expand) |
+// | L.p2_lowrank                      | [N, 96]                | e4m3  | with p2_codes: the low-rank columns of p2_weight (absent: Kx = K) |
 // | L.p2_wscale                       | [N]                    | f32   | int4p2 S_w                                      |
 // | L.p2_lr_shift                     | [32]                   | int32 | c_r of the low-rank columns (with L.lora_down [32, K]) |
 // | blk.attn.qkv.*                    | N = 3D                 |       | to_q, to_k, to_v stacked along N                |
@@ -25,7 +27,9 @@
 // smooth (the two layers form one input group; proj_mlp.smooth must equal it and is not read). In int4p2 mode the
 // pair shares more: one activation operand with attn.qkv's smooth, lora_down [32, K] and p2_lr_shift, i.e. one rank-32
 // branch of the stacked [7D, K] weight (proj_mlp.p2_weight has attn.qkv's Kx; its own lora_down is not read).
-// A layer is int4p2 when L.p2_weight exists: K in {1024, 3072, 12288, 15360}, N % 8 == 0, rank 0 or 32.
+// A layer is int4p2 when L.p2_weight or L.p2_codes exists: K in {1024, 3072, 12288, 15360}, N % 8 == 0, rank 0 or
+// 32. A 4-bit-stored layer (p2_codes) is expanded to its e4m3 operand in one workspace buffer (the largest N·Kx)
+// right before its GEMM: 0.52 byte per weight held instead of 1, one extra pass over the layer's weights per call.
 #ifndef SVDQ_ENGINE_FLUX_H
 #define SVDQ_ENGINE_FLUX_H
 

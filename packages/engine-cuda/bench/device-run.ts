@@ -3,18 +3,19 @@
 //                                            flux-tiny 16-bit mode vs the CPU forward, flux-small W4A4 mode vs CPU
 //                                            reference layers (CHECKS=gemv,p2: only those groups)
 //   node device-run.mjs bench                FLUX.1-dev full size, random weights, 1024² (4096 + 512 tokens), batch 1:
-//                                            ours BF16, W4A4 and int4p2 ($MODES: bf16,w4a4,w4a4p2,w4a4p2-fast; step ms
+//                                            ours BF16, W4A4 and int4p2 ($MODES: bf16,w4a4,w4a4p2[-e4m3][-fast]; step ms
 //                                            eager and CUDA graph, weights, peak memory, per-op breakdown); vs
 //                                            diffusers' output when $DIFFUSERS_OUT
 //                                            names the file tools/engine/flux_diffusers.py wrote.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseFluxConfig } from "@svdquant/models";
-import { engineAvailability, FluxEngine, fnv1a32 } from "../src/index.js";
+import { engineAvailability, FluxEngine, fnv1a32, type RandomFluxOptions } from "../src/index.js";
 import {
   type CheckResult,
   checkAttention,
   checkGemvW4A16,
   checkP2Linear,
+  checkP2Storage,
   checkTinyBf16,
   checkW4A4Layers,
   checkW4A4Small,
@@ -67,7 +68,14 @@ async function check(fixtures: string): Promise<boolean> {
       [33, 3072, 136, true],
       [9, 1024, 64, false],
     ] as const)
-      await run(() => checkP2Linear(M, K, N, gelu), `p2 linear ${M} ${K} ${N}`);
+      for (const storage of ["e4m3", "int4"] as const)
+        await run(() => checkP2Linear(M, K, N, gelu, storage), `p2 linear ${storage} ${M} ${K} ${N}`);
+  if (want("p2"))
+    for (const [M, K, N, gelu] of [
+      [17, 1024, 200, false],
+      [40, 3072, 264, true],
+    ] as const)
+      await run(() => checkP2Storage(M, K, N, gelu), `p2 storage ${M} ${K} ${N}`);
   const tiny = `${fixtures}/flux-tiny-a-bf16`;
   if (!want("model")) {
     // only the op checks
@@ -146,15 +154,18 @@ async function bench(): Promise<boolean> {
   const iters = Number(process.env.ITERS ?? 5);
   const table: Record<string, unknown>[] = [];
   let ok = true;
-  type BenchMode = "bf16" | "w4a4" | "w4a4p2" | "w4a4p2-fast";
-  for (const mode of (process.env.MODES ?? "bf16,w4a4").split(",") as BenchMode[]) {
+  // int4p2 modes: w4a4p2[-e4m3][-fast] (weights kept 4-bit unless -e4m3; cuBLASLt fast accumulation with -fast)
+  const options = (mode: string): RandomFluxOptions => {
+    if (mode === "bf16" || mode === "w4a4") return { mode, rank: 32 };
+    const m = /^w4a4p2(-e4m3)?(-fast)?$/.exec(mode);
+    if (!m) throw new Error(`unknown mode ${mode} (bf16, w4a4, w4a4p2[-e4m3][-fast])`);
+    return { mode: "w4a4p2", p2Storage: m[1] ? "e4m3" : "int4", p2FastAccum: m[2] !== undefined };
+  };
+  for (const mode of (process.env.MODES ?? "bf16,w4a4").split(",")) {
     const t0 = Date.now();
     let e: FluxEngine;
     try {
-      e =
-        mode === "w4a4p2-fast"
-          ? FluxEngine.random(FLUX_DEV, { mode: "w4a4p2", p2FastAccum: true })
-          : FluxEngine.random(FLUX_DEV, { mode, rank: 32 });
+      e = FluxEngine.random(FLUX_DEV, options(mode));
     } catch (err) {
       console.log(`FAIL ${mode}: ${(err as Error).message}`);
       ok = false;

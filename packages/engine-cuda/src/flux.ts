@@ -11,7 +11,7 @@ import { EngineError } from "./errors.js";
 import type { NativeEngine, OpTime } from "./native.js";
 import { openNativeEngine, uploadItems, wrap } from "./native-engine.js";
 import { EngineCalibration, type EngineCalibrationOptions } from "./observer.js";
-import { fnv1a32, randomRule } from "./random.js";
+import { fnv1a32, hash32, randomRule } from "./random.js";
 
 /** Device memory of an engine, measured: bytes it allocated (weights, workspace, peak of both) and cudaMemGetInfo. */
 export interface EngineMemory {
@@ -34,6 +34,12 @@ export interface RandomFluxOptions {
   rank?: number;
   /** int4p2: cuBLASLt's FP8 fast accumulation (faster, lower accumulation precision); default false. */
   p2FastAccum?: boolean;
+  /**
+   * int4p2 weight storage: "int4" (default) keeps 4-bit codes + one exponent byte per 64 on the device and builds
+   * each layer's FP8 operand right before its GEMM (0.52 byte per weight); "e4m3" stores the FP8 operand (1 byte per
+   * weight, no expansion pass).
+   */
+  p2Storage?: "int4" | "e4m3";
 }
 
 /** int4p2 rank: the FP8 kernels' fixed R (kernels/cuda/p2_fp8.h). */
@@ -105,9 +111,23 @@ export class FluxEngine {
             // one rank-32 branch per input group: single blocks' proj_mlp reads attn.qkv's operand (flux.h)
             const shared = /^single_transformer_blocks\.\d+\.proj_mlp$/.test(L.name);
             const Kx = K + 3 * P2_RANK;
-            n.alloc(`${L.name}.p2_weight`, N * Kx);
-            // q·2^e values of a weight whose largest group sits at e = 5 (|v| <= 224): uniform ±128 as E4M3
-            n.fillRandom(`${L.name}.p2_weight`, "e4m3", fnv1a32(`${L.name}.p2_weight`), 0, 256);
+            if (opts.p2Storage === "e4m3") {
+              n.alloc(`${L.name}.p2_weight`, N * Kx);
+              // q·2^e values of a weight whose largest group sits at e = 5 (|v| <= 224): uniform ±128 as E4M3
+              n.fillRandom(`${L.name}.p2_weight`, "e4m3", fnv1a32(`${L.name}.p2_weight`), 0, 256);
+            } else {
+              n.alloc(`${L.name}.p2_codes`, (N * K) / 2);
+              n.fillRandom(`${L.name}.p2_codes`, "bytes", fnv1a32(`${L.name}.p2_codes`));
+              // group exponents 2..5: the largest group at e = 5 (P2_EXP_MAX), the others up to 8x finer
+              const seed = fnv1a32(`${L.name}.p2_exps`);
+              const exps = new Int8Array((N * K) / 64);
+              for (let i = 0; i < exps.length; i++) exps[i] = 2 + (hash32(i, seed) & 3);
+              n.alloc(`${L.name}.p2_exps`, exps.length);
+              n.upload(`${L.name}.p2_exps`, exps);
+              // low-rank columns b_hi, b_lo, b_hi: max |b| in (32, 64] (p2-weights.ts)
+              n.alloc(`${L.name}.p2_lowrank`, N * 3 * P2_RANK);
+              n.fillRandom(`${L.name}.p2_lowrank`, "e4m3", fnv1a32(`${L.name}.p2_lowrank`), 0, 128);
+            }
             // S_w so that w = v·S_w spans about ±1/√K, torch's nn.Linear bound
             n.alloc(`${L.name}.p2_wscale`, N * 4);
             n.fillRandom(

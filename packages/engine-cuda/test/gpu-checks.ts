@@ -5,6 +5,8 @@
 import {
   activationSpecFor,
   dequantize,
+  p2Parts,
+  packNibbles,
   packW4A4Layer,
   packW4A16Layer,
   type QuantizedLinear,
@@ -472,14 +474,54 @@ export async function checkW4A4Layers(seed = 5): Promise<CheckResult[]> {
 // ---------------------------------------------------------------- int4p2 engine linear vs float64
 const geluTanh = (v: number): number => 0.5 * v * (1 + Math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
 
+/** How an int4p2 layer sits on the device: the e4m3 operand (`.p2_weight`) or 4-bit codes + exponents (`.p2_codes`). */
+export type P2Storage = "e4m3" | "int4";
+
 /**
- * One int4p2 engine linear (cuBLAS low-rank down, svdq_p2_quantize_rows, the cuBLASLt FP8 GEMM with its bias or
- * bias + GELU epilogue) against float64 on @svdquant/int4's int4p2 numerics: the activation codes of
- * quantize(x/λ, int4p2 "pow2"), the weight residual of quantize(W, int4p2) as packed by @svdquant/kernels-cuda's
- * p2WeightOperand, and the exact low-rank branch x·lora_downᵀ·lora_upᵀ. Differences left: near-tie groups, the
- * E4M3 hi/lo split of the branch (about 2^-8 of it) and the bf16 output.
+ * One int4p2 engine linear (cuBLAS low-rank down, svdq_p2_quantize_rows, for 4-bit storage eng_p2_expand, the
+ * cuBLASLt FP8 GEMM with its bias or bias + GELU epilogue) against float64 on @svdquant/int4's int4p2 numerics: the
+ * activation codes of quantize(x/λ, int4p2 "pow2"), the weight residual of quantize(W, int4p2) as packed by
+ * @svdquant/kernels-cuda's p2WeightOperand (e4m3) or as packNibbles codes + p2Parts exponents + the operand's
+ * low-rank columns (int4), and the exact low-rank branch x·lora_downᵀ·lora_upᵀ. Differences left: near-tie groups,
+ * the E4M3 hi/lo split of the branch (about 2^-8 of it) and the bf16 output.
  */
-export function checkP2Linear(M: number, K: number, N: number, gelu: boolean, seed = 11): CheckResult {
+export function checkP2Linear(M: number, K: number, N: number, gelu: boolean, storage: P2Storage = "e4m3", seed = 11) {
+  const c = p2Case(M, K, N, gelu, seed);
+  return result(
+    `int4p2 engine linear (${storage} weights) M=${M} K=${K} N=${N}${gelu ? " +GELU" : ""} vs float64`,
+    relErr(runP2Linear(c, storage), c.ref),
+    1e-2,
+  );
+}
+
+/**
+ * The 4-bit-stored int4p2 layer gives the e4m3-stored layer's output bit for bit (the expansion kernel rebuilds the
+ * operand exactly, then the same GEMM runs): tolerance 0.
+ */
+export function checkP2Storage(M: number, K: number, N: number, gelu: boolean, seed = 12): CheckResult {
+  const c = p2Case(M, K, N, gelu, seed);
+  return result(
+    `int4p2 4-bit-stored weights == e4m3-stored, bit for bit, M=${M} K=${K} N=${N}${gelu ? " +GELU" : ""}`,
+    relErr(runP2Linear(c, "int4"), runP2Linear(c, "e4m3")),
+    0,
+  );
+}
+
+interface P2Case {
+  M: number;
+  K: number;
+  N: number;
+  gelu: boolean;
+  x: Float32Array;
+  lam: Float32Array;
+  down: Float32Array;
+  bias: Float32Array;
+  res: ReturnType<typeof quantize>;
+  op: ReturnType<typeof p2WeightOperand>;
+  ref: Float64Array;
+}
+
+function p2Case(M: number, K: number, N: number, gelu: boolean, seed: number): P2Case {
   const r = rng(seed);
   const R = 32;
   const x = uniformBf16(r, M * K, -2, 2);
@@ -514,6 +556,11 @@ export function checkP2Linear(M: number, K: number, N: number, gelu: boolean, se
       s += bias[n]!;
       ref[m * N + n] = gelu ? geluTanh(s) : s;
     }
+  return { M, K, N, gelu, x, lam, down, bias, res, op, ref };
+}
+
+function runP2Linear(c: P2Case, storage: P2Storage): Float32Array {
+  const { M, K, N, op } = c;
   const cfg = parseFluxConfig({ num_attention_heads: 2, attention_head_dim: 16, axes_dims_rope: [4, 6, 6] });
   const e = engineFor(cfg);
   try {
@@ -523,23 +570,25 @@ export function checkP2Linear(M: number, K: number, N: number, gelu: boolean, se
       raw.alloc(name, a.byteLength);
       raw.upload(name, a);
     };
-    put("p.lin.p2_weight", op.b8);
+    if (storage === "e4m3") put("p.lin.p2_weight", op.b8);
+    else {
+      put("p.lin.p2_codes", packNibbles(c.res.codes, N, K));
+      put("p.lin.p2_exps", p2Parts(c.res).exponents);
+      const lowrank = new Uint8Array(N * (op.Kx - K));
+      for (let n = 0; n < N; n++) lowrank.set(op.b8.subarray(n * op.Kx + K, (n + 1) * op.Kx), n * (op.Kx - K));
+      put("p.lin.p2_lowrank", lowrank);
+    }
     put("p.lin.p2_wscale", op.sw);
     put("p.lin.p2_lr_shift", op.lrShift);
-    put("p.lin.lora_down", bf16Bits(down));
-    put("p.lin.smooth", bf16Bits(lam));
-    put("p.lin.bias", bf16Bits(bias));
-    put("p.x", bf16Bits(x));
+    put("p.lin.lora_down", bf16Bits(c.down));
+    put("p.lin.smooth", bf16Bits(c.lam));
+    put("p.lin.bias", bf16Bits(c.bias));
+    put("p.x", bf16Bits(c.x));
     raw.alloc("p.y", M * N * 2);
     raw.fillRandom("p.y", "bytes", 9); // poison
-    raw.linear("p.lin", N, K, "p.x", "p.y", M, gelu ? 1 : 0);
+    raw.linear("p.lin", N, K, "p.x", "p.y", M, c.gelu ? 1 : 0);
     const bits = new Uint16Array(raw.download("p.y"));
-    const got = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
-    return result(
-      `int4p2 engine linear M=${M} K=${K} N=${N}${gelu ? " +GELU" : ""} vs float64`,
-      relErr(got, ref),
-      1e-2,
-    );
+    return Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
   } finally {
     e.free();
   }

@@ -6,6 +6,7 @@ import {
   checkGemvW4A16,
   checkObserverTiny,
   checkP2Linear,
+  checkP2Storage,
   checkTinyBf16,
   checkW4A4Layers,
   checkW4A4Small,
@@ -40,10 +41,18 @@ describe(`engine on the GPU${skip}`, () => {
   // int4p2 needs sm_89+ and cuBLASLt
   const p2 = av.available && (av.info?.computeCapability ?? 0) >= 89 && av.info?.cublasLt === "ok";
   const p2skip = p2 ? "" : skip || " (skipped: int4p2 needs sm_89+ and libcublasLt.so.13)";
-  it.skipIf(!p2)(`int4p2 engine linear (bias, bias + GELU epilogue) vs float64${p2skip}`, () => {
-    for (const r of [checkP2Linear(64, 1024, 256, false), checkP2Linear(33, 3072, 136, true)])
-      expect(r.relL2, r.name).toBeLessThanOrEqual(r.tol);
-  });
+  it.skipIf(!p2)(
+    `int4p2 engine linear (e4m3 and 4-bit-stored weights; bias, bias + GELU epilogue) vs float64${p2skip}`,
+    () => {
+      for (const r of [
+        checkP2Linear(64, 1024, 256, false),
+        checkP2Linear(33, 3072, 136, true),
+        checkP2Linear(33, 3072, 136, true, "int4"),
+        checkP2Storage(17, 1024, 200, false),
+      ])
+        expect(r.relL2, r.name).toBeLessThanOrEqual(r.tol);
+    },
+  );
   it.skipIf(!av.available)(`flux-tiny 16-bit mode vs the CPU forward, batch 2, odd tokens${skip}`, async () => {
     const r = await checkTinyBf16(tiny, 2, 9, 35);
     expect(r.relL2).toBeLessThanOrEqual(r.tol);
