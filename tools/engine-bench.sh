@@ -9,7 +9,8 @@
 #                                         (../shared/tools/device-node.sh, stripped and xz -9e: 21 MiB), carried
 #                                         beside DIR: the tracked files (37 MiB) + Node + DIR fit the 64 MiB that
 #                                         travel to the GPU machine. The flux-tiny fixture is read from the repo.
-#   tools/engine-bench.sh [DIR]           (GPU machine) device info, correctness checks (check), diffusers BF16 FLUX.1-dev
+#   tools/engine-bench.sh [DIR]           (GPU machine) device info, correctness checks (check), engine-cuda's README
+#                                         examples as written (each must run to its end), diffusers BF16 FLUX.1-dev
 #                                         at 1024² (peer: time, memory, output), ours BF16 + W4A4 (+ int4p2 with
 #                                         MODES) (bench, compared to the peer's output); then PixArt-Σ the same way
 #                                         (pixart-run check / tools/engine/pixart_diffusers.py / pixart-run bench);
@@ -40,6 +41,20 @@ if [[ ${1:-} == --prepare ]]; then
   bundle packages/engine-cuda/bench/pixart-run.ts pixart-run.mjs
   bundle packages/pipeline/bench/calibrate-device.ts calibrate-device.mjs
   bundle packages/cli/test/run-cli.ts svdquant.mjs
+  # engine-cuda's README examples as written (the consumer test runs them only without a GPU): one bundle each
+  ex=packages/pipeline/.readme-run && rm -rf "$ex" && mkdir -p "$ex"
+  node -e 'const t = require("fs").readFileSync(process.argv[1], "utf8");
+    [...t.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].forEach((m, i) =>
+      require("fs").writeFileSync(`${process.argv[2]}/readme-${i}.mts`, m[1]));' packages/engine-cuda/README.md "$ex"
+  for f in "$ex"/*.mts; do
+    b=$(basename "$f" .mts)
+    "$esb" "$f" --bundle --platform=node --format=esm --minify --conditions=@svdquant/source --log-level=warning \
+      --alias:@svdquant/pipeline=./packages/pipeline/src/index.ts --external:onnxruntime-node \
+      --outfile="$dir/$b.mjs" \
+      --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+    xz -9 -f "$dir/$b.mjs"
+  done
+  rm -rf "$ex"
   cp tools/engine-bench.sh tools/engine/flux_diffusers.py "$dir/"
   rm -rf "$dir/fixtures" "$dir/node.xz"
   [[ -n ${DIFFUSERS_TAR:-} ]] && cp "$DIFFUSERS_TAR" "$dir/diffusers.tar.xz"
@@ -79,6 +94,13 @@ if [[ -z ${SKIP_CHECK:-} ]]; then
   timeout "$T" node "$dir/device-run.mjs" check fixtures/models 2>&1 | tee "$out/check.log"
   [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
 fi
+for f in "$dir"/readme-*.mjs.xz; do # engine-cuda's README examples, as written: each must run to its end on the GPU
+  [[ -e $f ]] || continue
+  xz -dc "$f" > /tmp/readme.mjs
+  msg=$(timeout "$T" node /tmp/readme.mjs 2>&1); r=$?
+  if [[ $r != 0 ]] || grep -q "no GPU engine here" <<< "$msg"; then rc=1; echo "FAIL README example $(basename "$f" .mjs.xz) (rc $r): $msg"
+  else echo "PASS README example $(basename "$f" .mjs.xz): $(tail -c 300 <<< "$msg" | tr '\n' ' ')"; fi
+done 2>&1 | tee "$out/readme.log"
 if [[ -z ${SKIP_PEER:-} && -s $dir/diffusers.tar.xz ]]; then
   mkdir -p /tmp/dsrc && tar -xJf "$dir/diffusers.tar.xz" -C /tmp/dsrc
   PYTHONPATH=/tmp/dsrc timeout "$T" python3 "$dir/flux_diffusers.py" /tmp $([[ -n ${SKIP_F32:-} ]] || echo --fp32-ref) 2>&1 | grep -v Warning | tail -5 | tee "$out/diffusers.log"
