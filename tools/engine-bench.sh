@@ -12,6 +12,7 @@
 #                                         (../shared/tools/device-node.sh, stripped and xz -9e: 21 MiB), carried
 #                                         beside DIR: the tracked files (37 MiB) + Node + DIR fit the 64 MiB that
 #                                         travel to the GPU machine. The flux-tiny fixture is read from the repo.
+#                                         KEEP_ADDON=1 keeps DIR/svdq_engine.node.xz (no kernel changed since).
 #   tools/engine-bench.sh [DIR]           (GPU machine) device info, correctness checks (check), diffusers BF16 FLUX.1-dev
 #                                         at 1024² (peer: time, memory, output), ours BF16 + W4A4 (+ int4p2 with
 #                                         MODES) (bench, compared to the peer's output); then PixArt-Σ the same way
@@ -30,7 +31,7 @@ if [[ ${1:-} == --prepare ]]; then
   dir=${2:?--prepare needs a directory}
   set -e
   mkdir -p "$dir"
-  svdq_engine_addon_xz "$dir/svdq_engine.node.xz"
+  [[ -n ${KEEP_ADDON:-} && -s $dir/svdq_engine.node.xz ]] || svdq_engine_addon_xz "$dir/svdq_engine.node.xz"
   rm -f "$dir/svdq_engine.node" "$dir/device-run.mjs"
   svdq_bundle packages/engine-cuda/bench/device-run.ts "$dir/device-run.mjs.xz"
   svdq_bundle packages/engine-cuda/bench/pixart-run.ts "$dir/pixart-run.mjs.xz"
