@@ -19,9 +19,8 @@ import {
   checkW4A4Small,
 } from "../test/gpu-checks.js";
 import { downloadBf16, relErr } from "../test/helpers.js";
-import { CheckRun, printProfile, readPeerOutput } from "./report.js";
+import { benchSteps, CheckRun, printProfile, readPeerOutput } from "./report.js";
 
-const GiB = 2 ** 30;
 const out = process.env.OUT ?? "/tmp";
 
 async function check(fixtures: string): Promise<boolean> {
@@ -136,32 +135,12 @@ async function bench(): Promise<boolean> {
     try {
       e.prepare(1, St, Si);
       randomInputs(e, St, Si);
-      const tInit = Date.now() - t0;
-      e.run();
-      e.raw.synchronize();
-      const outF = downloadBf16(e.raw, "out");
-      const finite = outF.every(Number.isFinite);
-      const eager = [e.timeSteps(iters, false), e.timeSteps(iters, false)];
-      let graph = [Number.NaN];
-      try {
-        graph = [e.timeSteps(iters, true), e.timeSteps(iters, true)];
-      } catch (err) {
-        console.log(`graph capture failed: ${(err as Error).message}`);
-      }
-      e.run({ profile: true });
-      const prof = e.profile();
-      const mem = e.memory();
-      const used = mem.deviceTotal - mem.deviceFree;
-      const row: Record<string, unknown> = {
-        engine: `ours ${mode.toUpperCase()}`,
-        weightsGiB: mem.weights / GiB,
-        engineBytesGiB: mem.peak / GiB,
-        deviceUsedGiB: used / GiB,
-        stepMsEager: Math.min(...eager),
-        stepMsGraph: Math.min(...graph),
-        initMs: tInit,
-        finite,
-      };
+      const {
+        out: outF,
+        prof,
+        row,
+      } = benchSteps(e, iters, () => downloadBf16(e.raw, "out"), `ours ${mode.toUpperCase()}`, Date.now() - t0);
+      const finite = row.finite as boolean;
       const dOut = process.env.DIFFUSERS_OUT;
       if (mode === "bf16" && dOut && existsSync(dOut)) {
         const er = relErr(outF, readPeerOutput(dOut, "bf16"));

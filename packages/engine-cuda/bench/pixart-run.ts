@@ -11,10 +11,14 @@ import { type PixArtInputs, parsePixArtConfig } from "@svdquant/models";
 import { engineAvailability, fnv1a32, PixArtEngine, randomRule, randomValue } from "../src/index.js";
 import { checkTinyBf16, checkW4A4Layers } from "../test/gpu-checks.js";
 import { relErr } from "../test/helpers.js";
-import { checkPixArtTinyBf16, checkPixArtW4A4Layers, checkPixArtW4A4Small } from "../test/pixart-checks.js";
-import { CheckRun, printProfile, readPeerOutput } from "./report.js";
+import {
+  checkPixArtTinyBf16,
+  checkPixArtW4A4Layers,
+  checkPixArtW4A4Small,
+  PIXART_SIGMA_BLOCK,
+} from "../test/pixart-checks.js";
+import { benchSteps, CheckRun, printProfile, readPeerOutput } from "./report.js";
 
-const GiB = 2 ** 30;
 const out = process.env.OUT ?? "/tmp";
 
 async function check(): Promise<boolean> {
@@ -34,24 +38,14 @@ async function check(): Promise<boolean> {
 
 /** PixArt-Σ-XL-2-1024-MS (PixArt-alpha/PixArt-Sigma-XL-2-1024-MS transformer/config.json values). */
 const SIGMA_RAW = {
-  _class_name: "PixArtTransformer2DModel",
+  ...PIXART_SIGMA_BLOCK,
   num_attention_heads: 16,
   attention_head_dim: 72,
-  in_channels: 4,
-  out_channels: 8,
   num_layers: Number(process.env.PIXART_LAYERS ?? 28),
   cross_attention_dim: 1152,
   caption_channels: 4096,
   sample_size: 128,
-  patch_size: 2,
-  attention_bias: true,
-  activation_fn: "gelu-approximate",
-  num_embeds_ada_norm: 1000,
-  norm_type: "ada_norm_single",
-  norm_elementwise_affine: false,
-  norm_eps: 1e-6,
   interpolation_scale: 2,
-  use_additional_conditions: false,
 };
 const SIGMA_1024 = parsePixArtConfig(SIGMA_RAW);
 
@@ -96,32 +90,13 @@ async function bench(): Promise<boolean> {
     const e = PixArtEngine.random(SIGMA_1024, { mode, rank: 32 });
     try {
       e.setInputs(inp);
-      const tInit = Date.now() - t0;
-      e.run();
-      e.raw.synchronize();
-      const outF = e.output();
-      const finite = outF.every(Number.isFinite);
-      const eager = [e.timeSteps(iters, false), e.timeSteps(iters, false)];
-      let graph = [Number.NaN];
-      try {
-        graph = [e.timeSteps(iters, true), e.timeSteps(iters, true)];
-      } catch (err) {
-        console.log(`graph capture failed: ${(err as Error).message}`);
-      }
-      e.run({ profile: true });
-      const prof = e.profile();
-      const mem = e.memory();
-      const row: Record<string, unknown> = {
-        engine: `ours ${mode.toUpperCase()} PixArt-Σ`,
-        weightsGiB: mem.weights / GiB,
-        engineBytesGiB: mem.peak / GiB,
-        deviceUsedGiB: (mem.deviceTotal - mem.deviceFree) / GiB,
-        stepMsEager: Math.min(...eager),
-        stepMsGraph: Math.min(...graph),
-        initMs: tInit,
-        finite,
-        outAbsMean: outF.reduce((a, v) => a + Math.abs(v), 0) / outF.length,
-      };
+      const {
+        out: outF,
+        prof,
+        row,
+      } = benchSteps(e, iters, () => e.output(), `ours ${mode.toUpperCase()} PixArt-Σ`, Date.now() - t0);
+      const finite = row.finite as boolean;
+      row.outAbsMean = outF.reduce((a, v) => a + Math.abs(v), 0) / outF.length;
       for (const [key, env] of [
         ["vsDiffusers", "DIFFUSERS_OUT"],
         ["vsF32", "DIFFUSERS_F32"],

@@ -1,8 +1,9 @@
 // What the engine's device scripts (device-run.ts for FLUX, pixart-run.ts for PixArt) share: the check runner
-// (a PASS/FAIL line per check, the summary, every row as JSON), the per-op breakdown of a profiled step, and the
-// reading of a diffusers peer's output file (tools/engine/*_diffusers.py).
+// (a PASS/FAIL line per check, the summary, every row as JSON), the timing of an engine's step with the common
+// columns of a bench row, the per-op breakdown of a profiled step, and the reading of a diffusers peer's output file
+// (tools/engine/*_diffusers.py).
 import { readFileSync, writeFileSync } from "node:fs";
-import type { OpTime } from "../src/index.js";
+import type { EngineMemory, OpTime } from "../src/index.js";
 import { bf16ToF32, type CheckResult, checkLine } from "../test/helpers.js";
 
 /** Runs checks one by one; a check that throws is a failed row with its stack printed. */
@@ -48,4 +49,53 @@ export function readPeerOutput(file: string, dtype: "bf16" | "f32"): Float32Arra
   const b = readFileSync(file);
   const bytes = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
   return dtype === "f32" ? new Float32Array(bytes) : bf16ToF32(new Uint16Array(bytes));
+}
+
+/** What benchSteps needs of an engine (FluxEngine and PixArtEngine, inputs set). */
+export interface BenchEngine {
+  readonly raw: { synchronize(): void };
+  run(opts?: { profile?: boolean }): void;
+  timeSteps(iterations: number, graph?: boolean): number;
+  profile(): OpTime[];
+  memory(): EngineMemory;
+}
+
+const GiB = 2 ** 30;
+
+/**
+ * One step (its output read by `output`), then step ms: the best of two timings of `iters` steps, eager and as a
+ * CUDA graph (NaN when capture fails), a profiled step and the engine's memory. Returns the output, the profile and
+ * the columns every bench row has.
+ */
+export function benchSteps(
+  e: BenchEngine,
+  iters: number,
+  output: () => Float32Array,
+  engine: string,
+  initMs: number,
+): { out: Float32Array; prof: OpTime[]; row: Record<string, unknown> } {
+  e.run();
+  e.raw.synchronize();
+  const out = output();
+  const eager = [e.timeSteps(iters, false), e.timeSteps(iters, false)];
+  let graph = [Number.NaN];
+  try {
+    graph = [e.timeSteps(iters, true), e.timeSteps(iters, true)];
+  } catch (err) {
+    console.log(`graph capture failed: ${(err as Error).message}`);
+  }
+  e.run({ profile: true });
+  const prof = e.profile();
+  const mem = e.memory();
+  const row: Record<string, unknown> = {
+    engine,
+    weightsGiB: mem.weights / GiB,
+    engineBytesGiB: mem.peak / GiB,
+    deviceUsedGiB: (mem.deviceTotal - mem.deviceFree) / GiB,
+    stepMsEager: Math.min(...eager),
+    stepMsGraph: Math.min(...graph),
+    initMs,
+    finite: out.every(Number.isFinite),
+  };
+  return { out, prof, row };
 }

@@ -16,29 +16,37 @@ import { bf16Tensor, type CheckResult, memorySource, relErr, result, rng, unifor
 import { checkEngineLinears, ReferenceModelParts, refLayers } from "./reference-layers.js";
 
 /**
+ * The config.json keys every PixArt-Σ model here shares with PixArt-alpha/PixArt-Sigma-XL-2-1024-MS (latent 4 in,
+ * 8 out with the learned σ, patch 2, ada_norm_single blocks with GELU-tanh FFNs); sizes are set per model.
+ */
+export const PIXART_SIGMA_BLOCK = {
+  _class_name: "PixArtTransformer2DModel",
+  in_channels: 4,
+  out_channels: 8,
+  patch_size: 2,
+  attention_bias: true,
+  activation_fn: "gelu-approximate",
+  num_embeds_ada_norm: 1000,
+  norm_type: "ada_norm_single",
+  norm_elementwise_affine: false,
+  norm_eps: 1e-6,
+  use_additional_conditions: false,
+} as const;
+
+/**
  * Tiny PixArt configs: "bf16" has head dim 72 (PixArt-Σ's) and a caption projection; "w4a4" has D = 128 (W4A4 needs
  * N % 128 == 0, K % 64 == 0).
  */
 export function tinyPixArtConfig(kind: "bf16" | "w4a4"): PixArtConfig {
   const [heads, dh, cap] = kind === "bf16" ? [2, 72, 48] : [2, 64, 64];
   return parsePixArtConfig({
-    _class_name: "PixArtTransformer2DModel",
+    ...PIXART_SIGMA_BLOCK,
     num_attention_heads: heads,
     attention_head_dim: dh,
-    in_channels: 4,
-    out_channels: 8,
     num_layers: 2,
     cross_attention_dim: heads * dh,
     caption_channels: cap,
     sample_size: 16,
-    patch_size: 2,
-    attention_bias: true,
-    activation_fn: "gelu-approximate",
-    num_embeds_ada_norm: 1000,
-    norm_type: "ada_norm_single",
-    norm_elementwise_affine: false,
-    norm_eps: 1e-6,
-    use_additional_conditions: false,
   });
 }
 
