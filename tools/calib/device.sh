@@ -22,13 +22,8 @@ main() {
     cp packages/cli/package.json "$W/package.json"  # the CLI reads its version from ../package.json
   fi
   export PATH="$W/bin:$PATH" SVDQ_ENGINE_ADDON="$W/svdq_engine.node" OUT="$W/res"
-  for c in /usr/local/cuda/lib64/libcublas.so.13 /usr/local/cuda/targets/x86_64-linux/lib/libcublas.so.13; do
-    [[ -e $c ]] && export SVDQ_CUBLAS_PATH=$c && break
-  done
-  if [[ -z ${SVDQ_CUBLAS_PATH:-} ]]; then
-    c=$(python3 -c 'import nvidia.cu13, os; print(os.path.join(list(nvidia.cu13.__path__)[0], "lib", "libcublas.so.13"))' 2>/dev/null)
-    [[ -n $c && -e $c ]] && export SVDQ_CUBLAS_PATH=$c
-  fi
+  # shellcheck source=tools/device-common.sh
+  source "$D/device-common.sh" && svdq_find_cublas
   echo "node $(node --version) cublas=${SVDQ_CUBLAS_PATH:-none}"
   local rc=0
   if [[ -e $D/readme.mjs.xz ]]; then

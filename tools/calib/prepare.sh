@@ -9,15 +9,10 @@ if [[ ${1:-} == --quick ]]; then quick=1; shift; fi
 dir=${1:-/work/main/.dev-calib}
 mkdir -p "$dir"
 rm -f "$dir/QUICK" "$dir/readme.mjs.xz" "$dir/svdquant.mjs.xz"
-(cd packages/engine-cuda && SVDQ_CUDA_ARCHS=90a node native/build.mjs > /dev/null)
-xz -9 -c packages/engine-cuda/build/svdq_engine.node > "$dir/svdq_engine.node.xz"
-esb=$(ls node_modules/.pnpm/esbuild@*/node_modules/esbuild/bin/esbuild | head -1)
-bundle() { # entry, output: minified ESM; onnxruntime-node (imported lazily by @svdquant/metrics) stays out
-  "$esb" "$1" --bundle --platform=node --format=esm --minify --conditions=@svdquant/source --log-level=warning \
-    --external:onnxruntime-node --outfile="/tmp/calib-prepare.mjs" \
-    --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
-  xz -9 -c /tmp/calib-prepare.mjs > "$dir/$2.xz"
-}
+# shellcheck source=tools/device-common.sh
+source tools/device-common.sh
+svdq_engine_addon_xz "$dir/svdq_engine.node.xz"
+bundle() { svdq_bundle "$1" "$dir/$2.xz"; } # entry, output name
 bundle packages/pipeline/bench/calibrate-device.ts calibrate-device.mjs
 if [[ -n $quick ]]; then
   ex=packages/pipeline/bench/.readme-example.ts # inside the pipeline package, so @svdquant/* resolve
@@ -35,4 +30,5 @@ else
   bundle packages/cli/test/run-cli.ts svdquant.mjs
 fi
 cp tools/calib/device.sh "$dir/device.sh" && chmod +x "$dir/device.sh"
+cp tools/device-common.sh "$dir/device-common.sh"
 du -sh "$dir"

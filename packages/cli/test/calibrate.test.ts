@@ -1,18 +1,10 @@
-/**
- * `svdquant calibrate`: options, the statistics file, and `svdquant quantize --calibration` consuming it (the same
- * bytes as a quantize that records its own statistics). The GPU device is exercised by the device script
- * (packages/pipeline/bench/calibrate-device.ts); here --device cuda must fail cleanly without one.
- */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { engineAvailability } from "@svdquant/engine-cuda";
 import { readCalibration, writeCalibration } from "@svdquant/pipeline";
 import { SafetensorsFile } from "@svdquant/tensor";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main } from "../src/index.ts";
+import { describe, expect, it } from "vitest";
+import { cli, ROOT, tempFolder } from "./helpers.ts";
 
-const ROOT = join(import.meta.dirname, "../../..");
 const MODEL = join(ROOT, "fixtures/models/flux-tiny-a");
 const CONFIG = {
   grid: [
@@ -23,32 +15,18 @@ const CONFIG = {
   calibration: { samples: 1, steps: 2, reservoir: 32 },
 };
 
-let dir: string;
-let configPath: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "svdq-calibrate-"));
-  configPath = join(dir, "config.json");
-  await writeFile(configPath, JSON.stringify(CONFIG));
-});
-afterAll(() => rm(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, { out: (s) => void (out += s), err: (s) => void (err += s) });
-  return { code, out, err };
-}
+const tmp = tempFolder("svdq-calibrate-", CONFIG);
 
 describe("svdquant calibrate", () => {
   it("writes the statistics file that quantize --calibration reads (same output as recording in quantize)", async () => {
-    const stats = join(dir, "stats.safetensors");
+    const stats = join(tmp.path, "stats.safetensors");
     const r = await cli(
       "calibrate",
       MODEL,
       "--out",
       stats,
       "--config",
-      configPath,
+      tmp.config,
       "--steps",
       "3",
       "--json",
@@ -66,14 +44,14 @@ describe("svdquant calibrate", () => {
       expect(v.tokens.length).toBe(v.rows * v.absmax.length);
     }
     // the same calibration (steps 2, as the config) through both routes gives the same checkpoint
-    await cli("calibrate", MODEL, "--out", stats, "--config", configPath, "--no-progress");
-    const a = join(dir, "a.safetensors");
-    const b = join(dir, "b.safetensors");
+    await cli("calibrate", MODEL, "--out", stats, "--config", tmp.config, "--no-progress");
+    const a = join(tmp.path, "a.safetensors");
+    const b = join(tmp.path, "b.safetensors");
     const q1 = await cli(
       "quantize",
       MODEL,
       "--config",
-      configPath,
+      tmp.config,
       "--out",
       a,
       "--calibration",
@@ -82,7 +60,7 @@ describe("svdquant calibrate", () => {
     );
     expect(q1.err).toBe("");
     expect(q1.code).toBe(0);
-    expect((await cli("quantize", MODEL, "--config", configPath, "--out", b, "--no-progress")).code).toBe(0);
+    expect((await cli("quantize", MODEL, "--config", tmp.config, "--out", b, "--no-progress")).code).toBe(0);
     const [fa, fb] = [await SafetensorsFile.open(a), await SafetensorsFile.open(b)];
     try {
       expect(fa.names().sort()).toEqual(fb.names().sort());
@@ -100,18 +78,18 @@ describe("svdquant calibrate", () => {
   }, 120_000);
 
   it("refuses a statistics file without a quantized layer's input, naming it", async () => {
-    const stats = join(dir, "stats.safetensors");
+    const stats = join(tmp.path, "stats.safetensors");
     const { stats: s } = await readCalibration(stats);
     const partial = new Map([...s].filter(([n]) => n !== "transformer_blocks.1.ff.net.2"));
-    const bad = join(dir, "partial.safetensors");
+    const bad = join(tmp.path, "partial.safetensors");
     await writeCalibration(bad, partial, {});
     const r = await cli(
       "quantize",
       MODEL,
       "--config",
-      configPath,
+      tmp.config,
       "--out",
-      join(dir, "c.safetensors"),
+      join(tmp.path, "c.safetensors"),
       "--calibration",
       bad,
       "--no-progress",
@@ -122,7 +100,7 @@ describe("svdquant calibrate", () => {
   });
 
   it("checks its options: one line, exit 1", async () => {
-    const out = join(dir, "x.safetensors");
+    const out = join(tmp.path, "x.safetensors");
     for (const [argv, msg] of [
       [[MODEL, "--out", out, "--device", "gpu"], /expected one of cpu, cuda/],
       [["--out", out], /model folder or --random/],
@@ -131,7 +109,7 @@ describe("svdquant calibrate", () => {
       [["--out", out, "--random", "flux-pro", "--device", "cuda"], /expected one of flux-dev, flux-schnell/],
       [[MODEL, "--out", out, "--steps", "0"], /expected an integer from 1/],
       [[MODEL], /--out/],
-      [[MODEL, "--out", join(dir, "no-such-dir", "x.safetensors")], /no-such-dir/],
+      [[MODEL, "--out", join(tmp.path, "no-such-dir", "x.safetensors")], /no-such-dir/],
     ] as const) {
       const r = await cli("calibrate", ...argv);
       expect(r.code, argv.join(" ")).toBe(1);
@@ -143,7 +121,15 @@ describe("svdquant calibrate", () => {
   it.skipIf(engineAvailability().available)(
     `--device cuda without a usable GPU fails with one line (${engineAvailability().reason})`,
     async () => {
-      const r = await cli("calibrate", MODEL, "--out", join(dir, "g.safetensors"), "--device", "cuda", "--no-progress");
+      const r = await cli(
+        "calibrate",
+        MODEL,
+        "--out",
+        join(tmp.path, "g.safetensors"),
+        "--device",
+        "cuda",
+        "--no-progress",
+      );
       expect(r.code).toBe(1);
       expect(r.err.trim().split("\n")).toHaveLength(1);
       expect(r.err).toMatch(/engine addon|CUDA|cuda/);

@@ -2,31 +2,19 @@
  * `svdquant generate` on the tiny PixArt-Σ pipeline (fixtures/pipeline/pixart): model_index.json picks the pipeline,
  * PNGs come out, and bad input is one line on stderr with exit code 1.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { readPngText } from "@svdquant/pipeline";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main } from "../src/index.ts";
+import { describe, expect, it } from "vitest";
+import { cli, ROOT, tempFolder } from "./helpers.ts";
 
-const PIXART = join(import.meta.dirname, "../../../fixtures/pipeline/pixart");
+const PIXART = join(ROOT, "fixtures/pipeline/pixart");
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "svdq-generate-"));
-});
-afterAll(() => rm(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, { out: (s) => void (out += s), err: (s) => void (err += s) });
-  return { code, out, err };
-}
+const tmp = tempFolder("svdq-generate-");
 
 describe("svdquant generate (PixArt-Σ)", () => {
   it("generates PNGs with the PixArt settings", async () => {
-    const out = join(dir, "a");
+    const out = join(tmp.path, "a");
     const r = await cli(
       "generate",
       PIXART,
@@ -63,15 +51,25 @@ describe("svdquant generate (PixArt-Σ)", () => {
   it("bad input: one line, exit 1", async () => {
     const cases: [string[], RegExp][] = [
       [["--size", "44x32"], /width must be a positive multiple of 8/],
-      [["--quantized", join(dir, "missing.safetensors")], /missing\.safetensors/],
+      [["--quantized", join(tmp.path, "missing.safetensors")], /missing\.safetensors/],
     ];
     for (const [extra, msg] of cases) {
-      const r = await cli("generate", PIXART, "--prompt", "a ring", "--steps", "1", "--out", join(dir, "b"), ...extra);
+      const r = await cli(
+        "generate",
+        PIXART,
+        "--prompt",
+        "a ring",
+        "--steps",
+        "1",
+        "--out",
+        join(tmp.path, "b"),
+        ...extra,
+      );
       expect(r.code).toBe(1);
       expect(r.err).toMatch(msg);
       expect(r.err.trim().split("\n")).toHaveLength(1);
     }
-    const r = await cli("generate", join(dir, "nowhere"), "--prompt", "a ring", "--out", join(dir, "c"));
+    const r = await cli("generate", join(tmp.path, "nowhere"), "--prompt", "a ring", "--out", join(tmp.path, "c"));
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/model_index\.json/);
     expect(r.err.trim().split("\n")).toHaveLength(1);

@@ -1,29 +1,16 @@
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Tensor, writeSafetensors } from "@svdquant/tensor";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main } from "../src/index.js";
+import { beforeAll, describe, expect, it } from "vitest";
+import { cli, ROOT, tempFolder } from "./helpers.ts";
 
 const run = promisify(execFile);
-const ROOT = join(import.meta.dirname, "../../..");
 const FIX = join(ROOT, "fixtures");
 const CLI_DIR = join(import.meta.dirname, "..");
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "svdq-cli-"));
-});
-afterAll(() => rm(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, { out: (s) => void (out += s), err: (s) => void (err += s) });
-  return { code, out, err };
-}
+const tmp = tempFolder("svdq-cli-");
 
 const ITEMSIZE: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1 };
 
@@ -72,7 +59,7 @@ describe("svdquant inspect", () => {
   });
 
   it("inspects a model folder and a sharded index the same way", async () => {
-    const folder = join(dir, "sharded");
+    const folder = join(tmp.path, "sharded");
     await mkdir(folder);
     const a = { "x.weight": Tensor.fromFloats("BF16", [4, 3], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]) };
     const b = {
@@ -113,15 +100,23 @@ describe("svdquant inspect", () => {
   });
 
   it.each([
-    ["a missing path", () => ["inspect", join(dir, "nope.safetensors")], /svdquant: .*nope\.safetensors.*cannot open/],
-    ["a corrupt file", () => ["inspect", join(dir, "corrupt.safetensors")], /svdquant: .*corrupt\.safetensors.*header/],
+    [
+      "a missing path",
+      () => ["inspect", join(tmp.path, "nope.safetensors")],
+      /svdquant: .*nope\.safetensors.*cannot open/,
+    ],
+    [
+      "a corrupt file",
+      () => ["inspect", join(tmp.path, "corrupt.safetensors")],
+      /svdquant: .*corrupt\.safetensors.*header/,
+    ],
     ["a missing argument", () => ["inspect"], /error: missing required argument 'path'/],
     ["an unknown command", () => ["frobnicate"], /error: unknown command 'frobnicate'/],
     ["an unknown option", () => ["inspect", "x", "--bogus"], /error: unknown option '--bogus'/],
   ] as [string, () => string[], RegExp][])(
     "reports %s with exit code 1 and one line on stderr",
     async (_, argv, re) => {
-      await writeFile(join(dir, "corrupt.safetensors"), Buffer.from([255, 0, 0, 0, 0, 0, 0, 0, 123]));
+      await writeFile(join(tmp.path, "corrupt.safetensors"), Buffer.from([255, 0, 0, 0, 0, 0, 0, 0, 123]));
       const { code, out, err } = await cli(...argv());
       expect(code).toBe(1);
       expect(out).toBe("");
@@ -157,7 +152,7 @@ describe("the built svdquant binary", () => {
     expect(j.tensors).toHaveLength(122);
     expect(j.tensors.every((t: { dtype: string }) => t.dtype === "BF16")).toBe(true);
     expect(j.bytes).toBe(j.parameters * 2);
-    const bad = await run(process.execPath, [bin, "inspect", join(dir, "nope")]).catch(
+    const bad = await run(process.execPath, [bin, "inspect", join(tmp.path, "nope")]).catch(
       (e: { code: number; stderr: string }) => e,
     );
     expect((bad as { code: number }).code).toBe(1);

@@ -4,13 +4,11 @@
  * is refused instead of mixed.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main } from "../src/index.ts";
+import { describe, expect, it } from "vitest";
+import { cli, ROOT, tempFolder } from "./helpers.ts";
 
-const ROOT = join(import.meta.dirname, "../../..");
 const MODEL = join(ROOT, "fixtures/models/flux-tiny-a");
 const RUNNER = join(import.meta.dirname, "run-cli.ts");
 
@@ -26,21 +24,7 @@ const CONFIG = {
   calibration: { samples: 1, steps: 2 },
 };
 
-let dir: string;
-let configPath: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "svdq-quantize-"));
-  configPath = join(dir, "config.json");
-  await writeFile(configPath, JSON.stringify(CONFIG));
-});
-afterAll(() => rm(dir, { recursive: true, force: true }));
-
-async function cli(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(argv, { out: (s) => void (out += s), err: (s) => void (err += s) });
-  return { code, out, err };
-}
+const tmp = tempFolder("svdq-quantize-", CONFIG);
 
 /** Start the CLI in a child process; resolves with its exit code/signal and stderr. */
 function child(args: string[], onStart?: (kill: () => void) => void) {
@@ -58,8 +42,8 @@ function child(args: string[], onStart?: (kill: () => void) => void) {
 
 describe("svdquant quantize", () => {
   it("quantizes, reports, and inspect describes the 4-bit layers", async () => {
-    const out = join(dir, "plain.safetensors");
-    const r = await cli("quantize", MODEL, "--config", configPath, "--out", out, "--json", "--no-progress");
+    const out = join(tmp.path, "plain.safetensors");
+    const r = await cli("quantize", MODEL, "--config", tmp.config, "--out", out, "--json", "--no-progress");
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.out);
@@ -74,10 +58,10 @@ describe("svdquant quantize", () => {
   });
 
   it("a run killed mid-way and started again with the same command writes the same bytes", async () => {
-    const ref = join(dir, "ref.safetensors");
-    expect((await cli("quantize", MODEL, "--config", configPath, "--out", ref, "--no-progress")).code).toBe(0);
-    const out = join(dir, "resumed.safetensors");
-    const args = ["quantize", MODEL, "--config", configPath, "--out", out, "--resume", "--no-progress"];
+    const ref = join(tmp.path, "ref.safetensors");
+    expect((await cli("quantize", MODEL, "--config", tmp.config, "--out", ref, "--no-progress")).code).toBe(0);
+    const out = join(tmp.path, "resumed.safetensors");
+    const args = ["quantize", MODEL, "--config", tmp.config, "--out", out, "--resume", "--no-progress"];
     const parts = `${out}.parts`;
     const killed = await child(args, (kill) => {
       const poll = setInterval(async () => {
@@ -93,13 +77,13 @@ describe("svdquant quantize", () => {
     expect(left.length).toBeGreaterThanOrEqual(3);
     expect(left.length).toBeLessThan(5); // killed before the last block
     // a changed config is refused, the state stays
-    const other = join(dir, "other.json");
+    const other = join(tmp.path, "other.json");
     await writeFile(other, JSON.stringify({ ...CONFIG, rank: 16 }));
     const refused = await cli("quantize", MODEL, "--config", other, "--out", out, "--resume", "--no-progress");
     expect(refused.code).toBe(1);
     expect(refused.err).toMatch(/state belongs to another model or config/);
     // without --resume the leftover state is not silently overwritten
-    const noResume = await cli("quantize", MODEL, "--config", configPath, "--out", out, "--no-progress");
+    const noResume = await cli("quantize", MODEL, "--config", tmp.config, "--out", out, "--no-progress");
     expect(noResume.code).toBe(1);
     expect(noResume.err).toMatch(/pass --resume/);
     // the same command again finishes from the state
@@ -107,17 +91,17 @@ describe("svdquant quantize", () => {
     expect(again.err).toBe("");
     expect(again.code).toBe(0);
     expect(Buffer.compare(await readFile(out), await readFile(ref))).toBe(0);
-    expect(await readdir(dir)).not.toContain("resumed.safetensors.parts");
+    expect(await readdir(tmp.path)).not.toContain("resumed.safetensors.parts");
   });
 
   it("bad input gets one line naming the file", async () => {
-    const bad = join(dir, "bad.json");
+    const bad = join(tmp.path, "bad.json");
     await writeFile(bad, JSON.stringify({ rank: -1 }));
     const r = await cli("quantize", MODEL, "--config", bad, "--no-progress");
     expect(r.code).toBe(1);
     expect(r.err.trim().split("\n")).toHaveLength(1);
     expect(r.err).toMatch(/bad\.json: rank/);
-    const missing = await cli("quantize", join(dir, "nope"), "--no-progress");
+    const missing = await cli("quantize", join(tmp.path, "nope"), "--no-progress");
     expect(missing.code).toBe(1);
     expect(missing.err).toMatch(/nope/);
   });

@@ -11,7 +11,6 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { parseFluxConfig } from "@svdquant/models";
 import { engineAvailability, FluxEngine, fnv1a32, type RandomFluxOptions } from "../src/index.js";
 import {
-  type CheckResult,
   checkAttention,
   checkGemvW4A16,
   checkP2Linear,
@@ -20,26 +19,13 @@ import {
   checkW4A4Layers,
   checkW4A4Small,
 } from "../test/gpu-checks.js";
-import { relErr } from "../test/helpers.js";
+import { downloadBf16, relErr } from "../test/helpers.js";
+import { benchSteps, CheckRun, printProfile, readPeerOutput } from "./report.js";
 
-const GiB = 2 ** 30;
 const out = process.env.OUT ?? "/tmp";
 
 async function check(fixtures: string): Promise<boolean> {
-  const rows: CheckResult[] = [];
-  const run = async (f: () => CheckResult | Promise<CheckResult>, name: string) => {
-    const t0 = Date.now();
-    try {
-      const r = await f();
-      rows.push(r);
-      console.log(
-        `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol}) ${Date.now() - t0} ms`,
-      );
-    } catch (e) {
-      rows.push({ name, relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
-      console.log(`FAIL ${name}: ${(e as Error).stack ?? e}`);
-    }
-  };
+  const c = new CheckRun();
   const only = process.env.CHECKS?.split(",");
   const want = (g: string) => !only || only.includes(g);
   if (want("attention"))
@@ -50,7 +36,7 @@ async function check(fixtures: string): Promise<boolean> {
       [1, 2, 64, 64],
       [1, 1, 1, 128],
     ] as const)
-      await run(() => checkAttention(B, H, S, Dh), `attention ${B} ${H} ${S} ${Dh}`);
+      await c.run(`attention ${B} ${H} ${S} ${Dh}`, () => checkAttention(B, H, S, Dh));
   if (want("gemv"))
     for (const [M, K, N] of [
       [1, 256, 200],
@@ -61,7 +47,7 @@ async function check(fixtures: string): Promise<boolean> {
       [8, 3072, 512],
       [5, 64, 7],
     ] as const)
-      for (const v of [0, 1, 2] as const) await run(() => checkGemvW4A16(M, K, N, 2, v), `gemv ${M} ${K} ${N} v${v}`);
+      for (const v of [0, 1, 2] as const) await c.run(`gemv ${M} ${K} ${N} v${v}`, () => checkGemvW4A16(M, K, N, 2, v));
   if (want("p2"))
     for (const [M, K, N, gelu] of [
       [64, 1024, 256, false],
@@ -69,40 +55,26 @@ async function check(fixtures: string): Promise<boolean> {
       [9, 1024, 64, false],
     ] as const)
       for (const storage of ["e4m3", "int4"] as const)
-        await run(() => checkP2Linear(M, K, N, gelu, storage), `p2 linear ${storage} ${M} ${K} ${N}`);
+        await c.run(`p2 linear ${storage} ${M} ${K} ${N}`, () => checkP2Linear(M, K, N, gelu, storage));
   if (want("p2"))
     for (const [M, K, N, gelu] of [
       [17, 1024, 200, false],
       [40, 3072, 264, true],
     ] as const)
-      await run(() => checkP2Storage(M, K, N, gelu), `p2 storage ${M} ${K} ${N}`);
+      await c.run(`p2 storage ${M} ${K} ${N}`, () => checkP2Storage(M, K, N, gelu));
   const tiny = `${fixtures}/flux-tiny-a-bf16`;
   if (!want("model")) {
     // only the op checks
   } else if (existsSync(tiny)) {
-    await run(() => checkTinyBf16(tiny, 1, 8, 16), "tiny 1");
-    await run(() => checkTinyBf16(tiny, 2, 9, 35), "tiny 2");
+    await c.run("tiny 1", () => checkTinyBf16(tiny, 1, 8, 16));
+    await c.run("tiny 2", () => checkTinyBf16(tiny, 2, 9, 35));
   } else console.log(`SKIP flux-tiny: ${tiny} missing`);
-  if (want("model"))
-    try {
-      for (const r of await checkW4A4Layers()) {
-        rows.push(r);
-        console.log(
-          `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})`,
-        );
-      }
-    } catch (e) {
-      rows.push({ name: "w4a4 layers", relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
-      console.log(`FAIL w4a4 layers: ${(e as Error).stack ?? e}`);
-    }
   if (want("model")) {
-    await run(() => checkW4A4Small(2, 7, 37), "w4a4 small 2");
-    await run(() => checkW4A4Small(1, 16, 64), "w4a4 small 1");
+    await c.run("w4a4 layers", () => checkW4A4Layers());
+    await c.run("w4a4 small 2", () => checkW4A4Small(2, 7, 37));
+    await c.run("w4a4 small 1", () => checkW4A4Small(1, 16, 64));
   }
-  const ok = rows.every((r) => r.ok);
-  console.log(`${rows.filter((r) => r.ok).length}/${rows.length} checks passed`);
-  writeFileSync(`${out}/engine-check.json`, JSON.stringify(rows, null, 1));
-  return ok;
+  return c.finish(`${out}/engine-check.json`);
 }
 
 /** FLUX.1-dev (black-forest-labs/FLUX.1-dev transformer/config.json values). */
@@ -174,38 +146,15 @@ async function bench(): Promise<boolean> {
     try {
       e.prepare(1, St, Si);
       randomInputs(e, St, Si);
-      const tInit = Date.now() - t0;
-      e.run();
-      e.raw.synchronize();
-      const outBits = new Uint16Array(e.raw.download("out"));
-      const outF = Float32Array.from(outBits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
-      const finite = outF.every(Number.isFinite);
-      const eager = [e.timeSteps(iters, false), e.timeSteps(iters, false)];
-      let graph = [Number.NaN];
-      try {
-        graph = [e.timeSteps(iters, true), e.timeSteps(iters, true)];
-      } catch (err) {
-        console.log(`graph capture failed: ${(err as Error).message}`);
-      }
-      e.run({ profile: true });
-      const prof = e.profile().sort((a, b) => b.ms - a.ms);
-      const mem = e.memory();
-      const used = mem.deviceTotal - mem.deviceFree;
-      const row: Record<string, unknown> = {
-        engine: `ours ${mode.toUpperCase()}`,
-        weightsGiB: mem.weights / GiB,
-        engineBytesGiB: mem.peak / GiB,
-        deviceUsedGiB: used / GiB,
-        stepMsEager: Math.min(...eager),
-        stepMsGraph: Math.min(...graph),
-        initMs: tInit,
-        finite,
-      };
+      const {
+        out: outF,
+        prof,
+        row,
+      } = benchSteps(e, iters, () => downloadBf16(e.raw, "out"), `ours ${mode.toUpperCase()}`, Date.now() - t0);
+      const finite = row.finite as boolean;
       const dOut = process.env.DIFFUSERS_OUT;
       if (mode === "bf16" && dOut && existsSync(dOut)) {
-        const b = new Uint16Array(readFileSync(dOut).buffer.slice(0));
-        const ref = Float32Array.from(b, (x) => new Float32Array(new Uint32Array([x << 16]).buffer)[0]!);
-        const er = relErr(outF, ref);
+        const er = relErr(outF, readPeerOutput(dOut, "bf16"));
         row.vsDiffusersRelL2 = er.relL2;
         row.vsDiffusersRelMax = er.relMax;
       }
@@ -215,8 +164,7 @@ async function bench(): Promise<boolean> {
       // within 1e-2 of float32 and no further from it than diffusers BF16 is.
       const f32 = process.env.DIFFUSERS_F32;
       if (mode === "bf16" && f32 && existsSync(f32)) {
-        const ref = new Float32Array(readFileSync(f32).buffer.slice(0));
-        const er = relErr(outF, ref);
+        const er = relErr(outF, readPeerOutput(f32, "f32"));
         row.vsF32RelL2 = er.relL2;
         row.vsF32RelMax = er.relMax;
         const peerJson = `${out}/diffusers.json`;
@@ -234,12 +182,7 @@ async function bench(): Promise<boolean> {
       if (!finite) ok = false;
       table.push(row);
       console.log(JSON.stringify(row));
-      const total = prof.reduce((a, p) => a + p.ms, 0);
-      console.log(`per-op breakdown (${mode}, one profiled step, ${total.toFixed(1)} ms with events):`);
-      for (const p of prof)
-        console.log(
-          `  ${p.op.padEnd(30)} ${p.ms.toFixed(2).padStart(9)} ms ${((100 * p.ms) / total).toFixed(1).padStart(5)}%  x${p.count}`,
-        );
+      printProfile(prof, mode);
       const q = prof.find((p) => p.op === "p2 quantize");
       if (q) {
         const bytes = p2QuantBytes(St, Si);

@@ -6,73 +6,46 @@
 //                               batch 2), random weights: ours BF16 and ours W4A4 (step ms eager and CUDA graph,
 //                               weights, engine bytes, device memory, per-op breakdown); vs diffusers' output when
 //                               $DIFFUSERS_OUT names the file tools/engine/pixart_diffusers.py wrote
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { type PixArtInputs, parsePixArtConfig } from "@svdquant/models";
 import { engineAvailability, fnv1a32, PixArtEngine, randomRule, randomValue } from "../src/index.js";
-import { type CheckResult, checkTinyBf16, checkW4A4Layers } from "../test/gpu-checks.js";
+import { checkTinyBf16, checkW4A4Layers } from "../test/gpu-checks.js";
 import { relErr } from "../test/helpers.js";
-import { checkPixArtTinyBf16, checkPixArtW4A4Layers, checkPixArtW4A4Small } from "../test/pixart-checks.js";
+import {
+  checkPixArtTinyBf16,
+  checkPixArtW4A4Layers,
+  checkPixArtW4A4Small,
+  PIXART_SIGMA_BLOCK,
+} from "../test/pixart-checks.js";
+import { benchSteps, CheckRun, printProfile, readPeerOutput } from "./report.js";
 
-const GiB = 2 ** 30;
 const out = process.env.OUT ?? "/tmp";
 
-function show(r: CheckResult, ms?: number): void {
-  console.log(
-    `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})${ms === undefined ? "" : ` ${ms} ms`}`,
-  );
-}
-
 async function check(): Promise<boolean> {
-  const rows: CheckResult[] = [];
-  const run = async (f: () => Promise<CheckResult | CheckResult[]>, name: string) => {
-    const t0 = Date.now();
-    try {
-      const r = await f();
-      for (const x of Array.isArray(r) ? r : [r]) {
-        rows.push(x);
-        show(x, Date.now() - t0);
-      }
-    } catch (e) {
-      rows.push({ name, relL2: Number.NaN, relMax: Number.NaN, tol: 0, ok: false });
-      console.log(`FAIL ${name}: ${(e as Error).stack ?? e}`);
-    }
-  };
+  const c = new CheckRun();
   // 7 x 5 = 35 image tokens (odd), 13 text tokens, item 1 keeps 6 of them
-  await run(() => checkPixArtTinyBf16(2, 13, 14, 10, [13, 6]), "pixart tiny bf16 B=2");
-  await run(() => checkPixArtTinyBf16(1, 9, 10, 18, [9]), "pixart tiny bf16 B=1");
-  await run(() => checkPixArtW4A4Layers(), "pixart w4a4 layers");
-  await run(() => checkPixArtW4A4Small(2, 13, 14, 10, [13, 6]), "pixart w4a4 small B=2");
+  await c.run("pixart tiny bf16 B=2", () => checkPixArtTinyBf16(2, 13, 14, 10, [13, 6]));
+  await c.run("pixart tiny bf16 B=1", () => checkPixArtTinyBf16(1, 9, 10, 18, [9]));
+  await c.run("pixart w4a4 layers", () => checkPixArtW4A4Layers());
+  await c.run("pixart w4a4 small B=2", () => checkPixArtW4A4Small(2, 13, 14, 10, [13, 6]));
   // FLUX on the refactored engine state (engine_core.h): the tiny BF16 fixture and the W4A4 layer checks
   const tiny = "fixtures/models/flux-tiny-a-bf16";
-  if (existsSync(tiny)) await run(() => checkTinyBf16(tiny, 2, 9, 35), "flux tiny bf16 B=2");
+  if (existsSync(tiny)) await c.run("flux tiny bf16 B=2", () => checkTinyBf16(tiny, 2, 9, 35));
   else console.log(`SKIP flux-tiny: ${tiny} missing`);
-  await run(() => checkW4A4Layers(), "flux w4a4 layers");
-  const ok = rows.every((r) => r.ok);
-  console.log(`${rows.filter((r) => r.ok).length}/${rows.length} checks passed`);
-  writeFileSync(`${out}/pixart-check.json`, JSON.stringify(rows, null, 1));
-  return ok;
+  await c.run("flux w4a4 layers", () => checkW4A4Layers());
+  return c.finish(`${out}/pixart-check.json`);
 }
 
 /** PixArt-Σ-XL-2-1024-MS (PixArt-alpha/PixArt-Sigma-XL-2-1024-MS transformer/config.json values). */
 const SIGMA_RAW = {
-  _class_name: "PixArtTransformer2DModel",
+  ...PIXART_SIGMA_BLOCK,
   num_attention_heads: 16,
   attention_head_dim: 72,
-  in_channels: 4,
-  out_channels: 8,
   num_layers: Number(process.env.PIXART_LAYERS ?? 28),
   cross_attention_dim: 1152,
   caption_channels: 4096,
   sample_size: 128,
-  patch_size: 2,
-  attention_bias: true,
-  activation_fn: "gelu-approximate",
-  num_embeds_ada_norm: 1000,
-  norm_type: "ada_norm_single",
-  norm_elementwise_affine: false,
-  norm_eps: 1e-6,
   interpolation_scale: 2,
-  use_additional_conditions: false,
 };
 const SIGMA_1024 = parsePixArtConfig(SIGMA_RAW);
 
@@ -117,46 +90,20 @@ async function bench(): Promise<boolean> {
     const e = PixArtEngine.random(SIGMA_1024, { mode, rank: 32 });
     try {
       e.setInputs(inp);
-      const tInit = Date.now() - t0;
-      e.run();
-      e.raw.synchronize();
-      const outF = e.output();
-      const finite = outF.every(Number.isFinite);
-      const eager = [e.timeSteps(iters, false), e.timeSteps(iters, false)];
-      let graph = [Number.NaN];
-      try {
-        graph = [e.timeSteps(iters, true), e.timeSteps(iters, true)];
-      } catch (err) {
-        console.log(`graph capture failed: ${(err as Error).message}`);
-      }
-      e.run({ profile: true });
-      const prof = e.profile().sort((a, b) => b.ms - a.ms);
-      const mem = e.memory();
-      const row: Record<string, unknown> = {
-        engine: `ours ${mode.toUpperCase()} PixArt-Σ`,
-        weightsGiB: mem.weights / GiB,
-        engineBytesGiB: mem.peak / GiB,
-        deviceUsedGiB: (mem.deviceTotal - mem.deviceFree) / GiB,
-        stepMsEager: Math.min(...eager),
-        stepMsGraph: Math.min(...graph),
-        initMs: tInit,
-        finite,
-        outAbsMean: outF.reduce((a, v) => a + Math.abs(v), 0) / outF.length,
-      };
+      const {
+        out: outF,
+        prof,
+        row,
+      } = benchSteps(e, iters, () => e.output(), `ours ${mode.toUpperCase()} PixArt-Σ`, Date.now() - t0);
+      const finite = row.finite as boolean;
+      row.outAbsMean = outF.reduce((a, v) => a + Math.abs(v), 0) / outF.length;
       for (const [key, env] of [
         ["vsDiffusers", "DIFFUSERS_OUT"],
         ["vsF32", "DIFFUSERS_F32"],
       ] as const) {
         const f = process.env[env];
         if (mode !== "bf16" || !f || !existsSync(f)) continue;
-        const buf = readFileSync(f);
-        const ref =
-          key === "vsF32"
-            ? new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4)
-            : Float32Array.from(
-                new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength / 2),
-                (x) => new Float32Array(new Uint32Array([x << 16]).buffer)[0]!,
-              );
+        const ref = readPeerOutput(f, key === "vsF32" ? "f32" : "bf16");
         if (ref.length !== outF.length) {
           row[`${key}Error`] = `length ${ref.length} vs ${outF.length}`;
           continue;
@@ -170,12 +117,7 @@ async function bench(): Promise<boolean> {
       if (!finite) ok = false;
       table.push(row);
       console.log(JSON.stringify(row));
-      const total = prof.reduce((a, p) => a + p.ms, 0);
-      console.log(`per-op breakdown (PixArt ${mode}, one profiled step, ${total.toFixed(1)} ms with events):`);
-      for (const p of prof)
-        console.log(
-          `  ${p.op.padEnd(30)} ${p.ms.toFixed(2).padStart(9)} ms ${((100 * p.ms) / total).toFixed(1).padStart(5)}%  x${p.count}`,
-        );
+      printProfile(prof, `PixArt ${mode}`);
     } catch (err) {
       ok = false;
       console.log(`FAIL PixArt ${mode}: ${(err as Error).stack ?? err}`);

@@ -1,19 +1,8 @@
 // Correctness checks of the engine on a GPU, shared by gpu.test.ts (vitest) and bench/device-run.ts (the device
 // script). Every check compares against an independent host reference: float64 attention / GEMV, or the CPU
-// FLUX forward of @svdquant/models on the same parameters (W4A4 / W4A16 layers through reference layers below that
-// follow the kernels' documented arithmetic).
-import {
-  activationSpecFor,
-  dequantize,
-  p2Parts,
-  packNibbles,
-  packW4A4Layer,
-  packW4A16Layer,
-  type QuantizedLinear,
-  quantize,
-  quantizeW4A16,
-  specFor,
-} from "@svdquant/int4";
+// FLUX forward of @svdquant/models on the same parameters (W4A4 / W4A16 layers through the reference layers of
+// reference-layers.ts that follow the kernels' documented arithmetic).
+import { dequantize, p2Parts, packNibbles, quantize, quantizeW4A16, specFor } from "@svdquant/int4";
 import { p2WeightOperand } from "@svdquant/kernels-cuda";
 import {
   CalibrationRecorder,
@@ -21,26 +10,25 @@ import {
   type FluxInputs,
   FluxTransformer,
   LinearFactory,
-  type LinearLayer,
   parseFluxConfig,
-  type Recipe,
-  registerLinearKind,
 } from "@svdquant/models";
 import { openModelFolder, type Tensor } from "@svdquant/tensor";
 import { FluxEngine } from "../src/index.js";
-import { bf, bf16Bits, bf16Tensor, memorySource, relErr, rng, uniformBf16 } from "./helpers.js";
+import {
+  bf,
+  bf16Bits,
+  bf16Tensor,
+  type CheckResult,
+  downloadBf16,
+  memorySource,
+  relErr,
+  result,
+  rng,
+  uniformBf16,
+} from "./helpers.js";
+import { checkEngineLinears, ReferenceModelParts, refLayers } from "./reference-layers.js";
 
-export interface CheckResult {
-  name: string;
-  relL2: number;
-  relMax: number;
-  tol: number;
-  ok: boolean;
-}
-
-export function result(name: string, e: { relL2: number; relMax: number; finite: boolean }, tol: number): CheckResult {
-  return { name, relL2: e.relL2, relMax: e.relMax, tol, ok: e.finite && e.relL2 <= tol };
-}
+export type { CheckResult } from "./helpers.js";
 
 // ---------------------------------------------------------------- attention vs float64
 export function checkAttention(B: number, H: number, S: number, Dh: number, seed = 1): CheckResult {
@@ -86,8 +74,7 @@ export function checkAttention(B: number, H: number, S: number, Dh: number, seed
     raw.alloc("t.o", n * 2);
     raw.fillRandom("t.o", "bytes", 7); // poison
     raw.attention("t.q", "t.k", "t.v", "t.o", B, H, S, Dh);
-    const bits = new Uint16Array(raw.download("t.o"));
-    const got = Float32Array.from(bits, (x) => bf(new Float32Array(new Uint32Array([x << 16]).buffer)[0]!));
+    const got = downloadBf16(raw, "t.o");
     return result(`attention B=${B} H=${H} S=${S} Dh=${Dh}`, relErr(got, ref), 1e-2);
   } finally {
     e.free();
@@ -138,8 +125,7 @@ export function checkGemvW4A16(M: number, K: number, N: number, seed = 2, varian
     put("g.b", bf16Bits(bias));
     raw.alloc("g.o", M * N * 2);
     raw.gemvW4A16("g.x", "g.c", "g.s", "g.z", "g.b", "g.o", M, K, N, variant);
-    const bits = new Uint16Array(raw.download("g.o"));
-    const got = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
+    const got = downloadBf16(raw, "g.o");
     const kind = ["auto", "CUDA cores", "tensor cores"][variant];
     return result(`w4a16 gemv (${kind}) M=${M} K=${K} N=${N}`, relErr(got, ref), 1e-2);
   } finally {
@@ -185,108 +171,6 @@ export async function checkTinyBf16(dir: string, B: number, St: number, Si: numb
     e.free();
     await folder.weights.close();
   }
-}
-
-/**
- * CPU reference of a packed W4A4 layer, following the kernels' arithmetic (svdq_cuda.h, next_quant.cuh): x rounded
- * to bf16 (the engine's activations), v = (x [+ 0.171875 unsigned]) · (1/λ), per token and 64-group scale
- * s = amax/qmax (stored as bf16), codes rint(v/s) clamped to [-8, 7] / [0, 15];
- * y = Σ_g s_x s_w Σ q_x q_w + (x · downᵀ) · upᵀ + bias.
- */
-export class RefW4A4 implements LinearLayer {
-  readonly kind = "ref-w4a4";
-  constructor(
-    readonly name: string,
-    readonly inFeatures: number,
-    readonly outFeatures: number,
-    private readonly l: QuantizedLinear,
-    private readonly unsigned: boolean,
-    private readonly roundInput = true,
-  ) {}
-  forward(x: Float32Array, m: number): Float32Array {
-    const K = this.inFeatures;
-    const N = this.outFeatures;
-    const { residual: weight, lowRankDown, lowRankUp, rank: R, bias, smooth } = this.l;
-    const qmax = this.unsigned ? 15 : 7;
-    const qlo = this.unsigned ? 0 : -8;
-    const out = new Float32Array(m * N);
-    const codes = new Float64Array(K);
-    const sx = new Float64Array(K / 64);
-    const la = new Float64Array(R);
-    for (let i = 0; i < m; i++) {
-      const xr = Array.from(x.subarray(i * K, (i + 1) * K), (v) => (this.roundInput ? bf(v) : v));
-      for (let g = 0; g < K / 64; g++) {
-        let amax = 0;
-        const v = new Float64Array(64);
-        for (let j = 0; j < 64; j++) {
-          const k = g * 64 + j;
-          const inv = Math.fround(1 / (smooth ? smooth[k]! : 1));
-          v[j] = Math.fround(Math.fround(xr[k]! + (this.unsigned ? 0.171875 : 0)) * inv);
-          amax = Math.max(amax, Math.abs(v[j]!));
-        }
-        const s = Math.fround(amax * Math.fround(1 / qmax));
-        const rs = amax > 0 ? Math.fround(1 / s) : 0;
-        for (let j = 0; j < 64; j++) {
-          const t = Math.min(Math.max(Math.fround(v[j]! * rs), qlo), qmax);
-          const rnd = Math.round(t);
-          codes[g * 64 + j] = Math.abs(t % 1) === 0.5 ? 2 * Math.round(t / 2) : rnd; // round half to even
-        }
-        sx[g] = bf(s);
-      }
-      for (let r = 0; r < R; r++) {
-        let a = 0;
-        for (let k = 0; k < K; k++) a += xr[k]! * lowRankDown[r * K + k]!;
-        la[r] = Math.fround(a);
-      }
-      for (let n = 0; n < N; n++) {
-        let y = 0;
-        for (let g = 0; g < K / 64; g++) {
-          let d = 0;
-          for (let j = 0; j < 64; j++) d += codes[g * 64 + j]! * weight.codes[n * K + g * 64 + j]!;
-          y += d * sx[g]! * weight.scales[n * (K / 64) + g]!;
-        }
-        for (let r = 0; r < R; r++) y += la[r]! * lowRankUp[n * R + r]!;
-        out[i * N + n] = y + (bias ? bias[n]! : 0);
-      }
-    }
-    return out;
-  }
-}
-
-export class RefW4A16 implements LinearLayer {
-  readonly kind = "ref-w4a16";
-  constructor(
-    readonly name: string,
-    readonly inFeatures: number,
-    readonly outFeatures: number,
-    private readonly w: Float32Array,
-    private readonly bias: Float32Array,
-  ) {}
-  forward(x: Float32Array, m: number): Float32Array {
-    const K = this.inFeatures;
-    const N = this.outFeatures;
-    const out = new Float32Array(m * N);
-    for (let i = 0; i < m; i++)
-      for (let n = 0; n < N; n++) {
-        let s = 0;
-        for (let k = 0; k < K; k++) s += bf(x[i * K + k]!) * this.w[n * K + k]!;
-        out[i * N + n] = s + this.bias[n]!;
-      }
-    return out;
-  }
-}
-
-export const refLayers = new Map<string, LinearLayer>();
-let registered = false;
-export function registerRefs(): void {
-  if (registered) return;
-  registered = true;
-  for (const kind of ["engine-ref-w4a4", "engine-ref-w4a16"])
-    registerLinearKind(kind, (ctx) => {
-      const l = refLayers.get(ctx.name);
-      if (!l) throw new Error(`no reference layer ${ctx.name}`);
-      return l;
-    });
 }
 
 /** A small FLUX (D = 256 = 2 x 128, so W4A4's N % 128 holds) with guidance, for the W4A4 check. */
@@ -337,13 +221,10 @@ export async function checkW4A4Small(B: number, St: number, Si: number, seed = 5
  * of bf16-rounded ones) and the engine's tensor source.
  */
 export async function buildW4A4Small(seed = 5, roundInput = true) {
-  registerRefs();
   const c = smallW4A4Config();
-  const { fluxParams } = await import("@svdquant/models");
+  const { fluxParams, linearNamesOf } = await import("@svdquant/models");
   const r = rng(seed);
   const dense = new Map<string, Tensor>();
-  const packed = new Map<string, Tensor>();
-  const smooths = new Map<string, Float32Array>();
   const groupOf = (name: string) => {
     const m = /^(single_)?transformer_blocks\.(\d+)\.(attn\.(to_[qkv]|add_[qkv]_proj)|proj_mlp)$/.exec(name);
     if (!m) return name;
@@ -359,63 +240,18 @@ export async function buildW4A4Small(seed = 5, roundInput = true) {
           : uniformBf16(r, n, -1 / Math.sqrt(p.shape[1] ?? 1), 1 / Math.sqrt(p.shape[1] ?? 1));
     dense.set(p.name, bf16Tensor([...p.shape], vals));
   }
-  const layers = (await import("@svdquant/models")).linearNamesOf(fluxParams(c));
-  const recipeRules: Recipe["rules"][number][] = [];
-  for (const name of layers) {
+  const parts = new ReferenceModelParts(r, roundInput);
+  for (const name of linearNamesOf(fluxParams(c))) {
     if (!/transformer_blocks\./.test(name)) continue;
-    const [N, K] = dense.get(`${name}.weight`)!.shape as [number, number];
+    const weight = dense.get(`${name}.weight`)!;
+    const [N, K] = weight.shape as [number, number];
     const bias = dense.get(`${name}.bias`)!.toFloat32();
-    if (/norm1(_context)?\.linear$|\.norm\.linear$/.test(name)) {
-      const q = quantizeW4A16(dense.get(`${name}.weight`)!.toFloat32(), N, K, { groupSize: 64, scaleDtype: "BF16" });
-      for (const [k, t] of Object.entries(packW4A16Layer(q, bias, { dtype: "BF16", name })))
-        packed.set(`${name}.${k}`, t);
-      const w = new Float32Array(N * K);
-      for (let i = 0; i < N * K; i++) {
-        const g = Math.floor(i / 64);
-        w[i] = q.codes[i]! * q.scales[g]! + q.zeros[g]!;
-      }
-      refLayers.set(name, new RefW4A16(name, K, N, w, bias));
-      recipeRules.push({ match: name, treatment: "w4a16" });
-      continue;
-    }
-    const R = 32;
-    const codes = new Int8Array(N * K);
-    for (let i = 0; i < codes.length; i++) codes[i] = Math.floor(r() * 16) - 8;
-    const scales = uniformBf16(r, (N * K) / 64, 0.3 / Math.sqrt(K) / 4, 0.7 / Math.sqrt(K) / 4);
-    const gname = groupOf(name);
-    let smooth = smooths.get(gname);
-    if (!smooth) {
-      smooth = uniformBf16(r, K, 0.5, 2);
-      smooths.set(gname, smooth);
-    }
-    const layer: QuantizedLinear = {
-      act: activationSpecFor("int4"),
-      residual: { spec: { format: "int4", groupSize: 64 }, rows: N, cols: K, codes, scales },
-      lowRankDown: uniformBf16(r, R * K, -1 / Math.sqrt(K), 1 / Math.sqrt(K)),
-      lowRankUp: uniformBf16(r, N * R, -0.2 / Math.sqrt(R), 0.2 / Math.sqrt(R)),
-      rank: R,
-      bias,
-      smooth,
-    };
-    for (const [k, t] of Object.entries(packW4A4Layer(layer, { dtype: "BF16", name }))) packed.set(`${name}.${k}`, t);
-    refLayers.set(name, new RefW4A4(name, K, N, layer, /\.ff(_context)?\.net\.2$/.test(name), roundInput));
-    recipeRules.push({ match: name, treatment: "w4a4" });
+    if (/norm1(_context)?\.linear$|\.norm\.linear$/.test(name)) parts.w4a16(name, weight, bias);
+    else parts.w4a4(name, N, K, bias, groupOf(name), /\.ff(_context)?\.net\.2$/.test(name));
   }
-  const recipe: Recipe = {
-    name: "engine-reference",
-    treatments: { dense: { kind: "dense" }, w4a4: { kind: "engine-ref-w4a4" }, w4a16: { kind: "engine-ref-w4a16" } },
-    rules: recipeRules,
-    default: "dense",
-    inputGroups: [],
-  };
-  const cpu = await FluxTransformer.fromSource(c, memorySource(dense), { factory: new LinearFactory(recipe) });
-  // engine source: dense tensors for 16-bit layers and norms, packed tensors for the quantized layers
-  const engSrc = new Map<string, Tensor>(packed);
-  for (const [k, t] of dense) {
-    const layer = k.replace(/\.(weight|bias)$/, "");
-    if (!packed.has(`${layer}.qweight`)) engSrc.set(k, t);
-  }
-  return { cpu, engSrc, c, refs: refLayers };
+  const factory = new LinearFactory(parts.recipe());
+  const cpu = await FluxTransformer.fromSource(c, memorySource(dense), { factory });
+  return { cpu, engSrc: parts.engineSource(dense), c, refs: refLayers };
 }
 
 /**
@@ -425,50 +261,39 @@ export async function buildW4A4Small(seed = 5, roundInput = true) {
  * only f32 summation order and the bf16 output rounding remain.
  */
 export async function checkW4A4Layers(seed = 5): Promise<CheckResult[]> {
-  const { engSrc, c, refs } = await buildW4A4Small(seed);
+  const { engSrc, c } = await buildW4A4Small(seed);
   const e = await FluxEngine.load(c, memorySource(engSrc));
   const d = c.numAttentionHeads * c.attentionHeadDim;
-  const r = rng(seed + 7);
-  const out: CheckResult[] = [];
   try {
     e.prepare(2, 7, 37);
-    const cases: [string, string[], number, number, number][] = [
+    const p = "transformer_blocks.0.";
+    return checkEngineLinears(
+      e.raw,
       [
-        "transformer_blocks.0.attn.qkv",
-        ["to_q", "to_k", "to_v"].map((n) => `transformer_blocks.0.attn.${n}`),
-        3 * d,
-        d,
-        -2,
+        {
+          name: `${p}attn.qkv`,
+          sources: ["to_q", "to_k", "to_v"].map((n) => `${p}attn.${n}`),
+          N: 3 * d,
+          K: d,
+          M: 88,
+          lo: -2,
+        },
+        { name: `${p}ff.net.2`, sources: [`${p}ff.net.2`], N: d, K: 4 * d, M: 88, lo: -0.17 },
+        {
+          name: "single_transformer_blocks.1.proj_out",
+          sources: ["single_transformer_blocks.1.proj_out"],
+          N: d,
+          K: 5 * d,
+          M: 88,
+          lo: -2,
+        },
+        { name: `${p}norm1.linear`, sources: [`${p}norm1.linear`], N: 6 * d, K: d, M: 2, lo: -2 },
       ],
-      ["transformer_blocks.0.ff.net.2", ["transformer_blocks.0.ff.net.2"], d, 4 * d, -0.17],
-      ["single_transformer_blocks.1.proj_out", ["single_transformer_blocks.1.proj_out"], d, 5 * d, -2],
-      ["transformer_blocks.0.norm1.linear", ["transformer_blocks.0.norm1.linear"], 6 * d, d, -2],
-    ];
-    for (const [name, sources, N, K, lo] of cases) {
-      const m = name.endsWith("norm1.linear") ? 2 : 88;
-      const x = uniformBf16(r, m * K, lo, 2);
-      const raw = e.raw;
-      raw.alloc("t.x", m * K * 2);
-      raw.upload("t.x", bf16Bits(x));
-      raw.alloc("t.y", m * N * 2);
-      raw.fillRandom("t.y", "bytes", 3);
-      raw.linear(name, N, K, "t.x", "t.y", m);
-      const bits = new Uint16Array(raw.download("t.y"));
-      const got = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
-      const ref = new Float32Array(m * N);
-      let n0 = 0;
-      for (const src of sources) {
-        const L = refs.get(src)!;
-        const y = L.forward(x, m);
-        for (let i = 0; i < m; i++) ref.set(y.subarray(i * L.outFeatures, (i + 1) * L.outFeatures), i * N + n0);
-        n0 += L.outFeatures;
-      }
-      out.push(result(`engine linear ${name} M=${m} K=${K} N=${N} vs reference layer`, relErr(got, ref), 1e-2));
-    }
+      rng(seed + 7),
+    );
   } finally {
     e.free();
   }
-  return out;
 }
 
 // ---------------------------------------------------------------- int4p2 engine linear vs float64
@@ -587,8 +412,7 @@ function runP2Linear(c: P2Case, storage: P2Storage): Float32Array {
     raw.alloc("p.y", M * N * 2);
     raw.fillRandom("p.y", "bytes", 9); // poison
     raw.linear("p.lin", N, K, "p.x", "p.y", M, c.gelu ? 1 : 0);
-    const bits = new Uint16Array(raw.download("p.y"));
-    return Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
+    return downloadBf16(raw, "p.y");
   } finally {
     e.free();
   }

@@ -52,3 +52,32 @@ export { memorySource } from "@svdquant/tensor";
 export function bf16Tensor(shape: number[], values: Float32Array): Tensor {
   return new Tensor("BF16", shape, bf16Bits(values));
 }
+
+/** bf16 bit patterns as float32 values. */
+export function bf16ToF32(bits: Uint16Array): Float32Array {
+  return Float32Array.from(bits, bf16BitsToF32);
+}
+
+/** A bf16 device tensor of an engine (its `raw` native handle), as float32 values. */
+export function downloadBf16(raw: { download(name: string): ArrayBuffer }, name: string): Float32Array {
+  return bf16ToF32(new Uint16Array(raw.download(name)));
+}
+
+/** One numeric check of the engine: its rel-L2 / rel-max error against a reference and the rel-L2 tolerance. */
+export interface CheckResult {
+  name: string;
+  relL2: number;
+  relMax: number;
+  tol: number;
+  ok: boolean;
+}
+
+/** A check passes when every value is finite and rel-L2 ≤ tol. */
+export function result(name: string, e: { relL2: number; relMax: number; finite: boolean }, tol: number): CheckResult {
+  return { name, relL2: e.relL2, relMax: e.relMax, tol, ok: e.finite && e.relL2 <= tol };
+}
+
+/** The log line of a check (device scripts): PASS/FAIL, name, errors, tolerance, and the time when given. */
+export function checkLine(r: CheckResult, ms?: number): string {
+  return `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})${ms === undefined ? "" : ` ${ms} ms`}`;
+}

@@ -1,7 +1,6 @@
 // PixArt checks of the engine on a GPU (gpu.test.ts and bench/device-run.ts): the engine's PixArt step vs the CPU
 // forward of @svdquant/models (PixArtTransformer, matched to diffusers) on the same parameters; W4A4 / W4A16 layers
-// through the reference layers of gpu-checks.ts that follow the kernels' documented arithmetic.
-import { activationSpecFor, packW4A4Layer, packW4A16Layer, type QuantizedLinear, quantizeW4A16 } from "@svdquant/int4";
+// through the reference layers of reference-layers.ts that follow the kernels' documented arithmetic.
 import {
   LinearFactory,
   linearNamesOf,
@@ -10,12 +9,29 @@ import {
   PixArtTransformer,
   parsePixArtConfig,
   pixartParams,
-  type Recipe,
 } from "@svdquant/models";
 import type { Tensor } from "@svdquant/tensor";
 import { PixArtEngine } from "../src/index.js";
-import { type CheckResult, RefW4A4, RefW4A16, refLayers, registerRefs, result } from "./gpu-checks.js";
-import { bf16Bits, bf16Tensor, memorySource, relErr, rng, uniformBf16 } from "./helpers.js";
+import { bf16Tensor, type CheckResult, memorySource, relErr, result, rng, uniformBf16 } from "./helpers.js";
+import { checkEngineLinears, ReferenceModelParts, refLayers } from "./reference-layers.js";
+
+/**
+ * The config.json keys every PixArt-Σ model here shares with PixArt-alpha/PixArt-Sigma-XL-2-1024-MS (latent 4 in,
+ * 8 out with the learned σ, patch 2, ada_norm_single blocks with GELU-tanh FFNs); sizes are set per model.
+ */
+export const PIXART_SIGMA_BLOCK = {
+  _class_name: "PixArtTransformer2DModel",
+  in_channels: 4,
+  out_channels: 8,
+  patch_size: 2,
+  attention_bias: true,
+  activation_fn: "gelu-approximate",
+  num_embeds_ada_norm: 1000,
+  norm_type: "ada_norm_single",
+  norm_elementwise_affine: false,
+  norm_eps: 1e-6,
+  use_additional_conditions: false,
+} as const;
 
 /**
  * Tiny PixArt configs: "bf16" has head dim 72 (PixArt-Σ's) and a caption projection; "w4a4" has D = 128 (W4A4 needs
@@ -24,23 +40,13 @@ import { bf16Bits, bf16Tensor, memorySource, relErr, rng, uniformBf16 } from "./
 export function tinyPixArtConfig(kind: "bf16" | "w4a4"): PixArtConfig {
   const [heads, dh, cap] = kind === "bf16" ? [2, 72, 48] : [2, 64, 64];
   return parsePixArtConfig({
-    _class_name: "PixArtTransformer2DModel",
+    ...PIXART_SIGMA_BLOCK,
     num_attention_heads: heads,
     attention_head_dim: dh,
-    in_channels: 4,
-    out_channels: 8,
     num_layers: 2,
     cross_attention_dim: heads * dh,
     caption_channels: cap,
     sample_size: 16,
-    patch_size: 2,
-    attention_bias: true,
-    activation_fn: "gelu-approximate",
-    num_embeds_ada_norm: 1000,
-    norm_type: "ada_norm_single",
-    norm_elementwise_affine: false,
-    norm_eps: 1e-6,
-    use_additional_conditions: false,
   });
 }
 
@@ -80,7 +86,6 @@ const QUANT =
  * activations) and the engine's tensor source.
  */
 export async function buildPixArt(c: PixArtConfig, seed: number, quantized: boolean, roundInput = true) {
-  registerRefs();
   const r = rng(seed);
   const dense = new Map<string, Tensor>();
   for (const p of pixartParams(c)) {
@@ -93,64 +98,20 @@ export async function buildPixArt(c: PixArtConfig, seed: number, quantized: bool
         : uniformBf16(r, n, -1 / Math.sqrt(fanIn), 1 / Math.sqrt(fanIn));
     dense.set(p.name, bf16Tensor([...p.shape], vals));
   }
-  const packed = new Map<string, Tensor>();
-  const rules: Recipe["rules"][number][] = [];
-  if (quantized) {
-    const smooths = new Map<string, Float32Array>();
+  const parts = new ReferenceModelParts(r, roundInput);
+  if (quantized)
     for (const name of linearNamesOf(pixartParams(c))) {
       const isAda = name === "adaln_single.linear";
       if (!isAda && !QUANT.test(name)) continue;
-      const [N, K] = dense.get(`${name}.weight`)!.shape as [number, number];
+      const weight = dense.get(`${name}.weight`)!;
+      const [N, K] = weight.shape as [number, number];
       const bias = dense.get(`${name}.bias`)!.toFloat32();
-      if (isAda) {
-        const q = quantizeW4A16(dense.get(`${name}.weight`)!.toFloat32(), N, K, { groupSize: 64, scaleDtype: "BF16" });
-        for (const [k, t] of Object.entries(packW4A16Layer(q, bias, { dtype: "BF16", name })))
-          packed.set(`${name}.${k}`, t);
-        const w = new Float32Array(N * K);
-        for (let i = 0; i < N * K; i++)
-          w[i] = q.codes[i]! * q.scales[Math.floor(i / 64)]! + q.zeros[Math.floor(i / 64)]!;
-        refLayers.set(name, new RefW4A16(name, K, N, w, bias));
-        rules.push({ match: name, treatment: "w4a16" });
-        continue;
-      }
-      const R = 32;
-      const codes = new Int8Array(N * K);
-      for (let i = 0; i < codes.length; i++) codes[i] = Math.floor(r() * 16) - 8;
-      const scales = uniformBf16(r, (N * K) / 64, 0.3 / Math.sqrt(K) / 4, 0.7 / Math.sqrt(K) / 4);
-      const group = name.replace(/attn1\.to_[qkv]$/, "attn1.qkv");
-      let smooth = smooths.get(group);
-      if (!smooth) {
-        smooth = uniformBf16(r, K, 0.5, 2);
-        smooths.set(group, smooth);
-      }
-      const layer: QuantizedLinear = {
-        act: activationSpecFor("int4"),
-        residual: { spec: { format: "int4", groupSize: 64 }, rows: N, cols: K, codes, scales },
-        lowRankDown: uniformBf16(r, R * K, -1 / Math.sqrt(K), 1 / Math.sqrt(K)),
-        lowRankUp: uniformBf16(r, N * R, -0.2 / Math.sqrt(R), 0.2 / Math.sqrt(R)),
-        rank: R,
-        bias,
-        smooth,
-      };
-      for (const [k, t] of Object.entries(packW4A4Layer(layer, { dtype: "BF16", name }))) packed.set(`${name}.${k}`, t);
-      refLayers.set(name, new RefW4A4(name, K, N, layer, /\.ff\.net\.2$/.test(name), roundInput));
-      rules.push({ match: name, treatment: "w4a4" });
+      if (isAda) parts.w4a16(name, weight, bias);
+      else parts.w4a4(name, N, K, bias, name.replace(/attn1\.to_[qkv]$/, "attn1.qkv"), /\.ff\.net\.2$/.test(name));
     }
-  }
-  const recipe: Recipe = {
-    name: "engine-reference",
-    treatments: { dense: { kind: "dense" }, w4a4: { kind: "engine-ref-w4a4" }, w4a16: { kind: "engine-ref-w4a16" } },
-    rules,
-    default: "dense",
-    inputGroups: [],
-  };
-  const cpu = await PixArtTransformer.fromSource(c, memorySource(dense), { factory: new LinearFactory(recipe) });
-  const engSrc = new Map<string, Tensor>(packed);
-  for (const [k, t] of dense) {
-    const layer = k.replace(/\.(weight|bias)$/, "");
-    if (!packed.has(`${layer}.qweight`)) engSrc.set(k, t);
-  }
-  return { cpu, engSrc, refs: refLayers };
+  const factory = new LinearFactory(parts.recipe());
+  const cpu = await PixArtTransformer.fromSource(c, memorySource(dense), { factory });
+  return { cpu, engSrc: parts.engineSource(dense), refs: refLayers };
 }
 
 /** The engine's 16-bit PixArt step vs the CPU float32 forward on the same bf16 weights (text mask, CFG batch). */
@@ -216,42 +177,29 @@ export async function checkPixArtW4A4Small(B: number, L: number, H: number, W: n
 export async function checkPixArtW4A4Layers(seed = 31): Promise<CheckResult[]> {
   const c = tinyPixArtConfig("w4a4");
   const d = c.numAttentionHeads * c.attentionHeadDim;
-  const { engSrc, refs } = await buildPixArt(c, seed, true);
+  const { engSrc } = await buildPixArt(c, seed, true);
   const e = await PixArtEngine.load(c, memorySource(engSrc));
-  const r = rng(seed + 7);
-  const out: CheckResult[] = [];
   try {
     e.prepare(2, 7, 14, 10);
     const p = "transformer_blocks.1.";
-    const cases: [string, string[], number, number, number][] = [
-      [`${p}attn1.qkv`, ["to_q", "to_k", "to_v"].map((n) => `${p}attn1.${n}`), 3 * d, d, -2],
-      [`${p}ff.net.2`, [`${p}ff.net.2`], d, 4 * d, -0.17],
-      [`${p}attn2.to_q`, [`${p}attn2.to_q`], d, d, -2],
-      ["adaln_single.linear", ["adaln_single.linear"], 6 * d, d, -2],
-    ];
-    for (const [name, sources, N, K, lo] of cases) {
-      const m = name === "adaln_single.linear" ? 2 : 69;
-      const x = uniformBf16(r, m * K, lo, 2);
-      const raw = e.raw;
-      raw.alloc("t.x", m * K * 2);
-      raw.upload("t.x", bf16Bits(x));
-      raw.alloc("t.y", m * N * 2);
-      raw.fillRandom("t.y", "bytes", 3);
-      raw.linear(name, N, K, "t.x", "t.y", m);
-      const bits = new Uint16Array(raw.download("t.y"));
-      const got = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
-      const ref = new Float32Array(m * N);
-      let n0 = 0;
-      for (const src of sources) {
-        const Lr = refs.get(src)!;
-        const y = Lr.forward(x, m);
-        for (let i = 0; i < m; i++) ref.set(y.subarray(i * Lr.outFeatures, (i + 1) * Lr.outFeatures), i * N + n0);
-        n0 += Lr.outFeatures;
-      }
-      out.push(result(`engine linear ${name} M=${m} K=${K} N=${N} vs reference layer`, relErr(got, ref), 1e-2));
-    }
+    return checkEngineLinears(
+      e.raw,
+      [
+        {
+          name: `${p}attn1.qkv`,
+          sources: ["to_q", "to_k", "to_v"].map((n) => `${p}attn1.${n}`),
+          N: 3 * d,
+          K: d,
+          M: 69,
+          lo: -2,
+        },
+        { name: `${p}ff.net.2`, sources: [`${p}ff.net.2`], N: d, K: 4 * d, M: 69, lo: -0.17 },
+        { name: `${p}attn2.to_q`, sources: [`${p}attn2.to_q`], N: d, K: d, M: 69, lo: -2 },
+        { name: "adaln_single.linear", sources: ["adaln_single.linear"], N: 6 * d, K: d, M: 2, lo: -2 },
+      ],
+      rng(seed + 7),
+    );
   } finally {
     e.free();
   }
-  return out;
 }

@@ -1,7 +1,7 @@
 import type { TensorSource } from "@svdquant/tensor";
 import { type FluxConfig, parseFluxConfig } from "./config.js";
 import { ModelError } from "./errors.js";
-import { type LinearLayer, prepareLayers } from "./linear.js";
+import type { LinearLayer } from "./linear.js";
 import { attention, fluxRope, gatedAdd, layerNormModulate, rmsNormRopeHeads, silu, timestepEmbedding } from "./ops.js";
 import { fluxDoubleBlockParams, fluxParams, fluxSingleBlockParams, type ParamSpec } from "./params.js";
 import { LinearFactory } from "./recipe.js";
@@ -15,11 +15,10 @@ import {
   runShared,
   sliceTokens,
 } from "./runtime.js";
+import { checkBlocks, readBlock, TransformerBase } from "./transformer-base.js";
 import {
-  BlockArena,
+  type BlockArena,
   checkBlockCounts,
-  checkSpecs,
-  loadBlockWeights,
   loadFromFolder,
   loadWeightSet,
   rejectUnexpectedTensors,
@@ -205,18 +204,10 @@ class FluxSingleBlock {
 }
 
 /** FLUX.1 transformer (FluxTransformer2DModel) on the CPU, float32 compute. */
-export class FluxTransformer {
+export class FluxTransformer extends TransformerBase {
   readonly config: FluxConfig;
-  readonly factory: LinearFactory;
-  private readonly head: WeightSet;
-  private readonly headLin: Record<string, LinearLayer>;
   private readonly doubles: (FluxDoubleBlock | undefined)[];
   private readonly singles: (FluxSingleBlock | undefined)[];
-  private readonly source: TensorSource | undefined;
-  /** Streaming: the one buffer every block's weights are read into in turn. */
-  private readonly arena = new BlockArena();
-  /** Set by `prepare()`: blocks read per forward (streaming) are packed as they are read. */
-  private prepareStreamed = false;
 
   private constructor(
     config: FluxConfig,
@@ -226,13 +217,10 @@ export class FluxTransformer {
     singles: (FluxSingleBlock | undefined)[],
     source: TensorSource | undefined,
   ) {
+    super(factory, head, source);
     this.config = config;
-    this.factory = factory;
-    this.head = head;
     this.doubles = doubles;
     this.singles = singles;
-    this.source = source;
-    this.headLin = {};
     const names = [
       "time_text_embed.timestep_embedder.linear_1",
       "time_text_embed.timestep_embedder.linear_2",
@@ -272,18 +260,8 @@ export class FluxTransformer {
     const doubles: (FluxDoubleBlock | undefined)[] = new Array(config.numLayers).fill(undefined);
     const singles: (FluxSingleBlock | undefined)[] = new Array(config.numSingleLayers).fill(undefined);
     // Validate every block's names/shapes up front, even when streaming.
-    for (let i = 0; i < config.numLayers; i++)
-      checkSpecs(
-        source,
-        factory.requiredSpecs(fluxDoubleBlockParams(config), `transformer_blocks.${i}.`),
-        `transformer_blocks.${i}.`,
-      );
-    for (let i = 0; i < config.numSingleLayers; i++)
-      checkSpecs(
-        source,
-        factory.requiredSpecs(fluxSingleBlockParams(config), `single_transformer_blocks.${i}.`),
-        `single_transformer_blocks.${i}.`,
-      );
+    checkBlocks(source, factory, fluxDoubleBlockParams(config), "transformer_blocks.", config.numLayers);
+    checkBlocks(source, factory, fluxSingleBlockParams(config), "single_transformer_blocks.", config.numSingleLayers);
     if (!opts.streaming) {
       for (let i = 0; i < config.numLayers; i++) doubles[i] = await loadDouble(source, config, i, factory);
       for (let i = 0; i < config.numSingleLayers; i++) singles[i] = await loadSingle(source, config, i, factory);
@@ -291,33 +269,13 @@ export class FluxTransformer {
     return new FluxTransformer(config, factory, head, doubles, singles, opts.streaming ? source : undefined);
   }
 
-  /** Release the checkpoint a streaming model reads blocks from (no-op otherwise). */
-  async close(): Promise<void> {
-    await this.arena.close();
-    await this.source?.close();
-  }
-
   /** Every linear layer name of this model, in forward order. */
   linearNames(): string[] {
     return linearNamesOf(fluxParams(this.config));
   }
 
-  /** The resident head layers (embedders, norm_out, proj_out); blocks' layers are built per block. */
-  headLayers(): LinearLayer[] {
-    return Object.values(this.headLin);
-  }
-
-  /**
-   * Packs every resident linear layer once for the GEMM backend now in use (`LinearLayer.prepare`, e.g. the
-   * native f32 GEMM's panels), so forwards skip the per-call packing and run GELU in the GEMM epilogue; returns
-   * how many layers are now prepared. Call it after choosing the backend (`useKernelsGemm`); forwards on another
-   * backend run unprepared. A prepared dense layer holds a packed f32 copy of its weight besides the checkpoint's
-   * (memory: + 4 bytes per weight). A streaming model packs each block's layers as the block is read.
-   */
-  prepare(): number {
-    this.prepareStreamed = true;
-    const blockLayers = [...this.doubles, ...this.singles].flatMap((blk) => (blk ? Object.values(blk.lin) : []));
-    return prepareLayers([...Object.values(this.headLin), ...blockLayers]);
+  protected residentBlocks(): readonly (FluxDoubleBlock | FluxSingleBlock | undefined)[] {
+    return [...this.doubles, ...this.singles];
   }
 
   /** Forward pass; returns the prediction [B, Simg, patch² · out_channels]. */
@@ -363,39 +321,27 @@ export class FluxTransformer {
     const nx = layerNormModulate(x, b, si, d, 1e-6, mod, 0, mod, d, 2 * d);
     return runLinear(opts, H.proj_out!, nx, b * si);
   }
-
-  private streamed<T extends { lin: Record<string, LinearLayer> }>(blk: T): T {
-    if (this.prepareStreamed) prepareLayers(Object.values(blk.lin));
-    return blk;
-  }
-
-  /** Bytes of the resident weights (head + resident blocks). */
-  get residentBytes(): number {
-    return this.head.bytes;
-  }
 }
 
-async function loadDouble(
+function loadDouble(
   src: TensorSource,
   c: FluxConfig,
   i: number,
   f: LinearFactory,
   arena?: BlockArena,
 ): Promise<FluxDoubleBlock> {
-  const prefix = `transformer_blocks.${i}.`;
-  const specs = f.requiredSpecs(fluxDoubleBlockParams(c), prefix);
-  return new FluxDoubleBlock(prefix, await loadBlockWeights(src, specs, prefix, arena), f);
+  const make = (prefix: string, ws: WeightSet, f: LinearFactory) => new FluxDoubleBlock(prefix, ws, f);
+  return readBlock(src, fluxDoubleBlockParams(c), `transformer_blocks.${i}.`, f, make, arena);
 }
-async function loadSingle(
+function loadSingle(
   src: TensorSource,
   c: FluxConfig,
   i: number,
   f: LinearFactory,
   arena?: BlockArena,
 ): Promise<FluxSingleBlock> {
-  const prefix = `single_transformer_blocks.${i}.`;
-  const specs = f.requiredSpecs(fluxSingleBlockParams(c), prefix);
-  return new FluxSingleBlock(prefix, await loadBlockWeights(src, specs, prefix, arena), f);
+  const make = (prefix: string, ws: WeightSet, f: LinearFactory) => new FluxSingleBlock(prefix, ws, f);
+  return readBlock(src, fluxSingleBlockParams(c), `single_transformer_blocks.${i}.`, f, make, arena);
 }
 
 export function linearNamesOf(params: readonly ParamSpec[]): string[] {

@@ -2,16 +2,15 @@ import type { TensorSource } from "@svdquant/tensor";
 import { type PixArtConfig, parsePixArtConfig } from "./config.js";
 import { ModelError } from "./errors.js";
 import { linearNamesOf, type ModelLoadOptions } from "./flux.js";
-import { type LinearLayer, prepareLayers } from "./linear.js";
+import type { LinearLayer } from "./linear.js";
 import { attention, gatedAdd, layerNormModulate, silu, sincos2d, timestepEmbedding } from "./ops.js";
 import { pixartBlockParams, pixartParams } from "./params.js";
 import { LinearFactory } from "./recipe.js";
 import { type ForwardOptions, runEmbedMlp, runLinear, runLinearGelu, runShared } from "./runtime.js";
+import { checkBlocks, readBlock, TransformerBase } from "./transformer-base.js";
 import {
-  BlockArena,
+  type BlockArena,
   checkBlockCounts,
-  checkSpecs,
-  loadBlockWeights,
   loadFromFolder,
   loadWeightSet,
   rejectUnexpectedTensors,
@@ -107,16 +106,9 @@ class PixArtBlock {
 }
 
 /** PixArt-Σ transformer (PixArtTransformer2DModel, ada_norm_single) on the CPU, float32 compute. */
-export class PixArtTransformer {
+export class PixArtTransformer extends TransformerBase {
   readonly config: PixArtConfig;
-  readonly factory: LinearFactory;
-  private readonly head: WeightSet;
-  private readonly headLin: Record<string, LinearLayer>;
   private readonly blocks: (PixArtBlock | undefined)[];
-  private readonly source: TensorSource | undefined;
-  private readonly arena = new BlockArena();
-  /** Set by `prepare()`: blocks read per forward (streaming) are packed as they are read. */
-  private prepareStreamed = false;
 
   private constructor(
     config: PixArtConfig,
@@ -125,12 +117,9 @@ export class PixArtTransformer {
     blocks: (PixArtBlock | undefined)[],
     source: TensorSource | undefined,
   ) {
+    super(factory, head, source);
     this.config = config;
-    this.factory = factory;
-    this.head = head;
     this.blocks = blocks;
-    this.source = source;
-    this.headLin = {};
     const names = [
       "adaln_single.emb.timestep_embedder.linear_1",
       "adaln_single.emb.timestep_embedder.linear_2",
@@ -174,40 +163,18 @@ export class PixArtTransformer {
       all.filter((p) => !p.name.startsWith("transformer_blocks.")),
     );
     const blocks: (PixArtBlock | undefined)[] = new Array(config.numLayers).fill(undefined);
-    for (let i = 0; i < config.numLayers; i++)
-      checkSpecs(
-        source,
-        factory.requiredSpecs(pixartBlockParams(config), `transformer_blocks.${i}.`),
-        `transformer_blocks.${i}.`,
-      );
+    checkBlocks(source, factory, pixartBlockParams(config), "transformer_blocks.", config.numLayers);
     if (!opts.streaming)
       for (let i = 0; i < config.numLayers; i++) blocks[i] = await loadBlock(source, config, i, factory);
     return new PixArtTransformer(config, factory, head, blocks, opts.streaming ? source : undefined);
-  }
-
-  /** Release the checkpoint a streaming model reads blocks from (no-op otherwise). */
-  async close(): Promise<void> {
-    await this.arena.close();
-    await this.source?.close();
   }
 
   linearNames(): string[] {
     return ["pos_embed.proj", ...linearNamesOf(pixartParams(this.config))];
   }
 
-  headLayers(): LinearLayer[] {
-    return Object.values(this.headLin);
-  }
-
-  /**
-   * Packs every resident linear layer once for the GEMM backend now in use (`LinearLayer.prepare`), so forwards
-   * skip the per-call packing and run GELU in the GEMM epilogue; returns how many layers are now prepared (see
-   * `FluxTransformer.prepare`). A streaming model packs each block's layers as the block is read.
-   */
-  prepare(): number {
-    this.prepareStreamed = true;
-    const blockLayers = this.blocks.flatMap((blk) => (blk ? Object.values(blk.lin) : []));
-    return prepareLayers([...Object.values(this.headLin), ...blockLayers]);
+  protected residentBlocks(): readonly (PixArtBlock | undefined)[] {
+    return this.blocks;
   }
 
   async forward(inp: PixArtInputs, opts: ForwardOptions = {}): Promise<Float32Array> {
@@ -257,11 +224,7 @@ export class PixArtTransformer {
       for (let i = 0; i < b * l; i++) bias[i] = (1 - inp.encoderAttentionMask[i]!) * -10000.0;
     }
     for (let i = 0; i < c.numLayers; i++) {
-      let blk = this.blocks[i];
-      if (blk === undefined) {
-        blk = await loadBlock(this.source!, c, i, this.factory, this.arena);
-        if (this.prepareStreamed) prepareLayers(Object.values(blk.lin));
-      }
+      const blk = this.blocks[i] ?? this.streamed(await loadBlock(this.source!, c, i, this.factory, this.arena));
       opts.onBlockStart?.(blk.prefix);
       blk.forward(opts, c, x, enc, bias, t6, b, s, l);
       opts.onBlockEnd?.(blk.prefix);
@@ -289,16 +252,15 @@ export class PixArtTransformer {
   }
 }
 
-async function loadBlock(
+function loadBlock(
   src: TensorSource,
   c: PixArtConfig,
   i: number,
   f: LinearFactory,
   arena?: BlockArena,
 ): Promise<PixArtBlock> {
-  const prefix = `transformer_blocks.${i}.`;
-  const specs = f.requiredSpecs(pixartBlockParams(c), prefix);
-  return new PixArtBlock(prefix, await loadBlockWeights(src, specs, prefix, arena), f);
+  const make = (prefix: string, ws: WeightSet, f: LinearFactory) => new PixArtBlock(prefix, ws, f);
+  return readBlock(src, pixartBlockParams(c), `transformer_blocks.${i}.`, f, make, arena);
 }
 
 function checkInputs(c: PixArtConfig, inp: PixArtInputs): void {

@@ -2,6 +2,8 @@ import { join } from "node:path";
 import { SafetensorsFile } from "@svdquant/tensor";
 import { FIXTURES } from "./helpers.js";
 
+export { relErr } from "./helpers.js";
+
 /** fixtures/pipeline: made by tools/make-pipeline-fixtures.py (diffusers 0.40.0.dev0 / transformers on the GPU machine). */
 export const PIPELINE = join(FIXTURES, "pipeline");
 
@@ -31,18 +33,6 @@ export async function readPipelineFixture(
   } finally {
     await f.close();
   }
-}
-
-/** max |a − b| / max |b| */
-export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length ${a.length} vs ${b.length}`);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num = Math.max(num, Math.abs(a[i]! - b[i]!));
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  return num / den;
 }
 
 /** Largest distance in float32 ulps between a and b (0 = bit-identical float32 values). */

@@ -12,7 +12,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, rm, stat } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { fluxLinearInputs, type ModelConfig, parseModelConfig } from "@svdquant/models";
+import { type ModelConfig, parseModelConfig } from "@svdquant/models";
 import {
   checkOutputPath,
   openModelFolder,
@@ -26,6 +26,7 @@ import {
 import { type InputStats, readCalibration, recordCalibration, writeCalibration } from "./calibrate.js";
 import { type LayerTreatment, type QuantizeConfig, recipeOf, treatmentOfLayer } from "./config.js";
 import { PipelineError } from "./errors.js";
+import { linearInputWidths } from "./input-widths.js";
 import { layoutOf, type ModelLayout, type UnitSpec } from "./layout.js";
 import {
   type LayerReport,
@@ -116,12 +117,6 @@ async function readStatsFor(
     out.set(name, s);
   }
   return out;
-}
-
-/** In-features of every linear of a model (FLUX: from the forward's observer order; PixArt: none checked). */
-function linearInputWidths(config: ModelConfig): Map<string, number> {
-  if (config.kind !== "flux") return new Map();
-  return new Map(fluxLinearInputs(config, 1, 1, 1).map((c) => [c.name, c.k]));
 }
 
 /** Names of the layers whose inputs calibration records (one per quantized input). */

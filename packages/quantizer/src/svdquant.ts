@@ -195,6 +195,19 @@ export function quantizeSharedLayers(
   const searchPower = Math.min(1, typeof opts.svd.powerIterations === "number" ? opts.svd.powerIterations : 1);
   const x = calibration.tokens;
   const m = calibration.count;
+  // λ: the given one, or the grid candidate whose rounded λ has the smallest `error`; rounded to lambdaDtype
+  const chooseLambda = (error: (lambda: Float64Array) => number) => {
+    const search = config.lambda
+      ? { lambda: roundLambda(config.lambda.lambda, dt), best: config.lambda.candidate, trials: [] }
+      : searchSmoothing({
+          xAbsMax: calibration.xAbsMax,
+          wAbsMax: jointAbsMax(layers.map((l) => weightAbsMax(l.weight, l.n, l.k, l.name))),
+          grid: config.grid ?? svdquantGrid(),
+          objective: (raw) => error(roundLambda(raw, dt)),
+        });
+    search.lambda = roundLambda(search.lambda, dt);
+    return search;
+  };
   if (config.kernels !== undefined) {
     const kn = config.kernels as Partial<QuantizerKernels>;
     if (typeof kn.packF32 !== "function" || typeof kn.gemmF32 !== "function")
@@ -213,21 +226,12 @@ export function quantizeSharedLayers(
     const kls = kernelLayers(config.kernels, layers, x, m);
     const kopts = { ...opts, weight: opts.weight as QuantSpec };
     const den = kls.reduce((a, kl) => a + kl.yRefNorm2, 0);
-    const search = config.lambda
-      ? { lambda: roundLambda(config.lambda.lambda, dt), best: config.lambda.candidate, trials: [] }
-      : searchSmoothing({
-          xAbsMax: calibration.xAbsMax,
-          wAbsMax: jointAbsMax(layers.map((l) => weightAbsMax(l.weight, l.n, l.k, l.name))),
-          grid: config.grid ?? svdquantGrid(),
-          objective: (raw) => {
-            const lambda = roundLambda(raw, dt);
-            let num = 0;
-            for (const kl of kls)
-              num += kernelError2(kl, lambda, { ...kopts, svd: { ...opts.svd, powerIterations: searchPower } });
-            return Math.sqrt(num / den);
-          },
-        });
-    search.lambda = roundLambda(search.lambda, dt);
+    const search = chooseLambda((lambda) => {
+      let num = 0;
+      for (const kl of kls)
+        num += kernelError2(kl, lambda, { ...kopts, svd: { ...opts.svd, powerIterations: searchPower } });
+      return Math.sqrt(num / den);
+    });
     for (const kl of kls) kl.scratch = undefined; // the search's buffers: free before the refinement allocates
     const info = { alpha: search.best.alpha, beta: search.best.beta };
     const warmStart = config.refinement?.warmStart ?? false;
@@ -241,35 +245,26 @@ export function quantizeSharedLayers(
     };
   }
   const refs = layers.map((l) => forwardReference(l, x, m));
-  const search = config.lambda
-    ? { lambda: roundLambda(config.lambda.lambda, dt), best: config.lambda.candidate, trials: [] }
-    : searchSmoothing({
-        xAbsMax: calibration.xAbsMax,
-        wAbsMax: jointAbsMax(layers.map((l) => weightAbsMax(l.weight, l.n, l.k, l.name))),
-        grid: config.grid ?? svdquantGrid(),
-        objective: (raw) => {
-          const lambda = roundLambda(raw, dt);
-          let num = 0;
-          let den = 0;
-          layers.forEach((l, i) => {
-            const q = buildLinear(l, lambda, {
-              ...opts,
-              refine: 0,
-              svd: { ...opts.svd, powerIterations: searchPower },
-            });
-            const y = forwardQuantized(q, x, m);
-            const r = refs[i];
-            for (let t = 0; t < y.length; t++) {
-              num += (y[t] - r[t]) ** 2;
-              den += r[t] * r[t];
-            }
-          });
-          // Σ‖Y‖² does not depend on λ: it only scales the ranking. An all-zero reference output (all-zero weights
-          // and bias) has none, and the absolute error ranks the candidates the same way (0/0 would be NaN).
-          return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
-        },
+  const search = chooseLambda((lambda) => {
+    let num = 0;
+    let den = 0;
+    layers.forEach((l, i) => {
+      const q = buildLinear(l, lambda, {
+        ...opts,
+        refine: 0,
+        svd: { ...opts.svd, powerIterations: searchPower },
       });
-  search.lambda = roundLambda(search.lambda, dt);
+      const y = forwardQuantized(q, x, m);
+      const r = refs[i];
+      for (let t = 0; t < y.length; t++) {
+        num += (y[t] - r[t]) ** 2;
+        den += r[t] * r[t];
+      }
+    });
+    // Σ‖Y‖² does not depend on λ: it only scales the ranking. An all-zero reference output (all-zero weights
+    // and bias) has none, and the absolute error ranks the candidates the same way (0/0 would be NaN).
+    return den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+  });
   const info = { alpha: search.best.alpha, beta: search.best.beta };
   const built = layers.map((l) => buildLinear(l, search.lambda, { ...opts, tokens: { x, m }, info }));
   return {
