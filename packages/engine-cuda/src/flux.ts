@@ -2,6 +2,7 @@ import type { FluxConfig, FluxInputs } from "@svdquant/models";
 import { bf16BitsToF32, encodeFloats } from "@svdquant/tensor";
 import {
   type ConvertOptions,
+  defaultUnsignedLayer,
   fluxEngineItems,
   fluxEngineLinears,
   fluxEngineNorms,
@@ -11,7 +12,7 @@ import { EngineError } from "./errors.js";
 import type { NativeEngine, OpTime } from "./native.js";
 import { openNativeEngine, uploadItems, wrap } from "./native-engine.js";
 import { EngineCalibration, type EngineCalibrationOptions } from "./observer.js";
-import { fnv1a32, hash32, randomRule } from "./random.js";
+import { fnv1a32, randomLinear, randomRule } from "./random.js";
 
 /** Device memory of an engine, measured: bytes it allocated (weights, workspace, peak of both) and cudaMemGetInfo. */
 export interface EngineMemory {
@@ -41,9 +42,6 @@ export interface RandomFluxOptions {
    */
   p2Storage?: "int4" | "e4m3";
 }
-
-/** int4p2 rank: the FP8 kernels' fixed R (kernels/cuda/p2_fp8.h). */
-const P2_RANK = 32;
 
 /**
  * A FLUX.1 transformer on the GPU. Weights are uploaded once; every device allocation (weights, inputs, output,
@@ -92,94 +90,19 @@ export class FluxEngine {
     try {
       wrap(() => {
         for (const L of fluxEngineLinears(config)) {
-          const N = L.N.reduce((a, b) => a + b, 0);
-          const K = L.K;
           const quantized =
             opts.mode !== "bf16" && (/transformer_blocks\./.test(L.name) || L.name === "norm_out.linear");
           const ada = /norm1(_context)?\.linear$|\.norm\.linear$|^norm_out\.linear$/.test(L.name);
-          if (quantized && ada) {
-            n.alloc(`${L.name}.w4a16_codes`, (N * K) / 2);
-            n.fillRandom(`${L.name}.w4a16_codes`, "bytes", fnv1a32(`${L.name}.codes`));
-            for (const [k, c, s] of [
-              ["w4a16_scales", 0.004, 0.002],
-              ["w4a16_zeros", -0.03, 0.01],
-            ] as const) {
-              n.alloc(`${L.name}.${k}`, (N * K) / 32);
-              n.fillRandom(`${L.name}.${k}`, "bf16", fnv1a32(`${L.name}.${k}`), c, s);
-            }
-          } else if (quantized && opts.mode === "w4a4p2") {
-            // one rank-32 branch per input group: single blocks' proj_mlp reads attn.qkv's operand (flux.h)
-            const shared = /^single_transformer_blocks\.\d+\.proj_mlp$/.test(L.name);
-            const Kx = K + 3 * P2_RANK;
-            if (opts.p2Storage === "e4m3") {
-              n.alloc(`${L.name}.p2_weight`, N * Kx);
-              // q·2^e values of a weight whose largest group sits at e = 5 (|v| <= 224): uniform ±128 as E4M3
-              n.fillRandom(`${L.name}.p2_weight`, "e4m3", fnv1a32(`${L.name}.p2_weight`), 0, 256);
-            } else {
-              n.alloc(`${L.name}.p2_codes`, (N * K) / 2);
-              n.fillRandom(`${L.name}.p2_codes`, "bytes", fnv1a32(`${L.name}.p2_codes`));
-              // group exponents 2..5: the largest group at e = 5 (P2_EXP_MAX), the others up to 8x finer
-              const seed = fnv1a32(`${L.name}.p2_exps`);
-              const exps = new Int8Array((N * K) / 64);
-              for (let i = 0; i < exps.length; i++) exps[i] = 2 + (hash32(i, seed) & 3);
-              n.alloc(`${L.name}.p2_exps`, exps.length);
-              n.upload(`${L.name}.p2_exps`, exps);
-              // low-rank columns b_hi, b_lo, b_hi: max |b| in (32, 64] (p2-weights.ts)
-              n.alloc(`${L.name}.p2_lowrank`, N * 3 * P2_RANK);
-              n.fillRandom(`${L.name}.p2_lowrank`, "e4m3", fnv1a32(`${L.name}.p2_lowrank`), 0, 128);
-            }
-            // S_w so that w = v·S_w spans about ±1/√K, torch's nn.Linear bound
-            n.alloc(`${L.name}.p2_wscale`, N * 4);
-            n.fillRandom(
-              `${L.name}.p2_wscale`,
-              "f32",
-              fnv1a32(`${L.name}.p2_wscale`),
-              1 / (128 * Math.sqrt(K)),
-              0.1 / (128 * Math.sqrt(K)),
-            );
-            if (!shared) {
-              n.alloc(`${L.name}.lora_down`, P2_RANK * K * 2);
-              n.fillRandom(`${L.name}.lora_down`, "bf16", fnv1a32(`${L.name}.lora_down`), 0, 2 / Math.sqrt(K));
-              n.alloc(`${L.name}.p2_lr_shift`, P2_RANK * 4);
-              // c_r of lora_up / S_w values near 2^8 (p2-weights.ts: max |b| in (32, 64])
-              n.upload(`${L.name}.p2_lr_shift`, new Int32Array(P2_RANK).fill(-2));
-              n.alloc(`${L.name}.smooth`, K * 2);
-              n.fillRandom(`${L.name}.smooth`, "bf16", fnv1a32(`${L.name}.smooth`), 1, 0.2);
-            }
-          } else if (quantized) {
-            const r = R * L.sources.length;
-            n.alloc(`${L.name}.qweight`, (N * K) / 2);
-            n.fillRandom(`${L.name}.qweight`, "bytes", fnv1a32(`${L.name}.qweight`));
-            n.alloc(`${L.name}.wscales`, (N * K) / 32);
-            n.fillRandom(
-              `${L.name}.wscales`,
-              "bf16",
-              fnv1a32(`${L.name}.wscales`),
-              0.6 / Math.sqrt(K) / 4,
-              0.1 / Math.sqrt(K),
-            );
-            n.alloc(`${L.name}.lora_down`, r * K * 2);
-            n.fillRandom(`${L.name}.lora_down`, "bf16", fnv1a32(`${L.name}.lora_down`), 0, 2 / Math.sqrt(K));
-            n.alloc(`${L.name}.lora_up`, N * r * 2);
-            n.fillRandom(`${L.name}.lora_up`, "bf16", fnv1a32(`${L.name}.lora_up`), 0, 0.2 / Math.sqrt(r));
-            if (!L.name.endsWith("proj_mlp")) {
-              n.alloc(`${L.name}.smooth`, K * 2);
-              n.fillRandom(`${L.name}.smooth`, "bf16", fnv1a32(`${L.name}.smooth`), 1, 0.2);
-            }
-            n.setInt(`${L.name}.act_unsigned`, /\.ff(_context)?\.net\.2$/.test(L.name) ? 1 : 0);
-          } else {
-            n.alloc(`${L.name}.weight`, N * K * 2);
-            L.sources.forEach((s, i) => {
-              const off = L.N.slice(0, i).reduce((a, b) => a + b, 0) * K * 2;
-              const r = randomRule(`${s}.weight`, [L.N[i]!, K]);
-              n.fillRandom(`${L.name}.weight`, "bf16", fnv1a32(`${s}.weight`), r.center, r.scale, off, L.N[i]! * K);
-            });
-          }
-          n.alloc(`${L.name}.bias`, N * 2);
-          L.sources.forEach((s, i) => {
-            const off = L.N.slice(0, i).reduce((a, b) => a + b, 0) * 2;
-            const r = randomRule(`${s}.bias`, [L.N[i]!]);
-            n.fillRandom(`${L.name}.bias`, "bf16", fnv1a32(`${s}.bias`), r.center, r.scale, off, L.N[i]!);
+          const kind = !quantized ? "dense" : ada ? "w4a16" : opts.mode === "w4a4p2" ? "int4p2" : "w4a4";
+          randomLinear(n, L, kind, {
+            rank: R,
+            unsigned: defaultUnsignedLayer(L.name),
+            // single blocks' proj_mlp reads attn.qkv's smoothed input (W4A4) or activation operand (int4p2; flux.h)
+            smooth: !L.name.endsWith("proj_mlp"),
+            p2: {
+              storage: opts.p2Storage ?? "int4",
+              sharedInput: /^single_transformer_blocks\.\d+\.proj_mlp$/.test(L.name),
+            },
           });
         }
         for (const name of fluxEngineNorms(config)) {

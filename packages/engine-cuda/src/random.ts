@@ -50,31 +50,48 @@ interface RandomTarget {
   alloc(name: string, bytes: number): void;
   fillRandom(
     name: string,
-    kind: "bf16" | "f32" | "bytes",
+    kind: "bf16" | "f32" | "e4m3" | "bytes",
     seed: number,
     center?: number,
     scale?: number,
     byteOffset?: number,
     count?: number,
   ): void;
+  upload(name: string, data: ArrayBufferView): void;
   setInt(name: string, value: number): void;
+}
+
+/** int4p2 rank: the FP8 kernels' fixed R (kernels/cuda/p2_fp8.h). */
+export const P2_RANK = 32;
+
+/** How {@link randomLinear} draws an int4p2 layer. */
+export interface RandomP2Options {
+  /** "int4": codes + exponents + low-rank columns (kept 4-bit, expanded per GEMM); "e4m3": the FP8 operand. */
+  storage: "int4" | "e4m3";
+  /**
+   * The layer reads another layer's activation operand (a FLUX single block's proj_mlp reads attn.qkv's): no
+   * lora_down, lr_shift or smooth of its own.
+   */
+  sharedInput: boolean;
 }
 
 /**
  * Allocates and fills one engine linear (engine name `name`, state-dict `sources` stacked along N, K in) with
  * deterministic random values: "dense" draws each source's weight and bias with {@link randomRule} (the values
  * tools/engine/*_diffusers.py put into diffusers' model); "w4a4" random codes, g64 scales, rank-R branches per
- * source and a smooth factor; "w4a16" random codes, scales and zeros (timing only: packed values mean nothing).
+ * source and a smooth factor; "w4a16" random codes, scales and zeros; "int4p2" one rank-32 branch per input group
+ * (timing only: packed values mean nothing).
  */
 export function randomLinear(
   n: RandomTarget,
   L: { name: string; sources: readonly string[]; N: readonly number[]; K: number },
-  kind: "dense" | "w4a4" | "w4a16",
-  opts: { rank: number; unsigned: boolean; smooth?: boolean },
+  kind: "dense" | "w4a4" | "w4a16" | "int4p2",
+  opts: { rank: number; unsigned: boolean; smooth?: boolean; p2?: RandomP2Options },
 ): void {
   const N = L.N.reduce((a, b) => a + b, 0);
   const K = L.K;
-  if (kind === "w4a16") {
+  if (kind === "int4p2") randomP2(n, L.name, N, K, opts.p2 ?? { storage: "int4", sharedInput: false });
+  else if (kind === "w4a16") {
     n.alloc(`${L.name}.w4a16_codes`, (N * K) / 2);
     n.fillRandom(`${L.name}.w4a16_codes`, "bytes", fnv1a32(`${L.name}.codes`));
     for (const [k, c, s] of [
@@ -113,4 +130,42 @@ export function randomLinear(
     const r = randomRule(`${s}.bias`, [L.N[i]!]);
     n.fillRandom(`${L.name}.bias`, "bf16", fnv1a32(`${s}.bias`), r.center, r.scale, off, L.N[i]!);
   });
+}
+
+/** The int4p2 tensors of one layer (kernels/cuda/engine/flux.h), Kx = K + 3·32 with the low-rank columns. */
+function randomP2(n: RandomTarget, name: string, N: number, K: number, o: RandomP2Options): void {
+  if (o.storage === "e4m3") {
+    n.alloc(`${name}.p2_weight`, N * (K + 3 * P2_RANK));
+    // q·2^e values of a weight whose largest group sits at e = 5 (|v| <= 224): uniform ±128 as E4M3
+    n.fillRandom(`${name}.p2_weight`, "e4m3", fnv1a32(`${name}.p2_weight`), 0, 256);
+  } else {
+    n.alloc(`${name}.p2_codes`, (N * K) / 2);
+    n.fillRandom(`${name}.p2_codes`, "bytes", fnv1a32(`${name}.p2_codes`));
+    // group exponents 2..5: the largest group at e = 5 (P2_EXP_MAX), the others up to 8x finer
+    const seed = fnv1a32(`${name}.p2_exps`);
+    const exps = new Int8Array((N * K) / 64);
+    for (let i = 0; i < exps.length; i++) exps[i] = 2 + (hash32(i, seed) & 3);
+    n.alloc(`${name}.p2_exps`, exps.length);
+    n.upload(`${name}.p2_exps`, exps);
+    // low-rank columns b_hi, b_lo, b_hi: max |b| in (32, 64] (@svdquant/int4 p2LowRankColumns)
+    n.alloc(`${name}.p2_lowrank`, N * 3 * P2_RANK);
+    n.fillRandom(`${name}.p2_lowrank`, "e4m3", fnv1a32(`${name}.p2_lowrank`), 0, 128);
+  }
+  // S_w so that w = v·S_w spans about ±1/√K, torch's nn.Linear bound
+  n.alloc(`${name}.p2_wscale`, N * 4);
+  n.fillRandom(
+    `${name}.p2_wscale`,
+    "f32",
+    fnv1a32(`${name}.p2_wscale`),
+    1 / (128 * Math.sqrt(K)),
+    0.1 / (128 * Math.sqrt(K)),
+  );
+  if (o.sharedInput) return;
+  n.alloc(`${name}.lora_down`, P2_RANK * K * 2);
+  n.fillRandom(`${name}.lora_down`, "bf16", fnv1a32(`${name}.lora_down`), 0, 2 / Math.sqrt(K));
+  n.alloc(`${name}.p2_lr_shift`, P2_RANK * 4);
+  // c_r of lora_up / S_w values near 2^8 (max |b| in (32, 64])
+  n.upload(`${name}.p2_lr_shift`, new Int32Array(P2_RANK).fill(-2));
+  n.alloc(`${name}.smooth`, K * 2);
+  n.fillRandom(`${name}.smooth`, "bf16", fnv1a32(`${name}.smooth`), 1, 0.2);
 }

@@ -206,6 +206,7 @@ describe("randomLinear (the random full-size models)", () => {
       allocs,
       alloc: (n: string, b: number) => void allocs.set(n, b),
       fillRandom: (...a: unknown[]) => void calls.push(a),
+      upload: (n: string, d: ArrayBufferView) => void calls.push(["upload", n, d]),
       setInt: (n: string, v: number) => void calls.push(["int", n, v]),
     };
   }
@@ -248,5 +249,29 @@ describe("randomLinear (the random full-size models)", () => {
     const w = recorder();
     randomLinear(w, { name: "ada", sources: ["ada"], N: [768], K: 128 }, "w4a16", { rank: 32, unsigned: false });
     expect([...w.allocs.keys()].sort()).toEqual(["ada.bias", "ada.w4a16_codes", "ada.w4a16_scales", "ada.w4a16_zeros"]);
+  });
+  it("int4p2: 4-bit codes, exponents in [2, 5], low-rank columns; e4m3 operand; a shared-input layer has no branch", () => {
+    const r = recorder();
+    const L = { name: "s.qkv", sources: ["q", "k", "v"], N: [64, 64, 64], K: 1024 };
+    randomLinear(r, L, "int4p2", { rank: 32, unsigned: false, p2: { storage: "int4", sharedInput: false } });
+    expect(Object.fromEntries(r.allocs)).toEqual({
+      "s.qkv.p2_codes": (192 * 1024) / 2,
+      "s.qkv.p2_exps": (192 * 1024) / 64,
+      "s.qkv.p2_lowrank": 192 * 96,
+      "s.qkv.p2_wscale": 192 * 4,
+      "s.qkv.lora_down": 32 * 1024 * 2,
+      "s.qkv.p2_lr_shift": 32 * 4,
+      "s.qkv.smooth": 1024 * 2,
+      "s.qkv.bias": 192 * 2,
+    });
+    const exps = r.calls.find((c) => c[0] === "upload" && c[1] === "s.qkv.p2_exps")![2] as Int8Array;
+    expect(exps.length).toBe(192 * 16);
+    expect(Math.min(...exps)).toBe(2);
+    expect(Math.max(...exps)).toBe(5);
+    const e = recorder();
+    const M = { name: "s.mlp", sources: ["s.mlp"], N: [256], K: 1024 };
+    randomLinear(e, M, "int4p2", { rank: 32, unsigned: false, p2: { storage: "e4m3", sharedInput: true } });
+    expect([...e.allocs.keys()].sort()).toEqual(["s.mlp.bias", "s.mlp.p2_weight", "s.mlp.p2_wscale"]);
+    expect(e.allocs.get("s.mlp.p2_weight")).toBe(256 * (1024 + 96));
   });
 });
