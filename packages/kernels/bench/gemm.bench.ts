@@ -4,6 +4,8 @@
  *
  *   flock /tmp/svdq-bench.lock pnpm --filter @svdquant/kernels bench            # quick: M ∈ {256,1024}, K=N=3072
  *   flock /tmp/svdq-bench.lock pnpm --filter @svdquant/kernels bench -- --full  # all M × (K,N) of the issue
+ *   ... bench -- --only=f32   # only ORT MatMul f32 and our f32 GEMM;  --only=lr: only the W4A4 layer with and
+ *                             # without its low-rank branch (issue 19's f32 and low-rank goals, more rounds fit)
  *
  * Tasks alternate round by round (each round runs every task once, in a new random order, 50 ms apart), so load
  * spikes of the shared machine and ORT's spinning threads hit all tasks alike; the table reports the median.
@@ -37,6 +39,8 @@ import { native } from "../src/native.ts";
 import { dynamicQuantizeMatMulModel, matmulModel, matmulNBitsModel } from "./onnx.ts";
 
 const full = process.argv.includes("--full") || process.env.SVDQ_BENCH_FULL === "1";
+const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
+if (only !== undefined && only !== "f32" && only !== "lr") throw new Error(`--only=${only}: expected f32 or lr`);
 const threads = Number(process.env.SVDQ_KERNELS_THREADS) || availableParallelism();
 const RANK = 32; // SVDQuant §5: rank-32 low-rank branch
 const Ms = full ? [256, 1024, 4096] : [256, 1024];
@@ -153,12 +157,17 @@ for (const [K, N] of KNs) {
   const pF32 = packF32(wf, N, K, { bias });
   const pW4A16 = packW4A16({ codes, scales }, N, K, { format: "int4", groupSize: 64, bias });
   const pW8 = packW8A8({ codes: codes8, scales: scales8 }, N, K, { bias });
-  const models = {
-    "MatMul f32": matmulModel(wf, N, K),
-    "MatMulNBits acc0": matmulNBitsModel(codes, scales, N, K, 64, 0),
-    "MatMulNBits acc4": matmulNBitsModel(codes, scales, N, K, 64, 4),
-    DynamicQuantizeMatMul: dynamicQuantizeMatMulModel(codes8, scales8, N, K),
-  };
+  const models: Record<string, Uint8Array> =
+    only === "lr"
+      ? {}
+      : only === "f32"
+        ? { "MatMul f32": matmulModel(wf, N, K) }
+        : {
+            "MatMul f32": matmulModel(wf, N, K),
+            "MatMulNBits acc0": matmulNBitsModel(codes, scales, N, K, 64, 0),
+            "MatMulNBits acc4": matmulNBitsModel(codes, scales, N, K, 64, 4),
+            DynamicQuantizeMatMul: dynamicQuantizeMatMulModel(codes8, scales8, N, K),
+          };
   const sessions: [string, ort.InferenceSession][] = [];
   for (const spin of [false, true])
     for (const [name, m] of Object.entries(models))
@@ -191,6 +200,8 @@ for (const [K, N] of KNs) {
       { name: "W4A16", path: best, int: false, run: () => gemmW4A16(x, M, pW4A16) },
       { name: "W8A8", path: best, int: true, run: () => gemmW8A8(quantizeActivationsInt8(x, M, K), pW8) },
     ];
+    if (only === "f32") tasks.splice(0, tasks.length, ...tasks.filter((t) => t.name.includes("f32")));
+    if (only === "lr") tasks.splice(0, tasks.length, ...tasks.filter((t) => t.name.startsWith("W4A4 layer") && t.path === best));
     const rounds = Number(process.env.SVDQ_BENCH_ROUNDS) || (M * N * K > 2e10 ? 3 : 5);
     const ms = await timeRounds(tasks, rounds);
     const get = (name: string, path?: string) => {
