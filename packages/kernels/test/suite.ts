@@ -59,6 +59,8 @@ export function defineSuite(): void {
           [7, 320, 32, "uint4", false],
           [13, 128, 3, "int4", true],
           [9, 64, 32, "uint4", true],
+          // AVX-512 down-projection: two row tasks (32 + 13 rows), two K blocks, ranks in a 32 + 16 split
+          [45, 640, 40, "int4", false],
         ] as const) {
           const x32 = r.f32(M * K, 2);
           for (let i = 0; i < x32.length; i += 37) x32[i] *= 20; // outliers
