@@ -1,8 +1,9 @@
 // Operators 3 and 4: f32 GEMM on packed 16-column weight panels, and W4A16 GEMM (4-bit codes through a
 // 16-entry codebook: INT4 or NF4) that dequantizes one K-block of a panel into the same f32 panel form.
 //   Y [M,N] = X [M,K] · Wᵀ (+ bias) (optional GELU), W [N,K].
-// Goto-style blocking: KC rows of a 16-column panel (16 KiB) stay in L1 while MC rows of X (L2) stream
+// AVX2/scalar: Goto-style blocking: KC rows of a 16-column panel (16 KiB) stay in L1 while MC rows of X (L2) stream
 // through a 6×16 FMA micro-kernel (12 accumulators + 2 panel vectors + 1 broadcast of the 16 YMM registers).
+// AVX-512: 8×48 micro-kernel on copied row blocks of X, partial sums in a per-thread buffer (run_plan_avx512).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -86,104 +87,156 @@ struct Plan {
   const void* ctx;
 };
 
-// 14 rows × 2 panels: 28 accumulators + 2 panel vectors + 1 broadcast of the 32 ZMM registers. Measured on the
-// Xeon dev machine (1 thread, M = 512, K = N = 3072, CPU time): 14×2 130, 12×2 126, 8×3 125, 6×4 123 GFLOP/s;
-// packing X into [kc][rows] tiles was slower (the transposing copy costs more than the strided broadcasts).
-constexpr int kMR512 = 14, kNV512 = 2;
+// ---- AVX-512 path ----
+// Micro-tile: kMR512 rows × kNV512 panels (16 columns = one ZMM each): 24 accumulators + 3 panel vectors + 1
+// broadcast of the 32 ZMM registers.
+// Measured (1 thread, CPU time, M = 448, K = N = 3072): 8×48 and 14×32 tiles and K blocks of 128–512 all within
+// the machine's noise (±5 %) once the partial sums left Y (below); 8×48 reads each broadcast for 3 FMAs.
+constexpr int kMR512 = 8, kNV512 = 3;
+constexpr int64_t kKC512 = 192;  // K block: a [kc][16·3] panel group is 36 KiB (L1: 48 KiB)
 
-// ---- AVX-512: MR rows × NV panels (16 columns = one ZMM each). Columns past N are masked (no staging copy).
+// One micro-tile over one K block. A comes from the packed block ap (row i at ap[i·kKC512 + k]: X copied row by
+// row with a fixed row stride, so the broadcasts address one pointer with immediate offsets; read in place, with
+// the run-time row stride K, the compiler ran out of general registers for the row pointers and reloaded some
+// inside the k loop). The sums start from cin (row stride ldi) or, when cin is null, from the bias (or zero);
+// they go to cout (row stride ldo): the task's accumulation buffer (all 16 lanes) or, for the last K block, Y
+// (columns past N masked off, GELU applied when asked).
 template <int MR, int NV>
-SVDQ_TARGET_AVX512 void micro512(const float* a, int64_t lda, const float* const* b, int64_t kc, float* c,
-                                 int64_t ldc, bool first, bool last, const float* bias, bool gelu,
+SVDQ_TARGET_AVX512 void micro512(const float* ap, const float* const* b, int64_t kc, const float* cin, int64_t ldi,
+                                 float* cout, int64_t ldo, bool to_y, const float* bias, bool gelu,
                                  const __mmask16* mask) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j)
-      acc[i][j] = first ? (bias ? _mm512_loadu_ps(bias + 16 * j) : _mm512_setzero_ps())
-                        : _mm512_maskz_loadu_ps(mask[j], c + i * ldc + 16 * j);
+      acc[i][j] = cin ? _mm512_load_ps(cin + i * ldi + 16 * j)
+                      : (bias ? _mm512_loadu_ps(bias + 16 * j) : _mm512_setzero_ps());
+  const float* bp[NV];
+#pragma GCC unroll 4
+  for (int j = 0; j < NV; ++j) bp[j] = b[j];
   for (int64_t k = 0; k < kc; ++k) {
     __m512 bv[NV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_ps(b[j] + k * kNR);
+    for (int j = 0; j < NV; ++j) bv[j] = _mm512_loadu_ps(bp[j] + k * kNR);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const __m512 av = _mm512_set1_ps(a[i * lda + k]);
+      const __m512 av = _mm512_set1_ps(ap[i * kKC512 + k]);
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
     }
   }
+  if (to_y) {
 #pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i)
+    for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) {
-      __m512 v = acc[i][j];
-      if (last && gelu) v = gelu512(v);
-      _mm512_mask_storeu_ps(c + i * ldc + 16 * j, mask[j], v);
-    }
-}
-
-template <int NV>
-SVDQ_TARGET_AVX512 void rows512(int mr, const float* a, int64_t lda, const float* const* b, int64_t kc, float* c,
-                                int64_t ldc, bool first, bool last, const float* bias, bool gelu,
-                                const __mmask16* mask) {
-  switch (mr) {
-    case 14: micro512<14, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 13: micro512<13, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 12: micro512<12, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 11: micro512<11, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 10: micro512<10, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 9: micro512<9, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 8: micro512<8, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 7: micro512<7, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 6: micro512<6, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 5: micro512<5, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 4: micro512<4, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 3: micro512<3, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    case 2: micro512<2, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
-    default: micro512<1, NV>(a, lda, b, kc, c, ldc, first, last, bias, gelu, mask); break;
+      for (int j = 0; j < NV; ++j)
+        _mm512_mask_storeu_ps(cout + i * ldo + 16 * j, mask[j], gelu ? gelu512(acc[i][j]) : acc[i][j]);
+  } else {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) _mm512_store_ps(cout + i * ldo + 16 * j, acc[i][j]);
   }
 }
 
+template <int NV>
+SVDQ_TARGET_AVX512 void rows512(int mr, const float* ap, const float* const* b, int64_t kc, const float* cin,
+                                int64_t ldi, float* cout, int64_t ldo, bool to_y, const float* bias, bool gelu,
+                                const __mmask16* mask) {
+  switch (mr) {
+    case 8: micro512<8, NV>(ap, b, kc, cin, ldi, cout, ldo, to_y, bias, gelu, mask); break;
+    case 7: micro512<7, NV>(ap, b, kc, cin, ldi, cout, ldo, to_y, bias, gelu, mask); break;
+    case 6: micro512<6, NV>(ap, b, kc, cin, ldi, cout, ldo, to_y, bias, gelu, mask); break;
+    case 5: micro512<5, NV>(ap, b, kc, cin, ldi, cout, ldo, to_y, bias, gelu, mask); break;
+    case 4: micro512<4, NV>(ap, b, kc, cin, ldi, cout, ldo, to_y, bias, gelu, mask); break;
+    case 3: micro512<3, NV>(ap, b, kc, cin, ldi, cout, ldo, to_y, bias, gelu, mask); break;
+    case 2: micro512<2, NV>(ap, b, kc, cin, ldi, cout, ldo, to_y, bias, gelu, mask); break;
+    default: micro512<1, NV>(ap, b, kc, cin, ldi, cout, ldo, to_y, bias, gelu, mask); break;
+  }
+}
+static_assert(kMR512 <= 8, "rows512 dispatches up to 8 rows");
+
+// Tasks: up to kMT512 rows × kNC512 panels. For each K block, the task runs its rows in blocks of kMC512: each row
+// block of X is copied once into ap [rows][kKC512] (L2) and runs against every panel group of the task's columns
+// (a [kc][48] group stays in L1 for the block's 14 micro-tiles); the task's [kc][16·kNC512] slice of W (288 KiB)
+// stays in L2 for all its row blocks. The partial sums live in a per-thread buffer [kMT512][16·kNC512] (1.6 KiB
+// rows, L2) until the last K block writes Y: kept in Y between K blocks they were 18 % slower on the dev Xeon
+// (1 thread, M = 448, K = N = 3072), because Y's row stride (N·4 bytes, a multiple of 4 KiB for FLUX widths) maps
+// the rows of a block onto few L2 sets, and the block fell out to L3.
+constexpr int64_t kMC512 = 112;  // 14 micro-tiles of 8 rows
+constexpr int64_t kMT512 = 448;  // rows per task (4 row blocks)
+constexpr int64_t kNC512 = 24;   // panels per task (384 columns): a multiple of kNV512
+
 void run_plan_avx512(const Plan& P) {
   const int64_t NP = (P.N + kNR - 1) / kNR;
-  constexpr int64_t kMC512 = 112;  // 8 micro-tiles of 14 rows
-  const int64_t mt = (P.M + kMC512 - 1) / kMC512, nt = (NP + kNBPanels - 1) / kNBPanels;
   const int threads = num_threads();
-  std::vector<std::vector<float>> scratch(threads, std::vector<float>(kNV512 * kKC * kNR));
+  // Narrow the tasks until the pool has 8 per thread (they are handed out one by one, runtime.cc, so on a shared
+  // machine a thread that lost its core for a while leaves little behind): columns first down to 192 (fewer rows
+  // per task read the task's W slice from memory once more per row block; fewer columns copy X once more per
+  // column block: 96 was 15-20 % slower at N = 768), then rows, then columns; the rows are split evenly (M = 256 as
+  // 224 + 32 rows read W twice for a 32-row task).
+  int64_t mtr = kMT512, nc = kNC512;
+  const auto tasks = [&] { return ((P.M + mtr - 1) / mtr) * ((NP + nc - 1) / nc); };
+  while (tasks() < 8 * threads && nc > 4 * kNV512) nc /= 2;
+  while (tasks() < 8 * threads && mtr > kMC512) mtr /= 2;
+  while (tasks() < 8 * threads && nc > kNV512) nc /= 2;
+  const int64_t mt = (P.M + mtr - 1) / mtr, nt = (NP + nc - 1) / nc;
+  mtr = ((P.M + mt - 1) / mt + kMR512 - 1) / kMR512 * kMR512;
+  const int64_t ldc = nc * kNR;  // row stride of the accumulation buffer
+  struct Buf {
+    std::vector<float> b, a, c;
+  };
+  std::vector<Buf> scratch(threads);
+  const auto align = [](std::vector<float>& v, size_t n) {
+    if (v.size() < n + 16) v.resize(n + 16);
+    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
+  };
   parallel_for(mt * nt, [&](int64_t t, int th) {
     const int64_t nb = t / mt, mb = t % mt;
-    const int64_t m0 = mb * kMC512, m1 = std::min(P.M, m0 + kMC512);
-    const int64_t p0 = nb * kNBPanels, p1 = std::min(NP, p0 + kNBPanels);
-    float* buf = scratch[th].data();
-    for (int64_t k0 = 0; k0 < P.K; k0 += kKC) {
-      const int64_t kc = std::min(kKC, P.K - k0);
+    const int64_t r0 = mb * mtr, r1 = std::min(P.M, r0 + mtr);
+    const int64_t p0 = nb * nc, p1 = std::min(NP, p0 + nc);
+    Buf& s = scratch[th];
+    float* buf = align(s.b, kNV512 * kKC512 * kNR);
+    float* apk = align(s.a, kMC512 * kKC512);
+    float* cb = P.K > kKC512 ? align(s.c, mtr * ldc) : nullptr;
+    for (int64_t k0 = 0; k0 < P.K; k0 += kKC512) {
+      const int64_t kc = std::min(kKC512, P.K - k0);
       const bool first = k0 == 0, last = k0 + kc == P.K;
-      for (int64_t p = p0; p < p1; p += kNV512) {
-        const int nv = static_cast<int>(std::min<int64_t>(kNV512, p1 - p));
-        const float* b[kNV512] = {};
-        __mmask16 mask[kNV512];
-        for (int j = 0; j < nv; ++j) b[j] = P.panel(P.ctx, p + j, k0, kc, buf + j * kKC * kNR);
-        for (int j = 0; j < kNV512; ++j) {
-          const int64_t cnt = std::max<int64_t>(0, std::min<int64_t>(kNR, P.N - (p + j) * kNR));
-          mask[j] = static_cast<__mmask16>((1u << cnt) - 1u);
-        }
-        const float* bias = P.bias_padded ? P.bias_padded + p * kNR : nullptr;
-        for (int64_t m = m0; m < m1; m += kMR512) {
-          const int mr = static_cast<int>(std::min<int64_t>(kMR512, m1 - m));
-          const float* a = P.x + m * P.K + k0;
-          float* c = P.y + m * P.N + p * kNR;
-          static_assert(kNV512 == 2, "one or two panels per micro-tile");
-          if (nv == 2)
-            rows512<2>(mr, a, P.K, b, kc, c, P.N, first, last, bias, P.gelu, mask);
-          else
-            rows512<1>(mr, a, P.K, b, kc, c, P.N, first, last, bias, P.gelu, mask);
+      for (int64_t m0 = r0; m0 < r1; m0 += kMC512) {
+        const int64_t m1 = std::min(r1, m0 + kMC512);
+        for (int64_t m = m0; m < m1; ++m)
+          std::memcpy(apk + (m - m0) * kKC512, P.x + m * P.K + k0, kc * sizeof(float));
+        for (int64_t p = p0; p < p1; p += kNV512) {
+          const int nv = static_cast<int>(std::min<int64_t>(kNV512, p1 - p));
+          const float* b[kNV512] = {};
+          __mmask16 mask[kNV512];
+          for (int j = 0; j < nv; ++j) b[j] = P.panel(P.ctx, p + j, k0, kc, buf + j * kKC512 * kNR);
+          for (int j = 0; j < kNV512; ++j) {
+            const int64_t cnt = std::max<int64_t>(0, std::min<int64_t>(kNR, P.N - (p + j) * kNR));
+            mask[j] = static_cast<__mmask16>((1u << cnt) - 1u);
+          }
+          const float* bias = P.bias_padded ? P.bias_padded + p * kNR : nullptr;
+          for (int64_t m = m0; m < m1; m += kMR512) {
+            const int mr = static_cast<int>(std::min<int64_t>(kMR512, m1 - m));
+            const float* ap = apk + (m - m0) * kKC512;
+            float* cbt = cb ? cb + (m - r0) * ldc + (p - p0) * kNR : nullptr;
+            const float* cin = first ? nullptr : cbt;
+            float* cout = last ? P.y + m * P.N + p * kNR : cbt;
+            const int64_t ldo = last ? P.N : ldc;
+            if (nv == 3)
+              rows512<3>(mr, ap, b, kc, cin, ldc, cout, ldo, last, bias, P.gelu, mask);
+            else if (nv == 2)
+              rows512<2>(mr, ap, b, kc, cin, ldc, cout, ldo, last, bias, P.gelu, mask);
+            else
+              rows512<1>(mr, ap, b, kc, cin, ldc, cout, ldo, last, bias, P.gelu, mask);
+          }
         }
       }
     }
   });
 }
+static_assert(kNV512 == 3 && kNC512 % kNV512 == 0, "run_plan_avx512 dispatches groups of up to 3 panels");
 
 void run_plan(const Plan& P) {
   if (isa_at_least(Isa::Avx512)) return run_plan_avx512(P);

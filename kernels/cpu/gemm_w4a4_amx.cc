@@ -127,6 +127,7 @@ struct Scratch {
   std::vector<float> sw;     // [pairs][G][16] weight scales of each pair's 16 columns (+16 for alignment)
   std::vector<float> sxp;    // [32][G] activation scales of a partial 32-row block, zero-padded
   std::vector<int8_t> apad;  // [32][K] activation codes of a partial 32-row block, zero-padded (+64)
+  std::vector<float> lup;    // [pairs/2][R][32] L_up of each 32-column block, transposed for the epilogue (+16)
 };
 thread_local Scratch t_scratch;
 
@@ -139,7 +140,7 @@ T* align64(std::vector<T>& v, size_t n) {
 // One 32-row block × NB column blocks of 32 (NB·4 panels from p).
 template <int NB>
 SVDQ_TARGET_AMX void block(const Ctx& c, int64_t m, int rows_, const int8_t* abase, const float* sxb, int64_t p,
-                           int64_t p1, const int8_t* bw, const float* swv) {
+                           int64_t p1, const int8_t* bw, const float* swv, const float* lupw) {
   const int64_t K = c.a->K, G = c.G;
   // C tiles of the last kLag + 1 groups: group g's products are stored while the tile stores of g − 1 may still be
   // in flight, so the rescale runs kLag groups behind (its loads would otherwise wait for the tile stores).
@@ -170,7 +171,8 @@ SVDQ_TARGET_AMX void block(const Ctx& c, int64_t m, int rows_, const int8_t* aba
   for (int jb = 0; jb < NB; ++jb) {
     const int64_t pj = p + 4 * jb;
     if (pj >= p1) break;
-    epilogue_avx512(c, m, rows_, pj, pj + 2 < p1 ? 2 : 1, &fa[0][32 * jb], 64);
+    epilogue_avx512(c, m, rows_, pj, pj + 2 < p1 ? 2 : 1, &fa[0][32 * jb], 64,
+                    lupw ? lupw + jb * c.a->R * 32 : nullptr);
   }
 }
 
@@ -190,6 +192,17 @@ SVDQ_TARGET_AMX void tile_amx(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, 
       _mm512_store_ps(swv + (j * G + g) * 16,
                       load_pair_ps(panel_s(c, p0 + 2 * j) + g * kPanel, panel_s(c, p0 + 2 * j + 1) + g * kPanel));
     }
+
+  // L_up of each 32-column block (4 panels), transposed once per task instead of once per 32-row block.
+  float* lupw = nullptr;
+  if (a.lup) {
+    lupw = align64(s.lup, pairs / 2 * a.R * 32);
+    for (int64_t j = 0; j < pairs; j += 2) {
+      const int64_t pj = p0 + 2 * j;
+      if (pj >= p1) break;
+      transpose_lup_avx512(c, pj, pj + 2 < p1 ? 2 : 1, lupw + j / 2 * a.R * 32);
+    }
+  }
 
   TileConfig cfg;
   for (int t = 0; t < 8; ++t) {
@@ -214,9 +227,11 @@ SVDQ_TARGET_AMX void tile_amx(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, 
     for (int64_t j = 0; j < pairs; j += 4) {
       const int64_t pj = p0 + 2 * j;
       if (pairs - j >= 4 && pj + 4 < p1)
-        block<2>(c, m, rows_, abase, sxb, pj, p1, bw + j * G * kTileBytes, swv + j * G * 16);
+        block<2>(c, m, rows_, abase, sxb, pj, p1, bw + j * G * kTileBytes, swv + j * G * 16,
+                 lupw ? lupw + j / 2 * a.R * 32 : nullptr);
       else
-        block<1>(c, m, rows_, abase, sxb, pj, p1, bw + j * G * kTileBytes, swv + j * G * 16);
+        block<1>(c, m, rows_, abase, sxb, pj, p1, bw + j * G * kTileBytes, swv + j * G * 16,
+                 lupw ? lupw + j / 2 * a.R * 32 : nullptr);
     }
   }
   _tile_release();

@@ -93,6 +93,15 @@ SVDQ_TARGET_AVX512 void rows(const Ctx& c, int64_t m, int64_t p0, int64_t p1) {
   for (; p < p1; p += 2) micro<MR, 1>(c, m, p);  // a lone last panel pairs with the zero stand-in
 }
 
+// L_up of the 16·nv columns from panel p as [R][16·nv] (row r: the columns' rank-r weights), 64-byte aligned dst.
+SVDQ_TARGET_AVX512 void transpose_lup(const Ctx& c, int64_t p, int nv, float* dst) {
+  const W4A4Args& a = *c.a;
+  for (int j = 0; j < nv; ++j)
+    for (int64_t r = 0; r < a.R; ++r)
+      _mm512_store_ps(dst + r * nv * 16 + 16 * j,
+                      load_pair_ps(panel_lup(c, p + 2 * j) + r * kPanel, panel_lup(c, p + 2 * j + 1) + r * kPanel));
+}
+
 // Rows [i0, i0 + RB) of the epilogue with NV vectors: RB·NV independent FMA chains over r (one chain per row would
 // wait on the 4-cycle FMA latency at every step).
 template <int RB, int NV>
@@ -100,27 +109,25 @@ SVDQ_TARGET_AVX512 void epilogue_rows(const Ctx& c, int64_t m, int i0, int64_t n
                                       const float* lupT, const __m512* bias, const __mmask16* mask) {
   const W4A4Args& a = *c.a;
   __m512 v[RB][NV];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int i = 0; i < RB; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) v[i][j] = _mm512_add_ps(_mm512_loadu_ps(fa + (i0 + i) * ld + 16 * j), bias[j]);
   if (lupT) {
-    const float* la[RB];
-#pragma GCC unroll 4
-    for (int i = 0; i < RB; ++i) la[i] = a.lora_act + (m + i0 + i) * a.R;
+    const float* la = a.lora_act + (m + i0) * a.R;
     for (int64_t r = 0; r < a.R; ++r) {
       __m512 u[NV];
 #pragma GCC unroll 4
       for (int j = 0; j < NV; ++j) u[j] = _mm512_load_ps(lupT + r * NV * 16 + 16 * j);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int i = 0; i < RB; ++i) {
-        const __m512 l = _mm512_set1_ps(la[i][r]);
+        const __m512 l = _mm512_set1_ps(la[i * a.R + r]);
 #pragma GCC unroll 4
         for (int j = 0; j < NV; ++j) v[i][j] = _mm512_fmadd_ps(l, u[j], v[i][j]);
       }
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int i = 0; i < RB; ++i)
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) {
@@ -132,22 +139,22 @@ SVDQ_TARGET_AVX512 void epilogue_rows(const Ctx& c, int64_t m, int i0, int64_t n
 }
 
 template <int NV>
-SVDQ_TARGET_AVX512 void epilogue_nv(const Ctx& c, int64_t m, int rows_, int64_t p, const float* fa, int64_t ld) {
+SVDQ_TARGET_AVX512 void epilogue_nv(const Ctx& c, int64_t m, int rows_, int64_t p, const float* fa, int64_t ld,
+                                    const float* lup_t) {
   const W4A4Args& a = *c.a;
   std::vector<float> lup_heap;
   alignas(64) float lup_stack[32 * NV * 16];  // [R][16·NV], on the stack for R ≤ 32 (SVDQuant's default rank)
-  float* lupT = nullptr;
-  if (a.lup) {
-    if (a.R <= 32) {
-      lupT = lup_stack;
-    } else {
+  const float* lupT = nullptr;
+  if (a.lup && lup_t) {
+    lupT = lup_t;
+  } else if (a.lup) {
+    float* t = lup_stack;
+    if (a.R > 32) {
       lup_heap.resize(a.R * NV * 16 + 16);
-      lupT = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(lup_heap.data()) + 63) & ~uintptr_t{63});
+      t = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(lup_heap.data()) + 63) & ~uintptr_t{63});
     }
-    for (int j = 0; j < NV; ++j)
-      for (int64_t r = 0; r < a.R; ++r)
-        _mm512_store_ps(lupT + r * NV * 16 + 16 * j,
-                        load_pair_ps(panel_lup(c, p + 2 * j) + r * kPanel, panel_lup(c, p + 2 * j + 1) + r * kPanel));
+    transpose_lup(c, p, NV, t);
+    lupT = t;
   }
   const int64_t n0 = p * kPanel;
   __m512 bias[NV];
@@ -158,7 +165,10 @@ SVDQ_TARGET_AVX512 void epilogue_nv(const Ctx& c, int64_t m, int rows_, int64_t 
     mask[j] = static_cast<__mmask16>((1u << cnt) - 1u);
     bias[j] = a.bias && cnt ? _mm512_maskz_loadu_ps(mask[j], a.bias + nj) : _mm512_setzero_ps();
   }
+  // 8 rows × NV vectors: 16 independent FMA chains over r (4 rows gave 8, no more than the 4-cycle FMA latency
+  // times 2 ports covers, and loaded each L_up vector for 4 rows only).
   int i = 0;
+  for (; i + 8 <= rows_; i += 8) epilogue_rows<8, NV>(c, m, i, n0, fa, ld, lupT, bias, mask);
   for (; i + 4 <= rows_; i += 4) epilogue_rows<4, NV>(c, m, i, n0, fa, ld, lupT, bias, mask);
   for (; i < rows_; ++i) epilogue_rows<1, NV>(c, m, i, n0, fa, ld, lupT, bias, mask);
 }
@@ -166,11 +176,15 @@ SVDQ_TARGET_AVX512 void epilogue_nv(const Ctx& c, int64_t m, int rows_, int64_t 
 }  // namespace
 
 SVDQ_TARGET_AVX512 void epilogue_avx512(const Ctx& c, int64_t m, int rows_, int64_t p, int nv, const float* fa,
-                                        int64_t ld) {
+                                        int64_t ld, const float* lup_t) {
   if (nv == 2)
-    epilogue_nv<2>(c, m, rows_, p, fa, ld);
+    epilogue_nv<2>(c, m, rows_, p, fa, ld, lup_t);
   else
-    epilogue_nv<1>(c, m, rows_, p, fa, ld);
+    epilogue_nv<1>(c, m, rows_, p, fa, ld, lup_t);
+}
+
+SVDQ_TARGET_AVX512 void transpose_lup_avx512(const Ctx& c, int64_t p, int nv, float* dst) {
+  transpose_lup(c, p, nv, dst);
 }
 
 SVDQ_TARGET_AVX512 void tile_avx512(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {

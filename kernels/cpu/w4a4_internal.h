@@ -36,8 +36,11 @@ void tile_avx512(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
 void tile_amx(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, int64_t p1);
 
 // AVX-512 epilogue for `rows` rows from m and the 16·NV columns from panel p: fa [rows][16·NV] (row stride ld)
-// holds Σ_g dot·s_x·s_w; adds loraAct·L_upᵀ, bias, applies GELU and stores the columns < N.
-void epilogue_avx512(const Ctx& c, int64_t m, int rows, int64_t p, int nv, const float* fa, int64_t ld);
+// holds Σ_g dot·s_x·s_w; adds loraAct·L_upᵀ, bias, applies GELU and stores the columns < N. lup_t: those
+// columns' L_up as [R][16·NV] from transpose_lup_avx512 (64-byte aligned), or null to build it here.
+void epilogue_avx512(const Ctx& c, int64_t m, int rows, int64_t p, int nv, const float* fa, int64_t ld,
+                     const float* lup_t = nullptr);
+void transpose_lup_avx512(const Ctx& c, int64_t p, int nv, float* dst);
 
 }  // namespace w4a4
 }  // namespace svdq

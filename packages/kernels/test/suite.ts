@@ -59,6 +59,8 @@ export function defineSuite(): void {
           [7, 320, 32, "uint4", false],
           [13, 128, 3, "int4", true],
           [9, 64, 32, "uint4", true],
+          // AVX-512 down-projection: two row tasks (32 + 13 rows), two K blocks, ranks in a 32 + 16 split
+          [45, 640, 40, "int4", false],
         ] as const) {
           const x32 = r.f32(M * K, 2);
           for (let i = 0; i < x32.length; i += 37) x32[i] *= 20; // outliers
@@ -267,6 +269,8 @@ export function defineSuite(): void {
           [7, 300, 17, true],
           [13, 513, 33, false],
           [6, 256, 16, false],
+          // several row blocks, K blocks and column tasks of the AVX-512 plan, partial tiles and panel groups
+          [230, 700, 403, true],
         ] as const) {
           const x = r.f32(M * K);
           const wt = r.f32(N * K, 0.1);
@@ -285,6 +289,7 @@ export function defineSuite(): void {
           [8, 384, 19, 128, "nf4"],
           [7, 320, 32, 64, "nf4"],
           [2, 256, 40, 256, "int4"],
+          [130, 640, 70, 64, "int4"],
         ] as const) {
           const x = r.f32(M * K);
           const codes = fmt === "int4" ? r.codes(N * K, -8, 7) : r.codes(N * K, 0, 15);
