@@ -54,8 +54,14 @@ async function check(fixtures: string): Promise<boolean> {
       [33, 3072, 136, true],
       [9, 1024, 64, false],
     ] as const)
-      for (const storage of ["e4m3", "int4"] as const)
-        await c.run(`p2 linear ${storage} ${M} ${K} ${N}`, () => checkP2Linear(M, K, N, gelu, storage));
+      for (const [storage, fast] of [
+        ["e4m3", false],
+        ["int4", false],
+        ["int4", true],
+      ] as const)
+        await c.run(`p2 linear ${storage}${fast ? " fast" : ""} ${M} ${K} ${N}`, () =>
+          checkP2Linear(M, K, N, gelu, storage, fast),
+        );
   if (want("p2"))
     for (const [M, K, N, gelu] of [
       [17, 1024, 200, false],

@@ -310,11 +310,20 @@ export type P2Storage = "e4m3" | "int4";
  * low-rank columns (int4), and the exact low-rank branch x·lora_downᵀ·lora_upᵀ. Differences left: near-tie groups,
  * the E4M3 hi/lo split of the branch (about 2^-8 of it) and the bf16 output.
  */
-export function checkP2Linear(M: number, K: number, N: number, gelu: boolean, storage: P2Storage = "e4m3", seed = 11) {
+export function checkP2Linear(
+  M: number,
+  K: number,
+  N: number,
+  gelu: boolean,
+  storage: P2Storage = "e4m3",
+  fastAccum = false,
+  seed = 11,
+) {
   const c = p2Case(M, K, N, gelu, seed);
+  const how = `${storage} weights${fastAccum ? ", FP8 fast accumulation" : ""}`;
   return result(
-    `int4p2 engine linear (${storage} weights) M=${M} K=${K} N=${N}${gelu ? " +GELU" : ""} vs float64`,
-    relErr(runP2Linear(c, storage), c.ref),
+    `int4p2 engine linear (${how}) M=${M} K=${K} N=${N}${gelu ? " +GELU" : ""} vs float64`,
+    relErr(runP2Linear(c, storage, fastAccum), c.ref),
     1e-2,
   );
 }
@@ -384,11 +393,12 @@ function p2Case(M: number, K: number, N: number, gelu: boolean, seed: number): P
   return { M, K, N, gelu, x, lam, down, bias, res, op, ref };
 }
 
-function runP2Linear(c: P2Case, storage: P2Storage): Float32Array {
+function runP2Linear(c: P2Case, storage: P2Storage, fastAccum = false): Float32Array {
   const { M, K, N, op } = c;
   const cfg = parseFluxConfig({ num_attention_heads: 2, attention_head_dim: 16, axes_dims_rope: [4, 6, 6] });
   const e = engineFor(cfg);
   try {
+    if (fastAccum) e.raw.setInt("p2.fast_accum", 1); // read by prepare
     e.prepare(1, 8, M);
     const raw = e.raw;
     const put = (name: string, a: ArrayBufferView) => {

@@ -48,6 +48,7 @@ describe(`engine on the GPU${skip}`, () => {
         checkP2Linear(64, 1024, 256, false),
         checkP2Linear(33, 3072, 136, true),
         checkP2Linear(33, 3072, 136, true, "int4"),
+        checkP2Linear(64, 1024, 256, false, "int4", true),
         checkP2Storage(17, 1024, 200, false),
       ])
         expect(r.relL2, r.name).toBeLessThanOrEqual(r.tol);
