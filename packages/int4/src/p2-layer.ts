@@ -168,8 +168,8 @@ export function unpackP2Layer(
       at(pd === undefined ? "proj_down" : "proj_up"),
     );
   let R = 0;
-  let lowRankDown = new Float32Array(0);
-  let lowRankUp = new Float32Array(0);
+  let lowRankDown: Float32Array = new Float32Array(0);
+  let lowRankUp: Float32Array = new Float32Array(0);
   if (pd !== undefined && pu !== undefined) {
     R = pd.shape[0] ?? 0;
     check("proj_down", pd, half, [R, K]);
