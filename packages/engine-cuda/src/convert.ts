@@ -313,9 +313,7 @@ function sameValues(a: Float32Array | undefined, b: Float32Array | undefined): b
  * scales, lowRankUp rows, bias). The operand carries one rank-R branch, so every layer must hold the same
  * proj_down and smooth_factor (the quantizer's one branch of the stacked weight), else one error names the layer.
  */
-export function stackP2(
-  parts: readonly { name: string; rec: QuantizedLinear }[],
-): {
+export function stackP2(parts: readonly { name: string; rec: QuantizedLinear }[]): {
   N: number;
   K: number;
   R: number;

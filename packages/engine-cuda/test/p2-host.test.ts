@@ -15,6 +15,7 @@ import { parseFluxConfig, parsePixArtConfig } from "@svdquant/models";
 import { f32ToE4m3Bits, type Tensor } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
 import {
+  type ConvertOptions,
   EngineError,
   type EngineItem,
   engineLinearItems,
@@ -28,7 +29,7 @@ import {
 import { bf16Bits, bf16Tensor, memorySource, rng, uniformBf16 } from "./helpers.js";
 
 const R = 32;
-const anyK = { p2SupportedK: () => true }; // the tiny models' K (128, 512, 640) are not kernel sizes: convert only
+const anyK: ConvertOptions = { p2SupportedK: () => true }; // the tiny models' K (128, 512, 640) are not kernel sizes: convert only
 
 const tiny = parseFluxConfig({
   num_attention_heads: 2,
