@@ -18,13 +18,14 @@ import {
 import { w4a4FileTensors } from "../src/quantize-units.ts";
 import { fluxInputs, modelDir, pixartInputs, relFrob, tempDir } from "./helpers.ts";
 
-// A reduced search keeps the suite fast (as end-to-end.test.ts): 3 smoothing candidates, 2 refinement steps.
+// The reduced search of end-to-end.test.ts (4 smoothing candidates, 2 refinement steps), so the errors compare.
 const CONFIG = parseQuantizeConfig({
   format: "int4p2",
   grid: [
     { alpha: 0, beta: 0 },
     { alpha: 0.5, beta: 0 },
     { alpha: 0.5, beta: 0.5 },
+    { alpha: 0.8, beta: 0.2 },
   ],
   refinement: { maxIterations: 2 },
   calibration: { samples: 1, steps: 2 },
