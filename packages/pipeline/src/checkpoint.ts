@@ -100,6 +100,38 @@ export function checkpointFormat(metadata: Readonly<Record<string, string>>, pat
   return qc?.format === "int4p2" || qc?.weight?.dtype === "int4p2" ? "int4p2" : "int4";
 }
 
+/**
+ * A W4A16 layer of the file (packW4A16Layer's tensors) as the model computes it: AdaNorm rows back in the model's
+ * (diffusers') chunk order and the +1 of the `scale` chunks removed from the bias.
+ */
+export function w4a16ModelRecord(
+  tensors: Readonly<Record<string, Tensor>>,
+  unit: UnitSpec,
+  name: string,
+  n: number,
+): W4A16Record {
+  const r = unpackW4A16Layer(tensors, { groupSize: INT4_GROUP_SIZE, name });
+  let { weight: q, bias } = r;
+  if (q.rows !== n) throw new PipelineError("E_CHECKPOINT", `W4A16 layer has ${q.rows} rows, expected ${n}`, name);
+  if (unit.adaNorm !== undefined) {
+    const { chunks, scaleChunks } = unit.adaNorm;
+    const G = q.cols / q.groupSize;
+    q = {
+      ...q,
+      codes: Int8Array.from(permuteAdaNormRows(Float32Array.from(q.codes), n, q.cols, chunks, true)),
+      scales: permuteAdaNormRows(q.scales, n, G, chunks, true),
+      zeros: permuteAdaNormRows(q.zeros, n, G, chunks, true),
+    };
+    if (bias !== undefined) {
+      const b = permuteAdaNormRows(bias, n, 1, chunks, true);
+      const d = n / chunks;
+      for (const c of scaleChunks) for (let i = 0; i < d; i++) b[c * d + i]! -= 1;
+      bias = b;
+    }
+  }
+  return { name, q, bias };
+}
+
 /** Open a quantized checkpoint and read its 4-bit layers into records. */
 export async function readQuantizedCheckpoint(path: string): Promise<QuantizedCheckpoint> {
   const file = await SafetensorsFile.open(path);
@@ -140,28 +172,7 @@ export async function readQuantizedCheckpoint(path: string): Promise<QuantizedCh
             used.add(t);
           }
         if ("wzeros" in tensors) {
-          const g = INT4_GROUP_SIZE;
-          const r = unpackW4A16Layer(tensors, { groupSize: g, name });
-          let { weight: q, bias } = r;
-          if (q.rows !== n)
-            throw new PipelineError("E_CHECKPOINT", `W4A16 layer has ${q.rows} rows, expected ${n}`, name);
-          if (unit.adaNorm !== undefined) {
-            const { chunks, scaleChunks } = unit.adaNorm;
-            const G = q.cols / q.groupSize;
-            q = {
-              ...q,
-              codes: Int8Array.from(permuteAdaNormRows(Float32Array.from(q.codes), n, q.cols, chunks, true)),
-              scales: permuteAdaNormRows(q.scales, n, G, chunks, true),
-              zeros: permuteAdaNormRows(q.zeros, n, G, chunks, true),
-            };
-            if (bias !== undefined) {
-              const b = permuteAdaNormRows(bias, n, 1, chunks, true);
-              const d = n / chunks;
-              for (const c of scaleChunks) for (let i = 0; i < d; i++) b[c * d + i]! -= 1;
-              bias = b;
-            }
-          }
-          w4a16.set(name, { unit, prefix, record: { name, q, bias } });
+          w4a16.set(name, { unit, prefix, record: w4a16ModelRecord(tensors, unit, name, n) });
           continue;
         }
         if (p2) {

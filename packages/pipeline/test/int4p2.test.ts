@@ -5,12 +5,15 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { FluxTransformer, PixArtTransformer, parseModelConfig } from "@svdquant/models";
-import { SafetensorsFile, type Tensor } from "@svdquant/tensor";
+import { type EngineItem, fluxEngineItems } from "@svdquant/engine-cuda";
+import { dequantizeW4A16, unpackNibbles } from "@svdquant/int4";
+import { type FluxConfig, FluxTransformer, PixArtTransformer, parseModelConfig } from "@svdquant/models";
+import { decodeToFloat32, openModelFolder, SafetensorsFile, type Tensor } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
 import {
   loadQuantizedModel,
   modelSizes,
+  openEngineSource,
   parseQuantizeConfig,
   quantizeModel,
   readQuantizedCheckpoint,
@@ -136,6 +139,91 @@ describe("flux-tiny in int4p2", async () => {
     } finally {
       await ck.close();
     }
+  });
+});
+
+describe("flux-tiny int4p2 checkpoint as the GPU engine reads it (openEngineSource → fluxEngineItems)", async () => {
+  const dir = await tempDir();
+  const out = join(dir, "flux-tiny.int4p2.safetensors");
+  await quantizeModel({ modelDir: modelDir("flux-tiny-a"), out, config: CONFIG });
+  const src = await openEngineSource(out);
+  const items = new Map<string, EngineItem>();
+  try {
+    // flux-tiny's K (64, 256, 320) are not FP8 kernel sizes: convert only
+    for await (const it of fluxEngineItems(src.config as FluxConfig, src, { p2SupportedK: () => true }))
+      items.set(it.name, it);
+  } finally {
+    await src.close();
+  }
+  const data = (name: string) => {
+    const it = items.get(name);
+    if (it?.kind !== "tensor") throw new Error(`no engine tensor ${name}`);
+    return Buffer.from(it.data.buffer, it.data.byteOffset, it.data.byteLength);
+  };
+
+  it("each engine int4p2 linear is its file unit again: members' rows stack back, one operand per input", async () => {
+    const f = await SafetensorsFile.open(out);
+    try {
+      const file = async (n: string) => Buffer.from((await f.read(n)).bytes());
+      for (const [engine, unit] of [
+        ["transformer_blocks.0.attn.qkv", "transformer_blocks.0.qkv_proj"],
+        ["transformer_blocks.1.attn.add_qkv", "transformer_blocks.1.qkv_proj_context"],
+        ["transformer_blocks.0.ff.net.2", "transformer_blocks.0.mlp_fc2"],
+        ["single_transformer_blocks.2.attn.qkv", "single_transformer_blocks.2.qkv_proj"],
+        ["single_transformer_blocks.2.proj_mlp", "single_transformer_blocks.2.mlp_fc1"],
+        ["single_transformer_blocks.2.proj_out", "single_transformer_blocks.2.proj_out"],
+      ]) {
+        expect(Buffer.compare(data(`${engine}.p2_codes`), await file(`${unit}.p2_codes`)), engine).toBe(0);
+        expect(Buffer.compare(data(`${engine}.p2_exps`), await file(`${unit}.p2_exponents`)), engine).toBe(0);
+        expect(Buffer.compare(data(`${engine}.p2_wscale`), await file(`${unit}.p2_wscale`)), engine).toBe(0);
+      }
+      expect(
+        Buffer.compare(
+          data("transformer_blocks.0.attn.qkv.lora_down"),
+          await file("transformer_blocks.0.qkv_proj.proj_down"),
+        ),
+      ).toBe(0);
+      expect(items.has("single_transformer_blocks.2.attn.qkv.p2_lr_shift")).toBe(true);
+      expect(items.has("single_transformer_blocks.2.proj_mlp.lora_down")).toBe(false); // reads attn.qkv's operand
+      expect(items.has("transformer_blocks.0.attn.norm_q.weight")).toBe(true); // renamed back from norm_q
+    } finally {
+      await f.close();
+    }
+  });
+
+  it("W4A16 AdaNorm layers come back in diffusers' chunk order with the +1 out of the bias", async () => {
+    const folder = await openModelFolder(modelDir("flux-tiny-a"));
+    try {
+      for (const name of ["transformer_blocks.0.norm1.linear", "single_transformer_blocks.1.norm.linear"]) {
+        const w = (await folder.weights.read(`${name}.weight`)).toFloat32();
+        const b = (await folder.weights.read(`${name}.bias`)).toFloat32();
+        const [N, K] = [b.length, w.length / b.length];
+        const it = (k: string) => items.get(`${name}.${k}`) as { data: Uint8Array | Uint16Array };
+        const q = {
+          rows: N,
+          cols: K,
+          groupSize: 64,
+          codes: unpackNibbles(it("w4a16_codes").data as Uint8Array, N, K, false),
+          scales: decodeToFloat32("BF16", it("w4a16_scales").data),
+          zeros: decodeToFloat32("BF16", it("w4a16_zeros").data),
+        };
+        expect(relFrob(dequantizeW4A16(q), w), name).toBeLessThan(0.1); // 4-bit error; a wrong row order is ~1.4
+        const bias = decodeToFloat32("BF16", it("bias").data);
+        // the file stores bf16(b + 1) for the scale chunks (the published convention): b comes back within half a
+        // bf16 step at 1 (2^-8); the other chunks within bf16 rounding
+        for (let i = 0; i < N; i++)
+          expect(Math.abs(bias[i]! - b[i]!), `${name} bias ${i}`).toBeLessThanOrEqual(2 ** -8 * (1 + Math.abs(b[i]!)));
+        expect(bias.some((v, i) => Math.abs(v - b[i]!) > 2 ** -10)).toBe(true); // the +1 round trip shows: not a copy
+      }
+    } finally {
+      await folder.weights.close();
+    }
+  });
+
+  it("an int4 checkpoint is refused with one line", async () => {
+    const int4 = join(dir, "flux-tiny.int4.safetensors");
+    await quantizeModel({ modelDir: modelDir("flux-tiny-a"), out: int4, config: { ...CONFIG, format: "int4" } });
+    await expect(openEngineSource(int4)).rejects.toThrowError(/loads int4p2 pipeline checkpoints .*this one is int4$/);
   });
 });
 
