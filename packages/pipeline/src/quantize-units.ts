@@ -218,7 +218,8 @@ export function quantizeP2Group(
   const rank = Math.min(config.rank, kp, n);
   const r = quantizeSharedLayers([{ name, n, k: kp, weight, ...(bias ? { bias } : {}) }], calibration, {
     ...(config.grid === "paper" ? {} : { grid: config.grid }),
-    ...(config.kernels ? { kernels } : {}), // the native search covers int4/uint4; int4p2 runs the float64 path
+    // native f32 GEMMs in the search and refinement; the int4p2 residual is quantized by @svdquant/int4 (no fused pass)
+    ...(config.kernels ? { kernels } : {}),
     rank,
     weight: specFor("int4p2"),
     activation: specFor("int4p2", { p2RowScale: "pow2" }), // as the engine's one-pass activation kernel
