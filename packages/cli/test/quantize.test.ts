@@ -95,8 +95,8 @@ describe("svdquant quantize", () => {
   });
 
   it("--format int4p2 writes the opt-in Hopper format; inspect names it; a bad format is one line", async () => {
-    const out = join(dir, "p2.safetensors");
-    const args = ["quantize", MODEL, "--config", configPath, "--format", "int4p2", "--out", out, "--json"];
+    const out = join(tmp.path, "p2.safetensors");
+    const args = ["quantize", MODEL, "--config", tmp.config, "--format", "int4p2", "--out", out, "--json"];
     const r = await cli(...args, "--no-progress");
     expect(r.err).toBe("");
     expect(r.code).toBe(0);
