@@ -1,7 +1,8 @@
 // Device script of the int4p2 checkpoint path (bundled by the p2ckpt device folder; see p2-checkpoint-checks.ts):
 //   node p2-checkpoint-run.mjs    int4p2 layers packed into a file → convert → the engine's `linear` vs float64 at
-//                                 small and FLUX.1 sizes (K ∈ 1024, 3072, 12288, 15360), the addon's list of K, and
-//                                 the one-line error for a K the kernels lack. Exit 1 on any failure.
+//                                 small and FLUX.1 sizes (K ∈ 1024, 3072, 12288, 15360) and bit for bit vs the same
+//                                 layer uploaded as the FP8-expanded operand; the addon's list of K; the one-line
+//                                 error for a K the kernels lack. Exit 1 on any failure.
 import { EngineError, engineAvailability, loadAddon } from "../src/index.js";
 import { checkP2CheckpointLinear } from "../test/p2-checkpoint-checks.js";
 
@@ -26,7 +27,7 @@ for (const [M, K, N, gelu] of [
     const r = await checkP2CheckpointLinear(M, K, N, gelu);
     ok &&= r.ok;
     console.log(
-      `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol}) [${r.tensors.join(", ")}] ${Date.now() - t0} ms`,
+      `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol}); output ${r.sameAsOperand ? "==" : "!="} the FP8-operand upload bit for bit [${r.tensors.join(", ")}] ${Date.now() - t0} ms`,
     );
   } catch (e) {
     ok = false;

@@ -7,6 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { activationSpecFor, dequantize, packP2Layer, type QuantizedLinear, quantize, specFor } from "@svdquant/int4";
+import { p2WeightOperand } from "@svdquant/kernels-cuda";
 import { parseFluxConfig } from "@svdquant/models";
 import { SafetensorsFile, writeSafetensors } from "@svdquant/tensor";
 import { engineLinearItems, FluxEngine } from "../src/index.js";
@@ -20,6 +21,11 @@ export interface P2CheckResult {
   ok: boolean;
   /** Device tensors the converter produced (names after the layer's). */
   tensors: string[];
+  /**
+   * The converted layer's output equals, bit for bit, the same layer uploaded as the FP8-expanded operand
+   * (`L.p2_weight` = @svdquant/kernels-cuda p2WeightOperand of the in-memory record, before any file).
+   */
+  sameAsOperand: boolean;
 }
 
 const geluTanh = (v: number): number => 0.5 * v * (1 + Math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
@@ -110,6 +116,23 @@ export async function checkP2CheckpointLinear(
     raw.fillRandom("p.y", "bytes", 9); // poison
     raw.linear("p.lin", N, K, "p.x", "p.y", M, gelu ? 1 : 0);
     const bits = new Uint16Array(raw.download("p.y"));
+    // the same layer as the FP8-expanded operand, straight from the record (no file, no converter)
+    const op = p2WeightOperand(rec.residual, rec.lowRankUp, R);
+    const put = (name: string, a: ArrayBufferView) => {
+      raw.alloc(name, a.byteLength);
+      raw.upload(name, a);
+    };
+    put("p.op.p2_weight", op.b8);
+    put("p.op.p2_wscale", op.sw);
+    put("p.op.p2_lr_shift", op.lrShift);
+    put("p.op.lora_down", bf16Bits(rec.lowRankDown));
+    put("p.op.smooth", bf16Bits(lam));
+    put("p.op.bias", bf16Bits(rec.bias!));
+    raw.alloc("p.y2", M * N * 2);
+    raw.fillRandom("p.y2", "bytes", 10); // another poison
+    raw.linear("p.op", N, K, "p.x", "p.y2", M, gelu ? 1 : 0);
+    const bits2 = new Uint16Array(raw.download("p.y2"));
+    const sameAsOperand = bits.length === bits2.length && bits.every((b, i) => b === bits2[i]);
     const got = Float32Array.from(bits, (b) => new Float32Array(new Uint32Array([b << 16]).buffer)[0]!);
     const err = relErr(got, ref);
     const tol = 1e-2; // as the device-tensor int4p2 check (gpu-checks.ts checkP2Linear): bf16 output, E4M3 hi/lo branch
@@ -118,8 +141,9 @@ export async function checkP2CheckpointLinear(
       relL2: err.relL2,
       relMax: err.relMax,
       tol,
-      ok: err.finite && err.relL2 <= tol,
+      ok: err.finite && err.relL2 <= tol && sameAsOperand,
       tensors: tensors.sort(),
+      sameAsOperand,
     };
   } finally {
     e.free();

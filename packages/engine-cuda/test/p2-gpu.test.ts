@@ -19,6 +19,7 @@ describe(`int4p2 checkpoint layers on the GPU${skip}`, () => {
     ] as const) {
       const r = await checkP2CheckpointLinear(M, K, N, gelu);
       expect(r.relL2, r.name).toBeLessThanOrEqual(r.tol);
+      expect(r.sameAsOperand, r.name).toBe(true);
       expect(r.tensors).toContain("p2_codes");
     }
   });
