@@ -1,10 +1,12 @@
 // Device script of the int4p2 checkpoint path (bundled by the p2ckpt device folder; see p2-checkpoint-checks.ts):
 //   node p2-checkpoint-run.mjs    int4p2 layers packed into a file → convert → the engine's `linear` vs float64 at
 //                                 small and FLUX.1 sizes (K ∈ 1024, 3072, 12288, 15360) and bit for bit vs the same
-//                                 layer uploaded as the FP8-expanded operand; the addon's list of K; the one-line
-//                                 error for a K the kernels lack. Exit 1 on any failure.
+//                                 layer uploaded as the FP8-expanded operand; a FLUX step (D = 1024) loaded from
+//                                 int4p2 checkpoint tensors vs the CPU reference and vs the operand model bit for
+//                                 bit; the addon's list of K; the one-line error for a K the kernels lack. Exit 1 on
+//                                 any failure.
 import { EngineError, engineAvailability, loadAddon } from "../src/index.js";
-import { checkP2CheckpointLinear } from "../test/p2-checkpoint-checks.js";
+import { checkP2CheckpointLinear, checkP2Model } from "../test/p2-checkpoint-checks.js";
 
 const av = engineAvailability();
 console.log(`device: ${av.reason}; cublasLt ${av.info?.cublasLt ?? "?"}`);
@@ -32,6 +34,24 @@ for (const [M, K, N, gelu] of [
   } catch (e) {
     ok = false;
     console.log(`FAIL int4p2 checkpoint linear M=${M} K=${K} N=${N}: ${(e as Error).stack ?? e}`);
+  }
+}
+// a FLUX step from int4p2 checkpoint layers (fused q/k/v from three layers; a single block's q/k/v + proj_mlp on
+// one operand) vs the CPU reference, and bit for bit vs the same model as FP8-expanded operands
+for (const [B, St, Si] of [
+  [1, 7, 33],
+  [2, 5, 16],
+] as const) {
+  const t0 = Date.now();
+  try {
+    const r = await checkP2Model(B, St, Si);
+    ok &&= r.ok;
+    console.log(
+      `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol.toExponential(2)}); step ${r.sameAsOperand ? "==" : "!="} the FP8-operand model bit for bit; ${Date.now() - t0} ms`,
+    );
+  } catch (e) {
+    ok = false;
+    console.log(`FAIL int4p2 checkpoint model B=${B} St=${St} Si=${Si}: ${(e as Error).stack ?? e}`);
   }
 }
 // a K the kernels do not take: one EngineError line naming the layer, before any upload
