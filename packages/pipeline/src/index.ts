@@ -82,6 +82,7 @@ export {
 } from "./generate-pixart.js";
 export {
   type LayerBackend,
+  P2KernelLinear,
   SplitKLinear,
   W4A4KernelLinear,
   W4A4ReferenceLinear,
