@@ -218,8 +218,9 @@ export function quantizeP2Group(
   const rank = Math.min(config.rank, kp, n);
   const r = quantizeSharedLayers([{ name, n, k: kp, weight, ...(bias ? { bias } : {}) }], calibration, {
     ...(config.grid === "paper" ? {} : { grid: config.grid }),
-    // native f32 GEMMs in the search and refinement; the int4p2 residual is quantized by @svdquant/int4 (no fused pass)
-    ...(config.kernels ? { kernels } : {}),
+    // native f32 GEMMs in the search and refinement (the kernel path needs a branch: rank 0 searches in float64);
+    // the int4p2 residual is quantized by @svdquant/int4 (no fused pass)
+    ...(config.kernels && rank > 0 ? { kernels } : {}),
     rank,
     weight: specFor("int4p2"),
     activation: specFor("int4p2", { p2RowScale: "pow2" }), // as the engine's one-pass activation kernel

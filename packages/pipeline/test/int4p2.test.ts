@@ -227,6 +227,29 @@ describe("flux-tiny int4p2 checkpoint as the GPU engine reads it (openEngineSour
   });
 });
 
+describe("pixart-tiny in int4p2 at rank 0 (no branch)", async () => {
+  const dir = await tempDir();
+  const out = join(dir, "pixart-tiny.int4p2-r0.safetensors");
+  const config = { ...CONFIG, rank: 0 };
+  await quantizeModel({ modelDir: modelDir("pixart-tiny-a"), out, config });
+
+  it("writes no branch tensors, the predicted bytes, and runs native == reference", async () => {
+    const f = await SafetensorsFile.open(out);
+    try {
+      expect(f.has("transformer_blocks.0.attn1.to_qkv.p2_codes")).toBe(true);
+      expect(f.names().some((n) => /\.(proj_down|proj_up)$/.test(n))).toBe(false);
+    } finally {
+      await f.close();
+    }
+    const raw = JSON.parse(await readFile(join(modelDir("pixart-tiny-a"), "config.json"), "utf8"));
+    expect(await dataBytes(out)).toBe(modelSizes(parseModelConfig(raw, "pixart-tiny-a"), config).svdquantBytes);
+    const inp = await pixartInputs();
+    const y = await (await loadQuantizedModel(out)).forward(inp as never);
+    const yr = await (await loadQuantizedModel(out, { backend: "reference" })).forward(inp as never);
+    expect(relFrob(y, yr)).toBeLessThan(1e-5);
+  });
+});
+
 describe("pixart-tiny in int4p2", async () => {
   const dir = await tempDir();
   const out = join(dir, "pixart-tiny.int4p2.safetensors");
