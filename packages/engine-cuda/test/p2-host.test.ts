@@ -135,22 +135,23 @@ const data = (items: Map<string, EngineItem>, name: string) => {
 };
 
 /** The reference expansion of a converted layer: E4M3 of code·2^e ([N, K]) then p2_lowrank ([N, 3R]). */
-function expand(items: Map<string, EngineItem>, L: string, N: number, K: number): Uint8Array {
+function expand(items: Map<string, EngineItem>, L: string, N: number, K: number, rank = R): Uint8Array {
   const codes = data(items, `${L}.p2_codes`) as Uint8Array;
   const exps = data(items, `${L}.p2_exps`) as Int8Array;
-  const lowrank = data(items, `${L}.p2_lowrank`) as Uint8Array;
+  const lowrank = rank > 0 ? (data(items, `${L}.p2_lowrank`) as Uint8Array) : new Uint8Array(0);
   expect(codes.length).toBe((N * K) / 2);
   expect(exps.length).toBe((N * K) / 64);
-  expect(lowrank.length).toBe(N * 3 * R);
-  const out = new Uint8Array(N * (K + 3 * R));
+  expect(lowrank.length).toBe(N * 3 * rank);
+  const Kx = K + 3 * rank;
+  const out = new Uint8Array(N * Kx);
   for (let n = 0; n < N; n++) {
     for (let k = 0; k < K; k++) {
       const byte = codes[(n * K + k) >> 1]!;
       const nib = k % 2 === 0 ? byte & 15 : byte >> 4;
       const q = nib >= 8 ? nib - 16 : nib;
-      out[n * (K + 3 * R) + k] = q === 0 ? 0 : f32ToE4m3Bits(q * 2 ** exps[n * (K / 64) + (k >> 6)]!);
+      out[n * Kx + k] = q === 0 ? 0 : f32ToE4m3Bits(q * 2 ** exps[n * (K / 64) + (k >> 6)]!);
     }
-    out.set(lowrank.subarray(n * 3 * R, (n + 1) * 3 * R), n * (K + 3 * R) + K);
+    out.set(lowrank.subarray(n * 3 * rank, (n + 1) * 3 * rank), n * Kx + K);
   }
   return out;
 }
@@ -196,6 +197,29 @@ describe("int4p2 checkpoint → engine tensors", async () => {
     expect(Buffer.compare(Buffer.from(got), Buffer.from(op.b8))).toBe(0);
     expect(items.has("transformer_blocks.0.ff.net.0.proj.weight")).toBe(true);
     expect(items.has("transformer_blocks.0.attn.add_qkv.weight")).toBe(true);
+  });
+
+  it("rank 0: no low-rank columns, no lora_down / shift; the codes expand to p2WeightOperand's", async () => {
+    const l = p2Layer(31, 4 * D, D);
+    const r0: QuantizedLinear = {
+      ...rowsOf(l, 0, 4 * D),
+      rank: 0,
+      lowRankDown: new Float32Array(0),
+      lowRankUp: new Float32Array(0),
+    };
+    const m = new Map<string, Tensor>();
+    put(m, "blk.ff", r0);
+    const L = { name: "e.ff", sources: ["blk.ff"], N: [4 * D], K: D };
+    const one = await collect(engineLinearItems(L, memorySource(m), anyK));
+    expect([...one.keys()].sort()).toEqual([
+      "e.ff.bias",
+      "e.ff.p2_codes",
+      "e.ff.p2_exps",
+      "e.ff.p2_wscale",
+      "e.ff.smooth",
+    ]);
+    const op = p2WeightOperand(l.residual);
+    expect(Buffer.compare(Buffer.from(expand(one, "e.ff", 4 * D, D, 0)), Buffer.from(op.b8))).toBe(0);
   });
 
   it("engineLinearItems converts one layer alone, as fluxEngineItems does", async () => {
