@@ -94,6 +94,23 @@ describe("svdquant quantize", () => {
     expect(await readdir(tmp.path)).not.toContain("resumed.safetensors.parts");
   });
 
+  it("--format int4p2 writes the opt-in Hopper format; inspect names it; a bad format is one line", async () => {
+    const out = join(tmp.path, "p2.safetensors");
+    const args = ["quantize", MODEL, "--config", tmp.config, "--format", "int4p2", "--out", out, "--json"];
+    const r = await cli(...args, "--no-progress");
+    expect(r.err).toBe("");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({ out, layers: 32 }); // single blocks: proj_out is one layer
+    const ins = await cli("inspect", out);
+    expect(ins.code).toBe(0);
+    expect(ins.out).toMatch(/w4a4-int4p2\s+25 layers/);
+    expect(ins.out).toMatch(/w4a16-int4\s+7 layers/);
+    const bad = await cli("quantize", MODEL, "--format", "int3", "--no-progress");
+    expect(bad.code).toBe(1);
+    expect(bad.err.trim().split("\n")).toHaveLength(1);
+    expect(bad.err).toMatch(/--format.*int3/);
+  });
+
   it("bad input gets one line naming the file", async () => {
     const bad = join(tmp.path, "bad.json");
     await writeFile(bad, JSON.stringify({ rank: -1 }));

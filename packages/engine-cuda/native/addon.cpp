@@ -324,9 +324,21 @@ Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// Whether the int4p2 FP8 kernels take in-features K (p2_fp8.h svdq_p2_supported_k): the loader's one source of the
+// list, so a checkpoint layer the engine cannot run is named before anything is uploaded. Needs no device.
+Napi::Value P2SupportedK(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "p2SupportedK(K: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, svdq_p2_supported_k(info[0].As<Napi::Number>().Int32Value()) != 0);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", Engine::Init(env));
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));
+  exports.Set("p2SupportedK", Napi::Function::New(env, P2SupportedK));
   return exports;
 }
 

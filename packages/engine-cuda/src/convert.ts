@@ -1,10 +1,22 @@
 // Host side of loading: turns a diffusers-layout FLUX or PixArt state dict, whose linear layers may be replaced by packed
 // SVDQuant layers (nunchaku tensors as @svdquant/int4 packW4A4Layer / packW4A16Layer write them), into the named
 // device tensors of the engine (table in kernels/cuda/engine/flux.h). Pure host logic, no device needed.
-import { unpackLoraDown, unpackLoraUp, unpackW4A4Vector, unpackW4A16Layer } from "@svdquant/int4";
+import {
+  P2_LAYER_TENSORS,
+  p2LowRankColumns,
+  packNibbles,
+  QuantError,
+  type QuantizedLinear,
+  unpackLoraDown,
+  unpackLoraUp,
+  unpackP2Layer,
+  unpackW4A4Vector,
+  unpackW4A16Layer,
+} from "@svdquant/int4";
 import type { FluxConfig, PixArtConfig } from "@svdquant/models";
 import { decodeToFloat32, encodeFloats, type Tensor } from "@svdquant/tensor";
 import { EngineError } from "./errors.js";
+import { loadAddon } from "./native.js";
 
 /** Where weights come from: a diffusers state dict (TensorSource fits) with packed layers under `<layer>.qweight`… */
 export interface WeightSource {
@@ -14,7 +26,7 @@ export interface WeightSource {
 
 /** One device tensor of the engine, or an integer flag. */
 export type EngineItem =
-  | { kind: "tensor"; name: string; data: Uint8Array | Uint16Array | Float32Array }
+  | { kind: "tensor"; name: string; data: Uint8Array | Int8Array | Uint16Array | Int32Array | Float32Array }
   | { kind: "int"; name: string; value: number };
 
 /** One engine linear: its engine name, the state-dict layers stacked along N, and K. */
@@ -32,7 +44,16 @@ export interface ConvertOptions {
    * correction, as the checkpoint's does).
    */
   unsignedLayer?: (layer: string) => boolean;
+  /**
+   * Whether the engine's int4p2 kernels take in-features K. Default: the addon's `p2SupportedK`
+   * (kernels/cuda/p2_fp8.h svdq_p2_supported_k, the one list); without an addon there is no engine to load into and
+   * nothing is checked here (the engine's prepare checks again).
+   */
+  p2SupportedK?: (K: number) => boolean;
 }
+
+/** int4p2 rank: the FP8 kernels take R = 0 or 32 (kernels/cuda/p2_fp8.h, svdq_p2_act_args.R). */
+const P2_RANKS: readonly number[] = [0, 32];
 
 export const defaultUnsignedLayer = (layer: string): boolean => /\.ff(_context)?\.net\.2$/.test(layer);
 
@@ -88,15 +109,16 @@ export function fluxEngineNorms(c: FluxConfig): string[] {
   return out;
 }
 
-type Kind = "dense" | "w4a4" | "w4a16";
+type Kind = "dense" | "w4a4" | "w4a16" | "int4p2";
 
 function kindOf(src: WeightSource, layer: string): Kind {
+  if (src.has(`${layer}.p2_codes`)) return "int4p2";
   if (src.has(`${layer}.qweight`)) {
     // the dtype tells the packers apart: I8 [N, K/2] (W4A4) vs I32 [N/4, K/2] (W4A16 / AWQ)
     return src.has(`${layer}.wzeros`) ? "w4a16" : "w4a4";
   }
   if (src.has(`${layer}.weight`)) return "dense";
-  throw new EngineError("E_CHECKPOINT", "no weight (.weight) and no packed layer (.qweight)", layer);
+  throw new EngineError("E_CHECKPOINT", "no weight (.weight) and no packed layer (.qweight, .p2_codes)", layer);
 }
 
 function bf16(t: Tensor, where: string): Uint16Array {
@@ -250,6 +272,194 @@ async function readW4A4(src: WeightSource, layer: string, N: number, K: number) 
   };
 }
 
+/** One int4p2 layer of the checkpoint (packP2Layer's tensors under `layer.`), checked against the model's N and K. */
+async function readP2(src: WeightSource, layer: string, N: number, K: number): Promise<QuantizedLinear> {
+  const t: Record<string, Tensor> = {};
+  for (const k of P2_LAYER_TENSORS) if (src.has(`${layer}.${k}`)) t[k] = await src.read(`${layer}.${k}`);
+  let rec: QuantizedLinear;
+  try {
+    rec = unpackP2Layer(t, { name: layer });
+  } catch (e) {
+    if (!(e instanceof QuantError)) throw e;
+    const msg = e.message.replace(/^tensor "[^"]*": /, "");
+    throw new EngineError("E_CHECKPOINT", msg, e.tensor ?? layer, e);
+  }
+  const q = rec.residual;
+  if (q.rows !== N || q.cols !== K)
+    throw new EngineError(
+      "E_CHECKPOINT",
+      `int4p2 layer is [N=${q.rows}, K=${q.cols}], the model's layer is [N=${N}, K=${K}]`,
+      `${layer}.p2_codes`,
+    );
+  if (!P2_RANKS.includes(rec.rank))
+    throw new EngineError(
+      "E_CHECKPOINT",
+      `rank R=${rec.rank}: the engine's int4p2 kernels take R = ${P2_RANKS.join(" or ")}`,
+      `${layer}.proj_down`,
+    );
+  return rec;
+}
+
+/** Whether two optional float vectors hold the same values. */
+function sameValues(a: Float32Array | undefined, b: Float32Array | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * int4p2 layers that read one activation operand, stacked along N (rows are independent: codes, exponents, row
+ * scales, lowRankUp rows, bias). The operand carries one rank-R branch, so every layer must hold the same
+ * proj_down and smooth_factor (the quantizer's one branch of the stacked weight), else one error names the layer.
+ */
+export function stackP2(parts: readonly { name: string; rec: QuantizedLinear }[]): {
+  N: number;
+  K: number;
+  R: number;
+  codes: Int8Array;
+  exponents: Int8Array;
+  rowScales: Float32Array;
+  lowRankUp: Float32Array;
+  lowRankDown: Float32Array;
+  smooth: Float32Array | undefined;
+  bias: Float32Array;
+} {
+  const first = parts[0]!.rec;
+  const K = first.residual.cols;
+  const R = first.rank;
+  for (const { name, rec } of parts) {
+    if (rec.residual.cols !== K || rec.rank !== R)
+      throw new EngineError(
+        "E_CHECKPOINT",
+        `[K=${rec.residual.cols}, R=${rec.rank}] differs from [K=${K}, R=${R}]`,
+        name,
+      );
+    if (!sameValues(rec.lowRankDown, first.lowRankDown))
+      throw new EngineError(
+        "E_CHECKPOINT",
+        `layers ${parts.map((p) => p.name).join(", ")} read one int4p2 activation operand: proj_down must be the same (one rank-${R} branch)`,
+        `${name}.proj_down`,
+      );
+    if (!sameValues(rec.smooth, first.smooth))
+      throw new EngineError(
+        "E_CHECKPOINT",
+        `layers ${parts.map((p) => p.name).join(", ")} read one int4p2 activation operand: smooth_factor must be the same`,
+        `${name}.smooth_factor`,
+      );
+  }
+  const N = parts.reduce((a, p) => a + p.rec.residual.rows, 0);
+  const G = K / 64;
+  const codes = new Int8Array(N * K);
+  const exponents = new Int8Array(N * G);
+  const rowScales = new Float32Array(N);
+  const lowRankUp = new Float32Array(N * R);
+  const bias = new Float32Array(N);
+  let n0 = 0;
+  for (const { rec } of parts) {
+    const q = rec.residual;
+    codes.set(q.codes, n0 * K);
+    exponents.set(q.exponents!, n0 * G);
+    rowScales.set(q.rowScales!, n0);
+    lowRankUp.set(rec.lowRankUp, n0 * R);
+    if (rec.bias) bias.set(rec.bias, n0);
+    n0 += q.rows;
+  }
+  return {
+    N,
+    K,
+    R,
+    codes,
+    exponents,
+    rowScales,
+    lowRankUp,
+    lowRankDown: first.lowRankDown,
+    smooth: first.smooth,
+    bias,
+  };
+}
+
+/** The addon's list of int4p2 in-features (undefined: no addon here, no check). */
+function addonP2SupportedK(): ((K: number) => boolean) | undefined {
+  const f = loadAddon().addon?.p2SupportedK;
+  return f === undefined ? undefined : (K: number) => f(K);
+}
+
+/**
+ * The engine tensors of int4p2 linears that read one activation operand: `group[0]` owns the operand (its
+ * lora_down, smooth and p2_lr_shift); the others (a FLUX single block's proj_mlp after attn.qkv) only their weight
+ * rows. c_r is computed over every row of the group (p2LowRankColumns on the stacked rows), as the one operand
+ * needs. Device tensors per linear L (N out, K in, G = 64, R = 32; kernels/cuda/engine/flux.h):
+ *
+ * | tensor        | shape     | dtype | meaning                                                         |
+ * | ------------- | --------- | ----- | --------------------------------------------------------------- |
+ * | L.p2_codes    | [N, K/2]  | u8    | packNibbles of the residual codes q ∈ [−8, 7]                    |
+ * | L.p2_exps     | [N, K/G]  | i8    | group exponents e ∈ [−9, 5]                                      |
+ * | L.p2_wscale   | [N]       | f32   | S_w                                                             |
+ * | L.p2_lowrank  | [N, 3R]   | e4m3  | b_hi, b_lo, b_hi of b = lowRankUp / S_w · 2^c_r (R > 0)          |
+ * | L.p2_lr_shift | [R]       | i32   | c_r (group[0] only, R > 0)                                      |
+ * | L.lora_down   | [R, K]    | bf16  | lowRankDown, applied to the raw x (group[0] only, R > 0)         |
+ * | L.smooth      | [K]       | bf16  | λ (group[0] only, when the checkpoint has it)                   |
+ * | L.bias        | [N]       | bf16  | bias (zeros when the checkpoint has none)                       |
+ */
+async function* p2GroupItems(
+  group: readonly EngineLinear[],
+  src: WeightSource,
+  supportedK: ((K: number) => boolean) | undefined,
+): AsyncGenerator<EngineItem> {
+  const owner = group[0]!;
+  const stacks: ReturnType<typeof stackP2>[] = [];
+  const all: { name: string; rec: QuantizedLinear }[] = [];
+  for (const L of group) {
+    const kinds = L.sources.map((s) => kindOf(src, s));
+    if (kinds.some((k) => k !== "int4p2"))
+      throw new EngineError(
+        "E_CHECKPOINT",
+        `layers ${group.flatMap((g) => g.sources).join(", ")} read one int4p2 activation operand and must all be int4p2 (${kinds.join(", ")})`,
+        L.name,
+      );
+    if (L.K !== owner.K)
+      throw new EngineError("E_CHECKPOINT", `K = ${L.K} differs from ${owner.name}'s ${owner.K}`, L.name);
+    if (supportedK !== undefined && !supportedK(L.K))
+      throw new EngineError(
+        "E_CHECKPOINT",
+        `int4p2 layer with K = ${L.K} in-features: the engine's int4p2 kernels do not take this K (svdq_p2_supported_k)`,
+        L.name,
+      );
+    const parts: { name: string; rec: QuantizedLinear }[] = [];
+    for (let i = 0; i < L.sources.length; i++)
+      parts.push({ name: L.sources[i]!, rec: await readP2(src, L.sources[i]!, L.N[i]!, L.K) });
+    stacks.push(stackP2(parts));
+    all.push(...parts);
+  }
+  const whole = stackP2(all); // checks the one branch across the group
+  const { R, K } = whole;
+  const lr = R > 0 ? p2LowRankColumns(whole.lowRankUp, whole.rowScales, R, owner.name) : undefined;
+  let n0 = 0;
+  for (const [i, L] of group.entries()) {
+    const st = stacks[i]!;
+    yield { kind: "tensor", name: `${L.name}.p2_codes`, data: packNibbles(st.codes, st.N, K, L.name) };
+    yield { kind: "tensor", name: `${L.name}.p2_exps`, data: st.exponents };
+    yield { kind: "tensor", name: `${L.name}.p2_wscale`, data: st.rowScales };
+    if (lr)
+      yield { kind: "tensor", name: `${L.name}.p2_lowrank`, data: lr.columns.slice(n0 * 3 * R, (n0 + st.N) * 3 * R) };
+    yield { kind: "tensor", name: `${L.name}.bias`, data: encodeFloats("BF16", st.bias) as Uint16Array };
+    if (i === 0) {
+      if (lr) {
+        yield { kind: "tensor", name: `${L.name}.p2_lr_shift`, data: lr.shift };
+        yield {
+          kind: "tensor",
+          name: `${L.name}.lora_down`,
+          data: encodeFloats("BF16", whole.lowRankDown) as Uint16Array,
+        };
+      }
+      if (whole.smooth)
+        yield { kind: "tensor", name: `${L.name}.smooth`, data: encodeFloats("BF16", whole.smooth) as Uint16Array };
+    }
+    n0 += st.N;
+  }
+}
+
 /**
  * The engine tensors of one (possibly fused) linear: `.weight` + `.bias` (16-bit), the W4A16 GEMV tensors, or the
  * stacked W4A4 tensors + `act_unsigned` flag. `checkW4A4` sees a stacked W4A4 layer before it is yielded.
@@ -260,6 +470,7 @@ async function* linearItems(
   unsigned: (layer: string) => boolean,
   checkW4A4?: (st: ReturnType<typeof stackW4A4>) => void,
   reshape?: (s: string, t: Tensor) => Tensor,
+  supportedK?: (K: number) => boolean,
 ): AsyncGenerator<EngineItem> {
   const kinds = L.sources.map((s) => kindOf(src, s));
   if (kinds.some((k) => k !== kinds[0]))
@@ -269,7 +480,9 @@ async function* linearItems(
       L.name,
     );
   const kind = kinds[0]!;
-  if (kind === "dense") {
+  if (kind === "int4p2") {
+    yield* p2GroupItems([L], src, supportedK);
+  } else if (kind === "dense") {
     const ws: Uint16Array[] = [];
     const bs: Uint16Array[] = [];
     for (let i = 0; i < L.sources.length; i++) {
@@ -321,10 +534,33 @@ async function* linearItems(
 }
 
 /**
+ * The engine tensors of one engine linear `L` (its state-dict `sources` stacked along N) from `src`, of whichever
+ * kind the checkpoint holds: what {@link fluxEngineItems} yields per layer, for loading a single layer (tests,
+ * device checks through the engine's `linear`).
+ */
+export function engineLinearItems(
+  L: EngineLinear,
+  src: WeightSource,
+  opts: ConvertOptions = {},
+): AsyncGenerator<EngineItem> {
+  return linearItems(
+    L,
+    src,
+    opts.unsignedLayer ?? defaultUnsignedLayer,
+    undefined,
+    undefined,
+    opts.p2SupportedK ?? addonP2SupportedK(),
+  );
+}
+
+/**
  * Every engine tensor of a FLUX model, one at a time (upload each, then drop it: host memory stays about one
  * layer). Layer kinds come from the checkpoint: `<layer>.weight` (16-bit), `<layer>.qweight` + `wscales` +
- * `proj_down` + `proj_up` (+ `bias`, `smooth_factor`) (W4A4, nunchaku names) or `<layer>.qweight` + `wscales` +
- * `wzeros` (W4A16, AWQ layout). Layers of a fused group must be of one kind.
+ * `proj_down` + `proj_up` (+ `bias`, `smooth_factor`) (W4A4, nunchaku names), `<layer>.qweight` + `wscales` +
+ * `wzeros` (W4A16, AWQ layout) or `<layer>.p2_codes` + `p2_exponents` + `p2_wscale` (+ `proj_down`, `proj_up`,
+ * `smooth_factor`, `bias`) (int4p2, @svdquant/int4 packP2Layer). Layers of a fused group must be of one kind; in
+ * int4p2 a single block's proj_mlp reads attn.qkv's activation operand, so to_q/k/v and proj_mlp are int4p2
+ * together and share one branch (proj_down, smooth_factor).
  */
 export async function* fluxEngineItems(
   c: FluxConfig,
@@ -332,21 +568,44 @@ export async function* fluxEngineItems(
   opts: ConvertOptions = {},
 ): AsyncGenerator<EngineItem> {
   const unsigned = opts.unsignedLayer ?? defaultUnsignedLayer;
+  const supportedK = opts.p2SupportedK ?? addonP2SupportedK();
   const singleSmooth = new Map<string, Uint16Array | undefined>();
-  for (const L of fluxEngineLinears(c)) {
+  const linears = fluxEngineLinears(c);
+  const done = new Set<string>();
+  for (const L of linears) {
+    if (done.has(L.name)) continue;
     const single = /^single_transformer_blocks\.\d+\./.exec(L.name)?.[0];
-    yield* linearItems(L, src, unsigned, (st) => {
-      if (single && L.name.endsWith("attn.qkv")) singleSmooth.set(single, st.smooth);
-      if (single && L.name.endsWith("proj_mlp")) {
-        const q = singleSmooth.get(single);
-        if ((q === undefined) !== (st.smooth === undefined) || (q && st.smooth && !sameBits(q, st.smooth)))
-          throw new EngineError(
-            "E_CHECKPOINT",
-            "proj_mlp shares its input quantization with to_q/k/v: smooth_factor must be equal",
-            `${single}proj_mlp`,
-          );
-      }
-    });
+    if (single && L.name.endsWith("attn.qkv") && kindOf(src, L.sources[0]!) === "int4p2") {
+      const mlp = linears.find((m) => m.name === `${single}proj_mlp`)!;
+      yield* p2GroupItems([L, mlp], src, supportedK);
+      done.add(mlp.name);
+      continue;
+    }
+    if (single && L.name.endsWith("proj_mlp") && kindOf(src, L.sources[0]!) === "int4p2")
+      throw new EngineError(
+        "E_CHECKPOINT",
+        "an int4p2 proj_mlp reads attn.qkv's activation operand: attn.to_q/k/v must be int4p2 too",
+        L.name,
+      );
+    yield* linearItems(
+      L,
+      src,
+      unsigned,
+      (st) => {
+        if (single && L.name.endsWith("attn.qkv")) singleSmooth.set(single, st.smooth);
+        if (single && L.name.endsWith("proj_mlp")) {
+          const q = singleSmooth.get(single);
+          if ((q === undefined) !== (st.smooth === undefined) || (q && st.smooth && !sameBits(q, st.smooth)))
+            throw new EngineError(
+              "E_CHECKPOINT",
+              "proj_mlp shares its input quantization with to_q/k/v: smooth_factor must be equal",
+              `${single}proj_mlp`,
+            );
+        }
+      },
+      undefined,
+      supportedK,
+    );
   }
   for (const n of fluxEngineNorms(c)) {
     const t = await src.read(n);
@@ -413,7 +672,8 @@ export async function* pixartEngineItems(
     shapeIs(t, [d, c.inChannels, c.patchSize, c.patchSize], `${s}.weight`);
     return t.reshape([d, cp]);
   };
-  for (const L of pixartEngineLinears(c)) yield* linearItems(L, src, unsigned, undefined, flatConv);
+  const supportedK = opts.p2SupportedK ?? addonP2SupportedK();
+  for (const L of pixartEngineLinears(c)) yield* linearItems(L, src, unsigned, undefined, flatConv, supportedK);
   for (const { name, rows } of pixartEngineTables(c)) {
     const t = await src.read(name);
     shapeIs(t, [rows, d], name);

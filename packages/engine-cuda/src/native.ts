@@ -74,6 +74,8 @@ export interface NativeDeviceInfo {
 export interface NativeAddon {
   Engine: new () => NativeEngine;
   deviceInfo(): NativeDeviceInfo;
+  /** Whether the int4p2 FP8 kernels take in-features K (kernels/cuda/p2_fp8.h svdq_p2_supported_k); no device needed. */
+  p2SupportedK?(K: number): boolean;
 }
 
 let cached: { addon?: NativeAddon; reason?: string } | undefined;

@@ -48,10 +48,12 @@ export {
   P2_EXP_MIN,
   type P2Parts,
   type P2RowScale,
+  p2LowRankColumns,
   p2OperandE4m3,
   p2Parts,
   quantizeRowP2,
 } from "./p2.js";
+export { P2_LAYER_TENSORS, type P2HalfDType, packP2Layer, unpackP2Layer } from "./p2-layer.js";
 export {
   dequantize,
   dequantizeInt4,

@@ -5,7 +5,7 @@
 
 import { QuantError } from "./errors.js";
 import type { Quantized, QuantSpec } from "./formats.js";
-import { e4m3BitsOfValue } from "./scales.js";
+import { e4m3BitsOfValue, roundE4m3 } from "./scales.js";
 
 type Floats = Float32Array | Float64Array;
 
@@ -190,4 +190,73 @@ export function p2OperandE4m3(q: Quantized): Uint8Array {
     out[i] = (c < 0 ? 0x80 : 0) | e4m3BitsOfValue(v);
   }
   return out;
+}
+
+/** E4M3 bits of a float value, round to nearest even, saturating at ±448 (OCP OFP8 v1.0). */
+function e4m3BitsRounded(v: number): number {
+  const a = roundE4m3(Math.abs(v));
+  return a === 0 ? 0 : (v < 0 ? 0x80 : 0) | e4m3BitsOfValue(a);
+}
+
+/** The value of E4M3 bits (finite codes; OCP OFP8 v1.0: bias 7, subnormal quantum 2^-9). */
+function e4m3Value(bits: number): number {
+  const e = (bits >> 3) & 15;
+  const m = bits & 7;
+  const v = e === 0 ? m * 2 ** -9 : (8 + m) * 2 ** (e - 10);
+  return bits & 0x80 ? -v : v;
+}
+
+/**
+ * The low-rank up-projection of an int4p2 layer as FP8 GEMM columns (the 3R columns the weight operand appends
+ * after its K code columns; kernels/cuda/p2_fp8.h):
+ *
+ * | array   | shape    | dtype | meaning                                                                           |
+ * | ------- | -------- | ----- | --------------------------------------------------------------------------------- |
+ * | columns | [N, 3R]  | e4m3  | b_hi, b_lo, b_hi of b = lowRankUp[n, r] / S_w[n] · 2^c_r (R columns each)          |
+ * | shift   | [R]      | int32 | c_r = 6 − ⌈log2 max_n |lowRankUp[n, r] / S_w[n]|⌉ (max |b| in (32, 64]); 0 if all 0 |
+ *
+ * b_hi = e4m3(b), b_lo = e4m3(b − b_hi) (round to nearest even): the activation side writes a_hi, a_hi, a_lo of
+ * a = lora_act · 2^−(c_r + E_m) in the same columns, so hi·hi + hi·lo + lo·hi ≈ a·b to about 2^−8 relative.
+ * Rows with S_w = 0 (an all-zero residual row) get b = 0. Layers that share one activation operand (one rank-R
+ * branch for a stacked weight) must take their columns from one call on the stacked rows: c_r is per operand.
+ * `lowRankUp` is [N, R] row-major, `rowScales` S_w [N] (p2Parts(residual).rowScales).
+ */
+export function p2LowRankColumns(
+  lowRankUp: Float32Array | Float64Array,
+  rowScales: Float32Array,
+  R: number,
+  name?: string,
+): { columns: Uint8Array; shift: Int32Array } {
+  const N = rowScales.length;
+  if (!Number.isInteger(R) || R < 0 || lowRankUp.length !== N * R)
+    throw new QuantError(
+      "E_SHAPE",
+      `lowRankUp holds ${lowRankUp.length} values, [N=${N}, R=${R}] needs ${N * R}`,
+      name,
+    );
+  const columns = new Uint8Array(N * 3 * R);
+  const shift = new Int32Array(R);
+  for (let r = 0; r < R; r++) {
+    let mx = 0;
+    for (let n = 0; n < N; n++) {
+      const s = rowScales[n]!;
+      const u = lowRankUp[n * R + r]!;
+      if (!Number.isFinite(u)) throw new QuantError("E_NONFINITE", `lowRankUp value ${u} at [${n}, ${r}]`, name);
+      if (s > 0) mx = Math.max(mx, Math.abs(u / s));
+    }
+    // max |b| in (32, 64]: headroom to 448, far above E4M3's subnormals
+    if (mx > 0 && !Number.isFinite(mx))
+      throw new QuantError("E_RANGE", `rank ${r}: lowRankUp / S_w leaves the float range`, name);
+    shift[r] = mx > 0 ? 6 - ceilLog2(mx) : 0;
+    for (let n = 0; n < N; n++) {
+      const s = rowScales[n]!;
+      const b = s > 0 ? Math.fround((lowRankUp[n * R + r]! / s) * 2 ** shift[r]!) : 0;
+      const hi = e4m3BitsRounded(b);
+      const lo = e4m3BitsRounded(Math.fround(b - e4m3Value(hi)));
+      columns[n * 3 * R + r] = hi;
+      columns[n * 3 * R + R + r] = lo;
+      columns[n * 3 * R + 2 * R + r] = hi;
+    }
+  }
+  return { columns, shift };
 }

@@ -16,8 +16,11 @@ export const GELU_SHIFT = 0.171875;
 
 /** How a W4A4 layer's input is quantized at run time (per token, per group of `groupSize` channels). */
 export interface ActivationSpec {
-  /** int4 (signed), uint4 (unsigned, for post-GELU inputs with `shift`), nvfp4. */
-  readonly format: "int4" | "uint4" | "nvfp4";
+  /**
+   * int4 (signed), uint4 (unsigned, for post-GELU inputs with `shift`), nvfp4, or int4p2 (signed, power-of-two
+   * row scales "pow2" as the GPU's one-pass kernel makes them; p2.ts; opt-in Hopper format, never shifted).
+   */
+  readonly format: "int4" | "uint4" | "nvfp4" | "int4p2";
   readonly groupSize: number;
   /** Added to x before the 4-bit path (`GELU_SHIFT` with uint4, else 0). */
   readonly shift: number;
@@ -55,9 +58,13 @@ export interface QuantizedLinear {
   readonly act: ActivationSpec;
 }
 
-/** The activation spec that goes with a residual format: int4 g64 (or uint4 + GELU shift), nvfp4 g16. */
-export function activationSpecFor(format: "int4" | "nvfp4", unsigned = false): ActivationSpec {
+/**
+ * The activation spec that goes with a residual format: int4 g64 (or uint4 + GELU shift), nvfp4 g16, int4p2 g64
+ * (always signed: the FP8 path has no unsigned codes, so `unsigned` does not apply to it).
+ */
+export function activationSpecFor(format: "int4" | "nvfp4" | "int4p2", unsigned = false): ActivationSpec {
   if (format === "nvfp4") return { format: "nvfp4", groupSize: NVFP4_GROUP_SIZE, shift: 0 };
+  if (format === "int4p2") return { format: "int4p2", groupSize: INT4_GROUP_SIZE, shift: 0 };
   return unsigned
     ? { format: "uint4", groupSize: INT4_GROUP_SIZE, shift: GELU_SHIFT }
     : { format: "int4", groupSize: INT4_GROUP_SIZE, shift: 0 };

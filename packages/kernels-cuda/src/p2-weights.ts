@@ -1,6 +1,6 @@
 // Load-time weight operand of the int4p2 FP8 path (kernels/cuda/p2_fp8.h): the residual's q·2^e as E4M3 bytes with
 // the rank-R low-rank up-projection appended as 3R columns (hi/lo E4M3 split), so one FP8 GEMM computes the layer.
-import { ceilLog2, e4m3BitsOfValue, p2OperandE4m3, p2Parts, type Quantized, roundE4m3 } from "@svdquant/int4";
+import { p2LowRankColumns, p2OperandE4m3, p2Parts, QuantError, type Quantized } from "@svdquant/int4";
 import { CudaKernelError } from "./errors.js";
 
 /**
@@ -9,6 +9,7 @@ import { CudaKernelError } from "./errors.js";
  * | b8      | [N, Kx]  | e4m3  | q·2^e (k < K); then b_hi, b_lo, b_hi of b = lowRankUp[n, r] / S_w[n] · 2^c_r     |
  * | sw      | [N]      | f32   | S_w, the residual's row scales                                                   |
  * | lrShift | [R]      | int32 | c_r = 6 − ⌈log2 max_n |lowRankUp[n, r] / S_w[n]|⌉ (so max |b| is in (32, 64])      |
+ * The low-rank columns and c_r come from @svdquant/int4 `p2LowRankColumns` (the format's one implementation).
  * Kx = K + 3R (K when R = 0). The activation side (quantizeActP2) writes a_hi, a_hi, a_lo of
  * a = lora_act[m, r] · 2^-(c_r + E_m) in the same columns: hi·hi + hi·lo + lo·hi ≈ a·b to about 2^-8.
  */
@@ -21,18 +22,6 @@ export interface P2WeightOperand {
   sw: Float32Array;
   lrShift: Int32Array;
 }
-
-/** E4M3 bits of a float32 value, round to nearest even, saturating at ±448. */
-function e4m3Bits(v: number): number {
-  const a = roundE4m3(Math.abs(v));
-  return a === 0 ? 0 : (v < 0 ? 0x80 : 0) | e4m3BitsOfValue(a);
-}
-const e4m3Value = (bits: number): number => {
-  const e = (bits >> 3) & 15;
-  const m = bits & 7;
-  const v = e === 0 ? m * 2 ** -9 : (8 + m) * 2 ** (e - 10);
-  return bits & 0x80 ? -v : v;
-};
 
 /**
  * The weight operand of one int4p2 layer: `residual` [N, K] from @svdquant/int4's quantize (format "int4p2") and,
@@ -54,23 +43,18 @@ export function p2WeightOperand(residual: Quantized, lowRankUp?: Float32Array, R
   const codes = p2OperandE4m3(residual);
   const b8 = new Uint8Array(N * Kx);
   for (let n = 0; n < N; n++) b8.set(codes.subarray(n * K, (n + 1) * K), n * Kx);
-  const lrShift = new Int32Array(R);
-  for (let r = 0; r < R; r++) {
-    let mx = 0;
-    for (let n = 0; n < N; n++) {
-      const s = rowScales[n]!;
-      if (s > 0) mx = Math.max(mx, Math.abs(lowRankUp![n * R + r]! / s));
-    }
-    lrShift[r] = mx > 0 ? 6 - ceilLog2(mx) : 0; // max |b| in (32, 64]: headroom to 448, far above E4M3's subnormals
-    for (let n = 0; n < N; n++) {
-      const s = rowScales[n]!;
-      const b = s > 0 ? Math.fround((lowRankUp![n * R + r]! / s) * 2 ** lrShift[r]!) : 0;
-      const hi = e4m3Bits(b);
-      const lo = e4m3Bits(Math.fround(b - e4m3Value(hi)));
-      b8[n * Kx + K + r] = hi;
-      b8[n * Kx + K + R + r] = lo;
-      b8[n * Kx + K + 2 * R + r] = hi;
-    }
+  let lr: { columns: Uint8Array; shift: Int32Array };
+  try {
+    lr = p2LowRankColumns(R > 0 ? lowRankUp! : new Float32Array(0), rowScales, R); // @svdquant/int4 p2.ts
+  } catch (e) {
+    if (e instanceof QuantError)
+      throw new CudaKernelError(e.code === "E_SHAPE" ? "E_SHAPE" : "E_LAYOUT", e.message, {
+        tensor: "lowRankUp",
+        cause: e,
+      });
+    throw e;
   }
+  for (let n = 0; n < N && R > 0; n++) b8.set(lr.columns.subarray(n * 3 * R, (n + 1) * 3 * R), n * Kx + K);
+  const lrShift = lr.shift;
   return { N, K, Kx, R, b8, sw: Float32Array.from(rowScales), lrShift };
 }

@@ -5,7 +5,9 @@
 import {
   GELU_SHIFT,
   INT4_GROUP_SIZE,
+  QuantError,
   type QuantizedLinear,
+  unpackP2Layer,
   unpackW4A4Layer,
   unpackW4A16Layer,
   type W4A16Quantized,
@@ -25,6 +27,7 @@ import { SafetensorsFile, type Tensor } from "@svdquant/tensor";
 import { PipelineError } from "./errors.js";
 import {
   type LayerBackend,
+  P2KernelLinear,
   SplitKLinear,
   W4A4KernelLinear,
   W4A4ReferenceLinear,
@@ -49,6 +52,8 @@ export interface QuantizedCheckpoint {
   readonly rawConfig: Record<string, unknown>;
   readonly layout: ModelLayout;
   readonly metadata: Readonly<Record<string, string>>;
+  /** Residual format of the W4A4 layers, from the `quantization_config` metadata ("int4" covers nvfp4's layout). */
+  readonly format: "int4" | "int4p2";
   /** W4A4 units by name (prefix + file name), in-features padded to a multiple of 64. */
   readonly w4a4: ReadonlyMap<string, { unit: UnitSpec; prefix: string; record: QuantizedLinear }>;
   readonly w4a16: ReadonlyMap<string, { unit: UnitSpec; prefix: string; record: W4A16Record }>;
@@ -79,6 +84,54 @@ function memberDims(shapes: Map<string, readonly number[]>, prefix: string, unit
   return { n, k };
 }
 
+/**
+ * The residual format a checkpoint declares: "int4p2" when its `quantization_config` says so (format or
+ * weight.dtype), else "int4" (the published layouts, int4 and nvfp4).
+ */
+export function checkpointFormat(metadata: Readonly<Record<string, string>>, path: string): "int4" | "int4p2" {
+  const raw = metadata.quantization_config;
+  if (raw === undefined) return "int4";
+  let qc: { format?: unknown; weight?: { dtype?: unknown } };
+  try {
+    qc = JSON.parse(raw) as typeof qc;
+  } catch {
+    throw new PipelineError("E_CHECKPOINT", "`quantization_config` metadata is not JSON", path);
+  }
+  return qc?.format === "int4p2" || qc?.weight?.dtype === "int4p2" ? "int4p2" : "int4";
+}
+
+/**
+ * A W4A16 layer of the file (packW4A16Layer's tensors) as the model computes it: AdaNorm rows back in the model's
+ * (diffusers') chunk order and the +1 of the `scale` chunks removed from the bias.
+ */
+export function w4a16ModelRecord(
+  tensors: Readonly<Record<string, Tensor>>,
+  unit: UnitSpec,
+  name: string,
+  n: number,
+): W4A16Record {
+  const r = unpackW4A16Layer(tensors, { groupSize: INT4_GROUP_SIZE, name });
+  let { weight: q, bias } = r;
+  if (q.rows !== n) throw new PipelineError("E_CHECKPOINT", `W4A16 layer has ${q.rows} rows, expected ${n}`, name);
+  if (unit.adaNorm !== undefined) {
+    const { chunks, scaleChunks } = unit.adaNorm;
+    const G = q.cols / q.groupSize;
+    q = {
+      ...q,
+      codes: Int8Array.from(permuteAdaNormRows(Float32Array.from(q.codes), n, q.cols, chunks, true)),
+      scales: permuteAdaNormRows(q.scales, n, G, chunks, true),
+      zeros: permuteAdaNormRows(q.zeros, n, G, chunks, true),
+    };
+    if (bias !== undefined) {
+      const b = permuteAdaNormRows(bias, n, 1, chunks, true);
+      const d = n / chunks;
+      for (const c of scaleChunks) for (let i = 0; i < d; i++) b[c * d + i]! -= 1;
+      bias = b;
+    }
+  }
+  return { name, q, bias };
+}
+
 /** Open a quantized checkpoint and read its 4-bit layers into records. */
 export async function readQuantizedCheckpoint(path: string): Promise<QuantizedCheckpoint> {
   const file = await SafetensorsFile.open(path);
@@ -93,7 +146,8 @@ export async function readQuantizedCheckpoint(path: string): Promise<QuantizedCh
       throw new PipelineError("E_CHECKPOINT", "`config` metadata is not JSON", path);
     }
     const modelConfig = parseModelConfig(rawConfig, `${path} (config metadata)`);
-    const layout = layoutOf(modelConfig);
+    const format = checkpointFormat(file.metadata, path);
+    const layout = layoutOf(modelConfig, format);
     const shapes = paramShapes(modelConfig);
     const w4a4 = new Map<string, { unit: UnitSpec; prefix: string; record: QuantizedLinear }>();
     const w4a16 = new Map<string, { unit: UnitSpec; prefix: string; record: W4A16Record }>();
@@ -101,7 +155,15 @@ export async function readQuantizedCheckpoint(path: string): Promise<QuantizedCh
     const read = async (prefix: string, units: readonly UnitSpec[]) => {
       for (const unit of units) {
         const name = prefix + unit.file;
-        if (!file.has(`${name}.qweight`)) continue; // a 16-bit layer (recipe kept it)
+        const p2 = file.has(`${name}.p2_codes`);
+        const w4a4Packed = !file.has(`${name}.wzeros`) && file.has(`${name}.qweight`);
+        if (p2 ? format !== "int4p2" : format === "int4p2" && w4a4Packed)
+          throw new PipelineError(
+            "E_CHECKPOINT",
+            `${p2 ? "an int4p2 layer (p2_codes)" : "an INT4 W4A4 layer (qweight)"} in a checkpoint whose quantization_config says ${format}`,
+            name,
+          );
+        if (!file.has(`${name}.qweight`) && !p2) continue; // a 16-bit layer (recipe kept it)
         const { n, k } = memberDims(shapes, prefix, unit);
         const tensors: Record<string, Tensor> = {};
         for (const t of file.names())
@@ -110,28 +172,27 @@ export async function readQuantizedCheckpoint(path: string): Promise<QuantizedCh
             used.add(t);
           }
         if ("wzeros" in tensors) {
-          const g = INT4_GROUP_SIZE;
-          const r = unpackW4A16Layer(tensors, { groupSize: g, name });
-          let { weight: q, bias } = r;
-          if (q.rows !== n)
-            throw new PipelineError("E_CHECKPOINT", `W4A16 layer has ${q.rows} rows, expected ${n}`, name);
-          if (unit.adaNorm !== undefined) {
-            const { chunks, scaleChunks } = unit.adaNorm;
-            const G = q.cols / q.groupSize;
-            q = {
-              ...q,
-              codes: Int8Array.from(permuteAdaNormRows(Float32Array.from(q.codes), n, q.cols, chunks, true)),
-              scales: permuteAdaNormRows(q.scales, n, G, chunks, true),
-              zeros: permuteAdaNormRows(q.zeros, n, G, chunks, true),
-            };
-            if (bias !== undefined) {
-              const b = permuteAdaNormRows(bias, n, 1, chunks, true);
-              const d = n / chunks;
-              for (const c of scaleChunks) for (let i = 0; i < d; i++) b[c * d + i]! -= 1;
-              bias = b;
-            }
+          w4a16.set(name, { unit, prefix, record: w4a16ModelRecord(tensors, unit, name, n) });
+          continue;
+        }
+        if (p2) {
+          let record: QuantizedLinear;
+          try {
+            record = unpackP2Layer(tensors, { name });
+          } catch (e) {
+            if (!(e instanceof QuantError)) throw e;
+            throw new PipelineError("E_CHECKPOINT", e.message.replace(/^tensor "[^"]*": /, ""), e.tensor ?? name, {
+              cause: e,
+            });
           }
-          w4a16.set(name, { unit, prefix, record: { name, q, bias } });
+          const kp = roundUp(k, INT4_GROUP_SIZE);
+          if (record.residual.rows !== n || record.residual.cols !== kp)
+            throw new PipelineError(
+              "E_CHECKPOINT",
+              `int4p2 layer is [${record.residual.rows}, ${record.residual.cols}], the config's is [${n}, ${kp}]`,
+              `${name}.p2_codes`,
+            );
+          w4a4.set(name, { unit, prefix, record });
           continue;
         }
         const packerNames: Record<string, Tensor> = {};
@@ -182,6 +243,7 @@ export async function readQuantizedCheckpoint(path: string): Promise<QuantizedCh
       rawConfig,
       layout,
       metadata: file.metadata,
+      format,
       w4a4,
       w4a16,
       file,
@@ -215,9 +277,11 @@ export function quantizedLayerProvider(ckpt: QuantizedCheckpoint, backend: Layer
       r0 += rows;
       const name = prefix + m;
       plan.set(name, () =>
-        backend === "kernels"
-          ? new W4A4KernelLinear(name, record, a, a + rows, k)
-          : new W4A4ReferenceLinear(name, record, a, a + rows, k),
+        backend === "reference"
+          ? new W4A4ReferenceLinear(name, record, a, a + rows, k)
+          : record.residual.spec.format === "int4p2"
+            ? new P2KernelLinear(name, record, a, a + rows, k)
+            : new W4A4KernelLinear(name, record, a, a + rows, k),
       );
     }
   }
@@ -228,9 +292,11 @@ export function quantizedLayerProvider(ckpt: QuantizedCheckpoint, backend: Layer
         const rec = ckpt.w4a4.get(unitName)!.record;
         const n = rec.residual.rows;
         const layer =
-          backend === "kernels"
-            ? new W4A4KernelLinear(unitName, rec, 0, n, k1 - k0)
-            : new W4A4ReferenceLinear(unitName, rec, 0, n, k1 - k0);
+          backend === "reference"
+            ? new W4A4ReferenceLinear(unitName, rec, 0, n, k1 - k0)
+            : rec.residual.spec.format === "int4p2"
+              ? new P2KernelLinear(unitName, rec, 0, n, k1 - k0)
+              : new W4A4KernelLinear(unitName, rec, 0, n, k1 - k0);
         return { layer, k0, k1 };
       });
       return new SplitKLinear(name, parts, s[1]!, s[0]!);
@@ -257,7 +323,10 @@ export function quantizedLayerProvider(ckpt: QuantizedCheckpoint, backend: Layer
 }
 
 export interface LoadQuantizedOptions {
-  /** "kernels" (default): packed native CPU kernels; "reference": float64 fake-quant of the same parameters. */
+  /**
+   * "kernels" (default): packed native CPU kernels (int4p2: P2KernelLinear on the native f32 GEMM); "reference":
+   * float64 fake-quant of the same parameters.
+   */
   readonly backend?: LayerBackend;
 }
 

@@ -56,8 +56,13 @@ const calibrationSchema = z
 
 export const quantizeConfigSchema = z
   .object({
-    /** Residual format of the W4A4 layers: INT4 g64 or NVFP4 g16 (SVDQuant §5.1). */
-    format: z.enum(["int4", "nvfp4"]).default("int4"),
+    /**
+     * Residual format of the W4A4 layers: INT4 g64 or NVFP4 g16 (SVDQuant §5.1; the published checkpoint format), or
+     * the opt-in Hopper format "int4p2" (@svdquant/int4 p2.ts: group scales S·2^e, one FP8 GEMM per layer on
+     * @svdquant/engine-cuda; its own tensors, see the README's checkpoint table). int4p2 layers that read one input
+     * share one low-rank branch, as the engine's one activation operand needs; the engine runs rank 32 (or 0).
+     */
+    format: z.enum(["int4", "nvfp4", "int4p2"]).default("int4"),
     /** Rank of the 16-bit branch (SVDQuant §5.1: 32). */
     rank: z.number().int().min(0).max(4096).default(DEFAULT_RANK),
     /** Refinement of the branch against the 4-bit residual (0 = none); stops early on the output error. */

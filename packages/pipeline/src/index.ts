@@ -21,6 +21,7 @@ export {
   recordCalibrationOnEngine,
 } from "./calibrate-device.js";
 export {
+  checkpointFormat,
   type LoadQuantizedOptions,
   loadQuantizedModel,
   type QuantizedCheckpoint,
@@ -28,6 +29,7 @@ export {
   quantizedLayerProvider,
   readQuantizedCheckpoint,
   type W4A16Record,
+  w4a16ModelRecord,
 } from "./checkpoint.js";
 export {
   type CalibrationConfig,
@@ -46,6 +48,7 @@ export {
   type QuantizedCheckpointSummary,
   type QuantizedLayerSummary,
 } from "./describe.js";
+export { type EngineCheckpointSource, openEngineSource } from "./engine-source.js";
 export { PipelineError, type PipelineErrorCode } from "./errors.js";
 export {
   conditioningFromFile,
@@ -79,6 +82,7 @@ export {
 } from "./generate-pixart.js";
 export {
   type LayerBackend,
+  P2KernelLinear,
   SplitKLinear,
   W4A4KernelLinear,
   W4A4ReferenceLinear,

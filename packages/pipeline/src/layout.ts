@@ -149,8 +149,40 @@ export function pixartLayout(c: Extract<ModelConfig, { kind: "pixart" }>): Model
   return { kind: "pixart", modelClass: "PixArtTransformer2DModel", blocks: [block], head };
 }
 
-export function layoutOf(c: ModelConfig): ModelLayout {
-  return c.kind === "flux" ? fluxLayout(c) : pixartLayout(c);
+/**
+ * The layout of a model's checkpoint in a residual format. "int4" and "nvfp4": the published layouts above.
+ * "int4p2" (the opt-in Hopper format, @svdquant/engine-cuda's int4p2 path) differs where the engine's FP8 layers
+ * do: activations are signed (no unsigned GELU-shift units), and a K-split model layer is one unit over its whole
+ * K (FLUX single blocks: `proj_out` [D, 5D] is one int4p2 layer, not out_proj + mlp_fc2), since one FP8 GEMM with
+ * one row scale per token runs it. Units that read one input share λ and, in int4p2, one low-rank branch.
+ */
+export function layoutOf(c: ModelConfig, format: "int4" | "nvfp4" | "int4p2" = "int4"): ModelLayout {
+  const base = c.kind === "flux" ? fluxLayout(c) : pixartLayout(c);
+  return format === "int4p2" ? p2Layout(base) : base;
+}
+
+function p2Units(units: readonly UnitSpec[]): UnitSpec[] {
+  const out: UnitSpec[] = [];
+  const whole = new Set<string>();
+  for (const u of units) {
+    if (u.kSlice !== undefined) {
+      const m = u.members[0]!;
+      if (!whole.has(m)) out.push({ file: m, members: [m], input: m });
+      whole.add(m);
+      continue;
+    }
+    const { unsigned: _unsigned, ...rest } = u;
+    out.push(rest);
+  }
+  return out;
+}
+
+function p2Layout(l: ModelLayout): ModelLayout {
+  return {
+    ...l,
+    blocks: l.blocks.map((b) => ({ ...b, units: p2Units(b.units) })),
+    head: p2Units(l.head),
+  };
 }
 
 /** Suffixes of a W4A4 layer's tensors: the int4 packer's names → the published file's names. */

@@ -301,8 +301,20 @@ async function quantizeUnits(
   return { tensors: out, reports };
 }
 
-/** `quantization_config` metadata of the published format (read by the reference engine's loader). */
+/**
+ * `quantization_config` metadata of the published format (read by the reference engine's loader). int4p2 files
+ * describe their own format there (`weight.dtype` "int4p2", `format` "int4p2"); no published engine reads them.
+ */
 export function quantizationConfigMetadata(config: QuantizeConfig): Record<string, unknown> {
+  if (config.format === "int4p2")
+    return {
+      method: "svdquant",
+      format: "int4p2",
+      // @svdquant/int4 p2.ts: INT4 codes, group scale = f32 row scale · 2^e, e in [-9, 5]
+      weight: { dtype: "int4p2", scale_dtype: "f32_row_x_pow2", group_size: 64 },
+      activation: { dtype: "int4p2", scale_dtype: "pow2", group_size: 64 },
+      rank: config.rank,
+    };
   const fp4 = config.format === "nvfp4";
   const side = {
     dtype: fp4 ? "fp4_e2m1_all" : "int4",
@@ -337,7 +349,7 @@ export async function quantizeModel(opts: QuantizeModelOptions): Promise<Quantiz
     } catch (e) {
       throw new PipelineError("E_MODEL", (e as Error).message, opts.modelDir, { cause: e });
     }
-    const layout: ModelLayout = layoutOf(modelConfig);
+    const layout: ModelLayout = layoutOf(modelConfig, config.format);
     const fingerprint = await fingerprintOf(source, folder.config, config, opts.calibration);
     const stateDir = `${opts.out}.parts`;
     await openState(stateDir, fingerprint, opts.resume === true);

@@ -7,8 +7,10 @@ import {
   dequantizeW4A16,
   GELU_SHIFT,
   INT4_GROUP_SIZE,
+  packP2Layer,
   packW4A4Layer,
   packW4A16Layer,
+  type Quantized,
   type QuantizedLinear,
   type QuantSpec,
   quantizeW4A16,
@@ -105,6 +107,7 @@ export function quantizeW4A4Group(
   calibration: Calibration,
   config: QuantizeConfig,
 ): { records: QuantizedLinear[]; reports: LayerReport[] } {
+  if (config.format === "int4p2") return quantizeP2Group(units, calibration, config);
   const t0 = performance.now();
   const unsigned = units[0]!.spec.unsigned === true;
   if (units.some((u) => (u.spec.unsigned === true) !== unsigned))
@@ -165,6 +168,105 @@ export function quantizeW4A4Group(
       seconds,
     });
   });
+  return { records, reports };
+}
+
+/** Rows [r0, r1) of an int4p2 residual (codes, decoded scales, row scales, exponents). */
+function residualRows(q: Quantized, r0: number, r1: number): Quantized {
+  const G = q.cols / q.spec.groupSize;
+  return {
+    spec: q.spec,
+    rows: r1 - r0,
+    cols: q.cols,
+    codes: q.codes.slice(r0 * q.cols, r1 * q.cols),
+    scales: q.scales.slice(r0 * G, r1 * G),
+    ...(q.rowScales ? { rowScales: q.rowScales.slice(r0, r1) } : {}),
+    ...(q.exponents ? { exponents: q.exponents.slice(r0 * G, r1 * G) } : {}),
+  };
+}
+
+/**
+ * SVDQuant in the opt-in int4p2 format for the units of one input: they are quantized as one stacked layer [ΣN, K]
+ * (one λ searched in BF16, one rank-R branch, int4p2 weights with per-row scales, signed int4p2 "pow2" activations,
+ * no GELU shift), then split along N into one record per unit, all holding the same lowRankDown and λ. The engine
+ * reads such units through one activation operand (@svdquant/engine-cuda: fused q/k/v, a FLUX single block's
+ * q/k/v + proj_mlp), so they cannot have separate branches. Every unit's report carries the stacked layer's error.
+ */
+export function quantizeP2Group(
+  units: readonly { spec: UnitSpec; name: string; w: UnitWeight }[],
+  calibration: Calibration,
+  config: QuantizeConfig,
+): { records: QuantizedLinear[]; reports: LayerReport[] } {
+  const t0 = performance.now();
+  const kp = roundUp(units[0]!.w.k, INT4_GROUP_SIZE);
+  let n = 0;
+  for (const { name, w } of units) {
+    if (roundUp(w.k, INT4_GROUP_SIZE) !== kp)
+      throw new PipelineError("E_CONFIG", "units that share an input must have one K", name);
+    n += w.n;
+  }
+  const weight = new Float32Array(n * kp);
+  const hasBias = units.some((u) => u.w.bias !== undefined);
+  const bias = hasBias ? new Float32Array(n) : undefined;
+  let r0 = 0;
+  for (const { w } of units) {
+    weight.set(padCols(w.weight, w.n, w.k, kp), r0 * kp);
+    if (w.bias) bias!.set(w.bias, r0);
+    r0 += w.n;
+  }
+  const name = units.map((u) => u.name).join(" + ");
+  const rank = Math.min(config.rank, kp, n);
+  const r = quantizeSharedLayers([{ name, n, k: kp, weight, ...(bias ? { bias } : {}) }], calibration, {
+    ...(config.grid === "paper" ? {} : { grid: config.grid }),
+    // native f32 GEMMs in the search and refinement (the kernel path needs a branch: rank 0 searches in float64);
+    // the int4p2 residual is quantized by @svdquant/int4 (no fused pass)
+    ...(config.kernels && rank > 0 ? { kernels } : {}),
+    rank,
+    weight: specFor("int4p2"),
+    activation: specFor("int4p2", { p2RowScale: "pow2" }), // as the engine's one-pass activation kernel
+    shift: 0,
+    seed: config.seed,
+    refinement: config.refinement,
+    lambdaDtype: "BF16",
+  });
+  const q = r.layers[0]!;
+  if (q.residual === undefined) throw new PipelineError("E_CONFIG", "the quantizer returned no 4-bit residual", name);
+  const m = r.metrics[0]!;
+  const seconds = (performance.now() - t0) / 1000 / units.length;
+  const down = Float32Array.from(q.lowRankDown);
+  const up = Float32Array.from(q.lowRankUp);
+  const smooth = Float32Array.from(q.smooth);
+  const records: QuantizedLinear[] = [];
+  const reports: LayerReport[] = [];
+  r0 = 0;
+  for (const { name: unitName, w } of units) {
+    const r1 = r0 + w.n;
+    records.push({
+      name: unitName,
+      residual: residualRows(q.residual, r0, r1),
+      rank: q.rank,
+      lowRankDown: down,
+      lowRankUp: up.slice(r0 * q.rank, r1 * q.rank),
+      ...(q.bias !== undefined ? { bias: Float32Array.from(q.bias.subarray(r0, r1)) } : {}),
+      smooth,
+      act: activationSpecFor("int4p2"),
+    });
+    reports.push({
+      layer: unitName,
+      kind: "w4a4",
+      n: w.n,
+      k: w.k,
+      rank: q.rank,
+      alpha: r.candidate.alpha,
+      beta: r.candidate.beta,
+      refinementIterations: Number(q.info.refinementIterations ?? 0),
+      relError: m.relError,
+      sqnrDb: m.sqnrDb,
+      bitsPerParam: m.bitsPerParam,
+      seconds,
+    });
+    r0 = r1;
+  }
   return { records, reports };
 }
 
@@ -236,9 +338,18 @@ export function quantizeW4A16Unit(
   };
 }
 
-/** The file tensors of a W4A4 record under `prefix` (published suffixes). */
+/**
+ * The file tensors of a W4A4 record under `prefix`: published suffixes for int4 / nvfp4, @svdquant/int4
+ * packP2Layer's tensors (`p2_codes`, `p2_exponents`, `p2_wscale`, `proj_down`, `proj_up`, `smooth_factor`, `bias`)
+ * for int4p2.
+ */
 export function w4a4FileTensors(prefix: string, rec: QuantizedLinear): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
+  if (rec.residual.spec.format === "int4p2") {
+    for (const [k, t] of Object.entries(packP2Layer(rec, { dtype: "BF16", name: rec.name ?? prefix })))
+      out[`${prefix}.${k}`] = t;
+    return out;
+  }
   for (const [k, t] of Object.entries(packW4A4Layer(rec, { dtype: "BF16", name: rec.name }))) {
     const suffix = W4A4_FILE_SUFFIX[k];
     if (suffix === undefined)

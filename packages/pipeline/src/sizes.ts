@@ -6,10 +6,13 @@
  * | ------------- | ---------------------------------------------------------------------------------------- |
  * | W4A4 INT4     | Np·Kp/2 codes + Kp/64·Np BF16 scales + (Kp + Np)·Rp BF16 branch + 2·Kp BF16 λ + Np BF16 bias |
  * | W4A4 NVFP4    | Np·Kp/2 codes + Kp/16·Np E4M3 scales + branch, λ, bias as INT4 + BF16 wtscale + Np BF16 wcscales |
+ * | W4A4 int4p2   | N·Kg/2 codes + N·Kg/64 I8 exponents + 4N F32 row scales + (Kg + N)·R BF16 branch + Kg BF16 λ + N BF16 bias |
  * | W4A16 (AWQ)   | N·Kp/2 codes + 2·Gp·N BF16 scales and zeros + N BF16 bias                                 |
  * | NF4 (bnb)     | N·K/2 codes + N·K/64 F32 absmax (blocksize 64, no double quantization), bias BF16         |
  * | BF16          | 2 bytes a parameter                                                                      |
- * Np = roundUp(N, 128), Kp = roundUp(K, 128), Rp = roundUp(R, 16), Gp = w4a16GroupRows(Kp, 64). Everything else
+ * Np = roundUp(N, 128), Kp = roundUp(K, 128), Rp = roundUp(R, 16), Gp = w4a16GroupRows(Kp, 64), Kg = roundUp(K, 64);
+ * int4p2 units of one input share one branch, so R = min(rank, Kg, ΣN of the group), and a unit has a bias when
+ * any unit of its group has one (int4p2's layout: layoutOf(config, "int4p2")). Everything else
  * (embedders, norms, the final projection) BF16. NF4 quantizes every nn.Linear weight of the transformer.
  */
 import { w4a16GroupRows } from "@svdquant/int4";
@@ -42,11 +45,14 @@ export function modelSizes(config: ModelConfig, q: QuantizeConfig): ModelSizes {
         ? numel(p.shape) / 2 + (numel(p.shape) / 64) * 4
         : numel(p.shape) * 2;
   const recipe = recipeOf(q);
-  const layout = layoutOf(config);
+  const layout = layoutOf(config, q.format);
   const covered = new Set<string>();
   let w4a4 = 0;
   let w4a16 = 0;
-  const unitBytes = (prefix: string, u: UnitSpec) => {
+  const rowsOf = (prefix: string, u: UnitSpec) =>
+    u.members.reduce((a, m) => a + shape.get(`${prefix}${m}.weight`)![0]!, 0);
+  const biased = (prefix: string, u: UnitSpec) => u.members.some((m) => shape.has(`${prefix}${m}.bias`));
+  const unitBytes = (prefix: string, u: UnitSpec, units: readonly UnitSpec[]) => {
     const ts = u.members.map((m) => treatmentOfLayer(recipe, prefix + m));
     if (ts[0]!.kind === "dense") return;
     for (const m of u.members) {
@@ -62,6 +68,20 @@ export function modelSizes(config: ModelConfig, q: QuantizeConfig): ModelSizes {
       w4a16 += (n * kp) / 2 + 2 * 2 * w4a16GroupRows(kp, 64) * n + (hasBias ? 2 * n : 0);
       return;
     }
+    if (q.format === "int4p2") {
+      const group = units.filter(
+        (v) => v.input === u.input && treatmentOfLayer(recipe, prefix + v.members[0]!).kind === "w4a4",
+      );
+      const kg = roundUp(k, 64);
+      const r = Math.min(
+        q.rank,
+        kg,
+        group.reduce((a, v) => a + rowsOf(prefix, v), 0),
+      );
+      const bias = group.some((v) => biased(prefix, v)) ? 2 * n : 0;
+      w4a4 += (n * kg) / 2 + (n * kg) / 64 + 4 * n + (kg + n) * r * 2 + 2 * kg + bias;
+      return;
+    }
     const np = roundUp(n, 128);
     const kp = roundUp(k, 128);
     const r = Math.min(q.rank, roundUp(k, 64), n);
@@ -73,8 +93,9 @@ export function modelSizes(config: ModelConfig, q: QuantizeConfig): ModelSizes {
     const biasBytes = hasBias || u.unsigned === true ? np * 2 : 0; // unsigned layers carry the shift in a bias
     w4a4 += (np * kp) / 2 + scales + (kp + np) * rp * 2 + 2 * kp * 2 + biasBytes + (fp4 ? 2 + np * 2 : 0);
   };
-  for (const b of layout.blocks) for (let i = 0; i < b.count; i++) for (const u of b.units) unitBytes(b.prefix(i), u);
-  for (const u of layout.head) unitBytes("", u);
+  for (const b of layout.blocks)
+    for (let i = 0; i < b.count; i++) for (const u of b.units) unitBytes(b.prefix(i), u, b.units);
+  for (const u of layout.head) unitBytes("", u, layout.head);
   let dense = 0;
   for (const p of params) if (!covered.has(p.name)) dense += numel(p.shape) * 2;
   return {

@@ -513,6 +513,9 @@ function candidateFor(
   // every element is written below, so reused buffers need no clearing
   const codes = scratch?.codes ?? new Int8Array(n * k);
   let scales: Float32Array | undefined;
+  // int4p2 residuals also carry their row scales and group exponents (@svdquant/int4 p2.ts)
+  let rowScales: Float32Array | undefined;
+  let exponents: Int8Array | undefined;
   const d32 = scratch?.d32 ?? new Float32Array(n * k);
   let bias = layer.bias ? Float64Array.from(layer.bias) : undefined;
   if (shift !== 0) bias ??= new Float64Array(n);
@@ -552,6 +555,12 @@ function candidateFor(
       const qPerRow = q.scales.length / b;
       scales ??= new Float32Array(n * qPerRow);
       scales.set(q.scales, i0 * qPerRow);
+      if (q.rowScales !== undefined && q.exponents !== undefined) {
+        rowScales ??= new Float32Array(n);
+        exponents ??= new Int8Array(n * qPerRow);
+        rowScales.set(q.rowScales, i0);
+        exponents.set(q.exponents, i0 * qPerRow);
+      }
       d32.set(dq, i0 * k);
       for (let i = 0; i < b * k; i++) {
         const v = r[i];
@@ -568,7 +577,14 @@ function candidateFor(
         bias![i0 + i] -= shift * s;
       }
   }
-  const residual: Quantized = { spec: { ...spec }, rows: n, cols: k, codes, scales: scales! };
+  const residual: Quantized = {
+    spec: { ...spec },
+    rows: n,
+    cols: k,
+    codes,
+    scales: scales!,
+    ...(rowScales !== undefined && exponents !== undefined ? { rowScales, exponents } : {}),
+  };
   // output: Ŷᵀ = Q(R)·Q_a(P)ᵀ + L_up·(X·L_downᵀ)ᵀ + b'
   const yq = kernels.gemmF32(d32, n, kernels.packF32(rep32, m, k)); // [N, M]
   const lora = kernels.gemmF32(kl.x32, m, kernels.packF32(Float32Array.from(down), rank, k)); // [M, R]

@@ -8,7 +8,7 @@ import {
 } from "@svdquant/pipeline";
 import { checkJsonNesting, MAX_JSON_FILE_BYTES, readInputFile } from "@svdquant/tensor";
 import cliProgress from "cli-progress";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { CliError } from "../errors.js";
 import type { CliIO } from "../io.js";
 import { intIn } from "../options.js";
@@ -55,9 +55,10 @@ export interface QuantizeCliOptions {
   progress?: boolean;
   threads?: number;
   calibration?: string;
+  format?: "int4" | "nvfp4" | "int4p2";
 }
 
-/** `svdquant quantize MODEL_DIR [--config FILE] [--out FILE] [--calibration FILE] [--resume] [--json]` */
+/** `svdquant quantize MODEL_DIR [--config FILE] [--format F] [--out FILE] [--calibration FILE] [--resume] [--json]` */
 export function registerQuantize(program: Command, io: CliIO): void {
   program
     .command("quantize")
@@ -66,6 +67,12 @@ export function registerQuantize(program: Command, io: CliIO): void {
     )
     .argument("<model-dir>", "diffusers transformer folder (config.json + safetensors)")
     .option("--config <file>", "quantization config (JSON; see @svdquant/pipeline's README), default: the paper's")
+    .addOption(
+      new Option(
+        "--format <format>",
+        "residual format (overrides the config's `format`): int4 (default, the published INT4 g64 checkpoints), nvfp4, or the opt-in Hopper format int4p2 (power-of-two group scales, one FP8 GEMM per layer on @svdquant/engine-cuda)",
+      ).choices(["int4", "nvfp4", "int4p2"]),
+    )
     .option("--out <file>", "output .safetensors (default: ./<model>.svdq-<format>-r<rank>.safetensors)")
     .option(
       "--calibration <file>",
@@ -91,6 +98,8 @@ export function registerQuantize(program: Command, io: CliIO): void {
           throw new CliError("E_CONFIG", `not valid JSON: ${(e as Error).message}`, opts.config, e);
         }
       }
+      if (opts.format !== undefined && raw !== null && typeof raw === "object" && !Array.isArray(raw))
+        raw = { ...raw, format: opts.format };
       // paths inside a config file are relative to the file
       const config = resolveConfigPaths(
         parseQuantizeConfig(raw, opts.config ?? "default config"),
