@@ -8,10 +8,22 @@
 //                               $DIFFUSERS_OUT names the file tools/engine/pixart_diffusers.py wrote
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { type PixArtInputs, parsePixArtConfig } from "@svdquant/models";
-import { engineAvailability, fnv1a32, PixArtEngine, randomRule, randomValue } from "../src/index.js";
+import {
+  engineAvailability,
+  fnv1a32,
+  PixArtEngine,
+  type PixArtStepOptions,
+  randomRule,
+  randomValue,
+} from "../src/index.js";
 import { type CheckResult, checkTinyBf16, checkW4A4Layers } from "../test/gpu-checks.js";
 import { relErr } from "../test/helpers.js";
-import { checkPixArtTinyBf16, checkPixArtW4A4Layers, checkPixArtW4A4Small } from "../test/pixart-checks.js";
+import {
+  checkPixArtFusedVsUnfused,
+  checkPixArtTinyBf16,
+  checkPixArtW4A4Layers,
+  checkPixArtW4A4Small,
+} from "../test/pixart-checks.js";
 
 const GiB = 2 ** 30;
 const out = process.env.OUT ?? "/tmp";
@@ -42,6 +54,20 @@ async function check(): Promise<boolean> {
   await run(() => checkPixArtTinyBf16(1, 9, 10, 18, [9]), "pixart tiny bf16 B=1");
   await run(() => checkPixArtW4A4Layers(), "pixart w4a4 layers");
   await run(() => checkPixArtW4A4Small(2, 13, 14, 10, [13, 6]), "pixart w4a4 small B=2");
+  // the fused element-wise passes (pixart_ops.cu, the default) vs the separate ones, and the options
+  await run(() => checkPixArtTinyBf16(2, 13, 14, 10, [13, 6], 21, { fused: false }), "pixart tiny bf16 unfused");
+  await run(
+    () => checkPixArtW4A4Small(2, 13, 14, 10, [13, 6], 31, { nextQuant: true }),
+    "pixart w4a4 small next-quant",
+  );
+  await run(() => checkPixArtW4A4Small(2, 13, 14, 10, [13, 6], 31, { fused: false }), "pixart w4a4 small unfused");
+  await run(() => checkPixArtFusedVsUnfused("bf16", 2, 13, 14, 10, [13, 6]), "pixart bf16 fused vs unfused");
+  await run(() => checkPixArtFusedVsUnfused("bf16", 1, 9, 10, 18, [9]), "pixart bf16 fused vs unfused B=1");
+  await run(() => checkPixArtFusedVsUnfused("w4a4", 2, 13, 14, 10, [13, 6]), "pixart w4a4 fused vs unfused");
+  await run(
+    () => checkPixArtFusedVsUnfused("w4a4", 2, 13, 14, 10, [13, 6], 41, { nextQuant: true }),
+    "pixart w4a4 fused+next-quant vs unfused",
+  );
   // FLUX on the refactored engine state (engine_core.h): the tiny BF16 fixture and the W4A4 layer checks
   const tiny = "fixtures/models/flux-tiny-a-bf16";
   if (existsSync(tiny)) await run(() => checkTinyBf16(tiny, 2, 9, 35), "flux tiny bf16 B=2");
@@ -107,75 +133,93 @@ async function bench(): Promise<boolean> {
   const iters = Number(process.env.ITERS ?? 5);
   const inp = benchInputs(B, L, size, [300, 37]);
   const table: Record<string, unknown>[] = [];
+  const baseOut = new Map<string, Float32Array>();
   let ok = true;
   // $MODES is shared with device-run.ts (FLUX); the PixArt engine's random weights come in bf16 and w4a4 only
   const modes = (process.env.MODES ?? "bf16,w4a4").split(",");
   const skipped = modes.filter((m) => m !== "bf16" && m !== "w4a4");
   if (skipped.length) console.log(`PixArt: modes ${skipped.join(", ")} are FLUX-only here, skipped`);
+  // each mode before (the separate element-wise passes) and after (fused; W4A4 also with ff.net.2's quantize in
+  // ff.net.0.proj's epilogue), one engine per mode re-prepared per variant, all in this process
+  const variants: { name: string; step: PixArtStepOptions; w4a4Only?: boolean }[] = [
+    { name: "unfused", step: { fused: false, nextQuant: false } },
+    { name: "fused", step: { fused: true, nextQuant: false } },
+    { name: "fused + next-quant", step: { fused: true, nextQuant: true }, w4a4Only: true },
+  ];
   for (const mode of modes.filter((m): m is "bf16" | "w4a4" => m === "bf16" || m === "w4a4")) {
     const t0 = Date.now();
     const e = PixArtEngine.random(SIGMA_1024, { mode, rank: 32 });
     try {
       e.setInputs(inp);
       const tInit = Date.now() - t0;
-      e.run();
-      e.raw.synchronize();
-      const outF = e.output();
-      const finite = outF.every(Number.isFinite);
-      const eager = [e.timeSteps(iters, false), e.timeSteps(iters, false)];
-      let graph = [Number.NaN];
-      try {
-        graph = [e.timeSteps(iters, true), e.timeSteps(iters, true)];
-      } catch (err) {
-        console.log(`graph capture failed: ${(err as Error).message}`);
-      }
-      e.run({ profile: true });
-      const prof = e.profile().sort((a, b) => b.ms - a.ms);
-      const mem = e.memory();
-      const row: Record<string, unknown> = {
-        engine: `ours ${mode.toUpperCase()} PixArt-Σ`,
-        weightsGiB: mem.weights / GiB,
-        engineBytesGiB: mem.peak / GiB,
-        deviceUsedGiB: (mem.deviceTotal - mem.deviceFree) / GiB,
-        stepMsEager: Math.min(...eager),
-        stepMsGraph: Math.min(...graph),
-        initMs: tInit,
-        finite,
-        outAbsMean: outF.reduce((a, v) => a + Math.abs(v), 0) / outF.length,
-      };
-      for (const [key, env] of [
-        ["vsDiffusers", "DIFFUSERS_OUT"],
-        ["vsF32", "DIFFUSERS_F32"],
-      ] as const) {
-        const f = process.env[env];
-        if (mode !== "bf16" || !f || !existsSync(f)) continue;
-        const buf = readFileSync(f);
-        const ref =
-          key === "vsF32"
-            ? new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4)
-            : Float32Array.from(
-                new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength / 2),
-                (x) => new Float32Array(new Uint32Array([x << 16]).buffer)[0]!,
-              );
-        if (ref.length !== outF.length) {
-          row[`${key}Error`] = `length ${ref.length} vs ${outF.length}`;
-          continue;
+      for (const v of variants) {
+        if (v.w4a4Only && mode !== "w4a4") continue;
+        e.setStepOptions(v.step);
+        e.run();
+        e.raw.synchronize();
+        const outF = e.output();
+        const finite = outF.every(Number.isFinite);
+        const eager = [e.timeSteps(iters, false), e.timeSteps(iters, false)];
+        let graph = [Number.NaN];
+        try {
+          graph = [e.timeSteps(iters, true), e.timeSteps(iters, true)];
+        } catch (err) {
+          console.log(`graph capture failed: ${(err as Error).message}`);
         }
-        const er = relErr(outF, ref);
-        row[`${key}RelL2`] = er.relL2;
-        row[`${key}RelMax`] = er.relMax;
-        // the gate: ours BF16 vs the float32 model (diffusers BF16 itself is off by ~1.7e-2: bf16 residual stream)
-        if (key === "vsF32" && !(er.relL2 <= 1e-2)) ok = false;
-      }
-      if (!finite) ok = false;
-      table.push(row);
-      console.log(JSON.stringify(row));
-      const total = prof.reduce((a, p) => a + p.ms, 0);
-      console.log(`per-op breakdown (PixArt ${mode}, one profiled step, ${total.toFixed(1)} ms with events):`);
-      for (const p of prof)
+        e.run({ profile: true });
+        const prof = e.profile().sort((a, b) => b.ms - a.ms);
+        const mem = e.memory();
+        const row: Record<string, unknown> = {
+          engine: `ours ${mode.toUpperCase()} PixArt-Σ (${v.name})`,
+          weightsGiB: mem.weights / GiB,
+          engineBytesGiB: mem.peak / GiB,
+          deviceUsedGiB: (mem.deviceTotal - mem.deviceFree) / GiB,
+          stepMsEager: Math.min(...eager),
+          stepMsGraph: Math.min(...graph),
+          initMs: tInit,
+          finite,
+          outAbsMean: outF.reduce((a, x) => a + Math.abs(x), 0) / outF.length,
+        };
+        for (const [key, env] of [
+          ["vsDiffusers", "DIFFUSERS_OUT"],
+          ["vsF32", "DIFFUSERS_F32"],
+        ] as const) {
+          const f = process.env[env];
+          if (mode !== "bf16" || !f || !existsSync(f)) continue;
+          const buf = readFileSync(f);
+          const ref =
+            key === "vsF32"
+              ? new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4)
+              : Float32Array.from(
+                  new Uint16Array(buf.buffer, buf.byteOffset, buf.byteLength / 2),
+                  (x) => new Float32Array(new Uint32Array([x << 16]).buffer)[0]!,
+                );
+          if (ref.length !== outF.length) {
+            row[`${key}Error`] = `length ${ref.length} vs ${outF.length}`;
+            continue;
+          }
+          const er = relErr(outF, ref);
+          row[`${key}RelL2`] = er.relL2;
+          row[`${key}RelMax`] = er.relMax;
+          // the gate: ours BF16 vs the float32 model (diffusers BF16 itself is off by ~1.7e-2: bf16 residual stream)
+          if (key === "vsF32" && !(er.relL2 <= 1e-2)) ok = false;
+        }
+        // the variants against the first (unfused) output of this mode
+        const base = baseOut.get(mode);
+        if (base) row.vsUnfusedRelL2 = relErr(outF, base).relL2;
+        else baseOut.set(mode, outF);
+        if (!finite) ok = false;
+        table.push(row);
+        console.log(JSON.stringify(row));
+        const total = prof.reduce((a, p) => a + p.ms, 0);
         console.log(
-          `  ${p.op.padEnd(30)} ${p.ms.toFixed(2).padStart(9)} ms ${((100 * p.ms) / total).toFixed(1).padStart(5)}%  x${p.count}`,
+          `per-op breakdown (PixArt ${mode} ${v.name}, one profiled step, ${total.toFixed(1)} ms with events):`,
         );
+        for (const p of prof)
+          console.log(
+            `  ${p.op.padEnd(40)} ${p.ms.toFixed(2).padStart(9)} ms ${((100 * p.ms) / total).toFixed(1).padStart(5)}%  x${p.count}`,
+          );
+      }
     } catch (err) {
       ok = false;
       console.log(`FAIL PixArt ${mode}: ${(err as Error).stack ?? err}`);

@@ -13,7 +13,7 @@ import {
   type Recipe,
 } from "@svdquant/models";
 import type { Tensor } from "@svdquant/tensor";
-import { PixArtEngine } from "../src/index.js";
+import { PixArtEngine, type PixArtStepOptions } from "../src/index.js";
 import { type CheckResult, RefW4A4, RefW4A16, refLayers, registerRefs, result } from "./gpu-checks.js";
 import { bf16Bits, bf16Tensor, memorySource, relErr, rng, uniformBf16 } from "./helpers.js";
 
@@ -153,6 +153,45 @@ export async function buildPixArt(c: PixArtConfig, seed: number, quantized: bool
   return { cpu, engSrc, refs: refLayers };
 }
 
+function stepLabel(o: PixArtStepOptions): string {
+  const parts = [o.fused === false ? "unfused" : "", o.nextQuant ? "next-quant" : ""].filter(Boolean);
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
+
+/**
+ * The fused step (pixart_ops.cu) vs the separate passes it replaces, same engine, same inputs: the same arithmetic
+ * except LayerNorm's f32 sum order, so the outputs agree to a few bf16 roundings (16-bit mode) or a few flipped
+ * 4-bit codes (W4A4: a flipped bf16 bit of an input can move a code by one). `step` adds options to the fused run.
+ */
+export async function checkPixArtFusedVsUnfused(
+  kind: "bf16" | "w4a4",
+  B: number,
+  L: number,
+  H: number,
+  W: number,
+  kept: number[],
+  seed = 41,
+  step: PixArtStepOptions = {},
+): Promise<CheckResult> {
+  const c = tinyPixArtConfig(kind);
+  const { engSrc } = await buildPixArt(c, seed, kind === "w4a4");
+  const e = await PixArtEngine.load(c, memorySource(engSrc));
+  try {
+    const inp = pixartInputs(c, B, L, H, W, kept, seed + 1);
+    e.setStepOptions({ fused: false, nextQuant: false });
+    const ref = e.step(inp);
+    e.setStepOptions({ fused: true, ...step });
+    const got = e.step(inp);
+    return result(
+      `pixart-${kind === "bf16" ? "tiny bf16" : "small W4A4"} fused${stepLabel(step)} vs unfused step B=${B} text=${L} kept=[${kept}] ${H}x${W}`,
+      relErr(got, ref),
+      kind === "bf16" ? 4e-3 : 1.5e-2,
+    );
+  } finally {
+    e.free();
+  }
+}
+
 /** The engine's 16-bit PixArt step vs the CPU float32 forward on the same bf16 weights (text mask, CFG batch). */
 export async function checkPixArtTinyBf16(
   B: number,
@@ -161,11 +200,13 @@ export async function checkPixArtTinyBf16(
   W: number,
   kept: number[],
   seed = 21,
+  step: PixArtStepOptions = {},
 ): Promise<CheckResult> {
   const c = tinyPixArtConfig("bf16");
   const { cpu, engSrc } = await buildPixArt(c, seed, false);
   const e = await PixArtEngine.load(c, memorySource(engSrc));
   try {
+    e.setStepOptions(step);
     const inp = pixartInputs(c, B, L, H, W, kept, seed + 1);
     const ref = await cpu.forward(inp);
     const got = e.step(inp);
@@ -175,7 +216,7 @@ export async function checkPixArtTinyBf16(
       relErr(got.subarray(b * n, (b + 1) * n), ref.subarray(b * n, (b + 1) * n)).relL2.toExponential(1),
     );
     return result(
-      `pixart-tiny bf16 mode vs CPU B=${B} text=${L} kept=[${kept}] image tokens=${S} (Dh 72; per item ${per.join(", ")})`,
+      `pixart-tiny bf16 mode${stepLabel(step)} vs CPU B=${B} text=${L} kept=[${kept}] image tokens=${S} (Dh 72; per item ${per.join(", ")})`,
       relErr(got, ref),
       2e-2,
     );
@@ -188,7 +229,15 @@ export async function checkPixArtTinyBf16(
  * The engine's W4A4 PixArt step (recipe layers packed) vs the CPU forward with reference layers; tolerance from the
  * quantization noise floor (the reference on bf16-rounded vs float32 activations), as checkW4A4Small.
  */
-export async function checkPixArtW4A4Small(B: number, L: number, H: number, W: number, kept: number[], seed = 31) {
+export async function checkPixArtW4A4Small(
+  B: number,
+  L: number,
+  H: number,
+  W: number,
+  kept: number[],
+  seed = 31,
+  step: PixArtStepOptions = {},
+) {
   const c = tinyPixArtConfig("w4a4");
   const inp = pixartInputs(c, B, L, H, W, kept, seed + 1);
   const { cpu: cpuF32 } = await buildPixArt(c, seed, true, false);
@@ -198,9 +247,10 @@ export async function checkPixArtW4A4Small(B: number, L: number, H: number, W: n
   const floor = relErr(f32, ref).relL2;
   const e = await PixArtEngine.load(c, memorySource(engSrc));
   try {
+    e.setStepOptions(step);
     const got = e.step(inp);
     return result(
-      `pixart-small W4A4 mode vs CPU reference layers B=${B} text=${L} kept=[${kept}] ${H}x${W} (noise floor ${floor.toExponential(2)})`,
+      `pixart-small W4A4 mode${stepLabel(step)} vs CPU reference layers B=${B} text=${L} kept=[${kept}] ${H}x${W} (noise floor ${floor.toExponential(2)})`,
       relErr(got, ref),
       Math.max(3e-2, 1.5 * floor),
     );
