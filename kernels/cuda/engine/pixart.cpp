@@ -23,16 +23,19 @@ struct PixArtState {
   void* table = nullptr;  // [2, D] bf16
   // step options (engine ints, read at prepare): fused element-wise passes; W4A4 ff.net.0.proj GEMM writing
   // ff.net.2's quantized input in its epilogue (svdq_gemm_args.next_*)
-  bool fused = true, next_quant = false;
+  bool fused = true, next_quant = false, lt_gelu = true;
+  bool lt_refused = false;  // cuBLASLt had no GELU-epilogue kernel (or is missing): the vectorized pass instead
   // workspace
   void *enc, *kvb, *tproj, *e1, *emb, *semb, *t6, *modB, *modF;
   void* mod_all = nullptr;       // [L, B, 6D] bf16: every block's modulation vectors (fused path)
   void** tables = nullptr;       // device array of the L blocks' scale_shift_table pointers
+  void* lt_ws = nullptr;         // cuBLASLt workspace of the 16-bit GELU linears
   void *codes2 = nullptr, *ascales2 = nullptr;  // ff.net.2's quantized input written by ff.net.0.proj's epilogue
   float* lora2 = nullptr;        // [Mp, R of ff.net.2] f32
 };
 
 namespace {
+constexpr size_t LT_WS_BYTES = size_t(4) << 20;  // cuBLASLt workspace for the GELU-epilogue GEMMs (no split-K needed)
 // Whether every block's feed-forward can run ff.net.0.proj's GEMM with ff.net.2's quantization in its epilogue:
 // both W4A4, ff.net.2's rank one the epilogue computes (0, 16, 32, 64) and the same in every block (one workspace).
 bool next_quant_ok(const PixArtState& p) {
@@ -67,6 +70,7 @@ void eng_engine::pixart_prepare(const eng_pixart_config& cfg, int B_, int St_, i
   };
   p.fused = !opt_int("pixart.unfused");
   p.next_quant = opt_int("pixart.next_quant");
+  p.lt_gelu = !opt_int("pixart.no_lt_gelu");
   if (p.fused && (d % 8 || cfg.head_dim % 8))
     throw Fail{"pixart prepare: the fused step needs heads·head_dim and head_dim multiples of 8 (D=" +
                std::to_string(d) + ", head_dim=" + std::to_string(cfg.head_dim) + "); set pixart.unfused"};
@@ -117,6 +121,7 @@ void eng_engine::pixart_prepare(const eng_pixart_config& cfg, int B_, int St_, i
   p.modB = W("modB", size_t(B) * 6 * d * bf);
   p.modF = W("modF", size_t(B) * 2 * d * bf);
   const int L = cfg.num_layers;
+  if (p.fused && p.lt_gelu) p.lt_ws = W("lt_workspace", LT_WS_BYTES);
   if (p.fused && L > 0) {
     p.mod_all = W("mod_all", size_t(L) * B * 6 * d * bf);
     p.tables = static_cast<void**>(W("tables", size_t(L) * sizeof(void*)));
@@ -262,9 +267,18 @@ void eng_engine::pixart_step() {
     mark("split heads");
     ck(pix_split_heads(src, ld, bias, B, n, H, Dh, parts, d0, d1, d2, s));
   };
-  // x · Wᵀ + b then GELU-tanh: in the W4A4 GEMM's epilogue, else one vectorized pass after the 16-bit GEMM
+  // x · Wᵀ + b then GELU-tanh: in the W4A4 GEMM's epilogue; 16-bit: cuBLASLt's bias + GELU epilogue, or (no
+  // cuBLASLt kernel, or pixart.no_lt_gelu) the cuBLAS GEMM and one vectorized bias + GELU pass
   auto linear_gelu = [&](const void* x, int M, const Lin& Lw, void* out) {
     if (Lw.kind != LIN_BF16) return linear_full(x, M, Lw, out, ENG_ACT_GELU_TANH);
+    if (p.lt_ws && !p.lt_refused && Lw.N % 8 == 0 && Lw.K % 8 == 0) {
+      observe(Lw, x, M);
+      mark("cuBLASLt bf16 + bias + GELU");
+      const char* m = pix_gemm_gelu_lt(x, Lw.w, Lw.bias, out, M, Lw.N, Lw.K, p.lt_ws, LT_WS_BYTES, s);
+      if (!m) return;
+      if (std::string(m).find("unsupported") == std::string::npos) throw Fail{Lw.name + ": " + m};
+      p.lt_refused = true;  // remembered: later steps (and a captured graph) take the other path
+    }
     const void* b = linear(x, M, Lw, out, Lw.N);
     mark("bias + GELU (vectorized)");
     ck(pix_bias_gelu(out, Lw.N, b, M, Lw.N, s));

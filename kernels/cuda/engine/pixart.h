@@ -30,6 +30,7 @@
 // | pixart.unfused     | 0       | 1: the element-wise work as separate engine_ops.h passes (gated residual,        |
 // |                    |         | residual load, LayerNorm + modulation per block, bias + GELU, head split) instead of the fused passes of pixart_ops.h (the reference of the fused step) |
 // | pixart.next_quant  | 0       | 1: where every block's ff.net.0.proj and ff.net.2 are W4A4 (ff.net.2 rank 0, 16, 32 or 64), ff.net.0.proj's GEMM writes ff.net.2's quantized input in its epilogue (no quantize pass over the FF hidden; fused step only); otherwise ignored |
+// | pixart.no_lt_gelu  | 0       | 1: the 16-bit GELU linears (ff.net.0.proj, caption linear_1) as cuBLAS GEMM + one bias + GELU pass instead of cuBLASLt's GELU_BIAS epilogue (fused step only; also taken when cuBLASLt has no such kernel) |
 // The fused step (the default) needs heads·head_dim and head_dim multiples of 8.
 #ifndef SVDQ_ENGINE_PIXART_H
 #define SVDQ_ENGINE_PIXART_H

@@ -5,8 +5,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
+#include <vector>
 
+#include "cublaslt_api.h"
 #include "pixart_ops.h"
 
 namespace {
@@ -214,6 +217,32 @@ __global__ void modulation_all_kernel(const __nv_bfloat16* t, const void* const*
   }
 }
 
+// ---- cuBLASLt BF16 GEMM with the bias + GELU epilogue (dlopen, one plan per shape)
+struct LtPlan {
+  int M, N, K, has_bias;
+  lt::Desc desc;
+  lt::Layout la, lb, ld;
+  lt::Algo algo;
+  size_t ws;
+};
+struct LtState {
+  lt::Api api;
+  lt::Handle handle = nullptr;
+  std::string error;
+  std::vector<LtPlan> plans;
+  std::mutex mu;
+};
+LtState& lt_state() {
+  static LtState s;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    std::string why;
+    if (!s.api.load(&why)) s.error = why;
+    else if (s.api.create(&s.handle) != 0) s.error = "cublasLtCreate failed";
+  });
+  return s;
+}
+
 int grid_for(long long n, int threads) {
   const long long b = (n + threads - 1) / threads;
   return int(b < 132 * 16 ? (b < 1 ? 1 : b) : 132 * 16);
@@ -287,4 +316,59 @@ extern "C" const char* pix_modulation_all(const void* t, const void* const* tabl
   modulation_all_kernel<<<grid_for(static_cast<long long>(L) * B * W, 256), 256, 0, static_cast<cudaStream_t>(stream)>>>(
       static_cast<const __nv_bfloat16*>(t), tables, L, B, W, static_cast<__nv_bfloat16*>(mod_all));
   return launched(op);
+}
+
+extern "C" const char* pix_gemm_gelu_lt(const void* x, const void* w, const void* bias, void* out, int M, int N, int K,
+                                        void* workspace, size_t workspace_bytes, void* stream) {
+  const char* op = "pix_gemm_gelu_lt";
+  if (!x || !w || !out || M <= 0 || N <= 0 || K <= 0 || N % 8 || K % 8)
+    return fail(op, "bad shape: M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
+                        " (N, K % 8 == 0)");
+  LtState& st = lt_state();
+  if (!st.error.empty()) return fail(op, "unsupported: " + st.error);
+  std::lock_guard<std::mutex> lock(st.mu);
+  LtPlan* p = nullptr;
+  const int hb = bias != nullptr;
+  for (LtPlan& q : st.plans)
+    if (q.M == M && q.N == N && q.K == K && q.has_bias == hb && q.ws <= workspace_bytes) p = &q;
+  if (!p) {
+    LtPlan q{M, N, K, hb, nullptr, nullptr, nullptr, nullptr, {}, 0};
+    lt::Api& api = st.api;
+    int rc = api.descCreate(&q.desc, lt::COMPUTE_32F, CUDA_R_32F);
+    const int ta = lt::OP_T, tb = lt::OP_N, epi = hb ? lt::EPILOGUE_GELU_BIAS : lt::EPILOGUE_GELU;
+    rc |= api.descSet(q.desc, lt::DESC_TRANSA, &ta, sizeof ta);
+    rc |= api.descSet(q.desc, lt::DESC_TRANSB, &tb, sizeof tb);
+    // epilogue: + bias [N] bf16 (one value per row of the column-major N x M result), then GELU (tanh form)
+    rc |= api.descSet(q.desc, lt::DESC_EPILOGUE, &epi, sizeof epi);
+    if (hb) {
+      const int bt = CUDA_R_16BF;
+      rc |= api.descSet(q.desc, lt::DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
+      rc |= api.descSet(q.desc, lt::DESC_BIAS_POINTER, &bias, sizeof bias);
+    }
+    // column-major view: A = weights (K x N), op T; B = activations (K x M); D = N x M = row-major out [M, N]
+    rc |= api.layoutCreate(&q.la, CUDA_R_16BF, K, N, K);
+    rc |= api.layoutCreate(&q.lb, CUDA_R_16BF, K, M, K);
+    rc |= api.layoutCreate(&q.ld, CUDA_R_16BF, N, M, N);
+    if (rc) return fail(op, "cuBLASLt descriptor setup failed (status " + std::to_string(rc) + ")");
+    lt::Pref pref;
+    api.prefCreate(&pref);
+    const uint64_t wsb = workspace ? workspace_bytes : 0;
+    api.prefSet(pref, lt::PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb);
+    lt::Heur h[1];
+    int n = 0;
+    rc = api.heuristic(st.handle, q.desc, q.la, q.lb, q.ld, q.ld, pref, 1, h, &n);
+    if (rc || n == 0)
+      return fail(op, "unsupported: cuBLASLt has no BF16 algorithm with the GELU epilogue for M=" + std::to_string(M) +
+                          " N=" + std::to_string(N) + " K=" + std::to_string(K) + " (status " + std::to_string(rc) + ")");
+    q.algo = h[0].algo;
+    q.ws = h[0].workspaceSize;
+    st.plans.push_back(q);
+    p = &st.plans.back();
+  }
+  int rc = hb ? st.api.descSet(p->desc, lt::DESC_BIAS_POINTER, &bias, sizeof bias) : 0;
+  const float one = 1.f, zero = 0.f;
+  rc |= st.api.matmul(st.handle, p->desc, &one, w, p->la, x, p->lb, &zero, out, p->ld, out, p->ld, &p->algo,
+                      workspace, workspace_bytes, static_cast<cudaStream_t>(stream));
+  if (rc) return fail(op, "cublasLtMatmul status " + std::to_string(rc));
+  return nullptr;
 }

@@ -61,6 +61,14 @@ const char* pix_split_heads(const void* src, int ld, const void* bias, int B, in
 const char* pix_modulation_all(const void* t, const void* const* tables, int L, int B, int W, void* mod_all,
                                void* stream);
 
+// out [M, N] = gelu_tanh(x [M, K] · w [N, K]ᵀ + bias [N]) through cuBLASLt (BF16, f32 accumulation, the
+// GELU_BIAS epilogue: bias and GELU applied to the f32 accumulator, one rounding to bf16 at the end — the 16-bit
+// path's separate pass rounds the product and the bias sum to bf16 first). bias may be NULL. One plan per shape
+// (cached); workspace may be NULL (workspace_bytes then ignored). A message starting "pix_gemm_gelu_lt:
+// unsupported" means cuBLASLt (or this shape's epilogue) is not available: use the GEMM + pix_bias_gelu instead.
+const char* pix_gemm_gelu_lt(const void* x, const void* w, const void* bias, void* out, int M, int N, int K,
+                             void* workspace, size_t workspace_bytes, void* stream);
+
 #ifdef __cplusplus
 }
 #endif

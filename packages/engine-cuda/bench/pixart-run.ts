@@ -63,6 +63,10 @@ async function check(): Promise<boolean> {
   await run(() => checkPixArtW4A4Small(2, 13, 14, 10, [13, 6], 31, { fused: false }), "pixart w4a4 small unfused");
   await run(() => checkPixArtFusedVsUnfused("bf16", 2, 13, 14, 10, [13, 6]), "pixart bf16 fused vs unfused");
   await run(() => checkPixArtFusedVsUnfused("bf16", 1, 9, 10, 18, [9]), "pixart bf16 fused vs unfused B=1");
+  await run(
+    () => checkPixArtFusedVsUnfused("bf16", 2, 13, 14, 10, [13, 6], 41, { ltGelu: false }),
+    "pixart bf16 fused (GELU pass) vs unfused",
+  );
   await run(() => checkPixArtFusedVsUnfused("w4a4", 2, 13, 14, 10, [13, 6]), "pixart w4a4 fused vs unfused");
   await run(
     () => checkPixArtFusedVsUnfused("w4a4", 2, 13, 14, 10, [13, 6], 41, { nextQuant: true }),
@@ -141,10 +145,11 @@ async function bench(): Promise<boolean> {
   if (skipped.length) console.log(`PixArt: modes ${skipped.join(", ")} are FLUX-only here, skipped`);
   // each mode before (the separate element-wise passes) and after (fused; W4A4 also with ff.net.2's quantize in
   // ff.net.0.proj's epilogue), one engine per mode re-prepared per variant, all in this process
-  const variants: { name: string; step: PixArtStepOptions; w4a4Only?: boolean }[] = [
-    { name: "unfused", step: { fused: false, nextQuant: false } },
-    { name: "fused", step: { fused: true, nextQuant: false } },
-    { name: "fused + next-quant", step: { fused: true, nextQuant: true }, w4a4Only: true },
+  const variants: { name: string; step: PixArtStepOptions; w4a4Only?: boolean; bf16Only?: boolean }[] = [
+    { name: "unfused", step: { fused: false, nextQuant: false, ltGelu: false } },
+    { name: "fused, GELU pass", step: { fused: true, nextQuant: false, ltGelu: false }, bf16Only: true },
+    { name: "fused", step: { fused: true, nextQuant: false, ltGelu: true } },
+    { name: "fused + next-quant", step: { fused: true, nextQuant: true, ltGelu: true }, w4a4Only: true },
   ];
   for (const mode of modes.filter((m): m is "bf16" | "w4a4" => m === "bf16" || m === "w4a4")) {
     const t0 = Date.now();
@@ -153,7 +158,7 @@ async function bench(): Promise<boolean> {
       e.setInputs(inp);
       const tInit = Date.now() - t0;
       for (const v of variants) {
-        if (v.w4a4Only && mode !== "w4a4") continue;
+        if ((v.w4a4Only && mode !== "w4a4") || (v.bf16Only && mode !== "bf16")) continue;
         e.setStepOptions(v.step);
         e.run();
         e.raw.synchronize();

@@ -42,6 +42,12 @@ export interface PixArtStepOptions {
    * re-reads the FF hidden (default false; applies where every block's FF linears are W4A4, fused step only).
    */
   nextQuant?: boolean;
+  /**
+   * 16-bit GELU linears (ff.net.0.proj, the caption projection's linear_1) through cuBLASLt with the bias + GELU
+   * epilogue (default true; fused step only): no separate pass over the FF hidden. false, or no such cuBLASLt
+   * kernel: the cuBLAS GEMM and one vectorized bias + GELU pass.
+   */
+  ltGelu?: boolean;
 }
 
 /** The SVDQuant recipe's W4A4 layers of a PixArt block (engine names; attn2.kv stays 16-bit: it only sees the text). */
@@ -197,6 +203,7 @@ export class PixArtEngine {
     wrap(() => {
       if (opts.fused !== undefined) n.setInt("pixart.unfused", opts.fused ? 0 : 1);
       if (opts.nextQuant !== undefined) n.setInt("pixart.next_quant", opts.nextQuant ? 1 : 0);
+      if (opts.ltGelu !== undefined) n.setInt("pixart.no_lt_gelu", opts.ltGelu ? 0 : 1);
       const p = this.prepared;
       if (p) n.preparePixArt(p.config, p.batch, p.textTokens, p.imageTokens);
     });
