@@ -27,8 +27,9 @@ export interface RandomPixArtOptions {
 }
 
 /**
- * How a PixArt step runs its element-wise work (engine ints "pixart.unfused" / "pixart.next_quant", read by the
- * native prepare; kernels/cuda/engine/pixart.h). Benchmarks compare the settings in one process.
+ * How a PixArt step runs its element-wise work (engine ints "pixart.unfused", "pixart.next_quant" and
+ * "pixart.no_lt_gelu", read by the native prepare; kernels/cuda/engine/pixart.h). Benchmarks compare the settings in
+ * one process.
  */
 export interface PixArtStepOptions {
   /**
@@ -162,8 +163,8 @@ export class PixArtEngine {
     const si = gh * gw;
     const b = batch;
     const n = this.live();
-    // 2-D sin-cos position embedding of this grid (as diffusers' PatchEmbed / @svdquant/models), per batch item
-    // one [Si, D] table: every batch item (both CFG halves) reads the same rows
+    // 2-D sin-cos position embedding of this grid (as diffusers' PatchEmbed / @svdquant/models): one [Si, D] table,
+    // every batch item (both CFG halves) reads the same rows
     const pos = sincos2d(d, gh, gw, c.sampleSize / c.patchSize, c.interpolationScale);
     const prepared = {
       config: {
