@@ -24,6 +24,7 @@ struct PixArtState {
   // step options (engine ints, read at prepare): fused element-wise passes; W4A4 ff.net.0.proj GEMM writing
   // ff.net.2's quantized input in its epilogue (svdq_gemm_args.next_*)
   bool fused = true, next_quant = false, lt_gelu = true;
+  int parts = 7;  // fused pieces (pixart.fused_parts): 1 row passes, 2 head split, 4 modulation; others as engine_ops
   bool lt_refused = false;  // cuBLASLt had no GELU-epilogue kernel (or is missing): the vectorized pass instead
   // workspace
   void *enc, *kvb, *tproj, *e1, *emb, *semb, *t6, *modB, *modF;
@@ -71,6 +72,10 @@ void eng_engine::pixart_prepare(const eng_pixart_config& cfg, int B_, int St_, i
   p.fused = !opt_int("pixart.unfused");
   p.next_quant = opt_int("pixart.next_quant");
   p.lt_gelu = !opt_int("pixart.no_lt_gelu");
+  {
+    const auto it = ints.find("pixart.fused_parts");
+    p.parts = it == ints.end() ? 7 : (it->second & 7);
+  }
   if (p.fused && (d % 8 || cfg.head_dim % 8))
     throw Fail{"pixart prepare: the fused step needs heads·head_dim and head_dim multiples of 8 (D=" +
                std::to_string(d) + ", head_dim=" + std::to_string(cfg.head_dim) + "); set pixart.unfused"};
@@ -260,12 +265,32 @@ void eng_engine::pixart_step() {
     a.mod_stride = mod_stride;
     a.eps = ln_eps;
     a.out = out;
-    mark(out_mode == 2 ? "residual + layernorm + modulate (fused)" : "residual + gate (fused)");
-    ck(pix_rows(&a, s));
+    if (p.parts & 1) {
+      mark(out_mode == 2 ? "residual + layernorm + modulate (fused)" : "residual + gate (fused)");
+      ck(pix_rows(&a, s));
+      return;
+    }
+    // the same through the separate engine_ops.h passes (pixart.fused_parts without 1)
+    mark("residual / gate");
+    if (y && store) ck(eng_residual_store(X, Si, 0, Si, B, d, y, bias, s));
+    else if (y) {
+      const char* g = static_cast<const char*>(gate);
+      ck(eng_gated_residual(X, Si, 0, Si, B, d, y, d, bias, g, mod_stride, g ? 0 : -1, s));
+    }
+    if (y && add)
+      for (int i = 0; i < B; i++)
+        ck(eng_gated_residual(X + size_t(i) * Si * d, Si, 0, Si, 1, d, add, d, nullptr, nullptr, 0, -1, s));
+    if (out_mode == 1) ck(eng_residual_load(X, Si, 0, Si, B, d, out, s));
+    if (out_mode == 2) {
+      mark("layernorm + modulate");
+      const int scale_off = int((static_cast<const char*>(scale) - static_cast<const char*>(shift)) / 2);
+      ck(eng_layernorm_modulate(X, Si, 0, Si, B, d, ln_eps, shift, mod_stride, 0, scale_off, out, s));
+    }
   };
   auto split = [&](const void* src, int ld, const void* bias, int n, int parts, void* d0, void* d1, void* d2) {
     mark("split heads");
-    ck(pix_split_heads(src, ld, bias, B, n, H, Dh, parts, d0, d1, d2, s));
+    if (p.parts & 2) ck(pix_split_heads(src, ld, bias, B, n, H, Dh, parts, d0, d1, d2, s));
+    else ck(eng_split_heads(src, ld, bias, B, n, H, Dh, parts, d0, d1, d2, s));
   };
   // x · Wᵀ + b then GELU-tanh: in the W4A4 GEMM's epilogue; 16-bit: cuBLASLt's bias + GELU epilogue, or (no
   // cuBLASLt kernel, or pixart.no_lt_gelu) the cuBLAS GEMM and one vectorized bias + GELU pass
@@ -350,7 +375,10 @@ void eng_engine::pixart_step() {
   // mod_all[l, b] = scale_shift_table_l + t6[b]: shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp;
   // final layer: shift, scale = scale_shift_table[2, D] + emb (not silu'd)
   mark("modulation");
-  if (L > 0) ck(pix_modulation_all(p.t6, p.tables, L, B, 6 * d, p.mod_all, s));
+  if (L > 0 && (p.parts & 4)) ck(pix_modulation_all(p.t6, p.tables, L, B, 6 * d, p.mod_all, s));
+  for (int l = 0; l < L && !(p.parts & 4); l++)
+    ck(eng_bias_act(p.t6, 6 * d, static_cast<char*>(p.mod_all) + size_t(l) * B * 6 * d * 2, 6 * d, p.blk[l].table, B,
+                    6 * d, ENG_ACT_NONE, s));
   ck(eng_bias_act(p.emb, d, p.modF, 2 * d, tab0, B, d, ENG_ACT_NONE, s));
   ck(eng_bias_act(p.emb, d, static_cast<char*>(p.modF) + size_t(d) * 2, 2 * d, tab0 + size_t(d) * 2, B, d,
                   ENG_ACT_NONE, s));

@@ -19,6 +19,7 @@ import {
 import { type CheckResult, checkTinyBf16, checkW4A4Layers } from "../test/gpu-checks.js";
 import { relErr } from "../test/helpers.js";
 import {
+  checkPixArtBatchOfTwins,
   checkPixArtFusedVsUnfused,
   checkPixArtTinyBf16,
   checkPixArtW4A4Layers,
@@ -33,6 +34,14 @@ function show(r: CheckResult, ms?: number): void {
     `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})${ms === undefined ? "" : ` ${ms} ms`}`,
   );
 }
+
+/** Fused-step piece sets the checks and the bench compare: every piece but one, and none. */
+const PART_SETS = [
+  { rows: false, split: true, modulation: true },
+  { rows: true, split: false, modulation: true },
+  { rows: true, split: true, modulation: false },
+  { rows: false, split: false, modulation: false },
+];
 
 async function check(): Promise<boolean> {
   const rows: CheckResult[] = [];
@@ -66,6 +75,38 @@ async function check(): Promise<boolean> {
   await run(
     () => checkPixArtFusedVsUnfused("bf16", 2, 13, 14, 10, [13, 6], 41, { ltGelu: false }),
     "pixart bf16 fused (GELU pass) vs unfused",
+  );
+  // batch 2 of one item twice vs the item alone (per-item indexing), with and without a text mask
+  for (const kind of ["bf16", "w4a4"] as const)
+    for (const kept of [13, 6]) {
+      await run(() => checkPixArtBatchOfTwins(kind, kept), `pixart ${kind} twins kept ${kept}`);
+      await run(
+        () => checkPixArtBatchOfTwins(kind, kept, 51, { fused: false }),
+        `pixart ${kind} twins kept ${kept} unfused`,
+      );
+    }
+  // every fused piece but one (that one through the engine_ops passes), and none: vs the unfused step (GELU pass)
+  // and vs the CPU forward (defaults otherwise), 16-bit and W4A4, batch 2 with a text mask
+  for (const fusedParts of PART_SETS) {
+    const tag = JSON.stringify(fusedParts);
+    await run(
+      () => checkPixArtFusedVsUnfused("bf16", 2, 13, 14, 10, [13, 6], 41, { ltGelu: false, fusedParts }),
+      `pixart bf16 fused parts ${tag} vs unfused`,
+    );
+    await run(
+      () => checkPixArtFusedVsUnfused("w4a4", 2, 13, 14, 10, [13, 6], 41, { fusedParts }),
+      `pixart w4a4 fused parts ${tag} vs unfused`,
+    );
+    await run(() => checkPixArtTinyBf16(2, 13, 14, 10, [13, 6], 21, { fusedParts }), `pixart tiny bf16 parts ${tag}`);
+    await run(() => checkPixArtW4A4Small(2, 13, 14, 10, [13, 6], 31, { fusedParts }), `pixart w4a4 small parts ${tag}`);
+  }
+  await run(
+    () =>
+      checkPixArtFusedVsUnfused("bf16", 2, 13, 14, 10, [13, 13], 41, {
+        ltGelu: false,
+        fusedParts: { rows: true, split: true, modulation: true },
+      }),
+    "pixart bf16 fused vs unfused, no text mask",
   );
   await run(() => checkPixArtFusedVsUnfused("w4a4", 2, 13, 14, 10, [13, 6]), "pixart w4a4 fused vs unfused");
   await run(
@@ -149,7 +190,19 @@ async function bench(): Promise<boolean> {
     { name: "unfused", step: { fused: false, nextQuant: false, ltGelu: false } },
     { name: "fused, GELU pass", step: { fused: true, nextQuant: false, ltGelu: false }, bf16Only: true },
     { name: "fused", step: { fused: true, nextQuant: false, ltGelu: true } },
+    ...PART_SETS.slice(0, 3).map((fusedParts) => ({
+      name: `fused ${Object.entries(fusedParts)
+        .filter(([, v]) => v)
+        .map(([k]) => k)
+        .join("+")}`,
+      step: { fused: true, nextQuant: false, ltGelu: true, fusedParts },
+    })),
     { name: "fused + next-quant", step: { fused: true, nextQuant: true, ltGelu: true }, w4a4Only: true },
+    {
+      name: "fused rows+modulation + next-quant",
+      step: { fused: true, nextQuant: true, ltGelu: true, fusedParts: PART_SETS[1] },
+      w4a4Only: true,
+    },
   ];
   for (const mode of modes.filter((m): m is "bf16" | "w4a4" => m === "bf16" || m === "w4a4")) {
     const t0 = Date.now();
@@ -159,7 +212,7 @@ async function bench(): Promise<boolean> {
       const tInit = Date.now() - t0;
       for (const v of variants) {
         if ((v.w4a4Only && mode !== "w4a4") || (v.bf16Only && mode !== "bf16")) continue;
-        e.setStepOptions(v.step);
+        e.setStepOptions({ fusedParts: { rows: true, split: true, modulation: true }, ...v.step });
         e.run();
         e.raw.synchronize();
         const outF = e.output();

@@ -49,6 +49,12 @@ export interface PixArtStepOptions {
    * kernel: the cuBLAS GEMM and one vectorized bias + GELU pass.
    */
   ltGelu?: boolean;
+  /**
+   * Which pieces of the fused step use the fused kernels (all by default); a piece set to false runs the separate
+   * engine_ops.h passes inside the fused step (to measure or check one piece alone): `rows` the residual + norm row
+   * passes, `split` the head split, `modulation` every block's modulation vectors in one launch.
+   */
+  fusedParts?: { rows?: boolean; split?: boolean; modulation?: boolean };
 }
 
 /** The SVDQuant recipe's W4A4 layers of a PixArt block (engine names; attn2.kv stays 16-bit: it only sees the text). */
@@ -205,6 +211,13 @@ export class PixArtEngine {
       if (opts.fused !== undefined) n.setInt("pixart.unfused", opts.fused ? 0 : 1);
       if (opts.nextQuant !== undefined) n.setInt("pixart.next_quant", opts.nextQuant ? 1 : 0);
       if (opts.ltGelu !== undefined) n.setInt("pixart.no_lt_gelu", opts.ltGelu ? 0 : 1);
+      if (opts.fusedParts !== undefined) {
+        const f = opts.fusedParts;
+        n.setInt(
+          "pixart.fused_parts",
+          (f.rows === false ? 0 : 1) | (f.split === false ? 0 : 2) | (f.modulation === false ? 0 : 4),
+        );
+      }
       const p = this.prepared;
       if (p) n.preparePixArt(p.config, p.batch, p.textTokens, p.imageTokens);
     });

@@ -158,6 +158,14 @@ function stepLabel(o: PixArtStepOptions): string {
     o.fused === false ? "unfused" : "",
     o.nextQuant ? "next-quant" : "",
     o.ltGelu === false ? "GELU pass" : "",
+    o.fusedParts
+      ? `parts ${
+          Object.entries(o.fusedParts)
+            .filter(([, v]) => v !== false)
+            .map(([k]) => k)
+            .join("+") || "none"
+        }`
+      : "",
   ].filter(Boolean);
   return parts.length ? ` (${parts.join(", ")})` : "";
 }
@@ -185,12 +193,62 @@ export async function checkPixArtFusedVsUnfused(
     const inp = pixartInputs(c, B, L, H, W, kept, seed + 1);
     e.setStepOptions({ fused: false, nextQuant: false, ltGelu: false });
     const ref = e.step(inp);
-    e.setStepOptions({ fused: true, nextQuant: false, ltGelu: true, ...step });
+    e.setStepOptions({
+      fused: true,
+      nextQuant: false,
+      ltGelu: true,
+      fusedParts: { rows: true, split: true, modulation: true },
+      ...step,
+    });
     const got = e.step(inp);
     return result(
       `pixart-${kind === "bf16" ? "tiny bf16" : "small W4A4"} fused${stepLabel(step)} vs unfused step B=${B} text=${L} kept=[${kept}] ${H}x${W}`,
       relErr(got, ref),
       kind === "bf16" ? 5e-3 : 1.5e-2,
+    );
+  } finally {
+    e.free();
+  }
+}
+
+/**
+ * Batch 2 made of one item twice (same latents, text, mask and timestep) vs that item alone on the same engine: both
+ * halves of the batch-2 output must equal the batch-1 output (every op is per item; only f32 sum orders may differ).
+ */
+export async function checkPixArtBatchOfTwins(
+  kind: "bf16" | "w4a4",
+  kept: number,
+  seed = 51,
+  step: PixArtStepOptions = {},
+): Promise<CheckResult> {
+  const c = tinyPixArtConfig(kind);
+  const { engSrc } = await buildPixArt(c, seed, kind === "w4a4");
+  const e = await PixArtEngine.load(c, memorySource(engSrc));
+  try {
+    e.setStepOptions(step);
+    const one = pixartInputs(c, 1, 13, 14, 10, [kept], seed + 1);
+    const twice = (a: ArrayLike<number>) => {
+      const r = new Float32Array(2 * a.length);
+      for (let i = 0; i < a.length; i++) r[i] = r[a.length + i] = a[i]!;
+      return r;
+    };
+    const two: PixArtInputs = {
+      ...one,
+      batch: 2,
+      hiddenStates: twice(one.hiddenStates),
+      encoderHiddenStates: twice(one.encoderHiddenStates),
+      encoderAttentionMask: twice(one.encoderAttentionMask!),
+      timestep: Array.from(twice(one.timestep)),
+    };
+    const ref = e.step(one);
+    const got = e.step(two);
+    const n = ref.length;
+    const e0 = relErr(got.subarray(0, n), ref).relL2;
+    const e1 = relErr(got.subarray(n), ref).relL2;
+    return result(
+      `pixart-${kind} twins: batch 2 of one item vs the item alone, kept ${kept} of 13${stepLabel(step)} (item 0 ${e0.toExponential(1)}, item 1 ${e1.toExponential(1)})`,
+      { relL2: Math.max(e0, e1), relMax: Math.max(e0, e1), finite: got.every(Number.isFinite) },
+      1e-3,
     );
   } finally {
     e.free();
