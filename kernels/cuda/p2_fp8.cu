@@ -242,7 +242,7 @@ __device__ __forceinline__ uint32_t pack_nib(uint32_t b0, uint32_t b1) {  // byt
 __device__ __forceinline__ int rinv_quad(int Q) { return Q ^ ((Q >> 3) & 1); }
 
 template <int NT, int PF>
-__global__ void __launch_bounds__(NT, 1)
+__global__ void __launch_bounds__(NT, 1024 / NT)  // 64 registers: two 512-thread blocks per SM
     p2_rows_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ smooth,
                    const float* __restrict__ lora_act, const int* __restrict__ lr_shift, int M, int K, int Kx, int RB,
                    uint8_t* __restrict__ a8, float* __restrict__ sx) {

@@ -394,7 +394,7 @@ int main(int argc, char** argv) {
           std::string t = "| " + std::to_string(M) + " | " + std::to_string(K) + " |";
           for (int nt : {256, 512})
             for (int pf : {4, 8})
-              for (int rb : {0, 1, 2}) {
+              for (int rb : {0, 1, 2, 4}) {
                 const float tv = time_us(T, true, [&] { CS(svdq_p2_quantize_rows_cfg(&ra, nt, pf, rb, s)); });
                 char b2[64];
                 std::snprintf(b2, sizeof b2, " %.1f (%.0f%%) |", tv, 100 * gbs(tv) / hbm);
@@ -413,11 +413,13 @@ int main(int argc, char** argv) {
     std::printf("\ncudaMemcpy D2D rate this run: %.0f GB/s\n", hbm);
     std::printf("\n| L2 | M | K | before (one warp per row) µs (GB/s, %% of memcpy) | rows kernel µs (GB/s, %% of memcpy) | speedup | cuBLAS low-rank down µs | down + rows µs |\n|---|---|---|---|---|---|---|---|\n");
     for (auto& r : rows) std::printf("%s\n", r.c_str());
-    std::printf("\nlaunch variants, cold L2, µs (%% of memcpy); columns: threads 256/512 x units in flight 4/8 x rows per set auto/1/2\n| M | K |");
+    std::printf("\nlaunch variants, cold L2, µs (%% of memcpy); columns: threads 256/512 x units in flight 4/8 x rows per set auto/1/2/4\n| M | K |");
     for (int nt : {256, 512})
       for (int pf : {4, 8})
-        for (int rb : {0, 1, 2}) std::printf(" %d/%d/%s |", nt, pf, rb ? std::to_string(rb).c_str() : "auto");
-    std::printf("\n|---|---|%s\n", std::string(12 * 4, '-').c_str());
+        for (int rb : {0, 1, 2, 4}) std::printf(" %d/%d/%s |", nt, pf, rb ? std::to_string(rb).c_str() : "auto");
+    std::printf("\n|---|---|");
+    for (int i = 0; i < 16; ++i) std::printf("---|");
+    std::printf("\n");
     for (auto& r : tune) std::printf("%s\n", r.c_str());
   }
   std::printf("\nchecks: %s (%d failed)\n", fails ? "FAIL" : "all PASS", fails);
