@@ -271,8 +271,9 @@ __global__ void __launch_bounds__(NT, 1024 / NT)  // 64 registers: two 512-threa
     const bool ok = p_set < nsets && p_r < RB && p_set * RB + p_r < M;
     const __nv_bfloat16* src = ok ? x + (size_t(p_set) * RB + p_r) * K + p_g * G + 8 * s8 : x;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(ring_s + uint32_t(slot * NT * 16)), "l"(__cvta_generic_to_global(src)),
-                 "r"(ok ? 16 : 0));
-    asm volatile("cp.async.commit_group;\n" ::);
+                 "r"(ok ? 16 : 0)
+                 : "memory");
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
     if (++p_j == UPO) {
       p_j = 0;
       p_set += gridDim.x;
@@ -299,7 +300,7 @@ __global__ void __launch_bounds__(NT, 1024 / NT)  // 64 registers: two 512-threa
     for (int j = 0; j < UPO; ++j) {
       issue(slot_p);
       slot_p = slot_p == PF - 1 ? 0 : slot_p + 1;
-      asm volatile("cp.async.wait_group %0;\n" ::"n"(PF - 1));
+      asm volatile("cp.async.wait_group %0;\n" ::"n"(PF - 1) : "memory");
       const uint4 raw = ring[slot_c * NT + tid];
       slot_c = slot_c == PF - 1 ? 0 : slot_c + 1;
       const bool valid = c_r < RB && m0 + c_r < M;  // octet-uniform
@@ -402,7 +403,7 @@ __global__ void __launch_bounds__(NT, 1024 / NT)  // 64 registers: two 512-threa
       while (c16 >= W16) c16 -= W16, ++r;
     }
   }
-  asm volatile("cp.async.wait_group 0;\n" ::);
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
 #endif
 }
 
@@ -486,6 +487,8 @@ const char* launch_rows(const svdq_p2_rows_args* a, RowsCfg c, cudaStream_t s) {
   const auto* x = static_cast<const __nv_bfloat16*>(a->x);
   const auto* lam = static_cast<const __nv_bfloat16*>(a->smooth);
   auto* a8 = static_cast<uint8_t*>(a->a8);
+  if ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(a8)) % 16)
+    return fail("svdq_p2_quantize_rows: x and a8 must be 16-byte aligned");
   if (a->reference) {
     const size_t sh = size_t(8) * ((K + 255) / 256) * 260;
     if (sh > 48 * 1024) {
@@ -494,8 +497,6 @@ const char* launch_rows(const svdq_p2_rows_args* a, RowsCfg c, cudaStream_t s) {
     }
     p2_rows_ref_kernel<<<(M + 7) / 8, 256, sh, s>>>(x, lam, a->lora_act, a->lr_shift, M, K, Kx, a8, a->sx);
   } else {
-    if ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(a8)) % 16)
-      return fail("svdq_p2_quantize_rows: x and a8 must be 16-byte aligned");
     const bool smooth = lam != nullptr;
     if (c.rb <= 0) {  // sets of RB rows whose RB·K/64 units split evenly over the octets, at least one set per SM
       const int noct = c.nt / 8;
