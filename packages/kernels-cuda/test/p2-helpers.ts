@@ -1,7 +1,7 @@
 // Test helpers of the int4p2 path: the format reference of @svdquant/int4 and a signed E4M3 decoder.
-import { e4m3BitsToF32 } from "@svdquant/tensor";
 
 import { e4m3BitsOfValue, roundE4m3 } from "@svdquant/int4";
+import { e4m3BitsToF32 } from "@svdquant/tensor";
 
 export { ceilLog2, dequantize, quantize, specFor } from "@svdquant/int4";
 

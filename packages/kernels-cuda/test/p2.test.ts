@@ -104,7 +104,9 @@ describe("int4p2 shape validation before launch (CPU)", () => {
   it("quantizeRowsP2 / quantizeActP2 reject an unsupported K, M = 0, a lone loraAct or lrShift, a bad rank", () => {
     expect(code(() => quantizeRowsP2({ M: 4, K: 1000, x: fake }))).toMatch(/E_SHAPE: tensor "x": .*x \[4, 1000\]/);
     expect(code(() => quantizeRowsP2({ M: 0, K: 1152, x: fake }))).toMatch(/E_SHAPE: .*x \[0, 1152\]/);
-    expect(code(() => quantizeRowsP2({ M: 4, K: 1152, x: fake, loraAct: fake }))).toMatch(/tensor "lrShift".*go together/);
+    expect(code(() => quantizeRowsP2({ M: 4, K: 1152, x: fake, loraAct: fake }))).toMatch(
+      /tensor "lrShift".*go together/,
+    );
     expect(code(() => quantizeRowsP2({ M: 4, K: 1152, x: fake, lrShift: fake }))).toMatch(/tensor "loraAct"/);
     expect(code(() => quantizeActP2({ M: 4, K: 4608, R: 16 as 32, x: fake }))).toMatch(/E_SHAPE: .*R=16/);
     expect(code(() => quantizeActP2({ M: 4, K: 4608, R: 0, x: fake, lrShift: fake }))).toMatch(/tensor "lrShift"/);
@@ -172,69 +174,75 @@ describe(`int4p2 FP8 path on the GPU${skip}`, () => {
     });
   }
 
-  it.skipIf(!gpu)(`quantizeRowsP2 with the low-rank columns: E, hi/lo bytes vs float64, fast == reference${skip}`, () => {
-    const [M, K, R] = [48, 1152, 32];
-    const x = matrix(31, M, K, 2, true);
-    const la = matrix(32, M, R, 8);
-    for (let r = 0; r < R; r++) la[5 * R + r] = Math.fround(la[5 * R + r]! * 2 ** 12); // rows whose E the branch raises
-    for (let r = 0; r < R; r++) la[9 * R + r] = Math.fround(la[9 * R + r]! * 2 ** 20);
-    const shift = Int32Array.from({ length: R }, (_, r) => -2 + (r % 5));
-    const xd = DeviceBuffer.from(bf16Bits(x));
-    const lad = DeviceBuffer.from(la);
-    const sd = DeviceBuffer.from(shift);
-    const act = quantizeRowsP2({ M, K, x: xd, loraAct: lad, lrShift: sd });
-    const ref = quantizeRowsP2({ M, K, x: xd, loraAct: lad, lrShift: sd, reference: true });
-    synchronize();
-    const a8 = act.a8.download();
-    const sx = act.sx.downloadF32();
-    expect(act.Kx).toBe(K + 3 * R);
-    expect(a8).toEqual(ref.a8.download());
-    expect(sx).toEqual(ref.sx.downloadF32());
-    const q = quantize(x, M, K, specFor("int4p2", { p2RowScale: "pow2" }));
-    const S = q.rowScales!;
-    let raised = 0;
-    for (let m = 0; m < M; m++) {
-      // E = max(k_max − 5, ⌈log2(max_r |la·2^-c_r| / 256)⌉): the low-rank values stay within ±256
-      let lrmax = 0;
-      for (let r = 0; r < R; r++) lrmax = Math.max(lrmax, Math.abs(la[m * R + r]! * 2 ** -shift[r]!));
-      const E = Math.max(Math.log2(S[m]!), ceilLog2(Math.fround(lrmax / 256)));
-      expect(sx[m]).toBe(2 ** E);
-      if (E > Math.log2(S[m]!)) raised++;
-      for (let r = 0; r < R; r++) {
-        const a = la[m * R + r]! * 2 ** (-shift[r]! - E);
-        const hi = e4m3Signed(a);
-        const lo = e4m3Signed(Math.fround(a - e4m3BitsToF32Signed(hi)));
-        const row = a8.subarray(m * (K + 3 * R) + K);
-        expect([row[r], row[R + r], row[2 * R + r]]).toEqual([hi, hi, lo]);
+  it.skipIf(!gpu)(
+    `quantizeRowsP2 with the low-rank columns: E, hi/lo bytes vs float64, fast == reference${skip}`,
+    () => {
+      const [M, K, R] = [48, 1152, 32];
+      const x = matrix(31, M, K, 2, true);
+      const la = matrix(32, M, R, 8);
+      for (let r = 0; r < R; r++) la[5 * R + r] = Math.fround(la[5 * R + r]! * 2 ** 12); // rows whose E the branch raises
+      for (let r = 0; r < R; r++) la[9 * R + r] = Math.fround(la[9 * R + r]! * 2 ** 20);
+      const shift = Int32Array.from({ length: R }, (_, r) => -2 + (r % 5));
+      const xd = DeviceBuffer.from(bf16Bits(x));
+      const lad = DeviceBuffer.from(la);
+      const sd = DeviceBuffer.from(shift);
+      const act = quantizeRowsP2({ M, K, x: xd, loraAct: lad, lrShift: sd });
+      const ref = quantizeRowsP2({ M, K, x: xd, loraAct: lad, lrShift: sd, reference: true });
+      synchronize();
+      const a8 = act.a8.download();
+      const sx = act.sx.downloadF32();
+      expect(act.Kx).toBe(K + 3 * R);
+      expect(a8).toEqual(ref.a8.download());
+      expect(sx).toEqual(ref.sx.downloadF32());
+      const q = quantize(x, M, K, specFor("int4p2", { p2RowScale: "pow2" }));
+      const S = q.rowScales!;
+      let raised = 0;
+      for (let m = 0; m < M; m++) {
+        // E = max(k_max − 5, ⌈log2(max_r |la·2^-c_r| / 256)⌉): the low-rank values stay within ±256
+        let lrmax = 0;
+        for (let r = 0; r < R; r++) lrmax = Math.max(lrmax, Math.abs(la[m * R + r]! * 2 ** -shift[r]!));
+        const E = Math.max(Math.log2(S[m]!), ceilLog2(Math.fround(lrmax / 256)));
+        expect(sx[m]).toBe(2 ** E);
+        if (E > Math.log2(S[m]!)) raised++;
+        for (let r = 0; r < R; r++) {
+          const a = la[m * R + r]! * 2 ** (-shift[r]! - E);
+          const hi = e4m3Signed(a);
+          const lo = e4m3Signed(Math.fround(a - e4m3BitsToF32Signed(hi)));
+          const row = a8.subarray(m * (K + 3 * R) + K);
+          expect([row[r], row[R + r], row[2 * R + r]]).toEqual([hi, hi, lo]);
+        }
       }
-    }
-    expect(raised).toBeGreaterThanOrEqual(2);
-    for (const b of [xd, lad, sd, act.a8, act.sx, ref.a8, ref.sx]) b.free();
-  });
+      expect(raised).toBeGreaterThanOrEqual(2);
+      for (const b of [xd, lad, sd, act.a8, act.sx, ref.a8, ref.sx]) b.free();
+    },
+  );
 
-  it.skipIf(!gpu)(`quantizeActP2 R=32: cuBLAS low-rank down vs float64, the operand equals quantizeRowsP2's${skip}`, () => {
-    const [M, K, R] = [64, 3072, 32];
-    const x = matrix(41, M, K, 3, true);
-    const down = matrix(42, R, K, 2 / Math.sqrt(K));
-    const lam = Float32Array.from(matrix(43, 1, K, 1.6), (v) => bf16(0.3 + Math.abs(v)));
-    const shift = Int32Array.from({ length: R }, (_, r) => -1 + (r % 3));
-    const [xd, dd, ld, sd] = [bf16Bits(x), bf16Bits(down), bf16Bits(lam), shift].map((a) => DeviceBuffer.from(a));
-    const act = quantizeActP2({ M, K, R, x: xd!, smooth: ld!, loraDown: dd!, lrShift: sd! });
-    const rows = quantizeRowsP2({ M, K, x: xd!, smooth: ld!, loraAct: act.loraAct!, lrShift: sd! });
-    synchronize();
-    const la = act.loraAct!.downloadF32();
-    const la64 = new Float64Array(M * R);
-    for (let m = 0; m < M; m++)
-      for (let r = 0; r < R; r++) {
-        let s = 0;
-        for (let k = 0; k < K; k++) s += x[m * K + k]! * down[r * K + k]!;
-        la64[m * R + r] = s;
-      }
-    expect(relL2(la, la64)).toBeLessThan(2e-5); // f32 accumulation of exact bf16 products
-    expect(act.a8.download()).toEqual(rows.a8.download());
-    expect(act.sx.downloadF32()).toEqual(rows.sx.downloadF32());
-    for (const b of [xd, dd, ld, sd, act.a8, act.sx, act.loraAct, rows.a8, rows.sx]) b!.free();
-  });
+  it.skipIf(!gpu)(
+    `quantizeActP2 R=32: cuBLAS low-rank down vs float64, the operand equals quantizeRowsP2's${skip}`,
+    () => {
+      const [M, K, R] = [64, 3072, 32] as const;
+      const x = matrix(41, M, K, 3, true);
+      const down = matrix(42, R, K, 2 / Math.sqrt(K));
+      const lam = Float32Array.from(matrix(43, 1, K, 1.6), (v) => bf16(0.3 + Math.abs(v)));
+      const shift = Int32Array.from({ length: R }, (_, r) => -1 + (r % 3));
+      const [xd, dd, ld, sd] = [bf16Bits(x), bf16Bits(down), bf16Bits(lam), shift].map((a) => DeviceBuffer.from(a));
+      const act = quantizeActP2({ M, K, R, x: xd!, smooth: ld!, loraDown: dd!, lrShift: sd! });
+      const rows = quantizeRowsP2({ M, K, x: xd!, smooth: ld!, loraAct: act.loraAct!, lrShift: sd! });
+      synchronize();
+      const la = act.loraAct!.downloadF32();
+      const la64 = new Float64Array(M * R);
+      for (let m = 0; m < M; m++)
+        for (let r = 0; r < R; r++) {
+          let s = 0;
+          for (let k = 0; k < K; k++) s += x[m * K + k]! * down[r * K + k]!;
+          la64[m * R + r] = s;
+        }
+      expect(relL2(la, la64)).toBeLessThan(2e-5); // f32 accumulation of exact bf16 products
+      expect(act.a8.download()).toEqual(rows.a8.download());
+      expect(act.sx.downloadF32()).toEqual(rows.sx.downloadF32());
+      for (const b of [xd, dd, ld, sd, act.a8, act.sx, act.loraAct, rows.a8, rows.sx]) b!.free();
+    },
+  );
 
   for (const [M, K, N, ldo, bias, gelu] of [
     [100, 1024, 384, 384, false, false],
