@@ -474,7 +474,7 @@ size_t rows_smem(const RowsCfg& c, int K, bool smooth) {
 using RowsKernel = void (*)(const __nv_bfloat16*, const __nv_bfloat16*, const float*, const int*, int, int, int, int,
                             uint8_t*, float*);
 RowsKernel rows_kernel(int nt, int pf) {
-  if (nt == 256) return pf == 8 ? p2_rows_kernel<256, 8> : p2_rows_kernel<256, 4>;
+  if (nt == 256) return pf == 16 ? p2_rows_kernel<256, 16> : pf == 8 ? p2_rows_kernel<256, 8> : p2_rows_kernel<256, 4>;
   return pf == 8 ? p2_rows_kernel<512, 8> : p2_rows_kernel<512, 4>;
 }
 int gcd_int(int a, int b) { return b ? gcd_int(b, a % b) : a; }
@@ -560,7 +560,8 @@ extern "C" const char* svdq_p2_quantize_rows(const svdq_p2_rows_args* a, void* s
 // the harness's hook (kernels/cuda/bench/p2q_bench.cu declares it): the fast kernel with a given launch
 extern "C" const char* svdq_p2_quantize_rows_cfg(const svdq_p2_rows_args* a, int nt, int pf, int rb, void* stream) {
   if (const char* m = check_rows(a)) return m;
-  if ((nt != 256 && nt != 512) || (pf != 4 && pf != 8)) return fail("svdq_p2_quantize_rows_cfg: nt 256|512, pf 4|8");
+  if ((nt != 256 && nt != 512) || (pf != 4 && pf != 8 && (pf != 16 || nt != 256)))
+    return fail("svdq_p2_quantize_rows_cfg: nt 256|512, pf 4|8 (or 16 with nt 256)");
   svdq_p2_rows_args b = *a;
   b.reference = 0;
   return launch_rows(&b, RowsCfg{nt, pf, rb}, static_cast<cudaStream_t>(stream));
