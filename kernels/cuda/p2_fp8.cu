@@ -674,7 +674,13 @@ size_t rows_smem(const RowsCfg& c, int K, bool smooth) {
 }
 using RowsKernel = void (*)(const __nv_bfloat16*, const __nv_bfloat16*, const float*, const int*, int, int, int, int,
                             uint8_t*, float*);
+// The launch variants are built only for the harness (-DSVDQ_P2_ROWS_VARIANTS, kernels/cuda/bench/p2q-bench.sh); the
+// library has the default.
 RowsKernel rows_kernel(const RowsCfg& c) {
+#ifndef SVDQ_P2_ROWS_VARIANTS
+  (void)c;
+  return p2_rows_pair_kernel<512, 4, 2>;
+#else
   if (c.pair) {
     if (c.nt == 512) return c.minb == 2 ? p2_rows_pair_kernel<512, 4, 2> : p2_rows_pair_kernel<512, 4, 1>;
     return c.pf == 8 ? p2_rows_pair_kernel<256, 8, 2> : c.minb == 3 ? p2_rows_pair_kernel<256, 4, 3>
@@ -683,6 +689,7 @@ RowsKernel rows_kernel(const RowsCfg& c) {
   if (c.nt == 256)
     return c.pf == 16 ? p2_rows_kernel<256, 16> : c.pf == 8 ? p2_rows_kernel<256, 8> : p2_rows_kernel<256, 4>;
   return c.pf == 8 ? p2_rows_kernel<512, 8> : p2_rows_kernel<512, 4>;
+#endif
 }
 int gcd_int(int a, int b) { return b ? gcd_int(b, a % b) : a; }
 
@@ -772,6 +779,10 @@ extern "C" const char* svdq_p2_quantize_rows_cfg(const svdq_p2_rows_args* a, int
                              (nt == 256 && ((pf == 4 && (minb == 2 || minb == 3)) || (pf == 8 && minb == 2)))
                        : (nt == 256 && (pf == 4 || pf == 8 || pf == 16)) || (nt == 512 && (pf == 4 || pf == 8));
   if (!ok) return fail("svdq_p2_quantize_rows_cfg: no such instantiation");
+#ifndef SVDQ_P2_ROWS_VARIANTS
+  if (nt != 512 || pf != 4 || !pair || minb != 2)
+    return fail("svdq_p2_quantize_rows_cfg: launch variants need a build with SVDQ_P2_ROWS_VARIANTS (p2q-bench.sh)");
+#endif
   svdq_p2_rows_args b = *a;
   b.reference = 0;
   return launch_rows(&b, RowsCfg{nt, pf, rb, pair, minb}, static_cast<cudaStream_t>(stream));
