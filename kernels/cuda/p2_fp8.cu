@@ -1,5 +1,6 @@
-// The int4p2 FP8 path for Hopper (issue 16; C API and layouts in p2_fp8.h): the one-pass activation quantizer
-// (FP8 operand + per-token scale + x·lora_downᵀ) and the FP8 GEMM through cuBLASLt with outer-vector scales.
+// The int4p2 FP8 path for Hopper (issue 16; C API and layouts in p2_fp8.h): the activation quantizer (FP8 operand +
+// per-token scale + the low-rank columns from the caller's x·lora_downᵀ; one read of x, one write of the operand)
+// and the FP8 GEMM through cuBLASLt with outer-vector scales.
 // The kernel body is built for sm_89+ only (E4M3 conversions in hardware; cuBLASLt FP8 needs sm_89+); older targets
 // get a stub and the launcher reports the compute capability.
 #include <cuda_bf16.h>
