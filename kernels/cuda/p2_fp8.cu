@@ -683,6 +683,7 @@ RowsKernel rows_kernel(const RowsCfg& c) {
   return p2_rows_pair_kernel<512, 4, 2>;
 #else
   if (c.pair) {
+    if (c.nt == 1024) return c.pf == 2 ? p2_rows_pair_kernel<1024, 2, 1> : p2_rows_pair_kernel<1024, 3, 1>;
     if (c.nt == 512) return c.minb == 2 ? p2_rows_pair_kernel<512, 4, 2> : p2_rows_pair_kernel<512, 4, 1>;
     return c.pf == 8 ? p2_rows_pair_kernel<256, 8, 2> : c.minb == 3 ? p2_rows_pair_kernel<256, 4, 3>
                                                                     : p2_rows_pair_kernel<256, 4, 2>;
@@ -776,7 +777,8 @@ extern "C" const char* svdq_p2_quantize_rows(const svdq_p2_rows_args* a, void* s
 extern "C" const char* svdq_p2_quantize_rows_cfg(const svdq_p2_rows_args* a, int nt, int pf, int rb, int pair,
                                                  int minb, void* stream) {
   if (const char* m = check_rows(a)) return m;
-  const bool ok = pair ? (nt == 512 && pf == 4 && (minb == 1 || minb == 2)) ||
+  const bool ok = pair ? (nt == 1024 && (pf == 2 || pf == 3) && minb == 1) ||
+                             (nt == 512 && pf == 4 && (minb == 1 || minb == 2)) ||
                              (nt == 256 && ((pf == 4 && (minb == 2 || minb == 3)) || (pf == 8 && minb == 2)))
                        : (nt == 256 && (pf == 4 || pf == 8 || pf == 16)) || (nt == 512 && (pf == 4 || pf == 8));
   if (!ok) return fail("svdq_p2_quantize_rows_cfg: no such instantiation");

@@ -222,8 +222,8 @@ struct Cfg {
   int nt, pf, pair, minb;
 };
 static std::vector<Cfg> sweep() {
-  return {{512, 4, 0, 0}, {256, 4, 0, 0}, {512, 4, 1, 1}, {512, 4, 1, 2},
-          {256, 4, 1, 2}, {256, 4, 1, 3}, {256, 8, 1, 2}};
+  return {{512, 4, 0, 0}, {256, 4, 0, 0}, {512, 4, 1, 1}, {512, 4, 1, 2}, {256, 4, 1, 2},
+          {256, 4, 1, 3}, {256, 8, 1, 2}, {1024, 3, 1, 1}, {1024, 2, 1, 1}};
 }
 
 static void launch_old(const svdq_p2_rows_args& a, cudaStream_t s) {
@@ -316,7 +316,8 @@ int main(int argc, char** argv) {
                              {"single groups, 512 thr, pf 8, rb 1", true, true, 512, 8, 1, 0, 0},
                              {"pairs, 512 thr, 1 block/SM, rb 1", true, true, 512, 4, 1, 1, 1},
                              {"pairs, 256 thr, pf 8, rb 3", true, true, 256, 8, 3, 1, 2},
-                             {"pairs, 256 thr, 3 blocks/SM", true, true, 256, 4, 0, 1, 3}};
+                             {"pairs, 256 thr, 3 blocks/SM", true, true, 256, 4, 0, 1, 3},
+                             {"pairs, 1024 thr, pf 3", true, true, 1024, 3, 0, 1, 1}};
         for (const V& vv : vs) {
           svdq_p2_rows_args b = ra;
           b.smooth = vv.smooth ? lam : nullptr;
