@@ -714,6 +714,7 @@ const char* launch_rows(const svdq_p2_rows_args* a, RowsCfg c, cudaStream_t s) {
     p2_rows_ref_kernel<<<(M + 7) / 8, 256, sh, s>>>(x, lam, a->lora_act, a->lr_shift, M, K, Kx, a8, a->sx);
   } else {
     const bool smooth = lam != nullptr;
+    if (c.pair && NG % 2) return fail("svdq_p2_quantize_rows: the pair kernel needs K % 128 == 0");
     if (c.rb <= 0) {  // sets of RB rows whose units split evenly over the octets, at least one set per SM
       const int noct = c.nt / 8, nu = c.pair ? NG / 2 : NG;
       c.rb = std::min(8, noct / gcd_int(nu, noct));
