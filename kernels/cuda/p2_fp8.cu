@@ -1,11 +1,13 @@
-// The int4p2 FP8 path for Hopper (issue 16; C API and layouts in p2_fp8.h): the one-pass activation quantizer
-// (FP8 operand + per-token scale + x·lora_downᵀ) and the FP8 GEMM through cuBLASLt with outer-vector scales.
+// The int4p2 FP8 path for Hopper (issue 16; C API and layouts in p2_fp8.h): the activation quantizer (FP8 operand +
+// per-token scale + the low-rank columns from the caller's x·lora_downᵀ; one read of x, one write of the operand)
+// and the FP8 GEMM through cuBLASLt with outer-vector scales.
 // The kernel body is built for sm_89+ only (E4M3 conversions in hardware; cuBLASLt FP8 needs sm_89+); older targets
 // get a stub and the launcher reports the compute capability.
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -27,337 +29,66 @@ const char* fail(const std::string& m) {
 // 2^e as a float for e in [-126, 127] (exact; multiplying by it is exact unless the product leaves the normal range)
 [[maybe_unused]] __device__ __forceinline__ float pow2f(int e) { return __int_as_float((e + 127) << 23); }
 
-// ---- device: one-pass activation quantizer. CTA = 16 warps over ROWS rows (16, or 4 when M is small: each row then
-// split in PARTS = 16/ROWS contiguous K ranges, one warp each); warp w owns row m0 + w % ROWS, part p = w / ROWS;
-// lane l holds the 8 values k = 256c + 8l .. +7 of chunk c (group 4c + l/8). Codes stay in registers (4-bit) until
-// the row's exponent is known. Low-rank down on tensor cores: per chunk, part p's ROWS rows (zero-padded to 16) times
-// lora_down, the 64 mma (16 k-steps × 4 rank tiles) spread over the part's ROWS warps.
-// (Left out of builds with SVDQ_P2_NO_FUSED_QUANT: the engine addon uses svdq_p2_quantize_rows only, and these
-// eight instantiations are most of this file's machine code.)
-#ifndef SVDQ_P2_NO_FUSED_QUANT
-template <int NCH, int ROWS>
-__global__ void __launch_bounds__(512, 1)
-    p2_quant_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ smooth,
-                    const __nv_bfloat16* __restrict__ lora_down, const int* __restrict__ lr_shift, int M, int Kx,
-                    uint8_t* __restrict__ a8, float* __restrict__ sx, float* __restrict__ lora_act) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 890
-  __trap();  // not built below sm_89 (the launcher refuses first)
-#else
-  constexpr int K = NCH * 256, XS = 256 + 8, PARTS = 16 / ROWS, NCP = NCH / PARTS, KQ = ROWS / 4;
-  static_assert(NCH % PARTS == 0, "chunks must split evenly over the parts");
-  __shared__ __align__(16) __nv_bfloat16 xs[2][16][XS];
-  __shared__ signed char kex[ROWS][K / G];
-  __shared__ float lacc[4][16][R];
-  __shared__ int kpart[16];
-  const int w = threadIdx.x / 32, l = threadIdx.x % 32, g = l / 4, t = l % 4;
-  const int row = w % ROWS, part = w / ROWS, c0 = part * NCP;
-  const int m = blockIdx.x * ROWS + row;
-  const bool live = m < M;
-  const uint4* xrow = reinterpret_cast<const uint4*>(x + size_t(live ? m : 0) * K) + c0 * 32;
-  uint32_t codes[NCP];
-  int kcm = -128;  // this lane's largest ⌈log2(amax/7)⌉ (the row scale is 2^(max − 5))
-  float acc[4] = {0, 0, 0, 0};
-  // low-rank: this warp's rank tile (8 ranks) and its share of the 16 k-steps of a chunk
-  const int nt = row % 4, kq = row / 4;
-  constexpr int KSTEPS = 16 / KQ;
-  // loads in flight: x and λ PF chunks ahead (16-byte loads); the chunk's lora_down fragments at the top of its
-  // iteration, so their latency overlaps the quantization math and the barrier
-  constexpr int PF = NCP < 4 ? NCP : 4;
-  const uint4* srow = reinterpret_cast<const uint4*>(smooth) + c0 * 32;
-  uint4 pf[PF], pfs[PF];
+// ---- device: the activation quantizer (one read of x, one write of the FP8 operand; the low-rank down x·lora_downᵀ
+// comes from the caller, e.g. one cuBLAS GEMM). Both kernels below give the same bytes.
+//
+// Per group of 64 (lanes of an octet hold 8 consecutive values each, the octet a whole group):
+//   v = x·(1/λ) in f32 (__frcp_rn(λ), then __fmul_rn); k = ⌈log2(amax/7)⌉; codes of k (no clipping) and k − 1
+//   (finer, clips); squared errors summed in f32 per lane in order, then over the octet as the tree
+//   ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)); k − 1 if its error is smaller. Row: E = max k − 5 (raised when a low-rank
+//   value |lora_act·2^-c_r| would pass 256), S_x = 2^E, bytes = E4M3(q·2^(k_g − E)) (requantized below 2^EMIN).
+
+// the arithmetic of one lane's 8 values as the reference does it (conversion instructions): q[8] the chosen codes,
+// kq the group exponent as stored (signed char of k or -128), kc its contribution to the row maximum (KEMPTY: none).
+// `mask`: the octet's lanes (the shuffles stay inside the octet)
+__device__ __forceinline__ void group_ref(const float (&v)[8], unsigned mask, int (&q)[8], int& kq, int& kc) {
+  float amax = 0.f;
 #pragma unroll
-  for (int i = 0; i < PF; ++i) {
-    pf[i] = live ? __ldg(xrow + i * 32 + l) : make_uint4(0, 0, 0, 0);
-    if (smooth) pfs[i] = __ldg(srow + i * 32 + l);
-  }
-#pragma unroll
-  for (int c = 0; c < NCP; ++c) {
-    const int cg = c0 + c;  // chunk index in the row
-    uint32_t bf[KSTEPS][2];
-    if (lora_down != nullptr) {
-#pragma unroll
-      for (int i = 0; i < KSTEPS; ++i) {
-        const __nv_bfloat16* ld = lora_down + size_t(nt * 8 + g) * K + cg * 256 + (kq * KSTEPS + i) * 16 + 2 * t;
-        bf[i][0] = __ldg(reinterpret_cast<const unsigned int*>(ld));
-        bf[i][1] = __ldg(reinterpret_cast<const unsigned int*>(ld + 8));
-      }
-    }
-    const uint4 raw = pf[c % PF];
-    const uint4 sr = pfs[c % PF];
-    if (c + PF < NCP) {
-      pf[c % PF] = live ? __ldg(xrow + (c + PF) * 32 + l) : make_uint4(0, 0, 0, 0);
-      if (smooth) pfs[c % PF] = __ldg(srow + (c + PF) * 32 + l);
-    }
-    const __nv_bfloat16* xv = reinterpret_cast<const __nv_bfloat16*>(&raw);
-    float v[8];
-    float amax = 0.f;
-    if (smooth) {
-      const __nv_bfloat16* sv = reinterpret_cast<const __nv_bfloat16*>(&sr);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = __fmul_rn(__bfloat162float(xv[j]), __frcp_rn(__bfloat162float(sv[j])));
-    } else {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = __bfloat162float(xv[j]);
-    }
-#pragma unroll
-    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(v[j]));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 4));
-    // group exponent: k = ⌈log2(amax/7)⌉ (no clipping) or k − 1 (finer, clips the largest values), whichever has the
-    // smaller squared error (f32, summed per lane then over the 8 lanes of the group); shuffles outside branches
-    int k = KEMPTY;
-    if (amax > 0.f) {
-      const float ts = __fdiv_rn(amax, 7.f);
-      int ex;
-      const float f = frexpf(ts, &ex);
-      k = f == 0.5f ? ex - 1 : ex;
-      kcm = max(kcm, k);
-    }
-    const int k0 = k == KEMPTY ? 0 : k;
-    // powers of two by exponent bits where that is exact (|k0| < 120 covers any real activation), else ldexpf
-    const bool fast = k0 > -120 && k0 < 120;
-    const float inv0 = fast ? pow2f(-k0) : 0.f, inv1 = fast ? pow2f(1 - k0) : 0.f;
-    const float sc0 = fast ? pow2f(k0) : 0.f, sc1 = fast ? pow2f(k0 - 1) : 0.f;
-    int q0[8], q1[8];
-    float s0 = 0.f, s1 = 0.f;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      q0[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv0) : ldexpf(v[j], -k0))));
-      q1[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv1) : ldexpf(v[j], 1 - k0))));
-      const float d0 = __fsub_rn(v[j], fast ? __fmul_rn(float(q0[j]), sc0) : ldexpf(float(q0[j]), k0));
-      const float d1 = __fsub_rn(v[j], fast ? __fmul_rn(float(q1[j]), sc1) : ldexpf(float(q1[j]), k0 - 1));
-      s0 = __fadd_rn(s0, __fmul_rn(d0, d0));
-      s1 = __fadd_rn(s1, __fmul_rn(d1, d1));
-    }
-#pragma unroll
-    for (int o = 1; o < 8; o <<= 1) {
-      s0 = __fadd_rn(s0, __shfl_xor_sync(0xffffffffu, s0, o));
-      s1 = __fadd_rn(s1, __shfl_xor_sync(0xffffffffu, s1, o));
-    }
-    const bool finer = k != KEMPTY && s1 < s0;
-    if (finer) k -= 1;
-    uint32_t packed = 0;
-    if (k != KEMPTY) {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) packed |= uint32_t((finer ? q1[j] : q0[j]) & 15) << (4 * j);
-    }
-    codes[c] = packed;
-    if (l % 8 == 0) kex[row][4 * cg + l / 8] = static_cast<signed char>(k == KEMPTY ? -128 : k);
-    // stage the raw x for the low-rank mma: staging row w = part·ROWS + row
-    *reinterpret_cast<uint4*>(&xs[c & 1][w][8 * l]) = raw;
-    __syncthreads();
-    const int sb = part * ROWS;  // this part's staging rows
-#pragma unroll
-    for (int i = 0; i < KSTEPS && lora_down != nullptr; ++i) {
-      const int kk = (kq * KSTEPS + i) * 16;  // k offset inside the chunk
-      const uint32_t a0 = g < ROWS ? *reinterpret_cast<const uint32_t*>(&xs[c & 1][sb + g][kk + 2 * t]) : 0u;
-      const uint32_t a1 = g + 8 < ROWS ? *reinterpret_cast<const uint32_t*>(&xs[c & 1][sb + g + 8][kk + 2 * t]) : 0u;
-      const uint32_t a2 = g < ROWS ? *reinterpret_cast<const uint32_t*>(&xs[c & 1][sb + g][kk + 8 + 2 * t]) : 0u;
-      const uint32_t a3 = g + 8 < ROWS ? *reinterpret_cast<const uint32_t*>(&xs[c & 1][sb + g + 8][kk + 8 + 2 * t]) : 0u;
-      const uint32_t b0 = bf[i][0], b1 = bf[i][1];
-      asm volatile(
-          "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-          "{%0,%1,%2,%3};\n"
-          : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
-          : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-    }
-  }
-  // low-rank partial sums: 4 per row (k-quarters when ROWS = 16, parts when ROWS = 4) -> lacc, summed below
-  {
-    const int s4 = part * KQ + kq;
-    lacc[s4][g][nt * 8 + 2 * t] = acc[0];
-    lacc[s4][g][nt * 8 + 2 * t + 1] = acc[1];
-    lacc[s4][g + 8][nt * 8 + 2 * t] = acc[2];
-    lacc[s4][g + 8][nt * 8 + 2 * t + 1] = acc[3];
-  }
-#pragma unroll
-  for (int o = 16; o; o >>= 1) kcm = max(kcm, __shfl_xor_sync(0xffffffffu, kcm, o));
-  if (l == 0) kpart[w] = kcm;
-  __syncthreads();
-  const float la = ((lacc[0][row][l] + lacc[1][row][l]) + lacc[2][row][l]) + lacc[3][row][l];
-  if (!live) return;
-  if (lora_act && part == 0) lora_act[size_t(m) * R + l] = la;
-  // row exponent: top group at EMAX, and the low-rank columns within ±256
-  int kmax = kpart[row];
-#pragma unroll
-  for (int p = 1; p < PARTS; ++p) kmax = max(kmax, kpart[p * ROWS + row]);
-  const int cr = lr_shift ? lr_shift[l] : 0;
-  const float lr = lr_shift ? fabsf(ldexpf(la, -cr)) : 0.f;
-  float lrmax = lr;
-#pragma unroll
-  for (int o = 16; o; o >>= 1) lrmax = fmaxf(lrmax, __shfl_xor_sync(0xffffffffu, lrmax, o));
-  int E = kmax == -128 ? 0 : kmax - EMAX;
-  if (lrmax > 0.f) {
+  for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(v[j]));
+  amax = fmaxf(amax, __shfl_xor_sync(mask, amax, 1));
+  amax = fmaxf(amax, __shfl_xor_sync(mask, amax, 2));
+  amax = fmaxf(amax, __shfl_xor_sync(mask, amax, 4));
+  int k = KEMPTY;
+  if (amax > 0.f) {
+    const float ts = __fdiv_rn(amax, 7.f);
     int ex;
-    const float f = frexpf(__fdiv_rn(lrmax, 256.f), &ex);
-    const int elr = f == 0.5f ? ex - 1 : ex;
-    if (kmax == -128 || elr > E) E = elr;
+    const float f = frexpf(ts, &ex);
+    k = f == 0.5f ? ex - 1 : ex;
   }
-  if (l == 0 && part == 0) sx[m] = ldexpf(1.f, E);
-  uint8_t* arow = a8 + size_t(m) * Kx;
+  kc = k;
+  const int k0 = k == KEMPTY ? 0 : k;
+  // powers of two by exponent bits where that is exact (|k0| < 120 covers any real activation), else ldexpf
+  const bool fast = k0 > -120 && k0 < 120;
+  const float inv0 = fast ? pow2f(-k0) : 0.f, inv1 = fast ? pow2f(1 - k0) : 0.f;
+  const float sc0 = fast ? pow2f(k0) : 0.f, sc1 = fast ? pow2f(k0 - 1) : 0.f;
+  int q0[8], q1[8];
+  float s0 = 0.f, s1 = 0.f;
 #pragma unroll
-  for (int c = 0; c < NCP; ++c) {
-    const int kg = kex[row][4 * (c0 + c) + l / 8];
-    uint32_t lo = 0, hi = 0;
-    if (kg != -128) {
-      int e = kg - E;
-      const int shift = e < EMIN ? e - EMIN : 0;  // requantize codes below the window: rint(q·2^shift)
-      if (e < EMIN) e = EMIN;
-      const float pe = pow2f(e);  // e in [-9, 5]
+  for (int j = 0; j < 8; ++j) {
+    q0[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv0) : ldexpf(v[j], -k0))));
+    q1[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv1) : ldexpf(v[j], 1 - k0))));
+    const float d0 = __fsub_rn(v[j], fast ? __fmul_rn(float(q0[j]), sc0) : ldexpf(float(q0[j]), k0));
+    const float d1 = __fsub_rn(v[j], fast ? __fmul_rn(float(q1[j]), sc1) : ldexpf(float(q1[j]), k0 - 1));
+    s0 = __fadd_rn(s0, __fmul_rn(d0, d0));
+    s1 = __fadd_rn(s1, __fmul_rn(d1, d1));
+  }
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        int q = int(codes[c] << (28 - 4 * j)) >> 28;
-        if (shift) q = __float2int_rn(ldexpf(float(q), shift));
-        const uint32_t b = __nv_cvt_float_to_fp8(__fmul_rn(float(q), pe), __NV_SATFINITE, __NV_E4M3);
-        if (j < 4) lo |= b << (8 * j);
-        else hi |= b << (8 * (j - 4));
-      }
-    }
-    *reinterpret_cast<uint2*>(arow + (c0 + c) * 256 + 8 * l) = make_uint2(lo, hi);
+  for (int o = 1; o < 8; o <<= 1) {
+    s0 = __fadd_rn(s0, __shfl_xor_sync(mask, s0, o));
+    s1 = __fadd_rn(s1, __shfl_xor_sync(mask, s1, o));
   }
-  if (lr_shift && part == 0) {
-    const float a = ldexpf(la, -cr - E);
-    const __nv_fp8_storage_t h = __nv_cvt_float_to_fp8(a, __NV_SATFINITE, __NV_E4M3);
-    __nv_fp8_e4m3 hv;
-    hv.__x = h;
-    const __nv_fp8_storage_t lo8 = __nv_cvt_float_to_fp8(a - float(hv), __NV_SATFINITE, __NV_E4M3);
-    arow[K + l] = h;
-    arow[K + R + l] = h;
-    arow[K + 2 * R + l] = lo8;
-  }
-#endif
+  const bool finer = k != KEMPTY && s1 < s0;
+  if (finer) k -= 1;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) q[j] = k == KEMPTY ? 0 : (finer ? q1[j] : q0[j]);
+  kq = static_cast<signed char>(k == KEMPTY ? -128 : k);
 }
 
-#endif  // SVDQ_P2_NO_FUSED_QUANT
-
-// ---- device: the single-pass activation quantizer for callers that compute lora_act themselves (the engine: one
-// cuBLAS GEMM x·lora_downᵀ). One warp per row, 8 rows per block; lane l holds the 8 values k = 256c + 8l .. +7 of
-// chunk c (group 4c + l/8), as p2_quant_kernel does, with the same per-group arithmetic, so its FP8 operand and row
-// scale equal p2_quant_kernel's for the same lora_act. x is read once (16-byte loads, PF chunks ahead), the codes
-// stay in registers (4 bits each) and the group exponents in shared memory until the row's exponent E is known,
-// then the FP8 operand is written once (8 bytes per lane per chunk: 256 contiguous bytes per warp).
-// FAST: the same bytes with fewer conversions (the F2I / I2F / F2F units run at a fraction of the FP32 rate): codes
-// rounded by the 1.5·2^23 magic addition (round-half-even, as __float2int_rn, for |v·2^-k| <= 16) and clamped in
-// that domain, and the FP8 bytes of q·2^e built from a table of |q|'s E4M3 bytes plus e in the exponent field when
-// every q·2^e is a normal E4M3 value (e >= -6, no requantization); other groups take the conversion path.
-template <bool FAST>
-__global__ void __launch_bounds__(256, 3)
-    p2_rows_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ smooth,
-                   const float* __restrict__ lora_act, const int* __restrict__ lr_shift, int M, int K, int Kx,
-                   uint8_t* __restrict__ a8, float* __restrict__ sx) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 890
-  __trap();  // not built below sm_89 (the launcher refuses first)
-#else
-  // A loop, not an unrolled row: fully unrolled rows (tens of KB of straight-line code per warp) made both this
-  // kernel and p2_quant_kernel instruction-fetch bound (round 1 on the H100: 78 µs for 256 rows, hardly less than
-  // for 4608). The row's codes wait in shared memory instead of registers.
-  constexpr int PF = 4;  // chunks of x in flight per lane
-  const int NCH = K / 256;
-  extern __shared__ uint32_t rsm[];  // codes [8 warps][NCH][32 lanes], then group exponents [8][K/64] int8
-  const int w = threadIdx.x / 32, l = threadIdx.x % 32;
-  uint32_t* csm = rsm + size_t(w) * NCH * 32;
-  signed char* kx = reinterpret_cast<signed char*>(rsm + 8 * NCH * 32) + w * (K / G);
-  const int m = blockIdx.x * 8 + w;
-  if (m >= M) return;  // whole warps leave: no block-wide barrier below
-  const uint4* xrow = reinterpret_cast<const uint4*>(x + size_t(m) * K);
-  const uint4* srow = reinterpret_cast<const uint4*>(smooth);
-  int kcm = -128;
-  uint4 pf[PF], pfs[PF];
-#pragma unroll
-  for (int i = 0; i < PF; ++i) {
-    if (i < NCH) {
-      pf[i] = __ldcs(xrow + i * 32 + l);
-      if (smooth) pfs[i] = __ldg(srow + i * 32 + l);
-    }
-  }
-  for (int c0 = 0; c0 < NCH; c0 += PF) {
-#pragma unroll
-  for (int i = 0; i < PF; ++i) {
-    const int c = c0 + i;
-    if (c >= NCH) break;  // warp-uniform
-    const uint4 raw = pf[i];
-    const uint4 sr = pfs[i];
-    if (c + PF < NCH) {
-      pf[i] = __ldcs(xrow + (c + PF) * 32 + l);
-      if (smooth) pfs[i] = __ldg(srow + (c + PF) * 32 + l);
-    }
-    const __nv_bfloat16* xv = reinterpret_cast<const __nv_bfloat16*>(&raw);
-    float v[8];
-    float amax = 0.f;
-    if (smooth) {
-      const __nv_bfloat16* sv = reinterpret_cast<const __nv_bfloat16*>(&sr);
-#pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = __fmul_rn(__bfloat162float(xv[j]), __frcp_rn(__bfloat162float(sv[j])));
-    } else {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = __bfloat162float(xv[j]);
-    }
-#pragma unroll
-    for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(v[j]));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 4));
-    int k = KEMPTY;
-    if (amax > 0.f) {
-      const float ts = __fdiv_rn(amax, 7.f);
-      int ex;
-      const float f = frexpf(ts, &ex);
-      k = f == 0.5f ? ex - 1 : ex;
-      kcm = max(kcm, k);
-    }
-    const int k0 = k == KEMPTY ? 0 : k;
-    const bool fast = k0 > -120 && k0 < 120;
-    const float inv0 = fast ? pow2f(-k0) : 0.f, inv1 = fast ? pow2f(1 - k0) : 0.f;
-    const float sc0 = fast ? pow2f(k0) : 0.f, sc1 = fast ? pow2f(k0 - 1) : 0.f;
-    int q0[8], q1[8];
-    float s0 = 0.f, s1 = 0.f;
-    if (FAST && fast) {
-      constexpr float MAGIC = 12582912.f;  // 1.5·2^23: x + MAGIC rounds x (|x| < 2^22) to an integer, ties to even
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float r0 = fminf(fmaxf(__fadd_rn(__fmul_rn(v[j], inv0), MAGIC), MAGIC - 8.f), MAGIC + 7.f);
-        const float r1 = fminf(fmaxf(__fadd_rn(__fmul_rn(v[j], inv1), MAGIC), MAGIC - 8.f), MAGIC + 7.f);
-        q0[j] = __float_as_int(r0) - 0x4B400000;
-        q1[j] = __float_as_int(r1) - 0x4B400000;
-        const float d0 = __fsub_rn(v[j], __fmul_rn(__fsub_rn(r0, MAGIC), sc0));
-        const float d1 = __fsub_rn(v[j], __fmul_rn(__fsub_rn(r1, MAGIC), sc1));
-        s0 = __fadd_rn(s0, __fmul_rn(d0, d0));
-        s1 = __fadd_rn(s1, __fmul_rn(d1, d1));
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        q0[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv0) : ldexpf(v[j], -k0))));
-        q1[j] = max(-8, min(7, __float2int_rn(fast ? __fmul_rn(v[j], inv1) : ldexpf(v[j], 1 - k0))));
-        const float d0 = __fsub_rn(v[j], fast ? __fmul_rn(float(q0[j]), sc0) : ldexpf(float(q0[j]), k0));
-        const float d1 = __fsub_rn(v[j], fast ? __fmul_rn(float(q1[j]), sc1) : ldexpf(float(q1[j]), k0 - 1));
-        s0 = __fadd_rn(s0, __fmul_rn(d0, d0));
-        s1 = __fadd_rn(s1, __fmul_rn(d1, d1));
-      }
-    }
-#pragma unroll
-    for (int o = 1; o < 8; o <<= 1) {
-      s0 = __fadd_rn(s0, __shfl_xor_sync(0xffffffffu, s0, o));
-      s1 = __fadd_rn(s1, __shfl_xor_sync(0xffffffffu, s1, o));
-    }
-    const bool finer = k != KEMPTY && s1 < s0;
-    if (finer) k -= 1;
-    uint32_t packed = 0;
-    if (k != KEMPTY) {
-#pragma unroll
-      for (int j = 0; j < 8; ++j) packed |= uint32_t((finer ? q1[j] : q0[j]) & 15) << (4 * j);
-    }
-    csm[c * 32 + l] = packed;
-    if (l % 8 == 0) kx[4 * c + l / 8] = static_cast<signed char>(k == KEMPTY ? -128 : k);
-  }
-  }
-#pragma unroll
-  for (int o = 16; o; o >>= 1) kcm = max(kcm, __shfl_xor_sync(0xffffffffu, kcm, o));
-  __syncwarp();
-  const float la = lora_act ? lora_act[size_t(m) * R + l] : 0.f;
-  const int cr = lr_shift ? lr_shift[l] : 0;
-  const float lr = lr_shift ? fabsf(ldexpf(la, -cr)) : 0.f;
+// the row exponent E from the row's largest group exponent kcm (-128: none) and the low-rank values of lane l
+// (la = lora_act[m, l], cr = c_l); writes sx[m] and the 3R low-rank columns of the row (arow = a8 + m·Kx)
+__device__ __forceinline__ int row_exponent(int kcm, float la, int cr, bool lowrank, int K, uint8_t* arow, float* sxm,
+                                            int l) {
+  const float lr = lowrank ? fabsf(ldexpf(la, -cr)) : 0.f;
   float lrmax = lr;
 #pragma unroll
   for (int o = 16; o; o >>= 1) lrmax = fmaxf(lrmax, __shfl_xor_sync(0xffffffffu, lrmax, o));
@@ -368,45 +99,8 @@ __global__ void __launch_bounds__(256, 3)
     const int elr = f == 0.5f ? ex - 1 : ex;
     if (kcm == -128 || elr > E) E = elr;
   }
-  if (l == 0) sx[m] = ldexpf(1.f, E);
-  uint8_t* arow = a8 + size_t(m) * Kx;
-#pragma unroll 2
-  for (int c = 0; c < NCH; ++c) {
-    const uint32_t cw = csm[c * 32 + l];
-    const int kg = kx[4 * c + l / 8];
-    uint32_t lo = 0, hi = 0;
-    if (kg != -128) {
-      int e = kg - E;
-      if (FAST && e >= -6) {
-        // E4M3 bytes of |q| = 0..7 (0x00 0x38 0x40 0x44 | 0x48 0x4A 0x4C 0x4E), |q| = 8 is 0x50; q·2^e adds e to
-        // the exponent field (bits 3..6), the sign is bit 7
-        const uint32_t add = uint32_t(e) << 3;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int q = int(cw << (28 - 4 * j)) >> 28;
-          const uint32_t aq = uint32_t(q < 0 ? -q : q);
-          uint32_t b = aq == 8 ? 0x50u : (__byte_perm(0x44403800u, 0x4E4C4A48u, aq) & 0xFFu);
-          b = q == 0 ? 0u : (((b + add) & 0x7Fu) | (q < 0 ? 0x80u : 0u));
-          if (j < 4) lo |= b << (8 * j);
-          else hi |= b << (8 * (j - 4));
-        }
-      } else {
-        const int shift = e < EMIN ? e - EMIN : 0;
-        if (e < EMIN) e = EMIN;
-        const float pe = pow2f(e);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          int q = int(cw << (28 - 4 * j)) >> 28;
-          if (shift) q = __float2int_rn(ldexpf(float(q), shift));
-          const uint32_t b = __nv_cvt_float_to_fp8(__fmul_rn(float(q), pe), __NV_SATFINITE, __NV_E4M3);
-          if (j < 4) lo |= b << (8 * j);
-          else hi |= b << (8 * (j - 4));
-        }
-      }
-    }
-    __stcs(reinterpret_cast<uint2*>(arow + c * 256 + 8 * l), make_uint2(lo, hi));
-  }
-  if (lr_shift) {
+  if (l == 0) *sxm = ldexpf(1.f, E);
+  if (lowrank) {
     const float a = ldexpf(la, -cr - E);
     const __nv_fp8_storage_t h = __nv_cvt_float_to_fp8(a, __NV_SATFINITE, __NV_E4M3);
     __nv_fp8_e4m3 hv;
@@ -416,8 +110,503 @@ __global__ void __launch_bounds__(256, 3)
     arow[K + R + l] = h;
     arow[K + 2 * R + l] = lo8;
   }
+  return E;
+}
+
+// the E4M3 bytes of q·2^e (kg: the group exponent as stored, E the row's) for 8 codes, the reference way
+__device__ __forceinline__ uint2 bytes_ref(const int (&q)[8], int kg, int E) {
+  uint32_t lo = 0, hi = 0;
+  if (kg != -128) {
+    int e = kg - E;
+    const int shift = e < EMIN ? e - EMIN : 0;  // below the window: requantize the code, rint(q·2^shift)
+    if (e < EMIN) e = EMIN;
+    const float pe = pow2f(e);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      int qq = q[j];
+      if (shift) qq = __float2int_rn(ldexpf(float(qq), shift));
+      const uint32_t b = __nv_cvt_float_to_fp8(__fmul_rn(float(qq), pe), __NV_SATFINITE, __NV_E4M3);
+      if (j < 4) lo |= b << (8 * j);
+      else hi |= b << (8 * (j - 4));
+    }
+  }
+  return make_uint2(lo, hi);
+}
+
+// The reference kernel (svdq_p2_rows_args.reference = 1; tests): one warp per row, 8 rows per block; lane l holds the
+// values k = 256c + 8l .. +7 of chunk c (group 4c + l/8; the last chunk may be half: K = 1152), codes in shared
+// memory until E is known, every value through the conversion instructions.
+__global__ void __launch_bounds__(256)
+    p2_rows_ref_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ smooth,
+                       const float* __restrict__ lora_act, const int* __restrict__ lr_shift, int M, int K, int Kx,
+                       uint8_t* __restrict__ a8, float* __restrict__ sx) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 890
+  __trap();  // not built below sm_89 (the launcher refuses first)
+#else
+  const int NCH = (K + 255) / 256;
+  extern __shared__ uint32_t rsm[];  // codes [8 warps][NCH·32][8] int8, then group exponents [8][NCH·4] int8
+  const int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  int8_t* csm = reinterpret_cast<int8_t*>(rsm) + size_t(w) * NCH * 256;
+  signed char* kx = reinterpret_cast<signed char*>(rsm) + size_t(8) * NCH * 256 + w * NCH * 4;
+  const int m = blockIdx.x * 8 + w;
+  if (m >= M) return;  // whole warps leave: no block-wide barrier below
+  int kcm = -128;
+  for (int c = 0; c < NCH; ++c) {
+    const int k0 = 256 * c + 8 * l;
+    const bool in = k0 < K;  // octet-uniform (K % 64 == 0)
+    uint4 raw = make_uint4(0, 0, 0, 0), sr = make_uint4(0, 0, 0, 0);
+    if (in) {
+      raw = *reinterpret_cast<const uint4*>(x + size_t(m) * K + k0);
+      if (smooth) sr = *reinterpret_cast<const uint4*>(smooth + k0);
+    }
+    const __nv_bfloat16* xv = reinterpret_cast<const __nv_bfloat16*>(&raw);
+    const __nv_bfloat16* sv = reinterpret_cast<const __nv_bfloat16*>(&sr);
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+      v[j] = smooth ? __fmul_rn(__bfloat162float(xv[j]), __frcp_rn(__bfloat162float(sv[j]))) : __bfloat162float(xv[j]);
+    int q[8], kq, kc;
+    group_ref(v, 0xffffffffu, q, kq, kc);
+    if (in) {
+      if (kc != KEMPTY) kcm = max(kcm, kc);
+#pragma unroll
+      for (int j = 0; j < 8; ++j) csm[k0 + j] = static_cast<int8_t>(q[j]);
+      if (l % 8 == 0) kx[4 * c + l / 8] = static_cast<signed char>(kq);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o; o >>= 1) kcm = max(kcm, __shfl_xor_sync(0xffffffffu, kcm, o));
+  __syncwarp();
+  const float la = lora_act ? lora_act[size_t(m) * R + l] : 0.f;
+  uint8_t* arow = a8 + size_t(m) * Kx;
+  const int E = row_exponent(kcm, la, lr_shift ? lr_shift[l] : 0, lr_shift != nullptr, K, arow, sx + m, l);
+  for (int c = 0; c < NCH; ++c) {
+    const int k0 = 256 * c + 8 * l;
+    if (k0 >= K) break;
+    int q[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) q[j] = csm[k0 + j];
+    *reinterpret_cast<uint2*>(arow + k0) = bytes_ref(q, kx[4 * c + l / 8], E);
+  }
 #endif
 }
+
+// ---- the fast kernel: persistent blocks of NT threads (NT/8 octets), each taking sets of RB rows (block b: sets b,
+// b + gridDim.x, ...). Per set: (1) each octet quantizes its share of the RB·K/64 (row, group) units — x arrives by
+// cp.async PF units ahead per lane, across set boundaries, so loads stay in flight through the barriers and phase 3;
+// 1/λ comes from shared memory (computed once per block); codes (4 bits, two buffers) and group exponents go to shared
+// memory, the row maxima to shared atomics; (2) one warp per row: E, S_x and the low-rank columns; (3) all threads
+// write the operand, 16 bytes per store. Same bytes as p2_rows_ref_kernel, with fewer instructions:
+//  - k from the bits of amax: amax <= 7·2^k exactly when RN(amax/7) <= 2^k (the next float above 7·2^k divides to
+//    more than half an ulp above 2^k), so k = ((bits(amax) + 0x1FFFFF) >> 23) − 129 (mantissa > 1.75 rounds up);
+//  - codes by the 1.5·2^23 magic addition in one FMA (v·2^-k is exact), the k codes need no clamp (|v·2^-k| <= 7),
+//    the error v − q·2^k in one FMA (q·2^k exact), squares and sums rounded as the reference rounds them;
+//  - the octet's two sums in 4 shuffles (even lanes carry the k sums, odd lanes the k − 1 sums: same tree);
+//  - bytes of q·2^e (e in [EMIN, EMAX], all exact in E4M3) as f16 (1024 + q + 8)·2^e − 1032·2^e in one HFMA2, then
+//    the f16x2 → e4m3x2 conversion: 2 values per conversion, exact, so the same bytes as the f32 conversion.
+// Groups with amax outside [2^-100, 2^100) (zero, subnormal, huge, Inf/NaN) and bytes below the window (e < EMIN)
+// take the reference arithmetic.
+__device__ __forceinline__ float fmax_nan(float a, float b) {
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t s) { return __byte_perm(a, b, s); }
+// 8 codes as 4-bit two's complement nibbles (q0 q4 q1 q5 q2 q6 q3 q7 from bit 0) → 8 E4M3 bytes of q·2^e
+__device__ __forceinline__ uint2 bytes_fast(uint32_t nib, uint32_t sc2, uint32_t bi2) {
+  const uint32_t ev = (nib & 0x0F0F0F0Fu) ^ 0x08080808u, od = ((nib >> 4) & 0x0F0F0F0Fu) ^ 0x08080808u;
+  const uint32_t h[4] = {prmt(ev, 0x64u, 0x4140), prmt(ev, 0x64u, 0x4342), prmt(od, 0x64u, 0x4140),
+                         prmt(od, 0x64u, 0x4342)};
+  uint32_t b[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    uint32_t f;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(f) : "r"(h[i]), "r"(sc2), "r"(bi2));
+    uint16_t o;
+    asm("cvt.rn.satfinite.e4m3x2.f16x2 %0, %1;" : "=h"(o) : "r"(f));
+    b[i] = o;
+  }
+  return make_uint2(prmt(b[0], b[1], 0x5410), prmt(b[2], b[3], 0x5410));
+}
+__device__ __forceinline__ void unpack_nib(uint32_t nib, int (&q)[8]) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int c = (nib >> (j < 4 ? 8 * j : 8 * (j - 4) + 4)) & 15;
+    q[j] = (c ^ 8) - 8;
+  }
+}
+__device__ __forceinline__ uint32_t pack_nib(uint32_t b0, uint32_t b1) {  // bytes q0..q3, q4..q7 (low nibbles used)
+  return (b0 & 0x0F0F0F0Fu) | ((b1 << 4) & 0xF0F0F0F0u);
+}
+// 1/λ in shared memory: 16-byte quad Q stored at Q ^ ((Q >> 3) & 1), so an octet's two 16-byte loads per lane (quads
+// 2s and 2s + 1 of its group) hit 8 distinct 16-byte bank groups
+__device__ __forceinline__ int rinv_quad(int Q) { return Q ^ ((Q >> 3) & 1); }
+
+template <int NT, int PF>
+__global__ void __launch_bounds__(NT, 1024 / NT)  // 64 registers: two 512-thread blocks per SM
+    p2_rows_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ smooth,
+                   const float* __restrict__ lora_act, const int* __restrict__ lr_shift, int M, int K, int Kx, int RB,
+                   uint8_t* __restrict__ a8, float* __restrict__ sx) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 890
+  __trap();  // not built below sm_89 (the launcher refuses first)
+#else
+  constexpr int NOCT = NT / 8, NW = NT / 32;
+  constexpr float MAGIC = 12582912.f;  // 1.5·2^23: t + MAGIC rounds t (|t| < 2^22) to an integer, ties to even
+  const int NG = K / G, UPO = (RB * NG + NOCT - 1) / NOCT, nsets = (M + RB - 1) / RB;
+  const int tid = threadIdx.x, w = tid / 32, l = tid % 32, s8 = l % 8, oct = tid / 8;
+  extern __shared__ __align__(16) unsigned char smem[];
+  uint4* ring = reinterpret_cast<uint4*>(smem);                                   // [PF][NT]
+  float* rinv = reinterpret_cast<float*>(ring + PF * NT);                         // [K] (swizzled quads) if smooth
+  uint32_t* codes = reinterpret_cast<uint32_t*>(rinv + (smooth ? K : 0));        // [2][RB][K/8]
+  int* kmax = reinterpret_cast<int*>(codes + 2 * RB * (K / 8));                   // [2][RB]
+  int* Es = kmax + 2 * RB;                                                        // [2][RB]
+  signed char* kx = reinterpret_cast<signed char*>(Es + 2 * RB);                  // [2][RB][NG]
+  if (smooth)
+    for (int k = tid; k < K; k += NT) rinv[rinv_quad(k / 4) * 4 + k % 4] = __frcp_rn(__bfloat162float(smooth[k]));
+  for (int i = tid; i < 2 * RB; i += NT) kmax[i] = -128;
+  const int cr = lr_shift ? lr_shift[l] : 0;
+  // the prefetch cursor walks this octet's units (u = oct + NOCT·j of each set: row u / NG, group u % NG)
+  int p_set = blockIdx.x, p_j = 0, p_r = oct / NG, p_g = oct % NG;
+  const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring + tid));
+  auto issue = [&](int slot) {
+    const bool ok = p_set < nsets && p_r < RB && p_set * RB + p_r < M;
+    const __nv_bfloat16* src = ok ? x + (size_t(p_set) * RB + p_r) * K + p_g * G + 8 * s8 : x;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(ring_s + uint32_t(slot * NT * 16)), "l"(__cvta_generic_to_global(src)),
+                 "r"(ok ? 16 : 0)
+                 : "memory");
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    if (++p_j == UPO) {
+      p_j = 0;
+      p_set += gridDim.x;
+      p_r = oct / NG;
+      p_g = oct % NG;
+    } else {
+      p_g += NOCT;
+      while (p_g >= NG) p_g -= NG, ++p_r;
+    }
+  };
+  int slot_p = 0, slot_c = 0;
+#pragma unroll
+  for (int i = 0; i < PF - 1; ++i) issue(i);
+  slot_p = PF - 1;
+  __syncthreads();
+  int buf = 0;
+  for (int set = blockIdx.x; set < nsets; set += gridDim.x, buf ^= 1) {
+    const int m0 = set * RB;
+    // low-rank values of this warp's first row (phase 2), loaded now so that they are here after the barrier
+    const float la0 = lora_act && w < RB && m0 + w < M ? lora_act[size_t(m0 + w) * R + l] : 0.f;
+    uint32_t* cb = codes + buf * RB * (K / 8);
+    signed char* kb = kx + buf * RB * NG;
+    int c_r = oct / NG, c_g = oct % NG;
+    for (int j = 0; j < UPO; ++j) {
+      issue(slot_p);
+      slot_p = slot_p == PF - 1 ? 0 : slot_p + 1;
+      asm volatile("cp.async.wait_group %0;\n" ::"n"(PF - 1) : "memory");
+      const uint4 raw = ring[slot_c * NT + tid];
+      slot_c = slot_c == PF - 1 ? 0 : slot_c + 1;
+      const bool valid = c_r < RB && m0 + c_r < M;  // octet-uniform
+      float v[8];
+      {
+        const uint32_t xw[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+        for (int j2 = 0; j2 < 8; ++j2)
+          v[j2] = __uint_as_float(j2 & 1 ? xw[j2 / 2] & 0xFFFF0000u : xw[j2 / 2] << 16);  // bf16 → f32, exact
+        if (smooth) {
+          const float4* r4 = reinterpret_cast<const float4*>(rinv);
+          const int Q = c_g * 16 + 2 * s8;
+          const float4 a = r4[rinv_quad(Q)], b = r4[rinv_quad(Q + 1)];
+          v[0] = __fmul_rn(v[0], a.x), v[1] = __fmul_rn(v[1], a.y), v[2] = __fmul_rn(v[2], a.z);
+          v[3] = __fmul_rn(v[3], a.w), v[4] = __fmul_rn(v[4], b.x), v[5] = __fmul_rn(v[5], b.y);
+          v[6] = __fmul_rn(v[6], b.z), v[7] = __fmul_rn(v[7], b.w);
+        }
+      }
+      float am = 0.f;
+#pragma unroll
+      for (int j2 = 0; j2 < 8; ++j2) am = fmax_nan(am, fabsf(v[j2]));
+      am = fmax_nan(am, __shfl_xor_sync(0xffffffffu, am, 1));
+      am = fmax_nan(am, __shfl_xor_sync(0xffffffffu, am, 2));
+      am = fmax_nan(am, __shfl_xor_sync(0xffffffffu, am, 4));
+      const bool fast = am >= 0x1p-100f && am < 0x1p100f;  // false for NaN
+      const int k = int((__float_as_uint(am) + 0x1FFFFFu) >> 23) - 129;
+      const float inv0 = pow2f(-k), inv1 = pow2f(1 - k), sc0 = pow2f(k), sc1 = pow2f(k - 1);
+      float r0[8], r1[8], s0 = 0.f, s1 = 0.f;
+#pragma unroll
+      for (int j2 = 0; j2 < 8; ++j2) {
+        r0[j2] = __fmaf_rn(v[j2], inv0, MAGIC);
+        const float d0 = __fmaf_rn(__fsub_rn(MAGIC, r0[j2]), sc0, v[j2]);
+        s0 = __fadd_rn(s0, __fmul_rn(d0, d0));
+        r1[j2] = fminf(fmaxf(__fmaf_rn(v[j2], inv1, MAGIC), MAGIC - 8.f), MAGIC + 7.f);
+        const float d1 = __fmaf_rn(__fsub_rn(MAGIC, r1[j2]), sc1, v[j2]);
+        s1 = __fadd_rn(s1, __fmul_rn(d1, d1));
+      }
+      const bool odd = l & 1;
+      float S = __fadd_rn(odd ? s1 : s0, __shfl_xor_sync(0xffffffffu, odd ? s0 : s1, 1));
+      S = __fadd_rn(S, __shfl_xor_sync(0xffffffffu, S, 2));
+      S = __fadd_rn(S, __shfl_xor_sync(0xffffffffu, S, 4));
+      const float So = __shfl_xor_sync(0xffffffffu, S, 1);
+      const bool finer = odd ? S < So : So < S;  // s1 < s0
+      uint32_t rb[8];
+#pragma unroll
+      for (int j2 = 0; j2 < 8; ++j2) rb[j2] = __float_as_uint(finer ? r1[j2] : r0[j2]);  // low byte: q as int8
+      uint32_t nib = pack_nib(prmt(prmt(rb[0], rb[1], 0x0040), prmt(rb[2], rb[3], 0x0040), 0x5410),
+                              prmt(prmt(rb[4], rb[5], 0x0040), prmt(rb[6], rb[7], 0x0040), 0x5410));
+      int kq = k - (finer ? 1 : 0), kc = k;
+      if (valid && !fast) {  // octet-uniform: the reference arithmetic
+        int q[8];
+        group_ref(v, 0xFFu << (l & 24), q, kq, kc);
+        uint32_t b0 = 0, b1 = 0;
+#pragma unroll
+        for (int j2 = 0; j2 < 4; ++j2) b0 |= uint32_t(q[j2] & 0xFF) << (8 * j2), b1 |= uint32_t(q[j2 + 4] & 0xFF) << (8 * j2);
+        nib = pack_nib(b0, b1);
+      }
+      if (valid) {
+        cb[c_r * (K / 8) + c_g * 8 + s8] = nib;
+        if (s8 == 0) {
+          kb[c_r * NG + c_g] = static_cast<signed char>(kq);
+          if (kc != KEMPTY) atomicMax(&kmax[buf * RB + c_r], kc);
+        }
+      }
+      c_g += NOCT;
+      while (c_g >= NG) c_g -= NG, ++c_r;
+    }
+    __syncthreads();
+    for (int i = tid; i < RB; i += NT) kmax[(buf ^ 1) * RB + i] = -128;  // for set + 2·gridDim.x
+    for (int r = w; r < RB && m0 + r < M; r += NW) {
+      const int m = m0 + r;
+      const float la = r == w ? la0 : (lora_act ? lora_act[size_t(m) * R + l] : 0.f);
+      const int E = row_exponent(kmax[buf * RB + r], la, cr, lr_shift != nullptr, K, a8 + size_t(m) * Kx, sx + m, l);
+      if (l == 0) Es[buf * RB + r] = E;
+    }
+    __syncthreads();
+    const int W16 = K / 16;
+    int r = 0, c16 = tid;
+    while (c16 >= W16) c16 -= W16, ++r;
+    for (int it = tid; it < RB * W16; it += NT) {
+      if (m0 + r < M) {
+        const uint2 cw = *reinterpret_cast<const uint2*>(cb + r * (K / 8) + 2 * c16);
+        const int kg = kb[r * NG + c16 / 4], E = Es[buf * RB + r];
+        const int e = kg == -128 ? 0 : kg - E;
+        uint2 lo, hi;
+        if (e >= EMIN && e <= EMAX) {
+          const uint32_t sc = uint32_t(e + 15) << 10, bi = (uint32_t(e + 25) << 10) | 0x8008u;  // 2^e, −1032·2^e (f16)
+          lo = bytes_fast(cw.x, sc | sc << 16, bi | bi << 16);
+          hi = bytes_fast(cw.y, sc | sc << 16, bi | bi << 16);
+        } else {
+          int q[8];
+          unpack_nib(cw.x, q);
+          lo = bytes_ref(q, kg, E);
+          unpack_nib(cw.y, q);
+          hi = bytes_ref(q, kg, E);
+        }
+        __stcs(reinterpret_cast<uint4*>(a8 + size_t(m0 + r) * Kx + 16 * c16), make_uint4(lo.x, lo.y, hi.x, hi.y));
+      }
+      c16 += NT;
+      while (c16 >= W16) c16 -= W16, ++r;
+    }
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+// ---- the same kernel with two adjacent groups per lane per step ("pair" units: groups 2u', 2u' + 1 of a row): the
+// two groups' shuffle and FMA chains interleave, and the per-step costs (cursor, cp.async, ring wait, shared-memory
+// atomics, loop) are paid once per 16 values; both candidates' codes are packed before the choice (fewer live
+// registers); phase 3 writes 32 bytes per thread and step. Same bytes.
+template <int NT, int PF, int MINB>
+__global__ void __launch_bounds__(NT, MINB)
+    p2_rows_pair_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ smooth,
+                        const float* __restrict__ lora_act, const int* __restrict__ lr_shift, int M, int K, int Kx,
+                        int RB, uint8_t* __restrict__ a8, float* __restrict__ sx) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 890
+  __trap();  // not built below sm_89 (the launcher refuses first)
+#else
+  constexpr int NOCT = NT / 8, NW = NT / 32;
+  constexpr float MAGIC = 12582912.f;  // 1.5·2^23: t + MAGIC rounds t (|t| < 2^22) to an integer, ties to even
+  const int NG = K / G, NP = NG / 2, UPO = (RB * NP + NOCT - 1) / NOCT, nsets = (M + RB - 1) / RB;
+  const int tid = threadIdx.x, w = tid / 32, l = tid % 32, s8 = l % 8, oct = tid / 8;
+  const int r00 = oct / NP, p00 = oct % NP;  // this octet's first unit of every set
+  extern __shared__ __align__(16) unsigned char smem[];
+  uint4* ring = reinterpret_cast<uint4*>(smem);                                   // [PF][NT][2]
+  float* rinv = reinterpret_cast<float*>(ring + 2 * PF * NT);                     // [K] (swizzled quads) if smooth
+  uint32_t* codes = reinterpret_cast<uint32_t*>(rinv + (smooth ? K : 0));        // [2][RB][K/8]
+  int* kmax = reinterpret_cast<int*>(codes + 2 * RB * (K / 8));                   // [2][RB]
+  int* Es = kmax + 2 * RB;                                                        // [2][RB]
+  signed char* kx = reinterpret_cast<signed char*>(Es + 2 * RB);                  // [2][RB][NG]
+  if (smooth)
+    for (int k = tid; k < K; k += NT) rinv[rinv_quad(k / 4) * 4 + k % 4] = __frcp_rn(__bfloat162float(smooth[k]));
+  for (int i = tid; i < 2 * RB; i += NT) kmax[i] = -128;
+  const int cr = lr_shift ? lr_shift[l] : 0;
+  int p_set = blockIdx.x, p_j = 0, p_r = r00, p_p = p00;
+  const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring + 2 * tid));
+  auto issue = [&](int slot) {
+    const bool ok = p_set < nsets && p_r < RB && p_set * RB + p_r < M;
+    const __nv_bfloat16* src = ok ? x + (size_t(p_set) * RB + p_r) * K + p_p * (2 * G) + 8 * s8 : x;
+    const uint32_t dst = ring_s + uint32_t(slot * NT * 32);
+    const size_t gsrc = __cvta_generic_to_global(src);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gsrc), "r"(ok ? 16 : 0) : "memory");
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst + 16u), "l"(gsrc + 2 * G), "r"(ok ? 16 : 0)
+                 : "memory");
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    if (++p_j == UPO) {
+      p_j = 0;
+      p_set += gridDim.x;
+      p_r = r00;
+      p_p = p00;
+    } else {
+      p_p += NOCT;
+      while (p_p >= NP) p_p -= NP, ++p_r;
+    }
+  };
+  int slot_p = 0, slot_c = 0;
+#pragma unroll
+  for (int i = 0; i < PF - 1; ++i) issue(i);
+  slot_p = PF - 1;
+  __syncthreads();
+  int buf = 0;
+  for (int set = blockIdx.x; set < nsets; set += gridDim.x, buf ^= 1) {
+    const int m0 = set * RB;
+    const float la0 = lora_act && w < RB && m0 + w < M ? lora_act[size_t(m0 + w) * R + l] : 0.f;
+    uint32_t* cb = codes + buf * RB * (K / 8);
+    signed char* kb = kx + buf * RB * NG;
+    int c_r = r00, c_p = p00;
+    for (int j = 0; j < UPO; ++j) {
+      issue(slot_p);
+      slot_p = slot_p == PF - 1 ? 0 : slot_p + 1;
+      asm volatile("cp.async.wait_group %0;\n" ::"n"(PF - 1) : "memory");
+      const uint4 raw[2] = {ring[(slot_c * NT + tid) * 2], ring[(slot_c * NT + tid) * 2 + 1]};
+      slot_c = slot_c == PF - 1 ? 0 : slot_c + 1;
+      const bool valid = c_r < RB && m0 + c_r < M;  // octet-uniform
+      uint32_t nib[2];
+      int kq[2], kc[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int g = 2 * c_p + h;
+        float v[8];
+        const uint32_t xw[4] = {raw[h].x, raw[h].y, raw[h].z, raw[h].w};
+#pragma unroll
+        for (int j2 = 0; j2 < 8; ++j2)
+          v[j2] = __uint_as_float(j2 & 1 ? xw[j2 / 2] & 0xFFFF0000u : xw[j2 / 2] << 16);  // bf16 → f32, exact
+        if (smooth) {
+          const float4* r4 = reinterpret_cast<const float4*>(rinv);
+          const int Q = g * 16 + 2 * s8;
+          const float4 a = r4[rinv_quad(Q)], b = r4[rinv_quad(Q + 1)];
+          v[0] = __fmul_rn(v[0], a.x), v[1] = __fmul_rn(v[1], a.y), v[2] = __fmul_rn(v[2], a.z);
+          v[3] = __fmul_rn(v[3], a.w), v[4] = __fmul_rn(v[4], b.x), v[5] = __fmul_rn(v[5], b.y);
+          v[6] = __fmul_rn(v[6], b.z), v[7] = __fmul_rn(v[7], b.w);
+        }
+        float am = 0.f;
+#pragma unroll
+        for (int j2 = 0; j2 < 8; ++j2) am = fmax_nan(am, fabsf(v[j2]));
+        am = fmax_nan(am, __shfl_xor_sync(0xffffffffu, am, 1));
+        am = fmax_nan(am, __shfl_xor_sync(0xffffffffu, am, 2));
+        am = fmax_nan(am, __shfl_xor_sync(0xffffffffu, am, 4));
+        const bool fast = am >= 0x1p-100f && am < 0x1p100f;  // false for NaN
+        const int k = int((__float_as_uint(am) + 0x1FFFFFu) >> 23) - 129;
+        const float inv0 = pow2f(-k), inv1 = pow2f(1 - k), sc0 = pow2f(k), sc1 = pow2f(k - 1);
+        float s0 = 0.f, s1 = 0.f;
+        // low bytes of the k and k − 1 codes (q as int8), packed as they come: pairs, then words of 4
+        uint32_t w0[2], w1[2], e0 = 0, e1 = 0, lo0 = 0, lo1 = 0;
+#pragma unroll
+        for (int j2 = 0; j2 < 8; ++j2) {
+          const float r0 = __fmaf_rn(v[j2], inv0, MAGIC);
+          const float d0 = __fmaf_rn(__fsub_rn(MAGIC, r0), sc0, v[j2]);
+          s0 = __fadd_rn(s0, __fmul_rn(d0, d0));
+          const float r1 = fminf(fmaxf(__fmaf_rn(v[j2], inv1, MAGIC), MAGIC - 8.f), MAGIC + 7.f);
+          const float d1 = __fmaf_rn(__fsub_rn(MAGIC, r1), sc1, v[j2]);
+          s1 = __fadd_rn(s1, __fmul_rn(d1, d1));
+          if (j2 % 2 == 0) {
+            e0 = __float_as_uint(r0);
+            e1 = __float_as_uint(r1);
+          } else {
+            const uint32_t p0 = prmt(e0, __float_as_uint(r0), 0x0040), p1 = prmt(e1, __float_as_uint(r1), 0x0040);
+            if (j2 % 4 == 1) {
+              lo0 = p0;
+              lo1 = p1;
+            } else {
+              w0[j2 / 4] = prmt(lo0, p0, 0x5410);
+              w1[j2 / 4] = prmt(lo1, p1, 0x5410);
+            }
+          }
+        }
+        const bool odd = l & 1;
+        float S = __fadd_rn(odd ? s1 : s0, __shfl_xor_sync(0xffffffffu, odd ? s0 : s1, 1));
+        S = __fadd_rn(S, __shfl_xor_sync(0xffffffffu, S, 2));
+        S = __fadd_rn(S, __shfl_xor_sync(0xffffffffu, S, 4));
+        const float So = __shfl_xor_sync(0xffffffffu, S, 1);
+        const bool finer = odd ? S < So : So < S;  // s1 < s0
+        nib[h] = finer ? pack_nib(w1[0], w1[1]) : pack_nib(w0[0], w0[1]);
+        kq[h] = k - (finer ? 1 : 0);
+        kc[h] = k;
+        if (valid && !fast) {  // octet-uniform: the reference arithmetic
+          int q[8];
+          group_ref(v, 0xFFu << (l & 24), q, kq[h], kc[h]);
+          uint32_t c0 = 0, c1 = 0;
+#pragma unroll
+          for (int j2 = 0; j2 < 4; ++j2)
+            c0 |= uint32_t(q[j2] & 0xFF) << (8 * j2), c1 |= uint32_t(q[j2 + 4] & 0xFF) << (8 * j2);
+          nib[h] = pack_nib(c0, c1);
+        }
+      }
+      if (valid) {
+        uint32_t* cw = cb + c_r * (K / 8) + c_p * 16 + s8;
+        cw[0] = nib[0];
+        cw[8] = nib[1];
+        if (s8 == 0) {
+          kb[c_r * NG + 2 * c_p] = static_cast<signed char>(kq[0]);
+          kb[c_r * NG + 2 * c_p + 1] = static_cast<signed char>(kq[1]);
+          const int kk = max(kc[0], kc[1]);
+          if (kk != KEMPTY) atomicMax(&kmax[buf * RB + c_r], kk);
+        }
+      }
+      c_p += NOCT;
+      while (c_p >= NP) c_p -= NP, ++c_r;
+    }
+    __syncthreads();
+    for (int i = tid; i < RB; i += NT) kmax[(buf ^ 1) * RB + i] = -128;  // for set + 2·gridDim.x
+    for (int r = w; r < RB && m0 + r < M; r += NW) {
+      const int m = m0 + r;
+      const float la = r == w ? la0 : (lora_act ? lora_act[size_t(m) * R + l] : 0.f);
+      const int E = row_exponent(kmax[buf * RB + r], la, cr, lr_shift != nullptr, K, a8 + size_t(m) * Kx, sx + m, l);
+      if (l == 0) Es[buf * RB + r] = E;
+    }
+    __syncthreads();
+    // phase 3: 32 values (one half group) per thread and step
+    const int W32 = K / 32;
+    int r = 0, c32 = tid;
+    while (c32 >= W32) c32 -= W32, ++r;
+    for (int it = tid; it < RB * W32; it += NT) {
+      if (m0 + r < M) {
+        const uint4 cw = *reinterpret_cast<const uint4*>(cb + r * (K / 8) + 4 * c32);
+        const int kg = kb[r * NG + c32 / 2], E = Es[buf * RB + r];
+        const int e = kg == -128 ? 0 : kg - E;
+        uint2 o[4];
+        if (e >= EMIN && e <= EMAX) {
+          const uint32_t sc = uint32_t(e + 15) << 10, bi = (uint32_t(e + 25) << 10) | 0x8008u;  // 2^e, −1032·2^e (f16)
+          o[0] = bytes_fast(cw.x, sc | sc << 16, bi | bi << 16);
+          o[1] = bytes_fast(cw.y, sc | sc << 16, bi | bi << 16);
+          o[2] = bytes_fast(cw.z, sc | sc << 16, bi | bi << 16);
+          o[3] = bytes_fast(cw.w, sc | sc << 16, bi | bi << 16);
+        } else {
+          const uint32_t n4[4] = {cw.x, cw.y, cw.z, cw.w};
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            int q[8];
+            unpack_nib(n4[i], q);
+            o[i] = bytes_ref(q, kg, E);
+          }
+        }
+        uint4* dst = reinterpret_cast<uint4*>(a8 + size_t(m0 + r) * Kx + 32 * c32);
+        __stcs(dst, make_uint4(o[0].x, o[0].y, o[1].x, o[1].y));
+        __stcs(dst + 1, make_uint4(o[2].x, o[2].y, o[3].x, o[3].y));
+      }
+      c32 += NT;
+      while (c32 >= W32) c32 -= W32, ++r;
+    }
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
 
 int device_cc(int* sms) {
   int dev = 0, major = 0, minor = 0;
@@ -465,85 +654,142 @@ LtState& lts() {
 
 }  // namespace
 
-extern "C" int svdq_p2_supported_k(int K) { return K == 1024 || K == 3072 || K == 12288 || K == 15360; }
+extern "C" int svdq_p2_supported_k(int K) {
+  return K == 1024 || K == 1152 || K == 3072 || K == 4608 || K == 12288 || K == 15360;
+}
 
 extern "C" const char* svdq_cublaslt_available(void) {
   LtState& s = lts();
   return s.error.empty() ? nullptr : s.error.c_str();
 }
 
-extern "C" const char* svdq_p2_quantize_act(const svdq_p2_quantize_args* a, void* stream) {
-  if (!a) return fail("svdq_p2_quantize_act: NULL arguments");
-  if (a->M <= 0 || !svdq_p2_supported_k(a->K))
-    return fail("svdq_p2_quantize_act: M > 0 and K in {1024, 3072, 12288, 15360} needed; got M=" + std::to_string(a->M) +
-                " K=" + std::to_string(a->K));
-  if (a->R != 0 && a->R != R) return fail("svdq_p2_quantize_act: R must be 0 or 32, got " + std::to_string(a->R));
-  if ((a->R == 0) != (a->lora_down == nullptr))
-    return fail("svdq_p2_quantize_act: lora_down is needed exactly when R = 32");
-  if (a->lr_shift && a->R == 0) return fail("svdq_p2_quantize_act: lr_shift needs R = 32");
-  if (!a->x || !a->a8 || !a->sx) return fail("svdq_p2_quantize_act: x, a8 and sx are required");
-  if (a->rows_per_block != 0 && a->rows_per_block != 4 && a->rows_per_block != 16)
-    return fail("svdq_p2_quantize_act: rows_per_block must be 0, 4 or 16");
-  int sms = 0;
-  const int cc = device_cc(&sms);
-  if (cc < 89) return fail("svdq_p2_quantize_act: needs compute capability 8.9+ (E4M3), got " + std::to_string(cc));
-  // 4-row blocks (each row over 4 warps) by default: on the H100 they beat 16-row blocks at every measured shape
-  // (docs/benchmarks.md, round 3: M=4608 K=3072 147 vs 165 µs, K=12288 732 vs 1293 µs; M=256 15 vs 47 µs)
-  (void)sms;
-#ifdef SVDQ_P2_NO_FUSED_QUANT
-  (void)stream;
-  return fail("svdq_p2_quantize_act: not in this build (SVDQ_P2_NO_FUSED_QUANT); use svdq_p2_quantize_rows");
+namespace {
+// the fast kernel's launch: NT threads, PF units of x in flight per thread, RB rows per set (0: chosen here), pair:
+// two groups per lane and step (p2_rows_pair_kernel), minb: its blocks per SM (launch bounds: registers)
+struct RowsCfg {
+  int nt, pf, rb, pair, minb;
+};
+size_t rows_smem(const RowsCfg& c, int K, bool smooth) {
+  return size_t(c.pf) * c.nt * 16 * (c.pair ? 2 : 1) + (smooth ? size_t(K) * 4 : 0) + size_t(2) * c.rb * (K / 2) +
+         size_t(16) * c.rb + size_t(2) * c.rb * (K / G);
+}
+using RowsKernel = void (*)(const __nv_bfloat16*, const __nv_bfloat16*, const float*, const int*, int, int, int, int,
+                            uint8_t*, float*);
+// The launch variants are built only for the harness (-DSVDQ_P2_ROWS_VARIANTS, kernels/cuda/bench/p2q-bench.sh); the
+// library has the default.
+RowsKernel rows_kernel(const RowsCfg& c) {
+#ifndef SVDQ_P2_ROWS_VARIANTS
+  (void)c;
+  return p2_rows_pair_kernel<512, 4, 2>;
 #else
-  const int rows = a->rows_per_block ? a->rows_per_block : 4;
-  const int Kx = a->K + (a->lr_shift ? 3 * R : 0);
-  const dim3 grid((a->M + rows - 1) / rows);
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const auto* x = static_cast<const __nv_bfloat16*>(a->x);
-  const auto* lam = static_cast<const __nv_bfloat16*>(a->smooth);
-  const auto* ldn = static_cast<const __nv_bfloat16*>(a->lora_down);
-  auto* a8 = static_cast<uint8_t*>(a->a8);
-  float* la = a->R ? a->lora_act : nullptr;
-#define P2Q(NCH)                                                                                               \
-  (rows == 16 ? p2_quant_kernel<NCH, 16><<<grid, 512, 0, s>>>(x, lam, ldn, a->lr_shift, a->M, Kx, a8, a->sx, la) \
-              : p2_quant_kernel<NCH, 4><<<grid, 512, 0, s>>>(x, lam, ldn, a->lr_shift, a->M, Kx, a8, a->sx, la))
-  switch (a->K) {
-    case 1024: P2Q(4); break;
-    case 3072: P2Q(12); break;
-    case 12288: P2Q(48); break;
-    default: P2Q(60); break;
+  if (c.pair) {
+    if (c.nt == 1024) return c.pf == 2 ? p2_rows_pair_kernel<1024, 2, 1> : p2_rows_pair_kernel<1024, 3, 1>;
+    if (c.nt == 512) return c.minb == 2 ? p2_rows_pair_kernel<512, 4, 2> : p2_rows_pair_kernel<512, 4, 1>;
+    return c.pf == 8 ? p2_rows_pair_kernel<256, 8, 2> : c.minb == 3 ? p2_rows_pair_kernel<256, 4, 3>
+                                                                    : p2_rows_pair_kernel<256, 4, 2>;
   }
-#undef P2Q
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return fail(std::string("svdq_p2_quantize_act: launch: ") + cudaGetErrorString(e));
-  return nullptr;
+  if (c.nt == 256)
+    return c.pf == 16 ? p2_rows_kernel<256, 16> : c.pf == 8 ? p2_rows_kernel<256, 8> : p2_rows_kernel<256, 4>;
+  return c.pf == 8 ? p2_rows_kernel<512, 8> : p2_rows_kernel<512, 4>;
 #endif
 }
+int gcd_int(int a, int b) { return b ? gcd_int(b, a % b) : a; }
 
-extern "C" const char* svdq_p2_quantize_rows(const svdq_p2_rows_args* a, void* stream) {
-  if (!a) return fail("svdq_p2_quantize_rows: NULL arguments");
-  if (a->M <= 0 || !svdq_p2_supported_k(a->K))
-    return fail("svdq_p2_quantize_rows: M > 0 and K in {1024, 3072, 12288, 15360} needed; got M=" +
-                std::to_string(a->M) + " K=" + std::to_string(a->K));
-  if (a->lr_shift && !a->lora_act) return fail("svdq_p2_quantize_rows: lr_shift (low-rank columns) needs lora_act");
-  if (!a->x || !a->a8 || !a->sx) return fail("svdq_p2_quantize_rows: x, a8 and sx are required");
-  const int cc = device_cc(nullptr);
+const char* launch_rows(const svdq_p2_rows_args* a, RowsCfg c, cudaStream_t s) {
+  int sms = 0;
+  const int cc = device_cc(&sms);
   if (cc < 89) return fail("svdq_p2_quantize_rows: needs compute capability 8.9+ (E4M3), got " + std::to_string(cc));
-  const int Kx = a->K + (a->lr_shift ? 3 * R : 0);
-  const dim3 grid((a->M + 7) / 8);
-  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const int K = a->K, M = a->M, NG = K / G, Kx = K + (a->lr_shift ? 3 * R : 0);
   const auto* x = static_cast<const __nv_bfloat16*>(a->x);
   const auto* lam = static_cast<const __nv_bfloat16*>(a->smooth);
   auto* a8 = static_cast<uint8_t*>(a->a8);
-  const size_t sh = size_t(8) * (a->K / 256) * 32 * 4 + size_t(8) * (a->K / G);
-  auto* kern = a->reference ? p2_rows_kernel<false> : p2_rows_kernel<true>;
-  if (sh > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
-    if (e != cudaSuccess) return fail(std::string("svdq_p2_quantize_rows: cudaFuncSetAttribute: ") + cudaGetErrorString(e));
+  if ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(a8)) % 16)
+    return fail("svdq_p2_quantize_rows: x and a8 must be 16-byte aligned");
+  if (a->reference) {
+    const size_t sh = size_t(8) * ((K + 255) / 256) * 260;
+    if (sh > 48 * 1024) {
+      const cudaError_t e = cudaFuncSetAttribute(p2_rows_ref_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh));
+      if (e != cudaSuccess) return fail(std::string("svdq_p2_quantize_rows: cudaFuncSetAttribute: ") + cudaGetErrorString(e));
+    }
+    p2_rows_ref_kernel<<<(M + 7) / 8, 256, sh, s>>>(x, lam, a->lora_act, a->lr_shift, M, K, Kx, a8, a->sx);
+  } else {
+    const bool smooth = lam != nullptr;
+    if (c.pair && NG % 2) return fail("svdq_p2_quantize_rows: the pair kernel needs K % 128 == 0");
+    if (c.rb <= 0) {  // sets of RB rows whose units split evenly over the octets, at least one set per SM
+      const int noct = c.nt / 8, nu = c.pair ? NG / 2 : NG;
+      c.rb = std::min(8, noct / gcd_int(nu, noct));
+      while (c.rb > 1 && (M + c.rb - 1) / c.rb < sms) c.rb /= 2;
+    }
+    while (c.rb > 1 && rows_smem(c, K, smooth) > 200 * 1024) c.rb /= 2;
+    const size_t sh = rows_smem(c, K, smooth);
+    RowsKernel kern = rows_kernel(c);
+    static std::mutex mu;
+    static std::vector<std::pair<RowsKernel, size_t>> seen;  // kernels whose shared-memory limit is raised, occupancy
+    static std::vector<std::pair<size_t, int>> occ;
+    int per_sm = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      bool raised = false;
+      for (auto& p : seen) raised |= p.first == kern;
+      if (!raised) {
+        const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
+        if (e != cudaSuccess)
+          return fail(std::string("svdq_p2_quantize_rows: cudaFuncSetAttribute: ") + cudaGetErrorString(e));
+        seen.push_back({kern, 0});
+      }
+      const size_t key = (sh << 16) | (size_t(c.nt) << 6) | (size_t(c.pf) << 2) | (size_t(c.pair) << 1) | size_t(c.minb & 1);
+      for (auto& p : occ)
+        if (p.first == key) per_sm = p.second;
+      if (!per_sm) {
+        const cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, c.nt, sh);
+        if (e != cudaSuccess || per_sm < 1)
+          return fail("svdq_p2_quantize_rows: no occupancy for K=" + std::to_string(K) + " (" + std::to_string(sh) +
+                      " bytes of shared memory)");
+        occ.push_back({key, per_sm});
+      }
+    }
+    const int nsets = (M + c.rb - 1) / c.rb;
+    const int grid = std::min(nsets, sms * per_sm);
+    kern<<<grid, c.nt, sh, s>>>(x, lam, a->lora_act, a->lr_shift, M, K, Kx, c.rb, a8, a->sx);
   }
-  kern<<<grid, 256, sh, s>>>(x, lam, a->lora_act, a->lr_shift, a->M, a->K, Kx, a8, a->sx);
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return fail(std::string("svdq_p2_quantize_rows: launch: ") + cudaGetErrorString(e));
   return nullptr;
+}
+
+const char* check_rows(const svdq_p2_rows_args* a) {
+  if (!a) return fail("svdq_p2_quantize_rows: NULL arguments");
+  if (a->M <= 0 || !svdq_p2_supported_k(a->K))
+    return fail("svdq_p2_quantize_rows: M > 0 and K in {1024, 1152, 3072, 4608, 12288, 15360} needed; got M=" +
+                std::to_string(a->M) + " K=" + std::to_string(a->K));
+  if (a->lr_shift && !a->lora_act) return fail("svdq_p2_quantize_rows: lr_shift (low-rank columns) needs lora_act");
+  if (!a->x || !a->a8 || !a->sx) return fail("svdq_p2_quantize_rows: x, a8 and sx are required");
+  return nullptr;
+}
+}  // namespace
+
+extern "C" const char* svdq_p2_quantize_rows(const svdq_p2_rows_args* a, void* stream) {
+  if (const char* m = check_rows(a)) return m;
+  // 512 threads, 4 units in flight per thread: see docs/benchmarks.md (issue 16, the rows quantizer)
+  return launch_rows(a, RowsCfg{512, 4, 0, 1, 2}, static_cast<cudaStream_t>(stream));
+}
+
+// the harness's hook (kernels/cuda/bench/p2q_bench.cu declares it): the fast kernel with a given launch
+extern "C" const char* svdq_p2_quantize_rows_cfg(const svdq_p2_rows_args* a, int nt, int pf, int rb, int pair,
+                                                 int minb, void* stream) {
+  if (const char* m = check_rows(a)) return m;
+  const bool ok = pair ? (nt == 1024 && (pf == 2 || pf == 3) && minb == 1) ||
+                             (nt == 512 && pf == 4 && (minb == 1 || minb == 2)) ||
+                             (nt == 256 && ((pf == 4 && (minb == 2 || minb == 3)) || (pf == 8 && minb == 2)))
+                       : (nt == 256 && (pf == 4 || pf == 8 || pf == 16)) || (nt == 512 && (pf == 4 || pf == 8));
+  if (!ok) return fail("svdq_p2_quantize_rows_cfg: no such instantiation");
+#ifndef SVDQ_P2_ROWS_VARIANTS
+  if (nt != 512 || pf != 4 || !pair || minb != 2)
+    return fail("svdq_p2_quantize_rows_cfg: launch variants need a build with SVDQ_P2_ROWS_VARIANTS (p2q-bench.sh)");
+#endif
+  svdq_p2_rows_args b = *a;
+  b.reference = 0;
+  return launch_rows(&b, RowsCfg{nt, pf, rb, pair, minb}, static_cast<cudaStream_t>(stream));
 }
 
 extern "C" const char* svdq_p2_gemm(const void* a8, const float* sx, const void* b8, const float* sw, void* out,

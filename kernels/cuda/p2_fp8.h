@@ -13,11 +13,11 @@
 // |-----------|-----------|-------|-------------------------------------------------------------------------|
 // | x         | [M, K]    | bf16  | row-major activations                                                   |
 // | smooth    | [K]       | bf16  | λ (codes are of x·(1/λ) in f32), or NULL                                 |
-// | lora_down | [R, K]    | bf16  | row-major, applied to the raw x                                         |
+// | lora_down | [R, K]    | bf16  | row-major, applied to the raw x (by the caller: lora_act = x·lora_downᵀ) |
 // | lr_shift  | [R]       | int32 | c_r of the weights (see above), or NULL: no low-rank columns (Kx = K)    |
 // | a8        | [M, Kx]   | e4m3  | row-major: q·2^e of the codes, then the 3R low-rank columns             |
 // | sx        | [M]       | f32   | S_x = 2^E per token (power-of-two group scales: p2RowScale "pow2")      |
-// | lora_act  | [M, R]    | f32   | x · lora_downᵀ (optional output)                                         |
+// | lora_act  | [M, R]    | f32   | x · lora_downᵀ (input of svdq_p2_quantize_rows with lr_shift)            |
 // | b8        | [N, Kx]   | e4m3  | weights' q·2^e (p2RowScale "max"), then the 3R low-rank columns          |
 // | sw        | [N]       | f32   | S_w per output channel                                                  |
 // | out       | [M, N]    | bf16  | row-major                                                               |
@@ -38,21 +38,10 @@ extern "C" {
 #define SVDQ_P2_EXP_MIN (-9)  /* 2^-9: E4M3's subnormal quantum */
 #define SVDQ_P2_EXP_MAX 5     /* 8·2^5 = 256 <= 448, E4M3's largest */
 
-typedef struct {
-  const void* x;          // [M, K] bf16
-  const void* smooth;     // [K] bf16 or NULL
-  const void* lora_down;  // [R, K] bf16 or NULL (R = 0)
-  const int32_t* lr_shift;  // [R] or NULL (no low-rank columns)
-  int M, K, R;            // K in svdq_p2_supported_k; R in {0, 32}
-  int rows_per_block;     // 0 = default (4), or 4 / 16
-  void* a8;               // [M, Kx] e4m3
-  float* sx;              // [M]
-  float* lora_act;        // [M, R] or NULL
-} svdq_p2_quantize_args;
-
-// The single-pass variant for callers that compute lora_act = x·lora_downᵀ themselves (e.g. one cuBLAS GEMM): one
-// read of x, one write of a8 and sx; lora_act [M, 32] f32 is an input (needed when lr_shift is given). For the same
-// lora_act, a8 and sx equal svdq_p2_quantize_act's bytes.
+// The activation quantizer, for callers that compute lora_act = x·lora_downᵀ themselves (one cuBLAS GEMM, as the
+// engine and @svdquant/kernels-cuda quantizeActP2 do): one read of x, one write of a8 and sx; lora_act [M, 32] f32 is
+// an input (needed when lr_shift is given). x and a8 16-byte aligned. `reference` runs the reference kernel (every
+// value through the conversion instructions): the same bytes, slower.
 typedef struct {
   const void* x;            // [M, K] bf16
   const void* smooth;       // [K] bf16 or NULL
@@ -79,9 +68,8 @@ typedef struct {
   int fast_accum;
 } svdq_p2_gemm_args;
 
-// 1 if the one-pass kernels are instantiated for this K (1024, 3072, 12288, 15360), else 0.
+// 1 if svdq_p2_quantize_rows takes this K (1024, 1152, 3072, 4608, 12288, 15360: the tested ones), else 0.
 int svdq_p2_supported_k(int K);
-const char* svdq_p2_quantize_act(const svdq_p2_quantize_args* a, void* stream);
 const char* svdq_p2_quantize_rows(const svdq_p2_rows_args* a, void* stream);
 const char* svdq_p2_gemm_ex(const svdq_p2_gemm_args* g, void* stream);
 // out = S_x S_w (a8 · b8ᵀ) through cuBLASLt (loaded at run time: libcublasLt.so.13); FP8 E4M3 operands, outer-vector

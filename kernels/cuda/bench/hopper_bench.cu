@@ -317,7 +317,7 @@ static P2W quant_weight_p2(const std::vector<uint16_t>& w, const std::vector<uin
   return o;
 }
 
-// host float32-faithful twin of p2_quant_kernel for one row: v = x·(1/λ) in f32, la = the device's f32 lora_act
+// host float32-faithful twin of the activation quantizer (svdq_p2_quantize_rows) for one row: v = x·(1/λ) in f32, la = the device's f32 lora_act
 // (so the row exponent sees the same low-rank magnitudes); the bytes and the row scale must match exactly
 static void ref_quant_row(const float* v, int K, const float* la, const int* cr, uint8_t* out, float* sxo) {
   const int ng = K / G;
@@ -491,15 +491,15 @@ static std::vector<uint16_t> down16(const void* d, size_t n) {
   std::vector<uint16_t> h(n); CK(cudaMemcpy(h.data(), d, n * 2, cudaMemcpyDeviceToHost)); return h;
 }
 
-// the package's one-pass activation quantizer (kernels/cuda/p2_fp8.cu, copied here)
+// the package's activation quantizer: the low-rank down x·lora_downᵀ through cuBLAS (f32 lora_act), then
+// svdq_p2_quantize_rows (kernels/cuda/p2_fp8.cu), as packages/kernels-cuda quantizeActP2 and the engine run it
 static void launch_quant(int K, const __nv_bfloat16* x, const __nv_bfloat16* lam, const __nv_bfloat16* ldn,
-                         const int* cr, int M, int Kx, uint8_t* a8, float* sx, float* la, cudaStream_t s,
-                         int rows = 0) {
-  svdq_p2_quantize_args q{};
-  q.x = x; q.smooth = lam; q.lora_down = ldn; q.lr_shift = cr; q.M = M; q.K = K; q.R = R;
-  q.rows_per_block = rows; q.a8 = a8; q.sx = sx; q.lora_act = la;
+                         const int* cr, int M, int Kx, uint8_t* a8, float* sx, float* la, cudaStream_t s) {
+  CS(svdq_gemm_cublas_ex(SVDQ_BF16, 1, x, K, ldn, K, la, R, M, R, K, 0.f, s));
+  svdq_p2_rows_args q{};
+  q.x = x; q.smooth = lam; q.lora_act = la; q.lr_shift = cr; q.M = M; q.K = K; q.a8 = a8; q.sx = sx;
   (void)Kx;
-  CS(svdq_p2_quantize_act(&q, s));
+  CS(svdq_p2_quantize_rows(&q, s));
 }
 
 int main(int argc, char** argv) {
@@ -698,11 +698,6 @@ int main(int argc, char** argv) {
     }
 
     }
-    if (small) {  // the other CTA shape too, under memcheck (M = 100 leaves a partly live last CTA)
-      launch_quant(K, x, lam, ldn, cr, M, Kx, a8, sx, lact, s, 16);
-      CK(cudaGetLastError());
-      CK(cudaStreamSynchronize(s));
-    }
     // ---- our existing W4A4 kernels (random checkpoint-layout weights), for the same-run comparison
     uint8_t* qw = dalloc<uint8_t>(size_t(N) * K / 2);
     auto* wsc = dalloc<__nv_bfloat16>(size_t(N) * K / 64);
@@ -733,12 +728,8 @@ int main(int argc, char** argv) {
       const float t_lr = time_us(T, cold, [&] { run_lt(gl, a8, b8, out2, s); });
       const float t_lrf = gf.ok ? time_us(T, cold, [&] { run_lt(gf, a8, b8, out2, s); }) : NAN;
       const float t_q = nop2 ? NAN : time_us(T, cold, [&] { launch_quant(K, x, lam, ldn, cr, M, Kx, a8, sx, lact, s); });
-      const int rows_def = (M + 15) / 16 < 132 ? 4 : 16;
-      const float t_qalt = nop2 ? NAN : time_us(T, cold, [&] {
-        launch_quant(K, x, lam, ldn, cr, M, Kx, a8, sx, lact, s, rows_def == 4 ? 16 : 4);
-      });
-      std::printf("  quantize %s M=%d K=%d: %d rows/CTA (default) %.1f us, %d rows/CTA %.1f us\n", cold ? "cold" : "hot",
-                  M, K, rows_def, t_q, rows_def == 4 ? 16 : 4, t_qalt);
+      std::printf("  quantize (cuBLAS low-rank down + rows kernel) %s M=%d K=%d: %.1f us\n", cold ? "cold" : "hot", M, K,
+                  t_q);
       const float t_layer = nop2 ? NAN : time_us(T, cold, [&] {
         launch_quant(K, x, lam, ldn, cr, M, Kx, a8, sx, lact, s);
         CS(svdq_p2_gemm(a8, sx, b8, sw, out2, M, N, Kx, 0, s));

@@ -77,8 +77,6 @@ for (const f of cuSources) {
     ...gencode,
     `-I${cudaDir}`,
     `-I${engDir}`,
-    // the engine calls svdq_p2_quantize_rows only: leave the fused one-pass quantizer out (addon size)
-    ...(f.endsWith("p2_fp8.cu") ? ["-DSVDQ_P2_NO_FUSED_QUANT"] : []),
     "-c",
     f,
     "-o",

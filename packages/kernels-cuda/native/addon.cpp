@@ -264,30 +264,60 @@ Napi::Value GemmCublasInt8(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// int4p2 FP8 path (p2_fp8.h): activation quantize (bf16 in) and the cuBLASLt FP8 GEMM
+// int4p2 FP8 path (p2_fp8.h): activation quantize (bf16 in: the low-rank down through cuBLAS, then the rows kernel),
+// the rows kernel alone, and the cuBLASLt FP8 GEMM (plain, and with output stride / bias / GELU)
+void p2_shape(Napi::Env env, const char* op, int M, int K) {
+  if (M <= 0 || !svdq_p2_supported_k(K))
+    throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(M) + " K=" + std::to_string(K) +
+                                         " (M > 0, K in 1024, 1152, 3072, 4608, 12288, 15360)");
+}
+
 Napi::Value QuantizeActP2(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "quantizeActP2";
   Napi::Object o = info[0].As<Napi::Object>();
-  svdq_p2_quantize_args a{};
+  svdq_p2_rows_args a{};
   a.M = int_of(env, o, op, "M");
   a.K = int_of(env, o, op, "K");
-  a.R = int_of(env, o, op, "R", 0);
-  a.rows_per_block = int_of(env, o, op, "rowsPerBlock", 0);
-  if (a.M <= 0 || !svdq_p2_supported_k(a.K) || (a.R != 0 && a.R != 32))
-    throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(a.M) + " K=" +
-                                         std::to_string(a.K) + " R=" + std::to_string(a.R) +
-                                         " (K in 1024, 3072, 12288; R 0 or 32)");
-  const size_t M = size_t(a.M), K = size_t(a.K), R = size_t(a.R);
+  const int R = int_of(env, o, op, "R", 0);
+  p2_shape(env, op, a.M, a.K);
+  if (R != 0 && R != 32) throw Napi::RangeError::New(env, std::string(op) + ": R must be 0 or 32, got " + std::to_string(R));
+  const size_t M = size_t(a.M), K = size_t(a.K), r = size_t(R);
   a.x = buf(env, o, op, "x", M * K * 2);
   a.smooth = buf(env, o, op, "smooth", K * 2, true);
-  a.lora_down = buf(env, o, op, "loraDown", R * K * 2, a.R == 0);
-  a.lr_shift = static_cast<const int32_t*>(buf(env, o, op, "lrShift", R * 4, true));
-  const size_t Kx = K + (a.lr_shift ? 3 * R : 0);
+  const void* ldn = buf(env, o, op, "loraDown", r * K * 2, R == 0);
+  a.lr_shift = static_cast<const int32_t*>(buf(env, o, op, "lrShift", r * 4, true));
+  if (a.lr_shift && R == 0) throw Napi::RangeError::New(env, std::string(op) + ": lrShift needs R = 32");
+  const size_t Kx = K + (a.lr_shift ? 3 * r : 0);
   a.a8 = buf(env, o, op, "a8", M * Kx);
   a.sx = static_cast<float*>(buf(env, o, op, "sx", M * 4));
-  a.lora_act = static_cast<float*>(buf(env, o, op, "loraAct", M * R * 4, true));
-  check_msg(env, svdq_p2_quantize_act(&a, g_stream));
+  float* lact = static_cast<float*>(buf(env, o, op, "loraAct", M * r * 4, R == 0));
+  if (R) check_msg(env, svdq_gemm_cublas_ex(SVDQ_BF16, 1, a.x, a.K, ldn, a.K, lact, R, a.M, R, a.K, 0.f, g_stream));
+  a.lora_act = R ? lact : nullptr;
+  check_msg(env, svdq_p2_quantize_rows(&a, g_stream));
+  return env.Undefined();
+}
+
+Napi::Value QuantizeRowsP2(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* op = "quantizeRowsP2";
+  Napi::Object o = info[0].As<Napi::Object>();
+  svdq_p2_rows_args a{};
+  a.M = int_of(env, o, op, "M");
+  a.K = int_of(env, o, op, "K");
+  p2_shape(env, op, a.M, a.K);
+  const size_t M = size_t(a.M), K = size_t(a.K);
+  a.x = buf(env, o, op, "x", M * K * 2);
+  a.smooth = buf(env, o, op, "smooth", K * 2, true);
+  a.lora_act = static_cast<const float*>(buf(env, o, op, "loraAct", M * 32 * 4, true));
+  a.lr_shift = static_cast<const int32_t*>(buf(env, o, op, "lrShift", 32 * 4, true));
+  if ((a.lora_act == nullptr) != (a.lr_shift == nullptr))
+    throw Napi::TypeError::New(env, std::string(op) + ": loraAct and lrShift go together (the 3R low-rank columns)");
+  const size_t Kx = K + (a.lr_shift ? 96 : 0);
+  a.a8 = buf(env, o, op, "a8", M * Kx);
+  a.sx = static_cast<float*>(buf(env, o, op, "sx", M * 4));
+  a.reference = o.Get("reference").ToBoolean() ? 1 : 0;
+  check_msg(env, svdq_p2_quantize_rows(&a, g_stream));
   return env.Undefined();
 }
 
@@ -295,17 +325,26 @@ Napi::Value GemmP2(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* op = "gemmP2";
   Napi::Object o = info[0].As<Napi::Object>();
-  const int M = int_of(env, o, op, "M"), N = int_of(env, o, op, "N"), Kx = int_of(env, o, op, "Kx");
-  if (M <= 0 || N <= 0 || Kx <= 0 || Kx % 16 != 0 || N % 8 != 0)
-    throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(M) + " N=" +
-                                         std::to_string(N) + " Kx=" + std::to_string(Kx) + " (Kx % 16, N % 8)");
-  const size_t m = size_t(M), n = size_t(N), k = size_t(Kx);
-  void* a8 = buf(env, o, op, "a8", m * k);
-  auto* sx = static_cast<const float*>(buf(env, o, op, "sx", m * 4));
-  void* b8 = buf(env, o, op, "b8", n * k);
-  auto* sw = static_cast<const float*>(buf(env, o, op, "sw", n * 4));
-  void* out = buf(env, o, op, "out", m * n * 2);
-  check_msg(env, svdq_p2_gemm(a8, sx, b8, sw, out, M, N, Kx, o.Get("fastAccum").ToBoolean() ? 1 : 0, g_stream));
+  svdq_p2_gemm_args g{};
+  g.M = int_of(env, o, op, "M");
+  g.N = int_of(env, o, op, "N");
+  g.Kx = int_of(env, o, op, "Kx");
+  g.ldo = int_of(env, o, op, "ldo", 0);
+  const int ldo = g.ldo ? g.ldo : g.N;
+  if (g.M <= 0 || g.N <= 0 || g.Kx <= 0 || g.Kx % 16 != 0 || g.N % 8 != 0 || ldo < g.N || ldo % 8 != 0)
+    throw Napi::RangeError::New(env, std::string(op) + ": bad shape M=" + std::to_string(g.M) + " N=" +
+                                         std::to_string(g.N) + " Kx=" + std::to_string(g.Kx) + " ldo=" +
+                                         std::to_string(ldo) + " (Kx % 16, N % 8, ldo >= N, ldo % 8)");
+  const size_t m = size_t(g.M), n = size_t(g.N), k = size_t(g.Kx);
+  g.a8 = buf(env, o, op, "a8", m * k);
+  g.sx = static_cast<const float*>(buf(env, o, op, "sx", m * 4));
+  g.b8 = buf(env, o, op, "b8", n * k);
+  g.sw = static_cast<const float*>(buf(env, o, op, "sw", n * 4));
+  g.out = buf(env, o, op, "out", ((m - 1) * size_t(ldo) + n) * 2);
+  g.bias = buf(env, o, op, "bias", n * 2, true);
+  g.gelu = o.Get("gelu").ToBoolean() ? 1 : 0;
+  g.fast_accum = o.Get("fastAccum").ToBoolean() ? 1 : 0;
+  check_msg(env, svdq_p2_gemm_ex(&g, g_stream));
   return env.Undefined();
 }
 
@@ -413,6 +452,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemmCublas", Napi::Function::New(env, GemmCublas));
   exports.Set("repackWeightWg", Napi::Function::New(env, RepackWeightWg));
   exports.Set("quantizeActP2", Napi::Function::New(env, QuantizeActP2));
+  exports.Set("quantizeRowsP2", Napi::Function::New(env, QuantizeRowsP2));
   exports.Set("gemmP2", Napi::Function::New(env, GemmP2));
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize));

@@ -23,6 +23,7 @@ export {
   type QuantizedAct,
   quantizeAct,
   quantizeActP2,
+  quantizeRowsP2,
   repackWeightWg,
   synchronize,
   timeGraphMs,

@@ -37,6 +37,7 @@ export interface NativeAddon {
   gemmCublasInt8(args: Record<string, unknown>): void;
   repackWeightWg(args: Record<string, unknown>): void;
   quantizeActP2(args: Record<string, unknown>): void;
+  quantizeRowsP2(args: Record<string, unknown>): void;
   gemmP2(args: Record<string, unknown>): void;
   deviceInfo(): NativeDeviceInfo;
   synchronize(): void;

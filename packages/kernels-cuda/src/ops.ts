@@ -427,8 +427,11 @@ export function timeMs(fn: () => void, iterations: number): number {
   return native(() => addon().timeMs(fn, iterations));
 }
 
-/** K values the one-pass int4p2 activation kernel is built for (its register-resident row needs K/256 unrolled). */
-export const P2_SUPPORTED_K: readonly number[] = [1024, 3072, 12288, 15360];
+/**
+ * K values of the int4p2 activation kernel (tested: FLUX.1 3072, 12288, 15360; PixArt-Σ 1152, 4608; and 1024).
+ * The kernel takes K at run time; the list is what the tests and the harness cover.
+ */
+export const P2_SUPPORTED_K: readonly number[] = [1024, 1152, 3072, 4608, 12288, 15360];
 
 /** int4p2 activations on the device ("pow2" row scales; layouts in kernels/cuda/p2_fp8.h). */
 export interface P2Act {
@@ -436,6 +439,7 @@ export interface P2Act {
   K: number;
   /** K + 3R with the low-rank columns (lrShift given), else K. */
   Kx: number;
+  /** 32 when the operand carries the low-rank columns or loraAct was computed, else 0. */
   R: number;
   /** [M, Kx] E4M3: q·2^e of the codes, then the 3R low-rank columns. */
   a8: DeviceBuffer;
@@ -445,10 +449,19 @@ export interface P2Act {
   loraAct: DeviceBuffer | undefined;
 }
 
+function p2Shape(op: string, M: number, K: number): void {
+  dims(op, { M, K });
+  if (M === 0 || !P2_SUPPORTED_K.includes(K))
+    throw new CudaKernelError("E_SHAPE", `${op}: x [${M}, ${K}]: M > 0 and K in ${P2_SUPPORTED_K.join(", ")}`, {
+      tensor: "x",
+    });
+}
+
 /**
- * One pass over x [M, K] (bf16): int4p2 codes of x/λ as the FP8 GEMM operand, the per-token scale, and
- * lora_act = x · lora_downᵀ (R = 32), written into 3R extra operand columns when `lrShift` (the weights' per-rank
- * power-of-two shifts, from {@link p2WeightOperand}) is given. Needs sm_89+.
+ * int4p2 activations of x [M, K] (bf16): the low-rank down lora_act = x · lora_downᵀ (R = 32) through cuBLAS (f32
+ * out), then {@link quantizeRowsP2}'s kernel (one read of x, one write of the operand): the codes of x/λ as the FP8
+ * GEMM operand and the per-token scale, with lora_act written into 3R extra operand columns when `lrShift` (the
+ * weights' per-rank power-of-two shifts, from {@link p2WeightOperand}) is given. Needs sm_89+.
  */
 export function quantizeActP2(a: {
   M: number;
@@ -458,16 +471,14 @@ export function quantizeActP2(a: {
   smooth?: DeviceBuffer;
   loraDown?: DeviceBuffer;
   lrShift?: DeviceBuffer;
-  /** 4 or 16 rows per thread block (default 4: faster at every shape measured on the H100). */
-  rowsPerBlock?: 0 | 4 | 16;
 }): P2Act {
   const { M, K, R } = a;
-  dims("quantizeActP2", { M, K, R });
-  if (M === 0 || !P2_SUPPORTED_K.includes(K))
-    throw new CudaKernelError("E_SHAPE", `quantizeActP2: x [${M}, ${K}]: M > 0 and K in ${P2_SUPPORTED_K.join(", ")}`);
+  p2Shape("quantizeActP2", M, K);
   if (R !== 0 && R !== 32) throw new CudaKernelError("E_SHAPE", `quantizeActP2: rank R=${R} must be 0 or 32`);
   if (a.lrShift !== undefined && R === 0)
-    throw new CudaKernelError("E_SHAPE", "quantizeActP2: lrShift (low-rank columns) needs R = 32");
+    throw new CudaKernelError("E_SHAPE", "quantizeActP2: lrShift (low-rank columns) needs R = 32", {
+      tensor: "lrShift",
+    });
   need("x", a.x, M * K * 2);
   if (a.smooth) need("smooth", a.smooth, K * 2);
   if (R > 0) need("loraDown", a.loraDown, R * K * 2);
@@ -481,7 +492,6 @@ export function quantizeActP2(a: {
       M,
       K,
       R,
-      rowsPerBlock: a.rowsPerBlock ?? 0,
       x: a.x.native,
       smooth: a.smooth?.native,
       loraDown: R > 0 ? a.loraDown?.native : undefined,
@@ -495,9 +505,60 @@ export function quantizeActP2(a: {
 }
 
 /**
- * out [M, N] bf16 = S_x[m]·S_w[n]·Σ_k a8[m, k]·b8[n, k] over Kx columns: the int4p2 layer (with its low-rank branch
- * when both operands carry the 3R columns) as one cuBLASLt FP8 GEMM with outer-vector scales, f32 accumulation
- * (`fastAccum` off by default). Needs sm_89+ and libcublasLt.so.13.
+ * The int4p2 activation kernel alone, for callers that compute lora_act [M, 32] (f32) themselves (the engine: one
+ * cuBLAS GEMM): x [M, K] (bf16) read once, a8 [M, Kx] and sx [M] written once; with `loraAct` and `lrShift` the 3R
+ * low-rank columns too (Kx = K + 96). `reference` runs the reference kernel (conversion instructions; the same
+ * bytes, slower: for tests). `a8` / `sx` reuse caller buffers. The returned loraAct is the caller's buffer.
+ */
+export function quantizeRowsP2(a: {
+  M: number;
+  K: number;
+  x: DeviceBuffer;
+  smooth?: DeviceBuffer;
+  loraAct?: DeviceBuffer;
+  lrShift?: DeviceBuffer;
+  reference?: boolean;
+  a8?: DeviceBuffer;
+  sx?: DeviceBuffer;
+}): P2Act {
+  const { M, K } = a;
+  p2Shape("quantizeRowsP2", M, K);
+  if ((a.loraAct === undefined) !== (a.lrShift === undefined))
+    throw new CudaKernelError("E_SHAPE", "quantizeRowsP2: loraAct and lrShift go together (the 3R low-rank columns)", {
+      tensor: a.loraAct === undefined ? "loraAct" : "lrShift",
+    });
+  const R = a.lrShift ? 32 : 0;
+  const Kx = K + 3 * R;
+  need("x", a.x, M * K * 2);
+  if (a.smooth) need("smooth", a.smooth, K * 2);
+  if (a.loraAct) need("loraAct", a.loraAct, M * 32 * 4);
+  if (a.lrShift) need("lrShift", a.lrShift, 32 * 4);
+  if (a.a8) need("a8", a.a8, M * Kx);
+  if (a.sx) need("sx", a.sx, M * 4);
+  const a8 = a.a8 ?? new DeviceBuffer(M * Kx);
+  const sx = a.sx ?? new DeviceBuffer(M * 4);
+  native(() =>
+    addon().quantizeRowsP2({
+      M,
+      K,
+      x: a.x.native,
+      smooth: a.smooth?.native,
+      loraAct: a.loraAct?.native,
+      lrShift: a.lrShift?.native,
+      a8: a8.native,
+      sx: sx.native,
+      reference: a.reference === true,
+    }),
+  );
+  return { M, K, Kx, R, a8, sx, loraAct: a.loraAct };
+}
+
+/**
+ * out[m, n] (row stride `ldo`, default N) = gelu?(S_x[m]·S_w[n]·Σ_k a8[m, k]·b8[n, k] + bias[n]) over Kx columns,
+ * computed in f32 and rounded once to bf16: the int4p2 layer (with its low-rank branch when both operands carry the
+ * 3R columns) as one cuBLASLt FP8 GEMM with outer-vector scales and its epilogue (bias bf16 [N]; GELU in its tanh
+ * form), f32 accumulation (`fastAccum` off by default). Columns N..ldo of each output row are left as they are.
+ * Needs sm_89+ and libcublasLt.so.13.
  */
 export function gemmP2(a: {
   act: P2Act;
@@ -507,25 +568,41 @@ export function gemmP2(a: {
   sw: DeviceBuffer;
   fastAccum?: boolean;
   out?: DeviceBuffer;
+  /** Output row stride in elements (>= N, a multiple of 8; default N). */
+  ldo?: number;
+  /** bf16 [N], added before the activation. */
+  bias?: DeviceBuffer;
+  /** GELU (tanh approximation) after the bias. */
+  gelu?: boolean;
 }): DeviceBuffer {
   const { M, Kx } = a.act;
   const N = a.N;
-  dims("gemmP2", { M, N, Kx });
+  const ldo = a.ldo ?? N;
+  dims("gemmP2", { M, N, Kx, ldo });
   if (N === 0 || N % 8 !== 0) throw new CudaKernelError("E_SHAPE", `gemmP2: N=${N} must be a positive multiple of 8`);
+  if (ldo < N || ldo % 8 !== 0)
+    throw new CudaKernelError("E_SHAPE", `gemmP2: ldo=${ldo} must be >= N=${N} and a multiple of 8`, { tensor: "out" });
+  if (Kx === 0 || Kx % 16 !== 0)
+    throw new CudaKernelError("E_SHAPE", `gemmP2: Kx=${Kx} must be a positive multiple of 16`, { tensor: "a8" });
   need("b8", a.b8, N * Kx);
   need("sw", a.sw, N * 4);
-  const out = a.out ?? new DeviceBuffer(M * N * 2);
-  need("out", out, M * N * 2);
+  if (a.bias) need("bias", a.bias, N * 2);
+  const outBytes = M === 0 ? 0 : ((M - 1) * ldo + N) * 2;
+  const out = a.out ?? new DeviceBuffer(M * ldo * 2);
+  need("out", out, outBytes);
   native(() =>
     addon().gemmP2({
       M,
       N,
       Kx,
+      ldo,
       a8: a.act.a8.native,
       sx: a.act.sx.native,
       b8: a.b8.native,
       sw: a.sw.native,
       out: out.native,
+      bias: a.bias?.native,
+      gelu: a.gelu === true,
       fastAccum: a.fastAccum === true,
     }),
   );
