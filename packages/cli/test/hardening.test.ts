@@ -8,6 +8,7 @@ import { writePng } from "@svdquant/metrics";
 import { Tensor, writeSafetensors } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
 import { main } from "../src/index.js";
+import { baseExperimentConfig } from "./fuzz/generators.js";
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "";
@@ -110,18 +111,7 @@ describe("escaping (finding 10)", () => {
 });
 
 describe("experiment configs (findings 5, 7, 11)", () => {
-  const base = {
-    runner: "ablation-layer",
-    seed: 0,
-    methods: ["fp"],
-    generated: [{ name: "g", seed: 1, n: 16, k: 64, tokens: 16 }],
-    fixtures: [],
-    fixtureTokens: 8,
-    rank: 4,
-    rankSweep: { method: "fp", layer: "g", ranks: [0] },
-    figureLayer: "none",
-    out: "out",
-  };
+  const base = baseExperimentConfig();
   const exp = (name: string, cfg: unknown): string => {
     const d = join(root, name);
     mkdirSync(d, { recursive: true });
