@@ -7,7 +7,7 @@
 #                                         calibration script and the CLI) with esbuild, xz'd (tools/device-common.sh
 #                                         does both), add the diffusers peer scripts (tools/engine/*.py) and, with
 #                                         DIFFUSERS_TAR (an xz tar of src/diffusers), the diffusers sources into DIR
-#                                         (about 1.2 MiB without them; otherwise .dev-engine/diffusers.tar.xz is used
+#                                         (about 1.3 MiB without them; otherwise .dev-engine/diffusers.tar.xz is used
 #                                         on the device). Node comes from .dev-node/node.xz
 #                                         (../shared/tools/device-node.sh, stripped and xz -9e: 21 MiB), carried
 #                                         beside DIR: the tracked files (37 MiB) + Node + DIR fit the 64 MiB that

@@ -9,11 +9,10 @@ Usage (GPU machine, diffusers sources on sys.path): python3 flux_diffusers.py OU
 """
 import math
 import sys
-import time
 
 import torch
 
-from peer_common import fill_random, int_arg, random_input, run_peer
+from peer_common import int_arg, random_input, random_model, run_peer
 
 
 def main() -> None:
@@ -22,17 +21,11 @@ def main() -> None:
     single = int_arg("--single", 38)
     from diffusers import FluxTransformer2DModel
 
-    dev = torch.device("cuda")
-    torch.manual_seed(0)
-    t0 = time.time()
-    with torch.device(dev):
-        model = FluxTransformer2DModel(
-            patch_size=1, in_channels=64, num_layers=layers, num_single_layers=single, attention_head_dim=128,
-            num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
-            axes_dims_rope=(16, 56, 56),
-        ).to(torch.bfloat16)
-    model.eval()
-    weight_bytes = fill_random(model)
+    model, weight_bytes, dev, t0 = random_model(
+        FluxTransformer2DModel, patch_size=1, in_channels=64, num_layers=layers, num_single_layers=single,
+        attention_head_dim=128, num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
+        guidance_embeds=True, axes_dims_rope=(16, 56, 56),
+    )
     St, Si = 512, 4096
     side = int(math.isqrt(Si))
     img_ids = torch.zeros(Si, 3, device=dev)

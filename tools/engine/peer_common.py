@@ -68,6 +68,18 @@ def fill_random(model: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
+def random_model(cls, **config):
+    """cls(**config) built on the GPU in bf16, eval mode, every parameter drawn with its rule:
+    (model, weight bytes, device, t0 = time.time() before the build)."""
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    t0 = time.time()
+    with torch.device(dev):
+        model = cls(**config).to(torch.bfloat16)
+    model.eval()
+    return model, fill_random(model), dev, t0
+
+
 def random_input(name: str, shape, dev: torch.device) -> torch.Tensor:
     """A bf16 input drawn like the engine's `in.*` tensors."""
     x = torch.empty(shape, device=dev, dtype=torch.bfloat16)

@@ -8,11 +8,10 @@ a JSON line with step ms (median of CUDA-event timings), weight bytes and torch.
 Usage (GPU machine, diffusers sources on sys.path): python3 pixart_diffusers.py OUT_DIR [--layers 28] [--fp32-ref]
 """
 import sys
-import time
 
 import torch
 
-from peer_common import fill_random, int_arg, random_input, run_peer
+from peer_common import int_arg, random_input, random_model, run_peer
 
 
 def main() -> None:
@@ -20,19 +19,13 @@ def main() -> None:
     layers = int_arg("--layers", 28)
     from diffusers import PixArtTransformer2DModel
 
-    dev = torch.device("cuda")
-    torch.manual_seed(0)
-    t0 = time.time()
-    with torch.device(dev):
-        model = PixArtTransformer2DModel(
-            num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8, num_layers=layers,
-            cross_attention_dim=1152, attention_bias=True, sample_size=128, patch_size=2,
-            activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
-            norm_elementwise_affine=False, norm_eps=1e-6, caption_channels=4096, interpolation_scale=2,
-            use_additional_conditions=False,
-        ).to(torch.bfloat16)
-    model.eval()
-    weight_bytes = fill_random(model)
+    model, weight_bytes, dev, t0 = random_model(
+        PixArtTransformer2DModel, num_attention_heads=16, attention_head_dim=72, in_channels=4, out_channels=8,
+        num_layers=layers, cross_attention_dim=1152, attention_bias=True, sample_size=128, patch_size=2,
+        activation_fn="gelu-approximate", num_embeds_ada_norm=1000, norm_type="ada_norm_single",
+        norm_elementwise_affine=False, norm_eps=1e-6, caption_channels=4096, interpolation_scale=2,
+        use_additional_conditions=False,
+    )
     B, L, size = 2, 300, 128
     mask = torch.zeros(B, L, device=dev, dtype=torch.bfloat16)
     for b, kept in enumerate([300, 37]):

@@ -17,7 +17,7 @@ import {
 } from "@svdquant/metrics";
 import { Tensor, writeSafetensors } from "@svdquant/tensor";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { main } from "../src/index.js";
+import { cli } from "./helpers.ts";
 
 function rng(seed: number): () => number {
   let a = seed >>> 0;
@@ -44,12 +44,7 @@ function noisy(r: () => number, img: Rgb8Image): Rgb8Image {
   return { ...img, data: img.data.map((v) => Math.min(255, Math.max(0, v + Math.round(16 * (r() - 0.5))))) };
 }
 
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(args, { out: (s) => void (out += s), err: (s) => void (err += s) });
-  return { code, out, err };
-}
+const run = (args: string[]) => cli(...args);
 
 const root = mkdtempSync(join(tmpdir(), "svdq-eval-"));
 const refDir = join(root, "bf16");

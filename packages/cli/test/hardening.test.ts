@@ -7,14 +7,10 @@ import { join } from "node:path";
 import { writePng } from "@svdquant/metrics";
 import { Tensor, writeSafetensors } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
-import { main } from "../src/index.js";
+import { baseExperimentConfig } from "./fuzz/generators.js";
+import { cli } from "./helpers.ts";
 
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(args, { out: (s) => void (out += s), err: (s) => void (err += s) });
-  return { code, out, err };
-}
+const run = (args: string[]) => cli(...args);
 const ESC = "\u001b";
 const root = mkdtempSync(join(tmpdir(), "svdq-cli-h-"));
 const oneLine = (s: string) => expect(s.split("\n")).toHaveLength(2);
@@ -110,18 +106,7 @@ describe("escaping (finding 10)", () => {
 });
 
 describe("experiment configs (findings 5, 7, 11)", () => {
-  const base = {
-    runner: "ablation-layer",
-    seed: 0,
-    methods: ["fp"],
-    generated: [{ name: "g", seed: 1, n: 16, k: 64, tokens: 16 }],
-    fixtures: [],
-    fixtureTokens: 8,
-    rank: 4,
-    rankSweep: { method: "fp", layer: "g", ranks: [0] },
-    figureLayer: "none",
-    out: "out",
-  };
+  const base = baseExperimentConfig();
   const exp = (name: string, cfg: unknown): string => {
     const d = join(root, name);
     mkdirSync(d, { recursive: true });
