@@ -89,7 +89,7 @@ void eng_engine::pixart_prepare(const eng_pixart_config& cfg, int B_, int St_, i
   }
   p.proj_out = lin("proj_out", cfg.out_channels, d, false);
   p.table = need("scale_shift_table", size_t(2) * d * 2);
-  int kmax = d, rmax = 0, p2kx = 0;
+  int kmax = d, rmax = 0;
   for (int i = 0; i < cfg.num_layers; i++) {
     const std::string pf = "transformer_blocks." + std::to_string(i) + ".";
     PixArtState::Block b;
@@ -101,10 +101,8 @@ void eng_engine::pixart_prepare(const eng_pixart_config& cfg, int B_, int St_, i
     b.out2 = lin(pf + "attn2.to_out.0", d, d);
     b.ff0 = lin(pf + "ff.net.0.proj", 4 * d, d);
     b.ff2 = lin(pf + "ff.net.2", d, 4 * d);
-    for (const Lin* L : {&b.qkv, &b.to_out, &b.q2, &b.kv2, &b.out2, &b.ff0, &b.ff2}) {
+    for (const Lin* L : {&b.qkv, &b.to_out, &b.q2, &b.kv2, &b.out2, &b.ff0, &b.ff2})
       if (L->kind == LIN_W4A4) kmax = std::max(kmax, L->K), rmax = std::max(rmax, L->R);
-      if (L->kind == LIN_P2) p2kx = std::max(p2kx, L->Kx);
-    }
     p.blk.push_back(b);
   }
   drop_workspace();
@@ -143,18 +141,6 @@ void eng_engine::pixart_prepare(const eng_pixart_config& cfg, int B_, int St_, i
   lora_max = rmax;
   lora_act = rmax ? static_cast<float*>(W("lora_act", Mp * rmax * 4)) : nullptr;
   if (lora_act) ckc(cudaMemset(lora_act, 0, Mp * rmax * 4), "cudaMemset(lora_act)");
-  // int4p2 block linears (opt-in, sm_89+): their activation operand and, when stored 4-bit, the expanded weights
-  if (p2kx) {
-    p2_workspace(int(Mx), Mx * size_t(p2kx));
-    std::vector<const Lin*> p2_layers;
-    for (const PixArtState::Block& k : p.blk)
-      for (const Lin* L : {&k.qkv, &k.to_out, &k.q2, &k.kv2, &k.out2, &k.ff0, &k.ff2}) p2_layers.push_back(L);
-    p2_weight_buffer(p2_layers);
-  }
-  {
-    const auto pf = ints.find("p2.fast_accum");
-    p2_fast = pf != ints.end() && pf->second != 0;
-  }
   if (p.next_quant && next_quant_ok(p)) {
     const Lin& f2 = p.blk[0].ff2;
     p.codes2 = W("codes2", Mp * f2.K);  // s8 / f8: one byte a code (s4: half of it used)

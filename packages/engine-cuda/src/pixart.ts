@@ -20,15 +20,10 @@ export interface RandomPixArtOptions {
   /**
    * "bf16": every linear 16-bit (cuBLAS); "w4a4": the SVDQuant recipe (@svdquant/models SVDQUANT_RECIPE): block
    * linears W4A4 INT4 g64 rank R except the cross-attention K/V (16-bit), `adaln_single.linear` W4A16, embedders,
-   * caption projection and proj_out 16-bit. "w4a4p2": the same layers in the opt-in Hopper format int4p2 (rank 32,
-   * one FP8 GEMM per layer, sm_89+; see FluxEngine.random).
+   * caption projection and proj_out 16-bit.
    */
-  mode: "bf16" | "w4a4" | "w4a4p2";
+  mode: "bf16" | "w4a4";
   rank?: number;
-  /** int4p2: cuBLASLt's FP8 fast accumulation; default false. */
-  p2FastAccum?: boolean;
-  /** int4p2 weight storage: "int4" (default, expanded per GEMM) or "e4m3" (the FP8 operand). */
-  p2Storage?: "int4" | "e4m3";
 }
 
 /**
@@ -108,11 +103,8 @@ export class PixArtEngine {
    * tools/engine/pixart_diffusers.py puts into diffusers' model). Packed layers hold random values (timing only).
    */
   static random(config: PixArtConfig, opts: RandomPixArtOptions): PixArtEngine {
-    if (opts.mode !== "bf16" && opts.mode !== "w4a4" && opts.mode !== "w4a4p2")
-      throw new EngineError(
-        "E_INPUT",
-        `mode "${String(opts.mode)}": PixArt's random weights are "bf16", "w4a4" or "w4a4p2"`,
-      );
+    if (opts.mode !== "bf16" && opts.mode !== "w4a4")
+      throw new EngineError("E_INPUT", `mode "${String(opts.mode)}": PixArt's random weights are "bf16" or "w4a4"`);
     const e = PixArtEngine.create(config);
     const n = e.native;
     const rank = opts.rank ?? 32; // SVDQuant §5.1: rank 32
@@ -120,21 +112,14 @@ export class PixArtEngine {
     try {
       wrap(() => {
         for (const L of pixartEngineLinears(config)) {
-          const quantized = opts.mode !== "bf16";
           const kind =
-            quantized && W4A4_LAYER.test(L.name)
-              ? opts.mode === "w4a4p2"
-                ? "int4p2"
-                : "w4a4"
-              : quantized && L.name === "adaln_single.linear"
+            opts.mode === "w4a4" && W4A4_LAYER.test(L.name)
+              ? "w4a4"
+              : opts.mode === "w4a4" && L.name === "adaln_single.linear"
                 ? "w4a16"
                 : "dense";
           // the patch embedding's rule sees the conv's fan-in C·p² (pixart_diffusers.py does the same)
-          randomLinear(n, L, kind, {
-            rank,
-            unsigned: pixartUnsignedLayer(L.name),
-            p2: { storage: opts.p2Storage ?? "int4", sharedInput: false },
-          });
+          randomLinear(n, L, kind, { rank, unsigned: pixartUnsignedLayer(L.name) });
         }
         for (const { name, rows } of pixartEngineTables(config)) {
           n.alloc(name, rows * d * 2);
@@ -142,7 +127,6 @@ export class PixArtEngine {
           n.fillRandom(name, "bf16", fnv1a32(name), r.center, r.scale);
         }
       });
-      if (opts.p2FastAccum) n.setInt("p2.fast_accum", 1);
     } catch (err) {
       e.free();
       throw err;
