@@ -17,21 +17,12 @@
 // | blk.ff.net.0.proj.*, blk.ff.net.2.*   | [4D, D], [D, 4D]       |       | FF (GELU-tanh between)                  |
 // | proj_out.*                            | [p²·oc, D]             |       | final projection                        |
 // | in.hidden                             | [B·Si, Cp]             | bf16  | latents unfolded into patches (row-major grid, (c, pi, pj) columns) |
-// | in.pos                                | [Si, D]                | bf16  | 2-D sin-cos position embedding (one table for every batch item) |
+// | in.pos                                | [B·Si, D]              | bf16  | 2-D sin-cos position embedding (repeated per batch item) |
 // | in.encoder                            | [B·St, Cc or Dx]       | bf16  | T5 embeddings                           |
 // | in.timestep                           | [B]                    | f32   | in [0, 1000) (not rescaled)             |
 // | in.kv_len                             | [B]                    | i32   | kept text tokens per item (prefix mask) |
 // | out                                   | [B·Si, p²·oc]          | bf16  | per patch, (pi, pj, channel) columns    |
 // A linear "L.*" is L.weight (16-bit), L.qweight… (W4A4) or L.w4a16_codes… (W4A16), as in flux.h.
-//
-// Step options (engine ints, eng_set_int before eng_pixart_prepare; read by the prepare):
-// | name               | default | effect                                                                          |
-// |--------------------|---------|---------------------------------------------------------------------------------|
-// | pixart.unfused     | 0       | 1: the element-wise work as separate engine_ops.h passes (gated residual,        |
-// |                    |         | residual load, LayerNorm + modulation per block, bias + GELU, head split) instead of the fused passes of pixart_ops.h (the reference of the fused step) |
-// | pixart.next_quant  | 0       | 1: where every block's ff.net.0.proj and ff.net.2 are W4A4 (ff.net.2 rank 0, 16, 32 or 64), ff.net.0.proj's GEMM writes ff.net.2's quantized input in its epilogue (no quantize pass over the FF hidden; fused step only); otherwise ignored |
-// | pixart.no_lt_gelu  | 0       | 1: the 16-bit GELU linears (ff.net.0.proj, caption linear_1) as cuBLAS GEMM + one bias + GELU pass instead of cuBLASLt's GELU_BIAS epilogue (fused step only; also taken when cuBLASLt has no such kernel) |
-// The fused step (the default) needs heads·head_dim and head_dim multiples of 8.
 #ifndef SVDQ_ENGINE_PIXART_H
 #define SVDQ_ENGINE_PIXART_H
 

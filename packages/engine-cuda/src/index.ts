@@ -28,6 +28,6 @@ export {
   type OpTime,
 } from "./native.js";
 export { EngineCalibration, type EngineCalibrationOptions, engineLayerOf } from "./observer.js";
-export { PixArtEngine, type PixArtStepOptions, type RandomPixArtOptions } from "./pixart.js";
+export { PixArtEngine, type RandomPixArtOptions } from "./pixart.js";
 export { foldPatches, textLengths, unfoldPatches } from "./pixart-layout.js";
 export { fnv1a32, hash32, type RandomRule, randomLinear, randomRule, randomValue } from "./random.js";

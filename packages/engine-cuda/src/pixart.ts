@@ -26,37 +26,6 @@ export interface RandomPixArtOptions {
   rank?: number;
 }
 
-/**
- * How a PixArt step runs its element-wise work (engine ints "pixart.unfused", "pixart.next_quant" and
- * "pixart.no_lt_gelu", read by the native prepare; kernels/cuda/engine/pixart.h). Benchmarks compare the settings in
- * one process.
- */
-export interface PixArtStepOptions {
-  /**
-   * true (default): each residual update fused with the LayerNorm + AdaLN-single modulation (or the bf16 copy) that
-   * reads it, every block's modulation vectors in one pass, vectorized bias + GELU and head split
-   * (kernels/cuda/engine/pixart_ops.cu). false: the separate passes of engine_ops.h (the reference of the fused step).
-   */
-  fused?: boolean;
-  /**
-   * W4A4 feed-forward: ff.net.0.proj's GEMM writes ff.net.2's quantized input in its epilogue, so no quantize pass
-   * re-reads the FF hidden (default false; applies where every block's FF linears are W4A4, fused step only).
-   */
-  nextQuant?: boolean;
-  /**
-   * 16-bit GELU linears (ff.net.0.proj, the caption projection's linear_1) through cuBLASLt with the bias + GELU
-   * epilogue (default true; fused step only): no separate pass over the FF hidden. false, or no such cuBLASLt
-   * kernel: the cuBLAS GEMM and one vectorized bias + GELU pass.
-   */
-  ltGelu?: boolean;
-  /**
-   * Which pieces of the fused step use the fused kernels (all by default); a piece set to false runs the separate
-   * engine_ops.h passes inside the fused step (to measure or check one piece alone): `rows` the residual + norm row
-   * passes, `split` the head split, `modulation` every block's modulation vectors in one launch.
-   */
-  fusedParts?: { rows?: boolean; split?: boolean; modulation?: boolean };
-}
-
 /** The SVDQuant recipe's W4A4 layers of a PixArt block (engine names; attn2.kv stays 16-bit: it only sees the text). */
 const W4A4_LAYER =
   /^transformer_blocks\.\d+\.(attn1\.qkv|attn1\.to_out\.0|attn2\.to_q|attn2\.to_out\.0|ff\.net\.0\.proj|ff\.net\.2)$/;
@@ -71,9 +40,6 @@ export class PixArtEngine {
   readonly config: PixArtConfig;
   private readonly native: NativeEngine;
   private shape: { batch: number; textTokens: number; height: number; width: number } | undefined;
-  private prepared:
-    | { config: Record<string, number>; batch: number; textTokens: number; imageTokens: number }
-    | undefined;
 
   private constructor(config: PixArtConfig, native: NativeEngine) {
     this.config = config;
@@ -169,58 +135,35 @@ export class PixArtEngine {
     const si = gh * gw;
     const b = batch;
     const n = this.live();
-    // 2-D sin-cos position embedding of this grid (as diffusers' PatchEmbed / @svdquant/models): one [Si, D] table,
-    // every batch item (both CFG halves) reads the same rows
+    // 2-D sin-cos position embedding of this grid (as diffusers' PatchEmbed / @svdquant/models), per batch item
     const pos = sincos2d(d, gh, gw, c.sampleSize / c.patchSize, c.interpolationScale);
-    const prepared = {
-      config: {
-        heads: c.numAttentionHeads,
-        headDim: c.attentionHeadDim,
-        patchChannels: cp,
-        outChannels: cout,
-        captionChannels: c.captionChannels ?? 0,
-        crossDim: c.crossAttentionDim,
-        numLayers: c.numLayers,
-        normEps: c.normEps,
-      },
-      batch: b,
-      textTokens,
-      imageTokens: si,
-    };
+    const rep = new Float32Array(b * si * d);
+    for (let i = 0; i < b; i++) rep.set(pos, i * si * d);
     wrap(() => {
       n.alloc("in.hidden", b * si * cp * 2);
-      n.alloc("in.pos", si * d * 2);
-      n.upload("in.pos", encodeFloats("BF16", pos) as Uint16Array);
+      n.alloc("in.pos", b * si * d * 2);
+      n.upload("in.pos", encodeFloats("BF16", rep) as Uint16Array);
       n.alloc("in.encoder", b * textTokens * this.textWidth * 2);
       n.alloc("in.timestep", b * 4);
       n.alloc("in.kv_len", b * 4);
       n.alloc("out", b * si * cout * 2);
-      n.preparePixArt(prepared.config, b, textTokens, si);
+      n.preparePixArt(
+        {
+          heads: c.numAttentionHeads,
+          headDim: c.attentionHeadDim,
+          patchChannels: cp,
+          outChannels: cout,
+          captionChannels: c.captionChannels ?? 0,
+          crossDim: c.crossAttentionDim,
+          numLayers: c.numLayers,
+          normEps: c.normEps,
+        },
+        b,
+        textTokens,
+        si,
+      );
     });
-    this.prepared = prepared;
     this.shape = { batch, textTokens, height, width };
-  }
-
-  /**
-   * Sets how the step runs its element-wise work ({@link PixArtStepOptions}; unset fields keep their value). A
-   * prepared engine is re-prepared at once (workspace and captured graph rebuilt; uploaded inputs and weights kept).
-   */
-  setStepOptions(opts: PixArtStepOptions): void {
-    const n = this.live();
-    wrap(() => {
-      if (opts.fused !== undefined) n.setInt("pixart.unfused", opts.fused ? 0 : 1);
-      if (opts.nextQuant !== undefined) n.setInt("pixart.next_quant", opts.nextQuant ? 1 : 0);
-      if (opts.ltGelu !== undefined) n.setInt("pixart.no_lt_gelu", opts.ltGelu ? 0 : 1);
-      if (opts.fusedParts !== undefined) {
-        const f = opts.fusedParts;
-        n.setInt(
-          "pixart.fused_parts",
-          (f.rows === false ? 0 : 1) | (f.split === false ? 0 : 2) | (f.modulation === false ? 0 : 4),
-        );
-      }
-      const p = this.prepared;
-      if (p) n.preparePixArt(p.config, p.batch, p.textTokens, p.imageTokens);
-    });
   }
 
   private live(): NativeEngine {

@@ -11,7 +11,7 @@ import {
   pixartParams,
 } from "@svdquant/models";
 import type { Tensor } from "@svdquant/tensor";
-import { PixArtEngine, type PixArtStepOptions } from "../src/index.js";
+import { PixArtEngine } from "../src/index.js";
 import { bf16Tensor, type CheckResult, memorySource, relErr, result, rng, uniformBf16 } from "./helpers.js";
 import { checkEngineLinears, ReferenceModelParts, refLayers } from "./reference-layers.js";
 
@@ -114,108 +114,6 @@ export async function buildPixArt(c: PixArtConfig, seed: number, quantized: bool
   return { cpu, engSrc: parts.engineSource(dense), refs: refLayers };
 }
 
-function stepLabel(o: PixArtStepOptions): string {
-  const parts = [
-    o.fused === false ? "unfused" : "",
-    o.nextQuant ? "next-quant" : "",
-    o.ltGelu === false ? "GELU pass" : "",
-    o.fusedParts
-      ? `parts ${
-          Object.entries(o.fusedParts)
-            .filter(([, v]) => v !== false)
-            .map(([k]) => k)
-            .join("+") || "none"
-        }`
-      : "",
-  ].filter(Boolean);
-  return parts.length ? ` (${parts.join(", ")})` : "";
-}
-
-/**
- * The fused step (pixart_ops.cu) vs the separate passes it replaces, same engine, same inputs: the same arithmetic
- * except LayerNorm's f32 sum order and, with cuBLASLt's GELU epilogue (default), one bf16 rounding fewer before
- * the GELU; so the outputs agree to a few bf16 roundings (16-bit mode) or a few flipped 4-bit codes (W4A4: a
- * flipped bf16 bit of an input can move a code by one). `step` adds options to the fused run.
- */
-export async function checkPixArtFusedVsUnfused(
-  kind: "bf16" | "w4a4",
-  B: number,
-  L: number,
-  H: number,
-  W: number,
-  kept: number[],
-  seed = 41,
-  step: PixArtStepOptions = {},
-): Promise<CheckResult> {
-  const c = tinyPixArtConfig(kind);
-  const { engSrc } = await buildPixArt(c, seed, kind === "w4a4");
-  const e = await PixArtEngine.load(c, memorySource(engSrc));
-  try {
-    const inp = pixartInputs(c, B, L, H, W, kept, seed + 1);
-    e.setStepOptions({ fused: false, nextQuant: false, ltGelu: false });
-    const ref = e.step(inp);
-    e.setStepOptions({
-      fused: true,
-      nextQuant: false,
-      ltGelu: true,
-      fusedParts: { rows: true, split: true, modulation: true },
-      ...step,
-    });
-    const got = e.step(inp);
-    return result(
-      `pixart-${kind === "bf16" ? "tiny bf16" : "small W4A4"} fused${stepLabel(step)} vs unfused step B=${B} text=${L} kept=[${kept}] ${H}x${W}`,
-      relErr(got, ref),
-      kind === "bf16" ? 5e-3 : 1.5e-2,
-    );
-  } finally {
-    e.free();
-  }
-}
-
-/**
- * Batch 2 made of one item twice (same latents, text, mask and timestep) vs that item alone on the same engine: both
- * halves of the batch-2 output must equal the batch-1 output (every op is per item; only f32 sum orders may differ).
- */
-export async function checkPixArtBatchOfTwins(
-  kind: "bf16" | "w4a4",
-  kept: number,
-  seed = 51,
-  step: PixArtStepOptions = {},
-): Promise<CheckResult> {
-  const c = tinyPixArtConfig(kind);
-  const { engSrc } = await buildPixArt(c, seed, kind === "w4a4");
-  const e = await PixArtEngine.load(c, memorySource(engSrc));
-  try {
-    e.setStepOptions(step);
-    const one = pixartInputs(c, 1, 13, 14, 10, [kept], seed + 1);
-    const twice = (a: ArrayLike<number>) => {
-      const r = new Float32Array(2 * a.length);
-      for (let i = 0; i < a.length; i++) r[i] = r[a.length + i] = a[i]!;
-      return r;
-    };
-    const two: PixArtInputs = {
-      ...one,
-      batch: 2,
-      hiddenStates: twice(one.hiddenStates),
-      encoderHiddenStates: twice(one.encoderHiddenStates),
-      encoderAttentionMask: twice(one.encoderAttentionMask!),
-      timestep: Array.from(twice(one.timestep)),
-    };
-    const ref = e.step(one);
-    const got = e.step(two);
-    const n = ref.length;
-    const e0 = relErr(got.subarray(0, n), ref).relL2;
-    const e1 = relErr(got.subarray(n), ref).relL2;
-    return result(
-      `pixart-${kind} twins: batch 2 of one item vs the item alone, kept ${kept} of 13${stepLabel(step)} (item 0 ${e0.toExponential(1)}, item 1 ${e1.toExponential(1)})`,
-      { relL2: Math.max(e0, e1), relMax: Math.max(e0, e1), finite: got.every(Number.isFinite) },
-      1e-3,
-    );
-  } finally {
-    e.free();
-  }
-}
-
 /** The engine's 16-bit PixArt step vs the CPU float32 forward on the same bf16 weights (text mask, CFG batch). */
 export async function checkPixArtTinyBf16(
   B: number,
@@ -224,13 +122,11 @@ export async function checkPixArtTinyBf16(
   W: number,
   kept: number[],
   seed = 21,
-  step: PixArtStepOptions = {},
 ): Promise<CheckResult> {
   const c = tinyPixArtConfig("bf16");
   const { cpu, engSrc } = await buildPixArt(c, seed, false);
   const e = await PixArtEngine.load(c, memorySource(engSrc));
   try {
-    e.setStepOptions(step);
     const inp = pixartInputs(c, B, L, H, W, kept, seed + 1);
     const ref = await cpu.forward(inp);
     const got = e.step(inp);
@@ -240,7 +136,7 @@ export async function checkPixArtTinyBf16(
       relErr(got.subarray(b * n, (b + 1) * n), ref.subarray(b * n, (b + 1) * n)).relL2.toExponential(1),
     );
     return result(
-      `pixart-tiny bf16 mode${stepLabel(step)} vs CPU B=${B} text=${L} kept=[${kept}] image tokens=${S} (Dh 72; per item ${per.join(", ")})`,
+      `pixart-tiny bf16 mode vs CPU B=${B} text=${L} kept=[${kept}] image tokens=${S} (Dh 72; per item ${per.join(", ")})`,
       relErr(got, ref),
       2e-2,
     );
@@ -253,15 +149,7 @@ export async function checkPixArtTinyBf16(
  * The engine's W4A4 PixArt step (recipe layers packed) vs the CPU forward with reference layers; tolerance from the
  * quantization noise floor (the reference on bf16-rounded vs float32 activations), as checkW4A4Small.
  */
-export async function checkPixArtW4A4Small(
-  B: number,
-  L: number,
-  H: number,
-  W: number,
-  kept: number[],
-  seed = 31,
-  step: PixArtStepOptions = {},
-) {
+export async function checkPixArtW4A4Small(B: number, L: number, H: number, W: number, kept: number[], seed = 31) {
   const c = tinyPixArtConfig("w4a4");
   const inp = pixartInputs(c, B, L, H, W, kept, seed + 1);
   const { cpu: cpuF32 } = await buildPixArt(c, seed, true, false);
@@ -271,10 +159,9 @@ export async function checkPixArtW4A4Small(
   const floor = relErr(f32, ref).relL2;
   const e = await PixArtEngine.load(c, memorySource(engSrc));
   try {
-    e.setStepOptions(step);
     const got = e.step(inp);
     return result(
-      `pixart-small W4A4 mode${stepLabel(step)} vs CPU reference layers B=${B} text=${L} kept=[${kept}] ${H}x${W} (noise floor ${floor.toExponential(2)})`,
+      `pixart-small W4A4 mode vs CPU reference layers B=${B} text=${L} kept=[${kept}] ${H}x${W} (noise floor ${floor.toExponential(2)})`,
       relErr(got, ref),
       Math.max(3e-2, 1.5 * floor),
     );
