@@ -1,6 +1,5 @@
-// The int4p2 FP8 path for Hopper (issue 16; C API and layouts in p2_fp8.h): the activation quantizer (FP8 operand +
-// per-token scale + the low-rank columns from the caller's x·lora_downᵀ; one read of x, one write of the operand)
-// and the FP8 GEMM through cuBLASLt with outer-vector scales.
+// The int4p2 FP8 path for Hopper (issue 16; C API and layouts in p2_fp8.h): the one-pass activation quantizer
+// (FP8 operand + per-token scale + x·lora_downᵀ) and the FP8 GEMM through cuBLASLt with outer-vector scales.
 // The kernel body is built for sm_89+ only (E4M3 conversions in hardware; cuBLASLt FP8 needs sm_89+); older targets
 // get a stub and the launcher reports the compute capability.
 #include <cuda_bf16.h>
@@ -408,206 +407,6 @@ __global__ void __launch_bounds__(NT, 1024 / NT)  // 64 registers: two 512-threa
 #endif
 }
 
-// ---- the same kernel with two adjacent groups per lane per step ("pair" units: groups 2u', 2u' + 1 of a row): the
-// two groups' shuffle and FMA chains interleave, and the per-step costs (cursor, cp.async, ring wait, shared-memory
-// atomics, loop) are paid once per 16 values; both candidates' codes are packed before the choice (fewer live
-// registers); phase 3 writes 32 bytes per thread and step. Same bytes.
-template <int NT, int PF, int MINB>
-__global__ void __launch_bounds__(NT, MINB)
-    p2_rows_pair_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ smooth,
-                        const float* __restrict__ lora_act, const int* __restrict__ lr_shift, int M, int K, int Kx,
-                        int RB, uint8_t* __restrict__ a8, float* __restrict__ sx) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 890
-  __trap();  // not built below sm_89 (the launcher refuses first)
-#else
-  constexpr int NOCT = NT / 8, NW = NT / 32;
-  constexpr float MAGIC = 12582912.f;  // 1.5·2^23: t + MAGIC rounds t (|t| < 2^22) to an integer, ties to even
-  const int NG = K / G, NP = NG / 2, UPO = (RB * NP + NOCT - 1) / NOCT, nsets = (M + RB - 1) / RB;
-  const int tid = threadIdx.x, w = tid / 32, l = tid % 32, s8 = l % 8, oct = tid / 8;
-  const int r00 = oct / NP, p00 = oct % NP;  // this octet's first unit of every set
-  extern __shared__ __align__(16) unsigned char smem[];
-  uint4* ring = reinterpret_cast<uint4*>(smem);                                   // [PF][NT][2]
-  float* rinv = reinterpret_cast<float*>(ring + 2 * PF * NT);                     // [K] (swizzled quads) if smooth
-  uint32_t* codes = reinterpret_cast<uint32_t*>(rinv + (smooth ? K : 0));        // [2][RB][K/8]
-  int* kmax = reinterpret_cast<int*>(codes + 2 * RB * (K / 8));                   // [2][RB]
-  int* Es = kmax + 2 * RB;                                                        // [2][RB]
-  signed char* kx = reinterpret_cast<signed char*>(Es + 2 * RB);                  // [2][RB][NG]
-  if (smooth)
-    for (int k = tid; k < K; k += NT) rinv[rinv_quad(k / 4) * 4 + k % 4] = __frcp_rn(__bfloat162float(smooth[k]));
-  for (int i = tid; i < 2 * RB; i += NT) kmax[i] = -128;
-  const int cr = lr_shift ? lr_shift[l] : 0;
-  int p_set = blockIdx.x, p_j = 0, p_r = r00, p_p = p00;
-  const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring + 2 * tid));
-  auto issue = [&](int slot) {
-    const bool ok = p_set < nsets && p_r < RB && p_set * RB + p_r < M;
-    const __nv_bfloat16* src = ok ? x + (size_t(p_set) * RB + p_r) * K + p_p * (2 * G) + 8 * s8 : x;
-    const uint32_t dst = ring_s + uint32_t(slot * NT * 32);
-    const size_t gsrc = __cvta_generic_to_global(src);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gsrc), "r"(ok ? 16 : 0) : "memory");
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst + 16u), "l"(gsrc + 2 * G), "r"(ok ? 16 : 0)
-                 : "memory");
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-    if (++p_j == UPO) {
-      p_j = 0;
-      p_set += gridDim.x;
-      p_r = r00;
-      p_p = p00;
-    } else {
-      p_p += NOCT;
-      while (p_p >= NP) p_p -= NP, ++p_r;
-    }
-  };
-  int slot_p = 0, slot_c = 0;
-#pragma unroll
-  for (int i = 0; i < PF - 1; ++i) issue(i);
-  slot_p = PF - 1;
-  __syncthreads();
-  int buf = 0;
-  for (int set = blockIdx.x; set < nsets; set += gridDim.x, buf ^= 1) {
-    const int m0 = set * RB;
-    const float la0 = lora_act && w < RB && m0 + w < M ? lora_act[size_t(m0 + w) * R + l] : 0.f;
-    uint32_t* cb = codes + buf * RB * (K / 8);
-    signed char* kb = kx + buf * RB * NG;
-    int c_r = r00, c_p = p00;
-    for (int j = 0; j < UPO; ++j) {
-      issue(slot_p);
-      slot_p = slot_p == PF - 1 ? 0 : slot_p + 1;
-      asm volatile("cp.async.wait_group %0;\n" ::"n"(PF - 1) : "memory");
-      const uint4 raw[2] = {ring[(slot_c * NT + tid) * 2], ring[(slot_c * NT + tid) * 2 + 1]};
-      slot_c = slot_c == PF - 1 ? 0 : slot_c + 1;
-      const bool valid = c_r < RB && m0 + c_r < M;  // octet-uniform
-      uint32_t nib[2];
-      int kq[2], kc[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int g = 2 * c_p + h;
-        float v[8];
-        const uint32_t xw[4] = {raw[h].x, raw[h].y, raw[h].z, raw[h].w};
-#pragma unroll
-        for (int j2 = 0; j2 < 8; ++j2)
-          v[j2] = __uint_as_float(j2 & 1 ? xw[j2 / 2] & 0xFFFF0000u : xw[j2 / 2] << 16);  // bf16 → f32, exact
-        if (smooth) {
-          const float4* r4 = reinterpret_cast<const float4*>(rinv);
-          const int Q = g * 16 + 2 * s8;
-          const float4 a = r4[rinv_quad(Q)], b = r4[rinv_quad(Q + 1)];
-          v[0] = __fmul_rn(v[0], a.x), v[1] = __fmul_rn(v[1], a.y), v[2] = __fmul_rn(v[2], a.z);
-          v[3] = __fmul_rn(v[3], a.w), v[4] = __fmul_rn(v[4], b.x), v[5] = __fmul_rn(v[5], b.y);
-          v[6] = __fmul_rn(v[6], b.z), v[7] = __fmul_rn(v[7], b.w);
-        }
-        float am = 0.f;
-#pragma unroll
-        for (int j2 = 0; j2 < 8; ++j2) am = fmax_nan(am, fabsf(v[j2]));
-        am = fmax_nan(am, __shfl_xor_sync(0xffffffffu, am, 1));
-        am = fmax_nan(am, __shfl_xor_sync(0xffffffffu, am, 2));
-        am = fmax_nan(am, __shfl_xor_sync(0xffffffffu, am, 4));
-        const bool fast = am >= 0x1p-100f && am < 0x1p100f;  // false for NaN
-        const int k = int((__float_as_uint(am) + 0x1FFFFFu) >> 23) - 129;
-        const float inv0 = pow2f(-k), inv1 = pow2f(1 - k), sc0 = pow2f(k), sc1 = pow2f(k - 1);
-        float s0 = 0.f, s1 = 0.f;
-        // low bytes of the k and k − 1 codes (q as int8), packed as they come: pairs, then words of 4
-        uint32_t w0[2], w1[2], e0 = 0, e1 = 0, lo0 = 0, lo1 = 0;
-#pragma unroll
-        for (int j2 = 0; j2 < 8; ++j2) {
-          const float r0 = __fmaf_rn(v[j2], inv0, MAGIC);
-          const float d0 = __fmaf_rn(__fsub_rn(MAGIC, r0), sc0, v[j2]);
-          s0 = __fadd_rn(s0, __fmul_rn(d0, d0));
-          const float r1 = fminf(fmaxf(__fmaf_rn(v[j2], inv1, MAGIC), MAGIC - 8.f), MAGIC + 7.f);
-          const float d1 = __fmaf_rn(__fsub_rn(MAGIC, r1), sc1, v[j2]);
-          s1 = __fadd_rn(s1, __fmul_rn(d1, d1));
-          if (j2 % 2 == 0) {
-            e0 = __float_as_uint(r0);
-            e1 = __float_as_uint(r1);
-          } else {
-            const uint32_t p0 = prmt(e0, __float_as_uint(r0), 0x0040), p1 = prmt(e1, __float_as_uint(r1), 0x0040);
-            if (j2 % 4 == 1) {
-              lo0 = p0;
-              lo1 = p1;
-            } else {
-              w0[j2 / 4] = prmt(lo0, p0, 0x5410);
-              w1[j2 / 4] = prmt(lo1, p1, 0x5410);
-            }
-          }
-        }
-        const bool odd = l & 1;
-        float S = __fadd_rn(odd ? s1 : s0, __shfl_xor_sync(0xffffffffu, odd ? s0 : s1, 1));
-        S = __fadd_rn(S, __shfl_xor_sync(0xffffffffu, S, 2));
-        S = __fadd_rn(S, __shfl_xor_sync(0xffffffffu, S, 4));
-        const float So = __shfl_xor_sync(0xffffffffu, S, 1);
-        const bool finer = odd ? S < So : So < S;  // s1 < s0
-        nib[h] = finer ? pack_nib(w1[0], w1[1]) : pack_nib(w0[0], w0[1]);
-        kq[h] = k - (finer ? 1 : 0);
-        kc[h] = k;
-        if (valid && !fast) {  // octet-uniform: the reference arithmetic
-          int q[8];
-          group_ref(v, 0xFFu << (l & 24), q, kq[h], kc[h]);
-          uint32_t c0 = 0, c1 = 0;
-#pragma unroll
-          for (int j2 = 0; j2 < 4; ++j2)
-            c0 |= uint32_t(q[j2] & 0xFF) << (8 * j2), c1 |= uint32_t(q[j2 + 4] & 0xFF) << (8 * j2);
-          nib[h] = pack_nib(c0, c1);
-        }
-      }
-      if (valid) {
-        uint32_t* cw = cb + c_r * (K / 8) + c_p * 16 + s8;
-        cw[0] = nib[0];
-        cw[8] = nib[1];
-        if (s8 == 0) {
-          kb[c_r * NG + 2 * c_p] = static_cast<signed char>(kq[0]);
-          kb[c_r * NG + 2 * c_p + 1] = static_cast<signed char>(kq[1]);
-          const int kk = max(kc[0], kc[1]);
-          if (kk != KEMPTY) atomicMax(&kmax[buf * RB + c_r], kk);
-        }
-      }
-      c_p += NOCT;
-      while (c_p >= NP) c_p -= NP, ++c_r;
-    }
-    __syncthreads();
-    for (int i = tid; i < RB; i += NT) kmax[(buf ^ 1) * RB + i] = -128;  // for set + 2·gridDim.x
-    for (int r = w; r < RB && m0 + r < M; r += NW) {
-      const int m = m0 + r;
-      const float la = r == w ? la0 : (lora_act ? lora_act[size_t(m) * R + l] : 0.f);
-      const int E = row_exponent(kmax[buf * RB + r], la, cr, lr_shift != nullptr, K, a8 + size_t(m) * Kx, sx + m, l);
-      if (l == 0) Es[buf * RB + r] = E;
-    }
-    __syncthreads();
-    // phase 3: 32 values (one half group) per thread and step
-    const int W32 = K / 32;
-    int r = 0, c32 = tid;
-    while (c32 >= W32) c32 -= W32, ++r;
-    for (int it = tid; it < RB * W32; it += NT) {
-      if (m0 + r < M) {
-        const uint4 cw = *reinterpret_cast<const uint4*>(cb + r * (K / 8) + 4 * c32);
-        const int kg = kb[r * NG + c32 / 2], E = Es[buf * RB + r];
-        const int e = kg == -128 ? 0 : kg - E;
-        uint2 o[4];
-        if (e >= EMIN && e <= EMAX) {
-          const uint32_t sc = uint32_t(e + 15) << 10, bi = (uint32_t(e + 25) << 10) | 0x8008u;  // 2^e, −1032·2^e (f16)
-          o[0] = bytes_fast(cw.x, sc | sc << 16, bi | bi << 16);
-          o[1] = bytes_fast(cw.y, sc | sc << 16, bi | bi << 16);
-          o[2] = bytes_fast(cw.z, sc | sc << 16, bi | bi << 16);
-          o[3] = bytes_fast(cw.w, sc | sc << 16, bi | bi << 16);
-        } else {
-          const uint32_t n4[4] = {cw.x, cw.y, cw.z, cw.w};
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            int q[8];
-            unpack_nib(n4[i], q);
-            o[i] = bytes_ref(q, kg, E);
-          }
-        }
-        uint4* dst = reinterpret_cast<uint4*>(a8 + size_t(m0 + r) * Kx + 32 * c32);
-        __stcs(dst, make_uint4(o[0].x, o[0].y, o[1].x, o[1].y));
-        __stcs(dst + 1, make_uint4(o[2].x, o[2].y, o[3].x, o[3].y));
-      }
-      c32 += NT;
-      while (c32 >= W32) c32 -= W32, ++r;
-    }
-  }
-  asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-#endif
-}
-
-
 int device_cc(int* sms) {
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return -1;
@@ -664,34 +463,19 @@ extern "C" const char* svdq_cublaslt_available(void) {
 }
 
 namespace {
-// the fast kernel's launch: NT threads, PF units of x in flight per thread, RB rows per set (0: chosen here), pair:
-// two groups per lane and step (p2_rows_pair_kernel), minb: its blocks per SM (launch bounds: registers)
+// the fast kernel's launch: NT threads, PF units of x in flight per thread, RB rows per set (0: chosen here)
 struct RowsCfg {
-  int nt, pf, rb, pair, minb;
+  int nt, pf, rb;
 };
 size_t rows_smem(const RowsCfg& c, int K, bool smooth) {
-  return size_t(c.pf) * c.nt * 16 * (c.pair ? 2 : 1) + (smooth ? size_t(K) * 4 : 0) + size_t(2) * c.rb * (K / 2) +
-         size_t(16) * c.rb + size_t(2) * c.rb * (K / G);
+  return size_t(c.pf) * c.nt * 16 + (smooth ? size_t(K) * 4 : 0) + size_t(2) * c.rb * (K / 2) + size_t(16) * c.rb +
+         size_t(2) * c.rb * (K / G);
 }
 using RowsKernel = void (*)(const __nv_bfloat16*, const __nv_bfloat16*, const float*, const int*, int, int, int, int,
                             uint8_t*, float*);
-// The launch variants are built only for the harness (-DSVDQ_P2_ROWS_VARIANTS, kernels/cuda/bench/p2q-bench.sh); the
-// library has the default.
-RowsKernel rows_kernel(const RowsCfg& c) {
-#ifndef SVDQ_P2_ROWS_VARIANTS
-  (void)c;
-  return p2_rows_pair_kernel<512, 4, 2>;
-#else
-  if (c.pair) {
-    if (c.nt == 1024) return c.pf == 2 ? p2_rows_pair_kernel<1024, 2, 1> : p2_rows_pair_kernel<1024, 3, 1>;
-    if (c.nt == 512) return c.minb == 2 ? p2_rows_pair_kernel<512, 4, 2> : p2_rows_pair_kernel<512, 4, 1>;
-    return c.pf == 8 ? p2_rows_pair_kernel<256, 8, 2> : c.minb == 3 ? p2_rows_pair_kernel<256, 4, 3>
-                                                                    : p2_rows_pair_kernel<256, 4, 2>;
-  }
-  if (c.nt == 256)
-    return c.pf == 16 ? p2_rows_kernel<256, 16> : c.pf == 8 ? p2_rows_kernel<256, 8> : p2_rows_kernel<256, 4>;
-  return c.pf == 8 ? p2_rows_kernel<512, 8> : p2_rows_kernel<512, 4>;
-#endif
+RowsKernel rows_kernel(int nt, int pf) {
+  if (nt == 256) return pf == 16 ? p2_rows_kernel<256, 16> : pf == 8 ? p2_rows_kernel<256, 8> : p2_rows_kernel<256, 4>;
+  return pf == 8 ? p2_rows_kernel<512, 8> : p2_rows_kernel<512, 4>;
 }
 int gcd_int(int a, int b) { return b ? gcd_int(b, a % b) : a; }
 
@@ -714,15 +498,14 @@ const char* launch_rows(const svdq_p2_rows_args* a, RowsCfg c, cudaStream_t s) {
     p2_rows_ref_kernel<<<(M + 7) / 8, 256, sh, s>>>(x, lam, a->lora_act, a->lr_shift, M, K, Kx, a8, a->sx);
   } else {
     const bool smooth = lam != nullptr;
-    if (c.pair && NG % 2) return fail("svdq_p2_quantize_rows: the pair kernel needs K % 128 == 0");
-    if (c.rb <= 0) {  // sets of RB rows whose units split evenly over the octets, at least one set per SM
-      const int noct = c.nt / 8, nu = c.pair ? NG / 2 : NG;
-      c.rb = std::min(8, noct / gcd_int(nu, noct));
+    if (c.rb <= 0) {  // sets of RB rows whose RB·K/64 units split evenly over the octets, at least one set per SM
+      const int noct = c.nt / 8;
+      c.rb = noct / gcd_int(NG, noct);
       while (c.rb > 1 && (M + c.rb - 1) / c.rb < sms) c.rb /= 2;
     }
     while (c.rb > 1 && rows_smem(c, K, smooth) > 200 * 1024) c.rb /= 2;
     const size_t sh = rows_smem(c, K, smooth);
-    RowsKernel kern = rows_kernel(c);
+    RowsKernel kern = rows_kernel(c.nt, c.pf);
     static std::mutex mu;
     static std::vector<std::pair<RowsKernel, size_t>> seen;  // kernels whose shared-memory limit is raised, occupancy
     static std::vector<std::pair<size_t, int>> occ;
@@ -737,7 +520,7 @@ const char* launch_rows(const svdq_p2_rows_args* a, RowsCfg c, cudaStream_t s) {
           return fail(std::string("svdq_p2_quantize_rows: cudaFuncSetAttribute: ") + cudaGetErrorString(e));
         seen.push_back({kern, 0});
       }
-      const size_t key = (sh << 16) | (size_t(c.nt) << 6) | (size_t(c.pf) << 2) | (size_t(c.pair) << 1) | size_t(c.minb & 1);
+      const size_t key = (sh << 12) | (size_t(c.nt) << 4) | size_t(c.pf);
       for (auto& p : occ)
         if (p.first == key) per_sm = p.second;
       if (!per_sm) {
@@ -771,25 +554,17 @@ const char* check_rows(const svdq_p2_rows_args* a) {
 extern "C" const char* svdq_p2_quantize_rows(const svdq_p2_rows_args* a, void* stream) {
   if (const char* m = check_rows(a)) return m;
   // 512 threads, 4 units in flight per thread: see docs/benchmarks.md (issue 16, the rows quantizer)
-  return launch_rows(a, RowsCfg{512, 4, 0, 1, 2}, static_cast<cudaStream_t>(stream));
+  return launch_rows(a, RowsCfg{512, 4, 0}, static_cast<cudaStream_t>(stream));
 }
 
 // the harness's hook (kernels/cuda/bench/p2q_bench.cu declares it): the fast kernel with a given launch
-extern "C" const char* svdq_p2_quantize_rows_cfg(const svdq_p2_rows_args* a, int nt, int pf, int rb, int pair,
-                                                 int minb, void* stream) {
+extern "C" const char* svdq_p2_quantize_rows_cfg(const svdq_p2_rows_args* a, int nt, int pf, int rb, void* stream) {
   if (const char* m = check_rows(a)) return m;
-  const bool ok = pair ? (nt == 1024 && (pf == 2 || pf == 3) && minb == 1) ||
-                             (nt == 512 && pf == 4 && (minb == 1 || minb == 2)) ||
-                             (nt == 256 && ((pf == 4 && (minb == 2 || minb == 3)) || (pf == 8 && minb == 2)))
-                       : (nt == 256 && (pf == 4 || pf == 8 || pf == 16)) || (nt == 512 && (pf == 4 || pf == 8));
-  if (!ok) return fail("svdq_p2_quantize_rows_cfg: no such instantiation");
-#ifndef SVDQ_P2_ROWS_VARIANTS
-  if (nt != 512 || pf != 4 || !pair || minb != 2)
-    return fail("svdq_p2_quantize_rows_cfg: launch variants need a build with SVDQ_P2_ROWS_VARIANTS (p2q-bench.sh)");
-#endif
+  if ((nt != 256 && nt != 512) || (pf != 4 && pf != 8 && (pf != 16 || nt != 256)))
+    return fail("svdq_p2_quantize_rows_cfg: nt 256|512, pf 4|8 (or 16 with nt 256)");
   svdq_p2_rows_args b = *a;
   b.reference = 0;
-  return launch_rows(&b, RowsCfg{nt, pf, rb, pair, minb}, static_cast<cudaStream_t>(stream));
+  return launch_rows(&b, RowsCfg{nt, pf, rb}, static_cast<cudaStream_t>(stream));
 }
 
 extern "C" const char* svdq_p2_gemm(const void* a8, const float* sx, const void* b8, const float* sw, void* out,

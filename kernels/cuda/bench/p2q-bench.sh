@@ -13,7 +13,7 @@ B=${BUILD:-/tmp/p2q-build}
 GC="-gencode=arch=compute_90a,code=sm_90a"
 mkdir -p "$B"
 if [[ -z ${RUN_ONLY:-} ]]; then
-  $NVCC -std=c++17 -O3 $GC -lineinfo -DSVDQ_P2_ROWS_VARIANTS -c kernels/cuda/p2_fp8.cu -o "$B/p2_fp8.o" &
+  $NVCC -std=c++17 -O3 $GC -lineinfo -c kernels/cuda/p2_fp8.cu -o "$B/p2_fp8.o" &
   $NVCC -std=c++17 -O3 $GC -c kernels/cuda/engine/ops.cu -o "$B/ops.o" &
   $NVCC -std=c++17 -O3 $GC -lineinfo -c kernels/cuda/bench/p2q_bench.cu -o "$B/pq.o" &
   g++ -std=c++17 -O2 -I"$CUDA/include" -c kernels/cuda/cublas_peer.cpp -o "$B/cublas_peer.o" &

@@ -25,8 +25,7 @@
 #include "../svdq_cuda.h"
 #include "p2q_old.cuh"
 
-extern "C" const char* svdq_p2_quantize_rows_cfg(const svdq_p2_rows_args* a, int nt, int pf, int rb, int pair,
-                                                 int minb, void* stream);
+extern "C" const char* svdq_p2_quantize_rows_cfg(const svdq_p2_rows_args* a, int nt, int pf, int rb, void* stream);
 
 #define CK(x)                                                                                 \
   do {                                                                                        \
@@ -218,14 +217,6 @@ static float bf2f(uint16_t b) {
   return f;
 }
 
-struct Cfg {
-  int nt, pf, pair, minb;
-};
-static std::vector<Cfg> sweep() {
-  return {{512, 4, 0, 0}, {256, 4, 0, 0}, {512, 4, 1, 1}, {512, 4, 1, 2}, {256, 4, 1, 2},
-          {256, 4, 1, 3}, {256, 8, 1, 2}, {1024, 3, 1, 1}, {1024, 2, 1, 1}};
-}
-
 static void launch_old(const svdq_p2_rows_args& a, cudaStream_t s) {
   const int Kx = a.K + (a.lr_shift ? 3 * R : 0);
   const size_t sh = size_t(8) * (a.K / 256) * 32 * 4 + size_t(8) * (a.K / G);
@@ -306,18 +297,11 @@ int main(int argc, char** argv) {
         struct V {
           const char* name;
           bool smooth, lowrank;
-          int nt, pf, rb, pair, minb;
+          int nt, pf, rb;
         };
-        std::vector<V> vs = {{"default", true, true, 0, 0, 0, 0, 0},
-                             {"no λ", false, true, 0, 0, 0, 0, 0},
-                             {"no low-rank", true, false, 0, 0, 0, 0, 0},
-                             {"single groups, 512 thr, pf 4", true, true, 512, 4, 0, 0, 0},
-                             {"single groups, 256 thr, pf 16", true, true, 256, 16, 0, 0, 0},
-                             {"single groups, 512 thr, pf 8, rb 1", true, true, 512, 8, 1, 0, 0},
-                             {"pairs, 512 thr, 1 block/SM, rb 1", true, true, 512, 4, 1, 1, 1},
-                             {"pairs, 256 thr, pf 8, rb 3", true, true, 256, 8, 3, 1, 2},
-                             {"pairs, 256 thr, 3 blocks/SM", true, true, 256, 4, 0, 1, 3},
-                             {"pairs, 1024 thr, pf 3", true, true, 1024, 3, 0, 1, 1}};
+        std::vector<V> vs = {{"default", true, true, 0, 0, 0}, {"no λ", false, true, 0, 0, 0},
+                             {"no low-rank", true, false, 0, 0, 0}, {"256 thr, pf 16", true, true, 256, 16, 0},
+                             {"512 thr, pf 8, rb 1", true, true, 512, 8, 1}, {"256 thr, pf 4, rb 3", true, true, 256, 4, 3}};
         for (const V& vv : vs) {
           svdq_p2_rows_args b = ra;
           b.smooth = vv.smooth ? lam : nullptr;
@@ -334,7 +318,7 @@ int main(int argc, char** argv) {
           b.sx = sxn;
           CK(cudaMemsetAsync(a8n, 0xA5, size_t(M) * Kx, s));
           CK(cudaMemsetAsync(sxn, 0xFF, size_t(M) * 4, s));
-          if (vv.nt) CS(svdq_p2_quantize_rows_cfg(&b, vv.nt, vv.pf, vv.rb, vv.pair, vv.minb, s));
+          if (vv.nt) CS(svdq_p2_quantize_rows_cfg(&b, vv.nt, vv.pf, vv.rb, s));
           else CS(svdq_p2_quantize_rows(&b, s));
           CK(cudaStreamSynchronize(s));
           const auto o = down<uint8_t>(a8r, size_t(M) * kx), n = down<uint8_t>(a8n, size_t(M) * kx);
@@ -387,7 +371,6 @@ int main(int argc, char** argv) {
     } else if (ncu) {
       launch_old(ra, s);
       CS(svdq_p2_quantize_rows(&ra, s));
-      CS(svdq_p2_quantize_rows_cfg(&ra, 512, 4, 2, 0, 0, s));
       CK(cudaStreamSynchronize(s));
     } else {
       const double qbytes = double(M) * K * 2 + double(M) * Kx + M * 4.0 + double(M) * R * 4 + K * 2.0;
@@ -409,13 +392,15 @@ int main(int argc, char** argv) {
         // launch variants (cold only)
         if (cold) {
           std::string t = "| " + std::to_string(M) + " | " + std::to_string(K) + " |";
-          for (const Cfg& c : sweep())
-            for (int rb : {0, 1, 2, 4}) {
-              const float tv = time_us(T, true, [&] { CS(svdq_p2_quantize_rows_cfg(&ra, c.nt, c.pf, rb, c.pair, c.minb, s)); });
-              char b2[64];
-              std::snprintf(b2, sizeof b2, " %.1f (%.0f%%) |", tv, 100 * gbs(tv) / hbm);
-              t += b2;
-            }
+          for (int nt : {256, 512})
+            for (int pf : {4, 8, 16})
+              for (int rb : {0, 1, 2, 4}) {
+                if (pf == 16 && nt == 512) continue;
+                const float tv = time_us(T, true, [&] { CS(svdq_p2_quantize_rows_cfg(&ra, nt, pf, rb, s)); });
+                char b2[64];
+                std::snprintf(b2, sizeof b2, " %.1f (%.0f%%) |", tv, 100 * gbs(tv) / hbm);
+                t += b2;
+              }
           tune.push_back(t);
           std::printf("%s\n", t.c_str());
         }
@@ -429,17 +414,13 @@ int main(int argc, char** argv) {
     std::printf("\ncudaMemcpy D2D rate this run: %.0f GB/s\n", hbm);
     std::printf("\n| L2 | M | K | before (one warp per row) µs (GB/s, %% of memcpy) | rows kernel µs (GB/s, %% of memcpy) | speedup | cuBLAS low-rank down µs | down + rows µs |\n|---|---|---|---|---|---|---|---|\n");
     for (auto& r : rows) std::printf("%s\n", r.c_str());
-    std::printf("\nlaunch variants, cold L2, µs (%% of memcpy); columns: s = one group per lane and step, p = two; threads / "
-                "units in flight per thread / blocks per SM by registers (pairs) / rows per set\n| M | K |");
-    int ncol = 0;
-    for (const Cfg& c : sweep())
-      for (int rb : {0, 1, 2, 4}) {
-        std::printf(" %s%d/%d%s/%s |", c.pair ? "p" : "s", c.nt, c.pf, c.pair ? ("/" + std::to_string(c.minb)).c_str() : "",
-                    rb ? std::to_string(rb).c_str() : "auto");
-        ++ncol;
-      }
+    std::printf("\nlaunch variants, cold L2, µs (%% of memcpy); columns: threads / units in flight per thread / rows per set\n| M | K |");
+    for (int nt : {256, 512})
+      for (int pf : {4, 8, 16})
+        for (int rb : {0, 1, 2, 4})
+          if (pf != 16 || nt != 512) std::printf(" %d/%d/%s |", nt, pf, rb ? std::to_string(rb).c_str() : "auto");
     std::printf("\n|---|---|");
-    for (int i = 0; i < ncol; ++i) std::printf("---|");
+    for (int i = 0; i < 20; ++i) std::printf("---|");
     std::printf("\n");
     for (auto& r : tune) std::printf("%s\n", r.c_str());
   }
