@@ -1,6 +1,6 @@
 // Device script of the int4p2 checkpoint path (bundled by the p2ckpt device folder; see p2-checkpoint-checks.ts):
 //   node p2-checkpoint-run.mjs    int4p2 layers packed into a file → convert → the engine's `linear` vs float64 at
-//                                 small and FLUX.1 sizes (K ∈ 1024, 3072, 12288, 15360) and bit for bit vs the same
+//                                 small, FLUX.1 and PixArt-Σ sizes (K ∈ 1024, 1152, 3072, 4608, 12288, 15360) and bit for bit vs the same
 //                                 layer uploaded as the FP8-expanded operand; a FLUX step (D = 1024) loaded from
 //                                 int4p2 checkpoint tensors vs the CPU reference and vs the operand model bit for
 //                                 bit; the addon's list of K; the one-line error for a K the kernels lack. Exit 1 on
@@ -23,6 +23,8 @@ for (const [M, K, N, gelu] of [
   [100, 3072, 3072, false],
   [17, 12288, 3072, false],
   [9, 15360, 3072, true],
+  [77, 1152, 3456, false], // PixArt-Σ: attn1 q/k/v (D = 1152)
+  [50, 4608, 1152, true], // PixArt-Σ: ff.net.2 (K = 4D)
 ] as const) {
   const t0 = Date.now();
   try {
