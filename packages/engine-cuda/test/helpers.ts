@@ -1,3 +1,4 @@
+import { type FluxConfig, parseFluxConfig } from "@svdquant/models";
 import { bf16BitsToF32, f32ToBf16Bits, Tensor } from "@svdquant/tensor";
 
 /** mulberry32: a small seeded PRNG (uniform [0, 1)). */
@@ -80,4 +81,19 @@ export function result(name: string, e: { relL2: number; relMax: number; finite:
 /** The log line of a check (device scripts): PASS/FAIL, name, errors, tolerance, and the time when given. */
 export function checkLine(r: CheckResult, ms?: number): string {
   return `${r.ok ? "PASS" : "FAIL"} ${r.name}: rel-L2 ${r.relL2.toExponential(2)} rel-max ${r.relMax.toExponential(2)} (tol ${r.tol})${ms === undefined ? "" : ` ${ms} ms`}`;
+}
+
+/** The host tests' tiny FLUX (D = 128: 2 heads of 64, one double and one single block, no guidance). */
+export function tinyFluxConfig(): FluxConfig {
+  return parseFluxConfig({
+    num_attention_heads: 2,
+    attention_head_dim: 64,
+    axes_dims_rope: [8, 28, 28],
+    in_channels: 16,
+    joint_attention_dim: 32,
+    pooled_projection_dim: 16,
+    num_layers: 1,
+    num_single_layers: 1,
+    guidance_embeds: false,
+  });
 }

@@ -7,7 +7,6 @@ import {
   type QuantizedLinear,
   quantizeW4A16,
 } from "@svdquant/int4";
-import { parseFluxConfig } from "@svdquant/models";
 import { Tensor } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
 import {
@@ -22,7 +21,7 @@ import {
   stackW4A4,
   w4a16EngineLayout,
 } from "../src/index.js";
-import { bf16Bits, bf16Tensor, memorySource, rng, uniformBf16 } from "./helpers.js";
+import { bf16Bits, bf16Tensor, memorySource, rng, tinyFluxConfig, uniformBf16 } from "./helpers.js";
 
 // Independent BigInt transcription of the hash (uint32 arithmetic spelled out).
 function hashBig(i: number, seed: number): number {
@@ -137,17 +136,7 @@ describe("stacking W4A4 layers of one input group", () => {
   });
 });
 
-const tiny = parseFluxConfig({
-  num_attention_heads: 2,
-  attention_head_dim: 64,
-  axes_dims_rope: [8, 28, 28],
-  in_channels: 16,
-  joint_attention_dim: 32,
-  pooled_projection_dim: 16,
-  num_layers: 1,
-  num_single_layers: 1,
-  guidance_embeds: false,
-});
+const tiny = tinyFluxConfig();
 
 async function collect(src: ReturnType<typeof memorySource>): Promise<Map<string, EngineItem>> {
   const out = new Map<string, EngineItem>();

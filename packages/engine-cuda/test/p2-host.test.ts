@@ -11,7 +11,7 @@ import {
   specFor,
 } from "@svdquant/int4";
 import { p2WeightOperand } from "@svdquant/kernels-cuda";
-import { parseFluxConfig, parsePixArtConfig } from "@svdquant/models";
+import { parsePixArtConfig } from "@svdquant/models";
 import { f32ToE4m3Bits, type Tensor } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
 import {
@@ -26,22 +26,12 @@ import {
   pixartEngineLinears,
   pixartEngineTables,
 } from "../src/index.js";
-import { bf16Bits, bf16Tensor, memorySource, rng, uniformBf16 } from "./helpers.js";
+import { bf16Bits, bf16Tensor, memorySource, rng, tinyFluxConfig, uniformBf16 } from "./helpers.js";
 
 const R = 32;
 const anyK: ConvertOptions = { p2SupportedK: () => true }; // the tiny models' K (128, 512, 640) are not kernel sizes: convert only
 
-const tiny = parseFluxConfig({
-  num_attention_heads: 2,
-  attention_head_dim: 64,
-  axes_dims_rope: [8, 28, 28],
-  in_channels: 16,
-  joint_attention_dim: 32,
-  pooled_projection_dim: 16,
-  num_layers: 1,
-  num_single_layers: 1,
-  guidance_embeds: false,
-});
+const tiny = tinyFluxConfig();
 const D = 128;
 
 /** A stacked int4p2 layer [N, K] with one rank-32 branch, λ and bias (bf16 values, as a checkpoint holds them). */
