@@ -281,6 +281,7 @@ namespace svdq {
 double peak_ops(int kind, int64_t iters);
 void register_residual_quant(Napi::Env env, Napi::Object exports);  // residual_quant.cc
 void register_cholqr_f64(Napi::Env env, Napi::Object exports);      // cholqr_f64.cc
+void register_gemm_f32_split(Napi::Env env, Napi::Object exports);  // gemm_f32_split_napi.cc
 }
 namespace {
 
@@ -344,6 +345,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supportedIsas", Napi::Function::New(env, SupportedIsas));
   svdq::register_residual_quant(env, exports);
   svdq::register_cholqr_f64(env, exports);
+  svdq::register_gemm_f32_split(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }

@@ -14,6 +14,8 @@
         "<(csrc)/gemm_w4a4_avx512.cc",
         "<(csrc)/gemm_w4a4_amx.cc",
         "<(csrc)/gemm_f32.cc",
+        "<(csrc)/gemm_f32_amx.cc",
+        "<(csrc)/gemm_f32_split_napi.cc",
         "<(csrc)/gemm_w8a8.cc",
         "<(csrc)/gemm_w8a8_x86.cc",
         "<(csrc)/peak.cc",

@@ -13,11 +13,16 @@
  * backend keeps: callers pass scratch arrays whose contents change between calls (attention's K panels, bf16
  * weights decoded in chunks), so caching by array identity would be wrong. Packing is one pass over W,
  * against M passes for the product.
+ *
+ * `prepare` packs a fixed weight once. Where the active path runs AMX-BF16 (`f32SplitInfo().amx`), it splits W
+ * into bf16 parts for the split GEMM (split.ts; 3 parts by default: f32-class, 1.6–1.8x the f32 GEMM's speed on
+ * the dev Xeon, docs/benchmarks.md), else it packs f32 panels.
  */
 import { attentionF32 } from "./attention.js";
 import { KernelsError } from "./errors.js";
 import { packF32, writeF32Panels } from "./layout.js";
 import { native } from "./native.js";
+import { type F32Splits, f32SplitInfo, gemmF32Split, packF32Split } from "./split.js";
 import { dim, tensor } from "./validate.js";
 
 /** A weight packed once (`F32GemmBackend.prepare`): Y [M,N] = X [M,K]·Wᵀ + b, optional GELU(tanh) epilogue. */
@@ -55,6 +60,14 @@ export interface F32GemmBackend {
   ): void;
 }
 
+export interface F32GemmBackendOptions {
+  /**
+   * bf16 parts per weight for `prepare` where AMX-BF16 runs (split.ts): 3 (default) is f32-class (6 part products,
+   * dropped terms ≤ 2⁻²⁴ relative); 2 (3 products, ≈ 2⁻¹⁶ relative) is faster and less accurate; 0 keeps f32 panels.
+   */
+  amxSplits?: 0 | F32Splits;
+}
+
 // Panel width of the native f32 GEMM (kernels/cpu/gemm_f32.cc, the layout table of packF32).
 const PANEL = 16;
 
@@ -63,7 +76,10 @@ const PANEL = 16;
  * the float64 reference fallback of this package is far too slow to serve as a model's GEMM, so a caller
  * should keep its own TypeScript GEMM instead.
  */
-export function f32GemmBackend(): F32GemmBackend {
+export function f32GemmBackend(opts: F32GemmBackendOptions = {}): F32GemmBackend {
+  const splits = opts.amxSplits ?? 3;
+  if (splits !== 0 && splits !== 2 && splits !== 3)
+    throw new KernelsError("E_ARGUMENT", `amxSplits must be 0, 2 or 3, got ${String(splits)}`);
   const nb = native();
   if (!nb)
     throw new KernelsError(
@@ -71,14 +87,27 @@ export function f32GemmBackend(): F32GemmBackend {
       "the native kernels are not loaded, so there is no native f32 GEMM (see nativeUnavailableReason())",
     );
   let panel = new Float32Array(0);
+  // whether prepare() splits: decided per backend, on the path active when it is made
+  const split = splits !== 0 && f32SplitInfo().amx ? splits : 0;
   return {
-    name: `kernels-f32-${nb.getIsa()}`,
+    name: `kernels-f32-${nb.getIsa()}${split ? `-bf16split${split}` : ""}`,
     attention(q, k, v, bias, out, b, sq, skv, heads, dh) {
       attentionF32(q, k, v, { B: b, Sq: sq, Skv: skv, heads, headDim: dh, bias, out });
     },
     prepare(w, bias, n, k) {
       dim("N", n);
       dim("K", k);
+      if (split) {
+        const ws = packF32Split(w, n, k, { splits: split, bias: bias && Float32Array.from(bias), name: "weight" });
+        return {
+          n,
+          k,
+          run(x, out, m, opts = {}) {
+            dim("M", m, true);
+            gemmF32Split(x, m, ws, { gelu: !!opts.gelu, out });
+          },
+        };
+      }
       const packed = packF32(w, n, k, { bias: bias && Float32Array.from(bias), name: "weight" });
       return {
         n,

@@ -1,7 +1,12 @@
 export { type AttentionShape, attentionF32 } from "./attention.js";
 export { type CholQrOptions, cholQrRowsF64 } from "./cholqr.js";
 export { KernelsError, type KernelsErrorCode } from "./errors.js";
-export { type F32GemmBackend, f32GemmBackend, type PreparedF32Gemm } from "./gemm-backend.js";
+export {
+  type F32GemmBackend,
+  type F32GemmBackendOptions,
+  f32GemmBackend,
+  type PreparedF32Gemm,
+} from "./gemm-backend.js";
 export {
   type ForwardOptions,
   type PreparedW4A4Layer,
@@ -54,6 +59,16 @@ export {
   setThreads,
 } from "./ops.js";
 export * as reference from "./reference.js";
+export {
+  type F32Splits,
+  f32SplitElems,
+  f32SplitInfo,
+  gemmF32Split,
+  type PackedF32Split,
+  packF32Split,
+  splitBf16,
+  unpackF32Split,
+} from "./split.js";
 export {
   emptyPackedF32,
   emptyPackedW4A4,

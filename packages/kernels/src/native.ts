@@ -35,6 +35,10 @@ export interface NativeBinding {
     minPivot: number;
     maxDev: number;
   }): number;
+  /** The split-bf16 f32 GEMM (gemm_f32_amx.cc, gemm_f32_split_napi.cc); absent from older addons. */
+  packF32Split?(a: { w: Float32Array; N: number; K: number; splits: number; out: Uint16Array }): void;
+  gemmF32Split?(a: object): void;
+  f32SplitInfo?(): { amxBf16: boolean; amx: boolean };
   setThreads(n: number): number;
   getThreads(): number;
   setIsa(mode: number): void;

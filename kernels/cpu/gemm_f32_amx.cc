@@ -1,0 +1,386 @@
+// f32 GEMM on split-bf16 operands, AMX-BF16 path (layout and contract in gemm_f32_amx.h).
+//
+// Why: one tdpbf16ps multiplies 16×32 by 32×16 bf16 (8192 MACs) in 16 cycles (Intel optimization manual, AMX
+// chapter: 1024 bf16 FLOP/cycle/core) against 32 f32 FMA lanes per cycle for AVX-512: 16x the products. A bf16 has 8
+// significant bits, so x ≈ x₀ + x₁ (+ x₂) with each part the bf16 rounding of what the parts before left (S parts
+// carry ≈ 8·S bits); products of two bf16 are exact in f32 and tdpbf16ps sums them in f32. x·w is then the sum of
+// the part products xᵢ·wⱼ with i + j < S: S = 3 (6 products, dropped terms ≤ 2⁻²⁴ relative) is f32-class; S = 2
+// (3 products, ≈ 2⁻¹⁶ relative) is an explicit option.
+//
+// Blocking: X is split once per call, in slabs of up to kSlab rows, into A tiles (layout at split_a); the tasks of a
+// slab (columns in blocks of up to kNT, rows split further when the pool needs more tasks) run K in blocks of
+// kKB(S) chunks of 32: per 32-column pair, per 32-row pair, C tiles 0-3 (32×32 f32) start at zero (first block) or
+// at the task's f32 partial sums, run over the block's chunks, and go back to the partial sums — or, after the
+// last block, to a 32×32 buffer and from there to Y with bias and GELU. Tile registers: 0 = rows 0-15 × panel p,
+// 1 = rows 0-15 × p+1, 2 = rows 16-31 × p, 3 = rows 16-31 × p+1; 4/5 = A (rows 0-15 / 16-31) of one part, 6/7 = B
+// (panel p / p+1) of one part.
+// Measured on the dev Xeon (1 thread, CPU time, M = 1280, K = 768, N = 3072, S = 3, f32 path 46 ms): slabs of 192
+// rows and K blocks of 768 26 ms; K blocks of 128 (the B tiles of a column pair L1-resident, C through the partial
+// sums every 4 chunks) 35 ms; slabs of 512 rows 34 ms. One tdpbf16ps takes ≈ 16.5 cycles on constant zero tiles in
+// L1 and ≈ 20.5 on random bf16 data in L1 (a microbenchmark); here both operands stream from L2 (≈ 36 cycles each).
+#include "gemm_f32_amx.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common.h"
+#include "simd.h"
+
+#define SVDQ_TARGET_AMX_BF16 \
+  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-bf16")))
+
+namespace svdq {
+
+namespace {
+
+constexpr int64_t kChunk = 32;      // k per tile (16 rows of bf16 pairs)
+constexpr int64_t kTile = 512;      // uint16 per tile (16 × 32)
+constexpr int64_t kNT = 128;        // columns per task (4 column pairs)
+constexpr int64_t kSlab = 192;      // rows of X split per slab (6 row pairs: their A tiles of a K block, 884 KiB, stay in L2)
+constexpr int64_t kPanelCols = 16;  // f32 panel width of gemm_f32 (layout.ts, PackedF32)
+
+// Chunks per K block: 768 k for S = 3 (the A tiles of a slab's K block: 192 rows × 768 × 3 parts × 2 bytes = 864 KiB,
+// a column pair's B tiles 144 KiB, both in L2), the same bytes for S = 2.
+constexpr int64_t chunks_per_block(int S) { return S == 3 ? 24 : 36; }
+
+int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// bf16 bits of f (round to nearest even; finite inputs) and the f32 value they stand for.
+inline uint16_t bf16_bits(float f, float* value) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(value, &b, 4);
+  return static_cast<uint16_t>(b >> 16);
+}
+
+// LDTILECFG operand (Intel SDM vol. 2A, LDTILECFG): palette 1, bytes per row and rows of each tile register.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+struct Scratch {
+  std::vector<uint16_t> a;  // A tiles of the task's rows for one K block (+64 B alignment)
+  std::vector<float> c;     // [rows][kNT] partial sums of the task (+64 B alignment)
+};
+thread_local Scratch t_scratch;
+
+template <typename T>
+T* align64(std::vector<T>& v, size_t n) {
+  if (v.size() < n + 64 / sizeof(T)) v.resize(n + 64 / sizeof(T));
+  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
+}
+
+// Splits rows [r0, r0 + rows) (rows a multiple of 32; rows ≥ M read as zero) × k [k0, k0 + 32·nch) (k ≥ K zero)
+// of X into S parts, A tile layout: ap[((rb·nch + c)·S + s)·512 + i·32 + t] = part s of X[r0 + 16rb + i, k0 + 32c + t].
+template <int S>
+SVDQ_TARGET_AMX_BF16 void split_a(const float* x, int64_t M, int64_t K, int64_t r0, int64_t rows, int64_t k0,
+                                  int64_t nch, uint16_t* ap) {
+  const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+  const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t m = r0 + r;
+    const float* xr = m < M ? x + m * K : x;
+    uint16_t* dst = ap + (r / 16) * nch * S * kTile + (r % 16) * 32;
+    for (int64_t c = 0; c < nch; ++c) {
+      for (int h = 0; h < 2; ++h) {
+        const int64_t k = k0 + c * kChunk + 16 * h;
+        const int64_t left = m < M ? std::max<int64_t>(0, std::min<int64_t>(16, K - k)) : 0;
+        const __mmask16 mask = static_cast<__mmask16>((1u << left) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(mask, xr + (left ? k : 0));
+#pragma GCC unroll 3
+        for (int s = 0; s < S; ++s) {
+          const __m512i b = _mm512_castps_si512(v);
+          const __m512i rnd = _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(b, 16), one));
+          const __m512i p = _mm512_and_si512(_mm512_add_epi32(b, rnd), hi);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(dst + (c * S + s) * kTile + 16 * h),
+                             _mm512_cvtepi32_epi16(_mm512_srli_epi32(p, 16)));
+          if (s + 1 < S) v = _mm512_sub_ps(v, _mm512_castsi512_ps(p));  // exact: the rest of a rounding
+        }
+      }
+    }
+  }
+}
+
+// Prefetches tiles 2q and 2q + 1 of the next chunk into L1: 0..2S-1 the A tiles (part t % S, rows 0-15 then
+// 16-31), 2S..4S-1 the B tiles (panel p then p + 1).
+template <int S>
+SVDQ_TARGET_AMX_BF16 inline void fetch_tiles(int q, const uint16_t* pa, int64_t a1off, const uint16_t* pb,
+                                             int64_t b1off) {
+  for (int h = 0; h < 2; ++h) {
+    const int t = 2 * q + h;
+    const uint16_t* base = t < 2 * S ? pa + (t % S) * kTile + (t / S) * a1off
+                                     : pb + ((t - 2 * S) % S) * kTile + ((t - 2 * S) / S) * b1off;
+    const char* c = reinterpret_cast<const char*>(base);
+    // inline asm: GCC 12 dropped the _mm_prefetch calls of this function (none left in the object code)
+    for (int l = 0; l < 16; ++l) __asm__ volatile("prefetcht0 %0" : : "m"(c[64 * l]));
+  }
+}
+
+// The tile products of one 32-k chunk for parts a[s] (A tiles of rows 0-15 at a[s], rows 16-31 at a[s] + a1off)
+// and b[s] (panel p at b[s], p+1 at b[s] + b1off): every (i, j) with i + j < S, ordered so that tiles already
+// loaded are reused (S = 3: 14 tile loads for 24 products; S = 2: 8 for 12).
+// pa/pb: the A and B tiles of the next chunk (same layouts), prefetched into L1 between the products: the tiles
+// stream from L2, and a tile load that misses L1 stalls the tile unit (microbenchmark, one core: 16.5 cycles per
+// tdpbf16ps with A and B in L1, 22.5 with 768 KiB of A streaming from L2, 18.4 with that A prefetched).
+template <int S>
+SVDQ_TARGET_AMX_BF16 inline void chunk_products(const uint16_t* a, int64_t a1off, const uint16_t* b, int64_t b1off,
+                                                const uint16_t* pa, const uint16_t* pb) {
+  // The 4·S KiB of next tiles, two 1 KiB tiles after each group of 4 products (2·S groups).
+#define SVDQ_FETCH(q) fetch_tiles<S>(q, pa, a1off, pb, b1off)
+#define SVDQ_LOAD_A(s) \
+  _tile_loadd(4, a + (s) * kTile, 64); \
+  _tile_loadd(5, a + (s) * kTile + a1off, 64)
+#define SVDQ_LOAD_B(s) \
+  _tile_loadd(6, b + (s) * kTile, 64); \
+  _tile_loadd(7, b + (s) * kTile + b1off, 64)
+#define SVDQ_DP4 \
+  _tile_dpbf16ps(0, 4, 6); \
+  _tile_dpbf16ps(1, 4, 7); \
+  _tile_dpbf16ps(2, 5, 6); \
+  _tile_dpbf16ps(3, 5, 7)
+  if constexpr (S == 3) {
+    // small products first: (0,2) (0,1) (0,0) (2,0) (1,0) (1,1)
+    SVDQ_LOAD_A(0);
+    SVDQ_LOAD_B(2);
+    SVDQ_DP4;
+    SVDQ_FETCH(0);
+    SVDQ_LOAD_B(1);
+    SVDQ_DP4;
+    SVDQ_FETCH(1);
+    SVDQ_LOAD_B(0);
+    SVDQ_DP4;
+    SVDQ_FETCH(2);
+    SVDQ_LOAD_A(2);
+    SVDQ_DP4;
+    SVDQ_FETCH(3);
+    SVDQ_LOAD_A(1);
+    SVDQ_DP4;
+    SVDQ_FETCH(4);
+    SVDQ_LOAD_B(1);
+    SVDQ_DP4;
+    SVDQ_FETCH(5);
+  } else {
+    // (0,1) (0,0) (1,0)
+    SVDQ_LOAD_A(0);
+    SVDQ_LOAD_B(1);
+    SVDQ_DP4;
+    SVDQ_FETCH(0);
+    SVDQ_LOAD_B(0);
+    SVDQ_DP4;
+    SVDQ_FETCH(1);
+    SVDQ_LOAD_A(1);
+    SVDQ_DP4;
+    SVDQ_FETCH(2);
+    SVDQ_FETCH(3);
+  }
+#undef SVDQ_LOAD_A
+#undef SVDQ_LOAD_B
+#undef SVDQ_DP4
+#undef SVDQ_FETCH
+}
+
+// Bias, GELU and the store of a 32×32 block (rows < nrows, columns < ncols) from cb [32][32] to Y.
+SVDQ_TARGET_AMX_BF16 void store_block(const float* cb, int nrows, int ncols, const float* bias, bool gelu, float* y,
+                                      int64_t ldy) {
+  const __mmask16 m0 = static_cast<__mmask16>((1u << std::min(16, ncols)) - 1u);
+  const __mmask16 m1 = static_cast<__mmask16>((1u << std::max(0, std::min(16, ncols - 16))) - 1u);
+  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 b1 = bias && m1 ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+  for (int i = 0; i < nrows; ++i) {
+    __m512 v0 = _mm512_add_ps(_mm512_load_ps(cb + i * 32), b0);
+    __m512 v1 = _mm512_add_ps(_mm512_load_ps(cb + i * 32 + 16), b1);
+    if (gelu) {
+      v0 = gelu512(v0);
+      v1 = gelu512(v1);
+    }
+    _mm512_mask_storeu_ps(y + i * ldy, m0, v0);
+    if (m1) _mm512_mask_storeu_ps(y + i * ldy + 16, m1, v1);
+  }
+}
+
+// Splits rows [r0, r0 + 32) (rows ≥ M read as zero) × all of K (k ≥ K zero) of X into S parts, A tile layout:
+// ap[((rb·CH + c)·S + s)·512 + i·32 + t] = part s of X[r0 + 16rb + i, 32c + t] for rb = 0, 1.
+template <int S>
+SVDQ_TARGET_AMX_BF16 void split_rows(const float* x, int64_t M, int64_t K, int64_t r0, uint16_t* ap) {
+  const int64_t CH = round_up(K, kChunk) / kChunk;
+  split_a<S>(x, M, K, r0, 32, 0, CH, ap);
+}
+
+// One task: rows [r0, r1) of the slab whose A tiles start at row s0 (aslab), columns [c0, c1) (c0 a multiple of
+// 32), all of K.
+template <int S>
+SVDQ_TARGET_AMX_BF16 void task_amx(const F32SplitArgs& P, const uint16_t* aslab, int64_t s0, int64_t r0, int64_t r1,
+                                   int64_t c0, int64_t c1) {
+  const int64_t CH = round_up(P.K, kChunk) / kChunk, KB = chunks_per_block(S), panel_stride = CH * S * kTile;
+  const int64_t rows = round_up(r1 - r0, 32), ldc = round_up(c1 - c0, 32);
+  float* cbuf = CH > KB ? align64(t_scratch.c, rows * ldc) : nullptr;
+  alignas(64) float cb[32 * 32];
+  TileConfig cfg;
+  for (int i = 0; i < 8; ++i) {
+    cfg.colsb[i] = 64;
+    cfg.rows[i] = 16;
+  }
+  _tile_loadconfig(&cfg);
+  for (int64_t k0 = 0; k0 < CH; k0 += KB) {
+    const int64_t nch = std::min(KB, CH - k0);
+    const bool first = k0 == 0, last = k0 + nch == CH;
+    for (int64_t n = c0; n < c1; n += 32) {
+      const uint16_t* bp = P.wsplit + (n / 16) * panel_stride + k0 * S * kTile;
+      for (int64_t r = 0; r < rows; r += 32) {
+        const uint16_t* a = aslab + ((r0 - s0 + r) / 16 * CH + k0) * S * kTile;
+        float* cr = cbuf ? cbuf + r * ldc + (n - c0) : nullptr;
+        if (first) {
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_zero(2);
+          _tile_zero(3);
+        } else {
+          _tile_loadd(0, cr, ldc * 4);
+          _tile_loadd(1, cr + 16, ldc * 4);
+          _tile_loadd(2, cr + 16 * ldc, ldc * 4);
+          _tile_loadd(3, cr + 16 * ldc + 16, ldc * 4);
+        }
+        // after the last chunk: the next row pair's first chunk (B: the same column pair's first chunk)
+        const uint16_t* an = r + 32 < rows ? a + 2 * CH * S * kTile : a;
+        for (int64_t c = 0; c < nch; ++c) {
+          const bool more = c + 1 < nch;
+          chunk_products<S>(a + c * S * kTile, panel_stride, bp + c * S * kTile, panel_stride,
+                            more ? a + (c + 1) * S * kTile : an, more ? bp + (c + 1) * S * kTile : bp);
+        }
+        if (last) {
+          _tile_stored(0, cb, 128);
+          _tile_stored(1, cb + 16, 128);
+          _tile_stored(2, cb + 16 * 32, 128);
+          _tile_stored(3, cb + 16 * 32 + 16, 128);
+          __asm__ volatile("" : : : "memory");  // GCC's tile intrinsics declare no memory access: order the reads of cb
+          const int nrows = static_cast<int>(std::min<int64_t>(32, r1 - r0 - r));
+          const int ncols = static_cast<int>(std::min<int64_t>(32, c1 - n));
+          store_block(cb, nrows, ncols, P.bias ? P.bias + n : nullptr, P.gelu, P.y + (r0 + r) * P.N + n, P.N);
+        } else {
+          _tile_stored(0, cr, ldc * 4);
+          _tile_stored(1, cr + 16, ldc * 4);
+          _tile_stored(2, cr + 16 * ldc, ldc * 4);
+          _tile_stored(3, cr + 16 * ldc + 16, ldc * 4);
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
+// X is split once per call, slab by slab, into a buffer of the calling thread (kSlab·Kp·S·2 bytes: 4.4 MB at
+// K = 3840, S = 3) that every task of the slab reads. Split per task instead, X was split once per 128-column task:
+// ≈ 0.6 cycles per element and part, as much as the tile products of 128 columns.
+thread_local std::vector<uint16_t> t_slab;
+
+template <int S>
+void run_amx(const F32SplitArgs& P) {
+  const int threads = num_threads();
+  const int64_t CH = round_up(P.K, kChunk) / kChunk;
+  const int64_t SR = std::min(round_up(P.M, 32), kSlab);
+  uint16_t* aslab = align64(t_slab, SR * CH * S * kTile / 16);
+  for (int64_t s0 = 0; s0 < P.M; s0 += SR) {
+    const int64_t s1 = std::min(P.M, s0 + SR), srows = round_up(s1 - s0, 32);
+    parallel_for(srows / 32, [&](int64_t b, int) { split_rows<S>(P.x, P.M, P.K, s0 + 32 * b, aslab + b * 2 * CH * S * kTile); });
+    // Tasks: columns in blocks of up to kNT, rows of the slab split evenly until the pool has 4 tasks per thread
+    // (handed out one by one: a thread that lost its core for a while leaves little behind).
+    int64_t nc = kNT, mt = 1;
+    const auto tasks = [&] { return mt * ((P.N + nc - 1) / nc); };
+    while (tasks() < 4 * threads && nc > 32) nc /= 2;
+    while (tasks() < 4 * threads && srows / (mt + 1) >= 32) ++mt;
+    const int64_t mtr = round_up((srows + mt - 1) / mt, 32), nt = (P.N + nc - 1) / nc;
+    parallel_for(mt * nt, [&](int64_t t, int) {
+      const int64_t nb = t / mt, r0 = s0 + (t % mt) * mtr;
+      if (r0 < s1) task_amx<S>(P, aslab, s0, r0, std::min(s1, r0 + mtr), nb * nc, std::min(P.N, (nb + 1) * nc));
+    });
+  }
+}
+
+// The non-AMX paths: f32 panels rebuilt from the parts (Σ parts, exact for S = 3), then gemm_f32.
+void run_rebuilt(const F32SplitArgs& P) {
+  const int64_t Kp = round_up(P.K, kChunk), CH = Kp / kChunk, NP16 = (P.N + kPanelCols - 1) / kPanelCols;
+  std::vector<float> panel(NP16 * P.K * kPanelCols);
+  parallel_for(NP16, [&](int64_t p, int) {
+    const uint16_t* src = P.wsplit + p * CH * P.S * kTile;
+    float* dst = panel.data() + p * P.K * kPanelCols;
+    for (int64_t k = 0; k < P.K; ++k) {
+      const int64_t c = k / kChunk, kk = (k % kChunk) / 2, tt = k % 2;
+      for (int64_t j = 0; j < kPanelCols; ++j) {
+        float sum = 0.f;
+        for (int s = P.S - 1; s >= 0; --s) {  // smallest part first: exact either way for S = 3
+          const uint32_t b = static_cast<uint32_t>(src[(c * P.S + s) * kTile + kk * 32 + j * 2 + tt]) << 16;
+          float v;
+          std::memcpy(&v, &b, 4);
+          sum += v;
+        }
+        dst[k * kPanelCols + j] = sum;
+      }
+    }
+  });
+  F32Args a{P.x, P.M, P.K, P.N, panel.data(), P.bias, P.gelu, P.y};
+  gemm_f32(a);
+}
+
+#if defined(__x86_64__)
+bool cpuid_amx_bf16() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+  return (d >> 22) & 1;  // CPUID.(EAX=7,ECX=0):EDX bit 22 AMX-BF16 (Intel SDM vol. 2A, CPUID)
+}
+#endif
+
+}  // namespace
+
+bool cpu_has_amx_bf16() {
+#if defined(__x86_64__)
+  static const bool ok = cpu_has_amx_int8() && cpuid_amx_bf16();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+bool f32_split_uses_amx() { return isa_at_least(Isa::Amx) && cpu_has_amx_bf16(); }
+
+int64_t f32_split_elems(int64_t N, int64_t K, int S) { return round_up(N, 32) * round_up(K, kChunk) * S; }
+
+void pack_f32_split(const float* w, int64_t N, int64_t K, int S, uint16_t* out) {
+  if (S != 2 && S != 3) throw KernelError("packF32Split: splits must be 2 or 3");
+  const int64_t CH = round_up(K, kChunk) / kChunk, NP = round_up(N, 32) / 16;
+  parallel_for(NP, [&](int64_t p, int) {
+    uint16_t* dst = out + p * CH * S * kTile;
+    std::fill(dst, dst + CH * S * kTile, uint16_t{0});
+    for (int64_t j = 0; j < kPanelCols; ++j) {
+      const int64_t n = p * kPanelCols + j;
+      if (n >= N) break;
+      for (int64_t k = 0; k < K; ++k) {
+        float v = w[n * K + k], part;
+        const int64_t c = k / kChunk, kk = (k % kChunk) / 2, tt = k % 2;
+        for (int s = 0; s < S; ++s) {
+          dst[(c * S + s) * kTile + kk * 32 + j * 2 + tt] = bf16_bits(v, &part);
+          v -= part;  // exact: the rest of a rounding
+        }
+      }
+    }
+  });
+}
+
+void gemm_f32_split(const F32SplitArgs& a) {
+  if (a.S != 2 && a.S != 3) throw KernelError("gemmF32Split: splits must be 2 or 3");
+  if (a.M == 0) return;
+  if (!f32_split_uses_amx()) return run_rebuilt(a);
+  if (a.S == 3)
+    run_amx<3>(a);
+  else
+    run_amx<2>(a);
+}
+
+}  // namespace svdq
