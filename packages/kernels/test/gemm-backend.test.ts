@@ -1,6 +1,6 @@
 // f32GemmBackend: the native f32 GEMM behind the unpacked nn.Linear contract of @svdquant/models.
 import { describe, expect, it } from "vitest";
-import { backendInfo, f32GemmBackend, KernelsError, reference, setIsa } from "../src/index.ts";
+import { backendInfo, f32GemmBackend, f32SplitInfo, KernelsError, reference, setIsa } from "../src/index.ts";
 import { rng, worst } from "./helpers.ts";
 
 describe("f32GemmBackend", () => {
@@ -73,6 +73,28 @@ describe("f32GemmBackend", () => {
     }
     setIsa("auto");
     expect(() => p.run(r.f32(10), new Float32Array(n), 1)).toThrow(/tensor "x"/);
+  });
+
+  it("prepare splits weights into bf16 parts where AMX-BF16 runs (3 by default, 2 or 0 on request)", () => {
+    const r = rng(17);
+    const [m, k, n] = [40, 300, 45];
+    const x = r.f32(m * k);
+    const w = r.f32(n * k, 1 / Math.sqrt(k));
+    const ref = reference.refGemmF32(x, m, k, w, n);
+    const amx = f32SplitInfo().amx;
+    const errs: number[] = [];
+    for (const amxSplits of [undefined, 3, 2, 0] as const) {
+      const be = f32GemmBackend(amxSplits === undefined ? {} : { amxSplits });
+      const parts = amxSplits ?? 3;
+      expect(be.name.endsWith(`-bf16split${parts}`)).toBe(amx && parts > 0);
+      const out = new Float32Array(m * n);
+      be.prepare(w, undefined, n, k).run(x, out, m);
+      errs.push(worst(out, ref, 1e-5 * Math.sqrt(k), 1e-5));
+      expect(errs.at(-1), `amxSplits ${amxSplits}`).toBeLessThanOrEqual(parts === 2 ? 8 : 1);
+    }
+    // two parts (≈ 16 bits) are measurably less accurate than three or f32 panels where they run
+    if (amx) expect(errs[2]).toBeGreaterThan(4 * Math.max(errs[1]!, errs[3]!));
+    expect(() => f32GemmBackend({ amxSplits: 1 as never })).toThrow(/amxSplits must be 0, 2 or 3, got 1/);
   });
 
   it("rejects wrong shapes before the native call, naming the tensor", () => {
