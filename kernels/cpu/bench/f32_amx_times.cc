@@ -4,7 +4,7 @@
 //
 //   g++ -std=c++17 -O3 -pthread -Ikernels/cpu kernels/cpu/bench/f32_amx_times.cc kernels/cpu/runtime.cc \
 //       kernels/cpu/simd.cc kernels/cpu/gemm_f32.cc kernels/cpu/gemm_f32_amx.cc -o /tmp/f32_amx_times
-//   /tmp/f32_amx_times M K N [threads] [rounds]
+//   /tmp/f32_amx_times M K N [threads] [rounds] [copies of W, read in turn: > 1 for cold caches]
 #include <time.h>
 
 #include <algorithm>
@@ -57,12 +57,13 @@ void time_it(const char* name, double flop, int reps, F&& f) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s M K N [threads] [rounds]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s M K N [threads] [rounds] [copies]\n", argv[0]);
     return 2;
   }
   const int64_t M = std::atoll(argv[1]), K = std::atoll(argv[2]), N = std::atoll(argv[3]);
   set_num_threads(argc > 4 ? std::atoi(argv[4]) : 1);
   const int rounds = argc > 5 ? std::atoi(argv[5]) : 2;
+  const int copies = argc > 6 ? std::atoi(argv[6]) : 1;
   std::printf("M=%lld K=%lld N=%lld threads %d, AMX-BF16 %s\n", (long long)M, (long long)K, (long long)N,
               num_threads(), f32_split_uses_amx() ? "yes" : "no");
   auto x = rnd(M * K, 1.f, 1);
@@ -75,15 +76,19 @@ int main(int argc, char** argv) {
   std::vector<uint16_t> s2(f32_split_elems(N, K, 2)), s3(f32_split_elems(N, K, 3));
   pack_f32_split(w.data(), N, K, 2, s2.data());
   pack_f32_split(w.data(), N, K, 3, s3.data());
+  // `copies` > 1: each call reads another copy of W (cold caches, as in a model forward where each weight is read once)
+  std::vector<std::vector<float>> pc(copies, panel);
+  std::vector<std::vector<uint16_t>> s2c(copies, s2), s3c(copies, s3);
+  int turn = 0;
   std::vector<float> y0(M * N), y2(M * N), y3(M * N);
   F32Args a0{x.data(), M, K, N, panel.data(), bias.data(), false, y0.data()};
   F32SplitArgs a2{x.data(), M, K, N, s2.data(), 2, bias.data(), false, y2.data()};
   F32SplitArgs a3{x.data(), M, K, N, s3.data(), 3, bias.data(), false, y3.data()};
   const double flop = 2.0 * M * N * K;
   for (int r = 0; r < rounds; ++r) {
-    time_it("gemm_f32", flop, 3, [&] { gemm_f32(a0); });
-    time_it("gemm_f32_split S=3", flop, 3, [&] { gemm_f32_split(a3); });
-    time_it("gemm_f32_split S=2", flop, 3, [&] { gemm_f32_split(a2); });
+    time_it("gemm_f32", flop, 3, [&] { a0.wpanel = pc[turn++ % copies].data(); gemm_f32(a0); });
+    time_it("gemm_f32_split S=3", flop, 3, [&] { a3.wsplit = s3c[turn++ % copies].data(); gemm_f32_split(a3); });
+    time_it("gemm_f32_split S=2", flop, 3, [&] { a2.wsplit = s2c[turn++ % copies].data(); gemm_f32_split(a2); });
   }
   std::mt19937 g(7);
   double e[3] = {0, 0, 0}, ref2 = 0;
