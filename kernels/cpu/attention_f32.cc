@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common.h"
+#include "gemm_f32_amx.h"
 #include "simd.h"
 
 namespace svdq {
@@ -259,6 +260,7 @@ SVDQ_TARGET_AVX512 void gather_head(const AttentionArgs& a, int64_t bh, int64_t 
 
 void attention_f32(const AttentionArgs& a) {
   if (a.B <= 0 || a.Sq <= 0 || a.Skv <= 0 || a.H <= 0 || a.Dh <= 0) return;
+  if (attention_f32_split(a)) return;  // the amx path on a CPU with AMX-BF16 (attention_f32_amx.cc)
   // AVX-512 path: Dh a multiple of 16, and 16 rows of K (16·H·Dh floats) addressable by the 32-bit gather offsets
   const bool avx512 = isa_at_least(Isa::Avx512) && a.Dh % 16 == 0 && 16 * a.H * a.Dh < (int64_t{1} << 31) / 4;
   const int64_t qt = (a.Sq + kQB - 1) / kQB;

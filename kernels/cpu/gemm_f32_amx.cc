@@ -26,18 +26,17 @@
 #include <cstring>
 #include <vector>
 
+#include "amx_bf16.h"
 #include "common.h"
 #include "simd.h"
 
-#define SVDQ_TARGET_AMX_BF16 \
-  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-bf16")))
 
 namespace svdq {
 
 namespace {
 
-constexpr int64_t kChunk = 32;      // k per tile (16 rows of bf16 pairs)
-constexpr int64_t kTile = 512;      // uint16 per tile (16 × 32)
+using namespace amxbf16;
+
 constexpr int64_t kNT = 128;        // columns per task (4 column pairs)
 constexpr int64_t kSlab = 192;      // rows of X split per slab (6 row pairs: their A tiles of a K block, 884 KiB, stay in L2)
 constexpr int64_t kPanelCols = 16;  // f32 panel width of gemm_f32 (layout.ts, PackedF32)
@@ -46,25 +45,8 @@ constexpr int64_t kPanelCols = 16;  // f32 panel width of gemm_f32 (layout.ts, P
 // a column pair's B tiles 144 KiB, both in L2), the same bytes for S = 2.
 constexpr int64_t chunks_per_block(int S) { return S == 3 ? 24 : 36; }
 
-int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 
-// bf16 bits of f (round to nearest even; finite inputs) and the f32 value they stand for.
-inline uint16_t bf16_bits(float f, float* value) {
-  uint32_t b;
-  std::memcpy(&b, &f, 4);
-  b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(value, &b, 4);
-  return static_cast<uint16_t>(b >> 16);
-}
 
-// LDTILECFG operand (Intel SDM vol. 2A, LDTILECFG): palette 1, bytes per row and rows of each tile register.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 struct Scratch {
   std::vector<uint16_t> a;  // A tiles of the task's rows for one K block (+64 B alignment)
@@ -72,120 +54,9 @@ struct Scratch {
 };
 thread_local Scratch t_scratch;
 
-template <typename T>
-T* align64(std::vector<T>& v, size_t n) {
-  if (v.size() < n + 64 / sizeof(T)) v.resize(n + 64 / sizeof(T));
-  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
-}
 
-// Splits rows [r0, r0 + rows) (rows a multiple of 32; rows ≥ M read as zero) × k [k0, k0 + 32·nch) (k ≥ K zero)
-// of X into S parts, A tile layout: ap[((rb·nch + c)·S + s)·512 + i·32 + t] = part s of X[r0 + 16rb + i, k0 + 32c + t].
-template <int S>
-SVDQ_TARGET_AMX_BF16 void split_a(const float* x, int64_t M, int64_t K, int64_t r0, int64_t rows, int64_t k0,
-                                  int64_t nch, uint16_t* ap) {
-  const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
-  const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t m = r0 + r;
-    const float* xr = m < M ? x + m * K : x;
-    uint16_t* dst = ap + (r / 16) * nch * S * kTile + (r % 16) * 32;
-    for (int64_t c = 0; c < nch; ++c) {
-      for (int h = 0; h < 2; ++h) {
-        const int64_t k = k0 + c * kChunk + 16 * h;
-        const int64_t left = m < M ? std::max<int64_t>(0, std::min<int64_t>(16, K - k)) : 0;
-        const __mmask16 mask = static_cast<__mmask16>((1u << left) - 1u);
-        __m512 v = _mm512_maskz_loadu_ps(mask, xr + (left ? k : 0));
-#pragma GCC unroll 3
-        for (int s = 0; s < S; ++s) {
-          const __m512i b = _mm512_castps_si512(v);
-          const __m512i rnd = _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(b, 16), one));
-          const __m512i p = _mm512_and_si512(_mm512_add_epi32(b, rnd), hi);
-          _mm256_store_si256(reinterpret_cast<__m256i*>(dst + (c * S + s) * kTile + 16 * h),
-                             _mm512_cvtepi32_epi16(_mm512_srli_epi32(p, 16)));
-          if (s + 1 < S) v = _mm512_sub_ps(v, _mm512_castsi512_ps(p));  // exact: the rest of a rounding
-        }
-      }
-    }
-  }
-}
 
-// Prefetches tiles 2q and 2q + 1 of the next chunk into L1: 0..2S-1 the A tiles (part t % S, rows 0-15 then
-// 16-31), 2S..4S-1 the B tiles (panel p then p + 1).
-template <int S>
-SVDQ_TARGET_AMX_BF16 inline void fetch_tiles(int q, const uint16_t* pa, int64_t a1off, const uint16_t* pb,
-                                             int64_t b1off) {
-  for (int h = 0; h < 2; ++h) {
-    const int t = 2 * q + h;
-    const uint16_t* base = t < 2 * S ? pa + (t % S) * kTile + (t / S) * a1off
-                                     : pb + ((t - 2 * S) % S) * kTile + ((t - 2 * S) / S) * b1off;
-    const char* c = reinterpret_cast<const char*>(base);
-    // inline asm: GCC 12 dropped the _mm_prefetch calls of this function (none left in the object code)
-    for (int l = 0; l < 16; ++l) __asm__ volatile("prefetcht0 %0" : : "m"(c[64 * l]));
-  }
-}
 
-// The tile products of one 32-k chunk for parts a[s] (A tiles of rows 0-15 at a[s], rows 16-31 at a[s] + a1off)
-// and b[s] (panel p at b[s], p+1 at b[s] + b1off): every (i, j) with i + j < S, ordered so that tiles already
-// loaded are reused (S = 3: 14 tile loads for 24 products; S = 2: 8 for 12).
-// pa/pb: the A and B tiles of the next chunk (same layouts), prefetched into L1 between the products: the tiles
-// stream from L2, and a tile load that misses L1 stalls the tile unit (microbenchmark, one core: 16.5 cycles per
-// tdpbf16ps with A and B in L1, 22.5 with 768 KiB of A streaming from L2, 18.4 with that A prefetched).
-template <int S>
-SVDQ_TARGET_AMX_BF16 inline void chunk_products(const uint16_t* a, int64_t a1off, const uint16_t* b, int64_t b1off,
-                                                const uint16_t* pa, const uint16_t* pb) {
-  // The 4·S KiB of next tiles, two 1 KiB tiles after each group of 4 products (2·S groups).
-#define SVDQ_FETCH(q) fetch_tiles<S>(q, pa, a1off, pb, b1off)
-#define SVDQ_LOAD_A(s) \
-  _tile_loadd(4, a + (s) * kTile, 64); \
-  _tile_loadd(5, a + (s) * kTile + a1off, 64)
-#define SVDQ_LOAD_B(s) \
-  _tile_loadd(6, b + (s) * kTile, 64); \
-  _tile_loadd(7, b + (s) * kTile + b1off, 64)
-#define SVDQ_DP4 \
-  _tile_dpbf16ps(0, 4, 6); \
-  _tile_dpbf16ps(1, 4, 7); \
-  _tile_dpbf16ps(2, 5, 6); \
-  _tile_dpbf16ps(3, 5, 7)
-  if constexpr (S == 3) {
-    // small products first: (0,2) (0,1) (0,0) (2,0) (1,0) (1,1)
-    SVDQ_LOAD_A(0);
-    SVDQ_LOAD_B(2);
-    SVDQ_DP4;
-    SVDQ_FETCH(0);
-    SVDQ_LOAD_B(1);
-    SVDQ_DP4;
-    SVDQ_FETCH(1);
-    SVDQ_LOAD_B(0);
-    SVDQ_DP4;
-    SVDQ_FETCH(2);
-    SVDQ_LOAD_A(2);
-    SVDQ_DP4;
-    SVDQ_FETCH(3);
-    SVDQ_LOAD_A(1);
-    SVDQ_DP4;
-    SVDQ_FETCH(4);
-    SVDQ_LOAD_B(1);
-    SVDQ_DP4;
-    SVDQ_FETCH(5);
-  } else {
-    // (0,1) (0,0) (1,0)
-    SVDQ_LOAD_A(0);
-    SVDQ_LOAD_B(1);
-    SVDQ_DP4;
-    SVDQ_FETCH(0);
-    SVDQ_LOAD_B(0);
-    SVDQ_DP4;
-    SVDQ_FETCH(1);
-    SVDQ_LOAD_A(1);
-    SVDQ_DP4;
-    SVDQ_FETCH(2);
-    SVDQ_FETCH(3);
-  }
-#undef SVDQ_LOAD_A
-#undef SVDQ_LOAD_B
-#undef SVDQ_DP4
-#undef SVDQ_FETCH
-}
 
 // Bias, GELU and the store of a 32×32 block (rows < nrows, columns < ncols) from cb [32][32] to Y.
 SVDQ_TARGET_AMX_BF16 void store_block(const float* cb, int nrows, int ncols, const float* bias, bool gelu, float* y,
@@ -211,7 +82,7 @@ SVDQ_TARGET_AMX_BF16 void store_block(const float* cb, int nrows, int ncols, con
 template <int S>
 SVDQ_TARGET_AMX_BF16 void split_rows(const float* x, int64_t M, int64_t K, int64_t r0, uint16_t* ap) {
   const int64_t CH = round_up(K, kChunk) / kChunk;
-  split_a<S>(x, M, K, r0, 32, 0, CH, ap);
+  split_a<S>(x, K, M, K, r0, 32, 0, CH, ap);
 }
 
 // One task: rows [r0, r1) of the slab whose A tiles start at row s0 (aslab), columns [c0, c1) (c0 a multiple of
@@ -223,11 +94,7 @@ SVDQ_TARGET_AMX_BF16 void task_amx(const F32SplitArgs& P, const uint16_t* aslab,
   const int64_t rows = round_up(r1 - r0, 32), ldc = round_up(c1 - c0, 32);
   float* cbuf = CH > KB ? align64(t_scratch.c, rows * ldc) : nullptr;
   alignas(64) float cb[32 * 32];
-  TileConfig cfg;
-  for (int i = 0; i < 8; ++i) {
-    cfg.colsb[i] = 64;
-    cfg.rows[i] = 16;
-  }
+  const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
   for (int64_t k0 = 0; k0 < CH; k0 += KB) {
     const int64_t nch = std::min(KB, CH - k0);
@@ -351,23 +218,7 @@ int64_t f32_split_elems(int64_t N, int64_t K, int S) { return round_up(N, 32) * 
 
 void pack_f32_split(const float* w, int64_t N, int64_t K, int S, uint16_t* out) {
   if (S != 2 && S != 3) throw KernelError("packF32Split: splits must be 2 or 3");
-  const int64_t CH = round_up(K, kChunk) / kChunk, NP = round_up(N, 32) / 16;
-  parallel_for(NP, [&](int64_t p, int) {
-    uint16_t* dst = out + p * CH * S * kTile;
-    std::fill(dst, dst + CH * S * kTile, uint16_t{0});
-    for (int64_t j = 0; j < kPanelCols; ++j) {
-      const int64_t n = p * kPanelCols + j;
-      if (n >= N) break;
-      for (int64_t k = 0; k < K; ++k) {
-        float v = w[n * K + k], part;
-        const int64_t c = k / kChunk, kk = (k % kChunk) / 2, tt = k % 2;
-        for (int s = 0; s < S; ++s) {
-          dst[(c * S + s) * kTile + kk * 32 + j * 2 + tt] = bf16_bits(v, &part);
-          v -= part;  // exact: the rest of a rounding
-        }
-      }
-    }
-  });
+  parallel_for(round_up(N, 32) / 16, [&](int64_t p, int) { pack_b(w, K, 1, 1.f, N, K, S, p, p + 1, out); });
 }
 
 void gemm_f32_split(const F32SplitArgs& a) {

@@ -33,4 +33,10 @@ struct F32SplitArgs {
 };
 void gemm_f32_split(const F32SplitArgs& a);
 
+struct AttentionArgs;
+// Operator 7 on AMX-BF16 tiles with 3-part split operands (attention_f32_amx.cc). Returns false, doing nothing,
+// where it does not run (not the amx path or no AMX-BF16, Dh not a multiple of 32, Skv > 8192): attention_f32 then
+// runs its own kernels.
+bool attention_f32_split(const AttentionArgs& a);
+
 }  // namespace svdq

@@ -20,6 +20,7 @@
         "<(csrc)/gemm_w8a8_x86.cc",
         "<(csrc)/peak.cc",
         "<(csrc)/attention_f32.cc",
+        "<(csrc)/attention_f32_amx.cc",
         "<(csrc)/linalg_f64.cc",
         "<(csrc)/residual_quant.cc",
         "<(csrc)/cholqr_f64.cc"

@@ -3,6 +3,7 @@
 // fallback. Fresh seeded inputs, ragged shapes, against float64 references.
 import { describe, expect, it } from "vitest";
 import {
+  attentionF32,
   backendInfo,
   f32SplitElems,
   f32SplitInfo,
@@ -17,7 +18,7 @@ import {
   splitBf16,
   unpackF32Split,
 } from "../src/index.ts";
-import { isasToTest, rng } from "./helpers.ts";
+import { isasToTest, maxAbs, rng, worst } from "./helpers.ts";
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -177,6 +178,35 @@ export function defineSplitSuite(): void {
           const b = gemmF32(x, M, packF32(w, N, K, { bias }));
           if (info.native) expect(Array.from(a)).toEqual(Array.from(b));
           else expect(scaledError(a, x, w, bias, M, K, N, false)).toBeLessThanOrEqual(1e-7);
+        }
+      });
+
+      it("attentionF32 (split tiles on amx: Dh a multiple of 32, Skv ≤ 8192) matches the float64 reference", () => {
+        useIsa();
+        const r = rng(0x5b14);
+        for (const [B, Sq, Skv, H, Dh, withBias] of [
+          [1, 1, 1, 1, 32, false],
+          [2, 70, 333, 3, 64, true], // two query tasks (64 + 6), keys padded to 352, key bias with masked keys
+          [1, 150, 300, 2, 128, false],
+          [1, 3, 8193, 1, 32, true], // over the split kernel's key limit: the AVX-512/scalar kernels
+          [1, 9, 40, 2, 48, false], // Dh not a multiple of 32: the AVX-512/scalar kernels
+        ] as const) {
+          const d = H * Dh;
+          const q = r.f32(B * Sq * d);
+          const k = r.f32(B * Skv * d);
+          const v = r.f32(B * Skv * d);
+          const bias = withBias ? Float32Array.from(r.f32(B * Skv), (x, i) => (i % 7 === 3 ? -1e4 : x)) : undefined;
+          const out = attentionF32(q, k, v, { B, Sq, Skv, heads: H, headDim: Dh, bias });
+          const want = reference.refAttention(q, k, v, B, Sq, Skv, H, Dh, bias);
+          // worst seen on the dev Xeon: 1.1e-6 of max |out| (amx and avx512 alike)
+          expect(worst(out, want, 4e-6 * maxAbs(want) + 1e-7), `B=${B} Sq=${Sq} Skv=${Skv} H=${H} Dh=${Dh}`).toBeLessThanOrEqual(1);
+          if (info.native && isa === "amx" && f32SplitInfo().amx && Dh % 32 === 0 && Skv <= 8192 && Sq > 1) {
+            // a different kernel ran: the AVX-512 kernel's result is not bit-identical
+            setIsa("avx512");
+            const other = attentionF32(q, k, v, { B, Sq, Skv, heads: H, headDim: Dh, bias });
+            setIsa(isa);
+            expect(Array.from(out)).not.toEqual(Array.from(other));
+          }
         }
       });
 
