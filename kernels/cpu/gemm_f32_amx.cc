@@ -7,17 +7,15 @@
 // the part products xᵢ·wⱼ with i + j < S: S = 3 (6 products, dropped terms ≤ 2⁻²⁴ relative) is f32-class; S = 2
 // (3 products, ≈ 2⁻¹⁶ relative) is an explicit option.
 //
-// Blocking: X is split once per call, in slabs of up to kSlab rows, into A tiles (layout at split_a); the tasks of a
-// slab (columns in blocks of up to kNT, rows split further when the pool needs more tasks) run K in blocks of
-// kKB(S) chunks of 32: per 32-column pair, per 32-row pair, C tiles 0-3 (32×32 f32) start at zero (first block) or
-// at the task's f32 partial sums, run over the block's chunks, and go back to the partial sums — or, after the
-// last block, to a 32×32 buffer and from there to Y with bias and GELU. Tile registers: 0 = rows 0-15 × panel p,
-// 1 = rows 0-15 × p+1, 2 = rows 16-31 × p, 3 = rows 16-31 × p+1; 4/5 = A (rows 0-15 / 16-31) of one part, 6/7 = B
-// (panel p / p+1) of one part.
-// Measured on the dev Xeon (1 thread, CPU time, M = 1280, K = 768, N = 3072, S = 3, f32 path 46 ms): slabs of 192
+// Blocking: a task is a block of up to kSlab rows × all columns. It splits its rows of X (all of K) into A tiles
+// (amx_bf16.h) in a buffer of its thread, then per 128 columns (task_amx) runs K in blocks of chunks_per_block(S)
+// chunks of 32: per 32-column pair, per 32-row pair, C tiles 0-3 (32×32 f32) start at zero (first block) or at the
+// task's f32 partial sums, run over the block's chunks (chunk_products), and go back to the partial sums — or,
+// after the last block, to a 32×32 buffer and from there to Y with bias and GELU.
+// Measured on the dev Xeon (1 thread, CPU time, M = 1280, K = 768, N = 3072, S = 3, f32 path 46 ms): blocks of 192
 // rows and K blocks of 768 26 ms; K blocks of 128 (the B tiles of a column pair L1-resident, C through the partial
-// sums every 4 chunks) 35 ms; slabs of 512 rows 34 ms. One tdpbf16ps takes ≈ 16.5 cycles on constant zero tiles in
-// L1 and ≈ 20.5 on random bf16 data in L1 (a microbenchmark); here both operands stream from L2 (≈ 36 cycles each).
+// sums every 4 chunks) 35 ms; blocks of 512 rows 34 ms. One tdpbf16ps takes ≈ 16.5 cycles on constant zero tiles
+// in L1 and ≈ 20.5 on random bf16 data in L1 (a microbenchmark); here both operands stream from L2 (≈ 36 cycles).
 #include "gemm_f32_amx.h"
 
 #include <immintrin.h>
@@ -30,7 +28,6 @@
 #include "common.h"
 #include "simd.h"
 
-
 namespace svdq {
 
 namespace {
@@ -38,25 +35,15 @@ namespace {
 using namespace amxbf16;
 
 constexpr int64_t kNT = 128;        // columns per task (4 column pairs)
-constexpr int64_t kSlab = 192;      // rows of X split per slab (6 row pairs: their A tiles of a K block, 884 KiB, stay in L2)
+constexpr int64_t kSlab = 192;      // rows per task (6 row pairs: their A tiles of a K block, 864 KiB, stay in L2)
 constexpr int64_t kPanelCols = 16;  // f32 panel width of gemm_f32 (layout.ts, PackedF32)
 
-// Chunks per K block: 768 k for S = 3 (the A tiles of a slab's K block: 192 rows × 768 × 3 parts × 2 bytes = 864 KiB,
+// Chunks per K block: 768 k for S = 3 (the A tiles of a task's K block: 192 rows × 768 × 3 parts × 2 bytes = 864 KiB,
 // a column pair's B tiles 144 KiB, both in L2), the same bytes for S = 2.
 constexpr int64_t chunks_per_block(int S) { return S == 3 ? 24 : 36; }
 
-
-
-
-struct Scratch {
-  std::vector<uint16_t> a;  // A tiles of the task's rows for one K block (+64 B alignment)
-  std::vector<float> c;     // [rows][kNT] partial sums of the task (+64 B alignment)
-};
-thread_local Scratch t_scratch;
-
-
-
-
+// [rows][columns] f32 partial sums of a task between K blocks (+64 B alignment), per thread.
+thread_local std::vector<float> t_sums;
 
 // Bias, GELU and the store of a 32×32 block (rows < nrows, columns < ncols) from cb [32][32] to Y.
 SVDQ_TARGET_AMX_BF16 void store_block(const float* cb, int nrows, int ncols, const float* bias, bool gelu, float* y,
@@ -92,7 +79,7 @@ SVDQ_TARGET_AMX_BF16 void task_amx(const F32SplitArgs& P, const uint16_t* aslab,
                                    int64_t c0, int64_t c1) {
   const int64_t CH = round_up(P.K, kChunk) / kChunk, KB = chunks_per_block(S), panel_stride = CH * S * kTile;
   const int64_t rows = round_up(r1 - r0, 32), ldc = round_up(c1 - c0, 32);
-  float* cbuf = CH > KB ? align64(t_scratch.c, rows * ldc) : nullptr;
+  float* cbuf = CH > KB ? align64(t_sums, rows * ldc) : nullptr;
   alignas(64) float cb[32 * 32];
   const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
