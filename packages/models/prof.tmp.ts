@@ -28,10 +28,10 @@ const be = { name: base.name, gemm: base.gemm,
 setGemmBackend(be);
 model.prepare();
 for (let r = 0; r < 4; r++) {
-  tg = 0; ta = 0; per.clear(); const c0 = cpu(); const t0 = performance.now();
+  const pf0 = process.resourceUsage().minorPageFault; tg = 0; ta = 0; per.clear(); const c0 = cpu(); const t0 = performance.now();
   await model.forward(inp);
   const all = cpu() - c0;
-  if (r) console.log(`${be.name}: wall ${(performance.now()-t0).toFixed(0)} cpu ${all.toFixed(0)} gemm ${tg.toFixed(0)} attn ${ta.toFixed(0)} rest ${(all-tg-ta).toFixed(0)}`);
+  if (r) console.log(`${be.name}: wall ${(performance.now()-t0).toFixed(0)} cpu ${all.toFixed(0)} gemm ${tg.toFixed(0)} attn ${ta.toFixed(0)} rest ${(all-tg-ta).toFixed(0)} minor faults ${process.resourceUsage().minorPageFault - pf0} sys ${((process.cpuUsage().system)/1000).toFixed(0)}`);
   if (r === 3) console.log([...per].map(([k, v]) => `${k}: ${v.toFixed(0)}`).join(', '));
 }
 {

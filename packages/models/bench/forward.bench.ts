@@ -4,7 +4,8 @@
 //   attention: queries in blocks of 128 (default) vs one block of all queries (unblocked)
 //   native:    @svdquant/kernels' f32 GEMM (useKernelsGemm) vs the TS GEMM, alone and in the flux-small forward
 // Run: pnpm --filter @svdquant/models bench            (SVDQ_BENCH_QUICK=1: flux-tiny and GEMM only;
-//      SVDQ_BENCH_NATIVE_ONLY=1: flux-small on the native backends only, without the ~45 s TypeScript-GEMM forwards)
+//      SVDQ_BENCH_NATIVE_ONLY=1: flux-small on the native backends only, without the ~45 s TypeScript-GEMM forwards;
+//      SVDQ_BENCH_AMX_AB=1: also the prepared forward with and without the AMX-BF16 split kernels, same process)
 import { join } from "node:path";
 import { Tensor } from "@svdquant/tensor";
 import { Bench } from "tinybench";
@@ -25,6 +26,7 @@ import { memorySource } from "../test/memory-source.js";
 const MB = 1 << 20;
 const quick = process.env.SVDQ_BENCH_QUICK === "1";
 const nativeOnly = process.env.SVDQ_BENCH_NATIVE_ONLY === "1";
+const amxAB = process.env.SVDQ_BENCH_AMX_AB === "1";
 
 function rand(n: number, seed: number, scale: number): Float32Array {
   let s = seed >>> 0;
@@ -321,6 +323,65 @@ if (!quick) {
       `native GEMM only (the issue's setup: TS softmax + GELU, W packed per call): ${wi.toFixed(0)} ms wall, ${ci.toFixed(0)} ms CPU`,
       `${(wi / wp).toFixed(2)} wall, ${(ci / cp).toFixed(2)} CPU`,
     ]);
+  }
+  if (NATIVE && amxAB) {
+    // What the AMX-BF16 split kernels (@svdquant/kernels' gemmF32Split and attention) gain in the prepared forward,
+    // variants alternated round by round (median of 3 rounds after a warm-up round), each round re-preparing the
+    // model for its backend (prepare time not counted):
+    //   avx512:      f32 panels, kernels on the avx512 path (the f32 GEMM and attention of the previous pass)
+    //   +attention:  f32 panels, the amx path: attention on split-bf16 tiles
+    //   +split3:     weights split in 3 bf16 parts (f32-class), amx path: GEMM and attention on tiles (the default)
+    //   +split2:     2 parts (3 products, ≈ 2⁻¹⁶ relative; the explicit faster option)
+    const kernels = await import("@svdquant/kernels");
+    if (!kernels.f32SplitInfo().amx) console.log("AMX A/B skipped: the amx path with AMX-BF16 does not run here");
+    else {
+      const variants = [
+        ["avx512", 0, "avx512"],
+        ["+attention", 0, "amx"],
+        ["+split3", 3, "amx"],
+        ["+split2", 2, "amx"],
+      ] as const;
+      const wall = new Map<string, number[]>();
+      const cpu = new Map<string, number[]>();
+      const names = new Map<string, string>();
+      for (let r = 0; r < 4; r++)
+        for (const [name, amxSplits, isa] of variants) {
+          kernels.setIsa(isa);
+          const be = kernels.f32GemmBackend({ amxSplits });
+          names.set(name, be.name);
+          setGemmBackend(be);
+          model.prepare();
+          const u0 = process.cpuUsage();
+          const t0 = performance.now();
+          await model.forward(inp);
+          const t = performance.now() - t0;
+          const u = process.cpuUsage(u0);
+          setGemmBackend(TS_GEMM);
+          kernels.setIsa("auto");
+          if (r === 0) continue;
+          wall.set(name, [...(wall.get(name) ?? []), t]);
+          cpu.set(name, [...(cpu.get(name) ?? []), (u.user + u.system) / 1000]);
+        }
+      const med = (a: number[] | undefined) => [...(a ?? [])].sort((x, y) => x - y)[1]!;
+      for (const [name] of variants)
+        console.log(
+          `flux-small AMX A/B ${name} (${names.get(name)}): wall ${wall
+            .get(name)!
+            .map((t) => t.toFixed(0))
+            .join(", ")} ms; CPU ${cpu
+            .get(name)!
+            .map((t) => t.toFixed(0))
+            .join(", ")} ms`,
+        );
+      for (let i = 1; i < variants.length; i++) {
+        const [a, b] = [variants[i - 1]![0], variants[i]![0]];
+        out.push([
+          `flux-small prepared forward ${b}: ${med(wall.get(b)).toFixed(0)} ms wall, ${med(cpu.get(b)).toFixed(0)} ms CPU`,
+          `${a}: ${med(wall.get(a)).toFixed(0)} ms wall, ${med(cpu.get(a)).toFixed(0)} ms CPU`,
+          `${(med(wall.get(a)) / med(wall.get(b))).toFixed(2)} wall, ${(med(cpu.get(a)) / med(cpu.get(b))).toFixed(2)} CPU`,
+        ]);
+      }
+    }
   }
   console.log(
     `flux-small: RSS after building the model ${((rssBuilt - rss0) / MB).toFixed(0)} MB above the section start; ` +
