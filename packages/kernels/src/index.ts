@@ -60,6 +60,15 @@ export {
 } from "./ops.js";
 export * as reference from "./reference.js";
 export {
+  emptyPackedF32,
+  emptyPackedW4A4,
+  quantizeResidual,
+  type ResidualQuantInput,
+  type ResidualQuantOutputs,
+  type ResidualQuantResult,
+  type ResidualScaleDtype,
+} from "./residual.js";
+export {
   type F32Splits,
   f32SplitElems,
   f32SplitInfo,
@@ -69,12 +78,3 @@ export {
   splitBf16,
   unpackF32Split,
 } from "./split.js";
-export {
-  emptyPackedF32,
-  emptyPackedW4A4,
-  quantizeResidual,
-  type ResidualQuantInput,
-  type ResidualQuantOutputs,
-  type ResidualQuantResult,
-  type ResidualScaleDtype,
-} from "./residual.js";

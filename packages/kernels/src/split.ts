@@ -32,7 +32,7 @@ export interface PackedF32Split {
 }
 
 // The smallest float32 whose bf16 rounding (to nearest even) overflows: 0x7f7f8000, (2 − 2⁻⁸)·2¹²⁷.
-const BF16_ROUNDS_TO_INF = 3.3961775292304957e38;
+const BF16_ROUNDS_TO_INF = (2 - 2 ** -8) * 2 ** 127;
 
 const roundUp = (v: number, m: number) => Math.ceil(v / m) * m;
 

@@ -86,14 +86,17 @@ export function defineSplitSuite(): void {
           for (let n = 0; n < Math.ceil(N / 32) * 32; n++)
             for (let k = 0; k < CH * 32; k++)
               for (let s = 0; s < S; s++) {
-                const at = ((n >> 4) * CH + (k >> 5)) * S * 512 + s * 512 + ((k & 31) >> 1) * 32 + (n & 15) * 2 + (k & 1);
+                const at =
+                  ((n >> 4) * CH + (k >> 5)) * S * 512 + s * 512 + ((k & 31) >> 1) * 32 + (n & 15) * 2 + (k & 1);
                 if (n >= N || k >= K) nonzeroPad += p.wsplit[at] === 0 ? 0 : 1;
                 else expect(p.wsplit[at], `W[${n}, ${k}] part ${s}`).toBe(splitBf16(w[n * K + k]!, S)[s]);
               }
           expect(nonzeroPad).toBe(0);
           const back = unpackF32Split(p);
           if (S === 3) expect(Array.from(back)).toEqual(Array.from(w));
-          else for (let i = 0; i < w.length; i++) expect(Math.abs(back[i]! - w[i]!)).toBeLessThanOrEqual(Math.abs(w[i]!) * 2 ** -17);
+          else
+            for (let i = 0; i < w.length; i++)
+              expect(Math.abs(back[i]! - w[i]!)).toBeLessThanOrEqual(Math.abs(w[i]!) * 2 ** -17);
         }
       }
     });
@@ -199,7 +202,10 @@ export function defineSplitSuite(): void {
           const out = attentionF32(q, k, v, { B, Sq, Skv, heads: H, headDim: Dh, bias });
           const want = reference.refAttention(q, k, v, B, Sq, Skv, H, Dh, bias);
           // worst seen on the dev Xeon: 1.1e-6 of max |out| (amx and avx512 alike)
-          expect(worst(out, want, 4e-6 * maxAbs(want) + 1e-7), `B=${B} Sq=${Sq} Skv=${Skv} H=${H} Dh=${Dh}`).toBeLessThanOrEqual(1);
+          expect(
+            worst(out, want, 4e-6 * maxAbs(want) + 1e-7),
+            `B=${B} Sq=${Sq} Skv=${Skv} H=${H} Dh=${Dh}`,
+          ).toBeLessThanOrEqual(1);
           if (info.native && isa === "amx" && f32SplitInfo().amx && Dh % 32 === 0 && Skv <= 8192 && Sq > 1) {
             // a different kernel ran: the AVX-512 kernel's result is not bit-identical
             setIsa("avx512");
