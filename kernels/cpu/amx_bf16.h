@@ -60,35 +60,38 @@ inline T* align64(std::vector<T>& v, size_t n) {
   return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
 }
 
+// Splits 16 floats into S parts and stores part s (16 bf16, 32 bytes) at dst + s·kTile (dst 32-byte aligned).
+template <int S>
+SVDQ_TARGET_AMX_BF16 inline void split16(__m512 v, uint16_t* dst) {
+  const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+  const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+#pragma GCC unroll 3
+  for (int s = 0; s < S; ++s) {
+    const __m512i b = _mm512_castps_si512(v);
+    const __m512i rnd = _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(b, 16), one));
+    const __m512i p = _mm512_and_si512(_mm512_add_epi32(b, rnd), hi);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dst + s * kTile), _mm512_cvtepi32_epi16(_mm512_srli_epi32(p, 16)));
+    if (s + 1 < S) v = _mm512_sub_ps(v, _mm512_castsi512_ps(p));  // exact: the rest of a rounding
+  }
+}
+
 // Splits rows [r0, r0 + rows) (rows a multiple of 16; rows ≥ M read as zero) × k [k0, k0 + 32·nch) (k ≥ K zero)
 // of X (row stride ldx) into S parts, A tile layout:
 //   ap[((rb·nch + c)·S + s)·512 + i·32 + t] = part s of X[r0 + 16rb + i, k0 + 32c + t].
 template <int S>
 SVDQ_TARGET_AMX_BF16 inline void split_a(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t r0,
                                          int64_t rows, int64_t k0, int64_t nch, uint16_t* ap) {
-  const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
-  const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t m = r0 + r;
     const float* xr = m < M ? x + m * ldx : x;
     uint16_t* dst = ap + (r / 16) * nch * S * kTile + (r % 16) * 32;
-    for (int64_t c = 0; c < nch; ++c) {
+    for (int64_t c = 0; c < nch; ++c)
       for (int h = 0; h < 2; ++h) {
         const int64_t k = k0 + c * kChunk + 16 * h;
         const int64_t left = m < M ? std::max<int64_t>(0, std::min<int64_t>(16, K - k)) : 0;
         const __mmask16 mask = static_cast<__mmask16>((1u << left) - 1u);
-        __m512 v = _mm512_maskz_loadu_ps(mask, xr + (left ? k : 0));
-#pragma GCC unroll 3
-        for (int s = 0; s < S; ++s) {
-          const __m512i b = _mm512_castps_si512(v);
-          const __m512i rnd = _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(b, 16), one));
-          const __m512i p = _mm512_and_si512(_mm512_add_epi32(b, rnd), hi);
-          _mm256_store_si256(reinterpret_cast<__m256i*>(dst + (c * S + s) * kTile + 16 * h),
-                             _mm512_cvtepi32_epi16(_mm512_srli_epi32(p, 16)));
-          if (s + 1 < S) v = _mm512_sub_ps(v, _mm512_castsi512_ps(p));  // exact: the rest of a rounding
-        }
+        split16<S>(_mm512_maskz_loadu_ps(mask, xr + (left ? k : 0)), dst + c * S * kTile + 16 * h);
       }
-    }
   }
 }
 

@@ -2,7 +2,7 @@
 // (amx_bf16.h, 3 parts: f32-class products). Per task (batch, head, block of kQ queries), two passes over the keys
 // instead of the online softmax of the AVX-512 path (the scores of a block, kQ × Skv f32, stay in L2):
 //   (1) S = Q·Kᵀ/√Dh for all keys (tiles: Q parts × K parts, 6 products per 32 channels), + key bias;
-//   (2) per query: max, P = e^{S − max} (keys past Skv: 0), l = Σ P, in AVX-512;
+//   (2) per query: max, P = e^{S − max} (keys past Skv: 0) split straight into A tiles, l = Σ P, in AVX-512;
 //   (3) O = P·V (tiles: P parts × V parts over all keys), written as O/l.
 // K (scaled by 1/√Dh) and V of every (batch, head) are split into B tiles once per call:
 //   K tiles [key panel (16 keys)][Dh/32 chunks][3 parts][16 dh pairs][16 keys][2]  (B[dh, key] = K[key, dh]/√Dh)
@@ -129,6 +129,7 @@ SVDQ_TARGET_AMX_BF16 void task(const AttentionArgs& a, int64_t b, int64_t h, int
   const float* kbias = a.bias ? a.bias + b * a.Skv : nullptr;
   for (int64_t i = 0; i < kQ; ++i) {
     float* si = sc + i * skp;
+    uint16_t* prow = pa + (i / 16) * CHk * S * kTile + (i % 16) * 32;  // row i of the P A tiles
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int64_t v = 0; v < nv; ++v) {
       const int64_t left = std::min<int64_t>(16, a.Skv - 16 * v);
@@ -145,12 +146,11 @@ SVDQ_TARGET_AMX_BF16 void task(const AttentionArgs& a, int64_t b, int64_t h, int
       const int64_t left = std::min<int64_t>(16, a.Skv - 16 * v);
       const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xffff : left <= 0 ? 0 : (1u << left) - 1u);
       const __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_loadu_ps(si + 16 * v), mv)));
-      _mm512_storeu_ps(si + 16 * v, e);
+      split16<S>(e, prow + (v / 2) * S * kTile + 16 * (v % 2));  // P straight into its A tiles
       sum = _mm512_add_ps(sum, e);
     }
     inv_l[i] = 1.f / _mm512_reduce_add_ps(sum);
   }
-  split_a<S>(sc, skp, kQ, skp, 0, kQ, 0, CHk, pa);
   // (3) O = P·V: per 32-channel pair of panels, both row pairs; written as O/l
   const int64_t pstride = CHk * S * kTile, vstride = CHk * S * kTile;
   alignas(64) float cb[32 * 32];
