@@ -282,6 +282,7 @@ double peak_ops(int kind, int64_t iters);
 void register_residual_quant(Napi::Env env, Napi::Object exports);  // residual_quant.cc
 void register_cholqr_f64(Napi::Env env, Napi::Object exports);      // cholqr_f64.cc
 void register_gemm_f32_split(Napi::Env env, Napi::Object exports);  // gemm_f32_split_napi.cc
+void register_norm_f32(Napi::Env env, Napi::Object exports);        // norm_f32.cc
 }
 namespace {
 
@@ -346,6 +347,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   svdq::register_residual_quant(env, exports);
   svdq::register_cholqr_f64(env, exports);
   svdq::register_gemm_f32_split(env, exports);
+  svdq::register_norm_f32(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }

@@ -21,6 +21,7 @@
         "<(csrc)/peak.cc",
         "<(csrc)/attention_f32.cc",
         "<(csrc)/attention_f32_amx.cc",
+        "<(csrc)/norm_f32.cc",
         "<(csrc)/linalg_f64.cc",
         "<(csrc)/residual_quant.cc",
         "<(csrc)/cholqr_f64.cc"

@@ -22,6 +22,7 @@ import { attentionF32 } from "./attention.js";
 import { KernelsError } from "./errors.js";
 import { packF32, writeF32Panels } from "./layout.js";
 import { native } from "./native.js";
+import { layerNormModulateF32, rmsNormRopeHeadsF32 } from "./norm.js";
 import { type F32Splits, f32SplitInfo, gemmF32Split, packF32Split } from "./split.js";
 import { dim, tensor } from "./validate.js";
 
@@ -46,6 +47,32 @@ export interface F32GemmBackend {
     skv: number,
     heads: number,
     dh: number,
+  ): void;
+  /** LayerNorm (no affine) + modulation (norm_f32.cc), in the models' argument order; returns a new array. */
+  layerNormModulate(
+    x: Float32Array,
+    b: number,
+    s: number,
+    d: number,
+    eps: number,
+    scale: Float32Array,
+    scaleOff: number,
+    shift: Float32Array,
+    shiftOff: number,
+    stride: number,
+  ): Float32Array;
+  /** In place: per-head RMSNorm + interleaved RoPE (norm_f32.cc), in the models' argument order. */
+  rmsNormRopeHeads(
+    x: Float32Array,
+    b: number,
+    s: number,
+    heads: number,
+    dh: number,
+    weight: Float32Array,
+    eps: number,
+    cos: Float32Array,
+    sin: Float32Array,
+    ropeRow0: number,
   ): void;
   /** Packs W [N,K] (+ bias) into the kernel's panels once (a copy: later edits of w are not seen). */
   prepare(w: Float32Array, bias: Float32Array | undefined, n: number, k: number): PreparedF32Gemm;
@@ -93,6 +120,12 @@ export function f32GemmBackend(opts: F32GemmBackendOptions = {}): F32GemmBackend
     name: `kernels-f32-${nb.getIsa()}${split ? `-bf16split${split}` : ""}`,
     attention(q, k, v, bias, out, b, sq, skv, heads, dh) {
       attentionF32(q, k, v, { B: b, Sq: sq, Skv: skv, heads, headDim: dh, bias, out });
+    },
+    layerNormModulate(x, b, s, d, eps, scale, scaleOff, shift, shiftOff, stride) {
+      return layerNormModulateF32(x, { B: b, S: s, D: d, eps, scale, scaleOff, shift, shiftOff, stride });
+    },
+    rmsNormRopeHeads(x, b, s, heads, dh, weight, eps, cos, sin, ropeRow0) {
+      rmsNormRopeHeadsF32(x, { B: b, S: s, heads, headDim: dh, weight, eps, cos, sin, ropeRow0 });
     },
     prepare(w, bias, n, k) {
       dim("N", n);

@@ -40,6 +40,7 @@ export {
   symmetricEigenvaluesF64,
 } from "./linalg.js";
 export { NATIVE_ISAS, type NativeIsa, nativeUnavailableReason } from "./native.js";
+export { layerNormModulateF32, rmsNormRopeHeadsF32 } from "./norm.js";
 export {
   type ActFormat,
   type ActQuantOptions,

@@ -39,6 +39,9 @@ export interface NativeBinding {
   packF32Split?(a: { w: Float32Array; N: number; K: number; splits: number; out: Uint16Array }): void;
   gemmF32Split?(a: object): void;
   f32SplitInfo?(): { amxBf16: boolean; amx: boolean };
+  /** The normalizations of norm_f32.cc; absent from older addons. */
+  layerNormModulateF32?(a: object): void;
+  rmsNormRopeHeadsF32?(a: object): void;
   setThreads(n: number): number;
   getThreads(): number;
   setIsa(mode: number): void;

@@ -35,6 +35,35 @@ export interface GemmBackend {
    * (q [B, Sq, H·Dh], k/v [B, Skv, H·Dh], bias [B, Skv] or undefined, out [B, Sq, H·Dh] overwritten), e.g.
    * @svdquant/kernels' native online-softmax kernel. When absent, attention runs on `gemm` plus a TypeScript softmax.
    */
+  /**
+   * Optional: `layerNormModulate` of ops.ts (same arguments and result, a new array; within one f32 ulp of the
+   * TypeScript op), e.g. @svdquant/kernels' native kernel. When absent, the TypeScript op runs.
+   */
+  layerNormModulate?(
+    x: Float32Array,
+    b: number,
+    s: number,
+    d: number,
+    eps: number,
+    scale: Float32Array,
+    scaleOff: number,
+    shift: Float32Array,
+    shiftOff: number,
+    stride: number,
+  ): Float32Array;
+  /** Optional: `rmsNormRopeHeads` of ops.ts (in place, same arguments), as `layerNormModulate`. */
+  rmsNormRopeHeads?(
+    x: Float32Array,
+    b: number,
+    s: number,
+    heads: number,
+    dh: number,
+    weight: Float32Array,
+    eps: number,
+    cos: Float32Array,
+    sin: Float32Array,
+    ropeRow0: number,
+  ): void;
   attention?(
     q: Float32Array,
     k: Float32Array,

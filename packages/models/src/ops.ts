@@ -47,7 +47,8 @@ export function modulate(
 /**
  * LayerNorm over each row of x [B, S, D] (no affine, eps as given) followed by the AdaLN modulation
  * y = norm(x)·(1 + scale) + shift (scale/shift [B, D] at (array, offset, row stride)), in one pass per row into a
- * new array: `layerNormRows` then `modulate`, with the same float32 roundings (bit-identical).
+ * new array: `layerNormRows` then `modulate`, with the same float32 roundings (bit-identical). A GEMM backend with
+ * its own `layerNormModulate` (@svdquant/kernels' native one: within one f32 ulp) runs it instead.
  */
 export function layerNormModulate(
   x: Float32Array,
@@ -61,6 +62,8 @@ export function layerNormModulate(
   shiftOff: number,
   stride: number,
 ): Float32Array {
+  const be = getGemmBackend();
+  if (be.layerNormModulate) return be.layerNormModulate(x, b, s, d, eps, scale, scaleOff, shift, shiftOff, stride);
   const out = new Float32Array(b * s * d);
   for (let bi = 0; bi < b; bi++) {
     const sc = bi * stride + scaleOff;
@@ -323,7 +326,8 @@ export function rmsNormHeads(
 /**
  * In place: `rmsNormHeads` then `applyRope` in one pass (same float32 roundings, bit-identical), x [B, S, H·Dh];
  * token t of each batch item takes rope row `ropeRow0 + t` of cos/sin [·, Dh] (FLUX's joint attention puts the
- * text tokens' rows first, so the image tokens' rows start at the text length).
+ * text tokens' rows first, so the image tokens' rows start at the text length). A GEMM backend with its own
+ * `rmsNormRopeHeads` (@svdquant/kernels' native one: within one f32 ulp) runs it instead.
  */
 export function rmsNormRopeHeads(
   x: Float32Array,
@@ -337,6 +341,8 @@ export function rmsNormRopeHeads(
   sin: Float32Array,
   ropeRow0: number,
 ): void {
+  const be = getGemmBackend();
+  if (be.rmsNormRopeHeads) return be.rmsNormRopeHeads(x, b, s, heads, dh, weight, eps, cos, sin, ropeRow0);
   for (let bi = 0; bi < b; bi++) {
     for (let t = 0; t < s; t++) {
       const ro = (ropeRow0 + t) * dh;
