@@ -328,27 +328,30 @@ if (!quick) {
     // What the AMX-BF16 split kernels (@svdquant/kernels' gemmF32Split and attention) gain in the prepared forward,
     // variants alternated round by round (median of 3 rounds after a warm-up round), each round re-preparing the
     // model for its backend (prepare time not counted):
-    //   avx512:      f32 panels, kernels on the avx512 path (the f32 GEMM and attention of the previous pass)
+    //   avx512:      f32 panels, kernels on the avx512 path, TypeScript norms (the kernels of the previous pass)
     //   +attention:  f32 panels, the amx path: attention on split-bf16 tiles
-    //   +split3:     weights split in 3 bf16 parts (f32-class), amx path: GEMM and attention on tiles (the default)
+    //   +split3:     weights split in 3 bf16 parts (f32-class), amx path: GEMM and attention on tiles
+    //   +norms:      + the native LayerNorm+modulation and RMSNorm+RoPE (the default backend)
     //   +split2:     2 parts (3 products, ≈ 2⁻¹⁶ relative; the explicit faster option)
     const kernels = await import("@svdquant/kernels");
     if (!kernels.f32SplitInfo().amx) console.log("AMX A/B skipped: the amx path with AMX-BF16 does not run here");
     else {
       const variants = [
-        ["avx512", 0, "avx512"],
-        ["+attention", 0, "amx"],
-        ["+split3", 3, "amx"],
-        ["+split2", 2, "amx"],
+        ["avx512", 0, "avx512", false],
+        ["+attention", 0, "amx", false],
+        ["+split3", 3, "amx", false],
+        ["+norms", 3, "amx", true],
+        ["+split2", 2, "amx", true],
       ] as const;
       const wall = new Map<string, number[]>();
       const cpu = new Map<string, number[]>();
       const names = new Map<string, string>();
       for (let r = 0; r < 4; r++)
-        for (const [name, amxSplits, isa] of variants) {
+        for (const [name, amxSplits, isa, norms] of variants) {
           kernels.setIsa(isa);
-          const be = kernels.f32GemmBackend({ amxSplits });
-          names.set(name, be.name);
+          const full = kernels.f32GemmBackend({ amxSplits });
+          const be = norms ? full : { ...full, layerNormModulate: undefined, rmsNormRopeHeads: undefined };
+          names.set(name, `${be.name}${norms ? "" : ", TypeScript norms"}`);
           setGemmBackend(be);
           model.prepare();
           const u0 = process.cpuUsage();
