@@ -342,7 +342,10 @@ export function rmsNormRopeHeads(
   ropeRow0: number,
 ): void {
   const be = getGemmBackend();
-  if (be.rmsNormRopeHeads) return be.rmsNormRopeHeads(x, b, s, heads, dh, weight, eps, cos, sin, ropeRow0);
+  if (be.rmsNormRopeHeads) {
+    be.rmsNormRopeHeads(x, b, s, heads, dh, weight, eps, cos, sin, ropeRow0);
+    return;
+  }
   for (let bi = 0; bi < b; bi++) {
     for (let t = 0; t < s; t++) {
       const ro = (ropeRow0 + t) * dh;
