@@ -1,5 +1,5 @@
 // Operator 7 (multi-head attention, contract in common.h / attention_f32.cc) on AMX-BF16 tiles with split operands
-// (amx_bf16.h, 3 parts: f32-class products). Per task (batch, head, block of kQ queries), two passes over the keys
+// (split_bf16.h, 3 parts: f32-class products). Per task (batch, head, block of kQ queries), two passes over the keys
 // instead of the online softmax of the AVX-512 path (the scores of a block, kQ × Skv f32, stay in L2):
 //   (1) S = Q·Kᵀ/√Dh for all keys (tiles: Q parts × K parts, 6 products per 32 channels), + key bias;
 //   (2) per query: max, P = e^{S − max} (keys past Skv: 0) split straight into A tiles, l = Σ P, in AVX-512;
@@ -15,7 +15,7 @@
 #include <cmath>
 #include <vector>
 
-#include "amx_bf16.h"
+#include "split_bf16.h"
 #include "common.h"
 #include "gemm_f32_amx.h"
 #include "simd.h"
@@ -24,7 +24,7 @@ namespace svdq {
 
 namespace {
 
-using namespace amxbf16;
+using namespace splitbf16;
 
 constexpr int S = 3;                 // parts per operand (6 part products: f32-class)
 constexpr int64_t kQ = 64;           // queries per task: 2 row pairs share each K and V tile loaded into L1
@@ -32,7 +32,7 @@ constexpr int64_t kMaxKeys = 8192;   // scores of a task kQ × 8192 f32 = 2 MiB,
 
 // Splits two rows of 16 values (a: even k, b: odd k) into S parts and stores part s as 16 (a, b) bf16 pairs, one
 // 64-byte B tile row, at dst + s·kTile.
-SVDQ_TARGET_AMX_BF16 inline void store_pairs(__m512 a, __m512 b, uint16_t* dst) {
+SVDQ_TARGET_SPLIT_BF16 inline void store_pairs(__m512 a, __m512 b, uint16_t* dst) {
   const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
   const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   for (int s = 0; s < S; ++s) {
@@ -49,7 +49,7 @@ SVDQ_TARGET_AMX_BF16 inline void store_pairs(__m512 a, __m512 b, uint16_t* dst) 
 
 // K and V of (batch, head) bh into their tile layouts (above). kt: Skvp/16 panels × CHd chunks; vt: Dh/16 panels ×
 // CHk chunks.
-SVDQ_TARGET_AMX_BF16 void pack_head(const AttentionArgs& a, int64_t bh, uint16_t* kt, uint16_t* vt) {
+SVDQ_TARGET_SPLIT_BF16 void pack_head(const AttentionArgs& a, int64_t bh, uint16_t* kt, uint16_t* vt) {
   const int64_t b = bh / a.H, h = bh % a.H, Dh = a.Dh, d = a.H * Dh;
   const int64_t skp = round_up(a.Skv, 32), CHd = Dh / kChunk, CHk = skp / kChunk;
   const float* kb = a.k + b * a.Skv * d + h * Dh;
@@ -89,7 +89,7 @@ struct Buffers {
 thread_local Buffers t_buf;
 
 // One task: queries [q0, q0 + nq) of (batch b, head h).
-SVDQ_TARGET_AMX_BF16 void task(const AttentionArgs& a, int64_t b, int64_t h, int64_t q0, int64_t nq,
+SVDQ_TARGET_SPLIT_BF16 void task(const AttentionArgs& a, int64_t b, int64_t h, int64_t q0, int64_t nq,
                                const uint16_t* kt, const uint16_t* vt) {
   const int64_t Dh = a.Dh, d = a.H * Dh, skp = round_up(a.Skv, 32), CHd = Dh / kChunk, CHk = skp / kChunk;
   Buffers& w = t_buf;

@@ -8,7 +8,7 @@
 // (3 products, ≈ 2⁻¹⁶ relative) is an explicit option.
 //
 // Blocking: a task is a block of up to kSlab rows × all columns. It splits its rows of X (all of K) into A tiles
-// (amx_bf16.h) in a buffer of its thread, then per 128 columns (task_amx) runs K in blocks of chunks_per_block(S)
+// (split_bf16.h) in a buffer of its thread, then per 128 columns (task_amx) runs K in blocks of chunks_per_block(S)
 // chunks of 32: per 32-column pair, per 32-row pair, C tiles 0-3 (32×32 f32) start at zero (first block) or at the
 // task's f32 partial sums, run over the block's chunks (chunk_products), and go back to the partial sums — or,
 // after the last block, to a 32×32 buffer and from there to Y with bias and GELU.
@@ -24,7 +24,7 @@
 #include <cstring>
 #include <vector>
 
-#include "amx_bf16.h"
+#include "split_bf16.h"
 #include "common.h"
 #include "simd.h"
 
@@ -32,7 +32,7 @@ namespace svdq {
 
 namespace {
 
-using namespace amxbf16;
+using namespace splitbf16;
 
 constexpr int64_t kNT = 128;        // columns per task (4 column pairs)
 constexpr int64_t kSlab = 192;      // rows per task (6 row pairs: their A tiles of a K block, 864 KiB, stay in L2)
@@ -46,7 +46,7 @@ constexpr int64_t chunks_per_block(int S) { return S == 3 ? 24 : 36; }
 thread_local std::vector<float> t_sums;
 
 // Bias, GELU and the store of a 32×32 block (rows < nrows, columns < ncols) from cb [32][32] to Y.
-SVDQ_TARGET_AMX_BF16 void store_block(const float* cb, int nrows, int ncols, const float* bias, bool gelu, float* y,
+SVDQ_TARGET_SPLIT_BF16 void store_block(const float* cb, int nrows, int ncols, const float* bias, bool gelu, float* y,
                                       int64_t ldy) {
   const __mmask16 m0 = static_cast<__mmask16>((1u << std::min(16, ncols)) - 1u);
   const __mmask16 m1 = static_cast<__mmask16>((1u << std::max(0, std::min(16, ncols - 16))) - 1u);
@@ -67,7 +67,7 @@ SVDQ_TARGET_AMX_BF16 void store_block(const float* cb, int nrows, int ncols, con
 // Splits rows [r0, r0 + 32) (rows ≥ M read as zero) × all of K (k ≥ K zero) of X into S parts, A tile layout:
 // ap[((rb·CH + c)·S + s)·512 + i·32 + t] = part s of X[r0 + 16rb + i, 32c + t] for rb = 0, 1.
 template <int S>
-SVDQ_TARGET_AMX_BF16 void split_rows(const float* x, int64_t M, int64_t K, int64_t r0, uint16_t* ap) {
+SVDQ_TARGET_SPLIT_BF16 void split_rows(const float* x, int64_t M, int64_t K, int64_t r0, uint16_t* ap) {
   const int64_t CH = round_up(K, kChunk) / kChunk;
   split_a<S>(x, K, M, K, r0, 32, 0, CH, ap);
 }
@@ -75,7 +75,7 @@ SVDQ_TARGET_AMX_BF16 void split_rows(const float* x, int64_t M, int64_t K, int64
 // One task: rows [r0, r1) of the slab whose A tiles start at row s0 (aslab), columns [c0, c1) (c0 a multiple of
 // 32), all of K.
 template <int S>
-SVDQ_TARGET_AMX_BF16 void task_amx(const F32SplitArgs& P, const uint16_t* aslab, int64_t s0, int64_t r0, int64_t r1,
+SVDQ_TARGET_SPLIT_BF16 void task_amx(const F32SplitArgs& P, const uint16_t* aslab, int64_t s0, int64_t r0, int64_t r1,
                                    int64_t c0, int64_t c1) {
   const int64_t CH = round_up(P.K, kChunk) / kChunk, KB = chunks_per_block(S), panel_stride = CH * S * kTile;
   const int64_t rows = round_up(r1 - r0, 32), ldc = round_up(c1 - c0, 32);
@@ -138,7 +138,7 @@ SVDQ_TARGET_AMX_BF16 void task_amx(const F32SplitArgs& P, const uint16_t* aslab,
 thread_local std::vector<uint16_t> t_rows;
 
 template <int S>
-SVDQ_TARGET_AMX_BF16 void rows_task(const F32SplitArgs& P, int64_t r0, int64_t r1) {
+SVDQ_TARGET_SPLIT_BF16 void rows_task(const F32SplitArgs& P, int64_t r0, int64_t r1) {
   const int64_t CH = round_up(P.K, kChunk) / kChunk, rows = round_up(r1 - r0, 32);
   uint16_t* ap = align64(t_rows, rows * CH * S * kTile / 16);
   for (int64_t r = 0; r < rows; r += 32) split_rows<S>(P.x, P.M, P.K, r0 + r, ap + r / 16 * CH * S * kTile);

@@ -15,11 +15,11 @@
 #include <cstring>
 #include <vector>
 
-#define SVDQ_TARGET_AMX_BF16 \
+#define SVDQ_TARGET_SPLIT_BF16 \
   __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-bf16")))
 
 namespace svdq {
-namespace amxbf16 {
+namespace splitbf16 {
 
 constexpr int64_t kChunk = 32;      // k per tile (16 rows of bf16 pairs)
 constexpr int64_t kTile = 512;      // uint16 per tile (16 × 32)
@@ -62,7 +62,7 @@ inline T* align64(std::vector<T>& v, size_t n) {
 
 // Splits 16 floats into S parts and stores part s (16 bf16, 32 bytes) at dst + s·kTile (dst 32-byte aligned).
 template <int S>
-SVDQ_TARGET_AMX_BF16 inline void split16(__m512 v, uint16_t* dst) {
+SVDQ_TARGET_SPLIT_BF16 inline void split16(__m512 v, uint16_t* dst) {
   const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
   const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
 #pragma GCC unroll 3
@@ -79,7 +79,7 @@ SVDQ_TARGET_AMX_BF16 inline void split16(__m512 v, uint16_t* dst) {
 // of X (row stride ldx) into S parts, A tile layout:
 //   ap[((rb·nch + c)·S + s)·512 + i·32 + t] = part s of X[r0 + 16rb + i, k0 + 32c + t].
 template <int S>
-SVDQ_TARGET_AMX_BF16 inline void split_a(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t r0,
+SVDQ_TARGET_SPLIT_BF16 inline void split_a(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t r0,
                                          int64_t rows, int64_t k0, int64_t nch, uint16_t* ap) {
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t m = r0 + r;
@@ -123,7 +123,7 @@ inline void pack_b(const float* src, int64_t sj, int64_t sk, float scale, int64_
 // Prefetches tiles 2q and 2q + 1 of the next chunk into L1: 0..2S-1 the A tiles (part t % S, rows 0-15 then
 // 16-31), 2S..4S-1 the B tiles (panel p then p + 1).
 template <int S>
-SVDQ_TARGET_AMX_BF16 inline void fetch_tiles(int q, const uint16_t* pa, int64_t a1off, const uint16_t* pb,
+SVDQ_TARGET_SPLIT_BF16 inline void fetch_tiles(int q, const uint16_t* pa, int64_t a1off, const uint16_t* pb,
                                              int64_t b1off) {
   for (int h = 0; h < 2; ++h) {
     const int t = 2 * q + h;
@@ -142,7 +142,7 @@ SVDQ_TARGET_AMX_BF16 inline void fetch_tiles(int q, const uint16_t* pa, int64_t 
 // stream from L2, and a tile load that misses L1 stalls the tile unit (microbenchmark, one core: 16.5 cycles per
 // tdpbf16ps with A and B in L1, 22.5 with 768 KiB of A streaming from L2, 18.4 with that A prefetched).
 template <int S>
-SVDQ_TARGET_AMX_BF16 inline void chunk_products(const uint16_t* a, int64_t a1off, const uint16_t* b, int64_t b1off,
+SVDQ_TARGET_SPLIT_BF16 inline void chunk_products(const uint16_t* a, int64_t a1off, const uint16_t* b, int64_t b1off,
                                                 const uint16_t* pa, const uint16_t* pb) {
   // The 4·S KiB of next tiles, two 1 KiB tiles after each group of 4 products (2·S groups).
 #define SVDQ_FETCH(q) fetch_tiles<S>(q, pa, a1off, pb, b1off)
@@ -198,5 +198,5 @@ SVDQ_TARGET_AMX_BF16 inline void chunk_products(const uint16_t* a, int64_t a1off
 #undef SVDQ_FETCH
 }
 
-}  // namespace amxbf16
+}  // namespace splitbf16
 }  // namespace svdq
