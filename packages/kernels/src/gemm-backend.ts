@@ -15,7 +15,7 @@
  * against M passes for the product.
  *
  * `prepare` packs a fixed weight once. Where the active path runs AMX-BF16 (`f32SplitInfo().amx`), it splits W
- * into bf16 parts for the split GEMM (split.ts; 3 parts by default: f32-class, 1.6–1.8x the f32 GEMM's speed on
+ * into bf16 parts for the split GEMM (split.ts; 3 parts by default: f32-class, 1.4–1.8x the f32 GEMM's speed on
  * the dev Xeon, docs/benchmarks.md), else it packs f32 panels.
  */
 import { attentionF32 } from "./attention.js";

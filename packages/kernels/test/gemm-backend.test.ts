@@ -1,6 +1,15 @@
 // f32GemmBackend: the native f32 GEMM behind the unpacked nn.Linear contract of @svdquant/models.
 import { describe, expect, it } from "vitest";
-import { backendInfo, f32GemmBackend, f32SplitInfo, KernelsError, reference, setIsa } from "../src/index.ts";
+import {
+  backendInfo,
+  f32GemmBackend,
+  f32SplitInfo,
+  KernelsError,
+  layerNormModulateF32,
+  reference,
+  rmsNormRopeHeadsF32,
+  setIsa,
+} from "../src/index.ts";
 import { rng, worst } from "./helpers.ts";
 
 describe("f32GemmBackend", () => {
@@ -95,6 +104,40 @@ describe("f32GemmBackend", () => {
     // two parts (≈ 16 bits) are measurably less accurate than three or f32 panels where they run
     if (amx) expect(errs[2]).toBeGreaterThan(4 * Math.max(errs[1]!, errs[3]!));
     expect(() => f32GemmBackend({ amxSplits: 1 as never })).toThrow(/amxSplits must be 0, 2 or 3, got 1/);
+  });
+
+  it("layerNormModulate / rmsNormRopeHeads take the models' argument order (the norm kernels, norm.ts)", () => {
+    const r = rng(19);
+    const be = f32GemmBackend();
+    const [b, s, d] = [2, 5, 24];
+    const x = r.f32(b * s * d);
+    const mod = r.f32(b * 3 * d, 0.2);
+    expect(Array.from(be.layerNormModulate(x, b, s, d, 1e-6, mod, d, mod, 0, 3 * d))).toEqual(
+      Array.from(
+        layerNormModulateF32(x, {
+          B: b,
+          S: s,
+          D: d,
+          eps: 1e-6,
+          scale: mod,
+          scaleOff: d,
+          shift: mod,
+          shiftOff: 0,
+          stride: 3 * d,
+        }),
+      ),
+    );
+    const [h, dh] = [3, 8];
+    const w = r.f32(dh);
+    const cs = r.f32((2 + s) * dh);
+    const sn = r.f32((2 + s) * dh);
+    const q1 = r.f32(b * s * h * dh);
+    const q0 = q1.slice();
+    const q2 = q1.slice();
+    be.rmsNormRopeHeads(q1, b, s, h, dh, w, 1e-6, cs, sn, 2);
+    rmsNormRopeHeadsF32(q2, { B: b, S: s, heads: h, headDim: dh, weight: w, eps: 1e-6, cos: cs, sin: sn, ropeRow0: 2 });
+    expect(Array.from(q1)).toEqual(Array.from(q2));
+    expect(Array.from(q1)).not.toEqual(Array.from(q0)); // in place
   });
 
   it("rejects wrong shapes before the native call, naming the tensor", () => {
