@@ -9,6 +9,10 @@
 
 #include "common.h"
 
+namespace svdq {
+void register_p2(Napi::Env env, Napi::Object exports);  // binding_p2.cc (int4p2 layer)
+}
+
 namespace {
 
 using svdq::KernelError;
@@ -332,6 +336,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionF32", Napi::Function::New(env, AttentionF32));
   exports.Set("gelu", Napi::Function::New(env, Gelu));
   exports.Set("peak", Napi::Function::New(env, Peak));
+  svdq::register_p2(env, exports);
   exports.Set("choleskyF64", Napi::Function::New(env, CholeskyF64));
   exports.Set("congruenceF64", Napi::Function::New(env, CongruenceF64));
   exports.Set("pivotedCholeskyF64", Napi::Function::New(env, PivotedCholeskyF64));

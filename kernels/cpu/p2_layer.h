@@ -1,0 +1,85 @@
+// The int4p2 W4A4 layer on the CPU (act_quant_p2.cc, gemm_p2.cc, gemm_p2_amx.cc): every 64-group scale of an int4p2
+// tensor is a per-row f32 scale S times 2^e (e in [-9, 5], packages/int4/src/p2.ts), so every q·2^e is exact in
+// bf16 and every product of two of them exact in f32. The layer is then ONE GEMM over K with f32 accumulation
+// (AMX-BF16 tdpbf16ps, AVX512_BF16 vdpbf16ps, or f32 FMA on the same bf16 values) and S_x[m]·S_w[n] applied once in
+// the epilogue. The rank-R low-rank branch rides in the same GEMM as 3R extra K columns (bf16 hi/lo parts, the
+// layout of kernels/cuda/p2_fp8.h with bf16 instead of E4M3):
+//   activation columns K + [0, R): a_hi, [R, 2R): a_hi, [2R, 3R): a_lo   with a = lora_act[m, r] / sx[m]
+//   weight     columns K + [0, R): b_hi, [R, 2R): b_lo, [2R, 3R): b_hi   with b = L_up[n, r] / sw[n]
+// so a_hi·b_hi + a_hi·b_lo + a_lo·b_hi ≈ a·b to ≈ 2^-16 relative. Kt = K + roundUp(3R, 32) (zero columns pad it).
+//
+// | operand | shape                         | dtype | meaning                                                       |
+// | ------- | ----------------------------- | ----- | ------------------------------------------------------------- |
+// | aop     | [Mp = roundUp(M, 32), Kt]     | bf16  | q_x·2^(e_x − c_m) | branch columns; rows ≥ M zero                |
+// | sx      | [M]                           | f32   | S_x[m]·2^c_m (1 for an all-zero row)                           |
+// | wop     | [Np/16][Kt/32][16][16][2]     | bf16  | Np = roundUp(N, 32); [nb, kc, kk, j, t] = W'[16nb + j, 32kc + 2kk + t] |
+// | sw      | [Np]                          | f32   | S_w[n]·2^c_n (1 for an all-zero row or a pad column)           |
+// W' is q_w·2^(e_w − c_n) | branch columns. c_m, c_n are 0 unless the branch would leave the f32 range (see the .cc).
+#pragma once
+#include <cstdint>
+
+#include "common.h"
+
+namespace svdq {
+namespace p2 {
+
+constexpr int kExpMin = -9;  // p2.ts P2_EXP_MIN
+constexpr int kExpMax = 5;   // p2.ts P2_EXP_MAX
+
+inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+// Columns of the GEMM: K codes + the branch's 3R columns, padded to the 32-column tile depth of tdpbf16ps.
+inline int64_t kt_of(int64_t K, int64_t R) { return K + round_up(3 * R, 32); }
+
+struct PackArgs {
+  const int8_t* codes;       // [N, K] q in [-8, 7]
+  const int8_t* exponents;   // [N, K/64] e in [-9, 5]
+  const float* row_scales;   // [N] S_w
+  const float* lup;          // [N, R] or null (R = 0)
+  int64_t N, K, R;
+  uint16_t* wop;             // out, 64-byte aligned, Np/16·Kt/32·512 elements
+  float* sw;                 // out [Np]
+};
+void pack_weight(const PackArgs& a);
+
+struct QuantArgs {
+  const float* x;            // [M, K] raw input
+  int64_t M, K;
+  const float* inv_smooth;   // [K] f32(1/λ), or null
+  const float* ldown;        // [R, K] or null
+  int64_t R;
+  uint16_t* aop;             // out [Mp, Kt], or null (codes only)
+  float* sx;                 // out [M] epilogue row scales (with aop)
+  float* row_scales;         // out [M] S_x as p2.ts gives it (0 for an all-zero row), or null
+  int8_t* codes;             // out [M, K], or null
+  int8_t* exponents;         // out [M, K/64], or null
+  float* lora_act;           // out [M, R], or null
+};
+// Returns -1, or the first failing row r: r ≥ 0 when x/λ holds a NaN/Inf there, −2 − r when its row scale
+// leaves float32 (p2.ts E_RANGE). Rows before it are written.
+int64_t quantize(const QuantArgs& a);
+
+struct GemmArgs {
+  const uint16_t* aop;  // [Mp, Kt]
+  const float* sx;      // [M]
+  const uint16_t* wop;  // packed
+  const float* sw;      // [Np]
+  const float* bias;    // [N] or null
+  int64_t M, N, Kt;
+  bool gelu;
+  float* y;             // [M, N]
+};
+void gemm(const GemmArgs& a);
+
+// AMX-BF16 (CPUID.7.0:EDX[22]) on top of the AMX path of common.h (which holds the tile-state grant).
+bool cpu_has_amx_bf16();
+bool cpu_has_avx512_bf16();
+// Paths of this operator: 3 AMX-BF16 tiles, 2 AVX512_BF16 vdpbf16ps, 1 AVX2 f32 FMA, 0 scalar.
+int gemm_path();
+void gemm_amx(const GemmArgs& a);
+void epilogue_rows(const GemmArgs& a, int64_t m0, int rows, int64_t n0, int cols, const float* c, int64_t ldc);
+
+// tdpbf16ps / vdpbf16ps peaks (peak_bf16.cc): bf16 multiply-adds per second over all pool threads.
+double peak_bf16(int kind, int64_t iters);
+
+}  // namespace p2
+}  // namespace svdq
