@@ -268,6 +268,7 @@ SVDQ_TARGET_P2Q void operand_row_avx512(const int8_t* q, const int8_t* e, int64_
 struct Scratch {
   std::vector<float> v;
   std::vector<int8_t> q, e;
+  std::vector<uint16_t> row;
 };
 thread_local Scratch t_scratch;
 
@@ -294,6 +295,7 @@ int64_t quantize(const QuantArgs& a) {
     s.v.resize(K);
     s.q.resize(K);
     s.e.resize(G);
+    s.row.resize(Kt);
     float lact[4 * 128];
     std::vector<float> lheap;
     float* la = R <= 128 ? lact : (lheap.resize(4 * R), lheap.data());
@@ -332,7 +334,7 @@ int64_t quantize(const QuantArgs& a) {
       for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
       const int c = branch_shift(amax);
       a.sx[m] = static_cast<float>(std::ldexp(s1, c));
-      uint16_t* dst = a.aop + m * Kt;
+      uint16_t* dst = s.row.data();  // the row, then scattered into its tiles
       if (vec)
         operand_row_avx512(s.q.data(), s.e.data(), K, c, dst);
       else
@@ -346,13 +348,15 @@ int64_t quantize(const QuantArgs& a) {
         dst[K + 2 * R + r] = bf16_rne(av - bf16_value(h));
       }
       std::fill(dst + K + 3 * R, dst + Kt, uint16_t{0});
+      uint16_t* tiled = a.aop + aop_row(m, Kt);
+      for (int64_t kc = 0; kc < Kt / 32; ++kc) std::memcpy(tiled + kc * 512, dst + kc * 32, 64);
     }
   });
   for (const int64_t f : fail)
     if (f != -1) return f;
   if (a.aop) {  // pad rows of the last 32-row tile block
-    const int64_t Mp = round_up(M, 32);
-    std::memset(a.aop + M * Kt, 0, (Mp - M) * Kt * sizeof(uint16_t));
+    for (int64_t m = M; m < round_up(M, 32); ++m)
+      for (int64_t kc = 0; kc < Kt / 32; ++kc) std::memset(a.aop + aop_row(m, Kt) + kc * 512, 0, 64);
   }
   return -1;
 }

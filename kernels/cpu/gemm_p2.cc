@@ -64,9 +64,10 @@ void gemm_scalar(const GemmArgs& a) {
       std::fill(c, c + 256, 0.f);
       const uint16_t* w = a.wop + nb * KC * 512;
       for (int i = 0; i < rows; ++i) {
-        const uint16_t* x = a.aop + (m0 + i) * a.Kt;
+        const uint16_t* x = a.aop + aop_row(m0 + i, a.Kt);
         for (int64_t k2 = 0; k2 < a.Kt / 2; ++k2) {
-          const float x0 = widen(x[2 * k2]), x1 = widen(x[2 * k2 + 1]);
+          const uint16_t* xp = x + (k2 >> 4) * 512 + (k2 & 15) * 2;
+          const float x0 = widen(xp[0]), x1 = widen(xp[1]);
           const uint16_t* wr = w + k2 * 32;  // tile (nb, k2/16) row k2 % 16 is contiguous after the previous one
           for (int j = 0; j < 16; ++j) c[i * 16 + j] += x0 * widen(wr[2 * j]) + x1 * widen(wr[2 * j + 1]);
         }
@@ -92,15 +93,16 @@ __attribute__((target("avx2,fma"))) void avx2_task(const GemmArgs& a, int64_t ta
         __m256 acc[6][2];
         for (auto& r : acc) r[0] = r[1] = _mm256_setzero_ps();
         const uint32_t* xr[6];
-        for (int i = 0; i < 6; ++i) xr[i] = reinterpret_cast<const uint32_t*>(a.aop + (m0 + std::min(i, rows - 1)) * a.Kt);
+        for (int i = 0; i < 6; ++i) xr[i] = reinterpret_cast<const uint32_t*>(a.aop + aop_row(m0 + std::min(i, rows - 1), a.Kt));
         for (int64_t k2 = 0; k2 < a.Kt / 2; ++k2) {
+          const int64_t xo = (k2 >> 4) * 256 + (k2 & 15);  // the pair's 32-bit index in the tiled rows
           const __m256i p0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k2 * 32));
           const __m256i p1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k2 * 32 + 16));
           const __m256 e0 = _mm256_castsi256_ps(_mm256_slli_epi32(p0, 16)), o0 = _mm256_castsi256_ps(_mm256_and_si256(p0, himask));
           const __m256 e1 = _mm256_castsi256_ps(_mm256_slli_epi32(p1, 16)), o1 = _mm256_castsi256_ps(_mm256_and_si256(p1, himask));
 #pragma GCC unroll 6
           for (int i = 0; i < 6; ++i) {
-            const uint32_t pr = xr[i][k2];
+            const uint32_t pr = xr[i][xo];
             const __m256 x0 = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(pr << 16)));
             const __m256 x1 = _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int>(pr & 0xffff0000u)));
             acc[i][0] = _mm256_fmadd_ps(x1, o0, _mm256_fmadd_ps(x0, e0, acc[i][0]));
@@ -132,13 +134,14 @@ SVDQ_TARGET_P2BF void avx512bf16_task(const GemmArgs& a, int64_t task, int64_t t
         __m512 acc[12][2];
         for (auto& r : acc) r[0] = r[1] = _mm512_setzero_ps();
         const uint32_t* xr[12];
-        for (int i = 0; i < 12; ++i) xr[i] = reinterpret_cast<const uint32_t*>(a.aop + (m0 + std::min(i, rows - 1)) * a.Kt);
+        for (int i = 0; i < 12; ++i) xr[i] = reinterpret_cast<const uint32_t*>(a.aop + aop_row(m0 + std::min(i, rows - 1), a.Kt));
         for (int64_t k2 = 0; k2 < a.Kt / 2; ++k2) {
+          const int64_t xo = (k2 >> 4) * 256 + (k2 & 15);  // the pair's 32-bit index in the tiled rows
           const __m512bh b0 = (__m512bh)_mm512_loadu_si512(w0 + k2 * 32);
           const __m512bh b1 = (__m512bh)_mm512_loadu_si512(w1 + k2 * 32);
 #pragma GCC unroll 12
           for (int i = 0; i < 12; ++i) {
-            const __m512bh x = (__m512bh)_mm512_set1_epi32(static_cast<int>(xr[i][k2]));
+            const __m512bh x = (__m512bh)_mm512_set1_epi32(static_cast<int>(xr[i][xo]));
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], x, b0);
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], x, b1);
           }

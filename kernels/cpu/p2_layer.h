@@ -10,11 +10,12 @@
 //
 // | operand | shape                         | dtype | meaning                                                       |
 // | ------- | ----------------------------- | ----- | ------------------------------------------------------------- |
-// | aop     | [Mp = roundUp(M, 32), Kt]     | bf16  | q_x·2^(e_x − c_m) | branch columns; rows ≥ M zero                |
+// | aop     | [Mp/16][Kt/32][16][32]        | bf16  | Mp = roundUp(M, 32); [mb, kc, i, t] = A'[16mb + i, 32kc + t]      |
 // | sx      | [M]                           | f32   | S_x[m]·2^c_m (1 for an all-zero row)                           |
 // | wop     | [Np/16][Kt/32][16][16][2]     | bf16  | Np = roundUp(N, 32); [nb, kc, kk, j, t] = W'[16nb + j, 32kc + 2kk + t] |
 // | sw      | [Np]                          | f32   | S_w[n]·2^c_n (1 for an all-zero row or a pad column)           |
-// W' is q_w·2^(e_w − c_n) | branch columns. c_m, c_n are 0 unless the branch would leave the f32 range (see the .cc).
+// A' is q_x·2^(e_x − c_m) | branch columns (rows ≥ M zero), W' is q_w·2^(e_w − c_n) | branch columns: both are
+// stored as the 1 KiB tiles the AMX path loads (a tile's rows contiguous, so the hardware prefetchers stream them). c_m, c_n are 0 unless the branch would leave the f32 range (see the .cc).
 #pragma once
 #include <cstdint>
 
@@ -29,6 +30,8 @@ constexpr int kExpMax = 5;   // p2.ts P2_EXP_MAX
 inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 // Columns of the GEMM: K codes + the branch's 3R columns, padded to the 32-column tile depth of tdpbf16ps.
 inline int64_t kt_of(int64_t K, int64_t R) { return K + round_up(3 * R, 32); }
+// Element (m, 0) of the tiled activation operand; element (m, k) is at row_base + (k/32)·512 + k%32.
+inline int64_t aop_row(int64_t m, int64_t Kt) { return (m / 16) * (Kt / 32) * 512 + (m % 16) * 32; }
 
 struct PackArgs {
   const int8_t* codes;       // [N, K] q in [-8, 7]
@@ -47,7 +50,7 @@ struct QuantArgs {
   const float* inv_smooth;   // [K] f32(1/λ), or null
   const float* ldown;        // [R, K] or null
   int64_t R;
-  uint16_t* aop;             // out [Mp, Kt], or null (codes only)
+  uint16_t* aop;             // out, 64-byte aligned, Mp·Kt elements (tiled, see the table), or null (codes only)
   float* sx;                 // out [M] epilogue row scales (with aop)
   float* row_scales;         // out [M] S_x as p2.ts gives it (0 for an all-zero row), or null
   int8_t* codes;             // out [M, K], or null
@@ -59,7 +62,7 @@ struct QuantArgs {
 int64_t quantize(const QuantArgs& a);
 
 struct GemmArgs {
-  const uint16_t* aop;  // [Mp, Kt]
+  const uint16_t* aop;  // tiled [Mp/16][Kt/32][16][32]
   const float* sx;      // [M]
   const uint16_t* wop;  // packed
   const float* sw;      // [Np]
