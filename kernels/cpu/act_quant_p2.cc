@@ -32,6 +32,21 @@ int ceil_log2(double t) {
   return m == 0.5 ? x - 1 : x;
 }
 
+// ⌈log2 t⌉ of a positive finite f32 from its bits (subnormals through ceil_log2), and 2^n for n in [-126, 127].
+inline int ceil_log2f(float t) {
+  uint32_t u;
+  std::memcpy(&u, &t, 4);
+  const int ex = static_cast<int>((u >> 23) & 255u);
+  if (ex == 0) return ceil_log2(t);
+  return ex - 127 + ((u & 0x7fffffu) != 0);
+}
+inline float pow2f(int n) {
+  const uint32_t u = static_cast<uint32_t>(n + 127) << 23;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
 inline double clamp_code(double q) { return q < -8 ? -8 : (q > 7 ? 7 : q); }
 
 // bf16 bits of a value exact in bf16 (q·2^e) and of any finite float, rounded to nearest even.
@@ -115,47 +130,62 @@ int row_scalar(const float* v, int64_t K, int8_t* q, int8_t* e, RowStats& st) {
   return 0;
 }
 
-// The AVX-512 row (same q, e as row_scalar). Returns 3 when S is outside [2^-100, 2^100] (the f32 arithmetic
-// below needs every scale 2^(kS+e) and its inverse normal): the caller runs row_scalar then.
-SVDQ_TARGET_P2Q int row_avx512(const float* v, int64_t K, int8_t* q, int8_t* e, RowStats& st) {
+// The AVX-512 row (same q, e as row_scalar) in two passes over x: v = x·inv with the group maxima, then the codes.
+// Writes v [K] (scratch), q [K] when non-null, e [G], and with `tiled` (the row's first element in the tiled
+// operand) the bf16 values q·2^(e − c), c = branch_shift(max |lr| / S'). Returns 0, 1 (non-finite v), 2 (S leaves
+// float32), or 3 when S is outside [2^-100, 2^100] (the f32 arithmetic below needs every scale 2^(kS+e) and its
+// inverse normal): the caller runs row_scalar then (v is written).
+SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, float* v, const float* lr, int64_t R,
+                               int8_t* q, int8_t* e, uint16_t* tiled, RowStats& st, int& c) {
   const int64_t G = K / kGroup;
   const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
   float tmax = 0;
   alignas(64) float tbuf[512];
   std::vector<float> theap;
   float* t = G <= 512 ? tbuf : (theap.resize(G), theap.data());
+  __mmask16 bad = 0;
   for (int64_t g = 0; g < G; ++g) {
-    const float* vg = v + g * kGroup;
-    __m512 m = _mm512_and_ps(_mm512_loadu_ps(vg), absm);
-    m = _mm512_max_ps(m, _mm512_and_ps(_mm512_loadu_ps(vg + 16), absm));
-    m = _mm512_max_ps(m, _mm512_and_ps(_mm512_loadu_ps(vg + 32), absm));
-    m = _mm512_max_ps(m, _mm512_and_ps(_mm512_loadu_ps(vg + 48), absm));
-    t[g] = static_cast<float>(static_cast<double>(_mm512_reduce_max_ps(m)) / 7.0);
+    __m512 m = _mm512_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      const int64_t k = g * kGroup + 16 * j;
+      __m512 a = _mm512_loadu_ps(x + k);
+      if (inv) a = _mm512_mul_ps(a, _mm512_loadu_ps(inv + k));
+      bad |= _mm512_fpclass_ps_mask(a, 0x99);  // QNaN | +Inf | −Inf | SNaN
+      _mm512_storeu_ps(v + k, a);
+      m = _mm512_max_ps(m, _mm512_and_ps(a, absm));
+    }
+    t[g] = static_cast<float>(static_cast<double>(_mm512_reduce_max_ps(m)) / 7.0);  // SVDQuant §3: absmax/7
     tmax = std::max(tmax, t[g]);
   }
+  if (bad) return 1;
   st.zero = tmax == 0;
-  if (st.zero) {
-    std::memset(q, 0, K);
-    std::fill(e, e + G, static_cast<int8_t>(kExpMin));
-    return 0;
+  if (!st.zero) {
+    st.kS = ceil_log2f(tmax) - kExpMax;
+    if (st.kS < -149) return 2;
+    if (st.kS < -100 || st.kS > 100) return 3;
   }
-  st.kS = ceil_log2(tmax) - kExpMax;
-  if (st.kS < -149) return 2;
-  if (st.kS < -100 || st.kS > 100) return 3;
+  double amax = 0;
+  const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
+  for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
+  c = branch_shift(amax);
   const __m512 lo = _mm512_set1_ps(-8.f), hi = _mm512_set1_ps(7.f);
   constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
   for (int64_t g = 0; g < G; ++g) {
     const float* vg = v + g * kGroup;
-    int8_t* qg = q + g * kGroup;
+    uint16_t* tg = tiled ? tiled + (g * kGroup / 32) * 1024 : nullptr;  // groups start on a 32-column tile edge
     if (t[g] == 0) {
-      std::memset(qg, 0, kGroup);
+      if (q) std::memset(q + g * kGroup, 0, kGroup);
       e[g] = kExpMin;
+      if (tg) {
+        std::memset(tg, 0, 64);
+        std::memset(tg + 1024, 0, 64);
+      }
       continue;
     }
-    int eg = std::clamp(ceil_log2(t[g]) - st.kS, kExpMin, kExpMax);
+    int eg = std::clamp(ceil_log2f(t[g]) - st.kS, kExpMin, kExpMax);
     __m512 vv[4], q0[4], q1[4];
     for (int j = 0; j < 4; ++j) vv[j] = _mm512_loadu_ps(vg + 16 * j);
-    const float s0 = std::ldexp(1.f, st.kS + eg), i0 = std::ldexp(1.f, -(st.kS + eg));
+    const float s0 = pow2f(st.kS + eg), i0 = pow2f(-(st.kS + eg));
     const __m512 s0v = _mm512_set1_ps(s0), i0v = _mm512_set1_ps(i0);
     for (int j = 0; j < 4; ++j)
       q0[j] = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(_mm512_mul_ps(vv[j], i0v), kRne), lo), hi);
@@ -185,9 +215,16 @@ SVDQ_TARGET_P2Q int row_avx512(const float* v, int64_t K, int8_t* q, int8_t* e, 
     }
     if (finer) --eg;
     e[g] = static_cast<int8_t>(eg);
-    for (int j = 0; j < 4; ++j)
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(qg + 16 * j),
-                       _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(finer ? q1[j] : q0[j])));
+    const __m512 p = _mm512_set1_ps(pow2f(eg - c));  // c ≤ 100, e − c ≥ −110: a normal f32
+    for (int j = 0; j < 4; ++j) {
+      const __m512 qj = finer ? q1[j] : q0[j];
+      if (q)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g * kGroup + 16 * j),
+                         _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(qj)));
+      if (tg)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(tg + (j >> 1) * 1024 + (j & 1) * 16),
+                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(_mm512_mul_ps(qj, p)), 16)));
+    }
   }
   return 0;
 }
@@ -201,17 +238,6 @@ bool scaled_row_scalar(const float* x, const float* inv, int64_t K, float* v) {
   }
   return ok;
 }
-SVDQ_TARGET_P2Q bool scaled_row_avx512(const float* x, const float* inv, int64_t K, float* v) {
-  __mmask16 bad = 0;
-  for (int64_t k = 0; k < K; k += 16) {
-    __m512 a = _mm512_loadu_ps(x + k);
-    if (inv) a = _mm512_mul_ps(a, _mm512_loadu_ps(inv + k));
-    bad |= _mm512_fpclass_ps_mask(a, 0x99);  // QNaN | +Inf | −Inf | SNaN
-    _mm512_storeu_ps(v + k, a);
-  }
-  return bad == 0;
-}
-
 // lact [rows][R] = x[rows]·L_downᵀ (rows ≤ 4; rows past `rows` repeat the last one and are not stored).
 void down_scalar(const float* x, int64_t K, int rows, const float* ld, int64_t R, float* lact) {
   for (int i = 0; i < rows; ++i)
@@ -252,19 +278,6 @@ void operand_row_scalar(const int8_t* q, const int8_t* e, int64_t K, int c, uint
   for (int64_t k = 0; k < K; ++k)
     dst[k] = bf16_exact(std::ldexp(static_cast<float>(q[k]), e[k / kGroup] - c));
 }
-SVDQ_TARGET_P2Q void operand_row_avx512(const int8_t* q, const int8_t* e, int64_t K, int c, uint16_t* dst) {
-  for (int64_t g = 0; g < K / kGroup; ++g) {
-    const __m512 p = _mm512_set1_ps(std::ldexp(1.f, e[g] - c));  // c ≤ 100, e − c ≥ −109: a normal f32
-    for (int j = 0; j < 4; ++j) {
-      const int64_t k = g * kGroup + 16 * j;
-      const __m512 f = _mm512_mul_ps(
-          _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k)))), p);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k),
-                          _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(f), 16)));
-    }
-  }
-}
-
 struct Scratch {
   std::vector<float> v;
   std::vector<int8_t> q, e;
@@ -308,55 +321,60 @@ int64_t quantize(const QuantArgs& a) {
     for (int i = 0; i < rows; ++i) {
       const int64_t m = m0 + i;
       const float* xr = a.x + m * K;
-      const bool finite =
-          vec ? scaled_row_avx512(xr, a.inv_smooth, K, s.v.data()) : scaled_row_scalar(xr, a.inv_smooth, K, s.v.data());
-      if (!finite) {
-        fail[task] = m;
-        return;
-      }
+      const float* lr = la + i * R;
+      uint16_t* tiled = a.aop ? a.aop + aop_row(m, Kt) : nullptr;
       RowStats st;
-      int rc = vec ? row_avx512(s.v.data(), K, s.q.data(), s.e.data(), st) : 3;
-      if (rc == 3) rc = row_scalar(s.v.data(), K, s.q.data(), s.e.data(), st);
-      if (rc == 2) {
-        fail[task] = -2 - m;
+      int c = 0;
+      int rc = 3;
+      if (vec)
+        rc = row_avx512(xr, a.inv_smooth, K, s.v.data(), lr, R, a.codes ? a.codes + m * K : nullptr, s.e.data(), tiled,
+                        st, c);
+      else if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
+        rc = 1;
+      if (rc == 3) {  // the portable row (v is in s.v)
+        rc = row_scalar(s.v.data(), K, s.q.data(), s.e.data(), st);
+        if (rc == 0) {
+          if (a.codes) std::memcpy(a.codes + m * K, s.q.data(), K);
+          double amax = 0;
+          const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
+          for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
+          c = branch_shift(amax);
+          if (tiled) {
+            uint16_t* dst = s.row.data();
+            operand_row_scalar(s.q.data(), s.e.data(), K, c, dst);
+            for (int64_t kc = 0; kc < K / 32; ++kc) std::memcpy(tiled + kc * 1024, dst + kc * 32, 64);
+          }
+        }
+      }
+      if (rc == 1 || rc == 2) {
+        fail[task] = rc == 1 ? m : -2 - m;
         return;
       }
       const float S = st.zero ? 0.f : std::ldexp(1.f, st.kS);
       if (a.row_scales) a.row_scales[m] = S;
-      if (a.codes) std::memcpy(a.codes + m * K, s.q.data(), K);
       if (a.exponents) std::memcpy(a.exponents + m * G, s.e.data(), G);
-      const float* lr = la + i * R;
       if (a.lora_act) std::memcpy(a.lora_act + m * R, lr, R * sizeof(float));
-      if (!a.aop) continue;
-      // the branch columns: a = lact / (S'·2^c), S' = S (1 for an all-zero row)
-      const double s1 = st.zero ? 1.0 : static_cast<double>(S);
-      double amax = 0;
-      for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
-      const int c = branch_shift(amax);
-      a.sx[m] = static_cast<float>(std::ldexp(s1, c));
-      uint16_t* dst = s.row.data();  // the row, then scattered into its tiles
-      if (vec)
-        operand_row_avx512(s.q.data(), s.e.data(), K, c, dst);
-      else
-        operand_row_scalar(s.q.data(), s.e.data(), K, c, dst);
-      const double inv = 1.0 / std::ldexp(s1, c);
+      if (!tiled) continue;
+      // the branch columns: a = lact / (S'·2^c), S' = S (1 for an all-zero row), then zeros to Kt
+      const double sxm = std::ldexp(st.zero ? 1.0 : static_cast<double>(S), c);
+      a.sx[m] = static_cast<float>(sxm);
+      uint16_t* dst = s.row.data();
       for (int64_t r = 0; r < R; ++r) {
-        const float av = static_cast<float>(lr[r] * inv);
+        const float av = static_cast<float>(lr[r] / sxm);
         const uint16_t h = bf16_rne(av);
-        dst[K + r] = h;
-        dst[K + R + r] = h;
-        dst[K + 2 * R + r] = bf16_rne(av - bf16_value(h));
+        dst[r] = h;
+        dst[R + r] = h;
+        dst[2 * R + r] = bf16_rne(av - bf16_value(h));
       }
-      std::fill(dst + K + 3 * R, dst + Kt, uint16_t{0});
-      uint16_t* tiled = a.aop + aop_row(m, Kt);
-      for (int64_t kc = 0; kc < Kt / 32; ++kc) std::memcpy(tiled + kc * 512, dst + kc * 32, 64);
+      std::fill(dst + 3 * R, dst + (Kt - K), uint16_t{0});
+      for (int64_t kc = K / 32; kc < Kt / 32; ++kc) std::memcpy(tiled + kc * 1024, dst + (kc - K / 32) * 32, 64);
     }
   });
   for (const int64_t f : fail)
     if (f != -1) return f;
   if (a.aop) {  // pad rows of the last 32-row tile block
     for (int64_t m = M; m < round_up(M, 32); ++m)
-      for (int64_t kc = 0; kc < Kt / 32; ++kc) std::memset(a.aop + aop_row(m, Kt) + kc * 512, 0, 64);
+      for (int64_t kc = 0; kc < Kt / 32; ++kc) std::memset(a.aop + aop_row(m, Kt) + kc * 1024, 0, 64);
   }
   return -1;
 }
@@ -365,10 +383,10 @@ void pack_weight(const PackArgs& a) {
   const int64_t N = a.N, K = a.K, R = a.R, G = K / kGroup;
   const int64_t Kt = kt_of(K, R), Np = round_up(N, 32), KC = Kt / 32;
   // wop index of W'[n, k]
-  auto at = [&](int64_t n, int64_t k) { return (((n / 16) * KC + k / 32) * 16 + (k % 32) / 2) * 32 + (n % 16) * 2 + k % 2; };
-  parallel_for(Np / 16, [&](int64_t nb, int) {
-    std::memset(a.wop + nb * KC * 512, 0, KC * 512 * sizeof(uint16_t));
-    for (int64_t n = nb * 16; n < nb * 16 + 16; ++n) {
+  auto at = [&](int64_t n, int64_t k) { return wop_block(n / 16, Kt) + (k / 32) * 1024 + (k % 32) / 2 * 32 + (n % 16) * 2 + k % 2; };
+  parallel_for(Np / 32, [&](int64_t nb, int) {
+    std::memset(a.wop + nb * KC * 1024, 0, KC * 1024 * sizeof(uint16_t));
+    for (int64_t n = nb * 32; n < nb * 32 + 32; ++n) {
       if (n >= N) {
         a.sw[n] = 1.f;
         continue;

@@ -62,13 +62,13 @@ void gemm_scalar(const GemmArgs& a) {
     float c[16 * 16];
     for (int64_t nb = 0; nb * 16 < a.N; ++nb) {
       std::fill(c, c + 256, 0.f);
-      const uint16_t* w = a.wop + nb * KC * 512;
+      const uint16_t* w = a.wop + wop_block(nb, a.Kt);
       for (int i = 0; i < rows; ++i) {
         const uint16_t* x = a.aop + aop_row(m0 + i, a.Kt);
         for (int64_t k2 = 0; k2 < a.Kt / 2; ++k2) {
-          const uint16_t* xp = x + (k2 >> 4) * 512 + (k2 & 15) * 2;
+          const uint16_t* xp = x + (k2 >> 4) * 1024 + (k2 & 15) * 2;
           const float x0 = widen(xp[0]), x1 = widen(xp[1]);
-          const uint16_t* wr = w + k2 * 32;  // tile (nb, k2/16) row k2 % 16 is contiguous after the previous one
+          const uint16_t* wr = w + (k2 >> 4) * 1024 + (k2 & 15) * 32;
           for (int j = 0; j < 16; ++j) c[i * 16 + j] += x0 * widen(wr[2 * j]) + x1 * widen(wr[2 * j + 1]);
         }
       }
@@ -87,7 +87,7 @@ __attribute__((target("avx2,fma"))) void avx2_task(const GemmArgs& a, int64_t ta
     const __m256i himask = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
     alignas(32) float c[6 * 16];
     for (int64_t n0 = nt0; n0 < nt1; n0 += 16) {
-      const uint16_t* w = a.wop + (n0 / 16) * KC * 512;
+      const uint16_t* w = a.wop + wop_block(n0 / 16, a.Kt);
       for (int64_t m0 = mt0; m0 < mt1; m0 += 6) {
         const int rows = static_cast<int>(std::min<int64_t>(6, mt1 - m0));
         __m256 acc[6][2];
@@ -95,9 +95,10 @@ __attribute__((target("avx2,fma"))) void avx2_task(const GemmArgs& a, int64_t ta
         const uint32_t* xr[6];
         for (int i = 0; i < 6; ++i) xr[i] = reinterpret_cast<const uint32_t*>(a.aop + aop_row(m0 + std::min(i, rows - 1), a.Kt));
         for (int64_t k2 = 0; k2 < a.Kt / 2; ++k2) {
-          const int64_t xo = (k2 >> 4) * 256 + (k2 & 15);  // the pair's 32-bit index in the tiled rows
-          const __m256i p0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k2 * 32));
-          const __m256i p1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + k2 * 32 + 16));
+          const int64_t xo = (k2 >> 4) * 512 + (k2 & 15);  // the pair's 32-bit index in the tiled rows
+          const uint16_t* wr = w + (k2 >> 4) * 1024 + (k2 & 15) * 32;
+          const __m256i p0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr));
+          const __m256i p1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + 16));
           const __m256 e0 = _mm256_castsi256_ps(_mm256_slli_epi32(p0, 16)), o0 = _mm256_castsi256_ps(_mm256_and_si256(p0, himask));
           const __m256 e1 = _mm256_castsi256_ps(_mm256_slli_epi32(p1, 16)), o1 = _mm256_castsi256_ps(_mm256_and_si256(p1, himask));
 #pragma GCC unroll 6
@@ -127,8 +128,8 @@ SVDQ_TARGET_P2BF void avx512bf16_task(const GemmArgs& a, int64_t task, int64_t t
     const int64_t mt1 = std::min(a.M, mt0 + kTaskRows), nt1 = std::min(a.N, nt0 + kTaskCols);
     alignas(64) float c[12 * 32];
     for (int64_t n0 = nt0; n0 < nt1; n0 += 32) {
-      const uint16_t* w0 = a.wop + (n0 / 16) * KC * 512;
-      const uint16_t* w1 = w0 + KC * 512;  // the packed width is a multiple of 32 columns
+      const uint16_t* w0 = a.wop + wop_block(n0 / 16, a.Kt);
+      const uint16_t* w1 = w0 + 512;  // the second 16 columns (the packed width is a multiple of 32)
       for (int64_t m0 = mt0; m0 < mt1; m0 += 12) {
         const int rows = static_cast<int>(std::min<int64_t>(12, mt1 - m0));
         __m512 acc[12][2];
@@ -136,9 +137,10 @@ SVDQ_TARGET_P2BF void avx512bf16_task(const GemmArgs& a, int64_t task, int64_t t
         const uint32_t* xr[12];
         for (int i = 0; i < 12; ++i) xr[i] = reinterpret_cast<const uint32_t*>(a.aop + aop_row(m0 + std::min(i, rows - 1), a.Kt));
         for (int64_t k2 = 0; k2 < a.Kt / 2; ++k2) {
-          const int64_t xo = (k2 >> 4) * 256 + (k2 & 15);  // the pair's 32-bit index in the tiled rows
-          const __m512bh b0 = (__m512bh)_mm512_loadu_si512(w0 + k2 * 32);
-          const __m512bh b1 = (__m512bh)_mm512_loadu_si512(w1 + k2 * 32);
+          const int64_t xo = (k2 >> 4) * 512 + (k2 & 15);  // the pair's 32-bit index in the tiled rows
+          const int64_t wo = (k2 >> 4) * 1024 + (k2 & 15) * 32;
+          const __m512bh b0 = (__m512bh)_mm512_loadu_si512(w0 + wo);
+          const __m512bh b1 = (__m512bh)_mm512_loadu_si512(w1 + wo);
 #pragma GCC unroll 12
           for (int i = 0; i < 12; ++i) {
             const __m512bh x = (__m512bh)_mm512_set1_epi32(static_cast<int>(xr[i][xo]));

@@ -90,8 +90,8 @@ SVDQ_TARGET_AMXBF void amx_task(const GemmArgs& a, int64_t task, int64_t tn, int
       const bool first = ch == 0, last = s1 == KC32;
       for (int64_t jb = 0; jb < jb_n; ++jb) {
         const int64_t n0 = nt0 + 32 * jb;
-        const uint16_t* b0 = a.wop + ((n0 / 16) * KC32 + s0) * 512;
-        const uint16_t* b1 = b0 + KC32 * 512;
+        const uint16_t* b0 = a.wop + ((n0 / 32) * KC32 + s0) * 1024;  // columns n0..n0+15; n0+16..n0+31 follow
+        const uint16_t* b1 = b0 + 512;
         for (int64_t ib = 0; ib < ib_n; ++ib) {
           const int64_t m0 = mt0 + 32 * ib;
           float* cb = cbuf ? cbuf + (ib * jb_n + jb) * 1024 : nullptr;
@@ -106,15 +106,15 @@ SVDQ_TARGET_AMXBF void amx_task(const GemmArgs& a, int64_t task, int64_t tn, int
             _tile_loadd(2, cb + 512, 64);
             _tile_loadd(3, cb + 768, 64);
           }
-          const uint16_t* a0 = a.aop + ((m0 / 16) * KC32 + s0) * 512;  // tiles of rows m0..m0+15
-          const uint16_t* a1 = a0 + KC32 * 512;                         // rows m0+16..m0+31
+          const uint16_t* a0 = a.aop + ((m0 / 32) * KC32 + s0) * 1024;  // rows m0..m0+15; m0+16..m0+31 follow
+          const uint16_t* a1 = a0 + 512;
           for (int64_t s = 0; s < s1 - s0; ++s) {
-            _tile_loadd(4, a0 + 512 * s, 64);
-            _tile_loadd(6, b0 + 512 * s, 64);
+            _tile_loadd(4, a0 + 1024 * s, 64);
+            _tile_loadd(6, b0 + 1024 * s, 64);
             _tile_dpbf16ps(0, 4, 6);
-            _tile_loadd(7, b1 + 512 * s, 64);
+            _tile_loadd(7, b1 + 1024 * s, 64);
             _tile_dpbf16ps(1, 4, 7);
-            _tile_loadd(5, a1 + 512 * s, 64);
+            _tile_loadd(5, a1 + 1024 * s, 64);
             _tile_dpbf16ps(2, 5, 6);
             _tile_dpbf16ps(3, 5, 7);
           }

@@ -10,12 +10,13 @@
 //
 // | operand | shape                         | dtype | meaning                                                       |
 // | ------- | ----------------------------- | ----- | ------------------------------------------------------------- |
-// | aop     | [Mp/16][Kt/32][16][32]        | bf16  | Mp = roundUp(M, 32); [mb, kc, i, t] = A'[16mb + i, 32kc + t]      |
+// | aop     | [Mp/32][Kt/32][2][16][32]     | bf16  | Mp = roundUp(M, 32); [mb, kc, h, i, t] = A'[32mb + 16h + i, 32kc + t] |
 // | sx      | [M]                           | f32   | S_x[m]·2^c_m (1 for an all-zero row)                           |
-// | wop     | [Np/16][Kt/32][16][16][2]     | bf16  | Np = roundUp(N, 32); [nb, kc, kk, j, t] = W'[16nb + j, 32kc + 2kk + t] |
+// | wop     | [Np/32][Kt/32][2][16][16][2]  | bf16  | Np = roundUp(N, 32); [nb, kc, h, kk, j, t] = W'[32nb + 16h + j, 32kc + 2kk + t] |
 // | sw      | [Np]                          | f32   | S_w[n]·2^c_n (1 for an all-zero row or a pad column)           |
 // A' is q_x·2^(e_x − c_m) | branch columns (rows ≥ M zero), W' is q_w·2^(e_w − c_n) | branch columns: both are
-// stored as the 1 KiB tiles the AMX path loads (a tile's rows contiguous, so the hardware prefetchers stream them). c_m, c_n are 0 unless the branch would leave the f32 range (see the .cc).
+// stored as the 1 KiB tiles the AMX path loads, the two tiles of one 32-row (32-column) block and K step side by
+// side, so each operand of the 2×2 tile block is one sequential stream. c_m, c_n are 0 unless the branch would leave the f32 range (see the .cc).
 #pragma once
 #include <cstdint>
 
@@ -30,8 +31,10 @@ constexpr int kExpMax = 5;   // p2.ts P2_EXP_MAX
 inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
 // Columns of the GEMM: K codes + the branch's 3R columns, padded to the 32-column tile depth of tdpbf16ps.
 inline int64_t kt_of(int64_t K, int64_t R) { return K + round_up(3 * R, 32); }
-// Element (m, 0) of the tiled activation operand; element (m, k) is at row_base + (k/32)·512 + k%32.
-inline int64_t aop_row(int64_t m, int64_t Kt) { return (m / 16) * (Kt / 32) * 512 + (m % 16) * 32; }
+// Element (m, 0) of the tiled activation operand; element (m, k) is at aop_row + (k/32)·1024 + k%32.
+inline int64_t aop_row(int64_t m, int64_t Kt) { return (m / 32) * (Kt / 32) * 1024 + ((m / 16) & 1) * 512 + (m % 16) * 32; }
+// The 16-column block nb of the weight operand: its K pair k2 (16 columns × 2) at wop_block + (k2/16)·1024 + (k2%16)·32.
+inline int64_t wop_block(int64_t nb, int64_t Kt) { return (nb / 2) * (Kt / 32) * 1024 + (nb & 1) * 512; }
 
 struct PackArgs {
   const int8_t* codes;       // [N, K] q in [-8, 7]
@@ -39,7 +42,7 @@ struct PackArgs {
   const float* row_scales;   // [N] S_w
   const float* lup;          // [N, R] or null (R = 0)
   int64_t N, K, R;
-  uint16_t* wop;             // out, 64-byte aligned, Np/16·Kt/32·512 elements
+  uint16_t* wop;             // out, 64-byte aligned, Np·Kt elements
   float* sw;                 // out [Np]
 };
 void pack_weight(const PackArgs& a);
@@ -62,7 +65,7 @@ struct QuantArgs {
 int64_t quantize(const QuantArgs& a);
 
 struct GemmArgs {
-  const uint16_t* aop;  // tiled [Mp/16][Kt/32][16][32]
+  const uint16_t* aop;  // tiled, see the table
   const float* sx;      // [M]
   const uint16_t* wop;  // packed
   const float* sw;      // [Np]
