@@ -67,6 +67,13 @@ inline uint16_t bf16_rne(float f) {
   u += 0x7fffu + ((u >> 16) & 1u);
   return static_cast<uint16_t>(u >> 16);
 }
+// v = p[0] + p[1] + p[2] exactly for a finite f32 (each difference is exact in f32; 3 × 8 bits cover its 24).
+inline void split3(float v, uint16_t* p) {
+  p[0] = bf16_rne(v);
+  const float r1 = v - bf16_value(p[0]);
+  p[1] = bf16_rne(r1);
+  p[2] = bf16_rne(r1 - bf16_value(p[1]));
+}
 
 // Largest |a| the branch may put in a bf16 column before its row's power of two moves into the scale: 2^60, so
 // that a·b (|b| ≤ 2^60 likewise) and K such sums stay far inside f32.
@@ -360,13 +367,11 @@ int64_t quantize(const QuantArgs& a) {
       a.sx[m] = static_cast<float>(sxm);
       uint16_t* dst = s.row.data();
       for (int64_t r = 0; r < R; ++r) {
-        const float av = static_cast<float>(lr[r] / sxm);
-        const uint16_t h = bf16_rne(av);
-        dst[r] = h;
-        dst[R + r] = h;
-        dst[2 * R + r] = bf16_rne(av - bf16_value(h));
+        uint16_t p[3];
+        split3(static_cast<float>(lr[r] / sxm), p);
+        for (int j = 0; j < 6; ++j) dst[j * R + r] = p[kActPart[j]];
       }
-      std::fill(dst + 3 * R, dst + (Kt - K), uint16_t{0});
+      std::fill(dst + 6 * R, dst + (Kt - K), uint16_t{0});
       for (int64_t kc = K / 32; kc < Kt / 32; ++kc) std::memcpy(tiled + kc * 1024, dst + (kc - K / 32) * 32, 64);
     }
   });
@@ -401,11 +406,9 @@ void pack_weight(const PackArgs& a) {
         a.wop[at(n, k)] = bf16_exact(std::ldexp(static_cast<float>(a.codes[n * K + k]), a.exponents[n * G + k / kGroup] - c));
       const double inv = 1.0 / std::ldexp(s1, c);
       for (int64_t r = 0; r < R; ++r) {
-        const float b = static_cast<float>(a.lup[n * R + r] * inv);
-        const uint16_t h = bf16_rne(b);
-        a.wop[at(n, K + r)] = h;
-        a.wop[at(n, K + R + r)] = bf16_rne(b - bf16_value(h));
-        a.wop[at(n, K + 2 * R + r)] = h;
+        uint16_t p[3];
+        split3(static_cast<float>(a.lup[n * R + r] * inv), p);
+        for (int j = 0; j < 6; ++j) a.wop[at(n, K + j * R + r)] = p[kWeightPart[j]];
       }
     }
   });

@@ -2,11 +2,13 @@
 // tensor is a per-row f32 scale S times 2^e (e in [-9, 5], packages/int4/src/p2.ts), so every q·2^e is exact in
 // bf16 and every product of two of them exact in f32. The layer is then ONE GEMM over K with f32 accumulation
 // (AMX-BF16 tdpbf16ps, AVX512_BF16 vdpbf16ps, or f32 FMA on the same bf16 values) and S_x[m]·S_w[n] applied once in
-// the epilogue. The rank-R low-rank branch rides in the same GEMM as 3R extra K columns (bf16 hi/lo parts, the
-// layout of kernels/cuda/p2_fp8.h with bf16 instead of E4M3):
-//   activation columns K + [0, R): a_hi, [R, 2R): a_hi, [2R, 3R): a_lo   with a = lora_act[m, r] / sx[m]
-//   weight     columns K + [0, R): b_hi, [R, 2R): b_lo, [2R, 3R): b_hi   with b = L_up[n, r] / sw[n]
-// so a_hi·b_hi + a_hi·b_lo + a_lo·b_hi ≈ a·b to ≈ 2^-16 relative. Kt = K + roundUp(3R, 32) (zero columns pad it).
+// the epilogue. The rank-R low-rank branch rides in the same GEMM as 6R extra K columns: each f32 value is split into
+// three bf16 parts, v = v1 + v2 + v3 exactly (8 + 8 + 8 significant bits; kernels/cuda/p2_fp8.h does the same with
+// two E4M3 parts), and the six products of parts down to 2^-16 of the leading one are summed:
+//   activation column groups K + [jR, (j+1)R), j = 0..5: a1, a1, a2, a1, a2, a3   with a = lora_act[m, r] / sx[m]
+//   weight     column groups                           : b1, b2, b1, b3, b2, b1   with b = L_up[n, r] / sw[n]
+// a1b1 + a1b2 + a2b1 + a1b3 + a2b2 + a3b1 = a·b to ≈ 2^-23 relative (the dropped terms are below 2^-24·|a·b|), as
+// accurate as an f32 epilogue. Kt = K + roundUp(6R, 32) (zero columns pad it).
 //
 // | operand | shape                         | dtype | meaning                                                       |
 // | ------- | ----------------------------- | ----- | ------------------------------------------------------------- |
@@ -29,8 +31,11 @@ constexpr int kExpMin = -9;  // p2.ts P2_EXP_MIN
 constexpr int kExpMax = 5;   // p2.ts P2_EXP_MAX
 
 inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
-// Columns of the GEMM: K codes + the branch's 3R columns, padded to the 32-column tile depth of tdpbf16ps.
-inline int64_t kt_of(int64_t K, int64_t R) { return K + round_up(3 * R, 32); }
+// Columns of the GEMM: K codes + the branch's 6R columns, padded to the 32-column tile depth of tdpbf16ps.
+inline int64_t kt_of(int64_t K, int64_t R) { return K + round_up(6 * R, 32); }
+// The bf16 part (0, 1, 2) of a branch value in each of the six column groups (the table above).
+constexpr int kActPart[6] = {0, 0, 1, 0, 1, 2};
+constexpr int kWeightPart[6] = {0, 1, 0, 2, 1, 0};
 // Element (m, 0) of the tiled activation operand; element (m, k) is at aop_row + (k/32)·1024 + k%32.
 inline int64_t aop_row(int64_t m, int64_t Kt) { return (m / 32) * (Kt / 32) * 1024 + ((m / 16) & 1) * 512 + (m % 16) * 32; }
 // The 16-column block nb of the weight operand: its K pair k2 (16 columns × 2) at wop_block + (k2/16)·1024 + (k2%16)·32.

@@ -17,7 +17,7 @@
  * (quantizeActivations + gemmW4A4, fresh arrays), "W4A4 no LR", "f32 GEMM", "W4A16" and "W8A8" (per-token INT8
  * quantization + gemmW8A8). Peers get the same INT4 codes/scales (MatMulNBits, block 64) and INT8 codes
  * (DynamicQuantizeMatMul). "int4p2 layer" = prepareP2Layer(...).forward (pow2 activation quantization of x/λ,
- * rank-32 down-projection, one bf16 GEMM with the branch as 96 extra K columns, bias) on every native path, and
+ * rank-32 down-projection, one bf16 GEMM with the branch as 192 extra K columns, bias) on every native path, and
  * "int4p2 no LR" without the branch; its "of peak" is against tdpbf16ps (amx), vdpbf16ps (avx512) or the ymm FMA
  * (avx2). Every line names the CPU model and the code path.
  */
@@ -295,7 +295,7 @@ for (const [K, N] of KNs) {
     const p2lay = get("int4p2 layer", best);
     const p2Cpu = (getCpu("int4p2 layer", best) / getCpu("int4p2 no LR") - 1) * 100;
     const [p2pk, p2label] = peakFor(peak0, best, "bf16");
-    const p2rate = (M * N * (K + 96)) / (p2lay / 1e3); // the GEMM's MACs: K code columns + 3R = 96 branch columns
+    const p2rate = (M * N * (K + 192)) / (p2lay / 1e3); // the GEMM's MACs: K code columns + 6R = 192 branch columns
     if (only === undefined || only === "p2")
       p2Rows.push(
         `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / p2lay).toFixed(2)}x | ${(ortF32 / p2lay).toFixed(2)}x | ${((p2lay / get("int4p2 no LR") - 1) * 100).toFixed(1)}% (CPU ${p2Cpu.toFixed(1)}%) | ${((p2rate / p2pk) * 100).toFixed(0)}% ${p2label} | ${(lay / p2lay).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("int4p2 layer", p)).toFixed(2)}x`).join(", ")} |`,

@@ -2,7 +2,8 @@
  * The int4p2 W4A4 layer (the opt-in format of @svdquant/int4 p2.ts) prepared once for many calls on the native
  * kernels (kernels/cpu/p2_layer.h). Every 64-group scale of int4p2 is a per-row f32 scale S times 2^e, so each
  * q·2^e is exact in bf16 and the layer is ONE GEMM with f32 sums over all of K and S_x[m]·S_w[n] applied once in
- * the epilogue; the rank-R branch rides in the same GEMM as 3R bf16 hi/lo columns.
+ * the epilogue; the rank-R branch rides in the same GEMM as 6R columns (three bf16 parts of each f32 value, the six
+ * products of parts down to 2^-16: as accurate as an f32 epilogue).
  *
  *   forward(x [M,K]) = GELU?( S_x·S_w · Σ_k Q(x·(1/λ))·Q(W) + (x·L_downᵀ)·L_upᵀ + bias )  →  Y [M,N]
  *
@@ -23,7 +24,7 @@
  * | bias        | [N]      | f32   | optional                                                    |
  *
  * Packed once at prepare (the native operand, see the package README's layout table): `wop` bf16
- * [Np/16][Kt/32][16][16][2] with Np = roundUp(N, 32), Kt = K + roundUp(3R, 32), and `sw` f32 [Np].
+ * [Np/32][Kt/32][2][16][16][2] with Np = roundUp(N, 32), Kt = K + roundUp(6R, 32), and `sw` f32 [Np].
  */
 import { KernelsError } from "./errors.js";
 import { W4A4_GROUP } from "./layout.js";
@@ -151,7 +152,7 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
   if (bias) finite(`${name}.bias`, bias);
   // Copies: later edits of the caller's arrays cannot change the prepared layer.
   const lowRankDown = spec.lowRankDown && Float32Array.from(spec.lowRankDown);
-  const Kt = K + roundUp(3 * R, 32);
+  const Kt = K + roundUp(6 * R, 32); // kernels/cpu/p2_layer.h kt_of
   const wop = new Uint16Array(roundUp(N, 32) * Kt + 32); // + 32: the native packer starts at a 64-byte boundary
   const sw = new Float32Array(roundUp(N, 32));
   const wopOffset = nb.p2PackWeight!({
