@@ -33,7 +33,7 @@ void epilogue_scalar(const GemmArgs& a, int64_t m0, int rows, int64_t n0, int co
   for (int i = 0; i < rows; ++i)
     for (int j = 0; j < cols; ++j) {
       const int64_t n = n0 + j;
-      float v = c[i * ldc + j] * (a.sx[m0 + i] * a.sw[n]) + (a.bias ? a.bias[n] : 0.f);
+      float v = (c[i * ldc + j] * a.sx[m0 + i]) * a.sw[n] + (a.bias ? a.bias[n] : 0.f);  // no sx·sw underflow
       if (a.gelu) v = 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));  // GELU(tanh)
       a.y[(m0 + i) * a.N + n] = v;
     }
@@ -46,8 +46,9 @@ SVDQ_TARGET_AVX512 void epilogue_avx512(const GemmArgs& a, int64_t m0, int rows,
     const __m512 sw = _mm512_maskz_loadu_ps(mk, a.sw + n0 + j);
     const __m512 b = a.bias ? _mm512_maskz_loadu_ps(mk, a.bias + n0 + j) : _mm512_setzero_ps();
     for (int i = 0; i < rows; ++i) {
-      const __m512 s = _mm512_mul_ps(_mm512_set1_ps(a.sx[m0 + i]), sw);
-      __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, c + i * ldc + j), s, b);
+      // (sum·sx)·sw: sx·sw alone can fall below the f32 range for tiny rows where the output does not
+      const __m512 cs = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, c + i * ldc + j), _mm512_set1_ps(a.sx[m0 + i]));
+      __m512 v = _mm512_fmadd_ps(cs, sw, b);
       if (a.gelu) v = gelu512(v);
       _mm512_mask_storeu_ps(a.y + (m0 + i) * a.N + n0 + j, mk, v);
     }

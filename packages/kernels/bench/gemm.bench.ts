@@ -6,8 +6,9 @@
  *   flock /tmp/svdq-bench.lock pnpm --filter @svdquant/kernels bench -- --full  # all M × (K,N) of the issue
  *   ... bench -- --only=f32   # only ORT MatMul f32 and our f32 GEMM;  --only=lr: only the W4A4 layer with and
  *                             # without its low-rank branch (issue 19's f32 and low-rank goals, more rounds fit)
- *   ... bench -- --only=p2    # the int4p2 layer (prepareP2Layer) on every path, with and without its branch,
- *                             # against ORT DynamicQuantizeMatMul, MatMulNBits (acc 4) and MatMul f32
+ *   ... bench -- --only=p2    # the int4p2 layer (prepareP2Layer) with and without its branch on the best path
+ *                             # (every path up to 1e10 MACs) and our INT4 layer, against ORT DynamicQuantizeMatMul,
+ *                             # MatMulNBits (acc 4) and MatMul f32
  *
  * Tasks alternate round by round (each round runs every task once, in a new random order, 50 ms apart), so load
  * spikes of the shared machine and ORT's spinning threads hit all tasks alike; the table reports the median.
@@ -162,7 +163,18 @@ const results: {
   cpu: number;
 }[] = [];
 const ratioRows: string[] = [];
-const p2Rows: string[] = [];
+const p2Stats: {
+  M: number;
+  K: number;
+  N: number;
+  vsInt: number;
+  vsF32: number;
+  lr: number;
+  lrCpu: number;
+  ms: number;
+  vsOurs: number;
+  perPath: string;
+}[] = [];
 const load0 = loadavg();
 const peak0 = peaks();
 console.log(
@@ -268,7 +280,10 @@ for (const [K, N] of KNs) {
         0,
         tasks.length,
         ...tasks.filter(
-          (t) => t.path === "ort" || t.name.startsWith("int4p2") || (t.name === "W4A4 layer" && t.path === best),
+          (t) =>
+            t.path === "ort" ||
+            (t.name.startsWith("int4p2") && (t.path === best || M * N * K <= 1e10)) || // slow paths: small shapes
+            (t.name === "W4A4 layer" && t.path === best),
         ),
       );
     const rounds = Number(process.env.SVDQ_BENCH_ROUNDS) || (M * N * K > 2e10 ? 3 : 5);
@@ -293,13 +308,22 @@ for (const [K, N] of KNs) {
     const ortDq = Math.min(get("ORT DynamicQuantizeMatMul (spin off)"), get("ORT DynamicQuantizeMatMul (spin on)"));
     const lay = get("W4A4 layer", best);
     const p2lay = get("int4p2 layer", best);
-    const p2Cpu = (getCpu("int4p2 layer", best) / getCpu("int4p2 no LR") - 1) * 100;
-    const [p2pk, p2label] = peakFor(peak0, best, "bf16");
-    const p2rate = (M * N * (K + 192)) / (p2lay / 1e3); // the GEMM's MACs: K code columns + 6R = 192 branch columns
     if (only === undefined || only === "p2")
-      p2Rows.push(
-        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / p2lay).toFixed(2)}x | ${(ortF32 / p2lay).toFixed(2)}x | ${((p2lay / get("int4p2 no LR") - 1) * 100).toFixed(1)}% (CPU ${p2Cpu.toFixed(1)}%) | ${((p2rate / p2pk) * 100).toFixed(0)}% ${p2label} | ${(lay / p2lay).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("int4p2 layer", p)).toFixed(2)}x`).join(", ")} |`,
-      );
+      p2Stats.push({
+        M,
+        K,
+        N,
+        vsInt: ortInt / p2lay,
+        vsF32: ortF32 / p2lay,
+        lr: (p2lay / get("int4p2 no LR") - 1) * 100,
+        lrCpu: (getCpu("int4p2 layer", best) / getCpu("int4p2 no LR") - 1) * 100,
+        ms: p2lay,
+        vsOurs: lay / p2lay,
+        perPath: paths
+          .filter((p) => !Number.isNaN(get("int4p2 layer", p)))
+          .map((p) => `${p} ${(ortInt / get("int4p2 layer", p)).toFixed(2)}x`)
+          .join(", "),
+      });
     if (only !== "p2")
       ratioRows.push(
         `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%) | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x (CPU ${f32Cpu.toFixed(2)}x) | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
@@ -327,7 +351,13 @@ console.log(ratioRows.join("\n"));
 console.log(
   "\n| CPU | path | M | K | N | int4p2 layer vs fastest ORT int8/4-bit | vs ORT f32 | low-rank overhead, wall (CPU time) | of peak (GEMM MACs) | vs our INT4 W4A4 layer | per path vs fastest ORT int |\n| - | - | -: | -: | -: | -: | -: | -: | -: | -: | - |",
 );
-console.log(p2Rows.join("\n"));
+const [p2pk, p2label] = peakFor(peakMax, best, "bf16");
+for (const r of p2Stats) {
+  const rate = (r.M * r.N * (r.K + 6 * RANK)) / (r.ms / 1e3); // the GEMM's MACs: K code columns + 6R branch columns
+  console.log(
+    `| ${cpuModel} | ${best} | ${r.M} | ${r.K} | ${r.N} | ${r.vsInt.toFixed(2)}x | ${r.vsF32.toFixed(2)}x | ${r.lr.toFixed(1)}% (CPU ${r.lrCpu.toFixed(1)}%) | ${((rate / p2pk) * 100).toFixed(0)}% ${p2label} | ${r.vsOurs.toFixed(2)}x | ${r.perPath} |`,
+  );
+}
 console.log(
   `\npeak after: f32 FMA ymm ${(peak1[0] / 1e9).toFixed(0)}, zmm ${(peak1[2] / 1e9).toFixed(0)} GFLOP/s; vpmaddubsw ${(peak1[1] / 1e9).toFixed(0)}, vpdpbusd ${(peak1[3] / 1e9).toFixed(0)}, AMX ${(peak1[4] / 1e9).toFixed(0)}, tdpbf16ps ${(peak1[5] / 1e9).toFixed(0)}, vdpbf16ps ${(peak1[6] / 1e9).toFixed(0)} GMAC/s; load ${loadavg()
     .map((v) => v.toFixed(2))

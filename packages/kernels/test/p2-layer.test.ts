@@ -105,7 +105,7 @@ function reference(spec: P2LayerSpec, q: Quantized, x: Float32Array, M: number, 
       }
       const pre = s + lr + (spec.bias?.[n] ?? 0);
       y[m * N + n] = useGelu ? gelu(pre) : pre;
-      tol[m * N + n] = 1e-5 * abs + 1e-6 * labs + 2e-6 * Math.abs(pre) + 1e-30;
+      tol[m * N + n] = 1e-5 * abs + 1e-6 * labs + 2e-6 * Math.abs(pre) + 1e-42; // relative also for the 1e-36 row
     }
   return { y, tol };
 }
