@@ -157,7 +157,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
 
 Napi::Value GemmPath(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
-    static const char* names[] = {"scalar-f32", "avx2-f32", "avx512-bf16", "amx-bf16"};
+    static const char* names[] = {"scalar-f32", "avx2-f32", "avx512-f32", "amx-bf16"};
     return Napi::String::New(env, names[svdq::p2::gemm_path()]);
   });
 }

@@ -1,7 +1,7 @@
 // The int4p2 W4A4 layer on the CPU (act_quant_p2.cc, gemm_p2.cc, gemm_p2_amx.cc): every 64-group scale of an int4p2
 // tensor is a per-row f32 scale S times 2^e (e in [-9, 5], packages/int4/src/p2.ts), so every q·2^e is exact in
 // bf16 and every product of two of them exact in f32. The layer is then ONE GEMM over K with f32 accumulation
-// (AMX-BF16 tdpbf16ps, AVX512_BF16 vdpbf16ps, or f32 FMA on the same bf16 values) and S_x[m]·S_w[n] applied once in
+// (AMX-BF16 tdpbf16ps, or f32 FMA on the same bf16 values) and S_x[m]·S_w[n] applied once in
 // the epilogue. The rank-R low-rank branch rides in the same GEMM as 6R extra K columns: each f32 value is split into
 // three bf16 parts, v = v1 + v2 + v3 exactly (8 + 8 + 8 significant bits; kernels/cuda/p2_fp8.h does the same with
 // two E4M3 parts), and the six products of parts down to 2^-16 of the leading one are summed:
@@ -84,7 +84,7 @@ void gemm(const GemmArgs& a);
 // AMX-BF16 (CPUID.7.0:EDX[22]) on top of the AMX path of common.h (which holds the tile-state grant).
 bool cpu_has_amx_bf16();
 bool cpu_has_avx512_bf16();
-// Paths of this operator: 3 AMX-BF16 tiles, 2 AVX512_BF16 vdpbf16ps, 1 AVX2 f32 FMA, 0 scalar.
+// Paths of this operator: 3 AMX-BF16 tiles, 2 AVX-512 f32 FMA, 1 AVX2 f32 FMA, 0 scalar.
 int gemm_path();
 void gemm_amx(const GemmArgs& a);
 void epilogue_rows(const GemmArgs& a, int64_t m0, int rows, int64_t n0, int cols, const float* c, int64_t ldc);

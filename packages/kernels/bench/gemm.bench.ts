@@ -19,8 +19,7 @@
  * quantization + gemmW8A8). Peers get the same INT4 codes/scales (MatMulNBits, block 64) and INT8 codes
  * (DynamicQuantizeMatMul). "int4p2 layer" = prepareP2Layer(...).forward (pow2 activation quantization of x/λ,
  * rank-32 down-projection, one bf16 GEMM with the branch as 192 extra K columns, bias) on every native path, and
- * "int4p2 no LR" without the branch; its "of peak" is against tdpbf16ps (amx), vdpbf16ps (avx512) or the ymm FMA
- * (avx2). Every line names the CPU model and the code path.
+ * "int4p2 no LR" without the branch; its "of peak" is against tdpbf16ps (amx) or the zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code path.
  */
 import { availableParallelism, cpus, loadavg } from "node:os";
 import * as ort from "onnxruntime-node";
@@ -97,7 +96,7 @@ function peakFor(p: number[], path: NativeIsa | "ort", int: boolean | "bf16"): [
   const isa = path === "ort" ? best : path;
   if (int === "bf16") {
     if (isa === "amx" && p[5] > 0) return [p[5], "tdpbf16ps"];
-    if ((isa === "amx" || isa === "avx512") && p[6] > 0) return [p[6], "vdpbf16ps"];
+    if (isa === "amx" || isa === "avx512") return [p[2] / 2, "fma512"]; // the avx512 path: f32 FMA on widened bf16
     return [p[0] / 2, "fma256"];
   }
   if (int) {

@@ -66,7 +66,7 @@ export interface P2ForwardOptions {
 }
 
 /** The GEMM path the native int4p2 layer takes on the active ISA (backendInfo().isa). */
-export type P2GemmPath = "amx-bf16" | "avx512-bf16" | "avx2-f32" | "scalar-f32";
+export type P2GemmPath = "amx-bf16" | "avx512-f32" | "avx2-f32" | "scalar-f32";
 
 export interface PreparedP2Layer {
   readonly K: number;
