@@ -121,6 +121,55 @@ std::mutex g_mu;
 std::vector<uint16_t> g_aop;
 std::vector<float> g_sx;
 
+// The first 64-byte aligned element of a caller's Uint16Array (the caller adds 32 elements of slack).
+uint16_t* aligned(uint16_t* p) {
+  if (reinterpret_cast<uintptr_t>(p) % 2) throw KernelError("p2: a Uint16Array that is not 2-byte aligned");
+  return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 / 2;
+}
+
+void gemm_args(const Napi::Object& o, svdq::p2::GemmArgs& g, int64_t M, int64_t K, int64_t N, int64_t R) {
+  const int64_t off = num(o, "wopOffset");
+  if (off < 0 || off > 32) throw KernelError("p2: bad wopOffset");
+  g.wop = arr<uint16_t>(o, "wop", wop_len(N, K, R) + off) + off;
+  g.sw = arr<float>(o, "sw", svdq::p2::round_up(N, 32));
+  g.bias = arr<float>(o, "bias", N, true);
+  Napi::Value gl = o.Get("gelu");
+  g.gelu = gl.IsBoolean() && gl.As<Napi::Boolean>().Value();
+  g.y = arr<float>(o, "y", M * N);
+  g.M = M;
+  g.N = N;
+  g.Kt = svdq::p2::kt_of(K, R);
+}
+
+// p2QuantizeOperand: the activation operand of x into the caller's aop (Uint16Array of Mp·Kt + 32 elements, written
+// from its first 64-byte aligned element) and sx [M]; returns quantize()'s status.
+Napi::Value QuantizeOperand(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::p2::QuantArgs q{};
+    common_quant(o, q, 1);
+    const int64_t Kt = svdq::p2::kt_of(q.K, q.R), Mp = svdq::p2::round_up(q.M, 32);
+    q.aop = aligned(arr<uint16_t>(o, "aop", Mp * Kt + 32));
+    q.sx = arr<float>(o, "sx", q.M);
+    return Napi::Number::New(env, static_cast<double>(svdq::p2::quantize(q)));
+  });
+}
+
+// p2Gemm: y [M,N] from an operand of p2QuantizeOperand (the same aop array) and a packed weight.
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    const int64_t M = num(o, "M"), K = num(o, "K"), N = num(o, "N"), R = num(o, "R");
+    dims(M, K, N, R, "p2Gemm");
+    svdq::p2::GemmArgs g{};
+    gemm_args(o, g, M, K, N, R);
+    g.aop = aligned(arr<uint16_t>(o, "aop", svdq::p2::round_up(M, 32) * g.Kt + 32));
+    g.sx = arr<float>(o, "sx", M);
+    svdq::p2::gemm(g);
+    return env.Undefined();
+  });
+}
+
 // p2Forward: quantize + GEMM into y [M,N]; returns quantize()'s status (y is not written unless it is −1).
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
@@ -129,18 +178,8 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     const int64_t N = num(o, "N");
     common_quant(o, q, N);
     const int64_t Kt = svdq::p2::kt_of(q.K, q.R), Mp = svdq::p2::round_up(q.M, 32);
-    const int64_t off = num(o, "wopOffset");
-    if (off < 0 || off > 32) throw KernelError("p2Forward: bad wopOffset");
     svdq::p2::GemmArgs g{};
-    g.wop = arr<uint16_t>(o, "wop", wop_len(N, q.K, q.R) + off) + off;
-    g.sw = arr<float>(o, "sw", svdq::p2::round_up(N, 32));
-    g.bias = arr<float>(o, "bias", N, true);
-    Napi::Value gl = o.Get("gelu");
-    g.gelu = gl.IsBoolean() && gl.As<Napi::Boolean>().Value();
-    g.y = arr<float>(o, "y", q.M * N);
-    g.M = q.M;
-    g.N = N;
-    g.Kt = Kt;
+    gemm_args(o, g, q.M, q.K, N, q.R);
     std::lock_guard<std::mutex> lock(g_mu);
     if (static_cast<int64_t>(g_aop.size()) < Mp * Kt + 32) g_aop.resize(Mp * Kt + 32);
     if (static_cast<int64_t>(g_sx.size()) < q.M) g_sx.resize(q.M);
@@ -176,6 +215,8 @@ void register_p2(Napi::Env env, Napi::Object exports) {
   exports.Set("p2PackWeight", Napi::Function::New(env, PackWeight));
   exports.Set("p2Quantize", Napi::Function::New(env, Quantize));
   exports.Set("p2Forward", Napi::Function::New(env, Forward));
+  exports.Set("p2QuantizeOperand", Napi::Function::New(env, QuantizeOperand));
+  exports.Set("p2Gemm", Napi::Function::New(env, Gemm));
   exports.Set("p2GemmPath", Napi::Function::New(env, GemmPath));
   exports.Set("peakBf16", Napi::Function::New(env, PeakBf16));
 }

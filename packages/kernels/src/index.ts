@@ -58,6 +58,7 @@ export {
   type P2ForwardOptions,
   type P2GemmPath,
   type P2LayerSpec,
+  type P2Operand,
   type PreparedP2Layer,
   p2GemmPath,
   prepareP2Layer,

@@ -39,6 +39,8 @@ export interface NativeBinding {
   p2PackWeight?(a: object): number;
   p2Quantize?(a: object): number;
   p2Forward?(a: object): number;
+  p2QuantizeOperand?(a: object): number;
+  p2Gemm?(a: object): void;
   p2GemmPath?(): string;
   /** bf16 peaks: kind 0 AMX tdpbf16ps, 1 vdpbf16ps zmm (multiply-adds per second). */
   peakBf16?(a: { kind: number; iters: number }): number;

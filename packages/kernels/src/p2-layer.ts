@@ -58,6 +58,23 @@ export interface P2Activations {
   readonly loraAct: Float32Array | null;
 }
 
+/**
+ * A quantized activation operand (`quantizeOperand`): the bf16 GEMM operand of x [M, K] with its branch columns and
+ * row scales, reusable by every layer prepared with the same `smooth` and `lowRankDown` arrays (the members of one
+ * fused unit, e.g. q/k/v) — one quantization for all of them. Opaque; owns its buffers.
+ */
+export interface P2Operand {
+  readonly kind: "p2-operand";
+  readonly M: number;
+  readonly K: number;
+  readonly R: number;
+  /** The arrays the quantizing layer was prepared with (identity decides who may use the operand). */
+  readonly smooth: Float32Array | undefined;
+  readonly lowRankDown: Float32Array | undefined;
+  readonly aop: Uint16Array;
+  readonly sx: Float32Array;
+}
+
 export interface P2ForwardOptions {
   /** Apply GELU(tanh) to the output (in the GEMM epilogue). */
   gelu?: boolean;
@@ -78,6 +95,10 @@ export interface PreparedP2Layer {
   forward(x: Float32Array, M: number, opts?: P2ForwardOptions): Float32Array;
   /** The activation quantization alone, into new arrays. */
   quantize(x: Float32Array, M: number): P2Activations;
+  /** x quantized into a GEMM operand that layers prepared with the same smooth / lowRankDown arrays can share. */
+  quantizeOperand(x: Float32Array, M: number): P2Operand;
+  /** Y [M,N] from an operand of quantizeOperand (equal to forward(x, M) of its x). */
+  forwardOperand(op: P2Operand, opts?: P2ForwardOptions): Float32Array;
 }
 
 /** The int4p2 exponent window (p2.ts P2_EXP_MIN / P2_EXP_MAX). */
@@ -155,7 +176,8 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
   const Kt = K + roundUp(6 * R, 32); // kernels/cpu/p2_layer.h kt_of
   const wop = new Uint16Array(roundUp(N, 32) * Kt + 32); // + 32: the native packer starts at a 64-byte boundary
   const sw = new Float32Array(roundUp(N, 32));
-  const wopOffset = nb.p2PackWeight!({
+  const gemmArgs = { K, N, R, wop, wopOffset: 0, sw, bias };
+  gemmArgs.wopOffset = nb.p2PackWeight!({
     N,
     K,
     R,
@@ -202,15 +224,9 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
         nb.p2Forward!({
           x,
           M,
-          K,
-          N,
-          R,
           invSmooth,
           lowRankDown,
-          wop,
-          wopOffset,
-          sw,
-          bias,
+          ...gemmArgs,
           gelu: !!opts.gelu,
           y,
         }),
@@ -232,6 +248,40 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
         if (st !== -1) fail(st, x, M);
       }
       return { M, K, R, ...out };
+    },
+    quantizeOperand(x, M) {
+      dim("M", M, true);
+      tensor(`${name}.x`, x, Float32Array, [M, K]);
+      const op: P2Operand = {
+        kind: "p2-operand",
+        M,
+        K,
+        R,
+        smooth: spec.smooth,
+        lowRankDown: spec.lowRankDown,
+        aop: new Uint16Array(roundUp(M, 32) * Kt + 32), // + 32: the native side starts at a 64-byte boundary
+        sx: new Float32Array(M),
+      };
+      if (M > 0) {
+        const st = call(() => nb.p2QuantizeOperand!({ x, M, K, R, invSmooth, lowRankDown, aop: op.aop, sx: op.sx }));
+        if (st !== -1) fail(st, x, M);
+      }
+      return op;
+    },
+    forwardOperand(op, opts = {}) {
+      if (op?.kind !== "p2-operand" || op.K !== K || op.R !== R)
+        throw new KernelsError("E_ARGUMENT", `expected a P2Operand of K = ${K}, R = ${R}`, { tensor: `${name}.x` });
+      if (op.smooth !== spec.smooth || op.lowRankDown !== spec.lowRankDown)
+        throw new KernelsError(
+          "E_ARGUMENT",
+          "the operand was quantized by a layer prepared with other smooth / lowRankDown arrays",
+          { tensor: `${name}.x` },
+        );
+      const { M } = op;
+      const y = opts.out ?? new Float32Array(M * N);
+      if (opts.out) tensor(`${name}.out`, opts.out, Float32Array, [M, N]);
+      if (M > 0) call(() => nb.p2Gemm!({ M, ...gemmArgs, aop: op.aop, sx: op.sx, gelu: !!opts.gelu, y }));
+      return y;
     },
   };
 }

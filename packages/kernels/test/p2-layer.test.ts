@@ -256,6 +256,21 @@ else {
     });
   }
 
+  it("layers prepared with the same λ and L_down share one quantized operand (the members of a fused unit)", () => {
+    const r = rng(21);
+    const c: Case = { M: 19, N: 40, K: 192, R: 8, bias: true, smooth: true };
+    const a = makeLayer(r, c).spec;
+    const b = makeLayer(r, { ...c, N: 24 }).spec;
+    const la = prepareP2Layer(a);
+    const lb = prepareP2Layer({ ...b, smooth: a.smooth, lowRankDown: a.lowRankDown });
+    const x = makeX(r, c.M, c.K);
+    const op = la.quantizeOperand(x, c.M);
+    expect(firstDiff(la.forwardOperand(op), la.forward(x, c.M))).toBe(-1);
+    expect(firstDiff(lb.forwardOperand(op, { gelu: true }), lb.forward(x, c.M, { gelu: true }))).toBe(-1);
+    const other = prepareP2Layer(b); // its own λ and L_down
+    expect(() => other.forwardOperand(op)).toThrowError(/other smooth \/ lowRankDown/);
+  });
+
   describe("int4p2 layer: bad input is one typed error naming the tensor", () => {
     const r = rng(3);
     const c: Case = { M: 3, N: 8, K: 128, R: 4, bias: true, smooth: true };

@@ -26,6 +26,7 @@ import {
   gemmW4A4,
   gemmW4A16,
   KernelsError,
+  type P2Operand,
   type PackedW4A4,
   type PackedW4A16,
   type PreparedP2Layer,
@@ -127,7 +128,8 @@ export class W4A4KernelLinear implements LinearLayer {
  * (prepareP2Layer), packed once at load. A call quantizes v = x · f32(1/λ) natively (int4p2 "pow2", the codes of
  * @svdquant/int4's quantizer), computes the branch x · L_downᵀ, and runs ONE bf16 GEMM (AMX-BF16 tiles where the
  * CPU has them) of [Q(v) | branch in 3 bf16 parts] with [Q(residual) | L_up in 3 bf16 parts], f32 sums over all of K, S_x·S_w and the
- * bias (and GELU) in its epilogue. Members of one unit share the padded input; each quantizes it itself.
+ * bias (and GELU) in its epilogue. Members of one unit (same λ and L_down arrays) share one quantized operand:
+ * `prepareInput` quantizes, `forwardPrepared` runs the GEMM.
  */
 export class P2KernelLinear implements LinearLayer {
   readonly kind = "w4a4-int4p2";
@@ -174,14 +176,14 @@ export class P2KernelLinear implements LinearLayer {
   get outFeatures(): number {
     return this.layer.N;
   }
-  prepareInput(x: Float32Array, m: number): Float32Array {
-    return padCols(x, m, this.inFeatures, this.kp);
+  prepareInput(x: Float32Array, m: number): P2Operand {
+    return this.layer.quantizeOperand(padCols(x, m, this.inFeatures, this.kp), m);
   }
-  forwardPrepared(prepared: unknown, m: number): Float32Array {
-    return this.layer.forward(prepared as Float32Array, m);
+  forwardPrepared(prepared: unknown, _m: number): Float32Array {
+    return this.layer.forwardOperand(prepared as P2Operand);
   }
-  forwardPreparedGelu(prepared: unknown, m: number): Float32Array {
-    return this.layer.forward(prepared as Float32Array, m, { gelu: true });
+  forwardPreparedGelu(prepared: unknown, _m: number): Float32Array {
+    return this.layer.forwardOperand(prepared as P2Operand, { gelu: true });
   }
   forward(x: Float32Array, m: number): Float32Array {
     checkInput(this, x, m);
