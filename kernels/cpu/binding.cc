@@ -9,10 +9,6 @@
 
 #include "common.h"
 
-namespace svdq {
-void register_p2(Napi::Env env, Napi::Object exports);  // binding_p2.cc (int4p2 layer)
-}
-
 namespace {
 
 using svdq::KernelError;
@@ -285,6 +281,7 @@ namespace svdq {
 double peak_ops(int kind, int64_t iters);
 void register_residual_quant(Napi::Env env, Napi::Object exports);  // residual_quant.cc
 void register_cholqr_f64(Napi::Env env, Napi::Object exports);      // cholqr_f64.cc
+void register_p2(Napi::Env env, Napi::Object exports);              // binding_p2.cc (the int4p2 layer)
 }
 namespace {
 
@@ -336,7 +333,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionF32", Napi::Function::New(env, AttentionF32));
   exports.Set("gelu", Napi::Function::New(env, Gelu));
   exports.Set("peak", Napi::Function::New(env, Peak));
-  svdq::register_p2(env, exports);
   exports.Set("choleskyF64", Napi::Function::New(env, CholeskyF64));
   exports.Set("congruenceF64", Napi::Function::New(env, CongruenceF64));
   exports.Set("pivotedCholeskyF64", Napi::Function::New(env, PivotedCholeskyF64));
@@ -349,6 +345,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supportedIsas", Napi::Function::New(env, SupportedIsas));
   svdq::register_residual_quant(env, exports);
   svdq::register_cholqr_f64(env, exports);
+  svdq::register_p2(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }
