@@ -283,6 +283,7 @@ void register_residual_quant(Napi::Env env, Napi::Object exports);  // residual_
 void register_cholqr_f64(Napi::Env env, Napi::Object exports);      // cholqr_f64.cc
 void register_gemm_f32_split(Napi::Env env, Napi::Object exports);  // gemm_f32_split_napi.cc
 void register_norm_f32(Napi::Env env, Napi::Object exports);        // norm_f32.cc
+void register_p2(Napi::Env env, Napi::Object exports);              // binding_p2.cc (the int4p2 layer)
 }
 namespace {
 
@@ -348,6 +349,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   svdq::register_cholqr_f64(env, exports);
   svdq::register_gemm_f32_split(env, exports);
   svdq::register_norm_f32(env, exports);
+  svdq::register_p2(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }

@@ -223,7 +223,7 @@ Napi::Value RmsNormRope(const Napi::CallbackInfo& info) {
     a.w = f32s<const float>(o, who, "weight", a.Dh);
     a.cos = f32s<const float>(o, who, "cos", (a.row0 + a.S) * a.Dh);
     a.sin = f32s<const float>(o, who, "sin", (a.row0 + a.S) * a.Dh);
-    if (a.B * a.S) rms_norm_rope(a);
+    if (a.B * a.S > 0) rms_norm_rope(a);
   });
 }
 

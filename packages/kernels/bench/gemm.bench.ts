@@ -6,6 +6,9 @@
  *   flock /tmp/svdq-bench.lock pnpm --filter @svdquant/kernels bench -- --full  # all M × (K,N) of the issue
  *   ... bench -- --only=f32   # only ORT MatMul f32 and our f32 GEMM;  --only=lr: only the W4A4 layer with and
  *                             # without its low-rank branch (issue 19's f32 and low-rank goals, more rounds fit)
+ *   ... bench -- --only=p2    # the int4p2 layer (prepareP2Layer) with and without its branch on the best path
+ *                             # (every path up to 1e10 MACs) and our INT4 layer, against ORT DynamicQuantizeMatMul,
+ *                             # MatMulNBits (acc 4) and MatMul f32
  *
  * Tasks alternate round by round (each round runs every task once, in a new random order, 50 ms apart), so load
  * spikes of the shared machine and ORT's spinning threads hit all tasks alike; the table reports the median.
@@ -14,7 +17,9 @@
  * up + bias, reused buffers) on every native path the CPU has; on the best path also "W4A4 2 calls"
  * (quantizeActivations + gemmW4A4, fresh arrays), "W4A4 no LR", "f32 GEMM", "W4A16" and "W8A8" (per-token INT8
  * quantization + gemmW8A8). Peers get the same INT4 codes/scales (MatMulNBits, block 64) and INT8 codes
- * (DynamicQuantizeMatMul). Every line names the CPU model and the code path.
+ * (DynamicQuantizeMatMul). "int4p2 layer" = prepareP2Layer(...).forward (pow2 activation quantization of x/λ,
+ * rank-32 down-projection, one bf16 GEMM with the branch as 192 extra K columns, bias) on every native path, and
+ * "int4p2 no LR" without the branch; its "of peak" is against tdpbf16ps (amx) or the zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code path.
  */
 import { availableParallelism, cpus, loadavg } from "node:os";
 import * as ort from "onnxruntime-node";
@@ -29,6 +34,7 @@ import {
   packW4A4,
   packW4A16,
   packW8A8,
+  prepareP2Layer,
   prepareW4A4Layer,
   quantizeActivations,
   quantizeActivationsInt8,
@@ -40,7 +46,8 @@ import { dynamicQuantizeMatMulModel, matmulModel, matmulNBitsModel } from "./onn
 
 const full = process.argv.includes("--full") || process.env.SVDQ_BENCH_FULL === "1";
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
-if (only !== undefined && only !== "f32" && only !== "lr") throw new Error(`--only=${only}: expected f32 or lr`);
+if (only !== undefined && only !== "f32" && only !== "lr" && only !== "p2")
+  throw new Error(`--only=${only}: expected f32, lr or p2`);
 const threads = Number(process.env.SVDQ_KERNELS_THREADS) || availableParallelism();
 const RANK = 32; // SVDQuant §5: rank-32 low-rank branch
 const Ms = full ? [256, 1024, 4096] : [256, 1024];
@@ -67,17 +74,31 @@ const rand = () => {
 const f32 = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * s);
 
 // Instruction peaks (best of 3, all pool threads): kind 0 f32 FMA ymm, 1 int8 vpmaddubsw ymm, 2 f32 FMA zmm,
-// 3 int8 vpdpbusd zmm, 4 AMX tdpbssd (kernels/cpu/peak.cc). Units: f32 FLOP/s or int8 MAC/s.
+// 3 int8 vpdpbusd zmm, 4 AMX tdpbssd (kernels/cpu/peak.cc); 5 AMX tdpbf16ps, 6 vdpbf16ps zmm (peak_bf16.cc,
+// where the CPU has them). Units: f32 FLOP/s, int8 or bf16 MAC/s.
 function peaks(): number[] {
   const nb = native()!;
   const kinds = [0, 1, ...(info.supportedIsas.includes("avx512") ? [2, 3] : []), ...(paths.includes("amx") ? [4] : [])];
-  const out = [0, 0, 0, 0, 0];
+  const out = [0, 0, 0, 0, 0, 0, 0];
   for (const k of kinds) for (let i = 0; i < 3; i++) out[k] = Math.max(out[k], nb.peak({ kind: k, iters: 2e7 }));
+  for (const [k, kind] of [
+    [5, 0],
+    [6, 1],
+  ] as const)
+    for (let i = 0; i < 3; i++)
+      try {
+        out[k] = Math.max(out[k], nb.peakBf16?.({ kind, iters: 2e7 }) ?? 0);
+      } catch {} // this CPU lacks the instruction: the path does not use it either
   return out;
 }
-/** Peak MAC/s and its label for a task: integer or f32 work on a path ("ort": the best this CPU has). */
-function peakFor(p: number[], path: NativeIsa | "ort", int: boolean): [number, string] {
+/** Peak MAC/s and its label for a task: integer, bf16 or f32 work on a path ("ort": the best this CPU has). */
+function peakFor(p: number[], path: NativeIsa | "ort", int: boolean | "bf16"): [number, string] {
   const isa = path === "ort" ? best : path;
+  if (int === "bf16") {
+    if (isa === "amx" && p[5] > 0) return [p[5], "tdpbf16ps"];
+    if (isa === "amx" || isa === "avx512") return [p[2] / 2, "fma512"]; // the avx512 path: f32 FMA on widened bf16
+    return [p[0] / 2, "fma256"];
+  }
   if (int) {
     if (isa === "amx") return [p[4], "amx"];
     if (isa === "avx512") return [p[3], "vpdpbusd"];
@@ -90,7 +111,7 @@ function peakFor(p: number[], path: NativeIsa | "ort", int: boolean): [number, s
 interface Task {
   name: string;
   path: NativeIsa | "ort";
-  int: boolean;
+  int: boolean | "bf16";
   run: () => unknown;
 }
 
@@ -132,7 +153,7 @@ async function timeRounds(tasks: Task[], rounds: number): Promise<{ wall: number
 
 const results: {
   path: NativeIsa | "ort";
-  int: boolean;
+  int: boolean | "bf16";
   M: number;
   K: number;
   N: number;
@@ -141,13 +162,25 @@ const results: {
   cpu: number;
 }[] = [];
 const ratioRows: string[] = [];
+const p2Stats: {
+  M: number;
+  K: number;
+  N: number;
+  vsInt: number;
+  vsF32: number;
+  lr: number;
+  lrCpu: number;
+  ms: number;
+  vsOurs: number;
+  perPath: string;
+}[] = [];
 const load0 = loadavg();
 const peak0 = peaks();
 console.log(
   `machine: ${cpuModel} × ${cpus().length}, threads ${threads}, paths ${info.supportedIsas.join("/")} (best ${best}), load ${load0.map((v) => v.toFixed(2)).join(" ")}`,
 );
 console.log(
-  `peak: f32 FMA ymm ${(peak0[0] / 1e9).toFixed(0)} GFLOP/s, zmm ${(peak0[2] / 1e9).toFixed(0)} GFLOP/s; int8 vpmaddubsw ${(peak0[1] / 1e9).toFixed(0)}, vpdpbusd ${(peak0[3] / 1e9).toFixed(0)}, AMX tdpbssd ${(peak0[4] / 1e9).toFixed(0)} GMAC/s`,
+  `peak: f32 FMA ymm ${(peak0[0] / 1e9).toFixed(0)} GFLOP/s, zmm ${(peak0[2] / 1e9).toFixed(0)} GFLOP/s; int8 vpmaddubsw ${(peak0[1] / 1e9).toFixed(0)}, vpdpbusd ${(peak0[3] / 1e9).toFixed(0)}, AMX tdpbssd ${(peak0[4] / 1e9).toFixed(0)} GMAC/s; bf16 AMX tdpbf16ps ${(peak0[5] / 1e9).toFixed(0)}, vdpbf16ps ${(peak0[6] / 1e9).toFixed(0)} GMAC/s`,
 );
 
 const ortOpts = (spin: boolean) => ({
@@ -172,6 +205,19 @@ for (const [K, N] of KNs) {
   const layer = prepareW4A4Layer({ weight: pW4, smooth, lowRankDown: ldown });
   const layerNoLR = prepareW4A4Layer({ weight: pW4noLR, smooth });
   const pF32 = packF32(wf, N, K, { bias });
+  // int4p2 weights: the same random codes, group exponents in [−4, 5] and per-row scales (the GEMM's cost does
+  // not depend on the values)
+  const p2w = {
+    N,
+    K,
+    codes,
+    exponents: Int8Array.from({ length: (N * K) / 64 }, () => Math.floor(rand() * 10) - 4),
+    rowScales: Float32Array.from({ length: N }, () => 0.0005 + rand() * 0.001),
+    smooth,
+    bias,
+  };
+  const p2 = prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup });
+  const p2noLR = prepareP2Layer(p2w);
   const pW4A16 = packW4A16({ codes, scales }, N, K, { format: "int4", groupSize: 64, bias });
   const pW8 = packW8A8({ codes: codes8, scales: scales8 }, N, K, { bias });
   const models: Record<string, Uint8Array> =
@@ -179,12 +225,18 @@ for (const [K, N] of KNs) {
       ? {}
       : only === "f32"
         ? { "MatMul f32": matmulModel(wf, N, K) }
-        : {
-            "MatMul f32": matmulModel(wf, N, K),
-            "MatMulNBits acc0": matmulNBitsModel(codes, scales, N, K, 64, 0),
-            "MatMulNBits acc4": matmulNBitsModel(codes, scales, N, K, 64, 4),
-            DynamicQuantizeMatMul: dynamicQuantizeMatMulModel(codes8, scales8, N, K),
-          };
+        : only === "p2"
+          ? {
+              "MatMul f32": matmulModel(wf, N, K),
+              "MatMulNBits acc4": matmulNBitsModel(codes, scales, N, K, 64, 4),
+              DynamicQuantizeMatMul: dynamicQuantizeMatMulModel(codes8, scales8, N, K),
+            }
+          : {
+              "MatMul f32": matmulModel(wf, N, K),
+              "MatMulNBits acc0": matmulNBitsModel(codes, scales, N, K, 64, 0),
+              "MatMulNBits acc4": matmulNBitsModel(codes, scales, N, K, 64, 4),
+              DynamicQuantizeMatMul: dynamicQuantizeMatMulModel(codes8, scales8, N, K),
+            };
   const sessions: [string, ort.InferenceSession][] = [];
   for (const spin of [false, true])
     for (const [name, m] of Object.entries(models))
@@ -203,6 +255,8 @@ for (const [K, N] of KNs) {
         }),
       ),
       ...paths.map((p): Task => ({ name: "W4A4 layer", path: p, int: true, run: () => layer.forward(x, M, { out }) })),
+      ...paths.map((p): Task => ({ name: "int4p2 layer", path: p, int: "bf16", run: () => p2.forward(x, M, { out }) })),
+      { name: "int4p2 no LR", path: best, int: "bf16", run: () => p2noLR.forward(x, M, { out }) },
       { name: "W4A4 layer no LR", path: best, int: true, run: () => layerNoLR.forward(x, M, { out }) },
       {
         name: "W4A4 2 calls",
@@ -220,6 +274,17 @@ for (const [K, N] of KNs) {
     if (only === "f32") tasks.splice(0, tasks.length, ...tasks.filter((t) => t.name.includes("f32")));
     if (only === "lr")
       tasks.splice(0, tasks.length, ...tasks.filter((t) => t.name.startsWith("W4A4 layer") && t.path === best));
+    if (only === "p2")
+      tasks.splice(
+        0,
+        tasks.length,
+        ...tasks.filter(
+          (t) =>
+            t.path === "ort" ||
+            (t.name.startsWith("int4p2") && (t.path === best || M * N * K <= 1e10)) || // slow paths: small shapes
+            (t.name === "W4A4 layer" && t.path === best),
+        ),
+      );
     const rounds = Number(process.env.SVDQ_BENCH_ROUNDS) || (M * N * K > 2e10 ? 3 : 5);
     const { wall: ms, cpu } = await timeRounds(tasks, rounds);
     const get = (name: string, path?: string) => {
@@ -241,9 +306,27 @@ for (const [K, N] of KNs) {
     );
     const ortDq = Math.min(get("ORT DynamicQuantizeMatMul (spin off)"), get("ORT DynamicQuantizeMatMul (spin on)"));
     const lay = get("W4A4 layer", best);
-    ratioRows.push(
-      `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%) | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x (CPU ${f32Cpu.toFixed(2)}x) | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
-    );
+    const p2lay = get("int4p2 layer", best);
+    if (only === undefined || only === "p2")
+      p2Stats.push({
+        M,
+        K,
+        N,
+        vsInt: ortInt / p2lay,
+        vsF32: ortF32 / p2lay,
+        lr: (p2lay / get("int4p2 no LR") - 1) * 100,
+        lrCpu: (getCpu("int4p2 layer", best) / getCpu("int4p2 no LR") - 1) * 100,
+        ms: p2lay,
+        vsOurs: lay / p2lay,
+        perPath: paths
+          .filter((p) => !Number.isNaN(get("int4p2 layer", p)))
+          .map((p) => `${p} ${(ortInt / get("int4p2 layer", p)).toFixed(2)}x`)
+          .join(", "),
+      });
+    if (only !== "p2")
+      ratioRows.push(
+        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%) | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x (CPU ${f32Cpu.toFixed(2)}x) | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
+      );
     console.log(`done M=${M} K=${K} N=${N}`);
   }
   for (const [, s] of sessions) await s.release();
@@ -265,7 +348,17 @@ console.log(
 );
 console.log(ratioRows.join("\n"));
 console.log(
-  `\npeak after: f32 FMA ymm ${(peak1[0] / 1e9).toFixed(0)}, zmm ${(peak1[2] / 1e9).toFixed(0)} GFLOP/s; vpmaddubsw ${(peak1[1] / 1e9).toFixed(0)}, vpdpbusd ${(peak1[3] / 1e9).toFixed(0)}, AMX ${(peak1[4] / 1e9).toFixed(0)} GMAC/s; load ${loadavg()
+  "\n| CPU | path | M | K | N | int4p2 layer vs fastest ORT int8/4-bit | vs ORT f32 | low-rank overhead, wall (CPU time) | of peak (GEMM MACs) | vs our INT4 W4A4 layer | per path vs fastest ORT int |\n| - | - | -: | -: | -: | -: | -: | -: | -: | -: | - |",
+);
+const [p2pk, p2label] = peakFor(peakMax, best, "bf16");
+for (const r of p2Stats) {
+  const rate = (r.M * r.N * (r.K + 6 * RANK)) / (r.ms / 1e3); // the GEMM's MACs: K code columns + 6R branch columns
+  console.log(
+    `| ${cpuModel} | ${best} | ${r.M} | ${r.K} | ${r.N} | ${r.vsInt.toFixed(2)}x | ${r.vsF32.toFixed(2)}x | ${r.lr.toFixed(1)}% (CPU ${r.lrCpu.toFixed(1)}%) | ${((rate / p2pk) * 100).toFixed(0)}% ${p2label} | ${r.vsOurs.toFixed(2)}x | ${r.perPath} |`,
+  );
+}
+console.log(
+  `\npeak after: f32 FMA ymm ${(peak1[0] / 1e9).toFixed(0)}, zmm ${(peak1[2] / 1e9).toFixed(0)} GFLOP/s; vpmaddubsw ${(peak1[1] / 1e9).toFixed(0)}, vpdpbusd ${(peak1[3] / 1e9).toFixed(0)}, AMX ${(peak1[4] / 1e9).toFixed(0)}, tdpbf16ps ${(peak1[5] / 1e9).toFixed(0)}, vdpbf16ps ${(peak1[6] / 1e9).toFixed(0)} GMAC/s; load ${loadavg()
     .map((v) => v.toFixed(2))
     .join(" ")}`,
 );

@@ -59,6 +59,16 @@ export {
   setIsa,
   setThreads,
 } from "./ops.js";
+export {
+  type P2Activations,
+  type P2ForwardOptions,
+  type P2GemmPath,
+  type P2LayerSpec,
+  type P2Operand,
+  type PreparedP2Layer,
+  p2GemmPath,
+  prepareP2Layer,
+} from "./p2-layer.js";
 export * as reference from "./reference.js";
 export {
   emptyPackedF32,

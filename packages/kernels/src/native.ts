@@ -42,6 +42,15 @@ export interface NativeBinding {
   /** The normalizations of norm_f32.cc; absent from older addons. */
   layerNormModulateF32?(a: object): void;
   rmsNormRopeHeadsF32?(a: object): void;
+  /** The int4p2 layer (binding_p2.cc, p2-layer.ts); absent from addons built before it. */
+  p2PackWeight?(a: object): number;
+  p2Quantize?(a: object): number;
+  p2Forward?(a: object): number;
+  p2QuantizeOperand?(a: object): number;
+  p2Gemm?(a: object): void;
+  p2GemmPath?(): string;
+  /** bf16 peaks: kind 0 AMX tdpbf16ps, 1 vdpbf16ps zmm (multiply-adds per second). */
+  peakBf16?(a: { kind: number; iters: number }): number;
   setThreads(n: number): number;
   getThreads(): number;
   setIsa(mode: number): void;

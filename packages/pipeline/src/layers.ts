@@ -3,8 +3,8 @@
  * - "kernels": @svdquant/kernels' fused CPU kernels, packed once at build (activation quantize + L_down in one
  *   pass, W4A4 GEMM + L_up + bias epilogue; W4A16 GEMM);
  * - "reference": float64 fake-quant arithmetic on the same parameters (the oracle the kernels are tested against).
- * int4p2 layers (the opt-in Hopper format) run their "kernels" backend as P2KernelLinear: the layer's FP8-GEMM
- * identity on the native f32 GEMM (codes·scales are exact in float32).
+ * int4p2 layers (the opt-in Hopper format) run their "kernels" backend as P2KernelLinear: the kernels' prepared
+ * int4p2 layer, one bf16 GEMM per call (every q·2^e is exact in bf16).
  *
  * | tensor         | shape        | notes                                                       |
  * | -------------- | ------------ | ----------------------------------------------------------- |
@@ -23,15 +23,17 @@ import {
   type W4A16Quantized,
 } from "@svdquant/int4";
 import {
-  f32GemmBackend,
   gemmW4A4,
   gemmW4A16,
+  KernelsError,
+  type P2Operand,
   type PackedW4A4,
   type PackedW4A16,
-  type PreparedF32Gemm,
+  type PreparedP2Layer,
   type PreparedW4A4Layer,
   packW4A4,
   packW4A16,
+  prepareP2Layer,
   prepareW4A4Layer,
   type QuantizedActivations,
 } from "@svdquant/kernels";
@@ -122,20 +124,18 @@ export class W4A4KernelLinear implements LinearLayer {
 }
 
 /**
- * One member (rows [r0, r1)) of an int4p2 unit on the CPU, computed the way the GPU's FP8 path does:
- * v = x · f32(1/λ) in float32 (the engine's activation kernel), int4p2 "pow2" quantization of v, the branch
- * x · L_downᵀ, then one GEMM of [Q(v) | x·L_downᵀ] [M, K + R] with [dequant(residual) | L_up] [N, K + R] (every
- * dequantized weight S_w·q·2^e is exact in float32) + bias on @svdquant/kernels' native f32 GEMM.
+ * One member (rows [r0, r1)) of an int4p2 unit on the CPU: @svdquant/kernels' prepared int4p2 layer
+ * (prepareP2Layer), packed once at load. A call quantizes v = x · f32(1/λ) natively (int4p2 "pow2", the codes of
+ * @svdquant/int4's quantizer), computes the branch x · L_downᵀ, and runs ONE bf16 GEMM (AMX-BF16 tiles where the
+ * CPU has them) of [Q(v) | branch in 3 bf16 parts] with [Q(residual) | L_up in 3 bf16 parts], f32 sums over all of K, S_x·S_w and the
+ * bias (and GELU) in its epilogue. Members of one unit (same λ and L_down arrays) share one quantized operand:
+ * `prepareInput` quantizes, `forwardPrepared` runs the GEMM.
  */
 export class P2KernelLinear implements LinearLayer {
   readonly kind = "w4a4-int4p2";
   readonly inputKey: string;
   private readonly kp: number;
-  private readonly n: number;
-  private readonly rank: number;
-  private readonly invSmooth: Float32Array;
-  private readonly gemm: PreparedF32Gemm;
-  private readonly down: PreparedF32Gemm | undefined;
+  private readonly layer: PreparedP2Layer;
 
   constructor(
     readonly name: string,
@@ -145,62 +145,45 @@ export class P2KernelLinear implements LinearLayer {
     readonly inFeatures: number,
   ) {
     const q = rec.residual;
-    if (q.spec.format !== "int4p2")
+    if (q.spec.format !== "int4p2" || q.rowScales === undefined || q.exponents === undefined)
       throw new PipelineError("E_UNSUPPORTED", `P2KernelLinear runs int4p2 layers, not ${q.spec.format}`, name);
-    let backend: ReturnType<typeof f32GemmBackend>;
-    try {
-      backend = f32GemmBackend();
-    } catch (e) {
-      throw new PipelineError(
-        "E_UNSUPPORTED",
-        `int4p2 on the CPU needs the native f32 GEMM (${(e as Error).message}); load with backend "reference"`,
-        name,
-        { cause: e },
-      );
-    }
     this.kp = q.cols;
-    this.n = r1 - r0;
-    this.rank = rec.rank;
     this.inputKey = rec.name ?? name;
-    const kx = this.kp + this.rank;
-    const w = rowsOf(dequantize(q), this.kp, r0, r1);
-    const wx = new Float32Array(this.n * kx);
-    for (let o = 0; o < this.n; o++) {
-      wx.set(w.subarray(o * this.kp, (o + 1) * this.kp), o * kx);
-      wx.set(rec.lowRankUp.subarray((r0 + o) * this.rank, (r0 + o + 1) * this.rank), o * kx + this.kp);
+    const R = rec.rank;
+    try {
+      this.layer = prepareP2Layer({
+        N: r1 - r0,
+        K: this.kp,
+        codes: rowsOf(q.codes, this.kp, r0, r1),
+        exponents: rowsOf(q.exponents, this.kp / INT4_GROUP_SIZE, r0, r1),
+        rowScales: q.rowScales.slice(r0, r1),
+        ...(rec.smooth ? { smooth: rec.smooth } : {}),
+        ...(R > 0 ? { lowRankDown: rec.lowRankDown, lowRankUp: rowsOf(rec.lowRankUp, R, r0, r1) } : {}),
+        ...(rec.bias ? { bias: rec.bias.slice(r0, r1) } : {}),
+        name,
+      });
+    } catch (e) {
+      if (e instanceof KernelsError && e.code === "E_NATIVE")
+        throw new PipelineError(
+          "E_UNSUPPORTED",
+          `int4p2 on the CPU needs the native kernels (${e.message}); load with backend "reference"`,
+          name,
+          { cause: e },
+        );
+      throw e;
     }
-    this.gemm = backend.prepare(wx, rec.bias?.slice(r0, r1), this.n, kx);
-    this.down = this.rank > 0 ? backend.prepare(rec.lowRankDown, undefined, this.rank, this.kp) : undefined;
-    this.invSmooth = Float32Array.from({ length: this.kp }, (_, j) => 1 / (rec.smooth?.[j] ?? 1));
   }
   get outFeatures(): number {
-    return this.n;
+    return this.layer.N;
   }
-  prepareInput(x: Float32Array, m: number): Float32Array {
-    const { kp, rank } = this;
-    const kx = kp + rank;
-    const xp = padCols(x, m, this.inFeatures, kp);
-    const v = new Float32Array(m * kp);
-    for (let t = 0; t < m; t++) for (let j = 0; j < kp; j++) v[t * kp + j] = xp[t * kp + j]! * this.invSmooth[j]!;
-    const qv = fakeQuantize(v, m, kp, specFor("int4p2", { p2RowScale: "pow2" }), this.name);
-    const a = new Float32Array(m * kx);
-    const lact = new Float32Array(m * rank);
-    this.down?.run(xp, lact, m);
-    for (let t = 0; t < m; t++) {
-      a.set(qv.subarray(t * kp, (t + 1) * kp), t * kx);
-      a.set(lact.subarray(t * rank, (t + 1) * rank), t * kx + kp);
-    }
-    return a;
+  prepareInput(x: Float32Array, m: number): P2Operand {
+    return this.layer.quantizeOperand(padCols(x, m, this.inFeatures, this.kp), m);
   }
-  forwardPrepared(prepared: unknown, m: number): Float32Array {
-    const y = new Float32Array(m * this.n);
-    this.gemm.run(prepared as Float32Array, y, m);
-    return y;
+  forwardPrepared(prepared: unknown, _m: number): Float32Array {
+    return this.layer.forwardOperand(prepared as P2Operand);
   }
-  forwardPreparedGelu(prepared: unknown, m: number): Float32Array {
-    const y = new Float32Array(m * this.n);
-    this.gemm.run(prepared as Float32Array, y, m, { gelu: true });
-    return y;
+  forwardPreparedGelu(prepared: unknown, _m: number): Float32Array {
+    return this.layer.forwardOperand(prepared as P2Operand, { gelu: true });
   }
   forward(x: Float32Array, m: number): Float32Array {
     checkInput(this, x, m);

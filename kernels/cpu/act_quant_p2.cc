@@ -1,0 +1,418 @@
+// int4p2 activation quantization (the "pow2" row scale with the e / e − 1 search of packages/int4/src/p2.ts
+// quantizeRowP2, codes and exponents byte for byte), the low-rank down-projection x·L_downᵀ, and the bf16 GEMM
+// operand of p2_layer.h; plus the weight packer. Per row of v = x·f32(1/λ) (f32 product, as the engine's kernel):
+//   t_g = f32(amax_g / 7), k = ⌈log2 max_g t_g⌉, S = 2^(k − 5), e_g = clamp(⌈log2 t_g⌉ − (k − 5), −9, 5),
+//   then e_g − 1 replaces e_g (e_g > −9) when its squared error, summed in float64 in element order, is smaller;
+//   q = clamp(rint(v / (S·2^e)), −8, 7).
+// The AVX-512 row computes the two squared errors in another order and decides directly only when they differ by
+// more than 2^-40 of their sum (each order's float64 sum of 64 non-negative exact squares is within 64·2^-53 of the
+// true sum, so the decision is the sequential one); otherwise it recomputes them in element order. Every
+// d = v − q·s is exact in f32 (q·s and v share the ulp of the larger, |d| < 2^24 ulps), so d² is exact in float64.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "p2_layer.h"
+#include "simd.h"
+
+#define SVDQ_TARGET_P2Q __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")))
+
+namespace svdq {
+namespace p2 {
+
+namespace {
+
+// ⌈log2 t⌉ for a positive finite t (p2.ts ceilLog2): t = m·2^x, m in [0.5, 1).
+int ceil_log2(double t) {
+  int x = 0;
+  const double m = std::frexp(t, &x);
+  return m == 0.5 ? x - 1 : x;
+}
+
+// ⌈log2 t⌉ of a positive finite f32 from its bits (subnormals through ceil_log2), and 2^n for n in [-126, 127].
+inline int ceil_log2f(float t) {
+  uint32_t u;
+  std::memcpy(&u, &t, 4);
+  const int ex = static_cast<int>((u >> 23) & 255u);
+  if (ex == 0) return ceil_log2(t);
+  return ex - 127 + ((u & 0x7fffffu) != 0);
+}
+inline float pow2f(int n) {
+  const uint32_t u = static_cast<uint32_t>(n + 127) << 23;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline double clamp_code(double q) { return q < -8 ? -8 : (q > 7 ? 7 : q); }
+
+// bf16 bits of a value exact in bf16 (q·2^e) and of any finite float, rounded to nearest even.
+inline uint16_t bf16_exact(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+inline float bf16_value(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline uint16_t bf16_rne(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+// v = p[0] + p[1] + p[2] exactly for a finite f32 (each difference is exact in f32; 3 × 8 bits cover its 24).
+inline void split3(float v, uint16_t* p) {
+  p[0] = bf16_rne(v);
+  const float r1 = v - bf16_value(p[0]);
+  p[1] = bf16_rne(r1);
+  p[2] = bf16_rne(r1 - bf16_value(p[1]));
+}
+
+// Largest |a| the branch may put in a bf16 column before its row's power of two moves into the scale: 2^60, so
+// that a·b (|b| ≤ 2^60 likewise) and K such sums stay far inside f32.
+constexpr double kBranchMax = 0x1p60;
+// The power of two c (0 unless amax > 2^60; then max |a|·2^-c ≈ 2^30) taken out of a row's branch values.
+int branch_shift(double amax) { return amax > kBranchMax ? std::min(100, ceil_log2(amax) - 30) : 0; }
+
+// Sequential float64 squared errors of one group at scales s0 and s1 = s0/2 (p2.ts quantizeRowP2's loop): true
+// when s1 is the better choice.
+bool pick_finer(const float* v, double s0, double s1) {
+  double err0 = 0, err1 = 0;
+  for (int i = 0; i < kGroup; ++i) {
+    const double x = v[i];
+    const double d0 = x - clamp_code(std::nearbyint(x / s0)) * s0;
+    const double d1 = x - clamp_code(std::nearbyint(x / s1)) * s1;
+    err0 += d0 * d0;  // exact square (d0 is exact in f32), so a fused multiply-add gives the same sum
+    err1 += d1 * d1;
+  }
+  return err1 < err0;
+}
+
+// Row statistics shared by both paths. Returns 0, 1 (non-finite v), 2 (S leaves float32).
+struct RowStats {
+  int kS = 0;      // log2 S
+  bool zero = false;
+};
+
+// The portable row: v [K] already computed and checked; writes q [K], e [G]. Mirrors p2.ts in float64.
+int row_scalar(const float* v, int64_t K, int8_t* q, int8_t* e, RowStats& st) {
+  const int64_t G = K / kGroup;
+  std::vector<float> t(G);
+  float tmax = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    float amax = 0;
+    for (int i = 0; i < kGroup; ++i) amax = std::max(amax, std::fabs(v[g * kGroup + i]));
+    t[g] = static_cast<float>(static_cast<double>(amax) / 7.0);  // SVDQuant §3: int4 scale absmax/7
+    tmax = std::max(tmax, t[g]);
+  }
+  st.zero = tmax == 0;
+  if (st.zero) {
+    std::memset(q, 0, K);
+    std::fill(e, e + G, static_cast<int8_t>(kExpMin));
+    return 0;
+  }
+  st.kS = ceil_log2(tmax) - kExpMax;
+  if (st.kS < -149) return 2;
+  for (int64_t g = 0; g < G; ++g) {
+    const float* vg = v + g * kGroup;
+    if (t[g] == 0) {
+      std::memset(q + g * kGroup, 0, kGroup);
+      e[g] = kExpMin;
+      continue;
+    }
+    int eg = std::clamp(ceil_log2(t[g]) - st.kS, kExpMin, kExpMax);
+    if (eg > kExpMin && pick_finer(vg, std::ldexp(1.0, st.kS + eg), std::ldexp(1.0, st.kS + eg - 1))) --eg;
+    e[g] = static_cast<int8_t>(eg);
+    const double sc = std::ldexp(1.0, st.kS + eg);
+    for (int i = 0; i < kGroup; ++i)
+      q[g * kGroup + i] = static_cast<int8_t>(clamp_code(std::nearbyint(static_cast<double>(vg[i]) / sc)));
+  }
+  return 0;
+}
+
+// The AVX-512 row (same q, e as row_scalar) in two passes over x: v = x·inv with the group maxima, then the codes.
+// Writes v [K] (scratch), q [K] when non-null, e [G], and with `tiled` (the row's first element in the tiled
+// operand) the bf16 values q·2^(e − c), c = branch_shift(max |lr| / S'). Returns 0, 1 (non-finite v), 2 (S leaves
+// float32), or 3 when S is outside [2^-100, 2^100] (the f32 arithmetic below needs every scale 2^(kS+e) and its
+// inverse normal): the caller runs row_scalar then (v is written).
+SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, float* v, const float* lr, int64_t R,
+                               int8_t* q, int8_t* e, uint16_t* tiled, RowStats& st, int& c) {
+  const int64_t G = K / kGroup;
+  const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  float tmax = 0;
+  alignas(64) float tbuf[512];
+  std::vector<float> theap;
+  float* t = G <= 512 ? tbuf : (theap.resize(G), theap.data());
+  __mmask16 bad = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    __m512 m = _mm512_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      const int64_t k = g * kGroup + 16 * j;
+      __m512 a = _mm512_loadu_ps(x + k);
+      if (inv) a = _mm512_mul_ps(a, _mm512_loadu_ps(inv + k));
+      bad |= _mm512_fpclass_ps_mask(a, 0x99);  // QNaN | +Inf | −Inf | SNaN
+      _mm512_storeu_ps(v + k, a);
+      m = _mm512_max_ps(m, _mm512_and_ps(a, absm));
+    }
+    t[g] = static_cast<float>(static_cast<double>(_mm512_reduce_max_ps(m)) / 7.0);  // SVDQuant §3: absmax/7
+    tmax = std::max(tmax, t[g]);
+  }
+  if (bad) return 1;
+  st.zero = tmax == 0;
+  if (!st.zero) {
+    st.kS = ceil_log2f(tmax) - kExpMax;
+    if (st.kS < -149) return 2;
+    if (st.kS < -100 || st.kS > 100) return 3;
+  }
+  double amax = 0;
+  const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
+  for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
+  c = branch_shift(amax);
+  const __m512 lo = _mm512_set1_ps(-8.f), hi = _mm512_set1_ps(7.f);
+  constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  for (int64_t g = 0; g < G; ++g) {
+    const float* vg = v + g * kGroup;
+    uint16_t* tg = tiled ? tiled + (g * kGroup / 32) * 1024 : nullptr;  // groups start on a 32-column tile edge
+    if (t[g] == 0) {
+      if (q) std::memset(q + g * kGroup, 0, kGroup);
+      e[g] = kExpMin;
+      if (tg) {
+        std::memset(tg, 0, 64);
+        std::memset(tg + 1024, 0, 64);
+      }
+      continue;
+    }
+    int eg = std::clamp(ceil_log2f(t[g]) - st.kS, kExpMin, kExpMax);
+    __m512 vv[4], q0[4], q1[4];
+    for (int j = 0; j < 4; ++j) vv[j] = _mm512_loadu_ps(vg + 16 * j);
+    const float s0 = pow2f(st.kS + eg), i0 = pow2f(-(st.kS + eg));
+    const __m512 s0v = _mm512_set1_ps(s0), i0v = _mm512_set1_ps(i0);
+    for (int j = 0; j < 4; ++j)
+      q0[j] = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(_mm512_mul_ps(vv[j], i0v), kRne), lo), hi);
+    bool finer = false;
+    if (eg > kExpMin) {
+      const __m512 s1v = _mm512_set1_ps(s0 * 0.5f), i1v = _mm512_set1_ps(i0 * 2.f);
+      __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = _mm512_setzero_pd(), b1 = _mm512_setzero_pd();
+      for (int j = 0; j < 4; ++j) {
+        q1[j] = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(_mm512_mul_ps(vv[j], i1v), kRne), lo), hi);
+        const __m512 d0 = _mm512_fnmadd_ps(q0[j], s0v, vv[j]);  // exact
+        const __m512 d1 = _mm512_fnmadd_ps(q1[j], s1v, vv[j]);
+        const __m512d d0l = _mm512_cvtps_pd(_mm512_castps512_ps256(d0));
+        const __m512d d0h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d0), 1)));
+        const __m512d d1l = _mm512_cvtps_pd(_mm512_castps512_ps256(d1));
+        const __m512d d1h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d1), 1)));
+        a0 = _mm512_fmadd_pd(d0l, d0l, a0);
+        b0 = _mm512_fmadd_pd(d0h, d0h, b0);
+        a1 = _mm512_fmadd_pd(d1l, d1l, a1);
+        b1 = _mm512_fmadd_pd(d1h, d1h, b1);
+      }
+      const double e0 = _mm512_reduce_add_pd(_mm512_add_pd(a0, b0));
+      const double e1 = _mm512_reduce_add_pd(_mm512_add_pd(a1, b1));
+      if (std::fabs(e0 - e1) > 0x1p-40 * (e0 + e1))
+        finer = e1 < e0;
+      else
+        finer = pick_finer(vg, static_cast<double>(s0), static_cast<double>(s0) * 0.5);
+    }
+    if (finer) --eg;
+    e[g] = static_cast<int8_t>(eg);
+    const __m512 p = _mm512_set1_ps(pow2f(eg - c));  // c ≤ 100, e − c ≥ −110: a normal f32
+    for (int j = 0; j < 4; ++j) {
+      const __m512 qj = finer ? q1[j] : q0[j];
+      if (q)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g * kGroup + 16 * j),
+                         _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(qj)));
+      if (tg)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(tg + (j >> 1) * 1024 + (j & 1) * 16),
+                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(_mm512_mul_ps(qj, p)), 16)));
+    }
+  }
+  return 0;
+}
+
+// v = x·inv (f32 products); false when one is not finite.
+bool scaled_row_scalar(const float* x, const float* inv, int64_t K, float* v) {
+  bool ok = true;
+  for (int64_t k = 0; k < K; ++k) {
+    v[k] = inv ? x[k] * inv[k] : x[k];
+    ok &= std::isfinite(v[k]);
+  }
+  return ok;
+}
+// lact [rows][R] = x[rows]·L_downᵀ (rows ≤ 4; rows past `rows` repeat the last one and are not stored).
+void down_scalar(const float* x, int64_t K, int rows, const float* ld, int64_t R, float* lact) {
+  for (int i = 0; i < rows; ++i)
+    for (int64_t r = 0; r < R; ++r) {
+      double s = 0;
+      for (int64_t k = 0; k < K; ++k) s += static_cast<double>(x[i * K + k]) * ld[r * K + k];
+      lact[i * R + r] = static_cast<float>(s);
+    }
+}
+SVDQ_TARGET_P2Q void down_avx512(const float* x, int64_t K, int rows, const float* ld, int64_t R, float* lact) {
+  const float* xr[4];
+  for (int i = 0; i < 4; ++i) xr[i] = x + std::min(i, rows - 1) * K;
+  for (int64_t r0 = 0; r0 < R; r0 += 4) {
+    const float* lr[4];
+    for (int j = 0; j < 4; ++j) lr[j] = ld + std::min<int64_t>(r0 + j, R - 1) * K;
+    __m512 acc[4][4];
+    for (auto& a : acc)
+      for (auto& b : a) b = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k += 16) {
+      const __m512 x0 = _mm512_loadu_ps(xr[0] + k), x1 = _mm512_loadu_ps(xr[1] + k);
+      const __m512 x2 = _mm512_loadu_ps(xr[2] + k), x3 = _mm512_loadu_ps(xr[3] + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m512 l = _mm512_loadu_ps(lr[j] + k);
+        acc[0][j] = _mm512_fmadd_ps(x0, l, acc[0][j]);
+        acc[1][j] = _mm512_fmadd_ps(x1, l, acc[1][j]);
+        acc[2][j] = _mm512_fmadd_ps(x2, l, acc[2][j]);
+        acc[3][j] = _mm512_fmadd_ps(x3, l, acc[3][j]);
+      }
+    }
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < 4 && r0 + j < R; ++j) lact[i * R + r0 + j] = _mm512_reduce_add_ps(acc[i][j]);
+  }
+}
+
+// The bf16 operand row: q·2^(e − c) for the K code columns (exact), then the branch columns, zeros to Kt.
+void operand_row_scalar(const int8_t* q, const int8_t* e, int64_t K, int c, uint16_t* dst) {
+  for (int64_t k = 0; k < K; ++k)
+    dst[k] = bf16_exact(std::ldexp(static_cast<float>(q[k]), e[k / kGroup] - c));
+}
+struct Scratch {
+  std::vector<float> v;
+  std::vector<int8_t> q, e;
+  std::vector<uint16_t> row;
+};
+thread_local Scratch t_scratch;
+
+}  // namespace
+
+bool cpu_has_avx512_bf16() {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return cpu_has_avx512_vnni() && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+int64_t quantize(const QuantArgs& a) {
+  const int64_t M = a.M, K = a.K, R = a.R, G = K / kGroup;
+  const int64_t Kt = kt_of(K, R);
+  const bool vec = isa_at_least(Isa::Avx512);
+  std::vector<int64_t> fail(static_cast<size_t>((M + 3) / 4), -1);
+  parallel_for((M + 3) / 4, [&](int64_t task, int) {
+    const int64_t m0 = task * 4;
+    const int rows = static_cast<int>(std::min<int64_t>(4, M - m0));
+    Scratch& s = t_scratch;
+    s.v.resize(K);
+    s.q.resize(K);
+    s.e.resize(G);
+    s.row.resize(Kt);
+    float lact[4 * 128];
+    std::vector<float> lheap;
+    float* la = R <= 128 ? lact : (lheap.resize(4 * R), lheap.data());
+    if (R > 0) {
+      if (vec)
+        down_avx512(a.x + m0 * K, K, rows, a.ldown, R, la);
+      else
+        down_scalar(a.x + m0 * K, K, rows, a.ldown, R, la);
+    }
+    for (int i = 0; i < rows; ++i) {
+      const int64_t m = m0 + i;
+      const float* xr = a.x + m * K;
+      const float* lr = la + i * R;
+      uint16_t* tiled = a.aop ? a.aop + aop_row(m, Kt) : nullptr;
+      RowStats st;
+      int c = 0;
+      int rc = 3;
+      if (vec)
+        rc = row_avx512(xr, a.inv_smooth, K, s.v.data(), lr, R, a.codes ? a.codes + m * K : nullptr, s.e.data(), tiled,
+                        st, c);
+      else if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
+        rc = 1;
+      if (rc == 3) {  // the portable row (v is in s.v)
+        rc = row_scalar(s.v.data(), K, s.q.data(), s.e.data(), st);
+        if (rc == 0) {
+          if (a.codes) std::memcpy(a.codes + m * K, s.q.data(), K);
+          double amax = 0;
+          const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
+          for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
+          c = branch_shift(amax);
+          if (tiled) {
+            uint16_t* dst = s.row.data();
+            operand_row_scalar(s.q.data(), s.e.data(), K, c, dst);
+            for (int64_t kc = 0; kc < K / 32; ++kc) std::memcpy(tiled + kc * 1024, dst + kc * 32, 64);
+          }
+        }
+      }
+      if (rc == 1 || rc == 2) {
+        fail[task] = rc == 1 ? m : -2 - m;
+        return;
+      }
+      const float S = st.zero ? 0.f : std::ldexp(1.f, st.kS);
+      if (a.row_scales) a.row_scales[m] = S;
+      if (a.exponents) std::memcpy(a.exponents + m * G, s.e.data(), G);
+      if (a.lora_act) std::memcpy(a.lora_act + m * R, lr, R * sizeof(float));
+      if (!tiled) continue;
+      // the branch columns: a = lact / (S'·2^c), S' = S (1 for an all-zero row), then zeros to Kt
+      const double sxm = std::ldexp(st.zero ? 1.0 : static_cast<double>(S), c);
+      a.sx[m] = static_cast<float>(sxm);
+      uint16_t* dst = s.row.data();
+      for (int64_t r = 0; r < R; ++r) {
+        uint16_t p[3];
+        split3(static_cast<float>(lr[r] / sxm), p);
+        for (int j = 0; j < 6; ++j) dst[j * R + r] = p[kActPart[j]];
+      }
+      std::fill(dst + 6 * R, dst + (Kt - K), uint16_t{0});
+      for (int64_t kc = K / 32; kc < Kt / 32; ++kc) std::memcpy(tiled + kc * 1024, dst + (kc - K / 32) * 32, 64);
+    }
+  });
+  for (const int64_t f : fail)
+    if (f != -1) return f;
+  if (a.aop) {  // pad rows of the last 32-row tile block
+    for (int64_t m = M; m < round_up(M, 32); ++m)
+      for (int64_t kc = 0; kc < Kt / 32; ++kc) std::memset(a.aop + aop_row(m, Kt) + kc * 1024, 0, 64);
+  }
+  return -1;
+}
+
+void pack_weight(const PackArgs& a) {
+  const int64_t N = a.N, K = a.K, R = a.R, G = K / kGroup;
+  const int64_t Kt = kt_of(K, R), Np = round_up(N, 32), KC = Kt / 32;
+  // wop index of W'[n, k]
+  auto at = [&](int64_t n, int64_t k) { return wop_block(n / 16, Kt) + (k / 32) * 1024 + (k % 32) / 2 * 32 + (n % 16) * 2 + k % 2; };
+  parallel_for(Np / 32, [&](int64_t nb, int) {
+    std::memset(a.wop + nb * KC * 1024, 0, KC * 1024 * sizeof(uint16_t));
+    for (int64_t n = nb * 32; n < nb * 32 + 32; ++n) {
+      if (n >= N) {
+        a.sw[n] = 1.f;
+        continue;
+      }
+      const float S = a.row_scales[n];
+      const double s1 = S > 0 ? static_cast<double>(S) : 1.0;
+      double amax = 0;
+      for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(static_cast<double>(a.lup[n * R + r])) / s1);
+      const int c = branch_shift(amax);
+      a.sw[n] = static_cast<float>(std::ldexp(s1, c));
+      for (int64_t k = 0; k < K; ++k)
+        a.wop[at(n, k)] = bf16_exact(std::ldexp(static_cast<float>(a.codes[n * K + k]), a.exponents[n * G + k / kGroup] - c));
+      const double inv = 1.0 / std::ldexp(s1, c);
+      for (int64_t r = 0; r < R; ++r) {
+        uint16_t p[3];
+        split3(static_cast<float>(a.lup[n * R + r] * inv), p);
+        for (int j = 0; j < 6; ++j) a.wop[at(n, K + j * R + r)] = p[kWeightPart[j]];
+      }
+    }
+  });
+}
+
+}  // namespace p2
+}  // namespace svdq

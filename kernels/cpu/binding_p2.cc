@@ -1,0 +1,223 @@
+// Node-API entry points of the int4p2 layer (p2_layer.h), registered by binding.cc. TypeScript validates every
+// argument first (packages/kernels/src/p2-layer.ts); the length checks here keep a wrong call from reading or
+// writing out of bounds.
+#include <napi.h>
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "p2_layer.h"
+
+namespace {
+
+using svdq::KernelError;
+
+int64_t num(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw KernelError(std::string("argument '") + key + "' must be a number");
+  return v.As<Napi::Number>().Int64Value();
+}
+
+template <typename T>
+napi_typedarray_type kind();
+template <> napi_typedarray_type kind<float>() { return napi_float32_array; }
+template <> napi_typedarray_type kind<int8_t>() { return napi_int8_array; }
+template <> napi_typedarray_type kind<uint16_t>() { return napi_uint16_array; }
+
+template <typename T>
+T* arr(const Napi::Object& o, const char* key, int64_t len, bool optional = false) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (optional) return nullptr;
+    throw KernelError(std::string("argument '") + key + "' is required");
+  }
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kind<T>())
+    throw KernelError(std::string("argument '") + key + "' has the wrong typed-array type");
+  auto ta = v.As<Napi::TypedArray>();
+  if (static_cast<int64_t>(ta.ElementLength()) < len)
+    throw KernelError(std::string("argument '") + key + "' holds " + std::to_string(ta.ElementLength()) +
+                      " elements, expected " + std::to_string(len));
+  return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+}
+
+template <typename F>
+Napi::Value guarded(const Napi::CallbackInfo& info, F&& f) {
+  Napi::Env env = info.Env();
+  try {
+    return f(env);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("@svdquant/kernels native: ") + e.what());
+  }
+}
+
+Napi::Object obj0(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject()) throw KernelError("expected one argument object");
+  return info[0].As<Napi::Object>();
+}
+
+void dims(int64_t M, int64_t K, int64_t N, int64_t R, const char* what) {
+  if (M < 0 || K <= 0 || K % 64 || N <= 0 || R < 0) throw KernelError(std::string(what) + ": bad M/K/N/R");
+}
+
+// Packed weight elements (p2_layer.h wop) and the 64-byte alignment slack the caller adds.
+int64_t wop_len(int64_t N, int64_t K, int64_t R) {
+  return svdq::p2::round_up(N, 32) * svdq::p2::kt_of(K, R);
+}
+
+// p2PackWeight: writes the packed operand at the first 64-byte aligned element of `wop` (length ≥ len + 32) and
+// returns that element offset.
+Napi::Value PackWeight(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::p2::PackArgs a{};
+    a.N = num(o, "N");
+    a.K = num(o, "K");
+    a.R = num(o, "R");
+    dims(0, a.K, a.N, a.R, "p2PackWeight");
+    a.codes = arr<int8_t>(o, "codes", a.N * a.K);
+    a.exponents = arr<int8_t>(o, "exponents", a.N * (a.K / 64));
+    a.row_scales = arr<float>(o, "rowScales", a.N);
+    a.lup = a.R ? arr<float>(o, "lowRankUp", a.N * a.R) : nullptr;
+    uint16_t* w = arr<uint16_t>(o, "wop", wop_len(a.N, a.K, a.R) + 32);
+    const int64_t off = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(w) % 64) % 64 / 2);
+    if (reinterpret_cast<uintptr_t>(w) % 2) throw KernelError("p2PackWeight: wop is not 2-byte aligned");
+    a.wop = w + off;
+    a.sw = arr<float>(o, "sw", svdq::p2::round_up(a.N, 32));
+    svdq::p2::pack_weight(a);
+    return Napi::Number::New(env, static_cast<double>(off));
+  });
+}
+
+void common_quant(const Napi::Object& o, svdq::p2::QuantArgs& q, int64_t N) {
+  q.M = num(o, "M");
+  q.K = num(o, "K");
+  q.R = num(o, "R");
+  dims(q.M, q.K, N, q.R, "p2");
+  q.x = arr<float>(o, "x", q.M * q.K);
+  q.inv_smooth = arr<float>(o, "invSmooth", q.K, true);
+  q.ldown = q.R ? arr<float>(o, "lowRankDown", q.R * q.K) : nullptr;
+}
+
+// p2Quantize: codes [M,K], exponents [M,K/64], rowScales [M], loraAct [M,R]; returns quantize()'s status.
+Napi::Value Quantize(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::p2::QuantArgs q{};
+    common_quant(o, q, 1);
+    q.codes = arr<int8_t>(o, "codes", q.M * q.K);
+    q.exponents = arr<int8_t>(o, "exponents", q.M * (q.K / 64));
+    q.row_scales = arr<float>(o, "rowScales", q.M);
+    q.lora_act = q.R ? arr<float>(o, "loraAct", q.M * q.R) : nullptr;
+    return Napi::Number::New(env, static_cast<double>(svdq::p2::quantize(q)));
+  });
+}
+
+// The activation operand of p2Forward: 64-byte aligned (a tile row straddling two cache lines loads at half rate),
+// grown to the largest call and reused; one forward at a time.
+std::mutex g_mu;
+std::vector<uint16_t> g_aop;
+std::vector<float> g_sx;
+
+// The first 64-byte aligned element of a caller's Uint16Array (the caller adds 32 elements of slack).
+uint16_t* aligned(uint16_t* p) {
+  if (reinterpret_cast<uintptr_t>(p) % 2) throw KernelError("p2: a Uint16Array that is not 2-byte aligned");
+  return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 / 2;
+}
+
+void gemm_args(const Napi::Object& o, svdq::p2::GemmArgs& g, int64_t M, int64_t K, int64_t N, int64_t R) {
+  const int64_t off = num(o, "wopOffset");
+  if (off < 0 || off > 32) throw KernelError("p2: bad wopOffset");
+  g.wop = arr<uint16_t>(o, "wop", wop_len(N, K, R) + off) + off;
+  g.sw = arr<float>(o, "sw", svdq::p2::round_up(N, 32));
+  g.bias = arr<float>(o, "bias", N, true);
+  Napi::Value gl = o.Get("gelu");
+  g.gelu = gl.IsBoolean() && gl.As<Napi::Boolean>().Value();
+  g.y = arr<float>(o, "y", M * N);
+  g.M = M;
+  g.N = N;
+  g.Kt = svdq::p2::kt_of(K, R);
+}
+
+// p2QuantizeOperand: the activation operand of x into the caller's aop (Uint16Array of Mp·Kt + 32 elements, written
+// from its first 64-byte aligned element) and sx [M]; returns quantize()'s status.
+Napi::Value QuantizeOperand(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::p2::QuantArgs q{};
+    common_quant(o, q, 1);
+    const int64_t Kt = svdq::p2::kt_of(q.K, q.R), Mp = svdq::p2::round_up(q.M, 32);
+    q.aop = aligned(arr<uint16_t>(o, "aop", Mp * Kt + 32));
+    q.sx = arr<float>(o, "sx", q.M);
+    return Napi::Number::New(env, static_cast<double>(svdq::p2::quantize(q)));
+  });
+}
+
+// p2Gemm: y [M,N] from an operand of p2QuantizeOperand (the same aop array) and a packed weight.
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    const int64_t M = num(o, "M"), K = num(o, "K"), N = num(o, "N"), R = num(o, "R");
+    dims(M, K, N, R, "p2Gemm");
+    svdq::p2::GemmArgs g{};
+    gemm_args(o, g, M, K, N, R);
+    g.aop = aligned(arr<uint16_t>(o, "aop", svdq::p2::round_up(M, 32) * g.Kt + 32));
+    g.sx = arr<float>(o, "sx", M);
+    svdq::p2::gemm(g);
+    return env.Undefined();
+  });
+}
+
+// p2Forward: quantize + GEMM into y [M,N]; returns quantize()'s status (y is not written unless it is −1).
+Napi::Value Forward(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    svdq::p2::QuantArgs q{};
+    const int64_t N = num(o, "N");
+    common_quant(o, q, N);
+    const int64_t Kt = svdq::p2::kt_of(q.K, q.R), Mp = svdq::p2::round_up(q.M, 32);
+    svdq::p2::GemmArgs g{};
+    gemm_args(o, g, q.M, q.K, N, q.R);
+    std::lock_guard<std::mutex> lock(g_mu);
+    if (static_cast<int64_t>(g_aop.size()) < Mp * Kt + 32) g_aop.resize(Mp * Kt + 32);
+    if (static_cast<int64_t>(g_sx.size()) < q.M) g_sx.resize(q.M);
+    q.aop = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(g_aop.data()) + 63) & ~uintptr_t{63});
+    q.sx = g_sx.data();
+    const int64_t st = svdq::p2::quantize(q);
+    if (st != -1) return Napi::Number::New(env, static_cast<double>(st));
+    g.aop = q.aop;
+    g.sx = q.sx;
+    svdq::p2::gemm(g);
+    return Napi::Number::New(env, -1);
+  });
+}
+
+Napi::Value GemmPath(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    static const char* names[] = {"scalar-f32", "avx2-f32", "avx512-f32", "amx-bf16"};
+    return Napi::String::New(env, names[svdq::p2::gemm_path()]);
+  });
+}
+
+Napi::Value PeakBf16(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    return Napi::Number::New(env, svdq::p2::peak_bf16(static_cast<int>(num(o, "kind")), num(o, "iters")));
+  });
+}
+
+}  // namespace
+
+namespace svdq {
+void register_p2(Napi::Env env, Napi::Object exports) {
+  exports.Set("p2PackWeight", Napi::Function::New(env, PackWeight));
+  exports.Set("p2Quantize", Napi::Function::New(env, Quantize));
+  exports.Set("p2Forward", Napi::Function::New(env, Forward));
+  exports.Set("p2QuantizeOperand", Napi::Function::New(env, QuantizeOperand));
+  exports.Set("p2Gemm", Napi::Function::New(env, Gemm));
+  exports.Set("p2GemmPath", Napi::Function::New(env, GemmPath));
+  exports.Set("peakBf16", Napi::Function::New(env, PeakBf16));
+}
+}  // namespace svdq

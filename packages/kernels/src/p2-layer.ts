@@ -1,0 +1,295 @@
+/**
+ * The int4p2 W4A4 layer (the opt-in format of @svdquant/int4 p2.ts) prepared once for many calls on the native
+ * kernels (kernels/cpu/p2_layer.h). Every 64-group scale of int4p2 is a per-row f32 scale S times 2^e, so each
+ * q·2^e is exact in bf16 and the layer is ONE GEMM with f32 sums over all of K and S_x[m]·S_w[n] applied once in
+ * the epilogue; the rank-R branch rides in the same GEMM as 6R columns (three bf16 parts of each f32 value, the six
+ * products of parts down to 2^-16: as accurate as an f32 epilogue).
+ *
+ *   forward(x [M,K]) = GELU?( S_x·S_w · Σ_k Q(x·(1/λ))·Q(W) + (x·L_downᵀ)·L_upᵀ + bias )  →  Y [M,N]
+ *
+ * with Q(x·(1/λ)) the int4p2 "pow2" activation quantization of v = f32(x · f32(1/λ)) (p2.ts quantizeRowP2 with
+ * p2RowScale "pow2" and its e / e − 1 search: codes and exponents equal to the TypeScript quantizer's, byte for
+ * byte), x·L_downᵀ on the raw x (L_down has 1/λ folded in, the checkpoint convention).
+ *
+ * Inputs (N out, K in, R rank, G = 64):
+ *
+ * | tensor      | shape    | dtype | meaning                                                     |
+ * | ----------- | -------- | ----- | ----------------------------------------------------------- |
+ * | codes       | [N, K]   | int8  | residual codes q in [−8, 7] (`Quantized.codes`)              |
+ * | exponents   | [N, K/G] | int8  | group exponents e in [−9, 5] (`Quantized.exponents`)         |
+ * | rowScales   | [N]      | f32   | S_w ≥ 0 (`Quantized.rowScales`)                              |
+ * | smooth      | [K]      | f32   | λ (optional; finite, non-zero)                              |
+ * | lowRankDown | [R, K]   | f32   | L_down (1/λ folded in)                                      |
+ * | lowRankUp   | [N, R]   | f32   | L_up                                                        |
+ * | bias        | [N]      | f32   | optional                                                    |
+ *
+ * Packed once at prepare (the native operand, see the package README's layout table): `wop` bf16
+ * [Np/32][Kt/32][2][16][16][2] with Np = roundUp(N, 32), Kt = K + roundUp(6R, 32), and `sw` f32 [Np].
+ */
+import { KernelsError } from "./errors.js";
+import { W4A4_GROUP } from "./layout.js";
+import { type NativeBinding, native, nativeUnavailableReason } from "./native.js";
+import { codeRange, dim, finite, multipleOf, tensor } from "./validate.js";
+
+export interface P2LayerSpec {
+  N: number;
+  K: number;
+  codes: Int8Array;
+  exponents: Int8Array;
+  rowScales: Float32Array;
+  smooth?: Float32Array;
+  /** L_down [R, K]; with lowRankUp, or neither (rank 0). */
+  lowRankDown?: Float32Array;
+  /** L_up [N, R]. */
+  lowRankUp?: Float32Array;
+  bias?: Float32Array;
+  /** Name used in error messages (e.g. the checkpoint prefix of the layer). */
+  name?: string;
+}
+
+/** The layer's activation quantization: codes [M,K], exponents [M,K/64], S_x [M], x·L_downᵀ [M,R]. */
+export interface P2Activations {
+  readonly M: number;
+  readonly K: number;
+  readonly R: number;
+  readonly codes: Int8Array;
+  readonly exponents: Int8Array;
+  readonly rowScales: Float32Array;
+  readonly loraAct: Float32Array | null;
+}
+
+/**
+ * A quantized activation operand (`quantizeOperand`): the bf16 GEMM operand of x [M, K] with its branch columns and
+ * row scales, reusable by every layer prepared with the same `smooth` and `lowRankDown` arrays (the members of one
+ * fused unit, e.g. q/k/v) — one quantization for all of them. Opaque; owns its buffers.
+ */
+export interface P2Operand {
+  readonly kind: "p2-operand";
+  readonly M: number;
+  readonly K: number;
+  readonly R: number;
+  /** The arrays the quantizing layer was prepared with (identity decides who may use the operand). */
+  readonly smooth: Float32Array | undefined;
+  readonly lowRankDown: Float32Array | undefined;
+  readonly aop: Uint16Array;
+  readonly sx: Float32Array;
+}
+
+export interface P2ForwardOptions {
+  /** Apply GELU(tanh) to the output (in the GEMM epilogue). */
+  gelu?: boolean;
+  /** Write Y into this Float32Array of exactly M·N elements instead of a new one. */
+  out?: Float32Array;
+}
+
+/** The GEMM path the native int4p2 layer takes on the active ISA (backendInfo().isa). */
+export type P2GemmPath = "amx-bf16" | "avx512-f32" | "avx2-f32" | "scalar-f32";
+
+export interface PreparedP2Layer {
+  readonly K: number;
+  readonly N: number;
+  readonly R: number;
+  /** The path forward() takes now (it follows setIsa / SVDQ_KERNELS_ISA). */
+  readonly path: P2GemmPath;
+  /** Y [M,N] from X [M,K] (float32). */
+  forward(x: Float32Array, M: number, opts?: P2ForwardOptions): Float32Array;
+  /** The activation quantization alone, into new arrays. */
+  quantize(x: Float32Array, M: number): P2Activations;
+  /** x quantized into a GEMM operand that layers prepared with the same smooth / lowRankDown arrays can share. */
+  quantizeOperand(x: Float32Array, M: number): P2Operand;
+  /** Y [M,N] from an operand of quantizeOperand (equal to forward(x, M) of its x). */
+  forwardOperand(op: P2Operand, opts?: P2ForwardOptions): Float32Array;
+}
+
+/** The int4p2 exponent window (p2.ts P2_EXP_MIN / P2_EXP_MAX). */
+const EXP_MIN = -9;
+const EXP_MAX = 5;
+
+const roundUp = (v: number, to: number) => Math.ceil(v / to) * to;
+
+function binding(): NativeBinding {
+  const nb = native();
+  if (!nb?.p2Forward)
+    throw new KernelsError(
+      "E_NATIVE",
+      nb
+        ? "the loaded native addon predates the int4p2 layer; rebuild it (pnpm rebuild @svdquant/kernels)"
+        : `the int4p2 layer needs the native kernels (${nativeUnavailableReason()})`,
+    );
+  return nb;
+}
+
+/** The GEMM path of the int4p2 layer on the active ISA, or null without the native addon. */
+export function p2GemmPath(): P2GemmPath | null {
+  return (native()?.p2GemmPath?.() as P2GemmPath | undefined) ?? null;
+}
+
+export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
+  const name = spec.name ?? "layer";
+  const nb = binding();
+  const N = dim("N", spec.N);
+  const K = dim("K", spec.K);
+  multipleOf("K", K, W4A4_GROUP, "int4p2 groups are 64 channels");
+  const G = K / W4A4_GROUP;
+  tensor(`${name}.codes`, spec.codes, Int8Array, [N, K]);
+  codeRange(`${name}.codes`, spec.codes, -8, 7);
+  tensor(`${name}.exponents`, spec.exponents, Int8Array, [N, G]);
+  codeRange(`${name}.exponents`, spec.exponents, EXP_MIN, EXP_MAX);
+  tensor(`${name}.rowScales`, spec.rowScales, Float32Array, [N]);
+  finite(`${name}.rowScales`, spec.rowScales);
+  for (let n = 0; n < N; n++)
+    if (!(spec.rowScales[n]! >= 0))
+      throw new KernelsError("E_VALUE", `row scale ${spec.rowScales[n]} at [${n}] is negative`, {
+        tensor: `${name}.rowScales`,
+      });
+  if (!spec.lowRankDown !== !spec.lowRankUp)
+    throw new KernelsError("E_ARGUMENT", "give both lowRankDown [R, K] and lowRankUp [N, R], or neither", {
+      tensor: `${name}.${spec.lowRankDown ? "lowRankUp" : "lowRankDown"}`,
+    });
+  const R = spec.lowRankUp ? spec.lowRankUp.length / N : 0;
+  if (!Number.isInteger(R))
+    throw new KernelsError("E_LENGTH", `${spec.lowRankUp!.length} values are not [N=${N}, R]`, {
+      tensor: `${name}.lowRankUp`,
+    });
+  if (spec.lowRankUp && spec.lowRankDown) {
+    tensor(`${name}.lowRankDown`, spec.lowRankDown, Float32Array, [R, K]);
+    finite(`${name}.lowRankDown`, spec.lowRankDown);
+    finite(`${name}.lowRankUp`, spec.lowRankUp);
+  }
+  let invSmooth: Float32Array | undefined;
+  if (spec.smooth) {
+    tensor(`${name}.smooth`, spec.smooth, Float32Array, [K]);
+    finite(`${name}.smooth`, spec.smooth);
+    invSmooth = new Float32Array(K);
+    for (let k = 0; k < K; k++) {
+      invSmooth[k] = 1 / spec.smooth[k]!; // f32(1/λ): the engine's activation kernel multiplies by it
+      if (!Number.isFinite(invSmooth[k]!))
+        throw new KernelsError("E_VALUE", `λ = ${spec.smooth[k]} at [${k}] has no finite f32 inverse`, {
+          tensor: `${name}.smooth`,
+        });
+    }
+  }
+  const bias = spec.bias && Float32Array.from(tensor(`${name}.bias`, spec.bias, Float32Array, [N]));
+  if (bias) finite(`${name}.bias`, bias);
+  // Copies: later edits of the caller's arrays cannot change the prepared layer.
+  const lowRankDown = spec.lowRankDown && Float32Array.from(spec.lowRankDown);
+  const Kt = K + roundUp(6 * R, 32); // kernels/cpu/p2_layer.h kt_of
+  const wop = new Uint16Array(roundUp(N, 32) * Kt + 32); // + 32: the native packer starts at a 64-byte boundary
+  const sw = new Float32Array(roundUp(N, 32));
+  const gemmArgs = { K, N, R, wop, wopOffset: 0, sw, bias };
+  gemmArgs.wopOffset = nb.p2PackWeight!({
+    N,
+    K,
+    R,
+    codes: spec.codes,
+    exponents: spec.exponents,
+    rowScales: spec.rowScales,
+    lowRankUp: spec.lowRankUp,
+    wop,
+    sw,
+  });
+
+  const fail = (st: number, x: Float32Array, M: number): never => {
+    if (st <= -2) {
+      const m = -2 - st;
+      throw new KernelsError(
+        "E_VALUE",
+        `row ${m} of x/λ [${M}, ${K}]: its int4p2 row scale leaves float32 (largest |x/λ| below ≈ 2^-146)`,
+        { tensor: `${name}.x` },
+      );
+    }
+    let k = 0;
+    while (k < K && Number.isFinite(Math.fround(x[st * K + k]! * (invSmooth ? invSmooth[k]! : 1)))) k++;
+    throw new KernelsError(
+      "E_VALUE",
+      `non-finite x/λ at [${st}, ${k}] of [${M}, ${K}] (x = ${x[st * K + k]}${invSmooth ? `, 1/λ = ${invSmooth[k]}` : ""})`,
+      { tensor: `${name}.x` },
+    );
+  };
+
+  return {
+    K,
+    N,
+    R,
+    get path() {
+      return nb.p2GemmPath!() as P2GemmPath;
+    },
+    forward(x, M, opts = {}) {
+      dim("M", M, true);
+      tensor(`${name}.x`, x, Float32Array, [M, K]);
+      const y = opts.out ?? new Float32Array(M * N);
+      if (opts.out) tensor(`${name}.out`, opts.out, Float32Array, [M, N]);
+      if (M === 0) return y;
+      const st = call(() =>
+        nb.p2Forward!({
+          x,
+          M,
+          invSmooth,
+          lowRankDown,
+          ...gemmArgs,
+          gelu: !!opts.gelu,
+          y,
+        }),
+      );
+      if (st !== -1) fail(st, x, M);
+      return y;
+    },
+    quantize(x, M) {
+      dim("M", M, true);
+      tensor(`${name}.x`, x, Float32Array, [M, K]);
+      const out = {
+        codes: new Int8Array(M * K),
+        exponents: new Int8Array(M * G),
+        rowScales: new Float32Array(M),
+        loraAct: R ? new Float32Array(M * R) : null,
+      };
+      if (M > 0) {
+        const st = call(() => nb.p2Quantize!({ x, M, K, R, invSmooth, lowRankDown, ...out }));
+        if (st !== -1) fail(st, x, M);
+      }
+      return { M, K, R, ...out };
+    },
+    quantizeOperand(x, M) {
+      dim("M", M, true);
+      tensor(`${name}.x`, x, Float32Array, [M, K]);
+      const op: P2Operand = {
+        kind: "p2-operand",
+        M,
+        K,
+        R,
+        smooth: spec.smooth,
+        lowRankDown: spec.lowRankDown,
+        aop: new Uint16Array(roundUp(M, 32) * Kt + 32), // + 32: the native side starts at a 64-byte boundary
+        sx: new Float32Array(M),
+      };
+      if (M > 0) {
+        const st = call(() => nb.p2QuantizeOperand!({ x, M, K, R, invSmooth, lowRankDown, aop: op.aop, sx: op.sx }));
+        if (st !== -1) fail(st, x, M);
+      }
+      return op;
+    },
+    forwardOperand(op, opts = {}) {
+      if (op?.kind !== "p2-operand" || op.K !== K || op.R !== R)
+        throw new KernelsError("E_ARGUMENT", `expected a P2Operand of K = ${K}, R = ${R}`, { tensor: `${name}.x` });
+      if (op.smooth !== spec.smooth || op.lowRankDown !== spec.lowRankDown)
+        throw new KernelsError(
+          "E_ARGUMENT",
+          "the operand was quantized by a layer prepared with other smooth / lowRankDown arrays",
+          { tensor: `${name}.x` },
+        );
+      const { M } = op;
+      const y = opts.out ?? new Float32Array(M * N);
+      if (opts.out) tensor(`${name}.out`, opts.out, Float32Array, [M, N]);
+      if (M > 0) call(() => nb.p2Gemm!({ M, ...gemmArgs, aop: op.aop, sx: op.sx, gelu: !!opts.gelu, y }));
+      return y;
+    },
+  };
+}
+
+function call<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new KernelsError("E_NATIVE", `int4p2 layer: ${(e as Error).message}`, { cause: e });
+  }
+}

@@ -1,0 +1,326 @@
+/**
+ * The int4p2 layer (prepareP2Layer) on every native path this CPU has, forced one by one: its activation codes,
+ * exponents and row scales equal @svdquant/int4's quantizer ("pow2" row scale, e / e − 1 search) byte for byte,
+ * and its output matches a float64 int4p2 fake-quant layer built from @svdquant/int4 (dequantized codes in float64,
+ * x·L_downᵀ·L_upᵀ in float64), with every path also checked against the others.
+ */
+import { dequantize, fakeQuantize, type Quantized, quantize, specFor } from "@svdquant/int4";
+import { describe, expect, it } from "vitest";
+import { backendInfo, KernelsError, type P2LayerSpec, prepareP2Layer, setIsa } from "../src/index.ts";
+import { isasToTest, rng } from "./helpers.ts";
+
+const info = backendInfo();
+const ACT = specFor("int4p2", { p2RowScale: "pow2" }); // the engine's activation quantizer (p2.ts)
+
+type Rng = ReturnType<typeof rng>;
+
+interface Case {
+  M: number;
+  N: number;
+  K: number;
+  R: number;
+  bias: boolean;
+  smooth: boolean;
+  gelu?: boolean;
+}
+
+/** Weights quantized by @svdquant/int4 ("max" row scale), one all-zero row, outlier rows; branch and bias. */
+function makeLayer(r: Rng, c: Case): { spec: P2LayerSpec; q: Quantized; w: Float32Array } {
+  const { N, K, R } = c;
+  const w = r.f32(N * K, 0.05);
+  for (let k = 0; k < K; k++) w[(N > 2 ? 1 : 0) * K + k] *= 20; // an outlier row
+  if (N > 3) w.fill(0, 2 * K, 3 * K); // S_w = 0
+  const q = quantize(w, N, K, specFor("int4p2"));
+  return {
+    q,
+    w,
+    spec: {
+      N,
+      K,
+      codes: q.codes,
+      exponents: q.exponents!,
+      rowScales: q.rowScales!,
+      ...(c.smooth ? { smooth: r.pos(K, 0.25, 4) } : {}),
+      ...(R > 0 ? { lowRankDown: r.f32(R * K, 0.05), lowRankUp: r.f32(N * R, 0.05) } : {}),
+      ...(c.bias ? { bias: r.f32(N) } : {}),
+    },
+  };
+}
+
+/** Inputs with outlier channels, an all-zero row, a zero group, and rows far below/above 1 (both row paths). */
+function makeX(r: Rng, M: number, K: number): Float32Array {
+  const x = r.f32(M * K);
+  const outliers = Array.from({ length: Math.max(1, K >> 8) }, () => r.int(0, K - 1));
+  for (let m = 0; m < M; m++) for (const k of outliers) x[m * K + k]! *= 40;
+  if (M > 2) x.fill(0, 2 * K, 3 * K);
+  if (M > 3) x.fill(0, 3 * K, 3 * K + 64);
+  if (M > 4) for (let k = 0; k < K; k++) x[4 * K + k]! *= 1e-36; // S ≈ 2^-125: the scalar row of the AVX-512 path
+  if (M > 5) for (let k = 0; k < K; k++) x[5 * K + k]! *= 1e33; // S ≈ 2^106
+  if (M > 6) for (let k = 0; k < K; k++) x[6 * K + k] = r.int(-7, 7) * 0.25; // codes on the grid
+  return x;
+}
+
+const gelu = (v: number) => 0.5 * v * (1 + Math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+
+function invSmooth(spec: P2LayerSpec): Float32Array | null {
+  return spec.smooth ? Float32Array.from(spec.smooth, (v) => 1 / v) : null;
+}
+
+/**
+ * The float64 layer with the kernel's activation definition v = f32(x·f32(1/λ)): y, and per element the bound
+ * c_res·Σ_k|q_x·q_w| + c_lr·Σ_r|lact·L_up| + c_y·|y| for the f32 sums (residual), the branch in bf16 parts
+ * (≈ 2^-23 relative per product, plus its f32 down-projection) and the epilogue.
+ */
+function reference(spec: P2LayerSpec, q: Quantized, x: Float32Array, M: number, useGelu: boolean) {
+  const { N, K } = spec;
+  const R = spec.lowRankUp ? spec.lowRankUp.length / N : 0;
+  const inv = invSmooth(spec);
+  const v = Float32Array.from(x, (t, i) => (inv ? Math.fround(t * inv[i % K]!) : t));
+  const qa = dequantize(quantize(v, M, K, ACT));
+  const qw = dequantize(q);
+  const y = new Float64Array(M * N);
+  const tol = new Float64Array(M * N);
+  const lact = new Float64Array(M * R);
+  for (let m = 0; m < M; m++)
+    for (let r = 0; r < R; r++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k]! * spec.lowRankDown![r * K + k]!;
+      lact[m * R + r] = s;
+    }
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      let abs = 0;
+      for (let k = 0; k < K; k++) {
+        const p = qa[m * K + k]! * qw[n * K + k]!;
+        s += p;
+        abs += Math.abs(p);
+      }
+      let lr = 0;
+      let labs = 0;
+      for (let r = 0; r < R; r++) {
+        const p = lact[m * R + r]! * spec.lowRankUp![n * R + r]!;
+        lr += p;
+        labs += Math.abs(p);
+      }
+      const pre = s + lr + (spec.bias?.[n] ?? 0);
+      y[m * N + n] = useGelu ? gelu(pre) : pre;
+      tol[m * N + n] = 1e-5 * abs + 1e-6 * labs + 2e-6 * Math.abs(pre) + 1e-42; // relative also for the 1e-36 row
+    }
+  return { y, tol };
+}
+
+/** Index of the first element outside the bound (−1 when none) and the worst ratio. */
+function check(got: Float32Array, want: Float64Array, tol: Float64Array): { first: number; worst: number } {
+  let first = -1;
+  let worst = 0;
+  for (let i = 0; i < got.length; i++) {
+    const e = Math.abs(got[i]! - want[i]!) / tol[i]!;
+    if (!(e <= 1) && first < 0) first = i;
+    if (!(e <= worst)) worst = e;
+  }
+  return { first, worst };
+}
+
+function firstDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return -2;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return i;
+  return -1;
+}
+
+const CASES: Case[] = [
+  { M: 1, N: 1, K: 64, R: 0, bias: false, smooth: false },
+  { M: 7, N: 17, K: 128, R: 5, bias: true, smooth: true },
+  { M: 33, N: 50, K: 192, R: 32, bias: true, smooth: true },
+  { M: 40, N: 33, K: 1152, R: 32, bias: false, smooth: true }, // PixArt-Σ hidden size
+  { M: 70, N: 40, K: 3072, R: 32, bias: true, smooth: true }, // FLUX.1 hidden size
+  { M: 9, N: 20, K: 12288, R: 32, bias: true, smooth: true }, // FLUX.1 MLP down-projection
+  { M: 20, N: 96, K: 256, R: 0, bias: true, smooth: false },
+  { M: 37, N: 45, K: 320, R: 11, bias: true, smooth: true, gelu: true },
+];
+
+if (!info.native)
+  describe.skip(`int4p2 layer: skipped, the native addon is not loaded (${info.reason})`, () => {
+    it("needs the addon", () => {});
+  });
+else {
+  const plan = isasToTest(info);
+  for (const { isa, reason } of plan.skipped)
+    describe.skip(`int4p2 layer (native ${isa}): skipped, ${reason}`, () => {
+      it("needs the path", () => {});
+    });
+  // outputs of every path per case, for the cross-path check (the last path tested compares with all before it)
+  const outputs = new Map<number, Float32Array[]>();
+
+  for (const isa of plan.run) {
+    describe(`int4p2 layer (native ${isa})`, () => {
+      it("reports its GEMM path", () => {
+        setIsa(isa);
+        const r = rng(1);
+        const { spec } = makeLayer(r, { M: 1, N: 4, K: 64, R: 0, bias: false, smooth: false });
+        const path = prepareP2Layer(spec).path;
+        const want = { amx: "amx-bf16", avx512: "avx512-f32", avx2: "avx2-f32", scalar: "scalar-f32" }[isa];
+        expect(path).toBe(want);
+        setIsa("auto");
+      });
+
+      CASES.forEach((c, ci) => {
+        it(`M=${c.M} N=${c.N} K=${c.K} R=${c.R}${c.bias ? " bias" : ""}${c.smooth ? " λ" : ""}${c.gelu ? " GELU" : ""}: codes equal int4's, y matches float64`, () => {
+          setIsa(isa);
+          try {
+            const r = rng(100 + ci);
+            const { spec, q } = makeLayer(r, c);
+            const x = makeX(r, c.M, c.K);
+            const layer = prepareP2Layer(spec);
+            // activations, byte for byte
+            const a = layer.quantize(x, c.M);
+            const inv = invSmooth(spec);
+            const v = Float32Array.from(x, (t, i) => (inv ? Math.fround(t * inv[i % c.K]!) : t));
+            const ref = quantize(v, c.M, c.K, ACT);
+            expect(firstDiff(a.codes, ref.codes), "codes").toBe(-1);
+            expect(firstDiff(a.exponents, ref.exponents!), "exponents").toBe(-1);
+            expect(firstDiff(a.rowScales, ref.rowScales!), "row scales").toBe(-1);
+            // the branch's down-projection
+            if (c.R > 0) {
+              for (let m = 0; m < c.M; m++)
+                for (let rr = 0; rr < c.R; rr++) {
+                  let s = 0;
+                  let abs = 0;
+                  for (let k = 0; k < c.K; k++) {
+                    const p = x[m * c.K + k]! * spec.lowRankDown![rr * c.K + k]!;
+                    s += p;
+                    abs += Math.abs(p);
+                  }
+                  const got = a.loraAct![m * c.R + rr]!;
+                  if (!(Math.abs(got - s) <= 1e-6 * abs + 1e-30))
+                    expect.fail(`loraAct[${m}, ${rr}] = ${got}, float64 ${s} (Σ|·| ${abs})`);
+                }
+            } else expect(a.loraAct).toBeNull();
+            // the layer
+            const y = layer.forward(x, c.M, { gelu: !!c.gelu });
+            const want = reference(spec, q, x, c.M, !!c.gelu);
+            const { first, worst } = check(y, want.y, want.tol);
+            expect(
+              first,
+              `y[${first}] = ${y[first]}, float64 ${want.y[first]} (bound ${want.tol[first]}); worst ${worst}`,
+            ).toBe(-1);
+            // reused output buffer, same values
+            const out = new Float32Array(c.M * c.N).fill(Number.NaN);
+            layer.forward(x, c.M, { gelu: !!c.gelu, out });
+            expect(firstDiff(out, y)).toBe(-1);
+            // the other paths run before this one: within twice the bound of each other
+            const seen = outputs.get(ci) ?? [];
+            for (const o of seen) {
+              const both = Float64Array.from(want.tol, (t) => 2 * t);
+              const d = check(y, Float64Array.from(o), both);
+              expect(d.first, `paths differ at ${d.first}: ${y[d.first]} vs ${o[d.first]}`).toBe(-1);
+            }
+            seen.push(y);
+            outputs.set(ci, seen);
+          } finally {
+            setIsa("auto");
+          }
+        });
+      });
+
+      it("agrees with the float64 fake-quant layer that quantizes x/λ in float64 (the pipeline's reference)", () => {
+        setIsa(isa);
+        try {
+          const r = rng(7);
+          const c: Case = { M: 24, N: 64, K: 1024, R: 32, bias: true, smooth: true };
+          const { spec, q } = makeLayer(r, c);
+          const x = r.f32(c.M * c.K);
+          const y = prepareP2Layer(spec).forward(x, c.M);
+          const p = Float64Array.from(x, (t, i) => t / spec.smooth![i % c.K]!);
+          const qa = fakeQuantize(p, c.M, c.K, ACT);
+          const qw = dequantize(q);
+          let num = 0;
+          let den = 0;
+          for (let m = 0; m < c.M; m++)
+            for (let n = 0; n < c.N; n++) {
+              let s = spec.bias![n]!;
+              for (let k = 0; k < c.K; k++) s += qa[m * c.K + k]! * qw[n * c.K + k]!;
+              for (let rr = 0; rr < c.R; rr++) {
+                let l = 0;
+                for (let k = 0; k < c.K; k++) l += x[m * c.K + k]! * spec.lowRankDown![rr * c.K + k]!;
+                s += l * spec.lowRankUp![n * c.R + rr]!;
+              }
+              num += (y[m * c.N + n]! - s) ** 2;
+              den += s * s;
+            }
+          expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+        } finally {
+          setIsa("auto");
+        }
+      });
+    });
+  }
+
+  it("layers prepared with the same λ and L_down share one quantized operand (the members of a fused unit)", () => {
+    const r = rng(21);
+    const c: Case = { M: 19, N: 40, K: 192, R: 8, bias: true, smooth: true };
+    const a = makeLayer(r, c).spec;
+    const b = makeLayer(r, { ...c, N: 24 }).spec;
+    const la = prepareP2Layer(a);
+    const lb = prepareP2Layer({ ...b, smooth: a.smooth, lowRankDown: a.lowRankDown });
+    const x = makeX(r, c.M, c.K);
+    const op = la.quantizeOperand(x, c.M);
+    expect(firstDiff(la.forwardOperand(op), la.forward(x, c.M))).toBe(-1);
+    expect(firstDiff(lb.forwardOperand(op, { gelu: true }), lb.forward(x, c.M, { gelu: true }))).toBe(-1);
+    const other = prepareP2Layer(b); // its own λ and L_down
+    expect(() => other.forwardOperand(op)).toThrowError(/other smooth \/ lowRankDown/);
+  });
+
+  describe("int4p2 layer: bad input is one typed error naming the tensor", () => {
+    const r = rng(3);
+    const c: Case = { M: 3, N: 8, K: 128, R: 4, bias: true, smooth: true };
+    const { spec } = makeLayer(r, c);
+    const layer = prepareP2Layer({ ...spec, name: "blk.attn" });
+    const err = (f: () => unknown, code: string, msg: RegExp) => {
+      try {
+        f();
+      } catch (e) {
+        expect(e).toBeInstanceOf(KernelsError);
+        expect((e as KernelsError).code).toBe(code);
+        expect((e as Error).message).toMatch(msg);
+        return;
+      }
+      expect.fail("no error");
+    };
+    it("non-finite x/λ names the element", () => {
+      const x = r.f32(c.M * c.K);
+      x[1 * c.K + 77] = Number.NaN;
+      err(() => layer.forward(x, c.M), "E_VALUE", /blk\.attn\.x.*non-finite x\/λ at \[1, 77\]/);
+      err(() => layer.quantize(x, c.M), "E_VALUE", /at \[1, 77\]/);
+      x[1 * c.K + 77] = 3e38; // finite x, x/λ overflows for λ < 1
+      const s = Float32Array.from(spec.smooth!);
+      s[77] = 0.5;
+      err(() => prepareP2Layer({ ...spec, smooth: s }).forward(x, c.M), "E_VALUE", /at \[1, 77\]/);
+    });
+    it("a row whose scale leaves float32", () => {
+      const x = r.f32(c.M * c.K);
+      x.fill(2e-44, 2 * c.K, 3 * c.K); // max |x/λ| ≈ 57·2^-149: S = 2^-151
+      err(() => layer.forward(x, c.M), "E_VALUE", /row 2 of x\/λ.*leaves float32/);
+      const v = Float32Array.from(x, (t, i) => Math.fround(t * Math.fround(1 / spec.smooth![i % c.K]!)));
+      expect(() => quantize(v, c.M, c.K, ACT)).toThrowError(/row 2: row scale .* leaves float32/);
+    });
+    it("weights: codes, exponents, row scales, shapes, branch halves, λ", () => {
+      const codes = Int8Array.from(spec.codes);
+      codes[5] = 8;
+      err(() => prepareP2Layer({ ...spec, codes }), "E_VALUE", /codes.*code 8 at flat index 5/);
+      const exponents = Int8Array.from(spec.exponents);
+      exponents[1] = 6;
+      err(() => prepareP2Layer({ ...spec, exponents }), "E_VALUE", /exponents.*6/);
+      const rowScales = Float32Array.from(spec.rowScales);
+      rowScales[2] = -1;
+      err(() => prepareP2Layer({ ...spec, rowScales }), "E_VALUE", /rowScales.*negative/);
+      err(() => prepareP2Layer({ ...spec, K: 100 }), "E_SHAPE", /multiple of 64/);
+      err(() => prepareP2Layer({ ...spec, codes: spec.codes.subarray(1) }), "E_LENGTH", /codes/);
+      err(() => prepareP2Layer({ ...spec, lowRankUp: undefined }), "E_ARGUMENT", /lowRankUp/);
+      const smooth = Float32Array.from(spec.smooth!);
+      smooth[3] = 0;
+      err(() => prepareP2Layer({ ...spec, smooth }), "E_VALUE", /smooth.*\[3\]/);
+      err(() => layer.forward(r.f32(c.M * c.K - 1), c.M), "E_LENGTH", /blk\.attn\.x/);
+    });
+  });
+}
