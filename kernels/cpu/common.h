@@ -28,6 +28,7 @@ enum class Isa { Scalar = 0, Avx2 = 1, Avx512 = 2, Amx = 3 };
 bool cpu_has_avx2_fma();
 bool cpu_has_avx512_vnni();  // AVX-512 F/BW/DQ/VL/VNNI with the OS saving ZMM state
 bool cpu_has_amx_int8();     // AMX-TILE + AMX-INT8 with the tile state granted by the OS (Linux only)
+bool cpu_has_amx_bf16();     // cpu_has_amx_int8() and AMX-BF16 (the split-bf16 f32 GEMM, attention, int4p2 layer)
 Isa active_isa();
 // True when the active path can run kernels of path `want` (Amx ⊇ Avx512 ⊇ Avx2).
 inline bool isa_at_least(Isa want) { return static_cast<int>(active_isa()) >= static_cast<int>(want); }

@@ -180,24 +180,8 @@ void run_rebuilt(const F32SplitArgs& P) {
   gemm_f32(a);
 }
 
-#if defined(__x86_64__)
-bool cpuid_amx_bf16() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-  return (d >> 22) & 1;  // CPUID.(EAX=7,ECX=0):EDX bit 22 AMX-BF16 (Intel SDM vol. 2A, CPUID)
-}
-#endif
 
 }  // namespace
-
-bool cpu_has_amx_bf16() {
-#if defined(__x86_64__)
-  static const bool ok = cpu_has_amx_int8() && cpuid_amx_bf16();
-  return ok;
-#else
-  return false;
-#endif
-}
 
 bool f32_split_uses_amx() { return isa_at_least(Isa::Amx) && cpu_has_amx_bf16(); }
 

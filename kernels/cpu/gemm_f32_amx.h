@@ -9,8 +9,6 @@
 
 namespace svdq {
 
-// AMX-TILE + AMX-BF16 (CPUID.(7,0):EDX bits 24 and 22) with the tile state granted (cpu_has_amx_int8 asks for it).
-bool cpu_has_amx_bf16();
 // True when gemm_f32_split runs on AMX-BF16 tiles now (active path amx and the CPU has AMX-BF16); otherwise it
 // rebuilds f32 panels from the parts and runs gemm_f32 (exact for S = 3: the parts sum to W).
 bool f32_split_uses_amx();

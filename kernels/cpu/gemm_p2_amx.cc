@@ -46,20 +46,6 @@ thread_local Scratch t_scratch;
 
 }  // namespace
 
-bool cpu_has_amx_bf16() {
-#if defined(__x86_64__)
-  static const bool ok = [] {
-    if (!cpu_has_amx_int8()) return false;  // AMX-TILE present and the tile state granted (runtime.cc)
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-    return ((d >> 22) & 1) != 0;  // CPUID.(EAX=7,ECX=0):EDX[22] AMX-BF16 (Intel SDM vol. 2A, CPUID)
-  }();
-  return ok;
-#else
-  return false;
-#endif
-}
-
 namespace {
 
 // One task of gemm_amx (a lambda does not inherit the target attribute, so the tile code lives here).

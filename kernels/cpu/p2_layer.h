@@ -81,8 +81,6 @@ struct GemmArgs {
 };
 void gemm(const GemmArgs& a);
 
-// AMX-BF16 (CPUID.7.0:EDX[22]) on top of the AMX path of common.h (which holds the tile-state grant).
-bool cpu_has_amx_bf16();
 bool cpu_has_avx512_bf16();
 // Paths of this operator: 3 AMX-BF16 tiles, 2 AVX-512 f32 FMA, 1 AVX2 f32 FMA, 0 scalar.
 int gemm_path();

@@ -47,6 +47,12 @@ bool cpuid_amx_int8() {
   __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
   return ((d >> 24) & 1) && ((d >> 25) & 1);
 }
+// CPUID.(EAX=7,ECX=0):EDX bit 22 AMX-BF16 (Intel SDM vol. 2A, CPUID).
+bool cpuid_amx_bf16() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+  return ((d >> 22) & 1) != 0;
+}
 #endif
 
 // Linux keeps the 8 KiB AMX tile data (XFEATURE_XTILEDATA = 18) disabled until the process asks for it with
@@ -66,6 +72,15 @@ bool request_amx_state() {
 bool cpu_has_amx_int8() {
 #if defined(__x86_64__)
   static const bool ok = cpu_has_avx512_vnni() && cpuid_amx_int8() && request_amx_state();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_amx_bf16() {
+#if defined(__x86_64__)
+  static const bool ok = cpu_has_amx_int8() && cpuid_amx_bf16();
   return ok;
 #else
   return false;
