@@ -8,70 +8,13 @@
 #include <vector>
 
 #include "common.h"
+#include "napi_args.h"
 
 namespace {
 
 using svdq::KernelError;
 
-int64_t num(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw KernelError(std::string("argument '") + key + "' must be a number");
-  return v.As<Napi::Number>().Int64Value();
-}
-double fnum(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw KernelError(std::string("argument '") + key + "' must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-bool flag(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  return v.IsBoolean() && v.As<Napi::Boolean>().Value();
-}
-
-template <typename T>
-napi_typedarray_type kind();
-template <> napi_typedarray_type kind<float>() { return napi_float32_array; }
-template <> napi_typedarray_type kind<double>() { return napi_float64_array; }
-template <> napi_typedarray_type kind<int32_t>() { return napi_int32_array; }
-template <> napi_typedarray_type kind<int8_t>() { return napi_int8_array; }
-template <> napi_typedarray_type kind<uint8_t>() { return napi_uint8_array; }
-template <> napi_typedarray_type kind<uint16_t>() { return napi_uint16_array; }
-template <> napi_typedarray_type kind<uint32_t>() { return napi_uint32_array; }
-
-// Returns the data of typed array o[key] of element type T holding at least `len` elements; null when optional
-// and absent.
-template <typename T>
-T* arr(const Napi::Object& o, const char* key, int64_t len, bool optional = false) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) {
-    if (optional) return nullptr;
-    throw KernelError(std::string("argument '") + key + "' is required");
-  }
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kind<T>())
-    throw KernelError(std::string("argument '") + key + "' has the wrong typed-array type");
-  auto ta = v.As<Napi::TypedArray>();
-  if (static_cast<int64_t>(ta.ElementLength()) < len)
-    throw KernelError(std::string("argument '") + key + "' holds " + std::to_string(ta.ElementLength()) +
-                      " elements, expected " + std::to_string(len));
-  return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
-}
-
-template <typename F>
-Napi::Value guarded(const Napi::CallbackInfo& info, F&& f) {
-  Napi::Env env = info.Env();
-  try {
-    return f(env);
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, std::string("@svdquant/kernels native: ") + e.what());
-  }
-}
-
-Napi::Object obj0(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsObject()) throw KernelError("expected one argument object");
-  return info[0].As<Napi::Object>();
-}
+using namespace svdq::napi_args;  // num, fnum, flag, arr<T>, guarded, obj0
 
 int64_t pad(int64_t n, int64_t to) { return (n + to - 1) / to * to; }
 

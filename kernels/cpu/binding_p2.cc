@@ -7,56 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "napi_args.h"
 #include "p2_layer.h"
 
 namespace {
 
 using svdq::KernelError;
 
-int64_t num(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw KernelError(std::string("argument '") + key + "' must be a number");
-  return v.As<Napi::Number>().Int64Value();
-}
-
-template <typename T>
-napi_typedarray_type kind();
-template <> napi_typedarray_type kind<float>() { return napi_float32_array; }
-template <> napi_typedarray_type kind<int8_t>() { return napi_int8_array; }
-template <> napi_typedarray_type kind<uint16_t>() { return napi_uint16_array; }
-
-template <typename T>
-T* arr(const Napi::Object& o, const char* key, int64_t len, bool optional = false) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) {
-    if (optional) return nullptr;
-    throw KernelError(std::string("argument '") + key + "' is required");
-  }
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kind<T>())
-    throw KernelError(std::string("argument '") + key + "' has the wrong typed-array type");
-  auto ta = v.As<Napi::TypedArray>();
-  if (static_cast<int64_t>(ta.ElementLength()) < len)
-    throw KernelError(std::string("argument '") + key + "' holds " + std::to_string(ta.ElementLength()) +
-                      " elements, expected " + std::to_string(len));
-  return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
-}
-
-template <typename F>
-Napi::Value guarded(const Napi::CallbackInfo& info, F&& f) {
-  Napi::Env env = info.Env();
-  try {
-    return f(env);
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, std::string("@svdquant/kernels native: ") + e.what());
-  }
-}
-
-Napi::Object obj0(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsObject()) throw KernelError("expected one argument object");
-  return info[0].As<Napi::Object>();
-}
+using namespace svdq::napi_args;  // num, fnum, flag, arr<T>, guarded, obj0
 
 void dims(int64_t M, int64_t K, int64_t N, int64_t R, const char* what) {
   if (M < 0 || K <= 0 || K % 64 || N <= 0 || R < 0) throw KernelError(std::string(what) + ": bad M/K/N/R");

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common.h"
+#include "napi_args.h"
 #include "simd.h"
 
 namespace svdq {
@@ -147,83 +148,51 @@ void rms_norm_rope(const RopeArgs& a) {
 
 // ---- N-API ----
 
-int64_t num(const Napi::Object& o, const char* who, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw KernelError(std::string(who) + ": argument '" + key + "' must be a number");
-  return v.As<Napi::Number>().Int64Value();
-}
-
-double dnum(const Napi::Object& o, const char* who, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw KernelError(std::string(who) + ": argument '" + key + "' must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-template <typename T>
-T* f32s(const Napi::Object& o, const char* who, const char* key, int64_t len) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    throw KernelError(std::string(who) + ": argument '" + key + "' must be a Float32Array");
-  auto ta = v.As<Napi::TypedArray>();
-  if (static_cast<int64_t>(ta.ElementLength()) < len)
-    throw KernelError(std::string(who) + ": argument '" + key + "' holds " + std::to_string(ta.ElementLength()) +
-                      " elements, expected " + std::to_string(len));
-  return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
-}
-
-template <typename F>
-Napi::Value guarded(const Napi::CallbackInfo& info, const char* who, F&& f) {
-  Napi::Env env = info.Env();
-  try {
-    if (info.Length() < 1 || !info[0].IsObject()) throw KernelError(std::string(who) + ": expected one argument object");
-    f(info[0].As<Napi::Object>());
-    return env.Undefined();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Napi::Error::New(env, std::string("@svdquant/kernels native: ") + e.what());
-  }
-}
+using namespace napi_args;  // num, fnum, arr<T>, guarded, obj0
 
 Napi::Value LayerNormModulate(const Napi::CallbackInfo& info) {
   constexpr const char* who = "layerNormModulateF32";
-  return guarded(info, who, [&](const Napi::Object& o) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    const Napi::Object o = obj0(info, who);
     LnArgs a{};
-    a.B = num(o, who, "B");
-    a.S = num(o, who, "S");
-    a.D = num(o, who, "D");
-    a.scale_off = num(o, who, "scaleOff");
-    a.shift_off = num(o, who, "shiftOff");
-    a.stride = num(o, who, "stride");
+    a.B = num(o, "B", who);
+    a.S = num(o, "S", who);
+    a.D = num(o, "D", who);
+    a.scale_off = num(o, "scaleOff", who);
+    a.shift_off = num(o, "shiftOff", who);
+    a.stride = num(o, "stride", who);
     if (a.B < 0 || a.S < 0 || a.D <= 0 || a.scale_off < 0 || a.shift_off < 0 || a.stride < 0)
       throw KernelError("layerNormModulateF32: bad B/S/D/offsets/stride");
-    a.eps = dnum(o, who, "eps");
+    a.eps = fnum(o, "eps", who);
     const int64_t n = a.B * a.S * a.D, rows = a.B > 0 ? (a.B - 1) * a.stride : 0;
-    a.x = f32s<const float>(o, who, "x", n);
-    a.scale = f32s<const float>(o, who, "scale", rows + a.scale_off + a.D);
-    a.shift = f32s<const float>(o, who, "shift", rows + a.shift_off + a.D);
-    a.out = f32s<float>(o, who, "out", n);
+    a.x = arr<float>(o, "x", n, false, who);
+    a.scale = arr<float>(o, "scale", rows + a.scale_off + a.D, false, who);
+    a.shift = arr<float>(o, "shift", rows + a.shift_off + a.D, false, who);
+    a.out = arr<float>(o, "out", n, false, who);
     if (n) layer_norm_modulate(a);
+    return env.Undefined();
   });
 }
 
 Napi::Value RmsNormRope(const Napi::CallbackInfo& info) {
   constexpr const char* who = "rmsNormRopeHeadsF32";
-  return guarded(info, who, [&](const Napi::Object& o) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    const Napi::Object o = obj0(info, who);
     RopeArgs a{};
-    a.B = num(o, who, "B");
-    a.S = num(o, who, "S");
-    a.H = num(o, who, "H");
-    a.Dh = num(o, who, "Dh");
-    a.row0 = num(o, who, "ropeRow0");
+    a.B = num(o, "B", who);
+    a.S = num(o, "S", who);
+    a.H = num(o, "H", who);
+    a.Dh = num(o, "Dh", who);
+    a.row0 = num(o, "ropeRow0", who);
     if (a.B < 0 || a.S < 0 || a.H <= 0 || a.Dh <= 0 || a.Dh % 2 || a.row0 < 0)
       throw KernelError("rmsNormRopeHeadsF32: bad B/S/H/Dh/ropeRow0");
-    a.eps = dnum(o, who, "eps");
-    a.x = f32s<float>(o, who, "x", a.B * a.S * a.H * a.Dh);
-    a.w = f32s<const float>(o, who, "weight", a.Dh);
-    a.cos = f32s<const float>(o, who, "cos", (a.row0 + a.S) * a.Dh);
-    a.sin = f32s<const float>(o, who, "sin", (a.row0 + a.S) * a.Dh);
+    a.eps = fnum(o, "eps", who);
+    a.x = arr<float>(o, "x", a.B * a.S * a.H * a.Dh, false, who);
+    a.w = arr<float>(o, "weight", a.Dh, false, who);
+    a.cos = arr<float>(o, "cos", (a.row0 + a.S) * a.Dh, false, who);
+    a.sin = arr<float>(o, "sin", (a.row0 + a.S) * a.Dh, false, who);
     if (a.B * a.S > 0) rms_norm_rope(a);
+    return env.Undefined();
   });
 }
 
