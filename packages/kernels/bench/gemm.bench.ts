@@ -25,6 +25,7 @@ import { availableParallelism, cpus, loadavg } from "node:os";
 import * as ort from "onnxruntime-node";
 import {
   backendInfo,
+  f32GemmBackend,
   gemmF32,
   gemmW4A4,
   gemmW4A16,
@@ -205,6 +206,8 @@ for (const [K, N] of KNs) {
   const layer = prepareW4A4Layer({ weight: pW4, smooth, lowRankDown: ldown });
   const layerNoLR = prepareW4A4Layer({ weight: pW4noLR, smooth });
   const pF32 = packF32(wf, N, K, { bias });
+  // what the models run: f32GemmBackend().prepare (on the amx path W split once into 3 bf16 parts, AMX-BF16 tiles)
+  const prepF32 = only === "lr" || only === "p2" ? undefined : f32GemmBackend().prepare(wf, bias, N, K);
   // int4p2 weights: the same random codes, group exponents in [−4, 5] and per-row scales (the GEMM's cost does
   // not depend on the values)
   const p2w = {
@@ -265,6 +268,7 @@ for (const [K, N] of KNs) {
         run: () => gemmW4A4(quantizeActivations(x, M, K, { smooth, lowRankDown: ldown, rank: RANK }), pW4),
       },
       { name: "f32 GEMM", path: best, int: false, run: () => gemmF32(x, M, pF32) },
+      ...(prepF32 ? [{ name: "f32 GEMM prepared", path: best, int: false, run: () => prepF32.run(x, out, M) }] : []),
       ...(paths.includes("avx2") && best !== "avx2"
         ? [{ name: "f32 GEMM", path: "avx2" as const, int: false, run: () => gemmF32(x, M, pF32) }]
         : []),
@@ -325,7 +329,7 @@ for (const [K, N] of KNs) {
       });
     if (only !== "p2")
       ratioRows.push(
-        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%) | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x (CPU ${f32Cpu.toFixed(2)}x) | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
+        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%) | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x (CPU ${f32Cpu.toFixed(2)}x); prepared ${(ortF32 / get("f32 GEMM prepared", best)).toFixed(2)}x (CPU ${(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM prepared", best)).toFixed(2)}x) | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
       );
     console.log(`done M=${M} K=${K} N=${N}`);
   }
@@ -344,7 +348,7 @@ console.log(
 );
 console.log(rows.join("\n"));
 console.log(
-  "\n| CPU | path | M | K | N | W4A4 layer vs fastest ORT int8/4-bit | vs ORT f32 | low-rank overhead, wall (CPU time) | f32 GEMM / ORT f32, wall (CPU time vs spin off) | W4A16 vs ORT f32 | W8A8 vs ORT DynamicQuantizeMatMul | W4A4 layer vs fastest ORT int, per path |\n| - | - | -: | -: | -: | -: | -: | -: | -: | -: | -: | - |",
+  "\n| CPU | path | M | K | N | W4A4 layer vs fastest ORT int8/4-bit | vs ORT f32 | low-rank overhead, wall (CPU time) | f32 GEMM / ORT f32, wall (CPU time vs spin off); prepared (`f32GemmBackend().prepare`) | W4A16 vs ORT f32 | W8A8 vs ORT DynamicQuantizeMatMul | W4A4 layer vs fastest ORT int, per path |\n| - | - | -: | -: | -: | -: | -: | -: | -: | -: | -: | - |",
 );
 console.log(ratioRows.join("\n"));
 console.log(
