@@ -29,6 +29,16 @@ bool cpu_has_avx2_fma();
 bool cpu_has_avx512_vnni();  // AVX-512 F/BW/DQ/VL/VNNI with the OS saving ZMM state
 bool cpu_has_amx_int8();     // AMX-TILE + AMX-INT8 with the tile state granted by the OS (Linux only)
 bool cpu_has_amx_bf16();     // cpu_has_amx_int8() and AMX-BF16 (the split-bf16 f32 GEMM, attention, int4p2 layer)
+
+// The 64-byte LDTILECFG operand of AMX (Intel SDM vol. 2A, LDTILECFG): palette 1, then per tile its bytes per row
+// (colsb) and rows. Every AMX kernel (W4A4, W8A8, int4p2, split-bf16 f32, the peaks) fills one.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
 Isa active_isa();
 // True when the active path can run kernels of path `want` (Amx ⊇ Avx512 ⊇ Avx2).
 inline bool isa_at_least(Isa want) { return static_cast<int>(active_isa()) >= static_cast<int>(want); }

@@ -26,13 +26,6 @@ namespace p2 {
 
 namespace {
 
-struct alignas(64) TileConfig {  // LDTILECFG operand (Intel SDM vol. 2A): palette 1, bytes per row, rows
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 constexpr int64_t kTaskRows = 128, kTaskCols = 256;
 // K columns per chunk (a multiple of 32); Kt up to 1.5 chunks runs in one. Measured on the dev Xeon (1 thread,

@@ -34,13 +34,6 @@ namespace w4a4 {
 namespace {
 
 // LDTILECFG operand (Intel SDM vol. 2A, LDTILECFG): palette 1, bytes per row and rows of each tile register.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 constexpr int64_t kTileBytes = 1024;  // 16 rows × 64 bytes
 

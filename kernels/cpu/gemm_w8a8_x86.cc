@@ -108,13 +108,6 @@ SVDQ_TARGET_AVX512 void tile_vnni(const Ctx8& c, int64_t m0, int64_t m1, int64_t
 }
 
 // ---- AMX ----
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 thread_local std::vector<int8_t> t_bw, t_apad;
 
 // Rows [m0, m1) × panels [p0, p1) (p1 − p0 ≤ 4: one or two B tiles of 16 columns), K % 64 == 0.

@@ -56,19 +56,12 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static int dpbusd_loop(in
   return _mm512_reduce_add_epi32(s);
 }
 
-struct alignas(64) PeakTileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 // tdpbssd into 4 independent C tiles from 2 A and 2 B tiles held in registers (the W4A4 kernel's 2×2 blocking).
 __attribute__((target("amx-tile,amx-int8,avx512f"))) static int tdpbssd_loop(int64_t iters, int seed) {
   alignas(64) int8_t buf[1024];
   for (int i = 0; i < 1024; ++i) buf[i] = static_cast<int8_t>((i + seed) % 7 - 3);
-  PeakTileConfig cfg;
+  TileConfig cfg;
   for (int t = 0; t < 8; ++t) {
     cfg.colsb[t] = 64;
     cfg.rows[t] = 16;

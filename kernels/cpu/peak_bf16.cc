@@ -13,18 +13,11 @@ namespace p2 {
 
 namespace {
 
-struct alignas(64) PeakCfg {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 __attribute__((target("amx-tile,amx-bf16,avx512f"))) float tdpbf16ps_loop(int64_t iters, int seed) {
   alignas(64) uint16_t buf[512];
   for (int i = 0; i < 512; ++i) buf[i] = static_cast<uint16_t>(0x3f80 + ((i + seed) % 5));  // ≈ 1.0
-  PeakCfg cfg;
+  TileConfig cfg;
   for (int t = 0; t < 8; ++t) {
     cfg.colsb[t] = 64;
     cfg.rows[t] = 16;

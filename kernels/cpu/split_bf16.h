@@ -15,6 +15,8 @@
 #include <cstring>
 #include <vector>
 
+#include "common.h"
+
 #define SVDQ_TARGET_SPLIT_BF16 \
   __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-bf16")))
 
@@ -36,13 +38,6 @@ inline uint16_t bf16_bits(float f, float* value) {
 }
 
 // LDTILECFG operand (Intel SDM vol. 2A, LDTILECFG): palette 1, bytes per row and rows of each tile register.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 // All 8 tile registers 16 rows × 64 bytes (f32 C tiles 16 × 16, bf16 A/B tiles 16 × 32).
 inline TileConfig full_tiles() {
