@@ -7,12 +7,10 @@
 import { dequantize, fakeQuantize, type Quantized, quantize, specFor } from "@svdquant/int4";
 import { describe, expect, it } from "vitest";
 import { backendInfo, KernelsError, type P2LayerSpec, prepareP2Layer, setIsa } from "../src/index.ts";
-import { isasToTest, rng } from "./helpers.ts";
+import { isasToTest, type Rng, rng } from "./helpers.ts";
 
 const info = backendInfo();
 const ACT = specFor("int4p2", { p2RowScale: "pow2" }); // the engine's activation quantizer (p2.ts)
-
-type Rng = ReturnType<typeof rng>;
 
 interface Case {
   M: number;
