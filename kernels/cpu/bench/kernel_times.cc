@@ -5,10 +5,17 @@
 //
 //   g++ -std=c++17 -O3 -pthread -Ikernels/cpu kernels/cpu/bench/kernel_times.cc kernels/cpu/runtime.cc \
 //       kernels/cpu/simd.cc kernels/cpu/gemm_f32.cc kernels/cpu/act_quant.cc kernels/cpu/gemm_w4a4.cc \
-//       kernels/cpu/gemm_w4a4_avx512.cc kernels/cpu/gemm_w4a4_amx.cc -o /tmp/kernel_times
+//       kernels/cpu/gemm_w4a4_avx512.cc kernels/cpu/gemm_w4a4_amx.cc kernels/cpu/act_quant_p2.cc \
+//       kernels/cpu/gemm_p2.cc kernels/cpu/gemm_p2_amx.cc kernels/cpu/peak_bf16.cc kernels/cpu/gemm_w8a8.cc \
+//       kernels/cpu/gemm_w8a8_x86.cc kernels/cpu/peak.cc -o /tmp/kernel_times
 //   /tmp/kernel_times f32 M K N [threads] [isa]      # f32 GEMM (isa: 0 auto, 2 avx2, 3 avx512, 4 amx)
 //   /tmp/kernel_times w4a4 M K N [threads] [isa]     # quantize ± rank-32 down, W4A4 GEMM ± rank-32 up
+//   /tmp/kernel_times p2 M K N [threads] [isa]       # int4p2 bf16 GEMM (Kt = K), against tdpbf16ps per thread
+//   /tmp/kernel_times w8a8 M K N [threads] [isa]     # W8A8 GEMM, against tdpbssd per thread
+// GMAC/s below are multiply-adds per second of CPU time (per thread when threads > 1: CPU time sums threads).
+#include <immintrin.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <algorithm>
@@ -21,6 +28,7 @@
 #include <vector>
 
 #include "common.h"
+#include "p2_layer.h"
 
 using namespace svdq;
 
@@ -126,6 +134,133 @@ int run_w4a4(int64_t M, int64_t K, int64_t N, int reps) {
   return e / mx < 1e-5 ? 0 : 1;
 }
 
+// bf16 values on the int4p2 grid (q·2^e, |q| ≤ 7): every product is exact in f32, so the sums are exact up to the
+// f32 additions and the check below is tight.
+uint16_t p2_value(std::mt19937& g) {
+  const int q = static_cast<int>(g() % 15) - 7, e = static_cast<int>(g() % 6) - 3;
+  const float v = std::ldexp(static_cast<float>(q), e);
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+double widen(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+int run_p2(int64_t M, int64_t K, int64_t N, int reps) {
+  const int64_t Kt = (K + 31) / 32 * 32, Mp = p2::round_up(M, 32), Np = p2::round_up(N, 32);
+  // HUGE=1: operands in 2 MiB pages (madvise), to separate TLB misses from cache misses
+  const bool huge = std::getenv("HUGE") && std::atoi(std::getenv("HUGE"));
+  auto alloc = [&](size_t n) {
+    const size_t bytes = (n * 2 + (2 << 20) - 1) / (2 << 20) * (2 << 20);
+    void* p = std::aligned_alloc(2 << 20, bytes);
+    if (huge) madvise(p, bytes, MADV_HUGEPAGE);
+    std::memset(p, 0, bytes);
+    return static_cast<uint16_t*>(p);
+  };
+  uint16_t* aop = alloc(Mp * Kt);
+  uint16_t* wop = alloc(Np * Kt);
+  std::mt19937 g(11);
+  std::vector<uint16_t> A(M * Kt, 0), W(N * Kt, 0);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) A[m * Kt + k] = p2_value(g);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) W[n * Kt + k] = p2_value(g);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Kt; ++k) aop[p2::aop_row(m, Kt) + (k / 32) * 1024 + k % 32] = A[m * Kt + k];
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < Kt; ++k)
+      wop[p2::wop_block(n / 16, Kt) + (k / 32) * 1024 + ((k % 32) / 2) * 32 + (n % 16) * 2 + k % 2] = W[n * Kt + k];
+  auto sx = rnd(M, 1.f, 12), sw = rnd(Np, 1.f, 13), bias = rnd(N, 1.f, 14);
+  std::vector<float> y(M * N);
+  p2::GemmArgs a{aop, sx.data(), wop, sw.data(), bias.data(), M, N, Kt, false, y.data()};
+  const double peak = p2::peak_bf16(0, 200000000) / num_threads();
+  std::printf("tdpbf16ps peak %.0f GMAC/s per thread (gemm_path %d)\n", peak * 1e-9, p2::gemm_path());
+  for (int round = 0; round < 2; ++round)
+    time_it("p2_gemm", 2.0 * M * N * Kt / num_threads(), reps, [&] { p2::gemm(a); });
+  double maxerr = 0, maxref = 0;
+  for (int s = 0; s < 3000; ++s) {
+    const int64_t m = s < 8 ? M - 1 - s % M : g() % M, n = s < 8 ? N - 1 - (s / 2) % N : g() % N;
+    double r = 0;
+    for (int64_t k = 0; k < K; ++k) r += widen(A[m * Kt + k]) * widen(W[n * Kt + k]);
+    r = r * sx[m] * sw[n] + bias[n];
+    maxerr = std::max(maxerr, std::fabs(r - y[m * N + n]));
+    maxref = std::max(maxref, std::fabs(r));
+  }
+  std::printf("  check: max |err| %.3g of max |y| %.3g (%.2g)\n", maxerr, maxref, maxerr / maxref);
+  return maxerr / maxref < 1e-5 ? 0 : 1;
+}
+
+// The int4p2 2×2 tile loop alone: a 32-row activation block of `ka` 32-column steps (cycled), weight blocks of
+// `steps` K steps taken in turn from a buffer of `wb` blocks (B streams through that many bytes), C tiles zeroed
+// (cst = 0) or loaded from and stored to an L1 buffer (cst = 1) around each block; pf: prefetch the next weight
+// block into L1 (T0) spread over the current block's steps.
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) double p2_loop(int64_t steps, int64_t wb, int cst, int pf,
+                                                                    int64_t reps) {
+  std::vector<uint16_t> abuf(steps * 1024 + 64), wbuf(wb * steps * 1024 + 64);
+  std::mt19937 g(3);
+  for (auto& v : abuf) v = p2_value(g);
+  for (auto& v : wbuf) v = p2_value(g);
+  uint16_t* A = abuf.data();
+  while (reinterpret_cast<uintptr_t>(A) & 63) ++A;
+  uint16_t* W = wbuf.data();
+  while (reinterpret_cast<uintptr_t>(W) & 63) ++W;
+  alignas(64) float cb[1024];
+  std::memset(cb, 0, sizeof cb);
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+  const double t0 = cpu_now();
+  for (int64_t r = 0; r < reps; ++r)
+    for (int64_t b = 0; b < wb; ++b) {
+      if (cst) {
+        _tile_loadd(0, cb, 64);
+        _tile_loadd(1, cb + 256, 64);
+        _tile_loadd(2, cb + 512, 64);
+        _tile_loadd(3, cb + 768, 64);
+      } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+      }
+      const uint16_t* ap = A;
+      const uint16_t* bp = W + b * steps * 1024;
+      const char* nx = reinterpret_cast<const char*>(W + ((b + (pf > 1 ? pf : 1)) % wb) * steps * 1024);
+      for (int64_t s = 0; s < steps; ++s) {
+        if (pf == 1)
+          for (int l = 0; l < 2048; l += 64) _mm_prefetch(nx + 2048 * s + l, _MM_HINT_T0);
+        else if (pf > 1)
+          for (int l = 0; l < 2048; l += 64) _mm_prefetch(nx + 2048 * s + l, _MM_HINT_T1);
+        _tile_loadd(4, ap, 64);
+        _tile_loadd(6, bp, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, bp + 512, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, ap + 512, 64);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        ap += 1024;
+        bp += 1024;
+      }
+      if (cst) {
+        _tile_stored(0, cb, 64);
+        _tile_stored(1, cb + 256, 64);
+        _tile_stored(2, cb + 512, 64);
+        _tile_stored(3, cb + 768, 64);
+      }
+    }
+  const double dt = cpu_now() - t0;
+  _tile_release();
+  return reps * wb * steps * 4.0 * 8192 / dt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -134,11 +269,23 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string what = argv[1];
+  if (what == "p2loop") {  // p2loop steps weight_blocks c_store prefetch
+    if (!cpu_has_amx_bf16()) return 2;  // also asks Linux for the tile state
+    const int64_t steps = std::atoll(argv[2]), wb = std::atoll(argv[3]);
+    const int64_t reps = std::max<int64_t>(1, 400000000 / (wb * steps * 32768));
+    double best = 0;
+    for (int i = 0; i < 5; ++i) best = std::max(best, p2_loop(steps, wb, std::atoi(argv[4]), std::atoi(argv[5]), reps));
+    std::printf("p2loop steps %lld (A %lld KiB) weight blocks %lld (B %lld KiB) cstore %s pf %s: %.0f GMAC/s\n",
+                (long long)steps, (long long)steps * 2, (long long)wb, (long long)(wb * steps * 2), argv[4], argv[5],
+                best * 1e-9);
+    return 0;
+  }
   const int64_t M = std::atoll(argv[2]), K = std::atoll(argv[3]), N = std::atoll(argv[4]);
   set_num_threads(argc > 5 ? std::atoi(argv[5]) : 1);
   if (argc > 6) set_isa_mode(std::atoi(argv[6]));
   std::printf("%s M=%lld K=%lld N=%lld threads %d isa %s\n", what.c_str(), (long long)M, (long long)K, (long long)N,
               num_threads(), isa_name(active_isa()));
   const int reps = std::getenv("REPS") ? std::atoi(std::getenv("REPS")) : 5;
+  if (what == "p2") return run_p2(M, K, N, reps);
   return what == "f32" ? run_f32(M, K, N, reps) : run_w4a4(M, K, N, reps);
 }
