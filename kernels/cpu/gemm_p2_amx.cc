@@ -59,28 +59,10 @@ int64_t env_or(const char* n, int64_t d) {
 }
 #endif
 
-// Software prefetch into L2 of the next K chunk of a task (its activation row blocks, then its weight column
-// blocks), per_step lines before each K step.
-struct Prefetch {
-  const char* a = nullptr;  // the next chunk of the first row block
-  const char* w = nullptr;  // the next chunk of the first column block
-  int64_t seg = 0;          // bytes of one block's chunk (steps · 2 KiB)
-  int64_t stride = 0;       // bytes between two blocks' chunks: Kt/32 · 2 KiB
-  int64_t na = 0;           // row blocks (segments before the weight ones)
-  int64_t pos = 0, end = 0; // line cursor over all segments
-  int64_t per_step = 0;
-  SVDQ_TARGET_AMXBF inline void step() {
-    for (int64_t i = 0; i < per_step && pos < end; ++i, ++pos) {
-      const int64_t byte = pos * 64, sg = byte / seg, off = byte % seg;
-      _mm_prefetch(sg < na ? a + sg * stride + off : w + (sg - na) * stride + off, _MM_HINT_T1);
-    }
-  }
-};
-
 // One 32×32 block over K steps [s0, s1): C tiles zeroed (first chunk) or loaded from cb, 2×2 tile products per step,
 // then stored to cb or (last chunk) through the epilogue.
 SVDQ_TARGET_AMXBF inline void block32(const GemmArgs& a, int64_t m0, int64_t n0, int64_t s0, int64_t s1, bool first,
-                                      bool last, float* cb, Prefetch& pf) {
+                                      bool last, float* cb, ChunkPrefetch& pf) {
   const int64_t KC32 = a.Kt / 32;
   if (first) {
     _tile_zero(0);
@@ -149,17 +131,14 @@ SVDQ_TARGET_AMXBF void amx_task(const GemmArgs& a, const Plan& p, int64_t task, 
     const int64_t s0 = ch * p.csteps, s1 = std::min(KC32, s0 + p.csteps);
     if (s0 >= s1) break;
     const bool first = ch == 0, last = s1 == KC32;
-    Prefetch pf;
+    ChunkPrefetch pf;  // the next chunk of the task's row blocks and column blocks (each steps · 2 KiB)
     if (p.prefetch && !last) {
       const int64_t n0s = s1, n1s = std::min(KC32, s1 + p.csteps);
-      pf.seg = (n1s - n0s) * 2048;
-      pf.stride = KC32 * 2048;
-      pf.a = reinterpret_cast<const char*>(a.aop + ((mt0 / 32) * KC32 + n0s) * 1024);
-      pf.w = reinterpret_cast<const char*>(a.wop + ((nt0 / 32) * KC32 + n0s) * 1024);
-      pf.na = ib_n;
-      pf.end = (ib_n + jb_n) * pf.seg / 64;
-      const int64_t total_steps = ib_n * jb_n * (s1 - s0);
-      pf.per_step = (pf.end + total_steps - 1) / total_steps;
+      pf.list[0] = {reinterpret_cast<const char*>(a.aop + ((mt0 / 32) * KC32 + n0s) * 1024), (n1s - n0s) * 2048,
+                    KC32 * 2048, ib_n};
+      pf.list[1] = {reinterpret_cast<const char*>(a.wop + ((nt0 / 32) * KC32 + n0s) * 1024), (n1s - n0s) * 2048,
+                    KC32 * 2048, jb_n};
+      pf.plan(ib_n * jb_n * (s1 - s0));
     }
     const int64_t outer_n = p.rows_outer ? ib_n : jb_n, inner_n = p.rows_outer ? jb_n : ib_n;
     for (int64_t o = 0; o < outer_n; ++o)

@@ -194,6 +194,32 @@ int run_p2(int64_t M, int64_t K, int64_t N, int reps) {
   return maxerr / maxref < 1e-5 ? 0 : 1;
 }
 
+int run_w8a8(int64_t M, int64_t K, int64_t N, int reps) {
+  const int64_t NP = (N + 7) / 8;
+  std::mt19937 g(21);
+  std::vector<int8_t> codes(M * K), w(N * K), panel(NP * K * 8, 0);
+  for (auto& v : codes) v = static_cast<int8_t>(static_cast<int>(g() % 255) - 127);
+  for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(g() % 255) - 127);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) panel[((n / 8) * (K / 4) + k / 4) * 32 + (n % 8) * 4 + k % 4] = w[n * K + k];
+  auto as = rnd(M, 1.f, 22), ws = rnd(N, 1.f, 23), bias = rnd(N, 1.f, 24);
+  std::vector<float> y(M * N);
+  W8A8Args a{codes.data(), as.data(), M, K, N, panel.data(), ws.data(), bias.data(), y.data()};
+  for (int round = 0; round < 2; ++round)
+    time_it("w8a8_gemm", 2.0 * M * N * K / num_threads(), reps, [&] { gemm_w8a8(a); });
+  double maxerr = 0, maxref = 0;
+  for (int s = 0; s < 3000; ++s) {
+    const int64_t m = s < 8 ? M - 1 - s % M : g() % M, n = s < 8 ? N - 1 - (s / 2) % N : g() % N;
+    int64_t d = 0;
+    for (int64_t k = 0; k < K; ++k) d += static_cast<int64_t>(codes[m * K + k]) * w[n * K + k];
+    const double r = static_cast<double>(d) * as[m] * ws[n] + bias[n];
+    maxerr = std::max(maxerr, std::fabs(r - y[m * N + n]));
+    maxref = std::max(maxref, std::fabs(r));
+  }
+  std::printf("  check: max |err| %.3g of max |y| %.3g (%.2g)\n", maxerr, maxref, maxerr / maxref);
+  return maxerr / maxref < 1e-5 ? 0 : 1;
+}
+
 // The int4p2 2×2 tile loop alone: a 32-row activation block of `ka` 32-column steps (cycled), weight blocks of
 // `steps` K steps taken in turn from a buffer of `wb` blocks (B streams through that many bytes), C tiles zeroed
 // (cst = 0) or loaded from and stored to an L1 buffer (cst = 1) around each block; pf: prefetch the next weight
@@ -287,5 +313,6 @@ int main(int argc, char** argv) {
               num_threads(), isa_name(active_isa()));
   const int reps = std::getenv("REPS") ? std::atoi(std::getenv("REPS")) : 5;
   if (what == "p2") return run_p2(M, K, N, reps);
+  if (what == "w8a8") return run_w8a8(M, K, N, reps);
   return what == "f32" ? run_f32(M, K, N, reps) : run_w4a4(M, K, N, reps);
 }

@@ -335,6 +335,8 @@ export function defineSuite(): void {
           [5, 512, 16],
           [70, 448, 72], // AVX-512/AMX tiles: partial 32-row block, 9 panels of 8 columns
           [33, 1028, 40], // K not a multiple of 64: the AMX path runs its VNNI kernel
+          [417, 1152, 419], // AMX blocked plan (M > 128): ragged 384-row/column tasks, 3 K chunks of partial sums
+          [130, 12288, 33], // blocked plan at K = 12288 (24 chunks), a partial last row block, one column task
         ] as const) {
           const x = r.f32(M * K);
           const act = quantizeActivationsInt8(x, M, K);
