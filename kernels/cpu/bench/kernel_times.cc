@@ -7,12 +7,15 @@
 //       kernels/cpu/simd.cc kernels/cpu/gemm_f32.cc kernels/cpu/act_quant.cc kernels/cpu/gemm_w4a4.cc \
 //       kernels/cpu/gemm_w4a4_avx512.cc kernels/cpu/gemm_w4a4_amx.cc kernels/cpu/act_quant_p2.cc \
 //       kernels/cpu/gemm_p2.cc kernels/cpu/gemm_p2_amx.cc kernels/cpu/peak_bf16.cc kernels/cpu/gemm_w8a8.cc \
-//       kernels/cpu/gemm_w8a8_x86.cc kernels/cpu/peak.cc -o /tmp/kernel_times
+//       kernels/cpu/gemm_w8a8_x86.cc -o /tmp/kernel_times
+//   (add -DSVDQ_P2_TUNE to let P2_TR, P2_TC, P2_KC, P2_ROWS_OUTER, P2_L2PF override the int4p2 AMX plan)
 //   /tmp/kernel_times f32 M K N [threads] [isa]      # f32 GEMM (isa: 0 auto, 2 avx2, 3 avx512, 4 amx)
 //   /tmp/kernel_times w4a4 M K N [threads] [isa]     # quantize ± rank-32 down, W4A4 GEMM ± rank-32 up
-//   /tmp/kernel_times p2 M K N [threads] [isa]       # int4p2 bf16 GEMM (Kt = K), against tdpbf16ps per thread
-//   /tmp/kernel_times w8a8 M K N [threads] [isa]     # W8A8 GEMM, against tdpbssd per thread
-// GMAC/s below are multiply-adds per second of CPU time (per thread when threads > 1: CPU time sums threads).
+//   /tmp/kernel_times p2 M K N [threads] [isa]       # int4p2 bf16 GEMM (Kt = K rounded up to 32), its tdpbf16ps peak
+//   /tmp/kernel_times w8a8 M K N [threads] [isa]     # W8A8 GEMM (random int8 codes)
+//   /tmp/kernel_times p2loop STEPS BLOCKS CSTORE PF  # the int4p2 2×2 tile loop alone (see p2_loop below)
+// p2 / w8a8 print GFLOP/s = 2 × multiply-adds per second of CPU time (per thread when threads > 1) and a hash of y
+// (equal hashes from two builds = bit-identical results).
 #include <immintrin.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -228,8 +231,8 @@ int run_w8a8(int64_t M, int64_t K, int64_t N, int reps) {
 
 // The int4p2 2×2 tile loop alone: a 32-row activation block of `ka` 32-column steps (cycled), weight blocks of
 // `steps` K steps taken in turn from a buffer of `wb` blocks (B streams through that many bytes), C tiles zeroed
-// (cst = 0) or loaded from and stored to an L1 buffer (cst = 1) around each block; pf: prefetch the next weight
-// block into L1 (T0) spread over the current block's steps.
+// (cst = 0) or loaded from and stored to an L1 buffer (cst = 1) around each block; pf 1: prefetch the next weight
+// block into L1 (T0), pf ≥ 2: the weight block pf ahead into L2 (T1), spread over the current block's steps.
 __attribute__((target("amx-tile,amx-bf16,avx512f"))) double p2_loop(int64_t steps, int64_t wb, int cst, int pf,
                                                                     int64_t reps) {
   std::vector<uint16_t> abuf(steps * 1024 + 64), wbuf(wb * steps * 1024 + 64);
@@ -297,11 +300,12 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) double p2_loop(int64_t step
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s f32|w4a4 M K N [threads] [isa]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s f32|w4a4|p2|w8a8 M K N [threads] [isa] | p2loop STEPS BLOCKS CSTORE PF\n", argv[0]);
     return 2;
   }
   const std::string what = argv[1];
   if (what == "p2loop") {  // p2loop steps weight_blocks c_store prefetch
+    if (argc < 6) return 2;
     if (!cpu_has_amx_bf16()) return 2;  // also asks Linux for the tile state
     const int64_t steps = std::atoll(argv[2]), wb = std::atoll(argv[3]);
     const int64_t reps = std::max<int64_t>(1, 400000000 / (wb * steps * 32768));
