@@ -133,6 +133,11 @@ describe("input validation (before anything reaches C++)", () => {
     ).toMatch(/tensor "x"/);
     const w8 = packW8A8({ codes: new Int8Array(8), scales: r.pos(2) }, 2, 4);
     expect(code(() => gemmW8A8(quantizeActivationsInt8(r.f32(8), 1, 8), w8))).toMatch(/do not match weight K = 4/);
+    const act8 = quantizeActivationsInt8(r.f32(12), 3, 4);
+    act8.codes[9] = -128; // outside the symmetric INT8 range the quantizer produces
+    expect(code(() => gemmW8A8(act8, w8))).toMatch(
+      /E_VALUE: tensor "activations.codes": code -128 at flat index 9 is outside \[-127, 127\]/,
+    );
     expect(code(() => gemmF32(r.f32(4), 1, w8 as never))).toMatch(/expected a PackedF32/);
   });
 });
