@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "lowrank_down.h"
 #include "simd.h"
 
 namespace svdq {
@@ -213,75 +214,7 @@ SVDQ_TARGET_AVX512 static bool row_avx512(const ActQuantArgs& a, const float* in
   return false;
 }
 
-// Low-rank down-projection on the AVX-512 path as an outer-product GEMM: loraAct rows [m0, m0 + MR) += X̂ rows ·
-// L_downᵀ over one K block, with L_downᵀ transposed once per call into ldT [K][Rp] (Rp = R rounded up to 16, zero
-// columns) so one K step is NV vector loads of ldT, MR broadcasts of X̂ and MR·NV FMAs. acc [MR][Rp] holds the
-// partial sums (row stride Rp) between K blocks. The dot-product form before (MR rows × 4 ranks, X̂ and L_down
-// streamed from L2 once per 4 ranks, a horizontal sum per output) ran at ≈ 60 GFLOP/s on the dev Xeon.
-template <int MR, int NV>
-SVDQ_TARGET_AVX512 static void lora_tile_avx512(const float* xh, int64_t K, const float* ldt, int64_t Rp, int64_t k0,
-                                                int64_t kc, int64_t c0, float* acc_buf, bool first) {
-  __m512 acc[MR][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
-    for (int j = 0; j < NV; ++j)
-      acc[i][j] = first ? _mm512_setzero_ps() : _mm512_load_ps(acc_buf + i * Rp + c0 + 16 * j);
-  const float* xr[MR];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) xr[i] = xh + i * K + k0;
-  const float* lp = ldt + k0 * Rp + c0;
-  for (int64_t k = 0; k < kc; ++k) {
-    __m512 w[NV];
-#pragma GCC unroll 2
-    for (int j = 0; j < NV; ++j) w[j] = _mm512_load_ps(lp + k * Rp + 16 * j);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const __m512 x = _mm512_set1_ps(xr[i][k]);
-#pragma GCC unroll 2
-      for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_fmadd_ps(x, w[j], acc[i][j]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
-    for (int j = 0; j < NV; ++j) _mm512_store_ps(acc_buf + i * Rp + c0 + 16 * j, acc[i][j]);
-}
-
-// loraAct rows [m0, m0 + rows) from their X̂ rows xh (row stride K): K blocks of 512 (a [512][32] block of ldT,
-// 64 KiB, read from L1/L2 by all the task's row tiles), tiles of 8 rows × 32 ranks (16 accumulators).
-SVDQ_TARGET_AVX512 static void lora_rows_avx512(const ActQuantArgs& a, int64_t m0, int64_t rows, const float* xh,
-                                                const float* ldt, int64_t Rp, float* acc_buf) {
-  const int64_t K = a.K;
-  constexpr int64_t kKC = 512;  // 256 and 1024 measured 10-20 % slower (dev Xeon, M = 1024, K = 3072, R = 32)
-  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-    const int64_t kc = std::min(kKC, K - k0);
-    for (int64_t c0 = 0; c0 < Rp; c0 += 32) {
-      const bool two = c0 + 16 < Rp;
-      for (int64_t i = 0; i < rows; i += 8) {
-        const float* x = xh + i * K;
-        float* acc = acc_buf + i * Rp;
-        const int64_t mr = std::min<int64_t>(8, rows - i);
-#define SVDQ_LORA_TILE(MR)                                                            \
-  (two ? lora_tile_avx512<MR, 2>(x, K, ldt, Rp, k0, kc, c0, acc, k0 == 0)             \
-       : lora_tile_avx512<MR, 1>(x, K, ldt, Rp, k0, kc, c0, acc, k0 == 0))
-        switch (mr) {
-          case 8: SVDQ_LORA_TILE(8); break;
-          case 7: SVDQ_LORA_TILE(7); break;
-          case 6: SVDQ_LORA_TILE(6); break;
-          case 5: SVDQ_LORA_TILE(5); break;
-          case 4: SVDQ_LORA_TILE(4); break;
-          case 3: SVDQ_LORA_TILE(3); break;
-          case 2: SVDQ_LORA_TILE(2); break;
-          default: SVDQ_LORA_TILE(1); break;
-        }
-#undef SVDQ_LORA_TILE
-      }
-    }
-  }
-  for (int64_t i = 0; i < rows; ++i)
-    std::memcpy(a.lora_act + (m0 + i) * a.R, acc_buf + i * Rp, a.R * sizeof(float));
-}
+constexpr int64_t kRowsLr = 3 * lowrank::kMR;  // rows per task with a branch: 3 row tiles of the down-projection
 
 int64_t act_quant(const ActQuantArgs& a) {
   if (a.K % kGroup != 0) throw KernelError("act_quant: K must be a multiple of 64");
@@ -292,21 +225,14 @@ int64_t act_quant(const ActQuantArgs& a) {
     inv_smooth.resize(a.K);
     for (int64_t k = 0; k < a.K; ++k) inv_smooth[k] = 1.f / a.smooth[k];
   }
-  // AVX-512: L_downᵀ [K][Rp] (64-byte aligned, zero-padded ranks), transposed in parallel over K blocks.
-  const int64_t Rp = (a.R + 15) / 16 * 16;
+  // AVX-512: L_downᵀ [K][Rp] (lowrank_down.h), transposed once per call.
+  const int64_t Rp = lowrank::rank_pad(a.R);
   std::vector<float> ldt_buf;
-  float* ldt = nullptr;
-  if (avx512 && a.R > 0) {
-    ldt_buf.assign(a.K * Rp + 16, 0.f);
-    ldt = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(ldt_buf.data()) + 63) & ~uintptr_t{63});
-    parallel_for((a.K + 255) / 256, [&](int64_t t, int) {
-      for (int64_t r = 0; r < a.R; ++r)
-        for (int64_t k = t * 256; k < std::min(a.K, (t + 1) * 256); ++k) ldt[k * Rp + r] = a.ldown[r * a.K + k];
-    });
-  }
+  const float* ldt = avx512 && a.R > 0 ? lowrank::transpose_down(a.ldown, a.R, a.K, ldt_buf) : nullptr;
   const int threads = num_threads();
-  // Rows per task: 32 on AVX-512 (4 tiles of 8 rows share each L1-resident block of L_downᵀ), else 8.
-  const int64_t rows_per_task = avx512 && a.R > 0 ? 32 : 8;
+  // Rows per task: on AVX-512 with a branch kRowsLr (the down-projection's row tiles share each block of L_downᵀ),
+  // else 8.
+  const int64_t rows_per_task = avx512 && a.R > 0 ? kRowsLr : 8;
   struct Scratch {
     std::vector<float> xh, acc;
   };
@@ -333,7 +259,7 @@ int64_t act_quant(const ActQuantArgs& a) {
     if (avx512 && !any_bad && a.R > 0) {
       if (s.acc.empty()) s.acc.resize(rows_per_task * Rp + 16);
       float* acc = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(s.acc.data()) + 63) & ~uintptr_t{63});
-      lora_rows_avx512(a, m0, m1 - m0, xh, ldt, Rp, acc);
+      lowrank::down_rows(xh, a.K, m1 - m0, a.K, ldt, a.R, acc, a.lora_act + m0 * a.R, a.R);
     } else if (avx && !any_bad && a.R > 0) {
       int64_t m = m0;
       for (; m + 4 <= m1; m += 4) lora_block_avx2<4>(a, m, xh + (m - m0) * a.K);

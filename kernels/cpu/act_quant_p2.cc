@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "lowrank_down.h"
 #include "p2_layer.h"
 #include "simd.h"
 
@@ -245,7 +246,7 @@ bool scaled_row_scalar(const float* x, const float* inv, int64_t K, float* v) {
   }
   return ok;
 }
-// lact [rows][R] = x[rows]·L_downᵀ (rows ≤ 4; rows past `rows` repeat the last one and are not stored).
+// lact [rows][R] = x[rows]·L_downᵀ in float64 sums (the portable paths; AVX-512: lowrank_down.h).
 void down_scalar(const float* x, int64_t K, int rows, const float* ld, int64_t R, float* lact) {
   for (int i = 0; i < rows; ++i)
     for (int64_t r = 0; r < R; ++r) {
@@ -254,39 +255,13 @@ void down_scalar(const float* x, int64_t K, int rows, const float* ld, int64_t R
       lact[i * R + r] = static_cast<float>(s);
     }
 }
-SVDQ_TARGET_P2Q void down_avx512(const float* x, int64_t K, int rows, const float* ld, int64_t R, float* lact) {
-  const float* xr[4];
-  for (int i = 0; i < 4; ++i) xr[i] = x + std::min(i, rows - 1) * K;
-  for (int64_t r0 = 0; r0 < R; r0 += 4) {
-    const float* lr[4];
-    for (int j = 0; j < 4; ++j) lr[j] = ld + std::min<int64_t>(r0 + j, R - 1) * K;
-    __m512 acc[4][4];
-    for (auto& a : acc)
-      for (auto& b : a) b = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k += 16) {
-      const __m512 x0 = _mm512_loadu_ps(xr[0] + k), x1 = _mm512_loadu_ps(xr[1] + k);
-      const __m512 x2 = _mm512_loadu_ps(xr[2] + k), x3 = _mm512_loadu_ps(xr[3] + k);
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) {
-        const __m512 l = _mm512_loadu_ps(lr[j] + k);
-        acc[0][j] = _mm512_fmadd_ps(x0, l, acc[0][j]);
-        acc[1][j] = _mm512_fmadd_ps(x1, l, acc[1][j]);
-        acc[2][j] = _mm512_fmadd_ps(x2, l, acc[2][j]);
-        acc[3][j] = _mm512_fmadd_ps(x3, l, acc[3][j]);
-      }
-    }
-    for (int i = 0; i < rows; ++i)
-      for (int j = 0; j < 4 && r0 + j < R; ++j) lact[i * R + r0 + j] = _mm512_reduce_add_ps(acc[i][j]);
-  }
-}
-
 // The bf16 operand row: q·2^(e − c) for the K code columns (exact), then the branch columns, zeros to Kt.
 void operand_row_scalar(const int8_t* q, const int8_t* e, int64_t K, int c, uint16_t* dst) {
   for (int64_t k = 0; k < K; ++k)
     dst[k] = bf16_exact(std::ldexp(static_cast<float>(q[k]), e[k / kGroup] - c));
 }
 struct Scratch {
-  std::vector<float> v;
+  std::vector<float> v, lact, acc;
   std::vector<int8_t> q, e;
   std::vector<uint16_t> row;
 };
@@ -303,27 +278,35 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 
+constexpr int64_t kRowsLr = 3 * lowrank::kMR;  // rows per task with a branch: 3 row tiles of the down-projection
+
 int64_t quantize(const QuantArgs& a) {
   const int64_t M = a.M, K = a.K, R = a.R, G = K / kGroup;
   const int64_t Kt = kt_of(K, R);
   const bool vec = isa_at_least(Isa::Avx512);
-  std::vector<int64_t> fail(static_cast<size_t>((M + 3) / 4), -1);
-  parallel_for((M + 3) / 4, [&](int64_t task, int) {
-    const int64_t m0 = task * 4;
-    const int rows = static_cast<int>(std::min<int64_t>(4, M - m0));
+  // Rows per task: the AVX-512 down-projection's row tiles (lowrank_down.h) share each block of L_downᵀ.
+  const int64_t TR = vec && R > 0 ? kRowsLr : 4;
+  std::vector<float> ldt_buf;
+  const float* ldt = vec && R > 0 ? lowrank::transpose_down(a.ldown, R, K, ldt_buf) : nullptr;
+  std::vector<int64_t> fail(static_cast<size_t>((M + TR - 1) / TR), -1);
+  parallel_for((M + TR - 1) / TR, [&](int64_t task, int) {
+    const int64_t m0 = task * TR;
+    const int rows = static_cast<int>(std::min<int64_t>(TR, M - m0));
     Scratch& s = t_scratch;
     s.v.resize(K);
     s.q.resize(K);
     s.e.resize(G);
     s.row.resize(Kt);
-    float lact[4 * 128];
-    std::vector<float> lheap;
-    float* la = R <= 128 ? lact : (lheap.resize(4 * R), lheap.data());
+    s.lact.resize(TR * R);
+    float* la = s.lact.data();
     if (R > 0) {
-      if (vec)
-        down_avx512(a.x + m0 * K, K, rows, a.ldown, R, la);
-      else
+      if (vec) {
+        s.acc.resize(TR * lowrank::rank_pad(R) + 16);
+        float* acc = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(s.acc.data()) + 63) & ~uintptr_t{63});
+        lowrank::down_rows(a.x + m0 * K, K, rows, K, ldt, R, acc, la, R);
+      } else {
         down_scalar(a.x + m0 * K, K, rows, a.ldown, R, la);
+      }
     }
     for (int i = 0; i < rows; ++i) {
       const int64_t m = m0 + i;
