@@ -266,6 +266,7 @@ struct Scratch {
   std::vector<uint16_t> row;
 };
 thread_local Scratch t_scratch;
+thread_local std::vector<float> t_ldt;  // L_downᵀ of the calling thread, kept across calls (no fresh pages per call)
 
 }  // namespace
 
@@ -286,8 +287,7 @@ int64_t quantize(const QuantArgs& a) {
   const bool vec = isa_at_least(Isa::Avx512);
   // Rows per task: the AVX-512 down-projection's row tiles (lowrank_down.h) share each block of L_downᵀ.
   const int64_t TR = vec && R > 0 ? kRowsLr : 4;
-  std::vector<float> ldt_buf;
-  const float* ldt = vec && R > 0 ? lowrank::transpose_down(a.ldown, R, K, ldt_buf) : nullptr;
+  const float* ldt = vec && R > 0 ? lowrank::transpose_down(a.ldown, R, K, t_ldt) : nullptr;
   std::vector<int64_t> fail(static_cast<size_t>((M + TR - 1) / TR), -1);
   parallel_for((M + TR - 1) / TR, [&](int64_t task, int) {
     const int64_t m0 = task * TR;
