@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "group_max.h"
 #include "lowrank_down.h"
 #include "simd.h"
 
@@ -193,22 +194,40 @@ SVDQ_TARGET_AVX512 static bool row_avx512(const ActQuantArgs& a, const float* in
   if (bad) return true;
   const bool s4 = a.format == kActInt4;
   const float qmax = s4 ? 7.f : 15.f;
-  const __m512 lo = _mm512_set1_ps(s4 ? -8.f : 0.f), hi = _mm512_set1_ps(qmax);
-  for (int64_t g = 0; g < G; ++g) {
-    const float* p = xh + g * kGroup;
-    __m512 v[4], mx = zero;
-    for (int j = 0; j < 4; ++j) {
-      v[j] = _mm512_loadu_ps(p + 16 * j);
-      mx = _mm512_max_ps(mx, s4 ? _mm512_abs_ps(v[j]) : v[j]);
+  const __m512 lo = _mm512_set1_ps(s4 ? -8.f : 0.f), hi = _mm512_set1_ps(qmax), qv = _mm512_set1_ps(qmax);
+  // 16 groups at a time: their maxima in one reduction tree, scale = amax/qmax and 1/scale = qmax/amax (0 for an
+  // all-zero group) by vector divisions (IEEE, the same values as the scalar ones).
+  for (int64_t g0 = 0; g0 < G; g0 += 16) {
+    const int ng = static_cast<int>(std::min<int64_t>(16, G - g0));
+    __m512 mx[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      mx[i] = zero;
+      if (i < ng) {
+        const float* p = xh + (g0 + i) * kGroup;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          const __m512 v = _mm512_loadu_ps(p + 16 * j);
+          mx[i] = _mm512_max_ps(mx[i], s4 ? _mm512_abs_ps(v) : v);
+        }
+      }
     }
-    const float amax = _mm512_reduce_max_ps(mx);
-    a.scales[m * G + g] = amax / qmax;
-    const __m512 inv = _mm512_set1_ps(amax > 0.f ? qmax / amax : 0.f);
-    int8_t* c = a.codes + m * K + g * kGroup;
-    for (int j = 0; j < 4; ++j) {
-      const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(v[j], inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m512i q = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(c + 16 * j), _mm512_cvtepi32_epi8(q));
+    const __m512 amax = groupmax::reduce16(mx);
+    const __mmask16 live = static_cast<__mmask16>((1u << ng) - 1u);
+    _mm512_mask_storeu_ps(a.scales + m * G + g0, live, _mm512_div_ps(amax, qv));
+    alignas(64) float inv[16];
+    _mm512_store_ps(inv, _mm512_maskz_div_ps(_mm512_cmp_ps_mask(amax, zero, _CMP_GT_OQ), qv, amax));
+    for (int i = 0; i < ng; ++i) {
+      const float* p = xh + (g0 + i) * kGroup;
+      const __m512 iv = _mm512_set1_ps(inv[i]);
+      int8_t* c = a.codes + m * K + (g0 + i) * kGroup;
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(p + 16 * j), iv),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i q = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(c + 16 * j), _mm512_cvtepi32_epi8(q));
+      }
     }
   }
   return false;

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "group_max.h"
 #include "lowrank_down.h"
 #include "p2_layer.h"
 #include "simd.h"
@@ -152,19 +153,37 @@ SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, floa
   std::vector<float> theap;
   float* t = G <= 512 ? tbuf : (theap.resize(G), theap.data());
   __mmask16 bad = 0;
-  for (int64_t g = 0; g < G; ++g) {
-    __m512 m = _mm512_setzero_ps();
-    for (int j = 0; j < 4; ++j) {
-      const int64_t k = g * kGroup + 16 * j;
-      __m512 a = _mm512_loadu_ps(x + k);
-      if (inv) a = _mm512_mul_ps(a, _mm512_loadu_ps(inv + k));
-      bad |= _mm512_fpclass_ps_mask(a, 0x99);  // QNaN | +Inf | −Inf | SNaN
-      _mm512_storeu_ps(v + k, a);
-      m = _mm512_max_ps(m, _mm512_and_ps(a, absm));
+  // 16 groups at a time: their |max| in one reduction tree (group_max.h), t = f32(amax / 7.0) in float64 lanes.
+  __m512 tm = _mm512_setzero_ps();
+  for (int64_t g0 = 0; g0 < G; g0 += 16) {
+    const int ng = static_cast<int>(std::min<int64_t>(16, G - g0));
+    __m512 mx[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      mx[i] = _mm512_setzero_ps();
+      if (i < ng) {
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          const int64_t k = (g0 + i) * kGroup + 16 * j;
+          __m512 a = _mm512_loadu_ps(x + k);
+          if (inv) a = _mm512_mul_ps(a, _mm512_loadu_ps(inv + k));
+          bad |= _mm512_fpclass_ps_mask(a, 0x99);  // QNaN | +Inf | −Inf | SNaN
+          _mm512_storeu_ps(v + k, a);
+          mx[i] = _mm512_max_ps(mx[i], _mm512_and_ps(a, absm));
+        }
+      }
     }
-    t[g] = static_cast<float>(static_cast<double>(_mm512_reduce_max_ps(m)) / 7.0);  // SVDQuant §3: absmax/7
-    tmax = std::max(tmax, t[g]);
+    const __m512 amax = groupmax::reduce16(mx);
+    const __m512d seven = _mm512_set1_pd(7.0);  // SVDQuant §3: absmax/7
+    const __m256 tlo = _mm512_cvtpd_ps(_mm512_div_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(amax)), seven));
+    const __m256 thi = _mm512_cvtpd_ps(
+        _mm512_div_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(amax), 1))), seven));
+    const __m512 tv = _mm512_insertf32x8(_mm512_castps256_ps512(tlo), thi, 1);
+    const __mmask16 live = static_cast<__mmask16>((1u << ng) - 1u);
+    _mm512_mask_storeu_ps(t + g0, live, tv);
+    tm = _mm512_mask_max_ps(tm, live, tm, tv);
   }
+  tmax = _mm512_reduce_max_ps(tm);
   if (bad) return 1;
   st.zero = tmax == 0;
   if (!st.zero) {
