@@ -4,8 +4,9 @@
 //   t_g = f32(amax_g / 7), k = ⌈log2 max_g t_g⌉, S = 2^(k − 5), e_g = clamp(⌈log2 t_g⌉ − (k − 5), −9, 5),
 //   then e_g − 1 replaces e_g (e_g > −9) when its squared error, summed in float64 in element order, is smaller;
 //   q = clamp(rint(v / (S·2^e)), −8, 7).
-// The AVX-512 row computes the two squared errors in another order and decides directly only when they differ by
-// more than 2^-40 of their sum (each order's float64 sum of 64 non-negative exact squares is within 64·2^-53 of the
+// The AVX-512 row first sums the two squared errors in f32 (in units of the coarser scale; decides when they differ
+// by more than 2^-18 of their sum, 8x the f32 sums' error bound), then in float64 in another order and decides
+// directly only when they differ by more than 2^-40 of their sum (each order's float64 sum of 64 non-negative exact squares is within 64·2^-53 of the
 // true sum, so the decision is the sequential one); otherwise it recomputes them in element order. Every
 // d = v − q·s is exact in f32 (q·s and v share the ulp of the larger, |d| < 2^24 ulps), so d² is exact in float64.
 #include <immintrin.h>
@@ -219,26 +220,45 @@ SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, floa
     bool finer = false;
     if (eg > kExpMin) {
       const __m512 s1v = _mm512_set1_ps(s0 * 0.5f), i1v = _mm512_set1_ps(i0 * 2.f);
-      __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = _mm512_setzero_pd(), b1 = _mm512_setzero_pd();
+      // First in f32 and in units of s0: w = v/s0 (exact, a power of two), d0 = w − q0 and d1 = w − q1/2 (exact, as
+      // v − q·s), sums of d² by FMA (each square exact inside the FMA): every term sees ≤ 8 roundings (4 lane steps, 4
+      // of the lane reduction), so each sum is within 2^-21 of its true value and a gap above 2^-18 of their sum
+      // decides (sums above 2^-100 only: there the absolute errors of subnormal w, d² (< 2^-140) do not count).
+      // Otherwise the float64 sums below (and, for a near tie, the element-order ones) decide.
+      __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
+      const __m512 half = _mm512_set1_ps(0.5f);
       for (int j = 0; j < 4; ++j) {
         q1[j] = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(_mm512_mul_ps(vv[j], i1v), kRne), lo), hi);
-        const __m512 d0 = _mm512_fnmadd_ps(q0[j], s0v, vv[j]);  // exact
-        const __m512 d1 = _mm512_fnmadd_ps(q1[j], s1v, vv[j]);
-        const __m512d d0l = _mm512_cvtps_pd(_mm512_castps512_ps256(d0));
-        const __m512d d0h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d0), 1)));
-        const __m512d d1l = _mm512_cvtps_pd(_mm512_castps512_ps256(d1));
-        const __m512d d1h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d1), 1)));
-        a0 = _mm512_fmadd_pd(d0l, d0l, a0);
-        b0 = _mm512_fmadd_pd(d0h, d0h, b0);
-        a1 = _mm512_fmadd_pd(d1l, d1l, a1);
-        b1 = _mm512_fmadd_pd(d1h, d1h, b1);
+        const __m512 w = _mm512_mul_ps(vv[j], i0v);
+        const __m512 d0 = _mm512_sub_ps(w, q0[j]);
+        const __m512 d1 = _mm512_fnmadd_ps(q1[j], half, w);
+        f0 = _mm512_fmadd_ps(d0, d0, f0);
+        f1 = _mm512_fmadd_ps(d1, d1, f1);
       }
-      const double e0 = _mm512_reduce_add_pd(_mm512_add_pd(a0, b0));
-      const double e1 = _mm512_reduce_add_pd(_mm512_add_pd(a1, b1));
-      if (std::fabs(e0 - e1) > 0x1p-40 * (e0 + e1))
-        finer = e1 < e0;
-      else
-        finer = pick_finer(vg, static_cast<double>(s0), static_cast<double>(s0) * 0.5);
+      const float g0 = _mm512_reduce_add_ps(f0), g1 = _mm512_reduce_add_ps(f1);
+      if (g0 + g1 > 0x1p-100f && std::fabs(g0 - g1) > 0x1p-18f * (g0 + g1)) {
+        finer = g1 < g0;
+      } else {
+        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = _mm512_setzero_pd(), b1 = _mm512_setzero_pd();
+        for (int j = 0; j < 4; ++j) {
+          const __m512 d0 = _mm512_fnmadd_ps(q0[j], s0v, vv[j]);  // exact
+          const __m512 d1 = _mm512_fnmadd_ps(q1[j], s1v, vv[j]);
+          const __m512d d0l = _mm512_cvtps_pd(_mm512_castps512_ps256(d0));
+          const __m512d d0h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d0), 1)));
+          const __m512d d1l = _mm512_cvtps_pd(_mm512_castps512_ps256(d1));
+          const __m512d d1h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d1), 1)));
+          a0 = _mm512_fmadd_pd(d0l, d0l, a0);
+          b0 = _mm512_fmadd_pd(d0h, d0h, b0);
+          a1 = _mm512_fmadd_pd(d1l, d1l, a1);
+          b1 = _mm512_fmadd_pd(d1h, d1h, b1);
+        }
+        const double e0 = _mm512_reduce_add_pd(_mm512_add_pd(a0, b0));
+        const double e1 = _mm512_reduce_add_pd(_mm512_add_pd(a1, b1));
+        if (std::fabs(e0 - e1) > 0x1p-40 * (e0 + e1))
+          finer = e1 < e0;
+        else
+          finer = pick_finer(vg, static_cast<double>(s0), static_cast<double>(s0) * 0.5);
+      }
     }
     if (finer) --eg;
     e[g] = static_cast<int8_t>(eg);
