@@ -255,7 +255,9 @@ int64_t act_quant(const ActQuantArgs& a) {
   }
   // AVX-512: L_downᵀ [K][Rp] (lowrank_down.h), transposed once per call into a buffer of the calling thread.
   const int64_t Rp = lowrank::rank_pad(a.R);
-  const float* ldt = avx512 && a.R > 0 ? lowrank::transpose_down(a.ldown, a.R, a.K, t_ldt) : nullptr;
+  const float* ldt = !(avx512 && a.R > 0) ? nullptr
+                     : a.ldown_t        ? a.ldown_t
+                                        : lowrank::transpose_down(a.ldown, a.R, a.K, t_ldt);
   // Rows per task: on AVX-512 with a branch kRowsLr (the down-projection's row tiles share each block of L_downᵀ),
   // else 8.
   const int64_t rows_per_task = avx512 && a.R > 0 ? kRowsLr : 8;

@@ -326,7 +326,7 @@ int64_t quantize(const QuantArgs& a) {
   const bool vec = isa_at_least(Isa::Avx512);
   // Rows per task: the AVX-512 down-projection's row tiles (lowrank_down.h) share each block of L_downᵀ.
   const int64_t TR = vec && R > 0 ? kRowsLr : 4;
-  const float* ldt = vec && R > 0 ? lowrank::transpose_down(a.ldown, R, K, t_ldt) : nullptr;
+  const float* ldt = !(vec && R > 0) ? nullptr : a.ldown_t ? a.ldown_t : lowrank::transpose_down(a.ldown, R, K, t_ldt);
   std::vector<int64_t> fail(static_cast<size_t>((M + TR - 1) / TR), -1);
   parallel_for((M + TR - 1) / TR, [&](int64_t task, int) {
     const int64_t m0 = task * TR;

@@ -29,6 +29,13 @@ constexpr int kMR = 12;
 
 inline int64_t rank_pad(int64_t R) { return (R + 15) / 16 * 16; }
 
+// The first 64-byte aligned element of a caller's prepared ldT (Float32Array of K·Rp + 16 elements).
+inline const float* aligned_ldt(const float* p) {
+  if (p == nullptr) return nullptr;
+  if (reinterpret_cast<uintptr_t>(p) % 4) throw KernelError("lowRankDownT: a Float32Array that is not 4-byte aligned");
+  return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 / 4;
+}
+
 // ldT [K][Rp] = L_downᵀ (zero columns R..Rp), in a 64-byte aligned slice of `buf` (kept by the caller across
 // calls); parallel over K blocks, k outer so each ldT row is written once, contiguously (R read streams stay in L1).
 // The r-outer loop with a zero-filled buffer before took 0.12 ms at K = 3072, R = 32 (1 thread).
