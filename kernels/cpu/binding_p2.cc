@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "lowrank_down.h"
 #include "napi_args.h"
 #include "p2_layer.h"
 
@@ -57,6 +58,9 @@ void common_quant(const Napi::Object& o, svdq::p2::QuantArgs& q, int64_t N) {
   q.x = arr<float>(o, "x", q.M * q.K);
   q.inv_smooth = arr<float>(o, "invSmooth", q.K, true);
   q.ldown = q.R ? arr<float>(o, "lowRankDown", q.R * q.K) : nullptr;
+  q.ldown_t = q.R ? svdq::lowrank::aligned_ldt(
+                        arr<float>(o, "lowRankDownT", q.K * svdq::lowrank::rank_pad(q.R) + 16, true))
+                  : nullptr;
 }
 
 // p2Quantize: codes [M,K], exponents [M,K/64], rowScales [M], loraAct [M,R]; returns quantize()'s status.

@@ -103,6 +103,9 @@ struct ActQuantArgs {
   int8_t* codes;            // out [M, K]
   float* scales;            // out [M, K/64]
   float* lora_act;          // out [M, R] or null
+  // L_downᵀ [K][Rp] as lowrank_down.h lays it out (Rp = R rounded up to 16, zero columns, 64-byte aligned), prepared
+  // once by a layer; null: the AVX-512 path transposes `ldown` per call.
+  const float* ldown_t = nullptr;
 };
 // Returns the first row holding a NaN/Inf in X (or λ), or -1 when all are finite.
 int64_t act_quant(const ActQuantArgs& a);

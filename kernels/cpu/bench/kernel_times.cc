@@ -12,10 +12,12 @@
 //   /tmp/kernel_times f32 M K N [threads] [isa]      # f32 GEMM (isa: 0 auto, 2 avx2, 3 avx512, 4 amx)
 //   /tmp/kernel_times w4a4 M K N [threads] [isa]     # quantize ± rank-32 down, W4A4 GEMM ± rank-32 up
 //   /tmp/kernel_times p2 M K N [threads] [isa]       # int4p2 bf16 GEMM (Kt = K rounded up to 32), its tdpbf16ps peak
+//   /tmp/kernel_times p2layer M K N [threads] [isa]  # int4p2: quantize ± rank-32 down, bf16 GEMM ± 192 branch columns
 //   /tmp/kernel_times w8a8 M K N [threads] [isa]     # W8A8 GEMM (random int8 codes)
 //   /tmp/kernel_times p2loop STEPS BLOCKS CSTORE PF  # the int4p2 2×2 tile loop alone (see p2_loop below)
 // p2 / w8a8 print GFLOP/s = 2 × multiply-adds per second of CPU time (per thread when threads > 1) and a hash of y
-// (equal hashes from two builds = bit-identical results).
+// (equal hashes from two builds = bit-identical results). Each w4a4 / p2layer round ends with "layer R=0 / R=32"
+// (the sum of the two parts' minima) and the branch overhead (layer R=32 − layer R=0) / layer R=0.
 #include <immintrin.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -57,7 +59,7 @@ std::vector<float> rnd(size_t n, float s, uint32_t seed) {
 }
 
 template <typename F>
-void time_it(const char* name, double flop, int reps, F&& f) {
+double time_it(const char* name, double flop, int reps, F&& f) {
   double best_cpu = 1e30, best_wall = 1e30;
   for (int r = 0; r < reps; ++r) {
     const double c0 = cpu_now(), w0 = wall_now();
@@ -67,6 +69,12 @@ void time_it(const char* name, double flop, int reps, F&& f) {
   }
   std::printf("%-34s cpu %8.2f ms  wall %8.2f ms  %7.1f GFLOP/s (cpu)\n", name, best_cpu * 1e3, best_wall * 1e3,
               flop / best_cpu * 1e-9);
+  return best_cpu;
+}
+
+void print_overhead(double q0, double q1, double g0, double g1) {
+  std::printf("  layer R=0 %.2f ms, R=32 %.2f ms (quantize +%.2f, GEMM +%.2f): branch overhead %.1f %%\n",
+              (q0 + g0) * 1e3, (q1 + g1) * 1e3, (q1 - q0) * 1e3, (g1 - g0) * 1e3, ((q1 + g1) / (q0 + g0) - 1) * 100);
 }
 
 int run_f32(int64_t M, int64_t K, int64_t N, int reps) {
@@ -119,10 +127,11 @@ int run_w4a4(int64_t M, int64_t K, int64_t N, int reps) {
   w1.lup = lup.data();
   const double mk = static_cast<double>(M) * K;
   for (int round = 0; round < 2; ++round) {
-    time_it("act_quant R=0", mk, reps, [&] { act_quant(q0); });
-    time_it("act_quant R=32", mk, reps, [&] { act_quant(q1); });
-    time_it("gemm_w4a4 R=0", 2.0 * mk * N, reps, [&] { gemm_w4a4(w0); });
-    time_it("gemm_w4a4 R=32", 2.0 * mk * N, reps, [&] { gemm_w4a4(w1); });
+    const double tq0 = time_it("act_quant R=0", mk, reps, [&] { act_quant(q0); });
+    const double tq1 = time_it("act_quant R=32", mk, reps, [&] { act_quant(q1); });
+    const double tg0 = time_it("gemm_w4a4 R=0", 2.0 * mk * N, reps, [&] { gemm_w4a4(w0); });
+    const double tg1 = time_it("gemm_w4a4 R=32", 2.0 * mk * N, reps, [&] { gemm_w4a4(w1); });
+    print_overhead(tq0, tq1, tg0, tg1);
   }
   // check lora_act against float64
   double e = 0, mx = 0;
@@ -135,6 +144,63 @@ int run_w4a4(int64_t M, int64_t K, int64_t N, int reps) {
     }
   std::printf("  lora_act check: max |err| %.3g of %.3g\n", e, mx);
   return e / mx < 1e-5 ? 0 : 1;
+}
+
+// int4p2: quantize (codes into the tiled bf16 operand) ± the rank-32 down-projection, GEMM over Kt = K (+ 192).
+int run_p2layer(int64_t M, int64_t K, int64_t N, int reps) {
+  const int64_t R = 32, G = K / 64;
+  auto x = rnd(M * K, 1.f, 1);
+  auto ldown = rnd(R * K, 0.05f, 2);
+  auto lup = rnd(N * R, 0.05f, 3);
+  auto bias = rnd(N, 1.f, 4);
+  auto inv = rnd(K, 0.5f, 5);
+  for (auto& v : inv) v = 1.5f + v;  // f32(1/λ) in [1, 2]
+  std::vector<int8_t> wq(N * K), we(N * G);
+  std::mt19937 g(6);
+  for (auto& c : wq) c = static_cast<int8_t>(static_cast<int>(g() % 16) - 8);
+  for (auto& e : we) e = static_cast<int8_t>(static_cast<int>(g() % 6) - 4);
+  auto ws = rnd(N, 0.01f, 7);
+  for (auto& s : ws) s = std::fabs(s) + 1e-3f;
+  const int64_t Np = p2::round_up(N, 32), Mp = p2::round_up(M, 32);
+  auto aligned = [](std::vector<uint16_t>& v, size_t n) {
+    v.resize(n + 32);
+    return reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
+  };
+  std::vector<uint16_t> wb0, wb1, ab0, ab1;
+  std::vector<float> sw0(Np), sw1(Np), sx0(M), sx1(M), la(M * R), y(M * N);
+  const int64_t Kt0 = p2::kt_of(K, 0), Kt1 = p2::kt_of(K, R);
+  p2::PackArgs pk0{wq.data(), we.data(), ws.data(), nullptr, N, K, 0, aligned(wb0, Np * Kt0), sw0.data()};
+  p2::PackArgs pk1{wq.data(), we.data(), ws.data(), lup.data(), N, K, R, aligned(wb1, Np * Kt1), sw1.data()};
+  p2::pack_weight(pk0);
+  p2::pack_weight(pk1);
+  p2::QuantArgs q0{x.data(), M, K, inv.data(), nullptr, 0, aligned(ab0, Mp * Kt0), sx0.data(),
+                   nullptr, nullptr, nullptr, nullptr};
+  p2::QuantArgs q1{x.data(), M, K, inv.data(), ldown.data(), R, aligned(ab1, Mp * Kt1), sx1.data(),
+                   nullptr, nullptr, nullptr, la.data()};
+  p2::GemmArgs g0{q0.aop, sx0.data(), pk0.wop, sw0.data(), bias.data(), M, N, Kt0, false, y.data()};
+  p2::GemmArgs g1{q1.aop, sx1.data(), pk1.wop, sw1.data(), bias.data(), M, N, Kt1, false, y.data()};
+  const double mk = static_cast<double>(M) * K;
+  for (int round = 0; round < 2; ++round) {
+    const double tq0 = time_it("p2 quantize R=0", mk, reps, [&] { p2::quantize(q0); });
+    const double tq1 = time_it("p2 quantize R=32", mk, reps, [&] { p2::quantize(q1); });
+    const double tg0 = time_it("p2 gemm Kt=K", 2.0 * M * N * Kt0, reps, [&] { p2::gemm(g0); });
+    const double tg1 = time_it("p2 gemm Kt=K+192", 2.0 * M * N * Kt1, reps, [&] { p2::gemm(g1); });
+    print_overhead(tq0, tq1, tg0, tg1);
+  }
+  double e = 0, worst = 0;
+  for (int64_t m = 0; m < std::min<int64_t>(M, 64); ++m)
+    for (int64_t r = 0; r < R; ++r) {
+      double s = 0, a = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double p = static_cast<double>(x[m * K + k]) * ldown[r * K + k];
+        s += p;
+        a += std::fabs(p);
+      }
+      e = std::max(e, std::fabs(s - la[m * R + r]));
+      worst = std::max(worst, std::fabs(s - la[m * R + r]) / a);
+    }
+  std::printf("  lora_act check: max |err| %.3g, max |err|/Σ|x·l| %.3g (the tests allow 1e-6)\n", e, worst);
+  return worst < 1e-6 ? 0 : 1;
 }
 
 // bf16 values on the int4p2 grid (q·2^e, |q| ≤ 7): every product is exact in f32, so the sums are exact up to the
@@ -300,7 +366,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) double p2_loop(int64_t step
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s f32|w4a4|p2|w8a8 M K N [threads] [isa] | p2loop STEPS BLOCKS CSTORE PF\n", argv[0]);
+    std::fprintf(stderr, "usage: %s f32|w4a4|p2|p2layer|w8a8 M K N [threads] [isa] | p2loop STEPS BLOCKS CSTORE PF\n", argv[0]);
     return 2;
   }
   const std::string what = argv[1];
@@ -323,6 +389,7 @@ int main(int argc, char** argv) {
               num_threads(), isa_name(active_isa()));
   const int reps = std::getenv("REPS") ? std::atoi(std::getenv("REPS")) : 5;
   if (what == "p2") return run_p2(M, K, N, reps);
+  if (what == "p2layer") return run_p2layer(M, K, N, reps);
   if (what == "w8a8") return run_w8a8(M, K, N, reps);
   return what == "f32" ? run_f32(M, K, N, reps) : run_w4a4(M, K, N, reps);
 }
