@@ -246,6 +246,8 @@ export interface GemmW4A4Options {
   gelu?: boolean;
   /** Also quantize Y for the next layer (its λ, L_down, format) in the same call. */
   next?: ActQuantOptions;
+  /** Write Y into this Float32Array of exactly M·N elements instead of a new one (no page faults of a fresh buffer). */
+  out?: Float32Array;
 }
 
 /**
@@ -269,7 +271,7 @@ export function gemmW4A4(
     );
   if (act.format === "uint4" && act.codes.length && act.codes.some((c) => c < 0))
     throw new KernelsError("E_VALUE", "uint4 activation codes must be in [0, 15]", { tensor: "activations.codes" });
-  const y = new Float32Array(act.M * w.N);
+  const y = opts.out ? tensor("out", opts.out, Float32Array, [act.M, w.N]) : new Float32Array(act.M * w.N);
   runGemmW4A4(act, w, !!opts.gelu, y);
   if (!opts.next) return { y };
   return { y, next: quantizeActivations(y, act.M, w.N, { name: "y", ...opts.next }) };
@@ -402,8 +404,16 @@ export function quantizeActivationsInt8(x: Float32Array, M: number, K: number): 
   return { M, K, codes, scales };
 }
 
+export interface GemmW8A8Options {
+  /**
+   * Write Y into this Float32Array of exactly M·N elements instead of a new one: a fresh 1024 × 3072 output costs
+   * ≈ 5 ms of first-touch page faults, as much as the AMX GEMM's own time on two cores (docs/benchmarks.md).
+   */
+  out?: Float32Array;
+}
+
 /** Operator 5: W8A8 GEMM, Y = (codes_x·codes_wᵀ)·s_x·s_w + bias. */
-export function gemmW8A8(act: Int8Activations, w: PackedW8A8): Float32Array {
+export function gemmW8A8(act: Int8Activations, w: PackedW8A8, opts: GemmW8A8Options = {}): Float32Array {
   record("weight", w, { kind: "w8a8", type: "PackedW8A8" });
   const { M, K } = record("activations", act);
   dim("M", M, true);
@@ -422,7 +432,7 @@ export function gemmW8A8(act: Int8Activations, w: PackedW8A8): Float32Array {
     throw new KernelsError("E_VALUE", `code -128 at flat index ${bad} is outside [-127, 127]`, {
       tensor: "activations.codes",
     });
-  const y = new Float32Array(M * N);
+  const y = opts.out ? tensor("out", opts.out, Float32Array, [M, N]) : new Float32Array(M * N);
   const nb = native();
   if (nb)
     call("gemmW8A8", () =>

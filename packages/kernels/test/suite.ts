@@ -131,6 +131,10 @@ export function defineSuite(): void {
             gelu,
           });
           expect(worst(y, want, 2e-5 * maxAbs(want) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+          // A caller's output buffer (NaN-filled: every element must be written) gets the same bits.
+          const out = new Float32Array(M * N).fill(Number.NaN);
+          expect(gemmW4A4(act, w, { gelu, out }).y).toBe(out);
+          expect(out).toEqual(y);
         }
       });
 
@@ -351,9 +355,14 @@ export function defineSuite(): void {
           const codes = r.codes(N * K, -127, 127);
           const scales = r.pos(N, 0.001, 0.01);
           const bias = r.f32(N);
-          const y = gemmW8A8(act, packW8A8({ codes, scales }, N, K, { bias }));
+          const pw = packW8A8({ codes, scales }, N, K, { bias });
+          const y = gemmW8A8(act, pw);
           const want = reference.refGemmW8A8(act.codes, act.scales, M, K, codes, scales, N, bias);
           expect(worst(y, want, 1e-5 * maxAbs(want) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+          // A caller's output buffer (NaN-filled: every element must be written) gets the same bits.
+          const out = new Float32Array(M * N).fill(Number.NaN);
+          expect(gemmW8A8(act, pw, { out })).toBe(out);
+          expect(out).toEqual(y);
         }
       });
     });
