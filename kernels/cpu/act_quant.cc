@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "common.h"
+#include "group_max.h"
+#include "lowrank_down.h"
 #include "simd.h"
 
 namespace svdq {
@@ -192,96 +194,55 @@ SVDQ_TARGET_AVX512 static bool row_avx512(const ActQuantArgs& a, const float* in
   if (bad) return true;
   const bool s4 = a.format == kActInt4;
   const float qmax = s4 ? 7.f : 15.f;
-  const __m512 lo = _mm512_set1_ps(s4 ? -8.f : 0.f), hi = _mm512_set1_ps(qmax);
-  for (int64_t g = 0; g < G; ++g) {
-    const float* p = xh + g * kGroup;
-    __m512 v[4], mx = zero;
-    for (int j = 0; j < 4; ++j) {
-      v[j] = _mm512_loadu_ps(p + 16 * j);
-      mx = _mm512_max_ps(mx, s4 ? _mm512_abs_ps(v[j]) : v[j]);
+  const __m512 lo = _mm512_set1_ps(s4 ? -8.f : 0.f), hi = _mm512_set1_ps(qmax), qv = _mm512_set1_ps(qmax);
+  // 16 groups at a time: their maxima in one reduction tree, scale = amax/qmax and 1/scale = qmax/amax (0 for an
+  // all-zero group) by vector divisions (IEEE, the same values as the scalar ones).
+  for (int64_t g0 = 0; g0 < G; g0 += 16) {
+    const int ng = static_cast<int>(std::min<int64_t>(16, G - g0));
+    __m512 mx[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      mx[i] = zero;
+      if (i < ng) {
+        const float* p = xh + (g0 + i) * kGroup;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          const __m512 v = _mm512_loadu_ps(p + 16 * j);
+          mx[i] = _mm512_max_ps(mx[i], s4 ? _mm512_abs_ps(v) : v);
+        }
+      }
     }
-    const float amax = _mm512_reduce_max_ps(mx);
-    a.scales[m * G + g] = amax / qmax;
-    const __m512 inv = _mm512_set1_ps(amax > 0.f ? qmax / amax : 0.f);
-    int8_t* c = a.codes + m * K + g * kGroup;
-    for (int j = 0; j < 4; ++j) {
-      const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(v[j], inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m512i q = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(c + 16 * j), _mm512_cvtepi32_epi8(q));
+    const __m512 amax = groupmax::reduce16(mx);
+    const __mmask16 live = static_cast<__mmask16>((1u << ng) - 1u);
+    _mm512_mask_storeu_ps(a.scales + m * G + g0, live, _mm512_div_ps(amax, qv));
+    alignas(64) float inv[16];
+    _mm512_store_ps(inv, _mm512_maskz_div_ps(_mm512_cmp_ps_mask(amax, zero, _CMP_GT_OQ), qv, amax));
+    for (int i = 0; i < ng; ++i) {
+      const float* p = xh + (g0 + i) * kGroup;
+      const __m512 iv = _mm512_set1_ps(inv[i]);
+      int8_t* c = a.codes + m * K + (g0 + i) * kGroup;
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m512 r = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(p + 16 * j), iv),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i q = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(c + 16 * j), _mm512_cvtepi32_epi8(q));
+      }
     }
   }
   return false;
 }
 
-// Low-rank down-projection on the AVX-512 path as an outer-product GEMM: loraAct rows [m0, m0 + MR) += X̂ rows ·
-// L_downᵀ over one K block, with L_downᵀ transposed once per call into ldT [K][Rp] (Rp = R rounded up to 16, zero
-// columns) so one K step is NV vector loads of ldT, MR broadcasts of X̂ and MR·NV FMAs. acc [MR][Rp] holds the
-// partial sums (row stride Rp) between K blocks. The dot-product form before (MR rows × 4 ranks, X̂ and L_down
-// streamed from L2 once per 4 ranks, a horizontal sum per output) ran at ≈ 60 GFLOP/s on the dev Xeon.
-template <int MR, int NV>
-SVDQ_TARGET_AVX512 static void lora_tile_avx512(const float* xh, int64_t K, const float* ldt, int64_t Rp, int64_t k0,
-                                                int64_t kc, int64_t c0, float* acc_buf, bool first) {
-  __m512 acc[MR][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
-    for (int j = 0; j < NV; ++j)
-      acc[i][j] = first ? _mm512_setzero_ps() : _mm512_load_ps(acc_buf + i * Rp + c0 + 16 * j);
-  const float* xr[MR];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) xr[i] = xh + i * K + k0;
-  const float* lp = ldt + k0 * Rp + c0;
-  for (int64_t k = 0; k < kc; ++k) {
-    __m512 w[NV];
-#pragma GCC unroll 2
-    for (int j = 0; j < NV; ++j) w[j] = _mm512_load_ps(lp + k * Rp + 16 * j);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const __m512 x = _mm512_set1_ps(xr[i][k]);
-#pragma GCC unroll 2
-      for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_fmadd_ps(x, w[j], acc[i][j]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
-    for (int j = 0; j < NV; ++j) _mm512_store_ps(acc_buf + i * Rp + c0 + 16 * j, acc[i][j]);
-}
+constexpr int64_t kRowsLr = 3 * lowrank::kMR;  // rows per task with a branch: 3 row tiles of the down-projection
 
-// loraAct rows [m0, m0 + rows) from their X̂ rows xh (row stride K): K blocks of 512 (a [512][32] block of ldT,
-// 64 KiB, read from L1/L2 by all the task's row tiles), tiles of 8 rows × 32 ranks (16 accumulators).
-SVDQ_TARGET_AVX512 static void lora_rows_avx512(const ActQuantArgs& a, int64_t m0, int64_t rows, const float* xh,
-                                                const float* ldt, int64_t Rp, float* acc_buf) {
-  const int64_t K = a.K;
-  constexpr int64_t kKC = 512;  // 256 and 1024 measured 10-20 % slower (dev Xeon, M = 1024, K = 3072, R = 32)
-  for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-    const int64_t kc = std::min(kKC, K - k0);
-    for (int64_t c0 = 0; c0 < Rp; c0 += 32) {
-      const bool two = c0 + 16 < Rp;
-      for (int64_t i = 0; i < rows; i += 8) {
-        const float* x = xh + i * K;
-        float* acc = acc_buf + i * Rp;
-        const int64_t mr = std::min<int64_t>(8, rows - i);
-#define SVDQ_LORA_TILE(MR)                                                            \
-  (two ? lora_tile_avx512<MR, 2>(x, K, ldt, Rp, k0, kc, c0, acc, k0 == 0)             \
-       : lora_tile_avx512<MR, 1>(x, K, ldt, Rp, k0, kc, c0, acc, k0 == 0))
-        switch (mr) {
-          case 8: SVDQ_LORA_TILE(8); break;
-          case 7: SVDQ_LORA_TILE(7); break;
-          case 6: SVDQ_LORA_TILE(6); break;
-          case 5: SVDQ_LORA_TILE(5); break;
-          case 4: SVDQ_LORA_TILE(4); break;
-          case 3: SVDQ_LORA_TILE(3); break;
-          case 2: SVDQ_LORA_TILE(2); break;
-          default: SVDQ_LORA_TILE(1); break;
-        }
-#undef SVDQ_LORA_TILE
-      }
-    }
-  }
-  for (int64_t i = 0; i < rows; ++i)
-    std::memcpy(a.lora_act + (m0 + i) * a.R, acc_buf + i * Rp, a.R * sizeof(float));
-}
+// Buffers kept across calls, per thread: X̂ rows and the branch's partial sums of a task (pool threads), L_downᵀ
+// (the calling thread). Allocated per call (432 + 393 KiB at K = 3072, R = 32: above glibc's mmap threshold, so
+// fresh pages every call) they cost 0.37 ms of the 1.6 ms pass without its FMAs (dev Xeon, 1 thread, M = 1024).
+struct ActScratch {
+  std::vector<float> xh, acc;
+};
+thread_local ActScratch t_act;
+thread_local std::vector<float> t_ldt;
 
 int64_t act_quant(const ActQuantArgs& a) {
   if (a.K % kGroup != 0) throw KernelError("act_quant: K must be a multiple of 64");
@@ -292,29 +253,18 @@ int64_t act_quant(const ActQuantArgs& a) {
     inv_smooth.resize(a.K);
     for (int64_t k = 0; k < a.K; ++k) inv_smooth[k] = 1.f / a.smooth[k];
   }
-  // AVX-512: L_downᵀ [K][Rp] (64-byte aligned, zero-padded ranks), transposed in parallel over K blocks.
-  const int64_t Rp = (a.R + 15) / 16 * 16;
-  std::vector<float> ldt_buf;
-  float* ldt = nullptr;
-  if (avx512 && a.R > 0) {
-    ldt_buf.assign(a.K * Rp + 16, 0.f);
-    ldt = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(ldt_buf.data()) + 63) & ~uintptr_t{63});
-    parallel_for((a.K + 255) / 256, [&](int64_t t, int) {
-      for (int64_t r = 0; r < a.R; ++r)
-        for (int64_t k = t * 256; k < std::min(a.K, (t + 1) * 256); ++k) ldt[k * Rp + r] = a.ldown[r * a.K + k];
-    });
-  }
-  const int threads = num_threads();
-  // Rows per task: 32 on AVX-512 (4 tiles of 8 rows share each L1-resident block of L_downᵀ), else 8.
-  const int64_t rows_per_task = avx512 && a.R > 0 ? 32 : 8;
-  struct Scratch {
-    std::vector<float> xh, acc;
-  };
-  std::vector<Scratch> scratch(threads);
+  // AVX-512: L_downᵀ [K][Rp] (lowrank_down.h), transposed once per call into a buffer of the calling thread.
+  const int64_t Rp = lowrank::rank_pad(a.R);
+  const float* ldt = !(avx512 && a.R > 0) ? nullptr
+                     : a.ldown_t        ? a.ldown_t
+                                        : lowrank::transpose_down(a.ldown, a.R, a.K, t_ldt);
+  // Rows per task: on AVX-512 with a branch kRowsLr (the down-projection's row tiles share each block of L_downᵀ),
+  // else 8.
+  const int64_t rows_per_task = avx512 && a.R > 0 ? kRowsLr : 8;
   std::atomic<int64_t> first_bad{a.M};
-  parallel_for((a.M + rows_per_task - 1) / rows_per_task, [&](int64_t t, int th) {
-    Scratch& s = scratch[th];
-    if (s.xh.empty()) s.xh.resize(a.K * rows_per_task);
+  parallel_for((a.M + rows_per_task - 1) / rows_per_task, [&](int64_t t, int) {
+    ActScratch& s = t_act;
+    if (s.xh.size() < static_cast<size_t>(a.K * rows_per_task)) s.xh.resize(a.K * rows_per_task);
     float* xh = s.xh.data();
     const int64_t m0 = t * rows_per_task, m1 = std::min(a.M, (t + 1) * rows_per_task);
     bool any_bad = false;
@@ -331,9 +281,9 @@ int64_t act_quant(const ActQuantArgs& a) {
       }
     }
     if (avx512 && !any_bad && a.R > 0) {
-      if (s.acc.empty()) s.acc.resize(rows_per_task * Rp + 16);
+      if (s.acc.size() < static_cast<size_t>(rows_per_task * Rp + 16)) s.acc.resize(rows_per_task * Rp + 16);
       float* acc = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(s.acc.data()) + 63) & ~uintptr_t{63});
-      lora_rows_avx512(a, m0, m1 - m0, xh, ldt, Rp, acc);
+      lowrank::down_rows(xh, a.K, m1 - m0, a.K, ldt, a.R, acc, a.lora_act + m0 * a.R, a.R);
     } else if (avx && !any_bad && a.R > 0) {
       int64_t m = m0;
       for (; m + 4 <= m1; m += 4) lora_block_avx2<4>(a, m, xh + (m - m0) * a.K);

@@ -4,8 +4,9 @@
 //   t_g = f32(amax_g / 7), k = ⌈log2 max_g t_g⌉, S = 2^(k − 5), e_g = clamp(⌈log2 t_g⌉ − (k − 5), −9, 5),
 //   then e_g − 1 replaces e_g (e_g > −9) when its squared error, summed in float64 in element order, is smaller;
 //   q = clamp(rint(v / (S·2^e)), −8, 7).
-// The AVX-512 row computes the two squared errors in another order and decides directly only when they differ by
-// more than 2^-40 of their sum (each order's float64 sum of 64 non-negative exact squares is within 64·2^-53 of the
+// The AVX-512 row first sums the two squared errors in f32 (in units of the coarser scale; decides when they differ
+// by more than 2^-18 of their sum, 8x the f32 sums' error bound), then in float64 in another order and decides
+// directly only when they differ by more than 2^-40 of their sum (each order's float64 sum of 64 non-negative exact squares is within 64·2^-53 of the
 // true sum, so the decision is the sequential one); otherwise it recomputes them in element order. Every
 // d = v − q·s is exact in f32 (q·s and v share the ulp of the larger, |d| < 2^24 ulps), so d² is exact in float64.
 #include <immintrin.h>
@@ -15,6 +16,8 @@
 #include <cstring>
 #include <vector>
 
+#include "group_max.h"
+#include "lowrank_down.h"
 #include "p2_layer.h"
 #include "simd.h"
 
@@ -151,19 +154,37 @@ SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, floa
   std::vector<float> theap;
   float* t = G <= 512 ? tbuf : (theap.resize(G), theap.data());
   __mmask16 bad = 0;
-  for (int64_t g = 0; g < G; ++g) {
-    __m512 m = _mm512_setzero_ps();
-    for (int j = 0; j < 4; ++j) {
-      const int64_t k = g * kGroup + 16 * j;
-      __m512 a = _mm512_loadu_ps(x + k);
-      if (inv) a = _mm512_mul_ps(a, _mm512_loadu_ps(inv + k));
-      bad |= _mm512_fpclass_ps_mask(a, 0x99);  // QNaN | +Inf | −Inf | SNaN
-      _mm512_storeu_ps(v + k, a);
-      m = _mm512_max_ps(m, _mm512_and_ps(a, absm));
+  // 16 groups at a time: their |max| in one reduction tree (group_max.h), t = f32(amax / 7.0) in float64 lanes.
+  __m512 tm = _mm512_setzero_ps();
+  for (int64_t g0 = 0; g0 < G; g0 += 16) {
+    const int ng = static_cast<int>(std::min<int64_t>(16, G - g0));
+    __m512 mx[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) {
+      mx[i] = _mm512_setzero_ps();
+      if (i < ng) {
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          const int64_t k = (g0 + i) * kGroup + 16 * j;
+          __m512 a = _mm512_loadu_ps(x + k);
+          if (inv) a = _mm512_mul_ps(a, _mm512_loadu_ps(inv + k));
+          bad |= _mm512_fpclass_ps_mask(a, 0x99);  // QNaN | +Inf | −Inf | SNaN
+          _mm512_storeu_ps(v + k, a);
+          mx[i] = _mm512_max_ps(mx[i], _mm512_and_ps(a, absm));
+        }
+      }
     }
-    t[g] = static_cast<float>(static_cast<double>(_mm512_reduce_max_ps(m)) / 7.0);  // SVDQuant §3: absmax/7
-    tmax = std::max(tmax, t[g]);
+    const __m512 amax = groupmax::reduce16(mx);
+    const __m512d seven = _mm512_set1_pd(7.0);  // SVDQuant §3: absmax/7
+    const __m256 tlo = _mm512_cvtpd_ps(_mm512_div_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(amax)), seven));
+    const __m256 thi = _mm512_cvtpd_ps(
+        _mm512_div_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(amax), 1))), seven));
+    const __m512 tv = _mm512_insertf32x8(_mm512_castps256_ps512(tlo), thi, 1);
+    const __mmask16 live = static_cast<__mmask16>((1u << ng) - 1u);
+    _mm512_mask_storeu_ps(t + g0, live, tv);
+    tm = _mm512_mask_max_ps(tm, live, tm, tv);
   }
+  tmax = _mm512_reduce_max_ps(tm);
   if (bad) return 1;
   st.zero = tmax == 0;
   if (!st.zero) {
@@ -199,26 +220,45 @@ SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, floa
     bool finer = false;
     if (eg > kExpMin) {
       const __m512 s1v = _mm512_set1_ps(s0 * 0.5f), i1v = _mm512_set1_ps(i0 * 2.f);
-      __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = _mm512_setzero_pd(), b1 = _mm512_setzero_pd();
+      // First in f32 and in units of s0: w = v/s0 (exact, a power of two), d0 = w − q0 and d1 = w − q1/2 (exact, as
+      // v − q·s), sums of d² by FMA (each square exact inside the FMA): every term sees ≤ 8 roundings (4 lane steps, 4
+      // of the lane reduction), so each sum is within 2^-21 of its true value and a gap above 2^-18 of their sum
+      // decides (sums above 2^-100 only: there the absolute errors of subnormal w, d² (< 2^-140) do not count).
+      // Otherwise the float64 sums below (and, for a near tie, the element-order ones) decide.
+      __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
+      const __m512 half = _mm512_set1_ps(0.5f);
       for (int j = 0; j < 4; ++j) {
         q1[j] = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(_mm512_mul_ps(vv[j], i1v), kRne), lo), hi);
-        const __m512 d0 = _mm512_fnmadd_ps(q0[j], s0v, vv[j]);  // exact
-        const __m512 d1 = _mm512_fnmadd_ps(q1[j], s1v, vv[j]);
-        const __m512d d0l = _mm512_cvtps_pd(_mm512_castps512_ps256(d0));
-        const __m512d d0h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d0), 1)));
-        const __m512d d1l = _mm512_cvtps_pd(_mm512_castps512_ps256(d1));
-        const __m512d d1h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d1), 1)));
-        a0 = _mm512_fmadd_pd(d0l, d0l, a0);
-        b0 = _mm512_fmadd_pd(d0h, d0h, b0);
-        a1 = _mm512_fmadd_pd(d1l, d1l, a1);
-        b1 = _mm512_fmadd_pd(d1h, d1h, b1);
+        const __m512 w = _mm512_mul_ps(vv[j], i0v);
+        const __m512 d0 = _mm512_sub_ps(w, q0[j]);
+        const __m512 d1 = _mm512_fnmadd_ps(q1[j], half, w);
+        f0 = _mm512_fmadd_ps(d0, d0, f0);
+        f1 = _mm512_fmadd_ps(d1, d1, f1);
       }
-      const double e0 = _mm512_reduce_add_pd(_mm512_add_pd(a0, b0));
-      const double e1 = _mm512_reduce_add_pd(_mm512_add_pd(a1, b1));
-      if (std::fabs(e0 - e1) > 0x1p-40 * (e0 + e1))
-        finer = e1 < e0;
-      else
-        finer = pick_finer(vg, static_cast<double>(s0), static_cast<double>(s0) * 0.5);
+      const float g0 = _mm512_reduce_add_ps(f0), g1 = _mm512_reduce_add_ps(f1);
+      if (g0 + g1 > 0x1p-100f && std::fabs(g0 - g1) > 0x1p-18f * (g0 + g1)) {
+        finer = g1 < g0;
+      } else {
+        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = _mm512_setzero_pd(), b1 = _mm512_setzero_pd();
+        for (int j = 0; j < 4; ++j) {
+          const __m512 d0 = _mm512_fnmadd_ps(q0[j], s0v, vv[j]);  // exact
+          const __m512 d1 = _mm512_fnmadd_ps(q1[j], s1v, vv[j]);
+          const __m512d d0l = _mm512_cvtps_pd(_mm512_castps512_ps256(d0));
+          const __m512d d0h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d0), 1)));
+          const __m512d d1l = _mm512_cvtps_pd(_mm512_castps512_ps256(d1));
+          const __m512d d1h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d1), 1)));
+          a0 = _mm512_fmadd_pd(d0l, d0l, a0);
+          b0 = _mm512_fmadd_pd(d0h, d0h, b0);
+          a1 = _mm512_fmadd_pd(d1l, d1l, a1);
+          b1 = _mm512_fmadd_pd(d1h, d1h, b1);
+        }
+        const double e0 = _mm512_reduce_add_pd(_mm512_add_pd(a0, b0));
+        const double e1 = _mm512_reduce_add_pd(_mm512_add_pd(a1, b1));
+        if (std::fabs(e0 - e1) > 0x1p-40 * (e0 + e1))
+          finer = e1 < e0;
+        else
+          finer = pick_finer(vg, static_cast<double>(s0), static_cast<double>(s0) * 0.5);
+      }
     }
     if (finer) --eg;
     e[g] = static_cast<int8_t>(eg);
@@ -245,7 +285,7 @@ bool scaled_row_scalar(const float* x, const float* inv, int64_t K, float* v) {
   }
   return ok;
 }
-// lact [rows][R] = x[rows]·L_downᵀ (rows ≤ 4; rows past `rows` repeat the last one and are not stored).
+// lact [rows][R] = x[rows]·L_downᵀ in float64 sums (the portable paths; AVX-512: lowrank_down.h).
 void down_scalar(const float* x, int64_t K, int rows, const float* ld, int64_t R, float* lact) {
   for (int i = 0; i < rows; ++i)
     for (int64_t r = 0; r < R; ++r) {
@@ -254,43 +294,18 @@ void down_scalar(const float* x, int64_t K, int rows, const float* ld, int64_t R
       lact[i * R + r] = static_cast<float>(s);
     }
 }
-SVDQ_TARGET_P2Q void down_avx512(const float* x, int64_t K, int rows, const float* ld, int64_t R, float* lact) {
-  const float* xr[4];
-  for (int i = 0; i < 4; ++i) xr[i] = x + std::min(i, rows - 1) * K;
-  for (int64_t r0 = 0; r0 < R; r0 += 4) {
-    const float* lr[4];
-    for (int j = 0; j < 4; ++j) lr[j] = ld + std::min<int64_t>(r0 + j, R - 1) * K;
-    __m512 acc[4][4];
-    for (auto& a : acc)
-      for (auto& b : a) b = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k += 16) {
-      const __m512 x0 = _mm512_loadu_ps(xr[0] + k), x1 = _mm512_loadu_ps(xr[1] + k);
-      const __m512 x2 = _mm512_loadu_ps(xr[2] + k), x3 = _mm512_loadu_ps(xr[3] + k);
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) {
-        const __m512 l = _mm512_loadu_ps(lr[j] + k);
-        acc[0][j] = _mm512_fmadd_ps(x0, l, acc[0][j]);
-        acc[1][j] = _mm512_fmadd_ps(x1, l, acc[1][j]);
-        acc[2][j] = _mm512_fmadd_ps(x2, l, acc[2][j]);
-        acc[3][j] = _mm512_fmadd_ps(x3, l, acc[3][j]);
-      }
-    }
-    for (int i = 0; i < rows; ++i)
-      for (int j = 0; j < 4 && r0 + j < R; ++j) lact[i * R + r0 + j] = _mm512_reduce_add_ps(acc[i][j]);
-  }
-}
-
 // The bf16 operand row: q·2^(e − c) for the K code columns (exact), then the branch columns, zeros to Kt.
 void operand_row_scalar(const int8_t* q, const int8_t* e, int64_t K, int c, uint16_t* dst) {
   for (int64_t k = 0; k < K; ++k)
     dst[k] = bf16_exact(std::ldexp(static_cast<float>(q[k]), e[k / kGroup] - c));
 }
 struct Scratch {
-  std::vector<float> v;
+  std::vector<float> v, lact, acc;
   std::vector<int8_t> q, e;
   std::vector<uint16_t> row;
 };
 thread_local Scratch t_scratch;
+thread_local std::vector<float> t_ldt;  // L_downᵀ of the calling thread, kept across calls (no fresh pages per call)
 
 }  // namespace
 
@@ -303,27 +318,34 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 
+constexpr int64_t kRowsLr = 3 * lowrank::kMR;  // rows per task with a branch: 3 row tiles of the down-projection
+
 int64_t quantize(const QuantArgs& a) {
   const int64_t M = a.M, K = a.K, R = a.R, G = K / kGroup;
   const int64_t Kt = kt_of(K, R);
   const bool vec = isa_at_least(Isa::Avx512);
-  std::vector<int64_t> fail(static_cast<size_t>((M + 3) / 4), -1);
-  parallel_for((M + 3) / 4, [&](int64_t task, int) {
-    const int64_t m0 = task * 4;
-    const int rows = static_cast<int>(std::min<int64_t>(4, M - m0));
+  // Rows per task: the AVX-512 down-projection's row tiles (lowrank_down.h) share each block of L_downᵀ.
+  const int64_t TR = vec && R > 0 ? kRowsLr : 4;
+  const float* ldt = !(vec && R > 0) ? nullptr : a.ldown_t ? a.ldown_t : lowrank::transpose_down(a.ldown, R, K, t_ldt);
+  std::vector<int64_t> fail(static_cast<size_t>((M + TR - 1) / TR), -1);
+  parallel_for((M + TR - 1) / TR, [&](int64_t task, int) {
+    const int64_t m0 = task * TR;
+    const int rows = static_cast<int>(std::min<int64_t>(TR, M - m0));
     Scratch& s = t_scratch;
     s.v.resize(K);
     s.q.resize(K);
     s.e.resize(G);
     s.row.resize(Kt);
-    float lact[4 * 128];
-    std::vector<float> lheap;
-    float* la = R <= 128 ? lact : (lheap.resize(4 * R), lheap.data());
+    s.lact.resize(TR * R);
+    float* la = s.lact.data();
     if (R > 0) {
-      if (vec)
-        down_avx512(a.x + m0 * K, K, rows, a.ldown, R, la);
-      else
+      if (vec) {
+        s.acc.resize(TR * lowrank::rank_pad(R) + 16);
+        float* acc = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(s.acc.data()) + 63) & ~uintptr_t{63});
+        lowrank::down_rows(a.x + m0 * K, K, rows, K, ldt, R, acc, la, R);
+      } else {
         down_scalar(a.x + m0 * K, K, rows, a.ldown, R, la);
+      }
     }
     for (int i = 0; i < rows; ++i) {
       const int64_t m = m0 + i;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common.h"
+#include "lowrank_down.h"
 #include "napi_args.h"
 
 namespace {
@@ -38,7 +39,27 @@ Napi::Value ActQuant(const Napi::CallbackInfo& info) {
     a.codes = arr<int8_t>(o, "codes", a.M * a.K);
     a.scales = arr<float>(o, "scales", a.M * (a.K / 64));
     a.lora_act = a.R ? arr<float>(o, "loraAct", a.M * a.R) : nullptr;
+    a.ldown_t = a.R ? svdq::lowrank::aligned_ldt(arr<float>(o, "ldownT", a.K * svdq::lowrank::rank_pad(a.R) + 16, true))
+                    : nullptr;
     return Napi::Number::New(env, static_cast<double>(svdq::act_quant(a)));
+  });
+}
+
+// transposeLowRankDown: L_downᵀ [K][Rp] (lowrank_down.h) written at the first 64-byte aligned element of `out`
+// (length ≥ K·Rp + 16), for a layer to prepare once and pass to actQuant / the int4p2 entry points.
+Napi::Value TransposeLowRankDown(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    const int64_t R = num(o, "R"), K = num(o, "K");
+    if (R <= 0 || K <= 0) throw KernelError("transposeLowRankDown: bad R/K");
+    const int64_t Rp = svdq::lowrank::rank_pad(R);
+    const float* ld = arr<float>(o, "ldown", R * K);
+    float* out = const_cast<float*>(svdq::lowrank::aligned_ldt(arr<float>(o, "out", K * Rp + 16)));
+    for (int64_t k = 0; k < K; ++k) {
+      for (int64_t r = 0; r < R; ++r) out[k * Rp + r] = ld[r * K + k];
+      for (int64_t r = R; r < Rp; ++r) out[k * Rp + r] = 0.f;
+    }
+    return env.Undefined();
   });
 }
 
@@ -270,6 +291,7 @@ Napi::Value SupportedIsas(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("actQuant", Napi::Function::New(env, ActQuant));
+  exports.Set("transposeLowRankDown", Napi::Function::New(env, TransposeLowRankDown));
   exports.Set("gemmW4A4", Napi::Function::New(env, GemmW4A4));
   exports.Set("gemmF32", Napi::Function::New(env, GemmF32));
   exports.Set("gemmW4A16", Napi::Function::New(env, GemmW4A16));

@@ -3,10 +3,17 @@
 // writing out of bounds.
 #include <napi.h>
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "lowrank_down.h"
 #include "napi_args.h"
 #include "p2_layer.h"
 
@@ -18,6 +25,23 @@ using namespace svdq::napi_args;  // num, fnum, flag, arr<T>, guarded, obj0
 
 void dims(int64_t M, int64_t K, int64_t N, int64_t R, const char* what) {
   if (M < 0 || K <= 0 || K % 64 || N <= 0 || R < 0) throw KernelError(std::string(what) + ": bad M/K/N/R");
+}
+
+// Transparent huge pages for the GEMM operands: the whole 2 MiB pages inside [p, p + bytes) are marked
+// MADV_HUGEPAGE (this Linux's THP mode is `madvise`), so that pages first touched afterwards come as 2 MiB pages.
+// The AMX int4p2 GEMM streams its operands in K chunks with a 2·Kt-byte row stride (24.6 KiB at K = 12288), one
+// 4 KiB page per row and chunk: with 2 MiB pages it ran 3–10 % faster (1 thread, kernel_times p2 HUGE=1,
+// docs/benchmarks.md "int4p2 GEMM, second round"). Only a hint: without THP nothing changes.
+constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
+void advise_huge(void* p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHugePage - 1);
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
 }
 
 // Packed weight elements (p2_layer.h wop) and the 64-byte alignment slack the caller adds.
@@ -43,6 +67,9 @@ Napi::Value PackWeight(const Napi::CallbackInfo& info) {
     const int64_t off = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(w) % 64) % 64 / 2);
     if (reinterpret_cast<uintptr_t>(w) % 2) throw KernelError("p2PackWeight: wop is not 2-byte aligned");
     a.wop = w + off;
+    // A fresh Uint16Array's pages are usually not touched yet (calloc of an mmap'd block): the packer's writes then
+    // fault them in as 2 MiB pages.
+    advise_huge(w, static_cast<size_t>(wop_len(a.N, a.K, a.R) + 32) * 2);
     a.sw = arr<float>(o, "sw", svdq::p2::round_up(a.N, 32));
     svdq::p2::pack_weight(a);
     return Napi::Number::New(env, static_cast<double>(off));
@@ -57,6 +84,9 @@ void common_quant(const Napi::Object& o, svdq::p2::QuantArgs& q, int64_t N) {
   q.x = arr<float>(o, "x", q.M * q.K);
   q.inv_smooth = arr<float>(o, "invSmooth", q.K, true);
   q.ldown = q.R ? arr<float>(o, "lowRankDown", q.R * q.K) : nullptr;
+  q.ldown_t = q.R ? svdq::lowrank::aligned_ldt(
+                        arr<float>(o, "lowRankDownT", q.K * svdq::lowrank::rank_pad(q.R) + 16, true))
+                  : nullptr;
 }
 
 // p2Quantize: codes [M,K], exponents [M,K/64], rowScales [M], loraAct [M,R]; returns quantize()'s status.
@@ -73,10 +103,31 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   });
 }
 
-// The activation operand of p2Forward: 64-byte aligned (a tile row straddling two cache lines loads at half rate),
-// grown to the largest call and reused; one forward at a time.
+// The activation operand of p2Forward: 2 MiB aligned (a tile row straddling two cache lines loads at half rate; whole
+// huge pages, see advise_huge), grown to the largest call (zero-filled, old contents dropped) and reused; one forward
+// at a time.
+struct OperandBuffer {
+  void* raw = nullptr;
+  uint16_t* p = nullptr;
+  int64_t cap = 0;  // elements
+  uint16_t* get(int64_t n) {
+    if (n <= cap) return p;
+    std::free(raw);
+    raw = nullptr;
+    p = nullptr;
+    cap = 0;
+    const size_t bytes = (static_cast<size_t>(n) * 2 + kHugePage - 1) & ~(kHugePage - 1);
+    raw = std::malloc(bytes + kHugePage);
+    if (!raw) throw KernelError("p2Forward: out of memory for the activation operand");
+    p = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) & ~(kHugePage - 1));
+    advise_huge(p, bytes);
+    std::memset(p, 0, bytes);
+    cap = static_cast<int64_t>(bytes / 2);
+    return p;
+  }
+};
 std::mutex g_mu;
-std::vector<uint16_t> g_aop;
+OperandBuffer g_aop;
 std::vector<float> g_sx;
 
 // The first 64-byte aligned element of a caller's Uint16Array (the caller adds 32 elements of slack).
@@ -108,6 +159,7 @@ Napi::Value QuantizeOperand(const Napi::CallbackInfo& info) {
     common_quant(o, q, 1);
     const int64_t Kt = svdq::p2::kt_of(q.K, q.R), Mp = svdq::p2::round_up(q.M, 32);
     q.aop = aligned(arr<uint16_t>(o, "aop", Mp * Kt + 32));
+    advise_huge(q.aop, static_cast<size_t>(Mp * Kt) * 2);
     q.sx = arr<float>(o, "sx", q.M);
     return Napi::Number::New(env, static_cast<double>(svdq::p2::quantize(q)));
   });
@@ -139,9 +191,8 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     svdq::p2::GemmArgs g{};
     gemm_args(o, g, q.M, q.K, N, q.R);
     std::lock_guard<std::mutex> lock(g_mu);
-    if (static_cast<int64_t>(g_aop.size()) < Mp * Kt + 32) g_aop.resize(Mp * Kt + 32);
     if (static_cast<int64_t>(g_sx.size()) < q.M) g_sx.resize(q.M);
-    q.aop = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(g_aop.data()) + 63) & ~uintptr_t{63});
+    q.aop = g_aop.get(Mp * Kt);
     q.sx = g_sx.data();
     const int64_t st = svdq::p2::quantize(q);
     if (st != -1) return Napi::Number::New(env, static_cast<double>(st));

@@ -39,6 +39,33 @@ struct alignas(64) TileConfig {
   uint16_t colsb[16] = {};
   uint8_t rows[16] = {};
 };
+// Software prefetch into L2 of a GEMM task's next K chunk while it computes the current one (the AMX GEMMs:
+// gemm_p2_amx.cc, gemm_w8a8_x86.cc): two lists of equal segments (the activation rows or row blocks of the chunk,
+// then its weight columns or column blocks), `seg` bytes each, `stride` bytes apart; step() issues per_step lines
+// (__builtin_prefetch locality 2: prefetcht1 on x86) before each K step, so the chunk's L3 traffic overlaps the
+// tile products instead of stalling the first tile loads of the next chunk.
+struct ChunkPrefetch {
+  struct List {
+    const char* base = nullptr;
+    int64_t seg = 0, stride = 0, count = 0;
+    int64_t lines() const { return count * ((seg + 63) / 64); }
+  };
+  List list[2];
+  int64_t pos = 0, end = 0, per_step = 0;
+  void plan(int64_t steps) {
+    end = list[0].lines() + list[1].lines();
+    per_step = steps > 0 ? (end + steps - 1) / steps : 0;
+  }
+  inline void step() {
+    for (int64_t i = 0; i < per_step && pos < end; ++i, ++pos) {
+      const int64_t n0 = list[0].lines();
+      const List& l = pos < n0 ? list[0] : list[1];
+      const int64_t q = pos < n0 ? pos : pos - n0, per_seg = (l.seg + 63) / 64;
+      __builtin_prefetch(l.base + (q / per_seg) * l.stride + (q % per_seg) * 64, 0, 2);
+    }
+  }
+};
+
 Isa active_isa();
 // True when the active path can run kernels of path `want` (Amx ⊇ Avx512 ⊇ Avx2).
 inline bool isa_at_least(Isa want) { return static_cast<int>(active_isa()) >= static_cast<int>(want); }
@@ -76,6 +103,9 @@ struct ActQuantArgs {
   int8_t* codes;            // out [M, K]
   float* scales;            // out [M, K/64]
   float* lora_act;          // out [M, R] or null
+  // L_downᵀ [K][Rp] as lowrank_down.h lays it out (Rp = R rounded up to 16, zero columns, 64-byte aligned), prepared
+  // once by a layer; null: the AVX-512 path transposes `ldown` per call.
+  const float* ldown_t = nullptr;
 };
 // Returns the first row holding a NaN/Inf in X (or λ), or -1 when all are finite.
 int64_t act_quant(const ActQuantArgs& a);

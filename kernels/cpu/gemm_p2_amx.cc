@@ -1,17 +1,22 @@
 // The int4p2 layer's GEMM on AMX-BF16 tiles (p2_layer.h). One tdpbf16ps adds a 16×32 bf16 activation tile times a
 // 16(K pairs)×16(columns)×2 bf16 weight tile (the packed layout is exactly this tile, 1 KiB contiguous) into a 16×16
-// f32 C tile. Blocks of 32 rows × 32 columns (tiles 0-3 C, 4-5 A, 6-7 B: 4 products per 2 A + 2 B loads); the C
-// tiles stay in the tile unit over a K chunk of up to kChunk columns, so no per-group rescale exists (the int4p2
-// scales are per row × per column, applied once in the epilogue).
-// Cache blocking: a task is kTaskRows rows × kTaskCols columns; for each K chunk it runs its column blocks (outer)
-// over its row blocks (inner), so a column block's weight chunk (32 × kChunk bf16) is reused from L2 by all row
-// blocks and the task's activation chunk from L2/L3 by all column blocks. On the dev Xeon this loop runs at ≈ 30 %
-// of the tdpbf16ps peak (docs/benchmarks.md "int4p2 layer on the CPU"): tile loads streamed from L2 for both
-// operands, not the tile products, bound it.
-// Partial sums of all but the last chunk go to an f32 buffer (tilestored / tileloadd, 4 KiB per block and chunk).
+// f32 C tile. Blocks of 32 rows × 32 columns (tiles 0-3 C, 4-5 A, 6-7 B: 4 products per 2 A + 2 B loads); no
+// per-group rescale exists (the int4p2 scales are per row × per column, applied once in the epilogue).
+//
+// Cache blocking (GotoBLAS-style, sized for the dev Xeon: L1d 48 KiB, L2 2 MiB per core, and an L3 that feeds one
+// core only ≈ 9–10 GB/s — kernels/cpu/bench/kernel_times.cc `p2loop`, docs/benchmarks.md "int4p2 GEMM blocking"):
+// a task is up to kTaskRows × kTaskCols outputs over the whole K, cut into K chunks of kChunkSteps 32-column steps.
+// Per chunk the task runs its row blocks (outer) over its column blocks (inner): the row block's activation chunk
+// (32 × 256 bf16 = 16 KiB) stays in L1 for all column blocks, the task's weight chunk (kTaskCols × 256 bf16) is read
+// from L2, the partial sums (kTaskRows × kTaskCols f32, tilestored / tileloadd per block and chunk) stay in L2, and
+// the next chunk's activation and weight rows are prefetched into L2 a few lines per K step, so their L3 traffic
+// overlaps the tile products. Each task reads its activations and weights from L3 once: 2·K·(rows + cols) bytes
+// for rows·cols·K multiply-adds (96 per byte at 384 × 384), where the previous 128 × 256 tasks with whole-K blocks
+// re-read them (≈ 43 per byte) and were bound by L3 at ≈ 30 % of the tile peak.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -26,96 +31,124 @@ namespace p2 {
 
 namespace {
 
+// Measured on the dev Xeon (1 thread, thread CPU time, M = 1024, K = N = 3072; docs/benchmarks.md): 384 × 384 tasks
+// with 8-step (256-column) chunks 542–545 GMAC/s; 256 × 512 / 512 × 256 tasks 498–533; 12-step chunks 436, 16-step
+// 401 (the 32 KiB activation chunk no longer stays in L1 beside the streamed weights); 4-step 481.
+constexpr int64_t kTaskRows = 384, kTaskCols = 384, kChunkSteps = 8;
+constexpr int64_t kSkinnyRows = 128, kSkinnyChunkSteps = 128;
 
-constexpr int64_t kTaskRows = 128, kTaskCols = 256;
-// K columns per chunk (a multiple of 32); Kt up to 1.5 chunks runs in one. Measured on the dev Xeon (1 thread,
-// M = 1024, K = N = 3072): chunks of 384, 1536 and the whole K within 10 % of each other (≈ 420–460 GMAC/s).
-constexpr int64_t kChunk = 4096;
+struct Plan {
+  int64_t task_rows, task_cols;  // multiples of 32
+  int64_t csteps;                // 32-column K steps per chunk
+  int64_t chunks;
+  bool rows_outer;  // row blocks outer (activation chunk reused from L1) or column blocks outer
+  bool prefetch;    // prefetch the next K chunk into L2
+};
 
 struct Scratch {
   std::vector<float> c;  // partial sums [row blocks][column blocks][4][256]
 };
 thread_local Scratch t_scratch;
 
-}  // namespace
+#ifdef SVDQ_P2_TUNE
+// Tuning hook for the timing harness only (never in the addon): P2_TR, P2_TC (task rows/columns), P2_KC (K columns
+// per chunk).
+int64_t env_or(const char* n, int64_t d) {
+  const char* v = std::getenv(n);
+  return v ? std::atoll(v) : d;
+}
+#endif
 
-namespace {
+// One 32×32 block over K steps [s0, s1): C tiles zeroed (first chunk) or loaded from cb, 2×2 tile products per step,
+// then stored to cb or (last chunk) through the epilogue.
+SVDQ_TARGET_AMXBF inline void block32(const GemmArgs& a, int64_t m0, int64_t n0, int64_t s0, int64_t s1, bool first,
+                                      bool last, float* cb, ChunkPrefetch& pf) {
+  const int64_t KC32 = a.Kt / 32;
+  if (first) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  } else {
+    _tile_loadd(0, cb, 64);
+    _tile_loadd(1, cb + 256, 64);
+    _tile_loadd(2, cb + 512, 64);
+    _tile_loadd(3, cb + 768, 64);
+  }
+  const uint16_t* ap = a.aop + ((m0 / 32) * KC32 + s0) * 1024;  // rows m0..m0+15; m0+16..m0+31 follow (+512)
+  const uint16_t* bp = a.wop + ((n0 / 32) * KC32 + s0) * 1024;  // columns n0..n0+15; n0+16..n0+31 follow
+  for (int64_t s = s0; s < s1; ++s) {
+    pf.step();
+    _tile_loadd(4, ap, 64);
+    _tile_loadd(6, bp, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_loadd(7, bp + 512, 64);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, ap + 512, 64);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+    ap += 1024;
+    bp += 1024;
+  }
+  if (!last) {
+    _tile_stored(0, cb, 64);
+    _tile_stored(1, cb + 256, 64);
+    _tile_stored(2, cb + 512, 64);
+    _tile_stored(3, cb + 768, 64);
+    return;
+  }
+  alignas(64) float out[32 * 32];
+  _tile_stored(0, out, 128);
+  _tile_stored(1, out + 16, 128);
+  _tile_stored(2, out + 16 * 32, 128);
+  _tile_stored(3, out + 16 * 32 + 16, 128);
+  if (m0 >= a.M || n0 >= a.N) return;
+  epilogue_rows(a, m0, static_cast<int>(std::min<int64_t>(32, a.M - m0)), n0,
+                static_cast<int>(std::min<int64_t>(32, a.N - n0)), out, 32);
+}
 
 // One task of gemm_amx (a lambda does not inherit the target attribute, so the tile code lives here).
-SVDQ_TARGET_AMXBF void amx_task(const GemmArgs& a, int64_t task, int64_t tn, int64_t chunks, int64_t csteps) {
-  const int64_t Kt = a.Kt, KC32 = Kt / 32;
+SVDQ_TARGET_AMXBF void amx_task(const GemmArgs& a, const Plan& p, int64_t task, int64_t tn) {
+  const int64_t KC32 = a.Kt / 32;
   const int64_t Mp = round_up(a.M, 32), Np = round_up(a.N, 32);
-  {
-    const int64_t mt0 = (task / tn) * kTaskRows, nt0 = (task % tn) * kTaskCols;
-    const int64_t mt1 = std::min(Mp, mt0 + kTaskRows), nt1 = std::min(Np, nt0 + kTaskCols);
-    const int64_t ib_n = (mt1 - mt0) / 32, jb_n = (nt1 - nt0) / 32;
-    float* cbuf = nullptr;
-    if (chunks > 1) {
-      std::vector<float>& v = t_scratch.c;
-      const size_t need = static_cast<size_t>(ib_n * jb_n * 1024 + 16);
-      if (v.size() < need) v.resize(need);
-      cbuf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
-    }
-    TileConfig cfg;
-    for (int t = 0; t < 8; ++t) {
-      cfg.colsb[t] = 64;
-      cfg.rows[t] = 16;
-    }
-    _tile_loadconfig(&cfg);
-    alignas(64) float out[32 * 32];
-    for (int64_t ch = 0; ch < chunks; ++ch) {
-      const int64_t s0 = ch * csteps, s1 = std::min(KC32, s0 + csteps);
-      if (s0 >= s1) break;
-      const bool first = ch == 0, last = s1 == KC32;
-      for (int64_t jb = 0; jb < jb_n; ++jb) {
-        const int64_t n0 = nt0 + 32 * jb;
-        const uint16_t* b0 = a.wop + ((n0 / 32) * KC32 + s0) * 1024;  // columns n0..n0+15; n0+16..n0+31 follow
-        const uint16_t* b1 = b0 + 512;
-        for (int64_t ib = 0; ib < ib_n; ++ib) {
-          const int64_t m0 = mt0 + 32 * ib;
-          float* cb = cbuf ? cbuf + (ib * jb_n + jb) * 1024 : nullptr;
-          if (first) {
-            _tile_zero(0);
-            _tile_zero(1);
-            _tile_zero(2);
-            _tile_zero(3);
-          } else {
-            _tile_loadd(0, cb, 64);
-            _tile_loadd(1, cb + 256, 64);
-            _tile_loadd(2, cb + 512, 64);
-            _tile_loadd(3, cb + 768, 64);
-          }
-          const uint16_t* a0 = a.aop + ((m0 / 32) * KC32 + s0) * 1024;  // rows m0..m0+15; m0+16..m0+31 follow
-          const uint16_t* a1 = a0 + 512;
-          for (int64_t s = 0; s < s1 - s0; ++s) {
-            _tile_loadd(4, a0 + 1024 * s, 64);
-            _tile_loadd(6, b0 + 1024 * s, 64);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_loadd(7, b1 + 1024 * s, 64);
-            _tile_dpbf16ps(1, 4, 7);
-            _tile_loadd(5, a1 + 1024 * s, 64);
-            _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
-          }
-          if (!last) {
-            _tile_stored(0, cb, 64);
-            _tile_stored(1, cb + 256, 64);
-            _tile_stored(2, cb + 512, 64);
-            _tile_stored(3, cb + 768, 64);
-            continue;
-          }
-          _tile_stored(0, out, 128);
-          _tile_stored(1, out + 16, 128);
-          _tile_stored(2, out + 16 * 32, 128);
-          _tile_stored(3, out + 16 * 32 + 16, 128);
-          if (m0 >= a.M || n0 >= a.N) continue;
-          epilogue_rows(a, m0, static_cast<int>(std::min<int64_t>(32, a.M - m0)), n0,
-                        static_cast<int>(std::min<int64_t>(32, a.N - n0)), out, 32);
-        }
-      }
-    }
-    _tile_release();
+  const int64_t mt0 = (task / tn) * p.task_rows, nt0 = (task % tn) * p.task_cols;
+  const int64_t mt1 = std::min(Mp, mt0 + p.task_rows), nt1 = std::min(Np, nt0 + p.task_cols);
+  const int64_t ib_n = (mt1 - mt0) / 32, jb_n = (nt1 - nt0) / 32;
+  float* cbuf = nullptr;
+  if (p.chunks > 1) {
+    std::vector<float>& v = t_scratch.c;
+    const size_t need = static_cast<size_t>(ib_n * jb_n * 1024 + 16);
+    if (v.size() < need) v.resize(need);
+    cbuf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
   }
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+  for (int64_t ch = 0; ch < p.chunks; ++ch) {
+    const int64_t s0 = ch * p.csteps, s1 = std::min(KC32, s0 + p.csteps);
+    if (s0 >= s1) break;
+    const bool first = ch == 0, last = s1 == KC32;
+    ChunkPrefetch pf;  // the next chunk of the task's row blocks and column blocks (each steps · 2 KiB)
+    if (p.prefetch && !last) {
+      const int64_t n0s = s1, n1s = std::min(KC32, s1 + p.csteps);
+      pf.list[0] = {reinterpret_cast<const char*>(a.aop + ((mt0 / 32) * KC32 + n0s) * 1024), (n1s - n0s) * 2048,
+                    KC32 * 2048, ib_n};
+      pf.list[1] = {reinterpret_cast<const char*>(a.wop + ((nt0 / 32) * KC32 + n0s) * 1024), (n1s - n0s) * 2048,
+                    KC32 * 2048, jb_n};
+      pf.plan(ib_n * jb_n * (s1 - s0));
+    }
+    const int64_t outer_n = p.rows_outer ? ib_n : jb_n, inner_n = p.rows_outer ? jb_n : ib_n;
+    for (int64_t o = 0; o < outer_n; ++o)
+      for (int64_t i = 0; i < inner_n; ++i) {
+        const int64_t ib = p.rows_outer ? o : i, jb = p.rows_outer ? i : o;
+        block32(a, mt0 + 32 * ib, nt0 + 32 * jb, s0, s1, first, last, cbuf ? cbuf + (ib * jb_n + jb) * 1024 : nullptr,
+                pf);
+      }
+  }
+  _tile_release();
 }
 
 }  // namespace
@@ -123,11 +156,42 @@ SVDQ_TARGET_AMXBF void amx_task(const GemmArgs& a, int64_t task, int64_t tn, int
 void gemm_amx(const GemmArgs& a) {
   const int64_t KC32 = a.Kt / 32;
   const int64_t Mp = round_up(a.M, 32), Np = round_up(a.N, 32);
-  const int64_t tm = (Mp + kTaskRows - 1) / kTaskRows, tn = (Np + kTaskCols - 1) / kTaskCols;
-  // chunk boundaries (multiples of 32 columns): one chunk when Kt ≤ 1.5·kChunk
-  const int64_t chunks = a.Kt <= kChunk * 3 / 2 ? 1 : (a.Kt + kChunk - 1) / kChunk;
-  const int64_t csteps = (KC32 + chunks - 1) / chunks;  // 32-column steps per chunk
-  parallel_for(tm * tn, [&](int64_t task, int) { amx_task(a, task, tn, chunks, csteps); });
+  Plan p;
+  p.task_rows = std::min(kTaskRows, Mp);
+  p.task_cols = std::min(kTaskCols, Np);
+  int64_t csteps = kChunkSteps;
+  p.rows_outer = true;
+  p.prefetch = true;
+  if (Mp <= kSkinnyRows) {
+    // Few rows: the weights dominate the traffic and are read once either way; long chunks with the weight block
+    // reused from L2 by the (≤ 4) row blocks, as the previous kernel did (0.94 vs 1.41 ms at M = 1, K = N = 3072 and
+    // 0.24 vs 0.50 ms at M = 70, K = 12288, N = 96 against the 384 × 384 plan; 1 thread, thread CPU time).
+    p.task_cols = std::min<int64_t>(256, Np);
+    csteps = kSkinnyChunkSteps;
+    p.rows_outer = false;
+    p.prefetch = false;
+  }
+#ifdef SVDQ_P2_TUNE
+  p.task_rows = env_or("P2_TR", p.task_rows);
+  p.task_cols = env_or("P2_TC", p.task_cols);
+  csteps = env_or("P2_KC", csteps * 32) / 32;
+  p.rows_outer = env_or("P2_ROWS_OUTER", p.rows_outer) != 0;
+  p.prefetch = env_or("P2_L2PF", p.prefetch) != 0;
+#endif
+  // Small problems: halve the task (columns first) until every pool thread has a task.
+  const int64_t want = num_threads();
+  auto tasks = [&] { return ((Mp + p.task_rows - 1) / p.task_rows) * ((Np + p.task_cols - 1) / p.task_cols); };
+  while (tasks() < want && (p.task_cols > 64 || p.task_rows > 64)) {
+    if (p.task_cols >= p.task_rows)
+      p.task_cols = round_up(p.task_cols / 2, 32);
+    else
+      p.task_rows = round_up(p.task_rows / 2, 32);
+  }
+  // K chunks of about csteps steps, evenly sized: a K of up to 1.5 chunks runs in one (no partial sums).
+  p.chunks = KC32 <= csteps * 3 / 2 ? 1 : (KC32 + csteps - 1) / csteps;
+  p.csteps = (KC32 + p.chunks - 1) / p.chunks;
+  const int64_t tm = (Mp + p.task_rows - 1) / p.task_rows, tn = (Np + p.task_cols - 1) / p.task_cols;
+  parallel_for(tm * tn, [&](int64_t task, int) { amx_task(a, p, task, tn); });
 }
 
 }  // namespace p2

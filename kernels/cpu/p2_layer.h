@@ -64,6 +64,7 @@ struct QuantArgs {
   int8_t* codes;             // out [M, K], or null
   int8_t* exponents;         // out [M, K/64], or null
   float* lora_act;           // out [M, R], or null
+  const float* ldown_t = nullptr;  // L_downᵀ [K][Rp] (lowrank_down.h, 64-byte aligned), or null: transposed per call
 };
 // Returns -1, or the first failing row r: r ≥ 0 when x/λ holds a NaN/Inf there, −2 − r when its row scale
 // leaves float32 (p2.ts E_RANGE). Rows before it are written.

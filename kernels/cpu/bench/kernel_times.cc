@@ -5,10 +5,22 @@
 //
 //   g++ -std=c++17 -O3 -pthread -Ikernels/cpu kernels/cpu/bench/kernel_times.cc kernels/cpu/runtime.cc \
 //       kernels/cpu/simd.cc kernels/cpu/gemm_f32.cc kernels/cpu/act_quant.cc kernels/cpu/gemm_w4a4.cc \
-//       kernels/cpu/gemm_w4a4_avx512.cc kernels/cpu/gemm_w4a4_amx.cc -o /tmp/kernel_times
+//       kernels/cpu/gemm_w4a4_avx512.cc kernels/cpu/gemm_w4a4_amx.cc kernels/cpu/act_quant_p2.cc \
+//       kernels/cpu/gemm_p2.cc kernels/cpu/gemm_p2_amx.cc kernels/cpu/peak_bf16.cc kernels/cpu/gemm_w8a8.cc \
+//       kernels/cpu/gemm_w8a8_x86.cc -o /tmp/kernel_times
+//   (add -DSVDQ_P2_TUNE to let P2_TR, P2_TC, P2_KC, P2_ROWS_OUTER, P2_L2PF override the int4p2 AMX plan)
 //   /tmp/kernel_times f32 M K N [threads] [isa]      # f32 GEMM (isa: 0 auto, 2 avx2, 3 avx512, 4 amx)
 //   /tmp/kernel_times w4a4 M K N [threads] [isa]     # quantize ± rank-32 down, W4A4 GEMM ± rank-32 up
+//   /tmp/kernel_times p2 M K N [threads] [isa]       # int4p2 bf16 GEMM (Kt = K rounded up to 32), its tdpbf16ps peak
+//   /tmp/kernel_times p2layer M K N [threads] [isa]  # int4p2: quantize ± rank-32 down, bf16 GEMM ± 192 branch columns
+//   /tmp/kernel_times w8a8 M K N [threads] [isa]     # W8A8 GEMM (random int8 codes)
+//   /tmp/kernel_times p2loop STEPS BLOCKS CSTORE PF  # the int4p2 2×2 tile loop alone (see p2_loop below)
+// p2 / w8a8 print GFLOP/s = 2 × multiply-adds per second of CPU time (per thread when threads > 1) and a hash of y
+// (equal hashes from two builds = bit-identical results). Each w4a4 / p2layer round ends with "layer R=0 / R=32"
+// (the sum of the two parts' minima) and the branch overhead (layer R=32 − layer R=0) / layer R=0.
+#include <immintrin.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include <algorithm>
@@ -21,6 +33,7 @@
 #include <vector>
 
 #include "common.h"
+#include "p2_layer.h"
 
 using namespace svdq;
 
@@ -46,7 +59,7 @@ std::vector<float> rnd(size_t n, float s, uint32_t seed) {
 }
 
 template <typename F>
-void time_it(const char* name, double flop, int reps, F&& f) {
+double time_it(const char* name, double flop, int reps, F&& f) {
   double best_cpu = 1e30, best_wall = 1e30;
   for (int r = 0; r < reps; ++r) {
     const double c0 = cpu_now(), w0 = wall_now();
@@ -56,6 +69,12 @@ void time_it(const char* name, double flop, int reps, F&& f) {
   }
   std::printf("%-34s cpu %8.2f ms  wall %8.2f ms  %7.1f GFLOP/s (cpu)\n", name, best_cpu * 1e3, best_wall * 1e3,
               flop / best_cpu * 1e-9);
+  return best_cpu;
+}
+
+void print_overhead(double q0, double q1, double g0, double g1) {
+  std::printf("  layer R=0 %.2f ms, R=32 %.2f ms (quantize +%.2f, GEMM +%.2f): branch overhead %.1f %%\n",
+              (q0 + g0) * 1e3, (q1 + g1) * 1e3, (q1 - q0) * 1e3, (g1 - g0) * 1e3, ((q1 + g1) / (q0 + g0) - 1) * 100);
 }
 
 int run_f32(int64_t M, int64_t K, int64_t N, int reps) {
@@ -108,10 +127,11 @@ int run_w4a4(int64_t M, int64_t K, int64_t N, int reps) {
   w1.lup = lup.data();
   const double mk = static_cast<double>(M) * K;
   for (int round = 0; round < 2; ++round) {
-    time_it("act_quant R=0", mk, reps, [&] { act_quant(q0); });
-    time_it("act_quant R=32", mk, reps, [&] { act_quant(q1); });
-    time_it("gemm_w4a4 R=0", 2.0 * mk * N, reps, [&] { gemm_w4a4(w0); });
-    time_it("gemm_w4a4 R=32", 2.0 * mk * N, reps, [&] { gemm_w4a4(w1); });
+    const double tq0 = time_it("act_quant R=0", mk, reps, [&] { act_quant(q0); });
+    const double tq1 = time_it("act_quant R=32", mk, reps, [&] { act_quant(q1); });
+    const double tg0 = time_it("gemm_w4a4 R=0", 2.0 * mk * N, reps, [&] { gemm_w4a4(w0); });
+    const double tg1 = time_it("gemm_w4a4 R=32", 2.0 * mk * N, reps, [&] { gemm_w4a4(w1); });
+    print_overhead(tq0, tq1, tg0, tg1);
   }
   // check lora_act against float64
   double e = 0, mx = 0;
@@ -126,19 +146,250 @@ int run_w4a4(int64_t M, int64_t K, int64_t N, int reps) {
   return e / mx < 1e-5 ? 0 : 1;
 }
 
+// int4p2: quantize (codes into the tiled bf16 operand) ± the rank-32 down-projection, GEMM over Kt = K (+ 192).
+int run_p2layer(int64_t M, int64_t K, int64_t N, int reps) {
+  const int64_t R = 32, G = K / 64;
+  auto x = rnd(M * K, 1.f, 1);
+  auto ldown = rnd(R * K, 0.05f, 2);
+  auto lup = rnd(N * R, 0.05f, 3);
+  auto bias = rnd(N, 1.f, 4);
+  auto inv = rnd(K, 0.5f, 5);
+  for (auto& v : inv) v = 1.5f + v;  // f32(1/λ) in [1, 2]
+  std::vector<int8_t> wq(N * K), we(N * G);
+  std::mt19937 g(6);
+  for (auto& c : wq) c = static_cast<int8_t>(static_cast<int>(g() % 16) - 8);
+  for (auto& e : we) e = static_cast<int8_t>(static_cast<int>(g() % 6) - 4);
+  auto ws = rnd(N, 0.01f, 7);
+  for (auto& s : ws) s = std::fabs(s) + 1e-3f;
+  const int64_t Np = p2::round_up(N, 32), Mp = p2::round_up(M, 32);
+  auto aligned = [](std::vector<uint16_t>& v, size_t n) {
+    v.resize(n + 32);
+    return reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
+  };
+  std::vector<uint16_t> wb0, wb1, ab0, ab1;
+  std::vector<float> sw0(Np), sw1(Np), sx0(M), sx1(M), la(M * R), y(M * N);
+  const int64_t Kt0 = p2::kt_of(K, 0), Kt1 = p2::kt_of(K, R);
+  p2::PackArgs pk0{wq.data(), we.data(), ws.data(), nullptr, N, K, 0, aligned(wb0, Np * Kt0), sw0.data()};
+  p2::PackArgs pk1{wq.data(), we.data(), ws.data(), lup.data(), N, K, R, aligned(wb1, Np * Kt1), sw1.data()};
+  p2::pack_weight(pk0);
+  p2::pack_weight(pk1);
+  p2::QuantArgs q0{x.data(), M, K, inv.data(), nullptr, 0, aligned(ab0, Mp * Kt0), sx0.data(),
+                   nullptr, nullptr, nullptr, nullptr};
+  p2::QuantArgs q1{x.data(), M, K, inv.data(), ldown.data(), R, aligned(ab1, Mp * Kt1), sx1.data(),
+                   nullptr, nullptr, nullptr, la.data()};
+  p2::GemmArgs g0{q0.aop, sx0.data(), pk0.wop, sw0.data(), bias.data(), M, N, Kt0, false, y.data()};
+  p2::GemmArgs g1{q1.aop, sx1.data(), pk1.wop, sw1.data(), bias.data(), M, N, Kt1, false, y.data()};
+  const double mk = static_cast<double>(M) * K;
+  for (int round = 0; round < 2; ++round) {
+    const double tq0 = time_it("p2 quantize R=0", mk, reps, [&] { p2::quantize(q0); });
+    const double tq1 = time_it("p2 quantize R=32", mk, reps, [&] { p2::quantize(q1); });
+    const double tg0 = time_it("p2 gemm Kt=K", 2.0 * M * N * Kt0, reps, [&] { p2::gemm(g0); });
+    const double tg1 = time_it("p2 gemm Kt=K+192", 2.0 * M * N * Kt1, reps, [&] { p2::gemm(g1); });
+    print_overhead(tq0, tq1, tg0, tg1);
+  }
+  double e = 0, worst = 0;
+  for (int64_t m = 0; m < std::min<int64_t>(M, 64); ++m)
+    for (int64_t r = 0; r < R; ++r) {
+      double s = 0, a = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double p = static_cast<double>(x[m * K + k]) * ldown[r * K + k];
+        s += p;
+        a += std::fabs(p);
+      }
+      e = std::max(e, std::fabs(s - la[m * R + r]));
+      worst = std::max(worst, std::fabs(s - la[m * R + r]) / a);
+    }
+  std::printf("  lora_act check: max |err| %.3g, max |err|/Σ|x·l| %.3g (the tests allow 1e-6)\n", e, worst);
+  return worst < 1e-6 ? 0 : 1;
+}
+
+// bf16 values on the int4p2 grid (q·2^e, |q| ≤ 7): every product is exact in f32, so the sums are exact up to the
+// f32 additions and the check below is tight.
+uint16_t p2_value(std::mt19937& g) {
+  const int q = static_cast<int>(g() % 15) - 7, e = static_cast<int>(g() % 6) - 3;
+  const float v = std::ldexp(static_cast<float>(q), e);
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+double widen(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+int run_p2(int64_t M, int64_t K, int64_t N, int reps) {
+  const int64_t Kt = (K + 31) / 32 * 32, Mp = p2::round_up(M, 32), Np = p2::round_up(N, 32);
+  // HUGE=1: operands in 2 MiB pages (madvise), to separate TLB misses from cache misses
+  const bool huge = std::getenv("HUGE") && std::atoi(std::getenv("HUGE"));
+  auto alloc = [&](size_t n) {
+    const size_t bytes = (n * 2 + (2 << 20) - 1) / (2 << 20) * (2 << 20);
+    void* p = std::aligned_alloc(2 << 20, bytes);
+    if (huge) madvise(p, bytes, MADV_HUGEPAGE);
+    std::memset(p, 0, bytes);
+    return static_cast<uint16_t*>(p);
+  };
+  uint16_t* aop = alloc(Mp * Kt);
+  uint16_t* wop = alloc(Np * Kt);
+  std::mt19937 g(11);
+  std::vector<uint16_t> A(M * Kt, 0), W(N * Kt, 0);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) A[m * Kt + k] = p2_value(g);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) W[n * Kt + k] = p2_value(g);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < Kt; ++k) aop[p2::aop_row(m, Kt) + (k / 32) * 1024 + k % 32] = A[m * Kt + k];
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < Kt; ++k)
+      wop[p2::wop_block(n / 16, Kt) + (k / 32) * 1024 + ((k % 32) / 2) * 32 + (n % 16) * 2 + k % 2] = W[n * Kt + k];
+  auto sx = rnd(M, 1.f, 12), sw = rnd(Np, 1.f, 13), bias = rnd(N, 1.f, 14);
+  std::vector<float> y(M * N);
+  p2::GemmArgs a{aop, sx.data(), wop, sw.data(), bias.data(), M, N, Kt, false, y.data()};
+  const double peak = p2::peak_bf16(0, 200000000) / num_threads();
+  std::printf("tdpbf16ps peak %.0f GMAC/s per thread (gemm_path %d)\n", peak * 1e-9, p2::gemm_path());
+  for (int round = 0; round < 2; ++round)
+    time_it("p2_gemm", 2.0 * M * N * Kt / num_threads(), reps, [&] { p2::gemm(a); });
+  double maxerr = 0, maxref = 0;
+  for (int s = 0; s < 3000; ++s) {
+    const int64_t m = s < 8 ? M - 1 - s % M : g() % M, n = s < 8 ? N - 1 - (s / 2) % N : g() % N;
+    double r = 0;
+    for (int64_t k = 0; k < K; ++k) r += widen(A[m * Kt + k]) * widen(W[n * Kt + k]);
+    r = r * sx[m] * sw[n] + bias[n];
+    maxerr = std::max(maxerr, std::fabs(r - y[m * N + n]));
+    maxref = std::max(maxref, std::fabs(r));
+  }
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of y's bytes: equal across builds = bit-identical results
+  for (size_t i = 0; i < y.size() * 4; ++i) h = (h ^ reinterpret_cast<const uint8_t*>(y.data())[i]) * 1099511628211ull;
+  std::printf("  check: max |err| %.3g of max |y| %.3g (%.2g); y hash %016llx\n", maxerr, maxref, maxerr / maxref,
+              (unsigned long long)h);
+  return maxerr / maxref < 1e-5 ? 0 : 1;
+}
+
+int run_w8a8(int64_t M, int64_t K, int64_t N, int reps) {
+  const int64_t NP = (N + 7) / 8;
+  std::mt19937 g(21);
+  std::vector<int8_t> codes(M * K), w(N * K), panel(NP * K * 8, 0);
+  for (auto& v : codes) v = static_cast<int8_t>(static_cast<int>(g() % 255) - 127);
+  for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(g() % 255) - 127);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) panel[((n / 8) * (K / 4) + k / 4) * 32 + (n % 8) * 4 + k % 4] = w[n * K + k];
+  auto as = rnd(M, 1.f, 22), ws = rnd(N, 1.f, 23), bias = rnd(N, 1.f, 24);
+  std::vector<float> y(M * N);
+  W8A8Args a{codes.data(), as.data(), M, K, N, panel.data(), ws.data(), bias.data(), y.data()};
+  for (int round = 0; round < 2; ++round)
+    time_it("w8a8_gemm", 2.0 * M * N * K / num_threads(), reps, [&] { gemm_w8a8(a); });
+  double maxerr = 0, maxref = 0;
+  for (int s = 0; s < 3000; ++s) {
+    const int64_t m = s < 8 ? M - 1 - s % M : g() % M, n = s < 8 ? N - 1 - (s / 2) % N : g() % N;
+    int64_t d = 0;
+    for (int64_t k = 0; k < K; ++k) d += static_cast<int64_t>(codes[m * K + k]) * w[n * K + k];
+    const double r = static_cast<double>(d) * as[m] * ws[n] + bias[n];
+    maxerr = std::max(maxerr, std::fabs(r - y[m * N + n]));
+    maxref = std::max(maxref, std::fabs(r));
+  }
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < y.size() * 4; ++i) h = (h ^ reinterpret_cast<const uint8_t*>(y.data())[i]) * 1099511628211ull;
+  std::printf("  check: max |err| %.3g of max |y| %.3g (%.2g); y hash %016llx\n", maxerr, maxref, maxerr / maxref,
+              (unsigned long long)h);
+  return maxerr / maxref < 1e-5 ? 0 : 1;
+}
+
+// The int4p2 2×2 tile loop alone: a 32-row activation block of `ka` 32-column steps (cycled), weight blocks of
+// `steps` K steps taken in turn from a buffer of `wb` blocks (B streams through that many bytes), C tiles zeroed
+// (cst = 0) or loaded from and stored to an L1 buffer (cst = 1) around each block; pf 1: prefetch the next weight
+// block into L1 (T0), pf ≥ 2: the weight block pf ahead into L2 (T1), spread over the current block's steps.
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) double p2_loop(int64_t steps, int64_t wb, int cst, int pf,
+                                                                    int64_t reps) {
+  std::vector<uint16_t> abuf(steps * 1024 + 64), wbuf(wb * steps * 1024 + 64);
+  std::mt19937 g(3);
+  for (auto& v : abuf) v = p2_value(g);
+  for (auto& v : wbuf) v = p2_value(g);
+  uint16_t* A = abuf.data();
+  while (reinterpret_cast<uintptr_t>(A) & 63) ++A;
+  uint16_t* W = wbuf.data();
+  while (reinterpret_cast<uintptr_t>(W) & 63) ++W;
+  alignas(64) float cb[1024];
+  std::memset(cb, 0, sizeof cb);
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+  const double t0 = cpu_now();
+  for (int64_t r = 0; r < reps; ++r)
+    for (int64_t b = 0; b < wb; ++b) {
+      if (cst) {
+        _tile_loadd(0, cb, 64);
+        _tile_loadd(1, cb + 256, 64);
+        _tile_loadd(2, cb + 512, 64);
+        _tile_loadd(3, cb + 768, 64);
+      } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+      }
+      const uint16_t* ap = A;
+      const uint16_t* bp = W + b * steps * 1024;
+      const char* nx = reinterpret_cast<const char*>(W + ((b + (pf > 1 ? pf : 1)) % wb) * steps * 1024);
+      for (int64_t s = 0; s < steps; ++s) {
+        if (pf == 1)
+          for (int l = 0; l < 2048; l += 64) _mm_prefetch(nx + 2048 * s + l, _MM_HINT_T0);
+        else if (pf > 1)
+          for (int l = 0; l < 2048; l += 64) _mm_prefetch(nx + 2048 * s + l, _MM_HINT_T1);
+        _tile_loadd(4, ap, 64);
+        _tile_loadd(6, bp, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, bp + 512, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, ap + 512, 64);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        ap += 1024;
+        bp += 1024;
+      }
+      if (cst) {
+        _tile_stored(0, cb, 64);
+        _tile_stored(1, cb + 256, 64);
+        _tile_stored(2, cb + 512, 64);
+        _tile_stored(3, cb + 768, 64);
+      }
+    }
+  const double dt = cpu_now() - t0;
+  _tile_release();
+  return reps * wb * steps * 4.0 * 8192 / dt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s f32|w4a4 M K N [threads] [isa]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s f32|w4a4|p2|p2layer|w8a8 M K N [threads] [isa] | p2loop STEPS BLOCKS CSTORE PF\n", argv[0]);
     return 2;
   }
   const std::string what = argv[1];
+  if (what == "p2loop") {  // p2loop steps weight_blocks c_store prefetch
+    if (argc < 6) return 2;
+    if (!cpu_has_amx_bf16()) return 2;  // also asks Linux for the tile state
+    const int64_t steps = std::atoll(argv[2]), wb = std::atoll(argv[3]);
+    const int64_t reps = std::max<int64_t>(1, 400000000 / (wb * steps * 32768));
+    double best = 0;
+    for (int i = 0; i < 5; ++i) best = std::max(best, p2_loop(steps, wb, std::atoi(argv[4]), std::atoi(argv[5]), reps));
+    std::printf("p2loop steps %lld (A %lld KiB) weight blocks %lld (B %lld KiB) cstore %s pf %s: %.0f GMAC/s\n",
+                (long long)steps, (long long)steps * 2, (long long)wb, (long long)(wb * steps * 2), argv[4], argv[5],
+                best * 1e-9);
+    return 0;
+  }
   const int64_t M = std::atoll(argv[2]), K = std::atoll(argv[3]), N = std::atoll(argv[4]);
   set_num_threads(argc > 5 ? std::atoi(argv[5]) : 1);
   if (argc > 6) set_isa_mode(std::atoi(argv[6]));
   std::printf("%s M=%lld K=%lld N=%lld threads %d isa %s\n", what.c_str(), (long long)M, (long long)K, (long long)N,
               num_threads(), isa_name(active_isa()));
   const int reps = std::getenv("REPS") ? std::atoi(std::getenv("REPS")) : 5;
+  if (what == "p2") return run_p2(M, K, N, reps);
+  if (what == "p2layer") return run_p2layer(M, K, N, reps);
+  if (what == "w8a8") return run_w8a8(M, K, N, reps);
   return what == "f32" ? run_f32(M, K, N, reps) : run_w4a4(M, K, N, reps);
 }

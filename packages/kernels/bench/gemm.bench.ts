@@ -16,7 +16,7 @@
  * Ours: "W4A4 layer" = prepareW4A4Layer(...).forward (quantize X/λ + rank-32 low-rank down + INT4 GEMM + low-rank
  * up + bias, reused buffers) on every native path the CPU has; on the best path also "W4A4 2 calls"
  * (quantizeActivations + gemmW4A4, fresh arrays), "W4A4 no LR", "f32 GEMM", "W4A16" and "W8A8" (per-token INT8
- * quantization + gemmW8A8). Peers get the same INT4 codes/scales (MatMulNBits, block 64) and INT8 codes
+ * quantization + gemmW8A8 into a reused output, as the layers and ORT's arena reuse theirs). Peers get the same INT4 codes/scales (MatMulNBits, block 64) and INT8 codes
  * (DynamicQuantizeMatMul). "int4p2 layer" = prepareP2Layer(...).forward (pow2 activation quantization of x/λ,
  * rank-32 down-projection, one bf16 GEMM with the branch as 192 extra K columns, bias) on every native path, and
  * "int4p2 no LR" without the branch; its "of peak" is against tdpbf16ps (amx) or the zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code path.
@@ -273,7 +273,7 @@ for (const [K, N] of KNs) {
         ? [{ name: "f32 GEMM", path: "avx2" as const, int: false, run: () => gemmF32(x, M, pF32) }]
         : []),
       { name: "W4A16", path: best, int: false, run: () => gemmW4A16(x, M, pW4A16) },
-      { name: "W8A8", path: best, int: true, run: () => gemmW8A8(quantizeActivationsInt8(x, M, K), pW8) },
+      { name: "W8A8", path: best, int: true, run: () => gemmW8A8(quantizeActivationsInt8(x, M, K), pW8, { out }) },
     ];
     if (only === "f32") tasks.splice(0, tasks.length, ...tasks.filter((t) => t.name.includes("f32")));
     if (only === "lr")

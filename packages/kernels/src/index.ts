@@ -47,6 +47,7 @@ export {
   type BackendInfo,
   backendInfo,
   type GemmW4A4Options,
+  type GemmW8A8Options,
   gemmF32,
   gemmW4A4,
   gemmW4A16,

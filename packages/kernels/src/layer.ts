@@ -17,6 +17,7 @@ import {
   type FoldedLowRankDown,
   foldLowRankDown,
   planActQuant,
+  prepareLowRankDownT,
   type QuantizedActivations,
   quantizeInto,
   runGemmW4A4,
@@ -86,7 +87,8 @@ export function prepareW4A4Layer(spec: W4A4LayerSpec): PreparedW4A4Layer {
   const smooth = plan.smooth && Float32Array.from(plan.smooth);
   const lowRankDown = plan.lowRankDown && Float32Array.from(plan.lowRankDown);
   const frozen = { ...plan, smooth, lowRankDown };
-  const folded: FoldedLowRankDown = foldLowRankDown(K, lowRankDown, R, smooth, plan.shift);
+  const fold = foldLowRankDown(K, lowRankDown, R, smooth, plan.shift);
+  const folded: FoldedLowRankDown = { ...fold, ldownT: prepareLowRankDownT(fold.ldown, R, K) };
   const { format, shift } = plan;
 
   let cap = 0;

@@ -10,6 +10,7 @@ export type NativeIsa = (typeof NATIVE_ISAS)[number];
 /** The surface of build/Release/svdquant_kernels.node (kernels/cpu/binding.cc). */
 export interface NativeBinding {
   actQuant(a: object): number;
+  transposeLowRankDown?(a: object): void;
   gemmW4A4(a: object): void;
   gemmF32(a: object): void;
   gemmW4A16(a: object): void;

@@ -29,6 +29,7 @@
 import { KernelsError } from "./errors.js";
 import { W4A4_GROUP } from "./layout.js";
 import { type NativeBinding, native, nativeUnavailableReason } from "./native.js";
+import { prepareLowRankDownT } from "./ops.js";
 import { codeRange, dim, finite, multipleOf, tensor } from "./validate.js";
 
 export interface P2LayerSpec {
@@ -173,6 +174,7 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
   if (bias) finite(`${name}.bias`, bias);
   // Copies: later edits of the caller's arrays cannot change the prepared layer.
   const lowRankDown = spec.lowRankDown && Float32Array.from(spec.lowRankDown);
+  const lowRankDownT = prepareLowRankDownT(lowRankDown, R, K); // L_downᵀ once per layer (ops.ts)
   const Kt = K + roundUp(6 * R, 32); // kernels/cpu/p2_layer.h kt_of
   const wop = new Uint16Array(roundUp(N, 32) * Kt + 32); // + 32: the native packer starts at a 64-byte boundary
   const sw = new Float32Array(roundUp(N, 32));
@@ -226,6 +228,7 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
           M,
           invSmooth,
           lowRankDown,
+          lowRankDownT,
           ...gemmArgs,
           gelu: !!opts.gelu,
           y,
@@ -244,7 +247,7 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
         loraAct: R ? new Float32Array(M * R) : null,
       };
       if (M > 0) {
-        const st = call(() => nb.p2Quantize!({ x, M, K, R, invSmooth, lowRankDown, ...out }));
+        const st = call(() => nb.p2Quantize!({ x, M, K, R, invSmooth, lowRankDown, lowRankDownT, ...out }));
         if (st !== -1) fail(st, x, M);
       }
       return { M, K, R, ...out };
@@ -263,7 +266,9 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
         sx: new Float32Array(M),
       };
       if (M > 0) {
-        const st = call(() => nb.p2QuantizeOperand!({ x, M, K, R, invSmooth, lowRankDown, aop: op.aop, sx: op.sx }));
+        const st = call(() =>
+          nb.p2QuantizeOperand!({ x, M, K, R, invSmooth, lowRankDown, lowRankDownT, aop: op.aop, sx: op.sx }),
+        );
         if (st !== -1) fail(st, x, M);
       }
       return op;

@@ -135,6 +135,11 @@ const CASES: Case[] = [
   { M: 9, N: 20, K: 12288, R: 32, bias: true, smooth: true }, // FLUX.1 MLP down-projection
   { M: 20, N: 96, K: 256, R: 0, bias: true, smooth: false },
   { M: 37, N: 45, K: 320, R: 11, bias: true, smooth: true, gelu: true },
+  // the AMX path's blocked plan (M > 128, gemm_p2_amx.cc): 384-row/column tasks with ragged last ones, 6 K chunks
+  // of partial sums and the L2 prefetch of the next chunk
+  { M: 417, N: 419, K: 1152, R: 32, bias: true, smooth: true, gelu: true },
+  // the blocked plan at K = 12288 (52 chunks), the task split into two row tasks for the pool's threads
+  { M: 130, N: 33, K: 12288, R: 32, bias: true, smooth: false },
 ];
 
 if (!info.native)
@@ -154,6 +159,34 @@ else {
       const want = { amx: "amx-bf16", avx512: "avx512-f32", avx2: "avx2-f32", scalar: "scalar-f32" }[isa];
       expect(path).toBe(want);
       setIsa("auto");
+    });
+
+    it("picks e or e − 1 as int4's quantizer does on near ties (the AVX-512 row's f32 / float64 pre-decisions)", () => {
+      setIsa(isa);
+      try {
+        // Groups of integers times a power of two, 1..7 steps wide, so that both scales' grids hold most of them
+        // (the squared errors of e and e − 1 often equal), some moved by 2^-20 or 2^-12 of a step (near ties).
+        const r = rng(7);
+        const M = 48;
+        const K = 1024;
+        const x = new Float32Array(M * K);
+        for (let m = 0; m < M; m++)
+          for (let k = 0; k < K; k++) {
+            const step = 2 ** ((m % 5) - 3);
+            const g = k >> 6;
+            let v = r.int(-(1 + ((g + m) % 7)), 1 + ((g + m) % 7)) * step;
+            if ((m + g) % 3 === 1 && k % 17 === 0) v += step * 2 ** (m % 2 ? -20 : -12) * r.int(-3, 3);
+            x[m * K + k] = v;
+          }
+        const { spec } = makeLayer(r, { M, N: 32, K, R: 0, bias: false, smooth: false });
+        const a = prepareP2Layer(spec).quantize(x, M);
+        const ref = quantize(x, M, K, ACT);
+        expect(firstDiff(a.codes, ref.codes), "codes").toBe(-1);
+        expect(firstDiff(a.exponents, ref.exponents!), "exponents").toBe(-1);
+        expect(firstDiff(a.rowScales, ref.rowScales!), "row scales").toBe(-1);
+      } finally {
+        setIsa("auto");
+      }
     });
 
     CASES.forEach((c, ci) => {

@@ -123,6 +123,10 @@ export function defineSuite(): void {
           gelu,
         });
         expect(worst(y, want, 2e-5 * maxAbs(want) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+        // A caller's output buffer (NaN-filled: every element must be written) gets the same bits.
+        const out = new Float32Array(M * N).fill(Number.NaN);
+        expect(gemmW4A4(act, w, { gelu, out }).y).toBe(out);
+        expect(out).toEqual(y);
       }
     });
 
@@ -318,6 +322,8 @@ export function defineSuite(): void {
         [5, 512, 16],
         [70, 448, 72], // AVX-512/AMX tiles: partial 32-row block, 9 panels of 8 columns
         [33, 1028, 40], // K not a multiple of 64: the AMX path runs its VNNI kernel
+        [417, 1152, 419], // AMX blocked plan (M > 128): ragged 384-row/column tasks, 3 K chunks of partial sums
+        [130, 12288, 33], // blocked plan at K = 12288 (24 chunks), a partial last row block, one column task
       ] as const) {
         const x = r.f32(M * K);
         const act = quantizeActivationsInt8(x, M, K);
@@ -332,9 +338,14 @@ export function defineSuite(): void {
         const codes = r.codes(N * K, -127, 127);
         const scales = r.pos(N, 0.001, 0.01);
         const bias = r.f32(N);
-        const y = gemmW8A8(act, packW8A8({ codes, scales }, N, K, { bias }));
+        const pw = packW8A8({ codes, scales }, N, K, { bias });
+        const y = gemmW8A8(act, pw);
         const want = reference.refGemmW8A8(act.codes, act.scales, M, K, codes, scales, N, bias);
         expect(worst(y, want, 1e-5 * maxAbs(want) + 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+        // A caller's output buffer (NaN-filled: every element must be written) gets the same bits.
+        const out = new Float32Array(M * N).fill(Number.NaN);
+        expect(gemmW8A8(act, pw, { out })).toBe(out);
+        expect(out).toEqual(y);
       }
     });
   });

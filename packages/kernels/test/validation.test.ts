@@ -121,6 +121,10 @@ describe("input validation (before anything reaches C++)", () => {
     const a128 = quantizeActivations(r.f32(2 * 128), 2, 128);
     expect(code(() => gemmW4A4(a128, w))).toMatch(/rank 0 low-rank activations but the weight has rank 2/);
     expect(code(() => gemmW4A4({ ...a128, codes: a128.codes.subarray(1) }, w))).toMatch(/"activations.codes"/);
+    const ar = quantizeActivations(r.f32(2 * 128), 2, 128, { lowRankDown: r.f32(2 * 128), rank: 2 });
+    expect(code(() => gemmW4A4(ar, w, { out: new Float32Array(17) }))).toMatch(
+      /E_LENGTH: tensor "out": shape \[2, 8\] needs 16 elements, got 17/,
+    );
     expect(code(() => gemmF32(r.f32(5), 1, packF32(r.f32(8), 2, 4)))).toMatch(/E_LENGTH: tensor "x"/);
     expect(
       code(() =>
@@ -133,6 +137,17 @@ describe("input validation (before anything reaches C++)", () => {
     ).toMatch(/tensor "x"/);
     const w8 = packW8A8({ codes: new Int8Array(8), scales: r.pos(2) }, 2, 4);
     expect(code(() => gemmW8A8(quantizeActivationsInt8(r.f32(8), 1, 8), w8))).toMatch(/do not match weight K = 4/);
+    const act8 = quantizeActivationsInt8(r.f32(12), 3, 4);
+    act8.codes[9] = -128; // outside the symmetric INT8 range the quantizer produces
+    expect(code(() => gemmW8A8(act8, w8))).toMatch(
+      /E_VALUE: tensor "activations.codes": code -128 at flat index 9 is outside \[-127, 127\]/,
+    );
+    expect(code(() => gemmW8A8(quantizeActivationsInt8(r.f32(12), 3, 4), w8, { out: new Float32Array(5) }))).toMatch(
+      /E_LENGTH: tensor "out": shape \[3, 2\] needs 6 elements, got 5/,
+    );
+    expect(
+      code(() => gemmW8A8(quantizeActivationsInt8(r.f32(12), 3, 4), w8, { out: new Float64Array(6) as never })),
+    ).toMatch(/E_DTYPE: tensor "out": expected a Float32Array, got Float64Array/);
     expect(code(() => gemmF32(r.f32(4), 1, w8 as never))).toMatch(/expected a PackedF32/);
   });
 });
