@@ -88,7 +88,8 @@ int gemm_path();
 void gemm_amx(const GemmArgs& a);
 void epilogue_rows(const GemmArgs& a, int64_t m0, int rows, int64_t n0, int cols, const float* c, int64_t ldc);
 
-// tdpbf16ps / vdpbf16ps peaks (peak_bf16.cc): bf16 multiply-adds per second over all pool threads.
+// tdpbf16ps / vdpbf16ps peaks (peak.cc, peak_ops kinds 5 and 6): bf16 multiply-adds per second over all pool
+// threads; kind 0 tdpbf16ps, 1 vdpbf16ps.
 double peak_bf16(int kind, int64_t iters);
 
 }  // namespace p2

@@ -24,20 +24,12 @@
 
 #include "../engine/attention_flash.cuh"
 #include "../engine/engine_ops.h"
+#include "bench_common.cuh"
 
 extern "C" const char* old_eng_attention(const void* Q, const void* K, const void* V, int B, int H, int S, int Dh,
                                          int split, void* out_txt, void* out_img, int ld, void* stream);
 extern "C" const char* old_eng_attention_cross(const void* Q, const void* K, const void* V, int B, int H, int Sq,
                                                int Skv, int Dh, const int* kv_len, void* out, int ld, void* stream);
-
-#define CK(x)                                                                                      \
-  do {                                                                                             \
-    cudaError_t e_ = (x);                                                                          \
-    if (e_ != cudaSuccess) {                                                                       \
-      std::printf("CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, __LINE__, #x); \
-      std::exit(2);                                                                                \
-    }                                                                                              \
-  } while (0)
 
 // ---- variant registry (attn_variant.cu registers each tile shape at start-up)
 using VarFn = cudaError_t (*)(int Dh, const svdq_attn::FlashArgs& a, cudaStream_t s);
@@ -55,19 +47,7 @@ int attn_register_variant(int id, const char* name, VarFn fn) {
   return id;
 }
 
-// ---- host helpers
-static float bf2f(uint16_t b) {
-  uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-static uint16_t f2bf(float f) {  // round to nearest even
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7FFF + ((u >> 16) & 1);
-  return uint16_t(u >> 16);
-}
+// ---- host helpers (CK, bf2f, f2bf, median: bench_common.cuh)
 struct Lcg {
   uint64_t s;
   explicit Lcg(uint64_t seed) : s(seed * 6364136223846793005ull + 1442695040888963407ull) {}
@@ -363,11 +343,6 @@ static void run_checks(bool big_too) {
       if (impl_supports(impl, p.Dh)) check_impl(impl, p, hq, hk, hv, rows, label);
     p.release();
   }
-}
-
-static float median(std::vector<float> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 static void run_times(FILE* res) {

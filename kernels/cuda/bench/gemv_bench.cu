@@ -3,7 +3,7 @@
 // same-run comparison only) and cuBLAS BF16 on the AdaNorm shapes of FLUX.1 (K = 3072, N = 18432 / 9216 / 6144),
 // M in {1, 2, 4, 8}, hot L2 and cold L2 (256 MB memset before each call), plus checks of the engine kernel against
 // float64 on every output (odd shapes, bias, M = 1..8).
-// Build and run (GPU machine, repo root): bash kernels/cuda/bench/gemv-bench.sh
+// Build and run (GPU machine, repo root): bash kernels/cuda/bench/gemv-bench.sh [quick]. Timing: bench_common.cuh.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -18,23 +18,7 @@
 
 #include "../engine/engine_ops.h"
 #include "../svdq_cuda.h"
-
-#define CK(x)                                                                                 \
-  do {                                                                                        \
-    const cudaError_t e_ = (x);                                                               \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__);   \
-      std::exit(3);                                                                           \
-    }                                                                                         \
-  } while (0)
-#define CS(x)                                                       \
-  do {                                                              \
-    const char* m_ = (x);                                           \
-    if (m_) {                                                       \
-      std::printf("error: %s (%s:%d)\n", m_, __FILE__, __LINE__);   \
-      std::exit(4);                                                 \
-    }                                                               \
-  } while (0)
+#include "bench_common.cuh"
 
 // ---- the previous engine kernel (before this harness): one warp per output row, the whole x [M, K] staged as f32
 // in shared memory by every block of 8 rows, per-token inner loop over the codes
@@ -107,61 +91,6 @@ static void gemv_old(const void* x, int M, int K, const uint8_t* codes, const vo
   }
 }
 
-// ---- timing: hot = a graph of `it` calls replayed (median of 7); cold = 256 MB memset before each single call
-struct Timer {
-  cudaStream_t st;
-  cudaEvent_t e0, e1;
-  void* flush;
-  size_t flush_bytes;
-};
-template <class F>
-static float time_us(Timer& T, bool cold, F&& f) {
-  f();
-  CK(cudaStreamSynchronize(T.st));
-  const int it = cold ? 1 : 50;
-  cudaGraph_t gr;
-  cudaGraphExec_t ge;
-  CK(cudaStreamBeginCapture(T.st, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < it; ++i) f();
-  CK(cudaStreamEndCapture(T.st, &gr));
-  CK(cudaGraphInstantiate(&ge, gr, 0));
-  CK(cudaGraphLaunch(ge, T.st));
-  CK(cudaStreamSynchronize(T.st));
-  std::vector<float> ts;
-  for (int r = 0; r < (cold ? 15 : 7); ++r) {
-    if (cold) CK(cudaMemsetAsync(T.flush, r & 0xFF, T.flush_bytes, T.st));
-    CK(cudaEventRecord(T.e0, T.st));
-    CK(cudaGraphLaunch(ge, T.st));
-    CK(cudaEventRecord(T.e1, T.st));
-    CK(cudaEventSynchronize(T.e1));
-    float ms;
-    CK(cudaEventElapsedTime(&ms, T.e0, T.e1));
-    ts.push_back(ms * 1000.f / it);
-  }
-  CK(cudaGraphExecDestroy(ge));
-  CK(cudaGraphDestroy(gr));
-  std::sort(ts.begin(), ts.end());
-  return ts[ts.size() / 2];
-}
-
-static float bf2f(uint16_t b) {
-  const uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-template <class T>
-static T* dalloc(size_t n) {
-  void* p = nullptr;
-  CK(cudaMalloc(&p, n * sizeof(T)));
-  return static_cast<T*>(p);
-}
-static std::vector<uint16_t> down16(const void* p, size_t n) {
-  std::vector<uint16_t> h(n);
-  CK(cudaMemcpy(h.data(), p, n * 2, cudaMemcpyDeviceToHost));
-  return h;
-}
-
 struct Layer {
   int K, N;
   __nv_bfloat16 *x, *scl, *zer, *bias;
@@ -193,8 +122,8 @@ static bool check(const Layer& L, int M, bool with_bias, int variant, cudaStream
   CK(cudaMemsetAsync(o, 0xFF, size_t(M) * N * 2, s));  // NaN poison
   CS(eng_gemv_w4a16_variant(L.x, M, K, L.codes, L.scl, L.zer, with_bias ? L.bias : nullptr, N, o, variant, s));
   CK(cudaStreamSynchronize(s));
-  const auto hx = down16(L.x, size_t(M) * K), hs = down16(L.scl, size_t(N) * K / 64),
-             hz = down16(L.zer, size_t(N) * K / 64), hb = down16(L.bias, N), ho = down16(o, size_t(M) * N);
+  const auto hx = down<uint16_t>(L.x, size_t(M) * K), hs = down<uint16_t>(L.scl, size_t(N) * K / 64),
+             hz = down<uint16_t>(L.zer, size_t(N) * K / 64), hb = down<uint16_t>(L.bias, N), ho = down<uint16_t>(o, size_t(M) * N);
   std::vector<uint8_t> hc(size_t(N) * K / 2);
   CK(cudaMemcpy(hc.data(), L.codes, hc.size(), cudaMemcpyDeviceToHost));
   double num = 0, den = 0, mx = 0, amax = 0;
@@ -227,29 +156,9 @@ static bool check(const Layer& L, int M, bool with_bias, int variant, cudaStream
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "quick";
-  cudaDeviceProp p{};
-  CK(cudaGetDeviceProperties(&p, 0));
-  std::printf("device %s, %d SMs\n", p.name, p.multiProcessorCount);
-  CS(svdq_cublas_available());
-  Timer T;
-  CK(cudaStreamCreateWithFlags(&T.st, cudaStreamNonBlocking));
-  CK(cudaEventCreate(&T.e0));
-  CK(cudaEventCreate(&T.e1));
-  T.flush_bytes = 256ull << 20;
-  T.flush = dalloc<uint8_t>(T.flush_bytes);
+  Timer T = bench_start();
   cudaStream_t s = T.st;
-  double hbm = 0;
-  {
-    const size_t nb = 1ull << 30;
-    void* a = dalloc<uint8_t>(nb);
-    void* b = dalloc<uint8_t>(nb);
-    CK(cudaMemsetAsync(a, 1, nb, s));
-    const float us = time_us(T, false, [&] { CK(cudaMemcpyAsync(b, a, nb, cudaMemcpyDeviceToDevice, s)); });
-    hbm = 2.0 * nb / us / 1e3;
-    std::printf("HBM copy 1 GiB: %.1f us = %.0f GB/s (read + write)\n", us, hbm);
-    CK(cudaFree(a));
-    CK(cudaFree(b));
-  }
+  const double hbm = copy_rate_gbs(T);
   int fails = 0;
   // correctness: odd shapes (N not a multiple of the rows per warp, K not a multiple of 1024, one chunk per lane)
   {

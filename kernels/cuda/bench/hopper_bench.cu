@@ -4,8 +4,9 @@
 // as 3R extra K columns, hi/lo E4M3 split), against cuBLAS BF16, cuBLASLt FP8 per-tensor and our W4A4 kernels
 // (kernels/cuda/w4a4.cu), hot and cold L2; the W4A16 GEMV (kernels/cuda/engine/ops.cu, and two faster ones here)
 // at M <= 8. The p2 kernels are the package's (kernels/cuda/p2_fp8.cu, through its C API p2_fp8.h).
-// Build and run: bash kernels/cuda/bench/hopper-bench.sh. Format definition: packages/int4/src/p2.ts; the host code
-// here is the float32-faithful twin of the activation kernel and a float64 reference of everything else.
+// Build and run: bash kernels/cuda/bench/hopper-bench.sh. Format definition: packages/int4/src/p2.ts; the
+// float32-faithful host twin of the activation kernel is p2_twin.h, the host code here a float64 reference of
+// everything else; timing and checks: bench_common.cuh.
 #include <cuda_bf16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
@@ -25,67 +26,8 @@
 #include "../svdq_cuda.h"
 #include "../cublaslt_api.h"
 #include "../p2_fp8.h"
-
-#define CK(x)                                                                                         \
-  do {                                                                                                \
-    cudaError_t e_ = (x);                                                                             \
-    if (e_ != cudaSuccess) {                                                                          \
-      std::printf("CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, __LINE__, #x);    \
-      std::exit(2);                                                                                   \
-    }                                                                                                 \
-  } while (0)
-#define CS(x)                                                                            \
-  do {                                                                                   \
-    const char* e_ = (x);                                                                \
-    if (e_) {                                                                            \
-      std::printf("svdq error %s at %s:%d\n", e_, __FILE__, __LINE__);                   \
-      std::exit(3);                                                                      \
-    }                                                                                    \
-  } while (0)
-
-// ---- format constants (p2): E4M3 holds q·2^e exactly for q in [-8, 7] and e in [-9, 5] (max 8·2^5 = 256 <= 448;
-// subnormal quantum 2^-9). G = 64.
-constexpr int G = 64, EMIN = -9, EMAX = 5, R = 32, KEMPTY = -1000;
-
-// ---- host helpers
-static float bf2f(uint16_t b) { uint32_t u = uint32_t(b) << 16; float f; std::memcpy(&f, &u, 4); return f; }
-static uint16_t f2bf(float f) {  // round to nearest even
-  uint32_t u; std::memcpy(&u, &f, 4);
-  u += 0x7FFF + ((u >> 16) & 1);
-  return uint16_t(u >> 16);
-}
-// E4M3 decode / encode (round to nearest even, saturate to ±448), the float64 reference of __nv_cvt_float_to_fp8.
-static double e4m3_dec(uint8_t b) {
-  const int s = b >> 7, e = (b >> 3) & 15, m = b & 7;
-  double v = e == 0 ? std::ldexp(m, -9) : std::ldexp(8 + m, e - 10);
-  if (e == 15 && m == 7) v = NAN;
-  return s ? -v : v;
-}
-static uint8_t e4m3_enc(double v) {
-  if (std::isnan(v)) return 0x7F;
-  const uint8_t s = v < 0 ? 0x80 : 0;
-  double a = std::fabs(v);
-  if (a >= 448) return s | 0x7E;
-  // candidates: quantum 2^(E-3) for normal E >= -6, 2^-9 below
-  int ex; std::frexp(a, &ex);  // a = f·2^ex, f in [0.5, 1)
-  int E = ex - 1;
-  if (E < -6) E = -6;
-  const double q = std::ldexp(1.0, E - 3);
-  double r = std::nearbyint(a / q) * q;  // ties to even (default rounding mode)
-  if (r >= 448) return s | 0x7E;
-  if (r == 0) return s;
-  int re; std::frexp(r, &re);
-  int RE = re - 1;
-  if (RE < -6) return s | uint8_t(std::lround(r / std::ldexp(1.0, -9)));
-  const int m = int(std::lround(r / std::ldexp(1.0, RE - 3))) - 8;
-  return s | uint8_t((RE + 7) << 3) | uint8_t(m);
-}
-// smallest integer k with 2^k >= t (t > 0)
-static int ceil_log2(double t) {
-  int ex; const double f = std::frexp(t, &ex);
-  return f == 0.5 ? ex - 1 : ex;
-}
-static double rint_even(double v) { return std::nearbyint(v); }
+#include "bench_common.cuh"
+#include "p2_twin.h"
 
 // hash fill: x = center + scale·(u - 0.5), u uniform in [0, 1); optional outlier channels (every 61st k ×24)
 __device__ uint32_t hsh(uint32_t a, uint32_t b) {
@@ -317,120 +259,6 @@ static P2W quant_weight_p2(const std::vector<uint16_t>& w, const std::vector<uin
   return o;
 }
 
-// host float32-faithful twin of the activation quantizer (svdq_p2_quantize_rows) for one row: v = x·(1/λ) in f32, la = the device's f32 lora_act
-// (so the row exponent sees the same low-rank magnitudes); the bytes and the row scale must match exactly
-static void ref_quant_row(const float* v, int K, const float* la, const int* cr, uint8_t* out, float* sxo) {
-  const int ng = K / G;
-  std::vector<int> kg(ng, KEMPTY), q(K, 0);
-  int kmax = KEMPTY;
-  for (int gi = 0; gi < ng; ++gi) {
-    float a = 0;
-    for (int j = 0; j < G; ++j) a = std::max(a, std::fabs(v[gi * G + j]));
-    if (a == 0) continue;
-    const int k = ceil_log2(a / 7.f);  // IEEE f32 division, as __fdiv_rn
-    kmax = std::max(kmax, k);
-    // squared errors of k and k − 1 as the kernel sums them: per lane (8 values) in order, then the butterfly
-    float p0[8], p1[8];
-    std::vector<int> c0(G), c1(G);
-    for (int l = 0; l < 8; ++l) {
-      float s0 = 0.f, s1 = 0.f;
-      for (int j = 0; j < 8; ++j) {
-        const int i = gi * G + 8 * l + j;
-        c0[8 * l + j] = int(std::min(7.0, std::max(-8.0, rint_even(std::ldexp(double(v[i]), -k)))));
-        c1[8 * l + j] = int(std::min(7.0, std::max(-8.0, rint_even(std::ldexp(double(v[i]), 1 - k)))));
-        const float d0 = v[i] - std::ldexp(float(c0[8 * l + j]), k);
-        const float d1 = v[i] - std::ldexp(float(c1[8 * l + j]), k - 1);
-        s0 = s0 + d0 * d0;
-        s1 = s1 + d1 * d1;
-      }
-      p0[l] = s0;
-      p1[l] = s1;
-    }
-    const float t0 = ((p0[0] + p0[1]) + (p0[2] + p0[3])) + ((p0[4] + p0[5]) + (p0[6] + p0[7]));
-    const float t1 = ((p1[0] + p1[1]) + (p1[2] + p1[3])) + ((p1[4] + p1[5]) + (p1[6] + p1[7]));
-    const bool finer = t1 < t0;
-    kg[gi] = finer ? k - 1 : k;
-    for (int j = 0; j < G; ++j) q[gi * G + j] = finer ? c1[j] : c0[j];
-  }
-  int E = kmax == KEMPTY ? 0 : kmax - EMAX;
-  float lrmax = 0;
-  for (int r = 0; r < R; ++r) lrmax = std::max(lrmax, std::fabs(std::ldexp(la[r], -cr[r])));
-  if (lrmax > 0) {
-    const int elr = ceil_log2(lrmax / 256.f);
-    if (kmax == KEMPTY || elr > E) E = elr;
-  }
-  *sxo = std::ldexp(1.f, E);
-  for (int gi = 0; gi < ng; ++gi)
-    for (int j = 0; j < G; ++j) {
-      uint8_t b = 0;
-      if (kg[gi] != KEMPTY) {
-        int e = kg[gi] - E;
-        const int shift = e < EMIN ? e - EMIN : 0;  // below the window: requantize the code, rint(q·2^shift)
-        e = std::max(e, EMIN);
-        double qq = q[gi * G + j];
-        if (shift) qq = rint_even(std::ldexp(qq, shift));
-        b = e4m3_enc(std::ldexp(qq, e));
-      }
-      out[gi * G + j] = b;
-    }
-  for (int r = 0; r < R; ++r) {
-    const float a = std::ldexp(la[r], -cr[r] - E);
-    const uint8_t h = e4m3_enc(a);
-    const uint8_t lo = e4m3_enc(double(a - float(e4m3_dec(h))));
-    out[K + r] = h;
-    out[K + R + r] = h;
-    out[K + 2 * R + r] = lo;
-  }
-}
-
-// ---- timing
-struct Timer {
-  cudaStream_t st;
-  cudaEvent_t e0, e1;
-  void* flush;
-  size_t flush_bytes;
-};
-static float median(std::vector<float> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; }
-// µs per call: hot = graph of `it` calls replayed, median of 7; cold = L2 flushed (memset of 256 MB) before each
-// single-call graph replay, median of 15
-template <class F>
-static float time_us(Timer& T, bool cold, F&& f) {
-  cudaGraph_t gr;
-  cudaGraphExec_t ge;
-  f();  // warm-up outside the capture (autotuning, lazy loading)
-  CK(cudaStreamSynchronize(T.st));
-  float once;
-  {
-    CK(cudaEventRecord(T.e0, T.st));
-    f();
-    CK(cudaEventRecord(T.e1, T.st));
-    CK(cudaEventSynchronize(T.e1));
-    CK(cudaEventElapsedTime(&once, T.e0, T.e1));
-  }
-  int it = cold ? 1 : std::max(1, std::min(200, int(2000.f / std::max(once * 1000.f, 1.f))));
-  CK(cudaStreamBeginCapture(T.st, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < it; ++i) f();
-  CK(cudaStreamEndCapture(T.st, &gr));
-  CK(cudaGraphInstantiate(&ge, gr, 0));
-  CK(cudaGraphLaunch(ge, T.st));
-  CK(cudaStreamSynchronize(T.st));
-  std::vector<float> ts;
-  for (int r = 0; r < (cold ? 15 : 7); ++r) {
-    if (cold) CK(cudaMemsetAsync(T.flush, r & 0xFF, T.flush_bytes, T.st));
-    CK(cudaEventRecord(T.e0, T.st));
-    CK(cudaGraphLaunch(ge, T.st));
-    CK(cudaEventRecord(T.e1, T.st));
-    CK(cudaEventSynchronize(T.e1));
-    float ms;
-    CK(cudaEventElapsedTime(&ms, T.e0, T.e1));
-    ts.push_back(ms * 1000.f / it);
-  }
-  CK(cudaGetLastError());
-  CK(cudaGraphExecDestroy(ge));
-  CK(cudaGraphDestroy(gr));
-  return median(ts);
-}
-
 // ---- cuBLASLt FP8 GEMM: out[M, N] bf16 = (sx[m] sw[n]) Σ_k a8[m, k] b8[n, k]  (k < Kuse, leading dim ld)
 struct LtGemm {
   lt::Desc desc{};
@@ -485,12 +313,6 @@ static void run_lt(const LtGemm& g, const void* a8, const void* b8, void* out, c
   if (st) { std::printf("cublasLtMatmul status %d\n", st); std::exit(4); }
 }
 
-template <class T>
-static T* dalloc(size_t n) { void* p; CK(cudaMalloc(&p, n * sizeof(T))); return static_cast<T*>(p); }
-static std::vector<uint16_t> down16(const void* d, size_t n) {
-  std::vector<uint16_t> h(n); CK(cudaMemcpy(h.data(), d, n * 2, cudaMemcpyDeviceToHost)); return h;
-}
-
 // the package's activation quantizer: the low-rank down x·lora_downᵀ through cuBLAS (f32 lora_act), then
 // svdq_p2_quantize_rows (kernels/cuda/p2_fp8.cu), as packages/kernels-cuda quantizeActP2 and the engine run it
 static void launch_quant(int K, const __nv_bfloat16* x, const __nv_bfloat16* lam, const __nv_bfloat16* ldn,
@@ -506,36 +328,16 @@ int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "quick") == 0;
   const bool small = argc > 1 && std::strcmp(argv[1], "small") == 0;  // one check, no timing (for memcheck)
   const bool nop2 = argc > 1 && std::strcmp(argv[1], "nop2") == 0;    // peers only (fallback run)
-  cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("device: %s, sm_%d%d, %d SMs, L2 %d MB\n", prop.name, prop.major, prop.minor,
-              prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  Timer T = bench_start();
   {
     std::string why;
     if (!g_lt.load(&why)) { std::printf("%s\n", why.c_str()); return 1; }
   }
   if (g_lt.create(&g_lth)) { std::printf("cublasLtCreate failed\n"); return 1; }
   std::printf("cuBLASLt version %d\n", g_lt.version ? int(g_lt.version()) : -1);
-  CS(svdq_cublas_available());
   g_ws = dalloc<uint8_t>(WS_BYTES);
-  Timer T;
-  CK(cudaStreamCreateWithFlags(&T.st, cudaStreamNonBlocking));
-  CK(cudaEventCreate(&T.e0));
-  CK(cudaEventCreate(&T.e1));
-  T.flush_bytes = 256ull << 20;
-  T.flush = dalloc<uint8_t>(T.flush_bytes);
   cudaStream_t s = T.st;
-
-  // HBM copy ceiling (device-to-device, bytes read + written)
-  {
-    const size_t nb = 1ull << 30;
-    void* a = dalloc<uint8_t>(nb); void* b = dalloc<uint8_t>(nb);
-    CK(cudaMemsetAsync(a, 1, nb, s));
-    const float us = time_us(T, false, [&] { CK(cudaMemcpyAsync(b, a, nb, cudaMemcpyDeviceToDevice, s)); });
-    g_hbm_gbs = 2.0 * nb / us / 1e3;
-    std::printf("HBM copy 1 GiB: %.1f us = %.0f GB/s (read + write)\n", us, g_hbm_gbs);
-    CK(cudaFree(a)); CK(cudaFree(b));
-  }
+  g_hbm_gbs = copy_rate_gbs(T);  // the HBM copy ceiling
 
   struct Shape { int M, K, N; };
   std::vector<Shape> shapes = {{256, 3072, 3072}, {256, 3072, 12288}, {256, 12288, 3072},
@@ -559,13 +361,13 @@ int main(int argc, char** argv) {
     fill_bf16<<<256, 256, 0, s>>>(lup, size_t(N) * R, R, 14, 0.1f, 0);
     fill_bf16<<<1024, 256, 0, s>>>(w, size_t(N) * K, K, 15 + N + K, 0.05f, 0);
     {  // λ in [1, 2): shift the centred fill by 1.5
-      std::vector<uint16_t> h = down16(lam, K);
+      std::vector<uint16_t> h = down<uint16_t>(lam, K);
       for (auto& v : h) v = f2bf(1.5f + bf2f(v));
       CK(cudaMemcpy(lam, h.data(), K * 2, cudaMemcpyHostToDevice));
     }
     CK(cudaGetLastError());
     CK(cudaStreamSynchronize(s));
-    const std::vector<uint16_t> hw = down16(w, size_t(N) * K), hup = down16(lup, size_t(N) * R);
+    const std::vector<uint16_t> hw = down<uint16_t>(w, size_t(N) * K), hup = down<uint16_t>(lup, size_t(N) * R);
     const auto t0 = std::chrono::steady_clock::now();
     const long key = long(K) * 100000 + N;  // same seeds for the same (K, N): quantize once
     if (!wcache.count(key)) wcache[key] = quant_weight_p2(hw, hup, N, K, true);
@@ -624,14 +426,14 @@ int main(int argc, char** argv) {
     if (gf.ok) run_lt(gf, a8, b8, out4, s);
     CK(cudaStreamSynchronize(s));
     {
-      const std::vector<uint16_t> hx = down16(x, size_t(M) * K), hlam = down16(lam, K), hld = down16(ldn, size_t(R) * K);
+      const std::vector<uint16_t> hx = down<uint16_t>(x, size_t(M) * K), hlam = down<uint16_t>(lam, K), hld = down<uint16_t>(ldn, size_t(R) * K);
       std::vector<uint8_t> ha(size_t(M) * Kx);
       std::vector<float> hsx(M), hla(size_t(M) * R);
       CK(cudaMemcpy(ha.data(), a8, ha.size(), cudaMemcpyDeviceToHost));
       CK(cudaMemcpy(hsx.data(), sx, M * 4, cudaMemcpyDeviceToHost));
       CK(cudaMemcpy(hla.data(), lact, hla.size() * 4, cudaMemcpyDeviceToHost));
-      const std::vector<uint16_t> hy = down16(out, size_t(M) * N), hy2 = down16(out2, size_t(M) * N);
-      const std::vector<uint16_t> hy3 = down16(out3, size_t(M) * N), hy4 = down16(out4, size_t(M) * N);
+      const std::vector<uint16_t> hy = down<uint16_t>(out, size_t(M) * N), hy2 = down<uint16_t>(out2, size_t(M) * N);
+      const std::vector<uint16_t> hy3 = down<uint16_t>(out3, size_t(M) * N), hy4 = down<uint16_t>(out4, size_t(M) * N);
       const size_t pkg_diff = [&] { size_t d = 0; for (size_t i = 0; i < hy.size(); ++i) d += hy[i] != hy3[i]; return d; }();
       double f_num = 0, f_den = 0;
       const int rows = std::min(M, K * N > 20000000 ? 12 : 32);
@@ -649,7 +451,7 @@ int main(int argc, char** argv) {
         std::vector<float> vf(K);  // the kernel multiplies by the f32 reciprocal of λ (no bf16 round)
         for (int k = 0; k < K; ++k) vf[k] = bf2f(hx[size_t(m) * K + k]) * (1.f / bf2f(hlam[k]));
         float rsx;
-        ref_quant_row(vf.data(), K, &hla[size_t(m) * R], pw.cr.data(), rb.data(), &rsx);
+        ref_quant_row(vf.data(), K, &hla[size_t(m) * R], pw.cr.data(), true, rb.data(), &rsx);
         bad_sx += rsx != hsx[m];
         for (int k = 0; k < Kx; ++k) bad_bytes += rb[k] != ha[size_t(m) * Kx + k];
         // quantization error of the activation operand vs x/λ (informative)
@@ -811,10 +613,10 @@ int main(int argc, char** argv) {
       gemv_mma(x, 8, K, cds, scl, zer, N, o3, s);
       CK(cudaGetLastError());
       CK(cudaStreamSynchronize(s));
-      const auto hx = down16(x, size_t(8) * K), hs = down16(scl, size_t(N) * K / 64), hz = down16(zer, size_t(N) * K / 64);
+      const auto hx = down<uint16_t>(x, size_t(8) * K), hs = down<uint16_t>(scl, size_t(N) * K / 64), hz = down<uint16_t>(zer, size_t(N) * K / 64);
       std::vector<uint8_t> hc(size_t(N) * K / 2);
       CK(cudaMemcpy(hc.data(), cds, hc.size(), cudaMemcpyDeviceToHost));
-      const auto he = down16(o, size_t(8) * N), hf = down16(o2, size_t(8) * N), hm = down16(o3, size_t(8) * N);
+      const auto he = down<uint16_t>(o, size_t(8) * N), hf = down<uint16_t>(o2, size_t(8) * N), hm = down<uint16_t>(o3, size_t(8) * N);
       double num = 0, den = 0, dnum = 0, mnum = 0;
       for (int n = 0; n < N; n += 97)
         for (int m = 0; m < 8; ++m) {

@@ -6,7 +6,7 @@
 // rewrite (p2q_old.cuh) and the launch variants of the new one (threads per block, units in flight, rows per set).
 // Checks: the fast kernel's bytes (a8, S_x) equal the reference path's on every shape, with edge rows (zeros, tiny,
 // huge outliers that requantize groups below the window, Inf/NaN), without λ and without the low-rank columns; the
-// reference path equals a host float32 twin on sampled rows.
+// reference path equals the host float32 twin (p2_twin.h) on sampled rows. Timing: bench_common.cuh.
 // Build and run (GPU machine, repo root): bash kernels/cuda/bench/p2q-bench.sh [ncu]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -23,72 +23,12 @@
 #include "../engine/engine_ops.h"
 #include "../p2_fp8.h"
 #include "../svdq_cuda.h"
+#include "bench_common.cuh"
+#include "p2_twin.h"
 #include "p2q_old.cuh"
 
 extern "C" const char* svdq_p2_quantize_rows_cfg(const svdq_p2_rows_args* a, int nt, int pf, int rb, void* stream);
 
-#define CK(x)                                                                                 \
-  do {                                                                                        \
-    const cudaError_t e_ = (x);                                                               \
-    if (e_ != cudaSuccess) {                                                                  \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__);   \
-      std::exit(3);                                                                           \
-    }                                                                                         \
-  } while (0)
-#define CS(x)                                                       \
-  do {                                                              \
-    const char* m_ = (x);                                           \
-    if (m_) {                                                       \
-      std::printf("error: %s (%s:%d)\n", m_, __FILE__, __LINE__);   \
-      std::exit(4);                                                 \
-    }                                                               \
-  } while (0)
-
-constexpr int G = 64, EMIN = SVDQ_P2_EXP_MIN, EMAX = SVDQ_P2_EXP_MAX, R = 32, KEMPTY = -1000;
-
-// ---- timing: hot = a graph of `it` calls replayed (median of 7); cold = 256 MB memset before each single call
-struct Timer {
-  cudaStream_t st;
-  cudaEvent_t e0, e1;
-  void* flush;
-  size_t flush_bytes;
-};
-template <class F>
-static float time_us(Timer& T, bool cold, F&& f) {
-  f();
-  CK(cudaStreamSynchronize(T.st));
-  const int it = cold ? 1 : 50;
-  cudaGraph_t gr;
-  cudaGraphExec_t ge;
-  CK(cudaStreamBeginCapture(T.st, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < it; ++i) f();
-  CK(cudaStreamEndCapture(T.st, &gr));
-  CK(cudaGraphInstantiate(&ge, gr, 0));
-  CK(cudaGraphLaunch(ge, T.st));
-  CK(cudaStreamSynchronize(T.st));
-  std::vector<float> ts;
-  for (int r = 0; r < (cold ? 15 : 7); ++r) {
-    if (cold) CK(cudaMemsetAsync(T.flush, r & 0xFF, T.flush_bytes, T.st));
-    CK(cudaEventRecord(T.e0, T.st));
-    CK(cudaGraphLaunch(ge, T.st));
-    CK(cudaEventRecord(T.e1, T.st));
-    CK(cudaEventSynchronize(T.e1));
-    float ms;
-    CK(cudaEventElapsedTime(&ms, T.e0, T.e1));
-    ts.push_back(ms * 1000.f / it);
-  }
-  CK(cudaGraphExecDestroy(ge));
-  CK(cudaGraphDestroy(gr));
-  std::sort(ts.begin(), ts.end());
-  return ts[ts.size() / 2];
-}
-
-template <class T>
-static std::vector<T> down(const void* p, size_t n) {
-  std::vector<T> h(n);
-  CK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
-  return h;
-}
 // x with outlier channels (every 61st ×24) and some quieter rows, as hopper_bench.cu draws them; edge rows when
 // `edges`: row 1 zeros, row 2 ×2^-110 (subnormal-range groups), row 3 one value ×2^20 (groups below the window are
 // requantized), row 5 an Inf and a NaN, row 6 half of its groups zero
@@ -112,111 +52,6 @@ __global__ void fill_x(__nv_bfloat16* p, size_t n, int K, uint32_t seed, int edg
   }
 }
 
-// ---- host float32 twin of the quantizer for one row (as hopper_bench.cu's): v = x·(1/λ) in f32
-static double e4m3_dec(uint8_t b) {
-  const int s = b >> 7, e = (b >> 3) & 15, m = b & 7;
-  double v = e == 0 ? std::ldexp(m, -9) : std::ldexp(8 + m, e - 10);
-  if (e == 15 && m == 7) v = NAN;
-  return s ? -v : v;
-}
-static uint8_t e4m3_enc(double v) {
-  if (std::isnan(v)) return 0x7F;
-  const uint8_t s = v < 0 ? 0x80 : 0;
-  double a = std::fabs(v);
-  if (a >= 448) return s | 0x7E;
-  // candidates: quantum 2^(E-3) for normal E >= -6, 2^-9 below
-  int ex; std::frexp(a, &ex);  // a = f·2^ex, f in [0.5, 1)
-  int E = ex - 1;
-  if (E < -6) E = -6;
-  const double q = std::ldexp(1.0, E - 3);
-  double r = std::nearbyint(a / q) * q;  // ties to even (default rounding mode)
-  if (r >= 448) return s | 0x7E;
-  if (r == 0) return s;
-  int re; std::frexp(r, &re);
-  int RE = re - 1;
-  if (RE < -6) return s | uint8_t(std::lround(r / std::ldexp(1.0, -9)));
-  const int m = int(std::lround(r / std::ldexp(1.0, RE - 3))) - 8;
-  return s | uint8_t((RE + 7) << 3) | uint8_t(m);
-}
-// smallest integer k with 2^k >= t (t > 0)
-static int ceil_log2(double t) {
-  int ex;
-  const double f = std::frexp(t, &ex);
-  return f == 0.5 ? ex - 1 : ex;
-}
-static void ref_quant_row(const float* v, int K, const float* la, const int* cr, bool lowrank, uint8_t* out,
-                          float* sxo) {
-  const int ng = K / G;
-  std::vector<int> kg(ng, KEMPTY), q(K, 0);
-  int kmax = KEMPTY;
-  for (int gi = 0; gi < ng; ++gi) {
-    float a = 0;
-    for (int j = 0; j < G; ++j) a = std::max(a, std::fabs(v[gi * G + j]));
-    if (a == 0) continue;
-    const int k = ceil_log2(a / 7.f);
-    kmax = std::max(kmax, k);
-    float p0[8], p1[8];
-    std::vector<int> c0(G), c1(G);
-    for (int l = 0; l < 8; ++l) {
-      float s0 = 0.f, s1 = 0.f;
-      for (int j = 0; j < 8; ++j) {
-        const int i = gi * G + 8 * l + j;
-        c0[8 * l + j] = int(std::min(7.0, std::max(-8.0, std::nearbyint(std::ldexp(double(v[i]), -k)))));
-        c1[8 * l + j] = int(std::min(7.0, std::max(-8.0, std::nearbyint(std::ldexp(double(v[i]), 1 - k)))));
-        const float d0 = v[i] - std::ldexp(float(c0[8 * l + j]), k);
-        const float d1 = v[i] - std::ldexp(float(c1[8 * l + j]), k - 1);
-        const float e0 = d0 * d0, e1 = d1 * d1;
-        s0 = s0 + e0;
-        s1 = s1 + e1;
-      }
-      p0[l] = s0;
-      p1[l] = s1;
-    }
-    const float t0 = ((p0[0] + p0[1]) + (p0[2] + p0[3])) + ((p0[4] + p0[5]) + (p0[6] + p0[7]));
-    const float t1 = ((p1[0] + p1[1]) + (p1[2] + p1[3])) + ((p1[4] + p1[5]) + (p1[6] + p1[7]));
-    const bool finer = t1 < t0;
-    kg[gi] = finer ? k - 1 : k;
-    for (int j = 0; j < G; ++j) q[gi * G + j] = finer ? c1[j] : c0[j];
-  }
-  int E = kmax == KEMPTY ? 0 : kmax - EMAX;
-  float lrmax = 0;
-  if (lowrank)
-    for (int r = 0; r < R; ++r) lrmax = std::max(lrmax, std::fabs(std::ldexp(la[r], -cr[r])));
-  if (lrmax > 0) {
-    const int elr = ceil_log2(lrmax / 256.f);
-    if (kmax == KEMPTY || elr > E) E = elr;
-  }
-  *sxo = std::ldexp(1.f, E);
-  for (int gi = 0; gi < ng; ++gi)
-    for (int j = 0; j < G; ++j) {
-      uint8_t b = 0;
-      if (kg[gi] != KEMPTY) {
-        int e = kg[gi] - E;
-        const int shift = e < EMIN ? e - EMIN : 0;
-        e = std::max(e, EMIN);
-        double qq = q[gi * G + j];
-        if (shift) qq = std::nearbyint(std::ldexp(qq, shift));
-        b = e4m3_enc(std::ldexp(qq, e));
-      }
-      out[gi * G + j] = b;
-    }
-  if (lowrank)
-    for (int r = 0; r < R; ++r) {
-      const float a = std::ldexp(la[r], -cr[r] - E);
-      const uint8_t h = e4m3_enc(a);
-      const uint8_t lo = e4m3_enc(double(a - float(e4m3_dec(h))));
-      out[K + r] = h;
-      out[K + R + r] = h;
-      out[K + 2 * R + r] = lo;
-    }
-}
-static float bf2f(uint16_t b) {
-  const uint32_t u = uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 static void launch_old(const svdq_p2_rows_args& a, cudaStream_t s) {
   const int Kx = a.K + (a.lr_shift ? 3 * R : 0);
   const size_t sh = size_t(8) * (a.K / 256) * 32 * 4 + size_t(8) * (a.K / G);
@@ -234,30 +69,9 @@ static void launch_old(const svdq_p2_rows_args& a, cudaStream_t s) {
 int main(int argc, char** argv) {
   const bool ncu = argc > 1 && std::strcmp(argv[1], "ncu") == 0;  // one launch each of old and new, for ncu
   const bool small = argc > 1 && std::strcmp(argv[1], "small") == 0;  // checks on small shapes (memcheck), no timing
-  cudaDeviceProp p{};
-  CK(cudaGetDeviceProperties(&p, 0));
-  std::printf("device %s, %d SMs, L2 %d MB\n", p.name, p.multiProcessorCount, p.l2CacheSize >> 20);
-  CS(svdq_cublas_available());
-  Timer T;
-  CK(cudaStreamCreateWithFlags(&T.st, cudaStreamNonBlocking));
-  CK(cudaEventCreate(&T.e0));
-  CK(cudaEventCreate(&T.e1));
-  T.flush_bytes = 256ull << 20;
-  CK(cudaMalloc(&T.flush, T.flush_bytes));
+  Timer T = bench_start();
   cudaStream_t s = T.st;
-  double hbm = 0;
-  if (!ncu && !small) {
-    const size_t nb = 1ull << 30;
-    void *a, *b;
-    CK(cudaMalloc(&a, nb));
-    CK(cudaMalloc(&b, nb));
-    CK(cudaMemsetAsync(a, 1, nb, s));
-    const float us = time_us(T, false, [&] { CK(cudaMemcpyAsync(b, a, nb, cudaMemcpyDeviceToDevice, s)); });
-    hbm = 2.0 * nb / us / 1e3;
-    std::printf("cudaMemcpy D2D 1 GiB: %.1f us = %.0f GB/s (read + write)\n", us, hbm);
-    CK(cudaFree(a));
-    CK(cudaFree(b));
-  }
+  const double hbm = ncu || small ? 0 : copy_rate_gbs(T);
   int fails = 0;
   std::vector<std::string> rows, tune;
   struct Sh {

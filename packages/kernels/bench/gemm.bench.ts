@@ -75,8 +75,8 @@ const rand = () => {
 const f32 = (n: number, s = 1) => Float32Array.from({ length: n }, () => (rand() * 2 - 1) * s);
 
 // Instruction peaks (best of 3, all pool threads): kind 0 f32 FMA ymm, 1 int8 vpmaddubsw ymm, 2 f32 FMA zmm,
-// 3 int8 vpdpbusd zmm, 4 AMX tdpbssd (kernels/cpu/peak.cc); 5 AMX tdpbf16ps, 6 vdpbf16ps zmm (peak_bf16.cc,
-// where the CPU has them). Units: f32 FLOP/s, int8 or bf16 MAC/s.
+// 3 int8 vpdpbusd zmm, 4 AMX tdpbssd, 5 AMX tdpbf16ps, 6 vdpbf16ps zmm (kernels/cpu/peak.cc; 5 and 6
+// through peakBf16, where the CPU has them). Units: f32 FLOP/s, int8 or bf16 MAC/s.
 function peaks(): number[] {
   const nb = native()!;
   const kinds = [0, 1, ...(info.supportedIsas.includes("avx512") ? [2, 3] : []), ...(paths.includes("amx") ? [4] : [])];

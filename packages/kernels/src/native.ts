@@ -19,6 +19,8 @@ export interface NativeBinding {
   actQuantInt8(a: object): number;
   attentionF32(a: object): void;
   gelu(a: object): void;
+  /** Instruction peaks (kernels/cpu/peak.cc): kind 0 f32 FMA ymm, 1 vpmaddubsw ymm, 2 f32 FMA zmm, 3 vpdpbusd zmm,
+   * 4 AMX tdpbssd, 5 AMX tdpbf16ps, 6 vdpbf16ps zmm (f32 FLOP/s; int8 or bf16 multiply-adds per second). */
   peak(a: { kind: number; iters: number }): number;
   choleskyF64(a: { a: Float64Array; n: number; tol: number }): number;
   congruenceF64(a: { l: Float64Array; s: Float64Array; n: number; m: Float64Array }): void;

@@ -1,5 +1,6 @@
 import { cpus } from "node:os";
-import { type BackendInfo, NATIVE_ISAS, type NativeIsa } from "../src/index.ts";
+import { describe, it } from "vitest";
+import { type BackendInfo, NATIVE_ISAS, type NativeIsa, setIsa } from "../src/index.ts";
 
 /** Seeded PRNG (mulberry32) and comparison helpers for the kernel tests. */
 export function rng(seed: number) {
@@ -25,6 +26,7 @@ export function rng(seed: number) {
     pos: (n: number, lo = 0.5, hi = 2) => Float32Array.from({ length: n }, () => lo + next() * (hi - lo)),
   };
 }
+export type Rng = ReturnType<typeof rng>;
 
 /** Largest |a-b| / (atol + rtol·|b|) over the arrays (≤ 1 means within tolerance). */
 export function worst(a: ArrayLike<number>, b: ArrayLike<number>, atol: number, rtol = 0): number {
@@ -59,4 +61,28 @@ export function isasToTest(
     reason: `this CPU (${cpus()[0]?.model ?? "unknown"}) supports only ${info.supportedIsas.join(", ")}`,
   }));
   return { run, skipped };
+}
+
+/**
+ * One `describe` per path isasToTest picks: `${title} (native ${isa})`, or `${title} (TypeScript fallback)`
+ * without the addon; `body` gets the path and a function that forces it (call it first in every test). The native
+ * paths this CPU lacks show as skipped suites with the reason.
+ */
+export function describePaths(
+  title: string,
+  info: BackendInfo,
+  body: (isa: NativeIsa, useIsa: () => void) => void,
+  only: readonly NativeIsa[] = NATIVE_ISAS,
+): void {
+  const plan = isasToTest(info, only);
+  for (const { isa, reason } of plan.skipped)
+    describe.skip(`${title} (native ${isa}): skipped, ${reason}`, () => {
+      it("needs the path", () => {});
+    });
+  for (const isa of plan.run)
+    describe(`${title} (${info.native ? `native ${isa}` : "TypeScript fallback"})`, () => {
+      body(isa, () => {
+        if (info.native) setIsa(isa);
+      });
+    });
 }

@@ -14,9 +14,7 @@ import {
   setThreads,
   symmetricEigenvaluesF64,
 } from "../src/index.ts";
-import { isasToTest, maxAbs, rng, worst } from "./helpers.ts";
-
-type Rng = ReturnType<typeof rng>;
+import { describePaths, maxAbs, type Rng, rng, worst } from "./helpers.ts";
 
 /** X·Xᵀ/m + shift·I with X [n, m] standard normal: SPD when m ≥ n or shift > 0, rank m otherwise. */
 function gram(r: Rng, n: number, m: number, shift: number): Float64Array {
@@ -47,15 +45,10 @@ function lowerOf(m: Float64Array, n: number): Float64Array {
 export function defineLinalgSuite(): void {
   const info = backendInfo();
   // The float64 kernels have AVX2 and scalar code only (the avx512 and amx paths run the AVX2 code).
-  const plan = isasToTest(info, ["scalar", "avx2"]);
-  for (const { isa, reason } of plan.skipped)
-    describe.skip(`float64 linear algebra (native ${isa}): skipped, ${reason}`, () => {
-      it("needs the path", () => {});
-    });
-  for (const isa of plan.run) {
-    describe(`float64 linear algebra (${info.native ? `native ${isa}` : "TypeScript fallback"})`, () => {
-      const useIsa = () => info.native && setIsa(isa);
-
+  describePaths(
+    "float64 linear algebra",
+    info,
+    (_isa, useIsa) => {
       it("choleskyF64 matches Cholesky–Banachiewicz and reports the failing pivot", () => {
         useIsa();
         const r = rng(101);
@@ -170,8 +163,9 @@ export function defineLinalgSuite(): void {
         expect(Math.abs(sum(3) - tr3)).toBeLessThan(1e-10 * n * scale ** 3);
         for (let i = 1; i < n; i++) expect(lam[i]).toBeGreaterThanOrEqual(lam[i - 1]);
       });
-    });
-  }
+    },
+    ["scalar", "avx2"],
+  );
 
   describe("float64 linear algebra: arguments and threads", () => {
     it("rejects wrong dtypes, lengths and non-finite values, naming the tensor", () => {

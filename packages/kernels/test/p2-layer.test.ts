@@ -7,12 +7,10 @@
 import { dequantize, fakeQuantize, type Quantized, quantize, specFor } from "@svdquant/int4";
 import { describe, expect, it } from "vitest";
 import { backendInfo, KernelsError, type P2LayerSpec, prepareP2Layer, setIsa } from "../src/index.ts";
-import { isasToTest, rng } from "./helpers.ts";
+import { describePaths, type Rng, rng } from "./helpers.ts";
 
 const info = backendInfo();
 const ACT = specFor("int4p2", { p2RowScale: "pow2" }); // the engine's activation quantizer (p2.ts)
-
-type Rng = ReturnType<typeof rng>;
 
 interface Case {
   M: number;
@@ -149,145 +147,138 @@ if (!info.native)
     it("needs the addon", () => {});
   });
 else {
-  const plan = isasToTest(info);
-  for (const { isa, reason } of plan.skipped)
-    describe.skip(`int4p2 layer (native ${isa}): skipped, ${reason}`, () => {
-      it("needs the path", () => {});
-    });
   // outputs of every path per case, for the cross-path check (the last path tested compares with all before it)
   const outputs = new Map<number, Float32Array[]>();
 
-  for (const isa of plan.run) {
-    describe(`int4p2 layer (native ${isa})`, () => {
-      it("reports its GEMM path", () => {
-        setIsa(isa);
-        const r = rng(1);
-        const { spec } = makeLayer(r, { M: 1, N: 4, K: 64, R: 0, bias: false, smooth: false });
-        const path = prepareP2Layer(spec).path;
-        const want = { amx: "amx-bf16", avx512: "avx512-f32", avx2: "avx2-f32", scalar: "scalar-f32" }[isa];
-        expect(path).toBe(want);
-        setIsa("auto");
-      });
+  describePaths("int4p2 layer", info, (isa) => {
+    it("reports its GEMM path", () => {
+      setIsa(isa);
+      const r = rng(1);
+      const { spec } = makeLayer(r, { M: 1, N: 4, K: 64, R: 0, bias: false, smooth: false });
+      const path = prepareP2Layer(spec).path;
+      const want = { amx: "amx-bf16", avx512: "avx512-f32", avx2: "avx2-f32", scalar: "scalar-f32" }[isa];
+      expect(path).toBe(want);
+      setIsa("auto");
+    });
 
-      it("picks e or e − 1 as int4's quantizer does on near ties (the AVX-512 row's f32 / float64 pre-decisions)", () => {
+    it("picks e or e − 1 as int4's quantizer does on near ties (the AVX-512 row's f32 / float64 pre-decisions)", () => {
+      setIsa(isa);
+      try {
+        // Groups of integers times a power of two, 1..7 steps wide, so that both scales' grids hold most of them
+        // (the squared errors of e and e − 1 often equal), some moved by 2^-20 or 2^-12 of a step (near ties).
+        const r = rng(7);
+        const M = 48;
+        const K = 1024;
+        const x = new Float32Array(M * K);
+        for (let m = 0; m < M; m++)
+          for (let k = 0; k < K; k++) {
+            const step = 2 ** ((m % 5) - 3);
+            const g = k >> 6;
+            let v = r.int(-(1 + ((g + m) % 7)), 1 + ((g + m) % 7)) * step;
+            if ((m + g) % 3 === 1 && k % 17 === 0) v += step * 2 ** (m % 2 ? -20 : -12) * r.int(-3, 3);
+            x[m * K + k] = v;
+          }
+        const { spec } = makeLayer(r, { M, N: 32, K, R: 0, bias: false, smooth: false });
+        const a = prepareP2Layer(spec).quantize(x, M);
+        const ref = quantize(x, M, K, ACT);
+        expect(firstDiff(a.codes, ref.codes), "codes").toBe(-1);
+        expect(firstDiff(a.exponents, ref.exponents!), "exponents").toBe(-1);
+        expect(firstDiff(a.rowScales, ref.rowScales!), "row scales").toBe(-1);
+      } finally {
+        setIsa("auto");
+      }
+    });
+
+    CASES.forEach((c, ci) => {
+      it(`M=${c.M} N=${c.N} K=${c.K} R=${c.R}${c.bias ? " bias" : ""}${c.smooth ? " λ" : ""}${c.gelu ? " GELU" : ""}: codes equal int4's, y matches float64`, () => {
         setIsa(isa);
         try {
-          // Groups of integers times a power of two, 1..7 steps wide, so that both scales' grids hold most of them
-          // (the squared errors of e and e − 1 often equal), some moved by 2^-20 or 2^-12 of a step (near ties).
-          const r = rng(7);
-          const M = 48;
-          const K = 1024;
-          const x = new Float32Array(M * K);
-          for (let m = 0; m < M; m++)
-            for (let k = 0; k < K; k++) {
-              const step = 2 ** ((m % 5) - 3);
-              const g = k >> 6;
-              let v = r.int(-(1 + ((g + m) % 7)), 1 + ((g + m) % 7)) * step;
-              if ((m + g) % 3 === 1 && k % 17 === 0) v += step * 2 ** (m % 2 ? -20 : -12) * r.int(-3, 3);
-              x[m * K + k] = v;
-            }
-          const { spec } = makeLayer(r, { M, N: 32, K, R: 0, bias: false, smooth: false });
-          const a = prepareP2Layer(spec).quantize(x, M);
-          const ref = quantize(x, M, K, ACT);
+          const r = rng(100 + ci);
+          const { spec, q } = makeLayer(r, c);
+          const x = makeX(r, c.M, c.K);
+          const layer = prepareP2Layer(spec);
+          // activations, byte for byte
+          const a = layer.quantize(x, c.M);
+          const inv = invSmooth(spec);
+          const v = Float32Array.from(x, (t, i) => (inv ? Math.fround(t * inv[i % c.K]!) : t));
+          const ref = quantize(v, c.M, c.K, ACT);
           expect(firstDiff(a.codes, ref.codes), "codes").toBe(-1);
           expect(firstDiff(a.exponents, ref.exponents!), "exponents").toBe(-1);
           expect(firstDiff(a.rowScales, ref.rowScales!), "row scales").toBe(-1);
-        } finally {
-          setIsa("auto");
-        }
-      });
-
-      CASES.forEach((c, ci) => {
-        it(`M=${c.M} N=${c.N} K=${c.K} R=${c.R}${c.bias ? " bias" : ""}${c.smooth ? " λ" : ""}${c.gelu ? " GELU" : ""}: codes equal int4's, y matches float64`, () => {
-          setIsa(isa);
-          try {
-            const r = rng(100 + ci);
-            const { spec, q } = makeLayer(r, c);
-            const x = makeX(r, c.M, c.K);
-            const layer = prepareP2Layer(spec);
-            // activations, byte for byte
-            const a = layer.quantize(x, c.M);
-            const inv = invSmooth(spec);
-            const v = Float32Array.from(x, (t, i) => (inv ? Math.fround(t * inv[i % c.K]!) : t));
-            const ref = quantize(v, c.M, c.K, ACT);
-            expect(firstDiff(a.codes, ref.codes), "codes").toBe(-1);
-            expect(firstDiff(a.exponents, ref.exponents!), "exponents").toBe(-1);
-            expect(firstDiff(a.rowScales, ref.rowScales!), "row scales").toBe(-1);
-            // the branch's down-projection
-            if (c.R > 0) {
-              for (let m = 0; m < c.M; m++)
-                for (let rr = 0; rr < c.R; rr++) {
-                  let s = 0;
-                  let abs = 0;
-                  for (let k = 0; k < c.K; k++) {
-                    const p = x[m * c.K + k]! * spec.lowRankDown![rr * c.K + k]!;
-                    s += p;
-                    abs += Math.abs(p);
-                  }
-                  const got = a.loraAct![m * c.R + rr]!;
-                  if (!(Math.abs(got - s) <= 1e-6 * abs + 1e-30))
-                    expect.fail(`loraAct[${m}, ${rr}] = ${got}, float64 ${s} (Σ|·| ${abs})`);
-                }
-            } else expect(a.loraAct).toBeNull();
-            // the layer
-            const y = layer.forward(x, c.M, { gelu: !!c.gelu });
-            const want = reference(spec, q, x, c.M, !!c.gelu);
-            const { first, worst } = check(y, want.y, want.tol);
-            expect(
-              first,
-              `y[${first}] = ${y[first]}, float64 ${want.y[first]} (bound ${want.tol[first]}); worst ${worst}`,
-            ).toBe(-1);
-            // reused output buffer, same values
-            const out = new Float32Array(c.M * c.N).fill(Number.NaN);
-            layer.forward(x, c.M, { gelu: !!c.gelu, out });
-            expect(firstDiff(out, y)).toBe(-1);
-            // the other paths run before this one: within twice the bound of each other
-            const seen = outputs.get(ci) ?? [];
-            for (const o of seen) {
-              const both = Float64Array.from(want.tol, (t) => 2 * t);
-              const d = check(y, Float64Array.from(o), both);
-              expect(d.first, `paths differ at ${d.first}: ${y[d.first]} vs ${o[d.first]}`).toBe(-1);
-            }
-            seen.push(y);
-            outputs.set(ci, seen);
-          } finally {
-            setIsa("auto");
-          }
-        });
-      });
-
-      it("agrees with the float64 fake-quant layer that quantizes x/λ in float64 (the pipeline's reference)", () => {
-        setIsa(isa);
-        try {
-          const r = rng(7);
-          const c: Case = { M: 24, N: 64, K: 1024, R: 32, bias: true, smooth: true };
-          const { spec, q } = makeLayer(r, c);
-          const x = r.f32(c.M * c.K);
-          const y = prepareP2Layer(spec).forward(x, c.M);
-          const p = Float64Array.from(x, (t, i) => t / spec.smooth![i % c.K]!);
-          const qa = fakeQuantize(p, c.M, c.K, ACT);
-          const qw = dequantize(q);
-          let num = 0;
-          let den = 0;
-          for (let m = 0; m < c.M; m++)
-            for (let n = 0; n < c.N; n++) {
-              let s = spec.bias![n]!;
-              for (let k = 0; k < c.K; k++) s += qa[m * c.K + k]! * qw[n * c.K + k]!;
+          // the branch's down-projection
+          if (c.R > 0) {
+            for (let m = 0; m < c.M; m++)
               for (let rr = 0; rr < c.R; rr++) {
-                let l = 0;
-                for (let k = 0; k < c.K; k++) l += x[m * c.K + k]! * spec.lowRankDown![rr * c.K + k]!;
-                s += l * spec.lowRankUp![n * c.R + rr]!;
+                let s = 0;
+                let abs = 0;
+                for (let k = 0; k < c.K; k++) {
+                  const p = x[m * c.K + k]! * spec.lowRankDown![rr * c.K + k]!;
+                  s += p;
+                  abs += Math.abs(p);
+                }
+                const got = a.loraAct![m * c.R + rr]!;
+                if (!(Math.abs(got - s) <= 1e-6 * abs + 1e-30))
+                  expect.fail(`loraAct[${m}, ${rr}] = ${got}, float64 ${s} (Σ|·| ${abs})`);
               }
-              num += (y[m * c.N + n]! - s) ** 2;
-              den += s * s;
-            }
-          expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+          } else expect(a.loraAct).toBeNull();
+          // the layer
+          const y = layer.forward(x, c.M, { gelu: !!c.gelu });
+          const want = reference(spec, q, x, c.M, !!c.gelu);
+          const { first, worst } = check(y, want.y, want.tol);
+          expect(
+            first,
+            `y[${first}] = ${y[first]}, float64 ${want.y[first]} (bound ${want.tol[first]}); worst ${worst}`,
+          ).toBe(-1);
+          // reused output buffer, same values
+          const out = new Float32Array(c.M * c.N).fill(Number.NaN);
+          layer.forward(x, c.M, { gelu: !!c.gelu, out });
+          expect(firstDiff(out, y)).toBe(-1);
+          // the other paths run before this one: within twice the bound of each other
+          const seen = outputs.get(ci) ?? [];
+          for (const o of seen) {
+            const both = Float64Array.from(want.tol, (t) => 2 * t);
+            const d = check(y, Float64Array.from(o), both);
+            expect(d.first, `paths differ at ${d.first}: ${y[d.first]} vs ${o[d.first]}`).toBe(-1);
+          }
+          seen.push(y);
+          outputs.set(ci, seen);
         } finally {
           setIsa("auto");
         }
       });
     });
-  }
+
+    it("agrees with the float64 fake-quant layer that quantizes x/λ in float64 (the pipeline's reference)", () => {
+      setIsa(isa);
+      try {
+        const r = rng(7);
+        const c: Case = { M: 24, N: 64, K: 1024, R: 32, bias: true, smooth: true };
+        const { spec, q } = makeLayer(r, c);
+        const x = r.f32(c.M * c.K);
+        const y = prepareP2Layer(spec).forward(x, c.M);
+        const p = Float64Array.from(x, (t, i) => t / spec.smooth![i % c.K]!);
+        const qa = fakeQuantize(p, c.M, c.K, ACT);
+        const qw = dequantize(q);
+        let num = 0;
+        let den = 0;
+        for (let m = 0; m < c.M; m++)
+          for (let n = 0; n < c.N; n++) {
+            let s = spec.bias![n]!;
+            for (let k = 0; k < c.K; k++) s += qa[m * c.K + k]! * qw[n * c.K + k]!;
+            for (let rr = 0; rr < c.R; rr++) {
+              let l = 0;
+              for (let k = 0; k < c.K; k++) l += x[m * c.K + k]! * spec.lowRankDown![rr * c.K + k]!;
+              s += l * spec.lowRankUp![n * c.R + rr]!;
+            }
+            num += (y[m * c.N + n]! - s) ** 2;
+            den += s * s;
+          }
+        expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+      } finally {
+        setIsa("auto");
+      }
+    });
+  });
 
   it("layers prepared with the same λ and L_down share one quantized operand (the members of a fused unit)", () => {
     const r = rng(21);

@@ -18,7 +18,8 @@ import {
   splitBf16,
   unpackF32Split,
 } from "../src/index.ts";
-import { isasToTest, maxAbs, rng, worst } from "./helpers.ts";
+import { describePaths, maxAbs, rng, worst } from "./helpers.ts";
+import { attentionInputs, gemmInputs, RAGGED_GEMM_SHAPES } from "./inputs.ts";
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
@@ -58,11 +59,6 @@ const BOUND = { 3: 2 ** -21, 2: 2.5 * 2 ** -17 } as const;
 
 export function defineSplitSuite(): void {
   const info = backendInfo();
-  const plan = isasToTest(info);
-  for (const { isa, reason } of plan.skipped)
-    describe.skip(`split-bf16 f32 GEMM (native ${isa}): skipped, ${reason}`, () => {
-      it("needs the path", () => {});
-    });
 
   describe("split-bf16 weights", () => {
     it("packF32Split: round-to-nearest-even parts in the tile layout; 3 parts sum exactly to W", () => {
@@ -136,91 +132,77 @@ export function defineSplitSuite(): void {
     });
   });
 
-  for (const isa of plan.run) {
-    describe(`split-bf16 f32 GEMM (${info.native ? `native ${isa}` : "TypeScript fallback"})`, () => {
-      const useIsa = () => info.native && setIsa(isa);
-
-      it("gemmF32Split: 3 and 2 parts, bias and GELU within their bounds of the float64 product (ragged shapes)", () => {
-        useIsa();
-        const r = rng(0x5b12);
-        for (const [M, K, N, gelu] of [
-          [1, 1, 1, false],
-          [7, 300, 17, true],
-          [13, 513, 33, false],
-          [32, 64, 32, false],
-          // two slabs of X (192 rows), K blocks of 768 (partial sums between them), ragged tiles, GELU epilogue
-          [230, 1000, 77, true],
-          // more tasks than columns blocks: rows split inside a slab
-          [97, 96, 40, false],
-        ] as const) {
-          const x = r.f32(M * K);
-          const w = r.f32(N * K, 1 / Math.sqrt(K));
-          const bias = N % 2 ? r.f32(N) : undefined;
-          for (const S of [3, 2] as const) {
-            const p = packF32Split(w, N, K, { splits: S, bias });
-            const out = new Float32Array(M * N).fill(Number.NaN); // poisoned: every element must be written
-            gemmF32Split(x, M, p, { gelu, out });
-            const e = scaledError(out, x, w, bias, M, K, N, gelu);
-            expect(e, `S=${S} M=${M} K=${K} N=${N}`).toBeLessThanOrEqual(BOUND[S]);
-          }
+  describePaths("split-bf16 f32 GEMM", info, (isa, useIsa) => {
+    it("gemmF32Split: 3 and 2 parts, bias and GELU within their bounds of the float64 product (ragged shapes)", () => {
+      useIsa();
+      const r = rng(0x5b12);
+      for (const [M, K, N, gelu] of [
+        ...RAGGED_GEMM_SHAPES,
+        [32, 64, 32, false],
+        // two slabs of X (192 rows), K blocks of 768 (partial sums between them), ragged tiles, GELU epilogue
+        [230, 1000, 77, true],
+        // more tasks than columns blocks: rows split inside a slab
+        [97, 96, 40, false],
+      ] as const) {
+        const { x, w, bias } = gemmInputs(r, M, K, N, 1 / Math.sqrt(K), N % 2 === 1);
+        for (const S of [3, 2] as const) {
+          const p = packF32Split(w, N, K, { splits: S, bias });
+          const out = new Float32Array(M * N).fill(Number.NaN); // poisoned: every element must be written
+          gemmF32Split(x, M, p, { gelu, out });
+          const e = scaledError(out, x, w, bias, M, K, N, gelu);
+          expect(e, `S=${S} M=${M} K=${K} N=${N}`).toBeLessThanOrEqual(BOUND[S]);
         }
-      });
-
-      it("gemmF32Split with 3 parts: off AMX, bit-identical to gemmF32 on the same weight (the parts rebuild W)", () => {
-        useIsa();
-        if (f32SplitInfo().amx) return; // on the tile path the products differ in rounding: covered above
-        const r = rng(0x5b13);
-        for (const [M, K, N] of [
-          [9, 200, 31],
-          [70, 777, 50],
-        ] as const) {
-          const x = r.f32(M * K);
-          const w = r.f32(N * K, 0.2);
-          const bias = r.f32(N);
-          const a = gemmF32Split(x, M, packF32Split(w, N, K, { bias }));
-          const b = gemmF32(x, M, packF32(w, N, K, { bias }));
-          if (info.native) expect(Array.from(a)).toEqual(Array.from(b));
-          else expect(scaledError(a, x, w, bias, M, K, N, false)).toBeLessThanOrEqual(1e-7);
-        }
-      });
-
-      it("attentionF32 (split tiles on amx: Dh a multiple of 32, Skv ≤ 8192) matches the float64 reference", () => {
-        useIsa();
-        const r = rng(0x5b14);
-        for (const [B, Sq, Skv, H, Dh, withBias] of [
-          [1, 1, 1, 1, 32, false],
-          [2, 70, 333, 3, 64, true], // two query tasks (64 + 6), keys padded to 352, key bias with masked keys
-          [1, 150, 300, 2, 128, false],
-          [1, 3, 8193, 1, 32, true], // over the split kernel's key limit: the AVX-512/scalar kernels
-          [1, 9, 40, 2, 48, false], // Dh not a multiple of 32: the AVX-512/scalar kernels
-        ] as const) {
-          const d = H * Dh;
-          const q = r.f32(B * Sq * d);
-          const k = r.f32(B * Skv * d);
-          const v = r.f32(B * Skv * d);
-          const bias = withBias ? Float32Array.from(r.f32(B * Skv), (x, i) => (i % 7 === 3 ? -1e4 : x)) : undefined;
-          const out = attentionF32(q, k, v, { B, Sq, Skv, heads: H, headDim: Dh, bias });
-          const want = reference.refAttention(q, k, v, B, Sq, Skv, H, Dh, bias);
-          // worst seen on the dev Xeon: 1.1e-6 of max |out| (amx and avx512 alike)
-          expect(
-            worst(out, want, 4e-6 * maxAbs(want) + 1e-7),
-            `B=${B} Sq=${Sq} Skv=${Skv} H=${H} Dh=${Dh}`,
-          ).toBeLessThanOrEqual(1);
-          if (info.native && isa === "amx" && f32SplitInfo().amx && Dh % 32 === 0 && Skv <= 8192 && Sq > 1) {
-            // a different kernel ran: the AVX-512 kernel's result is not bit-identical
-            setIsa("avx512");
-            const other = attentionF32(q, k, v, { B, Sq, Skv, heads: H, headDim: Dh, bias });
-            setIsa(isa);
-            expect(Array.from(out)).not.toEqual(Array.from(other));
-          }
-        }
-      });
-
-      it("reports whether it runs on AMX-BF16 tiles", () => {
-        useIsa();
-        const s = f32SplitInfo();
-        expect(s.amx).toBe(info.native && isa === "amx" && s.amxBf16);
-      });
+      }
     });
-  }
+
+    it("gemmF32Split with 3 parts: off AMX, bit-identical to gemmF32 on the same weight (the parts rebuild W)", () => {
+      useIsa();
+      if (f32SplitInfo().amx) return; // on the tile path the products differ in rounding: covered above
+      const r = rng(0x5b13);
+      for (const [M, K, N] of [
+        [9, 200, 31],
+        [70, 777, 50],
+      ] as const) {
+        const { x, w, bias } = gemmInputs(r, M, K, N, 0.2);
+        const a = gemmF32Split(x, M, packF32Split(w, N, K, { bias }));
+        const b = gemmF32(x, M, packF32(w, N, K, { bias }));
+        if (info.native) expect(Array.from(a)).toEqual(Array.from(b));
+        else expect(scaledError(a, x, w, bias, M, K, N, false)).toBeLessThanOrEqual(1e-7);
+      }
+    });
+
+    it("attentionF32 (split tiles on amx: Dh a multiple of 32, Skv ≤ 8192) matches the float64 reference", () => {
+      useIsa();
+      const r = rng(0x5b14);
+      for (const [B, Sq, Skv, H, Dh, withBias] of [
+        [1, 1, 1, 1, 32, false],
+        [2, 70, 333, 3, 64, true], // two query tasks (64 + 6), keys padded to 352, key bias with masked keys
+        [1, 150, 300, 2, 128, false],
+        [1, 3, 8193, 1, 32, true], // over the split kernel's key limit: the AVX-512/scalar kernels
+        [1, 9, 40, 2, 48, false], // Dh not a multiple of 32: the AVX-512/scalar kernels
+      ] as const) {
+        const { q, k, v, bias } = attentionInputs(r, { B, Sq, Skv, H, Dh, withBias });
+        const out = attentionF32(q, k, v, { B, Sq, Skv, heads: H, headDim: Dh, bias });
+        const want = reference.refAttention(q, k, v, B, Sq, Skv, H, Dh, bias);
+        // worst seen on the dev Xeon: 1.1e-6 of max |out| (amx and avx512 alike)
+        expect(
+          worst(out, want, 4e-6 * maxAbs(want) + 1e-7),
+          `B=${B} Sq=${Sq} Skv=${Skv} H=${H} Dh=${Dh}`,
+        ).toBeLessThanOrEqual(1);
+        if (info.native && isa === "amx" && f32SplitInfo().amx && Dh % 32 === 0 && Skv <= 8192 && Sq > 1) {
+          // a different kernel ran: the AVX-512 kernel's result is not bit-identical
+          setIsa("avx512");
+          const other = attentionF32(q, k, v, { B, Sq, Skv, heads: H, headDim: Dh, bias });
+          setIsa(isa);
+          expect(Array.from(out)).not.toEqual(Array.from(other));
+        }
+      }
+    });
+
+    it("reports whether it runs on AMX-BF16 tiles", () => {
+      useIsa();
+      const s = f32SplitInfo();
+      expect(s.amx).toBe(info.native && isa === "amx" && s.amxBf16);
+    });
+  });
 }

@@ -5,50 +5,17 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { backendInfo } from "@svdquant/kernels";
-import { FluxTransformer, PixArtTransformer, parseModelConfig } from "@svdquant/models";
 import { SafetensorsFile, type Tensor } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
-import {
-  loadQuantizedModel,
-  modelSizes,
-  parseQuantizeConfig,
-  permuteAdaNormRows,
-  quantizeModel,
-  readQuantizedCheckpoint,
-} from "../src/index.ts";
+import { permuteAdaNormRows, quantizeModel, readQuantizedCheckpoint } from "../src/index.ts";
 import { w4a4FileTensors, w4a16FileTensors } from "../src/quantize-units.ts";
-import { fluxInputs, modelDir, pixartInputs, relFrob, tempDir } from "./helpers.ts";
+import { modelDir, relFrob } from "./helpers.ts";
+import { dataBytes, predictedBytes, quantizeTiny, reducedConfig, tinyForwards } from "./tiny-checkpoints.ts";
 
-// A reduced search keeps the suite fast: 4 smoothing candidates instead of the paper's 39, 2 refinement steps.
-const CONFIG = parseQuantizeConfig({
-  grid: [
-    { alpha: 0, beta: 0 },
-    { alpha: 0.5, beta: 0 },
-    { alpha: 0.5, beta: 0.5 },
-    { alpha: 0.8, beta: 0.2 },
-  ],
-  refinement: { maxIterations: 2 },
-  calibration: { samples: 1, steps: 2 },
-});
-
-/** Sum of the tensor data bytes of a safetensors file. */
-async function dataBytes(path: string): Promise<number> {
-  const f = await SafetensorsFile.open(path);
-  let bytes = 0;
-  for (const n of f.names()) bytes += f.info(n).dataOffsets[1] - f.info(n).dataOffsets[0];
-  await f.close();
-  return bytes;
-}
-
-async function predictedBytes(model: string): Promise<number> {
-  const raw = JSON.parse(await readFile(join(modelDir(model), "config.json"), "utf8"));
-  return modelSizes(parseModelConfig(raw, model), CONFIG).svdquantBytes;
-}
+const CONFIG = reducedConfig();
 
 describe("flux-tiny end to end", async () => {
-  const dir = await tempDir();
-  const out = join(dir, "flux-tiny.svdq.safetensors");
-  const res = await quantizeModel({ modelDir: modelDir("flux-tiny-a"), out, config: CONFIG });
+  const { dir, out, res } = await quantizeTiny("flux-tiny-a", CONFIG, "flux-tiny.svdq.safetensors");
 
   it("writes the published FLUX layout with the quantization metadata", async () => {
     const f = await SafetensorsFile.open(out);
@@ -74,18 +41,12 @@ describe("flux-tiny end to end", async () => {
     expect(f.info("transformer_blocks.0.qkv_proj.qweight").shape).toEqual([256, 64]);
     await f.close();
     expect(res.report.length).toBe(2 * 10 + 3 * 5);
-    expect(await dataBytes(out)).toBe(await predictedBytes("flux-tiny-a"));
+    expect(await dataBytes(out)).toBe(await predictedBytes("flux-tiny-a", CONFIG));
     for (const r of res.report) expect(Number.isFinite(r.relError)).toBe(true);
   });
 
   it("runs on the packed kernels within 1e-5 of the fake-quant forward, near the 16-bit model", async () => {
-    const inp = await fluxInputs();
-    const packed = await loadQuantizedModel(out, { backend: "kernels" });
-    const ref = await loadQuantizedModel(out, { backend: "reference" });
-    const dense = await FluxTransformer.fromFolder(modelDir("flux-tiny-a"));
-    const y = await packed.forward(inp as never);
-    const yr = await ref.forward(inp as never);
-    const y16 = await dense.forward(inp);
+    const { y, yr, y16 } = await tinyForwards(out, "flux-tiny-a");
     const d = relFrob(y, yr);
     expect(d).toBeLessThan(1e-5);
     expect(d).toBeGreaterThan(0); // two different implementations, not one path twice
@@ -140,23 +101,16 @@ describe("flux-tiny end to end", async () => {
 });
 
 describe("pixart-tiny end to end", async () => {
-  const dir = await tempDir();
-  const out = join(dir, "pixart-tiny.svdq.safetensors");
-  await quantizeModel({ modelDir: modelDir("pixart-tiny-a"), out, config: CONFIG });
+  const { out } = await quantizeTiny("pixart-tiny-a", CONFIG, "pixart-tiny.svdq.safetensors");
 
   it("writes exactly the bytes the size model predicts", async () => {
-    expect(await dataBytes(out)).toBe(await predictedBytes("pixart-tiny-a"));
+    expect(await dataBytes(out)).toBe(await predictedBytes("pixart-tiny-a", CONFIG));
   });
 
   it("runs on the packed kernels within 1e-5 of the fake-quant forward", async () => {
-    const inp = await pixartInputs();
-    const packed = await loadQuantizedModel(out, { backend: "kernels" });
-    const ref = await loadQuantizedModel(out, { backend: "reference" });
-    const dense = await PixArtTransformer.fromFolder(modelDir("pixart-tiny-a"));
-    const y = await packed.forward(inp as never);
-    const yr = await ref.forward(inp as never);
+    const { y, yr, y16 } = await tinyForwards(out, "pixart-tiny-a");
     expect(relFrob(y, yr)).toBeLessThan(1e-5);
-    const e = relFrob(y, await dense.forward(inp));
+    const e = relFrob(y, y16);
     expect(e).toBeLessThan(0.5);
     console.log(`pixart-tiny: W4A4 vs 16-bit output rel. error ${e.toFixed(4)}`);
   });

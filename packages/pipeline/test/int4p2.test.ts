@@ -3,56 +3,24 @@
  * input stacked, one branch) → file → load → forward. The native-GEMM forward (P2KernelLinear, the FP8 GEMM's
  * identity) is checked against the float64 fake-quant forward of the same parameters, and both near the 16-bit model.
  */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type EngineItem, fluxEngineItems } from "@svdquant/engine-cuda";
 import { dequantizeW4A16, unpackNibbles } from "@svdquant/int4";
-import { type FluxConfig, FluxTransformer, PixArtTransformer, parseModelConfig } from "@svdquant/models";
+import type { FluxConfig } from "@svdquant/models";
 import { decodeToFloat32, openModelFolder, SafetensorsFile, type Tensor } from "@svdquant/tensor";
 import { describe, expect, it } from "vitest";
-import {
-  loadQuantizedModel,
-  modelSizes,
-  openEngineSource,
-  parseQuantizeConfig,
-  quantizeModel,
-  readQuantizedCheckpoint,
-} from "../src/index.ts";
+import { openEngineSource, quantizeModel, readQuantizedCheckpoint } from "../src/index.ts";
 import { w4a4FileTensors } from "../src/quantize-units.ts";
-import { fluxInputs, modelDir, pixartInputs, relFrob, tempDir } from "./helpers.ts";
+import { modelDir, relFrob } from "./helpers.ts";
+import { dataBytes, predictedBytes, quantizeTiny, reducedConfig, tinyForwards } from "./tiny-checkpoints.ts";
 
-// The reduced search of end-to-end.test.ts (4 smoothing candidates, 2 refinement steps), so the errors compare.
-const CONFIG = parseQuantizeConfig({
-  format: "int4p2",
-  grid: [
-    { alpha: 0, beta: 0 },
-    { alpha: 0.5, beta: 0 },
-    { alpha: 0.5, beta: 0.5 },
-    { alpha: 0.8, beta: 0.2 },
-  ],
-  refinement: { maxIterations: 2 },
-  calibration: { samples: 1, steps: 2 },
-});
-
-async function dataBytes(path: string): Promise<number> {
-  const f = await SafetensorsFile.open(path);
-  let bytes = 0;
-  for (const n of f.names()) bytes += f.info(n).dataOffsets[1] - f.info(n).dataOffsets[0];
-  await f.close();
-  return bytes;
-}
-
-async function predictedBytes(model: string): Promise<number> {
-  const raw = JSON.parse(await readFile(join(modelDir(model), "config.json"), "utf8"));
-  return modelSizes(parseModelConfig(raw, model), CONFIG).svdquantBytes;
-}
+// The reduced search of end-to-end.test.ts (tiny-checkpoints.ts) in int4p2, so the errors compare.
+const CONFIG = reducedConfig({ format: "int4p2" });
 
 const same = (a: Tensor, b: Tensor) => Buffer.compare(Buffer.from(a.bytes()), Buffer.from(b.bytes())) === 0;
 
 describe("flux-tiny in int4p2", async () => {
-  const dir = await tempDir();
-  const out = join(dir, "flux-tiny.int4p2.safetensors");
-  const res = await quantizeModel({ modelDir: modelDir("flux-tiny-a"), out, config: CONFIG });
+  const { out, res } = await quantizeTiny("flux-tiny-a", CONFIG, "flux-tiny.int4p2.safetensors");
 
   it("writes int4p2 layers in the engine's units, and says so in its metadata", async () => {
     const f = await SafetensorsFile.open(out);
@@ -103,17 +71,11 @@ describe("flux-tiny in int4p2", async () => {
     }
     expect(res.report.length).toBe(2 * 10 + 3 * 4);
     for (const r of res.report) expect(Number.isFinite(r.relError)).toBe(true);
-    expect(await dataBytes(out)).toBe(await predictedBytes("flux-tiny-a"));
+    expect(await dataBytes(out)).toBe(await predictedBytes("flux-tiny-a", CONFIG));
   });
 
   it("the native-GEMM forward is within 1e-5 of the float64 fake-quant forward, near the 16-bit model", async () => {
-    const inp = await fluxInputs();
-    const packed = await loadQuantizedModel(out);
-    const ref = await loadQuantizedModel(out, { backend: "reference" });
-    const dense = await FluxTransformer.fromFolder(modelDir("flux-tiny-a"));
-    const y = await packed.forward(inp as never);
-    const yr = await ref.forward(inp as never);
-    const y16 = await dense.forward(inp);
+    const { y, yr, y16 } = await tinyForwards(out, "flux-tiny-a");
     const d = relFrob(y, yr);
     expect(d).toBeLessThan(1e-5);
     expect(d).toBeGreaterThan(0); // two implementations, not one path twice
@@ -143,9 +105,7 @@ describe("flux-tiny in int4p2", async () => {
 });
 
 describe("flux-tiny int4p2 checkpoint as the GPU engine reads it (openEngineSource → fluxEngineItems)", async () => {
-  const dir = await tempDir();
-  const out = join(dir, "flux-tiny.int4p2.safetensors");
-  await quantizeModel({ modelDir: modelDir("flux-tiny-a"), out, config: CONFIG });
+  const { dir, out } = await quantizeTiny("flux-tiny-a", CONFIG, "flux-tiny.int4p2.safetensors");
   const src = await openEngineSource(out);
   const items = new Map<string, EngineItem>();
   try {
@@ -228,10 +188,8 @@ describe("flux-tiny int4p2 checkpoint as the GPU engine reads it (openEngineSour
 });
 
 describe("pixart-tiny in int4p2 at rank 0 (no branch)", async () => {
-  const dir = await tempDir();
-  const out = join(dir, "pixart-tiny.int4p2-r0.safetensors");
   const config = { ...CONFIG, rank: 0 };
-  await quantizeModel({ modelDir: modelDir("pixart-tiny-a"), out, config });
+  const { out } = await quantizeTiny("pixart-tiny-a", config, "pixart-tiny.int4p2-r0.safetensors");
 
   it("writes no branch tensors, the predicted bytes, and runs native == reference", async () => {
     const f = await SafetensorsFile.open(out);
@@ -241,22 +199,17 @@ describe("pixart-tiny in int4p2 at rank 0 (no branch)", async () => {
     } finally {
       await f.close();
     }
-    const raw = JSON.parse(await readFile(join(modelDir("pixart-tiny-a"), "config.json"), "utf8"));
-    expect(await dataBytes(out)).toBe(modelSizes(parseModelConfig(raw, "pixart-tiny-a"), config).svdquantBytes);
-    const inp = await pixartInputs();
-    const y = await (await loadQuantizedModel(out)).forward(inp as never);
-    const yr = await (await loadQuantizedModel(out, { backend: "reference" })).forward(inp as never);
+    expect(await dataBytes(out)).toBe(await predictedBytes("pixart-tiny-a", config));
+    const { y, yr } = await tinyForwards(out, "pixart-tiny-a");
     expect(relFrob(y, yr)).toBeLessThan(1e-5);
   });
 });
 
 describe("pixart-tiny in int4p2", async () => {
-  const dir = await tempDir();
-  const out = join(dir, "pixart-tiny.int4p2.safetensors");
-  await quantizeModel({ modelDir: modelDir("pixart-tiny-a"), out, config: CONFIG });
+  const { out } = await quantizeTiny("pixart-tiny-a", CONFIG, "pixart-tiny.int4p2.safetensors");
 
   it("writes exactly the bytes the size model predicts: int4p2 self-attention, 16-bit cross-attention K/V", async () => {
-    expect(await dataBytes(out)).toBe(await predictedBytes("pixart-tiny-a"));
+    expect(await dataBytes(out)).toBe(await predictedBytes("pixart-tiny-a", CONFIG));
     const f = await SafetensorsFile.open(out);
     try {
       // [3D, Kg/2]: D = 32, K padded to the group of 64
@@ -269,13 +222,11 @@ describe("pixart-tiny in int4p2", async () => {
   });
 
   it("the native-GEMM forward is within 1e-5 of the fake-quant forward, near the 16-bit model", async () => {
-    const inp = await pixartInputs();
-    const y = await (await loadQuantizedModel(out)).forward(inp as never);
-    const yr = await (await loadQuantizedModel(out, { backend: "reference" })).forward(inp as never);
+    const { y, yr, y16 } = await tinyForwards(out, "pixart-tiny-a");
     const d = relFrob(y, yr);
     expect(d).toBeLessThan(1e-5);
     expect(d).toBeGreaterThan(0);
-    const e = relFrob(y, await (await PixArtTransformer.fromFolder(modelDir("pixart-tiny-a"))).forward(inp));
+    const e = relFrob(y, y16);
     expect(e).toBeLessThan(0.5);
     console.log(`pixart-tiny int4p2: native vs reference ${d.toExponential(2)}; int4p2 vs 16-bit ${e.toFixed(4)}`);
   });
