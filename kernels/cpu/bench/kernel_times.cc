@@ -6,7 +6,7 @@
 //   g++ -std=c++17 -O3 -pthread -Ikernels/cpu kernels/cpu/bench/kernel_times.cc kernels/cpu/runtime.cc \
 //       kernels/cpu/simd.cc kernels/cpu/gemm_f32.cc kernels/cpu/act_quant.cc kernels/cpu/gemm_w4a4.cc \
 //       kernels/cpu/gemm_w4a4_avx512.cc kernels/cpu/gemm_w4a4_amx.cc kernels/cpu/act_quant_p2.cc \
-//       kernels/cpu/gemm_p2.cc kernels/cpu/gemm_p2_amx.cc kernels/cpu/peak_bf16.cc kernels/cpu/gemm_w8a8.cc \
+//       kernels/cpu/gemm_p2.cc kernels/cpu/gemm_p2_amx.cc kernels/cpu/peak.cc kernels/cpu/gemm_w8a8.cc \
 //       kernels/cpu/gemm_w8a8_x86.cc -o /tmp/kernel_times
 //   (add -DSVDQ_P2_TUNE to let P2_TR, P2_TC, P2_KC, P2_ROWS_OUTER, P2_L2PF override the int4p2 AMX plan)
 //   /tmp/kernel_times f32 M K N [threads] [isa]      # f32 GEMM (isa: 0 auto, 2 avx2, 3 avx512, 4 amx)
