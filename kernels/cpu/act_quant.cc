@@ -281,8 +281,7 @@ int64_t act_quant(const ActQuantArgs& a) {
       }
     }
     if (avx512 && !any_bad && a.R > 0) {
-      if (s.acc.size() < static_cast<size_t>(rows_per_task * Rp + 16)) s.acc.resize(rows_per_task * Rp + 16);
-      float* acc = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(s.acc.data()) + 63) & ~uintptr_t{63});
+      float* acc = align64(s.acc, rows_per_task * Rp);
       lowrank::down_rows(xh, a.K, m1 - m0, a.K, ldt, a.R, acc, a.lora_act + m0 * a.R, a.R);
     } else if (avx && !any_bad && a.R > 0) {
       int64_t m = m0;

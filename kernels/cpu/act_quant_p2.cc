@@ -340,8 +340,7 @@ int64_t quantize(const QuantArgs& a) {
     float* la = s.lact.data();
     if (R > 0) {
       if (vec) {
-        s.acc.resize(TR * lowrank::rank_pad(R) + 16);
-        float* acc = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(s.acc.data()) + 63) & ~uintptr_t{63});
+        float* acc = align64(s.acc, TR * lowrank::rank_pad(R));
         lowrank::down_rows(a.x + m0 * K, K, rows, K, ldt, R, acc, la, R);
       } else {
         down_scalar(a.x + m0 * K, K, rows, a.ldown, R, la);

@@ -7,6 +7,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace svdq {
 
@@ -39,6 +40,23 @@ struct alignas(64) TileConfig {
   uint16_t colsb[16] = {};
   uint8_t rows[16] = {};
 };
+// All 8 tile registers 16 rows × 64 bytes (int32/f32 C tiles 16 × 16, int8 A/B tiles 16 × 64, bf16 16 × 32): the
+// shape every AMX kernel here uses.
+inline TileConfig full_tiles() {
+  TileConfig cfg;
+  for (int i = 0; i < 8; ++i) {
+    cfg.colsb[i] = 64;
+    cfg.rows[i] = 16;
+  }
+  return cfg;
+}
+
+// The first 64-byte aligned element of v after growing it (never shrinking) to hold n elements from there.
+template <typename T>
+inline T* align64(std::vector<T>& v, size_t n) {
+  if (v.size() < n + 64 / sizeof(T)) v.resize(n + 64 / sizeof(T));
+  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
+}
 // Software prefetch into L2 of a GEMM task's next K chunk while it computes the current one (the AMX GEMMs:
 // gemm_p2_amx.cc, gemm_w8a8_x86.cc): two lists of equal segments (the activation rows or row blocks of the chunk,
 // then its weight columns or column blocks), `seg` bytes each, `stride` bytes apart; step() issues per_step lines

@@ -188,18 +188,14 @@ void run_plan_avx512(const Plan& P) {
     std::vector<float> b, a, c;
   };
   std::vector<Buf> scratch(threads);
-  const auto align = [](std::vector<float>& v, size_t n) {
-    if (v.size() < n + 16) v.resize(n + 16);
-    return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
-  };
   parallel_for(mt * nt, [&](int64_t t, int th) {
     const int64_t nb = t / mt, mb = t % mt;
     const int64_t r0 = mb * mtr, r1 = std::min(P.M, r0 + mtr);
     const int64_t p0 = nb * nc, p1 = std::min(NP, p0 + nc);
     Buf& s = scratch[th];
-    float* buf = align(s.b, kNV512 * kKC512 * kNR);
-    float* apk = align(s.a, kMC512 * kKC512);
-    float* cb = P.K > kKC512 ? align(s.c, mtr * ldc) : nullptr;
+    float* buf = align64(s.b, kNV512 * kKC512 * kNR);
+    float* apk = align64(s.a, kMC512 * kKC512);
+    float* cb = P.K > kKC512 ? align64(s.c, mtr * ldc) : nullptr;
     for (int64_t k0 = 0; k0 < P.K; k0 += kKC512) {
       const int64_t kc = std::min(kKC512, P.K - k0);
       const bool first = k0 == 0, last = k0 + kc == P.K;

@@ -115,17 +115,8 @@ SVDQ_TARGET_AMXBF void amx_task(const GemmArgs& a, const Plan& p, int64_t task, 
   const int64_t mt1 = std::min(Mp, mt0 + p.task_rows), nt1 = std::min(Np, nt0 + p.task_cols);
   const int64_t ib_n = (mt1 - mt0) / 32, jb_n = (nt1 - nt0) / 32;
   float* cbuf = nullptr;
-  if (p.chunks > 1) {
-    std::vector<float>& v = t_scratch.c;
-    const size_t need = static_cast<size_t>(ib_n * jb_n * 1024 + 16);
-    if (v.size() < need) v.resize(need);
-    cbuf = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
-  }
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
+  if (p.chunks > 1) cbuf = align64(t_scratch.c, static_cast<size_t>(ib_n * jb_n * 1024));
+  const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
   for (int64_t ch = 0; ch < p.chunks; ++ch) {
     const int64_t s0 = ch * p.csteps, s1 = std::min(KC32, s0 + p.csteps);

@@ -241,8 +241,7 @@ void gemm_w4a4(const W4A4Args& a) {
   std::vector<int8_t> acopy;
   W4A4Args aligned_args;
   if (isa == Isa::Amx && (reinterpret_cast<uintptr_t>(a.codes) & 63) != 0) {
-    acopy.resize(a.M * a.K + 64);
-    int8_t* dst = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(acopy.data()) + 63) & ~uintptr_t{63});
+    int8_t* dst = align64(acopy, static_cast<size_t>(a.M * a.K));
     parallel_for((a.M + kMB - 1) / kMB, [&](int64_t t, int) {
       const int64_t r0 = t * kMB, r1 = std::min(a.M, r0 + kMB);
       std::memcpy(dst + r0 * a.K, a.codes + r0 * a.K, (r1 - r0) * a.K);

@@ -124,12 +124,6 @@ struct Scratch {
 };
 thread_local Scratch t_scratch;
 
-template <typename T>
-T* align64(std::vector<T>& v, size_t n) {
-  if (v.size() < n + 64 / sizeof(T)) v.resize(n + 64 / sizeof(T));
-  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
-}
-
 // One 32-row block × NB column blocks of 32 (NB·4 panels from p).
 template <int NB>
 SVDQ_TARGET_AMX void block(const Ctx& c, int64_t m, int rows_, const int8_t* abase, const float* sxb, int64_t p,
@@ -197,11 +191,7 @@ SVDQ_TARGET_AMX void tile_amx(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, 
     }
   }
 
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
+  const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
   for (int64_t m = m0; m < m1; m += 32) {
     const int rows_ = static_cast<int>(std::min<int64_t>(32, m1 - m));

@@ -150,8 +150,7 @@ SVDQ_TARGET_AVX512 void epilogue_nv(const Ctx& c, int64_t m, int rows_, int64_t 
   } else if (a.lup) {
     float* t = lup_stack;
     if (a.R > 32) {
-      lup_heap.resize(a.R * NV * 16 + 16);
-      t = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(lup_heap.data()) + 63) & ~uintptr_t{63});
+      t = align64(lup_heap, static_cast<size_t>(a.R * NV * 16));
     }
     transpose_lup(c, p, NV, t);
     lupT = t;

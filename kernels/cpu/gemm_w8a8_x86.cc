@@ -125,11 +125,7 @@ SVDQ_TARGET_AMX void tile_amx(const Ctx8& c, int64_t m0, int64_t m1, int64_t p0,
       std::memcpy(dst + k4 * 64 + 32, pb + k4 * 32, 32);
     }
   }
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
+  const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
   const int8_t* b0 = t_bw.data();
   const int8_t* b1 = b0 + K * 16;
@@ -188,12 +184,6 @@ struct Blocked {
 };
 thread_local Blocked t_blk;
 
-template <typename T>
-T* align64(std::vector<T>& v, size_t n) {
-  if (v.size() < n + 64 / sizeof(T)) v.resize(n + 64 / sizeof(T));
-  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
-}
-
 SVDQ_TARGET_AMX void task_amx(const Ctx8& c, int64_t m0, int64_t m1, int64_t p0, int64_t p1, int64_t chunks,
                               int64_t csteps) {
   const W8A8Args& a = *c.a;
@@ -210,11 +200,7 @@ SVDQ_TARGET_AMX void task_amx(const Ctx8& c, int64_t m0, int64_t m1, int64_t p0,
     std::memcpy(ap, a.codes + (m1 - tail) * K, tail * K);
     apad = ap;
   }
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
+  const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
   alignas(64) int32_t cb[4][256];
   for (int64_t ch = 0; ch < chunks; ++ch) {
@@ -333,8 +319,7 @@ void gemm_w8a8_x86(const W8A8Args& a, bool amx) {
     std::vector<int8_t> acopy;
     W8A8Args aligned_args;
     if ((reinterpret_cast<uintptr_t>(a.codes) & 63) != 0) {
-      acopy.resize(a.M * a.K + 64);
-      int8_t* dst = reinterpret_cast<int8_t*>((reinterpret_cast<uintptr_t>(acopy.data()) + 63) & ~uintptr_t{63});
+      int8_t* dst = align64(acopy, static_cast<size_t>(a.M * a.K));
       parallel_for((a.M + 63) / 64, [&](int64_t t, int) {
         const int64_t r0 = t * 64, r1 = std::min(a.M, r0 + 64);
         std::memcpy(dst + r0 * a.K, a.codes + r0 * a.K, (r1 - r0) * a.K);

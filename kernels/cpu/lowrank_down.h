@@ -41,8 +41,7 @@ inline const float* aligned_ldt(const float* p) {
 // The r-outer loop with a zero-filled buffer before took 0.12 ms at K = 3072, R = 32 (1 thread).
 inline const float* transpose_down(const float* ldown, int64_t R, int64_t K, std::vector<float>& buf) {
   const int64_t Rp = rank_pad(R);
-  if (buf.size() < static_cast<size_t>(K * Rp + 16)) buf.resize(static_cast<size_t>(K * Rp + 16));
-  float* t = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t{63});
+  float* t = align64(buf, static_cast<size_t>(K * Rp));
   parallel_for((K + 255) / 256, [&](int64_t b, int) {
     for (int64_t k = b * 256; k < std::min(K, (b + 1) * 256); ++k) {
       float* dst = t + k * Rp;

@@ -71,11 +71,7 @@ __attribute__((target("amx-tile,amx-int8,amx-bf16,avx512f"))) static int64_t til
   else
     for (int i = 0; i < 1024; ++i) i8[i] = static_cast<int8_t>((i + seed) % 7 - 3);
   const void* buf = Bf16 ? static_cast<const void*>(bf16) : static_cast<const void*>(i8);
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
+  const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
   _tile_zero(0);
   _tile_zero(1);

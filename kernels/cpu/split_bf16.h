@@ -37,24 +37,6 @@ inline uint16_t bf16_bits(float f, float* value) {
   return static_cast<uint16_t>(b >> 16);
 }
 
-// LDTILECFG operand (Intel SDM vol. 2A, LDTILECFG): palette 1, bytes per row and rows of each tile register.
-
-// All 8 tile registers 16 rows × 64 bytes (f32 C tiles 16 × 16, bf16 A/B tiles 16 × 32).
-inline TileConfig full_tiles() {
-  TileConfig cfg;
-  for (int i = 0; i < 8; ++i) {
-    cfg.colsb[i] = 64;
-    cfg.rows[i] = 16;
-  }
-  return cfg;
-}
-
-template <typename T>
-inline T* align64(std::vector<T>& v, size_t n) {
-  if (v.size() < n + 64 / sizeof(T)) v.resize(n + 64 / sizeof(T));
-  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
-}
-
 // Splits 16 floats into S parts and stores part s (16 bf16, 32 bytes) at dst + s·kTile (dst 32-byte aligned).
 template <int S>
 SVDQ_TARGET_SPLIT_BF16 inline void split16(__m512 v, uint16_t* dst) {

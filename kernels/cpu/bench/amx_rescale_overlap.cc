@@ -7,7 +7,7 @@
 // work?), plus the cost of tile rows that straddle cache lines.
 //
 // Build and run on a Linux x86-64 machine with AMX (not part of the addon or of CI):
-//   g++ -O2 -mamx-tile -mamx-int8 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma \
+//   g++ -O2 -Ikernels/cpu -mamx-tile -mamx-int8 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma \
 //       kernels/cpu/bench/amx_rescale_overlap.cc -o /tmp/amx_overlap && /tmp/amx_overlap
 #include <immintrin.h>
 #include <sys/syscall.h>
@@ -18,14 +18,12 @@
 #include <cstring>
 #include <ctime>
 
-namespace {
+#include "common.h"  // TileConfig, full_tiles
 
-struct alignas(64) TileConfig {  // LDTILECFG operand (Intel SDM vol. 2A): palette 1, 8 tiles of 16 rows × 64 bytes
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
+using svdq::full_tiles;
+using svdq::TileConfig;
+
+namespace {
 
 double thread_seconds() {
   timespec t;
@@ -91,11 +89,7 @@ int main() {
     std::puts("no AMX tile state from the OS");
     return 1;
   }
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
+  const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
   std::memset(g_a, 1, sizeof g_a);
   std::memset(g_b, 1, sizeof g_b);

@@ -162,20 +162,16 @@ int run_p2layer(int64_t M, int64_t K, int64_t N, int reps) {
   auto ws = rnd(N, 0.01f, 7);
   for (auto& s : ws) s = std::fabs(s) + 1e-3f;
   const int64_t Np = p2::round_up(N, 32), Mp = p2::round_up(M, 32);
-  auto aligned = [](std::vector<uint16_t>& v, size_t n) {
-    v.resize(n + 32);
-    return reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(v.data()) + 63) & ~uintptr_t{63});
-  };
   std::vector<uint16_t> wb0, wb1, ab0, ab1;
   std::vector<float> sw0(Np), sw1(Np), sx0(M), sx1(M), la(M * R), y(M * N);
   const int64_t Kt0 = p2::kt_of(K, 0), Kt1 = p2::kt_of(K, R);
-  p2::PackArgs pk0{wq.data(), we.data(), ws.data(), nullptr, N, K, 0, aligned(wb0, Np * Kt0), sw0.data()};
-  p2::PackArgs pk1{wq.data(), we.data(), ws.data(), lup.data(), N, K, R, aligned(wb1, Np * Kt1), sw1.data()};
+  p2::PackArgs pk0{wq.data(), we.data(), ws.data(), nullptr, N, K, 0, align64(wb0, Np * Kt0), sw0.data()};
+  p2::PackArgs pk1{wq.data(), we.data(), ws.data(), lup.data(), N, K, R, align64(wb1, Np * Kt1), sw1.data()};
   p2::pack_weight(pk0);
   p2::pack_weight(pk1);
-  p2::QuantArgs q0{x.data(), M, K, inv.data(), nullptr, 0, aligned(ab0, Mp * Kt0), sx0.data(),
+  p2::QuantArgs q0{x.data(), M, K, inv.data(), nullptr, 0, align64(ab0, Mp * Kt0), sx0.data(),
                    nullptr, nullptr, nullptr, nullptr};
-  p2::QuantArgs q1{x.data(), M, K, inv.data(), ldown.data(), R, aligned(ab1, Mp * Kt1), sx1.data(),
+  p2::QuantArgs q1{x.data(), M, K, inv.data(), ldown.data(), R, align64(ab1, Mp * Kt1), sx1.data(),
                    nullptr, nullptr, nullptr, la.data()};
   p2::GemmArgs g0{q0.aop, sx0.data(), pk0.wop, sw0.data(), bias.data(), M, N, Kt0, false, y.data()};
   p2::GemmArgs g1{q1.aop, sx1.data(), pk1.wop, sw1.data(), bias.data(), M, N, Kt1, false, y.data()};
@@ -311,11 +307,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) double p2_loop(int64_t step
   while (reinterpret_cast<uintptr_t>(W) & 63) ++W;
   alignas(64) float cb[1024];
   std::memset(cb, 0, sizeof cb);
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
+  const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
   const double t0 = cpu_now();
   for (int64_t r = 0; r < reps; ++r)
