@@ -20,6 +20,7 @@
 #include <cstring>
 #include <vector>
 
+#include "amx_partial.h"
 #include "p2_layer.h"
 #include "simd.h"
 
@@ -64,17 +65,7 @@ int64_t env_or(const char* n, int64_t d) {
 SVDQ_TARGET_AMXBF inline void block32(const GemmArgs& a, int64_t m0, int64_t n0, int64_t s0, int64_t s1, bool first,
                                       bool last, float* cb, ChunkPrefetch& pf) {
   const int64_t KC32 = a.Kt / 32;
-  if (first) {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-  } else {
-    _tile_loadd(0, cb, 64);
-    _tile_loadd(1, cb + 256, 64);
-    _tile_loadd(2, cb + 512, 64);
-    _tile_loadd(3, cb + 768, 64);
-  }
+  c_tiles_resume(cb, first);
   const uint16_t* ap = a.aop + ((m0 / 32) * KC32 + s0) * 1024;  // rows m0..m0+15; m0+16..m0+31 follow (+512)
   const uint16_t* bp = a.wop + ((n0 / 32) * KC32 + s0) * 1024;  // columns n0..n0+15; n0+16..n0+31 follow
   for (int64_t s = s0; s < s1; ++s) {
@@ -91,10 +82,7 @@ SVDQ_TARGET_AMXBF inline void block32(const GemmArgs& a, int64_t m0, int64_t n0,
     bp += 1024;
   }
   if (!last) {
-    _tile_stored(0, cb, 64);
-    _tile_stored(1, cb + 256, 64);
-    _tile_stored(2, cb + 512, 64);
-    _tile_stored(3, cb + 768, 64);
+    c_tiles_park(cb);
     return;
   }
   alignas(64) float out[32 * 32];

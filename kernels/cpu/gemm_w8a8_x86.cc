@@ -12,6 +12,7 @@
 #include <cstring>
 #include <vector>
 
+#include "amx_partial.h"
 #include "common.h"
 #include "simd.h"
 
@@ -236,17 +237,7 @@ SVDQ_TARGET_AMX void task_amx(const Ctx8& c, int64_t m0, int64_t m1, int64_t p0,
       const int8_t* abase = (pad ? apad : a.codes + m * K) + s0 * 64;
       for (int64_t jb = 0; jb < jb_n; ++jb) {
         int32_t* cc = cbuf ? cbuf + (ib * jb_n + jb) * 1024 : nullptr;
-        if (first) {
-          _tile_zero(0);
-          _tile_zero(1);
-          _tile_zero(2);
-          _tile_zero(3);
-        } else {
-          _tile_loadd(0, cc, 64);
-          _tile_loadd(1, cc + 256, 64);
-          _tile_loadd(2, cc + 512, 64);
-          _tile_loadd(3, cc + 768, 64);
-        }
+        c_tiles_resume(cc, first);
         const int8_t* ap = abase;
         const int8_t* bp = bt + jb * csteps * 2048;
         for (int64_t s = 0; s < ns; ++s) {
@@ -263,10 +254,7 @@ SVDQ_TARGET_AMX void task_amx(const Ctx8& c, int64_t m0, int64_t m1, int64_t p0,
           bp += 2048;
         }
         if (!last) {
-          _tile_stored(0, cc, 64);
-          _tile_stored(1, cc + 256, 64);
-          _tile_stored(2, cc + 512, 64);
-          _tile_stored(3, cc + 768, 64);
+          c_tiles_park(cc);
           continue;
         }
         _tile_stored(0, cb[0], 64);
