@@ -14,12 +14,7 @@ const RUNNER = join(import.meta.dirname, "run-cli.ts");
 
 // reduced search (4 smoothing candidates, 1 refinement step) to keep CI fast
 const CONFIG = {
-  grid: [
-    { alpha: 0, beta: 0 },
-    { alpha: 0.5, beta: 0 },
-    { alpha: 0.5, beta: 0.5 },
-    { alpha: 0.8, beta: 0.2 },
-  ],
+  grid: "quick",
   refinement: { maxIterations: 1 },
   calibration: { samples: 1, steps: 2 },
 };

@@ -28,12 +28,7 @@ try {
   const config = parseQuantizeConfig({
     ...(quick
       ? {
-          grid: [
-            { alpha: 0, beta: 0 },
-            { alpha: 0.5, beta: 0 },
-            { alpha: 0.5, beta: 0.5 },
-            { alpha: 0.8, beta: 0.2 },
-          ],
+          grid: "quick",
           refinement: { maxIterations: 3 },
         }
       : {}),

@@ -54,6 +54,17 @@ const calibrationSchema = z
   })
   .strict();
 
+/**
+ * The reduced smoothing search (`grid: "quick"`): 4 (α, β) candidates spanning the paper's grid — none, the activation
+ * half, both halves, activation-heavy — for demos, CI and smoke runs where the 39-point search costs too much.
+ */
+export const QUICK_GRID: readonly { alpha: number; beta: number }[] = [
+  { alpha: 0, beta: 0 },
+  { alpha: 0.5, beta: 0 },
+  { alpha: 0.5, beta: 0.5 },
+  { alpha: 0.8, beta: 0.2 },
+];
+
 export const quantizeConfigSchema = z
   .object({
     /**
@@ -76,11 +87,13 @@ export const quantizeConfigSchema = z
       .default({ maxIterations: 100, patience: 3, minImprovement: 1e-4 }),
     /**
      * Smoothing candidates (α, β) searched per input (λ_j = max|X_j|^α / max|W_j|^β): "paper" = the 39 of
-     * SVDQuant's search (α ∈ {0, .05, …, .95} with β = 0 or 1 − α), or an explicit list.
+     * SVDQuant's search (α ∈ {0, .05, …, .95} with β = 0 or 1 − α), "quick" = the 4 of `QUICK_GRID`, or an explicit
+     * list.
      */
     grid: z
       .union([
         z.literal("paper"),
+        z.literal("quick"),
         z
           .array(z.object({ alpha: z.number().min(0).max(1), beta: z.number().min(0).max(1) }).strict())
           .min(1)
@@ -137,6 +150,12 @@ export function resolveConfigPaths(config: QuantizeConfig, baseDir: string): Qua
           ...(src.pipeline !== undefined ? { pipeline: abs(src.pipeline) } : {}),
         };
   return { ...config, calibration: { ...config.calibration, source } };
+}
+
+/** The explicit candidate list of `config.grid` (a fresh array), or undefined for "paper" (the quantizer's default). */
+export function smoothingGrid(config: QuantizeConfig): { alpha: number; beta: number }[] | undefined {
+  if (config.grid === "paper") return undefined;
+  return [...(config.grid === "quick" ? QUICK_GRID : config.grid)];
 }
 
 /** The recipe a config resolves to (the default with the config's overrides merged in). */

@@ -36,10 +36,12 @@ export {
   type LayerTreatment,
   PIPELINE_RECIPE,
   parseQuantizeConfig,
+  QUICK_GRID,
   type QuantizeConfig,
   quantizeConfigSchema,
   recipeOf,
   resolveConfigPaths,
+  smoothingGrid,
   treatmentOfLayer,
 } from "./config.js";
 export { type DemoOptions, type DemoResult, type DemoRow, imageGrid, runDemo } from "./demo.js";

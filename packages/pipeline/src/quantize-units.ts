@@ -21,7 +21,7 @@ import * as kernels from "@svdquant/kernels";
 import { type Calibration, type LinearLayer, quantizeSharedLayers } from "@svdquant/quantizer";
 import type { Tensor } from "@svdquant/tensor";
 import type { InputStats } from "./calibrate.js";
-import type { QuantizeConfig } from "./config.js";
+import { type QuantizeConfig, smoothingGrid } from "./config.js";
 import { PipelineError } from "./errors.js";
 import { type UnitSpec, W4A4_FILE_SUFFIX } from "./layout.js";
 
@@ -122,7 +122,7 @@ export function quantizeW4A4Group(
   const { weight, act } = w4a4Specs(config.format, unsigned);
   const shift = unsigned && config.format === "int4" ? GELU_SHIFT : 0;
   const base = {
-    ...(config.grid === "paper" ? {} : { grid: config.grid }),
+    ...(config.grid === "paper" ? {} : { grid: smoothingGrid(config) }),
     ...(config.kernels ? { kernels } : {}),
     rank,
     weight,
@@ -217,7 +217,7 @@ export function quantizeP2Group(
   const name = units.map((u) => u.name).join(" + ");
   const rank = Math.min(config.rank, kp, n);
   const r = quantizeSharedLayers([{ name, n, k: kp, weight, ...(bias ? { bias } : {}) }], calibration, {
-    ...(config.grid === "paper" ? {} : { grid: config.grid }),
+    ...(config.grid === "paper" ? {} : { grid: smoothingGrid(config) }),
     // native f32 GEMMs in the search and refinement (the kernel path needs a branch: rank 0 searches in float64);
     // the int4p2 residual is quantized by @svdquant/int4 (no fused pass)
     ...(config.kernels && rank > 0 ? { kernels } : {}),

@@ -6,9 +6,11 @@ import {
   loadQuantizedModel,
   PipelineError,
   parseQuantizeConfig,
+  QUICK_GRID,
   quantizeModel,
   recipeOf,
   resolveConfigPaths,
+  smoothingGrid,
   treatmentOfLayer,
 } from "../src/index.ts";
 import { fluxInputs, modelDir, relFrob, tempDir } from "./helpers.ts";
@@ -52,6 +54,22 @@ describe("quantization configs", () => {
       expect(e.message.startsWith(`cfg.json: ${field}`), e.message).toBe(true);
       expect(e.message.includes("\n")).toBe(false);
     }
+  });
+
+  it('grid "quick" names the reduced search; "paper" leaves the quantizer its default; a list passes through', () => {
+    const quick = smoothingGrid(parseQuantizeConfig({ grid: "quick" }));
+    expect(quick).toEqual([
+      { alpha: 0, beta: 0 },
+      { alpha: 0.5, beta: 0 },
+      { alpha: 0.5, beta: 0.5 },
+      { alpha: 0.8, beta: 0.2 },
+    ]);
+    expect(quick).not.toBe(QUICK_GRID); // a fresh array: the caller may not change the shared one
+    expect(smoothingGrid(parseQuantizeConfig({}))).toBeUndefined();
+    expect(smoothingGrid(parseQuantizeConfig({ grid: [{ alpha: 0.3, beta: 0.7 }] }))).toEqual([
+      { alpha: 0.3, beta: 0.7 },
+    ]);
+    expect(() => parseQuantizeConfig({ grid: "fast" })).toThrow(/grid/);
   });
 
   it("the recipe is data: a rule keeps the MLP down-projections 16-bit, and that model still loads and runs", async () => {

@@ -25,12 +25,7 @@ export type TinyModel = "flux-tiny-a" | "pixart-tiny-a";
  */
 export function reducedConfig(fields: Record<string, unknown> = {}): QuantizeConfig {
   return parseQuantizeConfig({
-    grid: [
-      { alpha: 0, beta: 0 },
-      { alpha: 0.5, beta: 0 },
-      { alpha: 0.5, beta: 0.5 },
-      { alpha: 0.8, beta: 0.2 },
-    ],
+    grid: "quick",
     refinement: { maxIterations: 2 },
     calibration: { samples: 1, steps: 2 },
     ...fields,

@@ -87,12 +87,7 @@ export function registerDemo(program: Command, io: CliIO): void {
         ...(opts.lpips ? { lpipsModel: resolve(opts.lpips) } : {}),
         quantize: opts.quick
           ? {
-              grid: [
-                { alpha: 0, beta: 0 },
-                { alpha: 0.5, beta: 0 },
-                { alpha: 0.5, beta: 0.5 },
-                { alpha: 0.8, beta: 0.2 },
-              ],
+              grid: "quick",
               refinement: { maxIterations: 2 },
             }
           : {},
