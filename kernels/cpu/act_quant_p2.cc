@@ -52,30 +52,18 @@ inline float pow2f(int n) {
 
 inline double clamp_code(double q) { return q < -8 ? -8 : (q > 7 ? 7 : q); }
 
-// bf16 bits of a value exact in bf16 (q·2^e) and of any finite float, rounded to nearest even.
+// bf16 bits of a value exact in bf16 (q·2^e); any finite float: bf16_round (p2_layer.h).
 inline uint16_t bf16_exact(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return static_cast<uint16_t>(u >> 16);
 }
-inline float bf16_value(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-inline uint16_t bf16_rne(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
 // v = p[0] + p[1] + p[2] exactly for a finite f32 (each difference is exact in f32; 3 × 8 bits cover its 24).
 inline void split3(float v, uint16_t* p) {
-  p[0] = bf16_rne(v);
-  const float r1 = v - bf16_value(p[0]);
-  p[1] = bf16_rne(r1);
-  p[2] = bf16_rne(r1 - bf16_value(p[1]));
+  p[0] = bf16_round(v);
+  const float r1 = v - bf16_widen(p[0]);
+  p[1] = bf16_round(r1);
+  p[2] = bf16_round(r1 - bf16_widen(p[1]));
 }
 
 // Largest |a| the branch may put in a bf16 column before its row's power of two moves into the scale: 2^60, so
@@ -300,12 +288,13 @@ void operand_row_scalar(const int8_t* q, const int8_t* e, int64_t K, int c, uint
     dst[k] = bf16_exact(std::ldexp(static_cast<float>(q[k]), e[k / kGroup] - c));
 }
 struct Scratch {
-  std::vector<float> v, lact, acc;
+  std::vector<float> v, lact, acc, xb;
   std::vector<int8_t> q, e;
   std::vector<uint16_t> row;
 };
 thread_local Scratch t_scratch;
 thread_local std::vector<float> t_ldt;  // L_downᵀ of the calling thread, kept across calls (no fresh pages per call)
+thread_local std::vector<uint16_t> t_ldb;  // Branch::Bf16: bf16(L_down) packed per call when the layer has none
 
 }  // namespace
 
@@ -322,11 +311,27 @@ constexpr int64_t kRowsLr = 3 * lowrank::kMR;  // rows per task with a branch: 3
 
 int64_t quantize(const QuantArgs& a) {
   const int64_t M = a.M, K = a.K, R = a.R, G = K / kGroup;
-  const int64_t Kt = kt_of(K, R);
+  const bool bf = a.branch == Branch::Bf16 && R > 0;
+  const int64_t Kt = kt_of(K, R, a.branch);
   const bool vec = isa_at_least(Isa::Avx512);
-  // Rows per task: the AVX-512 down-projection's row tiles (lowrank_down.h) share each block of L_downᵀ.
-  const int64_t TR = vec && R > 0 ? kRowsLr : 4;
-  const float* ldt = !(vec && R > 0) ? nullptr : a.ldown_t ? a.ldown_t : lowrank::transpose_down(a.ldown, R, K, t_ldt);
+  // Branch::Bf16: bf16(L_down) as B tiles; the down-projection on AMX-BF16 tiles (32-row tasks) where the GEMM has them
+  const uint16_t* ldb = nullptr;
+  if (bf) {
+    ldb = a.ldown_bf16;
+    if (!ldb) {
+      uint16_t* p = align64(t_ldb, static_cast<size_t>(down_bf16_len(K, R)));
+      pack_down_bf16(a.ldown, R, K, p);
+      ldb = p;
+    }
+  }
+  const bool amx_down = bf && gemm_path() == 3;
+  // Rows per task: the AVX-512 down-projection's row tiles (lowrank_down.h) share each block of L_downᵀ; the AMX one
+  // works on 32-row blocks (2 A tiles).
+  const int64_t TR = amx_down ? 32 : vec && R > 0 ? kRowsLr : 4;
+  const float* ldt = !(vec && R > 0) || amx_down ? nullptr
+                     : bf                        ? ldt_of_ldb(ldb, R, K, t_ldt)
+                     : a.ldown_t                 ? a.ldown_t
+                                                 : lowrank::transpose_down(a.ldown, R, K, t_ldt);
   std::vector<int64_t> fail(static_cast<size_t>((M + TR - 1) / TR), -1);
   parallel_for((M + TR - 1) / TR, [&](int64_t task, int) {
     const int64_t m0 = task * TR;
@@ -339,9 +344,19 @@ int64_t quantize(const QuantArgs& a) {
     s.lact.resize(TR * R);
     float* la = s.lact.data();
     if (R > 0) {
-      if (vec) {
+      if (amx_down) {
+        down_bf16_amx(a.x + m0 * K, K, rows, K, ldb, R, la, R);
+      } else if (vec) {
         float* acc = align64(s.acc, TR * lowrank::rank_pad(R));
-        lowrank::down_rows(a.x + m0 * K, K, rows, K, ldt, R, acc, la, R);
+        const float* xs = a.x + m0 * K;
+        if (bf) {  // exact bf16 products in the f32 kernel
+          s.xb.resize(TR * K);
+          round_rows_bf16(xs, K, rows, K, s.xb.data());
+          xs = s.xb.data();
+        }
+        lowrank::down_rows(xs, K, rows, K, ldt, R, acc, la, R);
+      } else if (bf) {
+        down_bf16_scalar(a.x + m0 * K, K, rows, K, ldb, R, la, R);
       } else {
         down_scalar(a.x + m0 * K, K, rows, a.ldown, R, la);
       }
@@ -387,12 +402,16 @@ int64_t quantize(const QuantArgs& a) {
       const double sxm = std::ldexp(st.zero ? 1.0 : static_cast<double>(S), c);
       a.sx[m] = static_cast<float>(sxm);
       uint16_t* dst = s.row.data();
-      for (int64_t r = 0; r < R; ++r) {
-        uint16_t p[3];
-        split3(static_cast<float>(lr[r] / sxm), p);
-        for (int j = 0; j < 6; ++j) dst[j * R + r] = p[kActPart[j]];
+      if (bf) {  // one part: bf16(lact / sx) (sx a power of two: = bf16(lact) / sx unless below the normal range)
+        for (int64_t r = 0; r < R; ++r) dst[r] = bf16_round(static_cast<float>(lr[r] / sxm));
+      } else {
+        for (int64_t r = 0; r < R; ++r) {
+          uint16_t p[3];
+          split3(static_cast<float>(lr[r] / sxm), p);
+          for (int j = 0; j < 6; ++j) dst[j * R + r] = p[kActPart[j]];
+        }
       }
-      std::fill(dst + 6 * R, dst + (Kt - K), uint16_t{0});
+      std::fill(dst + branch_cols(R, a.branch), dst + (Kt - K), uint16_t{0});
       for (int64_t kc = K / 32; kc < Kt / 32; ++kc) std::memcpy(tiled + kc * 1024, dst + (kc - K / 32) * 32, 64);
     }
   });
@@ -407,7 +426,7 @@ int64_t quantize(const QuantArgs& a) {
 
 void pack_weight(const PackArgs& a) {
   const int64_t N = a.N, K = a.K, R = a.R, G = K / kGroup;
-  const int64_t Kt = kt_of(K, R), Np = round_up(N, 32), KC = Kt / 32;
+  const int64_t Kt = kt_of(K, R, a.branch), Np = round_up(N, 32), KC = Kt / 32;
   // wop index of W'[n, k]
   auto at = [&](int64_t n, int64_t k) { return wop_block(n / 16, Kt) + (k / 32) * 1024 + (k % 32) / 2 * 32 + (n % 16) * 2 + k % 2; };
   parallel_for(Np / 32, [&](int64_t nb, int) {
@@ -426,6 +445,10 @@ void pack_weight(const PackArgs& a) {
       for (int64_t k = 0; k < K; ++k)
         a.wop[at(n, k)] = bf16_exact(std::ldexp(static_cast<float>(a.codes[n * K + k]), a.exponents[n * G + k / kGroup] - c));
       const double inv = 1.0 / std::ldexp(s1, c);
+      if (a.branch == Branch::Bf16) {  // one part: bf16(L_up / sw)
+        for (int64_t r = 0; r < R; ++r) a.wop[at(n, K + r)] = bf16_round(static_cast<float>(a.lup[n * R + r] * inv));
+        continue;
+      }
       for (int64_t r = 0; r < R; ++r) {
         uint16_t p[3];
         split3(static_cast<float>(a.lup[n * R + r] * inv), p);
