@@ -1,16 +1,17 @@
 // The bf16 low-rank branch of the int4p2 layer (p2_layer.h Branch::Bf16, SVDQuant §4: the branch in 16 bit with
 // f32 sums): bf16(L_down) packed as tdpbf16ps B tiles once per layer, and the down-projection
 // lact = bf16(x)·bf16(L_down)ᵀ per block of ≤ 32 rows, run inside the activation pass (act_quant_p2.cc) on
-//   AMX-BF16: the row block's x converted to bf16 A tiles one K chunk (kChunk 32-column steps, 16 KiB, in L1) at a
-//             time, 2 × 2 C tiles (32 rows × 32 ranks) per rank group, parked in L1 between chunks when R > 32;
+//   AMX-BF16: the activation pass's first read of each row also writes bf16(x) into the block's A tiles (x is read
+//             from memory once, as without the branch: a separate conversion pass cost 1.3 ms more at M = 1024,
+//             K = N = 3072 and twice the x traffic at K = 12288); then 2 × 2 C tiles (32 rows × 32 ranks) per rank
+//             group over all of K (down_bf16_amx_tiles);
 //   AVX-512:  the f32 outer-product kernel of lowrank_down.h on bf16-rounded copies of x and L_downᵀ (exact
 //             products, the same f32 sums);
 //   scalar:   float64 sums of the bf16 products.
 // tdpbf16ps treats bf16 subnormal inputs as zero and flushes products below 2^-126 (measured on the dev Xeon:
 // 2^-63·2^-64 added to 0 or to 1.5·2^-126 leaves it unchanged), so a row block holding a row with max |x| < 2^-40
-// runs again with each row scaled by 2^s (max |x|·2^s in [0.5, 1), s ≤ 126; exact) before rounding, its sums
-// divided by 2^s. The row maxima come with the conversion: a first pass over x for them cost 0.8 of 4 ms of the
-// activation pass (M = 1024, K = 3072, 1 thread).
+// runs again (down_bf16_amx) with each row scaled by 2^s (max |x|·2^s in [0.5, 1), s ≤ 126; exact) before
+// rounding, one K chunk (kChunk 32-column steps, 16 KiB, in L1) at a time, its sums divided by 2^s.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -62,14 +63,6 @@ SVDQ_TARGET_P2BF int row_shift(const float* x, int64_t K) {
   return std::min(126, -e);
 }
 
-// 16 f32 lanes rounded to bf16 (nearest even, the bit trick of bf16_round) as 16 × uint16.
-SVDQ_TARGET_P2BF inline __m256i round16(__m512 v) {
-  const __m512i u = _mm512_castps_si512(v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
-  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
-}
-
 }  // namespace
 
 uint16_t bf16_round(float f) {
@@ -119,23 +112,20 @@ void down_bf16_scalar(const float* x, int64_t ldx, int rows, int64_t K, const ui
 
 namespace {
 
-// One block of ≤ 32 rows. scaled: every row pre-scaled by 2^row_shift (a first pass over x for the row maxima);
-// otherwise unscaled, and false is returned (nothing of lact written) when a row's max |x| turns out to need it.
-SVDQ_TARGET_P2BF bool down_block_amx(const float* x, int64_t ldx, int rows, int64_t K, const uint16_t* ldb, int64_t R,
-                                     float* lact, int64_t ldl, bool scaled) {
+// One block of ≤ 32 rows, every row pre-scaled by 2^row_shift, x converted one K chunk at a time.
+SVDQ_TARGET_P2BF void down_block_amx(const float* x, int64_t ldx, int rows, int64_t K, const uint16_t* ldb, int64_t R,
+                                     float* lact, int64_t ldl) {
   const int64_t RB = round_up(R, 16) / 16, KC = K / 32, groups = (RB + 1) / 2;
   Scratch& s = t_scratch;
   uint16_t* xa = align64(s.xa, kChunk * 1024);
   float* cb = align64(s.c, static_cast<size_t>(groups * 1024));
   if (rows < 32) std::memset(xa, 0, kChunk * 1024 * sizeof(uint16_t));  // pad rows stay zero over the chunks
-  __m512 scale[32], amax[32];
+  __m512 scale[32];
   float unscale[32];
-  const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
   for (int i = 0; i < rows; ++i) {
-    const int sh = scaled ? row_shift(x + i * ldx, K) : 0;
+    const int sh = row_shift(x + i * ldx, K);
     scale[i] = _mm512_set1_ps(pow2f(sh));
     unscale[i] = pow2f(-sh);
-    amax[i] = _mm512_setzero_ps();
   }
   const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
@@ -146,9 +136,8 @@ SVDQ_TARGET_P2BF bool down_block_amx(const float* x, int64_t ldx, int rows, int6
         const float* src = x + i * ldx + (c0 + st) * 32;
         uint16_t* dst = xa + (st * 2 + i / 16) * 512 + (i % 16) * 32;
         const __m512 lo = _mm512_loadu_ps(src), hi = _mm512_loadu_ps(src + 16);
-        amax[i] = _mm512_max_ps(amax[i], _mm512_max_ps(_mm512_and_ps(lo, absm), _mm512_and_ps(hi, absm)));
-        _mm256_store_si256(reinterpret_cast<__m256i*>(dst), round16(_mm512_mul_ps(lo, scale[i])));
-        _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 16), round16(_mm512_mul_ps(hi, scale[i])));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dst), bf16_round16(_mm512_mul_ps(lo, scale[i])));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 16), bf16_round16(_mm512_mul_ps(hi, scale[i])));
       }
     for (int64_t g = 0; g < groups; ++g) {
       const bool two = 2 * g + 1 < RB;
@@ -185,27 +174,58 @@ SVDQ_TARGET_P2BF bool down_block_amx(const float* x, int64_t ldx, int rows, int6
     }
   }
   _tile_release();
-  if (!scaled)
-    for (int i = 0; i < rows; ++i) {
-      const float m = _mm512_reduce_max_ps(amax[i]);
-      if (m > 0.f && m < 0x1p-40f) return false;  // a tiny row: its products may fall below 2^-126
-    }
   // C tile t of group g: rows 16·(t / 2) + i, ranks 32g + 16·(t % 2) + j at cb[g·1024 + t·256 + 16i + j]
   for (int i = 0; i < rows; ++i)
     for (int64_t r = 0; r < R; ++r) {
       const int64_t g = r / 32, t = (i / 16) * 2 + (r % 32) / 16;
       lact[i * ldl + r] = cb[g * 1024 + t * 256 + (i % 16) * 16 + r % 16] * unscale[i];
     }
-  return true;
 }
 
 }  // namespace
 
-// Unscaled first (the row maxima come with the conversion); a block with a tiny row runs again, pre-scaled.
+// Each row pre-scaled (a first pass over x for the row maxima): the activation pass calls it for a row block with a
+// tiny row only (its fused path converts x unscaled, down_bf16_amx_tiles).
 void down_bf16_amx(const float* x, int64_t ldx, int rows, int64_t K, const uint16_t* ldb, int64_t R, float* lact,
                    int64_t ldl) {
-  if (!down_block_amx(x, ldx, rows, K, ldb, R, lact, ldl, false))
-    down_block_amx(x, ldx, rows, K, ldb, R, lact, ldl, true);
+  down_block_amx(x, ldx, rows, K, ldb, R, lact, ldl);
+}
+
+SVDQ_TARGET_P2BF void down_bf16_amx_tiles(const uint16_t* xa, int rows, int64_t K, const uint16_t* ldb, int64_t R,
+                                          float* lact, int64_t ldl) {
+  const int64_t RB = round_up(R, 16) / 16, KC = K / 32, groups = (RB + 1) / 2;
+  alignas(64) float cb[1024];
+  const TileConfig cfg = full_tiles();
+  _tile_loadconfig(&cfg);
+  for (int64_t g = 0; g < groups; ++g) {
+    const bool two = 2 * g + 1 < RB;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    const uint16_t* ap = xa;
+    const uint16_t* bp = ldb + 2 * g * 512;
+    for (int64_t st = 0; st < KC; ++st, ap += 1024, bp += RB * 512) {
+      _tile_loadd(4, ap, 64);
+      _tile_loadd(6, bp, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_loadd(5, ap + 512, 64);
+      _tile_dpbf16ps(2, 5, 6);
+      if (two) {
+        _tile_loadd(7, bp + 512, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+    }
+    _tile_stored(0, cb, 64);
+    _tile_stored(1, cb + 256, 64);
+    _tile_stored(2, cb + 512, 64);
+    _tile_stored(3, cb + 768, 64);
+    for (int i = 0; i < rows; ++i)
+      for (int64_t r = 32 * g; r < std::min<int64_t>(R, 32 * g + 32); ++r)
+        lact[i * ldl + r] = cb[((i / 16) * 2 + (r % 32) / 16) * 256 + (i % 16) * 16 + r % 16];
+  }
+  _tile_release();
 }
 
 }  // namespace p2

@@ -24,6 +24,8 @@
 // stored as the 1 KiB tiles the AMX path loads, the two tiles of one 32-row (32-column) block and K step side by
 // side, so each operand of the 2×2 tile block is one sequential stream. c_m, c_n are 0 unless the branch would leave the f32 range (see the .cc).
 #pragma once
+#include <immintrin.h>
+
 #include <cstdint>
 #include <vector>
 
@@ -102,11 +104,22 @@ void pack_down_bf16(const float* ldown, int64_t R, int64_t K, uint16_t* ldb);  /
 // bf16 bits of a finite f32, rounded to nearest even (subnormals kept), and the value of bf16 bits.
 uint16_t bf16_round(float f);
 float bf16_widen(uint16_t b);
+// 16 f32 lanes rounded as bf16_round, as 16 × uint16 (AVX-512 callers).
+__attribute__((target("avx512f,avx512bw"))) inline __m256i bf16_round16(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
 // lact [rows][R] (row stride ldl) = Σ_k bf16(x[i, k])·bf16(L_down[r, k]) for rows ≤ 32 of x (row stride ldx): every
 // product exact in f32, the sums f32 (tdpbf16ps on AMX: each row pre-scaled by a power of two so that no product
 // falls below the normal range, which tdpbf16ps flushes to zero), float64 on the portable path.
 void down_bf16_amx(const float* x, int64_t ldx, int rows, int64_t K, const uint16_t* ldb, int64_t R, float* lact,
                    int64_t ldl);
+// The same from x already converted (unscaled) into A tiles xa [K/32][2][16][32] (rows ≥ `rows` zero): the
+// activation pass's fused path, for row blocks without a row of max |x| < 2^-40.
+void down_bf16_amx_tiles(const uint16_t* xa, int rows, int64_t K, const uint16_t* ldb, int64_t R, float* lact,
+                         int64_t ldl);
 void down_bf16_scalar(const float* x, int64_t ldx, int rows, int64_t K, const uint16_t* ldb, int64_t R, float* lact,
                       int64_t ldl);
 // ldT [K][Rp] f32 (lowrank_down.h layout) holding bf16(L_down): the AVX-512 path's down-projection operand.

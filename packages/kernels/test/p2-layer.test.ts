@@ -347,6 +347,32 @@ else {
       });
     });
 
+    it("a branch far above the row scale (its power of two moves into S_x): y equal to the unscaled layer's", () => {
+      setIsa(isa);
+      try {
+        // L_down·2^66 and L_up·2^-66: lora_act / S_x > 2^60 on every row, so each row's operand is scaled by 2^-c and
+        // S_x by 2^c (p2_layer.h); every product scales by a power of two, so y is the same bits
+        const r = rng(9);
+        const c: Case = { M: 45, N: 40, K: 448, R: 32, bias: true, smooth: true };
+        const { spec } = makeLayer(r, c);
+        const x = r.f32(c.M * c.K); // |x| ≤ 1: x·L_down·2^66 stays inside f32 (makeX's 1e33 row would not)
+        x.fill(0, 2 * c.K, 3 * c.K); // an all-zero row: no branch, c = 0
+        const big = {
+          ...spec,
+          lowRankDown: Float32Array.from(spec.lowRankDown!, (v) => v * 2 ** 66),
+          lowRankUp: Float32Array.from(spec.lowRankUp!, (v) => v * 2 ** -66),
+        };
+        for (const branch of ["f32", "bf16"] as const) {
+          const y = prepareP2Layer({ ...spec, branch }).forward(x, c.M);
+          const yb = prepareP2Layer({ ...big, branch }).forward(x, c.M);
+          const i = firstDiff(yb, y);
+          expect(i, `${branch}: y[${i}] = ${yb[i]} vs ${y[i]}`).toBe(-1);
+        }
+      } finally {
+        setIsa("auto");
+      }
+    });
+
     it("agrees with the float64 fake-quant layer that quantizes x/λ in float64 (the pipeline's reference)", () => {
       setIsa(isa);
       try {
