@@ -201,6 +201,8 @@ const CASES: Case[] = [
   { M: 9, N: 20, K: 12288, R: 32, bias: true, smooth: true }, // FLUX.1 MLP down-projection
   { M: 20, N: 96, K: 256, R: 0, bias: true, smooth: false },
   { M: 37, N: 45, K: 320, R: 11, bias: true, smooth: true, gelu: true },
+  // R > 32: the bf16 branch's AMX tiles run two rank groups (the second of one 16-rank block)
+  { M: 50, N: 24, K: 256, R: 48, bias: true, smooth: true },
   // the AMX path's blocked plan (M > 128, gemm_p2_amx.cc): 384-row/column tasks with ragged last ones, 6 K chunks
   // of partial sums and the L2 prefetch of the next chunk
   { M: 417, N: 419, K: 1152, R: 32, bias: true, smooth: true, gelu: true },
