@@ -52,30 +52,18 @@ inline float pow2f(int n) {
 
 inline double clamp_code(double q) { return q < -8 ? -8 : (q > 7 ? 7 : q); }
 
-// bf16 bits of a value exact in bf16 (q·2^e) and of any finite float, rounded to nearest even.
+// bf16 bits of a value exact in bf16 (q·2^e); any finite float: bf16_round (p2_layer.h).
 inline uint16_t bf16_exact(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return static_cast<uint16_t>(u >> 16);
 }
-inline float bf16_value(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-inline uint16_t bf16_rne(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
 // v = p[0] + p[1] + p[2] exactly for a finite f32 (each difference is exact in f32; 3 × 8 bits cover its 24).
 inline void split3(float v, uint16_t* p) {
-  p[0] = bf16_rne(v);
-  const float r1 = v - bf16_value(p[0]);
-  p[1] = bf16_rne(r1);
-  p[2] = bf16_rne(r1 - bf16_value(p[1]));
+  p[0] = bf16_round(v);
+  const float r1 = v - bf16_widen(p[0]);
+  p[1] = bf16_round(r1);
+  p[2] = bf16_round(r1 - bf16_widen(p[1]));
 }
 
 // Largest |a| the branch may put in a bf16 column before its row's power of two moves into the scale: 2^60, so
@@ -144,9 +132,13 @@ int row_scalar(const float* v, int64_t K, int8_t* q, int8_t* e, RowStats& st) {
 // Writes v [K] (scratch), q [K] when non-null, e [G], and with `tiled` (the row's first element in the tiled
 // operand) the bf16 values q·2^(e − c), c = branch_shift(max |lr| / S'). Returns 0, 1 (non-finite v), 2 (S leaves
 // float32), or 3 when S is outside [2^-100, 2^100] (the f32 arithmetic below needs every scale 2^(kS+e) and its
-// inverse normal): the caller runs row_scalar then (v is written).
+// inverse normal): the caller runs row_scalar then (v is written). Conv (the bf16 branch on AMX): the first pass
+// also writes bf16(x) into the row's place `xconv` of the block's A tiles (element k at (k/32)·1024 + k%32) and
+// max |x| into *xmax, for every row that gets past the first pass (all but rc 1).
+template <bool Conv>
 SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, float* v, const float* lr, int64_t R,
-                               int8_t* q, int8_t* e, uint16_t* tiled, RowStats& st, int& c) {
+                               int8_t* q, int8_t* e, uint16_t* tiled, RowStats& st, int& c, uint16_t* xconv = nullptr,
+                               float* xmax = nullptr) {
   const int64_t G = K / kGroup;
   const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
   float tmax = 0;
@@ -154,6 +146,7 @@ SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, floa
   std::vector<float> theap;
   float* t = G <= 512 ? tbuf : (theap.resize(G), theap.data());
   __mmask16 bad = 0;
+  __m512 xm = _mm512_setzero_ps();
   // 16 groups at a time: their |max| in one reduction tree (group_max.h), t = f32(amax / 7.0) in float64 lanes.
   __m512 tm = _mm512_setzero_ps();
   for (int64_t g0 = 0; g0 < G; g0 += 16) {
@@ -167,6 +160,10 @@ SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, floa
         for (int j = 0; j < 4; ++j) {
           const int64_t k = (g0 + i) * kGroup + 16 * j;
           __m512 a = _mm512_loadu_ps(x + k);
+          if constexpr (Conv) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(xconv + (k / 32) * 1024 + k % 32), bf16_round16(a));
+            xm = _mm512_max_ps(xm, _mm512_and_ps(a, absm));
+          }
           if (inv) a = _mm512_mul_ps(a, _mm512_loadu_ps(inv + k));
           bad |= _mm512_fpclass_ps_mask(a, 0x99);  // QNaN | +Inf | −Inf | SNaN
           _mm512_storeu_ps(v + k, a);
@@ -185,6 +182,7 @@ SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, floa
     tm = _mm512_mask_max_ps(tm, live, tm, tv);
   }
   tmax = _mm512_reduce_max_ps(tm);
+  if constexpr (Conv) *xmax = _mm512_reduce_max_ps(xm);
   if (bad) return 1;
   st.zero = tmax == 0;
   if (!st.zero) {
@@ -300,12 +298,13 @@ void operand_row_scalar(const int8_t* q, const int8_t* e, int64_t K, int c, uint
     dst[k] = bf16_exact(std::ldexp(static_cast<float>(q[k]), e[k / kGroup] - c));
 }
 struct Scratch {
-  std::vector<float> v, lact, acc;
+  std::vector<float> v, lact, acc, xb;
   std::vector<int8_t> q, e;
-  std::vector<uint16_t> row;
+  std::vector<uint16_t> row, xa;  // xa: the bf16 A tiles of a 32-row block, [K/32][2][16][32]
 };
 thread_local Scratch t_scratch;
 thread_local std::vector<float> t_ldt;  // L_downᵀ of the calling thread, kept across calls (no fresh pages per call)
+thread_local std::vector<uint16_t> t_ldb;  // Branch::Bf16: bf16(L_down) packed per call when the layer has none
 
 }  // namespace
 
@@ -322,11 +321,27 @@ constexpr int64_t kRowsLr = 3 * lowrank::kMR;  // rows per task with a branch: 3
 
 int64_t quantize(const QuantArgs& a) {
   const int64_t M = a.M, K = a.K, R = a.R, G = K / kGroup;
-  const int64_t Kt = kt_of(K, R);
+  const bool bf = a.branch == Branch::Bf16 && R > 0;
+  const int64_t Kt = kt_of(K, R, a.branch);
   const bool vec = isa_at_least(Isa::Avx512);
-  // Rows per task: the AVX-512 down-projection's row tiles (lowrank_down.h) share each block of L_downᵀ.
-  const int64_t TR = vec && R > 0 ? kRowsLr : 4;
-  const float* ldt = !(vec && R > 0) ? nullptr : a.ldown_t ? a.ldown_t : lowrank::transpose_down(a.ldown, R, K, t_ldt);
+  // Branch::Bf16: bf16(L_down) as B tiles; the down-projection on AMX-BF16 tiles (32-row tasks) where the GEMM has them
+  const uint16_t* ldb = nullptr;
+  if (bf) {
+    ldb = a.ldown_bf16;
+    if (!ldb) {
+      uint16_t* p = align64(t_ldb, static_cast<size_t>(down_bf16_len(K, R)));
+      pack_down_bf16(a.ldown, R, K, p);
+      ldb = p;
+    }
+  }
+  const bool amx_down = bf && gemm_path() == 3;
+  // Rows per task: the AVX-512 down-projection's row tiles (lowrank_down.h) share each block of L_downᵀ; the AMX one
+  // works on 32-row blocks (2 A tiles).
+  const int64_t TR = amx_down ? 32 : vec && R > 0 ? kRowsLr : 4;
+  const float* ldt = !(vec && R > 0) || amx_down ? nullptr
+                     : bf                        ? ldt_of_ldb(ldb, R, K, t_ldt)
+                     : a.ldown_t                 ? a.ldown_t
+                                                 : lowrank::transpose_down(a.ldown, R, K, t_ldt);
   std::vector<int64_t> fail(static_cast<size_t>((M + TR - 1) / TR), -1);
   parallel_for((M + TR - 1) / TR, [&](int64_t task, int) {
     const int64_t m0 = task * TR;
@@ -338,25 +353,36 @@ int64_t quantize(const QuantArgs& a) {
     s.row.resize(Kt);
     s.lact.resize(TR * R);
     float* la = s.lact.data();
-    if (R > 0) {
+    if (R > 0 && !amx_down) {  // the AMX bf16 branch comes after the rows (below)
       if (vec) {
         float* acc = align64(s.acc, TR * lowrank::rank_pad(R));
-        lowrank::down_rows(a.x + m0 * K, K, rows, K, ldt, R, acc, la, R);
+        const float* xs = a.x + m0 * K;
+        if (bf) {  // exact bf16 products in the f32 kernel
+          s.xb.resize(TR * K);
+          round_rows_bf16(xs, K, rows, K, s.xb.data());
+          xs = s.xb.data();
+        }
+        lowrank::down_rows(xs, K, rows, K, ldt, R, acc, la, R);
+      } else if (bf) {
+        down_bf16_scalar(a.x + m0 * K, K, rows, K, ldb, R, la, R);
       } else {
         down_scalar(a.x + m0 * K, K, rows, a.ldown, R, la);
       }
     }
-    for (int i = 0; i < rows; ++i) {
+    // One row's codes (and tiled operand) with the branch values lr (c from them) or, lr null, c = 0; exponents in
+    // s.e. Returns 0 or the failing rc (1 non-finite, 2 scale out of f32).
+    auto row_pass = [&](int i, const float* lr, RowStats& st, int& c, uint16_t* xconv, float* xmax) {
       const int64_t m = m0 + i;
       const float* xr = a.x + m * K;
-      const float* lr = la + i * R;
       uint16_t* tiled = a.aop ? a.aop + aop_row(m, Kt) : nullptr;
-      RowStats st;
-      int c = 0;
+      const int64_t Rl = lr ? R : 0;
+      c = 0;
       int rc = 3;
       if (vec)
-        rc = row_avx512(xr, a.inv_smooth, K, s.v.data(), lr, R, a.codes ? a.codes + m * K : nullptr, s.e.data(), tiled,
-                        st, c);
+        rc = xconv ? row_avx512<true>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, a.codes ? a.codes + m * K : nullptr,
+                                      s.e.data(), tiled, st, c, xconv, xmax)
+                   : row_avx512<false>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, a.codes ? a.codes + m * K : nullptr,
+                                       s.e.data(), tiled, st, c);
       else if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
         rc = 1;
       if (rc == 3) {  // the portable row (v is in s.v)
@@ -365,7 +391,7 @@ int64_t quantize(const QuantArgs& a) {
           if (a.codes) std::memcpy(a.codes + m * K, s.q.data(), K);
           double amax = 0;
           const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
-          for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
+          for (int64_t r = 0; r < Rl; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
           c = branch_shift(amax);
           if (tiled) {
             uint16_t* dst = s.row.data();
@@ -374,26 +400,76 @@ int64_t quantize(const QuantArgs& a) {
           }
         }
       }
-      if (rc == 1 || rc == 2) {
-        fail[task] = rc == 1 ? m : -2 - m;
-        return;
-      }
-      const float S = st.zero ? 0.f : std::ldexp(1.f, st.kS);
-      if (a.row_scales) a.row_scales[m] = S;
+      if (rc == 1 || rc == 2) fail[task] = rc == 1 ? m : -2 - m;
+      return rc == 1 || rc == 2 ? rc : 0;
+    };
+    // Row scale and exponents (from s.e) of a passed row.
+    auto row_out = [&](int i, const RowStats& st) {
+      const int64_t m = m0 + i;
+      if (a.row_scales) a.row_scales[m] = st.zero ? 0.f : std::ldexp(1.f, st.kS);
       if (a.exponents) std::memcpy(a.exponents + m * G, s.e.data(), G);
+    };
+    // lora_act and the branch columns: a = lact / (S'·2^c), S' = S (1 for an all-zero row), then zeros to Kt.
+    auto branch_out = [&](int i, const RowStats& st, int c, const float* lr) {
+      const int64_t m = m0 + i;
       if (a.lora_act) std::memcpy(a.lora_act + m * R, lr, R * sizeof(float));
-      if (!tiled) continue;
-      // the branch columns: a = lact / (S'·2^c), S' = S (1 for an all-zero row), then zeros to Kt
-      const double sxm = std::ldexp(st.zero ? 1.0 : static_cast<double>(S), c);
+      if (!a.aop) return;
+      uint16_t* tiled = a.aop + aop_row(m, Kt);
+      const double sxm = std::ldexp(st.zero ? 1.0 : std::ldexp(1.0, st.kS), c);
       a.sx[m] = static_cast<float>(sxm);
       uint16_t* dst = s.row.data();
-      for (int64_t r = 0; r < R; ++r) {
-        uint16_t p[3];
-        split3(static_cast<float>(lr[r] / sxm), p);
-        for (int j = 0; j < 6; ++j) dst[j * R + r] = p[kActPart[j]];
+      if (bf) {  // one part: bf16(lact / sx) (sx a power of two: = bf16(lact) / sx unless below the normal range)
+        for (int64_t r = 0; r < R; ++r) dst[r] = bf16_round(static_cast<float>(lr[r] / sxm));
+      } else {
+        for (int64_t r = 0; r < R; ++r) {
+          uint16_t p[3];
+          split3(static_cast<float>(lr[r] / sxm), p);
+          for (int j = 0; j < 6; ++j) dst[j * R + r] = p[kActPart[j]];
+        }
       }
-      std::fill(dst + 6 * R, dst + (Kt - K), uint16_t{0});
+      std::fill(dst + branch_cols(R, a.branch), dst + (Kt - K), uint16_t{0});
       for (int64_t kc = K / 32; kc < Kt / 32; ++kc) std::memcpy(tiled + kc * 1024, dst + (kc - K / 32) * 32, 64);
+    };
+    if (!amx_down) {  // the branch first (above), then each row with its c
+      for (int i = 0; i < rows; ++i) {
+        RowStats st;
+        int c = 0;
+        const float* lr = la + i * R;
+        if (row_pass(i, lr, st, c, nullptr, nullptr)) return;
+        row_out(i, st);
+        branch_out(i, st, c, lr);
+      }
+      return;
+    }
+    // bf16 branch on AMX: the rows first (c = 0), their first pass writing bf16(x) into the block's A tiles (x is
+    // read from memory once, as without a branch), then the tile products, then per row the branch columns (and, in
+    // the rare row whose branch needs c ≠ 0, its codes again with that c).
+    uint16_t* xa = align64(s.xa, static_cast<size_t>(32 * K));
+    if (rows < 32) std::memset(xa, 0, static_cast<size_t>(32 * K) * sizeof(uint16_t));  // pad rows of the tiles
+    RowStats sts[32];
+    float xmax[32];
+    bool tiny = false;
+    for (int i = 0; i < rows; ++i) {
+      int c = 0;
+      if (row_pass(i, nullptr, sts[i], c, xa + (i / 16) * 512 + (i % 16) * 32, &xmax[i])) return;
+      row_out(i, sts[i]);
+      tiny |= xmax[i] > 0.f && xmax[i] < 0x1p-40f;
+    }
+    if (tiny)  // a row whose products may fall below 2^-126 (p2_branch_bf16.cc): the block again, rows pre-scaled
+      down_bf16_amx(a.x + m0 * K, K, rows, K, ldb, R, la, R);
+    else
+      down_bf16_amx_tiles(xa, rows, K, ldb, R, la, R);
+    for (int i = 0; i < rows; ++i) {
+      const float* lr = la + i * R;
+      double amax = 0;
+      const double s1 = sts[i].zero ? 1.0 : std::ldexp(1.0, sts[i].kS);
+      for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
+      const int c = branch_shift(amax);
+      if (c != 0) {
+        int c2 = 0;
+        row_pass(i, lr, sts[i], c2, nullptr, nullptr);  // passed before: the same codes, tiled with c2 = c
+      }
+      branch_out(i, sts[i], c, lr);
     }
   });
   for (const int64_t f : fail)
@@ -407,7 +483,7 @@ int64_t quantize(const QuantArgs& a) {
 
 void pack_weight(const PackArgs& a) {
   const int64_t N = a.N, K = a.K, R = a.R, G = K / kGroup;
-  const int64_t Kt = kt_of(K, R), Np = round_up(N, 32), KC = Kt / 32;
+  const int64_t Kt = kt_of(K, R, a.branch), Np = round_up(N, 32), KC = Kt / 32;
   // wop index of W'[n, k]
   auto at = [&](int64_t n, int64_t k) { return wop_block(n / 16, Kt) + (k / 32) * 1024 + (k % 32) / 2 * 32 + (n % 16) * 2 + k % 2; };
   parallel_for(Np / 32, [&](int64_t nb, int) {
@@ -426,6 +502,10 @@ void pack_weight(const PackArgs& a) {
       for (int64_t k = 0; k < K; ++k)
         a.wop[at(n, k)] = bf16_exact(std::ldexp(static_cast<float>(a.codes[n * K + k]), a.exponents[n * G + k / kGroup] - c));
       const double inv = 1.0 / std::ldexp(s1, c);
+      if (a.branch == Branch::Bf16) {  // one part: bf16(L_up / sw)
+        for (int64_t r = 0; r < R; ++r) a.wop[at(n, K + r)] = bf16_round(static_cast<float>(a.lup[n * R + r] * inv));
+        continue;
+      }
       for (int64_t r = 0; r < R; ++r) {
         uint16_t p[3];
         split3(static_cast<float>(a.lup[n * R + r] * inv), p);

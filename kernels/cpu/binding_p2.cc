@@ -44,9 +44,18 @@ void advise_huge(void* p, size_t bytes) {
 #endif
 }
 
+// The branch precision: o.branch 0 (f32, also when absent) or 1 (bf16) (p2-layer.ts P2BranchPrecision).
+svdq::p2::Branch branch_of(const Napi::Object& o) {
+  Napi::Value v = o.Get("branch");
+  if (v.IsUndefined()) return svdq::p2::Branch::F32;
+  const int64_t b = num(o, "branch");
+  if (b != 0 && b != 1) throw KernelError("p2: argument 'branch' must be 0 (f32) or 1 (bf16)");
+  return static_cast<svdq::p2::Branch>(b);
+}
+
 // Packed weight elements (p2_layer.h wop) and the 64-byte alignment slack the caller adds.
-int64_t wop_len(int64_t N, int64_t K, int64_t R) {
-  return svdq::p2::round_up(N, 32) * svdq::p2::kt_of(K, R);
+int64_t wop_len(int64_t N, int64_t K, int64_t R, svdq::p2::Branch b) {
+  return svdq::p2::round_up(N, 32) * svdq::p2::kt_of(K, R, b);
 }
 
 // p2PackWeight: writes the packed operand at the first 64-byte aligned element of `wop` (length ≥ len + 32) and
@@ -63,16 +72,37 @@ Napi::Value PackWeight(const Napi::CallbackInfo& info) {
     a.exponents = arr<int8_t>(o, "exponents", a.N * (a.K / 64));
     a.row_scales = arr<float>(o, "rowScales", a.N);
     a.lup = a.R ? arr<float>(o, "lowRankUp", a.N * a.R) : nullptr;
-    uint16_t* w = arr<uint16_t>(o, "wop", wop_len(a.N, a.K, a.R) + 32);
+    a.branch = branch_of(o);
+    uint16_t* w = arr<uint16_t>(o, "wop", wop_len(a.N, a.K, a.R, a.branch) + 32);
     const int64_t off = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(w) % 64) % 64 / 2);
     if (reinterpret_cast<uintptr_t>(w) % 2) throw KernelError("p2PackWeight: wop is not 2-byte aligned");
     a.wop = w + off;
     // A fresh Uint16Array's pages are usually not touched yet (calloc of an mmap'd block): the packer's writes then
     // fault them in as 2 MiB pages.
-    advise_huge(w, static_cast<size_t>(wop_len(a.N, a.K, a.R) + 32) * 2);
+    advise_huge(w, static_cast<size_t>(wop_len(a.N, a.K, a.R, a.branch) + 32) * 2);
     a.sw = arr<float>(o, "sw", svdq::p2::round_up(a.N, 32));
     svdq::p2::pack_weight(a);
     return Napi::Number::New(env, static_cast<double>(off));
+  });
+}
+
+// The first 64-byte aligned element of a caller's Uint16Array (the caller adds 32 elements of slack).
+uint16_t* aligned(uint16_t* p) {
+  if (reinterpret_cast<uintptr_t>(p) % 2) throw KernelError("p2: a Uint16Array that is not 2-byte aligned");
+  return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 / 2;
+}
+
+// p2PackDownBf16: bf16(L_down) as the AMX B tiles (p2_layer.h ldb) into the caller's ldb (Uint16Array of
+// K·roundUp(R, 16) + 32 elements), once per layer of branch precision bf16.
+Napi::Value PackDownBf16(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto o = obj0(info);
+    const int64_t K = num(o, "K"), R = num(o, "R");
+    dims(0, K, 1, R, "p2PackDownBf16");
+    if (R == 0) throw KernelError("p2PackDownBf16: R = 0");
+    const float* ld = arr<float>(o, "lowRankDown", R * K);
+    svdq::p2::pack_down_bf16(ld, R, K, aligned(arr<uint16_t>(o, "ldb", svdq::p2::down_bf16_len(K, R) + 32)));
+    return env.Undefined();
   });
 }
 
@@ -87,6 +117,11 @@ void common_quant(const Napi::Object& o, svdq::p2::QuantArgs& q, int64_t N) {
   q.ldown_t = q.R ? svdq::lowrank::aligned_ldt(
                         arr<float>(o, "lowRankDownT", q.K * svdq::lowrank::rank_pad(q.R) + 16, true))
                   : nullptr;
+  q.branch = branch_of(o);
+  uint16_t* ldb = q.R && q.branch == svdq::p2::Branch::Bf16
+                      ? arr<uint16_t>(o, "lowRankDownBf16", svdq::p2::down_bf16_len(q.K, q.R) + 32, true)
+                      : nullptr;
+  q.ldown_bf16 = ldb ? aligned(ldb) : nullptr;
 }
 
 // p2Quantize: codes [M,K], exponents [M,K/64], rowScales [M], loraAct [M,R]; returns quantize()'s status.
@@ -130,16 +165,12 @@ std::mutex g_mu;
 OperandBuffer g_aop;
 std::vector<float> g_sx;
 
-// The first 64-byte aligned element of a caller's Uint16Array (the caller adds 32 elements of slack).
-uint16_t* aligned(uint16_t* p) {
-  if (reinterpret_cast<uintptr_t>(p) % 2) throw KernelError("p2: a Uint16Array that is not 2-byte aligned");
-  return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 / 2;
-}
 
 void gemm_args(const Napi::Object& o, svdq::p2::GemmArgs& g, int64_t M, int64_t K, int64_t N, int64_t R) {
   const int64_t off = num(o, "wopOffset");
   if (off < 0 || off > 32) throw KernelError("p2: bad wopOffset");
-  g.wop = arr<uint16_t>(o, "wop", wop_len(N, K, R) + off) + off;
+  const svdq::p2::Branch b = branch_of(o);
+  g.wop = arr<uint16_t>(o, "wop", wop_len(N, K, R, b) + off) + off;
   g.sw = arr<float>(o, "sw", svdq::p2::round_up(N, 32));
   g.bias = arr<float>(o, "bias", N, true);
   Napi::Value gl = o.Get("gelu");
@@ -147,7 +178,7 @@ void gemm_args(const Napi::Object& o, svdq::p2::GemmArgs& g, int64_t M, int64_t 
   g.y = arr<float>(o, "y", M * N);
   g.M = M;
   g.N = N;
-  g.Kt = svdq::p2::kt_of(K, R);
+  g.Kt = svdq::p2::kt_of(K, R, b);
 }
 
 // p2QuantizeOperand: the activation operand of x into the caller's aop (Uint16Array of Mp·Kt + 32 elements, written
@@ -157,7 +188,7 @@ Napi::Value QuantizeOperand(const Napi::CallbackInfo& info) {
     auto o = obj0(info);
     svdq::p2::QuantArgs q{};
     common_quant(o, q, 1);
-    const int64_t Kt = svdq::p2::kt_of(q.K, q.R), Mp = svdq::p2::round_up(q.M, 32);
+    const int64_t Kt = svdq::p2::kt_of(q.K, q.R, q.branch), Mp = svdq::p2::round_up(q.M, 32);
     q.aop = aligned(arr<uint16_t>(o, "aop", Mp * Kt + 32));
     advise_huge(q.aop, static_cast<size_t>(Mp * Kt) * 2);
     q.sx = arr<float>(o, "sx", q.M);
@@ -187,7 +218,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     svdq::p2::QuantArgs q{};
     const int64_t N = num(o, "N");
     common_quant(o, q, N);
-    const int64_t Kt = svdq::p2::kt_of(q.K, q.R), Mp = svdq::p2::round_up(q.M, 32);
+    const int64_t Kt = svdq::p2::kt_of(q.K, q.R, q.branch), Mp = svdq::p2::round_up(q.M, 32);
     svdq::p2::GemmArgs g{};
     gemm_args(o, g, q.M, q.K, N, q.R);
     std::lock_guard<std::mutex> lock(g_mu);
@@ -222,6 +253,7 @@ Napi::Value PeakBf16(const Napi::CallbackInfo& info) {
 namespace svdq {
 void register_p2(Napi::Env env, Napi::Object exports) {
   exports.Set("p2PackWeight", Napi::Function::New(env, PackWeight));
+  exports.Set("p2PackDownBf16", Napi::Function::New(env, PackDownBf16));
   exports.Set("p2Quantize", Napi::Function::New(env, Quantize));
   exports.Set("p2Forward", Napi::Function::New(env, Forward));
   exports.Set("p2QuantizeOperand", Napi::Function::New(env, QuantizeOperand));

@@ -9,6 +9,10 @@
 //   weight     column groups                           : b1, b2, b1, b3, b2, b1   with b = L_up[n, r] / sw[n]
 // a1b1 + a1b2 + a2b1 + a1b3 + a2b2 + a3b1 = a·b to ≈ 2^-23 relative (the dropped terms are below 2^-24·|a·b|), as
 // accurate as an f32 epilogue. Kt = K + roundUp(6R, 32) (zero columns pad it).
+// Branch precision Branch::Bf16 (SVDQuant §4 keeps the branch in 16 bit; p2-layer.ts P2BranchPrecision "bf16"):
+// x and L_down rounded to bf16 (nearest even), their products summed in f32 (p2_branch_bf16.cc: AMX-BF16 tiles
+// fused into the activation pass), and ONE bf16 part per side: R branch columns a = bf16(lora_act[m, r] / sx[m]),
+// b = bf16(L_up[n, r] / sw[n]); Kt = K + roundUp(R, 32).
 //
 // | operand | shape                         | dtype | meaning                                                       |
 // | ------- | ----------------------------- | ----- | ------------------------------------------------------------- |
@@ -20,7 +24,10 @@
 // stored as the 1 KiB tiles the AMX path loads, the two tiles of one 32-row (32-column) block and K step side by
 // side, so each operand of the 2×2 tile block is one sequential stream. c_m, c_n are 0 unless the branch would leave the f32 range (see the .cc).
 #pragma once
+#include <immintrin.h>
+
 #include <cstdint>
+#include <vector>
 
 #include "common.h"
 
@@ -31,8 +38,12 @@ constexpr int kExpMin = -9;  // p2.ts P2_EXP_MIN
 constexpr int kExpMax = 5;   // p2.ts P2_EXP_MAX
 
 inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
-// Columns of the GEMM: K codes + the branch's 6R columns, padded to the 32-column tile depth of tdpbf16ps.
-inline int64_t kt_of(int64_t K, int64_t R) { return K + round_up(6 * R, 32); }
+// The branch precision (p2-layer.ts P2BranchPrecision; the binding's `branch` 0 / 1).
+enum class Branch : int { F32 = 0, Bf16 = 1 };
+// Branch columns of the GEMM: 6R (three bf16 parts, six products) or R (one part).
+inline int64_t branch_cols(int64_t R, Branch b) { return b == Branch::Bf16 ? R : 6 * R; }
+// Columns of the GEMM: K codes + the branch columns, padded to the 32-column tile depth of tdpbf16ps.
+inline int64_t kt_of(int64_t K, int64_t R, Branch b = Branch::F32) { return K + round_up(branch_cols(R, b), 32); }
 // The bf16 part (0, 1, 2) of a branch value in each of the six column groups (the table above).
 constexpr int kActPart[6] = {0, 0, 1, 0, 1, 2};
 constexpr int kWeightPart[6] = {0, 1, 0, 2, 1, 0};
@@ -49,6 +60,7 @@ struct PackArgs {
   int64_t N, K, R;
   uint16_t* wop;             // out, 64-byte aligned, Np·Kt elements
   float* sw;                 // out [Np]
+  Branch branch = Branch::F32;
 };
 void pack_weight(const PackArgs& a);
 
@@ -65,6 +77,8 @@ struct QuantArgs {
   int8_t* exponents;         // out [M, K/64], or null
   float* lora_act;           // out [M, R], or null
   const float* ldown_t = nullptr;  // L_downᵀ [K][Rp] (lowrank_down.h, 64-byte aligned), or null: transposed per call
+  Branch branch = Branch::F32;
+  const uint16_t* ldown_bf16 = nullptr;  // Branch::Bf16: pack_down_bf16 of ldown (64-byte aligned), or null: per call
 };
 // Returns -1, or the first failing row r: r ≥ 0 when x/λ holds a NaN/Inf there, −2 − r when its row scale
 // leaves float32 (p2.ts E_RANGE). Rows before it are written.
@@ -81,6 +95,37 @@ struct GemmArgs {
   float* y;             // [M, N]
 };
 void gemm(const GemmArgs& a);
+
+// ---- the bf16 branch (p2_branch_bf16.cc) ----
+// bf16(L_down) as the B tiles of tdpbf16ps, Rp = roundUp(R, 16):
+// | ldb | [K/32][Rp/16][16 kk][16 r][2 t] | bf16 | [kc, rb, kk, r, t] = bf16(L_down[16rb + r, 32kc + 2kk + t]), 0 for r ≥ R |
+inline int64_t down_bf16_len(int64_t K, int64_t R) { return K * round_up(R, 16); }
+void pack_down_bf16(const float* ldown, int64_t R, int64_t K, uint16_t* ldb);  // ldb 64-byte aligned
+// bf16 bits of a finite f32, rounded to nearest even (subnormals kept), and the value of bf16 bits.
+uint16_t bf16_round(float f);
+float bf16_widen(uint16_t b);
+// 16 f32 lanes rounded as bf16_round, as 16 × uint16 (AVX-512 callers).
+__attribute__((target("avx512f,avx512bw"))) inline __m256i bf16_round16(__m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
+// lact [rows][R] (row stride ldl) = Σ_k bf16(x[i, k])·bf16(L_down[r, k]) for rows ≤ 32 of x (row stride ldx): every
+// product exact in f32, the sums f32 (tdpbf16ps on AMX: each row pre-scaled by a power of two so that no product
+// falls below the normal range, which tdpbf16ps flushes to zero), float64 on the portable path.
+void down_bf16_amx(const float* x, int64_t ldx, int rows, int64_t K, const uint16_t* ldb, int64_t R, float* lact,
+                   int64_t ldl);
+// The same from x already converted (unscaled) into A tiles xa [K/32][2][16][32] (rows ≥ `rows` zero): the
+// activation pass's fused path, for row blocks without a row of max |x| < 2^-40.
+void down_bf16_amx_tiles(const uint16_t* xa, int rows, int64_t K, const uint16_t* ldb, int64_t R, float* lact,
+                         int64_t ldl);
+void down_bf16_scalar(const float* x, int64_t ldx, int rows, int64_t K, const uint16_t* ldb, int64_t R, float* lact,
+                      int64_t ldl);
+// ldT [K][Rp] f32 (lowrank_down.h layout) holding bf16(L_down): the AVX-512 path's down-projection operand.
+const float* ldt_of_ldb(const uint16_t* ldb, int64_t R, int64_t K, std::vector<float>& buf);
+// x rows rounded to bf16 (as f32 values) into dst [rows][K].
+void round_rows_bf16(const float* x, int64_t ldx, int rows, int64_t K, float* dst);
 
 bool cpu_has_avx512_bf16();
 // Paths of this operator: 3 AMX-BF16 tiles, 2 AVX-512 f32 FMA, 1 AVX2 f32 FMA, 0 scalar.

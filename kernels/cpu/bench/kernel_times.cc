@@ -7,12 +7,12 @@
 //       kernels/cpu/simd.cc kernels/cpu/gemm_f32.cc kernels/cpu/act_quant.cc kernels/cpu/gemm_w4a4.cc \
 //       kernels/cpu/gemm_w4a4_avx512.cc kernels/cpu/gemm_w4a4_amx.cc kernels/cpu/act_quant_p2.cc \
 //       kernels/cpu/gemm_p2.cc kernels/cpu/gemm_p2_amx.cc kernels/cpu/peak.cc kernels/cpu/gemm_w8a8.cc \
-//       kernels/cpu/gemm_w8a8_x86.cc -o /tmp/kernel_times
+//       kernels/cpu/gemm_w8a8_x86.cc kernels/cpu/p2_branch_bf16.cc -o /tmp/kernel_times
 //   (add -DSVDQ_P2_TUNE to let P2_TR, P2_TC, P2_KC, P2_ROWS_OUTER, P2_L2PF override the int4p2 AMX plan)
 //   /tmp/kernel_times f32 M K N [threads] [isa]      # f32 GEMM (isa: 0 auto, 2 avx2, 3 avx512, 4 amx)
 //   /tmp/kernel_times w4a4 M K N [threads] [isa]     # quantize ± rank-32 down, W4A4 GEMM ± rank-32 up
 //   /tmp/kernel_times p2 M K N [threads] [isa]       # int4p2 bf16 GEMM (Kt = K rounded up to 32), its tdpbf16ps peak
-//   /tmp/kernel_times p2layer M K N [threads] [isa]  # int4p2: quantize ± rank-32 down, bf16 GEMM ± 192 branch columns
+//   /tmp/kernel_times p2layer M K N [threads] [isa]  # int4p2: quantize ± rank-32 down, GEMM ± branch columns (f32 192, bf16 32)
 //   /tmp/kernel_times w8a8 M K N [threads] [isa]     # W8A8 GEMM (random int8 codes)
 //   /tmp/kernel_times p2loop STEPS BLOCKS CSTORE PF  # the int4p2 2×2 tile loop alone (see p2_loop below)
 // p2 / w8a8 print GFLOP/s = 2 × multiply-adds per second of CPU time (per thread when threads > 1) and a hash of y
@@ -146,7 +146,16 @@ int run_w4a4(int64_t M, int64_t K, int64_t N, int reps) {
   return e / mx < 1e-5 ? 0 : 1;
 }
 
-// int4p2: quantize (codes into the tiled bf16 operand) ± the rank-32 down-projection, GEMM over Kt = K (+ 192).
+// int4p2: quantize (codes into the tiled bf16 operand) ± the rank-32 down-projection, GEMM over Kt = K (+ branch
+// columns), for both branch precisions (p2_layer.h): f32 (f32 down-projection, 192 columns) and bf16 (bf16
+// down-projection on AMX tiles where the GEMM has them, 32 columns). "2 parts" estimates the middle option (f32
+// down-projection, 2 bf16 parts per side: 3R = 96 columns) from the f32 quantize and a GEMM over K + 96 columns.
+uint64_t fnv(const std::vector<float>& y) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of y's bytes: equal across builds = bit-identical results
+  for (size_t i = 0; i < y.size() * 4; ++i) h = (h ^ reinterpret_cast<const uint8_t*>(y.data())[i]) * 1099511628211ull;
+  return h;
+}
+
 int run_p2layer(int64_t M, int64_t K, int64_t N, int reps) {
   const int64_t R = 32, G = K / 64;
   auto x = rnd(M * K, 1.f, 1);
@@ -162,41 +171,76 @@ int run_p2layer(int64_t M, int64_t K, int64_t N, int reps) {
   auto ws = rnd(N, 0.01f, 7);
   for (auto& s : ws) s = std::fabs(s) + 1e-3f;
   const int64_t Np = p2::round_up(N, 32), Mp = p2::round_up(M, 32);
-  std::vector<uint16_t> wb0, wb1, ab0, ab1;
-  std::vector<float> sw0(Np), sw1(Np), sx0(M), sx1(M), la(M * R), y(M * N);
-  const int64_t Kt0 = p2::kt_of(K, 0), Kt1 = p2::kt_of(K, R);
+  std::vector<uint16_t> wb0, wb1, wb2, ab0, ab1, ab2, ldb;
+  std::vector<float> sw0(Np), sw1(Np), sw2(Np), sx0(M), sx1(M), sx2(M), la(M * R), la2(M * R), y(M * N);
+  const int64_t Kt0 = p2::kt_of(K, 0), Kt1 = p2::kt_of(K, R), Kt2 = p2::kt_of(K, R, p2::Branch::Bf16);
+  const int64_t KtMid = K + p2::round_up(3 * R, 32);
   p2::PackArgs pk0{wq.data(), we.data(), ws.data(), nullptr, N, K, 0, align64(wb0, Np * Kt0), sw0.data()};
   p2::PackArgs pk1{wq.data(), we.data(), ws.data(), lup.data(), N, K, R, align64(wb1, Np * Kt1), sw1.data()};
+  p2::PackArgs pk2 = pk1;
+  pk2.wop = align64(wb2, Np * Kt2);
+  pk2.sw = sw2.data();
+  pk2.branch = p2::Branch::Bf16;
   p2::pack_weight(pk0);
   p2::pack_weight(pk1);
+  p2::pack_weight(pk2);
+  uint16_t* ldbp = align64(ldb, p2::down_bf16_len(K, R));
+  p2::pack_down_bf16(ldown.data(), R, K, ldbp);
   p2::QuantArgs q0{x.data(), M, K, inv.data(), nullptr, 0, align64(ab0, Mp * Kt0), sx0.data(),
                    nullptr, nullptr, nullptr, nullptr};
   p2::QuantArgs q1{x.data(), M, K, inv.data(), ldown.data(), R, align64(ab1, Mp * Kt1), sx1.data(),
                    nullptr, nullptr, nullptr, la.data()};
+  p2::QuantArgs q2 = q1;
+  q2.aop = align64(ab2, Mp * Kt2);
+  q2.sx = sx2.data();
+  q2.lora_act = la2.data();
+  q2.branch = p2::Branch::Bf16;
+  q2.ldown_bf16 = ldbp;
   p2::GemmArgs g0{q0.aop, sx0.data(), pk0.wop, sw0.data(), bias.data(), M, N, Kt0, false, y.data()};
   p2::GemmArgs g1{q1.aop, sx1.data(), pk1.wop, sw1.data(), bias.data(), M, N, Kt1, false, y.data()};
+  p2::GemmArgs g2{q2.aop, sx2.data(), pk2.wop, sw2.data(), bias.data(), M, N, Kt2, false, y.data()};
+  p2::GemmArgs gm = g1;  // the GEMM cost of 3R columns (values are those of the 6R operands' first columns)
+  gm.Kt = KtMid;
   const double mk = static_cast<double>(M) * K;
   for (int round = 0; round < 2; ++round) {
     const double tq0 = time_it("p2 quantize R=0", mk, reps, [&] { p2::quantize(q0); });
-    const double tq1 = time_it("p2 quantize R=32", mk, reps, [&] { p2::quantize(q1); });
+    const double tq1 = time_it("p2 quantize R=32 f32", mk, reps, [&] { p2::quantize(q1); });
+    const double tq2 = time_it("p2 quantize R=32 bf16", mk, reps, [&] { p2::quantize(q2); });
     const double tg0 = time_it("p2 gemm Kt=K", 2.0 * M * N * Kt0, reps, [&] { p2::gemm(g0); });
-    const double tg1 = time_it("p2 gemm Kt=K+192", 2.0 * M * N * Kt1, reps, [&] { p2::gemm(g1); });
+    const double tg1 = time_it("p2 gemm Kt=K+192 (f32)", 2.0 * M * N * Kt1, reps, [&] { p2::gemm(g1); });
+    const double tgm = time_it("p2 gemm Kt=K+96 (2 parts)", 2.0 * M * N * KtMid, reps, [&] { p2::gemm(gm); });
+    const double tg2 = time_it("p2 gemm Kt=K+32 (bf16)", 2.0 * M * N * Kt2, reps, [&] { p2::gemm(g2); });
+    std::printf(" f32: ");
     print_overhead(tq0, tq1, tg0, tg1);
+    std::printf(" 2 parts (estimate): ");
+    print_overhead(tq0, tq1, tg0, tgm);
+    std::printf(" bf16: ");
+    print_overhead(tq0, tq2, tg0, tg2);
   }
-  double e = 0, worst = 0;
+  p2::gemm(g1);
+  const uint64_t h1 = fnv(y);
+  p2::gemm(g2);
+  std::printf("  y hash f32 branch %016llx, bf16 branch %016llx\n", (unsigned long long)h1, (unsigned long long)fnv(y));
+  double e = 0, worst = 0, worst2 = 0;
+  auto bfv = [](float v) { return static_cast<double>(p2::bf16_widen(p2::bf16_round(v))); };
   for (int64_t m = 0; m < std::min<int64_t>(M, 64); ++m)
     for (int64_t r = 0; r < R; ++r) {
-      double s = 0, a = 0;
+      double s = 0, a = 0, s2 = 0, a2 = 0;
       for (int64_t k = 0; k < K; ++k) {
         const double p = static_cast<double>(x[m * K + k]) * ldown[r * K + k];
         s += p;
         a += std::fabs(p);
+        const double p2v = bfv(x[m * K + k]) * bfv(ldown[r * K + k]);
+        s2 += p2v;
+        a2 += std::fabs(p2v);
       }
       e = std::max(e, std::fabs(s - la[m * R + r]));
       worst = std::max(worst, std::fabs(s - la[m * R + r]) / a);
+      worst2 = std::max(worst2, std::fabs(s2 - la2[m * R + r]) / a2);
     }
-  std::printf("  lora_act check: max |err| %.3g, max |err|/Σ|x·l| %.3g (the tests allow 1e-6)\n", e, worst);
-  return worst < 1e-6 ? 0 : 1;
+  std::printf("  lora_act check: f32 max |err| %.3g, max |err|/Σ|x·l| %.3g; bf16 (vs float64 of bf16 inputs) %.3g"
+              " (the tests allow 1e-6)\n", e, worst, worst2);
+  return worst < 1e-6 && worst2 < 1e-6 ? 0 : 1;
 }
 
 // bf16 values on the int4p2 grid (q·2^e, |q| ≤ 7): every product is exact in f32, so the sums are exact up to the

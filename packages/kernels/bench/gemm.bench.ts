@@ -4,8 +4,9 @@
  *
  *   flock /tmp/svdq-bench.lock pnpm --filter @svdquant/kernels bench            # quick: M ∈ {256,1024}, K=N=3072
  *   flock /tmp/svdq-bench.lock pnpm --filter @svdquant/kernels bench -- --full  # all M × (K,N) of the issue
- *   ... bench -- --only=f32   # only ORT MatMul f32 and our f32 GEMM;  --only=lr: only the W4A4 layer with and
- *                             # without its low-rank branch (issue 19's f32 and low-rank goals, more rounds fit)
+ *   ... bench -- --only=f32   # only ORT MatMul f32 and our f32 GEMM;  --only=lr: only the W4A4 layer and the
+ *                             # int4p2 layer (branch precision f32 and bf16) with and without their low-rank
+ *                             # branch (issue 19's f32 and low-rank goals, more rounds fit)
  *   ... bench -- --only=p2    # the int4p2 layer (prepareP2Layer) with and without its branch on the best path
  *                             # (every path up to 1e10 MACs) and our INT4 layer, against ORT DynamicQuantizeMatMul,
  *                             # MatMulNBits (acc 4) and MatMul f32
@@ -18,8 +19,9 @@
  * (quantizeActivations + gemmW4A4, fresh arrays), "W4A4 no LR", "f32 GEMM", "W4A16" and "W8A8" (per-token INT8
  * quantization + gemmW8A8 into a reused output, as the layers and ORT's arena reuse theirs). Peers get the same INT4 codes/scales (MatMulNBits, block 64) and INT8 codes
  * (DynamicQuantizeMatMul). "int4p2 layer" = prepareP2Layer(...).forward (pow2 activation quantization of x/λ,
- * rank-32 down-projection, one bf16 GEMM with the branch as 192 extra K columns, bias) on every native path, and
- * "int4p2 no LR" without the branch; its "of peak" is against tdpbf16ps (amx) or the zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code path.
+ * rank-32 down-projection, one bf16 GEMM with the branch as 192 extra K columns, bias) on every native path,
+ * "int4p2 layer bf16" its branch precision "bf16" (bf16 down-projection on AMX tiles, 32 branch columns) on the best
+ * path, and "int4p2 no LR" without the branch; its "of peak" is against tdpbf16ps (amx) or the zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code path.
  */
 import { availableParallelism, cpus, loadavg } from "node:os";
 import * as ort from "onnxruntime-node";
@@ -175,6 +177,7 @@ const p2Stats: {
   vsOurs: number;
   perPath: string;
 }[] = [];
+const p2LrRows: string[] = [];
 const load0 = loadavg();
 const peak0 = peaks();
 console.log(
@@ -221,6 +224,7 @@ for (const [K, N] of KNs) {
   };
   const p2 = prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup });
   const p2noLR = prepareP2Layer(p2w);
+  const p2bf = prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, branch: "bf16" });
   const pW4A16 = packW4A16({ codes, scales }, N, K, { format: "int4", groupSize: 64, bias });
   const pW8 = packW8A8({ codes: codes8, scales: scales8 }, N, K, { bias });
   const models: Record<string, Uint8Array> =
@@ -259,6 +263,7 @@ for (const [K, N] of KNs) {
       ),
       ...paths.map((p): Task => ({ name: "W4A4 layer", path: p, int: true, run: () => layer.forward(x, M, { out }) })),
       ...paths.map((p): Task => ({ name: "int4p2 layer", path: p, int: "bf16", run: () => p2.forward(x, M, { out }) })),
+      { name: "int4p2 layer bf16", path: best, int: "bf16", run: () => p2bf.forward(x, M, { out }) },
       { name: "int4p2 no LR", path: best, int: "bf16", run: () => p2noLR.forward(x, M, { out }) },
       { name: "W4A4 layer no LR", path: best, int: true, run: () => layerNoLR.forward(x, M, { out }) },
       {
@@ -277,7 +282,11 @@ for (const [K, N] of KNs) {
     ];
     if (only === "f32") tasks.splice(0, tasks.length, ...tasks.filter((t) => t.name.includes("f32")));
     if (only === "lr")
-      tasks.splice(0, tasks.length, ...tasks.filter((t) => t.name.startsWith("W4A4 layer") && t.path === best));
+      tasks.splice(
+        0,
+        tasks.length,
+        ...tasks.filter((t) => (t.name.startsWith("W4A4 layer") || t.name.startsWith("int4p2")) && t.path === best),
+      );
     if (only === "p2")
       tasks.splice(
         0,
@@ -327,6 +336,11 @@ for (const [K, N] of KNs) {
           .map((p) => `${p} ${(ortInt / get("int4p2 layer", p)).toFixed(2)}x`)
           .join(", "),
       });
+    const lrOf = (name: string, g: (n: string, p?: string) => number) =>
+      (g(name, best) / g("int4p2 no LR", best) - 1) * 100;
+    p2LrRows.push(
+      `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${get("int4p2 no LR").toFixed(1)} | ${lrOf("int4p2 layer", get).toFixed(1)}% (CPU ${lrOf("int4p2 layer", getCpu).toFixed(1)}%) | ${lrOf("int4p2 layer bf16", get).toFixed(1)}% (CPU ${lrOf("int4p2 layer bf16", getCpu).toFixed(1)}%) |`,
+    );
     if (only !== "p2")
       ratioRows.push(
         `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%) | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x (CPU ${f32Cpu.toFixed(2)}x); prepared ${(ortF32 / get("f32 GEMM prepared", best)).toFixed(2)}x (CPU ${(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM prepared", best)).toFixed(2)}x) | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
@@ -354,6 +368,10 @@ console.log(ratioRows.join("\n"));
 console.log(
   "\n| CPU | path | M | K | N | int4p2 layer vs fastest ORT int8/4-bit | vs ORT f32 | low-rank overhead, wall (CPU time) | of peak (GEMM MACs) | vs our INT4 W4A4 layer | per path vs fastest ORT int |\n| - | - | -: | -: | -: | -: | -: | -: | -: | -: | - |",
 );
+console.log(
+  "\n| CPU | path | M | K | N | int4p2 no LR ms | low-rank overhead, branch f32, wall (CPU time) | branch bf16, wall (CPU time) |\n| - | - | -: | -: | -: | -: | -: | -: |",
+);
+console.log(p2LrRows.join("\n"));
 const [p2pk, p2label] = peakFor(peakMax, best, "bf16");
 for (const r of p2Stats) {
   const rate = (r.M * r.N * (r.K + 6 * RANK)) / (r.ms / 1e3); // the GEMM's MACs: K code columns + 6R branch columns

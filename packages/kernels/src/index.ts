@@ -61,12 +61,15 @@ export {
   setThreads,
 } from "./ops.js";
 export {
+  P2_BRANCH_PRECISIONS,
   type P2Activations,
+  type P2BranchPrecision,
   type P2ForwardOptions,
   type P2GemmPath,
   type P2LayerSpec,
   type P2Operand,
   type PreparedP2Layer,
+  p2BranchPrecision,
   p2GemmPath,
   prepareP2Layer,
 } from "./p2-layer.js";

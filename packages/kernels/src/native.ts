@@ -47,6 +47,8 @@ export interface NativeBinding {
   rmsNormRopeHeadsF32?(a: object): void;
   /** The int4p2 layer (binding_p2.cc, p2-layer.ts); absent from addons built before it. */
   p2PackWeight?(a: object): number;
+  /** bf16(L_down) as AMX B tiles (the "bf16" branch); absent from addons built before it. */
+  p2PackDownBf16?(a: object): void;
   p2Quantize?(a: object): number;
   p2Forward?(a: object): number;
   p2QuantizeOperand?(a: object): number;

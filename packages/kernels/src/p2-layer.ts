@@ -2,8 +2,17 @@
  * The int4p2 W4A4 layer (the opt-in format of @svdquant/int4 p2.ts) prepared once for many calls on the native
  * kernels (kernels/cpu/p2_layer.h). Every 64-group scale of int4p2 is a per-row f32 scale S times 2^e, so each
  * q·2^e is exact in bf16 and the layer is ONE GEMM with f32 sums over all of K and S_x[m]·S_w[n] applied once in
- * the epilogue; the rank-R branch rides in the same GEMM as 6R columns (three bf16 parts of each f32 value, the six
- * products of parts down to 2^-16: as accurate as an f32 epilogue).
+ * the epilogue; the rank-R branch rides in the same GEMM as extra K columns, at the precision `branch` picks
+ * (P2BranchPrecision):
+ *
+ * | branch | down-projection x·L_downᵀ                                  | GEMM columns | branch accuracy                     |
+ * | ------ | ---------------------------------------------------------- | ------------ | ----------------------------------- |
+ * | "f32"  | f32 x, f32 L_down, f32 sums (AVX-512 FMA)                  | 6R           | ≈ 2^-23 per product: an f32 epilogue |
+ * | "bf16" | bf16(x), bf16(L_down), f32 sums (AMX-BF16 tiles, fused)    | R            | bf16 inputs and parts (≈ 2^-9)       |
+ *
+ * "f32": three bf16 parts of each f32 value, the six products of parts down to 2^-16. "bf16" (SVDQuant §4 keeps the
+ * branch in 16 bit, the reference engine computes it from 16-bit x and L_down with f32 sums): lora_act rounded to
+ * bf16 after dividing by S_x (a power of two), L_up rounded to bf16 after dividing by S_w: one part each.
  *
  *   forward(x [M,K]) = GELU?( S_x·S_w · Σ_k Q(x·(1/λ))·Q(W) + (x·L_downᵀ)·L_upᵀ + bias )  →  Y [M,N]
  *
@@ -24,13 +33,34 @@
  * | bias        | [N]      | f32   | optional                                                    |
  *
  * Packed once at prepare (the native operand, see the package README's layout table): `wop` bf16
- * [Np/32][Kt/32][2][16][16][2] with Np = roundUp(N, 32), Kt = K + roundUp(6R, 32), and `sw` f32 [Np].
+ * [Np/32][Kt/32][2][16][16][2] with Np = roundUp(N, 32), Kt = K + roundUp(6R, 32) ("f32") or K + roundUp(R, 32)
+ * ("bf16"), `sw` f32 [Np]; "bf16" also `ldb` bf16 [K/32][Rp/16][16][16][2] = bf16(L_down) as AMX B tiles
+ * (Rp = roundUp(R, 16); kernels/cpu/p2_layer.h).
  */
 import { KernelsError } from "./errors.js";
 import { W4A4_GROUP } from "./layout.js";
 import { type NativeBinding, native, nativeUnavailableReason } from "./native.js";
 import { prepareLowRankDownT } from "./ops.js";
 import { codeRange, dim, finite, multipleOf, tensor } from "./validate.js";
+
+/**
+ * Precision of the int4p2 layer's low-rank branch (the table above). The one home of the option's values: every
+ * package that passes it (e.g. @svdquant/pipeline's int4p2 CPU layers) uses this type.
+ */
+export type P2BranchPrecision = "f32" | "bf16";
+export const P2_BRANCH_PRECISIONS: readonly P2BranchPrecision[] = ["f32", "bf16"];
+
+/** `branch` checked: one of P2_BRANCH_PRECISIONS (default "f32"), else E_ARGUMENT naming `where`. */
+export function p2BranchPrecision(branch: unknown, where: string): P2BranchPrecision {
+  if (branch === undefined) return "f32";
+  if (!P2_BRANCH_PRECISIONS.includes(branch as P2BranchPrecision))
+    throw new KernelsError(
+      "E_ARGUMENT",
+      `branch precision ${JSON.stringify(branch)}: expected one of ${P2_BRANCH_PRECISIONS.map((b) => `"${b}"`).join(", ")}`,
+      { tensor: where },
+    );
+  return branch as P2BranchPrecision;
+}
 
 export interface P2LayerSpec {
   N: number;
@@ -44,6 +74,8 @@ export interface P2LayerSpec {
   /** L_up [N, R]. */
   lowRankUp?: Float32Array;
   bias?: Float32Array;
+  /** Precision of the low-rank branch (default "f32"). */
+  branch?: P2BranchPrecision;
   /** Name used in error messages (e.g. the checkpoint prefix of the layer). */
   name?: string;
 }
@@ -69,6 +101,8 @@ export interface P2Operand {
   readonly M: number;
   readonly K: number;
   readonly R: number;
+  /** The branch precision of the quantizing layer (its branch columns). */
+  readonly branch: P2BranchPrecision;
   /** The arrays the quantizing layer was prepared with (identity decides who may use the operand). */
   readonly smooth: Float32Array | undefined;
   readonly lowRankDown: Float32Array | undefined;
@@ -90,11 +124,12 @@ export interface PreparedP2Layer {
   readonly K: number;
   readonly N: number;
   readonly R: number;
+  readonly branch: P2BranchPrecision;
   /** The path forward() takes now (it follows setIsa / SVDQ_KERNELS_ISA). */
   readonly path: P2GemmPath;
   /** Y [M,N] from X [M,K] (float32). */
   forward(x: Float32Array, M: number, opts?: P2ForwardOptions): Float32Array;
-  /** The activation quantization alone, into new arrays. */
+  /** The activation quantization alone, into new arrays (loraAct at the layer's branch precision). */
   quantize(x: Float32Array, M: number): P2Activations;
   /** x quantized into a GEMM operand that layers prepared with the same smooth / lowRankDown arrays can share. */
   quantizeOperand(x: Float32Array, M: number): P2Operand;
@@ -108,9 +143,9 @@ const EXP_MAX = 5;
 
 const roundUp = (v: number, to: number) => Math.ceil(v / to) * to;
 
-function binding(): NativeBinding {
+function binding(branch: P2BranchPrecision): NativeBinding {
   const nb = native();
-  if (!nb?.p2Forward)
+  if (!nb?.p2Forward || (branch === "bf16" && !nb.p2PackDownBf16))
     throw new KernelsError(
       "E_NATIVE",
       nb
@@ -127,7 +162,8 @@ export function p2GemmPath(): P2GemmPath | null {
 
 export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
   const name = spec.name ?? "layer";
-  const nb = binding();
+  const branch = p2BranchPrecision(spec.branch, `${name}.branch`);
+  const nb = binding(branch);
   const N = dim("N", spec.N);
   const K = dim("K", spec.K);
   multipleOf("K", K, W4A4_GROUP, "int4p2 groups are 64 channels");
@@ -175,11 +211,20 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
   // Copies: later edits of the caller's arrays cannot change the prepared layer.
   const lowRankDown = spec.lowRankDown && Float32Array.from(spec.lowRankDown);
   const lowRankDownT = prepareLowRankDownT(lowRankDown, R, K); // L_downᵀ once per layer (ops.ts)
-  const Kt = K + roundUp(6 * R, 32); // kernels/cpu/p2_layer.h kt_of
+  const branchCode = branch === "bf16" ? 1 : 0; // kernels/cpu/p2_layer.h Branch
+  const Kt = K + roundUp(branch === "bf16" ? R : 6 * R, 32); // kernels/cpu/p2_layer.h kt_of
+  // bf16(L_down) as AMX B tiles, once per layer (+ 32: the native side starts at a 64-byte boundary)
+  let lowRankDownBf16: Uint16Array | undefined;
+  if (branch === "bf16" && R > 0) {
+    lowRankDownBf16 = new Uint16Array(K * roundUp(R, 16) + 32);
+    nb.p2PackDownBf16!({ K, R, lowRankDown, ldb: lowRankDownBf16 });
+  }
+  const quantArgs = { K, R, invSmooth, lowRankDown, lowRankDownT, lowRankDownBf16, branch: branchCode };
   const wop = new Uint16Array(roundUp(N, 32) * Kt + 32); // + 32: the native packer starts at a 64-byte boundary
   const sw = new Float32Array(roundUp(N, 32));
-  const gemmArgs = { K, N, R, wop, wopOffset: 0, sw, bias };
+  const gemmArgs = { K, N, R, wop, wopOffset: 0, sw, bias, branch: branchCode };
   gemmArgs.wopOffset = nb.p2PackWeight!({
+    branch: branchCode,
     N,
     K,
     R,
@@ -213,6 +258,7 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
     K,
     N,
     R,
+    branch,
     get path() {
       return nb.p2GemmPath!() as P2GemmPath;
     },
@@ -226,9 +272,7 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
         nb.p2Forward!({
           x,
           M,
-          invSmooth,
-          lowRankDown,
-          lowRankDownT,
+          ...quantArgs,
           ...gemmArgs,
           gelu: !!opts.gelu,
           y,
@@ -247,7 +291,7 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
         loraAct: R ? new Float32Array(M * R) : null,
       };
       if (M > 0) {
-        const st = call(() => nb.p2Quantize!({ x, M, K, R, invSmooth, lowRankDown, lowRankDownT, ...out }));
+        const st = call(() => nb.p2Quantize!({ x, M, ...quantArgs, ...out }));
         if (st !== -1) fail(st, x, M);
       }
       return { M, K, R, ...out };
@@ -260,22 +304,23 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
         M,
         K,
         R,
+        branch,
         smooth: spec.smooth,
         lowRankDown: spec.lowRankDown,
         aop: new Uint16Array(roundUp(M, 32) * Kt + 32), // + 32: the native side starts at a 64-byte boundary
         sx: new Float32Array(M),
       };
       if (M > 0) {
-        const st = call(() =>
-          nb.p2QuantizeOperand!({ x, M, K, R, invSmooth, lowRankDown, lowRankDownT, aop: op.aop, sx: op.sx }),
-        );
+        const st = call(() => nb.p2QuantizeOperand!({ x, M, ...quantArgs, aop: op.aop, sx: op.sx }));
         if (st !== -1) fail(st, x, M);
       }
       return op;
     },
     forwardOperand(op, opts = {}) {
-      if (op?.kind !== "p2-operand" || op.K !== K || op.R !== R)
-        throw new KernelsError("E_ARGUMENT", `expected a P2Operand of K = ${K}, R = ${R}`, { tensor: `${name}.x` });
+      if (op?.kind !== "p2-operand" || op.K !== K || op.R !== R || op.branch !== branch)
+        throw new KernelsError("E_ARGUMENT", `expected a P2Operand of K = ${K}, R = ${R}, branch "${branch}"`, {
+          tensor: `${name}.x`,
+        });
       if (op.smooth !== spec.smooth || op.lowRankDown !== spec.lowRankDown)
         throw new KernelsError(
           "E_ARGUMENT",

@@ -110,6 +110,104 @@ export function refGemmW4A4(args: {
   return y;
 }
 
+/** bf16 max finite value (2 − 2^-7)·2^127 and its smallest normal 2^-126 (the f32 exponent range). */
+const BF16_MAX = (2 - 2 ** -7) * 2 ** 127;
+const BF16_MIN_EXP = -126;
+
+/**
+ * v rounded to bfloat16 (8 significant bits, round half to even, the f32 exponent range with subnormals down to
+ * 2^-133; beyond the largest finite value ±Infinity), from the float64 v directly (one rounding).
+ */
+export function roundBf16(v: number): number {
+  if (v === 0 || !Number.isFinite(v)) return v;
+  const a = Math.abs(v);
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  const step = 2 ** (Math.max(e, BF16_MIN_EXP) - 7); // 7 fraction bits
+  const r = rne(v / step) * step; // v / step is exact (a power of two)
+  return Math.abs(r) > BF16_MAX ? Math.sign(r) * Number.POSITIVE_INFINITY : r;
+}
+
+export interface RefP2BranchBf16 {
+  /** x·L_downᵀ [M, R]: Σ_k bf16(x[m,k])·bf16(L_down[r,k]) in float64 (every product exact). */
+  lact: Float64Array;
+  /** Σ_k |bf16(x)·bf16(L_down)| [M, R]: the scale of a summation error of lact. */
+  lactAbs: Float64Array;
+  /** The branch [M, N]: Σ_r bf16(lact[m,r]) · bf16(L_up[n,r] / s[n]) · s[n]. */
+  y: Float64Array;
+  /** Σ_r |bf16(a[m,r]) · b[n,r]| [M, N]: the scale of the summation error of y's branch. */
+  yAbs: Float64Array;
+  /**
+   * [M, N]: how far y can move when each lact, before its bf16 rounding, is off by up to lactTol·lactAbs (a sum in
+   * another order or precision may round to the neighbouring bf16 value; 0 where it cannot).
+   */
+  yAmbig: Float64Array;
+}
+
+/**
+ * The int4p2 layer's low-rank branch at precision "bf16" (p2-layer.ts P2BranchPrecision), float64 after the
+ * roundings the option specifies: x and L_down to bf16, lora_act to bf16, L_up / s to bf16 with s [N] the scale the
+ * weight operand divides by (the layer's row scale S_w, 1 where it is 0).
+ */
+export function refP2BranchBf16(args: {
+  x: ArrayLike<number>;
+  M: number;
+  K: number;
+  lowRankDown: ArrayLike<number>;
+  R: number;
+  lowRankUp: ArrayLike<number>;
+  N: number;
+  upScale: ArrayLike<number>;
+  lactTol: number;
+}): RefP2BranchBf16 {
+  const { M, K, R, N } = args;
+  const xb = Float64Array.from({ length: M * K }, (_, i) => roundBf16(args.x[i]));
+  const lb = Float64Array.from({ length: R * K }, (_, i) => roundBf16(args.lowRankDown[i]));
+  const b = new Float64Array(N * R);
+  for (let n = 0; n < N; n++)
+    for (let r = 0; r < R; r++) b[n * R + r] = roundBf16(args.lowRankUp[n * R + r] / args.upScale[n]) * args.upScale[n];
+  const lact = new Float64Array(M * R);
+  const lactAbs = new Float64Array(M * R);
+  const a = new Float64Array(M * R);
+  const amb = new Float64Array(M * R);
+  for (let m = 0; m < M; m++)
+    for (let r = 0; r < R; r++) {
+      let s = 0;
+      let abs = 0;
+      for (let k = 0; k < K; k++) {
+        const p = xb[m * K + k] * lb[r * K + k];
+        s += p;
+        abs += Math.abs(p);
+      }
+      const i = m * R + r;
+      lact[i] = s;
+      lactAbs[i] = abs;
+      a[i] = roundBf16(s);
+      const d = args.lactTol * abs;
+      amb[i] = Math.max(Math.abs(roundBf16(s - d) - a[i]), Math.abs(roundBf16(s + d) - a[i]));
+    }
+  const y = new Float64Array(M * N);
+  const yAbs = new Float64Array(M * N);
+  const yAmbig = new Float64Array(M * N);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      let abs = 0;
+      let am = 0;
+      for (let r = 0; r < R; r++) {
+        const p = a[m * R + r] * b[n * R + r];
+        s += p;
+        abs += Math.abs(p);
+        am += amb[m * R + r] * Math.abs(b[n * R + r]);
+      }
+      y[m * N + n] = s;
+      yAbs[m * N + n] = abs;
+      yAmbig[m * N + n] = am;
+    }
+  return { lact, lactAbs, y, yAbs, yAmbig };
+}
+
 /** Y = X·Wᵀ + bias (W [N,K]), optional GELU. */
 export function refGemmF32(
   x: ArrayLike<number>,

@@ -2,11 +2,20 @@
  * The int4p2 layer (prepareP2Layer) on every native path this CPU has, forced one by one: its activation codes,
  * exponents and row scales equal @svdquant/int4's quantizer ("pow2" row scale, e / e − 1 search) byte for byte,
  * and its output matches a float64 int4p2 fake-quant layer built from @svdquant/int4 (dequantized codes in float64,
- * x·L_downᵀ·L_upᵀ in float64), with every path also checked against the others.
+ * x·L_downᵀ·L_upᵀ in float64; for branch precision "bf16" the branch of reference.refP2BranchBf16: inputs rounded
+ * to bf16 as specified, then float64), with every path also checked against the others.
  */
 import { dequantize, fakeQuantize, type Quantized, quantize, specFor } from "@svdquant/int4";
 import { describe, expect, it } from "vitest";
-import { backendInfo, KernelsError, type P2LayerSpec, prepareP2Layer, setIsa } from "../src/index.ts";
+import {
+  backendInfo,
+  KernelsError,
+  type P2BranchPrecision,
+  type P2LayerSpec,
+  prepareP2Layer,
+  reference as ref64,
+  setIsa,
+} from "../src/index.ts";
 import { describePaths, type Rng, rng } from "./helpers.ts";
 
 const info = backendInfo();
@@ -64,48 +73,105 @@ function invSmooth(spec: P2LayerSpec): Float32Array | null {
   return spec.smooth ? Float32Array.from(spec.smooth, (v) => 1 / v) : null;
 }
 
-/**
- * The float64 layer with the kernel's activation definition v = f32(x·f32(1/λ)): y, and per element the bound
- * c_res·Σ_k|q_x·q_w| + c_lr·Σ_r|lact·L_up| + c_y·|y| for the f32 sums (residual), the branch in bf16 parts
- * (≈ 2^-23 relative per product, plus its f32 down-projection) and the epilogue.
- */
-function reference(spec: P2LayerSpec, q: Quantized, x: Float32Array, M: number, useGelu: boolean) {
+/** The float64 residual part Σ_k q_x·q_w with the kernel's activation definition v = f32(x·f32(1/λ)), and Σ|q_x·q_w|. */
+function residualPart(spec: P2LayerSpec, q: Quantized, x: Float32Array, M: number) {
   const { N, K } = spec;
-  const R = spec.lowRankUp ? spec.lowRankUp.length / N : 0;
   const inv = invSmooth(spec);
   const v = Float32Array.from(x, (t, i) => (inv ? Math.fround(t * inv[i % K]!) : t));
   const qa = dequantize(quantize(v, M, K, ACT));
   const qw = dequantize(q);
-  const y = new Float64Array(M * N);
-  const tol = new Float64Array(M * N);
-  const lact = new Float64Array(M * R);
-  for (let m = 0; m < M; m++)
-    for (let r = 0; r < R; r++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += x[m * K + k]! * spec.lowRankDown![r * K + k]!;
-      lact[m * R + r] = s;
-    }
+  const s = new Float64Array(M * N);
+  const abs = new Float64Array(M * N);
   for (let m = 0; m < M; m++)
     for (let n = 0; n < N; n++) {
-      let s = 0;
-      let abs = 0;
+      let t = 0;
+      let a = 0;
       for (let k = 0; k < K; k++) {
         const p = qa[m * K + k]! * qw[n * K + k]!;
-        s += p;
-        abs += Math.abs(p);
+        t += p;
+        a += Math.abs(p);
       }
-      let lr = 0;
-      let labs = 0;
-      for (let r = 0; r < R; r++) {
-        const p = lact[m * R + r]! * spec.lowRankUp![n * R + r]!;
-        lr += p;
-        labs += Math.abs(p);
-      }
-      const pre = s + lr + (spec.bias?.[n] ?? 0);
-      y[m * N + n] = useGelu ? gelu(pre) : pre;
-      tol[m * N + n] = 1e-5 * abs + 1e-6 * labs + 2e-6 * Math.abs(pre) + 1e-42; // relative also for the 1e-36 row
+      s[m * N + n] = t;
+      abs[m * N + n] = a;
     }
-  return { y, tol };
+  return { s, abs };
+}
+
+/** Bound on a bf16 layer's loraAct against the float64 sum of its bf16 products (f32 sums of exact products). */
+const LACT_TOL = 1e-6;
+
+/**
+ * The float64 layer: y, and per element the bound c_res·Σ_k|q_x·q_w| + c_lr·Σ_r|lact·L_up| + c_y·|y| for the f32
+ * sums (residual), the branch and the epilogue. Branch "f32": x·L_downᵀ·L_upᵀ in float64 (the kernel's bf16 parts
+ * give ≈ 2^-23 relative per product, plus its f32 down-projection); "bf16": reference.refP2BranchBf16, plus where a
+ * lora_act within LACT_TOL of a bf16 rounding boundary may round either way (yAmbig).
+ */
+function reference(
+  spec: P2LayerSpec,
+  res: { s: Float64Array; abs: Float64Array },
+  x: Float32Array,
+  M: number,
+  useGelu: boolean,
+  branch: P2BranchPrecision,
+) {
+  const { N, K } = spec;
+  const R = spec.lowRankUp ? spec.lowRankUp.length / N : 0;
+  const y = new Float64Array(M * N);
+  const tol = new Float64Array(M * N);
+  let lr: Float64Array = new Float64Array(M * N);
+  let labs: Float64Array = new Float64Array(M * N);
+  let ambig: Float64Array = new Float64Array(M * N);
+  let lact: Float64Array = new Float64Array(M * R);
+  let lactAbs: Float64Array = new Float64Array(M * R);
+  if (R > 0 && branch === "bf16") {
+    const b = ref64.refP2BranchBf16({
+      x,
+      M,
+      K,
+      lowRankDown: spec.lowRankDown!,
+      R,
+      lowRankUp: spec.lowRankUp!,
+      N,
+      upScale: Float64Array.from(spec.rowScales, (v) => (v > 0 ? v : 1)),
+      lactTol: LACT_TOL,
+    });
+    ({ lact, lactAbs } = b);
+    lr = b.y;
+    labs = b.yAbs;
+    ambig = b.yAmbig;
+  } else if (R > 0) {
+    for (let m = 0; m < M; m++)
+      for (let r = 0; r < R; r++) {
+        let s = 0;
+        let a = 0;
+        for (let k = 0; k < K; k++) {
+          const p = x[m * K + k]! * spec.lowRankDown![r * K + k]!;
+          s += p;
+          a += Math.abs(p);
+        }
+        lact[m * R + r] = s;
+        lactAbs[m * R + r] = a;
+      }
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) {
+        let s = 0;
+        let a = 0;
+        for (let r = 0; r < R; r++) {
+          const p = lact[m * R + r]! * spec.lowRankUp![n * R + r]!;
+          s += p;
+          a += Math.abs(p);
+        }
+        lr[m * N + n] = s;
+        labs[m * N + n] = a;
+      }
+  }
+  for (let i = 0; i < M * N; i++) {
+    const pre = res.s[i]! + lr[i]! + (spec.bias?.[i % N] ?? 0);
+    y[i] = useGelu ? gelu(pre) : pre;
+    // relative also for the 1e-36 row
+    tol[i] = 1e-5 * res.abs[i]! + 1e-6 * labs[i]! + ambig[i]! + 2e-6 * Math.abs(pre) + 1e-42;
+  }
+  return { y, tol, lact, lactAbs };
 }
 
 /** Index of the first element outside the bound (−1 when none) and the worst ratio. */
@@ -135,12 +201,39 @@ const CASES: Case[] = [
   { M: 9, N: 20, K: 12288, R: 32, bias: true, smooth: true }, // FLUX.1 MLP down-projection
   { M: 20, N: 96, K: 256, R: 0, bias: true, smooth: false },
   { M: 37, N: 45, K: 320, R: 11, bias: true, smooth: true, gelu: true },
+  // R > 32: the bf16 branch's AMX tiles run two rank groups (the second of one 16-rank block)
+  { M: 50, N: 24, K: 256, R: 48, bias: true, smooth: true },
   // the AMX path's blocked plan (M > 128, gemm_p2_amx.cc): 384-row/column tasks with ragged last ones, 6 K chunks
   // of partial sums and the L2 prefetch of the next chunk
   { M: 417, N: 419, K: 1152, R: 32, bias: true, smooth: true, gelu: true },
   // the blocked plan at K = 12288 (52 chunks), the task split into two row tasks for the pool's threads
   { M: 130, N: 33, K: 12288, R: 32, bias: true, smooth: false },
 ];
+
+describe("reference.roundBf16 (the bf16 variant's reference rounding)", () => {
+  it("equals the f32 bit rounding (add 0x7fff + lsb, truncate) on random, tie, subnormal and huge f32 values", () => {
+    const r = rng(5);
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    const bits = (v: number) => {
+      f[0] = v;
+      u[0] = ((u[0]! + 0x7fff + ((u[0]! >>> 16) & 1)) & 0xffff0000) >>> 0;
+      return f[0]!;
+    };
+    const vals: number[] = [];
+    for (let i = 0; i < 20000; i++) {
+      f[0] = 0;
+      u[0] = (r.int(0, 0xffff) << 16) | r.int(0, 0xffff); // any bit pattern
+      if (Number.isFinite(f[0]!)) vals.push(f[0]!);
+    }
+    for (let i = 0; i < 2000; i++) vals.push((r.int(-2000, 2000) + 0.5) * 2 ** (r.int(-140, 100) - 8)); // ties
+    vals.push(3.3961e38, 3.4e38, -3.4e38, 2 ** -133, 1.5 * 2 ** -134, 2 ** -149);
+    for (const v of vals) {
+      const w = Math.fround(v);
+      if (ref64.roundBf16(w) !== bits(w)) expect.fail(`roundBf16(${w}) = ${ref64.roundBf16(w)}, bits ${bits(w)}`);
+    }
+  });
+});
 
 if (!info.native)
   describe.skip(`int4p2 layer: skipped, the native addon is not loaded (${info.reason})`, () => {
@@ -190,62 +283,96 @@ else {
     });
 
     CASES.forEach((c, ci) => {
-      it(`M=${c.M} N=${c.N} K=${c.K} R=${c.R}${c.bias ? " bias" : ""}${c.smooth ? " λ" : ""}${c.gelu ? " GELU" : ""}: codes equal int4's, y matches float64`, () => {
+      it(`M=${c.M} N=${c.N} K=${c.K} R=${c.R}${c.bias ? " bias" : ""}${c.smooth ? " λ" : ""}${c.gelu ? " GELU" : ""}: codes equal int4's, y matches float64 (branch f32 and bf16)`, () => {
         setIsa(isa);
         try {
           const r = rng(100 + ci);
           const { spec, q } = makeLayer(r, c);
           const x = makeX(r, c.M, c.K);
-          const layer = prepareP2Layer(spec);
-          // activations, byte for byte
-          const a = layer.quantize(x, c.M);
-          const inv = invSmooth(spec);
-          const v = Float32Array.from(x, (t, i) => (inv ? Math.fround(t * inv[i % c.K]!) : t));
-          const ref = quantize(v, c.M, c.K, ACT);
-          expect(firstDiff(a.codes, ref.codes), "codes").toBe(-1);
-          expect(firstDiff(a.exponents, ref.exponents!), "exponents").toBe(-1);
-          expect(firstDiff(a.rowScales, ref.rowScales!), "row scales").toBe(-1);
-          // the branch's down-projection
-          if (c.R > 0) {
-            for (let m = 0; m < c.M; m++)
-              for (let rr = 0; rr < c.R; rr++) {
-                let s = 0;
-                let abs = 0;
-                for (let k = 0; k < c.K; k++) {
-                  const p = x[m * c.K + k]! * spec.lowRankDown![rr * c.K + k]!;
-                  s += p;
-                  abs += Math.abs(p);
-                }
-                const got = a.loraAct![m * c.R + rr]!;
-                if (!(Math.abs(got - s) <= 1e-6 * abs + 1e-30))
-                  expect.fail(`loraAct[${m}, ${rr}] = ${got}, float64 ${s} (Σ|·| ${abs})`);
+          const res = residualPart(spec, q, x, c.M);
+          const ys: Partial<Record<P2BranchPrecision, Float32Array>> = {};
+          const wants: Partial<Record<P2BranchPrecision, { y: Float64Array; tol: Float64Array }>> = {};
+          for (const branch of ["f32", "bf16"] as const) {
+            const layer = prepareP2Layer({ ...spec, branch });
+            expect(layer.branch).toBe(branch);
+            const want = reference(spec, res, x, c.M, !!c.gelu, branch);
+            wants[branch] = want;
+            // activations, byte for byte
+            const a = layer.quantize(x, c.M);
+            const inv = invSmooth(spec);
+            const v = Float32Array.from(x, (t, i) => (inv ? Math.fround(t * inv[i % c.K]!) : t));
+            const qref = quantize(v, c.M, c.K, ACT);
+            expect(firstDiff(a.codes, qref.codes), "codes").toBe(-1);
+            expect(firstDiff(a.exponents, qref.exponents!), "exponents").toBe(-1);
+            expect(firstDiff(a.rowScales, qref.rowScales!), "row scales").toBe(-1);
+            // the branch's down-projection (f32: of x and L_down; bf16: of their bf16 roundings)
+            if (c.R > 0) {
+              for (let i = 0; i < c.M * c.R; i++) {
+                const got = a.loraAct![i]!;
+                if (!(Math.abs(got - want.lact[i]!) <= LACT_TOL * want.lactAbs[i]! + 1e-40))
+                  // relative also for the 1e-36 row
+                  expect.fail(`${branch}: loraAct[${i}] = ${got}, float64 ${want.lact[i]} (Σ|·| ${want.lactAbs[i]})`);
               }
-          } else expect(a.loraAct).toBeNull();
-          // the layer
-          const y = layer.forward(x, c.M, { gelu: !!c.gelu });
-          const want = reference(spec, q, x, c.M, !!c.gelu);
-          const { first, worst } = check(y, want.y, want.tol);
-          expect(
-            first,
-            `y[${first}] = ${y[first]}, float64 ${want.y[first]} (bound ${want.tol[first]}); worst ${worst}`,
-          ).toBe(-1);
-          // reused output buffer, same values
-          const out = new Float32Array(c.M * c.N).fill(Number.NaN);
-          layer.forward(x, c.M, { gelu: !!c.gelu, out });
-          expect(firstDiff(out, y)).toBe(-1);
+            } else expect(a.loraAct).toBeNull();
+            // the layer
+            const y = layer.forward(x, c.M, { gelu: !!c.gelu });
+            const { first, worst } = check(y, want.y, want.tol);
+            expect(
+              first,
+              `${branch}: y[${first}] = ${y[first]}, float64 ${want.y[first]} (bound ${want.tol[first]}); worst ${worst}`,
+            ).toBe(-1);
+            // reused output buffer, same values
+            const out = new Float32Array(c.M * c.N).fill(Number.NaN);
+            layer.forward(x, c.M, { gelu: !!c.gelu, out });
+            expect(firstDiff(out, y)).toBe(-1);
+            ys[branch] = y;
+          }
+          // the two precisions are told apart: each layer's y leaves the other's bound (a branch worth measuring)
+          if (c.R >= 8) {
+            expect(check(ys.f32!, wants.bf16!.y, wants.bf16!.tol).first, "f32 y within the bf16 bound").not.toBe(-1);
+            expect(check(ys.bf16!, wants.f32!.y, wants.f32!.tol).first, "bf16 y within the f32 bound").not.toBe(-1);
+          }
           // the other paths run before this one: within twice the bound of each other
           const seen = outputs.get(ci) ?? [];
-          for (const o of seen) {
-            const both = Float64Array.from(want.tol, (t) => 2 * t);
+          for (const [k, o] of seen.entries()) {
+            const branch = k % 2 === 0 ? "f32" : "bf16";
+            const y = ys[branch]!;
+            const both = Float64Array.from(wants[branch]!.tol, (t) => 2 * t);
             const d = check(y, Float64Array.from(o), both);
-            expect(d.first, `paths differ at ${d.first}: ${y[d.first]} vs ${o[d.first]}`).toBe(-1);
+            expect(d.first, `${branch}: paths differ at ${d.first}: ${y[d.first]} vs ${o[d.first]}`).toBe(-1);
           }
-          seen.push(y);
+          seen.push(ys.f32!, ys.bf16!);
           outputs.set(ci, seen);
         } finally {
           setIsa("auto");
         }
       });
+    });
+
+    it("a branch far above the row scale (its power of two moves into S_x): y equal to the unscaled layer's", () => {
+      setIsa(isa);
+      try {
+        // L_down·2^66 and L_up·2^-66: lora_act / S_x > 2^60 on every row, so each row's operand is scaled by 2^-c and
+        // S_x by 2^c (p2_layer.h); every product scales by a power of two, so y is the same bits
+        const r = rng(9);
+        const c: Case = { M: 45, N: 40, K: 448, R: 32, bias: true, smooth: true };
+        const { spec } = makeLayer(r, c);
+        const x = r.f32(c.M * c.K); // |x| ≤ 1: x·L_down·2^66 stays inside f32 (makeX's 1e33 row would not)
+        x.fill(0, 2 * c.K, 3 * c.K); // an all-zero row: no branch, c = 0
+        const big = {
+          ...spec,
+          lowRankDown: Float32Array.from(spec.lowRankDown!, (v) => v * 2 ** 66),
+          lowRankUp: Float32Array.from(spec.lowRankUp!, (v) => v * 2 ** -66),
+        };
+        for (const branch of ["f32", "bf16"] as const) {
+          const y = prepareP2Layer({ ...spec, branch }).forward(x, c.M);
+          const yb = prepareP2Layer({ ...big, branch }).forward(x, c.M);
+          const i = firstDiff(yb, y);
+          expect(i, `${branch}: y[${i}] = ${yb[i]} vs ${y[i]}`).toBe(-1);
+        }
+      } finally {
+        setIsa("auto");
+      }
     });
 
     it("agrees with the float64 fake-quant layer that quantizes x/λ in float64 (the pipeline's reference)", () => {
@@ -293,6 +420,14 @@ else {
     expect(firstDiff(lb.forwardOperand(op, { gelu: true }), lb.forward(x, c.M, { gelu: true }))).toBe(-1);
     const other = prepareP2Layer(b); // its own λ and L_down
     expect(() => other.forwardOperand(op)).toThrowError(/other smooth \/ lowRankDown/);
+    // branch precision "bf16": shared likewise, and an operand of the other precision is refused
+    const lab = prepareP2Layer({ ...a, branch: "bf16" });
+    const lbb = prepareP2Layer({ ...b, smooth: a.smooth, lowRankDown: a.lowRankDown, branch: "bf16" });
+    const opb = lab.quantizeOperand(x, c.M);
+    expect(opb.branch).toBe("bf16");
+    expect(firstDiff(lbb.forwardOperand(opb), lbb.forward(x, c.M))).toBe(-1);
+    expect(() => lbb.forwardOperand(op)).toThrowError(/branch "bf16"/);
+    expect(() => lb.forwardOperand(opb)).toThrowError(/branch "f32"/);
   });
 
   describe("int4p2 layer: bad input is one typed error naming the tensor", () => {
@@ -327,6 +462,13 @@ else {
       err(() => layer.forward(x, c.M), "E_VALUE", /row 2 of x\/λ.*leaves float32/);
       const v = Float32Array.from(x, (t, i) => Math.fround(t * Math.fround(1 / spec.smooth![i % c.K]!)));
       expect(() => quantize(v, c.M, c.K, ACT)).toThrowError(/row 2: row scale .* leaves float32/);
+    });
+    it("a branch precision other than f32 / bf16", () => {
+      err(
+        () => prepareP2Layer({ ...spec, name: "blk.attn", branch: "fp16" as never }),
+        "E_ARGUMENT",
+        /blk\.attn\.branch.*"fp16".*"f32", "bf16"/,
+      );
     });
     it("weights: codes, exponents, row scales, shapes, branch halves, λ", () => {
       const codes = Int8Array.from(spec.codes);

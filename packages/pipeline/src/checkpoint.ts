@@ -12,6 +12,7 @@ import {
   unpackW4A16Layer,
   type W4A16Quantized,
 } from "@svdquant/int4";
+import { type P2BranchPrecision, p2BranchPrecision } from "@svdquant/kernels";
 import {
   DENSE_RECIPE,
   FluxTransformer,
@@ -35,6 +36,15 @@ import {
   W4A16ReferenceLinear,
 } from "./layers.js";
 import { layoutOf, type ModelLayout, type UnitSpec, W4A4_FILE_SUFFIX } from "./layout.js";
+
+/**
+ * The branch precision of the int4p2 CPU layers unless LoadQuantizedOptions.p2Branch says otherwise: "bf16", the
+ * paper's 16-bit branch (SVDQuant §4). Measured (docs/benchmarks.md "int4p2 branch precision"): it moves the layer
+ * output by ‖ΔŶ‖/‖Y‖ ≈ 2–3e-3 and the 4-bit layer error by ≤ 0.11 % (relative) on toy-flux and generated FLUX-shaped
+ * layers, and takes the branch's cost from 6.9–24.2 % to 0.8–5.7 % of the layer (FLUX shapes, AMX, 1-thread medians).
+ */
+export const DEFAULT_P2_BRANCH: P2BranchPrecision = "bf16";
+
 import { nativeGemm } from "./native-gemm.js";
 import { permuteAdaNormRows, roundUp } from "./quantize-units.js";
 import { RenamedSource } from "./sources.js";
@@ -257,7 +267,12 @@ export async function readQuantizedCheckpoint(path: string): Promise<QuantizedCh
 }
 
 /** The provider of the quantized layers of a checkpoint, by model layer name. */
-export function quantizedLayerProvider(ckpt: QuantizedCheckpoint, backend: LayerBackend): LinearProvider {
+export function quantizedLayerProvider(
+  ckpt: QuantizedCheckpoint,
+  backend: LayerBackend,
+  p2Branch: P2BranchPrecision = DEFAULT_P2_BRANCH,
+): LinearProvider {
+  const branch = p2BranchPrecision(p2Branch, "p2Branch");
   const shapes = paramShapes(ckpt.modelConfig);
   // model layer name → how to build it
   const plan = new Map<string, () => LinearLayer>();
@@ -280,7 +295,7 @@ export function quantizedLayerProvider(ckpt: QuantizedCheckpoint, backend: Layer
         backend === "reference"
           ? new W4A4ReferenceLinear(name, record, a, a + rows, k)
           : record.residual.spec.format === "int4p2"
-            ? new P2KernelLinear(name, record, a, a + rows, k)
+            ? new P2KernelLinear(name, record, a, a + rows, k, branch)
             : new W4A4KernelLinear(name, record, a, a + rows, k),
       );
     }
@@ -295,7 +310,7 @@ export function quantizedLayerProvider(ckpt: QuantizedCheckpoint, backend: Layer
           backend === "reference"
             ? new W4A4ReferenceLinear(unitName, rec, 0, n, k1 - k0)
             : rec.residual.spec.format === "int4p2"
-              ? new P2KernelLinear(unitName, rec, 0, n, k1 - k0)
+              ? new P2KernelLinear(unitName, rec, 0, n, k1 - k0, branch)
               : new W4A4KernelLinear(unitName, rec, 0, n, k1 - k0);
         return { layer, k0, k1 };
       });
@@ -328,6 +343,11 @@ export interface LoadQuantizedOptions {
    * float64 fake-quant of the same parameters.
    */
   readonly backend?: LayerBackend;
+  /**
+   * Precision of the low-rank branch of the int4p2 layers on "kernels" (@svdquant/kernels P2BranchPrecision):
+   * default DEFAULT_P2_BRANCH.
+   */
+  readonly p2Branch?: P2BranchPrecision;
 }
 
 export type QuantizedModel = FluxTransformer | PixArtTransformer;
@@ -338,7 +358,7 @@ export async function loadQuantizedModel(path: string, opts: LoadQuantizedOption
   const ckpt = await readQuantizedCheckpoint(path);
   try {
     const factory = new LinearFactory(DENSE_RECIPE, {
-      provider: quantizedLayerProvider(ckpt, opts.backend ?? "kernels"),
+      provider: quantizedLayerProvider(ckpt, opts.backend ?? "kernels", opts.p2Branch),
     });
     const source = new RenamedSource(ckpt.file, ckpt.dense);
     const model =

@@ -22,6 +22,7 @@ export {
 } from "./calibrate-device.js";
 export {
   checkpointFormat,
+  DEFAULT_P2_BRANCH,
   type LoadQuantizedOptions,
   loadQuantizedModel,
   type QuantizedCheckpoint,

@@ -26,6 +26,7 @@ import {
   gemmW4A4,
   gemmW4A16,
   KernelsError,
+  type P2BranchPrecision,
   type P2Operand,
   type PackedW4A4,
   type PackedW4A16,
@@ -127,9 +128,10 @@ export class W4A4KernelLinear implements LinearLayer {
  * One member (rows [r0, r1)) of an int4p2 unit on the CPU: @svdquant/kernels' prepared int4p2 layer
  * (prepareP2Layer), packed once at load. A call quantizes v = x · f32(1/λ) natively (int4p2 "pow2", the codes of
  * @svdquant/int4's quantizer), computes the branch x · L_downᵀ, and runs ONE bf16 GEMM (AMX-BF16 tiles where the
- * CPU has them) of [Q(v) | branch in 3 bf16 parts] with [Q(residual) | L_up in 3 bf16 parts], f32 sums over all of K, S_x·S_w and the
- * bias (and GELU) in its epilogue. Members of one unit (same λ and L_down arrays) share one quantized operand:
- * `prepareInput` quantizes, `forwardPrepared` runs the GEMM.
+ * CPU has them) of [Q(v) | branch columns] with [Q(residual) | L_up columns], f32 sums over all of K, S_x·S_w and the
+ * bias (and GELU) in its epilogue. The branch precision (`branch`, @svdquant/kernels P2BranchPrecision): "f32"
+ * (3 bf16 parts per value) or "bf16" (bf16 x, L_down, lora_act and L_up, f32 sums). Members of one unit (same λ and
+ * L_down arrays, same precision) share one quantized operand: `prepareInput` quantizes, `forwardPrepared` runs the GEMM.
  */
 export class P2KernelLinear implements LinearLayer {
   readonly kind = "w4a4-int4p2";
@@ -143,6 +145,7 @@ export class P2KernelLinear implements LinearLayer {
     r0: number,
     r1: number,
     readonly inFeatures: number,
+    branch: P2BranchPrecision,
   ) {
     const q = rec.residual;
     if (q.spec.format !== "int4p2" || q.rowScales === undefined || q.exponents === undefined)
@@ -160,6 +163,7 @@ export class P2KernelLinear implements LinearLayer {
         ...(rec.smooth ? { smooth: rec.smooth } : {}),
         ...(R > 0 ? { lowRankDown: rec.lowRankDown, lowRankUp: rowsOf(rec.lowRankUp, R, r0, r1) } : {}),
         ...(rec.bias ? { bias: rec.bias.slice(r0, r1) } : {}),
+        branch,
         name,
       });
     } catch (e) {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { FluxTransformer, PixArtTransformer, parseModelConfig } from "@svdquant/models";
 import { SafetensorsFile } from "@svdquant/tensor";
 import {
+  type LoadQuantizedOptions,
   loadQuantizedModel,
   modelSizes,
   parseQuantizeConfig,
@@ -60,16 +61,23 @@ export async function predictedBytes(model: TinyModel, config: QuantizeConfig): 
 }
 
 /**
- * A checkpoint of `model` run on the model's reference inputs: `y` on the native kernels (the default backend),
+ * A checkpoint of `model` run on the model's reference inputs: `y` on the native kernels (the default backend, `opts`),
  * `yr` on the float64 fake-quant reference, `y16` the 16-bit model's output.
  */
+/** The native-kernel forward of a checkpoint on the model's reference inputs (`opts` as loadQuantizedModel's). */
+export async function nativeForward(out: string, model: TinyModel, opts: LoadQuantizedOptions = {}) {
+  const inp = model === "flux-tiny-a" ? await fluxInputs() : await pixartInputs();
+  return (await loadQuantizedModel(out, opts)).forward(inp as never);
+}
+
 export async function tinyForwards(
   out: string,
   model: TinyModel,
+  opts: LoadQuantizedOptions = {},
 ): Promise<{ y: Float32Array; yr: Float32Array; y16: Float32Array }> {
   const flux = model === "flux-tiny-a";
   const inp = flux ? await fluxInputs() : await pixartInputs();
-  const y = await (await loadQuantizedModel(out)).forward(inp as never);
+  const y = await (await loadQuantizedModel(out, opts)).forward(inp as never);
   const yr = await (await loadQuantizedModel(out, { backend: "reference" })).forward(inp as never);
   const m = flux
     ? await FluxTransformer.fromFolder(modelDir(model))
