@@ -2,7 +2,8 @@
  * The int4p2 layer (prepareP2Layer) on every native path this CPU has, forced one by one: its activation codes,
  * exponents and row scales equal @svdquant/int4's quantizer ("pow2" row scale, e / e − 1 search) byte for byte,
  * and its output matches a float64 int4p2 fake-quant layer built from @svdquant/int4 (dequantized codes in float64,
- * x·L_downᵀ·L_upᵀ in float64), with every path also checked against the others.
+ * x·L_downᵀ·L_upᵀ in float64), with every path also checked against the others. On `amx` both GEMMs run: the
+ * AMX-INT8 band path (the default where the CPU has AMX-INT8) and AMX-BF16 (`amxInt8: false`).
  */
 import { dequantize, fakeQuantize, type Quantized, quantize, specFor } from "@svdquant/int4";
 import { describe, expect, it } from "vitest";
@@ -20,6 +21,8 @@ interface Case {
   bias: boolean;
   smooth: boolean;
   gelu?: boolean;
+  /** Exponents spread over more than 5 levels in some weight rows and tokens (the int8 path's shadow rows). */
+  spread?: boolean;
 }
 
 /** Weights quantized by @svdquant/int4 ("max" row scale), one all-zero row, outlier rows; branch and bias. */
@@ -28,6 +31,13 @@ function makeLayer(r: Rng, c: Case): { spec: P2LayerSpec; q: Quantized; w: Float
   const w = r.f32(N * K, 0.05);
   for (let k = 0; k < K; k++) w[(N > 2 ? 1 : 0) * K + k] *= 20; // an outlier row
   if (N > 3) w.fill(0, 2 * K, 3 * K); // S_w = 0
+  if (c.spread)
+    for (
+      let n = 3;
+      n < N;
+      n += 3 // groups 2^-6 and 2^-12 below the row's others: 2 or 3 exponent bands
+    )
+      for (let k = 0; k < K; k++) if ((k >> 6) % 3 !== 0) w[n * K + k]! *= (k >> 6) % 3 === 1 ? 2 ** -6 : 2 ** -12;
   const q = quantize(w, N, K, specFor("int4p2"));
   return {
     q,
@@ -46,8 +56,15 @@ function makeLayer(r: Rng, c: Case): { spec: P2LayerSpec; q: Quantized; w: Float
 }
 
 /** Inputs with outlier channels, an all-zero row, a zero group, and rows far below/above 1 (both row paths). */
-function makeX(r: Rng, M: number, K: number): Float32Array {
+function makeX(r: Rng, M: number, K: number, spread = false): Float32Array {
   const x = r.f32(M * K);
+  if (spread)
+    for (
+      let m = 7;
+      m < M;
+      m += 2 // one group 2^-7, another 2^-13 below the rest of the token
+    )
+      for (let k = 0; k < Math.min(K, 128); k++) x[m * K + ((k + 64 * m) % K)]! *= k < 64 ? 2 ** -7 : 2 ** -13;
   const outliers = Array.from({ length: Math.max(1, K >> 8) }, () => r.int(0, K - 1));
   for (let m = 0; m < M; m++) for (const k of outliers) x[m * K + k]! *= 40;
   if (M > 2) x.fill(0, 2 * K, 3 * K);
@@ -140,6 +157,9 @@ const CASES: Case[] = [
   { M: 417, N: 419, K: 1152, R: 32, bias: true, smooth: true, gelu: true },
   // the blocked plan at K = 12288 (52 chunks), the task split into two row tasks for the pool's threads
   { M: 130, N: 33, K: 12288, R: 32, bias: true, smooth: false },
+  // exponents over 2–3 bands of 5 levels in weight rows and tokens: shadow rows and columns on the int8 path
+  { M: 45, N: 70, K: 320, R: 8, bias: true, smooth: true, gelu: true, spread: true },
+  { M: 300, N: 100, K: 1152, R: 32, bias: true, smooth: false, spread: true },
 ];
 
 if (!info.native)
@@ -155,9 +175,11 @@ else {
       setIsa(isa);
       const r = rng(1);
       const { spec } = makeLayer(r, { M: 1, N: 4, K: 64, R: 0, bias: false, smooth: false });
-      const path = prepareP2Layer(spec).path;
-      const want = { amx: "amx-bf16", avx512: "avx512-f32", avx2: "avx2-f32", scalar: "scalar-f32" }[isa];
-      expect(path).toBe(want);
+      const layer = prepareP2Layer(spec);
+      const want = { amx: "amx-int8", avx512: "avx512-f32", avx2: "avx2-f32", scalar: "scalar-f32" }[isa];
+      expect(layer.path).toBe(want);
+      expect(layer.int8Weight !== null).toBe(isa === "amx");
+      if (isa === "amx") expect(prepareP2Layer({ ...spec, amxInt8: false }).path).toBe("amx-bf16");
       setIsa("auto");
     });
 
@@ -189,64 +211,72 @@ else {
       }
     });
 
-    CASES.forEach((c, ci) => {
-      it(`M=${c.M} N=${c.N} K=${c.K} R=${c.R}${c.bias ? " bias" : ""}${c.smooth ? " λ" : ""}${c.gelu ? " GELU" : ""}: codes equal int4's, y matches float64`, () => {
-        setIsa(isa);
-        try {
-          const r = rng(100 + ci);
-          const { spec, q } = makeLayer(r, c);
-          const x = makeX(r, c.M, c.K);
-          const layer = prepareP2Layer(spec);
-          // activations, byte for byte
-          const a = layer.quantize(x, c.M);
-          const inv = invSmooth(spec);
-          const v = Float32Array.from(x, (t, i) => (inv ? Math.fround(t * inv[i % c.K]!) : t));
-          const ref = quantize(v, c.M, c.K, ACT);
-          expect(firstDiff(a.codes, ref.codes), "codes").toBe(-1);
-          expect(firstDiff(a.exponents, ref.exponents!), "exponents").toBe(-1);
-          expect(firstDiff(a.rowScales, ref.rowScales!), "row scales").toBe(-1);
-          // the branch's down-projection
-          if (c.R > 0) {
-            for (let m = 0; m < c.M; m++)
-              for (let rr = 0; rr < c.R; rr++) {
-                let s = 0;
-                let abs = 0;
-                for (let k = 0; k < c.K; k++) {
-                  const p = x[m * c.K + k]! * spec.lowRankDown![rr * c.K + k]!;
-                  s += p;
-                  abs += Math.abs(p);
+    // on amx: the AMX-INT8 band GEMM (default) and the AMX-BF16 one
+    const variants = isa === "amx" ? [true, false] : [true];
+    for (const amxInt8 of variants)
+      CASES.forEach((c, ci) => {
+        it(`M=${c.M} N=${c.N} K=${c.K} R=${c.R}${c.bias ? " bias" : ""}${c.smooth ? " λ" : ""}${c.gelu ? " GELU" : ""}${c.spread ? " spread" : ""}${isa === "amx" ? (amxInt8 ? " (amx-int8)" : " (amx-bf16)") : ""}: codes equal int4's, y matches float64`, () => {
+          setIsa(isa);
+          try {
+            const r = rng(100 + ci);
+            const { spec, q } = makeLayer(r, c);
+            const x = makeX(r, c.M, c.K, c.spread);
+            const layer = prepareP2Layer({ ...spec, amxInt8 });
+            if (isa === "amx" && amxInt8) {
+              expect(layer.path).toBe("amx-int8");
+              // the spread cases need shadow columns (and rows: checked through y against the float64 layer)
+              if (c.spread) expect(layer.int8Weight!.shadowColumns).toBeGreaterThan(0);
+            }
+            // activations, byte for byte
+            const a = layer.quantize(x, c.M);
+            const inv = invSmooth(spec);
+            const v = Float32Array.from(x, (t, i) => (inv ? Math.fround(t * inv[i % c.K]!) : t));
+            const ref = quantize(v, c.M, c.K, ACT);
+            expect(firstDiff(a.codes, ref.codes), "codes").toBe(-1);
+            expect(firstDiff(a.exponents, ref.exponents!), "exponents").toBe(-1);
+            expect(firstDiff(a.rowScales, ref.rowScales!), "row scales").toBe(-1);
+            // the branch's down-projection
+            if (c.R > 0) {
+              for (let m = 0; m < c.M; m++)
+                for (let rr = 0; rr < c.R; rr++) {
+                  let s = 0;
+                  let abs = 0;
+                  for (let k = 0; k < c.K; k++) {
+                    const p = x[m * c.K + k]! * spec.lowRankDown![rr * c.K + k]!;
+                    s += p;
+                    abs += Math.abs(p);
+                  }
+                  const got = a.loraAct![m * c.R + rr]!;
+                  if (!(Math.abs(got - s) <= 1e-6 * abs + 1e-30))
+                    expect.fail(`loraAct[${m}, ${rr}] = ${got}, float64 ${s} (Σ|·| ${abs})`);
                 }
-                const got = a.loraAct![m * c.R + rr]!;
-                if (!(Math.abs(got - s) <= 1e-6 * abs + 1e-30))
-                  expect.fail(`loraAct[${m}, ${rr}] = ${got}, float64 ${s} (Σ|·| ${abs})`);
-              }
-          } else expect(a.loraAct).toBeNull();
-          // the layer
-          const y = layer.forward(x, c.M, { gelu: !!c.gelu });
-          const want = reference(spec, q, x, c.M, !!c.gelu);
-          const { first, worst } = check(y, want.y, want.tol);
-          expect(
-            first,
-            `y[${first}] = ${y[first]}, float64 ${want.y[first]} (bound ${want.tol[first]}); worst ${worst}`,
-          ).toBe(-1);
-          // reused output buffer, same values
-          const out = new Float32Array(c.M * c.N).fill(Number.NaN);
-          layer.forward(x, c.M, { gelu: !!c.gelu, out });
-          expect(firstDiff(out, y)).toBe(-1);
-          // the other paths run before this one: within twice the bound of each other
-          const seen = outputs.get(ci) ?? [];
-          for (const o of seen) {
-            const both = Float64Array.from(want.tol, (t) => 2 * t);
-            const d = check(y, Float64Array.from(o), both);
-            expect(d.first, `paths differ at ${d.first}: ${y[d.first]} vs ${o[d.first]}`).toBe(-1);
+            } else expect(a.loraAct).toBeNull();
+            // the layer
+            const y = layer.forward(x, c.M, { gelu: !!c.gelu });
+            const want = reference(spec, q, x, c.M, !!c.gelu);
+            const { first, worst } = check(y, want.y, want.tol);
+            expect(
+              first,
+              `y[${first}] = ${y[first]}, float64 ${want.y[first]} (bound ${want.tol[first]}); worst ${worst}`,
+            ).toBe(-1);
+            // reused output buffer, same values
+            const out = new Float32Array(c.M * c.N).fill(Number.NaN);
+            layer.forward(x, c.M, { gelu: !!c.gelu, out });
+            expect(firstDiff(out, y)).toBe(-1);
+            // the other paths run before this one: within twice the bound of each other
+            const seen = outputs.get(ci) ?? [];
+            for (const o of seen) {
+              const both = Float64Array.from(want.tol, (t) => 2 * t);
+              const d = check(y, Float64Array.from(o), both);
+              expect(d.first, `paths differ at ${d.first}: ${y[d.first]} vs ${o[d.first]}`).toBe(-1);
+            }
+            seen.push(y);
+            outputs.set(ci, seen);
+          } finally {
+            setIsa("auto");
           }
-          seen.push(y);
-          outputs.set(ci, seen);
-        } finally {
-          setIsa("auto");
-        }
+        });
       });
-    });
 
     it("agrees with the float64 fake-quant layer that quantizes x/λ in float64 (the pipeline's reference)", () => {
       setIsa(isa);
