@@ -67,6 +67,7 @@ export {
   type P2LayerSpec,
   type P2Operand,
   type PreparedP2Layer,
+  MAX_SHADOW_COLUMNS,
   p2GemmPath,
   prepareP2Layer,
 } from "./p2-layer.js";

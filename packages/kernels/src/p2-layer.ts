@@ -53,7 +53,8 @@ export interface P2LayerSpec {
   name?: string;
   /**
    * Pack the int8 band operand too and run the "amx-int8" path on the `amx` ISA (default true where the CPU has
-   * AMX-INT8; it costs Na·K bytes beside `wop`); false keeps "amx-bf16".
+   * AMX-INT8; it costs Na·K bytes beside `wop`); false keeps "amx-bf16". A weight whose rows need more than
+   * MAX_SHADOW_COLUMNS·N shadow columns (exponents spread over more than 5 levels in most rows) keeps "amx-bf16".
    */
   amxInt8?: boolean;
 }
@@ -121,6 +122,9 @@ const EXP_MIN = -9;
 const EXP_MAX = 5;
 
 const roundUp = (v: number, to: number) => Math.ceil(v / to) * to;
+
+/** Shadow weight columns (a fraction of N) above which prepare keeps the AMX-BF16 path (see prepareP2Layer). */
+export const MAX_SHADOW_COLUMNS = 0.5;
 
 function binding(): NativeBinding {
   const nb = native();
@@ -210,7 +214,7 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
     sw,
   });
   // the int8 band weight (AMX-INT8 path): packed when the CPU has AMX-INT8 (p2i8Available: also the active ISA)
-  const w8 =
+  let w8 =
     spec.amxInt8 !== false && nb.p2i8PackWeight && nb.p2i8Available?.()
       ? call(() =>
           nb.p2i8PackWeight!({
@@ -221,6 +225,9 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
           }),
         )
       : null;
+  // Shadow columns enlarge the int8 GEMM: its per-core rate is 1.9–2.0x the bf16 one (docs/benchmarks.md "int4p2
+  // on AMX-INT8"), so beyond N/2 of them (1.5x the columns) the layer stays on AMX-BF16.
+  if (w8 && w8.shadowColumns > MAX_SHADOW_COLUMNS * N) w8 = null;
   const int8Now = () => w8 !== null && nb.p2i8Available!();
 
   const fail = (st: number, x: Float32Array, M: number): never => {

@@ -35,7 +35,7 @@ function makeLayer(r: Rng, c: Case): { spec: P2LayerSpec; q: Quantized; w: Float
     for (
       let n = 3;
       n < N;
-      n += 3 // groups 2^-6 and 2^-12 below the row's others: 2 or 3 exponent bands
+      n += 6 // groups 2^-6 and 2^-12 below the row's others: 3 exponent bands
     )
       for (let k = 0; k < K; k++) if ((k >> 6) % 3 !== 0) w[n * K + k]! *= (k >> 6) % 3 === 1 ? 2 ** -6 : 2 ** -12;
   const q = quantize(w, N, K, specFor("int4p2"));
@@ -179,7 +179,17 @@ else {
       const want = { amx: "amx-int8", avx512: "avx512-f32", avx2: "avx2-f32", scalar: "scalar-f32" }[isa];
       expect(layer.path).toBe(want);
       expect(layer.int8Weight !== null).toBe(isa === "amx");
-      if (isa === "amx") expect(prepareP2Layer({ ...spec, amxInt8: false }).path).toBe("amx-bf16");
+      if (isa === "amx") {
+        expect(prepareP2Layer({ ...spec, amxInt8: false }).path).toBe("amx-bf16");
+        // every row with exponents over 3 bands of 5 levels: 2N shadow columns, more than the int8 GEMM gains
+        const K = 192;
+        const w = r.f32(8 * K);
+        for (let k = 0; k < 8 * K; k++) w[k]! *= 2 ** (-6 * ((k >> 6) % 3));
+        const q = quantize(w, 8, K, specFor("int4p2"));
+        const wide = prepareP2Layer({ N: 8, K, codes: q.codes, exponents: q.exponents!, rowScales: q.rowScales! });
+        expect(wide.int8Weight).toBeNull();
+        expect(wide.path).toBe("amx-bf16");
+      }
       setIsa("auto");
     });
 
