@@ -86,6 +86,10 @@ interface Occupancy {
   dHist: Float64Array;
   /** tiles (row tile, group) holding band j of the fixed split, j = 0..2 */
   fixedBand: Float64Array;
+  /** rows, and the extra ("shadow") rows a row-granular split needs: a row whose nonzero groups' d-set is covered by
+   * n windows of 5 levels (greedy from its smallest d) needs n − 1 shadow rows */
+  rows: number;
+  shadows: number;
 }
 
 function occupancy(exponents: Int8Array, codes: Int8Array, rows: number, cols: number): Occupancy {
@@ -94,7 +98,9 @@ function occupancy(exponents: Int8Array, codes: Int8Array, rows: number, cols: n
   const dmask = new Uint16Array(rowTiles * groups);
   const dHist = new Float64Array(15);
   const nz = new Uint8Array(groups);
+  let shadows = 0;
   for (let r = 0; r < rows; r++) {
+    let rowMask = 0;
     let top = -100;
     for (let g = 0; g < groups; g++) {
       nz[g] = 0;
@@ -109,8 +115,14 @@ function occupancy(exponents: Int8Array, codes: Int8Array, rows: number, cols: n
       if (!nz[g]) continue;
       const d = top - exponents[r * groups + g]!;
       dHist[d]!++;
+      rowMask |= 1 << d;
       dmask[Math.floor(r / TILE) * groups + g]! |= 1 << d;
     }
+    for (let d = 0, end = -1; d < 15; d++)
+      if (rowMask & (1 << d) && d > end) {
+        if (end >= 0) shadows++;
+        end = d + 4;
+      }
   }
   const bands = new Float64Array(groups * NT);
   const main = new Float64Array(groups * NT);
@@ -125,7 +137,7 @@ function occupancy(exponents: Int8Array, codes: Int8Array, rows: number, cols: n
       }
       for (let j = 0; j < 3; j++) if (m & (0x1f << (5 * j))) fixedBand[j]!++;
     }
-  return { rowTiles, groups, bands, main, dHist, fixedBand };
+  return { rowTiles, groups, bands, main, dHist, fixedBand, rows, shadows };
 }
 
 /** One layer: its weight occupancy and its activation occupancy summed over calls (same groups). */
@@ -137,6 +149,8 @@ interface LayerAcc {
   actRowTiles: number;
   actD: Float64Array;
   actFixed: Float64Array;
+  actRows: number;
+  actShadows: number;
 }
 
 const layers: LayerAcc[] = [];
@@ -150,6 +164,8 @@ function addLayer(kind: string, w: Occupancy): LayerAcc {
     actRowTiles: 0,
     actD: new Float64Array(15),
     actFixed: new Float64Array(3),
+    actRows: 0,
+    actShadows: 0,
   };
   layers.push(l);
   return l;
@@ -162,6 +178,8 @@ function addAct(l: LayerAcc, a: Occupancy): void {
     l.actMain[i]! += a.main[i]!;
   }
   l.actRowTiles += a.rowTiles;
+  l.actRows += a.rows;
+  l.actShadows += a.shadows;
   for (let d = 0; d < 15; d++) l.actD[d]! += a.dHist[d]!;
   for (let j = 0; j < 3; j++) l.actFixed[j]! += a.fixedBand[j]!;
 }
@@ -216,9 +234,9 @@ function predict(l: LayerAcc): {
 function report(title: string): void {
   console.log(`\n## ${title}\n`);
   console.log(
-    "| kind | layers | act tiles | w tiles | act d = top − e, % at 0..8, ≥ 9 | w d, % at 0..8, ≥ 9 | act tiles with band 0 / 1 / 2 % | w tiles with band 0 / 1 / 2 % | tdpbssd per tile pair and group, fixed split (off main acc.) | per-group shift, one T per layer (off main acc.) |",
+    "| kind | layers | act tiles | w tiles | act d = top − e, % at 0..8, ≥ 9 | w d, % at 0..8, ≥ 9 | act tiles with band 0 / 1 / 2 % | w tiles with band 0 / 1 / 2 % | tdpbssd per tile pair and group, fixed split (off main acc.) | per-group shift, one T per layer (off main acc.) | shadow rows act / w % | row-granular work (1 + s_a)(1 + s_w) |",
   );
-  console.log("| - | -: | -: | -: | - | - | - | - | -: | -: |");
+  console.log("| - | -: | -: | -: | - | - | - | - | -: | -: | -: | -: |");
   const byKind = new Map<string, LayerAcc[]>();
   for (const l of layers) byKind.set(l.kind, [...(byKind.get(l.kind) ?? []), l]);
   for (const [k, ls] of byKind) {
@@ -233,6 +251,8 @@ function report(title: string): void {
     const wFixed = sum((l) => l.w.fixedBand, 3);
     const actTiles = ls.reduce((a, l) => a + l.actRowTiles * l.w.groups, 0);
     const wTiles = ls.reduce((a, l) => a + l.w.rowTiles * l.w.groups, 0);
+    const sa = ls.reduce((a, l) => a + l.actShadows, 0) / ls.reduce((a, l) => a + l.actRows, 0);
+    const sw = ls.reduce((a, l) => a + l.w.shadows, 0) / ls.reduce((a, l) => a + l.w.rows, 0);
     let tr = 0;
     let fx = 0;
     let fxm = 0;
@@ -254,7 +274,7 @@ function report(title: string): void {
     };
     const pct = (v: Float64Array, n: number) => [...v].map((x) => ((100 * x) / n).toFixed(1)).join(" / ");
     console.log(
-      `| ${k} | ${ls.length} | ${actTiles} | ${wTiles} | ${hist(actD)} | ${hist(wD)} | ${pct(actFixed, actTiles)} | ${pct(wFixed, wTiles)} | **${(fx / tr).toFixed(3)}** (${((fx - fxm) / tr).toFixed(3)}) | **${(sh / tr).toFixed(3)}** (${((sh - shm) / tr).toFixed(3)}) |`,
+      `| ${k} | ${ls.length} | ${actTiles} | ${wTiles} | ${hist(actD)} | ${hist(wD)} | ${pct(actFixed, actTiles)} | ${pct(wFixed, wTiles)} | **${(fx / tr).toFixed(3)}** (${((fx - fxm) / tr).toFixed(3)}) | **${(sh / tr).toFixed(3)}** (${((sh - shm) / tr).toFixed(3)}) | ${(100 * sa).toFixed(1)} / ${(100 * sw).toFixed(1)} | ${((1 + sa) * (1 + sw)).toFixed(3)} |`,
     );
   }
 }

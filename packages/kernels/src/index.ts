@@ -61,13 +61,13 @@ export {
   setThreads,
 } from "./ops.js";
 export {
+  MAX_SHADOW_COLUMNS,
   type P2Activations,
   type P2ForwardOptions,
   type P2GemmPath,
   type P2LayerSpec,
   type P2Operand,
   type PreparedP2Layer,
-  MAX_SHADOW_COLUMNS,
   p2GemmPath,
   prepareP2Layer,
 } from "./p2-layer.js";
