@@ -18,8 +18,10 @@
  * (quantizeActivations + gemmW4A4, fresh arrays), "W4A4 no LR", "f32 GEMM", "W4A16" and "W8A8" (per-token INT8
  * quantization + gemmW8A8 into a reused output, as the layers and ORT's arena reuse theirs). Peers get the same INT4 codes/scales (MatMulNBits, block 64) and INT8 codes
  * (DynamicQuantizeMatMul). "int4p2 layer" = prepareP2Layer(...).forward (pow2 activation quantization of x/λ,
- * rank-32 down-projection, one bf16 GEMM with the branch as 192 extra K columns, bias) on every native path, and
- * "int4p2 no LR" without the branch; its "of peak" is against tdpbf16ps (amx) or the zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code path.
+ * rank-32 down-projection, one bf16 GEMM with the branch as 192 extra K columns, bias) on every native path (on
+ * `amx` its default AMX-INT8 band GEMM, kernels/cpu/p2_int8.h, with the branch on bf16 tiles), "int4p2 no LR"
+ * without the branch and "int4p2 amx-bf16" (amxInt8: false); "of peak" is against tdpbssd (amx-int8), tdpbf16ps
+ * (amx-bf16) or the zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code path.
  */
 import { availableParallelism, cpus, loadavg } from "node:os";
 import * as ort from "onnxruntime-node";
@@ -35,6 +37,7 @@ import {
   packW4A4,
   packW4A16,
   packW8A8,
+  p2GemmPath,
   prepareP2Layer,
   prepareW4A4Layer,
   quantizeActivations,
@@ -208,19 +211,23 @@ for (const [K, N] of KNs) {
   const pF32 = packF32(wf, N, K, { bias });
   // what the models run: f32GemmBackend().prepare (on the amx path W split once into 3 bf16 parts, AMX-BF16 tiles)
   const prepF32 = only === "lr" || only === "p2" ? undefined : f32GemmBackend().prepare(wf, bias, N, K);
-  // int4p2 weights: the same random codes, group exponents in [−4, 5] and per-row scales (the GEMM's cost does
-  // not depend on the values)
+  // int4p2 weights: the same random codes, per-row scales and group exponents 5 − d with d in {0, 1, 2}: one band of
+  // 5 levels per row, as every weight row of the trained toy FLUX and of the generated FLUX-width layers measured
+  // (experiments/ablation-layer/bench/p2-bands.ts; d = 0..2 holds 95–100 % of their groups) except the post-GELU
+  // one, whose rows all spread over 6+ levels: such a weight stays on AMX-BF16 (MAX_SHADOW_COLUMNS). The bf16 GEMM's
+  // cost does not depend on the values; the int8 one's grows with the shadow columns of wider rows.
   const p2w = {
     N,
     K,
     codes,
-    exponents: Int8Array.from({ length: (N * K) / 64 }, () => Math.floor(rand() * 10) - 4),
+    exponents: Int8Array.from({ length: (N * K) / 64 }, () => 5 - Math.floor(rand() * 3)),
     rowScales: Float32Array.from({ length: N }, () => 0.0005 + rand() * 0.001),
     smooth,
     bias,
   };
   const p2 = prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup });
   const p2noLR = prepareP2Layer(p2w);
+  const p2bf16 = prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, amxInt8: false }); // amx: AMX-BF16
   const pW4A16 = packW4A16({ codes, scales }, N, K, { format: "int4", groupSize: 64, bias });
   const pW8 = packW8A8({ codes: codes8, scales: scales8 }, N, K, { bias });
   const models: Record<string, Uint8Array> =
@@ -258,8 +265,23 @@ for (const [K, N] of KNs) {
         }),
       ),
       ...paths.map((p): Task => ({ name: "W4A4 layer", path: p, int: true, run: () => layer.forward(x, M, { out }) })),
-      ...paths.map((p): Task => ({ name: "int4p2 layer", path: p, int: "bf16", run: () => p2.forward(x, M, { out }) })),
-      { name: "int4p2 no LR", path: best, int: "bf16", run: () => p2noLR.forward(x, M, { out }) },
+      ...paths.map(
+        (p): Task => ({
+          name: "int4p2 layer",
+          path: p,
+          int: p === "amx" && p2.int8Weight ? true : "bf16", // amx: the AMX-INT8 path where prepare packed it
+          run: () => p2.forward(x, M, { out }),
+        }),
+      ),
+      {
+        name: "int4p2 no LR",
+        path: best,
+        int: best === "amx" && p2.int8Weight ? true : "bf16",
+        run: () => p2noLR.forward(x, M, { out }),
+      },
+      ...(best === "amx" && p2.int8Weight
+        ? [{ name: "int4p2 amx-bf16", path: best, int: "bf16" as const, run: () => p2bf16.forward(x, M, { out }) }]
+        : []),
       { name: "W4A4 layer no LR", path: best, int: true, run: () => layerNoLR.forward(x, M, { out }) },
       {
         name: "W4A4 2 calls",
@@ -322,10 +344,17 @@ for (const [K, N] of KNs) {
         lrCpu: (getCpu("int4p2 layer", best) / getCpu("int4p2 no LR") - 1) * 100,
         ms: p2lay,
         vsOurs: lay / p2lay,
-        perPath: paths
-          .filter((p) => !Number.isNaN(get("int4p2 layer", p)))
-          .map((p) => `${p} ${(ortInt / get("int4p2 layer", p)).toFixed(2)}x`)
-          .join(", "),
+        perPath: [
+          ...paths
+            .filter((p) => !Number.isNaN(get("int4p2 layer", p)))
+            .map(
+              (p) =>
+                `${p === "amx" && p2.int8Weight ? "amx-int8" : p} ${(ortInt / get("int4p2 layer", p)).toFixed(2)}x`,
+            ),
+          ...(Number.isNaN(get("int4p2 amx-bf16"))
+            ? []
+            : [`amx-bf16 ${(ortInt / get("int4p2 amx-bf16")).toFixed(2)}x`]),
+        ].join(", "),
       });
     if (only !== "p2")
       ratioRows.push(
@@ -354,7 +383,7 @@ console.log(ratioRows.join("\n"));
 console.log(
   "\n| CPU | path | M | K | N | int4p2 layer vs fastest ORT int8/4-bit | vs ORT f32 | low-rank overhead, wall (CPU time) | of peak (GEMM MACs) | vs our INT4 W4A4 layer | per path vs fastest ORT int |\n| - | - | -: | -: | -: | -: | -: | -: | -: | -: | - |",
 );
-const [p2pk, p2label] = peakFor(peakMax, best, "bf16");
+const [p2pk, p2label] = peakFor(peakMax, best, best === "amx" && p2GemmPath() === "amx-int8" ? true : "bf16");
 for (const r of p2Stats) {
   const rate = (r.M * r.N * (r.K + 6 * RANK)) / (r.ms / 1e3); // the GEMM's MACs: K code columns + 6R branch columns
   console.log(
