@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -45,6 +46,15 @@ struct Ctx {
 };
 
 thread_local std::vector<int32_t> t_cbuf;
+
+#ifdef SVDQ_P2_TUNE
+// Tuning hook for the timing harness only (never in the addon): P8_TR, P8_TC (task rows/columns), P8_KS (int8 K
+// steps per chunk).
+int64_t env_or(const char* n, int64_t d) {
+  const char* v = std::getenv(n);
+  return v ? std::atoll(v) : d;
+}
+#endif
 
 // The block's outputs: c8 (int32 32×32, row stride 32), cb (f32 branch sums or null).
 SVDQ_TARGET_AMX8 void block_out(const Ctx& x, int64_t m0, int64_t n0, const int32_t* c8, const float* cb) {
@@ -236,6 +246,11 @@ void gemm(const GemmArgs& a) {
     p.rows_outer = false;
     p.prefetch = false;
   }
+#ifdef SVDQ_P2_TUNE
+  p.task_rows = env_or("P8_TR", p.task_rows);
+  p.task_cols = env_or("P8_TC", p.task_cols);
+  csteps = env_or("P8_KS", csteps);
+#endif
   const int64_t want = num_threads();
   auto tasks = [&] { return ((Ma + p.task_rows - 1) / p.task_rows) * ((Na + p.task_cols - 1) / p.task_cols); };
   while (tasks() < want && (p.task_cols > 64 || p.task_rows > 64)) {
