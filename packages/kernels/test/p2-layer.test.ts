@@ -7,7 +7,15 @@
  */
 import { dequantize, fakeQuantize, type Quantized, quantize, specFor } from "@svdquant/int4";
 import { describe, expect, it } from "vitest";
-import { backendInfo, KernelsError, type P2LayerSpec, prepareP2Layer, setIsa } from "../src/index.ts";
+import {
+  backendInfo,
+  KernelsError,
+  type P2LayerSpec,
+  p2GemmPath,
+  prepareP2Layer,
+  setIsa,
+  setThreads,
+} from "../src/index.ts";
 import { describePaths, type Rng, rng } from "./helpers.ts";
 
 const info = backendInfo();
@@ -333,6 +341,33 @@ else {
     expect(firstDiff(lb.forwardOperand(op, { gelu: true }), lb.forward(x, c.M, { gelu: true }))).toBe(-1);
     const other = prepareP2Layer(b); // its own λ and L_down
     expect(() => other.forwardOperand(op)).toThrowError(/other smooth \/ lowRankDown/);
+  });
+
+  it("amx-int8 and amx-bf16 layers of one unit share operands both ways; amx-int8 is the same on 1 and 2 threads", (ctx) => {
+    if (p2GemmPath() !== "amx-int8") ctx.skip(`needs the amx-int8 path (this CPU / ISA: ${p2GemmPath()})`);
+    const r = rng(22);
+    const c: Case = { M: 140, N: 72, K: 448, R: 8, bias: true, smooth: true };
+    const { spec: a, q } = makeLayer(r, c);
+    const la = prepareP2Layer(a); // amx-int8
+    const lb = prepareP2Layer({ ...a, amxInt8: false }); // amx-bf16, same weights
+    expect([la.path, lb.path]).toEqual(["amx-int8", "amx-bf16"]);
+    const x = makeX(r, c.M, c.K, true);
+    const opA = la.quantizeOperand(x, c.M); // carries the band operand
+    const opB = lb.quantizeOperand(x, c.M); // bf16 only: la falls back to its bf16 GEMM for it
+    expect(opA.bands).toBeDefined();
+    expect(opB.bands).toBeUndefined();
+    expect(firstDiff(la.forwardOperand(opA), la.forward(x, c.M))).toBe(-1);
+    expect(firstDiff(lb.forwardOperand(opA), lb.forward(x, c.M))).toBe(-1);
+    expect(firstDiff(la.forwardOperand(opB), lb.forward(x, c.M))).toBe(-1);
+    const want = reference(a, q, x, c.M, false);
+    expect(check(la.forward(x, c.M), want.y, want.tol).first).toBe(-1);
+    const y2 = la.forward(x, c.M);
+    setThreads(1);
+    try {
+      expect(firstDiff(la.forward(x, c.M), y2)).toBe(-1);
+    } finally {
+      setThreads(0);
+    }
   });
 
   describe("int4p2 layer: bad input is one typed error naming the tensor", () => {
