@@ -355,7 +355,8 @@ int64_t quantize(const QuantArgs& a) {
       int c = 0;
       int rc = 3;
       if (vec)
-        rc = row_avx512(xr, a.inv_smooth, K, s.v.data(), lr, R, a.codes ? a.codes + m * K : nullptr, s.e.data(), tiled,
+        rc = row_avx512(xr, a.inv_smooth, K, s.v.data(), lr, R, a.codes ? a.codes + m * K : nullptr, s.e.data(),
+                        a.aop_branch_only ? nullptr : tiled,
                         st, c);
       else if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
         rc = 1;
@@ -367,7 +368,7 @@ int64_t quantize(const QuantArgs& a) {
           const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
           for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
           c = branch_shift(amax);
-          if (tiled) {
+          if (tiled && !a.aop_branch_only) {
             uint16_t* dst = s.row.data();
             operand_row_scalar(s.q.data(), s.e.data(), K, c, dst);
             for (int64_t kc = 0; kc < K / 32; ++kc) std::memcpy(tiled + kc * 1024, dst + kc * 32, 64);

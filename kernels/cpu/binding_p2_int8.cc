@@ -41,8 +41,10 @@ struct QuantOut {
   std::vector<float> row_scales;
 };
 
-// Quantizes x (the bf16 operand with its branch, sx) and packs the int8 band operand into `act`.
-int64_t quantize_pack(const Napi::Object& o, uint16_t* aop, float* sx, QuantOut& q8, p2i8::Act& act) {
+// Quantizes x (the bf16 operand with its branch, or its branch tiles only; sx) and packs the int8 band operand into
+// `act`.
+int64_t quantize_pack(const Napi::Object& o, uint16_t* aop, bool branch_only, float* sx, QuantOut& q8,
+                      p2i8::Act& act) {
   p2::QuantArgs q{};
   q.M = num(o, "M");
   q.K = num(o, "K");
@@ -58,6 +60,7 @@ int64_t quantize_pack(const Napi::Object& o, uint16_t* aop, float* sx, QuantOut&
   q8.exponents.resize(q.M * (q.K / 64));
   q8.row_scales.resize(q.M);
   q.aop = aop;
+  q.aop_branch_only = branch_only;
   q.sx = sx;
   q.codes = q8.codes.data();
   q.exponents = q8.exponents.data();
@@ -130,7 +133,8 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(g_mu);
     uint16_t* aop = svdq::align64(g_aop, static_cast<size_t>(p2::round_up(M, 32) * w.Kt));
     if (static_cast<int64_t>(g_sx.size()) < M) g_sx.resize(M);
-    const int64_t st = quantize_pack(o, aop, g_sx.data(), g_q8, g_act);
+    // the private operand: only its branch tiles are read (the int8 GEMM), so the bf16 codes part is not written
+    const int64_t st = quantize_pack(o, aop, true, g_sx.data(), g_q8, g_act);
     if (st != -1) return Napi::Number::New(env, static_cast<double>(st));
     p2i8::GemmArgs g{};
     g.act = &g_act;
@@ -155,7 +159,7 @@ Napi::Value QuantizeOperand(const Napi::CallbackInfo& info) {
     QuantOut q8;
     int64_t st;
     try {
-      st = quantize_pack(o, aop, sx, q8, *act);
+      st = quantize_pack(o, aop, false, sx, q8, *act);  // whole: layers on other paths may share the operand
     } catch (...) {
       delete act;
       throw;

@@ -65,6 +65,7 @@ struct QuantArgs {
   int8_t* exponents;         // out [M, K/64], or null
   float* lora_act;           // out [M, R], or null
   const float* ldown_t = nullptr;  // L_downᵀ [K][Rp] (lowrank_down.h, 64-byte aligned), or null: transposed per call
+  bool aop_branch_only = false;    // aop: write only the branch tiles (columns K on; the AMX-INT8 path, p2_int8.h)
 };
 // Returns -1, or the first failing row r: r ≥ 0 when x/λ holds a NaN/Inf there, −2 − r when its row scale
 // leaves float32 (p2.ts E_RANGE). Rows before it are written.
