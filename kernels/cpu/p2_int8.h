@@ -32,6 +32,9 @@
 namespace svdq {
 namespace p2i8 {
 
+// Largest K with exact int32 sums: 128·128·K < 2^31 (the largest multiple of 64 below 131072).
+constexpr int64_t kMaxK = 131008;
+
 // Element (m, k) of a8 (and (n, k) of w8 up to the inner order) : block offsets.
 inline int64_t a8_at(int64_t m, int64_t k, int64_t K) {
   return ((m / 32) * (K / 64) + k / 64) * 2048 + ((m / 16) & 1) * 1024 + (m % 16) * 64 + k % 64;

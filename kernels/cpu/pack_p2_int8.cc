@@ -111,6 +111,7 @@ int row_bands(const int8_t* q, const int8_t* e, int64_t K, int& top, int start[3
 
 void pack_weight(const p2::PackArgs& a, const uint16_t* wop, const float* sw, Weight& o) {
   const int64_t N = a.N, K = a.K, G = K / kGroup;
+  if (K > kMaxK) throw KernelError("p2i8: K above 131008 would overflow the int32 sums");
   o.N = N;
   o.K = K;
   o.Kt = p2::kt_of(K, a.R);

@@ -123,6 +123,9 @@ const EXP_MAX = 5;
 
 const roundUp = (v: number, to: number) => Math.ceil(v / to) * to;
 
+/** Largest K of the AMX-INT8 path: its int32 sums stay exact while 128·128·K < 2^31 (p2_int8.h). */
+const MAX_INT8_K = 131008;
+
 /** Shadow weight columns (a fraction of N) above which prepare keeps the AMX-BF16 path (see prepareP2Layer). */
 export const MAX_SHADOW_COLUMNS = 0.5;
 
@@ -215,7 +218,7 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
   });
   // the int8 band weight (AMX-INT8 path): packed when the CPU has AMX-INT8 (p2i8Available: also the active ISA)
   let w8 =
-    spec.amxInt8 !== false && nb.p2i8PackWeight && nb.p2i8Available?.()
+    spec.amxInt8 !== false && K <= MAX_INT8_K && nb.p2i8PackWeight && nb.p2i8Available?.()
       ? call(() =>
           nb.p2i8PackWeight!({
             codes: spec.codes,

@@ -197,6 +197,15 @@ else {
         const wide = prepareP2Layer({ N: 8, K, codes: q.codes, exponents: q.exponents!, rowScales: q.rowScales! });
         expect(wide.int8Weight).toBeNull();
         expect(wide.path).toBe("amx-bf16");
+        // K = 2^17: 128·128·K would overflow the int32 sums
+        const big = 131072;
+        const qb = quantize(r.f32(big, 0.05), 1, big, specFor("int4p2"));
+        const long = { N: 1, K: big, codes: qb.codes, exponents: qb.exponents!, rowScales: qb.rowScales! };
+        expect(prepareP2Layer(long).path).toBe("amx-bf16");
+        expect(
+          prepareP2Layer({ ...long, K: big - 64, codes: qb.codes.subarray(64), exponents: qb.exponents!.subarray(1) })
+            .path,
+        ).toBe("amx-int8");
       }
       setIsa("auto");
     });
