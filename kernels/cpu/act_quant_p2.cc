@@ -380,9 +380,9 @@ int64_t quantize(const QuantArgs& a) {
       int rc = 3;
       if (vec)
         rc = xconv ? row_avx512<true>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, a.codes ? a.codes + m * K : nullptr,
-                                      s.e.data(), tiled, st, c, xconv, xmax)
+                                      s.e.data(), a.aop_branch_only ? nullptr : tiled, st, c, xconv, xmax)
                    : row_avx512<false>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, a.codes ? a.codes + m * K : nullptr,
-                                       s.e.data(), tiled, st, c);
+                                       s.e.data(), a.aop_branch_only ? nullptr : tiled, st, c);
       else if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
         rc = 1;
       if (rc == 3) {  // the portable row (v is in s.v)
@@ -393,7 +393,7 @@ int64_t quantize(const QuantArgs& a) {
           const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
           for (int64_t r = 0; r < Rl; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
           c = branch_shift(amax);
-          if (tiled) {
+          if (tiled && !a.aop_branch_only) {
             uint16_t* dst = s.row.data();
             operand_row_scalar(s.q.data(), s.e.data(), K, c, dst);
             for (int64_t kc = 0; kc < K / 32; ++kc) std::memcpy(tiled + kc * 1024, dst + kc * 32, 64);

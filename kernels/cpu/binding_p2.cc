@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "binding_p2_args.h"
 #include "lowrank_down.h"
 #include "napi_args.h"
 #include "p2_layer.h"
@@ -22,10 +23,7 @@ namespace {
 using svdq::KernelError;
 
 using namespace svdq::napi_args;  // num, fnum, flag, arr<T>, guarded, obj0
-
-void dims(int64_t M, int64_t K, int64_t N, int64_t R, const char* what) {
-  if (M < 0 || K <= 0 || K % 64 || N <= 0 || R < 0) throw KernelError(std::string(what) + ": bad M/K/N/R");
-}
+using namespace svdq::p2::napi;   // dims, aligned, branch_of, common_quant
 
 // Transparent huge pages for the GEMM operands: the whole 2 MiB pages inside [p, p + bytes) are marked
 // MADV_HUGEPAGE (this Linux's THP mode is `madvise`), so that pages first touched afterwards come as 2 MiB pages.
@@ -42,15 +40,6 @@ void advise_huge(void* p, size_t bytes) {
   (void)p;
   (void)bytes;
 #endif
-}
-
-// The branch precision: o.branch 0 (f32, also when absent) or 1 (bf16) (p2-layer.ts P2BranchPrecision).
-svdq::p2::Branch branch_of(const Napi::Object& o) {
-  Napi::Value v = o.Get("branch");
-  if (v.IsUndefined()) return svdq::p2::Branch::F32;
-  const int64_t b = num(o, "branch");
-  if (b != 0 && b != 1) throw KernelError("p2: argument 'branch' must be 0 (f32) or 1 (bf16)");
-  return static_cast<svdq::p2::Branch>(b);
 }
 
 // Packed weight elements (p2_layer.h wop) and the 64-byte alignment slack the caller adds.
@@ -86,12 +75,6 @@ Napi::Value PackWeight(const Napi::CallbackInfo& info) {
   });
 }
 
-// The first 64-byte aligned element of a caller's Uint16Array (the caller adds 32 elements of slack).
-uint16_t* aligned(uint16_t* p) {
-  if (reinterpret_cast<uintptr_t>(p) % 2) throw KernelError("p2: a Uint16Array that is not 2-byte aligned");
-  return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64 / 2;
-}
-
 // p2PackDownBf16: bf16(L_down) as the AMX B tiles (p2_layer.h ldb) into the caller's ldb (Uint16Array of
 // K·roundUp(R, 16) + 32 elements), once per layer of branch precision bf16.
 Napi::Value PackDownBf16(const Napi::CallbackInfo& info) {
@@ -104,24 +87,6 @@ Napi::Value PackDownBf16(const Napi::CallbackInfo& info) {
     svdq::p2::pack_down_bf16(ld, R, K, aligned(arr<uint16_t>(o, "ldb", svdq::p2::down_bf16_len(K, R) + 32)));
     return env.Undefined();
   });
-}
-
-void common_quant(const Napi::Object& o, svdq::p2::QuantArgs& q, int64_t N) {
-  q.M = num(o, "M");
-  q.K = num(o, "K");
-  q.R = num(o, "R");
-  dims(q.M, q.K, N, q.R, "p2");
-  q.x = arr<float>(o, "x", q.M * q.K);
-  q.inv_smooth = arr<float>(o, "invSmooth", q.K, true);
-  q.ldown = q.R ? arr<float>(o, "lowRankDown", q.R * q.K) : nullptr;
-  q.ldown_t = q.R ? svdq::lowrank::aligned_ldt(
-                        arr<float>(o, "lowRankDownT", q.K * svdq::lowrank::rank_pad(q.R) + 16, true))
-                  : nullptr;
-  q.branch = branch_of(o);
-  uint16_t* ldb = q.R && q.branch == svdq::p2::Branch::Bf16
-                      ? arr<uint16_t>(o, "lowRankDownBf16", svdq::p2::down_bf16_len(q.K, q.R) + 32, true)
-                      : nullptr;
-  q.ldown_bf16 = ldb ? aligned(ldb) : nullptr;
 }
 
 // p2Quantize: codes [M,K], exponents [M,K/64], rowScales [M], loraAct [M,R]; returns quantize()'s status.

@@ -43,7 +43,7 @@ enum class Branch : int { F32 = 0, Bf16 = 1 };
 // Branch columns of the GEMM: 6R (three bf16 parts, six products) or R (one part).
 inline int64_t branch_cols(int64_t R, Branch b) { return b == Branch::Bf16 ? R : 6 * R; }
 // Columns of the GEMM: K codes + the branch columns, padded to the 32-column tile depth of tdpbf16ps.
-inline int64_t kt_of(int64_t K, int64_t R, Branch b = Branch::F32) { return K + round_up(branch_cols(R, b), 32); }
+inline int64_t kt_of(int64_t K, int64_t R, Branch b) { return K + round_up(branch_cols(R, b), 32); }
 // The bf16 part (0, 1, 2) of a branch value in each of the six column groups (the table above).
 constexpr int kActPart[6] = {0, 0, 1, 0, 1, 2};
 constexpr int kWeightPart[6] = {0, 1, 0, 2, 1, 0};
@@ -79,6 +79,7 @@ struct QuantArgs {
   const float* ldown_t = nullptr;  // L_downᵀ [K][Rp] (lowrank_down.h, 64-byte aligned), or null: transposed per call
   Branch branch = Branch::F32;
   const uint16_t* ldown_bf16 = nullptr;  // Branch::Bf16: pack_down_bf16 of ldown (64-byte aligned), or null: per call
+  bool aop_branch_only = false;    // aop: write only the branch tiles (columns K on; the AMX-INT8 path, p2_int8.h)
 };
 // Returns -1, or the first failing row r: r ≥ 0 when x/λ holds a NaN/Inf there, −2 − r when its row scale
 // leaves float32 (p2.ts E_RANGE). Rows before it are written.

@@ -7,14 +7,17 @@
 //       kernels/cpu/simd.cc kernels/cpu/gemm_f32.cc kernels/cpu/act_quant.cc kernels/cpu/gemm_w4a4.cc \
 //       kernels/cpu/gemm_w4a4_avx512.cc kernels/cpu/gemm_w4a4_amx.cc kernels/cpu/act_quant_p2.cc \
 //       kernels/cpu/gemm_p2.cc kernels/cpu/gemm_p2_amx.cc kernels/cpu/peak.cc kernels/cpu/gemm_w8a8.cc \
-//       kernels/cpu/gemm_w8a8_x86.cc kernels/cpu/p2_branch_bf16.cc -o /tmp/kernel_times
+//       kernels/cpu/gemm_w8a8_x86.cc kernels/cpu/p2_branch_bf16.cc kernels/cpu/pack_p2_int8.cc \
+//       kernels/cpu/gemm_p2_int8_amx.cc -o /tmp/kernel_times
 //   (add -DSVDQ_P2_TUNE to let P2_TR, P2_TC, P2_KC, P2_ROWS_OUTER, P2_L2PF override the int4p2 AMX plan)
 //   /tmp/kernel_times f32 M K N [threads] [isa]      # f32 GEMM (isa: 0 auto, 2 avx2, 3 avx512, 4 amx)
 //   /tmp/kernel_times w4a4 M K N [threads] [isa]     # quantize ± rank-32 down, W4A4 GEMM ± rank-32 up
 //   /tmp/kernel_times p2 M K N [threads] [isa]       # int4p2 bf16 GEMM (Kt = K rounded up to 32), its tdpbf16ps peak
 //   /tmp/kernel_times p2layer M K N [threads] [isa]  # int4p2: quantize ± rank-32 down, GEMM ± branch columns (f32 192, bf16 32)
 //   /tmp/kernel_times w8a8 M K N [threads] [isa]     # W8A8 GEMM (random int8 codes)
+//   /tmp/kernel_times p2i8 M K N [threads]           # int4p2 layer on AMX-INT8 vs AMX-BF16 (SPREAD=1: shadows)
 //   /tmp/kernel_times p2loop STEPS BLOCKS CSTORE PF  # the int4p2 2×2 tile loop alone (see p2_loop below)
+//   /tmp/kernel_times i8loop STEPS BLOCKS CSTORE PF  # the same loop on tdpbssd over STEPS·64 K vs bf16 (i8_loop)
 // p2 / w8a8 print GFLOP/s = 2 × multiply-adds per second of CPU time (per thread when threads > 1) and a hash of y
 // (equal hashes from two builds = bit-identical results). Each w4a4 / p2layer round ends with "layer R=0 / R=32"
 // (the sum of the two parts' minima) and the branch overhead (layer R=32 − layer R=0) / layer R=0.
@@ -33,6 +36,7 @@
 #include <vector>
 
 #include "common.h"
+#include "p2_int8.h"
 #include "p2_layer.h"
 
 using namespace svdq;
@@ -173,7 +177,7 @@ int run_p2layer(int64_t M, int64_t K, int64_t N, int reps) {
   const int64_t Np = p2::round_up(N, 32), Mp = p2::round_up(M, 32);
   std::vector<uint16_t> wb0, wb1, wb2, ab0, ab1, ab2, ldb;
   std::vector<float> sw0(Np), sw1(Np), sw2(Np), sx0(M), sx1(M), sx2(M), la(M * R), la2(M * R), y(M * N);
-  const int64_t Kt0 = p2::kt_of(K, 0), Kt1 = p2::kt_of(K, R), Kt2 = p2::kt_of(K, R, p2::Branch::Bf16);
+  const int64_t Kt0 = p2::kt_of(K, 0, p2::Branch::F32), Kt1 = p2::kt_of(K, R, p2::Branch::F32), Kt2 = p2::kt_of(K, R, p2::Branch::Bf16);
   const int64_t KtMid = K + p2::round_up(3 * R, 32);
   p2::PackArgs pk0{wq.data(), we.data(), ws.data(), nullptr, N, K, 0, align64(wb0, Np * Kt0), sw0.data()};
   p2::PackArgs pk1{wq.data(), we.data(), ws.data(), lup.data(), N, K, R, align64(wb1, Np * Kt1), sw1.data()};
@@ -257,6 +261,84 @@ double widen(uint16_t b) {
   float f;
   std::memcpy(&f, &u, 4);
   return f;
+}
+
+// The int4p2 layer on AMX-INT8 (p2_int8.h) against the AMX-BF16 one on the same quantized data, rank 32, bias:
+// quantize (+ codes, exponents for the int8 pack) and the two GEMMs, per core; y of both against a float64 sum of
+// the bf16 operands on sampled outputs. spread 0: weight exponents in [1, 5] (one band), uniform x; spread 1: weight
+// exponents in [−4, 5] (the kernels bench's) and every 8th token with one group 2^-8 smaller (shadow rows and columns).
+int run_p2i8(int64_t M, int64_t K, int64_t N, int reps, int spread) {
+  const int64_t R = 32, G = K / 64;
+  auto x = rnd(M * K, 1.f, 1);
+  if (spread)
+    for (int64_t m = 0; m < M; m += 8)
+      for (int64_t k = 64 * ((m / 8) % G); k < 64 * ((m / 8) % G) + 64; ++k) x[m * K + k] *= 0x1p-8f;
+  auto ldown = rnd(R * K, 0.05f, 2);
+  auto lup = rnd(N * R, 0.05f, 3);
+  auto bias = rnd(N, 1.f, 4);
+  auto inv = rnd(K, 0.5f, 5);
+  for (auto& v : inv) v = 1.5f + v;
+  std::vector<int8_t> wq(N * K), we(N * G);
+  std::mt19937 g(6);
+  for (auto& c : wq) c = static_cast<int8_t>(static_cast<int>(g() % 16) - 8);
+  for (auto& e : we) e = static_cast<int8_t>(spread ? static_cast<int>(g() % 10) - 4 : static_cast<int>(g() % 5) + 1);
+  auto ws = rnd(N, 0.01f, 7);
+  for (auto& s : ws) s = std::fabs(s) + 1e-3f;
+  const int64_t Np = p2::round_up(N, 32), Mp = p2::round_up(M, 32), Kt = p2::kt_of(K, R, p2::Branch::F32);
+  std::vector<uint16_t> wb, ab;
+  std::vector<float> sw(Np), sx(M), la(M * R), rs(M), y0(M * N), y1(M * N);
+  std::vector<int8_t> aq(M * K), ae(M * G);
+  p2::PackArgs pk{wq.data(), we.data(), ws.data(), lup.data(), N, K, R, align64(wb, Np * Kt), sw.data()};
+  p2::pack_weight(pk);
+  p2i8::Weight w8;
+  p2i8::pack_weight(pk, pk.wop, sw.data(), w8);
+  p2::QuantArgs q0{x.data(), M, K, inv.data(), ldown.data(), R, align64(ab, Mp * Kt), sx.data(),
+                   nullptr, nullptr, nullptr, la.data()};
+  p2::QuantArgs q1 = q0;
+  q1.row_scales = rs.data();
+  q1.codes = aq.data();
+  q1.exponents = ae.data();
+  q1.aop_branch_only = true;  // the int8 GEMM reads only the branch tiles of the bf16 operand
+  p2::quantize(q0);
+  p2::quantize(q1);
+  p2i8::Act a8;
+  p2i8::pack_act(aq.data(), ae.data(), rs.data(), sx.data(), M, K, a8);
+  std::printf("shadows: %lld activation rows of %lld, %lld weight columns of %lld\n", (long long)a8.Sa, (long long)M,
+              (long long)w8.Sw, (long long)N);
+  p2::GemmArgs g0{q0.aop, sx.data(), pk.wop, sw.data(), bias.data(), M, N, Kt, false, y0.data()};
+  p2i8::GemmArgs g1{&a8, &w8, q1.aop, sx.data(), bias.data(), false, y1.data()};
+  const double mac2 = 2.0 * M * N * Kt;
+  for (int round = 0; round < 2; ++round) {
+    const double tq0 = time_it("bf16: quantize", M * K, reps, [&] { p2::quantize(q0); });
+    const double tg0 = time_it("bf16: gemm", mac2, reps, [&] { p2::gemm(g0); });
+    const double tq1 = time_it("int8: quantize (codes, exps, branch)", M * K, reps, [&] { p2::quantize(q1); });
+    const double tp1 = time_it("int8: band pack", M * K, reps, [&] {
+      p2i8::pack_act(aq.data(), ae.data(), rs.data(), sx.data(), M, K, a8);
+    });
+    const double tg1 = time_it("int8: gemm", mac2, reps, [&] { p2i8::gemm(g1); });
+    std::printf("  layer bf16 %.2f ms, int8 %.2f ms: %.2fx (GEMM %.2fx)\n", (tq0 + tg0) * 1e3, (tq1 + tp1 + tg1) * 1e3,
+                (tq0 + tg0) / (tq1 + tp1 + tg1), tg0 / tg1);
+  }
+  // float64 sums of the bf16 operands (exact products) on sampled outputs
+  double maxerr0 = 0, maxerr1 = 0, maxref = 0;
+  const int64_t KC = Kt / 32;
+  for (int64_t m = 0; m < M; m += std::max<int64_t>(1, M / 16))
+    for (int64_t n = 0; n < N; n += std::max<int64_t>(1, N / 64)) {
+      double sum = 0;
+      for (int64_t k = 0; k < Kt; ++k)
+        sum += widen(q0.aop[p2::aop_row(m, Kt) + (k / 32) * 1024 + k % 32]) *
+               widen(pk.wop[p2::wop_block(n / 16, Kt) + (k / 32) * 1024 + ((k % 32) / 2) * 32 + (n % 16) * 2 + k % 2]);
+      const double r = sum * sx[m] * sw[n] + bias[n];
+      maxref = std::max(maxref, std::fabs(r));
+      maxerr0 = std::max(maxerr0, std::fabs(r - y0[m * N + n]));
+      maxerr1 = std::max(maxerr1, std::fabs(r - y1[m * N + n]));
+    }
+  (void)KC;
+  double d01 = 0;
+  for (int64_t i = 0; i < M * N; ++i) d01 = std::max(d01, static_cast<double>(std::fabs(y0[i] - y1[i])));
+  std::printf("  check: max |err| bf16 %.3g, int8 %.3g of max |y| %.3g; max |y_bf16 − y_int8| %.3g (%.2g)\n", maxerr0,
+              maxerr1, maxref, d01, d01 / maxref);
+  return maxerr1 / maxref < 1e-5 ? 0 : 1;
 }
 
 int run_p2(int64_t M, int64_t K, int64_t N, int reps) {
@@ -398,14 +480,96 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) double p2_loop(int64_t step
   return reps * wb * steps * 4.0 * 8192 / dt;
 }
 
+// The same loop on AMX-INT8 (the exact int8 path idea for int4p2, docs/benchmarks.md "int4p2 on AMX-INT8"): K steps
+// of 64 columns (one tdpbssd: a 16×64 int8 A tile times a 16(K quads)×16×4 int8 B tile), A 2 KiB and each weight
+// block's step 2 KiB, so the same K takes half the steps and half the bytes of p2_loop; C tiles zeroed or loaded /
+// stored as there (int32 sums).
+__attribute__((target("amx-tile,amx-int8,avx512f"))) double i8_loop(int64_t steps, int64_t wb, int cst, int pf,
+                                                                   int64_t reps) {
+  std::vector<int8_t> abuf(steps * 2048 + 64), wbuf(wb * steps * 2048 + 64);
+  std::mt19937 g(3);
+  std::uniform_int_distribution<int> q(-128, 127);  // q·2^d, q in [-8, 7], d in [0, 4]: any int8 in [-128, 112]
+  for (auto& v : abuf) v = static_cast<int8_t>(q(g));
+  for (auto& v : wbuf) v = static_cast<int8_t>(q(g));
+  int8_t* A = abuf.data();
+  while (reinterpret_cast<uintptr_t>(A) & 63) ++A;
+  int8_t* W = wbuf.data();
+  while (reinterpret_cast<uintptr_t>(W) & 63) ++W;
+  alignas(64) int32_t cb[1024];
+  std::memset(cb, 0, sizeof cb);
+  const TileConfig cfg = full_tiles();
+  _tile_loadconfig(&cfg);
+  const double t0 = cpu_now();
+  for (int64_t r = 0; r < reps; ++r)
+    for (int64_t b = 0; b < wb; ++b) {
+      if (cst) {
+        _tile_loadd(0, cb, 64);
+        _tile_loadd(1, cb + 256, 64);
+        _tile_loadd(2, cb + 512, 64);
+        _tile_loadd(3, cb + 768, 64);
+      } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+      }
+      const int8_t* ap = A;
+      const int8_t* bp = W + b * steps * 2048;
+      const char* nx = reinterpret_cast<const char*>(W + ((b + (pf > 1 ? pf : 1)) % wb) * steps * 2048);
+      for (int64_t s = 0; s < steps; ++s) {
+        if (pf == 1)
+          for (int l = 0; l < 2048; l += 64) _mm_prefetch(nx + 2048 * s + l, _MM_HINT_T0);
+        else if (pf > 1)
+          for (int l = 0; l < 2048; l += 64) _mm_prefetch(nx + 2048 * s + l, _MM_HINT_T1);
+        _tile_loadd(4, ap, 64);
+        _tile_loadd(6, bp, 64);
+        _tile_dpbssd(0, 4, 6);
+        _tile_loadd(7, bp + 1024, 64);
+        _tile_dpbssd(1, 4, 7);
+        _tile_loadd(5, ap + 1024, 64);
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+        ap += 2048;
+        bp += 2048;
+      }
+      if (cst) {
+        _tile_stored(0, cb, 64);
+        _tile_stored(1, cb + 256, 64);
+        _tile_stored(2, cb + 512, 64);
+        _tile_stored(3, cb + 768, 64);
+      }
+    }
+  const double dt = cpu_now() - t0;
+  _tile_release();
+  return reps * wb * steps * 4.0 * 16384 / dt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    std::fprintf(stderr, "usage: %s f32|w4a4|p2|p2layer|w8a8 M K N [threads] [isa] | p2loop STEPS BLOCKS CSTORE PF\n", argv[0]);
+    std::fprintf(stderr, "usage: %s f32|w4a4|p2|p2layer|w8a8 M K N [threads] [isa] | p2loop|i8loop STEPS BLOCKS CSTORE PF\n", argv[0]);
     return 2;
   }
   const std::string what = argv[1];
+  if (what == "i8loop") {  // i8loop steps64 weight_blocks c_store prefetch: int8 vs bf16 loop over the same K
+    if (argc < 6) return 2;
+    if (!cpu_has_amx_bf16()) return 2;
+    const int64_t steps = std::atoll(argv[2]), wb = std::atoll(argv[3]);
+    const int cst = std::atoi(argv[4]), pf = std::atoi(argv[5]);
+    const int64_t reps = std::max<int64_t>(1, 400000000 / (wb * steps * 65536));
+    double bf = 0, i8 = 0, i8b = 0;
+    for (int i = 0; i < 5; ++i) {  // alternated: bf16 over 2·steps 32-column steps, int8 over steps (same K),
+      bf = std::max(bf, p2_loop(2 * steps, wb, cst, pf, reps));  // int8 over 2·steps (same bytes)
+      i8 = std::max(i8, i8_loop(steps, wb, cst, pf, reps));
+      i8b = std::max(i8b, i8_loop(2 * steps, wb, cst, pf, std::max<int64_t>(1, reps / 2)));
+    }
+    std::printf("i8loop K %lld (bf16 A %lld KiB, B %lld KiB | int8 A %lld KiB, B %lld KiB) cstore %d pf %d: bf16 %.0f, "
+                "int8 same K %.0f (%.2fx), int8 same bytes %.0f (%.2fx) GMAC/s\n",
+                (long long)steps * 64, (long long)steps * 4, (long long)(wb * steps * 4), (long long)steps * 2,
+                (long long)(wb * steps * 2), cst, pf, bf * 1e-9, i8 * 1e-9, i8 / bf, i8b * 1e-9, i8b / bf);
+    return 0;
+  }
   if (what == "p2loop") {  // p2loop steps weight_blocks c_store prefetch
     if (argc < 6) return 2;
     if (!cpu_has_amx_bf16()) return 2;  // also asks Linux for the tile state
@@ -426,6 +590,7 @@ int main(int argc, char** argv) {
   const int reps = std::getenv("REPS") ? std::atoi(std::getenv("REPS")) : 5;
   if (what == "p2") return run_p2(M, K, N, reps);
   if (what == "p2layer") return run_p2layer(M, K, N, reps);
+  if (what == "p2i8") return run_p2i8(M, K, N, reps, std::getenv("SPREAD") ? std::atoi(std::getenv("SPREAD")) : 0);
   if (what == "w8a8") return run_w8a8(M, K, N, reps);
   return what == "f32" ? run_f32(M, K, N, reps) : run_w4a4(M, K, N, reps);
 }

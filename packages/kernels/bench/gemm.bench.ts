@@ -19,9 +19,12 @@
  * (quantizeActivations + gemmW4A4, fresh arrays), "W4A4 no LR", "f32 GEMM", "W4A16" and "W8A8" (per-token INT8
  * quantization + gemmW8A8 into a reused output, as the layers and ORT's arena reuse theirs). Peers get the same INT4 codes/scales (MatMulNBits, block 64) and INT8 codes
  * (DynamicQuantizeMatMul). "int4p2 layer" = prepareP2Layer(...).forward (pow2 activation quantization of x/λ,
- * rank-32 down-projection, one bf16 GEMM with the branch as 192 extra K columns, bias) on every native path,
- * "int4p2 layer bf16" its branch precision "bf16" (bf16 down-projection on AMX tiles, 32 branch columns) on the best
- * path, and "int4p2 no LR" without the branch; its "of peak" is against tdpbf16ps (amx) or the zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code path.
+ * rank-32 down-projection, one GEMM with the branch as 192 extra K columns, bias) on every native path (on `amx`
+ * its default AMX-INT8 band GEMM, kernels/cpu/p2_int8.h, with the branch on bf16 tiles), "int4p2 layer bf16" its
+ * branch precision "bf16" (bf16 down-projection on AMX tiles, 32 branch columns; the pipeline's default) on the best
+ * path, "int4p2 no LR" without the branch and "int4p2 amx-bf16" (amxInt8: false); "of peak" is against tdpbssd
+ * (amx-int8), tdpbf16ps (amx-bf16) or the zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code
+ * path.
  */
 import { availableParallelism, cpus, loadavg } from "node:os";
 import * as ort from "onnxruntime-node";
@@ -33,6 +36,7 @@ import {
   gemmW4A16,
   gemmW8A8,
   type NativeIsa,
+  p2GemmPath,
   packF32,
   packW4A4,
   packW4A16,
@@ -175,6 +179,8 @@ const p2Stats: {
   lrCpu: number;
   ms: number;
   vsOurs: number;
+  vsIntBf: number;
+  lrBfCpu: number;
   perPath: string;
 }[] = [];
 const p2LrRows: string[] = [];
@@ -211,13 +217,16 @@ for (const [K, N] of KNs) {
   const pF32 = packF32(wf, N, K, { bias });
   // what the models run: f32GemmBackend().prepare (on the amx path W split once into 3 bf16 parts, AMX-BF16 tiles)
   const prepF32 = only === "lr" || only === "p2" ? undefined : f32GemmBackend().prepare(wf, bias, N, K);
-  // int4p2 weights: the same random codes, group exponents in [−4, 5] and per-row scales (the GEMM's cost does
-  // not depend on the values)
+  // int4p2 weights: the same random codes, per-row scales and group exponents 5 − d with d in {0, 1, 2}: one band of
+  // 5 levels per row, as every weight row of the trained toy FLUX and of the generated FLUX-width layers measured
+  // (experiments/ablation-layer/bench/p2-bands.ts; d = 0..2 holds 95–100 % of their groups) except the post-GELU
+  // one, whose rows all spread over 6+ levels: such a weight stays on AMX-BF16 (MAX_SHADOW_COLUMNS). The bf16 GEMM's
+  // cost does not depend on the values; the int8 one's grows with the shadow columns of wider rows.
   const p2w = {
     N,
     K,
     codes,
-    exponents: Int8Array.from({ length: (N * K) / 64 }, () => Math.floor(rand() * 10) - 4),
+    exponents: Int8Array.from({ length: (N * K) / 64 }, () => 5 - Math.floor(rand() * 3)),
     rowScales: Float32Array.from({ length: N }, () => 0.0005 + rand() * 0.001),
     smooth,
     bias,
@@ -225,6 +234,7 @@ for (const [K, N] of KNs) {
   const p2 = prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup });
   const p2noLR = prepareP2Layer(p2w);
   const p2bf = prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, branch: "bf16" });
+  const p2amxBf16 = prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, amxInt8: false }); // amx: AMX-BF16
   const pW4A16 = packW4A16({ codes, scales }, N, K, { format: "int4", groupSize: 64, bias });
   const pW8 = packW8A8({ codes: codes8, scales: scales8 }, N, K, { bias });
   const models: Record<string, Uint8Array> =
@@ -262,9 +272,29 @@ for (const [K, N] of KNs) {
         }),
       ),
       ...paths.map((p): Task => ({ name: "W4A4 layer", path: p, int: true, run: () => layer.forward(x, M, { out }) })),
-      ...paths.map((p): Task => ({ name: "int4p2 layer", path: p, int: "bf16", run: () => p2.forward(x, M, { out }) })),
-      { name: "int4p2 layer bf16", path: best, int: "bf16", run: () => p2bf.forward(x, M, { out }) },
-      { name: "int4p2 no LR", path: best, int: "bf16", run: () => p2noLR.forward(x, M, { out }) },
+      ...paths.map(
+        (p): Task => ({
+          name: "int4p2 layer",
+          path: p,
+          int: p === "amx" && p2.int8Weight ? true : "bf16", // amx: the AMX-INT8 path where prepare packed it
+          run: () => p2.forward(x, M, { out }),
+        }),
+      ),
+      {
+        name: "int4p2 layer bf16",
+        path: best,
+        int: best === "amx" && p2bf.int8Weight ? true : "bf16",
+        run: () => p2bf.forward(x, M, { out }),
+      },
+      {
+        name: "int4p2 no LR",
+        path: best,
+        int: best === "amx" && p2.int8Weight ? true : "bf16",
+        run: () => p2noLR.forward(x, M, { out }),
+      },
+      ...(best === "amx" && p2.int8Weight
+        ? [{ name: "int4p2 amx-bf16", path: best, int: "bf16" as const, run: () => p2amxBf16.forward(x, M, { out }) }]
+        : []),
       { name: "W4A4 layer no LR", path: best, int: true, run: () => layerNoLR.forward(x, M, { out }) },
       {
         name: "W4A4 2 calls",
@@ -331,10 +361,19 @@ for (const [K, N] of KNs) {
         lrCpu: (getCpu("int4p2 layer", best) / getCpu("int4p2 no LR") - 1) * 100,
         ms: p2lay,
         vsOurs: lay / p2lay,
-        perPath: paths
-          .filter((p) => !Number.isNaN(get("int4p2 layer", p)))
-          .map((p) => `${p} ${(ortInt / get("int4p2 layer", p)).toFixed(2)}x`)
-          .join(", "),
+        vsIntBf: ortInt / get("int4p2 layer bf16", best),
+        lrBfCpu: (getCpu("int4p2 layer bf16", best) / getCpu("int4p2 no LR") - 1) * 100,
+        perPath: [
+          ...paths
+            .filter((p) => !Number.isNaN(get("int4p2 layer", p)))
+            .map(
+              (p) =>
+                `${p === "amx" && p2.int8Weight ? "amx-int8" : p} ${(ortInt / get("int4p2 layer", p)).toFixed(2)}x`,
+            ),
+          ...(Number.isNaN(get("int4p2 amx-bf16"))
+            ? []
+            : [`amx-bf16 ${(ortInt / get("int4p2 amx-bf16")).toFixed(2)}x`]),
+        ].join(", "),
       });
     const lrOf = (name: string, g: (n: string, p?: string) => number) =>
       (g(name, best) / g("int4p2 no LR", best) - 1) * 100;
@@ -366,19 +405,19 @@ console.log(
 );
 console.log(ratioRows.join("\n"));
 console.log(
-  "\n| CPU | path | M | K | N | int4p2 layer vs fastest ORT int8/4-bit | vs ORT f32 | low-rank overhead, wall (CPU time) | of peak (GEMM MACs) | vs our INT4 W4A4 layer | per path vs fastest ORT int |\n| - | - | -: | -: | -: | -: | -: | -: | -: | -: | - |",
+  "\n| CPU | path | M | K | N | int4p2 layer vs fastest ORT int8/4-bit | vs ORT f32 | low-rank overhead, wall (CPU time) | of peak (GEMM MACs) | vs our INT4 W4A4 layer | per path vs fastest ORT int | branch bf16: vs fastest ORT int (low-rank overhead, CPU time) |\n| - | - | -: | -: | -: | -: | -: | -: | -: | -: | - | -: |",
 );
+const [p2pk, p2label] = peakFor(peakMax, best, best === "amx" && p2GemmPath() === "amx-int8" ? true : "bf16");
+for (const r of p2Stats) {
+  const rate = (r.M * r.N * (r.K + 6 * RANK)) / (r.ms / 1e3); // the GEMM's MACs: K code columns + 6R branch columns
+  console.log(
+    `| ${cpuModel} | ${best} | ${r.M} | ${r.K} | ${r.N} | ${r.vsInt.toFixed(2)}x | ${r.vsF32.toFixed(2)}x | ${r.lr.toFixed(1)}% (CPU ${r.lrCpu.toFixed(1)}%) | ${((rate / p2pk) * 100).toFixed(0)}% ${p2label} | ${r.vsOurs.toFixed(2)}x | ${r.perPath} | ${r.vsIntBf.toFixed(2)}x (${r.lrBfCpu.toFixed(1)}%) |`,
+  );
+}
 console.log(
   "\n| CPU | path | M | K | N | int4p2 no LR ms | low-rank overhead, branch f32, wall (CPU time) | branch bf16, wall (CPU time) |\n| - | - | -: | -: | -: | -: | -: | -: |",
 );
 console.log(p2LrRows.join("\n"));
-const [p2pk, p2label] = peakFor(peakMax, best, "bf16");
-for (const r of p2Stats) {
-  const rate = (r.M * r.N * (r.K + 6 * RANK)) / (r.ms / 1e3); // the GEMM's MACs: K code columns + 6R branch columns
-  console.log(
-    `| ${cpuModel} | ${best} | ${r.M} | ${r.K} | ${r.N} | ${r.vsInt.toFixed(2)}x | ${r.vsF32.toFixed(2)}x | ${r.lr.toFixed(1)}% (CPU ${r.lrCpu.toFixed(1)}%) | ${((rate / p2pk) * 100).toFixed(0)}% ${p2label} | ${r.vsOurs.toFixed(2)}x | ${r.perPath} |`,
-  );
-}
 console.log(
   `\npeak after: f32 FMA ymm ${(peak1[0] / 1e9).toFixed(0)}, zmm ${(peak1[2] / 1e9).toFixed(0)} GFLOP/s; vpmaddubsw ${(peak1[1] / 1e9).toFixed(0)}, vpdpbusd ${(peak1[3] / 1e9).toFixed(0)}, AMX ${(peak1[4] / 1e9).toFixed(0)}, tdpbf16ps ${(peak1[5] / 1e9).toFixed(0)}, vdpbf16ps ${(peak1[6] / 1e9).toFixed(0)} GMAC/s; load ${loadavg()
     .map((v) => v.toFixed(2))

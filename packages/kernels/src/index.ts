@@ -61,6 +61,7 @@ export {
   setThreads,
 } from "./ops.js";
 export {
+  MAX_SHADOW_COLUMNS,
   P2_BRANCH_PRECISIONS,
   type P2Activations,
   type P2BranchPrecision,

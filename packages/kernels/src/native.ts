@@ -54,6 +54,12 @@ export interface NativeBinding {
   p2QuantizeOperand?(a: object): number;
   p2Gemm?(a: object): void;
   p2GemmPath?(): string;
+  /** The int4p2 layer's AMX-INT8 path (binding_p2_int8.cc); absent from older addons. */
+  p2i8PackWeight?(a: object): { handle: unknown; bytes: number; shadowColumns: number };
+  p2i8Forward?(a: object): number;
+  p2i8QuantizeOperand?(a: object): { status: number; handle?: unknown };
+  p2i8Gemm?(a: object): void;
+  p2i8Available?(): boolean;
   /** bf16 peaks: kind 0 AMX tdpbf16ps, 1 vdpbf16ps zmm (multiply-adds per second). */
   peakBf16?(a: { kind: number; iters: number }): number;
   setThreads(n: number): number;

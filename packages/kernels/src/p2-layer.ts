@@ -36,6 +36,12 @@
  * [Np/32][Kt/32][2][16][16][2] with Np = roundUp(N, 32), Kt = K + roundUp(6R, 32) ("f32") or K + roundUp(R, 32)
  * ("bf16"), `sw` f32 [Np]; "bf16" also `ldb` bf16 [K/32][Rp/16][16][16][2] = bf16(L_down) as AMX B tiles
  * (Rp = roundUp(R, 16); kernels/cpu/p2_layer.h).
+ *
+ * On a CPU with AMX-INT8 (and `amxInt8` not false) prepare also packs the int8 band operand of
+ * kernels/cpu/p2_int8.h, and the `amx` ISA then runs the "amx-int8" path: every q·2^e of a row whose exponents lie
+ * within 5 levels of its largest is an int8 times one power of two, so the GEMM runs on `tdpbssd` with exact int32
+ * sums (rows with a wider spread get "shadow" rows for their other exponent bands); the branch columns (either
+ * precision) run on bf16 tiles after the int8 loop.
  */
 import { KernelsError } from "./errors.js";
 import { W4A4_GROUP } from "./layout.js";
@@ -78,6 +84,12 @@ export interface P2LayerSpec {
   branch?: P2BranchPrecision;
   /** Name used in error messages (e.g. the checkpoint prefix of the layer). */
   name?: string;
+  /**
+   * Pack the int8 band operand too and run the "amx-int8" path on the `amx` ISA (default true where the CPU has
+   * AMX-INT8; it costs Na·K bytes beside `wop`); false keeps "amx-bf16". A weight whose rows need more than
+   * MAX_SHADOW_COLUMNS·N shadow columns (exponents spread over more than 5 levels in most rows) keeps "amx-bf16".
+   */
+  amxInt8?: boolean;
 }
 
 /** The layer's activation quantization: codes [M,K], exponents [M,K/64], S_x [M], x·L_downᵀ [M,R]. */
@@ -108,6 +120,8 @@ export interface P2Operand {
   readonly lowRankDown: Float32Array | undefined;
   readonly aop: Uint16Array;
   readonly sx: Float32Array;
+  /** The int8 band operand (native handle) when a layer on the "amx-int8" path quantized it. */
+  readonly bands?: unknown;
 }
 
 export interface P2ForwardOptions {
@@ -118,7 +132,7 @@ export interface P2ForwardOptions {
 }
 
 /** The GEMM path the native int4p2 layer takes on the active ISA (backendInfo().isa). */
-export type P2GemmPath = "amx-bf16" | "avx512-f32" | "avx2-f32" | "scalar-f32";
+export type P2GemmPath = "amx-int8" | "amx-bf16" | "avx512-f32" | "avx2-f32" | "scalar-f32";
 
 export interface PreparedP2Layer {
   readonly K: number;
@@ -127,6 +141,8 @@ export interface PreparedP2Layer {
   readonly branch: P2BranchPrecision;
   /** The path forward() takes now (it follows setIsa / SVDQ_KERNELS_ISA). */
   readonly path: P2GemmPath;
+  /** The int8 band weight of the "amx-int8" path (null when not packed): its shadow columns (p2_int8.h). */
+  readonly int8Weight: { readonly shadowColumns: number; readonly bytes: number } | null;
   /** Y [M,N] from X [M,K] (float32). */
   forward(x: Float32Array, M: number, opts?: P2ForwardOptions): Float32Array;
   /** The activation quantization alone, into new arrays (loraAct at the layer's branch precision). */
@@ -143,6 +159,12 @@ const EXP_MAX = 5;
 
 const roundUp = (v: number, to: number) => Math.ceil(v / to) * to;
 
+/** Largest K of the AMX-INT8 path: its int32 sums stay exact while 128·128·K < 2^31 (p2_int8.h). */
+const MAX_INT8_K = 131008;
+
+/** Shadow weight columns (a fraction of N) above which prepare keeps the AMX-BF16 path (see prepareP2Layer). */
+export const MAX_SHADOW_COLUMNS = 0.5;
+
 function binding(branch: P2BranchPrecision): NativeBinding {
   const nb = native();
   if (!nb?.p2Forward || (branch === "bf16" && !nb.p2PackDownBf16))
@@ -155,9 +177,14 @@ function binding(branch: P2BranchPrecision): NativeBinding {
   return nb;
 }
 
-/** The GEMM path of the int4p2 layer on the active ISA, or null without the native addon. */
+/**
+ * The GEMM path of the int4p2 layer on the active ISA (for a layer prepared with the default `amxInt8`), or null
+ * without the native addon.
+ */
 export function p2GemmPath(): P2GemmPath | null {
-  return (native()?.p2GemmPath?.() as P2GemmPath | undefined) ?? null;
+  const nb = native();
+  const p = (nb?.p2GemmPath?.() as P2GemmPath | undefined) ?? null;
+  return p === "amx-bf16" && nb?.p2i8Available?.() ? "amx-int8" : p;
 }
 
 export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
@@ -235,6 +262,22 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
     wop,
     sw,
   });
+  // the int8 band weight (AMX-INT8 path): packed when the CPU has AMX-INT8 (p2i8Available: also the active ISA)
+  let w8 =
+    spec.amxInt8 !== false && K <= MAX_INT8_K && nb.p2i8PackWeight && nb.p2i8Available?.()
+      ? call(() =>
+          nb.p2i8PackWeight!({
+            codes: spec.codes,
+            exponents: spec.exponents,
+            rowScales: spec.rowScales,
+            ...gemmArgs,
+          }),
+        )
+      : null;
+  // Shadow columns enlarge the int8 GEMM: its per-core rate is 1.9–2.0x the bf16 one (docs/benchmarks.md "int4p2
+  // on AMX-INT8"), so beyond N/2 of them (1.5x the columns) the layer stays on AMX-BF16.
+  if (w8 && w8.shadowColumns > MAX_SHADOW_COLUMNS * N) w8 = null;
+  const int8Now = () => w8 !== null && nb.p2i8Available!();
 
   const fail = (st: number, x: Float32Array, M: number): never => {
     if (st <= -2) {
@@ -260,14 +303,20 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
     R,
     branch,
     get path() {
-      return nb.p2GemmPath!() as P2GemmPath;
+      return int8Now() ? "amx-int8" : (nb.p2GemmPath!() as P2GemmPath);
     },
+    int8Weight: w8 && { shadowColumns: w8.shadowColumns, bytes: w8.bytes },
     forward(x, M, opts = {}) {
       dim("M", M, true);
       tensor(`${name}.x`, x, Float32Array, [M, K]);
       const y = opts.out ?? new Float32Array(M * N);
       if (opts.out) tensor(`${name}.out`, opts.out, Float32Array, [M, N]);
       if (M === 0) return y;
+      if (int8Now()) {
+        const st = call(() => nb.p2i8Forward!({ x, M, ...quantArgs, weight: w8!.handle, bias, gelu: !!opts.gelu, y }));
+        if (st !== -1) fail(st, x, M);
+        return y;
+      }
       const st = call(() =>
         nb.p2Forward!({
           x,
@@ -299,7 +348,9 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
     quantizeOperand(x, M) {
       dim("M", M, true);
       tensor(`${name}.x`, x, Float32Array, [M, K]);
-      const op: P2Operand = {
+      const aop = new Uint16Array(roundUp(M, 32) * Kt + 32); // + 32: the native side starts at a 64-byte boundary
+      const sx = new Float32Array(M);
+      const base = {
         kind: "p2-operand",
         M,
         K,
@@ -307,9 +358,15 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
         branch,
         smooth: spec.smooth,
         lowRankDown: spec.lowRankDown,
-        aop: new Uint16Array(roundUp(M, 32) * Kt + 32), // + 32: the native side starts at a 64-byte boundary
-        sx: new Float32Array(M),
-      };
+        aop,
+        sx,
+      } as const;
+      if (M > 0 && int8Now()) {
+        const q = call(() => nb.p2i8QuantizeOperand!({ x, M, ...quantArgs, aop, sx }));
+        if (q.status !== -1) fail(q.status, x, M);
+        return { ...base, bands: q.handle };
+      }
+      const op: P2Operand = base;
       if (M > 0) {
         const st = call(() => nb.p2QuantizeOperand!({ x, M, ...quantArgs, aop: op.aop, sx: op.sx }));
         if (st !== -1) fail(st, x, M);
@@ -330,7 +387,12 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
       const { M } = op;
       const y = opts.out ?? new Float32Array(M * N);
       if (opts.out) tensor(`${name}.out`, opts.out, Float32Array, [M, N]);
-      if (M > 0) call(() => nb.p2Gemm!({ M, ...gemmArgs, aop: op.aop, sx: op.sx, gelu: !!opts.gelu, y }));
+      if (M === 0) return y;
+      if (op.bands !== undefined && int8Now())
+        call(() =>
+          nb.p2i8Gemm!({ M, K, weight: w8!.handle, act: op.bands, aop: op.aop, sx: op.sx, bias, gelu: !!opts.gelu, y }),
+        );
+      else call(() => nb.p2Gemm!({ M, ...gemmArgs, aop: op.aop, sx: op.sx, gelu: !!opts.gelu, y }));
       return y;
     },
   };

@@ -3,7 +3,8 @@
  * exponents and row scales equal @svdquant/int4's quantizer ("pow2" row scale, e / e − 1 search) byte for byte,
  * and its output matches a float64 int4p2 fake-quant layer built from @svdquant/int4 (dequantized codes in float64,
  * x·L_downᵀ·L_upᵀ in float64; for branch precision "bf16" the branch of reference.refP2BranchBf16: inputs rounded
- * to bf16 as specified, then float64), with every path also checked against the others.
+ * to bf16 as specified, then float64), with every path also checked against the others. On `amx` both GEMMs run:
+ * the AMX-INT8 band path (the default where the CPU has AMX-INT8) and AMX-BF16 (`amxInt8: false`).
  */
 import { dequantize, fakeQuantize, type Quantized, quantize, specFor } from "@svdquant/int4";
 import { describe, expect, it } from "vitest";
@@ -12,9 +13,11 @@ import {
   KernelsError,
   type P2BranchPrecision,
   type P2LayerSpec,
+  p2GemmPath,
   prepareP2Layer,
   reference as ref64,
   setIsa,
+  setThreads,
 } from "../src/index.ts";
 import { describePaths, type Rng, rng } from "./helpers.ts";
 
@@ -29,6 +32,8 @@ interface Case {
   bias: boolean;
   smooth: boolean;
   gelu?: boolean;
+  /** Exponents spread over more than 5 levels in some weight rows and tokens (the int8 path's shadow rows). */
+  spread?: boolean;
 }
 
 /** Weights quantized by @svdquant/int4 ("max" row scale), one all-zero row, outlier rows; branch and bias. */
@@ -37,6 +42,13 @@ function makeLayer(r: Rng, c: Case): { spec: P2LayerSpec; q: Quantized; w: Float
   const w = r.f32(N * K, 0.05);
   for (let k = 0; k < K; k++) w[(N > 2 ? 1 : 0) * K + k] *= 20; // an outlier row
   if (N > 3) w.fill(0, 2 * K, 3 * K); // S_w = 0
+  if (c.spread)
+    for (
+      let n = 3;
+      n < N;
+      n += 6 // groups 2^-6 and 2^-12 below the row's others: 3 exponent bands
+    )
+      for (let k = 0; k < K; k++) if ((k >> 6) % 3 !== 0) w[n * K + k]! *= (k >> 6) % 3 === 1 ? 2 ** -6 : 2 ** -12;
   const q = quantize(w, N, K, specFor("int4p2"));
   return {
     q,
@@ -55,8 +67,15 @@ function makeLayer(r: Rng, c: Case): { spec: P2LayerSpec; q: Quantized; w: Float
 }
 
 /** Inputs with outlier channels, an all-zero row, a zero group, and rows far below/above 1 (both row paths). */
-function makeX(r: Rng, M: number, K: number): Float32Array {
+function makeX(r: Rng, M: number, K: number, spread = false): Float32Array {
   const x = r.f32(M * K);
+  if (spread)
+    for (
+      let m = 7;
+      m < M;
+      m += 2 // one group 2^-7, another 2^-13 below the rest of the token
+    )
+      for (let k = 0; k < Math.min(K, 128); k++) x[m * K + ((k + 64 * m) % K)]! *= k < 64 ? 2 ** -7 : 2 ** -13;
   const outliers = Array.from({ length: Math.max(1, K >> 8) }, () => r.int(0, K - 1));
   for (let m = 0; m < M; m++) for (const k of outliers) x[m * K + k]! *= 40;
   if (M > 2) x.fill(0, 2 * K, 3 * K);
@@ -169,7 +188,8 @@ function reference(
     const pre = res.s[i]! + lr[i]! + (spec.bias?.[i % N] ?? 0);
     y[i] = useGelu ? gelu(pre) : pre;
     // relative also for the 1e-36 row
-    tol[i] = 1e-5 * res.abs[i]! + 1e-6 * labs[i]! + ambig[i]! + 2e-6 * Math.abs(pre) + 1e-42;
+    // the bound on the pre-activation carries through GELU times its slope, at most 1.13 (tanh form, near v = 1.5)
+    tol[i] = (1e-5 * res.abs[i]! + 1e-6 * labs[i]! + ambig[i]! + 2e-6 * Math.abs(pre)) * (useGelu ? 1.13 : 1) + 1e-42;
   }
   return { y, tol, lact, lactAbs };
 }
@@ -208,6 +228,9 @@ const CASES: Case[] = [
   { M: 417, N: 419, K: 1152, R: 32, bias: true, smooth: true, gelu: true },
   // the blocked plan at K = 12288 (52 chunks), the task split into two row tasks for the pool's threads
   { M: 130, N: 33, K: 12288, R: 32, bias: true, smooth: false },
+  // exponents over 2–3 bands of 5 levels in weight rows and tokens: shadow rows and columns on the int8 path
+  { M: 45, N: 70, K: 320, R: 8, bias: true, smooth: true, gelu: true, spread: true },
+  { M: 300, N: 100, K: 1152, R: 32, bias: true, smooth: false, spread: true },
 ];
 
 describe("reference.roundBf16 (the bf16 variant's reference rounding)", () => {
@@ -248,9 +271,30 @@ else {
       setIsa(isa);
       const r = rng(1);
       const { spec } = makeLayer(r, { M: 1, N: 4, K: 64, R: 0, bias: false, smooth: false });
-      const path = prepareP2Layer(spec).path;
-      const want = { amx: "amx-bf16", avx512: "avx512-f32", avx2: "avx2-f32", scalar: "scalar-f32" }[isa];
-      expect(path).toBe(want);
+      const layer = prepareP2Layer(spec);
+      const want = { amx: "amx-int8", avx512: "avx512-f32", avx2: "avx2-f32", scalar: "scalar-f32" }[isa];
+      expect(layer.path).toBe(want);
+      expect(layer.int8Weight !== null).toBe(isa === "amx");
+      if (isa === "amx") {
+        expect(prepareP2Layer({ ...spec, amxInt8: false }).path).toBe("amx-bf16");
+        // every row with exponents over 3 bands of 5 levels: 2N shadow columns, more than the int8 GEMM gains
+        const K = 192;
+        const w = r.f32(8 * K);
+        for (let k = 0; k < 8 * K; k++) w[k]! *= 2 ** (-6 * ((k >> 6) % 3));
+        const q = quantize(w, 8, K, specFor("int4p2"));
+        const wide = prepareP2Layer({ N: 8, K, codes: q.codes, exponents: q.exponents!, rowScales: q.rowScales! });
+        expect(wide.int8Weight).toBeNull();
+        expect(wide.path).toBe("amx-bf16");
+        // K = 2^17: 128·128·K would overflow the int32 sums
+        const big = 131072;
+        const qb = quantize(r.f32(big, 0.05), 1, big, specFor("int4p2"));
+        const long = { N: 1, K: big, codes: qb.codes, exponents: qb.exponents!, rowScales: qb.rowScales! };
+        expect(prepareP2Layer(long).path).toBe("amx-bf16");
+        expect(
+          prepareP2Layer({ ...long, K: big - 64, codes: qb.codes.subarray(64), exponents: qb.exponents!.subarray(1) })
+            .path,
+        ).toBe("amx-int8");
+      }
       setIsa("auto");
     });
 
@@ -282,72 +326,80 @@ else {
       }
     });
 
-    CASES.forEach((c, ci) => {
-      it(`M=${c.M} N=${c.N} K=${c.K} R=${c.R}${c.bias ? " bias" : ""}${c.smooth ? " λ" : ""}${c.gelu ? " GELU" : ""}: codes equal int4's, y matches float64 (branch f32 and bf16)`, () => {
-        setIsa(isa);
-        try {
-          const r = rng(100 + ci);
-          const { spec, q } = makeLayer(r, c);
-          const x = makeX(r, c.M, c.K);
-          const res = residualPart(spec, q, x, c.M);
-          const ys: Partial<Record<P2BranchPrecision, Float32Array>> = {};
-          const wants: Partial<Record<P2BranchPrecision, { y: Float64Array; tol: Float64Array }>> = {};
-          for (const branch of ["f32", "bf16"] as const) {
-            const layer = prepareP2Layer({ ...spec, branch });
-            expect(layer.branch).toBe(branch);
-            const want = reference(spec, res, x, c.M, !!c.gelu, branch);
-            wants[branch] = want;
-            // activations, byte for byte
-            const a = layer.quantize(x, c.M);
-            const inv = invSmooth(spec);
-            const v = Float32Array.from(x, (t, i) => (inv ? Math.fround(t * inv[i % c.K]!) : t));
-            const qref = quantize(v, c.M, c.K, ACT);
-            expect(firstDiff(a.codes, qref.codes), "codes").toBe(-1);
-            expect(firstDiff(a.exponents, qref.exponents!), "exponents").toBe(-1);
-            expect(firstDiff(a.rowScales, qref.rowScales!), "row scales").toBe(-1);
-            // the branch's down-projection (f32: of x and L_down; bf16: of their bf16 roundings)
-            if (c.R > 0) {
-              for (let i = 0; i < c.M * c.R; i++) {
-                const got = a.loraAct![i]!;
-                if (!(Math.abs(got - want.lact[i]!) <= LACT_TOL * want.lactAbs[i]! + 1e-40))
-                  // relative also for the 1e-36 row
-                  expect.fail(`${branch}: loraAct[${i}] = ${got}, float64 ${want.lact[i]} (Σ|·| ${want.lactAbs[i]})`);
+    // on amx: the AMX-INT8 band GEMM (default) and the AMX-BF16 one
+    const variants = isa === "amx" ? [true, false] : [true];
+    for (const amxInt8 of variants)
+      CASES.forEach((c, ci) => {
+        it(`M=${c.M} N=${c.N} K=${c.K} R=${c.R}${c.bias ? " bias" : ""}${c.smooth ? " λ" : ""}${c.gelu ? " GELU" : ""}${c.spread ? " spread" : ""}${isa === "amx" ? (amxInt8 ? " (amx-int8)" : " (amx-bf16)") : ""}: codes equal int4's, y matches float64 (branch f32 and bf16)`, () => {
+          setIsa(isa);
+          try {
+            const r = rng(100 + ci);
+            const { spec, q } = makeLayer(r, c);
+            const x = makeX(r, c.M, c.K, c.spread);
+            const res = residualPart(spec, q, x, c.M);
+            const ys: Partial<Record<P2BranchPrecision, Float32Array>> = {};
+            const wants: Partial<Record<P2BranchPrecision, { y: Float64Array; tol: Float64Array }>> = {};
+            for (const branch of ["f32", "bf16"] as const) {
+              const layer = prepareP2Layer({ ...spec, branch, amxInt8 });
+              expect(layer.branch).toBe(branch);
+              if (isa === "amx" && amxInt8) {
+                expect(layer.path).toBe("amx-int8");
+                // the spread cases need shadow columns (and rows: checked through y against the float64 layer)
+                if (c.spread) expect(layer.int8Weight!.shadowColumns).toBeGreaterThan(0);
               }
-            } else expect(a.loraAct).toBeNull();
-            // the layer
-            const y = layer.forward(x, c.M, { gelu: !!c.gelu });
-            const { first, worst } = check(y, want.y, want.tol);
-            expect(
-              first,
-              `${branch}: y[${first}] = ${y[first]}, float64 ${want.y[first]} (bound ${want.tol[first]}); worst ${worst}`,
-            ).toBe(-1);
-            // reused output buffer, same values
-            const out = new Float32Array(c.M * c.N).fill(Number.NaN);
-            layer.forward(x, c.M, { gelu: !!c.gelu, out });
-            expect(firstDiff(out, y)).toBe(-1);
-            ys[branch] = y;
+              const want = reference(spec, res, x, c.M, !!c.gelu, branch);
+              wants[branch] = want;
+              // activations, byte for byte
+              const a = layer.quantize(x, c.M);
+              const inv = invSmooth(spec);
+              const v = Float32Array.from(x, (t, i) => (inv ? Math.fround(t * inv[i % c.K]!) : t));
+              const qref = quantize(v, c.M, c.K, ACT);
+              expect(firstDiff(a.codes, qref.codes), "codes").toBe(-1);
+              expect(firstDiff(a.exponents, qref.exponents!), "exponents").toBe(-1);
+              expect(firstDiff(a.rowScales, qref.rowScales!), "row scales").toBe(-1);
+              // the branch's down-projection (f32: of x and L_down; bf16: of their bf16 roundings)
+              if (c.R > 0) {
+                for (let i = 0; i < c.M * c.R; i++) {
+                  const got = a.loraAct![i]!;
+                  if (!(Math.abs(got - want.lact[i]!) <= LACT_TOL * want.lactAbs[i]! + 1e-40))
+                    // relative also for the 1e-36 row
+                    expect.fail(`${branch}: loraAct[${i}] = ${got}, float64 ${want.lact[i]} (Σ|·| ${want.lactAbs[i]})`);
+                }
+              } else expect(a.loraAct).toBeNull();
+              // the layer
+              const y = layer.forward(x, c.M, { gelu: !!c.gelu });
+              const { first, worst } = check(y, want.y, want.tol);
+              expect(
+                first,
+                `${branch}: y[${first}] = ${y[first]}, float64 ${want.y[first]} (bound ${want.tol[first]}); worst ${worst}`,
+              ).toBe(-1);
+              // reused output buffer, same values
+              const out = new Float32Array(c.M * c.N).fill(Number.NaN);
+              layer.forward(x, c.M, { gelu: !!c.gelu, out });
+              expect(firstDiff(out, y)).toBe(-1);
+              ys[branch] = y;
+            }
+            // the two precisions are told apart: each layer's y leaves the other's bound (a branch worth measuring)
+            if (c.R >= 8) {
+              expect(check(ys.f32!, wants.bf16!.y, wants.bf16!.tol).first, "f32 y within the bf16 bound").not.toBe(-1);
+              expect(check(ys.bf16!, wants.f32!.y, wants.f32!.tol).first, "bf16 y within the f32 bound").not.toBe(-1);
+            }
+            // the other paths run before this one: within twice the bound of each other
+            const seen = outputs.get(ci) ?? [];
+            for (const [k, o] of seen.entries()) {
+              const branch = k % 2 === 0 ? "f32" : "bf16";
+              const y = ys[branch]!;
+              const both = Float64Array.from(wants[branch]!.tol, (t) => 2 * t);
+              const d = check(y, Float64Array.from(o), both);
+              expect(d.first, `${branch}: paths differ at ${d.first}: ${y[d.first]} vs ${o[d.first]}`).toBe(-1);
+            }
+            seen.push(ys.f32!, ys.bf16!);
+            outputs.set(ci, seen);
+          } finally {
+            setIsa("auto");
           }
-          // the two precisions are told apart: each layer's y leaves the other's bound (a branch worth measuring)
-          if (c.R >= 8) {
-            expect(check(ys.f32!, wants.bf16!.y, wants.bf16!.tol).first, "f32 y within the bf16 bound").not.toBe(-1);
-            expect(check(ys.bf16!, wants.f32!.y, wants.f32!.tol).first, "bf16 y within the f32 bound").not.toBe(-1);
-          }
-          // the other paths run before this one: within twice the bound of each other
-          const seen = outputs.get(ci) ?? [];
-          for (const [k, o] of seen.entries()) {
-            const branch = k % 2 === 0 ? "f32" : "bf16";
-            const y = ys[branch]!;
-            const both = Float64Array.from(wants[branch]!.tol, (t) => 2 * t);
-            const d = check(y, Float64Array.from(o), both);
-            expect(d.first, `${branch}: paths differ at ${d.first}: ${y[d.first]} vs ${o[d.first]}`).toBe(-1);
-          }
-          seen.push(ys.f32!, ys.bf16!);
-          outputs.set(ci, seen);
-        } finally {
-          setIsa("auto");
-        }
+        });
       });
-    });
 
     it("a branch far above the row scale (its power of two moves into S_x): y equal to the unscaled layer's", () => {
       setIsa(isa);
@@ -429,6 +481,34 @@ else {
     expect(() => lbb.forwardOperand(op)).toThrowError(/branch "bf16"/);
     expect(() => lb.forwardOperand(opb)).toThrowError(/branch "f32"/);
   });
+
+  for (const branch of ["f32", "bf16"] as const)
+    it(`amx-int8 and amx-bf16 layers of one unit share operands both ways; amx-int8 is the same on 1 and 2 threads (branch ${branch})`, (ctx) => {
+      if (p2GemmPath() !== "amx-int8") ctx.skip(`needs the amx-int8 path (this CPU / ISA: ${p2GemmPath()})`);
+      const r = rng(22);
+      const c: Case = { M: 140, N: 72, K: 448, R: 8, bias: true, smooth: true };
+      const { spec: a, q } = makeLayer(r, c);
+      const la = prepareP2Layer({ ...a, branch }); // amx-int8
+      const lb = prepareP2Layer({ ...a, branch, amxInt8: false }); // amx-bf16, same weights
+      expect([la.path, lb.path]).toEqual(["amx-int8", "amx-bf16"]);
+      const x = makeX(r, c.M, c.K, true);
+      const opA = la.quantizeOperand(x, c.M); // carries the band operand
+      const opB = lb.quantizeOperand(x, c.M); // bf16 only: la falls back to its bf16 GEMM for it
+      expect(opA.bands).toBeDefined();
+      expect(opB.bands).toBeUndefined();
+      expect(firstDiff(la.forwardOperand(opA), la.forward(x, c.M))).toBe(-1);
+      expect(firstDiff(lb.forwardOperand(opA), lb.forward(x, c.M))).toBe(-1);
+      expect(firstDiff(la.forwardOperand(opB), lb.forward(x, c.M))).toBe(-1);
+      const want = reference(a, residualPart(a, q, x, c.M), x, c.M, false, branch);
+      expect(check(la.forward(x, c.M), want.y, want.tol).first).toBe(-1);
+      const y2 = la.forward(x, c.M);
+      setThreads(1);
+      try {
+        expect(firstDiff(la.forward(x, c.M), y2)).toBe(-1);
+      } finally {
+        setThreads(0);
+      }
+    });
 
   describe("int4p2 layer: bad input is one typed error naming the tensor", () => {
     const r = rng(3);

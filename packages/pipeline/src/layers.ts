@@ -129,9 +129,11 @@ export class W4A4KernelLinear implements LinearLayer {
  * (prepareP2Layer), packed once at load. A call quantizes v = x · f32(1/λ) natively (int4p2 "pow2", the codes of
  * @svdquant/int4's quantizer), computes the branch x · L_downᵀ, and runs ONE bf16 GEMM (AMX-BF16 tiles where the
  * CPU has them) of [Q(v) | branch columns] with [Q(residual) | L_up columns], f32 sums over all of K, S_x·S_w and the
- * bias (and GELU) in its epilogue. The branch precision (`branch`, @svdquant/kernels P2BranchPrecision): "f32"
- * (3 bf16 parts per value) or "bf16" (bf16 x, L_down, lora_act and L_up, f32 sums). Members of one unit (same λ and
- * L_down arrays, same precision) share one quantized operand: `prepareInput` quantizes, `forwardPrepared` runs the GEMM.
+ * bias (and GELU) in its epilogue; where the CPU has AMX-INT8 the code columns run as exact int8 exponent bands on
+ * tdpbssd instead (the kernels' "amx-int8" path). The branch precision (`branch`, @svdquant/kernels
+ * P2BranchPrecision): "f32" (3 bf16 parts per value) or "bf16" (bf16 x, L_down, lora_act and L_up, f32 sums).
+ * Members of one unit (same λ and L_down arrays, same precision) share one quantized operand: `prepareInput`
+ * quantizes, `forwardPrepared` runs the GEMM.
  */
 export class P2KernelLinear implements LinearLayer {
   readonly kind = "w4a4-int4p2";

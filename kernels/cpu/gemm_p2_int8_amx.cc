@@ -1,0 +1,272 @@
+// The int4p2 layer's GEMM on AMX-INT8 (p2_int8.h). One tdpbssd adds a 16×64 int8 activation tile times a 16(K
+// quads)×16(columns)×4 int8 weight tile (one 64-group) into a 16×16 int32 C tile; blocks of 32 rows × 32 columns
+// (tiles 0-3 C, 4-5 A, 6-7 B), the int32 sums exact over the whole K. Cache blocking as gemm_p2_amx.cc (tasks of up
+// to 384 × 384 outputs, K chunks whose 32-row activation chunk (16 KiB) stays in L1, partial sums parked between
+// chunks, the next chunk prefetched into L2), with 64-column K steps of half the bytes. After the last chunk a main
+// block runs the branch: its C tiles zeroed, the 6R bf16 columns on tdpbf16ps (the same 16 × 64-byte tile shapes).
+// Epilogue: y = ((f32(C8)·pa[m])·pw[n] + C_branch)·sx[m]·sw[n] (+ bias, GELU). With shadow rows or columns the main
+// blocks write the sum without bias / GELU, the shadow blocks write theirs to a scratch, and a last pass adds them to
+// their parents and applies bias and GELU.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "amx_partial.h"
+#include "p2_int8.h"
+#include "simd.h"
+
+#define SVDQ_TARGET_AMX8 \
+  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-int8,amx-bf16")))
+
+namespace svdq {
+namespace p2i8 {
+
+namespace {
+
+// Same plan as gemm_p2_amx.cc: 384 × 384 tasks, 8-step chunks (here 512 K columns: the 32-row activation chunk is
+// 16 KiB as there); few rows: one long chunk, column blocks outer.
+constexpr int64_t kTaskRows = 384, kTaskCols = 384, kChunkSteps = 8;
+constexpr int64_t kSkinnyRows = 128, kSkinnyChunkSteps = 64;
+
+struct Plan {
+  int64_t task_rows, task_cols, csteps, chunks;
+  bool rows_outer, prefetch;
+};
+
+struct Ctx {
+  const GemmArgs* a;
+  int64_t K, KS;     // K, K/64
+  int64_t KC32, BR;  // bf16 32-column steps of the bf16 operand (Kt/32), branch steps ((Kt − K)/32)
+  bool shadows;      // any shadow row or column
+  float* zr;         // [Sa][Na] shadow rows' sums
+  float* zc;         // [Mp][Na − Np] main rows × shadow columns
+};
+
+thread_local std::vector<int32_t> t_cbuf;
+
+#ifdef SVDQ_P2_TUNE
+// Tuning hook for the timing harness only (never in the addon): P8_TR, P8_TC (task rows/columns), P8_KS (int8 K
+// steps per chunk).
+int64_t env_or(const char* n, int64_t d) {
+  const char* v = std::getenv(n);
+  return v ? std::atoll(v) : d;
+}
+#endif
+
+// The block's outputs: c8 (int32 32×32, row stride 32), cb (f32 branch sums or null).
+SVDQ_TARGET_AMX8 void block_out(const Ctx& x, int64_t m0, int64_t n0, const int32_t* c8, const float* cb) {
+  const GemmArgs& a = *x.a;
+  const Act& A = *a.act;
+  const Weight& W = *a.w;
+  const bool main_r = m0 < A.Mp, main_c = n0 < W.Np;
+  const int64_t m1 = main_r ? std::min(A.M, m0 + 32) : std::min(A.Mp + A.Sa, m0 + 32);
+  const int64_t n1 = main_c ? std::min(W.N, n0 + 32) : std::min(W.Np + W.Sw, n0 + 32);
+  if (m0 >= m1 || n0 >= n1) return;
+  const bool final = main_r && main_c && !x.shadows;
+  for (int64_t j0 = n0; j0 < n1; j0 += 16) {
+    const int cnt = static_cast<int>(std::min<int64_t>(16, n1 - j0));
+    const __mmask16 mk = static_cast<__mmask16>((1u << cnt) - 1u);
+    const __m512 pw = _mm512_maskz_loadu_ps(mk, W.pw.data() + j0);
+    const __m512 sw = _mm512_maskz_loadu_ps(mk, W.swa.data() + j0);
+    const __m512 bias = final && a.bias ? _mm512_maskz_loadu_ps(mk, a.bias + j0) : _mm512_setzero_ps();
+    for (int64_t m = m0; m < m1; ++m) {
+      const int64_t i = m - m0, j = j0 - n0;
+      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(mk, c8 + i * 32 + j)),
+                               _mm512_set1_ps(A.pa[m]));
+      v = _mm512_mul_ps(v, pw);
+      if (cb) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, cb + i * 32 + j));
+      v = _mm512_mul_ps(v, _mm512_set1_ps(A.sxa[m]));  // (sum·sx)·sw: sx·sw alone can leave the f32 range
+      v = _mm512_fmadd_ps(v, sw, bias);
+      if (final && a.gelu) v = gelu512(v);
+      float* dst = main_r && main_c  ? a.y + m * W.N + j0
+                   : main_r          ? x.zc + m * (W.Na - W.Np) + (j0 - W.Np)
+                                     : x.zr + (m - A.Mp) * W.Na + j0;
+      _mm512_mask_storeu_ps(dst, mk, v);
+    }
+  }
+}
+
+// One 32×32 block over the int8 K steps [s0, s1).
+SVDQ_TARGET_AMX8 inline void block32(const Ctx& x, int64_t m0, int64_t n0, int64_t s0, int64_t s1, bool first,
+                                     bool last, int32_t* cpart, ChunkPrefetch& pf) {
+  const GemmArgs& a = *x.a;
+  c_tiles_resume(cpart, first);
+  const int8_t* ap = a.act->a8 + ((m0 / 32) * x.KS + s0) * 2048;
+  const int8_t* bp = a.w->w8 + ((n0 / 32) * x.KS + s0) * 2048;
+  for (int64_t s = s0; s < s1; ++s) {
+    pf.step();
+    _tile_loadd(4, ap, 64);
+    _tile_loadd(6, bp, 64);
+    _tile_dpbssd(0, 4, 6);
+    _tile_loadd(7, bp + 1024, 64);
+    _tile_dpbssd(1, 4, 7);
+    _tile_loadd(5, ap + 1024, 64);
+    _tile_dpbssd(2, 5, 6);
+    _tile_dpbssd(3, 5, 7);
+    ap += 2048;
+    bp += 2048;
+  }
+  if (!last) {
+    c_tiles_park(cpart);
+    return;
+  }
+  alignas(64) int32_t c8[32 * 32];
+  _tile_stored(0, c8, 128);
+  _tile_stored(1, c8 + 16, 128);
+  _tile_stored(2, c8 + 16 * 32, 128);
+  _tile_stored(3, c8 + 16 * 32 + 16, 128);
+  const bool branch = x.BR > 0 && a.abr && m0 < a.act->Mp && n0 < a.w->Np;
+  if (!branch) {
+    block_out(x, m0, n0, c8, nullptr);
+    return;
+  }
+  alignas(64) float cb[32 * 32];
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  const uint16_t* abp = a.abr + ((m0 / 32) * x.KC32 + x.K / 32) * 1024;
+  const uint16_t* bbp = a.w->wbr + (n0 / 32) * x.BR * 1024;
+  for (int64_t j = 0; j < x.BR; ++j) {
+    _tile_loadd(4, abp, 64);
+    _tile_loadd(6, bbp, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_loadd(7, bbp + 512, 64);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, abp + 512, 64);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+    abp += 1024;
+    bbp += 1024;
+  }
+  _tile_stored(0, cb, 128);
+  _tile_stored(1, cb + 16, 128);
+  _tile_stored(2, cb + 16 * 32, 128);
+  _tile_stored(3, cb + 16 * 32 + 16, 128);
+  block_out(x, m0, n0, c8, cb);
+}
+
+SVDQ_TARGET_AMX8 void amx_task(const Ctx& x, const Plan& p, int64_t task, int64_t tn) {
+  const GemmArgs& a = *x.a;
+  const int64_t Ma = a.act->Ma, Na = a.w->Na;
+  const int64_t mt0 = (task / tn) * p.task_rows, nt0 = (task % tn) * p.task_cols;
+  const int64_t mt1 = std::min(Ma, mt0 + p.task_rows), nt1 = std::min(Na, nt0 + p.task_cols);
+  const int64_t ib_n = (mt1 - mt0) / 32, jb_n = (nt1 - nt0) / 32;
+  int32_t* cbuf = nullptr;
+  if (p.chunks > 1) cbuf = align64(t_cbuf, static_cast<size_t>(ib_n * jb_n * 1024));
+  const TileConfig cfg = full_tiles();
+  _tile_loadconfig(&cfg);
+  for (int64_t ch = 0; ch < p.chunks; ++ch) {
+    const int64_t s0 = ch * p.csteps, s1 = std::min(x.KS, s0 + p.csteps);
+    if (s0 >= s1) break;
+    const bool first = ch == 0, last = s1 == x.KS;
+    ChunkPrefetch pf;
+    if (p.prefetch && !last) {
+      const int64_t n0s = s1, n1s = std::min(x.KS, s1 + p.csteps);
+      pf.list[0] = {reinterpret_cast<const char*>(a.act->a8 + ((mt0 / 32) * x.KS + n0s) * 2048), (n1s - n0s) * 2048,
+                    x.KS * 2048, ib_n};
+      pf.list[1] = {reinterpret_cast<const char*>(a.w->w8 + ((nt0 / 32) * x.KS + n0s) * 2048), (n1s - n0s) * 2048,
+                    x.KS * 2048, jb_n};
+      pf.plan(ib_n * jb_n * (s1 - s0));
+    }
+    const int64_t outer_n = p.rows_outer ? ib_n : jb_n, inner_n = p.rows_outer ? jb_n : ib_n;
+    for (int64_t o = 0; o < outer_n; ++o)
+      for (int64_t i = 0; i < inner_n; ++i) {
+        const int64_t ib = p.rows_outer ? o : i, jb = p.rows_outer ? i : o;
+        block32(x, mt0 + 32 * ib, nt0 + 32 * jb, s0, s1, first, last, cbuf ? cbuf + (ib * jb_n + jb) * 1024 : nullptr,
+                pf);
+      }
+  }
+  _tile_release();
+}
+
+// Shadow sums into their parents, then bias and GELU (only when there are shadows).
+SVDQ_TARGET_AVX512 void fixup_rows(const Ctx& x, int64_t m0, int64_t m1) {
+  const GemmArgs& a = *x.a;
+  const Act& A = *a.act;
+  const Weight& W = *a.w;
+  const int64_t N = W.N, SW = W.Na - W.Np;
+  for (int64_t m = m0; m < m1; ++m) {
+    float* y = a.y + m * N;
+    // shadow rows of m: all their columns (main ones directly, shadow columns to the shadow's parent)
+    for (int64_t s = A.first[m]; s < A.first[m + 1]; ++s) {
+      const float* z = x.zr + s * W.Na;
+      for (int64_t n = 0; n < N; n += 16) {
+        const __mmask16 mk = N - n >= 16 ? __mmask16(0xffff) : __mmask16((1u << (N - n)) - 1u);
+        _mm512_mask_storeu_ps(y + n, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, y + n), _mm512_maskz_loadu_ps(mk, z + n)));
+      }
+      for (int64_t t = 0; t < W.Sw; ++t) y[W.wpar[t]] += z[W.Np + t];
+    }
+    for (int64_t t = 0; t < W.Sw; ++t) y[W.wpar[t]] += x.zc[m * SW + t];
+    for (int64_t n = 0; n < N; n += 16) {
+      const __mmask16 mk = N - n >= 16 ? __mmask16(0xffff) : __mmask16((1u << (N - n)) - 1u);
+      __m512 v = _mm512_maskz_loadu_ps(mk, y + n);
+      if (a.bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, a.bias + n));
+      if (a.gelu) v = gelu512(v);
+      _mm512_mask_storeu_ps(y + n, mk, v);
+    }
+  }
+}
+
+thread_local std::vector<float> t_zr, t_zc;
+
+}  // namespace
+
+bool available() { return cpu_has_amx_bf16(); }
+
+void gemm(const GemmArgs& a) {
+  const Act& A = *a.act;
+  const Weight& W = *a.w;
+  if (A.M == 0) return;
+  Ctx x;
+  x.a = &a;
+  x.K = W.K;
+  x.KS = W.K / 64;
+  x.KC32 = W.Kt / 32;
+  x.BR = (W.Kt - W.K) / 32;
+  x.shadows = A.Sa > 0 || W.Sw > 0;
+  x.zr = x.zc = nullptr;
+  if (x.shadows) {
+    x.zr = align64(t_zr, static_cast<size_t>(std::max<int64_t>(1, A.Sa * W.Na)));
+    x.zc = align64(t_zc, static_cast<size_t>(std::max<int64_t>(1, A.Mp * (W.Na - W.Np))));
+  }
+  const int64_t Ma = A.Ma, Na = W.Na;
+  Plan p;
+  p.task_rows = std::min(kTaskRows, Ma);
+  p.task_cols = std::min(kTaskCols, Na);
+  int64_t csteps = kChunkSteps;
+  p.rows_outer = true;
+  p.prefetch = true;
+  if (Ma <= kSkinnyRows) {
+    p.task_cols = std::min<int64_t>(256, Na);
+    csteps = kSkinnyChunkSteps;
+    p.rows_outer = false;
+    p.prefetch = false;
+  }
+#ifdef SVDQ_P2_TUNE
+  p.task_rows = env_or("P8_TR", p.task_rows);
+  p.task_cols = env_or("P8_TC", p.task_cols);
+  csteps = env_or("P8_KS", csteps);
+#endif
+  const int64_t want = num_threads();
+  auto tasks = [&] { return ((Ma + p.task_rows - 1) / p.task_rows) * ((Na + p.task_cols - 1) / p.task_cols); };
+  while (tasks() < want && (p.task_cols > 64 || p.task_rows > 64)) {
+    if (p.task_cols >= p.task_rows)
+      p.task_cols = p2::round_up(p.task_cols / 2, 32);
+    else
+      p.task_rows = p2::round_up(p.task_rows / 2, 32);
+  }
+  p.chunks = x.KS <= csteps * 3 / 2 ? 1 : (x.KS + csteps - 1) / csteps;
+  p.csteps = (x.KS + p.chunks - 1) / p.chunks;
+  const int64_t tm = (Ma + p.task_rows - 1) / p.task_rows, tn = (Na + p.task_cols - 1) / p.task_cols;
+  parallel_for(tm * tn, [&](int64_t task, int) { amx_task(x, p, task, tn); });
+  if (x.shadows) {
+    parallel_for((A.M + 15) / 16, [&](int64_t t, int) { fixup_rows(x, t * 16, std::min(A.M, t * 16 + 16)); });
+  }
+}
+
+}  // namespace p2i8
+}  // namespace svdq
