@@ -19,7 +19,7 @@
 #include "simd.h"
 
 #define SVDQ_TARGET_AMX8 \
-  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-int8,amx-bf16")))
+  __attribute__((target("avx2,fma,prfchw,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-int8,amx-bf16")))
 
 namespace svdq {
 namespace p2i8 {
@@ -41,11 +41,14 @@ struct Ctx {
   int64_t K, KS;     // K, K/64
   int64_t KC32, BR;  // bf16 32-column steps of the bf16 operand (Kt/32), branch steps ((Kt − K)/32)
   bool shadows;      // any shadow row or column
+  bool pfy;          // prefetchw the y lines of each final block during its last K chunk
+  bool stream;       // y rows 64-byte aligned and y larger than L2: the final blocks' rows go out as streaming stores
   float* zr;         // [Sa][Na] shadow rows' sums
   float* zc;         // [Mp][Na − Np] main rows × shadow columns
 };
 
 thread_local std::vector<int32_t> t_cbuf;
+struct OutRing;
 
 #ifdef SVDQ_P2_TUNE
 // Tuning hook for the timing harness only (never in the addon): P8_TR, P8_TC (task rows/columns), P8_KS (int8 K
@@ -55,6 +58,55 @@ int64_t env_or(const char* n, int64_t d) {
   return v ? std::atoll(v) : d;
 }
 #endif
+
+// A full 32 × 32 block of final outputs (main rows and columns, no shadows): the same operations in the same order
+// as block_out, one row (two 16-column halves) at a time with unmasked loads, and the y rows written with streaming
+// stores (no read for ownership) when x.stream.
+template <bool kBranch, bool kGelu, bool kStream>
+SVDQ_TARGET_AMX8 void block_out_full(const Ctx& x, int64_t m0, int64_t n0, const int32_t* c8, const float* cb) {
+  const GemmArgs& a = *x.a;
+  const Act& A = *a.act;
+  const Weight& W = *a.w;
+  const __m512 pw0 = _mm512_loadu_ps(W.pw.data() + n0), pw1 = _mm512_loadu_ps(W.pw.data() + n0 + 16);
+  const __m512 sw0 = _mm512_loadu_ps(W.swa.data() + n0), sw1 = _mm512_loadu_ps(W.swa.data() + n0 + 16);
+  const __m512 b0 = a.bias ? _mm512_loadu_ps(a.bias + n0) : _mm512_setzero_ps();
+  const __m512 b1 = a.bias ? _mm512_loadu_ps(a.bias + n0 + 16) : _mm512_setzero_ps();
+  const int64_t m1 = std::min(A.M, m0 + 32);
+  float* yr = a.y + m0 * W.N + n0;
+  for (int64_t m = m0; m < m1; ++m, c8 += 32, yr += W.N) {
+    const __m512 pa = _mm512_set1_ps(A.pa[m]), sx = _mm512_set1_ps(A.sxa[m]);
+    __m512 v0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c8)), pa), pw0);
+    __m512 v1 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c8 + 16)), pa), pw1);
+    if (kBranch) {
+      v0 = _mm512_add_ps(v0, _mm512_load_ps(cb));
+      v1 = _mm512_add_ps(v1, _mm512_load_ps(cb + 16));
+      cb += 32;
+    }
+    v0 = _mm512_fmadd_ps(_mm512_mul_ps(v0, sx), sw0, b0);
+    v1 = _mm512_fmadd_ps(_mm512_mul_ps(v1, sx), sw1, b1);
+    if (kGelu) {
+      v0 = gelu512(v0);
+      v1 = gelu512(v1);
+    }
+    if (kStream) {
+      _mm512_stream_ps(yr, v0);
+      _mm512_stream_ps(yr + 16, v1);
+    } else {
+      _mm512_storeu_ps(yr, v0);
+      _mm512_storeu_ps(yr + 16, v1);
+    }
+  }
+}
+
+template <bool kBranch>
+SVDQ_TARGET_AMX8 void block_out_full(const Ctx& x, int64_t m0, int64_t n0, const int32_t* c8, const float* cb) {
+  if (x.a->gelu)
+    x.stream ? block_out_full<kBranch, true, true>(x, m0, n0, c8, cb)
+             : block_out_full<kBranch, true, false>(x, m0, n0, c8, cb);
+  else
+    x.stream ? block_out_full<kBranch, false, true>(x, m0, n0, c8, cb)
+             : block_out_full<kBranch, false, false>(x, m0, n0, c8, cb);
+}
 
 // The block's outputs: c8 (int32 32×32, row stride 32), cb (f32 branch sums or null).
 SVDQ_TARGET_AMX8 void block_out(const Ctx& x, int64_t m0, int64_t n0, const int32_t* c8, const float* cb) {
@@ -66,6 +118,10 @@ SVDQ_TARGET_AMX8 void block_out(const Ctx& x, int64_t m0, int64_t n0, const int3
   const int64_t n1 = main_c ? std::min(W.N, n0 + 32) : std::min(W.Np + W.Sw, n0 + 32);
   if (m0 >= m1 || n0 >= n1) return;
   const bool final = main_r && main_c && !x.shadows;
+  if (final && n1 - n0 == 32) {
+    cb ? block_out_full<true>(x, m0, n0, c8, cb) : block_out_full<false>(x, m0, n0, c8, cb);
+    return;
+  }
   for (int64_t j0 = n0; j0 < n1; j0 += 16) {
     const int cnt = static_cast<int>(std::min<int64_t>(16, n1 - j0));
     const __mmask16 mk = static_cast<__mmask16>((1u << cnt) - 1u);
@@ -89,15 +145,41 @@ SVDQ_TARGET_AMX8 void block_out(const Ctx& x, int64_t m0, int64_t n0, const int3
   }
 }
 
+// Finished blocks' tile sums wait here one block for their epilogue: the epilogue's vector loads of a block's
+// tilestored sums then come after the next block's tile products instead of right behind the stores.
+struct OutRing {
+  alignas(64) int32_t c8[2][32 * 32];
+  alignas(64) float cb[2][32 * 32];
+  int64_t m0 = 0, n0 = 0;
+  int slot = 0;
+  bool pending = false, branch = false;
+};
+
+SVDQ_TARGET_AMX8 void flush(const Ctx& x, OutRing& r) {
+  if (!r.pending) return;
+  const int s = r.slot ^ 1;  // the pending block's slot (the next block writes r.slot)
+  block_out(x, r.m0, r.n0, r.c8[s], r.branch ? r.cb[s] : nullptr);
+  r.pending = false;
+}
+
 // One 32×32 block over the int8 K steps [s0, s1).
 SVDQ_TARGET_AMX8 inline void block32(const Ctx& x, int64_t m0, int64_t n0, int64_t s0, int64_t s1, bool first,
-                                     bool last, int32_t* cpart, ChunkPrefetch& pf) {
+                                     bool last, int32_t* cpart, ChunkPrefetch& pf, OutRing& ring) {
   const GemmArgs& a = *x.a;
   c_tiles_resume(cpart, first);
   const int8_t* ap = a.act->a8 + ((m0 / 32) * x.KS + s0) * 2048;
   const int8_t* bp = a.w->w8 + ((n0 / 32) * x.KS + s0) * 2048;
+  // Last chunk of a final block: its y lines (32 rows × 128 bytes) requested for writing a few per K step, so their
+  // reads for ownership overlap the tile products instead of stalling the epilogue's stores.
+  const bool pfy = last && x.pfy && m0 < a.act->M && n0 < a.w->N;
+  const int64_t ypr = pfy ? (63 + s1 - s0) / (s1 - s0) : 0;  // y lines per step
+  int64_t yl = 0;
+  char* yb = pfy ? reinterpret_cast<char*>(a.y + m0 * a.w->N + n0) : nullptr;
+  const int64_t ylines = pfy ? 2 * std::min<int64_t>(32, a.act->M - m0) : 0;
   for (int64_t s = s0; s < s1; ++s) {
     pf.step();
+    for (int64_t t = 0; t < ypr && yl < ylines; ++t, ++yl)
+      _m_prefetchw(yb + (yl >> 1) * a.w->N * 4 + (yl & 1) * 64);
     _tile_loadd(4, ap, 64);
     _tile_loadd(6, bp, 64);
     _tile_dpbssd(0, 4, 6);
@@ -113,17 +195,25 @@ SVDQ_TARGET_AMX8 inline void block32(const Ctx& x, int64_t m0, int64_t n0, int64
     c_tiles_park(cpart);
     return;
   }
-  alignas(64) int32_t c8[32 * 32];
+  int32_t* c8 = ring.c8[ring.slot];
   _tile_stored(0, c8, 128);
   _tile_stored(1, c8 + 16, 128);
   _tile_stored(2, c8 + 16 * 32, 128);
   _tile_stored(3, c8 + 16 * 32 + 16, 128);
   const bool branch = x.BR > 0 && a.abr && m0 < a.act->Mp && n0 < a.w->Np;
+  float* cb = ring.cb[ring.slot];
+  auto defer = [&] {
+    flush(x, ring);
+    ring.m0 = m0;
+    ring.n0 = n0;
+    ring.branch = branch;
+    ring.pending = true;
+    ring.slot ^= 1;
+  };
   if (!branch) {
-    block_out(x, m0, n0, c8, nullptr);
+    defer();
     return;
   }
-  alignas(64) float cb[32 * 32];
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
@@ -146,8 +236,10 @@ SVDQ_TARGET_AMX8 inline void block32(const Ctx& x, int64_t m0, int64_t n0, int64
   _tile_stored(1, cb + 16, 128);
   _tile_stored(2, cb + 16 * 32, 128);
   _tile_stored(3, cb + 16 * 32 + 16, 128);
-  block_out(x, m0, n0, c8, cb);
+  defer();
 }
+
+thread_local OutRing t_ring;
 
 SVDQ_TARGET_AMX8 void amx_task(const Ctx& x, const Plan& p, int64_t task, int64_t tn) {
   const GemmArgs& a = *x.a;
@@ -159,6 +251,7 @@ SVDQ_TARGET_AMX8 void amx_task(const Ctx& x, const Plan& p, int64_t task, int64_
   if (p.chunks > 1) cbuf = align64(t_cbuf, static_cast<size_t>(ib_n * jb_n * 1024));
   const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
+  OutRing& ring = t_ring;
   for (int64_t ch = 0; ch < p.chunks; ++ch) {
     const int64_t s0 = ch * p.csteps, s1 = std::min(x.KS, s0 + p.csteps);
     if (s0 >= s1) break;
@@ -177,10 +270,12 @@ SVDQ_TARGET_AMX8 void amx_task(const Ctx& x, const Plan& p, int64_t task, int64_
       for (int64_t i = 0; i < inner_n; ++i) {
         const int64_t ib = p.rows_outer ? o : i, jb = p.rows_outer ? i : o;
         block32(x, mt0 + 32 * ib, nt0 + 32 * jb, s0, s1, first, last, cbuf ? cbuf + (ib * jb_n + jb) * 1024 : nullptr,
-                pf);
+                pf, ring);
       }
   }
+  flush(x, ring);
   _tile_release();
+  if (x.stream) _mm_sfence();  // the streaming stores visible before the pool's join
 }
 
 // Shadow sums into their parents, then bias and GELU (only when there are shadows).
@@ -228,6 +323,15 @@ void gemm(const GemmArgs& a) {
   x.KC32 = W.Kt / 32;
   x.BR = (W.Kt - W.K) / 32;
   x.shadows = A.Sa > 0 || W.Sw > 0;
+  // Streaming stores where y does not fit one core's L2 (2 MiB on the dev Xeon, gemm_p2_amx.cc) and every block row
+  // is whole 64-byte lines.
+  x.stream = !x.shadows && W.N % 16 == 0 && (reinterpret_cast<uintptr_t>(a.y) & 63) == 0 &&
+             A.M * W.N * 4 > (int64_t{2} << 20);
+  x.pfy = !x.shadows;
+#ifdef SVDQ_P2_TUNE
+  if (std::getenv("P8_NOPFY")) x.pfy = false;
+  if (std::getenv("P8_NOSTREAM")) x.stream = false;
+#endif
   x.zr = x.zc = nullptr;
   if (x.shadows) {
     x.zr = align64(t_zr, static_cast<size_t>(std::max<int64_t>(1, A.Sa * W.Na)));
