@@ -42,7 +42,6 @@ struct Ctx {
   int64_t KC32, BR;  // bf16 32-column steps of the bf16 operand (Kt/32), branch steps ((Kt − K)/32)
   bool shadows;      // any shadow row or column
   bool pfy;          // prefetchw the y lines of each final block during its last K chunk
-  bool stream;       // y rows 64-byte aligned and y larger than L2: the final blocks' rows go out as streaming stores
   float* zr;         // [Sa][Na] shadow rows' sums
   float* zc;         // [Mp][Na − Np] main rows × shadow columns
 };
@@ -60,9 +59,9 @@ int64_t env_or(const char* n, int64_t d) {
 #endif
 
 // A full 32 × 32 block of final outputs (main rows and columns, no shadows): the same operations in the same order
-// as block_out, one row (two 16-column halves) at a time with unmasked loads, and the y rows written with streaming
-// stores (no read for ownership) when x.stream.
-template <bool kBranch, bool kGelu, bool kStream>
+// as block_out, one row (two 16-column halves) at a time with unmasked loads. (Streaming stores for y, where y is
+// 64-byte aligned and larger than L2, measured no faster: docs/benchmarks.md "int8 int4p2 GEMM per core".)
+template <bool kBranch, bool kGelu>
 SVDQ_TARGET_AMX8 void block_out_full(const Ctx& x, int64_t m0, int64_t n0, const int32_t* c8, const float* cb) {
   const GemmArgs& a = *x.a;
   const Act& A = *a.act;
@@ -88,24 +87,17 @@ SVDQ_TARGET_AMX8 void block_out_full(const Ctx& x, int64_t m0, int64_t n0, const
       v0 = gelu512(v0);
       v1 = gelu512(v1);
     }
-    if (kStream) {
-      _mm512_stream_ps(yr, v0);
-      _mm512_stream_ps(yr + 16, v1);
-    } else {
-      _mm512_storeu_ps(yr, v0);
-      _mm512_storeu_ps(yr + 16, v1);
-    }
+    _mm512_storeu_ps(yr, v0);
+    _mm512_storeu_ps(yr + 16, v1);
   }
 }
 
 template <bool kBranch>
 SVDQ_TARGET_AMX8 void block_out_full(const Ctx& x, int64_t m0, int64_t n0, const int32_t* c8, const float* cb) {
   if (x.a->gelu)
-    x.stream ? block_out_full<kBranch, true, true>(x, m0, n0, c8, cb)
-             : block_out_full<kBranch, true, false>(x, m0, n0, c8, cb);
+    block_out_full<kBranch, true>(x, m0, n0, c8, cb);
   else
-    x.stream ? block_out_full<kBranch, false, true>(x, m0, n0, c8, cb)
-             : block_out_full<kBranch, false, false>(x, m0, n0, c8, cb);
+    block_out_full<kBranch, false>(x, m0, n0, c8, cb);
 }
 
 // The block's outputs: c8 (int32 32×32, row stride 32), cb (f32 branch sums or null).
@@ -275,7 +267,6 @@ SVDQ_TARGET_AMX8 void amx_task(const Ctx& x, const Plan& p, int64_t task, int64_
   }
   flush(x, ring);
   _tile_release();
-  if (x.stream) _mm_sfence();  // the streaming stores visible before the pool's join
 }
 
 // Shadow sums into their parents, then bias and GELU (only when there are shadows).
@@ -323,14 +314,9 @@ void gemm(const GemmArgs& a) {
   x.KC32 = W.Kt / 32;
   x.BR = (W.Kt - W.K) / 32;
   x.shadows = A.Sa > 0 || W.Sw > 0;
-  // Streaming stores where y does not fit one core's L2 (2 MiB on the dev Xeon, gemm_p2_amx.cc) and every block row
-  // is whole 64-byte lines.
-  x.stream = !x.shadows && W.N % 16 == 0 && (reinterpret_cast<uintptr_t>(a.y) & 63) == 0 &&
-             A.M * W.N * 4 > (int64_t{2} << 20);
   x.pfy = !x.shadows;
 #ifdef SVDQ_P2_TUNE
   if (std::getenv("P8_NOPFY")) x.pfy = false;
-  if (std::getenv("P8_NOSTREAM")) x.stream = false;
 #endif
   x.zr = x.zc = nullptr;
   if (x.shadows) {
