@@ -154,10 +154,41 @@ SVDQ_TARGET_AMX8 void flush(const Ctx& x, OutRing& r) {
   r.pending = false;
 }
 
-// One 32×32 block over the int8 K steps [s0, s1).
+// The block's branch sums (6R or R bf16 columns on tdpbf16ps) into cb, on C tiles 0–3 (free: zeroed here).
+SVDQ_TARGET_AMX8 inline void branch32(const Ctx& x, int64_t m0, int64_t n0, float* cb) {
+  const GemmArgs& a = *x.a;
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  const uint16_t* abp = a.abr + ((m0 / 32) * x.KC32 + x.K / 32) * 1024;
+  const uint16_t* bbp = a.w->wbr + (n0 / 32) * x.BR * 1024;
+  for (int64_t j = 0; j < x.BR; ++j) {
+    _tile_loadd(4, abp, 64);
+    _tile_loadd(6, bbp, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_loadd(7, bbp + 512, 64);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_loadd(5, abp + 512, 64);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+    abp += 1024;
+    bbp += 1024;
+  }
+  _tile_stored(0, cb, 128);
+  _tile_stored(1, cb + 16, 128);
+  _tile_stored(2, cb + 16 * 32, 128);
+  _tile_stored(3, cb + 16 * 32 + 16, 128);
+}
+
+// One 32×32 block over the int8 K steps [s0, s1); after the last chunk the int8 sums are stored, then the branch
+// runs on the same C tiles. (Running the branch first in the last chunk, while the int8 sums are parked, measured the
+// same: docs/benchmarks.md "int8 int4p2 GEMM per core".)
 SVDQ_TARGET_AMX8 inline void block32(const Ctx& x, int64_t m0, int64_t n0, int64_t s0, int64_t s1, bool first,
                                      bool last, int32_t* cpart, ChunkPrefetch& pf, OutRing& ring) {
   const GemmArgs& a = *x.a;
+  const bool branch = last && x.BR > 0 && a.abr && m0 < a.act->Mp && n0 < a.w->Np;
+  float* cb = ring.cb[ring.slot];
   c_tiles_resume(cpart, first);
   const int8_t* ap = a.act->a8 + ((m0 / 32) * x.KS + s0) * 2048;
   const int8_t* bp = a.w->w8 + ((n0 / 32) * x.KS + s0) * 2048;
@@ -192,43 +223,14 @@ SVDQ_TARGET_AMX8 inline void block32(const Ctx& x, int64_t m0, int64_t n0, int64
   _tile_stored(1, c8 + 16, 128);
   _tile_stored(2, c8 + 16 * 32, 128);
   _tile_stored(3, c8 + 16 * 32 + 16, 128);
-  const bool branch = x.BR > 0 && a.abr && m0 < a.act->Mp && n0 < a.w->Np;
-  float* cb = ring.cb[ring.slot];
-  auto defer = [&] {
-    flush(x, ring);
-    ring.m0 = m0;
-    ring.n0 = n0;
-    ring.branch = branch;
-    ring.pending = true;
-    ring.slot ^= 1;
-  };
-  if (!branch) {
-    defer();
-    return;
-  }
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-  const uint16_t* abp = a.abr + ((m0 / 32) * x.KC32 + x.K / 32) * 1024;
-  const uint16_t* bbp = a.w->wbr + (n0 / 32) * x.BR * 1024;
-  for (int64_t j = 0; j < x.BR; ++j) {
-    _tile_loadd(4, abp, 64);
-    _tile_loadd(6, bbp, 64);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_loadd(7, bbp + 512, 64);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_loadd(5, abp + 512, 64);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
-    abp += 1024;
-    bbp += 1024;
-  }
-  _tile_stored(0, cb, 128);
-  _tile_stored(1, cb + 16, 128);
-  _tile_stored(2, cb + 16 * 32, 128);
-  _tile_stored(3, cb + 16 * 32 + 16, 128);
-  defer();
+  if (branch) branch32(x, m0, n0, cb);
+  // the epilogue one block later (OutRing)
+  flush(x, ring);
+  ring.m0 = m0;
+  ring.n0 = n0;
+  ring.branch = branch;
+  ring.pending = true;
+  ring.slot ^= 1;
 }
 
 thread_local OutRing t_ring;
