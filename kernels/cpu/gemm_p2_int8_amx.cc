@@ -3,8 +3,10 @@
 // (tiles 0-3 C, 4-5 A, 6-7 B), the int32 sums exact over the whole K. Cache blocking as gemm_p2_amx.cc (tasks of up
 // to 384 × 384 outputs, K chunks whose 32-row activation chunk (16 KiB) stays in L1, partial sums parked between
 // chunks, the next chunk prefetched into L2), with 64-column K steps of half the bytes. After the last chunk a main
-// block runs the branch: its C tiles zeroed, the 6R bf16 columns on tdpbf16ps (the same 16 × 64-byte tile shapes).
-// Epilogue: y = ((f32(C8)·pa[m])·pw[n] + C_branch)·sx[m]·sw[n] (+ bias, GELU). With shadow rows or columns the main
+// block runs the branch: its C tiles zeroed, the 6R (or R, Branch::Bf16) bf16 columns on tdpbf16ps (the same
+// 16 × 64-byte tile shapes). Epilogue: y = ((f32(C8)·pa[m])·pw[n] + C_branch)·sx[m]·sw[n] (+ bias, GELU), run one
+// block behind the tile work (OutRing) so its vector loads do not wait on the tiles just stored; the last chunk
+// prefetches the block's y lines for writing. With shadow rows or columns the main
 // blocks write the sum without bias / GELU, the shadow blocks write theirs to a scratch, and a last pass adds them to
 // their parents and applies bias and GELU.
 #include <immintrin.h>
