@@ -18,7 +18,8 @@
 //   /tmp/kernel_times p2i8 M K N [threads]           # int4p2 layer on AMX-INT8 vs AMX-BF16 (SPREAD=1: shadows,
 //                                                    # BRANCH=1: bf16 branch, ONLY8=1: int8 GEMM only + y hash)
 //   /tmp/kernel_times p2loop STEPS BLOCKS CSTORE PF  # the int4p2 2×2 tile loop alone (see p2_loop below)
-//   /tmp/kernel_times i8loop STEPS BLOCKS CSTORE PF  # the same loop on tdpbssd over STEPS·64 K vs bf16 (i8_loop)
+//   /tmp/kernel_times i8loop STEPS BLOCKS CSTORE PF  # the same loop on tdpbssd over STEPS·64 K vs bf16 (i8_loop;
+//                                                    # I8TALL=1: 64 × 16 int8 blocks)
 // p2 / w8a8 print GFLOP/s = 2 × multiply-adds per second of CPU time (per thread when threads > 1) and a hash of y
 // (equal hashes from two builds = bit-identical results). Each w4a4 / p2layer round ends with "layer R=0 / R=32"
 // (the sum of the two parts' minima) and the branch overhead (layer R=32 − layer R=0) / layer R=0.
@@ -506,7 +507,9 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) double p2_loop(int64_t step
 // stored as there (int32 sums).
 __attribute__((target("amx-tile,amx-int8,avx512f"))) double i8_loop(int64_t steps, int64_t wb, int cst, int pf,
                                                                    int64_t reps) {
-  std::vector<int8_t> abuf(steps * 2048 + 64), wbuf(wb * steps * 2048 + 64);
+  // I8TALL=1: 64 × 16 blocks (B bytes per multiply-add halved, A bytes doubled) instead of 32 × 32
+  const bool tall = std::getenv("I8TALL") && std::atoi(std::getenv("I8TALL"));
+  std::vector<int8_t> abuf(steps * 4096 + 64), wbuf(wb * steps * 2048 + 64);
   std::mt19937 g(3);
   std::uniform_int_distribution<int> q(-128, 127);  // q·2^d, q in [-8, 7], d in [0, 4]: any int8 in [-128, 112]
   for (auto& v : abuf) v = static_cast<int8_t>(q(g));
@@ -534,13 +537,27 @@ __attribute__((target("amx-tile,amx-int8,avx512f"))) double i8_loop(int64_t step
         _tile_zero(3);
       }
       const int8_t* ap = A;
-      const int8_t* bp = W + b * steps * 2048;
+      const int8_t* bp = W + b * steps * (tall ? 1024 : 2048);
       const char* nx = reinterpret_cast<const char*>(W + ((b + (pf > 1 ? pf : 1)) % wb) * steps * 2048);
       for (int64_t s = 0; s < steps; ++s) {
         if (pf == 1)
           for (int l = 0; l < 2048; l += 64) _mm_prefetch(nx + 2048 * s + l, _MM_HINT_T0);
         else if (pf > 1)
           for (int l = 0; l < 2048; l += 64) _mm_prefetch(nx + 2048 * s + l, _MM_HINT_T1);
+        if (tall) {  // 64 rows × 16 columns: one 1 KiB B tile, four A tiles (A steps 4 KiB, B steps 1 KiB)
+          _tile_loadd(7, bp, 64);
+          _tile_loadd(4, ap, 64);
+          _tile_dpbssd(0, 4, 7);
+          _tile_loadd(5, ap + 1024, 64);
+          _tile_dpbssd(1, 5, 7);
+          _tile_loadd(6, ap + 2048, 64);
+          _tile_dpbssd(2, 6, 7);
+          _tile_loadd(4, ap + 3072, 64);
+          _tile_dpbssd(3, 4, 7);
+          ap += 4096;
+          bp += 1024;
+          continue;
+        }
         _tile_loadd(4, ap, 64);
         _tile_loadd(6, bp, 64);
         _tile_dpbssd(0, 4, 6);
