@@ -3,8 +3,10 @@
 // (tiles 0-3 C, 4-5 A, 6-7 B), the int32 sums exact over the whole K. Cache blocking as gemm_p2_amx.cc (tasks of up
 // to 384 × 384 outputs, K chunks whose 32-row activation chunk (16 KiB) stays in L1, partial sums parked between
 // chunks, the next chunk prefetched into L2), with 64-column K steps of half the bytes. After the last chunk a main
-// block runs the branch: its C tiles zeroed, the 6R bf16 columns on tdpbf16ps (the same 16 × 64-byte tile shapes).
-// Epilogue: y = ((f32(C8)·pa[m])·pw[n] + C_branch)·sx[m]·sw[n] (+ bias, GELU). With shadow rows or columns the main
+// block runs the branch: its C tiles zeroed, the 6R (or R, Branch::Bf16) bf16 columns on tdpbf16ps (the same
+// 16 × 64-byte tile shapes). Epilogue: y = ((f32(C8)·pa[m])·pw[n] + C_branch)·sx[m]·sw[n] (+ bias, GELU), run one
+// block behind the tile work (OutRing) so its vector loads do not wait on the tiles just stored; the last chunk
+// prefetches the block's y lines for writing. With shadow rows or columns the main
 // blocks write the sum without bias / GELU, the shadow blocks write theirs to a scratch, and a last pass adds them to
 // their parents and applies bias and GELU.
 #include <immintrin.h>
@@ -19,7 +21,7 @@
 #include "simd.h"
 
 #define SVDQ_TARGET_AMX8 \
-  __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-int8,amx-bf16")))
+  __attribute__((target("avx2,fma,prfchw,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-int8,amx-bf16")))
 
 namespace svdq {
 namespace p2i8 {
@@ -41,11 +43,13 @@ struct Ctx {
   int64_t K, KS;     // K, K/64
   int64_t KC32, BR;  // bf16 32-column steps of the bf16 operand (Kt/32), branch steps ((Kt − K)/32)
   bool shadows;      // any shadow row or column
+  bool pfy;          // prefetchw the y lines of each final block during its last K chunk
   float* zr;         // [Sa][Na] shadow rows' sums
   float* zc;         // [Mp][Na − Np] main rows × shadow columns
 };
 
 thread_local std::vector<int32_t> t_cbuf;
+struct OutRing;
 
 #ifdef SVDQ_P2_TUNE
 // Tuning hook for the timing harness only (never in the addon): P8_TR, P8_TC (task rows/columns), P8_KS (int8 K
@@ -55,6 +59,48 @@ int64_t env_or(const char* n, int64_t d) {
   return v ? std::atoll(v) : d;
 }
 #endif
+
+// A full 32 × 32 block of final outputs (main rows and columns, no shadows): the same operations in the same order
+// as block_out, one row (two 16-column halves) at a time with unmasked loads. (Streaming stores for y, where y is
+// 64-byte aligned and larger than L2, measured no faster: docs/benchmarks.md "int8 int4p2 GEMM per core".)
+template <bool kBranch, bool kGelu>
+SVDQ_TARGET_AMX8 void block_out_full(const Ctx& x, int64_t m0, int64_t n0, const int32_t* c8, const float* cb) {
+  const GemmArgs& a = *x.a;
+  const Act& A = *a.act;
+  const Weight& W = *a.w;
+  const __m512 pw0 = _mm512_loadu_ps(W.pw.data() + n0), pw1 = _mm512_loadu_ps(W.pw.data() + n0 + 16);
+  const __m512 sw0 = _mm512_loadu_ps(W.swa.data() + n0), sw1 = _mm512_loadu_ps(W.swa.data() + n0 + 16);
+  const __m512 b0 = a.bias ? _mm512_loadu_ps(a.bias + n0) : _mm512_setzero_ps();
+  const __m512 b1 = a.bias ? _mm512_loadu_ps(a.bias + n0 + 16) : _mm512_setzero_ps();
+  const int64_t m1 = std::min(A.M, m0 + 32);
+  float* yr = a.y + m0 * W.N + n0;
+  for (int64_t m = m0; m < m1; ++m, c8 += 32, yr += W.N) {
+    const __m512 pa = _mm512_set1_ps(A.pa[m]), sx = _mm512_set1_ps(A.sxa[m]);
+    __m512 v0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c8)), pa), pw0);
+    __m512 v1 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c8 + 16)), pa), pw1);
+    if (kBranch) {
+      v0 = _mm512_add_ps(v0, _mm512_load_ps(cb));
+      v1 = _mm512_add_ps(v1, _mm512_load_ps(cb + 16));
+      cb += 32;
+    }
+    v0 = _mm512_fmadd_ps(_mm512_mul_ps(v0, sx), sw0, b0);
+    v1 = _mm512_fmadd_ps(_mm512_mul_ps(v1, sx), sw1, b1);
+    if (kGelu) {
+      v0 = gelu512(v0);
+      v1 = gelu512(v1);
+    }
+    _mm512_storeu_ps(yr, v0);
+    _mm512_storeu_ps(yr + 16, v1);
+  }
+}
+
+template <bool kBranch>
+SVDQ_TARGET_AMX8 void block_out_full(const Ctx& x, int64_t m0, int64_t n0, const int32_t* c8, const float* cb) {
+  if (x.a->gelu)
+    block_out_full<kBranch, true>(x, m0, n0, c8, cb);
+  else
+    block_out_full<kBranch, false>(x, m0, n0, c8, cb);
+}
 
 // The block's outputs: c8 (int32 32×32, row stride 32), cb (f32 branch sums or null).
 SVDQ_TARGET_AMX8 void block_out(const Ctx& x, int64_t m0, int64_t n0, const int32_t* c8, const float* cb) {
@@ -66,6 +112,10 @@ SVDQ_TARGET_AMX8 void block_out(const Ctx& x, int64_t m0, int64_t n0, const int3
   const int64_t n1 = main_c ? std::min(W.N, n0 + 32) : std::min(W.Np + W.Sw, n0 + 32);
   if (m0 >= m1 || n0 >= n1) return;
   const bool final = main_r && main_c && !x.shadows;
+  if (final && n1 - n0 == 32) {
+    cb ? block_out_full<true>(x, m0, n0, c8, cb) : block_out_full<false>(x, m0, n0, c8, cb);
+    return;
+  }
   for (int64_t j0 = n0; j0 < n1; j0 += 16) {
     const int cnt = static_cast<int>(std::min<int64_t>(16, n1 - j0));
     const __mmask16 mk = static_cast<__mmask16>((1u << cnt) - 1u);
@@ -89,41 +139,26 @@ SVDQ_TARGET_AMX8 void block_out(const Ctx& x, int64_t m0, int64_t n0, const int3
   }
 }
 
-// One 32×32 block over the int8 K steps [s0, s1).
-SVDQ_TARGET_AMX8 inline void block32(const Ctx& x, int64_t m0, int64_t n0, int64_t s0, int64_t s1, bool first,
-                                     bool last, int32_t* cpart, ChunkPrefetch& pf) {
+// Finished blocks' tile sums wait here one block for their epilogue: the epilogue's vector loads of a block's
+// tilestored sums then come after the next block's tile products instead of right behind the stores.
+struct OutRing {
+  alignas(64) int32_t c8[2][32 * 32];
+  alignas(64) float cb[2][32 * 32];
+  int64_t m0 = 0, n0 = 0;
+  int slot = 0;
+  bool pending = false, branch = false;
+};
+
+SVDQ_TARGET_AMX8 void flush(const Ctx& x, OutRing& r) {
+  if (!r.pending) return;
+  const int s = r.slot ^ 1;  // the pending block's slot (the next block writes r.slot)
+  block_out(x, r.m0, r.n0, r.c8[s], r.branch ? r.cb[s] : nullptr);
+  r.pending = false;
+}
+
+// The block's branch sums (6R or R bf16 columns on tdpbf16ps) into cb, on C tiles 0–3 (free: zeroed here).
+SVDQ_TARGET_AMX8 inline void branch32(const Ctx& x, int64_t m0, int64_t n0, float* cb) {
   const GemmArgs& a = *x.a;
-  c_tiles_resume(cpart, first);
-  const int8_t* ap = a.act->a8 + ((m0 / 32) * x.KS + s0) * 2048;
-  const int8_t* bp = a.w->w8 + ((n0 / 32) * x.KS + s0) * 2048;
-  for (int64_t s = s0; s < s1; ++s) {
-    pf.step();
-    _tile_loadd(4, ap, 64);
-    _tile_loadd(6, bp, 64);
-    _tile_dpbssd(0, 4, 6);
-    _tile_loadd(7, bp + 1024, 64);
-    _tile_dpbssd(1, 4, 7);
-    _tile_loadd(5, ap + 1024, 64);
-    _tile_dpbssd(2, 5, 6);
-    _tile_dpbssd(3, 5, 7);
-    ap += 2048;
-    bp += 2048;
-  }
-  if (!last) {
-    c_tiles_park(cpart);
-    return;
-  }
-  alignas(64) int32_t c8[32 * 32];
-  _tile_stored(0, c8, 128);
-  _tile_stored(1, c8 + 16, 128);
-  _tile_stored(2, c8 + 16 * 32, 128);
-  _tile_stored(3, c8 + 16 * 32 + 16, 128);
-  const bool branch = x.BR > 0 && a.abr && m0 < a.act->Mp && n0 < a.w->Np;
-  if (!branch) {
-    block_out(x, m0, n0, c8, nullptr);
-    return;
-  }
-  alignas(64) float cb[32 * 32];
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
@@ -146,8 +181,61 @@ SVDQ_TARGET_AMX8 inline void block32(const Ctx& x, int64_t m0, int64_t n0, int64
   _tile_stored(1, cb + 16, 128);
   _tile_stored(2, cb + 16 * 32, 128);
   _tile_stored(3, cb + 16 * 32 + 16, 128);
-  block_out(x, m0, n0, c8, cb);
 }
+
+// One 32×32 block over the int8 K steps [s0, s1); after the last chunk the int8 sums are stored, then the branch
+// runs on the same C tiles. (Running the branch first in the last chunk, while the int8 sums are parked, measured the
+// same: docs/benchmarks.md "int8 int4p2 GEMM per core".)
+SVDQ_TARGET_AMX8 inline void block32(const Ctx& x, int64_t m0, int64_t n0, int64_t s0, int64_t s1, bool first,
+                                     bool last, int32_t* cpart, ChunkPrefetch& pf, OutRing& ring) {
+  const GemmArgs& a = *x.a;
+  const bool branch = last && x.BR > 0 && a.abr && m0 < a.act->Mp && n0 < a.w->Np;
+  float* cb = ring.cb[ring.slot];
+  c_tiles_resume(cpart, first);
+  const int8_t* ap = a.act->a8 + ((m0 / 32) * x.KS + s0) * 2048;
+  const int8_t* bp = a.w->w8 + ((n0 / 32) * x.KS + s0) * 2048;
+  // Last chunk of a final block: its y lines (32 rows × 128 bytes) requested for writing a few per K step, so their
+  // reads for ownership overlap the tile products instead of stalling the epilogue's stores.
+  const bool pfy = last && x.pfy && m0 < a.act->M && n0 < a.w->N;
+  const int64_t ypr = pfy ? (63 + s1 - s0) / (s1 - s0) : 0;  // y lines per step
+  int64_t yl = 0;
+  char* yb = pfy ? reinterpret_cast<char*>(a.y + m0 * a.w->N + n0) : nullptr;
+  const int64_t ylines = pfy ? 2 * std::min<int64_t>(32, a.act->M - m0) : 0;
+  for (int64_t s = s0; s < s1; ++s) {
+    pf.step();
+    for (int64_t t = 0; t < ypr && yl < ylines; ++t, ++yl)
+      _m_prefetchw(yb + (yl >> 1) * a.w->N * 4 + (yl & 1) * 64);
+    _tile_loadd(4, ap, 64);
+    _tile_loadd(6, bp, 64);
+    _tile_dpbssd(0, 4, 6);
+    _tile_loadd(7, bp + 1024, 64);
+    _tile_dpbssd(1, 4, 7);
+    _tile_loadd(5, ap + 1024, 64);
+    _tile_dpbssd(2, 5, 6);
+    _tile_dpbssd(3, 5, 7);
+    ap += 2048;
+    bp += 2048;
+  }
+  if (!last) {
+    c_tiles_park(cpart);
+    return;
+  }
+  int32_t* c8 = ring.c8[ring.slot];
+  _tile_stored(0, c8, 128);
+  _tile_stored(1, c8 + 16, 128);
+  _tile_stored(2, c8 + 16 * 32, 128);
+  _tile_stored(3, c8 + 16 * 32 + 16, 128);
+  if (branch) branch32(x, m0, n0, cb);
+  // the epilogue one block later (OutRing)
+  flush(x, ring);
+  ring.m0 = m0;
+  ring.n0 = n0;
+  ring.branch = branch;
+  ring.pending = true;
+  ring.slot ^= 1;
+}
+
+thread_local OutRing t_ring;
 
 SVDQ_TARGET_AMX8 void amx_task(const Ctx& x, const Plan& p, int64_t task, int64_t tn) {
   const GemmArgs& a = *x.a;
@@ -159,6 +247,7 @@ SVDQ_TARGET_AMX8 void amx_task(const Ctx& x, const Plan& p, int64_t task, int64_
   if (p.chunks > 1) cbuf = align64(t_cbuf, static_cast<size_t>(ib_n * jb_n * 1024));
   const TileConfig cfg = full_tiles();
   _tile_loadconfig(&cfg);
+  OutRing& ring = t_ring;
   for (int64_t ch = 0; ch < p.chunks; ++ch) {
     const int64_t s0 = ch * p.csteps, s1 = std::min(x.KS, s0 + p.csteps);
     if (s0 >= s1) break;
@@ -177,9 +266,10 @@ SVDQ_TARGET_AMX8 void amx_task(const Ctx& x, const Plan& p, int64_t task, int64_
       for (int64_t i = 0; i < inner_n; ++i) {
         const int64_t ib = p.rows_outer ? o : i, jb = p.rows_outer ? i : o;
         block32(x, mt0 + 32 * ib, nt0 + 32 * jb, s0, s1, first, last, cbuf ? cbuf + (ib * jb_n + jb) * 1024 : nullptr,
-                pf);
+                pf, ring);
       }
   }
+  flush(x, ring);
   _tile_release();
 }
 
@@ -228,6 +318,10 @@ void gemm(const GemmArgs& a) {
   x.KC32 = W.Kt / 32;
   x.BR = (W.Kt - W.K) / 32;
   x.shadows = A.Sa > 0 || W.Sw > 0;
+  x.pfy = !x.shadows;
+#ifdef SVDQ_P2_TUNE
+  if (std::getenv("P8_NOPFY")) x.pfy = false;
+#endif
   x.zr = x.zc = nullptr;
   if (x.shadows) {
     x.zr = align64(t_zr, static_cast<size_t>(std::max<int64_t>(1, A.Sa * W.Na)));

@@ -15,9 +15,11 @@
 //   /tmp/kernel_times p2 M K N [threads] [isa]       # int4p2 bf16 GEMM (Kt = K rounded up to 32), its tdpbf16ps peak
 //   /tmp/kernel_times p2layer M K N [threads] [isa]  # int4p2: quantize ± rank-32 down, GEMM ± branch columns (f32 192, bf16 32)
 //   /tmp/kernel_times w8a8 M K N [threads] [isa]     # W8A8 GEMM (random int8 codes)
-//   /tmp/kernel_times p2i8 M K N [threads]           # int4p2 layer on AMX-INT8 vs AMX-BF16 (SPREAD=1: shadows)
+//   /tmp/kernel_times p2i8 M K N [threads]           # int4p2 layer on AMX-INT8 vs AMX-BF16 (SPREAD=1: shadows,
+//                                                    # BRANCH=1: bf16 branch, ONLY8=1: int8 GEMM only + y hash)
 //   /tmp/kernel_times p2loop STEPS BLOCKS CSTORE PF  # the int4p2 2×2 tile loop alone (see p2_loop below)
-//   /tmp/kernel_times i8loop STEPS BLOCKS CSTORE PF  # the same loop on tdpbssd over STEPS·64 K vs bf16 (i8_loop)
+//   /tmp/kernel_times i8loop STEPS BLOCKS CSTORE PF  # the same loop on tdpbssd over STEPS·64 K vs bf16 (i8_loop;
+//                                                    # I8TALL=1: 64 × 16 int8 blocks)
 // p2 / w8a8 print GFLOP/s = 2 × multiply-adds per second of CPU time (per thread when threads > 1) and a hash of y
 // (equal hashes from two builds = bit-identical results). Each w4a4 / p2layer round ends with "layer R=0 / R=32"
 // (the sum of the two parts' minima) and the branch overhead (layer R=32 − layer R=0) / layer R=0.
@@ -269,6 +271,11 @@ double widen(uint16_t b) {
 // exponents in [−4, 5] (the kernels bench's) and every 8th token with one group 2^-8 smaller (shadow rows and columns).
 int run_p2i8(int64_t M, int64_t K, int64_t N, int reps, int spread) {
   const int64_t R = 32, G = K / 64;
+  // GELU=1: the GELU epilogue; BRANCH=1: the bf16 branch precision (p2_layer.h Branch::Bf16, R branch columns; the pipeline's default);
+  // ONLY8=1: time only the int8 GEMM (y hashes compare builds).
+  const p2::Branch br = std::getenv("BRANCH") && std::atoi(std::getenv("BRANCH")) ? p2::Branch::Bf16 : p2::Branch::F32;
+  const bool only8 = std::getenv("ONLY8") && std::atoi(std::getenv("ONLY8"));
+  const bool gelu = std::getenv("GELU") && std::atoi(std::getenv("GELU"));
   auto x = rnd(M * K, 1.f, 1);
   if (spread)
     for (int64_t m = 0; m < M; m += 8)
@@ -284,16 +291,18 @@ int run_p2i8(int64_t M, int64_t K, int64_t N, int reps, int spread) {
   for (auto& e : we) e = static_cast<int8_t>(spread ? static_cast<int>(g() % 10) - 4 : static_cast<int>(g() % 5) + 1);
   auto ws = rnd(N, 0.01f, 7);
   for (auto& s : ws) s = std::fabs(s) + 1e-3f;
-  const int64_t Np = p2::round_up(N, 32), Mp = p2::round_up(M, 32), Kt = p2::kt_of(K, R, p2::Branch::F32);
+  const int64_t Np = p2::round_up(N, 32), Mp = p2::round_up(M, 32), Kt = p2::kt_of(K, R, br);
   std::vector<uint16_t> wb, ab;
   std::vector<float> sw(Np), sx(M), la(M * R), rs(M), y0(M * N), y1(M * N);
   std::vector<int8_t> aq(M * K), ae(M * G);
   p2::PackArgs pk{wq.data(), we.data(), ws.data(), lup.data(), N, K, R, align64(wb, Np * Kt), sw.data()};
+  pk.branch = br;
   p2::pack_weight(pk);
   p2i8::Weight w8;
   p2i8::pack_weight(pk, pk.wop, sw.data(), w8);
   p2::QuantArgs q0{x.data(), M, K, inv.data(), ldown.data(), R, align64(ab, Mp * Kt), sx.data(),
                    nullptr, nullptr, nullptr, la.data()};
+  q0.branch = br;
   p2::QuantArgs q1 = q0;
   q1.row_scales = rs.data();
   q1.codes = aq.data();
@@ -305,10 +314,19 @@ int run_p2i8(int64_t M, int64_t K, int64_t N, int reps, int spread) {
   p2i8::pack_act(aq.data(), ae.data(), rs.data(), sx.data(), M, K, a8);
   std::printf("shadows: %lld activation rows of %lld, %lld weight columns of %lld\n", (long long)a8.Sa, (long long)M,
               (long long)w8.Sw, (long long)N);
-  p2::GemmArgs g0{q0.aop, sx.data(), pk.wop, sw.data(), bias.data(), M, N, Kt, false, y0.data()};
-  p2i8::GemmArgs g1{&a8, &w8, q1.aop, sx.data(), bias.data(), false, y1.data()};
+  p2::GemmArgs g0{q0.aop, sx.data(), pk.wop, sw.data(), bias.data(), M, N, Kt, gelu, y0.data()};
+  // YALIGN=1: y 64-byte aligned (the GEMM's streaming stores need it; a large std::vector / Node buffer is usually
+  // 16 bytes into a page)
+  std::vector<float> ya;
+  const bool yalign = std::getenv("YALIGN") && std::atoi(std::getenv("YALIGN"));
+  p2i8::GemmArgs g1{&a8, &w8, q1.aop, sx.data(), bias.data(), gelu, yalign ? align64(ya, M * N) : y1.data()};
   const double mac2 = 2.0 * M * N * Kt;
+  p2::gemm(g0);
   for (int round = 0; round < 2; ++round) {
+    if (only8) {
+      time_it("int8: gemm", mac2, reps, [&] { p2i8::gemm(g1); });
+      continue;
+    }
     const double tq0 = time_it("bf16: quantize", M * K, reps, [&] { p2::quantize(q0); });
     const double tg0 = time_it("bf16: gemm", mac2, reps, [&] { p2::gemm(g0); });
     const double tq1 = time_it("int8: quantize (codes, exps, branch)", M * K, reps, [&] { p2::quantize(q1); });
@@ -319,6 +337,7 @@ int run_p2i8(int64_t M, int64_t K, int64_t N, int reps, int spread) {
     std::printf("  layer bf16 %.2f ms, int8 %.2f ms: %.2fx (GEMM %.2fx)\n", (tq0 + tg0) * 1e3, (tq1 + tp1 + tg1) * 1e3,
                 (tq0 + tg0) / (tq1 + tp1 + tg1), tg0 / tg1);
   }
+  if (yalign) std::memcpy(y1.data(), g1.y, sizeof(float) * M * N);
   // float64 sums of the bf16 operands (exact products) on sampled outputs
   double maxerr0 = 0, maxerr1 = 0, maxref = 0;
   const int64_t KC = Kt / 32;
@@ -338,6 +357,8 @@ int run_p2i8(int64_t M, int64_t K, int64_t N, int reps, int spread) {
   for (int64_t i = 0; i < M * N; ++i) d01 = std::max(d01, static_cast<double>(std::fabs(y0[i] - y1[i])));
   std::printf("  check: max |err| bf16 %.3g, int8 %.3g of max |y| %.3g; max |y_bf16 − y_int8| %.3g (%.2g)\n", maxerr0,
               maxerr1, maxref, d01, d01 / maxref);
+  std::printf("  y hash int8 %016llx (branch %s, spread %d)\n", (unsigned long long)fnv(y1),
+              br == p2::Branch::Bf16 ? "bf16" : "f32", spread);
   return maxerr1 / maxref < 1e-5 ? 0 : 1;
 }
 
@@ -486,7 +507,9 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) double p2_loop(int64_t step
 // stored as there (int32 sums).
 __attribute__((target("amx-tile,amx-int8,avx512f"))) double i8_loop(int64_t steps, int64_t wb, int cst, int pf,
                                                                    int64_t reps) {
-  std::vector<int8_t> abuf(steps * 2048 + 64), wbuf(wb * steps * 2048 + 64);
+  // I8TALL=1: 64 × 16 blocks (B bytes per multiply-add halved, A bytes doubled) instead of 32 × 32
+  const bool tall = std::getenv("I8TALL") && std::atoi(std::getenv("I8TALL"));
+  std::vector<int8_t> abuf(steps * 4096 + 64), wbuf(wb * steps * 2048 + 64);
   std::mt19937 g(3);
   std::uniform_int_distribution<int> q(-128, 127);  // q·2^d, q in [-8, 7], d in [0, 4]: any int8 in [-128, 112]
   for (auto& v : abuf) v = static_cast<int8_t>(q(g));
@@ -514,13 +537,27 @@ __attribute__((target("amx-tile,amx-int8,avx512f"))) double i8_loop(int64_t step
         _tile_zero(3);
       }
       const int8_t* ap = A;
-      const int8_t* bp = W + b * steps * 2048;
+      const int8_t* bp = W + b * steps * (tall ? 1024 : 2048);
       const char* nx = reinterpret_cast<const char*>(W + ((b + (pf > 1 ? pf : 1)) % wb) * steps * 2048);
       for (int64_t s = 0; s < steps; ++s) {
         if (pf == 1)
           for (int l = 0; l < 2048; l += 64) _mm_prefetch(nx + 2048 * s + l, _MM_HINT_T0);
         else if (pf > 1)
           for (int l = 0; l < 2048; l += 64) _mm_prefetch(nx + 2048 * s + l, _MM_HINT_T1);
+        if (tall) {  // 64 rows × 16 columns: one 1 KiB B tile, four A tiles (A steps 4 KiB, B steps 1 KiB)
+          _tile_loadd(7, bp, 64);
+          _tile_loadd(4, ap, 64);
+          _tile_dpbssd(0, 4, 7);
+          _tile_loadd(5, ap + 1024, 64);
+          _tile_dpbssd(1, 5, 7);
+          _tile_loadd(6, ap + 2048, 64);
+          _tile_dpbssd(2, 6, 7);
+          _tile_loadd(4, ap + 3072, 64);
+          _tile_dpbssd(3, 4, 7);
+          ap += 4096;
+          bp += 1024;
+          continue;
+        }
         _tile_loadd(4, ap, 64);
         _tile_loadd(6, bp, 64);
         _tile_dpbssd(0, 4, 6);
