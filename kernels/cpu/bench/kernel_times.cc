@@ -341,6 +341,53 @@ int run_p2i8(int64_t M, int64_t K, int64_t N, int reps, int spread) {
   return maxerr1 / maxref < 1e-5 ? 0 : 1;
 }
 
+// The int4p2 activation pass of the AMX-INT8 path (bf16 branch, the pipeline's default), split: quantize without
+// the branch, with it (codes + exponents + branch tiles), and the band pack; hashes of the band operand, codes,
+// exponents and lora_act (equal across builds = byte-equal results).
+int run_p2act(int64_t M, int64_t K, int reps) {
+  const int64_t R = 32, G = K / 64, Mp = p2::round_up(M, 32);
+  auto x = rnd(M * K, 1.f, 1);
+  for (int64_t m = 0; m < M; m += 8)  // shadow rows as in p2i8 SPREAD=1
+    for (int64_t k = 64 * ((m / 8) % G); k < 64 * ((m / 8) % G) + 64; ++k) x[m * K + k] *= 0x1p-8f;
+  auto ldown = rnd(R * K, 0.05f, 2);
+  auto inv = rnd(K, 0.5f, 5);
+  for (auto& v : inv) v = 1.5f + v;
+  const int64_t Kt0 = p2::kt_of(K, 0, p2::Branch::Bf16), Kt = p2::kt_of(K, R, p2::Branch::Bf16);
+  std::vector<uint16_t> ab0, ab, ldb;
+  std::vector<float> sx(M), la(M * R), rs(M);
+  std::vector<int8_t> aq(M * K), ae(M * G);
+  uint16_t* ldbp = align64(ldb, p2::down_bf16_len(K, R));
+  p2::pack_down_bf16(ldown.data(), R, K, ldbp);
+  p2::QuantArgs q0{x.data(), M, K, inv.data(), nullptr, 0, align64(ab0, Mp * Kt0), sx.data(),
+                   rs.data(), aq.data(), ae.data(), nullptr};
+  q0.aop_branch_only = true;
+  q0.branch = p2::Branch::Bf16;
+  p2::QuantArgs q1 = q0;
+  q1.ldown = ldown.data();
+  q1.R = R;
+  q1.aop = align64(ab, Mp * Kt);
+  q1.lora_act = la.data();
+  q1.ldown_bf16 = ldbp;
+  p2i8::Act a8;
+  const double mk = static_cast<double>(M) * K;
+  for (int round = 0; round < 2; ++round) {
+    const double t0 = time_it("quantize R=0", mk, reps, [&] { p2::quantize(q0); });
+    const double t1 = time_it("quantize R=32 bf16", mk, reps, [&] { p2::quantize(q1); });
+    const double tp = time_it("band pack", mk, reps, [&] { p2i8::pack_act(aq.data(), ae.data(), rs.data(), sx.data(), M, K, a8); });
+    std::printf("  pass R=0 %.2f ms, R=32 %.2f ms (%.2f ns/elt), branch +%.2f ms\n", (t0 + tp) * 1e3, (t1 + tp) * 1e3,
+                (t1 + tp) / mk * 1e9, (t1 - t0) * 1e3);
+  }
+  auto h8 = [](const void* p, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ull;
+    return (unsigned long long)h;
+  };
+  std::printf("  hashes: codes %016llx exps %016llx a8 %016llx pa %016llx sx %016llx lora %016llx branch tiles %016llx (Sa %lld)\n",
+              h8(aq.data(), aq.size()), h8(ae.data(), ae.size()), h8(a8.a8, a8.Ma * K), h8(a8.pa.data(), a8.pa.size() * 4),
+              h8(sx.data(), sx.size() * 4), h8(la.data(), la.size() * 4), 0ull, (long long)a8.Sa);
+  return 0;
+}
+
 int run_p2(int64_t M, int64_t K, int64_t N, int reps) {
   const int64_t Kt = (K + 31) / 32 * 32, Mp = p2::round_up(M, 32), Np = p2::round_up(N, 32);
   // HUGE=1: operands in 2 MiB pages (madvise), to separate TLB misses from cache misses
@@ -590,6 +637,7 @@ int main(int argc, char** argv) {
   const int reps = std::getenv("REPS") ? std::atoi(std::getenv("REPS")) : 5;
   if (what == "p2") return run_p2(M, K, N, reps);
   if (what == "p2layer") return run_p2layer(M, K, N, reps);
+  if (what == "p2act") return run_p2act(M, K, reps);
   if (what == "p2i8") return run_p2i8(M, K, N, reps, std::getenv("SPREAD") ? std::atoi(std::getenv("SPREAD")) : 0);
   if (what == "w8a8") return run_w8a8(M, K, N, reps);
   return what == "f32" ? run_f32(M, K, N, reps) : run_w4a4(M, K, N, reps);
