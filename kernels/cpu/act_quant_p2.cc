@@ -145,7 +145,7 @@ SVDQ_TARGET_P2Q inline __m512 codes_at(__m512 v, __m512 inv_s) {
 template <bool Conv>
 SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, float* v, const float* lr, int64_t R,
                                int8_t* q, int8_t* e, uint16_t* tiled, RowStats& st, int& c, uint16_t* xconv = nullptr,
-                               float* xmax = nullptr) {
+                               float* xmax = nullptr, const float* xnext = nullptr) {
   const int64_t G = K / kGroup;
   const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
   float tmax = 0;
@@ -237,6 +237,8 @@ SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, floa
     for (int i = 0; i < ng; ++i) {
       const int64_t g = gb + i;
       const float* vg = v + g * kGroup;
+      if (xnext)  // the next row's x into L2 while this one computes (the first pass reads x at memory speed)
+        for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(xnext + g * kGroup + 16 * j), _MM_HINT_T1);
       uint16_t* tg = tiled ? tiled + (g * kGroup / 32) * 1024 : nullptr;  // groups start on a 32-column tile edge
       if (t[g] == 0) {
         if (q) std::memset(q + g * kGroup, 0, kGroup);
@@ -398,21 +400,24 @@ int64_t quantize(const QuantArgs& a) {
     auto row_pass = [&](int i, const float* lr, RowStats& st, int& c, uint16_t* xconv, float* xmax) {
       const int64_t m = m0 + i;
       const float* xr = a.x + m * K;
+      const float* xnext = i + 1 < rows ? xr + K : nullptr;  // the task's next row
       uint16_t* tiled = a.aop ? a.aop + aop_row(m, Kt) : nullptr;
       const int64_t Rl = lr ? R : 0;
       c = 0;
       int rc = 3;
+      int8_t* qd = a.codes ? a.codes + m * K : a.sink ? s.q.data() : nullptr;
       if (vec)
-        rc = xconv ? row_avx512<true>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, a.codes ? a.codes + m * K : nullptr,
-                                      s.e.data(), a.aop_branch_only ? nullptr : tiled, st, c, xconv, xmax)
-                   : row_avx512<false>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, a.codes ? a.codes + m * K : nullptr,
-                                       s.e.data(), a.aop_branch_only ? nullptr : tiled, st, c);
+        rc = xconv ? row_avx512<true>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, qd, s.e.data(),
+                                      a.aop_branch_only ? nullptr : tiled, st, c, xconv, xmax, xnext)
+                   : row_avx512<false>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, qd, s.e.data(),
+                                       a.aop_branch_only ? nullptr : tiled, st, c, nullptr, nullptr, xnext);
       else if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
         rc = 1;
       if (rc == 3) {  // the portable row (v is in s.v)
         rc = row_scalar(s.v.data(), K, s.q.data(), s.e.data(), st);
         if (rc == 0) {
           if (a.codes) std::memcpy(a.codes + m * K, s.q.data(), K);
+          qd = s.q.data();
           double amax = 0;
           const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
           for (int64_t r = 0; r < Rl; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
@@ -425,6 +430,7 @@ int64_t quantize(const QuantArgs& a) {
         }
       }
       if (rc == 1 || rc == 2) fail[task] = rc == 1 ? m : -2 - m;
+      if (rc == 0 && a.sink) a.sink->row(m, qd, s.e.data(), st.zero ? 0.f : std::ldexp(1.f, st.kS));
       return rc == 1 || rc == 2 ? rc : 0;
     };
     // Row scale and exponents (from s.e) of a passed row.

@@ -368,7 +368,7 @@ int run_p2act(int64_t M, int64_t K, int reps) {
   q1.aop = align64(ab, Mp * Kt);
   q1.lora_act = la.data();
   q1.ldown_bf16 = ldbp;
-  p2i8::Act a8;
+  p2i8::Act a8, af;
   const double mk = static_cast<double>(M) * K;
   for (int round = 0; round < 2; ++round) {
     const double t0 = time_it("quantize R=0", mk, reps, [&] { p2::quantize(q0); });
@@ -376,7 +376,20 @@ int run_p2act(int64_t M, int64_t K, int reps) {
     const double tp = time_it("band pack", mk, reps, [&] { p2i8::pack_act(aq.data(), ae.data(), rs.data(), sx.data(), M, K, a8); });
     std::printf("  pass R=0 %.2f ms, R=32 %.2f ms (%.2f ns/elt), branch +%.2f ms\n", (t0 + tp) * 1e3, (t1 + tp) * 1e3,
                 (t1 + tp) / mk * 1e9, (t1 - t0) * 1e3);
+    const double tf0 = time_it("fused quantize_act R=0", mk, reps, [&] { p2i8::quantize_act(q0, af); });
+    const double tf1 = time_it("fused quantize_act R=32 bf16", mk, reps, [&] { p2i8::quantize_act(q1, af); });
+    std::printf("  fused R=0 %.2f ms, R=32 %.2f ms (%.2f ns/elt): %.2fx the two passes\n", tf0 * 1e3, tf1 * 1e3,
+                tf1 / mk * 1e9, (t1 + tp) / tf1);
   }
+  p2::quantize(q1);
+  p2i8::pack_act(aq.data(), ae.data(), rs.data(), sx.data(), M, K, a8);
+  std::vector<float> sx1 = sx, la1 = la;
+  p2i8::quantize_act(q1, af);
+  const bool same = af.Ma == a8.Ma && af.Sa == a8.Sa && std::memcmp(af.a8, a8.a8, a8.Ma * K) == 0 &&
+                    af.pa == a8.pa && af.sxa == a8.sxa && af.apar == a8.apar && af.first == a8.first &&
+                    sx1 == sx && la1 == la;
+  std::printf("  fused operand byte-equal to quantize + pack_act: %s\n", same ? "yes" : "NO");
+  if (!same) return 1;
   auto h8 = [](const void* p, size_t n) {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ull;
