@@ -205,7 +205,8 @@ thread_local RowBands t_act_bands;
 thread_local std::vector<int8_t> t_side;  // codes of the rows with shadow bands (quantize_act)
 
 // The band operand's main rows written per quantized row (p2::RowSink), while its codes are in L1: a row in one band
-// (or none) is written whole; a row with shadow bands keeps its codes in `side` for the pass after the quantizer
+// (or none) is written whole, by non-temporal stores (each row's 64-byte lines are 2 KiB apart; cached stores made
+// the activation pass 0.82–0.89x the two passes, streamed ones 0.98–1.02x and the layer 1.04–1.07x per core); a row with shadow bands keeps its codes in `side` for the pass after the quantizer
 // (shadow rows are placed by a prefix sum over all rows).
 struct BandSink final : p2::RowSink {
   Act* o;
@@ -222,8 +223,9 @@ struct BandSink final : p2::RowSink {
       const uint8_t* bd = &b->band[m * G];
       const uint8_t* sh = &b->shift[m * G];
       for (int64_t g = 0; g < G; ++g)
-        _mm512_store_si512(o->a8 + a8_at(m, g * 64, K),
-                           bd[g] == kNone ? _mm512_setzero_si512() : shifted_codes(q + g * kGroup, sh[g]));
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(o->a8 + a8_at(m, g * 64, K)),
+                            bd[g] == kNone ? _mm512_setzero_si512() : shifted_codes(q + g * kGroup, sh[g]));
+      _mm_sfence();  // the streamed lines are visible before the pool's join (the GEMM reads them)
     } else {
       std::memcpy(side + m * K, q, K);
     }

@@ -344,7 +344,7 @@ int run_p2i8(int64_t M, int64_t K, int64_t N, int reps, int spread) {
 // The int4p2 activation pass of the AMX-INT8 path (bf16 branch, the pipeline's default), split: quantize without
 // the branch, with it (codes + exponents + branch tiles), and the band pack; hashes of the band operand, codes,
 // exponents and lora_act (equal across builds = byte-equal results).
-int run_p2act(int64_t M, int64_t K, int reps) {
+int run_p2act(int64_t M, int64_t K, int64_t N, int reps) {
   const int64_t R = 32, G = K / 64, Mp = p2::round_up(M, 32);
   auto x = rnd(M * K, 1.f, 1);
   for (int64_t m = 0; m < M; m += 8)  // shadow rows as in p2i8 SPREAD=1
@@ -390,6 +390,36 @@ int run_p2act(int64_t M, int64_t K, int reps) {
                     sx1 == sx && la1 == la;
   std::printf("  fused operand byte-equal to quantize + pack_act: %s\n", same ? "yes" : "NO");
   if (!same) return 1;
+  if (N > 0) {  // the whole layer per core: weight in one band (as p2i8), bias, branch bf16
+    std::vector<int8_t> wq(N * K), we(N * G);
+    std::mt19937 g(6);
+    for (auto& c : wq) c = static_cast<int8_t>(static_cast<int>(g() % 16) - 8);
+    for (auto& e : we) e = static_cast<int8_t>(static_cast<int>(g() % 5) + 1);
+    auto ws = rnd(N, 0.01f, 7), lup = rnd(N * R, 0.05f, 3), bias = rnd(N, 1.f, 4);
+    for (auto& v : ws) v = std::fabs(v) + 1e-3f;
+    std::vector<uint16_t> wb;
+    std::vector<float> sw(p2::round_up(N, 32)), y0(M * N), y1(M * N);
+    p2::PackArgs pk{wq.data(), we.data(), ws.data(), lup.data(), N, K, R, align64(wb, p2::round_up(N, 32) * Kt), sw.data()};
+    pk.branch = p2::Branch::Bf16;
+    p2::pack_weight(pk);
+    p2i8::Weight w8;
+    p2i8::pack_weight(pk, pk.wop, sw.data(), w8);
+    p2i8::GemmArgs g0{&a8, &w8, q1.aop, sx.data(), bias.data(), false, y0.data()};
+    p2i8::GemmArgs g1{&af, &w8, q1.aop, sx.data(), bias.data(), false, y1.data()};
+    for (int round = 0; round < 2; ++round) {
+      const double t0 = time_it("layer: quantize + band pack + gemm", mk, reps, [&] {
+        p2::quantize(q1);
+        p2i8::pack_act(aq.data(), ae.data(), rs.data(), sx.data(), M, K, a8);
+        p2i8::gemm(g0);
+      });
+      const double t1 = time_it("layer: quantize_act + gemm", mk, reps, [&] {
+        p2i8::quantize_act(q1, af);
+        p2i8::gemm(g1);
+      });
+      std::printf("  layer %.2f -> %.2f ms (%.2fx)\n", t0 * 1e3, t1 * 1e3, t0 / t1);
+    }
+    std::printf("  y bit-identical: %s\n", y0 == y1 ? "yes" : "NO");
+  }
   auto h8 = [](const void* p, size_t n) {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ull;
@@ -650,7 +680,7 @@ int main(int argc, char** argv) {
   const int reps = std::getenv("REPS") ? std::atoi(std::getenv("REPS")) : 5;
   if (what == "p2") return run_p2(M, K, N, reps);
   if (what == "p2layer") return run_p2layer(M, K, N, reps);
-  if (what == "p2act") return run_p2act(M, K, reps);
+  if (what == "p2act") return run_p2act(M, K, N, reps);
   if (what == "p2i8") return run_p2i8(M, K, N, reps, std::getenv("SPREAD") ? std::atoi(std::getenv("SPREAD")) : 0);
   if (what == "w8a8") return run_w8a8(M, K, N, reps);
   return what == "f32" ? run_f32(M, K, N, reps) : run_w4a4(M, K, N, reps);
