@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "p2_int8.h"
 #include "simd.h"
@@ -205,7 +206,10 @@ thread_local RowBands t_act_bands;
 // Main rows above 2 MiB (the dev Xeon's L2 per core) are streamed: at M = 256, K = 3072 (768 KiB) cached stores
 // measured 0.72 vs 0.69 ms for the activation pass (the GEMM then reads the operand from L2).
 constexpr int64_t kStreamBytes = int64_t{2} << 20;
-thread_local std::vector<int8_t> t_side;  // codes of the rows with shadow bands (quantize_act)
+// Codes of the rows with shadow bands (quantize_act), at their row's place in [M][K]: left uninitialized, so only
+// those rows' pages are touched.
+thread_local std::unique_ptr<int8_t[]> t_side;
+thread_local int64_t t_side_len = 0;
 
 // The band operand's main rows written per quantized row (p2::RowSink), while its codes are in L1: a row in one band
 // (or none) is written whole, by non-temporal stores for a large operand (each row's 64-byte lines are 2 KiB apart;
@@ -255,8 +259,11 @@ int64_t quantize_act(p2::QuantArgs q, Act& o) {
   sink.b = &b;
   sink.K = K;
   sink.stream = Mp * K > kStreamBytes;
-  if (static_cast<int64_t>(t_side.size()) < M * K) t_side.resize(M * K);
-  sink.side = t_side.data();
+  if (t_side_len < M * K) {
+    t_side.reset(new int8_t[M * K]);
+    t_side_len = M * K;
+  }
+  sink.side = t_side.get();
   // the main rows now; the storage keeps the previous call's shadow rows (moved below when more are needed)
   const int64_t have = o.a8 ? (static_cast<int64_t>(o.a8_store.size()) - 64) / K : 0;
   o.a8 = align64(o.a8_store, static_cast<size_t>(std::max(have, Mp) * K));
@@ -286,7 +293,7 @@ int64_t quantize_act(p2::QuantArgs q, Act& o) {
   for (int64_t m = Mp + o.Sa; m < o.Ma; ++m) zero_row(o.a8, m, K);
   for (int64_t m = 0; m < M; ++m) {
     if (b.nb[m] >= 2) {  // main and shadow rows from the kept codes
-      act_rows(t_side.data(), q.row_scales, q.sx, K, b, o, m, m + 1);
+      act_rows(t_side.get(), q.row_scales, q.sx, K, b, o, m, m + 1);
       continue;
     }
     o.sxa[m] = q.sx[m];

@@ -16,6 +16,7 @@
 //   /tmp/kernel_times p2layer M K N [threads] [isa]  # int4p2: quantize ± rank-32 down, GEMM ± branch columns (f32 192, bf16 32)
 //   /tmp/kernel_times w8a8 M K N [threads] [isa]     # W8A8 GEMM (random int8 codes)
 //   /tmp/kernel_times p2i8 M K N [threads]           # int4p2 layer on AMX-INT8 vs AMX-BF16 (SPREAD=1: shadows)
+//   /tmp/kernel_times p2act M K N [threads]          # amx-int8 activation pass (bf16 branch): split, fused, byte-equal; N > 0: layer
 //   /tmp/kernel_times p2loop STEPS BLOCKS CSTORE PF  # the int4p2 2×2 tile loop alone (see p2_loop below)
 //   /tmp/kernel_times i8loop STEPS BLOCKS CSTORE PF  # the same loop on tdpbssd over STEPS·64 K vs bf16 (i8_loop)
 // p2 / w8a8 print GFLOP/s = 2 × multiply-adds per second of CPU time (per thread when threads > 1) and a hash of y
