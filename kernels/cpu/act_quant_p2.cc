@@ -128,6 +128,13 @@ int row_scalar(const float* v, int64_t K, int8_t* q, int8_t* e, RowStats& st) {
   return 0;
 }
 
+// clamp(rint(v / s), −8, 7) for a power of two s given as its inverse (v·inv_s exact).
+SVDQ_TARGET_P2Q inline __m512 codes_at(__m512 v, __m512 inv_s) {
+  constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  return _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(_mm512_mul_ps(v, inv_s), kRne), _mm512_set1_ps(-8.f)),
+                       _mm512_set1_ps(7.f));
+}
+
 // The AVX-512 row (same q, e as row_scalar) in two passes over x: v = x·inv with the group maxima, then the codes.
 // Writes v [K] (scratch), q [K] when non-null, e [G], and with `tiled` (the row's first element in the tiled
 // operand) the bf16 values q·2^(e − c), c = branch_shift(max |lr| / S'). Returns 0, 1 (non-finite v), 2 (S leaves
@@ -138,7 +145,7 @@ int row_scalar(const float* v, int64_t K, int8_t* q, int8_t* e, RowStats& st) {
 template <bool Conv>
 SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, float* v, const float* lr, int64_t R,
                                int8_t* q, int8_t* e, uint16_t* tiled, RowStats& st, int& c, uint16_t* xconv = nullptr,
-                               float* xmax = nullptr) {
+                               float* xmax = nullptr, const float* xnext = nullptr) {
   const int64_t G = K / kGroup;
   const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
   float tmax = 0;
@@ -194,81 +201,100 @@ SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, floa
   const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
   for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
   c = branch_shift(amax);
-  const __m512 lo = _mm512_set1_ps(-8.f), hi = _mm512_set1_ps(7.f);
-  constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-  for (int64_t g = 0; g < G; ++g) {
-    const float* vg = v + g * kGroup;
-    uint16_t* tg = tiled ? tiled + (g * kGroup / 32) * 1024 : nullptr;  // groups start on a 32-column tile edge
-    if (t[g] == 0) {
-      if (q) std::memset(q + g * kGroup, 0, kGroup);
-      e[g] = kExpMin;
-      if (tg) {
-        std::memset(tg, 0, 64);
-        std::memset(tg + 1024, 0, 64);
-      }
-      continue;
-    }
-    int eg = std::clamp(ceil_log2f(t[g]) - st.kS, kExpMin, kExpMax);
-    __m512 vv[4], q0[4], q1[4];
-    for (int j = 0; j < 4; ++j) vv[j] = _mm512_loadu_ps(vg + 16 * j);
-    const float s0 = pow2f(st.kS + eg), i0 = pow2f(-(st.kS + eg));
-    const __m512 s0v = _mm512_set1_ps(s0), i0v = _mm512_set1_ps(i0);
-    for (int j = 0; j < 4; ++j)
-      q0[j] = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(_mm512_mul_ps(vv[j], i0v), kRne), lo), hi);
-    bool finer = false;
-    if (eg > kExpMin) {
-      const __m512 s1v = _mm512_set1_ps(s0 * 0.5f), i1v = _mm512_set1_ps(i0 * 2.f);
-      // First in f32 and in units of s0: w = v/s0 (exact, a power of two), d0 = w − q0 and d1 = w − q1/2 (exact, as
-      // v − q·s), sums of d² by FMA (each square exact inside the FMA): every term sees ≤ 8 roundings (4 lane steps, 4
-      // of the lane reduction), so each sum is within 2^-21 of its true value and a gap above 2^-18 of their sum
+  const __m512 half = _mm512_set1_ps(0.5f);
+  // 16 groups at a time: first each group's f32 squared errors at e and e − 1 (lane-wise), reduced for the 16 groups
+  // together (group_max.h sum16: no per-group horizontal sum), then per group the decision and its codes.
+  alignas(64) float f0s[16], f1s[16];
+  __m512 F0[16], F1[16];
+  int egs[16];
+  for (int64_t gb = 0; gb < G; gb += 16) {
+    const int ng = static_cast<int>(std::min<int64_t>(16, G - gb));
+    for (int i = 0; i < 16; ++i) {
+      F0[i] = _mm512_setzero_ps();
+      F1[i] = _mm512_setzero_ps();
+      if (i >= ng || t[gb + i] == 0) continue;
+      const int eg = std::clamp(ceil_log2f(t[gb + i]) - st.kS, kExpMin, kExpMax);
+      egs[i] = eg;
+      if (eg == kExpMin) continue;
+      // In f32 and in units of s0: w = v/s0 (exact, a power of two), d0 = w − q0 and d1 = w − q1/2 (exact, as
+      // v − q·s), sums of d² by FMA (each square exact inside the FMA): every term sees ≤ 8 roundings (4 lane steps,
+      // 4 of the lane reduction), so each sum is within 2^-21 of its true value and a gap above 2^-18 of their sum
       // decides (sums above 2^-100 only: there the absolute errors of subnormal w, d² (< 2^-140) do not count).
-      // Otherwise the float64 sums below (and, for a near tie, the element-order ones) decide.
-      __m512 f0 = _mm512_setzero_ps(), f1 = _mm512_setzero_ps();
-      const __m512 half = _mm512_set1_ps(0.5f);
+      const float* vg = v + (gb + i) * kGroup;
+      const float i0 = pow2f(-(st.kS + eg));
+      const __m512 i0v = _mm512_set1_ps(i0), i1v = _mm512_set1_ps(i0 * 2.f);
       for (int j = 0; j < 4; ++j) {
-        q1[j] = _mm512_min_ps(_mm512_max_ps(_mm512_roundscale_ps(_mm512_mul_ps(vv[j], i1v), kRne), lo), hi);
-        const __m512 w = _mm512_mul_ps(vv[j], i0v);
-        const __m512 d0 = _mm512_sub_ps(w, q0[j]);
-        const __m512 d1 = _mm512_fnmadd_ps(q1[j], half, w);
-        f0 = _mm512_fmadd_ps(d0, d0, f0);
-        f1 = _mm512_fmadd_ps(d1, d1, f1);
-      }
-      const float g0 = _mm512_reduce_add_ps(f0), g1 = _mm512_reduce_add_ps(f1);
-      if (g0 + g1 > 0x1p-100f && std::fabs(g0 - g1) > 0x1p-18f * (g0 + g1)) {
-        finer = g1 < g0;
-      } else {
-        __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = _mm512_setzero_pd(), b1 = _mm512_setzero_pd();
-        for (int j = 0; j < 4; ++j) {
-          const __m512 d0 = _mm512_fnmadd_ps(q0[j], s0v, vv[j]);  // exact
-          const __m512 d1 = _mm512_fnmadd_ps(q1[j], s1v, vv[j]);
-          const __m512d d0l = _mm512_cvtps_pd(_mm512_castps512_ps256(d0));
-          const __m512d d0h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d0), 1)));
-          const __m512d d1l = _mm512_cvtps_pd(_mm512_castps512_ps256(d1));
-          const __m512d d1h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d1), 1)));
-          a0 = _mm512_fmadd_pd(d0l, d0l, a0);
-          b0 = _mm512_fmadd_pd(d0h, d0h, b0);
-          a1 = _mm512_fmadd_pd(d1l, d1l, a1);
-          b1 = _mm512_fmadd_pd(d1h, d1h, b1);
-        }
-        const double e0 = _mm512_reduce_add_pd(_mm512_add_pd(a0, b0));
-        const double e1 = _mm512_reduce_add_pd(_mm512_add_pd(a1, b1));
-        if (std::fabs(e0 - e1) > 0x1p-40 * (e0 + e1))
-          finer = e1 < e0;
-        else
-          finer = pick_finer(vg, static_cast<double>(s0), static_cast<double>(s0) * 0.5);
+        const __m512 vv = _mm512_loadu_ps(vg + 16 * j);
+        const __m512 w = _mm512_mul_ps(vv, i0v);
+        const __m512 d0 = _mm512_sub_ps(w, codes_at(vv, i0v));
+        const __m512 d1 = _mm512_fnmadd_ps(codes_at(vv, i1v), half, w);
+        F0[i] = _mm512_fmadd_ps(d0, d0, F0[i]);
+        F1[i] = _mm512_fmadd_ps(d1, d1, F1[i]);
       }
     }
-    if (finer) --eg;
-    e[g] = static_cast<int8_t>(eg);
-    const __m512 p = _mm512_set1_ps(pow2f(eg - c));  // c ≤ 100, e − c ≥ −110: a normal f32
-    for (int j = 0; j < 4; ++j) {
-      const __m512 qj = finer ? q1[j] : q0[j];
-      if (q)
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g * kGroup + 16 * j),
-                         _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(qj)));
-      if (tg)
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(tg + (j >> 1) * 1024 + (j & 1) * 16),
-                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(_mm512_mul_ps(qj, p)), 16)));
+    _mm512_store_ps(f0s, groupmax::sum16(F0));
+    _mm512_store_ps(f1s, groupmax::sum16(F1));
+    for (int i = 0; i < ng; ++i) {
+      const int64_t g = gb + i;
+      const float* vg = v + g * kGroup;
+      if (xnext)  // the next row's x into L2 while this one computes (the first pass reads x at memory speed)
+        for (int j = 0; j < 4; ++j) _mm_prefetch(reinterpret_cast<const char*>(xnext + g * kGroup + 16 * j), _MM_HINT_T1);
+      uint16_t* tg = tiled ? tiled + (g * kGroup / 32) * 1024 : nullptr;  // groups start on a 32-column tile edge
+      if (t[g] == 0) {
+        if (q) std::memset(q + g * kGroup, 0, kGroup);
+        e[g] = kExpMin;
+        if (tg) {
+          std::memset(tg, 0, 64);
+          std::memset(tg + 1024, 0, 64);
+        }
+        continue;
+      }
+      int eg = egs[i];
+      __m512 vv[4];
+      for (int j = 0; j < 4; ++j) vv[j] = _mm512_loadu_ps(vg + 16 * j);
+      if (eg > kExpMin) {
+        const float g0 = f0s[i], g1 = f1s[i];
+        bool finer;
+        if (g0 + g1 > 0x1p-100f && std::fabs(g0 - g1) > 0x1p-18f * (g0 + g1)) {
+          finer = g1 < g0;
+        } else {  // the float64 sums (and, for a near tie, the element-order ones) decide
+          const float s0 = pow2f(st.kS + eg), i0 = pow2f(-(st.kS + eg));
+          const __m512 s0v = _mm512_set1_ps(s0), s1v = _mm512_set1_ps(s0 * 0.5f);
+          const __m512 i0v = _mm512_set1_ps(i0), i1v = _mm512_set1_ps(i0 * 2.f);
+          __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = _mm512_setzero_pd(), b1 = _mm512_setzero_pd();
+          for (int j = 0; j < 4; ++j) {
+            const __m512 d0 = _mm512_fnmadd_ps(codes_at(vv[j], i0v), s0v, vv[j]);  // exact
+            const __m512 d1 = _mm512_fnmadd_ps(codes_at(vv[j], i1v), s1v, vv[j]);
+            const __m512d d0l = _mm512_cvtps_pd(_mm512_castps512_ps256(d0));
+            const __m512d d0h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d0), 1)));
+            const __m512d d1l = _mm512_cvtps_pd(_mm512_castps512_ps256(d1));
+            const __m512d d1h = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d1), 1)));
+            a0 = _mm512_fmadd_pd(d0l, d0l, a0);
+            b0 = _mm512_fmadd_pd(d0h, d0h, b0);
+            a1 = _mm512_fmadd_pd(d1l, d1l, a1);
+            b1 = _mm512_fmadd_pd(d1h, d1h, b1);
+          }
+          const double e0 = _mm512_reduce_add_pd(_mm512_add_pd(a0, b0));
+          const double e1 = _mm512_reduce_add_pd(_mm512_add_pd(a1, b1));
+          if (std::fabs(e0 - e1) > 0x1p-40 * (e0 + e1))
+            finer = e1 < e0;
+          else
+            finer = pick_finer(vg, static_cast<double>(s0), static_cast<double>(s0) * 0.5);
+        }
+        if (finer) --eg;
+      }
+      e[g] = static_cast<int8_t>(eg);
+      const __m512 iv = _mm512_set1_ps(pow2f(-(st.kS + eg)));
+      const __m512 p = _mm512_set1_ps(pow2f(eg - c));  // c ≤ 100, e − c ≥ −110: a normal f32
+      for (int j = 0; j < 4; ++j) {
+        const __m512 qj = codes_at(vv[j], iv);
+        if (q)
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(q + g * kGroup + 16 * j),
+                           _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(qj)));
+        if (tg)
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(tg + (j >> 1) * 1024 + (j & 1) * 16),
+                              _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(_mm512_mul_ps(qj, p)), 16)));
+      }
     }
   }
   return 0;
@@ -374,21 +400,24 @@ int64_t quantize(const QuantArgs& a) {
     auto row_pass = [&](int i, const float* lr, RowStats& st, int& c, uint16_t* xconv, float* xmax) {
       const int64_t m = m0 + i;
       const float* xr = a.x + m * K;
+      const float* xnext = i + 1 < rows ? xr + K : nullptr;  // the task's next row
       uint16_t* tiled = a.aop ? a.aop + aop_row(m, Kt) : nullptr;
       const int64_t Rl = lr ? R : 0;
       c = 0;
       int rc = 3;
+      int8_t* qd = a.codes ? a.codes + m * K : a.sink ? s.q.data() : nullptr;
       if (vec)
-        rc = xconv ? row_avx512<true>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, a.codes ? a.codes + m * K : nullptr,
-                                      s.e.data(), a.aop_branch_only ? nullptr : tiled, st, c, xconv, xmax)
-                   : row_avx512<false>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, a.codes ? a.codes + m * K : nullptr,
-                                       s.e.data(), a.aop_branch_only ? nullptr : tiled, st, c);
+        rc = xconv ? row_avx512<true>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, qd, s.e.data(),
+                                      a.aop_branch_only ? nullptr : tiled, st, c, xconv, xmax, xnext)
+                   : row_avx512<false>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, qd, s.e.data(),
+                                       a.aop_branch_only ? nullptr : tiled, st, c, nullptr, nullptr, xnext);
       else if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
         rc = 1;
       if (rc == 3) {  // the portable row (v is in s.v)
         rc = row_scalar(s.v.data(), K, s.q.data(), s.e.data(), st);
         if (rc == 0) {
           if (a.codes) std::memcpy(a.codes + m * K, s.q.data(), K);
+          qd = s.q.data();
           double amax = 0;
           const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
           for (int64_t r = 0; r < Rl; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
@@ -401,6 +430,7 @@ int64_t quantize(const QuantArgs& a) {
         }
       }
       if (rc == 1 || rc == 2) fail[task] = rc == 1 ? m : -2 - m;
+      if (rc == 0 && a.sink) a.sink->row(m, qd, s.e.data(), st.zero ? 0.f : std::ldexp(1.f, st.kS));
       return rc == 1 || rc == 2 ? rc : 0;
     };
     // Row scale and exponents (from s.e) of a passed row.

@@ -27,31 +27,24 @@ T* handle(const Napi::Object& o, const char* key) {
   return v.As<Napi::External<T>>().Data();
 }
 
-// The quantizer's outputs the band pack reads, besides the bf16 operand (whose branch tiles the GEMM reads).
+// The quantizer's row scales, which the band operand's factors read, besides the bf16 operand (whose branch tiles
+// the GEMM reads).
 struct QuantOut {
-  std::vector<int8_t> codes, exponents;
   std::vector<float> row_scales;
 };
 
-// Quantizes x (the bf16 operand with its branch, or its branch tiles only; sx) and packs the int8 band operand into
+// Quantizes x (the bf16 operand with its branch, or its branch tiles only; sx) and writes the int8 band operand into
 // `act`.
 int64_t quantize_pack(const Napi::Object& o, uint16_t* aop, bool branch_only, float* sx, QuantOut& q8,
                       p2i8::Act& act) {
   p2::QuantArgs q{};
   common_quant(o, q, 1);
-  q8.codes.resize(q.M * q.K);
-  q8.exponents.resize(q.M * (q.K / 64));
   q8.row_scales.resize(q.M);
   q.aop = aop;
   q.aop_branch_only = branch_only;
   q.sx = sx;
-  q.codes = q8.codes.data();
-  q.exponents = q8.exponents.data();
   q.row_scales = q8.row_scales.data();
-  const int64_t st = p2::quantize(q);
-  if (st != -1) return st;
-  p2i8::pack_act(q.codes, q.exponents, q.row_scales, sx, q.M, q.K, act);
-  return -1;
+  return p2i8::quantize_act(q, act);  // the band operand written from each row's codes while they are in cache
 }
 
 void gemm_out(const Napi::Object& o, p2i8::GemmArgs& g, const p2i8::Weight& w, int64_t M) {

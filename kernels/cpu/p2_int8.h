@@ -76,6 +76,11 @@ struct Act {
 void pack_act(const int8_t* codes, const int8_t* exponents, const float* row_scales, const float* sx, int64_t M,
               int64_t K, Act& out);
 
+// p2::quantize of q (row_scales and sx required; codes and exponents are not written) with the band operand written
+// from each row while its codes are in cache (no pass over codes in memory). Same operand as pack_act of
+// quantize's codes, byte for byte. Returns quantize's status (out is complete only for −1).
+int64_t quantize_act(p2::QuantArgs q, Act& out);
+
 struct GemmArgs {
   const Act* act;
   const Weight* w;

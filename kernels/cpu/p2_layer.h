@@ -64,6 +64,13 @@ struct PackArgs {
 };
 void pack_weight(const PackArgs& a);
 
+// Receives each quantized row while its codes are in cache (the AMX-INT8 path writes its band operand from it,
+// pack_p2_int8.cc, instead of a pass over codes written to memory). q [K], e [K/64] are scratch valid during the
+// call; S the row's S_x (0 for an all-zero row). Called from pool threads, once or twice per row (same values).
+struct RowSink {
+  virtual void row(int64_t m, const int8_t* q, const int8_t* e, float S) = 0;
+};
+
 struct QuantArgs {
   const float* x;            // [M, K] raw input
   int64_t M, K;
@@ -80,6 +87,7 @@ struct QuantArgs {
   Branch branch = Branch::F32;
   const uint16_t* ldown_bf16 = nullptr;  // Branch::Bf16: pack_down_bf16 of ldown (64-byte aligned), or null: per call
   bool aop_branch_only = false;    // aop: write only the branch tiles (columns K on; the AMX-INT8 path, p2_int8.h)
+  RowSink* sink = nullptr;         // or null
 };
 // Returns -1, or the first failing row r: r ≥ 0 when x/λ holds a NaN/Inf there, −2 − r when its row scale
 // leaves float32 (p2.ts E_RANGE). Rows before it are written.

@@ -17,6 +17,7 @@
 //   /tmp/kernel_times w8a8 M K N [threads] [isa]     # W8A8 GEMM (random int8 codes)
 //   /tmp/kernel_times p2i8 M K N [threads]           # int4p2 layer on AMX-INT8 vs AMX-BF16 (SPREAD=1: shadows,
 //                                                    # BRANCH=1: bf16 branch, ONLY8=1: int8 GEMM only + y hash)
+//   /tmp/kernel_times p2act M K N [threads]          # amx-int8 activation pass (bf16 branch): split, fused, byte-equal; N > 0: layer
 //   /tmp/kernel_times p2loop STEPS BLOCKS CSTORE PF  # the int4p2 2×2 tile loop alone (see p2_loop below)
 //   /tmp/kernel_times i8loop STEPS BLOCKS CSTORE PF  # the same loop on tdpbssd over STEPS·64 K vs bf16 (i8_loop;
 //                                                    # I8TALL=1: 64 × 16 int8 blocks)
@@ -362,6 +363,96 @@ int run_p2i8(int64_t M, int64_t K, int64_t N, int reps, int spread) {
   return maxerr1 / maxref < 1e-5 ? 0 : 1;
 }
 
+// The int4p2 activation pass of the AMX-INT8 path (bf16 branch, the pipeline's default), split: quantize without
+// the branch, with it (codes + exponents + branch tiles), and the band pack; hashes of the band operand, codes,
+// exponents and lora_act (equal across builds = byte-equal results).
+int run_p2act(int64_t M, int64_t K, int64_t N, int reps) {
+  const int64_t R = 32, G = K / 64, Mp = p2::round_up(M, 32);
+  auto x = rnd(M * K, 1.f, 1);
+  for (int64_t m = 0; m < M; m += 8)  // shadow rows as in p2i8 SPREAD=1
+    for (int64_t k = 64 * ((m / 8) % G); k < 64 * ((m / 8) % G) + 64; ++k) x[m * K + k] *= 0x1p-8f;
+  auto ldown = rnd(R * K, 0.05f, 2);
+  auto inv = rnd(K, 0.5f, 5);
+  for (auto& v : inv) v = 1.5f + v;
+  const int64_t Kt0 = p2::kt_of(K, 0, p2::Branch::Bf16), Kt = p2::kt_of(K, R, p2::Branch::Bf16);
+  std::vector<uint16_t> ab0, ab, ldb;
+  std::vector<float> sx(M), la(M * R), rs(M);
+  std::vector<int8_t> aq(M * K), ae(M * G);
+  uint16_t* ldbp = align64(ldb, p2::down_bf16_len(K, R));
+  p2::pack_down_bf16(ldown.data(), R, K, ldbp);
+  p2::QuantArgs q0{x.data(), M, K, inv.data(), nullptr, 0, align64(ab0, Mp * Kt0), sx.data(),
+                   rs.data(), aq.data(), ae.data(), nullptr};
+  q0.aop_branch_only = true;
+  q0.branch = p2::Branch::Bf16;
+  p2::QuantArgs q1 = q0;
+  q1.ldown = ldown.data();
+  q1.R = R;
+  q1.aop = align64(ab, Mp * Kt);
+  q1.lora_act = la.data();
+  q1.ldown_bf16 = ldbp;
+  p2i8::Act a8, af;
+  const double mk = static_cast<double>(M) * K;
+  for (int round = 0; round < 2; ++round) {
+    const double t0 = time_it("quantize R=0", mk, reps, [&] { p2::quantize(q0); });
+    const double t1 = time_it("quantize R=32 bf16", mk, reps, [&] { p2::quantize(q1); });
+    const double tp = time_it("band pack", mk, reps, [&] { p2i8::pack_act(aq.data(), ae.data(), rs.data(), sx.data(), M, K, a8); });
+    std::printf("  pass R=0 %.2f ms, R=32 %.2f ms (%.2f ns/elt), branch +%.2f ms\n", (t0 + tp) * 1e3, (t1 + tp) * 1e3,
+                (t1 + tp) / mk * 1e9, (t1 - t0) * 1e3);
+    const double tf0 = time_it("fused quantize_act R=0", mk, reps, [&] { p2i8::quantize_act(q0, af); });
+    const double tf1 = time_it("fused quantize_act R=32 bf16", mk, reps, [&] { p2i8::quantize_act(q1, af); });
+    std::printf("  fused R=0 %.2f ms, R=32 %.2f ms (%.2f ns/elt): %.2fx the two passes\n", tf0 * 1e3, tf1 * 1e3,
+                tf1 / mk * 1e9, (t1 + tp) / tf1);
+  }
+  p2::quantize(q1);
+  p2i8::pack_act(aq.data(), ae.data(), rs.data(), sx.data(), M, K, a8);
+  std::vector<float> sx1 = sx, la1 = la;
+  p2i8::quantize_act(q1, af);
+  const bool same = af.Ma == a8.Ma && af.Sa == a8.Sa && std::memcmp(af.a8, a8.a8, a8.Ma * K) == 0 &&
+                    af.pa == a8.pa && af.sxa == a8.sxa && af.apar == a8.apar && af.first == a8.first &&
+                    sx1 == sx && la1 == la;
+  std::printf("  fused operand byte-equal to quantize + pack_act: %s\n", same ? "yes" : "NO");
+  if (!same) return 1;
+  if (N > 0) {  // the whole layer per core: weight in one band (as p2i8), bias, branch bf16
+    std::vector<int8_t> wq(N * K), we(N * G);
+    std::mt19937 g(6);
+    for (auto& c : wq) c = static_cast<int8_t>(static_cast<int>(g() % 16) - 8);
+    for (auto& e : we) e = static_cast<int8_t>(static_cast<int>(g() % 5) + 1);
+    auto ws = rnd(N, 0.01f, 7), lup = rnd(N * R, 0.05f, 3), bias = rnd(N, 1.f, 4);
+    for (auto& v : ws) v = std::fabs(v) + 1e-3f;
+    std::vector<uint16_t> wb;
+    std::vector<float> sw(p2::round_up(N, 32)), y0(M * N), y1(M * N);
+    p2::PackArgs pk{wq.data(), we.data(), ws.data(), lup.data(), N, K, R, align64(wb, p2::round_up(N, 32) * Kt), sw.data()};
+    pk.branch = p2::Branch::Bf16;
+    p2::pack_weight(pk);
+    p2i8::Weight w8;
+    p2i8::pack_weight(pk, pk.wop, sw.data(), w8);
+    p2i8::GemmArgs g0{&a8, &w8, q1.aop, sx.data(), bias.data(), false, y0.data()};
+    p2i8::GemmArgs g1{&af, &w8, q1.aop, sx.data(), bias.data(), false, y1.data()};
+    for (int round = 0; round < 2; ++round) {
+      const double t0 = time_it("layer: quantize + band pack + gemm", mk, reps, [&] {
+        p2::quantize(q1);
+        p2i8::pack_act(aq.data(), ae.data(), rs.data(), sx.data(), M, K, a8);
+        p2i8::gemm(g0);
+      });
+      const double t1 = time_it("layer: quantize_act + gemm", mk, reps, [&] {
+        p2i8::quantize_act(q1, af);
+        p2i8::gemm(g1);
+      });
+      std::printf("  layer %.2f -> %.2f ms (%.2fx)\n", t0 * 1e3, t1 * 1e3, t0 / t1);
+    }
+    std::printf("  y bit-identical: %s\n", y0 == y1 ? "yes" : "NO");
+  }
+  auto h8 = [](const void* p, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ull;
+    return (unsigned long long)h;
+  };
+  std::printf("  hashes: codes %016llx exps %016llx a8 %016llx pa %016llx sx %016llx lora %016llx branch tiles %016llx (Sa %lld)\n",
+              h8(aq.data(), aq.size()), h8(ae.data(), ae.size()), h8(a8.a8, a8.Ma * K), h8(a8.pa.data(), a8.pa.size() * 4),
+              h8(sx.data(), sx.size() * 4), h8(la.data(), la.size() * 4), 0ull, (long long)a8.Sa);
+  return 0;
+}
+
 int run_p2(int64_t M, int64_t K, int64_t N, int reps) {
   const int64_t Kt = (K + 31) / 32 * 32, Mp = p2::round_up(M, 32), Np = p2::round_up(N, 32);
   // HUGE=1: operands in 2 MiB pages (madvise), to separate TLB misses from cache misses
@@ -627,6 +718,7 @@ int main(int argc, char** argv) {
   const int reps = std::getenv("REPS") ? std::atoi(std::getenv("REPS")) : 5;
   if (what == "p2") return run_p2(M, K, N, reps);
   if (what == "p2layer") return run_p2layer(M, K, N, reps);
+  if (what == "p2act") return run_p2act(M, K, N, reps);
   if (what == "p2i8") return run_p2i8(M, K, N, reps, std::getenv("SPREAD") ? std::atoi(std::getenv("SPREAD")) : 0);
   if (what == "w8a8") return run_w8a8(M, K, N, reps);
   return what == "f32" ? run_f32(M, K, N, reps) : run_w4a4(M, K, N, reps);
