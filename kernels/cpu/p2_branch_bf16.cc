@@ -19,6 +19,7 @@
 #include <cstring>
 #include <vector>
 
+#include "amx_partial.h"
 #include "p2_layer.h"
 #include "simd.h"
 
@@ -112,6 +113,21 @@ void down_bf16_scalar(const float* x, int64_t ldx, int rows, int64_t K, const ui
 
 namespace {
 
+// One 32-column K step of a 32-row block: A tiles 4, 5 (rows 0–15, 16–31) from ap, B tiles 6 (ranks 0–15) and, with
+// `two`, 7 (ranks 16–31) from bp, into the 2×2 C tiles 0–3 (amx_partial.h).
+SVDQ_TARGET_P2BF inline __attribute__((always_inline)) void tile_step(const uint16_t* ap, const uint16_t* bp, bool two) {
+  _tile_loadd(4, ap, 64);
+  _tile_loadd(6, bp, 64);
+  _tile_dpbf16ps(0, 4, 6);
+  _tile_loadd(5, ap + 512, 64);
+  _tile_dpbf16ps(2, 5, 6);
+  if (two) {
+    _tile_loadd(7, bp + 512, 64);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+}
+
 // One block of ≤ 32 rows, every row pre-scaled by 2^row_shift, x converted one K chunk at a time.
 SVDQ_TARGET_P2BF void down_block_amx(const float* x, int64_t ldx, int rows, int64_t K, const uint16_t* ldb, int64_t R,
                                      float* lact, int64_t ldl) {
@@ -142,35 +158,10 @@ SVDQ_TARGET_P2BF void down_block_amx(const float* x, int64_t ldx, int rows, int6
     for (int64_t g = 0; g < groups; ++g) {
       const bool two = 2 * g + 1 < RB;
       float* cg = cb + g * 1024;
-      if (c0 == 0) {
-        _tile_zero(0);
-        _tile_zero(1);
-        _tile_zero(2);
-        _tile_zero(3);
-      } else {
-        _tile_loadd(0, cg, 64);
-        _tile_loadd(1, cg + 256, 64);
-        _tile_loadd(2, cg + 512, 64);
-        _tile_loadd(3, cg + 768, 64);
-      }
-      for (int64_t st = 0; st < steps; ++st) {
-        const uint16_t* ap = xa + st * 1024;
-        const uint16_t* bp = ldb + ((c0 + st) * RB + 2 * g) * 512;
-        _tile_loadd(4, ap, 64);
-        _tile_loadd(6, bp, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_loadd(5, ap + 512, 64);
-        _tile_dpbf16ps(2, 5, 6);
-        if (two) {
-          _tile_loadd(7, bp + 512, 64);
-          _tile_dpbf16ps(1, 4, 7);
-          _tile_dpbf16ps(3, 5, 7);
-        }
-      }
-      _tile_stored(0, cg, 64);
-      _tile_stored(1, cg + 256, 64);
-      _tile_stored(2, cg + 512, 64);
-      _tile_stored(3, cg + 768, 64);
+      c_tiles_resume(cg, c0 == 0);
+      for (int64_t st = 0; st < steps; ++st)
+        tile_step(xa + st * 1024, ldb + ((c0 + st) * RB + 2 * g) * 512, two);
+      c_tiles_park(cg);
     }
   }
   _tile_release();
@@ -199,28 +190,9 @@ SVDQ_TARGET_P2BF void down_bf16_amx_tiles(const uint16_t* xa, int rows, int64_t 
   _tile_loadconfig(&cfg);
   for (int64_t g = 0; g < groups; ++g) {
     const bool two = 2 * g + 1 < RB;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    const uint16_t* ap = xa;
-    const uint16_t* bp = ldb + 2 * g * 512;
-    for (int64_t st = 0; st < KC; ++st, ap += 1024, bp += RB * 512) {
-      _tile_loadd(4, ap, 64);
-      _tile_loadd(6, bp, 64);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_loadd(5, ap + 512, 64);
-      _tile_dpbf16ps(2, 5, 6);
-      if (two) {
-        _tile_loadd(7, bp + 512, 64);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(3, 5, 7);
-      }
-    }
-    _tile_stored(0, cb, 64);
-    _tile_stored(1, cb + 256, 64);
-    _tile_stored(2, cb + 512, 64);
-    _tile_stored(3, cb + 768, 64);
+    c_tiles_resume(cb, true);
+    for (int64_t st = 0; st < KC; ++st) tile_step(xa + st * 1024, ldb + (st * RB + 2 * g) * 512, two);
+    c_tiles_park(cb);
     for (int i = 0; i < rows; ++i)
       for (int64_t r = 32 * g; r < std::min<int64_t>(R, 32 * g + 32); ++r)
         lact[i * ldl + r] = cb[((i / 16) * 2 + (r % 32) / 16) * 256 + (i % 16) * 16 + r % 16];
