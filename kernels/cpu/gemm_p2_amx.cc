@@ -5,10 +5,11 @@
 //
 // Cache blocking (GotoBLAS-style, sized for the dev Xeon: L1d 48 KiB, L2 2 MiB per core, and an L3 that feeds one
 // core only ≈ 9–10 GB/s — kernels/cpu/bench/kernel_times.cc `p2loop`, docs/benchmarks.md "int4p2 GEMM blocking"):
-// a task is up to kTaskRows × kTaskCols outputs over the whole K, cut into K chunks of kChunkSteps 32-column steps.
+// a task is up to kAmxTaskRows × kAmxTaskCols outputs over the whole K, cut into K chunks of kAmxChunkSteps 32-column
+// steps (amx_plan.h).
 // Per chunk the task runs its row blocks (outer) over its column blocks (inner): the row block's activation chunk
-// (32 × 256 bf16 = 16 KiB) stays in L1 for all column blocks, the task's weight chunk (kTaskCols × 256 bf16) is read
-// from L2, the partial sums (kTaskRows × kTaskCols f32, tilestored / tileloadd per block and chunk) stay in L2, and
+// (32 × 256 bf16 = 16 KiB) stays in L1 for all column blocks, the task's weight chunk (kAmxTaskCols × 256 bf16) is read
+// from L2, the partial sums (kAmxTaskRows × kAmxTaskCols f32, tilestored / tileloadd per block and chunk) stay in L2, and
 // the next chunk's activation and weight rows are prefetched into L2 a few lines per K step, so their L3 traffic
 // overlaps the tile products. Each task reads its activations and weights from L3 once: 2·K·(rows + cols) bytes
 // for rows·cols·K multiply-adds (96 per byte at 384 × 384), where the previous 128 × 256 tasks with whole-K blocks
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "amx_partial.h"
+#include "amx_plan.h"
 #include "p2_layer.h"
 #include "simd.h"
 
@@ -32,19 +34,10 @@ namespace p2 {
 
 namespace {
 
-// Measured on the dev Xeon (1 thread, thread CPU time, M = 1024, K = N = 3072; docs/benchmarks.md): 384 × 384 tasks
-// with 8-step (256-column) chunks 542–545 GMAC/s; 256 × 512 / 512 × 256 tasks 498–533; 12-step chunks 436, 16-step
-// 401 (the 32 KiB activation chunk no longer stays in L1 beside the streamed weights); 4-step 481.
-constexpr int64_t kTaskRows = 384, kTaskCols = 384, kChunkSteps = 8;
-constexpr int64_t kSkinnyRows = 128, kSkinnyChunkSteps = 128;
-
-struct Plan {
-  int64_t task_rows, task_cols;  // multiples of 32
-  int64_t csteps;                // 32-column K steps per chunk
-  int64_t chunks;
-  bool rows_outer;  // row blocks outer (activation chunk reused from L1) or column blocks outer
-  bool prefetch;    // prefetch the next K chunk into L2
-};
+// 8-step (256-column) chunks (amx_plan.h): 12-step chunks measured 436 GMAC/s, 16-step 401 (the 32 KiB activation
+// chunk no longer stays in L1 beside the streamed weights), 4-step 481, against 542–545.
+constexpr int64_t kSkinnyChunkSteps = 128;
+using Plan = AmxPlan;
 
 struct Scratch {
   std::vector<float> c;  // partial sums [row blocks][column blocks][4][256]
@@ -135,44 +128,15 @@ SVDQ_TARGET_AMXBF void amx_task(const GemmArgs& a, const Plan& p, int64_t task, 
 void gemm_amx(const GemmArgs& a) {
   const int64_t KC32 = a.Kt / 32;
   const int64_t Mp = round_up(a.M, 32), Np = round_up(a.N, 32);
-  Plan p;
-  p.task_rows = std::min(kTaskRows, Mp);
-  p.task_cols = std::min(kTaskCols, Np);
-  int64_t csteps = kChunkSteps;
-  p.rows_outer = true;
-  p.prefetch = true;
-  if (Mp <= kSkinnyRows) {
-    // Few rows: the weights dominate the traffic and are read once either way; long chunks with the weight block
-    // reused from L2 by the (≤ 4) row blocks, as the previous kernel did (0.94 vs 1.41 ms at M = 1, K = N = 3072 and
-    // 0.24 vs 0.50 ms at M = 70, K = 12288, N = 96 against the 384 × 384 plan; 1 thread, thread CPU time).
-    p.task_cols = std::min<int64_t>(256, Np);
-    csteps = kSkinnyChunkSteps;
-    p.rows_outer = false;
-    p.prefetch = false;
-  }
+  Plan p = amx_plan(Mp, Np, kSkinnyChunkSteps);
 #ifdef SVDQ_P2_TUNE
   p.task_rows = env_or("P2_TR", p.task_rows);
   p.task_cols = env_or("P2_TC", p.task_cols);
-  csteps = env_or("P2_KC", csteps * 32) / 32;
+  p.csteps = env_or("P2_KC", p.csteps * 32) / 32;
   p.rows_outer = env_or("P2_ROWS_OUTER", p.rows_outer) != 0;
   p.prefetch = env_or("P2_L2PF", p.prefetch) != 0;
 #endif
-  // Small problems: halve the task (columns first) until every pool thread has a task.
-  const int64_t want = num_threads();
-  auto tasks = [&] { return ((Mp + p.task_rows - 1) / p.task_rows) * ((Np + p.task_cols - 1) / p.task_cols); };
-  while (tasks() < want && (p.task_cols > 64 || p.task_rows > 64)) {
-    if (p.task_cols >= p.task_rows)
-      p.task_cols = round_up(p.task_cols / 2, 32);
-    else
-      p.task_rows = round_up(p.task_rows / 2, 32);
-  }
-  // K chunks of about csteps steps, evenly sized: a K of up to 1.5 chunks runs in one (no partial sums).
-  p.chunks = KC32 <= csteps * 3 / 2 ? 1 : (KC32 + csteps - 1) / csteps;
-  p.csteps = (KC32 + p.chunks - 1) / p.chunks;
-  // A last chunk of ≤ 1/4 chunk (the bf16 branch's one 32-column step past K = 3072 or 12288) joins the one before:
-  // its own pass of partial-sum resume / park over every block cost more than the step (19.3–19.7 vs 17.8 ms for
-  // 1 of 97 steps more; M = 1024, K = N = 3072, 1 thread, kernel_times p2layer). The f32 sums run in the same order.
-  if (p.chunks > 1 && KC32 - (p.chunks - 1) * p.csteps <= p.csteps / 4) --p.chunks;
+  amx_plan_split(p, Mp, Np, KC32, num_threads());
   const int64_t tm = (Mp + p.task_rows - 1) / p.task_rows, tn = (Np + p.task_cols - 1) / p.task_cols;
   parallel_for(tm * tn, [&](int64_t task, int) { amx_task(a, p, task, tn); });
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "amx_partial.h"
+#include "amx_plan.h"
 #include "p2_int8.h"
 #include "simd.h"
 
@@ -28,15 +29,10 @@ namespace p2i8 {
 
 namespace {
 
-// Same plan as gemm_p2_amx.cc: 384 × 384 tasks, 8-step chunks (here 512 K columns: the 32-row activation chunk is
-// 16 KiB as there); few rows: one long chunk, column blocks outer.
-constexpr int64_t kTaskRows = 384, kTaskCols = 384, kChunkSteps = 8;
-constexpr int64_t kSkinnyRows = 128, kSkinnyChunkSteps = 64;
-
-struct Plan {
-  int64_t task_rows, task_cols, csteps, chunks;
-  bool rows_outer, prefetch;
-};
+// The plan of gemm_p2_amx.cc (amx_plan.h): 384 × 384 tasks, 8-step chunks (here 512 K columns: the 32-row
+// activation chunk is 16 KiB as there); few rows: one long chunk, column blocks outer.
+constexpr int64_t kSkinnyChunkSteps = 64;
+using Plan = AmxPlan;
 
 struct Ctx {
   const GemmArgs* a;
@@ -249,12 +245,12 @@ SVDQ_TARGET_AMX8 void amx_task(const Ctx& x, const Plan& p, int64_t task, int64_
   _tile_loadconfig(&cfg);
   OutRing& ring = t_ring;
   for (int64_t ch = 0; ch < p.chunks; ++ch) {
-    const int64_t s0 = ch * p.csteps, s1 = std::min(x.KS, s0 + p.csteps);
+    const int64_t s0 = ch * p.csteps, s1 = ch + 1 == p.chunks ? x.KS : std::min(x.KS, s0 + p.csteps);
     if (s0 >= s1) break;
     const bool first = ch == 0, last = s1 == x.KS;
     ChunkPrefetch pf;
     if (p.prefetch && !last) {
-      const int64_t n0s = s1, n1s = std::min(x.KS, s1 + p.csteps);
+      const int64_t n0s = s1, n1s = ch + 2 == p.chunks ? x.KS : std::min(x.KS, s1 + p.csteps);
       pf.list[0] = {reinterpret_cast<const char*>(a.act->a8 + ((mt0 / 32) * x.KS + n0s) * 2048), (n1s - n0s) * 2048,
                     x.KS * 2048, ib_n};
       pf.list[1] = {reinterpret_cast<const char*>(a.w->w8 + ((nt0 / 32) * x.KS + n0s) * 2048), (n1s - n0s) * 2048,
@@ -328,33 +324,13 @@ void gemm(const GemmArgs& a) {
     x.zc = align64(t_zc, static_cast<size_t>(std::max<int64_t>(1, A.Mp * (W.Na - W.Np))));
   }
   const int64_t Ma = A.Ma, Na = W.Na;
-  Plan p;
-  p.task_rows = std::min(kTaskRows, Ma);
-  p.task_cols = std::min(kTaskCols, Na);
-  int64_t csteps = kChunkSteps;
-  p.rows_outer = true;
-  p.prefetch = true;
-  if (Ma <= kSkinnyRows) {
-    p.task_cols = std::min<int64_t>(256, Na);
-    csteps = kSkinnyChunkSteps;
-    p.rows_outer = false;
-    p.prefetch = false;
-  }
+  Plan p = amx_plan(Ma, Na, kSkinnyChunkSteps);
 #ifdef SVDQ_P2_TUNE
   p.task_rows = env_or("P8_TR", p.task_rows);
   p.task_cols = env_or("P8_TC", p.task_cols);
-  csteps = env_or("P8_KS", csteps);
+  p.csteps = env_or("P8_KS", p.csteps);
 #endif
-  const int64_t want = num_threads();
-  auto tasks = [&] { return ((Ma + p.task_rows - 1) / p.task_rows) * ((Na + p.task_cols - 1) / p.task_cols); };
-  while (tasks() < want && (p.task_cols > 64 || p.task_rows > 64)) {
-    if (p.task_cols >= p.task_rows)
-      p.task_cols = p2::round_up(p.task_cols / 2, 32);
-    else
-      p.task_rows = p2::round_up(p.task_rows / 2, 32);
-  }
-  p.chunks = x.KS <= csteps * 3 / 2 ? 1 : (x.KS + csteps - 1) / csteps;
-  p.csteps = (x.KS + p.chunks - 1) / p.chunks;
+  amx_plan_split(p, Ma, Na, x.KS, num_threads());
   const int64_t tm = (Ma + p.task_rows - 1) / p.task_rows, tn = (Na + p.task_cols - 1) / p.task_cols;
   parallel_for(tm * tn, [&](int64_t task, int) { amx_task(x, p, task, tn); });
   if (x.shadows) {
