@@ -1,8 +1,9 @@
 // Operators 3 and 4: f32 GEMM on packed 16-column weight panels, and W4A16 GEMM (4-bit codes through a
 // 16-entry codebook: INT4 or NF4) that dequantizes one K-block of a panel into the same f32 panel form.
 //   Y [M,N] = X [M,K] · Wᵀ (+ bias) (optional GELU), W [N,K].
-// AVX2/scalar: Goto-style blocking: KC rows of a 16-column panel (16 KiB) stay in L1 while MC rows of X (L2) stream
-// through a 6×16 FMA micro-kernel (12 accumulators + 2 panel vectors + 1 broadcast of the 16 YMM registers).
+// AVX2/scalar: Goto-style blocking: KC rows of a 16-column panel (16 KiB) stay in L1 while a copied block of MC rows
+// of X (L2) streams through a 6×16 FMA micro-kernel (12 accumulators + 2 panel vectors + 1 broadcast of the 16 YMM
+// registers); partial sums in a per-thread buffer (run_plan).
 // AVX-512: 8×48 micro-kernel on copied row blocks of X, partial sums in a per-thread buffer (run_plan_avx512).
 #include <immintrin.h>
 
@@ -18,61 +19,95 @@ namespace svdq {
 
 namespace {
 
-constexpr int kNR = 16;       // panel width (columns)
-constexpr int64_t kKC = 256;  // K block
-constexpr int64_t kMC = 96;   // rows per task (multiple of 6)
-constexpr int64_t kNBPanels = 4;
+constexpr int kNR = 16;  // panel width (columns)
 
 inline float gelu1(float x) {
   return 0.5f * x * (1.f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
 
-// C tile [MR][16] at c (row stride ldc). first: overwrite with bias (else accumulate); last: apply GELU.
+// ---- AVX2 / scalar path ----
+// Tasks: up to kMC rows × kNC panels. For each K block of kKC, the task copies its rows of X once into ap
+// [rows][kKC] (fixed row stride: the six broadcasts of a micro-tile address one pointer with immediate offsets, and
+// the rows no longer alias in L1 as X's rows do when K·4 bytes is a multiple of 4 KiB), then runs every panel of its
+// columns against them: a [kc][16] panel block (16 KiB) stays in L1 for the block's micro-tiles of 6 rows, ap (96 KiB)
+// in L2. The partial sums live in a per-thread buffer cb [rows][16·panels] (L2) until the last K block writes Y
+// (bias at the first block, GELU at the last).
+//
+//   | buffer | shape             | where                    |
+//   | ------ | ----------------- | ------------------------ |
+//   | ap     | [kMC][kKC]        | rows m0.. of X, K block  |
+//   | panel  | [kc][16]          | W panel p, K block       |
+//   | cb     | [rows][16·panels] | partial sums of the task |
+//
+// Measured (AMD EPYC Zen 3, AVX2, 1 thread, CPU time, docs/benchmarks.md): kKC 256 over 192/320/384 (a 384 block
+// is 24 KiB of panel next to 9 KiB of A in the 32 KiB L1); 12 panels per task copied X twice as often for a few
+// percent; prefetching the next panel block into L2 across the micro-tiles of the current one (and the rows of the
+// next K block across the panels) kept the first micro-tile of each panel from waiting on L3.
+constexpr int64_t kKC = 256;  // K block
+constexpr int64_t kMC = 96;   // rows per task (multiple of 6)
+constexpr int64_t kNC = 24;   // panels per task (384 columns)
+
+// C tile [MR][16]: sums start from cin (row stride ldi) or, when cin is null, from bias16 (or zero); they go to cout
+// (row stride ldo), with GELU when asked. A row i at ap[i·kKC + k].
 template <int MR>
-__attribute__((target("avx2,fma"))) void micro_f32(const float* a, int64_t lda, const float* b, int64_t kc, float* c,
-                                                   int64_t ldc, bool first, bool last, const float* bias16,
+__attribute__((target("avx2,fma"))) void micro_f32(const float* ap, const float* b, int64_t kc, const float* cin,
+                                                   int64_t ldi, float* cout, int64_t ldo, const float* bias16,
                                                    bool gelu) {
   __m256 acc[MR][2];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
-    if (first) {
+    if (cin) {
+      acc[i][0] = _mm256_load_ps(cin + i * ldi);
+      acc[i][1] = _mm256_load_ps(cin + i * ldi + 8);
+    } else {
       acc[i][0] = bias16 ? _mm256_loadu_ps(bias16) : _mm256_setzero_ps();
       acc[i][1] = bias16 ? _mm256_loadu_ps(bias16 + 8) : _mm256_setzero_ps();
-    } else {
-      acc[i][0] = _mm256_loadu_ps(c + i * ldc);
-      acc[i][1] = _mm256_loadu_ps(c + i * ldc + 8);
     }
   }
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 b0 = _mm256_loadu_ps(b + k * kNR), b1 = _mm256_loadu_ps(b + k * kNR + 8);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      const __m256 av = _mm256_broadcast_ss(a + i * lda + k);
+      const __m256 av = _mm256_broadcast_ss(ap + i * kKC + k);
       acc[i][0] = _mm256_fmadd_ps(av, b0, acc[i][0]);
       acc[i][1] = _mm256_fmadd_ps(av, b1, acc[i][1]);
     }
   }
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
-    if (last && gelu) {
+    if (gelu) {
       acc[i][0] = gelu256(acc[i][0]);
       acc[i][1] = gelu256(acc[i][1]);
     }
-    _mm256_storeu_ps(c + i * ldc, acc[i][0]);
-    _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
+    _mm256_storeu_ps(cout + i * ldo, acc[i][0]);
+    _mm256_storeu_ps(cout + i * ldo + 8, acc[i][1]);
   }
 }
 
-void micro_scalar(int mr, const float* a, int64_t lda, const float* b, int64_t kc, float* c, int64_t ldc, bool first,
-                  bool last, const float* bias16, bool gelu) {
+void micro_scalar(int mr, const float* ap, const float* b, int64_t kc, const float* cin, int64_t ldi, float* cout,
+                  int64_t ldo, const float* bias16, bool gelu) {
   for (int i = 0; i < mr; ++i) {
     float acc[kNR];
-    for (int j = 0; j < kNR; ++j) acc[j] = first ? (bias16 ? bias16[j] : 0.f) : c[i * ldc + j];
+    for (int j = 0; j < kNR; ++j) acc[j] = cin ? cin[i * ldi + j] : (bias16 ? bias16[j] : 0.f);
     for (int64_t k = 0; k < kc; ++k) {
-      const float av = a[i * lda + k];
+      const float av = ap[i * kKC + k];
       for (int j = 0; j < kNR; ++j) acc[j] += av * b[k * kNR + j];
     }
-    for (int j = 0; j < kNR; ++j) c[i * ldc + j] = (last && gelu) ? gelu1(acc[j]) : acc[j];
+    for (int j = 0; j < kNR; ++j) cout[i * ldo + j] = gelu ? gelu1(acc[j]) : acc[j];
+  }
+}
+
+void micro_tile(bool avx, int mr, const float* ap, const float* b, int64_t kc, const float* cin, int64_t ldi,
+                float* cout, int64_t ldo, const float* bias16, bool gelu) {
+  if (!avx) return micro_scalar(mr, ap, b, kc, cin, ldi, cout, ldo, bias16, gelu);
+  switch (mr) {
+    case 6: micro_f32<6>(ap, b, kc, cin, ldi, cout, ldo, bias16, gelu); break;
+    case 5: micro_f32<5>(ap, b, kc, cin, ldi, cout, ldo, bias16, gelu); break;
+    case 4: micro_f32<4>(ap, b, kc, cin, ldi, cout, ldo, bias16, gelu); break;
+    case 3: micro_f32<3>(ap, b, kc, cin, ldi, cout, ldo, bias16, gelu); break;
+    case 2: micro_f32<2>(ap, b, kc, cin, ldi, cout, ldo, bias16, gelu); break;
+    default: micro_f32<1>(ap, b, kc, cin, ldi, cout, ldo, bias16, gelu); break;
   }
 }
 
@@ -85,6 +120,7 @@ struct Plan {
   // Returns a pointer to the [kc][16] panel block; may fill dst (thread scratch) and return it.
   const float* (*panel)(const void* ctx, int64_t p, int64_t k0, int64_t kc, float* dst);
   const void* ctx;
+  const float* wpanel;  // [Np/16][K][16] when the panels are in memory (f32; prefetched), else null (W4A16)
 };
 
 // ---- AVX-512 path ----
@@ -238,48 +274,62 @@ void run_plan(const Plan& P) {
   if (isa_at_least(Isa::Avx512)) return run_plan_avx512(P);
   const bool avx = isa_at_least(Isa::Avx2);
   const int64_t NP = (P.N + kNR - 1) / kNR;
-  const int64_t mt = (P.M + kMC - 1) / kMC, nt = (NP + kNBPanels - 1) / kNBPanels;
+  // Rows split evenly into blocks of at most kMC (M = 256: 3 × 90 rows, not 96 + 96 + 64), in micro-tiles of 6.
+  const int64_t mt = (P.M + kMC - 1) / kMC, nt = (NP + kNC - 1) / kNC;
+  const int64_t mrows = ((P.M + mt - 1) / mt + 5) / 6 * 6;
   const int threads = num_threads();
-  std::vector<std::vector<float>> scratch(threads, std::vector<float>(kKC * kNR + 6 * kNR));
+  struct Buf {
+    std::vector<float> b, a, c, e;
+  };
+  std::vector<Buf> scratch(threads);
   parallel_for(mt * nt, [&](int64_t t, int th) {
     const int64_t nb = t / mt, mb = t % mt;
-    const int64_t m0 = mb * kMC, m1 = std::min(P.M, m0 + kMC);
-    const int64_t p0 = nb * kNBPanels, p1 = std::min(NP, p0 + kNBPanels);
-    float* buf = scratch[th].data();
-    float* edge = buf + kKC * kNR;  // [6][16] staging for the last, partial panel
+    const int64_t m0 = mb * mrows, m1 = std::min(P.M, m0 + mrows);
+    const int64_t p0 = nb * kNC, p1 = std::min(NP, p0 + kNC);
+    if (m0 >= m1) return;
+    const int64_t ldc = (p1 - p0) * kNR;  // row stride of cb
+    Buf& s = scratch[th];
+    float* buf = align64(s.b, kKC * kNR);
+    float* ap = align64(s.a, kMC * kKC);
+    float* cb = P.K > kKC ? align64(s.c, mrows * ldc) : nullptr;
+    float* edge = align64(s.e, 6 * kNR);  // [6][16] staging of the last, partial panel's Y columns
+    const int64_t tiles = (m1 - m0 + 5) / 6;
     for (int64_t k0 = 0; k0 < P.K; k0 += kKC) {
       const int64_t kc = std::min(kKC, P.K - k0);
       const bool first = k0 == 0, last = k0 + kc == P.K;
+      for (int64_t m = m0; m < m1; ++m) std::memcpy(ap + (m - m0) * kKC, P.x + m * P.K + k0, kc * sizeof(float));
+      // the next K block of these rows, 64-byte lines spread over the panels of this block
+      const int64_t kn = last ? 0 : std::min(kKC, P.K - k0 - kc), lpr = (kn * 4 + 63) / 64;
+      const int64_t xlines = (m1 - m0) * lpr, xper = (xlines + (p1 - p0) - 1) / (p1 - p0);
       for (int64_t p = p0; p < p1; ++p) {
         const float* b = P.panel(P.ctx, p, k0, kc, buf);
+        for (int64_t q = (p - p0) * xper, q1 = std::min(xlines, q + xper); q < q1; ++q)
+          __builtin_prefetch(reinterpret_cast<const char*>(P.x + (m0 + q / lpr) * P.K + k0 + kc) + (q % lpr) * 64, 0, 2);
+        // the next panel block (the next panel, or the task's first panel of the next K block), kc lines of 64 bytes
+        // spread over this block's micro-tiles
+        const float* nxt = !P.wpanel ? nullptr
+                           : p + 1 < p1 ? P.wpanel + ((p + 1) * P.K + k0) * kNR
+                           : !last      ? P.wpanel + (p0 * P.K + k0 + kc) * kNR
+                                        : nullptr;
+        const int64_t nlines = p + 1 < p1 ? kc : kn, nper = (nlines + tiles - 1) / tiles;
         const float* bias16 = P.bias_padded ? P.bias_padded + p * kNR : nullptr;
-        const int64_t n0 = p * kNR;
-        const bool full = n0 + kNR <= P.N;
-        const int64_t ncol = std::min<int64_t>(kNR, P.N - n0);
-        for (int64_t m = m0; m < m1; m += 6) {
+        const int64_t n0 = p * kNR, ncol = std::min<int64_t>(kNR, P.N - n0);
+        for (int64_t m = m0, j = 0; m < m1; m += 6, ++j) {
+          if (nxt)
+            for (int64_t q = j * nper, q1 = std::min(nlines, q + nper); q < q1; ++q)
+              __builtin_prefetch(reinterpret_cast<const char*>(nxt + q * kNR), 0, 2);
           const int mr = static_cast<int>(std::min<int64_t>(6, m1 - m));
-          const float* a = P.x + m * P.K + k0;
-          float* c = P.y + m * P.N + n0;
-          int64_t ldc = P.N;
-          if (!full) {
-            if (!first)
-              for (int i = 0; i < mr; ++i) std::memcpy(edge + i * kNR, c + i * P.N, ncol * sizeof(float));
-            c = edge;
-            ldc = kNR;
+          float* cbt = cb ? cb + (m - m0) * ldc + (p - p0) * kNR : nullptr;
+          const float* cin = first ? nullptr : cbt;
+          float* cout = cbt;
+          int64_t ldo = ldc;
+          if (last) {
+            cout = ncol == kNR ? P.y + m * P.N + n0 : edge;
+            ldo = ncol == kNR ? P.N : kNR;
           }
-          if (avx) {
-            switch (mr) {
-              case 6: micro_f32<6>(a, P.K, b, kc, c, ldc, first, last, bias16, P.gelu); break;
-              case 5: micro_f32<5>(a, P.K, b, kc, c, ldc, first, last, bias16, P.gelu); break;
-              case 4: micro_f32<4>(a, P.K, b, kc, c, ldc, first, last, bias16, P.gelu); break;
-              case 3: micro_f32<3>(a, P.K, b, kc, c, ldc, first, last, bias16, P.gelu); break;
-              case 2: micro_f32<2>(a, P.K, b, kc, c, ldc, first, last, bias16, P.gelu); break;
-              default: micro_f32<1>(a, P.K, b, kc, c, ldc, first, last, bias16, P.gelu); break;
-            }
-          } else {
-            micro_scalar(mr, a, P.K, b, kc, c, ldc, first, last, bias16, P.gelu);
-          }
-          if (!full)
+          micro_tile(avx, mr, ap + (m - m0) * kKC, b, kc, cin, ldc, cout, ldo, first ? bias16 : nullptr,
+                     last && P.gelu);
+          if (last && ncol < kNR)
             for (int i = 0; i < mr; ++i) std::memcpy(P.y + (m + i) * P.N + n0, edge + i * kNR, ncol * sizeof(float));
         }
       }
@@ -340,14 +390,14 @@ const float* w4a16_panel(const void* ctx, int64_t p, int64_t k0, int64_t kc, flo
 
 void gemm_f32(const F32Args& a) {
   std::vector<float> bias = pad_bias(a.bias, a.N);
-  Plan P{a.x, a.M, a.K, a.N, a.bias ? bias.data() : nullptr, a.gelu, a.y, f32_panel, &a};
+  Plan P{a.x, a.M, a.K, a.N, a.bias ? bias.data() : nullptr, a.gelu, a.y, f32_panel, &a, a.wpanel};
   run_plan(P);
 }
 
 void gemm_w4a16(const W4A16Args& a) {
   if (a.G <= 0 || a.K % a.G != 0) throw KernelError("gemm_w4a16: K must be a multiple of the group size");
   std::vector<float> bias = pad_bias(a.bias, a.N);
-  Plan P{a.x, a.M, a.K, a.N, a.bias ? bias.data() : nullptr, false, a.y, w4a16_panel, &a};
+  Plan P{a.x, a.M, a.K, a.N, a.bias ? bias.data() : nullptr, false, a.y, w4a16_panel, &a, nullptr};
   run_plan(P);
 }
 

@@ -10,6 +10,9 @@
  *   ... bench -- --only=p2    # the int4p2 layer (prepareP2Layer) with and without its branch on the best path
  *                             # (every path up to 1e10 MACs) and our INT4 layer, against ORT DynamicQuantizeMatMul,
  *                             # MatMulNBits (acc 4) and MatMul f32
+ *   ... bench -- --only=f32 --ms=4096 --kns=12288x3072   # chosen M and K×N (comma-separated lists)
+ *   SVDQ_BENCH_BASE_ADDON=/path/to/other/svdquant_kernels.node ... adds "f32 GEMM base": that build's gemmF32 on the
+ *                             # same panels and output (a before/after of the f32 GEMM in one run, e.g. main's build)
  *
  * Tasks alternate round by round (each round runs every task once, in a new random order, 50 ms apart), so load
  * spikes of the shared machine and ORT's spinning threads hit all tasks alike; the table reports the median.
@@ -26,6 +29,7 @@
  * (amx-int8), tdpbf16ps (amx-bf16) or the zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code
  * path.
  */
+import { createRequire } from "node:module";
 import { availableParallelism, cpus, loadavg } from "node:os";
 import * as ort from "onnxruntime-node";
 import {
@@ -57,18 +61,33 @@ if (only !== undefined && only !== "f32" && only !== "lr" && only !== "p2")
   throw new Error(`--only=${only}: expected f32, lr or p2`);
 const threads = Number(process.env.SVDQ_KERNELS_THREADS) || availableParallelism();
 const RANK = 32; // SVDQuant §5: rank-32 low-rank branch
-const Ms = full ? [256, 1024, 4096] : [256, 1024];
-const KNs: [number, number][] = full
-  ? [
-      [3072, 3072],
-      [3072, 12288],
-      [12288, 3072],
-    ]
-  : [[3072, 3072]];
+// --ms=256,4096 and --kns=3072x12288,12288x3072 pick shapes (a long --full run in pieces under the lock)
+const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const Ms = arg("ms")?.split(",").map(Number) ?? (full ? [256, 1024, 4096] : [256, 1024]);
+const KNs: [number, number][] = arg("kns")
+  ? (arg("kns") as string).split(",").map((s) => s.split("x").map(Number) as [number, number])
+  : full
+    ? [
+        [3072, 3072],
+        [3072, 12288],
+        [12288, 3072],
+      ]
+    : [[3072, 3072]];
+
+// another build of the addon (SVDQ_BENCH_BASE_ADDON): its f32 GEMM runs as "f32 GEMM base" on the same panels
+const baseAddonPath = process.env.SVDQ_BENCH_BASE_ADDON;
+const baseAddon = baseAddonPath
+  ? (createRequire(import.meta.url)(baseAddonPath) as {
+      gemmF32(a: object): void;
+      setThreads(n: number): number;
+      setIsa(mode: number): void;
+    })
+  : undefined;
 
 const info = backendInfo();
 if (!info.native) throw new Error(`the benchmark needs the native addon: ${info.reason}`);
 setThreads(threads);
+baseAddon?.setThreads(threads);
 const best = info.isa as NativeIsa;
 const paths = info.supportedIsas.filter((i) => i !== "scalar").reverse() as NativeIsa[];
 const cpuModel = (cpus()[0]?.model ?? "unknown CPU").replace(/\s+/g, " ").trim();
@@ -304,6 +323,16 @@ for (const [K, N] of KNs) {
       },
       { name: "f32 GEMM", path: best, int: false, run: () => gemmF32(x, M, pF32) },
       ...(prepF32 ? [{ name: "f32 GEMM prepared", path: best, int: false, run: () => prepF32.run(x, out, M) }] : []),
+      ...(baseAddon
+        ? [
+            {
+              name: "f32 GEMM base",
+              path: best,
+              int: false,
+              run: () => baseAddon.gemmF32({ x, M, K, N, wpanel: pF32.wpanel, bias: pF32.bias, gelu: false, y: out }),
+            },
+          ]
+        : []),
       ...(paths.includes("avx2") && best !== "avx2"
         ? [{ name: "f32 GEMM", path: "avx2" as const, int: false, run: () => gemmF32(x, M, pF32) }]
         : []),
@@ -382,7 +411,7 @@ for (const [K, N] of KNs) {
     );
     if (only !== "p2")
       ratioRows.push(
-        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%) | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x (CPU ${f32Cpu.toFixed(2)}x); prepared ${(ortF32 / get("f32 GEMM prepared", best)).toFixed(2)}x (CPU ${(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM prepared", best)).toFixed(2)}x) | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
+        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%) | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x (CPU ${f32Cpu.toFixed(2)}x); prepared ${(ortF32 / get("f32 GEMM prepared", best)).toFixed(2)}x (CPU ${(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM prepared", best)).toFixed(2)}x)${baseAddon ? `; base build ${(ortF32 / get("f32 GEMM base")).toFixed(2)}x (CPU ${(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM base")).toFixed(2)}x)` : ""} | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
       );
     console.log(`done M=${M} K=${K} N=${N}`);
   }
