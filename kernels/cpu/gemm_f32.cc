@@ -26,12 +26,12 @@ inline float gelu1(float x) {
 }
 
 // ---- AVX2 / scalar path ----
-// Tasks: up to kMC rows × kNC panels. For each K block of kKC, the task copies its rows of X once into ap
-// [rows][kKC] (fixed row stride: the six broadcasts of a micro-tile address one pointer with immediate offsets, and
-// the rows no longer alias in L1 as X's rows do when K·4 bytes is a multiple of 4 KiB), then runs every panel of its
-// columns against them: a [kc][16] panel block (16 KiB) stays in L1 for the block's micro-tiles of 6 rows, ap (96 KiB)
-// in L2. The partial sums live in a per-thread buffer cb [rows][16·panels] (L2) until the last K block writes Y
-// (bias at the first block, GELU at the last).
+// Tasks: up to kMC rows × kNC panels (fewer where that leaves the pool too few tasks). For each K block of kKC, the
+// task copies its rows of X once into ap [rows][kKC] (fixed row stride: the six broadcasts of a micro-tile address
+// one pointer with immediate offsets, and the rows no longer alias in L1 as X's rows do when K·4 bytes is a multiple
+// of 4 KiB), then runs every panel of its columns against them: a [kc][16] panel block (16 KiB) stays in L1 for the
+// block's micro-tiles of 6 rows, ap (96 KiB) in L2. The partial sums live in a per-thread buffer cb [rows][16·panels]
+// (L2) until the last K block writes Y (bias at the first block, GELU at the last).
 //
 //   | buffer | shape             | where                    |
 //   | ------ | ----------------- | ------------------------ |
@@ -274,10 +274,16 @@ void run_plan(const Plan& P) {
   if (isa_at_least(Isa::Avx512)) return run_plan_avx512(P);
   const bool avx = isa_at_least(Isa::Avx2);
   const int64_t NP = (P.N + kNR - 1) / kNR;
-  // Rows split evenly into blocks of at most kMC (M = 256: 3 × 90 rows, not 96 + 96 + 64), in micro-tiles of 6.
-  const int64_t mt = (P.M + kMC - 1) / kMC, nt = (NP + kNC - 1) / kNC;
-  const int64_t mrows = ((P.M + mt - 1) / mt + 5) / 6 * 6;
   const int threads = num_threads();
+  // Narrow the tasks until the pool has 4 per thread (small M or N; they are handed out one by one, runtime.cc):
+  // columns first down to 6 panels (fewer columns copy the rows of X for fewer panels), then rows down to 24. The
+  // rows are split evenly into blocks (M = 256: 90 + 90 + 76 rows, not 96 + 96 + 64) of micro-tiles of 6.
+  int64_t nc = kNC, mc = kMC;
+  const auto tasks = [&] { return ((P.M + mc - 1) / mc) * ((NP + nc - 1) / nc); };
+  while (tasks() < 4 * threads && nc > 6) nc /= 2;
+  while (tasks() < 4 * threads && mc > 24) mc /= 2;
+  const int64_t mt = (P.M + mc - 1) / mc, nt = (NP + nc - 1) / nc;
+  const int64_t mrows = ((P.M + mt - 1) / mt + 5) / 6 * 6;
   struct Buf {
     std::vector<float> b, a, c, e;
   };
@@ -285,7 +291,7 @@ void run_plan(const Plan& P) {
   parallel_for(mt * nt, [&](int64_t t, int th) {
     const int64_t nb = t / mt, mb = t % mt;
     const int64_t m0 = mb * mrows, m1 = std::min(P.M, m0 + mrows);
-    const int64_t p0 = nb * kNC, p1 = std::min(NP, p0 + kNC);
+    const int64_t p0 = nb * nc, p1 = std::min(NP, p0 + nc);
     if (m0 >= m1) return;
     const int64_t ldc = (p1 - p0) * kNR;  // row stride of cb
     Buf& s = scratch[th];
@@ -301,10 +307,11 @@ void run_plan(const Plan& P) {
       // the next K block of these rows, 64-byte lines spread over the panels of this block
       const int64_t kn = last ? 0 : std::min(kKC, P.K - k0 - kc), lpr = (kn * 4 + 63) / 64;
       const int64_t xlines = (m1 - m0) * lpr, xper = (xlines + (p1 - p0) - 1) / (p1 - p0);
+      const float* xn = P.x + m0 * P.K + k0 + kc;
       for (int64_t p = p0; p < p1; ++p) {
         const float* b = P.panel(P.ctx, p, k0, kc, buf);
         for (int64_t q = (p - p0) * xper, q1 = std::min(xlines, q + xper); q < q1; ++q)
-          __builtin_prefetch(reinterpret_cast<const char*>(P.x + (m0 + q / lpr) * P.K + k0 + kc) + (q % lpr) * 64, 0, 2);
+          __builtin_prefetch(reinterpret_cast<const char*>(xn + (q / lpr) * P.K) + (q % lpr) * 64, 0, 2);
         // the next panel block (the next panel, or the task's first panel of the next K block), kc lines of 64 bytes
         // spread over this block's micro-tiles
         const float* nxt = !P.wpanel ? nullptr

@@ -221,18 +221,21 @@ const ortOpts = (spin: boolean) => ({
 
 for (const [K, N] of KNs) {
   const wf = f32(N * K, 0.05);
-  const codes = Int8Array.from({ length: N * K }, () => Math.floor(rand() * 16) - 8);
-  const scales = Float32Array.from({ length: (N * K) / 64 }, () => 0.001 + rand() * 0.01);
+  // --only=f32 prepares no quantized weight (the setup of the K = 12288 shapes took minutes under the lock)
+  const heavy = only !== "f32";
+  const none = undefined as never;
+  const codes = heavy ? Int8Array.from({ length: N * K }, () => Math.floor(rand() * 16) - 8) : none;
+  const scales = heavy ? Float32Array.from({ length: (N * K) / 64 }, () => 0.001 + rand() * 0.01) : none;
   const lup = f32(N * RANK, 0.05);
   const ldown = f32(RANK * K, 0.05);
   const smooth = Float32Array.from({ length: K }, () => 0.5 + rand());
   const bias = f32(N);
-  const codes8 = Int8Array.from({ length: N * K }, () => Math.floor(rand() * 255) - 127);
-  const scales8 = scales.subarray(0, N);
-  const pW4 = packW4A4({ codes, scales }, N, K, { lowRankUp: lup, rank: RANK, bias });
-  const pW4noLR = packW4A4({ codes, scales }, N, K, { bias });
-  const layer = prepareW4A4Layer({ weight: pW4, smooth, lowRankDown: ldown });
-  const layerNoLR = prepareW4A4Layer({ weight: pW4noLR, smooth });
+  const codes8 = heavy ? Int8Array.from({ length: N * K }, () => Math.floor(rand() * 255) - 127) : none;
+  const scales8 = heavy ? scales.subarray(0, N) : none;
+  const pW4 = heavy ? packW4A4({ codes, scales }, N, K, { lowRankUp: lup, rank: RANK, bias }) : none;
+  const pW4noLR = heavy ? packW4A4({ codes, scales }, N, K, { bias }) : none;
+  const layer = heavy ? prepareW4A4Layer({ weight: pW4, smooth, lowRankDown: ldown }) : none;
+  const layerNoLR = heavy ? prepareW4A4Layer({ weight: pW4noLR, smooth }) : none;
   const pF32 = packF32(wf, N, K, { bias });
   // what the models run: f32GemmBackend().prepare (on the amx path W split once into 3 bf16 parts, AMX-BF16 tiles)
   const prepF32 = only === "lr" || only === "p2" ? undefined : f32GemmBackend().prepare(wf, bias, N, K);
@@ -245,17 +248,18 @@ for (const [K, N] of KNs) {
     N,
     K,
     codes,
-    exponents: Int8Array.from({ length: (N * K) / 64 }, () => 5 - Math.floor(rand() * 3)),
+    exponents: heavy ? Int8Array.from({ length: (N * K) / 64 }, () => 5 - Math.floor(rand() * 3)) : none,
     rowScales: Float32Array.from({ length: N }, () => 0.0005 + rand() * 0.001),
     smooth,
     bias,
   };
-  const p2 = prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup });
-  const p2noLR = prepareP2Layer(p2w);
-  const p2bf = prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, branch: "bf16" });
-  const p2amxBf16 = prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, amxInt8: false }); // amx: AMX-BF16
-  const pW4A16 = packW4A16({ codes, scales }, N, K, { format: "int4", groupSize: 64, bias });
-  const pW8 = packW8A8({ codes: codes8, scales: scales8 }, N, K, { bias });
+  const p2 = heavy ? prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup }) : none;
+  const p2noLR = heavy ? prepareP2Layer(p2w) : none;
+  const p2bf = heavy ? prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, branch: "bf16" }) : none;
+  // amx: AMX-BF16
+  const p2amxBf16 = heavy ? prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, amxInt8: false }) : none;
+  const pW4A16 = heavy ? packW4A16({ codes, scales }, N, K, { format: "int4", groupSize: 64, bias }) : none;
+  const pW8 = heavy ? packW8A8({ codes: codes8, scales: scales8 }, N, K, { bias }) : none;
   const models: Record<string, Uint8Array> =
     only === "lr"
       ? {}
@@ -290,37 +294,7 @@ for (const [K, N] of KNs) {
           run: () => s.run({ X: xt }),
         }),
       ),
-      ...paths.map((p): Task => ({ name: "W4A4 layer", path: p, int: true, run: () => layer.forward(x, M, { out }) })),
-      ...paths.map(
-        (p): Task => ({
-          name: "int4p2 layer",
-          path: p,
-          int: p === "amx" && p2.int8Weight ? true : "bf16", // amx: the AMX-INT8 path where prepare packed it
-          run: () => p2.forward(x, M, { out }),
-        }),
-      ),
-      {
-        name: "int4p2 layer bf16",
-        path: best,
-        int: best === "amx" && p2bf.int8Weight ? true : "bf16",
-        run: () => p2bf.forward(x, M, { out }),
-      },
-      {
-        name: "int4p2 no LR",
-        path: best,
-        int: best === "amx" && p2.int8Weight ? true : "bf16",
-        run: () => p2noLR.forward(x, M, { out }),
-      },
-      ...(best === "amx" && p2.int8Weight
-        ? [{ name: "int4p2 amx-bf16", path: best, int: "bf16" as const, run: () => p2amxBf16.forward(x, M, { out }) }]
-        : []),
-      { name: "W4A4 layer no LR", path: best, int: true, run: () => layerNoLR.forward(x, M, { out }) },
-      {
-        name: "W4A4 2 calls",
-        path: best,
-        int: true,
-        run: () => gemmW4A4(quantizeActivations(x, M, K, { smooth, lowRankDown: ldown, rank: RANK }), pW4),
-      },
+      ...(heavy ? quantTasks() : []),
       { name: "f32 GEMM", path: best, int: false, run: () => gemmF32(x, M, pF32) },
       ...(prepF32 ? [{ name: "f32 GEMM prepared", path: best, int: false, run: () => prepF32.run(x, out, M) }] : []),
       ...(baseAddon
@@ -336,9 +310,55 @@ for (const [K, N] of KNs) {
       ...(paths.includes("avx2") && best !== "avx2"
         ? [{ name: "f32 GEMM", path: "avx2" as const, int: false, run: () => gemmF32(x, M, pF32) }]
         : []),
-      { name: "W4A16", path: best, int: false, run: () => gemmW4A16(x, M, pW4A16) },
-      { name: "W8A8", path: best, int: true, run: () => gemmW8A8(quantizeActivationsInt8(x, M, K), pW8, { out }) },
+      ...(heavy
+        ? [
+            { name: "W4A16", path: best, int: false, run: () => gemmW4A16(x, M, pW4A16) },
+            {
+              name: "W8A8",
+              path: best,
+              int: true,
+              run: () => gemmW8A8(quantizeActivationsInt8(x, M, K), pW8, { out }),
+            },
+          ]
+        : []),
     ];
+    function quantTasks(): Task[] {
+      return [
+        ...paths.map(
+          (p): Task => ({ name: "W4A4 layer", path: p, int: true, run: () => layer.forward(x, M, { out }) }),
+        ),
+        ...paths.map(
+          (p): Task => ({
+            name: "int4p2 layer",
+            path: p,
+            int: p === "amx" && p2.int8Weight ? true : "bf16", // amx: the AMX-INT8 path where prepare packed it
+            run: () => p2.forward(x, M, { out }),
+          }),
+        ),
+        {
+          name: "int4p2 layer bf16",
+          path: best,
+          int: best === "amx" && p2bf.int8Weight ? true : "bf16",
+          run: () => p2bf.forward(x, M, { out }),
+        },
+        {
+          name: "int4p2 no LR",
+          path: best,
+          int: best === "amx" && p2.int8Weight ? true : "bf16",
+          run: () => p2noLR.forward(x, M, { out }),
+        },
+        ...(best === "amx" && p2.int8Weight
+          ? [{ name: "int4p2 amx-bf16", path: best, int: "bf16" as const, run: () => p2amxBf16.forward(x, M, { out }) }]
+          : []),
+        { name: "W4A4 layer no LR", path: best, int: true, run: () => layerNoLR.forward(x, M, { out }) },
+        {
+          name: "W4A4 2 calls",
+          path: best,
+          int: true,
+          run: () => gemmW4A4(quantizeActivations(x, M, K, { smooth, lowRankDown: ldown, rank: RANK }), pW4),
+        },
+      ];
+    }
     if (only === "f32") tasks.splice(0, tasks.length, ...tasks.filter((t) => t.name.includes("f32")));
     if (only === "lr")
       tasks.splice(
