@@ -33,16 +33,20 @@ inline float gelu1(float x) {
 // block's micro-tiles of 6 rows, ap (96 KiB) in L2. The partial sums live in a per-thread buffer cb [rows][16·panels]
 // (L2) until the last K block writes Y (bias at the first block, GELU at the last).
 //
-//   | buffer | shape             | where                    |
-//   | ------ | ----------------- | ------------------------ |
-//   | ap     | [kMC][kKC]        | rows m0.. of X, K block  |
-//   | panel  | [kc][16]          | W panel p, K block       |
-//   | cb     | [rows][16·panels] | partial sums of the task |
+//   | tensor | shape             | layout / what                                         |
+//   | ------ | ----------------- | ----------------------------------------------------- |
+//   | X      | [M, K]            | row-major, M tokens, K in                             |
+//   | W      | [Np/16][K][16]    | 16-column panels (packF32), N out padded to Np        |
+//   | Y      | [M, N]            | row-major                                             |
+//   | ap     | [kMC][kKC]        | the task's rows of X, one K block (row stride kKC)    |
+//   | panel  | [kc][16]          | panel p, one K block (in place, or dequantized W4A16) |
+//   | cb     | [rows][16·panels] | the task's partial sums (per thread)                  |
 //
-// Measured (AMD EPYC Zen 3, AVX2, 1 thread, CPU time, docs/benchmarks.md): kKC 256 over 192/320/384 (a 384 block
-// is 24 KiB of panel next to 9 KiB of A in the 32 KiB L1); 12 panels per task copied X twice as often for a few
-// percent; prefetching the next panel block into L2 across the micro-tiles of the current one (and the rows of the
-// next K block across the panels) kept the first micro-tile of each panel from waiting on L3.
+// Measured (AMD EPYC Zen 3, AVX2, 1 thread, CPU time, % of the FMA peak; docs/benchmarks.md, branch avx2f32): kKC
+// 256 at 85 % against 82-83 % for 384 (24 KiB of panel next to 9 KiB of X in the 32 KiB L1); 12 panels per task
+// copy X twice as often (2-4 % slower), 48 panels or 132-row tasks were within the noise; prefetching the next panel
+// block spread over the current block's micro-tiles gained 4 % (all at once at the panel's start lost 4 %). With its
+// operands in L1 the 6×16 micro-kernel runs at 95-99 % of the peak.
 constexpr int64_t kKC = 256;  // K block
 constexpr int64_t kMC = 96;   // rows per task (multiple of 6)
 constexpr int64_t kNC = 24;   // panels per task (384 columns)

@@ -264,6 +264,10 @@ export function defineSuite(): void {
         [6, 256, 16, false],
         // several row blocks, K blocks and column tasks of the AVX-512 plan, partial tiles and panel groups
         [230, 700, 403, true],
+        // AVX2 plan: 3 row blocks of 72/56 rows, tasks narrowed to 12 panels (12 + 12 + 2, the last 1 column wide),
+        // a last K block of one column; and exactly two K blocks
+        [200, 257, 401, true],
+        [30, 512, 20, false],
       ] as const) {
         const { x, w, bias } = gemmInputs(r, M, K, N, 0.1);
         const y = gemmF32(x, M, packF32(w, N, K, { bias }), { gelu });
