@@ -10,7 +10,7 @@
 //       kernels/cpu/gemm_w8a8_x86.cc kernels/cpu/p2_branch_bf16.cc kernels/cpu/pack_p2_int8.cc \
 //       kernels/cpu/gemm_p2_int8_amx.cc -o /tmp/kernel_times
 //   (add -DSVDQ_P2_TUNE to let P2_TR, P2_TC, P2_KC, P2_ROWS_OUTER, P2_L2PF override the int4p2 AMX plan)
-//   /tmp/kernel_times f32 M K N [threads] [isa]      # f32 GEMM (isa: 0 auto, 2 avx2, 3 avx512, 4 amx)
+//   /tmp/kernel_times f32 M K N [threads] [isa]      # f32 GEMM + y hash (isa: 0 auto, 2 avx2, 3 avx512, 4 amx; GELU=1)
 //   /tmp/kernel_times w4a4 M K N [threads] [isa]     # quantize ± rank-32 down, W4A4 GEMM ± rank-32 up
 //   /tmp/kernel_times p2 M K N [threads] [isa]       # int4p2 bf16 GEMM (Kt = K rounded up to 32), its tdpbf16ps peak
 //   /tmp/kernel_times p2layer M K N [threads] [isa]  # int4p2: quantize ± rank-32 down, GEMM ± branch columns (f32 192, bf16 32)
@@ -84,6 +84,9 @@ void print_overhead(double q0, double q1, double g0, double g1) {
               (q0 + g0) * 1e3, (q1 + g1) * 1e3, (q1 - q0) * 1e3, (g1 - g0) * 1e3, ((q1 + g1) / (q0 + g0) - 1) * 100);
 }
 
+uint64_t fnv(const std::vector<float>& y);
+
+// f32 GEMM with bias and GELU(tanh) (GELU=1 in the environment), y hash (equal hashes from two builds = bit-identical)
 int run_f32(int64_t M, int64_t K, int64_t N, int reps) {
   const int64_t NP = (N + 15) / 16;
   auto x = rnd(M * K, 1.f, 1);
@@ -93,8 +96,11 @@ int run_f32(int64_t M, int64_t K, int64_t N, int reps) {
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k) panel[((n / 16) * K + k) * 16 + n % 16] = w[n * K + k];
   std::vector<float> y(M * N);
-  F32Args a{x.data(), M, K, N, panel.data(), bias.data(), false, y.data()};
+  const bool gelu = std::getenv("GELU") && std::atoi(std::getenv("GELU"));
+  F32Args a{x.data(), M, K, N, panel.data(), bias.data(), gelu, y.data()};
   time_it("gemm_f32", 2.0 * M * N * K, reps, [&] { gemm_f32(a); });
+  std::printf("  y hash %016llx%s\n", (unsigned long long)fnv(y), gelu ? " (GELU)" : "");
+  if (gelu) return 0;  // the check below is of the plain product
   double maxerr = 0, maxref = 0;
   std::mt19937 g(7);
   for (int s = 0; s < 2000; ++s) {
