@@ -8,7 +8,8 @@
 // Checks (before any timing; exit 6 if one fails): every output of every variant (auto, 1, 2, 3 and each tile
 // width) vs a float64 host reference at M = 1..8 on every shape: the AdaNorm shapes, odd N (partial tiles), K from
 // 64 to 12288 (K % 128 != 0 takes the older kernels; long K wraps the per-warp ring), with and without bias, plus a
-// misaligned x (the automatic choice falls back; variant 3 must refuse with an error).
+// misaligned x (every variant must refuse with an error) and scales / zeros 2 bytes off (the automatic choice falls
+// back to the older kernels; variant 3 must refuse).
 // Modes: (none) checks + table; quick: small checks + the N = 6144 rows; small: small checks only (for
 // compute-sanitizer memcheck: M = 1, 3, 8, no big shapes, the new kernel and the automatic choice only); tiny: three
 // small shapes at M = 1 and 8 (racecheck / synccheck); ncu: no checks, one launch of each kernel on the FLUX shapes
@@ -34,22 +35,24 @@
 
 struct Layer {
   int K, N;
+  int soff;  // scales / zeros start at element soff of their buffers (1: 2 bytes off, the misaligned check)
   __nv_bfloat16 *x, *scl, *zer, *bias;
   uint8_t* codes;
 };
-// x holds 8 rows plus 8 spare values (the misaligned-x check reads 8 rows from x + 4 values = 8 bytes in)
+// x holds 8 rows plus 8 spare values, scales / zeros 2 spare values (the misaligned checks)
 static Layer make_layer(int K, int N, uint32_t seed, cudaStream_t s) {
-  Layer L{K, N};
+  Layer L{K, N, 0};
   L.x = dalloc<__nv_bfloat16>(size_t(8) * K + 8);
   L.codes = dalloc<uint8_t>(size_t(N) * K / 2);
-  L.scl = dalloc<__nv_bfloat16>(size_t(N) * K / 64);
-  L.zer = dalloc<__nv_bfloat16>(size_t(N) * K / 64);
+  L.scl = dalloc<__nv_bfloat16>(size_t(N) * K / 64 + 2);
+  L.zer = dalloc<__nv_bfloat16>(size_t(N) * K / 64 + 2);
   L.bias = dalloc<__nv_bfloat16>(N);
   CS(eng_fill_random(L.x, size_t(8) * K + 8, 0, seed, 0.f, 2.f, s));
   CS(eng_fill_random_bytes(L.codes, size_t(N) * K / 2, seed + 1, s));
   // scale ~ 0.1/√K·U(0.5, 1.5), zero ~ −7.5·scale ± 0.3 scale: weights of both signs (AWQ-style zero points)
-  CS(eng_fill_random(L.scl, size_t(N) * K / 64, 0, seed + 2, 0.1f / std::sqrt(float(K)), 0.1f / std::sqrt(float(K)), s));
-  CS(eng_fill_random(L.zer, size_t(N) * K / 64, 0, seed + 3, -0.75f / std::sqrt(float(K)), 0.06f / std::sqrt(float(K)), s));
+  const float sk = 1.f / std::sqrt(float(K));
+  CS(eng_fill_random(L.scl, size_t(N) * K / 64 + 2, 0, seed + 2, 0.1f * sk, 0.1f * sk, s));
+  CS(eng_fill_random(L.zer, size_t(N) * K / 64 + 2, 0, seed + 3, -0.75f * sk, 0.06f * sk, s));
   CS(eng_fill_random(L.bias, N, 0, seed + 4, 0.f, 0.2f, s));
   CK(cudaStreamSynchronize(s));
   return L;
@@ -61,8 +64,8 @@ static void free_layer(Layer& L) {
 // float64 reference y[m, n] = Σ_k x[m, k]·(q[n, k]·s + z) for all 8 rows of x starting at element xoff (no bias)
 static std::vector<double> reference(const Layer& L, size_t xoff) {
   const int K = L.K, N = L.N, G = K / 64;
-  const auto hx = down<uint16_t>(L.x + xoff, size_t(8) * K), hs = down<uint16_t>(L.scl, size_t(N) * G),
-             hz = down<uint16_t>(L.zer, size_t(N) * G);
+  const auto hx = down<uint16_t>(L.x + xoff, size_t(8) * K), hs = down<uint16_t>(L.scl + L.soff, size_t(N) * G),
+             hz = down<uint16_t>(L.zer + L.soff, size_t(N) * G);
   const auto hc = down<uint8_t>(L.codes, size_t(N) * K / 2);
   std::vector<double> xd(size_t(8) * K), y(size_t(8) * N);
   for (size_t i = 0; i < xd.size(); ++i) xd[i] = bf2f(hx[i]);
@@ -97,8 +100,9 @@ struct Kern {
 static const char* run_kern(const Kern& k, const Layer& L, const __nv_bfloat16* x, int M, bool bias,
                             __nv_bfloat16* o, cudaStream_t s) {
   const __nv_bfloat16* b = bias ? L.bias : nullptr;
-  if (k.variant >= 0) return eng_gemv_w4a16_variant(x, M, L.K, L.codes, L.scl, L.zer, b, L.N, o, k.variant, s);
-  const cudaError_t e = gemv_stream::launch_tpw(k.tpw, x, M, L.K, L.codes, L.scl, L.zer, b, L.N, o, s);
+  const __nv_bfloat16 *sc = L.scl + L.soff, *ze = L.zer + L.soff;
+  if (k.variant >= 0) return eng_gemv_w4a16_variant(x, M, L.K, L.codes, sc, ze, b, L.N, o, k.variant, s);
+  const cudaError_t e = gemv_stream::launch_tpw(k.tpw, x, M, L.K, L.codes, sc, ze, b, L.N, o, s);
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
 
@@ -210,8 +214,9 @@ int main(int argc, char** argv) {
         for (const Kern& k : kerns) {
           if (!stream_ok && (k.variant == 3 || k.variant < 0)) continue;
           if (small && k.variant >= 1 && k.variant <= 2) continue;  // sanitizer run: the new kernel and the choice
+          if (tiny && k.variant == 0) continue;                       // racecheck: the streaming kernel only
           for (int b = 0; b < 2; ++b) {
-            if (b == 0 && M != 1 && M != 8) continue;  // without bias: M = 1 and 8
+            if (b == 0 && (tiny || (M != 1 && M != 8))) continue;  // without bias: M = 1 and 8
             shape_fails += !check(k, L, 0, ref, M, b == 1, s, false);
             shape_checks++;
           }
@@ -221,18 +226,24 @@ int main(int argc, char** argv) {
                   stream_ok ? "auto, 1, 2, 3, 16/32/64 rows" : "auto, 1, 2", shape_checks - shape_fails, shape_checks);
       fails += shape_fails;
       checks += shape_checks;
-      if (sh.K == 3072 && sh.N == 1000) {  // misaligned x (8 bytes off): auto falls back, variant 3 refuses
-        const auto ref2 = reference(L, 4);
+      if (sh.K == 3072 && sh.N == 1000) {
         const int M = 3;
-        fails += !check(kerns[0], L, 4, ref2, M, true, s, true);
-        checks++;
         auto* o = dalloc<__nv_bfloat16>(size_t(M) * L.N);
-        const char* e = eng_gemv_w4a16_variant(L.x + 4, M, L.K, L.codes, L.scl, L.zer, L.bias, L.N, o, 3, s);
-        const bool refused = e != nullptr;
-        std::printf("check variant 3 on a misaligned x: %s (%s)\n", refused ? "PASS" : "FAIL",
-                    refused ? e : "no error");
-        fails += !refused;
-        checks++;
+        // x 8 bytes off: every variant refuses (the kernels read x as 16-byte vectors)
+        int refused = 0;
+        for (int v = 0; v <= 3; ++v)
+          refused += eng_gemv_w4a16_variant(L.x + 4, M, L.K, L.codes, L.scl, L.zer, L.bias, L.N, o, v, s) != nullptr;
+        std::printf("check a misaligned x: %s (%d of 4 variants refused)\n", refused == 4 ? "PASS" : "FAIL", refused);
+        fails += refused != 4;
+        // scales / zeros 2 bytes off: the automatic choice falls back to the older kernels, variant 3 refuses
+        Layer L1 = L;
+        L1.soff = 1;
+        const auto ref1 = reference(L1, 0);
+        fails += !check(kerns[0], L1, 0, ref1, M, true, s, true);
+        const char* e = eng_gemv_w4a16_variant(L.x, M, L.K, L.codes, L.scl + 1, L.zer + 1, L.bias, L.N, o, 3, s);
+        std::printf("check variant 3 on scales 2 bytes off: %s (%s)\n", e ? "PASS" : "FAIL", e ? e : "no error");
+        fails += e == nullptr;
+        checks += 3;
         CK(cudaStreamSynchronize(s));
         CK(cudaFree(o));
       }
