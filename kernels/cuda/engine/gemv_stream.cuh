@@ -42,6 +42,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 
 namespace gemv_stream {
 // internal linkage: the engine (ops.cu) and the harness each compile their own copy
@@ -269,10 +270,17 @@ cudaError_t launch(const __nv_bfloat16* x, int M, int K, const uint8_t* codes, c
   return cudaGetLastError();
 }
 
-// TPW = 0: automatic (auto_tpw); else 1, 2 or 4.
+// TPW = 0: automatic (auto_tpw, or env SVDQ_GEMV_TPW = 1 / 2 / 4 when set: read once, for A/B runs of the engine
+// without a rebuild); else 1, 2 or 4.
 inline cudaError_t launch_tpw(int tpw, const __nv_bfloat16* x, int M, int K, const uint8_t* codes,
                               const __nv_bfloat16* scales, const __nv_bfloat16* zeros, const __nv_bfloat16* bias,
                               int N, __nv_bfloat16* out, cudaStream_t s) {
+  static const int env_tpw = [] {
+    const char* e = std::getenv("SVDQ_GEMV_TPW");
+    const int v = e ? std::atoi(e) : 0;
+    return v == 1 || v == 2 || v == 4 ? v : 0;
+  }();
+  if (tpw == 0) tpw = env_tpw;
   if (tpw == 0) {
     int dev = 0, sms = 132;
     cudaGetDevice(&dev);
