@@ -8,7 +8,7 @@
 //       kernels/cpu/gemm_w4a4_avx512.cc kernels/cpu/gemm_w4a4_amx.cc kernels/cpu/act_quant_p2.cc \
 //       kernels/cpu/gemm_p2.cc kernels/cpu/gemm_p2_amx.cc kernels/cpu/peak.cc kernels/cpu/gemm_w8a8.cc \
 //       kernels/cpu/gemm_w8a8_x86.cc kernels/cpu/p2_branch_bf16.cc kernels/cpu/pack_p2_int8.cc \
-//       kernels/cpu/gemm_p2_int8_amx.cc -o /tmp/kernel_times
+//       kernels/cpu/gemm_p2_int8_amx.cc kernels/cpu/gemm_p2_avx2.cc -o /tmp/kernel_times
 //   (add -DSVDQ_P2_TUNE to let P2_TR, P2_TC, P2_KC, P2_ROWS_OUTER, P2_L2PF override the int4p2 AMX plan)
 //   /tmp/kernel_times f32 M K N [threads] [isa]      # f32 GEMM (isa: 0 auto, 2 avx2, 3 avx512, 4 amx)
 //   /tmp/kernel_times w4a4 M K N [threads] [isa]     # quantize ± rank-32 down, W4A4 GEMM ± rank-32 up
@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "common.h"
+#include "p2_avx2.h"
 #include "p2_int8.h"
 #include "p2_layer.h"
 
@@ -227,7 +228,52 @@ int run_p2layer(int64_t M, int64_t K, int64_t N, int reps) {
   p2::gemm(g1);
   const uint64_t h1 = fnv(y);
   p2::gemm(g2);
-  std::printf("  y hash f32 branch %016llx, bf16 branch %016llx\n", (unsigned long long)h1, (unsigned long long)fnv(y));
+  const uint64_t h2 = fnv(y);
+  std::printf("  y hash f32 branch %016llx, bf16 branch %016llx\n", (unsigned long long)h1, (unsigned long long)h2);
+  if (p2::a2::available()) {  // the AVX2 integer path (p2_avx2.h) on the same inputs, vs the bf16-operand GEMM's y
+    std::vector<float> ya(M * N), yb(M * N);
+    std::vector<uint8_t> w0b, w1b, w2b, a0b, a1b, a2b;
+    auto wpack = [&](p2::PackArgs pk, std::vector<uint8_t>& buf) {
+      const int64_t R_ = pk.R;
+      uint8_t* base = align64(buf, p2::a2::WeightLayout(N, K, R_).bytes);
+      p2::a2::pack_weight(pk, base);
+      return p2::a2::weight_view(base, N, K, R_);
+    };
+    const p2::a2::Weight aw0 = wpack(pk0, w0b), aw1 = wpack(pk1, w1b), aw2 = wpack(pk2, w2b);
+    auto act = [&](std::vector<uint8_t>& buf, int64_t R_) {
+      return p2::a2::act_view(align64(buf, p2::a2::ActLayout(M, K, R_).bytes), M, K, R_);
+    };
+    const p2::a2::Act x0 = act(a0b, 0), x1 = act(a1b, R), x2 = act(a2b, R);
+    p2::QuantArgs r0 = q0, r1 = q1, r2 = q2;
+    r0.aop = r1.aop = r2.aop = nullptr;
+    for (int round = 0; round < 2; ++round) {
+      const double tq0 = time_it("a2 quantize R=0", mk, reps, [&] { p2::a2::quantize(r0, x0); });
+      const double tq1 = time_it("a2 quantize R=32 f32", mk, reps, [&] { p2::a2::quantize(r1, x1); });
+      const double tq2 = time_it("a2 quantize R=32 bf16", mk, reps, [&] { p2::a2::quantize(r2, x2); });
+      const double tg0 = time_it("a2 gemm R=0", 2.0 * M * N * K, reps, [&] { p2::a2::gemm(x0, aw0, bias.data(), false, ya.data()); });
+      const double tg1 = time_it("a2 gemm R=32 f32", 2.0 * M * N * K, reps, [&] { p2::a2::gemm(x1, aw1, bias.data(), false, ya.data()); });
+      const double tg2 = time_it("a2 gemm R=32 bf16", 2.0 * M * N * K, reps, [&] { p2::a2::gemm(x2, aw2, bias.data(), false, ya.data()); });
+      std::printf(" a2 f32: ");
+      print_overhead(tq0, tq1, tg0, tg1);
+      std::printf(" a2 bf16: ");
+      print_overhead(tq0, tq2, tg0, tg2);
+    }
+    // against the bf16-operand GEMM of the same quantized data: max |diff| / max |y|
+    for (int b = 0; b < 3; ++b) {
+      const p2::GemmArgs& gg = b == 0 ? g0 : b == 1 ? g1 : g2;
+      p2::quantize(b == 0 ? q0 : b == 1 ? q1 : q2);
+      p2::gemm(gg);
+      yb = y;
+      p2::a2::gemm(b == 0 ? x0 : b == 1 ? x1 : x2, b == 0 ? aw0 : b == 1 ? aw1 : aw2, bias.data(), false, ya.data());
+      double d = 0, mx = 0;
+      for (int64_t i = 0; i < M * N; ++i) {
+        d = std::max(d, std::fabs(static_cast<double>(ya[i]) - yb[i]));
+        mx = std::max(mx, std::fabs(static_cast<double>(yb[i])));
+      }
+      std::printf("  a2 vs bf16-operand GEMM (%s): max |diff| %.3g of max |y| %.3g; a2 y hash %016llx\n",
+                  b == 0 ? "R=0" : b == 1 ? "f32 branch" : "bf16 branch", d, mx, (unsigned long long)fnv(ya));
+    }
+  }
   double e = 0, worst = 0, worst2 = 0;
   auto bfv = [](float v) { return static_cast<double>(p2::bf16_widen(p2::bf16_round(v))); };
   for (int64_t m = 0; m < std::min<int64_t>(M, 64); ++m)
