@@ -441,6 +441,21 @@ void down_scalar(const float* x, int64_t K, int rows, const float* ld, int64_t R
       lact[i * R + r] = static_cast<float>(s);
     }
 }
+// lact [rows][R] = x[rows]·L_downᵀ from ldT [K][Rp] (lowrank_down.h layout) in float64 sums in k order: with
+// bf16-rounded x and ldT holding bf16(L_down), down_bf16_scalar's sums bit for bit (exact products, same order).
+void down_scalar_t(const float* x, int64_t K, int rows, const float* ldt, int64_t R, float* lact) {
+  const int64_t Rp = lowrank::rank_pad(R);
+  std::vector<double> acc(static_cast<size_t>(R));
+  for (int i = 0; i < rows; ++i) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t k = 0; k < K; ++k) {
+      const double xv = x[i * K + k];
+      const float* l = ldt + k * Rp;
+      for (int64_t r = 0; r < R; ++r) acc[r] += xv * l[r];
+    }
+    for (int64_t r = 0; r < R; ++r) lact[i * R + r] = static_cast<float>(acc[r]);
+  }
+}
 // The bf16 operand row: q·2^(e − c) for the K code columns (exact), then the branch columns, zeros to Kt.
 void operand_row_scalar(const int8_t* q, const int8_t* e, int64_t K, int c, uint16_t* dst) {
   for (int64_t k = 0; k < K; ++k)
@@ -492,7 +507,7 @@ int64_t quantize(const QuantArgs& a) {
   // works on 32-row blocks (2 A tiles).
   // AVX2: 4 row tiles of its down-projection (lowrank_down_avx2.h) share each block of L_downᵀ.
   const int64_t TR = amx_down ? 32 : vec && R > 0 ? kRowsLr : avx2 && R > 0 ? 4 * lowrank2::kMR : 4;
-  const float* ldt = !((vec || avx2) && R > 0) || amx_down ? nullptr
+  const float* ldt = !((vec || avx2 || bf) && R > 0) || amx_down ? nullptr
                      : bf && a.ldown_t_bf16               ? a.ldown_t_bf16
                      : bf                                 ? ldt_of_ldb(ldb, R, K, t_ldt)
                      : a.ldown_t                          ? a.ldown_t
@@ -514,7 +529,7 @@ int64_t quantize(const QuantArgs& a) {
         const float* xs = a.x + m0 * K;
         if (bf) {  // exact bf16 products in the f32 kernel
           s.xb.resize(TR * K);
-          round_rows_bf16(xs, K, rows, K, s.xb.data());
+          lowrank2::round_rows_bf16(xs, K, rows, K, s.xb.data());  // round_rows_bf16's bits, 8 lanes at a time
           xs = s.xb.data();
         }
         lowrank::down_rows(xs, K, rows, K, ldt, R, acc, la, R);
@@ -527,8 +542,10 @@ int64_t quantize(const QuantArgs& a) {
           xs = xb;
         }
         lowrank2::down_rows(xs, K, rows, K, ldt, R, acc, la, R);
-      } else if (bf) {
-        down_bf16_scalar(a.x + m0 * K, K, rows, K, ldb, R, la, R);
+      } else if (bf) {  // down_bf16_scalar's sums (bf16 x rounded once per row, not once per rank)
+        s.xb.resize(TR * K);
+        round_rows_bf16(a.x + m0 * K, K, rows, K, s.xb.data());
+        down_scalar_t(s.xb.data(), K, rows, ldt, R, la);
       } else {
         down_scalar(a.x + m0 * K, K, rows, a.ldown, R, la);
       }
