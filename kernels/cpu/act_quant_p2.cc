@@ -535,13 +535,8 @@ int64_t quantize(const QuantArgs& a) {
         lowrank::down_rows(xs, K, rows, K, ldt, R, acc, la, R);
       } else if (avx2) {  // f32 FMA; bf16: on bf16(x), bf16(L_down) (exact products)
         float* acc = align64(s.acc, TR * lowrank::rank_pad(R));
-        const float* xs = a.x + m0 * K;
-        if (bf) {
-          float* xb = align64(s.xb, static_cast<size_t>(TR * K));
-          lowrank2::round_rows_bf16(xs, K, rows, K, xb);
-          xs = xb;
-        }
-        lowrank2::down_rows(xs, K, rows, K, ldt, R, acc, la, R);
+        float* xblk = bf ? align64(s.xb, static_cast<size_t>(TR * lowrank::kKC)) : nullptr;  // bf16(x) per K block
+        lowrank2::down_rows(a.x + m0 * K, K, rows, K, ldt, R, acc, la, R, xblk);
       } else if (bf) {  // down_bf16_scalar's sums (bf16 x rounded once per row, not once per rank)
         s.xb.resize(TR * K);
         round_rows_bf16(a.x + m0 * K, K, rows, K, s.xb.data());

@@ -20,15 +20,15 @@ namespace lowrank2 {
 
 constexpr int kMR = 6;
 
-// acc [MR][Rp] (+)= x rows [MR] (row stride ldx) · ldT over k [k0, k0 + kc), ranks [c0, c0 + 16).
+// acc [MR][Rp] (+)= x rows [MR] (row stride ldx, from the block's first column) · the block's kc rows of ldT
+// (from its row k0: lk), ranks [c0, c0 + 16).
 template <int MR>
-SVDQ_TARGET_DOWN2 inline void tile(const float* x, int64_t ldx, const float* ldt, int64_t Rp, int64_t k0, int64_t kc,
-                                   int64_t c0, float* acc_buf, bool first) {
+SVDQ_TARGET_DOWN2 inline void tile(const float* xr, int64_t ldx, const float* lk, int64_t Rp, int64_t kc, int64_t c0,
+                                   float* acc_buf, bool first) {
   __m256 acc[MR][2];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-  const float* xr = x + k0;
-  const float* lp = ldt + k0 * Rp + c0;
+  const float* lp = lk + c0;
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 w0 = _mm256_load_ps(lp + k * Rp), w1 = _mm256_load_ps(lp + k * Rp + 8);
 #pragma GCC unroll 8
@@ -46,30 +46,6 @@ SVDQ_TARGET_DOWN2 inline void tile(const float* x, int64_t ldx, const float* ldt
     }
 }
 
-// lact rows [0, rows) (row stride ldl) = x rows (row stride ldx) · L_downᵀ, ldT [K][Rp] 32-byte aligned
-// (lowrank::transpose_down or the layer's prepared one). acc_buf: rows·Rp floats of 32-byte aligned scratch.
-SVDQ_TARGET_DOWN2 inline void down_rows(const float* x, int64_t ldx, int64_t rows, int64_t K, const float* ldt,
-                                        int64_t R, float* acc_buf, float* lact, int64_t ldl) {
-  const int64_t Rp = lowrank::rank_pad(R);
-  for (int64_t k0 = 0; k0 < K; k0 += lowrank::kKC) {
-    const int64_t kc = std::min(lowrank::kKC, K - k0);
-    const bool first = k0 == 0;
-    for (int64_t i = 0; i < rows; i += kMR) {
-      const float* xi = x + i * ldx;
-      float* acc = acc_buf + i * Rp;
-      for (int64_t c0 = 0; c0 < Rp; c0 += 16) switch (std::min<int64_t>(kMR, rows - i)) {
-          case 6: tile<6>(xi, ldx, ldt, Rp, k0, kc, c0, acc, first); break;
-          case 5: tile<5>(xi, ldx, ldt, Rp, k0, kc, c0, acc, first); break;
-          case 4: tile<4>(xi, ldx, ldt, Rp, k0, kc, c0, acc, first); break;
-          case 3: tile<3>(xi, ldx, ldt, Rp, k0, kc, c0, acc, first); break;
-          case 2: tile<2>(xi, ldx, ldt, Rp, k0, kc, c0, acc, first); break;
-          default: tile<1>(xi, ldx, ldt, Rp, k0, kc, c0, acc, first); break;
-        }
-    }
-  }
-  for (int64_t i = 0; i < rows; ++i) std::memcpy(lact + i * ldl, acc_buf + i * Rp, R * sizeof(float));
-}
-
 // dst [rows][K] = bf16(x rows) as f32 values (p2_layer.h bf16_round: nearest even, subnormals kept; finite x; a
 // NaN row fails the activation pass before its branch is used).
 SVDQ_TARGET_DOWN2 inline void round_rows_bf16(const float* x, int64_t ldx, int64_t rows, int64_t K, float* dst) {
@@ -81,6 +57,41 @@ SVDQ_TARGET_DOWN2 inline void round_rows_bf16(const float* x, int64_t ldx, int64
       const __m256i r = _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(b, 16), one));
       _mm256_storeu_ps(dst + i * K + k, _mm256_castsi256_ps(_mm256_and_si256(_mm256_add_epi32(b, r), hi)));
     }
+}
+
+// lact rows [0, rows) (row stride ldl) = x rows (row stride ldx) · L_downᵀ, ldT [K][Rp] 32-byte aligned
+// (lowrank::transpose_down or the layer's prepared one). acc_buf: rows·Rp floats of 32-byte aligned scratch. xblk
+// (rows·kKC floats) or null: with it, each K block of the rows is first rounded to bf16 into xblk (in L1; the bf16
+// branch: a separate pass over all of K read x from memory twice, 0.2–0.9 ms more than the f32 branch at M = 256 /
+// 1024, K = 3072).
+SVDQ_TARGET_DOWN2 inline void down_rows(const float* x, int64_t ldx, int64_t rows, int64_t K, const float* ldt,
+                                        int64_t R, float* acc_buf, float* lact, int64_t ldl, float* xblk = nullptr) {
+  const int64_t Rp = lowrank::rank_pad(R);
+  for (int64_t k0 = 0; k0 < K; k0 += lowrank::kKC) {
+    const int64_t kc = std::min(lowrank::kKC, K - k0);
+    const bool first = k0 == 0;
+    const float* xb = x + k0;
+    int64_t ld = ldx;
+    if (xblk) {
+      round_rows_bf16(x + k0, ldx, rows, kc, xblk);
+      xb = xblk;
+      ld = kc;
+    }
+    const float* lk = ldt + k0 * Rp;
+    for (int64_t i = 0; i < rows; i += kMR) {
+      const float* xi = xb + i * ld;
+      float* acc = acc_buf + i * Rp;
+      for (int64_t c0 = 0; c0 < Rp; c0 += 16) switch (std::min<int64_t>(kMR, rows - i)) {
+          case 6: tile<6>(xi, ld, lk, Rp, kc, c0, acc, first); break;
+          case 5: tile<5>(xi, ld, lk, Rp, kc, c0, acc, first); break;
+          case 4: tile<4>(xi, ld, lk, Rp, kc, c0, acc, first); break;
+          case 3: tile<3>(xi, ld, lk, Rp, kc, c0, acc, first); break;
+          case 2: tile<2>(xi, ld, lk, Rp, kc, c0, acc, first); break;
+          default: tile<1>(xi, ld, lk, Rp, kc, c0, acc, first); break;
+        }
+    }
+  }
+  for (int64_t i = 0; i < rows; ++i) std::memcpy(lact + i * ldl, acc_buf + i * Rp, R * sizeof(float));
 }
 
 }  // namespace lowrank2
