@@ -18,6 +18,7 @@
 
 #include "group_max.h"
 #include "lowrank_down.h"
+#include "lowrank_down_avx2.h"
 #include "p2_layer.h"
 #include "simd.h"
 
@@ -69,8 +70,6 @@ inline void split3(float v, uint16_t* p) {
 // Largest |a| the branch may put in a bf16 column before its row's power of two moves into the scale: 2^60, so
 // that a·b (|b| ≤ 2^60 likewise) and K such sums stay far inside f32.
 constexpr double kBranchMax = 0x1p60;
-// The power of two c (0 unless amax > 2^60; then max |a|·2^-c ≈ 2^30) taken out of a row's branch values.
-int branch_shift(double amax) { return amax > kBranchMax ? std::min(100, ceil_log2(amax) - 30) : 0; }
 
 // Sequential float64 squared errors of one group at scales s0 and s1 = s0/2 (p2.ts quantizeRowP2's loop): true
 // when s1 is the better choice.
@@ -300,6 +299,130 @@ SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, floa
   return 0;
 }
 
+#define SVDQ_TARGET_P2Q2 __attribute__((target("avx2,fma")))
+
+SVDQ_TARGET_P2Q2 inline __m256 codes_at8(__m256 v, __m256 inv_s) {
+  constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  return _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(_mm256_mul_ps(v, inv_s), kRne), _mm256_set1_ps(-8.f)),
+                       _mm256_set1_ps(7.f));
+}
+SVDQ_TARGET_P2Q2 inline float hmax8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+SVDQ_TARGET_P2Q2 inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+// 16 int32 lanes (a, b) in order as 16 int16 (signed saturation: the values fit).
+SVDQ_TARGET_P2Q2 inline __m256i pack16(__m256i a, __m256i b) {
+  return _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);
+}
+
+// The AVX2 row: row_avx512's arithmetic on 8 lanes (same q, e as row_scalar; same returns, v written in the first
+// pass). The f32 squared-error sums run in two accumulators of 4 steps each, added, then a 3-level lane reduction:
+// 8 roundings per term as on AVX-512, so the same 2^-18 gap decides; otherwise pick_finer (the sequential float64
+// sums of p2.ts) does.
+SVDQ_TARGET_P2Q2 int row_avx2(const float* x, const float* inv, int64_t K, float* v, const float* lr, int64_t R,
+                              int8_t* q, int8_t* e, uint16_t* tiled, RowStats& st, int& c) {
+  const int64_t G = K / kGroup;
+  const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 fmax = _mm256_set1_ps(3.40282347e38f);
+  alignas(32) float tbuf[512];
+  std::vector<float> theap;
+  float* t = G <= 512 ? tbuf : (theap.resize(G), theap.data());
+  __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  float tmax = 0;
+  for (int64_t g = 0; g < G; ++g) {
+    __m256 mx = _mm256_setzero_ps();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const int64_t k = g * kGroup + 8 * j;
+      __m256 a = _mm256_loadu_ps(x + k);
+      if (inv) a = _mm256_mul_ps(a, _mm256_loadu_ps(inv + k));
+      _mm256_storeu_ps(v + k, a);
+      const __m256 ab = _mm256_and_ps(a, absm);
+      ok = _mm256_and_ps(ok, _mm256_cmp_ps(ab, fmax, _CMP_LE_OQ));  // false for NaN and ±Inf
+      mx = _mm256_max_ps(mx, ab);
+    }
+    t[g] = static_cast<float>(static_cast<double>(hmax8(mx)) / 7.0);  // SVDQuant §3: absmax/7
+    tmax = std::max(tmax, t[g]);
+  }
+  if (_mm256_movemask_ps(ok) != 0xff) return 1;
+  st.zero = tmax == 0;
+  if (!st.zero) {
+    st.kS = ceil_log2f(tmax) - kExpMax;
+    if (st.kS < -149) return 2;
+    if (st.kS < -100 || st.kS > 100) return 3;
+  }
+  double amax = 0;
+  const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
+  for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
+  c = branch_shift(amax);
+  const __m256 half = _mm256_set1_ps(0.5f);
+  for (int64_t g = 0; g < G; ++g) {
+    const float* vg = v + g * kGroup;
+    uint16_t* tg = tiled ? tiled + (g * kGroup / 32) * 1024 : nullptr;  // groups start on a 32-column tile edge
+    if (t[g] == 0) {
+      if (q) std::memset(q + g * kGroup, 0, kGroup);
+      e[g] = kExpMin;
+      if (tg) {
+        std::memset(tg, 0, 64);
+        std::memset(tg + 1024, 0, 64);
+      }
+      continue;
+    }
+    int eg = std::clamp(ceil_log2f(t[g]) - st.kS, kExpMin, kExpMax);
+    __m256 vv[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) vv[j] = _mm256_loadu_ps(vg + 8 * j);
+    if (eg > kExpMin) {
+      // row_avx512's f32 pre-decision: in units of s0, d0 = w − q0, d1 = w − q1/2 (exact), sums of d² by FMA
+      const float i0 = pow2f(-(st.kS + eg));
+      const __m256 i0v = _mm256_set1_ps(i0), i1v = _mm256_set1_ps(i0 * 2.f);
+      __m256 F0[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, F1[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        const __m256 w = _mm256_mul_ps(vv[j], i0v);
+        const __m256 d0 = _mm256_sub_ps(w, codes_at8(vv[j], i0v));
+        const __m256 d1 = _mm256_fnmadd_ps(codes_at8(vv[j], i1v), half, w);
+        F0[j & 1] = _mm256_fmadd_ps(d0, d0, F0[j & 1]);
+        F1[j & 1] = _mm256_fmadd_ps(d1, d1, F1[j & 1]);
+      }
+      const float g0 = hsum8(_mm256_add_ps(F0[0], F0[1])), g1 = hsum8(_mm256_add_ps(F1[0], F1[1]));
+      bool finer;
+      if (g0 + g1 > 0x1p-100f && std::fabs(g0 - g1) > 0x1p-18f * (g0 + g1))
+        finer = g1 < g0;
+      else
+        finer = pick_finer(vg, std::ldexp(1.0, st.kS + eg), std::ldexp(1.0, st.kS + eg - 1));
+      if (finer) --eg;
+    }
+    e[g] = static_cast<int8_t>(eg);
+    const __m256 iv = _mm256_set1_ps(pow2f(-(st.kS + eg)));
+    const __m256 p = _mm256_set1_ps(pow2f(eg - c));  // c ≤ 100, e − c ≥ −110: a normal f32
+    __m256 qj[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) qj[j] = codes_at8(vv[j], iv);
+    if (q)
+      for (int h = 0; h < 2; ++h) {
+        const __m256i a = pack16(_mm256_cvtps_epi32(qj[4 * h]), _mm256_cvtps_epi32(qj[4 * h + 1]));
+        const __m256i b = pack16(_mm256_cvtps_epi32(qj[4 * h + 2]), _mm256_cvtps_epi32(qj[4 * h + 3]));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + g * kGroup + 32 * h),
+                            _mm256_permute4x64_epi64(_mm256_packs_epi16(a, b), 0xD8));
+      }
+    if (tg)
+      for (int h = 0; h < 4; ++h) {  // 16 values: bf16 bits of q·2^(e − c) (exact), columns 16h.. of the group
+        const __m256i a = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(qj[2 * h], p)), 16);
+        const __m256i b = _mm256_srli_epi32(_mm256_castps_si256(_mm256_mul_ps(qj[2 * h + 1], p)), 16);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(tg + (h >> 1) * 1024 + (h & 1) * 16),
+                            _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8));
+      }
+  }
+  return 0;
+}
+
 // v = x·inv (f32 products); false when one is not finite.
 bool scaled_row_scalar(const float* x, const float* inv, int64_t K, float* v) {
   bool ok = true;
@@ -318,6 +441,21 @@ void down_scalar(const float* x, int64_t K, int rows, const float* ld, int64_t R
       lact[i * R + r] = static_cast<float>(s);
     }
 }
+// lact [rows][R] = x[rows]·L_downᵀ from ldT [K][Rp] (lowrank_down.h layout) in float64 sums in k order: with
+// bf16-rounded x and ldT holding bf16(L_down), down_bf16_scalar's sums bit for bit (exact products, same order).
+void down_scalar_t(const float* x, int64_t K, int rows, const float* ldt, int64_t R, float* lact) {
+  const int64_t Rp = lowrank::rank_pad(R);
+  std::vector<double> acc(static_cast<size_t>(R));
+  for (int i = 0; i < rows; ++i) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t k = 0; k < K; ++k) {
+      const double xv = x[i * K + k];
+      const float* l = ldt + k * Rp;
+      for (int64_t r = 0; r < R; ++r) acc[r] += xv * l[r];
+    }
+    for (int64_t r = 0; r < R; ++r) lact[i * R + r] = static_cast<float>(acc[r]);
+  }
+}
 // The bf16 operand row: q·2^(e − c) for the K code columns (exact), then the branch columns, zeros to Kt.
 void operand_row_scalar(const int8_t* q, const int8_t* e, int64_t K, int c, uint16_t* dst) {
   for (int64_t k = 0; k < K; ++k)
@@ -333,6 +471,9 @@ thread_local std::vector<float> t_ldt;  // L_downᵀ of the calling thread, kept
 thread_local std::vector<uint16_t> t_ldb;  // Branch::Bf16: bf16(L_down) packed per call when the layer has none
 
 }  // namespace
+
+// The power of two c (0 unless amax > 2^60; then max |a|·2^-c ≈ 2^30) taken out of a row's branch values.
+int branch_shift(double amax) { return amax > kBranchMax ? std::min(100, ceil_log2(amax) - 30) : 0; }
 
 bool cpu_has_avx512_bf16() {
 #if defined(__x86_64__)
@@ -350,6 +491,7 @@ int64_t quantize(const QuantArgs& a) {
   const bool bf = a.branch == Branch::Bf16 && R > 0;
   const int64_t Kt = kt_of(K, R, a.branch);
   const bool vec = isa_at_least(Isa::Avx512);
+  const bool avx2 = !vec && isa_at_least(Isa::Avx2);  // row_avx2, lowrank_down_avx2.h
   // Branch::Bf16: bf16(L_down) as B tiles; the down-projection on AMX-BF16 tiles (32-row tasks) where the GEMM has them
   const uint16_t* ldb = nullptr;
   if (bf) {
@@ -363,11 +505,13 @@ int64_t quantize(const QuantArgs& a) {
   const bool amx_down = bf && gemm_path() == 3;
   // Rows per task: the AVX-512 down-projection's row tiles (lowrank_down.h) share each block of L_downᵀ; the AMX one
   // works on 32-row blocks (2 A tiles).
-  const int64_t TR = amx_down ? 32 : vec && R > 0 ? kRowsLr : 4;
-  const float* ldt = !(vec && R > 0) || amx_down ? nullptr
-                     : bf                        ? ldt_of_ldb(ldb, R, K, t_ldt)
-                     : a.ldown_t                 ? a.ldown_t
-                                                 : lowrank::transpose_down(a.ldown, R, K, t_ldt);
+  // AVX2: 4 row tiles of its down-projection (lowrank_down_avx2.h) share each block of L_downᵀ.
+  const int64_t TR = amx_down ? 32 : vec && R > 0 ? kRowsLr : avx2 && R > 0 ? 4 * lowrank2::kMR : 4;
+  const float* ldt = !((vec || avx2 || bf) && R > 0) || amx_down ? nullptr
+                     : bf && a.ldown_t_bf16               ? a.ldown_t_bf16
+                     : bf                                 ? ldt_of_ldb(ldb, R, K, t_ldt)
+                     : a.ldown_t                          ? a.ldown_t
+                                                          : lowrank::transpose_down(a.ldown, R, K, t_ldt);
   std::vector<int64_t> fail(static_cast<size_t>((M + TR - 1) / TR), -1);
   parallel_for((M + TR - 1) / TR, [&](int64_t task, int) {
     const int64_t m0 = task * TR;
@@ -385,12 +529,18 @@ int64_t quantize(const QuantArgs& a) {
         const float* xs = a.x + m0 * K;
         if (bf) {  // exact bf16 products in the f32 kernel
           s.xb.resize(TR * K);
-          round_rows_bf16(xs, K, rows, K, s.xb.data());
+          lowrank2::round_rows_bf16(xs, K, rows, K, s.xb.data());  // round_rows_bf16's bits, 8 lanes at a time
           xs = s.xb.data();
         }
         lowrank::down_rows(xs, K, rows, K, ldt, R, acc, la, R);
-      } else if (bf) {
-        down_bf16_scalar(a.x + m0 * K, K, rows, K, ldb, R, la, R);
+      } else if (avx2) {  // f32 FMA; bf16: on bf16(x), bf16(L_down) (exact products)
+        float* acc = align64(s.acc, TR * lowrank::rank_pad(R));
+        float* xblk = bf ? align64(s.xb, static_cast<size_t>(TR * lowrank::kKC)) : nullptr;  // bf16(x) per K block
+        lowrank2::down_rows(a.x + m0 * K, K, rows, K, ldt, R, acc, la, R, xblk);
+      } else if (bf) {  // down_bf16_scalar's sums (bf16 x rounded once per row, not once per rank)
+        s.xb.resize(TR * K);
+        round_rows_bf16(a.x + m0 * K, K, rows, K, s.xb.data());
+        down_scalar_t(s.xb.data(), K, rows, ldt, R, la);
       } else {
         down_scalar(a.x + m0 * K, K, rows, a.ldown, R, la);
       }
@@ -411,6 +561,9 @@ int64_t quantize(const QuantArgs& a) {
                                       a.aop_branch_only ? nullptr : tiled, st, c, xconv, xmax, xnext)
                    : row_avx512<false>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, qd, s.e.data(),
                                        a.aop_branch_only ? nullptr : tiled, st, c, nullptr, nullptr, xnext);
+      else if (avx2)
+        rc = row_avx2(xr, a.inv_smooth, K, s.v.data(), lr, Rl, qd, s.e.data(), a.aop_branch_only ? nullptr : tiled, st,
+                      c);
       else if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
         rc = 1;
       if (rc == 3) {  // the portable row (v is in s.v)

@@ -249,6 +249,7 @@ void register_gemm_f32_split(Napi::Env env, Napi::Object exports);  // gemm_f32_
 void register_norm_f32(Napi::Env env, Napi::Object exports);        // norm_f32.cc
 void register_p2(Napi::Env env, Napi::Object exports);              // binding_p2.cc (the int4p2 layer)
 void register_p2_int8(Napi::Env env, Napi::Object exports);         // binding_p2_int8.cc (its AMX-INT8 path)
+void register_p2_avx2(Napi::Env env, Napi::Object exports);         // binding_p2_avx2.cc (its AVX2 integer path)
 }
 namespace {
 
@@ -317,6 +318,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   svdq::register_norm_f32(env, exports);
   svdq::register_p2(env, exports);
   svdq::register_p2_int8(env, exports);
+  svdq::register_p2_avx2(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }

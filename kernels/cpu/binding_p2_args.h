@@ -52,6 +52,9 @@ inline void common_quant(const Napi::Object& o, QuantArgs& q, int64_t N) {
                       ? arr<uint16_t>(o, "lowRankDownBf16", down_bf16_len(q.K, q.R) + 32, true)
                       : nullptr;
   q.ldown_bf16 = ldb ? aligned(ldb) : nullptr;
+  q.ldown_t_bf16 = q.R && q.branch == Branch::Bf16
+                       ? lowrank::aligned_ldt(arr<float>(o, "lowRankDownTBf16", q.K * lowrank::rank_pad(q.R) + 16, true))
+                       : nullptr;
 }
 
 }  // namespace napi

@@ -64,6 +64,10 @@ struct PackArgs {
 };
 void pack_weight(const PackArgs& a);
 
+// The power of two c taken out of a row's branch values (0 unless amax = max |branch value| / S > 2^60;
+// act_quant_p2.cc): the operand holds them divided by 2^c, the row scale times it.
+int branch_shift(double amax);
+
 // Receives each quantized row while its codes are in cache (the AMX-INT8 path writes its band operand from it,
 // pack_p2_int8.cc, instead of a pass over codes written to memory). q [K], e [K/64] are scratch valid during the
 // call; S the row's S_x (0 for an all-zero row). Called from pool threads, once or twice per row (same values).
@@ -86,6 +90,9 @@ struct QuantArgs {
   const float* ldown_t = nullptr;  // L_downᵀ [K][Rp] (lowrank_down.h, 64-byte aligned), or null: transposed per call
   Branch branch = Branch::F32;
   const uint16_t* ldown_bf16 = nullptr;  // Branch::Bf16: pack_down_bf16 of ldown (64-byte aligned), or null: per call
+  // Branch::Bf16: bf16(L_down)ᵀ as f32 values in the ldown_t layout (the f32 FMA down-projections' operand, prepared
+  // once per layer), or null: from ldown_bf16 per call (ldt_of_ldb)
+  const float* ldown_t_bf16 = nullptr;
   bool aop_branch_only = false;    // aop: write only the branch tiles (columns K on; the AMX-INT8 path, p2_int8.h)
   RowSink* sink = nullptr;         // or null
 };

@@ -32,7 +32,9 @@
         "<(csrc)/p2_branch_bf16.cc",
         "<(csrc)/binding_p2_int8.cc",
         "<(csrc)/pack_p2_int8.cc",
-        "<(csrc)/gemm_p2_int8_amx.cc"
+        "<(csrc)/gemm_p2_int8_amx.cc",
+        "<(csrc)/gemm_p2_avx2.cc",
+        "<(csrc)/binding_p2_avx2.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],

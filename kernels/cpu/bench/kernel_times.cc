@@ -8,12 +8,13 @@
 //       kernels/cpu/gemm_w4a4_avx512.cc kernels/cpu/gemm_w4a4_amx.cc kernels/cpu/act_quant_p2.cc \
 //       kernels/cpu/gemm_p2.cc kernels/cpu/gemm_p2_amx.cc kernels/cpu/peak.cc kernels/cpu/gemm_w8a8.cc \
 //       kernels/cpu/gemm_w8a8_x86.cc kernels/cpu/p2_branch_bf16.cc kernels/cpu/pack_p2_int8.cc \
-//       kernels/cpu/gemm_p2_int8_amx.cc -o /tmp/kernel_times
+//       kernels/cpu/gemm_p2_int8_amx.cc kernels/cpu/gemm_p2_avx2.cc -o /tmp/kernel_times
 //   (add -DSVDQ_P2_TUNE to let P2_TR, P2_TC, P2_KC, P2_ROWS_OUTER, P2_L2PF override the int4p2 AMX plan)
 //   /tmp/kernel_times f32 M K N [threads] [isa]      # f32 GEMM + y hash (isa: 0 auto, 2 avx2, 3 avx512, 4 amx; GELU=1)
 //   /tmp/kernel_times w4a4 M K N [threads] [isa]     # quantize ± rank-32 down, W4A4 GEMM ± rank-32 up
 //   /tmp/kernel_times p2 M K N [threads] [isa]       # int4p2 bf16 GEMM (Kt = K rounded up to 32), its tdpbf16ps peak
 //   /tmp/kernel_times p2layer M K N [threads] [isa]  # int4p2: quantize ± rank-32 down, GEMM ± branch columns (f32 192, bf16 32)
+//   /tmp/kernel_times p2a2 M K N [threads] [isa]     # int4p2 on AVX2 integers (p2_avx2.h) vs the INT4 W4A4 layer, R 0/32
 //   /tmp/kernel_times w8a8 M K N [threads] [isa]     # W8A8 GEMM (random int8 codes)
 //   /tmp/kernel_times p2i8 M K N [threads]           # int4p2 layer on AMX-INT8 vs AMX-BF16 (SPREAD=1: shadows,
 //                                                    # BRANCH=1: bf16 branch, ONLY8=1: int8 GEMM only + y hash)
@@ -39,6 +40,8 @@
 #include <vector>
 
 #include "common.h"
+#include "lowrank_down.h"
+#include "p2_avx2.h"
 #include "p2_int8.h"
 #include "p2_layer.h"
 
@@ -233,7 +236,52 @@ int run_p2layer(int64_t M, int64_t K, int64_t N, int reps) {
   p2::gemm(g1);
   const uint64_t h1 = fnv(y);
   p2::gemm(g2);
-  std::printf("  y hash f32 branch %016llx, bf16 branch %016llx\n", (unsigned long long)h1, (unsigned long long)fnv(y));
+  const uint64_t h2 = fnv(y);
+  std::printf("  y hash f32 branch %016llx, bf16 branch %016llx\n", (unsigned long long)h1, (unsigned long long)h2);
+  if (p2::a2::available()) {  // the AVX2 integer path (p2_avx2.h) on the same inputs, vs the bf16-operand GEMM's y
+    std::vector<float> ya(M * N), yb(M * N);
+    std::vector<uint8_t> w0b, w1b, w2b, a0b, a1b, a2b;
+    auto wpack = [&](p2::PackArgs pk, std::vector<uint8_t>& buf) {
+      const int64_t R_ = pk.R;
+      uint8_t* base = align64(buf, p2::a2::WeightLayout(N, K, R_).bytes);
+      p2::a2::pack_weight(pk, base);
+      return p2::a2::weight_view(base, N, K, R_);
+    };
+    const p2::a2::Weight aw0 = wpack(pk0, w0b), aw1 = wpack(pk1, w1b), aw2 = wpack(pk2, w2b);
+    auto act = [&](std::vector<uint8_t>& buf, int64_t R_) {
+      return p2::a2::act_view(align64(buf, p2::a2::ActLayout(M, K, R_).bytes), M, K, R_);
+    };
+    const p2::a2::Act x0 = act(a0b, 0), x1 = act(a1b, R), x2 = act(a2b, R);
+    p2::QuantArgs r0 = q0, r1 = q1, r2 = q2;
+    r0.aop = r1.aop = r2.aop = nullptr;
+    for (int round = 0; round < 2; ++round) {
+      const double tq0 = time_it("a2 quantize R=0", mk, reps, [&] { p2::a2::quantize(r0, x0); });
+      const double tq1 = time_it("a2 quantize R=32 f32", mk, reps, [&] { p2::a2::quantize(r1, x1); });
+      const double tq2 = time_it("a2 quantize R=32 bf16", mk, reps, [&] { p2::a2::quantize(r2, x2); });
+      const double tg0 = time_it("a2 gemm R=0", 2.0 * M * N * K, reps, [&] { p2::a2::gemm(x0, aw0, bias.data(), false, ya.data()); });
+      const double tg1 = time_it("a2 gemm R=32 f32", 2.0 * M * N * K, reps, [&] { p2::a2::gemm(x1, aw1, bias.data(), false, ya.data()); });
+      const double tg2 = time_it("a2 gemm R=32 bf16", 2.0 * M * N * K, reps, [&] { p2::a2::gemm(x2, aw2, bias.data(), false, ya.data()); });
+      std::printf(" a2 f32: ");
+      print_overhead(tq0, tq1, tg0, tg1);
+      std::printf(" a2 bf16: ");
+      print_overhead(tq0, tq2, tg0, tg2);
+    }
+    // against the bf16-operand GEMM of the same quantized data: max |diff| / max |y|
+    for (int b = 0; b < 3; ++b) {
+      const p2::GemmArgs& gg = b == 0 ? g0 : b == 1 ? g1 : g2;
+      p2::quantize(b == 0 ? q0 : b == 1 ? q1 : q2);
+      p2::gemm(gg);
+      yb = y;
+      p2::a2::gemm(b == 0 ? x0 : b == 1 ? x1 : x2, b == 0 ? aw0 : b == 1 ? aw1 : aw2, bias.data(), false, ya.data());
+      double d = 0, mx = 0;
+      for (int64_t i = 0; i < M * N; ++i) {
+        d = std::max(d, std::fabs(static_cast<double>(ya[i]) - yb[i]));
+        mx = std::max(mx, std::fabs(static_cast<double>(yb[i])));
+      }
+      std::printf("  a2 vs bf16-operand GEMM (%s): max |diff| %.3g of max |y| %.3g; a2 y hash %016llx\n",
+                  b == 0 ? "R=0" : b == 1 ? "f32 branch" : "bf16 branch", d, mx, (unsigned long long)fnv(ya));
+    }
+  }
   double e = 0, worst = 0, worst2 = 0;
   auto bfv = [](float v) { return static_cast<double>(p2::bf16_widen(p2::bf16_round(v))); };
   for (int64_t m = 0; m < std::min<int64_t>(M, 64); ++m)
@@ -254,6 +302,106 @@ int run_p2layer(int64_t M, int64_t K, int64_t N, int reps) {
   std::printf("  lora_act check: f32 max |err| %.3g, max |err|/Σ|x·l| %.3g; bf16 (vs float64 of bf16 inputs) %.3g"
               " (the tests allow 1e-6)\n", e, worst, worst2);
   return worst < 1e-6 && worst2 < 1e-6 ? 0 : 1;
+}
+
+// The int4p2 layer on the AVX2 integer path (p2_avx2.h) and our INT4 W4A4 layer (act_quant + gemm_w4a4), rank 0
+// and 32, alternated round by round in one process: per round the two layers' totals (quantize + GEMM minima), their
+// ratio and each one's branch overhead.
+int run_p2a2(int64_t M, int64_t K, int64_t N, int reps) {
+  if (!p2::a2::available()) {
+    std::printf("p2a2: needs the AVX2 path (isa avx2)\n");
+    return 2;
+  }
+  const int64_t R = 32, G = K / 64, NP8 = (N + 7) / 8;
+  auto x = rnd(M * K, 1.f, 1);
+  auto ldown = rnd(R * K, 0.05f, 2);
+  auto lup = rnd(NP8 * 8 * R, 0.05f, 3);
+  auto bias = rnd(N, 1.f, 4);
+  auto inv = rnd(K, 0.5f, 5);
+  for (auto& v : inv) v = 1.5f + v;
+  // INT4 W4A4 (as run_w4a4)
+  std::vector<uint8_t> qw(NP8 * G * 256);
+  std::mt19937 g(5);
+  for (auto& b : qw) b = static_cast<uint8_t>(g());
+  auto ws4 = rnd(NP8 * G * 8, 0.01f, 6);
+  std::vector<int8_t> codes(M * K + 64);
+  int8_t* cod = codes.data();
+  while (reinterpret_cast<uintptr_t>(cod) & 63) ++cod;
+  std::vector<float> sc(M * G), la(M * R), y(M * N);
+  ActQuantArgs iq0{x.data(), nullptr, M, K, nullptr, nullptr, 0, kActInt4, 0.f, cod, sc.data(), nullptr};
+  ActQuantArgs iq1 = iq0;
+  iq1.ldown = ldown.data();
+  iq1.R = R;
+  iq1.lora_act = la.data();
+  W4A4Args iw0{cod, sc.data(), nullptr, M, K, N, 0, qw.data(), ws4.data(), nullptr, bias.data(), false, y.data()};
+  W4A4Args iw1 = iw0;
+  iw1.lora_act = la.data();
+  iw1.R = R;
+  iw1.lup = lup.data();
+  // int4p2 (as run_p2layer)
+  std::vector<int8_t> wq(N * K), we(N * G);
+  for (auto& c : wq) c = static_cast<int8_t>(static_cast<int>(g() % 16) - 8);
+  for (auto& e : we) e = static_cast<int8_t>(static_cast<int>(g() % 6) - 4);
+  auto ws = rnd(N, 0.01f, 7);
+  for (auto& s : ws) s = std::fabs(s) + 1e-3f;
+  std::vector<float> sw(p2::round_up(N, 32));
+  std::vector<uint8_t> w0b, w1b, w2b, a0b, a1b, a2b;
+  auto wpack = [&](int64_t R_, p2::Branch br, std::vector<uint8_t>& buf) {
+    p2::PackArgs pk{wq.data(), we.data(), ws.data(), R_ ? lup.data() : nullptr, N, K, R_, nullptr, sw.data()};
+    pk.branch = br;
+    uint8_t* base = align64(buf, p2::a2::WeightLayout(N, K, R_).bytes);
+    p2::a2::pack_weight(pk, base);
+    return p2::a2::weight_view(base, N, K, R_);
+  };
+  const p2::a2::Weight aw0 = wpack(0, p2::Branch::F32, w0b), aw1 = wpack(R, p2::Branch::F32, w1b),
+                       aw2 = wpack(R, p2::Branch::Bf16, w2b);
+  auto act = [&](std::vector<uint8_t>& buf, int64_t R_) {
+    return p2::a2::act_view(align64(buf, p2::a2::ActLayout(M, K, R_).bytes), M, K, R_);
+  };
+  const p2::a2::Act x0 = act(a0b, 0), x1 = act(a1b, R), x2 = act(a2b, R);
+  std::vector<float> ldt, ldtb, xbf(R * K);
+  const float* ldtp = lowrank::transpose_down(ldown.data(), R, K, ldt);
+  for (int64_t i = 0; i < R * K; ++i) xbf[i] = p2::bf16_widen(p2::bf16_round(ldown[i]));
+  const float* ldtbp = lowrank::transpose_down(xbf.data(), R, K, ldtb);  // the layer's prepared bf16(L_down)ᵀ
+  p2::QuantArgs r0{x.data(), M, K, inv.data(), nullptr, 0, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+  p2::QuantArgs r1 = r0;
+  r1.ldown = ldown.data();
+  r1.R = R;
+  r1.ldown_t = ldtp;
+  p2::QuantArgs r2 = r1;
+  r2.branch = p2::Branch::Bf16;
+  r2.ldown_t = nullptr;
+  r2.ldown_t_bf16 = ldtbp;
+  std::vector<uint16_t> ldb(p2::down_bf16_len(K, R) + 64);
+  uint16_t* ldbp = align64(ldb, p2::down_bf16_len(K, R));
+  p2::pack_down_bf16(ldown.data(), R, K, ldbp);
+  r2.ldown_bf16 = ldbp;
+  const double mk = static_cast<double>(M) * K;
+  for (int round = 0; round < 3; ++round) {
+    const double iq0t = time_it("INT4 act_quant R=0", mk, reps, [&] { act_quant(iq0); });
+    const double iq1t = time_it("INT4 act_quant R=32", mk, reps, [&] { act_quant(iq1); });
+    const double ig0 = time_it("INT4 gemm_w4a4 R=0", 2.0 * mk * N, reps, [&] { gemm_w4a4(iw0); });
+    const double ig1 = time_it("INT4 gemm_w4a4 R=32", 2.0 * mk * N, reps, [&] { gemm_w4a4(iw1); });
+    const double tq0 = time_it("a2 quantize R=0", mk, reps, [&] { p2::a2::quantize(r0, x0); });
+    const double tq1 = time_it("a2 quantize R=32 f32", mk, reps, [&] { p2::a2::quantize(r1, x1); });
+    const double tq2 = time_it("a2 quantize R=32 bf16", mk, reps, [&] { p2::a2::quantize(r2, x2); });
+    const double tg0 = time_it("a2 gemm R=0", 2.0 * mk * N, reps, [&] { p2::a2::gemm(x0, aw0, bias.data(), false, y.data()); });
+    const double tg1 = time_it("a2 gemm R=32 f32", 2.0 * mk * N, reps, [&] { p2::a2::gemm(x1, aw1, bias.data(), false, y.data()); });
+    const double tg2 = time_it("a2 gemm R=32 bf16", 2.0 * mk * N, reps, [&] { p2::a2::gemm(x2, aw2, bias.data(), false, y.data()); });
+    std::printf(" INT4: ");
+    print_overhead(iq0t, iq1t, ig0, ig1);
+    std::printf(" int4p2 avx2-int8 f32 branch: ");
+    print_overhead(tq0, tq1, tg0, tg1);
+    std::printf(" int4p2 avx2-int8 bf16 branch: ");
+    print_overhead(tq0, tq2, tg0, tg2);
+    std::printf("  INT4 layer / int4p2 layer (R=32): f32 branch %.3fx, bf16 branch %.3fx, R=0 %.3fx\n",
+                (iq1t + ig1) / (tq1 + tg1), (iq1t + ig1) / (tq2 + tg2), (iq0t + ig0) / (tq0 + tg0));
+  }
+  p2::a2::gemm(x1, aw1, bias.data(), false, y.data());
+  const uint64_t h1 = fnv(y);
+  p2::a2::gemm(x2, aw2, bias.data(), false, y.data());
+  std::printf("  a2 y hash f32 branch %016llx, bf16 branch %016llx\n", (unsigned long long)h1, (unsigned long long)fnv(y));
+  return 0;
 }
 
 // bf16 values on the int4p2 grid (q·2^e, |q| ≤ 7): every product is exact in f32, so the sums are exact up to the
@@ -724,6 +872,7 @@ int main(int argc, char** argv) {
   const int reps = std::getenv("REPS") ? std::atoi(std::getenv("REPS")) : 5;
   if (what == "p2") return run_p2(M, K, N, reps);
   if (what == "p2layer") return run_p2layer(M, K, N, reps);
+  if (what == "p2a2") return run_p2a2(M, K, N, reps);
   if (what == "p2act") return run_p2act(M, K, N, reps);
   if (what == "p2i8") return run_p2i8(M, K, N, reps, std::getenv("SPREAD") ? std::atoi(std::getenv("SPREAD")) : 0);
   if (what == "w8a8") return run_w8a8(M, K, N, reps);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Builds and runs the W4A16 GEMV harness (gemv_bench.cu) on a GPU machine with nvcc 13 and cuBLAS 13, from the
-# repository root: checks vs float64, then the table (cold and hot L2) against the previous kernel and cuBLAS BF16.
-# Usage: bash kernels/cuda/bench/gemv-bench.sh [quick]   (about 20 s of build, 10 s of run on an H100);
+# repository root: checks vs float64, then the table (cold and hot L2): the streaming kernel against the previous
+# engine kernels and cuBLAS BF16. Usage: bash kernels/cuda/bench/gemv-bench.sh [quick|small]   (about 30 s of build
+# with 2 cores, less on the GPU machine; the full run about 20 s on an H100);
 # BUILD_ONLY=1 / RUN_ONLY=1 split the two steps.
 set -u
 cd "$(dirname "$0")/../../.." || exit 1

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "engine_ops.h"
+#include "gemv_stream.cuh"
 
 #define BF(p) static_cast<const __nv_bfloat16*>(p)
 #define BFW(p) static_cast<__nv_bfloat16*>(p)
@@ -748,10 +749,26 @@ extern "C" const char* eng_gemv_w4a16_variant(const void* x, int M, int K, const
   if (M <= 0 || M > 8 || K <= 0 || K % 64 || N <= 0)
     return fail("eng_gemv_w4a16", "M in 1..8, K % 64 == 0, N > 0 needed; got M=" + std::to_string(M) +
                                       " K=" + std::to_string(K) + " N=" + std::to_string(N));
-  if (variant < 0 || variant > 2) return fail("eng_gemv_w4a16", "variant must be 0 (auto), 1 (CUDA cores) or 2 (mma)");
-  // auto: the CUDA-core kernel streams the weights at small M; above, its FMAs (M per code) outweigh the memory time
-  // and the tensor-core kernel takes over (docs/benchmarks.md, the GEMV table)
-  if (variant == 0) variant = M < SVDQ_GEMV_MMA_FROM ? 1 : 2;
+  // every kernel reads x and the codes as 16-byte vectors (the engine's tensors are cudaMalloc'd: 256-byte aligned)
+  if (reinterpret_cast<uintptr_t>(x) % 16) return fail("eng_gemv_w4a16", "x must be 16-byte aligned");
+  if (reinterpret_cast<uintptr_t>(codes) % 16) return fail("eng_gemv_w4a16", "codes must be 16-byte aligned");
+  if (variant < 0 || variant > 3)
+    return fail("eng_gemv_w4a16", "variant must be 0 (auto), 1 (CUDA cores), 2 (mma) or 3 (cp.async stream)");
+  const bool stream_ok = gemv_stream::supports(x, M, K, codes, scales, zeros, N);
+  if (variant == 3 && !stream_ok)
+    return fail("eng_gemv_w4a16", "the streaming kernel needs K % 128 == 0 and 4-byte aligned scales / zeros; got K=" +
+                                      std::to_string(K));
+  // auto: the streaming kernel (gemv_stream.cuh) where it applies; else the CUDA-core kernel at small M and the
+  // tensor-core kernel above, where its FMAs (M per code) outweigh the memory time (docs/benchmarks.md, GEMV tables)
+  if (variant == 0) variant = stream_ok ? 3 : M < SVDQ_GEMV_MMA_FROM ? 1 : 2;
+  if (variant == 3) {
+    const cudaError_t e = gemv_stream::launch_tpw(0, BF(x), M, K, codes, BF(scales), BF(zeros), BF(bias), N,
+                                                  BFW(out), st(stream));
+    if (e != cudaSuccess)
+      return fail("eng_gemv_w4a16", std::string("streaming kernel launch: ") + cudaGetErrorName(e) + " (" +
+                                        cudaGetErrorString(e) + ")");
+    return nullptr;
+  }
   if (variant == 2) return launch_gemv_mma(x, M, K, codes, scales, zeros, bias, N, out, st(stream));
   // rows per warp: 4 up to M = 2 (each x value read from shared memory serves 4 rows), 2 above (registers: at
   // most 128 per thread for 2 blocks of 8 warps per SM)

@@ -46,8 +46,11 @@ async function check(fixtures: string): Promise<boolean> {
       [4, 1088, 130],
       [8, 3072, 512],
       [5, 64, 7],
+      [7, 1152, 70],
+      [2, 5120, 33],
     ] as const)
-      for (const v of [0, 1, 2] as const) await c.run(`gemv ${M} ${K} ${N} v${v}`, () => checkGemvW4A16(M, K, N, 2, v));
+      for (const v of K % 128 === 0 ? ([0, 1, 2, 3] as const) : ([0, 1, 2] as const))
+        await c.run(`gemv ${M} ${K} ${N} v${v}`, () => checkGemvW4A16(M, K, N, 2, v));
   if (want("p2"))
     for (const [M, K, N, gelu] of [
       [64, 1024, 256, false],

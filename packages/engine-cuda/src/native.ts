@@ -47,8 +47,11 @@ export interface NativeEngine {
     M: number,
     K: number,
     N: number,
-    /** 0 automatic (by M), 1 CUDA cores, 2 tensor cores (engine_ops.h eng_gemv_w4a16_variant). */
-    variant?: 0 | 1 | 2,
+    /**
+     * 0 automatic (3 where it applies, else by M), 1 CUDA cores, 2 tensor cores, 3 the streaming kernel (K % 128 == 0;
+     * engine_ops.h eng_gemv_w4a16_variant).
+     */
+    variant?: 0 | 1 | 2 | 3,
   ): void;
   /**
    * One layer of the prepared model: out [M, N] = act(layer(x [M, K])) on named bf16 tensors (tests); act 0 none,

@@ -91,7 +91,7 @@ function engineFor(cfg: FluxConfig): FluxEngine {
 }
 
 // ---------------------------------------------------------------- W4A16 GEMV vs float64
-export function checkGemvW4A16(M: number, K: number, N: number, seed = 2, variant: 0 | 1 | 2 = 0): CheckResult {
+export function checkGemvW4A16(M: number, K: number, N: number, seed = 2, variant: 0 | 1 | 2 | 3 = 0): CheckResult {
   const r = rng(seed);
   const x = uniformBf16(r, M * K, -1, 1);
   const w = new Float32Array(N * K);
@@ -126,7 +126,7 @@ export function checkGemvW4A16(M: number, K: number, N: number, seed = 2, varian
     raw.alloc("g.o", M * N * 2);
     raw.gemvW4A16("g.x", "g.c", "g.s", "g.z", "g.b", "g.o", M, K, N, variant);
     const got = downloadBf16(raw, "g.o");
-    const kind = ["auto", "CUDA cores", "tensor cores"][variant];
+    const kind = ["auto", "CUDA cores", "tensor cores", "stream"][variant];
     return result(`w4a16 gemv (${kind}) M=${M} K=${K} N=${N}`, relErr(got, ref), 1e-2);
   } finally {
     e.free();

@@ -25,9 +25,10 @@
  * rank-32 down-projection, one GEMM with the branch as 192 extra K columns, bias) on every native path (on `amx`
  * its default AMX-INT8 band GEMM, kernels/cpu/p2_int8.h, with the branch on bf16 tiles), "int4p2 layer bf16" its
  * branch precision "bf16" (bf16 down-projection on AMX tiles, 32 branch columns; the pipeline's default) on the best
- * path, "int4p2 no LR" without the branch and "int4p2 amx-bf16" (amxInt8: false); "of peak" is against tdpbssd
- * (amx-int8), tdpbf16ps (amx-bf16) or the zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code
- * path.
+ * path, "int4p2 no LR" without the branch and "int4p2 amx-bf16" (amxInt8: false); on avx2 its integer GEMM
+ * (avx2-int8, p2_avx2.h) and "int4p2 avx2-f32" / "int4p2 avx2-f32 bf16" (avx2Int8: false: the f32 FMA GEMM on the
+ * bf16 operand); "of peak" is against tdpbssd (amx-int8), tdpbf16ps (amx-bf16), vpmaddubsw (avx2-int8) or the
+ * zmm / ymm FMA (avx512 / avx2). Every line names the CPU model and the code path.
  */
 import { createRequire } from "node:module";
 import { availableParallelism, cpus, loadavg } from "node:os";
@@ -258,6 +259,13 @@ for (const [K, N] of KNs) {
   const p2bf = heavy ? prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, branch: "bf16" }) : none;
   // amx: AMX-BF16
   const p2amxBf16 = heavy ? prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, amxInt8: false }) : none;
+  // avx2: the f32 FMA GEMM on the bf16 operand (the path before "avx2-int8"), both branch precisions
+  const p2avx2F32 = heavy ? prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, avx2Int8: false }) : none;
+  const p2avx2F32bf = heavy
+    ? prepareP2Layer({ ...p2w, lowRankDown: ldown, lowRankUp: lup, branch: "bf16", avx2Int8: false })
+    : none;
+  // the path's integer GEMM (amx-int8, avx2-int8) where prepare packed its weight
+  const p2Int = (p: NativeIsa) => ((p === "amx" && p2.int8Weight) || (p === "avx2" && p2.avx2Weight) ? true : "bf16");
   const pW4A16 = heavy ? packW4A16({ codes, scales }, N, K, { format: "int4", groupSize: 64, bias }) : none;
   const pW8 = heavy ? packW8A8({ codes: codes8, scales: scales8 }, N, K, { bias }) : none;
   const models: Record<string, Uint8Array> =
@@ -331,24 +339,40 @@ for (const [K, N] of KNs) {
           (p): Task => ({
             name: "int4p2 layer",
             path: p,
-            int: p === "amx" && p2.int8Weight ? true : "bf16", // amx: the AMX-INT8 path where prepare packed it
+            int: p2Int(p), // amx: the AMX-INT8 path where prepare packed it; avx2: the avx2-int8 one
             run: () => p2.forward(x, M, { out }),
           }),
         ),
         {
           name: "int4p2 layer bf16",
           path: best,
-          int: best === "amx" && p2bf.int8Weight ? true : "bf16",
+          int: p2Int(best),
           run: () => p2bf.forward(x, M, { out }),
         },
         {
           name: "int4p2 no LR",
           path: best,
-          int: best === "amx" && p2.int8Weight ? true : "bf16",
+          int: p2Int(best),
           run: () => p2noLR.forward(x, M, { out }),
         },
         ...(best === "amx" && p2.int8Weight
           ? [{ name: "int4p2 amx-bf16", path: best, int: "bf16" as const, run: () => p2amxBf16.forward(x, M, { out }) }]
+          : []),
+        ...(best === "avx2" && p2.avx2Weight
+          ? [
+              {
+                name: "int4p2 avx2-f32",
+                path: best,
+                int: "bf16" as const,
+                run: () => p2avx2F32.forward(x, M, { out }),
+              },
+              {
+                name: "int4p2 avx2-f32 bf16",
+                path: best,
+                int: "bf16" as const,
+                run: () => p2avx2F32bf.forward(x, M, { out }),
+              },
+            ]
           : []),
         { name: "W4A4 layer no LR", path: best, int: true, run: () => layerNoLR.forward(x, M, { out }) },
         {
@@ -417,11 +441,16 @@ for (const [K, N] of KNs) {
             .filter((p) => !Number.isNaN(get("int4p2 layer", p)))
             .map(
               (p) =>
-                `${p === "amx" && p2.int8Weight ? "amx-int8" : p} ${(ortInt / get("int4p2 layer", p)).toFixed(2)}x`,
+                `${p === "amx" && p2.int8Weight ? "amx-int8" : p === "avx2" && p2.avx2Weight ? "avx2-int8" : p} ${(ortInt / get("int4p2 layer", p)).toFixed(2)}x`,
             ),
           ...(Number.isNaN(get("int4p2 amx-bf16"))
             ? []
             : [`amx-bf16 ${(ortInt / get("int4p2 amx-bf16")).toFixed(2)}x`]),
+          ...(Number.isNaN(get("int4p2 avx2-f32"))
+            ? []
+            : [
+                `avx2-f32 ${(ortInt / get("int4p2 avx2-f32")).toFixed(2)}x (bf16 branch ${(ortInt / get("int4p2 avx2-f32 bf16")).toFixed(2)}x)`,
+              ]),
         ].join(", "),
       });
     const lrOf = (name: string, g: (n: string, p?: string) => number) =>
@@ -456,7 +485,11 @@ console.log(ratioRows.join("\n"));
 console.log(
   "\n| CPU | path | M | K | N | int4p2 layer vs fastest ORT int8/4-bit | vs ORT f32 | low-rank overhead, wall (CPU time) | of peak (GEMM MACs) | vs our INT4 W4A4 layer | per path vs fastest ORT int | branch bf16: vs fastest ORT int (low-rank overhead, CPU time) |\n| - | - | -: | -: | -: | -: | -: | -: | -: | -: | - | -: |",
 );
-const [p2pk, p2label] = peakFor(peakMax, best, best === "amx" && p2GemmPath() === "amx-int8" ? true : "bf16");
+const [p2pk, p2label] = peakFor(
+  peakMax,
+  best,
+  (best === "amx" && p2GemmPath() === "amx-int8") || (best === "avx2" && p2GemmPath() === "avx2-int8") ? true : "bf16",
+);
 for (const r of p2Stats) {
   const rate = (r.M * r.N * (r.K + 6 * RANK)) / (r.ms / 1e3); // the GEMM's MACs: K code columns + 6R branch columns
   console.log(

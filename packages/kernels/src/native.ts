@@ -60,6 +60,12 @@ export interface NativeBinding {
   p2i8QuantizeOperand?(a: object): { status: number; handle?: unknown };
   p2i8Gemm?(a: object): void;
   p2i8Available?(): boolean;
+  /** The int4p2 layer's AVX2 integer path (binding_p2_avx2.cc); absent from older addons. */
+  p2a2PackWeight?(a: object): Uint8Array;
+  p2a2Forward?(a: object): number;
+  p2a2QuantizeOperand?(a: object): { status: number; op?: Uint8Array };
+  p2a2Gemm?(a: object): void;
+  p2a2Available?(): boolean;
   /** bf16 peaks: kind 0 AMX tdpbf16ps, 1 vdpbf16ps zmm (multiply-adds per second). */
   peakBf16?(a: { kind: number; iters: number }): number;
   setThreads(n: number): number;

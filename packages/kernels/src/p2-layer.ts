@@ -42,6 +42,11 @@
  * within 5 levels of its largest is an int8 times one power of two, so the GEMM runs on `tdpbssd` with exact int32
  * sums (rows with a wider spread get "shadow" rows for their other exponent bands); the branch columns (either
  * precision) run on bf16 tiles after the int8 loop.
+ *
+ * Where the active ISA is `avx2` (and `avx2Int8` not false) prepare also packs the 4-bit weight of
+ * kernels/cpu/p2_avx2.h and forward runs the "avx2-int8" path: each 64-group's dot product of the int4 codes summed
+ * exactly by vpmaddubsw (as the INT4 W4A4 AVX2 GEMM), times 2^(e_x + e_w) in f32, the branch (either precision, the
+ * same values as its bf16 columns) as an f32 sum in the epilogue.
  */
 import { KernelsError } from "./errors.js";
 import { W4A4_GROUP } from "./layout.js";
@@ -90,6 +95,11 @@ export interface P2LayerSpec {
    * MAX_SHADOW_COLUMNS·N shadow columns (exponents spread over more than 5 levels in most rows) keeps "amx-bf16".
    */
   amxInt8?: boolean;
+  /**
+   * Pack the 4-bit weight of the "avx2-int8" path too and run it where the active ISA is `avx2` (default true there;
+   * it costs about N·K/2 bytes beside `wop`); false keeps "avx2-f32" (the f32 FMA GEMM on the bf16 operand).
+   */
+  avx2Int8?: boolean;
 }
 
 /** The layer's activation quantization: codes [M,K], exponents [M,K/64], S_x [M], x·L_downᵀ [M,R]. */
@@ -122,6 +132,11 @@ export interface P2Operand {
   readonly sx: Float32Array;
   /** The int8 band operand (native handle) when a layer on the "amx-int8" path quantized it. */
   readonly bands?: unknown;
+  /**
+   * The int4 operand of the "avx2-int8" path (kernels/cpu/p2_avx2.h) when a layer on that path quantized it; `aop`
+   * and `sx` are then empty and only layers on that path can use the operand.
+   */
+  readonly a2?: Uint8Array;
 }
 
 export interface P2ForwardOptions {
@@ -132,7 +147,7 @@ export interface P2ForwardOptions {
 }
 
 /** The GEMM path the native int4p2 layer takes on the active ISA (backendInfo().isa). */
-export type P2GemmPath = "amx-int8" | "amx-bf16" | "avx512-f32" | "avx2-f32" | "scalar-f32";
+export type P2GemmPath = "amx-int8" | "amx-bf16" | "avx512-f32" | "avx2-int8" | "avx2-f32" | "scalar-f32";
 
 export interface PreparedP2Layer {
   readonly K: number;
@@ -141,6 +156,8 @@ export interface PreparedP2Layer {
   readonly branch: P2BranchPrecision;
   /** The path forward() takes now (it follows setIsa / SVDQ_KERNELS_ISA). */
   readonly path: P2GemmPath;
+  /** The 4-bit weight of the "avx2-int8" path (null when not packed): its bytes (p2_avx2.h). */
+  readonly avx2Weight: { readonly bytes: number } | null;
   /** The int8 band weight of the "amx-int8" path (null when not packed): its shadow columns (p2_int8.h). */
   readonly int8Weight: { readonly shadowColumns: number; readonly bytes: number } | null;
   /** Y [M,N] from X [M,K] (float32). */
@@ -184,7 +201,8 @@ function binding(branch: P2BranchPrecision): NativeBinding {
 export function p2GemmPath(): P2GemmPath | null {
   const nb = native();
   const p = (nb?.p2GemmPath?.() as P2GemmPath | undefined) ?? null;
-  return p === "amx-bf16" && nb?.p2i8Available?.() ? "amx-int8" : p;
+  if (p === "amx-bf16" && nb?.p2i8Available?.()) return "amx-int8";
+  return p === "avx2-f32" && nb?.p2a2Available?.() ? "avx2-int8" : p;
 }
 
 export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
@@ -237,7 +255,10 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
   if (bias) finite(`${name}.bias`, bias);
   // Copies: later edits of the caller's arrays cannot change the prepared layer.
   const lowRankDown = spec.lowRankDown && Float32Array.from(spec.lowRankDown);
-  const lowRankDownT = prepareLowRankDownT(lowRankDown, R, K); // L_downᵀ once per layer (ops.ts)
+  // L_downᵀ once per layer (ops.ts); "bf16": of bf16(L_down), the f32 FMA down-projections' operand (AVX-512, AVX2)
+  const lowRankDownT = branch === "f32" ? prepareLowRankDownT(lowRankDown, R, K) : undefined;
+  const lowRankDownTBf16 =
+    branch === "bf16" && lowRankDown ? prepareLowRankDownT(roundBf16F32(lowRankDown), R, K) : undefined;
   const branchCode = branch === "bf16" ? 1 : 0; // kernels/cpu/p2_layer.h Branch
   const Kt = K + roundUp(branch === "bf16" ? R : 6 * R, 32); // kernels/cpu/p2_layer.h kt_of
   // bf16(L_down) as AMX B tiles, once per layer (+ 32: the native side starts at a 64-byte boundary)
@@ -246,7 +267,16 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
     lowRankDownBf16 = new Uint16Array(K * roundUp(R, 16) + 32);
     nb.p2PackDownBf16!({ K, R, lowRankDown, ldb: lowRankDownBf16 });
   }
-  const quantArgs = { K, R, invSmooth, lowRankDown, lowRankDownT, lowRankDownBf16, branch: branchCode };
+  const quantArgs = {
+    K,
+    R,
+    invSmooth,
+    lowRankDown,
+    lowRankDownT,
+    lowRankDownTBf16,
+    lowRankDownBf16,
+    branch: branchCode,
+  };
   const wop = new Uint16Array(roundUp(N, 32) * Kt + 32); // + 32: the native packer starts at a 64-byte boundary
   const sw = new Float32Array(roundUp(N, 32));
   const gemmArgs = { K, N, R, wop, wopOffset: 0, sw, bias, branch: branchCode };
@@ -278,6 +308,24 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
   // on AMX-INT8"), so beyond N/2 of them (1.5x the columns) the layer stays on AMX-BF16.
   if (w8 && w8.shadowColumns > MAX_SHADOW_COLUMNS * N) w8 = null;
   const int8Now = () => w8 !== null && nb.p2i8Available!();
+  // the 4-bit weight of the AVX2 integer path: packed where the active ISA is avx2
+  const a2w =
+    spec.avx2Int8 !== false && nb.p2a2PackWeight && nb.p2a2Available?.()
+      ? call(() =>
+          nb.p2a2PackWeight!({
+            branch: branchCode,
+            N,
+            K,
+            R,
+            codes: spec.codes,
+            exponents: spec.exponents,
+            rowScales: spec.rowScales,
+            lowRankUp: spec.lowRankUp,
+          }),
+        )
+      : null;
+  const a2Now = () => a2w !== null && nb.p2a2Available!();
+  const pathNow = (): P2GemmPath => (int8Now() ? "amx-int8" : a2Now() ? "avx2-int8" : (nb.p2GemmPath!() as P2GemmPath));
 
   const fail = (st: number, x: Float32Array, M: number): never => {
     if (st <= -2) {
@@ -303,8 +351,9 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
     R,
     branch,
     get path() {
-      return int8Now() ? "amx-int8" : (nb.p2GemmPath!() as P2GemmPath);
+      return pathNow();
     },
+    avx2Weight: a2w && { bytes: a2w.byteLength },
     int8Weight: w8 && { shadowColumns: w8.shadowColumns, bytes: w8.bytes },
     forward(x, M, opts = {}) {
       dim("M", M, true);
@@ -314,6 +363,11 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
       if (M === 0) return y;
       if (int8Now()) {
         const st = call(() => nb.p2i8Forward!({ x, M, ...quantArgs, weight: w8!.handle, bias, gelu: !!opts.gelu, y }));
+        if (st !== -1) fail(st, x, M);
+        return y;
+      }
+      if (a2Now()) {
+        const st = call(() => nb.p2a2Forward!({ x, M, ...quantArgs, N, weight: a2w!, bias, gelu: !!opts.gelu, y }));
         if (st !== -1) fail(st, x, M);
         return y;
       }
@@ -348,6 +402,22 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
     quantizeOperand(x, M) {
       dim("M", M, true);
       tensor(`${name}.x`, x, Float32Array, [M, K]);
+      if (M > 0 && a2Now()) {
+        const q = call(() => nb.p2a2QuantizeOperand!({ x, M, ...quantArgs }));
+        if (q.status !== -1) fail(q.status, x, M);
+        const empty = { aop: new Uint16Array(0), sx: new Float32Array(0) };
+        return {
+          kind: "p2-operand",
+          M,
+          K,
+          R,
+          branch,
+          smooth: spec.smooth,
+          lowRankDown: spec.lowRankDown,
+          ...empty,
+          a2: q.op!,
+        };
+      }
       const aop = new Uint16Array(roundUp(M, 32) * Kt + 32); // + 32: the native side starts at a 64-byte boundary
       const sx = new Float32Array(M);
       const base = {
@@ -388,6 +458,16 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
       const y = opts.out ?? new Float32Array(M * N);
       if (opts.out) tensor(`${name}.out`, opts.out, Float32Array, [M, N]);
       if (M === 0) return y;
+      if (op.a2 !== undefined) {
+        if (!a2Now())
+          throw new KernelsError(
+            "E_ARGUMENT",
+            `the operand was quantized for the "avx2-int8" path; this layer runs "${pathNow()}" now (quantize it again)`,
+            { tensor: `${name}.x` },
+          );
+        call(() => nb.p2a2Gemm!({ M, K, N, R, weight: a2w!, op: op.a2, bias, gelu: !!opts.gelu, y }));
+        return y;
+      }
       if (op.bands !== undefined && int8Now())
         call(() =>
           nb.p2i8Gemm!({ M, K, weight: w8!.handle, act: op.bands, aop: op.aop, sx: op.sx, bias, gelu: !!opts.gelu, y }),
@@ -396,6 +476,14 @@ export function prepareP2Layer(spec: P2LayerSpec): PreparedP2Layer {
       return y;
     },
   };
+}
+
+/** bf16(v) of each element as f32 values (nearest even: kernels/cpu p2_layer.h bf16_round; finite v). */
+function roundBf16F32(v: Float32Array): Float32Array {
+  const out = Float32Array.from(v);
+  const u = new Uint32Array(out.buffer);
+  for (let i = 0; i < u.length; i++) u[i] = ((u[i]! + 0x7fff + ((u[i]! >>> 16) & 1)) & 0xffff0000) >>> 0;
+  return out;
 }
 
 function call<T>(f: () => T): T {

@@ -272,9 +272,12 @@ else {
       const r = rng(1);
       const { spec } = makeLayer(r, { M: 1, N: 4, K: 64, R: 0, bias: false, smooth: false });
       const layer = prepareP2Layer(spec);
-      const want = { amx: "amx-int8", avx512: "avx512-f32", avx2: "avx2-f32", scalar: "scalar-f32" }[isa];
+      const want = { amx: "amx-int8", avx512: "avx512-f32", avx2: "avx2-int8", scalar: "scalar-f32" }[isa];
       expect(layer.path).toBe(want);
+      expect(p2GemmPath()).toBe(want);
       expect(layer.int8Weight !== null).toBe(isa === "amx");
+      expect(layer.avx2Weight !== null).toBe(isa === "avx2");
+      if (isa === "avx2") expect(prepareP2Layer({ ...spec, avx2Int8: false }).path).toBe("avx2-f32");
       if (isa === "amx") {
         expect(prepareP2Layer({ ...spec, amxInt8: false }).path).toBe("amx-bf16");
         // every row with exponents over 3 bands of 5 levels: 2N shadow columns, more than the int8 GEMM gains
@@ -326,11 +329,22 @@ else {
       }
     });
 
-    // on amx: the AMX-INT8 band GEMM (default) and the AMX-BF16 one
-    const variants = isa === "amx" ? [true, false] : [true];
+    // on amx: the AMX-INT8 band GEMM (default) and the AMX-BF16 one; on avx2: the AVX2 integer GEMM (default) and
+    // the f32 FMA one on the bf16 operand
+    const variants = isa === "amx" || isa === "avx2" ? [true, false] : [true];
+    const variantName = (int: boolean) =>
+      isa === "amx"
+        ? int
+          ? " (amx-int8)"
+          : " (amx-bf16)"
+        : isa === "avx2"
+          ? int
+            ? " (avx2-int8)"
+            : " (avx2-f32)"
+          : "";
     for (const amxInt8 of variants)
       CASES.forEach((c, ci) => {
-        it(`M=${c.M} N=${c.N} K=${c.K} R=${c.R}${c.bias ? " bias" : ""}${c.smooth ? " λ" : ""}${c.gelu ? " GELU" : ""}${c.spread ? " spread" : ""}${isa === "amx" ? (amxInt8 ? " (amx-int8)" : " (amx-bf16)") : ""}: codes equal int4's, y matches float64 (branch f32 and bf16)`, () => {
+        it(`M=${c.M} N=${c.N} K=${c.K} R=${c.R}${c.bias ? " bias" : ""}${c.smooth ? " λ" : ""}${c.gelu ? " GELU" : ""}${c.spread ? " spread" : ""}${variantName(amxInt8)}: codes equal int4's, y matches float64 (branch f32 and bf16)`, () => {
           setIsa(isa);
           try {
             const r = rng(100 + ci);
@@ -340,8 +354,9 @@ else {
             const ys: Partial<Record<P2BranchPrecision, Float32Array>> = {};
             const wants: Partial<Record<P2BranchPrecision, { y: Float64Array; tol: Float64Array }>> = {};
             for (const branch of ["f32", "bf16"] as const) {
-              const layer = prepareP2Layer({ ...spec, branch, amxInt8 });
+              const layer = prepareP2Layer({ ...spec, branch, amxInt8, avx2Int8: amxInt8 });
               expect(layer.branch).toBe(branch);
+              if (isa === "avx2") expect(layer.path).toBe(amxInt8 ? "avx2-int8" : "avx2-f32");
               if (isa === "amx" && amxInt8) {
                 expect(layer.path).toBe("amx-int8");
                 // the spread cases need shadow columns (and rows: checked through y against the float64 layer)
@@ -400,6 +415,43 @@ else {
           }
         });
       });
+
+    if (isa === "avx2")
+      for (const branch of ["f32", "bf16"] as const)
+        it(`avx2-int8: operands shared within a unit and refused by an avx2-f32 layer; y the same on 1 and 2 threads and within the float64 bound (branch ${branch})`, () => {
+          setIsa(isa);
+          try {
+            const r = rng(23);
+            const c: Case = { M: 61, N: 44, K: 448, R: 8, bias: true, smooth: true };
+            const { spec: a, q } = makeLayer(r, c);
+            const b = makeLayer(r, { ...c, N: 24 }).spec;
+            const la = prepareP2Layer({ ...a, branch });
+            const lb = prepareP2Layer({ ...b, smooth: a.smooth, lowRankDown: a.lowRankDown, branch });
+            const lf = prepareP2Layer({ ...a, branch, avx2Int8: false });
+            expect([la.path, lb.path, lf.path]).toEqual(["avx2-int8", "avx2-int8", "avx2-f32"]);
+            const x = makeX(r, c.M, c.K, true);
+            const op = la.quantizeOperand(x, c.M);
+            expect(op.a2).toBeDefined();
+            expect(firstDiff(la.forwardOperand(op), la.forward(x, c.M))).toBe(-1);
+            expect(firstDiff(lb.forwardOperand(op, { gelu: true }), lb.forward(x, c.M, { gelu: true }))).toBe(-1);
+            expect(() => lf.forwardOperand(op)).toThrowError(/"avx2-int8" path; this layer runs "avx2-f32"/);
+            // an avx2-f32 layer's operand (the bf16 one) is read by the avx2-int8 layer's bf16-operand GEMM
+            const opf = lf.quantizeOperand(x, c.M);
+            expect(opf.a2).toBeUndefined();
+            expect(firstDiff(la.forwardOperand(opf), lf.forward(x, c.M))).toBe(-1);
+            const want = reference(a, residualPart(a, q, x, c.M), x, c.M, false, branch);
+            const y2 = la.forward(x, c.M);
+            expect(check(y2, want.y, want.tol).first).toBe(-1);
+            setThreads(1);
+            try {
+              expect(firstDiff(la.forward(x, c.M), y2)).toBe(-1);
+            } finally {
+              setThreads(0);
+            }
+          } finally {
+            setIsa("auto");
+          }
+        });
 
     it("a branch far above the row scale (its power of two moves into S_x): y equal to the unscaled layer's", () => {
       setIsa(isa);
