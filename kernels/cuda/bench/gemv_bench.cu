@@ -215,6 +215,17 @@ int main(int argc, char** argv) {
           if (!stream_ok && (k.variant == 3 || k.variant < 0)) continue;
           if (small && k.variant >= 1 && k.variant <= 2) continue;  // sanitizer run: the new kernel and the choice
           if (tiny && k.variant == 0) continue;                       // racecheck: the streaming kernel only
+          // variant 1 stages x for MM = M rounded up to 1/2/4/8 rows in shared memory (ops.cu launch_gemv: MM·(K/32)
+          // ·(36 + 1) floats, at most 200 KiB): beyond that it must refuse with an error, and the automatic choice
+          // does not pick it (the streaming kernel or the tensor-core kernel runs instead)
+          const int MMv = M <= 1 ? 1 : M <= 2 ? 2 : M <= 4 ? 4 : 8;
+          if (k.variant == 1 && size_t(MMv) * (L.K / 32) * 37 * 4 > 200 * 1024) {
+            const char* e = eng_gemv_w4a16_variant(L.x, M, L.K, L.codes, L.scl, L.zer, L.bias, L.N, nullptr, 1, s);
+            if (!e) std::printf("check CUDA cores M=%d K=%d: FAIL (no error beyond its shared memory)\n", M, L.K);
+            shape_fails += e == nullptr;
+            shape_checks++;
+            continue;
+          }
           for (int b = 0; b < 2; ++b) {
             if (b == 0 && (tiny || (M != 1 && M != 8))) continue;  // without bias: M = 1 and 8
             shape_fails += !check(k, L, 0, ref, M, b == 1, s, false);
