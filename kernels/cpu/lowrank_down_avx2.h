@@ -1,9 +1,23 @@
-// The low-rank down-projection lact [rows, R] = x [rows, K] · L_downᵀ on AVX2 + FMA for the int4p2 activation pass
-// (act_quant_p2.cc; the AVX-512 one is lowrank_down.h, same operand ldT [K][Rp] and the same K blocking): tiles of
-// MR rows × 16 ranks, one K step = 2 vector loads of ldT, MR broadcasts of x, 2·MR FMAs (6 rows: 12 accumulators +
-// 2 ldT vectors + 1 broadcast of the 16 ymm). K runs in blocks of lowrank::kKC; each block's sums start from zero
-// and are added to the partial sums afterwards (every output a sum of ⌈K/kKC⌉ block sums of ≤ kKC sequential f32
-// products, as lowrank_down.h). The bf16 branch runs it on bf16-rounded x and L_down (every product exact in f32).
+// The low-rank down-projection lact [rows, R] = x [rows, K] · L_downᵀ on AVX2 + FMA, shared by both activation
+// passes: the INT4 one (act_quant.cc, x = X̂ with λ folded into L_down) and the int4p2 one (act_quant_p2.cc; its
+// bf16 branch runs it on bf16-rounded x and L_down, every product exact in f32). The same outer-product GEMM as
+// lowrank_down.h's AVX-512 one, on the same operand ldT [K][Rp] (L_downᵀ from lowrank::transpose_down or the
+// layer's prepared copy; Rp = R rounded up to 16) and the same K blocking: tiles of kMR rows × 16 ranks (2 ymm), one
+// K step = 2 vector loads of ldT, kMR broadcasts of x and 2·kMR FMAs (6 rows: 12 accumulators + 2 ldT vectors + 1
+// broadcast of the 16 ymm; 12 independent FMA chains cover 4 cycles × 2 pipes on Zen 3). K runs in blocks of
+// lowrank::kKC; each block's sums start from zero and are added to the partial sums afterwards, so every lane does
+// the same f32 operations in the same order as the AVX-512 path.
+//
+//   | tensor | shape        | layout                                               |
+//   | x      | [rows, K]    | row stride ldx                                       |
+//   | ldT    | [K, Rp]      | 32-byte aligned, zero columns R..Rp                  |
+//   | acc    | [rows, Rp]   | scratch, 32-byte aligned                             |
+//   | lact   | [rows, R]    | row stride ldl                                       |
+//
+// Why not the INT4 pass's former kernel (x rows · L_down rows, 4 rows × 2 ranks per pass, horizontal sums): it
+// re-read the 4 X̂ rows (48 KiB at K = 3072, more than L1) from L2 once per rank pair, ~47 bytes per cycle at the
+// FMA rate, so it ran L2-bound at about half the FMA peak (4.0–4.6 ms per 1024 rows at K = 3072, R = 32 on one Zen 3
+// core; this kernel 2.7–3.1 ms, the FMA floor 2.1 ms).
 #pragma once
 #include <immintrin.h>
 

@@ -43,6 +43,7 @@
 #include "lowrank_down.h"
 #include "p2_avx2.h"
 #include "p2_int8.h"
+#include "lowrank_down.h"
 #include "p2_layer.h"
 
 using namespace svdq;
@@ -87,7 +88,17 @@ void print_overhead(double q0, double q1, double g0, double g1) {
               (q0 + g0) * 1e3, (q1 + g1) * 1e3, (q1 - q0) * 1e3, (g1 - g0) * 1e3, ((q1 + g1) / (q0 + g0) - 1) * 100);
 }
 
-uint64_t fnv(const std::vector<float>& y);
+uint64_t fnv(const std::vector<float>& y) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of y's bytes: equal across builds = bit-identical results
+  for (size_t i = 0; i < y.size() * 4; ++i) h = (h ^ reinterpret_cast<const uint8_t*>(y.data())[i]) * 1099511628211ull;
+  return h;
+}
+
+uint64_t fnv_bytes(const void* p, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ull;
+  return h;
+}
 
 // f32 GEMM with bias and GELU(tanh) (GELU=1 in the environment), y hash (equal hashes from two builds = bit-identical)
 int run_f32(int64_t M, int64_t K, int64_t N, int reps) {
@@ -131,24 +142,44 @@ int run_w4a4(int64_t M, int64_t K, int64_t N, int reps) {
   int8_t* cod = codes.data();
   while (reinterpret_cast<uintptr_t>(cod) & 63) ++cod;
   std::vector<float> sc(M * G), la(M * R), y(M * N);
+  auto lag = rnd(M * R, 1.f, 7);  // the GEMM's lora_act: fixed, so its y hash does not depend on act_quant's
   ActQuantArgs q0{x.data(), nullptr, M, K, nullptr, nullptr, 0, kActInt4, 0.f, cod, sc.data(), nullptr};
   ActQuantArgs q1 = q0;
   q1.ldown = ldown.data();
   q1.R = R;
   q1.lora_act = la.data();
+  std::vector<float> ldt_buf;  // L_downᵀ prepared once, as prepareW4A4Layer does (NOLDT=1: transposed per call)
+  if (!std::getenv("NOLDT")) q1.ldown_t = lowrank::transpose_down(ldown.data(), R, K, ldt_buf);
   W4A4Args w0{cod, sc.data(), nullptr, M, K, N, 0, qw.data(), ws.data(), nullptr, bias.data(), false, y.data()};
   W4A4Args w1 = w0;
-  w1.lora_act = la.data();
+  w1.lora_act = lag.data();
   w1.R = R;
   w1.lup = lup.data();
   const double mk = static_cast<double>(M) * K;
-  for (int round = 0; round < 2; ++round) {
-    const double tq0 = time_it("act_quant R=0", mk, reps, [&] { act_quant(q0); });
-    const double tq1 = time_it("act_quant R=32", mk, reps, [&] { act_quant(q1); });
-    const double tg0 = time_it("gemm_w4a4 R=0", 2.0 * mk * N, reps, [&] { gemm_w4a4(w0); });
-    const double tg1 = time_it("gemm_w4a4 R=32", 2.0 * mk * N, reps, [&] { gemm_w4a4(w1); });
+  // ONLY=act / ONLY=gemm: time one operator (the other's times print as 0); ROUNDS (default 2).
+  const std::string only = std::getenv("ONLY") ? std::getenv("ONLY") : "";
+  const int rounds = std::getenv("ROUNDS") ? std::atoi(std::getenv("ROUNDS")) : 2;
+  for (int round = 0; round < rounds; ++round) {
+    double tq0 = 0, tq1 = 0, tg0 = 0, tg1 = 0;
+    if (only != "gemm") {
+      tq0 = time_it("act_quant R=0", mk, reps, [&] { act_quant(q0); });
+      tq1 = time_it("act_quant R=32", mk, reps, [&] { act_quant(q1); });
+    }
+    if (only != "act") {
+      tg0 = time_it("gemm_w4a4 R=0", 2.0 * mk * N, reps, [&] { gemm_w4a4(w0); });
+      tg1 = time_it("gemm_w4a4 R=32", 2.0 * mk * N, reps, [&] { gemm_w4a4(w1); });
+    }
     print_overhead(tq0, tq1, tg0, tg1);
   }
+  // Hashes (FNV-1a of the bytes; equal across builds = bit-identical): codes + scales of X, lora_act, y without
+  // and with the branch (the GEMM's lora_act is the fixed random `lag`, not act_quant's output).
+  act_quant(q1);
+  const uint64_t hq = fnv_bytes(cod, M * K) ^ fnv(sc), hl = fnv(la);
+  gemm_w4a4(w0);
+  const uint64_t hy0 = fnv(y);
+  gemm_w4a4(w1);
+  std::printf("  hashes: codes+scales %016llx  lora_act %016llx  y R=0 %016llx  y R=32 %016llx\n",
+              (unsigned long long)hq, (unsigned long long)hl, (unsigned long long)hy0, (unsigned long long)fnv(y));
   // check lora_act against float64
   double e = 0, mx = 0;
   for (int64_t m = 0; m < std::min<int64_t>(M, 64); ++m)
@@ -166,12 +197,6 @@ int run_w4a4(int64_t M, int64_t K, int64_t N, int reps) {
 // columns), for both branch precisions (p2_layer.h): f32 (f32 down-projection, 192 columns) and bf16 (bf16
 // down-projection on AMX tiles where the GEMM has them, 32 columns). "2 parts" estimates the middle option (f32
 // down-projection, 2 bf16 parts per side: 3R = 96 columns) from the f32 quantize and a GEMM over K + 96 columns.
-uint64_t fnv(const std::vector<float>& y) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a of y's bytes: equal across builds = bit-identical results
-  for (size_t i = 0; i < y.size() * 4; ++i) h = (h ^ reinterpret_cast<const uint8_t*>(y.data())[i]) * 1099511628211ull;
-  return h;
-}
-
 int run_p2layer(int64_t M, int64_t K, int64_t N, int reps) {
   const int64_t R = 32, G = K / 64;
   auto x = rnd(M * K, 1.f, 1);
