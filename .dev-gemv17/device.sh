@@ -61,7 +61,7 @@ fi
 
 L="$OUT/gemv17-bench.log"
 step 1 "harness: checks + table (gemv_bench)" 80 "$L" "$BIN"
-grep -E "^device:|^HBM|^checks|FAIL" "$L" | head -40
+grep -E "^device:|^HBM|^checks|FAIL|^persistent config" "$L" | head -60
 grep -E "^\|" "$L"
 grep -E "^\(previous" "$L"
 

@@ -280,12 +280,28 @@ int main(int argc, char** argv) {
 
   const double copy = copy_rate_gbs(T);
   const double rd = read_rate_gbs(T);
+  struct Sh { int K, N; };
+  const Sh tshapes[] = {{3072, 18432}, {3072, 9216}, {3072, 6144}, {1152, 6912}};
+  {  // the persistent kernel's launch on each table shape (the automatic tile width)
+    int dev = 0, sms = 0;
+    CK(cudaGetDevice(&dev));
+    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    for (const Sh& sh : tshapes)
+      for (const int M : {1, 2, 4, 8}) {
+        const int tpw = gemv_stream::auto_tpw_persist(sh.N, sms);
+        const int nb = tpw == 1 ? gemv_stream::persist_blocks_per_sm<1>(M, sh.K, dev)
+                                : gemv_stream::persist_blocks_per_sm<2>(M, sh.K, dev);
+        const int tiles = (sh.N + 16 * tpw - 1) / (16 * tpw);
+        std::printf("persistent config: M=%d K=%d N=%d: %d rows per tile, %d tiles, %d blocks per SM (%.1f KiB of "
+                    "shared memory each), grid %d%s\n",
+                    M, sh.K, sh.N, 16 * tpw, tiles, nb, gemv_stream::persist_smem(tpw, M, sh.K) / 1024.0,
+                    std::min(tiles, sms * nb), nb < 1 ? " (does not fit: stream v1 runs)" : "");
+      }
+  }
   std::printf("\n| L2 | M | K | N | cuBLAS BF16 µs | previous engine µs | stream v1 µs | persistent µs | "
               "persistent vs cuBLAS | persistent vs stream v1 | persistent vs previous | 16 rows µs | 32 rows µs | "
               "64 rows µs | persistent GB/s | %% of read rate | %% of copy rate |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-  struct Sh { int K, N; };
-  const Sh tshapes[] = {{3072, 18432}, {3072, 9216}, {3072, 6144}, {1152, 6912}};
   for (const Sh& sh : tshapes) {
     if (quick && sh.N != 6144) continue;
     const int K = sh.K, N = sh.N;

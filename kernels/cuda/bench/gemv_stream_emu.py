@@ -5,6 +5,10 @@
 # g + 8, columns 2t, 2t + 1), sums in float64; then the 8 warps' partials, bias, bf16 output, vs a float64 reference.
 # A wrong selector, shift or offset gives rel-L2 > 1e-2 (tried: swapped PRMT selectors 0.5–0.8, 127·s for 128·s
 # 0.04–0.2); the kernel as written gives 2.0–2.5e-3 (bf16 output rounding). Run: python3 gemv_stream_emu.py (numpy).
+# run_persist replays gemv_persist_kernel the same way (x staged once per block, static tile stride, each warp's ring
+# of 4 slots over its (tile, stage) items with the issue cursor 3 items ahead, partial buffers ti % 2), sequentially:
+# it checks index math and slot reuse order, not races (compute-sanitizer racecheck does that on the GPU). Tried
+# mutations: reading slot (f + 1) % 4 instead of f % 4 gives rel-L2 1.09; the x stage as row % stages 1.26.
 import struct
 
 import numpy as np
