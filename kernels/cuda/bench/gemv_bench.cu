@@ -1,23 +1,19 @@
 // W4A16 GEMV harness (issue 16: "W4A16 at M <= 8: >= 3x cuBLAS BF16"): the engine's eng_gemv_w4a16
-// (kernels/cuda/engine/ops.cu) — the persistent streaming kernel (gemv_stream.cuh, variant 3, the automatic choice
-// where it applies) against stream v1 (the one-tile-per-block streaming kernel of gemv16, same header), the previous
-// engine kernels (variant 1 CUDA cores, 2 tensor cores; the previous automatic choice is 1 below M = 4, 2 from there)
-// and cuBLAS BF16, all in this process, on the AdaNorm shapes (FLUX.1: K = 3072, N = 18432 / 9216 / 6144;
-// PixArt-Σ: K = 1152, N = 6912), M in {1, 2, 4, 8}, cold L2 (256 MB memset before each call) and hot L2 (a graph of
-// calls replayed). The persistent kernel's tile widths (16, 32, 64 rows per tile) are timed too, through the
-// header's own launcher.
-// Checks (before any timing; exit 6 if one fails): every output of every variant (auto, 1, 2, 3, stream v1, each
-// tile width, and the persistent kernel capped at 7 / 5 blocks so that every block runs its ring across many tiles
-// with uneven counts on the small shapes) vs a float64 host reference at M = 1..8 on every shape: the AdaNorm
-// shapes, odd N (partial tiles), K from 64 to 12288 (K % 128 != 0 takes the older kernels; long K wraps the per-warp
-// ring; K = 12288 at M = 8 exceeds the persistent kernel's shared memory and runs v1), with and without bias, plus a
+// (kernels/cuda/engine/ops.cu) — the streaming kernel (gemv_stream.cuh, variant 3, the automatic choice where it
+// applies) against the previous engine kernels (variant 1 CUDA cores, 2 tensor cores; the previous automatic choice
+// is 1 below M = 4, 2 from there) and cuBLAS BF16, all in this process, on the AdaNorm shapes (FLUX.1: K = 3072,
+// N = 18432 / 9216 / 6144; PixArt-Σ: K = 1152, N = 6912), M in {1, 2, 4, 8}, cold L2 (256 MB memset before each
+// call) and hot L2 (a graph of calls replayed). The streaming kernel's tile widths (16, 32, 64 rows per block) are
+// timed too, through the header's own launcher.
+// Checks (before any timing; exit 6 if one fails): every output of every variant (auto, 1, 2, 3 and each tile
+// width) vs a float64 host reference at M = 1..8 on every shape: the AdaNorm shapes, odd N (partial tiles), K from
+// 64 to 12288 (K % 128 != 0 takes the older kernels; long K wraps the per-warp ring), with and without bias, plus a
 // misaligned x (every variant must refuse with an error) and scales / zeros 2 bytes off (the automatic choice falls
 // back to the older kernels; variant 3 must refuse).
 // Modes: (none) checks + table; quick: small checks + the N = 6144 rows; small: small checks only (for
-// compute-sanitizer memcheck: M = 1, 3, 8, no big shapes, the persistent kernel (16 / 32 rows, capped grids) and the
-// automatic choice only); tiny: three small shapes at M = 1 and 8 (racecheck / synccheck); ncu: no checks, one
-// launch of the previous kernel, the persistent kernel and stream v1 on the FLUX shapes at M = 1 and 8 (for Nsight
-// Compute's DRAM throughput).
+// compute-sanitizer memcheck: M = 1, 3, 8, no big shapes, the new kernel and the automatic choice only); tiny: three
+// small shapes at M = 1 and 8 (racecheck / synccheck); ncu: no checks, one launch of each kernel on the FLUX shapes
+// at M = 1 and 8 (for Nsight Compute's DRAM throughput).
 // Build and run (GPU machine, repo root): bash kernels/cuda/bench/gemv-bench.sh [mode].
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -98,17 +94,15 @@ static std::vector<double> reference(const Layer& L, size_t xoff) {
 // a kernel under test: the engine's C API with a variant, or the streaming kernel at a fixed tile width
 struct Kern {
   const char* name;
-  int variant;  // 0..3: eng_gemv_w4a16_variant; -1: the persistent kernel (launch_any) at tpw, -2: stream v1 at tpw
+  int variant;  // 0..3: eng_gemv_w4a16_variant; -1: gemv_stream::launch_tpw(tpw)
   int tpw;
-  int grid_cap;  // persistent kernel: at most this many blocks (0: SMs × resident blocks)
 };
 static const char* run_kern(const Kern& k, const Layer& L, const __nv_bfloat16* x, int M, bool bias,
                             __nv_bfloat16* o, cudaStream_t s) {
   const __nv_bfloat16* b = bias ? L.bias : nullptr;
   const __nv_bfloat16 *sc = L.scl + L.soff, *ze = L.zer + L.soff;
   if (k.variant >= 0) return eng_gemv_w4a16_variant(x, M, L.K, L.codes, sc, ze, b, L.N, o, k.variant, s);
-  const cudaError_t e =
-      gemv_stream::launch_any(k.variant == -2, k.tpw, x, M, L.K, L.codes, sc, ze, b, L.N, o, s, k.grid_cap);
+  const cudaError_t e = gemv_stream::launch_tpw(k.tpw, x, M, L.K, L.codes, sc, ze, b, L.N, o, s);
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
 
@@ -185,7 +179,6 @@ int main(int argc, char** argv) {
       for (const int M : {1, 8}) {
         CS(eng_gemv_w4a16_variant(L.x, M, 3072, L.codes, L.scl, L.zer, L.bias, N, o, M < 4 ? 1 : 2, T.st));
         CS(eng_gemv_w4a16_variant(L.x, M, 3072, L.codes, L.scl, L.zer, L.bias, N, o, 3, T.st));
-        CK(gemv_stream::launch_v1_tpw(0, L.x, M, 3072, L.codes, L.scl, L.zer, L.bias, N, o, T.st));
       }
       CK(cudaStreamSynchronize(T.st));
       CK(cudaFree(o));
@@ -197,12 +190,8 @@ int main(int argc, char** argv) {
   Timer T = bench_start();
   cudaStream_t s = T.st;
   int fails = 0, checks = 0;
-  // kerns[4..6]: the persistent kernel's tile widths (timed); [7]: stream v1 (timed); [8..9]: 7 / 5 blocks only, so
-  // every block runs the cross-tile ring over many tiles (uneven counts) on the small shapes too (checks only)
-  const Kern kerns[] = {{"auto", 0, 0, 0},           {"CUDA cores", 1, 0, 0},     {"tensor cores", 2, 0, 0},
-                        {"persistent", 3, 0, 0},      {"persist 16 rows", -1, 1, 0}, {"persist 32 rows", -1, 2, 0},
-                        {"persist 64 rows", -1, 4, 0}, {"stream v1", -2, 0, 0},      {"persist 16 g7", -1, 1, 7},
-                        {"persist 32 g5", -1, 2, 5}};
+  const Kern kerns[] = {{"auto", 0, 0},       {"CUDA cores", 1, 0}, {"tensor cores", 2, 0}, {"stream", 3, 0},
+                        {"stream 16 rows", -1, 1}, {"stream 32 rows", -1, 2}, {"stream 64 rows", -1, 4}};
   {
     struct S { int K, N; bool big; };
     // K % 128 != 0 (64, 1088, 192) takes the older kernels; K = 1152: 9 stages over 8 warps; 12288 / 5120: the
@@ -226,8 +215,6 @@ int main(int argc, char** argv) {
           if (!stream_ok && (k.variant == 3 || k.variant < 0)) continue;
           if (small && k.variant >= 1 && k.variant <= 2) continue;  // sanitizer run: the new kernel and the choice
           if (tiny && k.variant == 0) continue;                       // racecheck: the streaming kernel only
-          // sanitizer runs: v1 (checked by the gemv16 runs) and the 64-row width stay out (fewer launches)
-          if (small && (k.variant == -2 || (k.variant == -1 && k.tpw == 4))) continue;
           // variant 1 stages x for MM = M rounded up to 1/2/4/8 rows in shared memory (ops.cu launch_gemv: MM·(K/32)
           // ·(36 + 1) floats, at most 200 KiB): beyond that it must refuse with an error, and the automatic choice
           // does not pick it (the streaming kernel or the tensor-core kernel runs instead)
@@ -247,8 +234,7 @@ int main(int argc, char** argv) {
         }
       }
       std::printf("checks K=%d N=%d (M = 1..8, %s, with/without bias): %d/%d PASS\n", sh.K, sh.N,
-                  stream_ok ? "auto, 1, 2, 3, persist 16/32/64 rows, v1, grid 7/5" : "auto, 1, 2",
-                  shape_checks - shape_fails, shape_checks);
+                  stream_ok ? "auto, 1, 2, 3, 16/32/64 rows" : "auto, 1, 2", shape_checks - shape_fails, shape_checks);
       fails += shape_fails;
       checks += shape_checks;
       if (sh.K == 3072 && sh.N == 1000) {
@@ -280,28 +266,11 @@ int main(int argc, char** argv) {
 
   const double copy = copy_rate_gbs(T);
   const double rd = read_rate_gbs(T);
+  std::printf("\n| L2 | M | K | N | cuBLAS BF16 µs | previous engine µs | stream µs | stream vs cuBLAS | stream vs previous | "
+              "16 rows µs | 32 rows µs | 64 rows µs | stream GB/s | %% of read rate | %% of copy rate |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   struct Sh { int K, N; };
   const Sh tshapes[] = {{3072, 18432}, {3072, 9216}, {3072, 6144}, {1152, 6912}};
-  {  // the persistent kernel's launch on each table shape (the automatic tile width)
-    int dev = 0, sms = 0;
-    CK(cudaGetDevice(&dev));
-    CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    for (const Sh& sh : tshapes)
-      for (const int M : {1, 2, 4, 8}) {
-        const int tpw = gemv_stream::auto_tpw_persist(sh.N, sms);
-        const int nb = tpw == 1 ? gemv_stream::persist_blocks_per_sm<1>(M, sh.K, dev)
-                                : gemv_stream::persist_blocks_per_sm<2>(M, sh.K, dev);
-        const int tiles = (sh.N + 16 * tpw - 1) / (16 * tpw);
-        std::printf("persistent config: M=%d K=%d N=%d: %d rows per tile, %d tiles, %d blocks per SM (%.1f KiB of "
-                    "shared memory each), grid %d%s\n",
-                    M, sh.K, sh.N, 16 * tpw, tiles, nb, gemv_stream::persist_smem(tpw, M, sh.K) / 1024.0,
-                    std::min(tiles, sms * nb), nb < 1 ? " (does not fit: stream v1 runs)" : "");
-      }
-  }
-  std::printf("\n| L2 | M | K | N | cuBLAS BF16 µs | previous engine µs | stream v1 µs | persistent µs | "
-              "persistent vs cuBLAS | persistent vs stream v1 | persistent vs previous | 16 rows µs | 32 rows µs | "
-              "64 rows µs | persistent GB/s | %% of read rate | %% of copy rate |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Sh& sh : tshapes) {
     if (quick && sh.N != 6144) continue;
     const int K = sh.K, N = sh.N;
@@ -316,26 +285,22 @@ int main(int argc, char** argv) {
         auto eng = [&](int v) { CS(eng_gemv_w4a16_variant(L.x, M, K, L.codes, L.scl, L.zer, L.bias, N, o, v, s)); };
         const float tp = time_us(T, cold, [&] { eng(prev); });
         const float tn = time_us(T, cold, [&] { eng(3); });
-        const float tv1 = time_us(T, cold, [&] { CS(run_kern(kerns[7], L, L.x, M, true, o, s)); });
         float tt[3];
         for (int i = 0; i < 3; ++i)
           tt[i] = time_us(T, cold, [&] { CS(run_kern(kerns[4 + i], L, L.x, M, true, o, s)); });
         const double bytes =
             double(N) * K / 2 + double(N) * K / 64 * 4 + double(M) * K * 2 + double(M) * N * 2 + N * 2.0;
         const double gbs = bytes / tn / 1e3;
-        std::printf("| %s | %d | %d | %d | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx | %.2fx | %.1f | %.1f | %.1f | "
-                    "%.0f | %.0f%% | %.0f%% |\n",
-                    cold ? "cold" : "hot", M, K, N, tb, tp, tv1, tn, tb / tn, tv1 / tn, tp / tn, tt[0], tt[1], tt[2],
-                    gbs, 100.0 * gbs / rd, 100.0 * gbs / copy);
+        std::printf("| %s | %d | %d | %d | %.1f | %.1f | %.1f | %.2fx | %.2fx | %.1f | %.1f | %.1f | %.0f | %.0f%% | %.0f%% |\n",
+                    cold ? "cold" : "hot", M, K, N, tb, tp, tn, tb / tn, tp / tn, tt[0], tt[1], tt[2], gbs,
+                    100.0 * gbs / rd, 100.0 * gbs / copy);
         std::fflush(stdout);
       }
     CK(cudaFree(w));
     CK(cudaFree(o));
     free_layer(L);
   }
-  std::printf("\n(previous engine = variant 1 below M = 4, variant 2 from M = 4; stream v1 = the one-tile-per-block "
-              "streaming kernel (gemv16) at its automatic tile width; persistent = variant 3 with the automatic tile "
-              "width, what eng_gemv_w4a16 now runs; 16/32/64 rows: the persistent kernel at a fixed width (v1 where "
-              "its shared memory does not fit); bytes = codes + scales + zeros + x + out + bias)\n");
+  std::printf("\n(previous engine = variant 1 below M = 4, variant 2 from M = 4; stream = variant 3 with the automatic "
+              "tile width, what eng_gemv_w4a16 now runs; bytes = codes + scales + zeros + x + out + bias)\n");
   return 0;
 }

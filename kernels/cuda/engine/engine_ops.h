@@ -82,11 +82,9 @@ const char* eng_gemv_w4a16(const void* x, int M, int K, const uint8_t* codes, co
                            const void* bias, int N, void* out, void* stream);
 // The same with the kernel chosen: 0 automatic (3 where it applies, else 1 below M = 4 and 2 from there), 1 CUDA
 // cores (f32 FMAs), 2 tensor cores (mma.sync bf16 with the codes as 1 + q/16, exact products, f32 accumulation;
-// K·8·4 bytes of shared memory, K <= 24576), 3 the streaming kernel (gemv_stream.cuh: persistent blocks over row
-// tiles, per-warp cp.async rings across tiles, codes as 128 + q on mma.sync bf16, exact products, f32 accumulation;
-// the one-tile-per-block v1 where x does not fit in shared memory or env SVDQ_GEMV_STREAM = 1; needs K % 128 == 0 and
-// scales and zeros 4-byte aligned, else an error; env SVDQ_GEMV_TPW = 1 / 2 / 4 forces its rows per tile to 16 / 32 /
-// 64).
+// K·8·4 bytes of shared memory, K <= 24576), 3 the streaming kernel (gemv_stream.cuh: per-warp cp.async ring, codes
+// as 128 + q on mma.sync bf16, exact products, f32 accumulation; needs K % 128 == 0 and scales and zeros 4-byte
+// aligned, else an error; env SVDQ_GEMV_TPW = 1 / 2 / 4 forces its rows per block to 16 / 32 / 64).
 const char* eng_gemv_w4a16_variant(const void* x, int M, int K, const uint8_t* codes, const void* scales,
                                    const void* zeros, const void* bias, int N, void* out, int variant, void* stream);
 // Fills n values with a deterministic hash-based uniform draw: v = center + scale·(u − 0.5), u = hash(seed, i)/2³²

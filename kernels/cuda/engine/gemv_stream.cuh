@@ -12,46 +12,21 @@
 // | bias   | [N]        | bf16  | optional; added to the bf16-rounded product (torch F.linear(x, w) + b)           |
 // | out    | [M, N]     | bf16  |                                                                                  |
 //
-// Two kernels share the per-stage math (stage_math). K is cut into stages of 2 groups (128 codes: 64 contiguous
-// bytes per row); a block has 8 warps; warp w takes the stages w, w + 8, w + 16, ... of a row tile of R = 16·TPW rows
-// (TPW m16 tiles) and runs its own cp.async ring over them (no block barrier inside the loop: cp.async.wait_group and
-// __syncwarp only, so every wait is matched by construction); the 8 partial [R, 8] tiles are summed through shared
-// memory, the bias added and bf16 written.
+// Work split. A block of 8 warps owns R = 16·TPW output rows (TPW m16 tiles) and the whole K. K is cut into stages
+// of 2 groups (128 codes: 64 contiguous bytes per row); warp w takes stages w, w + 8, w + 16, ... and runs its own
+// cp.async ring of up to S slots over them (no block barrier inside the loop: cp.async.wait_group and __syncwarp
+// only, so every wait is matched by construction). After the loop the 8 partial [R, 8] tiles are summed through
+// shared memory (one __syncthreads that every thread reaches), the bias is added and bf16 written.
 //
-// gemv_persist_kernel (variant 3, the engine's choice; issue 17): persistent. grid = min(tiles, SMs × resident
-// blocks per SM from cudaOccupancyMaxActiveBlocksPerMultiprocessor); block b takes the row tiles b, b + grid, ...
-// (static stride). x of the whole K is staged once per block (its own, oldest cp.async group; one __syncthreads
-// before the loop). Each warp's ring of 4 slots runs ACROSS the block's tiles: its items are (tile, stage) pairs,
-// tile-major, and the item 3 ahead is issued before the current one is read, so the next tile's first stages are in
-// flight while the current tile is computed, reduced and written. At the end of each tile every warp writes its
-// partial into buffer ti % 2 and the block meets at one __syncthreads (trip count block-uniform: every thread reaches
-// it); the reduction of tile ti reads that buffer while the warps go on into tile ti + 1, whose partials go to the
-// other buffer (buffer ti % 2 is next written at tile ti + 2, after the barrier of ti + 1, which every thread passes
-// only after its share of the reduction of ti). Bytes in flight: 3 stages × R·64 code bytes per warp, 8 warps per
-// block: 24 KB per block at TPW 1, 48 KB at TPW 2 (Little's law at ~3 TB/s × ~1 µs: 25–30 KB per SM at least).
-// Shared memory of a block (bytes; M tokens, S = K/128 stages, R rows):
-// | part    | size              | layout                                                                          |
-// |---------|-------------------|---------------------------------------------------------------------------------|
-// | x       | S·M·272           | [stage][token][128 bf16 + 8 pad]: each stage as in a v1 slot (LDS.128 free)    |
-// | partial | 2·8·R·9·4         | [buffer ti % 2][warp][row: R][8 tokens + 1 pad] f32                             |
-// | rings   | 8·4·(R·64 + R·8)  | [warp][slot: 4]{codes [group j: 2][row: R][32 bytes]; scales [row] bf16x2;      |
-// |         |                   | zeros [row] bf16x2}                                                             |
-// K = 3072 (KiB): TPW 1 at M = 1 / 8: 51.4 / 96.0 (4 / 2 blocks per SM on an H100: 228 KiB per SM, 1 KiB reserved
-// per block), TPW 2: 96.4 / 141.0 (2 / 1). Where the sum exceeds the device's opt-in shared memory (227 KiB on an
-// H100; x is M·272 bytes per stage: at M = 8 beyond K = 10880 at TPW 1, K = 8192 at TPW 2), the v1 kernel runs at
-// the same TPW.
-//
-// gemv_stream_kernel (v1, gemv16; the fallback, and env SVDQ_GEMV_STREAM = 1): a block owns one row tile, grid =
-// tiles; each warp's ring (up to 4 slots) also carries the stage's x slice. One ring slot (bytes; R rows, M tokens):
+// One ring slot (bytes; R rows, M tokens):
 // | part   | size     | layout                                                                                 |
 // |--------|----------|----------------------------------------------------------------------------------------|
 // | codes  | R·64     | [group j of the stage: 2][row: R][32 bytes]: LDS.64 of lane (g, t) conflict-free       |
 // | x      | M·272    | [token][128 bf16 + 8 pad]: LDS.128 of lane (g, t) conflict-free                         |
 // | scales | R·4      | [row] bf16x2 (the stage's 2 groups)                                                    |
 // | zeros  | R·4      | [row] bf16x2                                                                           |
-// Global reads per stage (both kernels): 8 rows × 64 contiguous bytes per cp.async.cg instruction (L2 prefetch hint
-// 128 B), scales / zeros 4 bytes per row; x: v1 M·256 bytes per stage (cp.async.ca: L1 / L2 hits), persistent
-// M·K·2 bytes once per block.
+// Global reads per stage: 8 rows × 64 contiguous bytes per cp.async.cg instruction (L2 prefetch hint 128 B), the
+// x slice of the stage (M·256 bytes, cp.async.ca: L1 / L2 hits), scales / zeros 4 bytes per row.
 //
 // Math per group on the tensor cores (mma.m16n8k16 bf16 → f32; A = 16 weight rows, B = 8 tokens; rows g, g + 8 and
 // token g of lane (g = lane/4, t = lane%4)). Codes enter as f = 128 + q in bf16, exact: (word & 0x000F000F) |
@@ -121,63 +96,6 @@ __device__ __forceinline__ void dequant8(uint32_t w, uint32_t (&o)[4]) {
   o[3] = ((w >> 12) & 0x000F000Fu) | 0x43004300u;
 }
 
-// One K stage (2 groups of 64) of TPW m16 row tiles into acc: codes [group j: 2][row: R][32 bytes] at cs, x of the
-// stage [token: M][272 bytes] at xst, the rows' scale / zero pairs (bf16x2 of the stage's 2 groups) at scw / zrw.
-template <int TPW>
-__device__ __forceinline__ void stage_math(float (&acc)[TPW][4], const unsigned char* cs, const unsigned char* xst,
-                                           const uint32_t* scw, const uint32_t* zrw, int M, int g, int t) {
-  constexpr int R = 16 * TPW;
-  const uint32_t ones = 0x3F803F80u;  // bf16x2 {1, 1}
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {  // the stage's two 64-groups
-    uint32_t bx[8];
-    if (g < M) {
-      const unsigned char* xp = xst + g * kXStride + j * 128 + t * 32;
-      const uint4 xa = *reinterpret_cast<const uint4*>(xp);
-      const uint4 xb = *reinterpret_cast<const uint4*>(xp + 16);
-      bx[0] = prmt(xa.x, xa.z, 0x5410);  // {x0, x4}
-      bx[1] = prmt(xa.x, xa.z, 0x7632);  // {x1, x5}
-      bx[2] = prmt(xa.y, xa.w, 0x5410);  // {x2, x6}
-      bx[3] = prmt(xa.y, xa.w, 0x7632);  // {x3, x7}
-      bx[4] = prmt(xb.x, xb.z, 0x5410);
-      bx[5] = prmt(xb.x, xb.z, 0x7632);
-      bx[6] = prmt(xb.y, xb.w, 0x5410);
-      bx[7] = prmt(xb.y, xb.w, 0x7632);
-    } else {
-#pragma unroll
-      for (int q = 0; q < 8; ++q) bx[q] = 0u;
-    }
-    float xs[4] = {0.f, 0.f, 0.f, 0.f};  // Σ x of tokens 2t, 2t + 1 over the group (c0, c1)
-#pragma unroll
-    for (int jj = 0; jj < 4; ++jj) mma_bf16(xs, ones, ones, ones, ones, bx[2 * jj], bx[2 * jj + 1]);
-#pragma unroll
-    for (int u = 0; u < TPW; ++u) {
-      const int ra = 16 * u + g, rb = ra + 8;
-      const uint2 ca = *reinterpret_cast<const uint2*>(cs + j * (R * 32) + ra * 32 + t * 8);
-      const uint2 cb = *reinterpret_cast<const uint2*>(cs + j * (R * 32) + rb * 32 + t * 8);
-      uint32_t a0[4], a1[4], b0[4], b1[4];
-      dequant8(ca.x, a0);
-      dequant8(ca.y, a1);
-      dequant8(cb.x, b0);
-      dequant8(cb.y, b1);
-      float p[4] = {0.f, 0.f, 0.f, 0.f};
-      mma_bf16(p, a0[0], b0[0], a0[1], b0[1], bx[0], bx[1]);
-      mma_bf16(p, a0[2], b0[2], a0[3], b0[3], bx[2], bx[3]);
-      mma_bf16(p, a1[0], b1[0], a1[1], b1[1], bx[4], bx[5]);
-      mma_bf16(p, a1[2], b1[2], a1[3], b1[3], bx[6], bx[7]);
-      const uint32_t wsa = scw[ra], wsb = scw[rb], wza = zrw[ra], wzb = zrw[rb];
-      const float sa = __uint_as_float(j ? wsa & 0xFFFF0000u : wsa << 16);
-      const float sb = __uint_as_float(j ? wsb & 0xFFFF0000u : wsb << 16);
-      const float za = __uint_as_float(j ? wza & 0xFFFF0000u : wza << 16) - 128.f * sa;
-      const float zb = __uint_as_float(j ? wzb & 0xFFFF0000u : wzb << 16) - 128.f * sb;
-      acc[u][0] = fmaf(sa, p[0], fmaf(za, xs[0], acc[u][0]));
-      acc[u][1] = fmaf(sa, p[1], fmaf(za, xs[1], acc[u][1]));
-      acc[u][2] = fmaf(sb, p[2], fmaf(zb, xs[0], acc[u][2]));
-      acc[u][3] = fmaf(sb, p[3], fmaf(zb, xs[1], acc[u][3]));
-    }
-  }
-}
-
 template <int TPW>
 __global__ void __launch_bounds__(kThreads)
     gemv_stream_kernel(const __nv_bfloat16* __restrict__ x, int M, int K, const uint8_t* __restrict__ codes,
@@ -225,6 +143,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int u = 0; u < TPW; ++u)
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc[u][i] = 0.f;
+  const uint32_t ones = 0x3F803F80u;  // bf16x2 {1, 1}
 
   for (int i = 0; i < kRing - 1; ++i) {
     if (i < nst) issue(i, i);
@@ -238,7 +157,55 @@ __global__ void __launch_bounds__(kThreads)
     __syncwarp();          // ... and every lane's (memory ordering among the warp's threads)
     const unsigned char* base = ring + (i % kRing) * slot;
     const uint32_t* scw = reinterpret_cast<const uint32_t*>(base + R * 64 + M * kXStride);
-    stage_math<TPW>(acc, base, base + R * 64, scw, scw + R, M, g, t);
+    const uint32_t* zrw = scw + R;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {  // the stage's two 64-groups
+      uint32_t bx[8];
+      if (g < M) {
+        const unsigned char* xp = base + R * 64 + g * kXStride + j * 128 + t * 32;
+        const uint4 xa = *reinterpret_cast<const uint4*>(xp);
+        const uint4 xb = *reinterpret_cast<const uint4*>(xp + 16);
+        bx[0] = prmt(xa.x, xa.z, 0x5410);  // {x0, x4}
+        bx[1] = prmt(xa.x, xa.z, 0x7632);  // {x1, x5}
+        bx[2] = prmt(xa.y, xa.w, 0x5410);  // {x2, x6}
+        bx[3] = prmt(xa.y, xa.w, 0x7632);  // {x3, x7}
+        bx[4] = prmt(xb.x, xb.z, 0x5410);
+        bx[5] = prmt(xb.x, xb.z, 0x7632);
+        bx[6] = prmt(xb.y, xb.w, 0x5410);
+        bx[7] = prmt(xb.y, xb.w, 0x7632);
+      } else {
+#pragma unroll
+        for (int q = 0; q < 8; ++q) bx[q] = 0u;
+      }
+      float xs[4] = {0.f, 0.f, 0.f, 0.f};  // Σ x of tokens 2t, 2t + 1 over the group (c0, c1)
+#pragma unroll
+      for (int jj = 0; jj < 4; ++jj) mma_bf16(xs, ones, ones, ones, ones, bx[2 * jj], bx[2 * jj + 1]);
+#pragma unroll
+      for (int u = 0; u < TPW; ++u) {
+        const int ra = 16 * u + g, rb = ra + 8;
+        const uint2 ca = *reinterpret_cast<const uint2*>(base + j * (R * 32) + ra * 32 + t * 8);
+        const uint2 cb = *reinterpret_cast<const uint2*>(base + j * (R * 32) + rb * 32 + t * 8);
+        uint32_t a0[4], a1[4], b0[4], b1[4];
+        dequant8(ca.x, a0);
+        dequant8(ca.y, a1);
+        dequant8(cb.x, b0);
+        dequant8(cb.y, b1);
+        float p[4] = {0.f, 0.f, 0.f, 0.f};
+        mma_bf16(p, a0[0], b0[0], a0[1], b0[1], bx[0], bx[1]);
+        mma_bf16(p, a0[2], b0[2], a0[3], b0[3], bx[2], bx[3]);
+        mma_bf16(p, a1[0], b1[0], a1[1], b1[1], bx[4], bx[5]);
+        mma_bf16(p, a1[2], b1[2], a1[3], b1[3], bx[6], bx[7]);
+        const uint32_t wsa = scw[ra], wsb = scw[rb], wza = zrw[ra], wzb = zrw[rb];
+        const float sa = __uint_as_float(j ? wsa & 0xFFFF0000u : wsa << 16);
+        const float sb = __uint_as_float(j ? wsb & 0xFFFF0000u : wsb << 16);
+        const float za = __uint_as_float(j ? wza & 0xFFFF0000u : wza << 16) - 128.f * sa;
+        const float zb = __uint_as_float(j ? wzb & 0xFFFF0000u : wzb << 16) - 128.f * sb;
+        acc[u][0] = fmaf(sa, p[0], fmaf(za, xs[0], acc[u][0]));
+        acc[u][1] = fmaf(sa, p[1], fmaf(za, xs[1], acc[u][1]));
+        acc[u][2] = fmaf(sb, p[2], fmaf(zb, xs[0], acc[u][2]));
+        acc[u][3] = fmaf(sb, p[3], fmaf(zb, xs[1], acc[u][3]));
+      }
+    }
     __syncwarp();  // every lane is done with slot i % kRing before a later issue overwrites it
   }
   cp_wait<0>();  // only empty groups can be pending here; the ring is reused below
@@ -267,125 +234,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-
-// ---- persistent kernel (v2) ----
-constexpr int kRing2 = 4;  // ring slots per warp; the ring runs across the block's row tiles (3 stages in flight)
-__host__ __device__ constexpr int slot2_bytes(int R) { return R * 64 + 2 * R * 4; }  // codes, scale / zero pairs
-// x of the whole K, [stage][token][128 bf16 + 8 pad] (the v1 slot's x part, once per stage)
-__host__ __device__ constexpr size_t persist_x_bytes(int M, int K) { return size_t(K / kStageCodes) * M * kXStride; }
-// two [warp: 8][R][kRedLd] f32 partial buffers (tile ti uses buffer ti % 2: one __syncthreads per tile)
-__host__ __device__ constexpr size_t persist_red_bytes(int R) { return size_t(2) * kWarps * R * kRedLd * 4; }
-__host__ __device__ constexpr size_t persist_smem(int TPW, int M, int K) {
-  return persist_x_bytes(M, K) + persist_red_bytes(16 * TPW) + size_t(kWarps) * kRing2 * slot2_bytes(16 * TPW);
-}
-
-template <int TPW>
-__global__ void __launch_bounds__(kThreads)
-    gemv_persist_kernel(const __nv_bfloat16* __restrict__ x, int M, int K, const uint8_t* __restrict__ codes,
-                        const __nv_bfloat16* __restrict__ scales, const __nv_bfloat16* __restrict__ zeros,
-                        const __nv_bfloat16* __restrict__ bias, int N, __nv_bfloat16* __restrict__ out) {
-  constexpr int R = 16 * TPW, S = kRing2, slot = slot2_bytes(R);
-  extern __shared__ __align__(16) unsigned char gsm_persist[];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, g = lane / 4, t = lane % 4;
-  const int G = K / 64, stages = K / kStageCodes;
-  const int ntiles = (N + R - 1) / R;
-  // this block's row tiles: blockIdx.x, blockIdx.x + gridDim.x, ... (block-uniform count)
-  const int my_tiles = int(blockIdx.x) < ntiles ? (ntiles - int(blockIdx.x) + int(gridDim.x) - 1) / int(gridDim.x) : 0;
-  unsigned char* const xsm = gsm_persist;
-  float* const red = reinterpret_cast<float*>(gsm_persist + persist_x_bytes(M, K));
-  unsigned char* const ring = gsm_persist + persist_x_bytes(M, K) + persist_red_bytes(R) + size_t(warp) * S * slot;
-  const int nst = warp < stages ? (stages - warp + kWarps - 1) / kWarps : 0;  // this warp's stages per tile
-  const int total = my_tiles * nst;  // this warp's (tile, stage) items, tile-major
-
-  // x of the whole K, once per block (all threads; its own commit group, the oldest)
-  for (int c = threadIdx.x; c < stages * M * 16; c += kThreads) {
-    const int p = c & 15, row = c >> 4, m = row % M, st = row / M;  // row = st·M + m
-    cp16(smem_u32(xsm + size_t(row) * kXStride + p * 16), x + size_t(m) * K + size_t(st) * kStageCodes + p * 8, 16);
-  }
-  cp_commit();
-
-  // issue the copies of item (tile ti of this block, this warp's stage i) into slot sl
-  auto issue = [&](int ti, int i, int sl) {
-    const int st = warp + kWarps * i, n0 = (int(blockIdx.x) + ti * int(gridDim.x)) * R;
-    const uint32_t s_codes = smem_u32(ring + sl * slot), s_sc = s_codes + R * 64, s_zr = s_sc + R * 4;
-#pragma unroll
-    for (int i4 = 0; i4 < 2 * TPW; ++i4) {  // R rows × 4 chunks of 16 bytes
-      const int c = lane + 32 * i4, row = c >> 2, p = c & 3, n = n0 + row;
-      const bool ok = n < N;
-      const uint8_t* src = codes + (ok ? size_t(n) * (K / 2) + size_t(st) * 64 + 16 * p : 0);
-      cp16(s_codes + (p >> 1) * (R * 32) + row * 32 + (p & 1) * 16, src, ok ? 16 : 0);
-    }
-#pragma unroll
-    for (int r0 = 0; r0 < R; r0 += 32) {
-      const int r = r0 + lane, n = n0 + r;
-      if (r < R) {
-        const bool ok = n < N;
-        const size_t e = ok ? size_t(n) * G + 2 * st : 0;
-        cp4(s_sc + r * 4, scales + e, ok ? 4 : 0);
-        cp4(s_zr + r * 4, zeros + e, ok ? 4 : 0);
-      }
-    }
-  };
-  // the issue cursor: item number f (flat, tile-major) is (iti, ii); one commit group per call, empty past the end
-  int iti = 0, ii = 0, fi = 0;
-  auto issue_next = [&]() {
-    if (fi < total) {
-      issue(iti, ii, fi % S);
-      if (++ii == nst) {
-        ii = 0;
-        ++iti;
-      }
-    }
-    ++fi;
-    cp_commit();
-  };
-  for (int k = 0; k < S - 1; ++k) issue_next();
-  cp_wait<S - 1>();  // this thread's x copies (the oldest group) have landed ...
-  __syncthreads();   // ... and every thread's
-
-  int f = 0;  // item consumed next
-  for (int ti = 0; ti < my_tiles; ++ti) {  // block-uniform trip count: every thread reaches the barrier below
-    float acc[TPW][4];
-#pragma unroll
-    for (int u = 0; u < TPW; ++u)
-#pragma unroll
-      for (int q = 0; q < 4; ++q) acc[u][q] = 0.f;
-    for (int i = 0; i < nst; ++i, ++f) {
-      issue_next();          // item f + S − 1 (possibly of the next tile) into the slot freed by item f − 1
-      cp_wait<S - 1>();      // this thread's copies of item f have landed
-      __syncwarp();          // ... and every lane's
-      const unsigned char* base = ring + (f % S) * slot;
-      const uint32_t* scw = reinterpret_cast<const uint32_t*>(base + R * 64);
-      stage_math<TPW>(acc, base, xsm + size_t(warp + kWarps * i) * M * kXStride, scw, scw + R, M, g, t);
-      __syncwarp();  // every lane is done with slot f % S before a later issue overwrites it
-    }
-    const int n0 = (int(blockIdx.x) + ti * int(gridDim.x)) * R;
-    float* const rb = red + size_t(ti & 1) * kWarps * R * kRedLd;
-    float* const rw = rb + size_t(warp) * R * kRedLd;  // warps without stages (K < 8·128) write zeros
-#pragma unroll
-    for (int u = 0; u < TPW; ++u) {
-      const int ra = 16 * u + g, rr = ra + 8;
-      rw[ra * kRedLd + 2 * t] = acc[u][0];
-      rw[ra * kRedLd + 2 * t + 1] = acc[u][1];
-      rw[rr * kRedLd + 2 * t] = acc[u][2];
-      rw[rr * kRedLd + 2 * t + 1] = acc[u][3];
-    }
-    // every warp's partial of tile ti is written; buffer ti % 2 was last read for tile ti − 2, before every thread
-    // passed the barrier of tile ti − 1
-    __syncthreads();
-    for (int q = threadIdx.x; q < R * M; q += kThreads) {
-      const int row = q % R, m = q / R, n = n0 + row;
-      if (n >= N) continue;
-      float v = 0.f;
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w) v += rb[(w * R + row) * kRedLd + m];
-      if (bias) v = __bfloat162float(__float2bfloat16(v)) + __bfloat162float(bias[n]);
-      out[size_t(m) * N + n] = __float2bfloat16(v);
-    }
-  }
-  cp_wait<0>();  // only empty groups can be pending here
-}
-
 // Whether the streaming kernel takes this call (else the caller uses another kernel).
 inline bool supports(const void* x, int M, int K, const void* codes, const void* scales, const void* zeros, int N) {
   auto al = [](const void* p, uintptr_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; };
@@ -404,11 +252,10 @@ inline size_t smem_bytes(int TPW, int M, int K) {
 // rows, all resident at once). 4 only when forced (the harness times it).
 inline int auto_tpw(int N, int sms) { return (N + 31) / 32 >= 2 * sms ? 2 : 1; }
 
-// Launches the v1 kernel (one block per R-row tile) with TPW tiles of 16 rows per block; returns the CUDA error.
+// Launches the kernel with TPW tiles of 16 rows per block; returns the CUDA error of the launch.
 template <int TPW>
-cudaError_t launch_v1(const __nv_bfloat16* x, int M, int K, const uint8_t* codes, const __nv_bfloat16* scales,
-                      const __nv_bfloat16* zeros, const __nv_bfloat16* bias, int N, __nv_bfloat16* out,
-                      cudaStream_t s) {
+cudaError_t launch(const __nv_bfloat16* x, int M, int K, const uint8_t* codes, const __nv_bfloat16* scales,
+                   const __nv_bfloat16* zeros, const __nv_bfloat16* bias, int N, __nv_bfloat16* out, cudaStream_t s) {
   const size_t sh = smem_bytes(TPW, M, K);
   const int nslots = int(sh / (size_t(kWarps) * slot_bytes(16 * TPW, M)));
   // every call (host-side attribute calls, legal during stream capture; per device): all of the unified L1 /
@@ -423,67 +270,11 @@ cudaError_t launch_v1(const __nv_bfloat16* x, int M, int K, const uint8_t* codes
   return cudaGetLastError();
 }
 
-// Blocks of the persistent kernel per SM for (TPW, M, K): 0 where its shared memory (persist_smem: x of the whole
-// K, the partial buffers and the rings) exceeds the device's opt-in limit (227 KB on an H100; M = 8 from K = 6144 at
-// TPW 2) and the v1 kernel runs instead. Sets the function attributes (every call: per device, legal in capture).
-template <int TPW>
-int persist_blocks_per_sm(int M, int K, int dev) {
-  const size_t sh = persist_smem(TPW, M, K);
-  int optin = 0;
-  if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
-      sh > size_t(optin))
-    return 0;
-  if (cudaFuncSetAttribute(gemv_persist_kernel<TPW>, cudaFuncAttributePreferredSharedMemoryCarveout,
-                           int(cudaSharedmemCarveoutMaxShared)) != cudaSuccess)
-    return 0;
-  if (sh > 48 * 1024 &&
-      cudaFuncSetAttribute(gemv_persist_kernel<TPW>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(sh)) !=
-          cudaSuccess)
-    return 0;
-  int nb = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, gemv_persist_kernel<TPW>, kThreads, sh) != cudaSuccess)
-    return 0;
-  return nb;
-}
-
-// The persistent kernel: grid = min(row tiles, SMs × resident blocks per SM), block b takes tiles b, b + grid, ...
-// Falls back to the v1 kernel at the same TPW where it does not fit (persist_blocks_per_sm == 0).
-template <int TPW>
-cudaError_t launch_persist(const __nv_bfloat16* x, int M, int K, const uint8_t* codes, const __nv_bfloat16* scales,
-                           const __nv_bfloat16* zeros, const __nv_bfloat16* bias, int N, __nv_bfloat16* out,
-                           cudaStream_t s, int grid_cap = 0) {
-  int dev = 0, sms = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (e != cudaSuccess) return e;
-  const int nb = persist_blocks_per_sm<TPW>(M, K, dev);
-  if (nb < 1) {
-    cudaGetLastError();  // clear a refused attribute call, if any
-    return launch_v1<TPW>(x, M, K, codes, scales, zeros, bias, N, out, s);
-  }
-  const int ntiles = (N + 16 * TPW - 1) / (16 * TPW);
-  int grid = ntiles < sms * nb ? ntiles : sms * nb;
-  if (grid_cap > 0 && grid > grid_cap) grid = grid_cap;  // tests: many tiles per block on small shapes
-  gemv_persist_kernel<TPW><<<grid, kThreads, persist_smem(TPW, M, K), s>>>(x, M, K, codes, scales, zeros, bias, N,
-                                                                            out);
-  return cudaGetLastError();
-}
-
-// Tile width of the persistent kernel: the one with fewer rows on the busiest SM (ceil(tiles / SMs)·16·TPW; the
-// static stride deals tiles round-robin), TPW 2 on a tie (x and the Σx mma shared by 32 rows). H100 (132 SMs):
-// N = 18432 → 1 (144 vs 160 rows), 9216 → 1 (80 vs 96), 6144 → 1 (48 vs 64), 6912 → 2 (64 both).
-inline int auto_tpw_persist(int N, int sms) {
-  const int r1 = (N + 15) / 16, r2 = (N + 31) / 32;
-  return ((r1 + sms - 1) / sms) * 16 < ((r2 + sms - 1) / sms) * 32 ? 1 : 2;
-}
-
-// TPW = 0: automatic (env SVDQ_GEMV_TPW = 1 / 2 / 4 when set: read once, for A/B runs of the engine without a
-// rebuild; else auto_tpw_persist, or auto_tpw for v1); else 1, 2 or 4. v1: the one-tile-per-block kernel (also taken
-// where the persistent kernel's shared memory does not fit, or env SVDQ_GEMV_STREAM = 1 for the engine).
-// grid_cap > 0: at most that many persistent blocks (the harness's checks of the cross-tile ring on small shapes).
-inline cudaError_t launch_any(bool v1, int tpw, const __nv_bfloat16* x, int M, int K, const uint8_t* codes,
+// TPW = 0: automatic (auto_tpw, or env SVDQ_GEMV_TPW = 1 / 2 / 4 when set: read once, for A/B runs of the engine
+// without a rebuild); else 1, 2 or 4.
+inline cudaError_t launch_tpw(int tpw, const __nv_bfloat16* x, int M, int K, const uint8_t* codes,
                               const __nv_bfloat16* scales, const __nv_bfloat16* zeros, const __nv_bfloat16* bias,
-                              int N, __nv_bfloat16* out, cudaStream_t s, int grid_cap = 0) {
+                              int N, __nv_bfloat16* out, cudaStream_t s) {
   static const int env_tpw = [] {
     const char* e = std::getenv("SVDQ_GEMV_TPW");
     const int v = e ? std::atoi(e) : 0;
@@ -494,32 +285,11 @@ inline cudaError_t launch_any(bool v1, int tpw, const __nv_bfloat16* x, int M, i
     int dev = 0, sms = 132;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    tpw = v1 ? auto_tpw(N, sms) : auto_tpw_persist(N, sms);
+    tpw = auto_tpw(N, sms);
   }
-  if (v1) {
-    if (tpw == 4) return launch_v1<4>(x, M, K, codes, scales, zeros, bias, N, out, s);
-    if (tpw == 2) return launch_v1<2>(x, M, K, codes, scales, zeros, bias, N, out, s);
-    return launch_v1<1>(x, M, K, codes, scales, zeros, bias, N, out, s);
-  }
-  if (tpw == 4) return launch_persist<4>(x, M, K, codes, scales, zeros, bias, N, out, s, grid_cap);
-  if (tpw == 2) return launch_persist<2>(x, M, K, codes, scales, zeros, bias, N, out, s, grid_cap);
-  return launch_persist<1>(x, M, K, codes, scales, zeros, bias, N, out, s, grid_cap);
-}
-// The engine's entry (variant 3): the persistent kernel, or v1 when env SVDQ_GEMV_STREAM = 1 (read once).
-inline cudaError_t launch_tpw(int tpw, const __nv_bfloat16* x, int M, int K, const uint8_t* codes,
-                              const __nv_bfloat16* scales, const __nv_bfloat16* zeros, const __nv_bfloat16* bias,
-                              int N, __nv_bfloat16* out, cudaStream_t s) {
-  static const bool env_v1 = [] {
-    const char* e = std::getenv("SVDQ_GEMV_STREAM");
-    return e && std::atoi(e) == 1;
-  }();
-  return launch_any(env_v1, tpw, x, M, K, codes, scales, zeros, bias, N, out, s);
-}
-// The v1 kernel at a tile width (0: auto_tpw), for the harness's same-run comparison.
-inline cudaError_t launch_v1_tpw(int tpw, const __nv_bfloat16* x, int M, int K, const uint8_t* codes,
-                                 const __nv_bfloat16* scales, const __nv_bfloat16* zeros, const __nv_bfloat16* bias,
-                                 int N, __nv_bfloat16* out, cudaStream_t s) {
-  return launch_any(true, tpw, x, M, K, codes, scales, zeros, bias, N, out, s);
+  if (tpw == 4) return launch<4>(x, M, K, codes, scales, zeros, bias, N, out, s);
+  if (tpw == 2) return launch<2>(x, M, K, codes, scales, zeros, bias, N, out, s);
+  return launch<1>(x, M, K, codes, scales, zeros, bias, N, out, s);
 }
 
 }  // namespace
