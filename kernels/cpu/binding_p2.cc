@@ -23,7 +23,7 @@ namespace {
 using svdq::KernelError;
 
 using namespace svdq::napi_args;  // num, fnum, flag, arr<T>, guarded, obj0
-using namespace svdq::p2::napi;   // dims, aligned, branch_of, common_quant
+using namespace svdq::p2::napi;   // dims, aligned, branch_of, common_quant, pack_args
 
 // Transparent huge pages for the GEMM operands: the whole 2 MiB pages inside [p, p + bytes) are marked
 // MADV_HUGEPAGE (this Linux's THP mode is `madvise`), so that pages first touched afterwards come as 2 MiB pages.
@@ -52,16 +52,7 @@ int64_t wop_len(int64_t N, int64_t K, int64_t R, svdq::p2::Branch b) {
 Napi::Value PackWeight(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
     auto o = obj0(info);
-    svdq::p2::PackArgs a{};
-    a.N = num(o, "N");
-    a.K = num(o, "K");
-    a.R = num(o, "R");
-    dims(0, a.K, a.N, a.R, "p2PackWeight");
-    a.codes = arr<int8_t>(o, "codes", a.N * a.K);
-    a.exponents = arr<int8_t>(o, "exponents", a.N * (a.K / 64));
-    a.row_scales = arr<float>(o, "rowScales", a.N);
-    a.lup = a.R ? arr<float>(o, "lowRankUp", a.N * a.R) : nullptr;
-    a.branch = branch_of(o);
+    svdq::p2::PackArgs a = pack_args(o, "p2PackWeight");
     uint16_t* w = arr<uint16_t>(o, "wop", wop_len(a.N, a.K, a.R, a.branch) + 32);
     const int64_t off = static_cast<int64_t>((64 - reinterpret_cast<uintptr_t>(w) % 64) % 64 / 2);
     if (reinterpret_cast<uintptr_t>(w) % 2) throw KernelError("p2PackWeight: wop is not 2-byte aligned");

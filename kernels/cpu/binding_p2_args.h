@@ -34,6 +34,24 @@ inline Branch branch_of(const Napi::Object& o) {
   return static_cast<Branch>(b);
 }
 
+// The weight inputs of the pack entry points p2PackWeight and p2a2PackWeight (p2i8PackWeight reads no L_up): N, K, R, the
+// 4-bit codes, the group exponents, the row scales, L_up and the branch precision; `what` names the call in errors.
+inline PackArgs pack_args(const Napi::Object& o, const char* what) {
+  using napi_args::arr;
+  using napi_args::num;
+  PackArgs a{};
+  a.N = num(o, "N");
+  a.K = num(o, "K");
+  a.R = num(o, "R");
+  dims(0, a.K, a.N, a.R, what);
+  a.codes = arr<int8_t>(o, "codes", a.N * a.K);
+  a.exponents = arr<int8_t>(o, "exponents", a.N * (a.K / 64));
+  a.row_scales = arr<float>(o, "rowScales", a.N);
+  a.lup = a.R ? arr<float>(o, "lowRankUp", a.N * a.R) : nullptr;
+  a.branch = branch_of(o);
+  return a;
+}
+
 // The activation pass's inputs (x, λ⁻¹, L_down in the forms the layer prepared, branch precision); N only for dims.
 inline void common_quant(const Napi::Object& o, QuantArgs& q, int64_t N) {
   using napi_args::arr;

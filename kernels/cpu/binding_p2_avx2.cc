@@ -15,7 +15,7 @@ namespace {
 
 using svdq::KernelError;
 using namespace svdq::napi_args;  // num, arr<T>, guarded, obj0
-using namespace svdq::p2::napi;   // dims, branch_of, common_quant
+using namespace svdq::p2::napi;   // dims, branch_of, common_quant, pack_args
 namespace a2 = svdq::p2::a2;
 
 uint8_t* aligned_bytes(uint8_t* p) { return p + (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64; }
@@ -29,16 +29,7 @@ uint8_t* bytes_of(const Napi::Object& o, const char* key, int64_t bytes) {
 Napi::Value PackWeight(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
     auto o = obj0(info);
-    svdq::p2::PackArgs a{};
-    a.N = num(o, "N");
-    a.K = num(o, "K");
-    a.R = num(o, "R");
-    dims(0, a.K, a.N, a.R, "p2a2PackWeight");
-    a.codes = arr<int8_t>(o, "codes", a.N * a.K);
-    a.exponents = arr<int8_t>(o, "exponents", a.N * (a.K / 64));
-    a.row_scales = arr<float>(o, "rowScales", a.N);
-    a.lup = a.R ? arr<float>(o, "lowRankUp", a.N * a.R) : nullptr;
-    a.branch = branch_of(o);
+    svdq::p2::PackArgs a = pack_args(o, "p2a2PackWeight");
     const a2::WeightLayout l(a.N, a.K, a.R);
     Napi::Uint8Array w = Napi::Uint8Array::New(env, static_cast<size_t>(l.bytes + 64));
     a2::pack_weight(a, aligned_bytes(w.Data()));
