@@ -15,7 +15,9 @@
  *                             # same panels and output (a before/after of the f32 GEMM in one run, e.g. main's build)
  *
  * Tasks alternate round by round (each round runs every task once, in a new random order, 50 ms apart), so load
- * spikes of the shared machine and ORT's spinning threads hit all tasks alike; the table reports the median.
+ * spikes of the shared machine and ORT's spinning threads hit all tasks alike; the table reports the median. A
+ * layer and its no-low-rank twin run back to back in every round, and "paired" is the median over rounds of their
+ * CPU-time ratio (the other low-rank columns are ratios of medians taken seconds apart: noisy on a shared host).
  * ORT runs with intra-op spinning off ("spin off") and with its default ("spin on"), as separate sessions.
  * Ours: "W4A4 layer" = prepareW4A4Layer(...).forward (quantize X/λ + rank-32 low-rank down + INT4 GEMM + low-rank
  * up + bias, reused buffers) on every native path the CPU has; on the best path also "W4A4 2 calls"
@@ -140,24 +142,45 @@ interface Task {
   path: NativeIsa | "ort";
   int: boolean | "bf16";
   run: () => unknown;
+  /** Tasks with the same group run back to back in every round (in a random order inside the group), so that
+   *  their per-round ratio (the low-rank overhead) sees the same machine load. */
+  group?: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // Each round runs every task once in a fresh seeded random order (so no task always follows the same one: ORT's
-// spinning threads keep both cores busy for a while after a "spin on" run), with a 50 ms pause between tasks.
-// Returns the median wall time and the median process CPU time (user + system, all threads) of each task: on the
-// shared machine the CPU time is far less sensitive to other jobs than the wall time (it counts ORT's spinning too).
-async function timeRounds(tasks: Task[], rounds: number): Promise<{ wall: number[]; cpu: number[] }> {
+// spinning threads keep both cores busy for a while after a "spin on" run), with a 50 ms pause between tasks; the
+// tasks of one `group` stay adjacent (shuffled among themselves). Returns the median wall time and the median process
+// CPU time (user + system, all threads) of each task, and the per-round CPU samples (round order) for paired ratios:
+// on the shared machine the CPU time is far less sensitive to other jobs than the wall time (it counts ORT's spinning
+// too).
+async function timeRounds(
+  tasks: Task[],
+  rounds: number,
+): Promise<{ wall: number[]; cpu: number[]; cpuRounds: number[][] }> {
   const samples: number[][] = tasks.map(() => []);
   const cpuSamples: number[][] = tasks.map(() => []);
+  const shuffle = <T>(a: T[]): T[] => {
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [a[i], a[j]] = [a[j], a[i]];
+    }
+    return a;
+  };
+  const units: number[][] = [];
+  const unitOf = new Map<string, number[]>();
+  tasks.forEach((t, i) => {
+    const u = t.group === undefined ? undefined : unitOf.get(t.group);
+    if (u) u.push(i);
+    else {
+      units.push([i]);
+      if (t.group !== undefined) unitOf.set(t.group, units[units.length - 1]);
+    }
+  });
   for (let r = -1; r < rounds; r++) {
     // round −1 warms every task up (ORT's first run plans its kernels; ours page-faults its buffers once)
-    const order = tasks.map((_, i) => i);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(rand() * (i + 1));
-      [order[i], order[j]] = [order[j], order[i]];
-    }
+    const order = shuffle(units.map((u) => shuffle([...u]))).flat();
     for (const i of order) {
       const t = tasks[i];
       if (t.path !== "ort") setIsa(t.path);
@@ -174,8 +197,12 @@ async function timeRounds(tasks: Task[], rounds: number): Promise<{ wall: number
     }
   }
   setIsa("auto");
-  const median = (s: number[]) => s.sort((a, b) => a - b)[Math.floor(s.length / 2)];
-  return { wall: samples.map(median), cpu: cpuSamples.map(median) };
+  return { wall: samples.map(median), cpu: cpuSamples.map(median), cpuRounds: cpuSamples };
+}
+
+function median(s: number[]): number {
+  const a = [...s].sort((x, y) => x - y);
+  return a[Math.floor(a.length / 2)];
 }
 
 const results: {
@@ -197,10 +224,12 @@ const p2Stats: {
   vsF32: number;
   lr: number;
   lrCpu: number;
+  lrPaired: number;
   ms: number;
   vsOurs: number;
   vsIntBf: number;
   lrBfCpu: number;
+  lrBfPaired: number;
   perPath: string;
 }[] = [];
 const p2LrRows: string[] = [];
@@ -333,7 +362,13 @@ for (const [K, N] of KNs) {
     function quantTasks(): Task[] {
       return [
         ...paths.map(
-          (p): Task => ({ name: "W4A4 layer", path: p, int: true, run: () => layer.forward(x, M, { out }) }),
+          (p): Task => ({
+            name: "W4A4 layer",
+            path: p,
+            int: true,
+            run: () => layer.forward(x, M, { out }),
+            group: p === best ? "lr-w4a4" : undefined,
+          }),
         ),
         ...paths.map(
           (p): Task => ({
@@ -341,6 +376,7 @@ for (const [K, N] of KNs) {
             path: p,
             int: p2Int(p), // amx: the AMX-INT8 path where prepare packed it; avx2: the avx2-int8 one
             run: () => p2.forward(x, M, { out }),
+            group: p === best ? "lr-p2" : undefined,
           }),
         ),
         {
@@ -348,12 +384,14 @@ for (const [K, N] of KNs) {
           path: best,
           int: p2Int(best),
           run: () => p2bf.forward(x, M, { out }),
+          group: "lr-p2",
         },
         {
           name: "int4p2 no LR",
           path: best,
           int: p2Int(best),
           run: () => p2noLR.forward(x, M, { out }),
+          group: "lr-p2",
         },
         ...(best === "amx" && p2.int8Weight
           ? [{ name: "int4p2 amx-bf16", path: best, int: "bf16" as const, run: () => p2amxBf16.forward(x, M, { out }) }]
@@ -374,7 +412,13 @@ for (const [K, N] of KNs) {
               },
             ]
           : []),
-        { name: "W4A4 layer no LR", path: best, int: true, run: () => layerNoLR.forward(x, M, { out }) },
+        {
+          name: "W4A4 layer no LR",
+          path: best,
+          int: true,
+          run: () => layerNoLR.forward(x, M, { out }),
+          group: "lr-w4a4",
+        },
         {
           name: "W4A4 2 calls",
           path: best,
@@ -402,7 +446,7 @@ for (const [K, N] of KNs) {
         ),
       );
     const rounds = Number(process.env.SVDQ_BENCH_ROUNDS) || (M * N * K > 2e10 ? 3 : 5);
-    const { wall: ms, cpu } = await timeRounds(tasks, rounds);
+    const { wall: ms, cpu, cpuRounds } = await timeRounds(tasks, rounds);
     const get = (name: string, path?: string) => {
       const i = tasks.findIndex((t) => t.name === name && (path === undefined || t.path === path));
       return i < 0 ? Number.NaN : ms[i];
@@ -410,6 +454,12 @@ for (const [K, N] of KNs) {
     const getCpu = (name: string, path?: string) => {
       const i = tasks.findIndex((t) => t.name === name && (path === undefined || t.path === path));
       return i < 0 ? Number.NaN : cpu[i];
+    };
+    // low-rank overhead from the adjacent pair of each round (same load), median over rounds, in CPU time
+    const paired = (name: string, base: string) => {
+      const a = cpuRounds[tasks.findIndex((t) => t.name === name && t.path === best)];
+      const b = cpuRounds[tasks.findIndex((t) => t.name === base && t.path === best)];
+      return a && b ? (median(a.map((v, r) => v / b[r])) - 1) * 100 : Number.NaN;
     };
     const lrCpu = (getCpu("W4A4 layer", best) / getCpu("W4A4 layer no LR") - 1) * 100;
     const f32Cpu = getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM", best);
@@ -432,10 +482,12 @@ for (const [K, N] of KNs) {
         vsF32: ortF32 / p2lay,
         lr: (p2lay / get("int4p2 no LR") - 1) * 100,
         lrCpu: (getCpu("int4p2 layer", best) / getCpu("int4p2 no LR") - 1) * 100,
+        lrPaired: paired("int4p2 layer", "int4p2 no LR"),
         ms: p2lay,
         vsOurs: lay / p2lay,
         vsIntBf: ortInt / get("int4p2 layer bf16", best),
         lrBfCpu: (getCpu("int4p2 layer bf16", best) / getCpu("int4p2 no LR") - 1) * 100,
+        lrBfPaired: paired("int4p2 layer bf16", "int4p2 no LR"),
         perPath: [
           ...paths
             .filter((p) => !Number.isNaN(get("int4p2 layer", p)))
@@ -456,11 +508,11 @@ for (const [K, N] of KNs) {
     const lrOf = (name: string, g: (n: string, p?: string) => number) =>
       (g(name, best) / g("int4p2 no LR", best) - 1) * 100;
     p2LrRows.push(
-      `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${get("int4p2 no LR").toFixed(1)} | ${lrOf("int4p2 layer", get).toFixed(1)}% (CPU ${lrOf("int4p2 layer", getCpu).toFixed(1)}%) | ${lrOf("int4p2 layer bf16", get).toFixed(1)}% (CPU ${lrOf("int4p2 layer bf16", getCpu).toFixed(1)}%) |`,
+      `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${get("int4p2 no LR").toFixed(1)} | ${lrOf("int4p2 layer", get).toFixed(1)}% (CPU ${lrOf("int4p2 layer", getCpu).toFixed(1)}%, paired ${paired("int4p2 layer", "int4p2 no LR").toFixed(1)}%) | ${lrOf("int4p2 layer bf16", get).toFixed(1)}% (CPU ${lrOf("int4p2 layer bf16", getCpu).toFixed(1)}%, paired ${paired("int4p2 layer bf16", "int4p2 no LR").toFixed(1)}%) |`,
     );
     if (only !== "p2")
       ratioRows.push(
-        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%) | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x (CPU ${f32Cpu.toFixed(2)}x); prepared ${(ortF32 / get("f32 GEMM prepared", best)).toFixed(2)}x (CPU ${(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM prepared", best)).toFixed(2)}x)${baseAddon ? `; base build ${(ortF32 / get("f32 GEMM base")).toFixed(2)}x (CPU ${(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM base")).toFixed(2)}x)` : ""} | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
+        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%, paired ${paired("W4A4 layer", "W4A4 layer no LR").toFixed(1)}%) | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x (CPU ${f32Cpu.toFixed(2)}x); prepared ${(ortF32 / get("f32 GEMM prepared", best)).toFixed(2)}x (CPU ${(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM prepared", best)).toFixed(2)}x)${baseAddon ? `; base build ${(ortF32 / get("f32 GEMM base")).toFixed(2)}x (CPU ${(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM base")).toFixed(2)}x)` : ""} | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
       );
     console.log(`done M=${M} K=${K} N=${N}`);
   }
@@ -493,7 +545,7 @@ const [p2pk, p2label] = peakFor(
 for (const r of p2Stats) {
   const rate = (r.M * r.N * (r.K + 6 * RANK)) / (r.ms / 1e3); // the GEMM's MACs: K code columns + 6R branch columns
   console.log(
-    `| ${cpuModel} | ${best} | ${r.M} | ${r.K} | ${r.N} | ${r.vsInt.toFixed(2)}x | ${r.vsF32.toFixed(2)}x | ${r.lr.toFixed(1)}% (CPU ${r.lrCpu.toFixed(1)}%) | ${((rate / p2pk) * 100).toFixed(0)}% ${p2label} | ${r.vsOurs.toFixed(2)}x | ${r.perPath} | ${r.vsIntBf.toFixed(2)}x (${r.lrBfCpu.toFixed(1)}%) |`,
+    `| ${cpuModel} | ${best} | ${r.M} | ${r.K} | ${r.N} | ${r.vsInt.toFixed(2)}x | ${r.vsF32.toFixed(2)}x | ${r.lr.toFixed(1)}% (CPU ${r.lrCpu.toFixed(1)}%, paired ${r.lrPaired.toFixed(1)}%) | ${((rate / p2pk) * 100).toFixed(0)}% ${p2label} | ${r.vsOurs.toFixed(2)}x | ${r.perPath} | ${r.vsIntBf.toFixed(2)}x (${r.lrBfCpu.toFixed(1)}%, paired ${r.lrBfPaired.toFixed(1)}%) |`,
   );
 }
 console.log(
