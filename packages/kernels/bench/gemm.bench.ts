@@ -510,9 +510,11 @@ for (const [K, N] of KNs) {
     p2LrRows.push(
       `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${get("int4p2 no LR").toFixed(1)} | ${lrOf("int4p2 layer", get).toFixed(1)}% (CPU ${lrOf("int4p2 layer", getCpu).toFixed(1)}%, paired ${paired("int4p2 layer", "int4p2 no LR").toFixed(1)}%) | ${lrOf("int4p2 layer bf16", get).toFixed(1)}% (CPU ${lrOf("int4p2 layer bf16", getCpu).toFixed(1)}%, paired ${paired("int4p2 layer bf16", "int4p2 no LR").toFixed(1)}%) |`,
     );
+    // a ratio, or "—" where a peer did not run (--only=lr has no ORT tasks)
+    const fx = (v: number) => (Number.isFinite(v) ? `${v.toFixed(2)}x` : "—");
     if (only !== "p2")
       ratioRows.push(
-        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${(ortInt / lay).toFixed(2)}x | ${(ortF32 / lay).toFixed(2)}x | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%, paired ${paired("W4A4 layer", "W4A4 layer no LR").toFixed(1)}%) | ${(ortF32 / get("f32 GEMM", best)).toFixed(2)}x (CPU ${f32Cpu.toFixed(2)}x); prepared ${(ortF32 / get("f32 GEMM prepared", best)).toFixed(2)}x (CPU ${(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM prepared", best)).toFixed(2)}x)${baseAddon ? `; base build ${(ortF32 / get("f32 GEMM base")).toFixed(2)}x (CPU ${(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM base")).toFixed(2)}x)` : ""} | ${(ortF32 / get("W4A16")).toFixed(2)}x | ${(ortDq / get("W8A8")).toFixed(2)}x | ${paths.map((p) => `${p} ${(ortInt / get("W4A4 layer", p)).toFixed(2)}x`).join(", ")} |`,
+        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${fx(ortInt / lay)} | ${fx(ortF32 / lay)} | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%, paired ${paired("W4A4 layer", "W4A4 layer no LR").toFixed(1)}%) | ${fx(ortF32 / get("f32 GEMM", best))} (CPU ${fx(f32Cpu)}); prepared ${fx(ortF32 / get("f32 GEMM prepared", best))} (CPU ${fx(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM prepared", best))})${baseAddon ? `; base build ${fx(ortF32 / get("f32 GEMM base"))} (CPU ${fx(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM base"))})` : ""} | ${fx(ortF32 / get("W4A16"))} | ${fx(ortDq / get("W8A8"))} | ${paths.map((p) => `${p} ${fx(ortInt / get("W4A4 layer", p))}`).join(", ")} |`,
       );
     console.log(`done M=${M} K=${K} N=${N}`);
   }
