@@ -28,6 +28,12 @@ constexpr int SCALE_SCALAR_32F = 0, SCALE_OUTER_VEC_32F = 3;
 constexpr int PREF_MAX_WORKSPACE_BYTES = 1;
 constexpr int COMPUTE_32F = 68;  // cublasComputeType_t CUBLAS_COMPUTE_32F
 constexpr int OP_N = 0, OP_T = 1;
+// cublasLtMatmulAlgoCapAttributes_t / cublasLtMatmulAlgoConfigAttributes_t (the algorithm search of
+// kernels/cuda/bench/lt_search.cu)
+constexpr int CAP_SPLITK_SUPPORT = 0, CAP_REDUCTION_SCHEME_MASK = 1, CAP_CTA_SWIZZLING_SUPPORT = 2, CAP_TILE_IDS = 6,
+              CAP_CUSTOM_OPTION_MAX = 7, CAP_STAGES_IDS = 13;
+constexpr int CFG_ID = 0, CFG_TILE_ID = 1, CFG_SPLITK_NUM = 2, CFG_REDUCTION_SCHEME = 3, CFG_CTA_SWIZZLING = 4,
+              CFG_CUSTOM_OPTION = 5, CFG_STAGES_ID = 6, CFG_INNER_SHAPE_ID = 7, CFG_CLUSTER_SHAPE_ID = 8;
 
 struct Api {
   int (*create)(Handle*) = nullptr;
@@ -40,6 +46,15 @@ struct Api {
   int (*matmul)(Handle, Desc, const void*, const void*, Layout, const void*, Layout, const void*, const void*,
                 Layout, void*, Layout, const Algo*, void*, size_t, cudaStream_t) = nullptr;
   size_t (*version)() = nullptr;
+  // algorithm enumeration (cublasLtMatmulAlgoGetIds / Init / CapGetAttribute / ConfigSet|GetAttribute / Check)
+  int (*algoGetIds)(Handle, int, cudaDataType, cudaDataType, cudaDataType, cudaDataType, cudaDataType, int, int*,
+                    int*) = nullptr;
+  int (*algoInit)(Handle, int, cudaDataType, cudaDataType, cudaDataType, cudaDataType, cudaDataType, int,
+                  Algo*) = nullptr;
+  int (*algoCapGet)(const Algo*, int, void*, size_t, size_t*) = nullptr;
+  int (*algoCfgSet)(Algo*, int, const void*, size_t) = nullptr;
+  int (*algoCfgGet)(const Algo*, int, void*, size_t, size_t*) = nullptr;
+  int (*algoCheck)(Handle, Desc, Layout, Layout, Layout, Layout, const Algo*, Heur*) = nullptr;
   // dlopen libcublasLt (SVDQ_CUBLASLT_PATH, then libcublasLt.so.13, libcublasLt.so); false with *why on failure
   bool load(std::string* why) {
     const char* env = std::getenv("SVDQ_CUBLASLT_PATH");
@@ -66,6 +81,12 @@ struct Api {
     LT_SYM(prefSet, "cublasLtMatmulPreferenceSetAttribute");
     LT_SYM(heuristic, "cublasLtMatmulAlgoGetHeuristic");
     LT_SYM(matmul, "cublasLtMatmul");
+    LT_SYM(algoGetIds, "cublasLtMatmulAlgoGetIds");
+    LT_SYM(algoInit, "cublasLtMatmulAlgoInit");
+    LT_SYM(algoCapGet, "cublasLtMatmulAlgoCapGetAttribute");
+    LT_SYM(algoCfgSet, "cublasLtMatmulAlgoConfigSetAttribute");
+    LT_SYM(algoCfgGet, "cublasLtMatmulAlgoConfigGetAttribute");
+    LT_SYM(algoCheck, "cublasLtMatmulAlgoCheck");
 #undef LT_SYM
     version = reinterpret_cast<decltype(version)>(dlsym(lib, "cublasLtGetVersion"));
     return true;
