@@ -7,6 +7,8 @@
 // (O ← O·e^{m_old − m_new} + e^{S − m_new}·V, 4 queries × 64 outputs per register tile), and O/l is written at the
 // end (Milakov & Gimelshein 2018, "Online
 // normalizer calculation for softmax"; the FlashAttention recurrence). Scores never leave the block: O(kQB·kKB).
+// Paths: AVX-512 (Dh a multiple of 16), AVX2 + FMA (Dh a multiple of 8; same steps on 8 lanes, 6-query tiles),
+// scalar otherwise; on a CPU with AMX-BF16, attention_f32_amx.cc's split path first.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -256,6 +258,174 @@ SVDQ_TARGET_AVX512 void gather_head(const AttentionArgs& a, int64_t bh, int64_t 
     std::memcpy(v_all + (bh * a.Skv + j) * Dh, a.v + (b * a.Skv + j) * d + h * Dh, Dh * sizeof(float));
 }
 
+// ---- AVX2 + FMA path (Dh a multiple of 8: FLUX 128, PixArt-Σ 72), the same three steps on 8 lanes -------------
+
+#define SVDQ_TARGET_ATT2 __attribute__((target("avx2,fma")))
+
+// K and V of (batch, head) bh into the Scratch layouts (as gather_head, in portable code: the AVX2 gather is no
+// faster than the loads here), K scaled by 1/√Dh, keys past Skv zero.
+void gather_head_portable(const AttentionArgs& a, int64_t bh, int64_t skvp, float* kt_all, float* v_all) {
+  const int64_t b = bh / a.H, h = bh % a.H, Dh = a.Dh, d = a.H * Dh;
+  const float scale = 1.f / std::sqrt(static_cast<float>(Dh));
+  const float* kbase = a.k + b * a.Skv * d + h * Dh;
+  float* dst = kt_all + bh * Dh * skvp;
+  for (int64_t j0 = 0; j0 < skvp; j0 += kKB) {
+    float* blk = dst + j0 * Dh;  // [Dh][kKB]
+    for (int64_t jj = 0; jj < kKB; ++jj) {
+      const int64_t j = j0 + jj;
+      if (j < a.Skv) {
+        const float* src = kbase + j * d;
+        for (int64_t t = 0; t < Dh; ++t) blk[t * kKB + jj] = src[t] * scale;
+      } else {
+        for (int64_t t = 0; t < Dh; ++t) blk[t * kKB + jj] = 0.f;
+      }
+    }
+  }
+  for (int64_t j = 0; j < a.Skv; ++j)
+    std::memcpy(v_all + (bh * a.Skv + j) * Dh, a.v + (b * a.Skv + j) * d + h * Dh, Dh * sizeof(float));
+}
+
+// lanes 0..7 of a 256-bit mask: all ones where lane < n
+SVDQ_TARGET_ATT2 static inline __m256 lanes_below(int64_t n) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const int c = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(8, n)));
+  return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(c), idx));
+}
+
+SVDQ_TARGET_ATT2 static inline float hmax256(__m256 v) {
+  __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_max_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+SVDQ_TARGET_ATT2 static inline float hsum256(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_add_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+
+// O += P·V over the block's nk keys for output columns [c0, c0 + 8·NV): 6 queries × 8·NV outputs per pass over a
+// chunk of 64 keys (6·NV accumulators; NV loads of V and 6 broadcasts of P per 6·NV FMAs), the chunk of V (64 keys
+// × 8·NV floats) staying in L1 for all the query sextets.
+template <int NV>
+SVDQ_TARGET_ATT2 void pv_cols_avx2(const float* vbase, int64_t Dh, int64_t c0, int64_t nk, int64_t nq, Scratch& w) {
+  constexpr int kR = 6;
+  for (int64_t jc = 0; jc < nk; jc += 64) {
+    const int64_t je = std::min<int64_t>(nk, jc + 64);
+    for (int64_t i0 = 0; i0 < nq; i0 += kR) {
+      const float* p[kR];
+      float* o[kR];
+      for (int r = 0; r < kR; ++r) {
+        const int64_t i = std::min<int64_t>(i0 + r, nq - 1);  // rows past nq repeat the last one, not stored
+        p[r] = w.s.data() + i * kKB;
+        o[r] = w.o.data() + i * Dh + c0;
+      }
+      __m256 acc[kR][NV];
+      for (int r = 0; r < kR; ++r)
+        for (int t = 0; t < NV; ++t) acc[r][t] = _mm256_loadu_ps(o[r] + 8 * t);
+      const float* vj = vbase + jc * Dh + c0;
+      for (int64_t j = jc; j < je; ++j, vj += Dh) {
+        __m256 v[NV];
+        for (int t = 0; t < NV; ++t) v[t] = _mm256_loadu_ps(vj + 8 * t);
+#pragma GCC unroll 6
+        for (int r = 0; r < kR; ++r) {
+          const __m256 pr = _mm256_broadcast_ss(p[r] + j);
+          for (int t = 0; t < NV; ++t) acc[r][t] = _mm256_fmadd_ps(pr, v[t], acc[r][t]);
+        }
+      }
+      for (int r = 0; r < kR && i0 + r < nq; ++r)
+        for (int t = 0; t < NV; ++t) _mm256_storeu_ps(o[r] + 8 * t, acc[r][t]);
+    }
+  }
+}
+
+// AVX2 path; Dh a multiple of 8. Per key block of kKB keys: (1) scores S = Q·Kᵀ/√Dh + bias, 6 queries × 16 keys at
+// a time (12 YMM accumulators; 2 loads of K and 6 broadcasts of Q per 12 FMAs), keys past Skv −inf; (2) one
+// online-softmax step per query over the block (exp256: relative error < 2e-7); (3) O += P·V.
+SVDQ_TARGET_ATT2 void block_avx2(const AttentionArgs& a, int64_t b, int64_t h, int64_t q0, int64_t nq, Scratch& w) {
+  constexpr int kR = 6;
+  const int64_t d = a.H * a.Dh, Dh = a.Dh;
+  float m[kQB], l[kQB];
+  for (int i = 0; i < kQB; ++i) m[i] = -INFINITY, l[i] = 0.f;
+  std::fill(w.o.begin(), w.o.end(), 0.f);
+  const float* ktbh = w.kt_all + (b * a.H + h) * Dh * w.skvp;
+  const float* vbh = w.v_all + (b * a.H + h) * a.Skv * Dh;
+  const float* qrow[kQB];
+  for (int64_t i = 0; i < kQB; ++i) qrow[i] = a.q + ((b * a.Sq + q0 + std::min<int64_t>(i, nq - 1)) * d + h * Dh);
+  const __m256 ninf = _mm256_set1_ps(-INFINITY);
+  for (int64_t j0 = 0; j0 < a.Skv; j0 += kKB) {
+    const int64_t nk = std::min<int64_t>(kKB, a.Skv - j0);
+    const float* kt = ktbh + j0 * Dh;  // kt[t·kKB + j] = k[j0 + j, t]/√Dh (zero past Skv, within skvp)
+    // (1) scores
+    for (int64_t c0 = 0; c0 < nk; c0 += 16) {
+      const int64_t nc = nk - c0;
+      const __m256 live[2] = {lanes_below(nc), lanes_below(nc - 8)};
+      float bb[16] = {};
+      if (a.bias)
+        for (int64_t j = 0; j < std::min<int64_t>(16, nc); ++j) bb[j] = a.bias[b * a.Skv + j0 + c0 + j];
+      const __m256 bias0 = _mm256_loadu_ps(bb), bias1 = _mm256_loadu_ps(bb + 8);
+      for (int64_t i0 = 0; i0 < nq; i0 += kR) {
+        __m256 acc[kR][2];
+        const float* qp[kR];
+#pragma GCC unroll 6
+        for (int r = 0; r < kR; ++r) {
+          acc[r][0] = bias0, acc[r][1] = bias1;
+          qp[r] = qrow[std::min<int64_t>(i0 + r, kQB - 1)];
+        }
+        const float* kr = kt + c0;
+        for (int64_t t = 0; t < Dh; ++t, kr += kKB) {
+          const __m256 k0 = _mm256_loadu_ps(kr), k1 = _mm256_loadu_ps(kr + 8);
+#pragma GCC unroll 6
+          for (int r = 0; r < kR; ++r) {
+            const __m256 qv = _mm256_broadcast_ss(qp[r] + t);
+            acc[r][0] = _mm256_fmadd_ps(qv, k0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(qv, k1, acc[r][1]);
+          }
+        }
+        for (int r = 0; r < kR && i0 + r < nq; ++r)
+          for (int c = 0; c < 2; ++c)
+            _mm256_storeu_ps(w.s.data() + (i0 + r) * kKB + c0 + 8 * c, _mm256_blendv_ps(ninf, acc[r][c], live[c]));
+      }
+    }
+    // (2) one online-softmax step per query over the block (lanes past nk: −inf scores, zero probabilities)
+    const int nv = static_cast<int>((nk + 7) / 8);
+    for (int64_t i = 0; i < nq; ++i) {
+      float* si = w.s.data() + i * kKB;
+      __m256 mx = _mm256_set1_ps(m[i]);
+      for (int c = 0; c < nv; ++c) mx = _mm256_max_ps(mx, _mm256_loadu_ps(si + 8 * c));
+      const float mnew = hmax256(mx);
+      const float alpha = std::exp(m[i] - mnew);  // 0 on the first block (m = −inf)
+      const __m256 mv = _mm256_set1_ps(mnew);
+      __m256 sum = _mm256_setzero_ps();
+      for (int c = 0; c < nv; ++c) {
+        const __m256 e =
+            _mm256_and_ps(lanes_below(nk - 8 * c), exp256(_mm256_sub_ps(_mm256_loadu_ps(si + 8 * c), mv)));
+        _mm256_storeu_ps(si + 8 * c, e);
+        sum = _mm256_add_ps(sum, e);
+      }
+      l[i] = l[i] * alpha + hsum256(sum);
+      m[i] = mnew;
+      if (alpha != 1.f) {
+        float* oi = w.o.data() + i * Dh;
+        const __m256 av = _mm256_set1_ps(alpha);
+        for (int64_t t = 0; t < Dh; t += 8) _mm256_storeu_ps(oi + t, _mm256_mul_ps(_mm256_loadu_ps(oi + t), av));
+      }
+    }
+    // (3) O += P·V: 16 output columns at a time, an 8-column tail (Dh = 72)
+    const float* vbase = vbh + j0 * Dh;
+    int64_t c0 = 0;
+    for (; c0 + 16 <= Dh; c0 += 16) pv_cols_avx2<2>(vbase, Dh, c0, nk, nq, w);
+    if (c0 < Dh) pv_cols_avx2<1>(vbase, Dh, c0, nk, nq, w);
+  }
+  for (int64_t i = 0; i < nq; ++i) {
+    float* dst = a.out + ((b * a.Sq + q0 + i) * d + h * Dh);
+    const __m256 inv = _mm256_set1_ps(1.f / l[i]);
+    for (int64_t t = 0; t < Dh; t += 8)
+      _mm256_storeu_ps(dst + t, _mm256_mul_ps(_mm256_loadu_ps(w.o.data() + i * Dh + t), inv));
+  }
+}
+
 }  // namespace
 
 void attention_f32(const AttentionArgs& a) {
@@ -263,12 +433,14 @@ void attention_f32(const AttentionArgs& a) {
   if (attention_f32_split(a)) return;  // the amx path on a CPU with AMX-BF16 (attention_f32_amx.cc)
   // AVX-512 path: Dh a multiple of 16, and 16 rows of K (16·H·Dh floats) addressable by the 32-bit gather offsets
   const bool avx512 = isa_at_least(Isa::Avx512) && a.Dh % 16 == 0 && 16 * a.H * a.Dh < (int64_t{1} << 31) / 4;
+  // AVX2 path: Dh a multiple of 8 (also on AVX-512 machines for Dh = 8 mod 16, e.g. PixArt-Σ's 72)
+  const bool avx2 = !avx512 && isa_at_least(Isa::Avx2) && a.Dh % 8 == 0;
   const int64_t qt = (a.Sq + kQB - 1) / kQB;
   const int threads = num_threads();
   const int64_t skvp = (a.Skv + kKB - 1) / kKB * kKB;
   // The calling thread's panels, kept between calls (fresh buffers cost a page fault per 4 KiB on every call).
   thread_local std::vector<float> kt_all, v_all;
-  if (avx512) {
+  if (avx512 || avx2) {
     // K of every (batch, head) transposed per key block and scaled, V gathered per head, once per call (each
     // query block reads them; layouts in Scratch)
     const size_t nkt = static_cast<size_t>(a.B * a.H * a.Dh * skvp), nv = static_cast<size_t>(a.B * a.H * a.Skv * a.Dh);
@@ -277,7 +449,10 @@ void attention_f32(const AttentionArgs& a) {
     // (pointers taken here: inside the tasks, a thread_local name would mean the worker's own copy)
     float* kt = kt_all.data();
     float* vv = v_all.data();
-    parallel_for(a.B * a.H, [&](int64_t bh, int) { gather_head(a, bh, skvp, kt, vv); });
+    if (avx512)
+      parallel_for(a.B * a.H, [&](int64_t bh, int) { gather_head(a, bh, skvp, kt, vv); });
+    else
+      parallel_for(a.B * a.H, [&](int64_t bh, int) { gather_head_portable(a, bh, skvp, kt, vv); });
   }
   std::vector<Scratch> scratch(threads);
   const float* kt_data = kt_all.data();
@@ -294,6 +469,8 @@ void attention_f32(const AttentionArgs& a) {
     const int64_t b = bh / a.H, h = bh % a.H, nq = std::min<int64_t>(kQB, a.Sq - q0);
     if (avx512)
       block_avx512(a, b, h, q0, nq, scratch[th]);
+    else if (avx2)
+      block_avx2(a, b, h, q0, nq, scratch[th]);
     else
       block_scalar(a, b, h, q0, nq, scratch[th]);
   });

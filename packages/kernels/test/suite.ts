@@ -305,7 +305,9 @@ export function defineSuite(): void {
         [2, 19, 70, 3, 32, true], // partial query (128) and key (128) blocks, a partial 32-key score chunk
         [1, 40, 130, 2, 64, false],
         [1, 150, 300, 2, 128, true], // two query tasks, several key blocks, the last one partial (44 keys)
-        [1, 5, 9, 2, 12, true], // Dh not a multiple of 16: the scalar block on every path
+        [1, 13, 1, 3, 24, true], // one key; Dh = 8 mod 16 (AVX2 block, also on AVX-512 CPUs); 6-query tiles + 1
+        [1, 131, 257, 2, 72, true], // PixArt-Σ's head size 72: 16-column passes and an 8-column tail (AVX2)
+        [1, 5, 9, 2, 12, true], // Dh not a multiple of 8: the scalar block on every path
       ] as const) {
         const { q, k, v, bias } = attentionInputs(r, { B, Sq, Skv, H, Dh, withBias });
         const out = attentionF32(q, k, v, { B, Sq, Skv, heads: H, headDim: Dh, bias });
