@@ -76,13 +76,6 @@ static bool row_scalar(const ActQuantArgs& a, int64_t m, float* xh) {
   return false;
 }
 
-__attribute__((target("avx2,fma"))) static inline float hmax256(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 __attribute__((target("avx2,fma"))) static bool row_avx2(const ActQuantArgs& a, int64_t m, float* xh) {
   const int64_t K = a.K, G = K / kGroup;
   const __m256 zero = _mm256_setzero_ps();

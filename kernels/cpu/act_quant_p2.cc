@@ -306,16 +306,6 @@ SVDQ_TARGET_P2Q2 inline __m256 codes_at8(__m256 v, __m256 inv_s) {
   return _mm256_min_ps(_mm256_max_ps(_mm256_round_ps(_mm256_mul_ps(v, inv_s), kRne), _mm256_set1_ps(-8.f)),
                        _mm256_set1_ps(7.f));
 }
-SVDQ_TARGET_P2Q2 inline float hmax8(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-}
-SVDQ_TARGET_P2Q2 inline float hsum8(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
 // 16 int32 lanes (a, b) in order as 16 int16 (signed saturation: the values fit).
 SVDQ_TARGET_P2Q2 inline __m256i pack16(__m256i a, __m256i b) {
   return _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);
@@ -347,7 +337,7 @@ SVDQ_TARGET_P2Q2 int row_avx2(const float* x, const float* inv, int64_t K, float
       ok = _mm256_and_ps(ok, _mm256_cmp_ps(ab, fmax, _CMP_LE_OQ));  // false for NaN and ±Inf
       mx = _mm256_max_ps(mx, ab);
     }
-    t[g] = static_cast<float>(static_cast<double>(hmax8(mx)) / 7.0);  // SVDQuant §3: absmax/7
+    t[g] = static_cast<float>(static_cast<double>(hmax256(mx)) / 7.0);  // SVDQuant §3: absmax/7
     tmax = std::max(tmax, t[g]);
   }
   if (_mm256_movemask_ps(ok) != 0xff) return 1;
@@ -391,7 +381,7 @@ SVDQ_TARGET_P2Q2 int row_avx2(const float* x, const float* inv, int64_t K, float
         F0[j & 1] = _mm256_fmadd_ps(d0, d0, F0[j & 1]);
         F1[j & 1] = _mm256_fmadd_ps(d1, d1, F1[j & 1]);
       }
-      const float g0 = hsum8(_mm256_add_ps(F0[0], F0[1])), g1 = hsum8(_mm256_add_ps(F1[0], F1[1]));
+      const float g0 = hsum256(_mm256_add_ps(F0[0], F0[1])), g1 = hsum256(_mm256_add_ps(F1[0], F1[1]));
       bool finer;
       if (g0 + g1 > 0x1p-100f && std::fabs(g0 - g1) > 0x1p-18f * (g0 + g1))
         finer = g1 < g0;

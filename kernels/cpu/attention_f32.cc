@@ -292,18 +292,6 @@ SVDQ_TARGET_ATT2 static inline __m256 lanes_below(int64_t n) {
   return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(c), idx));
 }
 
-SVDQ_TARGET_ATT2 static inline float hmax256(__m256 v) {
-  __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
-  x = _mm_max_ss(x, _mm_movehdup_ps(x));
-  return _mm_cvtss_f32(x);
-}
-SVDQ_TARGET_ATT2 static inline float hsum256(__m256 v) {
-  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-  x = _mm_add_ss(x, _mm_movehdup_ps(x));
-  return _mm_cvtss_f32(x);
-}
 
 // O += P·V over the block's nk keys for output columns [c0, c0 + 8·NV): 6 queries × 8·NV outputs per pass over a
 // chunk of 64 keys (6·NV accumulators; NV loads of V and 6 broadcasts of P per 6·NV FMAs), the chunk of V (64 keys
