@@ -196,10 +196,7 @@ SVDQ_TARGET_P2Q int row_avx512(const float* x, const float* inv, int64_t K, floa
     if (st.kS < -149) return 2;
     if (st.kS < -100 || st.kS > 100) return 3;
   }
-  double amax = 0;
-  const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
-  for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
-  c = branch_shift(amax);
+  c = branch_shift_row(lr, R, st.zero ? 1.0 : std::ldexp(1.0, st.kS));
   const __m512 half = _mm512_set1_ps(0.5f);
   // 16 groups at a time: first each group's f32 squared errors at e and e − 1 (lane-wise), reduced for the 16 groups
   // together (group_max.h sum16: no per-group horizontal sum), then per group the decision and its codes.
@@ -347,10 +344,7 @@ SVDQ_TARGET_P2Q2 int row_avx2(const float* x, const float* inv, int64_t K, float
     if (st.kS < -149) return 2;
     if (st.kS < -100 || st.kS > 100) return 3;
   }
-  double amax = 0;
-  const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
-  for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
-  c = branch_shift(amax);
+  c = branch_shift_row(lr, R, st.zero ? 1.0 : std::ldexp(1.0, st.kS));
   const __m256 half = _mm256_set1_ps(0.5f);
   for (int64_t g = 0; g < G; ++g) {
     const float* vg = v + g * kGroup;
@@ -464,6 +458,11 @@ thread_local std::vector<uint16_t> t_ldb;  // Branch::Bf16: bf16(L_down) packed 
 
 // The power of two c (0 unless amax > 2^60; then max |a|·2^-c ≈ 2^30) taken out of a row's branch values.
 int branch_shift(double amax) { return amax > kBranchMax ? std::min(100, ceil_log2(amax) - 30) : 0; }
+int branch_shift_row(const float* v, int64_t R, double s1) {
+  double amax = 0;
+  for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(static_cast<double>(v[r])) / s1);
+  return branch_shift(amax);
+}
 
 bool cpu_has_avx512_bf16() {
 #if defined(__x86_64__)
@@ -561,10 +560,7 @@ int64_t quantize(const QuantArgs& a) {
         if (rc == 0) {
           if (a.codes) std::memcpy(a.codes + m * K, s.q.data(), K);
           qd = s.q.data();
-          double amax = 0;
-          const double s1 = st.zero ? 1.0 : std::ldexp(1.0, st.kS);
-          for (int64_t r = 0; r < Rl; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
-          c = branch_shift(amax);
+          c = branch_shift_row(lr, Rl, st.zero ? 1.0 : std::ldexp(1.0, st.kS));
           if (tiled && !a.aop_branch_only) {
             uint16_t* dst = s.row.data();
             operand_row_scalar(s.q.data(), s.e.data(), K, c, dst);
@@ -634,10 +630,7 @@ int64_t quantize(const QuantArgs& a) {
       down_bf16_amx_tiles(xa, rows, K, ldb, R, la, R);
     for (int i = 0; i < rows; ++i) {
       const float* lr = la + i * R;
-      double amax = 0;
-      const double s1 = sts[i].zero ? 1.0 : std::ldexp(1.0, sts[i].kS);
-      for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(lr[r]) / s1);
-      const int c = branch_shift(amax);
+      const int c = branch_shift_row(lr, R, sts[i].zero ? 1.0 : std::ldexp(1.0, sts[i].kS));
       if (c != 0) {
         int c2 = 0;
         row_pass(i, lr, sts[i], c2, nullptr, nullptr);  // passed before: the same codes, tiled with c2 = c
@@ -668,9 +661,7 @@ void pack_weight(const PackArgs& a) {
       }
       const float S = a.row_scales[n];
       const double s1 = S > 0 ? static_cast<double>(S) : 1.0;
-      double amax = 0;
-      for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(static_cast<double>(a.lup[n * R + r])) / s1);
-      const int c = branch_shift(amax);
+      const int c = branch_shift_row(a.lup + n * R, R, s1);
       a.sw[n] = static_cast<float>(std::ldexp(s1, c));
       for (int64_t k = 0; k < K; ++k)
         a.wop[at(n, k)] = bf16_exact(std::ldexp(static_cast<float>(a.codes[n * K + k]), a.exponents[n * G + k / kGroup] - c));

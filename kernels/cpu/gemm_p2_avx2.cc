@@ -42,9 +42,7 @@ SVDQ_TARGET_A2 void finish_row(const int8_t* q, const int8_t* e, float S, const 
                 int32_t* xs, float* f, float* a, float* sx) {
   const int64_t G = K / kGroup;
   const double s1 = S > 0 ? static_cast<double>(S) : 1.0;  // quantize's S' (1 for an all-zero row)
-  double amax = 0;
-  for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(static_cast<double>(lr[r])) / s1);
-  const int c = branch_shift(amax);
+  const int c = branch_shift_row(lr, R, s1);
   const double sxm = std::ldexp(s1, c);
   *sx = static_cast<float>(sxm);
   for (int64_t g = 0; g < G; ++g) {
@@ -201,9 +199,7 @@ void pack_weight(const PackArgs& a, uint8_t* base) {
       // S_w·2^c and c as pack_weight (act_quant_p2.cc) takes them
       const float S = a.row_scales[n];
       const double s1 = S > 0 ? static_cast<double>(S) : 1.0;
-      double amax = 0;
-      for (int64_t r = 0; r < R; ++r) amax = std::max(amax, std::fabs(static_cast<double>(a.lup[n * R + r])) / s1);
-      const int c = branch_shift(amax);
+      const int c = branch_shift_row(a.lup + n * R, R, s1);
       sw[n] = static_cast<float>(std::ldexp(s1, c));
       const double inv = 1.0 / std::ldexp(s1, c);
       for (int64_t r = 0; r < R; ++r) {

@@ -67,6 +67,8 @@ void pack_weight(const PackArgs& a);
 // The power of two c taken out of a row's branch values (0 unless amax = max |branch value| / S > 2^60;
 // act_quant_p2.cc): the operand holds them divided by 2^c, the row scale times it.
 int branch_shift(double amax);
+// branch_shift of one row: amax = max_r |v[r]| / s1 over its R branch values (s1 the row's scale S', 1 for a zero row)
+int branch_shift_row(const float* v, int64_t R, double s1);
 
 // Receives each quantized row while its codes are in cache (the AMX-INT8 path writes its band operand from it,
 // pack_p2_int8.cc, instead of a pass over codes written to memory). q [K], e [K/64] are scratch valid during the
