@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -422,6 +423,8 @@ struct Plan {
   lt::Desc desc;
   lt::Layout la, lb, ld;
   lt::Algo algo;
+  bool heur_only;  // the caller asked for cuBLASLt's heuristic answer (svdq_p2_gemm_args::heuristic_only)
+  bool tuned;      // algo is final: tuned (tune_plan), or heur_only
 };
 struct LtState {
   lt::Api api;
@@ -567,6 +570,75 @@ extern "C" const char* svdq_p2_quantize_rows_cfg(const svdq_p2_rows_args* a, int
   return launch_rows(&b, RowsCfg{nt, pf, rb}, static_cast<cudaStream_t>(stream));
 }
 
+namespace {
+// The algorithm choice within cuBLASLt's answer. For E4M3 x E4M3 with outer-vector scales cuBLASLt 13 has one
+// algorithm (id 66, 128 x 128 tiles, no split-K) and its heuristic picks the thread-block cluster shape and "custom
+// option"; on an H100 (kernels/cuda/bench/lt_search.cu, docs/benchmarks.md "cuBLASLt algorithm search") other cluster
+// shapes ran 1.17-1.32x faster than the heuristic's 1 x 1 with exact accumulation at M = 4608 and up to 1.19x at
+// M = 256, with the output bit-identical. So on a plan's first call outside stream capture: time the heuristic's
+// algorithm with every cluster shape cuBLASLt accepts (its custom option kept), then every custom option with the
+// best cluster (3 calls each, the best of 2 timed; events on the caller's stream, which is synchronized once), and
+// keep the fastest. Calls made during capture use the heuristic's answer until a later call outside capture tunes.
+void tune_plan(LtState& st, Plan& p, const void* a8, const void* b8, void* out, cudaStream_t stream) {
+  p.tuned = true;
+  lt::Api& api = st.api;
+  cudaEvent_t e0, e1;
+  if (cudaEventCreate(&e0) != cudaSuccess) return;
+  if (cudaEventCreate(&e1) != cudaSuccess) {
+    cudaEventDestroy(e0);
+    return;
+  }
+  const float one = 1.f, zero = 0.f;
+  bool failed = false;
+  auto time_algo = [&](const lt::Algo& a) {  // µs of one call, best of 2 after a warm-up; INFINITY if it fails
+    float best = INFINITY;
+    for (int r = 0; r < 3; ++r) {
+      if (cudaEventRecord(e0, stream) != cudaSuccess) return INFINITY;
+      if (api.matmul(st.handle, p.desc, &one, b8, p.la, a8, p.lb, &zero, out, p.ld, out, p.ld, &a, st.ws, WS_BYTES,
+                     stream)) {
+        failed = true;
+        return INFINITY;
+      }
+      if (cudaEventRecord(e1, stream) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess) return INFINITY;
+      float ms = 0;
+      cudaEventElapsedTime(&ms, e0, e1);
+      if (r > 0) best = std::min(best, ms * 1000.f);
+    }
+    return best;
+  };
+  auto with = [&](const lt::Algo& base, int attr, uint32_t v, size_t bytes, lt::Algo* out_algo) {
+    *out_algo = base;
+    const uint16_t v16 = uint16_t(v);
+    if (api.algoCfgSet(out_algo, attr, bytes == 2 ? static_cast<const void*>(&v16) : &v, bytes)) return false;
+    lt::Heur h{};
+    return api.algoCheck(st.handle, p.desc, p.la, p.lb, p.ld, p.ld, out_algo, &h) == 0 && h.state == 0 &&
+           h.workspaceSize <= WS_BYTES;
+  };
+  lt::Algo best = p.algo;
+  float best_us = time_algo(best);
+  if (std::isfinite(best_us)) {
+    const lt::Algo base = best;
+    for (uint32_t cl = 0; cl <= 16; ++cl) {  // cublasLtClusterShape_t ids (0 = auto)
+      lt::Algo a;
+      if (!with(base, lt::CFG_CLUSTER_SHAPE_ID, cl, 2, &a)) continue;
+      const float t = time_algo(a);
+      if (t < best_us) best_us = t, best = a;
+    }
+    const lt::Algo base2 = best;
+    for (uint32_t cu = 0; cu <= 15; ++cu) {
+      lt::Algo a;
+      if (!with(base2, lt::CFG_CUSTOM_OPTION, cu, 4, &a)) continue;
+      const float t = time_algo(a);
+      if (t < best_us) best_us = t, best = a;
+    }
+    p.algo = best;
+  }
+  if (failed) cudaGetLastError();  // a candidate that failed to launch must not leave its error behind
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+}
+}  // namespace
+
 extern "C" const char* svdq_p2_gemm(const void* a8, const float* sx, const void* b8, const float* sw, void* out,
                                     int M, int N, int Kx, int fast_accum, void* stream) {
   svdq_p2_gemm_args g{};
@@ -602,9 +674,12 @@ extern "C" const char* svdq_p2_gemm_ex(const svdq_p2_gemm_args* g, void* stream)
   std::lock_guard<std::mutex> lock(st.mu);
   Plan* p = nullptr;
   for (Plan& q : st.plans)
-    if (q.M == M && q.N == N && q.Kx == Kx && q.fast == (fast_accum != 0) && q.ldo == ldo && q.epi == epi) p = &q;
+    if (q.M == M && q.N == N && q.Kx == Kx && q.fast == (fast_accum != 0) && q.ldo == ldo && q.epi == epi &&
+        q.heur_only == (g->heuristic_only != 0))
+      p = &q;
   if (!p) {
-    Plan q{M, N, Kx, fast_accum != 0, ldo, epi, nullptr, nullptr, nullptr, nullptr, {}};
+    Plan q{M, N, Kx, fast_accum != 0, ldo, epi, nullptr, nullptr, nullptr, nullptr, {}, g->heuristic_only != 0,
+           g->heuristic_only != 0};
     lt::Api& api = st.api;
     int rc = api.descCreate(&q.desc, lt::COMPUTE_32F, CUDA_R_32F);
     const int ta = lt::OP_T, tb = lt::OP_N, mode = lt::SCALE_OUTER_VEC_32F;
@@ -649,6 +724,12 @@ extern "C" const char* svdq_p2_gemm_ex(const svdq_p2_gemm_args* g, void* stream)
   rc |= st.api.descSet(p->desc, lt::DESC_B_SCALE_POINTER, &sx, sizeof sx);
   if (bias) rc |= st.api.descSet(p->desc, lt::DESC_BIAS_POINTER, &bias, sizeof bias);
   const float one = 1.f, zero = 0.f;
+  if (!rc && !p->tuned) {
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(static_cast<cudaStream_t>(stream), &cap) == cudaSuccess &&
+        cap == cudaStreamCaptureStatusNone)
+      tune_plan(st, *p, a8, b8, out, static_cast<cudaStream_t>(stream));
+  }
   rc |= st.api.matmul(st.handle, p->desc, &one, b8, p->la, a8, p->lb, &zero, out, p->ld, out, p->ld, &p->algo, st.ws,
                       WS_BYTES, static_cast<cudaStream_t>(stream));
   if (rc) return fail("svdq_p2_gemm: cublasLtMatmul status " + std::to_string(rc));

@@ -66,6 +66,10 @@ typedef struct {
   int gelu;
   int M, N, Kx;
   int fast_accum;
+  // 0: on the first call of a shape outside stream capture, time cuBLASLt's cluster shapes and custom options of the
+  // heuristic's algorithm and keep the fastest (same kernel family; its output measured bit-identical); 1: keep the
+  // heuristic's first answer
+  int heuristic_only;
 } svdq_p2_gemm_args;
 
 // 1 if svdq_p2_quantize_rows takes this K (1024, 1152, 3072, 4608, 12288, 15360: the tested ones), else 0.

@@ -558,6 +558,8 @@ export function quantizeRowsP2(a: {
  * computed in f32 and rounded once to bf16: the int4p2 layer (with its low-rank branch when both operands carry the
  * 3R columns) as one cuBLASLt FP8 GEMM with outer-vector scales and its epilogue (bias bf16 [N]; GELU in its tanh
  * form), f32 accumulation (`fastAccum` off by default). Columns N..ldo of each output row are left as they are.
+ * The first call of a shape times cuBLASLt's cluster shapes and custom options for it and keeps the fastest (output
+ * bit-identical; a one-time cost of up to 3 calls per candidate, kernels/cuda/p2_fp8.cu `tune_plan`).
  * Needs sm_89+ and libcublasLt.so.13.
  */
 export function gemmP2(a: {
