@@ -191,12 +191,15 @@ __global__ void __launch_bounds__(256)
 #endif
 }
 
-// ---- the fast kernel: persistent blocks of NT threads (NT/8 octets), each taking sets of RB rows (block b: sets b,
-// b + gridDim.x, ...). Per set: (1) each octet quantizes its share of the RB·K/64 (row, group) units — x arrives by
-// cp.async PF units ahead per lane, across set boundaries, so loads stay in flight through the barriers and phase 3;
-// 1/λ comes from shared memory (computed once per block); codes (4 bits, two buffers) and group exponents go to shared
-// memory, the row maxima to shared atomics; (2) one warp per row: E, S_x and the low-rank columns; (3) all threads
-// write the operand, 16 bytes per store. Same bytes as p2_rows_ref_kernel, with fewer instructions:
+// ---- the fast kernel: persistent blocks of NT threads (NT/8 octets); block b owns the contiguous rows
+// [b·M/grid, (b+1)·M/grid) (balanced to one row) and takes them in sets of RB rows (the last set may be short). Per set:
+// (1) each octet quantizes its share of the set's (row, 64-group) units — unit u of a set is the 64 values at u·64 of
+// the set's first row, so addresses advance linearly — x arrives by cp.async PF units ahead per lane, across set
+// boundaries, so loads stay in flight through the barriers and phase 3; 1/λ comes from shared memory (computed once
+// per block); codes (4 bits), the stored and the searched group exponents go to shared memory (two buffers); (2) one
+// warp per row: the row's largest group exponent, E, S_x, the low-rank columns, and each group's byte exponent
+// e = k_g − E (or "reference path"); (3) all threads write the operand, 16 bytes per store, at 16·i + 96·row.
+// Same bytes as p2_rows_ref_kernel, with fewer instructions:
 //  - k from the bits of amax: amax <= 7·2^k exactly when RN(amax/7) <= 2^k (the next float above 7·2^k divides to
 //    more than half an ulp above 2^k), so k = ((bits(amax) + 0x1FFFFF) >> 23) − 129 (mantissa > 1.75 rounds up);
 //  - codes by the 1.5·2^23 magic addition in one FMA (v·2^-k is exact), the k codes need no clamp (|v·2^-k| <= 7),
@@ -252,59 +255,67 @@ __global__ void __launch_bounds__(NT, 1024 / NT)  // 64 registers: two 512-threa
 #else
   constexpr int NOCT = NT / 8, NW = NT / 32;
   constexpr float MAGIC = 12582912.f;  // 1.5·2^23: t + MAGIC rounds t (|t| < 2^22) to an integer, ties to even
-  const int NG = K / G, UPO = (RB * NG + NOCT - 1) / NOCT, nsets = (M + RB - 1) / RB;
-  const int tid = threadIdx.x, w = tid / 32, l = tid % 32, s8 = l % 8, oct = tid / 8;
+  constexpr signed char EB_REF = 127;  // byte exponent of a group that takes the reference arithmetic in phase 3
+  const int NG = K / G, W16 = K / 16, UPO = (RB * NG + NOCT - 1) / NOCT, RNG = RB * NG;
+  const int rb0 = int(static_cast<long long>(blockIdx.x) * M / gridDim.x);
+  const int rb1 = int(static_cast<long long>(blockIdx.x + 1) * M / gridDim.x);
+  const int nsets = (rb1 - rb0 + RB - 1) / RB;
+  const int tid = threadIdx.x, w = tid / 32, l = tid % 32, s8 = l % 8, oct = tid / 8, g0 = oct % NG;
   extern __shared__ __align__(16) unsigned char smem[];
   uint4* ring = reinterpret_cast<uint4*>(smem);                                   // [PF][NT]
   float* rinv = reinterpret_cast<float*>(ring + PF * NT);                         // [K] (swizzled quads) if smooth
   uint32_t* codes = reinterpret_cast<uint32_t*>(rinv + (smooth ? K : 0));        // [2][RB][K/8]
-  int* kmax = reinterpret_cast<int*>(codes + 2 * RB * (K / 8));                   // [2][RB]
-  int* Es = kmax + 2 * RB;                                                        // [2][RB]
-  signed char* kx = reinterpret_cast<signed char*>(Es + 2 * RB);                  // [2][RB][NG]
+  int* Es = reinterpret_cast<int*>(codes + 2 * RB * (K / 8));                     // [2][RB]
+  short* kcs = reinterpret_cast<short*>(Es + 2 * RB);                             // [2][RB·NG] searched k (or KEMPTY)
+  signed char* kx = reinterpret_cast<signed char*>(kcs + 2 * RNG);                // [2][RB·NG] stored k
+  signed char* eb = kx + 2 * RNG;                                                 // [2][RB·NG] k − E, or EB_REF
   if (smooth)
     for (int k = tid; k < K; k += NT) rinv[rinv_quad(k / 4) * 4 + k % 4] = __frcp_rn(__bfloat162float(smooth[k]));
-  for (int i = tid; i < 2 * RB; i += NT) kmax[i] = -128;
   const int cr = lr_shift ? lr_shift[l] : 0;
-  // the prefetch cursor walks this octet's units (u = oct + NOCT·j of each set: row u / NG, group u % NG)
-  int p_set = blockIdx.x, p_j = 0, p_r = oct / NG, p_g = oct % NG;
+  // 1/λ quads 2·s8 and 2·s8 + 1 of a group as rinv_quad places them: the swizzle bit is bit 2 of s8 for every group
+  const int rq0 = (2 * s8) ^ ((s8 >> 2) & 1), rq1 = (2 * s8 + 1) ^ ((s8 >> 2) & 1);
+  // the prefetch cursor walks this octet's units of this block's sets (unit u = oct + NOCT·j of a set)
+  int p_set = 0, p_j = 0, p_u = oct, p_lim = min(RB, rb1 - rb0) * NG;
+  uint32_t p_off = uint32_t(rb0) * uint32_t(K) + uint32_t(oct * G + 8 * s8);  // element offset (M·K < 2^32: launcher)
   const uint32_t ring_s = static_cast<uint32_t>(__cvta_generic_to_shared(ring + tid));
   auto issue = [&](int slot) {
-    const bool ok = p_set < nsets && p_r < RB && p_set * RB + p_r < M;
-    const __nv_bfloat16* src = ok ? x + (size_t(p_set) * RB + p_r) * K + p_g * G + 8 * s8 : x;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(ring_s + uint32_t(slot * NT * 16)), "l"(__cvta_generic_to_global(src)),
-                 "r"(ok ? 16 : 0)
+    const bool ok = p_set < nsets && p_u < p_lim;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(ring_s + uint32_t(slot * NT * 16)),
+                 "l"(__cvta_generic_to_global(x + (ok ? p_off : 0u))), "r"(ok ? 16 : 0)
                  : "memory");
     asm volatile("cp.async.commit_group;\n" ::: "memory");
     if (++p_j == UPO) {
       p_j = 0;
-      p_set += gridDim.x;
-      p_r = oct / NG;
-      p_g = oct % NG;
+      p_u = oct;
+      const int m = rb0 + (++p_set) * RB;
+      p_lim = min(RB, rb1 - m) * NG;
+      p_off = uint32_t(m) * uint32_t(K) + uint32_t(oct * G + 8 * s8);
     } else {
-      p_g += NOCT;
-      while (p_g >= NG) p_g -= NG, ++p_r;
+      p_u += NOCT;
+      p_off += NOCT * G;
     }
   };
-  int slot_p = 0, slot_c = 0;
+  int slot_c = 0;  // the ring slot consumed next; the one filled next is slot_c − 1 (mod PF)
 #pragma unroll
   for (int i = 0; i < PF - 1; ++i) issue(i);
-  slot_p = PF - 1;
   __syncthreads();
+  const uint32_t mW16 = 0xFFFFFFFFu / uint32_t(W16) + 1u;  // r = umulhi(i, mW16) = i / W16 for i < 2^32 / W16
   int buf = 0;
-  for (int set = blockIdx.x; set < nsets; set += gridDim.x, buf ^= 1) {
-    const int m0 = set * RB;
+  for (int set = 0; set < nsets; ++set, buf ^= 1) {
+    const int m0 = rb0 + set * RB, nrows = min(RB, rb1 - m0), ulim = nrows * NG;
     // low-rank values of this warp's first row (phase 2), loaded now so that they are here after the barrier
-    const float la0 = lora_act && w < RB && m0 + w < M ? lora_act[size_t(m0 + w) * R + l] : 0.f;
+    const float la0 = lora_act && w < nrows ? lora_act[size_t(m0 + w) * R + l] : 0.f;
     uint32_t* cb = codes + buf * RB * (K / 8);
-    signed char* kb = kx + buf * RB * NG;
-    int c_r = oct / NG, c_g = oct % NG;
+    short* kcb = kcs + buf * RNG;
+    signed char* kb = kx + buf * RNG;
+    signed char* ebb = eb + buf * RNG;
+    int c_u = oct, c_g = g0;
     for (int j = 0; j < UPO; ++j) {
-      issue(slot_p);
-      slot_p = slot_p == PF - 1 ? 0 : slot_p + 1;
+      issue(slot_c == 0 ? PF - 1 : slot_c - 1);
       asm volatile("cp.async.wait_group %0;\n" ::"n"(PF - 1) : "memory");
       const uint4 raw = ring[slot_c * NT + tid];
       slot_c = slot_c == PF - 1 ? 0 : slot_c + 1;
-      const bool valid = c_r < RB && m0 + c_r < M;  // octet-uniform
+      const bool valid = c_u < ulim;  // octet-uniform
       float v[8];
       {
         const uint32_t xw[4] = {raw.x, raw.y, raw.z, raw.w};
@@ -312,9 +323,8 @@ __global__ void __launch_bounds__(NT, 1024 / NT)  // 64 registers: two 512-threa
         for (int j2 = 0; j2 < 8; ++j2)
           v[j2] = __uint_as_float(j2 & 1 ? xw[j2 / 2] & 0xFFFF0000u : xw[j2 / 2] << 16);  // bf16 → f32, exact
         if (smooth) {
-          const float4* r4 = reinterpret_cast<const float4*>(rinv);
-          const int Q = c_g * 16 + 2 * s8;
-          const float4 a = r4[rinv_quad(Q)], b = r4[rinv_quad(Q + 1)];
+          const float4* r4 = reinterpret_cast<const float4*>(rinv) + c_g * 16;
+          const float4 a = r4[rq0], b = r4[rq1];
           v[0] = __fmul_rn(v[0], a.x), v[1] = __fmul_rn(v[1], a.y), v[2] = __fmul_rn(v[2], a.z);
           v[3] = __fmul_rn(v[3], a.w), v[4] = __fmul_rn(v[4], b.x), v[5] = __fmul_rn(v[5], b.y);
           v[6] = __fmul_rn(v[6], b.z), v[7] = __fmul_rn(v[7], b.w);
@@ -360,48 +370,54 @@ __global__ void __launch_bounds__(NT, 1024 / NT)  // 64 registers: two 512-threa
         nib = pack_nib(b0, b1);
       }
       if (valid) {
-        cb[c_r * (K / 8) + c_g * 8 + s8] = nib;
+        cb[c_u * 8 + s8] = nib;
         if (s8 == 0) {
-          kb[c_r * NG + c_g] = static_cast<signed char>(kq);
-          if (kc != KEMPTY) atomicMax(&kmax[buf * RB + c_r], kc);
+          kb[c_u] = static_cast<signed char>(kq);
+          kcb[c_u] = static_cast<short>(kc);  // kc is KEMPTY or within ±160: fits
         }
       }
+      c_u += NOCT;
       c_g += NOCT;
-      while (c_g >= NG) c_g -= NG, ++c_r;
+      while (c_g >= NG) c_g -= NG;
     }
     __syncthreads();
-    for (int i = tid; i < RB; i += NT) kmax[(buf ^ 1) * RB + i] = -128;  // for set + 2·gridDim.x
-    for (int r = w; r < RB && m0 + r < M; r += NW) {
+    for (int r = w; r < nrows; r += NW) {
       const int m = m0 + r;
+      int kcm = -128;  // as the reference: the row's largest k over non-empty groups, at least -128 (-128: none)
+      for (int g = l; g < NG; g += 32) {
+        const int kc = kcb[r * NG + g];
+        if (kc != KEMPTY) kcm = max(kcm, kc);
+      }
+#pragma unroll
+      for (int o = 16; o; o >>= 1) kcm = max(kcm, __shfl_xor_sync(0xffffffffu, kcm, o));
       const float la = r == w ? la0 : (lora_act ? lora_act[size_t(m) * R + l] : 0.f);
-      const int E = row_exponent(kmax[buf * RB + r], la, cr, lr_shift != nullptr, K, a8 + size_t(m) * Kx, sx + m, l);
+      const int E = row_exponent(kcm, la, cr, lr_shift != nullptr, K, a8 + size_t(m) * Kx, sx + m, l);
       if (l == 0) Es[buf * RB + r] = E;
+      for (int g = l; g < NG; g += 32) {
+        const int kg = kb[r * NG + g], e = kg == -128 ? 0 : kg - E;
+        ebb[r * NG + g] = e >= EMIN && e <= EMAX ? static_cast<signed char>(e) : EB_REF;
+      }
     }
     __syncthreads();
-    const int W16 = K / 16;
-    int r = 0, c16 = tid;
-    while (c16 >= W16) c16 -= W16, ++r;
-    for (int it = tid; it < RB * W16; it += NT) {
-      if (m0 + r < M) {
-        const uint2 cw = *reinterpret_cast<const uint2*>(cb + r * (K / 8) + 2 * c16);
-        const int kg = kb[r * NG + c16 / 4], E = Es[buf * RB + r];
-        const int e = kg == -128 ? 0 : kg - E;
-        uint2 lo, hi;
-        if (e >= EMIN && e <= EMAX) {
-          const uint32_t sc = uint32_t(e + 15) << 10, bi = (uint32_t(e + 25) << 10) | 0x8008u;  // 2^e, −1032·2^e (f16)
-          lo = bytes_fast(cw.x, sc | sc << 16, bi | bi << 16);
-          hi = bytes_fast(cw.y, sc | sc << 16, bi | bi << 16);
-        } else {
-          int q[8];
-          unpack_nib(cw.x, q);
-          lo = bytes_ref(q, kg, E);
-          unpack_nib(cw.y, q);
-          hi = bytes_ref(q, kg, E);
-        }
-        __stcs(reinterpret_cast<uint4*>(a8 + size_t(m0 + r) * Kx + 16 * c16), make_uint4(lo.x, lo.y, hi.x, hi.y));
+    uint8_t* orow = a8 + size_t(m0) * Kx;
+    const int xtra = Kx - K, nit = nrows * W16;
+    for (int it = tid; it < nit; it += NT) {
+      const uint2 cw = *reinterpret_cast<const uint2*>(cb + 2 * it);
+      const int e = ebb[it >> 2], r = int(__umulhi(uint32_t(it), mW16));
+      uint2 lo, hi;
+      if (e != EB_REF) {
+        const uint32_t sc = uint32_t(e + 15) << 10, bi = (uint32_t(e + 25) << 10) | 0x8008u;  // 2^e, −1032·2^e (f16)
+        lo = bytes_fast(cw.x, sc | sc << 16, bi | bi << 16);
+        hi = bytes_fast(cw.y, sc | sc << 16, bi | bi << 16);
+      } else {
+        const int kg = kb[it >> 2], E = Es[buf * RB + r];
+        int q[8];
+        unpack_nib(cw.x, q);
+        lo = bytes_ref(q, kg, E);
+        unpack_nib(cw.y, q);
+        hi = bytes_ref(q, kg, E);
       }
-      c16 += NT;
-      while (c16 >= W16) c16 -= W16, ++r;
+      __stcs(reinterpret_cast<uint4*>(orow + 16 * size_t(it) + size_t(r) * xtra), make_uint4(lo.x, lo.y, hi.x, hi.y));
     }
   }
   asm volatile("cp.async.wait_group 0;\n" ::: "memory");
@@ -470,9 +486,9 @@ namespace {
 struct RowsCfg {
   int nt, pf, rb;
 };
-size_t rows_smem(const RowsCfg& c, int K, bool smooth) {
-  return size_t(c.pf) * c.nt * 16 + (smooth ? size_t(K) * 4 : 0) + size_t(2) * c.rb * (K / 2) + size_t(16) * c.rb +
-         size_t(2) * c.rb * (K / G);
+size_t rows_smem(const RowsCfg& c, int K, bool smooth) {  // ring, 1/λ, codes, E, searched / stored / byte exponents
+  return size_t(c.pf) * c.nt * 16 + (smooth ? size_t(K) * 4 : 0) + size_t(2) * c.rb * (K / 2) + size_t(8) * c.rb +
+         size_t(2) * c.rb * (K / G) * 4;
 }
 using RowsKernel = void (*)(const __nv_bfloat16*, const __nv_bfloat16*, const float*, const int*, int, int, int, int,
                             uint8_t*, float*);
@@ -501,6 +517,8 @@ const char* launch_rows(const svdq_p2_rows_args* a, RowsCfg c, cudaStream_t s) {
     p2_rows_ref_kernel<<<(M + 7) / 8, 256, sh, s>>>(x, lam, a->lora_act, a->lr_shift, M, K, Kx, a8, a->sx);
   } else {
     const bool smooth = lam != nullptr;
+    if (size_t(M) * K >= (size_t(1) << 32))  // the kernel's element offsets are 32-bit
+      return fail("svdq_p2_quantize_rows: M·K must be below 2^32; got M=" + std::to_string(M) + " K=" + std::to_string(K));
     if (c.rb <= 0) {  // sets of RB rows whose RB·K/64 units split evenly over the octets, at least one set per SM
       const int noct = c.nt / 8;
       c.rb = noct / gcd_int(NG, noct);
