@@ -519,9 +519,11 @@ const char* launch_rows(const svdq_p2_rows_args* a, RowsCfg c, cudaStream_t s) {
     const bool smooth = lam != nullptr;
     if (size_t(M) * K >= (size_t(1) << 32))  // the kernel's element offsets are 32-bit
       return fail("svdq_p2_quantize_rows: M·K must be below 2^32; got M=" + std::to_string(M) + " K=" + std::to_string(K));
-    if (c.rb <= 0) {  // sets of RB rows whose RB·K/64 units split evenly over the octets, at least one set per SM
+    if (c.rb <= 0) {  // sets of RB rows whose RB·K/64 units split evenly over the octets, at least one set per SM;
+      // at least 2 rows per set: at K = 12288 (one row = 3 units per octet) 2 rows ran 1.11x faster than 1 on an H100
+      // (fewer barriers per value; docs/benchmarks.md "The rows quantizer, second pass")
       const int noct = c.nt / 8;
-      c.rb = noct / gcd_int(NG, noct);
+      c.rb = std::max(2, noct / gcd_int(NG, noct));
       while (c.rb > 1 && (M + c.rb - 1) / c.rb < sms) c.rb /= 2;
     }
     while (c.rb > 1 && rows_smem(c, K, smooth) > 200 * 1024) c.rb /= 2;

@@ -208,7 +208,7 @@ int main(int argc, char** argv) {
           std::string t = "| " + std::to_string(M) + " | " + std::to_string(K) + " |";
           for (int nt : {256, 512})
             for (int pf : {4, 8, 16})
-              for (int rb : {0, 1, 2, 4}) {
+              for (int rb : {0, 1, 2, 4, 8, 16}) {
                 if (pf == 16 && nt == 512) continue;
                 const float tv = time_us(T, true, [&] { CS(svdq_p2_quantize_rows_cfg(&ra, nt, pf, rb, s)); });
                 char b2[64];
@@ -231,10 +231,10 @@ int main(int argc, char** argv) {
     std::printf("\nlaunch variants, cold L2, µs (%% of memcpy); columns: threads / units in flight per thread / rows per set\n| M | K |");
     for (int nt : {256, 512})
       for (int pf : {4, 8, 16})
-        for (int rb : {0, 1, 2, 4})
+        for (int rb : {0, 1, 2, 4, 8, 16})
           if (pf != 16 || nt != 512) std::printf(" %d/%d/%s |", nt, pf, rb ? std::to_string(rb).c_str() : "auto");
     std::printf("\n|---|---|");
-    for (int i = 0; i < 20; ++i) std::printf("---|");
+    for (int i = 0; i < 30; ++i) std::printf("---|");
     std::printf("\n");
     for (auto& r : tune) std::printf("%s\n", r.c_str());
   }
