@@ -14,7 +14,7 @@
 # GPU machine (device tool, carry .dev-node): bash packages/engine-cuda/bench/unverified/graph-warmup-device.sh
 # Keep it if every row has "graphEqualsEager":true and the int4p2 rows' stepMsGraph is within ~2 % of stepMsEager.
 # The A/B: with only the report.ts half applied (graph first, no warm-up) the int4p2 graph steps should be slower
-# than eager (the heuristic's 1 x 1 cluster: 1.16–1.31x slower GEMMs at M = 4608, ~5–8 ms of a 115 ms step).
+# than eager (the heuristic's 1 x 1 cluster: 1.15–1.31x slower GEMMs at M = 4608, ~5–8 ms of a 115 ms step).
 set -u
 cd "$(dirname "$0")/../../../.." || exit 1
 grep -q "One eager step first" kernels/cuda/engine/flux.cpp || { echo "graph-warmup.patch is not applied"; exit 2; }
