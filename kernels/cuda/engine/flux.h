@@ -65,7 +65,8 @@ const char* eng_flux_prepare(eng_engine* e, const eng_flux_config* c, int B, int
 // the last prepare set up (eng_flux_prepare or eng_pixart_prepare of pixart.h).
 // One transformer step: in.* → out. profile != 0: CUDA events around every op; eng_profile reads the totals.
 const char* eng_flux_step(eng_engine* e, int profile);
-// Captures the step into a CUDA graph once, then replays it (same buffers; inputs may change between calls).
+// Captures the step into a CUDA graph once, then replays it (same buffers; inputs may change between calls). The
+// first call runs one eager step before capturing (not while an observer records), so that first-call tuning happens.
 const char* eng_flux_step_graph(eng_engine* e);
 const char* eng_synchronize(eng_engine* e);
 // Milliseconds of the last profiled step per op kind: names[i] / ms[i], i < *count (<= 32).

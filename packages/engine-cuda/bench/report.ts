@@ -54,7 +54,7 @@ export function readPeerOutput(file: string, dtype: "bf16" | "f32"): Float32Arra
 /** What benchSteps needs of an engine (FluxEngine and PixArtEngine, inputs set). */
 export interface BenchEngine {
   readonly raw: { synchronize(): void };
-  run(opts?: { profile?: boolean }): void;
+  run(opts?: { profile?: boolean; graph?: boolean }): void;
   timeSteps(iterations: number, graph?: boolean): number;
   profile(): OpTime[];
   memory(): EngineMemory;
@@ -63,9 +63,11 @@ export interface BenchEngine {
 const GiB = 2 ** 30;
 
 /**
- * One step (its output read by `output`), then step ms: the best of two timings of `iters` steps, eager and as a
- * CUDA graph (NaN when capture fails), a profiled step and the engine's memory. Returns the output, the profile and
- * the columns every bench row has.
+ * One step as a CUDA graph — the engine's first step, as a user who only replays graphs runs it (eager when capture
+ * fails) — whose output `output` reads; then step ms: the best of two timings of `iters` steps, eager and graph
+ * replays (NaN when capture fails), one eager step whose output must equal the graph's bit for bit
+ * (`graphEqualsEager`), a profiled step and the engine's memory. Returns the output, the profile and the columns
+ * every bench row has.
  */
 export function benchSteps(
   e: BenchEngine,
@@ -74,16 +76,22 @@ export function benchSteps(
   engine: string,
   initMs: number,
 ): { out: Float32Array; prof: OpTime[]; row: Record<string, unknown> } {
-  e.run();
+  let captured = true;
+  try {
+    e.run({ graph: true });
+  } catch (err) {
+    console.log(`graph capture failed: ${(err as Error).message}`);
+    captured = false;
+    e.run();
+  }
   e.raw.synchronize();
   const out = output();
   const eager = [e.timeSteps(iters, false), e.timeSteps(iters, false)];
-  let graph = [Number.NaN];
-  try {
-    graph = [e.timeSteps(iters, true), e.timeSteps(iters, true)];
-  } catch (err) {
-    console.log(`graph capture failed: ${(err as Error).message}`);
-  }
+  const graph = captured ? [e.timeSteps(iters, true), e.timeSteps(iters, true)] : [Number.NaN];
+  e.run();
+  e.raw.synchronize();
+  const again = output();
+  const graphEqualsEager = captured ? again.every((v, i) => Object.is(v, out[i])) : null;
   e.run({ profile: true });
   const prof = e.profile();
   const mem = e.memory();
@@ -94,6 +102,7 @@ export function benchSteps(
     deviceUsedGiB: (mem.deviceTotal - mem.deviceFree) / GiB,
     stepMsEager: Math.min(...eager),
     stepMsGraph: Math.min(...graph),
+    graphEqualsEager,
     initMs,
     finite: out.every(Number.isFinite),
   };

@@ -229,7 +229,11 @@ export class FluxEngine {
     wrap(() => this.live().observe([], [], 1));
   }
 
-  /** One transformer step on the uploaded inputs (enqueued; `profile` adds CUDA events around every op). */
+  /**
+   * One transformer step on the uploaded inputs (enqueued; `profile` adds CUDA events around every op). `graph`:
+   * replay the step as a CUDA graph, captured on the first such call after one eager step (so that first-call tuning,
+   * e.g. the int4p2 GEMMs' cuBLASLt choice, happens outside capture; no extra step while an observer records).
+   */
   run(opts: { profile?: boolean; graph?: boolean } = {}): void {
     if (!this.shape) throw new EngineError("E_INPUT", "no inputs: call setInputs (or step) first", "FluxEngine.run");
     const n = this.live();
