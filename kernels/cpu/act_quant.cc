@@ -4,7 +4,7 @@
 //   codes [M,K] int8 (one 4-bit code per byte) and scales [M,K/64] f32 of X̂ per token per 64 channels.
 // INT4: scale = amax/7, code = clamp(rne(x̂·7/amax), -8, 7).  UINT4: x̂ = (x + shift)/λ (shift before the
 // smoothing division, as Nunchaku's EpilogueQuantize does after GELU), scale = max/15, code in [0, 15].
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <atomic>

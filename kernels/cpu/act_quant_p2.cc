@@ -9,7 +9,7 @@
 // directly only when they differ by more than 2^-40 of their sum (each order's float64 sum of 64 non-negative exact squares is within 64·2^-53 of the
 // true sum, so the decision is the sequential one); otherwise it recomputes them in element order. Every
 // d = v − q·s is exact in f32 (q·s and v share the ulp of the larger, |d| < 2^24 ulps), so d² is exact in float64.
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cmath>

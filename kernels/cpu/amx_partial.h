@@ -2,8 +2,9 @@
 // gemm_w8a8_x86.cc): a 32 × 32 output block's partial sums between K chunks live in a 4 KiB buffer, the four tiles
 // 256 elements apart, 64 bytes per tile row. Both GEMMs configure every tile register with full_tiles() (common.h).
 #pragma once
-#include <immintrin.h>
+#include "x86.h"
 
+#if SVDQ_X86
 namespace svdq {
 
 #define SVDQ_TARGET_AMX_TILE __attribute__((target("amx-tile")))
@@ -34,3 +35,4 @@ SVDQ_TARGET_AMX_TILE inline void c_tiles_park(T* cb) {
 }
 
 }  // namespace svdq
+#endif  // SVDQ_X86

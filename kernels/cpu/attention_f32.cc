@@ -9,7 +9,7 @@
 // normalizer calculation for softmax"; the FlashAttention recurrence). Scores never leave the block: O(kQB·kKB).
 // Paths: AVX-512 (Dh a multiple of 16), AVX2 + FMA (Dh a multiple of 8; same steps on 8 lanes, 6-query tiles),
 // scalar otherwise; on a CPU with AMX-BF16, attention_f32_amx.cc's split path first.
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cmath>

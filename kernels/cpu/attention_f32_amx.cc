@@ -9,7 +9,7 @@
 //   V tiles [Dh panel (16 channels)][Skvp/32 chunks][3 parts][16 key pairs][16 channels][2]  (B[key, c] = V[key, c])
 // Runs for Dh a multiple of 32 and Skv ≤ kMaxKeys on the amx path of a CPU with AMX-BF16; otherwise the caller
 // (attention_f32) runs the AVX-512/scalar kernels.
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cmath>

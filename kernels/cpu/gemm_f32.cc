@@ -5,7 +5,7 @@
 // of X (L2) streams through a 6×16 FMA micro-kernel (12 accumulators + 2 panel vectors + 1 broadcast of the 16 YMM
 // registers); partial sums in a per-thread buffer (run_plan).
 // AVX-512: 8×48 micro-kernel on copied row blocks of X, partial sums in a per-thread buffer (run_plan_avx512).
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cmath>

@@ -18,7 +18,7 @@
 // in L1 and ≈ 20.5 on random bf16 data in L1 (a microbenchmark); here both operands stream from L2 (≈ 36 cycles).
 #include "gemm_f32_amx.h"
 
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cstring>

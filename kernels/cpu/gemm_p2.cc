@@ -4,7 +4,7 @@
 // differ only in the order of their f32 additions). AVX512_BF16 vdpbf16ps was the first AVX-512 kernel: on the dev
 // Xeon it ran 1.2x slower than this FMA one (58 vs 68 ms CPU, M = 256, K = N = 3072, 1 thread; its measured peak is
 // about half the zmm FMA rate in multiply-adds, peak.cc).
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cmath>

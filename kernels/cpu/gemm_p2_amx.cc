@@ -14,7 +14,7 @@
 // overlaps the tile products. Each task reads its activations and weights from L3 once: 2·K·(rows + cols) bytes
 // for rows·cols·K multiply-adds (96 per byte at 384 × 384), where the previous 128 × 256 tasks with whole-K blocks
 // re-read them (≈ 43 per byte) and were bound by L3 at ≈ 30 % of the tile peak.
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cstdlib>

@@ -2,7 +2,7 @@
 // Measured on an AMD EPYC (Zen 3 class, AVX2 + FMA, 1 thread, CPU time, M = 256, K = N = 3072, R = 32;
 // docs/benchmarks.md "int4p2 on AVX2"): the f32 FMA GEMM on the bf16 operand (gemm_p2.cc avx2_task) ran at
 // 42 GFLOP/s, 115 ms; this one at 192 GFLOP/s, 25.1 ms (the INT4 W4A4 GEMM: 25.9 ms).
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cmath>

@@ -9,7 +9,7 @@
 // prefetches the block's y lines for writing. With shadow rows or columns the main
 // blocks write the sum without bias / GELU, the shadow blocks write theirs to a scratch, and a last pass adds them to
 // their parents and applies bias and GELU.
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cstdlib>

@@ -7,7 +7,7 @@
 // Pair sums of vpmaddubsw are ≤ 2·15·15 = 450 in magnitude, 16 of them (one group) ≤ 7200 < 2^15, so one
 // group accumulates in int16 without saturation before a single vpmaddwd widens it to int32 (the AVX2 path starts
 // each group's lanes at −8·Σx, which keeps them within int16 too: see micro_avx2).
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cmath>

@@ -16,7 +16,7 @@
 // Unpacked weight tile (per task, per column pair j = panels p0+2j, p0+2j+1, per group g): int8 [16][16][4],
 //   [r, n, t] = W[8(p0+2j) + n, 64g + 4r + t]  (r = 2q: low nibbles of row q; r = 2q+1: high nibbles).
 // Tile registers: 0-3 C (int32 16×16), 4-5 A (activation rows 0-15, 16-31), 6-7 B (two 16-column pairs).
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cstring>

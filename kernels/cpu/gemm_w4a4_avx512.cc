@@ -4,7 +4,7 @@
 // (w + 8, in [0, 15]) with a broadcast of 4 signed activation codes and adds the 4 products into the int32 lane:
 // no int16 stage, no saturation (|Σ| ≤ 64·15·15 per group). The +8 offset is removed exactly by starting each
 // group's accumulator at −8·Σ_k x (Σ (w+8)·x = Σ w·x + 8·Σ x).
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cstring>

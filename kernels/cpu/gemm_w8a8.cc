@@ -2,7 +2,7 @@
 //   Y [M,N] = (codes_x [M,K] · codes_wᵀ) · s_x[m] · s_w[n] + bias.
 // AVX2: vpmaddubsw needs an unsigned operand, so |x| is multiplied with sign(x)·w (vpsignb); with codes in
 // [-127, 127] a pair sum is ≤ 2·127·127 = 32258 < 2^15 (no saturation), widened to int32 by vpmaddwd.
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cstring>

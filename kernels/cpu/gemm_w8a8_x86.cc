@@ -6,7 +6,7 @@
 // AMX (K a multiple of 64): tdpbssd on signed bytes needs no offset; the weights of a task's 32 columns are copied
 //   once into B tiles [16 k4][16 columns][4] and the int32 sums stay in the C tiles over the whole K, so the f32
 //   epilogue runs once per output (unlike W4A4, there are no per-group scales).
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cstring>

@@ -3,10 +3,11 @@
 // _mm512_reduce_max_ps (4 dependent shuffle + max steps) per group, so the scales that follow are computed for 16
 // groups by one vector division. Max is exact and order-free: the results equal the per-group reductions.
 #pragma once
-#include <immintrin.h>
+#include "x86.h"
 
 #include "simd.h"
 
+#if SVDQ_X86
 namespace svdq {
 namespace groupmax {
 
@@ -65,3 +66,4 @@ SVDQ_TARGET_AVX512 inline __m512 sum16(const __m512* v) {
 
 }  // namespace groupmax
 }  // namespace svdq
+#endif  // SVDQ_X86

@@ -15,7 +15,7 @@
 // One GEMM serves all of them: C (op=) alpha·A·B with A, B given by element strides (so transposes are packing
 // choices), Goto blocking (KC = 256 rows of B in an [8]-column panel stay in L1, MC = 96 rows of A in L2) and a
 // 6x8 f64 FMA micro-kernel (12 accumulators + 2 B vectors + 1 broadcast of the 16 YMM registers).
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cmath>

@@ -6,7 +6,7 @@
 // sums afterwards, so every output is a sum of ⌈K/kKC⌉ block sums of ≤ kKC sequential f32 products (error ≈
 // u·√kKC of Σ|x·l| for same-sign products instead of u·√K).
 #pragma once
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -52,6 +52,7 @@ inline const float* transpose_down(const float* ldown, int64_t R, int64_t K, std
   return t;
 }
 
+#if SVDQ_X86
 // acc [MR][Rp] (row stride Rp) (+)= x rows [MR] (row stride ldx) · ldT over k [k0, k0 + kc), ranks [c0, c0 + 16·NV).
 template <int MR, int NV>
 SVDQ_TARGET_AVX512 inline void down_tile(const float* x, int64_t ldx, const float* ldt, int64_t Rp, int64_t k0,
@@ -123,6 +124,8 @@ SVDQ_TARGET_AVX512 inline void down_rows(const float* x, int64_t ldx, int64_t ro
   }
   for (int64_t i = 0; i < rows; ++i) std::memcpy(lact + i * ldl, acc_buf + i * Rp, R * sizeof(float));
 }
+
+#endif  // SVDQ_X86
 
 }  // namespace lowrank
 }  // namespace svdq

@@ -19,7 +19,7 @@
 // FMA rate, so it ran L2-bound at about half the FMA peak (4.0–4.6 ms per 1024 rows at K = 3072, R = 32 on one Zen 3
 // core; this kernel 2.7–3.1 ms, the FMA floor 2.1 ms).
 #pragma once
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -29,6 +29,7 @@
 
 #define SVDQ_TARGET_DOWN2 __attribute__((target("avx2,fma")))
 
+#if SVDQ_X86
 namespace svdq {
 namespace lowrank2 {
 
@@ -110,3 +111,4 @@ SVDQ_TARGET_DOWN2 inline void down_rows(const float* x, int64_t ldx, int64_t row
 
 }  // namespace lowrank2
 }  // namespace svdq
+#endif  // SVDQ_X86

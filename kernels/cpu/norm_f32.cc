@@ -7,7 +7,7 @@
 //   rms_norm_rope (in place): per token and head, y = f32(x·inv·w), inv = 1/√(mean x² + eps), then the interleaved
 //     rotary pairs (y₂ᵢ, y₂ᵢ₊₁) → (y₂ᵢ·cos₂ᵢ − y₂ᵢ₊₁·sin₂ᵢ, y₂ᵢ₊₁·cos₂ᵢ₊₁ + y₂ᵢ·sin₂ᵢ₊₁) with cos/sin row ropeRow0 + t.
 // Exposed as layerNormModulateF32 / rmsNormRopeHeadsF32 (TypeScript: packages/kernels/src/norm.ts validates first).
-#include <immintrin.h>
+#include "x86.h"
 #include <napi.h>
 
 #include <algorithm>

@@ -12,7 +12,7 @@
 // 2^-63·2^-64 added to 0 or to 1.5·2^-126 leaves it unchanged), so a row block holding a row with max |x| < 2^-40
 // runs again (down_bf16_amx) with each row scaled by 2^s (max |x|·2^s in [0.5, 1), s ≤ 126; exact) before
 // rounding, one K chunk (kChunk 32-column steps, 16 KiB, in L1) at a time, its sums divided by 2^s.
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cmath>

@@ -24,7 +24,7 @@
 // stored as the 1 KiB tiles the AMX path loads, the two tiles of one 32-row (32-column) block and K step side by
 // side, so each operand of the 2×2 tile block is one sequential stream. c_m, c_n are 0 unless the branch would leave the f32 range (see the .cc).
 #pragma once
-#include <immintrin.h>
+#include "x86.h"
 
 #include <cstdint>
 #include <vector>
@@ -122,6 +122,7 @@ void pack_down_bf16(const float* ldown, int64_t R, int64_t K, uint16_t* ldb);  /
 // bf16 bits of a finite f32, rounded to nearest even (subnormals kept), and the value of bf16 bits.
 uint16_t bf16_round(float f);
 float bf16_widen(uint16_t b);
+#if SVDQ_X86
 // 16 f32 lanes rounded as bf16_round, as 16 × uint16 (AVX-512 callers).
 __attribute__((target("avx512f,avx512bw"))) inline __m256i bf16_round16(__m512 v) {
   const __m512i u = _mm512_castps_si512(v);
@@ -129,6 +130,7 @@ __attribute__((target("avx512f,avx512bw"))) inline __m256i bf16_round16(__m512 v
   const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
   return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
 }
+#endif  // SVDQ_X86
 // lact [rows][R] (row stride ldl) = Σ_k bf16(x[i, k])·bf16(L_down[r, k]) for rows ≤ 32 of x (row stride ldx): every
 // product exact in f32, the sums f32 (tdpbf16ps on AMX: each row pre-scaled by a power of two so that no product
 // falls below the normal range, which tdpbf16ps flushes to zero), float64 on the portable path.

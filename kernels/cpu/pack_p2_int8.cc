@@ -1,6 +1,6 @@
 // The band operands of the int4p2 layer on AMX-INT8 (p2_int8.h): per row, the greedy 5-level windows over its groups'
 // exponent offsets, the int8 values q·2^shift written into the tiles tdpbssd loads, and the power-of-two factors.
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cmath>

@@ -4,7 +4,7 @@
 // bf16 peaks of the int4p2 layer (p2_layer.h): AMX tdpbf16ps (16×16×32 = 8192 multiply-adds per tile instruction)
 // and AVX512_BF16 vdpbf16ps zmm (32 multiply-adds per instruction).
 // Each pool thread runs independent dependency chains (enough to cover latency × ports) for `iters` steps.
-#include <immintrin.h>
+#include "x86.h"
 
 #include <atomic>
 #include <chrono>

@@ -1,7 +1,8 @@
 // AVX2 and AVX-512 helpers shared by the kernels (compiled with target attributes; callers check active_isa()).
 #pragma once
-#include <immintrin.h>
+#include "x86.h"
 
+#if SVDQ_X86
 namespace svdq {
 
 // e^x for x in [-80, 80] (inputs are clamped): Cody–Waite range reduction x = n·ln2 + r, degree-6 Taylor
@@ -88,3 +89,4 @@ SVDQ_TARGET_AVX512 static inline __m512 load_pair_ps(const float* a, const float
 }
 
 }  // namespace svdq
+#endif  // SVDQ_X86

@@ -8,7 +8,7 @@
 // Tile registers in chunk_products: 0-3 C (0 = rows 0-15 × columns 0-15, 1 = rows 0-15 × 16-31, 2 = rows 16-31 ×
 // 0-15, 3 = rows 16-31 × 16-31), 4/5 the A tiles of rows 0-15 / 16-31, 6/7 the B tiles of columns 0-15 / 16-31.
 #pragma once
-#include <immintrin.h>
+#include "x86.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -37,6 +37,7 @@ inline uint16_t bf16_bits(float f, float* value) {
   return static_cast<uint16_t>(b >> 16);
 }
 
+#if SVDQ_X86
 // Splits 16 floats into S parts and stores part s (16 bf16, 32 bytes) at dst + s·kTile (dst 32-byte aligned).
 template <int S>
 SVDQ_TARGET_SPLIT_BF16 inline void split16(__m512 v, uint16_t* dst) {
@@ -72,6 +73,7 @@ SVDQ_TARGET_SPLIT_BF16 inline void split_a(const float* x, int64_t ldx, int64_t 
   }
 }
 
+#endif  // SVDQ_X86
 // Packs B[k, j] = src[j·sj + k·sk]·scale, columns j < N (zero up to N rounded up to 32), k < K (zero up to
 // Kp = K rounded up to 32), into S parts in the B tile layout, 16-column panel by panel:
 //   out[((p·CH + c)·S + s)·512 + kk·32 + j·2 + t] = part s of B[32c + 2kk + t, 16p + j],  CH = Kp/32.
@@ -97,6 +99,7 @@ inline void pack_b(const float* src, int64_t sj, int64_t sk, float scale, int64_
   }
 }
 
+#if SVDQ_X86
 // Prefetches tiles 2q and 2q + 1 of the next chunk into L1: 0..2S-1 the A tiles (part t % S, rows 0-15 then
 // 16-31), 2S..4S-1 the B tiles (panel p then p + 1).
 template <int S>
@@ -174,6 +177,8 @@ SVDQ_TARGET_SPLIT_BF16 inline void chunk_products(const uint16_t* a, int64_t a1o
 #undef SVDQ_DP4
 #undef SVDQ_FETCH
 }
+
+#endif  // SVDQ_X86
 
 }  // namespace splitbf16
 }  // namespace svdq
