@@ -41,7 +41,8 @@ const char* fail(const std::string& m) {
 // the arithmetic of one lane's 8 values as the reference does it (conversion instructions): q[8] the chosen codes,
 // kq the group exponent as stored (signed char of k or -128), kc its contribution to the row maximum (KEMPTY: none).
 // `mask`: the octet's lanes (the shuffles stay inside the octet)
-__device__ __forceinline__ void group_ref(const float (&v)[8], unsigned mask, int (&q)[8], int& kq, int& kc) {
+[[maybe_unused]] __device__ __forceinline__ void group_ref(const float (&v)[8], unsigned mask, int (&q)[8], int& kq,
+                                                           int& kc) {
   float amax = 0.f;
 #pragma unroll
   for (int j = 0; j < 8; ++j) amax = fmaxf(amax, fabsf(v[j]));
@@ -86,8 +87,8 @@ __device__ __forceinline__ void group_ref(const float (&v)[8], unsigned mask, in
 
 // the row exponent E from the row's largest group exponent kcm (-128: none) and the low-rank values of lane l
 // (la = lora_act[m, l], cr = c_l); writes sx[m] and the 3R low-rank columns of the row (arow = a8 + m·Kx)
-__device__ __forceinline__ int row_exponent(int kcm, float la, int cr, bool lowrank, int K, uint8_t* arow, float* sxm,
-                                            int l) {
+[[maybe_unused]] __device__ __forceinline__ int row_exponent(int kcm, float la, int cr, bool lowrank, int K,
+                                                             uint8_t* arow, float* sxm, int l) {
   const float lr = lowrank ? fabsf(ldexpf(la, -cr)) : 0.f;
   float lrmax = lr;
 #pragma unroll
@@ -114,7 +115,7 @@ __device__ __forceinline__ int row_exponent(int kcm, float la, int cr, bool lowr
 }
 
 // the E4M3 bytes of q·2^e (kg: the group exponent as stored, E the row's) for 8 codes, the reference way
-__device__ __forceinline__ uint2 bytes_ref(const int (&q)[8], int kg, int E) {
+[[maybe_unused]] __device__ __forceinline__ uint2 bytes_ref(const int (&q)[8], int kg, int E) {
   uint32_t lo = 0, hi = 0;
   if (kg != -128) {
     int e = kg - E;
@@ -209,14 +210,14 @@ __global__ void __launch_bounds__(256)
 //    the f16x2 → e4m3x2 conversion: 2 values per conversion, exact, so the same bytes as the f32 conversion.
 // Groups with amax outside [2^-100, 2^100) (zero, subnormal, huge, Inf/NaN) and bytes below the window (e < EMIN)
 // take the reference arithmetic.
-__device__ __forceinline__ float fmax_nan(float a, float b) {
+[[maybe_unused]] __device__ __forceinline__ float fmax_nan(float a, float b) {
   float r;
   asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
   return r;
 }
 __device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t s) { return __byte_perm(a, b, s); }
 // 8 codes as 4-bit two's complement nibbles (q0 q4 q1 q5 q2 q6 q3 q7 from bit 0) → 8 E4M3 bytes of q·2^e
-__device__ __forceinline__ uint2 bytes_fast(uint32_t nib, uint32_t sc2, uint32_t bi2) {
+[[maybe_unused]] __device__ __forceinline__ uint2 bytes_fast(uint32_t nib, uint32_t sc2, uint32_t bi2) {
   const uint32_t ev = (nib & 0x0F0F0F0Fu) ^ 0x08080808u, od = ((nib >> 4) & 0x0F0F0F0Fu) ^ 0x08080808u;
   const uint32_t h[4] = {prmt(ev, 0x64u, 0x4140), prmt(ev, 0x64u, 0x4342), prmt(od, 0x64u, 0x4140),
                          prmt(od, 0x64u, 0x4342)};
@@ -231,19 +232,20 @@ __device__ __forceinline__ uint2 bytes_fast(uint32_t nib, uint32_t sc2, uint32_t
   }
   return make_uint2(prmt(b[0], b[1], 0x5410), prmt(b[2], b[3], 0x5410));
 }
-__device__ __forceinline__ void unpack_nib(uint32_t nib, int (&q)[8]) {
+[[maybe_unused]] __device__ __forceinline__ void unpack_nib(uint32_t nib, int (&q)[8]) {
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     const int c = (nib >> (j < 4 ? 8 * j : 8 * (j - 4) + 4)) & 15;
     q[j] = (c ^ 8) - 8;
   }
 }
-__device__ __forceinline__ uint32_t pack_nib(uint32_t b0, uint32_t b1) {  // bytes q0..q3, q4..q7 (low nibbles used)
+// bytes q0..q3, q4..q7 (low nibbles used)
+[[maybe_unused]] __device__ __forceinline__ uint32_t pack_nib(uint32_t b0, uint32_t b1) {
   return (b0 & 0x0F0F0F0Fu) | ((b1 << 4) & 0xF0F0F0F0u);
 }
 // 1/λ in shared memory: 16-byte quad Q stored at Q ^ ((Q >> 3) & 1), so an octet's two 16-byte loads per lane (quads
 // 2s and 2s + 1 of its group) hit 8 distinct 16-byte bank groups
-__device__ __forceinline__ int rinv_quad(int Q) { return Q ^ ((Q >> 3) & 1); }
+[[maybe_unused]] __device__ __forceinline__ int rinv_quad(int Q) { return Q ^ ((Q >> 3) & 1); }
 
 template <int NT, int PF>
 __global__ void __launch_bounds__(NT, 1024 / NT)  // 64 registers: two 512-thread blocks per SM
