@@ -76,6 +76,7 @@ static bool row_scalar(const ActQuantArgs& a, int64_t m, float* xh) {
   return false;
 }
 
+#if SVDQ_X86
 __attribute__((target("avx2,fma"))) static bool row_avx2(const ActQuantArgs& a, int64_t m, float* xh) {
   const int64_t K = a.K, G = K / kGroup;
   const __m256 zero = _mm256_setzero_ps();
@@ -197,6 +198,7 @@ constexpr int64_t kRowsLr = 3 * lowrank::kMR;  // rows per task with a branch: 3
 // AVX2: 2 row tiles (M = 256 still gives 22 tasks for the threads to share); 12, 18, 24 and 36 rows measured
 // within the noise (1 thread, M = 1024, K = 3072, R = 32, EPYC Zen 3, 2026-12-07).
 constexpr int64_t kRowsLr8 = 2 * lowrank2::kMR;
+#endif  // SVDQ_X86
 
 // Buffers kept across calls, per thread: X̂ rows and the branch's partial sums of a task (pool threads), L_downᵀ
 // (the calling thread). Allocated per call (432 + 393 KiB at K = 3072, R = 32: above glibc's mmap threshold, so
@@ -209,6 +211,7 @@ thread_local std::vector<float> t_ldt;
 
 int64_t act_quant(const ActQuantArgs& a) {
   if (a.K % kGroup != 0) throw KernelError("act_quant: K must be a multiple of 64");
+#if SVDQ_X86
   const bool avx512 = isa_at_least(Isa::Avx512);
   const bool avx = isa_at_least(Isa::Avx2);
   std::vector<float> inv_smooth;
@@ -225,6 +228,9 @@ int64_t act_quant(const ActQuantArgs& a) {
   // Rows per task with a branch: kRowsLr on AVX-512, kRowsLr8 on AVX2 (the down-projection's row tiles share each
   // block of L_downᵀ); else 8.
   const int64_t rows_per_task = a.R == 0 ? 8 : avx512 ? kRowsLr : avx ? kRowsLr8 : 8;
+#else
+  const int64_t rows_per_task = 8;
+#endif  // SVDQ_X86
   std::atomic<int64_t> first_bad{a.M};
   parallel_for((a.M + rows_per_task - 1) / rows_per_task, [&](int64_t t, int) {
     ActScratch& s = t_act;
@@ -234,9 +240,13 @@ int64_t act_quant(const ActQuantArgs& a) {
     bool any_bad = false;
     for (int64_t m = m0; m < m1; ++m) {
       float* row = xh + (m - m0) * a.K;
+#if SVDQ_X86
       const bool bad = avx512 ? row_avx512(a, a.smooth ? inv_smooth.data() : nullptr, m, row)
                        : avx  ? row_avx2(a, m, row)
                               : row_scalar(a, m, row);
+#else
+      const bool bad = row_scalar(a, m, row);
+#endif  // SVDQ_X86
       any_bad |= bad;
       if (bad) {
         int64_t cur = first_bad.load();
@@ -244,6 +254,7 @@ int64_t act_quant(const ActQuantArgs& a) {
         }
       }
     }
+#if SVDQ_X86
     if (avx512 && !any_bad && a.R > 0) {
       float* acc = align64(s.acc, rows_per_task * Rp);
       lowrank::down_rows(xh, a.K, m1 - m0, a.K, ldt, a.R, acc, a.lora_act + m0 * a.R, a.R);
@@ -251,6 +262,7 @@ int64_t act_quant(const ActQuantArgs& a) {
       float* acc = align64(s.acc, rows_per_task * Rp);
       lowrank2::down_rows(xh, a.K, m1 - m0, a.K, ldt, a.R, acc, a.lora_act + m0 * a.R, a.R);
     }
+#endif  // SVDQ_X86
   });
   const int64_t fb = first_bad.load();
   return fb == a.M ? -1 : fb;

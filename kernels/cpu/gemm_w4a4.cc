@@ -81,6 +81,7 @@ void tile_scalar(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
   }
 }
 
+#if SVDQ_X86
 // ---------------- AVX2 ----------------
 template <int MR, int NP>
 __attribute__((target("avx2,fma"))) void micro_avx2(const Ctx& c, int64_t m, int64_t p) {
@@ -231,6 +232,7 @@ void tile_avx2(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, int64_t p1) {
     default: break;
   }
 }
+#endif  // SVDQ_X86
 
 }  // namespace
 
@@ -285,9 +287,11 @@ void gemm_w4a4(const W4A4Args& a) {
     const int64_t m0 = mi * mb, m1 = std::min(a.M, m0 + mb);
     const int64_t p0 = nb * nbp, p1 = std::min(c.NP, p0 + nbp);
     switch (isa) {
+#if SVDQ_X86
       case Isa::Amx: w4a4::tile_amx(c, m0, m1, p0, p1); break;
       case Isa::Avx512: w4a4::tile_avx512(c, m0, m1, p0, p1); break;
       case Isa::Avx2: tile_avx2(c, m0, m1, p0, p1); break;
+#endif  // SVDQ_X86
       default: tile_scalar(c, m0, m1, p0, p1); break;
     }
   });

@@ -25,6 +25,7 @@
 #include "simd.h"
 #include "w4a4_internal.h"
 
+#if SVDQ_X86
 #define SVDQ_TARGET_AMX \
   __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-int8")))
 
@@ -222,3 +223,4 @@ SVDQ_TARGET_AMX void tile_amx(const Ctx& c, int64_t m0, int64_t m1, int64_t p0, 
 
 }  // namespace w4a4
 }  // namespace svdq
+#endif  // SVDQ_X86

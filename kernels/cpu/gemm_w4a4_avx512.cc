@@ -13,6 +13,7 @@
 #include "simd.h"
 #include "w4a4_internal.h"
 
+#if SVDQ_X86
 namespace svdq {
 namespace w4a4 {
 
@@ -203,3 +204,4 @@ SVDQ_TARGET_AVX512 void tile_avx512(const Ctx& c, int64_t m0, int64_t m1, int64_
 
 }  // namespace w4a4
 }  // namespace svdq
+#endif  // SVDQ_X86

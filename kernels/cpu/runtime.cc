@@ -53,7 +53,6 @@ bool cpuid_amx_bf16() {
   __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
   return ((d >> 22) & 1) != 0;
 }
-#endif
 
 // Linux keeps the 8 KiB AMX tile data (XFEATURE_XTILEDATA = 18) disabled until the process asks for it with
 // arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023, 18) (Linux 5.16+, Documentation/arch/x86/xstate.rst); the grant
@@ -67,6 +66,7 @@ bool request_amx_state() {
   return false;
 #endif
 }
+#endif  // defined(__x86_64__)
 }  // namespace
 
 bool cpu_has_amx_int8() {
@@ -271,15 +271,20 @@ static void gelu_scalar(float* v, int64_t n) {
     v[i] = 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
   }
 }
+#if SVDQ_X86
 void gelu_avx2(float* v, int64_t n);  // simd.cc
+#endif  // SVDQ_X86
 void gelu_inplace(float* v, int64_t n) {
+#if SVDQ_X86
   if (isa_at_least(Isa::Avx2))
     gelu_avx2(v, n);
   else
+#endif  // SVDQ_X86
     gelu_scalar(v, n);
 }
 
 // ---- per-token INT8 ----
+#if SVDQ_X86
 // AVX-512 row (same values as the scalar row: amax, scale = amax/127, codes = clamp(rne(x·127/amax))); false when
 // the row holds a NaN or ±Inf (nothing is written then).
 SVDQ_TARGET_AVX512 static bool int8_row_avx512(const float* r, int64_t K, int8_t* codes, float* scale) {
@@ -314,6 +319,7 @@ SVDQ_TARGET_AVX512 static bool int8_row_avx512(const float* r, int64_t K, int8_t
   }
   return true;
 }
+#endif  // SVDQ_X86
 
 static bool int8_row_scalar(const float* r, int64_t K, int8_t* codes, float* scale) {
   float amax = 0.f;
@@ -332,12 +338,18 @@ static bool int8_row_scalar(const float* r, int64_t K, int8_t* codes, float* sca
 }
 
 int64_t act_quant_int8(const float* x, int64_t M, int64_t K, int8_t* codes, float* scales) {
+#if SVDQ_X86
   const bool avx512 = isa_at_least(Isa::Avx512);
+#endif  // SVDQ_X86
   std::atomic<int64_t> first_bad{M};
   parallel_for(M, [&](int64_t m, int) {
     const float* r = x + m * K;
+#if SVDQ_X86
     const bool ok = avx512 ? int8_row_avx512(r, K, codes + m * K, scales + m)
                            : int8_row_scalar(r, K, codes + m * K, scales + m);
+#else
+    const bool ok = int8_row_scalar(r, K, codes + m * K, scales + m);
+#endif  // SVDQ_X86
     if (!ok) {
       int64_t cur = first_bad.load();
       while (m < cur && !first_bad.compare_exchange_weak(cur, m)) {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
+#if SVDQ_X86
 namespace svdq {
 
 __attribute__((target("avx2,fma"))) void gelu_avx2(float* v, int64_t n) {
@@ -17,3 +18,4 @@ __attribute__((target("avx2,fma"))) void gelu_avx2(float* v, int64_t n) {
 }
 
 }  // namespace svdq
+#endif  // SVDQ_X86
