@@ -53,6 +53,7 @@ constexpr int64_t kNC = 24;   // panels per task (384 columns)
 
 // C tile [MR][16]: sums start from cin (row stride ldi) or, when cin is null, from bias16 (or zero); they go to cout
 // (row stride ldo), with GELU when asked. A row i at ap[i·kKC + k].
+#if SVDQ_X86
 template <int MR>
 __attribute__((target("avx2,fma"))) void micro_f32(const float* ap, const float* b, int64_t kc, const float* cin,
                                                    int64_t ldi, float* cout, int64_t ldo, const float* bias16,
@@ -88,6 +89,7 @@ __attribute__((target("avx2,fma"))) void micro_f32(const float* ap, const float*
     _mm256_storeu_ps(cout + i * ldo + 8, acc[i][1]);
   }
 }
+#endif  // SVDQ_X86
 
 void micro_scalar(int mr, const float* ap, const float* b, int64_t kc, const float* cin, int64_t ldi, float* cout,
                   int64_t ldo, const float* bias16, bool gelu) {
@@ -104,7 +106,8 @@ void micro_scalar(int mr, const float* ap, const float* b, int64_t kc, const flo
 
 void micro_tile(bool avx, int mr, const float* ap, const float* b, int64_t kc, const float* cin, int64_t ldi,
                 float* cout, int64_t ldo, const float* bias16, bool gelu) {
-  if (!avx) return micro_scalar(mr, ap, b, kc, cin, ldi, cout, ldo, bias16, gelu);
+  if (!avx) return micro_scalar(mr, ap, b, kc, cin, ldi, cout, ldo, bias16, gelu);  // always taken off x86
+#if SVDQ_X86
   switch (mr) {
     case 6: micro_f32<6>(ap, b, kc, cin, ldi, cout, ldo, bias16, gelu); break;
     case 5: micro_f32<5>(ap, b, kc, cin, ldi, cout, ldo, bias16, gelu); break;
@@ -113,6 +116,7 @@ void micro_tile(bool avx, int mr, const float* ap, const float* b, int64_t kc, c
     case 2: micro_f32<2>(ap, b, kc, cin, ldi, cout, ldo, bias16, gelu); break;
     default: micro_f32<1>(ap, b, kc, cin, ldi, cout, ldo, bias16, gelu); break;
   }
+#endif  // SVDQ_X86
 }
 
 struct Plan {
@@ -127,6 +131,7 @@ struct Plan {
   const float* wpanel;  // [Np/16][K][16] when the panels are in memory (f32; prefetched), else null (W4A16)
 };
 
+#if SVDQ_X86
 // ---- AVX-512 path ----
 // Micro-tile: kMR512 rows × kNV512 panels (16 columns = one ZMM each): 24 accumulators + 3 panel vectors + 1
 // broadcast of the 32 ZMM registers.
@@ -273,9 +278,12 @@ void run_plan_avx512(const Plan& P) {
   });
 }
 static_assert(kNV512 == 3 && kNC512 % kNV512 == 0, "run_plan_avx512 dispatches groups of up to 3 panels");
+#endif  // SVDQ_X86
 
 void run_plan(const Plan& P) {
+#if SVDQ_X86
   if (isa_at_least(Isa::Avx512)) return run_plan_avx512(P);
+#endif  // SVDQ_X86
   const bool avx = isa_at_least(Isa::Avx2);
   const int64_t NP = (P.N + kNR - 1) / kNR;
   const int threads = num_threads();
@@ -370,6 +378,7 @@ void deq_scalar(const W4A16Args* a, int64_t p, int64_t k0, int64_t kc, float* ds
   }
 }
 
+#if SVDQ_X86
 __attribute__((target("avx2,fma"))) void deq_avx2(const W4A16Args* a, int64_t p, int64_t k0, int64_t kc, float* dst) {
   const int64_t KG = a->K / a->G;
   const __m256 lut_lo = _mm256_loadu_ps(a->lut), lut_hi = _mm256_loadu_ps(a->lut + 8);
@@ -387,12 +396,15 @@ __attribute__((target("avx2,fma"))) void deq_avx2(const W4A16Args* a, int64_t p,
     }
   }
 }
+#endif  // SVDQ_X86
 
 const float* w4a16_panel(const void* ctx, int64_t p, int64_t k0, int64_t kc, float* dst) {
   const W4A16Args* a = static_cast<const W4A16Args*>(ctx);
+#if SVDQ_X86
   if (isa_at_least(Isa::Avx2))
     deq_avx2(a, p, k0, kc, dst);
   else
+#endif  // SVDQ_X86
     deq_scalar(a, p, k0, kc, dst);
   return dst;
 }

@@ -42,6 +42,7 @@ constexpr int64_t kPanelCols = 16;  // f32 panel width of gemm_f32 (layout.ts, P
 // a column pair's B tiles 144 KiB, both in L2), the same bytes for S = 2.
 constexpr int64_t chunks_per_block(int S) { return S == 3 ? 24 : 36; }
 
+#if SVDQ_X86
 // [rows][columns] f32 partial sums of a task between K blocks (+64 B alignment), per thread.
 thread_local std::vector<float> t_sums;
 
@@ -154,6 +155,7 @@ void run_amx(const F32SplitArgs& P) {
   const int64_t mtr = round_up((P.M + mt - 1) / mt, 32);
   parallel_for((P.M + mtr - 1) / mtr, [&](int64_t t, int) { rows_task<S>(P, t * mtr, std::min(P.M, (t + 1) * mtr)); });
 }
+#endif  // SVDQ_X86
 
 // The non-AMX paths: f32 panels rebuilt from the parts (Σ parts, exact for S = 3), then gemm_f32.
 void run_rebuilt(const F32SplitArgs& P) {
@@ -195,11 +197,13 @@ void pack_f32_split(const float* w, int64_t N, int64_t K, int S, uint16_t* out) 
 void gemm_f32_split(const F32SplitArgs& a) {
   if (a.S != 2 && a.S != 3) throw KernelError("gemmF32Split: splits must be 2 or 3");
   if (a.M == 0) return;
-  if (!f32_split_uses_amx()) return run_rebuilt(a);
+  if (!f32_split_uses_amx()) return run_rebuilt(a);  // always taken off x86
+#if SVDQ_X86
   if (a.S == 3)
     run_amx<3>(a);
   else
     run_amx<2>(a);
+#endif  // SVDQ_X86
 }
 
 }  // namespace svdq

@@ -37,6 +37,7 @@ void tile_scalar(const W8A8Args& a, int64_t m0, int64_t m1, int64_t p0, int64_t 
   }
 }
 
+#if SVDQ_X86
 template <int MR, int NP>
 __attribute__((target("avx2,fma"))) void micro_avx2(const W8A8Args& a, int64_t m, int64_t p) {
   const int64_t K = a.K;
@@ -92,14 +93,19 @@ void rows_avx2(const W8A8Args& a, int64_t m, int64_t p0, int64_t p1) {
   for (; p + 2 <= p1; p += 2) micro_avx2<MR, 2>(a, m, p);
   if (p < p1) micro_avx2<MR, 1>(a, m, p);
 }
+#endif  // SVDQ_X86
 
 }  // namespace
 
+#if SVDQ_X86
 void gemm_w8a8_x86(const W8A8Args& a, bool amx);  // gemm_w8a8_x86.cc
+#endif  // SVDQ_X86
 
 void gemm_w8a8(const W8A8Args& a) {
   if (a.K % 4 != 0) throw KernelError("gemm_w8a8: K must be a multiple of 4");
+#if SVDQ_X86
   if (isa_at_least(Isa::Avx512)) return gemm_w8a8_x86(a, active_isa() == Isa::Amx);
+#endif  // SVDQ_X86
   const int64_t NP = (a.N + kPanel - 1) / kPanel;
   const bool avx = isa_at_least(Isa::Avx2);
   const int64_t mt = (a.M + kMB - 1) / kMB, nt = (NP + kNBPanels - 1) / kNBPanels;
@@ -107,7 +113,8 @@ void gemm_w8a8(const W8A8Args& a) {
     const int64_t nb = t / mt, mb = t % mt;
     const int64_t m0 = mb * kMB, m1 = std::min(a.M, m0 + kMB);
     const int64_t p0 = nb * kNBPanels, p1 = std::min(NP, p0 + kNBPanels);
-    if (!avx) return tile_scalar(a, m0, m1, p0, p1);
+    if (!avx) return tile_scalar(a, m0, m1, p0, p1);  // always taken off x86
+#if SVDQ_X86
     int64_t m = m0;
     for (; m + 4 <= m1; m += 4) rows_avx2<4>(a, m, p0, p1);
     switch (m1 - m) {
@@ -116,6 +123,7 @@ void gemm_w8a8(const W8A8Args& a) {
       case 1: rows_avx2<1>(a, m, p0, p1); break;
       default: break;
     }
+#endif  // SVDQ_X86
   });
 }
 

@@ -16,6 +16,7 @@
 #include "common.h"
 #include "simd.h"
 
+#if SVDQ_X86
 #define SVDQ_TARGET_AMX \
   __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,amx-tile,amx-int8")))
 
@@ -349,3 +350,4 @@ void gemm_w8a8_x86(const W8A8Args& a, bool amx) {
 }
 
 }  // namespace svdq
+#endif  // SVDQ_X86

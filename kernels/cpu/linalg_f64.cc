@@ -55,6 +55,7 @@ struct Gemm {
   int64_t off;
 };
 
+#if SVDQ_X86
 __attribute__((target("avx2,fma"))) void micro_avx2(const double* ap, const double* bp, int64_t kc, double* out) {
   __m256d acc[kMR][2];
   #pragma GCC unroll 6
@@ -74,6 +75,7 @@ __attribute__((target("avx2,fma"))) void micro_avx2(const double* ap, const doub
     _mm256_storeu_pd(out + i * kNR + 4, acc[i][1]);
   }
 }
+#endif  // SVDQ_X86
 
 void micro_scalar(const double* ap, const double* bp, int64_t kc, double* out) {
   double acc[kMR * kNR] = {};
@@ -109,7 +111,9 @@ void gemm(const Gemm& g) {
           if (keep(g, i, j)) g.c[i * g.ldc + j] = 0;
     return;
   }
+#if SVDQ_X86
   const bool avx = isa_at_least(Isa::Avx2);
+#endif  // SVDQ_X86
   const int64_t mp = (g.M + kMR - 1) / kMR, np = (g.N + kNR - 1) / kNR;
   std::vector<double> apack(mp * kMR * kKC), bpack(np * kNR * kKC);
   const int64_t mblocks = (g.M + kMC - 1) / kMC, nchunks = (g.N + kNCH - 1) / kNCH;
@@ -161,9 +165,11 @@ void gemm(const Gemm& g) {
           const int where = rect(g, i0, i0 + mr, j0, j0 + nr);
           if (where == 0) continue;
           const double* ap = apack.data() + (i0 / kMR) * kMR * kc;
+#if SVDQ_X86
           if (avx)
             micro_avx2(ap, bp, kc, out);
           else
+#endif  // SVDQ_X86
             micro_scalar(ap, bp, kc, out);
           for (int64_t r = 0; r < mr; ++r) {
             double* crow = g.c + (i0 + r) * g.ldc + j0;
@@ -201,6 +207,7 @@ void symv_rows_scalar(const double* a, int64_t n, int64_t r0, int64_t r1, const 
   }
 }
 
+#if SVDQ_X86
 // AVX2: two rows per sweep share the loads of v and y.
 __attribute__((target("avx2,fma"))) void symv_rows_avx2(const double* a, int64_t n, int64_t r0, int64_t r1,
                                                         const double* v, double* y) {
@@ -234,12 +241,19 @@ __attribute__((target("avx2,fma"))) void symv_rows_avx2(const double* a, int64_t
   }
   if (r < r1) symv_rows_scalar(a, n, r, r1, v, y);  // an odd last row
 }
+#endif  // SVDQ_X86
 
 // y[0..k) = A[0:k, 0:k]·v (lower triangle of a, leading block). scratch: threads·n doubles.
 void symv_lower(const double* a, int64_t n, int64_t k, const double* v, double* y, std::vector<double>& scratch) {
+#if SVDQ_X86
   const bool avx = isa_at_least(Isa::Avx2);
+#endif  // SVDQ_X86
   const int T = k >= 256 ? num_threads() : 1;  // below ≈ 256 rows the pool's wake-up costs more than it saves
+#if SVDQ_X86
   auto rows = avx ? symv_rows_avx2 : symv_rows_scalar;
+#else
+  auto rows = symv_rows_scalar;
+#endif  // SVDQ_X86
   if (T == 1) {
     std::fill(y, y + k, 0.0);
     rows(a, n, 0, k, v, y);
@@ -275,6 +289,7 @@ double dot_scalar(const double* x, const double* y, int64_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+#if SVDQ_X86
 __attribute__((target("avx2,fma"))) double dot_avx2(const double* x, const double* y, int64_t n) {
   __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
   int64_t i = 0;
@@ -292,12 +307,14 @@ __attribute__((target("avx2,fma"))) double dot_avx2(const double* x, const doubl
   for (; i < n; ++i) t += x[i] * y[i];
   return t;
 }
+#endif  // SVDQ_X86
 
 // x[i] −= a·u[i] + b·w[i] for i < n (the rank-2 pieces of the tridiagonalization panel).
 void axpy2_scalar(double* x, double a, const double* u, double b, const double* w, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] -= a * u[i] + b * w[i];
 }
 
+#if SVDQ_X86
 __attribute__((target("avx2,fma"))) void axpy2_avx2(double* x, double a, const double* u, double b, const double* w,
                                                     int64_t n) {
   const __m256d va = _mm256_set1_pd(a), vb = _mm256_set1_pd(b);
@@ -308,9 +325,14 @@ __attribute__((target("avx2,fma"))) void axpy2_avx2(double* x, double a, const d
   }
   for (; i < n; ++i) x[i] -= a * u[i] + b * w[i];
 }
+#endif  // SVDQ_X86
 
 double dot(const double* x, const double* y, int64_t n) {
+#if SVDQ_X86
   return isa_at_least(Isa::Avx2) ? dot_avx2(x, y, n) : dot_scalar(x, y, n);
+#else
+  return dot_scalar(x, y, n);
+#endif  // SVDQ_X86
 }
 
 }  // namespace
@@ -488,8 +510,12 @@ constexpr int64_t kTridiagPanel = 32;  // LAPACK's dsytrd block size; 48 and 64 
 // left untouched and the pending updates −V·Wᵀ − W·Vᵀ are applied to the next row and folded into A·v.
 void sym_tridiag_f64(double* a, int64_t n, double* d, double* e) {
   const int64_t nb = kTridiagPanel;
+#if SVDQ_X86
   const bool avx = isa_at_least(Isa::Avx2);
   auto axpy2 = avx ? axpy2_avx2 : axpy2_scalar;
+#else
+  auto axpy2 = axpy2_scalar;
+#endif  // SVDQ_X86
   std::vector<double> V(nb * n), W(nb * n), VW(2 * nb * n), WV(2 * nb * n), y(n), scratch;
   int64_t k = n - 1;
   while (k >= 0) {

@@ -15,6 +15,7 @@
 
 namespace svdq {
 
+#if SVDQ_X86
 __attribute__((target("avx2,fma"))) static float fma_loop(int64_t iters, float seed) {
   __m256 a[12];
   for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(seed + i);
@@ -113,6 +114,7 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static float vdpbf16ps_lo
   for (int i = 1; i < 16; ++i) s = _mm512_add_ps(s, acc[i]);
   return _mm512_reduce_add_ps(s);
 }
+#endif  // SVDQ_X86
 
 // Returns operations per second over all pool threads: kind 0 → f32 flops (AVX2 FMA), 1 → int8 multiply-adds
 // (MACs) of vpmaddubsw ymm, 2 → f32 flops (AVX-512 FMA), 3 → MACs of vpdpbusd zmm, 4 → MACs of AMX tdpbssd,
@@ -124,6 +126,7 @@ double peak_ops(int kind, int64_t iters) {
   if (kind == 4 && !cpu_has_amx_int8()) throw KernelError("this CPU (or OS) has no AMX-INT8");
   if (kind == 5 && !cpu_has_amx_bf16()) throw KernelError("this CPU (or OS) has no AMX-BF16");
   if (kind == 6 && !p2::cpu_has_avx512_bf16()) throw KernelError("this CPU has no AVX512_BF16");
+#if SVDQ_X86
   if (kind == 4 || kind == 5) iters /= 16;  // one step is 4 tile products of 16K (int8) or 8K (bf16) MACs
   const int threads = num_threads();
   std::atomic<int64_t> sink{0};
@@ -143,6 +146,9 @@ double peak_ops(int kind, int64_t iters) {
   static constexpr double kPerIter[7] = {12.0 * 16, 12.0 * 32, 16.0 * 32, 16.0 * 64, 4.0 * 16 * 16 * 64,
                                          4.0 * 16 * 16 * 32, 16.0 * 32};
   return threads * iters * kPerIter[kind] / s + (sink.load() == 42 ? 1e-9 : 0);
+#else
+  throw KernelError("peak microbenchmarks need AVX2+FMA");  // cpu_has_avx2_fma() is false off x86
+#endif  // SVDQ_X86
 }
 
 // The int4p2 layer's bf16 peaks (its binding's peakBf16): kind 0 tdpbf16ps, 1 vdpbf16ps = peak_ops kinds 5, 6.
