@@ -127,6 +127,7 @@ int row_scalar(const float* v, int64_t K, int8_t* q, int8_t* e, RowStats& st) {
   return 0;
 }
 
+#if SVDQ_X86
 // clamp(rint(v / s), −8, 7) for a power of two s given as its inverse (v·inv_s exact).
 SVDQ_TARGET_P2Q inline __m512 codes_at(__m512 v, __m512 inv_s) {
   constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
@@ -406,6 +407,7 @@ SVDQ_TARGET_P2Q2 int row_avx2(const float* x, const float* inv, int64_t K, float
   }
   return 0;
 }
+#endif  // SVDQ_X86
 
 // v = x·inv (f32 products); false when one is not finite.
 bool scaled_row_scalar(const float* x, const float* inv, int64_t K, float* v) {
@@ -495,7 +497,11 @@ int64_t quantize(const QuantArgs& a) {
   // Rows per task: the AVX-512 down-projection's row tiles (lowrank_down.h) share each block of L_downᵀ; the AMX one
   // works on 32-row blocks (2 A tiles).
   // AVX2: 4 row tiles of its down-projection (lowrank_down_avx2.h) share each block of L_downᵀ.
+#if SVDQ_X86
   const int64_t TR = amx_down ? 32 : vec && R > 0 ? kRowsLr : avx2 && R > 0 ? 4 * lowrank2::kMR : 4;
+#else
+  const int64_t TR = amx_down ? 32 : 4;
+#endif  // SVDQ_X86
   const float* ldt = !((vec || avx2 || bf) && R > 0) || amx_down ? nullptr
                      : bf && a.ldown_t_bf16               ? a.ldown_t_bf16
                      : bf                                 ? ldt_of_ldb(ldb, R, K, t_ldt)
@@ -513,6 +519,7 @@ int64_t quantize(const QuantArgs& a) {
     s.lact.resize(TR * R);
     float* la = s.lact.data();
     if (R > 0 && !amx_down) {  // the AMX bf16 branch comes after the rows (below)
+#if SVDQ_X86
       if (vec) {
         float* acc = align64(s.acc, TR * lowrank::rank_pad(R));
         const float* xs = a.x + m0 * K;
@@ -527,6 +534,9 @@ int64_t quantize(const QuantArgs& a) {
         float* xblk = bf ? align64(s.xb, static_cast<size_t>(TR * lowrank::kKC)) : nullptr;  // bf16(x) per K block
         lowrank2::down_rows(a.x + m0 * K, K, rows, K, ldt, R, acc, la, R, xblk);
       } else if (bf) {  // down_bf16_scalar's sums (bf16 x rounded once per row, not once per rank)
+#else
+      if (bf) {  // down_bf16_scalar's sums (bf16 x rounded once per row, not once per rank)
+#endif  // SVDQ_X86
         s.xb.resize(TR * K);
         round_rows_bf16(a.x + m0 * K, K, rows, K, s.xb.data());
         down_scalar_t(s.xb.data(), K, rows, ldt, R, la);
@@ -539,12 +549,15 @@ int64_t quantize(const QuantArgs& a) {
     auto row_pass = [&](int i, const float* lr, RowStats& st, int& c, uint16_t* xconv, float* xmax) {
       const int64_t m = m0 + i;
       const float* xr = a.x + m * K;
+#if SVDQ_X86
       const float* xnext = i + 1 < rows ? xr + K : nullptr;  // the task's next row
+#endif  // SVDQ_X86
       uint16_t* tiled = a.aop ? a.aop + aop_row(m, Kt) : nullptr;
       const int64_t Rl = lr ? R : 0;
       c = 0;
       int rc = 3;
       int8_t* qd = a.codes ? a.codes + m * K : a.sink ? s.q.data() : nullptr;
+#if SVDQ_X86
       if (vec)
         rc = xconv ? row_avx512<true>(xr, a.inv_smooth, K, s.v.data(), lr, Rl, qd, s.e.data(),
                                       a.aop_branch_only ? nullptr : tiled, st, c, xconv, xmax, xnext)
@@ -554,6 +567,9 @@ int64_t quantize(const QuantArgs& a) {
         rc = row_avx2(xr, a.inv_smooth, K, s.v.data(), lr, Rl, qd, s.e.data(), a.aop_branch_only ? nullptr : tiled, st,
                       c);
       else if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
+#else
+      if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
+#endif  // SVDQ_X86
         rc = 1;
       if (rc == 3) {  // the portable row (v is in s.v)
         rc = row_scalar(s.v.data(), K, s.q.data(), s.e.data(), st);
@@ -610,6 +626,7 @@ int64_t quantize(const QuantArgs& a) {
       }
       return;
     }
+#if SVDQ_X86
     // bf16 branch on AMX: the rows first (c = 0), their first pass writing bf16(x) into the block's A tiles (x is
     // read from memory once, as without a branch), then the tile products, then per row the branch columns (and, in
     // the rare row whose branch needs c ≠ 0, its codes again with that c).
@@ -637,6 +654,7 @@ int64_t quantize(const QuantArgs& a) {
       }
       branch_out(i, sts[i], c, lr);
     }
+#endif  // SVDQ_X86
   });
   for (const int64_t f : fail)
     if (f != -1) return f;

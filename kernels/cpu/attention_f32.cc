@@ -83,6 +83,7 @@ void block_scalar(const AttentionArgs& a, int64_t b, int64_t h, int64_t q0, int6
   }
 }
 
+#if SVDQ_X86
 // O[i] += Σ_j P[i, j]·V[j] for the block's nk keys, any Dh a multiple of 16 (through memory; the FLUX/PixArt head
 // sizes 64 and 128 take pv_block_quads below).
 SVDQ_TARGET_AVX512 void pv_block(const AttentionArgs& a, int64_t b, int64_t h, int64_t j0, int64_t nk, int64_t nq,
@@ -413,21 +414,25 @@ SVDQ_TARGET_ATT2 void block_avx2(const AttentionArgs& a, int64_t b, int64_t h, i
       _mm256_storeu_ps(dst + t, _mm256_mul_ps(_mm256_loadu_ps(w.o.data() + i * Dh + t), inv));
   }
 }
+#endif  // SVDQ_X86
 
 }  // namespace
 
 void attention_f32(const AttentionArgs& a) {
   if (a.B <= 0 || a.Sq <= 0 || a.Skv <= 0 || a.H <= 0 || a.Dh <= 0) return;
+#if SVDQ_X86
   if (attention_f32_split(a)) return;  // the amx path on a CPU with AMX-BF16 (attention_f32_amx.cc)
   // AVX-512 path: Dh a multiple of 16, and 16 rows of K (16·H·Dh floats) addressable by the 32-bit gather offsets
   const bool avx512 = isa_at_least(Isa::Avx512) && a.Dh % 16 == 0 && 16 * a.H * a.Dh < (int64_t{1} << 31) / 4;
   // AVX2 path: Dh a multiple of 8 (also on AVX-512 machines for Dh = 8 mod 16, e.g. PixArt-Σ's 72)
   const bool avx2 = !avx512 && isa_at_least(Isa::Avx2) && a.Dh % 8 == 0;
+#endif  // SVDQ_X86
   const int64_t qt = (a.Sq + kQB - 1) / kQB;
   const int threads = num_threads();
   const int64_t skvp = (a.Skv + kKB - 1) / kKB * kKB;
   // The calling thread's panels, kept between calls (fresh buffers cost a page fault per 4 KiB on every call).
   thread_local std::vector<float> kt_all, v_all;
+#if SVDQ_X86
   if (avx512 || avx2) {
     // K of every (batch, head) transposed per key block and scaled, V gathered per head, once per call (each
     // query block reads them; layouts in Scratch)
@@ -442,6 +447,7 @@ void attention_f32(const AttentionArgs& a) {
     else
       parallel_for(a.B * a.H, [&](int64_t bh, int) { gather_head_portable(a, bh, skvp, kt, vv); });
   }
+#endif  // SVDQ_X86
   std::vector<Scratch> scratch(threads);
   const float* kt_data = kt_all.data();
   const float* v_data = v_all.data();
@@ -455,11 +461,13 @@ void attention_f32(const AttentionArgs& a) {
   parallel_for(a.B * a.H * qt, [&](int64_t task, int th) {
     const int64_t bh = task / qt, q0 = (task % qt) * kQB;
     const int64_t b = bh / a.H, h = bh % a.H, nq = std::min<int64_t>(kQB, a.Sq - q0);
+#if SVDQ_X86
     if (avx512)
       block_avx512(a, b, h, q0, nq, scratch[th]);
     else if (avx2)
       block_avx2(a, b, h, q0, nq, scratch[th]);
     else
+#endif  // SVDQ_X86
       block_scalar(a, b, h, q0, nq, scratch[th]);
   });
   // Keep at most 64 MiB of panels between calls (the flux-small size is 8 MiB; a FLUX.1-size call, 4608 tokens ×

@@ -20,6 +20,8 @@
 #include "gemm_f32_amx.h"
 #include "simd.h"
 
+// AMX and AVX-512 only: on other CPUs attention_f32 runs its portable kernel (attention_f32.cc).
+#if SVDQ_X86
 namespace svdq {
 
 namespace {
@@ -210,3 +212,4 @@ bool attention_f32_split(const AttentionArgs& a) {
 }
 
 }  // namespace svdq
+#endif  // SVDQ_X86

@@ -58,6 +58,7 @@ void ln_row_scalar(const LnArgs& a, const float* x, const float* sc, const float
                                 static_cast<double>(sh[i]));
 }
 
+#if SVDQ_X86
 // D a multiple of 8.
 SVDQ_TARGET_AVX512 void ln_row_avx512(const LnArgs& a, const float* x, const float* sc, const float* sh, float* out) {
   __m512d s = _mm512_setzero_pd();
@@ -77,18 +78,23 @@ SVDQ_TARGET_AVX512 void ln_row_avx512(const LnArgs& a, const float* x, const flo
     _mm256_storeu_ps(out + i, _mm512_cvtpd_ps(_mm512_add_pd(m, _mm512_cvtps_pd(_mm256_loadu_ps(sh + i)))));
   }
 }
+#endif  // SVDQ_X86
 
 void layer_norm_modulate(const LnArgs& a) {
+#if SVDQ_X86
   const bool avx = isa_at_least(Isa::Avx512) && a.D % 8 == 0;
+#endif  // SVDQ_X86
   const int64_t rows = a.B * a.S, per = 64;
   parallel_for((rows + per - 1) / per, [&](int64_t t, int) {
     for (int64_t r = t * per; r < std::min(rows, (t + 1) * per); ++r) {
       const int64_t b = r / a.S;
       const float* sc = a.scale + b * a.stride + a.scale_off;
       const float* sh = a.shift + b * a.stride + a.shift_off;
+#if SVDQ_X86
       if (avx)
         ln_row_avx512(a, a.x + r * a.D, sc, sh, a.out + r * a.D);
       else
+#endif  // SVDQ_X86
         ln_row_scalar(a, a.x + r * a.D, sc, sh, a.out + r * a.D);
     }
   });
@@ -106,6 +112,7 @@ void rope_head_scalar(const RopeArgs& a, float* x, const float* c, const float* 
   }
 }
 
+#if SVDQ_X86
 // Dh a multiple of 8.
 SVDQ_TARGET_AVX512 void rope_head_avx512(const RopeArgs& a, float* x, const float* c, const float* s) {
   __m512d acc = _mm512_setzero_pd();
@@ -126,9 +133,12 @@ SVDQ_TARGET_AVX512 void rope_head_avx512(const RopeArgs& a, float* x, const floa
     _mm256_storeu_ps(x + i, _mm512_cvtpd_ps(_mm512_add_pd(u, w)));
   }
 }
+#endif  // SVDQ_X86
 
 void rms_norm_rope(const RopeArgs& a) {
+#if SVDQ_X86
   const bool avx = isa_at_least(Isa::Avx512) && a.Dh % 8 == 0;
+#endif  // SVDQ_X86
   const int64_t tokens = a.B * a.S, per = 16;
   parallel_for((tokens + per - 1) / per, [&](int64_t t, int) {
     for (int64_t r = t * per; r < std::min(tokens, (t + 1) * per); ++r) {
@@ -137,9 +147,11 @@ void rms_norm_rope(const RopeArgs& a) {
       const float* s = a.sin + (a.row0 + tok) * a.Dh;
       for (int64_t h = 0; h < a.H; ++h) {
         float* x = a.x + (r * a.H + h) * a.Dh;
+#if SVDQ_X86
         if (avx)
           rope_head_avx512(a, x, c, s);
         else
+#endif  // SVDQ_X86
           rope_head_scalar(a, x, c, s);
       }
     }

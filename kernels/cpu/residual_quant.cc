@@ -224,6 +224,7 @@ __attribute__((always_inline)) inline void rows_body(const ResidualQuantArgs& a,
   if (a.difft_panel) write_panels(a, i0, B, a.diff ? a.diff + i0 * K : dbuf);
 }
 
+#if SVDQ_X86
 // L rows i..i+3 (K % 64 == 0): 4 rows × 64 columns of accumulators, so the r-sums of one output are a chain of
 // dependent adds but 16 chains run side by side (the same sums, in the same r order, as rows_body's).
 SVDQ_TARGET_AVX512 void branch_rows4_avx512(const ResidualQuantArgs& a, int64_t i, float* lr) {
@@ -356,9 +357,12 @@ SVDQ_TARGET_AVX512 void rows_avx512_g8(const ResidualQuantArgs& a, int64_t i0, i
   if (a.difft_panel) write_panels(a, i0, B, a.diff ? a.diff + i0 * K : dbuf);
 }
 
+#endif  // SVDQ_X86
+
 void rows_scalar(const ResidualQuantArgs& a, int64_t i0, int64_t i1, float* l, double* v, float* d, RowResult* o) {
   rows_body(a, i0, i1, l, v, d, o);
 }
+#if SVDQ_X86
 __attribute__((target("avx2,fma"))) void rows_avx2(const ResidualQuantArgs& a, int64_t i0, int64_t i1, float* l,
                                                    double* v, float* d, RowResult* o) {
   rows_body(a, i0, i1, l, v, d, o);
@@ -367,6 +371,7 @@ SVDQ_TARGET_AVX512 void rows_avx512(const ResidualQuantArgs& a, int64_t i0, int6
                                     RowResult* o) {
   rows_body(a, i0, i1, l, v, d, o);
 }
+#endif  // SVDQ_X86
 
 // Runs the pass over all rows; returns ‖R‖², ‖R − Q(R)‖² and the first bad row with its reason.
 void residual_quant(const ResidualQuantArgs& a, double* stats) {
@@ -377,9 +382,13 @@ void residual_quant(const ResidualQuantArgs& a, double* stats) {
   const bool need_d = a.difft_panel && !a.diff;
   std::vector<float> dbuf(need_d ? static_cast<size_t>(threads) * kRowsPerTask * a.K : 0);
   std::vector<RowResult> rows(a.N);
+#if SVDQ_X86
   auto body = isa_at_least(Isa::Avx512) ? (a.G % kLanes == 0 ? rows_avx512_g8 : rows_avx512)
                : isa_at_least(Isa::Avx2)  ? rows_avx2
                                           : rows_scalar;
+#else
+  auto body = rows_scalar;
+#endif  // SVDQ_X86
   parallel_for(tasks, [&](int64_t t, int th) {
     const int64_t i0 = t * kRowsPerTask, i1 = std::min(a.N, i0 + kRowsPerTask);
     body(a, i0, i1, lbuf.data() + static_cast<size_t>(th) * kRowsPerTask * a.K, vbuf.data() + th * a.G,
