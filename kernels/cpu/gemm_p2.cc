@@ -26,8 +26,10 @@ inline float widen(uint16_t b) {
   return f;
 }
 
+#if SVDQ_X86
 // Task grid shared by the register-blocked paths: 96 rows × 128 columns (4 blocks of 32).
 constexpr int64_t kTaskRows = 96, kTaskCols = 128;
+#endif  // SVDQ_X86
 
 void epilogue_scalar(const GemmArgs& a, int64_t m0, int rows, int64_t n0, int cols, const float* c, int64_t ldc) {
   for (int i = 0; i < rows; ++i)
@@ -39,6 +41,7 @@ void epilogue_scalar(const GemmArgs& a, int64_t m0, int rows, int64_t n0, int co
     }
 }
 
+#if SVDQ_X86
 SVDQ_TARGET_AVX512 void epilogue_avx512(const GemmArgs& a, int64_t m0, int rows, int64_t n0, int cols, const float* c,
                                         int64_t ldc) {
   for (int j = 0; j < cols; j += 16) {
@@ -54,9 +57,9 @@ SVDQ_TARGET_AVX512 void epilogue_avx512(const GemmArgs& a, int64_t m0, int rows,
     }
   }
 }
+#endif  // SVDQ_X86
 
 void gemm_scalar(const GemmArgs& a) {
-  const int64_t KC = a.Kt / 32;
   parallel_for((a.M + 15) / 16, [&](int64_t task, int) {
     const int64_t m0 = task * 16;
     const int rows = static_cast<int>(std::min<int64_t>(16, a.M - m0));
@@ -78,10 +81,10 @@ void gemm_scalar(const GemmArgs& a) {
   });
 }
 
+#if SVDQ_X86
 // AVX2: 6 rows × 16 columns of f32 sums; the 16 columns' pairs of row k2 are two 32-byte loads, split into the
 // even-k and odd-k values by a shift and a mask.
 __attribute__((target("avx2,fma"))) void avx2_task(const GemmArgs& a, int64_t task, int64_t tn) {
-  const int64_t KC = a.Kt / 32;
   {
     const int64_t mt0 = (task / tn) * kTaskRows, nt0 = (task % tn) * kTaskCols;
     const int64_t mt1 = std::min(a.M, mt0 + kTaskRows), nt1 = std::min(a.N, nt0 + kTaskCols);
@@ -169,13 +172,16 @@ void run_tasks(const GemmArgs& a) {
   const int64_t tm = (a.M + kTaskRows - 1) / kTaskRows, tn = (a.N + kTaskCols - 1) / kTaskCols;
   parallel_for(tm * tn, [&](int64_t task, int) { F(a, task, tn); });
 }
+#endif  // SVDQ_X86
 
 }  // namespace
 
 void epilogue_rows(const GemmArgs& a, int64_t m0, int rows, int64_t n0, int cols, const float* c, int64_t ldc) {
+#if SVDQ_X86
   if (isa_at_least(Isa::Avx512))
     epilogue_avx512(a, m0, rows, n0, cols, c, ldc);
   else
+#endif  // SVDQ_X86
     epilogue_scalar(a, m0, rows, n0, cols, c, ldc);
 }
 
@@ -189,9 +195,11 @@ int gemm_path() {
 void gemm(const GemmArgs& a) {
   if (a.M == 0) return;
   switch (gemm_path()) {
+#if SVDQ_X86
     case 3: gemm_amx(a); break;
     case 2: run_tasks<avx512fma_task>(a); break;
     case 1: run_tasks<avx2_task>(a); break;
+#endif  // SVDQ_X86
     default: gemm_scalar(a); break;
   }
 }

@@ -26,6 +26,7 @@
 #include "p2_layer.h"
 #include "simd.h"
 
+#if SVDQ_X86  // AMX only: the portable GEMM is gemm_p2.cc gemm_scalar
 #define SVDQ_TARGET_AMXBF \
   __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl,amx-tile,amx-bf16")))
 
@@ -143,3 +144,4 @@ void gemm_amx(const GemmArgs& a) {
 
 }  // namespace p2
 }  // namespace svdq
+#endif  // SVDQ_X86

@@ -19,6 +19,7 @@ namespace svdq {
 namespace p2 {
 namespace a2 {
 
+#if SVDQ_X86
 namespace {
 
 constexpr int64_t kMB = 48;        // rows per task (a multiple of the 4-row micro-tile), as gemm_w4a4.cc
@@ -172,6 +173,7 @@ void rows(const Act& x, const Weight& w, const float* bias, bool gelu, float* y,
 }
 
 }  // namespace
+#endif  // SVDQ_X86
 
 bool available() { return active_isa() == Isa::Avx2; }
 
@@ -219,6 +221,7 @@ void pack_weight(const PackArgs& a, uint8_t* base) {
   });
 }
 
+#if SVDQ_X86
 int64_t quantize(const QuantArgs& in, const Act& out) {
   const int64_t M = in.M, K = in.K, R = in.R, G = K / kGroup;
   QuantArgs q = in;
@@ -259,6 +262,7 @@ void gemm(const Act& x, const Weight& w, const float* bias, bool gelu, float* y)
     }
   });
 }
+#endif  // SVDQ_X86
 
 }  // namespace a2
 }  // namespace p2

@@ -27,6 +27,7 @@
 namespace svdq {
 namespace p2i8 {
 
+#if SVDQ_X86
 namespace {
 
 // The plan of gemm_p2_amx.cc (amx_plan.h): 384 × 384 tasks, 8-step chunks (here 512 K columns: the 32-row
@@ -300,9 +301,11 @@ SVDQ_TARGET_AVX512 void fixup_rows(const Ctx& x, int64_t m0, int64_t m1) {
 thread_local std::vector<float> t_zr, t_zc;
 
 }  // namespace
+#endif  // SVDQ_X86
 
 bool available() { return cpu_has_amx_bf16(); }
 
+#if SVDQ_X86
 void gemm(const GemmArgs& a) {
   const Act& A = *a.act;
   const Weight& W = *a.w;
@@ -337,6 +340,7 @@ void gemm(const GemmArgs& a) {
     parallel_for((A.M + 15) / 16, [&](int64_t t, int) { fixup_rows(x, t * 16, std::min(A.M, t * 16 + 16)); });
   }
 }
+#endif  // SVDQ_X86
 
 }  // namespace p2i8
 }  // namespace svdq

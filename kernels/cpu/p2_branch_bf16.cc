@@ -31,13 +31,16 @@ namespace p2 {
 
 namespace {
 
+#if SVDQ_X86
 constexpr int64_t kChunk = 8;  // 32-column K steps per converted chunk of x (32 rows × 256 bf16 = 16 KiB)
+#endif  // SVDQ_X86
 
 // Element (r, k) of the packed L_down (p2_layer.h ldb table).
 inline int64_t ldb_at(int64_t r, int64_t k, int64_t RB) {
   return ((k / 32) * RB + r / 16) * 512 + ((k % 32) / 2) * 32 + (r % 16) * 2 + k % 2;
 }
 
+#if SVDQ_X86
 struct Scratch {
   std::vector<uint16_t> xa;  // [kChunk][2][16][32] bf16 A tiles of the current chunk
   std::vector<float> c;      // [rank groups][4][16][16] parked C tiles
@@ -63,6 +66,7 @@ SVDQ_TARGET_P2BF int row_shift(const float* x, int64_t K) {
   std::frexp(amax, &e);  // amax = f·2^e, f in [0.5, 1)
   return std::min(126, -e);
 }
+#endif  // SVDQ_X86
 
 }  // namespace
 
@@ -111,6 +115,7 @@ void down_bf16_scalar(const float* x, int64_t ldx, int rows, int64_t K, const ui
     }
 }
 
+#if SVDQ_X86
 namespace {
 
 // One 32-column K step of a 32-row block: A tiles 4, 5 (rows 0–15, 16–31) from ap, B tiles 6 (ranks 0–15) and, with
@@ -199,6 +204,7 @@ SVDQ_TARGET_P2BF void down_bf16_amx_tiles(const uint16_t* xa, int rows, int64_t 
   }
   _tile_release();
 }
+#endif  // SVDQ_X86
 
 }  // namespace p2
 }  // namespace svdq

@@ -24,6 +24,7 @@ int shift_of(float s_scaled, float S) {
   return std::ilogb(r);
 }
 
+#if SVDQ_X86
 // 64 codes q in [−8, 7] times 2^s (s in [0, 4]) as int8, by one byte shuffle of the table of q·2^s per q & 15.
 SVDQ_TARGET_AVX512 inline __m512i shifted_codes(const int8_t* q, int s) {
   alignas(64) static const int8_t kTables[5][64] = {
@@ -41,6 +42,7 @@ SVDQ_TARGET_AVX512 inline __m512i shifted_codes(const int8_t* q, int s) {
   const __m512i idx = _mm512_and_si512(_mm512_loadu_si512(q), _mm512_set1_epi8(15));
   return _mm512_shuffle_epi8(_mm512_load_si512(kTables[s]), idx);
 }
+#endif  // SVDQ_X86
 
 // Per-row band data of a tensor: bands [rows], top, start [rows][3], band / shift [rows][G].
 struct RowBands {
@@ -158,6 +160,7 @@ void pack_weight(const p2::PackArgs& a, const uint16_t* wop, const float* sw, We
       std::memcpy(o.wbr + (nb * BR + j) * 1024, wop + (nb * KC + K / 32 + j) * 1024, 2048);
 }
 
+#if SVDQ_X86
 namespace {
 
 void zero_row(int8_t* a8, int64_t m, int64_t K) {
@@ -325,6 +328,7 @@ void pack_act(const int8_t* codes, const int8_t* exponents, const float* row_sca
     act_rows(codes, row_scales, sx, K, b, o, t * 32, std::min(M, t * 32 + 32));
   });
 }
+#endif  // SVDQ_X86
 
 }  // namespace p2i8
 }  // namespace svdq
