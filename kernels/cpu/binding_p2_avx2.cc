@@ -58,10 +58,15 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(g_mu);
     const a2::ActLayout l(q.M, q.K, q.R);
     const a2::Act x = a2::act_view(svdq::align64(g_op, static_cast<size_t>(l.bytes)), q.M, q.K, q.R);
+#if SVDQ_X86
     const int64_t st = a2::quantize(q, x);
     if (st != -1) return Napi::Number::New(env, static_cast<double>(st));
     a2::gemm(x, w, bias, flag(o, "gelu"), y);
     return Napi::Number::New(env, -1);
+#else  // the avx2-int8 kernels are x86 code (p2a2Available() is false elsewhere)
+    (void)w, (void)bias, (void)y, (void)x;
+    throw KernelError("p2a2Forward: the avx2-int8 int4p2 kernels need an x86-64 CPU with AVX2");
+#endif
   });
 }
 
@@ -73,11 +78,16 @@ Napi::Value QuantizeOperand(const Napi::CallbackInfo& info) {
     common_quant(o, q, 1);
     const a2::ActLayout l(q.M, q.K, q.R);
     Napi::Uint8Array op = Napi::Uint8Array::New(env, static_cast<size_t>(l.bytes + 64));
+#if SVDQ_X86
     const int64_t st = a2::quantize(q, a2::act_view(aligned_bytes(op.Data()), q.M, q.K, q.R));
     Napi::Object r = Napi::Object::New(env);
     r.Set("status", Napi::Number::New(env, static_cast<double>(st)));
     if (st == -1) r.Set("op", op);
     return r;
+#else
+    (void)op;
+    throw KernelError("p2a2QuantizeOperand: the avx2-int8 int4p2 kernels need an x86-64 CPU with AVX2");
+#endif
   });
 }
 
@@ -89,8 +99,13 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     dims(M, K, N, R, "p2a2Gemm");
     const a2::Weight w = weight_of(o, N, K, R);
     const a2::Act x = a2::act_view(bytes_of(o, "op", a2::ActLayout(M, K, R).bytes), M, K, R);
+#if SVDQ_X86
     a2::gemm(x, w, arr<float>(o, "bias", N, true), flag(o, "gelu"), arr<float>(o, "y", M * N));
     return env.Undefined();
+#else
+    (void)w, (void)x;
+    throw KernelError("p2a2Gemm: the avx2-int8 int4p2 kernels need an x86-64 CPU with AVX2");
+#endif
   });
 }
 

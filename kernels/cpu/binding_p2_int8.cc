@@ -44,7 +44,11 @@ int64_t quantize_pack(const Napi::Object& o, uint16_t* aop, bool branch_only, fl
   q.aop_branch_only = branch_only;
   q.sx = sx;
   q.row_scales = q8.row_scales.data();
+#if SVDQ_X86
   return p2i8::quantize_act(q, act);  // the band operand written from each row's codes while they are in cache
+#else  // the AMX-INT8 kernels are x86 code (p2i8Available() is false elsewhere)
+  throw KernelError("p2i8: the AMX-INT8 int4p2 kernels need an x86-64 CPU with AMX");
+#endif
 }
 
 void gemm_out(const Napi::Object& o, p2i8::GemmArgs& g, const p2i8::Weight& w, int64_t M) {
@@ -118,7 +122,11 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     g.abr = w.Kt > w.K ? aop : nullptr;
     g.sx = g_sx.data();
     gemm_out(o, g, w, M);
+#if SVDQ_X86
     p2i8::gemm(g);
+#else
+    throw KernelError("p2i8: the AMX-INT8 int4p2 kernels need an x86-64 CPU with AMX");
+#endif
     return Napi::Number::New(env, -1);
   });
 }
@@ -170,7 +178,11 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     g.abr = w.Kt > w.K ? aligned(arr<uint16_t>(o, "aop", p2::round_up(M, 32) * w.Kt + 32)) : nullptr;
     g.sx = arr<float>(o, "sx", M);
     gemm_out(o, g, w, M);
+#if SVDQ_X86
     p2i8::gemm(g);
+#else
+    throw KernelError("p2i8: the AMX-INT8 int4p2 kernels need an x86-64 CPU with AMX");
+#endif
     return env.Undefined();
   });
 }
