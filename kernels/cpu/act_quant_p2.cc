@@ -533,10 +533,9 @@ int64_t quantize(const QuantArgs& a) {
         float* acc = align64(s.acc, TR * lowrank::rank_pad(R));
         float* xblk = bf ? align64(s.xb, static_cast<size_t>(TR * lowrank::kKC)) : nullptr;  // bf16(x) per K block
         lowrank2::down_rows(a.x + m0 * K, K, rows, K, ldt, R, acc, la, R, xblk);
-      } else if (bf) {  // down_bf16_scalar's sums (bf16 x rounded once per row, not once per rank)
-#else
-      if (bf) {  // down_bf16_scalar's sums (bf16 x rounded once per row, not once per rank)
+      } else
 #endif  // SVDQ_X86
+      if (bf) {  // down_bf16_scalar's sums (bf16 x rounded once per row, not once per rank)
         s.xb.resize(TR * K);
         round_rows_bf16(a.x + m0 * K, K, rows, K, s.xb.data());
         down_scalar_t(s.xb.data(), K, rows, ldt, R, la);
@@ -566,10 +565,9 @@ int64_t quantize(const QuantArgs& a) {
       else if (avx2)
         rc = row_avx2(xr, a.inv_smooth, K, s.v.data(), lr, Rl, qd, s.e.data(), a.aop_branch_only ? nullptr : tiled, st,
                       c);
-      else if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
-#else
-      if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
+      else
 #endif  // SVDQ_X86
+      if (!scaled_row_scalar(xr, a.inv_smooth, K, s.v.data()))
         rc = 1;
       if (rc == 3) {  // the portable row (v is in s.v)
         rc = row_scalar(s.v.data(), K, s.q.data(), s.e.data(), st);

@@ -15,8 +15,8 @@ SRC=kernels/cpu
 OBJ=$(mktemp -d)
 trap 'rm -rf "$OBJ"' EXIT
 NAPI=$(node -p "require('./packages/kernels/node_modules/node-addon-api').include_dir")
-HDR=$(node -p "require('path').dirname(require.resolve('node-api-headers/include/node_api.h', {paths: [require.resolve('./packages/kernels/node_modules/node-addon-api')]}))" 2>/dev/null ||
-  dirname "$(ls node_modules/.pnpm/node-api-headers@*/node_modules/node-api-headers/include/node_api.h | head -1)")
+HDR=$(node -p "require('path').dirname(require.resolve('node-api-headers/include/node_api.h',
+  { paths: [require.resolve('./packages/kernels/node_modules/node-addon-api')] }))")
 CXX=${CXX_ARM:-aarch64-linux-gnu-g++}
 FLAGS=(-std=c++17 -O3 -fPIC -fexceptions -pthread -fno-math-errno -Wall -Wextra -Wno-unused-parameter
   -Wno-maybe-uninitialized -I"$NAPI" -I"$HDR" -DNAPI_VERSION=8 -DNODE_ADDON_API_DISABLE_DEPRECATED)

@@ -627,17 +627,14 @@ const char* eng_flux_step(eng_engine* e, int profile) {
 const char* eng_flux_step_graph(eng_engine* e) {
   return guarded([&] {
     if (!e->graph) {
+      e->prof = false;
       // One eager step first, unless an observer records steps (it would count the extra one): the int4p2 GEMM
       // plans time cuBLASLt's configurations on their first call outside capture (svdq_p2_gemm), and a call made
       // during capture would bake cuBLASLt's heuristic choice into the graph (1.15–1.31x slower GEMMs at M = 4608).
-      if (e->obs.empty()) {
-        e->prof = false;
-        e->step_model();
-      }
+      if (e->obs.empty()) e->step_model();
       cudaGraph_t g = nullptr;
       ckc(cudaStreamBeginCapture(e->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
       try {
-        e->prof = false;
         e->step_model();
       } catch (...) {
         cudaStreamEndCapture(e->stream, &g);
