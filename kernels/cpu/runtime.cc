@@ -40,7 +40,13 @@ bool cpu_has_avx512_vnni() {
 }
 
 namespace {
-#if defined(__x86_64__)
+#if defined(SVDQ_EMU_AMX)
+// A test build with the tiles emulated in software (tools/avx512-emu/emu.h defines SVDQ_EMU_AMX): AMX is "there"
+// wherever that build runs. Never defined in the shipped addon.
+bool cpuid_amx_int8() { return true; }
+bool cpuid_amx_bf16() { return true; }
+bool request_amx_state() { return true; }
+#elif defined(__x86_64__)
 // CPUID.(EAX=7,ECX=0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8 (Intel SDM vol. 2A, CPUID).
 bool cpuid_amx_int8() {
   unsigned a = 0, b = 0, c = 0, d = 0;
