@@ -240,7 +240,10 @@ inline void svdq_emu_tile_stored(int d, void* base, long stride) {
   svdq_emu::Tiles& s = svdq_emu::live();
   for (int r = 0; r < s.rows[d]; ++r) std::memcpy(static_cast<char*>(base) + r * stride, s.t[d][r], s.colsb[d]);
 }
-inline void svdq_emu_tile_zero(int d) { std::memset(svdq_emu::live().t[d], 0, sizeof svdq_emu::tiles().t[d]); }
+inline void svdq_emu_tile_zero(int d) {
+  svdq_emu::Tiles& s = svdq_emu::live();
+  std::memset(s.t[d], 0, sizeof s.t[d]);
+}
 inline void svdq_emu_tile_dpbssd(int d, int a, int b) {  // int32 sums of signed byte products, wrapping
   svdq_emu::Tiles& s = svdq_emu::live();
   for (int m = 0; m < s.rows[d]; ++m)
