@@ -507,14 +507,16 @@ for (const [K, N] of KNs) {
       });
     const lrOf = (name: string, g: (n: string, p?: string) => number) =>
       (g(name, best) / g("int4p2 no LR", best) - 1) * 100;
-    p2LrRows.push(
-      `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${get("int4p2 no LR").toFixed(1)} | ${lrOf("int4p2 layer", get).toFixed(1)}% (CPU ${lrOf("int4p2 layer", getCpu).toFixed(1)}%, paired ${paired("int4p2 layer", "int4p2 no LR").toFixed(1)}%) | ${lrOf("int4p2 layer bf16", get).toFixed(1)}% (CPU ${lrOf("int4p2 layer bf16", getCpu).toFixed(1)}%, paired ${paired("int4p2 layer bf16", "int4p2 no LR").toFixed(1)}%) |`,
-    );
-    // a ratio, or "—" where a peer did not run (--only=lr has no ORT tasks)
+    // a ratio or a percentage, or "—" where a task did not run (--only=lr has no ORT tasks, --only=f32 no layers)
     const fx = (v: number) => (Number.isFinite(v) ? `${v.toFixed(2)}x` : "—");
+    const pc = (v: number) => (Number.isFinite(v) ? `${v.toFixed(1)}%` : "—");
+    if (!Number.isNaN(get("int4p2 no LR")))
+      p2LrRows.push(
+        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${get("int4p2 no LR").toFixed(1)} | ${pc(lrOf("int4p2 layer", get))} (CPU ${pc(lrOf("int4p2 layer", getCpu))}, paired ${pc(paired("int4p2 layer", "int4p2 no LR"))}) | ${pc(lrOf("int4p2 layer bf16", get))} (CPU ${pc(lrOf("int4p2 layer bf16", getCpu))}, paired ${pc(paired("int4p2 layer bf16", "int4p2 no LR"))}) |`,
+      );
     if (only !== "p2")
       ratioRows.push(
-        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${fx(ortInt / lay)} | ${fx(ortF32 / lay)} | ${((lay / get("W4A4 layer no LR") - 1) * 100).toFixed(1)}% (CPU ${lrCpu.toFixed(1)}%, paired ${paired("W4A4 layer", "W4A4 layer no LR").toFixed(1)}%) | ${fx(ortF32 / get("f32 GEMM", best))} (CPU ${fx(f32Cpu)}); prepared ${fx(ortF32 / get("f32 GEMM prepared", best))} (CPU ${fx(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM prepared", best))})${baseAddon ? `; base build ${fx(ortF32 / get("f32 GEMM base"))} (CPU ${fx(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM base"))})` : ""} | ${fx(ortF32 / get("W4A16"))} | ${fx(ortDq / get("W8A8"))} | ${paths.map((p) => `${p} ${fx(ortInt / get("W4A4 layer", p))}`).join(", ")} |`,
+        `| ${cpuModel} | ${best} | ${M} | ${K} | ${N} | ${fx(ortInt / lay)} | ${fx(ortF32 / lay)} | ${pc((lay / get("W4A4 layer no LR") - 1) * 100)} (CPU ${pc(lrCpu)}, paired ${pc(paired("W4A4 layer", "W4A4 layer no LR"))}) | ${fx(ortF32 / get("f32 GEMM", best))} (CPU ${fx(f32Cpu)}); prepared ${fx(ortF32 / get("f32 GEMM prepared", best))} (CPU ${fx(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM prepared", best))})${baseAddon ? `; base build ${fx(ortF32 / get("f32 GEMM base"))} (CPU ${fx(getCpu("ORT MatMul f32 (spin off)") / getCpu("f32 GEMM base"))})` : ""} | ${fx(ortF32 / get("W4A16"))} | ${fx(ortDq / get("W8A8"))} | ${paths.map((p) => `${p} ${fx(ortInt / get("W4A4 layer", p))}`).join(", ")} |`,
       );
     console.log(`done M=${M} K=${K} N=${N}`);
   }
