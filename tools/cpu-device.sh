@@ -16,8 +16,10 @@
 #                                       every test bundle (each suite runs on every path the CPU has, forcing them
 #                                       one by one; FORCED=1 adds a run of all bundles per SVDQ_KERNELS_ISA), then the
 #                                       benchmark pinned to 2 cores with 2 threads (the issue's setting) with
-#                                       BENCH_ARGS (default: --full). Logs and a summary under $OUT. Env:
-#                                       SKIP_TESTS=1, FORCED=1, SKIP_BENCH=1, BENCH_ARGS, BENCH_TIMEOUT (s, 420).
+#                                       BENCH_ARGS (default: --full; several runs separated by ';'). Logs and a
+#                                       summary under $OUT (few files: the device tool returns only some). Env:
+#                                       SKIP_TESTS=1, FORCED=1, SKIP_BENCH=1, BENCH_ARGS, BENCH_TIMEOUT (s per run,
+#                                       420), SVDQ_BENCH_ROUNDS (the bench's rounds per shape).
 # Not bundled: hardening.test.ts and validation.test.ts (they spawn `node --import tsx` children; input checks
 # that do not depend on the path). The tracked tree (39 MiB) + Node (21 MiB) + DIR (≈ 14 MiB) exceed the 64 MiB
 # that travel: carry [".dev-node", DIR] with the 20 MiB toy-flux transformer weights left out for the call
@@ -121,10 +123,12 @@ else say "control: WRONG ($ctl; expected 3 passed, 4 failed, 3 skipped)"; exit 1
 run_suite() { # label, then env assignments
   local label=$1; shift
   local bad=0 tp=0 tf=0 ts=0 t0=$SECONDS
+  rm -f "$out/tests-$label.log"
   for b in "$work"/*.mjs; do
     n=$(basename "$b" .mjs); [[ $n == control ]] && continue
-    env "$@" timeout 900 $NODE "$b" > "$out/test-$label-$n.log" 2>&1 || bad=1
-    read -r p f s < <(tail -1 "$out/test-$label-$n.log" | sed -nE 's/.*: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\1 \2 \3/p')
+    env "$@" timeout 900 $NODE "$b" > "$work/log" 2>&1 || bad=1
+    cat "$work/log" >> "$out/tests-$label.log" # one file per label: the device tool returns few files
+    read -r p f s < <(tail -1 "$work/log" | sed -nE 's/.*: ([0-9]+) passed, ([0-9]+) failed, ([0-9]+) skipped$/\1 \2 \3/p')
     [[ -z ${p:-} ]] && { say "   $label $n: no summary line (crashed?)"; bad=1; continue; }
     tp=$((tp + p)); tf=$((tf + f)); ts=$((ts + s))
     [[ $f != 0 ]] && say "   $label $n: $f failed"
@@ -146,10 +150,16 @@ if [[ -z ${SKIP_BENCH:-} ]]; then
   xz -dc "$lib.xz" > "$lib"
   # two CPUs on two different physical cores (the dev machines' 2 vCPUs; the issue's 2 intra-op threads)
   cpus=$(lscpu -p=CPU,CORE | grep -v '^#' | sort -t, -k2,2n -u | head -2 | cut -d, -f1 | paste -sd,)
-  say "bench: CPUs $cpus, 2 threads, args ${BENCH_ARGS:---full}"
-  # shellcheck disable=SC2086
-  SVDQ_KERNELS_THREADS=2 timeout "${BENCH_TIMEOUT:-420}" taskset -c "$cpus" $NODE "$work/js/gemm-bench.mjs" \
-    ${BENCH_ARGS:---full} > "$out/bench.log" 2>&1
-  say "bench: exit $? ($(grep -c '^|' "$out/bench.log") table lines in bench.log)"
+  # BENCH_ARGS: one run's arguments, or several runs separated by ';' (bench-1.log, bench-2.log, ...)
+  IFS=';' read -ra runs <<< "${BENCH_ARGS:---full}"
+  i=0
+  for args in "${runs[@]}"; do
+    i=$((i + 1))
+    say "bench $i: CPUs $cpus, 2 threads, args $args"
+    # shellcheck disable=SC2086
+    SVDQ_KERNELS_THREADS=2 timeout "${BENCH_TIMEOUT:-420}" taskset -c "$cpus" $NODE "$work/js/gemm-bench.mjs" \
+      $args > "$out/bench-$i.log" 2>&1
+    say "bench $i: exit $? ($(grep -c '^|' "$out/bench-$i.log") table lines), $(date -u +%T)"
+  done
 fi
 rm -rf "$work"
