@@ -14,7 +14,8 @@
 #                                       .dev-node/node.xz (made here once: tools/device-common.sh svdq_device_node).
 #   tools/cpu-device.sh [DIR]           (GPU machine) CPU facts, the control (must report exactly its known counts),
 #                                       every test bundle (each suite runs on every path the CPU has, forcing them
-#                                       one by one; FORCED=1 adds a run of all bundles per SVDQ_KERNELS_ISA), then the
+#                                       one by one; FORCED=1: instead, one run of all bundles per SVDQ_KERNELS_ISA,
+#                                       FORCED="avx512 avx2": those paths), then the
 #                                       benchmark pinned to 2 cores with 2 threads (the setting) with
 #                                       BENCH_ARGS (default: --full; several runs separated by ';'). Logs and a
 #                                       summary under $OUT (few files: the device tool returns only some). Env:
@@ -131,9 +132,10 @@ run_suite() { # label, then env assignments
   say "tests ($label): $tp passed, $tf failed, $ts skipped, $((SECONDS - t0)) s $([[ $bad == 0 ]] && echo PASS || echo FAIL)"
 }
 if [[ -z ${SKIP_TESTS:-} ]]; then
-  run_suite auto SVDQ_KERNELS_ISA=auto
-  if [[ -n ${FORCED:-} ]]; then
-    for isa in $isas; do run_suite "$isa" SVDQ_KERNELS_ISA="$isa"; done
+  if [[ -z ${FORCED:-} ]]; then run_suite auto SVDQ_KERNELS_ISA=auto
+  else
+    [[ $FORCED == 1 ]] && FORCED=$isas
+    for isa in $FORCED; do run_suite "$isa" SVDQ_KERNELS_ISA="$isa"; done
   fi
 fi
 [[ -n $local_run ]] && { rm -rf "$work"; exit 0; }
