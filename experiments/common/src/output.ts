@@ -11,7 +11,7 @@ import type { MethodResult } from "./model-run.js";
 /** CPU model, cores and the native kernels' ISA path (or the TypeScript fallback), for every report. */
 export function machineLine(): string {
   const info = backendInfo();
-  return `${cpus()[0]?.model ?? "CPU"} (${cpus().length} cores), kernels ${info.native ? `native ${info.isa}` : "TypeScript"} path, ${info.threads} threads`;
+  return `${info.cpu} (${cpus().length} cores), kernels ${info.native ? `native ${info.isa}` : "TypeScript"} path, ${info.threads} threads`;
 }
 
 /** Create `outDir` and check that results can be written there, before a long run. */

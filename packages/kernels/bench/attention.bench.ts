@@ -19,7 +19,7 @@ const threads = Number(process.env.SVDQ_KERNELS_THREADS) || availableParallelism
 const info = backendInfo();
 if (!info.native) throw new Error(`the benchmark needs the native addon: ${info.reason}`);
 setThreads(threads);
-const cpuModel = (cpus()[0]?.model ?? "unknown CPU").replace(/\s+/g, " ").trim();
+const cpuModel = info.cpu;
 
 let seed = 777;
 const rand = () => {

@@ -93,7 +93,7 @@ setThreads(threads);
 baseAddon?.setThreads(threads);
 const best = info.isa as NativeIsa;
 const paths = info.supportedIsas.filter((i) => i !== "scalar").reverse() as NativeIsa[];
-const cpuModel = (cpus()[0]?.model ?? "unknown CPU").replace(/\s+/g, " ").trim();
+const cpuModel = info.cpu;
 
 let seed = 12345;
 const rand = () => {

@@ -4,6 +4,7 @@
  * float64 references of reference.ts on the unpacked weights.
  */
 import { availableParallelism } from "node:os";
+import { cpuLabel } from "./cpu-label.js";
 import { KernelsError } from "./errors.js";
 import {
   NF4_TABLE,
@@ -467,6 +468,8 @@ export interface BackendInfo {
   /** The native paths this CPU (and OS) can run, worst to best ([] without the addon). */
   supportedIsas: NativeIsa[];
   reason: string;
+  /** This CPU as benchmark lines name it: model name, and family / model / stepping on x86 Linux (cpuLabel()). */
+  cpu: string;
 }
 
 /**
@@ -512,6 +515,7 @@ export function backendInfo(): BackendInfo {
       cpuHasAvx2Fma: false,
       supportedIsas: [],
       reason: nativeReason(),
+      cpu: cpuLabel(),
     };
   return {
     native: true,
@@ -520,5 +524,6 @@ export function backendInfo(): BackendInfo {
     cpuHasAvx2Fma: nb.hasAvx2(),
     supportedIsas: nb.supportedIsas(),
     reason: "",
+    cpu: cpuLabel(),
   };
 }

@@ -1,4 +1,3 @@
-import { cpus } from "node:os";
 import { describe, it } from "vitest";
 import { type BackendInfo, NATIVE_ISAS, type NativeIsa, setIsa } from "../src/index.ts";
 
@@ -58,7 +57,7 @@ export function isasToTest(
   const run = info.supportedIsas.filter((i) => only.includes(i)).reverse();
   const skipped = NATIVE_ISAS.filter((i) => only.includes(i) && !run.includes(i)).map((isa) => ({
     isa,
-    reason: `this CPU (${cpus()[0]?.model ?? "unknown"}) supports only ${info.supportedIsas.join(", ")}`,
+    reason: `this CPU (${info.cpu}) supports only ${info.supportedIsas.join(", ")}`,
   }));
   return { run, skipped };
 }

@@ -63,7 +63,7 @@ try {
   const rss = process.resourceUsage().maxRSS / 1024; // KiB → MiB
   const info = backendInfo();
   console.log(
-    `CPU: ${cpus()[0]?.model} (${cpus().length} cores), kernels ISA ${info.isa}, threads ${threads}, ${quick ? "quick" : "full"} search`,
+    `CPU: ${info.cpu} (${cpus().length} cores), kernels ISA ${info.isa}, threads ${threads}, ${quick ? "quick" : "full"} search`,
   );
   const cd = cpu.get("transformer_blocks.0.") ?? Number.NaN;
   const cs = cpu.get("single_transformer_blocks.0.") ?? Number.NaN;

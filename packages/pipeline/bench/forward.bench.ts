@@ -84,7 +84,7 @@ try {
   const p = med(times.packed);
   const info = backendInfo();
   console.log(
-    `CPU ${cpus()[0]?.model}, ${info.threads} kernel threads, ISA ${info.isa}; median of ${ROUNDS} alternated rounds`,
+    `CPU ${info.cpu}, ${info.threads} kernel threads, ISA ${info.isa}; median of ${ROUNDS} alternated rounds`,
   );
   console.log("| flux-small forward (1280 tokens) | ms | tokens/s | weights resident |\n|---|---|---|---|");
   console.log(

@@ -259,7 +259,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   const gridPath = join(o.outDir, "grid.png");
   await writeFileAtomic(gridPath, encodePng(g, g.width, g.height, { rows: rows.map((r) => r.method).join(", ") }));
   const info = backendInfo();
-  const machine = `${cpus()[0]?.model ?? "CPU"} (${cpus().length} cores), kernels ${info.native ? info.isa : "TypeScript"} path, ${info.threads} threads, dense layers on ${gemm.backend.name}`;
+  const machine = `${info.cpu} (${cpus().length} cores), kernels ${info.native ? info.isa : "TypeScript"} path, ${info.threads} threads, dense layers on ${gemm.backend.name}`;
   const fmt = (v: number | null, d: number) => (v === null ? "–" : v.toFixed(d));
   const shown = (r: DemoRow) => (r.captionsShown === null ? "" : ` ${r.captionsShown} / ${r.images.length} |`);
   const md = [

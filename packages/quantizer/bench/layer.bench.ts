@@ -98,7 +98,7 @@ else {
   const info = kernels.backendInfo();
   const load0 = loadavg()[0];
   console.log(
-    `layer [${N}, ${K}], rank ${R}, ${M} tokens, seed ${SEED}${WARM ? ", warm-started refinement" : ""}; CPU ${cpus()[0]?.model} x${cpus().length}; kernels ${info.native ? info.isa : `TypeScript (${info.reason})`}, ${info.threads} threads; ${new Date().toISOString()}`,
+    `layer [${N}, ${K}], rank ${R}, ${M} tokens, seed ${SEED}${WARM ? ", warm-started refinement" : ""}; CPU ${info.cpu} x${cpus().length}; kernels ${info.native ? info.isa : `TypeScript (${info.reason})`}, ${info.threads} threads; ${new Date().toISOString()}`,
   );
   const rows: Record<string, Record<string, number | string>> = {};
   for (const c of cases) {
