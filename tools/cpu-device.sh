@@ -103,7 +103,8 @@ summary=$out/summary.txt
 : > "$summary"
 say() { echo "$*" | tee -a "$summary"; }
 
-say "== $(date -u +%FT%TZ) $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) CPUs"
+fm() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo | cut -d: -f2 | xargs; }
+say "== $(date -u +%FT%TZ) $(fm 'model name') (family $(fm 'cpu family') model $(fm model) stepping $(fm stepping)), $(nproc) CPUs"
 say "   x86 features: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' |
   grep -E '^(avx2|fma|avx512f|avx512bw|avx512vl|avx512_vnni|avx512_bf16|avx512_fp16|avx_vnni|amx_tile|amx_int8|amx_bf16)$' | xargs)"
 lscpu > "$out/lscpu.txt" 2>&1
