@@ -173,64 +173,54 @@ async function withTimeout(p: unknown, ms: number, name: string): Promise<void> 
 export async function runRegistered(file: string): Promise<RunCounts> {
   const counts: RunCounts = { passed: 0, failed: 0, skipped: 0 };
   const log = (s: string) => process.stdout.write(`${s}\n`);
+  const skipped = (full: string, why: string) => {
+    counts.skipped++;
+    log(`  ↓ ${full} (${why})`);
+  };
+  // beforeAll stops at its first failure (the suite does not run), afterAll runs every hook
+  async function hooks(list: AnyFn[], full: string, label: string, stopOnFailure: boolean): Promise<boolean> {
+    let ok = true;
+    for (const h of list) {
+      try {
+        await h();
+      } catch (e) {
+        counts.failed++;
+        log(`  ✗ ${full} ${label}: ${(e as Error)?.message ?? e}`);
+        ok = false;
+        if (stopOnFailure) break;
+      }
+    }
+    return ok;
+  }
+  async function runTest(node: TestNode, full: string): Promise<void> {
+    const t0 = performance.now();
+    setState({ assertionCalls: 0, currentTestName: full }, expect);
+    const ctx = {
+      skip: (reason?: string) => {
+        throw new Skip(reason ?? "ctx.skip");
+      },
+      task: { name: node.name },
+    };
+    try {
+      await withTimeout(node.fn(ctx), node.timeout, full);
+      counts.passed++;
+      log(`  ✓ ${full} (${(performance.now() - t0).toFixed(0)} ms)`);
+    } catch (e) {
+      if (e instanceof Skip) return skipped(full, e.message);
+      counts.failed++;
+      const stack = String((e as Error)?.stack ?? e)
+        .split("\n")
+        .slice(0, 6);
+      log(`  ✗ ${full}\n      ${stack.join("\n      ")}`);
+    }
+  }
   async function run(node: TestNode | SuiteNode, path: string, skip: string | undefined): Promise<void> {
     const full = path ? `${path} > ${node.name}` : node.name;
     const why = skip ?? node.skip;
-    if (node.kind === "test") {
-      if (why) {
-        counts.skipped++;
-        log(`  ↓ ${full} (${why})`);
-        return;
-      }
-      const t0 = performance.now();
-      setState({ assertionCalls: 0, currentTestName: full }, expect);
-      try {
-        await withTimeout(
-          node.fn({
-            skip: (reason?: string) => {
-              throw new Skip(reason ?? "ctx.skip");
-            },
-            task: { name: node.name },
-          }),
-          node.timeout,
-          full,
-        );
-        counts.passed++;
-        log(`  ✓ ${full} (${(performance.now() - t0).toFixed(0)} ms)`);
-      } catch (e) {
-        if (e instanceof Skip) {
-          counts.skipped++;
-          log(`  ↓ ${full} (${e.message})`);
-          return;
-        }
-        counts.failed++;
-        log(
-          `  ✗ ${full}\n      ${String((e as Error)?.stack ?? e)
-            .split("\n")
-            .slice(0, 6)
-            .join("\n      ")}`,
-        );
-      }
-      return;
-    }
-    if (!why)
-      for (const h of node.beforeAll)
-        try {
-          await h();
-        } catch (e) {
-          counts.failed++;
-          log(`  ✗ ${full} beforeAll: ${(e as Error)?.message ?? e}`);
-          return;
-        }
+    if (node.kind === "test") return why ? skipped(full, why) : runTest(node, full);
+    if (!why && !(await hooks(node.beforeAll, full, "beforeAll", true))) return;
     for (const c of node.children) await run(c, full, why);
-    if (!why)
-      for (const h of node.afterAll)
-        try {
-          await h();
-        } catch (e) {
-          counts.failed++;
-          log(`  ✗ ${full} afterAll: ${(e as Error)?.message ?? e}`);
-        }
+    if (!why) await hooks(node.afterAll, full, "afterAll", false);
   }
   await run(root, "", undefined);
   log(`${file}: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
